@@ -1,0 +1,158 @@
+// Package domain holds the few types every stage of xmodal shares: a post as it
+// arrives, a record as it is indexed, and a hit as a query returns it. It has no
+// dependencies on any stage; stages depend on it and never on each other's internals.
+package domain
+
+import (
+	"errors"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the post schema this build writes and the newest it reads.
+const SchemaVersion = 1
+
+// Modality is the kind of content a record's vector was computed from.
+type Modality string
+
+// The modalities of a record. A fused record exists when a post has both an image
+// and a text that encoded: normalise(image vector + text vector).
+const (
+	ModalityImage Modality = "image"
+	ModalityText  Modality = "text"
+	ModalityFused Modality = "fused"
+)
+
+// Modalities lists every record modality in a stable order.
+var Modalities = []Modality{ModalityImage, ModalityText, ModalityFused}
+
+// Valid reports whether m is one of the record modalities.
+func (m Modality) Valid() bool {
+	switch m {
+	case ModalityImage, ModalityText, ModalityFused:
+		return true
+	}
+	return false
+}
+
+// ParseModality turns a string into a Modality or returns an error naming it.
+func ParseModality(s string) (Modality, error) {
+	m := Modality(strings.ToLower(strings.TrimSpace(s)))
+	if !m.Valid() {
+		return "", errors.New("unknown modality " + quote(s) + " (want image, text or fused)")
+	}
+	return m, nil
+}
+
+// ImageRef says where a post's image is: a URL to fetch, or inline bytes
+// (base64 in JSON). Exactly one of URL and Data is set on a valid post.
+type ImageRef struct {
+	URL  string `json:"url,omitempty"`
+	Data []byte `json:"data,omitempty"`
+	MIME string `json:"mime,omitempty"`
+}
+
+// Post is one social-media post as it arrives on the ingest stream (JSON, one
+// object per message, key = post id). Validation lives in ingest.
+type Post struct {
+	Schema    int       `json:"schema"`
+	ID        string    `json:"id"`
+	Author    string    `json:"author,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Text      string    `json:"text,omitempty"`
+	Lang      string    `json:"lang,omitempty"`
+	Image     *ImageRef `json:"image,omitempty"`
+	Tags      []string  `json:"tags,omitempty"`
+	Labels    []string  `json:"labels,omitempty"`
+}
+
+// HasText reports whether the post carries text to encode.
+func (p *Post) HasText() bool { return strings.TrimSpace(p.Text) != "" }
+
+// HasImage reports whether the post carries an image reference.
+func (p *Post) HasImage() bool {
+	return p.Image != nil && (p.Image.URL != "" || len(p.Image.Data) > 0)
+}
+
+// PKSep separates the post id and the modality in a primary key. Post ids may not
+// contain it (ingest validates this).
+const PKSep = "#"
+
+// PrimaryKey derives the primary key of a record from its post id and modality, so
+// that upserts are idempotent: re-delivering a post writes the same keys again.
+func PrimaryKey(postID string, m Modality) string { return postID + PKSep + string(m) }
+
+// SplitPrimaryKey is the inverse of PrimaryKey.
+func SplitPrimaryKey(pk string) (postID string, m Modality, ok bool) {
+	i := strings.LastIndex(pk, PKSep)
+	if i <= 0 {
+		return "", "", false
+	}
+	m = Modality(pk[i+1:])
+	if !m.Valid() {
+		return "", "", false
+	}
+	return pk[:i], m, true
+}
+
+// Record is one row of the index: one per (post, modality).
+type Record struct {
+	PK           string    `json:"pk"`
+	PostID       string    `json:"post_id"`
+	Modality     Modality  `json:"modality"`
+	Author       string    `json:"author,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	ModelVersion string    `json:"model_version"`
+	Labels       []string  `json:"labels,omitempty"`
+	// Text is the post's text, truncated to MaxStoredText bytes on a rune boundary.
+	Text      string `json:"text,omitempty"`
+	MediaURL  string `json:"media_url,omitempty"`
+	Thumbnail []byte `json:"thumbnail,omitempty"` // small JPEG, images only
+	// Vector is always L2-normalised.
+	Vector []float32 `json:"vector"`
+	// Code is the binary hash code, packed most significant bit first.
+	Code []byte `json:"code,omitempty"`
+	// PDQ is the 256-bit perceptual hash of an image record (32 bytes), with its quality.
+	PDQ        []byte `json:"pdq,omitempty"`
+	PDQQuality int    `json:"pdq_quality,omitempty"`
+}
+
+// MaxStoredText is how many bytes of a post's text a record keeps for display.
+const MaxStoredText = 1024
+
+// TruncateText cuts s to at most n bytes without splitting a UTF-8 sequence.
+func TruncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// Hit is one ranked result of a query.
+type Hit struct {
+	PK        string    `json:"pk"`
+	PostID    string    `json:"post_id"`
+	Modality  Modality  `json:"modality"`
+	Score     float32   `json:"score"`
+	Distance  *int      `json:"distance,omitempty"` // Hamming distance for near-duplicate hits
+	Author    string    `json:"author,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Labels    []string  `json:"labels,omitempty"`
+	Text      string    `json:"text,omitempty"`
+	MediaURL  string    `json:"media_url,omitempty"`
+	Thumbnail []byte    `json:"thumbnail,omitempty"`
+}
+
+// HitFromRecord copies what a result page shows from r.
+func HitFromRecord(r *Record, score float32) Hit {
+	return Hit{
+		PK: r.PK, PostID: r.PostID, Modality: r.Modality, Score: score,
+		Author: r.Author, CreatedAt: r.CreatedAt, Labels: r.Labels,
+		Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail,
+	}
+}
+
+func quote(s string) string { return "\"" + s + "\"" }
