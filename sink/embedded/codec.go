@@ -1,0 +1,64 @@
+package embedded
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// A stored record is: a 1-byte format version, a uvarint length and the JSON of the
+// record without its vector, then the vector as little-endian float32s. JSON keeps the
+// metadata readable and evolvable; the raw vector keeps loading 1M records fast.
+const recordFormat = 1
+
+func encodeRecord(r *domain.Record) ([]byte, error) {
+	meta := *r
+	meta.Vector = nil
+	js, err := json.Marshal(&meta)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(js)+4*len(r.Vector))
+	out = append(out, recordFormat)
+	out = binary.AppendUvarint(out, uint64(len(js)))
+	out = append(out, js...)
+	for _, f := range r.Vector {
+		out = binary.LittleEndian.AppendUint32(out, math.Float32bits(f))
+	}
+	return out, nil
+}
+
+func decodeRecord(b []byte) (*domain.Record, error) {
+	if len(b) < 2 || b[0] != recordFormat {
+		return nil, errors.New("stored record: unknown format")
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || uint64(len(b)-1-k) < n {
+		return nil, errors.New("stored record: bad length")
+	}
+	js := b[1+k : 1+k+int(n)]
+	rest := b[1+k+int(n):]
+	if len(rest)%4 != 0 {
+		return nil, fmt.Errorf("stored record: vector has %d bytes, not a multiple of 4", len(rest))
+	}
+	var r domain.Record
+	if err := json.Unmarshal(js, &r); err != nil {
+		return nil, fmt.Errorf("stored record: %w", err)
+	}
+	r.Vector = make([]float32, len(rest)/4)
+	for i := range r.Vector {
+		r.Vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))
+	}
+	return &r, nil
+}
+
+// postEntry is what the store remembers of a post: its newest applied version and
+// the primary keys of its records.
+type postEntry struct {
+	Seq uint64   `json:"seq"`
+	PKs []string `json:"pks"`
+}
