@@ -1,0 +1,103 @@
+// Package query answers cross-modal lookups over NATS request-reply
+// (subjects under xmodal.v1.). The request and response types are specified with
+// examples in docs/query-api.md.
+package query
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// SubjectPrefix versions every subject of the service.
+const SubjectPrefix = "xmodal.v1"
+
+// Limits on requests.
+const (
+	DefaultK       = 10
+	MaxK           = 1000
+	MaxQueryText   = 4096
+	MaxImageBytes  = 6 << 20
+	MaxRequestSize = 8 << 20
+)
+
+// SearchRequest is the body of xmodal.v1.search. Exactly one of Text, Image,
+// ImageURL and Vector is set.
+type SearchRequest struct {
+	Text     string    `json:"text,omitempty"`
+	Image    []byte    `json:"image,omitempty"` // base64 in JSON
+	ImageURL string    `json:"image_url,omitempty"`
+	Vector   []float32 `json:"vector,omitempty"`
+	// Target is the modality of the records to return: image, text, fused or any
+	// (default). any merges the per-modality lists by rank.
+	Target string        `json:"target,omitempty"`
+	K      int           `json:"k,omitempty"`
+	Filter domain.Filter `json:"filter,omitzero"`
+	Plan   string        `json:"plan,omitempty"`
+	// Thumbnails asks for each hit's thumbnail (off by default: it makes replies large).
+	Thumbnails bool `json:"thumbnails,omitempty"`
+}
+
+// SearchResponse is the reply of xmodal.v1.search.
+type SearchResponse struct {
+	Hits   []domain.Hit `json:"hits"`
+	TookMS float64      `json:"took_ms"`
+	Plan   string       `json:"plan"`
+	Cached bool         `json:"cached"`
+	Model  string       `json:"model"`
+}
+
+// GetRequest is the body of xmodal.v1.get.
+type GetRequest struct {
+	PKs     []string `json:"pks,omitempty"`
+	PostIDs []string `json:"post_ids,omitempty"`
+}
+
+// GetResponse is the reply of xmodal.v1.get (vectors omitted).
+type GetResponse struct {
+	Records []domain.Record `json:"records"`
+}
+
+// StatsResponse is the reply of xmodal.v1.stats.
+type StatsResponse struct {
+	Records map[domain.Modality]int `json:"records"`
+	Model   string                  `json:"model"`
+	Dim     int                     `json:"dim"`
+}
+
+// Error codes, as HTTP-like numbers carried in the NATS micro error headers.
+const (
+	CodeBadRequest     = 400
+	CodeNotFound       = 404
+	CodeTooLarge       = 413
+	CodeUnprocessable  = 422 // an image that cannot be decoded
+	CodeTooManyRequest = 429
+	CodeInternal       = 500
+	CodeUnavailable    = 503 // a dependency is down
+	CodeTimeout        = 504
+)
+
+// Error is a query failure with a code.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+
+func errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error, wrapping unknown errors as internal ones.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+func sqrt(x float64) float64 { return math.Sqrt(x) }

@@ -1,0 +1,77 @@
+// Package client is a typed Go client of the xmodal query service over NATS.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/xmodal/xmodal/query"
+)
+
+// Client sends requests to the query service.
+type Client struct {
+	nc     *nats.Conn
+	prefix string
+}
+
+// New returns a client on nc for the default subject prefix.
+func New(nc *nats.Conn) *Client { return &Client{nc: nc, prefix: query.SubjectPrefix} }
+
+// Search runs a search request.
+func (c *Client) Search(ctx context.Context, r *query.SearchRequest) (*query.SearchResponse, error) {
+	var out query.SearchResponse
+	return &out, c.call(ctx, "search", r, &out)
+}
+
+// Get fetches records by primary key or post id.
+func (c *Client) Get(ctx context.Context, r *query.GetRequest) (*query.GetResponse, error) {
+	var out query.GetResponse
+	return &out, c.call(ctx, "get", r, &out)
+}
+
+// Stats returns record counts and the model.
+func (c *Client) Stats(ctx context.Context) (*query.StatsResponse, error) {
+	var out query.StatsResponse
+	return &out, c.call(ctx, "stats", struct{}{}, &out)
+}
+
+// Raw sends body as is to an endpoint and decodes the reply into out; for tools
+// and tests that need to send malformed requests.
+func (c *Client) Raw(ctx context.Context, endpoint string, body []byte, out any) error {
+	msg, err := c.nc.RequestWithContext(ctx, c.prefix+"."+endpoint, body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return &query.Error{Code: query.CodeUnavailable, Message: "no xmodal query service is listening on " + c.prefix + "." + endpoint}
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			return &query.Error{Code: query.CodeTimeout, Message: err.Error()}
+		}
+		return err
+	}
+	// micro reports errors in headers with an empty body.
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		n, _ := strconv.Atoi(code)
+		return &query.Error{Code: n, Message: msg.Header.Get(micro.ErrorHeader)}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("decode %s reply: %w", endpoint, err)
+	}
+	return nil
+}
+
+func (c *Client) call(ctx context.Context, endpoint string, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.Raw(ctx, endpoint, body, out)
+}

@@ -1,0 +1,443 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// Encoder embeds query texts and images. *encoders.Model implements it.
+type Encoder interface {
+	EmbedTexts(ctx context.Context, texts []string) ([][]float32, error)
+	EmbedImages(ctx context.Context, imgs []image.Image) ([][]float32, error)
+	Version() string
+	Dim() int
+}
+
+// Fetcher downloads query images by URL behind the SSRF guard.
+type Fetcher interface {
+	Fetch(ctx context.Context, url string) ([]byte, error)
+}
+
+// Config of the service.
+type Config struct {
+	Name        string        // micro service name, default "xmodal"
+	Timeout     time.Duration // per-request deadline, default 5s
+	Concurrency int           // requests handled at once, default 16; beyond that 429
+}
+
+// Deps are what the service runs on.
+type Deps struct {
+	Index      domain.Searcher
+	Encoder    Encoder
+	Decode     func([]byte) (image.Image, error)
+	Fetcher    Fetcher // nil: image_url queries get 400
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Service is the NATS query service.
+type Service struct {
+	cfg  Config
+	d    Deps
+	sem  chan struct{}
+	svc  micro.Service
+	reqs *prometheus.CounterVec
+	lat  *prometheus.HistogramVec
+}
+
+// New checks the dependencies; Start registers the endpoints.
+func New(cfg Config, d Deps) (*Service, error) {
+	if cfg.Name == "" {
+		cfg.Name = "xmodal"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if d.Index == nil || d.Encoder == nil || d.Decode == nil {
+		return nil, errors.New("query: index, encoder and decoder are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, d: d, sem: make(chan struct{}, cfg.Concurrency),
+		reqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xmodal_query_requests_total", Help: "Query requests by endpoint and code (200 for success).",
+		}, []string{"endpoint", "code"}),
+		lat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "xmodal_query_seconds", Help: "Query latency by endpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"endpoint"}),
+	}
+	if d.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.reqs, s.lat} {
+			if err := d.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// Start registers the micro service on nc. Stop it with Stop.
+func (s *Service) Start(nc *nats.Conn) error {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        s.cfg.Name,
+		Version:     "1.0.0",
+		Description: "xmodal cross-modal search",
+	})
+	if err != nil {
+		return fmt.Errorf("query: add service: %w", err)
+	}
+	g := svc.AddGroup(SubjectPrefix)
+	eps := []struct {
+		name string
+		h    func(context.Context, []byte) (any, error)
+	}{
+		{"search", s.search},
+		{"get", s.get},
+		{"stats", s.stats},
+	}
+	for _, ep := range eps {
+		if err := g.AddEndpoint(ep.name, s.handler(ep.name, ep.h)); err != nil {
+			svc.Stop()
+			return fmt.Errorf("query: endpoint %s: %w", ep.name, err)
+		}
+	}
+	s.svc = svc
+	return nil
+}
+
+// Stop deregisters the service.
+func (s *Service) Stop() error {
+	if s.svc == nil {
+		return nil
+	}
+	return s.svc.Stop()
+}
+
+// handler runs h on a bounded pool so that slow requests do not block the
+// subscription, and turns errors into micro error headers.
+func (s *Service) handler(name string, h func(context.Context, []byte) (any, error)) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			s.respondErr(name, req, errorf(CodeTooManyRequest, "too many requests in flight (%d); retry later", s.cfg.Concurrency))
+			return
+		}
+		go func() {
+			defer func() { <-s.sem }()
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+			defer cancel()
+			res, err := h(ctx, req.Data())
+			s.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					err = errorf(CodeTimeout, "request took longer than %s", s.cfg.Timeout)
+				}
+				s.respondErr(name, req, err)
+				return
+			}
+			if err := req.RespondJSON(res); err != nil {
+				s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
+			}
+			s.reqs.WithLabelValues(name, "200").Inc()
+		}()
+	})
+}
+
+func (s *Service) respondErr(name string, req micro.Request, err error) {
+	e := AsError(err)
+	s.reqs.WithLabelValues(name, fmt.Sprint(e.Code)).Inc()
+	if e.Code >= 500 {
+		s.d.Logger.Warn("query failed", "endpoint", name, "code", e.Code, "err", e.Message)
+	}
+	if rerr := req.Error(fmt.Sprint(e.Code), e.Message, nil); rerr != nil {
+		s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
+	}
+}
+
+// decodeStrict parses a JSON request, refusing unknown fields and trailing data.
+func decodeStrict(data []byte, v any) error {
+	if len(data) > MaxRequestSize {
+		return errorf(CodeTooLarge, "request is %d bytes, over %d", len(data), MaxRequestSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errorf(CodeBadRequest, "empty request: send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(CodeBadRequest, "malformed request: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(CodeBadRequest, "malformed request: trailing data after the JSON object")
+	}
+	return nil
+}
+
+// ParseSearch decodes and validates a search request (exported for the fuzz test
+// and the HTTP gateway).
+func ParseSearch(data []byte) (*SearchRequest, error) {
+	var r SearchRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, set := range []bool{r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, errorf(CodeBadRequest, "give one of text, image, image_url or vector")
+	case n > 1:
+		return nil, errorf(CodeBadRequest, "give only one of text, image, image_url or vector")
+	}
+	if r.Text != "" {
+		if strings.TrimSpace(r.Text) == "" {
+			return nil, errorf(CodeBadRequest, "text is blank")
+		}
+		if len(r.Text) > MaxQueryText {
+			return nil, errorf(CodeTooLarge, "text is %d bytes, over %d", len(r.Text), MaxQueryText)
+		}
+		if !utf8.ValidString(r.Text) || strings.ContainsRune(r.Text, utf8.RuneError) {
+			return nil, errorf(CodeBadRequest, "text is not valid UTF-8")
+		}
+	}
+	if len(r.Image) > MaxImageBytes {
+		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	}
+	if r.K == 0 {
+		r.K = DefaultK
+	}
+	if r.K < 1 || r.K > MaxK {
+		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)
+	}
+	if r.Target == "" {
+		r.Target = "any"
+	}
+	if r.Target != "any" {
+		if _, err := domain.ParseModality(r.Target); err != nil {
+			return nil, errorf(CodeBadRequest, "target: %v (or any)", err)
+		}
+	}
+	switch domain.Plan(r.Plan) {
+	case "", domain.PlanExact, domain.PlanANN, domain.PlanHash, domain.PlanHybrid:
+	default:
+		return nil, errorf(CodeBadRequest, "plan %q is unknown (exact, ann, hash, hybrid)", r.Plan)
+	}
+	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
+		return nil, errorf(CodeBadRequest, "filter: since must be before until")
+	}
+	return &r, nil
+}
+
+func (s *Service) search(ctx context.Context, data []byte) (any, error) {
+	start := time.Now()
+	r, err := ParseSearch(data)
+	if err != nil {
+		return nil, err
+	}
+	vec, err := s.queryVector(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	plan := domain.Plan(r.Plan)
+	if plan == "" {
+		plan = domain.PlanExact
+	}
+	hits, err := s.searchTargets(ctx, vec, r, plan)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Thumbnails {
+		for i := range hits {
+			hits[i].Thumbnail = nil
+		}
+	}
+	return &SearchResponse{Hits: hits, Plan: string(plan), Model: s.d.Encoder.Version(),
+		TookMS: float64(time.Since(start).Microseconds()) / 1000}, nil
+}
+
+func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32, error) {
+	switch {
+	case len(r.Vector) > 0:
+		if len(r.Vector) != s.d.Encoder.Dim() {
+			return nil, errorf(CodeBadRequest, "vector has %d dimensions, the model has %d", len(r.Vector), s.d.Encoder.Dim())
+		}
+		return normalize(r.Vector), nil
+	case r.Text != "":
+		v, err := s.d.Encoder.EmbedTexts(ctx, []string{r.Text})
+		if err != nil {
+			return nil, errorf(CodeInternal, "encode text: %v", err)
+		}
+		return v[0], nil
+	}
+	data := r.Image
+	if r.ImageURL != "" {
+		if s.d.Fetcher == nil {
+			return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
+		}
+		b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
+		if err != nil {
+			return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+		}
+		data = b
+	}
+	img, err := s.d.Decode(data)
+	if err != nil {
+		return nil, errorf(CodeUnprocessable, "image: %v", err)
+	}
+	v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{img})
+	if err != nil {
+		return nil, errorf(CodeInternal, "encode image: %v", err)
+	}
+	return v[0], nil
+}
+
+func normalize(v []float32) []float32 {
+	var s float32
+	for _, x := range v {
+		s += x * x
+	}
+	out := slices.Clone(v)
+	if s == 0 {
+		return out
+	}
+	inv := 1 / float32(sqrt(float64(s)))
+	for i := range out {
+		out[i] *= inv
+	}
+	return out
+}
+
+// searchTargets runs the query on one modality, or on each and merges by rank.
+func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchRequest, plan domain.Plan) ([]domain.Hit, error) {
+	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan}
+	if r.Target != "any" {
+		q.Modality = domain.Modality(r.Target)
+		hits, err := s.d.Index.Search(ctx, q)
+		if err != nil {
+			return nil, indexErr(err)
+		}
+		return hits, nil
+	}
+	var lists [][]domain.Hit
+	for _, m := range domain.Modalities {
+		q.Modality = m
+		hits, err := s.d.Index.Search(ctx, q)
+		if err != nil {
+			return nil, indexErr(err)
+		}
+		lists = append(lists, hits)
+	}
+	return MergeByRank(lists, r.K), nil
+}
+
+func indexErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errorf(CodeUnavailable, "index: %v", err)
+}
+
+// MergeByRank merges per-modality result lists by rank, not raw score
+// (same-modality scores run higher than cross-modal ones): all first-ranked hits
+// come before all second-ranked ones; within a rank, higher score then smaller
+// primary key first.
+func MergeByRank(lists [][]domain.Hit, k int) []domain.Hit {
+	type ranked struct {
+		rank int
+		hit  domain.Hit
+	}
+	var all []ranked
+	for _, l := range lists {
+		for i, h := range l {
+			all = append(all, ranked{i, h})
+		}
+	}
+	slices.SortFunc(all, func(a, b ranked) int {
+		if a.rank != b.rank {
+			return a.rank - b.rank
+		}
+		if a.hit.Score != b.hit.Score {
+			if a.hit.Score > b.hit.Score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.hit.PK, b.hit.PK)
+	})
+	out := make([]domain.Hit, 0, min(k, len(all)))
+	for _, r := range all {
+		if len(out) == k {
+			break
+		}
+		out = append(out, r.hit)
+	}
+	return out
+}
+
+func (s *Service) get(ctx context.Context, data []byte) (any, error) {
+	var r GetRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if len(r.PKs)+len(r.PostIDs) == 0 {
+		return nil, errorf(CodeBadRequest, "give pks or post_ids")
+	}
+	if len(r.PKs)+len(r.PostIDs)*3 > MaxK {
+		return nil, errorf(CodeBadRequest, "too many ids (at most %d records)", MaxK)
+	}
+	pks := slices.Clone(r.PKs)
+	for _, id := range r.PostIDs {
+		for _, m := range domain.Modalities {
+			pks = append(pks, domain.PrimaryKey(id, m))
+		}
+	}
+	recs, err := s.d.Index.Get(ctx, pks)
+	if err != nil {
+		return nil, indexErr(err)
+	}
+	if len(recs) == 0 {
+		return nil, errorf(CodeNotFound, "no record with those ids")
+	}
+	for i := range recs {
+		recs[i].Vector = nil
+	}
+	return &GetResponse{Records: recs}, nil
+}
+
+func (s *Service) stats(ctx context.Context, _ []byte) (any, error) {
+	n, err := s.d.Index.Count(ctx)
+	if err != nil {
+		return nil, indexErr(err)
+	}
+	return &StatsResponse{Records: n, Model: s.d.Encoder.Version(), Dim: s.d.Encoder.Dim()}, nil
+}
