@@ -171,7 +171,7 @@ func checkIO(what, path string, ins, outs []ort.InputOutputInfo, inNames []strin
 		return o, fmt.Errorf("%s model %s has no output %q; its outputs are %s (set the name in %s)", what, path, outName, names(outs), ManifestFile)
 	}
 	if o.DataType != ort.TensorElementDataTypeFloat {
-		return o, fmt.Errorf("%s model %s: output %q is %s; xmodal needs float32 embeddings", what, path, outName, o.DataType)
+		return o, fmt.Errorf("%s model %s: output %q is %s; xmodal needs float32 embeddings", what, path, outName, dtypeName(o.DataType))
 	}
 	if len(o.Dimensions) != 2 {
 		return o, fmt.Errorf("%s model %s: output %q has shape %v; want [batch, dim]", what, path, outName, o.Dimensions)
@@ -192,7 +192,7 @@ func (m *Model) openImage(opt Options) (*tower, error) {
 	}
 	in, _ := find(ins, im.Input)
 	if in.DataType != ort.TensorElementDataTypeFloat {
-		return nil, fmt.Errorf("image model %s: input %q is %s; xmodal feeds float32 pixels (float16 exports are not supported)", path, im.Input, in.DataType)
+		return nil, fmt.Errorf("image model %s: input %q is %s; xmodal feeds float32 pixels (float16 exports are not supported)", path, im.Input, dtypeName(in.DataType))
 	}
 	side := int64(im.CropSize())
 	d := in.Dimensions
@@ -238,7 +238,7 @@ func (m *Model) openText(opt Options) (*tower, error) {
 	for _, n := range inNames {
 		in, _ := find(ins, n)
 		if in.DataType != want {
-			return nil, fmt.Errorf("text model %s: input %q is %s but the manifest's input_ids_dtype is %s", path, n, in.DataType, tx.InputIDsDType)
+			return nil, fmt.Errorf("text model %s: input %q is %s but the manifest's input_ids_dtype is %s", path, n, dtypeName(in.DataType), tx.InputIDsDType)
 		}
 		if len(in.Dimensions) != 2 || !dimOK(in.Dimensions[1], int64(tx.Tokenizer.ContextLength)) {
 			return nil, fmt.Errorf("text model %s: input %q has shape %v; want [batch, %d] (context length)", path, n, in.Dimensions, tx.Tokenizer.ContextLength)
@@ -523,4 +523,23 @@ func (m *Model) destroy() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dtypeName is a short name for an ONNX element type ("float32", "int64").
+func dtypeName(t ort.TensorElementDataType) string {
+	switch t {
+	case ort.TensorElementDataTypeFloat:
+		return "float32"
+	case ort.TensorElementDataTypeFloat16:
+		return "float16"
+	case ort.TensorElementDataTypeDouble:
+		return "float64"
+	case ort.TensorElementDataTypeInt32:
+		return "int32"
+	case ort.TensorElementDataTypeInt64:
+		return "int64"
+	case ort.TensorElementDataTypeUint8:
+		return "uint8"
+	}
+	return t.String()
 }

@@ -277,6 +277,11 @@ func appendTensorRT(so *ort.SessionOptions) error {
 var ErrProviderUnavailable = errors.New("execution provider unavailable")
 
 func providerError(p, libPath string, err error) error {
-	return fmt.Errorf("%w: the onnxruntime library %s has no %s execution provider (it looks like a CPU-only build; use provider %q or point %s at a GPU build of onnxruntime): %s",
-		ErrProviderUnavailable, libPath, p, ProviderCPU, EnvORTLib, oneLine(err.Error()))
+	msg := oneLine(err.Error())
+	if strings.Contains(msg, "not enabled in this build") {
+		return fmt.Errorf("%w: the onnxruntime library %s has no %s execution provider (a CPU-only build; use provider %q or point %s at a GPU build of onnxruntime): %s",
+			ErrProviderUnavailable, libPath, p, ProviderCPU, EnvORTLib, msg)
+	}
+	return fmt.Errorf("%w: could not enable the %s execution provider of %s (are the CUDA/cuDNN/TensorRT libraries on the loader path?): %s",
+		ErrProviderUnavailable, p, libPath, msg)
 }
