@@ -159,6 +159,11 @@ func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, subject stri
 	out.Header.Set(HeaderOrigin, m.Origin)
 	out.Header.Set(HeaderAttempt, strconv.Itoa(m.Attempt))
 	out.Header.Set(HeaderFailed, time.Now().UTC().Format(time.RFC3339Nano))
+	if m.Origin != "" {
+		// A redelivered message dead-lettered again within the duplicate window is
+		// stored once.
+		out.Header.Set(nats.MsgIdHdr, m.Origin+"/"+string(stage))
+	}
 	if _, err := js.PublishMsg(ctx, out); err != nil {
 		return fmt.Errorf("dead letter for %q: %w", m.Key, err)
 	}
