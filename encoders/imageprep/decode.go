@@ -1,0 +1,173 @@
+package imageprep
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+
+	"golang.org/x/image/bmp"
+	"golang.org/x/image/webp"
+)
+
+// codec is one decodable format. We dispatch on magic bytes ourselves
+// rather than through image.RegisterFormat, so the set of formats does not
+// depend on what other packages happen to import.
+type codec struct {
+	name   string
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+}
+
+var (
+	codecJPEG = codec{"jpeg", jpeg.DecodeConfig, jpeg.Decode}
+	codecPNG  = codec{"png", png.DecodeConfig, png.Decode}
+	codecGIF  = codec{"gif", gif.DecodeConfig, gif.Decode} // gif.Decode: first frame only
+	codecWebP = codec{"webp", webp.DecodeConfig, webp.Decode}
+	codecBMP  = codec{"bmp", bmp.DecodeConfig, bmp.Decode}
+)
+
+// sniff names the format from its magic bytes. It returns a codec for the
+// formats we decode, or the name of a recognised but unsupported format.
+func sniff(b []byte) (*codec, string) {
+	has := func(off int, magic string) bool {
+		return len(b) >= off+len(magic) && string(b[off:off+len(magic)]) == magic
+	}
+	switch {
+	case has(0, "\xff\xd8\xff"):
+		return &codecJPEG, "jpeg"
+	case has(0, "\x89PNG\r\n\x1a\n"):
+		return &codecPNG, "png"
+	case has(0, "GIF87a"), has(0, "GIF89a"):
+		return &codecGIF, "gif"
+	case has(0, "RIFF") && has(8, "WEBP"):
+		return &codecWebP, "webp"
+	case has(0, "BM"):
+		return &codecBMP, "bmp"
+	case has(0, "II*\x00"), has(0, "MM\x00*"):
+		return nil, "tiff"
+	case has(4, "ftypavif"), has(4, "ftypavis"):
+		return nil, "avif"
+	case has(4, "ftypheic"), has(4, "ftypheix"), has(4, "ftypmif1"), has(4, "ftypmsf1"), has(4, "ftypheim"), has(4, "ftypheis"), has(4, "ftyphevc"):
+		return nil, "heif"
+	case has(0, "\xff\x0a"), has(0, "\x00\x00\x00\x0cJXL \r\n\x87\n"):
+		return nil, "jxl"
+	case has(0, "\x00\x00\x01\x00"):
+		return nil, "ico"
+	case has(0, "8BPS"):
+		return nil, "psd"
+	case has(0, "%PDF"):
+		return nil, "pdf"
+	case has(0, "<svg"), has(0, "<?xml"):
+		return nil, "svg/xml"
+	}
+	return nil, ""
+}
+
+// Decode decodes an untrusted encoded image.
+//
+// It refuses inputs over lim.MaxBytes, reads the header with the format's
+// DecodeConfig and refuses images declaring more than lim.MaxPixels pixels
+// before any pixel memory is allocated, then decodes. JPEG EXIF orientation
+// (APP1 tag 0x0112) is applied, so the result is upright. GIF yields its
+// first frame. The returned format is "jpeg", "png", "gif", "webp" or "bmp".
+//
+// The concrete image type is the decoder's (for JPEG: *image.YCbCr,
+// *image.Gray, *image.CMYK, or *image.RGBA when an orientation was applied
+// or the file is RGB-coded; lossy WebP comes back as *image.NRGBA with
+// libwebp's colour conversion); Preprocess and Thumbnail accept any image.
+//
+// Errors wrap exactly one of ErrTooLarge, ErrUnsupported or ErrCorrupt.
+func Decode(data []byte, lim Limits) (img image.Image, format string, err error) {
+	lim = lim.withDefaults()
+	if int64(len(data)) > lim.MaxBytes {
+		return nil, "", fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrTooLarge, len(data), lim.MaxBytes)
+	}
+	if len(data) == 0 {
+		return nil, "", fmt.Errorf("%w: empty input", ErrUnsupported)
+	}
+	c, name := sniff(data)
+	if c == nil {
+		if name == "" {
+			return nil, "", fmt.Errorf("%w: unrecognised data (first bytes %q)", ErrUnsupported, head(data))
+		}
+		return nil, name, fmt.Errorf("%w: %s images are not supported", ErrUnsupported, name)
+	}
+	format = c.name
+
+	// The codecs are not supposed to panic, but this runs on hostile input
+	// inside long-lived workers: turn a panic into ErrCorrupt.
+	defer func() {
+		if r := recover(); r != nil {
+			img = nil
+			err = fmt.Errorf("%w: %s: decoder panic: %v", ErrCorrupt, format, r)
+		}
+	}()
+
+	cfg, err := c.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, format, classify(format, "header", err)
+	}
+	w, h := int64(cfg.Width), int64(cfg.Height)
+	if w <= 0 || h <= 0 {
+		return nil, format, fmt.Errorf("%w: %s %dx%d: empty image", ErrCorrupt, format, w, h)
+	}
+	// w and h come from at most 32-bit fields, so w*h cannot overflow int64.
+	if w*h > lim.MaxPixels {
+		return nil, format, fmt.Errorf("%w: %s %dx%d is %d pixels, limit %d", ErrTooLarge, format, w, h, w*h, lim.MaxPixels)
+	}
+	img, err = c.decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, format, classify(format, fmt.Sprintf("%dx%d", w, h), err)
+	}
+	if b := img.Bounds(); b.Empty() {
+		return nil, format, fmt.Errorf("%w: %s %dx%d: decoded an empty image", ErrCorrupt, format, w, h)
+	}
+	switch format {
+	case "jpeg":
+		if o := jpegOrientation(data); o > 1 {
+			img = orient(img, o)
+		}
+	case "webp":
+		switch m := img.(type) {
+		case *image.YCbCr:
+			img = webpToNRGBA(m, nil)
+		case *image.NYCbCrA:
+			img = webpToNRGBA(&m.YCbCr, m)
+		}
+	}
+	return img, format, nil
+}
+
+// classify maps a codec error to ErrUnsupported (the codec says it does not
+// implement the variant) or ErrCorrupt (anything else).
+func classify(format, what string, err error) error {
+	var (
+		ju jpeg.UnsupportedError
+		pu png.UnsupportedError
+	)
+	kind := ErrCorrupt
+	switch {
+	case errors.As(err, &ju), errors.As(err, &pu):
+		kind = ErrUnsupported
+	case format == "webp" && isWebPUnsupported(err), format == "bmp" && errors.Is(err, bmp.ErrUnsupported):
+		kind = ErrUnsupported
+	}
+	return fmt.Errorf("%w: %s %s: %w", kind, format, what, err)
+}
+
+func isWebPUnsupported(err error) bool {
+	// x/image/webp has no typed errors; its "unsupported" messages say so.
+	return bytes.Contains([]byte(err.Error()), []byte("unsupported"))
+}
+
+func head(b []byte) []byte {
+	if len(b) > 8 {
+		return b[:8]
+	}
+	return b
+}

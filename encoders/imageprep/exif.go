@@ -1,0 +1,149 @@
+package imageprep
+
+import (
+	"encoding/binary"
+	"image"
+)
+
+// jpegOrientation returns the EXIF orientation (1..8) stored in the first
+// APP1 "Exif" segment of a JPEG, or 1 when there is none or it is invalid.
+// Like Pillow, only the first Exif segment and IFD0 are consulted.
+func jpegOrientation(b []byte) int {
+	if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
+		return 1
+	}
+	i := 2
+	for i+4 <= len(b) {
+		if b[i] != 0xff {
+			return 1 // lost sync: give up, the decoder has the final word
+		}
+		marker := b[i+1]
+		switch {
+		case marker == 0xff: // fill byte
+			i++
+			continue
+		case marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7): // no length
+			i += 2
+			continue
+		case marker == 0xda || marker == 0xd9: // start of scan, end of image
+			return 1
+		}
+		n := int(binary.BigEndian.Uint16(b[i+2:]))
+		if n < 2 || i+2+n > len(b) {
+			return 1
+		}
+		seg := b[i+4 : i+2+n]
+		if marker == 0xe1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
+			return tiffOrientation(seg[6:])
+		}
+		i += 2 + n
+	}
+	return 1
+}
+
+// tiffOrientation reads tag 0x0112 from IFD0 of a TIFF-structured blob.
+func tiffOrientation(t []byte) int {
+	if len(t) < 8 {
+		return 1
+	}
+	var bo binary.ByteOrder
+	switch string(t[:2]) {
+	case "II":
+		bo = binary.LittleEndian
+	case "MM":
+		bo = binary.BigEndian
+	default:
+		return 1
+	}
+	if bo.Uint16(t[2:]) != 42 {
+		return 1
+	}
+	off := int64(bo.Uint32(t[4:]))
+	if off < 8 || off+2 > int64(len(t)) {
+		return 1
+	}
+	n := int64(bo.Uint16(t[off:]))
+	for e := int64(0); e < n; e++ {
+		p := off + 2 + 12*e
+		if p+12 > int64(len(t)) {
+			return 1
+		}
+		if bo.Uint16(t[p:]) != 0x0112 {
+			continue
+		}
+		var v uint32
+		switch typ, count := bo.Uint16(t[p+2:]), bo.Uint32(t[p+4:]); {
+		case typ == 3 && count >= 1: // SHORT, stored inline
+			v = uint32(bo.Uint16(t[p+8:]))
+		case typ == 4 && count >= 1: // LONG, stored inline
+			v = bo.Uint32(t[p+8:])
+		default:
+			return 1
+		}
+		if v >= 1 && v <= 8 {
+			return int(v)
+		}
+		return 1
+	}
+	return 1
+}
+
+// orient returns img transformed so that an image stored with EXIF
+// orientation o (2..8) becomes upright, matching PIL.ImageOps.exif_transpose.
+// Gray images stay *image.Gray; everything else becomes *image.RGBA with the
+// same colour conversion Preprocess uses (libjpeg-style YCbCr, Pillow CMYK).
+func orient(img image.Image, o int) image.Image {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	ow, oh := w, h
+	if o >= 5 {
+		ow, oh = h, w
+	}
+	// srcOf maps a destination pixel to its source pixel (relative coords).
+	srcOf := func(x, y int) (int, int) {
+		switch o {
+		case 2: // mirror horizontal
+			return w - 1 - x, y
+		case 3: // rotate 180
+			return w - 1 - x, h - 1 - y
+		case 4: // mirror vertical
+			return x, h - 1 - y
+		case 5: // transpose
+			return y, x
+		case 6: // rotate 90 clockwise
+			return y, h - 1 - x
+		case 7: // transverse
+			return w - 1 - y, h - 1 - x
+		case 8: // rotate 90 counter-clockwise
+			return w - 1 - y, x
+		}
+		return x, y
+	}
+	if g, ok := img.(*image.Gray); ok {
+		out := image.NewGray(image.Rect(0, 0, ow, oh))
+		for y := 0; y < oh; y++ {
+			row := out.Pix[y*out.Stride : y*out.Stride+ow]
+			for x := range row {
+				sx, sy := srcOf(x, y)
+				row[x] = g.Pix[g.PixOffset(b.Min.X+sx, b.Min.Y+sy)]
+			}
+		}
+		return out
+	}
+	// Convert to packed RGB rows once, then permute.
+	src := newRowSource(img)
+	rgb := make([]byte, w*h*3)
+	for y := 0; y < h; y++ {
+		src.row(y, rgb[y*w*3:(y+1)*w*3])
+	}
+	out := image.NewRGBA(image.Rect(0, 0, ow, oh))
+	for y := 0; y < oh; y++ {
+		row := out.Pix[y*out.Stride : y*out.Stride+4*ow]
+		for x := 0; x < ow; x++ {
+			sx, sy := srcOf(x, y)
+			p := (sy*w + sx) * 3
+			row[4*x], row[4*x+1], row[4*x+2], row[4*x+3] = rgb[p], rgb[p+1], rgb[p+2], 255
+		}
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package imageprep
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+)
+
+// Preprocess turns img into a normalised CHW float32 tensor of
+// s.TensorLen() = 3*Crop()^2 values, written into dst when it is long
+// enough (dst[:TensorLen()] is returned) and freshly allocated otherwise.
+//
+// Steps, as in CLIPImageProcessor: to 8-bit RGB (alpha composited over
+// white; see the package doc), resize with Pillow-exact bicubic to the
+// Spec's size, centre crop (zero padding where the crop is larger than the
+// resized image, as transformers' center_crop does), rescale by 1/255 and
+// normalise with Mean and Std.
+//
+// An invalid Spec (see Spec.Validate) yields nil. A nil or empty image
+// yields the tensor of an all-black image.
+func Preprocess(img image.Image, s Spec, dst []float32) []float32 {
+	if s.Validate() != nil {
+		return nil
+	}
+	n := s.TensorLen()
+	if len(dst) < n {
+		dst = make([]float32, n)
+	}
+	dst = dst[:n]
+	normalize(resizeCrop(img, s), s, dst)
+	return dst
+}
+
+// resizeTarget is transformers' get_resize_output_image_size for
+// {"shortest_edge": Size} (long side = int(Size*long/short)), or
+// Size x Size for squash.
+func resizeTarget(w, h int, s Spec) (int, int) {
+	if s.Resize == ResizeSquash {
+		return s.Size, s.Size
+	}
+	if w <= h {
+		return s.Size, int(int64(s.Size) * int64(h) / int64(w))
+	}
+	return int(int64(s.Size) * int64(w) / int64(h)), s.Size
+}
+
+// resizeCrop returns the Crop() x Crop() packed RGB window of the resized
+// image.
+func resizeCrop(img image.Image, s Spec) []byte {
+	c := s.Crop()
+	out := make([]byte, c*c*3)
+	if img == nil || img.Bounds().Empty() {
+		return out
+	}
+	src := newRowSource(img)
+	w, h := src.size()
+	rw, rh := resizeTarget(w, h, s)
+	// numpy centre crop: top = (rh - c) // 2 (floor), rows outside the
+	// resized image are zero padding.
+	top, left := floorDiv2(rh-c), floorDiv2(rw-c)
+	y0, y1 := max(top, 0), min(top+c, rh)
+	x0, x1 := max(left, 0), min(left+c, rw)
+	if y1 <= y0 || x1 <= x0 {
+		return out
+	}
+	win := resampleWindow(src, rw, rh, x0, y0, x1-x0, y1-y0)
+	if x0 == left && y0 == top && x1-x0 == c && y1-y0 == c {
+		return win
+	}
+	ww := (x1 - x0) * 3
+	for r := 0; r < y1-y0; r++ {
+		o := ((y0-top+r)*c + (x0 - left)) * 3
+		copy(out[o:o+ww], win[r*ww:(r+1)*ww])
+	}
+	return out
+}
+
+func floorDiv2(v int) int {
+	if v >= 0 {
+		return v / 2
+	}
+	return -((-v + 1) / 2)
+}
+
+// normalize writes the CHW tensor of the packed RGB crop into dst, using
+// transformers' arithmetic: rescale as float64(v) * (1/255) rounded to
+// float32, then (x - mean) / std in float32.
+func normalize(rgb []byte, s Spec, dst []float32) {
+	var lut [3][256]float32
+	for c := 0; c < 3; c++ {
+		for v := 0; v < 256; v++ {
+			x := float32(float64(v) * (1.0 / 255.0))
+			lut[c][v] = (x - s.Mean[c]) / s.Std[c]
+		}
+	}
+	plane := len(rgb) / 3
+	r, g, b := dst[:plane], dst[plane:2*plane], dst[2*plane:3*plane]
+	lr, lg, lb := &lut[0], &lut[1], &lut[2]
+	for i := 0; i < plane; i++ {
+		p := rgb[3*i : 3*i+3 : 3*i+3]
+		r[i] = lr[p[0]]
+		g[i] = lg[p[1]]
+		b[i] = lb[p[2]]
+	}
+}
+
+// Thumbnail returns a baseline JPEG of img scaled (never enlarged) so that
+// its longer side is at most maxSide, for result pages. Alpha is composited
+// over white. quality is the JPEG quality, 1..100; 0 means 80.
+func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
+	if img == nil || img.Bounds().Empty() {
+		return nil, errors.New("imageprep: thumbnail of an empty image")
+	}
+	if maxSide <= 0 {
+		return nil, fmt.Errorf("imageprep: thumbnail max side %d must be positive", maxSide)
+	}
+	switch {
+	case quality == 0:
+		quality = 80
+	case quality < 1 || quality > 100:
+		return nil, fmt.Errorf("imageprep: thumbnail quality %d out of range 1..100", quality)
+	}
+	src := newRowSource(img)
+	w, h := src.size()
+	tw, th := w, h
+	if w > maxSide || h > maxSide {
+		if w >= h {
+			tw, th = maxSide, max(1, int((int64(h)*int64(maxSide)+int64(w)/2)/int64(w)))
+		} else {
+			tw, th = max(1, int((int64(w)*int64(maxSide)+int64(h)/2)/int64(h))), maxSide
+		}
+	}
+	rgb := resampleWindow(src, tw, th, 0, 0, tw, th)
+	out := image.NewRGBA(image.Rect(0, 0, tw, th))
+	for i, j := 0, 0; i < len(rgb); i, j = i+3, j+4 {
+		out.Pix[j], out.Pix[j+1], out.Pix[j+2], out.Pix[j+3] = rgb[i], rgb[i+1], rgb[i+2], 255
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: quality}); err != nil {
+		return nil, fmt.Errorf("imageprep: thumbnail: %w", err)
+	}
+	return buf.Bytes(), nil
+}
