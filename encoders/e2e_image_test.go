@@ -5,7 +5,6 @@ import (
 	"image"
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
@@ -23,17 +22,9 @@ func TestEndToEndImages(t *testing.T) {
 		t.Errorf("ImageSpec() = %+v, want CLIPSpec %+v", spec, imageprep.CLIPSpec())
 	}
 	per := spec.TensorLen()
-	imgs := make([]image.Image, len(g.Images))
-	for i, rel := range g.Images {
-		data, err := os.ReadFile(filepath.Join(repoRoot, rel))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := imageprep.Decode(data, imageprep.DefaultLimits())
-		if err != nil {
-			t.Fatalf("%s: %v", rel, err)
-		}
-		imgs[i] = img
+	imgs := decodeGoldenImages(t, g)
+	for i, img := range imgs {
+		rel := g.Images[i]
 		// Pixel-level diagnostics: how far Go's tensor is from PIL's.
 		px := imageprep.Preprocess(img, spec, nil)
 		var maxd, sumd float64
@@ -65,4 +56,21 @@ func TestEndToEndImages(t *testing.T) {
 	if _, err := m.EmbedImages(context.Background(), []image.Image{imgs[0], nil}); err == nil {
 		t.Error("nil image accepted")
 	}
+}
+
+func decodeGoldenImages(t *testing.T, g *goldens) []image.Image {
+	t.Helper()
+	imgs := make([]image.Image, len(g.Images))
+	for i, rel := range g.Images {
+		data, err := os.ReadFile(goldenImagePath(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := imageprep.Decode(data, imageprep.DefaultLimits())
+		if err != nil {
+			t.Fatalf("%s: %v", rel, err)
+		}
+		imgs[i] = img
+	}
+	return imgs
 }

@@ -7,6 +7,7 @@ tests in encoders/ reproduce.
 
     .cache/venv/bin/python tools/build_parity_model.py          # testdata/models/parity (committed)
     .cache/venv/bin/python tools/build_parity_model.py --full   # .cache/models/clip-vit-b32-random (not committed)
+    .cache/venv/bin/python tools/build_parity_model.py --from-pretrained openai/clip-vit-base-patch32 --out models/clip-vit-b32
 
 Outputs (default mode), under testdata/models/parity/:
     model.json                 manifest (see encoders/manifest.go)
@@ -20,6 +21,11 @@ layers each, projection 512) with random weights in the transformers.js
 layout without a manifest (onnx/vision_model.onnx, onnx/text_model.onnx,
 preprocessor_config.json), for benchmarks and to exercise the "use a real
 CLIP" path (docs/use-real-clip.md).
+
+--from-pretrained NAME_OR_DIR exports a real transformers CLIP checkpoint
+(e.g. openai/clip-vit-base-patch32, or a local save_pretrained directory)
+through the same code, into the same manifest-less layout, with goldens that
+`XMODAL_TEST_MODEL=DIR go test ./encoders -run TestExportedModel` checks.
 
 Run with the tools venv (tools/setup.sh). Deterministic for a fixed seed and
 library versions.
@@ -107,9 +113,14 @@ def configs(full):
     return cfg
 
 
-def build(cfg, seed):
+def build(cfg, seed, pretrained=None):
     torch.manual_seed(seed)
-    clip = CLIPModel(cfg).eval()
+    if pretrained:
+        clip = CLIPModel.from_pretrained(pretrained, attn_implementation="eager").eval()
+        cfg = clip.config
+        cfg.vision_config._attn_implementation = cfg.text_config._attn_implementation = "eager"
+    else:
+        clip = CLIPModel(cfg).eval()
     vis = CLIPVisionModelWithProjection(cfg.vision_config).eval()
     txt = CLIPTextModelWithProjection(cfg.text_config).eval()
     sd = clip.state_dict()
@@ -136,11 +147,11 @@ class TextTower(torch.nn.Module):
         return self.m(input_ids=input_ids, attention_mask=attention_mask).text_embeds
 
 
-def export(vis, txt, vision_path, text_path):
+def export(vis, txt, vision_path, text_path, image_size=224):
     os.makedirs(os.path.dirname(vision_path), exist_ok=True)
     kw = dict(opset_version=17, do_constant_folding=True)
     try:
-        torch.onnx.export(VisionTower(vis), (torch.zeros(1, 3, 224, 224),), vision_path,
+        torch.onnx.export(VisionTower(vis), (torch.zeros(1, 3, image_size, image_size),), vision_path,
                           input_names=["pixel_values"], output_names=["image_embeds"],
                           dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"}},
                           dynamo=False, **kw)
@@ -177,12 +188,15 @@ def tokenize(texts):
     return ids, mask, source
 
 
-def preprocess(paths):
-    proc = CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": 224}, resample=3,  # PIL bicubic
-        do_center_crop=True, crop_size={"height": 224, "width": 224},
-        do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
-        image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
+def preprocess(paths, pretrained=None):
+    if pretrained:
+        proc = CLIPImageProcessor.from_pretrained(pretrained)
+    else:
+        proc = CLIPImageProcessor(
+            do_resize=True, size={"shortest_edge": 224}, resample=3,  # PIL bicubic
+            do_center_crop=True, crop_size={"height": 224, "width": 224},
+            do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+            image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
     imgs = [Image.open(os.path.join(ROOT, p)).convert("RGB") for p in paths]
     return proc(images=imgs, return_tensors="np")["pixel_values"].astype(np.float32), proc
 
@@ -268,25 +282,31 @@ def write_fixtures(out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="full-size ViT-B/32 into .cache/models/clip-vit-b32-random")
-    ap.add_argument("--out", help="output directory (default depends on --full)")
+    ap.add_argument("--from-pretrained", metavar="NAME_OR_DIR",
+                    help="export a real transformers CLIP checkpoint instead of random weights")
+    ap.add_argument("--out", help="output directory (default depends on the mode)")
     ap.add_argument("--seed", type=int, default=20261128)
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
-    full = args.full
+    pretrained = args.from_pretrained
+    full = args.full or bool(pretrained)
+    if pretrained and not args.out:
+        ap.error("--from-pretrained needs --out DIR")
     out = args.out or os.path.join(ROOT, ".cache/models/clip-vit-b32-random" if full else "testdata/models/parity")
     cfg = configs(full)
-    clip, vis, txt = build(cfg, args.seed)
+    clip, vis, txt = build(cfg, args.seed, pretrained)
+    cfg = clip.config
 
     if full:
         vision_rel, text_rel = "onnx/vision_model.onnx", "onnx/text_model.onnx"
     else:
         vision_rel, text_rel = "vision_model.onnx", "text_model.onnx"
     vision_path, text_path = os.path.join(out, vision_rel), os.path.join(out, text_rel)
-    export(vis, txt, vision_path, text_path)
+    export(vis, txt, vision_path, text_path, cfg.vision_config.image_size)
 
     ids, mask, tok_source = tokenize(TEXTS)
-    pixels, proc = preprocess(IMAGES)
+    pixels, proc = preprocess(IMAGES, pretrained)
     with torch.no_grad():
         img_raw = vis(pixel_values=torch.from_numpy(pixels)).image_embeds.numpy()
         txt_raw = txt(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).text_embeds.numpy()
@@ -304,6 +324,7 @@ def main():
     offdiag = lambda e: float((e @ e.T)[~np.eye(len(e), dtype=bool)].mean())
     goldens = {
         "note": "written by tools/build_parity_model.py; embeddings are L2-normalised float32 from PyTorch",
+        "source": pretrained or ("random full-size ViT-B/32" if full else "random reduced ViT-B/32 (parity)"),
         "seed": args.seed,
         "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
                      "onnx": __import__("onnx").__version__},
