@@ -2,6 +2,7 @@ package imageprep
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -108,6 +109,14 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 		}
 	}()
 
+	// image/png reports dimensions whose product overflows int as an
+	// unsupported feature; refuse any oversized IHDR ourselves first.
+	if format == "png" && len(data) >= 24 && string(data[12:16]) == "IHDR" {
+		w, h := int64(binary.BigEndian.Uint32(data[16:])), int64(binary.BigEndian.Uint32(data[20:]))
+		if tooManyPixels(w, h, lim.MaxPixels) {
+			return nil, format, fmt.Errorf("%w: %s %dx%d exceeds the %d pixel limit", ErrTooLarge, format, w, h, lim.MaxPixels)
+		}
+	}
 	cfg, err := c.config(bytes.NewReader(data))
 	if err != nil {
 		return nil, format, classify(format, "header", err)
@@ -116,9 +125,8 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 	if w <= 0 || h <= 0 {
 		return nil, format, fmt.Errorf("%w: %s %dx%d: empty image", ErrCorrupt, format, w, h)
 	}
-	// w and h come from at most 32-bit fields, so w*h cannot overflow int64.
-	if w*h > lim.MaxPixels {
-		return nil, format, fmt.Errorf("%w: %s %dx%d is %d pixels, limit %d", ErrTooLarge, format, w, h, w*h, lim.MaxPixels)
+	if tooManyPixels(w, h, lim.MaxPixels) {
+		return nil, format, fmt.Errorf("%w: %s %dx%d exceeds the %d pixel limit", ErrTooLarge, format, w, h, lim.MaxPixels)
 	}
 	img, err = c.decode(bytes.NewReader(data))
 	if err != nil {
@@ -141,6 +149,14 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 		}
 	}
 	return img, format, nil
+}
+
+// tooManyPixels reports w*h > limit for positive w, h without overflow.
+func tooManyPixels(w, h, limit int64) bool {
+	if w <= 0 || h <= 0 {
+		return false
+	}
+	return w > limit/h
 }
 
 // classify maps a codec error to ErrUnsupported (the codec says it does not

@@ -1,0 +1,247 @@
+package imageprep
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/jpeg"
+	"testing"
+)
+
+func TestSpecValidate(t *testing.T) {
+	if err := CLIPSpec().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []func(*Spec){
+		func(s *Spec) { s.Size = 0 },
+		func(s *Spec) { s.Size = 1 << 20 },
+		func(s *Spec) { s.CropSize = -1 },
+		func(s *Spec) { s.Resize = "bilinear" },
+		func(s *Spec) { s.Std[1] = 0 },
+	}
+	for i, f := range bad {
+		s := CLIPSpec()
+		f(&s)
+		if s.Validate() == nil {
+			t.Errorf("case %d: invalid spec %+v accepted", i, s)
+		}
+		if Preprocess(image.NewGray(image.Rect(0, 0, 4, 4)), s, nil) != nil {
+			t.Errorf("case %d: Preprocess with an invalid spec returned a tensor", i)
+		}
+	}
+	s := CLIPSpec()
+	s.CropSize = 0
+	if s.Crop() != 224 || s.TensorLen() != 3*224*224 {
+		t.Errorf("CropSize 0: crop %d len %d", s.Crop(), s.TensorLen())
+	}
+}
+
+func TestResizeTarget(t *testing.T) {
+	clip := CLIPSpec()
+	sq := clip
+	sq.Resize = ResizeSquash
+	for _, tc := range []struct {
+		w, h   int
+		s      Spec
+		rw, rh int
+	}{
+		{1600, 1004, clip, 356, 224}, // int(224*1600/1004) = int(356.97)
+		{1004, 1600, clip, 224, 356},
+		{256, 256, clip, 224, 224},
+		{34, 42, clip, 224, 276},
+		{1, 100000, clip, 224, 22400000},
+		{1600, 1004, sq, 224, 224},
+	} {
+		if rw, rh := resizeTarget(tc.w, tc.h, tc.s); rw != tc.rw || rh != tc.rh {
+			t.Errorf("%dx%d %s: %dx%d, want %dx%d", tc.w, tc.h, tc.s.Resize, rw, rh, tc.rw, tc.rh)
+		}
+	}
+}
+
+func TestPreprocessDst(t *testing.T) {
+	img := image.NewGray(image.Rect(0, 0, 30, 20))
+	s := CLIPSpec()
+	dst := make([]float32, s.TensorLen()+10)
+	out := Preprocess(img, s, dst)
+	if len(out) != s.TensorLen() || &out[0] != &dst[0] {
+		t.Errorf("did not write into a long enough dst")
+	}
+	short := make([]float32, 5)
+	if out := Preprocess(img, s, short); len(out) != s.TensorLen() {
+		t.Errorf("short dst: len %d", len(out))
+	}
+}
+
+// A flat image gives a flat tensor whose values are transformers' for that
+// colour; nil and empty images give the tensor of black.
+func TestPreprocessFlatAndEmpty(t *testing.T) {
+	s := CLIPSpec()
+	expect := func(rgb [3]byte) []float32 {
+		one := []byte{rgb[0], rgb[1], rgb[2]}
+		v := make([]float32, 3)
+		normalize(one, s, v)
+		return v
+	}
+	check := func(name string, img image.Image, rgb [3]byte) {
+		t.Helper()
+		want := expect(rgb)
+		got := Preprocess(img, s, nil)
+		plane := len(got) / 3
+		for i, v := range got {
+			if v != want[i/plane] {
+				t.Fatalf("%s: tensor[%d] = %v, want %v", name, i, v, want[i/plane])
+			}
+		}
+	}
+	for _, size := range []image.Rectangle{image.Rect(0, 0, 1, 1), image.Rect(0, 0, 3, 700), image.Rect(5, 7, 400, 9)} {
+		img := image.NewNRGBA(size)
+		draw.Draw(img, size, image.NewUniform(color.NRGBA{12, 200, 99, 255}), image.Point{}, draw.Src)
+		check(size.String(), img, [3]byte{12, 200, 99})
+	}
+	check("nil", nil, [3]byte{})
+	check("empty", image.NewRGBA(image.Rect(3, 3, 3, 9)), [3]byte{})
+}
+
+// Every fast path agrees with the generic At() path, on sub-images whose
+// bounds do not start at the origin.
+func TestRowSourcesAgree(t *testing.T) {
+	full := image.Rect(0, 0, 61, 47)
+	photo, _, err := Decode(readFile(t, "testdata/pdq/images/labelme-subset/q0291.jpg"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nrgba := image.NewNRGBA(full)
+	draw.Draw(nrgba, full, photo, photo.Bounds().Min, draw.Src)
+	for i := 3; i < len(nrgba.Pix); i += 4 {
+		nrgba.Pix[i] = byte(i * 7) // varied alpha
+	}
+	conv := func(m draw.Image) draw.Image { draw.Draw(m, full, nrgba, image.Point{}, draw.Src); return m }
+	pal := image.NewPaletted(full, color.Palette{color.RGBA{0, 0, 0, 255}, color.RGBA{255, 0, 0, 255}, color.NRGBA{0, 0, 255, 100}, color.Transparent})
+	draw.Draw(pal, full, nrgba, image.Point{}, draw.Src)
+	imgs := map[string]image.Image{
+		"NRGBA":    nrgba,
+		"RGBA":     conv(image.NewRGBA(full)),
+		"Gray":     conv(image.NewGray(full)),
+		"Gray16":   conv(image.NewGray16(full)),
+		"NRGBA64":  conv(image.NewNRGBA64(full)),
+		"RGBA64":   conv(image.NewRGBA64(full)),
+		"CMYK":     conv(image.NewCMYK(full)),
+		"Paletted": pal,
+	}
+	sub := image.Rect(5, 3, 50, 40)
+	for name, img := range imgs {
+		si := img.(interface {
+			SubImage(image.Rectangle) image.Image
+		}).SubImage(sub)
+		fast := newRowSource(si)
+		slow := &genericSource{si, si.Bounds()}
+		w, h := fast.size()
+		a, b := make([]byte, 3*w), make([]byte, 3*w)
+		for y := 0; y < h; y++ {
+			fast.row(y, a)
+			slow.row(y, b)
+			for i := range a {
+				d := int(a[i]) - int(b[i])
+				tol := 0
+				if name == "NRGBA" || name == "CMYK" {
+					tol = 1 // 8-bit rounding vs the 16-bit At() path; CMYK uses Pillow's formula
+				}
+				if d > tol || d < -tol {
+					t.Fatalf("%s: row %d byte %d: fast %d, generic %d", name, y, i, a[i], b[i])
+				}
+			}
+		}
+	}
+}
+
+// YCbCr sources with every subsampling ratio and odd sizes and offsets
+// must not read out of bounds.
+func TestYCbCrSourceShapes(t *testing.T) {
+	ratios := []image.YCbCrSubsampleRatio{
+		image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
+		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410,
+	}
+	for _, r := range ratios {
+		for _, rect := range []image.Rectangle{image.Rect(0, 0, 1, 1), image.Rect(0, 0, 3, 2), image.Rect(0, 0, 5, 7), image.Rect(1, 1, 6, 8), image.Rect(-3, -5, 8, 2)} {
+			m := image.NewYCbCr(rect, r)
+			for i := range m.Y {
+				m.Y[i] = byte(i)
+			}
+			for i := range m.Cb {
+				m.Cb[i], m.Cr[i] = byte(3*i), byte(255-i)
+			}
+			Preprocess(m, CLIPSpec(), nil)
+			Preprocess(m.SubImage(image.Rect(rect.Min.X+1, rect.Min.Y, rect.Max.X, rect.Max.Y)), CLIPSpec(), nil)
+			a := image.NewNYCbCrA(rect, r)
+			copy(a.Y, m.Y)
+			copy(a.Cb, m.Cb)
+			copy(a.Cr, m.Cr)
+			Preprocess(a, CLIPSpec(), nil)
+		}
+	}
+}
+
+// A very elongated image resizes to an enormous virtual size; only the
+// crop window may be materialised.
+func TestPreprocessExtremeAspect(t *testing.T) {
+	for _, r := range []image.Rectangle{image.Rect(0, 0, 1, 200000), image.Rect(0, 0, 200000, 1)} {
+		img := image.NewGray(r)
+		for i := range img.Pix {
+			img.Pix[i] = byte(i)
+		}
+		out := Preprocess(img, CLIPSpec(), nil)
+		if len(out) != CLIPSpec().TensorLen() {
+			t.Fatalf("%v: len %d", r, len(out))
+		}
+	}
+}
+
+func TestThumbnail(t *testing.T) {
+	img, _, err := Decode(readFile(t, "testdata/pdq/images/bridge-mods/aaa-orig.jpg"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		img    image.Image
+		max    int
+		w, h   int
+		errors bool
+	}{
+		{img, 256, 256, 161, false}, // 1004*256/1600 = 160.6
+		{img.(interface {
+			SubImage(image.Rectangle) image.Image
+		}).SubImage(image.Rect(0, 0, 300, 900)), 128, 43, 128, false},
+		{image.NewGray(image.Rect(0, 0, 40, 30)), 256, 40, 30, false}, // never enlarged
+		{image.NewGray(image.Rect(0, 0, 4000, 1)), 100, 100, 1, false},
+		{img, 0, 0, 0, true},
+		{nil, 100, 0, 0, true},
+		{image.NewGray(image.Rect(0, 0, 0, 0)), 100, 0, 0, true},
+	} {
+		b, err := Thumbnail(tc.img, tc.max, 0)
+		if tc.errors {
+			if err == nil {
+				t.Errorf("max %d: no error", tc.max)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		th, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := th.Bounds(); r.Dx() != tc.w || r.Dy() != tc.h {
+			t.Errorf("thumbnail %v, want %dx%d", r, tc.w, tc.h)
+		}
+	}
+	if _, err := Thumbnail(img, 64, 101); err == nil {
+		t.Errorf("quality 101 accepted")
+	}
+	small, _ := Thumbnail(img, 256, 30)
+	big, _ := Thumbnail(img, 256, 95)
+	if len(small) >= len(big) {
+		t.Errorf("quality 30 gives %d bytes, quality 95 %d", len(small), len(big))
+	}
+}
