@@ -63,6 +63,8 @@ type tower struct {
 	inputs []string
 	output string
 	dim    int // from the output shape; 0 when the graph leaves it symbolic
+	// dynamicSeq: the text graph accepts sequences shorter than the context.
+	dynamicSeq bool
 }
 
 // Load opens a model directory: dir/model.json, or the transformers.js
@@ -244,7 +246,12 @@ func (m *Model) openText(opt Options) (*tower, error) {
 			return nil, fmt.Errorf("text model %s: input %q has shape %v; want [batch, %d] (context length)", path, n, in.Dimensions, tx.Tokenizer.ContextLength)
 		}
 	}
-	return newTower(opt, m.libPath, "text", path, inNames, out)
+	t, err := newTower(opt, m.libPath, "text", path, inNames, out)
+	if err != nil {
+		return nil, err
+	}
+	t.dynamicSeq = ids.Dimensions[1] < 0
+	return t, nil
 }
 
 // dimOK accepts a symbolic dimension (-1) or the wanted size.
