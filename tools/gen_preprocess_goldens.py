@@ -68,6 +68,7 @@ GO_STD = [  # from $(go env GOROOT)/src/image/testdata
     "video-001.q50.444.jpeg",
     "video-001.q50.411.jpeg",
     "video-001.progressive.jpeg",
+    "video-001.restart2.jpeg",
     "video-001.png",
     "video-001.gif",
     "video-001.cmyk.jpeg",

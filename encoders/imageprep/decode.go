@@ -128,6 +128,11 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 	if tooManyPixels(w, h, lim.MaxPixels) {
 		return nil, format, fmt.Errorf("%w: %s %dx%d exceeds the %d pixel limit", ErrTooLarge, format, w, h, lim.MaxPixels)
 	}
+	if format == "jpeg" {
+		if n := jpegScans(data, maxJPEGScans); n > maxJPEGScans {
+			return nil, format, fmt.Errorf("%w: %s %dx%d has more than %d scans", ErrUnsupported, format, w, h, maxJPEGScans)
+		}
+	}
 	img, err = c.decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, format, classify(format, fmt.Sprintf("%dx%d", w, h), err)

@@ -405,3 +405,49 @@ func TestDecodeOrientationsAgree(t *testing.T) {
 }
 
 func filepathf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
+
+func TestJPEGScanLimit(t *testing.T) {
+	for rel, want := range map[string]int{
+		"testdata/images/go/video-001.progressive.jpeg":   10,
+		"testdata/pdq/images/dih/bridge-3-rotate-180.jpg": 7,
+		"testdata/pdq/images/bridge-mods/aaa-orig.jpg":    1,
+		"testdata/images/go/video-001.restart2.jpeg":      1,
+		"testdata/images/generated/orient-6.jpg":          1,
+	} {
+		if got := jpegScans(readFile(t, rel), maxJPEGScans); got != want {
+			t.Errorf("%s: %d scans, want %d", rel, got, want)
+		}
+	}
+	// A "scan bomb": the smallest scan (a DC refinement) of a progressive
+	// file repeated 150 times. Go's decoder accepts it (each repeat re-walks
+	// every block); we refuse.
+	d := readFile(t, "testdata/images/go/video-001.progressive.jpeg")
+	var starts []int
+	for i := 0; ; {
+		k := bytes.Index(d[i:], []byte{0xff, 0xda})
+		if k < 0 {
+			break
+		}
+		starts = append(starts, i+k)
+		i += k + 2
+	}
+	starts = append(starts, len(d)-2)
+	var scan []byte
+	for i := 0; i+1 < len(starts); i++ {
+		if s := d[starts[i]:starts[i+1]]; scan == nil || len(s) < len(scan) {
+			scan = s
+		}
+	}
+	var b bytes.Buffer
+	b.Write(d[:len(d)-2])
+	for range 150 {
+		b.Write(scan)
+	}
+	b.Write([]byte{0xff, 0xd9})
+	if _, err := jpeg.Decode(bytes.NewReader(b.Bytes())); err != nil {
+		t.Fatalf("image/jpeg rejects the bomb itself (%v); the test no longer shows anything", err)
+	}
+	if _, _, err := Decode(b.Bytes(), Limits{}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("scan bomb: err = %v, want ErrUnsupported", err)
+	}
+}

@@ -1,6 +1,7 @@
 package imageprep
 
 import (
+	"bytes"
 	"encoding/binary"
 	"image"
 )
@@ -39,6 +40,63 @@ func jpegOrientation(b []byte) int {
 		i += 2 + n
 	}
 	return 1
+}
+
+// maxJPEGScans bounds the number of scans (SOS segments) Decode accepts.
+// Go's progressive decoder visits every block of the scan's components once
+// per scan, and an AC scan that codes nothing but end-of-band runs takes a
+// few hundred bytes however large the image: a small file with thousands of
+// scans over a 40 Mpixel frame would keep a worker busy for many minutes.
+// Real encoders write about 10 scans (libjpeg's default progression), a
+// dozen or two at most after optimisers such as jpegrescan or mozjpeg;
+// libjpeg-turbo's own scan limit for untrusted input is 500.
+const maxJPEGScans = 100
+
+// jpegScans counts the SOS segments of a JPEG by walking its markers and
+// skipping entropy-coded data (where 0xFF is always followed by a stuffed
+// 0x00 or an RSTn marker). It stops early once limit is exceeded.
+func jpegScans(b []byte, limit int) int {
+	n := 0
+	i := 2
+	for i+4 <= len(b) && n <= limit {
+		if b[i] != 0xff {
+			return n
+		}
+		marker := b[i+1]
+		switch {
+		case marker == 0xff:
+			i++
+			continue
+		case marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7):
+			i += 2
+			continue
+		case marker == 0xd9:
+			return n
+		}
+		l := int(binary.BigEndian.Uint16(b[i+2:]))
+		i += 2 + l
+		if marker != 0xda {
+			continue
+		}
+		n++
+		for i+1 < len(b) {
+			k := bytes.IndexByte(b[i:], 0xff)
+			if k < 0 || i+k+1 >= len(b) {
+				return n
+			}
+			i += k
+			switch m := b[i+1]; {
+			case m == 0xff: // fill byte before a marker
+				i++
+				continue
+			case m == 0 || (m >= 0xd0 && m <= 0xd7): // stuffed 0xFF, restart marker
+				i += 2
+				continue
+			}
+			break
+		}
+	}
+	return n
 }
 
 // tiffOrientation reads tag 0x0112 from IFD0 of a TIFF-structured blob.
