@@ -201,6 +201,9 @@ func (m *Model) openImage(opt Options) (*tower, error) {
 	if len(d) != 4 || !dimOK(d[1], 3) || !dimOK(d[2], side) || !dimOK(d[3], side) {
 		return nil, fmt.Errorf("image model %s: input %q has shape %v; the manifest's image size (crop %d) gives [batch, 3, %d, %d]", path, im.Input, d, side, side, side)
 	}
+	if d[0] >= 0 {
+		return nil, fmt.Errorf("image model %s: input %q has a fixed batch size (shape %v); export it with a dynamic batch axis", path, im.Input, d)
+	}
 	return newTower(opt, m.libPath, "image", path, []string{im.Input}, out)
 }
 
@@ -244,6 +247,9 @@ func (m *Model) openText(opt Options) (*tower, error) {
 		}
 		if len(in.Dimensions) != 2 || !dimOK(in.Dimensions[1], int64(tx.Tokenizer.ContextLength)) {
 			return nil, fmt.Errorf("text model %s: input %q has shape %v; want [batch, %d] (context length)", path, n, in.Dimensions, tx.Tokenizer.ContextLength)
+		}
+		if in.Dimensions[0] >= 0 {
+			return nil, fmt.Errorf("text model %s: input %q has a fixed batch size (shape %v); export it with a dynamic batch axis", path, n, in.Dimensions)
 		}
 	}
 	t, err := newTower(opt, m.libPath, "text", path, inNames, out)

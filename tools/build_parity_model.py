@@ -239,7 +239,8 @@ def write_fixtures(out):
     text_dim32.onnx (int64 ids + mask -> [N,32]), text_int32_nomask.onnx
     (int32 ids, no mask -> [N,64], output = ids @ W with W[i,j] = sin(64*i+j)),
     vision_symbolic_dim.onnx (pixel_values -> [N,"dim"] with dim 64 only known
-    at run time)."""
+    at run time), vision_fixed_batch.onnx (batch fixed at 1) and
+    vision_fp16.onnx (float16 pixel_values)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     os.makedirs(out, exist_ok=True)
@@ -277,6 +278,14 @@ def write_fixtures(out):
          [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch_size", 3, 224, 224])],
          [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["batch_size", "dim"])],
          [numpy_helper.from_array(w(3, 64), "W")])
+    for name, dtype, batch in (("vision_fixed_batch", TensorProto.FLOAT, 1), ("vision_fp16", TensorProto.FLOAT16, "batch_size")):
+        save(name,
+             [helper.make_node("Cast", ["pixel_values"], ["p"], to=TensorProto.FLOAT),
+              helper.make_node("ReduceMean", ["p"], ["m"], axes=[2, 3], keepdims=0),
+              helper.make_node("MatMul", ["m", "W"], ["image_embeds"])],
+             [helper.make_tensor_value_info("pixel_values", dtype, [batch, 3, 224, 224])],
+             [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, [batch, 64])],
+             [numpy_helper.from_array(w(3, 64), "W")])
 
 
 def main():
