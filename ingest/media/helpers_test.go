@@ -174,7 +174,7 @@ func newTestFetcher(t testing.TB, cfg Config, dns *fakeDNS) (*Fetcher, *dialLog)
 		}}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = discardLogger()
 	}
 	f, err := New(cfg)
 	if err != nil {
@@ -223,3 +223,5 @@ func hugePNG(w, h uint32) []byte {
 	chunk("IEND", nil)
 	return b.Bytes()
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
