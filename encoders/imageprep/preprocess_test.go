@@ -172,6 +172,23 @@ func TestYCbCrSourceShapes(t *testing.T) {
 				m.Cb[i], m.Cr[i] = byte(3*i), byte(255-i)
 			}
 			Preprocess(m, CLIPSpec(), nil)
+			// The fast upsampling paths agree with the per-pixel rules.
+			for _, sub := range []image.Image{m, m.SubImage(image.Rect(rect.Min.X+1, rect.Min.Y+1, rect.Max.X, rect.Max.Y))} {
+				b := sub.Bounds()
+				if b.Empty() || b.Min.X < 0 || b.Min.Y < 0 {
+					continue
+				}
+				fast, slow := newYCbCrSource(sub.(*image.YCbCr), nil, b), newYCbCrSource(sub.(*image.YCbCr), nil, b)
+				slow.generic = true
+				ra, rb := make([]byte, 3*b.Dx()), make([]byte, 3*b.Dx())
+				for y := 0; y < b.Dy(); y++ {
+					fast.row(y, ra)
+					slow.row(y, rb)
+					if !bytes.Equal(ra, rb) {
+						t.Fatalf("ratio %v rect %v row %d: fast %v generic %v", r, b, y, ra, rb)
+					}
+				}
+			}
 			Preprocess(m.SubImage(image.Rect(rect.Min.X+1, rect.Min.Y, rect.Max.X, rect.Max.Y)), CLIPSpec(), nil)
 			a := image.NewNYCbCrA(rect, r)
 			copy(a.Y, m.Y)

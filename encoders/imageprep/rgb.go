@@ -24,10 +24,16 @@ func newRowSource(img image.Image) rowSource {
 		return &nrgbaSource{m, b}
 	case *image.Gray:
 		return &graySource{m, b}
+	// The chroma arithmetic below assumes non-negative coordinates (image's
+	// own COffset truncates towards zero); decoders never produce others.
 	case *image.YCbCr:
-		return newYCbCrSource(m, nil, b)
+		if b.Min.X >= 0 && b.Min.Y >= 0 {
+			return newYCbCrSource(m, nil, b)
+		}
 	case *image.NYCbCrA:
-		return newYCbCrSource(&m.YCbCr, m, b)
+		if b.Min.X >= 0 && b.Min.Y >= 0 {
+			return newYCbCrSource(&m.YCbCr, m, b)
+		}
 	case *image.CMYK:
 		return &cmykSource{m, b}
 	case *image.Paletted:
@@ -258,6 +264,7 @@ type ycbcrSource struct {
 	fancyV             bool
 	cbSum, crSum       []int32 // per chroma column, after the vertical step
 	cb, cr             []int32 // per output pixel
+	generic            bool    // tests: always take upsampleGeneric
 }
 
 func newYCbCrSource(m *image.YCbCr, a *image.NYCbCrA, b image.Rectangle) *ycbcrSource {
@@ -300,27 +307,95 @@ func (s *ycbcrSource) row(yRel int, dst []byte) {
 	y := s.b.Min.Y + yRel
 	w := s.b.Dx()
 	cy := y / s.vs
+	cw := len(s.cbSum)
 	// Vertical step: sums scaled by 4 when fancy (3*near + far), else 1.
+	n0 := s.cOff(s.cx0, cy)
 	if s.fancyV {
 		far := cy - 1 // upper output row of the pair looks up
 		if y%2 != 0 {
 			far = cy + 1
 		}
-		far = min(max(far, s.cy0), s.cy1)
+		f0 := s.cOff(s.cx0, min(max(far, s.cy0), s.cy1))
+		ncb, fcb := m.Cb[n0:n0+cw], m.Cb[f0:f0+cw]
+		ncr, fcr := m.Cr[n0:n0+cw], m.Cr[f0:f0+cw]
 		for i := range s.cbSum {
-			n, f := s.cOff(s.cx0+i, cy), s.cOff(s.cx0+i, far)
-			s.cbSum[i] = 3*int32(m.Cb[n]) + int32(m.Cb[f])
-			s.crSum[i] = 3*int32(m.Cr[n]) + int32(m.Cr[f])
+			s.cbSum[i] = 3*int32(ncb[i]) + int32(fcb[i])
+			s.crSum[i] = 3*int32(ncr[i]) + int32(fcr[i])
 		}
 	} else {
-		for i := range s.cbSum {
-			n := s.cOff(s.cx0+i, cy)
-			s.cbSum[i] = int32(m.Cb[n])
-			s.crSum[i] = int32(m.Cr[n])
+		for i, v := range m.Cb[n0 : n0+cw] {
+			s.cbSum[i] = int32(v)
+		}
+		for i, v := range m.Cr[n0 : n0+cw] {
+			s.crSum[i] = int32(v)
 		}
 	}
+	switch {
+	case s.generic:
+		s.upsampleGeneric(y)
+	case s.hs == 1 && !s.fancyV: // 4:4:4
+		copy(s.cb, s.cbSum)
+		copy(s.cr, s.crSum)
+	case s.fancyH && s.b.Min.X%2 == 0:
+		// h2v1 / h2v2 fancy, output pixels in pairs around chroma sample i:
+		// left (3*this + previous + b0) >> sh, right (3*this + next + b1) >> sh.
+		sh, b0, b1 := uint(2), int32(1), int32(2)
+		if s.fancyV {
+			sh, b0, b1 = 4, 8, 7
+		}
+		fancyPairs(s.cb[:w], s.cbSum, sh, b0, b1)
+		fancyPairs(s.cr[:w], s.crSum, sh, b0, b1)
+	default:
+		s.upsampleGeneric(y)
+	}
+	yo := m.YOffset(s.b.Min.X, y)
+	ys := m.Y[yo : yo+w]
+	var as []byte
+	if s.alpha != nil {
+		ao := s.alpha.AOffset(s.b.Min.X, y)
+		as = s.alpha.A[ao : ao+w]
+	}
+	const (
+		half = 1 << 15
+		fixR = 91881  // FIX(1.40200)
+		fixB = 116130 // FIX(1.77200)
+		fixG = 46802  // FIX(0.71414)
+		fixU = 22554  // FIX(0.34414)
+	)
+	for x, yy := range ys {
+		Y := int32(yy)
+		cb, cr := s.cb[x]-128, s.cr[x]-128
+		r := clamp8(Y + (fixR*cr+half)>>16)
+		g := clamp8(Y + (-fixU*cb-fixG*cr+half)>>16)
+		b := clamp8(Y + (fixB*cb+half)>>16)
+		if as != nil && as[x] != 255 {
+			a := uint32(as[x])
+			r, g, b = over8(uint32(r), a), over8(uint32(g), a), over8(uint32(b), a)
+		}
+		dst[3*x], dst[3*x+1], dst[3*x+2] = r, g, b
+	}
+}
+
+// fancyPairs writes the horizontally upsampled values of sums into out
+// (len(out) <= 2*len(sums)), replicating the edge samples.
+func fancyPairs(out, sums []int32, sh uint, b0, b1 int32) {
+	last := len(sums) - 1
+	for i, c := range sums {
+		c3 := 3 * c
+		prev, next := sums[max(i-1, 0)], sums[min(i+1, last)]
+		x := 2 * i
+		out[x] = (c3 + prev + b0) >> sh
+		if x+1 < len(out) {
+			out[x+1] = (c3 + next + b1) >> sh
+		}
+	}
+}
+
+// upsampleGeneric is the per-pixel form of every upsampling rule, used for
+// the rarer cases (4x subsampling, tiny chroma planes, odd x offsets).
+func (s *ycbcrSource) upsampleGeneric(y int) {
 	last := len(s.cbSum) - 1
-	for x := 0; x < w; x++ {
+	for x := range s.cb {
 		ax := s.b.Min.X + x
 		i := ax/s.hs - s.cx0
 		switch {
@@ -351,31 +426,5 @@ func (s *ycbcrSource) row(yRel int, dst []byte) {
 			s.cb[x] = s.cbSum[i]
 			s.cr[x] = s.crSum[i]
 		}
-	}
-	yo := m.YOffset(s.b.Min.X, y)
-	ys := m.Y[yo : yo+w]
-	var as []byte
-	if s.alpha != nil {
-		ao := s.alpha.AOffset(s.b.Min.X, y)
-		as = s.alpha.A[ao : ao+w]
-	}
-	const (
-		half = 1 << 15
-		fixR = 91881  // FIX(1.40200)
-		fixB = 116130 // FIX(1.77200)
-		fixG = 46802  // FIX(0.71414)
-		fixU = 22554  // FIX(0.34414)
-	)
-	for x, yy := range ys {
-		Y := int32(yy)
-		cb, cr := s.cb[x]-128, s.cr[x]-128
-		r := clamp8(Y + (fixR*cr+half)>>16)
-		g := clamp8(Y + (-fixU*cb-fixG*cr+half)>>16)
-		b := clamp8(Y + (fixB*cb+half)>>16)
-		if as != nil && as[x] != 255 {
-			a := uint32(as[x])
-			r, g, b = over8(uint32(r), a), over8(uint32(g), a), over8(uint32(b), a)
-		}
-		dst[3*x], dst[3*x+1], dst[3*x+2] = r, g, b
 	}
 }
