@@ -14,6 +14,7 @@ Deterministic: fixed seeds, no clock, no network. Run from the repo root:
 """
 
 import base64
+import importlib.metadata
 import json
 import os
 import random
@@ -325,7 +326,7 @@ def main():
             f.write(json.dumps(rec, ensure_ascii=True) + "\n")
             counts["raw"] = counts.get("raw", 0) + 1
     print("wrote %s: %s (python %s, open_clip %s, ftfy %s, regex %s)" % (
-        OUT, counts, sys.version.split()[0], open_clip.__version__, ftfy.__version__, regex.__version__))
+        OUT, counts, sys.version.split()[0], open_clip.__version__, ftfy.__version__, importlib.metadata.version("regex")))
 
 
 if __name__ == "__main__":

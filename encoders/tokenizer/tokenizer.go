@@ -50,6 +50,8 @@ const (
 // DefaultContext is the context length of OpenAI CLIP text towers.
 const DefaultContext = 77
 
+//go:generate ../../.cache/venv/bin/python gen_tables.py
+
 //go:embed bpe_simple_vocab_16e6.txt.gz
 var defaultVocab []byte
 

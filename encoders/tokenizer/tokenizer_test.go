@@ -24,9 +24,11 @@ type golden struct {
 
 const goldenPath = "../../testdata/tokenizer/goldens.jsonl"
 
-func loadGoldens(tb testing.TB) []golden {
+func loadGoldens(tb testing.TB) []golden { return loadGoldenFile(tb, goldenPath) }
+
+func loadGoldenFile(tb testing.TB, path string) []golden {
 	tb.Helper()
-	f, err := os.Open(goldenPath)
+	f, err := os.Open(path)
 	if err != nil {
 		tb.Fatalf("open goldens (regenerate with tools/gen_tokenizer_goldens.py): %v", err)
 	}
@@ -63,11 +65,27 @@ func newTok(tb testing.TB) *Tokenizer {
 }
 
 func TestGoldens(t *testing.T) {
-	tok := newTok(t)
 	gs := loadGoldens(t)
 	if len(gs) < 900 {
 		t.Fatalf("only %d goldens", len(gs))
 	}
+	checkGoldens(t, gs)
+}
+
+// TestExtraGoldens checks further golden files in the same format, named by
+// XMODAL_TOKENIZER_GOLDENS (colon-separated), e.g. larger stress corpora.
+func TestExtraGoldens(t *testing.T) {
+	paths := os.Getenv("XMODAL_TOKENIZER_GOLDENS")
+	if paths == "" {
+		t.Skip("XMODAL_TOKENIZER_GOLDENS not set")
+	}
+	for _, p := range strings.Split(paths, ":") {
+		t.Run(filepath.Base(p), func(t *testing.T) { checkGoldens(t, loadGoldenFile(t, p)) })
+	}
+}
+
+func checkGoldens(t *testing.T, gs []golden) {
+	tok := newTok(t)
 	mismatches := 0
 	perCat := map[string][2]int{}
 	var diffs []string
