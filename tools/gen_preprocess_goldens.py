@@ -190,6 +190,22 @@ def make_generated():
     p.paste(1, (16, 0, 32, 16))
     p.save(os.path.join(GEN_DIR, "palette-trns.png"), transparency=0)
 
+    with open(os.path.join(GEN_DIR, "README.md"), "w") as fh:
+        fh.write(
+            "# Generated test images\n\n"
+            "Written by tools/gen_preprocess_goldens.py with Pillow. `cmyk.jpg`, `orient-*.jpg`,\n"
+            "`anim.gif` and `rgb16.png` are derived from `testdata/pdq/images` (labelme-subset/q0003.jpg\n"
+            "and misc/small.jpg, Meta ThreatExchange, BSD licence, see testdata/pdq/LICENSE);\n"
+            "the others are synthetic.\n\n"
+            "- `cmyk.jpg`: Adobe CMYK JPEG (with under-colour removal, so K is used)\n"
+            "- `orient-N.jpg` (N = 2..8): EXIF orientation N; upright, each shows misc/small.jpg\n"
+            "- `anim.gif`: three frames (photo, flat red, flat blue); decoders must take the first\n"
+            "- `rgb16.png`: 16-bit RGB; high bytes are the photo, low bytes noise\n"
+            "- `gray16.png`: 16-bit grayscale gradient 0..65535 (Pillow opens it as I;16)\n"
+            "- `palette-trns.png`: paletted, index 0 (black) transparent on the left half\n"
+            "- `rgba-alpha.png`: RGB (40,0,0) with alpha rising 0..255 left to right\n"
+        )
+
     # RGBA with partial alpha over black RGB (what "drop alpha" exposes).
     rgba = np.zeros((16, 32, 4), np.uint8)
     rgba[..., 0] = 40
