@@ -586,7 +586,11 @@ func (f *Fetcher) dialContext(ctx context.Context, network, addr string) (net.Co
 		case "tcp6":
 			lookup = "ip6"
 		}
-		ips, err = f.cfg.Resolver.LookupNetIP(ctx, lookup, host)
+		// The transport may dial on a context that outlives the request:
+		// bound the lookup by the connect timeout.
+		lctx, cancel := context.WithTimeout(ctx, f.cfg.ConnectTimeout)
+		ips, err = f.cfg.Resolver.LookupNetIP(lctx, lookup, host)
+		cancel()
 		if err != nil {
 			var de *net.DNSError
 			if errors.As(err, &de) && de.IsNotFound {
