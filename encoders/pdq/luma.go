@@ -76,7 +76,30 @@ func lumaRowRGBA(m *image.RGBA, b image.Rectangle, y int, dst []float32) {
 	}
 }
 
-// lumaRowYCbCr converts with color.YCbCrToRGB, the conversion m.At uses.
+// ycbcrLuma is the luminance of color.YCbCrToRGB(y, cb, cr) (the
+// conversion m.At uses), computed inline: the same JFIF fixed-point
+// arithmetic and clamping, with the chroma terms passed in precomputed.
+func ycbcrLuma(y uint8, rc, gc, bc int32) float32 {
+	yy := int32(y) * 0x10101
+	r, g, b := yy+rc, yy+gc, yy+bc
+	return luma8(clamp16(r), clamp16(g), clamp16(b))
+}
+
+// clamp16 is YCbCrToRGB's clamp of a 16.16 fixed-point value to 0..255.
+func clamp16(v int32) uint8 {
+	if uint32(v)&0xff000000 == 0 {
+		return uint8(v >> 16)
+	}
+	return uint8(^(v >> 31))
+}
+
+// chroma returns YCbCrToRGB's red, green and blue chroma terms.
+func chroma(cb, cr uint8) (rc, gc, bc int32) {
+	cb1, cr1 := int32(cb)-128, int32(cr)-128
+	return 91881 * cr1, -22554*cb1 - 46802*cr1, 116130 * cb1
+}
+
+// lumaRowYCbCr converts row y of m to luminance.
 func lumaRowYCbCr(m *image.YCbCr, b image.Rectangle, y int, dst []float32) {
 	yy := b.Min.Y + y
 	yi := m.YOffset(b.Min.X, yy)
@@ -88,17 +111,40 @@ func lumaRowYCbCr(m *image.YCbCr, b image.Rectangle, y int, dst []float32) {
 		cb := m.Cb[ci : ci+len(dst)]
 		cr := m.Cr[ci : ci+len(dst)]
 		for x, yv := range ys {
-			r, g, bl := color.YCbCrToRGB(yv, cb[x], cr[x])
-			dst[x] = luma8(r, g, bl)
+			rc, gc, bc := chroma(cb[x], cr[x])
+			dst[x] = ycbcrLuma(yv, rc, gc, bc)
 		}
 	case image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420:
-		// Chroma column of x is x/2 - x0/2 relative to ci.
+		if x0 < 0 {
+			// Rare: chroma columns are x/2 - x0/2 with Go's truncating
+			// division, which does not pair pixels evenly across zero.
+			for x := range dst {
+				c := m.YCbCrAt(x0+x, yy)
+				r, g, bl := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+				dst[x] = luma8(r, g, bl)
+			}
+			return
+		}
+		// Pixel x0+x reads chroma column (x0+x)/2 - x0/2 relative to ci,
+		// so pixels pair up on chroma samples, the first one alone when x0
+		// is odd.
 		cb, cr := m.Cb[ci:], m.Cr[ci:]
-		base := x0 / 2
-		for x, yv := range ys {
-			c := (x0+x)/2 - base
-			r, g, bl := color.YCbCrToRGB(yv, cb[c], cr[c])
-			dst[x] = luma8(r, g, bl)
+		x, c := 0, 0
+		if x0&1 != 0 {
+			rc, gc, bc := chroma(cb[0], cr[0])
+			dst[0] = ycbcrLuma(ys[0], rc, gc, bc)
+			x, c = 1, 1
+		}
+		for ; x+1 < len(ys); x, c = x+2, c+1 {
+			rc, gc, bc := chroma(cb[c], cr[c])
+			y0 := int32(ys[x]) * 0x10101
+			y1 := int32(ys[x+1]) * 0x10101
+			dst[x] = luma8(clamp16(y0+rc), clamp16(y0+gc), clamp16(y0+bc))
+			dst[x+1] = luma8(clamp16(y1+rc), clamp16(y1+gc), clamp16(y1+bc))
+		}
+		if x < len(ys) {
+			rc, gc, bc := chroma(cb[c], cr[c])
+			dst[x] = ycbcrLuma(ys[x], rc, gc, bc)
 		}
 	default:
 		for x := range dst {

@@ -337,9 +337,17 @@ func TestDihedralPixels(t *testing.T) {
 // TestImageTypes: the fast paths for each image type agree with the generic
 // path (color.NRGBAModel per pixel) bit for bit.
 func TestImageTypes(t *testing.T) {
-	jpg := decodeFile(t, filepath.Join(vectorsDir, "images", "labelme-subset", "q2821.jpg"))
-	if _, ok := jpg.(*image.YCbCr); !ok {
-		t.Fatalf("q2821.jpg decodes to %T, want *image.YCbCr", jpg)
+	// A colourful 4:2:0 JPEG, so that chroma varies from pixel to pixel.
+	var enc bytes.Buffer
+	if err := jpeg.Encode(&enc, synthImage(256, 250, 40, 3), &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	jpg, err := jpeg.Decode(&enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := jpg.(*image.YCbCr); !ok || m.SubsampleRatio != image.YCbCrSubsampleRatio420 {
+		t.Fatalf("JPEG decodes to %T, want 4:2:0 *image.YCbCr", jpg)
 	}
 	b := jpg.Bounds()
 	rgba := image.NewRGBA(b)
@@ -388,13 +396,34 @@ func TestImageTypes(t *testing.T) {
 		{"sub-rgba", sub(rgba)},
 		{"sub-nrgba", sub(nrgba)},
 		{"sub-gray", sub(gray)},
+		{"sub-odd-ycbcr420", jpg.(*image.YCbCr).SubImage(image.Rect(1, 1, 200, 201))},
+		{"ycbcr420-negative-origin", shifted(jpg.(*image.YCbCr), -37, -11)},
+		{"ycbcr422", resample(jpg, image.YCbCrSubsampleRatio422)},
+		{"ycbcr440", resample(jpg, image.YCbCrSubsampleRatio440)},
+		{"paletted", paletted(jpg)},
+		{"gray16", convert(jpg, color.Gray16Model)},
+		{"cmyk", convert(jpg, color.CMYKModel)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, gq := FromImage(tt.img)
-			want, wq := FromImage(genericImage{tt.img})
-			if got != want || gq != wq {
-				t.Errorf("fast path %s q%d, generic %s q%d", got, gq, want, wq)
+			b := tt.img.Bounds()
+			fast, generic := rowFiller(tt.img), rowFiller(genericImage{tt.img})
+			got, want := make([]float32, b.Dx()), make([]float32, b.Dx())
+			for y := range b.Dy() {
+				fast(y, got)
+				generic(y, want)
+				if !slices.Equal(got, want) {
+					i := 0
+					for got[i] == want[i] {
+						i++
+					}
+					t.Fatalf("row %d, pixel %d: fast path luma %v, generic %v", y, i, got[i], want[i])
+				}
+			}
+			h, q := FromImage(tt.img)
+			gh, gq := FromImage(genericImage{tt.img})
+			if h != gh || q != gq {
+				t.Errorf("fast path %s q%d, generic %s q%d", h, q, gh, gq)
 			}
 		})
 	}
@@ -404,6 +433,62 @@ func TestImageTypes(t *testing.T) {
 	if h1 != h2 {
 		t.Errorf("YCbCr %s != RGBA %s", h1, h2)
 	}
+}
+
+// shifted returns a copy of m whose bounds start at (dx, dy).
+func shifted(m *image.YCbCr, dx, dy int) *image.YCbCr {
+	c := *m
+	c.Rect = m.Rect.Add(image.Pt(dx, dy))
+	return &c
+}
+
+// resample copies img into a YCbCr image of the given subsampling.
+func resample(img image.Image, ratio image.YCbCrSubsampleRatio) *image.YCbCr {
+	b := img.Bounds()
+	m := image.NewYCbCr(b, ratio)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := color.YCbCrModel.Convert(img.At(x, y)).(color.YCbCr)
+			m.Y[m.YOffset(x, y)] = c.Y
+			m.Cb[m.COffset(x, y)], m.Cr[m.COffset(x, y)] = c.Cb, c.Cr
+		}
+	}
+	return m
+}
+
+func paletted(img image.Image) *image.Paletted {
+	b := img.Bounds()
+	p := image.NewPaletted(b, palette216())
+	draw.FloydSteinberg.Draw(p, b, img, b.Min)
+	return p
+}
+
+func palette216() color.Palette {
+	var p color.Palette
+	for r := 0; r < 6; r++ {
+		for g := 0; g < 6; g++ {
+			for b := 0; b < 6; b++ {
+				p = append(p, color.RGBA{uint8(r * 51), uint8(g * 51), uint8(b * 51), 0xff})
+			}
+		}
+	}
+	return p
+}
+
+// convert copies img into an image of another colour model.
+func convert(img image.Image, model color.Model) image.Image {
+	b := img.Bounds()
+	var dst draw.Image
+	switch model {
+	case color.Gray16Model:
+		dst = image.NewGray16(b)
+	case color.CMYKModel:
+		dst = image.NewCMYK(b)
+	default:
+		panic("unsupported model")
+	}
+	draw.Draw(dst, b, img, b.Min, draw.Src)
+	return dst
 }
 
 // genericImage hides the concrete type, forcing the generic path.
