@@ -24,31 +24,24 @@ type codec struct {
 	decode func(io.Reader) (image.Image, error)
 }
 
-var (
-	codecJPEG = codec{"jpeg", jpeg.DecodeConfig, jpeg.Decode}
-	codecPNG  = codec{"png", png.DecodeConfig, png.Decode}
-	codecGIF  = codec{"gif", gif.DecodeConfig, gif.Decode} // gif.Decode: first frame only
-	codecWebP = codec{"webp", webp.DecodeConfig, webp.Decode}
-	codecBMP  = codec{"bmp", bmp.DecodeConfig, bmp.Decode}
-)
-
 // sniff names the format from its magic bytes. It returns a codec for the
-// formats we decode, or the name of a recognised but unsupported format.
+// formats we decode, or nil and the name of a recognised but unsupported
+// format ("" when unrecognised).
 func sniff(b []byte) (*codec, string) {
 	has := func(off int, magic string) bool {
 		return len(b) >= off+len(magic) && string(b[off:off+len(magic)]) == magic
 	}
 	switch {
 	case has(0, "\xff\xd8\xff"):
-		return &codecJPEG, "jpeg"
+		return &codec{"jpeg", jpeg.DecodeConfig, jpeg.Decode}, "jpeg"
 	case has(0, "\x89PNG\r\n\x1a\n"):
-		return &codecPNG, "png"
+		return &codec{"png", png.DecodeConfig, png.Decode}, "png"
 	case has(0, "GIF87a"), has(0, "GIF89a"):
-		return &codecGIF, "gif"
+		return &codec{"gif", gif.DecodeConfig, gif.Decode}, "gif" // gif.Decode: first frame only
 	case has(0, "RIFF") && has(8, "WEBP"):
-		return &codecWebP, "webp"
+		return &codec{"webp", webp.DecodeConfig, webp.Decode}, "webp"
 	case has(0, "BM"):
-		return &codecBMP, "bmp"
+		return &codec{"bmp", bmp.DecodeConfig, bmp.Decode}, "bmp"
 	case has(0, "II*\x00"), has(0, "MM\x00*"):
 		return nil, "tiff"
 	case has(4, "ftypavif"), has(4, "ftypavis"):
@@ -75,7 +68,9 @@ func sniff(b []byte) (*codec, string) {
 // DecodeConfig and refuses images declaring more than lim.MaxPixels pixels
 // before any pixel memory is allocated, then decodes. JPEG EXIF orientation
 // (APP1 tag 0x0112) is applied, so the result is upright. GIF yields its
-// first frame. The returned format is "jpeg", "png", "gif", "webp" or "bmp".
+// first frame, with the frame's own bounds (which may be smaller than the
+// logical screen and not start at the origin). JPEGs with more than 100
+// scans are refused as ErrUnsupported (see maxJPEGScans). The returned format is "jpeg", "png", "gif", "webp" or "bmp".
 //
 // The concrete image type is the decoder's (for JPEG: *image.YCbCr,
 // *image.Gray, *image.CMYK, or *image.RGBA when an orientation was applied

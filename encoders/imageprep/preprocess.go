@@ -33,6 +33,24 @@ func Preprocess(img image.Image, s Spec, dst []float32) []float32 {
 	return dst
 }
 
+// RGB returns img as packed 8-bit RGB (3 bytes per pixel, rows of 3*w
+// bytes) with the colour conversions Preprocess uses: alpha composited over
+// white, libjpeg-turbo's upsampling and colour tables for JPEG YCbCr,
+// Pillow's CMYK formula, the high byte of 16-bit samples. Use it rather than
+// image.Image.At where pixels should match what Pillow would decode.
+func RGB(img image.Image) (pix []byte, w, h int) {
+	if img == nil || img.Bounds().Empty() {
+		return nil, 0, 0
+	}
+	src := newRowSource(img)
+	w, h = src.size()
+	pix = make([]byte, 3*w*h)
+	for y := 0; y < h; y++ {
+		src.row(y, pix[3*w*y:3*w*(y+1)])
+	}
+	return pix, w, h
+}
+
 // resizeTarget is transformers' get_resize_output_image_size for
 // {"shortest_edge": Size} (long side = int(Size*long/short)), or
 // Size x Size for squash.

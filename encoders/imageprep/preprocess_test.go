@@ -262,3 +262,20 @@ func TestThumbnail(t *testing.T) {
 		t.Errorf("quality 30 gives %d bytes, quality 95 %d", len(small), len(big))
 	}
 }
+
+func TestRGB(t *testing.T) {
+	if p, w, h := RGB(nil); p != nil || w != 0 || h != 0 {
+		t.Errorf("RGB(nil) = %d bytes, %dx%d", len(p), w, h)
+	}
+	img, _, err := Decode(readFile(t, "testdata/images/go/video-001.q50.420.jpeg"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pix, w, h := RGB(img)
+	if w != 150 || h != 103 || len(pix) != 3*w*h {
+		t.Fatalf("RGB: %d bytes, %dx%d", len(pix), w, h)
+	}
+	if got := pixel(img, 17, 42); !bytes.Equal(pix[3*(42*w+17):3*(42*w+17)+3], got[:]) {
+		t.Errorf("RGB and the row source disagree at (17,42)")
+	}
+}
