@@ -11,7 +11,8 @@ Two kinds of input:
     encoders/pdq/pdq_test.go), so that large sizes cost no storage.
 
 For each input goldens.json records the wheel's hash, dihedral hashes and
-quality. Run from the repository root with the tools venv:
+quality; for synthetic images over 512 px also the wheel's hash after PIL's
+thumbnail((512, 512)), as the reference Python hasher shrinks (thumb_hash). Run from the repository root with the tools venv:
     .cache/venv/bin/python tools/gen_pdq_goldens.py
 """
 
@@ -53,6 +54,7 @@ SYNTH = [
     (1920, 1080, 20, 13),
     (333, 1500, 8, 14),
     (2048, 96, 6, 15),
+    (3000, 2000, 24, 16),
 ]
 
 
@@ -121,9 +123,15 @@ def main():
     for w, hh, blocks, seed in SYNTH:
         px = synth(w, hh, blocks, seed)
         h, q, d = hashes(px)
-        entries.append({"name": "synth-%dx%d-b%d-s%d" % (w, hh, blocks, seed),
-                        "synth": {"width": w, "height": hh, "blocks": blocks, "seed": seed},
-                        "width": w, "height": hh, "hash": h, "quality": q, "dihedral": d})
+        e = {"name": "synth-%dx%d-b%d-s%d" % (w, hh, blocks, seed),
+             "synth": {"width": w, "height": hh, "blocks": blocks, "seed": seed},
+             "width": w, "height": hh, "hash": h, "quality": q, "dihedral": d}
+        if max(w, hh) > 512:
+            im = Image.fromarray(px)
+            im.thumbnail((512, 512))
+            th, tq = pdqhash.compute(np.asarray(im))
+            e["thumb_hash"], e["thumb_quality"] = bits_hex(th), tq
+        entries.append(e)
     doc = {
         "generator": "tools/gen_pdq_goldens.py",
         "reference": "pdqhash %s (C++ PDQ from ThreatExchange), numpy %s, Pillow %s"

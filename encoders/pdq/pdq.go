@@ -81,7 +81,7 @@ type Hasher struct {
 	MaxSide int
 
 	ds    downsampler
-	plane []float32
+	thumb thumbScratch
 	dct   [dctSize][dctSize]float32
 }
 
@@ -173,11 +173,7 @@ func (hs *Hasher) coefficientsImage(img image.Image) (quality int, ok bool) {
 		maxSide = DefaultMaxSide
 	}
 	if maxSide > 0 && (w > maxSide || h > maxSide) {
-		hs.plane = grow(hs.plane, w*h)
-		for y := range h {
-			fill(y, hs.plane[y*w:(y+1)*w])
-		}
-		small, sw, sh := thumbnail(hs.plane, w, h, maxSide)
+		small, sw, sh := thumbnail(w, h, maxSide, fill, &hs.thumb)
 		if sw < minDim || sh < minDim {
 			return 0, false
 		}

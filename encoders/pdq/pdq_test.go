@@ -93,7 +93,11 @@ type golden struct {
 	Hash     string   `json:"hash"`
 	Quality  int      `json:"quality"`
 	Dihedral []string `json:"dihedral"`
-	Synth    *struct {
+	// The hash after PIL's thumbnail((512, 512)), for synthetic images
+	// over 512 px.
+	ThumbHash    string `json:"thumb_hash"`
+	ThumbQuality int    `json:"thumb_quality"`
+	Synth        *struct {
 		Width, Height, Blocks, Seed uint32
 	} `json:"synth"`
 }
@@ -198,6 +202,34 @@ func TestGoldens(t *testing.T) {
 	if 100*near < 95*len(goldens) {
 		t.Errorf("only %d of %d hashes within 2 bits of the reference; want >= 95%%", near, len(goldens))
 	}
+}
+
+// TestThumbnailGoldens: with the default 512-pixel shrink, large images
+// hash close to the reference after PIL's thumbnail (which resamples 8-bit
+// RGB; the shrink here resamples float luminance, so bits may differ).
+func TestThumbnailGoldens(t *testing.T) {
+	var table strings.Builder
+	n := 0
+	for _, g := range loadGoldens(t) {
+		if g.ThumbHash == "" {
+			continue
+		}
+		n++
+		h, q := FromImage(g.image(t))
+		d := Distance(h, mustParse(t, g.ThumbHash))
+		limit := 16
+		if g.ThumbQuality >= 80 {
+			limit = 10
+		}
+		fmt.Fprintf(&table, "%-28s q %3d/%3d  distance %3d\n", g.Name, q, g.ThumbQuality, d)
+		if d > limit || max(q-g.ThumbQuality, g.ThumbQuality-q) > 5 {
+			t.Errorf("%s: %d bits (limit %d), quality %d vs %d", g.Name, d, limit, q, g.ThumbQuality)
+		}
+	}
+	if n < 5 {
+		t.Fatalf("only %d thumbnail goldens", n)
+	}
+	t.Logf("default (shrunk) hashes vs the reference after PIL thumbnail:\n%s", table.String())
 }
 
 // TestBridgeMods: every edit of the bridge photo stays near the original.

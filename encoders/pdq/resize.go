@@ -91,62 +91,71 @@ func resampleCoeffs(size int, extent float64, out int) (starts []int, weights []
 	return starts, weights
 }
 
-// boxReduce averages kx x ky blocks of a w x h plane (partial blocks at the
-// right and bottom edges average what they have), as PIL's Image.reduce.
-func boxReduce(src []float32, w, h, kx, ky int) ([]float32, int, int) {
-	ow, oh := (w+kx-1)/kx, (h+ky-1)/ky
-	dst := make([]float32, ow*oh)
-	acc := make([]float32, ow)
-	cnt := make([]int, ow)
-	for oy := range oh {
-		clear(acc)
-		clear(cnt)
-		for y := oy * ky; y < min((oy+1)*ky, h); y++ {
-			row := src[y*w : (y+1)*w]
-			for x, v := range row {
-				acc[x/kx] += v
-				cnt[x/kx]++
-			}
-		}
-		d := dst[oy*ow : (oy+1)*ow]
-		for x := range d {
-			d[x] = acc[x] / float32(cnt[x])
-		}
-	}
-	return dst, ow, oh
+// thumbScratch holds thumbnail's buffers between calls.
+type thumbScratch struct {
+	row, reduced, mid, dst []float32
 }
 
-// thumbnail shrinks a w x h luminance plane to fit in max x max the way
-// PIL's Image.thumbnail does, returning the new plane and size.
-func thumbnail(src []float32, w, h, maxSide int) ([]float32, int, int) {
+// thumbnail shrinks a w x h image, whose luminance rows fill writes, to fit
+// in maxSide x maxSide the way PIL's Image.thumbnail does, returning the new
+// plane (in sc) and its size. It streams: only the horizontally resampled
+// rows are kept.
+func thumbnail(w, h, maxSide int, fill func(y int, dst []float32), sc *thumbScratch) ([]float32, int, int) {
 	tw, th := thumbSize(w, h, maxSide)
-	if tw == w && th == h {
-		return src, w, h
-	}
-	// Reduce by whole factors while keeping at least twice the target.
-	extX, extY := float64(w), float64(h)
+	// Reduce by whole factors (block means, partial blocks at the right and
+	// bottom edges averaging what they have, as PIL's Image.reduce) while
+	// keeping at least twice the target.
 	kx, ky := max(w/tw/2, 1), max(h/th/2, 1)
-	if kx > 1 || ky > 1 {
-		src, w, h = boxReduce(src, w, h, kx, ky)
-		extX, extY = extX/float64(kx), extY/float64(ky)
-	}
-	// Horizontal pass into a th-independent w' x h plane, then vertical.
-	xs, xw := resampleCoeffs(w, extX, tw)
-	mid := make([]float32, tw*h)
-	for y := range h {
-		row := src[y*w : (y+1)*w]
-		out := mid[y*tw : (y+1)*tw]
-		for i, k := range xw {
-			in := row[xs[i] : xs[i]+len(k)]
-			var s float32
-			for j, c := range k {
-				s += c * in[j]
+	rw, rh := (w+kx-1)/kx, (h+ky-1)/ky
+	extX, extY := float64(w)/float64(kx), float64(h)/float64(ky)
+
+	xs, xw := resampleCoeffs(rw, extX, tw)
+	sc.row = grow(sc.row, w)
+	sc.reduced = grow(sc.reduced, rw)
+	sc.mid = grow(sc.mid, tw*rh)
+	row, reduced, mid := sc.row, sc.reduced, sc.mid
+	for ry := range rh {
+		src := row
+		if kx == 1 && ky == 1 {
+			fill(ry, row)
+		} else {
+			clear(reduced)
+			y0, y1 := ry*ky, min((ry+1)*ky, h)
+			for y := y0; y < y1; y++ {
+				fill(y, row)
+				for x, v := range row {
+					reduced[x/kx] += v
+				}
 			}
-			out[i] = s
+			for x := range reduced {
+				n := (min((x+1)*kx, w) - x*kx) * (y1 - y0)
+				reduced[x] /= float32(n)
+			}
+			src = reduced
+		}
+		out := mid[ry*tw : (ry+1)*tw]
+		for i, k := range xw {
+			in := src[xs[i] : xs[i]+len(k)]
+			// Four partial sums, so the additions do not form one serial
+			// chain.
+			var s0, s1, s2, s3 float32
+			j := 0
+			for ; j+4 <= len(k); j += 4 {
+				s0 += k[j] * in[j]
+				s1 += k[j+1] * in[j+1]
+				s2 += k[j+2] * in[j+2]
+				s3 += k[j+3] * in[j+3]
+			}
+			for ; j < len(k); j++ {
+				s0 += k[j] * in[j]
+			}
+			out[i] = (s0 + s1) + (s2 + s3)
 		}
 	}
-	ys, yw := resampleCoeffs(h, extY, th)
-	dst := make([]float32, tw*th)
+	ys, yw := resampleCoeffs(rh, extY, th)
+	sc.dst = grow(sc.dst, tw*th)
+	dst := sc.dst
+	clear(dst)
 	for i, k := range yw {
 		out := dst[i*tw : (i+1)*tw]
 		for j, c := range k {
