@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	s.group, err = kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID: cfg.Group, Brokers: cfg.Brokers, Dialer: conn.dialer, Topics: []string{cfg.Topic},
 		HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
-		JoinGroupBackoff: cfg.JoinBackoff, StartOffset: start, Timeout: cfg.Timeout, RetentionTime: -1,
+		JoinGroupBackoff: cfg.JoinBackoff, StartOffset: start, Timeout: cfg.Timeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: 10 * time.Second,
 		Logger: s.kafkaLogger(slog.LevelDebug), ErrorLogger: s.kafkaLogger(slog.LevelDebug),
 	})
@@ -154,7 +154,11 @@ func (s *Source) probe(ctx context.Context) error {
 	}
 	md, err := s.conn.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{s.cfg.Topic}})
 	if err != nil {
-		return fmt.Errorf("kafka: metadata for topic %q: %w", s.cfg.Topic, err)
+		hint := ""
+		if s.cfg.SASL.Mechanism == "" && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			hint = " (the broker closed the connection: does this listener require SASL or TLS?)"
+		}
+		return fmt.Errorf("kafka: metadata for topic %q%s: %w", s.cfg.Topic, hint, err)
 	}
 	for _, t := range md.Topics {
 		if t.Name == s.cfg.Topic && t.Error != nil {
