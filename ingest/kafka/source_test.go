@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/xmodal/xmodal/ingest"
 )
