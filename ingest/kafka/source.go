@@ -175,7 +175,10 @@ func (s *Source) ensureTopics(ctx context.Context) error {
 		{Topic: s.cfg.DLQTopic, NumPartitions: -1, ReplicationFactor: -1},
 		{Topic: s.cfg.AttemptsTopic, NumPartitions: 1, ReplicationFactor: -1, ConfigEntries: []kafkago.ConfigEntry{
 			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
-			{ConfigName: "segment.ms", ConfigValue: "600000"},
+			// Small segments, so that the cleaner compacts the table down to one
+			// record per partition soon and a rebalance reads little.
+			{ConfigName: "segment.ms", ConfigValue: "60000"},
+			{ConfigName: "segment.bytes", ConfigValue: "8388608"},
 			{ConfigName: "min.cleanable.dirty.ratio", ConfigValue: "0.1"},
 		}},
 	}})
