@@ -58,7 +58,7 @@ func TestEndToEndImages(t *testing.T) {
 	}
 }
 
-func decodeGoldenImages(t *testing.T, g *goldens) []image.Image {
+func decodeGoldenImages(t testing.TB, g *goldens) []image.Image {
 	t.Helper()
 	imgs := make([]image.Image, len(g.Images))
 	for i, rel := range g.Images {
