@@ -13,12 +13,14 @@ import (
 
 // JetStreamConfig names the ingest stream, its consumer and the dead-letter stream.
 type JetStreamConfig struct {
-	Stream     string        // default XMODAL_POSTS
-	Subject    string        // default xmodal.posts
-	Consumer   string        // durable consumer name, default indexer
-	DLQStream  string        // default XMODAL_DLQ
-	DLQSubject string        // default xmodal.dlq
-	AckWait    time.Duration // default 2m: a batch must finish within it
+	Stream     string // default XMODAL_POSTS
+	Subject    string // default xmodal.posts
+	Consumer   string // durable consumer name, default indexer
+	DLQStream  string // default XMODAL_DLQ
+	DLQSubject string // default xmodal.dlq
+	// AckWait is how long an unacknowledged message waits before redelivery
+	// (after a crash, say); default 30s. Batches in flight are kept alive.
+	AckWait    time.Duration
 	MaxAge     time.Duration // retention of the ingest stream, default 7 days
 	MaxPending int           // max unacked messages, default 4096
 }
@@ -35,7 +37,7 @@ func (c *JetStreamConfig) defaults() {
 	def(&c.DLQStream, "XMODAL_DLQ")
 	def(&c.DLQSubject, "xmodal.dlq")
 	if c.AckWait == 0 {
-		c.AckWait = 2 * time.Minute
+		c.AckWait = 30 * time.Second
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = 7 * 24 * time.Hour
@@ -138,6 +140,7 @@ func (s *JetStream) wrap(m jetstream.Msg) *Message {
 		msg.Origin = fmt.Sprintf("stream %s seq %d", md.Stream, md.Sequence.Stream)
 	}
 	msg.ack = func(ctx context.Context) error { return m.DoubleAck(ctx) }
+	msg.inProgress = func(context.Context) error { return m.InProgress() }
 	return msg
 }
 

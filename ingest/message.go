@@ -22,7 +22,17 @@ type Message struct {
 	// Attempt counts deliveries of this message, 1 on the first.
 	Attempt int
 
-	ack func(context.Context) error
+	ack        func(context.Context) error
+	inProgress func(context.Context) error
+}
+
+// KeepAlive tells the source that the message is still being worked on, so that
+// it is not redelivered while a slow batch (a stalled sink, say) is in flight.
+func (m *Message) KeepAlive(ctx context.Context) error {
+	if m.inProgress == nil {
+		return nil
+	}
+	return m.inProgress(ctx)
 }
 
 // NewMessage builds a message whose Ack calls ack (sources and tests use it).

@@ -57,6 +57,9 @@ type Config struct {
 	MaxAttempts int           // deliveries before a message is dead-lettered as poison, default 5
 	// MediaConcurrency bounds parallel image fetch+decode, default 8.
 	MediaConcurrency int
+	// KeepAlive is how often messages of a batch in flight are reported as in
+	// progress to the source, default 10s (keep it under the source's ack wait).
+	KeepAlive time.Duration
 	// Crash, when set, is called at each crash point of each batch (tests kill the
 	// process there).
 	Crash func(CrashPoint)
@@ -74,6 +77,9 @@ func (c *Config) defaults() {
 	}
 	if c.MediaConcurrency <= 0 {
 		c.MediaConcurrency = 8
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 10 * time.Second
 	}
 	if c.Crash == nil {
 		c.Crash = func(CrashPoint) {}
@@ -188,6 +194,8 @@ type failure struct {
 // dead-lettered, then acknowledged. An error means nothing was acknowledged.
 func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
 	p.metrics.batch.Observe(float64(len(msgs)))
+	stop := p.keepAlive(ctx, msgs)
+	defer stop()
 	items := make([]*item, len(msgs))
 	for i, m := range msgs {
 		items[i] = p.classify(ctx, m)
@@ -222,6 +230,33 @@ func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
 		}
 	}
 	return nil
+}
+
+// keepAlive reports the batch's messages as in progress until stop is called.
+func (p *Pipeline) keepAlive(ctx context.Context, msgs []*ingest.Message) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(p.cfg.KeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					if err := m.KeepAlive(ctx); err != nil {
+						p.log.Debug("keep-alive failed", "origin", m.Origin, "err", err)
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // classify decodes a message and decides what it needs.

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/workers"
+)
+
+// app is everything `xmodal run` starts, in one process.
+type app struct {
+	cfg   *Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	ns    *server.Server
+	nc    *nats.Conn
+	model *encoders.Model
+	ix    *embedded.Index
+	src   *ingest.JetStream
+	pipe  *workers.Pipeline
+	svc   *query.Service
+	http  *http.Server
+	ready atomic.Bool
+}
+
+// bundledModelDirs are tried in order when no model is configured.
+var bundledModelDirs = []string{"testdata/models/demo", "testdata/models/parity"}
+
+// findModel resolves the model directory: the configured one, else the bundled
+// model next to the working directory or the executable.
+func findModel(cfg string) (string, error) {
+	if cfg != "" {
+		return cfg, nil
+	}
+	var roots []string
+	if wd, err := os.Getwd(); err == nil {
+		roots = append(roots, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		d := filepath.Dir(exe)
+		roots = append(roots, d, filepath.Dir(d))
+	}
+	for _, r := range roots {
+		for _, m := range bundledModelDirs {
+			p := filepath.Join(r, m)
+			if _, err := os.Stat(filepath.Join(p, "model.json")); err == nil {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no model configured and no bundled model found under %v (set --model or XMODAL_MODEL)", bundledModelDirs)
+}
+
+func decoder(lim imageprep.Limits) func([]byte) (image.Image, error) {
+	return func(b []byte) (image.Image, error) {
+		img, _, err := imageprep.Decode(b, lim)
+		return img, err
+	}
+}
+
+func thumbnail(img image.Image) []byte {
+	b, err := imageprep.Thumbnail(img, 128, 75)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// startApp starts the embedded NATS server, the model, the index, the pipeline
+// and the query service. Close undoes it.
+func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
+	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	url := cfg.NATS.URL
+	if url == "" {
+		a.ns, err = natsserver.Start(natsserver.Options{Listen: cfg.NATS.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			User: cfg.NATS.User, Password: cfg.NATS.Password})
+		if err != nil {
+			return nil, err
+		}
+		url = a.ns.ClientURL()
+		log.Info("embedded NATS server started", "url", url)
+	}
+	a.nc, err = connectNATS(cfg, url)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := findModel(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	a.model, err = encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
+		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("model loaded", "dir", dir, "version", a.model.Version(), "dim", a.model.Dim())
+	a.ix, err = embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: a.model.Dim(),
+		ModelVersion: a.model.Version(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.src, err = ingest.NewJetStream(ctx, a.nc, ingest.JetStreamConfig{AckWait: cfg.Ingest.AckWait})
+	if err != nil {
+		return nil, err
+	}
+	decode := decoder(imageprep.DefaultLimits())
+	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
+		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
+		workers.Deps{Source: a.src, DeadLetter: a.src, Sink: a.ix, Embedder: a.model, Decode: decode,
+			Thumbnail: thumbnail, Logger: log, Registerer: a.reg})
+	if err != nil {
+		return nil, err
+	}
+	a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
+		query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Logger: log, Registerer: a.reg})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.svc.Start(a.nc); err != nil {
+		return nil, err
+	}
+	if cfg.HTTP.Listen != "" {
+		if err := a.startHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("xmodal"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}
+	if cfg.NATS.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func (a *app) startHTTP() error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() || a.nc == nil || !a.nc.IsConnected() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", a.cfg.HTTP.Listen, err)
+	}
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go a.http.Serve(ln)
+	a.log.Info("metrics and health", "url", "http://"+ln.Addr().String()+"/metrics")
+	return nil
+}
+
+// Run indexes until ctx ends.
+func (a *app) Run(ctx context.Context) error {
+	a.ready.Store(true)
+	err := a.pipe.Run(ctx)
+	a.ready.Store(false)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Close stops everything in reverse order.
+func (a *app) Close() {
+	if a.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		a.http.Shutdown(ctx)
+		cancel()
+	}
+	if a.svc != nil {
+		a.svc.Stop()
+	}
+	if a.nc != nil {
+		a.nc.Drain()
+	}
+	if a.ix != nil {
+		a.ix.Close()
+	}
+	if a.model != nil {
+		a.model.Close()
+	}
+	if a.ns != nil {
+		a.ns.Shutdown()
+		a.ns.WaitForShutdown()
+	}
+}
+
+// crashHook reads XMODAL_CRASH_AT=point:n (test only): the process kills itself
+// with SIGKILL the n-th time the pipeline reaches that crash point.
+func crashHook(log *slog.Logger) func(workers.CrashPoint) {
+	spec := os.Getenv("XMODAL_CRASH_AT")
+	if spec == "" {
+		return nil
+	}
+	point, nStr, _ := strings.Cut(spec, ":")
+	n, err := strconv.Atoi(nStr)
+	if err != nil || n < 1 {
+		n = 1
+	}
+	var mu sync.Mutex
+	seen := 0
+	log.Warn("crash hook armed (test only)", "point", point, "at", n)
+	return func(p workers.CrashPoint) {
+		if string(p) != point {
+			return
+		}
+		mu.Lock()
+		seen++
+		hit := seen == n
+		mu.Unlock()
+		if hit {
+			fmt.Fprintf(os.Stderr, "XMODAL_CRASH_AT: killing the process at %s #%d\n", p, n)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of the binary. Each leaf has a key (the YAML
+// path joined with dots), an env name (XMODAL_ + the key in upper case with _ for
+// . and -), and a flag (--the-key-with-dashes). Precedence: defaults < YAML file
+// < env < flags.
+type Config struct {
+	DataDir string `yaml:"data_dir" help:"folder for the embedded index, JetStream and other state"`
+	Model   string `yaml:"model" help:"model directory (manifest + ONNX files); empty uses the bundled demo model"`
+	ORT     struct {
+		Lib            string `yaml:"lib" help:"path of libonnxruntime.so (default: XMODAL_ORT_LIB or .cache/ort/*/ from scripts/ort-setup.sh)"`
+		IntraOpThreads int    `yaml:"intra_op_threads" help:"ONNX Runtime threads inside one operator (0: ORT default)"`
+		InterOpThreads int    `yaml:"inter_op_threads" help:"ONNX Runtime threads across operators (0: ORT default)"`
+		Provider       string `yaml:"provider" help:"execution provider: cpu, cuda or tensorrt"`
+	} `yaml:"ort"`
+	NATS struct {
+		Listen   string `yaml:"listen" help:"address of the embedded NATS server"`
+		URL      string `yaml:"url" help:"an outside NATS server to use instead of the embedded one (also what the client commands connect to)"`
+		User     string `yaml:"user" help:"NATS user name"`
+		Password string `yaml:"password" help:"NATS password"`
+	} `yaml:"nats"`
+	Ingest struct {
+		BatchSize    int           `yaml:"batch_size" help:"posts per encoder batch"`
+		FetchWait    time.Duration `yaml:"fetch_wait" help:"longest wait for a batch to fill"`
+		MaxAttempts  int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
+		AckWait      time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); batches in flight are kept alive"`
+		AllowPrivate []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
+	} `yaml:"ingest"`
+	Query struct {
+		Timeout     time.Duration `yaml:"timeout" help:"per-request deadline"`
+		Concurrency int           `yaml:"concurrency" help:"requests handled at once; more get 429"`
+	} `yaml:"query"`
+	HTTP struct {
+		Listen string `yaml:"listen" help:"address for /metrics, /healthz and /readyz (empty disables)"`
+	} `yaml:"http"`
+	Log struct {
+		Level  string `yaml:"level" help:"debug, info, warn or error"`
+		Format string `yaml:"format" help:"text or json"`
+	} `yaml:"log"`
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() *Config {
+	c := &Config{DataDir: "xmodal-data"}
+	c.ORT.Provider = "cpu"
+	c.NATS.Listen = "127.0.0.1:4333"
+	c.Ingest.BatchSize = 32
+	c.Ingest.FetchWait = 100 * time.Millisecond
+	c.Ingest.MaxAttempts = 5
+	c.Ingest.AckWait = 30 * time.Second
+	c.Query.Timeout = 5 * time.Second
+	c.Query.Concurrency = 16
+	c.HTTP.Listen = "127.0.0.1:9464"
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+// Validate checks values, naming the key of the first bad one.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	if !slices.Contains([]string{"cpu", "cuda", "tensorrt"}, c.ORT.Provider) {
+		return bad("ort.provider", "%q is not cpu, cuda or tensorrt", c.ORT.Provider)
+	}
+	if c.ORT.IntraOpThreads < 0 || c.ORT.InterOpThreads < 0 {
+		return bad("ort.intra_op_threads", "thread counts must not be negative")
+	}
+	if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+		return bad("nats.listen", "%v", err)
+	}
+	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 4096 {
+		return bad("ingest.batch_size", "%d is not in 1..4096", c.Ingest.BatchSize)
+	}
+	if c.Ingest.FetchWait <= 0 {
+		return bad("ingest.fetch_wait", "must be positive")
+	}
+	if c.Ingest.AckWait < time.Second {
+		return bad("ingest.ack_wait", "must be at least 1s")
+	}
+	if c.Ingest.MaxAttempts < 1 {
+		return bad("ingest.max_attempts", "must be at least 1")
+	}
+	for _, a := range c.Ingest.AllowPrivate {
+		if _, _, err := net.ParseCIDR(a); err != nil && strings.ContainsAny(a, "/") {
+			return bad("ingest.allow_private", "%q is not a CIDR: %v", a, err)
+		}
+	}
+	if c.Query.Timeout <= 0 {
+		return bad("query.timeout", "must be positive")
+	}
+	if c.Query.Concurrency < 1 {
+		return bad("query.concurrency", "must be at least 1")
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			return bad("http.listen", "%v", err)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		return bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	return nil
+}
+
+// leaf is one configurable value.
+type leaf struct {
+	key  string
+	help string
+	v    reflect.Value
+}
+
+func (l leaf) env() string {
+	return "XMODAL_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(l.key))
+}
+
+func (l leaf) flag() string { return strings.NewReplacer(".", "-", "_", "-").Replace(l.key) }
+
+func leaves(c *Config) []leaf {
+	var out []leaf
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			key := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				walk(v.Field(i), key)
+				continue
+			}
+			out = append(out, leaf{key: key, help: f.Tag.Get("help"), v: v.Field(i)})
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+	return out
+}
+
+// set parses s into the leaf's value.
+func (l leaf) set(s string) error {
+	switch l.v.Interface().(type) {
+	case string:
+		l.v.SetString(s)
+	case int:
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		l.v.SetInt(int64(n))
+	case bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
+		}
+		l.v.SetBool(b)
+	case time.Duration:
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 250ms, 5s)", s)
+		}
+		l.v.SetInt(int64(d))
+	case []string:
+		var xs []string
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				xs = append(xs, x)
+			}
+		}
+		l.v.Set(reflect.ValueOf(xs))
+	default:
+		return fmt.Errorf("unsupported type %s", l.v.Type())
+	}
+	return nil
+}
+
+func (l leaf) String() string {
+	switch x := l.v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// configFlags registers one flag per leaf on fs; the flag values are applied by
+// loadConfig after the file and the environment.
+func configFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "YAML config file (env XMODAL_CONFIG)")
+	for _, l := range leaves(DefaultConfig()) {
+		fs.String(l.flag(), "", fmt.Sprintf("%s (default %q; env %s)", l.help, l.String(), l.env()))
+	}
+}
+
+// loadConfig builds the effective config: defaults, the YAML file, the
+// environment, then flags that were set.
+func loadConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	c := DefaultConfig()
+	path := getenv("XMODAL_CONFIG")
+	if f := fs.Lookup("config"); f != nil && f.Changed {
+		path = f.Value.String()
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		if err := decodeYAML(b, c); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	for _, l := range leaves(c) {
+		if s, ok := lookupEnv(getenv, l.env()); ok {
+			if err := l.set(s); err != nil {
+				return nil, fmt.Errorf("config %s (env %s): %w", l.key, l.env(), err)
+			}
+		}
+		if f := fs.Lookup(l.flag()); f != nil && f.Changed {
+			if err := l.set(f.Value.String()); err != nil {
+				return nil, fmt.Errorf("config %s (flag --%s): %w", l.key, l.flag(), err)
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func lookupEnv(getenv func(string) string, k string) (string, bool) {
+	v := getenv(k)
+	return v, v != ""
+}
+
+// decodeYAML decodes strictly: an unknown key refuses to start, naming it.
+func decodeYAML(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// printConfig writes the effective config as YAML.
+func printConfig(w io.Writer, c *Config) error {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// printReference writes a Markdown table of every option.
+func printReference(w io.Writer) {
+	fmt.Fprintln(w, "| key | env | flag | default | meaning |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, l := range leaves(DefaultConfig()) {
+		fmt.Fprintf(w, "| `%s` | `%s` | `--%s` | `%s` | %s |\n", l.key, l.env(), l.flag(), l.String(), l.help)
+	}
+}

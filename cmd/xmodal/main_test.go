@@ -1,0 +1,17 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+// TestMain lets tests run the binary's main by re-executing the test binary with
+// XMODAL_TEST_MAIN=1, so that crash tests can kill a real process.
+func TestMain(m *testing.M) {
+	if os.Getenv("XMODAL_TEST_MAIN") == "1" {
+		os.Args = append([]string{"xmodal"}, os.Args[1:]...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
