@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"sync"
 )
 
@@ -71,25 +70,28 @@ func (t *Tokenizer) bpeHeap(word []int32) []int32 {
 		alive[i] = true
 	}
 	next[n-1] = -1
-	h := &pairHeap{}
+	h := make(pairHeap, 0, n)
 	push := func(i int32) {
+		if i < 0 {
+			return
+		}
 		j := next[i]
-		if i < 0 || j < 0 {
+		if j < 0 {
 			return
 		}
 		if m, ok := t.merges[pairKey(sym[i], sym[j])]; ok {
-			heap.Push(h, pairEntry{rank: m.rank, pos: i, a: sym[i], b: sym[j], id: m.id})
+			h.push(pairEntry{rank: m.rank, pos: i, a: sym[i], b: sym[j], id: m.id})
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		push(int32(i))
 	}
 	var touched []int32
-	for h.Len() > 0 {
-		rank := (*h)[0].rank
+	for len(h) > 0 {
+		rank := h[0].rank
 		touched = touched[:0]
-		for h.Len() > 0 && (*h)[0].rank == rank {
-			e := heap.Pop(h).(pairEntry)
+		for len(h) > 0 && h[0].rank == rank {
+			e := h.pop()
 			i := e.pos
 			if !alive[i] || sym[i] != e.a {
 				continue
@@ -107,11 +109,10 @@ func (t *Tokenizer) bpeHeap(word []int32) []int32 {
 			}
 			touched = append(touched, i)
 		}
-		for _, i := range touched {
-			if !alive[i] {
-				continue
-			}
-			if p := prev[i]; p >= 0 {
+		// New adjacencies: (prev, merged) and (merged, next). A left neighbour
+		// that was itself merged in this round pushes its own right pair.
+		for k, i := range touched {
+			if p := prev[i]; p >= 0 && (k == 0 || touched[k-1] != p) {
 				push(p)
 			}
 			push(i)
@@ -128,22 +129,52 @@ type pairEntry struct {
 	rank, pos, a, b, id int32
 }
 
+// pairHeap is a binary min-heap ordered by (rank, pos).
 type pairHeap []pairEntry
 
-func (h pairHeap) Len() int { return len(h) }
-func (h pairHeap) Less(i, j int) bool {
+func (h pairHeap) less(i, j int) bool {
 	if h[i].rank != h[j].rank {
 		return h[i].rank < h[j].rank
 	}
 	return h[i].pos < h[j].pos
 }
-func (h pairHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pairHeap) Push(x any)   { *h = append(*h, x.(pairEntry)) }
-func (h *pairHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *pairHeap) push(e pairEntry) {
+	*h = append(*h, e)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *pairHeap) pop() pairEntry {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= len(s) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(s) && s.less(r, l) {
+			m = r
+		}
+		if !s.less(m, i) {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
 }
 
 // bpeCache is a bounded, concurrency-safe cache of pre-token -> ids. It is

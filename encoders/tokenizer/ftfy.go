@@ -11,7 +11,6 @@ import (
 
 // Compiled once; regexp.Regexp is safe for concurrent use.
 var (
-	badnessRE      = regexp.MustCompile(badnessPattern)
 	utf8DetectorRE = regexp.MustCompile(utf8DetectorPattern)
 )
 
@@ -199,18 +198,6 @@ func removeControlChars(s string) string {
 		return b.String()
 	}
 	return s
-}
-
-// isBad is ftfy.badness.is_bad.
-func isBad(s string) bool {
-	cand := false
-	for _, r := range s {
-		if r >= 0x80 && inRanges(r, badnessCandidateRanges) {
-			cand = true
-			break
-		}
-	}
-	return cand && badnessRE.MatchString(s)
 }
 
 // fixEncoding is ftfy.fix_encoding(text).

@@ -283,7 +283,7 @@ def main():
 
     # --- badness regex ----------------------------------------------------------
     bad_tree = sre_parse.parse(badness.BADNESS_RE.pattern, re.VERBOSE)
-    w("// badnessPattern is ftfy.badness.BADNESS_RE translated to Go syntax.\n")
+    w("// badnessPattern is ftfy.badness.BADNESS_RE translated to Go syntax (the tests\n// check the hand-written matcher in badness.go against it).\n")
     w("const badnessPattern = %s\n\n" % goquote(to_go(bad_tree)))
     # Prefilter: every alternative must have a mandatory item made only of non-ASCII chars
     # drawn from the union set, so a text without any of them cannot be "bad".
@@ -294,6 +294,79 @@ def main():
         ok = any(s and all(cp >= 0x80 for cp in s) and s <= union for s in mandatory_sets(alt))
         assert ok, alt
     w(go_ranges("badnessCandidateRanges", union, "badnessCandidateRanges: a text can only be 'bad' if it holds one of these."))
+    # Every match is at most this many characters long and holds a candidate, so
+    # the pattern can be evaluated on windows around candidates only.
+    width = max(alt.getwidth()[1] for alt in av[1])
+    assert width < 100
+    # A compiled form of the same pattern for the hand-written matcher in
+    # badness.go: each branch is a sequence of single-character items (with an
+    # optional '?'); each distinct character class gets one bit.
+    bits = {}        # frozenset or special name -> bit
+    finite = []      # (bit, cps)
+    specials = {}    # name -> bit
+    def class_bit(op, avv):
+        if op == "ANY":
+            key = "any"
+        elif op == "LITERAL":
+            key = frozenset([avv])
+        else:
+            names = [str(o) for o, _ in avv]
+            if names == ["CATEGORY"] and str(avv[0][1]) == "CATEGORY_SPACE":
+                key = "space"
+            elif names == ["CATEGORY"] and str(avv[0][1]) == "CATEGORY_WORD":
+                key = "word"
+            elif "NEGATE" in names or "CATEGORY" in names:
+                assert names[0] == "NEGATE" and "CATEGORY" not in names, names
+                cps = in_set([x for x in avv if str(x[0]) != "NEGATE"])
+                assert all(cp < 0x80 for cp in cps), "only negations of ASCII sets supported"
+                key = ("not", frozenset(cps))
+            else:
+                key = frozenset(in_set(avv))
+        if key not in bits:
+            bits[key] = len(bits)
+        return bits[key]
+    alts_go = []
+    for alt in av[1]:
+        items, begin = [], False
+        for o, a in alt.data:
+            o = str(o)
+            if o == "AT":
+                assert not items and str(a) == "AT_BEGINNING"
+                begin = True
+            elif o == "MAX_REPEAT":
+                lo, hi, sub = a
+                assert (lo, hi) == (0, 1) and len(sub.data) == 1
+                so, sa = sub.data[0]
+                items.append((class_bit(str(so), sa), True))
+            else:
+                items.append((class_bit(o, a), False))
+        alts_go.append((begin, items))
+    assert len(bits) <= 128, len(bits)
+    w("// badnessAlts is badnessPattern as branches of single-character items.\n")
+    w("var badnessAlts = []badAlt{\n")
+    for begin, items in alts_go:
+        w("\t{begin: %s, items: []badItem{%s}},\n" % ("true" if begin else "false",
+          ", ".join("{bit: %d, opt: %s}" % (b, "true" if opt else "false") for b, opt in items)))
+    w("}\n\n")
+    w("// badnessClassSets are the finite classes of badnessAlts by bit; the others\n")
+    w("// are badBitSpace (Python \\s), badBitWord (Python \\w), badBitAny (not '\\n')\n")
+    w("// and badNotASCII (bits of negated ASCII classes, with their members).\n")
+    w("var badnessClassSets = map[int][]rune{\n")
+    for key, b in sorted(bits.items(), key=lambda kv: kv[1]):
+        if isinstance(key, frozenset):
+            w("\t%d: {%s},\n" % (b, ", ".join("0x%x" % cp for cp in sorted(key))))
+    w("}\n\n")
+    w("var badnessNotASCII = map[int]string{\n")
+    for key, b in sorted(bits.items(), key=lambda kv: kv[1]):
+        if isinstance(key, tuple):
+            w("\t%d: %s,\n" % (b, goquote("".join(chr(c) for c in sorted(key[1])))))
+    w("}\n\n")
+    w("const (\n\tbadBitSpace = %d\n\tbadBitWord = %d\n\tbadBitAny = %d\n)\n\n"
+      % (bits.get("space", -1), bits.get("word", -1), bits.get("any", -1)))
+    w(go_ranges("pyWordRanges", cat_set("CATEGORY_WORD"), "pyWordRanges is Python re's \\w for str patterns."))
+
+    w("// badnessMaxWidth is the longest match of badnessPattern, in characters.\n")
+    w("const badnessMaxWidth = %d\n\n" % width)
 
     # --- UTF8_DETECTOR_RE --------------------------------------------------------
     det_tree = sre_parse.parse(chardata.UTF8_DETECTOR_RE.pattern, re.VERBOSE)

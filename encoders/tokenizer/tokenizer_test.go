@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -381,4 +382,63 @@ func BenchmarkEncode(b *testing.B) {
 		n += len(texts)
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "texts/s")
+}
+
+// TestIsBadWindowed checks the windowed badness test against running the
+// whole pattern over the whole text.
+func TestIsBadWindowed(t *testing.T) {
+	var cands []rune
+	for i := 0; i < len(badnessCandidateRanges); i += 2 {
+		for r := badnessCandidateRanges[i]; r <= badnessCandidateRanges[i+1]; r++ {
+			cands = append(cands, r)
+		}
+	}
+	badnessRE := regexp.MustCompile(badnessPattern)
+	other := []rune("abcxyzAZ .,!?'\n\t東😀ÃÂ€ВГ\u00a0\u3000_9٣")
+	rng := rand.New(rand.NewSource(7))
+	check := func(s string) {
+		if got, want := isBad(s), badnessRE.MatchString(s); got != want {
+			t.Fatalf("isBad(%+q) = %v, full pattern says %v", s, got, want)
+		}
+	}
+	for n := 0; n < 200000; n++ {
+		var sb strings.Builder
+		for k := rng.Intn(40); k > 0; k-- {
+			if rng.Intn(4) == 0 {
+				sb.WriteRune(cands[rng.Intn(len(cands))])
+			} else {
+				sb.WriteRune(other[rng.Intn(len(other))])
+			}
+		}
+		check(sb.String())
+	}
+	for _, g := range loadGoldens(t) {
+		check(g.Text)
+	}
+}
+
+// BenchmarkEncodeCategory reports throughput per golden category.
+func BenchmarkEncodeCategory(b *testing.B) {
+	tok := newTok(b)
+	byCat := map[string][]string{}
+	var cats []string
+	for _, g := range loadGoldens(b) {
+		if _, ok := byCat[g.Cat]; !ok {
+			cats = append(cats, g.Cat)
+		}
+		byCat[g.Cat] = append(byCat[g.Cat], g.Text)
+	}
+	for _, cat := range cats {
+		texts := byCat[cat]
+		b.Run(cat, func(b *testing.B) {
+			n := 0
+			for i := 0; i < b.N; i++ {
+				for _, s := range texts {
+					tok.Encode(s)
+				}
+				n += len(texts)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "texts/s")
+		})
+	}
 }
