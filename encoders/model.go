@@ -28,6 +28,11 @@ type Options struct {
 	// Provider is the execution provider: "cpu" (default), "cuda" or
 	// "tensorrt". A provider the library lacks is an error at Load.
 	Provider string
+	// NoSpin stops ORT's idle thread-pool workers from spin-waiting. Spinning
+	// lowers latency on dedicated cores but burns CPU that other work (image
+	// preprocessing, the other tower, other processes) could use on shared
+	// or oversubscribed ones.
+	NoSpin bool
 	// Logger receives load-time information; nil uses slog.Default().
 	Logger *slog.Logger
 }
