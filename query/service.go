@@ -43,8 +43,10 @@ type Config struct {
 
 // Deps are what the service runs on.
 type Deps struct {
-	Index      domain.Searcher
-	Encoder    Encoder
+	Index   domain.Searcher
+	Encoder Encoder
+	// Decode decodes query images; an *Error it returns keeps its code (413 for an
+	// image over the pixel cap, say), any other error is a 422.
 	Decode     func([]byte) (image.Image, error)
 	Fetcher    Fetcher // nil: image_url queries get 400
 	Logger     *slog.Logger
@@ -152,7 +154,7 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 			res, err := h(ctx, req.Data())
 			s.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) {
+				if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					err = errorf(CodeTimeout, "request took longer than %s", s.cfg.Timeout)
 				}
 				s.respondErr(name, req, err)
@@ -308,6 +310,10 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 	}
 	img, err := s.d.Decode(data)
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
 		return nil, errorf(CodeUnprocessable, "image: %v", err)
 	}
 	v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{img})

@@ -26,6 +26,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -44,6 +45,7 @@ type app struct {
 	src   *ingest.JetStream
 	pipe  *workers.Pipeline
 	svc   *query.Service
+	fetch *media.Fetcher
 	http  *http.Server
 	ready atomic.Bool
 }
@@ -79,6 +81,17 @@ func findModel(cfg string) (string, error) {
 func decoder(lim imageprep.Limits) func([]byte) (image.Image, error) {
 	return func(b []byte) (image.Image, error) {
 		img, _, err := imageprep.Decode(b, lim)
+		return img, err
+	}
+}
+
+// queryDecoder maps an image over the limits to 413.
+func queryDecoder(lim imageprep.Limits) func([]byte) (image.Image, error) {
+	return func(b []byte) (image.Image, error) {
+		img, _, err := imageprep.Decode(b, lim)
+		if errors.Is(err, imageprep.ErrTooLarge) {
+			return nil, &query.Error{Code: query.CodeTooLarge, Message: err.Error()}
+		}
 		return img, err
 	}
 }
@@ -138,15 +151,19 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 		return nil, err
 	}
 	decode := decoder(imageprep.DefaultLimits())
+	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
+	}
 	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
 		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
-		workers.Deps{Source: a.src, DeadLetter: a.src, Sink: a.ix, Embedder: a.model, Decode: decode,
+		workers.Deps{Source: a.src, DeadLetter: a.src, Sink: a.ix, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}
 	a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-		query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Logger: log, Registerer: a.reg})
+		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +240,9 @@ func (a *app) Close() {
 	}
 	if a.model != nil {
 		a.model.Close()
+	}
+	if a.fetch != nil {
+		a.fetch.Close()
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()

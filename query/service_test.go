@@ -1,0 +1,337 @@
+package query_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"image"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
+	"github.com/xmodal/xmodal/sink/embedded"
+)
+
+type stack struct {
+	nc    *nats.Conn
+	cl    *client.Client
+	model *encoders.Model
+	ix    *embedded.Index
+	texts []string
+	imgs  map[string][]byte
+}
+
+var sampleTexts = []string{
+	"sunset over the old bridge #goldenhour",
+	"breaking: council approves new bike lanes",
+	"homemade ramen night 🍜",
+	"first marathon done!!! 42km",
+	"weather alert: heavy rain this weekend",
+}
+
+func decode(b []byte) (image.Image, error) {
+	img, _, err := imageprep.Decode(b, imageprep.Limits{MaxPixels: 4e6})
+	if err != nil && strings.Contains(err.Error(), "too large") {
+		return nil, &query.Error{Code: query.CodeTooLarge, Message: err.Error()}
+	}
+	return img, err
+}
+
+// newStack starts an embedded NATS server, the parity model, an embedded index
+// holding sample texts and photos, and the query service.
+func newStack(t *testing.T, cfg query.Config, fetcher query.Fetcher) *stack {
+	t.Helper()
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
+	if err != nil {
+		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
+	}
+	t.Cleanup(func() { model.Close() })
+	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	s := &stack{nc: nc, cl: client.New(nc), model: model, ix: ix, texts: sampleTexts, imgs: map[string][]byte{}}
+
+	ctx := context.Background()
+	vecs, err := model.EmbedTexts(ctx, sampleTexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chs []domain.Change
+	for i, v := range vecs {
+		id := fmt.Sprintf("t%d", i)
+		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityText),
+			PostID: id, Modality: domain.ModalityText, Author: fmt.Sprintf("user%d", i%2), Text: sampleTexts[i],
+			CreatedAt: time.Date(2026, 1, 1+i, 0, 0, 0, 0, time.UTC), Vector: v}}})
+	}
+	photos, _ := filepath.Glob("../testdata/pdq/images/labelme-subset/*.jpg")
+	var imgs []image.Image
+	for _, p := range photos {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.imgs[filepath.Base(p)] = b
+		imgs = append(imgs, img)
+	}
+	ivecs, err := model.EmbedImages(ctx, imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range ivecs {
+		id := strings.TrimSuffix(filepath.Base(photos[i]), ".jpg")
+		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityImage),
+			PostID: id, Modality: domain.ModalityImage, Vector: v, CreatedAt: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}}})
+	}
+	if _, err := ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := query.New(cfg, query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return s
+}
+
+func TestSelfRetrieval(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	for i, text := range s.texts {
+		res, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, Target: "text", K: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Hits) == 0 || res.Hits[0].PostID != fmt.Sprintf("t%d", i) || res.Hits[0].Text != text {
+			t.Errorf("text %q: first hit %+v", text, res.Hits)
+		}
+		if res.Hits[0].Score < 0.999 {
+			t.Errorf("self-similarity %.4f, want ~1", res.Hits[0].Score)
+		}
+	}
+	for name, b := range s.imgs {
+		res, err := s.cl.Search(ctx, &query.SearchRequest{Image: b, Target: "image", K: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.TrimSuffix(name, ".jpg"); len(res.Hits) == 0 || res.Hits[0].PostID != want {
+			t.Errorf("image %s: first hit %+v", name, res.Hits)
+		}
+	}
+	// target any merges by rank: the self match leads, both modalities appear.
+	res, err := s.cl.Search(ctx, &query.SearchRequest{Text: s.texts[2], K: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := map[domain.Modality]bool{}
+	for _, h := range res.Hits {
+		mods[h.Modality] = true
+	}
+	if res.Hits[0].PostID != "t2" || !mods[domain.ModalityImage] || !mods[domain.ModalityText] {
+		t.Errorf("target any: %+v", res.Hits)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	res, err := s.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10,
+		Filter: domain.Filter{Authors: []string{"user1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hits) != 2 {
+		t.Fatalf("author filter: %d hits, want 2", len(res.Hits))
+	}
+	for _, h := range res.Hits {
+		if h.Author != "user1" {
+			t.Errorf("hit by %s passed the author filter", h.Author)
+		}
+	}
+	res, err = s.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10,
+		Filter: domain.Filter{Since: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 1, 4, 0, 0, 0, 0, time.UTC)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hits) != 2 {
+		t.Errorf("time filter: %d hits, want 2 (t1, t2)", len(res.Hits))
+	}
+}
+
+// pngHeader returns a valid PNG signature and IHDR declaring w x h pixels.
+func pngHeader(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2
+	binary.Write(&b, binary.BigEndian, uint32(13))
+	chunk := append([]byte("IHDR"), ihdr...)
+	b.Write(chunk)
+	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	return b.Bytes()
+}
+
+func TestErrorCodes(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	f, err := media.New(media.Config{AllowPrivate: []string{"127.0.0.0/8"}, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, query.Config{Timeout: 500 * time.Millisecond}, f)
+	b64 := func(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+	tests := []struct {
+		name, endpoint, body string
+		code                 int
+	}{
+		{"malformed json", "search", `{"text":`, 400},
+		{"empty body", "search", ``, 400},
+		{"unknown field", "search", `{"text":"x","colour":"red"}`, 400},
+		{"wrong type", "search", `{"text":42}`, 400},
+		{"no query", "search", `{"k":5}`, 400},
+		{"two queries", "search", `{"text":"x","vector":[1,2]}`, 400},
+		{"blank text", "search", `{"text":"   "}`, 400},
+		{"k too large", "search", `{"text":"x","k":1001}`, 400},
+		{"negative k", "search", `{"text":"x","k":-1}`, 400},
+		{"huge k", "search", `{"text":"x","k":99999999999}`, 400},
+		{"bad target", "search", `{"text":"x","target":"video"}`, 400},
+		{"bad plan", "search", `{"text":"x","plan":"magic"}`, 400},
+		{"bad filter range", "search", `{"text":"x","filter":{"since":"2026-02-01T00:00:00Z","until":"2026-01-01T00:00:00Z"}}`, 400},
+		{"invalid base64", "search", `{"image":"!!!not base64"}`, 400},
+		{"wrong vector dimension", "search", `{"vector":[1,2,3]}`, 400},
+		{"text too long", "search", `{"text":"` + strings.Repeat("a", query.MaxQueryText+1) + `"}`, 413},
+		{"not an image", "search", `{"image":"` + b64([]byte("definitely not an image")) + `"}`, 422},
+		{"truncated jpeg", "search", `{"image":"` + b64(s.imgs["q0003.jpg"][:500]) + `"}`, 422},
+		{"over the pixel cap", "search", `{"image":"` + b64(pngHeader(50000, 50000)) + `"}`, 413},
+		{"refused image url", "search", `{"image_url":"http://10.0.0.1/x.jpg"}`, 422},
+		{"timeout", "search", `{"image_url":"` + slow.URL + `/x.jpg"}`, 504},
+		{"get without ids", "get", `{}`, 400},
+		{"get unknown id", "get", `{"post_ids":["nope"]}`, 404},
+		{"get unknown field", "get", `{"ids":["t1"]}`, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := s.cl.Raw(ctx, tc.endpoint, []byte(tc.body), nil)
+			if err == nil {
+				t.Fatalf("no error, want %d", tc.code)
+			}
+			e := query.AsError(err)
+			if e.Code != tc.code || e.Message == "" {
+				t.Fatalf("got %d %q, want %d", e.Code, e.Message, tc.code)
+			}
+		})
+	}
+	// The service keeps serving after all of that.
+	if _, err := s.cl.Search(context.Background(), &query.SearchRequest{Text: "still here"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTooManyRequests(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	f, _ := media.New(media.Config{AllowPrivate: []string{"127.0.0.0/8"}, Retries: -1})
+	s := newStack(t, query.Config{Concurrency: 1, Timeout: 5 * time.Second}, f)
+	first := make(chan error, 1)
+	go func() {
+		first <- s.cl.Raw(context.Background(), "search", []byte(`{"image_url":"`+slow.URL+`/a.jpg"}`), nil)
+	}()
+	// Wait until the first request occupies the only slot.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := s.cl.Raw(context.Background(), "stats", []byte(`{}`), nil)
+		if err != nil && query.AsError(err).Code == query.CodeTooManyRequest {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw 429; last error %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStatsAndGet(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	st, err := s.cl.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Records[domain.ModalityText] != len(sampleTexts) || st.Records[domain.ModalityImage] != len(s.imgs) || st.Dim != s.model.Dim() {
+		t.Errorf("stats %+v", st)
+	}
+	got, err := s.cl.Get(ctx, &query.GetRequest{PostIDs: []string{"t1", "missing"}, PKs: []string{"q0003#image"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Records) != 2 || got.Records[0].PK != "q0003#image" || got.Records[1].Text != sampleTexts[1] {
+		t.Errorf("get: %+v", got.Records)
+	}
+	if len(got.Records[0].Vector) != 0 {
+		t.Error("get returned vectors")
+	}
+}
+
+func TestNoResponders(t *testing.T) {
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, _ := nats.Connect(ns.ClientURL())
+	defer nc.Close()
+	_, err = client.New(nc).Stats(context.Background())
+	if e := query.AsError(err); e.Code != query.CodeUnavailable {
+		t.Fatalf("got %v, want 503 when no service listens", err)
+	}
+}
