@@ -23,6 +23,7 @@ import io
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -61,23 +62,32 @@ def go_bench(benchtime):
            "-benchtime", benchtime, "-cpu", "1"]
     rates = {}
     for line in out.splitlines():
-        m = re.match(r"^Benchmark(\S+?)\s+\d+\s+([\d.]+) ns/op.*?([\d.]+) images/s", line)
-        if m:
-            rates[m.group(1)] = float(m.group(3))
+        m = re.match(r"^Benchmark(\S+?)\s+\d+\s+[\d.]+ ns/op", line)
+        if not m:
+            continue
+        wall = re.search(r"([\d.]+) images/s", line)
+        cpu = re.search(r"([\d.]+) cpu-images/s", line)
+        rates[m.group(1)] = (float(wall.group(1)), float(cpu.group(1)) if cpu else 0.0)
     return " ".join(cmd), out, rates
 
 
+def cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def rate(fn, items, min_seconds):
-    """Images per second of fn over items, repeated for at least min_seconds."""
+    """Images per second of wall time and of CPU time of fn over items,
+    repeated for at least min_seconds."""
     n = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     while True:
         for it in items:
             fn(it)
         n += len(items)
         el = time.perf_counter() - t0
         if el >= min_seconds:
-            return n / el
+            return n / el, n / (cpu_seconds() - c0)
 
 
 def thumb(img):
@@ -129,10 +139,10 @@ def main():
         go_cmd, go_out, g = go_bench(args.benchtime)
         go_outs.append(go_out)
         p = py_bench(files, args.seconds)
-        for k, v in g.items():
-            go_rates[k] = max(go_rates.get(k, 0), v)
-        for k, v in p.items():
-            py_rates[k] = max(py_rates.get(k, 0), v)
+        for rates, new in ((go_rates, g), (py_rates, p)):
+            for k, (wall, cpu) in new.items():
+                w0, c0 = rates.get(k, (0.0, 0.0))
+                rates[k] = (max(w0, wall), max(c0, cpu))
     load1 = os.getloadavg()
 
     lines = []
@@ -152,12 +162,21 @@ def main():
     w("method:    %d alternating rounds (Go %s per benchmark, Python %.1fs per case); best round of each"
       % (args.rounds, args.benchtime, args.seconds))
     w("")
-    w("%-20s %12s %12s %8s" % ("case", "Go img/s", "pdqhash img/s", "Go/peer"))
+    w("images per second, best round; cpu = per second of process CPU time (user+sys),")
+    w("steadier than wall time while other jobs share the machine")
+    w("")
+    w("%-20s %9s %9s %8s   %9s %9s %8s" % ("case", "Go cpu", "peer cpu", "Go/peer", "Go wall", "peer wall", "Go/peer"))
+
+    def fmt(v):
+        return "%.1f" % v if v else "-"
+
+    def ratio(a, b):
+        return "%.2fx" % (a / b) if a and b else "-"
+
     for k in ["Hash/fullres", "Hash/default", "Hash/dihedral", "Decode", "DecodeHash/fullres", "DecodeHash/default"]:
-        g = go_rates.get(k)
-        p = py_rates.get(k)
-        ratio = "%.2fx" % (g / p) if g and p else "-"
-        w("%-20s %12s %12s %8s" % (k, "%.1f" % g if g else "-", "%.1f" % p if p else "-", ratio))
+        gw, gc = go_rates.get(k, (0, 0))
+        pw, pc = py_rates.get(k, (0, 0))
+        w("%-20s %9s %9s %8s   %9s %9s %8s" % (k, fmt(gc), fmt(pc), ratio(gc, pc), fmt(gw), fmt(pw), ratio(gw, pw)))
     w("")
     w("Hash/* are decoded images; default shrinks images over 512 px first (Go: PIL-style")
     w("bicubic thumbnail of the luma plane; Python: PIL thumbnail of the RGB image).")
