@@ -204,6 +204,11 @@ format() {
 
 start() {
 	need java "install a JDK >= 17 (Debian: apt-get install openjdk-17-jdk-headless)"
+	local jv
+	jv=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+	if [[ -n $jv && $jv -lt 17 ]]; then
+		die "java $jv found; Kafka 4 needs java >= 17"
+	fi
 	mkdir -p "$KAFKA_DATA"
 	# One start at a time per data dir (tests may race).
 	exec 9>"$KAFKA_DATA/.lock"

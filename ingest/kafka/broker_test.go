@@ -31,7 +31,6 @@ type testBroker struct {
 	root    string
 	port    int
 	started bool // by these tests (so they stop it and remove its data)
-	mu      sync.Mutex
 }
 
 var broker = &testBroker{port: 19192}

@@ -591,6 +591,7 @@ func (s *Source) Close(ctx context.Context) error {
 			s.cancel()
 			s.loop.Wait()
 			s.fetchMu.Lock() // a Fetch in flight has returned
+			s.pending = nil
 			s.fetchMu.Unlock()
 			s.dlq.Close()
 			s.hist.Close()
