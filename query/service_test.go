@@ -55,7 +55,7 @@ func decode(b []byte) (image.Image, error) {
 
 // newStack starts an embedded NATS server, the parity model, an embedded index
 // holding sample texts and photos, and the query service.
-func newStack(t *testing.T, cfg query.Config, fetcher query.Fetcher) *stack {
+func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
 	t.Helper()
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
 	if err != nil {

@@ -224,12 +224,20 @@ func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
 		return err
 	}
 	p.cfg.Crash(CrashAfterWrite)
-	for _, m := range msgs {
-		if err := m.Ack(ctx); err != nil {
-			return fmt.Errorf("ack %s: %w", m.Origin, err)
-		}
+	// Confirmed acks are round trips: send them all at once.
+	errs := make([]error, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Ack(ctx); err != nil {
+				errs[i] = fmt.Errorf("ack %s: %w", m.Origin, err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // keepAlive reports the batch's messages as in progress until stop is called.

@@ -34,7 +34,7 @@ type env struct {
 	model *encoders.Model
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
 	if err != nil {
@@ -88,7 +88,7 @@ func post(id, text string, img []byte) []byte {
 	return b
 }
 
-func (e *env) publish(t *testing.T, key string, value []byte) {
+func (e *env) publish(t testing.TB, key string, value []byte) {
 	t.Helper()
 	if err := ingest.Publish(context.Background(), e.js, "xmodal.posts", key, value); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,55 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"image/color"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/workers"
+)
+
+// BenchmarkSpine measures posts/s from the JetStream stream to the embedded index
+// (decode, encode with the parity model, one fsynced write per batch, confirmed
+// acks). Publishing happens before the timer starts.
+func BenchmarkSpine(b *testing.B) {
+	for _, kind := range []string{"text", "image"} {
+		b.Run(kind, func(b *testing.B) {
+			e := newEnv(b)
+			n := 256
+			for i := range n {
+				id := fmt.Sprintf("p%d", i)
+				if kind == "text" {
+					e.publish(b, id, post(id, fmt.Sprintf("post %d about #topic%d with @user%d", i, i%13, i%7), nil))
+				} else {
+					e.publish(b, id, post(id, "", pngBytes(color.RGBA{uint8(i), uint8(i * 7), uint8(i * 13), 255})))
+				}
+			}
+			p, err := workers.New(workers.Config{BatchSize: 32, FetchWait: 5 * time.Millisecond},
+				workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix, Embedder: e.model, Decode: decode})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			b.ResetTimer()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			for {
+				cons, _ := e.js.Consumer(ctx, "XMODAL_POSTS", "indexer")
+				info, _ := cons.Info(ctx)
+				if info != nil && info.NumPending == 0 && info.NumAckPending == 0 {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			cancel()
+			<-done
+			b.ReportMetric(float64(n)/el.Seconds(), "posts/s")
+		})
+	}
+}
