@@ -8,10 +8,11 @@ import (
 )
 
 // Dihedral names one of the eight symmetries of the square, in the order
-// FromImageDihedral returns them. The names are the reference's: Rotate90 is
-// the hash the image would have after rotating it by 90 degrees, FlipX
-// mirrors it top to bottom (about the x axis), FlipY left to right, FlipPlus1
-// transposes it (about the main diagonal) and FlipMinus1 mirrors it about the
+// FromImageDihedral returns them, with the reference's names. Each is the
+// hash the image would have after that transformation: Rotate90 turns it 90
+// degrees counter-clockwise (numpy's rot90), Rotate270 clockwise, FlipX
+// mirrors it top to bottom, FlipY left to right, FlipPlus1 transposes it
+// (mirror about the main diagonal) and FlipMinus1 mirrors it about the
 // anti-diagonal.
 type Dihedral int
 

@@ -1,6 +1,9 @@
 package pdq
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // The reference command-line hashers shrink images larger than 512 pixels
 // before hashing (the Python one with PIL's Image.thumbnail, the C++ one
@@ -58,42 +61,54 @@ func bicubic(x float64) float64 {
 	return 0
 }
 
-// resampleCoeffs returns, for each of out outputs, the first input index and
-// normalised weights, for inputs spanning [0, extent) of which the first
-// size exist (PIL's precompute_coeffs).
-func resampleCoeffs(size int, extent float64, out int) (starts []int, weights [][]float32) {
+// coeffs are the resampling weights of one axis: output i reads inputs
+// start[i] .. start[i]+len(w[i])-1 with weights w[i].
+type coeffs struct {
+	start []int
+	w     [][]float32
+	flat  []float32
+}
+
+// compute fills c for out outputs from inputs spanning [0, extent) of which
+// the first size exist (PIL's precompute_coeffs), reusing c's memory.
+func (c *coeffs) compute(size int, extent float64, out int) {
 	scale := extent / float64(out)
 	fscale := max(scale, 1)
 	support := 2 * fscale
-	starts = make([]int, out)
-	weights = make([][]float32, out)
-	ws := make([]float64, 0, int(math.Ceil(support))*2+1)
+	c.start = slices.Grow(c.start[:0], out)[:out]
+	c.w = slices.Grow(c.w[:0], out)[:out]
+	c.flat = c.flat[:0]
 	for i := range out {
 		center := (float64(i) + 0.5) * scale
 		lo := max(int(center-support+0.5), 0)
 		hi := min(int(center+support+0.5), size)
-		ws = ws[:0]
 		total := 0.0
 		for x := lo; x < hi; x++ {
-			w := bicubic((float64(x) - center + 0.5) / fscale)
-			ws = append(ws, w)
-			total += w
+			total += bicubic((float64(x) - center + 0.5) / fscale)
 		}
-		k := make([]float32, len(ws))
-		for j, w := range ws {
+		first := len(c.flat)
+		for x := lo; x < hi; x++ {
+			w := bicubic((float64(x) - center + 0.5) / fscale)
 			if total != 0 {
 				w /= total
 			}
-			k[j] = float32(w)
+			c.flat = append(c.flat, float32(w))
 		}
-		starts[i], weights[i] = lo, k
+		c.start[i] = lo
+		c.w[i] = c.flat[first:len(c.flat):len(c.flat)]
 	}
-	return starts, weights
+	// c.flat may have moved while growing; re-slice every row onto it.
+	off := 0
+	for i, k := range c.w {
+		c.w[i] = c.flat[off : off+len(k) : off+len(k)]
+		off += len(k)
+	}
 }
 
 // thumbScratch holds thumbnail's buffers between calls.
 type thumbScratch struct {
 	row, reduced, mid, dst []float32
+	xc, yc                 coeffs
 }
 
 // thumbnail shrinks a w x h image, whose luminance rows fill writes, to fit
@@ -109,7 +124,8 @@ func thumbnail(w, h, maxSide int, fill func(y int, dst []float32), sc *thumbScra
 	rw, rh := (w+kx-1)/kx, (h+ky-1)/ky
 	extX, extY := float64(w)/float64(kx), float64(h)/float64(ky)
 
-	xs, xw := resampleCoeffs(rw, extX, tw)
+	sc.xc.compute(rw, extX, tw)
+	xs, xw := sc.xc.start, sc.xc.w
 	sc.row = grow(sc.row, w)
 	sc.reduced = grow(sc.reduced, rw)
 	sc.mid = grow(sc.mid, tw*rh)
@@ -152,7 +168,8 @@ func thumbnail(w, h, maxSide int, fill func(y int, dst []float32), sc *thumbScra
 			out[i] = (s0 + s1) + (s2 + s3)
 		}
 	}
-	ys, yw := resampleCoeffs(rh, extY, th)
+	sc.yc.compute(rh, extY, th)
+	ys, yw := sc.yc.start, sc.yc.w
 	sc.dst = grow(sc.dst, tw*th)
 	dst := sc.dst
 	clear(dst)
