@@ -38,9 +38,7 @@ func BenchmarkSpine(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
 			for {
-				cons, _ := e.js.Consumer(ctx, "XMODAL_POSTS", "indexer")
-				info, _ := cons.Info(ctx)
-				if info != nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				if e.allAcked(b) {
 					break
 				}
 				time.Sleep(2 * time.Millisecond)

@@ -147,6 +147,28 @@ func (e *env) pending(t *testing.T) (uint64, int) {
 	return info.NumPending, info.NumAckPending
 }
 
+// allAcked reports whether every message published so far is acknowledged.
+func (e *env) allAcked(t testing.TB) bool {
+	ctx := context.Background()
+	st, err := e.js.Stream(ctx, "XMODAL_POSTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.js.Consumer(ctx, "XMODAL_POSTS", "indexer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ci.AckFloor.Stream == si.State.LastSeq && ci.NumAckPending == 0 && ci.NumPending == 0
+}
+
 func newPipeline(t *testing.T, e *env, sink domain.Writer, emb workers.Embedder, cfg workers.Config) *workers.Pipeline {
 	t.Helper()
 	if sink == nil {
@@ -171,7 +193,7 @@ func TestPartialFailureIndexesTheRest(t *testing.T) {
 	e.publish(t, "bad-image", post("bad-image", "caption survives", []byte("GIF89a-but-not-really")))
 	e.publish(t, "url-image", post("url-image", "", nil)[:0]) // empty value = tombstone for a never-seen post
 	p := newPipeline(t, e, nil, nil, workers.Config{})
-	runUntil(t, p, func() bool { _, unacked := e.pending(t); n, _ := e.pending(t); return n == 0 && unacked == 0 })
+	runUntil(t, p, func() bool { return e.allAcked(t) })
 
 	if got := e.count(domain.ModalityText); got != 2 {
 		t.Errorf("text records %d, want 2 (both-ok, bad-image)", got)
@@ -215,7 +237,7 @@ func TestEditsAndDeletesInOneBatch(t *testing.T) {
 	e.publish(t, "p2", nil)
 	e.publish(t, "p2", post("p2", "comes back? no: deny-listed", nil))
 	p := newPipeline(t, e, nil, nil, workers.Config{BatchSize: 16})
-	runUntil(t, p, func() bool { n, u := e.pending(t); return n == 0 && u == 0 })
+	runUntil(t, p, func() bool { return e.allAcked(t) })
 
 	recs, _ := e.ix.Get(context.Background(), []string{"p1#text", "p1#image", "p2#text"})
 	if len(recs) != 1 || recs[0].Text != "second version, text only" {
@@ -256,7 +278,7 @@ func TestSinkOutageAcksNothingUntilRecovery(t *testing.T) {
 				t.Fatal("records appeared while the sink was failing")
 			}
 		}
-		return n == 0 && u == 0
+		return n == 0 && u == 0 && e.allAcked(t)
 	})
 	if !sawUnacked {
 		t.Error("never observed messages held unacked during the outage")
@@ -285,7 +307,7 @@ func TestEncoderFailureIsIsolated(t *testing.T) {
 	e.publish(t, "bad", post("bad", "POISON pill", nil))
 	e.publish(t, "ok2", post("ok2", "also fine", nil))
 	p := newPipeline(t, e, nil, pickyEmbedder{e.model}, workers.Config{})
-	runUntil(t, p, func() bool { n, u := e.pending(t); return n == 0 && u == 0 })
+	runUntil(t, p, func() bool { return e.allAcked(t) })
 	if got := e.count(domain.ModalityText); got != 2 {
 		t.Errorf("%d text records, want 2", got)
 	}
@@ -305,7 +327,7 @@ func TestPoisonAfterMaxAttempts(t *testing.T) {
 		}
 	}
 	p := newPipeline(t, e, nil, nil, workers.Config{MaxAttempts: 2})
-	runUntil(t, p, func() bool { n, u := e.pending(t); return n == 0 && u == 0 })
+	runUntil(t, p, func() bool { return e.allAcked(t) })
 	if dl := e.deadLetters(t); !strings.HasPrefix(dl["crasher"], "poison:") {
 		t.Errorf("dead letters %v, want crasher as poison", dl)
 	}
