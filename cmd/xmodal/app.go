@@ -26,6 +26,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
+	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/query"
@@ -43,6 +44,7 @@ type app struct {
 	model *encoders.Model
 	ix    *embedded.Index
 	src   *ingest.JetStream
+	kafka *kafkasrc.Source
 	pipe  *workers.Pipeline
 	svc   *query.Service
 	fetch *media.Fetcher
@@ -146,9 +148,25 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	if err != nil {
 		return nil, err
 	}
-	a.src, err = ingest.NewJetStream(ctx, a.nc, ingest.JetStreamConfig{AckWait: cfg.Ingest.AckWait})
-	if err != nil {
-		return nil, err
+	var src ingest.Source
+	var dlq ingest.DeadLetter
+	if len(cfg.Kafka.Brokers) > 0 {
+		k := cfg.Kafka
+		a.kafka, err = kafkasrc.New(ctx, kafkasrc.Config{Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, DLQTopic: k.DLQTopic,
+			SASL:           kafkasrc.SASL{Mechanism: k.SASLMechanism, User: k.SASLUser, Password: k.SASLPassword},
+			TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
+			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg})
+		if err != nil {
+			return nil, err
+		}
+		src, dlq = a.kafka, a.kafka
+		log.Info("ingesting from Kafka", "brokers", k.Brokers, "topic", k.Topic, "group", k.Group)
+	} else {
+		a.src, err = ingest.NewJetStream(ctx, a.nc, ingest.JetStreamConfig{AckWait: cfg.Ingest.AckWait})
+		if err != nil {
+			return nil, err
+		}
+		src, dlq = a.src, a.src
 	}
 	decode := decoder(imageprep.DefaultLimits())
 	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
@@ -157,7 +175,7 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	}
 	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
 		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
-		workers.Deps{Source: a.src, DeadLetter: a.src, Sink: a.ix, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
+		workers.Deps{Source: src, DeadLetter: dlq, Sink: a.ix, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, err
@@ -231,6 +249,14 @@ func (a *app) Close() {
 	}
 	if a.svc != nil {
 		a.svc.Stop()
+	}
+	if a.kafka != nil {
+		// Commits what is safe (every acked offset below the first unacked one).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.kafka.Close(ctx); err != nil {
+			a.log.Warn("kafka close", "err", err)
+		}
+		cancel()
 	}
 	if a.nc != nil {
 		a.nc.Drain()

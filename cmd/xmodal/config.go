@@ -43,6 +43,21 @@ type Config struct {
 		AckWait      time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); batches in flight are kept alive"`
 		AllowPrivate []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
 	} `yaml:"ingest"`
+	Kafka struct {
+		Brokers        []string      `yaml:"brokers" help:"Kafka bootstrap brokers (host:port,...); set to ingest from Kafka instead of the embedded JetStream stream"`
+		Topic          string        `yaml:"topic" help:"topic of posts (key = post id, null value = tombstone)"`
+		Group          string        `yaml:"group" help:"consumer group id"`
+		DLQTopic       string        `yaml:"dlq_topic" help:"dead-letter topic (default <topic>.dlq)"`
+		SASLMechanism  string        `yaml:"sasl_mechanism" help:"SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none)"`
+		SASLUser       string        `yaml:"sasl_user" help:"SASL user"`
+		SASLPassword   string        `yaml:"sasl_password" help:"SASL password"`
+		TLS            bool          `yaml:"tls" help:"connect with TLS (system roots unless tls_ca_file)"`
+		TLSCAFile      string        `yaml:"tls_ca_file" help:"PEM file of the CAs that sign the brokers' certificates"`
+		TLSCertFile    string        `yaml:"tls_cert_file" help:"client certificate for mutual TLS"`
+		TLSKeyFile     string        `yaml:"tls_key_file" help:"client key for mutual TLS"`
+		SessionTimeout time.Duration `yaml:"session_timeout" help:"consumer group session timeout (at least 6s)"`
+		CommitInterval time.Duration `yaml:"commit_interval" help:"how often acknowledged offsets are committed"`
+	} `yaml:"kafka"`
 	Query struct {
 		Timeout     time.Duration `yaml:"timeout" help:"per-request deadline"`
 		Concurrency int           `yaml:"concurrency" help:"requests handled at once; more get 429"`
@@ -65,6 +80,10 @@ func DefaultConfig() *Config {
 	c.Ingest.FetchWait = 100 * time.Millisecond
 	c.Ingest.MaxAttempts = 5
 	c.Ingest.AckWait = 30 * time.Second
+	c.Kafka.Topic = "posts"
+	c.Kafka.Group = "xmodal-indexer"
+	c.Kafka.SessionTimeout = 10 * time.Second
+	c.Kafka.CommitInterval = time.Second
 	c.Query.Timeout = 5 * time.Second
 	c.Query.Concurrency = 16
 	c.HTTP.Listen = "127.0.0.1:9464"
@@ -105,6 +124,28 @@ func (c *Config) Validate() error {
 	for _, a := range c.Ingest.AllowPrivate {
 		if _, _, err := net.ParseCIDR(a); err != nil && strings.ContainsAny(a, "/") {
 			return bad("ingest.allow_private", "%q is not a CIDR: %v", a, err)
+		}
+	}
+	if len(c.Kafka.Brokers) > 0 {
+		for _, b := range c.Kafka.Brokers {
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				return bad("kafka.brokers", "%q: %v", b, err)
+			}
+		}
+		if c.Kafka.Topic == "" {
+			return bad("kafka.topic", "must not be empty")
+		}
+		if c.Kafka.Group == "" {
+			return bad("kafka.group", "must not be empty")
+		}
+		if !slices.Contains([]string{"", "plain", "scram-sha-256", "scram-sha-512"}, c.Kafka.SASLMechanism) {
+			return bad("kafka.sasl_mechanism", "%q is not plain, scram-sha-256 or scram-sha-512", c.Kafka.SASLMechanism)
+		}
+		if c.Kafka.SessionTimeout < 6*time.Second {
+			return bad("kafka.session_timeout", "%s is under the brokers' 6s minimum", c.Kafka.SessionTimeout)
+		}
+		if c.Kafka.CommitInterval <= 0 {
+			return bad("kafka.commit_interval", "must be positive")
 		}
 	}
 	if c.Query.Timeout <= 0 {
