@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -69,7 +70,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 	}
 	db, err := bolt.Open(opt.Path, 0o644, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, opt.Path)
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)

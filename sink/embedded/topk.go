@@ -47,9 +47,6 @@ func (t *topK) offer(c scored) {
 	}
 }
 
-// worst returns the score a candidate must beat to enter a full heap.
-func (t *topK) full() bool { return len(t.items) >= t.k }
-
 // sorted returns the candidates best first.
 func (t *topK) sorted() []scored {
 	out := make([]scored, len(t.items))
