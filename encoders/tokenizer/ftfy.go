@@ -11,7 +11,7 @@ import (
 
 // Compiled once; regexp.Regexp is safe for concurrent use.
 var (
-	utf8DetectorRE = regexp.MustCompile(utf8DetectorPattern)
+	utf8DetectorAnchoredRE = regexp.MustCompile("^" + utf8DetectorPattern)
 )
 
 const (
@@ -289,23 +289,25 @@ func latin1ToWindows1252(text string) (string, bool) {
 }
 
 // utf8DetectorNext finds the next match of UTF8_DETECTOR_RE at or after byte
-// offset pos, honouring its negative lookbehind.
+// offset pos. Like the reference engine it tries each start position in
+// turn, checking the negative lookbehind before the body, so failing
+// positions cost O(1); only characters that can start the body are tried.
 func utf8DetectorNext(text string, pos int) (int, int, bool) {
-	for pos <= len(text) {
-		loc := utf8DetectorRE.FindStringIndex(text[pos:])
-		if loc == nil {
-			return 0, 0, false
-		}
-		s, e := pos+loc[0], pos+loc[1]
-		if s > 0 {
-			r, _ := utf8.DecodeLastRuneInString(text[:s])
-			if inRanges(r, utf8StrictContinuationRanges) {
-				_, sz := utf8.DecodeRuneInString(text[s:])
-				pos = s + sz
-				continue
+	for p := pos; p < len(text); {
+		r, sz := utf8.DecodeRuneInString(text[p:])
+		if r >= 0x80 && inRanges(r, utf8DetectorFirstRanges) {
+			lookbehindOK := true
+			if p > 0 {
+				prev, _ := utf8.DecodeLastRuneInString(text[:p])
+				lookbehindOK = !inRanges(prev, utf8StrictContinuationRanges)
+			}
+			if lookbehindOK {
+				if loc := utf8DetectorAnchoredRE.FindStringIndex(text[p:]); loc != nil {
+					return p, p + loc[1], true
+				}
 			}
 		}
-		return s, e, true
+		p += sz
 	}
 	return 0, 0, false
 }

@@ -375,6 +375,18 @@ def main():
     (lb_op, lb_av), = a_av[1].data
     assert str(lb_op) == "IN"
     w(go_ranges("utf8StrictContinuationRanges", in_set(lb_av), "utf8StrictContinuationRanges is the class of UTF8_DETECTOR_RE's negative lookbehind."))
+    # The characters a match can start with: the first class of each branch of the repeated group.
+    lo_, hi_, body = r_av
+    (g_op, g_av), = body.data
+    assert str(g_op) == "SUBPATTERN"
+    (b_op, b_av), = g_av[3].data
+    assert str(b_op) == "BRANCH"
+    firsts = set()
+    for br in b_av[1]:
+        f_op, f_av = br.data[0]
+        assert str(f_op) == "IN"
+        firsts |= in_set(f_av)
+    w(go_ranges("utf8DetectorFirstRanges", firsts, "utf8DetectorFirstRanges: the characters a UTF8_DETECTOR_RE match can start with."))
     w("// utf8DetectorPattern is UTF8_DETECTOR_RE without its lookbehind, in Go syntax.\n")
     w("const utf8DetectorPattern = %s\n\n" % goquote(to_go([(r_op, r_av)])))
 

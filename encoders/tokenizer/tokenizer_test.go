@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -440,5 +441,85 @@ func BenchmarkEncodeCategory(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "texts/s")
 		})
+	}
+}
+
+// TestUTF8DetectorNext checks the position-by-position detector search
+// against the regexp run unanchored with the lookbehind checked afterwards.
+func TestUTF8DetectorNext(t *testing.T) {
+	re := regexp.MustCompile(utf8DetectorPattern)
+	ref := func(text string, pos int) (int, int, bool) {
+		for pos <= len(text) {
+			loc := re.FindStringIndex(text[pos:])
+			if loc == nil {
+				return 0, 0, false
+			}
+			s, e := pos+loc[0], pos+loc[1]
+			if s > 0 {
+				r, _ := utf8.DecodeLastRuneInString(text[:s])
+				if inRanges(r, utf8StrictContinuationRanges) {
+					_, sz := utf8.DecodeRuneInString(text[s:])
+					pos = s + sz
+					continue
+				}
+			}
+			return s, e, true
+		}
+		return 0, 0, false
+	}
+	alphabet := []rune("ÃÂâ€œ©®°±²³´µ¶·¸¹º»¼½¾¿ðŸ˜€ÐРСВГÎ \u00a0abc.,\n東é")
+	for r := rune(0x80); r <= 0xBF; r++ {
+		alphabet = append(alphabet, r)
+	}
+	rng := rand.New(rand.NewSource(3))
+	for n := 0; n < 100000; n++ {
+		var sb strings.Builder
+		for k := rng.Intn(30); k > 0; k-- {
+			sb.WriteRune(alphabet[rng.Intn(len(alphabet))])
+		}
+		s := sb.String()
+		for pos := 0; pos <= len(s); {
+			a0, a1, aok := utf8DetectorNext(s, pos)
+			b0, b1, bok := ref(s, pos)
+			if aok != bok || a0 != b0 || a1 != b1 {
+				t.Fatalf("%+q from %d: got %d,%d,%v want %d,%d,%v", s, pos, a0, a1, aok, b0, b1, bok)
+			}
+			if !aok {
+				break
+			}
+			pos = a1
+		}
+	}
+}
+
+// TestPathologicalInputs guards against super-linear behaviour on long
+// adversarial inputs (each took tens of seconds before being fixed).
+func TestPathologicalInputs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	tok := newTok(t)
+	const n = 100000
+	cases := map[string]string{
+		"one long word":          strings.Repeat("a", n),
+		"alternating marks":      "a" + strings.Repeat("\u0301\u0316", n/2),
+		"failing lookbehind":     strings.Repeat("©Ã", n/2) + "東",
+		"mojibake run":           strings.Repeat("Ã©", n/2),
+		"cp1251 mojibake":        strings.Repeat("РџСЂРёРІРµС‚", n/16),
+		"entities":               strings.Repeat("&amp;&#x41;&", n/12),
+		"terminal escapes":       strings.Repeat("\x1b[1;", n/4),
+		"sigma and ignorables":   strings.Repeat("Σ'''", n/4),
+		"random alnum word":      strings.Repeat("x7Qz9kLp", n/8),
+		"many lines of mojibake": strings.Repeat("Ã© x\n", n/5),
+	}
+	for name, s := range cases {
+		start := time.Now()
+		ids := tok.Encode(s)
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: %v for %d bytes", name, d, len(s))
+		}
+		if len(ids) < 2 || ids[0] != SOT || ids[len(ids)-1] != EOT {
+			t.Errorf("%s: bad ids", name)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -250,18 +251,19 @@ func nfc(s string) string {
 		}
 	}
 	// Canonical ordering: stable sort of each run of non-starters by class.
-	for i := 1; i < len(buf); i++ {
-		c := ccc(buf[i])
-		if c == 0 {
+	for i := 0; i < len(buf); {
+		if ccc(buf[i]) == 0 {
+			i++
 			continue
 		}
-		for j := i; j > 0; j-- {
-			p := ccc(buf[j-1])
-			if p == 0 || p <= c {
-				break
-			}
-			buf[j-1], buf[j] = buf[j], buf[j-1]
+		j := i + 1
+		for j < len(buf) && ccc(buf[j]) != 0 {
+			j++
 		}
+		if run := buf[i:j]; len(run) > 1 {
+			slices.SortStableFunc(run, func(a, b rune) int { return int(ccc(a)) - int(ccc(b)) })
+		}
+		i = j
 	}
 	// Canonical composition.
 	if len(buf) == 0 {
