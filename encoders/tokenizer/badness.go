@@ -1,5 +1,7 @@
 package tokenizer
 
+import "math/bits"
+
 // ftfy.badness.is_bad without a regular-expression engine. The branches of
 // BADNESS_RE are sequences of single-character items (see badnessAlts,
 // generated from the parsed pattern); every character of a window gets a
@@ -25,7 +27,8 @@ func (m badMask) has(bit int) bool { return m[bit>>6]>>(bit&63)&1 != 0 }
 var (
 	badASCII       [128]badMask
 	badNonASCII    = map[rune]badMask{}
-	badNonASCIIAll badMask // bits every non-ASCII character has (negated ASCII classes, any)
+	badNonASCIIAll badMask        // bits every non-ASCII character has (negated ASCII classes, any)
+	badAltsByFirst [128][]*badAlt // branches by the bit of their first item
 )
 
 func init() {
@@ -53,6 +56,14 @@ func init() {
 		}
 	}
 	badNonASCIIAll.set(badBitAny)
+	for a := range badnessAlts {
+		alt := &badnessAlts[a]
+		if len(alt.items) == 0 || alt.items[0].opt {
+			panic("tokenizer: badness branch without a mandatory first item")
+		}
+		b := alt.items[0].bit
+		badAltsByFirst[b] = append(badAltsByFirst[b], alt)
+	}
 	for r := rune(0); r < 128; r++ {
 		if isPySpace(r) {
 			badASCII[r].set(badBitSpace)
@@ -127,14 +138,19 @@ func badWindow(s string, atStart bool) bool {
 	for _, r := range s {
 		masks = append(masks, badMaskOf(r))
 	}
-	for i := range masks {
-		for a := range badnessAlts {
-			alt := &badnessAlts[a]
-			if alt.begin && (!atStart || i != 0) {
-				continue
-			}
-			if badMatch(alt.items, masks, i) {
-				return true
+	for i, m := range masks {
+		for w, word := range m {
+			for word != 0 {
+				b := w<<6 | bits.TrailingZeros64(word)
+				word &= word - 1
+				for _, alt := range badAltsByFirst[b] {
+					if alt.begin && (!atStart || i != 0) {
+						continue
+					}
+					if badMatch(alt.items, masks, i) {
+						return true
+					}
+				}
 			}
 		}
 	}
