@@ -111,9 +111,12 @@ func thumbnail(img image.Image) []byte {
 func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every error path returns (nil, err): close what was started through a copy
+	// of the pointer, not the named result (nil by then).
+	started := a
 	defer func() {
 		if err != nil {
-			a.Close()
+			started.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
