@@ -38,6 +38,8 @@ type SearchRequest struct {
 	Plan   string        `json:"plan,omitempty"`
 	// Thumbnails asks for each hit's thumbnail (off by default: it makes replies large).
 	Thumbnails bool `json:"thumbnails,omitempty"`
+	// Recency boosts recent posts for trending use (see recency.go for the formula).
+	Recency *Recency `json:"recency,omitempty"`
 }
 
 // SearchResponse is the reply of xmodal.v1.search.

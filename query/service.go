@@ -51,6 +51,15 @@ type Deps struct {
 	Fetcher    Fetcher // nil: image_url queries get 400
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Cache of search replies (NewRedisCache or NewLRUCache); nil: none.
+	Cache Cache
+	// Writer applies admin deletes; nil: the Index when it is a domain.Writer.
+	Writer domain.Writer
+	// Denied filters cached hits through the deny-list; nil: the Writer.
+	Denied DenyChecker
+	// Authors lists an author's posts for by-author deletes; nil: the Index when
+	// it implements AuthorIndex.
+	Authors AuthorIndex
 }
 
 // Service is the NATS query service.
@@ -61,6 +70,7 @@ type Service struct {
 	svc  micro.Service
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
+	cs   cacheState
 }
 
 // New checks the dependencies; Start registers the endpoints.
@@ -96,6 +106,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 			}
 		}
 	}
+	if err := s.initCache(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -119,10 +132,15 @@ func (s *Service) Start(nc *nats.Conn) error {
 		{"stats", s.stats},
 	}
 	for _, ep := range eps {
+		s.register(ep.name, ep.h)
 		if err := g.AddEndpoint(ep.name, s.handler(ep.name, ep.h)); err != nil {
 			svc.Stop()
 			return fmt.Errorf("query: endpoint %s: %w", ep.name, err)
 		}
+	}
+	if err := s.startAdmin(svc); err != nil {
+		svc.Stop()
+		return fmt.Errorf("query: admin endpoints: %w", err)
 	}
 	s.svc = svc
 	return nil
@@ -148,22 +166,17 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 		}
 		go func() {
 			defer func() { <-s.sem }()
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-			defer cancel()
-			res, err := h(ctx, req.Data())
-			s.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
+			res, err := s.run(context.Background(), name, h, req.Data())
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					err = errorf(CodeTimeout, "request took longer than %s", s.cfg.Timeout)
+				e := AsError(err)
+				if rerr := req.Error(fmt.Sprint(e.Code), e.Message, nil); rerr != nil {
+					s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
 				}
-				s.respondErr(name, req, err)
 				return
 			}
 			if err := req.RespondJSON(res); err != nil {
 				s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
 			}
-			s.reqs.WithLabelValues(name, "200").Inc()
 		}()
 	})
 }
@@ -253,6 +266,9 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
 		return nil, errorf(CodeBadRequest, "filter: since must be before until")
 	}
+	if err := r.Recency.validate(); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }
 
@@ -262,6 +278,10 @@ func (s *Service) search(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.cachedSearch(ctx, r, start, func(ctx context.Context) (*SearchResponse, error) { return s.searchUncached(ctx, r, start) })
+}
+
+func (s *Service) searchUncached(ctx context.Context, r *SearchRequest, start time.Time) (*SearchResponse, error) {
 	vec, err := s.queryVector(ctx, r)
 	if err != nil {
 		return nil, err
@@ -344,7 +364,7 @@ func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchReq
 	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan}
 	if r.Target != "any" {
 		q.Modality = domain.Modality(r.Target)
-		hits, err := s.d.Index.Search(ctx, q)
+		hits, err := s.searchOne(ctx, q, r)
 		if err != nil {
 			return nil, indexErr(err)
 		}
@@ -353,7 +373,7 @@ func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchReq
 	var lists [][]domain.Hit
 	for _, m := range domain.Modalities {
 		q.Modality = m
-		hits, err := s.d.Index.Search(ctx, q)
+		hits, err := s.searchOne(ctx, q, r)
 		if err != nil {
 			return nil, indexErr(err)
 		}

@@ -35,6 +35,12 @@ type Config struct {
 		URL      string `yaml:"url" help:"an outside NATS server to use instead of the embedded one (also what the client commands connect to)"`
 		User     string `yaml:"user" help:"NATS user name"`
 		Password string `yaml:"password" help:"NATS password"`
+		// Security (docs/security.md).
+		ServerConfig string `yaml:"server_config" help:"nats-server config file for the embedded server (users, nkeys, permissions, tls); see docs/security.md"`
+		NkeySeedFile string `yaml:"nkey_seed_file" help:"file holding this client's NATS nkey seed (SU...) to authenticate with"`
+		TLSCAFile    string `yaml:"tls_ca_file" help:"PEM CAs that sign the NATS server's certificate (enables TLS to NATS)"`
+		TLSCertFile  string `yaml:"tls_cert_file" help:"client certificate for NATS mutual TLS"`
+		TLSKeyFile   string `yaml:"tls_key_file" help:"client key for NATS mutual TLS"`
 	} `yaml:"nats"`
 	Ingest struct {
 		BatchSize    int           `yaml:"batch_size" help:"posts per encoder batch"`
@@ -61,9 +67,24 @@ type Config struct {
 	Query struct {
 		Timeout     time.Duration `yaml:"timeout" help:"per-request deadline"`
 		Concurrency int           `yaml:"concurrency" help:"requests handled at once; more get 429"`
+		Cache       bool          `yaml:"cache" help:"cache search replies (Redis when redis.addr is set, else an in-process LRU)"`
+		CacheTTL    time.Duration `yaml:"cache_ttl" help:"how long a cached search reply lives"`
+		CacheSize   int           `yaml:"cache_size" help:"entries of the in-process LRU (used when no redis.addr)"`
 	} `yaml:"query"`
+	Redis struct {
+		Addr        string        `yaml:"addr" help:"Redis host:port for the query cache (empty: in-process LRU)"`
+		Username    string        `yaml:"username" help:"Redis ACL user (empty: default user)"`
+		Password    string        `yaml:"password" help:"Redis password (AUTH / requirepass)"`
+		DB          int           `yaml:"db" help:"Redis database number"`
+		TLS         bool          `yaml:"tls" help:"connect to Redis with TLS (system roots unless tls_ca_file)"`
+		TLSCAFile   string        `yaml:"tls_ca_file" help:"PEM CAs that sign Redis's certificate"`
+		TLSCertFile string        `yaml:"tls_cert_file" help:"client certificate for Redis mutual TLS"`
+		TLSKeyFile  string        `yaml:"tls_key_file" help:"client key for Redis mutual TLS"`
+		Timeout     time.Duration `yaml:"timeout" help:"bound on each Redis call; past it the query is answered without the cache"`
+	} `yaml:"redis"`
 	HTTP struct {
-		Listen string `yaml:"listen" help:"address for /metrics, /healthz and /readyz (empty disables)"`
+		Listen     string `yaml:"listen" help:"address for the search page, the JSON gateway (/v1/...), /metrics, /healthz and /readyz (empty disables)"`
+		AdminToken string `yaml:"admin_token" help:"bearer token required by /v1/admin/... (empty: admin operations over HTTP are off)"`
 	} `yaml:"http"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
@@ -86,6 +107,10 @@ func DefaultConfig() *Config {
 	c.Kafka.CommitInterval = time.Second
 	c.Query.Timeout = 5 * time.Second
 	c.Query.Concurrency = 16
+	c.Query.Cache = true
+	c.Query.CacheTTL = time.Minute
+	c.Query.CacheSize = 10000
+	c.Redis.Timeout = 50 * time.Millisecond
 	c.HTTP.Listen = "127.0.0.1:9464"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
@@ -153,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Query.Concurrency < 1 {
 		return bad("query.concurrency", "must be at least 1")
+	}
+	if err := c.validateCache(); err != nil {
+		return err
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

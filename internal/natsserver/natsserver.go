@@ -21,6 +21,10 @@ type Options struct {
 	User, Password string
 	// MaxPayload caps a message (default 8 MiB: posts may carry inline images).
 	MaxPayload int32
+	// ConfigFile is a nats-server configuration file (users with passwords or
+	// nkeys, permissions, tls {...}; see docs/security.md). Listen, StoreDir and
+	// the settings above override what it says about the same things.
+	ConfigFile string
 }
 
 // Start runs the server and waits until it accepts connections.
@@ -36,20 +40,22 @@ func Start(o Options) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	if o.MaxPayload == 0 {
-		o.MaxPayload = 8 << 20
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
+			return nil, fmt.Errorf("nats server config %s: %w", o.ConfigFile, err)
+		}
 	}
-	opts := &server.Options{
-		ServerName: "xmodal-embedded",
-		Host:       host,
-		Port:       port,
-		NoSigs:     true,
-		NoLog:      true,
-		MaxPayload: o.MaxPayload,
-		// Max pending must hold at least one max payload per client.
-		MaxPending: int64(o.MaxPayload) * 8,
-		Username:   o.User,
-		Password:   o.Password,
+	if o.MaxPayload == 0 {
+		o.MaxPayload = max(opts.MaxPayload, 8<<20)
+	}
+	opts.ServerName, opts.Host, opts.Port = "xmodal-embedded", host, port
+	opts.NoSigs, opts.NoLog = true, true
+	opts.MaxPayload = o.MaxPayload
+	// Max pending must hold at least one max payload per client.
+	opts.MaxPending = max(opts.MaxPending, int64(o.MaxPayload)*8)
+	if o.User != "" {
+		opts.Username, opts.Password = o.User, o.Password
 	}
 	if o.StoreDir != "" {
 		opts.JetStream = true

@@ -41,6 +41,19 @@ func (c *Client) Stats(ctx context.Context) (*query.StatsResponse, error) {
 	return &out, c.call(ctx, "stats", struct{}{}, &out)
 }
 
+// Delete takes posts down by id or by author (xmodal.v1.admin.delete: the
+// connection's NATS user needs publish permission on xmodal.v1.admin.>).
+func (c *Client) Delete(ctx context.Context, r *query.DeleteRequest) (*query.DeleteResponse, error) {
+	var out query.DeleteResponse
+	return &out, c.call(ctx, "admin.delete", r, &out)
+}
+
+// Call sends req (marshalled to JSON) to an endpoint and decodes the reply into
+// out: for endpoints this client has no typed method for.
+func (c *Client) Call(ctx context.Context, endpoint string, req, out any) error {
+	return c.call(ctx, endpoint, req, out)
+}
+
 // Raw sends body as is to an endpoint and decodes the reply into out; for tools
 // and tests that need to send malformed requests.
 func (c *Client) Raw(ctx context.Context, endpoint string, body []byte, out any) error {

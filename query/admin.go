@@ -1,0 +1,152 @@
+package query
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// AdminPrefix is the subject prefix of the admin endpoints. Restrict who may
+// publish to it with NATS permissions (docs/security.md).
+const AdminPrefix = SubjectPrefix + ".admin"
+
+// Limits of a delete request.
+const (
+	MaxDeleteIDs     = 1000
+	MaxDeleteAuthors = 100
+	// MaxAuthorPosts caps how many posts one by-author delete takes down.
+	MaxAuthorPosts = 100000
+)
+
+// DeleteRequest is the body of xmodal.v1.admin.delete: take posts down by id
+// and/or every post of some authors. Every named post is deleted and
+// deny-listed, so neither a redelivery nor a backfill brings it back (an id not
+// indexed yet is deny-listed all the same).
+type DeleteRequest struct {
+	PostIDs []string `json:"post_ids,omitempty"`
+	Authors []string `json:"authors,omitempty"`
+}
+
+// DeleteResponse is the reply of xmodal.v1.admin.delete.
+type DeleteResponse struct {
+	// Deleted lists the post ids taken down (sorted), Count their number.
+	Deleted []string `json:"deleted"`
+	Count   int      `json:"count"`
+	// Generation is the cache generation after the delete.
+	Generation uint64 `json:"generation"`
+}
+
+// AuthorIndex lists an author's posts; the by-author delete needs it.
+// sink/embedded implements it.
+type AuthorIndex interface {
+	PostIDsByAuthor(ctx context.Context, author string, limit int) ([]string, error)
+}
+
+// ParseDelete decodes and validates a delete request.
+func ParseDelete(data []byte) (*DeleteRequest, error) {
+	var r DeleteRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if len(r.PostIDs)+len(r.Authors) == 0 {
+		return nil, errorf(CodeBadRequest, "give post_ids or authors")
+	}
+	if len(r.PostIDs) > MaxDeleteIDs {
+		return nil, errorf(CodeBadRequest, "too many post_ids (%d, at most %d)", len(r.PostIDs), MaxDeleteIDs)
+	}
+	if len(r.Authors) > MaxDeleteAuthors {
+		return nil, errorf(CodeBadRequest, "too many authors (%d, at most %d)", len(r.Authors), MaxDeleteAuthors)
+	}
+	for _, id := range r.PostIDs {
+		if strings.TrimSpace(id) == "" || strings.Contains(id, domain.PKSep) {
+			return nil, errorf(CodeBadRequest, "post id %q is blank or contains %q", id, domain.PKSep)
+		}
+	}
+	for _, a := range r.Authors {
+		if strings.TrimSpace(a) == "" {
+			return nil, errorf(CodeBadRequest, "blank author")
+		}
+	}
+	return &r, nil
+}
+
+func (s *Service) writer() domain.Writer {
+	if s.d.Writer != nil {
+		return s.d.Writer
+	}
+	if w, ok := s.d.Index.(domain.Writer); ok {
+		return w
+	}
+	return nil
+}
+
+func (s *Service) authors() AuthorIndex {
+	if s.d.Authors != nil {
+		return s.d.Authors
+	}
+	if a, ok := s.d.Index.(AuthorIndex); ok {
+		return a
+	}
+	return nil
+}
+
+func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
+	r, err := ParseDelete(data)
+	if err != nil {
+		return nil, err
+	}
+	w := s.writer()
+	if w == nil {
+		return nil, errorf(CodeUnavailable, "this server has no index writer: deletes are not enabled")
+	}
+	ids := slices.Clone(r.PostIDs)
+	if len(r.Authors) > 0 {
+		ai := s.authors()
+		if ai == nil {
+			return nil, errorf(CodeBadRequest, "this index cannot list posts by author; delete by post_ids")
+		}
+		found := 0
+		for _, a := range r.Authors {
+			got, err := ai.PostIDsByAuthor(ctx, a, MaxAuthorPosts+1)
+			if err != nil {
+				return nil, indexErr(err)
+			}
+			found += len(got)
+			ids = append(ids, got...)
+		}
+		if found > MaxAuthorPosts {
+			return nil, errorf(CodeTooLarge, "those authors have more than %d posts: delete in parts", MaxAuthorPosts)
+		}
+		if found == 0 && len(r.PostIDs) == 0 {
+			return nil, errorf(CodeNotFound, "no posts by those authors")
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		chs := make([]domain.Change, len(chunk))
+		for i, id := range chunk {
+			chs[i] = domain.Change{PostID: id, Delete: true, Deny: true}
+		}
+		if _, err := w.Apply(ctx, chs); err != nil {
+			// What was applied stays applied; the cache must forget it too.
+			s.Invalidate(context.WithoutCancel(ctx))
+			return nil, indexErr(err)
+		}
+	}
+	gen := s.Invalidate(ctx)
+	s.d.Logger.Info("admin delete", "posts", len(ids), "authors", r.Authors, "generation", gen)
+	return &DeleteResponse{Deleted: ids, Count: len(ids), Generation: gen}, nil
+}
+
+// startAdmin registers the admin endpoints under AdminPrefix.
+func (s *Service) startAdmin(svc micro.Service) error {
+	g := svc.AddGroup(AdminPrefix)
+	s.register("admin.delete", s.delete)
+	return g.AddEndpoint("admin-delete", s.handler("admin.delete", s.delete), micro.WithEndpointSubject("delete"))
+}
