@@ -13,13 +13,18 @@ func (ix *Index) PostIDsByAuthor(ctx context.Context, author string, limit int) 
 	}
 	ix.mu.RLock()
 	seen := map[string]bool{}
-	for slot, r := range ix.recs {
-		if slot%16384 == 0 && ctx.Err() != nil {
-			ix.mu.RUnlock()
-			return nil, ctx.Err()
+	for _, sg := range ix.segs {
+		if sg == nil {
+			continue
 		}
-		if r != nil && r.Author == author {
-			seen[r.PostID] = true
+		for i, r := range sg.recs {
+			if i%16384 == 0 && ctx.Err() != nil {
+				ix.mu.RUnlock()
+				return nil, ctx.Err()
+			}
+			if r != nil && r.Author == author {
+				seen[r.PostID] = true
+			}
 		}
 	}
 	ix.mu.RUnlock()

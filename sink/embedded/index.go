@@ -1,6 +1,13 @@
 // Package embedded is xmodal's in-process index: records persisted in a crash-safe
-// bbolt file, vectors held in compact in-memory arrays rebuilt from it on start.
-// It serves one process; separate indexer and query processes need Milvus.
+// bbolt file; vectors, binary codes and PDQ hashes held in compact in-memory
+// arrays (one dense segment per modality) rebuilt from it on start. It serves
+// one process; separate indexer and query processes need Milvus.
+//
+// Plans: exact (and ann, which falls back to it) scans every float vector;
+// hash ranks by the Hamming distance of the binary codes; hybrid takes the
+// Hamming top C and re-ranks those by exact cosine; NearDup finds PDQ hashes
+// within a distance bound of any of the query's hashes. Filters apply to
+// every plan. Ties break by score (or distance), then primary key.
 package embedded
 
 import (
@@ -38,6 +45,30 @@ type Options struct {
 	ModelVersion     string
 	AllowModelChange bool
 	Logger           *slog.Logger
+	// Coder computes binary codes (encoders/hash.Coder implements it). With a
+	// coder, records that arrive without a code of its length get one, and
+	// when the store's codes came from another coder (another ID) every
+	// record is re-coded on open. Without one, records keep the codes they
+	// carry, which must all have one length.
+	Coder Coder
+	// HybridCandidates is C for hybrid queries that give none; 0 means
+	// DefaultCandidates of the number of records searched.
+	HybridCandidates int
+}
+
+// Coder computes the binary code of a vector of a modality.
+type Coder interface {
+	Bits() int
+	// ID identifies the parameters: codes of coders with other IDs are not
+	// comparable.
+	ID() string
+	Code(vec []float32, m domain.Modality) []byte
+}
+
+// DefaultCandidates is the hybrid plan's C when neither the query nor the
+// options set it: max(10,000, 1% of the n records searched).
+func DefaultCandidates(n int) int {
+	return max(10000, (n+99)/100)
 }
 
 // Index is the embedded index. It is safe for concurrent use.
@@ -46,12 +77,22 @@ type Index struct {
 	dim int
 	log *slog.Logger
 
-	mu       sync.RWMutex
-	vecs     []float32        // slot-major, dim floats per slot
-	recs     []*domain.Record // metadata per slot (Vector nil); nil marks a free slot
-	slotOf   map[string]int
-	free     []int
-	perModal map[domain.Modality]int
+	coder      Coder
+	candidates int
+
+	mu sync.RWMutex
+	// codeBits is the length of the codes (0: none yet), words the uint64s
+	// that hold one, codeID the coder that made them ("" when unknown).
+	codeBits, words int
+	codeID          string
+	segs            [3]*segment // image, text, fused
+	slotOf          map[string]loc
+}
+
+// loc is where a record lives: its segment and position.
+type loc struct {
+	seg uint8
+	pos int32
 }
 
 // ErrLocked is returned when another process holds the store.
@@ -75,7 +116,16 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)
 	}
-	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, slotOf: map[string]int{}, perModal: map[domain.Modality]int{}}
+	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}}
+	for i, m := range domain.Modalities {
+		ix.segs[i] = &segment{mod: m}
+	}
+	if opt.Coder != nil {
+		if b := opt.Coder.Bits(); b <= 0 || b%8 != 0 || b > maxCodeBits {
+			db.Close()
+			return nil, fmt.Errorf("embedded index: coder of %d bits (want a multiple of 8 up to %d)", b, maxCodeBits)
+		}
+	}
 	if err := ix.init(opt); err != nil {
 		db.Close()
 		return nil, err
@@ -113,14 +163,46 @@ func (ix *Index) init(opt Options) error {
 			return fmt.Errorf("embedded index: store %s was written by model %q, not %q (use another data dir or re-index)", opt.Path, v, opt.ModelVersion)
 		}
 		if opt.ModelVersion != "" {
-			return meta.Put([]byte("model_version"), []byte(opt.ModelVersion))
+			if err := meta.Put([]byte("model_version"), []byte(opt.ModelVersion)); err != nil {
+				return err
+			}
 		}
+		if v := meta.Get(keyCode); v != nil {
+			var cm codeMeta
+			if err := json.Unmarshal(v, &cm); err != nil {
+				return fmt.Errorf("embedded index: meta code: %w", err)
+			}
+			ix.codeBits, ix.codeID = cm.Bits, cm.ID
+		}
+		if opt.Coder != nil && ix.codeBits != opt.Coder.Bits() {
+			// Codes of another length are recomputed on load; until then none match.
+			ix.codeID = ""
+		}
+		if opt.Coder != nil {
+			ix.codeBits = opt.Coder.Bits()
+		}
+		ix.words = (ix.codeBits + 63) / 64
 		return nil
 	})
 }
 
+var keyCode = []byte("code")
+
+// maxCodeBits bounds the binary code length.
+const maxCodeBits = 4096
+
+// codeMeta is what the store remembers of its codes.
+type codeMeta struct {
+	Bits int    `json:"bits"`
+	ID   string `json:"id,omitempty"`
+}
+
 func (ix *Index) load(ctx context.Context) error {
 	start := time.Now()
+	// With a coder, a record whose code is missing, of another length, or
+	// from another coder is re-coded and written back.
+	recodeAll := ix.coder != nil && ix.codeID != ix.coder.ID()
+	var recoded []string
 	err := ix.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRecords).Cursor()
 		n := 0
@@ -136,6 +218,13 @@ func (ix *Index) load(ctx context.Context) error {
 			if len(r.Vector) != ix.dim {
 				return fmt.Errorf("record %q has dimension %d, want %d", k, len(r.Vector), ix.dim)
 			}
+			if !r.Modality.Valid() {
+				return fmt.Errorf("record %q has modality %q", k, r.Modality)
+			}
+			if ix.coder != nil && (recodeAll || len(r.Code) != ix.codeBits/8) {
+				r.Code = ix.coder.Code(r.Vector, r.Modality)
+				recoded = append(recoded, r.PK)
+			}
 			ix.putMem(r)
 		}
 		return nil
@@ -143,44 +232,85 @@ func (ix *Index) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("embedded index: load: %w", err)
 	}
-	ix.log.Info("embedded index loaded", "records", len(ix.slotOf), "took", time.Since(start).Round(time.Millisecond))
+	if err := ix.persistRecoded(ctx, recoded); err != nil {
+		return fmt.Errorf("embedded index: re-code: %w", err)
+	}
+	ix.log.Info("embedded index loaded", "records", len(ix.slotOf), "code_bits", ix.codeBits, "recoded", len(recoded),
+		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// putMem places r (with its vector) in memory; callers hold mu for writing.
-func (ix *Index) putMem(r *domain.Record) {
-	slot, ok := ix.slotOf[r.PK]
-	if !ok {
-		if n := len(ix.free); n > 0 {
-			slot = ix.free[n-1]
-			ix.free = ix.free[:n-1]
-		} else {
-			slot = len(ix.recs)
-			ix.recs = append(ix.recs, nil)
-			ix.vecs = append(ix.vecs, make([]float32, ix.dim)...)
-		}
-		ix.slotOf[r.PK] = slot
-		ix.perModal[r.Modality]++
-	} else if old := ix.recs[slot]; old.Modality != r.Modality {
-		ix.perModal[old.Modality]--
-		ix.perModal[r.Modality]++
+// persistRecoded writes the codes computed on load back to the store, in
+// batches, then records the coder's ID (so a crash midway re-codes again).
+func (ix *Index) persistRecoded(ctx context.Context, pks []string) error {
+	if ix.coder == nil {
+		return nil
 	}
-	copy(ix.vecs[slot*ix.dim:(slot+1)*ix.dim], r.Vector)
-	meta := *r
-	meta.Vector = nil
-	ix.recs[slot] = &meta
+	if len(pks) > 0 {
+		ix.log.Info("embedded index: writing re-computed binary codes", "records", len(pks), "coder", ix.coder.ID(), "previous", ix.codeID)
+	}
+	const batch = 4096
+	for len(pks) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(batch, len(pks))
+		err := ix.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketRecords)
+			for _, pk := range pks[:n] {
+				l, ok := ix.slotOf[pk]
+				if !ok {
+					continue
+				}
+				r := ix.segs[l.seg].record(int(l.pos), ix.dim, ix.words, ix.codeBits/8)
+				enc, err := encodeRecord(&r)
+				if err != nil {
+					return err
+				}
+				if err := b.Put([]byte(pk), enc); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		pks = pks[n:]
+	}
+	ix.codeID = ix.coder.ID()
+	return ix.db.Update(func(tx *bolt.Tx) error {
+		js, _ := json.Marshal(codeMeta{Bits: ix.codeBits, ID: ix.codeID})
+		return tx.Bucket(bucketMeta).Put(keyCode, js)
+	})
+}
+
+// putMem places r (with its vector, code and PDQ) in memory; callers hold mu
+// for writing (or own the index, while loading).
+func (ix *Index) putMem(r *domain.Record) {
+	si := segIndex(r.Modality)
+	if l, ok := ix.slotOf[r.PK]; ok && int(l.seg) != si {
+		ix.delMem(r.PK)
+	}
+	seg := ix.segs[si]
+	seg.ensureCodes(ix.words)
+	l, ok := ix.slotOf[r.PK]
+	if !ok {
+		l = loc{seg: uint8(si), pos: int32(seg.grow(ix.dim, ix.words))}
+		ix.slotOf[r.PK] = l
+	}
+	seg.set(int(l.pos), r, ix.dim, ix.words, ix.codeBits/8)
 }
 
 func (ix *Index) delMem(pk string) {
-	slot, ok := ix.slotOf[pk]
+	l, ok := ix.slotOf[pk]
 	if !ok {
 		return
 	}
-	ix.perModal[ix.recs[slot].Modality]--
 	delete(ix.slotOf, pk)
-	ix.recs[slot] = nil
-	clear(ix.vecs[slot*ix.dim : (slot+1)*ix.dim])
-	ix.free = append(ix.free, slot)
+	if moved := ix.segs[l.seg].remove(int(l.pos), ix.dim, ix.words); moved != "" {
+		ix.slotOf[moved] = l
+	}
 }
 
 // Apply writes the changes in one durable transaction (bbolt fsyncs on commit),
@@ -195,10 +325,20 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			if len(r.Vector) != ix.dim {
 				return nil, fmt.Errorf("embedded index: record %q has dimension %d, want %d", r.PK, len(r.Vector), ix.dim)
 			}
+			if !r.Modality.Valid() {
+				return nil, fmt.Errorf("embedded index: record %q has modality %q (want image, text or fused)", r.PK, r.Modality)
+			}
 			if r.PostID != changes[i].PostID || r.PK != domain.PrimaryKey(r.PostID, r.Modality) {
 				return nil, fmt.Errorf("embedded index: record %q does not belong to post %q", r.PK, changes[i].PostID)
 			}
+			if n := len(r.PDQ); n != 0 && n != domain.PDQBytes {
+				return nil, fmt.Errorf("embedded index: record %q has a PDQ hash of %d bytes, want %d", r.PK, n, domain.PDQBytes)
+			}
 		}
+	}
+	changes, err := ix.withCodes(changes)
+	if err != nil {
+		return nil, err
 	}
 	outcomes := make([]domain.Outcome, len(changes))
 	type memOp struct {
@@ -206,8 +346,13 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		del []string
 	}
 	ops := make([]memOp, len(changes))
-	err := ix.db.Update(func(tx *bolt.Tx) error {
+	var adopt codeMeta
+	err = ix.db.Update(func(tx *bolt.Tx) error {
 		recs, posts, deny := tx.Bucket(bucketRecords), tx.Bucket(bucketPosts), tx.Bucket(bucketDeny)
+		var err error
+		if adopt, err = ix.checkCodeLengths(tx, changes); err != nil {
+			return err
+		}
 		for i, ch := range changes {
 			id := []byte(ch.PostID)
 			var prev postEntry
@@ -278,6 +423,9 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		return nil, fmt.Errorf("embedded index: apply: %w", err)
 	}
 	ix.mu.Lock()
+	if adopt.Bits != 0 && ix.codeBits == 0 {
+		ix.codeBits, ix.words = adopt.Bits, (adopt.Bits+63)/64
+	}
 	for _, op := range ops {
 		for _, pk := range op.del {
 			ix.delMem(pk)
@@ -303,46 +451,6 @@ func (ix *Index) IsDenied(ctx context.Context, postID string) (bool, error) {
 	return denied, err
 }
 
-// Search answers a vector query. The embedded index computes exact cosine for the
-// exact and ann plans (ann falls back to exact here).
-func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
-	if len(q.Vector) != ix.dim {
-		return nil, fmt.Errorf("query vector has dimension %d, the index holds %d", len(q.Vector), ix.dim)
-	}
-	if q.K <= 0 {
-		return nil, fmt.Errorf("k must be positive, got %d", q.K)
-	}
-	switch q.Plan {
-	case "", domain.PlanExact, domain.PlanANN:
-	default:
-		return nil, fmt.Errorf("plan %q is not supported by the embedded index yet", q.Plan)
-	}
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	top := &topK{k: q.K}
-	filter := !q.Filter.Empty()
-	dim := ix.dim
-	for slot, r := range ix.recs {
-		if r == nil || (q.Modality != "" && r.Modality != q.Modality) {
-			continue
-		}
-		if slot%16384 == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if filter && !q.Filter.Match(r) {
-			continue
-		}
-		s := dot(q.Vector, ix.vecs[slot*dim:(slot+1)*dim])
-		top.offer(scored{slot: slot, score: s, pk: r.PK})
-	}
-	res := top.sorted()
-	hits := make([]domain.Hit, len(res))
-	for i, c := range res {
-		hits[i] = domain.HitFromRecord(ix.recs[c.slot], c.score)
-	}
-	return hits, nil
-}
-
 // Get returns the records with the given primary keys, in order, skipping unknown keys.
 func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error) {
 	if err := ctx.Err(); err != nil {
@@ -352,13 +460,11 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 	defer ix.mu.RUnlock()
 	out := make([]domain.Record, 0, len(pks))
 	for _, pk := range pks {
-		slot, ok := ix.slotOf[pk]
+		l, ok := ix.slotOf[pk]
 		if !ok {
 			continue
 		}
-		r := *ix.recs[slot]
-		r.Vector = append([]float32(nil), ix.vecs[slot*ix.dim:(slot+1)*ix.dim]...)
-		out = append(out, r)
+		out = append(out, ix.segs[l.seg].record(int(l.pos), ix.dim, ix.words, ix.codeBits/8))
 	}
 	return out, nil
 }
@@ -367,10 +473,10 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 func (ix *Index) Count(ctx context.Context) (map[domain.Modality]int, error) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	out := make(map[domain.Modality]int, len(ix.perModal))
-	for m, n := range ix.perModal {
-		if n > 0 {
-			out[m] = n
+	out := make(map[domain.Modality]int, len(ix.segs))
+	for _, seg := range ix.segs {
+		if n := seg.len(); n > 0 {
+			out[seg.mod] = n
 		}
 	}
 	return out, nil
@@ -378,6 +484,13 @@ func (ix *Index) Count(ctx context.Context) (map[domain.Modality]int, error) {
 
 // Dim returns the embedding dimension.
 func (ix *Index) Dim() int { return ix.dim }
+
+// CodeBits returns the length of the binary codes the index holds (0: none).
+func (ix *Index) CodeBits() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.codeBits
+}
 
 // Close closes the store.
 func (ix *Index) Close() error { return ix.db.Close() }

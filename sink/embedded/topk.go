@@ -7,6 +7,7 @@ import "container/heap"
 type scored struct {
 	slot  int
 	score float32
+	dist  int // Hamming distance (hybrid)
 	pk    string
 }
 
@@ -55,3 +56,7 @@ func (t *topK) sorted() []scored {
 	}
 	return out
 }
+
+// full reports whether the heap holds k candidates (a new one must then beat
+// the root).
+func (t *topK) full() bool { return len(t.items) >= t.k }

@@ -1,0 +1,45 @@
+package domain
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrInvalidQuery marks an error caused by the query itself (a distance
+// bound out of range, a code of the wrong length, a plan the index cannot
+// run): the query service answers it with 400, not as an index failure.
+// Wrap it: fmt.Errorf("%w: ...", ErrInvalidQuery).
+var ErrInvalidQuery = errors.New("invalid query")
+
+// PDQ hashes are 256 bits.
+const (
+	PDQBytes       = 32
+	MaxPDQDistance = 256
+)
+
+// NearDupQuery asks for the image records whose PDQ hash is within
+// MaxDistance bits of any of Hashes (for an image query, its eight dihedral
+// variants, so rotated and mirrored copies match too).
+type NearDupQuery struct {
+	Hashes      [][]byte // PDQBytes each
+	MaxDistance int      // 0..MaxPDQDistance
+	// K bounds the matches returned, nearest first; 0 returns every match.
+	K int
+	// MinQuality skips records whose PDQ quality (0..100) is lower.
+	MinQuality int
+	Filter     Filter
+}
+
+// NearDupHit is a near-duplicate match: Hit.Distance is the smallest
+// Hamming distance to any query hash and Variant the index in
+// NearDupQuery.Hashes that gave it (the first one on ties).
+type NearDupHit struct {
+	Hit
+	Variant int `json:"-"`
+}
+
+// NearDupSearcher answers near-duplicate queries. Results are sorted by
+// distance, then primary key.
+type NearDupSearcher interface {
+	NearDup(ctx context.Context, q NearDupQuery) ([]NearDupHit, error)
+}

@@ -1,0 +1,171 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// Search answers a vector query with its plan: exact (ann falls back to it
+// here), hash or hybrid. Modality "" searches every modality.
+//
+// hash ranks by the Hamming distance between the query's code and each
+// record's, ties by primary key; a hit's Score is 1 - 2d/bits (1 for an
+// identical code, -1 for its complement) and its Distance is d.
+//
+// hybrid takes the C records of smallest Hamming distance (ties by primary
+// key), then ranks those by exact cosine; Score is the cosine and Distance
+// the Hamming distance. C is q.Candidates, else Options.HybridCandidates,
+// else DefaultCandidates of the records searched.
+//
+// For both, the query's code is q.Code, or, when the index has a coder and
+// q.Code is empty, the coder's code of q.Vector taken as a vector of the
+// modality searched. Filters apply to every plan.
+func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
+	if len(q.Vector) != ix.dim {
+		return nil, fmt.Errorf("%w: query vector has dimension %d, the index holds %d", domain.ErrInvalidQuery, len(q.Vector), ix.dim)
+	}
+	if q.K <= 0 {
+		return nil, fmt.Errorf("%w: k must be positive, got %d", domain.ErrInvalidQuery, q.K)
+	}
+	if q.Modality != "" && !q.Modality.Valid() {
+		return nil, fmt.Errorf("%w: unknown modality %q", domain.ErrInvalidQuery, q.Modality)
+	}
+	if q.Candidates < 0 {
+		return nil, fmt.Errorf("%w: candidates must not be negative, got %d", domain.ErrInvalidQuery, q.Candidates)
+	}
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	segs := ix.searched(q.Modality)
+	switch q.Plan {
+	case "", domain.PlanExact, domain.PlanANN:
+		return ix.exact(ctx, &q, segs)
+	case domain.PlanHash:
+		codes, err := ix.queryCodes(&q, segs)
+		if err != nil {
+			return nil, err
+		}
+		sel, err := ix.hamming(ctx, segs, codes, q.K, &q.Filter)
+		if err != nil {
+			return nil, err
+		}
+		top := sel.top(ix.pk, true)
+		hits := make([]domain.Hit, len(top))
+		for i, h := range top {
+			hits[i] = ix.hit(h.r, 1-2*float32(h.d)/float32(ix.codeBits))
+			d := h.d
+			hits[i].Distance = &d
+		}
+		return hits, nil
+	case domain.PlanHybrid:
+		codes, err := ix.queryCodes(&q, segs)
+		if err != nil {
+			return nil, err
+		}
+		c := q.Candidates
+		if c == 0 {
+			c = ix.candidates
+		}
+		if c == 0 {
+			n := 0
+			for _, s := range segs {
+				n += s.len()
+			}
+			c = DefaultCandidates(n)
+		}
+		return ix.hybrid(ctx, &q, segs, codes, max(c, q.K))
+	default:
+		return nil, fmt.Errorf("%w: plan %q is not supported by the embedded index (exact, ann, hash, hybrid)", domain.ErrInvalidQuery, q.Plan)
+	}
+}
+
+// searched returns the segments of modality m ("" for all).
+func (ix *Index) searched(m domain.Modality) []*segment {
+	if m == "" {
+		return ix.segs[:]
+	}
+	return []*segment{ix.segs[segIndex(m)]}
+}
+
+func (ix *Index) hit(r ref, score float32) domain.Hit {
+	return domain.HitFromRecord(ix.segs[r.seg()].recs[r.pos()], score)
+}
+
+// exact is the brute-force cosine scan (vectors are normalised: a dot).
+func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segment) ([]domain.Hit, error) {
+	top := &topK{k: q.K}
+	filter := !q.Filter.Empty()
+	dim := ix.dim
+	for _, s := range segs {
+		si := segIndex(s.mod)
+		vecs := s.vecs
+		for pos := range s.recs {
+			if pos%16384 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			sc := dot(q.Vector, vecs[pos*dim:(pos+1)*dim])
+			if top.full() && sc < top.items[0].score {
+				continue
+			}
+			r := s.recs[pos]
+			if filter && !q.Filter.Match(r) {
+				continue
+			}
+			top.offer(scored{slot: int(mkref(si, pos)), score: sc, pk: r.PK})
+		}
+	}
+	res := top.sorted()
+	hits := make([]domain.Hit, len(res))
+	for i, c := range res {
+		hits[i] = ix.hit(ref(c.slot), c.score)
+	}
+	return hits, nil
+}
+
+// hamming runs the Hamming selection of the k nearest codes over segs.
+func (ix *Index) hamming(ctx context.Context, segs []*segment, codes [][]uint64, k int, f *domain.Filter) (*hamSel, error) {
+	sel := newHamSel(k, ix.codeBits)
+	ok := codeAccept(f)
+	for i, s := range segs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if len(s.codeOK) != s.len() {
+			continue // no codes in this segment
+		}
+		scanCodes(s, segIndex(s.mod), codes[i], sel, ok)
+	}
+	return sel, nil
+}
+
+// hybrid re-ranks the Hamming top c by exact cosine.
+func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segment, codes [][]uint64, c int) ([]domain.Hit, error) {
+	sel, err := ix.hamming(ctx, segs, codes, c, &q.Filter)
+	if err != nil {
+		return nil, err
+	}
+	cands := sel.top(ix.pk, false)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	top := &topK{k: q.K}
+	dim := ix.dim
+	for _, h := range cands {
+		s := ix.segs[h.r.seg()]
+		pos := h.r.pos()
+		sc := dot(q.Vector, s.vecs[pos*dim:(pos+1)*dim])
+		if top.full() && sc < top.items[0].score {
+			continue
+		}
+		top.offer(scored{slot: int(h.r), score: sc, dist: h.d, pk: s.recs[pos].PK})
+	}
+	res := top.sorted()
+	hits := make([]domain.Hit, len(res))
+	for i, r := range res {
+		hits[i] = ix.hit(ref(r.slot), r.score)
+		d := r.dist
+		hits[i].Distance = &d
+	}
+	return hits, nil
+}

@@ -1,0 +1,169 @@
+package embedded
+
+import (
+	"encoding/binary"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// segment holds the records of one modality in dense, parallel arrays: a
+// scan of a modality touches nothing else and skips no holes. A delete moves
+// the last record into the hole.
+type segment struct {
+	mod  domain.Modality
+	recs []*domain.Record // metadata (Vector, Code and PDQ nil)
+	vecs []float32        // dim per record
+	// codes holds words uint64s per record: the binary code, big-endian
+	// words of its bytes (MSB first), zero-padded. codeOK is false for a
+	// record without a code (it never matches the hash plans).
+	codes  []uint64
+	codeOK []bool
+	// pdq holds 4 words per record (nil until a record with a PDQ hash
+	// arrives), pdqQ its quality, -1 for a record without one.
+	pdq  []uint64
+	pdqQ []int8
+}
+
+// segIndex maps a modality to its segment.
+func segIndex(m domain.Modality) int {
+	switch m {
+	case domain.ModalityImage:
+		return 0
+	case domain.ModalityText:
+		return 1
+	default:
+		return 2
+	}
+}
+
+func (s *segment) len() int { return len(s.recs) }
+
+// grow appends an empty record and returns its position.
+func (s *segment) grow(dim, words int) int {
+	pos := len(s.recs)
+	s.recs = append(s.recs, nil)
+	s.vecs = append(s.vecs, make([]float32, dim)...)
+	if words > 0 {
+		s.codes = append(s.codes, make([]uint64, words)...)
+		s.codeOK = append(s.codeOK, false)
+	}
+	if s.pdq != nil {
+		s.pdq = append(s.pdq, 0, 0, 0, 0)
+		s.pdqQ = append(s.pdqQ, -1)
+	}
+	return pos
+}
+
+// ensureCodes allocates code arrays for the records already there (when
+// the index adopts a code length after records without codes).
+func (s *segment) ensureCodes(words int) {
+	if words > 0 && len(s.codeOK) != len(s.recs) {
+		s.codes = make([]uint64, len(s.recs)*words)
+		s.codeOK = make([]bool, len(s.recs))
+	}
+}
+
+func (s *segment) ensurePDQ() {
+	if s.pdq == nil {
+		s.pdq = make([]uint64, 4*len(s.recs), 4*cap(s.recs))
+		s.pdqQ = make([]int8, len(s.recs), cap(s.recs))
+		for i := range s.pdqQ {
+			s.pdqQ[i] = -1
+		}
+	}
+}
+
+// set writes r at pos.
+func (s *segment) set(pos int, r *domain.Record, dim, words, codeBytes int) {
+	copy(s.vecs[pos*dim:(pos+1)*dim], r.Vector)
+	if words > 0 {
+		ok := len(r.Code) == codeBytes
+		packCode(s.codes[pos*words:(pos+1)*words], r.Code, ok)
+		s.codeOK[pos] = ok
+	}
+	if len(r.PDQ) == domain.PDQBytes {
+		s.ensurePDQ()
+		packCode(s.pdq[4*pos:4*pos+4], r.PDQ, true)
+		s.pdqQ[pos] = int8(min(max(r.PDQQuality, 0), 100))
+	} else if s.pdq != nil {
+		clear(s.pdq[4*pos : 4*pos+4])
+		s.pdqQ[pos] = -1
+	}
+	meta := *r
+	meta.Vector, meta.Code, meta.PDQ = nil, nil, nil
+	s.recs[pos] = &meta
+}
+
+// remove deletes pos by moving the last record into it; it returns the
+// primary key of the moved record ("" when pos was the last).
+func (s *segment) remove(pos, dim, words int) string {
+	last := len(s.recs) - 1
+	moved := ""
+	if pos != last {
+		s.recs[pos] = s.recs[last]
+		moved = s.recs[pos].PK
+		copy(s.vecs[pos*dim:(pos+1)*dim], s.vecs[last*dim:(last+1)*dim])
+		if words > 0 {
+			copy(s.codes[pos*words:(pos+1)*words], s.codes[last*words:(last+1)*words])
+			s.codeOK[pos] = s.codeOK[last]
+		}
+		if s.pdq != nil {
+			copy(s.pdq[4*pos:4*pos+4], s.pdq[4*last:4*last+4])
+			s.pdqQ[pos] = s.pdqQ[last]
+		}
+	}
+	s.recs[last] = nil
+	s.recs = s.recs[:last]
+	s.vecs = s.vecs[:last*dim]
+	if words > 0 {
+		s.codes = s.codes[:last*words]
+		s.codeOK = s.codeOK[:last]
+	}
+	if s.pdq != nil {
+		s.pdq = s.pdq[:4*last]
+		s.pdqQ = s.pdqQ[:last]
+	}
+	return moved
+}
+
+// record rebuilds the full record at pos.
+func (s *segment) record(pos, dim, words, codeBytes int) domain.Record {
+	r := *s.recs[pos]
+	r.Vector = append([]float32(nil), s.vecs[pos*dim:(pos+1)*dim]...)
+	if words > 0 && s.codeOK[pos] {
+		r.Code = unpackCode(s.codes[pos*words:(pos+1)*words], codeBytes)
+	}
+	if s.pdq != nil && s.pdqQ[pos] >= 0 {
+		r.PDQ = unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)
+		r.PDQQuality = int(s.pdqQ[pos])
+	}
+	return r
+}
+
+// packCode stores code bytes as big-endian words (zero-padded); ok false
+// stores zeros.
+func packCode(dst []uint64, code []byte, ok bool) {
+	clear(dst)
+	if !ok {
+		return
+	}
+	var buf [8]byte
+	for w := range dst {
+		lo := w * 8
+		if lo >= len(code) {
+			break
+		}
+		n := copy(buf[:], code[lo:])
+		clear(buf[n:])
+		dst[w] = binary.BigEndian.Uint64(buf[:])
+	}
+}
+
+// unpackCode is the inverse of packCode for a code of n bytes.
+func unpackCode(src []uint64, n int) []byte {
+	out := make([]byte, 0, len(src)*8)
+	for _, w := range src {
+		out = binary.BigEndian.AppendUint64(out, w)
+	}
+	return out[:n]
+}
