@@ -61,7 +61,7 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), demoCmd(), queryCmd(), postCmd(), configCmd())
+	root.AddCommand(runCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd())
 	return root
 }
 
