@@ -107,7 +107,7 @@ func NewRedisCache(opt RedisOptions) (*RedisCache, error) {
 	}
 	ro := &redis.Options{Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB,
 		DialTimeout: 4 * opt.Timeout, ReadTimeout: opt.Timeout, WriteTimeout: opt.Timeout,
-		MaxRetries: -1, PoolSize: 64, MinIdleConns: 2, DisableIdentity: true}
+		MaxRetries: -1, PoolSize: 64, DisableIdentity: true}
 	if opt.TLS || opt.CAFile != "" || opt.CertFile != "" {
 		tc, err := TLSConfig(opt.CAFile, opt.CertFile, opt.KeyFile)
 		if err != nil {

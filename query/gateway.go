@@ -52,10 +52,10 @@ func NewGateway(s *Service, opt GatewayOptions) *Gateway {
 			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob: https: http:; style-src 'self'; script-src 'self'")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			if r.URL.Path == "/" {
-				r.URL.Path = "/index.html"
-			} else {
-				r.URL.Path = strings.TrimPrefix(r.URL.Path, "/static")
+				http.ServeFileFS(w, r, static, "index.html")
+				return
 			}
+			r.URL.Path = strings.TrimPrefix(r.URL.Path, "/static")
 			files.ServeHTTP(w, r)
 		})
 	}

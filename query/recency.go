@@ -59,7 +59,11 @@ func (s *Service) searchOne(ctx context.Context, q domain.VectorQuery, r *Search
 	if err != nil {
 		return nil, err
 	}
-	return BoostRecent(hits, *r.Recency, time.Now(), k), nil
+	now := time.Now
+	if s.cfg.Now != nil {
+		now = s.cfg.Now
+	}
+	return BoostRecent(hits, *r.Recency, now(), k), nil
 }
 
 // BoostRecent applies the recency formula to hits, re-sorts them (boosted score,

@@ -36,9 +36,10 @@ type Fetcher interface {
 
 // Config of the service.
 type Config struct {
-	Name        string        // micro service name, default "xmodal"
-	Timeout     time.Duration // per-request deadline, default 5s
-	Concurrency int           // requests handled at once, default 16; beyond that 429
+	Name        string           // micro service name, default "xmodal"
+	Timeout     time.Duration    // per-request deadline, default 5s
+	Concurrency int              // requests handled at once, default 16; beyond that 429
+	Now         func() time.Time // clock of the recency boost; default time.Now
 }
 
 // Deps are what the service runs on.

@@ -29,6 +29,7 @@ import (
 )
 
 type stack struct {
+	svc   *query.Service
 	nc    *nats.Conn
 	cl    *client.Client
 	model *encoders.Model
@@ -56,6 +57,13 @@ func decode(b []byte) (image.Image, error) {
 // newStack starts an embedded NATS server, the parity model, an embedded index
 // holding sample texts and photos, and the query service.
 func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
+	t.Helper()
+	return newStackWith(t, cfg, fetcher, nil)
+}
+
+// newStackWith is newStack with a hook that adjusts the service's dependencies
+// (a cache, a wrapped encoder or index) before it starts.
+func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod func(*query.Deps)) *stack {
 	t.Helper()
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -117,7 +125,11 @@ func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := query.New(cfg, query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher})
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher}
+	if mod != nil {
+		mod(&deps)
+	}
+	svc, err := query.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +137,7 @@ func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Stop() })
+	s.svc = svc
 	return s
 }
 

@@ -68,6 +68,7 @@ function card(h) {
   meta.appendChild(el("span", "score", score));
   meta.appendChild(el("span", "mod " + h.modality, h.modality));
   c.appendChild(meta);
+  if (h.transform && h.transform !== "original") c.appendChild(el("div", "who", "matched as " + h.transform));
   if (h.text) c.appendChild(el("div", "text", h.text));
   c.appendChild(el("div", "who", h.post_id + (h.author ? " · @" + h.author : "")));
   if (h.modality === "image" || h.modality === "fused") {
@@ -119,6 +120,7 @@ async function nearDups(body) {
     return;
   }
   try {
+    body.thumbnails = true;
     const res = await api("neardup", body);
     const hits = res.matches || res.hits || [];
     render("dups", hits);
