@@ -61,6 +61,10 @@ type Deps struct {
 	// Authors lists an author's posts for by-author deletes; nil: the Index when
 	// it implements AuthorIndex.
 	Authors AuthorIndex
+	// Coder codes query vectors for the hash and hybrid plans; nil leaves it to
+	// the index. The neardup endpoint needs an Index that is a
+	// domain.NearDupSearcher.
+	Coder Coder
 }
 
 // Service is the NATS query service.
@@ -131,6 +135,7 @@ func (s *Service) Start(nc *nats.Conn) error {
 		{"search", s.search},
 		{"get", s.get},
 		{"stats", s.stats},
+		{"neardup", s.neardup},
 	}
 	for _, ep := range eps {
 		s.register(ep.name, ep.h)
@@ -365,7 +370,7 @@ func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchReq
 	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan}
 	if r.Target != "any" {
 		q.Modality = domain.Modality(r.Target)
-		hits, err := s.searchOne(ctx, q, r)
+		hits, err := s.searchCoded(ctx, q, r)
 		if err != nil {
 			return nil, indexErr(err)
 		}
@@ -374,7 +379,7 @@ func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchReq
 	var lists [][]domain.Hit
 	for _, m := range domain.Modalities {
 		q.Modality = m
-		hits, err := s.searchOne(ctx, q, r)
+		hits, err := s.searchCoded(ctx, q, r)
 		if err != nil {
 			return nil, indexErr(err)
 		}
@@ -390,6 +395,9 @@ func indexErr(err error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if bad := invalidQuery(err); bad != nil {
+		return bad
 	}
 	return errorf(CodeUnavailable, "index: %v", err)
 }

@@ -1,0 +1,219 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"image"
+	"time"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// Coder computes the binary code of a query vector for the hash and hybrid
+// plans; *encoders/hash.Coder implements it. m is the modality the vector
+// came from (text for a text query, image for an image query; a raw vector
+// is taken to be of the modality searched).
+type Coder interface {
+	Code(vec []float32, m domain.Modality) []byte
+}
+
+// PDQMaxSide is the pdq.Hasher MaxSide of query images, and must be that of
+// the indexed ones (cmd/xmodal uses it at ingest): -1 hashes at full
+// resolution, as the reference library functions and the pdqhash wheel do.
+// The reference command-line tools shrink images to 512 pixels first; both
+// forms of one image agree within about 12 bits, but the shrink breaks the
+// mirror symmetry of the sampling grid, so flipped copies would match 16-18
+// bits off instead of within 10.
+const PDQMaxSide = -1
+
+// Near-duplicate request limits and defaults.
+const (
+	// DefaultNearDupDistance is PDQ's usual match threshold (ThreatExchange).
+	DefaultNearDupDistance = 31
+	DefaultNearDupK        = 100
+)
+
+// NearDupRequest is the body of xmodal.v1.neardup: exactly one of Image
+// (base64 in JSON), ImageURL and PDQ (64 hex characters).
+//
+// An image query matches over the eight dihedral variants of its PDQ hash
+// (rotations and mirror images match too); a PDQ hex query matches that
+// hash only (the variants come from the image's DCT, not from the hash).
+type NearDupRequest struct {
+	Image    []byte `json:"image,omitempty"`
+	ImageURL string `json:"image_url,omitempty"`
+	PDQ      string `json:"pdq,omitempty"`
+	// MaxDistance is the Hamming distance bound, 0..256; default 31.
+	MaxDistance *int `json:"max_distance,omitempty"`
+	// K bounds the matches returned, nearest first; default 100, at most MaxK.
+	K int `json:"k,omitempty"`
+	// MinQuality skips indexed images whose PDQ quality (0..100) is lower.
+	MinQuality int           `json:"min_quality,omitempty"`
+	Filter     domain.Filter `json:"filter,omitzero"`
+	Thumbnails bool          `json:"thumbnails,omitempty"`
+}
+
+// NearDupMatch is one near-duplicate: the hit (Distance set) and, for image
+// queries, the transform of the query that matched (original, rotate90,
+// rotate180, rotate270, flipx, flipy, flipplus1, flipminus1).
+type NearDupMatch struct {
+	domain.Hit
+	Transform string `json:"transform,omitempty"`
+}
+
+// NearDupResponse is the reply of xmodal.v1.neardup.
+type NearDupResponse struct {
+	Matches []NearDupMatch `json:"matches"`
+	// PDQ is the query's hash (hex) and Quality its quality (image queries).
+	PDQ         string  `json:"pdq"`
+	Quality     *int    `json:"quality,omitempty"`
+	MaxDistance int     `json:"max_distance"`
+	TookMS      float64 `json:"took_ms"`
+}
+
+// ParseNearDup decodes and validates a near-duplicate request, filling the
+// defaults (exported for the fuzz test and the HTTP gateway).
+func ParseNearDup(data []byte) (*NearDupRequest, error) {
+	var r NearDupRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, set := range []bool{len(r.Image) > 0, r.ImageURL != "", r.PDQ != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, errorf(CodeBadRequest, "give one of image, image_url or pdq")
+	case n > 1:
+		return nil, errorf(CodeBadRequest, "give only one of image, image_url or pdq")
+	}
+	if len(r.Image) > MaxImageBytes {
+		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	}
+	if r.PDQ != "" {
+		if _, err := pdq.ParseHex(r.PDQ); err != nil {
+			return nil, errorf(CodeBadRequest, "pdq: %v", err)
+		}
+	}
+	if r.MaxDistance == nil {
+		d := DefaultNearDupDistance
+		r.MaxDistance = &d
+	}
+	if d := *r.MaxDistance; d < 0 || d > domain.MaxPDQDistance {
+		return nil, errorf(CodeBadRequest, "max_distance %d is outside 0..%d", d, domain.MaxPDQDistance)
+	}
+	if r.K == 0 {
+		r.K = DefaultNearDupK
+	}
+	if r.K < 1 || r.K > MaxK {
+		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)
+	}
+	if r.MinQuality < 0 || r.MinQuality > 100 {
+		return nil, errorf(CodeBadRequest, "min_quality %d is outside 0..100", r.MinQuality)
+	}
+	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
+		return nil, errorf(CodeBadRequest, "filter: since must be before until")
+	}
+	return &r, nil
+}
+
+func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
+	start := time.Now()
+	r, err := ParseNearDup(data)
+	if err != nil {
+		return nil, err
+	}
+	nd, ok := s.d.Index.(domain.NearDupSearcher)
+	if !ok {
+		return nil, errorf(CodeUnavailable, "near-duplicate search is not supported by this index")
+	}
+	res := &NearDupResponse{MaxDistance: *r.MaxDistance}
+	var hashes [][]byte
+	if r.PDQ != "" {
+		h, _ := pdq.ParseHex(r.PDQ) // validated by ParseNearDup
+		hashes = [][]byte{h[:]}
+		res.PDQ = h.String()
+	} else {
+		img, err := s.queryImage(ctx, r.Image, r.ImageURL)
+		if err != nil {
+			return nil, err
+		}
+		hs := pdq.Hasher{MaxSide: PDQMaxSide}
+		vs, q := hs.Dihedral(img)
+		for i := range vs {
+			hashes = append(hashes, vs[i][:])
+		}
+		res.PDQ, res.Quality = vs[pdq.Original].String(), &q
+	}
+	hits, err := nd.NearDup(ctx, domain.NearDupQuery{Hashes: hashes, MaxDistance: *r.MaxDistance, K: r.K,
+		MinQuality: r.MinQuality, Filter: r.Filter})
+	if err != nil {
+		return nil, indexErr(err)
+	}
+	res.Matches = make([]NearDupMatch, len(hits))
+	for i, h := range hits {
+		m := NearDupMatch{Hit: h.Hit}
+		if !r.Thumbnails {
+			m.Thumbnail = nil
+		}
+		if len(hashes) == 8 {
+			m.Transform = pdq.Dihedral(h.Variant).String()
+		}
+		res.Matches[i] = m
+	}
+	res.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	return res, nil
+}
+
+// queryImage fetches (image_url) and decodes a query image: an *Error from
+// the decoder keeps its code (413), any other failure is a 422.
+func (s *Service) queryImage(ctx context.Context, data []byte, url string) (image.Image, error) {
+	if url != "" {
+		if s.d.Fetcher == nil {
+			return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
+		}
+		b, err := s.d.Fetcher.Fetch(ctx, url)
+		if err != nil {
+			return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+		}
+		data = b
+	}
+	im, err := s.d.Decode(data)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		return nil, errorf(CodeUnprocessable, "image: %v", err)
+	}
+	return im, nil
+}
+
+// searchCoded runs one per-modality search of a plan that ranks binary
+// codes with the query's code set (from Deps.Coder; without one the index
+// codes the query itself or refuses the plan).
+func (s *Service) searchCoded(ctx context.Context, q domain.VectorQuery, r *SearchRequest) ([]domain.Hit, error) {
+	if (q.Plan == domain.PlanHash || q.Plan == domain.PlanHybrid) && s.d.Coder != nil && len(q.Code) == 0 {
+		src := q.Modality
+		switch {
+		case r.Text != "":
+			src = domain.ModalityText
+		case len(r.Image) > 0 || r.ImageURL != "":
+			src = domain.ModalityImage
+		}
+		q.Code = s.d.Coder.Code(q.Vector, src)
+	}
+	return s.searchOne(ctx, q, r)
+}
+
+// invalidQuery maps an index's domain.ErrInvalidQuery to a 400.
+func invalidQuery(err error) error {
+	if errors.Is(err, domain.ErrInvalidQuery) {
+		return errorf(CodeBadRequest, "%v", err)
+	}
+	return nil
+}

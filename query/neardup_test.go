@@ -1,0 +1,387 @@
+package query_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
+	"github.com/xmodal/xmodal/sink/embedded"
+)
+
+type hashStack struct {
+	cl    *client.Client
+	ix    *embedded.Index
+	model *encoders.Model
+	pdqs  map[string]pdq.Hash // post id -> indexed PDQ
+	qual  map[string]int      // post id -> its quality
+	files map[string][]byte   // post id -> image bytes
+}
+
+// newHashStack starts NATS, the parity model, an embedded index whose
+// records carry binary codes (SimHash, 64 bits) and PDQ hashes, and the
+// query service with the coder. withCoder false leaves codes out entirely.
+func newHashStack(t testing.TB, withCoder bool) *hashStack {
+	t.Helper()
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
+	if err != nil {
+		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
+	}
+	t.Cleanup(func() { model.Close() })
+	var coder *hash.Coder
+	opt := embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()}
+	if withCoder {
+		coder, err = hash.NewSimHash(model.Version(), model.Dim(), 64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt.Coder = coder
+	}
+	ix, err := embedded.Open(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	s := &hashStack{cl: client.New(nc), ix: ix, model: model, pdqs: map[string]pdq.Hash{}, qual: map[string]int{}, files: map[string][]byte{}}
+
+	ctx := context.Background()
+	var chs []domain.Change
+	tvecs, err := model.EmbedTexts(ctx, sampleTexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range tvecs {
+		id := fmt.Sprintf("t%d", i)
+		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityText),
+			PostID: id, Modality: domain.ModalityText, Author: fmt.Sprintf("user%d", i%2), Text: sampleTexts[i], Vector: v}}})
+	}
+	files, _ := filepath.Glob("../testdata/pdq/images/labelme-subset/*.jpg")
+	files = append(files, "../testdata/pdq/images/dih/bridge-1-original.jpg")
+	var imgs []image.Image
+	var ids []string
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := strings.TrimSuffix(filepath.Base(p), ".jpg")
+		s.files[id] = b
+		imgs = append(imgs, img)
+		ids = append(ids, id)
+	}
+	ivecs, err := model.EmbedImages(ctx, imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range ivecs {
+		hs := pdq.Hasher{MaxSide: -1} // as xmodal ingests: full resolution
+		h, q := hs.Hash(imgs[i])
+		s.pdqs[ids[i]], s.qual[ids[i]] = h, q
+		author := "photographer"
+		if ids[i] == "bridge-1-original" {
+			author = "lena"
+		}
+		chs = append(chs, domain.Change{PostID: ids[i], Records: []domain.Record{{PK: domain.PrimaryKey(ids[i], domain.ModalityImage),
+			PostID: ids[i], Modality: domain.ModalityImage, Author: author, Vector: v, PDQ: h[:], PDQQuality: q,
+			CreatedAt: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}}})
+	}
+	if _, err := ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decode}
+	if coder != nil {
+		deps.Coder = coder
+	}
+	svc, err := query.New(query.Config{}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Stop() })
+	return s
+}
+
+func (s *hashStack) neardup(t testing.TB, req any) (*query.NearDupResponse, error) {
+	t.Helper()
+	body, ok := req.([]byte)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out query.NearDupResponse
+	err := s.cl.Raw(context.Background(), "neardup", body, &out)
+	return &out, err
+}
+
+func TestNearDupByImage(t *testing.T) {
+	s := newHashStack(t, true)
+	// Every dihedral transform of the bridge finds the indexed original.
+	files, _ := filepath.Glob("../testdata/pdq/images/dih/*.jpg")
+	if len(files) != 8 {
+		t.Fatalf("%d dihedral test images, want 8", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.neardup(t, &query.NearDupRequest{Image: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) == 0 || res.Matches[0].PostID != "bridge-1-original" || *res.Matches[0].Distance > 10 {
+			t.Errorf("%s: matches %+v", filepath.Base(f), res.Matches)
+			continue
+		}
+		m := res.Matches[0]
+		t.Logf("%s: distance %d via %s, query quality %d", filepath.Base(f), *m.Distance, m.Transform, *res.Quality)
+		if strings.Contains(f, "original") && (m.Transform != "original" || *m.Distance != 0) {
+			t.Errorf("the original matched via %s at %d", m.Transform, *m.Distance)
+		}
+		if !strings.Contains(f, "original") && m.Transform == "original" {
+			t.Errorf("%s matched without a transform", filepath.Base(f))
+		}
+		if m.Modality != domain.ModalityImage || m.Score != 1-float32(*m.Distance)/256 || len(res.PDQ) != 64 || res.MaxDistance != 31 {
+			t.Errorf("%s: reply %+v", filepath.Base(f), res)
+		}
+	}
+	// The photos of the labelme subset match themselves only, within the default bound.
+	for id, b := range s.files {
+		res, err := s.neardup(t, &query.NearDupRequest{Image: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) != 1 || res.Matches[0].PostID != id {
+			t.Errorf("%s: matches %+v", id, res.Matches)
+		}
+	}
+}
+
+func TestNearDupByPDQ(t *testing.T) {
+	s := newHashStack(t, true)
+	h := s.pdqs["q0122"]
+	// Upper-case hex is accepted; the bound and k apply.
+	res, err := s.neardup(t, map[string]any{"pdq": strings.ToUpper(h.String()), "max_distance": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Matches) != 1 || res.Matches[0].PostID != "q0122" || *res.Matches[0].Distance != 0 || res.Matches[0].Transform != "" || res.Quality != nil {
+		t.Fatalf("matches %+v", res)
+	}
+	// Bound 256 matches every indexed image, nearest first, then by primary key.
+	res, err = s.neardup(t, map[string]any{"pdq": h.String(), "max_distance": 256, "k": 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Matches) != len(s.pdqs) {
+		t.Fatalf("bound 256: %d matches, want %d", len(res.Matches), len(s.pdqs))
+	}
+	for i := 1; i < len(res.Matches); i++ {
+		a, b := res.Matches[i-1], res.Matches[i]
+		if *a.Distance > *b.Distance || (*a.Distance == *b.Distance && a.PK > b.PK) {
+			t.Errorf("matches out of order at %d: %s/%d then %s/%d", i, a.PK, *a.Distance, b.PK, *b.Distance)
+		}
+		if want := pdq.Distance(h, s.pdqs[b.PostID]); *b.Distance != want {
+			t.Errorf("%s: distance %d, want %d", b.PostID, *b.Distance, want)
+		}
+	}
+	res, err = s.neardup(t, map[string]any{"pdq": h.String(), "max_distance": 256, "k": 2})
+	if err != nil || len(res.Matches) != 2 {
+		t.Errorf("k=2: %v %v", res, err)
+	}
+	// Filters and the quality floor.
+	bridge := s.pdqs["bridge-1-original"]
+	low := "bridge-1-original" // the image of lowest quality
+	for id, q := range s.qual {
+		if q < s.qual[low] || (q == s.qual[low] && id < low) {
+			low = id
+		}
+	}
+	if s.qual[low] == 100 {
+		t.Fatal("every test image has quality 100")
+	}
+	for _, tc := range []struct {
+		req  map[string]any
+		want int
+	}{
+		{map[string]any{"pdq": bridge.String(), "filter": domain.Filter{Authors: []string{"lena"}}}, 1},
+		{map[string]any{"pdq": bridge.String(), "filter": domain.Filter{Authors: []string{"marco"}}}, 0},
+		{map[string]any{"pdq": bridge.String(), "filter": domain.Filter{Since: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}}, 0},
+		{map[string]any{"pdq": s.pdqs[low].String(), "min_quality": s.qual[low]}, 1},
+		{map[string]any{"pdq": s.pdqs[low].String(), "min_quality": s.qual[low] + 1}, 0},
+	} {
+		res, err := s.neardup(t, tc.req)
+		if err != nil || len(res.Matches) != tc.want {
+			t.Errorf("%v: %v matches (%v), want %d", tc.req, len(res.Matches), err, tc.want)
+		}
+	}
+}
+
+func TestNearDupErrors(t *testing.T) {
+	s := newHashStack(t, true)
+	good := s.pdqs["q0003"].String()
+	tests := []struct {
+		name string
+		body string
+		code int
+		want string
+	}{
+		{"empty", ``, 400, "empty request"},
+		{"nothing", `{}`, 400, "give one of image, image_url or pdq"},
+		{"two sources", `{"pdq":"` + good + `","image":"aGVsbG8="}`, 400, "give only one"},
+		{"short hex", `{"pdq":"abc123"}`, 400, `malformed hash "abc123": length 6, want 64`},
+		{"long hex", `{"pdq":"` + good + `00"}`, 400, "length 66, want 64"},
+		{"non-hex", `{"pdq":"` + strings.Repeat("zz", 32) + `"}`, 400, `malformed hash "zzzz`},
+		{"bound -1", `{"pdq":"` + good + `","max_distance":-1}`, 400, "max_distance -1 is outside 0..256"},
+		{"bound 257", `{"pdq":"` + good + `","max_distance":257}`, 400, "max_distance 257 is outside 0..256"},
+		{"k", `{"pdq":"` + good + `","k":5000}`, 400, "k must be between 1 and 1000, got 5000"},
+		{"quality", `{"pdq":"` + good + `","min_quality":101}`, 400, "min_quality 101 is outside 0..100"},
+		{"unknown field", `{"pdq":"` + good + `","bound":3}`, 400, `unknown field "bound"`},
+		{"undecodable image", `{"image":"aGVsbG8gd29ybGQ="}`, 422, "image:"},
+		{"image_url without a fetcher", `{"image_url":"http://example.com/a.jpg"}`, 400, "image_url queries are not enabled"},
+		{"filter order", `{"pdq":"` + good + `","filter":{"since":"2026-02-01T00:00:00Z","until":"2026-01-01T00:00:00Z"}}`, 400, "since must be before until"},
+	}
+	for _, tc := range tests {
+		_, err := s.neardup(t, []byte(tc.body))
+		var e *query.Error
+		if !errors.As(err, &e) || e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
+			t.Errorf("%s: %v, want %d with %q", tc.name, err, tc.code, tc.want)
+		}
+	}
+}
+
+func TestHashAndHybridPlans(t *testing.T) {
+	s := newHashStack(t, true)
+	ctx := context.Background()
+	for i, text := range sampleTexts {
+		for _, plan := range []string{"hash", "hybrid"} {
+			res, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, Target: "text", K: 3, Plan: plan})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Plan != plan || len(res.Hits) == 0 || res.Hits[0].PostID != fmt.Sprintf("t%d", i) || *res.Hits[0].Distance != 0 {
+				t.Errorf("%s %q: %+v", plan, text, res.Hits)
+			}
+		}
+		// With C (default 10,000) above the records searched, hybrid is exact.
+		ex, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, K: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hy, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, K: 5, Plan: "hybrid"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range ex.Hits {
+			if ex.Hits[j].PK != hy.Hits[j].PK || ex.Hits[j].Score != hy.Hits[j].Score {
+				t.Errorf("%q rank %d: exact %s %v, hybrid %s %v", text, j, ex.Hits[j].PK, ex.Hits[j].Score, hy.Hits[j].PK, hy.Hits[j].Score)
+			}
+		}
+	}
+	for id, b := range s.files {
+		res, err := s.cl.Search(ctx, &query.SearchRequest{Image: b, Target: "image", K: 1, Plan: "hash"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Hits) != 1 || res.Hits[0].PostID != id || *res.Hits[0].Distance != 0 {
+			t.Errorf("image %s, plan hash: %+v", id, res.Hits)
+		}
+	}
+	// A raw vector is coded as a vector of the modality searched.
+	recs, err := s.ix.Get(ctx, []string{"t3#text"})
+	if err != nil || len(recs) != 1 {
+		t.Fatal(recs, err)
+	}
+	res, err := s.cl.Search(ctx, &query.SearchRequest{Vector: recs[0].Vector, Target: "text", K: 1, Plan: "hash"})
+	if err != nil || len(res.Hits) != 1 || res.Hits[0].PK != "t3#text" {
+		t.Errorf("vector query, plan hash: %v %v", res, err)
+	}
+}
+
+func TestHashPlanWithoutCodes(t *testing.T) {
+	s := newHashStack(t, false)
+	_, err := s.cl.Search(context.Background(), &query.SearchRequest{Text: sampleTexts[0], Plan: "hash"})
+	var e *query.Error
+	if !errors.As(err, &e) || e.Code != 400 || !strings.Contains(e.Message, "index holds none") {
+		t.Errorf("plan hash on an index without codes: %v", err)
+	}
+	// Near duplicates need no coder.
+	res, err := s.neardup(t, &query.NearDupRequest{PDQ: s.pdqs["q0746"].String()})
+	if err != nil || len(res.Matches) != 1 {
+		t.Errorf("neardup without a coder: %v %v", res, err)
+	}
+}
+
+func FuzzParseNearDup(f *testing.F) {
+	h := strings.Repeat("0f", 32)
+	for _, s := range []string{
+		`{"pdq":"` + h + `"}`,
+		`{"pdq":"` + h + `","max_distance":0,"k":1,"min_quality":50}`,
+		`{"image":"aGVsbG8="}`,
+		`{"image_url":"http://x/y.jpg","max_distance":256}`,
+		`{"pdq":"` + h + `","filter":{"authors":["a"],"labels":["l"]}}`,
+		`{"pdq":"xyz"}`, `{}`, `[]`, `null`, `{"pdq":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := query.ParseNearDup(data)
+		if err != nil {
+			var e *query.Error
+			if !errors.As(err, &e) || (e.Code != query.CodeBadRequest && e.Code != query.CodeTooLarge) || e.Message == "" {
+				t.Fatalf("error %v is not a 400/413 query.Error", err)
+			}
+			return
+		}
+		n := 0
+		if len(r.Image) > 0 {
+			n++
+		}
+		if r.ImageURL != "" {
+			n++
+		}
+		if r.PDQ != "" {
+			n++
+			if _, err := pdq.ParseHex(r.PDQ); err != nil {
+				t.Fatalf("accepted pdq %q: %v", r.PDQ, err)
+			}
+		}
+		if n != 1 || r.MaxDistance == nil || *r.MaxDistance < 0 || *r.MaxDistance > 256 || r.K < 1 || r.K > query.MaxK ||
+			r.MinQuality < 0 || r.MinQuality > 100 {
+			t.Fatalf("accepted an invalid request %+v", r)
+		}
+	})
+}
