@@ -62,21 +62,37 @@ type cand struct {
 	score float32
 	row   int
 	rs    *milvusclient.ResultSet
+	// binary: raw is a Hamming distance, reported as Hit.Distance
+	binary bool
+}
+
+func (c *cand) distance() *int {
+	if !c.binary {
+		return nil
+	}
+	d := int(c.raw)
+	return &d
 }
 
 // Search answers a vector query with the plan it names (see docs/milvus.md).
 func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
 	if q.K <= 0 {
-		return nil, fmt.Errorf("k must be positive, got %d", q.K)
+		return nil, fmt.Errorf("%w: k must be positive, got %d", domain.ErrInvalidQuery, q.K)
 	}
 	if q.K > maxTopK {
-		return nil, fmt.Errorf("k %d exceeds Milvus's limit of %d", q.K, maxTopK)
+		return nil, fmt.Errorf("%w: k %d exceeds Milvus's limit of %d", domain.ErrInvalidQuery, q.K, maxTopK)
+	}
+	if q.Modality != "" && !q.Modality.Valid() {
+		return nil, fmt.Errorf("%w: unknown modality %q", domain.ErrInvalidQuery, q.Modality)
+	}
+	if q.Candidates < 0 {
+		return nil, fmt.Errorf("%w: candidates must not be negative, got %d", domain.ErrInvalidQuery, q.Candidates)
 	}
 	expr := FilterExpr(q.Modality, q.Filter)
 	switch q.Plan {
 	case "", domain.PlanExact, domain.PlanANN:
 		if len(q.Vector) != ix.opt.Dim {
-			return nil, fmt.Errorf("query vector has dimension %d, the index holds %d", len(q.Vector), ix.opt.Dim)
+			return nil, fmt.Errorf("%w: query vector has dimension %d, the index holds %d", domain.ErrInvalidQuery, len(q.Vector), ix.opt.Dim)
 		}
 		cands, err := ix.searchTies(ctx, ix.l.records, fVector, entity.FloatVector(q.Vector), q.K, expr, q.Plan == domain.PlanANN, displayFields)
 		if err != nil {
@@ -94,7 +110,7 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 		return ix.hydrate(ctx, cands)
 	case domain.PlanHybrid:
 		if len(q.Vector) != ix.opt.Dim {
-			return nil, fmt.Errorf("query vector has dimension %d, the index holds %d", len(q.Vector), ix.opt.Dim)
+			return nil, fmt.Errorf("%w: query vector has dimension %d, the index holds %d", domain.ErrInvalidQuery, len(q.Vector), ix.opt.Dim)
 		}
 		c := q.Candidates
 		if c <= 0 {
@@ -107,16 +123,16 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 		}
 		return ix.rerank(ctx, q, cands)
 	default:
-		return nil, fmt.Errorf("plan %q is not supported by the Milvus index", q.Plan)
+		return nil, fmt.Errorf("%w: plan %q is not supported by the Milvus index (exact, ann, hash, hybrid)", domain.ErrInvalidQuery, q.Plan)
 	}
 }
 
 func (ix *Index) codeSearch(ctx context.Context, q domain.VectorQuery, k int, expr string) ([]cand, error) {
 	if ix.l.code == nil {
-		return nil, fmt.Errorf("plan %s needs hash codes; this index has none (milvus.code_bits is off)", q.Plan)
+		return nil, fmt.Errorf("%w: plan %s needs hash codes; this index has none (milvus.code_bits is off)", domain.ErrInvalidQuery, q.Plan)
 	}
 	if len(q.Code)*8 != ix.l.codeBits {
-		return nil, fmt.Errorf("query code has %d bits, the index holds %d-bit codes", len(q.Code)*8, ix.l.codeBits)
+		return nil, fmt.Errorf("%w: query code has %d bits, the index holds %d-bit codes", domain.ErrInvalidQuery, len(q.Code)*8, ix.l.codeBits)
 	}
 	var out []string
 	if ix.l.single {
@@ -201,9 +217,9 @@ func (ix *Index) searchTies(ctx context.Context, t *table, field string, vec ent
 			raw := rs.Scores[i]
 			score := raw
 			if binary {
-				score = 1 - raw/float32(bits)
+				score = 1 - 2*raw/float32(bits)
 			}
-			cands[i] = cand{pk: pk, raw: raw, score: score, row: i, rs: rs}
+			cands[i] = cand{pk: pk, raw: raw, score: score, row: i, rs: rs, binary: binary}
 		}
 		sortCands(cands)
 		if n < limit || limit >= maxTopK || n <= k || cands[k-1].score != cands[n-1].score {
@@ -346,6 +362,7 @@ func hitsFrom(cands []cand) ([]domain.Hit, error) {
 			r, last = newRowReader(c.rs), c.rs
 		}
 		hits[i] = r.hit(c.row, c.pk, c.score)
+		hits[i].Distance = c.distance()
 	}
 	return hits, nil
 }
@@ -389,7 +406,9 @@ func (ix *Index) hydrate(ctx context.Context, cands []cand) ([]domain.Hit, error
 	for _, c := range cands {
 		if f := rows[c.pk]; f != nil {
 			r, i := f()
-			hits = append(hits, r.hit(i, c.pk, c.score))
+			h := r.hit(i, c.pk, c.score)
+			h.Distance = c.distance()
+			hits = append(hits, h)
 		}
 	}
 	return hits, nil
@@ -409,6 +428,7 @@ func (ix *Index) rerank(ctx context.Context, q domain.VectorQuery, cands []cand)
 	type scored struct {
 		pk    string
 		score float32
+		dist  *int
 		get   func() (rowReader, int)
 	}
 	var ss []scored
@@ -422,7 +442,7 @@ func (ix *Index) rerank(ctx context.Context, q domain.VectorQuery, cands []cand)
 		if len(v) != len(q.Vector) {
 			continue
 		}
-		ss = append(ss, scored{pk: c.pk, score: dot(q.Vector, v), get: f})
+		ss = append(ss, scored{pk: c.pk, score: dot(q.Vector, v), dist: c.distance(), get: f})
 	}
 	sort.Slice(ss, func(i, j int) bool {
 		if ss[i].score != ss[j].score {
@@ -437,6 +457,7 @@ func (ix *Index) rerank(ctx context.Context, q domain.VectorQuery, cands []cand)
 	for i, s := range ss {
 		r, row := s.get()
 		hits[i] = r.hit(row, s.pk, s.score)
+		hits[i].Distance = s.dist
 	}
 	return hits, nil
 }
@@ -502,57 +523,84 @@ func (ix *Index) Count(ctx context.Context) (map[domain.Modality]int, error) {
 	return out, nil
 }
 
-// NearDuplicates returns the image records whose PDQ hash is within maxDist bits of
-// any of the query hashes (pass the dihedral variants of a query image), nearest
-// first (then by primary key), at most k. Hit.Distance holds the distance.
-func (ix *Index) NearDuplicates(ctx context.Context, hashes [][]byte, maxDist, k int, f domain.Filter) ([]domain.Hit, error) {
+// MaxNearDupHashes bounds the hashes of one near-duplicate query (as the embedded index).
+const MaxNearDupHashes = 64
+
+// NearDup returns the records whose PDQ hash is within q.MaxDistance bits of any
+// of q.Hashes, nearest first, ties by primary key; at most q.K (0: all, up to
+// Milvus's topk limit of 16384 per hash). Distance is the smallest distance to a
+// query hash, Variant the index of that hash (the first on ties), Score
+// 1 - distance/256 — as the embedded index.
+func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	if q.MaxDistance < 0 || q.MaxDistance > domain.MaxPDQDistance {
+		return nil, fmt.Errorf("%w: distance bound %d is outside 0..%d", domain.ErrInvalidQuery, q.MaxDistance, domain.MaxPDQDistance)
+	}
+	if len(q.Hashes) == 0 || len(q.Hashes) > MaxNearDupHashes {
+		return nil, fmt.Errorf("%w: give 1 to %d PDQ hashes, got %d", domain.ErrInvalidQuery, MaxNearDupHashes, len(q.Hashes))
+	}
+	if q.K < 0 {
+		return nil, fmt.Errorf("%w: k must not be negative, got %d", domain.ErrInvalidQuery, q.K)
+	}
 	if ix.l.pdq == nil {
-		return nil, fmt.Errorf("near-duplicate lookup needs PDQ hashes; this index has none")
+		return nil, fmt.Errorf("%w: near-duplicate lookup needs PDQ hashes; this index keeps none (milvus.pdq off)", domain.ErrInvalidQuery)
 	}
-	if k <= 0 || k > maxTopK {
-		return nil, fmt.Errorf("k must be in 1..%d, got %d", maxTopK, k)
+	k := q.K
+	if k == 0 || k > maxTopK {
+		k = maxTopK
 	}
-	expr := FilterExpr(domain.ModalityImage, f)
+	expr := FilterExpr("", q.Filter)
+	if q.MinQuality > 0 {
+		expr = and(expr, fPDQQuality+" >= "+strconv.Itoa(min(q.MinQuality, 100)))
+	}
 	if ix.l.single {
 		expr = and(fHasPDQ+" == true", expr)
 	}
-	best := map[string]cand{}
-	for _, h := range hashes {
-		if len(h) != pdqBits/8 {
-			return nil, fmt.Errorf("a PDQ hash has %d bytes, want %d", len(h), pdqBits/8)
+	type best struct {
+		c       cand
+		variant int
+	}
+	found := map[string]best{}
+	seen := map[string]bool{}
+	for vi, h := range q.Hashes {
+		if len(h) != domain.PDQBytes {
+			return nil, fmt.Errorf("%w: PDQ hash %d has %d bytes, want %d", domain.ErrInvalidQuery, vi, len(h), domain.PDQBytes)
 		}
+		if seen[string(h)] {
+			continue
+		}
+		seen[string(h)] = true
 		cands, err := ix.searchTies(ctx, ix.l.pdq, fPDQ, entity.BinaryVector(h), k, expr, false, nil)
 		if err != nil {
 			return nil, err
 		}
 		for _, c := range cands {
-			if int(c.raw) > maxDist {
+			if int(c.raw) > q.MaxDistance {
 				continue
 			}
-			if b, ok := best[c.pk]; !ok || c.raw < b.raw {
-				best[c.pk] = c
+			if b, ok := found[c.pk]; !ok || c.raw < b.c.raw {
+				found[c.pk] = best{c, vi}
 			}
 		}
 	}
-	cands := make([]cand, 0, len(best))
-	for _, c := range best {
+	cands := make([]cand, 0, len(found))
+	for _, b := range found {
+		c := b.c
+		c.score = 1 - c.raw/pdqBits
 		cands = append(cands, c)
 	}
 	sortCands(cands)
-	if len(cands) > k {
-		cands = cands[:k]
+	if q.K > 0 && len(cands) > q.K {
+		cands = cands[:q.K]
 	}
 	hits, err := ix.hydrate(ctx, cands)
 	if err != nil {
 		return nil, err
 	}
-	dist := map[string]int{}
-	for _, c := range cands {
-		dist[c.pk] = int(c.raw)
+	out := make([]domain.NearDupHit, len(hits))
+	for i, h := range hits {
+		out[i] = domain.NearDupHit{Hit: h, Variant: found[h.PK].variant}
 	}
-	for i := range hits {
-		d := dist[hits[i].PK]
-		hits[i].Distance = &d
-	}
-	return hits, nil
+	return out, nil
 }
+
+var _ domain.NearDupSearcher = (*Index)(nil)

@@ -179,6 +179,7 @@ func (ix *Index) buildLayout(recordsName string, single bool) *layout {
 		name := recordsName + "_pdq"
 		l.pdq = &table{kind: kindPDQ, name: name, hasPDQ: true, indexes: map[string]index.Index{fPDQ: ix.binIndex()},
 			schema: filterFields(entity.NewSchema().WithName(name).WithDescription(desc(kindPDQ))).
+				WithField(entity.NewField().WithName(fPDQQuality).WithDataType(entity.FieldTypeInt64)).
 				WithField(entity.NewField().WithName(fPDQ).WithDataType(entity.FieldTypeBinaryVector).WithDim(pdqBits))}
 	}
 	small := func(kind, name, field string) *table {

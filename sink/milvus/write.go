@@ -257,11 +257,11 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	}
 	// 3. the writes.
 	var (
-		recs                               []*domain.Record
-		delRec, delCode, delPDQ, delPosts  []string
-		postIDs                            []string
-		postSeqs                           []int64
-		denyIDs                            []string
+		recs                              []*domain.Record
+		delRec, delCode, delPDQ, delPosts []string
+		postIDs                           []string
+		postSeqs                          []int64
+		denyIDs                           []string
 	)
 	for _, id := range ids {
 		st := states[id]
@@ -404,11 +404,11 @@ func (ix *Index) recordColumns(recs []*domain.Record) []column.Column {
 	n := len(recs)
 	var (
 		pk, post, mod, author, mv, text, url, thumb, codeHex, pdqHex = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		created, pdqQ                                                 = make([]int64, n), make([]int64, n)
-		labels                                                        = make([][]string, n)
-		vecs                                                          = make([][]float32, n)
-		codes, pdqs                                                   = make([][]byte, n), make([][]byte, n)
-		hasCode, hasPDQ                                               = make([]bool, n), make([]bool, n)
+		created, pdqQ                                                = make([]int64, n), make([]int64, n)
+		labels                                                       = make([][]string, n)
+		vecs                                                         = make([][]float32, n)
+		codes, pdqs                                                  = make([][]byte, n), make([][]byte, n)
+		hasCode, hasPDQ                                              = make([]bool, n), make([]bool, n)
 	)
 	codeBytes := max(ix.l.codeBits/8, 0)
 	for i, r := range recs {
@@ -461,7 +461,7 @@ func (ix *Index) recordColumns(recs []*domain.Record) []column.Column {
 // records that carry one; nil when none does.
 func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Column {
 	var pk, post, mod, author []string
-	var created []int64
+	var created, quality []int64
 	var labels [][]string
 	var vecs [][]byte
 	for _, r := range recs {
@@ -474,6 +474,7 @@ func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Colum
 		}
 		pk, post, mod, author = append(pk, r.PK), append(post, r.PostID), append(mod, string(r.Modality)), append(author, r.Author)
 		created, labels, vecs = append(created, encodeTime(r.CreatedAt)), append(labels, labelsOf(r)), append(vecs, v)
+		quality = append(quality, int64(r.PDQQuality))
 	}
 	if len(pk) == 0 {
 		return nil
@@ -482,11 +483,15 @@ func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Colum
 	if field == fPDQ {
 		dim = pdqBits
 	}
-	return []column.Column{
+	cols := []column.Column{
 		column.NewColumnVarChar(fPK, pk), column.NewColumnVarChar(fPostID, post), column.NewColumnVarChar(fModality, mod),
 		column.NewColumnVarChar(fAuthor, author), column.NewColumnInt64(fCreatedAt, created),
 		column.NewColumnVarCharArray(fLabels, labels), column.NewColumnBinaryVector(field, dim, vecs),
 	}
+	if field == fPDQ {
+		cols = append(cols, column.NewColumnInt64(fPDQQuality, quality))
+	}
+	return cols
 }
 
 func (ix *Index) upsert(ctx context.Context, coll string, cols []column.Column) error {
