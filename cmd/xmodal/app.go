@@ -50,6 +50,7 @@ type app struct {
 	fetch *media.Fetcher
 	http  *http.Server
 	ready atomic.Bool
+	cache query.Cache
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -125,7 +126,7 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	url := cfg.NATS.URL
 	if url == "" {
 		a.ns, err = natsserver.Start(natsserver.Options{Listen: cfg.NATS.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-			User: cfg.NATS.User, Password: cfg.NATS.Password})
+			User: cfg.NATS.User, Password: cfg.NATS.Password, ConfigFile: cfg.NATS.ServerConfig})
 		if err != nil {
 			return nil, err
 		}
@@ -176,18 +177,23 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	if err != nil {
 		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
 	}
+	sink := &query.InvalidatingWriter{Writer: a.ix} // deletes bump the query cache generation
+	if a.cache, err = newQueryCache(ctx, cfg); err != nil {
+		return nil, err
+	}
 	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
 		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
-		workers.Deps{Source: src, DeadLetter: dlq, Sink: a.ix, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
+		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}
 	a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg})
+		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache})
 	if err != nil {
 		return nil, err
 	}
+	sink.OnDelete = a.svc.Invalidate
 	if err := a.svc.Start(a.nc); err != nil {
 		return nil, err
 	}
@@ -204,6 +210,11 @@ func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
 	if cfg.NATS.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
 	}
+	sec, err := natsSecurityOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, sec...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
@@ -222,6 +233,7 @@ func (a *app) startHTTP() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	a.mountGateway(mux)
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", a.cfg.HTTP.Listen, err)
