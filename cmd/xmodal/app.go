@@ -147,8 +147,12 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 		return nil, err
 	}
 	log.Info("model loaded", "dir", dir, "version", a.model.Version(), "dim", a.model.Dim())
+	coder, err := modelCoder(a.model, log)
+	if err != nil {
+		return nil, err
+	}
 	a.ix, err = embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: a.model.Dim(),
-		ModelVersion: a.model.Version(), Logger: log})
+		ModelVersion: a.model.Version(), Logger: log, Coder: indexCoder(coder)})
 	if err != nil {
 		return nil, err
 	}
@@ -184,12 +188,13 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
 		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
 		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
-			Thumbnail: thumbnail, Logger: log, Registerer: a.reg})
+			Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg})
 	if err != nil {
 		return nil, err
 	}
 	a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache})
+		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache,
+			Coder: queryCoder(coder)})
 	if err != nil {
 		return nil, err
 	}

@@ -359,7 +359,7 @@ func (c *Coder) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
+	b = append(compactArrays(b), '\n')
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("hash: save: %w", err)
@@ -368,6 +368,35 @@ func (c *Coder) Save(path string) error {
 		return fmt.Errorf("hash: save: %w", err)
 	}
 	return nil
+}
+
+// compactArrays puts every innermost JSON array (one holding no array or
+// object) on one line: a projection row per line instead of a number per line.
+func compactArrays(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '[' {
+			out = append(out, b[i])
+			continue
+		}
+		j := i + 1
+		for j < len(b) && b[j] != ']' && b[j] != '[' && b[j] != '{' && b[j] != '"' {
+			j++
+		}
+		if j == len(b) || b[j] != ']' {
+			out = append(out, b[i])
+			continue
+		}
+		out = append(out, '[')
+		for _, c := range b[i+1 : j] {
+			if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+				out = append(out, c)
+			}
+		}
+		out = append(out, ']')
+		i = j
+	}
+	return out
 }
 
 // Parse decodes parameters (JSON) and checks that they were fitted for model
