@@ -61,7 +61,7 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd())
+	root.AddCommand(runCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd())
 	return root
 }
 
