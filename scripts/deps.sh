@@ -21,4 +21,4 @@ fi
 echo "installing: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq >&2
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" fonts-liberation >&2
