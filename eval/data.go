@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -125,7 +126,7 @@ func LoadGenDir(dir string) (*Corpus, error) {
 		var gl genLine
 		dec := json.NewDecoder(bytes.NewReader(b))
 		if err := dec.Decode(&gl); err != nil {
-			return nil, fmt.Errorf("%s line %d: %v", path, line, err)
+			return nil, fmt.Errorf("%s line %d: %s", path, line, jsonLineErr(err))
 		}
 		where := fmt.Sprintf("%s line %d", path, line)
 		switch {
@@ -144,7 +145,7 @@ func LoadGenDir(dir string) (*Corpus, error) {
 		}
 		img := filepath.Join(dir, filepath.FromSlash(gl.Image))
 		if _, err := os.Stat(img); err != nil {
-			return nil, fmt.Errorf("%s (item %s): image %s: %w", where, gl.ID, img, errors.Unwrap(err))
+			return nil, fmt.Errorf("%s (item %s): image %s: %w", where, gl.ID, img, unwrapPath(err))
 		}
 		gl.Item.JPEG = nil
 		c.addSynth(gl.Item, img, where)
@@ -185,6 +186,11 @@ func LoadKarpathy(path, imageRoot, split string) (*Corpus, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseKarpathy(data, path, imageRoot, split, func(p string) error { _, err := os.Stat(p); return err })
+}
+
+// parseKarpathy parses a Karpathy JSON file's bytes; stat checks an image.
+func parseKarpathy(data []byte, path, imageRoot, split string, stat func(string) error) (*Corpus, error) {
 	var k karpathy
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&k); err != nil {
@@ -208,8 +214,8 @@ func LoadKarpathy(path, imageRoot, split string) (*Corpus, error) {
 			return nil, fmt.Errorf("%s: no \"filename\"", where)
 		}
 		p := filepath.Join(imageRoot, filepath.FromSlash(im.Filepath), filepath.FromSlash(im.Filename))
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%s: image %s: %w", where, p, errors.Unwrap(err))
+		if err := stat(p); err != nil {
+			return nil, fmt.Errorf("%s: image %s: %w", where, p, unwrapPath(err))
 		}
 		if len(im.Sentences) == 0 {
 			return nil, fmt.Errorf("%s: no sentences", where)
@@ -239,7 +245,23 @@ func LoadKarpathy(path, imageRoot, split string) (*Corpus, error) {
 	return c, nil
 }
 
-// jsonErr names the line of a JSON syntax or type error.
+// jsonLineErr describes a JSON error inside one JSONL line (the caller
+// names the line).
+func jsonLineErr(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "malformed JSON: " + se.Error()
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "truncated JSON"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonErr names the line of a JSON syntax or type error in a whole file.
 func jsonErr(data []byte, err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
@@ -271,4 +293,14 @@ func (c *Corpus) validate() error {
 		return fmt.Errorf("%s: empty", c.Name)
 	}
 	return nil
+}
+
+// unwrapPath drops the *fs.PathError wrapper (its path is already in the
+// message) but keeps other errors whole.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -136,7 +136,7 @@ func decodeBatch(entries []ImageEntry, dst []image.Image) error {
 			if data == nil {
 				var err error
 				if data, err = os.ReadFile(e.Path); err != nil {
-					errs[i] = fmt.Errorf("%s: image %s: %w", e.Where, e.Path, errors.Unwrap(err))
+					errs[i] = fmt.Errorf("%s: image %s: %w", e.Where, e.Path, unwrapPath(err))
 					return
 				}
 				name = e.Path
@@ -328,8 +328,13 @@ func readEmbLines(path string) ([]lineEmb, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseEmbLines(f, path)
+}
+
+// parseEmbLines parses images.jsonl / texts.jsonl; errors name path and line.
+func parseEmbLines(r io.Reader, path string) ([]lineEmb, error) {
 	var out []lineEmb
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 64<<20)
 	n := 0
 	for sc.Scan() {
@@ -342,7 +347,7 @@ func readEmbLines(path string) ([]lineEmb, error) {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&l); err != nil {
-			return nil, fmt.Errorf("%s line %d: %s", path, n, jsonErr(b, err))
+			return nil, fmt.Errorf("%s line %d: %s", path, n, jsonLineErr(err))
 		}
 		if l.ID == "" {
 			return nil, fmt.Errorf("%s line %d: no \"id\"", path, n)

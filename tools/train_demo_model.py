@@ -187,6 +187,9 @@ class DualTower(nn.Module):
         self.image = ImageTower(dim, size)
         self.text = TextTower(remap, dim, context)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Label-relevance loss: sigmoid(scale * cos + bias) ~ "shares a label".
+        self.rel_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.rel_bias = nn.Parameter(torch.tensor(-3.0))
         # Auxiliary head shared by both towers: per position colour(9) shape(9) size(3), and 16 labels.
         self.aux = nn.Linear(dim, len(POSITIONS) * (9 + 9 + 3) + 16)
 
@@ -229,6 +232,15 @@ def token_mask(tok):
     return (torch.arange(tok.shape[1]).unsqueeze(0) <= eot).to(torch.int64)
 
 
+def relevance_loss(img, txt, labels, log_scale, bias):
+    """Every image-caption pair in the batch: does it share a label? A
+    sigmoid over the cosine pushes relevant pairs above one threshold and
+    irrelevant ones below it, which is what MAP with label relevance rewards."""
+    rel = ((labels @ labels.t()) > 0).to(img.dtype)
+    logits = log_scale.exp() * (img @ txt.t()) + bias
+    return F.binary_cross_entropy_with_logits(logits, rel)
+
+
 def pad_trim(tok):
     """Drop all-padding columns (the text tower is padding-invariant)."""
     mask = token_mask(tok)
@@ -250,16 +262,23 @@ def embed_split(model, data, idx, cap=0, bs=500):
     return torch.cat(ims), torch.cat(txs)
 
 
-def semantic_recall(img, txt, keys):
-    """R@1 / R@10, semantic (scene key match), one caption per picture."""
-    keys = torch.from_numpy(keys)
+def semantic_recall(img, txt, keys, labels):
+    """R@1 / R@10, semantic (scene key match), one caption per picture, and
+    label MAP@ALL within the split."""
+    keys, labels = torch.from_numpy(keys), torch.from_numpy(labels)
+    rel = (labels @ labels.t()) > 0
     s = txt @ img.t()
     out = {}
     for name, sim in (("tqi", s), ("iqt", s.t())):
         top = sim.topk(10, dim=1).indices
         hit = keys[top] == keys.unsqueeze(1)
-        out[name + "_r1"] = float(hit[:, 0].float().mean())
-        out[name + "_r10"] = float(hit.any(1).float().mean())
+        out[name + "_r1"] = round(float(hit[:, 0].float().mean()), 4)
+        out[name + "_r10"] = round(float(hit.any(1).float().mean()), 4)
+        order = sim.argsort(dim=1, descending=True, stable=True)
+        r = torch.gather(rel, 1, order).float()
+        prec = r.cumsum(1) / torch.arange(1, r.shape[1] + 1)
+        ap = (prec * r).sum(1) / r.sum(1).clamp(min=1)
+        out[name + "_map"] = round(float(ap.mean()), 4)
     return out
 
 
@@ -305,17 +324,18 @@ def train(args, tr, va, remap):
             l_clip = clip_loss(img, txt, scale, keys)
             slots, labels = torch.from_numpy(tr["slots"][idx]), torch.from_numpy(tr["labels"][idx])
             l_aux = aux_loss(model.aux, img, slots, labels) + aux_loss(model.aux, txt, slots, labels)
-            loss = l_clip + args.aux * l_aux
+            l_rel = relevance_loss(img, txt, labels, model.rel_scale, model.rel_bias)
+            loss = l_clip + args.aux * l_aux + args.rel * l_rel
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             if step % 50 == 0 or step == 1:
-                print("ep %d step %d/%d loss %.4f clip %.4f aux %.4f scale %.1f lr %.2e %.0fs (cpu %.0fs)" % (
-                    ep, step, total, loss.item(), l_clip.item(), l_aux.item(), scale.item(), lr,
+                print("ep %d step %d/%d loss %.4f clip %.4f aux %.4f rel %.4f scale %.1f lr %.2e %.0fs (cpu %.0fs)" % (
+                    ep, step, total, loss.item(), l_clip.item(), l_aux.item(), l_rel.item(), scale.item(), lr,
                     time.time() - t0, time.process_time() - c0), flush=True)
         img, txt = embed_split(model, va, va_idx)
-        r = semantic_recall(img, txt, va["keys"])
+        r = semantic_recall(img, txt, va["keys"], va["labels"])
         r.update(epoch=ep + 1, step=step, seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1))
         log.append(r)
         print("val", json.dumps(r), flush=True)
@@ -396,6 +416,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--aux", type=float, default=0.5, help="weight of the auxiliary scene loss")
+    ap.add_argument("--rel", type=float, default=1.0, help="weight of the label-relevance loss")
     ap.add_argument("--word-dropout", type=float, default=0.02)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--size", type=int, default=64)

@@ -60,6 +60,7 @@ posts.jsonl with --posts (the format 'xmodal demo --posts' reads).`,
 	f.Uint64Var(&opts.Config.Seed, "seed", 0, "seed (0: the split's own)")
 	f.IntVar(&opts.Config.ImageSize, "image-size", 0, fmt.Sprintf("picture side in pixels (0: %d)", synth.DefaultImageSize))
 	f.IntVar(&opts.Config.Captions, "captions", 0, "captions per item (0: the split's default)")
+	f.IntVar(&opts.Config.Short, "short", 0, "short captions (colour, shape, count only) per item (0: 1 for train, else 0)")
 	f.IntVar(&opts.Config.Family, "family", 0, "hard-negative family size (0: 4 for train, else 1)")
 	f.StringVar(&opts.Out, "out", "", "output directory")
 	f.BoolVar(&noImage, "no-images", false, "do not write images/*.jpg")

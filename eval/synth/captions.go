@@ -178,3 +178,36 @@ func Captions(s Scene, r *rand.Rand, n int) []string {
 	}
 	return out
 }
+
+// ShortCaption names the objects' colours, shapes and counts only ("two red
+// stars and a blue circle"), as people often do. Training splits mix a few
+// in so that short queries work; evaluation captions are always complete.
+func ShortCaption(s Scene, r *rand.Rand) string {
+	var groups [][]Object
+	for _, o := range s.Objects {
+		k := slices.IndexFunc(groups, func(g []Object) bool { return g[0].Colour == o.Colour && g[0].Shape == o.Shape })
+		if k < 0 {
+			groups = append(groups, []Object{o})
+		} else {
+			groups[k] = append(groups[k], o)
+		}
+	}
+	r.Shuffle(len(groups), func(i, j int) { groups[i], groups[j] = groups[j], groups[i] })
+	phrases := make([]string, len(groups))
+	for i, g := range groups {
+		colour, shape := pick(r, colourWords[g[0].Colour]), pick(r, shapeWords[g[0].Shape])
+		if len(g) == 1 {
+			phrases[i] = article(colour) + " " + colour + " " + shape
+		} else {
+			phrases[i] = countWords[len(g)] + " " + colour + " " + plurals[shape]
+		}
+	}
+	c := andList(phrases)
+	if r.IntN(2) == 0 {
+		c = pick(r, preambles) + c
+	}
+	if r.IntN(10) < 3 {
+		c += pick(r, suffixes)
+	}
+	return c
+}

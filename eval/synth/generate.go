@@ -48,6 +48,10 @@ type Config struct {
 	ImageSize int
 	// Captions per item.
 	Captions int
+	// Short is how many of each item's captions are short ones (colours,
+	// shapes and counts only; see ShortCaption), replacing full ones at the
+	// end of the list. Train uses 1 of 5; evaluation splits 0.
+	Short int
 	// Family groups consecutive items into families of this size: the first
 	// is a random scene, the others differ from it by one change (hard
 	// negatives for training). 1 makes every scene independent.
@@ -72,6 +76,9 @@ func (c Config) Defaults() (Config, error) {
 	if c.Captions == 0 {
 		c.Captions = map[string]int{SplitTrain: 5, SplitVal: 5, SplitTest: 5, SplitDB: 1, SplitDemo: 1}[c.Split]
 	}
+	if c.Short == 0 && c.Split == SplitTrain && c.Captions > 1 {
+		c.Short = 1
+	}
 	if c.Family == 0 {
 		c.Family = 1
 		if c.Split == SplitTrain {
@@ -85,6 +92,8 @@ func (c Config) Defaults() (Config, error) {
 		return c, fmt.Errorf("image size %d out of range 32..1024", c.ImageSize)
 	case c.Captions < 1 || c.Captions > 20:
 		return c, fmt.Errorf("captions per item %d out of range 1..20", c.Captions)
+	case c.Short < 0 || c.Short >= c.Captions:
+		return c, fmt.Errorf("short captions %d out of range 0..%d (captions - 1)", c.Short, c.Captions-1)
 	case c.Family < 1 || c.Family > 16:
 		return c, fmt.Errorf("family size %d out of range 1..16", c.Family)
 	}
@@ -121,8 +130,24 @@ func (c Config) rng(i, stream int) *rand.Rand {
 	return rand.New(rand.NewPCG(c.Seed, uint64(i)*nStreams+uint64(stream)))
 }
 
+// demoScenes open the demo split, so that the sample posts answer the
+// queries the README shows ("two red stars").
+var demoScenes = []Scene{
+	{Objects: []Object{{"star", "red", "large", "top-left"}, {"star", "red", "small", "bottom-right"}}},
+	{Objects: []Object{{"circle", "blue", "large", "center"}}},
+	{Objects: []Object{{"heart", "yellow", "small", "top-right"}, {"star", "red", "large", "center"}}},
+	{Objects: []Object{{"moon", "white", "large", "top-right"}, {"triangle", "green", "small", "bottom-left"}}},
+	{Objects: []Object{{"star", "red", "small", "top-left"}, {"star", "red", "small", "top-right"}, {"cross", "black", "large", "bottom-left"}}},
+	{Objects: []Object{{"square", "purple", "large", "bottom-left"}, {"diamond", "orange", "small", "bottom-right"}}},
+}
+
 // SceneOf is item i's scene (cheap: no rendering).
 func (c Config) SceneOf(i int) Scene {
+	if c.Split == SplitDemo && i < len(demoScenes) {
+		s := Scene{Objects: slices.Clone(demoScenes[i].Objects)}
+		s.sort()
+		return s
+	}
 	fam := i / c.Family
 	s := randomScene(c.rng(fam*c.Family, streamScene))
 	if i%c.Family != 0 {
@@ -138,6 +163,11 @@ func (c Config) Item(i int) (Item, error) {
 		return Item{}, fmt.Errorf("item index %d is negative", i)
 	}
 	s := c.SceneOf(i)
+	capRNG := c.rng(i, streamCaptions)
+	caps := Captions(s, capRNG, c.Captions-c.Short)
+	for range c.Short {
+		caps = append(caps, ShortCaption(s, capRNG))
+	}
 	img, info := paint(s, c.rng(i, streamRender), c.ImageSize)
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: info.JPEGQuality}); err != nil {
@@ -150,7 +180,7 @@ func (c Config) Item(i int) (Item, error) {
 		Scene:    s,
 		SceneKey: s.Key(),
 		Labels:   s.Labels(),
-		Captions: Captions(s, c.rng(i, streamCaptions), c.Captions),
+		Captions: caps,
 		Render:   info,
 		JPEG:     slices.Clip(buf.Bytes()),
 	}, nil

@@ -125,3 +125,36 @@ func TestWriteSamples(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "captions.txt"), []byte(txt.String()), 0o644)
 }
+
+func TestShortCaptionsAndDemoScenes(t *testing.T) {
+	c := mustConfig(t, Config{Split: SplitTrain, N: 8})
+	if c.Short != 1 {
+		t.Fatalf("train short captions %d, want 1", c.Short)
+	}
+	for i := range 8 {
+		it, err := c.Item(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := strings.ToLower(it.Captions[len(it.Captions)-1])
+		for _, ws := range positionWords {
+			for _, w := range ws {
+				if strings.Contains(last, w) {
+					t.Fatalf("short caption %q names a position", last)
+				}
+			}
+		}
+		for _, o := range it.Scene.Objects {
+			if !slices.ContainsFunc(colourWords[o.Colour], func(w string) bool { return strings.Contains(last, w) }) {
+				t.Fatalf("short caption %q lacks colour %s", last, o.Colour)
+			}
+		}
+	}
+	d := mustConfig(t, Config{Split: SplitDemo, N: 3})
+	if got := d.SceneOf(0).Key(); got != "large red star@top-left; small red star@bottom-right" {
+		t.Fatalf("demo scene 0: %s", got)
+	}
+	if v := mustConfig(t, Config{Split: SplitTest}); v.Short != 0 || v.N != 1000 || v.Captions != 5 {
+		t.Fatalf("test defaults %+v", v)
+	}
+}
