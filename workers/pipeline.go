@@ -138,13 +138,20 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 
 // Run processes batches until ctx ends. A failing sink is retried with backoff and
 // nothing is acknowledged until it succeeds.
-func (p *Pipeline) Run(ctx context.Context) error {
+func (p *Pipeline) Run(ctx context.Context) error { return p.RunUntil(ctx, ctx) }
+
+// RunUntil fetches batches until stop ends and processes each under work: when
+// stop ends, no new batch is fetched and the batch in flight (fetched messages
+// included) runs to its end unless work ends too, in which case it is abandoned
+// unacknowledged (redelivered later). Cancel work some grace period after stop
+// for a graceful shutdown. It returns stop's error.
+func (p *Pipeline) RunUntil(stop, work context.Context) error {
 	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		msgs, err := p.src.Fetch(ctx, p.cfg.BatchSize, p.cfg.FetchWait)
-		if err != nil && ctx.Err() == nil {
+	for stop.Err() == nil && work.Err() == nil {
+		msgs, err := p.src.Fetch(stop, p.cfg.BatchSize, p.cfg.FetchWait)
+		if err != nil && stop.Err() == nil {
 			p.log.Warn("fetch failed", "err", err)
-			sleep(ctx, backoff)
+			sleep(stop, backoff)
 			backoff = min(backoff*2, 10*time.Second)
 			continue
 		}
@@ -152,14 +159,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if err := p.Process(ctx, msgs); err != nil {
-			if ctx.Err() != nil {
+		if err := p.Process(work, msgs); err != nil {
+			if work.Err() != nil {
+				p.log.Warn("batch abandoned unacknowledged; it will be redelivered", "messages", len(msgs))
 				break
 			}
 			p.log.Error("batch failed; its messages will be redelivered", "err", err, "messages", len(msgs))
 		}
 	}
-	return ctx.Err()
+	if err := stop.Err(); err != nil {
+		return err
+	}
+	return work.Err()
 }
 
 func sleep(ctx context.Context, d time.Duration) {

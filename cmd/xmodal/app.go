@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
@@ -30,27 +31,34 @@ import (
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/query"
-	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
 
-// app is everything `xmodal run` starts, in one process.
+// app is everything one role (roles.go: run, indexer, serve) starts, in one process.
 type app struct {
+	role  role
 	cfg   *Config
 	log   *slog.Logger
 	reg   *prometheus.Registry
 	ns    *server.Server
 	nc    *nats.Conn
 	model *encoders.Model
-	ix    *embedded.Index
-	src   *ingest.JetStream
-	kafka *kafkasrc.Source
-	pipe  *workers.Pipeline
-	svc   *query.Service
-	fetch *media.Fetcher
-	http  *http.Server
-	ready atomic.Bool
-	cache query.Cache
+	ix    domain.Index
+	// milvus is ix when it is Milvus; indexDesc says which index it is.
+	milvus    *milvus.Index
+	indexDesc string
+	probeMu   sync.Mutex
+	probeAt   time.Time
+	probeErr  error
+	src       *ingest.JetStream
+	kafka     *kafkasrc.Source
+	pipe      *workers.Pipeline
+	svc       *query.Service
+	fetch     *media.Fetcher
+	http      *http.Server
+	ready     atomic.Bool
+	cache     query.Cache
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -107,10 +115,15 @@ func thumbnail(img image.Image) []byte {
 	return b
 }
 
-// startApp starts the embedded NATS server, the model, the index, the pipeline
-// and the query service. Close undoes it.
-func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+// startApp starts what `xmodal run` starts.
+func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	return startRole(ctx, cfg, log, roleRun)
+}
+
+// startRole starts the NATS server (run only) and connection, the model, the
+// index, and, as the role asks, the pipeline and the query service. Close undoes it.
+func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *app, err error) {
+	a = &app{role: r, cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every error path returns (nil, err): close what was started through a copy
 	// of the pointer, not the named result (nil by then).
@@ -124,7 +137,7 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	url := cfg.NATS.URL
-	if url == "" {
+	if url == "" && r == roleRun {
 		a.ns, err = natsserver.Start(natsserver.Options{Listen: cfg.NATS.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			User: cfg.NATS.User, Password: cfg.NATS.Password, ConfigFile: cfg.NATS.ServerConfig})
 		if err != nil {
@@ -133,9 +146,11 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 		url = a.ns.ClientURL()
 		log.Info("embedded NATS server started", "url", url)
 	}
-	a.nc, err = connectNATS(cfg, url)
-	if err != nil {
-		return nil, err
+	// An indexer reading Kafka needs no NATS.
+	if url != "" {
+		if a.nc, err = connectNATS(cfg, url); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := findModel(cfg.Model)
 	if err != nil {
@@ -151,11 +166,57 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 	if err != nil {
 		return nil, err
 	}
-	a.ix, err = embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: a.model.Dim(),
-		ModelVersion: a.model.Version(), Logger: log, Coder: indexCoder(coder)})
+	writer, err := a.openIndex(ctx, coder)
 	if err != nil {
 		return nil, err
 	}
+	decode := decoder(imageprep.DefaultLimits())
+	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
+	}
+	if a.cache, err = newQueryCache(ctx, cfg); err != nil {
+		return nil, err
+	}
+	sink := &query.InvalidatingWriter{Writer: writer} // deletes bump the query cache generation
+	if r.indexes() {
+		if err := a.startPipeline(ctx, sink, decode); err != nil {
+			return nil, err
+		}
+	}
+	if r.serves() {
+		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
+			query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache,
+				Coder: queryCoder(coder)})
+		if err != nil {
+			return nil, err
+		}
+		sink.OnDelete = a.svc.Invalidate
+		if err := a.svc.Start(a.nc); err != nil {
+			return nil, err
+		}
+	} else if a.cache != nil && a.cache.Kind() == "redis" {
+		// An indexer's deletes bump the generation that query processes read.
+		sink.OnDelete = func(ctx context.Context) uint64 {
+			g, err := a.cache.Bump(ctx)
+			if err != nil {
+				log.Warn("cache: generation bump failed; cached replies are still filtered through the deny-list", "err", err)
+			}
+			return g
+		}
+	}
+	if cfg.HTTP.Listen != "" {
+		if err := a.startHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// startPipeline opens the source (Kafka, else the JetStream stream) and builds
+// the indexing pipeline over sink.
+func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func([]byte) (image.Image, error)) (err error) {
+	cfg, log := a.cfg, a.log
 	var src ingest.Source
 	var dlq ingest.DeadLetter
 	if len(cfg.Kafka.Brokers) > 0 {
@@ -165,49 +226,22 @@ func startApp(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err e
 			TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
 			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		src, dlq = a.kafka, a.kafka
 		log.Info("ingesting from Kafka", "brokers", k.Brokers, "topic", k.Topic, "group", k.Group)
 	} else {
 		a.src, err = ingest.NewJetStream(ctx, a.nc, ingest.JetStreamConfig{AckWait: cfg.Ingest.AckWait})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		src, dlq = a.src, a.src
-	}
-	decode := decoder(imageprep.DefaultLimits())
-	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
-	}
-	sink := &query.InvalidatingWriter{Writer: a.ix} // deletes bump the query cache generation
-	if a.cache, err = newQueryCache(ctx, cfg); err != nil {
-		return nil, err
 	}
 	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
 		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
 		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg})
-	if err != nil {
-		return nil, err
-	}
-	a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-		query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache,
-			Coder: queryCoder(coder)})
-	if err != nil {
-		return nil, err
-	}
-	sink.OnDelete = a.svc.Invalidate
-	if err := a.svc.Start(a.nc); err != nil {
-		return nil, err
-	}
-	if cfg.HTTP.Listen != "" {
-		if err := a.startHTTP(); err != nil {
-			return nil, err
-		}
-	}
-	return a, nil
+	return err
 }
 
 func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
@@ -231,13 +265,7 @@ func (a *app) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() || a.nc == nil || !a.nc.IsConnected() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	mux.HandleFunc("/readyz", a.readyz) // roles.go
 	a.mountGateway(mux)
 	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
 	if err != nil {
@@ -249,21 +277,10 @@ func (a *app) startHTTP() error {
 	return nil
 }
 
-// Run indexes until ctx ends.
-func (a *app) Run(ctx context.Context) error {
-	a.ready.Store(true)
-	err := a.pipe.Run(ctx)
-	a.ready.Store(false)
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
-}
-
 // Close stops everything in reverse order.
 func (a *app) Close() {
 	if a.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), min(a.cfg.ShutdownGrace, 10*time.Second))
 		a.http.Shutdown(ctx)
 		cancel()
 	}

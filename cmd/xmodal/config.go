@@ -90,6 +90,9 @@ type Config struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
 	} `yaml:"log"`
+	// Milvus and roles: roles.go.
+	Milvus        MilvusConfig  `yaml:"milvus"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" help:"on SIGTERM, how long the batch in flight may take to finish (then it is abandoned, unacknowledged) and HTTP requests to drain; keep Kubernetes' terminationGracePeriodSeconds above it"`
 }
 
 // DefaultConfig returns the embedded defaults.
@@ -114,6 +117,8 @@ func DefaultConfig() *Config {
 	c.HTTP.Listen = "127.0.0.1:9464"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	defaultMilvus(&c.Milvus)
+	c.ShutdownGrace = 20 * time.Second
 	return c
 }
 
@@ -180,6 +185,9 @@ func (c *Config) Validate() error {
 		return bad("query.concurrency", "must be at least 1")
 	}
 	if err := c.validateCache(); err != nil {
+		return err
+	}
+	if err := c.validateMilvus(); err != nil {
 		return err
 	}
 	if c.HTTP.Listen != "" {

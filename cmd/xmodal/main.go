@@ -61,40 +61,12 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd())
+	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd())
 	return root
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-func runCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "Run ingest, indexing and the query service in one process (embedded defaults)",
-		Long: `Starts an embedded NATS server (JetStream stream XMODAL_POSTS on subject
-xmodal.posts, dead letters on XMODAL_DLQ / xmodal.dlq), loads the model, opens the
-embedded index under data_dir, indexes posts as they arrive and serves
-xmodal.v1.search, xmodal.v1.get and xmodal.v1.stats. Stops on SIGINT/SIGTERM;
-messages in flight are not acknowledged and are redelivered on the next start.`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg, os.Stderr)
-			ctx, cancel := signalContext()
-			defer cancel()
-			a, err := startApp(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			log.Info("xmodal running", "nats", a.nc.ConnectedUrl(), "query", query.SubjectPrefix+".search", "data_dir", cfg.DataDir)
-			return a.Run(ctx)
-		},
-	}
 }
 
 // demoPost is a line of testdata/demo/posts.jsonl: a post whose image is a file

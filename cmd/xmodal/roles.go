@@ -1,0 +1,456 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/sink/milvus"
+)
+
+// role is what one process runs.
+type role string
+
+const (
+	// roleRun is everything in one process on embedded defaults (each outside
+	// service swapped in when configured).
+	roleRun role = "run"
+	// roleIndexer consumes the source, encodes and writes the index.
+	roleIndexer role = "indexer"
+	// roleServe answers queries over NATS and the HTTP gateway.
+	roleServe role = "serve"
+)
+
+func (r role) indexes() bool { return r != roleServe }
+func (r role) serves() bool  { return r != roleIndexer }
+
+// MilvusConfig configures the Milvus index (sink/milvus). With no address the
+// embedded index is used, which only `xmodal run` may open.
+type MilvusConfig struct {
+	Address     string        `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
+	Username    string        `yaml:"username" help:"Milvus user (authorization enabled)"`
+	Password    string        `yaml:"password" help:"Milvus password"`
+	DBName      string        `yaml:"db_name" help:"Milvus database (empty: default)"`
+	Collection  string        `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
+	FollowAlias bool          `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
+	Layout      string        `yaml:"layout" help:"auto, single (one collection with several vector fields, Milvus >= 2.4) or split (one collection per vector kind)"`
+	Consistency string        `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually (writes always read Strong)"`
+	IndexType   string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
+	NList       int           `yaml:"nlist" help:"IVF nlist"`
+	NProbe      int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
+	HNSWM       int           `yaml:"hnsw_m" help:"HNSW M"`
+	HNSWEfC     int           `yaml:"hnsw_ef_construction" help:"HNSW efConstruction"`
+	EF          int           `yaml:"ef" help:"HNSW ef of the ann plan (raised to k)"`
+	ExactEF     int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
+	CodeIndex   string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
+	Candidates  int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
+	BatchSize   int           `yaml:"batch_size" help:"most rows of one upsert call"`
+	Linger      time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
+	DialTimeout time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
+	// StartTimeout bounds the wait for an unreachable Milvus at start.
+	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
+	CallTimeout     time.Duration `yaml:"call_timeout" help:"bound on one RPC attempt"`
+	LoadTimeout     time.Duration `yaml:"load_timeout" help:"bound on loading a collection into memory"`
+	Retries         int           `yaml:"retries" help:"retries of an RPC that failed with Unavailable or ResourceExhausted (bounded exponential backoff)"`
+	RetryBackoff    time.Duration `yaml:"retry_backoff" help:"first backoff between retries"`
+	RetryMaxBackoff time.Duration `yaml:"retry_max_backoff" help:"largest backoff between retries"`
+}
+
+// defaultMilvus sets the defaults, which are sink/milvus's own.
+func defaultMilvus(m *MilvusConfig) {
+	m.Collection = "xmodal"
+	m.Layout = milvus.LayoutAuto
+	m.Consistency = "Bounded"
+	m.IndexType = milvus.IndexIVFFlat
+	m.NList, m.NProbe = 128, 16
+	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
+	m.CodeIndex = milvus.IndexBinFlat
+	m.Candidates = 256
+	m.BatchSize = 512
+	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
+	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
+	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = 5, 200*time.Millisecond, 5*time.Second
+}
+
+var milvusCollection = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// validateMilvus checks the milvus.* keys and shutdown_grace.
+func (c *Config) validateMilvus() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if c.ShutdownGrace <= 0 {
+		return bad("shutdown_grace", "must be positive")
+	}
+	m := c.Milvus
+	if m.Address != "" {
+		if _, _, err := net.SplitHostPort(m.Address); err != nil {
+			return bad("milvus.address", "%q is not host:port (Milvus's gRPC port, usually 19530): %v", m.Address, err)
+		}
+	}
+	if !milvusCollection.MatchString(m.Collection) {
+		return bad("milvus.collection", "%q: want a letter or _ then letters, digits or _ (at most 48: model versions are appended)", m.Collection)
+	}
+	if !slices.Contains([]string{milvus.LayoutAuto, milvus.LayoutSingle, milvus.LayoutSplit}, m.Layout) {
+		return bad("milvus.layout", "%q is not auto, single or split", m.Layout)
+	}
+	if !slices.Contains([]string{"strong", "bounded", "session", "eventually"}, strings.ToLower(m.Consistency)) {
+		return bad("milvus.consistency", "%q is not Strong, Bounded, Session or Eventually", m.Consistency)
+	}
+	if !slices.Contains([]string{milvus.IndexFlat, milvus.IndexIVFFlat, milvus.IndexHNSW}, strings.ToUpper(m.IndexType)) {
+		return bad("milvus.index_type", "%q is not FLAT, IVF_FLAT or HNSW", m.IndexType)
+	}
+	if !slices.Contains([]string{milvus.IndexBinFlat, milvus.IndexBinIVFFlat}, strings.ToUpper(m.CodeIndex)) {
+		return bad("milvus.code_index_type", "%q is not BIN_FLAT or BIN_IVF_FLAT", m.CodeIndex)
+	}
+	for _, p := range []struct {
+		key string
+		v   int
+	}{{"milvus.nlist", m.NList}, {"milvus.nprobe", m.NProbe}, {"milvus.hnsw_m", m.HNSWM}, {"milvus.hnsw_ef_construction", m.HNSWEfC},
+		{"milvus.ef", m.EF}, {"milvus.exact_ef", m.ExactEF}, {"milvus.hybrid_candidates", m.Candidates}, {"milvus.batch_size", m.BatchSize},
+		{"milvus.retries", m.Retries}} {
+		if p.v < 1 {
+			return bad(p.key, "%d must be at least 1", p.v)
+		}
+	}
+	if m.NProbe > m.NList {
+		return bad("milvus.nprobe", "%d exceeds milvus.nlist %d", m.NProbe, m.NList)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"milvus.dial_timeout", m.DialTimeout}, {"milvus.start_timeout", m.StartTimeout}, {"milvus.call_timeout", m.CallTimeout},
+		{"milvus.load_timeout", m.LoadTimeout}, {"milvus.retry_backoff", m.RetryBackoff}, {"milvus.retry_max_backoff", m.RetryMaxBackoff}} {
+		if d.v <= 0 {
+			return bad(d.key, "must be positive")
+		}
+	}
+	if m.Linger < 0 {
+		return bad("milvus.linger", "must not be negative")
+	}
+	if m.StartTimeout < m.DialTimeout {
+		return bad("milvus.start_timeout", "%s is shorter than milvus.dial_timeout %s", m.StartTimeout, m.DialTimeout)
+	}
+	if (m.Username == "") != (m.Password == "") {
+		return bad("milvus.username", "set both milvus.username and milvus.password, or neither")
+	}
+	return nil
+}
+
+// validateRole checks that the configuration gives role the services it needs
+// and nothing that contradicts it. The message names the key to set.
+func (c *Config) validateRole(r role) error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
+	}
+	if r != roleRun {
+		if c.Milvus.Address == "" {
+			return bad("milvus.address", "xmodal %s needs Milvus: the embedded index belongs to one process (xmodal run); set milvus.address (env XMODAL_MILVUS_ADDRESS, flag --milvus-address)", r)
+		}
+		if c.HTTP.Listen == "" {
+			return bad("http.listen", "xmodal %s serves /metrics, /healthz and /readyz there; it must not be empty", r)
+		}
+		if c.NATS.ServerConfig != "" {
+			return bad("nats.server_config", "configures the embedded NATS server, which only xmodal run starts; xmodal %s connects to nats.url", r)
+		}
+	}
+	switch r {
+	case roleIndexer:
+		if len(c.Kafka.Brokers) == 0 && c.NATS.URL == "" {
+			return bad("kafka.brokers", "xmodal indexer needs a source: set kafka.brokers, or nats.url for the JetStream stream of an outside NATS server (the embedded NATS server belongs to xmodal run)")
+		}
+		if c.Milvus.FollowAlias {
+			return bad("milvus.follow_alias", "an indexer writes its own model's collection; follow_alias is for xmodal serve")
+		}
+	case roleServe:
+		if c.NATS.URL == "" {
+			return bad("nats.url", "xmodal serve answers queries over NATS and needs an outside NATS server (the embedded one belongs to xmodal run)")
+		}
+	case roleRun:
+		if c.Milvus.FollowAlias {
+			return bad("milvus.follow_alias", "xmodal run indexes and writes its own model's collection; follow_alias is for xmodal serve")
+		}
+	}
+	return nil
+}
+
+// milvusOptions maps the milvus.* keys onto sink/milvus's options.
+func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, log *slog.Logger) milvus.Options {
+	m := c.Milvus
+	return milvus.Options{Address: m.Address, Username: m.Username, Password: m.Password, DBName: m.DBName,
+		Collection: m.Collection, Dim: dim, ModelVersion: version, CodeBits: codeBits,
+		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
+		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
+		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Consistency: m.Consistency, BatchSize: m.BatchSize, Linger: m.Linger,
+		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
+		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
+}
+
+// openIndex opens the index the configuration names: Milvus when milvus.address
+// is set, else the embedded index under data_dir. It returns the writer ingest
+// uses (for Milvus, one that sets each record's binary code first: the embedded
+// index codes records itself).
+func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, error) {
+	cfg := a.cfg
+	if cfg.Milvus.Address == "" {
+		path := filepath.Join(cfg.DataDir, "index.db")
+		ix, err := embedded.Open(ctx, embedded.Options{Path: path, Dim: a.model.Dim(),
+			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder)})
+		if err != nil {
+			return nil, err
+		}
+		a.ix = ix
+		a.indexDesc = "embedded " + path
+		return ix, nil
+	}
+	bits := -1
+	if coder != nil {
+		bits = coder.Bits()
+	}
+	ix, err := milvus.Open(ctx, cfg.milvusOptions(a.role, a.model.Dim(), a.model.Version(), bits, a.log))
+	if err != nil {
+		var se *milvus.SchemaError
+		switch {
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("config model / milvus.collection: model %q (dimension %d, %d-bit codes) does not match the Milvus collection: %w",
+				a.model.Version(), a.model.Dim(), max(bits, 0), err)
+		case errors.Is(err, milvus.ErrUnreachable):
+			return nil, fmt.Errorf("config milvus.address: %w", err)
+		case strings.Contains(err.Error(), "alias"):
+			return nil, fmt.Errorf("config milvus.follow_alias / model: %w", err)
+		}
+		return nil, err
+	}
+	a.ix = ix
+	a.milvus = ix
+	a.indexDesc = fmt.Sprintf("milvus %s (server %s, collection %s, layout %s)", cfg.Milvus.Address, ix.ServerVersion(), ix.Collection(), ix.Layout())
+	if coder == nil {
+		return ix, nil
+	}
+	return &codingWriter{Writer: ix, coder: coder}, nil
+}
+
+// codingWriter sets the binary code of every record that has none.
+type codingWriter struct {
+	domain.Writer
+	coder *hash.Coder
+}
+
+func (w *codingWriter) Apply(ctx context.Context, changes []domain.Change) ([]domain.Outcome, error) {
+	for i := range changes {
+		for j := range changes[i].Records {
+			r := &changes[i].Records[j]
+			if len(r.Code) == 0 && len(r.Vector) > 0 {
+				r.Code = w.coder.Code(r.Vector, r.Modality)
+			}
+		}
+	}
+	return w.Writer.Apply(ctx, changes)
+}
+
+// A readiness check: nil when the dependency is usable, with a short detail.
+type check struct {
+	name string
+	fn   func(ctx context.Context) (string, error)
+}
+
+// checks lists what this process depends on.
+func (a *app) checks() []check {
+	var cs []check
+	if a.nc != nil {
+		cs = append(cs, check{"nats", func(context.Context) (string, error) {
+			if !a.nc.IsConnected() {
+				return "", fmt.Errorf("not connected (status %s)", a.nc.Status())
+			}
+			return a.nc.ConnectedUrlRedacted(), nil
+		}})
+	}
+	if a.ix != nil {
+		cs = append(cs, check{"index", a.indexCheck})
+	}
+	if a.kafka != nil {
+		cs = append(cs, check{"source", func(context.Context) (string, error) {
+			parts := a.kafka.Assigned()
+			if len(parts) == 0 {
+				return "", errors.New("kafka: no partitions assigned (joining the group, rebalancing, or more indexers than partitions)")
+			}
+			return fmt.Sprintf("kafka topic %s partitions %v", a.cfg.Kafka.Topic, parts), nil
+		}})
+	} else if a.src != nil {
+		cs = append(cs, check{"source", func(context.Context) (string, error) { return "jetstream consumer indexer", nil }})
+	}
+	return cs
+}
+
+// indexCheck asks Milvus for a count, at most every 5 s (probes are frequent).
+func (a *app) indexCheck(ctx context.Context) (string, error) {
+	if a.milvus == nil {
+		return a.indexDesc, nil
+	}
+	a.probeMu.Lock()
+	defer a.probeMu.Unlock()
+	if time.Since(a.probeAt) < 5*time.Second {
+		return a.indexDesc, a.probeErr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := a.milvus.Count(ctx)
+	a.probeAt, a.probeErr = time.Now(), err
+	return a.indexDesc, err
+}
+
+// readyz answers 200 when the process runs and every dependency is usable, else
+// 503; the body has one line per check.
+func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
+	var b strings.Builder
+	ok := a.ready.Load()
+	if ok {
+		fmt.Fprintf(&b, "role %s: running\n", a.role)
+	} else {
+		fmt.Fprintf(&b, "role %s: starting or stopping\n", a.role)
+	}
+	for _, c := range a.checks() {
+		detail, err := c.fn(r.Context())
+		if err != nil {
+			ok = false
+			fmt.Fprintf(&b, "%s: FAIL %v\n", c.name, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: ok %s\n", c.name, detail)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprint(w, b.String())
+}
+
+// Run works until ctx ends: an indexing role indexes, a serving role serves.
+//
+// Shutdown (ctx ends, e.g. SIGTERM): readiness turns false, no new batch is
+// fetched, and the batch in flight may finish for shutdown_grace; past it, it is
+// abandoned unacknowledged (redelivered to the next indexer). Acks follow the
+// sink, so nothing that is not in the index is acknowledged or committed. The
+// caller then closes the app: the Kafka source commits the acknowledged offsets
+// and leaves the group, NATS is drained, the index is closed.
+func (a *app) Run(ctx context.Context) error {
+	a.ready.Store(true)
+	defer a.ready.Store(false)
+	if a.pipe == nil {
+		<-ctx.Done()
+		a.log.Info("stopping")
+		return nil
+	}
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopTimer := context.AfterFunc(ctx, func() {
+		a.ready.Store(false)
+		a.log.Info("stopping: no new batches; the batch in flight may finish", "grace", a.cfg.ShutdownGrace)
+		mu.Lock()
+		timer = time.AfterFunc(a.cfg.ShutdownGrace, func() {
+			a.log.Warn("shutdown grace over: abandoning the batch in flight (it is redelivered)", "grace", a.cfg.ShutdownGrace)
+			abandon()
+		})
+		mu.Unlock()
+	})
+	defer func() {
+		stopTimer()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+	}()
+	err := a.pipe.RunUntil(ctx, work)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// roleCmd is `xmodal run`, `xmodal indexer` or `xmodal serve`.
+func roleCmd(r role, short, long string) *cobra.Command {
+	return &cobra.Command{
+		Use:   string(r),
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			if err := cfg.validateRole(r); err != nil {
+				return err
+			}
+			log := newLogger(cfg, os.Stderr).With("role", string(r))
+			ctx, cancel := signalContext()
+			defer cancel()
+			a, err := startRole(ctx, cfg, log, r)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			natsURL := ""
+			if a.nc != nil {
+				natsURL = a.nc.ConnectedUrlRedacted()
+			}
+			log.Info("xmodal running", "nats", natsURL, "index", a.indexDesc, "http", cfg.HTTP.Listen)
+			return a.Run(ctx)
+		},
+	}
+}
+
+func runCmd() *cobra.Command {
+	return roleCmd(roleRun, "Run ingest, indexing and the query service in one process (embedded defaults)",
+		`Starts an embedded NATS server (JetStream stream XMODAL_POSTS on subject
+xmodal.posts, dead letters on XMODAL_DLQ / xmodal.dlq), loads the model, opens the
+embedded index under data_dir, indexes posts as they arrive and serves
+xmodal.v1.search, get, stats and neardup, and the HTTP gateway. Naming an outside
+service swaps it in: nats.url, kafka.brokers (ingest from Kafka), milvus.address
+(index into Milvus), redis.addr (query cache).
+
+Stops on SIGINT/SIGTERM: no new batch is fetched, the batch in flight may finish
+for shutdown_grace, and nothing is acknowledged that is not in the index.`)
+}
+
+func indexerCmd() *cobra.Command {
+	return roleCmd(roleIndexer, "Run the indexer role: source → encoders → Milvus (scales on consumer lag)",
+		`Consumes posts from Kafka (kafka.brokers) or from the JetStream stream of an
+outside NATS server (nats.url), encodes them and writes them to Milvus
+(milvus.address, required: the embedded index belongs to one process). Serves
+/metrics, /healthz and /readyz on http.listen; ready when the index answers and
+the source is assigned (Kafka: this member owns partitions).
+
+Stops on SIGINT/SIGTERM: no new batch is fetched, the batch in flight may finish
+for shutdown_grace (else it is abandoned and redelivered), acknowledged offsets
+are committed, and the consumer group is left. Nothing that is not in Milvus is
+ever committed.`)
+}
+
+func serveCmd() *cobra.Command {
+	return roleCmd(roleServe, "Run the query role: NATS query service + HTTP gateway over Milvus (scales on request rate)",
+		`Answers xmodal.v1.search, get, stats, neardup and admin.delete over an outside
+NATS server (nats.url, required) and the HTTP gateway and search page on
+http.listen, from Milvus (milvus.address, required), with the query cache (Redis
+when redis.addr is set). Serves /metrics, /healthz and /readyz; ready when NATS
+is connected and Milvus answers. With milvus.follow_alias it searches the
+collection the alias points to (model upgrades).`)
+}
