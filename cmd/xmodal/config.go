@@ -339,6 +339,9 @@ func decodeYAML(b []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		if kerr := yamlKeyError(b); kerr != nil { // config_keys.go: one line, the dotted key
+			return kerr
+		}
 		return err
 	}
 	return nil
