@@ -92,7 +92,8 @@ func newCachedStack(t *testing.T, cfg query.Config, c query.Cache, rs *redisserv
 	t.Helper()
 	cs := &cachedStack{reg: prometheus.NewRegistry()}
 	if c == nil {
-		rc, err := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, TTL: ttl, RetryAfter: 200 * time.Millisecond})
+		// A generous timeout: a loaded CI machine must not turn hits into bypasses.
+		rc, err := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, TTL: ttl, Timeout: time.Second, RetryAfter: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +161,7 @@ func TestCacheLRUHitMiss(t *testing.T) {
 
 func TestCacheRedisHitMissTTL(t *testing.T) {
 	rs := redisserver.StartT(t, redisserver.Options{})
-	cs := newCachedStack(t, query.Config{}, nil, rs, time.Second)
+	cs := newCachedStack(t, query.Config{}, nil, rs, 2*time.Second)
 	ctx := context.Background()
 	req := query.SearchRequest{Text: cs.texts[1], Target: "any", K: 5, Thumbnails: true}
 	if cs.search(t, req).Cached {
@@ -175,10 +176,10 @@ func TestCacheRedisHitMissTTL(t *testing.T) {
 		t.Fatalf("redis keys %v (%v), want one xmodal:q:* entry", keys, err)
 	}
 	ttl, _ := cs.rc.Client().PTTL(ctx, keys[0]).Result()
-	if ttl <= 0 || ttl > time.Second {
-		t.Errorf("entry TTL %v, want (0, 1s]", ttl)
+	if ttl <= 0 || ttl > 2*time.Second {
+		t.Errorf("entry TTL %v, want (0, 2s]", ttl)
 	}
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(2200 * time.Millisecond)
 	if cs.search(t, req).Cached {
 		t.Error("a request after the TTL came from the cache")
 	}
@@ -213,8 +214,10 @@ func TestCacheSingleflight(t *testing.T) {
 	if got := cs.enc.texts.Load(); got != 1 {
 		t.Errorf("%d identical concurrent requests encoded %d times, want 1", n, got)
 	}
-	if c := cacheCount(t, cs.reg, query.CacheCoalesced); c != n-1 {
-		t.Errorf("coalesced %v, want %d", c, n-1)
+	// The others waited for the first (or, on a slow machine, came after it
+	// and hit the cache).
+	if c, h := cacheCount(t, cs.reg, query.CacheCoalesced), cacheCount(t, cs.reg, query.CacheHit); c+h != n-1 || c == 0 {
+		t.Errorf("coalesced %v + hits %v, want %d with some coalesced", c, h, n-1)
 	}
 }
 
@@ -233,7 +236,7 @@ func TestCacheRedisKilledMidTest(t *testing.T) {
 		if res.Cached || len(res.Hits) == 0 {
 			t.Fatalf("with Redis down: cached=%v hits=%d", res.Cached, len(res.Hits))
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("a query took %v with Redis down", d)
 		}
 	}
