@@ -62,4 +62,3 @@ func BenchmarkQueryLatency(b *testing.B) {
 		})
 	}
 }
-
