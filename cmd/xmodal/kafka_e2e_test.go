@@ -19,9 +19,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,6 +143,26 @@ func (b *kafkaBroker) restart(t testing.TB) {
 func (b *kafkaBroker) client() (*kafkago.Client, func()) {
 	tr := &kafkago.Transport{DialTimeout: 10 * time.Second, MetadataTTL: time.Second}
 	return &kafkago.Client{Addr: kafkago.TCP(b.plain()), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
+}
+
+// writer returns a producer to topic (murmur2 partitioner, acks=all) with a
+// transport of its own (the default one may hold metadata of an earlier broker
+// on the same port); closing it closes the transport's connections.
+func (b *kafkaBroker) writer(topic string) *kafkaWriter {
+	tr := &kafkago.Transport{DialTimeout: 10 * time.Second, MetadataTTL: time.Second}
+	return &kafkaWriter{Writer: &kafkago.Writer{Addr: kafkago.TCP(b.plain()), Topic: topic, RequiredAcks: kafkago.RequireAll,
+		Balancer: &kafkago.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 100, MaxAttempts: 10, Transport: tr}, tr: tr}
+}
+
+type kafkaWriter struct {
+	*kafkago.Writer
+	tr *kafkago.Transport
+}
+
+func (w *kafkaWriter) Close() error {
+	err := w.Writer.Close()
+	w.tr.CloseIdleConnections()
+	return err
 }
 
 // createTopic creates a topic with n partitions and waits for their leaders.
@@ -597,8 +619,7 @@ func (w *e2eWorkload) String() string {
 // every message's partition and offset.
 func (w *e2eWorkload) produce(t testing.TB, b *kafkaBroker, topic string) {
 	t.Helper()
-	wr := &kafkago.Writer{Addr: kafkago.TCP(b.plain()), Topic: topic, RequiredAcks: kafkago.RequireAll,
-		Balancer: &kafkago.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 500, MaxAttempts: 10}
+	wr := b.writer(topic)
 	defer wr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -777,8 +798,8 @@ func killedBySIGKILL(err error) bool {
 
 // ---- waiting and checking ----
 
-// progress returns the group's committed offsets summed over the partitions.
-func progress(b *kafkaBroker, topic, group string) int64 {
+// committedSum returns the group's committed offsets summed over the partitions.
+func committedSum(b *kafkaBroker, topic, group string) int64 {
 	c, err := b.committed(topic, group, e2ePartitions)
 	if err != nil {
 		return -1
@@ -792,7 +813,7 @@ func waitProgress(t testing.TB, b *kafkaBroker, topic, group string, from int64,
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if p := progress(b, topic, group); p > from {
+		if p := committedSum(b, topic, group); p > from {
 			return p
 		}
 		for _, ix := range ixs {
@@ -811,14 +832,15 @@ func waitProgress(t testing.TB, b *kafkaBroker, topic, group string, from int64,
 func waitDone(t testing.TB, b *kafkaBroker, topic, group string, d time.Duration, ixs ...*indexer) time.Duration {
 	t.Helper()
 	t0 := time.Now()
-	ends, err := b.endOffsets(t, topic, e2ePartitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last map[int]int64
+	var ends, last map[int]int64
+	var err error
 	for {
-		c, err := b.committed(topic, group, e2ePartitions)
-		if err == nil {
+		// Both reads retry: after a broker restart, partitions lack leaders for a while.
+		if ends == nil {
+			ends, err = b.endOffsets(t, topic, e2ePartitions)
+		}
+		c, err2 := b.committed(topic, group, e2ePartitions)
+		if ends != nil && err2 == nil {
 			last = c
 			done := true
 			for p, end := range ends {
@@ -836,7 +858,7 @@ func waitDone(t testing.TB, b *kafkaBroker, topic, group string, d time.Duration
 			t.Fatalf("every indexer exited before the group committed the ends %v (committed %v)", ends, last)
 		}
 		if time.Since(t0) > d {
-			t.Fatalf("committed offsets %v did not reach the ends %v within %v", last, ends, d)
+			t.Fatalf("committed offsets %v did not reach the ends %v within %v (%v, %v)", last, ends, d, err, err2)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -1106,7 +1128,7 @@ func TestKafkaKill9(t *testing.T) {
 	for _, point := range []string{"after-fetch", "after-encode", "mid-write", "after-write"} {
 		run++
 		at := 1 + r.IntN(6)
-		before := progress(b, topic, group)
+		before := committedSum(b, topic, group)
 		ix := startIndexer(t, fmt.Sprintf("run %d (crash at %s #%d)", run, point, at), dir,
 			indexerOpts{brokers: opts.brokers, topic: topic, group: group, maxAttempts: opts.maxAttempts,
 				env: []string{"XMODAL_CRASH_AT=" + point + ":" + strconv.Itoa(at)}})
@@ -1117,12 +1139,14 @@ func TestKafkaKill9(t *testing.T) {
 		if !killedBySIGKILL(err) || !strings.Contains(ix.tail(1<<20), "XMODAL_CRASH_AT: killing") {
 			t.Fatalf("%s ended with %v, want SIGKILL at %s\n%s", ix.name, err, point, ix.tail(4000))
 		}
-		t.Logf("%s: killed; committed %d -> %d of %d", ix.name, before, progress(b, topic, group), len(w.msgs))
+		t.Logf("%s: killed; committed %d -> %d of %d", ix.name, before, committedSum(b, topic, group), len(w.msgs))
 	}
 	for range kills - 4 {
 		run++
-		before := progress(b, topic, group)
-		delay := time.Duration(r.IntN(2000)) * time.Millisecond
+		before := committedSum(b, topic, group)
+		// Up to 2 s per 2000 messages after the run's first commit, so that the
+		// kills fall across the run whatever its size.
+		delay := time.Duration(r.IntN(2000*max(1, n/2000))) * time.Millisecond
 		ix := startIndexer(t, fmt.Sprintf("run %d (SIGKILL %v after its first commit)", run, delay), dir, opts)
 		waitProgress(t, b, topic, group, before, 2*time.Minute, ix)
 		time.Sleep(delay)
@@ -1131,7 +1155,7 @@ func TestKafkaKill9(t *testing.T) {
 		if !killedBySIGKILL(err) {
 			t.Fatalf("%s ended with %v before it was killed", ix.name, err)
 		}
-		t.Logf("%s: killed; committed %d -> %d of %d", ix.name, before, progress(b, topic, group), len(w.msgs))
+		t.Logf("%s: killed; committed %d -> %d of %d", ix.name, before, committedSum(b, topic, group), len(w.msgs))
 	}
 	run++
 	ix := startIndexer(t, fmt.Sprintf("run %d (to the end)", run), dir, opts)
@@ -1328,4 +1352,210 @@ func TestKafkaSASL(t *testing.T) {
 		ix.stop(t)
 		checkEndState(t, b, topic, group, w, readIndex(t, "index", dir, w))
 	})
+}
+
+// ---- benchmark ----
+
+// benchPosts builds n valid posts of one kind ("text", "image" or "mixed").
+func benchPosts(kind string, first, n int) []kafkago.Message {
+	created := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	out := make([]kafkago.Message, n)
+	for j := range out {
+		i := first + j
+		id := fmt.Sprintf("b-%06d", i)
+		p := domain.Post{Schema: 1, ID: id, Author: fmt.Sprintf("user%d/v0", i%50), CreatedAt: created.Add(time.Duration(i) * time.Second)}
+		k := kind
+		if kind == "mixed" {
+			k = []string{"text", "image", "both"}[i%3]
+		}
+		if k != "image" {
+			p.Text = fmt.Sprintf("post %d: %s %s at the %s", i, e2eWords[i%len(e2eWords)], e2eWords[(i/3)%len(e2eWords)], e2eWords[(i/7)%len(e2eWords)])
+		}
+		if k != "text" {
+			p.Image = &domain.ImageRef{Data: tinyPNG(i), MIME: "image/png"}
+		}
+		v, _ := json.Marshal(p)
+		out[j] = kafkago.Message{Key: []byte(id), Value: v}
+	}
+	return out
+}
+
+// scrapeCommits reads the indexer's commit-latency histogram from /metrics:
+// the count, the mean and the bucket bound under which 50% and 99% fall.
+func scrapeCommits(url string) (n int, mean, p50, p99 time.Duration, err error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	var sum float64
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var bs []bucket
+	for _, l := range strings.Split(string(body), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch {
+		case f[0] == "xmodal_kafka_commit_seconds_sum":
+			sum = v
+		case f[0] == "xmodal_kafka_commit_seconds_count":
+			n = int(v)
+		case strings.HasPrefix(f[0], `xmodal_kafka_commit_seconds_bucket{le="`):
+			le, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(f[0], `xmodal_kafka_commit_seconds_bucket{le="`), `"}`), 64)
+			bs = append(bs, bucket{le, v}) // +Inf parses as +Inf
+		}
+	}
+	if n == 0 {
+		return 0, 0, 0, 0, errors.New("no commits recorded")
+	}
+	q := func(frac float64) time.Duration {
+		for _, b := range bs {
+			if b.count >= frac*float64(n) {
+				return time.Duration(b.le * float64(time.Second))
+			}
+		}
+		return -1
+	}
+	return n, time.Duration(sum / float64(n) * float64(time.Second)), q(0.5), q(0.99), nil
+}
+
+// BenchmarkKafkaE2E measures `xmodal run` (parity model, embedded index) consuming
+// a 6-partition topic on a real broker: posts/s from the first produced message
+// until the group has committed every offset, the consumer lag (end offsets minus
+// committed, summed over the partitions) sampled over the run, and the offset
+// commit latency from the indexer's /metrics. "backlog" runs produce everything
+// at once; "paced" ones produce at XMODAL_E2E_BENCH_RATE posts/s (default 100)
+// for 20 s. XMODAL_E2E_BENCH_POSTS sets the backlog size (default 3000).
+func BenchmarkKafkaE2E(b *testing.B) {
+	n := 3000
+	if s := os.Getenv("XMODAL_E2E_BENCH_POSTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	rate := 100
+	if s := os.Getenv("XMODAL_E2E_BENCH_RATE"); s != "" {
+		rate, _ = strconv.Atoi(s)
+	}
+	kb := startKafka(b)
+	first := 0
+	for _, c := range []struct {
+		name  string
+		kind  string
+		paced bool
+	}{
+		{"backlog/text", "text", false},
+		{"backlog/image", "image", false},
+		{"backlog/mixed", "mixed", false},
+		{"paced/mixed", "mixed", true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				topic := fmt.Sprintf("bench-%s-%d", strings.ReplaceAll(c.name, "/", "-"), first)
+				group := "xmodal-" + topic
+				kb.createTopic(b, topic, e2ePartitions)
+				listen := e2eFreePort(b)
+				ix := startIndexer(b, "indexer", b.TempDir(), indexerOpts{brokers: kb.plain(), topic: topic, group: group, httpListen: listen})
+				for deadline := time.Now().Add(2 * time.Minute); ; {
+					if ms, err := kb.members(group, topic); err == nil && len(ms) == 1 {
+						break
+					}
+					if time.Now().After(deadline) || !ix.running() {
+						b.Fatalf("the indexer did not join the group")
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				total := n
+				if c.paced {
+					total = rate * 20
+				}
+				msgs := benchPosts(c.kind, first, total)
+				first += total
+				w := kb.writer(topic)
+				produced := make(chan error, 1)
+				b.ResetTimer()
+				t0 := time.Now()
+				go func() {
+					defer close(produced)
+					ctx := context.Background()
+					if !c.paced {
+						for i := 0; i < len(msgs); i += 500 {
+							if err := w.WriteMessages(ctx, msgs[i:min(i+500, len(msgs))]...); err != nil {
+								produced <- err
+								return
+							}
+						}
+						return
+					}
+					tick := time.NewTicker(100 * time.Millisecond)
+					defer tick.Stop()
+					per := max(rate/10, 1)
+					for i := 0; i < len(msgs); i += per {
+						<-tick.C
+						if err := w.WriteMessages(ctx, msgs[i:min(i+per, len(msgs))]...); err != nil {
+							produced <- err
+							return
+						}
+					}
+				}()
+				var samples []string
+				maxLag, sumLag, nLag := int64(0), int64(0), 0
+				var tProduced, nextSample time.Duration
+				for done := false; !done; {
+					time.Sleep(250 * time.Millisecond)
+					select {
+					case err, ok := <-produced:
+						if err != nil {
+							b.Fatalf("produce: %v", err)
+						}
+						if !ok && tProduced == 0 {
+							tProduced = time.Since(t0)
+							produced = nil
+						}
+					default:
+					}
+					ends, err1 := kb.endOffsets(b, topic, e2ePartitions)
+					com, err2 := kb.committed(topic, group, e2ePartitions)
+					if err1 != nil || err2 != nil {
+						continue
+					}
+					lag := sumOffsets(ends) - sumOffsets(com)
+					maxLag = max(maxLag, lag)
+					sumLag += lag
+					nLag++
+					el := time.Since(t0)
+					if el >= nextSample {
+						samples = append(samples, fmt.Sprintf("%.0fs:%d", el.Seconds(), lag))
+						nextSample += time.Second
+					}
+					done = tProduced > 0 && lag == 0 && sumOffsets(ends) == int64(total)
+					if el > 10*time.Minute {
+						b.Fatalf("not caught up after 10 minutes; lag %d", lag)
+					}
+				}
+				el := time.Since(t0)
+				b.StopTimer()
+				w.Close()
+				cn, mean, p50, p99, err := scrapeCommits("http://" + listen + "/metrics")
+				if err != nil {
+					b.Fatalf("metrics: %v", err)
+				}
+				ix.stop(b)
+				b.ReportMetric(float64(total)/el.Seconds(), "posts/s")
+				b.ReportMetric(float64(maxLag), "max-lag")
+				b.ReportMetric(float64(sumLag)/float64(max(nLag, 1)), "mean-lag")
+				b.ReportMetric(float64(mean.Microseconds())/1000, "commit-ms")
+				b.Logf("%d %s posts in %v (produced in %v); %d commits: mean %v, p50 <= %v, p99 <= %v; lag (time:messages) %s",
+					total, c.kind, el.Round(time.Millisecond), tProduced.Round(time.Millisecond), cn, mean.Round(10*time.Microsecond), p50, p99,
+					strings.Join(samples, " "))
+			}
+		})
+	}
 }

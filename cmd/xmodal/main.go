@@ -61,7 +61,7 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd())
+	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd())
 	return root
 }
 
