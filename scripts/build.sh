@@ -32,7 +32,7 @@ rm -rf "$out/bin" "$out/lib" "$out/testdata" "$out/share"
 mkdir -p "$out/bin" "$out/lib" "$out/share/samples" "$out/share/deploy" "$out/testdata/models"
 
 say "go build (cgo) ./cmd/xmodal, version $version"
-CGO_ENABLED=1 go build -ldflags "-s -w" -o "$out/bin/xmodal" ./cmd/xmodal
+CGO_ENABLED=1 go build -ldflags "-s -w -X main.version=$version" -o "$out/bin/xmodal" ./cmd/xmodal
 
 say "ONNX Runtime"
 lib=$(scripts/ort-setup.sh)

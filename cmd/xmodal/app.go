@@ -205,6 +205,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 			return g
 		}
 	}
+	a.registerRoleMetrics() // roles.go
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err

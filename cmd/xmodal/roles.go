@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/domain"
@@ -263,6 +267,59 @@ func (w *codingWriter) Apply(ctx context.Context, changes []domain.Change) ([]do
 	return w.Writer.Apply(ctx, changes)
 }
 
+// version is set at link time (scripts/build.sh: -ldflags "-X main.version=...").
+var version = "dev"
+
+// registerRoleMetrics exports xmodal_build_info, xmodal_ready and, for the
+// JetStream source, xmodal_jetstream_pending (Kafka's lag is xmodal_kafka_lag).
+func (a *app) registerRoleMetrics() {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xmodal_build_info",
+		Help: "Always 1: the build version, the role, the model version and the index of this process."},
+		[]string{"version", "goversion", "role", "model", "index"})
+	index := "embedded"
+	if a.milvus != nil {
+		index = "milvus"
+	}
+	info.WithLabelValues(version, runtime.Version(), string(a.role), a.model.Version(), index).Set(1)
+	a.reg.MustRegister(info)
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_ready",
+		Help: "1 when /readyz answers 200: running, and every dependency (NATS, index, source) usable."},
+		func() float64 {
+			if !a.ready.Load() {
+				return 0
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			for _, c := range a.checks() {
+				if _, err := c.fn(ctx); err != nil {
+					return 0
+				}
+			}
+			return 1
+		}))
+	if a.src != nil && a.nc != nil {
+		js, err := jetstream.New(a.nc)
+		if err != nil {
+			return
+		}
+		a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_jetstream_pending",
+			Help: "JetStream ingest consumer: messages not yet acknowledged (undelivered + in flight); NaN when the server does not answer."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				c, err := js.Consumer(ctx, "XMODAL_POSTS", "indexer")
+				if err != nil {
+					return math.NaN()
+				}
+				ci, err := c.Info(ctx)
+				if err != nil {
+					return math.NaN()
+				}
+				return float64(ci.NumPending) + float64(ci.NumAckPending)
+			}))
+	}
+}
+
 // A readiness check: nil when the dependency is usable, with a short detail.
 type check struct {
 	name string
@@ -387,7 +444,8 @@ func (a *app) Run(ctx context.Context) error {
 
 // roleCmd is `xmodal run`, `xmodal indexer` or `xmodal serve`.
 func roleCmd(r role, short, long string) *cobra.Command {
-	return &cobra.Command{
+	var check bool
+	c := &cobra.Command{
 		Use:   string(r),
 		Short: short,
 		Long:  long,
@@ -399,6 +457,10 @@ func roleCmd(r role, short, long string) *cobra.Command {
 			}
 			if err := cfg.validateRole(r); err != nil {
 				return err
+			}
+			if check {
+				fmt.Fprintf(cmd.OutOrStdout(), "configuration ok for xmodal %s\n", r)
+				return nil
 			}
 			log := newLogger(cfg, os.Stderr).With("role", string(r))
 			ctx, cancel := signalContext()
@@ -416,6 +478,8 @@ func roleCmd(r role, short, long string) *cobra.Command {
 			return a.Run(ctx)
 		},
 	}
+	c.Flags().BoolVar(&check, "check", false, "validate the configuration for this role (keys, values, the services it needs) and exit; nothing is started")
+	return c
 }
 
 func runCmd() *cobra.Command {
