@@ -8,8 +8,8 @@ package main
 // source partition and offset) with reasons, deleted posts are absent and
 // deny-listed, and the group's committed offsets are the partitions' ends.
 //
-// XMODAL_E2E_POSTS sets the number of messages (default e2eDefaultPosts; the
-// issue's figure is 10000), XMODAL_E2E_SEED the workload and kill seed (logged),
+// XMODAL_E2E_POSTS sets the number of messages (default 10000 for the kill -9
+// test, 2000 for the others), XMODAL_E2E_SEED the workload and kill seed (logged),
 // XMODAL_TEST_KAFKA_E2E_PORT the broker's first port (default 19292; SASL +1,
 // controller +2).
 
@@ -42,9 +42,14 @@ import (
 	"github.com/xmodal/xmodal/sink/embedded"
 )
 
-// e2eDefaultPosts keeps the default run of this file within a few minutes on a
-// shared 2-core machine; XMODAL_E2E_POSTS=10000 runs the issue's size.
-const e2eDefaultPosts = 2000
+// Default workload sizes: the kill -9 test runs the issue's 10,000 messages (its
+// time is mostly restarts: 95 s against 62-85 s for 2,000 on a loaded 2-core
+// machine); the tests of one event (a second indexer killed, a broker restart)
+// run 2,000, which keeps this file near 3 minutes. XMODAL_E2E_POSTS sets all.
+const (
+	e2eKillPosts    = 10000
+	e2eDefaultPosts = 2000
+)
 
 const e2ePartitions = 6
 
@@ -379,7 +384,7 @@ type e2eWorkload struct {
 	kinds   map[string]int
 }
 
-func e2ePostCount(t testing.TB) int {
+func e2ePostCount(t testing.TB, def int) int {
 	if s := os.Getenv("XMODAL_E2E_POSTS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 100 {
@@ -387,7 +392,7 @@ func e2ePostCount(t testing.TB) int {
 		}
 		return n
 	}
-	return e2eDefaultPosts
+	return def
 }
 
 func e2eSeed(t testing.TB) uint64 {
@@ -1110,7 +1115,7 @@ func checkEndState(t *testing.T, b *kafkaBroker, topic, group string, w *e2eWork
 // the write before the ack) and at seeded random moments, restarting it each
 // time, then checks the end state.
 func TestKafkaKill9(t *testing.T) {
-	n := e2ePostCount(t)
+	n := e2ePostCount(t, e2eKillPosts)
 	b, topic, w := e2eSetup(t, n)
 	group := "xmodal-" + topic
 	dir := t.TempDir()
@@ -1177,7 +1182,7 @@ func TestKafkaKill9(t *testing.T) {
 // uncommitted tail, redelivered to the survivor; it is reported and checked to
 // lie at or above the offsets committed when it was killed.
 func TestKafkaTwoIndexers(t *testing.T) {
-	n := e2ePostCount(t)
+	n := e2ePostCount(t, e2eDefaultPosts)
 	b, topic, w := e2eSetup(t, n)
 	group := "xmodal-" + topic
 	dirA, dirB := t.TempDir(), t.TempDir()
@@ -1292,7 +1297,7 @@ func TestKafkaTwoIndexers(t *testing.T) {
 // TestKafkaBrokerRestart stops the broker mid-run and starts it again on the same
 // data: the indexer keeps running, reconnects and reaches the same end state.
 func TestKafkaBrokerRestart(t *testing.T) {
-	n := e2ePostCount(t)
+	n := e2ePostCount(t, e2eDefaultPosts)
 	b, topic, w := e2eSetup(t, n)
 	group := "xmodal-" + topic
 	dir := t.TempDir()
@@ -1429,133 +1434,168 @@ func scrapeCommits(url string) (n int, mean, p50, p99 time.Duration, err error) 
 }
 
 // BenchmarkKafkaE2E measures `xmodal run` (parity model, embedded index) consuming
-// a 6-partition topic on a real broker: posts/s from the first produced message
-// until the group has committed every offset, the consumer lag (end offsets minus
-// committed, summed over the partitions) sampled over the run, and the offset
-// commit latency from the indexer's /metrics. "backlog" runs produce everything
-// at once; "paced" ones produce at XMODAL_E2E_BENCH_RATE posts/s (default 100)
-// for 20 s. XMODAL_E2E_BENCH_POSTS sets the backlog size (default 3000).
+// a 6-partition topic on a real broker, and reports posts/s, the consumer lag
+// (end offsets minus committed offsets, summed over the partitions, sampled every
+// 250 ms) and the offset commit latency (the indexer's xmodal_kafka_commit_seconds).
+//
+//   - backlog/KIND: XMODAL_E2E_BENCH_POSTS posts (default 5000) of one kind are
+//     produced first; the clock starts when the indexer owns the partitions and
+//     stops when the group has committed every offset: posts/s is the rate at
+//     which a backlog moves from Kafka into the index.
+//   - paced-R/mixed: the indexer runs first; posts are produced at R posts/s for
+//     20 s (XMODAL_E2E_BENCH_RATES, default "100,200"); the lag shows whether it
+//     keeps up.
 func BenchmarkKafkaE2E(b *testing.B) {
-	n := 3000
+	n := 5000
 	if s := os.Getenv("XMODAL_E2E_BENCH_POSTS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	rate := 100
-	if s := os.Getenv("XMODAL_E2E_BENCH_RATE"); s != "" {
-		rate, _ = strconv.Atoi(s)
+	rates := []int{100, 200}
+	if s := os.Getenv("XMODAL_E2E_BENCH_RATES"); s != "" {
+		rates = nil
+		for _, f := range strings.Split(s, ",") {
+			r, _ := strconv.Atoi(f)
+			rates = append(rates, r)
+		}
+	}
+	type scenario struct {
+		name string
+		kind string
+		rate int // 0: backlog
+	}
+	scenarios := []scenario{{"backlog/text", "text", 0}, {"backlog/image", "image", 0}, {"backlog/mixed", "mixed", 0}}
+	for _, r := range rates {
+		scenarios = append(scenarios, scenario{fmt.Sprintf("paced-%d/mixed", r), "mixed", r})
 	}
 	kb := startKafka(b)
 	first := 0
-	for _, c := range []struct {
-		name  string
-		kind  string
-		paced bool
-	}{
-		{"backlog/text", "text", false},
-		{"backlog/image", "image", false},
-		{"backlog/mixed", "mixed", false},
-		{"paced/mixed", "mixed", true},
-	} {
+	for _, c := range scenarios {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				topic := fmt.Sprintf("bench-%s-%d", strings.ReplaceAll(c.name, "/", "-"), first)
-				group := "xmodal-" + topic
-				kb.createTopic(b, topic, e2ePartitions)
-				listen := e2eFreePort(b)
-				ix := startIndexer(b, "indexer", b.TempDir(), indexerOpts{brokers: kb.plain(), topic: topic, group: group, httpListen: listen})
-				for deadline := time.Now().Add(2 * time.Minute); ; {
-					if ms, err := kb.members(group, topic); err == nil && len(ms) == 1 {
-						break
-					}
-					if time.Now().After(deadline) || !ix.running() {
-						b.Fatalf("the indexer did not join the group")
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				total := n
-				if c.paced {
-					total = rate * 20
-				}
-				msgs := benchPosts(c.kind, first, total)
-				first += total
-				w := kb.writer(topic)
-				produced := make(chan error, 1)
-				b.ResetTimer()
-				t0 := time.Now()
-				go func() {
-					defer close(produced)
-					ctx := context.Background()
-					if !c.paced {
-						for i := 0; i < len(msgs); i += 500 {
-							if err := w.WriteMessages(ctx, msgs[i:min(i+500, len(msgs))]...); err != nil {
-								produced <- err
-								return
-							}
-						}
-						return
-					}
-					tick := time.NewTicker(100 * time.Millisecond)
-					defer tick.Stop()
-					per := max(rate/10, 1)
-					for i := 0; i < len(msgs); i += per {
-						<-tick.C
-						if err := w.WriteMessages(ctx, msgs[i:min(i+per, len(msgs))]...); err != nil {
-							produced <- err
-							return
-						}
-					}
-				}()
-				var samples []string
-				maxLag, sumLag, nLag := int64(0), int64(0), 0
-				var tProduced, nextSample time.Duration
-				for done := false; !done; {
-					time.Sleep(250 * time.Millisecond)
-					select {
-					case err, ok := <-produced:
-						if err != nil {
-							b.Fatalf("produce: %v", err)
-						}
-						if !ok && tProduced == 0 {
-							tProduced = time.Since(t0)
-							produced = nil
-						}
-					default:
-					}
-					ends, err1 := kb.endOffsets(b, topic, e2ePartitions)
-					com, err2 := kb.committed(topic, group, e2ePartitions)
-					if err1 != nil || err2 != nil {
-						continue
-					}
-					lag := sumOffsets(ends) - sumOffsets(com)
-					maxLag = max(maxLag, lag)
-					sumLag += lag
-					nLag++
-					el := time.Since(t0)
-					if el >= nextSample {
-						samples = append(samples, fmt.Sprintf("%.0fs:%d", el.Seconds(), lag))
-						nextSample += time.Second
-					}
-					done = tProduced > 0 && lag == 0 && sumOffsets(ends) == int64(total)
-					if el > 10*time.Minute {
-						b.Fatalf("not caught up after 10 minutes; lag %d", lag)
-					}
-				}
-				el := time.Since(t0)
-				b.StopTimer()
-				w.Close()
-				cn, mean, p50, p99, err := scrapeCommits("http://" + listen + "/metrics")
-				if err != nil {
-					b.Fatalf("metrics: %v", err)
-				}
-				ix.stop(b)
-				b.ReportMetric(float64(total)/el.Seconds(), "posts/s")
-				b.ReportMetric(float64(maxLag), "max-lag")
-				b.ReportMetric(float64(sumLag)/float64(max(nLag, 1)), "mean-lag")
-				b.ReportMetric(float64(mean.Microseconds())/1000, "commit-ms")
-				b.Logf("%d %s posts in %v (produced in %v); %d commits: mean %v, p50 <= %v, p99 <= %v; lag (time:messages) %s",
-					total, c.kind, el.Round(time.Millisecond), tProduced.Round(time.Millisecond), cn, mean.Round(10*time.Microsecond), p50, p99,
-					strings.Join(samples, " "))
+				benchKafkaRun(b, kb, c.kind, c.rate, n, &first)
 			}
 		})
 	}
+}
+
+func benchKafkaRun(b *testing.B, kb *kafkaBroker, kind string, rate, n int, first *int) {
+	b.StopTimer()
+	topic := fmt.Sprintf("bench-%s-%d-%d", kind, rate, *first)
+	group := "xmodal-" + topic
+	kb.createTopic(b, topic, e2ePartitions)
+	total := n
+	if rate > 0 {
+		total = rate * 20
+	}
+	msgs := benchPosts(kind, *first, total)
+	*first += total
+	w := kb.writer(topic)
+	defer w.Close()
+	ctx := context.Background()
+	produce := func(ms []kafkago.Message) error {
+		for i := 0; i < len(ms); i += 500 {
+			if err := w.WriteMessages(ctx, ms[i:min(i+500, len(ms))]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if rate == 0 {
+		if err := produce(msgs); err != nil {
+			b.Fatalf("produce: %v", err)
+		}
+	}
+	listen := e2eFreePort(b)
+	ix := startIndexer(b, "indexer", b.TempDir(), indexerOpts{brokers: kb.plain(), topic: topic, group: group, httpListen: listen})
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		if ms, err := kb.members(group, topic); err == nil && len(ms) == 1 {
+			break
+		}
+		if time.Now().After(deadline) || !ix.running() {
+			b.Fatalf("the indexer did not join the group")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.StartTimer()
+	t0 := time.Now()
+	produced := make(chan error, 1)
+	if rate == 0 {
+		close(produced)
+	} else {
+		go func() {
+			defer close(produced)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			per := max(rate/10, 1)
+			for i := 0; i < len(msgs); i += per {
+				<-tick.C
+				if err := produce(msgs[i:min(i+per, len(msgs))]); err != nil {
+					produced <- err
+					return
+				}
+			}
+		}()
+	}
+	var samples []string
+	var maxLag, sumLag int64
+	nLag := 0
+	var tProduced time.Duration = -1
+	for done := false; !done; {
+		time.Sleep(250 * time.Millisecond)
+		if tProduced < 0 {
+			select {
+			case err, ok := <-produced:
+				if err != nil {
+					b.Fatalf("produce: %v", err)
+				}
+				if !ok {
+					tProduced = time.Since(t0)
+				}
+			default:
+			}
+		}
+		ends, err1 := kb.endOffsets(b, topic, e2ePartitions)
+		com, err2 := kb.committed(topic, group, e2ePartitions)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		lag := sumOffsets(ends) - sumOffsets(com)
+		maxLag = max(maxLag, lag)
+		sumLag += lag
+		nLag++
+		el := time.Since(t0)
+		samples = append(samples, fmt.Sprintf("%.1fs:%d", el.Seconds(), lag))
+		done = tProduced >= 0 && lag == 0 && sumOffsets(ends) == int64(total)
+		if el > 10*time.Minute {
+			b.Fatalf("not caught up after 10 minutes; lag %d", lag)
+		}
+		if !ix.running() {
+			b.Fatalf("the indexer exited: %v", ix.exit)
+		}
+	}
+	el := time.Since(t0)
+	b.StopTimer()
+	cn, mean, p50, p99, err := scrapeCommits("http://" + listen + "/metrics")
+	if err != nil {
+		b.Fatalf("metrics: %v", err)
+	}
+	ix.stop(b)
+	// Every 4th sample (one a second) for long runs.
+	if len(samples) > 40 {
+		var every []string
+		for i := 0; i < len(samples); i += 4 {
+			every = append(every, samples[i])
+		}
+		samples = every
+	}
+	b.ReportMetric(float64(total)/el.Seconds(), "posts/s")
+	b.ReportMetric(float64(maxLag), "max-lag")
+	b.ReportMetric(float64(sumLag)/float64(max(nLag, 1)), "mean-lag")
+	b.ReportMetric(float64(mean.Microseconds())/1000, "commit-ms")
+	what := "backlog"
+	if rate > 0 {
+		what = fmt.Sprintf("produced at %d/s", rate)
+	}
+	b.Logf("%d %s posts (%s) indexed in %v; %d commits: mean %v, p50 <= %v, p99 <= %v; lag (time:messages) %s",
+		total, kind, what, el.Round(time.Millisecond), cn, mean.Round(10*time.Microsecond), p50, p99, strings.Join(samples, " "))
 }
