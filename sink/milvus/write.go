@@ -218,12 +218,21 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			}
 		}
 	}
-	// 1. what Milvus holds: versions and deny-list entries (Strong).
-	seqs, err := ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids)
-	if err != nil {
-		return err
-	}
-	denied, err := ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids)
+	// 1. what Milvus holds: versions, deny-list entries and the records present
+	// (Strong reads, in parallel: each waits for the server's time tick).
+	var seqs, denied map[string]int64
+	present := map[string]bool{}
+	err := parallel(
+		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids); return },
+		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids); return },
+		func() error {
+			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPostID, fPK, ids)
+			for _, pk := range pks {
+				present[pk] = true
+			}
+			return err
+		},
+	)
 	if err != nil {
 		return err
 	}
@@ -278,8 +287,13 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 				has[st.records[j].Modality] = &st.records[j]
 				recs = append(recs, &st.records[j])
 			}
+			// Remove what the post had and the new version lacks (a code or PDQ
+			// row exists only while its record does: see the write order below).
 			for _, m := range domain.Modalities {
 				pk := domain.PrimaryKey(id, m)
+				if !present[pk] {
+					continue
+				}
 				r := has[m]
 				if r == nil {
 					delRec = append(delRec, pk)
@@ -298,21 +312,31 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			denyIDs = append(denyIDs, id)
 		}
 	}
+	// The write order keeps one invariant through a crash at any point: a code or
+	// PDQ row exists only while the record row of its key does (side rows are
+	// deleted before records and written after them). Version and deny-list rows
+	// come last; a round that fails is redone whole by the caller's redelivery.
 	l := ix.l
-	if err := ix.deleteIn(ctx, l.records.name, fPK, delRec); err != nil {
+	side := func(t *table) bool { return t != nil && !l.single }
+	err = parallel(
+		func() error {
+			if !side(l.code) {
+				return nil
+			}
+			return ix.deleteIn(ctx, l.code.name, fPK, delCode)
+		},
+		func() error {
+			if !side(l.pdq) {
+				return nil
+			}
+			return ix.deleteIn(ctx, l.pdq.name, fPK, delPDQ)
+		},
+		func() error { return ix.deleteIn(ctx, l.posts.name, fPostID, delPosts) },
+	)
+	if err != nil {
 		return err
 	}
-	if l.code != nil && !l.single {
-		if err := ix.deleteIn(ctx, l.code.name, fPK, delCode); err != nil {
-			return err
-		}
-	}
-	if l.pdq != nil && !l.single {
-		if err := ix.deleteIn(ctx, l.pdq.name, fPK, delPDQ); err != nil {
-			return err
-		}
-	}
-	if err := ix.deleteIn(ctx, l.posts.name, fPostID, delPosts); err != nil {
+	if err := ix.deleteIn(ctx, l.records.name, fPK, delRec); err != nil {
 		return err
 	}
 	bs := ix.opt.BatchSize
@@ -322,51 +346,75 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			return err
 		}
 		w.rows.Add(int64(len(chunk)))
-		if l.code != nil && !l.single {
-			if cols := ix.sideColumns(chunk, fCode); cols != nil {
-				if err := ix.upsert(ctx, l.code.name, cols); err != nil {
+	}
+	sideUpserts := func(t *table, field string) func() error {
+		return func() error {
+			if !side(t) {
+				return nil
+			}
+			for from := 0; from < len(recs); from += bs {
+				if cols := ix.sideColumns(recs[from:min(from+bs, len(recs))], field); cols != nil {
+					if err := ix.upsert(ctx, t.name, cols); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}
+	}
+	if err := parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ)); err != nil {
+		return err
+	}
+	now := time.Now().UnixNano()
+	return parallel(
+		func() error {
+			for from := 0; from < len(postIDs); from += bs {
+				to := min(from+bs, len(postIDs))
+				err := ix.upsert(ctx, l.posts.name, []column.Column{
+					column.NewColumnVarChar(fPostID, postIDs[from:to]),
+					column.NewColumnInt64(fSeq, postSeqs[from:to]),
+					dummyColumn(to - from),
+				})
+				if err != nil {
 					return err
 				}
 			}
-		}
-		if l.pdq != nil && !l.single {
-			if cols := ix.sideColumns(chunk, fPDQ); cols != nil {
-				if err := ix.upsert(ctx, l.pdq.name, cols); err != nil {
+			return nil
+		},
+		func() error {
+			for from := 0; from < len(denyIDs); from += bs {
+				to := min(from+bs, len(denyIDs))
+				ts := make([]int64, to-from)
+				for i := range ts {
+					ts[i] = now
+				}
+				err := ix.upsert(ctx, l.deny.name, []column.Column{
+					column.NewColumnVarChar(fPostID, denyIDs[from:to]),
+					column.NewColumnInt64(fDeniedAt, ts),
+					dummyColumn(to - from),
+				})
+				if err != nil {
 					return err
 				}
 			}
-		}
+			return nil
+		},
+	)
+}
+
+// parallel runs the functions concurrently and joins their errors.
+func parallel(fns ...func() error) error {
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, f := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f()
+		}()
 	}
-	for from := 0; from < len(postIDs); from += bs {
-		to := min(from+bs, len(postIDs))
-		err := ix.upsert(ctx, l.posts.name, []column.Column{
-			column.NewColumnVarChar(fPostID, postIDs[from:to]),
-			column.NewColumnInt64(fSeq, postSeqs[from:to]),
-			dummyColumn(to - from),
-		})
-		if err != nil {
-			return err
-		}
-	}
-	if len(denyIDs) > 0 {
-		now := time.Now().UnixNano()
-		ts := make([]int64, len(denyIDs))
-		for i := range ts {
-			ts[i] = now
-		}
-		for from := 0; from < len(denyIDs); from += bs {
-			to := min(from+bs, len(denyIDs))
-			err := ix.upsert(ctx, l.deny.name, []column.Column{
-				column.NewColumnVarChar(fPostID, denyIDs[from:to]),
-				column.NewColumnInt64(fDeniedAt, ts[from:to]),
-				dummyColumn(to - from),
-			})
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func dummyColumn(n int) column.Column {
@@ -566,6 +614,37 @@ func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string
 		}
 	}
 	return out, nil
+}
+
+// queryStrings returns the values of field out of the rows whose keyField is one
+// of keys (Strong).
+func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, keys []string) ([]string, error) {
+	var vals []string
+	for from := 0; from < len(keys); from += inChunk {
+		chunk := keys[from:min(from+inChunk, len(keys))]
+		var rs milvusclient.ResultSet
+		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
+			var err error
+			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(keyField+" in "+quoteList(chunk)).
+				WithOutputFields(out).WithConsistencyLevel(entity.ClStrong), noRetry)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		c := rs.GetColumn(out)
+		if c == nil {
+			continue
+		}
+		for i := 0; i < c.Len(); i++ {
+			v, err := c.GetAsString(i)
+			if err != nil {
+				return nil, err
+			}
+			vals = append(vals, v)
+		}
+	}
+	return vals, nil
 }
 
 // IsDenied reports whether the post id is on the deny-list (Strong).
