@@ -17,6 +17,14 @@ func (r ref) seg() int            { return int(r >> 32) }
 func (r ref) pos() int            { return int(uint32(r)) }
 func (ix *Index) pk(r ref) string { return ix.segs[r.seg()].recs[r.pos()].PK }
 
+// comparePK orders two records by primary key.
+func (ix *Index) comparePK(a, b ref) int {
+	if a.seg() == b.seg() {
+		return ix.segs[a.seg()].comparePK(a.pos(), b.pos())
+	}
+	return strings.Compare(ix.pk(a), ix.pk(b))
+}
+
 // hamSel selects the k records of smallest Hamming distance (ties by primary
 // key) while a scan offers them. Distances are small integers, so it keeps
 // one bucket per distance up to a threshold thr instead of a heap: a record
@@ -51,11 +59,10 @@ type hamHit struct {
 	d int
 }
 
-// top returns the k nearest, by distance then primary key. With ordered
+// top returns the k nearest, by distance then primary key (cmp). With ordered
 // false the order of the result is unspecified (the set is the same).
-func (s *hamSel) top(pk func(ref) string, ordered bool) []hamHit {
+func (s *hamSel) top(cmp func(a, b ref) int, ordered bool) []hamHit {
 	out := make([]hamHit, 0, min(s.k, s.n))
-	cmp := func(a, b ref) int { return strings.Compare(pk(a), pk(b)) }
 	for d := 0; d <= s.thr && len(out) < s.k; d++ {
 		b := s.b[d]
 		if len(b) == 0 {
@@ -143,91 +150,168 @@ func scanCodes(s *segment, si int, q []uint64, sel *hamSel, ok acceptFunc) {
 	}
 }
 
-func scan1(s *segment, si int, q uint64, sel *hamSel, ok acceptFunc) {
-	c := s.codes
-	n := len(c)
-	t1 := sel.thr + 1
-	i := 0
-	for ; i+4 <= n; i += 4 {
+// The kernels below are leaf loops (no calls but the POPCNT fallback), so
+// their state stays in registers: each returns the first record at or after
+// from that may be within t1-1 bits (for the unrolled ones, the start of the
+// block of records holding it), or n. The caller checks those records
+// exactly and resumes after them.
+
+func next1(c []uint64, q uint64, from, t1 int) int {
+	i := from
+	for ; i+4 <= len(c); i += 4 {
 		c4 := c[i : i+4 : i+4]
 		d0 := bits.OnesCount64(c4[0] ^ q)
 		d1 := bits.OnesCount64(c4[1] ^ q)
 		d2 := bits.OnesCount64(c4[2] ^ q)
 		d3 := bits.OnesCount64(c4[3] ^ q)
 		// Any d < t1 makes d-t1 negative: one branch for four records.
-		if (d0-t1)|(d1-t1)|(d2-t1)|(d3-t1) >= 0 {
-			continue
-		}
-		for j, d := range [4]int{d0, d1, d2, d3} {
-			if d <= sel.thr && ok(s, i+j) {
-				sel.add(d, mkref(si, i+j))
-			}
-		}
-		t1 = sel.thr + 1
-	}
-	for ; i < n; i++ {
-		if d := bits.OnesCount64(c[i] ^ q); d <= sel.thr && ok(s, i) {
-			sel.add(d, mkref(si, i))
+		if (d0-t1)|(d1-t1)|(d2-t1)|(d3-t1) < 0 {
+			return i
 		}
 	}
+	for ; i < len(c); i++ {
+		if bits.OnesCount64(c[i]^q) < t1 {
+			return i
+		}
+	}
+	return i
+}
+
+func next2(c []uint64, q0, q1 uint64, from, t1 int) int {
+	i := 2 * from
+	for ; i+4 <= len(c); i += 4 {
+		c4 := c[i : i+4 : i+4]
+		d0 := bits.OnesCount64(c4[0]^q0) + bits.OnesCount64(c4[1]^q1)
+		d1 := bits.OnesCount64(c4[2]^q0) + bits.OnesCount64(c4[3]^q1)
+		if (d0-t1)|(d1-t1) < 0 {
+			return i / 2
+		}
+	}
+	for ; i+2 <= len(c); i += 2 {
+		if bits.OnesCount64(c[i]^q0)+bits.OnesCount64(c[i+1]^q1) < t1 {
+			return i / 2
+		}
+	}
+	return i / 2
+}
+
+func next4(c []uint64, q *[4]uint64, from, t1 int) int {
+	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
+	i := 4 * from
+	for ; i+8 <= len(c); i += 8 {
+		c8 := c[i : i+8 : i+8]
+		d0 := bits.OnesCount64(c8[0]^q0) + bits.OnesCount64(c8[1]^q1) + bits.OnesCount64(c8[2]^q2) + bits.OnesCount64(c8[3]^q3)
+		d1 := bits.OnesCount64(c8[4]^q0) + bits.OnesCount64(c8[5]^q1) + bits.OnesCount64(c8[6]^q2) + bits.OnesCount64(c8[7]^q3)
+		if (d0-t1)|(d1-t1) < 0 {
+			return i / 4
+		}
+	}
+	for ; i+4 <= len(c); i += 4 {
+		c4 := c[i : i+4 : i+4]
+		if bits.OnesCount64(c4[0]^q0)+bits.OnesCount64(c4[1]^q1)+bits.OnesCount64(c4[2]^q2)+bits.OnesCount64(c4[3]^q3) < t1 {
+			return i / 4
+		}
+	}
+	return i / 4
+}
+
+// distanceAt is the Hamming distance of record i's code (words uint64s) to q.
+func distanceAt(c []uint64, q []uint64, i int) int {
+	w := len(q)
+	d := 0
+	for j, x := range c[i*w : (i+1)*w] {
+		d += bits.OnesCount64(x ^ q[j])
+	}
+	return d
+}
+
+// scanFast drives a pure Go kernel from record from: next finds
+// candidates, the block of up to block records from each is checked exactly
+// and offered.
+func scanFast(s *segment, si int, q []uint64, sel *hamSel, ok acceptFunc, from, block int, next func(from, t1 int) int) {
+	n := s.len()
+	for i := from; i < n; {
+		i = next(i, sel.thr+1)
+		if i >= n {
+			return
+		}
+		end := min(i+block, n)
+		for ; i < end; i++ {
+			offerAt(s, si, q, sel, ok, i)
+		}
+	}
+}
+
+// scanMasked drives an AVX-512 kernel: only the records its lane masks flag
+// are checked exactly; the tail goes to the pure Go kernel tail.
+func scanMasked(s *segment, si int, q []uint64, sel *hamSel, ok acceptFunc, block int,
+	next func(from, t1 int) (int, uint32), tail func(from, t1 int) int, tailBlock int) {
+	w := len(q)
+	i := 0
+	for {
+		j, mask := next(i, sel.thr+1)
+		if mask == 0 {
+			scanFast(s, si, q, sel, ok, j, tailBlock, tail)
+			return
+		}
+		for mask != 0 {
+			r := bits.TrailingZeros32(mask) / w
+			mask &^= (1<<w - 1) << (r * w)
+			offerAt(s, si, q, sel, ok, j+r)
+		}
+		i = j + block
+	}
+}
+
+// offerAt checks record i exactly and offers it.
+func offerAt(s *segment, si int, q []uint64, sel *hamSel, ok acceptFunc, i int) {
+	c := s.codes
+	var d int
+	switch len(q) {
+	case 1:
+		d = bits.OnesCount64(c[i] ^ q[0])
+	case 2:
+		d = bits.OnesCount64(c[2*i]^q[0]) + bits.OnesCount64(c[2*i+1]^q[1])
+	case 4:
+		c4 := c[4*i : 4*i+4 : 4*i+4]
+		d = bits.OnesCount64(c4[0]^q[0]) + bits.OnesCount64(c4[1]^q[1]) + bits.OnesCount64(c4[2]^q[2]) + bits.OnesCount64(c4[3]^q[3])
+	default:
+		d = distanceAt(c, q, i)
+	}
+	if d <= sel.thr && ok(s, i) {
+		sel.add(d, mkref(si, i))
+	}
+}
+
+func scan1(s *segment, si int, q uint64, sel *hamSel, ok acceptFunc) {
+	c := s.codes
+	tail := func(from, t1 int) int { return next1(c, q, from, t1) }
+	if hasAVX512 {
+		scanMasked(s, si, []uint64{q}, sel, ok, 16, func(from, t1 int) (int, uint32) { return next1AVX512(c, q, from, t1) }, tail, 4)
+		return
+	}
+	scanFast(s, si, []uint64{q}, sel, ok, 0, 4, tail)
 }
 
 func scan2(s *segment, si int, q0, q1 uint64, sel *hamSel, ok acceptFunc) {
 	c := s.codes
-	n := len(c) / 2
-	t1 := sel.thr + 1
-	i := 0
-	for ; i+2 <= n; i += 2 {
-		c4 := c[2*i : 2*i+4 : 2*i+4]
-		d0 := bits.OnesCount64(c4[0]^q0) + bits.OnesCount64(c4[1]^q1)
-		d1 := bits.OnesCount64(c4[2]^q0) + bits.OnesCount64(c4[3]^q1)
-		if (d0-t1)|(d1-t1) >= 0 {
-			continue
-		}
-		if d0 <= sel.thr && ok(s, i) {
-			sel.add(d0, mkref(si, i))
-		}
-		if d1 <= sel.thr && ok(s, i+1) {
-			sel.add(d1, mkref(si, i+1))
-		}
-		t1 = sel.thr + 1
+	q := [2]uint64{q0, q1}
+	tail := func(from, t1 int) int { return next2(c, q0, q1, from, t1) }
+	if hasAVX512 {
+		scanMasked(s, si, q[:], sel, ok, 8, func(from, t1 int) (int, uint32) { return next2AVX512(c, &q, from, t1) }, tail, 2)
+		return
 	}
-	for ; i < n; i++ {
-		d := bits.OnesCount64(c[2*i]^q0) + bits.OnesCount64(c[2*i+1]^q1)
-		if d <= sel.thr && ok(s, i) {
-			sel.add(d, mkref(si, i))
-		}
-	}
+	scanFast(s, si, q[:], sel, ok, 0, 2, tail)
 }
 
 func scan4(s *segment, si int, q *[4]uint64, sel *hamSel, ok acceptFunc) {
 	c := s.codes
-	n := len(c) / 4
-	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	t1 := sel.thr + 1
-	i := 0
-	for ; i+2 <= n; i += 2 {
-		c8 := c[4*i : 4*i+8 : 4*i+8]
-		d0 := bits.OnesCount64(c8[0]^q0) + bits.OnesCount64(c8[1]^q1) + bits.OnesCount64(c8[2]^q2) + bits.OnesCount64(c8[3]^q3)
-		d1 := bits.OnesCount64(c8[4]^q0) + bits.OnesCount64(c8[5]^q1) + bits.OnesCount64(c8[6]^q2) + bits.OnesCount64(c8[7]^q3)
-		if (d0-t1)|(d1-t1) >= 0 {
-			continue
-		}
-		if d0 <= sel.thr && ok(s, i) {
-			sel.add(d0, mkref(si, i))
-		}
-		if d1 <= sel.thr && ok(s, i+1) {
-			sel.add(d1, mkref(si, i+1))
-		}
-		t1 = sel.thr + 1
+	tail := func(from, t1 int) int { return next4(c, q, from, t1) }
+	if hasAVX512 {
+		scanMasked(s, si, q[:], sel, ok, 4, func(from, t1 int) (int, uint32) { return next4AVX512(c, q, from, t1) }, tail, 2)
+		return
 	}
-	for ; i < n; i++ {
-		c4 := c[4*i : 4*i+4 : 4*i+4]
-		d := bits.OnesCount64(c4[0]^q0) + bits.OnesCount64(c4[1]^q1) + bits.OnesCount64(c4[2]^q2) + bits.OnesCount64(c4[3]^q3)
-		if d <= sel.thr && ok(s, i) {
-			sel.add(d, mkref(si, i))
-		}
-	}
+	scanFast(s, si, q[:], sel, ok, 0, 2, tail)
 }
 
 func scanN(s *segment, si int, q []uint64, sel *hamSel, ok acceptFunc) {

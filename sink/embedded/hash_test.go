@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"path/filepath"
@@ -165,7 +166,7 @@ func TestHybridPlanMatchesBruteForce(t *testing.T) {
 		}
 		var ws []want
 		for _, rc := range eligible(all, m, f) {
-			ws = append(ws, want{pk: rc.PK, d: hamming(qr.Code, rc.Code), s: dot(qr.Vector, rc.Vector)})
+			ws = append(ws, want{pk: rc.PK, d: hamming(qr.Code, rc.Code), s: score(qr.Vector, rc.Vector)})
 		}
 		sortHam(ws)
 		ws = ws[:min(max(c, k), len(ws))]
@@ -583,7 +584,7 @@ func TestScanKernelsAgree(t *testing.T) {
 				}
 			}
 			q := make([]uint64, words)
-			pk := func(x ref) string { return s.recs[x.pos()].PK }
+			pk := func(a, b ref) int { return strings.Compare(s.recs[a.pos()].PK, s.recs[b.pos()].PK) }
 			for _, k := range []int{1, 10, 100, 5000} {
 				fast, slow := newHamSel(k, 64*words), newHamSel(k, 64*words)
 				scanCodes(s, 1, q, fast, codeAccept(&domain.Filter{}))
@@ -592,6 +593,291 @@ func TestScanKernelsAgree(t *testing.T) {
 				if !slices.Equal(a, b) {
 					t.Fatalf("words %d n %d k %d: kernels disagree", words, n, k)
 				}
+			}
+		}
+	}
+}
+
+// TestKernelContract checks every Hamming kernel, AVX-512 and pure Go: the
+// index returned has no record under t1 before it, and a record under t1
+// within the kernel's block after it (or is the tail); the AVX-512 kernels'
+// masks flag exactly the records of the block under t1.
+func TestKernelContract(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	type kernel struct {
+		name  string
+		words int
+		block int
+		avx   bool
+		next  func(c []uint64, q []uint64, from, t1 int) (int, uint32)
+	}
+	noMask := func(f func(c, q []uint64, from, t1 int) int) func(c, q []uint64, from, t1 int) (int, uint32) {
+		return func(c, q []uint64, from, t1 int) (int, uint32) { return f(c, q, from, t1), 0 }
+	}
+	ks := []kernel{
+		{"next1", 1, 4, false, noMask(func(c, q []uint64, from, t1 int) int { return next1(c, q[0], from, t1) })},
+		{"next2", 2, 2, false, noMask(func(c, q []uint64, from, t1 int) int { return next2(c, q[0], q[1], from, t1) })},
+		{"next4", 4, 2, false, noMask(func(c, q []uint64, from, t1 int) int { return next4(c, (*[4]uint64)(q), from, t1) })},
+		{"next1AVX512", 1, 16, true, func(c, q []uint64, from, t1 int) (int, uint32) { return next1AVX512(c, q[0], from, t1) }},
+		{"next2AVX512", 2, 8, true, func(c, q []uint64, from, t1 int) (int, uint32) { return next2AVX512(c, (*[2]uint64)(q), from, t1) }},
+		{"next4AVX512", 4, 4, true, func(c, q []uint64, from, t1 int) (int, uint32) { return next4AVX512(c, (*[4]uint64)(q), from, t1) }},
+	}
+	for _, k := range ks {
+		if k.avx && !hasAVX512 {
+			t.Logf("%s: no AVX-512 VPOPCNTDQ on this CPU, skipped", k.name)
+			continue
+		}
+		for trial := range 3000 {
+			n := r.IntN(70)
+			c := make([]uint64, n*k.words)
+			for i := range c {
+				c[i] = r.Uint64()
+				if r.IntN(3) == 0 {
+					c[i] &= r.Uint64() & r.Uint64() // near zero: small distances
+				}
+			}
+			q := make([]uint64, k.words)
+			if trial%2 == 0 {
+				for i := range q {
+					q[i] = r.Uint64()
+				}
+			}
+			from := r.IntN(n + 1)
+			t1 := 1 + r.IntN(64*k.words/2+2)
+			got, mask := k.next(c, q, from, t1)
+			under := func(i int) bool { return distanceAt(c, q, i) < t1 }
+			if got < from || got > n {
+				t.Fatalf("%s trial %d: returned %d outside [%d, %d]", k.name, trial, got, from, n)
+			}
+			for i := from; i < got; i++ {
+				if under(i) {
+					t.Fatalf("%s trial %d: record %d under %d skipped (returned %d)", k.name, trial, i, t1, got)
+				}
+			}
+			if k.avx {
+				if mask == 0 {
+					if got+k.block <= n {
+						t.Fatalf("%s trial %d: mask 0 at %d, not the tail of %d", k.name, trial, got, n)
+					}
+					continue
+				}
+				for j := 0; j < k.block; j++ {
+					flagged := mask>>(j*k.words)&1 == 1
+					if flagged != under(got+j) {
+						t.Fatalf("%s trial %d: record %d flagged %v, under %d: %v (mask %b)", k.name, trial, got+j, flagged, t1, under(got+j), mask)
+					}
+				}
+				continue
+			}
+			if got+k.block <= n {
+				found := false
+				for i := got; i < got+k.block; i++ {
+					found = found || under(i)
+				}
+				if !found {
+					t.Fatalf("%s trial %d: block at %d holds no record under %d", k.name, trial, got, t1)
+				}
+			}
+		}
+	}
+}
+
+// TestAVX512AndPureGoAgree runs the hash plan with both kernel sets.
+func TestAVX512AndPureGoAgree(t *testing.T) {
+	if !hasAVX512 {
+		t.Skip("no AVX-512 VPOPCNTDQ on this CPU")
+	}
+	defer func(v bool) { hasAVX512 = v }(hasAVX512)
+	for _, nbytes := range []int{4, 8, 16, 32} {
+		ix := openTest(t, filepath.Join(t.TempDir(), "ix.db"))
+		chs, all := codedRecords(700, nbytes, uint64(nbytes)+40)
+		mustApply(t, ix, chs...)
+		r := rand.New(rand.NewPCG(1, uint64(nbytes)))
+		for trial := range 30 {
+			q := domain.VectorQuery{Vector: unit(1), Code: all[r.IntN(len(all))].Code, K: []int{1, 10, 100, 1000}[trial%4],
+				Plan: domain.PlanHash, Filter: filters[trial%len(filters)]}
+			hasAVX512 = true
+			a, err := ix.Search(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hasAVX512 = false
+			b, err := ix.Search(context.Background(), q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(a) != len(b) {
+				t.Fatalf("%d bytes trial %d: %d hits with AVX-512, %d without", nbytes, trial, len(a), len(b))
+			}
+			for i := range a {
+				if a[i].PK != b[i].PK || *a[i].Distance != *b[i].Distance {
+					t.Fatalf("%d bytes trial %d rank %d: %s/%d with AVX-512, %s/%d without", nbytes, trial, i, a[i].PK, *a[i].Distance, b[i].PK, *b[i].Distance)
+				}
+			}
+		}
+	}
+}
+
+func TestDot2(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{0, 1, 3, 8, 63, 512} {
+		v := make([][]float32, 3)
+		for i := range v {
+			v[i] = make([]float32, n)
+			for j := range v[i] {
+				v[i][j] = float32(r.NormFloat64())
+			}
+		}
+		a, b := dot2(v[0], v[1], v[2])
+		if a != dot(v[0], v[1]) || b != dot(v[0], v[2]) {
+			t.Errorf("n=%d: dot2 = %v, %v; dot = %v, %v (must agree bit for bit)", n, a, b, dot(v[0], v[1]), dot(v[0], v[2]))
+		}
+	}
+}
+
+// TestPKKeysOrder: the per-record keys order records as their primary keys
+// do, through prefix changes, moves and deletes.
+func TestPKKeysOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	pks := []string{"post-0001#image", "post-0010#image", "post-0001x#image", "post-#image", "post-00011#image",
+		"p#image", "post-0001#imag", "zz#image", "post-0001\x00#image", "post-000#image", "Post-1#image"}
+	for i := range 300 {
+		pks = append(pks, fmt.Sprintf("post-%d#image", r.IntN(100000)), fmt.Sprintf("post-train-%06d#image", i))
+	}
+	s := &segment{mod: domain.ModalityImage}
+	check := func() {
+		t.Helper()
+		for i := range s.recs {
+			for j := range s.recs {
+				if got, want := s.comparePK(i, j), strings.Compare(s.recs[i].PK, s.recs[j].PK); got != want {
+					t.Fatalf("comparePK(%q, %q) = %d, want %d (shared prefix %d)", s.recs[i].PK, s.recs[j].PK, got, want, s.cp)
+				}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, pk := range pks {
+		if seen[pk] {
+			continue
+		}
+		seen[pk] = true
+		pos := s.grow(testDim, 0)
+		s.set(pos, &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(i))}, testDim, 0, 0)
+		if i%40 == 0 {
+			check()
+		}
+		if r.IntN(5) == 0 && s.len() > 1 {
+			s.remove(r.IntN(s.len()), testDim, 0)
+		}
+	}
+	check()
+}
+
+// TestDotsAgree: the AVX-512 dot kernel agrees with the pure Go one (to
+// rounding), for sequential and scattered positions.
+func TestDotsAgree(t *testing.T) {
+	if !hasAVX512FMA {
+		t.Skip("no AVX-512 on this CPU")
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, dim := range []int{64, 128, 512, 1024} {
+		n := 300
+		base := make([]float32, n*dim)
+		for i := range base {
+			base[i] = float32(r.NormFloat64())
+		}
+		q := base[7*dim : 8*dim]
+		var pos []int32
+		for range 257 {
+			pos = append(pos, int32(r.IntN(n)))
+		}
+		out := make([]float32, len(pos))
+		dots(q, base, pos, out)
+		for j, p := range pos {
+			want := dot(q, base[int(p)*dim:(int(p)+1)*dim])
+			if d := out[j] - want; d > 1e-4*float32(dim)/64 || d < -1e-4*float32(dim)/64 {
+				t.Fatalf("dim %d: dots[%d] = %v, dot = %v", dim, j, out[j], want)
+			}
+			if s := score(q, base[int(p)*dim:(int(p)+1)*dim]); s != out[j] {
+				t.Fatalf("dim %d: score %v differs from dots %v (must be bit for bit)", dim, s, out[j])
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("dots with an out-of-range position did not panic")
+		}
+	}()
+	dots(make([]float32, 64), make([]float32, 128), []int32{2}, make([]float32, 1))
+}
+
+// TestPlansAtDim64 runs exact and hybrid on 64-dimensional vectors (the
+// AVX-512 kernel's case) against a float64 brute force.
+func TestPlansAtDim64(t *testing.T) {
+	const dim = 64
+	ix, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: dim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	r := rand.New(rand.NewPCG(6, 6))
+	var all []domain.Record
+	var chs []domain.Change
+	for i := range 700 {
+		id := fmt.Sprintf("p%04d", i)
+		v := make([]float32, dim)
+		var n float64
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+			n += float64(v[j]) * float64(v[j])
+		}
+		for j := range v {
+			v[j] /= float32(math.Sqrt(n))
+		}
+		rc := domain.Record{PK: domain.PrimaryKey(id, domain.ModalityImage), PostID: id, Modality: domain.ModalityImage, Vector: v, Code: randBytes(r, 8)}
+		all = append(all, rc)
+		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{rc}})
+	}
+	mustApply(t, ix, chs...)
+	for trial := range 20 {
+		q := all[r.IntN(len(all))]
+		exact, err := ix.Search(context.Background(), domain.VectorQuery{Vector: q.Vector, K: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type ws struct {
+			pk string
+			s  float64
+		}
+		var want []ws
+		for _, rc := range all {
+			var s float64
+			for j := range rc.Vector {
+				s += float64(q.Vector[j]) * float64(rc.Vector[j])
+			}
+			want = append(want, ws{rc.PK, s})
+		}
+		slices.SortFunc(want, func(a, b ws) int {
+			if a.s != b.s {
+				if a.s > b.s {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(a.pk, b.pk)
+		})
+		for i := range exact {
+			if math.Abs(float64(exact[i].Score)-want[i].s) > 1e-5 || (exact[i].PK != want[i].pk && math.Abs(want[i].s-want[min(i+1, len(want)-1)].s) > 1e-5 && math.Abs(want[i].s-want[max(i-1, 0)].s) > 1e-5) {
+				t.Fatalf("trial %d rank %d: %s %v, want %s %v", trial, i, exact[i].PK, exact[i].Score, want[i].pk, want[i].s)
+			}
+		}
+		hy, err := ix.Search(context.Background(), domain.VectorQuery{Vector: q.Vector, Code: q.Code, K: 20, Plan: domain.PlanHybrid, Candidates: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range exact {
+			if hy[i].PK != exact[i].PK || hy[i].Score != exact[i].Score {
+				t.Fatalf("trial %d rank %d: hybrid %s %v, exact %s %v", trial, i, hy[i].PK, hy[i].Score, exact[i].PK, exact[i].Score)
 			}
 		}
 	}

@@ -71,7 +71,7 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 			sel.add(d, mkref(si, pos))
 		}
 	}
-	top := sel.top(ix.pk, true)
+	top := sel.top(ix.comparePK, true)
 	out := make([]domain.NearDupHit, len(top))
 	for i, t := range top {
 		s := ix.segs[t.r.seg()]

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -50,12 +51,13 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 		if err != nil {
 			return nil, err
 		}
-		top := sel.top(ix.pk, true)
+		top := sel.top(ix.comparePK, true)
 		hits := make([]domain.Hit, len(top))
+		dists := make([]int, len(top))
 		for i, h := range top {
 			hits[i] = ix.hit(h.r, 1-2*float32(h.d)/float32(ix.codeBits))
-			d := h.d
-			hits[i].Distance = &d
+			dists[i] = h.d
+			hits[i].Distance = &dists[i]
 		}
 		return hits, nil
 	case domain.PlanHybrid:
@@ -92,27 +94,32 @@ func (ix *Index) hit(r ref, score float32) domain.Hit {
 	return domain.HitFromRecord(ix.segs[r.seg()].recs[r.pos()], score)
 }
 
-// exact is the brute-force cosine scan (vectors are normalised: a dot).
+// exact is the brute-force cosine scan (vectors are normalised: a dot),
+// scoring exactBlock vectors per dots call.
 func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segment) ([]domain.Hit, error) {
 	top := &topK{k: q.K}
 	filter := !q.Filter.Empty()
 	dim := ix.dim
+	var scores [exactBlock]float32
 	for _, s := range segs {
 		si := segIndex(s.mod)
-		vecs := s.vecs
-		for pos := range s.recs {
-			if pos%16384 == 0 && ctx.Err() != nil {
+		n := s.len()
+		for lo := 0; lo < n; lo += exactBlock {
+			if lo%(64*exactBlock) == 0 && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			sc := dot(q.Vector, vecs[pos*dim:(pos+1)*dim])
-			if top.full() && sc < top.items[0].score {
-				continue
+			m := min(exactBlock, n-lo)
+			dots(q.Vector, s.vecs[lo*dim:(lo+m)*dim], iota32[:m], scores[:m])
+			for j, sc := range scores[:m] {
+				if top.full() && sc < top.items[0].score {
+					continue
+				}
+				r := s.recs[lo+j]
+				if filter && !q.Filter.Match(r) {
+					continue
+				}
+				top.offer(scored{slot: int(mkref(si, lo+j)), score: sc, pk: r.PK})
 			}
-			r := s.recs[pos]
-			if filter && !q.Filter.Match(r) {
-				continue
-			}
-			top.offer(scored{slot: int(mkref(si, pos)), score: sc, pk: r.PK})
 		}
 	}
 	res := top.sorted()
@@ -145,27 +152,43 @@ func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segm
 	if err != nil {
 		return nil, err
 	}
-	cands := sel.top(ix.pk, false)
+	cands := sel.top(ix.comparePK, false)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Score the candidates segment by segment (dots prefetches each next
+	// vector: they are scattered).
 	top := &topK{k: q.K}
-	dim := ix.dim
-	for _, h := range cands {
-		s := ix.segs[h.r.seg()]
-		pos := h.r.pos()
-		sc := dot(q.Vector, s.vecs[pos*dim:(pos+1)*dim])
-		if top.full() && sc < top.items[0].score {
+	var pos []int32
+	var scores []float32
+	for si, s := range ix.segs {
+		pos = pos[:0]
+		var ds []int
+		for _, h := range cands {
+			if h.r.seg() == si {
+				pos = append(pos, int32(h.r.pos()))
+				ds = append(ds, h.d)
+			}
+		}
+		if len(pos) == 0 {
 			continue
 		}
-		top.offer(scored{slot: int(h.r), score: sc, dist: h.d, pk: s.recs[pos].PK})
+		scores = slices.Grow(scores[:0], len(pos))[:len(pos)]
+		dots(q.Vector, s.vecs, pos, scores)
+		for j, sc := range scores {
+			if top.full() && sc < top.items[0].score {
+				continue
+			}
+			top.offer(scored{slot: int(mkref(si, int(pos[j]))), score: sc, dist: ds[j], pk: s.recs[pos[j]].PK})
+		}
 	}
 	res := top.sorted()
 	hits := make([]domain.Hit, len(res))
+	dists := make([]int, len(res))
 	for i, r := range res {
 		hits[i] = ix.hit(ref(r.slot), r.score)
-		d := r.dist
-		hits[i].Distance = &d
+		dists[i] = r.dist
+		hits[i].Distance = &dists[i]
 	}
 	return hits, nil
 }

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -22,6 +23,15 @@ type segment struct {
 	// arrives), pdqQ its quality, -1 for a record without one.
 	pdq  []uint64
 	pdqQ []int8
+	// pkKey holds, per record, 8 bytes of its primary key after the prefix
+	// that every key of the segment shares (cp bytes long, as in pkRef),
+	// big-endian and zero-padded: comparing keys orders records as their
+	// primary keys do, without reading the strings, except when two keys are
+	// equal. Ties of the Hamming plans break by primary key, and clustered
+	// codes tie by the thousand.
+	pkKey []uint64
+	pkRef string
+	cp    int
 }
 
 // segIndex maps a modality to its segment.
@@ -42,6 +52,7 @@ func (s *segment) len() int { return len(s.recs) }
 func (s *segment) grow(dim, words int) int {
 	pos := len(s.recs)
 	s.recs = append(s.recs, nil)
+	s.pkKey = append(s.pkKey, 0)
 	s.vecs = append(s.vecs, make([]float32, dim)...)
 	if words > 0 {
 		s.codes = append(s.codes, make([]uint64, words)...)
@@ -92,6 +103,59 @@ func (s *segment) set(pos int, r *domain.Record, dim, words, codeBytes int) {
 	meta := *r
 	meta.Vector, meta.Code, meta.PDQ = nil, nil, nil
 	s.recs[pos] = &meta
+	s.setKey(pos)
+}
+
+// setKey computes the key of the record at pos, first narrowing the shared
+// prefix (and recomputing every key) when its primary key leaves it.
+func (s *segment) setKey(pos int) {
+	pk := s.recs[pos].PK
+	if s.pkRef == "" {
+		s.pkRef, s.cp = pk, len(pk)
+	}
+	if n := commonPrefix(s.pkRef, pk); n < s.cp {
+		s.cp = n
+		for i, r := range s.recs {
+			if r != nil {
+				s.pkKey[i] = keyAfter(r.PK, s.cp)
+			}
+		}
+		return
+	}
+	s.pkKey[pos] = keyAfter(pk, s.cp)
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// keyAfter returns the 8 bytes of pk from cp, big-endian, zero-padded.
+func keyAfter(pk string, cp int) uint64 {
+	var k uint64
+	for i := 0; i < 8; i++ {
+		k <<= 8
+		if j := cp + i; j < len(pk) {
+			k |= uint64(pk[j])
+		}
+	}
+	return k
+}
+
+// comparePK orders the records at positions i and j by primary key.
+func (s *segment) comparePK(i, j int) int {
+	if a, b := s.pkKey[i], s.pkKey[j]; a != b {
+		if a < b {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(s.recs[i].PK, s.recs[j].PK)
 }
 
 // remove deletes pos by moving the last record into it; it returns the
@@ -101,6 +165,7 @@ func (s *segment) remove(pos, dim, words int) string {
 	moved := ""
 	if pos != last {
 		s.recs[pos] = s.recs[last]
+		s.pkKey[pos] = s.pkKey[last]
 		moved = s.recs[pos].PK
 		copy(s.vecs[pos*dim:(pos+1)*dim], s.vecs[last*dim:(last+1)*dim])
 		if words > 0 {
@@ -114,6 +179,7 @@ func (s *segment) remove(pos, dim, words int) string {
 	}
 	s.recs[last] = nil
 	s.recs = s.recs[:last]
+	s.pkKey = s.pkKey[:last]
 	s.vecs = s.vecs[:last*dim]
 	if words > 0 {
 		s.codes = s.codes[:last*words]

@@ -18,3 +18,75 @@ func dot(a, b []float32) float32 {
 	}
 	return (s0 + s1) + (s2 + s3)
 }
+
+// dot2 returns dot(q, a) and dot(q, b), bit for bit, in one pass: two
+// independent memory streams let the CPU overlap their cache misses, which
+// dominate when the vectors are scattered (the hybrid plan's candidates).
+func dot2(q, a, b []float32) (float32, float32) {
+	n := len(q)
+	a, b = a[:n], b[:n]
+	var a0, a1, a2, a3, b0, b1, b2, b3 float32
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		a0 += q[i]*a[i] + q[i+4]*a[i+4]
+		b0 += q[i]*b[i] + q[i+4]*b[i+4]
+		a1 += q[i+1]*a[i+1] + q[i+5]*a[i+5]
+		b1 += q[i+1]*b[i+1] + q[i+5]*b[i+5]
+		a2 += q[i+2]*a[i+2] + q[i+6]*a[i+6]
+		b2 += q[i+2]*b[i+2] + q[i+6]*b[i+6]
+		a3 += q[i+3]*a[i+3] + q[i+7]*a[i+7]
+		b3 += q[i+3]*b[i+3] + q[i+7]*b[i+7]
+	}
+	for ; i < n; i++ {
+		a0 += q[i] * a[i]
+		b0 += q[i] * b[i]
+	}
+	return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+}
+
+// dots sets out[j] to the inner product of q with the vector at position
+// pos[j] of base (vectors of len(q) floats, one after another). With
+// AVX-512 and a dimension that is a multiple of 64 it runs the assembly
+// kernel; else dot. Every plan scores through dots, so a vector gets the
+// same score whichever plan ranks it.
+func dots(q, base []float32, pos []int32, out []float32) {
+	dim := len(q)
+	out = out[:len(pos)]
+	if hasAVX512FMA && dim > 0 && dim%64 == 0 {
+		n := int32(len(base) / dim)
+		for _, p := range pos {
+			if p < 0 || p >= n {
+				panic("embedded: dots: position out of range")
+			}
+		}
+		dotsAVX512(q, base, pos, out)
+		return
+	}
+	vec := func(p int32) []float32 { return base[int(p)*dim : (int(p)+1)*dim] }
+	j := 0
+	for ; j+2 <= len(pos); j += 2 {
+		out[j], out[j+1] = dot2(q, vec(pos[j]), vec(pos[j+1]))
+	}
+	if j < len(pos) {
+		out[j] = dot(q, vec(pos[j]))
+	}
+}
+
+// score is dots for one vector.
+func score(q, v []float32) float32 {
+	var out [1]float32
+	dots(q, v, []int32{0}, out[:])
+	return out[0]
+}
+
+// iota32 holds 0, 1, 2, ... for sequential dots.
+var iota32 = func() []int32 {
+	s := make([]int32, exactBlock)
+	for i := range s {
+		s[i] = int32(i)
+	}
+	return s
+}()
+
+// exactBlock is how many vectors the exact scan scores per dots call.
+const exactBlock = 256

@@ -1,0 +1,87 @@
+//go:build !purego
+
+#include "textflag.h"
+
+#define PREFETCH 2
+
+// func dotsAVX512(q []float32, base []float32, pos []int32, out []float32)
+//
+// out[j] = q · base[pos[j]*len(q) : (pos[j]+1)*len(q)] for every j, with
+// len(q) a multiple of 64 (vecmath.go checks the bounds). Four AVX-512 FMA
+// accumulators of 16 lanes, summed in a fixed order, so every caller gets
+// the same bits for the same vectors. While one vector is summed, the cache
+// lines of the one PREFETCH positions ahead are prefetched: the hybrid plan's candidates are
+// scattered, and their cache misses, not the arithmetic, bound it.
+TEXT ·dotsAVX512(SB), NOSPLIT, $0-96
+	MOVQ q_base+0(FP), SI
+	MOVQ q_len+8(FP), R11
+	SHLQ $2, R11
+	MOVQ base_base+24(FP), DI
+	MOVQ pos_base+48(FP), R8
+	MOVQ pos_len+56(FP), R9
+	MOVQ out_base+72(FP), R10
+	XORQ CX, CX
+	TESTQ R9, R9
+	JEQ  dotsdone
+	MOVLQSX (R8), AX
+	IMULQ R11, AX
+	LEAQ (DI)(AX*1), BX
+
+dotsloop:
+	// DX: the vector PREFETCH positions ahead, prefetched while this one is summed.
+	LEAQ PREFETCH(CX), R13
+	MOVQ BX, DX
+	CMPQ R13, R9
+	JGE  nonext
+	MOVLQSX (R8)(R13*4), AX
+	IMULQ R11, AX
+	LEAQ (DI)(AX*1), DX
+
+nonext:
+	LEAQ 1(CX), R13
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	XORQ   R12, R12
+
+dotk:
+	PREFETCHT0  (DX)(R12*1)
+	PREFETCHT0  64(DX)(R12*1)
+	PREFETCHT0  128(DX)(R12*1)
+	PREFETCHT0  192(DX)(R12*1)
+	VMOVUPS     (SI)(R12*1), Z4
+	VMOVUPS     64(SI)(R12*1), Z5
+	VMOVUPS     128(SI)(R12*1), Z6
+	VMOVUPS     192(SI)(R12*1), Z7
+	VFMADD231PS (BX)(R12*1), Z4, Z0
+	VFMADD231PS 64(BX)(R12*1), Z5, Z1
+	VFMADD231PS 128(BX)(R12*1), Z6, Z2
+	VFMADD231PS 192(BX)(R12*1), Z7, Z3
+	ADDQ        $256, R12
+	CMPQ        R12, R11
+	JLT         dotk
+
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (R10)(CX*4)
+	MOVQ          R13, CX
+	CMPQ          CX, R9
+	JGE           dotsdone
+	MOVLQSX       (R8)(CX*4), AX
+	IMULQ         R11, AX
+	LEAQ          (DI)(AX*1), BX
+	JMP           dotsloop
+
+dotsdone:
+	VZEROUPPER
+	RET
