@@ -1,0 +1,191 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/internal/natsserver"
+)
+
+// startTestMilvus starts a Milvus standalone of its own with scripts/milvus.sh
+// (gRPC 19830 and the next ten ports; XMODAL_TEST_DEPLOY_MILVUS_PORT moves them)
+// and stops it after the test. Without python3/pip and PyPI (or a cached
+// .cache/milvus) the test fails naming Milvus.
+func startTestMilvus(t *testing.T) string {
+	t.Helper()
+	root := repoRoot(t)
+	port := 19830
+	if p := os.Getenv("XMODAL_TEST_DEPLOY_MILVUS_PORT"); p != "" {
+		var err error
+		if port, err = strconv.Atoi(p); err != nil {
+			t.Fatalf("XMODAL_TEST_DEPLOY_MILVUS_PORT=%q: %v", p, err)
+		}
+	}
+	data := filepath.Join(root, ".cache", "milvus", "test-data-deploy-"+strconv.Itoa(port))
+	script := func(timeout time.Duration, arg string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "milvus.sh"), arg)
+		cmd.Env = append(os.Environ(), "MILVUS_PORT="+strconv.Itoa(port), "MILVUS_DATA="+data)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	script(2*time.Minute, "stop") // one left by a crashed run
+	os.RemoveAll(data)
+	t.Cleanup(func() { // also after a start that failed half-way
+		if out, err := script(2*time.Minute, "stop"); err != nil {
+			t.Errorf("scripts/milvus.sh stop: %v\n%s", err, out)
+		}
+		os.RemoveAll(data)
+	})
+	if out, err := script(10*time.Minute, "start"); err != nil {
+		t.Fatalf("Milvus unavailable: `scripts/milvus.sh start` (MILVUS_PORT=%d) failed; it needs python3 with venv and pip, and PyPI (or a cached .cache/milvus): %v\n%s", port, err, out)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// TestSplitRolesOnMilvus runs the deployment's shape on real services: Kafka
+// (scripts/kafka.sh), Milvus (scripts/milvus.sh), a NATS server, one
+// `xmodal indexer` and one `xmodal serve` built by scripts/build.sh. The sample
+// posts go to Kafka; the indexer writes them to Milvus; the query role answers
+// from Milvus. Readiness follows the dependencies; a query role whose model does
+// not match the collection the alias serves refuses to start, naming both; the
+// indexer stops on SIGTERM with exit 0.
+func TestSplitRolesOnMilvus(t *testing.T) {
+	d := dist(t)
+	samples := filepath.Join(d, "share", "samples", "posts.jsonl")
+	ids := sampleIDs(t, samples)
+	milvusAddr := startTestMilvus(t)
+	kafka := startTestKafka(t)
+	createTopic(t, kafka, "posts", 3)
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+
+	collection := "deploy_" + strconv.FormatInt(time.Now().Unix()%100000, 10)
+	common := []string{"XMODAL_MILVUS_ADDRESS=" + milvusAddr, "XMODAL_MILVUS_COLLECTION=" + collection,
+		"XMODAL_MILVUS_CONSISTENCY=Strong", "XMODAL_MILVUS_INDEX_TYPE=FLAT"}
+	if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", samples, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
+		t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
+	}
+	indexer := startXmodal(t, append(common, "XMODAL_KAFKA_BROKERS="+kafka), "indexer")
+	_, ready := indexer.get("/readyz")
+	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka"} {
+		if !strings.Contains(ready, want) {
+			t.Errorf("indexer /readyz lacks %q:\n%s", want, ready)
+		}
+	}
+	if strings.Contains(ready, "nats:") {
+		t.Errorf("an indexer reading Kafka connected to NATS:\n%s", ready)
+	}
+	serve := startXmodal(t, append(common, "XMODAL_NATS_URL="+ns.ClientURL()), "serve")
+	serve.waitFor(t, 2*time.Minute, "every sample post in Milvus", func() bool {
+		code, body := serve.get("/metrics")
+		if code != 200 {
+			return false
+		}
+		var st struct {
+			Records map[string]int `json:"records"`
+		}
+		b := serve.post(t, "/v1/stats", `{}`)
+		return json.Unmarshal([]byte(b), &st) == nil && st.Records["text"] >= len(ids) && strings.Contains(body, "xmodal_query")
+	})
+	var res struct {
+		Hits []struct {
+			PostID string `json:"post_id"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal([]byte(serve.post(t, "/v1/search", `{"text":"two red stars","target":"image","k":3}`)), &res); err != nil || len(res.Hits) != 3 {
+		t.Errorf("search through the query role: %v, %d hits", err, len(res.Hits))
+	}
+	// The roles export their own metrics.
+	im, sm := indexer.metrics(t), serve.metrics(t)
+	if _, ok := im["xmodal_kafka_lag"]; !ok {
+		t.Error("the indexer does not export xmodal_kafka_lag")
+	}
+	if _, ok := im["xmodal_query_requests_total"]; ok {
+		t.Error("the indexer exports query metrics")
+	}
+	if _, ok := sm["xmodal_query_requests_total"]; !ok {
+		t.Error("the query role does not export xmodal_query_requests_total")
+	}
+	if _, ok := sm["xmodal_ingest_messages_total"]; ok {
+		t.Error("the query role exports ingest metrics")
+	}
+
+	// A query process following the alias with another model is refused.
+	other := filepath.Join(t.TempDir(), "other-model")
+	copyModel(t, d, other, "999")
+	out, err := xmodal(t, append(common, "XMODAL_NATS_URL="+ns.ClientURL(), "XMODAL_MODEL="+other, "XMODAL_MILVUS_FOLLOW_ALIAS=true",
+		"XMODAL_HTTP_LISTEN="+freeAddr(t), "XMODAL_DATA_DIR="+t.TempDir()), "serve")
+	last := lastLine(out)
+	t.Logf("refusal: %s", last)
+	if err == nil || !strings.Contains(last, "milvus.follow_alias") || !strings.Contains(last, "@999") {
+		t.Errorf("serve with a model the alias does not hold: %v; last line %q (want one naming milvus.follow_alias and the model)", err, last)
+	}
+
+	// Readiness follows NATS: the query role is not ready without it.
+	ns.Shutdown()
+	serve.waitFor(t, 30*time.Second, "/readyz 503 with NATS down", func() bool {
+		code, body := serve.get("/readyz")
+		return code == 503 && strings.Contains(body, "nats: FAIL")
+	})
+	if code, _ := serve.get("/healthz"); code != 200 {
+		t.Errorf("/healthz %d with NATS down; liveness must not follow dependencies", code)
+	}
+	indexer.stop(t)
+	serve.stop(t)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// copyModel copies the bundled model of the build to dir with another version.
+func copyModel(t *testing.T, dist, dir, version string) {
+	t.Helper()
+	src, _ := filepath.Glob(filepath.Join(dist, "testdata", "models", "*", "model.json"))
+	if len(src) != 1 {
+		t.Fatalf("bundled model: %v", src)
+	}
+	from := filepath.Dir(src[0])
+	os.MkdirAll(dir, 0o755)
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || e.Name() == "hash.json" { // fitted for the original version
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "model.json" {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["version"] = version
+			b, _ = json.Marshal(m)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
