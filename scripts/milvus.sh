@@ -20,7 +20,10 @@
 # MILVUS_PORTs never collide):
 #   gRPC      $MILVUS_PORT         default 19530
 #   HTTP      $MILVUS_PORT + 1     /healthz and metrics (readiness is judged on /healthz)
-#   internal  $MILVUS_PORT + 2..10 etcd, root/query/index/data coordinators and nodes
+#   internal  $MILVUS_PORT + 2..11 embedded etcd (client +2, peer +11), root/query/index/data
+#                                  coordinators and nodes (the embedded etcd would otherwise
+#                                  take 2379/2380 whatever the config says, and a second
+#                                  server on the machine would crash on them)
 #
 # Environment (all optional):
 #   MILVUS_VERSION        default 2.3.5 (a version of the `milvus` package on PyPI)
@@ -31,6 +34,7 @@
 #   MILVUS_LOG_LEVEL      default warn (debug, info, warn, error)
 #
 # Server settings this script changes from the package's template (see docs/milvus.md):
+#   etcd.config.path  an embed-etcd config (configs/etcd.yaml) with the derived ports
 #   queryNode.segcore.interimIndex.enableIndex=false  growing segments are searched by
 #       brute force, so that the exact plan is exact (the interim IVF index would probe
 #       16 of 128 lists whatever the request asks)
@@ -111,16 +115,31 @@ ports = {
     "index_coord_port": port + 7, "index_node_port": port + 8, "data_coord_port": port + 9,
     "data_node_port": port + 10,
 }
-cfg = milvus.MilvusServerConfig(data_dir=data, **ports)
+cfg = milvus.MilvusServerConfig(data_dir=data)
+for key, value in ports.items():
+    cfg.configurable_items[key][1] = value
 cfg.set("etcd_log_level", "warn")
-# resolve() binds each port to check it is free, then writes configs/milvus.yaml
-cfg.resolve()
+# what resolve() does, less its bind test of every port (which fails on ports in
+# TIME_WAIT after a restart; start checks them with a connect instead)
+cfg.resolve_storage()
+missing = [k for k, v in cfg.configurable_items.items() if v[1] is None]
+assert not missing, f"config items not set: {missing}"
+cfg.write_config()
 milvus._initialize_data_files(cfg.base_data_dir)
 path = os.path.join(data, "configs", "milvus.yaml")
 text = open(path, encoding="utf-8").read()
 # exact search over growing segments (see the header of scripts/milvus.sh)
 text, n = re.subn(r"(interimIndex:[^\n]*\n\s*enableIndex:) true", r"\1 false", text)
 assert n == 1, "interimIndex.enableIndex not found in the config template"
+# the embedded etcd's own listeners (Milvus passes etcd.config.path to embed.ConfigFromFile)
+etcd_conf = os.path.join(data, "configs", "etcd.yaml")
+client, peer = f"http://127.0.0.1:{port + 2}", f"http://127.0.0.1:{port + 11}"
+open(etcd_conf, "w", encoding="utf-8").write(
+    f"name: default\nlisten-client-urls: {client}\nadvertise-client-urls: {client}\n"
+    f"listen-peer-urls: {peer}\ninitial-advertise-peer-urls: {peer}\n"
+    f"initial-cluster: default={peer}\n")
+text, n = re.subn(r"\netcd:\n", "\netcd:\n  config:\n    path: " + etcd_conf + "\n", text, count=1)
+assert n == 1, "etcd section not found in the config template"
 # quieter server log
 text, n = re.subn(r"(\nlog:\n\s*level:) \w+", r"\1 " + os.environ["MILVUS_LOG_LEVEL"], text)
 assert n == 1, "log.level not found in the config template"
@@ -138,9 +157,9 @@ start() {
 		say "already running (pid $pid, port $MILVUS_PORT, data $MILVUS_DATA)"
 		return 0
 	fi
-	for p in $(seq "$MILVUS_PORT" $((MILVUS_PORT + 10))); do
+	for p in $(seq "$MILVUS_PORT" $((MILVUS_PORT + 11))); do
 		if port_open "$p"; then
-			die "port $p on 127.0.0.1 is taken by another process (not the Milvus of $MILVUS_DATA); Milvus uses MILVUS_PORT..MILVUS_PORT+10: set MILVUS_PORT"
+			die "port $p on 127.0.0.1 is taken by another process (not the Milvus of $MILVUS_DATA); Milvus uses MILVUS_PORT..MILVUS_PORT+11: set MILVUS_PORT"
 		fi
 	done
 	(

@@ -199,11 +199,17 @@ func hamming(a, b []byte) int {
 	return d
 }
 
-type ref struct {
+// A Ref is one reference hit.
+type Ref struct {
 	pk    string
 	score float32
 	dist  int
 }
+
+type ref = Ref
+
+// PK returns the hit's primary key.
+func (r Ref) PK() string { return r.pk }
 
 func eligible(recs []domain.Record, q domain.VectorQuery) []domain.Record {
 	var out []domain.Record
