@@ -86,18 +86,33 @@ healthy() {
 }
 
 install() {
-	if [[ -x $VENV/bin/python && -f $VENV/.complete ]]; then
+	if [[ -f $VENV/.complete ]]; then
 		return 0
 	fi
-	command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3 with venv and pip (Debian: apt-get install python3-venv python3-pip)"
+	command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3 with pip (Debian: apt-get install python3-venv python3-pip)"
+	local log=$MILVUS_CACHE/pip-$MILVUS_VERSION.log
 	say "installing the milvus==$MILVUS_VERSION package from PyPI into $VENV"
 	rm -rf "$VENV"
-	python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-	if ! "$VENV/bin/pip" install -q --disable-pip-version-check "milvus==$MILVUS_VERSION" >"$MILVUS_CACHE/pip-$MILVUS_VERSION.log" 2>&1; then
-		tail -n 20 "$MILVUS_CACHE/pip-$MILVUS_VERSION.log" >&2
-		die "pip could not install milvus==$MILVUS_VERSION (log: $MILVUS_CACHE/pip-$MILVUS_VERSION.log)"
+	if python3 -m venv "$VENV" >"$log" 2>&1; then
+		"$VENV/bin/pip" install -q --disable-pip-version-check "milvus==$MILVUS_VERSION" >>"$log" 2>&1 ||
+			{ tail -n 20 "$log" >&2; die "pip could not install milvus==$MILVUS_VERSION (log: $log)"; }
+	else
+		# No venv module (Debian without python3-venv): a plain --target install.
+		say "python3 -m venv failed; installing with pip --target instead"
+		rm -rf "$VENV"
+		python3 -m pip install -q --disable-pip-version-check --target "$VENV/site" "milvus==$MILVUS_VERSION" >>"$log" 2>&1 ||
+			{ tail -n 20 "$log" >&2; die "neither venv nor pip --target could install milvus==$MILVUS_VERSION (install python3-venv or python3-pip; log: $log)"; }
 	fi
 	touch "$VENV/.complete"
+}
+
+# py runs the Python that has the milvus package.
+py() {
+	if [[ -x $VENV/bin/python ]]; then
+		"$VENV/bin/python" "$@"
+	else
+		PYTHONPATH=$VENV/site${PYTHONPATH:+:$PYTHONPATH} python3 "$@"
+	fi
 }
 
 # prepare unpacks the server binary into $MILVUS_DATA/bin and renders
@@ -105,7 +120,7 @@ install() {
 prepare() {
 	mkdir -p "$MILVUS_DATA"
 	MILVUS_DATA="$MILVUS_DATA" MILVUS_PORT="$MILVUS_PORT" MILVUS_LOG_LEVEL="$MILVUS_LOG_LEVEL" \
-		"$VENV/bin/python" - <<'EOF' || die "could not prepare the Milvus config and binary in $MILVUS_DATA"
+		py - <<'EOF' || die "could not prepare the Milvus config and binary in $MILVUS_DATA"
 import os, re
 import milvus
 data, port = os.environ["MILVUS_DATA"], int(os.environ["MILVUS_PORT"])
