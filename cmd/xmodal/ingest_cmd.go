@@ -175,7 +175,7 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stderr, "ingest: interrupted after %s; rerun the same command to continue (checkpoint %s)\n", summary, o.Checkpoint)
-			return nil
+			return errors.New("ingest: interrupted")
 		}
 		fmt.Fprintf(stderr, "ingest: stopped after %s; rerun to continue after the last completed line (checkpoint %s)\n", summary, o.Checkpoint)
 		return err

@@ -10,8 +10,8 @@ package main
 //
 // XMODAL_E2E_POSTS sets the number of messages (default 10000 for the kill -9
 // test, 2000 for the others), XMODAL_E2E_SEED the workload and kill seed (logged),
-// XMODAL_TEST_KAFKA_E2E_PORT the broker's first port (default 19292; SASL +1,
-// controller +2).
+// XMODAL_TEST_KAFKA_E2E_PORT the broker's first port (default: three free ports;
+// SASL +1, controller +2).
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,45 +79,84 @@ func e2eFreePort(t testing.TB) string {
 // kafkaBroker is a broker started by scripts/kafka.sh for one test, on ports and
 // a data dir of its own; it is stopped (and its data removed) when the test ends.
 type kafkaBroker struct {
-	root string
-	port int
-	data string
+	root                     string
+	port, saslPort, ctrlPort int
+	data                     string
 }
 
 func (b *kafkaBroker) plain() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
-func (b *kafkaBroker) sasl() string  { return "127.0.0.1:" + strconv.Itoa(b.port+1) }
+func (b *kafkaBroker) sasl() string  { return "127.0.0.1:" + strconv.Itoa(b.saslPort) }
 
 func (b *kafkaBroker) script(timeout time.Duration, args ...string) (string, error) {
+	return kafkaScript(b.root, b.data, timeout, []string{"KAFKA_PORT=" + strconv.Itoa(b.port),
+		"KAFKA_SASL_PORT=" + strconv.Itoa(b.saslPort), "KAFKA_CONTROLLER_PORT=" + strconv.Itoa(b.ctrlPort)}, args...)
+}
+
+func kafkaScript(root, data string, timeout time.Duration, env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(b.root, "scripts", "kafka.sh")}, args...)...)
-	cmd.Env = append(os.Environ(),
-		"KAFKA_PORT="+strconv.Itoa(b.port), "KAFKA_SASL_PORT="+strconv.Itoa(b.port+1),
-		"KAFKA_CONTROLLER_PORT="+strconv.Itoa(b.port+2), "KAFKA_DATA="+b.data)
-	cmd.Dir = b.root
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "scripts", "kafka.sh")}, args...)...)
+	cmd.Env = append(append(os.Environ(), env...), "KAFKA_DATA="+data)
+	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
-// startKafka starts a fresh broker for t. Without java >= 17 and mvn (or a cached
-// .cache/kafka) the test fails, naming Kafka; it is never skipped.
+// e2eBrokerSeq numbers the brokers one test process starts.
+var e2eBrokerSeq atomic.Int32
+
+// reapKafka stops the brokers, and removes the data, that test processes which
+// no longer run left under .cache/kafka/test-data-e2e-<pid>-<n> (a run killed by
+// go test's timeout does not run its cleanups).
+func reapKafka(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, ".cache", "kafka", "test-data-e2e-*-*"))
+	for _, d := range dirs {
+		f := strings.Split(strings.TrimPrefix(filepath.Base(d), "test-data-e2e-"), "-")
+		pid, err := strconv.Atoi(f[0])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil || len(f) != 2 {
+			continue
+		}
+		kafkaScript(root, d, time.Minute, nil, "stop")
+		os.RemoveAll(d)
+	}
+}
+
+// startKafka starts a fresh broker for t on three free ports (or on
+// XMODAL_TEST_KAFKA_E2E_PORT and the two after it), so that test runs of several
+// checkouts on one machine do not collide. Without java >= 17 and mvn (or a
+// cached .cache/kafka) the test fails, naming Kafka; it is never skipped.
 func startKafka(t testing.TB) *kafkaBroker {
 	t.Helper()
-	b := &kafkaBroker{root: e2eRoot(t), port: 19292}
+	b := &kafkaBroker{root: e2eRoot(t)}
+	reapKafka(b.root)
 	if p := os.Getenv("XMODAL_TEST_KAFKA_E2E_PORT"); p != "" {
 		var err error
 		if b.port, err = strconv.Atoi(p); err != nil {
 			t.Fatalf("XMODAL_TEST_KAFKA_E2E_PORT=%q: %v", p, err)
 		}
+		b.saslPort, b.ctrlPort = b.port+1, b.port+2
+	} else {
+		var lns []net.Listener
+		for range 3 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lns = append(lns, ln)
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		b.port, b.saslPort, b.ctrlPort = lns[0].Addr().(*net.TCPAddr).Port, lns[1].Addr().(*net.TCPAddr).Port, lns[2].Addr().(*net.TCPAddr).Port
 	}
-	b.data = filepath.Join(b.root, ".cache", "kafka", "test-data-e2e-"+strconv.Itoa(b.port))
-	// A broker left by a crashed run of these tests is stopped; its data is dropped.
-	b.script(time.Minute, "stop")
+	b.data = filepath.Join(b.root, ".cache", "kafka", fmt.Sprintf("test-data-e2e-%d-%d", os.Getpid(), e2eBrokerSeq.Add(1)))
 	os.RemoveAll(b.data)
 	t0 := time.Now()
 	if out, err := b.script(10*time.Minute, "start"); err != nil {
-		t.Fatalf("Kafka broker unavailable: `scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s",
-			b.port, err, out)
+		b.script(time.Minute, "stop")
+		os.RemoveAll(b.data)
+		t.Fatalf("Kafka broker unavailable: `scripts/kafka.sh start` (ports %d, %d, %d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s",
+			b.port, b.saslPort, b.ctrlPort, err, out)
 	}
 	t.Logf("Kafka broker on %s (SASL %s) started in %v", b.plain(), b.sasl(), time.Since(t0).Round(time.Millisecond))
 	t.Cleanup(func() {
