@@ -61,6 +61,13 @@ type Options struct {
 	// (searched with nprobe = nlist, so Hamming ranking stays exact).
 	CodeIndex string
 
+	// Shards is the shard count of the records collections when they are created
+	// (default 1; a cluster with several data nodes spreads writes over more).
+	// Replicas is how many in-memory replicas loading asks for (0: the server's
+	// default; a cluster with several query nodes serves more queries with more).
+	Shards   int
+	Replicas int
+
 	// Candidates is C of the hybrid plan when a query does not set it (default 256).
 	Candidates int
 
@@ -151,6 +158,7 @@ func (o Options) withDefaults() Options {
 	def(&o.EF, 64)
 	def(&o.ExactEF, 4096)
 	def(&o.Candidates, 256)
+	def(&o.Shards, 1)
 	if o.Consistency == "" {
 		o.Consistency = "Bounded"
 	}
@@ -210,8 +218,8 @@ func (o Options) Validate() error {
 	if _, err := parseConsistency(o.Consistency); err != nil {
 		errs = append(errs, err)
 	}
-	if o.BatchSize < 1 || o.Retries < 0 || o.Candidates < 1 {
-		errs = append(errs, errors.New("batch size and candidates must be positive, retries not negative"))
+	if o.BatchSize < 1 || o.Retries < 0 || o.Candidates < 1 || o.Shards < 1 || o.Replicas < 0 {
+		errs = append(errs, errors.New("batch size, candidates and shards must be positive, retries and replicas not negative"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("milvus options: %w", errors.Join(errs...))

@@ -255,8 +255,12 @@ func (ix *Index) ensure(ctx context.Context, t *table) error {
 	if !has {
 		ix.log.Info("creating milvus collection", "collection", t.name, "kind", t.kind)
 		err = ix.call(ctx, "create collection "+t.name, func(ctx context.Context) error {
+			shards := int32(1)
+			if t.kind != kindPosts && t.kind != kindDeny {
+				shards = int32(ix.opt.Shards)
+			}
 			err := ix.c.CreateCollection(ctx, milvusclient.NewCreateCollectionOption(t.name, t.schema).
-				WithShardNum(1).WithConsistencyLevel(entity.ClBounded), noRetry)
+				WithShardNum(shards).WithConsistencyLevel(entity.ClBounded), noRetry)
 			if err != nil && strings.Contains(err.Error(), "already exist") {
 				return nil // another process created it meanwhile; checked below
 			}
@@ -285,7 +289,11 @@ func (ix *Index) ensure(ctx context.Context, t *table) error {
 	}
 	ix.log.Debug("loading milvus collection", "collection", t.name)
 	return retry(ctx, ix.opt, "load collection "+t.name, ix.opt.LoadTimeout, func(ctx context.Context) error {
-		task, err := ix.c.LoadCollection(ctx, milvusclient.NewLoadCollectionOption(t.name), noRetry)
+		lo := milvusclient.NewLoadCollectionOption(t.name)
+		if ix.opt.Replicas > 0 {
+			lo.WithReplica(ix.opt.Replicas)
+		}
+		task, err := ix.c.LoadCollection(ctx, lo, noRetry)
 		if err != nil {
 			return err
 		}
