@@ -63,6 +63,8 @@ type MilvusConfig struct {
 	ExactEF     int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
 	CodeIndex   string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
 	Candidates  int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
+	Shards      int           `yaml:"shards" help:"shard count of the records collections when xmodal creates them (a cluster with several data nodes spreads writes over more)"`
+	Replicas    int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
 	BatchSize   int           `yaml:"batch_size" help:"most rows of one upsert call"`
 	Linger      time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
 	DialTimeout time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
@@ -85,6 +87,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
 	m.CodeIndex = milvus.IndexBinFlat
 	m.Candidates = 256
+	m.Shards = 1
 	m.BatchSize = 512
 	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
 	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
@@ -127,7 +130,7 @@ func (c *Config) validateMilvus() error {
 		v   int
 	}{{"milvus.nlist", m.NList}, {"milvus.nprobe", m.NProbe}, {"milvus.hnsw_m", m.HNSWM}, {"milvus.hnsw_ef_construction", m.HNSWEfC},
 		{"milvus.ef", m.EF}, {"milvus.exact_ef", m.ExactEF}, {"milvus.hybrid_candidates", m.Candidates}, {"milvus.batch_size", m.BatchSize},
-		{"milvus.retries", m.Retries}} {
+		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}} {
 		if p.v < 1 {
 			return bad(p.key, "%d must be at least 1", p.v)
 		}
@@ -143,6 +146,9 @@ func (c *Config) validateMilvus() error {
 		if d.v <= 0 {
 			return bad(d.key, "must be positive")
 		}
+	}
+	if m.Replicas < 0 {
+		return bad("milvus.replicas", "%d must not be negative", m.Replicas)
 	}
 	if m.Linger < 0 {
 		return bad("milvus.linger", "must not be negative")
@@ -200,7 +206,7 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		Collection: m.Collection, Dim: dim, ModelVersion: version, CodeBits: codeBits,
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
-		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Consistency: m.Consistency, BatchSize: m.BatchSize, Linger: m.Linger,
+		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency, BatchSize: m.BatchSize, Linger: m.Linger,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
 }
