@@ -31,6 +31,12 @@ xmodal is faster).
 Usage, from the repository root with the tools venv:
     .cache/venv/bin/python tools/bench_faiss.py [--n 1000000] [--q 100] [--rounds 2]
 Record it with: scripts/bench-record.sh hash .cache/venv/bin/python tools/bench_faiss.py
+
+The hybrid measurement on a model's embeddings (xmodal only):
+    xmodal eval --model DIR --db-n 100000 --write-embeddings EMB
+    .cache/venv/bin/python tools/bench_faiss.py model --emb EMB [--q 100] [--fit 10000]
+takes the database images (set "db") as the index, 100 query-split captions as
+queries, and db images and db captions (strided) to fit the 64-bit ITQ coder.
 """
 
 import argparse
@@ -191,9 +197,67 @@ def table(go, fa, meta, rounds):
     return "\n".join(out)
 
 
+def load_emb(d, kind):
+    import numpy as np
+    lines = [json.loads(l) for l in open(os.path.join(d, kind + ".jsonl")) if l.strip()]
+    npy = os.path.join(d, kind + ".npy")
+    if os.path.exists(npy):
+        vecs = np.load(npy).astype(np.float32)
+    else:
+        vecs = np.array([l["vector"] for l in lines], dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    sets = np.array([l.get("set", "query") for l in lines])
+    return vecs, sets
+
+
+def model_bench(a):
+    import numpy as np
+    emb = os.path.abspath(a.emb)
+    out = os.path.join(emb, "bench")
+    os.makedirs(out, exist_ok=True)
+    imgs, iset = load_emb(emb, "images")
+    txts, tset = load_emb(emb, "texts")
+    db = imgs[iset == "db"]
+    qtxt = txts[tset == "query"]
+    q = qtxt[np.linspace(0, len(qtxt) - 1, a.q).astype(int)]
+    fimg = db[np.linspace(0, len(db) - 1, min(a.fit, len(db))).astype(int)]
+    dbt = txts[tset == "db"]
+    src = dbt if len(dbt) else np.delete(qtxt, np.linspace(0, len(qtxt) - 1, a.q).astype(int), axis=0)
+    ftxt = src[np.linspace(0, len(src) - 1, min(a.fit, len(src))).astype(int)]
+    fit = min(len(fimg), len(ftxt))
+    model = a.model_version
+    for name, arr in (("db", db), ("q", q), ("fitimg", fimg[:fit]), ("fittxt", ftxt[:fit])):
+        arr.astype("<f4").tofile(os.path.join(out, name + ".f32"))
+    json.dump({"n": len(db), "q": len(q), "fit": fit, "dim": db.shape[1], "model": model}, open(os.path.join(out, "meta.json"), "w"))
+    binary = os.path.join(out, "embedded.test")
+    subprocess.run(["go", "test", "-c", "-o", binary, "./sink/embedded/"], cwd=ROOT, check=True)
+    env = dict(os.environ, XMODAL_HASHBENCH_MODEL=out, GOMAXPROCS="1")
+    p = subprocess.run([binary, "-test.run", "^TestHashBenchModel$", "-test.v", "-test.timeout", "2h"],
+                       cwd=os.path.join(ROOT, "sink", "embedded"), env=env, capture_output=True, text=True)
+    for line in (p.stdout + p.stderr).splitlines():
+        if line.startswith("[model]") or "FAIL" in line or "panic" in line:
+            log("go: " + line)
+    if p.returncode != 0:
+        sys.exit("the Go side failed")
+    r = json.load(open(os.path.join(out, "model.json")))
+    print()
+    print("# hybrid on model embeddings: %s, dim %d; database = %s images (set db), %d query-split captions as queries"
+          % (r["model"], r["dim"], format(r["n"], ","), r["q"]))
+    print("# 64-bit ITQ (%s) fitted on %d db images + %d db captions; one thread; cpu = process user+sys"
+          % (r["coder"], r["fit"], r["fit"]))
+    print("%10s %8s %6s %10s %12s %12s %9s %9s" % ("N", "C", "C/N", "recall@10", "hybrid cpu", "exact cpu", "speedup", "(wall)"))
+    for x in r["hybrid"]:
+        print("%10s %8s %5.1f%% %10.3f %10.3fms %10.2fms %8.0fx %8.0fx" % (
+            format(r["n"], ","), format(x["c"], ","), 100 * x["fraction"], x["recall10"], x["hybrid"]["cpu_ms"],
+            x["exact"]["cpu_ms"], x["exact"]["cpu_ms"] / x["hybrid"]["cpu_ms"], x["exact"]["wall_ms"] / x["hybrid"]["wall_ms"]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", nargs="?", default="all", choices=["all", "faiss"])
+    ap.add_argument("cmd", nargs="?", default="all", choices=["all", "faiss", "model"])
+    ap.add_argument("--emb", help="model: directory written by xmodal eval --write-embeddings")
+    ap.add_argument("--fit", type=int, default=10000, help="model: samples per modality to fit ITQ on")
+    ap.add_argument("--model-version", default="model", help="model: the model's name@version, for the report")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--q", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
@@ -202,6 +266,9 @@ def main():
     ap.add_argument("--reuse", action="store_true", help="reuse prepared data files of the same size")
     a = ap.parse_args()
     d = os.path.abspath(a.dir)
+    if a.cmd == "model":
+        model_bench(a)
+        return
     if a.cmd == "faiss":
         faiss_measure(d, a.out)
         return

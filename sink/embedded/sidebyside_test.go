@@ -511,3 +511,98 @@ func readBytes(path string, n int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// TestHashBenchModel is the hybrid measurement on model embeddings
+// (tools/bench_faiss.py --model-emb writes the files from `xmodal eval
+// --write-embeddings`):
+//
+//	XMODAL_HASHBENCH_MODEL  directory with meta.json (n, q, fit, dim), db.f32
+//	                        (image embeddings, the database), q.f32 (caption
+//	                        embeddings, the queries), fitimg.f32 and fittxt.f32
+//	                        (other embeddings of both modalities, for ITQ)
+//
+// It writes model.json there: recall@10 of hybrid against exact and the time
+// of both, with 64-bit ITQ codes, for C from 0.1 % to 5 % of the database.
+func TestHashBenchModel(t *testing.T) {
+	dir := os.Getenv("XMODAL_HASHBENCH_MODEL")
+	if dir == "" {
+		t.Skip("set XMODAL_HASHBENCH_MODEL (tools/bench_faiss.py --model-emb does)")
+	}
+	var meta struct {
+		N, Q, Fit, Dim int
+		Model          string
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	must(t, err)
+	must(t, json.Unmarshal(b, &meta))
+	dim := meta.Dim
+	db, err := readF32(filepath.Join(dir, "db.f32"), meta.N*dim)
+	must(t, err)
+	qs, err := readF32(filepath.Join(dir, "q.f32"), meta.Q*dim)
+	must(t, err)
+	fi, err := readF32(filepath.Join(dir, "fitimg.f32"), meta.Fit*dim)
+	must(t, err)
+	ft, err := readF32(filepath.Join(dir, "fittxt.f32"), meta.Fit*dim)
+	must(t, err)
+	rows := func(v []float32) [][]float32 {
+		out := make([][]float32, len(v)/dim)
+		for i := range out {
+			out[i] = v[i*dim : (i+1)*dim]
+		}
+		return out
+	}
+	coder, err := hash.Fit(context.Background(), hash.Samples{Image: rows(fi), Text: rows(ft)}, hash.FitOptions{Model: meta.Model, Bits: 64})
+	must(t, err)
+	codes := codeAll(coder, db, dim, domain.ModalityImage)
+	qcodes := codeAll(coder, qs, dim, domain.ModalityText)
+
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	ctx := context.Background()
+	ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: dim})
+	must(t, err)
+	defer ix.Close()
+	ix.benchLoad(domain.ModalityImage, db, codes, 64)
+	runtime.GC()
+	qv := func(i int) []float32 { return qs[i*dim : (i+1)*dim] }
+	truth := make([][]domain.Hit, meta.Q)
+	exact := timeRounds(1, float64(meta.Q), func() {
+		for i := range meta.Q {
+			h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Modality: domain.ModalityImage, K: 10})
+			must(t, err)
+			truth[i] = h
+		}
+	})
+	var rowsOut []map[string]any
+	for _, frac := range []float64{0.001, 0.005, 0.01, 0.02, 0.05} {
+		c := int(math.Round(frac * float64(meta.N)))
+		hits := make([][]domain.Hit, meta.Q)
+		el := timeRounds(2, float64(meta.Q), func() {
+			for i := range meta.Q {
+				h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Code: qcodes[i*8 : (i+1)*8], Modality: domain.ModalityImage,
+					K: 10, Plan: domain.PlanHybrid, Candidates: c})
+				must(t, err)
+				hits[i] = h
+			}
+		})
+		found, total := 0, 0
+		for i := range meta.Q {
+			want := map[string]bool{}
+			for _, h := range truth[i] {
+				want[h.PK] = true
+			}
+			for _, h := range hits[i] {
+				if want[h.PK] {
+					found++
+				}
+			}
+			total += len(truth[i])
+		}
+		recall := float64(found) / float64(total)
+		rowsOut = append(rowsOut, map[string]any{"fraction": frac, "c": c, "recall10": recall, "hybrid": el, "exact": exact})
+		fmt.Fprintf(os.Stderr, "[model] N=%d C=%d (%.1f%%): recall@10 %.3f, %s vs exact %s (%.0fx cpu)\n", meta.N, c, 100*frac, recall, el, exact, exact.CPU/el.CPU)
+	}
+	out, _ := json.MarshalIndent(map[string]any{"n": meta.N, "q": meta.Q, "dim": dim, "model": meta.Model, "fit": meta.Fit,
+		"coder": coder.ID(), "hybrid": rowsOut}, "", " ")
+	must(t, os.WriteFile(filepath.Join(dir, "model.json"), out, 0o644))
+}
