@@ -1,6 +1,11 @@
 package workers
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/ingest"
+)
 
 type metrics struct {
 	messages   *prometheus.CounterVec
@@ -32,6 +37,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sinkErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xmodal_sink_errors_total", Help: "Failed sink writes (each is retried).",
 		}),
+	}
+	// Every known series exists from the start: a dashboard shows 0, not "No data",
+	// and rate() has a first sample before the first event.
+	for _, o := range []string{"indexed", "partial", "dead_letter", "delete", "denied"} {
+		m.messages.WithLabelValues(o)
+	}
+	for _, s := range []ingest.Stage{ingest.StageDecode, ingest.StageFetch, ingest.StageImage, ingest.StageEncode, ingest.StagePoison} {
+		m.dlq.WithLabelValues(string(s))
+	}
+	for _, o := range []domain.Outcome{domain.Applied, domain.Stale, domain.Denied, domain.Deleted} {
+		m.outcomes.WithLabelValues(string(o))
+	}
+	for _, s := range []string{"fetch", "decode", "encode_text", "encode_image", "sink"} {
+		m.stage.WithLabelValues(s)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.messages, m.dlq, m.outcomes, m.stage, m.batch, m.sinkErrors} {
