@@ -290,25 +290,15 @@ type pos struct {
 	Line int64  `json:"line"`
 }
 
-func (a pos) cmp(b pos) int {
-	if c := strings.Compare(a.File, b.File); c != 0 {
-		return c
-	}
-	switch {
-	case a.Line < b.Line:
-		return -1
-	case a.Line > b.Line:
-		return 1
-	}
-	return 0
-}
-
+// span is a stretch of lines of one file.
 type span struct {
 	From pos `json:"from"`
 	To   pos `json:"to"`
 }
 
-func (s span) holds(p pos) bool { return s.From.cmp(p) <= 0 && p.cmp(s.To) <= 0 }
+func (s span) holds(p pos) bool {
+	return p.File == s.From.File && s.From.Line <= p.Line && p.Line <= s.To.Line
+}
 
 // writeFileAtomic writes b to path through a synced temporary file and a rename.
 func writeFileAtomic(path string, b []byte) error {
@@ -356,7 +346,7 @@ type fileSource struct {
 	mu    sync.Mutex
 	cp    checkpoint
 	queue []*lineRef // handed out, in input order; popped when done
-	cur   span       // what this run handed out; From.File "" before the first
+	cur   []span     // what this run handed out, one span per file
 	prior []span     // earlier runs' tries beyond the checkpoint
 
 	// reading
@@ -413,11 +403,17 @@ func openFileSource(in *input, cpPath, target string, restart bool, maxLine int)
 	// Keep the files still to read; the one in progress first, at its offset.
 	var rest []string
 	for _, n := range in.files {
-		if !done[n] {
+		if !done[n] && n != s.cp.File {
 			rest = append(rest, n)
 		}
 	}
+	if s.cp.File != "" && slices.Contains(in.files, s.cp.File) {
+		rest = append([]string{s.cp.File}, rest...)
+	}
 	in.files = rest
+	if s.cp.Complete && len(rest) > 0 {
+		s.cp.Complete = false // files were added to the directory since
+	}
 	if s.cp.File != "" {
 		size, ok := in.sizes[s.cp.File]
 		if !ok {
@@ -497,27 +493,30 @@ func (s *fileSource) nextFile() error {
 // io.EOF. A line over maxLine bytes is an error naming it.
 func (s *fileSource) readLine() ([]byte, error) {
 	var buf []byte
+	tooLong := func() error {
+		return fmt.Errorf("ingest: %s line %d is over %d bytes (the largest message the target takes); shrink it (an image URL instead of inline data) or remove it",
+			s.in.path(s.in.files[s.fi]), s.line, s.maxLine)
+	}
 	for {
 		chunk, err := s.br.ReadSlice('\n')
 		s.off += int64(len(chunk))
-		if len(buf)+len(chunk) > s.maxLine+2 {
+		if len(buf)+len(chunk) > s.maxLine+2 { // the line and its end of line
 			s.line++
-			return nil, fmt.Errorf("ingest: %s line %d is over %d bytes (the largest message the target takes); shrink it (an image URL instead of inline data) or remove it",
-				s.in.path(s.in.files[s.fi]), s.line, s.maxLine)
+			return nil, tooLong()
 		}
 		buf = append(buf, chunk...)
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, io.EOF) && len(buf) > 0:
 			s.line++
-			return bytes.TrimRight(buf, "\r\n"), nil
+			buf = bytes.TrimRight(buf, "\r\n")
+			if len(buf) > s.maxLine {
+				return nil, tooLong()
+			}
+			return buf, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
 		case errors.Is(err, io.EOF):
-			if len(buf) == 0 {
-				return nil, io.EOF
-			}
-			s.line++
-			return buf, nil
+			return nil, io.EOF
 		default:
 			return nil, fmt.Errorf("ingest: %s: %w", s.in.path(s.in.files[s.fi]), err)
 		}
@@ -563,11 +562,13 @@ func (s *fileSource) Fetch(ctx context.Context, n int, _ time.Duration) ([]*inge
 	s.mu.Lock()
 	s.queue = append(s.queue, refs...)
 	for _, r := range refs {
-		if !r.last {
-			if s.cur.From.File == "" {
-				s.cur.From = r.p
-			}
-			s.cur.To = r.p
+		if r.last || r.blank {
+			continue
+		}
+		if n := len(s.cur); n > 0 && s.cur[n-1].To.File == r.p.File {
+			s.cur[n-1].To = r.p
+		} else {
+			s.cur = append(s.cur, span{r.p, r.p})
 		}
 	}
 	s.advance()
@@ -647,12 +648,14 @@ func (s *fileSource) advance() {
 // saveLocked writes the checkpoint; callers hold mu.
 func (s *fileSource) saveLocked() error {
 	tries := s.prune(s.prior)
-	if s.cur.From.File != "" && !s.isDone(s.cur.To) {
-		cur := s.cur
-		if s.isDone(cur.From) { // start the span after the checkpoint
-			cur.From = pos{s.cp.File, s.cp.Line + 1}
+	for _, t := range s.cur {
+		if s.isDone(t.To) {
+			continue
 		}
-		tries = append(tries, cur)
+		if s.isDone(t.From) { // start the span after the checkpoint
+			t.From.Line = s.cp.Line + 1
+		}
+		tries = append(tries, t)
 	}
 	s.cp.Tries = tries
 	s.cp.Updated = time.Now().UTC()
@@ -678,7 +681,7 @@ func (s *fileSource) finish() error {
 	s.advance()
 	if s.eof && len(s.queue) == 0 && len(s.pending) == 0 {
 		s.cp.Complete = true
-		s.prior, s.cur = nil, span{}
+		s.prior, s.cur = nil, nil
 	}
 	return s.saveLocked()
 }

@@ -130,6 +130,15 @@ func TestFileSourceCheckpoint(t *testing.T) {
 	if s = open(false); !s.cp.Complete {
 		t.Fatal("a rerun does not see the backfill complete")
 	}
+	// A file added to the directory later is read by the next run, alone.
+	writeLines(t, filepath.Join(in, "c.jsonl"), `{"id":"c1"}`, ``)
+	s = open(false)
+	if s.cp.Complete {
+		t.Fatal("a new file in the directory is not picked up")
+	}
+	if got := origins(fetchAll(t, s, 10)); !slices.Equal(got, []string{"c.jsonl line 1"}) {
+		t.Fatalf("after adding c.jsonl: %v", got)
+	}
 	if s = open(true); s.cp.Complete || s.cp.Lines != 0 {
 		t.Fatal("--restart kept the checkpoint")
 	}
@@ -155,6 +164,29 @@ func TestFileSourceCheckpoint(t *testing.T) {
 		l, _ = listInput(p)
 		if _, err := openFileSource(l, cp2, "t", false, 1<<10); err == nil || !strings.Contains(err.Error(), "changed since") {
 			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("new-file-sorts-first", func(t *testing.T) {
+		d := filepath.Join(dir, "d")
+		writeLines(t, filepath.Join(d, "b.jsonl"), `{"id":"b1"}`, `{"id":"b2"}`, `{"id":"b3"}`)
+		cp4 := filepath.Join(dir, "cp4.json")
+		l, _ := listInput(d)
+		s, _ := openFileSource(l, cp4, "t", false, 1<<10)
+		for _, m := range fetchAll(t, s, 1) {
+			m.Ack(context.Background())
+		}
+		fetchAll(t, s, 1) // b2 handed out, never done: a crash
+		s.closeFile()
+		writeLines(t, filepath.Join(d, "a.jsonl"), `{"id":"a1"}`)
+		l, _ = listInput(d)
+		s, _ = openFileSource(l, cp4, "t", false, 1<<10)
+		defer s.closeFile()
+		msgs := fetchAll(t, s, 10)
+		if got := origins(msgs); !slices.Equal(got, []string{"b.jsonl line 2", "b.jsonl line 3", "a.jsonl line 1"}) {
+			t.Fatalf("got %v; want the file in progress resumed first", got)
+		}
+		if msgs[0].Attempt != 2 || msgs[1].Attempt != 1 || msgs[2].Attempt != 1 {
+			t.Fatalf("attempts %d %d %d, want 2 1 1", msgs[0].Attempt, msgs[1].Attempt, msgs[2].Attempt)
 		}
 	})
 	t.Run("long-line", func(t *testing.T) {
@@ -446,4 +478,74 @@ func isSubsequenceWithRepeats(want, got []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// FuzzFileSource reads arbitrary bytes as a backfill file: every non-blank line
+// under the limit becomes one message holding the line, and acking them all
+// completes the checkpoint; a longer line is an error, never a panic.
+func FuzzFileSource(f *testing.F) {
+	for _, s := range []string{"", "\n\n", `{"id":"a"}` + "\n" + `{"id":"b","delete":true}`, "x\r\ny\n", `{"id":7}`, "\xff\xfe\n{", strings.Repeat("z", 70)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "in.jsonl")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		const limit = 64
+		l, err := listInput(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := openFileSource(l, filepath.Join(dir, "cp.json"), "t", false, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.closeFile()
+		var want []string
+		tooLong := false
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimRight(line, "\r")
+			if len(line) > limit {
+				tooLong = true
+				break
+			}
+			if strings.TrimSpace(line) != "" {
+				want = append(want, line)
+			}
+		}
+		var got []*ingest.Message
+		for !s.exhausted() {
+			msgs, err := s.Fetch(context.Background(), 3, 0)
+			if err != nil {
+				if !tooLong || !strings.Contains(err.Error(), "is over 64 bytes") {
+					t.Fatalf("Fetch: %v (a line over the limit: %v)", err, tooLong)
+				}
+				return
+			}
+			for _, m := range msgs {
+				m.Ack(context.Background())
+			}
+			got = append(got, msgs...)
+		}
+		if tooLong {
+			t.Fatalf("a line over %d bytes was read without an error", limit)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d messages for %d non-blank lines", len(got), len(want))
+		}
+		for i, m := range got {
+			key, del := lineKey([]byte(want[i]))
+			if m.Key != key || m.Tombstone != del || !del && string(m.Value) != want[i] {
+				t.Fatalf("message %d is key %q tombstone %v value %q; want the line %q", i, m.Key, m.Tombstone, m.Value, want[i])
+			}
+		}
+		if err := s.finish(); err != nil {
+			t.Fatal(err)
+		}
+		if !s.cp.Complete || s.cp.Lines != int64(len(want)) {
+			t.Fatalf("checkpoint %+v after every line, want complete with %d lines", s.cp, len(want))
+		}
+	})
 }
