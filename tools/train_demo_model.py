@@ -9,7 +9,7 @@ text_model.onnx: input_ids + attention_mask -> text_embeds; model.json).
 One command, CPU only, deterministic for a fixed seed, thread count and
 library versions. Steps:
 
- 1. builds the Go binary and runs `xmodal gen` for the train split (60,000
+ 1. builds the Go binary and runs `xmodal gen` for the train split (64,000
     pictures in hard-negative families of 4, 5 captions each) and the val
     split, writing pixels.npy (the uint8 model input that Go's imageprep
     produces at inference: decode, Pillow-exact bicubic "squash" resize to
@@ -127,7 +127,7 @@ class ImageTower(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(w3 * side * side, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, pixel_values):
-        return self.head(self.net(pixel_values))
+        return self.head(self.net(pixel_values))  # [label logits | scene part]
 
     def normalise_u8(self, u8):
         """uint8 crops -> the normalised tensor xmodal feeds (float32 maths as in imageprep)."""
@@ -190,29 +190,45 @@ class DualTower(nn.Module):
         # Label-relevance loss: sigmoid(scale * cos + bias) ~ "shares a label".
         self.rel_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.rel_bias = nn.Parameter(torch.tensor(-3.0))
-        # Auxiliary head shared by both towers: per position colour(9) shape(9) size(3), and 16 labels.
-        self.aux = nn.Linear(dim, len(POSITIONS) * (9 + 9 + 3) + 16)
+        # Auxiliary head shared by both towers, on the scene block: per position colour(9) shape(9) size(3).
+        self.aux = nn.Linear(dim - N_LABELS, len(POSITIONS) * (9 + 9 + 3))
+
+
+N_LABELS = len(COLOURS) + len(SHAPES)
+
+
+def embed(raw, label_weight):
+    """The embedding both towers output: a label block and a scene block,
+    each unit length, weighted so that the whole is unit length:
+    [sqrt(w) * normalise(sigmoid(label logits)), sqrt(1-w) * normalise(rest)].
+    The cosine of two embeddings is then w * (overlap of their predicted
+    colour/shape labels) + (1-w) * (similarity of their scene parts)."""
+    lab = F.normalize(torch.sigmoid(raw[:, :N_LABELS]), dim=-1)
+    rest = F.normalize(raw[:, N_LABELS:], dim=-1)
+    return torch.cat([lab * math.sqrt(label_weight), rest * math.sqrt(1 - label_weight)], dim=-1)
 
 
 class Exported(nn.Module):
-    def __init__(self, tower, kind):
+    def __init__(self, tower, label_weight):
         super().__init__()
-        self.t, self.kind = tower, kind
+        self.t, self.w = tower, label_weight
 
     def forward(self, *args):
-        return F.normalize(self.t(*args), dim=-1)
+        return embed(self.t(*args), self.w)
 
 
 # ---------------------------------------------------------------- training
 
-def aux_loss(head, emb, slots, labels):
-    out = head(emb)
+def aux_loss(head, raw, slots, labels):
+    """Scene supervision: each position's object (colour, shape, size or
+    empty) from the normalised scene block through the shared linear head,
+    and the colour/shape labels from the label logits."""
     n = len(POSITIONS)
-    per = out[:, : n * 21].view(-1, n, 21)
+    per = head(F.normalize(raw[:, N_LABELS:], dim=-1)).view(-1, n, 21)
     loss = F.cross_entropy(per[:, :, :9].reshape(-1, 9), slots[:, :, 0].reshape(-1))
     loss = loss + F.cross_entropy(per[:, :, 9:18].reshape(-1, 9), slots[:, :, 1].reshape(-1))
     loss = loss + F.cross_entropy(per[:, :, 18:21].reshape(-1, 3), slots[:, :, 2].reshape(-1))
-    loss = loss + F.binary_cross_entropy_with_logits(out[:, n * 21:], labels) * 4
+    loss = loss + F.binary_cross_entropy_with_logits(raw[:, :N_LABELS], labels) * 4
     return loss
 
 
@@ -249,15 +265,15 @@ def pad_trim(tok):
 
 
 @torch.no_grad()
-def embed_split(model, data, idx, cap=0, bs=500):
+def embed_split(model, data, idx, label_weight, cap=0, bs=500):
     model.eval()
     ims, txs = [], []
     for s in range(0, len(idx), bs):
         b = idx[s:s + bs]
         px = model.image.normalise_u8(torch.from_numpy(data["pixels"][b])).contiguous(memory_format=torch.channels_last)
-        ims.append(F.normalize(model.image(px), dim=-1))
+        ims.append(embed(model.image(px), label_weight))
         ids, mask = pad_trim(torch.from_numpy(data["tokens"][b, cap]))
-        txs.append(F.normalize(model.text(ids, mask), dim=-1))
+        txs.append(embed(model.text(ids, mask), label_weight))
     model.train()
     return torch.cat(ims), torch.cat(txs)
 
@@ -317,14 +333,14 @@ def train(args, tr, va, remap):
             if args.word_dropout > 0:  # teach the UNK row
                 drop = torch.from_numpy(rng.random(ids.shape) < args.word_dropout) & (mask == 1) & (ids < 49406)
                 ids = torch.where(drop, torch.full_like(ids, unk_id), ids)
-            img = F.normalize(model.image(px), dim=-1)
-            txt = F.normalize(model.text(ids, mask), dim=-1)
+            raw_i, raw_t = model.image(px), model.text(ids, mask)
+            img, txt = embed(raw_i, args.label_weight), embed(raw_t, args.label_weight)
             keys = torch.from_numpy(tr["keys"][idx])
             scale = model.logit_scale.exp().clamp(max=100)
             l_clip = clip_loss(img, txt, scale, keys)
             slots, labels = torch.from_numpy(tr["slots"][idx]), torch.from_numpy(tr["labels"][idx])
-            l_aux = aux_loss(model.aux, img, slots, labels) + aux_loss(model.aux, txt, slots, labels)
-            l_rel = relevance_loss(img, txt, labels, model.rel_scale, model.rel_bias)
+            l_aux = aux_loss(model.aux, raw_i, slots, labels) + aux_loss(model.aux, raw_t, slots, labels)
+            l_rel = relevance_loss(img, txt, labels, model.rel_scale, model.rel_bias) if args.rel > 0 else torch.zeros(())
             loss = l_clip + args.aux * l_aux + args.rel * l_rel
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -334,7 +350,7 @@ def train(args, tr, va, remap):
                 print("ep %d step %d/%d loss %.4f clip %.4f aux %.4f rel %.4f scale %.1f lr %.2e %.0fs (cpu %.0fs)" % (
                     ep, step, total, loss.item(), l_clip.item(), l_aux.item(), l_rel.item(), scale.item(), lr,
                     time.time() - t0, time.process_time() - c0), flush=True)
-        img, txt = embed_split(model, va, va_idx)
+        img, txt = embed_split(model, va, va_idx, args.label_weight)
         r = semantic_recall(img, txt, va["keys"], va["labels"])
         r.update(epoch=ep + 1, step=step, seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1))
         log.append(r)
@@ -354,10 +370,10 @@ def export(model, out, args, va):
     ids = torch.from_numpy(va["tokens"][:4, 0])
     mask = token_mask(ids)
     kw = dict(opset_version=17, do_constant_folding=True, dynamo=False)
-    torch.onnx.export(Exported(model.image, "image").eval(), (px,), vpath, input_names=["pixel_values"],
+    torch.onnx.export(Exported(model.image, args.label_weight).eval(), (px,), vpath, input_names=["pixel_values"],
                       output_names=["image_embeds"],
                       dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"}}, **kw)
-    torch.onnx.export(Exported(model.text, "text").eval(), (ids, mask), tpath, input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(Exported(model.text, args.label_weight).eval(), (ids, mask), tpath, input_names=["input_ids", "attention_mask"],
                       output_names=["text_embeds"],
                       dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
                                     "attention_mask": {0: "batch_size", 1: "sequence_length"},
@@ -376,8 +392,8 @@ def export(model, out, args, va):
     ids = torch.from_numpy(va["tokens"][:n, 0])
     mask = token_mask(ids)
     with torch.no_grad():
-        ti = F.normalize(model.image(px), dim=-1).numpy()
-        tt = F.normalize(model.text(ids, mask), dim=-1).numpy()
+        ti = embed(model.image(px), args.label_weight).numpy()
+        tt = embed(model.text(ids, mask), args.label_weight).numpy()
     oi = v.run(["image_embeds"], {"pixel_values": px.numpy()})[0]
     ot = t.run(["text_embeds"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
     ci, ct = (oi * ti).sum(1).min(), (ot * tt).sum(1).min()
@@ -408,7 +424,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "testdata/models/demo"))
     ap.add_argument("--data", default=os.path.join(ROOT, ".cache/demo-train"), help="where the generated splits go")
     ap.add_argument("--xmodal", help="xmodal binary (default: go build ./cmd/xmodal into .cache/bin)")
-    ap.add_argument("--n-train", type=int, default=60000)
+    ap.add_argument("--n-train", type=int, default=64000)
     ap.add_argument("--n-val", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=256)
@@ -416,7 +432,9 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--aux", type=float, default=0.5, help="weight of the auxiliary scene loss")
-    ap.add_argument("--rel", type=float, default=1.0, help="weight of the label-relevance loss")
+    ap.add_argument("--rel", type=float, default=0.0, help="weight of the pairwise label-relevance loss (off)")
+    ap.add_argument("--label-weight", type=float, default=0.8,
+                    help="share of the cosine carried by the label block of the embedding")
     ap.add_argument("--word-dropout", type=float, default=0.02)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--size", type=int, default=64)
