@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"image"
+	"image/jpeg"
+	_ "image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/image/draw"
 
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/query/client"
@@ -156,7 +161,7 @@ func TestSearchPageInChromium(t *testing.T) {
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)),
-		chromedp.SendKeys(chromedp.CSS(`#q`), "sunset over the old bridge"),
+		chromedp.SendKeys(chromedp.CSS(`#q`), "two red stars"),
 		chromedp.Click(chromedp.CSS(`#go`)),
 		chromedp.WaitVisible(chromedp.CSS(`#results .hit img.thumb`)),
 	)
@@ -177,15 +182,24 @@ func TestSearchPageInChromium(t *testing.T) {
 	if thumbs == 0 || !strings.Contains(status, "hits") {
 		t.Fatalf("text query: %d loaded thumbnails, status %q", thumbs, status)
 	}
-	t.Logf("first hit for the bridge text: %s (%d thumbnails; %s)", attr(`#results .hit`, "data-post-id"), thumbs, status)
+	t.Logf("first hit for the text: %s (%d thumbnails; %s)", attr(`#results .hit`, "data-post-id"), thumbs, status)
 
-	// 2. Drop an image (a shrunken copy of demo-1's photo), see its near-duplicates.
-	img, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata", "pdq", "images", "bridge-mods", "shrink-a-little.jpg"))
+	// 2. Drop an image (a shrunken re-encoded copy of the first sample post's
+	// picture), see its near-duplicates.
+	posts, err := loadDemoPosts(filepath.Join(repoRoot(t), "testdata", "demo", "posts.jsonl"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	var want string
+	var img []byte
+	for _, p := range posts {
+		if p.Image != nil {
+			want, img = p.ID, shrunkJPEG(t, p.Image.Data)
+			break
+		}
+	}
 	err = chromedp.Do(ctx,
-		chromedp.Evaluate[chromedp.Void](dropFileJS("#drop", "shrink-a-little.jpg", "image/jpeg", img)),
+		chromedp.Evaluate[chromedp.Void](dropFileJS("#drop", "shrunk.jpg", "image/jpeg", img)),
 		chromedp.WaitVisible(chromedp.CSS(`#dups-section[data-state]`)),
 	)
 	if err != nil {
@@ -201,20 +215,37 @@ func TestSearchPageInChromium(t *testing.T) {
 			note, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#dups-note`)))
 			t.Fatalf("near-duplicates of the dropped image: state %q, note %q, err %v", state, note, err)
 		}
-		if dup := attr(`#dups .hit`, "data-post-id"); dup != "demo-1" {
-			t.Fatalf("nearest duplicate of demo-1's shrunken photo is %q", dup)
+		if dup := attr(`#dups .hit`, "data-post-id"); dup != want {
+			t.Fatalf("nearest duplicate of %s's shrunken picture is %q", want, dup)
 		}
 	} else if state != "unavailable" {
 		t.Errorf("near-duplicate panel state %q without the endpoint, want unavailable", state)
 	}
 	// The image search results show the photo itself first.
-	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#results-title").textContent.includes("shrink-a-little") && document.querySelector("#results .hit") !== null`,
+	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#results-title").textContent.includes("shrunk") && document.querySelector("#results .hit") !== null`,
 		chromedp.WithPollingTimeout(10*time.Second)))
 	shot("drop-results.png")
 	if err != nil {
 		t.Fatalf("image search from the drop: %v", err)
 	}
-	if first := attr(`#results .hit`, "data-post-id"); first != "demo-1" {
-		t.Fatalf("image search from the drop: first hit %q, want demo-1", first)
+	if first := attr(`#results .hit`, "data-post-id"); first != want {
+		t.Fatalf("image search from the drop: first hit %q, want %s", first, want)
 	}
+}
+
+// shrunkJPEG decodes an image and re-encodes it at 3/4 size as JPEG quality 80.
+func shrunkJPEG(t *testing.T, data []byte) []byte {
+	t.Helper()
+	src, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := src.Bounds()
+	dst := image.NewRGBA(image.Rect(0, 0, b.Dx()*3/4, b.Dy()*3/4))
+	draw.CatmullRom.Scale(dst, dst.Bounds(), src, b, draw.Src, nil)
+	var out bytes.Buffer
+	if err := jpeg.Encode(&out, dst, &jpeg.Options{Quality: 80}); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
