@@ -226,7 +226,15 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids); return },
 		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids); return },
 		func() error {
-			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPostID, fPK, ids)
+			// By primary key (the three a post may have): a key lookup, where a
+			// post_id filter would scan the collection.
+			cands := make([]string, 0, 3*len(ids))
+			for _, id := range ids {
+				for _, m := range domain.Modalities {
+					cands = append(cands, domain.PrimaryKey(id, m))
+				}
+			}
+			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands)
 			for _, pk := range pks {
 				present[pk] = true
 			}
