@@ -231,7 +231,7 @@ def model_bench(a):
     json.dump({"n": len(db), "q": len(q), "fit": fit, "dim": db.shape[1], "model": model}, open(os.path.join(out, "meta.json"), "w"))
     binary = os.path.join(out, "embedded.test")
     subprocess.run(["go", "test", "-c", "-o", binary, "./sink/embedded/"], cwd=ROOT, check=True)
-    env = dict(os.environ, XMODAL_HASHBENCH_MODEL=out, GOMAXPROCS="1")
+    env = dict(os.environ, XMODAL_HASHBENCH_MODEL=out, XMODAL_HASHBENCH_BITS=a.bits)
     p = subprocess.run([binary, "-test.run", "^TestHashBenchModel$", "-test.v", "-test.timeout", "2h"],
                        cwd=os.path.join(ROOT, "sink", "embedded"), env=env, capture_output=True, text=True)
     for line in (p.stdout + p.stderr).splitlines():
@@ -243,12 +243,12 @@ def model_bench(a):
     print()
     print("# hybrid on model embeddings: %s, dim %d; database = %s images (set db), %d query-split captions as queries"
           % (r["model"], r["dim"], format(r["n"], ","), r["q"]))
-    print("# 64-bit ITQ (%s) fitted on %d db images + %d db captions; one thread; cpu = process user+sys"
-          % (r["coder"], r["fit"], r["fit"]))
-    print("%10s %8s %6s %10s %12s %12s %9s %9s" % ("N", "C", "C/N", "recall@10", "hybrid cpu", "exact cpu", "speedup", "(wall)"))
+    print("# ITQ coders %s fitted on %d db images + %d db captions; searches on one thread; cpu = process user+sys"
+          % (r["coders"], r["fit"], r["fit"]))
+    print("%5s %10s %8s %6s %10s %12s %12s %9s %9s" % ("bits", "N", "C", "C/N", "recall@10", "hybrid cpu", "exact cpu", "speedup", "(wall)"))
     for x in r["hybrid"]:
-        print("%10s %8s %5.1f%% %10.3f %10.3fms %10.2fms %8.0fx %8.0fx" % (
-            format(r["n"], ","), format(x["c"], ","), 100 * x["fraction"], x["recall10"], x["hybrid"]["cpu_ms"],
+        print("%5d %10s %8s %5.1f%% %10.3f %10.3fms %10.2fms %8.0fx %8.0fx" % (
+            x["bits"], format(r["n"], ","), format(x["c"], ","), 100 * x["fraction"], x["recall10"], x["hybrid"]["cpu_ms"],
             x["exact"]["cpu_ms"], x["exact"]["cpu_ms"] / x["hybrid"]["cpu_ms"], x["exact"]["wall_ms"] / x["hybrid"]["wall_ms"]))
 
 
@@ -258,6 +258,7 @@ def main():
     ap.add_argument("--emb", help="model: directory written by xmodal eval --write-embeddings")
     ap.add_argument("--fit", type=int, default=10000, help="model: samples per modality to fit ITQ on")
     ap.add_argument("--model-version", default="model", help="model: the model's name@version, for the report")
+    ap.add_argument("--bits", default="64,128", help="model: code lengths to measure")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--q", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)

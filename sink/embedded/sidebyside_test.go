@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -522,7 +523,8 @@ func readBytes(path string, n int) ([]byte, error) {
 //	                        (other embeddings of both modalities, for ITQ)
 //
 // It writes model.json there: recall@10 of hybrid against exact and the time
-// of both, with 64-bit ITQ codes, for C from 0.1 % to 5 % of the database.
+// of both, with ITQ codes of 64 bits (XMODAL_HASHBENCH_BITS: a list), for C
+// from 0.1 % to 5 % of the database.
 func TestHashBenchModel(t *testing.T) {
 	dir := os.Getenv("XMODAL_HASHBENCH_MODEL")
 	if dir == "" {
@@ -551,58 +553,79 @@ func TestHashBenchModel(t *testing.T) {
 		}
 		return out
 	}
-	coder, err := hash.Fit(context.Background(), hash.Samples{Image: rows(fi), Text: rows(ft)}, hash.FitOptions{Model: meta.Model, Bits: 64})
-	must(t, err)
-	codes := codeAll(coder, db, dim, domain.ModalityImage)
-	qcodes := codeAll(coder, qs, dim, domain.ModalityText)
-
-	prev := runtime.GOMAXPROCS(1)
-	defer runtime.GOMAXPROCS(prev)
+	prev := runtime.GOMAXPROCS(0)
 	ctx := context.Background()
 	ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: dim})
 	must(t, err)
 	defer ix.Close()
-	ix.benchLoad(domain.ModalityImage, db, codes, 64)
-	runtime.GC()
 	qv := func(i int) []float32 { return qs[i*dim : (i+1)*dim] }
-	truth := make([][]domain.Hit, meta.Q)
-	exact := timeRounds(1, float64(meta.Q), func() {
-		for i := range meta.Q {
-			h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Modality: domain.ModalityImage, K: 10})
-			must(t, err)
-			truth[i] = h
-		}
-	})
+	var truth [][]domain.Hit
+	var exact timing
 	var rowsOut []map[string]any
-	for _, frac := range []float64{0.001, 0.005, 0.01, 0.02, 0.05} {
-		c := int(math.Round(frac * float64(meta.N)))
-		hits := make([][]domain.Hit, meta.Q)
-		el := timeRounds(2, float64(meta.Q), func() {
-			for i := range meta.Q {
-				h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Code: qcodes[i*8 : (i+1)*8], Modality: domain.ModalityImage,
-					K: 10, Plan: domain.PlanHybrid, Candidates: c})
-				must(t, err)
-				hits[i] = h
-			}
-		})
-		found, total := 0, 0
-		for i := range meta.Q {
-			want := map[string]bool{}
-			for _, h := range truth[i] {
-				want[h.PK] = true
-			}
-			for _, h := range hits[i] {
-				if want[h.PK] {
-					found++
-				}
-			}
-			total += len(truth[i])
+	coders := map[string]string{}
+	bitsList := []int{64}
+	if v := os.Getenv("XMODAL_HASHBENCH_BITS"); v != "" {
+		bitsList = nil
+		for _, f := range strings.Split(v, ",") {
+			b, err := strconv.Atoi(f)
+			must(t, err)
+			bitsList = append(bitsList, b)
 		}
-		recall := float64(found) / float64(total)
-		rowsOut = append(rowsOut, map[string]any{"fraction": frac, "c": c, "recall10": recall, "hybrid": el, "exact": exact})
-		fmt.Fprintf(os.Stderr, "[model] N=%d C=%d (%.1f%%): recall@10 %.3f, %s vs exact %s (%.0fx cpu)\n", meta.N, c, 100*frac, recall, el, exact, exact.CPU/el.CPU)
 	}
+	for _, bits := range bitsList {
+		runtime.GOMAXPROCS(prev)
+		coder, err := hash.Fit(ctx, hash.Samples{Image: rows(fi), Text: rows(ft)}, hash.FitOptions{Model: meta.Model, Bits: bits})
+		must(t, err)
+		coders[strconv.Itoa(bits)] = coder.ID()
+		codes := codeAll(coder, db, dim, domain.ModalityImage)
+		qcodes := codeAll(coder, qs, dim, domain.ModalityText)
+		runtime.GOMAXPROCS(1)
+		if truth == nil {
+			ix.benchLoad(domain.ModalityImage, db, codes, bits)
+			truth = make([][]domain.Hit, meta.Q)
+			exact = timeRounds(1, float64(meta.Q), func() {
+				for i := range meta.Q {
+					h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Modality: domain.ModalityImage, K: 10})
+					must(t, err)
+					truth[i] = h
+				}
+			})
+		} else {
+			ix.benchCodes(domain.ModalityImage, codes, bits)
+		}
+		runtime.GC()
+		nb := bits / 8
+		for _, frac := range []float64{0.001, 0.005, 0.01, 0.02, 0.05} {
+			c := int(math.Round(frac * float64(meta.N)))
+			hits := make([][]domain.Hit, meta.Q)
+			el := timeRounds(2, float64(meta.Q), func() {
+				for i := range meta.Q {
+					h, err := ix.Search(ctx, domain.VectorQuery{Vector: qv(i), Code: qcodes[i*nb : (i+1)*nb], Modality: domain.ModalityImage,
+						K: 10, Plan: domain.PlanHybrid, Candidates: c})
+					must(t, err)
+					hits[i] = h
+				}
+			})
+			found, total := 0, 0
+			for i := range meta.Q {
+				want := map[string]bool{}
+				for _, h := range truth[i] {
+					want[h.PK] = true
+				}
+				for _, h := range hits[i] {
+					if want[h.PK] {
+						found++
+					}
+				}
+				total += len(truth[i])
+			}
+			recall := float64(found) / float64(total)
+			rowsOut = append(rowsOut, map[string]any{"bits": bits, "fraction": frac, "c": c, "recall10": recall, "hybrid": el, "exact": exact})
+			fmt.Fprintf(os.Stderr, "[model] %d bits N=%d C=%d (%.1f%%): recall@10 %.3f, %s vs exact %s (%.0fx cpu)\n", bits, meta.N, c, 100*frac, recall, el, exact, exact.CPU/el.CPU)
+		}
+	}
+	runtime.GOMAXPROCS(prev)
 	out, _ := json.MarshalIndent(map[string]any{"n": meta.N, "q": meta.Q, "dim": dim, "model": meta.Model, "fit": meta.Fit,
-		"coder": coder.ID(), "hybrid": rowsOut}, "", " ")
+		"coders": coders, "hybrid": rowsOut}, "", " ")
 	must(t, os.WriteFile(filepath.Join(dir, "model.json"), out, 0o644))
 }
