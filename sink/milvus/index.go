@@ -12,6 +12,8 @@ import (
 
 	"github.com/milvus-io/milvus/client/v2/entity"
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -68,6 +70,9 @@ func (ix *Index) init(ctx context.Context) error {
 	err := ix.call(ctx, "server version", func(ctx context.Context) error {
 		var err error
 		ix.server, err = ix.c.GetServerVersion(ctx, milvusclient.NewGetServerVersionOption(), noRetry)
+		if s, ok := status.FromError(err); ok && s.Code() == codes.Unimplemented {
+			ix.server, err = "", nil // milvus-lite: the version is unknown
+		}
 		return err
 	})
 	if err != nil {
@@ -96,7 +101,7 @@ func (ix *Index) init(ctx context.Context) error {
 			single = m.Layout == LayoutSingle
 		}
 	}
-	if single && !serverSupportsMultiVector(ix.server) {
+	if single && ix.server != "" && !serverSupportsMultiVector(ix.server) {
 		return fmt.Errorf("milvus: layout single needs several vector fields per collection (Milvus >= 2.4); the server is %s: use layout split or auto", ix.server)
 	}
 	ix.l = ix.buildLayout(ix.recordsC, single)
@@ -118,7 +123,9 @@ func (ix *Index) init(ctx context.Context) error {
 		err := ix.call(ctx, "create alias "+o.Collection, func(ctx context.Context) error {
 			return ix.c.CreateAlias(ctx, milvusclient.NewCreateAliasOption(own, o.Collection), noRetry)
 		})
-		if err != nil && !strings.Contains(err.Error(), "exist") {
+		if s, ok := status.FromError(errors.Unwrap(err)); ok && s.Code() == codes.Unimplemented {
+			ix.log.Warn("this Milvus has no aliases (milvus-lite): the collection is reached by its model version's name only", "collection", own)
+		} else if err != nil && !strings.Contains(err.Error(), "exist") {
 			return err
 		}
 	} else if live != ix.recordsC {

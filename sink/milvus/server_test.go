@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -22,15 +23,22 @@ import (
 // of its own (so that it does not collide with a developer's Milvus on 19530),
 // shared by the package's tests and stopped after them when the tests started it.
 // XMODAL_TEST_MILVUS_PORT moves it (it uses that port and the next ten).
+//
+// XMODAL_TEST_MILVUS_ADDR=host:port runs the tests against a Milvus that is already
+// running (another version, a cluster) instead; the tests that restart the server
+// then skip. XMODAL_TEST_MILVUS_LAYOUT forces a layout (single, split).
 type testServer struct {
-	once    sync.Once
-	err     error
-	root    string
-	port    int
-	started bool // by these tests (so they stop it and remove its data)
+	once     sync.Once
+	err      error
+	root     string
+	port     int
+	external string
+	started  bool // by these tests (so they stop it and remove its data)
 }
 
-var server = &testServer{port: 19630}
+// The port is derived from the checkout's path (20000 + 12·(hash mod 100)), so that
+// test runs of two checkouts on one machine do not share a server.
+var server = &testServer{}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -43,7 +51,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func (s *testServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *testServer) addr() string {
+	if s.external != "" {
+		return s.external
+	}
+	return "127.0.0.1:" + strconv.Itoa(s.port)
+}
 
 func (s *testServer) dataDir() string {
 	return filepath.Join(s.root, ".cache", "milvus", "test-data-"+strconv.Itoa(s.port))
@@ -81,6 +94,10 @@ func repoRoot() (string, error) {
 func (s *testServer) need(t testing.TB) string {
 	t.Helper()
 	s.once.Do(func() {
+		if a := os.Getenv("XMODAL_TEST_MILVUS_ADDR"); a != "" {
+			s.external = a
+			return
+		}
 		if p := os.Getenv("XMODAL_TEST_MILVUS_PORT"); p != "" {
 			if s.port, s.err = strconv.Atoi(p); s.err != nil {
 				return
@@ -88,6 +105,11 @@ func (s *testServer) need(t testing.TB) string {
 		}
 		if s.root, s.err = repoRoot(); s.err != nil {
 			return
+		}
+		if s.port == 0 {
+			h := fnv.New32a()
+			h.Write([]byte(s.root))
+			s.port = 20000 + 12*int(h.Sum32()%100)
 		}
 		// A server that a test run started carries this mark, so that one left behind
 		// by a crashed run is stopped by the next; one started by hand is left running.
@@ -117,6 +139,9 @@ func (s *testServer) need(t testing.TB) string {
 // it again on the same data.
 func (s *testServer) halt(t testing.TB, how string) {
 	t.Helper()
+	if s.external != "" {
+		t.Skipf("XMODAL_TEST_MILVUS_ADDR=%s: this test stops and starts the server, which it can do only with scripts/milvus.sh", s.external)
+	}
 	if out, err := s.script(2*time.Minute, how); err != nil {
 		t.Fatalf("scripts/milvus.sh %s: %v\n%s", how, err, out)
 	}
@@ -141,7 +166,7 @@ func testOptions(t testing.TB, dim int) Options {
 	base := fmt.Sprintf("t_%s_%04x", strings.Trim(name, "_"), rand.IntN(1<<16))
 	return Options{
 		Address: addr, Collection: base, Dim: dim, ModelVersion: "test@1", Consistency: "Strong",
-		StartTimeout: 20 * time.Second, CodeBits: 64, NList: 16, NProbe: 4,
+		StartTimeout: 20 * time.Second, CodeBits: 64, NList: 16, NProbe: 4, Layout: os.Getenv("XMODAL_TEST_MILVUS_LAYOUT"),
 	}
 }
 
