@@ -295,8 +295,10 @@ def main():
         fout = os.path.join(d, "faiss-%d.json" % r)
         subprocess.run([sys.executable, os.path.abspath(__file__), "faiss", "--dir", d, "--out", fout], check=True)
         fas.append(json.load(open(fout)))
+    memory = gos[0].pop("memory", None)
     go = merge(gos)
-    go["memory"] = gos[0].get("memory")
+    if memory:
+        go["memory"] = memory
     fa = merge(fas)
     print()
     print(table(go, fa, json.load(open(meta_path)), a.rounds))
