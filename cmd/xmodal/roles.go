@@ -52,7 +52,7 @@ type MilvusConfig struct {
 	DBName      string        `yaml:"db_name" help:"Milvus database (empty: default)"`
 	Collection  string        `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
 	FollowAlias bool          `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
-	Layout      string        `yaml:"layout" help:"auto, single (one collection with several vector fields, Milvus >= 2.4) or split (one collection per vector kind)"`
+	Layout      string        `yaml:"layout" help:"split (one collection per vector kind; tested on Milvus 2.3.5), single (one collection with several vector fields, Milvus >= 2.4; not yet tested against a server) or auto (single where the server supports it)"`
 	Consistency string        `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually (writes always read Strong)"`
 	IndexType   string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
 	NList       int           `yaml:"nlist" help:"IVF nlist"`
@@ -80,7 +80,7 @@ type MilvusConfig struct {
 // defaultMilvus sets the defaults, which are sink/milvus's own.
 func defaultMilvus(m *MilvusConfig) {
 	m.Collection = "xmodal"
-	m.Layout = milvus.LayoutAuto
+	m.Layout = milvus.LayoutSplit // the layout tested against a real server (Milvus 2.3.5); single is opt-in
 	m.Consistency = "Bounded"
 	m.IndexType = milvus.IndexIVFFlat
 	m.NList, m.NProbe = 128, 16
