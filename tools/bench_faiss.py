@@ -155,6 +155,7 @@ def table(go, fa, meta, rounds):
     p("# data: %s" % meta["data"])
     p("# N = %s records, %d queries; Go %s with GOMAXPROCS=1 (default GOAMD64=v1 build), FAISS omp_set_num_threads(1)"
       % (format(n, ","), meta["q"], go["go"]))
+    p("# xmodal kernels: %s" % go.get("kernels", "?"))
     p("# times: milliseconds, cpu = process user+sys (steadier on a shared machine), wall = elapsed;")
     p("# ratio = FAISS / xmodal (above 1: xmodal faster)")
     p("")
@@ -265,6 +266,7 @@ def main():
     ap.add_argument("--dir", default=os.path.join(ROOT, ".cache", "hashbench"))
     ap.add_argument("--out", help="faiss: where to write its JSON")
     ap.add_argument("--reuse", action="store_true", help="reuse prepared data files of the same size")
+    ap.add_argument("--tags", default="", help="Go build tags (purego: without the assembly kernels)")
     a = ap.parse_args()
     d = os.path.abspath(a.dir)
     if a.cmd == "model":
@@ -275,7 +277,10 @@ def main():
         return
     os.makedirs(d, exist_ok=True)
     binary = os.path.join(d, "embedded.test")
-    subprocess.run(["go", "test", "-c", "-o", binary, "./sink/embedded/"], cwd=ROOT, check=True)
+    build = ["go", "test", "-c", "-o", binary]
+    if a.tags:
+        build += ["-tags", a.tags]
+    subprocess.run(build + ["./sink/embedded/"], cwd=ROOT, check=True)
     size = {"XMODAL_HASHBENCH_N": str(a.n), "XMODAL_HASHBENCH_Q": str(a.q)}
     meta_path = os.path.join(d, "meta.json")
     have = json.load(open(meta_path)) if os.path.exists(meta_path) else {}

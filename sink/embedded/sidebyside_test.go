@@ -76,6 +76,10 @@ func TestHashBenchSideBySide(t *testing.T) {
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	res["gomaxprocs"] = 1
+	res["kernels"] = "pure Go (math/bits, unrolled)"
+	if hasAVX512 {
+		res["kernels"] = "AVX-512 assembly (VPOPCNTQ Hamming, FMA dot); pure Go elsewhere"
+	}
 	ctx := context.Background()
 	ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: dim})
 	must(t, err)
