@@ -801,6 +801,10 @@ func TestDotsAgree(t *testing.T) {
 			if s := score(q, base[int(p)*dim:(int(p)+1)*dim]); s != out[j] {
 				t.Fatalf("dim %d: score %v differs from dots %v (must be bit for bit)", dim, s, out[j])
 			}
+			var seq [1]float32
+			if dotsSeq(q, base[int(p)*dim:(int(p)+1)*dim], seq[:]); seq[0] != out[j] {
+				t.Fatalf("dim %d: dotsSeq %v differs from dots %v (must be bit for bit)", dim, seq[0], out[j])
+			}
 		}
 	}
 	defer func() {

@@ -95,7 +95,7 @@ func (ix *Index) hit(r ref, score float32) domain.Hit {
 }
 
 // exact is the brute-force cosine scan (vectors are normalised: a dot),
-// scoring exactBlock vectors per dots call.
+// scoring exactBlock vectors per dotsSeq call.
 func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segment) ([]domain.Hit, error) {
 	top := &topK{k: q.K}
 	filter := !q.Filter.Empty()
@@ -109,7 +109,7 @@ func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segme
 				return nil, ctx.Err()
 			}
 			m := min(exactBlock, n-lo)
-			dots(q.Vector, s.vecs[lo*dim:(lo+m)*dim], iota32[:m], scores[:m])
+			dotsSeq(q.Vector, s.vecs[lo*dim:(lo+m)*dim], scores[:m])
 			for j, sc := range scores[:m] {
 				if top.full() && sc < top.items[0].score {
 					continue

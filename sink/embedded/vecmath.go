@@ -45,14 +45,16 @@ func dot2(q, a, b []float32) (float32, float32) {
 }
 
 // dots sets out[j] to the inner product of q with the vector at position
-// pos[j] of base (vectors of len(q) floats, one after another). With
-// AVX-512 and a dimension that is a multiple of 64 it runs the assembly
-// kernel; else dot. Every plan scores through dots, so a vector gets the
-// same score whichever plan ranks it.
+// pos[j] of base (vectors of len(q) floats, one after another), for
+// scattered positions (the hybrid plan's candidates). With AVX-512 and a
+// dimension that is a multiple of 64 it runs the assembly kernel, else dot2
+// on pairs (two memory streams overlap their cache misses; bit for bit dot).
+// Every plan scores through dots or dotsSeq, which agree bit for bit, so a
+// vector gets the same score whichever plan ranks it.
 func dots(q, base []float32, pos []int32, out []float32) {
 	dim := len(q)
 	out = out[:len(pos)]
-	if hasAVX512FMA && dim > 0 && dim%64 == 0 {
+	if avxDots(dim) {
 		n := int32(len(base) / dim)
 		for _, p := range pos {
 			if p < 0 || p >= n {
@@ -71,6 +73,25 @@ func dots(q, base []float32, pos []int32, out []float32) {
 		out[j] = dot(q, vec(pos[j]))
 	}
 }
+
+// dotsSeq is dots for the first len(out) vectors of base in order (at most
+// exactBlock): the exact scan. The pure Go path is dot per vector, faster
+// than dot2 when the hardware prefetchers follow the reads.
+func dotsSeq(q, base []float32, out []float32) {
+	dim := len(q)
+	if avxDots(dim) {
+		if len(base) < len(out)*dim {
+			panic("embedded: dotsSeq: base too short")
+		}
+		dotsAVX512(q, base, iota32[:len(out)], out)
+		return
+	}
+	for j := range out {
+		out[j] = dot(q, base[j*dim:(j+1)*dim])
+	}
+}
+
+func avxDots(dim int) bool { return hasAVX512FMA && dim > 0 && dim%64 == 0 }
 
 // score is dots for one vector.
 func score(q, v []float32) float32 {
