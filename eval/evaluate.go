@@ -269,6 +269,7 @@ func recallSection(ctx context.Context, q *EmbeddedSet, plan PlanFunc, opt Optio
 			top := r.Rank(q.Texts.Row(qi), maxK, s)
 			pair := int32(q.TextMeta[qi].Pair)
 			strict[j] = FirstHit(top, func(g int32) bool { return g == pair })
+			sem[j] = -1
 			if sc := txtScene[qi]; sc >= 0 {
 				sem[j] = FirstHit(top, func(g int32) bool { return imgScene[g] == sc })
 			}
@@ -279,8 +280,8 @@ func recallSection(ctx context.Context, q *EmbeddedSet, plan PlanFunc, opt Optio
 		rep.Timing.TqIQueriesPerSecond = float64(len(tq)) / time.Since(t0).Seconds()
 		objects := func(j int) int { return q.TextMeta[tq[j]].Objects }
 		ceil := func(j int, k int) float64 {
-			sc := txtScene[tq[j]]
-			return CeilingTqI(groupImages[sc], k)
+			// A caption whose scene no image has is treated as without twins.
+			return CeilingTqI(max(1, groupImages[txtScene[tq[j]]]), k)
 		}
 		addRecallRows(rep, TqI, opt.Ks, strict, sem, objects, q.HasScenes, ceil)
 	}
@@ -301,6 +302,7 @@ func recallSection(ctx context.Context, q *EmbeddedSet, plan PlanFunc, opt Optio
 			qi := iq[j]
 			top := r.Rank(q.Images.Row(qi), maxK, s)
 			strict[j] = FirstHit(top, func(g int32) bool { return q.TextMeta[g].Pair == qi })
+			sem[j] = -1
 			if sc := imgScene[qi]; sc >= 0 {
 				sem[j] = FirstHit(top, func(g int32) bool { return txtScene[g] == sc })
 			}
@@ -311,7 +313,7 @@ func recallSection(ctx context.Context, q *EmbeddedSet, plan PlanFunc, opt Optio
 		objects := func(j int) int { return q.ImageMeta[iq[j]].Objects }
 		ceil := func(j int, k int) float64 {
 			qi := iq[j]
-			return CeilingIqT(ownCaps[qi], groupCaps[imgScene[qi]], k)
+			return CeilingIqT(ownCaps[qi], max(ownCaps[qi], groupCaps[imgScene[qi]]), k)
 		}
 		addRecallRows(rep, IqT, opt.Ks, strict, sem, objects, q.HasScenes, ceil)
 	}

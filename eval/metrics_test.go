@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -247,5 +248,23 @@ func TestMismatchedDims(t *testing.T) {
 	_, err := Evaluate(context.Background(), s, nil, Options{})
 	if err == nil || !strings.Contains(err.Error(), "mismatched embedding dimensions") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Items without a scene description (partially annotated embeddings) are
+// never semantic hits, and the report stays valid JSON.
+func TestUnknownScenes(t *testing.T) {
+	s := tinySet(t)
+	s.TextMeta[1].Scene = "Z" // a scene no image has
+	rep, err := Evaluate(context.Background(), s, nil, Options{Ks: []int{1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, _ := rep.Find(TqI, "semantic", 0)
+	if want := []float64{2.0 / 4, 3.0 / 4}; !slices.EqualFunc(row.R, want, near) {
+		t.Fatalf("semantic %v, want %v", row.R, want)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatal(err)
 	}
 }
