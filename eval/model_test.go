@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -206,3 +207,70 @@ func BenchmarkDemoModelEncode(b *testing.B) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+// A generated split exported in Karpathy's format scores the same strict
+// R@K through LoadKarpathy as through LoadGenDir.
+func TestKarpathyMatchesGenerated(t *testing.T) {
+	m := loadDemo(t)
+	ctx := context.Background()
+	dir := genSplit(t, synth.SplitTest, 60, GenOptions{Images: true})
+	gen, err := LoadGenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sent struct {
+		Raw string `json:"raw"`
+	}
+	type img struct {
+		Filepath  string `json:"filepath"`
+		Filename  string `json:"filename"`
+		Split     string `json:"split"`
+		ImgID     int    `json:"imgid"`
+		Sentences []sent `json:"sentences"`
+	}
+	var k struct {
+		Dataset string `json:"dataset"`
+		Images  []img  `json:"images"`
+	}
+	k.Dataset = "synth"
+	for i, im := range gen.Images {
+		e := img{Filepath: ImagesDir, Filename: filepath.Base(im.Path), Split: "test", ImgID: i}
+		for _, tx := range gen.Texts {
+			if tx.Image == i {
+				e.Sentences = append(e.Sentences, sent{tx.Text})
+			}
+		}
+		k.Images = append(k.Images, e)
+	}
+	b, _ := json.Marshal(k)
+	kpath := filepath.Join(t.TempDir(), "dataset_synth.json")
+	if err := os.WriteFile(kpath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := LoadKarpathy(kpath, dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps []*Report
+	for _, c := range []*Corpus{gen, kc} {
+		es, err := EmbedCorpus(ctx, m, c, EmbedOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Evaluate(ctx, es, nil, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps = append(reps, rep)
+	}
+	for _, dir := range []string{TqI, IqT} {
+		a, _ := reps[0].Find(dir, "strict", 0)
+		b, _ := reps[1].Find(dir, "strict", 0)
+		if !slices.EqualFunc(a.R, b.R, near) || a.Queries != b.Queries {
+			t.Errorf("%s strict: generated %v, Karpathy %v", dir, a.R, b.R)
+		}
+	}
+	if _, ok := reps[1].Find(TqI, "semantic", 0); ok || len(reps[1].MAP) != 0 {
+		t.Error("a Karpathy dataset has no scenes or labels; semantic rows and MAP must be absent")
+	}
+}
