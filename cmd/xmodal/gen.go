@@ -24,7 +24,7 @@ backgrounds with noise, JPEG re-encoding and, in 30% of them, an overlaid word;
 captions that describe every object in varied templates; the scene
 description and the colour/shape labels of each item.
 
-Splits have their own seeds: train (60,000, hard-negative families of 4),
+Splits have their own seeds: train (64,000, hard-negative families of 4),
 val (1,000), test (1,000 images x 5 captions), db (10,000, the retrieval
 database for MAP), demo (24 sample posts). The output is a pure function of
 the split, --seed, --n and --image-size.
@@ -36,7 +36,7 @@ images/<id>.jpg (unless --no-images), pixels.npy with --pixels S (uint8
 inference), tokens.npy with --context L (int32 [N,captions,L] CLIP BPE ids),
 posts.jsonl with --posts (the format 'xmodal demo --posts' reads).`,
 		Example: `  xmodal gen --split test --out data/test
-  xmodal gen --split train --n 60000 --no-images --pixels 64 --resize squash --context 64 --out .cache/train
+  xmodal gen --split train --no-images --pixels 64 --resize squash --context 64 --out .cache/train
   xmodal gen --split demo --posts --out testdata/demo`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -68,7 +68,7 @@ func (c Config) Defaults() (Config, error) {
 		c.Seed = seed
 	}
 	if c.N == 0 {
-		c.N = map[string]int{SplitTrain: 60000, SplitVal: 1000, SplitTest: 1000, SplitDB: 10000, SplitDemo: 24}[c.Split]
+		c.N = map[string]int{SplitTrain: 64000, SplitVal: 1000, SplitTest: 1000, SplitDB: 10000, SplitDemo: 24}[c.Split]
 	}
 	if c.ImageSize == 0 {
 		c.ImageSize = DefaultImageSize
