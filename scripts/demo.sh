@@ -8,4 +8,7 @@ XMODAL_ORT_LIB=$(scripts/ort-setup.sh)
 export XMODAL_ORT_LIB
 mkdir -p bin
 go build -o bin/xmodal ./cmd/xmodal
-exec bin/xmodal demo --data-dir "${XMODAL_DATA_DIR:-.cache/demo-data}" "$@"
+# The demo starts from an empty index each time (a kept XMODAL_DATA_DIR is reused).
+data=${XMODAL_DATA_DIR:-.cache/demo-data}
+[ -n "${XMODAL_DATA_DIR:-}" ] || rm -rf "$data"
+exec bin/xmodal demo --data-dir "$data" "$@"

@@ -175,7 +175,7 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 			out := cmd.OutOrStdout()
 			for _, q := range []query.SearchRequest{
 				{Text: posts[0].Text, Target: "text", K: 3},
-				{Text: "a bridge at sunset", Target: "image", K: 3},
+				{Text: "two red stars", Target: "image", K: 3},
 				{Image: posts[0].Image.Data, Target: "image", K: 3},
 			} {
 				res, err := cl.Search(ctx, &q)
@@ -192,9 +192,9 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 			url := a.nc.ConnectedUrl()
 			fmt.Fprintf(out, `
 Query it yourself while this runs:
-  go run ./cmd/xmodal query --text "sunset over a bridge" --target image
-  go run ./cmd/xmodal query --image testdata/pdq/images/bridge-mods/aaa-orig.jpg
-  nats --server %s req xmodal.v1.search '{"text":"sunset over a bridge","k":5}'
+  bin/xmodal query --text "a small green triangle top left" --target image
+  bin/xmodal query --image testdata/demo/images/demo-000000.jpg --target text
+  nats --server %s req xmodal.v1.search '{"text":"two red stars","target":"image","k":5}'
   curl -s http://%s/metrics | grep xmodal_
 `, url, cfg.HTTP.Listen)
 			if once {
