@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -251,7 +252,7 @@ func embedSamples(ctx context.Context, m *encoders.Model, files []string, batch,
 			return hash.Samples{}, "", err
 		}
 		posts = append(posts, ps...)
-		names = append(names, p)
+		names = append(names, p+genSplit(filepath.Dir(p)))
 	}
 	if maxSamples > 0 && len(posts) > maxSamples {
 		kept := make([]domain.Post, maxSamples)
@@ -322,6 +323,24 @@ func embedSamples(ctx context.Context, m *encoders.Model, files []string, batch,
 	}
 	desc := fmt.Sprintf("%d posts from %s", len(posts), strings.Join(names, ", "))
 	return s, desc, nil
+}
+
+// genSplit describes the `xmodal gen` split a directory holds (its
+// meta.json), or "".
+func genSplit(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return ""
+	}
+	var m struct {
+		Split string `json:"split"`
+		Seed  uint64 `json:"seed"`
+		N     int    `json:"n"`
+	}
+	if json.Unmarshal(b, &m) != nil || m.Split == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (xmodal gen split %s, seed %d, n %d)", m.Split, m.Seed, m.N)
 }
 
 // pairCheck measures the codes on the fitting pairs: the mean Hamming
