@@ -233,6 +233,8 @@ def model_bench(a):
     binary = os.path.join(out, "embedded.test")
     subprocess.run(["go", "test", "-c", "-o", binary, "./sink/embedded/"], cwd=ROOT, check=True)
     env = dict(os.environ, XMODAL_HASHBENCH_MODEL=out, XMODAL_HASHBENCH_BITS=a.bits)
+    if a.coder:
+        env["XMODAL_HASHBENCH_CODER"] = os.path.abspath(a.coder)
     p = subprocess.run([binary, "-test.run", "^TestHashBenchModel$", "-test.v", "-test.timeout", "2h"],
                        cwd=os.path.join(ROOT, "sink", "embedded"), env=env, capture_output=True, text=True)
     for line in (p.stdout + p.stderr).splitlines():
@@ -244,8 +246,12 @@ def model_bench(a):
     print()
     print("# hybrid on model embeddings: %s, dim %d; database = %s images (set db), %d query-split captions as queries"
           % (r["model"], r["dim"], format(r["n"], ","), r["q"]))
-    print("# ITQ coders %s fitted on %d db images + %d db captions; searches on one thread; cpu = process user+sys"
-          % (r["coders"], r["fit"], r["fit"]))
+    if a.coder:
+        print("# 64 bits: the coder the model ships (%s, %s); other lengths: ITQ fitted on %d db images + %d db captions"
+              % (r["coders"].get("64"), a.coder, r["fit"], r["fit"]))
+    else:
+        print("# ITQ coders %s fitted on %d db images + %d db captions" % (r["coders"], r["fit"], r["fit"]))
+    print("# searches on one thread; cpu = process user+sys")
     print("%5s %10s %8s %6s %10s %12s %12s %9s %9s" % ("bits", "N", "C", "C/N", "recall@10", "hybrid cpu", "exact cpu", "speedup", "(wall)"))
     for x in r["hybrid"]:
         print("%5d %10s %8s %5.1f%% %10.3f %10.3fms %10.2fms %8.0fx %8.0fx" % (
@@ -260,6 +266,7 @@ def main():
     ap.add_argument("--fit", type=int, default=10000, help="model: samples per modality to fit ITQ on")
     ap.add_argument("--model-version", default="model", help="model: the model's name@version, for the report")
     ap.add_argument("--bits", default="64,128", help="model: code lengths to measure")
+    ap.add_argument("--coder", help="model: use this parameter file for 64 bits (e.g. the model's hash.json)")
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--q", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
