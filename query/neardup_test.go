@@ -134,6 +134,9 @@ func newHashStack(t testing.TB, withCoder bool) *hashStack {
 
 func (s *hashStack) neardup(t testing.TB, req any) (*query.NearDupResponse, error) {
 	t.Helper()
+	if r, ok := req.(*query.NearDupRequest); ok {
+		return s.cl.NearDup(context.Background(), r)
+	}
 	body, ok := req.([]byte)
 	if !ok {
 		var err error

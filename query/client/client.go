@@ -35,6 +35,12 @@ func (c *Client) Get(ctx context.Context, r *query.GetRequest) (*query.GetRespon
 	return &out, c.call(ctx, "get", r, &out)
 }
 
+// NearDup finds near-duplicate images by image bytes, image URL or PDQ hex.
+func (c *Client) NearDup(ctx context.Context, r *query.NearDupRequest) (*query.NearDupResponse, error) {
+	var out query.NearDupResponse
+	return &out, c.call(ctx, "neardup", r, &out)
+}
+
 // Stats returns record counts and the model.
 func (c *Client) Stats(ctx context.Context) (*query.StatsResponse, error) {
 	var out query.StatsResponse
