@@ -285,7 +285,12 @@ func TestErrorCodes(t *testing.T) {
 
 func TestTooManyRequests(t *testing.T) {
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-r.Context().Done():
 		case <-release:
@@ -294,22 +299,23 @@ func TestTooManyRequests(t *testing.T) {
 	defer slow.Close()
 	defer close(release)
 	f, _ := media.New(media.Config{AllowPrivate: []string{"127.0.0.0/8"}, Retries: -1})
-	s := newStack(t, query.Config{Concurrency: 1, Timeout: 5 * time.Second}, f)
+	s := newStack(t, query.Config{Concurrency: 1, Timeout: 30 * time.Second}, f)
 	first := make(chan error, 1)
 	go func() {
 		first <- s.cl.Raw(context.Background(), "search", []byte(`{"image_url":"`+slow.URL+`/a.jpg"}`), nil)
 	}()
-	// Wait until the first request occupies the only slot.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := s.cl.Raw(context.Background(), "stats", []byte(`{}`), nil)
-		if err != nil && query.AsError(err).Code == query.CodeTooManyRequest {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw 429; last error %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Once the slow server has the fetch, the search holds the only slot until
+	// release: any other request must get 429.
+	select {
+	case <-arrived:
+	case err := <-first:
+		t.Fatalf("the slow search ended before reaching the server: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow search never reached the server")
+	}
+	err := s.cl.Raw(context.Background(), "stats", []byte(`{}`), nil)
+	if e := query.AsError(err); err == nil || e.Code != query.CodeTooManyRequest {
+		t.Fatalf("stats while the only slot is busy: %v, want 429", err)
 	}
 }
 
