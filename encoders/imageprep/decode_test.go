@@ -320,7 +320,7 @@ func TestDecodeRefusesHugeHeaderCheaply(t *testing.T) {
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
 			t.Errorf("%s: refusing allocated %d bytes", name, alloc)
 		}
-		if el > 100*time.Millisecond {
+		if el > 2*time.Second { // decoding would take minutes; the bound only catches that
 			t.Errorf("%s: refusing took %v", name, el)
 		}
 	}

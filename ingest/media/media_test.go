@@ -386,7 +386,9 @@ func TestSlowLoris(t *testing.T) {
 			if !strings.Contains(e.Reason, "read deadline 1s exceeded") && !strings.Contains(e.Reason, "timeout") {
 				t.Errorf("reason %q, want the read deadline", e.Reason)
 			}
-			if took > 1500*time.Millisecond {
+			// Without the read deadline only the 15s total timeout would end it; the
+			// bound is loose so that a loaded machine does not fail the test.
+			if took > 5*time.Second {
 				t.Errorf("took %v, want about 1s", took)
 			}
 			if !errors.Is(err, context.DeadlineExceeded) {
@@ -656,7 +658,7 @@ func TestTotalTimeoutStopsRetries(t *testing.T) {
 	if e := asError(t, err); e.Reason != "HTTP 503" || !e.Temporary {
 		t.Errorf("got %+v", e)
 	}
-	if calls.Load() != 1 || time.Since(start) > 500*time.Millisecond {
+	if calls.Load() != 1 || time.Since(start) > 900*time.Millisecond { // waiting out Retry-After would take the whole 1s
 		t.Errorf("%d calls in %v: a Retry-After past the total timeout should end the fetch at once", calls.Load(), time.Since(start))
 	}
 }
