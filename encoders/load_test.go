@@ -193,11 +193,11 @@ func TestFixtureModels(t *testing.T) {
 	for i := range ids {
 		ids[i] = int64(i % 7)
 	}
-	got, err := m.EmbedTokens(context.Background(), ids, []int64{1}, 1)
+	_, err := m.EmbedTokens(context.Background(), ids, []int64{1}, 1)
 	if err == nil {
 		t.Fatal("mask length mismatch accepted")
 	}
-	got, err = m.EmbedTokens(context.Background(), ids, nil, 1)
+	got, err := m.EmbedTokens(context.Background(), ids, nil, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

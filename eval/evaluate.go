@@ -249,7 +249,6 @@ func recallSection(ctx context.Context, q *EmbeddedSet, plan PlanFunc, opt Optio
 		}
 	}
 
-	type acc struct{ strict, semantic []int }
 	// TqI: caption queries with a paired image.
 	var tq []int
 	for i, m := range q.TextMeta {
