@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // The test broker: a real Apache Kafka started with scripts/kafka.sh on ports of
@@ -62,22 +63,7 @@ func (b *testBroker) script(timeout time.Duration, args ...string) (string, erro
 	return string(out), err
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot() (string, error) { return testutil.RepoRoot() }
 
 // need returns the broker's plain address, starting the broker on first use. A
 // missing java, mvn or broker fails the test; it is never skipped.

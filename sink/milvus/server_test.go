@@ -2,7 +2,6 @@ package milvus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // The test server: a real Milvus standalone started with scripts/milvus.sh on ports
@@ -72,22 +73,7 @@ func (s *testServer) script(timeout time.Duration, args ...string) (string, erro
 	return string(out), err
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot() (string, error) { return testutil.RepoRoot() }
 
 // need returns the server's address, starting it on first use. A server that cannot
 // start fails the test; it is never skipped.
