@@ -78,7 +78,7 @@ acks=all, or durably indexed or dead-lettered); a rerun with the same --from and
 				return err
 			}
 			log := newLogger(cfg, os.Stderr)
-			ctx, cancel := signalContext()
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			return runBackfill(ctx, cfg, o, log, os.Stderr)
 		},

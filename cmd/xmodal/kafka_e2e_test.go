@@ -713,6 +713,7 @@ func (w *e2eWorkload) produce(t testing.TB, b *kafkaBroker, topic string) {
 type indexer struct {
 	name  string
 	dir   string
+	http  string // the --http-listen address (/healthz, /metrics)
 	cmd   *exec.Cmd
 	out   *syncBuffer
 	done  chan error
@@ -735,6 +736,9 @@ type indexerOpts struct {
 // into the embedded index under dir, with the parity model.
 func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	t.Helper()
+	if o.httpListen == "" {
+		o.httpListen = e2eFreePort(t)
+	}
 	args := []string{"run", "--data-dir", dir, "--nats-listen", e2eFreePort(t), "--http-listen", o.httpListen,
 		"--model", filepath.Join(e2eRoot(t), "testdata", "models", "parity"),
 		"--ingest-batch-size", "32", "--ingest-fetch-wait", "50ms", "--log-level", "warn",
@@ -758,7 +762,7 @@ func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ix := &indexer{name: name, dir: dir, cmd: cmd, out: buf, done: make(chan error, 1)}
+	ix := &indexer{name: name, dir: dir, http: o.httpListen, cmd: cmd, out: buf, done: make(chan error, 1)}
 	go func() { ix.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		ix.kill()
@@ -820,6 +824,10 @@ func (ix *indexer) stop(t testing.TB) {
 	if !ix.running() {
 		t.Fatalf("%s is not running (exit %v)", ix.name, ix.exit)
 	}
+	// A run that has nothing left to do is stopped right after it starts; it
+	// must have started (its HTTP endpoints answer) for SIGTERM to test the
+	// graceful path rather than the start-up.
+	ix.waitHealthy(t, time.Minute)
 	ix.cmd.Process.Signal(syscall.SIGTERM)
 	err, ok := ix.wait(60 * time.Second)
 	if !ok {
@@ -827,6 +835,28 @@ func (ix *indexer) stop(t testing.TB) {
 	}
 	if err != nil {
 		t.Fatalf("%s exited with %v after SIGTERM", ix.name, err)
+	}
+}
+
+// waitHealthy waits until the process answers /healthz on its HTTP address.
+func (ix *indexer) waitHealthy(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get("http://" + ix.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if !ix.running() {
+			t.Fatalf("%s ended (%v) before it answered /healthz\n%s", ix.name, ix.exit, ix.tail(4000))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: /healthz on %s did not answer 200 within %v (last error %v)", ix.name, ix.http, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -85,7 +85,7 @@ Text encoding (the model's text tower, one text at a time) is timed separately.`
 			if o.Records < 1 || o.Records > 10_000_000 || o.Duration <= 0 || o.Duration > 10*time.Minute || o.Requests < 1 {
 				return fmt.Errorf("--records 1..10M, --duration up to 10m and --requests >= 1")
 			}
-			ctx, cancel := signalContext()
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			return runLoadgen(ctx, cfg, o, cmd.OutOrStdout())
 		},

@@ -29,7 +29,14 @@ import (
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	// The signal handler is installed before anything else, so that a SIGTERM
+	// that arrives while the process is still starting (an orchestrator
+	// scaling down, a test stopping a run that had nothing left to do) shuts
+	// it down gracefully instead of killing it mid-way.
+	ctx, stop := signalContext()
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "xmodal:", err)
 		os.Exit(1)
 	}
@@ -138,7 +145,7 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 				return err
 			}
 			log := newLogger(cfg, os.Stderr)
-			ctx, cancel := signalContext()
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			if postsPath == "" {
 				if postsPath, err = findDemoPosts(); err != nil {

@@ -469,7 +469,7 @@ func roleCmd(r role, short, long string) *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg, os.Stderr).With("role", string(r))
-			ctx, cancel := signalContext()
+			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			a, err := startRole(ctx, cfg, log, r)
 			if err != nil {
