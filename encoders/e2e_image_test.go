@@ -56,6 +56,35 @@ func TestEndToEndImages(t *testing.T) {
 	if _, err := m.EmbedImages(context.Background(), []image.Image{imgs[0], nil}); err == nil {
 		t.Error("nil image accepted")
 	}
+
+	// The split path a pipeline uses (PreprocessImage on its own goroutines,
+	// then EmbedPixels) gives EmbedImages' vectors exactly.
+	if m.ImageTensorLen() != per {
+		t.Fatalf("ImageTensorLen %d, want %d", m.ImageTensorLen(), per)
+	}
+	pixels := make([]float32, len(imgs)*per)
+	for i, img := range imgs {
+		if err := m.PreprocessImage(img, pixels[i*per:(i+1)*per]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	split, err := m.EmbedPixels(context.Background(), pixels, len(imgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range split {
+		for j := range split[i] {
+			if split[i][j] != got[i][j] {
+				t.Fatalf("image %d: PreprocessImage+EmbedPixels differs from EmbedImages at %d: %v vs %v", i, j, split[i][j], got[i][j])
+			}
+		}
+	}
+	if err := m.PreprocessImage(imgs[0], make([]float32, per-1)); err == nil {
+		t.Error("PreprocessImage accepted a short destination")
+	}
+	if err := m.PreprocessImage(nil, make([]float32, per)); err == nil {
+		t.Error("PreprocessImage accepted a nil image")
+	}
 }
 
 func decodeGoldenImages(t testing.TB, g *goldens) []image.Image {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -33,6 +34,13 @@ type Options struct {
 	// preprocessing, the other tower, other processes) could use on shared
 	// or oversubscribed ones.
 	NoSpin bool
+	// Sessions is the number of ONNX Runtime sessions per tower, each with its
+	// own thread pools (IntraOpThreads each). Concurrent calls are spread over
+	// them round-robin; 0 or 1 is one session, which also accepts concurrent
+	// calls but runs them on one shared pool. Several small sessions can beat
+	// one wide one when batches are small (the pool then keeps every core
+	// busy with whole batches rather than with the parallel parts of one).
+	Sessions int
 	// Logger receives load-time information; nil uses slog.Default().
 	Logger *slog.Logger
 }
@@ -60,11 +68,12 @@ type Model struct {
 	closed bool
 }
 
-// tower is one ONNX session with the inputs xmodal feeds it, in order.
+// tower is one graph's ONNX sessions with the inputs xmodal feeds it, in order.
 type tower struct {
 	name   string // "image" or "text", for messages
 	file   string
-	sess   *ort.DynamicAdvancedSession
+	sess   []*ort.DynamicAdvancedSession // Options.Sessions of them
+	next   atomic.Uint32                 // round-robin over sess
 	inputs []string
 	output string
 	dim    int // from the output shape; 0 when the graph leaves it symbolic
@@ -274,11 +283,15 @@ func newTower(opt Options, libPath, name, path string, inputs []string, out ort.
 		return nil, err
 	}
 	defer so.Destroy()
-	sess, err := ort.NewDynamicAdvancedSession(path, inputs, []string{out.Name}, so)
-	if err != nil {
-		return nil, fmt.Errorf("%s model %s: creating session: %s", name, path, oneLine(err.Error()))
+	t := &tower{name: name, file: path, inputs: inputs, output: out.Name}
+	for range max(opt.Sessions, 1) {
+		sess, err := ort.NewDynamicAdvancedSession(path, inputs, []string{out.Name}, so)
+		if err != nil {
+			t.destroy()
+			return nil, fmt.Errorf("%s model %s: creating session: %s", name, path, oneLine(err.Error()))
+		}
+		t.sess = append(t.sess, sess)
 	}
-	t := &tower{name: name, file: path, sess: sess, inputs: inputs, output: out.Name}
 	if d := out.Dimensions[1]; d > 0 {
 		t.dim = int(d)
 	}
@@ -462,11 +475,15 @@ func (m *Model) run(ctx context.Context, t *tower, inputs []ort.Value, n, dim in
 		return nil, ErrClosed
 	}
 	outputs := []ort.Value{nil}
+	sess := t.sess[0]
+	if len(t.sess) > 1 {
+		sess = t.sess[int(t.next.Add(1))%len(t.sess)]
+	}
 	var err error
 	if ctx.Done() == nil {
-		err = t.sess.Run(inputs, outputs)
+		err = sess.Run(inputs, outputs)
 	} else {
-		err = runCancellable(ctx, t.sess, inputs, outputs)
+		err = runCancellable(ctx, sess, inputs, outputs)
 	}
 	if outputs[0] != nil {
 		defer outputs[0].Destroy()
@@ -533,13 +550,21 @@ func (m *Model) Close() error {
 func (m *Model) destroy() error {
 	var errs []error
 	for _, t := range []*tower{m.image, m.text} {
-		if t != nil && t.sess != nil {
-			if err := t.sess.Destroy(); err != nil {
-				errs = append(errs, fmt.Errorf("%s session: %w", t.name, err))
-			}
-			t.sess = nil
+		if t != nil {
+			errs = append(errs, t.destroy())
 		}
 	}
+	return errors.Join(errs...)
+}
+
+func (t *tower) destroy() error {
+	var errs []error
+	for _, s := range t.sess {
+		if err := s.Destroy(); err != nil {
+			errs = append(errs, fmt.Errorf("%s session: %w", t.name, err))
+		}
+	}
+	t.sess = nil
 	return errors.Join(errs...)
 }
 

@@ -130,10 +130,22 @@ func TestBatchIndependence(t *testing.T) {
 	}
 }
 
-// TestConcurrentRuns: one Model serves concurrent callers (run with -race).
+// TestConcurrentRuns: one Model serves concurrent callers (run with -race),
+// with one session per tower or several (Options.Sessions).
 func TestConcurrentRuns(t *testing.T) {
+	for _, sessions := range []int{1, 3} {
+		t.Run(fmt.Sprintf("sessions=%d", sessions), func(t *testing.T) {
+			testConcurrentRuns(t, Options{IntraOpThreads: 1, Sessions: sessions})
+		})
+	}
+}
+
+func testConcurrentRuns(t *testing.T, opt Options) {
 	g := loadGoldens(t, parityDir)
-	m := loadModel(t, parityDir, Options{IntraOpThreads: 1})
+	m := loadModel(t, parityDir, opt)
+	if got := len(m.image.sess); got != max(opt.Sessions, 1) {
+		t.Fatalf("image tower has %d sessions, want %d", got, max(opt.Sessions, 1))
+	}
 	ctx := context.Background()
 	per := len(g.Pixels) / len(g.Images)
 	ids := flatten(g.InputIDs)

@@ -41,6 +41,25 @@ func newPrep(dir string, man Manifest) (*prep, error) {
 // ImageSpec is the preprocessing the image tower expects, from the manifest.
 func (m *Model) ImageSpec() imageprep.Spec { return m.prep.spec }
 
+// ImageTensorLen is the number of float32 values one preprocessed image
+// takes (3×S×S), the stride of EmbedPixels' input.
+func (m *Model) ImageTensorLen() int { return m.prep.spec.TensorLen() }
+
+// PreprocessImage writes img's model input (resized, cropped, normalised,
+// CHW) into dst, which must hold ImageTensorLen values. It is what
+// EmbedImages does before the model call, exposed so that a pipeline can
+// preprocess on other goroutines while the model runs.
+func (m *Model) PreprocessImage(img image.Image, dst []float32) error {
+	if img == nil {
+		return fmt.Errorf("encoders: image is nil")
+	}
+	if n := m.prep.spec.TensorLen(); len(dst) != n {
+		return fmt.Errorf("encoders: preprocessing into %d values; one image takes %d", len(dst), n)
+	}
+	imageprep.Preprocess(img, m.prep.spec, dst)
+	return nil
+}
+
 // EmbedImages preprocesses decoded images (imageprep.Preprocess with
 // ImageSpec, spread over GOMAXPROCS goroutines) and embeds them in one batch.
 // The caller bounds the batch size.
