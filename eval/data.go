@@ -104,6 +104,28 @@ func (c *Corpus) addSynth(it synth.Item, path, where string) {
 	}
 }
 
+// Subsample returns a corpus with n of c's images, evenly strided, and
+// their captions; c itself when it has no more than n images.
+func (c *Corpus) Subsample(n int) *Corpus {
+	if n <= 0 || len(c.Images) <= n {
+		return c
+	}
+	out := &Corpus{Name: fmt.Sprintf("%s (%d of %d images)", c.Name, n, len(c.Images)), HasScenes: c.HasScenes, HasLabels: c.HasLabels}
+	newIdx := make(map[int]int, n)
+	for i := range n {
+		j := i * len(c.Images) / n
+		newIdx[j] = i
+		out.Images = append(out.Images, c.Images[j])
+	}
+	for _, t := range c.Texts {
+		if i, ok := newIdx[t.Image]; ok {
+			t.Image = i
+			out.Texts = append(out.Texts, t)
+		}
+	}
+	return out
+}
+
 // LoadGenDir reads a split written by `xmodal gen` (items.jsonl and
 // images/).
 func LoadGenDir(dir string) (*Corpus, error) {

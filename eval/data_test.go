@@ -179,7 +179,7 @@ func TestEmbeddingsBadInput(t *testing.T) {
 		{"unknown key", img, `{"id":"t","vec":[1,0]}`, []string{"texts.jsonl line 1", "vec"}},
 		{"no vector", img, `{"id":"t","image_id":"a"}`, []string{"texts.jsonl line 1", "no \"vector\""}},
 		{"bad pair", img, `{"id":"t","image_id":"zz","vector":[1,0]}`, []string{"texts.jsonl line 1", `image_id "zz"`}},
-		{"bad set", img, `{"id":"t","set":"train","vector":[1,0]}`, []string{"texts.jsonl line 1", `set "train"`}},
+		{"bad set", img, `{"id":"t","set":"val","vector":[1,0]}`, []string{"texts.jsonl line 1", `set "val"`, `want "query", "db" or "train"`}},
 		{"empty", "", "", []string{"no query items", "empty split"}},
 		{"nan", `{"id":"a","vector":[1e999,0]}`, "", []string{"images.jsonl line 1"}},
 	} {

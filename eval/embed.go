@@ -166,7 +166,7 @@ const (
 // embLine is a line of images.jsonl or texts.jsonl.
 type embLine struct {
 	ID      string    `json:"id"`
-	Set     string    `json:"set,omitempty"`      // "query" (default) or "db"
+	Set     string    `json:"set,omitempty"`      // "query" (default), "db" or "train"
 	ImageID string    `json:"image_id,omitempty"` // texts: the image it describes (same set)
 	Text    string    `json:"text,omitempty"`     // texts: the caption (informational)
 	Scene   string    `json:"scene,omitempty"`
@@ -178,11 +178,22 @@ type embLine struct {
 // LoadEmbeddings reads precomputed embeddings from dir: images.jsonl and
 // texts.jsonl (one item per line with metadata, and "vector" unless
 // images.npy / texts.npy hold the vectors, row i for line i). Items with
-// "set":"db" form the retrieval database (nil when there are none).
+// "set":"db" form the retrieval database (nil when there are none); items
+// with "set":"train" (the hash plans' fit set, see LoadEmbeddingSets) are
+// read and dropped.
 func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
+	q, db, _, err = LoadEmbeddingSets(dir)
+	return q, db, err
+}
+
+// LoadEmbeddingSets is LoadEmbeddings that also returns the items with
+// "set":"train", the set the hash and hybrid plans fit ITQ on (nil when
+// there are none).
+func LoadEmbeddingSets(dir string) (q, db, train *EmbeddedSet, err error) {
 	sets := map[string]*EmbeddedSet{
 		"query": {Name: dir + " (query)", HasScenes: true, HasLabels: true},
 		"db":    {Name: dir + " (db)", HasScenes: true, HasLabels: true},
+		"train": {Name: dir + " (train)", HasScenes: true, HasLabels: true},
 	}
 	dims := map[string]struct {
 		d    int
@@ -193,7 +204,7 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 		jpath := filepath.Join(dir, kind+".jsonl")
 		lines, err := readEmbLines(jpath)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		npath := filepath.Join(dir, kind+".npy")
 		var vecs []float32
@@ -202,13 +213,13 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 		if _, err := os.Stat(npath); err == nil {
 			haveNPY = true
 			if vecs, nrows, ncols, err = npy.ReadFloat32(npath); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			if nrows != len(lines) {
-				return nil, nil, fmt.Errorf("%s has %d rows but %s has %d lines", npath, nrows, jpath, len(lines))
+				return nil, nil, nil, fmt.Errorf("%s has %d rows but %s has %d lines", npath, nrows, jpath, len(lines))
 			}
 		}
-		imageIdx := map[string]map[string]int{"query": {}, "db": {}}
+		imageIdx := map[string]map[string]int{"query": {}, "db": {}, "train": {}}
 		if kind == "texts" {
 			for set, es := range sets {
 				for i, m := range es.ImageMeta {
@@ -224,16 +235,16 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 			}
 			es, ok := sets[set]
 			if !ok {
-				return nil, nil, fmt.Errorf("%s: set %q: want \"query\" or \"db\"", where, l.Set)
+				return nil, nil, nil, fmt.Errorf("%s: set %q: want \"query\", \"db\" or \"train\"", where, l.Set)
 			}
 			var v []float32
 			switch {
 			case haveNPY && l.Vector != nil:
-				return nil, nil, fmt.Errorf("%s: has a \"vector\" but %s holds the vectors", where, npath)
+				return nil, nil, nil, fmt.Errorf("%s: has a \"vector\" but %s holds the vectors", where, npath)
 			case haveNPY:
 				v = vecs[i*ncols : (i+1)*ncols]
 			case l.Vector == nil:
-				return nil, nil, fmt.Errorf("%s: no \"vector\" (and no %s)", where, npath)
+				return nil, nil, nil, fmt.Errorf("%s: no \"vector\" (and no %s)", where, npath)
 			default:
 				v = l.Vector
 			}
@@ -242,10 +253,10 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 				file = npath
 			}
 			if prev, ok := dims["any"]; ok && prev.d != len(v) {
-				return nil, nil, fmt.Errorf("%s: dimension %d, but %s has dimension %d (mismatched embedding dimensions)", where, len(v), prev.file, prev.d)
+				return nil, nil, nil, fmt.Errorf("%s: dimension %d, but %s has dimension %d (mismatched embedding dimensions)", where, len(v), prev.file, prev.d)
 			} else if !ok {
 				if len(v) == 0 {
-					return nil, nil, fmt.Errorf("%s: empty vector", where)
+					return nil, nil, nil, fmt.Errorf("%s: empty vector", where)
 				}
 				dims["any"] = struct {
 					d    int
@@ -254,7 +265,7 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 			}
 			for _, x := range v {
 				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-					return nil, nil, fmt.Errorf("%s: vector has a non-finite value", where)
+					return nil, nil, nil, fmt.Errorf("%s: vector has a non-finite value", where)
 				}
 			}
 			m := Meta{ID: l.ID, Scene: l.Scene, Objects: l.Objects, Pair: -1}
@@ -273,7 +284,7 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 				if l.ImageID != "" {
 					j, ok := imageIdx[set][l.ImageID]
 					if !ok {
-						return nil, nil, fmt.Errorf("%s: image_id %q is not an image of set %q in %s", where, l.ImageID, set, filepath.Join(dir, ImagesJSONL))
+						return nil, nil, nil, fmt.Errorf("%s: image_id %q is not an image of set %q in %s", where, l.ImageID, set, filepath.Join(dir, ImagesJSONL))
 					}
 					m.Pair = j
 					im := es.ImageMeta[j]
@@ -301,20 +312,23 @@ func LoadEmbeddings(dir string) (q, db *EmbeddedSet, err error) {
 	for set, es := range sets {
 		var err error
 		if es.Images, err = NewMatrix(rowsOf[set+"/images"]); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if es.Texts, err = NewMatrix(rowsOf[set+"/texts"]); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	q, db = sets["query"], sets["db"]
+	q, db, train = sets["query"], sets["db"], sets["train"]
 	if len(q.ImageMeta) == 0 && len(q.TextMeta) == 0 {
-		return nil, nil, fmt.Errorf("%s: no query items (empty split): %s and %s have no lines with set \"query\"", dir, ImagesJSONL, TextsJSONL)
+		return nil, nil, nil, fmt.Errorf("%s: no query items (empty split): %s and %s have no lines with set \"query\"", dir, ImagesJSONL, TextsJSONL)
 	}
 	if len(db.ImageMeta) == 0 && len(db.TextMeta) == 0 {
 		db = nil
 	}
-	return q, db, nil
+	if len(train.ImageMeta) == 0 && len(train.TextMeta) == 0 {
+		train = nil
+	}
+	return q, db, train, nil
 }
 
 type lineEmb struct {
@@ -380,6 +394,12 @@ func normalized(v []float32) []float32 {
 // WriteEmbeddings writes q (and db, when not nil) as an embeddings
 // directory that LoadEmbeddings reads: JSONL metadata plus .npy vectors.
 func WriteEmbeddings(dir string, q, db *EmbeddedSet) error {
+	return WriteEmbeddingSets(dir, q, db, nil)
+}
+
+// WriteEmbeddingSets is WriteEmbeddings with the hash plans' fit set too
+// (train, written with "set":"train" when not nil).
+func WriteEmbeddingSets(dir string, q, db, train *EmbeddedSet) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -390,7 +410,7 @@ func WriteEmbeddings(dir string, q, db *EmbeddedSet) error {
 		for _, set := range []struct {
 			name string
 			es   *EmbeddedSet
-		}{{"query", q}, {"db", db}} {
+		}{{"query", q}, {"db", db}, {"train", train}} {
 			if set.es == nil {
 				continue
 			}

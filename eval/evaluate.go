@@ -29,6 +29,8 @@ type Options struct {
 	Seed uint64
 	// Workers bounds parallelism; 0 means GOMAXPROCS.
 	Workers int
+	// Hash configures the hash and hybrid plans.
+	Hash HashOptions
 }
 
 func (o *Options) defaults() error {
@@ -65,8 +67,11 @@ type Report struct {
 	Ks       []int       `json:"ks"`
 	Recall   []RecallRow `json:"recall"`
 	MAP      []MAPRow    `json:"map"`
-	Notes    []string    `json:"notes,omitempty"`
-	Timing   Timing      `json:"timing"`
+	// Hash is the hash or hybrid plan's section (nil for exact). With those
+	// plans Recall and MAP are the exact plan's, the reference.
+	Hash   *HashReport `json:"hash,omitempty"`
+	Notes  []string    `json:"notes,omitempty"`
+	Timing Timing      `json:"timing"`
 }
 
 // SetSummary describes one side of the evaluation.
@@ -109,20 +114,28 @@ type Timing struct {
 	// TqIQueriesPerSecond: caption queries ranked against the query images
 	// (top max(Ks)) per second, over all workers.
 	TqIQueriesPerSecond float64 `json:"tqi_queries_per_second"`
-	Workers             int     `json:"workers"`
+	// HashSeconds: the hash or hybrid plan's section (coder fits included).
+	HashSeconds float64 `json:"hash_seconds,omitempty"`
+	Workers     int     `json:"workers"`
 }
 
 // Evaluate scores q (queries: R@K within q, pictures against their
 // captions) and, with labels, MAP of q's queries against db (or against q
 // itself when db is nil).
+//
+// Plans hash and hybrid (opt.Hash) keep the exact plan for R@K and MAP, as
+// the reference, and add Report.Hash: for hash, MAP@K and MAP@ALL of the
+// Hamming ranking per code length (labels needed); for hybrid, recall@K
+// of the embedded index's hybrid plan against its exact plan per C, with
+// the time per query of both (the exact MAP is then skipped).
 func Evaluate(ctx context.Context, q, db *EmbeddedSet, opt Options) (*Report, error) {
 	if err := opt.defaults(); err != nil {
 		return nil, err
 	}
-	plan, err := PlanByName(opt.Plan)
-	if err != nil {
+	if err := CheckPlan(opt.Plan); err != nil {
 		return nil, err
 	}
+	plan := PlanFunc(NewExact)
 	if err := checkDims(q, db); err != nil {
 		return nil, err
 	}
@@ -131,27 +144,60 @@ func Evaluate(ctx context.Context, q, db *EmbeddedSet, opt Options) (*Report, er
 	if db != nil {
 		rep.Database = &SetSummary{db.Name, db.Images.Rows, db.Texts.Rows}
 	}
+	gallery := db
+	if gallery == nil {
+		gallery = q
+	}
+	hashed := opt.Plan == "hash" || opt.Plan == "hybrid"
+	if hashed {
+		if err := opt.Hash.check(opt.Plan, rep.Dim); err != nil {
+			return nil, fmt.Errorf("plan %s: %w", opt.Plan, err)
+		}
+		if opt.Plan == "hash" && (!q.HasLabels || !gallery.HasLabels) {
+			return nil, fmt.Errorf("plan hash scores MAP, which needs labelled items, and %s carries no labels (plan hybrid needs none)", map[bool]string{true: q.Name, false: gallery.Name}[!q.HasLabels])
+		}
+		rep.Hash = &HashReport{}
+	}
 	start := time.Now()
 	if err := recallSection(ctx, q, plan, opt, rep); err != nil {
 		return nil, err
 	}
 	rep.Timing.RecallSeconds = time.Since(start).Seconds()
-	gallery := db
-	if gallery == nil {
-		gallery = q
+	if db == nil {
 		rep.Notes = append(rep.Notes, "no retrieval database: MAP ranks the query split's own items")
 	}
-	if !q.HasLabels || !gallery.HasLabels {
+	switch {
+	case opt.Plan == "hybrid":
+		rep.Notes = append(rep.Notes, "plan hybrid: MAP skipped (plan hash reports MAP of Hamming ranking beside exact)")
+	case !q.HasLabels || !gallery.HasLabels:
 		rep.Notes = append(rep.Notes, "MAP skipped: the items carry no labels")
-	} else {
+	default:
 		start = time.Now()
-		if err := mapSection(ctx, q, gallery, plan, opt, rep); err != nil {
+		rows, err := mapRows(ctx, q, gallery, func(string) PlanFunc { return plan }, append(slices.Clone(opt.MAPKs), 0), opt, true)
+		if err != nil {
 			return nil, err
 		}
+		rep.MAP = rows
 		rep.Timing.MAPSeconds = time.Since(start).Seconds()
 	}
 	if !q.HasScenes {
 		rep.Notes = append(rep.Notes, "semantic R@K and the strict ceiling skipped: the items carry no scene descriptions")
+	}
+	if hashed {
+		start = time.Now()
+		coders, err := opt.Hash.coders(ctx, rep.Dim, opt.Seed, db, rep)
+		if err != nil {
+			return nil, fmt.Errorf("plan %s: %w", opt.Plan, err)
+		}
+		if opt.Plan == "hash" {
+			err = hashSection(ctx, q, gallery, coders, opt, rep)
+		} else {
+			err = hybridSection(ctx, q, gallery, coders, opt, rep)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rep.Timing.HashSeconds = time.Since(start).Seconds()
 	}
 	return rep, nil
 }
@@ -406,10 +452,12 @@ func shares(a, b []uint64) bool {
 	return false
 }
 
-func mapSection(ctx context.Context, q, g *EmbeddedSet, plan PlanFunc, opt Options, rep *Report) error {
+// mapRows computes MAP@K for each K of ks (0: ALL) in both directions,
+// ranking with planFor(direction); random adds the random-ranking baseline.
+func mapRows(ctx context.Context, q, g *EmbeddedSet, planFor func(dir string) PlanFunc, ks []int, opt Options, random bool) ([]MAPRow, error) {
 	lb := newLabelBits(q.ImageMeta, q.TextMeta, g.ImageMeta, g.TextMeta)
 	w := lb.words
-	ks := append(slices.Clone(opt.MAPKs), 0) // 0 = ALL
+	var out []MAPRow
 	for _, d := range []struct {
 		dir       string
 		qm        []Meta
@@ -422,9 +470,9 @@ func mapSection(ctx context.Context, q, g *EmbeddedSet, plan PlanFunc, opt Optio
 			continue
 		}
 		qb, gb := lb.of(d.qm), lb.of(d.gm)
-		r, err := plan(d.gv)
+		r, err := planFor(d.dir)(d.gv)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		n := d.qv.Rows
 		ap := make([][]float64, n)
@@ -445,13 +493,17 @@ func mapSection(ctx context.Context, q, g *EmbeddedSet, plan PlanFunc, opt Optio
 				ranked[p] = rel[gi]
 			}
 			ap[i] = AveragePrecisions(ranked, ks)
+			if !random {
+				rnd[i] = make([]float64, len(ks))
+				return
+			}
 			// Random ranking: a seeded shuffle of the gallery.
 			rng := rand.New(rand.NewPCG(opt.Seed, d.qOffsetID<<40|uint64(i)))
 			rng.Shuffle(len(rel), func(a, b int) { rel[a], rel[b] = rel[b], rel[a] })
 			rnd[i] = AveragePrecisions(rel, ks)
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		noRel := 0
 		for _, x := range none {
@@ -472,8 +524,8 @@ func mapSection(ctx context.Context, q, g *EmbeddedSet, plan PlanFunc, opt Optio
 			if k == 0 && j < len(ks)-1 {
 				continue // reported as ALL below
 			}
-			rep.MAP = append(rep.MAP, row)
+			out = append(out, row)
 		}
 	}
-	return nil
+	return out, nil
 }

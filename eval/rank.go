@@ -48,27 +48,41 @@ type Scratch struct {
 	scores []float32
 	idx    []int32
 	h      topHeap
+	// Hamming ranking: the query's code and words, distances, counts.
+	code []byte
+	qw   []uint64
+	dist []uint16
+	cnt  []int32
 }
 
 // PlanFunc builds a Ranker over a gallery of embeddings.
 type PlanFunc func(gallery Matrix) (Ranker, error)
 
-// Plans lists the plan names PlanByName knows.
+// Plans lists the plan names Evaluate knows.
 func Plans() []string { return []string{"exact", "hash", "hybrid"} }
 
-// PlanByName returns the ranking plan with that name. "exact" is cosine
-// similarity over every float vector (vectors are L2-normalised, so the
-// dot product). "hash" (Hamming ranking of binary codes) and "hybrid"
-// (Hamming top-C re-ranked by exact cosine) arrive with the hash coders;
-// this is where they plug in.
+// CheckPlan reports whether Evaluate knows the plan, with an error naming it.
+func CheckPlan(name string) error {
+	switch name {
+	case "", "exact", "hash", "hybrid":
+		return nil
+	}
+	return fmt.Errorf("unknown plan %q (want one of %s)", name, strings.Join(Plans(), ", "))
+}
+
+// PlanByName returns the ranking plan with that name that needs nothing
+// but the gallery: "exact", cosine similarity over every float vector
+// (vectors are L2-normalised, so the dot product). "hash" and "hybrid" need
+// a coder: Evaluate builds them from Options.Hash (HammingPlan ranks by
+// Hamming distance; hybrid runs in the embedded index).
 func PlanByName(name string) (PlanFunc, error) {
 	switch name {
 	case "", "exact":
 		return NewExact, nil
 	case "hash", "hybrid":
-		return nil, fmt.Errorf("plan %q needs binary hash codes, which xmodal does not produce yet; use exact", name)
+		return nil, fmt.Errorf("plan %q needs a hash coder: run it through Evaluate with Options.Hash (or HammingPlan)", name)
 	}
-	return nil, fmt.Errorf("unknown plan %q (want one of %s)", name, strings.Join(Plans(), ", "))
+	return nil, CheckPlan(name)
 }
 
 // Exact ranks by the dot product with every gallery vector.

@@ -29,6 +29,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Database != nil {
 		fmt.Fprintf(&b, "database  %s: %d images, %d captions\n", r.Database.Name, r.Database.Images, r.Database.Texts)
 	}
+	if r.Hash != nil {
+		fmt.Fprintf(&b, "R@K and MAP below rank by the exact plan (the reference); plan %s's own table follows them\n", r.Plan)
+	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
 	head := "Recall@K\tobjects\tqueries\t"
@@ -67,6 +70,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		tw.Flush()
 	}
+	if r.Hash != nil {
+		r.Hash.writeTable(&b)
+	}
 	b.WriteString("\n")
 	b.WriteString("strict: the paired item (Flickr30K protocol); ceiling: best expected strict score when\n")
 	b.WriteString("identically described twins cannot be told apart; semantic: any item with the query's scene.\n")
@@ -74,8 +80,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteString("note: " + n + "\n")
 	}
 	t := r.Timing
-	fmt.Fprintf(&b, "timing: encode %.1fs, recall %.2fs (%.0f TqI queries/s), MAP %.2fs, %d workers\n",
+	fmt.Fprintf(&b, "timing: encode %.1fs, recall %.2fs (%.0f TqI queries/s), MAP %.2fs, %d workers",
 		t.EncodeSeconds, t.RecallSeconds, t.TqIQueriesPerSecond, t.MAPSeconds, t.Workers)
+	if r.Hash != nil {
+		fmt.Fprintf(&b, "; plan %s %.2fs (coder fits included)", r.Plan, t.HashSeconds)
+	}
+	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -108,4 +118,72 @@ func (r *Report) At(row RecallRow, k int) float64 {
 		}
 	}
 	return math.NaN()
+}
+
+// writeTable prints the coders and the hash or hybrid table.
+func (h *HashReport) writeTable(b *strings.Builder) {
+	b.WriteString("\n")
+	if h.FitSet != "" {
+		fmt.Fprintf(b, "binary codes: %s\n", h.FitSet)
+	}
+	for _, c := range h.Coders {
+		fmt.Fprintf(b, "  %s", c.ID)
+		if c.FitSeconds > 0 {
+			fmt.Fprintf(b, ": fitted in %.1fs on %d images + %d texts, quantisation loss %.3f", c.FitSeconds, c.Samples["image"], c.Samples["text"], c.Loss)
+		}
+		b.WriteString("\n")
+	}
+	if len(h.MAP) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "Hash MAP (Hamming ranking)\tbits\tK\tqueries\tgallery\thash MAP\texact MAP\thash/exact\t")
+		last := ""
+		for _, m := range h.MAP {
+			if m.Direction != last {
+				fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\n", dirNames[m.Direction])
+				last = m.Direction
+			}
+			k := "ALL"
+			if m.K > 0 {
+				k = fmt.Sprint(m.K)
+			}
+			ratio := "-"
+			if m.Exact > 0 {
+				ratio = fmt.Sprintf("%.3f", m.MAP/m.Exact)
+			}
+			fmt.Fprintf(tw, "\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t\n", m.Bits, k, m.Queries, m.Gallery, f3(m.MAP), f3(m.Exact), ratio)
+		}
+		tw.Flush()
+		b.WriteString("Hamming ranking: distance ascending, ties by the lower gallery index (as the exact plan).\n")
+	}
+	if len(h.Hybrid) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "Hybrid vs exact (embedded index)\tbits\tasked\tC\tC/N\tqueries\tgallery\trecall@%d\thybrid µs/q\texact µs/q\tspeedup\t\n", h.K)
+		last := ""
+		for _, x := range h.Hybrid {
+			if x.Direction != last {
+				fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t\t\t\t\t\n", dirNames[x.Direction])
+				last = x.Direction
+			}
+			fmt.Fprintf(tw, "\t%d\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f\t%.1f\t%.1fx\t\n", x.Bits, x.Candidates, x.C, pct(x.C, x.Gallery), x.Queries, x.Gallery,
+				f3(x.Recall), x.HybridMicros, x.ExactMicros, x.Speedup)
+		}
+		tw.Flush()
+		fmt.Fprintf(b, "recall@%d: mean share of the exact top %d that hybrid (Hamming top C, re-ranked by cosine) returns;\n", h.K, h.K)
+		fmt.Fprintf(b, "C: as asked (a count or a share of the gallery N), at least %d and at most N;\n", h.K)
+		b.WriteString("time per query on one goroutine, wall clock, the query's code included in hybrid's.\n")
+	}
+}
+
+// pct formats c/n as a percentage with enough digits for small shares.
+func pct(c, n int) string {
+	p := 100 * float64(c) / float64(n)
+	switch {
+	case p >= 10:
+		return fmt.Sprintf("%.0f%%", p)
+	case p >= 1:
+		return fmt.Sprintf("%.1f%%", p)
+	}
+	return fmt.Sprintf("%.2f%%", p)
 }

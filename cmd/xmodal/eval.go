@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/eval"
 	"github.com/xmodal/xmodal/eval/synth"
 )
@@ -23,6 +25,9 @@ func evalCmd() *cobra.Command {
 		noDB, asJSON            bool
 		opts                    eval.Options
 		seed                    uint64
+		coderName               string
+		candidates              []string
+		trainN                  int
 	)
 	c := &cobra.Command{
 		Use:   "eval",
@@ -46,17 +51,66 @@ Inputs (one of):
   --embeddings DIR     precomputed vectors: images.jsonl/texts.jsonl (+ .npy), see
                        docs/eval.md; no model is loaded.
 
-Plans: exact (cosine over every vector). hash and hybrid plug in with the hash coders.`,
+Plans (--plan):
+  exact   cosine over every vector (default);
+  hash    also MAP@K and MAP@ALL, both directions, of the ranking by Hamming
+          distance of binary codes, per code length (--bits, default 16, 32,
+          64, 128, 256 up to the dimension), beside the exact plan's MAP;
+  hybrid  also recall@10 of the embedded index's hybrid plan (Hamming top C
+          re-ranked by cosine) against its exact top 10, per C (--candidates:
+          counts or percentages of the gallery), with the time per query of
+          both (one goroutine) and their ratio.
+  Codes (--coder): itq, fitted per length on a train set (default: --train-n
+  images of the generated train split with one caption each, encoded with the
+  model; with --karpathy the file's train split; with --embeddings the items
+  with "set": "train", else the retrieval database); simhash (random
+  hyperplanes, --seed); model (the model's own coder, hash.json; with
+  --embeddings, the coder of --model, which must be the embeddings' model).`,
 		Example: `  xmodal eval
   xmodal eval --json > report.json
+  xmodal eval --plan hash --bits 16,32,64,128,256
+  xmodal eval --plan hybrid --candidates 10,0.5%,1%,5%
   xmodal eval --model models/clip-vit-b32 --karpathy dataset_flickr30k.json --images flickr30k-images
   xmodal eval --embeddings my-embeddings/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			opts.Seed, opts.Workers = seed, threads
-			if _, err := eval.PlanByName(opts.Plan); err != nil {
+			if err := eval.CheckPlan(opts.Plan); err != nil {
 				return err
+			}
+			hashed := opts.Plan == "hash" || opts.Plan == "hybrid"
+			flags := cmd.Flags()
+			for _, name := range []string{"bits", "coder", "candidates", "train-n"} {
+				if flags.Changed(name) && !hashed {
+					return fmt.Errorf("--%s needs --plan hash or hybrid", name)
+				}
+			}
+			if flags.Changed("candidates") && opts.Plan != "hybrid" {
+				return errors.New("--candidates needs --plan hybrid")
+			}
+			for _, b := range opts.Hash.Bits {
+				if err := hash.CheckBits(b, 0); err != nil {
+					return fmt.Errorf("--bits: %w", err)
+				}
+			}
+			for _, c := range candidates {
+				cd, err := eval.ParseCandidates(c)
+				if err != nil {
+					return fmt.Errorf("--%w", err)
+				}
+				opts.Hash.Candidates = append(opts.Hash.Candidates, cd)
+			}
+			switch coderName {
+			case eval.CoderITQ, eval.CoderSimHash:
+				opts.Hash.Method = coderName
+			case "model":
+			default:
+				return fmt.Errorf("--coder %q: want itq, simhash or model", coderName)
+			}
+			fitITQ := hashed && coderName == eval.CoderITQ
+			if trainN < 1 {
+				return fmt.Errorf("--train-n %d must be positive", trainN)
 			}
 			inputs := 0
 			for _, s := range []string{dataDir, karpathyFile, embDir} {
@@ -80,14 +134,40 @@ Plans: exact (cosine over every vector). hash and hybrid plug in with the hash c
 			)
 			if embDir != "" {
 				var err error
-				if q, db, err = eval.LoadEmbeddings(embDir); err != nil {
+				var train *eval.EmbeddedSet
+				if q, db, train, err = eval.LoadEmbeddingSets(embDir); err != nil {
 					return err
 				}
 				if noDB {
 					db = nil
 				}
+				if fitITQ {
+					opts.Hash.Train = train
+				}
+				if hashed && coderName == "model" {
+					// The model's coder only: its manifest, no ONNX sessions.
+					cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+					if err != nil {
+						return err
+					}
+					dir, err := findModel(cfg.Model)
+					if err != nil {
+						return err
+					}
+					data, err := os.ReadFile(filepath.Join(dir, encoders.ManifestFile))
+					if err != nil {
+						return fmt.Errorf("--coder model: %w", err)
+					}
+					man, err := encoders.ParseManifest(data)
+					if err != nil {
+						return fmt.Errorf("--coder model: %s: %w", dir, err)
+					}
+					if err := setModelCoder(&opts.Hash, dir, man.Hash, man.Name+"@"+man.Version, man.Dim); err != nil {
+						return err
+					}
+				}
 			} else {
-				var qc, dc *eval.Corpus
+				var qc, dc, tc *eval.Corpus
 				var err error
 				switch {
 				case dataDir != "":
@@ -113,6 +193,19 @@ Plans: exact (cosine over every vector). hash and hybrid plug in with the hash c
 						}
 					}
 				}
+				if fitITQ {
+					if karpathyFile != "" {
+						if split == "train" {
+							return errors.New("--coder itq fits on the --karpathy file's train split, which is the split evaluated here: evaluate another split, or use --coder simhash or model")
+						}
+						if tc, err = eval.LoadKarpathy(karpathyFile, imageRoot, "train"); err != nil {
+							return fmt.Errorf("ITQ fit set: %w", err)
+						}
+						tc = tc.Subsample(trainN)
+					} else if tc, err = eval.SynthCorpus(ctx, synth.Config{Split: synth.SplitTrain, N: trainN, Captions: 1}); err != nil {
+						return err
+					}
+				}
 				cfg, err := loadConfig(cmd.Flags(), os.Getenv)
 				if err != nil {
 					return err
@@ -129,6 +222,19 @@ Plans: exact (cosine over every vector). hash and hybrid plug in with the hash c
 				}
 				defer m.Close()
 				modelName = fmt.Sprintf("%s (%s)", m.Version(), dir)
+				opts.Hash.Model = m.Version()
+				if hashed {
+					for _, b := range opts.Hash.Bits {
+						if err := hash.CheckBits(b, m.Dim()); err != nil {
+							return fmt.Errorf("--bits: %w", err)
+						}
+					}
+				}
+				if hashed && coderName == "model" {
+					if err := setModelCoder(&opts.Hash, m.Dir(), m.Manifest().Hash, m.Version(), m.Dim()); err != nil {
+						return err
+					}
+				}
 				t0 := time.Now()
 				eo := eval.EmbedOptions{ImageBatch: batch, Progress: cmd.ErrOrStderr()}
 				if q, err = eval.EmbedCorpus(ctx, m, qc, eo); err != nil {
@@ -139,10 +245,15 @@ Plans: exact (cosine over every vector). hash and hybrid plug in with the hash c
 						return err
 					}
 				}
+				if tc != nil {
+					if opts.Hash.Train, err = eval.EmbedCorpus(ctx, m, tc, eo); err != nil {
+						return err
+					}
+				}
 				encodeS = time.Since(t0).Seconds()
 			}
 			if writeEmb != "" {
-				if err := eval.WriteEmbeddings(writeEmb, q, db); err != nil {
+				if err := eval.WriteEmbeddingSets(writeEmb, q, db, opts.Hash.Train); err != nil {
 					return err
 				}
 			}
@@ -170,12 +281,35 @@ Plans: exact (cosine over every vector). hash and hybrid plug in with the hash c
 	f.IntVar(&n, "n", 1000, "generated test split: number of images (5 captions each)")
 	f.IntVar(&dbN, "db-n", 10000, "generated retrieval database: number of items")
 	f.BoolVar(&noDB, "no-db", false, "no retrieval database: MAP ranks the query split itself")
-	f.StringVar(&opts.Plan, "plan", "exact", "ranking plan: exact (hash and hybrid arrive with the hash coders)")
+	f.StringVar(&opts.Plan, "plan", "exact", "ranking plan: exact, hash (adds MAP of Hamming ranking per --bits) or hybrid (adds recall@10 and time against exact per --candidates)")
+	f.IntSliceVar(&opts.Hash.Bits, "bits", nil, fmt.Sprintf("code lengths for --plan hash/hybrid, of %v and at most the dimension (default: hash all, hybrid 64)", hash.SupportedBits))
+	f.StringVar(&coderName, "coder", eval.CoderITQ, "binary codes for --plan hash/hybrid: itq (fitted on the train set), simhash (random hyperplanes, --seed) or model (the model's hash.json)")
+	f.StringSliceVar(&candidates, "candidates", nil, "hybrid short-list sizes C: counts or percentages of the gallery (default 0.1%,0.5%,1%,2%,5%,10%)")
+	f.IntVar(&trainN, "train-n", 4000, "ITQ fit set: images of the generated train split (one caption each), or of the --karpathy file's train split")
 	f.IntSliceVar(&opts.Ks, "k", []int{1, 5, 10}, "recall cut-offs")
 	f.IntSliceVar(&opts.MAPKs, "map-k", []int{100}, "MAP cut-offs besides ALL")
-	f.Uint64Var(&seed, "seed", 1, "seed of the random-ranking baseline")
+	f.Uint64Var(&seed, "seed", 1, "seed of the random-ranking baseline, of ITQ's initial rotation and of SimHash's hyperplanes")
 	f.IntVar(&batch, "batch", 64, "images per model call")
 	f.IntVar(&threads, "threads", 0, "ranking goroutines (0: GOMAXPROCS)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return c
+}
+
+// setModelCoder gives the hash plans the model's own coder (--coder model):
+// the one hash.ForModel picks, as xmodal run does.
+func setModelCoder(o *eval.HashOptions, dir string, section json.RawMessage, version string, dim int) error {
+	c, src, err := hash.ForModel(dir, section, version, dim)
+	if err != nil {
+		return fmt.Errorf("--coder model: %w", err)
+	}
+	if c == nil {
+		return fmt.Errorf("--coder model: model %s has no binary codes: %s", version, src)
+	}
+	for _, b := range o.Bits {
+		if b != c.Bits() {
+			return fmt.Errorf("--bits %d: the model's coder %s has %d bits (leave --bits out with --coder model)", b, c.ID(), c.Bits())
+		}
+	}
+	o.Coder, o.CoderSource = c, fmt.Sprintf("the model's own coder (%s, %s)", version, src)
+	return nil
 }
