@@ -170,7 +170,9 @@ type HashMAPRow struct {
 
 // HybridRow is the hybrid plan at one code length, direction and C:
 // recall@K against the exact top K, and the time per query of both plans
-// (one goroutine, the query's code included in hybrid's time).
+// on one goroutine, the query's code included in hybrid's time: wall time,
+// and the process's CPU time (user + system; steadier on a shared machine,
+// 0 where unknown).
 type HybridRow struct {
 	Bits       int    `json:"bits"`
 	Direction  string `json:"direction"`
@@ -181,11 +183,15 @@ type HybridRow struct {
 	Queries int     `json:"queries"`
 	Gallery int     `json:"gallery"`
 	Recall  float64 `json:"recall"` // mean |hybrid top K ∩ exact top K| / K
-	// HybridMicros and ExactMicros are microseconds per query; Speedup is
-	// their ratio (exact / hybrid).
-	HybridMicros float64 `json:"hybrid_us_per_query"`
-	ExactMicros  float64 `json:"exact_us_per_query"`
-	Speedup      float64 `json:"speedup"`
+	// Microseconds per query, wall and CPU time.
+	HybridMicros    float64 `json:"hybrid_us_per_query"`
+	ExactMicros     float64 `json:"exact_us_per_query"`
+	HybridCPUMicros float64 `json:"hybrid_cpu_us_per_query,omitempty"`
+	ExactCPUMicros  float64 `json:"exact_cpu_us_per_query,omitempty"`
+	// Speedup is exact / hybrid by CPU time (by wall time where CPU time
+	// is unknown); WallSpeedup by wall time.
+	Speedup     float64 `json:"speedup"`
+	WallSpeedup float64 `json:"wall_speedup"`
 }
 
 // checkHash validates the hash options for embeddings of dimension dim and

@@ -385,7 +385,8 @@ func TestHybridRecallAgainstExact(t *testing.T) {
 			if r.C != wantC[i] || r.Candidates != cands[i].String() || r.Gallery != 300 || r.Queries != 30 || r.Bits != 16 {
 				t.Errorf("%s row %d: %+v, want C %d", dir, i, r, wantC[i])
 			}
-			if r.HybridMicros <= 0 || r.ExactMicros <= 0 || !near(r.Speedup, r.ExactMicros/r.HybridMicros) {
+			if r.HybridMicros <= 0 || r.ExactMicros <= 0 || !near(r.WallSpeedup, r.ExactMicros/r.HybridMicros) ||
+				r.ExactCPUMicros < 0 || (r.ExactCPUMicros > 0 && !near(r.Speedup, r.ExactCPUMicros/r.HybridCPUMicros)) {
 				t.Errorf("%s C=%d: timing %+v", dir, r.C, r)
 			}
 			if i > 0 && r.Recall < rows[i-1].Recall {

@@ -104,17 +104,19 @@ func hybridRuns(ctx context.Context, ix *embedded.Index, q, g *EmbeddedSet, c *h
 			cs[i] = max(cd.Of(n), kk)
 		}
 		overlap := make([]int, len(cs))
-		hybridT := make([]time.Duration, len(cs))
-		var exactT time.Duration
+		var exact, code clock
+		hybrid := make([]clock, len(cs))
 		exactPK := make(map[string]bool, kk)
 		for i := range d.qv.Rows {
 			if i%256 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			v := d.qv.Row(i)
-			t0 := time.Now()
-			ex, err := ix.Search(ctx, domain.VectorQuery{Vector: v, Modality: d.gm, K: kk, Plan: domain.PlanExact})
-			exactT += time.Since(t0)
+			var ex, hy []domain.Hit
+			var err error
+			exact.time(func() {
+				ex, err = ix.Search(ctx, domain.VectorQuery{Vector: v, Modality: d.gm, K: kk, Plan: domain.PlanExact})
+			})
 			if err != nil {
 				return fmt.Errorf("hybrid plan: exact search: %w", err)
 			}
@@ -122,14 +124,16 @@ func hybridRuns(ctx context.Context, ix *embedded.Index, q, g *EmbeddedSet, c *h
 			for _, h := range ex {
 				exactPK[h.PK] = true
 			}
-			t0 = time.Now()
-			code := c.Code(v, d.qm) // the query as a vector of its own modality
-			codeT := time.Since(t0)
+			var qc []byte
+			before := code
+			code.time(func() { qc = c.Code(v, d.qm) }) // the query as a vector of its own modality
+			codeT := code.sub(before)
 			for j, cj := range cs {
-				t0 = time.Now()
-				hy, err := ix.Search(ctx, domain.VectorQuery{Vector: v, Code: code, Modality: d.gm, K: kk,
-					Plan: domain.PlanHybrid, Candidates: cj})
-				hybridT[j] += codeT + time.Since(t0)
+				hybrid[j].add(codeT)
+				hybrid[j].time(func() {
+					hy, err = ix.Search(ctx, domain.VectorQuery{Vector: v, Code: qc, Modality: d.gm, K: kk,
+						Plan: domain.PlanHybrid, Candidates: cj})
+				})
 				if err != nil {
 					return fmt.Errorf("hybrid plan: C=%d: %w", cj, err)
 				}
@@ -140,14 +144,46 @@ func hybridRuns(ctx context.Context, ix *embedded.Index, q, g *EmbeddedSet, c *h
 				}
 			}
 		}
-		nq := d.qv.Rows
-		exUS := exactT.Seconds() * 1e6 / float64(nq)
+		nq := float64(d.qv.Rows)
 		for j, cj := range cs {
-			hyUS := hybridT[j].Seconds() * 1e6 / float64(nq)
-			rep.Hash.Hybrid = append(rep.Hash.Hybrid, HybridRow{Bits: c.Bits(), Direction: d.dir, Candidates: cands[j].String(),
-				C: cj, Queries: nq, Gallery: n, Recall: float64(overlap[j]) / float64(nq*kk),
-				HybridMicros: hyUS, ExactMicros: exUS, Speedup: exUS / hyUS})
+			row := HybridRow{Bits: c.Bits(), Direction: d.dir, Candidates: cands[j].String(),
+				C: cj, Queries: d.qv.Rows, Gallery: n, Recall: float64(overlap[j]) / (nq * float64(kk)),
+				HybridMicros: hybrid[j].wall.Seconds() * 1e6 / nq, ExactMicros: exact.wall.Seconds() * 1e6 / nq}
+			row.WallSpeedup = row.ExactMicros / row.HybridMicros
+			row.Speedup = row.WallSpeedup
+			if exact.cpuOK && hybrid[j].cpuOK {
+				row.HybridCPUMicros = hybrid[j].cpu.Seconds() * 1e6 / nq
+				row.ExactCPUMicros = exact.cpu.Seconds() * 1e6 / nq
+				row.Speedup = row.ExactCPUMicros / row.HybridCPUMicros
+			}
+			rep.Hash.Hybrid = append(rep.Hash.Hybrid, row)
 		}
 	}
 	return nil
+}
+
+// clock accumulates the wall and CPU time of timed calls.
+type clock struct {
+	wall, cpu time.Duration
+	cpuOK     bool
+}
+
+func (k *clock) time(f func()) {
+	c0, ok0 := cpuTime()
+	w0 := time.Now()
+	f()
+	k.wall += time.Since(w0)
+	c1, ok1 := cpuTime()
+	k.cpu += c1 - c0
+	k.cpuOK = ok0 && ok1
+}
+
+// sub is the time k gained since before.
+func (k clock) sub(before clock) clock {
+	return clock{wall: k.wall - before.wall, cpu: k.cpu - before.cpu, cpuOK: k.cpuOK}
+}
+
+func (k *clock) add(o clock) {
+	k.wall += o.wall
+	k.cpu += o.cpu
 }
