@@ -100,11 +100,18 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 
 // Fetch pulls up to max messages.
 func (s *JetStream) Fetch(ctx context.Context, max int, wait time.Duration) ([]*Message, error) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
-		wait = max1ms(time.Until(d))
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(wait))
+	// The pull request ends with ctx (a stopping pipeline fetches nothing
+	// more) or after wait, whichever comes first.
+	fctx, cancel := context.WithTimeout(ctx, max1ms(wait))
+	defer cancel()
+	batch, err := s.cons.Fetch(max, jetstream.FetchContext(fctx))
 	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, jetstream.ErrInvalidOption) {
+			return nil, nil // the wait ran out before the request was made
+		}
 		return nil, err
 	}
 	var out []*Message

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"context"
 	"time"
 )
@@ -51,7 +52,9 @@ func (m *Message) Ack(ctx context.Context) error {
 }
 
 // Source yields messages. Fetch returns up to max messages, waiting at most wait
-// for the first; it returns an empty slice and no error when none arrived.
+// for the first; it returns an empty slice and no error when none arrived. A
+// finite source (a backfill) returns ErrExhausted once it has handed out its
+// last message.
 type Source interface {
 	Fetch(ctx context.Context, max int, wait time.Duration) ([]*Message, error)
 }
@@ -83,3 +86,7 @@ const (
 	HeaderAttempt = "Xmodal-Attempt"
 	HeaderFailed  = "Xmodal-Failed-At"
 )
+
+// ErrExhausted is what a finite Source's Fetch returns when it has nothing more
+// to hand out.
+var ErrExhausted = errors.New("ingest: source exhausted")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,16 +53,36 @@ const (
 
 // Config of a pipeline. Zero values take the defaults.
 type Config struct {
-	BatchSize   int           // messages per batch, default 32
-	FetchWait   time.Duration // max wait for a batch to fill, default 100ms
-	MaxAttempts int           // deliveries before a message is dead-lettered as poison, default 5
-	// MediaConcurrency bounds parallel image fetch+decode, default 8.
+	// BatchSize is the most messages taken from the source at once and the
+	// most posts written to the sink in one call, default 32.
+	BatchSize int
+	// FetchWait is the longest a source fetch waits to fill, default 100ms.
+	FetchWait   time.Duration
+	MaxAttempts int // deliveries before a message is dead-lettered as poison, default 5
+	// MediaConcurrency is the number of media workers: image fetch, decode,
+	// thumbnail, PDQ and model preprocessing, in parallel with encoding;
+	// default 8.
 	MediaConcurrency int
-	// KeepAlive is how often messages of a batch in flight are reported as in
-	// progress to the source, default 10s (keep it under the source's ack wait).
+	// EncodeBatch is the most inputs of one modality per model call, default
+	// BatchSize.
+	EncodeBatch int
+	// EncodeWait is how long the first input of a model batch waits for
+	// others before the batch is offered to a free encoder, default 5ms. A
+	// batch that no encoder takes at once keeps growing up to EncodeBatch.
+	EncodeWait time.Duration
+	// Encoders is the number of model calls run at once, default 1. Give the
+	// model as many sessions (encoders.Options.Sessions) for independent
+	// ONNX Runtime thread pools.
+	Encoders int
+	// MaxInFlight bounds the messages between fetch and acknowledgement;
+	// when that many are in flight nothing more is fetched (backpressure from
+	// a slow encoder or sink), default 4×BatchSize.
+	MaxInFlight int
+	// KeepAlive is how often messages in flight are reported as in progress
+	// to the source, default 10s (keep it under the source's ack wait).
 	KeepAlive time.Duration
-	// Crash, when set, is called at each crash point of each batch (tests kill the
-	// process there).
+	// Crash, when set, is called at each crash point (tests kill the process
+	// there).
 	Crash func(CrashPoint)
 }
 
@@ -78,12 +99,36 @@ func (c *Config) defaults() {
 	if c.MediaConcurrency <= 0 {
 		c.MediaConcurrency = 8
 	}
+	if c.EncodeBatch <= 0 {
+		c.EncodeBatch = c.BatchSize
+	}
+	if c.EncodeWait <= 0 {
+		c.EncodeWait = 5 * time.Millisecond
+	}
+	if c.Encoders <= 0 {
+		c.Encoders = 1
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4 * c.BatchSize
+	}
+	c.MaxInFlight = max(c.MaxInFlight, c.BatchSize)
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 10 * time.Second
 	}
 	if c.Crash == nil {
 		c.Crash = func(CrashPoint) {}
 	}
+}
+
+// PixelEmbedder is an Embedder whose image preprocessing can run apart from
+// the model call (*encoders.Model implements it). The pipeline then
+// preprocesses on its media workers while the encoders run, drops each
+// decoded image as soon as its tensor, thumbnail and PDQ hash are made, and
+// calls EmbedPixels instead of EmbedImages.
+type PixelEmbedder interface {
+	ImageTensorLen() int
+	PreprocessImage(img image.Image, dst []float32) error
+	EmbedPixels(ctx context.Context, pixels []float32, n int) ([][]float32, error)
 }
 
 // Pipeline is one indexing loop.
@@ -93,6 +138,7 @@ type Pipeline struct {
 	dlq     ingest.DeadLetter
 	sink    domain.Writer
 	emb     Embedder
+	pix     PixelEmbedder // nil: images go to EmbedImages whole
 	fetch   Fetcher
 	decode  func([]byte) (image.Image, error)
 	thumb   func(image.Image) []byte
@@ -100,6 +146,8 @@ type Pipeline struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	timer   func(time.Duration) (<-chan time.Time, func()) // batchers' clock (tests)
+	cur     atomic.Pointer[run]                            // the running stages, for the gauges
 }
 
 // Deps are what a pipeline runs on.
@@ -128,27 +176,43 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	if d.Thumbnail == nil {
 		d.Thumbnail = func(image.Image) []byte { return nil }
 	}
-	m, err := newMetrics(d.Registerer)
+	p := &Pipeline{cfg: cfg, src: d.Source, dlq: d.DeadLetter, sink: d.Sink, emb: d.Embedder, fetch: d.Fetcher,
+		decode: d.Decode, thumb: d.Thumbnail, hash: d.Hasher, log: d.Logger, now: time.Now, timer: realTimer}
+	if pe, ok := d.Embedder.(PixelEmbedder); ok {
+		p.pix = pe
+	}
+	m, err := newMetrics(d.Registerer, p)
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, src: d.Source, dlq: d.DeadLetter, sink: d.Sink, emb: d.Embedder, fetch: d.Fetcher,
-		decode: d.Decode, thumb: d.Thumbnail, hash: d.Hasher, log: d.Logger, metrics: m, now: time.Now}, nil
+	p.metrics = m
+	return p, nil
 }
 
-// Run processes batches until ctx ends. A failing sink is retried with backoff and
-// nothing is acknowledged until it succeeds.
+// Run processes messages until ctx ends. A failing sink is retried with
+// backoff and nothing is acknowledged until it succeeds.
 func (p *Pipeline) Run(ctx context.Context) error { return p.RunUntil(ctx, ctx) }
 
-// RunUntil fetches batches until stop ends and processes each under work: when
-// stop ends, no new batch is fetched and the batch in flight (fetched messages
-// included) runs to its end unless work ends too, in which case it is abandoned
-// unacknowledged (redelivered later). Cancel work some grace period after stop
-// for a graceful shutdown. It returns stop's error.
+// RunUntil fetches messages until stop ends and processes them under work:
+// when stop ends, nothing more is fetched and the messages in flight run to
+// their end (written or dead-lettered, then acknowledged) unless work ends
+// too, in which case they are abandoned unacknowledged (redelivered later).
+// Cancel work some grace period after stop for a graceful shutdown. It
+// returns stop's error, or nil when a finite source is exhausted
+// (ingest.ErrExhausted) and everything it handed out is acknowledged.
 func (p *Pipeline) RunUntil(stop, work context.Context) error {
+	r := p.start(work)
 	backoff := 100 * time.Millisecond
 	for stop.Err() == nil && work.Err() == nil {
-		msgs, err := p.src.Fetch(stop, p.cfg.BatchSize, p.cfg.FetchWait)
+		room, err := r.reserve(stop, p.cfg.BatchSize)
+		if err != nil {
+			break
+		}
+		msgs, err := p.src.Fetch(stop, room, p.cfg.FetchWait)
+		r.unreserve(room - len(msgs))
+		if errors.Is(err, ingest.ErrExhausted) {
+			break // a finite source: finish what is in flight, then return nil
+		}
 		if err != nil && stop.Err() == nil {
 			p.log.Warn("fetch failed", "err", err)
 			sleep(stop, backoff)
@@ -159,18 +223,37 @@ func (p *Pipeline) RunUntil(stop, work context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if err := p.Process(work, msgs); err != nil {
-			if work.Err() != nil {
-				p.log.Warn("batch abandoned unacknowledged; it will be redelivered", "messages", len(msgs))
-				break
-			}
-			p.log.Error("batch failed; its messages will be redelivered", "err", err, "messages", len(msgs))
-		}
+		r.submit(msgs)
+		p.cfg.Crash(CrashAfterFetch)
+	}
+	if n := r.finish(); n > 0 {
+		p.log.Warn("messages abandoned unacknowledged; they will be redelivered", "messages", n)
 	}
 	if err := stop.Err(); err != nil {
 		return err
 	}
 	return work.Err()
+}
+
+// Process runs msgs to the end: every message is written or dead-lettered,
+// then acknowledged. It returns ctx's error if ctx ended first (the messages
+// not yet acknowledged are abandoned) and the acknowledgements that failed.
+func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
+	r := p.start(ctx)
+	for len(msgs) > 0 {
+		n, err := r.reserve(ctx, min(len(msgs), p.cfg.MaxInFlight))
+		if err != nil {
+			break
+		}
+		r.submit(msgs[:n])
+		msgs = msgs[n:]
+	}
+	p.cfg.Crash(CrashAfterFetch)
+	r.finish()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.ackErrors()
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -182,100 +265,41 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// item is one post in flight.
+// item is one message in flight.
 type item struct {
 	msg    *ingest.Message
 	post   *domain.Post
 	change *domain.Change // set for deletes
-	img    image.Image
-	imgErr error
-	stage  ingest.Stage
+	done   bool           // nothing to write (dead-lettered or skipped)
+	key    string         // the post id it is ordered by ("" when it writes nothing)
+	next   *item          // the next change to the same post, waiting for this one (run.mu)
+
+	// Set by the media stage.
+	img     image.Image // kept only when the embedder takes whole images
+	pixels  *[]float32  // the image's model input (PixelEmbedder), from run.tensors
+	thumb   []byte
+	pdq     []byte
+	pdqQ    int
+	imgErr  error
+	stage   ingest.Stage
+	queued  [2]time.Time // when the text / image input joined its modality's queue
+	pending atomic.Int32 // modality inputs not yet encoded
+
+	mu     sync.Mutex // the text and image encoders may finish at once
 	txtVec []float32
 	imgVec []float32
 	failed []failure // partial failures to dead-letter
-	done   bool      // nothing to write (dead-lettered or skipped)
+}
+
+func (it *item) fail(stage ingest.Stage, reason string) {
+	it.mu.Lock()
+	it.failed = append(it.failed, failure{stage, reason})
+	it.mu.Unlock()
 }
 
 type failure struct {
 	stage  ingest.Stage
 	reason string
-}
-
-// Process runs one batch to the end: every message is either written or
-// dead-lettered, then acknowledged. An error means nothing was acknowledged.
-func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
-	p.metrics.batch.Observe(float64(len(msgs)))
-	stop := p.keepAlive(ctx, msgs)
-	defer stop()
-	items := make([]*item, len(msgs))
-	for i, m := range msgs {
-		items[i] = p.classify(ctx, m)
-	}
-	if err := p.fetchImages(ctx, items); err != nil {
-		return err
-	}
-	p.cfg.Crash(CrashAfterFetch)
-	if err := p.encode(ctx, items); err != nil {
-		return err
-	}
-	p.cfg.Crash(CrashAfterEncode)
-
-	// Dead letters first: once they are durable, the batch's outcome is fixed.
-	for _, it := range items {
-		for _, f := range it.failed {
-			if err := p.dlq.Send(ctx, it.msg, f.stage, f.reason); err != nil {
-				return err
-			}
-			p.metrics.dlq.WithLabelValues(string(f.stage)).Inc()
-			p.log.Warn("dead-lettered", "key", it.msg.Key, "origin", it.msg.Origin, "stage", f.stage, "reason", f.reason)
-		}
-	}
-	changes := p.changes(items)
-	if err := p.apply(ctx, changes); err != nil {
-		return err
-	}
-	p.cfg.Crash(CrashAfterWrite)
-	// Confirmed acks are round trips: send them all at once.
-	errs := make([]error, len(msgs))
-	var wg sync.WaitGroup
-	for i, m := range msgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.Ack(ctx); err != nil {
-				errs[i] = fmt.Errorf("ack %s: %w", m.Origin, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// keepAlive reports the batch's messages as in progress until stop is called.
-func (p *Pipeline) keepAlive(ctx context.Context, msgs []*ingest.Message) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(p.cfg.KeepAlive)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					if err := m.KeepAlive(ctx); err != nil {
-						p.log.Debug("keep-alive failed", "origin", m.Origin, "err", err)
-					}
-				}
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 // classify decodes a message and decides what it needs.
@@ -316,114 +340,6 @@ func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
 	}
 	it.post = post
 	return it
-}
-
-func (p *Pipeline) fetchImages(ctx context.Context, items []*item) error {
-	sem := make(chan struct{}, p.cfg.MediaConcurrency)
-	var wg sync.WaitGroup
-	for _, it := range items {
-		if it.done || it.post == nil || !it.post.HasImage() {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			data := it.post.Image.Data
-			if it.post.Image.URL != "" {
-				if p.fetch == nil {
-					it.stage, it.imgErr = ingest.StageFetch, errors.New("image URLs are not enabled (no fetcher configured)")
-					return
-				}
-				start := time.Now()
-				b, err := p.fetch.Fetch(ctx, it.post.Image.URL)
-				p.metrics.stage.WithLabelValues("fetch").Observe(time.Since(start).Seconds())
-				if err != nil {
-					it.stage, it.imgErr = ingest.StageFetch, err
-					return
-				}
-				data = b
-			}
-			start := time.Now()
-			img, err := p.decode(data)
-			p.metrics.stage.WithLabelValues("decode").Observe(time.Since(start).Seconds())
-			if err != nil {
-				it.stage, it.imgErr = ingest.StageImage, err
-				return
-			}
-			it.img = img
-		}()
-	}
-	wg.Wait()
-	return ctx.Err()
-}
-
-// encode embeds every text and image of the batch, one model call per modality;
-// when a batch call fails, items are retried one by one to find the bad ones.
-func (p *Pipeline) encode(ctx context.Context, items []*item) error {
-	var texts []string
-	var textItems []*item
-	var imgs []image.Image
-	var imgItems []*item
-	for _, it := range items {
-		if it.done || it.post == nil {
-			continue
-		}
-		if it.post.HasText() {
-			texts = append(texts, it.post.Text)
-			textItems = append(textItems, it)
-		}
-		if it.img != nil {
-			imgs = append(imgs, it.img)
-			imgItems = append(imgItems, it)
-		}
-	}
-	if len(texts) > 0 {
-		vecs, err := embedEach(p, ctx, "text", texts, p.emb.EmbedTexts)
-		if err != nil {
-			return err
-		}
-		for i, it := range textItems {
-			if vecs[i].err != nil {
-				it.failed = append(it.failed, failure{ingest.StageEncode, "text: " + vecs[i].err.Error()})
-			} else {
-				it.txtVec = vecs[i].vec
-			}
-		}
-	}
-	if len(imgs) > 0 {
-		vecs, err := embedEach(p, ctx, "image", imgs, p.emb.EmbedImages)
-		if err != nil {
-			return err
-		}
-		for i, it := range imgItems {
-			if vecs[i].err != nil {
-				it.failed = append(it.failed, failure{ingest.StageEncode, "image: " + vecs[i].err.Error()})
-			} else {
-				it.imgVec = vecs[i].vec
-			}
-		}
-	}
-	for _, it := range items {
-		if it.imgErr != nil {
-			it.failed = append(it.failed, failure{it.stage, it.imgErr.Error()})
-		}
-		if !it.done && it.post != nil && it.txtVec == nil && it.imgVec == nil {
-			it.done = true // nothing encoded: the failures above say why
-			if len(it.failed) == 0 {
-				it.failed = append(it.failed, failure{ingest.StageEncode, "nothing could be encoded"})
-			}
-		}
-		switch {
-		case it.done && it.post != nil:
-			p.metrics.messages.WithLabelValues("dead_letter").Inc()
-		case it.post != nil && len(it.failed) > 0:
-			p.metrics.messages.WithLabelValues("partial").Inc()
-		case it.post != nil:
-			p.metrics.messages.WithLabelValues("indexed").Inc()
-		}
-	}
-	return nil
 }
 
 type vecOrErr struct {
@@ -508,10 +424,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	if post.Image != nil {
 		base.MediaURL = post.Image.URL
 	}
-	var thumb []byte
-	if it.img != nil {
-		thumb = p.thumb(it.img)
-	}
+	thumb := it.thumb
 	mk := func(m domain.Modality, vec []float32) domain.Record {
 		r := base
 		r.Modality = m
@@ -529,9 +442,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	}
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
-		if p.hash.PDQ != nil {
-			r.PDQ, r.PDQQuality = p.hash.PDQ(it.img)
-		}
+		r.PDQ, r.PDQQuality = it.pdq, it.pdqQ
 		out = append(out, r)
 	}
 	if it.txtVec != nil && it.imgVec != nil {

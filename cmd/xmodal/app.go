@@ -157,7 +157,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		return nil, err
 	}
 	a.model, err = encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Sessions: cfg.ORT.Sessions, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +238,18 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 		}
 		src, dlq = a.src, a.src
 	}
-	a.pipe, err = workers.New(workers.Config{BatchSize: cfg.Ingest.BatchSize, FetchWait: cfg.Ingest.FetchWait,
-		MaxAttempts: cfg.Ingest.MaxAttempts, KeepAlive: cfg.Ingest.AckWait / 3, Crash: crashHook(log)},
+	a.pipe, err = workers.New(pipelineConfig(cfg, log),
 		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg})
 	return err
+}
+
+// pipelineConfig is the workers configuration from ingest.*.
+func pipelineConfig(cfg *Config, log *slog.Logger) workers.Config {
+	in := cfg.Ingest
+	return workers.Config{BatchSize: in.BatchSize, FetchWait: in.FetchWait, MaxAttempts: in.MaxAttempts,
+		MediaConcurrency: in.MediaConcurrency, EncodeBatch: in.EncodeBatch, EncodeWait: in.EncodeWait,
+		Encoders: in.Encoders, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3, Crash: crashHook(log)}
 }
 
 func connectNATS(cfg *Config, url string) (*nats.Conn, error) {

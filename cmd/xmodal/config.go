@@ -29,6 +29,7 @@ type Config struct {
 		IntraOpThreads int    `yaml:"intra_op_threads" help:"ONNX Runtime threads inside one operator (0: ORT default)"`
 		InterOpThreads int    `yaml:"inter_op_threads" help:"ONNX Runtime threads across operators (0: ORT default)"`
 		Provider       string `yaml:"provider" help:"execution provider: cpu, cuda or tensorrt"`
+		Sessions       int    `yaml:"sessions" help:"ONNX Runtime sessions per tower, each with its own thread pools (intra_op_threads each); concurrent model calls are spread over them"`
 	} `yaml:"ort"`
 	NATS struct {
 		Listen   string `yaml:"listen" help:"address of the embedded NATS server"`
@@ -43,11 +44,16 @@ type Config struct {
 		TLSKeyFile   string `yaml:"tls_key_file" help:"client key for NATS mutual TLS"`
 	} `yaml:"nats"`
 	Ingest struct {
-		BatchSize    int           `yaml:"batch_size" help:"posts per encoder batch"`
-		FetchWait    time.Duration `yaml:"fetch_wait" help:"longest wait for a batch to fill"`
-		MaxAttempts  int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
-		AckWait      time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); batches in flight are kept alive"`
-		AllowPrivate []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
+		BatchSize        int           `yaml:"batch_size" help:"most posts per source fetch and per sink write"`
+		FetchWait        time.Duration `yaml:"fetch_wait" help:"longest wait for a source fetch to fill"`
+		EncodeBatch      int           `yaml:"encode_batch" help:"most inputs of one modality per model call (dynamic batching)"`
+		EncodeWait       time.Duration `yaml:"encode_wait" help:"longest the first input of a model batch waits for others before a free encoder takes it (a batch no encoder takes at once keeps growing to encode_batch)"`
+		Encoders         int           `yaml:"encoders" help:"model calls run at once (pair with ort.sessions)"`
+		MaxInFlight      int           `yaml:"max_inflight" help:"most posts between fetch and acknowledgement; at the limit fetching pauses (backpressure from a slow encoder or sink)"`
+		MediaConcurrency int           `yaml:"media_concurrency" help:"media workers: image fetch, decode, thumbnail, PDQ and model preprocessing, in parallel with encoding"`
+		MaxAttempts      int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
+		AckWait          time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); batches in flight are kept alive"`
+		AllowPrivate     []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
 	} `yaml:"ingest"`
 	Kafka struct {
 		Brokers        []string      `yaml:"brokers" help:"Kafka bootstrap brokers (host:port,...); set to ingest from Kafka instead of the embedded JetStream stream"`
@@ -102,6 +108,12 @@ func DefaultConfig() *Config {
 	c.NATS.Listen = "127.0.0.1:4333"
 	c.Ingest.BatchSize = 32
 	c.Ingest.FetchWait = 100 * time.Millisecond
+	c.Ingest.EncodeBatch = 32
+	c.Ingest.EncodeWait = 5 * time.Millisecond
+	c.Ingest.Encoders = 1
+	c.Ingest.MaxInFlight = 128
+	c.Ingest.MediaConcurrency = 8
+	c.ORT.Sessions = 1
 	c.Ingest.MaxAttempts = 5
 	c.Ingest.AckWait = 30 * time.Second
 	c.Kafka.Topic = "posts"
@@ -136,6 +148,9 @@ func (c *Config) Validate() error {
 	if c.ORT.IntraOpThreads < 0 || c.ORT.InterOpThreads < 0 {
 		return bad("ort.intra_op_threads", "thread counts must not be negative")
 	}
+	if c.ORT.Sessions < 1 || c.ORT.Sessions > 64 {
+		return bad("ort.sessions", "%d is not in 1..64", c.ORT.Sessions)
+	}
 	if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 		return bad("nats.listen", "%v", err)
 	}
@@ -144,6 +159,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.FetchWait <= 0 {
 		return bad("ingest.fetch_wait", "must be positive")
+	}
+	if c.Ingest.EncodeBatch < 1 || c.Ingest.EncodeBatch > 1024 {
+		return bad("ingest.encode_batch", "%d is not in 1..1024", c.Ingest.EncodeBatch)
+	}
+	if c.Ingest.EncodeWait <= 0 || c.Ingest.EncodeWait > 10*time.Second {
+		return bad("ingest.encode_wait", "%v is not in (0, 10s]", c.Ingest.EncodeWait)
+	}
+	if c.Ingest.Encoders < 1 || c.Ingest.Encoders > 64 {
+		return bad("ingest.encoders", "%d is not in 1..64", c.Ingest.Encoders)
+	}
+	if c.Ingest.MaxInFlight < c.Ingest.BatchSize || c.Ingest.MaxInFlight > 1<<20 {
+		return bad("ingest.max_inflight", "%d is not in ingest.batch_size (%d)..1048576", c.Ingest.MaxInFlight, c.Ingest.BatchSize)
+	}
+	if c.Ingest.MediaConcurrency < 1 || c.Ingest.MediaConcurrency > 1024 {
+		return bad("ingest.media_concurrency", "%d is not in 1..1024", c.Ingest.MediaConcurrency)
 	}
 	if c.Ingest.AckWait < time.Second {
 		return bad("ingest.ack_wait", "must be at least 1s")

@@ -357,6 +357,9 @@ type fileSource struct {
 	off     int64 // bytes read from the open file
 	eof     bool  // every file read
 	pending []*ingest.Message
+	// signalEnd: Fetch returns ingest.ErrExhausted at the end (for a
+	// pipeline's Run), rather than no messages.
+	signalEnd bool
 
 	doneBytes atomic.Int64 // bytes of the input completed (for progress)
 	doneLines atomic.Int64 // lines completed by this run
@@ -577,6 +580,9 @@ func (s *fileSource) Fetch(ctx context.Context, n int, _ time.Duration) ([]*inge
 	if err != nil {
 		s.pending = out // nothing is handed out before the tries are durable
 		return nil, fmt.Errorf("ingest: saving the checkpoint %s: %w", s.cpPath, err)
+	}
+	if len(out) == 0 && s.signalEnd && s.exhausted() {
+		return nil, ingest.ErrExhausted
 	}
 	return out, nil
 }
@@ -856,27 +862,16 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 	if batch == 0 {
 		batch = cfg.Ingest.BatchSize
 	}
-	pipe, err := workers.New(workers.Config{BatchSize: batch, MaxAttempts: cfg.Ingest.MaxAttempts, Crash: crashHook(log)},
+	pc := pipelineConfig(cfg, log)
+	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
+	pipe, err := workers.New(pc,
 		workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Embedder: model, Decode: decoder(imageprep.DefaultLimits()),
 			Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log})
 	if err != nil {
 		return err
 	}
-	for {
-		msgs, err := src.Fetch(ctx, batch, 0)
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			if src.exhausted() {
-				return nil
-			}
-			continue
-		}
-		if err := pipe.Process(ctx, msgs); err != nil {
-			return fmt.Errorf("ingest: batch at %s: %w", msgs[0].Origin, err)
-		}
-	}
+	src.signalEnd = true
+	return pipe.Run(ctx)
 }
 
 // fileDeadLetter appends dead letters to a JSON Lines file, synced before Send
