@@ -1,9 +1,9 @@
 package embedded
 
 import (
+	"math"
 	"math/bits"
-	"slices"
-	"strings"
+	"sync"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -12,34 +12,55 @@ import (
 // position in the low 32.
 type ref uint64
 
-func mkref(seg, pos int) ref      { return ref(uint64(seg)<<32 | uint64(uint32(pos))) }
-func (r ref) seg() int            { return int(r >> 32) }
-func (r ref) pos() int            { return int(uint32(r)) }
-func (ix *Index) pk(r ref) string { return ix.segs[r.seg()].recs[r.pos()].PK }
-
-// comparePK orders two records by primary key.
-func (ix *Index) comparePK(a, b ref) int {
-	if a.seg() == b.seg() {
-		return ix.segs[a.seg()].comparePK(a.pos(), b.pos())
-	}
-	return strings.Compare(ix.pk(a), ix.pk(b))
-}
+func mkref(seg, pos int) ref { return ref(uint64(seg)<<32 | uint64(uint32(pos))) }
+func (r ref) seg() int       { return int(r >> 32) }
+func (r ref) pos() int       { return int(uint32(r)) }
 
 // hamSel selects the k records of smallest Hamming distance (ties by primary
 // key) while a scan offers them. Distances are small integers, so it keeps
 // one bucket per distance up to a threshold thr instead of a heap: a record
 // at distance d <= thr is appended to bucket d, and thr falls as soon as the
 // buckets below it hold k records. The scan's fast path is then one compare
-// per record; only the rare record within thr reaches add.
+// per record; only the rare record within thr reaches add. Selections are
+// pooled (newHamSel, release): their buckets keep their capacity.
 type hamSel struct {
 	k   int
 	thr int // a record is kept only at distance <= thr
 	n   int // records in buckets 0..thr
 	b   [][]ref
+	// keyed is scratch for the tie-break of the threshold bucket.
+	keyed []keyedRef
 }
 
+var hamSelPool sync.Pool
+
 func newHamSel(k, maxDist int) *hamSel {
-	return &hamSel{k: k, thr: maxDist, b: make([][]ref, maxDist+1)}
+	s, _ := hamSelPool.Get().(*hamSel)
+	if s == nil {
+		s = &hamSel{}
+	}
+	s.reset(k, maxDist)
+	return s
+}
+
+// reset empties s for a selection of k within maxDist.
+func (s *hamSel) reset(k, maxDist int) {
+	s.k, s.thr, s.n = k, maxDist, 0
+	if cap(s.b) < maxDist+1 {
+		s.b = append(s.b[:cap(s.b)], make([][]ref, maxDist+1-cap(s.b))...)
+	}
+	s.b = s.b[:maxDist+1]
+	for i := range s.b {
+		s.b[i] = s.b[i][:0]
+	}
+}
+
+// release returns s to the pool; the caller must not use it afterwards.
+func (s *hamSel) release() {
+	if len(s.keyed) > 1<<20 {
+		s.keyed = nil
+	}
+	hamSelPool.Put(s)
 }
 
 // add keeps r at distance d (the caller checked d <= s.thr).
@@ -53,74 +74,124 @@ func (s *hamSel) add(d int, r ref) {
 	}
 }
 
-// scored is a selected record with its distance.
+// hamHit is a selected record with its distance.
 type hamHit struct {
 	r ref
 	d int
 }
 
-// top returns the k nearest, by distance then primary key (cmp). With ordered
-// false the order of the result is unspecified (the set is the same).
-func (s *hamSel) top(cmp func(a, b ref) int, ordered bool) []hamHit {
-	out := make([]hamHit, 0, min(s.k, s.n))
-	for d := 0; d <= s.thr && len(out) < s.k; d++ {
+// each calls f for the k nearest, by distance; within one distance the
+// order is by primary key (o) when ordered is true, else unspecified (the
+// set is the same: the records of the threshold distance that make the
+// cut are the smallest by primary key).
+func (s *hamSel) each(o *pkOrder, ordered bool, f func(r ref, d int)) {
+	left := s.k
+	for d := 0; d <= s.thr && left > 0; d++ {
 		b := s.b[d]
 		if len(b) == 0 {
 			continue
 		}
-		need := s.k - len(out)
-		if len(b) > need {
-			selectSmallest(b, need, cmp)
-			b = b[:need]
+		if len(b) <= left && !ordered {
+			for _, r := range b {
+				f(r, d)
+			}
+			left -= len(b)
+			continue
+		}
+		kb := o.keyed(s.keyed[:0], b)
+		s.keyed = kb
+		if len(kb) > left {
+			o.selectSmallest(kb, left)
+			kb = kb[:left]
 		}
 		if ordered {
-			slices.SortFunc(b, cmp)
+			o.sort(kb)
 		}
-		for _, r := range b {
-			out = append(out, hamHit{r, d})
+		for _, x := range kb {
+			f(x.r, d)
 		}
+		left -= len(kb)
 	}
+}
+
+// top returns the k nearest, by distance then primary key (o). With ordered
+// false the order within a distance is unspecified (the set is the same).
+func (s *hamSel) top(o *pkOrder, ordered bool) []hamHit {
+	out := make([]hamHit, 0, min(s.k, s.n))
+	s.each(o, ordered, func(r ref, d int) { out = append(out, hamHit{r, d}) })
 	return out
 }
 
-// selectSmallest moves the n smallest of xs (by cmp, a total order) to its
-// front, in no particular order (quickselect, median-of-three pivots).
-func selectSmallest(xs []ref, n int, cmp func(a, b ref) int) {
-	lo, hi := 0, len(xs)
-	for hi-lo > 1 {
-		// median of three as pivot, moved to lo
-		mid := lo + (hi-lo)/2
-		a, b, c := lo, mid, hi-1
-		if cmp(xs[a], xs[b]) > 0 {
-			a, b = b, a
-		}
-		if cmp(xs[b], xs[c]) > 0 {
-			b = c
-			if cmp(xs[a], xs[b]) > 0 {
-				b = a
-			}
-		}
-		xs[lo], xs[b] = xs[b], xs[lo]
-		p := xs[lo]
-		// partition: xs[lo+1:i] < p, xs[i:] >= p
-		i := lo + 1
-		for j := lo + 1; j < hi; j++ {
-			if cmp(xs[j], p) < 0 {
-				xs[i], xs[j] = xs[j], xs[i]
-				i++
-			}
-		}
-		xs[lo], xs[i-1] = xs[i-1], xs[lo]
-		pivot := i - 1 // xs[lo:pivot] < p = xs[pivot] <= xs[pivot+1:]
-		switch {
-		case pivot == n || pivot+1 == n:
-			return
-		case pivot > n:
-			hi = pivot
-		default:
-			lo = pivot + 1
+// The threshold seed (seedThreshold): a selection of k of n records starts
+// at thr = the maximum distance and lowers it as its buckets fill, keeping on
+// the way records that a later one pushes out: about k·ln(n/k) of them, most
+// of the work of a hybrid scan with a large C. A sample of the codes
+// predicts where the k-th distance lies, so the scan can start just above
+// it. Seeding applies from seedMinRecords records and when the sample
+// expects at least seedMinExpected of its records within the k-th distance.
+var (
+	seedMinRecords  = 1 << 15
+	seedMinExpected = 8.0
+	seedChunks      = 64 // runs of consecutive records sampled, spread over the segments
+	seedChunkSize   = 64
+)
+
+// seedThreshold returns a distance within which, by a sample of the
+// records (accepted by ok) of segs, at least k of the records lie with a
+// high probability; maxDist when it cannot tell. The caller checks the
+// scan's outcome: fewer than k records kept means the seed was too low.
+func seedThreshold(segs []*segment, codes [][]uint64, k int, ok acceptFunc, maxDist int) int {
+	n := 0
+	for _, s := range segs {
+		if len(s.codeOK) == s.len() {
+			n += s.len()
 		}
 	}
+	m := seedChunks * seedChunkSize
+	if n < seedMinRecords || n < 4*m {
+		return maxDist
+	}
+	if float64(k)*float64(m)/float64(n) < seedMinExpected {
+		return maxDist
+	}
+	var hist [257]int32
+	var h []int32
+	if maxDist < len(hist) {
+		h = hist[:maxDist+1]
+	} else {
+		h = make([]int32, maxDist+1)
+	}
+	sampled := 0
+	for i, s := range segs {
+		sn := s.len()
+		if len(s.codeOK) != sn || sn == 0 {
+			continue
+		}
+		q := codes[i]
+		chunks := max(1, int(math.Round(float64(seedChunks)*float64(sn)/float64(n))))
+		for c := range chunks {
+			lo := int(int64(c) * int64(sn) / int64(chunks))
+			for pos := lo; pos < min(lo+seedChunkSize, sn); pos++ {
+				sampled++
+				if ok(s, pos) {
+					h[distanceAt(s.codes, q, pos)]++
+				}
+			}
+		}
+	}
+	// lambda sample records are expected within the k-th distance; the
+	// seed is the distance within which the sample holds comfortably more
+	// (4 standard deviations of a Poisson count, and 4).
+	lambda := float64(k) * float64(sampled) / float64(n)
+	target := int(math.Ceil(lambda + 4*math.Sqrt(lambda) + 4))
+	cum := 0
+	for d, c := range h {
+		cum += int(c)
+		if cum >= target {
+			return d
+		}
+	}
+	return maxDist
 }
 
 // accept reports whether the record at pos may be returned: it has a code

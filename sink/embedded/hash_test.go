@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -543,30 +544,81 @@ func TestChurnKeepsArraysConsistent(t *testing.T) {
 	}
 }
 
+// pkSegment is a segment holding records of the given primary keys, in order.
+func pkSegment(pks []string) *segment {
+	s := &segment{mod: domain.ModalityImage}
+	for _, pk := range pks {
+		pos := s.grow(testDim, 0)
+		s.set(pos, &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(pos))}, testDim, 0, 0)
+	}
+	return s
+}
+
 func TestSelectSmallest(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 1))
+	check := func(t *testing.T, name string, o *pkOrder, xs []ref, k int) {
+		t.Helper()
+		got := o.keyed(nil, xs)
+		o.compares = 0
+		o.selectSmallest(got, k)
+		// Linear on average; the bound is loose, a quadratic case is far over it.
+		if limit := 30*len(xs) + 1000; o.compares > limit {
+			t.Errorf("%s (n=%d, k=%d): %d comparisons, over %d", name, len(xs), k, o.compares, limit)
+		}
+		want := slices.Clone(xs)
+		slices.SortFunc(want, func(a, b ref) int { return strings.Compare(o.pk(a), o.pk(b)) })
+		a := make([]ref, 0, k)
+		for _, x := range got[:k] {
+			a = append(a, x.r)
+		}
+		slices.SortFunc(a, func(a, b ref) int { return strings.Compare(o.pk(a), o.pk(b)) })
+		if !slices.Equal(a, want[:k]) {
+			t.Fatalf("%s (n=%d, k=%d): selected %v, want %v", name, len(xs), k, a, want[:k])
+		}
+	}
 	for trial := range 300 {
 		n := 1 + r.IntN(200)
+		pks := make([]string, n)
+		for i := range pks {
+			// Every fourth key shares more than 8 bytes after the common
+			// prefix with others: their keys tie and the strings decide.
+			if i%4 == 0 {
+				pks[i] = fmt.Sprintf("k-long-shared-%05d#image", i)
+			} else {
+				pks[i] = fmt.Sprintf("k%05d#image", r.IntN(100000)*n+i)
+			}
+		}
+		s := pkSegment(pks)
 		xs := make([]ref, n)
 		for i := range xs {
-			xs[i] = ref(i)
+			xs[i] = mkref(0, i)
 		}
 		r.Shuffle(n, func(i, j int) { xs[i], xs[j] = xs[j], xs[i] })
-		keys := make([]string, n)
-		for i := range keys {
-			keys[i] = fmt.Sprintf("k%05d", r.IntN(100000)*n+i)
+		check(t, fmt.Sprintf("trial %d", trial), newPKOrder([]*segment{s}), xs, r.IntN(n+1))
+	}
+	// Buckets in scan order with primary keys in decimal order (p0, p1, ...,
+	// as xmodal loadgen writes them) made the former median-of-three
+	// quickselect quadratic; sorted and reversed runs too.
+	n := 200_000
+	pks := make([]string, n)
+	for i := range pks {
+		pks[i] = domain.PrimaryKey("p"+strconv.Itoa(i), domain.ModalityImage)
+	}
+	o := newPKOrder([]*segment{pkSegment(pks)})
+	for _, frac := range []int{2, 6, 30} {
+		var bucket []ref
+		for i := range n {
+			if r.IntN(100) < frac {
+				bucket = append(bucket, mkref(0, i))
+			}
 		}
-		cmp := func(a, b ref) int { return strings.Compare(keys[a], keys[b]) }
-		k := r.IntN(n + 1)
-		got := slices.Clone(xs)
-		selectSmallest(got, k, cmp)
-		sorted := slices.Clone(xs)
-		slices.SortFunc(sorted, cmp)
-		a, b := slices.Clone(got[:k]), sorted[:k]
-		slices.SortFunc(a, cmp)
-		if !slices.Equal(a, b) {
-			t.Fatalf("trial %d (n=%d, k=%d): %v, want %v", trial, n, k, a, b)
-		}
+		check(t, fmt.Sprintf("decimal keys in scan order, %d%%", frac), o, bucket, len(bucket)/2)
+		check(t, "a quarter", o, bucket, len(bucket)/4)
+		sorted := slices.Clone(bucket)
+		slices.SortFunc(sorted, func(a, b ref) int { return strings.Compare(o.pk(a), o.pk(b)) })
+		check(t, "sorted", o, sorted, len(sorted)/3)
+		slices.Reverse(sorted)
+		check(t, "reversed", o, sorted, len(sorted)/3)
 	}
 }
 
@@ -584,7 +636,7 @@ func TestScanKernelsAgree(t *testing.T) {
 				}
 			}
 			q := make([]uint64, words)
-			pk := func(a, b ref) int { return strings.Compare(s.recs[a.pos()].PK, s.recs[b.pos()].PK) }
+			pk := newPKOrder([]*segment{nil, s})
 			for _, k := range []int{1, 10, 100, 5000} {
 				fast, slow := newHamSel(k, 64*words), newHamSel(k, 64*words)
 				scanCodes(s, 1, q, fast, codeAccept(&domain.Filter{}))
@@ -883,6 +935,68 @@ func TestPlansAtDim64(t *testing.T) {
 			if hy[i].PK != exact[i].PK || hy[i].Score != exact[i].Score {
 				t.Fatalf("trial %d rank %d: hybrid %s %v, exact %s %v", trial, i, hy[i].PK, hy[i].Score, exact[i].PK, exact[i].Score)
 			}
+		}
+	}
+}
+
+// forceSeeding makes every Hamming selection seed its threshold from a
+// sample (of 8 runs of 8 records), however small the index.
+func forceSeeding(t *testing.T) {
+	t.Helper()
+	a, b, c, d := seedMinRecords, seedMinExpected, seedChunks, seedChunkSize
+	t.Cleanup(func() { seedMinRecords, seedMinExpected, seedChunks, seedChunkSize = a, b, c, d })
+	seedMinRecords, seedMinExpected, seedChunks, seedChunkSize = 0, 1, 8, 8
+}
+
+// TestSeededSelection runs the brute-force checks of the hash and hybrid
+// plans with the threshold seed on, and checks the rescan when a sample
+// puts the seed too low.
+func TestSeededSelection(t *testing.T) {
+	forceSeeding(t)
+	t.Run("hash", TestHashPlanMatchesBruteForce)
+	t.Run("hybrid", TestHybridPlanMatchesBruteForce)
+
+	// The sampled runs (8 records from each eighth) hold codes equal to the
+	// query's, every other record is far: the sample predicts a threshold
+	// of 0 that only 64 records meet.
+	ix := openTest(t, filepath.Join(t.TempDir(), "ix.db"))
+	const n = 800
+	q := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	r := rand.New(rand.NewPCG(3, 3))
+	var chs []domain.Change
+	var all []domain.Record
+	for i := range n {
+		id := fmt.Sprintf("p%04d", i)
+		rc := rec(id, domain.ModalityImage, uint64(i))
+		rc.Code = []byte{0xff, 0xff, 0xff, byte(r.Uint32()), 0, 0, 0, 0}
+		if i%(n/8) < 8 {
+			rc.Code = slices.Clone(q)
+		}
+		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{rc}})
+		all = append(all, rc)
+	}
+	mustApply(t, ix, chs...)
+	s := ix.segs[segIndex(domain.ModalityImage)]
+	qw := []uint64{0}
+	k := 100
+	if seed := seedThreshold([]*segment{s}, [][]uint64{qw}, k, codeAccept(&domain.Filter{}), 64); seed != 0 {
+		t.Fatalf("seed %d, want 0 (the test's sample should mislead it)", seed)
+	}
+	got, err := ix.Search(context.Background(), domain.VectorQuery{Vector: unit(1), Code: q, Modality: domain.ModalityImage, K: k, Plan: domain.PlanHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []want
+	for _, rc := range all {
+		ws = append(ws, want{pk: rc.PK, d: hamming(q, rc.Code)})
+	}
+	sortHam(ws)
+	if len(got) != k {
+		t.Fatalf("%d hits, want %d", len(got), k)
+	}
+	for i := range k {
+		if got[i].PK != ws[i].pk || *got[i].Distance != ws[i].d {
+			t.Fatalf("rank %d: %s at %d, want %s at %d", i, got[i].PK, *got[i].Distance, ws[i].pk, ws[i].d)
 		}
 	}
 }

@@ -66,9 +66,12 @@ type Coder interface {
 }
 
 // DefaultCandidates is the hybrid plan's C when neither the query nor the
-// options set it: max(10,000, 1% of the n records searched).
+// options set it: max(1,000, 1% of the n records searched). 1% keeps
+// recall@10 against exact at 0.97-1.0 on the benchmarks (bench/results/hash.txt,
+// hash-model.txt); the floor keeps small collections, where exact is cheap
+// anyway, from short lists of a few records.
 func DefaultCandidates(n int) int {
-	return max(10000, (n+99)/100)
+	return max(1000, (n+99)/100)
 }
 
 // Index is the embedded index. It is safe for concurrent use.

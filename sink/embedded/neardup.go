@@ -71,7 +71,8 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 			sel.add(d, mkref(si, pos))
 		}
 	}
-	top := sel.top(ix.comparePK, true)
+	top := sel.top(ix.order(), true)
+	sel.release()
 	out := make([]domain.NearDupHit, len(top))
 	for i, t := range top {
 		s := ix.segs[t.r.seg()]

@@ -3,7 +3,9 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -51,7 +53,8 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 		if err != nil {
 			return nil, err
 		}
-		top := sel.top(ix.comparePK, true)
+		top := sel.top(ix.order(), true)
+		sel.release()
 		hits := make([]domain.Hit, len(top))
 		dists := make([]int, len(top))
 		for i, h := range top {
@@ -130,64 +133,115 @@ func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segme
 	return hits, nil
 }
 
-// hamming runs the Hamming selection of the k nearest codes over segs.
+// hamming runs the Hamming selection of the k nearest codes over segs,
+// from a threshold seeded by a sample of the codes (seedThreshold); when the
+// scan then keeps fewer than k records the seed was too low, and it runs
+// again from the maximum distance. The caller releases the selection.
 func (ix *Index) hamming(ctx context.Context, segs []*segment, codes [][]uint64, k int, f *domain.Filter) (*hamSel, error) {
-	sel := newHamSel(k, ix.codeBits)
 	ok := codeAccept(f)
-	for i, s := range segs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	seed := seedThreshold(segs, codes, k, ok, ix.codeBits)
+	sel := newHamSel(k, ix.codeBits)
+	for {
+		sel.thr = seed
+		for i, s := range segs {
+			if err := ctx.Err(); err != nil {
+				sel.release()
+				return nil, err
+			}
+			if len(s.codeOK) != s.len() {
+				continue // no codes in this segment
+			}
+			scanCodes(s, segIndex(s.mod), codes[i], sel, ok)
 		}
-		if len(s.codeOK) != s.len() {
-			continue // no codes in this segment
+		if sel.n >= k || seed >= ix.codeBits {
+			return sel, nil
 		}
-		scanCodes(s, segIndex(s.mod), codes[i], sel, ok)
+		seed = ix.codeBits
+		sel.reset(k, ix.codeBits)
 	}
-	return sel, nil
 }
 
-// hybrid re-ranks the Hamming top c by exact cosine.
+// hybridScratch is the per-query memory of the hybrid plan, pooled: a
+// bitset of candidate positions per segment (all zero between uses), and
+// the positions and scores of one segment's candidates.
+type hybridScratch struct {
+	bits   [3][]uint64
+	pos    []int32
+	scores []float32
+}
+
+var hybridPool sync.Pool
+
+// hybrid re-ranks the Hamming top c by exact cosine. The candidates are
+// scored segment by segment in position order (a bitset sorts them): their
+// vectors are scattered, and reading them in address order is kinder to
+// the TLB and the memory than reading them in the order of their distance.
 func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segment, codes [][]uint64, c int) ([]domain.Hit, error) {
 	sel, err := ix.hamming(ctx, segs, codes, c, &q.Filter)
 	if err != nil {
 		return nil, err
 	}
-	cands := sel.top(ix.comparePK, false)
 	if err := ctx.Err(); err != nil {
+		sel.release()
 		return nil, err
 	}
-	// Score the candidates segment by segment (dots prefetches each next
-	// vector: they are scattered).
+	sc, _ := hybridPool.Get().(*hybridScratch)
+	if sc == nil {
+		sc = &hybridScratch{}
+	}
+	defer hybridPool.Put(sc)
+	var qcode [3][]uint64
+	for i, s := range segs {
+		si := segIndex(s.mod)
+		qcode[si] = codes[i]
+		if w := (s.len() + 63) / 64; len(sc.bits[si]) < w {
+			sc.bits[si] = make([]uint64, w)
+		}
+	}
+	sel.each(ix.order(), false, func(r ref, _ int) {
+		p := r.pos()
+		sc.bits[r.seg()][p>>6] |= 1 << (p & 63)
+	})
+	sel.release()
 	top := &topK{k: q.K}
-	var pos []int32
-	var scores []float32
 	for si, s := range ix.segs {
-		pos = pos[:0]
-		var ds []int
-		for _, h := range cands {
-			if h.r.seg() == si {
-				pos = append(pos, int32(h.r.pos()))
-				ds = append(ds, h.d)
+		if qcode[si] == nil {
+			continue
+		}
+		// Collect the marked positions in order, clearing the bitset.
+		bs := sc.bits[si][:(s.len()+63)/64]
+		pos := sc.pos[:0]
+		for w, word := range bs {
+			if word == 0 {
+				continue
+			}
+			bs[w] = 0
+			for word != 0 {
+				pos = append(pos, int32(w<<6+bits.TrailingZeros64(word)))
+				word &= word - 1
 			}
 		}
+		sc.pos = pos
 		if len(pos) == 0 {
 			continue
 		}
-		scores = slices.Grow(scores[:0], len(pos))[:len(pos)]
+		scores := slices.Grow(sc.scores[:0], len(pos))[:len(pos)]
+		sc.scores = scores
 		dots(q.Vector, s.vecs, pos, scores)
-		for j, sc := range scores {
-			if top.full() && sc < top.items[0].score {
+		for j, v := range scores {
+			if top.full() && v < top.items[0].score {
 				continue
 			}
-			top.offer(scored{slot: int(mkref(si, int(pos[j]))), score: sc, dist: ds[j], pk: s.recs[pos[j]].PK})
+			top.offer(scored{slot: int(mkref(si, int(pos[j]))), score: v, pk: s.recs[pos[j]].PK})
 		}
 	}
 	res := top.sorted()
 	hits := make([]domain.Hit, len(res))
 	dists := make([]int, len(res))
 	for i, r := range res {
-		hits[i] = ix.hit(ref(r.slot), r.score)
-		dists[i] = r.dist
+		rf := ref(r.slot)
+		hits[i] = ix.hit(rf, r.score)
+		dists[i] = distanceAt(ix.segs[rf.seg()].codes, qcode[rf.seg()], rf.pos())
 		hits[i].Distance = &dists[i]
 	}
 	return hits, nil

@@ -7,7 +7,6 @@ import "container/heap"
 type scored struct {
 	slot  int
 	score float32
-	dist  int // Hamming distance (hybrid)
 	pk    string
 }
 
