@@ -21,21 +21,26 @@ const (
 	MaxQueryText   = 4096
 	MaxImageBytes  = 6 << 20
 	MaxRequestSize = 8 << 20
+	MaxCandidates  = 1_000_000
 )
 
 // SearchRequest is the body of xmodal.v1.search. Exactly one of Text, Image,
 // ImageURL and Vector is set.
 type SearchRequest struct {
-	Text     string    `json:"text,omitempty"`
-	Image    []byte    `json:"image,omitempty"` // base64 in JSON
-	ImageURL string    `json:"image_url,omitempty"`
-	Vector   []float32 `json:"vector,omitempty"`
+	Text     string `json:"text,omitempty"`
+	Image    []byte `json:"image,omitempty"` // base64 in JSON
+	ImageURL string `json:"image_url,omitempty"`
+	Vector   Vector `json:"vector,omitempty"`
 	// Target is the modality of the records to return: image, text, fused or any
 	// (default). any merges the per-modality lists by rank.
 	Target string        `json:"target,omitempty"`
 	K      int           `json:"k,omitempty"`
 	Filter domain.Filter `json:"filter,omitzero"`
 	Plan   string        `json:"plan,omitempty"`
+	// Candidates is C of the hybrid plan: how many records of smallest
+	// Hamming distance are re-ranked by cosine (0: the index's default;
+	// 1..MaxCandidates, never below k; only with plan hybrid).
+	Candidates int `json:"candidates,omitempty"`
 	// Thumbnails asks for each hit's thumbnail (off by default: it makes replies large).
 	Thumbnails bool `json:"thumbnails,omitempty"`
 	// Recency boosts recent posts for trending use (see recency.go for the formula).

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -41,6 +43,12 @@ type Cache interface {
 // DenyChecker tells whether a post was taken down. domain.Writer implements it.
 type DenyChecker interface {
 	IsDenied(ctx context.Context, postID string) (bool, error)
+}
+
+// batchDenyChecker checks several posts at once (the embedded index: one
+// read transaction instead of one per hit).
+type batchDenyChecker interface {
+	AnyDenied(ctx context.Context, postIDs []string) (bool, error)
 }
 
 // ---- Redis ----
@@ -352,8 +360,12 @@ func (s *Service) Invalidate(ctx context.Context) uint64 {
 func (s *Service) CacheKey(r *SearchRequest) string {
 	n := *r
 	n.Text = strings.Join(strings.Fields(n.Text), " ") // the CLIP tokenizer collapses whitespace
+	// The vector goes into the hash as the bits of its normalised floats
+	// (formatting them as JSON text cost more than the rest of a cached search).
+	var vec []float32
 	if len(n.Vector) > 0 {
-		n.Vector = normalize(n.Vector)
+		vec = normalize(n.Vector)
+		n.Vector = nil
 	}
 	if n.Plan == "" {
 		n.Plan = "exact"
@@ -376,6 +388,13 @@ func (s *Service) CacheKey(r *SearchRequest) string {
 	h.Write([]byte{0})
 	h.Write(b)
 	h.Write(img[:])
+	if len(vec) > 0 {
+		buf := make([]byte, 0, 4*len(vec))
+		for _, x := range vec {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+		}
+		h.Write(buf)
+	}
 	return hex.EncodeToString(h.Sum(nil)[:20])
 }
 
@@ -487,6 +506,13 @@ func (s *Service) anyDenied(ctx context.Context, res *SearchResponse) (bool, err
 	}
 	if dc == nil {
 		return false, nil
+	}
+	if b, ok := dc.(batchDenyChecker); ok {
+		ids := make([]string, 0, len(res.Hits))
+		for _, h := range res.Hits {
+			ids = append(ids, h.PostID)
+		}
+		return b.AnyDenied(ctx, ids)
 	}
 	seen := map[string]bool{}
 	for _, h := range res.Hits {

@@ -8,6 +8,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,7 +300,7 @@ func TestHashAndHybridPlans(t *testing.T) {
 				t.Errorf("%s %q: %+v", plan, text, res.Hits)
 			}
 		}
-		// With C (default 10,000) above the records searched, hybrid is exact.
+		// With C (default at least 1,000) above the records searched, hybrid is exact.
 		ex, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, K: 5})
 		if err != nil {
 			t.Fatal(err)
@@ -313,6 +314,42 @@ func TestHashAndHybridPlans(t *testing.T) {
 				t.Errorf("%q rank %d: exact %s %v, hybrid %s %v", text, j, ex.Hits[j].PK, ex.Hits[j].Score, hy.Hits[j].PK, hy.Hits[j].Score)
 			}
 		}
+	}
+	// candidates sets C: with C = k, hybrid re-ranks the hash plan's top k.
+	differs := false
+	for _, text := range sampleTexts {
+		ha, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, Target: "image", K: 4, Plan: "hash"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hy, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, Target: "image", K: 4, Plan: "hybrid", Candidates: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := s.cl.Search(ctx, &query.SearchRequest{Text: text, Target: "image", K: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := func(hs []domain.Hit) []string {
+			var out []string
+			for _, h := range hs {
+				out = append(out, h.PK)
+			}
+			slices.Sort(out)
+			return out
+		}
+		if !slices.Equal(set(ha.Hits), set(hy.Hits)) {
+			t.Errorf("%q: hybrid with candidates 4 returned %v, the hash plan's top 4 are %v", text, set(hy.Hits), set(ha.Hits))
+		}
+		for j := 1; j < len(hy.Hits); j++ {
+			if hy.Hits[j].Score > hy.Hits[j-1].Score {
+				t.Errorf("%q: hybrid hits not by score: %+v", text, hy.Hits)
+			}
+		}
+		differs = differs || !slices.Equal(set(hy.Hits), set(ex.Hits))
+	}
+	if !differs {
+		t.Error("hybrid with candidates 4 matched exact on every query: the option had no visible effect")
 	}
 	for id, b := range s.files {
 		res, err := s.cl.Search(ctx, &query.SearchRequest{Image: b, Target: "image", K: 1, Plan: "hash"})

@@ -269,6 +269,14 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	default:
 		return nil, errorf(CodeBadRequest, "plan %q is unknown (exact, ann, hash, hybrid)", r.Plan)
 	}
+	if r.Candidates != 0 {
+		if domain.Plan(r.Plan) != domain.PlanHybrid {
+			return nil, errorf(CodeBadRequest, "candidates applies to plan hybrid only (plan is %q)", r.Plan)
+		}
+		if r.Candidates < 1 || r.Candidates > MaxCandidates {
+			return nil, errorf(CodeBadRequest, "candidates must be between 1 and %d, got %d", MaxCandidates, r.Candidates)
+		}
+	}
 	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
 		return nil, errorf(CodeBadRequest, "filter: since must be before until")
 	}
@@ -367,7 +375,7 @@ func normalize(v []float32) []float32 {
 
 // searchTargets runs the query on one modality, or on each and merges by rank.
 func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchRequest, plan domain.Plan) ([]domain.Hit, error) {
-	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan}
+	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan, Candidates: r.Candidates}
 	if r.Target != "any" {
 		q.Modality = domain.Modality(r.Target)
 		hits, err := s.searchCoded(ctx, q, r)

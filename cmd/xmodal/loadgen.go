@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,8 @@ type loadgenOpts struct {
 	Texts       int
 	Bits        int
 	Seed        uint64
+	Candidates  int
+	CPUProfile  string
 }
 
 func loadgenCmd() *cobra.Command {
@@ -85,6 +88,9 @@ Text encoding (the model's text tower, one text at a time) is timed separately.`
 			if o.Records < 1 || o.Records > 10_000_000 || o.Duration <= 0 || o.Duration > 10*time.Minute || o.Requests < 1 {
 				return fmt.Errorf("--records 1..10M, --duration up to 10m and --requests >= 1")
 			}
+			if o.Candidates < 0 || o.Candidates > query.MaxCandidates {
+				return fmt.Errorf("--candidates %d: want 0 (the index default) to %d", o.Candidates, query.MaxCandidates)
+			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			return runLoadgen(ctx, cfg, o, cmd.OutOrStdout())
@@ -100,6 +106,8 @@ Text encoding (the model's text tower, one text at a time) is timed separately.`
 	f.IntVar(&o.Texts, "texts", 200, "texts to encode for the text encoding timing (0: skip)")
 	f.IntVar(&o.Bits, "bits", 64, "bits of the SimHash codes (hybrid plan)")
 	f.Uint64Var(&o.Seed, "seed", 1, "random seed of the records and queries")
+	f.IntVar(&o.Candidates, "candidates", 0, "C of the hybrid plan, sent with each hybrid request (0: the index default, embedded.DefaultCandidates of --records)")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured cells (not the loading) to this file")
 	return c
 }
 
@@ -142,6 +150,15 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 	}
 	fmt.Fprintf(out, "model %s (dim %d), %d image records, k=%d, SimHash %d bits, GOMAXPROCS %d, %s\n",
 		model.Version(), dim, o.Records, o.K, o.Bits, runtime.GOMAXPROCS(0), runtime.Version())
+	if slices.Contains(o.Modes, "hybrid") {
+		if o.Candidates > 0 {
+			fmt.Fprintf(out, "hybrid: C = %d candidates re-ranked (--candidates, %.2f%% of the records)\n", o.Candidates, 100*float64(o.Candidates)/float64(o.Records))
+		} else {
+			c := embedded.DefaultCandidates(o.Records)
+			fmt.Fprintf(out, "hybrid: C = %d candidates re-ranked (the index default, DefaultCandidates(%d); %.2f%% of the records)\n",
+				c, o.Records, 100*float64(c)/float64(o.Records))
+		}
+	}
 
 	// Text encoding, one text per call, as a query does.
 	if o.Texts > 0 {
@@ -201,6 +218,17 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 			rs.Close()
 		}
 	}()
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tconcurrency\trequests\terrors\tp50 ms\tp99 ms\treq/s\tcached\t")
 	for _, mode := range o.Modes {
@@ -299,6 +327,9 @@ func runCell(ctx context.Context, cl *client.Client, o loadgenOpts, conc int, pl
 					break
 				}
 				req := &query.SearchRequest{Vector: next(i), Target: "image", K: o.K, Plan: plan}
+				if plan == "hybrid" {
+					req.Candidates = o.Candidates
+				}
 				t0 := time.Now()
 				r, err := cl.Search(ctx, req)
 				if err != nil {

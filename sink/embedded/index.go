@@ -454,6 +454,26 @@ func (ix *Index) IsDenied(ctx context.Context, postID string) (bool, error) {
 	return denied, err
 }
 
+// AnyDenied reports whether any of the post ids is on the deny-list, in one
+// read transaction (the query service checks every hit of a cached reply).
+func (ix *Index) AnyDenied(ctx context.Context, postIDs []string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var denied bool
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeny)
+		for _, id := range postIDs {
+			if b.Get([]byte(id)) != nil {
+				denied = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return denied, err
+}
+
 // Get returns the records with the given primary keys, in order, skipping unknown keys.
 func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error) {
 	if err := ctx.Err(); err != nil {

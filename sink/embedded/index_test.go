@@ -97,6 +97,14 @@ func TestApplyOutcomes(t *testing.T) {
 	if d, _ := ix.IsDenied(ctx, "p1"); !d {
 		t.Error("p1 should be deny-listed")
 	}
+	for _, tc := range []struct {
+		ids  []string
+		want bool
+	}{{nil, false}, {[]string{"p2", "p3"}, false}, {[]string{"p2", "p1"}, true}, {[]string{"p1"}, true}, {[]string{""}, false}} {
+		if d, err := ix.AnyDenied(ctx, tc.ids); err != nil || d != tc.want {
+			t.Errorf("AnyDenied(%q) = %v, %v; want %v", tc.ids, d, err, tc.want)
+		}
+	}
 }
 
 func TestPersistsAcrossReopen(t *testing.T) {
