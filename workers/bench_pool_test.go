@@ -513,25 +513,38 @@ func mixedPost(jpgs [][]byte) func(int) []byte {
 	}
 }
 
-// BenchmarkPoolBatchSize: posts/s of the demo model on a backlog of mixed
-// posts (a third text, a third image, a third both; images inline) for model
-// batches of 1 to 64.
+// BenchmarkPoolBatchSize: posts/s of the demo model on a backlog for model
+// batches of 1 to 64: text-only posts (the model call dominates) and mixed
+// posts (a third text, a third image, a third both; 640x480 JPEGs inline,
+// where image decoding dominates).
 func BenchmarkPoolBatchSize(b *testing.B) {
 	m := loadBenchModel(b, filepath.Join("..", "testdata", "models", "demo"), encoders.Options{})
 	jpgs := benchJPEGs(64)
-	const n = 1536
-	fmt.Printf("\ndemo model, %d mixed posts (inline 640x480 JPEGs), backlog; GOMAXPROCS %d\n", n, runtime.GOMAXPROCS(0))
-	fmt.Printf("%12s %10s %10s %14s %14s %12s\n", "encode_batch", "posts/s", "inputs/s", "mean text bat", "mean img bat", "p99 queue ms")
+	mixed := mixedPost(jpgs)
+	workloads := []struct {
+		name string
+		n    int
+		gen  func(int) []byte
+	}{
+		{"text", 8192, func(i int) []byte {
+			return benchPost(fmt.Sprint("p", i), fmt.Sprintf("post %d about #topic%d with @user%d and a few more words", i, i%17, i%11), nil, "")
+		}},
+		{"mixed", 1536, mixed},
+	}
 	for range b.N {
-		for _, bs := range []int{1, 4, 16, 32, 64} {
-			src := newMemSource(n, mixedPost(jpgs))
-			el, reg := runPipeline(b, workers.Config{BatchSize: 64, EncodeBatch: bs, MaxInFlight: 256, FetchWait: time.Millisecond},
-				src, m, workers.Deps{})
-			st := stageTotals(reg)
-			tb, ib := st["xmodal_encode_batch_inputs/text"], st["xmodal_encode_batch_inputs/image"]
-			inputs := tb[0] + ib[0]
-			fmt.Printf("%12d %10.1f %10.1f %14.1f %14.1f %12.1f\n", bs, float64(n)/el.Seconds(), inputs/el.Seconds(),
-				tb[0]/max(tb[1], 1), ib[0]/max(ib[1], 1), 1000*histQuantile(reg, "xmodal_encode_queue_seconds", 0.99))
+		for _, w := range workloads {
+			fmt.Printf("\ndemo model, %d %s posts, backlog; GOMAXPROCS %d\n", w.n, w.name, runtime.GOMAXPROCS(0))
+			fmt.Printf("%12s %10s %10s %14s %14s %12s\n", "encode_batch", "posts/s", "inputs/s", "mean text bat", "mean img bat", "p99 queue ms")
+			for _, bs := range []int{1, 4, 16, 32, 64} {
+				src := newMemSource(w.n, w.gen)
+				el, reg := runPipeline(b, workers.Config{BatchSize: 64, EncodeBatch: bs, MaxInFlight: 256, FetchWait: time.Millisecond},
+					src, m, workers.Deps{})
+				st := stageTotals(reg)
+				tb, ib := st["xmodal_encode_batch_inputs/text"], st["xmodal_encode_batch_inputs/image"]
+				inputs := tb[0] + ib[0]
+				fmt.Printf("%12d %10.1f %10.1f %14.1f %14.1f %12.1f\n", bs, float64(w.n)/el.Seconds(), inputs/el.Seconds(),
+					tb[0]/max(tb[1], 1), ib[0]/max(ib[1], 1), 1000*histQuantile(reg, "xmodal_encode_queue_seconds", 0.99))
+			}
 		}
 	}
 }

@@ -311,6 +311,7 @@ func (r *run) prepareImage(it *item) {
 	start := time.Now()
 	img, err := p.decode(data)
 	p.metrics.stage.WithLabelValues("decode").Observe(time.Since(start).Seconds())
+	it.post.Image.Data = nil // decoded: the message keeps the original bytes for a dead letter
 	if err != nil {
 		failed(ingest.StageImage, err)
 		return
