@@ -156,8 +156,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err != nil {
 		return nil, err
 	}
-	a.model, err = encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Sessions: cfg.ORT.Sessions, Logger: log})
+	a.model, err = encoders.Load(dir, modelOptions(cfg, log))
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +241,14 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 			Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg})
 	return err
+}
+
+// modelOptions are the encoder options from ort.*, the same for every command
+// that loads a model.
+func modelOptions(cfg *Config, log *slog.Logger) encoders.Options {
+	o := cfg.ORT
+	return encoders.Options{LibPath: o.Lib, IntraOpThreads: o.IntraOpThreads, InterOpThreads: o.InterOpThreads,
+		Provider: o.Provider, Sessions: o.Sessions, Logger: log}
 }
 
 // pipelineConfig is the workers configuration from ingest.*.

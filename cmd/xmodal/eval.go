@@ -215,8 +215,7 @@ Plans (--plan):
 					return err
 				}
 				log := newLogger(cfg, os.Stderr)
-				m, err := encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-					InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+				m, err := encoders.Load(dir, modelOptions(cfg, log))
 				if err != nil {
 					return err
 				}

@@ -126,8 +126,7 @@ a training split, not on the data you evaluate on.`,
 			if err != nil {
 				return err
 			}
-			model, err := encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-				InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+			model, err := encoders.Load(dir, modelOptions(cfg, log))
 			if err != nil {
 				return err
 			}

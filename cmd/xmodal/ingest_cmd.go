@@ -829,8 +829,7 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 	if err != nil {
 		return err
 	}
-	model, err := encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+	model, err := encoders.Load(dir, modelOptions(cfg, log))
 	if err != nil {
 		return err
 	}
