@@ -189,7 +189,6 @@ func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segm
 	if sc == nil {
 		sc = &hybridScratch{}
 	}
-	defer hybridPool.Put(sc)
 	var qcode [3][]uint64
 	for i, s := range segs {
 		si := segIndex(s.mod)
@@ -235,6 +234,9 @@ func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segm
 			top.offer(scored{slot: int(mkref(si, int(pos[j]))), score: v, pk: s.recs[pos[j]].PK})
 		}
 	}
+	// Back to the pool only now, its bitsets clear again (a panic on the way
+	// leaves it to the garbage collector).
+	hybridPool.Put(sc)
 	res := top.sorted()
 	hits := make([]domain.Hit, len(res))
 	dists := make([]int, len(res))
