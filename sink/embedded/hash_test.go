@@ -1000,3 +1000,54 @@ func TestSeededSelection(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentHybridAndHash: searches running at once (sharing the
+// pooled selections and scratch) answer as they do one at a time.
+func TestConcurrentHybridAndHash(t *testing.T) {
+	forceSeeding(t)
+	ix := openTest(t, filepath.Join(t.TempDir(), "ix.db"))
+	chs, all := codedRecords(500, 8, 11)
+	mustApply(t, ix, chs...)
+	ctx := context.Background()
+	var qs []domain.VectorQuery
+	for i := range 24 {
+		qr := all[(i*37)%len(all)]
+		plan := []domain.Plan{domain.PlanHybrid, domain.PlanHash}[i%2]
+		qs = append(qs, domain.VectorQuery{Vector: qr.Vector, Code: qr.Code, K: 1 + i%12, Plan: plan, Candidates: 20 + 9*i,
+			Modality: []domain.Modality{"", domain.ModalityImage, domain.ModalityText}[i%3], Filter: filters[i%len(filters)]})
+	}
+	want := make([][]domain.Hit, len(qs))
+	for i, q := range qs {
+		var err error
+		if want[i], err = ix.Search(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for round := range 20 {
+				i := (w*7 + round) % len(qs)
+				got, err := ix.Search(ctx, qs[i])
+				if err == nil && len(got) != len(want[i]) {
+					err = fmt.Errorf("query %d: %d hits, want %d", i, len(got), len(want[i]))
+				}
+				for j := 0; err == nil && j < len(got); j++ {
+					if got[j].PK != want[i][j].PK || got[j].Score != want[i][j].Score || *got[j].Distance != *want[i][j].Distance {
+						err = fmt.Errorf("query %d rank %d: %s, want %s", i, j, got[j].PK, want[i][j].PK)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
