@@ -52,7 +52,7 @@ type Config struct {
 		MaxInFlight      int           `yaml:"max_inflight" help:"most posts between fetch and acknowledgement; at the limit fetching pauses (backpressure from a slow encoder or sink)"`
 		MediaConcurrency int           `yaml:"media_concurrency" help:"media workers: image fetch, decode, thumbnail, PDQ and model preprocessing, in parallel with encoding"`
 		MaxAttempts      int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
-		AckWait          time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); batches in flight are kept alive"`
+		AckWait          time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); posts in flight are kept alive"`
 		AllowPrivate     []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
 	} `yaml:"ingest"`
 	Kafka struct {
@@ -98,7 +98,7 @@ type Config struct {
 	} `yaml:"log"`
 	// Milvus and roles: roles.go.
 	Milvus        MilvusConfig  `yaml:"milvus"`
-	ShutdownGrace time.Duration `yaml:"shutdown_grace" help:"on SIGTERM, how long the batch in flight may take to finish (then it is abandoned, unacknowledged) and HTTP requests to drain; keep Kubernetes' terminationGracePeriodSeconds above it"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" help:"on SIGTERM, how long the posts in flight may take to finish (then the rest are abandoned, unacknowledged) and HTTP requests to drain; keep Kubernetes' terminationGracePeriodSeconds above it"`
 }
 
 // DefaultConfig returns the embedded defaults.

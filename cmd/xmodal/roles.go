@@ -405,9 +405,10 @@ func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Run works until ctx ends: an indexing role indexes, a serving role serves.
 //
-// Shutdown (ctx ends, e.g. SIGTERM): readiness turns false, no new batch is
-// fetched, and the batch in flight may finish for shutdown_grace; past it, it is
-// abandoned unacknowledged (redelivered to the next indexer). Acks follow the
+// Shutdown (ctx ends, e.g. SIGTERM): readiness turns false, nothing more is
+// fetched, and the posts in flight (at most ingest.max_inflight) may finish for
+// shutdown_grace; past it, the rest are abandoned unacknowledged (redelivered to
+// the next indexer). Acks follow the
 // sink, so nothing that is not in the index is acknowledged or committed. The
 // caller then closes the app: the Kafka source commits the acknowledged offsets
 // and leaves the group, NATS is drained, the index is closed.
@@ -425,10 +426,10 @@ func (a *app) Run(ctx context.Context) error {
 	var mu sync.Mutex
 	stopTimer := context.AfterFunc(ctx, func() {
 		a.ready.Store(false)
-		a.log.Info("stopping: no new batches; the batch in flight may finish", "grace", a.cfg.ShutdownGrace)
+		a.log.Info("stopping: nothing more is fetched; the posts in flight may finish", "grace", a.cfg.ShutdownGrace)
 		mu.Lock()
 		timer = time.AfterFunc(a.cfg.ShutdownGrace, func() {
-			a.log.Warn("shutdown grace over: abandoning the batch in flight (it is redelivered)", "grace", a.cfg.ShutdownGrace)
+			a.log.Warn("shutdown grace over: abandoning the posts still in flight (they are redelivered)", "grace", a.cfg.ShutdownGrace)
 			abandon()
 		})
 		mu.Unlock()
@@ -497,7 +498,7 @@ xmodal.v1.search, get, stats and neardup, and the HTTP gateway. Naming an outsid
 service swaps it in: nats.url, kafka.brokers (ingest from Kafka), milvus.address
 (index into Milvus), redis.addr (query cache).
 
-Stops on SIGINT/SIGTERM: no new batch is fetched, the batch in flight may finish
+Stops on SIGINT/SIGTERM: nothing more is fetched, the posts in flight may finish
 for shutdown_grace, and nothing is acknowledged that is not in the index.`)
 }
 
@@ -509,8 +510,8 @@ outside NATS server (nats.url), encodes them and writes them to Milvus
 /metrics, /healthz and /readyz on http.listen; ready when the index answers and
 the source is assigned (Kafka: this member owns partitions).
 
-Stops on SIGINT/SIGTERM: no new batch is fetched, the batch in flight may finish
-for shutdown_grace (else it is abandoned and redelivered), acknowledged offsets
+Stops on SIGINT/SIGTERM: nothing more is fetched, the posts in flight may finish
+for shutdown_grace (else they are abandoned and redelivered), acknowledged offsets
 are committed, and the consumer group is left. Nothing that is not in Milvus is
 ever committed.`)
 }
