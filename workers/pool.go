@@ -42,7 +42,7 @@ type run struct {
 	batches [2]chan []*item // out of the batchers, into the encoders
 	ready   chan *item      // into the writer
 
-	tensors sync.Pool // []float32 of one image's model input
+	tensors sync.Pool // *[]float32: one image's model input
 
 	mu      sync.Mutex
 	live    map[*item]struct{} // in flight, for keep-alives
