@@ -235,27 +235,6 @@ func (p *Pipeline) RunUntil(stop, work context.Context) error {
 	return work.Err()
 }
 
-// Process runs msgs to the end: every message is written or dead-lettered,
-// then acknowledged. It returns ctx's error if ctx ended first (the messages
-// not yet acknowledged are abandoned) and the acknowledgements that failed.
-func (p *Pipeline) Process(ctx context.Context, msgs []*ingest.Message) error {
-	r := p.start(ctx)
-	for len(msgs) > 0 {
-		n, err := r.reserve(ctx, min(len(msgs), p.cfg.MaxInFlight))
-		if err != nil {
-			break
-		}
-		r.submit(msgs[:n])
-		msgs = msgs[n:]
-	}
-	p.cfg.Crash(CrashAfterFetch)
-	r.finish()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return r.ackErrors()
-}
-
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -382,35 +361,21 @@ func embedEach[T any](p *Pipeline, ctx context.Context, modality string, xs []T,
 	return out, nil
 }
 
-// changes builds one change per post. Within a batch, the latest version of a post wins.
+// changes builds the batch's changes, one per post: a change to a post with
+// an earlier change in flight waits for it to be written (run.submit), so a
+// write never holds two versions of one post.
 func (p *Pipeline) changes(items []*item) []domain.Change {
 	var out []domain.Change
-	index := map[string]int{}
-	add := func(c domain.Change) {
-		i, ok := index[c.PostID]
-		if !ok {
-			index[c.PostID] = len(out)
-			out = append(out, c)
-			return
-		}
-		switch prev := out[i]; {
-		case prev.Delete: // deletes win, whatever their order in the batch
-		case c.Delete || c.Seq >= prev.Seq:
-			out[i] = c
-		}
-	}
 	version := p.emb.Version()
 	for _, it := range items {
-		if it.change != nil {
+		switch {
+		case it.change != nil:
 			c := *it.change
 			c.Seq = it.msg.Seq
-			add(c)
-			continue
+			out = append(out, c)
+		case !it.done && it.post != nil:
+			out = append(out, domain.Change{PostID: it.post.ID, Seq: it.msg.Seq, Records: p.records(it, version)})
 		}
-		if it.done || it.post == nil {
-			continue
-		}
-		add(domain.Change{PostID: it.post.ID, Seq: it.msg.Seq, Records: p.records(it, version)})
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package workers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"image"
 	"sync"
 	"time"
@@ -44,10 +43,9 @@ type run struct {
 
 	tensors sync.Pool // *[]float32: one image's model input
 
-	mu      sync.Mutex
-	live    map[*item]struct{} // in flight, for keep-alives
-	tails   map[string]*item   // per post id, the latest change in flight
-	ackErrs []error
+	mu    sync.Mutex
+	live  map[*item]struct{} // in flight, for keep-alives
+	tails map[string]*item   // per post id, the latest change in flight
 }
 
 // start launches the stages under work.
@@ -236,12 +234,6 @@ func (r *run) finish() int {
 	r.cancel()
 	r.wg.Wait()
 	return abandoned
-}
-
-func (r *run) ackErrors() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return errors.Join(r.ackErrs...)
 }
 
 // keepAlive reports the messages in flight as in progress every KeepAlive.
@@ -518,9 +510,6 @@ func (r *run) write(items []*item) error {
 			if err := it.msg.Ack(ctx); err != nil {
 				p.metrics.ackErrors.Inc()
 				p.log.Warn("acknowledgement failed; the message will be redelivered (upserts are idempotent)", "origin", it.msg.Origin, "err", err)
-				r.mu.Lock()
-				r.ackErrs = append(r.ackErrs, fmt.Errorf("ack %s: %w", it.msg.Origin, err))
-				r.mu.Unlock()
 			}
 		}()
 	}
