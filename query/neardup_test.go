@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/pdq"
-	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -39,21 +37,8 @@ type hashStack struct {
 // query service with the coder. withCoder false leaves codes out entirely.
 func newHashStack(t testing.TB, withCoder bool) *hashStack {
 	t.Helper()
-	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
-	if err != nil {
-		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
-	}
-	t.Cleanup(func() { model.Close() })
+	nc, model := startNATSAndModel(t)
+	var err error
 	var coder *hash.Coder
 	opt := embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()}
 	if withCoder {

@@ -54,16 +54,9 @@ func decode(b []byte) (image.Image, error) {
 	return img, err
 }
 
-// newStack starts an embedded NATS server, the parity model, an embedded index
-// holding sample texts and photos, and the query service.
-func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
-	t.Helper()
-	return newStackWith(t, cfg, fetcher, nil)
-}
-
-// newStackWith is newStack with a hook that adjusts the service's dependencies
-// (a cache, a wrapped encoder or index) before it starts.
-func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod func(*query.Deps)) *stack {
+// startNATSAndModel starts an embedded NATS server and connects to it, and
+// loads the parity model; both end with the test.
+func startNATSAndModel(t testing.TB) (*nats.Conn, *encoders.Model) {
 	t.Helper()
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
 	if err != nil {
@@ -80,6 +73,21 @@ func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod fun
 		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
 	}
 	t.Cleanup(func() { model.Close() })
+	return nc, model
+}
+
+// newStack starts an embedded NATS server, the parity model, an embedded index
+// holding sample texts and photos, and the query service.
+func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
+	t.Helper()
+	return newStackWith(t, cfg, fetcher, nil)
+}
+
+// newStackWith is newStack with a hook that adjusts the service's dependencies
+// (a cache, a wrapped encoder or index) before it starts.
+func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod func(*query.Deps)) *stack {
+	t.Helper()
+	nc, model := startNATSAndModel(t)
 	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})
 	if err != nil {
 		t.Fatal(err)
