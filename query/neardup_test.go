@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
