@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // set is a State holding a set of strings; an op is "+x" or "-x".
@@ -85,32 +84,10 @@ func (s *set) keys() []string {
 	return out
 }
 
-type env struct {
-	ns  *server.Server
-	dir string
-}
-
-func startServer(t *testing.T, dir string) *server.Server {
-	t.Helper()
-	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: dir})
-	if err != nil {
-		t.Fatalf("embedded NATS server: %v", err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
+func startServer(t *testing.T, dir string) *server.Server { return testutil.StartNATS(t, dir) }
 
 func connect(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testutil.ConnectJS(t, url)
 	return js
 }
 
