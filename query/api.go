@@ -56,15 +56,28 @@ type SearchResponse struct {
 	Model  string       `json:"model"`
 }
 
-// GetRequest is the body of xmodal.v1.get.
+// GetRequest is the body of xmodal.v1.get: records by primary key and/or
+// every record of some posts, a page at a time.
 type GetRequest struct {
 	PKs     []string `json:"pks,omitempty"`
 	PostIDs []string `json:"post_ids,omitempty"`
+	// Thumbnails includes the records' thumbnails (off by default: they make
+	// replies large).
+	Thumbnails bool `json:"thumbnails,omitempty"`
+	// Limit is the most records of one page (default DefaultGetLimit, at most
+	// MaxK); Cursor is the previous page's NextCursor.
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
 }
 
-// GetResponse is the reply of xmodal.v1.get (vectors omitted).
+// DefaultGetLimit is the page size of xmodal.v1.get.
+const DefaultGetLimit = 100
+
+// GetResponse is the reply of xmodal.v1.get (vectors omitted). NextCursor is
+// set when more of the asked-for records remain: send it back as cursor.
 type GetResponse struct {
-	Records []domain.Record `json:"records"`
+	Records    []domain.Record `json:"records"`
+	NextCursor string          `json:"next_cursor,omitempty"`
 }
 
 // StatsResponse is the reply of xmodal.v1.stats.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
 )
@@ -181,8 +182,8 @@ func (c *Config) validateRole(r role) error {
 	}
 	switch r {
 	case roleIndexer:
-		if len(c.Kafka.Brokers) == 0 && c.NATS.URL == "" {
-			return bad("kafka.brokers", "xmodal indexer needs a source: set kafka.brokers, or nats.url for the JetStream stream of an outside NATS server (the embedded NATS server belongs to xmodal run)")
+		if c.NATS.URL == "" {
+			return bad("nats.url", "xmodal indexer needs an outside NATS server with JetStream: the deny-list every process shares lives there (and, without kafka.brokers, the ingest stream); the embedded NATS server belongs to xmodal run")
 		}
 		if c.Milvus.FollowAlias {
 			return bad("milvus.follow_alias", "an indexer writes its own model's collection; follow_alias is for xmodal serve")
@@ -326,6 +327,22 @@ func (a *app) registerRoleMetrics() {
 	}
 }
 
+// registerDenyMetrics exports the replicated deny-list's size, position and
+// syncs.
+func (a *app) registerDenyMetrics() {
+	st := func() replstate.Stats { return a.deny.Stats() }
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_denylist_entries", Help: "Post ids on the replicated deny-list (this process's copy)."},
+			func() float64 { return float64(a.deny.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_denylist_seq", Help: "Stream sequence of the last takedown this process's copy holds."},
+			func() float64 { return float64(st().Applied) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "xmodal_denylist_syncs_total", Help: "Deny-list read barriers (one per write round and per reply)."},
+			func() float64 { return float64(st().Syncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "xmodal_denylist_sync_failures_total", Help: "Deny-list read barriers that failed (the request or write waited or failed closed)."},
+			func() float64 { return float64(st().SyncFailures) }),
+	)
+}
+
 // A readiness check: nil when the dependency is usable, with a short detail.
 type check struct {
 	name string
@@ -345,6 +362,14 @@ func (a *app) checks() []check {
 	}
 	if a.ix != nil {
 		cs = append(cs, check{"index", a.indexCheck})
+	}
+	if a.deny != nil {
+		cs = append(cs, check{"denylist", func(ctx context.Context) (string, error) {
+			if err := a.deny.Sync(ctx); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d takedowns, stream sequence %d", a.deny.Len(), a.deny.Seq()), nil
+		}})
 	}
 	if a.kafka != nil {
 		cs = append(cs, check{"source", func(context.Context) (string, error) {
