@@ -215,7 +215,8 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 		a.kafka, err = kafkasrc.New(ctx, kafkasrc.Config{Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, DLQTopic: k.DLQTopic,
 			SASL:           kafkasrc.SASL{Mechanism: k.SASLMechanism, User: k.SASLUser, Password: k.SASLPassword},
 			TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
-			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg})
+			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg,
+			OnAssign: a.fenceIndex})
 		if err != nil {
 			return err
 		}
@@ -233,6 +234,14 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
 	a.pipe, err = workers.New(pipelineConfig(cfg), deps)
 	return err
+}
+
+// fenceIndex tells a Milvus index that its writer may take over posts another
+// indexer wrote a moment ago (a Kafka assignment).
+func (a *app) fenceIndex([]int) {
+	if a.milvus != nil {
+		a.milvus.Fence()
+	}
 }
 
 // openDenyList loads the replicated deny-list from JetStream and, when the

@@ -47,28 +47,31 @@ func (r role) serves() bool  { return r != roleIndexer }
 // MilvusConfig configures the Milvus index (sink/milvus). With no address the
 // embedded index is used, which only `xmodal run` may open.
 type MilvusConfig struct {
-	Address     string        `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
-	Username    string        `yaml:"username" help:"Milvus user (authorization enabled)"`
-	Password    string        `yaml:"password" help:"Milvus password"`
-	DBName      string        `yaml:"db_name" help:"Milvus database (empty: default)"`
-	Collection  string        `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
-	FollowAlias bool          `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
-	Layout      string        `yaml:"layout" help:"split (one collection per vector kind; tested on Milvus 2.3.5), single (one collection with several vector fields, Milvus >= 2.4; not yet tested against a server) or auto (single where the server supports it)"`
-	Consistency string        `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually (writes always read Strong)"`
-	IndexType   string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
-	NList       int           `yaml:"nlist" help:"IVF nlist"`
-	NProbe      int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
-	HNSWM       int           `yaml:"hnsw_m" help:"HNSW M"`
-	HNSWEfC     int           `yaml:"hnsw_ef_construction" help:"HNSW efConstruction"`
-	EF          int           `yaml:"ef" help:"HNSW ef of the ann plan (raised to k)"`
-	ExactEF     int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
-	CodeIndex   string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
-	Candidates  int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
-	Shards      int           `yaml:"shards" help:"shard count of the records collections when xmodal creates them (a cluster with several data nodes spreads writes over more)"`
-	Replicas    int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
-	BatchSize   int           `yaml:"batch_size" help:"most rows of one upsert call"`
-	Linger      time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
-	DialTimeout time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
+	Address     string `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
+	Username    string `yaml:"username" help:"Milvus user (authorization enabled)"`
+	Password    string `yaml:"password" help:"Milvus password"`
+	DBName      string `yaml:"db_name" help:"Milvus database (empty: default)"`
+	Collection  string `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
+	FollowAlias bool   `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
+	Layout      string `yaml:"layout" help:"split (one collection per vector kind; tested on Milvus 2.3.5), single (one collection with several vector fields, Milvus >= 2.4; not yet tested against a server) or auto (single where the server supports it)"`
+	Consistency string `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually"`
+	// WriteConsistency and StaleWindow: how write rounds read versions (docs/milvus.md).
+	WriteConsistency string        `yaml:"write_consistency" help:"consistency of a write round's reads of versions and deny rows: Bounded (merged with the indexer's own writes of the last stale_window; Strong for a stale_window after a Kafka assignment) or Strong (every round waits for a time tick)"`
+	StaleWindow      time.Duration `yaml:"stale_window" help:"how long an indexer remembers its own writes and reads Strong after a Kafka assignment; must exceed Milvus's common.gracefulTime (5s)"`
+	IndexType        string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
+	NList            int           `yaml:"nlist" help:"IVF nlist"`
+	NProbe           int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
+	HNSWM            int           `yaml:"hnsw_m" help:"HNSW M"`
+	HNSWEfC          int           `yaml:"hnsw_ef_construction" help:"HNSW efConstruction"`
+	EF               int           `yaml:"ef" help:"HNSW ef of the ann plan (raised to k)"`
+	ExactEF          int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
+	CodeIndex        string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
+	Candidates       int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
+	Shards           int           `yaml:"shards" help:"shard count of the records collections when xmodal creates them (a cluster with several data nodes spreads writes over more)"`
+	Replicas         int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
+	BatchSize        int           `yaml:"batch_size" help:"most rows of one upsert call"`
+	Linger           time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
+	DialTimeout      time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
 	// StartTimeout bounds the wait for an unreachable Milvus at start.
 	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
 	CallTimeout     time.Duration `yaml:"call_timeout" help:"bound on one RPC attempt"`
@@ -83,6 +86,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Collection = "xmodal"
 	m.Layout = milvus.LayoutSplit // the layout tested against a real server (Milvus 2.3.5); single is opt-in
 	m.Consistency = "Bounded"
+	m.WriteConsistency, m.StaleWindow = "Bounded", 10*time.Second
 	m.IndexType = milvus.IndexIVFFlat
 	m.NList, m.NProbe = 128, 16
 	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
@@ -119,6 +123,12 @@ func (c *Config) validateMilvus() error {
 	}
 	if !slices.Contains([]string{"strong", "bounded", "session", "eventually"}, strings.ToLower(m.Consistency)) {
 		return bad("milvus.consistency", "%q is not Strong, Bounded, Session or Eventually", m.Consistency)
+	}
+	if m.WriteConsistency != "Bounded" && m.WriteConsistency != "Strong" {
+		return bad("milvus.write_consistency", "%q is not Bounded or Strong", m.WriteConsistency)
+	}
+	if m.StaleWindow < 5*time.Second {
+		return bad("milvus.stale_window", "%s must be at least 5s (Milvus's default common.gracefulTime)", m.StaleWindow)
 	}
 	if !slices.Contains([]string{milvus.IndexFlat, milvus.IndexIVFFlat, milvus.IndexHNSW}, strings.ToUpper(m.IndexType)) {
 		return bad("milvus.index_type", "%q is not FLAT, IVF_FLAT or HNSW", m.IndexType)
@@ -207,7 +217,8 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		Collection: m.Collection, Dim: dim, ModelVersion: version, CodeBits: codeBits,
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
-		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency, BatchSize: m.BatchSize, Linger: m.Linger,
+		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency,
+		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, BatchSize: m.BatchSize, Linger: m.Linger,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
 }

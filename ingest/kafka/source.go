@@ -229,6 +229,9 @@ func (s *Source) startGeneration(kg *kafkago.Generation) {
 		}
 		slices.Sort(ids)
 		s.log.Info("partitions assigned", "generation", kg.ID, "member", kg.MemberID, "partitions", ids)
+		if s.cfg.OnAssign != nil {
+			s.cfg.OnAssign(ids)
+		}
 		var hist map[int][]span
 		for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
 			var err error

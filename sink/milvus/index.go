@@ -258,11 +258,14 @@ type Stats struct {
 	Retries int64 // RPC attempts retried after Unavailable/ResourceExhausted
 	Rounds  int64 // write rounds
 	Rows    int64 // rows upserted
+	// StrongRounds are the rounds that read Strong (after Fence, or with
+	// WriteConsistency Strong).
+	StrongRounds int64
 }
 
 // Stats returns the counters.
 func (ix *Index) Stats() Stats {
-	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load()}
+	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load(), StrongRounds: ix.w.strongRounds.Load()}
 }
 
 // Close stops the writer (waiting for the round in flight) and closes the connection.

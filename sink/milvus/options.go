@@ -72,8 +72,18 @@ type Options struct {
 	Candidates int
 
 	// Consistency of searches, Get and Count: Strong, Bounded (default), Session or
-	// Eventually. Apply's own reads of versions and the deny-list are always Strong.
+	// Eventually.
 	Consistency string
+	// WriteConsistency of the reads a write round makes (versions, deny rows,
+	// records present): Bounded (default; merged with the writer's own writes
+	// of the last StaleWindow, and Strong for a StaleWindow after Fence) or
+	// Strong (every round waits for a time tick, ~200 ms on Milvus 2.3).
+	WriteConsistency string
+	// StaleWindow is how long the writer remembers its own writes, and how
+	// long rounds read Strong after Fence; it must exceed the server's
+	// common.gracefulTime (the staleness of Bounded reads, 5 s by default).
+	// Default 10s.
+	StaleWindow time.Duration
 
 	// BatchSize is the most rows one upsert call carries; concurrent Apply calls are
 	// coalesced into one write round until it is reached (default 512).
@@ -159,6 +169,12 @@ func (o Options) withDefaults() Options {
 	def(&o.ExactEF, 4096)
 	def(&o.Candidates, 256)
 	def(&o.Shards, 1)
+	if o.WriteConsistency == "" {
+		o.WriteConsistency = "Bounded"
+	}
+	if o.StaleWindow <= 0 {
+		o.StaleWindow = 10 * time.Second
+	}
 	if o.Consistency == "" {
 		o.Consistency = "Bounded"
 	}
@@ -214,6 +230,9 @@ func (o Options) Validate() error {
 	}
 	if o.NProbe > o.NList {
 		errs = append(errs, fmt.Errorf("nprobe %d exceeds nlist %d", o.NProbe, o.NList))
+	}
+	if o.WriteConsistency != "" && o.WriteConsistency != "Bounded" && o.WriteConsistency != "Strong" {
+		return fmt.Errorf("milvus: write consistency %q: want Bounded or Strong", o.WriteConsistency)
 	}
 	if _, err := parseConsistency(o.Consistency); err != nil {
 		errs = append(errs, err)

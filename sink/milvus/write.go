@@ -23,13 +23,30 @@ import (
 // ErrClosed is returned by Apply after Close.
 var ErrClosed = errors.New("milvus index: closed")
 
-// The writer coalesces concurrent Apply calls into rounds. A round reads the
-// versions and deny-list entries of its posts (Strong), works out every change's
-// outcome exactly as the embedded index does, then writes: deletes, upserts of the
-// records (and codes, PDQ hashes), and last the version rows and deny-list rows.
-// Every RPC is retried on Unavailable/ResourceExhausted (bounded); a round that fails
-// fails every Apply call in it, and since every write is idempotent the caller's
-// redelivery converges. Apply returns only after Milvus acknowledged every write.
+// The writer coalesces concurrent Apply calls into rounds. A round works out
+// every change's outcome with domain.Decide (the rule the embedded index
+// applies) from what it knows of its posts, then writes: deletes, upserts of
+// the records (and codes, PDQ hashes), then the version and deny-list rows.
+// Every RPC is retried on Unavailable/ResourceExhausted (bounded); a round that
+// fails fails every Apply call in it, and since every write is idempotent the
+// caller's redelivery converges. Apply returns only after Milvus acknowledged
+// every write.
+//
+// What a round knows of a post, without waiting for a Strong read:
+//   - the version, deny-list and record rows read at Bounded consistency (no
+//     wait for a time tick; they show every write older than Milvus's graceful
+//     time, 5 s by default), merged with
+//   - what this writer itself wrote in the last StaleWindow (its own recent
+//     writes, which a Bounded read may not show yet).
+//
+// Between them nothing a round needs is missing as long as each post is
+// written by one writer at a time, which Kafka gives (a post's versions share
+// a partition, and a partition has one owner). When a partition moves to
+// another indexer, the previous owner's last writes may be younger than the
+// graceful time: Fence makes the next StaleWindow of rounds read Strong (the
+// Kafka source calls it on every assignment). Takedowns are decided by the
+// replicated deny-list before Apply (workers), so the deny rows read here are
+// a second line, not the gate.
 type writer struct {
 	ix     *Index
 	reqs   chan *applyReq
@@ -37,7 +54,18 @@ type writer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	rounds, rows atomic.Int64
+	mu          sync.Mutex
+	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
+	strongUntil time.Time              // Fence: read Strong until then
+
+	rounds, rows, strongRounds atomic.Int64
+}
+
+// recentPost is what this writer wrote of a post lately.
+type recentPost struct {
+	st   domain.PostState
+	mods [3]bool // modalities written (records present)
+	at   time.Time
 }
 
 type applyReq struct {
@@ -49,7 +77,7 @@ type applyReq struct {
 
 func newWriter(ix *Index) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel}
+	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel, recent: map[string]*recentPost{}}
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -116,6 +144,28 @@ func (w *writer) loop() {
 			close(r.done)
 		}
 	}
+}
+
+// Fence makes the write rounds of the next StaleWindow read Strong: call it
+// when this writer may take over posts another writer wrote a moment ago (a
+// Kafka partition assigned to this indexer).
+func (ix *Index) Fence() {
+	ix.w.mu.Lock()
+	ix.w.strongUntil = time.Now().Add(ix.opt.StaleWindow)
+	ix.w.mu.Unlock()
+}
+
+// readLevel is the consistency of a round's reads.
+func (w *writer) readLevel() entity.ConsistencyLevel {
+	if w.ix.opt.WriteConsistency == "Strong" {
+		return entity.ClStrong
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Now().Before(w.strongUntil) {
+		return entity.ClStrong
+	}
+	return entity.ClBounded
 }
 
 // Apply writes the changes (see domain.Writer): it returns when Milvus acknowledged
@@ -190,12 +240,11 @@ func (ix *Index) validate(changes []domain.Change) error {
 
 // postState is what a round knows of a post while it works out outcomes.
 type postState struct {
-	seq     uint64
-	exists  bool // a version row exists
-	denied  bool
+	st      domain.PostState
 	newDeny bool
 	final   int // 0 untouched, 1 upsert, 2 delete
 	records []domain.Record
+	present [3]bool // modalities with a record row (read or written lately)
 }
 
 const (
@@ -203,6 +252,16 @@ const (
 	finalUpsert
 	finalDelete
 )
+
+func modIndex(m domain.Modality) int {
+	switch m {
+	case domain.ModalityImage:
+		return 0
+	case domain.ModalityText:
+		return 1
+	}
+	return 2
+}
 
 func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	ix := w.ix
@@ -218,13 +277,18 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			}
 		}
 	}
-	// 1. what Milvus holds: versions, deny-list entries and the records present
-	// (Strong reads, in parallel: each waits for the server's time tick).
+	// 1. what Milvus holds: versions, deny-list entries and the records present,
+	// read in parallel at Bounded consistency (Strong after a Fence), merged
+	// with this writer's own recent writes.
+	cl := w.readLevel()
+	if cl == entity.ClStrong {
+		w.strongRounds.Add(1)
+	}
 	var seqs, denied map[string]int64
 	present := map[string]bool{}
 	err := parallel(
-		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids); return },
-		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids); return },
+		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
+		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl); return },
 		func() error {
 			// By primary key (the three a post may have): a key lookup, where a
 			// post_id filter would scan the collection.
@@ -234,7 +298,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 					cands = append(cands, domain.PrimaryKey(id, m))
 				}
 			}
-			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands)
+			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands, cl)
 			for _, pk := range pks {
 				present[pk] = true
 			}
@@ -244,31 +308,51 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	if err != nil {
 		return err
 	}
-	for id, st := range states {
-		if s, ok := seqs[id]; ok {
-			st.exists, st.seq = true, uint64(s)
+	now := time.Now()
+	w.mu.Lock()
+	for id, rp := range w.recent {
+		if now.Sub(rp.at) > ix.opt.StaleWindow {
+			delete(w.recent, id)
 		}
-		_, st.denied = denied[id]
 	}
-	// 2. outcomes, in order, as the embedded index decides them.
+	for id, ps := range states {
+		if s, ok := seqs[id]; ok {
+			ps.st.Exists, ps.st.Seq = true, uint64(s)
+		}
+		_, ps.st.Denied = denied[id]
+		for _, m := range domain.Modalities {
+			ps.present[modIndex(m)] = present[domain.PrimaryKey(id, m)]
+		}
+		if rp := w.recent[id]; rp != nil {
+			// Our own write may not be visible to a Bounded read yet: it is
+			// the newest state of the post this writer knows.
+			switch {
+			case !rp.st.Exists:
+				ps.st.Exists, ps.st.Seq = false, 0 // our delete
+			case !ps.st.Exists || rp.st.Seq >= ps.st.Seq:
+				ps.st.Exists, ps.st.Seq = true, rp.st.Seq
+			}
+			ps.st.Denied = ps.st.Denied || rp.st.Denied
+			for i := range ps.present {
+				ps.present[i] = ps.present[i] || rp.mods[i]
+			}
+		}
+	}
+	w.mu.Unlock()
+	// 2. outcomes, in order, by the rule every index applies.
 	for _, r := range batch {
 		for i := range r.changes {
 			ch := &r.changes[i]
-			st := states[ch.PostID]
-			switch {
-			case ch.Delete:
-				st.exists, st.seq, st.final, st.records = false, 0, finalDelete, nil
-				if ch.Deny && !st.denied {
-					st.denied, st.newDeny = true, true
-				}
-				r.out[i] = domain.Deleted
-			case st.denied:
-				r.out[i] = domain.Denied
-			case ch.Seq != 0 && st.exists && st.seq != 0 && ch.Seq < st.seq:
-				r.out[i] = domain.Stale
-			default:
-				st.exists, st.seq, st.final, st.records = true, ch.Seq, finalUpsert, ch.Records
-				r.out[i] = domain.Applied
+			ps := states[ch.PostID]
+			out, next, newDeny := domain.Decide(ps.st, ch)
+			r.out[i] = out
+			ps.st = next
+			ps.newDeny = ps.newDeny || newDeny
+			switch out {
+			case domain.Deleted:
+				ps.final, ps.records = finalDelete, nil
+			case domain.Applied:
+				ps.final, ps.records = finalUpsert, ch.Records
 			}
 		}
 	}
@@ -281,8 +365,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 		denyIDs                           []string
 	)
 	for _, id := range ids {
-		st := states[id]
-		switch st.final {
+		ps := states[id]
+		switch ps.final {
 		case finalDelete:
 			for _, m := range domain.Modalities {
 				pk := domain.PrimaryKey(id, m)
@@ -291,15 +375,15 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			delPosts = append(delPosts, id)
 		case finalUpsert:
 			has := map[domain.Modality]*domain.Record{}
-			for j := range st.records {
-				has[st.records[j].Modality] = &st.records[j]
-				recs = append(recs, &st.records[j])
+			for j := range ps.records {
+				has[ps.records[j].Modality] = &ps.records[j]
+				recs = append(recs, &ps.records[j])
 			}
 			// Remove what the post had and the new version lacks (a code or PDQ
 			// row exists only while its record does: see the write order below).
 			for _, m := range domain.Modalities {
 				pk := domain.PrimaryKey(id, m)
-				if !present[pk] {
+				if !ps.present[modIndex(m)] {
 					continue
 				}
 				r := has[m]
@@ -314,16 +398,18 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 				}
 			}
 			postIDs = append(postIDs, id)
-			postSeqs = append(postSeqs, int64(st.seq))
+			postSeqs = append(postSeqs, int64(ps.st.Seq))
 		}
-		if st.newDeny {
+		if ps.newDeny {
 			denyIDs = append(denyIDs, id)
 		}
 	}
 	// The write order keeps one invariant through a crash at any point: a code or
 	// PDQ row exists only while the record row of its key does (side rows are
 	// deleted before records and written after them). Version and deny-list rows
-	// come last; a round that fails is redone whole by the caller's redelivery.
+	// are written with the side rows; a round that fails is redone whole by the
+	// caller's redelivery (the same version re-applies). Phases with nothing to
+	// do make no call.
 	l := ix.l
 	side := func(t *table) bool { return t != nil && !l.single }
 	err = parallel(
@@ -370,11 +456,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			return nil
 		}
 	}
-	if err := parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ)); err != nil {
-		return err
-	}
-	now := time.Now().UnixNano()
-	return parallel(
+	deniedAt := now.UnixNano()
+	err = parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ),
 		func() error {
 			for from := 0; from < len(postIDs); from += bs {
 				to := min(from+bs, len(postIDs))
@@ -394,7 +477,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 				to := min(from+bs, len(denyIDs))
 				ts := make([]int64, to-from)
 				for i := range ts {
-					ts[i] = now
+					ts[i] = deniedAt
 				}
 				err := ix.upsert(ctx, l.deny.name, []column.Column{
 					column.NewColumnVarChar(fPostID, denyIDs[from:to]),
@@ -408,6 +491,24 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			return nil
 		},
 	)
+	if err != nil {
+		return err
+	}
+	// 4. remember what this round wrote, for the rounds of the next StaleWindow.
+	w.mu.Lock()
+	for _, id := range ids {
+		ps := states[id]
+		if ps.final == finalNone && !ps.newDeny {
+			continue
+		}
+		rp := &recentPost{st: ps.st, at: now}
+		for j := range ps.records {
+			rp.mods[modIndex(ps.records[j].Modality)] = true
+		}
+		w.recent[id] = rp
+	}
+	w.mu.Unlock()
+	return nil
 }
 
 // parallel runs the functions concurrently and joins their errors.
@@ -587,8 +688,8 @@ func (ix *Index) deleteIn(ctx context.Context, coll, field string, vals []string
 	return nil
 }
 
-// queryInt64 returns key → value of an int64 field for the keys present (Strong).
-func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string, keys []string) (map[string]int64, error) {
+// queryInt64 returns key → value of an int64 field for the keys present.
+func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string, keys []string, cl entity.ConsistencyLevel) (map[string]int64, error) {
 	out := map[string]int64{}
 	for from := 0; from < len(keys); from += inChunk {
 		chunk := keys[from:min(from+inChunk, len(keys))]
@@ -596,7 +697,7 @@ func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string
 		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
 			var err error
 			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(keyField+" in "+quoteList(chunk)).
-				WithOutputFields(keyField, valField).WithConsistencyLevel(entity.ClStrong), noRetry)
+				WithOutputFields(keyField, valField).WithConsistencyLevel(cl), noRetry)
 			return err
 		})
 		if err != nil {
@@ -625,8 +726,8 @@ func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string
 }
 
 // queryStrings returns the values of field out of the rows whose keyField is one
-// of keys (Strong).
-func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, keys []string) ([]string, error) {
+// of keys.
+func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, keys []string, cl entity.ConsistencyLevel) ([]string, error) {
 	var vals []string
 	for from := 0; from < len(keys); from += inChunk {
 		chunk := keys[from:min(from+inChunk, len(keys))]
@@ -634,7 +735,7 @@ func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, k
 		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
 			var err error
 			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(keyField+" in "+quoteList(chunk)).
-				WithOutputFields(out).WithConsistencyLevel(entity.ClStrong), noRetry)
+				WithOutputFields(out).WithConsistencyLevel(cl), noRetry)
 			return err
 		})
 		if err != nil {
@@ -655,14 +756,65 @@ func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, k
 	return vals, nil
 }
 
-// IsDenied reports whether the post id is on the deny-list (Strong).
+// IsDenied reports whether the post id is on the index's deny rows (Strong:
+// an operator's check; the pipeline and the query service use the replicated
+// deny-list, internal/denylist).
 func (ix *Index) IsDenied(ctx context.Context, postID string) (bool, error) {
-	m, err := ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, []string{postID})
+	m, err := ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, []string{postID}, entity.ClStrong)
 	if err != nil {
 		return false, err
 	}
 	_, ok := m[postID]
 	return ok, nil
+}
+
+// DeniedIDs calls fn for every post id of the deny rows, with the time it was
+// denied (internal/denylist seeds a new replicated list from it). Pages of
+// 16384 rows follow the primary key (Milvus returns a limited query's rows in
+// key order; a page that is not is an error, never a silent skip).
+func (ix *Index) DeniedIDs(ctx context.Context, fn func(postID string, at time.Time) error) error {
+	const page = 16384
+	last := ""
+	for {
+		expr := fPostID + ` != ""`
+		if last != "" {
+			expr = fPostID + " > " + strconv.Quote(last)
+		}
+		var rs milvusclient.ResultSet
+		err := ix.call(ctx, "query "+ix.l.deny.name, func(ctx context.Context) error {
+			var err error
+			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(ix.l.deny.name).WithFilter(expr).
+				WithOutputFields(fPostID, fDeniedAt).WithLimit(page).WithConsistencyLevel(entity.ClStrong), noRetry)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		kc, vc := rs.GetColumn(fPostID), rs.GetColumn(fDeniedAt)
+		if kc == nil || kc.Len() == 0 {
+			return nil
+		}
+		for i := 0; i < kc.Len(); i++ {
+			id, err := kc.GetAsString(i)
+			if err != nil {
+				return err
+			}
+			if id <= last {
+				return fmt.Errorf("milvus: deny rows came back out of key order (%q after %q): cannot page through them", id, last)
+			}
+			at, err := vc.GetAsInt64(i)
+			if err != nil {
+				return err
+			}
+			if err := fn(id, time.Unix(0, at).UTC()); err != nil {
+				return err
+			}
+			last = id
+		}
+		if kc.Len() < page {
+			return nil
+		}
+	}
 }
 
 // DeleteAuthor removes every post of an author (a takedown), deny-listing each when
