@@ -288,7 +288,10 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	present := map[string]bool{}
 	err := parallel(
 		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
-		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl); return },
+		func() (err error) {
+			denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
+			return
+		},
 		func() error {
 			// By primary key (the three a post may have): a key lookup, where a
 			// post_id filter would scan the collection.
