@@ -3,6 +3,7 @@ package workers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -126,5 +127,38 @@ func TestDenyListOutageFailsClosed(t *testing.T) {
 	})
 	if e.count(domain.ModalityText) != 1 {
 		t.Fatal("the post was not written after the deny-list came back")
+	}
+}
+
+// unorderedSink drops the versions, so only the pipeline's own ordering keeps
+// an older version from overwriting a newer one.
+type unorderedSink struct{ domain.Writer }
+
+func (s unorderedSink) Apply(ctx context.Context, chs []domain.Change) ([]domain.Outcome, error) {
+	cp := make([]domain.Change, len(chs))
+	copy(cp, chs)
+	for i := range cp {
+		cp[i].Seq = 0
+	}
+	return s.Writer.Apply(ctx, cp)
+}
+
+// Several writes in flight at once never reorder the versions of one post.
+func TestConcurrentWritersKeepVersionOrder(t *testing.T) {
+	e := newEnv(t)
+	const posts, versions = 30, 4
+	for v := range versions {
+		for i := range posts {
+			id := fmt.Sprint("p", i)
+			e.publish(t, id, post(id, fmt.Sprintf("version %d", v), nil))
+		}
+	}
+	p := newPipeline(t, e, unorderedSink{e.ix}, nil, workers.Config{BatchSize: 4, Writers: 4, MaxInFlight: 64})
+	runUntil(t, p, func() bool { return e.allAcked(t) })
+	for i := range posts {
+		recs, _ := e.ix.Get(context.Background(), []string{fmt.Sprintf("p%d#text", i)})
+		if len(recs) != 1 || recs[0].Text != fmt.Sprintf("version %d", versions-1) {
+			t.Fatalf("p%d holds %v, want its last version", i, recs)
+		}
 	}
 }

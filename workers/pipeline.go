@@ -63,6 +63,10 @@ type Config struct {
 	// model as many sessions (encoders.Options.Sessions) for independent
 	// ONNX Runtime thread pools.
 	Encoders int
+	// Writers is the number of sink writes in flight at once, default 1. A
+	// sink that runs writes concurrently (Milvus rounds) takes more; writes in
+	// flight never hold two versions of one post.
+	Writers int
 	// MaxInFlight bounds the messages between fetch and acknowledgement;
 	// when that many are in flight nothing more is fetched (backpressure from
 	// a slow encoder or sink), default 4×BatchSize.
@@ -93,6 +97,9 @@ func (c *Config) defaults() {
 	}
 	if c.Encoders <= 0 {
 		c.Encoders = 1
+	}
+	if c.Writers <= 0 {
+		c.Writers = 1
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4 * c.BatchSize

@@ -75,7 +75,9 @@ func (p *Pipeline) start(work context.Context) *run {
 	for range p.cfg.Encoders {
 		r.goRun(r.encoder)
 	}
-	r.goRun(r.writer)
+	for range p.cfg.Writers {
+		r.goRun(r.writer)
+	}
 	r.goRun(r.keepAlive)
 	p.cur.Store(r)
 	return r

@@ -232,7 +232,11 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 		Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg}
 	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
-	a.pipe, err = workers.New(pipelineConfig(cfg), deps)
+	pc := pipelineConfig(cfg)
+	if pc.Writers == 0 && a.milvus != nil {
+		pc.Writers = cfg.Milvus.Rounds // one write per round Milvus runs at once
+	}
+	a.pipe, err = workers.New(pc, deps)
 	return err
 }
 
@@ -284,7 +288,7 @@ func pipelineConfig(cfg *Config) workers.Config {
 	in := cfg.Ingest
 	return workers.Config{BatchSize: in.BatchSize, FetchWait: in.FetchWait, MaxAttempts: in.MaxAttempts,
 		MediaConcurrency: in.MediaConcurrency, EncodeBatch: in.EncodeBatch, EncodeWait: in.EncodeWait,
-		Encoders: in.Encoders, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3}
+		Encoders: in.Encoders, Writers: in.Writers, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3}
 }
 
 func connectNATS(cfg *Config, url string) (*nats.Conn, error) {

@@ -71,6 +71,7 @@ type MilvusConfig struct {
 	Replicas         int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
 	BatchSize        int           `yaml:"batch_size" help:"most rows of one upsert call"`
 	Linger           time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
+	Rounds           int           `yaml:"rounds" help:"write rounds in flight at once (rounds never share a post)"`
 	DialTimeout      time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
 	// StartTimeout bounds the wait for an unreachable Milvus at start.
 	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
@@ -94,6 +95,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Candidates = 256
 	m.Shards = 1
 	m.BatchSize = 512
+	m.Rounds = 4
 	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
 	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
 	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = 5, 200*time.Millisecond, 5*time.Second
@@ -141,7 +143,7 @@ func (c *Config) validateMilvus() error {
 		v   int
 	}{{"milvus.nlist", m.NList}, {"milvus.nprobe", m.NProbe}, {"milvus.hnsw_m", m.HNSWM}, {"milvus.hnsw_ef_construction", m.HNSWEfC},
 		{"milvus.ef", m.EF}, {"milvus.exact_ef", m.ExactEF}, {"milvus.hybrid_candidates", m.Candidates}, {"milvus.batch_size", m.BatchSize},
-		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}} {
+		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}, {"milvus.rounds", m.Rounds}} {
 		if p.v < 1 {
 			return bad(p.key, "%d must be at least 1", p.v)
 		}
@@ -218,7 +220,7 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
 		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency,
-		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, BatchSize: m.BatchSize, Linger: m.Linger,
+		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
 }

@@ -89,8 +89,12 @@ type Options struct {
 	// coalesced into one write round until it is reached (default 512).
 	BatchSize int
 	// Linger is how long a write round waits for more Apply calls to join it (default
-	// 0: a round starts as soon as the previous one ends; calls that arrive meanwhile join it).
+	// 0: a round starts as soon as a round slot is free; calls that arrive
+	// meanwhile join it).
 	Linger time.Duration
+	// Rounds is how many write rounds run at once (default 4); rounds in
+	// flight never share a post.
+	Rounds int
 
 	// DialTimeout bounds one connection attempt (default 3s); StartTimeout bounds
 	// Open's wait for an unreachable server (default 30s).
@@ -171,6 +175,9 @@ func (o Options) withDefaults() Options {
 	def(&o.Shards, 1)
 	if o.WriteConsistency == "" {
 		o.WriteConsistency = "Bounded"
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 4
 	}
 	if o.StaleWindow <= 0 {
 		o.StaleWindow = 10 * time.Second

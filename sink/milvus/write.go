@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,11 @@ type writer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	rounding sync.WaitGroup // rounds in flight
+	busyMu   sync.Mutex
+	busyCond *sync.Cond
+	busy     map[string]int // post id → rounds in flight that hold it
+
 	mu          sync.Mutex
 	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
 	strongUntil time.Time              // Fence: read Strong until then
@@ -77,7 +83,8 @@ type applyReq struct {
 
 func newWriter(ix *Index) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel, recent: map[string]*recentPost{}}
+	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel, recent: map[string]*recentPost{}, busy: map[string]int{}}
+	w.busyCond = sync.NewCond(&w.busyMu)
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -96,26 +103,44 @@ func rowsOf(r *applyReq) int {
 	return n
 }
 
+// loop forms rounds: a round takes the requests that wait (up to BatchSize
+// rows, or what arrives within Linger) and runs while at most Rounds others
+// run. Rounds in flight at once never share a post (a round whose posts are
+// in a running round waits for it), so each post's writes stay in order.
 func (w *writer) loop() {
 	defer w.wg.Done()
 	o := w.ix.opt
+	slots := make(chan struct{}, o.Rounds)
+	var carry *applyReq // a request that did not fit the last round
 	for {
-		var first *applyReq
-		select {
-		case first = <-w.reqs:
-		case <-w.ctx.Done():
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-w.reqs:
+			case <-w.ctx.Done():
+				w.rounding.Wait()
+				return
+			}
 		}
 		batch := []*applyReq{first}
 		n := rowsOf(first)
+		take := func(r *applyReq) bool {
+			if n+rowsOf(r) > o.BatchSize {
+				carry = r
+				return false
+			}
+			batch = append(batch, r)
+			n += rowsOf(r)
+			return true
+		}
 		if o.Linger > 0 {
 			t := time.NewTimer(o.Linger)
 		collect:
-			for n < o.BatchSize {
+			for carry == nil && n < o.BatchSize {
 				select {
 				case r := <-w.reqs:
-					batch = append(batch, r)
-					n += rowsOf(r)
+					take(r)
 				case <-t.C:
 					break collect
 				case <-w.ctx.Done():
@@ -123,27 +148,85 @@ func (w *writer) loop() {
 				}
 			}
 			t.Stop()
-		} else {
-		drain:
-			for n < o.BatchSize {
+		}
+		// Wait for a free round, gathering what arrives meanwhile.
+	wait:
+		for {
+			if carry != nil || n >= o.BatchSize {
 				select {
-				case r := <-w.reqs:
-					batch = append(batch, r)
-					n += rowsOf(r)
-				default:
-					break drain
+				case slots <- struct{}{}:
+					break wait
+				case <-w.ctx.Done():
+					w.fail(batch, ErrClosed)
+					w.rounding.Wait()
+					return
 				}
 			}
-		}
-		err := w.round(w.ctx, batch)
-		for _, r := range batch {
-			if err != nil {
-				r.err = err
-				r.out = nil
+			select {
+			case slots <- struct{}{}:
+				break wait
+			case r := <-w.reqs:
+				take(r)
+			case <-w.ctx.Done():
+				w.fail(batch, ErrClosed)
+				w.rounding.Wait()
+				return
 			}
-			close(r.done)
+		}
+		ids := w.claim(batch)
+		w.rounding.Add(1)
+		go func() {
+			defer w.rounding.Done()
+			err := w.round(w.ctx, batch)
+			w.release(ids)
+			<-slots
+			for _, r := range batch {
+				if err != nil {
+					r.err = err
+					r.out = nil
+				}
+				close(r.done)
+			}
+		}()
+	}
+}
+
+func (w *writer) fail(batch []*applyReq, err error) {
+	for _, r := range batch {
+		r.err, r.out = err, nil
+		close(r.done)
+	}
+}
+
+// claim waits until no running round holds any of the batch's posts, then
+// marks them as held.
+func (w *writer) claim(batch []*applyReq) []string {
+	var ids []string
+	for _, r := range batch {
+		for i := range r.changes {
+			ids = append(ids, r.changes[i].PostID)
 		}
 	}
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	for slices.ContainsFunc(ids, func(id string) bool { return w.busy[id] > 0 }) {
+		w.busyCond.Wait()
+	}
+	for _, id := range ids {
+		w.busy[id]++
+	}
+	return ids
+}
+
+func (w *writer) release(ids []string) {
+	w.busyMu.Lock()
+	for _, id := range ids {
+		if w.busy[id]--; w.busy[id] == 0 {
+			delete(w.busy, id)
+		}
+	}
+	w.busyMu.Unlock()
+	w.busyCond.Broadcast()
 }
 
 // Fence makes the write rounds of the next StaleWindow read Strong: call it
