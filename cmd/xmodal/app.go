@@ -234,7 +234,8 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
 	pc := pipelineConfig(cfg)
 	if pc.Writers == 0 && a.milvus != nil {
-		pc.Writers = cfg.Milvus.Rounds // one write per round Milvus runs at once
+		// Writes that wait while a round runs are coalesced into the next one.
+		pc.Writers = max(4, 2*cfg.Milvus.Rounds)
 	}
 	a.pipe, err = workers.New(pc, deps)
 	return err

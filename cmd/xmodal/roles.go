@@ -95,7 +95,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Candidates = 256
 	m.Shards = 1
 	m.BatchSize = 512
-	m.Rounds = 4
+	m.Rounds = 1
 	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
 	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
 	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = 5, 200*time.Millisecond, 5*time.Second

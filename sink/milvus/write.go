@@ -368,31 +368,37 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 		w.strongRounds.Add(1)
 	}
 	var seqs, denied map[string]int64
-	present := map[string]bool{}
 	err := parallel(
 		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
-		func() (err error) {
-			denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
-			return
-		},
-		func() error {
-			// By primary key (the three a post may have): a key lookup, where a
-			// post_id filter would scan the collection.
-			cands := make([]string, 0, 3*len(ids))
-			for _, id := range ids {
-				for _, m := range domain.Modalities {
-					cands = append(cands, domain.PrimaryKey(id, m))
-				}
-			}
-			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands, cl)
-			for _, pk := range pks {
-				present[pk] = true
-			}
-			return err
-		},
+		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl); return },
 	)
 	if err != nil {
 		return err
+	}
+	// The records present, for the posts that have a version (a new post has
+	// none: most rounds of a live feed skip this read). By primary key (the
+	// three a post may have): a key lookup, where a post_id filter would scan
+	// the collection.
+	present := map[string]bool{}
+	var cands []string
+	w.mu.Lock()
+	for _, id := range ids {
+		if _, ok := seqs[id]; !ok && w.recent[id] == nil {
+			continue
+		}
+		for _, m := range domain.Modalities {
+			cands = append(cands, domain.PrimaryKey(id, m))
+		}
+	}
+	w.mu.Unlock()
+	if len(cands) > 0 {
+		pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands, cl)
+		if err != nil {
+			return err
+		}
+		for _, pk := range pks {
+			present[pk] = true
+		}
 	}
 	now := time.Now()
 	w.mu.Lock()
