@@ -299,9 +299,7 @@ func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
 	if err != nil {
 		return fail(ingest.StageDecode, err.Error())
 	}
-	if m.Key == "" {
-		m.Key = post.ID
-	} else if m.Key != post.ID {
+	if m.Key != "" && m.Key != post.ID {
 		return fail(ingest.StageDecode, fmt.Sprintf("message key %q differs from post id %q", m.Key, post.ID))
 	}
 	// The local copy of the deny-list saves the work of encoding a post taken
