@@ -18,7 +18,7 @@ import (
 // (gRPC 19830 and the next ten ports; XMODAL_TEST_DEPLOY_MILVUS_PORT moves them)
 // and stops it after the test. Without python3/pip and PyPI (or a cached
 // .cache/milvus) the test fails naming Milvus.
-func startTestMilvus(t *testing.T) string {
+func startTestMilvus(t testing.TB) string {
 	t.Helper()
 	root := repoRoot(t)
 	port := 19830

@@ -57,7 +57,8 @@ type MilvusConfig struct {
 	Consistency string `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually"`
 	// WriteConsistency and StaleWindow: how write rounds read versions (docs/milvus.md).
 	WriteConsistency string        `yaml:"write_consistency" help:"consistency of a write round's reads of versions and deny rows: Bounded (merged with the indexer's own writes of the last stale_window; Strong for a stale_window after a Kafka assignment) or Strong (every round waits for a time tick)"`
-	StaleWindow      time.Duration `yaml:"stale_window" help:"how long an indexer remembers its own writes and reads Strong after a Kafka assignment; must exceed Milvus's common.gracefulTime (5s)"`
+	StaleWindow      time.Duration `yaml:"stale_window" help:"how long an indexer remembers its own writes (a Bounded read may not show them yet); must exceed Milvus's common.gracefulTime (5s)"`
+	FenceWindow      time.Duration `yaml:"fence_window" help:"how long an indexer's write rounds read Strong after a Kafka assignment (the previous owner's last writes may be younger than Milvus's common.gracefulTime); 0 turns it off"`
 	IndexType        string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
 	NList            int           `yaml:"nlist" help:"IVF nlist"`
 	NProbe           int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
@@ -87,7 +88,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Collection = "xmodal"
 	m.Layout = milvus.LayoutSplit // the layout tested against a real server (Milvus 2.3.5); single is opt-in
 	m.Consistency = "Bounded"
-	m.WriteConsistency, m.StaleWindow = "Bounded", 10*time.Second
+	m.WriteConsistency, m.StaleWindow, m.FenceWindow = "Bounded", 10*time.Second, 5*time.Second
 	m.IndexType = milvus.IndexIVFFlat
 	m.NList, m.NProbe = 128, 16
 	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
@@ -128,6 +129,9 @@ func (c *Config) validateMilvus() error {
 	}
 	if m.WriteConsistency != "Bounded" && m.WriteConsistency != "Strong" {
 		return bad("milvus.write_consistency", "%q is not Bounded or Strong", m.WriteConsistency)
+	}
+	if m.FenceWindow < 0 {
+		return bad("milvus.fence_window", "must not be negative")
 	}
 	if m.StaleWindow < 5*time.Second {
 		return bad("milvus.stale_window", "%s must be at least 5s (Milvus's default common.gracefulTime)", m.StaleWindow)
@@ -220,9 +224,17 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
 		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency,
-		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds,
+		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, FenceWindow: fenceWindow(m.FenceWindow), BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
+}
+
+// fenceWindow maps milvus.fence_window (0: off) to sink/milvus's option (negative: off).
+func fenceWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // openIndex opens the index the configuration names: Milvus when milvus.address
@@ -317,6 +329,22 @@ func (a *app) registerRoleMetrics() {
 			}
 			return 1
 		}))
+	if a.milvus != nil {
+		st := a.milvus.Stats
+		for _, c := range []struct {
+			name, help string
+			v          func() float64
+		}{
+			{"xmodal_milvus_write_rounds_total", "Milvus write rounds (concurrent Apply calls coalesced).", func() float64 { return float64(st().Rounds) }},
+			{"xmodal_milvus_write_rounds_strong_total", "Milvus write rounds that read Strong (after a Kafka assignment, or milvus.write_consistency Strong).", func() float64 { return float64(st().StrongRounds) }},
+			{"xmodal_milvus_rows_written_total", "Record rows upserted into Milvus.", func() float64 { return float64(st().Rows) }},
+			{"xmodal_milvus_rpc_retries_total", "Milvus calls retried after Unavailable or ResourceExhausted.", func() float64 { return float64(st().Retries) }},
+			{"xmodal_milvus_round_read_seconds_total", "Time write rounds spent reading versions, deny rows and records present.", func() float64 { return st().ReadTime.Seconds() }},
+			{"xmodal_milvus_round_write_seconds_total", "Time write rounds spent writing.", func() float64 { return st().WriteTime.Seconds() }},
+		} {
+			a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.v))
+		}
+	}
 	if a.src != nil && a.nc != nil {
 		js, err := jetstream.New(a.nc)
 		if err != nil {

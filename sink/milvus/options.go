@@ -84,6 +84,10 @@ type Options struct {
 	// common.gracefulTime (the staleness of Bounded reads, 5 s by default).
 	// Default 10s.
 	StaleWindow time.Duration
+	// FenceWindow is how long write rounds read Strong after Fence (default
+	// 5s, Milvus's default common.gracefulTime: a Bounded read made later
+	// shows every write made before the Fence; negative: Fence does nothing).
+	FenceWindow time.Duration
 
 	// BatchSize is the most rows one upsert call carries; concurrent Apply calls are
 	// coalesced into one write round until it is reached (default 512).
@@ -180,6 +184,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Rounds <= 0 {
 		o.Rounds = 1
+	}
+	if o.FenceWindow == 0 {
+		o.FenceWindow = 5 * time.Second
 	}
 	if o.StaleWindow <= 0 {
 		o.StaleWindow = 10 * time.Second

@@ -44,7 +44,7 @@ var ErrClosed = errors.New("milvus index: closed")
 // written by one writer at a time, which Kafka gives (a post's versions share
 // a partition, and a partition has one owner). When a partition moves to
 // another indexer, the previous owner's last writes may be younger than the
-// graceful time: Fence makes the next StaleWindow of rounds read Strong (the
+// graceful time: Fence makes the next FenceWindow of rounds read Strong (the
 // Kafka source calls it on every assignment). Takedowns are decided by the
 // replicated deny-list before Apply (workers), so the deny rows read here are
 // a second line, not the gate.
@@ -65,6 +65,7 @@ type writer struct {
 	strongUntil time.Time              // Fence: read Strong until then
 
 	rounds, rows, strongRounds atomic.Int64
+	readNanos, writeNanos      atomic.Int64
 }
 
 // recentPost is what this writer wrote of a post lately.
@@ -229,12 +230,16 @@ func (w *writer) release(ids []string) {
 	w.busyCond.Broadcast()
 }
 
-// Fence makes the write rounds of the next StaleWindow read Strong: call it
+// Fence makes the write rounds of the next FenceWindow read Strong: call it
 // when this writer may take over posts another writer wrote a moment ago (a
-// Kafka partition assigned to this indexer).
+// Kafka partition assigned to this indexer). It narrows, not closes, a
+// window: the new owner re-applies every version from the committed offset
+// on, in order, so the index converges to each post's latest version anyway;
+// what Fence spares is a transient regression to an older version while it
+// catches up (docs/milvus.md, "Versions after a rebalance").
 func (ix *Index) Fence() {
 	ix.w.mu.Lock()
-	ix.w.strongUntil = time.Now().Add(ix.opt.StaleWindow)
+	ix.w.strongUntil = time.Now().Add(ix.opt.FenceWindow)
 	ix.w.mu.Unlock()
 }
 
@@ -367,6 +372,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	if cl == entity.ClStrong {
 		w.strongRounds.Add(1)
 	}
+	readStart := time.Now()
 	var seqs, denied map[string]int64
 	err := parallel(
 		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
@@ -401,6 +407,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 		}
 	}
 	now := time.Now()
+	w.readNanos.Add(int64(now.Sub(readStart)))
+	defer func() { w.writeNanos.Add(int64(time.Since(now))) }()
 	w.mu.Lock()
 	for id, rp := range w.recent {
 		if now.Sub(rp.at) > ix.opt.StaleWindow {
