@@ -131,11 +131,19 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 
 	// Horizontal pass into tmp: nrows x cw, packed RGB.
 	tmp := make([]byte, nrows*cw*3)
-	line := make([]byte, w*3)
+	ref, inPlace := src.(rowRefer)
+	var line []byte
+	if !inPlace {
+		line = make([]byte, w*3)
+	}
 	if needH {
 		kh := newKernel(w, outW, x0, x0+cw)
 		for r := 0; r < nrows; r++ {
-			src.row(ry0+r, line)
+			if inPlace {
+				line = ref.rowRef(ry0 + r)
+			} else {
+				src.row(ry0+r, line)
+			}
 			out := tmp[r*cw*3 : (r+1)*cw*3]
 			for i := 0; i < cw; i++ {
 				ws := kh.weight[i*kh.ksize : i*kh.ksize+kh.count[i]]
@@ -152,7 +160,11 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 		}
 	} else {
 		for r := 0; r < nrows; r++ {
-			src.row(ry0+r, line)
+			if inPlace {
+				line = ref.rowRef(ry0 + r)
+			} else {
+				src.row(ry0+r, line)
+			}
 			copy(tmp[r*cw*3:(r+1)*cw*3], line[x0*3:(x0+cw)*3])
 		}
 	}
