@@ -356,7 +356,8 @@ func (s *Service) Invalidate(ctx context.Context) uint64 {
 }
 
 // CacheKey is the cache key of a parsed request: a hash of the normalised
-// request and the model version. Exported for tests and tools.
+// request, the model version and the image decode mode (an image query's
+// vector depends on it). Exported for tests and tools.
 func (s *Service) CacheKey(r *SearchRequest) string {
 	n := *r
 	n.Text = strings.Join(strings.Fields(n.Text), " ") // the CLIP tokenizer collapses whitespace
@@ -385,6 +386,8 @@ func (s *Service) CacheKey(r *SearchRequest) string {
 	b, _ := json.Marshal(&n)
 	h := sha256.New()
 	h.Write([]byte(s.d.Encoder.Version()))
+	h.Write([]byte{0})
+	h.Write([]byte(s.d.DecodeMode))
 	h.Write([]byte{0})
 	h.Write(b)
 	h.Write(img[:])

@@ -30,7 +30,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/encoders"
-	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -863,8 +862,12 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 	}
 	pc := pipelineConfig(cfg, log)
 	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
+	dec, err := imageDecoder(cfg, model)
+	if err != nil {
+		return err
+	}
 	pipe, err := workers.New(pc,
-		workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Embedder: model, Decode: decoder(imageprep.DefaultLimits()),
+		workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Embedder: model, Decode: ingestDecode(dec),
 			Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log})
 	if err != nil {
 		return err

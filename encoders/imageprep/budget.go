@@ -80,5 +80,14 @@ func (r *reservation) shrink(n int64) {
 	r.b.sem.Release(d)
 }
 
+// join moves what o holds into r (both from the same budget).
+func (r *reservation) join(o *reservation) {
+	if r == nil || o == nil || o.b == nil {
+		return
+	}
+	r.b, r.n = o.b, r.n+o.n
+	o.n = 0
+}
+
 // release gives everything back; it is safe to call more than once.
 func (r *reservation) release() { r.shrink(0) }

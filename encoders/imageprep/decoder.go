@@ -39,7 +39,8 @@ func ParseMode(s string) (Mode, error) {
 }
 
 // Need is what the consumers of a decoded image need from it. In ModeFast a
-// JPEG is reduced by the largest of 8, 4 and 2 that keeps all three.
+// JPEG is reduced by the largest of 8, 4 and 2 that keeps Draft, LongSide
+// and ShortSide; the perceptual hash's input keeps Hash.
 type Need struct {
 	// Draft is the model's resize size: the reduction is at most the one
 	// Pillow's Image.draft("RGB", (Draft, Draft)) picks (both sides keep at
@@ -47,9 +48,32 @@ type Need struct {
 	Draft int
 	// LongSide: the longer side keeps at least this many pixels (thumbnails).
 	LongSide int
-	// ShortSide: the shorter side keeps at least this many pixels (PDQ).
+	// ShortSide: the shorter side keeps at least this many pixels.
 	ShortSide int
+	// Hash: the perceptual hash's input keeps at least this many pixels on
+	// its shorter side (or is the full-size image). When the decoded image
+	// is smaller, Decoded.HashImage holds a second decode at the scale that
+	// keeps it. 0: the hash reads Image. See DefaultHashSide.
+	Hash int
 }
+
+// HashScale is the IDCT reduction (1, 2, 4 or 8) of the hash's input for a
+// w x h JPEG: the largest that keeps Hash pixels on the shorter side.
+func (n Need) HashScale(w, h int) int {
+	for _, s := range [...]int{8, 4, 2} {
+		if sw, sh := scaledSize(w, h, s); min(sw, sh) >= n.Hash {
+			return s
+		}
+	}
+	return 1
+}
+
+// DefaultHashSide is the Need.Hash that keeps PDQ within 10 bits of the
+// reference's full-resolution hash: on 1,000 photos and dihedral variants
+// of tools/bench_photos.py, hashing a JPEG decoded down to a shorter side of
+// 1,000 px or more stayed within 8 bits, while 500-600 px strayed up to 26
+// bits and 1/8-scale decodes of 3000x2000 photos up to 38 (docs/hashing.md).
+const DefaultHashSide = 1000
 
 // Scale is the IDCT reduction (1, 2, 4 or 8) for a w x h JPEG.
 func (n Need) Scale(w, h int) int {
@@ -89,7 +113,7 @@ func NewDecoder(opt DecoderOptions) (*Decoder, error) {
 		return nil, err
 	}
 	opt.Mode = m
-	if opt.Need.Draft < 0 || opt.Need.LongSide < 0 || opt.Need.ShortSide < 0 {
+	if opt.Need.Draft < 0 || opt.Need.LongSide < 0 || opt.Need.ShortSide < 0 || opt.Need.Hash < 0 {
 		return nil, fmt.Errorf("imageprep: negative decode need %+v", opt.Need)
 	}
 	opt.Limits = opt.Limits.withDefaults()
@@ -102,8 +126,12 @@ func (d *Decoder) Mode() Mode { return d.opt.Mode }
 // Decoded is an image decoded by a Decoder. Release it when done with the
 // pixels: that returns its memory to the decode budget.
 type Decoded struct {
-	Image  *RGBImage // upright (EXIF orientation applied), opaque
-	Format string    // "jpeg", "png", "gif", "webp" or "bmp"
+	Image *RGBImage // upright (EXIF orientation applied), opaque
+	// HashImage, when not nil, is the perceptual hash's input: a decode at
+	// a larger scale than Image, made when Image has fewer pixels than
+	// Need.Hash asks for. Upright, like Image.
+	HashImage *RGBImage
+	Format    string // "jpeg", "png", "gif", "webp" or "bmp"
 	// Width and Height are the upright size of the encoded image.
 	Width, Height int
 	// Scale is the IDCT reduction the JPEG was decoded at (1, 2, 4 or 8);
@@ -122,7 +150,7 @@ func (d *Decoded) Release() {
 	}
 	d.once.Do(func() {
 		d.res.release()
-		d.Image = nil
+		d.Image, d.HashImage = nil, nil
 	})
 }
 
@@ -210,8 +238,56 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 		img = orientRGB(img, orientation)
 	}
 	res.shrink(pix)
-	return &Decoded{Image: img, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
-		Scale: scale, Mode: d.opt.Mode, res: res}, nil
+	out := &Decoded{Image: img, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
+		Scale: scale, Mode: d.opt.Mode, res: res}
+	if d.opt.Mode == ModeFast && d.opt.Need.Hash > 0 {
+		if hs := d.opt.Need.HashScale(h.w, h.h); hs < scale {
+			if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hs, orientation, res); err != nil {
+				out.Release()
+				return nil, jpegError(ctx, what, err)
+			}
+		}
+	}
+	return out, nil
+}
+
+// decodeJPEGHash decodes the hash's input, in RGB, at 1/scale. Its memory
+// joins res. (libjpeg's greyscale output, the Y channel alone, would be
+// cheaper, but on flat photos its hash strays up to 28 bits from the
+// reference's, which converts RGB to luma.)
+func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, res *reservation) (*RGBImage, error) {
+	ow, oh := scaledSize(h.w, h.h, scale)
+	pix := int64(ow) * int64(oh) * 3
+	work := h.workMem(ow)
+	extra := pix + work
+	if orientation > 1 {
+		extra += pix
+	}
+	more, err := d.opt.Budget.reserve(ctx, extra, fmt.Sprintf("jpeg %dx%d (hash input)", h.w, h.h))
+	if err != nil {
+		return nil, err
+	}
+	jd, err := openJPEG(ctx, data, maxJPEGScans)
+	if err != nil {
+		more.release()
+		return nil, err
+	}
+	maxMem := int64(0)
+	if d.opt.Budget != nil {
+		maxMem = work
+	}
+	img, err := jd.decode(ctx, scale, maxMem, nil)
+	jd.close()
+	if err != nil {
+		more.release()
+		return nil, err
+	}
+	if orientation > 1 {
+		img = orientRGB(img, orientation)
+	}
+	more.shrink(pix)
+	res.join(more)
+	return img, nil
 }
 
 func uprightW(w, h, o int) int {

@@ -109,14 +109,14 @@ int xj_header(xj_dec *x, const unsigned char *buf, unsigned long len, int max_sc
 	return 0;
 }
 
-int xj_start(xj_dec *x, int denom, int cmyk, long max_mem, int *ow, int *oh) {
+int xj_start(xj_dec *x, int denom, int space, long max_mem, int *ow, int *oh) {
 	if (setjmp(x->jb)) {
 		return x->code ? x->code : -1;
 	}
 	x->d.mem->max_memory_to_use = max_mem;
 	x->d.scale_num = 1;
 	x->d.scale_denom = (unsigned int)denom;
-	x->d.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+	x->d.out_color_space = space == XJ_OUT_CMYK ? JCS_CMYK : JCS_RGB;
 	x->d.dct_method = JDCT_ISLOW;
 	x->d.do_fancy_upsampling = TRUE;
 	jpeg_start_decompress(&x->d);

@@ -132,11 +132,11 @@ func scaledSize(w, h, denom int) (int, int) {
 // also checks it between scans.
 func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, dst []byte) (*RGBImage, error) {
 	var ow, oh C.int
-	cmyk := 0
+	space := C.XJ_OUT_RGB
 	if d.hdr.cmyk {
-		cmyk = 1
+		space = C.XJ_OUT_CMYK
 	}
-	if rc := C.xj_start(d.x, C.int(denom), C.int(cmyk), C.long(maxMem), &ow, &oh); rc != 0 {
+	if rc := C.xj_start(d.x, C.int(denom), C.int(space), C.long(maxMem), &ow, &oh); rc != 0 {
 		return nil, d.err(rc)
 	}
 	w, h := int(ow), int(oh)
