@@ -245,10 +245,14 @@ func (s *nullSink) Apply(ctx context.Context, chs []domain.Change) ([]domain.Out
 
 func (s *nullSink) IsDenied(context.Context, string) (bool, error) { return false, nil }
 
-type failDLQ struct{ n atomic.Int64 }
+type failDLQ struct {
+	n    atomic.Int64
+	last atomic.Value // string: the last stage and reason
+}
 
 func (d *failDLQ) Send(_ context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
 	d.n.Add(1)
+	d.last.Store(string(stage) + ": " + reason)
 	return nil
 }
 
@@ -319,7 +323,9 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 	if deps.DeadLetter == nil {
 		deps.DeadLetter = &failDLQ{}
 	}
-	deps.Decode = benchDecodeFunc
+	if deps.Decode == nil {
+		deps.Decode = benchDecodeFunc
+	}
 	p, err := workers.New(cfg, deps)
 	if err != nil {
 		b.Fatal(err)
@@ -330,7 +336,7 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 	}
 	el := time.Since(start)
 	if dl := deps.DeadLetter.(*failDLQ).n.Load(); dl > 0 {
-		b.Fatalf("%d posts dead-lettered in a benchmark", dl)
+		b.Fatalf("%d posts dead-lettered in a benchmark (last: %v)", dl, deps.DeadLetter.(*failDLQ).last.Load())
 	}
 	return el, reg
 }
