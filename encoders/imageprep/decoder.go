@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image"
 	"image/gif"
@@ -377,16 +378,48 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 	if err != nil {
 		return nil, err
 	}
+	// Go's codecs take no context: decode on another goroutine and stop
+	// waiting when ctx ends. An abandoned decode keeps its reservation until
+	// it finishes, so the budget still bounds the memory it uses.
+	type result struct {
+		img image.Image
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrCorrupt, format, r)}
+			}
+		}()
+		var r result
+		switch format {
+		case "gif":
+			r.img, r.err = gif.Decode(bytes.NewReader(data)) // first frame
+		case "png":
+			r.img, r.err = png.Decode(bytes.NewReader(data))
+		default:
+			r.img, r.err = c.decode(bytes.NewReader(data))
+		}
+		done <- r
+	}()
 	var img image.Image
-	switch format {
-	case "gif":
-		img, err = gif.Decode(bytes.NewReader(data)) // first frame
-	case "png":
-		img, err = png.Decode(bytes.NewReader(data))
-	default:
-		img, err = c.decode(bytes.NewReader(data))
+	select {
+	case r := <-done:
+		img, err = r.img, r.err
+	case <-ctx.Done():
+		abandoned := res
+		res = nil // released by the decode's goroutine, not by the deferred release
+		go func() {
+			<-done
+			abandoned.release()
+		}()
+		return nil, ctx.Err()
 	}
 	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
 		return nil, classify(format, fmt.Sprintf("%dx%d", w, h), err)
 	}
 	if img.Bounds().Empty() {
@@ -398,8 +431,11 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 	if format == "webp" {
 		img = webpImage(img)
 	}
-	rgb := toRGB(img, nil)
+	rgb, err := toRGBContext(ctx, img)
 	img = nil
+	if err != nil {
+		return nil, err
+	}
 	if orientation > 1 {
 		rgb = orientRGB(rgb, orientation)
 	}

@@ -257,3 +257,61 @@ func TestBudgetBoundsConcurrentDecodes(t *testing.T) {
 	}
 	hold.release()
 }
+
+// png16 encodes a w x h 16-bit RGB gradient (what a pixel bomb under the cap
+// looks like: small to send, 8 bytes a pixel to decode).
+func png16(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA64(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			o := img.PixOffset(x, y)
+			v := uint16(x * 65535 / w)
+			img.Pix[o], img.Pix[o+1] = byte(v>>8), byte(v)
+			img.Pix[o+2], img.Pix[o+3] = byte(y), byte(x)
+			img.Pix[o+6], img.Pix[o+7] = 0xff, 0xff
+		}
+	}
+	return encodePNG(t, img)
+}
+
+// A Go codec takes no context: the Decoder stops waiting for it at the
+// deadline, and the abandoned decode keeps its share of the budget until it
+// ends, so the budget's high-water mark never exceeds its limit.
+func TestDecodeDeadlineWithGoCodec(t *testing.T) {
+	data := png16(t, 2000, 1500)
+	budget := NewBudget(64 << 20)
+	d, err := NewDecoder(DecoderOptions{Mode: ModeExact, Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	full, err := d.Decode(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	full.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), took/10)
+	defer cancel()
+	start = time.Now()
+	if _, err := d.Decode(ctx, data); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline %v on a %v decode: %v", took/10, took, err)
+	}
+	if late := time.Since(start) - took/10; late > took/2 {
+		t.Errorf("returned %v after the deadline (a full decode takes %v)", late, took)
+	}
+	if budget.InUse() == 0 {
+		t.Log("the abandoned decode had already finished")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for budget.InUse() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("%d bytes still reserved after the abandoned decode ended", n)
+	}
+	if hw := budget.HighWater(); hw > budget.Limit() {
+		t.Errorf("high-water mark %d over the limit %d", hw, budget.Limit())
+	}
+}

@@ -1,6 +1,7 @@
 package imageprep
 
 import (
+	"context"
 	"image"
 	"image/color"
 )
@@ -84,6 +85,25 @@ func toRGB(img image.Image, buf []byte) *RGBImage {
 		src.row(y, out.Pix[y*out.Stride:(y+1)*out.Stride])
 	}
 	return out
+}
+
+// toRGBContext is toRGB checking ctx every 256 rows.
+func toRGBContext(ctx context.Context, img image.Image) (*RGBImage, error) {
+	if m, ok := img.(*RGBImage); ok {
+		return m, nil
+	}
+	src := newRowSource(img)
+	w, h := src.size()
+	out := newRGB(w, h, nil)
+	for y := 0; y < h; y++ {
+		if y%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		src.row(y, out.Pix[y*out.Stride:(y+1)*out.Stride])
+	}
+	return out, nil
 }
 
 // rgbSource reads an *RGBImage without converting.
