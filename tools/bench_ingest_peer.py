@@ -161,8 +161,10 @@ def build_go():
     return exe
 
 
-def go_round(exe, model_dir, inp, mode):
+def go_round(exe, model_dir, inp, mode, hash_side):
     env = dict(os.environ, XMODAL_BENCH_MODEL=model_dir, XMODAL_BENCH_INPUT=inp, XMODAL_BENCH_MODE=mode)
+    if hash_side is not None:
+        env["XMODAL_BENCH_HASH_SIDE"] = str(hash_side)
     out = subprocess.run([exe, "-test.run", "^$", "-test.bench", "^BenchmarkIngestRound$", "-test.benchtime", "1x"],
                          cwd=os.path.join(ROOT, "workers"), env=env, capture_output=True, text=True)
     m = re.search(r"RESULT posts=(\d+) seconds=([\d.]+) posts_per_s=([\d.]+)", out.stdout)
@@ -184,13 +186,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cases", default="normal-demo,normal-parity,large-demo,large-parity,text-demo,text-parity")
     ap.add_argument("--mode", default="fast", help="xmodal's image.decode_mode")
+    ap.add_argument("--pdq-min-side", type=int, default=None, help="xmodal's image.pdq_min_side (default: its default)")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(PHOTOS, "manifest.json")):
         raise SystemExit("photo set missing: run tools/bench_photos.py first")
     texts_path = os.path.join(PHOTOS, "texts.txt")
     make_texts(texts_path)
     exe = build_go()
-    print(f"# xmodal vs the Python peer, {a.rounds} alternating rounds per case; xmodal image.decode_mode={a.mode}")
+    side = "default" if a.pdq_min_side is None else a.pdq_min_side
+    print(f"# xmodal vs the Python peer, {a.rounds} alternating rounds per case; xmodal image.decode_mode={a.mode}, image.pdq_min_side={side}")
     print(f"# machine: {os.cpu_count()} cores, {cpu_model()}; shared with other work, so only the per-round ratios are meaningful")
     import onnxruntime, PIL, transformers, open_clip
     print(f"# peer: Pillow {PIL.__version__} (draft), transformers {transformers.__version__} CLIPImageProcessor, "
@@ -213,11 +217,11 @@ def main():
         ours, theirs, ratios = [], [], []
         for r in range(a.rounds):
             if r % 2 == 0:
-                g = go_round(exe, mdir, inp, a.mode)
+                g = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
                 p = peer.run(items)
             else:
                 p = peer.run(items)
-                g = go_round(exe, mdir, inp, a.mode)
+                g = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
             ours.append(g)
             theirs.append(p)
             ratios.append(g / p)

@@ -13,6 +13,7 @@ package workers_test
 //                        file with one post text per line (text posts)
 //   XMODAL_BENCH_MODE    fast (default) or exact
 //   XMODAL_BENCH_REPEAT  posts = files x repeat (default 1)
+//   XMODAL_BENCH_HASH_SIDE image.pdq_min_side (default imageprep.DefaultHashSide)
 // It prints one line: "RESULT posts=N seconds=S posts_per_s=R".
 
 import (
@@ -48,6 +49,10 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	repeat, _ := strconv.Atoi(os.Getenv("XMODAL_BENCH_REPEAT"))
 	repeat = max(repeat, 1)
+	hashSide := imageprep.DefaultHashSide
+	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_HASH_SIDE")); err == nil && v >= 0 {
+		hashSide = v
+	}
 	mode, err := imageprep.ParseMode(os.Getenv("XMODAL_BENCH_MODE"))
 	if err != nil {
 		b.Fatal(err)
@@ -102,7 +107,7 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 
 	dec, err := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: mode,
-		Need:   imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: imageprep.DefaultHashSide},
+		Need:   imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: hashSide},
 		Budget: imageprep.NewBudget(1 << 30)})
 	if err != nil {
 		b.Fatal(err)

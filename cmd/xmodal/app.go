@@ -103,7 +103,7 @@ func imageDecoder(cfg *Config, model *encoders.Model) (*imageprep.Decoder, error
 	return imageprep.NewDecoder(imageprep.DecoderOptions{
 		Limits: imageprep.DefaultLimits(),
 		Mode:   mode,
-		Need:   imageprep.Need{Draft: model.ImageSpec().Size, LongSide: thumbSide, Hash: imageprep.DefaultHashSide},
+		Need:   imageprep.Need{Draft: model.ImageSpec().Size, LongSide: thumbSide, Hash: cfg.Image.PDQMinSide},
 		Budget: imageprep.NewBudget(int64(cfg.Image.DecodeMemoryMB) << 20),
 	})
 }

@@ -182,10 +182,11 @@ func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
 			tw, th = max(1, int((int64(w)*int64(maxSide)+int64(h)/2)/int64(h))), maxSide
 		}
 	}
-	// As PIL's Image.thumbnail (reducing_gap 2): first an integer box
-	// reduction while the image stays at least twice the target, then the
-	// bicubic resample; the reduction is a fraction of the bicubic's cost.
-	if k := min(w/tw, h/th) / 2; k >= 2 {
+	// As PIL's Image.thumbnail does with a reducing_gap: first an integer
+	// box reduction (here all the way to between 1 and 2 times the target),
+	// then the bicubic resample; the reduction costs a fraction of the
+	// bicubic's work at the full ratio.
+	if k := min(w/tw, h/th); k >= 2 {
 		src = rgbSource{reduceBox(src, k)}
 	}
 	rgb := resampleWindow(src, tw, th, 0, 0, tw, th)

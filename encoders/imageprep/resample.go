@@ -149,11 +149,14 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 				ws := kh.weight[i*kh.ksize : i*kh.ksize+kh.count[i]]
 				in := line[kh.first[i]*3 : (kh.first[i]+len(ws))*3]
 				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-				for t, k := range ws {
-					p := in[3*t : 3*t+3 : 3*t+3]
-					s0 += int32(p[0]) * k
-					s1 += int32(p[1]) * k
-					s2 += int32(p[2]) * k
+				for _, k := range ws {
+					if len(in) < 3 {
+						break // cannot happen: in holds 3 bytes per weight
+					}
+					s0 += int32(in[0]) * k
+					s1 += int32(in[1]) * k
+					s2 += int32(in[2]) * k
+					in = in[3:]
 				}
 				out[3*i], out[3*i+1], out[3*i+2] = clip8(s0), clip8(s1), clip8(s2)
 			}
@@ -184,6 +187,7 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 		}
 		for t, k := range ws {
 			in := tmp[(base+t)*stride : (base+t+1)*stride]
+			acc := acc[:len(in)]
 			for i, v := range in {
 				acc[i] += int32(v) * k
 			}
