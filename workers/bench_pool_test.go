@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -35,9 +37,11 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -341,6 +345,31 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 	return el, reg
 }
 
+// benchSink is the sink of the efficiency benchmark: a null sink, or with
+// XMODAL_BENCH_SINK=embedded a fresh embedded index (bbolt, fsync per
+// write, the model's binary codes), as `xmodal run` writes.
+func benchSink(b *testing.B, m *encoders.Model) domain.Writer {
+	b.Helper()
+	if os.Getenv("XMODAL_BENCH_SINK") != "embedded" {
+		return nil
+	}
+	coder, _, err := hash.ForModel(m.Dir(), m.Manifest().Hash, m.Version(), m.Dim())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := embedded.Options{Path: filepath.Join(b.TempDir(), "index.db"), Dim: m.Dim(), ModelVersion: m.Version(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if coder != nil {
+		opt.Coder = coder
+	}
+	ix, err := embedded.Open(context.Background(), opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ix.Close() })
+	return ix
+}
+
 // ---- batching efficiency ----
 
 // rawImagesPerSec times the model alone on preprocessed tensors, in batches
@@ -459,7 +488,7 @@ func BenchmarkPoolEfficiency(b *testing.B) {
 							return benchPost(fmt.Sprint("p", i), "", nil, fmt.Sprintf("%s/i/%d.jpg", srv.URL, i%len(jpgs)))
 						})
 						el, reg := runPipeline(b, workers.Config{BatchSize: batch, EncodeBatch: batch, Encoders: l.encoders, FetchWait: time.Millisecond},
-							src, l.m, workers.Deps{Fetcher: fetch})
+							src, l.m, workers.Deps{Fetcher: fetch, Sink: benchSink(b, l.m)})
 						pipes = append(pipes, float64(mc.n)/el.Seconds())
 						regs, els = append(regs, reg), append(els, el)
 					}

@@ -96,16 +96,26 @@ const thumbSide = 128
 // one decode-memory budget shared by the media workers and the query
 // service), sized for the model's input, the thumbnails and PDQ.
 func imageDecoder(cfg *Config, model *encoders.Model) (*imageprep.Decoder, error) {
+	o, err := imageDecoderOptions(cfg, model)
+	if err != nil {
+		return nil, err
+	}
+	o.Budget = imageprep.NewBudget(int64(cfg.Image.DecodeMemoryMB) << 20)
+	return imageprep.NewDecoder(o)
+}
+
+// imageDecoderOptions are the decoder's options from image.*, without the
+// budget.
+func imageDecoderOptions(cfg *Config, model *encoders.Model) (imageprep.DecoderOptions, error) {
 	mode, err := imageprep.ParseMode(cfg.Image.DecodeMode)
 	if err != nil {
-		return nil, fmt.Errorf("config image.decode_mode: %w", err)
+		return imageprep.DecoderOptions{}, fmt.Errorf("config image.decode_mode: %w", err)
 	}
-	return imageprep.NewDecoder(imageprep.DecoderOptions{
+	return imageprep.DecoderOptions{
 		Limits: imageprep.DefaultLimits(),
 		Mode:   mode,
 		Need:   imageprep.Need{Draft: model.ImageSpec().Size, LongSide: thumbSide, Hash: cfg.Image.PDQMinSide},
-		Budget: imageprep.NewBudget(int64(cfg.Image.DecodeMemoryMB) << 20),
-	})
+	}, nil
 }
 
 // ingestDecode adapts the decoder to the media stage.

@@ -370,7 +370,14 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 	case "webp":
 		orientation = webpOrientation(data)
 	}
+	hd16, stream16 := png16Header{}, false
+	if format == "png" {
+		hd16, stream16 = png16Streamable(data)
+	}
 	need := pix + goImageBytes(format, data, cfg)
+	if stream16 {
+		need = pix + int64(4*hd16.channels*hd16.w) + (1 << 16) // the RGB image and two rows
+	}
 	if orientation > 1 {
 		need += pix
 	}
@@ -384,6 +391,21 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 	type result struct {
 		img image.Image
 		err error
+	}
+	if stream16 {
+		rgb, err := decodePNG16(ctx, data, hd16)
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
+		}
+		if orientation > 1 {
+			rgb = orientRGB(rgb, orientation)
+		}
+		res.shrink(int64(len(rgb.Pix)))
+		b := rgb.Rect
+		return &Decoded{Image: rgb, Format: format, Width: b.Dx(), Height: b.Dy(), Scale: 1, Mode: d.opt.Mode, res: res}, nil
 	}
 	done := make(chan result, 1)
 	go func() {
