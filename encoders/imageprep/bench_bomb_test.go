@@ -17,19 +17,23 @@ import (
 	"time"
 )
 
-// bombPNG16 writes a w x h 16-bit RGB PNG, a gradient that compresses to a
-// few hundred kilobytes, row by row (no image in memory).
+// bombPNG16 writes a w x h 16-bit RGB PNG, a horizontal gradient whose rows
+// repeat (filter Up: zero rows), so it compresses to a few hundred
+// kilobytes; row by row (no image in memory).
 func bombPNG16(w, h int) []byte {
 	var z bytes.Buffer
-	zw, _ := zlib.NewWriterLevel(&z, zlib.DefaultCompression)
+	zw, _ := zlib.NewWriterLevel(&z, zlib.BestCompression)
 	row := make([]byte, 1+6*w)
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			v := uint16(x * 65535 / w)
-			o := 1 + 6*x
-			row[o], row[o+1], row[o+2], row[o+3], row[o+4], row[o+5] = byte(v>>8), byte(v), byte(y>>8), byte(y), 0x80, 0
-		}
-		zw.Write(row)
+	for x := 0; x < w; x++ {
+		v := uint16(x * 65535 / w)
+		o := 1 + 6*x
+		row[o], row[o+1], row[o+2], row[o+3], row[o+4], row[o+5] = byte(v>>8), byte(v), byte(v), byte(v>>8), 0x80, 0
+	}
+	zw.Write(row) // filter None
+	up := make([]byte, 1+6*w)
+	up[0] = 2 // filter Up: the same row again
+	for y := 1; y < h; y++ {
+		zw.Write(up)
 	}
 	zw.Close()
 	ihdr := []byte{byte(w >> 24), byte(w >> 16), byte(w >> 8), byte(w), byte(h >> 24), byte(h >> 16), byte(h >> 8), byte(h), 16, 2, 0, 0, 0}
