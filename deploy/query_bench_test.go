@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"image"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -105,7 +104,7 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 	}
 	defer rc.Close()
 	svc, err := query.New(query.Config{Timeout: 30 * time.Second, Concurrency: 64},
-		query.Deps{Index: ix, Encoder: model, Decode: func([]byte) (image.Image, error) { return nil, fmt.Errorf("no images here") }, Deny: deny, Cache: rc})
+		query.Deps{Index: ix, Encoder: model, Decode: func(context.Context, []byte) (query.DecodedImage, error) { return query.DecodedImage{}, fmt.Errorf("no images here") }, Deny: deny, Cache: rc})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -115,6 +115,11 @@ type Record struct {
 	// PDQ is the 256-bit perceptual hash of an image record (32 bytes), with its quality.
 	PDQ        []byte `json:"pdq,omitempty"`
 	PDQQuality int    `json:"pdq_quality,omitempty"`
+	// Preprocess names how the image of an image or fused record was decoded
+	// and preprocessed for the model ("fast": JPEGs reduced in the IDCT as
+	// Pillow's draft does; "exact": full size); empty for text records and
+	// for records written before it was recorded.
+	Preprocess string `json:"preprocess,omitempty"`
 }
 
 // MaxStoredText is how many bytes of a post's text a record keeps for display.

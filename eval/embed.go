@@ -49,6 +49,9 @@ type EmbeddedSet struct {
 type EmbedOptions struct {
 	ImageBatch, TextBatch int // 0: 64 and 256
 	Progress              io.Writer
+	// Decoder decodes the pictures (its mode and needs, as ingest decodes);
+	// nil: imageprep.Decode at full size.
+	Decoder *imageprep.Decoder
 }
 
 // EmbedCorpus decodes and encodes every picture and caption of c.
@@ -66,16 +69,27 @@ func EmbedCorpus(ctx context.Context, m Embedder, c *Corpus, opt EmbedOptions) (
 	start := time.Now()
 	var rows [][]float32
 	imgs := make([]image.Image, opt.ImageBatch)
+	rels := make([]func(), opt.ImageBatch)
 	for lo := 0; lo < len(c.Images); lo += opt.ImageBatch {
 		hi := min(lo+opt.ImageBatch, len(c.Images))
-		if err := decodeBatch(c.Images[lo:hi], imgs[:hi-lo]); err != nil {
+		err := decodeBatch(ctx, opt.Decoder, c.Images[lo:hi], imgs[:hi-lo], rels[:hi-lo])
+		if err == nil {
+			var out [][]float32
+			out, err = m.EmbedImages(ctx, imgs[:hi-lo])
+			if err != nil {
+				err = fmt.Errorf("%s: encoding images %d..%d: %w", c.Name, lo, hi-1, err)
+			}
+			rows = append(rows, out...)
+		}
+		for i, r := range rels[:hi-lo] {
+			if r != nil {
+				r()
+			}
+			rels[i], imgs[i] = nil, nil
+		}
+		if err != nil {
 			return nil, err
 		}
-		out, err := m.EmbedImages(ctx, imgs[:hi-lo])
-		if err != nil {
-			return nil, fmt.Errorf("%s: encoding images %d..%d: %w", c.Name, lo, hi-1, err)
-		}
-		rows = append(rows, out...)
 		if opt.Progress != nil && (hi/opt.ImageBatch)%40 == 0 {
 			fmt.Fprintf(opt.Progress, "%s: %d/%d images encoded\n", c.Name, hi, len(c.Images))
 		}
@@ -122,7 +136,8 @@ func EmbedCorpus(ctx context.Context, m Embedder, c *Corpus, opt EmbedOptions) (
 }
 
 // decodeBatch decodes entries in parallel; errors name the picture.
-func decodeBatch(entries []ImageEntry, dst []image.Image) error {
+// With a decoder, rel receives each image's release.
+func decodeBatch(ctx context.Context, dec *imageprep.Decoder, entries []ImageEntry, dst []image.Image, rel []func()) error {
 	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -141,7 +156,16 @@ func decodeBatch(entries []ImageEntry, dst []image.Image) error {
 				}
 				name = e.Path
 			}
-			img, _, err := imageprep.Decode(data, imageprep.DefaultLimits())
+			var img image.Image
+			var err error
+			if dec != nil {
+				var d *imageprep.Decoded
+				if d, err = dec.Decode(ctx, data); err == nil {
+					img, rel[i] = d.Image, d.Release
+				}
+			} else {
+				img, _, err = imageprep.Decode(data, imageprep.DefaultLimits())
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: image %s: %w", e.Where, name, err)
 				return

@@ -108,7 +108,7 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 		t.Fatalf("service connection: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decode, Deny: s.deny})
+	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decodeQuery, Deny: s.deny})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -320,7 +320,8 @@ func (s *Service) initCache() error {
 func (s *Service) count(result string) { s.cs.metrics.WithLabelValues(result).Inc() }
 
 // CacheKey is the cache key of a parsed request: a hash of the normalised
-// request and the model version. Exported for tests and tools.
+// request, the model version and the image decode mode (an image query's
+// vector depends on it). Exported for tests and tools.
 func (s *Service) CacheKey(r *SearchRequest) string {
 	n := *r
 	n.Text = strings.Join(strings.Fields(n.Text), " ") // the CLIP tokenizer collapses whitespace
@@ -349,6 +350,8 @@ func (s *Service) CacheKey(r *SearchRequest) string {
 	b, _ := json.Marshal(&n)
 	h := sha256.New()
 	h.Write([]byte(s.d.Encoder.Version()))
+	h.Write([]byte{0})
+	h.Write([]byte(s.d.DecodeMode))
 	h.Write([]byte{0})
 	h.Write(b)
 	h.Write(img[:])

@@ -367,7 +367,7 @@ func TestTakedownOnOneReplicaHoldsOnAnother(t *testing.T) {
 	// Replica b: its own process state (deny-list follower, cache, index that
 	// has not seen the delete yet) on the same NATS server.
 	deny := openDenyList(t, a.nc.ConnectedUrl())
-	b, err := query.New(query.Config{Name: "xmodal-b"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Deny: deny,
+	b, err := query.New(query.Config{Name: "xmodal-b"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decodeQuery, Deny: deny,
 		Cache: query.NewLRUCache(100, time.Minute), Writer: noDeletes{a.ix}})
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestTakedownOnOneReplicaHoldsOnAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Close() })
-	svcA, err := query.New(query.Config{Name: "xmodal-a2"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Deny: a.deny, Writer: other})
+	svcA, err := query.New(query.Config{Name: "xmodal-a2"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decodeQuery, Deny: a.deny, Writer: other})
 	if err != nil {
 		t.Fatal(err)
 	}

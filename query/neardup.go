@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"errors"
-	"image"
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
@@ -141,12 +140,17 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		hashes = [][]byte{h[:]}
 		res.PDQ = h.String()
 	} else {
-		img, err := s.queryImage(ctx, r.Image, r.ImageURL)
+		dec, err := s.queryImage(ctx, r.Image, r.ImageURL)
 		if err != nil {
 			return nil, err
 		}
+		in := dec.HashInput
+		if in == nil {
+			in = dec.Image
+		}
 		hs := pdq.Hasher{MaxSide: PDQMaxSide}
-		vs, q := hs.Dihedral(img)
+		vs, q := hs.Dihedral(in)
+		dec.Release()
 		for i := range vs {
 			hashes = append(hashes, vs[i][:])
 		}
@@ -176,27 +180,41 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 }
 
 // queryImage fetches (image_url) and decodes a query image: an *Error from
-// the decoder keeps its code (413), any other failure is a 422.
-func (s *Service) queryImage(ctx context.Context, data []byte, url string) (image.Image, error) {
+// the decoder keeps its code (413), any other failure is a 422. Release the
+// result.
+func (s *Service) queryImage(ctx context.Context, data []byte, url string) (DecodedImage, error) {
 	if url != "" {
 		if s.d.Fetcher == nil {
-			return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
+			return DecodedImage{}, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
 		}
 		b, err := s.d.Fetcher.Fetch(ctx, url)
 		if err != nil {
-			return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+			return DecodedImage{}, errorf(CodeUnprocessable, "fetch image_url: %v", err)
 		}
 		data = b
 	}
-	im, err := s.d.Decode(data)
+	return s.decodeImage(ctx, data)
+}
+
+// decodeImage decodes a query image under ctx; an *Error from the decoder
+// keeps its code, the context's error passes through (the request's
+// deadline), anything else is a 422. The result's Release is never nil.
+func (s *Service) decodeImage(ctx context.Context, data []byte) (DecodedImage, error) {
+	dec, err := s.d.Decode(ctx, data)
 	if err != nil {
 		var e *Error
-		if errors.As(err, &e) {
-			return nil, e
+		switch {
+		case errors.As(err, &e):
+			return DecodedImage{}, e
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+			return DecodedImage{}, err
 		}
-		return nil, errorf(CodeUnprocessable, "image: %v", err)
+		return DecodedImage{}, errorf(CodeUnprocessable, "image: %v", err)
 	}
-	return im, nil
+	if dec.Release == nil {
+		dec.Release = func() {}
+	}
+	return dec, nil
 }
 
 // searchCoded runs one per-modality search of a plan that ranks binary

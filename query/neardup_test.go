@@ -102,7 +102,7 @@ func newHashStack(t testing.TB, withCoder bool) *hashStack {
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Deny: deny}
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decodeQuery, Deny: deny}
 	if coder != nil {
 		deps.Coder = coder
 	}

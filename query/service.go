@@ -30,6 +30,21 @@ type Encoder interface {
 	Dim() int
 }
 
+// DecodedImage is a decoded query image.
+type DecodedImage struct {
+	Image image.Image // embedded for a search; hashed for neardup unless HashInput is set
+	// HashInput, when set, is the perceptual hash's input (a larger decode of
+	// the same picture, when Image is too small for the hash).
+	HashInput image.Image
+	// Release, when set, is called once the pixels are no longer needed.
+	Release func()
+}
+
+// DecodeFunc decodes a query image under the request's context. An *Error it
+// returns keeps its code (413 for an image over the pixel cap, say); any
+// other error is a 422, or the context's error.
+type DecodeFunc func(ctx context.Context, data []byte) (DecodedImage, error)
+
 // Fetcher downloads query images by URL behind the SSRF guard.
 type Fetcher interface {
 	Fetch(ctx context.Context, url string) ([]byte, error)
@@ -47,9 +62,12 @@ type Config struct {
 type Deps struct {
 	Index   domain.Searcher
 	Encoder Encoder
-	// Decode decodes query images; an *Error it returns keeps its code (413 for an
-	// image over the pixel cap, say), any other error is a 422.
-	Decode     func([]byte) (image.Image, error)
+	// Decode decodes query images (see DecodeFunc). Decode them as the
+	// indexer decodes posts' images, so that a query finds its own picture.
+	Decode DecodeFunc
+	// DecodeMode names how Decode decodes and preprocesses images (for
+	// example "fast" or "exact"); it is part of the cache key.
+	DecodeMode string
 	Fetcher    Fetcher // nil: image_url queries get 400
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -368,15 +386,12 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		}
 		data = b
 	}
-	img, err := s.d.Decode(data)
+	dec, err := s.decodeImage(ctx, data)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			return nil, e
-		}
-		return nil, errorf(CodeUnprocessable, "image: %v", err)
+		return nil, err
 	}
-	v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{img})
+	v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
+	dec.Release()
 	if err != nil {
 		return nil, errorf(CodeInternal, "encode image: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -52,10 +53,17 @@ var sampleTexts = []string{
 
 func decode(b []byte) (image.Image, error) {
 	img, _, err := imageprep.Decode(b, imageprep.Limits{MaxPixels: 4e6})
-	if err != nil && strings.Contains(err.Error(), "too large") {
+	if errors.Is(err, imageprep.ErrTooLarge) {
 		return nil, &query.Error{Code: query.CodeTooLarge, Message: err.Error()}
 	}
 	return img, err
+}
+
+// decodeQuery is the service's decoder in these tests: the same decode as
+// the indexed images', so that a query finds its own picture.
+func decodeQuery(_ context.Context, b []byte) (query.DecodedImage, error) {
+	img, err := decode(b)
+	return query.DecodedImage{Image: img}, err
 }
 
 // startNATSAndModel starts an embedded NATS server (with JetStream) and
@@ -145,7 +153,7 @@ func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod fun
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher, Deny: deny}
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decodeQuery, Fetcher: fetcher, Deny: deny}
 	if mod != nil {
 		mod(&deps)
 	}

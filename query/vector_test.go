@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"image"
 	"math"
@@ -94,7 +95,7 @@ func TestCacheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(deny.Close)
-	s, err := New(Config{}, Deps{Index: stubIndex{}, Encoder: stubEncoder{}, Decode: func([]byte) (image.Image, error) { return nil, nil }, Deny: deny})
+	s, err := New(Config{}, Deps{Index: stubIndex{}, Encoder: stubEncoder{}, Decode: func(context.Context, []byte) (DecodedImage, error) { return DecodedImage{}, nil }, Deny: deny})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,5 +136,23 @@ func TestCacheKey(t *testing.T) {
 			t.Errorf("%s and %s share a key", prev, body)
 		}
 		seen[key] = body
+	}
+
+	// An image query's vector depends on how the image is decoded: a service
+	// decoding in another mode must not share its cached replies.
+	img := parse(`{"image":"` + base64.StdEncoding.EncodeToString([]byte("jpeg bytes")) + `"}`)
+	keys := map[string]string{}
+	for _, mode := range []string{"", "fast", "exact"} {
+		d := s.d
+		d.DecodeMode = mode
+		other := &Service{d: d}
+		k := other.CacheKey(img)
+		if prev, ok := keys[k]; ok {
+			t.Errorf("decode modes %q and %q share a cache key", prev, mode)
+		}
+		keys[k] = mode
+		if again := other.CacheKey(img); again != k {
+			t.Errorf("mode %q: key not stable", mode)
+		}
 	}
 }

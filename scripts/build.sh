@@ -15,8 +15,9 @@
 #   OUT/share/deploy/                 nats configs and the dashboard, for reference
 #   OUT/VERSION                       git describe (or "dev") and the ORT version
 #
-# OUT defaults to ./dist. Needs go (>= go.mod's), a C compiler (cgo), python3 with
-# pip (ORT library, sample conversion). Environment: GOFLAGS, ORT_VERSION,
+# OUT defaults to ./dist. Needs go (>= go.mod's), a C compiler (cgo), libjpeg-turbo's
+# development files (Debian libjpeg62-turbo-dev, installed by scripts/deps.sh --build
+# when missing and run as root), python3 with pip (ORT library, sample conversion). Environment: GOFLAGS, ORT_VERSION,
 # XMODAL_VERSION (default: git describe, else dev). Idempotent: OUT is replaced.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,7 @@ version=${XMODAL_VERSION:-$(git describe --always --dirty 2>/dev/null || echo de
 rm -rf "$out/bin" "$out/lib" "$out/testdata" "$out/share"
 mkdir -p "$out/bin" "$out/lib" "$out/share/samples" "$out/share/deploy" "$out/testdata/models"
 
+scripts/deps.sh --build
 say "go build (cgo) ./cmd/xmodal, version $version"
 CGO_ENABLED=1 go build -ldflags "-s -w -X main.version=$version" -o "$out/bin/xmodal" ./cmd/xmodal
 

@@ -4,6 +4,7 @@
 # sample posts, prints sample queries, and keeps serving (pass --once to exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh --build
 XMODAL_ORT_LIB=$(scripts/ort-setup.sh)
 export XMODAL_ORT_LIB
 mkdir -p bin

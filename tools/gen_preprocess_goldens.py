@@ -168,6 +168,14 @@ def make_generated():
         exif[0x0112] = o
         disp.transpose(t).save(os.path.join(GEN_DIR, f"orient-{o}.jpg"), quality=90, exif=exif.tobytes())
 
+    # EXIF orientation in PNG (eXIf chunk) and WebP (EXIF chunk), which
+    # load_image's exif_transpose applies too.
+    for o in (3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        disp.transpose(INVERSE[o]).save(os.path.join(GEN_DIR, f"orient-{o}.png"), exif=exif.tobytes())
+        disp.transpose(INVERSE[o]).save(os.path.join(GEN_DIR, f"orient-{o}.webp"), exif=exif.tobytes(), quality=90)
+
     # Animated GIF: three frames; the first is a photo, the others flat colours.
     small = base.resize((96, 96), Image.Resampling.BICUBIC)
     f1 = small.quantize(colors=256, dither=Image.Dither.NONE)
@@ -199,6 +207,7 @@ def make_generated():
             "the others are synthetic.\n\n"
             "- `cmyk.jpg`: Adobe CMYK JPEG (with under-colour removal, so K is used)\n"
             "- `orient-N.jpg` (N = 2..8): EXIF orientation N; upright, each shows misc/small.jpg\n"
+            "- `orient-N.png`, `orient-N.webp` (N = 3, 6, 8): the same in a PNG eXIf chunk and a lossy WebP EXIF chunk\n"
             "- `anim.gif`: three frames (photo, flat red, flat blue); decoders must take the first\n"
             "- `rgb16.png`: 16-bit RGB; high bytes are the photo, low bytes noise\n"
             "- `gray16.png`: 16-bit grayscale gradient 0..65535 (Pillow opens it as I;16)\n"
@@ -213,10 +222,22 @@ def make_generated():
     Image.fromarray(rgba).save(os.path.join(GEN_DIR, "rgba-alpha.png"))
 
 
-def load(path):
+def load(path, draft=0):
     im = Image.open(path)
+    if draft:
+        # What a clip-retrieval-style loader does before preprocessing: let
+        # libjpeg reduce the image in its IDCT (1/2, 1/4 or 1/8) as far as
+        # both sides stay >= draft. xmodal's fast decode mode does the same.
+        im.draft("RGB", (draft, draft))
     im = ImageOps.exif_transpose(im)  # as transformers.image_utils.load_image
     return im
+
+
+def draft_scale(path, draft):
+    """The IDCT reduction Pillow's draft picks (its decoderconfig)."""
+    im = Image.open(path)
+    im.draft("RGB", (draft, draft))
+    return im.decoderconfig[0] if im.decoderconfig else 1
 
 
 def spec_json(size, crop, resize):
@@ -244,9 +265,9 @@ def rebuild(levels_chw, mean, std):
     return (x - m) / s
 
 
-def golden(name, rel, size=224, crop=224, resize="shortest", decoded=False):
+def golden(name, rel, size=224, crop=224, resize="shortest", decoded=False, draft=0):
     path = os.path.join(ROOT, rel)
-    im = load(path)
+    im = load(path, draft)
     src_mode, (w, h) = im.mode, im.size
     t = processor(size, crop, resize)(images=im, return_tensors="np")["pixel_values"][0]
     assert t.dtype == np.float32 and t.shape == (3, crop, crop), (t.dtype, t.shape)
@@ -270,6 +291,9 @@ def golden(name, rel, size=224, crop=224, resize="shortest", decoded=False):
         "golden": gpath,
         "tensor_sha256": hashlib.sha256(t.astype("<f4").tobytes()).hexdigest(),
     }
+    if draft:
+        e["draft"] = draft
+        e["scale"] = draft_scale(path, draft)
     if decoded:
         os.makedirs(os.path.join(OUT, "decoded"), exist_ok=True)
         dpath = os.path.join("decoded", name + ".png")
@@ -309,8 +333,46 @@ def main():
     E.append(golden("gen-cmyk", "testdata/images/generated/cmyk.jpg", decoded=True))
     for o in range(2, 9):
         E.append(golden(f"gen-orient-{o}", f"testdata/images/generated/orient-{o}.jpg", size=64, crop=64))
+    for o in (3, 6, 8):
+        E.append(golden(f"gen-orient-{o}-png", f"testdata/images/generated/orient-{o}.png", size=64, crop=64))
+        E.append(golden(f"gen-orient-{o}-webp", f"testdata/images/generated/orient-{o}.webp", size=64, crop=64))
     E.append(golden("gen-anim-gif", "testdata/images/generated/anim.gif"))
     E.append(golden("gen-rgb16", "testdata/images/generated/rgb16.png"))
+
+    # Fast mode: CLIPImageProcessor on Pillow's draft-decoded JPEG.
+    for draft in (224, 200, 125):  # scales 4 and 8 on the 1600x1004 bridge photo
+        E.append(golden(f"fast-bridge-draft{draft}", "testdata/pdq/images/bridge-mods/aaa-orig.jpg", draft=draft))
+    E.append(golden("fast-dih-rotate-90-draft224", "testdata/pdq/images/dih/bridge-2-rotate-90.jpg", draft=224))
+    E.append(golden("fast-shrink-a-little-draft224", "testdata/pdq/images/bridge-mods/shrink-a-little.jpg", draft=224))
+    E.append(golden("fast-orient-6-draft64", "testdata/images/generated/orient-6.jpg", size=64, crop=64, draft=64))
+    E.append(golden("fast-cmyk-draft64", "testdata/images/generated/cmyk.jpg", size=64, crop=64, draft=64))
+
+    # Scaled decodes: libjpeg-turbo's output at 1/2, 1/4, 1/8 (through
+    # Pillow's draft) for every chroma subsampling and JPEG variant.
+    S = []
+    shutil.rmtree(os.path.join(OUT, "scaled"), ignore_errors=True)
+    os.makedirs(os.path.join(OUT, "scaled"), exist_ok=True)
+    scaled_src = [f"testdata/images/go/{f}" for f in GO_STD if f.endswith(".jpeg")]
+    scaled_src += ["testdata/images/generated/cmyk.jpg", "testdata/images/generated/orient-6.jpg",
+                   "testdata/pdq/images/labelme-subset/q0003.jpg", "testdata/pdq/images/misc/wee.jpg"]
+    for rel in scaled_src:
+        path = os.path.join(ROOT, rel)
+        stem = os.path.basename(rel).rsplit(".", 1)[0].replace(".", "-")
+        w0, h0 = Image.open(path).size
+        for scale in (2, 4, 8):
+            draft = min(w0, h0) // scale  # Pillow then picks exactly this scale
+            if draft < 1:
+                continue
+            im = load(path, draft)
+            got = Image.open(path)
+            got.draft("RGB", (draft, draft))
+            assert got.decoderconfig[0] == scale, (rel, scale, got.decoderconfig)
+            rgb = im.convert("RGB")
+            dpath = os.path.join("scaled", f"{stem}-s{scale}.png")
+            rgb.save(os.path.join(OUT, dpath), optimize=True)
+            S.append({"name": f"{stem}-s{scale}", "source": rel, "draft": draft, "scale": scale,
+                      "width": rgb.size[0], "height": rgb.size[1], "decoded": dpath,
+                      "subsampling": str(getattr(Image.open(path), "layer", ""))})
 
     manifest = {
         "about": "CLIPImageProcessor goldens; written by tools/gen_preprocess_goldens.py (see its docstring for the encoding)",
@@ -322,6 +384,7 @@ def main():
         "loader": "PIL.Image.open + ImageOps.exif_transpose, then CLIPImageProcessor(do_convert_rgb=True)",
         "encoding": "golden PNG holds 8-bit levels L (HWC RGB); tensor = (float32(float64(L)*(1/255)) - float32(mean)) / float32(std), CHW; tensor_sha256 is over float32 little endian",
         "entries": E,
+        "scaled": S,
     }
     with open(os.path.join(OUT, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)

@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -35,9 +37,11 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -245,16 +249,27 @@ func (s *nullSink) Apply(ctx context.Context, chs []domain.Change) ([]domain.Out
 
 func (s *nullSink) IsDenied(context.Context, string) (bool, error) { return false, nil }
 
-type failDLQ struct{ n atomic.Int64 }
+type failDLQ struct {
+	n    atomic.Int64
+	last atomic.Value // string: the last stage and reason
+}
 
 func (d *failDLQ) Send(_ context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
 	d.n.Add(1)
+	d.last.Store(string(stage) + ": " + reason)
 	return nil
 }
 
 func benchDecode(b []byte) (image.Image, error) {
 	img, _, err := imageprep.Decode(b, imageprep.DefaultLimits())
 	return img, err
+}
+
+// benchDecodeFunc is benchDecode as the pipeline's decoder (full size, as
+// these benchmarks were first recorded).
+func benchDecodeFunc(_ context.Context, b []byte) (workers.Decoded, error) {
+	img, err := benchDecode(b)
+	return workers.Decoded{Image: img}, err
 }
 
 func loadBenchModel(b *testing.B, dir string, opt encoders.Options) *encoders.Model {
@@ -312,7 +327,9 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 	if deps.DeadLetter == nil {
 		deps.DeadLetter = &failDLQ{}
 	}
-	deps.Decode = benchDecode
+	if deps.Decode == nil {
+		deps.Decode = benchDecodeFunc
+	}
 	if deps.Deny == nil {
 		deps.Deny = newDenyList(b)
 	}
@@ -326,9 +343,34 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 	}
 	el := time.Since(start)
 	if dl := deps.DeadLetter.(*failDLQ).n.Load(); dl > 0 {
-		b.Fatalf("%d posts dead-lettered in a benchmark", dl)
+		b.Fatalf("%d posts dead-lettered in a benchmark (last: %v)", dl, deps.DeadLetter.(*failDLQ).last.Load())
 	}
 	return el, reg
+}
+
+// benchSink is the sink of the efficiency benchmark: a null sink, or with
+// XMODAL_BENCH_SINK=embedded a fresh embedded index (bbolt, fsync per
+// write, the model's binary codes), as `xmodal run` writes.
+func benchSink(b *testing.B, m *encoders.Model) domain.Writer {
+	b.Helper()
+	if os.Getenv("XMODAL_BENCH_SINK") != "embedded" {
+		return nil
+	}
+	coder, _, err := hash.ForModel(m.Dir(), m.Manifest().Hash, m.Version(), m.Dim())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := embedded.Options{Path: filepath.Join(b.TempDir(), "index.db"), Dim: m.Dim(), ModelVersion: m.Version(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if coder != nil {
+		opt.Coder = coder
+	}
+	ix, err := embedded.Open(context.Background(), opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ix.Close() })
+	return ix
 }
 
 // ---- batching efficiency ----
@@ -449,7 +491,7 @@ func BenchmarkPoolEfficiency(b *testing.B) {
 							return benchPost(fmt.Sprint("p", i), "", nil, fmt.Sprintf("%s/i/%d.jpg", srv.URL, i%len(jpgs)))
 						})
 						el, reg := runPipeline(b, workers.Config{BatchSize: batch, EncodeBatch: batch, Encoders: l.encoders, FetchWait: time.Millisecond},
-							src, l.m, workers.Deps{Fetcher: fetch})
+							src, l.m, workers.Deps{Fetcher: fetch, Sink: benchSink(b, l.m)})
 						pipes = append(pipes, float64(mc.n)/el.Seconds())
 						regs, els = append(regs, reg), append(els, el)
 					}
@@ -666,7 +708,7 @@ func BenchmarkPoolStalledSink(b *testing.B) {
 			sink := &nullSink{stall: make(chan struct{})}
 			reg := prometheus.NewRegistry()
 			p, err := workers.New(workers.Config{BatchSize: 32, MaxInFlight: inflight, FetchWait: time.Millisecond},
-				workers.Deps{Source: src, DeadLetter: &failDLQ{}, Sink: sink, Deny: newDenyList(b), Embedder: m, Decode: benchDecode, Registerer: reg})
+				workers.Deps{Source: src, DeadLetter: &failDLQ{}, Sink: sink, Deny: newDenyList(b), Embedder: m, Decode: benchDecodeFunc, Registerer: reg})
 			if err != nil {
 				b.Fatal(err)
 			}

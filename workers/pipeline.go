@@ -40,6 +40,27 @@ type Hasher struct {
 	PDQ  func(img image.Image) (hash []byte, quality int)
 }
 
+// Decoded is an image decoded for the media stage.
+type Decoded struct {
+	// Image is what the thumbnail and the model input are made from, and the
+	// perceptual hash's input unless HashInput is set.
+	Image image.Image
+	// HashInput, when set, is the perceptual hash's input (a larger decode
+	// of the same picture, when Image is too small for the hash).
+	HashInput image.Image
+	// Mode names how the image was decoded and preprocessed (for example
+	// "fast" or "exact"); it is recorded on the post's image and fused
+	// records. Empty: not recorded.
+	Mode string
+	// Release, when set, is called once the pipeline no longer needs the
+	// pixels (to return them to a decode-memory budget).
+	Release func()
+}
+
+// DecodeFunc decodes an encoded image under ctx (which ends when the run
+// does).
+type DecodeFunc func(ctx context.Context, data []byte) (Decoded, error)
+
 // Config of a pipeline. Zero values take the defaults.
 type Config struct {
 	// BatchSize is the most messages taken from the source at once and the
@@ -131,7 +152,7 @@ type Pipeline struct {
 	emb     Embedder
 	pix     PixelEmbedder // nil: images go to EmbedImages whole
 	fetch   Fetcher
-	decode  func([]byte) (image.Image, error)
+	decode  DecodeFunc
 	thumb   func(image.Image) []byte
 	hash    Hasher
 	log     *slog.Logger
@@ -151,9 +172,9 @@ type Deps struct {
 	// before the index deletes them and before they are acknowledged.
 	Deny       domain.DenyList
 	Embedder   Embedder
-	Fetcher    Fetcher                           // nil: URL images fail with a fetch error
-	Decode     func([]byte) (image.Image, error) // required
-	Thumbnail  func(image.Image) []byte          // nil: no thumbnails
+	Fetcher    Fetcher                  // nil: URL images fail with a fetch error
+	Decode     DecodeFunc               // required
+	Thumbnail  func(image.Image) []byte // nil: no thumbnails
 	Hasher     Hasher
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics are not registered
@@ -249,10 +270,12 @@ type item struct {
 
 	// Set by the media stage.
 	img     image.Image // kept only when the embedder takes whole images
+	release func()      // returns img's memory (nil: nothing to return)
 	pixels  *[]float32  // the image's model input (PixelEmbedder), from run.tensors
 	thumb   []byte
 	pdq     []byte
 	pdqQ    int
+	mode    string // how the image was decoded and preprocessed
 	imgErr  error
 	stage   ingest.Stage
 	queued  [2]time.Time // when the text / image input joined its modality's queue
@@ -401,6 +424,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
 		r.PDQ, r.PDQQuality = it.pdq, it.pdqQ
+		r.Preprocess = it.mode
 		out = append(out, r)
 	}
 	if it.txtVec != nil && it.imgVec != nil {
@@ -408,7 +432,9 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 		for i := range sum {
 			sum[i] = it.imgVec[i] + it.txtVec[i]
 		}
-		out = append(out, mk(domain.ModalityFused, sum))
+		r := mk(domain.ModalityFused, sum)
+		r.Preprocess = it.mode
+		out = append(out, r)
 	}
 	return out
 }

@@ -86,10 +86,20 @@ func newEnv(t testing.TB) *env {
 	return &env{js: js, src: src, ix: ix, deny: openDenyList(t, ns.ClientURL()), model: model}
 }
 
-func decode(b []byte) (image.Image, error) {
-	img, _, err := imageprep.Decode(b, imageprep.DefaultLimits())
-	return img, err
-}
+// decode is the pipeline's decoder in these tests: exact mode, a budget.
+var decode = func() workers.DecodeFunc {
+	d, err := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: imageprep.ModeExact, Budget: imageprep.NewBudget(256 << 20)})
+	if err != nil {
+		panic(err)
+	}
+	return func(ctx context.Context, b []byte) (workers.Decoded, error) {
+		dec, err := d.Decode(ctx, b)
+		if err != nil {
+			return workers.Decoded{}, err
+		}
+		return workers.Decoded{Image: dec.Image, Mode: string(dec.Mode), Release: dec.Release}, nil
+	}
+}()
 
 func pngBytes(c color.RGBA) []byte {
 	img := image.NewRGBA(image.Rect(0, 0, 32, 32))

@@ -303,28 +303,43 @@ func (r *run) prepareImage(it *item) {
 		data = b
 	}
 	start := time.Now()
-	img, err := p.decode(data)
+	dec, err := p.decode(r.ctx, data)
 	p.metrics.stage.WithLabelValues("decode").Observe(time.Since(start).Seconds())
 	it.post.Image.Data = nil // decoded: the message keeps the original bytes for a dead letter
 	if err != nil {
+		if r.ctx.Err() != nil {
+			return // abandoned with the run
+		}
 		failed(ingest.StageImage, err)
 		return
 	}
+	release := dec.Release
+	if release == nil {
+		release = func() {}
+	}
 	start = time.Now()
+	img := dec.Image
+	it.mode = dec.Mode
 	it.thumb = p.thumb(img)
 	if p.hash.PDQ != nil {
-		it.pdq, it.pdqQ = p.hash.PDQ(img)
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		it.pdq, it.pdqQ = p.hash.PDQ(in)
 	}
 	if p.pix != nil {
 		px := r.tensors.Get().(*[]float32)
-		if err := p.pix.PreprocessImage(img, *px); err != nil {
+		err := p.pix.PreprocessImage(img, *px)
+		release() // the pixels are no longer needed
+		if err != nil {
 			r.tensors.Put(px)
 			failed(ingest.StageImage, err)
 			return
 		}
 		it.pixels = px
 	} else {
-		it.img = img
+		it.img, it.release = img, release // released once encoded
 	}
 	p.metrics.stage.WithLabelValues("preprocess").Observe(time.Since(start).Seconds())
 	it.queued[modImage] = time.Now()
@@ -394,11 +409,19 @@ func (r *run) encode(m int, items []*item) {
 		}
 		vecs, err = embedEach(p, r.ctx, "image", imgs, p.emb.EmbedImages)
 	}
+	if m == modImage {
+		for _, it := range items {
+			if it.release != nil {
+				it.release()
+				it.release = nil
+			}
+			it.img = nil
+		}
+	}
 	if err != nil {
 		return // the run ended: the batch is abandoned with it
 	}
 	for i, it := range items {
-		it.img = nil
 		if vecs[i].err != nil {
 			it.fail(ingest.StageEncode, modName[m]+": "+vecs[i].err.Error())
 		} else {

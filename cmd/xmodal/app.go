@@ -90,26 +90,71 @@ func findModel(cfg string) (string, error) {
 	return "", fmt.Errorf("no model configured and no bundled model found under %v (set --model or XMODAL_MODEL)", bundledModelDirs)
 }
 
-func decoder(lim imageprep.Limits) func([]byte) (image.Image, error) {
-	return func(b []byte) (image.Image, error) {
-		img, _, err := imageprep.Decode(b, lim)
-		return img, err
+// thumbSide is the longer side of the thumbnails records carry.
+const thumbSide = 128
+
+// imageDecoder is the one image decoder of a process (image.decode_mode,
+// one decode-memory budget shared by the media workers and the query
+// service), sized for the model's input, the thumbnails and PDQ.
+func imageDecoder(cfg *Config, model *encoders.Model) (*imageprep.Decoder, error) {
+	o, err := imageDecoderOptions(cfg, model)
+	if err != nil {
+		return nil, err
+	}
+	o.Budget = imageprep.NewBudget(int64(cfg.Image.DecodeMemoryMB) << 20)
+	return imageprep.NewDecoder(o)
+}
+
+// imageDecoderOptions are the decoder's options from image.*, without the
+// budget.
+func imageDecoderOptions(cfg *Config, model *encoders.Model) (imageprep.DecoderOptions, error) {
+	mode, err := imageprep.ParseMode(cfg.Image.DecodeMode)
+	if err != nil {
+		return imageprep.DecoderOptions{}, fmt.Errorf("config image.decode_mode: %w", err)
+	}
+	return imageprep.DecoderOptions{
+		Limits: imageprep.DefaultLimits(),
+		Mode:   mode,
+		Need:   imageprep.Need{Draft: model.ImageSpec().Size, LongSide: thumbSide, Hash: cfg.Image.PDQMinSide},
+	}, nil
+}
+
+// ingestDecode adapts the decoder to the media stage.
+func ingestDecode(d *imageprep.Decoder) workers.DecodeFunc {
+	return func(ctx context.Context, b []byte) (workers.Decoded, error) {
+		dec, err := d.Decode(ctx, b)
+		if err != nil {
+			return workers.Decoded{}, err
+		}
+		out := workers.Decoded{Image: dec.Image, Mode: string(dec.Mode), Release: dec.Release}
+		if dec.HashImage != nil {
+			out.HashInput = dec.HashImage
+		}
+		return out, nil
 	}
 }
 
-// queryDecoder maps an image over the limits to 413.
-func queryDecoder(lim imageprep.Limits) func([]byte) (image.Image, error) {
-	return func(b []byte) (image.Image, error) {
-		img, _, err := imageprep.Decode(b, lim)
+// queryDecode adapts the decoder to the query service: an image over the
+// limits or the decode budget is a 413.
+func queryDecode(d *imageprep.Decoder) query.DecodeFunc {
+	return func(ctx context.Context, b []byte) (query.DecodedImage, error) {
+		dec, err := d.Decode(ctx, b)
 		if errors.Is(err, imageprep.ErrTooLarge) {
-			return nil, &query.Error{Code: query.CodeTooLarge, Message: err.Error()}
+			return query.DecodedImage{}, &query.Error{Code: query.CodeTooLarge, Message: err.Error()}
 		}
-		return img, err
+		if err != nil {
+			return query.DecodedImage{}, err
+		}
+		out := query.DecodedImage{Image: dec.Image, Release: dec.Release}
+		if dec.HashImage != nil {
+			out.HashInput = dec.HashImage
+		}
+		return out, nil
 	}
 }
 
 func thumbnail(img image.Image) []byte {
-	b, err := imageprep.Thumbnail(img, 128, 75)
+	b, err := imageprep.Thumbnail(img, thumbSide, 75)
 	if err != nil {
 		return nil
 	}
@@ -171,7 +216,10 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err := a.openDenyList(ctx); err != nil {
 		return nil, err
 	}
-	decode := decoder(imageprep.DefaultLimits())
+	dec, err := imageDecoder(cfg, a.model)
+	if err != nil {
+		return nil, err
+	}
 	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
@@ -180,13 +228,13 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		return nil, err
 	}
 	if r.indexes() {
-		if err := a.startPipeline(ctx, writer, decode); err != nil {
+		if err := a.startPipeline(ctx, writer, ingestDecode(dec)); err != nil {
 			return nil, err
 		}
 	}
 	if r.serves() {
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log,
+			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
 				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny})
 		if err != nil {
 			return nil, err
@@ -206,7 +254,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 
 // startPipeline opens the source (Kafka, else the JetStream stream) and builds
 // the indexing pipeline over sink.
-func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func([]byte) (image.Image, error)) (err error) {
+func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode workers.DecodeFunc) (err error) {
 	cfg, log := a.cfg, a.log
 	var src ingest.Source
 	var dlq ingest.DeadLetter

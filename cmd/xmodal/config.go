@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/xmodal/xmodal/encoders/imageprep"
 )
 
 // Config is the whole configuration of the binary. Each leaf has a key (the YAML
@@ -56,6 +58,11 @@ type Config struct {
 		AckWait          time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); posts in flight are kept alive"`
 		AllowPrivate     []string      `yaml:"allow_private" help:"CIDRs or host names image URLs may resolve to despite the SSRF guard (tests, private CDNs)"`
 	} `yaml:"ingest"`
+	Image struct {
+		DecodeMode     string `yaml:"decode_mode" help:"fast: JPEGs are reduced in libjpeg-turbo's IDCT (1/2, 1/4, 1/8) to what the model, the thumbnail and PDQ need, as Pillow's Image.draft does; exact: every image at full size (model inputs identical to CLIPImageProcessor on Pillow's full decode). Ingest and queries use the same mode; records name it"`
+		DecodeMemoryMB int    `yaml:"decode_memory_mb" help:"bound on the memory of the image decodes in flight, across media workers and queries (MiB): a decode waits for room; one image needing more than all of it is refused (dead letter, or 413)"`
+		PDQMinSide     int    `yaml:"pdq_min_side" help:"fast mode: PDQ hashes a decode keeping at least this many pixels on the shorter side (or the full image), decoding a second time when the model's decode is smaller; this keeps PDQ within 8 bits of the full-resolution hash on the benchmark photos. 0 hashes the model's decode (cheaper; up to 38 bits off on 3000x2000 photos)"`
+	} `yaml:"image"`
 	Kafka struct {
 		Brokers        []string      `yaml:"brokers" help:"Kafka bootstrap brokers (host:port,...); set to ingest from Kafka instead of the embedded JetStream stream"`
 		Topic          string        `yaml:"topic" help:"topic of posts (key = post id, null value = tombstone)"`
@@ -117,6 +124,9 @@ func DefaultConfig() *Config {
 	c.ORT.Sessions = 1
 	c.Ingest.MaxAttempts = 5
 	c.Ingest.AckWait = 30 * time.Second
+	c.Image.DecodeMode = "fast"
+	c.Image.DecodeMemoryMB = 1024
+	c.Image.PDQMinSide = imageprep.DefaultHashSide
 	c.Kafka.Topic = "posts"
 	c.Kafka.Group = "xmodal-indexer"
 	c.Kafka.SessionTimeout = 10 * time.Second
@@ -189,6 +199,15 @@ func (c *Config) Validate() error {
 		if _, _, err := net.ParseCIDR(a); err != nil && strings.ContainsAny(a, "/") {
 			return bad("ingest.allow_private", "%q is not a CIDR: %v", a, err)
 		}
+	}
+	if _, err := imageprep.ParseMode(c.Image.DecodeMode); err != nil {
+		return bad("image.decode_mode", "%q is not fast or exact", c.Image.DecodeMode)
+	}
+	if c.Image.PDQMinSide < 0 || c.Image.PDQMinSide > 100_000 {
+		return bad("image.pdq_min_side", "%d is not in 0..100000", c.Image.PDQMinSide)
+	}
+	if c.Image.DecodeMemoryMB < 64 || c.Image.DecodeMemoryMB > 1<<20 {
+		return bad("image.decode_memory_mb", "%d is not in 64..1048576", c.Image.DecodeMemoryMB)
 	}
 	if len(c.Kafka.Brokers) > 0 {
 		for _, b := range c.Kafka.Brokers {

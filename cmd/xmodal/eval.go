@@ -12,6 +12,7 @@ import (
 
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/eval"
 	"github.com/xmodal/xmodal/eval/synth"
 )
@@ -235,7 +236,17 @@ Plans (--plan):
 					}
 				}
 				t0 := time.Now()
-				eo := eval.EmbedOptions{ImageBatch: batch, Progress: cmd.ErrOrStderr()}
+				// image.decode_mode, as ingest and queries decode; no budget:
+				// a batch holds its pictures until it is encoded.
+				do, err := imageDecoderOptions(cfg, m)
+				if err != nil {
+					return err
+				}
+				dec, err := imageprep.NewDecoder(do)
+				if err != nil {
+					return err
+				}
+				eo := eval.EmbedOptions{ImageBatch: batch, Progress: cmd.ErrOrStderr(), Decoder: dec}
 				if q, err = eval.EmbedCorpus(ctx, m, qc, eo); err != nil {
 					return err
 				}

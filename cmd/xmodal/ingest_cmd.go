@@ -32,7 +32,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/encoders"
-	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/denylist"
@@ -869,7 +868,11 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 	}
 	pc := pipelineConfig(cfg)
 	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
-	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Deny: deny, Embedder: model, Decode: decoder(imageprep.DefaultLimits()),
+	dec, err := imageDecoder(cfg, model)
+	if err != nil {
+		return err
+	}
+	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Deny: deny, Embedder: model, Decode: ingestDecode(dec),
 		Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log}
 	crashPoints(&deps, log) // crash tests only (build tag crashtest)
 	pipe, err := workers.New(pc, deps)

@@ -24,7 +24,6 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
-	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
 	"github.com/xmodal/xmodal/query"
@@ -143,6 +142,10 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 		return err
 	}
 	defer model.Close()
+	dec, err := imageDecoder(cfg, model)
+	if err != nil {
+		return err
+	}
 	dim := model.Dim()
 	coder, err := hash.NewSimHash(model.Version(), dim, o.Bits, o.Seed)
 	if err != nil {
@@ -253,7 +256,7 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 			plan = "hybrid"
 		}
 		svc, err := query.New(query.Config{Timeout: 30 * time.Second, Concurrency: 256},
-			query.Deps{Index: ix, Encoder: model, Decode: decoder(imageprep.DefaultLimits()), Logger: log, Cache: cache, Coder: coder})
+			query.Deps{Index: ix, Encoder: model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Logger: log, Cache: cache, Coder: coder})
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,12 @@ package imageprep
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
 	"image/gif"
-	"image/jpeg"
 	"image/png"
 	"io"
 
@@ -33,7 +33,7 @@ func sniff(b []byte) (*codec, string) {
 	}
 	switch {
 	case has(0, "\xff\xd8\xff"):
-		return &codec{"jpeg", jpeg.DecodeConfig, jpeg.Decode}, "jpeg"
+		return &codec{name: "jpeg"}, "jpeg" // libjpeg-turbo (jpegturbo.go)
 	case has(0, "\x89PNG\r\n\x1a\n"):
 		return &codec{"png", png.DecodeConfig, png.Decode}, "png"
 	case has(0, "GIF87a"), has(0, "GIF89a"):
@@ -62,20 +62,24 @@ func sniff(b []byte) (*codec, string) {
 	return nil, ""
 }
 
-// Decode decodes an untrusted encoded image.
+// Decode decodes an untrusted encoded image at full size.
 //
-// It refuses inputs over lim.MaxBytes, reads the header with the format's
-// DecodeConfig and refuses images declaring more than lim.MaxPixels pixels
-// before any pixel memory is allocated, then decodes. JPEG EXIF orientation
-// (APP1 tag 0x0112) is applied, so the result is upright. GIF yields its
-// first frame, with the frame's own bounds (which may be smaller than the
-// logical screen and not start at the origin). JPEGs with more than 100
-// scans are refused as ErrUnsupported (see maxJPEGScans). The returned format is "jpeg", "png", "gif", "webp" or "bmp".
+// It refuses inputs over lim.MaxBytes, reads the header and refuses images
+// declaring more than lim.MaxPixels pixels before any pixel memory is
+// allocated, then decodes. EXIF orientation is applied (JPEG APP1, PNG
+// eXIf, WebP EXIF), so the result is upright, as transformers' load_image
+// (PIL.ImageOps.exif_transpose) makes it. GIF yields its first frame, with
+// the frame's own bounds (which may be smaller than the logical screen and
+// not start at the origin). JPEGs with more than 100 scans are refused as
+// ErrUnsupported (see maxJPEGScans). The returned format is "jpeg", "png",
+// "gif", "webp" or "bmp".
 //
-// The concrete image type is the decoder's (for JPEG: *image.YCbCr,
-// *image.Gray, *image.CMYK, or *image.RGBA when an orientation was applied
-// or the file is RGB-coded; lossy WebP comes back as *image.NRGBA with
-// libwebp's colour conversion); Preprocess and Thumbnail accept any image.
+// JPEGs are decoded by libjpeg-turbo as Pillow decodes them and come back
+// as *RGBImage; other formats keep their decoder's type (lossy WebP as
+// *image.NRGBA with libwebp's colour conversion), rotated ones as
+// *image.RGBA. Preprocess and Thumbnail accept any image. For indexing and
+// queries use a Decoder, which also reduces JPEGs while decoding, bounds
+// the memory of concurrent decodes and converts to RGB once.
 //
 // Errors wrap exactly one of ErrTooLarge, ErrUnsupported or ErrCorrupt.
 func Decode(data []byte, lim Limits) (img image.Image, format string, err error) {
@@ -94,6 +98,14 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 		return nil, name, fmt.Errorf("%w: %s images are not supported", ErrUnsupported, name)
 	}
 	format = c.name
+	if format == "jpeg" {
+		d := &Decoder{opt: DecoderOptions{Limits: lim, Mode: ModeExact}}
+		dec, err := d.decodeJPEG(context.Background(), data)
+		if err != nil {
+			return nil, format, err
+		}
+		return dec.Image, format, nil
+	}
 
 	// The codecs are not supposed to panic, but this runs on hostile input
 	// inside long-lived workers: turn a panic into ErrCorrupt.
@@ -123,11 +135,6 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 	if tooManyPixels(w, h, lim.MaxPixels) {
 		return nil, format, fmt.Errorf("%w: %s %dx%d exceeds the %d pixel limit", ErrTooLarge, format, w, h, lim.MaxPixels)
 	}
-	if format == "jpeg" {
-		if n := jpegScans(data, maxJPEGScans); n > maxJPEGScans {
-			return nil, format, fmt.Errorf("%w: %s %dx%d has more than %d scans", ErrUnsupported, format, w, h, maxJPEGScans)
-		}
-	}
 	img, err = c.decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, format, classify(format, fmt.Sprintf("%dx%d", w, h), err)
@@ -135,20 +142,30 @@ func Decode(data []byte, lim Limits) (img image.Image, format string, err error)
 	if b := img.Bounds(); b.Empty() {
 		return nil, format, fmt.Errorf("%w: %s %dx%d: decoded an empty image", ErrCorrupt, format, w, h)
 	}
+	o := 1
 	switch format {
-	case "jpeg":
-		if o := jpegOrientation(data); o > 1 {
-			img = orient(img, o)
-		}
+	case "png":
+		o = pngOrientation(data)
 	case "webp":
-		switch m := img.(type) {
-		case *image.YCbCr:
-			img = webpToNRGBA(m, nil)
-		case *image.NYCbCrA:
-			img = webpToNRGBA(&m.YCbCr, m)
-		}
+		img = webpImage(img)
+		o = webpOrientation(data)
+	}
+	if o > 1 {
+		img = orient(img, o)
 	}
 	return img, format, nil
+}
+
+// webpImage converts what x/image/webp returns for lossy WebP (YCbCr planes
+// with a JFIF colour model) as libwebp does; lossless WebP passes through.
+func webpImage(img image.Image) image.Image {
+	switch m := img.(type) {
+	case *image.YCbCr:
+		return webpToNRGBA(m, nil)
+	case *image.NYCbCrA:
+		return webpToNRGBA(&m.YCbCr, m)
+	}
+	return img
 }
 
 // tooManyPixels reports w*h > limit for positive w, h without overflow.
@@ -162,13 +179,10 @@ func tooManyPixels(w, h, limit int64) bool {
 // classify maps a codec error to ErrUnsupported (the codec says it does not
 // implement the variant) or ErrCorrupt (anything else).
 func classify(format, what string, err error) error {
-	var (
-		ju jpeg.UnsupportedError
-		pu png.UnsupportedError
-	)
+	var pu png.UnsupportedError
 	kind := ErrCorrupt
 	switch {
-	case errors.As(err, &ju), errors.As(err, &pu):
+	case errors.As(err, &pu):
 		kind = ErrUnsupported
 	case format == "webp" && isWebPUnsupported(err), format == "bmp" && errors.Is(err, bmp.ErrUnsupported):
 		kind = ErrUnsupported

@@ -2,6 +2,7 @@ package imageprep
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -92,6 +93,67 @@ func encodePNG(t testing.TB, img image.Image) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// pngWithExif is a 5x3 PNG whose eXIf chunk (before IDAT) gives the
+// orientation, with or without the "Exif\0\0" prefix some writers add.
+func pngWithExif(t testing.TB, orientation uint16, prefix bool) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, 5, 3))
+	img.Set(0, 0, color.NRGBA{255, 0, 0, 255}) // top left red
+	b := encodePNG(t, img)
+	// Little-endian TIFF, IFD0 with one SHORT entry 0x0112.
+	tiff := []byte{'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, byte(orientation), byte(orientation >> 8), 0, 0, 0, 0, 0, 0}
+	if prefix {
+		tiff = append([]byte("Exif\x00\x00"), tiff...)
+	}
+	const ihdrEnd = 8 + 25
+	out := append([]byte{}, b[:ihdrEnd]...)
+	out = append(out, pngChunk("eXIf", tiff)...)
+	return append(out, b[ihdrEnd:]...)
+}
+
+func TestPNGAndWebPOrientation(t *testing.T) {
+	for _, prefix := range []bool{false, true} {
+		data := pngWithExif(t, 6, prefix)
+		if o := pngOrientation(data); o != 6 {
+			t.Errorf("prefix %v: orientation %d, want 6", prefix, o)
+		}
+		img, _, err := Decode(data, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Rotated 90 degrees clockwise: 3x5, the red pixel now top right.
+		if b := img.Bounds(); b.Dx() != 3 || b.Dy() != 5 {
+			t.Fatalf("prefix %v: %v, want 3x5", prefix, b)
+		}
+		if p := pixel(img, 2, 0); p != [3]byte{255, 0, 0} {
+			t.Errorf("prefix %v: top right %v, want red", prefix, p)
+		}
+		d, _ := NewDecoder(DecoderOptions{})
+		dec, err := d.Decode(context.Background(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := dec.Image.Bounds(); b.Dx() != 3 || b.Dy() != 5 || dec.Width != 3 || dec.Height != 5 {
+			t.Errorf("Decoder: %v (%dx%d), want 3x5", b, dec.Width, dec.Height)
+		}
+		dec.Release()
+	}
+	if o := pngOrientation(pngWithExif(t, 9, false)); o != 1 {
+		t.Errorf("orientation 9 read as %d, want 1 (invalid)", o)
+	}
+	for _, o := range []int{3, 6, 8} {
+		if got := webpOrientation(readFile(t, fmt.Sprintf("testdata/images/generated/orient-%d.webp", o))); got != o {
+			t.Errorf("orient-%d.webp: %d", o, got)
+		}
+		if got := pngOrientation(readFile(t, fmt.Sprintf("testdata/images/generated/orient-%d.png", o))); got != o {
+			t.Errorf("orient-%d.png: %d", o, got)
+		}
+	}
+	if o := webpOrientation(readFile(t, "testdata/images/go/video-001.lossy.webp")); o != 1 {
+		t.Errorf("webp without EXIF: %d", o)
+	}
 }
 
 func encodeJPEG(t testing.TB, img image.Image) []byte {
@@ -193,11 +255,11 @@ func TestDecodeInputs(t *testing.T) {
 		},
 		{
 			name: "cmyk jpeg", data: readFile(t, "testdata/images/generated/cmyk.jpg"), format: "jpeg",
-			checks: []check{hasSize(256, 256), isType(&image.CMYK{})},
+			checks: []check{hasSize(256, 256), isType(&RGBImage{})}, // pixels: TestParityCLIPImageProcessor (decoded goldens)
 		},
 		{
 			name: "go cmyk jpeg", data: readFile(t, "testdata/images/go/video-001.cmyk.jpeg"), format: "jpeg",
-			checks: []check{hasSize(150, 103), isType(&image.CMYK{})},
+			checks: []check{hasSize(150, 103), isType(&RGBImage{})},
 		},
 		{
 			// First frame only: a photo; frames 2 and 3 are flat red and blue.
@@ -210,7 +272,13 @@ func TestDecodeInputs(t *testing.T) {
 		},
 		{
 			name: "grayscale jpeg", data: readFile(t, "testdata/images/go/video-005.gray.jpeg"), format: "jpeg",
-			checks: []check{hasSize(150, 103), isType(&image.Gray{})},
+			checks: []check{hasSize(150, 103), isType(&RGBImage{}), func(t *testing.T, img image.Image) {
+				for _, xy := range [][2]int{{0, 0}, {75, 50}, {149, 102}} {
+					if p := pixel(img, xy[0], xy[1]); p[0] != p[1] || p[1] != p[2] {
+						t.Errorf("grey pixel %v at %v has colour", p, xy)
+					}
+				}
+			}},
 		},
 		{
 			name: "grayscale png", data: readFile(t, "testdata/images/go/video-005.gray.png"), format: "png",
@@ -294,6 +362,8 @@ func typeName(img image.Image) string {
 		return "Paletted"
 	case *image.YCbCr:
 		return "YCbCr"
+	case *RGBImage:
+		return "RGBImage"
 	}
 	return "other"
 }

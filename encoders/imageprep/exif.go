@@ -99,6 +99,62 @@ func jpegScans(b []byte, limit int) int {
 	return n
 }
 
+// pngOrientation returns the EXIF orientation of a PNG's eXIf chunk (before
+// or after the image data, as Pillow reads it), or 1.
+func pngOrientation(b []byte) int {
+	const sig = 8
+	if len(b) < sig {
+		return 1
+	}
+	for i := sig; i+8 <= len(b); {
+		n := int64(binary.BigEndian.Uint32(b[i:]))
+		typ := string(b[i+4 : i+8])
+		end := int64(i) + 12 + n
+		if n > int64(len(b)) || end > int64(len(b)) {
+			return 1
+		}
+		switch typ {
+		case "eXIf":
+			return tiffOrientation(stripExifHeader(b[i+8 : i+8+int(n)]))
+		case "IEND":
+			return 1
+		}
+		i = int(end)
+	}
+	return 1
+}
+
+// webpOrientation returns the EXIF orientation of a WebP's EXIF chunk, or 1.
+func webpOrientation(b []byte) int {
+	if len(b) < 12 || string(b[:4]) != "RIFF" || string(b[8:12]) != "WEBP" {
+		return 1
+	}
+	for i := 12; i+8 <= len(b); {
+		n := int64(binary.LittleEndian.Uint32(b[i+4:]))
+		end := int64(i) + 8 + n + n&1 // chunks are padded to even sizes
+		if n > int64(len(b)) || int64(i)+8+n > int64(len(b)) {
+			return 1
+		}
+		if string(b[i:i+4]) == "EXIF" {
+			return tiffOrientation(stripExifHeader(b[i+8 : i+8+int(n)]))
+		}
+		if end > int64(len(b)) {
+			return 1
+		}
+		i = int(end)
+	}
+	return 1
+}
+
+// stripExifHeader drops the "Exif\0\0" prefix some writers put before the
+// TIFF header in PNG and WebP (Pillow accepts both forms).
+func stripExifHeader(t []byte) []byte {
+	if len(t) >= 6 && string(t[:6]) == "Exif\x00\x00" {
+		return t[6:]
+	}
+	return t
+}
+
 // tiffOrientation reads tag 0x0112 from IFD0 of a TIFF-structured blob.
 func tiffOrientation(t []byte) int {
 	if len(t) < 8 {
@@ -157,26 +213,7 @@ func orient(img image.Image, o int) image.Image {
 	if o >= 5 {
 		ow, oh = h, w
 	}
-	// srcOf maps a destination pixel to its source pixel (relative coords).
-	srcOf := func(x, y int) (int, int) {
-		switch o {
-		case 2: // mirror horizontal
-			return w - 1 - x, y
-		case 3: // rotate 180
-			return w - 1 - x, h - 1 - y
-		case 4: // mirror vertical
-			return x, h - 1 - y
-		case 5: // transpose
-			return y, x
-		case 6: // rotate 90 clockwise
-			return y, h - 1 - x
-		case 7: // transverse
-			return w - 1 - y, h - 1 - x
-		case 8: // rotate 90 counter-clockwise
-			return w - 1 - y, x
-		}
-		return x, y
-	}
+	srcOf := func(x, y int) (int, int) { return orientSource(o, w, h, x, y) }
 	if g, ok := img.(*image.Gray); ok {
 		out := image.NewGray(image.Rect(0, 0, ow, oh))
 		for y := 0; y < oh; y++ {

@@ -1,6 +1,7 @@
 package imageprep
 
 import (
+	"context"
 	"errors"
 	"image"
 	"image/color"
@@ -32,6 +33,7 @@ func FuzzDecode(f *testing.F) {
 	one := image.NewNRGBA(image.Rect(0, 0, 1, 1))
 	one.Set(0, 0, color.NRGBA{1, 2, 3, 4})
 	f.Add(encodePNG(f, one))
+	f.Add(pngWithExif(f, 6, true))
 	f.Add(pngHeader(50000, 50000))
 	f.Add(jpegHeader(3, 5))
 	f.Add(gifHeader(2, 2))
@@ -42,9 +44,31 @@ func FuzzDecode(f *testing.F) {
 	spec := CLIPSpec()
 	small := Spec{Size: 16, CropSize: 12, Mean: spec.Mean, Std: spec.Std, Resize: ResizeSquash}
 	// A small pixel cap keeps each iteration cheap.
-	lim := Limits{MaxPixels: 1 << 20, MaxBytes: 1 << 20}
+	lim := Limits{MaxPixels: 1 << 18, MaxBytes: 1 << 20}
+	budget := NewBudget(64 << 20)
+	fast, err := NewDecoder(DecoderOptions{Limits: lim, Mode: ModeFast, Need: Need{Draft: 16, LongSide: 32}, Budget: budget})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The Decoder (fast mode, budgeted) must agree with Decode on
+		// whether the input is an image, and return everything it reserved.
+		dec, ferr := fast.Decode(context.Background(), data)
+		if ferr == nil {
+			if b := dec.Image.Bounds(); b.Empty() || dec.Scale < 1 {
+				t.Fatalf("fast decode: bounds %v, scale %d", b, dec.Scale)
+			}
+			dec.Release()
+		} else if !isKind(ferr) {
+			t.Fatalf("fast decode: error of no known kind: %v", ferr)
+		}
+		if n := budget.InUse(); n != 0 {
+			t.Fatalf("%d bytes of the budget still reserved", n)
+		}
 		img, _, err := Decode(data, lim)
+		if (err == nil) != (ferr == nil) {
+			t.Fatalf("Decode error %v, Decoder error %v", err, ferr)
+		}
 		if err != nil {
 			if !isKind(err) {
 				t.Fatalf("error of no known kind: %v", err)

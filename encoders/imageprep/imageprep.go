@@ -1,9 +1,15 @@
 // Package imageprep decodes untrusted image bytes and turns images into the
 // normalised CHW float32 tensors that CLIP-style image towers expect.
 //
-// Decoding ([Decode]) checks the declared size before any pixel memory is
-// allocated, supports JPEG (with EXIF orientation), PNG, GIF (first frame),
-// WebP and BMP, and reports failures as one of three typed errors.
+// Decoding ([Decoder], and [Decode] for a plain full-size decode) checks the
+// declared size before any pixel memory is allocated, supports JPEG, PNG,
+// GIF (first frame), WebP and BMP with their EXIF orientation, and reports
+// failures as one of three typed errors. A Decoder decodes once into packed
+// RGB ([RGBImage]) that the thumbnail, the model input and the PDQ hash all
+// read; in [ModeFast] it reduces a JPEG in libjpeg-turbo's IDCT (1/2, 1/4,
+// 1/8) as far as its consumers allow ([Need]), as Pillow's Image.draft does;
+// a shared [Budget] bounds the memory of concurrent decodes, and every decode
+// honours its context.
 //
 // Preprocessing ([Preprocess]) aims at parity with transformers'
 // CLIPImageProcessor (transformers 4.57, Pillow 11): the resize is a
@@ -26,13 +32,15 @@
 //     conversion to RGB clips every value above 255 to white; we keep the
 //     high byte (as Pillow itself does for 16-bit RGB/RGBA PNGs).
 //   - Orientation. CLIPImageProcessor never looks at EXIF; transformers'
-//     load_image applies PIL.ImageOps.exif_transpose. Decode honours the
-//     JPEG EXIF orientation, so parity is with load_image + processor.
-//   - JPEG decoding uses Go's image/jpeg (a different integer IDCT from
-//     libjpeg-turbo's ISLOW) but converts YCbCr to RGB with libjpeg-turbo's
-//     "fancy" (triangle) chroma upsampling and fixed-point colour tables,
-//     so decoded pixels typically differ from Pillow's by at most one or
-//     two levels.
+//     load_image applies PIL.ImageOps.exif_transpose. Decoding honours the
+//     EXIF orientation of JPEG (APP1), PNG (eXIf) and WebP (EXIF chunk), so
+//     parity is with load_image + processor. (Pillow also reads an
+//     orientation from XMP or a PNG "Raw profile type exif" text chunk when
+//     there is no EXIF one; we do not.)
+//
+// JPEGs are decoded by libjpeg-turbo (cgo), as Pillow decodes them: the
+// pixels, and so the tensors, are identical, at full size and at each draft
+// scale (TestParityCLIPImageProcessor, TestScaledDecodeMatchesLibjpegTurbo).
 package imageprep
 
 import (

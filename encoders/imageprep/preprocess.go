@@ -124,6 +124,38 @@ func normalize(rgb []byte, s Spec, dst []float32) {
 	}
 }
 
+// reduceBox shrinks src by k in both directions, each output pixel the
+// rounded mean of its k x k block (blocks at the right and bottom edges
+// average the pixels they have), as PIL's Image.reduce does.
+func reduceBox(src rowSource, k int) *RGBImage {
+	w, h := src.size()
+	ow, oh := (w+k-1)/k, (h+k-1)/k
+	out := newRGB(ow, oh, nil)
+	acc := make([]uint32, 3*ow)
+	line := make([]byte, 3*w)
+	for oy := 0; oy < oh; oy++ {
+		clear(acc)
+		y0, y1 := oy*k, min((oy+1)*k, h)
+		for y := y0; y < y1; y++ {
+			src.row(y, line)
+			for x := 0; x < w; x++ {
+				o := 3 * (x / k)
+				acc[o] += uint32(line[3*x])
+				acc[o+1] += uint32(line[3*x+1])
+				acc[o+2] += uint32(line[3*x+2])
+			}
+		}
+		row := out.Pix[oy*out.Stride : oy*out.Stride+3*ow]
+		for ox := 0; ox < ow; ox++ {
+			n := uint32((min((ox+1)*k, w) - ox*k) * (y1 - y0))
+			for c := 0; c < 3; c++ {
+				row[3*ox+c] = byte((acc[3*ox+c] + n/2) / n)
+			}
+		}
+	}
+	return out
+}
+
 // Thumbnail returns a baseline JPEG of img scaled (never enlarged) so that
 // its longer side is at most maxSide, for result pages. Alpha is composited
 // over white. quality is the JPEG quality, 1..100; 0 means 80.
@@ -149,6 +181,13 @@ func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
 		} else {
 			tw, th = max(1, int((int64(w)*int64(maxSide)+int64(h)/2)/int64(h))), maxSide
 		}
+	}
+	// As PIL's Image.thumbnail does with a reducing_gap: first an integer
+	// box reduction (here all the way to between 1 and 2 times the target),
+	// then the bicubic resample; the reduction costs a fraction of the
+	// bicubic's work at the full ratio.
+	if k := min(w/tw, h/th); k >= 2 {
+		src = rgbSource{reduceBox(src, k)}
 	}
 	rgb := resampleWindow(src, tw, th, 0, 0, tw, th)
 	out := image.NewRGBA(image.Rect(0, 0, tw, th))

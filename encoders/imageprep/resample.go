@@ -131,28 +131,43 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 
 	// Horizontal pass into tmp: nrows x cw, packed RGB.
 	tmp := make([]byte, nrows*cw*3)
-	line := make([]byte, w*3)
+	ref, inPlace := src.(rowRefer)
+	var line []byte
+	if !inPlace {
+		line = make([]byte, w*3)
+	}
 	if needH {
 		kh := newKernel(w, outW, x0, x0+cw)
 		for r := 0; r < nrows; r++ {
-			src.row(ry0+r, line)
+			if inPlace {
+				line = ref.rowRef(ry0 + r)
+			} else {
+				src.row(ry0+r, line)
+			}
 			out := tmp[r*cw*3 : (r+1)*cw*3]
 			for i := 0; i < cw; i++ {
 				ws := kh.weight[i*kh.ksize : i*kh.ksize+kh.count[i]]
 				in := line[kh.first[i]*3 : (kh.first[i]+len(ws))*3]
 				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-				for t, k := range ws {
-					p := in[3*t : 3*t+3 : 3*t+3]
-					s0 += int32(p[0]) * k
-					s1 += int32(p[1]) * k
-					s2 += int32(p[2]) * k
+				for _, k := range ws {
+					if len(in) < 3 {
+						break // cannot happen: in holds 3 bytes per weight
+					}
+					s0 += int32(in[0]) * k
+					s1 += int32(in[1]) * k
+					s2 += int32(in[2]) * k
+					in = in[3:]
 				}
 				out[3*i], out[3*i+1], out[3*i+2] = clip8(s0), clip8(s1), clip8(s2)
 			}
 		}
 	} else {
 		for r := 0; r < nrows; r++ {
-			src.row(ry0+r, line)
+			if inPlace {
+				line = ref.rowRef(ry0 + r)
+			} else {
+				src.row(ry0+r, line)
+			}
 			copy(tmp[r*cw*3:(r+1)*cw*3], line[x0*3:(x0+cw)*3])
 		}
 	}
@@ -172,6 +187,7 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 		}
 		for t, k := range ws {
 			in := tmp[(base+t)*stride : (base+t+1)*stride]
+			acc := acc[:len(in)]
 			for i, v := range in {
 				acc[i] += int32(v) * k
 			}

@@ -18,6 +18,8 @@ type rowSource interface {
 func newRowSource(img image.Image) rowSource {
 	b := img.Bounds()
 	switch m := img.(type) {
+	case *RGBImage:
+		return rgbSource{m}
 	case *image.RGBA:
 		return &rgbaSource{m, b}
 	case *image.NRGBA:

@@ -23,6 +23,14 @@ func luma8(r, g, b uint8) float32 {
 	return float32(lumaTable[0][r] + lumaTable[1][g] + lumaTable[2][b])
 }
 
+// RGBRower is an image that can hand out its rows as packed 8-bit RGB
+// (3 bytes per pixel, row y counted from the top of its bounds) without
+// converting, such as encoders/imageprep's RGBImage. Hashers read such
+// images through RowRGB.
+type RGBRower interface {
+	RowRGB(y int) []byte
+}
+
 // rowFiller returns a function that writes the luminance of row y (counted
 // from the top of img's bounds) into dst. The reference reads 8-bit RGB,
 // ignoring alpha (as PIL's convert("RGB") does), or uses a grey value
@@ -31,6 +39,14 @@ func luma8(r, g, b uint8) float32 {
 func rowFiller(img image.Image) func(y int, dst []float32) {
 	b := img.Bounds()
 	switch m := img.(type) {
+	case RGBRower:
+		return func(y int, dst []float32) {
+			row := m.RowRGB(y)
+			for x := range dst {
+				px := row[3*x : 3*x+3 : 3*x+3]
+				dst[x] = luma8(px[0], px[1], px[2])
+			}
+		}
 	case *image.YCbCr:
 		return func(y int, dst []float32) { lumaRowYCbCr(m, b, y, dst) }
 	case *image.RGBA:

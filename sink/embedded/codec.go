@@ -15,9 +15,22 @@ import (
 // metadata readable and evolvable; the raw vector keeps loading 1M records fast.
 const recordFormat = 1
 
-func encodeRecord(r *domain.Record) ([]byte, error) {
-	meta := *r
+// storedRecord is the JSON part of a stored record.
+type storedRecord struct {
+	domain.Record
+	// PostThumb: the record's thumbnail is its post's, stored once in the
+	// thumbs bucket (Thumbnail is then empty here).
+	PostThumb bool `json:"post_thumb,omitempty"`
+}
+
+func encodeRecord(r *domain.Record) ([]byte, error) { return encodeStored(r, false) }
+
+func encodeStored(r *domain.Record, postThumb bool) ([]byte, error) {
+	meta := storedRecord{Record: *r, PostThumb: postThumb}
 	meta.Vector = nil
+	if postThumb {
+		meta.Thumbnail = nil
+	}
 	js, err := json.Marshal(&meta)
 	if err != nil {
 		return nil, err
@@ -32,28 +45,37 @@ func encodeRecord(r *domain.Record) ([]byte, error) {
 	return out, nil
 }
 
+var errBadRecord = errors.New("stored record: unknown format or bad length")
+
 func decodeRecord(b []byte) (*domain.Record, error) {
+	r, _, err := decodeStored(b)
+	return r, err
+}
+
+// decodeStored decodes a stored record and its PostThumb flag.
+func decodeStored(b []byte) (*domain.Record, bool, error) {
 	if len(b) < 2 || b[0] != recordFormat {
-		return nil, errors.New("stored record: unknown format")
+		return nil, false, errors.New("stored record: unknown format")
 	}
 	n, k := binary.Uvarint(b[1:])
 	if k <= 0 || uint64(len(b)-1-k) < n {
-		return nil, errors.New("stored record: bad length")
+		return nil, false, errors.New("stored record: bad length")
 	}
 	js := b[1+k : 1+k+int(n)]
 	rest := b[1+k+int(n):]
 	if len(rest)%4 != 0 {
-		return nil, fmt.Errorf("stored record: vector has %d bytes, not a multiple of 4", len(rest))
+		return nil, false, fmt.Errorf("stored record: vector has %d bytes, not a multiple of 4", len(rest))
 	}
-	var r domain.Record
-	if err := json.Unmarshal(js, &r); err != nil {
-		return nil, fmt.Errorf("stored record: %w", err)
+	var sr storedRecord
+	if err := json.Unmarshal(js, &sr); err != nil {
+		return nil, false, fmt.Errorf("stored record: %w", err)
 	}
+	r := sr.Record
 	r.Vector = make([]float32, len(rest)/4)
 	for i := range r.Vector {
 		r.Vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))
 	}
-	return &r, nil
+	return &r, sr.PostThumb, nil
 }
 
 // postEntry is what the store remembers of a post: its newest applied version and

@@ -549,7 +549,8 @@ func pkSegment(pks []string) *segment {
 	s := &segment{mod: domain.ModalityImage}
 	for _, pk := range pks {
 		pos := s.grow(testDim, 0)
-		s.set(pos, &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(pos))}, testDim, 0, 0)
+		r := &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(pos))}
+		s.set(pos, r, &domain.Record{PK: pk, Modality: domain.ModalityImage}, testDim, 0, 0)
 	}
 	return s
 }
@@ -814,7 +815,8 @@ func TestPKKeysOrder(t *testing.T) {
 		}
 		seen[pk] = true
 		pos := s.grow(testDim, 0)
-		s.set(pos, &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(i))}, testDim, 0, 0)
+		s.set(pos, &domain.Record{PK: pk, Modality: domain.ModalityImage, Vector: unit(uint64(i))},
+			&domain.Record{PK: pk, Modality: domain.ModalityImage}, testDim, 0, 0)
 		if i%40 == 0 {
 			check()
 		}

@@ -11,6 +11,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -90,6 +92,7 @@ type Index struct {
 	codeID          string
 	segs            [3]*segment // image, text, fused
 	slotOf          map[string]loc
+	strs            map[string]string // interned authors, labels, model versions (mu)
 }
 
 // loc is where a record lives: its segment and position.
@@ -119,7 +122,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)
 	}
-	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}}
+	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}}
 	for i, m := range domain.Modalities {
 		ix.segs[i] = &segment{mod: m}
 	}
@@ -142,7 +145,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 
 func (ix *Index) init(opt Options) error {
 	return ix.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketPosts, bucketDeny, bucketMeta} {
+		for _, b := range [][]byte{bucketRecords, bucketPosts, bucketDeny, bucketMeta, bucketThumbs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -238,6 +241,11 @@ func (ix *Index) load(ctx context.Context) error {
 	if err := ix.persistRecoded(ctx, recoded); err != nil {
 		return fmt.Errorf("embedded index: re-code: %w", err)
 	}
+	// Loading read every record: drop those file pages from the resident set
+	// and hand the loading's garbage back to the system, so that RSS is what
+	// the index holds (vectors, codes, hashes, ranking metadata).
+	ix.releaseMapped()
+	debug.FreeOSMemory()
 	ix.log.Info("embedded index loaded", "records", len(ix.slotOf), "code_bits", ix.codeBits, "recoded", len(recoded),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -265,8 +273,19 @@ func (ix *Index) persistRecoded(ctx context.Context, pks []string) error {
 				if !ok {
 					continue
 				}
-				r := ix.segs[l.seg].record(int(l.pos), ix.dim, ix.words, ix.codeBits/8)
-				enc, err := encodeRecord(&r)
+				// The stored record with the new code (memory does not hold
+				// what only a reply shows).
+				old := b.Get([]byte(pk))
+				if old == nil {
+					continue
+				}
+				r, postThumb, err := decodeStored(old)
+				if err != nil {
+					return err
+				}
+				mem := ix.segs[l.seg].record(int(l.pos), ix.dim, ix.words, ix.codeBits/8)
+				r.Code = mem.Code
+				enc, err := encodeStored(r, postThumb)
 				if err != nil {
 					return err
 				}
@@ -302,7 +321,7 @@ func (ix *Index) putMem(r *domain.Record) {
 		l = loc{seg: uint8(si), pos: int32(seg.grow(ix.dim, ix.words))}
 		ix.slotOf[r.PK] = l
 	}
-	seg.set(int(l.pos), r, ix.dim, ix.words, ix.codeBits/8)
+	seg.set(int(l.pos), r, ix.slim(r), ix.dim, ix.words, ix.codeBits/8)
 }
 
 func (ix *Index) delMem(pk string) {
@@ -351,7 +370,7 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	ops := make([]memOp, len(changes))
 	var adopt codeMeta
 	err = ix.db.Update(func(tx *bolt.Tx) error {
-		recs, posts, deny := tx.Bucket(bucketRecords), tx.Bucket(bucketPosts), tx.Bucket(bucketDeny)
+		recs, posts, deny, thumbs := tx.Bucket(bucketRecords), tx.Bucket(bucketPosts), tx.Bucket(bucketDeny), tx.Bucket(bucketThumbs)
 		var err error
 		if adopt, err = ix.checkCodeLengths(tx, changes); err != nil {
 			return err
@@ -374,6 +393,9 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 				if err := posts.Delete(id); err != nil {
 					return err
 				}
+				if err := thumbs.Delete(id); err != nil {
+					return err
+				}
 				if ch.Deny {
 					ts, _ := time.Now().UTC().MarshalText()
 					if err := deny.Put(id, ts); err != nil {
@@ -393,9 +415,25 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			}
 			next := postEntry{Seq: ch.Seq}
 			keep := map[string]bool{}
+			// One thumbnail per post, whatever its records carry.
+			var thumb []byte
+			for j := range ch.Records {
+				if t := ch.Records[j].Thumbnail; len(t) > 0 && thumb == nil {
+					thumb = t
+				}
+			}
+			if thumb != nil {
+				if err := thumbs.Put(id, thumb); err != nil {
+					return err
+				}
+			} else if err := thumbs.Delete(id); err != nil {
+				return err
+			}
 			for j := range ch.Records {
 				r := &ch.Records[j]
-				b, err := encodeRecord(r)
+				// The post's thumbnail is stored once; a record whose
+				// own differs (none do in the pipeline) keeps it inline.
+				b, err := encodeStored(r, len(r.Thumbnail) > 0 && bytes.Equal(r.Thumbnail, thumb))
 				if err != nil {
 					return err
 				}
@@ -509,7 +547,6 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 		return nil, err
 	}
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
 	out := make([]domain.Record, 0, len(pks))
 	for _, pk := range pks {
 		l, ok := ix.slotOf[pk]
@@ -518,7 +555,14 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 		}
 		out = append(out, ix.segs[l.seg].record(int(l.pos), ix.dim, ix.words, ix.codeBits/8))
 	}
-	return out, nil
+	ix.mu.RUnlock()
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		for i := range out {
+			full(tx, &out[i])
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Count returns the number of records per modality.

@@ -19,6 +19,17 @@ const MaxNearDupHashes = 64
 // that hash, Score 1 - distance/256. Only records with a PDQ hash take
 // part (image records); q.MinQuality skips those of lower quality.
 func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	hits, err := ix.nearDup(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if err := ix.display(nil, hits); err != nil {
+		return nil, err
+	}
+	return hits, nil
+}
+
+func (ix *Index) nearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
 	if q.MaxDistance < 0 || q.MaxDistance > domain.MaxPDQDistance {
 		return nil, fmt.Errorf("%w: distance bound %d is outside 0..%d", domain.ErrInvalidQuery, q.MaxDistance, domain.MaxPDQDistance)
 	}

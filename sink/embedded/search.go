@@ -26,6 +26,17 @@ import (
 // q.Code is empty, the coder's code of q.Vector taken as a vector of the
 // modality searched. Filters apply to every plan.
 func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
+	hits, err := ix.search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if err := ix.display(hits, nil); err != nil {
+		return nil, err
+	}
+	return hits, nil
+}
+
+func (ix *Index) search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
 	if len(q.Vector) != ix.dim {
 		return nil, fmt.Errorf("%w: query vector has dimension %d, the index holds %d", domain.ErrInvalidQuery, len(q.Vector), ix.dim)
 	}

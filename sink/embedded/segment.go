@@ -12,7 +12,7 @@ import (
 // the last record into the hole.
 type segment struct {
 	mod  domain.Modality
-	recs []*domain.Record // metadata (Vector, Code and PDQ nil)
+	recs []*domain.Record // what ranking and filtering read (Index.slim)
 	vecs []float32        // dim per record
 	// codes holds words uint64s per record: the binary code, big-endian
 	// words of its bytes (MSB first), zero-padded. codeOK is false for a
@@ -84,8 +84,8 @@ func (s *segment) ensurePDQ() {
 	}
 }
 
-// set writes r at pos.
-func (s *segment) set(pos int, r *domain.Record, dim, words, codeBytes int) {
+// set writes r at pos, its metadata as meta (Index.slim).
+func (s *segment) set(pos int, r, meta *domain.Record, dim, words, codeBytes int) {
 	copy(s.vecs[pos*dim:(pos+1)*dim], r.Vector)
 	if words > 0 {
 		ok := len(r.Code) == codeBytes
@@ -100,9 +100,7 @@ func (s *segment) set(pos int, r *domain.Record, dim, words, codeBytes int) {
 		clear(s.pdq[4*pos : 4*pos+4])
 		s.pdqQ[pos] = -1
 	}
-	meta := *r
-	meta.Vector, meta.Code, meta.PDQ = nil, nil, nil
-	s.recs[pos] = &meta
+	s.recs[pos] = meta
 	s.setKey(pos)
 }
 
@@ -192,7 +190,8 @@ func (s *segment) remove(pos, dim, words int) string {
 	return moved
 }
 
-// record rebuilds the full record at pos.
+// record rebuilds the record at pos from memory (without what only a reply
+// shows: see full).
 func (s *segment) record(pos, dim, words, codeBytes int) domain.Record {
 	r := *s.recs[pos]
 	r.Vector = append([]float32(nil), s.vecs[pos*dim:(pos+1)*dim]...)

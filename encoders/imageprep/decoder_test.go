@@ -1,0 +1,317 @@
+package imageprep
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/jpeg"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// bigJPEG encodes a w x h greyscale gradient (cheap to encode, big to decode).
+func bigJPEG(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		row := img.Pix[y*img.Stride : y*img.Stride+w]
+		for x := range row {
+			row[x] = uint8((x ^ y) + x/7)
+		}
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 80}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestNeedScale(t *testing.T) {
+	tests := []struct {
+		need Need
+		w, h int
+		want int
+	}{
+		{Need{Draft: 224}, 3000, 2000, 8},              // Pillow: min(13, 8) = 8
+		{Need{Draft: 224}, 1600, 1004, 4},              // min(7, 4) = 4
+		{Need{Draft: 224}, 500, 375, 1},                // min(2, 1) = 1
+		{Need{Draft: 224}, 500, 448, 2},                // min(2, 2) = 2
+		{Need{Draft: 64}, 500, 375, 4},                 // min(7, 5) = 4
+		{Need{Draft: 64, LongSide: 128}, 500, 375, 2},  // 125 < 128 at 1/4
+		{Need{Draft: 64, ShortSide: 100}, 500, 375, 2}, // 94 < 100 at 1/4
+		{Need{Draft: 224, LongSide: 128, ShortSide: 160}, 3000, 2000, 8},
+		{Need{Draft: 224, LongSide: 128, ShortSide: 256}, 3000, 2000, 4},
+		{Need{}, 3000, 2000, 8}, // nothing needed: the smallest
+		{Need{Draft: 10000}, 3000, 2000, 1},
+	}
+	for _, tt := range tests {
+		if got := tt.need.Scale(tt.w, tt.h); got != tt.want {
+			t.Errorf("%+v.Scale(%d, %d) = %d, want %d", tt.need, tt.w, tt.h, got, tt.want)
+		}
+	}
+}
+
+// The pixel cap holds in the fast path: a JPEG declaring more pixels than
+// the cap is refused in either mode; one under it is decoded at the reduced
+// scale without ever holding the full-size image (the budget's high-water
+// mark and Go's allocations stay far below full size; libjpeg's own memory
+// is bounded by the same estimate through max_memory_to_use).
+func TestFastDecodeNeverFullSize(t *testing.T) {
+	const w, h = 4000, 3000
+	data := bigJPEG(t, w, h)
+	ctx := context.Background()
+	for _, mode := range []Mode{ModeFast, ModeExact} {
+		d, err := NewDecoder(DecoderOptions{Mode: mode, Limits: Limits{MaxPixels: w*h - 1}, Need: Need{Draft: 224}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Decode(ctx, data); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s: %dx%d over a %d pixel cap: %v, want ErrTooLarge", mode, w, h, w*h-1, err)
+		}
+	}
+	full := int64(3 * w * h)
+	budget := NewBudget(full / 8)
+	fast, err := NewDecoder(DecoderOptions{Mode: ModeFast, Need: Need{Draft: 224, LongSide: 128}, Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	dec, err := fast.Decode(ctx, data)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Scale != 8 || dec.Image.Bounds() != image.Rect(0, 0, w/8, h/8) || dec.Width != w || dec.Height != h {
+		t.Fatalf("fast decode: 1/%d, %v of %dx%d; want 1/8, %dx%d of %dx%d", dec.Scale, dec.Image.Bounds(), dec.Width, dec.Height, w/8, h/8, w, h)
+	}
+	if alloc := int64(after.TotalAlloc - before.TotalAlloc); alloc > full/16 {
+		t.Errorf("fast decode allocated %d bytes in Go; full size is %d", alloc, full)
+	}
+	if hw := budget.HighWater(); hw > full/16 || hw < int64(len(dec.Image.Pix)) {
+		t.Errorf("budget high-water mark %d; want between the decoded %d and %d", hw, len(dec.Image.Pix), full/16)
+	}
+	dec.Release()
+	if budget.InUse() != 0 {
+		t.Errorf("%d bytes still reserved after Release", budget.InUse())
+	}
+	// Exact mode needs the full size: more than this budget holds.
+	exact, err := NewDecoder(DecoderOptions{Mode: ModeExact, Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exact.Decode(ctx, data); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("exact decode over the budget: %v, want ErrTooLarge", err)
+	}
+}
+
+// The decoder takes a context: an ended one stops it before any work, and
+// a deadline stops a large decode part way through.
+func TestDecodeHonoursContext(t *testing.T) {
+	data := bigJPEG(t, 4000, 3000)
+	d, err := NewDecoder(DecoderOptions{Mode: ModeExact})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Decode(ctx, data); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v, want context.Canceled", err)
+	}
+	start := time.Now()
+	full, err := d.Decode(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	full.Release()
+	ctx, cancel = context.WithTimeout(context.Background(), took/10)
+	defer cancel()
+	start = time.Now()
+	_, err = d.Decode(ctx, data)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline of %v on a %v decode: %v, want DeadlineExceeded", took/10, took, err)
+	}
+	t.Logf("full decode %v; with a deadline of %v it stopped after %v", took, took/10, time.Since(start))
+
+	// Progressive: libjpeg reads every scan in jpeg_start_decompress; the
+	// progress monitor stops it there too.
+	prog, err := os.ReadFile(filepath.Join(repoRoot, "testdata/pdq/images/dih/bridge-2-rotate-90.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jd, err := openJPEG(context.Background(), prog, maxJPEGScans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jd.close()
+	if !jd.hdr.progressive {
+		t.Fatal("test file is not progressive")
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	jd2, err := openJPEG(cctx, prog, maxJPEGScans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jd2.close()
+	ccancel() // sets libjpeg's flag: the first progress callback stops it
+	if _, err := jd2.decode(context.Background(), 1, 0, nil); !errors.Is(jpegError(cctx, "x", err), context.Canceled) {
+		t.Errorf("progressive decode after cancel: %v, want context.Canceled", err)
+	}
+}
+
+// libjpeg's own allocations are bounded: a progressive file whose
+// coefficient buffer does not fit is refused, and the estimate the Decoder
+// passes is enough for every real file in the goldens.
+func TestJPEGWorkingMemoryBound(t *testing.T) {
+	prog, err := os.ReadFile(filepath.Join(repoRoot, "testdata/pdq/images/dih/bridge-3-rotate-180.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jd, err := openJPEG(context.Background(), prog, maxJPEGScans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jd.close()
+	if !jd.hdr.multiscan {
+		t.Fatal("test file is not multi-scan")
+	}
+	_, err = jd.decode(context.Background(), 8, jd.hdr.blocks*128/4, nil)
+	if !errors.Is(jpegError(context.Background(), "x", err), ErrTooLarge) {
+		t.Errorf("decode with a quarter of the coefficient buffer: %v, want ErrTooLarge", err)
+	}
+
+	budget := NewBudget(1 << 30)
+	m := loadManifest(t)
+	for _, e := range m.Entries {
+		data, err := os.ReadFile(filepath.Join(repoRoot, e.Source))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []Mode{ModeExact, ModeFast} {
+			d, _ := NewDecoder(DecoderOptions{Mode: mode, Need: Need{Draft: 64}, Budget: budget})
+			dec, err := d.Decode(context.Background(), data)
+			if err != nil {
+				t.Errorf("%s (%s) with a budget: %v", e.Name, mode, err)
+				continue
+			}
+			dec.Release()
+		}
+	}
+}
+
+// Concurrent decodes share the budget: they wait for each other, the
+// reserved total never exceeds the limit, and everything is returned.
+func TestBudgetBoundsConcurrentDecodes(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "testdata/pdq/images/bridge-mods/aaa-orig.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := int64(3*1600*1004) + (2 << 20)
+	budget := NewBudget(one * 5 / 2) // two at a time
+	d, err := NewDecoder(DecoderOptions{Mode: ModeExact, Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dec, err := d.Decode(context.Background(), data)
+			if err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // hold it while others wait
+			dec.Release()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if hw := budget.HighWater(); hw > budget.Limit() || hw < one {
+		t.Errorf("high-water mark %d, limit %d, one decode about %d", hw, budget.Limit(), one)
+	}
+	if budget.InUse() != 0 {
+		t.Errorf("%d bytes still reserved", budget.InUse())
+	}
+	// Waiting for the budget honours the context.
+	hold, err := budget.reserve(context.Background(), budget.Limit(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := d.Decode(ctx, data); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("decode while the budget is held: %v, want DeadlineExceeded", err)
+	}
+	hold.release()
+}
+
+// png16 encodes a w x h 16-bit RGB gradient (what a pixel bomb under the cap
+// looks like: small to send, 8 bytes a pixel to decode).
+func png16(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA64(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			o := img.PixOffset(x, y)
+			v := uint16(x * 65535 / w)
+			img.Pix[o], img.Pix[o+1] = byte(v>>8), byte(v)
+			img.Pix[o+2], img.Pix[o+3] = byte(y), byte(x)
+			img.Pix[o+6], img.Pix[o+7] = 0xff, 0xff
+		}
+	}
+	return encodePNG(t, img)
+}
+
+// A Go codec takes no context: the Decoder stops waiting for it at the
+// deadline, and the abandoned decode keeps its share of the budget until it
+// ends, so the budget's high-water mark never exceeds its limit.
+func TestDecodeDeadlineWithGoCodec(t *testing.T) {
+	data := png16(t, 2000, 1500)
+	budget := NewBudget(64 << 20)
+	d, err := NewDecoder(DecoderOptions{Mode: ModeExact, Budget: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	full, err := d.Decode(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	full.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), took/10)
+	defer cancel()
+	start = time.Now()
+	if _, err := d.Decode(ctx, data); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline %v on a %v decode: %v", took/10, took, err)
+	}
+	if late := time.Since(start) - took/10; late > took/2 {
+		t.Errorf("returned %v after the deadline (a full decode takes %v)", late, took)
+	}
+	if budget.InUse() == 0 {
+		t.Log("the abandoned decode had already finished")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for budget.InUse() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("%d bytes still reserved after the abandoned decode ended", n)
+	}
+	if hw := budget.HighWater(); hw > budget.Limit() {
+		t.Errorf("high-water mark %d over the limit %d", hw, budget.Limit())
+	}
+}

@@ -1,0 +1,149 @@
+package workers_test
+
+// BenchmarkIngestRound is one round of the image/text ingest comparison
+// with the Python pipeline that xmodal replaces (tools/bench_ingest_peer.py
+// runs it and the peer in alternating rounds and records the ratios). It
+// runs the pipeline as `xmodal run` wires it: the process's image decoder
+// (image.decode_mode), thumbnails, PDQ, the model, binary codes, and the
+// embedded index (bbolt, fsync per write) in a temporary folder.
+//
+// Environment:
+//   XMODAL_BENCH_MODEL   model directory (default: the demo model)
+//   XMODAL_BENCH_INPUT   a folder of JPEGs (image posts, inline) or a text
+//                        file with one post text per line (text posts)
+//   XMODAL_BENCH_MODE    fast (default) or exact
+//   XMODAL_BENCH_REPEAT  posts = files x repeat (default 1)
+//   XMODAL_BENCH_HASH_SIDE image.pdq_min_side (default imageprep.DefaultHashSide)
+// It prints one line: "RESULT posts=N seconds=S posts_per_s=R".
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/workers"
+)
+
+func BenchmarkIngestRound(b *testing.B) {
+	in := os.Getenv("XMODAL_BENCH_INPUT")
+	if in == "" {
+		b.Skip("XMODAL_BENCH_INPUT is not set (tools/bench_ingest_peer.py sets it)")
+	}
+	dir := os.Getenv("XMODAL_BENCH_MODEL")
+	if dir == "" {
+		dir = filepath.Join("..", "testdata", "models", "demo")
+	}
+	repeat, _ := strconv.Atoi(os.Getenv("XMODAL_BENCH_REPEAT"))
+	repeat = max(repeat, 1)
+	hashSide := imageprep.DefaultHashSide
+	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_HASH_SIDE")); err == nil && v >= 0 {
+		hashSide = v
+	}
+	mode, err := imageprep.ParseMode(os.Getenv("XMODAL_BENCH_MODE"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := loadBenchModel(b, dir, encoders.Options{})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	coder, _, err := hash.ForModel(m.Dir(), m.Manifest().Hash, m.Version(), m.Dim())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := embedded.Options{Path: filepath.Join(b.TempDir(), "index.db"), Dim: m.Dim(), ModelVersion: m.Version(), Logger: quiet}
+	if coder != nil {
+		opt.Coder = coder
+	}
+	ix, err := embedded.Open(context.Background(), opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ix.Close() })
+
+	var gen func(id string, i int) []byte
+	var n int
+	if st, err := os.Stat(in); err == nil && st.IsDir() {
+		files, _ := filepath.Glob(filepath.Join(in, "*.jpg"))
+		sort.Strings(files)
+		if len(files) == 0 {
+			b.Fatalf("no JPEGs in %s", in)
+		}
+		imgs := make([][]byte, len(files))
+		for i, f := range files {
+			if imgs[i], err = os.ReadFile(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n = len(imgs) * repeat
+		gen = func(id string, i int) []byte { return benchPost(id, "", imgs[i%len(imgs)], "") }
+	} else {
+		f, err := os.Open(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var texts []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if t := sc.Text(); t != "" {
+				texts = append(texts, t)
+			}
+		}
+		f.Close()
+		n = len(texts) * repeat
+		gen = func(id string, i int) []byte { return benchPost(id, texts[i%len(texts)], nil, "") }
+	}
+
+	dec, err := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: mode,
+		Need:   imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: hashSide},
+		Budget: imageprep.NewBudget(1 << 30)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hashers := sync.Pool{New: func() any { return &pdq.Hasher{MaxSide: -1} }}
+	deps := workers.Deps{Sink: ix, Logger: quiet,
+		Decode: func(ctx context.Context, data []byte) (workers.Decoded, error) {
+			d, err := dec.Decode(ctx, data)
+			if err != nil {
+				return workers.Decoded{}, err
+			}
+			out := workers.Decoded{Image: d.Image, Mode: string(d.Mode), Release: d.Release}
+			if d.HashImage != nil {
+				out.HashInput = d.HashImage
+			}
+			return out, nil
+		},
+		Thumbnail: func(img image.Image) []byte {
+			t, err := imageprep.Thumbnail(img, 128, 75)
+			if err != nil {
+				return nil
+			}
+			return t
+		},
+		Hasher: workers.Hasher{PDQ: func(img image.Image) ([]byte, int) {
+			hs := hashers.Get().(*pdq.Hasher)
+			defer hashers.Put(hs)
+			h, q := hs.Hash(img)
+			return h[:], q
+		}},
+	}
+	cfg := workers.Config{} // xmodal run's defaults
+	// Warm-up: a few posts through the model and the index.
+	runPipeline(b, cfg, newMemSource(min(n, 64), func(i int) []byte { return gen(fmt.Sprint("p", i), i) }), m, deps)
+	for range b.N {
+		el, _ := runPipeline(b, cfg, newMemSource(n, func(i int) []byte { return gen(fmt.Sprint("p", i), i) }), m, deps)
+		fmt.Printf("RESULT posts=%d seconds=%.4f posts_per_s=%.2f\n", n, el.Seconds(), float64(n)/el.Seconds())
+	}
+}
