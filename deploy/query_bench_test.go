@@ -104,7 +104,9 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 	}
 	defer rc.Close()
 	svc, err := query.New(query.Config{Timeout: 30 * time.Second, Concurrency: 64},
-		query.Deps{Index: ix, Encoder: model, Decode: func(context.Context, []byte) (query.DecodedImage, error) { return query.DecodedImage{}, fmt.Errorf("no images here") }, Deny: deny, Cache: rc})
+		query.Deps{Index: ix, Encoder: model, Decode: func(context.Context, []byte) (query.DecodedImage, error) {
+			return query.DecodedImage{}, fmt.Errorf("no images here")
+		}, Deny: deny, Cache: rc})
 	if err != nil {
 		b.Fatal(err)
 	}
