@@ -374,21 +374,38 @@ func sortedSet(xs []string) []string {
 	return slices.Compact(out)
 }
 
-// cachedSearch answers r from the cache when it can, else through compute,
-// coalescing identical requests in flight and storing the reply. The caller
-// synced the deny-list (fresh): a reply computed before a takedown is never
-// stored after it, and a cached reply holding a denied post is recomputed.
-// A cache hit is answered with the stored bytes (json.RawMessage), not
-// decoded and encoded again.
+// cachedSearch syncs the deny-list, then answers r from the cache when it
+// can, else through compute, coalescing identical requests in flight and
+// storing the reply. A reply computed before a takedown is never stored after
+// it, and a cached reply holding a denied post is recomputed. A cache hit is
+// answered with the stored bytes (json.RawMessage), not decoded and encoded
+// again.
+//
+// The cache is read while the deny-list syncs, at the generation from before
+// the sync: when the sync moves it (a takedown came in), what was read is
+// dropped and the request is a miss at the new generation. Most requests
+// thus wait for one round trip, not two.
 func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time.Time,
 	compute func(context.Context) (*SearchResponse, error)) (any, error) {
 	c := s.d.Cache
 	if c == nil {
+		if err := s.syncDeny(ctx); err != nil {
+			return nil, err
+		}
 		return compute(ctx)
 	}
 	key := s.CacheKey(r)
+	before := s.d.Deny.Generation()
+	synced := make(chan error, 1)
+	go func() { synced <- s.syncDeny(ctx) }()
+	val, ok, err := c.Get(ctx, before, key)
+	if serr := <-synced; serr != nil {
+		return nil, serr
+	}
 	gen := s.d.Deny.Generation()
-	val, ok, err := c.Get(ctx, gen, key)
+	if gen != before {
+		val, ok, err = nil, false, nil // read at a generation the sync left behind
+	}
 	if err != nil {
 		s.count(CacheBypass)
 		if !errors.Is(err, ErrCacheDown) {
