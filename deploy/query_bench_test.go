@@ -22,6 +22,7 @@ import (
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/milvus"
@@ -97,7 +98,7 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer deny.Close()
-	rs := redisserver.StartT(b, redisserver.Options{})
+	rs := testutil.StartRedis(b, redisserver.Options{})
 	rc, err := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, TTL: time.Hour, Timeout: time.Second})
 	if err != nil {
 		b.Fatal(err)
