@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Paths of the committed test models (tools/build_parity_model.py).
@@ -141,7 +143,7 @@ func meanOffDiagonal(a, b [][]float32) float64 {
 	for i := range a {
 		for j := range b {
 			if i != j {
-				sum += Cosine(a[i], b[j])
+				sum += vecmath.Cosine(a[i], b[j])
 				n++
 			}
 		}

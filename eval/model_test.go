@@ -16,6 +16,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/eval/synth"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // demoDir is the bundled demo model (tools/train_demo_model.py).
@@ -139,7 +140,7 @@ func BenchmarkExactRank5000x1000(b *testing.B) {
 			for j := range v {
 				v[j] = float32(rng.NormFloat64())
 			}
-			rows[i] = normalized(v)
+			rows[i] = vecmath.Normalized(v)
 		}
 		m, _ := NewMatrix(rows)
 		return m

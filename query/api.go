@@ -6,7 +6,6 @@ package query
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -119,5 +118,3 @@ func AsError(err error) *Error {
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
 }
-
-func sqrt(x float64) float64 { return math.Sqrt(x) }

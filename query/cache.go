@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Cache stores encoded search replies under a key at a generation. The
@@ -329,7 +330,7 @@ func (s *Service) CacheKey(r *SearchRequest) string {
 	// (formatting them as JSON text cost more than the rest of a cached search).
 	var vec []float32
 	if len(n.Vector) > 0 {
-		vec = normalize(n.Vector)
+		vec = vecmath.Normalized(n.Vector)
 		n.Vector = nil
 	}
 	if n.Plan == "" {

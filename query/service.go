@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Encoder embeds query texts and images. *encoders.Model implements it.
@@ -364,7 +365,11 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		if len(r.Vector) != s.d.Encoder.Dim() {
 			return nil, errorf(CodeBadRequest, "vector has %d dimensions, the model has %d", len(r.Vector), s.d.Encoder.Dim())
 		}
-		return normalize(r.Vector), nil
+		v := slices.Clone(r.Vector)
+		if !vecmath.Normalize(v) {
+			return nil, errorf(CodeBadRequest, "vector has no direction: it is all zeros, or its norm is not finite (NaN, Inf or overflow)")
+		}
+		return v, nil
 	case r.Text != "":
 		v, err := s.d.Encoder.EmbedTexts(ctx, []string{r.Text})
 		if err != nil {
@@ -393,22 +398,6 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		return nil, errorf(CodeInternal, "encode image: %v", err)
 	}
 	return v[0], nil
-}
-
-func normalize(v []float32) []float32 {
-	var s float32
-	for _, x := range v {
-		s += x * x
-	}
-	out := slices.Clone(v)
-	if s == 0 {
-		return out
-	}
-	inv := 1 / float32(sqrt(float64(s)))
-	for i := range out {
-		out[i] *= inv
-	}
-	return out
 }
 
 // searchTargets runs the query on one modality, or on each and merges by rank.
