@@ -23,6 +23,7 @@ import (
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -53,7 +54,10 @@ func newEnv(t testing.TB) *env {
 	}
 	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
 	if err != nil {
-		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
+		if errors.Is(err, encoders.ErrORTNotFound) {
+			testutil.Unavailable(t, "ONNX Runtime library", "%v", err)
+		}
+		t.Fatalf("load the parity model: %v", err)
 	}
 	t.Cleanup(func() { model.Close() })
 	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})

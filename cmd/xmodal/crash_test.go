@@ -59,6 +59,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 
 func startChild(t *testing.T, dataDir, listen string, env ...string) *child {
 	t.Helper()
+	requireORT(t)
 	cmd := exec.Command(os.Args[0], "run", "--model", "testdata/models/parity", "--data-dir", dataDir, "--nats-listen", listen, "--http-listen", "",
 		"--ingest-batch-size", "8", "--ingest-fetch-wait", "20ms", "--ingest-ack-wait", "2s", "--log-level", "warn")
 	cmd.Dir = repoRoot(t)

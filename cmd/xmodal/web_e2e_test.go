@@ -24,10 +24,12 @@ import (
 	"golang.org/x/image/draw"
 
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query/client"
 )
 
-// chromiumPath finds Debian's chromium; the test fails (not skips) without it.
+// chromiumPath finds Debian's chromium; without it the test ends through
+// testutil.Unavailable (a failure under CI=true).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -35,7 +37,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("chromium not found on PATH: the search page test drives headless Chromium (apt-get install -y chromium)")
+	testutil.Unavailable(t, "Chromium", "chromium not found on PATH: the search page test drives headless Chromium (scripts/deps.sh, or apt-get install -y chromium)")
 	return ""
 }
 
@@ -43,6 +45,7 @@ func chromiumPath(t *testing.T) string {
 // returns the page's base URL.
 func startWebApp(t *testing.T) (string, *app) {
 	t.Helper()
+	requireORT(t)
 	root := repoRoot(t)
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
