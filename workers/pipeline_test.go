@@ -28,6 +28,11 @@ import (
 	"github.com/xmodal/xmodal/workers"
 )
 
+// testAckWait is the ack wait of the test stream: short, so that a message the
+// pipeline lost is redelivered within a test's patience. newPipeline keeps
+// messages in flight alive at a third of it, as xmodal run does.
+const testAckWait = 2 * time.Second
+
 type env struct {
 	js    jetstream.JetStream
 	src   *ingest.JetStream
@@ -48,7 +53,7 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: 2 * time.Second})
+	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: testAckWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +188,9 @@ func newPipeline(t *testing.T, e *env, sink domain.Writer, emb workers.Embedder,
 	}
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = 20 * time.Millisecond
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = testAckWait / 3
 	}
 	p, err := workers.New(cfg, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: sink, Embedder: emb, Decode: decode})
 	if err != nil {
