@@ -33,7 +33,10 @@ type SearchRequest struct {
 	Vector   Vector `json:"vector,omitempty"`
 	// Target is the modality of the records to return: image, text, fused or any
 	// (default). any merges the per-modality lists by rank.
-	Target string        `json:"target,omitempty"`
+	Target string `json:"target,omitempty"`
+	// K is the number of hits, 1..MaxK; absent: DefaultK. An explicit 0 is
+	// refused (400), not read as "absent" (a Go client's zero K is omitted
+	// from the JSON, so it asks for the default).
 	K      int           `json:"k,omitempty"`
 	Filter domain.Filter `json:"filter,omitzero"`
 	Plan   string        `json:"plan,omitempty"`

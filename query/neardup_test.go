@@ -256,6 +256,7 @@ func TestNearDupErrors(t *testing.T) {
 		{"bound -1", `{"pdq":"` + good + `","max_distance":-1}`, 400, "max_distance -1 is outside 0..256"},
 		{"bound 257", `{"pdq":"` + good + `","max_distance":257}`, 400, "max_distance 257 is outside 0..256"},
 		{"k", `{"pdq":"` + good + `","k":5000}`, 400, "k must be between 1 and 1000, got 5000"},
+		{"zero k", `{"pdq":"` + good + `","k":0}`, 400, "k must be between 1 and 1000, got 0"},
 		{"quality", `{"pdq":"` + good + `","min_quality":101}`, 400, "min_quality 101 is outside 0..100"},
 		{"unknown field", `{"pdq":"` + good + `","bound":3}`, 400, `unknown field "bound"`},
 		{"undecodable image", `{"image":"aGVsbG8gd29ybGQ="}`, 422, "image:"},

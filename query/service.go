@@ -217,13 +217,28 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
+// orDefault is *p, or def when the request did not give the field (absent or
+// null): request fields whose zero is not a valid value decode into a pointer,
+// so that an explicit 0 is refused rather than taken for "absent".
+func orDefault(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
 // ParseSearch decodes and validates a search request (exported for the fuzz test
 // and the HTTP gateway).
 func ParseSearch(data []byte) (*SearchRequest, error) {
-	var r SearchRequest
-	if err := decodeStrict(data, &r); err != nil {
+	var w struct {
+		SearchRequest
+		K *int `json:"k"` // shadows SearchRequest.K: absent (nil) is not 0
+	}
+	if err := decodeStrict(data, &w); err != nil {
 		return nil, err
 	}
+	r := w.SearchRequest
+	r.K = orDefault(w.K, DefaultK)
 	n := 0
 	for _, set := range []bool{r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0} {
 		if set {
@@ -249,9 +264,6 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	}
 	if len(r.Image) > MaxImageBytes {
 		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
-	}
-	if r.K == 0 {
-		r.K = DefaultK
 	}
 	if r.K < 1 || r.K > MaxK {
 		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)

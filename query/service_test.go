@@ -260,6 +260,7 @@ func TestErrorCodes(t *testing.T) {
 		{"blank text", "search", `{"text":"   "}`, 400},
 		{"k too large", "search", `{"text":"x","k":1001}`, 400},
 		{"negative k", "search", `{"text":"x","k":-1}`, 400},
+		{"zero k", "search", `{"text":"x","k":0}`, 400},
 		{"huge k", "search", `{"text":"x","k":99999999999}`, 400},
 		{"bad target", "search", `{"text":"x","target":"video"}`, 400},
 		{"bad plan", "search", `{"text":"x","plan":"magic"}`, 400},
