@@ -4,9 +4,11 @@
 package query
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -65,9 +67,41 @@ type GetRequest struct {
 	PostIDs []string `json:"post_ids,omitempty"`
 }
 
-// GetResponse is the reply of xmodal.v1.get (vectors omitted).
+// GetResponse is the reply of xmodal.v1.get.
 type GetResponse struct {
-	Records []domain.Record `json:"records"`
+	Records []Record `json:"records"`
+}
+
+// Record is a record as xmodal.v1.get returns it: without its vector, and with
+// the binary code and the PDQ hash in hex, the form near-duplicate requests
+// take and their replies give (the thumbnail stays base64: it is an image,
+// sent as query images are).
+type Record struct {
+	PK           string          `json:"pk"`
+	PostID       string          `json:"post_id"`
+	Modality     domain.Modality `json:"modality"`
+	Author       string          `json:"author,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	ModelVersion string          `json:"model_version"`
+	Labels       []string        `json:"labels,omitempty"`
+	Text         string          `json:"text,omitempty"`
+	MediaURL     string          `json:"media_url,omitempty"`
+	Thumbnail    []byte          `json:"thumbnail,omitempty"`
+	// Code is the binary hash code in hex, most significant bit first.
+	Code string `json:"code,omitempty"`
+	// PDQ is the image's PDQ hash, 64 hex characters (pdq.Hash's form), and
+	// PDQQuality its quality.
+	PDQ        string `json:"pdq,omitempty"`
+	PDQQuality int    `json:"pdq_quality,omitempty"`
+}
+
+// recordReply is r as a get reply gives it.
+func recordReply(r *domain.Record) Record {
+	return Record{
+		PK: r.PK, PostID: r.PostID, Modality: r.Modality, Author: r.Author, CreatedAt: r.CreatedAt,
+		ModelVersion: r.ModelVersion, Labels: r.Labels, Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail,
+		Code: hex.EncodeToString(r.Code), PDQ: hex.EncodeToString(r.PDQ), PDQQuality: r.PDQQuality,
+	}
 }
 
 // StatsResponse is the reply of xmodal.v1.stats.

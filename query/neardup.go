@@ -103,7 +103,8 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	}
 	if r.PDQ != "" {
 		if _, err := pdq.ParseHex(r.PDQ); err != nil {
-			return nil, errorf(CodeBadRequest, "pdq: %v", err)
+			// "pdq: malformed hash ...": the package's prefix names the field too.
+			return nil, errorf(CodeBadRequest, "%v", err)
 		}
 	}
 	if r.MaxDistance == nil {

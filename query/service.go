@@ -483,10 +483,11 @@ func (s *Service) get(ctx context.Context, data []byte) (any, error) {
 	if len(recs) == 0 {
 		return nil, errorf(CodeNotFound, "no record with those ids")
 	}
+	out := &GetResponse{Records: make([]Record, len(recs))}
 	for i := range recs {
-		recs[i].Vector = nil
+		out.Records[i] = recordReply(&recs[i])
 	}
-	return &GetResponse{Records: recs}, nil
+	return out, nil
 }
 
 func (s *Service) stats(ctx context.Context, _ []byte) (any, error) {

@@ -234,6 +234,25 @@ func TestSearchPageInChromium(t *testing.T) {
 	if first := attr(`#results .hit`, "data-post-id"); first != want {
 		t.Fatalf("image search from the drop: first hit %q, want %s", first, want)
 	}
+	if !hasNearDup {
+		return
+	}
+	// A hit's near-duplicates button: the page reads the image record's PDQ
+	// hash with get (hex) and sends it to neardup as is; the hit's own
+	// picture comes back at distance 0 (a thumbnail fallback would not be 0).
+	hit := `#results .hit[data-modality="image"][data-post-id="` + want + `"]`
+	err = chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#dups").replaceChildren()`),
+		chromedp.Click(chromedp.CSS(hit+` button.dup`)))
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Poll[bool](`(() => { const h = document.querySelector("#dups .hit"); return h !== null && h.dataset.postId === "`+want+
+			`" && h.querySelector(".score").textContent === "distance 0"; })()`, chromedp.WithPollingTimeout(10*time.Second)))
+	}
+	shot("hit-dups.png")
+	if err != nil {
+		note, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#dups-note`)))
+		t.Fatalf("near-duplicates of hit %s: %v (panel %q, note %q)", want, err, attr(`#dups-section`, "data-state"), note)
+	}
 }
 
 // shrunkJPEG decodes an image and re-encodes it at 3/4 size as JPEG quality 80.
