@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -57,7 +58,8 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
+	quiet := slog.New(slog.DiscardHandler) // load-time INFO lines would break benchmark output lines
+	model, err := encoders.Load("../testdata/models/parity", encoders.Options{Logger: quiet})
 	if err != nil {
 		if errors.Is(err, encoders.ErrORTNotFound) {
 			testutil.Unavailable(t, "ONNX Runtime library", "%v", err)
@@ -65,7 +67,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatalf("load the parity model: %v", err)
 	}
 	t.Cleanup(func() { model.Close() })
-	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})
+	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
