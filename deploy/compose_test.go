@@ -104,7 +104,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("service %s: stop_grace_period %v is not above shutdown_grace %v", svc, s.StopGracePeriod, grace)
 		}
 	}
-	if env("indexer", "XMODAL_KAFKA_BROKERS") == "" || env("indexer", "XMODAL_MILVUS_ADDRESS") == "" {
+	if env("indexer", "XMODAL_KAFKA_BROKERS") == "" || env("indexer", "XMODAL_MILVUS_ADDRESS") == "" || env("indexer", "XMODAL_NATS_URL") == "" {
 		t.Error("the indexer lacks Kafka or Milvus")
 	}
 	if env("query", "XMODAL_NATS_URL") == "" || env("query", "XMODAL_MILVUS_ADDRESS") == "" || env("query", "XMODAL_REDIS_ADDR") == "" {

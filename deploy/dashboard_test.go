@@ -139,7 +139,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -150,7 +150,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // startXmodal starts `xmodal <args>` from the built layout and waits for /readyz.
-func startXmodal(t *testing.T, env []string, args ...string) *running {
+func startXmodal(t testing.TB, env []string, args ...string) *running {
 	t.Helper()
 	d := dist(t)
 	r := &running{http: freeAddr(t), out: &lockedBuffer{}, done: make(chan error, 1)}
@@ -204,7 +204,7 @@ func (r *running) post(t *testing.T, path, body string) string {
 	return string(b)
 }
 
-func (r *running) waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func (r *running) waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -428,7 +428,7 @@ func sampleIDs(t *testing.T, path string) []string {
 // startTestKafka starts a Kafka broker of its own with scripts/kafka.sh (ports
 // 19592-19594, XMODAL_TEST_DEPLOY_KAFKA_PORT moves them) and stops it after the
 // test. Without java and mvn (or a cached .cache/kafka) the test fails naming Kafka.
-func startTestKafka(t *testing.T) string {
+func startTestKafka(t testing.TB) string {
 	t.Helper()
 	root := repoRoot(t)
 	port := 19592
@@ -463,7 +463,7 @@ func startTestKafka(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
-func createTopic(t *testing.T, broker, topic string, partitions int) {
+func createTopic(t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var last error

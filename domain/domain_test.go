@@ -54,3 +54,32 @@ func TestParseModality(t *testing.T) {
 		t.Error("ParseModality(video) accepted an unknown modality")
 	}
 }
+
+func TestDecide(t *testing.T) {
+	tests := []struct {
+		name    string
+		st      PostState
+		ch      Change
+		want    Outcome
+		next    PostState
+		newDeny bool
+	}{
+		{"new post", PostState{}, Change{Seq: 5}, Applied, PostState{Exists: true, Seq: 5}, false},
+		{"newer version", PostState{Exists: true, Seq: 5}, Change{Seq: 7}, Applied, PostState{Exists: true, Seq: 7}, false},
+		{"same version re-applies", PostState{Exists: true, Seq: 7}, Change{Seq: 7}, Applied, PostState{Exists: true, Seq: 7}, false},
+		{"older version is stale", PostState{Exists: true, Seq: 7}, Change{Seq: 6}, Stale, PostState{Exists: true, Seq: 7}, false},
+		{"seq 0 always applies", PostState{Exists: true, Seq: 7}, Change{}, Applied, PostState{Exists: true}, false},
+		{"unordered index accepts any", PostState{Exists: true}, Change{Seq: 3}, Applied, PostState{Exists: true, Seq: 3}, false},
+		{"denied is never indexed", PostState{Denied: true}, Change{Seq: 9}, Denied, PostState{Denied: true}, false},
+		{"delete", PostState{Exists: true, Seq: 7}, Change{Delete: true}, Deleted, PostState{}, false},
+		{"delete and deny", PostState{Exists: true, Seq: 7}, Change{Delete: true, Deny: true}, Deleted, PostState{Denied: true}, true},
+		{"deny twice", PostState{Denied: true}, Change{Delete: true, Deny: true}, Deleted, PostState{Denied: true}, false},
+		{"delete keeps an older deny", PostState{Denied: true}, Change{Delete: true}, Deleted, PostState{Denied: true}, false},
+	}
+	for _, tc := range tests {
+		out, next, nd := Decide(tc.st, &tc.ch)
+		if out != tc.want || next != tc.next || nd != tc.newDeny {
+			t.Errorf("%s: Decide = %s, %+v, %v; want %s, %+v, %v", tc.name, out, next, nd, tc.want, tc.next, tc.newDeny)
+		}
+	}
+}

@@ -123,3 +123,52 @@ type Index interface {
 	Searcher
 	Close() error
 }
+
+// Takedown is one entry of the deny-list: a post id that no version,
+// redelivery or backfill may bring back, with who took it down and why.
+type Takedown struct {
+	PostID string    `json:"id"`
+	At     time.Time `json:"at"`
+	// Source says what took it down: "admin", "tombstone", "bank:<name>", "seed"
+	// (copied from an index's own deny rows).
+	Source string `json:"source,omitempty"`
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// DenyList is the deny-list every process of a deployment shares: a
+// replicated in-memory set (internal/denylist). Denied is a local lookup; Sync
+// brings the local copy up to every takedown recorded before the call and
+// fails (fail closed) when it cannot; Deny records takedowns and returns once
+// they are durable and visible to every process that syncs.
+type DenyList interface {
+	Denied(postID string) bool
+	Sync(ctx context.Context) error
+	Deny(ctx context.Context, t []Takedown) error
+}
+
+// PostState is what an index knows of one post when it decides a change.
+type PostState struct {
+	Exists bool   // a version of the post is indexed
+	Seq    uint64 // its version (0: unordered)
+	Denied bool   // the post id is on the deny-list
+}
+
+// Decide is the one rule every index applies to a change (see Change): deletes
+// win and may deny-list the id; a denied id is never indexed again; a change
+// older than the indexed version is stale (Seq 0 always applies; the same
+// Seq re-applies, so a redelivery is harmless). It returns the outcome and the
+// post's state after the change; newDeny says the deny-list gains the id.
+func Decide(st PostState, ch *Change) (out Outcome, next PostState, newDeny bool) {
+	switch {
+	case ch.Delete:
+		next = PostState{Denied: st.Denied || ch.Deny}
+		return Deleted, next, ch.Deny && !st.Denied
+	case st.Denied:
+		return Denied, st, false
+	case ch.Seq != 0 && st.Exists && st.Seq != 0 && ch.Seq < st.Seq:
+		return Stale, st, false
+	default:
+		return Applied, PostState{Exists: true, Seq: ch.Seq}, false
+	}
+}

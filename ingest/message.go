@@ -11,6 +11,9 @@ import (
 type Message struct {
 	// Key is the post id the source carries beside the value (Kafka key, JetStream header).
 	Key string
+	// NoKey says the source message had no key at all (a Kafka record with a
+	// null key), as opposed to an empty one: a dead letter keeps it null.
+	NoKey bool
 	// Value is the post JSON; nil with Tombstone set deletes the post.
 	Value     []byte
 	Tombstone bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
@@ -20,6 +21,8 @@ const (
 	MaxDeleteAuthors = 100
 	// MaxAuthorPosts caps how many posts one by-author delete takes down.
 	MaxAuthorPosts = 100000
+	// MaxReason caps the reason of a takedown.
+	MaxReason = 1024
 )
 
 // DeleteRequest is the body of xmodal.v1.admin.delete: take posts down by id
@@ -29,6 +32,8 @@ const (
 type DeleteRequest struct {
 	PostIDs []string `json:"post_ids,omitempty"`
 	Authors []string `json:"authors,omitempty"`
+	// Reason is recorded with the takedowns (deny-list and audit log).
+	Reason string `json:"reason,omitempty"`
 }
 
 // DeleteResponse is the reply of xmodal.v1.admin.delete.
@@ -36,7 +41,8 @@ type DeleteResponse struct {
 	// Deleted lists the post ids taken down (sorted), Count their number.
 	Deleted []string `json:"deleted"`
 	Count   int      `json:"count"`
-	// Generation is the cache generation after the delete.
+	// Generation is the deny-list's position after the takedown: every
+	// replica that answers a request synced past it no longer returns the posts.
 	Generation uint64 `json:"generation"`
 }
 
@@ -57,6 +63,9 @@ func ParseDelete(data []byte) (*DeleteRequest, error) {
 	}
 	if len(r.PostIDs) > MaxDeleteIDs {
 		return nil, errorf(CodeBadRequest, "too many post_ids (%d, at most %d)", len(r.PostIDs), MaxDeleteIDs)
+	}
+	if len(r.Reason) > MaxReason {
+		return nil, errorf(CodeBadRequest, "reason is %d bytes, at most %d", len(r.Reason), MaxReason)
 	}
 	if len(r.Authors) > MaxDeleteAuthors {
 		return nil, errorf(CodeBadRequest, "too many authors (%d, at most %d)", len(r.Authors), MaxDeleteAuthors)
@@ -127,6 +136,19 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	// 1. The takedowns go to the replicated deny-list first: once it has them,
+	// no replica serves the posts (every reply is filtered through it) and no
+	// indexer writes them again.
+	now := time.Now().UTC()
+	ts := make([]domain.Takedown, len(ids))
+	for i, id := range ids {
+		ts[i] = domain.Takedown{PostID: id, At: now, Source: "admin", Reason: r.Reason}
+	}
+	if err := s.d.Deny.Deny(ctx, ts); err != nil {
+		return nil, errorf(CodeUnavailable, "the takedown was not recorded (nothing changed; retry): %v", err)
+	}
+	// 2. Then the index drops them (and keeps its own deny rows).
+	done := 0
 	for start := 0; start < len(ids); start += 1000 {
 		chunk := ids[start:min(start+1000, len(ids))]
 		chs := make([]domain.Change, len(chunk))
@@ -134,14 +156,13 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 			chs[i] = domain.Change{PostID: id, Delete: true, Deny: true}
 		}
 		if _, err := w.Apply(ctx, chs); err != nil {
-			// What was applied stays applied; the cache must forget it too.
-			s.Invalidate(context.WithoutCancel(ctx))
-			return nil, indexErr(err)
+			return nil, errorf(CodeUnavailable, "all %d posts are taken down (no replica serves them) but %d are still in the index: "+
+				"retry the same request, which is safe: %v", len(ids), len(ids)-done, err)
 		}
+		done += len(chunk)
 	}
-	gen := s.Invalidate(ctx)
-	s.d.Logger.Info("admin delete", "posts", len(ids), "authors", r.Authors, "generation", gen)
-	return &DeleteResponse{Deleted: ids, Count: len(ids), Generation: gen}, nil
+	s.d.Logger.Info("admin delete", "posts", len(ids), "authors", r.Authors, "reason", r.Reason, "deny_seq", s.d.Deny.Seq())
+	return &DeleteResponse{Deleted: ids, Count: len(ids), Generation: s.d.Deny.Seq()}, nil
 }
 
 // startAdmin registers the admin endpoints under AdminPrefix.

@@ -61,21 +61,34 @@ type SearchResponse struct {
 	Model  string       `json:"model"`
 }
 
-// GetRequest is the body of xmodal.v1.get.
+// GetRequest is the body of xmodal.v1.get: records by primary key and/or
+// every record of some posts, a page at a time.
 type GetRequest struct {
 	PKs     []string `json:"pks,omitempty"`
 	PostIDs []string `json:"post_ids,omitempty"`
+	// Thumbnails includes the records' thumbnails (off by default: they make
+	// replies large).
+	Thumbnails bool `json:"thumbnails,omitempty"`
+	// Limit is the most records of one page (default DefaultGetLimit, at most
+	// MaxK); Cursor is the previous page's NextCursor.
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
 }
 
-// GetResponse is the reply of xmodal.v1.get.
+// DefaultGetLimit is the page size of xmodal.v1.get.
+const DefaultGetLimit = 100
+
+// GetResponse is the reply of xmodal.v1.get. NextCursor is set when more of
+// the asked-for records remain: send it back as cursor.
 type GetResponse struct {
-	Records []Record `json:"records"`
+	Records    []Record `json:"records"`
+	NextCursor string   `json:"next_cursor,omitempty"`
 }
 
 // Record is a record as xmodal.v1.get returns it: without its vector, and with
 // the binary code and the PDQ hash in hex, the form near-duplicate requests
-// take and their replies give (the thumbnail stays base64: it is an image,
-// sent as query images are).
+// take and their replies give (the thumbnail, when asked for, stays base64: it
+// is an image, sent as query images are).
 type Record struct {
 	PK           string          `json:"pk"`
 	PostID       string          `json:"post_id"`

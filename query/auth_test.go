@@ -85,7 +85,7 @@ func newSecureStack(t *testing.T, confFile string) *secureStack {
 	t.Setenv("XMODAL_NATS_CERT", ss.certs.cert)
 	t.Setenv("XMODAL_NATS_KEY", ss.certs.key)
 	t.Setenv("XMODAL_NATS_CA", ss.certs.ca)
-	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", ConfigFile: filepath.Join("..", "deploy", "nats", confFile)})
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), ConfigFile: filepath.Join("..", "deploy", "nats", confFile)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 		t.Fatalf("service connection: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decode})
+	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decode, Deny: s.deny})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 	if err := nc.Flush(); err != nil { // the server has the subscriptions
 		t.Fatal(err)
 	}
-	return &stack{svc: svc, nc: nc, cl: client.New(nc), model: s.model, ix: s.ix, texts: s.texts, imgs: s.imgs}
+	return &stack{svc: svc, nc: nc, cl: client.New(nc), model: s.model, ix: s.ix, deny: s.deny, texts: s.texts, imgs: s.imgs}
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) (*client.Client, error) {

@@ -22,33 +22,34 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/xmodal/xmodal/domain"
 )
 
 // Cache stores encoded search replies under a key at a generation. The
-// generation changes only when a delete is applied (Bump), not on upserts, so
-// the hit rate survives live ingest; a takedown makes every older entry
-// unreachable at once. Both implementations here are safe for concurrent use.
+// generation is the deny-list's position (DenyList.Generation): it moves with
+// every takedown anywhere in the deployment, not with upserts, so the hit rate
+// survives live ingest and a takedown makes every older entry unreachable at
+// once. Because the generation lives in the replicated deny-list, a cache
+// that loses its data (a Redis restart) loses entries, never takedowns. Both
+// implementations here are safe for concurrent use.
 type Cache interface {
-	// Lookup returns the current generation and the value stored under key at
-	// that generation (ok false on a miss).
-	Lookup(ctx context.Context, key string) (gen uint64, val []byte, ok bool, err error)
-	// Store saves val under key at gen, with the cache's TTL.
-	Store(ctx context.Context, gen uint64, key string, val []byte) error
-	// Bump advances the generation and returns the new one.
-	Bump(ctx context.Context) (uint64, error)
+	// Get returns the value stored under key at gen (ok false on a miss).
+	Get(ctx context.Context, gen, key string) (val []byte, ok bool, err error)
+	// Set saves val under key at gen, with the cache's TTL.
+	Set(ctx context.Context, gen, key string, val []byte) error
 	// Kind names the implementation in logs and metrics ("redis", "lru").
 	Kind() string
 }
 
-// DenyChecker tells whether a post was taken down. domain.Writer implements it.
-type DenyChecker interface {
-	IsDenied(ctx context.Context, postID string) (bool, error)
-}
-
-// batchDenyChecker checks several posts at once (the embedded index: one
-// read transaction instead of one per hit).
-type batchDenyChecker interface {
-	AnyDenied(ctx context.Context, postIDs []string) (bool, error)
+// DenyList is the replicated deny-list the service filters every reply
+// through (internal/denylist implements it).
+type DenyList interface {
+	domain.DenyList
+	// Generation names the list's position; it changes with every takedown.
+	Generation() string
+	// Seq is the position as a number (the stream sequence).
+	Seq() uint64
 }
 
 // ---- Redis ----
@@ -74,23 +75,13 @@ type RedisOptions struct {
 	RetryAfter time.Duration
 }
 
-// RedisCache is the Redis implementation of Cache. The generation lives in
-// Redis (PREFIX+"gen") so that every query process sharing the Redis sees the
-// same one; entries are PREFIX+"q:"+gen+":"+hash.
+// RedisCache is the Redis implementation of Cache: entries are
+// PREFIX+"q:"+generation+":"+hash, shared by every query process on the Redis.
 type RedisCache struct {
 	rdb       *redis.Client
 	opt       RedisOptions
-	lookup    *redis.Script
 	downUntil atomic.Int64 // unix nanos; Redis is skipped until then
-	pending   atomic.Bool  // a Bump failed: retry it before trusting any entry
 }
-
-// lookupScript reads the generation and the entry at that generation in one
-// round trip.
-const lookupScript = `
-local g = redis.call('GET', KEYS[1]) or '0'
-local v = redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])
-return {g, v}`
 
 // ErrCacheDown is returned while the cache is being skipped after an error.
 var ErrCacheDown = errors.New("cache: redis is down (skipped for a moment)")
@@ -123,7 +114,7 @@ func NewRedisCache(opt RedisOptions) (*RedisCache, error) {
 		}
 		ro.TLSConfig = tc
 	}
-	return &RedisCache{rdb: redis.NewClient(ro), opt: opt, lookup: redis.NewScript(lookupScript)}, nil
+	return &RedisCache{rdb: redis.NewClient(ro), opt: opt}, nil
 }
 
 // TLSConfig builds a client TLS config: system roots unless caFile, and a
@@ -181,69 +172,41 @@ func (c *RedisCache) ctx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, c.opt.Timeout)
 }
 
-// Lookup implements Cache.
-func (c *RedisCache) Lookup(ctx context.Context, key string) (uint64, []byte, bool, error) {
+func (c *RedisCache) key(gen, key string) string { return c.opt.Prefix + "q:" + gen + ":" + key }
+
+// Get implements Cache.
+func (c *RedisCache) Get(ctx context.Context, gen, key string) ([]byte, bool, error) {
 	if err := c.up(); err != nil {
-		return 0, nil, false, err
+		return nil, false, err
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	if c.pending.Load() {
-		// A delete happened while Redis was unreachable: advance the shared
-		// generation before serving anything from it.
-		if err := c.rdb.Incr(ctx, c.opt.Prefix+"gen").Err(); err != nil {
-			return 0, nil, false, c.fail(err)
-		}
-		c.pending.Store(false)
+	v, err := c.rdb.Get(ctx, c.key(gen, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
 	}
-	res, err := c.lookup.Run(ctx, c.rdb, []string{c.opt.Prefix + "gen"}, c.opt.Prefix+"q:", key).Slice()
 	if err != nil {
-		return 0, nil, false, c.fail(err)
+		return nil, false, c.fail(err)
 	}
-	if len(res) == 0 {
-		return 0, nil, false, errors.New("cache: empty reply from the lookup script")
-	}
-	gs, _ := res[0].(string)
-	gen, err := strconv.ParseUint(gs, 10, 64)
-	if err != nil {
-		return 0, nil, false, fmt.Errorf("cache: generation %q: %w", gs, err)
-	}
-	if len(res) < 2 || res[1] == nil {
-		return gen, nil, false, nil
-	}
-	v, _ := res[1].(string)
-	return gen, []byte(v), true, nil
+	return v, true, nil
 }
 
-// Store implements Cache.
-func (c *RedisCache) Store(ctx context.Context, gen uint64, key string, val []byte) error {
+// Set implements Cache.
+func (c *RedisCache) Set(ctx context.Context, gen, key string, val []byte) error {
 	if err := c.up(); err != nil {
 		return err
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	return c.fail(c.rdb.Set(ctx, c.opt.Prefix+"q:"+strconv.FormatUint(gen, 10)+":"+key, val, c.opt.TTL).Err())
-}
-
-// Bump implements Cache. When Redis cannot be reached the bump is remembered
-// and made before the next lookup.
-func (c *RedisCache) Bump(ctx context.Context) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*c.opt.Timeout)
-	defer cancel()
-	g, err := c.rdb.Incr(ctx, c.opt.Prefix+"gen").Uint64()
-	if err != nil {
-		c.pending.Store(true)
-		return 0, c.fail(err)
-	}
-	c.pending.Store(false)
-	return g, nil
+	return c.fail(c.rdb.Set(ctx, c.key(gen, key), val, c.opt.TTL).Err())
 }
 
 // ---- in-process LRU ----
 
 // LRUCache is the in-process cache used when no Redis is configured.
 type LRUCache struct {
-	gen atomic.Uint64
+	mu  sync.Mutex
+	gen string // entries are of this generation; another one purges them
 	lru *expirable.LRU[string, []byte]
 }
 
@@ -261,27 +224,49 @@ func NewLRUCache(size int, ttl time.Duration) *LRUCache {
 // Kind implements Cache.
 func (c *LRUCache) Kind() string { return "lru" }
 
-// Lookup implements Cache.
-func (c *LRUCache) Lookup(_ context.Context, key string) (uint64, []byte, bool, error) {
-	g := c.gen.Load()
-	v, ok := c.lru.Get(strconv.FormatUint(g, 10) + ":" + key)
-	return g, v, ok, nil
-}
-
-// Store implements Cache.
-func (c *LRUCache) Store(_ context.Context, gen uint64, key string, val []byte) error {
-	if gen != c.gen.Load() {
-		return nil // a delete came in meanwhile: the entry would never be read
+// at moves the cache to gen, dropping older entries; it reports whether gen
+// is the cache's generation (a call with an older one finds nothing).
+func (c *LRUCache) at(gen string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.gen {
+		return true
 	}
-	c.lru.Add(strconv.FormatUint(gen, 10)+":"+key, val)
-	return nil
+	if genLess(c.gen, gen) {
+		c.gen = gen
+		c.lru.Purge()
+		return true
+	}
+	return false
 }
 
-// Bump implements Cache; older entries are dropped at once.
-func (c *LRUCache) Bump(context.Context) (uint64, error) {
-	g := c.gen.Add(1)
-	c.lru.Purge()
-	return g, nil
+// genLess orders generations "<epoch>.<seq>": by epoch, then by sequence.
+func genLess(a, b string) bool {
+	ae, as, _ := strings.Cut(a, ".")
+	be, bs, _ := strings.Cut(b, ".")
+	if ae != be {
+		return a == "" || ae < be
+	}
+	an, _ := strconv.ParseUint(as, 10, 64)
+	bn, _ := strconv.ParseUint(bs, 10, 64)
+	return an < bn
+}
+
+// Get implements Cache.
+func (c *LRUCache) Get(_ context.Context, gen, key string) ([]byte, bool, error) {
+	if !c.at(gen) {
+		return nil, false, nil
+	}
+	v, ok := c.lru.Get(key)
+	return v, ok, nil
+}
+
+// Set implements Cache.
+func (c *LRUCache) Set(_ context.Context, gen, key string, val []byte) error {
+	if c.at(gen) {
+		c.lru.Add(key, val)
+	}
+	return nil
 }
 
 // Len returns the number of entries.
@@ -291,9 +276,7 @@ func (c *LRUCache) Len() int { return c.lru.Len() }
 
 // cacheState is the service's cache bookkeeping.
 type cacheState struct {
-	gen     atomic.Uint64 // in-process generation: deletes seen by this process
 	metrics *prometheus.CounterVec
-	genG    prometheus.Gauge
 	sfMu    sync.Mutex
 	sf      map[string]*flight
 	eps     sync.Map // endpoint name → handler, for the HTTP gateway
@@ -314,46 +297,27 @@ const (
 	CacheDenied    = "denied"    // a cached reply held a taken-down post: recomputed
 	CacheCoalesced = "coalesced" // waited for an identical request in flight
 	CacheStoreErr  = "store_error"
+	CacheMoved     = "moved" // a takedown came in while the reply was computed: not stored
 )
 
 func (s *Service) initCache() error {
 	s.cs.metrics = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xmodal_query_cache_total",
-		Help: "Search cache outcomes: hit, miss, bypass (cache unreachable, answered without it), denied (cached reply held a taken-down post), coalesced (waited for an identical request), store_error.",
+		Help: "Search cache outcomes: hit, miss, bypass (cache unreachable, answered without it), denied (cached reply held a taken-down post), coalesced (waited for an identical request), store_error, moved (a takedown came in while the reply was computed: not stored).",
 	}, []string{"result"})
-	s.cs.genG = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "xmodal_query_cache_generation", Help: "Deletes applied through this process (the in-process cache generation).",
-	})
 	s.cs.sf = map[string]*flight{}
-	for _, r := range []string{CacheHit, CacheMiss, CacheBypass, CacheDenied, CacheCoalesced, CacheStoreErr} {
+	for _, r := range []string{CacheHit, CacheMiss, CacheBypass, CacheDenied, CacheCoalesced, CacheStoreErr, CacheMoved} {
 		s.cs.metrics.WithLabelValues(r)
 	}
 	if s.d.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.cs.metrics, s.cs.genG} {
-			if err := s.d.Registerer.Register(c); err != nil {
-				return err
-			}
+		if err := s.d.Registerer.Register(s.cs.metrics); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 func (s *Service) count(result string) { s.cs.metrics.WithLabelValues(result).Inc() }
-
-// Invalidate advances the cache generation: call it after a delete or a
-// takedown was applied to the index. It never fails: when Redis is down the
-// bump is retried before the next cache read, and cached hits are filtered
-// through the deny-list meanwhile. It returns the in-process generation.
-func (s *Service) Invalidate(ctx context.Context) uint64 {
-	g := s.cs.gen.Add(1)
-	s.cs.genG.Set(float64(g))
-	if s.d.Cache != nil {
-		if _, err := s.d.Cache.Bump(ctx); err != nil {
-			s.d.Logger.Warn("cache: generation bump failed; retried before the next read", "cache", s.d.Cache.Kind(), "err", err)
-		}
-	}
-	return g
-}
 
 // CacheKey is the cache key of a parsed request: a hash of the normalised
 // request and the model version. Exported for tests and tools.
@@ -408,7 +372,9 @@ func sortedSet(xs []string) []string {
 }
 
 // cachedSearch answers r from the cache when it can, else through compute,
-// coalescing identical requests in flight and storing the reply.
+// coalescing identical requests in flight and storing the reply. The caller
+// synced the deny-list (fresh): a reply computed before a takedown is never
+// stored after it, and a cached reply holding a denied post is recomputed.
 func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time.Time,
 	compute func(context.Context) (*SearchResponse, error)) (*SearchResponse, error) {
 	c := s.d.Cache
@@ -416,7 +382,8 @@ func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time
 		return compute(ctx)
 	}
 	key := s.CacheKey(r)
-	gen, val, ok, err := c.Lookup(ctx, key)
+	gen := s.d.Deny.Generation()
+	val, ok, err := c.Get(ctx, gen, key)
 	if err != nil {
 		s.count(CacheBypass)
 		if !errors.Is(err, ErrCacheDown) {
@@ -427,31 +394,31 @@ func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time
 	if ok {
 		var res SearchResponse
 		if err := json.Unmarshal(val, &res); err == nil {
-			denied, derr := s.anyDenied(ctx, &res)
-			switch {
-			case derr != nil:
-				return nil, indexErr(derr)
-			case denied:
-				s.count(CacheDenied)
-			default:
+			if !s.anyDenied(res.Hits) {
 				s.count(CacheHit)
 				res.Cached = true
 				res.TookMS = tookMS(start)
 				return &res, nil
 			}
+			s.count(CacheDenied)
 		}
 	} else {
 		s.count(CacheMiss)
 	}
-	fkey := strconv.FormatUint(gen, 10) + ":" + key
-	return s.coalesce(ctx, fkey, func(ctx context.Context) (*SearchResponse, error) {
+	return s.coalesce(ctx, gen+":"+key, func(ctx context.Context) (*SearchResponse, error) {
 		res, err := compute(ctx)
 		if err != nil {
 			return nil, err
 		}
+		// A takedown synced here while the reply was computed may concern
+		// one of its hits: such a reply is answered (filtered) but not stored.
+		if s.d.Deny.Generation() != gen {
+			s.count(CacheMoved)
+			return res, nil
+		}
 		b, err := json.Marshal(res)
 		if err == nil {
-			err = c.Store(ctx, gen, key, b)
+			err = c.Set(ctx, gen, key, b)
 		}
 		if err != nil {
 			s.count(CacheStoreErr)
@@ -495,40 +462,28 @@ func (s *Service) coalesce(ctx context.Context, key string, fn func(context.Cont
 	return &cp, nil
 }
 
-// anyDenied reports whether a cached reply holds a taken-down post (a takedown
-// made while Redis was down, or by a process that could not bump the generation).
-func (s *Service) anyDenied(ctx context.Context, res *SearchResponse) (bool, error) {
-	dc := s.d.Denied
-	if dc == nil {
-		if w := s.writer(); w != nil {
-			dc = w
+// anyDenied reports whether any hit is of a taken-down post (local lookups:
+// the caller synced the deny-list).
+func (s *Service) anyDenied(hits []domain.Hit) bool {
+	for i := range hits {
+		if s.d.Deny.Denied(hits[i].PostID) {
+			return true
 		}
 	}
-	if dc == nil {
-		return false, nil
+	return false
+}
+
+// syncDeny brings the deny-list up to every takedown recorded before the
+// request; when it cannot, the request fails (503) rather than risk serving a
+// taken-down post.
+func (s *Service) syncDeny(ctx context.Context) error {
+	if err := s.d.Deny.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errorf(CodeUnavailable, "the deny-list cannot be brought up to date (NATS JetStream unreachable?): %v", err)
 	}
-	if b, ok := dc.(batchDenyChecker); ok {
-		ids := make([]string, 0, len(res.Hits))
-		for _, h := range res.Hits {
-			ids = append(ids, h.PostID)
-		}
-		return b.AnyDenied(ctx, ids)
-	}
-	seen := map[string]bool{}
-	for _, h := range res.Hits {
-		if seen[h.PostID] {
-			continue
-		}
-		seen[h.PostID] = true
-		d, err := dc.IsDenied(ctx, h.PostID)
-		if err != nil {
-			return false, err
-		}
-		if d {
-			return true, nil
-		}
-	}
-	return false, nil
+	return nil
 }
 
 func tookMS(start time.Time) float64 { return float64(time.Since(start).Microseconds()) / 1000 }

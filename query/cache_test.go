@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/redisserver"
 	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/sink/embedded"
 )
 
 // counter reads one series of a counter vector from reg.
@@ -44,16 +47,21 @@ func cacheCount(t testing.TB, reg *prometheus.Registry, result string) float64 {
 	return counter(t, reg, "xmodal_query_cache_total", "result", result)
 }
 
-// countingEncoder counts text encodings and can be slowed down or broken.
+// countingEncoder counts text encodings and can be slowed down, broken or
+// given a hook to run while it encodes.
 type countingEncoder struct {
 	query.Encoder
 	texts atomic.Int64
 	delay time.Duration
 	fail  atomic.Bool
+	hook  func()
 }
 
 func (e *countingEncoder) EmbedTexts(ctx context.Context, texts []string) ([][]float32, error) {
 	e.texts.Add(1)
+	if e.hook != nil {
+		e.hook()
+	}
 	if e.fail.Load() {
 		return nil, errors.New("the model is on fire")
 	}
@@ -243,25 +251,29 @@ func TestCacheRedisKilledMidTest(t *testing.T) {
 	if b := cacheCount(t, cs.reg, query.CacheBypass); b < 20 {
 		t.Errorf("bypass metric %v, want >= 20", b)
 	}
-	// A delete while Redis is down: the bump is remembered and made first thing
-	// when Redis is back.
+	// A takedown while Redis is down; Redis comes back empty (a restart loses
+	// its data). The generation lives in the deny-list, not in Redis, so
+	// entries are written under the generation after the takedown, and the
+	// reply lacks the post.
 	if _, err := cs.cl.Delete(context.Background(), &query.DeleteRequest{PostIDs: []string{"t4"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	var gen string
-	var err error
+	want := "xmodal:q:" + cs.deny.Generation() + ":"
+	var keys []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(250 * time.Millisecond) // past RetryAfter
-		cs.search(t, req)
-		if gen, err = cs.rc.Client().Get(context.Background(), "xmodal:gen").Result(); gen == "1" {
+		if res := cs.search(t, req); slices.Contains(postIDs(res.Hits), "t4") {
+			t.Fatalf("taken-down t4 served after the Redis restart: %v", postIDs(res.Hits))
+		}
+		if keys, _ = cs.rc.Client().Keys(context.Background(), "xmodal:q:*").Result(); len(keys) > 0 {
 			break
 		}
 	}
-	if gen != "1" {
-		t.Errorf("generation in the restarted Redis = %q (%v), want 1 (the pending bump)", gen, err)
+	if len(keys) != 1 || !strings.HasPrefix(keys[0], want) {
+		t.Errorf("keys in the restarted Redis %v, want one under %s*", keys, want)
 	}
 	if !cs.search(t, req).Cached {
 		t.Error("no hit after Redis came back")
@@ -286,44 +298,133 @@ func TestTakedownInvalidation(t *testing.T) {
 	if res.Cached || slices.Contains(postIDs(res.Hits), "t3") {
 		t.Fatalf("after the takedown: cached=%v hits %v", res.Cached, postIDs(res.Hits))
 	}
-	// 2. A takedown that bypassed the generation (another process whose bump was
-	// lost while Redis was down): the deny-list filters the cached reply.
+	// 2. A takedown recorded by another process (a moderator on another
+	// replica, a tombstone on an indexer): after it, no reply holds the post,
+	// and none computed before it is served from the cache.
 	req2 := query.SearchRequest{Text: cs.texts[0], Target: "text", K: 5}
 	cs.search(t, req2)
 	if !cs.search(t, req2).Cached {
 		t.Fatal("no hit for req2")
 	}
-	if _, err := cs.ix.Apply(ctx, []domain.Change{{PostID: "t0", Delete: true, Deny: true}}); err != nil {
+	other := openDenyList(t, cs.nc.ConnectedUrl())
+	if err := other.Deny(ctx, []domain.Takedown{{PostID: "t0", Source: "admin"}}); err != nil {
 		t.Fatal(err)
 	}
 	res = cs.search(t, req2)
 	if res.Cached || slices.Contains(postIDs(res.Hits), "t0") {
-		t.Fatalf("deny-listed t0 served: cached=%v hits %v", res.Cached, postIDs(res.Hits))
+		t.Fatalf("t0 taken down elsewhere but served: cached=%v hits %v", res.Cached, postIDs(res.Hits))
 	}
-	if d := cacheCount(t, cs.reg, query.CacheDenied); d != 1 {
-		t.Errorf("denied metric %v, want 1", d)
-	}
-	// 3. A tombstone through ingest's writer: InvalidatingWriter bumps the generation.
+	// 3. Upserts do not move the generation: the cache survives live ingest.
 	req3 := query.SearchRequest{Text: cs.texts[1], Target: "text", K: 5}
 	cs.search(t, req3)
-	w := &query.InvalidatingWriter{Writer: cs.ix, OnDelete: cs.svc.Invalidate}
-	if _, err := w.Apply(ctx, []domain.Change{{PostID: "t1", Delete: true, Deny: true}}); err != nil {
-		t.Fatal(err)
-	}
-	if res := cs.search(t, req3); res.Cached || slices.Contains(postIDs(res.Hits), "t1") {
-		t.Fatalf("after a tombstone: cached=%v hits %v", res.Cached, postIDs(res.Hits))
-	}
-	// Upserts do not move the generation.
-	before, _ := cs.rc.Client().Get(ctx, "xmodal:gen").Result()
+	before := cs.deny.Generation()
 	v, _ := cs.model.EmbedTexts(ctx, []string{"a brand new post"})
-	if _, err := w.Apply(ctx, []domain.Change{{PostID: "n1", Records: []domain.Record{{PK: "n1#text", PostID: "n1",
+	if _, err := cs.ix.Apply(ctx, []domain.Change{{PostID: "n1", Records: []domain.Record{{PK: "n1#text", PostID: "n1",
 		Modality: domain.ModalityText, Vector: v[0]}}}}); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := cs.rc.Client().Get(ctx, "xmodal:gen").Result()
-	if before != after || !cs.search(t, req3).Cached {
-		t.Errorf("an upsert moved the generation %s → %s or dropped the cache", before, after)
+	if !cs.search(t, req3).Cached || cs.deny.Generation() != before {
+		t.Errorf("an upsert moved the generation %s → %s or dropped the cache", before, cs.deny.Generation())
 	}
+}
+
+// A reply computed while a takedown came in is answered without the post but
+// never stored: a later request must not get a reply from before the takedown.
+func TestReplyComputedAcrossATakedownIsNotStored(t *testing.T) {
+	cs := newCachedStack(t, query.Config{}, query.NewLRUCache(100, time.Minute), nil, 0)
+	ctx := context.Background()
+	other := openDenyList(t, cs.nc.ConnectedUrl())
+	cs.enc.hook = func() {
+		// Runs inside the request, after it synced the deny-list and looked
+		// up the cache, while the query is being encoded.
+		if err := other.Deny(ctx, []domain.Takedown{{PostID: "t2", Source: "admin"}}); err != nil {
+			t.Error(err)
+		}
+		if err := cs.deny.Sync(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	req := query.SearchRequest{Text: cs.texts[2], Target: "text", K: 5}
+	res := cs.search(t, req)
+	cs.enc.hook = nil
+	if slices.Contains(postIDs(res.Hits), "t2") {
+		t.Fatalf("the reply holds t2, taken down while it was computed: %v", postIDs(res.Hits))
+	}
+	if n := cacheCount(t, cs.reg, query.CacheMoved); n != 1 {
+		t.Errorf("moved metric %v, want 1", n)
+	}
+	if cs.search(t, req).Cached {
+		t.Error("a reply computed across a takedown was stored")
+	}
+}
+
+// Read-your-takedown across replicas: a post taken down through one replica is
+// not returned by another, even when that replica's index still shows it (a
+// store that is a moment behind, as Milvus at Bounded consistency).
+func TestTakedownOnOneReplicaHoldsOnAnother(t *testing.T) {
+	a := newStack(t, query.Config{Name: "xmodal-a"}, nil)
+	// Replica b: its own process state (deny-list follower, cache, index that
+	// has not seen the delete yet) on the same NATS server.
+	deny := openDenyList(t, a.nc.ConnectedUrl())
+	b, err := query.New(query.Config{Name: "xmodal-b"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Deny: deny,
+		Cache: query.NewLRUCache(100, time.Minute), Writer: noDeletes{a.ix}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(a.nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop() })
+	ctx := context.Background()
+	req := []byte(`{"text":"` + a.texts[3] + `","target":"text","k":5}`)
+	call := func() []string {
+		t.Helper()
+		res, err := b.Call(ctx, "search", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return postIDs(res.(*query.SearchResponse).Hits)
+	}
+	if ids := call(); !slices.Contains(ids, "t3") {
+		t.Fatalf("setup: %v", ids)
+	}
+	call() // cached on b
+	// Taken down through a, whose writer is a separate index (b's keeps the post).
+	other, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: a.model.Dim()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	svcA, err := query.New(query.Config{Name: "xmodal-a2"}, query.Deps{Index: a.ix, Encoder: a.model, Decode: decode, Deny: a.deny, Writer: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svcA.Start(a.nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svcA.Stop() })
+	if _, err := svcA.Call(ctx, "admin.delete", []byte(`{"post_ids":["t3"],"reason":"test"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ids := call(); slices.Contains(ids, "t3") {
+		t.Fatalf("replica b returned t3 after it was taken down on a: %v", ids)
+	}
+	got, err := b.Call(ctx, "get", []byte(`{"post_ids":["t3","t2"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got.(*query.GetResponse).Records {
+		if r.PostID == "t3" {
+			t.Fatal("get on replica b returned the taken-down post")
+		}
+	}
+}
+
+// noDeletes is an index writer that refuses writes (a replica that only reads).
+type noDeletes struct{ domain.Writer }
+
+func (noDeletes) Apply(context.Context, []domain.Change) ([]domain.Outcome, error) {
+	return nil, errors.New("read-only replica")
 }
 
 func TestAdminDelete(t *testing.T) {
@@ -333,7 +434,7 @@ func TestAdminDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Deleted, []string{"t1", "t3"}) || res.Generation != 1 {
+	if !slices.Equal(res.Deleted, []string{"t1", "t3"}) || res.Generation != cs.deny.Seq() || res.Generation == 0 {
 		t.Fatalf("delete by author: %+v", res)
 	}
 	if _, err := cs.cl.Get(ctx, &query.GetRequest{PostIDs: []string{"t1", "t3"}}); query.AsError(err).Code != 404 {

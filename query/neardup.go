@@ -136,6 +136,9 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	if !ok {
 		return nil, errorf(CodeUnavailable, "near-duplicate search is not supported by this index")
 	}
+	if err := s.syncDeny(ctx); err != nil {
+		return nil, err
+	}
 	res := &NearDupResponse{MaxDistance: *r.MaxDistance}
 	var hashes [][]byte
 	if r.PDQ != "" {
@@ -159,8 +162,11 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, indexErr(err)
 	}
-	res.Matches = make([]NearDupMatch, len(hits))
-	for i, h := range hits {
+	res.Matches = make([]NearDupMatch, 0, len(hits))
+	for _, h := range hits {
+		if s.d.Deny.Denied(h.PostID) {
+			continue
+		}
 		m := NearDupMatch{Hit: h.Hit}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
@@ -168,7 +174,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		if len(hashes) == 8 {
 			m.Transform = pdq.Dihedral(h.Variant).String()
 		}
-		res.Matches[i] = m
+		res.Matches = append(res.Matches, m)
 	}
 	res.TookMS = float64(time.Since(start).Microseconds()) / 1000
 	return res, nil

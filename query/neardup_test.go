@@ -38,7 +38,7 @@ type hashStack struct {
 // query service with the coder. withCoder false leaves codes out entirely.
 func newHashStack(t testing.TB, withCoder bool) *hashStack {
 	t.Helper()
-	nc, model := startNATSAndModel(t)
+	nc, model, deny := startNATSAndModel(t)
 	var err error
 	var coder *hash.Coder
 	opt := embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()}
@@ -104,7 +104,7 @@ func newHashStack(t testing.TB, withCoder bool) *hashStack {
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	deps := query.Deps{Index: ix, Encoder: model, Decode: decode}
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Deny: deny}
 	if coder != nil {
 		deps.Coder = coder
 	}

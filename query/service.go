@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -56,8 +57,10 @@ type Deps struct {
 	Cache Cache
 	// Writer applies admin deletes; nil: the Index when it is a domain.Writer.
 	Writer domain.Writer
-	// Denied filters cached hits through the deny-list; nil: the Writer.
-	Denied DenyChecker
+	// Deny is the replicated deny-list (required): every reply is computed
+	// after syncing it and filtered through it, admin deletes record their
+	// takedowns in it, and the cache generation is its position.
+	Deny DenyList
 	// Authors lists an author's posts for by-author deletes; nil: the Index when
 	// it implements AuthorIndex.
 	Authors AuthorIndex
@@ -73,6 +76,7 @@ type Service struct {
 	d    Deps
 	sem  chan struct{}
 	svc  micro.Service
+	nc   *nats.Conn
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
 	cs   cacheState
@@ -89,8 +93,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
 	}
-	if d.Index == nil || d.Encoder == nil || d.Decode == nil {
-		return nil, errors.New("query: index, encoder and decoder are required")
+	if d.Index == nil || d.Encoder == nil || d.Decode == nil || d.Deny == nil {
+		return nil, errors.New("query: index, encoder, decoder and deny-list are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -127,6 +131,7 @@ func (s *Service) Start(nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("query: add service: %w", err)
 	}
+	s.nc = nc
 	g := svc.AddGroup(SubjectPrefix)
 	eps := []struct {
 		name string
@@ -160,6 +165,9 @@ func (s *Service) Stop() error {
 	return s.svc.Stop()
 }
 
+// replyHeadroom is what a reply leaves of max_payload for its headers.
+const replyHeadroom = 4096
+
 // handler runs h on a bounded pool so that slow requests do not block the
 // subscription, and turns errors into micro error headers.
 func (s *Service) handler(name string, h func(context.Context, []byte) (any, error)) micro.Handler {
@@ -180,7 +188,17 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 				}
 				return
 			}
-			if err := req.RespondJSON(res); err != nil {
+			b, err := json.Marshal(res)
+			if err == nil && s.nc != nil && int64(len(b)) > s.nc.MaxPayload()-replyHeadroom {
+				err = errorf(CodeTooLarge, "the reply is %d bytes, over this NATS server's max_payload (%d): "+
+					"ask for less (a smaller k or limit, no thumbnails) or raise max_payload", len(b), s.nc.MaxPayload())
+				s.respondErr(name, req, err)
+				return
+			}
+			if err == nil {
+				err = req.Respond(b)
+			}
+			if err != nil {
 				s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
 			}
 		}()
@@ -304,6 +322,9 @@ func (s *Service) search(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.syncDeny(ctx); err != nil {
+		return nil, err
+	}
 	return s.cachedSearch(ctx, r, start, func(ctx context.Context) (*SearchResponse, error) { return s.searchUncached(ctx, r, start) })
 }
 
@@ -386,8 +407,32 @@ func normalize(v []float32) []float32 {
 }
 
 // searchTargets runs the query on one modality, or on each and merges by rank.
+// Hits of taken-down posts are left out: an index may still show a post
+// deleted a moment ago (Milvus at Bounded consistency), so the list is asked
+// for as many more as were left out, a few times at most.
 func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchRequest, plan domain.Plan) ([]domain.Hit, error) {
-	q := domain.VectorQuery{Vector: vec, K: r.K, Filter: r.Filter, Plan: plan, Candidates: r.Candidates}
+	k := r.K
+	for attempt := 0; ; attempt++ {
+		hits, err := s.searchTargetsK(ctx, vec, r, plan, k)
+		if err != nil {
+			return nil, err
+		}
+		kept := hits[:0]
+		for _, h := range hits {
+			if !s.d.Deny.Denied(h.PostID) {
+				kept = append(kept, h)
+			}
+		}
+		removed := len(hits) - len(kept)
+		if removed == 0 || len(hits) < k || attempt == 3 || k >= MaxK {
+			return kept[:min(len(kept), r.K)], nil
+		}
+		k = min(k+removed*(attempt+1), MaxK)
+	}
+}
+
+func (s *Service) searchTargetsK(ctx context.Context, vec []float32, r *SearchRequest, plan domain.Plan, k int) ([]domain.Hit, error) {
+	q := domain.VectorQuery{Vector: vec, K: k, Filter: r.Filter, Plan: plan, Candidates: r.Candidates}
 	if r.Target != "any" {
 		q.Modality = domain.Modality(r.Target)
 		hits, err := s.searchCoded(ctx, q, r)
@@ -405,7 +450,7 @@ func (s *Service) searchTargets(ctx context.Context, vec []float32, r *SearchReq
 		}
 		lists = append(lists, hits)
 	}
-	return MergeByRank(lists, r.K), nil
+	return MergeByRank(lists, k), nil
 }
 
 func indexErr(err error) error {
@@ -470,24 +515,58 @@ func (s *Service) get(ctx context.Context, data []byte) (any, error) {
 	if len(r.PKs)+len(r.PostIDs)*3 > MaxK {
 		return nil, errorf(CodeBadRequest, "too many ids (at most %d records)", MaxK)
 	}
+	limit := r.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultGetLimit
+	case limit < 0 || limit > MaxK:
+		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", limit, MaxK)
+	}
 	pks := slices.Clone(r.PKs)
 	for _, id := range r.PostIDs {
 		for _, m := range domain.Modalities {
 			pks = append(pks, domain.PrimaryKey(id, m))
 		}
 	}
-	recs, err := s.d.Index.Get(ctx, pks)
+	// The cursor is the position in the asked-for keys where the page starts.
+	from := 0
+	if r.Cursor != "" {
+		n, err := strconv.Atoi(r.Cursor)
+		if err != nil || n <= 0 || n > len(pks) {
+			return nil, errorf(CodeBadRequest, "cursor %q is not one this request's pages gave", r.Cursor)
+		}
+		from = n
+	}
+	if err := s.syncDeny(ctx); err != nil {
+		return nil, err
+	}
+	recs, err := s.d.Index.Get(ctx, pks[from:])
 	if err != nil {
 		return nil, indexErr(err)
 	}
-	if len(recs) == 0 {
+	// Where each record's key is among the asked-for ones, for the cursor.
+	pos := make(map[string]int, len(pks)-from)
+	for i := len(pks) - 1; i >= from; i-- {
+		pos[pks[i]] = i
+	}
+	res := &GetResponse{Records: []Record{}}
+	for i := range recs {
+		if s.d.Deny.Denied(recs[i].PostID) {
+			continue
+		}
+		if len(res.Records) == limit {
+			res.NextCursor = strconv.Itoa(pos[recs[i].PK])
+			break
+		}
+		if !r.Thumbnails {
+			recs[i].Thumbnail = nil
+		}
+		res.Records = append(res.Records, recordReply(&recs[i]))
+	}
+	if len(res.Records) == 0 && r.Cursor == "" && res.NextCursor == "" {
 		return nil, errorf(CodeNotFound, "no record with those ids")
 	}
-	out := &GetResponse{Records: make([]Record, len(recs))}
-	for i := range recs {
-		out.Records[i] = recordReply(&recs[i])
-	}
-	return out, nil
+	return res, nil
 }
 
 func (s *Service) stats(ctx context.Context, _ []byte) (any, error) {

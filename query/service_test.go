@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
@@ -36,6 +38,7 @@ type stack struct {
 	cl    *client.Client
 	model *encoders.Model
 	ix    *embedded.Index
+	deny  *denylist.List
 	texts []string
 	imgs  map[string][]byte
 }
@@ -56,20 +59,13 @@ func decode(b []byte) (image.Image, error) {
 	return img, err
 }
 
-// startNATSAndModel starts an embedded NATS server and connects to it, and
-// loads the parity model; both end with the test.
-func startNATSAndModel(t testing.TB) (*nats.Conn, *encoders.Model) {
+// startNATSAndModel starts an embedded NATS server (with JetStream) and
+// connects to it, opens the replicated deny-list on it, and loads the parity
+// model; all end with the test.
+func startNATSAndModel(t testing.TB) (*nats.Conn, *encoders.Model, *denylist.List) {
 	t.Helper()
-	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	ns := testutil.StartNATS(t, "")
+	nc, _ := testutil.ConnectJS(t, ns.ClientURL())
 	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
 	if err != nil {
 		if errors.Is(err, encoders.ErrORTNotFound) {
@@ -78,7 +74,22 @@ func startNATSAndModel(t testing.TB) (*nats.Conn, *encoders.Model) {
 		t.Fatalf("load the parity model: %v", err)
 	}
 	t.Cleanup(func() { model.Close() })
-	return nc, model
+	return nc, model, openDenyList(t, ns.ClientURL())
+}
+
+// openDenyList opens the replicated deny-list on the server at url, as
+// another process of the deployment would.
+func openDenyList(t testing.TB, url string) *denylist.List {
+	t.Helper()
+	_, js := testutil.ConnectJS(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := denylist.Open(ctx, js, denylist.Config{})
+	if err != nil {
+		t.Fatalf("deny-list: %v", err)
+	}
+	t.Cleanup(l.Close)
+	return l
 }
 
 // newStack starts an embedded NATS server, the parity model, an embedded index
@@ -92,13 +103,13 @@ func newStack(t testing.TB, cfg query.Config, fetcher query.Fetcher) *stack {
 // (a cache, a wrapped encoder or index) before it starts.
 func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod func(*query.Deps)) *stack {
 	t.Helper()
-	nc, model := startNATSAndModel(t)
+	nc, model, deny := startNATSAndModel(t)
 	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ix.Close() })
-	s := &stack{nc: nc, cl: client.New(nc), model: model, ix: ix, texts: sampleTexts, imgs: map[string][]byte{}}
+	s := &stack{nc: nc, cl: client.New(nc), model: model, ix: ix, deny: deny, texts: sampleTexts, imgs: map[string][]byte{}}
 
 	ctx := context.Background()
 	vecs, err := model.EmbedTexts(ctx, sampleTexts)
@@ -138,7 +149,7 @@ func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod fun
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher}
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decode, Fetcher: fetcher, Deny: deny}
 	if mod != nil {
 		mod(&deps)
 	}
@@ -375,5 +386,82 @@ func TestNoResponders(t *testing.T) {
 	_, err = client.New(nc).Stats(context.Background())
 	if e := query.AsError(err); e.Code != query.CodeUnavailable {
 		t.Fatalf("got %v, want 503 when no service listens", err)
+	}
+}
+
+// get pages through the records a request names; thumbnails only on request.
+func TestGetPages(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: "thumbed", Records: []domain.Record{{PK: "thumbed#text", PostID: "thumbed",
+		Modality: domain.ModalityText, Text: "with a thumbnail", Thumbnail: []byte{0xff, 0xd8, 1, 2}, Vector: make([]float32, s.model.Dim())}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"t0", "t1", "t2", "t3", "t4", "thumbed"}
+	var got []string
+	req := &query.GetRequest{PostIDs: ids, Limit: 2}
+	pages := 0
+	for {
+		res, err := s.cl.Get(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(res.Records) > 2 {
+			t.Fatalf("page of %d records with limit 2", len(res.Records))
+		}
+		for _, r := range res.Records {
+			got = append(got, r.PostID)
+			if len(r.Thumbnail) != 0 {
+				t.Error("a thumbnail came back without thumbnails: true")
+			}
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		req.Cursor = res.NextCursor
+	}
+	if !slices.Equal(got, ids) || pages != 3 {
+		t.Fatalf("paged through %v in %d pages, want %v in 3", got, pages, ids)
+	}
+	res, err := s.cl.Get(ctx, &query.GetRequest{PostIDs: []string{"thumbed"}, Thumbnails: true})
+	if err != nil || len(res.Records) != 1 || len(res.Records[0].Thumbnail) != 4 {
+		t.Fatalf("get with thumbnails: %+v %v", res, err)
+	}
+	for _, body := range []string{`{"post_ids":["t0"],"cursor":"x"}`, `{"post_ids":["t0"],"cursor":"99"}`, `{"post_ids":["t0"],"limit":-1}`, `{"post_ids":["t0"],"limit":100000}`} {
+		if err := s.cl.Raw(ctx, "get", []byte(body), nil); query.AsError(err).Code != 400 {
+			t.Errorf("%s: %v, want 400", body, err)
+		}
+	}
+}
+
+// A reply larger than the NATS server takes is a 413 with a message, never a
+// reply the server drops while the client times out.
+func TestReplyOverMaxPayloadIs413(t *testing.T) {
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", MaxPayload: 6000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	s := newStackOn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 4 {
+		id := fmt.Sprint("big", i)
+		v, _ := s.model.EmbedTexts(ctx, []string{"bridge"})
+		if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: id, Records: []domain.Record{{PK: id + "#text", PostID: id,
+			Modality: domain.ModalityText, Thumbnail: make([]byte, 3000), Vector: v[0]}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.cl.Search(ctx, &query.SearchRequest{Text: "bridge", Target: "text", K: 10}); err != nil {
+		t.Fatalf("a small reply: %v", err)
+	}
+	_, err = s.cl.Search(ctx, &query.SearchRequest{Text: "bridge", Target: "text", K: 10, Thumbnails: true})
+	if err == nil {
+		t.Fatal("a reply over max_payload came back")
+	}
+	if e := query.AsError(err); e.Code != query.CodeTooLarge || !strings.Contains(e.Message, "max_payload") {
+		t.Fatalf("a reply over max_payload: %v, want 413 naming max_payload", err)
 	}
 }

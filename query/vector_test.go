@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/denylist"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // sameDecode checks that Vector decodes b as encoding/json decodes it into
@@ -86,7 +88,13 @@ func (stubIndex) Count(context.Context) (map[domain.Modality]int, error)        
 
 // TestCacheKey: requests that mean the same get one key, others differ.
 func TestCacheKey(t *testing.T) {
-	s, err := New(Config{}, Deps{Index: stubIndex{}, Encoder: stubEncoder{}, Decode: func([]byte) (image.Image, error) { return nil, nil }})
+	_, js := testutil.ConnectJS(t, testutil.StartNATS(t, "").ClientURL())
+	deny, err := denylist.Open(context.Background(), js, denylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deny.Close)
+	s, err := New(Config{}, Deps{Index: stubIndex{}, Encoder: stubEncoder{}, Decode: func([]byte) (image.Image, error) { return nil, nil }, Deny: deny})
 	if err != nil {
 		t.Fatal(err)
 	}

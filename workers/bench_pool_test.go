@@ -317,6 +317,9 @@ func runPipeline(b *testing.B, cfg workers.Config, src *memSource, emb workers.E
 		deps.DeadLetter = &failDLQ{}
 	}
 	deps.Decode = benchDecode
+	if deps.Deny == nil {
+		deps.Deny = newDenyList(b)
+	}
 	p, err := workers.New(cfg, deps)
 	if err != nil {
 		b.Fatal(err)
@@ -667,7 +670,7 @@ func BenchmarkPoolStalledSink(b *testing.B) {
 			sink := &nullSink{stall: make(chan struct{})}
 			reg := prometheus.NewRegistry()
 			p, err := workers.New(workers.Config{BatchSize: 32, MaxInFlight: inflight, FetchWait: time.Millisecond},
-				workers.Deps{Source: src, DeadLetter: &failDLQ{}, Sink: sink, Embedder: m, Decode: benchDecode, Registerer: reg})
+				workers.Deps{Source: src, DeadLetter: &failDLQ{}, Sink: sink, Deny: newDenyList(b), Embedder: m, Decode: benchDecode, Registerer: reg})
 			if err != nil {
 				b.Fatal(err)
 			}

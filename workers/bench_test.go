@@ -29,7 +29,7 @@ func BenchmarkSpine(b *testing.B) {
 				}
 			}
 			p, err := workers.New(workers.Config{BatchSize: 32, FetchWait: 5 * time.Millisecond, KeepAlive: testAckWait / 3},
-				workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix, Embedder: e.model, Decode: decode})
+				workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix, Deny: e.deny, Embedder: e.model, Decode: decode})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -40,17 +40,6 @@ type Hasher struct {
 	PDQ  func(img image.Image) (hash []byte, quality int)
 }
 
-// CrashPoint names a place where tests may kill the process (see Config.Crash).
-type CrashPoint string
-
-// The deterministic crash points of a batch.
-const (
-	CrashAfterFetch  CrashPoint = "after-fetch"
-	CrashAfterEncode CrashPoint = "after-encode"
-	CrashMidWrite    CrashPoint = "mid-write"
-	CrashAfterWrite  CrashPoint = "after-write"
-)
-
 // Config of a pipeline. Zero values take the defaults.
 type Config struct {
 	// BatchSize is the most messages taken from the source at once and the
@@ -74,6 +63,10 @@ type Config struct {
 	// model as many sessions (encoders.Options.Sessions) for independent
 	// ONNX Runtime thread pools.
 	Encoders int
+	// Writers is the number of sink writes in flight at once, default 1. A
+	// sink that runs writes concurrently (Milvus rounds) takes more; writes in
+	// flight never hold two versions of one post.
+	Writers int
 	// MaxInFlight bounds the messages between fetch and acknowledgement;
 	// when that many are in flight nothing more is fetched (backpressure from
 	// a slow encoder or sink), default 4×BatchSize.
@@ -81,9 +74,6 @@ type Config struct {
 	// KeepAlive is how often messages in flight are reported as in progress
 	// to the source, default 10s (keep it under the source's ack wait).
 	KeepAlive time.Duration
-	// Crash, when set, is called at each crash point (tests kill the process
-	// there).
-	Crash func(CrashPoint)
 }
 
 func (c *Config) defaults() {
@@ -108,15 +98,15 @@ func (c *Config) defaults() {
 	if c.Encoders <= 0 {
 		c.Encoders = 1
 	}
+	if c.Writers <= 0 {
+		c.Writers = 1
+	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4 * c.BatchSize
 	}
 	c.MaxInFlight = max(c.MaxInFlight, c.BatchSize)
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 10 * time.Second
-	}
-	if c.Crash == nil {
-		c.Crash = func(CrashPoint) {}
 	}
 }
 
@@ -137,6 +127,7 @@ type Pipeline struct {
 	src     ingest.Source
 	dlq     ingest.DeadLetter
 	sink    domain.Writer
+	deny    domain.DenyList
 	emb     Embedder
 	pix     PixelEmbedder // nil: images go to EmbedImages whole
 	fetch   Fetcher
@@ -155,6 +146,10 @@ type Deps struct {
 	Source     ingest.Source
 	DeadLetter ingest.DeadLetter
 	Sink       domain.Writer
+	// Deny is the replicated deny-list (internal/denylist): posts on it are not
+	// indexed, and takedowns from the source (tombstones) are recorded in it
+	// before the index deletes them and before they are acknowledged.
+	Deny       domain.DenyList
 	Embedder   Embedder
 	Fetcher    Fetcher                           // nil: URL images fail with a fetch error
 	Decode     func([]byte) (image.Image, error) // required
@@ -167,8 +162,8 @@ type Deps struct {
 // New builds a pipeline.
 func New(cfg Config, d Deps) (*Pipeline, error) {
 	cfg.defaults()
-	if d.Source == nil || d.DeadLetter == nil || d.Sink == nil || d.Embedder == nil || d.Decode == nil {
-		return nil, errors.New("workers: source, dead letter, sink, embedder and decoder are required")
+	if d.Source == nil || d.DeadLetter == nil || d.Sink == nil || d.Deny == nil || d.Embedder == nil || d.Decode == nil {
+		return nil, errors.New("workers: source, dead letter, sink, deny-list, embedder and decoder are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -176,7 +171,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	if d.Thumbnail == nil {
 		d.Thumbnail = func(image.Image) []byte { return nil }
 	}
-	p := &Pipeline{cfg: cfg, src: d.Source, dlq: d.DeadLetter, sink: d.Sink, emb: d.Embedder, fetch: d.Fetcher,
+	p := &Pipeline{cfg: cfg, src: d.Source, dlq: d.DeadLetter, sink: d.Sink, deny: d.Deny, emb: d.Embedder, fetch: d.Fetcher,
 		decode: d.Decode, thumb: d.Thumbnail, hash: d.Hasher, log: d.Logger, now: time.Now, timer: realTimer}
 	if pe, ok := d.Embedder.(PixelEmbedder); ok {
 		p.pix = pe
@@ -224,7 +219,6 @@ func (p *Pipeline) RunUntil(stop, work context.Context) error {
 			continue
 		}
 		r.submit(msgs)
-		p.cfg.Crash(CrashAfterFetch)
 	}
 	if n := r.finish(); n > 0 {
 		p.log.Warn("messages abandoned unacknowledged; they will be redelivered", "messages", n)
@@ -305,13 +299,12 @@ func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
 	if err != nil {
 		return fail(ingest.StageDecode, err.Error())
 	}
-	if m.Key == "" {
-		m.Key = post.ID
-	} else if m.Key != post.ID {
+	if m.Key != "" && m.Key != post.ID {
 		return fail(ingest.StageDecode, fmt.Sprintf("message key %q differs from post id %q", m.Key, post.ID))
 	}
-	denied, err := p.sink.IsDenied(ctx, post.ID)
-	if err == nil && denied {
+	// The local copy of the deny-list saves the work of encoding a post taken
+	// down long ago; the write round syncs it and checks again (apply).
+	if p.deny.Denied(post.ID) {
 		p.metrics.messages.WithLabelValues("denied").Inc()
 		p.log.Info("post is deny-listed; not indexed", "id", post.ID, "origin", m.Origin)
 		it.done = true
@@ -437,38 +430,98 @@ func normalized(v []float32) []float32 {
 	return out
 }
 
-// apply writes the changes, retrying a failing sink with backoff until ctx ends.
+// apply makes a batch's changes durable, retrying what fails with backoff
+// until ctx ends (a source redelivers whatever is not acknowledged):
+//
+//  1. takedowns from the source (tombstones) go to the replicated deny-list,
+//     so every process stops serving and indexing them;
+//  2. the deny-list is caught up with takedowns made anywhere else, and
+//     upserts of denied posts are dropped (fail closed: no write while it
+//     cannot be caught up);
+//  3. one Apply writes the batch;
+//  4. the deny-list is caught up again: a takedown recorded while the write
+//     ran may have deleted the post from the index before this write landed,
+//     so the posts it names are deleted again.
 func (p *Pipeline) apply(ctx context.Context, changes []domain.Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	write := func(chs []domain.Change) error {
-		backoff := 100 * time.Millisecond
-		for {
-			start := time.Now()
-			outcomes, err := p.sink.Apply(ctx, chs)
-			p.metrics.stage.WithLabelValues("sink").Observe(time.Since(start).Seconds())
-			if err == nil {
-				for _, o := range outcomes {
-					p.metrics.outcomes.WithLabelValues(string(o)).Inc()
-				}
-				return nil
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.metrics.sinkErrors.Inc()
-			p.log.Warn("sink write failed; retrying", "err", err, "backoff", backoff)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 30*time.Second)
+	var tds []domain.Takedown
+	now := p.now().UTC()
+	for _, c := range changes {
+		if c.Delete && c.Deny {
+			tds = append(tds, domain.Takedown{PostID: c.PostID, At: now, Source: "tombstone"})
 		}
 	}
-	half := len(changes) / 2
-	if half > 0 {
-		if err := write(changes[:half]); err != nil {
+	if len(tds) > 0 {
+		if err := p.retry(ctx, "deny-list takedown", func() error { return p.deny.Deny(ctx, tds) }); err != nil {
 			return err
 		}
-		p.cfg.Crash(CrashMidWrite)
 	}
-	return write(changes[half:])
+	if err := p.retry(ctx, "deny-list sync", func() error { return p.deny.Sync(ctx) }); err != nil {
+		return err
+	}
+	kept := make([]domain.Change, 0, len(changes))
+	for _, c := range changes {
+		if !c.Delete && p.deny.Denied(c.PostID) {
+			p.metrics.outcomes.WithLabelValues(string(domain.Denied)).Inc()
+			p.log.Info("post is deny-listed; not indexed", "id", c.PostID)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if err := p.write(ctx, kept); err != nil {
+		return err
+	}
+	if err := p.retry(ctx, "deny-list sync", func() error { return p.deny.Sync(ctx) }); err != nil {
+		return err
+	}
+	var late []domain.Change
+	for _, c := range kept {
+		if !c.Delete && p.deny.Denied(c.PostID) {
+			late = append(late, domain.Change{PostID: c.PostID, Delete: true, Deny: true})
+		}
+	}
+	if len(late) > 0 {
+		p.log.Info("posts taken down while their write ran; deleted again", "posts", len(late))
+		return p.write(ctx, late)
+	}
+	return nil
+}
+
+// write applies changes in one call, retrying a failing sink until ctx ends.
+func (p *Pipeline) write(ctx context.Context, changes []domain.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	return p.retry(ctx, "sink write", func() error {
+		start := time.Now()
+		outcomes, err := p.sink.Apply(ctx, changes)
+		p.metrics.stage.WithLabelValues("sink").Observe(time.Since(start).Seconds())
+		if err != nil {
+			p.metrics.sinkErrors.Inc()
+			return err
+		}
+		for _, o := range outcomes {
+			p.metrics.outcomes.WithLabelValues(string(o)).Inc()
+		}
+		return nil
+	})
+}
+
+// retry calls f until it succeeds or ctx ends, with backoff.
+func (p *Pipeline) retry(ctx context.Context, what string, f func() error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.log.Warn(what+" failed; retrying", "err", err, "backoff", backoff)
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }

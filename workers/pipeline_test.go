@@ -23,6 +23,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -38,7 +39,27 @@ type env struct {
 	js    jetstream.JetStream
 	src   *ingest.JetStream
 	ix    *embedded.Index
+	deny  *denylist.List
 	model *encoders.Model
+}
+
+// openDenyList opens the replicated deny-list on the server at url.
+func openDenyList(t testing.TB, url string) *denylist.List {
+	t.Helper()
+	_, js := testutil.ConnectJS(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := denylist.Open(ctx, js, denylist.Config{})
+	if err != nil {
+		t.Fatalf("deny-list: %v", err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// newDenyList starts a NATS server of its own for a deny-list.
+func newDenyList(t testing.TB) *denylist.List {
+	return openDenyList(t, testutil.StartNATS(t, "").ClientURL())
 }
 
 func newEnv(t testing.TB) *env {
@@ -72,7 +93,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ix.Close() })
-	return &env{js: js, src: src, ix: ix, model: model}
+	return &env{js: js, src: src, ix: ix, deny: openDenyList(t, ns.ClientURL()), model: model}
 }
 
 func decode(b []byte) (image.Image, error) {
@@ -194,7 +215,7 @@ func newPipeline(t *testing.T, e *env, sink domain.Writer, emb workers.Embedder,
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = testAckWait / 3
 	}
-	p, err := workers.New(cfg, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: sink, Embedder: emb, Decode: decode})
+	p, err := workers.New(cfg, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: sink, Deny: e.deny, Embedder: emb, Decode: decode})
 	if err != nil {
 		t.Fatal(err)
 	}

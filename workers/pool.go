@@ -75,7 +75,9 @@ func (p *Pipeline) start(work context.Context) *run {
 	for range p.cfg.Encoders {
 		r.goRun(r.encoder)
 	}
-	r.goRun(r.writer)
+	for range p.cfg.Writers {
+		r.goRun(r.writer)
+	}
 	r.goRun(r.keepAlive)
 	p.cur.Store(r)
 	return r
@@ -395,7 +397,6 @@ func (r *run) encode(m int, items []*item) {
 	if err != nil {
 		return // the run ended: the batch is abandoned with it
 	}
-	p.cfg.Crash(CrashAfterEncode)
 	for i, it := range items {
 		it.img = nil
 		if vecs[i].err != nil {
@@ -496,7 +497,6 @@ func (r *run) write(items []*item) error {
 	if err := p.apply(ctx, p.changes(items)); err != nil {
 		return err
 	}
-	p.cfg.Crash(CrashAfterWrite)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

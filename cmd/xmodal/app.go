@@ -10,15 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,7 +27,9 @@ import (
 	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
@@ -55,6 +55,7 @@ type app struct {
 	kafka     *kafkasrc.Source
 	pipe      *workers.Pipeline
 	svc       *query.Service
+	deny      *denylist.List
 	fetch     *media.Fetcher
 	http      *http.Server
 	ready     atomic.Bool
@@ -146,11 +147,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		url = a.ns.ClientURL()
 		log.Info("embedded NATS server started", "url", url)
 	}
-	// An indexer reading Kafka needs no NATS.
-	if url != "" {
-		if a.nc, err = connectNATS(cfg, url); err != nil {
-			return nil, err
-		}
+	// Every role needs NATS: the deny-list is replicated through JetStream.
+	if a.nc, err = connectNATS(cfg, url); err != nil {
+		return nil, err
 	}
 	dir, err := findModel(cfg.Model)
 	if err != nil {
@@ -169,6 +168,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err != nil {
 		return nil, err
 	}
+	if err := a.openDenyList(ctx); err != nil {
+		return nil, err
+	}
 	decode := decoder(imageprep.DefaultLimits())
 	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
 	if err != nil {
@@ -177,31 +179,20 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if a.cache, err = newQueryCache(ctx, cfg); err != nil {
 		return nil, err
 	}
-	sink := &query.InvalidatingWriter{Writer: writer} // deletes bump the query cache generation
 	if r.indexes() {
-		if err := a.startPipeline(ctx, sink, decode); err != nil {
+		if err := a.startPipeline(ctx, writer, decode); err != nil {
 			return nil, err
 		}
 	}
 	if r.serves() {
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
-			query.Deps{Index: a.ix, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log, Registerer: a.reg, Cache: a.cache,
-				Coder: queryCoder(coder)})
+			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecoder(imageprep.DefaultLimits()), Fetcher: a.fetch, Logger: log,
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny})
 		if err != nil {
 			return nil, err
 		}
-		sink.OnDelete = a.svc.Invalidate
 		if err := a.svc.Start(a.nc); err != nil {
 			return nil, err
-		}
-	} else if a.cache != nil && a.cache.Kind() == "redis" {
-		// An indexer's deletes bump the generation that query processes read.
-		sink.OnDelete = func(ctx context.Context) uint64 {
-			g, err := a.cache.Bump(ctx)
-			if err != nil {
-				log.Warn("cache: generation bump failed; cached replies are still filtered through the deny-list", "err", err)
-			}
-			return g
 		}
 	}
 	a.registerRoleMetrics() // roles.go
@@ -224,7 +215,8 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 		a.kafka, err = kafkasrc.New(ctx, kafkasrc.Config{Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, DLQTopic: k.DLQTopic,
 			SASL:           kafkasrc.SASL{Mechanism: k.SASLMechanism, User: k.SASLUser, Password: k.SASLPassword},
 			TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
-			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg})
+			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg,
+			OnAssign: a.fenceIndex})
 		if err != nil {
 			return err
 		}
@@ -237,10 +229,51 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode func
 		}
 		src, dlq = a.src, a.src
 	}
-	a.pipe, err = workers.New(pipelineConfig(cfg, log),
-		workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
-			Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg})
+	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
+		Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg}
+	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
+	pc := pipelineConfig(cfg)
+	if pc.Writers == 0 && a.milvus != nil {
+		// Writes that wait while a round runs are coalesced into the next one.
+		pc.Writers = max(4, 2*cfg.Milvus.Rounds)
+	}
+	a.pipe, err = workers.New(pc, deps)
 	return err
+}
+
+// fenceIndex tells a Milvus index that its writer may take over posts another
+// indexer wrote a moment ago (a Kafka assignment).
+func (a *app) fenceIndex([]int) {
+	if a.milvus != nil {
+		a.milvus.Fence()
+	}
+}
+
+// openDenyList loads the replicated deny-list from JetStream and, when the
+// list is new, copies the takedowns the index already holds into it.
+func (a *app) openDenyList(ctx context.Context) error {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return err
+	}
+	a.deny, err = denylist.Open(ctx, js, denylist.Config{Logger: a.log})
+	if errors.Is(err, replstate.ErrNoJetStream) {
+		return fmt.Errorf("nats.url: %w: xmodal keeps its deny-list in JetStream", err)
+	}
+	if err != nil {
+		return fmt.Errorf("deny-list: %w", err)
+	}
+	if l, ok := a.ix.(denylist.Lister); ok {
+		n, err := a.deny.Seed(ctx, l)
+		if err != nil {
+			return fmt.Errorf("deny-list: seeding from the index: %w", err)
+		}
+		if n > 0 {
+			a.log.Info("deny-list seeded from the index's takedowns", "posts", n)
+		}
+	}
+	a.registerDenyMetrics()
+	return nil
 }
 
 // modelOptions are the encoder options from ort.*, the same for every command
@@ -252,11 +285,11 @@ func modelOptions(cfg *Config, log *slog.Logger) encoders.Options {
 }
 
 // pipelineConfig is the workers configuration from ingest.*.
-func pipelineConfig(cfg *Config, log *slog.Logger) workers.Config {
+func pipelineConfig(cfg *Config) workers.Config {
 	in := cfg.Ingest
 	return workers.Config{BatchSize: in.BatchSize, FetchWait: in.FetchWait, MaxAttempts: in.MaxAttempts,
 		MediaConcurrency: in.MediaConcurrency, EncodeBatch: in.EncodeBatch, EncodeWait: in.EncodeWait,
-		Encoders: in.Encoders, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3, Crash: crashHook(log)}
+		Encoders: in.Encoders, Writers: in.Writers, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3}
 }
 
 func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
@@ -310,6 +343,9 @@ func (a *app) Close() {
 		}
 		cancel()
 	}
+	if a.deny != nil {
+		a.deny.Close()
+	}
 	if a.nc != nil {
 		a.nc.Drain()
 	}
@@ -325,36 +361,5 @@ func (a *app) Close() {
 	if a.ns != nil {
 		a.ns.Shutdown()
 		a.ns.WaitForShutdown()
-	}
-}
-
-// crashHook reads XMODAL_CRASH_AT=point:n (test only): the process kills itself
-// with SIGKILL the n-th time the pipeline reaches that crash point.
-func crashHook(log *slog.Logger) func(workers.CrashPoint) {
-	spec := os.Getenv("XMODAL_CRASH_AT")
-	if spec == "" {
-		return nil
-	}
-	point, nStr, _ := strings.Cut(spec, ":")
-	n, err := strconv.Atoi(nStr)
-	if err != nil || n < 1 {
-		n = 1
-	}
-	var mu sync.Mutex
-	seen := 0
-	log.Warn("crash hook armed (test only)", "point", point, "at", n)
-	return func(p workers.CrashPoint) {
-		if string(p) != point {
-			return
-		}
-		mu.Lock()
-		seen++
-		hit := seen == n
-		mu.Unlock()
-		if hit {
-			fmt.Fprintf(os.Stderr, "XMODAL_CRASH_AT: killing the process at %s #%d\n", p, n)
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
-		}
 	}
 }

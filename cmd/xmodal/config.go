@@ -49,6 +49,7 @@ type Config struct {
 		EncodeBatch      int           `yaml:"encode_batch" help:"most inputs of one modality per model call (dynamic batching)"`
 		EncodeWait       time.Duration `yaml:"encode_wait" help:"longest the first input of a model batch waits for others before a free encoder takes it (a batch no encoder takes at once keeps growing to encode_batch)"`
 		Encoders         int           `yaml:"encoders" help:"model calls run at once (pair with ort.sessions)"`
+		Writers          int           `yaml:"writers" help:"index writes in flight at once (0: auto, 1 with the embedded index, whose writes are serial, and 4 with Milvus, whose writer coalesces writes that wait into one round)"`
 		MaxInFlight      int           `yaml:"max_inflight" help:"most posts between fetch and acknowledgement; at the limit fetching pauses (backpressure from a slow encoder or sink)"`
 		MediaConcurrency int           `yaml:"media_concurrency" help:"media workers: image fetch, decode, thumbnail, PDQ and model preprocessing, in parallel with encoding"`
 		MaxAttempts      int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
@@ -168,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.Encoders < 1 || c.Ingest.Encoders > 64 {
 		return bad("ingest.encoders", "%d is not in 1..64", c.Ingest.Encoders)
+	}
+	if c.Ingest.Writers < 0 || c.Ingest.Writers > 64 {
+		return bad("ingest.writers", "%d is not in 0..64", c.Ingest.Writers)
 	}
 	if c.Ingest.MaxInFlight < c.Ingest.BatchSize || c.Ingest.MaxInFlight > 1<<20 {
 		return bad("ingest.max_inflight", "%d is not in ingest.batch_size (%d)..1048576", c.Ingest.MaxInFlight, c.Ingest.BatchSize)

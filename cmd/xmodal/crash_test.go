@@ -332,6 +332,7 @@ func (w *workload) converged(ctx context.Context, nc *nats.Conn, js jetstream.Je
 }
 
 func TestKill9ConvergesToIndexedOnce(t *testing.T) {
+	requireCrashBuild(t)
 	if testing.Short() {
 		t.Skip("starts xmodal processes")
 	}

@@ -23,6 +23,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -33,12 +35,11 @@ import (
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/denylist"
+	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
-
-// Crash points of `xmodal ingest --to kafka` (XMODAL_CRASH_AT, tests only).
-const crashAfterProduce workers.CrashPoint = "ingest-after-produce"
 
 // kafkaMaxMessageBytes is the largest line `--to kafka` sends: the broker's
 // default message.max.bytes (1048588) less room for the record batch overhead.
@@ -716,10 +717,7 @@ func backfillKafka(ctx context.Context, cfg *Config, o backfillOptions, src *fil
 		BatchSize: 100, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, WriteTimeout: 30 * time.Second,
 		ErrorLogger: kafkago.LoggerFunc(func(f string, a ...any) { log.Debug("kafka writer: " + fmt.Sprintf(f, a...)) })}
 	defer w.Close()
-	crash := crashHook(log)
-	if crash == nil {
-		crash = func(workers.CrashPoint) {}
-	}
+	crash := crashPoint(log) // crash-test builds only
 	batch := o.Batch
 	if batch == 0 {
 		batch = 500
@@ -746,7 +744,7 @@ func backfillKafka(ctx context.Context, cfg *Config, o backfillOptions, src *fil
 			src.pending = msgs
 			return fmt.Errorf("ingest: producing to %s: %w", k.Topic, err)
 		}
-		crash(crashAfterProduce)
+		crash("ingest-after-produce")
 		for _, m := range msgs {
 			m.Ack(ctx)
 		}
@@ -852,6 +850,14 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 		return err
 	}
 	defer ix.Close()
+	// The deny-list lives in the data dir's JetStream store (xmodal run's):
+	// a private embedded server on a free loopback port reads it, so the
+	// backfill honours every takedown made through the running instance.
+	deny, closeDeny, err := localDenyList(ctx, cfg, ix, log)
+	if err != nil {
+		return err
+	}
+	defer closeDeny()
 	fetch, err := media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Logger: log})
 	if err != nil {
 		return fmt.Errorf("config ingest.allow_private: %w", err)
@@ -861,16 +867,45 @@ func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fi
 	if batch == 0 {
 		batch = cfg.Ingest.BatchSize
 	}
-	pc := pipelineConfig(cfg, log)
+	pc := pipelineConfig(cfg)
 	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
-	pipe, err := workers.New(pc,
-		workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Embedder: model, Decode: decoder(imageprep.DefaultLimits()),
-			Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log})
+	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Deny: deny, Embedder: model, Decode: decoder(imageprep.DefaultLimits()),
+		Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log}
+	crashPoints(&deps, log) // crash tests only (build tag crashtest)
+	pipe, err := workers.New(pc, deps)
 	if err != nil {
 		return err
 	}
 	src.signalEnd = true
 	return pipe.Run(ctx)
+}
+
+// localDenyList opens the deny-list of the data dir through a private
+// embedded NATS server on its JetStream store.
+func localDenyList(ctx context.Context, cfg *Config, ix *embedded.Index, log *slog.Logger) (*denylist.List, func(), error) {
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(cfg.DataDir, "jetstream")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("deny-list: %w", err)
+	}
+	stop := func() { ns.Shutdown(); ns.WaitForShutdown() }
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("xmodal-ingest"))
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("deny-list: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		var l *denylist.List
+		if l, err = denylist.Open(ctx, js, denylist.Config{Logger: log}); err == nil {
+			if _, err = l.Seed(ctx, ix); err == nil {
+				return l, func() { l.Close(); nc.Close(); stop() }, nil
+			}
+			l.Close()
+		}
+	}
+	nc.Close()
+	stop()
+	return nil, nil, fmt.Errorf("deny-list: %w", err)
 }
 
 // fileDeadLetter appends dead letters to a JSON Lines file, synced before Send

@@ -273,6 +273,7 @@ func writeWorkload(t *testing.T, dir string, w *e2eWorkload, files ...string) ma
 // SIGKILL mid-way (after a batch's write, before its lines are acknowledged),
 // resumes from the checkpoint and checks the index and the dead-letter file.
 func TestIngestDirect(t *testing.T) {
+	requireCrashBuild(t)
 	if testing.Short() {
 		t.Skip("runs xmodal processes")
 	}
@@ -357,6 +358,7 @@ func TestIngestDirect(t *testing.T) {
 // interrupted batch twice), then indexes the topic with `xmodal run` and checks
 // the end state: the duplicate batch changes nothing.
 func TestIngestKafka(t *testing.T) {
+	requireCrashBuild(t)
 	if testing.Short() {
 		t.Skip("starts a Kafka broker and xmodal processes")
 	}

@@ -1185,6 +1185,7 @@ func checkEndState(t *testing.T, b *kafkaBroker, topic, group string, w *e2eWork
 // the write before the ack) and at seeded random moments, restarting it each
 // time, then checks the end state.
 func TestKafkaKill9(t *testing.T) {
+	requireCrashBuild(t)
 	n := e2ePostCount(t, e2eDefaultPosts)
 	b, topic, w := e2eSetup(t, n)
 	group := "xmodal-" + topic

@@ -15,3 +15,12 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// requireCrashBuild fails a test that kills the process at crash points when
+// the test binary was built without them.
+func requireCrashBuild(t *testing.T) {
+	t.Helper()
+	if !crashTestBuild {
+		t.Fatal("this test needs crash points: run it with -tags crashtest (scripts/test.sh does)")
+	}
+}

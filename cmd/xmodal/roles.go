@@ -23,6 +23,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
 )
@@ -46,28 +47,33 @@ func (r role) serves() bool  { return r != roleIndexer }
 // MilvusConfig configures the Milvus index (sink/milvus). With no address the
 // embedded index is used, which only `xmodal run` may open.
 type MilvusConfig struct {
-	Address     string        `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
-	Username    string        `yaml:"username" help:"Milvus user (authorization enabled)"`
-	Password    string        `yaml:"password" help:"Milvus password"`
-	DBName      string        `yaml:"db_name" help:"Milvus database (empty: default)"`
-	Collection  string        `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
-	FollowAlias bool          `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
-	Layout      string        `yaml:"layout" help:"split (one collection per vector kind; tested on Milvus 2.3.5), single (one collection with several vector fields, Milvus >= 2.4; not yet tested against a server) or auto (single where the server supports it)"`
-	Consistency string        `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually (writes always read Strong)"`
-	IndexType   string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
-	NList       int           `yaml:"nlist" help:"IVF nlist"`
-	NProbe      int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
-	HNSWM       int           `yaml:"hnsw_m" help:"HNSW M"`
-	HNSWEfC     int           `yaml:"hnsw_ef_construction" help:"HNSW efConstruction"`
-	EF          int           `yaml:"ef" help:"HNSW ef of the ann plan (raised to k)"`
-	ExactEF     int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
-	CodeIndex   string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
-	Candidates  int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
-	Shards      int           `yaml:"shards" help:"shard count of the records collections when xmodal creates them (a cluster with several data nodes spreads writes over more)"`
-	Replicas    int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
-	BatchSize   int           `yaml:"batch_size" help:"most rows of one upsert call"`
-	Linger      time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
-	DialTimeout time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
+	Address     string `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
+	Username    string `yaml:"username" help:"Milvus user (authorization enabled)"`
+	Password    string `yaml:"password" help:"Milvus password"`
+	DBName      string `yaml:"db_name" help:"Milvus database (empty: default)"`
+	Collection  string `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
+	FollowAlias bool   `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
+	Layout      string `yaml:"layout" help:"split (one collection per vector kind; tested on Milvus 2.3.5), single (one collection with several vector fields, Milvus >= 2.4; not yet tested against a server) or auto (single where the server supports it)"`
+	Consistency string `yaml:"consistency" help:"consistency of searches: Strong, Bounded, Session or Eventually"`
+	// WriteConsistency and StaleWindow: how write rounds read versions (docs/milvus.md).
+	WriteConsistency string        `yaml:"write_consistency" help:"consistency of a write round's reads of versions and deny rows: Bounded (merged with the indexer's own writes of the last stale_window; Strong for a stale_window after a Kafka assignment) or Strong (every round waits for a time tick)"`
+	StaleWindow      time.Duration `yaml:"stale_window" help:"how long an indexer remembers its own writes (a Bounded read may not show them yet); must exceed Milvus's common.gracefulTime (5s)"`
+	FenceWindow      time.Duration `yaml:"fence_window" help:"how long an indexer's write rounds read Strong after a Kafka assignment (the previous owner's last writes may be younger than Milvus's common.gracefulTime); 0 turns it off"`
+	IndexType        string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
+	NList            int           `yaml:"nlist" help:"IVF nlist"`
+	NProbe           int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
+	HNSWM            int           `yaml:"hnsw_m" help:"HNSW M"`
+	HNSWEfC          int           `yaml:"hnsw_ef_construction" help:"HNSW efConstruction"`
+	EF               int           `yaml:"ef" help:"HNSW ef of the ann plan (raised to k)"`
+	ExactEF          int           `yaml:"exact_ef" help:"HNSW ef of the exact plan (HNSW is never exactly exact)"`
+	CodeIndex        string        `yaml:"code_index_type" help:"index of the binary codes: BIN_FLAT or BIN_IVF_FLAT"`
+	Candidates       int           `yaml:"hybrid_candidates" help:"C of the hybrid plan when a query gives none"`
+	Shards           int           `yaml:"shards" help:"shard count of the records collections when xmodal creates them (a cluster with several data nodes spreads writes over more)"`
+	Replicas         int           `yaml:"replicas" help:"in-memory replicas a collection is loaded with (0: the server's default; more query nodes serve more queries with more)"`
+	BatchSize        int           `yaml:"batch_size" help:"most rows of one upsert call"`
+	Linger           time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
+	Rounds           int           `yaml:"rounds" help:"write rounds in flight at once (rounds never share a post)"`
+	DialTimeout      time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
 	// StartTimeout bounds the wait for an unreachable Milvus at start.
 	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
 	CallTimeout     time.Duration `yaml:"call_timeout" help:"bound on one RPC attempt"`
@@ -82,6 +88,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Collection = "xmodal"
 	m.Layout = milvus.LayoutSplit // the layout tested against a real server (Milvus 2.3.5); single is opt-in
 	m.Consistency = "Bounded"
+	m.WriteConsistency, m.StaleWindow, m.FenceWindow = "Bounded", 10*time.Second, 5*time.Second
 	m.IndexType = milvus.IndexIVFFlat
 	m.NList, m.NProbe = 128, 16
 	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
@@ -89,6 +96,7 @@ func defaultMilvus(m *MilvusConfig) {
 	m.Candidates = 256
 	m.Shards = 1
 	m.BatchSize = 512
+	m.Rounds = 1
 	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
 	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
 	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = 5, 200*time.Millisecond, 5*time.Second
@@ -119,6 +127,15 @@ func (c *Config) validateMilvus() error {
 	if !slices.Contains([]string{"strong", "bounded", "session", "eventually"}, strings.ToLower(m.Consistency)) {
 		return bad("milvus.consistency", "%q is not Strong, Bounded, Session or Eventually", m.Consistency)
 	}
+	if m.WriteConsistency != "Bounded" && m.WriteConsistency != "Strong" {
+		return bad("milvus.write_consistency", "%q is not Bounded or Strong", m.WriteConsistency)
+	}
+	if m.FenceWindow < 0 {
+		return bad("milvus.fence_window", "must not be negative")
+	}
+	if m.StaleWindow < 5*time.Second {
+		return bad("milvus.stale_window", "%s must be at least 5s (Milvus's default common.gracefulTime)", m.StaleWindow)
+	}
 	if !slices.Contains([]string{milvus.IndexFlat, milvus.IndexIVFFlat, milvus.IndexHNSW}, strings.ToUpper(m.IndexType)) {
 		return bad("milvus.index_type", "%q is not FLAT, IVF_FLAT or HNSW", m.IndexType)
 	}
@@ -130,7 +147,7 @@ func (c *Config) validateMilvus() error {
 		v   int
 	}{{"milvus.nlist", m.NList}, {"milvus.nprobe", m.NProbe}, {"milvus.hnsw_m", m.HNSWM}, {"milvus.hnsw_ef_construction", m.HNSWEfC},
 		{"milvus.ef", m.EF}, {"milvus.exact_ef", m.ExactEF}, {"milvus.hybrid_candidates", m.Candidates}, {"milvus.batch_size", m.BatchSize},
-		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}} {
+		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}, {"milvus.rounds", m.Rounds}} {
 		if p.v < 1 {
 			return bad(p.key, "%d must be at least 1", p.v)
 		}
@@ -181,8 +198,8 @@ func (c *Config) validateRole(r role) error {
 	}
 	switch r {
 	case roleIndexer:
-		if len(c.Kafka.Brokers) == 0 && c.NATS.URL == "" {
-			return bad("kafka.brokers", "xmodal indexer needs a source: set kafka.brokers, or nats.url for the JetStream stream of an outside NATS server (the embedded NATS server belongs to xmodal run)")
+		if c.NATS.URL == "" {
+			return bad("nats.url", "xmodal indexer needs an outside NATS server with JetStream: the deny-list every process shares lives there (and, without kafka.brokers, the ingest stream); the embedded NATS server belongs to xmodal run")
 		}
 		if c.Milvus.FollowAlias {
 			return bad("milvus.follow_alias", "an indexer writes its own model's collection; follow_alias is for xmodal serve")
@@ -206,9 +223,18 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		Collection: m.Collection, Dim: dim, ModelVersion: version, CodeBits: codeBits,
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
-		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency, BatchSize: m.BatchSize, Linger: m.Linger,
+		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency,
+		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, FenceWindow: fenceWindow(m.FenceWindow), BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
+}
+
+// fenceWindow maps milvus.fence_window (0: off) to sink/milvus's option (negative: off).
+func fenceWindow(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // openIndex opens the index the configuration names: Milvus when milvus.address
@@ -303,6 +329,22 @@ func (a *app) registerRoleMetrics() {
 			}
 			return 1
 		}))
+	if a.milvus != nil {
+		st := a.milvus.Stats
+		for _, c := range []struct {
+			name, help string
+			v          func() float64
+		}{
+			{"xmodal_milvus_write_rounds_total", "Milvus write rounds (concurrent Apply calls coalesced).", func() float64 { return float64(st().Rounds) }},
+			{"xmodal_milvus_write_rounds_strong_total", "Milvus write rounds that read Strong (after a Kafka assignment, or milvus.write_consistency Strong).", func() float64 { return float64(st().StrongRounds) }},
+			{"xmodal_milvus_rows_written_total", "Record rows upserted into Milvus.", func() float64 { return float64(st().Rows) }},
+			{"xmodal_milvus_rpc_retries_total", "Milvus calls retried after Unavailable or ResourceExhausted.", func() float64 { return float64(st().Retries) }},
+			{"xmodal_milvus_round_read_seconds_total", "Time write rounds spent reading versions, deny rows and records present.", func() float64 { return st().ReadTime.Seconds() }},
+			{"xmodal_milvus_round_write_seconds_total", "Time write rounds spent writing.", func() float64 { return st().WriteTime.Seconds() }},
+		} {
+			a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.v))
+		}
+	}
 	if a.src != nil && a.nc != nil {
 		js, err := jetstream.New(a.nc)
 		if err != nil {
@@ -326,6 +368,22 @@ func (a *app) registerRoleMetrics() {
 	}
 }
 
+// registerDenyMetrics exports the replicated deny-list's size, position and
+// syncs.
+func (a *app) registerDenyMetrics() {
+	st := func() replstate.Stats { return a.deny.Stats() }
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_denylist_entries", Help: "Post ids on the replicated deny-list (this process's copy)."},
+			func() float64 { return float64(a.deny.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_denylist_seq", Help: "Stream sequence of the last takedown this process's copy holds."},
+			func() float64 { return float64(st().Applied) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "xmodal_denylist_syncs_total", Help: "Deny-list read barriers (one per write round and per reply)."},
+			func() float64 { return float64(st().Syncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "xmodal_denylist_sync_failures_total", Help: "Deny-list read barriers that failed (the request or write waited or failed closed)."},
+			func() float64 { return float64(st().SyncFailures) }),
+	)
+}
+
 // A readiness check: nil when the dependency is usable, with a short detail.
 type check struct {
 	name string
@@ -345,6 +403,14 @@ func (a *app) checks() []check {
 	}
 	if a.ix != nil {
 		cs = append(cs, check{"index", a.indexCheck})
+	}
+	if a.deny != nil {
+		cs = append(cs, check{"denylist", func(ctx context.Context) (string, error) {
+			if err := a.deny.Sync(ctx); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d takedowns, stream sequence %d", a.deny.Len(), a.deny.Seq()), nil
+		}})
 	}
 	if a.kafka != nil {
 		cs = append(cs, check{"source", func(context.Context) (string, error) {

@@ -56,11 +56,11 @@ func TestRolesRefuseBadConfig(t *testing.T) {
 		{"milvus user without password", roleRun, map[string]string{"XMODAL_MILVUS_USERNAME": "root"}, nil, "milvus.username", "password"},
 		{"indexer without milvus", roleIndexer, map[string]string{"XMODAL_KAFKA_BROKERS": "kafka:9092"}, nil, "milvus.address", "embedded index"},
 		{"serve without milvus", roleServe, map[string]string{"XMODAL_NATS_URL": "nats://nats:4222"}, nil, "milvus.address", "embedded index"},
-		{"indexer without a source", roleIndexer, milvus, nil, "kafka.brokers", "source"},
+		{"indexer without nats", roleIndexer, with(milvus, "XMODAL_KAFKA_BROKERS", "k:9092"), nil, "nats.url", "JetStream"},
 		{"serve without nats", roleServe, milvus, nil, "nats.url", "NATS"},
 		{"split role without http", roleServe, with(milvus, "XMODAL_NATS_URL", "nats://n:4222"), []string{"--http-listen", ""}, "http.listen", "/readyz"},
 		{"split role with embedded-server config", roleIndexer, with(milvus, "XMODAL_NATS_URL", "nats://n:4222", "XMODAL_NATS_SERVER_CONFIG", "deploy/nats/xmodal.conf"), nil, "nats.server_config", "embedded"},
-		{"indexer following the alias", roleIndexer, with(milvus, "XMODAL_KAFKA_BROKERS", "k:9092", "XMODAL_MILVUS_FOLLOW_ALIAS", "true"), nil, "milvus.follow_alias", "serve"},
+		{"indexer following the alias", roleIndexer, with(milvus, "XMODAL_KAFKA_BROKERS", "k:9092", "XMODAL_NATS_URL", "nats://n:4222", "XMODAL_MILVUS_FOLLOW_ALIAS", "true"), nil, "milvus.follow_alias", "serve"},
 		{"run following the alias", roleRun, map[string]string{"XMODAL_MILVUS_FOLLOW_ALIAS": "true"}, nil, "milvus.follow_alias", "serve"},
 		{"follow_alias not a bool", roleServe, map[string]string{"XMODAL_MILVUS_FOLLOW_ALIAS": "sometimes"}, nil, "milvus.follow_alias", "true or false"},
 	}
@@ -88,7 +88,7 @@ func TestRolesAcceptTheirServices(t *testing.T) {
 	}{
 		{roleRun, nil},
 		{roleRun, map[string]string{"XMODAL_MILVUS_ADDRESS": "127.0.0.1:19530"}},
-		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_KAFKA_BROKERS": "k:9092"}},
+		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_KAFKA_BROKERS": "k:9092", "XMODAL_NATS_URL": "nats://n:4222"}},
 		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_NATS_URL": "nats://n:4222"}},
 		{roleServe, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_NATS_URL": "nats://n:4222", "XMODAL_MILVUS_FOLLOW_ALIAS": "true"}},
 	}

@@ -57,6 +57,11 @@ type Config struct {
 
 	Logger     *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // nil: metrics are not registered
+	// OnAssign, when set, is called with this member's partitions at the
+	// start of every generation, before any of their messages is fetched
+	// (an index writer fences: another member may have written the same
+	// posts a moment ago).
+	OnAssign func(partitions []int)
 }
 
 // SASL selects SASL authentication; an empty Mechanism disables it.

@@ -229,6 +229,9 @@ func (s *Source) startGeneration(kg *kafkago.Generation) {
 		}
 		slices.Sort(ids)
 		s.log.Info("partitions assigned", "generation", kg.ID, "member", kg.MemberID, "partitions", ids)
+		if s.cfg.OnAssign != nil {
+			s.cfg.OnAssign(ids)
+		}
 		var hist map[int][]span
 		for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
 			var err error
@@ -439,6 +442,7 @@ func (s *Source) handOut(ctx context.Context, batch []fetched) ([]*ingest.Messag
 		}
 		off := km.Offset
 		m := ingest.NewMessage(string(km.Key), km.Value, func(context.Context) error { s.ack(p, off); return nil })
+		m.NoKey = km.Key == nil
 		m.Origin = fmt.Sprintf("topic %s partition %d offset %d", km.Topic, km.Partition, km.Offset)
 		m.Seq = uint64(km.Offset) + 1
 		m.Attempt = attemptOf(p.prior, km.Offset)
@@ -615,6 +619,9 @@ func (s *Source) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage
 	default:
 	}
 	out := kafkago.Message{Key: []byte(m.Key), Value: m.Value, Headers: DeadLetterHeaders(m, stage, reason, time.Now())}
+	if m.NoKey {
+		out.Key = nil // a null key stays null
+	}
 	if m.Tombstone {
 		out.Value = nil
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/xmodal/xmodal/ingest"
 )
@@ -536,5 +537,57 @@ func TestNewFailsClearly(t *testing.T) {
 	cfg.Timeout = time.Second
 	if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no broker answered") {
 		t.Fatalf("unreachable broker: %v", err)
+	}
+}
+
+// A record with a null key reaches the dead-letter topic with a null key, not
+// an empty one. Read back with franz-go, which tells the two apart (kafka-go
+// reads both as nil).
+func TestDeadLetterKeepsANullKey(t *testing.T) {
+	addr := broker.need(t)
+	topic := newTopic(t, addr, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: nil, Value: []byte(`{"no":"key"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, addr, topic, name(t, "group"))
+	s := newSource(t, cfg)
+	msgs := fetchN(t, s, 1, 30*time.Second)
+	if !msgs[0].NoKey {
+		t.Fatal("a record with a null key is not marked NoKey")
+	}
+	if err := s.Send(ctx, msgs[0], ingest.StageDecode, "no id"); err != nil {
+		t.Fatal(err)
+	}
+	ackAll(t, msgs)
+	rd, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	for {
+		fs := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("no dead letter read back: %v", err)
+		}
+		var got []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Value) == `{"no":"key"}` {
+				got = append(got, r)
+			}
+		})
+		if len(got) == 0 {
+			continue
+		}
+		if got[0].Key != nil {
+			t.Fatalf("dead letter key %q (non-null), want null", got[0].Key)
+		}
+		return
 	}
 }

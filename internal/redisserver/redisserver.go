@@ -178,18 +178,11 @@ func Version() string {
 	return strings.TrimSpace(sc.Text())
 }
 
-// T is the part of testing.TB that StartT uses (taking it, rather than
-// testing.TB, keeps package testing out of the binary: loadgen uses Start).
-type T interface {
-	testutil.TB
-	TempDir() string
-	Cleanup(func())
-}
-
 // StartT starts a server for a test and stops it at cleanup; a missing
 // redis-server ends the test through testutil.Unavailable, naming it (a
-// failure under CI=true).
-func StartT(t T, opt Options) *Server {
+// failure under CI=true). It takes testutil.T, not testing.TB: loadgen uses
+// Start, and the binary must not link package testing.
+func StartT(t testutil.T, opt Options) *Server {
 	t.Helper()
 	if opt.Dir == "" {
 		opt.Dir = t.TempDir()

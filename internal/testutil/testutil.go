@@ -12,12 +12,20 @@ import (
 	"strconv"
 )
 
-// TB is the part of testing.TB the helpers use; *testing.T and *testing.B
-// satisfy it.
+// TB is the part of testing.TB that Unavailable uses; *testing.T and
+// *testing.B satisfy it.
 type TB interface {
 	Helper()
 	Fatalf(format string, args ...any)
 	Skipf(format string, args ...any)
+}
+
+// T is the part of testing.TB the other helpers use.
+type T interface {
+	TB
+	Fatal(args ...any)
+	TempDir() string
+	Cleanup(func())
 }
 
 // EnvCI is the variable that marks a CI run: .ci/run sets CI=true, as most CI

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -18,10 +20,18 @@ import (
 type Client struct {
 	nc     *nats.Conn
 	prefix string
+	// Attempts is how many times a read request (search, get, neardup,
+	// stats) is sent when it got no reply (no replica listening, or none
+	// answered within the attempt's share of the deadline) or a 503 (a
+	// dependency of the replica out of reach): 2 by default. Replicas share a NATS queue group, so a retry reaches another
+	// replica when one was killed with the request in flight. Each attempt
+	// gets an equal share of the context's deadline. Admin requests are sent
+	// once (retry them yourself: they are idempotent).
+	Attempts int
 }
 
 // New returns a client on nc for the default subject prefix.
-func New(nc *nats.Conn) *Client { return &Client{nc: nc, prefix: query.SubjectPrefix} }
+func New(nc *nats.Conn) *Client { return &Client{nc: nc, prefix: query.SubjectPrefix, Attempts: 2} }
 
 // Search runs a search request.
 func (c *Client) Search(ctx context.Context, r *query.SearchRequest) (*query.SearchResponse, error) {
@@ -63,28 +73,35 @@ func (c *Client) Call(ctx context.Context, endpoint string, req, out any) error 
 // Raw sends body as is to an endpoint and decodes the reply into out; for tools
 // and tests that need to send malformed requests.
 func (c *Client) Raw(ctx context.Context, endpoint string, body []byte, out any) error {
+	_, err := c.raw(ctx, endpoint, body, out)
+	return err
+}
+
+// raw is Raw that also says whether the request got no reply at all (no
+// replica listening, or none answered in time): the case a retry may fix.
+func (c *Client) raw(ctx context.Context, endpoint string, body []byte, out any) (bool, error) {
 	msg, err := c.nc.RequestWithContext(ctx, c.prefix+"."+endpoint, body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return &query.Error{Code: query.CodeUnavailable, Message: "no xmodal query service is listening on " + c.prefix + "." + endpoint}
+			return true, &query.Error{Code: query.CodeUnavailable, Message: "no xmodal query service is listening on " + c.prefix + "." + endpoint}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return &query.Error{Code: query.CodeTimeout, Message: err.Error()}
+			return true, &query.Error{Code: query.CodeTimeout, Message: err.Error()}
 		}
-		return err
+		return false, err
 	}
 	// micro reports errors in headers with an empty body.
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 		n, _ := strconv.Atoi(code)
-		return &query.Error{Code: n, Message: msg.Header.Get(micro.ErrorHeader)}
+		return n == query.CodeUnavailable, &query.Error{Code: n, Message: msg.Header.Get(micro.ErrorHeader)}
 	}
 	if out == nil {
-		return nil
+		return false, nil
 	}
 	if err := json.Unmarshal(msg.Data, out); err != nil {
-		return fmt.Errorf("decode %s reply: %w", endpoint, err)
+		return false, fmt.Errorf("decode %s reply: %w", endpoint, err)
 	}
-	return nil
+	return false, nil
 }
 
 func (c *Client) call(ctx context.Context, endpoint string, req, out any) error {
@@ -92,5 +109,20 @@ func (c *Client) call(ctx context.Context, endpoint string, req, out any) error 
 	if err != nil {
 		return err
 	}
-	return c.Raw(ctx, endpoint, body, out)
+	attempts := c.Attempts
+	if strings.HasPrefix(endpoint, "admin.") || attempts < 1 {
+		attempts = 1
+	}
+	for i := 1; ; i++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < attempts {
+			actx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(attempts-i+1))
+		}
+		var retryable bool
+		retryable, err = c.raw(actx, endpoint, body, out)
+		cancel()
+		if err == nil || !retryable || i >= attempts || ctx.Err() != nil {
+			return err
+		}
+	}
 }

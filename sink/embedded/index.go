@@ -474,6 +474,35 @@ func (ix *Index) AnyDenied(ctx context.Context, postIDs []string) (bool, error) 
 	return denied, err
 }
 
+// DeniedIDs calls fn for every post id on the index's deny-list with the time
+// it was denied (internal/denylist seeds a new replicated list from it).
+func (ix *Index) DeniedIDs(ctx context.Context, fn func(postID string, at time.Time) error) error {
+	// Collect first: fn may block on the network, and a read transaction held
+	// meanwhile would keep bbolt from reusing pages.
+	type entry struct {
+		id string
+		at time.Time
+	}
+	var all []entry
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDeny).ForEach(func(k, v []byte) error {
+			var at time.Time
+			_ = at.UnmarshalText(v)
+			all = append(all, entry{string(k), at})
+			return ctx.Err()
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		if err := fn(e.id, e.at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Get returns the records with the given primary keys, in order, skipping unknown keys.
 func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error) {
 	if err := ctx.Err(); err != nil {

@@ -5,7 +5,6 @@ package milvus
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -221,35 +220,4 @@ func pct(d []time.Duration, p int) string {
 	slices.Sort(s)
 	i := min(len(s)-1, (len(s)*p+99)/100-1)
 	return fmt.Sprintf("%.2fms", float64(s[max(i, 0)].Microseconds())/1000)
-}
-
-func randVec(r *rand.Rand, dim int, centre []float32, spread float64) []float32 {
-	v := make([]float32, dim)
-	var n float64
-	for i := range v {
-		x := r.NormFloat64()
-		if centre != nil {
-			x = float64(centre[i])*math.Sqrt(float64(dim)) + spread*x*3
-		}
-		v[i] = float32(x)
-		n += x * x
-	}
-	for i := range v {
-		v[i] = float32(float64(v[i]) / math.Sqrt(n))
-	}
-	return v
-}
-
-func simhash(v []float32, planes [][]float32) []byte {
-	out := make([]byte, len(planes)/8)
-	for i, p := range planes {
-		var s float32
-		for j := range v {
-			s += v[j] * p[j]
-		}
-		if s > 0 {
-			out[i/8] |= 0x80 >> (i % 8)
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/milvus-io/milvus/client/v2/entity"
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
@@ -258,11 +259,18 @@ type Stats struct {
 	Retries int64 // RPC attempts retried after Unavailable/ResourceExhausted
 	Rounds  int64 // write rounds
 	Rows    int64 // rows upserted
+	// StrongRounds are the rounds that read Strong (after Fence, or with
+	// WriteConsistency Strong).
+	StrongRounds int64
+	// ReadTime and WriteTime are the rounds' time reading what Milvus holds
+	// and writing, summed.
+	ReadTime, WriteTime time.Duration
 }
 
 // Stats returns the counters.
 func (ix *Index) Stats() Stats {
-	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load()}
+	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load(), StrongRounds: ix.w.strongRounds.Load(),
+		ReadTime: time.Duration(ix.w.readNanos.Load()), WriteTime: time.Duration(ix.w.writeNanos.Load())}
 }
 
 // Close stops the writer (waiting for the round in flight) and closes the connection.

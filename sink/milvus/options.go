@@ -72,15 +72,35 @@ type Options struct {
 	Candidates int
 
 	// Consistency of searches, Get and Count: Strong, Bounded (default), Session or
-	// Eventually. Apply's own reads of versions and the deny-list are always Strong.
+	// Eventually.
 	Consistency string
+	// WriteConsistency of the reads a write round makes (versions, deny rows,
+	// records present): Bounded (default; merged with the writer's own writes
+	// of the last StaleWindow, and Strong for a StaleWindow after Fence) or
+	// Strong (every round waits for a time tick, ~200 ms on Milvus 2.3).
+	WriteConsistency string
+	// StaleWindow is how long the writer remembers its own writes, and how
+	// long rounds read Strong after Fence; it must exceed the server's
+	// common.gracefulTime (the staleness of Bounded reads, 5 s by default).
+	// Default 10s.
+	StaleWindow time.Duration
+	// FenceWindow is how long write rounds read Strong after Fence (default
+	// 5s, Milvus's default common.gracefulTime: a Bounded read made later
+	// shows every write made before the Fence; negative: Fence does nothing).
+	FenceWindow time.Duration
 
 	// BatchSize is the most rows one upsert call carries; concurrent Apply calls are
 	// coalesced into one write round until it is reached (default 512).
 	BatchSize int
 	// Linger is how long a write round waits for more Apply calls to join it (default
-	// 0: a round starts as soon as the previous one ends; calls that arrive meanwhile join it).
+	// 0: a round starts as soon as a round slot is free; calls that arrive
+	// meanwhile join it).
 	Linger time.Duration
+	// Rounds is how many write rounds run at once (default 1: on a small
+	// server one round at a time, coalescing every Apply that waits, writes
+	// more rows per second than several small rounds; a cluster with several
+	// data nodes may take more). Rounds in flight never share a post.
+	Rounds int
 
 	// DialTimeout bounds one connection attempt (default 3s); StartTimeout bounds
 	// Open's wait for an unreachable server (default 30s).
@@ -159,6 +179,18 @@ func (o Options) withDefaults() Options {
 	def(&o.ExactEF, 4096)
 	def(&o.Candidates, 256)
 	def(&o.Shards, 1)
+	if o.WriteConsistency == "" {
+		o.WriteConsistency = "Bounded"
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
+	if o.FenceWindow == 0 {
+		o.FenceWindow = 5 * time.Second
+	}
+	if o.StaleWindow <= 0 {
+		o.StaleWindow = 10 * time.Second
+	}
 	if o.Consistency == "" {
 		o.Consistency = "Bounded"
 	}
@@ -214,6 +246,9 @@ func (o Options) Validate() error {
 	}
 	if o.NProbe > o.NList {
 		errs = append(errs, fmt.Errorf("nprobe %d exceeds nlist %d", o.NProbe, o.NList))
+	}
+	if o.WriteConsistency != "" && o.WriteConsistency != "Bounded" && o.WriteConsistency != "Strong" {
+		return fmt.Errorf("milvus: write consistency %q: want Bounded or Strong", o.WriteConsistency)
 	}
 	if _, err := parseConsistency(o.Consistency); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,13 +24,30 @@ import (
 // ErrClosed is returned by Apply after Close.
 var ErrClosed = errors.New("milvus index: closed")
 
-// The writer coalesces concurrent Apply calls into rounds. A round reads the
-// versions and deny-list entries of its posts (Strong), works out every change's
-// outcome exactly as the embedded index does, then writes: deletes, upserts of the
-// records (and codes, PDQ hashes), and last the version rows and deny-list rows.
-// Every RPC is retried on Unavailable/ResourceExhausted (bounded); a round that fails
-// fails every Apply call in it, and since every write is idempotent the caller's
-// redelivery converges. Apply returns only after Milvus acknowledged every write.
+// The writer coalesces concurrent Apply calls into rounds. A round works out
+// every change's outcome with domain.Decide (the rule the embedded index
+// applies) from what it knows of its posts, then writes: deletes, upserts of
+// the records (and codes, PDQ hashes), then the version and deny-list rows.
+// Every RPC is retried on Unavailable/ResourceExhausted (bounded); a round that
+// fails fails every Apply call in it, and since every write is idempotent the
+// caller's redelivery converges. Apply returns only after Milvus acknowledged
+// every write.
+//
+// What a round knows of a post, without waiting for a Strong read:
+//   - the version, deny-list and record rows read at Bounded consistency (no
+//     wait for a time tick; they show every write older than Milvus's graceful
+//     time, 5 s by default), merged with
+//   - what this writer itself wrote in the last StaleWindow (its own recent
+//     writes, which a Bounded read may not show yet).
+//
+// Between them nothing a round needs is missing as long as each post is
+// written by one writer at a time, which Kafka gives (a post's versions share
+// a partition, and a partition has one owner). When a partition moves to
+// another indexer, the previous owner's last writes may be younger than the
+// graceful time: Fence makes the next FenceWindow of rounds read Strong (the
+// Kafka source calls it on every assignment). Takedowns are decided by the
+// replicated deny-list before Apply (workers), so the deny rows read here are
+// a second line, not the gate.
 type writer struct {
 	ix     *Index
 	reqs   chan *applyReq
@@ -37,7 +55,24 @@ type writer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	rounds, rows atomic.Int64
+	rounding sync.WaitGroup // rounds in flight
+	busyMu   sync.Mutex
+	busyCond *sync.Cond
+	busy     map[string]int // post id → rounds in flight that hold it
+
+	mu          sync.Mutex
+	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
+	strongUntil time.Time              // Fence: read Strong until then
+
+	rounds, rows, strongRounds atomic.Int64
+	readNanos, writeNanos      atomic.Int64
+}
+
+// recentPost is what this writer wrote of a post lately.
+type recentPost struct {
+	st   domain.PostState
+	mods [3]bool // modalities written (records present)
+	at   time.Time
 }
 
 type applyReq struct {
@@ -49,7 +84,8 @@ type applyReq struct {
 
 func newWriter(ix *Index) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel}
+	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel, recent: map[string]*recentPost{}, busy: map[string]int{}}
+	w.busyCond = sync.NewCond(&w.busyMu)
 	w.wg.Add(1)
 	go w.loop()
 	return w
@@ -68,26 +104,44 @@ func rowsOf(r *applyReq) int {
 	return n
 }
 
+// loop forms rounds: a round takes the requests that wait (up to BatchSize
+// rows, or what arrives within Linger) and runs while at most Rounds others
+// run. Rounds in flight at once never share a post (a round whose posts are
+// in a running round waits for it), so each post's writes stay in order.
 func (w *writer) loop() {
 	defer w.wg.Done()
 	o := w.ix.opt
+	slots := make(chan struct{}, o.Rounds)
+	var carry *applyReq // a request that did not fit the last round
 	for {
-		var first *applyReq
-		select {
-		case first = <-w.reqs:
-		case <-w.ctx.Done():
-			return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-w.reqs:
+			case <-w.ctx.Done():
+				w.rounding.Wait()
+				return
+			}
 		}
 		batch := []*applyReq{first}
 		n := rowsOf(first)
+		take := func(r *applyReq) bool {
+			if n+rowsOf(r) > o.BatchSize {
+				carry = r
+				return false
+			}
+			batch = append(batch, r)
+			n += rowsOf(r)
+			return true
+		}
 		if o.Linger > 0 {
 			t := time.NewTimer(o.Linger)
 		collect:
-			for n < o.BatchSize {
+			for carry == nil && n < o.BatchSize {
 				select {
 				case r := <-w.reqs:
-					batch = append(batch, r)
-					n += rowsOf(r)
+					take(r)
 				case <-t.C:
 					break collect
 				case <-w.ctx.Done():
@@ -95,27 +149,111 @@ func (w *writer) loop() {
 				}
 			}
 			t.Stop()
-		} else {
-		drain:
-			for n < o.BatchSize {
+		}
+		// Wait for a free round, gathering what arrives meanwhile.
+	wait:
+		for {
+			if carry != nil || n >= o.BatchSize {
 				select {
-				case r := <-w.reqs:
-					batch = append(batch, r)
-					n += rowsOf(r)
-				default:
-					break drain
+				case slots <- struct{}{}:
+					break wait
+				case <-w.ctx.Done():
+					w.fail(batch, ErrClosed)
+					w.rounding.Wait()
+					return
 				}
 			}
-		}
-		err := w.round(w.ctx, batch)
-		for _, r := range batch {
-			if err != nil {
-				r.err = err
-				r.out = nil
+			select {
+			case slots <- struct{}{}:
+				break wait
+			case r := <-w.reqs:
+				take(r)
+			case <-w.ctx.Done():
+				w.fail(batch, ErrClosed)
+				w.rounding.Wait()
+				return
 			}
-			close(r.done)
+		}
+		ids := w.claim(batch)
+		w.rounding.Add(1)
+		go func() {
+			defer w.rounding.Done()
+			err := w.round(w.ctx, batch)
+			w.release(ids)
+			<-slots
+			for _, r := range batch {
+				if err != nil {
+					r.err = err
+					r.out = nil
+				}
+				close(r.done)
+			}
+		}()
+	}
+}
+
+func (w *writer) fail(batch []*applyReq, err error) {
+	for _, r := range batch {
+		r.err, r.out = err, nil
+		close(r.done)
+	}
+}
+
+// claim waits until no running round holds any of the batch's posts, then
+// marks them as held.
+func (w *writer) claim(batch []*applyReq) []string {
+	var ids []string
+	for _, r := range batch {
+		for i := range r.changes {
+			ids = append(ids, r.changes[i].PostID)
 		}
 	}
+	w.busyMu.Lock()
+	defer w.busyMu.Unlock()
+	for slices.ContainsFunc(ids, func(id string) bool { return w.busy[id] > 0 }) {
+		w.busyCond.Wait()
+	}
+	for _, id := range ids {
+		w.busy[id]++
+	}
+	return ids
+}
+
+func (w *writer) release(ids []string) {
+	w.busyMu.Lock()
+	for _, id := range ids {
+		if w.busy[id]--; w.busy[id] == 0 {
+			delete(w.busy, id)
+		}
+	}
+	w.busyMu.Unlock()
+	w.busyCond.Broadcast()
+}
+
+// Fence makes the write rounds of the next FenceWindow read Strong: call it
+// when this writer may take over posts another writer wrote a moment ago (a
+// Kafka partition assigned to this indexer). It narrows, not closes, a
+// window: the new owner re-applies every version from the committed offset
+// on, in order, so the index converges to each post's latest version anyway;
+// what Fence spares is a transient regression to an older version while it
+// catches up (docs/milvus.md, "Versions after a rebalance").
+func (ix *Index) Fence() {
+	ix.w.mu.Lock()
+	ix.w.strongUntil = time.Now().Add(ix.opt.FenceWindow)
+	ix.w.mu.Unlock()
+}
+
+// readLevel is the consistency of a round's reads.
+func (w *writer) readLevel() entity.ConsistencyLevel {
+	if w.ix.opt.WriteConsistency == "Strong" {
+		return entity.ClStrong
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Now().Before(w.strongUntil) {
+		return entity.ClStrong
+	}
+	return entity.ClBounded
 }
 
 // Apply writes the changes (see domain.Writer): it returns when Milvus acknowledged
@@ -190,12 +328,11 @@ func (ix *Index) validate(changes []domain.Change) error {
 
 // postState is what a round knows of a post while it works out outcomes.
 type postState struct {
-	seq     uint64
-	exists  bool // a version row exists
-	denied  bool
+	st      domain.PostState
 	newDeny bool
 	final   int // 0 untouched, 1 upsert, 2 delete
 	records []domain.Record
+	present [3]bool // modalities with a record row (read or written lately)
 }
 
 const (
@@ -203,6 +340,16 @@ const (
 	finalUpsert
 	finalDelete
 )
+
+func modIndex(m domain.Modality) int {
+	switch m {
+	case domain.ModalityImage:
+		return 0
+	case domain.ModalityText:
+		return 1
+	}
+	return 2
+}
 
 func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	ix := w.ix
@@ -218,57 +365,94 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			}
 		}
 	}
-	// 1. what Milvus holds: versions, deny-list entries and the records present
-	// (Strong reads, in parallel: each waits for the server's time tick).
+	// 1. what Milvus holds: versions, deny-list entries and the records present,
+	// read in parallel at Bounded consistency (Strong after a Fence), merged
+	// with this writer's own recent writes.
+	cl := w.readLevel()
+	if cl == entity.ClStrong {
+		w.strongRounds.Add(1)
+	}
+	readStart := time.Now()
 	var seqs, denied map[string]int64
-	present := map[string]bool{}
 	err := parallel(
-		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids); return },
-		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids); return },
-		func() error {
-			// By primary key (the three a post may have): a key lookup, where a
-			// post_id filter would scan the collection.
-			cands := make([]string, 0, 3*len(ids))
-			for _, id := range ids {
-				for _, m := range domain.Modalities {
-					cands = append(cands, domain.PrimaryKey(id, m))
-				}
-			}
-			pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands)
-			for _, pk := range pks {
-				present[pk] = true
-			}
-			return err
-		},
+		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
+		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl); return },
 	)
 	if err != nil {
 		return err
 	}
-	for id, st := range states {
-		if s, ok := seqs[id]; ok {
-			st.exists, st.seq = true, uint64(s)
+	// The records present, for the posts that have a version (a new post has
+	// none: most rounds of a live feed skip this read). By primary key (the
+	// three a post may have): a key lookup, where a post_id filter would scan
+	// the collection.
+	present := map[string]bool{}
+	var cands []string
+	w.mu.Lock()
+	for _, id := range ids {
+		if _, ok := seqs[id]; !ok && w.recent[id] == nil {
+			continue
 		}
-		_, st.denied = denied[id]
+		for _, m := range domain.Modalities {
+			cands = append(cands, domain.PrimaryKey(id, m))
+		}
 	}
-	// 2. outcomes, in order, as the embedded index decides them.
+	w.mu.Unlock()
+	if len(cands) > 0 {
+		pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands, cl)
+		if err != nil {
+			return err
+		}
+		for _, pk := range pks {
+			present[pk] = true
+		}
+	}
+	now := time.Now()
+	w.readNanos.Add(int64(now.Sub(readStart)))
+	defer func() { w.writeNanos.Add(int64(time.Since(now))) }()
+	w.mu.Lock()
+	for id, rp := range w.recent {
+		if now.Sub(rp.at) > ix.opt.StaleWindow {
+			delete(w.recent, id)
+		}
+	}
+	for id, ps := range states {
+		if s, ok := seqs[id]; ok {
+			ps.st.Exists, ps.st.Seq = true, uint64(s)
+		}
+		_, ps.st.Denied = denied[id]
+		for _, m := range domain.Modalities {
+			ps.present[modIndex(m)] = present[domain.PrimaryKey(id, m)]
+		}
+		if rp := w.recent[id]; rp != nil {
+			// Our own write may not be visible to a Bounded read yet: it is
+			// the newest state of the post this writer knows.
+			switch {
+			case !rp.st.Exists:
+				ps.st.Exists, ps.st.Seq = false, 0 // our delete
+			case !ps.st.Exists || rp.st.Seq >= ps.st.Seq:
+				ps.st.Exists, ps.st.Seq = true, rp.st.Seq
+			}
+			ps.st.Denied = ps.st.Denied || rp.st.Denied
+			for i := range ps.present {
+				ps.present[i] = ps.present[i] || rp.mods[i]
+			}
+		}
+	}
+	w.mu.Unlock()
+	// 2. outcomes, in order, by the rule every index applies.
 	for _, r := range batch {
 		for i := range r.changes {
 			ch := &r.changes[i]
-			st := states[ch.PostID]
-			switch {
-			case ch.Delete:
-				st.exists, st.seq, st.final, st.records = false, 0, finalDelete, nil
-				if ch.Deny && !st.denied {
-					st.denied, st.newDeny = true, true
-				}
-				r.out[i] = domain.Deleted
-			case st.denied:
-				r.out[i] = domain.Denied
-			case ch.Seq != 0 && st.exists && st.seq != 0 && ch.Seq < st.seq:
-				r.out[i] = domain.Stale
-			default:
-				st.exists, st.seq, st.final, st.records = true, ch.Seq, finalUpsert, ch.Records
-				r.out[i] = domain.Applied
+			ps := states[ch.PostID]
+			out, next, newDeny := domain.Decide(ps.st, ch)
+			r.out[i] = out
+			ps.st = next
+			ps.newDeny = ps.newDeny || newDeny
+			switch out {
+			case domain.Deleted:
+				ps.final, ps.records = finalDelete, nil
+			case domain.Applied:
+				ps.final, ps.records = finalUpsert, ch.Records
 			}
 		}
 	}
@@ -281,8 +465,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 		denyIDs                           []string
 	)
 	for _, id := range ids {
-		st := states[id]
-		switch st.final {
+		ps := states[id]
+		switch ps.final {
 		case finalDelete:
 			for _, m := range domain.Modalities {
 				pk := domain.PrimaryKey(id, m)
@@ -291,15 +475,15 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			delPosts = append(delPosts, id)
 		case finalUpsert:
 			has := map[domain.Modality]*domain.Record{}
-			for j := range st.records {
-				has[st.records[j].Modality] = &st.records[j]
-				recs = append(recs, &st.records[j])
+			for j := range ps.records {
+				has[ps.records[j].Modality] = &ps.records[j]
+				recs = append(recs, &ps.records[j])
 			}
 			// Remove what the post had and the new version lacks (a code or PDQ
 			// row exists only while its record does: see the write order below).
 			for _, m := range domain.Modalities {
 				pk := domain.PrimaryKey(id, m)
-				if !present[pk] {
+				if !ps.present[modIndex(m)] {
 					continue
 				}
 				r := has[m]
@@ -314,16 +498,18 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 				}
 			}
 			postIDs = append(postIDs, id)
-			postSeqs = append(postSeqs, int64(st.seq))
+			postSeqs = append(postSeqs, int64(ps.st.Seq))
 		}
-		if st.newDeny {
+		if ps.newDeny {
 			denyIDs = append(denyIDs, id)
 		}
 	}
 	// The write order keeps one invariant through a crash at any point: a code or
 	// PDQ row exists only while the record row of its key does (side rows are
 	// deleted before records and written after them). Version and deny-list rows
-	// come last; a round that fails is redone whole by the caller's redelivery.
+	// are written with the side rows; a round that fails is redone whole by the
+	// caller's redelivery (the same version re-applies). Phases with nothing to
+	// do make no call.
 	l := ix.l
 	side := func(t *table) bool { return t != nil && !l.single }
 	err = parallel(
@@ -370,11 +556,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			return nil
 		}
 	}
-	if err := parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ)); err != nil {
-		return err
-	}
-	now := time.Now().UnixNano()
-	return parallel(
+	deniedAt := now.UnixNano()
+	err = parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ),
 		func() error {
 			for from := 0; from < len(postIDs); from += bs {
 				to := min(from+bs, len(postIDs))
@@ -394,7 +577,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 				to := min(from+bs, len(denyIDs))
 				ts := make([]int64, to-from)
 				for i := range ts {
-					ts[i] = now
+					ts[i] = deniedAt
 				}
 				err := ix.upsert(ctx, l.deny.name, []column.Column{
 					column.NewColumnVarChar(fPostID, denyIDs[from:to]),
@@ -408,6 +591,24 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			return nil
 		},
 	)
+	if err != nil {
+		return err
+	}
+	// 4. remember what this round wrote, for the rounds of the next StaleWindow.
+	w.mu.Lock()
+	for _, id := range ids {
+		ps := states[id]
+		if ps.final == finalNone && !ps.newDeny {
+			continue
+		}
+		rp := &recentPost{st: ps.st, at: now}
+		for j := range ps.records {
+			rp.mods[modIndex(ps.records[j].Modality)] = true
+		}
+		w.recent[id] = rp
+	}
+	w.mu.Unlock()
+	return nil
 }
 
 // parallel runs the functions concurrently and joins their errors.
@@ -587,8 +788,8 @@ func (ix *Index) deleteIn(ctx context.Context, coll, field string, vals []string
 	return nil
 }
 
-// queryInt64 returns key → value of an int64 field for the keys present (Strong).
-func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string, keys []string) (map[string]int64, error) {
+// queryInt64 returns key → value of an int64 field for the keys present.
+func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string, keys []string, cl entity.ConsistencyLevel) (map[string]int64, error) {
 	out := map[string]int64{}
 	for from := 0; from < len(keys); from += inChunk {
 		chunk := keys[from:min(from+inChunk, len(keys))]
@@ -596,7 +797,7 @@ func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string
 		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
 			var err error
 			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(keyField+" in "+quoteList(chunk)).
-				WithOutputFields(keyField, valField).WithConsistencyLevel(entity.ClStrong), noRetry)
+				WithOutputFields(keyField, valField).WithConsistencyLevel(cl), noRetry)
 			return err
 		})
 		if err != nil {
@@ -625,8 +826,8 @@ func (ix *Index) queryInt64(ctx context.Context, coll, keyField, valField string
 }
 
 // queryStrings returns the values of field out of the rows whose keyField is one
-// of keys (Strong).
-func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, keys []string) ([]string, error) {
+// of keys.
+func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, keys []string, cl entity.ConsistencyLevel) ([]string, error) {
 	var vals []string
 	for from := 0; from < len(keys); from += inChunk {
 		chunk := keys[from:min(from+inChunk, len(keys))]
@@ -634,7 +835,7 @@ func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, k
 		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
 			var err error
 			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(keyField+" in "+quoteList(chunk)).
-				WithOutputFields(out).WithConsistencyLevel(entity.ClStrong), noRetry)
+				WithOutputFields(out).WithConsistencyLevel(cl), noRetry)
 			return err
 		})
 		if err != nil {
@@ -655,14 +856,65 @@ func (ix *Index) queryStrings(ctx context.Context, coll, keyField, out string, k
 	return vals, nil
 }
 
-// IsDenied reports whether the post id is on the deny-list (Strong).
+// IsDenied reports whether the post id is on the index's deny rows (Strong:
+// an operator's check; the pipeline and the query service use the replicated
+// deny-list, internal/denylist).
 func (ix *Index) IsDenied(ctx context.Context, postID string) (bool, error) {
-	m, err := ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, []string{postID})
+	m, err := ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, []string{postID}, entity.ClStrong)
 	if err != nil {
 		return false, err
 	}
 	_, ok := m[postID]
 	return ok, nil
+}
+
+// DeniedIDs calls fn for every post id of the deny rows, with the time it was
+// denied (internal/denylist seeds a new replicated list from it). Pages of
+// 16384 rows follow the primary key (Milvus returns a limited query's rows in
+// key order; a page that is not is an error, never a silent skip).
+func (ix *Index) DeniedIDs(ctx context.Context, fn func(postID string, at time.Time) error) error {
+	const page = 16384
+	last := ""
+	for {
+		expr := fPostID + ` != ""`
+		if last != "" {
+			expr = fPostID + " > " + strconv.Quote(last)
+		}
+		var rs milvusclient.ResultSet
+		err := ix.call(ctx, "query "+ix.l.deny.name, func(ctx context.Context) error {
+			var err error
+			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(ix.l.deny.name).WithFilter(expr).
+				WithOutputFields(fPostID, fDeniedAt).WithLimit(page).WithConsistencyLevel(entity.ClStrong), noRetry)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		kc, vc := rs.GetColumn(fPostID), rs.GetColumn(fDeniedAt)
+		if kc == nil || kc.Len() == 0 {
+			return nil
+		}
+		for i := 0; i < kc.Len(); i++ {
+			id, err := kc.GetAsString(i)
+			if err != nil {
+				return err
+			}
+			if id <= last {
+				return fmt.Errorf("milvus: deny rows came back out of key order (%q after %q): cannot page through them", id, last)
+			}
+			at, err := vc.GetAsInt64(i)
+			if err != nil {
+				return err
+			}
+			if err := fn(id, time.Unix(0, at).UTC()); err != nil {
+				return err
+			}
+			last = id
+		}
+		if kc.Len() < page {
+			return nil
+		}
+	}
 }
 
 // DeleteAuthor removes every post of an author (a takedown), deny-listing each when

@@ -1,0 +1,19 @@
+//go:build !crashtest
+
+package main
+
+import (
+	"log/slog"
+
+	"github.com/xmodal/xmodal/workers"
+)
+
+// crashTestBuild says this binary has crash points.
+const crashTestBuild = false
+
+// crashPoints does nothing in a normal build: crash points exist only in
+// binaries built with -tags crashtest (crashpoints.go).
+func crashPoints(*workers.Deps, *slog.Logger) {}
+
+// crashPoint does nothing in a normal build.
+func crashPoint(*slog.Logger) func(string) { return func(string) {} }

@@ -1,0 +1,139 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/xmodal/xmodal/internal/natsserver"
+)
+
+// BenchmarkIndexerMilvusVsEmbedded measures text posts/s from Kafka into the
+// index, end to end (fetch, decode, encode with the bundled model, write,
+// commit), for `xmodal indexer` into Milvus and for `xmodal run` into the
+// embedded index, in interleaved rounds on the same broker and the same
+// posts: a backlog of XMODAL_BENCH_POSTS (default 10,000) per round, timed
+// from the process being ready to the group's committed offsets reaching the
+// end of the topic. Reported: both rates and the median of the per-round
+// ratios Milvus / embedded.
+//
+//	go test -run '^$' -bench IndexerMilvusVsEmbedded -benchtime 1x -timeout 60m ./deploy/
+func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
+	n := 10000
+	if s := os.Getenv("XMODAL_BENCH_POSTS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	const rounds = 3
+	milvusAddr := startTestMilvus(b)
+	kafka := startTestKafka(b)
+	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ns.Shutdown)
+	posts := func(tag string) []kafkago.Message {
+		out := make([]kafkago.Message, n)
+		for i := range out {
+			id := fmt.Sprintf("%s-%06d", tag, i)
+			v, _ := json.Marshal(map[string]any{"schema": 1, "id": id, "author": "u" + strconv.Itoa(i%100),
+				"created_at": "2026-11-01T00:00:00Z", "text": fmt.Sprintf("a post about shapes and colours number %d", i)})
+			out[i] = kafkago.Message{Key: []byte(id), Value: v}
+		}
+		return out
+	}
+	run := func(round int, milvus bool) float64 {
+		kind := "embedded"
+		if milvus {
+			kind = "milvus"
+		}
+		topic := fmt.Sprintf("bench-%s-%d-%d", kind, round, time.Now().UnixNano()%1e6)
+		createTopic(b, kafka, topic, 6)
+		w := &kafkago.Writer{Addr: kafkago.TCP(kafka), Topic: topic, Balancer: &kafkago.Murmur2Balancer{},
+			RequiredAcks: kafkago.RequireAll, BatchSize: 500, BatchTimeout: time.Millisecond}
+		ms := posts(topic)
+		ctx := context.Background()
+		for from := 0; from < len(ms); from += 2000 {
+			// A topic just created may not be known to the broker's metadata yet.
+			for try := 0; ; try++ {
+				err := w.WriteMessages(ctx, ms[from:min(from+2000, len(ms))]...)
+				if err == nil {
+					break
+				}
+				if try == 60 {
+					b.Fatal(err)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		}
+		w.Close()
+		env := []string{"XMODAL_KAFKA_BROKERS=" + kafka, "XMODAL_KAFKA_TOPIC=" + topic, "XMODAL_KAFKA_GROUP=" + topic,
+			"XMODAL_KAFKA_COMMIT_INTERVAL=200ms", "XMODAL_LOG_LEVEL=warn"}
+		role := "run"
+		if milvus {
+			role = "indexer"
+			env = append(env, os.Getenv("XMODAL_BENCH_MILVUS_ENV"))
+			env = append(env, "XMODAL_MILVUS_ADDRESS="+milvusAddr, "XMODAL_MILVUS_COLLECTION=bench_"+strconv.Itoa(round)+"_"+strconv.FormatInt(time.Now().Unix()%100000, 10),
+				"XMODAL_NATS_URL="+ns.ClientURL())
+		} else {
+			env = append(env, "XMODAL_NATS_LISTEN=127.0.0.1:0")
+		}
+		p := startXmodal(b, env, role)
+		start := time.Now()
+		for !committedAll(kafka, topic, topic, int64(n)) {
+			if time.Since(start) > 20*time.Minute {
+				b.Fatalf("%s: not every post committed after 20 minutes", kind)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		el := time.Since(start)
+		p.cmd.Process.Kill()
+		return float64(n) / el.Seconds()
+	}
+	for range b.N {
+		var mil, emb, ratio []float64
+		for round := range rounds {
+			e := run(round, false)
+			m := run(round, true)
+			mil, emb, ratio = append(mil, m), append(emb, e), append(ratio, m/e)
+			fmt.Printf("round %d: embedded %.0f posts/s, milvus %.0f posts/s, ratio %.2f\n", round+1, e, m, m/e)
+		}
+		slices.Sort(ratio)
+		fmt.Printf("%d text posts per round from Kafka (6 partitions); median embedded %.0f posts/s, milvus %.0f posts/s; ratio milvus/embedded median %.2f (min %.2f, max %.2f)\n",
+			n, med(emb), med(mil), med(ratio), ratio[0], ratio[len(ratio)-1])
+		b.ReportMetric(med(ratio), "ratio")
+		b.ReportMetric(med(mil), "milvus-posts/s")
+		b.ReportMetric(med(emb), "embedded-posts/s")
+	}
+}
+
+func med(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// committedAll reports whether the group committed every one of the topic's
+// n messages (offsets summed over partitions).
+func committedAll(broker, topic, group string, n int64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := &kafkago.Client{Addr: kafkago.TCP(broker)}
+	res, err := c.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2, 3, 4, 5}}})
+	if err != nil || res.Error != nil {
+		return false
+	}
+	var sum int64
+	for _, p := range res.Topics[topic] {
+		if p.CommittedOffset > 0 {
+			sum += p.CommittedOffset
+		}
+	}
+	return sum >= n
+}

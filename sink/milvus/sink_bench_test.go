@@ -1,0 +1,150 @@
+package milvus
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/domain"
+)
+
+// BenchmarkSinkVsUpsert measures the Milvus sink (Apply, fed pre-encoded
+// text posts in calls of 32, by as many concurrent callers as the pipeline's
+// writers: 8, or XMODAL_BENCH_WRITERS; milvus.rounds from
+// XMODAL_BENCH_ROUNDS, default 1) against its peer, the Go client's Upsert of the same
+// record rows at the same batch size into a collection of the same schema
+// (what a hand-written glue loop does: no versions, no deny-list, no side
+// collections). The peer runs with one caller (a loop) and with the sink's
+// concurrency, in interleaved rounds; the ratios are medians of per-round
+// ratios.
+//
+//	go test -run '^$' -bench SinkVsUpsert -benchtime 1x -timeout 60m ./sink/milvus/
+func BenchmarkSinkVsUpsert(b *testing.B) {
+	const (
+		dim, codeBits = 512, 64
+		batch         = 32
+		defWriters    = 8 // ingest.writers as docs/milvus.md recommends for Milvus
+		posts         = 3200
+		rounds        = 3
+	)
+	writers := defWriters
+	if v := os.Getenv("XMODAL_BENCH_WRITERS"); v != "" {
+		writers, _ = strconv.Atoi(v)
+	}
+	ctx := context.Background()
+	opt := testOptions(b, dim)
+	opt.Consistency = "Bounded"
+	opt.CodeBits = codeBits
+	if v := os.Getenv("XMODAL_BENCH_ROUNDS"); v != "" {
+		opt.Rounds, _ = strconv.Atoi(v)
+	}
+	sink := openTest(b, opt)
+	peerOpt := testOptions(b, dim)
+	peerOpt.Consistency = "Bounded"
+	peerOpt.CodeBits = codeBits
+	peer := openTest(b, peerOpt)
+
+	r := rand.New(rand.NewPCG(7, 7))
+	planes := make([][]float32, codeBits)
+	for i := range planes {
+		planes[i] = randVec(r, dim, nil, 0)
+	}
+	text := strings.Repeat("a post about something that happened today ", 5)
+	mk := func(round, i int) domain.Change {
+		id := fmt.Sprintf("r%d-%06d", round, i)
+		v := randVec(r, dim, nil, 0)
+		rec := domain.Record{PK: domain.PrimaryKey(id, domain.ModalityText), PostID: id, Modality: domain.ModalityText,
+			Author: fmt.Sprintf("user%d", i%500), CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second),
+			ModelVersion: "test@1", Labels: []string{"news"}, Text: text, Vector: v, Code: simhash(v, planes)}
+		return domain.Change{PostID: id, Seq: uint64(i + 1), Records: []domain.Record{rec}}
+	}
+	// run feeds the calls to fn from c concurrent callers and returns rows/s.
+	run := func(calls [][]domain.Change, c int, fn func([]domain.Change) error) float64 {
+		next := make(chan []domain.Change, len(calls))
+		for _, cl := range calls {
+			next <- cl
+		}
+		close(next)
+		start := time.Now()
+		var wg sync.WaitGroup
+		var once sync.Once
+		for range c {
+			wg.Go(func() {
+				for cl := range next {
+					if err := fn(cl); err != nil {
+						once.Do(func() { b.Error(err) })
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(len(calls)*batch) / time.Since(start).Seconds()
+	}
+	for range b.N {
+		var sinkRate, peer1Rate, peerCRate, vs1, vsC []float64
+		for round := range rounds {
+			calls := func(tag int) [][]domain.Change {
+				var out [][]domain.Change
+				for from := 0; from < posts; from += batch {
+					var cl []domain.Change
+					for i := from; i < from+batch; i++ {
+						cl = append(cl, mk(round*10+tag, i))
+					}
+					out = append(out, cl)
+				}
+				return out
+			}
+			apply := func(cl []domain.Change) error {
+				out, err := sink.Apply(ctx, cl)
+				if err == nil && slices.ContainsFunc(out, func(o domain.Outcome) bool { return o != domain.Applied }) {
+					err = fmt.Errorf("outcomes %v", out)
+				}
+				return err
+			}
+			upsert := func(cl []domain.Change) error {
+				recs := make([]*domain.Record, len(cl))
+				for i := range cl {
+					recs[i] = &cl[i].Records[0]
+				}
+				return peer.upsert(ctx, peer.l.records.name, peer.recordColumns(recs))
+			}
+			s := run(calls(0), writers, apply)
+			p1 := run(calls(1), 1, upsert)
+			pc := run(calls(2), writers, upsert)
+			sinkRate, peer1Rate, peerCRate = append(sinkRate, s), append(peer1Rate, p1), append(peerCRate, pc)
+			vs1, vsC = append(vs1, s/p1), append(vsC, s/pc)
+			fmt.Printf("round %d: sink %.0f rows/s (%d callers), Go-client upsert %.0f rows/s (1 caller), %.0f rows/s (%d callers)\n",
+				round+1, s, writers, p1, pc, writers)
+		}
+		st := sink.Stats()
+		fmt.Printf("\nMilvus %s, layout %s, dim %d, %d-bit codes, %d text posts per round in Apply calls of %d, %d callers\n",
+			sink.ServerVersion(), sink.Layout(), dim, codeBits, posts, batch, writers)
+		fmt.Printf("sink rows/s median %.0f; peer (1 caller) %.0f; peer (%d callers) %.0f\n", median(sinkRate), median(peer1Rate), writers, median(peerCRate))
+		fmt.Printf("ratio sink / peer (1 caller): median %.2f (min %.2f, max %.2f)\n", median(vs1), slices.Min(vs1), slices.Max(vs1))
+		fmt.Printf("ratio sink / peer (%d callers): median %.2f (min %.2f, max %.2f)\n", writers, median(vsC), slices.Min(vsC), slices.Max(vsC))
+		fmt.Printf("sink rounds %d (%d read Strong), rows %d\n", st.Rounds, st.StrongRounds, st.Rows)
+		b.ReportMetric(median(sinkRate), "sink-rows/s")
+		b.ReportMetric(median(vs1), "ratio-vs-loop")
+		b.ReportMetric(median(vsC), "ratio-vs-concurrent")
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
