@@ -69,8 +69,8 @@ type GetRequest struct {
 	// Thumbnails includes the records' thumbnails (off by default: they make
 	// replies large).
 	Thumbnails bool `json:"thumbnails,omitempty"`
-	// Limit is the most records of one page (default DefaultGetLimit, at most
-	// MaxK); Cursor is the previous page's NextCursor.
+	// Limit is the most records of one page, 1..MaxK; absent: DefaultGetLimit
+	// (an explicit 0 is refused). Cursor is the previous page's NextCursor.
 	Limit  int    `json:"limit,omitempty"`
 	Cursor string `json:"cursor,omitempty"`
 }

@@ -59,3 +59,34 @@ func TestParseKAbsentIsNotZero(t *testing.T) {
 		}
 	}
 }
+
+// TestParseGetLimitAbsentIsNotZero: get's limit is 1..MaxK; absent (or null)
+// gives DefaultGetLimit, an explicit 0 is a bad request.
+func TestParseGetLimitAbsentIsNotZero(t *testing.T) {
+	for _, tc := range []struct {
+		body      string
+		wantLimit int
+		wantErr   string
+	}{
+		{`{"pks":["a#text"]}`, DefaultGetLimit, ""},
+		{`{"pks":["a#text"],"limit":null}`, DefaultGetLimit, ""},
+		{`{"pks":["a#text"],"limit":1}`, 1, ""},
+		{`{"post_ids":["a"],"limit":1000}`, 1000, ""},
+		{`{"pks":["a#text"],"limit":0}`, 0, "limit 0: want 1..1000"},
+		{`{"pks":["a#text"],"limit":-1}`, 0, "limit -1: want 1..1000"},
+		{`{"pks":["a#text"],"limit":1001}`, 0, "limit 1001: want 1..1000"},
+		{`{"limit":5}`, 0, "give pks or post_ids"},
+	} {
+		r, err := ParseGet([]byte(tc.body))
+		if tc.wantErr == "" {
+			if err != nil || r.Limit != tc.wantLimit {
+				t.Errorf("%s: %+v, %v; want limit %d", tc.body, r, err, tc.wantLimit)
+			}
+			continue
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeBadRequest || !strings.Contains(e.Message, tc.wantErr) {
+			t.Errorf("%s: %v; want 400 %q", tc.body, err, tc.wantErr)
+		}
+	}
+}

@@ -521,24 +521,36 @@ func MergeByRank(lists [][]domain.Hit, k int) []domain.Hit {
 	return out
 }
 
-func (s *Service) get(ctx context.Context, data []byte) (any, error) {
-	var r GetRequest
-	if err := decodeStrict(data, &r); err != nil {
+// ParseGet decodes and validates a get request, filling the default limit
+// (exported for the HTTP gateway and tests).
+func ParseGet(data []byte) (*GetRequest, error) {
+	var w struct {
+		GetRequest
+		Limit *int `json:"limit"` // shadows GetRequest.Limit: absent (nil) is not 0
+	}
+	if err := decodeStrict(data, &w); err != nil {
 		return nil, err
 	}
+	r := w.GetRequest
+	r.Limit = orDefault(w.Limit, DefaultGetLimit)
 	if len(r.PKs)+len(r.PostIDs) == 0 {
 		return nil, errorf(CodeBadRequest, "give pks or post_ids")
 	}
 	if len(r.PKs)+len(r.PostIDs)*3 > MaxK {
 		return nil, errorf(CodeBadRequest, "too many ids (at most %d records)", MaxK)
 	}
-	limit := r.Limit
-	switch {
-	case limit == 0:
-		limit = DefaultGetLimit
-	case limit < 0 || limit > MaxK:
-		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", limit, MaxK)
+	if r.Limit < 1 || r.Limit > MaxK {
+		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", r.Limit, MaxK)
 	}
+	return &r, nil
+}
+
+func (s *Service) get(ctx context.Context, data []byte) (any, error) {
+	r, err := ParseGet(data)
+	if err != nil {
+		return nil, err
+	}
+	limit := r.Limit
 	pks := slices.Clone(r.PKs)
 	for _, id := range r.PostIDs {
 		for _, m := range domain.Modalities {
