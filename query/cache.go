@@ -375,8 +375,10 @@ func sortedSet(xs []string) []string {
 // coalescing identical requests in flight and storing the reply. The caller
 // synced the deny-list (fresh): a reply computed before a takedown is never
 // stored after it, and a cached reply holding a denied post is recomputed.
+// A cache hit is answered with the stored bytes (json.RawMessage), not
+// decoded and encoded again.
 func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time.Time,
-	compute func(context.Context) (*SearchResponse, error)) (*SearchResponse, error) {
+	compute func(context.Context) (*SearchResponse, error)) (any, error) {
 	c := s.d.Cache
 	if c == nil {
 		return compute(ctx)
@@ -392,13 +394,10 @@ func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time
 		return s.coalesce(ctx, "bypass:"+key, compute)
 	}
 	if ok {
-		var res SearchResponse
-		if err := json.Unmarshal(val, &res); err == nil {
-			if !s.anyDenied(res.Hits) {
+		if ids, body, err := decodeCached(val); err == nil {
+			if !slices.ContainsFunc(ids, s.d.Deny.Denied) {
 				s.count(CacheHit)
-				res.Cached = true
-				res.TookMS = tookMS(start)
-				return &res, nil
+				return cachedReply(body, tookMS(start)), nil
 			}
 			s.count(CacheDenied)
 		}
@@ -416,7 +415,7 @@ func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time
 			s.count(CacheMoved)
 			return res, nil
 		}
-		b, err := json.Marshal(res)
+		b, err := encodeCached(res)
 		if err == nil {
 			err = c.Set(ctx, gen, key, b)
 		}
@@ -425,6 +424,63 @@ func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time
 		}
 		return res, nil
 	})
+}
+
+// cachedBody is what a cache entry keeps of a reply: all but the time it
+// took and whether it came from the cache, which a hit sets anew.
+type cachedBody struct {
+	Hits  []domain.Hit `json:"hits"`
+	Plan  string       `json:"plan"`
+	Model string       `json:"model"`
+}
+
+// encodeCached lays out a cache entry: the hits' post ids (uvarint count,
+// then uvarint length and bytes of each), for the deny-list check of a hit,
+// then the reply body as JSON.
+func encodeCached(res *SearchResponse) ([]byte, error) {
+	body, err := json.Marshal(cachedBody{Hits: res.Hits, Plan: res.Plan, Model: res.Model})
+	if err != nil {
+		return nil, err
+	}
+	b := binary.AppendUvarint(nil, uint64(len(res.Hits)))
+	for i := range res.Hits {
+		b = binary.AppendUvarint(b, uint64(len(res.Hits[i].PostID)))
+		b = append(b, res.Hits[i].PostID...)
+	}
+	return append(b, body...), nil
+}
+
+var errBadEntry = errors.New("cache: malformed entry")
+
+func decodeCached(b []byte) (ids []string, body []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, nil, errBadEntry
+	}
+	b = b[k:]
+	ids = make([]string, 0, n)
+	for range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, nil, errBadEntry
+		}
+		ids = append(ids, string(b[k:k+int(l)]))
+		b = b[k+int(l):]
+	}
+	if len(b) < 2 || b[0] != '{' {
+		return nil, nil, errBadEntry
+	}
+	return ids, b, nil
+}
+
+// cachedReply is a stored body with "cached": true and the time this
+// request took.
+func cachedReply(body []byte, took float64) json.RawMessage {
+	out := make([]byte, 0, len(body)+48)
+	out = append(out, `{"cached":true,"took_ms":`...)
+	out = strconv.AppendFloat(out, took, 'g', -1, 64)
+	out = append(out, ',')
+	return append(out, body[1:]...)
 }
 
 // coalesce runs fn once for concurrent calls with the same key (singleflight);

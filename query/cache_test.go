@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -383,7 +384,12 @@ func TestTakedownOnOneReplicaHoldsOnAnother(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return postIDs(res.(*query.SearchResponse).Hits)
+		b, _ := json.Marshal(res) // a *SearchResponse, or a cached reply's bytes
+		var sr query.SearchResponse
+		if err := json.Unmarshal(b, &sr); err != nil {
+			t.Fatal(err)
+		}
+		return postIDs(sr.Hits)
 	}
 	if ids := call(); !slices.Contains(ids, "t3") {
 		t.Fatalf("setup: %v", ids)
@@ -562,4 +568,22 @@ func FuzzParseDelete(f *testing.F) {
 			t.Fatalf("accepted %+v", r)
 		}
 	})
+}
+
+// A cache hit is the stored reply with "cached": true and the hit's own time:
+// every other field as the first answer had it.
+func TestCachedReplyIsTheStoredReply(t *testing.T) {
+	cs := newCachedStack(t, query.Config{}, query.NewLRUCache(100, time.Minute), nil, 0)
+	req := query.SearchRequest{Text: cs.texts[1], Target: "any", K: 4}
+	first := cs.search(t, req)
+	second := cs.search(t, req)
+	if first.Cached || !second.Cached || second.TookMS <= 0 {
+		t.Fatalf("cached %v then %v (took %v ms)", first.Cached, second.Cached, second.TookMS)
+	}
+	first.Cached, first.TookMS, second.Cached, second.TookMS = false, 0, false, 0
+	a, _ := json.Marshal(first)
+	b, _ := json.Marshal(second)
+	if string(a) != string(b) {
+		t.Fatalf("a cache hit differs from the reply it stored:\n%s\n%s", a, b)
+	}
 }

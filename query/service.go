@@ -187,7 +187,12 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 				}
 				return
 			}
-			b, err := json.Marshal(res)
+			var b []byte
+			if raw, ok := res.(json.RawMessage); ok {
+				b = raw // a cached reply, encoded already
+			} else {
+				b, err = json.Marshal(res)
+			}
 			if err == nil && s.nc != nil && int64(len(b)) > s.nc.MaxPayload()-replyHeadroom {
 				err = errorf(CodeTooLarge, "the reply is %d bytes, over this NATS server's max_payload (%d): "+
 					"ask for less (a smaller k or limit, no thumbnails) or raise max_payload", len(b), s.nc.MaxPayload())

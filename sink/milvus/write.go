@@ -376,7 +376,10 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	var seqs, denied map[string]int64
 	err := parallel(
 		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
-		func() (err error) { denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl); return },
+		func() (err error) {
+			denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
+			return
+		},
 	)
 	if err != nil {
 		return err
