@@ -24,9 +24,13 @@ go vet -tags bench ./... # measurement harnesses (go test -tags bench) must stil
 # test build has (cmd/xmodal/crashpoints.go); the release binary has none.
 race=(./workers/... ./ingest/... ./query/... ./sink/...)
 mapfile -t plain < <(go list ./... | grep -v -E '/xmodal/(workers|ingest|query|sink)(/|$)')
+# Both passes run even when the first fails, so that one failure does not hide
+# the other pass's results; the script fails if either did.
+status=0
 t0=$SECONDS
-go test -tags crashtest -count=1 -timeout 30m "$@" "${plain[@]}"
+go test -tags crashtest -count=1 -timeout 30m "$@" "${plain[@]}" || status=1
 echo "test pass: $((SECONDS - t0)) s"
 t0=$SECONDS
-go test -race -tags crashtest -count=1 -timeout 30m "$@" "${race[@]}"
+go test -race -tags crashtest -count=1 -timeout 30m "$@" "${race[@]}" || status=1
 echo "race pass: $((SECONDS - t0)) s"
+exit $status
