@@ -37,6 +37,7 @@ var parityFiles = map[string]string{
 }
 
 func TestLoadErrors(t *testing.T) {
+	requireORT(t)
 	cases := []struct {
 		name     string
 		manifest string            // "" writes no model.json
@@ -219,6 +220,7 @@ func TestFixtureModels(t *testing.T) {
 }
 
 func TestProviders(t *testing.T) {
+	requireORT(t)
 	for _, p := range []string{"cuda", "tensorrt"} {
 		t.Run(p, func(t *testing.T) {
 			m, err := Load(parityDir, Options{Provider: p})
@@ -278,6 +280,7 @@ func TestEmbedArgErrors(t *testing.T) {
 }
 
 func TestContextAndClose(t *testing.T) {
+	requireORT(t)
 	m, err := Load(parityDir, Options{})
 	if err != nil {
 		t.Fatal(err)

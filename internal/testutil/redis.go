@@ -1,22 +1,18 @@
 package testutil
 
-import (
-	"testing"
-
-	"github.com/xmodal/xmodal/internal/redisserver"
-)
+import "github.com/xmodal/xmodal/internal/redisserver"
 
 // StartRedis starts Debian's redis-server for a test (in t.TempDir() unless
-// opt.Dir is set) and stops it at cleanup; a missing redis-server fails the
-// test, naming it.
-func StartRedis(t testing.TB, opt redisserver.Options) *redisserver.Server {
+// opt.Dir is set) and stops it at cleanup; a missing redis-server ends the
+// test through Unavailable, naming it (a failure under CI=true).
+func StartRedis(t T, opt redisserver.Options) *redisserver.Server {
 	t.Helper()
 	if opt.Dir == "" {
 		opt.Dir = t.TempDir()
 	}
 	s, err := redisserver.Start(opt)
 	if err != nil {
-		t.Fatalf("redis-server: %v", err)
+		Unavailable(t, "redis-server", "%v (scripts/deps.sh installs it: apt-get install -y redis-server)", err)
 	}
 	t.Cleanup(s.Close)
 	return s

@@ -34,13 +34,6 @@ function el(tag, cls, text) {
   return n;
 }
 
-function b64ToHex(b64) {
-  const bin = atob(b64);
-  let hex = "";
-  for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
-  return hex;
-}
-
 function card(h) {
   const c = el("div", "hit");
   c.dataset.postId = h.post_id;
@@ -138,7 +131,7 @@ async function dupsOfHit(h) {
   try {
     const rec = await api("get", { pks: [h.pk] });
     const r = rec.records && rec.records[0];
-    if (r && r.pdq) body = { pdq: b64ToHex(r.pdq) };
+    if (r && r.pdq) body = { pdq: r.pdq }; // hex, as neardup takes it
   } catch (e) { /* fall back to the thumbnail */ }
   if (!body && h.thumbnail) body = { image: h.thumbnail };
   if (!body) { showError("this hit has neither a PDQ hash nor a thumbnail"); return; }
