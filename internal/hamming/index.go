@@ -9,26 +9,21 @@ import (
 	"sync"
 )
 
-// Entries are stored in pages so that growing never copies them (a copy
-// would hold the searchers' lock for its duration).
-const (
-	pageShift = 16
-	pageSize  = 1 << pageShift
-	pageMask  = pageSize - 1
-)
-
-// store is the entries by position: codes and ids in pages, and a bit per
-// position set once the entry is removed.
+// store is the entries by position: codes and ids in arrays of some
+// capacity (positions n and beyond are free), and a bit per position set
+// once the entry is removed. A writer grows the arrays by copying them
+// without holding the searchers' lock (positions below n never change),
+// then publishes the copies.
 type store struct {
-	codes [][]Code
-	ids   [][]uint64
+	codes []Code
+	ids   []uint64
 	dead  []uint64
 	n     uint32 // positions used
 	nDead int
 }
 
-func (st *store) code(p uint32) *Code { return &st.codes[p>>pageShift][p&pageMask] }
-func (st *store) id(p uint32) uint64  { return st.ids[p>>pageShift][p&pageMask] }
+func (st *store) code(p uint32) *Code { return &st.codes[p] }
+func (st *store) id(p uint32) uint64  { return st.ids[p] }
 func (st *store) isDead(p uint32) bool {
 	return st.dead[p>>6]>>(p&63)&1 == 1
 }
@@ -139,6 +134,18 @@ func (ix *Index) Get(id uint64) (Code, bool) {
 	return *ix.st.code(p), true
 }
 
+// Reserve prepares an empty index for n entries (the id map is sized once
+// instead of growing).
+func (ix *Index) Reserve(n int) {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.byID) == 0 && n > 0 {
+		ix.byID = make(map[uint64]uint32, n)
+	}
+}
+
 // Add adds id with code c, replacing the code id had.
 func (ix *Index) Add(id uint64, c Code) {
 	ix.AddBatch([]uint64{id}, []Code{c})
@@ -156,8 +163,21 @@ func (ix *Index) AddBatch(ids []uint64, codes []Code) {
 	}
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	if uint64(ix.st.n)+uint64(len(ids)) > math.MaxUint32 {
+	need := uint64(ix.st.n) + uint64(len(ids))
+	if need > math.MaxUint32 {
 		panic("hamming: index full (2^32-1 positions); compact it")
+	}
+	if int(need) > len(ix.st.codes) {
+		// Grow (doubling) outside the searchers' lock.
+		c := max(int(need), 2*len(ix.st.codes), 1024)
+		codes, ids := hugeSlice[Code](c), hugeSlice[uint64](c)
+		copy(codes, ix.st.codes[:ix.st.n])
+		copy(ids, ix.st.ids[:ix.st.n])
+		dead := make([]uint64, (c+63)/64)
+		copy(dead, ix.st.dead)
+		ix.mu.Lock()
+		ix.st.codes, ix.st.ids, ix.st.dead = codes, ids, dead
+		ix.mu.Unlock()
 	}
 	ix.mu.Lock()
 	for i, id := range ids {
@@ -165,15 +185,8 @@ func (ix *Index) AddBatch(ids []uint64, codes []Code) {
 			ix.kill(p)
 		}
 		p := ix.st.n
-		if p&pageMask == 0 {
-			ix.st.codes = append(ix.st.codes, make([]Code, pageSize))
-			ix.st.ids = append(ix.st.ids, make([]uint64, pageSize))
-		}
-		if int(p>>6) >= len(ix.st.dead) {
-			ix.st.dead = append(ix.st.dead, 0)
-		}
-		*ix.st.code(p) = codes[i]
-		ix.st.ids[p>>pageShift][p&pageMask] = id
+		ix.st.codes[p] = codes[i]
+		ix.st.ids[p] = id
 		ix.st.n++
 		ix.byID[id] = p
 	}
@@ -296,35 +309,33 @@ func (ix *Index) build(lo, hi uint32, progress func(done, total int)) *segment {
 	return buildSegment(&st, lo, hi, live, m, ix.opt.BucketLoad, ix.opt.Workers, done)
 }
 
-// rebuild compacts the store (drops removed entries) and indexes it in one
-// segment (the caller holds wmu).
+// rebuild compacts the store into contiguous memory (dropping removed
+// entries) and indexes it in one segment (the caller holds wmu).
 func (ix *Index) rebuild(progress func(done, total int)) {
-	if ix.st.nDead == 0 {
-		seg := ix.build(0, ix.st.n, progress)
-		ix.mu.Lock()
-		ix.segs = []*segment{seg}
-		ix.tailLo = ix.st.n
-		ix.mu.Unlock()
-		return
-	}
+	n := int(ix.st.n) - ix.st.nDead
 	var st store
-	byID := make(map[uint64]uint32, len(ix.byID))
+	codes := hugeSlice[Code](n)
+	ids := hugeSlice[uint64](n)
+	st.codes, st.ids = codes, ids
+	// Without removals positions do not change, nor does the id map.
+	byID := ix.byID
+	if ix.st.nDead > 0 {
+		byID = make(map[uint64]uint32, len(ix.byID))
+	}
 	for p := uint32(0); p < ix.st.n; p++ {
 		if ix.st.isDead(p) {
 			continue
 		}
 		q := st.n
-		if q&pageMask == 0 {
-			st.codes = append(st.codes, make([]Code, pageSize))
-			st.ids = append(st.ids, make([]uint64, pageSize))
-		}
-		*st.code(q) = *ix.st.code(p)
+		codes[q] = *ix.st.code(p)
 		id := ix.st.id(p)
-		st.ids[q>>pageShift][q&pageMask] = id
-		byID[id] = q
+		ids[q] = id
+		if ix.st.nDead > 0 {
+			byID[id] = q
+		}
 		st.n++
 	}
-	st.dead = make([]uint64, (st.n+63)/64)
+	st.dead = make([]uint64, (n+63)/64)
 	live := make([]uint32, st.n)
 	for i := range live {
 		live[i] = uint32(i)
@@ -401,8 +412,8 @@ func (ix *Index) search(qs []Code, r int, dst []Match, p plan) ([]Match, error) 
 		return dst, fmt.Errorf("hamming: %d query codes, at most %d", len(qs), math.MaxUint16)
 	}
 	uq, ui := distinct(qs)
-	hs := hitPool.Get().(*[]hit)
-	hits := (*hs)[:0]
+	sc := scratchPool.Get().(*scratch)
+	hits := sc.hits[:0]
 	ix.mu.RLock()
 	st := &ix.st
 	for _, s := range ix.segs {
@@ -411,7 +422,9 @@ func (ix *Index) search(qs []Code, r int, dst []Match, p plan) ([]Match, error) 
 			continue
 		}
 		for qi := range uq {
-			hits = s.search(st, &ix.masks, &uq[qi], uint16(qi), r, hits)
+			sc.hits = hits
+			s.search(st, &ix.masks, &uq[qi], uint16(qi), r, sc)
+			hits = sc.hits
 		}
 	}
 	hits = scanPositions(st, ix.tailLo, st.n, uq, r, hits)
@@ -423,25 +436,17 @@ func (ix *Index) search(qs []Code, r int, dst []Match, p plan) ([]Match, error) 
 		return st.id(p), true
 	}, dst)
 	ix.mu.RUnlock()
-	if cap(hits) <= 1<<16 {
-		*hs = hits[:0]
-		hitPool.Put(hs)
+	if cap(hits) <= 1<<16 && cap(sc.cand) <= 1<<20 {
+		sc.hits = hits[:0]
+		scratchPool.Put(sc)
 	}
 	SortMatches(dst[start:])
 	return dst, nil
 }
 
-var hitPool = sync.Pool{New: func() any { s := make([]hit, 0, 256); return &s }}
-
 // scanPositions scans positions lo..hi-1 linearly.
 func scanPositions(st *store, lo, hi uint32, qs []Code, r int, hits []hit) []hit {
-	for p := lo; p < hi; {
-		page := st.codes[p>>pageShift]
-		end := min(hi, (p|pageMask)+1)
-		hits = scanCodes(page[p&pageMask:(end-1)&pageMask+1], p, qs, r, hits)
-		p = end
-	}
-	return hits
+	return scanCodes(st.codes[lo:hi], lo, qs, r, hits)
 }
 
 // Stats describe an index's layout and memory.
@@ -468,7 +473,7 @@ func (ix *Index) Stats() Stats {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	s := Stats{Entries: len(ix.byID), Removed: ix.st.nDead, Tail: int(ix.st.n - ix.tailLo)}
-	s.Bytes = int64(len(ix.st.codes))*pageSize*(32+8) + int64(8*cap(ix.st.dead))
+	s.Bytes = int64(cap(ix.st.codes))*32 + int64(cap(ix.st.ids))*8 + int64(8*cap(ix.st.dead))
 	for _, seg := range ix.segs {
 		b := seg.bytes()
 		s.Segments = append(s.Segments, SegmentStats{Entries: seg.n, Chunks: len(seg.chunks), Bytes: b})

@@ -20,15 +20,15 @@ type maskCache struct {
 	byWidth [maxChunkBits + 1]atomic.Pointer[maskSet]
 }
 
-// get returns the masks of width w and weight <= k.
-func (c *maskCache) get(w, k int) []uint32 {
+// get returns a mask set of width w with every mask of weight <= k.
+func (c *maskCache) get(w, k int) *maskSet {
 	p := &c.byWidth[w]
 	if s := p.Load(); s != nil && s.maxWeight >= k {
-		return s.upTo(k)
+		return s
 	}
 	s := newMaskSet(w, k)
 	p.Store(s)
-	return s.upTo(k)
+	return s
 }
 
 func newMaskSet(w, k int) *maskSet {

@@ -3,6 +3,7 @@ package hamming
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -59,20 +60,20 @@ func chunksFor(n int) int {
 }
 
 // table indexes a segment's entries by one chunk: the directory holds, per
-// value of the chunk's high dirBits bits, where its entries start in pos
-// (and in the suffix array, which holds the chunk's low sufBits bits of
-// each entry: one of suf8, suf16, suf32, or none when sufBits is 0).
+// value of the chunk's high dirBits bits, where its entries start; an entry
+// packs the chunk's low sufBits bits (the suffix) above the entry's
+// position relative to the segment's first (posBits bits), in 32 bits when
+// they fit (e32), else in 64 (e64). One bucket is then two reads: its
+// directory offsets and its entries.
 type table struct {
-	dirBits, sufBits uint
-	dir              []uint32 // 1<<dirBits + 1 offsets
-	pos              []uint32 // global positions, grouped by directory bucket
-	suf8             []uint8
-	suf16            []uint16
-	suf32            []uint32
+	dirBits, sufBits, posBits uint
+	dir                       []uint32 // 1<<dirBits + 1 offsets
+	e32                       []uint32
+	e64                       []uint64
 }
 
 func (t *table) bytes() int64 {
-	return int64(4*cap(t.dir) + 4*cap(t.pos) + cap(t.suf8) + 2*cap(t.suf16) + 4*cap(t.suf32))
+	return int64(4*cap(t.dir) + 4*cap(t.e32) + 8*cap(t.e64))
 }
 
 // segment is a multi-index over the live entries of the positions lo..hi-1
@@ -106,6 +107,7 @@ func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, 
 	if x := float64(n) / load; x > 1 {
 		dirWant = uint(math.Round(math.Log2(x)))
 	}
+	posBits := uint(max(1, bits.Len32(hi-lo-1)))
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range max(1, min(workers, m)) {
@@ -118,7 +120,7 @@ func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, 
 				for j, p := range live {
 					vals[j] = ch.value(st.code(p))
 				}
-				s.tabs[i] = buildTable(vals, live, uint(ch.w), min(uint(ch.w), max(dirWant, 1)))
+				s.tabs[i] = buildTable(vals, live, lo, uint(ch.w), min(uint(ch.w), max(dirWant, 1)), posBits)
 				if done != nil {
 					done()
 				}
@@ -133,11 +135,12 @@ func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, 
 	return s
 }
 
-// buildTable sorts positions by their chunk values vals (w bits) into
-// directory buckets of the high dirBits bits (a counting sort).
-func buildTable(vals, live []uint32, w, dirBits uint) table {
-	t := table{dirBits: dirBits, sufBits: w - dirBits}
-	t.dir = make([]uint32, 1<<dirBits+1)
+// buildTable sorts positions (live, relative to lo) by their chunk values
+// vals (w bits) into directory buckets of the high dirBits bits (a
+// counting sort).
+func buildTable(vals, live []uint32, lo uint32, w, dirBits, posBits uint) table {
+	t := table{dirBits: dirBits, sufBits: w - dirBits, posBits: posBits}
+	t.dir = hugeSlice[uint32](1<<dirBits + 1)
 	for _, v := range vals {
 		t.dir[v>>t.sufBits+1]++
 	}
@@ -145,15 +148,10 @@ func buildTable(vals, live []uint32, w, dirBits uint) table {
 		t.dir[i] += t.dir[i-1]
 	}
 	n := len(vals)
-	t.pos = make([]uint32, n)
-	switch {
-	case t.sufBits == 0:
-	case t.sufBits <= 8:
-		t.suf8 = make([]uint8, n)
-	case t.sufBits <= 16:
-		t.suf16 = make([]uint16, n)
-	default:
-		t.suf32 = make([]uint32, n)
+	if t.sufBits+posBits <= 32 {
+		t.e32 = hugeSlice[uint32](n)
+	} else {
+		t.e64 = hugeSlice[uint64](n)
 	}
 	next := make([]uint32, len(t.dir)-1)
 	copy(next, t.dir)
@@ -162,14 +160,11 @@ func buildTable(vals, live []uint32, w, dirBits uint) table {
 		b := v >> t.sufBits
 		k := next[b]
 		next[b]++
-		t.pos[k] = live[j]
-		switch {
-		case t.suf8 != nil:
-			t.suf8[k] = uint8(v & mask)
-		case t.suf16 != nil:
-			t.suf16[k] = uint16(v & mask)
-		case t.suf32 != nil:
-			t.suf32[k] = v & mask
+		e := uint64(v&mask)<<posBits | uint64(live[j]-lo)
+		if t.e32 != nil {
+			t.e32[k] = uint32(e)
+		} else {
+			t.e64[k] = e
 		}
 	}
 	return t
@@ -186,11 +181,12 @@ func radius(i, m, r int) int {
 }
 
 // Costs of the search plans in nanoseconds, measured on the benchmark
-// machine (bench/results/hamming.txt): a probe of a directory bucket, a
-// candidate checked at its full distance, and a code of a linear scan per
+// machine (bench/results/hamming.txt): a probe of a directory bucket, an
+// entry of a bucket compared, a candidate checked at its full distance, and a code of a linear scan per
 // query code (plus a fixed part per code).
 const (
 	costProbe     = 12.0
+	costEntry     = 1.0
 	costCandidate = 8.0
 	costScan0     = 0.4
 	costScanQuery = 1.1
@@ -200,94 +196,139 @@ const (
 // codes within r; +Inf when the enumeration is unreasonable.
 func (s *segment) indexCost(nq, r int) float64 {
 	m := len(s.chunks)
-	probes, cands := 0.0, 0.0
+	probes, scanned, cands := 0.0, 0.0, 0.0
 	for i, ch := range s.chunks {
 		k := radius(i, m, r)
 		if k < 0 {
 			continue
 		}
-		p := float64(neighbours(ch.w, k))
+		t := &s.tabs[i]
+		p := float64(neighbours(int(t.dirBits), k))
 		if p > 1<<22 {
 			return math.Inf(1)
 		}
 		probes += p
-		cands += p * float64(s.n) / float64(uint64(1)<<ch.w)
+		scanned += p * float64(s.n) / float64(uint64(1)<<t.dirBits)
+		cands += float64(neighbours(ch.w, k)) * float64(s.n) / float64(uint64(1)<<ch.w)
 	}
-	return float64(nq) * (probes*costProbe + cands*costCandidate)
+	return float64(nq) * (probes*costProbe + scanned*costEntry + cands*costCandidate)
 }
 
 func scanCost(n, nq int) float64 {
 	return float64(n) * (costScan0 + costScanQuery*float64(nq))
 }
 
+// scratch is a search's reusable buffers.
+type scratch struct {
+	lo, hi []uint32 // per probe: the bucket's entries
+	cand   []uint32 // candidate positions
+	hits   []hit
+	sink   uint64 // keeps the touching loads (see probeBuckets) alive
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
+
 // search appends a hit for every entry of s within r of q (query index qi).
 // It may also append removed entries (the caller drops them).
-func (s *segment) search(st *store, mc *maskCache, q *Code, qi uint16, r int, hits []hit) []hit {
+//
+// Each probe reads a directory bucket and its entries at random places, so
+// the search is bound by memory latency, not by arithmetic. It runs in
+// passes whose reads do not depend on each other (and whose loops have no
+// unpredictable branches), so that the processor overlaps many misses:
+// first every probe's bucket bounds (touching the bucket's first entry),
+// then the buckets' entries, collecting candidates, then the candidates'
+// codes.
+func (s *segment) search(st *store, mc *maskCache, q *Code, qi uint16, r int, sc *scratch) {
 	m := len(s.chunks)
+	sc.cand = sc.cand[:0]
 	for i, ch := range s.chunks {
 		k := radius(i, m, r)
 		if k < 0 {
 			continue
 		}
-		masks := mc.get(ch.w, k)
-		base := ch.value(q)
 		t := &s.tabs[i]
-		switch {
-		case t.suf8 != nil:
-			hits = probe(t, t.suf8, base, masks, st, q, qi, r, hits)
-		case t.suf16 != nil:
-			hits = probe(t, t.suf16, base, masks, st, q, qi, r, hits)
-		case t.suf32 != nil:
-			hits = probe(t, t.suf32, base, masks, st, q, qi, r, hits)
-		default:
-			hits = probeDir(t, base, masks, st, q, qi, r, hits)
+		// Bucket-index masks over the directory bits; a bucket reached by
+		// flipping j of them admits entries whose suffix is within k-j.
+		ms := mc.get(int(t.dirBits), k)
+		v := ch.value(q)
+		if t.e32 != nil {
+			sc.cand = probe(t, t.e32, v, ms, k, s.lo, sc)
+		} else {
+			sc.cand = probe(t, t.e64, v, ms, k, s.lo, sc)
 		}
 	}
-	return hits
+	sc.hits = verify(st, sc.cand, q, qi, r, sc.hits)
 }
 
-// probe looks up base^mask for every mask in a table with suffixes.
-func probe[S uint8 | uint16 | uint32](t *table, suf []S, base uint32, masks []uint32, st *store, q *Code, qi uint16, r int, hits []hit) []hit {
-	sh := t.sufBits
-	sm := uint32(1)<<sh - 1
-	dir, pos := t.dir, t.pos
-	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	for _, mk := range masks {
-		key := base ^ mk
-		b := key >> sh
-		lo, hi := dir[b], dir[b+1]
-		sk := S(key & sm)
-		for j := lo; j < hi; j++ {
-			if suf[j] != sk {
-				continue
-			}
-			p := pos[j]
-			c := st.code(p)
-			d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
-				bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
-			if d <= r {
-				hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
+// probe appends to sc.cand the positions of the entries of t whose chunk
+// value is within k bits of v; ms holds the directory masks of weight <= k.
+func probe[E uint32 | uint64](t *table, ent []E, v uint32, ms *maskSet, k int, segLo uint32, sc *scratch) []uint32 {
+	cand := sc.cand
+	if len(ent) == 0 {
+		return cand
+	}
+	sh, pb := t.sufBits, t.posBits
+	pm := E(1)<<pb - 1
+	base, bs := v>>sh, E(v&(1<<sh-1))
+	dir := t.dir
+	masks := ms.upTo(k)
+	last := uint32(len(ent) - 1)
+	if cap(sc.lo) < len(masks) {
+		sc.lo = make([]uint32, len(masks))
+		sc.hi = make([]uint32, len(masks))
+	}
+	lo, hi := sc.lo[:len(masks)], sc.hi[:len(masks)]
+	// Pass 1: bucket bounds, touching each bucket's first entry so that
+	// pass 2 finds it in the cache.
+	var sink E
+	total := uint32(0)
+	for x, mk := range masks {
+		b := base ^ mk
+		l, h := dir[b], dir[b+1]
+		lo[x], hi[x] = l, h
+		total += h - l
+		sink += ent[min(l, last)]
+	}
+	sc.sink += uint64(sink)
+	// Pass 2: the entries whose suffix is within the bucket's allowance,
+	// written without a branch (whether an entry qualifies is random).
+	n := len(cand)
+	cand = slices.Grow(cand, int(total))[:n+int(total)]
+	if sh == 0 {
+		for x := range masks {
+			for _, e := range ent[lo[x]:hi[x]] {
+				cand[n] = segLo + uint32(e&pm)
+				n++
 			}
 		}
+		return cand[:n]
 	}
-	return hits
+	from := 0
+	for j := 0; j <= k; j++ {
+		to := ms.ends[j]
+		allow := k - j
+		for x := from; x < to; x++ {
+			for _, e := range ent[lo[x]:hi[x]] {
+				cand[n] = segLo + uint32(e&pm)
+				// 1 when the suffix distance is <= allow.
+				n += int(uint(bits.OnesCount64(uint64(e>>pb^bs))-allow-1) >> 63)
+			}
+		}
+		from = to
+	}
+	return cand[:n]
 }
 
-// probeDir is probe for a table whose directory holds the whole chunk.
-func probeDir(t *table, base uint32, masks []uint32, st *store, q *Code, qi uint16, r int, hits []hit) []hit {
-	dir, pos := t.dir, t.pos
+// verify appends a hit for every candidate within r of q.
+func verify(st *store, cand []uint32, q *Code, qi uint16, r int, hits []hit) []hit {
+	codes := st.codes
 	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	for _, mk := range masks {
-		key := base ^ mk
-		lo, hi := dir[key], dir[key+1]
-		for j := lo; j < hi; j++ {
-			p := pos[j]
-			c := st.code(p)
-			d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
-				bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
-			if d <= r {
-				hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
-			}
+	for _, p := range cand {
+		c := &codes[p]
+		d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
+			bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
+		if d <= r {
+			hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
 		}
 	}
 	return hits
