@@ -212,7 +212,7 @@ func (b *bankState) match(q *prepared, out []Match) ([]Match, error) {
 	}
 	if q.vector != nil {
 		for i, x := range b.emb {
-			if x == nil || len(x.slots) == 0 {
+			if x == nil || x.len() == 0 {
 				continue
 			}
 			entryModality := "text"
@@ -223,23 +223,15 @@ func (b *bankState) match(q *prepared, out []Match) ([]Match, error) {
 			if thr <= 0 {
 				continue
 			}
-			for j, v := range x.vecs {
-				if len(v) != len(q.vector) {
-					continue
-				}
-				score := dot(q.vector, v)
-				if score < thr {
-					continue
-				}
-				slot := x.slots[j]
+			x.scan(q.vector, thr, func(slot uint32, score float32) {
 				if !b.usable(slot) || b.recs[slot].flags&flagStale != 0 || b.metas[b.recs[slot].meta].modelVersion != q.model {
-					continue
+					return
 				}
 				mt := b.newMatch(slot)
 				mt.Score = &score
 				mt.Modality = entryModality
 				out = append(out, mt)
-			}
+			})
 		}
 	}
 	return out, nil

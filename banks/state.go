@@ -130,43 +130,111 @@ func newBankState(cfg Bank) *bankState {
 }
 
 // embIndex holds the vectors of a bank's embedding entries of one
-// modality, scanned exactly at lookup (banks of concepts are small).
+// modality, scanned exactly at lookup (banks of concepts are small). The
+// vectors of one dimension are stored one after another (a lookup streams
+// through them); entries of another model may have another dimension.
 type embIndex struct {
-	slots []uint32
-	vecs  [][]float32
-	at    map[uint32]int // slot -> index
+	groups []*embGroup
+	where  map[uint32]*embGroup // slot -> its group
 }
 
+type embGroup struct {
+	dim   int
+	data  []float32 // row i is data[i*dim : (i+1)*dim]
+	slots []uint32
+	row   map[uint32]int
+}
+
+func newEmbIndex() *embIndex { return &embIndex{where: map[uint32]*embGroup{}} }
+
+func (x *embIndex) len() int { return len(x.where) }
+
 func (x *embIndex) add(slot uint32, v []float32) {
-	if i, ok := x.at[slot]; ok {
-		x.vecs[i] = v
-		return
+	if g := x.where[slot]; g != nil {
+		if g.dim == len(v) {
+			i := g.row[slot]
+			copy(g.data[i*g.dim:], v)
+			return
+		}
+		x.remove(slot)
 	}
-	x.at[slot] = len(x.slots)
-	x.slots = append(x.slots, slot)
-	x.vecs = append(x.vecs, v)
+	var g *embGroup
+	for _, h := range x.groups {
+		if h.dim == len(v) {
+			g = h
+		}
+	}
+	if g == nil {
+		g = &embGroup{dim: len(v), row: map[uint32]int{}}
+		x.groups = append(x.groups, g)
+	}
+	g.row[slot] = len(g.slots)
+	g.slots = append(g.slots, slot)
+	g.data = append(g.data, v...)
+	x.where[slot] = g
 }
 
 func (x *embIndex) remove(slot uint32) {
-	i, ok := x.at[slot]
-	if !ok {
+	g := x.where[slot]
+	if g == nil {
 		return
 	}
-	last := len(x.slots) - 1
-	x.slots[i], x.vecs[i] = x.slots[last], x.vecs[last]
-	x.at[x.slots[i]] = i
-	x.slots, x.vecs = x.slots[:last], x.vecs[:last]
-	delete(x.at, slot)
+	i, last := g.row[slot], len(g.slots)-1
+	if i != last {
+		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
+		g.slots[i] = g.slots[last]
+		g.row[g.slots[i]] = i
+	}
+	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
+	delete(g.row, slot)
+	delete(x.where, slot)
 }
 
 func (x *embIndex) vector(slot uint32) []float32 {
 	if x == nil {
 		return nil
 	}
-	if i, ok := x.at[slot]; ok {
-		return x.vecs[i]
+	g := x.where[slot]
+	if g == nil {
+		return nil
 	}
-	return nil
+	i := g.row[slot]
+	return g.data[i*g.dim : (i+1)*g.dim]
+}
+
+// scan calls f for every vector of q's dimension whose dot product with q
+// is at least thr.
+func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score float32)) {
+	for _, g := range x.groups {
+		if g.dim != len(q) {
+			continue
+		}
+		d, n := g.dim, len(g.slots)
+		i := 0
+		for ; i+2 <= n; i += 2 {
+			a, b := dot2(q, g.data[i*d:(i+1)*d], g.data[(i+1)*d:(i+2)*d])
+			if a >= thr {
+				f(g.slots[i], a)
+			}
+			if b >= thr {
+				f(g.slots[i+1], b)
+			}
+		}
+		if i < n {
+			if a := dot(q, g.data[i*d:(i+1)*d]); a >= thr {
+				f(g.slots[i], a)
+			}
+		}
+	}
+}
+
+// slotsOf returns every slot with a vector.
+func (x *embIndex) slotsOf() []uint32 {
+	var out []uint32
+	for _, g := range x.groups {
+		out = append(out, g.slots...)
+	}
+	return out
 }
 
 // Result says what an Apply changed.
@@ -401,7 +469,7 @@ func embSlot(k kind) int {
 func (b *bankState) embIndex(k kind) *embIndex {
 	i := embSlot(k)
 	if b.emb[i] == nil {
-		b.emb[i] = &embIndex{at: map[uint32]int{}}
+		b.emb[i] = newEmbIndex()
 	}
 	return b.emb[i]
 }
@@ -609,7 +677,7 @@ func (s *State) StaleEmbeddings(model string) map[string][]Entry {
 			if x == nil {
 				continue
 			}
-			for _, slot := range x.slots {
+			for _, slot := range x.slotsOf() {
 				if b.metas[b.recs[slot].meta].modelVersion != model {
 					out[name] = append(out[name], b.entry(slot))
 				}

@@ -541,3 +541,54 @@ func TestConcurrentMatchAndApply(t *testing.T) {
 		t.Fatalf("entries %d, want 400", bi.Entries)
 	}
 }
+
+func TestEmbIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	x := newEmbIndex()
+	ref := map[uint32][]float32{}
+	for i := range 500 {
+		slot := uint32(rng.IntN(100))
+		switch rng.IntN(3) {
+		case 0, 1:
+			v := unit(rng, []int{8, 16}[rng.IntN(2)])
+			x.add(slot, v)
+			ref[slot] = v
+		case 2:
+			x.remove(slot)
+			delete(ref, slot)
+		}
+		if x.len() != len(ref) {
+			t.Fatalf("step %d: len %d, want %d", i, x.len(), len(ref))
+		}
+	}
+	for slot, v := range ref {
+		if !slices.Equal(x.vector(slot), v) {
+			t.Fatalf("slot %d: vector %v, want %v", slot, x.vector(slot), v)
+		}
+	}
+	q := unit(rng, 16)
+	got := map[uint32]float32{}
+	x.scan(q, -2, func(slot uint32, s float32) { got[slot] = s })
+	for slot, v := range ref {
+		if len(v) != 16 {
+			if _, ok := got[slot]; ok {
+				t.Fatalf("slot %d of another dimension scanned", slot)
+			}
+			continue
+		}
+		if got[slot] != dot(q, v) {
+			t.Fatalf("slot %d: score %v, want %v (dot)", slot, got[slot], dot(q, v))
+		}
+	}
+}
+
+func TestDot2MatchesDot(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	for _, n := range []int{1, 7, 8, 9, 64, 513} {
+		q, a, b := unit(rng, n), unit(rng, n), unit(rng, n)
+		x, y := dot2(q, a, b)
+		if x != dot(q, a) || y != dot(q, b) {
+			t.Fatalf("n=%d: dot2 %v %v, dot %v %v", n, x, y, dot(q, a), dot(q, b))
+		}
+	}
+}
