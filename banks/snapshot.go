@@ -274,10 +274,12 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.recs = make([]rec, n)
+	// Grown as entries are read rather than sized by the count: a corrupt
+	// count then fails on the missing data instead of allocating it.
+	b.recs = make([]rec, 0, min(n, 1<<20))
 	var arena valueArena
 	prev := int64(0)
-	for i := range b.recs {
+	for i := range n {
 		hdr, err := sr.take(2)
 		if err != nil {
 			return nil, err
@@ -306,8 +308,8 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 		case k == kindPDQ && len(v) != 32, k == kindMD5 && len(v) != 16, len(v) == 0:
 			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
 		}
-		b.recs[i] = rec{addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1}
-		arena.add(v, &b.recs[i].value)
+		b.recs = append(b.recs, rec{addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
+		arena.add(v, uint32(i))
 		b.counts[k]++
 		if k == kindConcept || k == kindExemplar {
 			dim, err := sr.count(MaxVectorDim, "vector dimensions")
@@ -329,7 +331,7 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			prog.tick("loading banks", "bank", cfg.Name, "entries", i, "of", n)
 		}
 	}
-	arena.flush()
+	arena.flush(b.recs)
 	if err := b.index(prog); err != nil {
 		return nil, err
 	}
@@ -396,30 +398,46 @@ func (b *bankState) index(prog *progress) error {
 // valueArena turns many small values into substrings of a few large
 // strings (one allocation per megabyte instead of one per value).
 type valueArena struct {
-	buf  []byte
-	dsts []*string
-	offs []int
+	buf   []byte
+	slots []uint32
+	offs  []int
+	done  []arenaChunk
 }
 
-func (a *valueArena) add(v []byte, dst *string) {
+type arenaChunk struct {
+	s     string
+	slots []uint32
+	offs  []int
+}
+
+func (a *valueArena) add(v []byte, slot uint32) {
 	if len(a.buf)+len(v) > 1<<20 && len(a.buf) > 0 {
-		a.flush()
+		a.seal()
 	}
 	a.offs = append(a.offs, len(a.buf))
-	a.dsts = append(a.dsts, dst)
+	a.slots = append(a.slots, slot)
 	a.buf = append(a.buf, v...)
 }
 
-func (a *valueArena) flush() {
-	s := string(a.buf)
-	for i, d := range a.dsts {
-		end := len(s)
-		if i+1 < len(a.offs) {
-			end = a.offs[i+1]
+func (a *valueArena) seal() {
+	a.done = append(a.done, arenaChunk{string(a.buf), a.slots, a.offs})
+	a.buf, a.slots, a.offs = a.buf[:0], nil, nil
+}
+
+// flush sets the values of recs (once every value is added: recs may have
+// moved while growing).
+func (a *valueArena) flush(recs []rec) {
+	a.seal()
+	for _, c := range a.done {
+		for i, slot := range c.slots {
+			end := len(c.s)
+			if i+1 < len(c.offs) {
+				end = c.offs[i+1]
+			}
+			recs[slot].value = c.s[c.offs[i]:end]
 		}
-		*d = s[a.offs[i]:end]
 	}
-	a.buf, a.dsts, a.offs = a.buf[:0], a.dsts[:0], a.offs[:0]
+	a.done = nil
 }
 
 // snapReader reads a snapshot from a buffer it refills, hashing the bytes
