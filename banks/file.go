@@ -77,7 +77,7 @@ type Importer struct {
 	csv             *csv.Reader
 	cSignal, cType  int
 	cTags, cNote    int
-	ncols, lastLine int
+	ncols           int
 }
 
 // sniffBytes is how much of a file NewImporter inspects.
