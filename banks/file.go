@@ -74,10 +74,10 @@ type Importer struct {
 	seen   int // non-blank lines seen
 	long   []byte
 
-	csv             *csv.Reader
-	cSignal, cType  int
-	cTags, cNote    int
-	ncols           int
+	csv            *csv.Reader
+	cSignal, cType int
+	cTags, cNote   int
+	ncols          int
 }
 
 // sniffBytes is how much of a file NewImporter inspects.
