@@ -170,13 +170,13 @@ func (ix *Index) AddBatch(ids []uint64, codes []Code) {
 	if int(need) > len(ix.st.codes) {
 		// Grow (doubling) outside the searchers' lock.
 		c := max(int(need), 2*len(ix.st.codes), 1024)
-		codes, ids := hugeSlice[Code](c), hugeSlice[uint64](c)
-		copy(codes, ix.st.codes[:ix.st.n])
-		copy(ids, ix.st.ids[:ix.st.n])
-		dead := make([]uint64, (c+63)/64)
-		copy(dead, ix.st.dead)
+		nc, ni := hugeSlice[Code](c), hugeSlice[uint64](c)
+		copy(nc, ix.st.codes[:ix.st.n])
+		copy(ni, ix.st.ids[:ix.st.n])
+		nd := make([]uint64, (c+63)/64)
+		copy(nd, ix.st.dead)
 		ix.mu.Lock()
-		ix.st.codes, ix.st.ids, ix.st.dead = codes, ids, dead
+		ix.st.codes, ix.st.ids, ix.st.dead = nc, ni, nd
 		ix.mu.Unlock()
 	}
 	ix.mu.Lock()
