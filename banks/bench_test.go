@@ -79,7 +79,8 @@ func TestBanksBench(t *testing.T) {
 			} else {
 				hashes[i] = randomHash(rng)
 			}
-			b.recs[i] = rec{value: string(hashes[i][:]), addedAt: t0.UnixNano() + int64(i)*1e6, kind: kindPDQ, flags: flagLive}
+			off, vn := b.vals.add(hashes[i][:])
+			b.recs[i] = rec{off: off, n: vn, addedAt: t0.UnixNano() + int64(i)*1e6, kind: kindPDQ, flags: flagLive}
 		}
 		b.counts[kindPDQ] = n
 		s := NewState()

@@ -1,6 +1,7 @@
 package banks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -195,7 +196,7 @@ func (b *bankState) match(q *prepared, out []Match) ([]Match, error) {
 	exact := func(t SignalType, canonical string) {
 		slot, ok := b.byID[entryHash(t, "", canonical)]
 		k := kindOf(t, "")
-		if ok && b.recs[slot].kind == k && b.recs[slot].value == storedValue(k, canonical) && b.usable(slot) {
+		if ok && b.recs[slot].kind == k && bytes.Equal(b.value(&b.recs[slot]), storedValue(k, canonical)) && b.usable(slot) {
 			out = append(out, b.newMatch(slot))
 		}
 	}
@@ -249,7 +250,7 @@ func (b *bankState) usable(slot uint32) bool {
 func (b *bankState) newMatch(slot uint32) Match {
 	r := &b.recs[slot]
 	t, modality := r.kind.signal()
-	v := canonicalValue(r.kind, r.value)
+	v := canonicalValue(r.kind, b.value(r))
 	return Match{
 		Bank: b.cfg.Name, Labels: slices.Clone(b.cfg.Labels), Action: b.cfg.Action,
 		EntryID: EntryID(t, modality, v), SignalType: t, Signal: domain.TruncateText(v, 256),

@@ -172,15 +172,20 @@ func EntryID(t SignalType, modality, canonical string) string {
 }
 
 func entryHash(t SignalType, modality, canonical string) [16]byte {
-	d := sha256.New()
-	d.Write([]byte(t))
-	d.Write([]byte{0})
-	d.Write([]byte(modality))
-	d.Write([]byte{0})
-	d.Write([]byte(canonical))
-	var h [16]byte
-	copy(h[:], d.Sum(nil))
-	return h
+	return entryHashBytes(t, modality, []byte(canonical))
+}
+
+// entryHashBytes is entryHash of a canonical value in bytes: SHA-256 of
+// type, NUL, modality, NUL, value, cut to 128 bits.
+func entryHashBytes(t SignalType, modality string, canonical []byte) [16]byte {
+	var a [128]byte
+	buf := append(a[:0], t...)
+	buf = append(buf, 0)
+	buf = append(buf, modality...)
+	buf = append(buf, 0)
+	buf = append(buf, canonical...)
+	sum := sha256.Sum256(buf)
+	return [16]byte(sum[:16])
 }
 
 // parseEntryID returns the hash of an id of EntryID's form.

@@ -118,7 +118,7 @@ func (b *bankState) write(sw *snapWriter) error {
 		sw.varint(r.addedAt - prev)
 		prev = r.addedAt
 		sw.uvarint(uint64(renum[r.meta]))
-		sw.str(r.value)
+		sw.bytes(b.value(r))
 		if r.kind == kindConcept || r.kind == kindExemplar {
 			v := b.emb[embSlot(r.kind)].vector(uint32(i))
 			sw.uvarint(uint64(len(v)))
@@ -277,7 +277,6 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 	// Grown as entries are read rather than sized by the count: a corrupt
 	// count then fails on the missing data instead of allocating it.
 	b.recs = make([]rec, 0, min(n, 1<<20))
-	var arena valueArena
 	prev := int64(0)
 	for i := range n {
 		hdr, err := sr.take(2)
@@ -308,8 +307,8 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 		case k == kindPDQ && len(v) != 32, k == kindMD5 && len(v) != 16, len(v) == 0:
 			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
 		}
-		b.recs = append(b.recs, rec{addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
-		arena.add(v, uint32(i))
+		off, vn := b.vals.add(v)
+		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
 		b.counts[k]++
 		if k == kindConcept || k == kindExemplar {
 			dim, err := sr.count(MaxVectorDim, "vector dimensions")
@@ -331,7 +330,6 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			prog.tick("loading banks", "bank", cfg.Name, "entries", i, "of", n)
 		}
 	}
-	arena.flush(b.recs)
 	if err := b.index(prog); err != nil {
 		return nil, err
 	}
@@ -351,8 +349,7 @@ func (b *bankState) index(prog *progress) error {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				r := &b.recs[i]
-				t, m := r.kind.signal()
-				hashes[i] = entryHash(t, m, canonicalValue(r.kind, r.value))
+				hashes[i] = storedHash(r.kind, b.value(r))
 			}
 		}()
 	}
@@ -377,7 +374,7 @@ func (b *bankState) index(prog *progress) error {
 		if r.kind != kindPDQ {
 			continue
 		}
-		c, _ := hamming.FromBytes([]byte(r.value))
+		c, _ := hamming.FromBytes(b.value(r))
 		ids, codes = append(ids, uint64(i)), append(codes, c)
 		if len(ids) == batch {
 			ix.AddBatch(ids, codes)
@@ -393,51 +390,6 @@ func (b *bankState) index(prog *progress) error {
 		prog.log.Info("pdq index built", "bank", b.cfg.Name, "entries", b.counts[kindPDQ], "took", time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
-}
-
-// valueArena turns many small values into substrings of a few large
-// strings (one allocation per megabyte instead of one per value).
-type valueArena struct {
-	buf   []byte
-	slots []uint32
-	offs  []int
-	done  []arenaChunk
-}
-
-type arenaChunk struct {
-	s     string
-	slots []uint32
-	offs  []int
-}
-
-func (a *valueArena) add(v []byte, slot uint32) {
-	if len(a.buf)+len(v) > 1<<20 && len(a.buf) > 0 {
-		a.seal()
-	}
-	a.offs = append(a.offs, len(a.buf))
-	a.slots = append(a.slots, slot)
-	a.buf = append(a.buf, v...)
-}
-
-func (a *valueArena) seal() {
-	a.done = append(a.done, arenaChunk{string(a.buf), a.slots, a.offs})
-	a.buf, a.slots, a.offs = a.buf[:0], nil, nil
-}
-
-// flush sets the values of recs (once every value is added: recs may have
-// moved while growing).
-func (a *valueArena) flush(recs []rec) {
-	a.seal()
-	for _, c := range a.done {
-		for i, slot := range c.slots {
-			end := len(c.s)
-			if i+1 < len(c.offs) {
-				end = c.offs[i+1]
-			}
-			recs[slot].value = c.s[c.offs[i]:end]
-		}
-	}
-	a.done = nil
 }
 
 // snapReader reads a snapshot from a buffer it refills, hashing the bytes

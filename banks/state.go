@@ -90,16 +90,71 @@ const (
 	flagStale
 )
 
-// rec is a stored entry. value holds the canonical value, pdq and md5 as
-// raw bytes (32 and 16) rather than hex. The fields shared by the entries
-// of one import (tags, note, source, added by, model version) are kept
-// once, in the bank's meta table.
+// rec is a stored entry: its value is n bytes at off in the bank's value
+// store (the canonical value, pdq and md5 as raw bytes rather than hex).
+// The fields shared by the entries of one import (tags, note, source,
+// added by, model version) are kept once, in the bank's meta table. A rec
+// holds no pointer, so the garbage collector never scans the records of a
+// bank of millions.
 type rec struct {
-	value   string
+	off     uint64
 	addedAt int64 // Unix nanoseconds
+	n       uint32
 	meta    uint32
 	kind    kind
 	flags   uint8
+}
+
+// valueStore holds values in chunks of bytes (appending never moves the
+// bytes of existing values). Removed values stay until compact.
+type valueStore struct {
+	chunks  [][]byte
+	live    int64
+	garbage int64
+}
+
+const valueChunk = 1 << 20
+
+func (v *valueStore) add(b []byte) (uint64, uint32) {
+	if len(v.chunks) == 0 || len(v.chunks[len(v.chunks)-1])+len(b) > cap(v.chunks[len(v.chunks)-1]) {
+		v.chunks = append(v.chunks, make([]byte, 0, max(valueChunk, len(b))))
+	}
+	i := len(v.chunks) - 1
+	c := v.chunks[i]
+	off := uint64(i)<<32 | uint64(len(c))
+	v.chunks[i] = append(c, b...)
+	v.live += int64(len(b))
+	return off, uint32(len(b))
+}
+
+func (v *valueStore) get(off uint64, n uint32) []byte {
+	c := v.chunks[off>>32]
+	o := uint32(off)
+	return c[o : o+n : o+n]
+}
+
+func (v *valueStore) drop(n uint32) {
+	v.live -= int64(n)
+	v.garbage += int64(n)
+}
+
+// value returns the stored bytes of r.
+func (b *bankState) value(r *rec) []byte { return b.vals.get(r.off, r.n) }
+
+// compactValues rewrites the value store without removed values when they
+// hold more than half of it (the caller holds the write lock).
+func (b *bankState) compactValues() {
+	if b.vals.garbage < 16<<20 || b.vals.garbage < b.vals.live {
+		return
+	}
+	var nv valueStore
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.flags&flagLive != 0 {
+			r.off, r.n = nv.add(b.value(r))
+		}
+	}
+	b.vals = nv
 }
 
 type meta struct {
@@ -116,6 +171,7 @@ func (m *meta) key() string {
 type bankState struct {
 	cfg    Bank
 	recs   []rec
+	vals   valueStore
 	free   []uint32
 	byID   map[[16]byte]uint32
 	metas  []meta
@@ -371,19 +427,31 @@ func normalizeAll(in []Entry) ([]Entry, error) {
 
 // storedValue is the stored form of a canonical value: raw bytes for pdq
 // and md5.
-func storedValue(k kind, canonical string) string {
+func storedValue(k kind, canonical string) []byte {
 	if k == kindPDQ || k == kindMD5 {
 		b, _ := hex.DecodeString(canonical) // canonical: valid hex
-		return string(b)
+		return b
 	}
-	return canonical
+	return []byte(canonical)
 }
 
-func canonicalValue(k kind, stored string) string {
+func canonicalValue(k kind, stored []byte) string {
 	if k == kindPDQ || k == kindMD5 {
-		return hex.EncodeToString([]byte(stored))
+		return hex.EncodeToString(stored)
 	}
-	return stored
+	return string(stored)
+}
+
+// storedHash is entryHash of a stored value, without allocating for pdq
+// and md5.
+func storedHash(k kind, stored []byte) [16]byte {
+	t, m := k.signal()
+	if k == kindPDQ || k == kindMD5 {
+		var hx [64]byte
+		n := hex.Encode(hx[:], stored)
+		return entryHashBytes(t, m, hx[:n])
+	}
+	return entryHashBytes(t, m, stored)
 }
 
 func (b *bankState) metaIndex(m meta) uint32 {
@@ -412,8 +480,8 @@ func (b *bankState) addEntries(entries []Entry) Result {
 		if e.Stale {
 			flags |= flagStale
 		}
+		sv := storedValue(k, e.Value)
 		r := rec{
-			value:   storedValue(k, e.Value),
 			addedAt: e.AddedAt.UnixNano(),
 			meta:    b.metaIndex(meta{tags: e.Tags, note: e.Note, source: e.Source, addedBy: e.AddedBy, modelVersion: e.ModelVersion}),
 			kind:    k,
@@ -422,7 +490,10 @@ func (b *bankState) addEntries(entries []Entry) Result {
 		slot, exists := b.byID[h]
 		if exists {
 			res.Replaced++
+			// The value is the same (the id is its hash): keep its bytes.
+			r.off, r.n = b.recs[slot].off, b.recs[slot].n
 		} else {
+			r.off, r.n = b.vals.add(sv)
 			res.Added++
 			if n := len(b.free); n > 0 {
 				slot = b.free[n-1]
@@ -437,7 +508,7 @@ func (b *bankState) addEntries(entries []Entry) Result {
 		b.recs[slot] = r
 		switch k {
 		case kindPDQ:
-			c, _ := hamming.FromBytes([]byte(r.value))
+			c, _ := hamming.FromBytes(sv)
 			pdqIDs = append(pdqIDs, uint64(slot))
 			pdqCodes = append(pdqCodes, c)
 		case kindConcept, kindExemplar:
@@ -505,6 +576,7 @@ func (b *bankState) removeEntries(ids []string) Result {
 		}
 		b.counts[r.kind]--
 		delete(b.byID, h)
+		b.vals.drop(r.n)
 		*r = rec{}
 		b.free = append(b.free, slot)
 		res.Removed++
@@ -512,6 +584,7 @@ func (b *bankState) removeEntries(ids []string) Result {
 	if len(pdqIDs) > 0 {
 		b.pdq.RemoveBatch(pdqIDs)
 	}
+	b.compactValues()
 	return res
 }
 
@@ -562,7 +635,7 @@ func (b *bankState) entry(slot uint32) Entry {
 	r := &b.recs[slot]
 	t, modality := r.kind.signal()
 	m := &b.metas[r.meta]
-	v := canonicalValue(r.kind, r.value)
+	v := canonicalValue(r.kind, b.value(r))
 	e := Entry{
 		ID: EntryID(t, modality, v), Type: t, Value: v, Modality: modality,
 		ModelVersion: m.modelVersion, Stale: r.flags&flagStale != 0, Disabled: r.flags&flagDisabled != 0,

@@ -592,3 +592,34 @@ func TestDot2MatchesDot(t *testing.T) {
 		}
 	}
 }
+
+// TestValueCompaction: removed values are reclaimed once they outweigh the
+// live ones, and the remaining entries keep their values.
+func TestValueCompaction(t *testing.T) {
+	s := NewState()
+	mustApply(t, s, createOp("b", nil))
+	text := func(i int) string { return fmt.Sprintf("%05d %s", i, strings.Repeat("x", 10000)) }
+	var es []Entry
+	for i := range 2000 {
+		es = append(es, Entry{Type: SignalText, Value: text(i)})
+		if len(es) == 500 {
+			mustApply(t, s, addOp("b", es...))
+			es = nil
+		}
+	}
+	rm := op(OpRemoveEntries, "b")
+	for i := range 1900 {
+		rm.IDs = append(rm.IDs, EntryID(SignalText, "", text(i)))
+	}
+	mustApply(t, s, rm)
+	b := s.banks["b"]
+	if b.vals.garbage != 0 || b.vals.live > 2<<20 {
+		t.Fatalf("not compacted: live %d, garbage %d", b.vals.live, b.vals.garbage)
+	}
+	for i := 1900; i < 2000; i++ {
+		ms := mustMatch(t, s, Query{Text: text(i)})
+		if len(ms) != 1 || ms[0].EntryID != EntryID(SignalText, "", text(i)) {
+			t.Fatalf("text %d after compaction: %+v", i, ms)
+		}
+	}
+}
