@@ -139,35 +139,3 @@ func dot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
 }
 
-// dot2 is dot(q, a) and dot(q, b), bit for bit, in one pass (the loads of
-// q serve both).
-func dot2(q, a, b []float32) (float32, float32) {
-	a, b = a[:len(q)], b[:len(q)]
-	var a0, a1, a2, a3, b0, b1, b2, b3 float32
-	var a4, a5, a6, a7, b4, b5, b6, b7 float32
-	i := 0
-	for ; i+8 <= len(q); i += 8 {
-		q8, x8, y8 := q[i:i+8:i+8], a[i:i+8:i+8], b[i:i+8:i+8]
-		a0 += q8[0] * x8[0]
-		b0 += q8[0] * y8[0]
-		a1 += q8[1] * x8[1]
-		b1 += q8[1] * y8[1]
-		a2 += q8[2] * x8[2]
-		b2 += q8[2] * y8[2]
-		a3 += q8[3] * x8[3]
-		b3 += q8[3] * y8[3]
-		a4 += q8[4] * x8[4]
-		b4 += q8[4] * y8[4]
-		a5 += q8[5] * x8[5]
-		b5 += q8[5] * y8[5]
-		a6 += q8[6] * x8[6]
-		b6 += q8[6] * y8[6]
-		a7 += q8[7] * x8[7]
-		b7 += q8[7] * y8[7]
-	}
-	for ; i < len(q); i++ {
-		a0 += q[i] * a[i]
-		b0 += q[i] * b[i]
-	}
-	return (a0 + a1) + (a2 + a3) + (a4 + a5) + (a6 + a7), (b0 + b1) + (b2 + b3) + (b4 + b5) + (b6 + b7)
-}

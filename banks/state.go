@@ -265,20 +265,12 @@ func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score floa
 		if g.dim != len(q) {
 			continue
 		}
-		d, n := g.dim, len(g.slots)
-		i := 0
-		for ; i+2 <= n; i += 2 {
-			a, b := dot2(q, g.data[i*d:(i+1)*d], g.data[(i+1)*d:(i+2)*d])
-			if a >= thr {
-				f(g.slots[i], a)
-			}
-			if b >= thr {
-				f(g.slots[i+1], b)
-			}
-		}
-		if i < n {
+		// One vector at a time: eight partial sums use the registers a
+		// second vector would need (two at a time measured slower).
+		d := g.dim
+		for i, slot := range g.slots {
 			if a := dot(q, g.data[i*d:(i+1)*d]); a >= thr {
-				f(g.slots[i], a)
+				f(slot, a)
 			}
 		}
 	}
