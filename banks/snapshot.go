@@ -360,6 +360,9 @@ func (b *bankState) index(prog *progress) error {
 			return fmt.Errorf("%w: bank %s: entry %d repeats an id", ErrSnapshot, b.cfg.Name, i)
 		}
 		b.byID[h] = uint32(i)
+		if i&0xffff == 0 {
+			prog.tick("indexing entry ids", "bank", b.cfg.Name, "entries", i, "of", n)
+		}
 	}
 	if b.counts[kindPDQ] == 0 {
 		return nil
@@ -379,6 +382,7 @@ func (b *bankState) index(prog *progress) error {
 		if len(ids) == batch {
 			ix.AddBatch(ids, codes)
 			ids, codes = ids[:0], codes[:0]
+			prog.tick("adding entries to the pdq index", "bank", b.cfg.Name, "entries", i, "of", n)
 		}
 	}
 	ix.AddBatch(ids, codes)
