@@ -1,0 +1,283 @@
+package banks
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// Query is a lookup against the banks: any combination of signals; every
+// entry of an enabled bank that matches one of them is returned.
+type Query struct {
+	// PDQ holds an image's eight dihedral hashes (pdq.FromImageDihedral,
+	// in pdq.Dihedral order: rotated and mirrored copies match too), or
+	// one hash (a PDQ hex query, matched as given: the variants come from
+	// the image's DCT, not from its hash). At most 8.
+	PDQ []pdq.Hash
+	// MD5 is the hex MD5 of the media file's bytes.
+	MD5 string
+	// Text is matched as a text signal (NormalizeText), and the URLs in
+	// it (ExtractURLs) as url signals.
+	Text string
+	// URLs are matched as url signals (NormalizeURL); an image's URL goes
+	// here.
+	URLs []string
+	// Vector is an embedding of the query content by ModelVersion, of
+	// Modality "image" or "text"; it matches embedding entries of the same
+	// model version at the bank's threshold for the pair of modalities.
+	Vector       []float32
+	Modality     string
+	ModelVersion string
+	// Banks restricts the lookup to these banks (empty: all). Disabled
+	// banks never match.
+	Banks []string
+}
+
+// Match is an entry that matched.
+type Match struct {
+	Bank       string     `json:"bank"`
+	Labels     []string   `json:"labels,omitempty"`
+	Action     Action     `json:"action"`
+	EntryID    string     `json:"entry_id"`
+	SignalType SignalType `json:"signal_type"`
+	// Signal is the entry's canonical value (texts cut to 256 bytes).
+	Signal string `json:"signal"`
+	// Distance is the PDQ Hamming distance; Transform the dihedral
+	// variant of an image query that matched (original, rotate90, ...).
+	Distance  *int   `json:"distance,omitempty"`
+	Transform string `json:"transform,omitempty"`
+	// Score is the cosine similarity of an embedding match, Modality the
+	// entry's modality (text: a written concept; image: an exemplar).
+	Score    *float32 `json:"score,omitempty"`
+	Modality string   `json:"modality,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// MaxQueryURLs bounds the URLs of a query.
+const MaxQueryURLs = 256
+
+// Match returns every match of q across the enabled banks (or q.Banks),
+// ordered by bank, signal type, distance (ascending) or score
+// (descending), then entry id. A query without any signal is ErrNoSignal;
+// a malformed part (a bad MD5, more than 8 PDQ hashes, a vector without
+// its model version) is ErrInvalidQuery naming it. A text or URL that
+// does not normalise simply matches nothing.
+func (s *State) Match(ctx context.Context, q Query) ([]Match, error) {
+	pq, err := prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := q.Banks
+	if len(names) == 0 {
+		names = make([]string, 0, len(s.banks))
+		for n := range s.banks {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+	}
+	var out []Match
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b := s.banks[name]
+		if b == nil {
+			if len(q.Banks) > 0 {
+				return nil, fmt.Errorf("%w: %s", ErrBankNotFound, name)
+			}
+			continue
+		}
+		if !b.cfg.Enabled {
+			continue
+		}
+		out, err = b.match(&pq, out)
+		if err != nil {
+			return nil, err
+		}
+	}
+	sortMatches(out)
+	return out, nil
+}
+
+// prepared is a query in canonical form.
+type prepared struct {
+	pdq       []hamming.Code
+	md5       string // canonical hex
+	text      string // normalised
+	urls      []string
+	vector    []float32
+	modality  string
+	model     string
+	hasSignal bool
+}
+
+func prepare(q Query) (prepared, error) {
+	var p prepared
+	if len(q.PDQ) > 8 {
+		return p, fmt.Errorf("%w: %d PDQ hashes (at most 8: an image's dihedral variants)", ErrInvalidQuery, len(q.PDQ))
+	}
+	for _, h := range q.PDQ {
+		c, _ := hamming.FromBytes(h[:])
+		p.pdq = append(p.pdq, c)
+	}
+	if q.MD5 != "" {
+		v, err := canonicalHex(q.MD5, "md5", 16)
+		if err != nil {
+			return p, fmt.Errorf("%w: %w", ErrInvalidQuery, err)
+		}
+		p.md5 = v
+	}
+	if q.Text != "" {
+		if len(q.Text) > MaxRawSignalBytes {
+			return p, fmt.Errorf("%w: a text of %d bytes (at most %d)", ErrInvalidQuery, len(q.Text), MaxRawSignalBytes)
+		}
+		p.text = NormalizeText(q.Text)
+		p.urls = ExtractURLs(q.Text)
+	}
+	if len(q.URLs) > MaxQueryURLs {
+		return p, fmt.Errorf("%w: %d URLs (at most %d)", ErrInvalidQuery, len(q.URLs), MaxQueryURLs)
+	}
+	for _, u := range q.URLs {
+		if v, err := NormalizeURL(u); err == nil && !slices.Contains(p.urls, v) {
+			p.urls = append(p.urls, v)
+		}
+	}
+	if len(q.Vector) > 0 {
+		if q.Modality != "image" && q.Modality != "text" {
+			return p, fmt.Errorf("%w: vector modality %s (want image or text)", ErrInvalidQuery, quote(q.Modality))
+		}
+		if q.ModelVersion == "" {
+			return p, fmt.Errorf("%w: a vector without its model version", ErrInvalidQuery)
+		}
+		v, err := normalized(q.Vector)
+		if err != nil {
+			return p, fmt.Errorf("%w: %w", ErrInvalidQuery, err)
+		}
+		p.vector, p.modality, p.model = v, q.Modality, q.ModelVersion
+	}
+	p.hasSignal = len(q.PDQ) > 0 || q.MD5 != "" || strings.TrimSpace(q.Text) != "" || len(q.URLs) > 0 || len(q.Vector) > 0
+	if !p.hasSignal {
+		return p, fmt.Errorf("%w: give an image's PDQ hashes, an MD5, a text, URLs or a vector", ErrNoSignal)
+	}
+	return p, nil
+}
+
+// match appends b's matches of q (the caller holds the read lock).
+func (b *bankState) match(q *prepared, out []Match) ([]Match, error) {
+	if len(q.pdq) > 0 && b.pdq != nil {
+		thr := b.cfg.Thresholds.PDQThreshold()
+		ms, err := b.pdq.Search(q.pdq, thr, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			slot := uint32(m.ID)
+			if !b.usable(slot) {
+				continue
+			}
+			mt := b.newMatch(slot)
+			d := m.Distance
+			mt.Distance = &d
+			if len(q.pdq) == 8 {
+				mt.Transform = pdq.Dihedral(m.Query).String()
+			}
+			out = append(out, mt)
+		}
+	}
+	exact := func(t SignalType, canonical string) {
+		slot, ok := b.byID[entryHash(t, "", canonical)]
+		k := kindOf(t, "")
+		if ok && b.recs[slot].kind == k && bytes.Equal(b.value(&b.recs[slot]), storedValue(k, canonical)) && b.usable(slot) {
+			out = append(out, b.newMatch(slot))
+		}
+	}
+	if q.md5 != "" && b.counts[kindMD5] > 0 {
+		exact(SignalMD5, q.md5)
+	}
+	if q.text != "" && b.counts[kindText] > 0 {
+		exact(SignalText, q.text)
+	}
+	if b.counts[kindURL] > 0 {
+		for _, u := range q.urls {
+			exact(SignalURL, u)
+		}
+	}
+	if q.vector != nil {
+		for i, x := range b.emb {
+			if x == nil || x.len() == 0 {
+				continue
+			}
+			entryModality := "text"
+			if i == 1 {
+				entryModality = "image"
+			}
+			thr := b.cfg.Thresholds.Embedding.Get(PairOf(entryModality, q.modality))
+			if thr <= 0 {
+				continue
+			}
+			x.scan(q.vector, thr, func(slot uint32, score float32) {
+				if !b.usable(slot) || b.recs[slot].flags&flagStale != 0 || b.metas[b.recs[slot].meta].modelVersion != q.model {
+					return
+				}
+				mt := b.newMatch(slot)
+				mt.Score = &score
+				mt.Modality = entryModality
+				out = append(out, mt)
+			})
+		}
+	}
+	return out, nil
+}
+
+// usable reports whether the entry in slot is live and enabled.
+func (b *bankState) usable(slot uint32) bool {
+	if int(slot) >= len(b.recs) {
+		return false
+	}
+	f := b.recs[slot].flags
+	return f&flagLive != 0 && f&flagDisabled == 0
+}
+
+func (b *bankState) newMatch(slot uint32) Match {
+	r := &b.recs[slot]
+	t, modality := r.kind.signal()
+	v := canonicalValue(r.kind, b.value(r))
+	return Match{
+		Bank: b.cfg.Name, Labels: slices.Clone(b.cfg.Labels), Action: b.cfg.Action,
+		EntryID: EntryID(t, modality, v), SignalType: t, Signal: domain.TruncateText(v, 256),
+		Tags: slices.Clone(b.metas[r.meta].tags),
+	}
+}
+
+var typeOrder = map[SignalType]int{SignalPDQ: 0, SignalMD5: 1, SignalText: 2, SignalURL: 3, SignalEmbedding: 4}
+
+func sortMatches(ms []Match) {
+	slices.SortFunc(ms, func(a, b Match) int {
+		if c := strings.Compare(a.Bank, b.Bank); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(typeOrder[a.SignalType], typeOrder[b.SignalType]); c != 0 {
+			return c
+		}
+		if a.Distance != nil && b.Distance != nil {
+			if c := cmp.Compare(*a.Distance, *b.Distance); c != 0 {
+				return c
+			}
+		}
+		if a.Score != nil && b.Score != nil {
+			if c := cmp.Compare(*b.Score, *a.Score); c != 0 {
+				return c
+			}
+		}
+		return strings.Compare(a.EntryID, b.EntryID)
+	})
+}

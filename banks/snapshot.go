@@ -1,0 +1,518 @@
+package banks
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// A snapshot is the whole state in one binary stream, what a process
+// loads at start before applying the operations logged since:
+//
+//	"XMBANKS" 0x01                      magic and version
+//	uvarint banks
+//	per bank, by name:
+//	  bytes   the Bank configuration (JSON)
+//	  uvarint metas; per meta: uvarint tags, tags (bytes each), then
+//	          bytes note, source, added_by, model_version
+//	  uvarint entries; per entry: byte kind, byte flags (1 disabled,
+//	          2 stale), varint added_at minus the previous entry's (Unix
+//	          ns), uvarint meta, bytes value (pdq and md5 as raw bytes),
+//	          and for embeddings uvarint dimension and the float32s
+//	          (little-endian)
+//	4 bytes CRC-32C (Castagnoli) of everything before, little-endian
+//
+// where bytes is a uvarint length and the bytes. A 10 million entry PDQ
+// bank takes about 37 bytes an entry. Entries keep the state's slot order;
+// a snapshot of a loaded snapshot is byte-identical.
+var snapshotMagic = []byte("XMBANKS\x01")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// WriteSnapshot writes the whole state. It holds the read lock while it
+// writes (Apply waits; lookups do not).
+func (s *State) WriteSnapshot(w io.Writer) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	crc := crc32.New(castagnoli)
+	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
+	sw := snapWriter{w: bw}
+	sw.raw(snapshotMagic)
+	names := make([]string, 0, len(s.banks))
+	for n := range s.banks {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	sw.uvarint(uint64(len(names)))
+	for _, n := range names {
+		if err := s.banks[n].write(&sw); err != nil {
+			return err
+		}
+	}
+	if sw.err != nil {
+		return sw.err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	var sum [4]byte
+	binary.LittleEndian.PutUint32(sum[:], crc.Sum32())
+	_, err := w.Write(sum[:])
+	return err
+}
+
+func (b *bankState) write(sw *snapWriter) error {
+	cfg, err := json.Marshal(b.cfg)
+	if err != nil {
+		return err
+	}
+	sw.bytes(cfg)
+	// Only the metas in use, renumbered in order of first use.
+	renum := make(map[uint32]uint32)
+	var used []uint32
+	n := 0
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.flags&flagLive == 0 {
+			continue
+		}
+		n++
+		if _, ok := renum[r.meta]; !ok {
+			renum[r.meta] = uint32(len(used))
+			used = append(used, r.meta)
+		}
+	}
+	sw.uvarint(uint64(len(used)))
+	for _, mi := range used {
+		m := &b.metas[mi]
+		sw.uvarint(uint64(len(m.tags)))
+		for _, t := range m.tags {
+			sw.str(t)
+		}
+		sw.str(m.note)
+		sw.str(m.source)
+		sw.str(m.addedBy)
+		sw.str(m.modelVersion)
+	}
+	sw.uvarint(uint64(n))
+	prev := int64(0)
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.flags&flagLive == 0 {
+			continue
+		}
+		sw.raw([]byte{byte(r.kind), (r.flags &^ flagLive) >> 1})
+		sw.varint(r.addedAt - prev)
+		prev = r.addedAt
+		sw.uvarint(uint64(renum[r.meta]))
+		sw.bytes(b.value(r))
+		if r.kind == kindConcept || r.kind == kindExemplar {
+			v := b.emb[embSlot(r.kind)].vector(uint32(i))
+			sw.uvarint(uint64(len(v)))
+			for _, x := range v {
+				var f [4]byte
+				binary.LittleEndian.PutUint32(f[:], math.Float32bits(x))
+				sw.raw(f[:])
+			}
+		}
+	}
+	return sw.err
+}
+
+type snapWriter struct {
+	w   *bufio.Writer
+	err error
+	buf [binary.MaxVarintLen64]byte
+}
+
+func (w *snapWriter) raw(b []byte) {
+	if w.err == nil {
+		_, w.err = w.w.Write(b)
+	}
+}
+func (w *snapWriter) uvarint(x uint64) { w.raw(w.buf[:binary.PutUvarint(w.buf[:], x)]) }
+func (w *snapWriter) varint(x int64)   { w.raw(w.buf[:binary.PutVarint(w.buf[:], x)]) }
+func (w *snapWriter) bytes(b []byte)   { w.uvarint(uint64(len(b))); w.raw(b) }
+func (w *snapWriter) str(s string) {
+	w.uvarint(uint64(len(s)))
+	if w.err == nil {
+		_, w.err = w.w.WriteString(s)
+	}
+}
+
+// ReadOptions configure ReadSnapshot.
+type ReadOptions struct {
+	// Logger receives progress (every few seconds) and a summary; nil
+	// logs nothing.
+	Logger *slog.Logger
+}
+
+// Snapshot limits: a corrupt length must not allocate without bound.
+const (
+	maxSnapshotBanks   = 1 << 20
+	maxSnapshotEntries = 1 << 32
+	maxSnapshotString  = 16 << 20
+)
+
+// ReadSnapshot loads a state written by WriteSnapshot, building every
+// index. A truncated, corrupt (checksum) or unknown-version stream is
+// ErrSnapshot.
+func ReadSnapshot(r io.Reader, opt ReadOptions) (*State, error) {
+	t0 := time.Now()
+	sr := &snapReader{r: r, crc: crc32.New(castagnoli), buf: make([]byte, 0, 1<<20)}
+	magic, err := sr.take(len(snapshotMagic))
+	if err != nil {
+		return nil, err
+	}
+	if string(magic[:7]) != string(snapshotMagic[:7]) {
+		return nil, fmt.Errorf("%w: not a banks snapshot", ErrSnapshot)
+	}
+	if magic[7] != snapshotMagic[7] {
+		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrSnapshot, magic[7], snapshotMagic[7])
+	}
+	nb, err := sr.count(maxSnapshotBanks, "banks")
+	if err != nil {
+		return nil, err
+	}
+	s := NewState()
+	prog := &progress{log: opt.Logger, last: time.Now()}
+	for range nb {
+		b, err := readBank(sr, prog)
+		if err != nil {
+			return nil, err
+		}
+		if s.banks[b.cfg.Name] != nil {
+			return nil, fmt.Errorf("%w: bank %s twice", ErrSnapshot, b.cfg.Name)
+		}
+		s.banks[b.cfg.Name] = b
+	}
+	want := sr.crc32()
+	sum, err := sr.takeRaw(4)
+	if err != nil {
+		return nil, err
+	}
+	if got := binary.LittleEndian.Uint32(sum); got != want {
+		return nil, fmt.Errorf("%w: checksum %08x, want %08x (corrupt)", ErrSnapshot, got, want)
+	}
+	if _, err := sr.takeRaw(1); err == nil {
+		return nil, fmt.Errorf("%w: data after the checksum", ErrSnapshot)
+	}
+	if opt.Logger != nil {
+		opt.Logger.Info("banks loaded", "banks", len(s.banks), "entries", prog.entries, "took", time.Since(t0).Round(time.Millisecond))
+	}
+	return s, nil
+}
+
+// progress logs a load's progress every few seconds.
+type progress struct {
+	log     *slog.Logger
+	last    time.Time
+	entries int
+}
+
+func (p *progress) tick(msg string, args ...any) {
+	if p.log != nil && time.Since(p.last) >= 5*time.Second {
+		p.log.Info(msg, args...)
+		p.last = time.Now()
+	}
+}
+
+func readBank(sr *snapReader, prog *progress) (*bankState, error) {
+	cfgJSON, err := sr.bytes()
+	if err != nil {
+		return nil, err
+	}
+	var cfg Bank
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		return nil, fmt.Errorf("%w: bank configuration: %v", ErrSnapshot, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: bank configuration: %w", ErrSnapshot, err)
+	}
+	b := newBankState(cfg)
+	nm, err := sr.count(maxSnapshotEntries, "metas")
+	if err != nil {
+		return nil, err
+	}
+	for range nm {
+		var m meta
+		nt, err := sr.count(MaxTags, "tags")
+		if err != nil {
+			return nil, err
+		}
+		for range nt {
+			t, err := sr.str()
+			if err != nil {
+				return nil, err
+			}
+			m.tags = append(m.tags, t)
+		}
+		for _, f := range []*string{&m.note, &m.source, &m.addedBy, &m.modelVersion} {
+			if *f, err = sr.str(); err != nil {
+				return nil, err
+			}
+		}
+		if _, dup := b.metaIx[m.key()]; !dup {
+			b.metaIx[m.key()] = uint32(len(b.metas))
+		}
+		b.metas = append(b.metas, m)
+	}
+	n, err := sr.count(maxSnapshotEntries, "entries")
+	if err != nil {
+		return nil, err
+	}
+	// Grown as entries are read rather than sized by the count: a corrupt
+	// count then fails on the missing data instead of allocating it.
+	b.recs = make([]rec, 0, min(n, 1<<20))
+	prev := int64(0)
+	for i := range n {
+		hdr, err := sr.take(2)
+		if err != nil {
+			return nil, err
+		}
+		k, flags := kind(hdr[0]), hdr[1]
+		if k < kindPDQ || k >= numKinds || flags > 3 {
+			return nil, fmt.Errorf("%w: bank %s entry %d: kind %d flags %d", ErrSnapshot, cfg.Name, i, k, flags)
+		}
+		d, err := sr.varint()
+		if err != nil {
+			return nil, err
+		}
+		prev += d
+		mi, err := sr.uvarint()
+		if err != nil {
+			return nil, err
+		}
+		if mi >= uint64(len(b.metas)) {
+			return nil, fmt.Errorf("%w: bank %s entry %d: meta %d of %d", ErrSnapshot, cfg.Name, i, mi, len(b.metas))
+		}
+		v, err := sr.bytes()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case k == kindPDQ && len(v) != 32, k == kindMD5 && len(v) != 16, len(v) == 0:
+			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
+		}
+		off, vn := b.vals.add(v)
+		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
+		b.counts[k]++
+		if k == kindConcept || k == kindExemplar {
+			dim, err := sr.count(MaxVectorDim, "vector dimensions")
+			if err != nil {
+				return nil, err
+			}
+			raw, err := sr.take(4 * dim)
+			if err != nil {
+				return nil, err
+			}
+			vec := make([]float32, dim)
+			for j := range vec {
+				vec[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
+			}
+			b.embIndex(k).add(uint32(i), vec)
+		}
+		prog.entries++
+		if i&0xffff == 0 {
+			prog.tick("loading banks", "bank", cfg.Name, "entries", i, "of", n)
+		}
+	}
+	if err := b.index(prog); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// index builds the id map and the PDQ index of freshly read records.
+func (b *bankState) index(prog *progress) error {
+	n := len(b.recs)
+	// Ids are hashes of the values: compute them on every core.
+	hashes := make([][16]byte, n)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				r := &b.recs[i]
+				hashes[i] = storedHash(r.kind, b.value(r))
+			}
+		}()
+	}
+	wg.Wait()
+	b.byID = make(map[[16]byte]uint32, n)
+	for i, h := range hashes {
+		if _, dup := b.byID[h]; dup {
+			return fmt.Errorf("%w: bank %s: entry %d repeats an id", ErrSnapshot, b.cfg.Name, i)
+		}
+		b.byID[h] = uint32(i)
+		if i&0xffff == 0 {
+			prog.tick("indexing entry ids", "bank", b.cfg.Name, "entries", i, "of", n)
+		}
+	}
+	if b.counts[kindPDQ] == 0 {
+		return nil
+	}
+	ix := b.pdqIndex()
+	ix.Reserve(b.counts[kindPDQ])
+	const batch = 1 << 16
+	ids := make([]uint64, 0, batch)
+	codes := make([]hamming.Code, 0, batch)
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.kind != kindPDQ {
+			continue
+		}
+		c, _ := hamming.FromBytes(b.value(r))
+		ids, codes = append(ids, uint64(i)), append(codes, c)
+		if len(ids) == batch {
+			ix.AddBatch(ids, codes)
+			ids, codes = ids[:0], codes[:0]
+			prog.tick("adding entries to the pdq index", "bank", b.cfg.Name, "entries", i, "of", n)
+		}
+	}
+	ix.AddBatch(ids, codes)
+	t0 := time.Now()
+	ix.Build(func(done, total int) {
+		prog.tick("building the pdq index", "bank", b.cfg.Name, "tables", done, "of", total)
+	})
+	if prog.log != nil {
+		prog.log.Info("pdq index built", "bank", b.cfg.Name, "entries", b.counts[kindPDQ], "took", time.Since(t0).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// snapReader reads a snapshot from a buffer it refills, hashing the bytes
+// consumed.
+type snapReader struct {
+	r      io.Reader
+	crc    hash.Hash32
+	buf    []byte
+	pos    int // next byte to consume
+	hashed int // bytes of buf already hashed
+	eof    bool
+}
+
+var errTruncated = fmt.Errorf("%w: truncated", ErrSnapshot)
+
+// fill makes n bytes available from pos (n <= maxSnapshotString + 16).
+func (r *snapReader) fill(n int) error {
+	for len(r.buf)-r.pos < n {
+		if r.eof {
+			return errTruncated
+		}
+		r.crc.Write(r.buf[r.hashed:r.pos])
+		rest := copy(r.buf[:cap(r.buf)], r.buf[r.pos:])
+		r.buf, r.pos, r.hashed = r.buf[:rest], 0, 0
+		if cap(r.buf) < n {
+			nb := make([]byte, rest, n+1<<20)
+			copy(nb, r.buf)
+			r.buf = nb
+		}
+		m, err := r.r.Read(r.buf[rest:cap(r.buf)])
+		r.buf = r.buf[:rest+m]
+		if errors.Is(err, io.EOF) {
+			r.eof = true
+		} else if err != nil {
+			return fmt.Errorf("reading the snapshot: %w", err)
+		}
+	}
+	return nil
+}
+
+// take consumes n bytes (valid until the next call).
+func (r *snapReader) take(n int) ([]byte, error) {
+	if err := r.fill(n); err != nil {
+		return nil, err
+	}
+	b := r.buf[r.pos : r.pos+n]
+	r.pos += n
+	return b, nil
+}
+
+// crc32 is the checksum of the bytes consumed so far.
+func (r *snapReader) crc32() uint32 {
+	r.crc.Write(r.buf[r.hashed:r.pos])
+	r.hashed = r.pos
+	return r.crc.Sum32()
+}
+
+// takeRaw consumes n bytes that are not part of the checksum (the
+// trailer).
+func (r *snapReader) takeRaw(n int) ([]byte, error) {
+	b, err := r.take(n)
+	r.hashed = r.pos
+	return b, err
+}
+
+func (r *snapReader) uvarint() (uint64, error) {
+	if err := r.fill(1); err != nil {
+		return 0, err
+	}
+	// Most varints are short: decode from what is buffered when it holds
+	// a whole one.
+	x, n := binary.Uvarint(r.buf[r.pos:])
+	if n > 0 {
+		r.pos += n
+		return x, nil
+	}
+	if n < 0 || len(r.buf)-r.pos >= binary.MaxVarintLen64 {
+		return 0, fmt.Errorf("%w: a malformed varint", ErrSnapshot)
+	}
+	if err := r.fill(binary.MaxVarintLen64); err != nil && !r.eof {
+		return 0, err
+	}
+	x, n = binary.Uvarint(r.buf[r.pos:])
+	if n <= 0 {
+		return 0, fmt.Errorf("%w: a malformed varint", ErrSnapshot)
+	}
+	r.pos += n
+	return x, nil
+}
+
+func (r *snapReader) varint() (int64, error) {
+	ux, err := r.uvarint()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, err
+}
+
+func (r *snapReader) count(max uint64, what string) (int, error) {
+	n, err := r.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	if n > max {
+		return 0, fmt.Errorf("%w: %d %s (at most %d)", ErrSnapshot, n, what, max)
+	}
+	return int(n), nil
+}
+
+func (r *snapReader) bytes() ([]byte, error) {
+	n, err := r.count(maxSnapshotString, "bytes in a string")
+	if err != nil {
+		return nil, err
+	}
+	return r.take(n)
+}
+
+func (r *snapReader) str() (string, error) {
+	b, err := r.bytes()
+	return string(b), err
+}

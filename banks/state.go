@@ -1,0 +1,754 @@
+package banks
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// State is the banks in memory: every bank's configuration, its entries
+// and the indexes that match them. It is storage-agnostic: a process
+// builds it from a snapshot (ReadSnapshot) and keeps it current by
+// applying the operations logged since (Apply), in log order.
+//
+// Concurrency: Match and the read methods may run concurrently with each
+// other and with Apply; Apply calls are serialised. A reader sees every op
+// entirely or not at all. Index maintenance after an op (building and
+// merging PDQ index segments) runs after the op is visible, without
+// blocking readers.
+type State struct {
+	applyMu sync.Mutex // serialises Apply
+
+	mu    sync.RWMutex
+	banks map[string]*bankState
+}
+
+// NewState returns a state without banks.
+func NewState() *State { return &State{banks: map[string]*bankState{}} }
+
+// kind is the compact signal type of a stored entry (embeddings split by
+// modality).
+type kind uint8
+
+const (
+	kindPDQ kind = iota + 1
+	kindMD5
+	kindText
+	kindURL
+	kindConcept  // embedding, modality text
+	kindExemplar // embedding, modality image
+	numKinds
+)
+
+func kindOf(t SignalType, modality string) kind {
+	switch t {
+	case SignalPDQ:
+		return kindPDQ
+	case SignalMD5:
+		return kindMD5
+	case SignalText:
+		return kindText
+	case SignalURL:
+		return kindURL
+	case SignalEmbedding:
+		if modality == "image" {
+			return kindExemplar
+		}
+		return kindConcept
+	}
+	return 0
+}
+
+func (k kind) signal() (SignalType, string) {
+	switch k {
+	case kindPDQ:
+		return SignalPDQ, ""
+	case kindMD5:
+		return SignalMD5, ""
+	case kindText:
+		return SignalText, ""
+	case kindURL:
+		return SignalURL, ""
+	case kindConcept:
+		return SignalEmbedding, "text"
+	case kindExemplar:
+		return SignalEmbedding, "image"
+	}
+	return "", ""
+}
+
+// Record flags.
+const (
+	flagLive uint8 = 1 << iota
+	flagDisabled
+	flagStale
+)
+
+// rec is a stored entry: its value is n bytes at off in the bank's value
+// store (the canonical value, pdq and md5 as raw bytes rather than hex).
+// The fields shared by the entries of one import (tags, note, source,
+// added by, model version) are kept once, in the bank's meta table. A rec
+// holds no pointer, so the garbage collector never scans the records of a
+// bank of millions.
+type rec struct {
+	off     uint64
+	addedAt int64 // Unix nanoseconds
+	n       uint32
+	meta    uint32
+	kind    kind
+	flags   uint8
+}
+
+// valueStore holds values in chunks of bytes (appending never moves the
+// bytes of existing values). Removed values stay until compact.
+type valueStore struct {
+	chunks  [][]byte
+	live    int64
+	garbage int64
+}
+
+const valueChunk = 1 << 20
+
+func (v *valueStore) add(b []byte) (uint64, uint32) {
+	if len(v.chunks) == 0 || len(v.chunks[len(v.chunks)-1])+len(b) > cap(v.chunks[len(v.chunks)-1]) {
+		v.chunks = append(v.chunks, make([]byte, 0, max(valueChunk, len(b))))
+	}
+	i := len(v.chunks) - 1
+	c := v.chunks[i]
+	off := uint64(i)<<32 | uint64(len(c))
+	v.chunks[i] = append(c, b...)
+	v.live += int64(len(b))
+	return off, uint32(len(b))
+}
+
+func (v *valueStore) get(off uint64, n uint32) []byte {
+	c := v.chunks[off>>32]
+	o := uint32(off)
+	return c[o : o+n : o+n]
+}
+
+func (v *valueStore) drop(n uint32) {
+	v.live -= int64(n)
+	v.garbage += int64(n)
+}
+
+// value returns the stored bytes of r.
+func (b *bankState) value(r *rec) []byte { return b.vals.get(r.off, r.n) }
+
+// compactValues rewrites the value store without removed values when they
+// hold more than half of it (the caller holds the write lock).
+func (b *bankState) compactValues() {
+	if b.vals.garbage < 16<<20 || b.vals.garbage < b.vals.live {
+		return
+	}
+	var nv valueStore
+	for i := range b.recs {
+		r := &b.recs[i]
+		if r.flags&flagLive != 0 {
+			r.off, r.n = nv.add(b.value(r))
+		}
+	}
+	b.vals = nv
+}
+
+type meta struct {
+	tags                                []string
+	note, source, addedBy, modelVersion string
+}
+
+func (m *meta) key() string {
+	return strings.Join(m.tags, " ") + "\x00" + m.note + "\x00" + m.source + "\x00" + m.addedBy + "\x00" + m.modelVersion
+}
+
+// bankState is a bank with its entries and indexes. Entries live in slots
+// (recs); a removed entry's slot is reused.
+type bankState struct {
+	cfg    Bank
+	recs   []rec
+	vals   valueStore
+	free   []uint32
+	byID   map[[16]byte]uint32
+	metas  []meta
+	metaIx map[string]uint32
+	counts [numKinds]int
+	pdq    *hamming.Index // ids are slots
+	emb    [2]*embIndex   // written concepts, exemplar images
+}
+
+func newBankState(cfg Bank) *bankState {
+	return &bankState{cfg: cfg, byID: map[[16]byte]uint32{}, metaIx: map[string]uint32{}}
+}
+
+// embIndex holds the vectors of a bank's embedding entries of one
+// modality, scanned exactly at lookup (banks of concepts are small). The
+// vectors of one dimension are stored one after another (a lookup streams
+// through them); entries of another model may have another dimension.
+type embIndex struct {
+	groups []*embGroup
+	where  map[uint32]*embGroup // slot -> its group
+}
+
+type embGroup struct {
+	dim   int
+	data  []float32 // row i is data[i*dim : (i+1)*dim]
+	slots []uint32
+	row   map[uint32]int
+}
+
+func newEmbIndex() *embIndex { return &embIndex{where: map[uint32]*embGroup{}} }
+
+func (x *embIndex) len() int { return len(x.where) }
+
+func (x *embIndex) add(slot uint32, v []float32) {
+	if g := x.where[slot]; g != nil {
+		if g.dim == len(v) {
+			i := g.row[slot]
+			copy(g.data[i*g.dim:], v)
+			return
+		}
+		x.remove(slot)
+	}
+	var g *embGroup
+	for _, h := range x.groups {
+		if h.dim == len(v) {
+			g = h
+		}
+	}
+	if g == nil {
+		g = &embGroup{dim: len(v), row: map[uint32]int{}}
+		x.groups = append(x.groups, g)
+	}
+	g.row[slot] = len(g.slots)
+	g.slots = append(g.slots, slot)
+	g.data = append(g.data, v...)
+	x.where[slot] = g
+}
+
+func (x *embIndex) remove(slot uint32) {
+	g := x.where[slot]
+	if g == nil {
+		return
+	}
+	i, last := g.row[slot], len(g.slots)-1
+	if i != last {
+		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
+		g.slots[i] = g.slots[last]
+		g.row[g.slots[i]] = i
+	}
+	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
+	delete(g.row, slot)
+	delete(x.where, slot)
+}
+
+func (x *embIndex) vector(slot uint32) []float32 {
+	if x == nil {
+		return nil
+	}
+	g := x.where[slot]
+	if g == nil {
+		return nil
+	}
+	i := g.row[slot]
+	return g.data[i*g.dim : (i+1)*g.dim]
+}
+
+// scan calls f for every vector of q's dimension whose dot product with q
+// is at least thr.
+func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score float32)) {
+	for _, g := range x.groups {
+		if g.dim != len(q) {
+			continue
+		}
+		// One vector at a time: eight partial sums use the registers a
+		// second vector would need (two at a time measured slower).
+		d := g.dim
+		for i, slot := range g.slots {
+			if a := dot(q, g.data[i*d:(i+1)*d]); a >= thr {
+				f(slot, a)
+			}
+		}
+	}
+}
+
+// slotsOf returns every slot with a vector.
+func (x *embIndex) slotsOf() []uint32 {
+	var out []uint32
+	for _, g := range x.groups {
+		out = append(out, g.slots...)
+	}
+	return out
+}
+
+// Result says what an Apply changed.
+type Result struct {
+	Added, Replaced, Removed, Updated int
+	// Missing lists ids of remove_entries or set_entries not in the bank
+	// (at most 100).
+	Missing []string `json:",omitempty"`
+}
+
+// Apply applies op to the state, entirely or (with an error) not at all.
+// The outcome depends only on the state and the op, so every process
+// applying the same log holds the same banks; an op that fails here fails
+// everywhere (for example adding entries to a bank deleted just before by
+// another writer). Adding an entry whose id exists replaces it; removing
+// or flagging ids that are absent changes nothing (they are reported).
+func (s *State) Apply(op Op) (Result, error) {
+	if err := op.Validate(); err != nil {
+		return Result{}, err
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	// Only Apply writes, and it is serialised: it may read the state
+	// without s.mu.
+	b := s.banks[op.Bank]
+	var res Result
+	switch op.Kind {
+	case OpCreateBank:
+		if b != nil {
+			return res, fmt.Errorf("%w: %s", ErrBankExists, op.Bank)
+		}
+		cfg, err := bankConfig(op, nil)
+		if err != nil {
+			return res, err
+		}
+		s.mu.Lock()
+		s.banks[op.Bank] = newBankState(cfg)
+		s.mu.Unlock()
+		res.Added = 1
+	case OpUpdateBank:
+		if b == nil {
+			return res, fmt.Errorf("%w: %s", ErrBankNotFound, op.Bank)
+		}
+		cfg, err := bankConfig(op, &b.cfg)
+		if err != nil {
+			return res, err
+		}
+		s.mu.Lock()
+		b.cfg = cfg
+		s.mu.Unlock()
+		res.Updated = 1
+	case OpDeleteBank:
+		if b == nil {
+			return res, fmt.Errorf("%w: %s", ErrBankNotFound, op.Bank)
+		}
+		s.mu.Lock()
+		delete(s.banks, op.Bank)
+		s.mu.Unlock()
+		res.Removed = 1
+	case OpAddEntries:
+		if b == nil {
+			return res, fmt.Errorf("%w: %s", ErrBankNotFound, op.Bank)
+		}
+		entries, err := normalizeAll(op.Entries)
+		if err != nil {
+			return res, err
+		}
+		s.mu.Lock()
+		res = b.addEntries(entries)
+		s.mu.Unlock()
+	case OpRemoveEntries, OpSetEntries:
+		if b == nil {
+			return res, fmt.Errorf("%w: %s", ErrBankNotFound, op.Bank)
+		}
+		if op.Kind == OpSetEntries && op.Stale != nil {
+			if err := b.checkStaleIDs(op.IDs); err != nil {
+				return res, err
+			}
+		}
+		s.mu.Lock()
+		if op.Kind == OpRemoveEntries {
+			res = b.removeEntries(op.IDs)
+		} else {
+			res = b.setEntries(op.IDs, op.Disabled, op.Stale)
+		}
+		s.mu.Unlock()
+	}
+	if b != nil && b.pdq != nil && op.Kind != OpDeleteBank {
+		b.pdq.Maintain()
+	}
+	return res, nil
+}
+
+// bankConfig is the configuration of a create or update op, validated;
+// an update keeps the creation fields of prev.
+func bankConfig(op Op, prev *Bank) (Bank, error) {
+	cfg := op.Config.WithDefaults()
+	if prev == nil {
+		cfg.CreatedAt, cfg.CreatedBy = op.At.UTC(), op.Actor
+	} else {
+		cfg.CreatedAt, cfg.CreatedBy = prev.CreatedAt, prev.CreatedBy
+	}
+	cfg.UpdatedAt, cfg.UpdatedBy = op.At.UTC(), op.Actor
+	if err := cfg.Validate(); err != nil {
+		return Bank{}, err
+	}
+	return cfg, nil
+}
+
+// normalizeAll normalises copies of entries; on any error nothing is
+// applied and the error names the bad entries (the first 10).
+func normalizeAll(in []Entry) ([]Entry, error) {
+	out := make([]Entry, len(in))
+	var errs []error
+	bad := 0
+	for i, e := range in {
+		e.Tags = slices.Clone(e.Tags)
+		if err := e.Normalize(); err != nil {
+			if bad++; bad <= 10 {
+				errs = append(errs, fmt.Errorf("entry %d: %w", i, err))
+			}
+			continue
+		}
+		out[i] = e
+	}
+	if bad > 10 {
+		errs = append(errs, fmt.Errorf("and %d more bad entries", bad-10))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// storedValue is the stored form of a canonical value: raw bytes for pdq
+// and md5.
+func storedValue(k kind, canonical string) []byte {
+	if k == kindPDQ || k == kindMD5 {
+		b, _ := hex.DecodeString(canonical) // canonical: valid hex
+		return b
+	}
+	return []byte(canonical)
+}
+
+func canonicalValue(k kind, stored []byte) string {
+	if k == kindPDQ || k == kindMD5 {
+		return hex.EncodeToString(stored)
+	}
+	return string(stored)
+}
+
+// storedHash is entryHash of a stored value, without allocating for pdq
+// and md5.
+func storedHash(k kind, stored []byte) [16]byte {
+	t, m := k.signal()
+	if k == kindPDQ || k == kindMD5 {
+		var hx [64]byte
+		n := hex.Encode(hx[:], stored)
+		return entryHashBytes(t, m, hx[:n])
+	}
+	return entryHashBytes(t, m, stored)
+}
+
+func (b *bankState) metaIndex(m meta) uint32 {
+	k := m.key()
+	if i, ok := b.metaIx[k]; ok {
+		return i
+	}
+	i := uint32(len(b.metas))
+	b.metas = append(b.metas, m)
+	b.metaIx[k] = i
+	return i
+}
+
+// addEntries adds normalised entries (the caller holds the write lock).
+func (b *bankState) addEntries(entries []Entry) Result {
+	var res Result
+	var pdqIDs []uint64
+	var pdqCodes []hamming.Code
+	for _, e := range entries {
+		k := kindOf(e.Type, e.Modality)
+		h := entryHash(e.Type, e.Modality, e.Value)
+		var flags uint8 = flagLive
+		if e.Disabled {
+			flags |= flagDisabled
+		}
+		if e.Stale {
+			flags |= flagStale
+		}
+		sv := storedValue(k, e.Value)
+		r := rec{
+			addedAt: e.AddedAt.UnixNano(),
+			meta:    b.metaIndex(meta{tags: e.Tags, note: e.Note, source: e.Source, addedBy: e.AddedBy, modelVersion: e.ModelVersion}),
+			kind:    k,
+			flags:   flags,
+		}
+		slot, exists := b.byID[h]
+		if exists {
+			res.Replaced++
+			// The value is the same (the id is its hash): keep its bytes.
+			r.off, r.n = b.recs[slot].off, b.recs[slot].n
+		} else {
+			r.off, r.n = b.vals.add(sv)
+			res.Added++
+			if n := len(b.free); n > 0 {
+				slot = b.free[n-1]
+				b.free = b.free[:n-1]
+			} else {
+				slot = uint32(len(b.recs))
+				b.recs = append(b.recs, rec{})
+			}
+			b.byID[h] = slot
+			b.counts[k]++
+		}
+		b.recs[slot] = r
+		switch k {
+		case kindPDQ:
+			c, _ := hamming.FromBytes(sv)
+			pdqIDs = append(pdqIDs, uint64(slot))
+			pdqCodes = append(pdqCodes, c)
+		case kindConcept, kindExemplar:
+			b.embIndex(k).add(slot, e.Vector)
+		}
+	}
+	if len(pdqIDs) > 0 {
+		b.pdqIndex().AddBatch(pdqIDs, pdqCodes)
+	}
+	return res
+}
+
+func (b *bankState) pdqIndex() *hamming.Index {
+	if b.pdq == nil {
+		// Maintenance is deferred: Apply runs it after publishing.
+		b.pdq, _ = hamming.New(hamming.Options{DeferMaintenance: true})
+	}
+	return b.pdq
+}
+
+// embSlot is the index in bankState.emb of an embedding kind.
+func embSlot(k kind) int {
+	if k == kindExemplar {
+		return 1
+	}
+	return 0
+}
+
+func (b *bankState) embIndex(k kind) *embIndex {
+	i := embSlot(k)
+	if b.emb[i] == nil {
+		b.emb[i] = newEmbIndex()
+	}
+	return b.emb[i]
+}
+
+// lookupID returns the slot of an entry id.
+func (b *bankState) lookupID(id string) (uint32, bool) {
+	h, ok := parseEntryID(id)
+	if !ok {
+		return 0, false
+	}
+	slot, ok := b.byID[h]
+	return slot, ok
+}
+
+func (b *bankState) removeEntries(ids []string) Result {
+	var res Result
+	var pdqIDs []uint64
+	for _, id := range ids {
+		slot, ok := b.lookupID(id)
+		if !ok {
+			if len(res.Missing) < 100 {
+				res.Missing = append(res.Missing, id)
+			}
+			continue
+		}
+		h, _ := parseEntryID(id)
+		r := &b.recs[slot]
+		switch r.kind {
+		case kindPDQ:
+			pdqIDs = append(pdqIDs, uint64(slot))
+		case kindConcept, kindExemplar:
+			b.embIndex(r.kind).remove(slot)
+		}
+		b.counts[r.kind]--
+		delete(b.byID, h)
+		b.vals.drop(r.n)
+		*r = rec{}
+		b.free = append(b.free, slot)
+		res.Removed++
+	}
+	if len(pdqIDs) > 0 {
+		b.pdq.RemoveBatch(pdqIDs)
+	}
+	b.compactValues()
+	return res
+}
+
+// checkStaleIDs refuses stale flags on entries that are not embeddings.
+func (b *bankState) checkStaleIDs(ids []string) error {
+	for _, id := range ids {
+		if slot, ok := b.lookupID(id); ok {
+			if k := b.recs[slot].kind; k != kindConcept && k != kindExemplar {
+				t, _ := k.signal()
+				return fmt.Errorf("%w: entry %s is a %s entry; only embeddings can be stale", ErrInvalidOp, id, t)
+			}
+		}
+	}
+	return nil
+}
+
+func (b *bankState) setEntries(ids []string, disabled, stale *bool) Result {
+	var res Result
+	for _, id := range ids {
+		slot, ok := b.lookupID(id)
+		if !ok {
+			if len(res.Missing) < 100 {
+				res.Missing = append(res.Missing, id)
+			}
+			continue
+		}
+		r := &b.recs[slot]
+		if disabled != nil {
+			r.flags = setFlag(r.flags, flagDisabled, *disabled)
+		}
+		if stale != nil {
+			r.flags = setFlag(r.flags, flagStale, *stale)
+		}
+		res.Updated++
+	}
+	return res
+}
+
+func setFlag(f, bit uint8, on bool) uint8 {
+	if on {
+		return f | bit
+	}
+	return f &^ bit
+}
+
+// entry returns the entry in slot (live).
+func (b *bankState) entry(slot uint32) Entry {
+	r := &b.recs[slot]
+	t, modality := r.kind.signal()
+	m := &b.metas[r.meta]
+	v := canonicalValue(r.kind, b.value(r))
+	e := Entry{
+		ID: EntryID(t, modality, v), Type: t, Value: v, Modality: modality,
+		ModelVersion: m.modelVersion, Stale: r.flags&flagStale != 0, Disabled: r.flags&flagDisabled != 0,
+		Tags: slices.Clone(m.tags), Note: m.note, Source: m.source,
+		AddedAt: time.Unix(0, r.addedAt).UTC(), AddedBy: m.addedBy,
+	}
+	if r.kind == kindConcept || r.kind == kindExemplar {
+		e.Vector = slices.Clone(b.emb[embSlot(r.kind)].vector(slot))
+	}
+	return e
+}
+
+// BankInfo is a bank's configuration and its number of entries per signal
+// type (embeddings split into written concepts and exemplar images).
+type BankInfo struct {
+	Bank
+	Entries int            `json:"entries"`
+	Counts  map[string]int `json:"counts,omitempty"`
+}
+
+func (b *bankState) info() BankInfo {
+	bi := BankInfo{Bank: b.cfg, Counts: map[string]int{}}
+	bi.Labels = slices.Clone(b.cfg.Labels)
+	for k := kindPDQ; k < numKinds; k++ {
+		if n := b.counts[k]; n > 0 {
+			t, m := k.signal()
+			name := string(t)
+			if m != "" {
+				name += "_" + m
+			}
+			bi.Counts[name] = n
+			bi.Entries += n
+		}
+	}
+	return bi
+}
+
+// Banks returns every bank, by name.
+func (s *State) Banks() []BankInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]BankInfo, 0, len(s.banks))
+	for _, b := range s.banks {
+		out = append(out, b.info())
+	}
+	slices.SortFunc(out, func(a, b BankInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Bank returns one bank.
+func (s *State) Bank(name string) (BankInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b := s.banks[name]
+	if b == nil {
+		return BankInfo{}, fmt.Errorf("%w: %s", ErrBankNotFound, name)
+	}
+	return b.info(), nil
+}
+
+// Entry returns one entry of a bank by id.
+func (s *State) Entry(bank, id string) (Entry, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b := s.banks[bank]
+	if b == nil {
+		return Entry{}, false, fmt.Errorf("%w: %s", ErrBankNotFound, bank)
+	}
+	slot, ok := b.lookupID(id)
+	if !ok {
+		return Entry{}, false, nil
+	}
+	return b.entry(slot), true, nil
+}
+
+// Entries returns up to limit entries of a bank from cursor on (0 for the
+// first page) and the cursor of the next page (0 after the last). Each
+// page is read under the lock on its own: a listing concurrent with
+// changes may miss or repeat entries that changed meanwhile.
+func (s *State) Entries(bank string, cursor, limit int) ([]Entry, int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b := s.banks[bank]
+	if b == nil {
+		return nil, 0, fmt.Errorf("%w: %s", ErrBankNotFound, bank)
+	}
+	limit = max(limit, 1)
+	var out []Entry
+	i := max(cursor, 0)
+	for ; i < len(b.recs) && len(out) < limit; i++ {
+		if b.recs[i].flags&flagLive != 0 {
+			out = append(out, b.entry(uint32(i)))
+		}
+	}
+	if i >= len(b.recs) {
+		i = 0
+	}
+	return out, i, nil
+}
+
+// StaleEmbeddings returns, per bank, the embedding entries whose model
+// version is not model: after a model change, written concepts are to be
+// embedded again (add_entries with the new vector and version replaces
+// them) and exemplar images without stored media marked stale
+// (set_entries with stale) — the caller, which owns the model, does both.
+func (s *State) StaleEmbeddings(model string) map[string][]Entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string][]Entry{}
+	for name, b := range s.banks {
+		for _, x := range b.emb {
+			if x == nil {
+				continue
+			}
+			for _, slot := range x.slotsOf() {
+				if b.metas[b.recs[slot].meta].modelVersion != model {
+					out[name] = append(out[name], b.entry(slot))
+				}
+			}
+		}
+		slices.SortFunc(out[name], func(a, b Entry) int { return strings.Compare(a.ID, b.ID) })
+	}
+	return out
+}

@@ -1,0 +1,335 @@
+package hamming
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+)
+
+// Chunk widths: a chunk is at most 32 bits (its value is a uint32) and at
+// least 4 (below that a table is a handful of buckets).
+const (
+	minChunks    = Bits / maxChunkBits // 8
+	maxChunks    = Bits / minChunkBits // 64
+	maxChunkBits = 32
+	minChunkBits = 4
+)
+
+// chunk is a run of bits of the code: bits off..off+w-1, bit i being bit
+// i%64 of word i/64.
+type chunk struct {
+	off, w int
+}
+
+func (ch chunk) value(c *Code) uint32 {
+	wd, sh := ch.off>>6, uint(ch.off&63)
+	v := c[wd] >> sh
+	if int(sh)+ch.w > 64 {
+		v |= c[wd+1] << (64 - sh)
+	}
+	return uint32(v & (1<<uint(ch.w) - 1))
+}
+
+// layout splits the 256 bits into m chunks, the narrower ones first: a
+// search gives the first r%m+1 chunks the larger radius, and a narrower
+// chunk has fewer values within it.
+func layout(m int) []chunk {
+	base, wide := Bits/m, Bits%m
+	chunks := make([]chunk, m)
+	off := 0
+	for i := range chunks {
+		w := base
+		if i >= m-wide {
+			w++
+		}
+		chunks[i] = chunk{off, w}
+		off += w
+	}
+	return chunks
+}
+
+// chunksFor is the automatic number of chunks for n entries: chunks of
+// about log2(n) bits, so that a chunk value holds about one entry (the
+// paper's choice), within the supported widths.
+func chunksFor(n int) int {
+	w := int(math.Round(math.Log2(float64(max(n, 2)))))
+	w = min(max(w, minChunkBits), maxChunkBits)
+	m := int(math.Round(float64(Bits) / float64(w)))
+	return min(max(m, minChunks), maxChunks)
+}
+
+// table indexes a segment's entries by one chunk: the directory holds, per
+// value of the chunk's high dirBits bits, where its entries start; an entry
+// packs the chunk's low sufBits bits (the suffix) above the entry's
+// position relative to the segment's first (posBits bits), in 32 bits when
+// they fit (e32), else in 64 (e64). One bucket is then two reads: its
+// directory offsets and its entries.
+type table struct {
+	dirBits, sufBits, posBits uint
+	dir                       []uint32 // 1<<dirBits + 1 offsets
+	e32                       []uint32
+	e64                       []uint64
+}
+
+func (t *table) bytes() int64 {
+	return int64(4*cap(t.dir) + 4*cap(t.e32) + 8*cap(t.e64))
+}
+
+// segment is a multi-index over the live entries of the positions lo..hi-1
+// at the time it was built.
+type segment struct {
+	lo, hi uint32
+	n      int // entries indexed
+	chunks []chunk
+	tabs   []table
+}
+
+func (s *segment) bytes() int64 {
+	var b int64
+	for i := range s.tabs {
+		b += s.tabs[i].bytes()
+	}
+	return b
+}
+
+// buildSegment indexes the positions of live (ascending, within lo..hi-1)
+// with m chunks (0: chunksFor) and directory buckets of about load entries,
+// building the tables on up to workers goroutines; done is called after
+// each table.
+func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, workers int, done func()) *segment {
+	n := len(live)
+	if m == 0 {
+		m = chunksFor(n)
+	}
+	s := &segment{lo: lo, hi: hi, n: n, chunks: layout(m), tabs: make([]table, m)}
+	dirWant := uint(0)
+	if x := float64(n) / load; x > 1 {
+		dirWant = uint(math.Round(math.Log2(x)))
+	}
+	posBits := uint(max(1, bits.Len32(hi-lo-1)))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, min(workers, m)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vals := make([]uint32, n)
+			for i := range work {
+				ch := s.chunks[i]
+				for j, p := range live {
+					vals[j] = ch.value(st.code(p))
+				}
+				s.tabs[i] = buildTable(vals, live, lo, uint(ch.w), min(uint(ch.w), max(dirWant, 1)), posBits)
+				if done != nil {
+					done()
+				}
+			}
+		}()
+	}
+	for i := range m {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return s
+}
+
+// buildTable sorts positions (live, relative to lo) by their chunk values
+// vals (w bits) into directory buckets of the high dirBits bits (a
+// counting sort).
+func buildTable(vals, live []uint32, lo uint32, w, dirBits, posBits uint) table {
+	t := table{dirBits: dirBits, sufBits: w - dirBits, posBits: posBits}
+	t.dir = hugeSlice[uint32](1<<dirBits + 1)
+	for _, v := range vals {
+		t.dir[v>>t.sufBits+1]++
+	}
+	for i := 1; i < len(t.dir); i++ {
+		t.dir[i] += t.dir[i-1]
+	}
+	n := len(vals)
+	if t.sufBits+posBits <= 32 {
+		t.e32 = hugeSlice[uint32](n)
+	} else {
+		t.e64 = hugeSlice[uint64](n)
+	}
+	next := make([]uint32, len(t.dir)-1)
+	copy(next, t.dir)
+	mask := uint32(1)<<t.sufBits - 1
+	for j, v := range vals {
+		b := v >> t.sufBits
+		k := next[b]
+		next[b]++
+		e := uint64(v&mask)<<posBits | uint64(live[j]-lo)
+		if t.e32 != nil {
+			t.e32[k] = uint32(e)
+		} else {
+			t.e64[k] = e
+		}
+	}
+	return t
+}
+
+// radii returns the radius of chunk i of m for a search within r: r/m for
+// the first r%m+1 chunks, one less for the others (-1: skip the chunk).
+func radius(i, m, r int) int {
+	q, a := r/m, r%m
+	if i <= a {
+		return q
+	}
+	return q - 1
+}
+
+// Costs of the search plans in nanoseconds, measured on the benchmark
+// machine (bench/results/hamming.txt): a probe of a directory bucket, an
+// entry of a bucket compared, a candidate checked at its full distance, and a code of a linear scan per
+// query code (plus a fixed part per code).
+const (
+	costProbe     = 12.0
+	costEntry     = 1.0
+	costCandidate = 8.0
+	costScan0     = 0.4
+	costScanQuery = 1.1
+)
+
+// indexCost estimates the time of a multi-index search of s for nq query
+// codes within r; +Inf when the enumeration is unreasonable.
+func (s *segment) indexCost(nq, r int) float64 {
+	m := len(s.chunks)
+	probes, scanned, cands := 0.0, 0.0, 0.0
+	for i, ch := range s.chunks {
+		k := radius(i, m, r)
+		if k < 0 {
+			continue
+		}
+		t := &s.tabs[i]
+		p := float64(neighbours(int(t.dirBits), k))
+		if p > 1<<22 {
+			return math.Inf(1)
+		}
+		probes += p
+		scanned += p * float64(s.n) / float64(uint64(1)<<t.dirBits)
+		cands += float64(neighbours(ch.w, k)) * float64(s.n) / float64(uint64(1)<<ch.w)
+	}
+	return float64(nq) * (probes*costProbe + scanned*costEntry + cands*costCandidate)
+}
+
+func scanCost(n, nq int) float64 {
+	return float64(n) * (costScan0 + costScanQuery*float64(nq))
+}
+
+// scratch is a search's reusable buffers.
+type scratch struct {
+	lo, hi []uint32 // per probe: the bucket's entries
+	cand   []uint32 // candidate positions
+	hits   []hit
+	sink   uint64 // keeps the touching loads (see probeBuckets) alive
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
+
+// search appends a hit for every entry of s within r of q (query index qi).
+// It may also append removed entries (the caller drops them).
+//
+// Each probe reads a directory bucket and its entries at random places, so
+// the search is bound by memory latency, not by arithmetic. It runs in
+// passes whose reads do not depend on each other (and whose loops have no
+// unpredictable branches), so that the processor overlaps many misses:
+// first every probe's bucket bounds (touching the bucket's first entry),
+// then the buckets' entries, collecting candidates, then the candidates'
+// codes.
+func (s *segment) search(st *store, mc *maskCache, q *Code, qi uint16, r int, sc *scratch) {
+	m := len(s.chunks)
+	sc.cand = sc.cand[:0]
+	for i, ch := range s.chunks {
+		k := radius(i, m, r)
+		if k < 0 {
+			continue
+		}
+		t := &s.tabs[i]
+		// Bucket-index masks over the directory bits; a bucket reached by
+		// flipping j of them admits entries whose suffix is within k-j.
+		ms := mc.get(int(t.dirBits), k)
+		v := ch.value(q)
+		if t.e32 != nil {
+			sc.cand = probe(t, t.e32, v, ms, k, s.lo, sc)
+		} else {
+			sc.cand = probe(t, t.e64, v, ms, k, s.lo, sc)
+		}
+	}
+	sc.hits = verify(st, sc.cand, q, qi, r, sc.hits)
+}
+
+// probe appends to sc.cand the positions of the entries of t whose chunk
+// value is within k bits of v; ms holds the directory masks of weight <= k.
+func probe[E uint32 | uint64](t *table, ent []E, v uint32, ms *maskSet, k int, segLo uint32, sc *scratch) []uint32 {
+	cand := sc.cand
+	if len(ent) == 0 {
+		return cand
+	}
+	sh, pb := t.sufBits, t.posBits
+	pm := E(1)<<pb - 1
+	base, bs := v>>sh, E(v&(1<<sh-1))
+	dir := t.dir
+	masks := ms.upTo(k)
+	last := uint32(len(ent) - 1)
+	if cap(sc.lo) < len(masks) {
+		sc.lo = make([]uint32, len(masks))
+		sc.hi = make([]uint32, len(masks))
+	}
+	lo, hi := sc.lo[:len(masks)], sc.hi[:len(masks)]
+	// Pass 1: bucket bounds, touching each bucket's first entry so that
+	// pass 2 finds it in the cache.
+	var sink E
+	total := uint32(0)
+	for x, mk := range masks {
+		b := base ^ mk
+		l, h := dir[b], dir[b+1]
+		lo[x], hi[x] = l, h
+		total += h - l
+		sink += ent[min(l, last)]
+	}
+	sc.sink += uint64(sink)
+	// Pass 2: the entries whose suffix is within the bucket's allowance,
+	// written without a branch (whether an entry qualifies is random).
+	n := len(cand)
+	cand = slices.Grow(cand, int(total))[:n+int(total)]
+	if sh == 0 {
+		for x := range masks {
+			for _, e := range ent[lo[x]:hi[x]] {
+				cand[n] = segLo + uint32(e&pm)
+				n++
+			}
+		}
+		return cand[:n]
+	}
+	from := 0
+	for j := 0; j <= k; j++ {
+		to := ms.ends[j]
+		allow := k - j
+		for x := from; x < to; x++ {
+			for _, e := range ent[lo[x]:hi[x]] {
+				cand[n] = segLo + uint32(e&pm)
+				// 1 when the suffix distance is <= allow.
+				n += int(uint(bits.OnesCount64(uint64(e>>pb^bs))-allow-1) >> 63)
+			}
+		}
+		from = to
+	}
+	return cand[:n]
+}
+
+// verify appends a hit for every candidate within r of q.
+func verify(st *store, cand []uint32, q *Code, qi uint16, r int, hits []hit) []hit {
+	codes := st.codes
+	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
+	for _, p := range cand {
+		c := &codes[p]
+		d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
+			bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
+		if d <= r {
+			hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
+		}
+	}
+	return hits
+}
