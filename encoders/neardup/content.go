@@ -22,8 +22,8 @@ const cutSide = 512
 // median and still count as flat; flatShare the share of a line's pixels
 // that must be flat for the line to be flat.
 const (
-	flatTol   = 6
-	flatShare = 0.97
+	flatTol   = 4
+	flatShare = 0.95
 )
 
 // contentRects returns up to max rectangles (in full-resolution pixels of

@@ -159,8 +159,9 @@ type winHit struct {
 // takes part in a search: flat images (plain colours, quality near 0) hash
 // to nearly the same bits and would match each other. PDQ's authors call
 // quality under 50 untrustworthy; smooth photos (skies, studio shots) score
-// 20-50 and still hash reliably, so the bar is lower here.
-const DefaultMinQuality = 20
+// 20-50 and still hash reliably, and dark or washed-out photos score 3-10
+// (the hash itself does not depend on contrast); plain colours score 0-1.
+const DefaultMinQuality = 3
 
 // Search returns the verified matches of q, best first.
 func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
@@ -191,7 +192,7 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 					return
 				}
 				consider(ref, Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-					Shown: Region{X1: 1, Y1: 1}, Transform: qh.Transform, Score: 1 - float64(d)/256})
+					Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256})
 			})
 		case Window:
 			ix.windows.Range(qh.Hash, WindowDistance, func(ref uint32, d int) {
@@ -327,4 +328,17 @@ func EncodedSize(sig []RegionHash) int {
 		}
 	}
 	return n
+}
+
+// inverse returns the dihedral that undoes d: the query's variant d that
+// matched the original turns the query into the original, so the original
+// becomes the query by its inverse.
+func inverse(d pdq.Dihedral) pdq.Dihedral {
+	switch d {
+	case pdq.Rotate90:
+		return pdq.Rotate270
+	case pdq.Rotate270:
+		return pdq.Rotate90
+	}
+	return d
 }

@@ -19,6 +19,8 @@ type scaleSpace struct {
 	octaves [][]*plane
 	sigmas  [][]float64
 	scale   []float64 // plane pixels per octave pixel
+	// size of the plane
+	width, height float64
 }
 
 const (
@@ -30,7 +32,7 @@ const (
 // octave starting from the previous one's level at twice its base sigma,
 // halved. The input is taken to carry a blur of 0.5 pixel.
 func buildScaleSpace(p *plane, octaves int, half bool) *scaleSpace {
-	ss := &scaleSpace{}
+	ss := &scaleSpace{width: float64(p.w), height: float64(p.h)}
 	k := math.Pow(2, 1.0/levelsPerOct)
 	step := 1.0
 	src := p
@@ -134,20 +136,59 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 		return 0
 	})
 	// Keep the strongest of blobs that sit on top of each other.
-	var out []keypoint
+	var uniq []keypoint
 	for _, k := range kps {
 		dup := false
-		for _, o := range out {
+		for _, o := range uniq {
 			if math.Hypot(k.x-o.x, k.y-o.y) < 0.75*math.Min(k.sigma, o.sigma)+1 {
 				dup = true
 				break
 			}
 		}
 		if !dup {
-			out = append(out, k)
-			if len(out) == n {
+			uniq = append(uniq, k)
+			if len(uniq) == 4*n {
 				break
 			}
+		}
+	}
+	return spread(uniq, n, ss.width, ss.height)
+}
+
+// spread picks n of kps (strongest first): first the strongest perCell of
+// each cell of a 3x3 grid over the plane, then the strongest of the rest,
+// so that text or a busy corner cannot take every place, and a crop keeps
+// some of an image's blobs whichever part it keeps. The result is in
+// order of strength.
+func spread(kps []keypoint, n int, w, h float64) []keypoint {
+	if len(kps) <= n {
+		return kps
+	}
+	perCell := max(n/(2*9), 1)
+	var count [9]int
+	taken := make([]bool, len(kps))
+	m := 0
+	for i, k := range kps {
+		c := min(int(3*k.x/w), 2) + 3*min(int(3*k.y/h), 2)
+		if c >= 0 && count[c] < perCell {
+			count[c]++
+			taken[i] = true
+			m++
+		}
+	}
+	for i := range kps {
+		if m >= n {
+			break
+		}
+		if !taken[i] {
+			taken[i] = true
+			m++
+		}
+	}
+	out := make([]keypoint, 0, n)
+	for i, k := range kps {
+		if taken[i] && len(out) < n {
+			out = append(out, k)
 		}
 	}
 	return out

@@ -101,7 +101,7 @@ const (
 	// WhiteDistance is the whole-image match bound (PDQ's usual 31).
 	WholeDistance = 31
 	// WindowDistance is the window match bound.
-	WindowDistance = 20
+	WindowDistance = 28
 )
 
 // Options tunes signatures; the zero value gives the defaults.
@@ -231,7 +231,7 @@ var (
 	// reach out from the centre (crops keep the middle).
 	centralWindows = true
 	indexKeypoints = 24
-	queryKeypoints = 24
+	queryKeypoints = 28
 	indexWindows   = MaxWindows
 	maxQueryWins   = 128
 	// cropScales are the extra working sizes (fractions of workSide) at

@@ -6,6 +6,7 @@ package neardupeval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"io"
@@ -38,6 +39,9 @@ type Options struct {
 	// Distractors: generated photos of the same families, not indexed,
 	// queried after a random edit (or none).
 	Distractors int
+	// DistractorPhotos are real photos that are not indexed, queried as
+	// distractors in the same way.
+	DistractorPhotos []string
 	// W, H: size of generated photos (default 640x480).
 	W, H int
 	Seed uint64
@@ -145,6 +149,8 @@ const (
 	srcReal = "real"
 	srcGen  = "generated"
 	srcDist = "distractor"
+	// srcRealDist: distractor photos given as files.
+	srcRealDist = "real distractor"
 )
 
 type original struct {
@@ -319,10 +325,22 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 				make: func() (image.Image, error) { return loadImage(e.Path) }})
 		}
 	}
-	for i := range opt.Distractors {
+	for i := range opt.Distractors + len(opt.DistractorPhotos) {
 		i := i
-		jobs = append(jobs, job{src: srcDist, kind: "distractor", orig: -1, make: func() (image.Image, error) {
-			img := reposts.Photo(i%len(reposts.Families), genSeed(opt.Seed, i, true), opt.W, opt.H)
+		src := srcDist
+		if i >= opt.Distractors {
+			src = srcRealDist
+		}
+		jobs = append(jobs, job{src: src, kind: "distractor", orig: -1, make: func() (image.Image, error) {
+			var img image.Image
+			if i < opt.Distractors {
+				img = reposts.Photo(i%len(reposts.Families), genSeed(opt.Seed, i, true), opt.W, opt.H)
+			} else {
+				var err error
+				if img, err = loadImage(opt.DistractorPhotos[i-opt.Distractors]); err != nil {
+					return nil, err
+				}
+			}
 			r := rand.New(rand.NewPCG(opt.Seed, uint64(i)+1<<40))
 			// A third unedited, the rest one of the edit lists.
 			n := r.IntN(len(opt.Kinds) + len(opt.Kinds)/2)
@@ -349,11 +367,18 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		// neardup.
 		t0 := time.Now()
 		q, err := hs.Query(img)
-		if err != nil {
+		var ms []neardup.Match
+		switch {
+		case errors.Is(err, neardup.ErrTooSmall):
+			// A refused query finds nothing (e.g. a 25 % downscale of a
+			// tiny original).
+		case err != nil:
 			return fmt.Errorf("query %s/%s: %w", j.src, j.kind, err)
 		}
 		t1 := time.Now()
-		ms := ndIx.Search(q, neardup.SearchOptions{})
+		if q != nil {
+			ms = ndIx.Search(q, neardup.SearchOptions{})
+		}
 		tN, sN := time.Since(t0), time.Since(t1)
 		// plain PDQ: the eight dihedral hashes, the nearest within 31.
 		t0 = time.Now()

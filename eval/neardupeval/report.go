@@ -97,6 +97,8 @@ func srcOrder(s string) int {
 		return 1
 	case srcDist:
 		return 3
+	case srcRealDist:
+		return 4
 	}
 	return 2
 }
