@@ -149,9 +149,17 @@ func writeJPEG(path string, img image.Image) error {
 	if err != nil {
 		return err
 	}
+	if err := writeJPEGTo(f, img); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJPEGTo encodes img at quality 95 into f and closes it.
+func writeJPEGTo(f *os.File, img image.Image) error {
 	if err := jpeg.Encode(f, img, &jpeg.Options{Quality: 95}); err != nil {
 		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
+		return err
 	}
 	return f.Close()
 }
