@@ -37,6 +37,17 @@ const maxContentRects = 2
 // content rectangle's PDQ hash in all eight dihedral variants, and the
 // windows of each. It refuses images as Signatures does.
 func (h *Hasher) Query(img image.Image) (*Query, error) {
+	return h.query(img, true)
+}
+
+// QueryRects is Query without windows: the whole image's and the content
+// rectangles' PDQ hashes only, for an index that holds whole-image PDQ
+// hashes alone (they find caption bands, frames and borders, not crops).
+func (h *Hasher) QueryRects(img image.Image) (*Query, error) {
+	return h.query(img, false)
+}
+
+func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
 		return nil, err
@@ -54,6 +65,9 @@ func (h *Hasher) Query(img image.Image) (*Query, error) {
 		}
 		for d, v := range vs {
 			q.Hashes = append(q.Hashes, QueryHash{Hash: v, Kind: Whole, Rect: ri, Transform: pdq.Dihedral(d), Quality: qual})
+		}
+		if !windows {
+			continue
 		}
 		sizes := []int{workSide}
 		if ri == 0 {
