@@ -254,8 +254,8 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 	maps := make([]affine, len(hits))
 	for k, h := range hits {
 		iw := e.wins[h.win]
-		maps[k] = windowMap(0, h.q.side, h.q.angle, h.q.cx, h.q.cy, h.q.Transform,
-			0, float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
+		maps[k] = windowMap(h.q.side, h.q.angle, h.q.cx, h.q.cy, h.q.Transform,
+			float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
 	}
 	bestK, bestN := 0, 0
 	for k := range hits {

@@ -31,17 +31,11 @@ const (
 // buildScaleSpace blurs p into octaves of levelsPerOct+3 levels, each
 // octave starting from the previous one's level at twice its base sigma,
 // halved. The input is taken to carry a blur of 0.5 pixel.
-func buildScaleSpace(p *plane, octaves int, half bool) *scaleSpace {
+func buildScaleSpace(p *plane, octaves int) *scaleSpace {
 	ss := &scaleSpace{width: float64(p.w), height: float64(p.h)}
 	k := math.Pow(2, 1.0/levelsPerOct)
 	step := 1.0
-	src := p
-	if half {
-		// Blobs of sigma under 2 x sigma0 are not looked for: start at
-		// half resolution.
-		src, step = downsample2(p), 2
-	}
-	base := blurFn(src, math.Sqrt(sigma0*sigma0-0.25))
+	base := gaussBlur(p, math.Sqrt(sigma0*sigma0-0.25))
 	for o := range octaves {
 		if base.w < 16 || base.h < 16 {
 			break
@@ -51,7 +45,7 @@ func buildScaleSpace(p *plane, octaves int, half bool) *scaleSpace {
 		prev := sigma0
 		for i := 1; i < levelsPerOct+3; i++ {
 			s := sigma0 * math.Pow(k, float64(i))
-			lv = append(lv, blurFn(lv[i-1], math.Sqrt(s*s-prev*prev)))
+			lv = append(lv, gaussBlur(lv[i-1], math.Sqrt(s*s-prev*prev)))
 			sg = append(sg, s*step)
 			prev = s
 		}
@@ -222,6 +216,3 @@ func extremum(v float32, i, w int, d0, d1, d2 []float32) bool {
 	}
 	return true
 }
-
-// blurFn is the blur the scale space uses.
-var blurFn = gaussBlur

@@ -141,7 +141,7 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 }
 
 // workSide is the longer side of the plane keypoints and windows use.
-var workSide = 256
+const workSide = 256
 
 // workPlane resamples the rectangle r of a luma plane to the working size.
 func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {
@@ -151,7 +151,7 @@ func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {
 // workPlaneSized resamples the rectangle r of a luma plane so that its
 // longer side is side pixels.
 func workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plane {
-	workSide := float64(side)
+	fs := float64(side)
 	src, sw, sh := luma, w, h
 	if r != image.Rect(0, 0, w, h) {
 		c := (&plane{w: w, h: h, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
@@ -159,9 +159,9 @@ func workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plan
 	}
 	dw, dh := side, side
 	if sw >= sh {
-		dh = max(int(math.Round(float64(sh)*workSide/float64(sw))), 1)
+		dh = max(int(math.Round(float64(sh)*fs/float64(sw))), 1)
 	} else {
-		dw = max(int(math.Round(float64(sw)*workSide/float64(sh))), 1)
+		dw = max(int(math.Round(float64(sw)*fs/float64(sh))), 1)
 	}
 	return resampleArea(src, sw, sh, dw, dh)
 }
@@ -178,7 +178,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 	whole, q := h.pdq.DihedralPlane(luma, w, hh)
 	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
 	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
-	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, centralWindows)
+	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
@@ -200,7 +200,7 @@ const (
 
 // windows returns the windows of plane p, strongest pairs first.
 func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin float64, limit int, central bool) []window {
-	ss := buildScaleSpace(p, 3, halfScaleSpace)
+	ss := buildScaleSpace(p, 3)
 	long := float64(max(p.w, p.h))
 	kps := ss.detect(nKeypoints, 4, 0.002*planeStd(p)+1e-3)
 	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central)
@@ -222,21 +222,16 @@ func (wd *window) region(p *plane) Region {
 	return Region{CX: float32(wd.cx) / float32(p.w), CY: float32(wd.cy) / float32(p.h), Side: float32(wd.side) / long, Angle: float32(wd.angle)}
 }
 
-// Tunables (variables for the experiments in the tests).
-var (
-	// halfScaleSpace starts the blob search at half the working
-	// resolution.
-	halfScaleSpace = false
-	// centralWindows ranks an indexed image's windows by how little they
-	// reach out from the centre (crops keep the middle).
-	centralWindows = true
+// Window selection: blobs detected per plane (index, query), windows kept
+// per query plane, and the extra working size of a query's whole image.
+const (
 	indexKeypoints = 24
 	queryKeypoints = 28
 	indexWindows   = MaxWindows
 	maxQueryWins   = 128
-	// cropScales are the extra working sizes (fractions of workSide) at
+	// cropScale is the extra working size (a fraction of workSide) at
 	// which a query's whole image is searched for windows: a copy cropped
 	// to a fraction f of the original's side shows its content at the
 	// original's scale when drawn at f x workSide.
-	cropScales = []float64{0.8}
+	cropScale = 0.8
 )

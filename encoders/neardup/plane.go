@@ -8,8 +8,6 @@ type plane struct {
 	p    []float32
 }
 
-func (g *plane) at(x, y int) float32 { return g.p[y*g.w+x] }
-
 // sample reads g at (x, y) (pixel centres at integer+0.5) bilinearly,
 // clamping at the borders.
 func (g *plane) sample(x, y float64) float32 {
@@ -180,76 +178,4 @@ func downsample2(g *plane) *plane {
 		}
 	}
 	return out
-}
-
-// boxGauss approximates a Gaussian blur of the given sigma by three
-// successive box filters (Kovesi's widths), each pass a running sum, so
-// the cost does not grow with sigma. Borders are clamped.
-func boxGauss(g *plane, sigma float64) *plane {
-	const n = 3
-	wIdeal := math.Sqrt(12*sigma*sigma/n + 1)
-	wl := int(math.Floor(wIdeal))
-	if wl%2 == 0 {
-		wl--
-	}
-	wu := wl + 2
-	m := int(math.Round((12*sigma*sigma - n*float64(wl*wl) - 4*n*float64(wl) - 3*n) / (-4*float64(wl) - 4)))
-	w, h := g.w, g.h
-	a := append([]float32(nil), g.p...)
-	b := make([]float32, w*h)
-	for pass := range n {
-		width := wu
-		if pass < m {
-			width = wl
-		}
-		r := width / 2
-		if r < 1 {
-			continue
-		}
-		boxRows(a, b, w, h, r)
-		boxCols(b, a, w, h, r)
-	}
-	return &plane{w: w, h: h, p: a}
-}
-
-// boxRows writes into dst the mean of src over [x-r, x+r] along each row,
-// edges clamped.
-func boxRows(src, dst []float32, w, h, r int) {
-	inv := 1 / float32(2*r+1)
-	for y := range h {
-		row := src[y*w : (y+1)*w]
-		out := dst[y*w : (y+1)*w]
-		var s float32
-		for i := -r; i <= r; i++ {
-			s += row[clampi(i, w)]
-		}
-		for x := range w {
-			out[x] = s * inv
-			s += row[clampi(x+r+1, w)] - row[clampi(x-r, w)]
-		}
-	}
-}
-
-// boxCols is boxRows along columns, sweeping whole rows at a time.
-func boxCols(src, dst []float32, w, h, r int) {
-	inv := 1 / float32(2*r+1)
-	sum := make([]float32, w)
-	for i := -r; i <= r; i++ {
-		row := src[clampi(i, h)*w:]
-		for x := range sum {
-			sum[x] += row[x]
-		}
-	}
-	for y := range h {
-		out := dst[y*w : (y+1)*w]
-		for x, s := range sum {
-			out[x] = s * inv
-		}
-		add := src[clampi(y+r+1, h)*w:]
-		sub := src[clampi(y-r, h)*w:]
-		add, sub = add[:w], sub[:w]
-		for x := range sum {
-			sum[x] += add[x] - sub[x]
-		}
-	}
 }

@@ -71,9 +71,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		}
 		sizes := []int{workSide}
 		if ri == 0 {
-			for _, f := range cropScales {
-				sizes = append(sizes, int(math.Round(f*float64(workSide))))
-			}
+			sizes = append(sizes, int(math.Round(cropScale*workSide)))
 		}
 		for _, size := range sizes {
 			p := workPlaneSized(luma, w, hh, r, size)
@@ -115,9 +113,7 @@ var gridMat = [8][4]float64{
 // matched pair of windows implies: query grid coordinates go through the
 // query's variant, back through the original's, onto the original's
 // frame.
-func windowMap(qc, qs, qa float64, qx, qy float64, qv pdq.Dihedral, ic, is, ia float64, ix, iy float64, iv pdq.Dihedral) affine {
-	_ = qc
-	_ = ic
+func windowMap(qs, qa, qx, qy float64, qv pdq.Dihedral, is, ia, ix, iy float64, iv pdq.Dihedral) affine {
 	// Query pixel -> query grid: g = R(-qa) (x - c) / qs.
 	cq, sq := math.Cos(qa), math.Sin(qa)
 	q2g := [4]float64{cq / qs, sq / qs, -sq / qs, cq / qs}
