@@ -31,6 +31,8 @@ type ChunkSearcher struct {
 	off   [16][]uint32 // per chunk: 65537 offsets into pos
 	pos   [16][]uint32 // per chunk: positions, grouped by chunk value
 	vals  [][16]uint16 // per position: its chunk values
+
+	stamps sync.Pool // *stamps
 }
 
 // NewChunkSearcher returns an empty searcher.
@@ -103,7 +105,23 @@ func (s *ChunkSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist i
 	if radius < 16 {
 		flips = 0 // some chunk then matches exactly
 	}
-	var cands []uint32
+	// Each candidate is checked once: a stamp per position, from a pool so
+	// that concurrent searches do not share one.
+	st, _ := s.stamps.Get().(*stamps)
+	if st == nil {
+		st = new(stamps)
+	}
+	defer s.stamps.Put(st)
+	if len(st.seen) < len(s.refs) {
+		st.seen = make([]uint32, len(s.refs))
+		st.gen = 0
+	}
+	st.gen++
+	if st.gen == 0 {
+		clear(st.seen)
+		st.gen = 1
+	}
+	seen, gen := st.seen, st.gen
 	for c := range 16 {
 		v := binary.LittleEndian.Uint16(q[2*c:])
 		off, pos := s.off[c], s.pos[c]
@@ -112,18 +130,23 @@ func (s *ChunkSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist i
 			if b >= 0 {
 				pv ^= 1 << b
 			}
-			cands = append(cands, pos[off[pv]:off[int(pv)+1]]...)
+			for _, p := range pos[off[pv]:off[int(pv)+1]] {
+				if seen[p] == gen {
+					continue
+				}
+				seen[p] = gen
+				x := &s.words[p]
+				d := bits.OnesCount64(x[0]^w[0]) + bits.OnesCount64(x[1]^w[1]) + bits.OnesCount64(x[2]^w[2]) + bits.OnesCount64(x[3]^w[3])
+				if d <= radius {
+					fn(s.refs[p], d)
+				}
+			}
 		}
 	}
-	slices.Sort(cands)
-	for i, p := range cands {
-		if i > 0 && cands[i-1] == p {
-			continue
-		}
-		x := &s.words[p]
-		d := bits.OnesCount64(x[0]^w[0]) + bits.OnesCount64(x[1]^w[1]) + bits.OnesCount64(x[2]^w[2]) + bits.OnesCount64(x[3]^w[3])
-		if d <= radius {
-			fn(s.refs[p], d)
-		}
-	}
+}
+
+// stamps marks the positions one search has checked.
+type stamps struct {
+	seen []uint32
+	gen  uint32
 }

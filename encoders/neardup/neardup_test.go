@@ -329,3 +329,45 @@ func TestKindString(t *testing.T) {
 		t.Errorf("kind names: %s %s %s", Whole, Window, Kind(9))
 	}
 }
+
+// Searches of one ChunkSearcher run concurrently (run with -race): each
+// gets the linear scan's answer.
+func TestChunkSearcherConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	lin, ch := &LinearSearcher{}, NewChunkSearcher()
+	var hs []pdq.Hash
+	for i := range 2000 {
+		var h pdq.Hash
+		for j := range h {
+			h[j] = byte(r.Uint32())
+		}
+		if i%2 == 1 {
+			h = hs[i-1]
+			h[i%32] ^= 0x11
+		}
+		hs = append(hs, h)
+		lin.Insert(uint32(i), h)
+		ch.Insert(uint32(i), h)
+	}
+	done := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for k := range 50 {
+				q := hs[(g*50+k)%len(hs)]
+				want, got := map[uint32]int{}, map[uint32]int{}
+				lin.Range(q, 28, func(ref uint32, d int) { want[ref] = d })
+				ch.Range(q, 28, func(ref uint32, d int) { got[ref] = d })
+				if len(want) != len(got) {
+					done <- errors.New("concurrent search differs from the linear scan")
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
