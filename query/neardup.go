@@ -3,9 +3,11 @@ package query
 import (
 	"context"
 	"errors"
+	"image"
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
@@ -57,10 +59,14 @@ type NearDupRequest struct {
 
 // NearDupMatch is one near-duplicate: the hit (Distance set) and, for image
 // queries, the transform of the query that matched (original, rotate90,
-// rotate180, rotate270, flipx, flipy, flipplus1, flipminus1).
+// rotate180, rotate270, flipx, flipy, flipplus1, flipminus1) and, when the
+// match was the picture inside the query rather than the whole query (a
+// caption band, an app or browser frame or borders cut away), the
+// rectangle of the query that held it, [x0, y0, x1, y1] in query pixels.
 type NearDupMatch struct {
 	domain.Hit
 	Transform string `json:"transform,omitempty"`
+	Region    []int  `json:"region,omitempty"`
 }
 
 // NearDupResponse is the reply of xmodal.v1.neardup.
@@ -140,6 +146,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	}
 	res := &NearDupResponse{MaxDistance: *r.MaxDistance}
 	var hashes [][]byte
+	var rects []queryRect // per image-query hash: its part of the query and variant
 	if r.PDQ != "" {
 		h, _ := pdq.ParseHex(r.PDQ) // validated by ParseNearDup
 		hashes = [][]byte{h[:]}
@@ -153,13 +160,8 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		if in == nil {
 			in = dec.Image
 		}
-		hs := pdq.Hasher{MaxSide: PDQMaxSide}
-		vs, q := hs.Dihedral(in)
+		hashes, rects, res.PDQ, res.Quality = imageQueryHashes(in)
 		dec.Release()
-		for i := range vs {
-			hashes = append(hashes, vs[i][:])
-		}
-		res.PDQ, res.Quality = vs[pdq.Original].String(), &q
 	}
 	hits, err := nd.NearDup(ctx, domain.NearDupQuery{Hashes: hashes, MaxDistance: *r.MaxDistance, K: r.K,
 		MinQuality: r.MinQuality, Filter: r.Filter})
@@ -175,13 +177,60 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		if !r.Thumbnails {
 			m.Thumbnail = nil
 		}
-		if len(hashes) == 8 {
-			m.Transform = pdq.Dihedral(h.Variant).String()
+		if h.Variant < len(rects) {
+			qr := rects[h.Variant]
+			m.Transform = qr.transform.String()
+			if !qr.whole {
+				m.Region = []int{qr.rect.Min.X, qr.rect.Min.Y, qr.rect.Max.X, qr.rect.Max.Y}
+			}
 		}
 		res.Matches = append(res.Matches, m)
 	}
 	res.TookMS = float64(time.Since(start).Microseconds()) / 1000
 	return res, nil
+}
+
+// queryRect says what an image query's hash covers.
+type queryRect struct {
+	rect      image.Rectangle
+	whole     bool
+	transform pdq.Dihedral
+}
+
+// imageQueryHashes returns the hashes an image query matches with: the
+// eight dihedral variants of its PDQ hash and, for each content rectangle
+// that encoders/neardup cuts out of it (the picture inside a meme's
+// caption band, an app's or a browser's frame, borders), the eight
+// variants of that rectangle's PDQ hash, which match the indexed whole
+// image. Rectangles too flat to trust (PDQ quality under
+// neardup.DefaultMinQuality) are left out. An image under neardup's size
+// floor gets its whole-image variants only.
+func imageQueryHashes(img image.Image) (hashes [][]byte, rects []queryRect, hex string, quality *int) {
+	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide})
+	q, err := nh.QueryRects(img)
+	if err != nil {
+		hs := pdq.Hasher{MaxSide: PDQMaxSide}
+		vs, qual := hs.Dihedral(img)
+		for i := range vs {
+			hashes = append(hashes, vs[i][:])
+			rects = append(rects, queryRect{rect: img.Bounds(), whole: true, transform: pdq.Dihedral(i)})
+		}
+		return hashes, rects, vs[pdq.Original].String(), &qual
+	}
+	for _, h := range q.Hashes {
+		if h.Kind != neardup.Whole {
+			continue
+		}
+		if h.Rect == 0 && h.Transform == pdq.Original {
+			hex, quality = h.Hash.String(), &h.Quality
+		}
+		if h.Rect > 0 && h.Quality < neardup.DefaultMinQuality {
+			continue
+		}
+		hashes = append(hashes, h.Hash[:])
+		rects = append(rects, queryRect{rect: q.Rects[h.Rect], whole: h.Rect == 0, transform: h.Transform})
+	}
+	return hashes, rects, hex, quality
 }
 
 // queryImage fetches (image_url) and decodes a query image: an *Error from

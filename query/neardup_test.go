@@ -1,13 +1,16 @@
 package query_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
+	"image/png"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +22,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -445,4 +449,51 @@ func FuzzParseNearDup(f *testing.F) {
 			t.Fatalf("accepted an invalid request %+v", r)
 		}
 	})
+}
+
+// A meme (caption band) or a screenshot of an indexed photo is found
+// through the picture inside it, and the reply says where in the query the
+// picture was; the plain whole-image hash alone misses both.
+func TestNearDupCaptionAndScreenshot(t *testing.T) {
+	s := newHashStack(t, true)
+	src, err := decode(s.files["bridge-1-original"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []reposts.Kind{reposts.Caption, reposts.Screenshot} {
+		for seed := range uint64(3) {
+			rp, err := reposts.Apply(src, []reposts.Kind{k}, rand.New(rand.NewPCG(seed, 3)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := png.Encode(&buf, rp.Image); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Matches) != 1 || res.Matches[0].PostID != "bridge-1-original" {
+				t.Errorf("%s seed %d: matches %+v", k, seed, res.Matches)
+				continue
+			}
+			m := res.Matches[0]
+			pl := rp.Placed
+			want := []int{pl.Min.X, pl.Min.Y, pl.Max.X, pl.Max.Y}
+			if len(m.Region) != 4 {
+				t.Errorf("%s seed %d: region %v, want about %v", k, seed, m.Region, want)
+				continue
+			}
+			for i := range want {
+				if d := m.Region[i] - want[i]; d < -4 || d > 4 {
+					t.Errorf("%s seed %d: region %v, picture placed at %v", k, seed, m.Region, want)
+					break
+				}
+			}
+			if h, _ := pdq.FromImage(rp.Image); pdq.Distance(h, s.pdqs["bridge-1-original"]) <= 31 {
+				t.Errorf("%s seed %d: the whole re-post is within PDQ's bound; the test shows nothing", k, seed)
+			}
+		}
+	}
 }

@@ -302,6 +302,7 @@ Plans (--plan):
 	f.IntVar(&batch, "batch", 64, "images per model call")
 	f.IntVar(&threads, "threads", 0, "ranking goroutines (0: GOMAXPROCS)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	c.AddCommand(evalNeardupCmd())
 	return c
 }
 

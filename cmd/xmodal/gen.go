@@ -69,5 +69,6 @@ posts.jsonl with --posts (the format 'xmodal demo --posts' reads).`,
 	f.IntVar(&opts.Context, "context", 0, "also write tokens.npy with this context length")
 	f.BoolVar(&opts.Posts, "posts", false, "also write posts.jsonl (demo sample posts)")
 	f.IntVar(&opts.Workers, "workers", 0, "parallel workers (0: GOMAXPROCS)")
+	c.AddCommand(genRepostsCmd())
 	return c
 }

@@ -1,0 +1,126 @@
+package neardup
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+// lookupSearchers builds the searchers BenchmarkLookup measures; a build of
+// the benchmark may point it at another RangeSearcher (internal/hamming).
+var lookupSearchers = func() (whole, windows RangeSearcher) {
+	return NewChunkSearcher(), NewChunkSearcher()
+}
+
+// finisher is a searcher that wants a call once everything is inserted
+// (a multi-index-hashing build).
+type finisher interface{ Finish() }
+
+// BenchmarkLookup times Index.Search (the lookup, without hashing the
+// query) on an index holding the signatures of XMODAL_ND_LOOKUP_IMAGES
+// images (default 20,000): the committed photos' real signatures, and
+// synthetic ones (uniformly random hashes, MaxWindows windows each) for the
+// rest. The queries are real: re-posts of the photos under every single
+// edit and combination. It reports the median and the 99th percentile per
+// query and checks that each query still finds its photo or nothing else.
+// Run on one core: go test -bench Lookup -cpu 1.
+func BenchmarkLookup(b *testing.B) {
+	n := 20000
+	if s := os.Getenv("XMODAL_ND_LOOKUP_IMAGES"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("XMODAL_ND_LOOKUP_IMAGES=%q", s)
+		}
+		n = v
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	ix := NewIndexWith(lookupSearchers())
+	var queries []*Query
+	var want []int64
+	for i, p := range paths {
+		img := loadPhoto(b, filepath.Base(p))
+		sig, err := h.Signatures(img)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		for ki, k := range append(singleKinds(), reposts.Combos...) {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(ki))))
+			if err != nil {
+				b.Fatal(err)
+			}
+			q, err := h.Query(rp.Image)
+			if err != nil {
+				b.Fatal(err)
+			}
+			queries = append(queries, q)
+			want = append(want, int64(i))
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	sig := make([]RegionHash, MaxWindows+1)
+	t0 := time.Now()
+	for i := len(paths); i < n; i++ {
+		for k := range sig {
+			for j := range sig[k].Hash {
+				sig[k].Hash[j] = byte(r.Uint32())
+			}
+			sig[k].Kind, sig[k].Quality = Window, 80
+			sig[k].Region = Region{CX: 0.5, CY: 0.5, Side: 0.3}
+		}
+		sig[0].Kind = Whole
+		ix.Add(int64(i), 640, 480, sig)
+	}
+	if f, ok := ix.whole.(finisher); ok {
+		f.Finish()
+	}
+	if f, ok := ix.windows.(finisher); ok {
+		f.Finish()
+	}
+	b.Logf("indexed %d images (%d window hashes) in %s", n, ix.windows.Len(), time.Since(t0).Round(time.Millisecond))
+	var times []time.Duration
+	wrong := 0
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		q := queries[i%len(queries)]
+		t := time.Now()
+		ms := ix.Search(q, SearchOptions{})
+		times = append(times, time.Since(t))
+		for _, m := range ms {
+			if m.ID != want[i%len(queries)] {
+				wrong++
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	q := func(p float64) float64 {
+		return float64(times[min(int(p*float64(len(times))), len(times)-1)]) / 1e6
+	}
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(n), "images")
+	hashes := 0
+	for _, qq := range queries {
+		hashes += len(qq.Hashes)
+	}
+	b.ReportMetric(float64(hashes)/float64(len(queries)), "hashes/query")
+	if wrong > 0 {
+		b.Errorf("%d matches of other images", wrong)
+	}
+}
+
+func singleKinds() [][]reposts.Kind {
+	var out [][]reposts.Kind
+	for _, k := range reposts.Singles {
+		out = append(out, []reposts.Kind{k})
+	}
+	return out
+}

@@ -1,0 +1,237 @@
+// Package neardup finds re-posts of known images that plain PDQ misses:
+// crops, meme caption bands, screenshots inside app or browser frames,
+// downscales, mirror images and rotations, alone or combined.
+//
+// An image's signature (Signatures) is a short list of 256-bit hashes of
+// the PDQ family, all compared by Hamming distance in one index:
+//
+//   - its whole-image PDQ hash (bit-identical to encoders/pdq, so hash
+//     lists from other platforms match as they always did);
+//   - the hashes of up to MaxWindows square windows anchored on pairs of
+//     blobs (difference-of-Gaussian extrema): each window is centred on
+//     the midpoint of two blobs, turned so that one side runs along the
+//     line through them, with a side equal to their distance. The window
+//     covers the same content in any copy that is shifted, scaled,
+//     cropped (keeping both blobs), rotated or mirrored, so its hash
+//     matches where the whole-image hash cannot. Of the four variants a
+//     swap of the pair or a mirror gives, the one whose right and lower
+//     halves are brighter is stored (Transform says which).
+//
+// A query (Query) hashes the whole image (the eight dihedral variants),
+// the content rectangles found by cutting away flat surroundings (caption
+// bands, frames, margins: an XY-cut at flat rows and columns) and the
+// windows of the whole image and of each content rectangle. Matching
+// (Index.Search) takes whole-image candidates within PDQ's usual 31 bits,
+// and window candidates within WindowDistance bits; a window candidate
+// counts only with a second window of the same image that agrees on the
+// geometry (the same scale, rotation and placement of the query in the
+// original), unless it is nearly exact. The verified match reports which
+// region of the original matched and how the query was transformed.
+package neardup
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"math"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// Kind says what a region hash covers.
+type Kind uint8
+
+const (
+	// Whole is the whole image's PDQ hash (a query's content rectangles
+	// are of this kind too: they are matched against whole images).
+	Whole Kind = iota
+	// Window is a square anchored on a pair of blobs.
+	Window
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Whole:
+		return "whole"
+	case Window:
+		return "window"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Region locates a hashed region in its image, in fractions of the image's
+// width (X, Side) and height (Y) for a rectangle, or, for a window, its
+// centre (CX, CY as fractions of width and height), side and rotation.
+type Region struct {
+	// A whole-image or content-rectangle region: [X0, X1) x [Y0, Y1).
+	X0, Y0, X1, Y1 float32
+	// A window: centre, side (fraction of the image's longer side) and
+	// angle (radians, of the side along the pair, y pointing down).
+	CX, CY, Side, Angle float32
+}
+
+// RegionHash is one hash of an image's signature.
+type RegionHash struct {
+	Hash pdq.Hash
+	Kind Kind
+	// Region is where the hashed pixels lie.
+	Region Region
+	// Transform is the dihedral variant of the region's pixels that Hash
+	// is the PDQ hash of (Original for whole-image hashes).
+	Transform pdq.Dihedral
+	// Quality is PDQ's quality score of the region (0..100).
+	Quality int
+}
+
+// Errors.
+var (
+	// ErrTooSmall: the image is smaller than MinSide on a side; it has no
+	// signature (PDQ itself gives such images the zero hash).
+	ErrTooSmall = errors.New("neardup: image too small")
+	// ErrTooLarge: the image has more than MaxPixels pixels.
+	ErrTooLarge = errors.New("neardup: image too large")
+)
+
+// Limits.
+const (
+	MinSide   = 16
+	MaxPixels = pdq.MaxPixels
+	// MaxWindows bounds the windows of one indexed image.
+	MaxWindows = 32
+	// WhiteDistance is the whole-image match bound (PDQ's usual 31).
+	WholeDistance = 31
+	// WindowDistance is the window match bound.
+	WindowDistance = 28
+)
+
+// Options tunes signatures; the zero value gives the defaults.
+type Options struct {
+	// PDQMaxSide is the pdq.Hasher MaxSide of whole-image hashes: 0 the
+	// reference tools' 512-pixel shrink, -1 full resolution (what
+	// xmodal's query service and ingest use).
+	PDQMaxSide int
+}
+
+// Hasher computes signatures and query hashes. Not safe for concurrent
+// use: give each goroutine its own.
+type Hasher struct {
+	opts Options
+	pdq  pdq.Hasher
+	luma []float32
+}
+
+// NewHasher returns a Hasher with opts.
+func NewHasher(opts Options) *Hasher {
+	return &Hasher{opts: opts, pdq: pdq.Hasher{MaxSide: opts.PDQMaxSide}}
+}
+
+func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
+	b := img.Bounds()
+	w, hh := b.Dx(), b.Dy()
+	if int64(w)*int64(hh) > MaxPixels {
+		return nil, 0, 0, fmt.Errorf("%w: %dx%d (limit %d pixels)", ErrTooLarge, w, hh, MaxPixels)
+	}
+	if w < MinSide || hh < MinSide {
+		return nil, 0, 0, fmt.Errorf("%w: %dx%d (each side must be at least %d)", ErrTooSmall, w, hh, MinSide)
+	}
+	var l []float32
+	l, w, hh = pdq.Luma(img, h.luma)
+	h.luma = l
+	return l, w, hh, nil
+}
+
+// workSide is the longer side of the plane keypoints and windows use.
+const workSide = 256
+
+// workPlane resamples the rectangle r of a luma plane to the working size.
+func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {
+	return workPlaneSized(luma, w, h, r, workSide)
+}
+
+// workPlaneSized resamples the rectangle r of a luma plane so that its
+// longer side is side pixels.
+func workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plane {
+	fs := float64(side)
+	src, sw, sh := luma, w, h
+	if r != image.Rect(0, 0, w, h) {
+		c := (&plane{w: w, h: h, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+		src, sw, sh = c.p, c.w, c.h
+	}
+	dw, dh := side, side
+	if sw >= sh {
+		dh = max(int(math.Round(float64(sh)*fs/float64(sw))), 1)
+	} else {
+		dw = max(int(math.Round(float64(sw)*fs/float64(sh))), 1)
+	}
+	return resampleArea(src, sw, sh, dw, dh)
+}
+
+// Signatures returns the hashes to index for img: its whole-image PDQ hash
+// first, then its windows (at most MaxWindows). An image under MinSide
+// pixels on a side or over MaxPixels is refused with ErrTooSmall or
+// ErrTooLarge.
+func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return nil, err
+	}
+	whole, q := h.pdq.DihedralPlane(luma, w, hh)
+	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
+	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
+	for _, wd := range ws {
+		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
+	}
+	return out, nil
+}
+
+// Window parameters: blobs per plane, pair distances (fractions of the
+// plane's longer side), the least window quality and the variant margin.
+const (
+	indexMinPair  = 0.12
+	indexMaxPair  = 0.7
+	queryMinPair  = 0.06
+	queryMaxPair  = 0.95
+	minWinQuality = 40
+	queryMargin   = 0.08
+	//
+
+)
+
+// windows returns the windows of plane p, strongest pairs first.
+func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin float64, limit int, central bool) []window {
+	ss := buildScaleSpace(p, 3)
+	long := float64(max(p.w, p.h))
+	kps := ss.detect(nKeypoints, 4, 0.002*planeStd(p)+1e-3)
+	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central)
+}
+
+func planeStd(p *plane) float64 {
+	var s, s2 float64
+	for _, v := range p.p {
+		s += float64(v)
+		s2 += float64(v) * float64(v)
+	}
+	n := float64(len(p.p))
+	return math.Sqrt(math.Max(s2/n-(s/n)*(s/n), 0))
+}
+
+// region converts a window to fractions of its plane.
+func (wd *window) region(p *plane) Region {
+	long := float32(max(p.w, p.h))
+	return Region{CX: float32(wd.cx) / float32(p.w), CY: float32(wd.cy) / float32(p.h), Side: float32(wd.side) / long, Angle: float32(wd.angle)}
+}
+
+// Window selection: blobs detected per plane (index, query), windows kept
+// per query plane, and the extra working size of a query's whole image.
+const (
+	indexKeypoints = 24
+	queryKeypoints = 28
+	indexWindows   = MaxWindows
+	maxQueryWins   = 128
+	// cropScale is the extra working size (a fraction of workSide) at
+	// which a query's whole image is searched for windows: a copy cropped
+	// to a fraction f of the original's side shows its content at the
+	// original's scale when drawn at f x workSide.
+	cropScale = 0.8
+)

@@ -1,0 +1,373 @@
+package neardup
+
+import (
+	"errors"
+	"image"
+	"image/color"
+	"image/draw"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+const photoDir = "../../testdata/neardup/photos"
+
+func loadPhoto(t testing.TB, name string) image.Image {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(photoDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// photoIndex indexes every committed photo; ids are positions in names.
+func photoIndex(t testing.TB, h *Hasher) (*Index, []string) {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	if err != nil || len(paths) < 10 {
+		t.Fatalf("committed photos missing in %s: %v", photoDir, err)
+	}
+	ix := NewIndexWith(NewChunkSearcher(), NewChunkSearcher())
+	var names []string
+	for i, p := range paths {
+		name := filepath.Base(p)
+		img := loadPhoto(t, name)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		names = append(names, name)
+	}
+	return ix, names
+}
+
+// The whole-image hash of a signature is plain PDQ, bit for bit, in both
+// of PDQ's size modes.
+func TestWholeHashIsPDQ(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	more, _ := filepath.Glob("../../testdata/pdq/images/bridge-mods/*.jpg")
+	paths = append(paths, more...)
+	for _, maxSide := range []int{0, -1} {
+		h := NewHasher(Options{PDQMaxSide: maxSide})
+		ph := pdq.Hasher{MaxSide: maxSide}
+		for _, p := range paths {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, _, err := pdq.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := h.Signatures(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wq := ph.Hash(img)
+			if sig[0].Kind != Whole || sig[0].Hash != want || sig[0].Quality != wq {
+				t.Errorf("maxSide %d %s: whole %v %s q%d, pdq %s q%d", maxSide, filepath.Base(p), sig[0].Kind, sig[0].Hash, sig[0].Quality, want, wq)
+			}
+			if len(sig) > MaxWindows+1 || EncodedSize(sig) != wholeBytes+(len(sig)-1)*windowBytes {
+				t.Errorf("%s: %d hashes, %d bytes", filepath.Base(p), len(sig), EncodedSize(sig))
+			}
+		}
+	}
+}
+
+// Each edit of a few committed photos is found (top match), with the
+// transform and region it reports matching how the re-post was made.
+func TestEditsFound(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ix, names := photoIndex(t, h)
+	id := map[string]int64{}
+	for i, n := range names {
+		id[n] = int64(i)
+	}
+	kinds := append([][]reposts.Kind{}, [][]reposts.Kind{{reposts.JPEG30}, {reposts.Down50}, {reposts.Down25}, {reposts.Crop90}, {reposts.Crop75},
+		{reposts.Bright}, {reposts.Contrast}, {reposts.Grey}, {reposts.FlipH}, {reposts.Rot90}, {reposts.Caption}, {reposts.Screenshot},
+		{reposts.Watermark}, {reposts.FlipH, reposts.Crop75}, {reposts.Crop90, reposts.Caption}, {reposts.Screenshot, reposts.JPEG30}}...)
+	for _, name := range []string{"astronaut.jpg", "coffee.jpg", "chelsea.jpg"} {
+		img := loadPhoto(t, name)
+		ow, oh := float64(img.Bounds().Dx()), float64(img.Bounds().Dy())
+		for ki, k := range kinds {
+			t.Run(name+"/"+reposts.Name(k), func(t *testing.T) {
+				rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(ki), 11)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				q, err := h.Query(rp.Image)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms := ix.Search(q, SearchOptions{})
+				if len(ms) == 0 || ms[0].ID != id[name] {
+					t.Fatalf("top match %+v, want %s (id %d)", ms, name, id[name])
+				}
+				m := ms[0]
+				for _, o := range ms[1:] {
+					t.Errorf("also matched %s: %+v", names[o.ID], o)
+				}
+				if m.Transform != rp.Dihedral {
+					t.Errorf("transform %v, want %v (evidence %v)", m.Transform, rp.Dihedral, m.Kind)
+				}
+				// The part of the original shown: the crop for a window
+				// match, the whole for a whole-image match.
+				sh := rp.Shown
+				want := Region{X0: float32(float64(sh.Min.X) / ow), Y0: float32(float64(sh.Min.Y) / oh), X1: float32(float64(sh.Max.X) / ow), Y1: float32(float64(sh.Max.Y) / oh)}
+				tol := 0.05
+				if m.Kind == Whole {
+					want, tol = Region{X1: 1, Y1: 1}, 0
+					// A whole match of a cropped copy would be a wrong
+					// region.
+					if sh != img.Bounds() {
+						t.Errorf("whole-image match of a crop %v", sh)
+					}
+				}
+				for _, d := range [4]float64{float64(m.Shown.X0 - want.X0), float64(m.Shown.Y0 - want.Y0), float64(m.Shown.X1 - want.X1), float64(m.Shown.Y1 - want.Y1)} {
+					if math.Abs(d) > tol {
+						t.Errorf("shown %+v, want %+v", m.Shown, want)
+						break
+					}
+				}
+				// Where the picture is in the query: the content rectangle
+				// for a whole match (within 2 % of the query's size).
+				if m.Kind == Whole {
+					pl := rp.Placed
+					qw, qh := float64(rp.Image.Bounds().Dx()), float64(rp.Image.Bounds().Dy())
+					got := m.QueryRect
+					for i, d := range [4]float64{float64(got[0] - pl.Min.X), float64(got[1] - pl.Min.Y), float64(got[2] - pl.Max.X), float64(got[3] - pl.Max.Y)} {
+						s := qw
+						if i%2 == 1 {
+							s = qh
+						}
+						if math.Abs(d) > 0.02*s {
+							t.Errorf("query rect %v, picture placed at %v", got, pl)
+							break
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// hugeImage claims a size over the pixel cap without holding pixels.
+type hugeImage struct{}
+
+func (hugeImage) ColorModel() color.Model { return color.GrayModel }
+func (hugeImage) Bounds() image.Rectangle { return image.Rect(0, 0, 20000, 20000) }
+func (hugeImage) At(x, y int) color.Color { return color.Gray{uint8(x ^ y)} }
+
+func uniform(w, h int, c color.Color) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(m, m.Bounds(), image.NewUniform(c), image.Point{}, draw.Src)
+	return m
+}
+
+// Inputs that must not crash, must be refused clearly where they are
+// refused, and must not match everything.
+func TestAdversarial(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ix, names := photoIndex(t, h)
+	// Flat images indexed too: a flat query may match those, never a photo.
+	white, black := uniform(640, 480, color.White), uniform(300, 300, color.Black)
+	for i, m := range []image.Image{white, black} {
+		sig, err := h.Signatures(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sig) != 1 || sig[0].Quality != 0 {
+			t.Errorf("flat image: %d hashes, quality %d; want only the whole hash, quality 0", len(sig), sig[0].Quality)
+		}
+		ix.Add(int64(100+i), m.Bounds().Dx(), m.Bounds().Dy(), sig)
+	}
+	// A band of caption text alone.
+	band := uniform(640, 120, color.White)
+	bandRP, err := reposts.Apply(uniform(640, 20, color.Black), []reposts.Kind{reposts.Caption}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	draw.Draw(band, band.Bounds(), bandRP.Image, image.Point{}, draw.Src)
+	for _, tc := range []struct {
+		name string
+		img  image.Image
+	}{
+		{"white", uniform(500, 400, color.White)},
+		{"black", uniform(400, 500, color.Black)},
+		{"grey", uniform(256, 256, color.Gray{128})},
+		{"caption band alone", band},
+		{"text photo, not indexed: a screenshot of it", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := tc.img
+			if img == nil {
+				rp, err := reposts.Apply(loadPhoto(t, "text.jpg"), []reposts.Kind{reposts.Screenshot}, rand.New(rand.NewPCG(2, 2)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				img = rp.Image
+			}
+			q, err := h.Query(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ix.Search(q, SearchOptions{}) {
+				if m.ID < int64(len(names)) && (tc.img != nil || names[m.ID] != "text.jpg") {
+					t.Errorf("matched photo %s: %+v", names[m.ID], m)
+				}
+			}
+		})
+	}
+	// The text photo's own screenshot is found (it is indexed).
+	for _, tc := range []struct {
+		name string
+		img  image.Image
+		err  error
+	}{
+		{"8x8", uniform(8, 8, color.White), ErrTooSmall},
+		{"1x4000", uniform(1, 4000, color.White), ErrTooSmall},
+		{"over the pixel cap", hugeImage{}, ErrTooLarge},
+	} {
+		if _, err := h.Signatures(tc.img); !errors.Is(err, tc.err) {
+			t.Errorf("%s: Signatures error %v, want %v", tc.name, err, tc.err)
+		}
+		if _, err := h.Query(tc.img); !errors.Is(err, tc.err) {
+			t.Errorf("%s: Query error %v, want %v", tc.name, err, tc.err)
+		}
+	}
+	// Just above the size floor works.
+	if _, err := h.Query(uniform(MinSide, MinSide, color.White)); err != nil {
+		t.Errorf("%dx%d: %v", MinSide, MinSide, err)
+	}
+}
+
+// ChunkSearcher returns exactly what the linear scan returns, on random
+// hashes, clustered ones (near copies of a few centres) and duplicates, at
+// every radius it supports.
+func TestChunkSearcherExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	randHash := func() pdq.Hash {
+		var h pdq.Hash
+		for i := range h {
+			h[i] = byte(r.Uint32())
+		}
+		return h
+	}
+	flip := func(h pdq.Hash, n int) pdq.Hash {
+		for _, b := range r.Perm(256)[:n] {
+			h[b/8] ^= 1 << (b % 8)
+		}
+		return h
+	}
+	lin, ch := &LinearSearcher{}, NewChunkSearcher()
+	var centres []pdq.Hash
+	for range 20 {
+		centres = append(centres, randHash())
+	}
+	for i := range 3000 {
+		var h pdq.Hash
+		switch i % 3 {
+		case 0:
+			h = randHash()
+		case 1:
+			h = flip(centres[r.IntN(len(centres))], r.IntN(40))
+		default:
+			h = centres[r.IntN(len(centres))] // exact duplicates
+		}
+		lin.Insert(uint32(i), h)
+		ch.Insert(uint32(i), h)
+	}
+	if lin.Len() != ch.Len() {
+		t.Fatalf("len %d vs %d", lin.Len(), ch.Len())
+	}
+	for qi := range 60 {
+		q := flip(centres[qi%len(centres)], qi%35)
+		if qi%4 == 0 {
+			q = randHash()
+		}
+		for _, radius := range []int{0, 1, 7, 15, 16, 20, 28, 31} {
+			want := map[uint32]int{}
+			lin.Range(q, radius, func(ref uint32, d int) { want[ref] = d })
+			got := map[uint32]int{}
+			ch.Range(q, radius, func(ref uint32, d int) {
+				if _, dup := got[ref]; dup {
+					t.Errorf("ref %d reported twice", ref)
+				}
+				got[ref] = d
+			})
+			if len(got) != len(want) {
+				t.Fatalf("query %d radius %d: %d hits, linear scan %d", qi, radius, len(got), len(want))
+			}
+			for ref, d := range want {
+				if got[ref] != d {
+					t.Fatalf("query %d radius %d: ref %d distance %d, want %d", qi, radius, ref, got[ref], d)
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("radius 32 did not panic")
+		}
+	}()
+	ch.Range(pdq.Hash{}, 32, func(uint32, int) {})
+}
+
+func TestKindString(t *testing.T) {
+	if Whole.String() != "whole" || Window.String() != "window" || Kind(9).String() != "Kind(9)" {
+		t.Errorf("kind names: %s %s %s", Whole, Window, Kind(9))
+	}
+}
+
+// Searches of one ChunkSearcher run concurrently (run with -race): each
+// gets the linear scan's answer.
+func TestChunkSearcherConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	lin, ch := &LinearSearcher{}, NewChunkSearcher()
+	var hs []pdq.Hash
+	for i := range 2000 {
+		var h pdq.Hash
+		for j := range h {
+			h[j] = byte(r.Uint32())
+		}
+		if i%2 == 1 {
+			h = hs[i-1]
+			h[i%32] ^= 0x11
+		}
+		hs = append(hs, h)
+		lin.Insert(uint32(i), h)
+		ch.Insert(uint32(i), h)
+	}
+	done := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			for k := range 50 {
+				q := hs[(g*50+k)%len(hs)]
+				want, got := map[uint32]int{}, map[uint32]int{}
+				lin.Range(q, 28, func(ref uint32, d int) { want[ref] = d })
+				ch.Range(q, 28, func(ref uint32, d int) { got[ref] = d })
+				if len(want) != len(got) {
+					done <- errors.New("concurrent search differs from the linear scan")
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

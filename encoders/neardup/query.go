@@ -1,0 +1,175 @@
+package neardup
+
+import (
+	"image"
+	"math"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// QueryHash is one hash of a query.
+type QueryHash struct {
+	Hash pdq.Hash
+	Kind Kind
+	// Rect indexes Query.Rects: the part of the query image hashed (0:
+	// the whole image, then content rectangles).
+	Rect int
+	// Transform is the dihedral variant of the query's pixels hashed.
+	Transform pdq.Dihedral
+	Quality   int
+	// A window's frame in query pixels (Kind Window).
+	cx, cy, side, angle float64
+}
+
+// Query is what Hasher.Query computes from a query image.
+type Query struct {
+	W, H int
+	// Rects are the hypotheses of where the picture lies in the query:
+	// [0] the whole image, then content rectangles, in query pixels.
+	Rects  []image.Rectangle
+	Hashes []QueryHash
+}
+
+// maxContentRects bounds the content rectangles of one query.
+const maxContentRects = 2
+
+// Query computes the hashes of a query image: the whole image's and each
+// content rectangle's PDQ hash in all eight dihedral variants, and the
+// windows of each. It refuses images as Signatures does.
+func (h *Hasher) Query(img image.Image) (*Query, error) {
+	return h.query(img, true)
+}
+
+// QueryRects is Query without windows: the whole image's and the content
+// rectangles' PDQ hashes only, for an index that holds whole-image PDQ
+// hashes alone (they find caption bands, frames and borders, not crops).
+func (h *Hasher) QueryRects(img image.Image) (*Query, error) {
+	return h.query(img, false)
+}
+
+func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return nil, err
+	}
+	q := &Query{W: w, H: hh, Rects: []image.Rectangle{image.Rect(0, 0, w, hh)}}
+	q.Rects = append(q.Rects, contentRects(luma, w, hh, maxContentRects)...)
+	for ri, r := range q.Rects {
+		var vs [8]pdq.Hash
+		var qual int
+		if ri == 0 {
+			vs, qual = h.pdq.DihedralPlane(luma, w, hh)
+		} else {
+			sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+			vs, qual = h.pdq.DihedralPlane(sub.p, sub.w, sub.h)
+		}
+		for d, v := range vs {
+			q.Hashes = append(q.Hashes, QueryHash{Hash: v, Kind: Whole, Rect: ri, Transform: pdq.Dihedral(d), Quality: qual})
+		}
+		if !windows {
+			continue
+		}
+		sizes := []int{workSide}
+		if ri == 0 {
+			sizes = append(sizes, int(math.Round(cropScale*workSide)))
+		}
+		for _, size := range sizes {
+			p := workPlaneSized(luma, w, hh, r, size)
+			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, maxQueryWins, false)
+			// Plane pixels to query pixels.
+			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
+			for _, wd := range ws {
+				for k, hv := range wd.hashes {
+					q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
+						cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle})
+				}
+			}
+		}
+	}
+	return q, nil
+}
+
+// affine is a map x -> A x + t between pixel frames.
+type affine struct{ a, b, c, d, tx, ty float64 }
+
+func (m affine) apply(x, y float64) (float64, float64) {
+	return m.a*x + m.b*y + m.tx, m.c*x + m.d*y + m.ty
+}
+
+// gridMat is the action of a dihedral variant on window grid coordinates
+// (a along the pair, b across; PDQ's meaning of the variants, y down).
+var gridMat = [8][4]float64{
+	pdq.Original:   {1, 0, 0, 1},
+	pdq.Rotate90:   {0, 1, -1, 0},
+	pdq.Rotate180:  {-1, 0, 0, -1},
+	pdq.Rotate270:  {0, -1, 1, 0},
+	pdq.FlipX:      {1, 0, 0, -1},
+	pdq.FlipY:      {-1, 0, 0, 1},
+	pdq.FlipPlus1:  {0, 1, 1, 0},
+	pdq.FlipMinus1: {0, -1, -1, 0},
+}
+
+// windowMap is the map from query pixels to original pixels that a
+// matched pair of windows implies: query grid coordinates go through the
+// query's variant, back through the original's, onto the original's
+// frame.
+func windowMap(qs, qa, qx, qy float64, qv pdq.Dihedral, is, ia, ix, iy float64, iv pdq.Dihedral) affine {
+	// Query pixel -> query grid: g = R(-qa) (x - c) / qs.
+	cq, sq := math.Cos(qa), math.Sin(qa)
+	q2g := [4]float64{cq / qs, sq / qs, -sq / qs, cq / qs}
+	// Variant actions: hashed image = variant applied to the grid. Equal
+	// hashes mean Gq gq = Gi gi, so gi = Gi^T Gq gq.
+	gq, gi := gridMat[qv], gridMat[iv]
+	m := mul2(transpose2(gi), gq)
+	// Original grid -> original pixels: x = c + is R(ia) g.
+	ci, si := math.Cos(ia), math.Sin(ia)
+	g2o := [4]float64{ci * is, -si * is, si * is, ci * is}
+	a := mul2(g2o, mul2(m, q2g))
+	// t = ic - A qc
+	tx := ix - (a[0]*qx + a[1]*qy)
+	ty := iy - (a[2]*qx + a[3]*qy)
+	return affine{a[0], a[1], a[2], a[3], tx, ty}
+}
+
+func mul2(x, y [4]float64) [4]float64 {
+	return [4]float64{x[0]*y[0] + x[1]*y[2], x[0]*y[1] + x[1]*y[3], x[2]*y[0] + x[3]*y[2], x[2]*y[1] + x[3]*y[3]}
+}
+
+func transpose2(x [4]float64) [4]float64 { return [4]float64{x[0], x[2], x[1], x[3]} }
+
+// dihedralOf names the rotation or mirror closest to the linear part of m
+// (as pdq names the transformation from the original to the query: the
+// inverse of m's).
+func dihedralOf(m affine) pdq.Dihedral {
+	s := math.Sqrt(math.Abs(m.a*m.d - m.b*m.c))
+	if s == 0 {
+		return pdq.Original
+	}
+	// Inverse of a scaled orthogonal matrix: transpose / s^2, and the
+	// scale does not matter for the nearest dihedral.
+	inv := [4]float64{m.a / s, m.c / s, m.b / s, m.d / s}
+	best, bd := pdq.Original, math.Inf(1)
+	for d, g := range dihedralMatPixel {
+		var e float64
+		for i := range 4 {
+			e += (inv[i] - g[i]) * (inv[i] - g[i])
+		}
+		if e < bd {
+			best, bd = pdq.Dihedral(d), e
+		}
+	}
+	return best
+}
+
+// dihedralMatPixel is each dihedral as a map of centred pixel coordinates
+// (x right, y down) of the original to the transformed image.
+var dihedralMatPixel = [8][4]float64{
+	pdq.Original:   {1, 0, 0, 1},
+	pdq.Rotate90:   {0, 1, -1, 0},
+	pdq.Rotate180:  {-1, 0, 0, -1},
+	pdq.Rotate270:  {0, -1, 1, 0},
+	pdq.FlipX:      {1, 0, 0, -1},
+	pdq.FlipY:      {-1, 0, 0, 1},
+	pdq.FlipPlus1:  {0, 1, 1, 0},
+	pdq.FlipMinus1: {0, -1, -1, 0},
+}

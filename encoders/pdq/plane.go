@@ -1,0 +1,57 @@
+package pdq
+
+import "image"
+
+// Luma writes img's luminance plane (row-major, w x h, values 0..255 as
+// the hasher reads them: 0.299R + 0.587G + 0.114B of 8-bit RGB, alpha
+// ignored) into dst, growing it when it is too short, and returns it with
+// the size. Hashing the plane with DihedralPlane gives exactly the hashes
+// Dihedral gives for img, so a caller that needs the pixels for more than
+// the hash converts them once.
+func Luma(img image.Image, dst []float32) ([]float32, int, int) {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if w <= 0 || h <= 0 {
+		return dst[:0], 0, 0
+	}
+	dst = grow(dst, w*h)
+	fill := rowFiller(img)
+	for y := range h {
+		fill(y, dst[y*w:(y+1)*w])
+	}
+	return dst, w, h
+}
+
+// DihedralPlane is Dihedral for an image given as its luminance plane (see
+// Luma): unlike DihedralLuma it honours MaxSide, shrinking a plane larger
+// than MaxSide first exactly as Dihedral shrinks the image, so
+// hs.DihedralPlane(Luma(img)) == hs.Dihedral(img) in both modes. luma is
+// not modified.
+func (hs *Hasher) DihedralPlane(luma []float32, w, h int) ([8]Hash, int) {
+	var out [8]Hash
+	if w < 0 || h < 0 || len(luma) < w*h {
+		panic("pdq: luma plane too small for its size")
+	}
+	if w < minDim || h < minDim {
+		return out, 0
+	}
+	maxSide := hs.MaxSide
+	if maxSide == 0 {
+		maxSide = DefaultMaxSide
+	}
+	fill := func(y int, dst []float32) { copy(dst, luma[y*w:(y+1)*w]) }
+	if maxSide > 0 && (w > maxSide || h > maxSide) {
+		small, sw, sh := thumbnail(w, h, maxSide, fill, &hs.thumb)
+		if sw < minDim || sh < minDim {
+			return out, 0
+		}
+		hs.ds.run(sw, sh, func(y int, dst []float32) { copy(dst, small[y*sw:(y+1)*sw]) })
+	} else {
+		hs.ds.run(w, h, fill)
+	}
+	q := hs.finish()
+	for d := range out {
+		out[d] = hs.bits(Dihedral(d))
+	}
+	return out, q
+}

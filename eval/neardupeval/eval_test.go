@@ -1,0 +1,78 @@
+package neardupeval
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+// A small run end to end: both methods scored on the same queries, the
+// region method finding crops and captions that plain PDQ cannot, no false
+// positives, and the report naming every part.
+func TestRunSmall(t *testing.T) {
+	photos, err := filepath.Glob("../../testdata/neardup/photos/c*.jpg") // camera, chelsea, clock, coffee, coins
+	if err != nil || len(photos) < 4 {
+		t.Fatalf("committed photos: %v %v", photos, err)
+	}
+	kinds := [][]reposts.Kind{{reposts.JPEG30}, {reposts.Crop90}, {reposts.Caption}, {reposts.FlipH}}
+	rep, err := Run(context.Background(), Options{Photos: photos, Generated: 6, QueryGenerated: 2, Distractors: 8, W: 320, H: 240,
+		Kinds: kinds, Seed: 5, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Originals[srcReal] != len(photos) || rep.Originals[srcGen] != 6 {
+		t.Errorf("originals %v", rep.Originals)
+	}
+	if want := (len(photos) + 2) * len(kinds); rep.Queries != want || rep.Distractors != 8 {
+		t.Errorf("queries %d (want %d), distractors %d", rep.Queries, want, rep.Distractors)
+	}
+	nd, pl := rep.Methods[0], rep.Methods[1]
+	for _, src := range []string{srcReal, srcGen} {
+		for _, k := range []string{"crop90", "caption"} {
+			if pl.Recall[src][k].Hits != 0 {
+				t.Errorf("plain PDQ found %s %s: %+v", src, k, pl.Recall[src][k])
+			}
+		}
+		if c := nd.Recall[src]["caption"]; c.Rate() < 0.8 {
+			t.Errorf("neardup caption recall %s %+v", src, c)
+		}
+		if c := pl.Recall[src]["jpeg30"]; c.Rate() < 0.8 {
+			t.Errorf("plain PDQ jpeg30 recall %s %+v", src, c)
+		}
+	}
+	for _, m := range rep.Methods {
+		for src, c := range m.FalsePositives {
+			if c.Hits != 0 {
+				t.Errorf("%s: %d false positives on %s queries", m.Name, c.Hits, src)
+			}
+		}
+	}
+	if nd.BytesPerImage <= pl.BytesPerImage || rep.IndexRatioTotal <= 1 {
+		t.Errorf("bytes %v vs %v, index ratio %v", nd.BytesPerImage, pl.BytesPerImage, rep.IndexRatioTotal)
+	}
+	var buf bytes.Buffer
+	rep.WriteText(&buf)
+	for _, s := range []string{"recall@1, real originals", "recall@1, generated originals", "crop90", "false positives", "distractor", "bytes per image", "neardup / plain PDQ"} {
+		if !strings.Contains(buf.String(), s) {
+			t.Errorf("report lacks %q:\n%s", s, buf.String())
+		}
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	if _, err := Run(context.Background(), Options{Photos: []string{"no/such.jpg"}}); err == nil {
+		t.Error("missing photo accepted")
+	}
+	if _, err := Run(context.Background(), Options{Photos: nil, Generated: 1, Extra: map[string][]ExtraQuery{"x": {{Path: "a.jpg", Original: "b.jpg"}}}}); err == nil {
+		t.Error("extra query of an unknown original accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Options{Generated: 3}); err == nil {
+		t.Error("cancelled run succeeded")
+	}
+}
