@@ -220,7 +220,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err != nil {
 		return nil, err
 	}
-	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
+	a.fetch, err = media.New(mediaConfig(cfg, a.reg, log))
 	if err != nil {
 		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
 	}

@@ -68,7 +68,7 @@ func startWebApp(t *testing.T) (string, *app) {
 		<-done
 		a.Close()
 	})
-	posts, err := loadDemoPosts(filepath.Join(root, "testdata", "demo", "posts.jsonl"), time.Now())
+	posts, err := loadPosts(filepath.Join(root, "testdata", "demo", "posts.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestSearchPageInChromium(t *testing.T) {
 
 	// 2. Drop an image (a shrunken re-encoded copy of the first sample post's
 	// picture), see its near-duplicates.
-	posts, err := loadDemoPosts(filepath.Join(repoRoot(t), "testdata", "demo", "posts.jsonl"), time.Now())
+	posts, err := loadPosts(filepath.Join(repoRoot(t), "testdata", "demo", "posts.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
