@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/encoders/tokenizer"
 	"github.com/xmodal/xmodal/eval/npy"
-	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/eval/synth"
 )
 
