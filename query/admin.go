@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/xmodal/xmodal/domain"
 )
 
@@ -177,8 +175,7 @@ func auditIDs(ids []string) string {
 }
 
 // startAdmin registers the admin endpoints under AdminPrefix.
-func (s *Service) startAdmin(svc micro.Service) error {
-	g := svc.AddGroup(AdminPrefix)
+func (s *Service) startAdmin(svc *microService) error {
 	s.register("admin.delete", s.delete)
-	return g.AddEndpoint("admin-delete", s.handler("admin.delete", s.delete), micro.WithEndpointSubject("delete"))
+	return svc.add("admin-delete", AdminPrefix+".delete", s.handler("admin.delete", s.delete))
 }

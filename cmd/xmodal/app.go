@@ -244,6 +244,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		}
 	}
 	a.registerRoleMetrics() // roles.go
+	a.reg.MustRegister(newIndexRecordsCollector(a.ix))
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err
