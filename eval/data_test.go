@@ -2,10 +2,10 @@ package eval
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
