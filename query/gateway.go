@@ -26,7 +26,7 @@ type GatewayOptions struct {
 	// PostURL links a post on its platform: {id} is replaced by the post id
 	// (CheckPostURL). The page shows the link on each result.
 	PostURL string
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Gateway serves the query API as JSON over HTTP, mirroring the NATS subjects:
