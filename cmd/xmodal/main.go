@@ -173,10 +173,24 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 				printHits(out, res.Hits)
 			}
 			url := a.nc.ConnectedUrl()
+			if u := a.pageURL(); u != "" {
+				fmt.Fprintf(out, "\nSearch page: %s\n", u)
+			}
+			if cfg.Model == "" {
+				fmt.Fprintln(out, `
+The bundled model (testdata/models/demo) was trained here on generated pictures
+of coloured shapes with captions (xmodal gen): ask it about shapes, colours and
+positions. It knows nothing else; for real posts run a real CLIP model
+(docs/use-real-clip.md).`)
+			}
 			fmt.Fprintf(out, `
 Query it yourself while this runs:
   bin/xmodal query --text "a small green triangle top left" --target image
   bin/xmodal query --image testdata/demo/images/demo-000000.jpg --target text
+  bin/xmodal query --text "a red star" --author lena --since 2026-11-01T06:00:00Z
+  bin/xmodal neardup --image testdata/demo/images/demo-000000.jpg
+  bin/xmodal post testdata/demo/posts.jsonl        # post your own: docs/post-format.md
+  bin/xmodal dlq ls                                # what could not be indexed, and why
   nats --server %s req xmodal.v1.search '{"text":"two red stars","target":"image","k":5}'
   curl -s http://%s/metrics | grep xmodal_
 `, url, cfg.HTTP.Listen)
