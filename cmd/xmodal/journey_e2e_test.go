@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,6 +200,46 @@ func TestNewUserJourney(t *testing.T) {
 	if out = run.mustCLI("dlq", "ls", "--stage", "fetch"); !strings.Contains(out, "0 dead letters") {
 		t.Errorf("the replayed dead letter is still listed:\n%s", out)
 	}
+	// The other dead letter: shown in full, then purged.
+	out = run.mustCLI("dlq", "ls", "--json")
+	var dls []dlqView
+	if err := json.Unmarshal([]byte(out), &dls); err != nil || len(dls) != 1 || dls[0].Key != "mine-3" || dls[0].Stage != "decode" {
+		t.Fatalf("dlq ls --json: %v\n%s", err, out)
+	}
+	out = run.mustCLI("dlq", "show", dls[0].ID)
+	if !strings.Contains(out, "Xmodal-Reason: invalid post: schema: missing") || !strings.Contains(out, `"text": "no schema"`) {
+		t.Errorf("dlq show:\n%s", out)
+	}
+	if out = run.mustCLI("dlq", "purge", dls[0].ID); !strings.Contains(out, "purged 1") {
+		t.Errorf("dlq purge:\n%s", out)
+	}
+	if out = run.mustCLI("dlq", "ls"); !strings.Contains(out, "0 dead letters") {
+		t.Errorf("after the purge:\n%s", out)
+	}
+
+	// A backfill into the running instance: --to nats, resumable.
+	bf := filepath.Join(mine, "backfill.jsonl")
+	os.WriteFile(bf, []byte(`{"schema":1,"id":"bf-1","author":"archive","created_at":"2026-10-01T10:00:00Z","text":"from the archive","image_file":"pics/mine.jpg"}
+{"schema":1,"id":"bf-2","author":"archive","created_at":"2026-10-01T11:00:00Z","text":"more from the archive"}
+`), 0o644)
+	cpDir := t.TempDir()
+	out, err = runXmodal(t, time.Minute, nil, "ingest", "--from", bf, "--to", "nats", "--nats-listen", natsAddr, "--data-dir", cpDir)
+	if err != nil || !strings.Contains(out, "ingest: done: 2 lines") {
+		t.Fatalf("ingest --to nats: %v\n%s", err, out)
+	}
+	if out, _ = runXmodal(t, time.Minute, nil, "ingest", "--from", bf, "--to", "nats", "--nats-listen", natsAddr, "--data-dir", cpDir); !strings.Contains(out, "nothing to do") {
+		t.Errorf("ingest --to nats again:\n%s", out)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		out = run.mustCLI("get", "bf-1", "bf-2")
+		if strings.Contains(out, "bf-1#image") && strings.Contains(out, "bf-2#text") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backfill was not indexed:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 
 	// Find posts by text, image, author and time window.
 	out = run.mustCLI("query", "--text", "my own picture of shapes", "--target", "text", "-k", "3")
@@ -229,7 +270,7 @@ func TestNewUserJourney(t *testing.T) {
 		}
 	}
 	out = run.mustCLI("neardup", "--image", filepath.Join(mine, "pics", "mine.jpg"))
-	if !strings.Contains(out, "of 256 bits") || !regexp.MustCompile(`(?m)^\s+1\s+0\s+original\s+(mine-1|mine-2|post-demo-000013)\s`).MatchString(out) {
+	if !strings.Contains(out, "of 256 bits") || !regexp.MustCompile(`(?m)^\s+1\s+0\s+original\s+(bf-1|mine-1|mine-2|post-demo-000013)\s`).MatchString(out) {
 		t.Errorf("neardup of one's own picture:\n%s", out)
 	}
 
