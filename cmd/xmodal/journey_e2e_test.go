@@ -335,4 +335,3 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
