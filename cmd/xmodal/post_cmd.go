@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -253,7 +254,8 @@ func eachLine(r io.Reader, max int, fn func(line int, b []byte, tooLong bool) er
 // message up to seq (each is then indexed, dead-lettered or skipped), or
 // until wait passes; it reports which.
 func waitProcessed(ctx context.Context, js jetstream.JetStream, seq uint64, wait time.Duration) (bool, error) {
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(wait)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cons, err := js.Consumer(cctx, postsStream, "indexer")
@@ -264,6 +266,10 @@ func waitProcessed(ctx context.Context, js jetstream.JetStream, seq uint64, wait
 		cancel()
 		if err == nil && info.AckFloor.Stream >= seq {
 			return true, nil
+		}
+		if errors.Is(err, jetstream.ErrConsumerNotFound) && time.Since(start) > 5*time.Second {
+			return false, fmt.Errorf("post: no indexer reads the stream %s (its consumer \"indexer\" does not exist): "+
+				"is xmodal run ingesting from Kafka? Then backfill with 'xmodal ingest --to kafka'", postsStream)
 		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -363,7 +369,7 @@ func classifyOutcomes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 			p.outcome, p.detail = "dead-lettered", strings.Join(dead[p], "; ")
 		default:
 			if deny == nil {
-				d, err := denylist.Open(ctx, js, denylist.Config{})
+				d, err := denylist.Open(ctx, js, denylist.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 				if err != nil {
 					return fmt.Errorf("post: reading the deny-list: %w", err)
 				}
