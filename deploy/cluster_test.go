@@ -17,6 +17,7 @@ import (
 
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
@@ -45,7 +46,7 @@ func TestClusterSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	rs := redisserver.StartT(t, redisserver.Options{})
+	rs := testutil.StartRedis(t, redisserver.Options{})
 
 	// The workload: text posts; every 97th is later taken down by a
 	// tombstone; every 199th message is malformed (dead-lettered).

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // The dashboard's shape: what Grafana needs to import it and what this test reads.
@@ -451,7 +452,7 @@ func startTestKafka(t testing.TB) string {
 	script(time.Minute, "stop") // one left by a crashed run
 	os.RemoveAll(data)
 	if out, err := script(10*time.Minute, "start"); err != nil {
-		t.Fatalf("Kafka broker unavailable: `scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s", port, err, out)
+		testutil.Unavailable(t, "Kafka broker", "`scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s", port, err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := script(time.Minute, "stop"); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/milvus"
@@ -97,14 +98,16 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer deny.Close()
-	rs := redisserver.StartT(b, redisserver.Options{})
+	rs := testutil.StartRedis(b, redisserver.Options{})
 	rc, err := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, TTL: time.Hour, Timeout: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rc.Close()
 	svc, err := query.New(query.Config{Timeout: 30 * time.Second, Concurrency: 64},
-		query.Deps{Index: ix, Encoder: model, Decode: func(context.Context, []byte) (query.DecodedImage, error) { return query.DecodedImage{}, fmt.Errorf("no images here") }, Deny: deny, Cache: rc})
+		query.Deps{Index: ix, Encoder: model, Decode: func(context.Context, []byte) (query.DecodedImage, error) {
+			return query.DecodedImage{}, fmt.Errorf("no images here")
+		}, Deny: deny, Cache: rc})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // startTestMilvus starts a Milvus standalone of its own with scripts/milvus.sh
@@ -47,7 +48,7 @@ func startTestMilvus(t testing.TB) string {
 		os.RemoveAll(data)
 	})
 	if out, err := script(10*time.Minute, "start"); err != nil {
-		t.Fatalf("Milvus unavailable: `scripts/milvus.sh start` (MILVUS_PORT=%d) failed; it needs python3 with venv and pip, and PyPI (or a cached .cache/milvus): %v\n%s", port, err, out)
+		testutil.Unavailable(t, "Milvus", "`scripts/milvus.sh start` (MILVUS_PORT=%d) failed; it needs python3 with venv and pip, and PyPI (or a cached .cache/milvus): %v\n%s", port, err, out)
 	}
 	return "127.0.0.1:" + strconv.Itoa(port)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 const e2eParityMin = 0.999 // Go decode/preprocess (or tokenizer) + ORT vs PyTorch
@@ -47,7 +48,7 @@ func TestEndToEndImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, e := range got {
-		c := Cosine(e, g.ImageEmbeds[i])
+		c := vecmath.Cosine(e, g.ImageEmbeds[i])
 		t.Logf("%-48s cos %.6f", g.Images[i], c)
 		if c < e2eParityMin {
 			t.Errorf("%s: end-to-end cosine %.6f < %.3f", g.Images[i], c, e2eParityMin)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // TestEndToEndTexts: the Go tokenizer plus ORT reproduce the PyTorch
@@ -28,7 +30,7 @@ func checkExportTexts(t *testing.T, m *Model, g *goldens) {
 		t.Fatal(err)
 	}
 	for i, e := range got {
-		c := Cosine(e, g.TextEmbeds[i])
+		c := vecmath.Cosine(e, g.TextEmbeds[i])
 		t.Logf("text %-40.40q cos %.7f", g.Texts[i], c)
 		if c < e2eParityMin {
 			t.Errorf("text %q: end-to-end cosine %.6f < %.3f", g.Texts[i], c, e2eParityMin)
@@ -40,7 +42,7 @@ func checkExportTexts(t *testing.T, m *Model, g *goldens) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := Cosine(one[0], got[i]); c < 0.99999 {
+		if c := vecmath.Cosine(one[0], got[i]); c < 0.99999 {
 			t.Errorf("text %q alone vs in batch: cosine %.7f", text, c)
 		}
 	}

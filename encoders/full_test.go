@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // EnvTestModel names an extra exported model directory (with goldens from
@@ -49,12 +51,12 @@ func checkExport(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for i := range img {
-		if c := Cosine(img[i], g.ImageEmbeds[i]); c < tensorParityMin {
+		if c := vecmath.Cosine(img[i], g.ImageEmbeds[i]); c < tensorParityMin {
 			t.Errorf("image %s: cosine %.7f", g.Images[i], c)
 		}
 	}
 	for i := range txt {
-		if c := Cosine(txt[i], g.TextEmbeds[i]); c < tensorParityMin {
+		if c := vecmath.Cosine(txt[i], g.TextEmbeds[i]); c < tensorParityMin {
 			t.Errorf("text %q: cosine %.7f", g.Texts[i], c)
 		}
 	}
@@ -68,7 +70,7 @@ func checkExport(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for i := range e2e {
-		if c := Cosine(e2e[i], g.ImageEmbeds[i]); c < e2eParityMin {
+		if c := vecmath.Cosine(e2e[i], g.ImageEmbeds[i]); c < e2eParityMin {
 			t.Errorf("image %s end to end: cosine %.6f", g.Images[i], c)
 		}
 	}

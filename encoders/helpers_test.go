@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Paths of the committed test models (tools/build_parity_model.py).
@@ -85,10 +88,22 @@ func flatten(rows [][]int64) []int64 {
 	return out
 }
 
+// requireORT ends the test through testutil.Unavailable (a failure under
+// CI=true) when no ONNX Runtime library can be found.
+func requireORT(t testing.TB) {
+	t.Helper()
+	if _, err := resolveLibPath(defaultLibSearch("")); err != nil {
+		testutil.Unavailable(t, "ONNX Runtime library", "%v", err)
+	}
+}
+
 // loadModel loads dir for one test and closes it at cleanup. A missing ORT
-// library fails the test with the loader's one-line message.
+// library goes through requireORT.
 func loadModel(t testing.TB, dir string, opt Options) *Model {
 	t.Helper()
+	if opt.LibPath == "" {
+		requireORT(t)
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,7 +156,7 @@ func meanOffDiagonal(a, b [][]float32) float64 {
 	for i := range a {
 		for j := range b {
 			if i != j {
-				sum += Cosine(a[i], b[j])
+				sum += vecmath.Cosine(a[i], b[j])
 				n++
 			}
 		}

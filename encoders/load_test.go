@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // parityManifest returns the parity model's model.json with edits applied by
@@ -35,6 +37,7 @@ var parityFiles = map[string]string{
 }
 
 func TestLoadErrors(t *testing.T) {
+	requireORT(t)
 	cases := []struct {
 		name     string
 		manifest string            // "" writes no model.json
@@ -150,7 +153,7 @@ func TestInferredLayouts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c := Cosine(e[0], g.ImageEmbeds[0]); c < tensorParityMin {
+			if c := vecmath.Cosine(e[0], g.ImageEmbeds[0]); c < tensorParityMin {
 				t.Errorf("cosine %.6f", c)
 			}
 		})
@@ -210,13 +213,14 @@ func TestFixtureModels(t *testing.T) {
 		}
 		want[j] = float32(s)
 	}
-	Normalize(want)
-	if c := Cosine(got[0], want); c < 0.99999 {
+	vecmath.Normalize(want)
+	if c := vecmath.Cosine(got[0], want); c < 0.99999 {
 		t.Errorf("int32 fixture: cosine %.7f", c)
 	}
 }
 
 func TestProviders(t *testing.T) {
+	requireORT(t)
 	for _, p := range []string{"cuda", "tensorrt"} {
 		t.Run(p, func(t *testing.T) {
 			m, err := Load(parityDir, Options{Provider: p})
@@ -270,12 +274,13 @@ func TestEmbedArgErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := Cosine(short[0], full[0]); c < 0.99999 {
+	if c := vecmath.Cosine(short[0], full[0]); c < 0.99999 {
 		t.Errorf("unpadded vs padded: cosine %.7f", c)
 	}
 }
 
 func TestContextAndClose(t *testing.T) {
+	requireORT(t)
 	m, err := Load(parityDir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -329,32 +334,6 @@ func TestCancelDuringRun(t *testing.T) {
 	// How much earlier the terminated run ends is a timing, reported rather than
 	// asserted (a loaded machine stretches both runs unevenly).
 	t.Logf("cancelled run took %.0f%% of the uncancelled one", 100*took.Seconds()/full.Seconds())
-}
-
-func TestNormalize(t *testing.T) {
-	cases := []struct{ in, want []float32 }{
-		{[]float32{3, 4}, []float32{0.6, 0.8}},
-		{[]float32{0, 0, 0}, []float32{0, 0, 0}},
-		{[]float32{}, []float32{}},
-		{[]float32{-2}, []float32{-1}},
-		{[]float32{1e-30, 1e-30}, []float32{0.70710677, 0.70710677}},
-		{[]float32{3e38, 3e38}, []float32{0.70710677, 0.70710677}},
-	}
-	for _, c := range cases {
-		v := append([]float32{}, c.in...)
-		Normalize(v)
-		for i := range v {
-			if math.Abs(float64(v[i]-c.want[i])) > 1e-6 {
-				t.Errorf("Normalize(%v) = %v, want %v", c.in, v, c.want)
-				break
-			}
-		}
-	}
-	nan := []float32{float32(math.NaN()), 1}
-	Normalize(nan)
-	if !math.IsNaN(float64(nan[0])) || nan[1] != 1 {
-		t.Errorf("NaN vector changed: %v", nan)
-	}
 }
 
 func TestResolveLibPath(t *testing.T) {

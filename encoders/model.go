@@ -13,6 +13,8 @@ import (
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Options configure Load. The zero value runs on the CPU with ONNX Runtime's
@@ -509,7 +511,7 @@ func (m *Model) run(ctx context.Context, t *tower, inputs []ort.Value, n, dim in
 	rows := make([][]float32, n)
 	for i := range rows {
 		rows[i] = flat[i*w : (i+1)*w : (i+1)*w]
-		Normalize(rows[i])
+		vecmath.Normalize(rows[i])
 	}
 	return rows, nil
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 const (
@@ -28,7 +30,7 @@ func TestGoldenTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, e := range img {
-		c := Cosine(e, g.ImageEmbeds[i])
+		c := vecmath.Cosine(e, g.ImageEmbeds[i])
 		t.Logf("image %-48s cos %.7f", g.Images[i], c)
 		if c < tensorParityMin {
 			t.Errorf("image %s: cosine %.7f < %.4f", g.Images[i], c, tensorParityMin)
@@ -43,7 +45,7 @@ func TestGoldenTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, e := range txt {
-		c := Cosine(e, g.TextEmbeds[i])
+		c := vecmath.Cosine(e, g.TextEmbeds[i])
 		t.Logf("text %-40.40q cos %.7f", g.Texts[i], c)
 		if c < tensorParityMin {
 			t.Errorf("text %q: cosine %.7f < %.4f", g.Texts[i], c, tensorParityMin)
@@ -57,7 +59,7 @@ func TestGoldenTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range txt2 {
-		if c := Cosine(txt2[i], txt[i]); c < tensorParityMin {
+		if c := vecmath.Cosine(txt2[i], txt[i]); c < tensorParityMin {
 			t.Errorf("text %d with nil mask: cosine %.7f", i, c)
 		}
 	}
@@ -109,7 +111,7 @@ func TestBatchIndependence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := Cosine(one[0], all[i]); c < 0.99999 {
+		if c := vecmath.Cosine(one[0], all[i]); c < 0.99999 {
 			t.Errorf("image %d alone vs in batch: cosine %.7f", i, c)
 		}
 	}
@@ -124,7 +126,7 @@ func TestBatchIndependence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := Cosine(one[0], allT[i]); c < 0.99999 {
+		if c := vecmath.Cosine(one[0], allT[i]); c < 0.99999 {
 			t.Errorf("text %d alone vs in batch: cosine %.7f", i, c)
 		}
 	}
@@ -163,7 +165,7 @@ func testConcurrentRuns(t *testing.T, opt Options) {
 					errs <- err
 					return
 				}
-				if c := Cosine(e[0], g.ImageEmbeds[i]); c < tensorParityMin {
+				if c := vecmath.Cosine(e[0], g.ImageEmbeds[i]); c < tensorParityMin {
 					errs <- fmt.Errorf("worker %d image %d: cosine %.6f", w, i, c)
 				}
 				j := (w + r) % len(g.Texts)
@@ -172,7 +174,7 @@ func testConcurrentRuns(t *testing.T, opt Options) {
 					errs <- err
 					return
 				}
-				if c := Cosine(te[0], g.TextEmbeds[j]); c < tensorParityMin {
+				if c := vecmath.Cosine(te[0], g.TextEmbeds[j]); c < tensorParityMin {
 					errs <- fmt.Errorf("worker %d text %d: cosine %.6f", w, j, c)
 				}
 			}

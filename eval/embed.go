@@ -18,6 +18,7 @@ import (
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/eval/npy"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Embedder is what EmbedCorpus needs from a model (*encoders.Model has it).
@@ -330,7 +331,7 @@ func LoadEmbeddingSets(dir string) (q, db, train *EmbeddedSet, err error) {
 				}
 				es.TextMeta = append(es.TextMeta, m)
 			}
-			rowsOf[set+"/"+kind] = append(rowsOf[set+"/"+kind], normalized(v))
+			rowsOf[set+"/"+kind] = append(rowsOf[set+"/"+kind], vecmath.Normalized(v))
 		}
 	}
 	for set, es := range sets {
@@ -396,23 +397,6 @@ func parseEmbLines(r io.Reader, path string) ([]lineEmb, error) {
 		return nil, fmt.Errorf("%s line %d: %w", path, n+1, err)
 	}
 	return out, nil
-}
-
-// normalized returns v scaled to unit length (a zero vector stays zero).
-func normalized(v []float32) []float32 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	out := make([]float32, len(v))
-	if s == 0 {
-		return out
-	}
-	inv := 1 / math.Sqrt(s)
-	for i, x := range v {
-		out[i] = float32(float64(x) * inv)
-	}
-	return out
 }
 
 // WriteEmbeddings writes q (and db, when not nil) as an embeddings

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 func TestHammingRankHandComputed(t *testing.T) {
@@ -93,7 +94,7 @@ func handSets(t testing.TB) (q, db *EmbeddedSet) {
 				v = append(v, p[1])
 			}
 		}
-		return normalized(v)
+		return vecmath.Normalized(v)
 	}
 	u := fill([2]float32{16, 0.25})
 	g := [][]float32{
@@ -282,7 +283,7 @@ func clustered(t testing.TB, name string, n, dim, centres int, noise float64, se
 			ia[j] = float32(a[j] + cs[k][j] + gapI[j])
 			tb[j] = float32(b[j] + cs[k][j] + gapT[j])
 		}
-		imgs, txts = append(imgs, normalized(ia)), append(txts, normalized(tb))
+		imgs, txts = append(imgs, vecmath.Normalized(ia)), append(txts, vecmath.Normalized(tb))
 		l := []string{fmt.Sprint("c", k)}
 		es.ImageMeta = append(es.ImageMeta, Meta{ID: fmt.Sprintf("%s-i%d", name, i), Labels: l, Pair: -1})
 		es.TextMeta = append(es.TextMeta, Meta{ID: fmt.Sprintf("%s-t%d", name, i), Labels: l, Pair: i})

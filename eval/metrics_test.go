@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 || math.IsNaN(a) && math.IsNaN(b) }
@@ -210,8 +212,8 @@ func TestRandomBaseline(t *testing.T) {
 	var im, tm []Meta
 	for i := range n {
 		v := []float32{float32(rng.NormFloat64()), float32(rng.NormFloat64())}
-		img = append(img, normalized(v))
-		txt = append(txt, normalized(v))
+		img = append(img, vecmath.Normalized(v))
+		txt = append(txt, vecmath.Normalized(v))
 		l := []string{"a"}
 		if i%4 != 0 { // 25% relevant to "a"
 			l = []string{"b"}

@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"image"
 	"log/slog"
 	"math/rand/v2"
@@ -16,6 +17,8 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/eval/synth"
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // demoDir is the bundled demo model (tools/train_demo_model.py).
@@ -25,7 +28,10 @@ func loadDemo(t testing.TB) *encoders.Model {
 	t.Helper()
 	m, err := encoders.Load(demoDir, encoders.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		t.Fatal(err) // a missing ONNX Runtime library fails here, naming it
+		if errors.Is(err, encoders.ErrORTNotFound) {
+			testutil.Unavailable(t, "ONNX Runtime library", "%v", err)
+		}
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -139,7 +145,7 @@ func BenchmarkExactRank5000x1000(b *testing.B) {
 			for j := range v {
 				v[j] = float32(rng.NormFloat64())
 			}
-			rows[i] = normalized(v)
+			rows[i] = vecmath.Normalized(v)
 		}
 		m, _ := NewMatrix(rows)
 		return m

@@ -4,9 +4,10 @@
 package query
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
+	"time"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -33,7 +34,10 @@ type SearchRequest struct {
 	Vector   Vector `json:"vector,omitempty"`
 	// Target is the modality of the records to return: image, text, fused or any
 	// (default). any merges the per-modality lists by rank.
-	Target string        `json:"target,omitempty"`
+	Target string `json:"target,omitempty"`
+	// K is the number of hits, 1..MaxK; absent: DefaultK. An explicit 0 is
+	// refused (400), not read as "absent" (a Go client's zero K is omitted
+	// from the JSON, so it asks for the default).
 	K      int           `json:"k,omitempty"`
 	Filter domain.Filter `json:"filter,omitzero"`
 	Plan   string        `json:"plan,omitempty"`
@@ -64,8 +68,8 @@ type GetRequest struct {
 	// Thumbnails includes the records' thumbnails (off by default: they make
 	// replies large).
 	Thumbnails bool `json:"thumbnails,omitempty"`
-	// Limit is the most records of one page (default DefaultGetLimit, at most
-	// MaxK); Cursor is the previous page's NextCursor.
+	// Limit is the most records of one page, 1..MaxK; absent: DefaultGetLimit
+	// (an explicit 0 is refused). Cursor is the previous page's NextCursor.
 	Limit  int    `json:"limit,omitempty"`
 	Cursor string `json:"cursor,omitempty"`
 }
@@ -73,11 +77,43 @@ type GetRequest struct {
 // DefaultGetLimit is the page size of xmodal.v1.get.
 const DefaultGetLimit = 100
 
-// GetResponse is the reply of xmodal.v1.get (vectors omitted). NextCursor is
-// set when more of the asked-for records remain: send it back as cursor.
+// GetResponse is the reply of xmodal.v1.get. NextCursor is set when more of
+// the asked-for records remain: send it back as cursor.
 type GetResponse struct {
-	Records    []domain.Record `json:"records"`
-	NextCursor string          `json:"next_cursor,omitempty"`
+	Records    []Record `json:"records"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// Record is a record as xmodal.v1.get returns it: without its vector, and with
+// the binary code and the PDQ hash in hex, the form near-duplicate requests
+// take and their replies give (the thumbnail, when asked for, stays base64: it
+// is an image, sent as query images are).
+type Record struct {
+	PK           string          `json:"pk"`
+	PostID       string          `json:"post_id"`
+	Modality     domain.Modality `json:"modality"`
+	Author       string          `json:"author,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	ModelVersion string          `json:"model_version"`
+	Labels       []string        `json:"labels,omitempty"`
+	Text         string          `json:"text,omitempty"`
+	MediaURL     string          `json:"media_url,omitempty"`
+	Thumbnail    []byte          `json:"thumbnail,omitempty"`
+	// Code is the binary hash code in hex, most significant bit first.
+	Code string `json:"code,omitempty"`
+	// PDQ is the image's PDQ hash, 64 hex characters (pdq.Hash's form), and
+	// PDQQuality its quality.
+	PDQ        string `json:"pdq,omitempty"`
+	PDQQuality int    `json:"pdq_quality,omitempty"`
+}
+
+// recordReply is r as a get reply gives it.
+func recordReply(r *domain.Record) Record {
+	return Record{
+		PK: r.PK, PostID: r.PostID, Modality: r.Modality, Author: r.Author, CreatedAt: r.CreatedAt,
+		ModelVersion: r.ModelVersion, Labels: r.Labels, Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail,
+		Code: hex.EncodeToString(r.Code), PDQ: hex.EncodeToString(r.PDQ), PDQQuality: r.PDQQuality,
+	}
 }
 
 // StatsResponse is the reply of xmodal.v1.stats.
@@ -119,5 +155,3 @@ func AsError(err error) *Error {
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
 }
-
-func sqrt(x float64) float64 { return math.Sqrt(x) }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
@@ -235,7 +236,7 @@ func TestNATSTLS(t *testing.T) {
 
 func TestRedisAuthAndTLS(t *testing.T) {
 	ctx := context.Background()
-	rs := redisserver.StartT(t, redisserver.Options{Password: "redis-secret"})
+	rs := testutil.StartRedis(t, redisserver.Options{Password: "redis-secret"})
 	bad, _ := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, Password: "wrong"})
 	defer bad.Close()
 	if err := bad.Ping(ctx); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
@@ -258,7 +259,7 @@ func TestRedisAuthAndTLS(t *testing.T) {
 	}
 
 	c := writeCerts(t)
-	ts := redisserver.StartT(t, redisserver.Options{CertFile: c.cert, KeyFile: c.key, CAFile: c.ca, Password: "tls-secret"})
+	ts := testutil.StartRedis(t, redisserver.Options{CertFile: c.cert, KeyFile: c.key, CAFile: c.ca, Password: "tls-secret"})
 	plain, _ := query.NewRedisCache(query.RedisOptions{Addr: ts.Addr, Password: "tls-secret", Timeout: 300 * time.Millisecond})
 	defer plain.Close()
 	if err := plain.Ping(ctx); err == nil {

@@ -3,13 +3,13 @@ package query_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 	"github.com/xmodal/xmodal/query"
 )
 
@@ -24,15 +24,7 @@ func BenchmarkQueryLatency(b *testing.B) {
 	for i := range n {
 		id := fmt.Sprintf("r%05d", i)
 		m := domain.Modalities[i%3]
-		v := make([]float32, s.model.Dim())
-		var norm float64
-		for j := range v {
-			v[j] = float32(r.NormFloat64())
-			norm += float64(v[j] * v[j])
-		}
-		for j := range v {
-			v[j] /= float32(math.Sqrt(norm))
-		}
+		v := vecmath.RandomUnit(r, s.model.Dim())
 		chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, m), PostID: id,
 			Modality: m, Vector: v, Text: "record " + id, CreatedAt: time.Unix(int64(i), 0)}}})
 	}

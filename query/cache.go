@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Cache stores encoded search replies under a key at a generation. The
@@ -329,7 +330,7 @@ func (s *Service) CacheKey(r *SearchRequest) string {
 	// (formatting them as JSON text cost more than the rest of a cached search).
 	var vec []float32
 	if len(n.Vector) > 0 {
-		vec = normalize(n.Vector)
+		vec = vecmath.Normalized(n.Vector)
 		n.Vector = nil
 	}
 	if n.Plan == "" {
@@ -374,21 +375,38 @@ func sortedSet(xs []string) []string {
 	return slices.Compact(out)
 }
 
-// cachedSearch answers r from the cache when it can, else through compute,
-// coalescing identical requests in flight and storing the reply. The caller
-// synced the deny-list (fresh): a reply computed before a takedown is never
-// stored after it, and a cached reply holding a denied post is recomputed.
-// A cache hit is answered with the stored bytes (json.RawMessage), not
-// decoded and encoded again.
+// cachedSearch syncs the deny-list, then answers r from the cache when it
+// can, else through compute, coalescing identical requests in flight and
+// storing the reply. A reply computed before a takedown is never stored after
+// it, and a cached reply holding a denied post is recomputed. A cache hit is
+// answered with the stored bytes (json.RawMessage), not decoded and encoded
+// again.
+//
+// The cache is read while the deny-list syncs, at the generation from before
+// the sync: when the sync moves it (a takedown came in), what was read is
+// dropped and the request is a miss at the new generation. Most requests
+// thus wait for one round trip, not two.
 func (s *Service) cachedSearch(ctx context.Context, r *SearchRequest, start time.Time,
 	compute func(context.Context) (*SearchResponse, error)) (any, error) {
 	c := s.d.Cache
 	if c == nil {
+		if err := s.syncDeny(ctx); err != nil {
+			return nil, err
+		}
 		return compute(ctx)
 	}
 	key := s.CacheKey(r)
+	before := s.d.Deny.Generation()
+	synced := make(chan error, 1)
+	go func() { synced <- s.syncDeny(ctx) }()
+	val, ok, err := c.Get(ctx, before, key)
+	if serr := <-synced; serr != nil {
+		return nil, serr
+	}
 	gen := s.d.Deny.Generation()
-	val, ok, err := c.Get(ctx, gen, key)
+	if gen != before {
+		val, ok, err = nil, false, nil // read at a generation the sync left behind
+	}
 	if err != nil {
 		s.count(CacheBypass)
 		if !errors.Is(err, ErrCacheDown) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
@@ -169,7 +170,7 @@ func TestCacheLRUHitMiss(t *testing.T) {
 }
 
 func TestCacheRedisHitMissTTL(t *testing.T) {
-	rs := redisserver.StartT(t, redisserver.Options{})
+	rs := testutil.StartRedis(t, redisserver.Options{})
 	cs := newCachedStack(t, query.Config{}, nil, rs, 2*time.Second)
 	ctx := context.Background()
 	req := query.SearchRequest{Text: cs.texts[1], Target: "any", K: 5, Thumbnails: true}
@@ -201,7 +202,7 @@ func TestCacheRedisHitMissTTL(t *testing.T) {
 }
 
 func TestCacheSingleflight(t *testing.T) {
-	rs := redisserver.StartT(t, redisserver.Options{})
+	rs := testutil.StartRedis(t, redisserver.Options{})
 	cs := newCachedStack(t, query.Config{Concurrency: 32}, nil, rs, time.Minute)
 	cs.enc.delay = 300 * time.Millisecond
 	const n = 8
@@ -231,7 +232,7 @@ func TestCacheSingleflight(t *testing.T) {
 }
 
 func TestCacheRedisKilledMidTest(t *testing.T) {
-	rs := redisserver.StartT(t, redisserver.Options{})
+	rs := testutil.StartRedis(t, redisserver.Options{})
 	cs := newCachedStack(t, query.Config{}, nil, rs, time.Minute)
 	req := query.SearchRequest{Text: cs.texts[2], Target: "text", K: 3}
 	cs.search(t, req)
@@ -282,7 +283,7 @@ func TestCacheRedisKilledMidTest(t *testing.T) {
 }
 
 func TestTakedownInvalidation(t *testing.T) {
-	rs := redisserver.StartT(t, redisserver.Options{})
+	rs := testutil.StartRedis(t, redisserver.Options{})
 	cs := newCachedStack(t, query.Config{}, nil, rs, time.Minute)
 	ctx := context.Background()
 	req := query.SearchRequest{Text: cs.texts[3], Target: "text", K: 5}

@@ -168,6 +168,9 @@ func (ms *microService) stop() error {
 
 // respondError sends a micro-style error reply: headers, empty body.
 func respondError(m *nats.Msg, e *Error) error {
+	if m.Reply == "" {
+		return nil // a publish, not a request: nobody waits for an answer
+	}
 	out := nats.NewMsg(m.Reply)
 	out.Header.Set(micro.ErrorHeader, e.Message)
 	out.Header.Set(micro.ErrorCodeHeader, fmt.Sprint(e.Code))

@@ -45,7 +45,9 @@ type NearDupRequest struct {
 	PDQ      string `json:"pdq,omitempty"`
 	// MaxDistance is the Hamming distance bound, 0..256; default 31.
 	MaxDistance *int `json:"max_distance,omitempty"`
-	// K bounds the matches returned, nearest first; default 100, at most MaxK.
+	// K bounds the matches returned, nearest first, 1..MaxK; absent: 100. An
+	// explicit 0 is refused (400); a Go client's zero K is omitted, so it asks
+	// for the default.
 	K int `json:"k,omitempty"`
 	// MinQuality skips indexed images whose PDQ quality (0..100) is lower.
 	MinQuality int           `json:"min_quality,omitempty"`
@@ -74,10 +76,15 @@ type NearDupResponse struct {
 // ParseNearDup decodes and validates a near-duplicate request, filling the
 // defaults (exported for the fuzz test and the HTTP gateway).
 func ParseNearDup(data []byte) (*NearDupRequest, error) {
-	var r NearDupRequest
-	if err := decodeStrict(data, &r); err != nil {
+	var w struct {
+		NearDupRequest
+		K *int `json:"k"` // shadows NearDupRequest.K: absent (nil) is not 0
+	}
+	if err := decodeStrict(data, &w); err != nil {
 		return nil, err
 	}
+	r := w.NearDupRequest
+	r.K = orDefault(w.K, DefaultNearDupK)
 	n := 0
 	for _, set := range []bool{len(r.Image) > 0, r.ImageURL != "", r.PDQ != ""} {
 		if set {
@@ -95,7 +102,8 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	}
 	if r.PDQ != "" {
 		if _, err := pdq.ParseHex(r.PDQ); err != nil {
-			return nil, errorf(CodeBadRequest, "pdq: %v", err)
+			// "pdq: malformed hash ...": the package's prefix names the field too.
+			return nil, errorf(CodeBadRequest, "%v", err)
 		}
 	}
 	if r.MaxDistance == nil {
@@ -104,9 +112,6 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	}
 	if d := *r.MaxDistance; d < 0 || d > domain.MaxPDQDistance {
 		return nil, errorf(CodeBadRequest, "max_distance %d is outside 0..%d", d, domain.MaxPDQDistance)
-	}
-	if r.K == 0 {
-		r.K = DefaultNearDupK
 	}
 	if r.K < 1 || r.K > MaxK {
 		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)

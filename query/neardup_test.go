@@ -2,10 +2,12 @@ package query_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,12 +252,13 @@ func TestNearDupErrors(t *testing.T) {
 		{"empty", ``, 400, "empty request"},
 		{"nothing", `{}`, 400, "give one of image, image_url or pdq"},
 		{"two sources", `{"pdq":"` + good + `","image":"aGVsbG8="}`, 400, "give only one"},
-		{"short hex", `{"pdq":"abc123"}`, 400, `malformed hash "abc123": length 6, want 64`},
+		{"short hex", `{"pdq":"abc123"}`, 400, `pdq: malformed hash "abc123": length 6, want 64`},
 		{"long hex", `{"pdq":"` + good + `00"}`, 400, "length 66, want 64"},
 		{"non-hex", `{"pdq":"` + strings.Repeat("zz", 32) + `"}`, 400, `malformed hash "zzzz`},
 		{"bound -1", `{"pdq":"` + good + `","max_distance":-1}`, 400, "max_distance -1 is outside 0..256"},
 		{"bound 257", `{"pdq":"` + good + `","max_distance":257}`, 400, "max_distance 257 is outside 0..256"},
 		{"k", `{"pdq":"` + good + `","k":5000}`, 400, "k must be between 1 and 1000, got 5000"},
+		{"zero k", `{"pdq":"` + good + `","k":0}`, 400, "k must be between 1 and 1000, got 0"},
 		{"quality", `{"pdq":"` + good + `","min_quality":101}`, 400, "min_quality 101 is outside 0..100"},
 		{"unknown field", `{"pdq":"` + good + `","bound":3}`, 400, `unknown field "bound"`},
 		{"undecodable image", `{"image":"aGVsbG8gd29ybGQ="}`, 422, "image:"},
@@ -268,6 +271,40 @@ func TestNearDupErrors(t *testing.T) {
 		if !errors.As(err, &e) || e.Code != tc.code || !strings.Contains(e.Message, tc.want) {
 			t.Errorf("%s: %v, want %d with %q", tc.name, err, tc.code, tc.want)
 		}
+		if e != nil && strings.Contains(e.Message, "pdq: pdq:") {
+			t.Errorf("%s: %q says pdq twice", tc.name, e.Message)
+		}
+	}
+}
+
+// TestGetRepliesInHexThatNearDupTakes: get gives an image record's PDQ hash
+// (and binary code) in hex, the form neardup takes: the hash from get finds
+// its own image at distance 0.
+func TestGetRepliesInHexThatNearDupTakes(t *testing.T) {
+	s := newHashStack(t, true)
+	ctx := context.Background()
+	ids := slices.Sorted(maps.Keys(s.pdqs))
+	id := ids[0]
+	pk := domain.PrimaryKey(id, domain.ModalityImage)
+	stored, err := s.ix.Get(ctx, []string{pk})
+	if err != nil || len(stored) != 1 || len(stored[0].Code) == 0 {
+		t.Fatalf("stored record %s: %+v %v", pk, stored, err)
+	}
+	got, err := s.cl.Get(ctx, &query.GetRequest{PKs: []string{pk}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.Records[0]
+	if r.PDQ != s.pdqs[id].String() || r.Code != hex.EncodeToString(stored[0].Code) || r.PDQQuality != s.qual[id] {
+		t.Fatalf("get %s: pdq %q code %q quality %d; want pdq %s, code %x, quality %d in hex",
+			pk, r.PDQ, r.Code, r.PDQQuality, s.pdqs[id], stored[0].Code, s.qual[id])
+	}
+	res, err := s.neardup(t, map[string]any{"pdq": r.PDQ, "max_distance": 0})
+	if err != nil {
+		t.Fatalf("neardup with the pdq get returned: %v", err)
+	}
+	if len(res.Matches) == 0 || res.Matches[0].PK != pk || *res.Matches[0].Distance != 0 {
+		t.Errorf("neardup with the pdq of %s: %+v", pk, res.Matches)
 	}
 }
 

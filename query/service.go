@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Encoder embeds query texts and images. *encoders.Model implements it.
@@ -226,6 +227,9 @@ func (s *Service) serve(name string, h func(context.Context, []byte) (any, error
 		s.respondErr(name, msg, e)
 		return e
 	}
+	if msg.Reply == "" {
+		return nil // a publish, not a request: nobody waits for an answer
+	}
 	if err := msg.Respond(b); err != nil {
 		s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
 	}
@@ -242,6 +246,7 @@ func (s *Service) respondErr(name string, msg *nats.Msg, err error) {
 		s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
 	}
 }
+
 
 // decodeStrict parses a JSON request, refusing unknown fields and trailing data.
 func decodeStrict(data []byte, v any) error {
@@ -262,13 +267,28 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
+// orDefault is *p, or def when the request did not give the field (absent or
+// null): request fields whose zero is not a valid value decode into a pointer,
+// so that an explicit 0 is refused rather than taken for "absent".
+func orDefault(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
 // ParseSearch decodes and validates a search request (exported for the fuzz test
 // and the HTTP gateway).
 func ParseSearch(data []byte) (*SearchRequest, error) {
-	var r SearchRequest
-	if err := decodeStrict(data, &r); err != nil {
+	var w struct {
+		SearchRequest
+		K *int `json:"k"` // shadows SearchRequest.K: absent (nil) is not 0
+	}
+	if err := decodeStrict(data, &w); err != nil {
 		return nil, err
 	}
+	r := w.SearchRequest
+	r.K = orDefault(w.K, DefaultK)
 	n := 0
 	for _, set := range []bool{r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0} {
 		if set {
@@ -294,9 +314,6 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	}
 	if len(r.Image) > MaxImageBytes {
 		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
-	}
-	if r.K == 0 {
-		r.K = DefaultK
 	}
 	if r.K < 1 || r.K > MaxK {
 		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)
@@ -337,9 +354,6 @@ func (s *Service) search(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.syncDeny(ctx); err != nil {
-		return nil, err
-	}
 	return s.cachedSearch(ctx, r, start, func(ctx context.Context) (*SearchResponse, error) { return s.searchUncached(ctx, r, start) })
 }
 
@@ -371,7 +385,11 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		if len(r.Vector) != s.d.Encoder.Dim() {
 			return nil, errorf(CodeBadRequest, "vector has %d dimensions, the model has %d", len(r.Vector), s.d.Encoder.Dim())
 		}
-		return normalize(r.Vector), nil
+		v := slices.Clone(r.Vector)
+		if !vecmath.Normalize(v) {
+			return nil, errorf(CodeBadRequest, "vector has no direction: it is all zeros, or its norm is not finite (NaN, Inf or overflow)")
+		}
+		return v, nil
 	case r.Text != "":
 		v, err := s.d.Encoder.EmbedTexts(ctx, []string{r.Text})
 		if err != nil {
@@ -400,22 +418,6 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		return nil, errorf(CodeInternal, "encode image: %v", err)
 	}
 	return v[0], nil
-}
-
-func normalize(v []float32) []float32 {
-	var s float32
-	for _, x := range v {
-		s += x * x
-	}
-	out := slices.Clone(v)
-	if s == 0 {
-		return out
-	}
-	inv := 1 / float32(sqrt(float64(s)))
-	for i := range out {
-		out[i] *= inv
-	}
-	return out
 }
 
 // searchTargets runs the query on one modality, or on each and merges by rank.
@@ -516,24 +518,36 @@ func MergeByRank(lists [][]domain.Hit, k int) []domain.Hit {
 	return out
 }
 
-func (s *Service) get(ctx context.Context, data []byte) (any, error) {
-	var r GetRequest
-	if err := decodeStrict(data, &r); err != nil {
+// ParseGet decodes and validates a get request, filling the default limit
+// (exported for the HTTP gateway and tests).
+func ParseGet(data []byte) (*GetRequest, error) {
+	var w struct {
+		GetRequest
+		Limit *int `json:"limit"` // shadows GetRequest.Limit: absent (nil) is not 0
+	}
+	if err := decodeStrict(data, &w); err != nil {
 		return nil, err
 	}
+	r := w.GetRequest
+	r.Limit = orDefault(w.Limit, DefaultGetLimit)
 	if len(r.PKs)+len(r.PostIDs) == 0 {
 		return nil, errorf(CodeBadRequest, "give pks or post_ids")
 	}
 	if len(r.PKs)+len(r.PostIDs)*3 > MaxK {
 		return nil, errorf(CodeBadRequest, "too many ids (at most %d records)", MaxK)
 	}
-	limit := r.Limit
-	switch {
-	case limit == 0:
-		limit = DefaultGetLimit
-	case limit < 0 || limit > MaxK:
-		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", limit, MaxK)
+	if r.Limit < 1 || r.Limit > MaxK {
+		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", r.Limit, MaxK)
 	}
+	return &r, nil
+}
+
+func (s *Service) get(ctx context.Context, data []byte) (any, error) {
+	r, err := ParseGet(data)
+	if err != nil {
+		return nil, err
+	}
+	limit := r.Limit
 	pks := slices.Clone(r.PKs)
 	for _, id := range r.PostIDs {
 		for _, m := range domain.Modalities {
@@ -561,7 +575,7 @@ func (s *Service) get(ctx context.Context, data []byte) (any, error) {
 	for i := len(pks) - 1; i >= from; i-- {
 		pos[pks[i]] = i
 	}
-	res := &GetResponse{Records: []domain.Record{}}
+	res := &GetResponse{Records: []Record{}}
 	for i := range recs {
 		if s.d.Deny.Denied(recs[i].PostID) {
 			continue
@@ -570,11 +584,10 @@ func (s *Service) get(ctx context.Context, data []byte) (any, error) {
 			res.NextCursor = strconv.Itoa(pos[recs[i].PK])
 			break
 		}
-		recs[i].Vector = nil
 		if !r.Thumbnails {
 			recs[i].Thumbnail = nil
 		}
-		res.Records = append(res.Records, recs[i])
+		res.Records = append(res.Records, recordReply(&recs[i]))
 	}
 	if len(res.Records) == 0 && r.Cursor == "" && res.NextCursor == "" {
 		return nil, errorf(CodeNotFound, "no record with those ids")

@@ -156,3 +156,37 @@ func TestCacheKey(t *testing.T) {
 		}
 	}
 }
+
+// A vector query without a direction (all zeros, or a norm that is not
+// finite) is a bad request, not hits at score 0.
+func TestVectorWithoutDirectionIs400(t *testing.T) {
+	_, js := testutil.ConnectJS(t, testutil.StartNATS(t, "").ClientURL())
+	deny, err := denylist.Open(context.Background(), js, denylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deny.Close)
+	s, err := New(Config{}, Deps{Index: stubIndex{}, Encoder: stubEncoder{}, Decode: func(context.Context, []byte) (DecodedImage, error) { return DecodedImage{}, nil }, Deny: deny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dim := stubEncoder{}.Dim()
+	zero := make([]float32, dim)
+	inf := make([]float32, dim)
+	inf[0] = float32(math.Inf(1))
+	for _, v := range [][]float32{zero, inf} {
+		_, err := s.queryVector(context.Background(), &SearchRequest{Vector: v})
+		if AsError(err).Code != CodeBadRequest {
+			t.Errorf("vector %v...: %v, want 400", v[:2], err)
+		}
+	}
+	// Components near float32's largest have a direction (the norm is
+	// accumulated in float64).
+	big := make([]float32, dim)
+	for i := range big {
+		big[i] = 3e38
+	}
+	if v, err := s.queryVector(context.Background(), &SearchRequest{Vector: big}); err != nil || math.Abs(float64(v[0])-0.5) > 1e-6 {
+		t.Errorf("vector of 3e38s: %v, %v; want it normalised to 0.5s", v, err)
+	}
+}

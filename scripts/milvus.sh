@@ -74,7 +74,9 @@ running_pid() {
 	pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
 	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
 	# Guard against a recycled pid: it must be the milvus binary of this data dir.
-	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$BIN" ]] || return 1
+	# /proc/PID/exe is the resolved path: compare it with BIN resolved too (a
+	# git worktree's .cache is often a symlink to the main checkout's).
+	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$BIN")" ]] || return 1
 	echo "$pid"
 }
 

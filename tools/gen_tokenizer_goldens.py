@@ -301,6 +301,145 @@ RAW = [b"\xff\xfe bad bytes", b"caf\xe9", b"trunc \xe2\x82", b"\xed\xa0\x80 surr
        b"\xe0\x80\xaf", b"\xf8\x88\x80\x80\x80"]
 
 
+# ---------------------------------------------------------------------------
+# Mark-heavy text: the same words in precomposed (NFC), decomposed (NFD) and
+# composite spelling. "Composite" is what Vietnamese keyboards in composite
+# mode and the Windows-1258 code page produce: the base letters with
+# circumflex, breve or horn are precomposed (â ê ô ă ơ ư, from Latin-1 and
+# Latin Extended) and the tone mark follows as a combining character.
+VIETNAMESE = [
+    "Tiếng Việt có dấu: Hà Nội, Đà Nẵng, Huế, Cần Thơ",
+    "Việt Nam là một quốc gia nằm ở phía đông bán đảo Đông Dương",
+    "Chúc mừng năm mới! Vạn sự như ý 🎉",
+    "Hôm nay trời đẹp quá, đi cà phê không?",
+    "Phở bò tái chín, bún chả, bánh mì thịt nướng",
+    "Người dân Sài Gòn đổ xổ ra đường xem pháo hoa",
+    "Tôi yêu tiếng nước tôi từ khi mới ra đời",
+    "Trường Đại học Bách khoa Hà Nội tuyển sinh năm 2024",
+    "Ảnh: cậu bé ngồi trên lưng trâu thổi sáo",
+    "Bộ trưởng Bộ Y tế phát biểu tại hội nghị",
+    "Mưa lũ ở miền Trung khiến hàng nghìn hộ dân bị ngập",
+    "Đội tuyển Việt Nam thắng 2-1 trước Thái Lan #AFFCup",
+    "quả ổi, quả ớt, quả ướt, ưởng ượng ửng ựa",
+    "Ễnh ương ộp oạp ngoài ruộng, ếch nhái ỉ ôi",
+    "Nguyễn Thị Minh Khai, Lê Lợi, Trần Hưng Đạo, Hồ Xuân Hương",
+    "ĐỊA CHỈ: SỐ 12 NGÕ 34 PHỐ HUẾ, QUẬN HAI BÀ TRƯNG",
+    "Cảm ơn bạn rất nhiều ❤️ hẹn gặp lại nhé",
+    "Những ngày nắng đẹp nhất là những ngày được ở bên em",
+    "Giá xăng tăng 5% từ 15 giờ chiều nay",
+    "Thời tiết: sáng sớm có sương mù, trưa nắng gắt",
+    "ặ ẳ ẵ ậ ẩ ẫ ệ ể ễ ộ ổ ỗ ợ ở ỡ ự ử ữ ỵ ỷ ỹ ị ỉ ĩ ọ ỏ ụ ủ ũ ạ ả ẹ ẻ ẽ",
+    "Ặ Ẳ Ẵ Ậ Ẩ Ẫ Ệ Ể Ễ Ộ Ổ Ỗ Ợ Ở Ỡ Ự Ử Ữ Ỵ Ỷ Ỹ Ị Ỉ Ĩ Ọ Ỏ Ụ Ủ Ũ Ạ Ả Ẹ Ẻ Ẽ",
+    "ằ ắ ầ ấ ề ế ồ ố ờ ớ ừ ứ ỳ ý ì í ò ó ù ú à á è é",
+    "@bao_moi: Tin nóng – Bão số 3 đổ bộ vào Quảng Ninh https://t.co/xYz",
+]
+
+YORUBA = [
+    "Ẹ kú àárọ̀, ṣé dáadáa ni?",
+    "Èdè Yorùbá jẹ́ èdè tí àwọn ènìyàn ń sọ ní Nàìjíríà",
+    "Ọjọ́ ìbí mi ni ọ̀la",
+    "Ilé-ẹ̀kọ́ gíga Ọbáfẹ́mi Awólọ́wọ̀",
+    "Ọlọ́run á bù kún ọ",
+    "Mo fẹ́ràn oúnjẹ ìbílẹ̀: ẹ̀wà, àmàlà, ẹ̀fọ́ rírò",
+    "ẸNI TÍ Ó BÁ MỌ̀ Ọ́",
+    "ọ̀rọ̀ ẹ̀rọ̀ ọ́ ọ̀ ẹ́ ẹ̀ ṣ̀ ń̄ m̀",
+]
+
+MARKS = [
+    # Igbo, Navajo, Lithuanian, pinyin, Cyrillic stress marks
+    "Ị̀gbò: Ụ̀lọ̀ akwụkwọ ọ̀hụ̀rụ̀, ọ́nụ̄",
+    "Diné bizaad: ą́ą́ ę́ę́ į́į́ ǫ́ǫ́ łééʼ, yáʼátʼééh",
+    "Lietuvių kalba: ą̃žuolas, ė́da, ų̃, į̃, rañkos",
+    "Hànyǔ pīnyīn: lǜsè, nǚrén, lüè, Lǘ, lǚ, lǜ",
+    "сло́во, моло́ко, учи́тельница, й и\u0306 ё е\u0308",
+    # Polytonic Greek
+    "Ἐν ἀρχῇ ἦν ὁ λόγος, καὶ ὁ λόγος ἦν πρὸς τὸν θεόν",
+    "ᾅδης ᾯ ῷ ᾀ ᾗ Ἄι",
+    # Hebrew with niqqud and cantillation, Arabic with harakat
+    "בְּרֵאשִׁית בָּרָא אֱלֹהִים אֵת הַשָּׁמַיִם וְאֵת הָאָרֶץ",
+    "שָׁלוֹם עֲלֵיכֶם, מַה־נִּשְׁמָע?",
+    "بِسْمِ ٱللَّٰهِ ٱلرَّحْمَٰنِ ٱلرَّحِيمِ",
+    "اَلْعَرَبِيَّةُ لُغَةٌ جَمِيلَةٌ",
+    # Indic: nukta letters (composition exclusions), two-part vowel signs
+    "क़लम ख़बर ग़ज़ल ज़रूर फ़िल्म ड़ ढ़ य़",
+    "ক\u09c7\u09be ক\u09c7\u09d7 কো কৌ য\u09bc",
+    "க\u0bc6\u0bbe க\u0bc7\u0bbe க\u0bc6\u0bd7 கொ கோ கௌ",
+    "ക\u0d46\u0d3e ക\u0d47\u0d3e ക\u0d46\u0d57 കൊ കോ കൌ",
+    "ଓଡ଼ିଆ କ\u0b47\u0b3e କ\u0b47\u0b56 କ\u0b47\u0b57",
+    "ಕ\u0cbf\u0cd5 ಕ\u0cc6\u0cc2 ಕ\u0cc6\u0cc2\u0cd5",
+    "සිංහල ක\u0dd9\u0dca ක\u0dd9\u0dcf ක\u0dd9\u0dcf\u0dca",
+    # Thai, Lao, Tibetan, Burmese, Khmer: stacked vowel and tone marks
+    "ทุ่งนา ทุ\u0e48ง ท\u0e48\u0e38ง น้ำ ก็ ปั้น",
+    "ພາສາລາວ ນ\u0ec9\u0eb3",
+    "བོད་ཡིག་ ཀྲ ཀླ ༀ མ\u0f71\u0f72 མ\u0f72\u0f71",
+    "မြန်မာဘာသာ ကျွန်ုပ်",
+    "ភាសាខ្មែរ ស្រី",
+    # Hangul conjoining jamo, Japanese voiced marks
+    "\u1112\u1161\u11ab\u1100\u1173\u11af \u1112\u1161\u11ab\u1100\u1173\u11af",
+    "か\u3099き\u3099 は\u309a ヒ\u309a ウ\u3099 ゔ が",
+    # Zalgo and long mark runs
+    "Z\u0338\u0321\u0322\u0353a\u0337\u0315\u031bl\u0335\u0327g\u0336\u0350o\u0334\u0345 text",
+    "e" + "\u0301\u0323\u0302\u0303\u0330\u0331" * 5 + " stacked",
+    "a\u0345\u0301\u0313 \u03b1\u0313\u0301\u0345 \u03b1\u0345\u0313\u0301",
+    "A\u0328\u0301 \u00c1\u0328 \u0104\u0301 E\u0327\u0306 \u0228\u0306 \u0114\u0327",
+]
+
+
+def vietnamese_composite(text):
+    """Windows-1258 style: tone marks (grave, acute, tilde, hook above, dot
+    below) stay combining; every other mark is precomposed with its base."""
+    import unicodedata
+    tones = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
+    out = []
+    for ch in text:
+        d = unicodedata.normalize("NFD", ch)
+        base = "".join(c for c in d if c not in tones)
+        out.append(unicodedata.normalize("NFC", base) + "".join(c for c in d if c in tones))
+    return "".join(out)
+
+
+def mark_heavy():
+    import unicodedata
+    out = []
+    for t in VIETNAMESE:
+        comp = vietnamese_composite(t)
+        try:  # round trip through the code page, as text read from a Windows-1258 file
+            comp1258 = comp.encode("cp1258").decode("cp1258")
+            assert comp1258 == comp
+        except UnicodeEncodeError:
+            pass  # emoji and the like: no code page byte
+        out += [("vietnamese", unicodedata.normalize("NFC", t)), ("vietnamese", unicodedata.normalize("NFD", t)),
+                ("vietnamese", comp)]
+    # A whole Windows-1258 file decoded, and UTF-8 bytes decoded as Windows-1258 (mojibake).
+    doc = "\n".join(vietnamese_composite(t) for t in VIETNAMESE[:8] if "\U0001f389" not in t)
+    out.append(("vietnamese", doc.encode("cp1258").decode("cp1258")))
+    out.append(("vietnamese", VIETNAMESE[0].encode("utf-8").decode("cp1258", "replace")))
+    for t in YORUBA:
+        nfc_t = unicodedata.normalize("NFC", t)
+        out += [("yoruba", nfc_t), ("yoruba", unicodedata.normalize("NFD", t))]
+        # As typed on a Latin-1 keyboard: the accented vowel precomposed, then
+        # the dot below (é + U+0323 for ẹ́).
+        accent_first = []
+        for c in unicodedata.normalize("NFD", t):
+            if accent_first and c in ("\u0300", "\u0301") and accent_first[-1] == "\u0323":
+                accent_first.pop()
+                accent_first[-1] = unicodedata.normalize("NFC", accent_first[-1] + c)
+                accent_first.append("\u0323")
+            else:
+                accent_first.append(c)
+        out.append(("yoruba", "".join(accent_first)))
+        # Some orthographies write the vertical line below (U+0329) instead of the dot.
+        out.append(("yoruba", unicodedata.normalize("NFD", t).replace("\u0323", "\u0329")))
+    for t in MARKS:
+        out += [("marks", t), ("marks", unicodedata.normalize("NFD", t)), ("marks", unicodedata.normalize("NFC", t))]
+    seen, uniq = set(), []
+    for cat, t in out:
+        if t not in seen:
+            seen.add(t)
+            uniq.append((cat, t))
+    return uniq
+
+
 def main():
     rng = random.Random(20240607)
     corpus = []
@@ -313,6 +452,7 @@ def main():
     corpus += [("mojibake", t) for t in mojibake(rng)]
     corpus += [("extra", t) for t in EXTRA]
     corpus += [("random", t) for t in random_unicode(rng)]
+    corpus += mark_heavy()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     counts = {}
     with open(OUT, "w", encoding="utf-8") as f:

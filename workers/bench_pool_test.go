@@ -41,6 +41,7 @@ import (
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -276,6 +277,9 @@ func loadBenchModel(b *testing.B, dir string, opt encoders.Options) *encoders.Mo
 	b.Helper()
 	m, err := encoders.Load(dir, opt)
 	if err != nil {
+		if errors.Is(err, encoders.ErrORTNotFound) {
+			testutil.Unavailable(b, "ONNX Runtime library", "%v", err)
+		}
 		b.Fatalf("load %s: %v", dir, err)
 	}
 	b.Cleanup(func() { m.Close() })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,31 +131,52 @@ func TestDenyListOutageFailsClosed(t *testing.T) {
 	}
 }
 
-// unorderedSink drops the versions, so only the pipeline's own ordering keeps
-// an older version from overwriting a newer one.
-type unorderedSink struct{ domain.Writer }
-
-func (s unorderedSink) Apply(ctx context.Context, chs []domain.Change) ([]domain.Outcome, error) {
-	cp := make([]domain.Change, len(chs))
-	copy(cp, chs)
-	for i := range cp {
-		cp[i].Seq = 0
-	}
-	return s.Writer.Apply(ctx, cp)
+// overlapSink records every post that one Apply carried while another Apply
+// carrying the same post was still running.
+type overlapSink struct {
+	domain.Writer
+	mu       sync.Mutex
+	inFlight map[string]int
+	overlaps []string
 }
 
-// Several writes in flight at once never reorder the versions of one post.
+func (s *overlapSink) Apply(ctx context.Context, chs []domain.Change) ([]domain.Outcome, error) {
+	s.mu.Lock()
+	for _, c := range chs {
+		if s.inFlight[c.PostID] > 0 {
+			s.overlaps = append(s.overlaps, c.PostID)
+		}
+		s.inFlight[c.PostID]++
+	}
+	s.mu.Unlock()
+	time.Sleep(5 * time.Millisecond) // writes that take a while, as Milvus rounds do
+	out, err := s.Writer.Apply(ctx, chs)
+	s.mu.Lock()
+	for _, c := range chs {
+		s.inFlight[c.PostID]--
+	}
+	s.mu.Unlock()
+	return out, err
+}
+
+// Several writes in flight at once never carry two versions of one post at
+// the same time, so versions are written in fetch order whatever the sink's
+// own version checks.
 func TestConcurrentWritersKeepVersionOrder(t *testing.T) {
 	e := newEnv(t)
 	const posts, versions = 30, 4
-	for v := range versions {
-		for i := range posts {
+	for i := range posts { // a post's versions one after the other: they share fetches
+		for v := range versions {
 			id := fmt.Sprint("p", i)
 			e.publish(t, id, post(id, fmt.Sprintf("version %d", v), nil))
 		}
 	}
-	p := newPipeline(t, e, unorderedSink{e.ix}, nil, workers.Config{BatchSize: 4, Writers: 4, MaxInFlight: 64})
+	sink := &overlapSink{Writer: e.ix, inFlight: map[string]int{}}
+	p := newPipeline(t, e, sink, nil, workers.Config{BatchSize: 4, Writers: 4, MaxInFlight: 64})
 	runUntil(t, p, func() bool { return e.allAcked(t) })
+	if len(sink.overlaps) > 0 {
+		t.Fatalf("versions of one post written at once: %v", sink.overlaps)
+	}
 	for i := range posts {
 		recs, _ := e.ix.Get(context.Background(), []string{fmt.Sprintf("p%d#text", i)})
 		if len(recs) != 1 || recs[0].Text != fmt.Sprintf("version %d", versions-1) {

@@ -44,7 +44,7 @@ func TestMediaStageOneDecode(t *testing.T) {
 		d.HashInput, d.Mode = hashIn, "fast-test"
 		return d, nil
 	}
-	p, err := workers.New(workers.Config{FetchWait: 20 * time.Millisecond}, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix,
+	p, err := workers.New(workers.Config{FetchWait: 20 * time.Millisecond}, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix, Deny: e.deny,
 		Embedder: e.model, Decode: dec,
 		Thumbnail: func(img image.Image) []byte {
 			mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Embedder turns texts and decoded images into L2-normalised vectors.
@@ -33,11 +33,11 @@ type Fetcher interface {
 	Fetch(ctx context.Context, url string) ([]byte, error)
 }
 
-// Hasher computes the binary code of a vector and the perceptual hash of an image.
-// Either function may be nil.
+// Hasher computes the perceptual hash of an image (nil: none). Binary codes
+// of vectors are the index's business (sink/embedded and sink/milvus code
+// records with the model's coder).
 type Hasher struct {
-	Code func(vec []float32) []byte
-	PDQ  func(img image.Image) (hash []byte, quality int)
+	PDQ func(img image.Image) (hash []byte, quality int)
 }
 
 // Decoded is an image decoded for the media stage.
@@ -410,11 +410,8 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 		r := base
 		r.Modality = m
 		r.PK = domain.PrimaryKey(post.ID, m)
-		r.Vector = normalized(vec)
+		r.Vector = vec // the Embedder's vectors are L2-normalised (its contract)
 		r.Thumbnail = thumb
-		if p.hash.Code != nil {
-			r.Code = p.hash.Code(r.Vector)
-		}
 		return r
 	}
 	var out []domain.Record
@@ -428,30 +425,9 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 		out = append(out, r)
 	}
 	if it.txtVec != nil && it.imgVec != nil {
-		sum := make([]float32, len(it.imgVec))
-		for i := range sum {
-			sum[i] = it.imgVec[i] + it.txtVec[i]
-		}
-		r := mk(domain.ModalityFused, sum)
+		r := mk(domain.ModalityFused, vecmath.Fuse(it.imgVec, it.txtVec))
 		r.Preprocess = it.mode
 		out = append(out, r)
-	}
-	return out
-}
-
-// normalized returns an L2-normalised copy of v (whatever the model returned).
-func normalized(v []float32) []float32 {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	out := make([]float32, len(v))
-	if s == 0 {
-		return out
-	}
-	inv := float32(1 / math.Sqrt(s))
-	for i, x := range v {
-		out[i] = x * inv
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -28,6 +29,11 @@ import (
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
+
+// testAckWait is the ack wait of the test stream: short, so that a message the
+// pipeline lost is redelivered within a test's patience. newPipeline keeps
+// messages in flight alive at a third of it, as xmodal run does.
+const testAckWait = 2 * time.Second
 
 type env struct {
 	js    jetstream.JetStream
@@ -69,16 +75,20 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: 2 * time.Second})
+	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: testAckWait})
 	if err != nil {
 		t.Fatal(err)
 	}
-	model, err := encoders.Load("../testdata/models/parity", encoders.Options{})
+	quiet := slog.New(slog.DiscardHandler) // load-time INFO lines would break benchmark output lines
+	model, err := encoders.Load("../testdata/models/parity", encoders.Options{Logger: quiet})
 	if err != nil {
-		t.Fatalf("load the parity model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
+		if errors.Is(err, encoders.ErrORTNotFound) {
+			testutil.Unavailable(t, "ONNX Runtime library", "%v", err)
+		}
+		t.Fatalf("load the parity model: %v", err)
 	}
 	t.Cleanup(func() { model.Close() })
-	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim()})
+	ix, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: model.Dim(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +221,9 @@ func newPipeline(t *testing.T, e *env, sink domain.Writer, emb workers.Embedder,
 	}
 	if cfg.FetchWait == 0 {
 		cfg.FetchWait = 20 * time.Millisecond
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = testAckWait / 3
 	}
 	p, err := workers.New(cfg, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: sink, Deny: e.deny, Embedder: emb, Decode: decode})
 	if err != nil {

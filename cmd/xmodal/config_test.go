@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 )
 
 func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
@@ -76,12 +77,73 @@ func TestConfigRefusesBadInput(t *testing.T) {
 	}
 }
 
+// yamlKeys lists the dotted keys of every leaf of the YAML the configuration
+// marshals to: a walk of its own over what the yaml package sees, independent
+// of leaves(), which the reference, the env names and the flags all use.
+func yamlKeys(t *testing.T, c *Config) []string {
+	t.Helper()
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i].Value, n.Content[i+1]
+			if prefix != "" {
+				k = prefix + "." + k
+			}
+			if v.Kind == yaml.MappingNode {
+				walk(v, k)
+				continue
+			}
+			keys = append(keys, k)
+		}
+	}
+	walk(root.Content[0], "")
+	return keys
+}
+
+// TestConfigReferenceListsEveryKey: every key of the configuration file has a
+// row in the reference with its env name and flag, and is a flag of the
+// commands; the keys come from the YAML encoding, not from the list the
+// reference itself is printed from.
 func TestConfigReferenceListsEveryKey(t *testing.T) {
 	var b strings.Builder
 	printReference(&b)
-	for _, l := range leaves(DefaultConfig()) {
-		if !strings.Contains(b.String(), "`"+l.key+"`") || !strings.Contains(b.String(), l.env()) {
-			t.Errorf("reference lacks %s", l.key)
+	rows := map[string]string{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if cells := strings.Split(line, " | "); len(cells) > 3 && strings.HasPrefix(cells[0], "| `") {
+			rows[strings.Trim(cells[0], "| `")] = line
 		}
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	configFlags(fs)
+	keys := yamlKeys(t, DefaultConfig())
+	if len(keys) < 80 {
+		t.Fatalf("only %d keys in the YAML encoding of the configuration", len(keys))
+	}
+	for _, key := range keys {
+		env := "XMODAL_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
+		flag := strings.NewReplacer(".", "-", "_", "-").Replace(key)
+		row, ok := rows[key]
+		switch {
+		case !ok:
+			t.Errorf("reference lacks %s", key)
+		case !strings.Contains(row, "`"+env+"`") || !strings.Contains(row, "`--"+flag+"`"):
+			t.Errorf("reference row of %s does not name %s and --%s: %s", key, env, flag, row)
+		}
+		if fs.Lookup(flag) == nil {
+			t.Errorf("no flag --%s for %s", flag, key)
+		}
+		delete(rows, key)
+	}
+	for key := range rows {
+		t.Errorf("reference lists %s, which is not a key of the configuration file", key)
 	}
 }

@@ -59,7 +59,14 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 
 func startChild(t *testing.T, dataDir, listen string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--model", "testdata/models/parity", "--data-dir", dataDir, "--nats-listen", listen, "--http-listen", "",
+	return startChildHTTP(t, dataDir, listen, "", env...)
+}
+
+// startChildHTTP is startChild with http.listen set (/metrics), "" for none.
+func startChildHTTP(t *testing.T, dataDir, listen, httpListen string, env ...string) *child {
+	t.Helper()
+	requireORT(t)
+	cmd := exec.Command(os.Args[0], "run", "--model", "testdata/models/parity", "--data-dir", dataDir, "--nats-listen", listen, "--http-listen", httpListen,
 		"--ingest-batch-size", "8", "--ingest-fetch-wait", "20ms", "--ingest-ack-wait", "2s", "--log-level", "warn")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), append([]string{"XMODAL_TEST_MAIN=1"}, env...)...)

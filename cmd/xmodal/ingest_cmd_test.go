@@ -209,6 +209,7 @@ func TestFileSourceCheckpoint(t *testing.T) {
 // combined output.
 func runXmodal(t *testing.T, timeout time.Duration, env []string, args ...string) (string, error) {
 	t.Helper()
+	requireORT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)

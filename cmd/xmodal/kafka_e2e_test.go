@@ -40,6 +40,7 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
 
@@ -153,7 +154,7 @@ func startKafka(t testing.TB) *kafkaBroker {
 	if out, err := b.script(10*time.Minute, "start"); err != nil {
 		b.script(time.Minute, "stop")
 		os.RemoveAll(b.data)
-		t.Fatalf("Kafka broker unavailable: `scripts/kafka.sh start` (ports %d, %d, %d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s",
+		testutil.Unavailable(t, "Kafka broker", "`scripts/kafka.sh start` (ports %d, %d, %d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s",
 			b.port, b.saslPort, b.ctrlPort, err, out)
 	}
 	t.Logf("Kafka broker on %s (SASL %s) started in %v", b.plain(), b.sasl(), time.Since(t0).Round(time.Millisecond))
@@ -736,6 +737,7 @@ type indexerOpts struct {
 // into the embedded index under dir, with the parity model.
 func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	t.Helper()
+	requireORT(t)
 	if o.httpListen == "" {
 		o.httpListen = e2eFreePort(t)
 	}

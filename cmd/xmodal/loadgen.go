@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -26,6 +25,7 @@ import (
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/vecmath"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -110,21 +110,6 @@ Text encoding (the model's text tower, one text at a time) is timed separately.`
 	return c
 }
 
-func randUnit(r *rand.Rand, dim int) []float32 {
-	v := make([]float32, dim)
-	var n float64
-	for i := range v {
-		x := r.NormFloat64()
-		v[i] = float32(x)
-		n += x * x
-	}
-	inv := float32(1 / math.Sqrt(n))
-	for i := range v {
-		v[i] *= inv
-	}
-	return v
-}
-
 func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir, err := os.MkdirTemp("", "xmodal-loadgen-")
@@ -192,7 +177,7 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 			id := "p" + strconv.Itoa(j)
 			chs = append(chs, domain.Change{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityImage),
 				PostID: id, Modality: domain.ModalityImage, Author: "a" + strconv.Itoa(j%1000),
-				CreatedAt: time.Unix(1.7e9+int64(j), 0).UTC(), Vector: randUnit(r, dim), Text: "record " + id}}})
+				CreatedAt: time.Unix(1.7e9+int64(j), 0).UTC(), Vector: vecmath.RandomUnit(r, dim), Text: "record " + id}}})
 		}
 		if _, err := ix.Apply(ctx, chs); err != nil {
 			return err
@@ -267,7 +252,7 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 		qr := rand.New(rand.NewPCG(o.Seed, 99))
 		fixed := make([][]float32, 64)
 		for i := range fixed {
-			fixed[i] = randUnit(qr, dim)
+			fixed[i] = vecmath.RandomUnit(qr, dim)
 		}
 		var mu sync.Mutex
 		next := func(i int) []float32 {
@@ -276,7 +261,7 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			return randUnit(qr, dim)
+			return vecmath.RandomUnit(qr, dim)
 		}
 		if strings.HasPrefix(mode, "cached") { // warm the cache
 			for i := range fixed {

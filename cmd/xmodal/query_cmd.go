@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,8 +270,8 @@ func getCmd() *cobra.Command {
 		Use:   "get POST_ID...",
 		Short: "Print the indexed records of posts (xmodal.v1.get)",
 		Long: `Prints every record (one per modality) of the named posts: modality, author,
-created_at, labels, model version, preprocessing, PDQ hash and quality, media URL
-and text. --pk names records by primary key (post id#modality) instead. A post
+created_at, labels, model version, PDQ hash (hex, as neardup --pdq takes it) and
+quality, media URL and text. --pk names records by primary key (post id#modality) instead. A post
 that is not indexed (never was, dead-lettered, or taken down) is reported.`,
 		Example: `  xmodal get post-demo-000001
   xmodal get --json post-demo-000001 post-demo-000002`,
@@ -288,7 +287,7 @@ that is not indexed (never was, dead-lettered, or taken down) is reported.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			req := &query.GetRequest{PostIDs: args, PKs: pks, Thumbnails: thumbs}
-			var recs []domain.Record
+			var recs []query.Record
 			for {
 				res, err := cl.Get(ctx, req)
 				var qe *query.Error
@@ -311,13 +310,9 @@ that is not indexed (never was, dead-lettered, or taken down) is reported.`,
 			found := map[string]bool{}
 			for _, r := range recs {
 				found[r.PostID] = true
-				fmt.Fprintf(out, "%s\n  author %s, created_at %s, labels %s, model %s", r.PK, r.Author, timeCol(r.CreatedAt), labelsCol(r.Labels), r.ModelVersion)
-				if r.Preprocess != "" {
-					fmt.Fprintf(out, ", preprocess %s", r.Preprocess)
-				}
-				fmt.Fprintln(out)
-				if len(r.PDQ) > 0 {
-					fmt.Fprintf(out, "  pdq %s (quality %d)\n", hex.EncodeToString(r.PDQ), r.PDQQuality)
+				fmt.Fprintf(out, "%s\n  author %s, created_at %s, labels %s, model %s\n", r.PK, r.Author, timeCol(r.CreatedAt), labelsCol(r.Labels), r.ModelVersion)
+				if r.PDQ != "" {
+					fmt.Fprintf(out, "  pdq %s (quality %d)\n", r.PDQ, r.PDQQuality)
 				}
 				if r.MediaURL != "" {
 					fmt.Fprintf(out, "  media %s\n", r.MediaURL)

@@ -258,7 +258,11 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	if coder != nil {
 		bits = coder.Bits()
 	}
-	ix, err := milvus.Open(ctx, cfg.milvusOptions(a.role, a.model.Dim(), a.model.Version(), bits, a.log))
+	mo := cfg.milvusOptions(a.role, a.model.Dim(), a.model.Version(), bits, a.log)
+	if coder != nil {
+		mo.Coder = coder // records are coded by the index, as the embedded index does
+	}
+	ix, err := milvus.Open(ctx, mo)
 	if err != nil {
 		var se *milvus.SchemaError
 		switch {
@@ -275,28 +279,7 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	a.ix = ix
 	a.milvus = ix
 	a.indexDesc = fmt.Sprintf("milvus %s (server %s, collection %s, layout %s)", cfg.Milvus.Address, ix.ServerVersion(), ix.Collection(), ix.Layout())
-	if coder == nil {
-		return ix, nil
-	}
-	return &codingWriter{Writer: ix, coder: coder}, nil
-}
-
-// codingWriter sets the binary code of every record that has none.
-type codingWriter struct {
-	domain.Writer
-	coder *hash.Coder
-}
-
-func (w *codingWriter) Apply(ctx context.Context, changes []domain.Change) ([]domain.Outcome, error) {
-	for i := range changes {
-		for j := range changes[i].Records {
-			r := &changes[i].Records[j]
-			if len(r.Code) == 0 && len(r.Vector) > 0 {
-				r.Code = w.coder.Code(r.Vector, r.Modality)
-			}
-		}
-	}
-	return w.Writer.Apply(ctx, changes)
+	return ix, nil
 }
 
 // version is set at link time (scripts/build.sh: -ldflags "-X main.version=...").

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,9 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/xmodal/xmodal/domain"
-	"github.com/xmodal/xmodal/encoders/hash"
 )
 
 // TestRolesRefuseBadConfig: an invalid or contradictory configuration, or a role
@@ -166,39 +162,3 @@ func TestMilvusUnreachableNamesTheKey(t *testing.T) {
 		t.Errorf("last line %q; want one naming milvus.address and the address", last)
 	}
 }
-
-// TestCodingWriterCodesRecords: records written to Milvus carry the coder's
-// binary codes (the embedded index codes records itself).
-func TestCodingWriterCodesRecords(t *testing.T) {
-	coder, err := hash.NewSimHash("m@1", 64, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recordingWriter{}
-	w := &codingWriter{Writer: rec, coder: coder}
-	vec := make([]float32, 64)
-	vec[3] = 1
-	_, err = w.Apply(context.Background(), []domain.Change{{PostID: "p", Records: []domain.Record{
-		{PK: "p#text", Modality: domain.ModalityText, Vector: vec},
-		{PK: "p#image", Modality: domain.ModalityImage, Vector: vec, Code: []byte{1, 2, 3, 4, 5, 6, 7, 8}},
-	}}, {PostID: "q", Delete: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := rec.changes[0].Records
-	if want := coder.Code(vec, domain.ModalityText); !bytes.Equal(got[0].Code, want) {
-		t.Errorf("code %x, want %x", got[0].Code, want)
-	}
-	if !bytes.Equal(got[1].Code, []byte{1, 2, 3, 4, 5, 6, 7, 8}) {
-		t.Error("an existing code was replaced")
-	}
-}
-
-type recordingWriter struct{ changes []domain.Change }
-
-func (r *recordingWriter) Apply(_ context.Context, chs []domain.Change) ([]domain.Outcome, error) {
-	r.changes = append(r.changes, chs...)
-	return make([]domain.Outcome, len(chs)), nil
-}
-
-func (r *recordingWriter) IsDenied(context.Context, string) (bool, error) { return false, nil }

@@ -27,10 +27,12 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query/client"
 )
 
-// chromiumPath finds Debian's chromium; the test fails (not skips) without it.
+// chromiumPath finds Debian's chromium; without it the test ends through
+// testutil.Unavailable (a failure under CI=true).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -38,7 +40,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatal("chromium not found on PATH: the search page test drives headless Chromium (apt-get install -y chromium)")
+	testutil.Unavailable(t, "Chromium", "chromium not found on PATH: the search page test drives headless Chromium (scripts/deps.sh, or apt-get install -y chromium)")
 	return ""
 }
 
@@ -56,6 +58,7 @@ func (b *syncBuffer) text() string {
 // returns the page's base URL, the app and its log.
 func startWebApp(t *testing.T) (string, *app, *syncBuffer, []domain.Post) {
 	t.Helper()
+	requireORT(t)
 	root := repoRoot(t)
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()

@@ -29,6 +29,7 @@ package pdq
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/bits"
 )
@@ -63,15 +64,19 @@ func (h *Hash) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// ErrMalformedHash is wrapped by ParseHex's errors (match it with errors.Is).
+var ErrMalformedHash = errors.New("pdq: malformed hash")
+
 // ParseHex parses the 64-character hex form (either case). An input of the
-// wrong length or with a non-hex character is an error naming the value.
+// wrong length or with a non-hex character is an error naming the value that
+// wraps ErrMalformedHash.
 func ParseHex(s string) (Hash, error) {
 	var h Hash
 	if len(s) != HexLen {
-		return h, fmt.Errorf("pdq: malformed hash %s: length %d, want %d hex characters", quote(s), len(s), HexLen)
+		return h, fmt.Errorf("%w %s: length %d, want %d hex characters", ErrMalformedHash, quote(s), len(s), HexLen)
 	}
 	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
-		return Hash{}, fmt.Errorf("pdq: malformed hash %s: %v", quote(s), err)
+		return Hash{}, fmt.Errorf("%w %s: %v", ErrMalformedHash, quote(s), err)
 	}
 	return h, nil
 }

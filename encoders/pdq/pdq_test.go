@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -779,6 +780,9 @@ func TestParseHex(t *testing.T) {
 				}
 				if !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
 					t.Errorf("error %q does not name the value %q", err, tt.in)
+				}
+				if !errors.Is(err, ErrMalformedHash) {
+					t.Errorf("error %q does not wrap ErrMalformedHash", err)
 				}
 				if h != (Hash{}) {
 					t.Errorf("non-zero hash with error")

@@ -196,8 +196,11 @@ const (
 	hangulSCount = hangulLCount * hangulNCount
 )
 
-// nfcFastBelow: no character below it has a decomposition, a non-zero
-// combining class or can compose with its predecessor (checked in tests).
+// nfcFastBelow: no character below it has a non-zero combining class, is
+// NFC_Quick_Check No or Maybe (checked in tests), so a text of such characters
+// is already NFC. Many of them still have a canonical decomposition (U+00C0
+// to U+02DD: ê is e + U+0302), which nfc must apply when a combining mark
+// follows: ê + U+0323 reorders to e + U+0323 + U+0302 and composes to ệ.
 const nfcFastBelow = 0x300
 
 func ccc(r rune) uint8 {
@@ -240,14 +243,14 @@ func nfc(s string) string {
 			if t := si % hangulTCount; t != 0 {
 				buf = append(buf, hangulTBase+t)
 			}
-		case r >= nfcFastBelow:
+		case r < 0xC0: // the first character with a decomposition is U+00C0
+			buf = append(buf, r)
+		default:
 			if d, ok := decompMap[r]; ok {
 				buf = append(buf, []rune(d)...)
 			} else {
 				buf = append(buf, r)
 			}
-		default:
-			buf = append(buf, r)
 		}
 	}
 	// Canonical ordering: stable sort of each run of non-starters by class.

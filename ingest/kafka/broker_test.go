@@ -96,7 +96,7 @@ func (b *testBroker) need(t testing.TB) string {
 		os.WriteFile(mark, nil, 0o644)
 	})
 	if b.err != nil {
-		t.Fatalf("Kafka broker unavailable: `scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v",
+		testutil.Unavailable(t, "Kafka broker", "`scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v",
 			b.port, b.err)
 	}
 	return b.plain()

@@ -621,15 +621,36 @@ func TestContextCancellation(t *testing.T) {
 		}
 	})
 	t.Run("waiting for a slot", func(t *testing.T) {
+		// A server of its own that counts arrivals: the second fetch must end
+		// while queued for the host's only slot, never reaching the server (a
+		// fetch in flight to this server would end with DeadlineExceeded too).
+		arrived := make(chan struct{}, 8)
+		var requests atomic.Int32
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			arrived <- struct{}{}
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		defer slow.Close()
 		hold, cancelHold := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); _, _ = f.Fetch(hold, srv.URL) }() // takes the only slot
-		time.Sleep(50 * time.Millisecond)
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		go func() { defer close(done); _, _ = f.Fetch(hold, slow.URL) }() // takes the only slot
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first fetch never reached the server")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		_, err := f.Fetch(ctx, srv.URL)
+		_, err := f.Fetch(ctx, slow.URL)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err %v, want context.DeadlineExceeded", err)
+		}
+		if n := requests.Load(); n != 1 {
+			t.Errorf("the server saw %d requests while the host's only slot was taken, want 1: PerHost 1 did not hold the second fetch back", n)
 		}
 		cancelHold()
 		<-done

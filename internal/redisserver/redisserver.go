@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -175,21 +174,6 @@ func Version() string {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Scan()
 	return strings.TrimSpace(sc.Text())
-}
-
-// StartT starts a server for a test and stops it at cleanup; a missing
-// redis-server fails the test, naming it.
-func StartT(t testing.TB, opt Options) *Server {
-	t.Helper()
-	if opt.Dir == "" {
-		opt.Dir = t.TempDir()
-	}
-	s, err := Start(opt)
-	if err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 func freePort() (int, error) {

@@ -447,6 +447,11 @@ func (f *Follower) reload(next uint64) error {
 // cannot be established before ctx ends: fail closed.
 func (f *Follower) Sync(ctx context.Context) error {
 	f.syncs.Add(1)
+	if nc := f.js.Conn(); nc != nil && !nc.IsConnected() {
+		// A request now would wait in the reconnect buffer until it times out.
+		f.syncFails.Add(1)
+		return fmt.Errorf("%w: %s: not connected to NATS (%s)", ErrBehind, f.cfg.Name, nc.Status())
+	}
 	last, err := f.lastSeq(ctx)
 	if err != nil {
 		f.syncFails.Add(1)

@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -13,7 +12,7 @@ import (
 
 // StartNATS starts an embedded NATS server with JetStream stored under dir
 // (t.TempDir() when empty) on a free loopback port; it stops with the test.
-func StartNATS(t testing.TB, dir string) *server.Server {
+func StartNATS(t T, dir string) *server.Server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -28,7 +27,7 @@ func StartNATS(t testing.TB, dir string) *server.Server {
 
 // ConnectJS connects to url (reconnecting forever, as the product does) and
 // returns the connection and its JetStream context; both close with the test.
-func ConnectJS(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+func ConnectJS(t T, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {

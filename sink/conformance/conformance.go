@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Dim is the dimension the suite opens indexes with; CodeBits the code length its
@@ -85,18 +86,7 @@ func Code(v []float32) []byte {
 }
 
 // Unit returns a deterministic unit vector.
-func Unit(r *rand.Rand) []float32 {
-	v := make([]float32, Dim)
-	var n float64
-	for i := range v {
-		v[i] = float32(r.NormFloat64())
-		n += float64(v[i]) * float64(v[i])
-	}
-	for i := range v {
-		v[i] = float32(float64(v[i]) / math.Sqrt(n))
-	}
-	return v
-}
+func Unit(r *rand.Rand) []float32 { return vecmath.RandomUnit(r, Dim) }
 
 // Record builds a record of the suite's shape.
 func Record(post string, m domain.Modality, vec []float32, author string, at time.Time, labels []string) domain.Record {

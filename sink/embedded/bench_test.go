@@ -113,3 +113,38 @@ func BenchmarkNearDup(b *testing.B) {
 	}
 	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N)/100_000, "cpu-ns/record")
 }
+
+// benchLoad fills segment m with records r0000000... over vecs (shared, not
+// copied) and their codes, bypassing the store (benchmarks only).
+func (ix *Index) benchLoad(m domain.Modality, vecs []float32, codes []byte, bits int) {
+	ix.mu.Lock()
+	si := segIndex(m)
+	n := len(vecs) / ix.dim
+	s := &segment{mod: m, vecs: vecs, recs: make([]*domain.Record, n), pkKey: make([]uint64, n)}
+	recs := make([]domain.Record, n)
+	for i := range recs {
+		id := fmt.Sprintf("post-%07d", i)
+		recs[i] = domain.Record{PK: domain.PrimaryKey(id, m), PostID: id, Modality: m}
+		s.recs[i] = &recs[i]
+		s.setKey(i)
+		ix.slotOf[recs[i].PK] = loc{seg: uint8(si), pos: int32(i)}
+	}
+	ix.segs[si] = s
+	ix.mu.Unlock()
+	ix.benchCodes(m, codes, bits)
+}
+
+// benchCodes replaces the codes of segment m (benchmarks only).
+func (ix *Index) benchCodes(m domain.Modality, codes []byte, bits int) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	s := ix.segs[segIndex(m)]
+	ix.codeBits, ix.words = bits, (bits+63)/64
+	nb := bits / 8
+	s.codes = make([]uint64, s.len()*ix.words)
+	s.codeOK = make([]bool, s.len())
+	for i := range s.codeOK {
+		packCode(s.codes[i*ix.words:(i+1)*ix.words], codes[i*nb:(i+1)*nb], true)
+		s.codeOK[i] = true
+	}
+}

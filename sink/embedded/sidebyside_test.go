@@ -1,3 +1,5 @@
+//go:build bench
+
 package embedded
 
 import (
@@ -21,8 +23,9 @@ import (
 )
 
 // The side-by-side benchmark of docs/hashing.md (tools/bench_faiss.py runs
-// it, then FAISS on the same files). It is a test gated by an environment
-// variable rather than a testing.B benchmark because it prepares data once,
+// it, then FAISS on the same files). It is a measurement harness behind the
+// `bench` build tag (go test -tags bench), not a test and not a testing.B
+// benchmark, because it prepares data once,
 // measures several things on it, and writes their results for the FAISS
 // side to compare:
 //
@@ -37,7 +40,7 @@ import (
 func TestHashBenchSideBySide(t *testing.T) {
 	dir := os.Getenv("XMODAL_HASHBENCH_DIR")
 	if dir == "" {
-		t.Skip("set XMODAL_HASHBENCH_DIR to run the side-by-side hash benchmark (tools/bench_faiss.py does)")
+		t.Fatal("set XMODAL_HASHBENCH_DIR to run the side-by-side hash benchmark (tools/bench_faiss.py does)")
 	}
 	dir, err := filepath.Abs(dir)
 	must(t, err)
@@ -377,41 +380,6 @@ func codeAll(c *hash.Coder, vecs []float32, dim int, m domain.Modality) []byte {
 	return out
 }
 
-// benchLoad fills segment m with records r0000000... over vecs (shared, not
-// copied) and their codes, bypassing the store (benchmarks only).
-func (ix *Index) benchLoad(m domain.Modality, vecs []float32, codes []byte, bits int) {
-	ix.mu.Lock()
-	si := segIndex(m)
-	n := len(vecs) / ix.dim
-	s := &segment{mod: m, vecs: vecs, recs: make([]*domain.Record, n), pkKey: make([]uint64, n)}
-	recs := make([]domain.Record, n)
-	for i := range recs {
-		id := fmt.Sprintf("post-%07d", i)
-		recs[i] = domain.Record{PK: domain.PrimaryKey(id, m), PostID: id, Modality: m}
-		s.recs[i] = &recs[i]
-		s.setKey(i)
-		ix.slotOf[recs[i].PK] = loc{seg: uint8(si), pos: int32(i)}
-	}
-	ix.segs[si] = s
-	ix.mu.Unlock()
-	ix.benchCodes(m, codes, bits)
-}
-
-// benchCodes replaces the codes of segment m (benchmarks only).
-func (ix *Index) benchCodes(m domain.Modality, codes []byte, bits int) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	s := ix.segs[segIndex(m)]
-	ix.codeBits, ix.words = bits, (bits+63)/64
-	nb := bits / 8
-	s.codes = make([]uint64, s.len()*ix.words)
-	s.codeOK = make([]bool, s.len())
-	for i := range s.codeOK {
-		packCode(s.codes[i*ix.words:(i+1)*ix.words], codes[i*nb:(i+1)*nb], true)
-		s.codeOK[i] = true
-	}
-}
-
 // benchMemory measures the heap bytes per record of an index loaded the
 // normal way (Apply) with typical metadata, 64-bit codes and, for images,
 // PDQ hashes; thumbnails excluded (they are stored as sent, ~3-6 KB).
@@ -534,7 +502,7 @@ func readBytes(path string, n int) ([]byte, error) {
 func TestHashBenchModel(t *testing.T) {
 	dir := os.Getenv("XMODAL_HASHBENCH_MODEL")
 	if dir == "" {
-		t.Skip("set XMODAL_HASHBENCH_MODEL (tools/bench_faiss.py --model-emb does)")
+		t.Fatal("set XMODAL_HASHBENCH_MODEL (tools/bench_faiss.py --model-emb does)")
 	}
 	var meta struct {
 		N, Q, Fit, Dim int

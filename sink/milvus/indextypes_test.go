@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
@@ -66,14 +68,35 @@ func pksOf(h []domain.Hit) []string {
 	return out
 }
 
-// TestServerFeatures records what the test server offers (logged; docs/milvus.md).
+// TestServerFeatures: what docs/milvus.md says the test server offers and the
+// code relies on: a version (GetVersion), the layout auto picks for it, and
+// the alias Open creates (DescribeAlias and ListAliases name it).
 func TestServerFeatures(t *testing.T) {
 	opt := testOptions(t, conformance.Dim)
 	ix := openTest(t, opt)
 	ctx := context.Background()
 	t.Logf("server %s, layout %s", ix.ServerVersion(), ix.Layout())
+	if !regexp.MustCompile(`^v?\d+\.\d+`).MatchString(ix.ServerVersion()) {
+		t.Errorf("server version %q, want major.minor (GetVersion)", ix.ServerVersion())
+	}
+	if opt.Layout == "" || opt.Layout == LayoutAuto {
+		want := map[bool]string{true: LayoutSingle, false: LayoutSplit}[serverSupportsMultiVector(ix.ServerVersion())]
+		if ix.Layout() != want {
+			t.Errorf("layout %s on server %s, want %s", ix.Layout(), ix.ServerVersion(), want)
+		}
+	}
 	a, err := ix.c.DescribeAlias(ctx, milvusclient.NewDescribeAliasOption(opt.Collection))
-	t.Logf("DescribeAlias: %+v, %v", a, err)
+	if err != nil {
+		t.Fatalf("DescribeAlias(%s): %v", opt.Collection, err)
+	}
+	if a.Alias != opt.Collection || a.CollectionName != ix.Collection() {
+		t.Errorf("DescribeAlias: %+v, want alias %s of collection %s", a, opt.Collection, ix.Collection())
+	}
 	names, err := ix.c.ListAliases(ctx, milvusclient.NewListAliasesOption(ix.Collection()))
-	t.Logf("ListAliases: %v, %v", names, err)
+	if err != nil {
+		t.Fatalf("ListAliases(%s): %v", ix.Collection(), err)
+	}
+	if !slices.Contains(names, opt.Collection) {
+		t.Errorf("ListAliases(%s) = %v, want it to hold %s", ix.Collection(), names, opt.Collection)
+	}
 }

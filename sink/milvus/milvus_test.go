@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/sink/conformance"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
@@ -377,5 +378,31 @@ func TestDeniedIDs(t *testing.T) {
 	}
 	if len(ours) < 30 || !slices.IsSorted(got) {
 		t.Fatalf("listed %d of our 30 deny rows (sorted: %v)", len(ours), slices.IsSorted(got))
+	}
+}
+
+// With a Coder, records written without a binary code get the coder's code
+// (the embedded index does the same); a record's own code is kept.
+func TestCoderCodesRecords(t *testing.T) {
+	coder, err := hash.NewSimHash("m@1", conformance.Dim, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := testOptions(t, conformance.Dim)
+	opt.CodeBits, opt.Coder = 16, coder
+	ix := openTest(t, opt)
+	r := rand.New(rand.NewPCG(8, 8))
+	a, b := textPost("a", 1, "x", r), textPost("b", 1, "x", r)
+	a.Records[0].Code = nil // written without a code: the coder gives it one
+	b.Records[0].Code = []byte{0xab, 0xcd}
+	want := coder.Code(a.Records[0].Vector, domain.ModalityText)
+	mustApply(t, ix, a, b)
+	res, err := ix.Search(context.Background(), domain.VectorQuery{Code: want, Modality: domain.ModalityText, K: 1, Plan: domain.PlanHash})
+	if err != nil || len(res) != 1 || res[0].PostID != "a" || *res[0].Distance != 0 {
+		t.Fatalf("hash search for a's code: %+v %v", res, err)
+	}
+	res, err = ix.Search(context.Background(), domain.VectorQuery{Code: []byte{0xab, 0xcd}, Modality: domain.ModalityText, K: 1, Plan: domain.PlanHash})
+	if err != nil || len(res) != 1 || res[0].PostID != "b" || *res[0].Distance != 0 {
+		t.Fatalf("hash search for b's own code: %+v %v", res, err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/milvus-io/milvus/client/v2/entity"
+
+	"github.com/xmodal/xmodal/domain"
 )
 
 // Options configure a Milvus index. Zero values take the defaults (see Defaults).
@@ -30,6 +32,9 @@ type Options struct {
 	// CodeBits is the length of the binary hash code (a multiple of 8; default 64;
 	// -1: the records carry no code and no code field is created).
 	CodeBits int
+	// Coder, when set, gives every record written without a binary code its
+	// code (encoders/hash.Coder implements it); its Bits must be CodeBits.
+	Coder Coder
 	// PDQ keeps the 256-bit PDQ hash of image records in a binary vector field
 	// (default true; set DisablePDQ to leave it out).
 	DisablePDQ bool
@@ -124,6 +129,12 @@ type Options struct {
 	MaxPostID int
 
 	Logger *slog.Logger
+}
+
+// Coder computes the binary code of a vector of a modality.
+type Coder interface {
+	Code(vec []float32, m domain.Modality) []byte
+	Bits() int
 }
 
 // The index types this package creates.
@@ -249,6 +260,9 @@ func (o Options) Validate() error {
 	}
 	if o.WriteConsistency != "" && o.WriteConsistency != "Bounded" && o.WriteConsistency != "Strong" {
 		return fmt.Errorf("milvus: write consistency %q: want Bounded or Strong", o.WriteConsistency)
+	}
+	if o.Coder != nil && o.Coder.Bits() != o.CodeBits && !(o.CodeBits == 0 && o.Coder.Bits() == 64) {
+		return fmt.Errorf("milvus: the coder makes %d-bit codes, code_bits is %d", o.Coder.Bits(), o.CodeBits)
 	}
 	if _, err := parseConsistency(o.Consistency); err != nil {
 		errs = append(errs, err)

@@ -265,6 +265,15 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	if len(changes) == 0 {
 		return []domain.Outcome{}, nil
 	}
+	if c := ix.opt.Coder; c != nil {
+		for i := range changes {
+			for j := range changes[i].Records {
+				if r := &changes[i].Records[j]; len(r.Code) == 0 && len(r.Vector) > 0 {
+					r.Code = c.Code(r.Vector, r.Modality)
+				}
+			}
+		}
+	}
 	if err := ix.validate(changes); err != nil {
 		return nil, err
 	}

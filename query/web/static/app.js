@@ -44,12 +44,6 @@ function el(tag, cls, text) {
   return n;
 }
 
-function b64ToHex(b64) {
-  const bin = atob(b64);
-  let hex = "";
-  for (let i = 0; i < bin.length; i++) hex += bin.charCodeAt(i).toString(16).padStart(2, "0");
-  return hex;
-}
 
 function splitList(s) {
   return (s || "").split(",").map((x) => x.trim()).filter((x) => x);
@@ -534,7 +528,7 @@ async function dupsOfPK(pk) {
     const rec = await api("get", { pks: [pk] });
     const r = rec.records && rec.records[0];
     if (!r || !r.pdq) { showError("this record has no PDQ hash"); return; }
-    const p = { pdq: b64ToHex(r.pdq) };
+    const p = { pdq: r.pdq }; // get replies with the hash in hex, as neardup takes it
     const u = new URLSearchParams({ tab: "neardup", pdq: p.pdq });
     if (r.pdq_quality !== undefined) u.set("quality", String(r.pdq_quality));
     history.pushState(null, "", "?" + u.toString());
