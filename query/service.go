@@ -247,7 +247,6 @@ func (s *Service) respondErr(name string, msg *nats.Msg, err error) {
 	}
 }
 
-
 // decodeStrict parses a JSON request, refusing unknown fields and trailing data.
 func decodeStrict(data []byte, v any) error {
 	if len(data) > MaxRequestSize {
