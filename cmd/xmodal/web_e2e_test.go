@@ -421,8 +421,9 @@ func TestSearchPageInChromium(t *testing.T) {
 	b.do("search for the keyboard", chromedp.Navigate(base+"/?tab=search&q=a+shape&target=any"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
 	b.wait("results for the keyboard", `document.querySelectorAll("#results .hit").length >= 3`)
 	b.do("slash", chromedp.KeyEvent("/"))
-	if evalJS[string](b, `document.activeElement.id`) != "q" {
-		t.Error(`"/" does not focus the search box`)
+	b.wait(`"/" focuses the search box`, `document.activeElement.id === "q"`)
+	if v := evalJS[string](b, `document.querySelector("#q").value`); v != "a shape" {
+		t.Errorf(`after "/" the search box holds %q, want "a shape"`, v)
 	}
 	b.do("escape, j, j, k", chromedp.KeyEvent("\x1b"), chromedp.KeyEvent("j"), chromedp.KeyEvent("j"), chromedp.KeyEvent("j"), chromedp.KeyEvent("k"))
 	if i := evalJS[int](b, `Array.from(document.querySelectorAll("#results .hit")).indexOf(document.activeElement)`); i != 1 {

@@ -563,8 +563,9 @@ document.addEventListener("keydown", (ev) => {
   const i = c ? cs.indexOf(c) : -1;
   switch (ev.key) {
     case "/":
+      // Focused after this key's own events, so that the "/" is not typed.
       ev.preventDefault();
-      if (current.focusInput) current.focusInput().focus();
+      if (current.focusInput) setTimeout(() => current.focusInput().focus(), 0);
       return;
     case "?":
       $("help").showModal();
