@@ -160,14 +160,17 @@ func runPost(ctx context.Context, nc *nats.Conn, files []string, wait time.Durat
 // publishFile sends a file's lines, reporting the ones it cannot send.
 func publishFile(ctx context.Context, js jetstream.JetStream, path string, maxLine int, sent *[]*sentPost, stderr io.Writer) (bad int, err error) {
 	var r io.Reader = os.Stdin
-	dir, name := ".", "stdin"
+	dir, name, source := ".", "stdin", ""
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
 			return 0, fmt.Errorf("post: %w", err)
 		}
 		defer f.Close()
-		r, dir, name = f, filepath.Dir(path), path
+		// The source file's absolute path travels with each message, so that
+		// a dead letter can be replayed from anywhere (its image_file is
+		// relative to the file).
+		r, dir, name, source = f, filepath.Dir(path), path, absPath(path)
 	}
 	report := func(line int, why string) {
 		bad++
@@ -193,8 +196,10 @@ func publishFile(ctx context.Context, js jetstream.JetStream, path string, maxLi
 		}
 		msg := nats.NewMsg(postsSubject)
 		msg.Header.Set(ingest.HeaderKey, m.Key)
-		msg.Header.Set("Xmodal-Source-File", name)
-		msg.Header.Set("Xmodal-Source-Line", strconv.Itoa(line))
+		if source != "" {
+			msg.Header.Set("Xmodal-Source-File", source)
+			msg.Header.Set("Xmodal-Source-Line", strconv.Itoa(line))
+		}
 		msg.Data = m.Value
 		ack, err := js.PublishMsg(ctx, msg)
 		if err != nil {
