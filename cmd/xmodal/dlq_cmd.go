@@ -71,9 +71,9 @@ kafka.dlq_topic (<topic>.dlq).
   purge    removes them without replaying
 
 On Kafka a topic keeps its records until retention: xmodal keeps its place in
-the consumer group "<dlq topic>.xmodal-dlq", and replay --all and purge --all
-move it past what they handled (a single replayed or purged letter stays
-listed until then).`,
+the consumer group "<dlq topic>.xmodal-dlq", and replay and purge move it, on
+each partition, past the letters they handled (a handled letter stays listed
+while an older one on its partition is still pending; --all handles them all).`,
 	}
 	c.AddCommand(dlqLsCmd(), dlqShowCmd(), dlqReplayCmd(), dlqPurgeCmd())
 	return c
