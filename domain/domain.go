@@ -161,3 +161,9 @@ func HitFromRecord(r *Record, score float32) Hit {
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// LowPDQQuality is the PDQ quality (0..100) below which a hash comes from a
+// flat or featureless picture and its near-duplicate matches are unreliable
+// (the line Meta's PDQ documentation draws). Tools and the search page warn
+// below it.
+const LowPDQQuality = 50

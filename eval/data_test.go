@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -333,4 +334,31 @@ func FuzzNPYHeader(f *testing.F) {
 		}
 		_ = errors.Unwrap(err)
 	})
+}
+
+// TestEvaluateWarnsAndReportsMAPProgress: the MAP phase says what it does and
+// when it is done, and a cut-off at or beyond the gallery is called out
+// (issue #19) rather than silently folded into ALL.
+func TestEvaluateWarnsAndReportsMAPProgress(t *testing.T) {
+	s := tinySet(t)
+	var out bytes.Buffer
+	rep, err := Evaluate(context.Background(), s, nil, Options{Ks: []int{1, 1000}, MAPKs: []int{1000}, Progress: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := out.String()
+	for _, want := range []string{
+		"warning: R@1000: K is at least the gallery size",
+		"warning: MAP@1000: K is at least the gallery size",
+		fmt.Sprintf("MAP %s: ranking %d queries against a gallery of", IqT, s.Images.Rows),
+		fmt.Sprintf("MAP %s: %d queries in", TqI, s.Texts.Rows),
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("progress output lacks %q:\n%s", want, log)
+		}
+	}
+	notes := strings.Join(rep.Notes, "\n")
+	if !strings.Contains(notes, "MAP@1000") || !strings.Contains(notes, "R@1000") || strings.Contains(notes, "R@1:") {
+		t.Errorf("notes %q", rep.Notes)
+	}
 }

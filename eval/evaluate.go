@@ -3,11 +3,13 @@ package eval
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +33,9 @@ type Options struct {
 	Workers int
 	// Hash configures the hash and hybrid plans.
 	Hash HashOptions
+	// Progress, when set, receives the MAP phase's progress (it ranks every
+	// query against the whole gallery, the long part of a run) and warnings.
+	Progress io.Writer
 }
 
 func (o *Options) defaults() error {
@@ -157,6 +162,12 @@ func Evaluate(ctx context.Context, q, db *EmbeddedSet, opt Options) (*Report, er
 			return nil, fmt.Errorf("plan hash scores MAP, which needs labelled items, and %s carries no labels (plan hybrid needs none)", map[bool]string{true: q.Name, false: gallery.Name}[!q.HasLabels])
 		}
 		rep.Hash = &HashReport{}
+	}
+	for _, n := range cutoffNotes(opt, q, gallery) {
+		rep.Notes = append(rep.Notes, n)
+		if opt.Progress != nil {
+			fmt.Fprintln(opt.Progress, "warning: "+n)
+		}
 	}
 	start := time.Now()
 	if err := recallSection(ctx, q, plan, opt, rep); err != nil {
@@ -452,6 +463,78 @@ func shares(a, b []uint64) bool {
 	return false
 }
 
+// cutoffNotes warns of cut-offs at or beyond a gallery's size: R@K is then 1
+// whatever the ranking, and MAP@K is MAP@ALL (reported once, as ALL).
+func cutoffNotes(opt Options, q, gallery *EmbeddedSet) []string {
+	var out []string
+	small := min(q.Images.Rows, q.Texts.Rows)
+	for _, k := range opt.Ks {
+		if small > 0 && k >= small {
+			out = append(out, fmt.Sprintf("R@%d: K is at least the gallery size (%d images, %d texts in %s): every query's match is within K, so R@%d is 1 whatever the model",
+				k, q.Images.Rows, q.Texts.Rows, q.Name, k))
+		}
+	}
+	gsmall := min(gallery.Images.Rows, gallery.Texts.Rows)
+	for _, k := range opt.MAPKs {
+		if gsmall > 0 && k >= gsmall {
+			out = append(out, fmt.Sprintf("MAP@%d: K is at least the gallery size (%d images, %d texts in %s): MAP@%d is MAP@ALL, reported once as ALL",
+				k, gallery.Images.Rows, gallery.Texts.Rows, gallery.Name, k))
+		}
+	}
+	return out
+}
+
+// mapProgress prints how far the MAP phase got, every interval.
+type mapProgress struct {
+	w     io.Writer
+	label string
+	n     int
+	done  atomic.Int64
+	t0    time.Time
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// mapProgressEvery is how often the MAP phase reports.
+const mapProgressEvery = 5 * time.Second
+
+func startMAPProgress(w io.Writer, label string, n, gallery int) *mapProgress {
+	p := &mapProgress{w: w, label: label, n: n, t0: time.Now(), stop: make(chan struct{})}
+	if w == nil {
+		return p
+	}
+	fmt.Fprintf(w, "MAP %s: ranking %d queries against a gallery of %d\n", label, n, gallery)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(mapProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				d := p.done.Load()
+				el := time.Since(p.t0)
+				eta := "?"
+				if d > 0 {
+					eta = (time.Duration(float64(el) / float64(d) * float64(int64(p.n)-d))).Round(time.Second).String()
+				}
+				fmt.Fprintf(p.w, "MAP %s: %d/%d queries (%.0f%%), %s, ETA %s\n", p.label, d, p.n, 100*float64(d)/float64(max(p.n, 1)), el.Round(time.Second), eta)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *mapProgress) finish() {
+	close(p.stop)
+	p.wg.Wait()
+	if p.w != nil {
+		fmt.Fprintf(p.w, "MAP %s: %d queries in %s\n", p.label, p.done.Load(), time.Since(p.t0).Round(time.Millisecond))
+	}
+}
+
 // mapRows computes MAP@K for each K of ks (0: ALL) in both directions,
 // ranking with planFor(direction); random adds the random-ranking baseline.
 func mapRows(ctx context.Context, q, g *EmbeddedSet, planFor func(dir string) PlanFunc, ks []int, opt Options, random bool) ([]MAPRow, error) {
@@ -478,7 +561,9 @@ func mapRows(ctx context.Context, q, g *EmbeddedSet, planFor func(dir string) Pl
 		ap := make([][]float64, n)
 		rnd := make([][]float64, n)
 		none := make([]bool, n)
+		prog := startMAPProgress(opt.Progress, d.dir, n, d.gv.Rows)
 		err = parallel(ctx, n, opt.Workers, func(i int, s *Scratch) {
+			defer prog.done.Add(1)
 			qbits := qb[i*w : (i+1)*w]
 			rel := make([]bool, d.gv.Rows)
 			any := false
@@ -502,6 +587,7 @@ func mapRows(ctx context.Context, q, g *EmbeddedSet, planFor func(dir string) Pl
 			rng.Shuffle(len(rel), func(a, b int) { rel[a], rel[b] = rel[b], rel[a] })
 			rnd[i] = AveragePrecisions(rel, ks)
 		})
+		prog.finish()
 		if err != nil {
 			return nil, err
 		}

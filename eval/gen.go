@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/encoders/tokenizer"
 	"github.com/xmodal/xmodal/eval/npy"
@@ -26,7 +27,7 @@ const (
 	MetaFile   = "meta.json"   // GenMeta
 	PixelsFile = "pixels.npy"  // uint8 [N, 3, S, S]: the resized crop imageprep feeds the model
 	TokensFile = "tokens.npy"  // int32 [N, captions, L]: CLIP BPE ids, zero-padded
-	PostsFile  = "posts.jsonl" // demo posts (xmodal demo's format)
+	PostsFile  = "posts.jsonl" // posts in the post format (docs/post-format.md), images by image_file
 	ImagesDir  = "images"
 )
 
@@ -79,14 +80,25 @@ type genLine struct {
 	Vector  []int  `json:"label_vector"`
 }
 
-// PostLine is a line of posts.jsonl (xmodal demo's sample post format).
+// PostLine is a line of posts.jsonl: a post in the post format
+// (docs/post-format.md) whose image is a file beside it (image_file, read by
+// the client: xmodal post, ingest, demo, hash fit).
 type PostLine struct {
-	ID        string   `json:"id"`
-	Author    string   `json:"author"`
-	Text      string   `json:"text"`
-	ImageFile string   `json:"image_file"`
-	Labels    []string `json:"labels"`
+	Schema    int       `json:"schema"`
+	ID        string    `json:"id"`
+	Author    string    `json:"author"`
+	CreatedAt time.Time `json:"created_at"`
+	Text      string    `json:"text"`
+	ImageFile string    `json:"image_file"`
+	Labels    []string  `json:"labels"`
 }
+
+// PostEpoch is the created_at of a split's item 0; item i is i·PostSpacing
+// older, so posts.jsonl is a pure function of the split like the rest.
+var PostEpoch = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+// PostSpacing separates consecutive items' created_at.
+const PostSpacing = 37 * time.Minute
 
 var demoAuthors = []string{"lena", "marco", "aiko", "sam", "noor", "ivan"}
 
@@ -252,7 +264,8 @@ func GenerateDataset(ctx context.Context, opts GenOptions) (GenMeta, error) {
 				}
 			}
 			if postW != nil {
-				p := PostLine{ID: "post-" + it.ID, Author: demoAuthors[it.Index%len(demoAuthors)], Text: it.Captions[0],
+				p := PostLine{Schema: domain.SchemaVersion, ID: "post-" + it.ID, Author: demoAuthors[it.Index%len(demoAuthors)],
+					CreatedAt: PostEpoch.Add(-time.Duration(it.Index) * PostSpacing), Text: it.Captions[0],
 					ImageFile: line.Image, Labels: it.Labels}
 				b, _ := json.Marshal(p)
 				postW.Write(append(b, '\n'))

@@ -175,7 +175,7 @@ func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, subject stri
 		out.Header.Set(nats.MsgIdHdr, m.Origin+"/"+string(stage))
 	}
 	if _, err := js.PublishMsg(ctx, out); err != nil {
-		return fmt.Errorf("dead letter for %q: %w", m.Key, err)
+		return fmt.Errorf("dead letter for %s: %w", QuoteID(m.Key), err)
 	}
 	return nil
 }
@@ -184,13 +184,13 @@ func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, subject stri
 // and waits for the server's ack.
 func Publish(ctx context.Context, js jetstream.JetStream, subject, key string, value []byte) error {
 	if why := ValidID(key); why != "" {
-		return fmt.Errorf("post key %q: %s", key, why)
+		return fmt.Errorf("post key %s: %s", QuoteID(key), why)
 	}
 	m := nats.NewMsg(subject)
 	m.Header.Set(HeaderKey, key)
 	m.Data = value
 	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish post %q: %w", key, err)
+		return fmt.Errorf("publish post %s: %w", QuoteID(key), err)
 	}
 	return nil
 }

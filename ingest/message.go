@@ -72,6 +72,9 @@ const (
 	StageImage  Stage = "image"  // image could not be decoded
 	StageEncode Stage = "encode" // the model failed
 	StagePoison Stage = "poison" // delivered too many times without completing
+	// StageFile: a client (xmodal ingest) could not read the local image a
+	// line of a post file named (image_file); the line was never sent.
+	StageFile Stage = "file"
 )
 
 // DeadLetter is where posts that cannot be indexed go, with the reason. Send

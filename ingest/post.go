@@ -71,6 +71,9 @@ func DecodePost(b []byte, now time.Time) (*domain.Post, error) {
 	dec.DisallowUnknownFields()
 	var p domain.Post
 	if err := dec.Decode(&p); err != nil {
+		if namesLocalFile(b) {
+			return nil, invalid("image_file", "%s", ImageFileRefusal)
+		}
 		return nil, invalid("", "malformed JSON: %s", jsonErr(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -80,6 +83,34 @@ func DecodePost(b []byte, now time.Time) (*domain.Post, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// ImageFileRefusal is why a message naming a local image path is refused.
+const ImageFileRefusal = "a local file path is never opened by the server; `xmodal post` and `xmodal ingest` " +
+	"read image_file on the client side (relative to the posts file) and send the bytes as image.data; " +
+	"other producers send image.url or image.data"
+
+// namesLocalFile reports whether a message that failed strict decoding has
+// an image_file field (the client-side field of post files).
+func namesLocalFile(b []byte) bool {
+	var probe struct {
+		ImageFile json.RawMessage `json:"image_file"`
+	}
+	return json.Unmarshal(b, &probe) == nil && len(probe.ImageFile) > 0
+}
+
+// QuoteID quotes a post id for a message, cutting a long one (an id is at
+// most MaxIDLen bytes; a bad one may be any size and is never echoed whole).
+func QuoteID(id string) string {
+	const keep = 40
+	if len(id) <= MaxIDLen {
+		return fmt.Sprintf("%q", id)
+	}
+	cut := id[:keep]
+	for len(cut) > 0 && !utf8.ValidString(cut) {
+		cut = cut[:len(cut)-1]
+	}
+	return fmt.Sprintf("%q… (%d bytes)", cut, len(id))
 }
 
 func jsonErr(err error) string {

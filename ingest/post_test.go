@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ func TestDecodePostInvalid(t *testing.T) {
 		{"control in author", `{"schema":1,"id":"p1","author":"a\u0007b","created_at":"2026-11-01T10:00:00Z","text":"x"}`, "author"},
 		{"empty label", `{"schema":1,"id":"p1","created_at":"2026-11-01T10:00:00Z","text":"x","labels":[""]}`, "labels[0]"},
 		{"bad lang", `{"schema":1,"id":"p1","created_at":"2026-11-01T10:00:00Z","text":"x","lang":"en GB"}`, "lang"},
+		// A path named in a message is refused with its own reason, never opened.
+		{"image_file", `{"schema":1,"id":"p1","created_at":"2026-11-01T10:00:00Z","text":"x","image_file":"/etc/passwd"}`, "image_file"},
+		{"image_file without schema", `{"id":"p1","text":"x","image_file":"images/a.jpg"}`, "image_file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,4 +106,19 @@ func FuzzDecodePost(f *testing.F) {
 			t.Fatalf("accepted an invalid post: %+v", p)
 		}
 	})
+}
+
+func TestQuoteIDCutsLongIDs(t *testing.T) {
+	if got := QuoteID("post-1"); got != `"post-1"` {
+		t.Errorf("QuoteID(post-1) = %s", got)
+	}
+	huge := strings.Repeat("é", 5000)
+	got := QuoteID(huge)
+	if len(got) > 80 || !strings.Contains(got, "(10000 bytes)") {
+		t.Errorf("QuoteID of a 10,000-byte id = %q (%d bytes)", got, len(got))
+	}
+	_, err := DecodePost([]byte(`{"schema":1,"id":"`+strings.Repeat("a", 10000)+`","created_at":"2026-11-01T10:00:00Z","text":"x"}`), now)
+	if err == nil || len(err.Error()) > 200 {
+		t.Errorf("a 10 KB id's error is %d bytes: %.300v", len(fmt.Sprint(err)), err)
+	}
 }

@@ -2,11 +2,10 @@ package query
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -161,13 +160,22 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 		}
 		done += len(chunk)
 	}
-	s.d.Logger.Info("admin delete", "posts", len(ids), "authors", r.Authors, "reason", r.Reason, "deny_seq", s.d.Deny.Seq())
+	// The audit log: one line per takedown request, with its reason and ids.
+	s.d.Logger.Info("audit: takedown", "posts", len(ids), "post_ids", auditIDs(ids), "authors", r.Authors, "reason", r.Reason, "deny_seq", s.d.Deny.Seq())
 	return &DeleteResponse{Deleted: ids, Count: len(ids), Generation: s.d.Deny.Seq()}, nil
 }
 
+// auditIDs lists the ids of a takedown for the audit line (the first 100 of
+// a large one, and how many more).
+func auditIDs(ids []string) string {
+	if len(ids) <= 100 {
+		return strings.Join(ids, ",")
+	}
+	return strings.Join(ids[:100], ",") + fmt.Sprintf(",... (%d more)", len(ids)-100)
+}
+
 // startAdmin registers the admin endpoints under AdminPrefix.
-func (s *Service) startAdmin(svc micro.Service) error {
-	g := svc.AddGroup(AdminPrefix)
+func (s *Service) startAdmin(svc *microService) error {
 	s.register("admin.delete", s.delete)
-	return g.AddEndpoint("admin-delete", s.handler("admin.delete", s.delete), micro.WithEndpointSubject("delete"))
+	return svc.add("admin-delete", AdminPrefix+".delete", s.handler("admin.delete", s.delete))
 }

@@ -4,12 +4,15 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/query/web"
 )
 
@@ -20,7 +23,10 @@ type GatewayOptions struct {
 	AdminToken string
 	// NoPage turns the search page at / off.
 	NoPage bool
-	Logger *slog.Logger
+	// PostURL links a post on its platform: {id} is replaced by the post id
+	// (CheckPostURL). The page shows the link on each result.
+	PostURL string
+	Logger  *slog.Logger
 }
 
 // Gateway serves the query API as JSON over HTTP, mirroring the NATS subjects:
@@ -62,6 +68,35 @@ func NewGateway(s *Service, opt GatewayOptions) *Gateway {
 	return g
 }
 
+// GatewayIndex is the reply of GET /v1/: the endpoints, and what the search
+// page needs to know of this server.
+type GatewayIndex struct {
+	Endpoints []string `json:"endpoints"`
+	// PostURL links a post on its platform ({id}: the post id); "" when none.
+	PostURL string `json:"post_url,omitempty"`
+	// Admin says whether admin operations are enabled over HTTP.
+	Admin bool `json:"admin"`
+	// LowPDQQuality: a PDQ hash of lower quality gives unreliable matches.
+	LowPDQQuality int `json:"pdq_low_quality"`
+	// NearDupDistance is the default near-duplicate distance bound.
+	NearDupDistance int `json:"neardup_distance"`
+}
+
+// CheckPostURL validates a post link template: an http(s) URL with {id}.
+func CheckPostURL(t string) error {
+	if t == "" {
+		return nil
+	}
+	if !strings.Contains(t, "{id}") {
+		return errors.New("must contain {id} (replaced by the post id)")
+	}
+	u, err := url.Parse(strings.ReplaceAll(t, "{id}", "x"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", t)
+	}
+	return nil
+}
+
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
 
@@ -90,7 +125,8 @@ func (g *Gateway) api(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"endpoints": g.s.Endpoints()})
+		json.NewEncoder(w).Encode(&GatewayIndex{Endpoints: g.s.Endpoints(), PostURL: g.opt.PostURL, Admin: g.opt.AdminToken != "",
+			LowPDQQuality: domain.LowPDQQuality, NearDupDistance: DefaultNearDupDistance})
 		return
 	}
 	endpoint := strings.ReplaceAll(name, "/", ".")

@@ -149,3 +149,56 @@ func TestGatewayPage(t *testing.T) {
 		t.Errorf("unknown path: %d", res.StatusCode)
 	}
 }
+
+// TestGatewayIndexTellsThePage: GET /v1/ lists the endpoints and what the
+// page needs: whether admin is on, the post link, the PDQ quality line.
+func TestGatewayIndexTellsThePage(t *testing.T) {
+	s, _ := newGateway(t)
+	for _, tc := range []struct {
+		opt       query.GatewayOptions
+		admin     bool
+		postURL   string
+		endpoints []string
+	}{
+		{query.GatewayOptions{}, false, "", []string{"admin.delete", "get", "neardup", "search", "stats"}},
+		{query.GatewayOptions{AdminToken: testToken, PostURL: "https://social.example/p/{id}"}, true, "https://social.example/p/{id}", nil},
+	} {
+		srv := httptest.NewServer(query.NewGateway(s.svc, tc.opt))
+		res, err := http.Get(srv.URL + "/v1/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx query.GatewayIndex
+		err = json.NewDecoder(res.Body).Decode(&idx)
+		res.Body.Close()
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idx.Admin != tc.admin || idx.PostURL != tc.postURL || idx.LowPDQQuality != 50 || idx.NearDupDistance != query.DefaultNearDupDistance {
+			t.Errorf("GET /v1/ with %+v: %+v", tc.opt, idx)
+		}
+		if tc.endpoints != nil && strings.Join(idx.Endpoints, " ") != strings.Join(tc.endpoints, " ") {
+			t.Errorf("endpoints %v, want %v", idx.Endpoints, tc.endpoints)
+		}
+	}
+}
+
+func TestCheckPostURL(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"", true},
+		{"https://social.example/p/{id}", true},
+		{"http://intranet:8080/post?id={id}&x=1", true},
+		{"https://social.example/p/", false},
+		{"ftp://social.example/{id}", false},
+		{"/relative/{id}", false},
+		{"javascript:alert({id})", false},
+	} {
+		if err := query.CheckPostURL(tc.in); (err == nil) != tc.ok {
+			t.Errorf("CheckPostURL(%q) = %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xmodal/xmodal/domain"
@@ -94,7 +93,7 @@ type Service struct {
 	cfg  Config
 	d    Deps
 	sem  chan struct{}
-	svc  micro.Service
+	svc  *microService
 	nc   *nats.Conn
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
@@ -140,18 +139,14 @@ func New(cfg Config, d Deps) (*Service, error) {
 	return s, nil
 }
 
-// Start registers the micro service on nc. Stop it with Stop.
+// Start registers the service on nc (the NATS services protocol that
+// `nats micro` speaks; see micro.go). Stop it with Stop.
 func (s *Service) Start(nc *nats.Conn) error {
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        s.cfg.Name,
-		Version:     "1.0.0",
-		Description: "xmodal cross-modal search",
-	})
+	svc, err := newMicroService(nc, s.cfg.Name, "1.0.0", "xmodal cross-modal search")
 	if err != nil {
 		return fmt.Errorf("query: add service: %w", err)
 	}
 	s.nc = nc
-	g := svc.AddGroup(SubjectPrefix)
 	eps := []struct {
 		name string
 		h    func(context.Context, []byte) (any, error)
@@ -163,13 +158,13 @@ func (s *Service) Start(nc *nats.Conn) error {
 	}
 	for _, ep := range eps {
 		s.register(ep.name, ep.h)
-		if err := g.AddEndpoint(ep.name, s.handler(ep.name, ep.h)); err != nil {
-			svc.Stop()
+		if err := svc.add(ep.name, SubjectPrefix+"."+ep.name, s.handler(ep.name, ep.h)); err != nil {
+			svc.stop()
 			return fmt.Errorf("query: endpoint %s: %w", ep.name, err)
 		}
 	}
 	if err := s.startAdmin(svc); err != nil {
-		svc.Stop()
+		svc.stop()
 		return fmt.Errorf("query: admin endpoints: %w", err)
 	}
 	s.svc = svc
@@ -181,80 +176,75 @@ func (s *Service) Stop() error {
 	if s.svc == nil {
 		return nil
 	}
-	return s.svc.Stop()
+	return s.svc.stop()
 }
 
 // replyHeadroom is what a reply leaves of max_payload for its headers.
 const replyHeadroom = 4096
 
 // handler runs h on a bounded pool so that slow requests do not block the
-// subscription, and turns errors into micro error headers.
-func (s *Service) handler(name string, h func(context.Context, []byte) (any, error)) micro.Handler {
-	return micro.HandlerFunc(func(req micro.Request) {
+// subscription, turns errors into error headers, and reports each request's
+// outcome when its reply is sent (so the service statistics time the whole
+// request).
+func (s *Service) handler(name string, h func(context.Context, []byte) (any, error)) msgHandler {
+	return func(msg *nats.Msg, done func(error)) {
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			s.respondErr(name, req, errorf(CodeTooManyRequest, "too many requests in flight (%d); retry later", s.cfg.Concurrency))
+			err := errorf(CodeTooManyRequest, "too many requests in flight (%d); retry later", s.cfg.Concurrency)
+			s.respondErr(name, msg, err)
+			done(err)
 			return
 		}
 		go func() {
 			defer func() { <-s.sem }()
-			res, err := s.run(context.Background(), name, h, req.Data())
-			if err != nil {
-				if rerr := s.respond(req, nil, AsError(err)); rerr != nil {
-					s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
-				}
-				return
-			}
-			var b []byte
-			if raw, ok := res.(json.RawMessage); ok {
-				b = raw // a cached reply, encoded already
-			} else {
-				b, err = json.Marshal(res)
-			}
-			if err == nil && s.nc != nil && int64(len(b)) > s.nc.MaxPayload()-replyHeadroom {
-				err = errorf(CodeTooLarge, "the reply is %d bytes, over this NATS server's max_payload (%d): "+
-					"ask for less (a smaller k or limit, no thumbnails) or raise max_payload", len(b), s.nc.MaxPayload())
-				s.respondErr(name, req, err)
-				return
-			}
-			if err == nil {
-				err = s.respond(req, b, nil)
-			}
-			if err != nil {
-				s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
-			}
+			done(s.serve(name, h, msg))
 		}()
-	})
+	}
 }
 
-func (s *Service) respondErr(name string, req micro.Request, err error) {
+// serve answers one request; it returns the error it replied with.
+func (s *Service) serve(name string, h func(context.Context, []byte) (any, error), msg *nats.Msg) error {
+	res, err := s.run(context.Background(), name, h, msg.Data)
+	if err != nil {
+		e := AsError(err)
+		if rerr := respondError(msg, e); rerr != nil {
+			s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
+		}
+		return e
+	}
+	var b []byte
+	if raw, ok := res.(json.RawMessage); ok {
+		b = raw // a cached reply, encoded already
+	} else if b, err = json.Marshal(res); err != nil {
+		e := errorf(CodeInternal, "encode the reply: %v", err)
+		s.respondErr(name, msg, e)
+		return e
+	}
+	if s.nc != nil && int64(len(b)) > s.nc.MaxPayload()-replyHeadroom {
+		e := errorf(CodeTooLarge, "the reply is %d bytes, over this NATS server's max_payload (%d): "+
+			"ask for less (a smaller k or limit, no thumbnails) or raise max_payload", len(b), s.nc.MaxPayload())
+		s.respondErr(name, msg, e)
+		return e
+	}
+	if msg.Reply == "" {
+		return nil // a publish, not a request: nobody waits for an answer
+	}
+	if err := msg.Respond(b); err != nil {
+		s.d.Logger.Warn("query: respond", "endpoint", name, "err", err)
+	}
+	return nil
+}
+
+func (s *Service) respondErr(name string, msg *nats.Msg, err error) {
 	e := AsError(err)
 	s.reqs.WithLabelValues(name, fmt.Sprint(e.Code)).Inc()
 	if e.Code >= 500 {
 		s.d.Logger.Warn("query failed", "endpoint", name, "code", e.Code, "err", e.Message)
 	}
-	if rerr := s.respond(req, nil, e); rerr != nil {
+	if rerr := respondError(msg, e); rerr != nil {
 		s.d.Logger.Warn("query: respond error", "endpoint", name, "err", rerr)
 	}
-}
-
-// respond answers req with data or, when e is not nil, with the micro error
-// headers (Nats-Service-Error-Code, Nats-Service-Error) and no body, by
-// publishing on its reply subject. The handlers answer from a goroutine after
-// micro's handler has returned, and micro.Request's Respond and Error record
-// their outcome in the request, which micro reads as the handler returns: a
-// data race (go test -race found it). Publishing directly costs only micro's
-// per-endpoint error counts (xmodal_query_requests_total{code} has them).
-func (s *Service) respond(req micro.Request, data []byte, e *Error) error {
-	if req.Reply() == "" {
-		return nil // a publish, not a request: nobody waits for an answer
-	}
-	m := &nats.Msg{Subject: req.Reply(), Data: data}
-	if e != nil {
-		m.Header = nats.Header{micro.ErrorCodeHeader: {strconv.Itoa(e.Code)}, micro.ErrorHeader: {e.Message}}
-	}
-	return s.nc.PublishMsg(m)
 }
 
 // decodeStrict parses a JSON request, refusing unknown fields and trailing data.

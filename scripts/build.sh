@@ -52,29 +52,26 @@ rm -rf "$out/testdata/models/$model/goldens"
 
 say "sample posts"
 python3 - "$root/testdata/demo/posts.jsonl" "$out" <<'PY'
-import base64, datetime, json, os, shutil, sys
+import base64, json, os, shutil, sys
 src, out = sys.argv[1], sys.argv[2]
 demo_dir = os.path.dirname(src)
 os.makedirs(os.path.join(out, "testdata", "demo"), exist_ok=True)
 shutil.copy(src, os.path.join(out, "testdata", "demo", "posts.jsonl"))
-now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 posts, kafka = [], []
 for n, line in enumerate(open(src, encoding="utf-8")):
     if not line.strip():
         continue
-    d = json.loads(line)
-    p = {"schema": 1, "id": d["id"], "author": d.get("author", ""),
-         "created_at": (now - datetime.timedelta(minutes=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-         "text": d.get("text", ""), "labels": d.get("labels", [])}
-    if d.get("image_file"):
-        img = os.path.normpath(os.path.join(demo_dir, d["image_file"]))
+    # A line of the post format whose image is a local file (image_file,
+    # relative to the file): the samples carry the bytes inline instead.
+    p = json.loads(line)
+    image_file = p.pop("image_file", None)
+    if image_file:
+        img = os.path.normpath(os.path.join(demo_dir, image_file))
         rel = os.path.relpath(img, os.path.dirname(demo_dir))  # under testdata/
         dst = os.path.join(out, "testdata", rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy(img, dst)
         p["image"] = {"data": base64.b64encode(open(img, "rb").read()).decode(), "mime": "image/jpeg"}
-    if not p["text"]:
-        del p["text"]
     v = json.dumps(p, ensure_ascii=False, separators=(",", ":"))
     posts.append(v)
     kafka.append(p["id"] + "\t" + v)

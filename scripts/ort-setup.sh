@@ -8,6 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/.cache/ort/$ver"
 lib="$dest/libonnxruntime.so"
 if [ ! -f "$lib" ]; then
+  echo "ort-setup: downloading onnxruntime==$ver from PyPI (pip download, once) to extract libonnxruntime.so into $dest" >&2
   mkdir -p "$dest/wheel"
   python3 -m pip download --disable-pip-version-check --no-deps -q \
     --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
@@ -25,5 +26,6 @@ with zipfile.ZipFile(whl) as z:
         out.write(f.read())
 PY
   rm -rf "$dest/wheel"
+  echo "ort-setup: $lib ready" >&2
 fi
 echo "$lib"

@@ -323,7 +323,7 @@ func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
 		return fail(ingest.StageDecode, err.Error())
 	}
 	if m.Key != "" && m.Key != post.ID {
-		return fail(ingest.StageDecode, fmt.Sprintf("message key %q differs from post id %q", m.Key, post.ID))
+		return fail(ingest.StageDecode, fmt.Sprintf("message key %s differs from post id %q", ingest.QuoteID(m.Key), post.ID))
 	}
 	// The local copy of the deny-list saves the work of encoding a post taken
 	// down long ago; the write round syncs it and checks again (apply).

@@ -58,6 +58,7 @@ type app struct {
 	deny      *denylist.List
 	fetch     *media.Fetcher
 	http      *http.Server
+	httpAddr  string // the address http.listen resolved to
 	ready     atomic.Bool
 	cache     query.Cache
 }
@@ -88,6 +89,19 @@ func findModel(cfg string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no model configured and no bundled model found under %v (set --model or XMODAL_MODEL)", bundledModelDirs)
+}
+
+// bundledModelNote says what the bundled model knows, at start and in the demo.
+const bundledModelNote = "no model configured: using the bundled demo model, trained here on generated pictures of coloured shapes " +
+	"(docs/eval.md); it knows nothing else and returns confident nonsense for real photos. For real posts run a real CLIP " +
+	"(--model DIR; docs/use-real-clip.md)"
+
+// pageURL is the search page's address ("" when this process serves none).
+func (a *app) pageURL() string {
+	if a.httpAddr == "" || a.svc == nil {
+		return ""
+	}
+	return "http://" + a.httpAddr + "/"
 }
 
 // thumbSide is the longer side of the thumbnails records carry.
@@ -205,6 +219,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		return nil, err
 	}
 	log.Info("model loaded", "dir", dir, "version", a.model.Version(), "dim", a.model.Dim())
+	if cfg.Model == "" {
+		log.Info(bundledModelNote, "dir", dir)
+	}
 	coder, err := modelCoder(a.model, log)
 	if err != nil {
 		return nil, err
@@ -220,7 +237,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err != nil {
 		return nil, err
 	}
-	a.fetch, err = media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Metrics: a.reg, Logger: log})
+	a.fetch, err = media.New(mediaConfig(cfg, a.reg, log))
 	if err != nil {
 		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
 	}
@@ -244,6 +261,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		}
 	}
 	a.registerRoleMetrics() // roles.go
+	a.reg.MustRegister(newIndexRecordsCollector(a.ix))
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err
@@ -369,7 +387,8 @@ func (a *app) startHTTP() error {
 	}
 	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go a.http.Serve(ln)
-	a.log.Info("metrics and health", "url", "http://"+ln.Addr().String()+"/metrics")
+	a.httpAddr = ln.Addr().String()
+	a.log.Info("metrics and health", "url", "http://"+a.httpAddr+"/metrics")
 	return nil
 }
 

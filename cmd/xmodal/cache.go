@@ -47,6 +47,9 @@ func (c *Config) validateCache() error {
 	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
 		return bad("http.admin_token", "is %d characters; use at least 16 (e.g. openssl rand -hex 16)", len(t))
 	}
+	if err := query.CheckPostURL(c.HTTP.PostURL); err != nil {
+		return bad("http.post_url", "%v", err)
+	}
 	return nil
 }
 
@@ -112,7 +115,7 @@ func (a *app) mountGateway(mux *http.ServeMux) {
 	if a.svc == nil {
 		return
 	}
-	g := query.NewGateway(a.svc, query.GatewayOptions{AdminToken: a.cfg.HTTP.AdminToken, Logger: a.log})
+	g := query.NewGateway(a.svc, query.GatewayOptions{AdminToken: a.cfg.HTTP.AdminToken, PostURL: a.cfg.HTTP.PostURL, Logger: a.log})
 	mux.Handle("/v1/", g)
 	mux.Handle("/", g)
 }

@@ -99,6 +99,7 @@ type Config struct {
 	HTTP struct {
 		Listen     string `yaml:"listen" help:"address for the search page, the JSON gateway (/v1/...), /metrics, /healthz and /readyz (empty disables)"`
 		AdminToken string `yaml:"admin_token" help:"bearer token required by /v1/admin/... (empty: admin operations over HTTP are off)"`
+		PostURL    string `yaml:"post_url" help:"link to a post on its platform, {id} replaced by the post id (e.g. https://social.example/p/{id}); the search page links each result to it (empty: no link)"`
 	} `yaml:"http"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`

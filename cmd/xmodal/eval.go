@@ -267,6 +267,7 @@ Plans (--plan):
 					return err
 				}
 			}
+			opts.Progress = cmd.ErrOrStderr()
 			rep, err := eval.Evaluate(ctx, q, db, opts)
 			if err != nil {
 				return err

@@ -66,9 +66,9 @@ func evalEmbeddings(t *testing.T) string {
 func runEval(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRoot()
-	var out bytes.Buffer
+	var out, progress bytes.Buffer
 	root.SetOut(&out)
-	root.SetErr(&out)
+	root.SetErr(&progress) // progress and warnings; stdout is the report
 	root.SetArgs(append([]string{"eval"}, args...))
 	err := root.Execute()
 	return out.String(), err

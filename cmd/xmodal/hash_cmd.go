@@ -22,6 +22,7 @@ import (
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
@@ -103,9 +104,10 @@ quantisation error. The parameters (with the model's version and dimension)
 go to --out, by default hash.json in the model directory, which xmodal loads
 with the model (a "hash": {"file": ...} entry in model.json names another).
 
---data takes posts in the 'xmodal demo --posts' format (JSON lines with
-text and image_file): a posts.jsonl file or a directory holding one, e.g. a
-split written by 'xmodal gen --posts'. Repeat it to combine several. Fit on
+--data takes post files in the post format (docs/post-format.md; images
+inline or by image_file, relative to the file) that 'xmodal post' and
+'xmodal ingest' read: a posts.jsonl file or a directory holding one, e.g. a
+split written by 'xmodal gen --posts'. Bad lines are skipped and reported. Repeat it to combine several. Fit on
 a training split, not on the data you evaluate on.`,
 		Example: `  xmodal gen --split train --n 4000 --posts --out .cache/hashfit
   xmodal hash fit --model testdata/models/parity --data .cache/hashfit --bits 64`,
@@ -246,9 +248,16 @@ func embedSamples(ctx context.Context, m *encoders.Model, files []string, batch,
 		if err != nil {
 			return hash.Samples{}, "", err
 		}
-		ps, err := loadDemoPosts(p, time.Now())
+		ps, bad, err := postfile.Load(p, time.Now())
 		if err != nil {
 			return hash.Samples{}, "", err
+		}
+		for i, b := range bad {
+			if i == 5 {
+				fmt.Fprintf(progress, "... and %d more bad lines skipped\n", len(bad)-5)
+				break
+			}
+			fmt.Fprintf(progress, "skipped %v\n", b)
 		}
 		posts = append(posts, ps...)
 		names = append(names, p+genSplit(filepath.Dir(p)))

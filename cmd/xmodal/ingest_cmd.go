@@ -25,6 +25,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -32,8 +33,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/encoders"
+	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
+	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -47,29 +51,41 @@ const kafkaMaxMessageBytes = 1_000_000
 func ingestCmd() *cobra.Command {
 	var o backfillOptions
 	c := &cobra.Command{
-		Use:   "ingest --from FILE.jsonl|DIR --to kafka|direct",
-		Short: "Backfill posts from JSON Lines files into Kafka or straight into the embedded index (resumable)",
-		Long: `Reads posts, one JSON object per line (the post format of docs/post-format.md;
-{"id":"X","delete":true} is a tombstone), from a file or from every *.jsonl and
-*.ndjson file under a directory (in path order), and sends them on:
+		Use:   "ingest --from FILE.jsonl|DIR --to nats|kafka|direct",
+		Short: "Backfill posts from JSON Lines files into a running xmodal, Kafka, or straight into the embedded index (resumable)",
+		Long: `Reads posts, one JSON object per line in the post format of docs/post-format.md,
+from a file or from every *.jsonl and *.ndjson file under a directory (in path
+order), and sends them on. A line's "image_file" (a local image, relative to the
+file) is read here and sent inline as image.data; {"id":"X","delete":true} is a
+tombstone.
 
+  --to nats     publishes each line to the JetStream ingest stream of a running
+                'xmodal run' (nats.url, or the embedded server at nats.listen),
+                keyed by post id, each confirmed by the server; the running
+                instance indexes them. Use this while 'xmodal run' holds data_dir.
   --to kafka    produces each line to kafka.topic (kafka.brokers, SASL/TLS from the
                 config) with key = post id (the Java client's murmur2 partitioner,
                 so a post's versions share a partition with live producers) and
                 acks=all; a running 'xmodal run' with Kafka indexes them.
   --to direct   runs them through the indexing pipeline into the embedded index
-                under data_dir, without a broker ('xmodal run' must not be running
-                on that data_dir). Dead letters go to --dlq (JSON Lines).
+                under data_dir, without a broker. 'xmodal run' must not be running
+                on that data_dir (it holds the index: use --to nats then). Dead
+                letters go to --dlq (JSON Lines).
 
 Lines are sent as they are: bad posts are dead-lettered by the indexer with their
-reason, deny-listed posts stay out. A progress line (posts/s, ETA) goes to stderr.
+reason (see 'xmodal dlq ls'), deny-listed posts stay out. A line whose image_file
+cannot be read is dead-lettered here, at stage "file", in the target's dead
+letters (the stream XMODAL_DLQ, the topic <topic>.dlq, or --dlq). A progress line
+(posts/s, ETA) goes to stderr.
 
 The run is resumable: a checkpoint file (--checkpoint, default under
-data_dir/backfill/) records the files and the lines completed (produced with
-acks=all, or durably indexed or dead-lettered); a rerun with the same --from and
---to continues after them. An interrupted run repeats at most its last batch
-(upserts are idempotent). --restart ignores the checkpoint.`,
-		Example: `  xmodal ingest --from posts.jsonl --to direct
+data_dir/backfill/) records the files and the lines completed (confirmed by the
+NATS server, produced with acks=all, or durably indexed or dead-lettered); a
+rerun with the same --from and --to continues after them. An interrupted run
+repeats at most its last batch (upserts are idempotent). --restart ignores the
+checkpoint.`,
+		Example: `  xmodal ingest --from posts.jsonl --to nats
+  xmodal ingest --from posts.jsonl --to direct
   xmodal ingest --from archive/ --to kafka --kafka-brokers 127.0.0.1:9092 --kafka-topic posts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,11 +101,11 @@ acks=all, or durably indexed or dead-lettered); a rerun with the same --from and
 	}
 	f := c.Flags()
 	f.StringVar(&o.From, "from", "", "a JSON Lines file, or a directory of *.jsonl / *.ndjson files (required)")
-	f.StringVar(&o.To, "to", "", "kafka or direct (required)")
+	f.StringVar(&o.To, "to", "", "nats, kafka or direct (required)")
 	f.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint file (default data_dir/backfill/<from>-<to>-<hash>.json)")
 	f.BoolVar(&o.Restart, "restart", false, "ignore an existing checkpoint and start from the first line")
 	f.StringVar(&o.DLQ, "dlq", "", "--to direct: dead-letter file, JSON Lines (default data_dir/backfill-dlq.jsonl)")
-	f.IntVar(&o.Batch, "batch", 0, "lines per produce call (--to kafka, default 500) or per pipeline batch (--to direct, default ingest.batch_size)")
+	f.IntVar(&o.Batch, "batch", 0, "lines per publish round (--to nats and kafka, default 500) or per pipeline batch (--to direct, default ingest.batch_size)")
 	f.DurationVar(&o.ProgressEvery, "progress-interval", 0, "how often the progress line is printed (default 500ms on a terminal, 5s otherwise)")
 	return c
 }
@@ -101,13 +117,34 @@ type backfillOptions struct {
 	ProgressEvery             time.Duration
 }
 
+// backfillTarget is where a backfill sends its lines. It is opened (and
+// checked: a reachable server, an existing topic, an unlocked data_dir)
+// before the input is read, so that a backfill that cannot run leaves no
+// checkpoint behind.
+type backfillTarget interface {
+	// desc names the target in checkpoints and messages.
+	desc() string
+	// maxLine is the largest message it takes.
+	maxLine() int
+	// deadLetter receives the lines refused on this side (an image_file that
+	// cannot be read, say).
+	deadLetter() ingest.DeadLetter
+	// keyedOnly says a line without a valid post id cannot be sent (it is
+	// dead-lettered here instead).
+	keyedOnly() bool
+	run(ctx context.Context, o backfillOptions, src *fileSource) error
+	// summary adds the target's own counts to the final line.
+	summary() string
+	close()
+}
+
 // runBackfill runs one backfill to the end of its input (or until ctx ends).
 func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.Logger, stderr io.Writer) error {
 	if o.From == "" {
 		return errors.New("ingest: --from is required (a .jsonl file or a directory)")
 	}
-	if o.To != "kafka" && o.To != "direct" {
-		return fmt.Errorf("ingest: --to %q: want kafka or direct", o.To)
+	if o.To != "kafka" && o.To != "direct" && o.To != "nats" {
+		return fmt.Errorf("ingest: --to %q: want nats, kafka or direct", o.To)
 	}
 	if o.Batch < 0 {
 		return fmt.Errorf("ingest: --batch %d must be positive", o.Batch)
@@ -119,21 +156,28 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	if err != nil {
 		return err
 	}
-	target := "direct " + absPath(cfg.DataDir)
-	if o.To == "kafka" {
-		target = fmt.Sprintf("kafka topic %s at %s", cfg.Kafka.Topic, strings.Join(cfg.Kafka.Brokers, ","))
+	var tgt backfillTarget
+	switch o.To {
+	case "kafka":
+		tgt, err = openKafkaTarget(ctx, cfg, log)
+	case "nats":
+		tgt, err = openNATSTarget(ctx, cfg)
+	case "direct":
+		tgt, err = openDirectTarget(ctx, cfg, &o, log)
 	}
+	if err != nil {
+		return err // nothing was read or written
+	}
+	defer tgt.close()
+	target := tgt.desc()
 	if o.Checkpoint == "" {
 		o.Checkpoint = defaultCheckpoint(cfg.DataDir, in.root, o.To, target)
 	}
-	maxLine := ingest.MaxMessageBytes
-	if o.To == "kafka" {
-		maxLine = kafkaMaxMessageBytes
-	}
-	src, err := openFileSource(in, o.Checkpoint, target, o.Restart, maxLine)
+	src, err := openFileSource(in, o.Checkpoint, target, o.Restart, tgt.maxLine())
 	if err != nil {
 		return err
 	}
+	src.dlq, src.keyedOnly = tgt.deadLetter(), tgt.keyedOnly()
 	defer src.closeFile()
 	if src.cp.Complete {
 		fmt.Fprintf(stderr, "ingest: %s was ingested completely into %s (%d lines); nothing to do (--restart ingests it again; checkpoint %s)\n",
@@ -146,41 +190,37 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	}
 	prog := newProgress(stderr, o.ProgressEvery, src)
 	prog.start()
-	var dlq *fileDeadLetter
-	switch o.To {
-	case "kafka":
-		err = backfillKafka(ctx, cfg, o, src, log)
-	case "direct":
-		if o.DLQ == "" {
-			o.DLQ = filepath.Join(cfg.DataDir, "backfill-dlq.jsonl")
-		}
-		dlq, err = openFileDeadLetter(o.DLQ)
-		if err == nil {
-			err = backfillDirect(ctx, cfg, o, src, dlq, log)
-			dlq.Close()
-		}
-	}
+	err = tgt.run(ctx, o, src)
 	prog.stop()
 	if err == nil {
 		err = src.finish()
-	} else if cerr := src.save(); cerr != nil {
-		log.Warn("saving the checkpoint failed", "err", cerr)
+	} else if src.handedOut() {
+		if cerr := src.save(); cerr != nil {
+			log.Warn("saving the checkpoint failed", "err", cerr)
+		}
 	}
 	el := time.Since(prog.t0)
 	summary := fmt.Sprintf("%d lines in %s (%.0f posts/s) from %s to %s", prog.posts(), el.Round(time.Millisecond),
 		float64(prog.posts())/max(el.Seconds(), 1e-9), in.root, target)
-	if dlq != nil {
-		summary += fmt.Sprintf("; %d dead-lettered to %s", dlq.count.Load(), o.DLQ)
+	if n := src.rejected.Load(); n > 0 {
+		summary += fmt.Sprintf("; %d refused here (unreadable image_file or no post id) and dead-lettered", n)
 	}
+	summary += tgt.summary()
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(stderr, "ingest: interrupted after %s; rerun the same command to continue (checkpoint %s)\n", summary, o.Checkpoint)
 			return errors.New("ingest: interrupted")
 		}
+		if !src.handedOut() {
+			return err // nothing was sent; no checkpoint to speak of
+		}
 		fmt.Fprintf(stderr, "ingest: stopped after %s; rerun to continue after the last completed line (checkpoint %s)\n", summary, o.Checkpoint)
 		return err
 	}
 	fmt.Fprintf(stderr, "ingest: done: %s; checkpoint %s\n", summary, o.Checkpoint)
+	if o.To != "direct" {
+		fmt.Fprintln(stderr, "ingest: the running indexer reports what it could not index in its dead letters: xmodal dlq ls")
+	}
 	return nil
 }
 
@@ -364,6 +404,14 @@ type fileSource struct {
 	doneBytes atomic.Int64 // bytes of the input completed (for progress)
 	doneLines atomic.Int64 // lines completed by this run
 	total     int64
+
+	// dlq receives the lines refused here (an image_file that cannot be
+	// read; with keyedOnly, a line without a valid post id); nil passes them
+	// on as they are, for the indexer to dead-letter.
+	dlq       ingest.DeadLetter
+	keyedOnly bool
+	rejected  atomic.Int64
+	fetched   atomic.Bool // a Fetch handed something out or refused a line
 }
 
 type lineRef struct {
@@ -559,8 +607,22 @@ func (s *fileSource) Fetch(ctx context.Context, n int, _ time.Duration) ([]*inge
 			continue
 		}
 		ref := &lineRef{p: p, end: s.off}
+		m, rej := s.message(b, ref)
+		if rej != nil {
+			// Refused here: dead-lettered with the reason before the line
+			// counts as done (a crash before the checkpoint repeats the dead
+			// letter, which the stream deduplicates by origin and stage).
+			if err := s.dlq.Send(ctx, m, rej.stage, rej.reason); err != nil {
+				return nil, fmt.Errorf("ingest: %s line %d: dead letter: %w", s.in.path(p.File), p.Line, err)
+			}
+			ref.done = true
+			s.doneLines.Add(1)
+			s.rejected.Add(1)
+		} else {
+			out = append(out, m)
+		}
 		refs = append(refs, ref)
-		out = append(out, s.message(b, ref))
+		s.fetched.Store(true)
 	}
 	s.mu.Lock()
 	s.queue = append(s.queue, refs...)
@@ -587,13 +649,51 @@ func (s *fileSource) Fetch(ctx context.Context, n int, _ time.Duration) ([]*inge
 	return out, nil
 }
 
-// message wraps one line. {"id":"X","delete":true} is a tombstone for X; the key is
-// the id when the line has one (else empty, and the pipeline dead-letters it).
-func (s *fileSource) message(line []byte, ref *lineRef) *ingest.Message {
-	key, del := lineKey(line)
-	value := append([]byte(nil), line...)
-	if del {
-		value = nil
+// refusal is why a line is dead-lettered here rather than sent.
+type refusal struct {
+	stage  ingest.Stage
+	reason string
+}
+
+// message wraps one line, resolved as a post file line (postfile.Resolve:
+// image_file read from disk and sent inline; {"id":"X","delete":true} is a
+// tombstone for X). A line that cannot be sent comes back with its refusal
+// when a dead-letter destination is set; otherwise it is sent as it is (with
+// the id the line has, if any) and the indexer dead-letters it.
+func (s *fileSource) message(line []byte, ref *lineRef) (*ingest.Message, *refusal) {
+	path := s.in.path(ref.p.File)
+	pm, err := postfile.Resolve(line, filepath.Dir(path))
+	var key string
+	var value []byte
+	var rej *refusal
+	switch {
+	case err == nil:
+		key, value = pm.Key, pm.Value
+		if len(value) > s.maxLine {
+			rej = &refusal{ingest.StageDecode, fmt.Sprintf("the post is %d bytes with its image inline, over the %d bytes the target takes (serve the image and give image.url)", len(value), s.maxLine)}
+		}
+	case errors.Is(err, postfile.ErrNoID) && !s.keyedOnly, s.dlq == nil:
+		var del bool
+		key, del = lineKey(line)
+		value = append([]byte(nil), line...)
+		if del {
+			value = nil
+		}
+	default:
+		var pe *postfile.Error
+		stage := ingest.StageDecode
+		if errors.As(err, &pe) && pe.Field == postfile.FieldImageFile {
+			stage = ingest.StageFile
+		}
+		key, _ = lineKey(line)
+		if ingest.ValidID(key) != "" {
+			key = ""
+		}
+		value = append([]byte(nil), line...)
+		rej = &refusal{stage, err.Error()}
+	}
+	if rej != nil {
+		value = append([]byte(nil), line...) // the dead letter keeps the line as written
 	}
 	m := ingest.NewMessage(key, value, func(context.Context) error {
 		s.mu.Lock()
@@ -604,10 +704,10 @@ func (s *fileSource) message(line []byte, ref *lineRef) *ingest.Message {
 		s.mu.Unlock()
 		return nil
 	})
-	m.Origin = fmt.Sprintf("file %s line %d", s.in.path(ref.p.File), ref.p.Line)
+	m.Origin = fmt.Sprintf("file %s line %d", path, ref.p.Line)
 	m.Attempt = s.attempt(ref.p)
-	m.Headers = map[string]string{"Xmodal-Source-File": s.in.path(ref.p.File), "Xmodal-Source-Line": fmt.Sprint(ref.p.Line)}
-	return m
+	m.Headers = map[string]string{"Xmodal-Source-File": path, "Xmodal-Source-Line": fmt.Sprint(ref.p.Line)}
+	return m, rej
 }
 
 // lineKey reads a line's post id (its key; "" when the line has none that can
@@ -692,20 +792,34 @@ func (s *fileSource) finish() error {
 	return s.saveLocked()
 }
 
+// handedOut reports whether this run sent or refused any line (else it
+// leaves no checkpoint behind when it fails).
+func (s *fileSource) handedOut() bool { return s.fetched.Load() }
+
 // exhausted reports whether every line was handed out.
 func (s *fileSource) exhausted() bool { return s.eof && len(s.pending) == 0 }
 
 // ---- --to kafka ----
 
-func backfillKafka(ctx context.Context, cfg *Config, o backfillOptions, src *fileSource, log *slog.Logger) error {
+// kafkaTarget produces to kafka.topic; lines refused here go to its
+// dead-letter topic.
+type kafkaTarget struct {
+	cfg *Config
+	log *slog.Logger
+	tr  *kafkago.Transport
+	w   *kafkago.Writer
+	dlq *kafkaDeadLetter
+}
+
+func openKafkaTarget(ctx context.Context, cfg *Config, log *slog.Logger) (*kafkaTarget, error) {
 	k := cfg.Kafka
 	tr, err := kafkaTransport(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer tr.CloseIdleConnections()
 	if err := checkKafkaTopic(ctx, cfg, tr); err != nil {
-		return err
+		tr.CloseIdleConnections()
+		return nil, err
 	}
 	w := &kafkago.Writer{Addr: kafkago.TCP(k.Brokers...), Topic: k.Topic, Transport: tr,
 		Balancer:     &kafkago.Murmur2Balancer{}, // the Java client's default partitioner
@@ -715,8 +829,24 @@ func backfillKafka(ctx context.Context, cfg *Config, o backfillOptions, src *fil
 		// batches are written in order, one at a time.
 		BatchSize: 100, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, WriteTimeout: 30 * time.Second,
 		ErrorLogger: kafkago.LoggerFunc(func(f string, a ...any) { log.Debug("kafka writer: " + fmt.Sprintf(f, a...)) })}
-	defer w.Close()
-	crash := crashPoint(log) // crash-test builds only
+	return &kafkaTarget{cfg: cfg, log: log, tr: tr, w: w, dlq: newKafkaDeadLetter(cfg, tr)}, nil
+}
+
+func (t *kafkaTarget) desc() string {
+	return fmt.Sprintf("kafka topic %s at %s", t.cfg.Kafka.Topic, strings.Join(t.cfg.Kafka.Brokers, ","))
+}
+func (t *kafkaTarget) maxLine() int                  { return kafkaMaxMessageBytes }
+func (t *kafkaTarget) deadLetter() ingest.DeadLetter { return t.dlq }
+func (t *kafkaTarget) keyedOnly() bool               { return false }
+func (t *kafkaTarget) summary() string               { return "" }
+func (t *kafkaTarget) close() {
+	t.w.Close()
+	t.dlq.w.Close()
+	t.tr.CloseIdleConnections()
+}
+
+func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
+	crash := crashPoint(t.log) // crash-test builds only
 	batch := o.Batch
 	if batch == 0 {
 		batch = 500
@@ -739,15 +869,159 @@ func backfillKafka(ctx context.Context, cfg *Config, o backfillOptions, src *fil
 				out[i].Key = []byte(m.Key)
 			}
 		}
-		if err := w.WriteMessages(ctx, out...); err != nil {
+		if err := t.w.WriteMessages(ctx, out...); err != nil {
 			src.pending = msgs
-			return fmt.Errorf("ingest: producing to %s: %w", k.Topic, err)
+			return fmt.Errorf("ingest: producing to %s: %w", t.cfg.Kafka.Topic, err)
 		}
 		crash("ingest-after-produce")
 		for _, m := range msgs {
 			m.Ack(ctx)
 		}
 	}
+}
+
+// kafkaDeadLetter writes dead letters to the Kafka dead-letter topic with the
+// headers the indexer's own dead letters carry (ingest/kafka).
+type kafkaDeadLetter struct {
+	topic string
+	w     *kafkago.Writer
+}
+
+// kafkaDLQTopic is kafka.dlq_topic, or <topic>.dlq.
+func kafkaDLQTopic(cfg *Config) string {
+	if cfg.Kafka.DLQTopic != "" {
+		return cfg.Kafka.DLQTopic
+	}
+	return cfg.Kafka.Topic + ".dlq"
+}
+
+func newKafkaDeadLetter(cfg *Config, tr *kafkago.Transport) *kafkaDeadLetter {
+	topic := kafkaDLQTopic(cfg)
+	return &kafkaDeadLetter{topic: topic, w: &kafkago.Writer{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Topic: topic, Transport: tr,
+		Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll, MaxAttempts: 10, BatchTimeout: time.Millisecond,
+		WriteTimeout: 30 * time.Second, AllowAutoTopicCreation: true}}
+}
+
+func (d *kafkaDeadLetter) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
+	out := kafkago.Message{Value: m.Value, Headers: kafkasrc.DeadLetterHeaders(m, stage, reason, time.Now())}
+	if m.Key != "" {
+		out.Key = []byte(m.Key)
+	}
+	if err := d.w.WriteMessages(ctx, out); err != nil {
+		return fmt.Errorf("kafka dead-letter topic %s: %w", d.topic, err)
+	}
+	return nil
+}
+
+// ---- --to nats ----
+
+// natsTarget publishes to the JetStream ingest stream of a running xmodal;
+// lines refused here go to its dead-letter stream.
+type natsTarget struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	url string
+	dlq *natsDeadLetter
+}
+
+// Names of the JetStream ingest stream and dead-letter stream (ingest's
+// defaults, which xmodal run uses).
+const (
+	postsStream  = "XMODAL_POSTS"
+	postsSubject = "xmodal.posts"
+	dlqStream    = "XMODAL_DLQ"
+	dlqSubject   = "xmodal.dlq"
+)
+
+// natsURL is nats.url, or the embedded server's address (nats.listen).
+func natsURL(cfg *Config) string {
+	if cfg.NATS.URL != "" {
+		return cfg.NATS.URL
+	}
+	return "nats://" + cfg.NATS.Listen
+}
+
+func openNATSTarget(ctx context.Context, cfg *Config) (*natsTarget, error) {
+	url := natsURL(cfg)
+	nc, err := connectNATS(cfg, url)
+	if err != nil {
+		return nil, fmt.Errorf("ingest --to nats: %w (is 'xmodal run' running? --nats-url or --nats-listen names it)", err)
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = js.Stream(ctx, postsStream)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("ingest --to nats: the JetStream stream %s at %s: %w (is 'xmodal run' running there, ingesting from JetStream?)", postsStream, nc.ConnectedUrlRedacted(), err)
+	}
+	return &natsTarget{nc: nc, js: js, url: nc.ConnectedUrlRedacted(), dlq: &natsDeadLetter{js: js}}, nil
+}
+
+func (t *natsTarget) desc() string { return fmt.Sprintf("nats stream %s at %s", postsStream, t.url) }
+
+// maxLine leaves room for the headers under the server's max_payload.
+func (t *natsTarget) maxLine() int                  { return int(t.nc.MaxPayload()) - 4096 }
+func (t *natsTarget) deadLetter() ingest.DeadLetter { return t.dlq }
+func (t *natsTarget) keyedOnly() bool               { return true }
+func (t *natsTarget) summary() string               { return "" }
+func (t *natsTarget) close()                        { t.nc.Close() }
+
+func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
+	crash := crashPoint(slog.Default()) // crash-test builds only
+	batch := o.Batch
+	if batch == 0 {
+		batch = 500
+	}
+	for {
+		msgs, err := src.Fetch(ctx, batch, 0)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			if src.exhausted() {
+				return nil
+			}
+			continue
+		}
+		// Published asynchronously and confirmed together: the lines are done
+		// once the server has stored every one of them.
+		futs := make([]jetstream.PubAckFuture, len(msgs))
+		for i, m := range msgs {
+			pm := nats.NewMsg(postsSubject)
+			for k, v := range m.Headers {
+				pm.Header.Set(k, v)
+			}
+			pm.Header.Set(ingest.HeaderKey, m.Key)
+			pm.Data = m.Value
+			if futs[i], err = t.js.PublishMsgAsync(pm); err != nil {
+				src.pending = msgs
+				return fmt.Errorf("ingest: publishing %s: %w", ingest.QuoteID(m.Key), err)
+			}
+		}
+		for i, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				src.pending = msgs
+				return fmt.Errorf("ingest: publishing %s to %s: %w", ingest.QuoteID(msgs[i].Key), postsStream, err)
+			case <-ctx.Done():
+				src.pending = msgs
+				return ctx.Err()
+			}
+		}
+		crash("ingest-after-produce")
+		for _, m := range msgs {
+			m.Ack(ctx)
+		}
+	}
+}
+
+// natsDeadLetter publishes dead letters to the JetStream dead-letter stream.
+type natsDeadLetter struct{ js jetstream.JetStream }
+
+func (d *natsDeadLetter) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
+	return ingest.PublishDeadLetter(ctx, d.js, dlqSubject, m, stage, reason)
 }
 
 // kafkaTransport builds a kafka-go transport from the kafka.* settings (SASL, TLS).
@@ -821,66 +1095,123 @@ func checkKafkaTopic(ctx context.Context, cfg *Config, tr *kafkago.Transport) er
 
 // ---- --to direct ----
 
-func backfillDirect(ctx context.Context, cfg *Config, o backfillOptions, src *fileSource, dlq *fileDeadLetter, log *slog.Logger) error {
+// directTarget runs the indexing pipeline into the embedded index under
+// data_dir; dead letters go to a JSON Lines file.
+type directTarget struct {
+	cfg     *Config
+	log     *slog.Logger
+	model   *encoders.Model
+	ix      *embedded.Index
+	deny    *denylist.List
+	fetch   *media.Fetcher
+	dec     *imageprep.Decoder
+	dlq     *fileDeadLetter
+	dlqPath string
+	closers []func()
+}
+
+// openDirectTarget opens the index first: while 'xmodal run' holds data_dir
+// the backfill stops here, before it reads or writes anything.
+func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log *slog.Logger) (_ *directTarget, err error) {
+	t := &directTarget{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
 	dir, err := findModel(cfg.Model)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	model, err := encoders.Load(dir, modelOptions(cfg, log))
-	if err != nil {
-		return err
-	}
-	defer model.Close()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
+		return nil, fmt.Errorf("data_dir: %w", err)
 	}
+	if t.model, err = encoders.Load(dir, modelOptions(cfg, log)); err != nil {
+		return nil, err
+	}
+	t.closers = append(t.closers, func() { t.model.Close() })
 	// The index and the pipeline are built as `xmodal run` builds them (app.go):
 	// the model's binary coder on the index, PDQ hashes of images.
-	coder, err := modelCoder(model, log)
+	coder, err := modelCoder(t.model, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ix, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: model.Dim(),
-		ModelVersion: model.Version(), Logger: log, Coder: indexCoder(coder)})
+	t.ix, err = embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: t.model.Dim(),
+		ModelVersion: t.model.Version(), Logger: log, Coder: indexCoder(coder)})
 	if err != nil {
 		if errors.Is(err, embedded.ErrLocked) {
-			return fmt.Errorf("%w (stop 'xmodal run' on this data_dir, or backfill --to kafka)", err)
+			return nil, fmt.Errorf("ingest --to direct: data_dir %s is in use (is 'xmodal run' running on it?): "+
+				"backfill into the running instance with --to nats, or stop it first; nothing was read or written", absPath(cfg.DataDir))
 		}
-		return err
+		return nil, err
 	}
-	defer ix.Close()
+	t.closers = append(t.closers, func() { t.ix.Close() })
 	// The deny-list lives in the data dir's JetStream store (xmodal run's):
 	// a private embedded server on a free loopback port reads it, so the
 	// backfill honours every takedown made through the running instance.
-	deny, closeDeny, err := localDenyList(ctx, cfg, ix, log)
+	deny, closeDeny, err := localDenyList(ctx, cfg, t.ix, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeDeny()
-	fetch, err := media.New(media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, Logger: log})
-	if err != nil {
-		return fmt.Errorf("config ingest.allow_private: %w", err)
+	t.deny = deny
+	t.closers = append(t.closers, closeDeny)
+	if t.fetch, err = media.New(mediaConfig(cfg, nil, log)); err != nil {
+		return nil, fmt.Errorf("config ingest.allow_private: %w", err)
 	}
-	defer fetch.Close()
+	t.closers = append(t.closers, func() { t.fetch.Close() })
+	if t.dec, err = imageDecoder(cfg, t.model); err != nil {
+		return nil, err
+	}
+	if o.DLQ == "" {
+		o.DLQ = filepath.Join(cfg.DataDir, "backfill-dlq.jsonl")
+	}
+	t.dlqPath = o.DLQ
+	if t.dlq, err = openFileDeadLetter(o.DLQ); err != nil {
+		return nil, err
+	}
+	t.closers = append(t.closers, func() { t.dlq.Close() })
+	return t, nil
+}
+
+func (t *directTarget) desc() string                  { return "direct " + absPath(t.cfg.DataDir) }
+func (t *directTarget) maxLine() int                  { return ingest.MaxMessageBytes }
+func (t *directTarget) deadLetter() ingest.DeadLetter { return t.dlq }
+func (t *directTarget) keyedOnly() bool               { return false }
+func (t *directTarget) summary() string {
+	return fmt.Sprintf("; %d dead-lettered to %s", t.dlq.count.Load(), t.dlqPath)
+}
+
+func (t *directTarget) close() {
+	for i := len(t.closers) - 1; i >= 0; i-- {
+		t.closers[i]()
+	}
+	t.closers = nil
+}
+
+func (t *directTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
+	cfg := t.cfg
 	batch := o.Batch
 	if batch == 0 {
 		batch = cfg.Ingest.BatchSize
 	}
 	pc := pipelineConfig(cfg)
 	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
-	dec, err := imageDecoder(cfg, model)
-	if err != nil {
-		return err
-	}
-	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: ix, Deny: deny, Embedder: model, Decode: ingestDecode(dec),
-		Fetcher: fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log}
-	crashPoints(&deps, log) // crash tests only (build tag crashtest)
+	deps := workers.Deps{Source: src, DeadLetter: t.dlq, Sink: t.ix, Deny: t.deny, Embedder: t.model, Decode: ingestDecode(t.dec),
+		Fetcher: t.fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: t.log}
+	crashPoints(&deps, t.log) // crash tests only (build tag crashtest)
 	pipe, err := workers.New(pc, deps)
 	if err != nil {
 		return err
 	}
 	src.signalEnd = true
 	return pipe.Run(ctx)
+}
+
+// mediaConfig is the media fetcher's configuration from ingest.*: refusals
+// of a private address name ingest.allow_private.
+func mediaConfig(cfg *Config, reg prometheus.Registerer, log *slog.Logger) media.Config {
+	return media.Config{AllowPrivate: cfg.Ingest.AllowPrivate, AllowOption: "ingest.allow_private (env XMODAL_INGEST_ALLOW_PRIVATE, flag --ingest-allow-private)",
+		Metrics: reg, Logger: log}
 }
 
 // localDenyList opens the deny-list of the data dir through a private

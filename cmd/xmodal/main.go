@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +20,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
@@ -68,7 +65,7 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), postCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd())
+	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd())
 	return root
 }
 
@@ -76,42 +73,21 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// demoPost is a line of testdata/demo/posts.jsonl: a post whose image is a file
-// next to it, inlined when published.
-type demoPost struct {
-	ID        string   `json:"id"`
-	Author    string   `json:"author"`
-	Text      string   `json:"text"`
-	ImageFile string   `json:"image_file"`
-	Labels    []string `json:"labels"`
-}
-
-func loadDemoPosts(path string, now time.Time) ([]domain.Post, error) {
-	b, err := os.ReadFile(path)
+// loadPosts reads a post file (ingest/postfile: the post format, images by
+// image_file relative to the file) and fails on its first bad line.
+func loadPosts(path string) ([]domain.Post, error) {
+	posts, bad, err := postfile.Load(path, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	var out []domain.Post
-	for i, line := range bytes.Split(b, []byte("\n")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
+	if len(bad) > 0 {
+		more := ""
+		if len(bad) > 1 {
+			more = fmt.Sprintf(" (and %d more bad lines)", len(bad)-1)
 		}
-		var d demoPost
-		if err := json.Unmarshal(line, &d); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
-		}
-		p := domain.Post{Schema: domain.SchemaVersion, ID: d.ID, Author: d.Author, Text: d.Text, Labels: d.Labels,
-			CreatedAt: now.Add(-time.Duration(len(out)) * time.Minute).UTC().Truncate(time.Second)}
-		if d.ImageFile != "" {
-			img, err := os.ReadFile(filepath.Join(filepath.Dir(path), d.ImageFile))
-			if err != nil {
-				return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
-			}
-			p.Image = &domain.ImageRef{Data: img, MIME: "image/jpeg"}
-		}
-		out = append(out, p)
+		return nil, fmt.Errorf("%w%s", bad[0], more)
 	}
-	return out, nil
+	return posts, nil
 }
 
 func findDemoPosts() (string, error) {
@@ -152,7 +128,7 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 					return err
 				}
 			}
-			posts, err := loadDemoPosts(postsPath, time.Now())
+			posts, err := loadPosts(postsPath)
 			if err != nil {
 				return err
 			}
@@ -197,10 +173,24 @@ sample queries, prints how to query, and keeps serving until Ctrl-C (--once exit
 				printHits(out, res.Hits)
 			}
 			url := a.nc.ConnectedUrl()
+			if u := a.pageURL(); u != "" {
+				fmt.Fprintf(out, "\nSearch page: %s\n", u)
+			}
+			if cfg.Model == "" {
+				fmt.Fprintln(out, `
+The bundled model (testdata/models/demo) was trained here on generated pictures
+of coloured shapes with captions (xmodal gen): ask it about shapes, colours and
+positions. It knows nothing else; for real posts run a real CLIP model
+(docs/use-real-clip.md).`)
+			}
 			fmt.Fprintf(out, `
 Query it yourself while this runs:
   bin/xmodal query --text "a small green triangle top left" --target image
   bin/xmodal query --image testdata/demo/images/demo-000000.jpg --target text
+  bin/xmodal query --text "a red star" --author lena --since 2026-11-01T06:00:00Z
+  bin/xmodal neardup --image testdata/demo/images/demo-000000.jpg
+  bin/xmodal post testdata/demo/posts.jsonl        # post your own: docs/post-format.md
+  bin/xmodal dlq ls                                # what could not be indexed, and why
   nats --server %s req xmodal.v1.search '{"text":"two red stars","target":"image","k":5}'
   curl -s http://%s/metrics | grep xmodal_
 `, url, cfg.HTTP.Listen)
@@ -244,151 +234,6 @@ func waitIndexed(ctx context.Context, cl *client.Client, posts []domain.Post) er
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-	}
-}
-
-func printHits(w io.Writer, hits []domain.Hit) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  #\tscore\tmodality\tpost\tauthor\ttext")
-	for i, h := range hits {
-		text := strings.ReplaceAll(domain.TruncateText(h.Text, 60), "\n", " ")
-		fmt.Fprintf(tw, "  %d\t%.4f\t%s\t%s\t%s\t%s\n", i+1, h.Score, h.Modality, h.PostID, h.Author, text)
-	}
-	tw.Flush()
-}
-
-func clientConn(cmd *cobra.Command) (*client.Client, func(), error) {
-	cfg, err := loadConfig(cmd.Flags(), os.Getenv)
-	if err != nil {
-		return nil, nil, err
-	}
-	url := cfg.NATS.URL
-	if url == "" {
-		url = "nats://" + cfg.NATS.Listen
-	}
-	nc, err := connectNATS(cfg, url)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w (is 'xmodal run' running?)", err)
-	}
-	return client.New(nc), func() { nc.Close() }, nil
-}
-
-func queryCmd() *cobra.Command {
-	var text, imagePath, target, plan string
-	var k int
-	var asJSON bool
-	c := &cobra.Command{
-		Use:   "query",
-		Short: "Search a running xmodal by text or image and print the hits",
-		Example: `  xmodal query --text "two red stars" --target image
-  xmodal query --image photo.jpg --target text -k 5`,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			req := query.SearchRequest{Text: text, Target: target, K: k, Plan: plan}
-			if imagePath != "" {
-				if req.Image, err = os.ReadFile(imagePath); err != nil {
-					return err
-				}
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			res, err := cl.Search(ctx, &req)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d hits, plan %s, %.1f ms, model %s\n", len(res.Hits), res.Plan, res.TookMS, res.Model)
-			printHits(cmd.OutOrStdout(), res.Hits)
-			return nil
-		},
-	}
-	c.Flags().StringVar(&text, "text", "", "query text")
-	c.Flags().StringVar(&imagePath, "image", "", "query image file")
-	c.Flags().StringVar(&target, "target", "any", "modality of the results: image, text, fused or any")
-	c.Flags().StringVar(&plan, "plan", "", "exact, ann, hash or hybrid")
-	c.Flags().IntVarP(&k, "k", "k", 10, "number of hits")
-	c.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON response")
-	return c
-}
-
-func postCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "post FILE...",
-		Short: "Publish posts (JSON Lines, one post per line; - for stdin) to the ingest stream",
-		Long: `Publishes each line as one post to the JetStream ingest stream of a running
-xmodal, keyed by its id. A line {"id":"X","delete":true} publishes a tombstone that
-deletes post X and deny-lists it. Lines are sent as they are: bad posts are
-dead-lettered by the indexer with their reason.`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
-			if err != nil {
-				return err
-			}
-			url := cfg.NATS.URL
-			if url == "" {
-				url = "nats://" + cfg.NATS.Listen
-			}
-			nc, err := connectNATS(cfg, url)
-			if err != nil {
-				return fmt.Errorf("%w (is 'xmodal run' running?)", err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			n := 0
-			for _, path := range args {
-				var r io.Reader = os.Stdin
-				if path != "-" {
-					f, err := os.Open(path)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					r = f
-				}
-				sc := bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 1<<20), ingest.MaxMessageBytes)
-				line := 0
-				for sc.Scan() {
-					line++
-					b := bytes.TrimSpace(sc.Bytes())
-					if len(b) == 0 {
-						continue
-					}
-					var head struct {
-						ID     string `json:"id"`
-						Delete bool   `json:"delete"`
-					}
-					if err := json.Unmarshal(b, &head); err != nil || head.ID == "" {
-						return fmt.Errorf("%s line %d: no post id (the key): %v", path, line, err)
-					}
-					value := append([]byte(nil), b...)
-					if head.Delete {
-						value = nil
-					}
-					if err := ingest.Publish(cmd.Context(), js, "xmodal.posts", head.ID, value); err != nil {
-						return fmt.Errorf("%s line %d: %w", path, line, err)
-					}
-					n++
-				}
-				if err := sc.Err(); err != nil {
-					return fmt.Errorf("%s: %w", path, err)
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "published %d messages\n", n)
-			return nil
-		},
 	}
 }
 

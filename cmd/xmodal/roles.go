@@ -531,6 +531,9 @@ func roleCmd(r role, short, long string) *cobra.Command {
 				natsURL = a.nc.ConnectedUrlRedacted()
 			}
 			log.Info("xmodal running", "nats", natsURL, "index", a.indexDesc, "http", cfg.HTTP.Listen)
+			if u := a.pageURL(); u != "" {
+				log.Info("search page: "+u, "url", u)
+			}
 			return a.Run(ctx)
 		},
 	}

@@ -88,6 +88,7 @@ func nonPublic(ip netip.Addr) string {
 type allowList struct {
 	prefixes []netip.Prefix
 	hosts    map[string]bool
+	option   string // the setting that lists them, named in refusals
 }
 
 func parseAllowList(entries []string) (allowList, error) {
@@ -164,5 +165,9 @@ func (al allowList) refusal(ip netip.Addr, byName bool) string {
 	if why == "" || byName || al.addrAllowed(ip) {
 		return ""
 	}
-	return fmt.Sprintf("address %s is %s", ip.WithZone(""), why)
+	r := fmt.Sprintf("address %s is %s", ip.WithZone(""), why)
+	if al.option != "" {
+		r += fmt.Sprintf(" (to fetch from it on purpose, add %s or the URL's host name to %s)", ip.WithZone("").Unmap(), al.option)
+	}
+	return r
 }

@@ -99,6 +99,10 @@ type Config struct {
 	// for tests and private CDNs. A listed host name allows whatever it
 	// resolves to; a listed CIDR allows those addresses whatever the name.
 	AllowPrivate []string
+	// AllowOption names the setting that fills AllowPrivate (for example
+	// "ingest.allow_private"); refusals of a non-public address name it, so
+	// that the reason says how to allow a private host on purpose.
+	AllowOption string
 
 	Resolver  *net.Resolver         // nil: net.DefaultResolver
 	UserAgent string                // default DefaultUserAgent
@@ -217,6 +221,7 @@ func New(cfg Config) (*Fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	al.option = cfg.AllowOption
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("media: Config.Metrics: %w", err)

@@ -767,3 +767,24 @@ func metricValue(t *testing.T, c prometheus.Metric) float64 {
 	t.Fatalf("not a counter or gauge: %v", &m)
 	return 0
 }
+
+// TestRefusalNamesTheAllowOption: a refused private address says which
+// setting allows it (issue #19: the user must not have to read the source).
+func TestRefusalNamesTheAllowOption(t *testing.T) {
+	for _, tc := range []struct {
+		option, url, want string
+	}{
+		{"ingest.allow_private", "http://127.0.0.1:1/x.jpg", "address 127.0.0.1 is loopback (to fetch from it on purpose, add 127.0.0.1 or the URL's host name to ingest.allow_private)"},
+		{"ingest.allow_private", "http://[::ffff:10.1.2.3]/x.jpg", "add 10.1.2.3 or the URL's host name to ingest.allow_private"},
+		{"", "http://10.1.2.3/x.jpg", "address 10.1.2.3 is private"},
+	} {
+		f, _ := newTestFetcher(t, Config{AllowOption: tc.option}, nil)
+		_, err := f.Fetch(context.Background(), tc.url)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("option %q, %s: err %v, want it to contain %q", tc.option, tc.url, err, tc.want)
+		}
+		if tc.option == "" && err != nil && strings.Contains(err.Error(), "to fetch from it") {
+			t.Errorf("no option configured, yet the refusal names one: %v", err)
+		}
+	}
+}
