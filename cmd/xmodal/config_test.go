@@ -23,6 +23,17 @@ func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	return fs
 }
 
+// parseConfig parses the flags (a typed flag refuses a bad value there) and
+// loads the configuration.
+func parseConfig(args []string, env lookupEnv) (*Config, error) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	configFlags(fs, scope{})
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return loadConfig(fs, env)
+}
+
 func envOf(m map[string]string) lookupEnv {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
@@ -79,12 +90,7 @@ func TestConfigRefusesBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-			configFlags(fs, scope{})
-			err := fs.Parse(tc.args) // a typed flag refuses a bad value as it is parsed
-			if err == nil {
-				_, err = loadConfig(fs, envOf(tc.env))
-			}
+			_, err := parseConfig(tc.args, envOf(tc.env))
 			if err == nil || !strings.Contains(err.Error(), tc.wants) {
 				t.Fatalf("err = %v; want one naming %q", err, tc.wants)
 			}
