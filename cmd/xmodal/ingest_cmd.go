@@ -875,7 +875,9 @@ func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *fileSourc
 		}
 		crash("ingest-after-produce")
 		for _, m := range msgs {
-			m.Ack(ctx)
+			if err := m.Ack(ctx); err != nil {
+				return fmt.Errorf("ingest: %s: marking the line done: %w", m.Origin, err)
+			}
 		}
 	}
 }
@@ -1012,7 +1014,9 @@ func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *fileSource
 		}
 		crash("ingest-after-produce")
 		for _, m := range msgs {
-			m.Ack(ctx)
+			if err := m.Ack(ctx); err != nil {
+				return fmt.Errorf("ingest: %s: marking the line done: %w", m.Origin, err)
+			}
 		}
 	}
 }
