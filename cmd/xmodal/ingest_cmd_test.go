@@ -17,6 +17,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // ---- the file source on its own ----
@@ -213,7 +214,7 @@ func runXmodal(t *testing.T, timeout time.Duration, env []string, args ...string
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Dir = e2eRoot(t)
+	cmd.Dir = testutil.MustRepoRoot(t)
 	cmd.Env = append(os.Environ(), append([]string{"XMODAL_TEST_MAIN=1"}, env...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -282,7 +283,7 @@ func TestIngestDirect(t *testing.T) {
 	bad := writeWorkload(t, in, w, "2025-06-01.jsonl", "later/2025-06-02.jsonl")
 	data := t.TempDir()
 	args := []string{"ingest", "--from", in, "--to", "direct", "--data-dir", data, "--log-level", "warn",
-		"--model", filepath.Join(e2eRoot(t), "testdata", "models", "parity"), "--batch", "16", "--progress-interval", "100ms"}
+		"--model", filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "parity"), "--batch", "16", "--progress-interval", "100ms"}
 
 	out, err := runXmodal(t, 3*time.Minute, []string{"XMODAL_CRASH_AT=after-write:6"}, args...)
 	if !killedBySIGKILL(err) {
@@ -364,7 +365,7 @@ func TestIngestKafka(t *testing.T) {
 	}
 	b := startKafka(t)
 	topic := "backfill"
-	b.createTopic(t, topic, e2ePartitions)
+	b.CreateTopic(t, topic, e2ePartitions)
 	w := fileWorkload(t, 400)
 	in := filepath.Join(t.TempDir(), "posts.jsonl")
 	writeWorkload(t, filepath.Dir(in), w, filepath.Base(in))
@@ -373,10 +374,10 @@ func TestIngestKafka(t *testing.T) {
 	}
 	data := t.TempDir()
 	args := []string{"ingest", "--from", in, "--to", "kafka", "--data-dir", data, "--log-level", "warn",
-		"--kafka-brokers", b.plain(), "--kafka-topic", topic, "--batch", "50", "--progress-interval", "100ms"}
+		"--kafka-brokers", b.Plain(), "--kafka-topic", topic, "--batch", "50", "--progress-interval", "100ms"}
 
 	out, err := runXmodal(t, time.Minute, nil, "ingest", "--from", in, "--to", "kafka", "--data-dir", data,
-		"--kafka-brokers", b.plain(), "--kafka-topic", "no-such-topic")
+		"--kafka-brokers", b.Plain(), "--kafka-topic", "no-such-topic")
 	if err == nil || !strings.Contains(out, `kafka topic "no-such-topic"`) {
 		t.Fatalf("backfill to a missing topic: %v\n%s", err, out)
 	}
@@ -467,7 +468,7 @@ func TestIngestKafka(t *testing.T) {
 	// Index the topic; the duplicates are idempotent.
 	group := "xmodal-backfill"
 	dir := t.TempDir()
-	ix := startIndexer(t, "indexer", dir, indexerOpts{brokers: b.plain(), topic: topic, group: group})
+	ix := startIndexer(t, "indexer", dir, indexerOpts{brokers: b.Plain(), topic: topic, group: group})
 	waitDone(t, b, topic, group, 3*time.Minute, ix)
 	ix.stop(t)
 	checkEndState(t, b, topic, group, w, readIndex(t, "index", dir, w))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/milvus"
 )
 
@@ -145,7 +146,7 @@ func TestMilvusUnreachableNamesTheKey(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "run", "--data-dir", dir, "--nats-listen", freePort(t), "--http-listen", "",
 		"--milvus-address", "127.0.0.1:1", "--milvus-dial-timeout", "300ms", "--milvus-start-timeout", "1s", "--log-level", "error")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.MustRepoRoot(t)
 	cmd.Env = append(os.Environ(), "XMODAL_TEST_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
