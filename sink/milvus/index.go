@@ -210,7 +210,7 @@ func resolveAlias(ctx context.Context, c *milvusclient.Client, o Options, alias 
 // Open refuses to follow an alias to another model's vectors.
 func SwapAlias(ctx context.Context, opt Options, modelVersion string) error {
 	opt.ModelVersion = modelVersion
-	if err := opt.Validate(); err != nil {
+	if err := opt.validateAdmin(); err != nil {
 		return err
 	}
 	opt = opt.withDefaults()
@@ -293,7 +293,7 @@ func (ix *Index) Close() error {
 // shared by all versions). It refuses to drop the collection the alias points to.
 func DropModel(ctx context.Context, opt Options, modelVersion string) error {
 	opt.ModelVersion = modelVersion
-	if err := opt.Validate(); err != nil {
+	if err := opt.validateAdmin(); err != nil {
 		return err
 	}
 	opt = opt.withDefaults()
@@ -348,6 +348,15 @@ func (e *AliasError) Error() string {
 		return fmt.Sprintf("milvus: alias %s cannot serve this process", e.Alias)
 	}
 	return e.msg
+}
+
+// validateAdmin checks what SwapAlias and DropModel need (no model dimension:
+// they touch collections by name only).
+func (o Options) validateAdmin() error {
+	if o.Dim == 0 {
+		o.Dim = 1 // any valid dimension: unused here
+	}
+	return o.Validate()
 }
 
 // collectionGone reports whether a call failed because the collection does not
