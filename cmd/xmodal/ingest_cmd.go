@@ -259,7 +259,26 @@ func (t *kafkaTarget) close() {
 }
 
 func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *filesrc.Source) error {
-	crash := crashPoint(t.log) // crash-test builds only
+	return sendLines(ctx, o, src, crashPoint(t.log), func(msgs []*ingest.Message) error {
+		out := make([]kafkago.Message, len(msgs))
+		for i, m := range msgs {
+			out[i] = kafkago.Message{Value: m.Value}
+			if m.Key != "" {
+				out[i].Key = []byte(m.Key)
+			}
+		}
+		if err := t.w.WriteMessages(ctx, out...); err != nil {
+			return fmt.Errorf("ingest: producing to %s: %w", t.cfg.Kafka.Topic, err)
+		}
+		return nil
+	})
+}
+
+// sendLines hands the source's lines to send in batches of --batch (500 by
+// default) until the input is exhausted; a batch is acknowledged (its lines
+// done) only after send returned, and one send could not take stays with the
+// source for the checkpoint.
+func sendLines(ctx context.Context, o backfillOptions, src *filesrc.Source, crash func(string), send func([]*ingest.Message) error) error {
 	batch := o.Batch
 	if batch == 0 {
 		batch = 500
@@ -275,16 +294,9 @@ func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *filesrc.S
 			}
 			continue
 		}
-		out := make([]kafkago.Message, len(msgs))
-		for i, m := range msgs {
-			out[i] = kafkago.Message{Value: m.Value}
-			if m.Key != "" {
-				out[i].Key = []byte(m.Key)
-			}
-		}
-		if err := t.w.WriteMessages(ctx, out...); err != nil {
+		if err := send(msgs); err != nil {
 			src.Requeue(msgs)
-			return fmt.Errorf("ingest: producing to %s: %w", t.cfg.Kafka.Topic, err)
+			return err
 		}
 		crash("ingest-after-produce")
 		for _, m := range msgs {
@@ -350,22 +362,7 @@ func (t *natsTarget) summary() string               { return "" }
 func (t *natsTarget) close()                        { t.nc.Close() }
 
 func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *filesrc.Source) error {
-	crash := crashPoint(slog.Default()) // crash-test builds only
-	batch := o.Batch
-	if batch == 0 {
-		batch = 500
-	}
-	for {
-		msgs, err := src.Fetch(ctx, batch, 0)
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			if src.Exhausted() {
-				return nil
-			}
-			continue
-		}
+	return sendLines(ctx, o, src, crashPoint(slog.Default()), func(msgs []*ingest.Message) error {
 		// Published asynchronously and confirmed together: the lines are done
 		// once the server has stored every one of them.
 		futs := make([]jetstream.PubAckFuture, len(msgs))
@@ -376,8 +373,8 @@ func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *filesrc.So
 			}
 			pm.Header.Set(ingest.HeaderKey, m.Key)
 			pm.Data = m.Value
+			var err error
 			if futs[i], err = t.js.PublishMsgAsync(pm); err != nil {
-				src.Requeue(msgs)
 				return fmt.Errorf("ingest: publishing %s: %w", ingest.QuoteID(m.Key), err)
 			}
 		}
@@ -385,20 +382,13 @@ func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *filesrc.So
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
-				src.Requeue(msgs)
 				return fmt.Errorf("ingest: publishing %s to %s: %w", ingest.QuoteID(msgs[i].Key), postsStream, err)
 			case <-ctx.Done():
-				src.Requeue(msgs)
 				return ctx.Err()
 			}
 		}
-		crash("ingest-after-produce")
-		for _, m := range msgs {
-			if err := m.Ack(ctx); err != nil {
-				return fmt.Errorf("ingest: %s: marking the line done: %w", m.Origin, err)
-			}
-		}
-	}
+		return nil
+	})
 }
 
 // natsDeadLetter publishes dead letters to the JetStream dead-letter stream.
