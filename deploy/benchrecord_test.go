@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestBenchRecordRefusesDirtyTree runs scripts/bench-record.sh in a scratch
@@ -16,7 +18,7 @@ func TestBenchRecordRefusesDirtyTree(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatalf("git: %v", err)
 	}
-	script, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "bench-record.sh"))
+	script, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "scripts", "bench-record.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,13 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 func loadCompose(t *testing.T, file string) (*types.Project, error) {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "deploy")
+	dir := filepath.Join(testutil.MustRepoRoot(t), "deploy")
 	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, file)}},
@@ -123,7 +125,7 @@ func TestComposeFile(t *testing.T) {
 
 // TestComposeRefusesUnknownFields: the check above would catch a misspelt key.
 func TestComposeRefusesUnknownFields(t *testing.T) {
-	dir := filepath.Join(repoRoot(t), "deploy")
+	dir := filepath.Join(testutil.MustRepoRoot(t), "deploy")
 	f := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(f, []byte("services:\n  x:\n    image: redis\n    stop_grace: 30s\n"), 0o644)
 	_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{WorkingDir: dir,

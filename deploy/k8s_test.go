@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // manifest is one decoded document of deploy/k8s/*.yaml.
@@ -64,7 +66,7 @@ func stripComments(b []byte) []byte {
 // a duplicate key or a wrong type fails.
 func loadManifests(t *testing.T) []manifest {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(repoRoot(t), "deploy", "k8s", "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(testutil.MustRepoRoot(t), "deploy", "k8s", "*.yaml"))
 	if len(files) == 0 {
 		t.Fatal("no deploy/k8s/*.yaml")
 	}

@@ -49,7 +49,7 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 	}
 	const rounds, perRound = 5, 100
 	ctx := context.Background()
-	model, err := encoders.Load(filepath.Join(repoRoot(b), "testdata", "models", "demo"), encoders.Options{})
+	model, err := encoders.Load(filepath.Join(testutil.MustRepoRoot(b), "testdata", "models", "demo"), encoders.Options{})
 	if err != nil {
 		b.Fatalf("the bundled model (needs ONNX Runtime: scripts/ort-setup.sh): %v", err)
 	}

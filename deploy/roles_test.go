@@ -21,7 +21,7 @@ import (
 // .cache/milvus) the test fails naming Milvus.
 func startTestMilvus(t testing.TB) string {
 	t.Helper()
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	port := 19830
 	if p := os.Getenv("XMODAL_TEST_DEPLOY_MILVUS_PORT"); p != "" {
 		var err error

@@ -144,7 +144,7 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 		ts[i] = domain.Takedown{PostID: id, At: now, Source: "admin", Reason: r.Reason}
 	}
 	if err := s.d.Deny.Deny(ctx, ts); err != nil {
-		return nil, errorf(CodeUnavailable, "the takedown was not recorded (nothing changed; retry): %v", err)
+		return nil, errorf(CodeUnavailable, "the takedown was not recorded (nothing changed; retry): %w", err)
 	}
 	// 2. Then the index drops them (and keeps its own deny rows).
 	done := 0

@@ -135,23 +135,33 @@ const (
 	CodeTimeout        = 504
 )
 
-// Error is a query failure with a code.
+// Error is a query failure with a code. Code and Message are what a client
+// receives; Err, the cause (an index, media or NATS error), stays in the
+// process for errors.Is/As and logs.
 type Error struct {
 	Code    int
 	Message string
+	Err     error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
 
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// errorf builds an Error whose message is fmt.Errorf's; an argument formatted
+// with %w becomes the cause.
 func errorf(code int, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	return &Error{Code: code, Message: err.Error(), Err: errors.Unwrap(err)}
 }
 
-// AsError returns err as an *Error, wrapping unknown errors as internal ones.
+// AsError returns err as an *Error, wrapping unknown errors as internal ones
+// (with err as the cause).
 func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Code: CodeInternal, Message: err.Error()}
+	return &Error{Code: CodeInternal, Message: err.Error(), Err: err}
 }

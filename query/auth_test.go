@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -242,10 +243,16 @@ func TestRedisAuthAndTLS(t *testing.T) {
 	if err := bad.Ping(ctx); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Errorf("wrong password: %v, want WRONGPASS", err)
 	}
+	if err := bad.Ping(ctx); !errors.Is(err, query.ErrCacheAuth) {
+		t.Errorf("wrong password: %v, want ErrCacheAuth", err)
+	}
 	none, _ := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr})
 	defer none.Close()
 	if err := none.Ping(ctx); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 		t.Errorf("no password: %v, want NOAUTH", err)
+	}
+	if err := none.Ping(ctx); !errors.Is(err, query.ErrCacheAuth) {
+		t.Errorf("no password: %v, want ErrCacheAuth", err)
 	}
 	good, _ := query.NewRedisCache(query.RedisOptions{Addr: rs.Addr, Password: "redis-secret"})
 	defer good.Close()
@@ -264,11 +271,15 @@ func TestRedisAuthAndTLS(t *testing.T) {
 	defer plain.Close()
 	if err := plain.Ping(ctx); err == nil {
 		t.Error("a plain-text client talked to the TLS port")
+	} else if errors.Is(err, query.ErrCacheAuth) {
+		t.Errorf("a plain-text client on the TLS port: %v was taken for bad credentials", err)
 	}
 	untrusted, _ := query.NewRedisCache(query.RedisOptions{Addr: ts.Addr, Password: "tls-secret", TLS: true, Timeout: 300 * time.Millisecond})
 	defer untrusted.Close()
 	if err := untrusted.Ping(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("TLS without the CA: %v, want a certificate error", err)
+	} else if errors.Is(err, query.ErrCacheAuth) {
+		t.Errorf("TLS without the CA: %v was taken for bad credentials", err)
 	}
 	tlsC, err := query.NewRedisCache(query.RedisOptions{Addr: ts.Addr, Password: "tls-secret", TLS: true, CAFile: c.ca, Timeout: 300 * time.Millisecond})
 	if err != nil {

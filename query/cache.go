@@ -87,6 +87,10 @@ type RedisCache struct {
 // ErrCacheDown is returned while the cache is being skipped after an error.
 var ErrCacheDown = errors.New("cache: redis is down (skipped for a moment)")
 
+// ErrCacheAuth is returned by RedisCache.Ping when Redis refused the
+// credentials (NOAUTH, WRONGPASS): a configuration error, not an outage.
+var ErrCacheAuth = errors.New("cache: redis refused the credentials")
+
 // NewRedisCache connects lazily (go-redis dials on first use) and checks the
 // TLS files now.
 func NewRedisCache(opt RedisOptions) (*RedisCache, error) {
@@ -147,7 +151,15 @@ func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 func (c *RedisCache) Client() *redis.Client { return c.rdb }
 
 // Ping checks the connection and the credentials.
-func (c *RedisCache) Ping(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }
+// Ping checks the connection; bad credentials come back wrapped in
+// ErrCacheAuth (classified by the Redis client's typed errors).
+func (c *RedisCache) Ping(ctx context.Context) error {
+	err := c.rdb.Ping(ctx).Err()
+	if redis.IsAuthError(err) {
+		return fmt.Errorf("%w: %w", ErrCacheAuth, err)
+	}
+	return err
+}
 
 // Close closes the connection pool.
 func (c *RedisCache) Close() error { return c.rdb.Close() }
@@ -558,7 +570,7 @@ func (s *Service) syncDeny(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return errorf(CodeUnavailable, "the deny-list cannot be brought up to date (NATS JetStream unreachable?): %v", err)
+		return errorf(CodeUnavailable, "the deny-list cannot be brought up to date (NATS JetStream unreachable?): %w", err)
 	}
 	return nil
 }
@@ -607,7 +619,11 @@ func (s *Service) run(parent context.Context, name string, h func(context.Contex
 	res, err := h(ctx, data)
 	s.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The request's deadline, or a bare deadline error from below; an *Error
+		// keeps its code even when its cause is a deadline of its own (a media
+		// fetch's attempt timeout is a 422, not the request's 504).
+		var qe *Error
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (!errors.As(err, &qe) && errors.Is(err, context.DeadlineExceeded)) {
 			err = errorf(CodeTimeout, "request took longer than %s", s.cfg.Timeout)
 		}
 		e := AsError(err)

@@ -152,7 +152,7 @@ func (g *Gateway) api(w http.ResponseWriter, r *http.Request) {
 				writeErr(w, errorf(CodeTooLarge, "request is over %d bytes", MaxRequestSize))
 				return
 			}
-			writeErr(w, errorf(CodeBadRequest, "read request: %v", err))
+			writeErr(w, errorf(CodeBadRequest, "read request: %w", err))
 			return
 		}
 		body = b

@@ -109,7 +109,7 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	if r.PDQ != "" {
 		if _, err := pdq.ParseHex(r.PDQ); err != nil {
 			// "pdq: malformed hash ...": the package's prefix names the field too.
-			return nil, errorf(CodeBadRequest, "%v", err)
+			return nil, errorf(CodeBadRequest, "%w", err)
 		}
 	}
 	if r.MaxDistance == nil {
@@ -243,7 +243,7 @@ func (s *Service) queryImage(ctx context.Context, data []byte, url string) (Deco
 		}
 		b, err := s.d.Fetcher.Fetch(ctx, url)
 		if err != nil {
-			return DecodedImage{}, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+			return DecodedImage{}, errorf(CodeUnprocessable, "fetch image_url: %w", err)
 		}
 		data = b
 	}
@@ -263,7 +263,7 @@ func (s *Service) decodeImage(ctx context.Context, data []byte) (DecodedImage, e
 		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			return DecodedImage{}, err
 		}
-		return DecodedImage{}, errorf(CodeUnprocessable, "image: %v", err)
+		return DecodedImage{}, errorf(CodeUnprocessable, "image: %w", err)
 	}
 	if dec.Release == nil {
 		dec.Release = func() {}
@@ -291,7 +291,7 @@ func (s *Service) searchCoded(ctx context.Context, q domain.VectorQuery, r *Sear
 // invalidQuery maps an index's domain.ErrInvalidQuery to a 400.
 func invalidQuery(err error) error {
 	if errors.Is(err, domain.ErrInvalidQuery) {
-		return errorf(CodeBadRequest, "%v", err)
+		return errorf(CodeBadRequest, "%w", err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package query
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -88,5 +89,21 @@ func TestParseGetLimitAbsentIsNotZero(t *testing.T) {
 		if !errors.As(err, &e) || e.Code != CodeBadRequest || !strings.Contains(e.Message, tc.wantErr) {
 			t.Errorf("%s: %v; want 400 %q", tc.body, err, tc.wantErr)
 		}
+	}
+}
+
+// Error carries its cause for errors.Is/As (errorf's %w); the client sees code
+// and message only.
+func TestErrorUnwrapsItsCause(t *testing.T) {
+	cause := errors.New("index down")
+	e := errorf(CodeUnavailable, "index: %w", cause)
+	if e.Message != "index: index down" || !errors.Is(e, cause) {
+		t.Fatalf("errorf: %+v, want the message and the cause", e)
+	}
+	if got := AsError(fmt.Errorf("search: %w", e)); got != e {
+		t.Fatal("AsError of a wrapped *Error must return it")
+	}
+	if got := AsError(cause); got.Code != CodeInternal || !errors.Is(got, cause) {
+		t.Fatalf("AsError(plain): %+v, want code 500 with the cause", got)
 	}
 }

@@ -217,7 +217,7 @@ func (s *Service) serve(name string, h func(context.Context, []byte) (any, error
 	if raw, ok := res.(json.RawMessage); ok {
 		b = raw // a cached reply, encoded already
 	} else if b, err = json.Marshal(res); err != nil {
-		e := errorf(CodeInternal, "encode the reply: %v", err)
+		e := errorf(CodeInternal, "encode the reply: %w", err)
 		s.respondErr(name, msg, e)
 		return e
 	}
@@ -258,7 +258,7 @@ func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errorf(CodeBadRequest, "malformed request: %v", err)
+		return errorf(CodeBadRequest, "malformed request: %w", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errorf(CodeBadRequest, "malformed request: trailing data after the JSON object")
@@ -322,7 +322,7 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	}
 	if r.Target != "any" {
 		if _, err := domain.ParseModality(r.Target); err != nil {
-			return nil, errorf(CodeBadRequest, "target: %v (or any)", err)
+			return nil, errorf(CodeBadRequest, "target: %w (or any)", err)
 		}
 	}
 	switch domain.Plan(r.Plan) {
@@ -392,7 +392,7 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 	case r.Text != "":
 		v, err := s.d.Encoder.EmbedTexts(ctx, []string{r.Text})
 		if err != nil {
-			return nil, errorf(CodeInternal, "encode text: %v", err)
+			return nil, errorf(CodeInternal, "encode text: %w", err)
 		}
 		return v[0], nil
 	}
@@ -403,7 +403,7 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		}
 		b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
 		if err != nil {
-			return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+			return nil, errorf(CodeUnprocessable, "fetch image_url: %w", err)
 		}
 		data = b
 	}
@@ -414,7 +414,7 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 	v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
 	dec.Release()
 	if err != nil {
-		return nil, errorf(CodeInternal, "encode image: %v", err)
+		return nil, errorf(CodeInternal, "encode image: %w", err)
 	}
 	return v[0], nil
 }
@@ -477,7 +477,7 @@ func indexErr(err error) error {
 	if bad := invalidQuery(err); bad != nil {
 		return bad
 	}
-	return errorf(CodeUnavailable, "index: %v", err)
+	return errorf(CodeUnavailable, "index: %w", err)
 }
 
 // MergeByRank merges per-modality result lists by rank, not raw score

@@ -320,6 +320,31 @@ func TestErrorCodes(t *testing.T) {
 	}
 }
 
+// A query error keeps its code when its cause is a deadline of its own: an
+// image_url whose server misses the fetcher's read deadline is a 422 (the
+// image could not be had), not the request's 504, although the cause that
+// query.Error now carries is context.DeadlineExceeded.
+func TestFetchDeadlineKeepsItsCode(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	f, err := media.New(media.Config{AllowPrivate: []string{"127.0.0.0/8"}, Retries: -1, ReadTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, query.Config{Timeout: 20 * time.Second}, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = s.cl.Raw(ctx, "search", []byte(`{"image_url":"`+slow.URL+`/x.jpg"}`), nil)
+	if e := query.AsError(err); err == nil || e.Code != query.CodeUnprocessable {
+		t.Fatalf("fetch past its read deadline: %v, want %d", err, query.CodeUnprocessable)
+	}
+}
+
 func TestTooManyRequests(t *testing.T) {
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole test suite: fetches the ONNX Runtime library into
-# .cache/ort (scripts/ort-setup.sh), then vet and go test over every package.
+# Sets up and runs the whole test suite: checks that go.mod is tidy, fetches the
+# ONNX Runtime library into .cache/ort (scripts/ort-setup.sh), then vet and go
+# test over every package.
 # Installs missing system packages (scripts/deps.sh). Services that tests need are
 # started by the tests themselves: embedded NATS in-process; Kafka, Milvus and
 # redis-server through the scripts under scripts/.
@@ -17,6 +18,12 @@ XMODAL_ORT_LIB=$(scripts/ort-setup.sh)
 export XMODAL_ORT_LIB
 echo "ONNX Runtime: $XMODAL_ORT_LIB"
 go version
+# go.mod and go.sum must be what `go mod tidy` makes of the imports (direct
+# requirements without "// indirect", nothing unused): a diff fails the run.
+if ! go mod tidy -diff; then
+	echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit the result" >&2
+	exit 1
+fi
 go vet ./...
 go vet -tags crashtest ./...
 go vet -tags bench ./... # measurement harnesses (go test -tags bench) must still build

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -74,15 +75,24 @@ func TestAcksDoNotWaitForEarlierMessages(t *testing.T) {
 	go func() { done <- p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "the text post indexed and acknowledged", func() bool {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		_, unacked := e.pending(t)
-		return e.count(domain.ModalityText) == 1 && unacked == 1
+		if n := e.count(domain.ModalityText); n != 1 || unacked != 1 {
+			return fmt.Errorf("the text post indexed and acknowledged: %d text records, %d unacknowledged", n, unacked)
+		}
+		return nil
 	})
 	if n := e.count(domain.ModalityImage); n != 0 {
 		t.Fatalf("%d image records while the image encoder is held", n)
 	}
 	close(emb.imageGate)
-	waitFor(t, "every message acknowledged", func() bool { return e.allAcked(t) })
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if !e.allAcked(t) {
+			_, unacked := e.pending(t)
+			return fmt.Errorf("every message acknowledged: %d not yet", unacked)
+		}
+		return nil
+	})
 	if n := e.count(domain.ModalityImage); n != 1 {
 		t.Errorf("%d image records after release, want 1", n)
 	}
@@ -160,19 +170,14 @@ func TestBackpressureBoundsInFlight(t *testing.T) {
 		t.Fatalf("with the sink stalled the source handed out %d messages; want 1..%d", maxOut, limit)
 	}
 	close(sink.release)
-	waitFor(t, "every message acknowledged", func() bool { return e.allAcked(t) })
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if !e.allAcked(t) {
+			_, unacked := e.pending(t)
+			return fmt.Errorf("every message acknowledged: %d not yet", unacked)
+		}
+		return nil
+	})
 	if n := e.count(domain.ModalityText); n != posts {
 		t.Errorf("%d records, want %d", n, posts)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

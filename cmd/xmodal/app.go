@@ -91,6 +91,16 @@ func findModel(cfg string) (string, error) {
 	return "", fmt.Errorf("no model configured and no bundled model found under %v (set --model or XMODAL_MODEL)", bundledModelDirs)
 }
 
+// loadModel loads the configured model (model, or the bundled one: findModel)
+// with the ort.* settings; every command that encodes loads it here.
+func loadModel(cfg *Config, log *slog.Logger) (*encoders.Model, error) {
+	dir, err := findModel(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	return encoders.Load(dir, modelOptions(cfg, log))
+}
+
 // bundledModelNote says what the bundled model knows, at start and in the demo.
 const bundledModelNote = "no model configured: using the bundled demo model, trained here on generated pictures of coloured shapes " +
 	"(docs/eval.md); it knows nothing else and returns confident nonsense for real photos. For real posts run a real CLIP " +
@@ -210,14 +220,10 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if a.nc, err = connectNATS(cfg, url); err != nil {
 		return nil, err
 	}
-	dir, err := findModel(cfg.Model)
-	if err != nil {
+	if a.model, err = loadModel(cfg, log); err != nil {
 		return nil, err
 	}
-	a.model, err = encoders.Load(dir, modelOptions(cfg, log))
-	if err != nil {
-		return nil, err
-	}
+	dir := a.model.Dir()
 	log.Info("model loaded", "dir", dir, "version", a.model.Version(), "dim", a.model.Dim())
 	if cfg.Model == "" {
 		log.Info(bundledModelNote, "dir", dir)
@@ -278,11 +284,9 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 	var dlq ingest.DeadLetter
 	if len(cfg.Kafka.Brokers) > 0 {
 		k := cfg.Kafka
-		a.kafka, err = kafkasrc.New(ctx, kafkasrc.Config{Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, DLQTopic: k.DLQTopic,
-			SASL:           kafkasrc.SASL{Mechanism: k.SASLMechanism, User: k.SASLUser, Password: k.SASLPassword},
-			TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
-			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval, Logger: log, Registerer: a.reg,
-			OnAssign: a.fenceIndex})
+		kc := cfg.kafkaConfig()
+		kc.Logger, kc.Registerer, kc.OnAssign = log, a.reg, a.fenceIndex
+		a.kafka, err = kafkasrc.New(ctx, kc)
 		if err != nil {
 			return err
 		}
@@ -295,16 +299,33 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 		}
 		src, dlq = a.src, a.src
 	}
-	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
-		Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg}
-	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
+	a.pipe, err = newPipeline(cfg, workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model,
+		Decode: decode, Fetcher: a.fetch, Logger: log, Registerer: a.reg}, pipelineOptions{milvus: a.milvus != nil})
+	return err
+}
+
+// pipelineOptions are what a role changes in the ingest.* configuration.
+type pipelineOptions struct {
+	milvus bool // the sink is Milvus: more writers, whose writes it coalesces
+	batch  int  // ingest --batch: the fetch batch (and at least as many in flight); 0 keeps ingest.batch_size
+}
+
+// newPipeline builds the indexing pipeline of `run`, `indexer` and
+// `ingest --to direct`: d's source, dead letters, sink, deny-list, model,
+// decoder and fetcher, the thumbnails and PDQ hashes every record gets, the
+// ingest.* configuration, and the crash points of crash-test builds.
+func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipeline, error) {
+	d.Thumbnail, d.Hasher = thumbnail, ingestHasher()
+	crashPoints(&d, d.Logger) // crash tests only (build tag crashtest); nothing otherwise
 	pc := pipelineConfig(cfg)
-	if pc.Writers == 0 && a.milvus != nil {
+	if o.batch > 0 {
+		pc.BatchSize, pc.MaxInFlight = o.batch, max(o.batch, cfg.Ingest.MaxInFlight)
+	}
+	if pc.Writers == 0 && o.milvus {
 		// Writes that wait while a round runs are coalesced into the next one.
 		pc.Writers = max(4, 2*cfg.Milvus.Rounds)
 	}
-	a.pipe, err = workers.New(pc, deps)
-	return err
+	return workers.New(pc, d)
 }
 
 // fenceIndex tells a Milvus index that its writer may take over posts another

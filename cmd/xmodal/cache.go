@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,22 +73,12 @@ func newQueryCache(ctx context.Context, cfg *Config) (query.Cache, error) {
 	if err := c.Ping(pctx); err != nil {
 		// Redis may come later: queries are answered without it meanwhile.
 		// Bad credentials are a configuration error worth stopping for.
-		if isAuthErr(err) {
+		if errors.Is(err, query.ErrCacheAuth) {
 			c.Close()
 			return nil, fmt.Errorf("redis %s: %w (check redis.username / redis.password)", r.Addr, err)
 		}
 	}
 	return c, nil
-}
-
-func isAuthErr(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"WRONGPASS", "NOAUTH", "invalid password", "invalid username"} {
-		if strings.Contains(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // natsSecurityOptions are the client options for nkey auth and TLS.

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 )
 
 // Config is the whole configuration of the binary. Each leaf has a key (the YAML
@@ -540,4 +541,33 @@ func printReference(w io.Writer) {
 	for _, l := range leaves(DefaultConfig()) {
 		fmt.Fprintf(w, "| `%s` | `%s` | `--%s` | `%s` | %s |\n", l.key, l.env(), l.flag(), l.String(), l.help)
 	}
+}
+
+// kafkaConfig is the kafka.* section as ingest/kafka's Config (the consumer's
+// settings; producers and the dlq command use its connection part).
+func (c *Config) kafkaConfig() kafkasrc.Config {
+	k := c.Kafka
+	return kafkasrc.Config{Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, DLQTopic: k.DLQTopic,
+		SASL:           kafkasrc.SASL{Mechanism: k.SASLMechanism, User: k.SASLUser, Password: k.SASLPassword},
+		TLS:            kafkasrc.TLS{Enable: k.TLS, CAFile: k.TLSCAFile, CertFile: k.TLSCertFile, KeyFile: k.TLSKeyFile},
+		SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval}
+}
+
+// kafkaKeys names the configuration key of each ingest/kafka Config field a
+// connection can refuse.
+var kafkaKeys = map[string]string{"SASL.Mechanism": "kafka.sasl_mechanism", "SASL.User": "kafka.sasl_user",
+	"TLS.CAFile": "kafka.tls_ca_file", "TLS.CertFile": "kafka.tls_cert_file"}
+
+// kafkaConnect builds the connection to kafka.brokers (SASL, TLS) of a client
+// named clientID; the returned Config has its defaults applied.
+func kafkaConnect(c *Config, clientID string) (kafkasrc.Config, *kafkasrc.Connection, error) {
+	kc := c.kafkaConfig()
+	kc.ClientID = clientID
+	kc = kc.WithDefaults()
+	conn, err := kc.Connect()
+	var ce *kafkasrc.ConfigError
+	if errors.As(err, &ce) && kafkaKeys[ce.Field] != "" {
+		return kc, nil, fmt.Errorf("config %s: %s", kafkaKeys[ce.Field], ce.Reason)
+	}
+	return kc, conn, err
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 const (
@@ -15,7 +17,7 @@ const (
 // TestConfigurationDocIsUpToDate: docs/configuration.md holds the output of
 // `xmodal config reference` between its markers. XMODAL_UPDATE_DOCS=1 rewrites it.
 func TestConfigurationDocIsUpToDate(t *testing.T) {
-	path := filepath.Join(repoRoot(t), "docs", "configuration.md")
+	path := filepath.Join(testutil.MustRepoRoot(t), "docs", "configuration.md")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
@@ -36,7 +36,7 @@ type child struct {
 	done chan error
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func startChildHTTP(t *testing.T, dataDir, listen, httpListen string, env ...str
 	requireORT(t)
 	cmd := exec.Command(os.Args[0], "run", "--model", "testdata/models/parity", "--data-dir", dataDir, "--nats-listen", listen, "--http-listen", httpListen,
 		"--ingest-batch-size", "8", "--ingest-fetch-wait", "20ms", "--ingest-ack-wait", "2s", "--log-level", "warn")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.MustRepoRoot(t)
 	cmd.Env = append(os.Environ(), append([]string{"XMODAL_TEST_MAIN=1"}, env...)...)
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -87,12 +87,6 @@ func startChildHTTP(t *testing.T, dataDir, listen, httpListen string, env ...str
 		}
 	})
 	return c
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	wd, _ := os.Getwd()
-	return filepath.Join(wd, "..", "..")
 }
 
 // connect waits for the child's embedded NATS server.

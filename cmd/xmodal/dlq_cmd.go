@@ -478,11 +478,12 @@ type kafkaDLQ struct {
 }
 
 func openKafkaDLQ(ctx context.Context, cfg *Config) (*kafkaDLQ, error) {
-	tr, err := kafkaTransport(cfg)
+	kc, conn, err := kafkaConnect(cfg, "xmodal-ingest")
 	if err != nil {
 		return nil, err
 	}
-	k := &kafkaDLQ{cfg: cfg, topic: kafkaDLQTopic(cfg), tr: tr,
+	tr := conn.Transport
+	k := &kafkaDLQ{cfg: cfg, topic: kc.DLQTopic, tr: tr,
 		cl: &kafkago.Client{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Transport: tr, Timeout: 20 * time.Second}}
 	k.group = k.topic + ".xmodal-dlq"
 	k.w = &kafkago.Writer{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Topic: cfg.Kafka.Topic, Transport: tr,

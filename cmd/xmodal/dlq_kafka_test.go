@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestDLQKafka works the Kafka dead-letter topic with `xmodal dlq` on a real
@@ -24,16 +25,16 @@ func TestDLQKafka(t *testing.T) {
 		t.Skip("starts a Kafka broker")
 	}
 	b := startKafka(t)
-	b.createTopic(t, "posts", 2)
-	b.createTopic(t, "posts.dlq", 1)
-	env := []string{"XMODAL_KAFKA_BROKERS=" + b.plain(), "XMODAL_KAFKA_TOPIC=posts"}
+	b.CreateTopic(t, "posts", 2)
+	b.CreateTopic(t, "posts.dlq", 1)
+	env := []string{"XMODAL_KAFKA_BROKERS=" + b.Plain(), "XMODAL_KAFKA_TOPIC=posts"}
 	dir := t.TempDir()
 	lines := []string{
 		`{"schema":1,"id":"k-1","created_at":"2026-11-20T10:00:00Z","text":"fine","image_file":"pics/a.jpg"}`,
 		`{"schema":1,"id":"k-2","created_at":"2026-11-20T10:00:00Z","text":"missing picture","image_file":"pics/missing.jpg"}`,
 		`{"schema":1,"id":"k-3","created_at":"2026-11-20T10:00:00Z","text":"another missing one","image_file":"pics/gone.jpg"}`,
 	}
-	img, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata", "demo", "images", "demo-000001.jpg"))
+	img, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "testdata", "demo", "images", "demo-000001.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -211,17 +211,12 @@ Plans (--plan):
 				if err != nil {
 					return err
 				}
-				dir, err := findModel(cfg.Model)
-				if err != nil {
-					return err
-				}
-				log := newLogger(cfg, os.Stderr)
-				m, err := encoders.Load(dir, modelOptions(cfg, log))
+				m, err := loadModel(cfg, newLogger(cfg, os.Stderr))
 				if err != nil {
 					return err
 				}
 				defer m.Close()
-				modelName = fmt.Sprintf("%s (%s)", m.Version(), dir)
+				modelName = fmt.Sprintf("%s (%s)", m.Version(), m.Dir())
 				opts.Hash.Model = m.Version()
 				if hashed {
 					for _, b := range opts.Hash.Bits {

@@ -124,15 +124,12 @@ a training split, not on the data you evaluate on.`,
 				return fmt.Errorf("--batch %d must be positive", batch)
 			}
 			log := newLogger(cfg, cmd.ErrOrStderr())
-			dir, err := findModel(cfg.Model)
-			if err != nil {
-				return err
-			}
-			model, err := encoders.Load(dir, modelOptions(cfg, log))
+			model, err := loadModel(cfg, log)
 			if err != nil {
 				return err
 			}
 			defer model.Close()
+			dir := model.Dir()
 			if err := hash.CheckBits(bits, model.Dim()); err != nil {
 				return fmt.Errorf("--bits: %w", err)
 			}
@@ -194,16 +191,12 @@ func hashInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := findModel(cfg.Model)
-			if err != nil {
-				return err
-			}
-			model, err := encoders.Load(dir, encoders.Options{LibPath: cfg.ORT.Lib, Provider: cfg.ORT.Provider,
-				Logger: newLogger(cfg, io.Discard)})
+			model, err := loadModel(cfg, newLogger(cfg, io.Discard))
 			if err != nil {
 				return err
 			}
 			defer model.Close()
+			dir := model.Dir()
 			c, src, err := hash.ForModel(dir, model.Manifest().Hash, model.Version(), model.Dim())
 			if err != nil {
 				return err

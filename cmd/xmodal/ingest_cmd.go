@@ -1,43 +1,30 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest"
+	filesrc "github.com/xmodal/xmodal/ingest/file"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
-	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -134,7 +121,7 @@ type backfillTarget interface {
 	// keyedOnly says a line without a valid post id cannot be sent (it is
 	// dead-lettered here instead).
 	keyedOnly() bool
-	run(ctx context.Context, o backfillOptions, src *fileSource) error
+	run(ctx context.Context, o backfillOptions, src *filesrc.Source) error
 	// summary adds the target's own counts to the final line.
 	summary() string
 	close()
@@ -154,7 +141,7 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	if o.To == "kafka" && len(cfg.Kafka.Brokers) == 0 {
 		return errors.New("ingest --to kafka: no brokers configured (kafka.brokers, --kafka-brokers or XMODAL_KAFKA_BROKERS)")
 	}
-	in, err := listInput(o.From)
+	in, err := filesrc.ListInput(o.From)
 	if err != nil {
 		return err
 	}
@@ -173,38 +160,38 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	defer tgt.close()
 	target := tgt.desc()
 	if o.Checkpoint == "" {
-		o.Checkpoint = defaultCheckpoint(cfg.DataDir, in.root, o.To, target)
+		o.Checkpoint = filesrc.DefaultCheckpoint(cfg.DataDir, in.Root(), o.To, target)
 	}
-	src, err := openFileSource(in, o.Checkpoint, target, o.Restart, tgt.maxLine())
+	src, err := filesrc.Open(in, o.Checkpoint, target, o.Restart, tgt.maxLine())
 	if err != nil {
 		return err
 	}
-	src.dlq, src.keyedOnly = tgt.deadLetter(), tgt.keyedOnly()
-	defer src.closeFile()
-	if src.cp.Complete {
+	src.DeadLetter, src.KeyedOnly = tgt.deadLetter(), tgt.keyedOnly()
+	defer src.Close()
+	if src.Checkpoint().Complete {
 		fmt.Fprintf(stderr, "ingest: %s was ingested completely into %s (%d lines); nothing to do (--restart ingests it again; checkpoint %s)\n",
-			in.root, target, src.cp.Lines, o.Checkpoint)
+			in.Root(), target, src.Checkpoint().Lines, o.Checkpoint)
 		return nil
 	}
-	if src.cp.File != "" || len(src.cp.Done) > 0 {
+	if src.Checkpoint().File != "" || len(src.Checkpoint().Done) > 0 {
 		fmt.Fprintf(stderr, "ingest: resuming %s after %d lines (%s line %d); checkpoint %s\n",
-			in.root, src.cp.Lines, src.cp.File, src.cp.Line, o.Checkpoint)
+			in.Root(), src.Checkpoint().Lines, src.Checkpoint().File, src.Checkpoint().Line, o.Checkpoint)
 	}
 	prog := newProgress(stderr, o.ProgressEvery, src)
 	prog.start()
 	err = tgt.run(ctx, o, src)
 	prog.stop()
 	if err == nil {
-		err = src.finish()
-	} else if src.handedOut() {
-		if cerr := src.save(); cerr != nil {
+		err = src.Finish()
+	} else if src.HandedOut() {
+		if cerr := src.Save(); cerr != nil {
 			log.Warn("saving the checkpoint failed", "err", cerr)
 		}
 	}
 	el := time.Since(prog.t0)
 	summary := fmt.Sprintf("%d lines in %s (%.0f posts/s) from %s to %s", prog.posts(), el.Round(time.Millisecond),
-		float64(prog.posts())/max(el.Seconds(), 1e-9), in.root, target)
-	if n := src.rejected.Load(); n > 0 {
+		float64(prog.posts())/max(el.Seconds(), 1e-9), in.Root(), target)
+	if n := src.Rejected(); n > 0 {
 		summary += fmt.Sprintf("; %d refused here (unreadable image_file or no post id) and dead-lettered", n)
 	}
 	summary += tgt.summary()
@@ -213,7 +200,7 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 			fmt.Fprintf(stderr, "ingest: interrupted after %s; rerun the same command to continue (checkpoint %s)\n", summary, o.Checkpoint)
 			return errors.New("ingest: interrupted")
 		}
-		if !src.handedOut() {
+		if !src.HandedOut() {
 			return err // nothing was sent; no checkpoint to speak of
 		}
 		fmt.Fprintf(stderr, "ingest: stopped after %s; rerun to continue after the last completed line (checkpoint %s)\n", summary, o.Checkpoint)
@@ -226,67 +213,6 @@ func runBackfill(ctx context.Context, cfg *Config, o backfillOptions, log *slog.
 	return nil
 }
 
-// ---- input ----
-
-// input is the list of files to read: one file, or the JSON Lines files under a
-// directory, by relative path.
-type input struct {
-	root  string   // absolute
-	dir   bool     // root is a directory
-	files []string // relative to root (the base name for a file), sorted
-	sizes map[string]int64
-}
-
-func (in *input) path(name string) string {
-	if in.dir {
-		return filepath.Join(in.root, name)
-	}
-	return in.root
-}
-
-func listInput(from string) (*input, error) {
-	root := absPath(from)
-	st, err := os.Stat(root)
-	if err != nil {
-		return nil, fmt.Errorf("ingest --from: %w", err)
-	}
-	in := &input{root: root, sizes: map[string]int64{}}
-	if !st.IsDir() {
-		in.files = []string{filepath.Base(root)}
-		in.sizes[in.files[0]] = st.Size()
-		return in, nil
-	}
-	in.dir = true
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !(strings.HasSuffix(d.Name(), ".jsonl") || strings.HasSuffix(d.Name(), ".ndjson")) {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		in.files = append(in.files, rel)
-		in.sizes[rel] = info.Size()
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ingest --from %s: %w", from, err)
-	}
-	if len(in.files) == 0 {
-		return nil, fmt.Errorf("ingest --from %s: no *.jsonl or *.ndjson files in the directory", from)
-	}
-	slices.Sort(in.files)
-	return in, nil
-}
-
 func absPath(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a
@@ -294,544 +220,31 @@ func absPath(p string) string {
 	return p
 }
 
-func defaultCheckpoint(dataDir, root, to, target string) string {
-	h := sha256.Sum256([]byte(root + "\x00" + target))
-	base := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
-			return r
-		}
-		return '_'
-	}, filepath.Base(root))
-	return filepath.Join(dataDir, "backfill", fmt.Sprintf("%s-%s-%s.json", base, to, hex.EncodeToString(h[:4])))
-}
-
-// ---- checkpoint ----
-
-// checkpoint records how far a backfill got. Lines are counted from 1; a position
-// (File, Line) means "every line of File up to Line is done".
-type checkpoint struct {
-	V        int      `json:"v"`
-	From     string   `json:"from"`
-	To       string   `json:"to"`
-	Done     []string `json:"done,omitempty"` // files completed
-	File     string   `json:"file,omitempty"` // the file in progress
-	Line     int64    `json:"line"`           // its lines completed
-	Offset   int64    `json:"offset"`         // its bytes completed
-	Lines    int64    `json:"lines"`          // non-blank lines completed in all
-	Complete bool     `json:"complete,omitempty"`
-	// Tries are the stretches that earlier runs handed to the pipeline beyond the
-	// checkpoint and never completed (a crash): a line's attempt is 1 + the tries
-	// that hold it, so a post that kills the process is dead-lettered as poison
-	// after ingest.max_attempts runs instead of stopping every rerun.
-	Tries   []span    `json:"tries,omitempty"`
-	Updated time.Time `json:"updated"`
-}
-
-type pos struct {
-	File string `json:"file"`
-	Line int64  `json:"line"`
-}
-
-// span is a stretch of lines of one file.
-type span struct {
-	From pos `json:"from"`
-	To   pos `json:"to"`
-}
-
-func (s span) holds(p pos) bool {
-	return p.File == s.From.File && s.From.Line <= p.Line && p.Line <= s.To.Line
-}
-
-// writeFileAtomic writes b to path through a synced temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".checkpoint-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-// ---- the file source ----
-
-// fileSource reads the input's lines as messages (ingest.Source). A message's ack
-// marks its line done; the checkpoint advances over the longest prefix of done
-// lines and is saved on each Fetch (so with the previous batch's acks) and at the
-// end.
-type fileSource struct {
-	in      *input
-	cpPath  string
-	maxLine int
-
-	mu    sync.Mutex
-	cp    checkpoint
-	queue []*lineRef // handed out, in input order; popped when done
-	cur   []span     // what this run handed out, one span per file
-	prior []span     // earlier runs' tries beyond the checkpoint
-
-	// reading
-	fi      int // index in in.files of the open file
-	f       *os.File
-	br      *bufio.Reader
-	line    int64 // lines read from the open file
-	off     int64 // bytes read from the open file
-	eof     bool  // every file read
-	pending []*ingest.Message
-	// signalEnd: Fetch returns ingest.ErrExhausted at the end (for a
-	// pipeline's Run), rather than no messages.
-	signalEnd bool
-
-	doneBytes atomic.Int64 // bytes of the input completed (for progress)
-	doneLines atomic.Int64 // lines completed by this run
-	total     int64
-
-	// dlq receives the lines refused here (an image_file that cannot be
-	// read; with keyedOnly, a line without a valid post id); nil passes them
-	// on as they are, for the indexer to dead-letter.
-	dlq       ingest.DeadLetter
-	keyedOnly bool
-	rejected  atomic.Int64
-	fetched   atomic.Bool // a Fetch handed something out or refused a line
-}
-
-type lineRef struct {
-	p     pos
-	end   int64 // offset after the line
-	last  bool  // the file's end marker: done when reached, marks the file done
-	blank bool  // an empty line: nothing to send
-	done  bool
-}
-
-func openFileSource(in *input, cpPath, target string, restart bool, maxLine int) (*fileSource, error) {
-	s := &fileSource{in: in, cpPath: cpPath, maxLine: maxLine, fi: -1}
-	for _, n := range in.files {
-		s.total += in.sizes[n]
-	}
-	s.cp = checkpoint{V: 1, From: in.root, To: target}
-	if b, err := os.ReadFile(cpPath); err == nil && !restart {
-		var cp checkpoint
-		if err := json.Unmarshal(b, &cp); err != nil {
-			return nil, fmt.Errorf("ingest: checkpoint %s: %w (--restart ignores it)", cpPath, err)
-		}
-		if cp.V != 1 {
-			return nil, fmt.Errorf("ingest: checkpoint %s has version %d; this build reads 1 (--restart ignores it)", cpPath, cp.V)
-		}
-		if cp.From != in.root || cp.To != target {
-			return nil, fmt.Errorf("ingest: checkpoint %s belongs to a backfill of %s to %s, not of %s to %s (use --checkpoint or --restart)",
-				cpPath, cp.From, cp.To, in.root, target)
-		}
-		s.cp = cp
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("ingest: checkpoint: %w", err)
-	}
-	s.prior = s.prune(s.cp.Tries)
-	done := map[string]bool{}
-	var doneBytes int64
-	for _, n := range s.cp.Done {
-		done[n] = true
-		doneBytes += in.sizes[n]
-	}
-	// Keep the files still to read; the one in progress first, at its offset.
-	var rest []string
-	for _, n := range in.files {
-		if !done[n] && n != s.cp.File {
-			rest = append(rest, n)
-		}
-	}
-	if s.cp.File != "" && slices.Contains(in.files, s.cp.File) {
-		rest = append([]string{s.cp.File}, rest...)
-	}
-	in.files = rest
-	if s.cp.Complete && len(rest) > 0 {
-		s.cp.Complete = false // files were added to the directory since
-	}
-	if s.cp.File != "" {
-		size, ok := in.sizes[s.cp.File]
-		if !ok {
-			return nil, fmt.Errorf("ingest: checkpoint %s is in %s, which is no longer in %s (--restart to start over)", cpPath, s.cp.File, in.root)
-		}
-		if size < s.cp.Offset {
-			return nil, fmt.Errorf("ingest: %s is %d bytes, shorter than the checkpoint's %d: it changed since (--restart to start over)",
-				in.path(s.cp.File), size, s.cp.Offset)
-		}
-		doneBytes += s.cp.Offset
-	}
-	s.doneBytes.Store(doneBytes)
-	return s, nil
-}
-
-// prune drops the tries that end before the checkpoint.
-func (s *fileSource) prune(tries []span) []span {
-	var out []span
-	for _, t := range tries {
-		if !s.isDone(t.To) {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// isDone reports whether the line at p is completed by the checkpoint.
-func (s *fileSource) isDone(p pos) bool {
-	if slices.Contains(s.cp.Done, p.File) {
-		return true
-	}
-	return p.File == s.cp.File && p.Line <= s.cp.Line
-}
-
-func (s *fileSource) attempt(p pos) int {
-	n := 1
-	for _, t := range s.prior {
-		if t.holds(p) {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *fileSource) closeFile() {
-	if s.f != nil {
-		s.f.Close()
-		s.f = nil
-	}
-}
-
-// nextFile opens the next file, at the checkpoint's offset when it is the one in progress.
-func (s *fileSource) nextFile() error {
-	s.closeFile()
-	s.fi++
-	if s.fi >= len(s.in.files) {
-		s.eof = true
-		return nil
-	}
-	name := s.in.files[s.fi]
-	f, err := os.Open(s.in.path(name))
-	if err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	s.f, s.line, s.off = f, 0, 0
-	if name == s.cp.File && s.cp.Offset > 0 {
-		if _, err := f.Seek(s.cp.Offset, io.SeekStart); err != nil {
-			return fmt.Errorf("ingest: %s: %w", name, err)
-		}
-		s.line, s.off = s.cp.Line, s.cp.Offset
-	}
-	s.br = bufio.NewReaderSize(f, 256<<10)
-	return nil
-}
-
-// readLine returns the next line of the open file without its end of line, or
-// io.EOF. A line over maxLine bytes is an error naming it.
-func (s *fileSource) readLine() ([]byte, error) {
-	var buf []byte
-	tooLong := func() error {
-		return fmt.Errorf("ingest: %s line %d is over %d bytes (the largest message the target takes); shrink it (an image URL instead of inline data) or remove it",
-			s.in.path(s.in.files[s.fi]), s.line, s.maxLine)
-	}
-	for {
-		chunk, err := s.br.ReadSlice('\n')
-		s.off += int64(len(chunk))
-		if len(buf)+len(chunk) > s.maxLine+2 { // the line and its end of line
-			s.line++
-			return nil, tooLong()
-		}
-		buf = append(buf, chunk...)
-		switch {
-		case err == nil, errors.Is(err, io.EOF) && len(buf) > 0:
-			s.line++
-			buf = bytes.TrimRight(buf, "\r\n")
-			if len(buf) > s.maxLine {
-				return nil, tooLong()
-			}
-			return buf, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			return nil, io.EOF
-		default:
-			return nil, fmt.Errorf("ingest: %s: %w", s.in.path(s.in.files[s.fi]), err)
-		}
-	}
-}
-
-// Fetch returns up to n messages (the lines after those handed out) without
-// waiting; none when the input is exhausted. It first saves the checkpoint with
-// the acks received so far and the lines about to be handed out.
-func (s *fileSource) Fetch(ctx context.Context, n int, _ time.Duration) ([]*ingest.Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	n = max(n, 1)
-	out := s.pending
-	s.pending = nil
-	var refs []*lineRef
-	for len(out) < n && !s.eof {
-		if s.f == nil {
-			if err := s.nextFile(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		b, err := s.readLine()
-		if errors.Is(err, io.EOF) {
-			refs = append(refs, &lineRef{p: pos{s.in.files[s.fi], s.line}, end: s.off, last: true, done: true})
-			s.closeFile()
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		p := pos{s.in.files[s.fi], s.line}
-		if len(bytes.TrimSpace(b)) == 0 {
-			refs = append(refs, &lineRef{p: p, end: s.off, blank: true, done: true})
-			continue
-		}
-		ref := &lineRef{p: p, end: s.off}
-		m, rej := s.message(b, ref)
-		if rej != nil {
-			// Refused here: dead-lettered with the reason before the line
-			// counts as done (a crash before the checkpoint repeats the dead
-			// letter, which the stream deduplicates by origin and stage).
-			if err := s.dlq.Send(ctx, m, rej.stage, rej.reason); err != nil {
-				return nil, fmt.Errorf("ingest: %s line %d: dead letter: %w", s.in.path(p.File), p.Line, err)
-			}
-			ref.done = true
-			s.doneLines.Add(1)
-			s.rejected.Add(1)
-		} else {
-			out = append(out, m)
-		}
-		refs = append(refs, ref)
-		s.fetched.Store(true)
-	}
-	s.mu.Lock()
-	s.queue = append(s.queue, refs...)
-	for _, r := range refs {
-		if r.last || r.blank {
-			continue
-		}
-		if n := len(s.cur); n > 0 && s.cur[n-1].To.File == r.p.File {
-			s.cur[n-1].To = r.p
-		} else {
-			s.cur = append(s.cur, span{r.p, r.p})
-		}
-	}
-	s.advance()
-	err := s.saveLocked()
-	s.mu.Unlock()
-	if err != nil {
-		s.pending = out // nothing is handed out before the tries are durable
-		return nil, fmt.Errorf("ingest: saving the checkpoint %s: %w", s.cpPath, err)
-	}
-	if len(out) == 0 && s.signalEnd && s.exhausted() {
-		return nil, ingest.ErrExhausted
-	}
-	return out, nil
-}
-
-// refusal is why a line is dead-lettered here rather than sent.
-type refusal struct {
-	stage  ingest.Stage
-	reason string
-}
-
-// message wraps one line, resolved as a post file line (postfile.Resolve:
-// image_file read from disk and sent inline; {"id":"X","delete":true} is a
-// tombstone for X). A line that cannot be sent comes back with its refusal
-// when a dead-letter destination is set; otherwise it is sent as it is (with
-// the id the line has, if any) and the indexer dead-letters it.
-func (s *fileSource) message(line []byte, ref *lineRef) (*ingest.Message, *refusal) {
-	path := s.in.path(ref.p.File)
-	pm, err := postfile.Resolve(line, filepath.Dir(path))
-	var key string
-	var value []byte
-	var rej *refusal
-	switch {
-	case err == nil:
-		key, value = pm.Key, pm.Value
-		if len(value) > s.maxLine {
-			rej = &refusal{ingest.StageDecode, fmt.Sprintf("the post is %d bytes with its image inline, over the %d bytes the target takes (serve the image and give image.url)", len(value), s.maxLine)}
-		}
-	case errors.Is(err, postfile.ErrNoID) && !s.keyedOnly, s.dlq == nil:
-		var del bool
-		key, del = lineKey(line)
-		value = append([]byte(nil), line...)
-		if del {
-			value = nil
-		}
-	default:
-		var pe *postfile.Error
-		stage := ingest.StageDecode
-		if errors.As(err, &pe) && pe.Field == postfile.FieldImageFile {
-			stage = ingest.StageFile
-		}
-		key, _ = lineKey(line)
-		if ingest.ValidID(key) != "" {
-			key = ""
-		}
-		value = append([]byte(nil), line...)
-		rej = &refusal{stage, err.Error()}
-	}
-	if rej != nil {
-		value = append([]byte(nil), line...) // the dead letter keeps the line as written
-	}
-	m := ingest.NewMessage(key, value, func(context.Context) error {
-		s.mu.Lock()
-		if !ref.done {
-			ref.done = true
-			s.doneLines.Add(1)
-		}
-		s.mu.Unlock()
-		return nil
-	})
-	m.Origin = fmt.Sprintf("file %s line %d", path, ref.p.Line)
-	m.Attempt = s.attempt(ref.p)
-	m.Headers = map[string]string{"Xmodal-Source-File": path, "Xmodal-Source-Line": fmt.Sprint(ref.p.Line)}
-	return m, rej
-}
-
-// lineKey reads a line's post id (its key; "" when the line has none that can
-// be read) and whether it is a tombstone ({"id":"X","delete":true}).
-func lineKey(line []byte) (key string, tombstone bool) {
-	var head struct {
-		ID     any  `json:"id"`
-		Delete bool `json:"delete"`
-	}
-	if json.Unmarshal(line, &head) != nil {
-		return "", false
-	}
-	key, _ = head.ID.(string)
-	return key, head.Delete && key != ""
-}
-
-// advance pops the done prefix of the queue into the checkpoint. Callers hold mu.
-func (s *fileSource) advance() {
-	i := 0
-	for ; i < len(s.queue) && s.queue[i].done; i++ {
-		r := s.queue[i]
-		if r.last {
-			if !slices.Contains(s.cp.Done, r.p.File) {
-				s.cp.Done = append(s.cp.Done, r.p.File)
-			}
-			s.cp.File, s.cp.Line, s.cp.Offset = "", 0, 0
-		} else {
-			s.cp.File, s.cp.Line, s.cp.Offset = r.p.File, r.p.Line, r.end
-		}
-	}
-	for _, r := range s.queue[:i] {
-		if !r.last && !r.blank {
-			s.cp.Lines++
-		}
-	}
-	s.queue = s.queue[i:]
-	var doneBytes int64
-	for _, n := range s.cp.Done {
-		doneBytes += s.in.sizes[n]
-	}
-	s.doneBytes.Store(doneBytes + s.cp.Offset)
-}
-
-// saveLocked writes the checkpoint; callers hold mu.
-func (s *fileSource) saveLocked() error {
-	tries := s.prune(s.prior)
-	for _, t := range s.cur {
-		if s.isDone(t.To) {
-			continue
-		}
-		if s.isDone(t.From) { // start the span after the checkpoint
-			t.From.Line = s.cp.Line + 1
-		}
-		tries = append(tries, t)
-	}
-	s.cp.Tries = tries
-	s.cp.Updated = time.Now().UTC()
-	b, err := json.MarshalIndent(&s.cp, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(s.cpPath, append(b, '\n'))
-}
-
-// save saves the checkpoint with the acks received so far.
-func (s *fileSource) save() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advance()
-	return s.saveLocked()
-}
-
-// finish marks the backfill complete when every line is done.
-func (s *fileSource) finish() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advance()
-	if s.eof && len(s.queue) == 0 && len(s.pending) == 0 {
-		s.cp.Complete = true
-		s.prior, s.cur = nil, nil
-	}
-	return s.saveLocked()
-}
-
-// handedOut reports whether this run sent or refused any line (else it
-// leaves no checkpoint behind when it fails).
-func (s *fileSource) handedOut() bool { return s.fetched.Load() }
-
-// exhausted reports whether every line was handed out.
-func (s *fileSource) exhausted() bool { return s.eof && len(s.pending) == 0 }
-
 // ---- --to kafka ----
 
 // kafkaTarget produces to kafka.topic; lines refused here go to its
 // dead-letter topic.
 type kafkaTarget struct {
-	cfg *Config
-	log *slog.Logger
-	tr  *kafkago.Transport
-	w   *kafkago.Writer
-	dlq *kafkaDeadLetter
+	cfg  *Config
+	log  *slog.Logger
+	conn *kafkasrc.Connection
+	w    *kafkago.Writer
+	dlq  *kafkasrc.DeadLetterWriter
 }
 
 func openKafkaTarget(ctx context.Context, cfg *Config, log *slog.Logger) (*kafkaTarget, error) {
-	k := cfg.Kafka
-	tr, err := kafkaTransport(cfg)
+	kc, conn, err := kafkaConnect(cfg, "xmodal-ingest")
 	if err != nil {
 		return nil, err
 	}
-	if err := checkKafkaTopic(ctx, cfg, tr); err != nil {
-		tr.CloseIdleConnections()
-		return nil, err
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := kafkasrc.Probe(pctx, kc, conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	w := &kafkago.Writer{Addr: kafkago.TCP(k.Brokers...), Topic: k.Topic, Transport: tr,
-		Balancer:     &kafkago.Murmur2Balancer{}, // the Java client's default partitioner
-		RequiredAcks: kafkago.RequireAll, MaxAttempts: 10, WriteBackoffMin: 100 * time.Millisecond, WriteBackoffMax: 2 * time.Second,
-		// BatchSize 100: measured with kafka-go v0.4.51, a call of 500 messages
-		// takes ~6 ms, against ~300 ms with BatchSize 1<<20. A partition's
-		// batches are written in order, one at a time.
-		BatchSize: 100, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, WriteTimeout: 30 * time.Second,
-		ErrorLogger: kafkago.LoggerFunc(func(f string, a ...any) { log.Debug("kafka writer: " + fmt.Sprintf(f, a...)) })}
-	return &kafkaTarget{cfg: cfg, log: log, tr: tr, w: w, dlq: newKafkaDeadLetter(cfg, tr)}, nil
+	return &kafkaTarget{cfg: cfg, log: log, conn: conn, w: kafkasrc.NewProducer(kc, conn, kc.Topic, log),
+		dlq: kafkasrc.NewDeadLetterWriter(kc, conn)}, nil
 }
 
 func (t *kafkaTarget) desc() string {
@@ -843,12 +256,31 @@ func (t *kafkaTarget) keyedOnly() bool               { return false }
 func (t *kafkaTarget) summary() string               { return "" }
 func (t *kafkaTarget) close() {
 	t.w.Close()
-	t.dlq.w.Close()
-	t.tr.CloseIdleConnections()
+	t.dlq.Close()
+	t.conn.Close()
 }
 
-func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
-	crash := crashPoint(t.log) // crash-test builds only
+func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *filesrc.Source) error {
+	return sendLines(ctx, o, src, crashPoint(t.log), func(msgs []*ingest.Message) error {
+		out := make([]kafkago.Message, len(msgs))
+		for i, m := range msgs {
+			out[i] = kafkago.Message{Value: m.Value}
+			if m.Key != "" {
+				out[i].Key = []byte(m.Key)
+			}
+		}
+		if err := t.w.WriteMessages(ctx, out...); err != nil {
+			return fmt.Errorf("ingest: producing to %s: %w", t.cfg.Kafka.Topic, err)
+		}
+		return nil
+	})
+}
+
+// sendLines hands the source's lines to send in batches of --batch (500 by
+// default) until the input is exhausted; a batch is acknowledged (its lines
+// done) only after send returned, and one send could not take stays with the
+// source for the checkpoint.
+func sendLines(ctx context.Context, o backfillOptions, src *filesrc.Source, crash func(string), send func([]*ingest.Message) error) error {
 	batch := o.Batch
 	if batch == 0 {
 		batch = 500
@@ -859,60 +291,22 @@ func (t *kafkaTarget) run(ctx context.Context, o backfillOptions, src *fileSourc
 			return err
 		}
 		if len(msgs) == 0 {
-			if src.exhausted() {
+			if src.Exhausted() {
 				return nil
 			}
 			continue
 		}
-		out := make([]kafkago.Message, len(msgs))
-		for i, m := range msgs {
-			out[i] = kafkago.Message{Value: m.Value}
-			if m.Key != "" {
-				out[i].Key = []byte(m.Key)
-			}
-		}
-		if err := t.w.WriteMessages(ctx, out...); err != nil {
-			src.pending = msgs
-			return fmt.Errorf("ingest: producing to %s: %w", t.cfg.Kafka.Topic, err)
+		if err := send(msgs); err != nil {
+			src.Requeue(msgs)
+			return err
 		}
 		crash("ingest-after-produce")
 		for _, m := range msgs {
-			m.Ack(ctx)
+			if err := m.Ack(ctx); err != nil {
+				return fmt.Errorf("ingest: %s: marking the line done: %w", m.Origin, err)
+			}
 		}
 	}
-}
-
-// kafkaDeadLetter writes dead letters to the Kafka dead-letter topic with the
-// headers the indexer's own dead letters carry (ingest/kafka).
-type kafkaDeadLetter struct {
-	topic string
-	w     *kafkago.Writer
-}
-
-// kafkaDLQTopic is kafka.dlq_topic, or <topic>.dlq.
-func kafkaDLQTopic(cfg *Config) string {
-	if cfg.Kafka.DLQTopic != "" {
-		return cfg.Kafka.DLQTopic
-	}
-	return cfg.Kafka.Topic + ".dlq"
-}
-
-func newKafkaDeadLetter(cfg *Config, tr *kafkago.Transport) *kafkaDeadLetter {
-	topic := kafkaDLQTopic(cfg)
-	return &kafkaDeadLetter{topic: topic, w: &kafkago.Writer{Addr: kafkago.TCP(cfg.Kafka.Brokers...), Topic: topic, Transport: tr,
-		Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll, MaxAttempts: 10, BatchTimeout: time.Millisecond,
-		WriteTimeout: 30 * time.Second, AllowAutoTopicCreation: true}}
-}
-
-func (d *kafkaDeadLetter) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
-	out := kafkago.Message{Value: m.Value, Headers: kafkasrc.DeadLetterHeaders(m, stage, reason, time.Now())}
-	if m.Key != "" {
-		out.Key = []byte(m.Key)
-	}
-	if err := d.w.WriteMessages(ctx, out); err != nil {
-		return fmt.Errorf("kafka dead-letter topic %s: %w", d.topic, err)
-	}
-	return nil
 }
 
 // ---- --to nats ----
@@ -969,23 +363,8 @@ func (t *natsTarget) keyedOnly() bool               { return true }
 func (t *natsTarget) summary() string               { return "" }
 func (t *natsTarget) close()                        { t.nc.Close() }
 
-func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
-	crash := crashPoint(slog.Default()) // crash-test builds only
-	batch := o.Batch
-	if batch == 0 {
-		batch = 500
-	}
-	for {
-		msgs, err := src.Fetch(ctx, batch, 0)
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			if src.exhausted() {
-				return nil
-			}
-			continue
-		}
+func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *filesrc.Source) error {
+	return sendLines(ctx, o, src, crashPoint(slog.Default()), func(msgs []*ingest.Message) error {
 		// Published asynchronously and confirmed together: the lines are done
 		// once the server has stored every one of them.
 		futs := make([]jetstream.PubAckFuture, len(msgs))
@@ -996,8 +375,8 @@ func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *fileSource
 			}
 			pm.Header.Set(ingest.HeaderKey, m.Key)
 			pm.Data = m.Value
+			var err error
 			if futs[i], err = t.js.PublishMsgAsync(pm); err != nil {
-				src.pending = msgs
 				return fmt.Errorf("ingest: publishing %s: %w", ingest.QuoteID(m.Key), err)
 			}
 		}
@@ -1005,18 +384,13 @@ func (t *natsTarget) run(ctx context.Context, o backfillOptions, src *fileSource
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
-				src.pending = msgs
 				return fmt.Errorf("ingest: publishing %s to %s: %w", ingest.QuoteID(msgs[i].Key), postsStream, err)
 			case <-ctx.Done():
-				src.pending = msgs
 				return ctx.Err()
 			}
 		}
-		crash("ingest-after-produce")
-		for _, m := range msgs {
-			m.Ack(ctx)
-		}
-	}
+		return nil
+	})
 }
 
 // natsDeadLetter publishes dead letters to the JetStream dead-letter stream.
@@ -1024,75 +398,6 @@ type natsDeadLetter struct{ js jetstream.JetStream }
 
 func (d *natsDeadLetter) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
 	return ingest.PublishDeadLetter(ctx, d.js, dlqSubject, m, stage, reason)
-}
-
-// kafkaTransport builds a kafka-go transport from the kafka.* settings (SASL, TLS).
-func kafkaTransport(cfg *Config) (*kafkago.Transport, error) {
-	k := cfg.Kafka
-	var mech sasl.Mechanism
-	var err error
-	switch strings.ToLower(k.SASLMechanism) {
-	case "":
-	case "plain":
-		mech = plain.Mechanism{Username: k.SASLUser, Password: k.SASLPassword}
-	case "scram-sha-256":
-		mech, err = scram.Mechanism(scram.SHA256, k.SASLUser, k.SASLPassword)
-	case "scram-sha-512":
-		mech, err = scram.Mechanism(scram.SHA512, k.SASLUser, k.SASLPassword)
-	default:
-		err = fmt.Errorf("%q is not plain, scram-sha-256 or scram-sha-512", k.SASLMechanism)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config kafka.sasl_mechanism: %w", err)
-	}
-	var tc *tls.Config
-	if k.TLS || k.TLSCAFile != "" || k.TLSCertFile != "" {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12}
-		if k.TLSCAFile != "" {
-			pem, err := os.ReadFile(k.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("config kafka.tls_ca_file: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("config kafka.tls_ca_file: %s holds no PEM certificate", k.TLSCAFile)
-			}
-		}
-		if k.TLSCertFile != "" || k.TLSKeyFile != "" {
-			cert, err := tls.LoadX509KeyPair(k.TLSCertFile, k.TLSKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("config kafka.tls_cert_file: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-	}
-	return &kafkago.Transport{ClientID: "xmodal-ingest", DialTimeout: 10 * time.Second, SASL: mech, TLS: tc, MetadataTTL: 10 * time.Second}, nil
-}
-
-// checkKafkaTopic fails clearly when the brokers do not answer, refuse the
-// credentials, or do not have the topic (it is not auto-created: its partition
-// count matters).
-func checkKafkaTopic(ctx context.Context, cfg *Config, tr *kafkago.Transport) error {
-	k := cfg.Kafka
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cl := &kafkago.Client{Addr: kafkago.TCP(k.Brokers...), Transport: tr, Timeout: 20 * time.Second}
-	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{k.Topic}})
-	if err != nil {
-		if errors.Is(err, kafkago.SASLAuthenticationFailed) {
-			return fmt.Errorf("ingest: kafka SASL %s authentication as %q failed: %w", k.SASLMechanism, k.SASLUser, err)
-		}
-		return fmt.Errorf("ingest: kafka brokers %v: %w", k.Brokers, err)
-	}
-	for _, t := range md.Topics {
-		if t.Name == k.Topic {
-			if t.Error != nil {
-				return fmt.Errorf("ingest: kafka topic %q: %w (create it first, with the partitions you want)", k.Topic, t.Error)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("ingest: kafka topic %q does not exist (create it first, with the partitions you want)", k.Topic)
 }
 
 // ---- --to direct ----
@@ -1107,7 +412,7 @@ type directTarget struct {
 	deny    *denylist.List
 	fetch   *media.Fetcher
 	dec     *imageprep.Decoder
-	dlq     *fileDeadLetter
+	dlq     *filesrc.DeadLetterFile
 	dlqPath string
 	closers []func()
 }
@@ -1121,14 +426,10 @@ func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log 
 			t.close()
 		}
 	}()
-	dir, err := findModel(cfg.Model)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	if t.model, err = encoders.Load(dir, modelOptions(cfg, log)); err != nil {
+	if t.model, err = loadModel(cfg, log); err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, func() { t.model.Close() })
@@ -1168,7 +469,7 @@ func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log 
 		o.DLQ = filepath.Join(cfg.DataDir, "backfill-dlq.jsonl")
 	}
 	t.dlqPath = o.DLQ
-	if t.dlq, err = openFileDeadLetter(o.DLQ); err != nil {
+	if t.dlq, err = filesrc.OpenDeadLetterFile(o.DLQ); err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, func() { t.dlq.Close() })
@@ -1180,7 +481,7 @@ func (t *directTarget) maxLine() int                  { return ingest.MaxMessage
 func (t *directTarget) deadLetter() ingest.DeadLetter { return t.dlq }
 func (t *directTarget) keyedOnly() bool               { return false }
 func (t *directTarget) summary() string {
-	return fmt.Sprintf("; %d dead-lettered to %s", t.dlq.count.Load(), t.dlqPath)
+	return fmt.Sprintf("; %d dead-lettered to %s", t.dlq.Count(), t.dlqPath)
 }
 
 func (t *directTarget) close() {
@@ -1190,22 +491,13 @@ func (t *directTarget) close() {
 	t.closers = nil
 }
 
-func (t *directTarget) run(ctx context.Context, o backfillOptions, src *fileSource) error {
-	cfg := t.cfg
-	batch := o.Batch
-	if batch == 0 {
-		batch = cfg.Ingest.BatchSize
-	}
-	pc := pipelineConfig(cfg)
-	pc.BatchSize, pc.MaxInFlight = batch, max(batch, cfg.Ingest.MaxInFlight)
-	deps := workers.Deps{Source: src, DeadLetter: t.dlq, Sink: t.ix, Deny: t.deny, Embedder: t.model, Decode: ingestDecode(t.dec),
-		Fetcher: t.fetch, Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: t.log}
-	crashPoints(&deps, t.log) // crash tests only (build tag crashtest)
-	pipe, err := workers.New(pc, deps)
+func (t *directTarget) run(ctx context.Context, o backfillOptions, src *filesrc.Source) error {
+	pipe, err := newPipeline(t.cfg, workers.Deps{Source: src, DeadLetter: t.dlq, Sink: t.ix, Deny: t.deny, Embedder: t.model,
+		Decode: ingestDecode(t.dec), Fetcher: t.fetch, Logger: t.log}, pipelineOptions{batch: cmp.Or(o.Batch, t.cfg.Ingest.BatchSize)})
 	if err != nil {
 		return err
 	}
-	src.signalEnd = true
+	src.SignalEnd = true
 	return pipe.Run(ctx)
 }
 
@@ -1244,68 +536,6 @@ func localDenyList(ctx context.Context, cfg *Config, ix *embedded.Index, log *sl
 	return nil, nil, fmt.Errorf("deny-list: %w", err)
 }
 
-// fileDeadLetter appends dead letters to a JSON Lines file, synced before Send
-// returns (ingest.DeadLetter).
-type fileDeadLetter struct {
-	mu    sync.Mutex
-	f     *os.File
-	count atomic.Int64
-}
-
-// deadLetterLine is one line of the dead-letter file.
-type deadLetterLine struct {
-	Key         string            `json:"key"`
-	Value       *string           `json:"value,omitempty"`        // the original line, when it is UTF-8
-	ValueBase64 []byte            `json:"value_base64,omitempty"` // otherwise
-	Tombstone   bool              `json:"tombstone,omitempty"`
-	Stage       ingest.Stage      `json:"stage"`
-	Reason      string            `json:"reason"`
-	Origin      string            `json:"origin"`
-	Attempt     int               `json:"attempt"`
-	FailedAt    time.Time         `json:"failed_at"`
-	Headers     map[string]string `json:"headers,omitempty"`
-}
-
-func openFileDeadLetter(path string) (*fileDeadLetter, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("ingest --dlq: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("ingest --dlq: %w", err)
-	}
-	return &fileDeadLetter{f: f}, nil
-}
-
-func (d *fileDeadLetter) Send(_ context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
-	l := deadLetterLine{Key: m.Key, Tombstone: m.Tombstone, Stage: stage, Reason: reason, Origin: m.Origin,
-		Attempt: m.Attempt, FailedAt: time.Now().UTC(), Headers: m.Headers}
-	if utf8.Valid(m.Value) {
-		if !m.Tombstone {
-			v := string(m.Value)
-			l.Value = &v
-		}
-	} else {
-		l.ValueBase64 = m.Value
-	}
-	b, err := json.Marshal(&l)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := d.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("dead-letter file: %w", err)
-	}
-	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("dead-letter file: %w", err)
-	}
-	d.count.Add(1)
-	return nil
-}
-
-func (d *fileDeadLetter) Close() error { return d.f.Close() }
-
 // ---- progress ----
 
 // progress prints "N posts, P% of SIZE, R posts/s, ETA T" to stderr: rewritten in
@@ -1314,7 +544,7 @@ type progress struct {
 	w      io.Writer
 	tty    bool
 	every  time.Duration
-	src    *fileSource
+	src    *filesrc.Source
 	t0     time.Time
 	bytes0 int64
 	done   chan struct{}
@@ -1322,7 +552,7 @@ type progress struct {
 	last   int
 }
 
-func newProgress(w io.Writer, every time.Duration, src *fileSource) *progress {
+func newProgress(w io.Writer, every time.Duration, src *filesrc.Source) *progress {
 	p := &progress{w: w, src: src, done: make(chan struct{})}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
@@ -1339,11 +569,11 @@ func newProgress(w io.Writer, every time.Duration, src *fileSource) *progress {
 	return p
 }
 
-func (p *progress) posts() int64 { return p.src.doneLines.Load() }
+func (p *progress) posts() int64 { return p.src.DoneLines() }
 
 func (p *progress) start() {
 	p.t0 = time.Now()
-	p.bytes0 = p.src.doneBytes.Load()
+	p.bytes0 = p.src.DoneBytes()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -1370,7 +600,7 @@ func (p *progress) stop() {
 
 func (p *progress) line() string {
 	el := time.Since(p.t0).Seconds()
-	done, total := p.src.doneBytes.Load(), p.src.total
+	done, total := p.src.DoneBytes(), p.src.Total()
 	rate := float64(p.posts()) / max(el, 1e-9)
 	brate := float64(done-p.bytes0) / max(el, 1e-9)
 	eta := "?"
@@ -1408,6 +638,6 @@ func humanBytes(n int64) string {
 }
 
 var (
-	_ ingest.Source     = (*fileSource)(nil)
-	_ ingest.DeadLetter = (*fileDeadLetter)(nil)
+	_ ingest.Source     = (*filesrc.Source)(nil)
+	_ ingest.DeadLetter = (*filesrc.DeadLetterFile)(nil)
 )

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // userRun is `xmodal run` started as README's "Using it" starts it, as a
@@ -31,7 +33,7 @@ func startUserRun(t *testing.T, data, natsAddr, httpAddr string, extra ...string
 	t.Helper()
 	args := append([]string{"run", "--data-dir", data, "--nats-listen", natsAddr, "--http-listen", httpAddr, "--log-level", "info"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = repoRoot(t) // the bundled model is found from the repository root, as for a user
+	cmd.Dir = testutil.MustRepoRoot(t) // the bundled model is found from the repository root, as for a user
 	cmd.Env = append(os.Environ(), "XMODAL_TEST_MAIN=1")
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -106,7 +108,7 @@ func TestNewUserJourney(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs xmodal processes")
 	}
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	data := t.TempDir()
 	natsAddr, httpAddr := freePort(t), freePort(t)
 	run := startUserRun(t, data, natsAddr, httpAddr)

@@ -22,7 +22,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,7 +29,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -55,138 +53,20 @@ const e2ePartitions = 6
 
 // ---- the broker ----
 
-// e2eRoot is the repository root (the tests run in cmd/xmodal).
-func e2eRoot(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(wd, "..", "..")
-}
+// kafkaBroker is a broker started for one test (testutil.StartKafka: ports and
+// a data dir of its own, stopped and removed when the test ends) with the
+// queries these tests make of it.
+type kafkaBroker struct{ *testutil.Kafka }
 
-func e2eFreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// kafkaBroker is a broker started by scripts/kafka.sh for one test, on ports and
-// a data dir of its own; it is stopped (and its data removed) when the test ends.
-type kafkaBroker struct {
-	root                     string
-	port, saslPort, ctrlPort int
-	data                     string
-}
-
-func (b *kafkaBroker) plain() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
-func (b *kafkaBroker) sasl() string  { return "127.0.0.1:" + strconv.Itoa(b.saslPort) }
-
-func (b *kafkaBroker) script(timeout time.Duration, args ...string) (string, error) {
-	return kafkaScript(b.root, b.data, timeout, []string{"KAFKA_PORT=" + strconv.Itoa(b.port),
-		"KAFKA_SASL_PORT=" + strconv.Itoa(b.saslPort), "KAFKA_CONTROLLER_PORT=" + strconv.Itoa(b.ctrlPort)}, args...)
-}
-
-func kafkaScript(root, data string, timeout time.Duration, env []string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(root, "scripts", "kafka.sh")}, args...)...)
-	cmd.Env = append(append(os.Environ(), env...), "KAFKA_DATA="+data)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// e2eBrokerSeq numbers the brokers one test process starts.
-var e2eBrokerSeq atomic.Int32
-
-// reapKafka stops the brokers, and removes the data, that test processes which
-// no longer run left under .cache/kafka/test-data-e2e-<pid>-<n> (a run killed by
-// go test's timeout does not run its cleanups).
-func reapKafka(root string) {
-	dirs, _ := filepath.Glob(filepath.Join(root, ".cache", "kafka", "test-data-e2e-*-*"))
-	for _, d := range dirs {
-		f := strings.Split(strings.TrimPrefix(filepath.Base(d), "test-data-e2e-"), "-")
-		pid, err := strconv.Atoi(f[0])
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil || len(f) != 2 {
-			continue
-		}
-		kafkaScript(root, d, time.Minute, nil, "stop")
-		os.RemoveAll(d)
-	}
-}
-
-// startKafka starts a fresh broker for t on three free ports (or on
-// XMODAL_TEST_KAFKA_E2E_PORT and the two after it), so that test runs of several
-// checkouts on one machine do not collide. Without java >= 17 and mvn (or a
-// cached .cache/kafka) the test fails, naming Kafka; it is never skipped.
+// startKafka starts a fresh broker for t (XMODAL_TEST_KAFKA_E2E_PORT fixes its
+// first port). Without java >= 17 and mvn (or a cached .cache/kafka) the test
+// fails, naming Kafka; it is never skipped.
 func startKafka(t testing.TB) *kafkaBroker {
 	t.Helper()
-	b := &kafkaBroker{root: e2eRoot(t)}
-	reapKafka(b.root)
-	if p := os.Getenv("XMODAL_TEST_KAFKA_E2E_PORT"); p != "" {
-		var err error
-		if b.port, err = strconv.Atoi(p); err != nil {
-			t.Fatalf("XMODAL_TEST_KAFKA_E2E_PORT=%q: %v", p, err)
-		}
-		b.saslPort, b.ctrlPort = b.port+1, b.port+2
-	} else {
-		var lns []net.Listener
-		for range 3 {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			lns = append(lns, ln)
-		}
-		for _, ln := range lns {
-			ln.Close()
-		}
-		b.port, b.saslPort, b.ctrlPort = lns[0].Addr().(*net.TCPAddr).Port, lns[1].Addr().(*net.TCPAddr).Port, lns[2].Addr().(*net.TCPAddr).Port
-	}
-	b.data = filepath.Join(b.root, ".cache", "kafka", fmt.Sprintf("test-data-e2e-%d-%d", os.Getpid(), e2eBrokerSeq.Add(1)))
-	os.RemoveAll(b.data)
 	t0 := time.Now()
-	if out, err := b.script(10*time.Minute, "start"); err != nil {
-		b.script(time.Minute, "stop")
-		os.RemoveAll(b.data)
-		testutil.Unavailable(t, "Kafka broker", "`scripts/kafka.sh start` (ports %d, %d, %d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v\n%s",
-			b.port, b.saslPort, b.ctrlPort, err, out)
-	}
-	t.Logf("Kafka broker on %s (SASL %s) started in %v", b.plain(), b.sasl(), time.Since(t0).Round(time.Millisecond))
-	t.Cleanup(func() {
-		if out, err := b.script(time.Minute, "stop"); err != nil {
-			t.Errorf("scripts/kafka.sh stop: %v\n%s", err, out)
-		}
-		os.RemoveAll(b.data)
-	})
+	b := &kafkaBroker{testutil.StartKafka(t)}
+	t.Logf("Kafka broker on %s (SASL %s) started in %v", b.Plain(), b.SASL(), time.Since(t0).Round(time.Millisecond))
 	return b
-}
-
-func (b *kafkaBroker) stop(t testing.TB) {
-	t.Helper()
-	if out, err := b.script(time.Minute, "stop"); err != nil {
-		t.Fatalf("scripts/kafka.sh stop: %v\n%s", err, out)
-	}
-}
-
-func (b *kafkaBroker) restart(t testing.TB) {
-	t.Helper()
-	if out, err := b.script(5*time.Minute, "start"); err != nil {
-		t.Fatalf("Kafka broker did not restart: scripts/kafka.sh start: %v\n%s", err, out)
-	}
-}
-
-// client returns an admin client with a transport of its own: kafka-go's default
-// transport caches metadata for seconds, which hides topics created meanwhile.
-// Call the returned function when done.
-func (b *kafkaBroker) client() (*kafkago.Client, func()) {
-	tr := &kafkago.Transport{DialTimeout: 10 * time.Second, MetadataTTL: time.Second}
-	return &kafkago.Client{Addr: kafkago.TCP(b.plain()), Timeout: 20 * time.Second, Transport: tr}, tr.CloseIdleConnections
 }
 
 // writer returns a producer to topic (murmur2 partitioner, acks=all) with a
@@ -194,7 +74,7 @@ func (b *kafkaBroker) client() (*kafkago.Client, func()) {
 // on the same port); closing it closes the transport's connections.
 func (b *kafkaBroker) writer(topic string) *kafkaWriter {
 	tr := &kafkago.Transport{DialTimeout: 10 * time.Second, MetadataTTL: time.Second}
-	return &kafkaWriter{Writer: &kafkago.Writer{Addr: kafkago.TCP(b.plain()), Topic: topic, RequiredAcks: kafkago.RequireAll,
+	return &kafkaWriter{Writer: &kafkago.Writer{Addr: kafkago.TCP(b.Plain()), Topic: topic, RequiredAcks: kafkago.RequireAll,
 		Balancer: &kafkago.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 100, MaxAttempts: 10, Transport: tr}, tr: tr}
 }
 
@@ -209,45 +89,12 @@ func (w *kafkaWriter) Close() error {
 	return err
 }
 
-// createTopic creates a topic with n partitions and waits for their leaders.
-func (b *kafkaBroker) createTopic(t testing.TB, name string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, done := b.client()
-	defer done()
-	res, err := cl.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
-		{Topic: name, NumPartitions: n, ReplicationFactor: 1}}})
-	if err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	if e := res.Errors[name]; e != nil {
-		t.Fatalf("create topic %s: %v", name, e)
-	}
-	for {
-		md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{name}})
-		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == n {
-			ready := true
-			for _, p := range md.Topics[0].Partitions {
-				ready = ready && p.Leader.ID >= 0 && p.Error == nil
-			}
-			if ready {
-				return
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("topic %s has no leaders: %v", name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // partitions returns the number of partitions of a topic (0 when it does not exist).
 func (b *kafkaBroker) partitions(t testing.TB, topic string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, done := b.client()
+	cl, done := b.Client()
 	defer done()
 	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -267,7 +114,7 @@ func (b *kafkaBroker) endOffsets(t testing.TB, topic string, n int) (map[int]int
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, done := b.client()
+	cl, done := b.Client()
 	defer done()
 	res, err := cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: req}})
 	if err != nil {
@@ -287,7 +134,7 @@ func (b *kafkaBroker) endOffsets(t testing.TB, topic string, n int) (map[int]int
 func (b *kafkaBroker) committed(topic, group string, n int) (map[int]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, done := b.client()
+	cl, done := b.Client()
 	defer done()
 	res, err := cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: allParts(n)}})
 	if err != nil {
@@ -310,7 +157,7 @@ func (b *kafkaBroker) committed(topic, group string, n int) (map[int]int64, erro
 func (b *kafkaBroker) members(group, topic string) (map[string][]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl, done := b.client()
+	cl, done := b.Client()
 	defer done()
 	res, err := cl.DescribeGroups(ctx, &kafkago.DescribeGroupsRequest{GroupIDs: []string{group}})
 	if err != nil {
@@ -367,7 +214,7 @@ func (b *kafkaBroker) readTopic(t testing.TB, topic string) []kafkago.Message {
 		if ends[p] == 0 {
 			continue
 		}
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{b.plain()}, Topic: topic, Partition: p,
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{b.Plain()}, Topic: topic, Partition: p,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		for {
@@ -739,10 +586,10 @@ func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	t.Helper()
 	requireORT(t)
 	if o.httpListen == "" {
-		o.httpListen = e2eFreePort(t)
+		o.httpListen = freePort(t)
 	}
-	args := []string{"run", "--data-dir", dir, "--nats-listen", e2eFreePort(t), "--http-listen", o.httpListen,
-		"--model", filepath.Join(e2eRoot(t), "testdata", "models", "parity"),
+	args := []string{"run", "--data-dir", dir, "--nats-listen", freePort(t), "--http-listen", o.httpListen,
+		"--model", filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "parity"),
 		"--ingest-batch-size", "32", "--ingest-fetch-wait", "50ms", "--log-level", "warn",
 		"--kafka-topic", o.topic, "--kafka-group", o.group,
 		"--kafka-session-timeout", "6s", "--kafka-commit-interval", "200ms"}
@@ -757,7 +604,7 @@ func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	}
 	args = append(args, o.extra...)
 	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = e2eRoot(t)
+	cmd.Dir = testutil.MustRepoRoot(t)
 	cmd.Env = append(os.Environ(), append([]string{"XMODAL_TEST_MAIN=1"}, o.env...)...)
 	buf := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -949,7 +796,7 @@ type e2eIndex struct {
 
 func parityDim(t testing.TB) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e2eRoot(t), "testdata", "models", "parity", "model.json"))
+	b, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "parity", "model.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1161,7 +1008,7 @@ func e2eSetup(t *testing.T, n int) (*kafkaBroker, string, *e2eWorkload) {
 	}
 	b := startKafka(t)
 	topic := "posts-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	b.createTopic(t, topic, e2ePartitions)
+	b.CreateTopic(t, topic, e2ePartitions)
 	seed := e2eSeed(t)
 	w := newE2EWorkload(seed, n)
 	t.Logf("workload: %s", w)
@@ -1198,7 +1045,7 @@ func TestKafkaKill9(t *testing.T) {
 	// messages; the limit stays above the number of kills so that only real
 	// poison would be dead-lettered as such.
 	const kills = 7
-	opts := indexerOpts{brokers: b.plain(), topic: topic, group: group, maxAttempts: kills + 3}
+	opts := indexerOpts{brokers: b.Plain(), topic: topic, group: group, maxAttempts: kills + 3}
 	start := time.Now()
 	run := 0
 	for _, point := range []string{"after-fetch", "after-encode", "mid-write", "after-write"} {
@@ -1263,7 +1110,7 @@ func TestKafkaTwoIndexers(t *testing.T) {
 	b, topic, w := e2eSetup(t, n)
 	group := "xmodal-" + topic
 	dirA, dirB := t.TempDir(), t.TempDir()
-	opts := indexerOpts{brokers: b.plain(), topic: topic, group: group}
+	opts := indexerOpts{brokers: b.Plain(), topic: topic, group: group}
 	a := startIndexer(t, "indexer A", dirA, opts)
 	bb := startIndexer(t, "indexer B", dirB, opts)
 	// Produce once both own partitions, so that only the kill moves partitions.
@@ -1379,16 +1226,16 @@ func TestKafkaBrokerRestart(t *testing.T) {
 	group := "xmodal-" + topic
 	dir := t.TempDir()
 	w.produce(t, b, topic)
-	ix := startIndexer(t, "indexer", dir, indexerOpts{brokers: b.plain(), topic: topic, group: group})
+	ix := startIndexer(t, "indexer", dir, indexerOpts{brokers: b.Plain(), topic: topic, group: group})
 	p := waitProgress(t, b, topic, group, int64(len(w.msgs)/5), 5*time.Minute, ix)
 	t0 := time.Now()
-	b.stop(t)
+	b.Stop(t)
 	t.Logf("broker stopped at %d of %d committed", p, len(w.msgs))
 	time.Sleep(3 * time.Second)
 	if !ix.running() {
 		t.Fatalf("the indexer exited while the broker was down: %v", ix.exit)
 	}
-	b.restart(t)
+	b.Restart(t)
 	t.Logf("broker back after %v", time.Since(t0).Round(time.Millisecond))
 	took := waitDone(t, b, topic, group, 10*time.Minute, ix)
 	t.Logf("the indexer reached the ends %v after the restart", took.Round(time.Millisecond))
@@ -1405,7 +1252,7 @@ func TestKafkaSASL(t *testing.T) {
 	cfgDir := t.TempDir()
 	writeCfg := func(name, password string) string {
 		p := filepath.Join(cfgDir, name)
-		y := fmt.Sprintf("kafka:\n  brokers: [%q]\n  sasl_mechanism: plain\n  sasl_user: xmodal\n  sasl_password: %q\n", b.sasl(), password)
+		y := fmt.Sprintf("kafka:\n  brokers: [%q]\n  sasl_mechanism: plain\n  sasl_user: xmodal\n  sasl_password: %q\n", b.SASL(), password)
 		if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -1559,7 +1406,7 @@ func benchKafkaRun(b *testing.B, kb *kafkaBroker, kind string, rate, n int, firs
 	b.StopTimer()
 	topic := fmt.Sprintf("bench-%s-%d-%d", kind, rate, *first)
 	group := "xmodal-" + topic
-	kb.createTopic(b, topic, e2ePartitions)
+	kb.CreateTopic(b, topic, e2ePartitions)
 	total := n
 	if rate > 0 {
 		total = rate * 20
@@ -1582,8 +1429,8 @@ func benchKafkaRun(b *testing.B, kb *kafkaBroker, kind string, rate, n int, firs
 			b.Fatalf("produce: %v", err)
 		}
 	}
-	listen := e2eFreePort(b)
-	ix := startIndexer(b, "indexer", b.TempDir(), indexerOpts{brokers: kb.plain(), topic: topic, group: group, httpListen: listen})
+	listen := freePort(b)
+	ix := startIndexer(b, "indexer", b.TempDir(), indexerOpts{brokers: kb.Plain(), topic: topic, group: group, httpListen: listen})
 	for deadline := time.Now().Add(2 * time.Minute); ; {
 		if ms, err := kb.members(group, topic); err == nil && len(ms) == 1 {
 			break

@@ -21,7 +21,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/domain"
-	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
@@ -117,12 +116,7 @@ func runLoadgen(ctx context.Context, cfg *Config, o loadgenOpts, out io.Writer) 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	mdir, err := findModel(cfg.Model)
-	if err != nil {
-		return err
-	}
-	model, err := encoders.Load(mdir, encoders.Options{LibPath: cfg.ORT.Lib, IntraOpThreads: cfg.ORT.IntraOpThreads,
-		InterOpThreads: cfg.ORT.InterOpThreads, Provider: cfg.ORT.Provider, Logger: log})
+	model, err := loadModel(cfg, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestGenPostsFeedEveryTool: what `xmodal gen --posts` writes (the post
@@ -38,7 +40,7 @@ func TestGenPostsFeedEveryTool(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	model := filepath.Join(repoRoot(t), "testdata", "models", "parity")
+	model := filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "parity")
 
 	params := filepath.Join(t.TempDir(), "hash.json")
 	out, err := runXmodal(t, 3*time.Minute, nil, "hash", "fit", "--model", model, "--data", dir, "--bits", "16", "--out", params)

@@ -264,22 +264,31 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	}
 	ix, err := milvus.Open(ctx, mo)
 	if err != nil {
-		var se *milvus.SchemaError
-		switch {
-		case errors.As(err, &se):
-			return nil, fmt.Errorf("config model / milvus.collection: model %q (dimension %d, %d-bit codes) does not match the Milvus collection: %w",
-				a.model.Version(), a.model.Dim(), max(bits, 0), err)
-		case errors.Is(err, milvus.ErrUnreachable):
-			return nil, fmt.Errorf("config milvus.address: %w", err)
-		case strings.Contains(err.Error(), "alias"):
-			return nil, fmt.Errorf("config milvus.follow_alias / model: %w", err)
-		}
-		return nil, err
+		return nil, milvusOpenError(err, a.model.Version(), a.model.Dim(), bits)
 	}
 	a.ix = ix
 	a.milvus = ix
 	a.indexDesc = fmt.Sprintf("milvus %s (server %s, collection %s, layout %s)", cfg.Milvus.Address, ix.ServerVersion(), ix.Collection(), ix.Layout())
 	return ix, nil
+}
+
+// milvusOpenError names the configuration key behind a failed milvus.Open, by
+// the error's type.
+func milvusOpenError(err error, model string, dim, bits int) error {
+	var se *milvus.SchemaError
+	var ae *milvus.AliasError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("config model / milvus.collection: model %q (dimension %d, %d-bit codes) does not match the Milvus collection: %w",
+			model, dim, max(bits, 0), err)
+	case errors.Is(err, milvus.ErrUnreachable):
+		return fmt.Errorf("config milvus.address: %w", err)
+	case errors.As(err, &ae) && ae.NotAlias:
+		return fmt.Errorf("config milvus.collection: %w", err)
+	case errors.As(err, &ae):
+		return fmt.Errorf("config milvus.follow_alias / model: %w", err)
+	}
+	return err
 }
 
 // version is set at link time (scripts/build.sh: -ldflags "-X main.version=...").

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/sink/milvus"
 )
 
 // TestRolesRefuseBadConfig: an invalid or contradictory configuration, or a role
@@ -142,7 +146,7 @@ func TestMilvusUnreachableNamesTheKey(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "run", "--data-dir", dir, "--nats-listen", freePort(t), "--http-listen", "",
 		"--milvus-address", "127.0.0.1:1", "--milvus-dial-timeout", "300ms", "--milvus-start-timeout", "1s", "--log-level", "error")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.MustRepoRoot(t)
 	cmd.Env = append(os.Environ(), "XMODAL_TEST_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -160,5 +164,36 @@ func TestMilvusUnreachableNamesTheKey(t *testing.T) {
 	}
 	if !strings.Contains(last, "config milvus.address") || !strings.Contains(last, "127.0.0.1:1") {
 		t.Errorf("last line %q; want one naming milvus.address and the address", last)
+	}
+}
+
+// A failed milvus.Open names the configuration key by the error's type: an
+// error from the server whose text mentions an alias is not a follow_alias
+// problem.
+func TestMilvusOpenErrorByType(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string // prefix; "" when passed on as it is
+	}{
+		{"schema", &milvus.SchemaError{Collection: "c", Diffs: []string{"dim"}}, "config model / milvus.collection:"},
+		{"unreachable", fmt.Errorf("%w: no answer", milvus.ErrUnreachable), "config milvus.address:"},
+		{"alias serves another model", fmt.Errorf("milvus: %w", &milvus.AliasError{Alias: "xmodal", Collection: "xmodal_m1"}), "config milvus.follow_alias / model:"},
+		{"a collection, not an alias", &milvus.AliasError{Alias: "xmodal", Collection: "xmodal", NotAlias: true}, "config milvus.collection:"},
+		{"server error about an alias", errors.New("milvus: create alias xmodal: permission denied"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := milvusOpenError(tt.err, "m1", 512, 256)
+			if !errors.Is(got, tt.err) {
+				t.Fatalf("%v does not wrap %v", got, tt.err)
+			}
+			if tt.want == "" && got != tt.err {
+				t.Fatalf("got %q, want the error passed on as it is", got)
+			}
+			if tt.want != "" && !strings.HasPrefix(got.Error(), tt.want) {
+				t.Fatalf("got %q, want prefix %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -59,7 +59,7 @@ func (b *syncBuffer) text() string {
 func startWebApp(t *testing.T) (string, *app, *syncBuffer, []domain.Post) {
 	t.Helper()
 	requireORT(t)
-	root := repoRoot(t)
+	root := testutil.MustRepoRoot(t)
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.Listen = "127.0.0.1:0"

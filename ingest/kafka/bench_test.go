@@ -15,8 +15,8 @@ import (
 // immediate Ack of each message, over a 6-partition topic, from the first Fetch
 // until the commits reach the end offsets. Run it with -benchtime=Nx (N messages).
 func BenchmarkConsume(b *testing.B) {
-	addr := broker.need(b)
-	topic := newTopic(b, addr, 6)
+	addr := broker.Need(b).Plain()
+	topic := newTopic(b, 6)
 	produceBulk(b, addr, topic, b.N)
 	group := name(b, "group")
 	cfg := testConfig(b, addr, topic, group)
@@ -52,8 +52,8 @@ func BenchmarkConsume(b *testing.B) {
 // BenchmarkCommit measures one synchronous offset commit (Ack + Flush) to the
 // group coordinator.
 func BenchmarkCommit(b *testing.B) {
-	addr := broker.need(b)
-	topic := newTopic(b, addr, 1)
+	addr := broker.Need(b).Plain()
+	topic := newTopic(b, 1)
 	produceBulk(b, addr, topic, b.N)
 	cfg := testConfig(b, addr, topic, name(b, "group"))
 	cfg.CommitInterval = time.Hour // only Flush commits

@@ -8,12 +8,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,104 +23,11 @@ import (
 // its own (so that it does not collide with a developer's broker on the default
 // ports), shared by the package's tests and stopped after them when the tests
 // started it. XMODAL_TEST_KAFKA_PORT moves it (SASL is port+1, controller +2).
-type testBroker struct {
-	once    sync.Once
-	err     error
-	root    string
-	port    int
-	started bool // by these tests (so they stop it and remove its data)
-}
-
-var broker = &testBroker{port: 19192}
-
-func (b *testBroker) plain() string { return "127.0.0.1:" + strconv.Itoa(b.port) }
-func (b *testBroker) sasl() string  { return "127.0.0.1:" + strconv.Itoa(b.port+1) }
-
-func (b *testBroker) env() []string {
-	return append(os.Environ(),
-		"KAFKA_PORT="+strconv.Itoa(b.port),
-		"KAFKA_SASL_PORT="+strconv.Itoa(b.port+1),
-		"KAFKA_CONTROLLER_PORT="+strconv.Itoa(b.port+2),
-		"KAFKA_DATA="+b.dataDir(),
-	)
-}
-
-func (b *testBroker) dataDir() string {
-	return filepath.Join(b.root, ".cache", "kafka", "test-data-"+strconv.Itoa(b.port))
-}
-
-// script runs scripts/kafka.sh with the test broker's settings.
-func (b *testBroker) script(timeout time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(b.root, "scripts", "kafka.sh")}, args...)...)
-	cmd.Env = b.env()
-	cmd.Dir = b.root
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func repoRoot() (string, error) { return testutil.RepoRoot() }
-
-// need returns the broker's plain address, starting the broker on first use. A
-// missing java, mvn or broker fails the test; it is never skipped.
-func (b *testBroker) need(t testing.TB) string {
-	t.Helper()
-	b.once.Do(func() {
-		if p := os.Getenv("XMODAL_TEST_KAFKA_PORT"); p != "" {
-			if b.port, b.err = strconv.Atoi(p); b.err != nil {
-				return
-			}
-		}
-		if b.root, b.err = repoRoot(); b.err != nil {
-			return
-		}
-		// A broker that a test run started carries this mark, so that one left
-		// behind by a crashed run is stopped by the next; one started by hand is
-		// used and left running.
-		mark := filepath.Join(b.dataDir(), "started-by-go-test")
-		if _, err := b.script(30*time.Second, "status"); err == nil {
-			_, err := os.Stat(mark)
-			b.started = err == nil
-			return
-		}
-		out, err := b.script(10*time.Minute, "start")
-		if err != nil {
-			b.err = fmt.Errorf("%v\n%s", err, out)
-			return
-		}
-		b.started = true
-		os.WriteFile(mark, nil, 0o644)
-	})
-	if b.err != nil {
-		testutil.Unavailable(t, "Kafka broker", "`scripts/kafka.sh start` (KAFKA_PORT=%d) failed; it needs java >= 17, mvn and Maven Central (or a cached .cache/kafka): %v",
-			b.port, b.err)
-	}
-	return b.plain()
-}
-
-func (b *testBroker) stop(t testing.TB) {
-	t.Helper()
-	if out, err := b.script(time.Minute, "stop"); err != nil {
-		t.Fatalf("scripts/kafka.sh stop: %v\n%s", err, out)
-	}
-}
-
-func (b *testBroker) start(t testing.TB) {
-	t.Helper()
-	if out, err := b.script(5*time.Minute, "start"); err != nil {
-		t.Fatalf("Kafka broker did not restart: scripts/kafka.sh start: %v\n%s", err, out)
-	}
-}
+var broker = &testutil.SharedKafka{Port: 19192}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if broker.started {
-		if out, err := broker.script(time.Minute, "stop"); err != nil {
-			fmt.Fprintf(os.Stderr, "scripts/kafka.sh stop: %v\n%s", err, out)
-		}
-		os.RemoveAll(broker.dataDir())
-	}
+	broker.Close()
 	os.Exit(code)
 }
 
@@ -137,36 +41,14 @@ func name(t testing.TB, what string) string {
 	return fmt.Sprintf("xm-%s-%s-%x", strings.ToLower(s), what, rand.Uint32())
 }
 
-// newTopic creates a topic with n partitions and waits until each has a leader.
-func newTopic(t testing.TB, addr string, partitions int) string {
+// newTopic creates a topic with n partitions on the shared broker and waits
+// until each has a leader, through kafka-go's default transport (which the
+// producers here share, so that they know the topic at once).
+func newTopic(t testing.TB, partitions int) string {
 	t.Helper()
 	topic := name(t, "posts")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := admin(addr).CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
-		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	if e := res.Errors[topic]; e != nil {
-		t.Fatalf("create topic %s: %v", topic, e)
-	}
-	for {
-		md, err := admin(addr).Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
-		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
-			ready := true
-			for _, p := range md.Topics[0].Partitions {
-				ready = ready && p.Leader.ID >= 0 && p.Error == nil
-			}
-			if ready {
-				return topic
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("topic %s has no leaders: %v", topic, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.CreateKafkaTopic(t, admin(broker.Need(t).Plain()), topic, partitions)
+	return topic
 }
 
 // produce writes n messages, keys post-<first>..; message i goes to partition
@@ -240,32 +122,19 @@ func committed(t testing.TB, addr, group, topic string, partitions int) map[int]
 	return out
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s; last state: %s", d, what, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func waitCommitted(t testing.TB, addr, group, topic string, want map[int]int64) {
 	t.Helper()
-	eventually(t, 30*time.Second, "committed offsets reach the ends "+fmt.Sprint(want), func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		got := committed(t, addr, group, topic, len(want))
 		for p, end := range want {
 			if got[p] == -1 && end == 0 { // an empty partition has nothing to commit
 				got[p] = 0
 			}
 		}
-		return maps.Equal(got, want), fmt.Sprint(got)
+		if !(maps.Equal(got, want)) {
+			return fmt.Errorf("committed offsets reach the ends %v; now %v", want, got)
+		}
+		return nil
 	})
 }
 
@@ -303,9 +172,12 @@ func newSource(t testing.TB, cfg Config) *Source {
 
 func waitAssigned(t testing.TB, s *Source, want []int) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("partitions %v assigned", want), func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		got := s.Assigned()
-		return slices.Equal(got, want), fmt.Sprint(got)
+		if !(slices.Equal(got, want)) {
+			return fmt.Errorf("partitions %v assigned; now %v", want, got)
+		}
+		return nil
 	})
 }
 

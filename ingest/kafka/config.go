@@ -285,14 +285,18 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return out, nil
 }
 
-// connection holds what every kafka-go object needs to reach the brokers.
-type connection struct {
-	dialer    *kafkago.Dialer
-	transport *kafkago.Transport
-	client    *kafkago.Client
+// Connection holds what every kafka-go object needs to reach the brokers with
+// Config's SASL and TLS settings: a dialer (consumer groups, partition
+// readers), a transport (writers) and a client on it (metadata, offsets).
+type Connection struct {
+	Dialer    *kafkago.Dialer
+	Transport *kafkago.Transport
+	Client    *kafkago.Client
 }
 
-func (c *Config) connection() (*connection, error) {
+// Connect builds the Connection of c (after defaults); it dials nothing.
+func (c Config) Connect() (*Connection, error) {
+	c = c.WithDefaults()
 	mech, err := c.mechanism()
 	if err != nil {
 		return nil, err
@@ -303,6 +307,9 @@ func (c *Config) connection() (*connection, error) {
 	}
 	d := &kafkago.Dialer{ClientID: c.ClientID, Timeout: c.Timeout, DualStack: true, SASLMechanism: mech, TLS: tc}
 	tr := &kafkago.Transport{ClientID: c.ClientID, DialTimeout: c.Timeout, SASL: mech, TLS: tc, MetadataTTL: 10 * time.Second}
-	return &connection{dialer: d, transport: tr,
-		client: &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr, Timeout: c.Timeout}}, nil
+	return &Connection{Dialer: d, Transport: tr,
+		Client: &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: tr, Timeout: c.Timeout}}, nil
 }
+
+// Close closes the transport's idle connections.
+func (c *Connection) Close() { c.Transport.CloseIdleConnections() }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestDocsKafkaCommands runs the shell block of docs/kafka.md marked
@@ -16,11 +18,8 @@ import (
 // commands the docs give work as written, with the tools scripts/kafka.sh
 // provides.
 func TestDocsKafkaCommands(t *testing.T) {
-	addr := broker.need(t)
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := broker.Need(t).Plain()
+	root := testutil.MustRepoRoot(t)
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "kafka.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -27,9 +27,9 @@ var ErrClosed = errors.New("kafka: source closed")
 type Source struct {
 	cfg   Config
 	log   *slog.Logger
-	conn  *connection
+	conn  *Connection
 	group *kafkago.ConsumerGroup
-	dlq   *kafkago.Writer
+	dlq   *DeadLetterWriter
 	hist  *kafkago.Writer // the attempts table
 	m     *metrics
 
@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	conn, err := cfg.connection()
+	conn, err := cfg.Connect()
 	if err != nil {
 		return nil, err
 	}
@@ -93,24 +93,22 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	s := &Source{cfg: cfg, log: cfg.Logger.With("component", "kafka", "topic", cfg.Topic, "group", cfg.Group),
 		conn: conn, m: m, in: make(chan fetched, cfg.QueueSize), closed: make(chan struct{}), warned: map[string]time.Time{}}
-	if err := s.probe(ctx); err != nil {
+	if err := Probe(ctx, cfg, conn); err != nil {
 		return nil, err
 	}
 	if err := s.ensureTopics(ctx); err != nil {
 		return nil, err
 	}
-	s.dlq = &kafkago.Writer{Addr: kafkago.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Balancer: &kafkago.Hash{},
-		RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond, WriteTimeout: cfg.Timeout, ReadTimeout: cfg.Timeout,
-		Transport: conn.transport, ErrorLogger: s.kafkaLogger(slog.LevelDebug)}
+	s.dlq = NewDeadLetterWriter(cfg, conn)
 	s.hist = &kafkago.Writer{Addr: kafkago.TCP(cfg.Brokers...), Topic: cfg.AttemptsTopic, Balancer: &kafkago.Hash{},
 		RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 10000, WriteTimeout: cfg.Timeout,
-		ReadTimeout: cfg.Timeout, MaxAttempts: 3, Transport: conn.transport, ErrorLogger: s.kafkaLogger(slog.LevelDebug)}
+		ReadTimeout: cfg.Timeout, MaxAttempts: 3, Transport: conn.Transport, ErrorLogger: s.kafkaLogger(slog.LevelDebug)}
 	start := kafkago.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafkago.LastOffset
 	}
 	s.group, err = kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
-		ID: cfg.Group, Brokers: cfg.Brokers, Dialer: conn.dialer, Topics: []string{cfg.Topic},
+		ID: cfg.Group, Brokers: cfg.Brokers, Dialer: conn.Dialer, Topics: []string{cfg.Topic},
 		HeartbeatInterval: cfg.HeartbeatInterval, SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		JoinGroupBackoff: cfg.JoinBackoff, StartOffset: start, Timeout: cfg.Timeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: 10 * time.Second,
@@ -127,51 +125,10 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	return s, nil
 }
 
-// probe connects to the brokers once, so that a wrong address or wrong
-// credentials fail New with a clear error, and checks that the topic exists.
-func (s *Source) probe(ctx context.Context) error {
-	var errs []error
-	for _, b := range s.cfg.Brokers {
-		c, err := s.conn.dialer.DialContext(ctx, "tcp", b)
-		if err == nil {
-			c.Close()
-			errs = nil
-			break
-		}
-		if errors.Is(err, kafkago.SASLAuthenticationFailed) || errors.Is(err, kafkago.UnsupportedSASLMechanism) ||
-			errors.Is(err, kafkago.IllegalSASLState) {
-			return fmt.Errorf("kafka: SASL %s authentication as %q at %s failed: %w (check SASL.User and SASL.Password, and that the listener speaks SASL)",
-				s.cfg.SASL.Mechanism, s.cfg.SASL.User, b, err)
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", b, err))
-	}
-	if errs != nil {
-		hint := ""
-		if s.cfg.SASL.Mechanism == "" {
-			hint = " (if the listener requires SASL, set SASL; a SASL listener closes plain connections)"
-		}
-		return fmt.Errorf("kafka: no broker answered%s: %w", hint, errors.Join(errs...))
-	}
-	md, err := s.conn.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{s.cfg.Topic}})
-	if err != nil {
-		hint := ""
-		if s.cfg.SASL.Mechanism == "" && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-			hint = " (the broker closed the connection: does this listener require SASL or TLS?)"
-		}
-		return fmt.Errorf("kafka: metadata for topic %q%s: %w", s.cfg.Topic, hint, err)
-	}
-	for _, t := range md.Topics {
-		if t.Name == s.cfg.Topic && t.Error != nil {
-			return fmt.Errorf("kafka: topic %q: %w", s.cfg.Topic, t.Error)
-		}
-	}
-	return nil
-}
-
 // ensureTopics creates the dead-letter topic (broker defaults) and the attempts
 // table (one compacted partition) when they do not exist.
 func (s *Source) ensureTopics(ctx context.Context) error {
-	res, err := s.conn.client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
+	res, err := s.conn.Client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		{Topic: s.cfg.DLQTopic, NumPartitions: -1, ReplicationFactor: -1},
 		{Topic: s.cfg.AttemptsTopic, NumPartitions: 1, ReplicationFactor: -1, ConfigEntries: []kafkago.ConfigEntry{
 			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
@@ -278,7 +235,7 @@ func (s *Source) startGeneration(kg *kafkago.Generation) {
 func (s *Source) readPartition(ctx context.Context, p *partition, offset int64) {
 	for ctx.Err() == nil {
 		r := kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers: s.cfg.Brokers, Topic: s.cfg.Topic, Partition: p.id, Dialer: s.conn.dialer,
+			Brokers: s.cfg.Brokers, Topic: s.cfg.Topic, Partition: p.id, Dialer: s.conn.Dialer,
 			MinBytes: s.cfg.MinBytes, MaxBytes: s.cfg.MaxBytes, MaxWait: s.cfg.MaxWait, QueueCapacity: 256,
 			ReadBackoffMin: 100 * time.Millisecond, ReadBackoffMax: time.Second, MaxAttempts: 3,
 			OffsetOutOfRangeError: true, Logger: s.kafkaLogger(slog.LevelDebug - 4), ErrorLogger: s.kafkaLogger(slog.LevelDebug),
@@ -618,17 +575,10 @@ func (s *Source) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage
 		return ErrClosed
 	default:
 	}
-	out := kafkago.Message{Key: []byte(m.Key), Value: m.Value, Headers: DeadLetterHeaders(m, stage, reason, time.Now())}
-	if m.NoKey {
-		out.Key = nil // a null key stays null
-	}
-	if m.Tombstone {
-		out.Value = nil
-	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	if err := s.dlq.WriteMessages(wctx, out); err != nil {
-		return fmt.Errorf("kafka: dead letter for %q to %s: %w", m.Key, s.cfg.DLQTopic, err)
+	if err := s.dlq.Send(wctx, m, stage, reason); err != nil {
+		return err
 	}
 	s.m.deadLetters.WithLabelValues(string(stage)).Inc()
 	return nil
@@ -690,7 +640,7 @@ func historyKey(topic string, partition int) string { return topic + "/" + strco
 func (s *Source) loadHistory(ctx context.Context) (map[int][]span, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*s.cfg.Timeout)
 	defer cancel()
-	lo, err := s.conn.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{
+	lo, err := s.conn.Client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{
 		s.cfg.AttemptsTopic: {kafkago.FirstOffsetOf(0), kafkago.LastOffsetOf(0)}}})
 	if err != nil {
 		return nil, err
@@ -706,7 +656,7 @@ func (s *Source) loadHistory(ctx context.Context) (map[int][]span, error) {
 	out := map[int][]span{}
 	prefix := s.cfg.Topic + "/"
 	for off, empty := first, 0; off < end && empty < 3; {
-		res, err := s.conn.client.Fetch(ctx, &kafkago.FetchRequest{Topic: s.cfg.AttemptsTopic, Partition: 0, Offset: off,
+		res, err := s.conn.Client.Fetch(ctx, &kafkago.FetchRequest{Topic: s.cfg.AttemptsTopic, Partition: 0, Offset: off,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 		if err != nil {
 			return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // value reads a counter's or gauge's value.
@@ -72,8 +73,8 @@ func origin(t testing.TB, m *ingest.Message) (int, int64) {
 // TestConsumeAcksInRandomOrder: 500 messages over 6 partitions, acknowledged in
 // random order; commits reach the end offsets and every field is filled.
 func TestConsumeAcksInRandomOrder(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 6)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 6)
 	produce(t, addr, topic, 0, 499, 6)
 	// A tombstone (null value) for post-499, on partition 499 % 6.
 	w := &kafkago.Writer{Addr: kafkago.TCP(addr), Topic: topic, RequiredAcks: kafkago.RequireAll, BatchTimeout: time.Millisecond,
@@ -130,10 +131,13 @@ func TestConsumeAcksInRandomOrder(t *testing.T) {
 		t.Errorf("fetched metric = %v", got)
 	}
 	for p, end := range ends {
-		eventually(t, 5*time.Second, "metrics follow the commit", func() (bool, string) {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			c := value(s.m.committed.WithLabelValues(topic, strconv.Itoa(p)))
 			l := value(s.m.lag.WithLabelValues(topic, strconv.Itoa(p)))
-			return c == float64(end) && l == 0, fmt.Sprintf("partition %d committed %v lag %v", p, c, l)
+			if !(c == float64(end) && l == 0) {
+				return fmt.Errorf("metrics follow the commit; now partition %d committed %v lag %v", p, c, l)
+			}
+			return nil
 		})
 	}
 	var h dto.Metric
@@ -146,8 +150,8 @@ func TestConsumeAcksInRandomOrder(t *testing.T) {
 // message; acks after Close are no-ops; the next member gets the rest again with
 // its attempt counted.
 func TestCommitStopsAtUnacked(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 1)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 1)
 	produce(t, addr, topic, 0, 50, 1)
 	group := name(t, "group")
 	cfg := testConfig(t, addr, topic, group)
@@ -202,8 +206,8 @@ func TestCommitStopsAtUnacked(t *testing.T) {
 // TestAttemptsSurviveNewSource: a message never acknowledged counts one more
 // attempt with every new Source instance, until it is acknowledged.
 func TestAttemptsSurviveNewSource(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 2)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 2)
 	produce(t, addr, topic, 0, 4, 2)
 	group := name(t, "group")
 	cfg := testConfig(t, addr, topic, group)
@@ -246,8 +250,8 @@ func TestAttemptsSurviveNewSource(t *testing.T) {
 // closes mid-run the other takes its partitions over; every message is handed
 // out at least once and the commits reach the ends.
 func TestTwoMembersSplitAndTakeOver(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 6)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 6)
 	produce(t, addr, topic, 0, 500, 6)
 	group := name(t, "group")
 	cfg := testConfig(t, addr, topic, group)
@@ -305,15 +309,21 @@ func TestTwoMembersSplitAndTakeOver(t *testing.T) {
 	wg.Add(2)
 	go consume("a", a, 7)
 	go consume("b", b, 1<<30)
-	eventually(t, 30*time.Second, "the partitions split 3/3", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		pa, pb := a.Assigned(), b.Assigned()
 		all := slices.Sorted(slices.Values(append(slices.Clone(pa), pb...)))
-		return len(pa) == 3 && len(pb) == 3 && slices.Equal(all, allPartitions(6)), fmt.Sprintf("a %v b %v", pa, pb)
+		if !(len(pa) == 3 && len(pb) == 3 && slices.Equal(all, allPartitions(6))) {
+			return fmt.Errorf("the partitions split 3/3; now a %v b %v", pa, pb)
+		}
+		return nil
 	})
-	eventually(t, 30*time.Second, "both members consume", func() (bool, string) {
+	testutil.Eventually(t, 30*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return perMember["b"] > 20 && perMember["a"] > 80, fmt.Sprint(perMember)
+		if !(perMember["b"] > 20 && perMember["a"] > 80) {
+			return fmt.Errorf("both members consume; now %v", perMember)
+		}
+		return nil
 	})
 	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := a.Close(closeCtx); err != nil { // mid-run, with unacked messages
@@ -321,10 +331,13 @@ func TestTwoMembersSplitAndTakeOver(t *testing.T) {
 	}
 	cancel()
 	waitAssigned(t, b, allPartitions(6))
-	eventually(t, 90*time.Second, "every message handed out", func() (bool, string) {
+	testutil.Eventually(t, 90*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(seen) == 500, fmt.Sprintf("%d distinct of 500, per member %v", len(seen), perMember)
+		if !(len(seen) == 500) {
+			return fmt.Errorf("every message handed out; now %d distinct of 500, per member %v", len(seen), perMember)
+		}
+		return nil
 	})
 	waitCommitted(t, addr, group, topic, endOffsets(t, addr, topic, 6))
 	close(stop)
@@ -344,8 +357,8 @@ func TestTwoMembersSplitAndTakeOver(t *testing.T) {
 // TestBrokerRestart: the broker stops and starts again on the same data in the
 // middle of consumption; the source reconnects and finishes.
 func TestBrokerRestart(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 3)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 3)
 	produce(t, addr, topic, 0, 90, 3)
 	group := name(t, "group")
 	cfg := testConfig(t, addr, topic, group)
@@ -360,7 +373,7 @@ func TestBrokerRestart(t *testing.T) {
 		seen[m.Key] = true
 	}
 
-	broker.stop(t)
+	broker.Need(t).Stop(t)
 	// Fetch while the broker is away: no messages, no hang.
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -374,7 +387,7 @@ func TestBrokerRestart(t *testing.T) {
 	// commit fails until the member rejoins, then the rest is redelivered) or it
 	// ended and they are no-ops. Either way nothing is lost.
 	ackAll(t, msgs[45:])
-	broker.start(t)
+	broker.Need(t).Restart(t)
 	produce(t, addr, topic, 90, 60, 3)
 
 	deadline := time.Now().Add(2 * time.Minute)
@@ -401,8 +414,8 @@ func TestBrokerRestart(t *testing.T) {
 // TestSASL: the SASL_PLAINTEXT listener accepts the script's user with PLAIN and
 // SCRAM, and a wrong password fails New with an error that says so.
 func TestSASL(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 1)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 1)
 	produce(t, addr, topic, 0, 3, 1)
 	for _, c := range []struct {
 		mech, password string
@@ -415,7 +428,7 @@ func TestSASL(t *testing.T) {
 		{"scram-sha-512", "wrong", false},
 	} {
 		t.Run(c.mech+"/"+c.password, func(t *testing.T) {
-			cfg := testConfig(t, broker.sasl(), topic, name(t, "group"))
+			cfg := testConfig(t, broker.Need(t).SASL(), topic, name(t, "group"))
 			cfg.SASL = SASL{Mechanism: c.mech, User: "xmodal", Password: c.password}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -441,7 +454,7 @@ func TestSASL(t *testing.T) {
 		})
 	}
 	t.Run("no-sasl-on-sasl-port", func(t *testing.T) {
-		cfg := testConfig(t, broker.sasl(), topic, name(t, "group"))
+		cfg := testConfig(t, broker.Need(t).SASL(), topic, name(t, "group"))
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		s, err := New(ctx, cfg)
@@ -459,8 +472,8 @@ func TestSASL(t *testing.T) {
 // TestDeadLetter: the DLQ record carries the original key, value and headers and
 // the Xmodal-* headers, written with acks=all.
 func TestDeadLetter(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 2)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 2)
 	produce(t, addr, topic, 0, 2, 2)
 	cfg := testConfig(t, addr, topic, name(t, "group"))
 	s := newSource(t, cfg)
@@ -526,7 +539,7 @@ func checkDeadLetter(t *testing.T, got kafkago.Message, m *ingest.Message, befor
 
 // TestNewFailsClearly: a missing topic and an unreachable broker.
 func TestNewFailsClearly(t *testing.T) {
-	addr := broker.need(t)
+	addr := broker.Need(t).Plain()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := New(ctx, testConfig(t, addr, name(t, "missing"), "g"))
@@ -544,8 +557,8 @@ func TestNewFailsClearly(t *testing.T) {
 // an empty one. Read back with franz-go, which tells the two apart (kafka-go
 // reads both as nil).
 func TestDeadLetterKeepsANullKey(t *testing.T) {
-	addr := broker.need(t)
-	topic := newTopic(t, addr, 1)
+	addr := broker.Need(t).Plain()
+	topic := newTopic(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))

@@ -193,7 +193,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	cfg := ok
 	cfg.TLS.CAFile = "/nonexistent/ca.pem"
 	cfg = cfg.WithDefaults()
-	if _, err := cfg.connection(); err == nil || !strings.Contains(err.Error(), "TLS.CAFile") {
+	if _, err := cfg.Connect(); err == nil || !strings.Contains(err.Error(), "TLS.CAFile") {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }

@@ -57,6 +57,16 @@ func Unavailable(tb TB, service, format string, args ...any) {
 	tb.Skipf("%s\n(skipped outside CI; %s=true makes this a failure)", msg, EnvCI)
 }
 
+// MustRepoRoot is RepoRoot for a test: it fails the test when there is none.
+func MustRepoRoot(t TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("repository root: %v", err)
+	}
+	return root
+}
+
 // RepoRoot returns the nearest directory above the working directory that holds
 // go.mod: the repository root, where the scripts that start test services live.
 func RepoRoot() (string, error) {

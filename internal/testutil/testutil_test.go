@@ -2,8 +2,11 @@ package testutil
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recorder is a testing.TB that records how a helper ended the test.
@@ -43,5 +46,35 @@ func TestUnavailable(t *testing.T) {
 				t.Errorf("message %q does not name the service and the cause", got)
 			}
 		})
+	}
+}
+
+func TestEventuallyReportsTheLastError(t *testing.T) {
+	calls := 0
+	r := &recorder{TB: t}
+	Eventually(r, 50*time.Millisecond, func() error {
+		calls++
+		return fmt.Errorf("attempt %d: not yet", calls)
+	})
+	if calls < 2 || !strings.Contains(r.fatal, fmt.Sprintf("attempt %d: not yet", calls)) {
+		t.Fatalf("after %d calls the failure says %q; want the last error", calls, r.fatal)
+	}
+	r = &recorder{TB: t}
+	n := 0
+	Eventually(r, 5*time.Second, func() error {
+		if n++; n < 3 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if r.fatal != "" || n != 3 {
+		t.Fatalf("a condition met on the third call: %d calls, failure %q", n, r.fatal)
+	}
+}
+
+func TestMustRepoRoot(t *testing.T) {
+	root := MustRepoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatal(err)
 	}
 }

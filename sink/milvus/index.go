@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/milvus-io/milvus/client/v2/entity"
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
+	"github.com/milvus-io/milvus/pkg/v2/util/merr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -87,7 +87,7 @@ func (ix *Index) init(ctx context.Context) error {
 	ix.recordsC = own
 	if o.FollowAlias {
 		if live == "" {
-			return fmt.Errorf("milvus: alias %s does not exist yet: start an indexer first (it creates the alias), or turn milvus.follow_alias off", o.Collection)
+			return &AliasError{Alias: o.Collection, msg: fmt.Sprintf("milvus: alias %s does not exist yet: start an indexer first (it creates the alias), or turn milvus.follow_alias off", o.Collection)}
 		}
 		ix.recordsC = live
 	}
@@ -110,8 +110,8 @@ func (ix *Index) init(ctx context.Context) error {
 		if m, ok, err := ix.describeMeta(ctx, live); err != nil {
 			return err
 		} else if ok && m.ModelVersion != o.ModelVersion {
-			return fmt.Errorf("milvus: alias %s points to %s, which holds model %q; this process encodes queries with model %q (deploy the alias's model, or swap the alias with SwapAlias)",
-				o.Collection, live, m.ModelVersion, o.ModelVersion)
+			return &AliasError{Alias: o.Collection, Collection: live, msg: fmt.Sprintf("milvus: alias %s points to %s, which holds model %q; this process encodes queries with model %q (deploy the alias's model, or swap the alias with SwapAlias)",
+				o.Collection, live, m.ModelVersion, o.ModelVersion)}
 		}
 	}
 	for _, t := range ix.l.tables() {
@@ -126,8 +126,12 @@ func (ix *Index) init(ctx context.Context) error {
 		})
 		if s, ok := status.FromError(errors.Unwrap(err)); ok && s.Code() == codes.Unimplemented {
 			ix.log.Warn("this Milvus has no aliases (milvus-lite): the collection is reached by its model version's name only", "collection", own)
-		} else if err != nil && !strings.Contains(err.Error(), "exist") {
-			return err
+		} else if err != nil && !errors.Is(err, merr.ErrAliasAlreadyExist) {
+			// Another process may have created the alias meanwhile (servers that
+			// answer so without the typed code): the alias's state decides.
+			if now, rerr := ix.resolveAlias(ctx, o.Collection); rerr != nil || now == "" {
+				return err
+			}
 		}
 	} else if live != ix.recordsC {
 		ix.log.Info("the milvus alias serves another collection; this index uses its model version's own", "alias", o.Collection, "live", live, "this", ix.recordsC)
@@ -191,7 +195,7 @@ func resolveAlias(ctx context.Context, c *milvusclient.Client, o Options, alias 
 			return nil // neither an alias nor a collection
 		}
 		if coll.Name == alias {
-			return fmt.Errorf("%s is a collection, not an alias: choose another milvus.collection", alias)
+			return &AliasError{Alias: alias, Collection: alias, NotAlias: true, msg: fmt.Sprintf("%s is a collection, not an alias: choose another milvus.collection", alias)}
 		}
 		name = coll.Name
 		return nil
@@ -206,7 +210,7 @@ func resolveAlias(ctx context.Context, c *milvusclient.Client, o Options, alias 
 // Open refuses to follow an alias to another model's vectors.
 func SwapAlias(ctx context.Context, opt Options, modelVersion string) error {
 	opt.ModelVersion = modelVersion
-	if err := opt.Validate(); err != nil {
+	if err := opt.validateAdmin(); err != nil {
 		return err
 	}
 	opt = opt.withDefaults()
@@ -289,7 +293,7 @@ func (ix *Index) Close() error {
 // shared by all versions). It refuses to drop the collection the alias points to.
 func DropModel(ctx context.Context, opt Options, modelVersion string) error {
 	opt.ModelVersion = modelVersion
-	if err := opt.Validate(); err != nil {
+	if err := opt.validateAdmin(); err != nil {
 		return err
 	}
 	opt = opt.withDefaults()
@@ -308,14 +312,58 @@ func DropModel(ctx context.Context, opt Options, modelVersion string) error {
 	}
 	var errs []error
 	for _, name := range []string{base, base + "_code", base + "_pdq", base + "_posts"} {
-		err := retry(ctx, opt, "drop collection "+name, opt.CallTimeout, func(ctx context.Context) error {
-			return c.DropCollection(ctx, milvusclient.NewDropCollectionOption(name), noRetry)
+		// Only the collections that exist are dropped (a layout has some of the
+		// four), so that every error a drop returns is a real one.
+		var has bool
+		err := retry(ctx, opt, "has collection "+name, opt.CallTimeout, func(ctx context.Context) error {
+			var err error
+			has, err = c.HasCollection(ctx, milvusclient.NewHasCollectionOption(name), noRetry)
+			return err
 		}, nil)
-		if err != nil && !strings.Contains(strings.ToLower(err.Error()), "not") {
+		if err == nil && has {
+			err = retry(ctx, opt, "drop collection "+name, opt.CallTimeout, func(ctx context.Context) error {
+				return c.DropCollection(ctx, milvusclient.NewDropCollectionOption(name), noRetry)
+			}, nil)
+		}
+		if err != nil && !collectionGone(err) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AliasError says that the alias Options.Collection names cannot serve this
+// process: it does not exist yet while FollowAlias asks for it, it points to
+// another model's collection, or the name is a collection's, not an alias's
+// (NotAlias). Open returns it (wrapped); match it with errors.As.
+type AliasError struct {
+	Alias      string // the alias (Options.Collection)
+	Collection string // the collection it points to; "" when it does not exist
+	NotAlias   bool   // the name is a collection's
+	msg        string
+}
+
+func (e *AliasError) Error() string {
+	if e.msg == "" {
+		return fmt.Sprintf("milvus: alias %s cannot serve this process", e.Alias)
+	}
+	return e.msg
+}
+
+// validateAdmin checks what SwapAlias and DropModel need (no model dimension:
+// they touch collections by name only).
+func (o Options) validateAdmin() error {
+	if o.Dim == 0 {
+		o.Dim = 1 // any valid dimension: unused here
+	}
+	return o.Validate()
+}
+
+// collectionGone reports whether a call failed because the collection does not
+// exist (dropped by another process between the check and the drop): by the
+// status code (legacy CollectionNotExists or Code 100), never by the text.
+func collectionGone(err error) bool {
+	return errors.Is(err, merr.ErrCollectionNotFound)
 }
 
 var _ domain.Index = (*Index)(nil)

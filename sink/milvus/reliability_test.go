@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/conformance"
 )
 
@@ -33,23 +34,6 @@ func reopen(t *testing.T, opt Options) *Index {
 	}
 }
 
-// eventually retries f until it returns nil (the server loads collections after a
-// restart and answers "not loaded" meanwhile).
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
 func posts(from, n int, seed uint64) []domain.Change {
 	r := rand.New(rand.NewPCG(seed, uint64(from)))
 	out := make([]domain.Change, n)
@@ -68,10 +52,11 @@ func posts(from, n int, seed uint64) []domain.Change {
 func checkAll(t *testing.T, ix *Index, n int, denied []string) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, "count after the restart", func() error {
+	// The server loads collections after a restart and answers "not loaded" meanwhile.
+	testutil.Eventually(t, 3*time.Minute, func() error {
 		c, err := ix.Count(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("count after the restart: %w", err)
 		}
 		if c[domain.ModalityText] != n || c[domain.ModalityImage] != n || len(c) != 2 {
 			return fmt.Errorf("count %v, want %d texts and %d images (each post once)", c, n, n)

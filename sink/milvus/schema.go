@@ -261,8 +261,12 @@ func (ix *Index) ensure(ctx context.Context, t *table) error {
 			}
 			err := ix.c.CreateCollection(ctx, milvusclient.NewCreateCollectionOption(t.name, t.schema).
 				WithShardNum(shards).WithConsistencyLevel(entity.ClBounded), noRetry)
-			if err != nil && strings.Contains(err.Error(), "already exist") {
-				return nil // another process created it meanwhile; checked below
+			if err != nil && !retryable(err) {
+				// Another process may have created it meanwhile: whether it exists
+				// now decides (its schema is checked below), not the error's text.
+				if has, herr := ix.c.HasCollection(ctx, milvusclient.NewHasCollectionOption(t.name), noRetry); herr == nil && has {
+					return nil
+				}
 			}
 			return err
 		})
@@ -309,8 +313,7 @@ func (ix *Index) ensureIndex(ctx context.Context, t *table, field string, want i
 		var err error
 		resp, err = ix.c.GetService().DescribeIndex(ctx, &milvuspb.DescribeIndexRequest{CollectionName: t.name, FieldName: field}, noRetry)
 		err = merr.CheckRPCCall(resp, err)
-		if errors.Is(err, merr.ErrIndexNotFound) || (err != nil && strings.Contains(strings.ToLower(err.Error()), "index not found")) ||
-			(err != nil && strings.Contains(strings.ToLower(err.Error()), "index doesn't exist")) {
+		if indexMissing(err) {
 			resp = nil
 			return nil
 		}
@@ -445,6 +448,14 @@ func checkSchema(want *table, got *entity.Schema) error {
 		return nil
 	}
 	return &SchemaError{Collection: want.name, Diffs: diffs}
+}
+
+// indexMissing reports whether a DescribeIndex call failed because the field has
+// no index. The status code decides: servers that answer with the legacy
+// ErrorCode (IndexNotExist, Milvus 2.3) and those with the newer Code (700)
+// both map to merr.ErrIndexNotFound.
+func indexMissing(err error) bool {
+	return errors.Is(err, merr.ErrIndexNotFound)
 }
 
 // SchemaError says how an existing collection disagrees with this build and model.

@@ -73,8 +73,6 @@ func (s *testServer) script(timeout time.Duration, args ...string) (string, erro
 	return string(out), err
 }
 
-func repoRoot() (string, error) { return testutil.RepoRoot() }
-
 // need returns the server's address, starting it on first use. A server that cannot
 // start ends the test through testutil.Unavailable (a failure under CI=true).
 func (s *testServer) need(t testing.TB) string {
@@ -89,7 +87,7 @@ func (s *testServer) need(t testing.TB) string {
 				return
 			}
 		}
-		if s.root, s.err = repoRoot(); s.err != nil {
+		if s.root, s.err = testutil.RepoRoot(); s.err != nil {
 			return
 		}
 		if s.port == 0 {

@@ -3,10 +3,12 @@ package milvus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/milvus-io/milvus-proto/go-api/v2/commonpb"
 	"github.com/milvus-io/milvus/pkg/v2/util/merr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -154,4 +156,53 @@ func TestUnreachableFailsFast(t *testing.T) {
 		t.Errorf("error does not say what and how: %v", err)
 	}
 	t.Logf("%v after %v", err, took.Round(time.Millisecond))
+}
+
+// The error predicates decide by the status code, so that an error whose text
+// happens to contain the words the old text matching looked for ("not", "exist",
+// "index not found") is not taken for a missing collection or index.
+func TestErrorPredicatesMatchCodesNotText(t *testing.T) {
+	legacy := func(code commonpb.ErrorCode, reason string) error {
+		return merr.Error(&commonpb.Status{ErrorCode: code, Reason: reason})
+	}
+	tests := []struct {
+		name        string
+		err         error
+		index, coll bool
+	}{
+		{"nil", nil, false, false},
+		{"index not found (code 700)", merr.WrapErrIndexNotFound("vec"), true, false},
+		{"index not found, wrapped by retry", fmt.Errorf("milvus: describe index c.vec: %w", merr.WrapErrIndexNotFound("vec")), true, false},
+		{"legacy IndexNotExist (Milvus 2.3)", legacy(commonpb.ErrorCode_IndexNotExist, "index doesn't exist, collectionID 7"), true, false},
+		{"collection not found (code 100)", merr.WrapErrCollectionNotFound("c"), false, true},
+		{"legacy CollectionNotExists", legacy(commonpb.ErrorCode_CollectionNotExists, "can't find collection"), false, true},
+		{"permission denied says not", merr.WrapErrPrivilegeNotPermitted("user is not authorized"), false, false},
+		{"unexpected error quoting the words", legacy(commonpb.ErrorCode_UnexpectedError, "index not found; collection does not exist"), false, false},
+		{"plain error quoting the words", errors.New("index doesn't exist: not found"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := indexMissing(tt.err); got != tt.index {
+				t.Errorf("indexMissing(%v) = %v, want %v", tt.err, got, tt.index)
+			}
+			if got := collectionGone(tt.err); got != tt.coll {
+				t.Errorf("collectionGone(%v) = %v, want %v", tt.err, got, tt.coll)
+			}
+		})
+	}
+}
+
+// An AliasError survives the retry wrapper, so callers match it by type.
+func TestAliasErrorMatchedByType(t *testing.T) {
+	o := Options{Retries: 0, RetryBackoff: time.Millisecond, CallTimeout: time.Second}
+	err := retry(context.Background(), o, "describe alias x", time.Second, func(context.Context) error {
+		return &AliasError{Alias: "x", Collection: "x", NotAlias: true, msg: "x is a collection, not an alias"}
+	}, nil)
+	var ae *AliasError
+	if !errors.As(err, &ae) || !ae.NotAlias || ae.Alias != "x" {
+		t.Fatalf("errors.As(%v) = %v (%+v); want the AliasError", err, ae != nil, ae)
+	}
+	if errors.As(fmt.Errorf("milvus: create alias x: %w", merr.WrapErrAliasNotFound("default", "x")), &ae) {
+		t.Fatal("a server error about an alias was taken for an AliasError")
+	}
 }
