@@ -385,11 +385,20 @@ func (a *app) startHTTP() error {
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", a.cfg.HTTP.Listen, err)
 	}
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.http, err = query.NewHTTPServer(mux, a.httpConfig())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	go a.http.Serve(ln)
 	a.httpAddr = ln.Addr().String()
 	a.log.Info("metrics and health", "url", "http://"+a.httpAddr+"/metrics")
 	return nil
+}
+
+// httpConfig is the HTTP server's deadlines from the configuration.
+func (a *app) httpConfig() query.HTTPConfig {
+	return query.HTTPConfig{ReadHeaderTimeout: a.cfg.HTTP.HeaderTimeout, BodyTimeout: a.cfg.HTTP.BodyTimeout, RequestTimeout: a.cfg.Query.Timeout}
 }
 
 // Close stops everything in reverse order.
