@@ -39,6 +39,7 @@ import (
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/internal/denylist"
+	"github.com/xmodal/xmodal/internal/fsprobe"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
@@ -1123,7 +1124,7 @@ func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log 
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := fsprobe.Writable(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	if t.model, err = encoders.Load(dir, modelOptions(cfg, log)); err != nil {
