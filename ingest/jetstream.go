@@ -98,20 +98,24 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 	return &JetStream{cfg: cfg, js: js, cons: cons}, nil
 }
 
-// Fetch pulls up to max messages.
+// Fetch pulls up to max messages, waiting up to wait for them.
+//
+// The pull request's expiry is the server's to enforce: the server ends the
+// request with a status message after the last message it delivers, and
+// Fetch reads until that status, even when ctx ends meanwhile. A client-side
+// cancellation (nats.go's FetchContext) would unsubscribe the request's inbox
+// while messages the server already counts as delivered are still on the
+// wire or queued unread; those are lost to this process and sit in ack
+// pending until the ack wait redelivers them (issue #15 item 8: the tail of an
+// image burst, whose large messages take longest to arrive, waited 30 s).
+// So a Fetch in progress when ctx ends still takes at most wait (plus the
+// client's one-second grace for a lost status).
 func (s *JetStream) Fetch(ctx context.Context, max int, wait time.Duration) ([]*Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// The pull request ends with ctx (a stopping pipeline fetches nothing
-	// more) or after wait, whichever comes first.
-	fctx, cancel := context.WithTimeout(ctx, max1ms(wait))
-	defer cancel()
-	batch, err := s.cons.Fetch(max, jetstream.FetchContext(fctx))
+	batch, err := s.cons.Fetch(max, jetstream.FetchMaxWait(max1ms(wait)))
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, jetstream.ErrInvalidOption) {
-			return nil, nil // the wait ran out before the request was made
-		}
 		return nil, err
 	}
 	var out []*Message

@@ -21,14 +21,14 @@ import (
 // Limits of a valid post (schema 1). They are documented in docs/post-format.md.
 const (
 	MaxMessageBytes  = 8 << 20 // a whole message, inline image included
-	MaxIDLen         = 128
-	MaxAuthorLen     = 256
+	MaxIDLen         = domain.MaxPostIDLen
+	MaxAuthorLen     = domain.MaxAuthorLen
 	MaxTextBytes     = 64 << 10
 	MaxLangLen       = 35
 	MaxURLLen        = 2048
 	MaxInlineImage   = 6 << 20
 	MaxListItems     = 64
-	MaxListItemBytes = 128
+	MaxListItemBytes = domain.MaxLabelLen
 )
 
 // earliest is the oldest created_at accepted; future timestamps may lead the
@@ -99,19 +99,9 @@ func namesLocalFile(b []byte) bool {
 	return json.Unmarshal(b, &probe) == nil && len(probe.ImageFile) > 0
 }
 
-// QuoteID quotes a post id for a message, cutting a long one (an id is at
-// most MaxIDLen bytes; a bad one may be any size and is never echoed whole).
-func QuoteID(id string) string {
-	const keep = 40
-	if len(id) <= MaxIDLen {
-		return fmt.Sprintf("%q", id)
-	}
-	cut := id[:keep]
-	for len(cut) > 0 && !utf8.ValidString(cut) {
-		cut = cut[:len(cut)-1]
-	}
-	return fmt.Sprintf("%q… (%d bytes)", cut, len(id))
-}
+// QuoteID quotes a post id for a message, cutting a long one
+// (domain.QuoteID).
+func QuoteID(id string) string { return domain.QuoteID(id) }
 
 func jsonErr(err error) string {
 	var se *json.SyntaxError
@@ -125,24 +115,9 @@ func jsonErr(err error) string {
 	return err.Error()
 }
 
-// ValidID reports why id is not a valid post id ("" when it is valid).
-func ValidID(id string) string {
-	if id == "" {
-		return "missing"
-	}
-	if len(id) > MaxIDLen {
-		return fmt.Sprintf("%d bytes, over %d", len(id), MaxIDLen)
-	}
-	for _, c := range id {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == '-', c == ':', c == '@':
-		default:
-			return fmt.Sprintf("character %q not allowed (use letters, digits and . _ - : @)", c)
-		}
-	}
-	return ""
-}
+// ValidID reports why id is not a valid post id ("" when it is valid);
+// the rule is domain.ValidPostID, which the query service applies too.
+func ValidID(id string) string { return domain.ValidPostID(id) }
 
 // Validate checks every field of a post.
 func Validate(p *domain.Post, now time.Time) error {

@@ -60,24 +60,22 @@ func ParseDelete(data []byte) (*DeleteRequest, error) {
 	if len(r.PostIDs)+len(r.Authors) == 0 {
 		return nil, errorf(CodeBadRequest, "give post_ids or authors")
 	}
-	if len(r.PostIDs) > MaxDeleteIDs {
-		return nil, errorf(CodeBadRequest, "too many post_ids (%d, at most %d)", len(r.PostIDs), MaxDeleteIDs)
+	if err := checkList("post_ids", len(r.PostIDs), MaxDeleteIDs); err != nil {
+		return nil, err
+	}
+	if err := checkList("authors", len(r.Authors), MaxDeleteAuthors); err != nil {
+		return nil, err
 	}
 	if len(r.Reason) > MaxReason {
-		return nil, errorf(CodeBadRequest, "reason is %d bytes, at most %d", len(r.Reason), MaxReason)
-	}
-	if len(r.Authors) > MaxDeleteAuthors {
-		return nil, errorf(CodeBadRequest, "too many authors (%d, at most %d)", len(r.Authors), MaxDeleteAuthors)
+		return nil, errorf(CodeTooLarge, "reason is %d bytes, at most %d", len(r.Reason), MaxReason)
 	}
 	for _, id := range r.PostIDs {
 		if strings.TrimSpace(id) == "" || strings.Contains(id, domain.PKSep) {
 			return nil, errorf(CodeBadRequest, "post id %q is blank or contains %q", id, domain.PKSep)
 		}
 	}
-	for _, a := range r.Authors {
-		if strings.TrimSpace(a) == "" {
-			return nil, errorf(CodeBadRequest, "blank author")
-		}
+	if err := checkItems("authors", r.Authors, domain.MaxAuthorLen); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -551,17 +551,6 @@ func (s *Service) coalesce(ctx context.Context, key string, fn func(context.Cont
 	return &cp, nil
 }
 
-// anyDenied reports whether any hit is of a taken-down post (local lookups:
-// the caller synced the deny-list).
-func (s *Service) anyDenied(hits []domain.Hit) bool {
-	for i := range hits {
-		if s.d.Deny.Denied(hits[i].PostID) {
-			return true
-		}
-	}
-	return false
-}
-
 // syncDeny brings the deny-list up to every takedown recorded before the
 // request; when it cannot, the request fails (503) rather than risk serving a
 // taken-down post.

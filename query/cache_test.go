@@ -470,7 +470,7 @@ func TestAdminDelete(t *testing.T) {
 		{`{"post_ids":["a#text"]}`, 400},
 		{`{"post_ids":[""]}`, 400},
 		{`{"authors":["nobody"]}`, 404},
-		{`{"post_ids":[` + repeatJSON(`"x"`, query.MaxDeleteIDs+1) + `]}`, 400},
+		{`{"post_ids":[` + repeatJSON(`"x"`, query.MaxDeleteIDs+1) + `]}`, 413},
 		{`not json`, 400},
 	} {
 		err := cs.cl.Raw(ctx, "admin.delete", []byte(tc.body), nil)

@@ -8,9 +8,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/query/web"
@@ -26,7 +28,11 @@ type GatewayOptions struct {
 	// PostURL links a post on its platform: {id} is replaced by the post id
 	// (CheckPostURL). The page shows the link on each result.
 	PostURL string
-	Logger  *slog.Logger
+	// BodyTimeout bounds reading a request body from the end of its headers,
+	// default 10s (HTTPConfig.BodyTimeout); past it the reply is 408 and
+	// the connection closes.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Gateway serves the query API as JSON over HTTP, mirroring the NATS subjects:
@@ -44,6 +50,11 @@ type Gateway struct {
 func NewGateway(s *Service, opt GatewayOptions) *Gateway {
 	if opt.Logger == nil {
 		opt.Logger = s.d.Logger
+	}
+	if opt.BodyTimeout <= 0 {
+		var c HTTPConfig
+		c.Defaults()
+		opt.BodyTimeout = c.BodyTimeout
 	}
 	g := &Gateway{s: s, opt: opt, mux: http.NewServeMux()}
 	g.mux.HandleFunc("/v1/", g.api)
@@ -145,11 +156,23 @@ func (g *Gateway) api(w http.ResponseWriter, r *http.Request) {
 	var body []byte
 	switch r.Method {
 	case http.MethodPost:
+		// The body has BodyTimeout from here, whatever the server's own
+		// deadlines (a body trickled a byte at a time must not hold the
+		// connection), and at most MaxRequestSize bytes.
+		if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.opt.BodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			g.opt.Logger.Debug("gateway: body deadline", "err", err)
+		}
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestSize))
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
 				writeErr(w, errorf(CodeTooLarge, "request is over %d bytes", MaxRequestSize))
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				w.Header().Set("Connection", "close")
+				writeErr(w, errorf(http.StatusRequestTimeout, "request body not received within %v", g.opt.BodyTimeout))
 				return
 			}
 			writeErr(w, errorf(CodeBadRequest, "read request: %w", err))

@@ -125,8 +125,8 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	if r.MinQuality < 0 || r.MinQuality > 100 {
 		return nil, errorf(CodeBadRequest, "min_quality %d is outside 0..100", r.MinQuality)
 	}
-	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
-		return nil, errorf(CodeBadRequest, "filter: since must be before until")
+	if err := validateFilter(&r.Filter); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -314,6 +314,9 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	if len(r.Image) > MaxImageBytes {
 		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
 	}
+	if err := checkList("vector", len(r.Vector), MaxVectorDim); err != nil {
+		return nil, err
+	}
 	if r.K < 1 || r.K > MaxK {
 		return nil, errorf(CodeBadRequest, "k must be between 1 and %d, got %d", MaxK, r.K)
 	}
@@ -338,8 +341,8 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 			return nil, errorf(CodeBadRequest, "candidates must be between 1 and %d, got %d", MaxCandidates, r.Candidates)
 		}
 	}
-	if !r.Filter.Since.IsZero() && !r.Filter.Until.IsZero() && !r.Filter.Since.Before(r.Filter.Until) {
-		return nil, errorf(CodeBadRequest, "filter: since must be before until")
+	if err := validateFilter(&r.Filter); err != nil {
+		return nil, err
 	}
 	if err := r.Recency.validate(); err != nil {
 		return nil, err
@@ -532,8 +535,9 @@ func ParseGet(data []byte) (*GetRequest, error) {
 	if len(r.PKs)+len(r.PostIDs) == 0 {
 		return nil, errorf(CodeBadRequest, "give pks or post_ids")
 	}
-	if len(r.PKs)+len(r.PostIDs)*3 > MaxK {
-		return nil, errorf(CodeBadRequest, "too many ids (at most %d records)", MaxK)
+	if n := len(r.PKs) + len(r.PostIDs)*len(domain.Modalities); n > MaxK {
+		return nil, errorf(CodeTooLarge, "pks and post_ids name %d records (a post id counts %d), at most %d",
+			n, len(domain.Modalities), MaxK)
 	}
 	if r.Limit < 1 || r.Limit > MaxK {
 		return nil, errorf(CodeBadRequest, "limit %d: want 1..%d", r.Limit, MaxK)

@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) (*metrics, error) {
 		}))
 	}
 	gauge("xmodal_inflight_messages", "Messages between fetch and acknowledgement (at workers' MaxInFlight, fetching pauses).", nil,
-		func(r *run) int { return r.inFlight() })
+		func(r *run) int { return r.posts() })
 	const qhelp = "Items waiting in a pipeline queue: media (fetch/decode), text and image (encoder batchers), write (sink)."
 	gauge("xmodal_queue_items", qhelp, prometheus.Labels{"queue": "media"}, func(r *run) int { return len(r.media) })
 	gauge("xmodal_queue_items", qhelp, prometheus.Labels{"queue": "text"}, func(r *run) int { return len(r.queue[modText]) })

@@ -160,6 +160,46 @@ type Pipeline struct {
 	now     func() time.Time
 	timer   func(time.Duration) (<-chan time.Time, func()) // batchers' clock (tests)
 	cur     atomic.Pointer[run]                            // the running stages, for the gauges
+	failing atomic.Pointer[WriteFailure]                   // sink writes failing since (nil: they succeed)
+}
+
+// WriteFailure says that sink writes have failed since Since, Attempts
+// times in a row, the last with Err; the pipeline keeps retrying them and
+// acknowledges nothing meanwhile. Readiness reports it (a full or read-only
+// disk under the embedded index, Milvus refusing writes).
+type WriteFailure struct {
+	Since    time.Time
+	Attempts int
+	Err      error
+}
+
+func (f *WriteFailure) Error() string {
+	return fmt.Sprintf("index writes failing since %s (%d attempts): %v", f.Since.UTC().Format(time.RFC3339), f.Attempts, f.Err)
+}
+
+func (f *WriteFailure) Unwrap() error { return f.Err }
+
+// WriteHealth is nil while the sink takes the pipeline's writes (or none
+// was tried yet), and a *WriteFailure while they fail: from the first failed
+// attempt until one succeeds.
+func (p *Pipeline) WriteHealth() error {
+	if f := p.failing.Load(); f != nil {
+		return f
+	}
+	return nil
+}
+
+// sinkResult records the outcome of one sink write attempt for WriteHealth.
+func (p *Pipeline) sinkResult(err error) {
+	if err == nil {
+		p.failing.Store(nil)
+		return
+	}
+	f := &WriteFailure{Since: p.now(), Attempts: 1, Err: err}
+	if prev := p.failing.Load(); prev != nil {
+		f.Since, f.Attempts = prev.Since, prev.Attempts+1
+	}
+	p.failing.Store(f)
 }
 
 // Deps are what a pipeline runs on.
@@ -500,6 +540,10 @@ func (p *Pipeline) write(ctx context.Context, changes []domain.Change) error {
 		start := time.Now()
 		outcomes, err := p.sink.Apply(ctx, changes)
 		p.metrics.stage.WithLabelValues("sink").Observe(time.Since(start).Seconds())
+		if err != nil && ctx.Err() != nil {
+			return err // abandoned with the run: says nothing of the sink
+		}
+		p.sinkResult(err)
 		if err != nil {
 			p.metrics.sinkErrors.Inc()
 			return err

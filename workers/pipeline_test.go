@@ -62,7 +62,10 @@ func newDenyList(t testing.TB) *denylist.List {
 	return openDenyList(t, testutil.StartNATS(t, "").ClientURL())
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvAckWait(t, testAckWait) }
+
+// newEnvAckWait is newEnv with the ingest consumer's ack wait set.
+func newEnvAckWait(t testing.TB, ackWait time.Duration) *env {
 	t.Helper()
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
 	if err != nil {
@@ -75,7 +78,7 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: testAckWait})
+	src, err := ingest.NewJetStream(context.Background(), nc, ingest.JetStreamConfig{AckWait: ackWait})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,8 +126,18 @@ func (r *run) unreserve(n int) {
 	}
 }
 
-// inFlight is the number of messages between fetch and acknowledgement.
+// inFlight is the number of slots taken: messages between fetch and
+// acknowledgement plus the room reserved for a fetch in progress.
 func (r *run) inFlight() int { return len(r.slots) }
+
+// posts is the number of messages between fetch and acknowledgement (the
+// xmodal_inflight_messages gauge): unlike inFlight it does not count the
+// room a fetch in progress has reserved, so an idle pipeline reads 0.
+func (r *run) posts() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
 
 // submit classifies messages (their slots already reserved) and routes each
 // to the first stage it needs.

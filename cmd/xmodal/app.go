@@ -28,6 +28,7 @@ import (
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/denylist"
+	"github.com/xmodal/xmodal/internal/fsprobe"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
@@ -203,10 +204,17 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 			started.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	url := cfg.NATS.URL
+	// A role that keeps state in data_dir (the embedded NATS server's
+	// JetStream store, the embedded index) checks at once that it can write
+	// there, so that a read-only or full disk is named before anything starts.
+	if (url == "" && r == roleRun) || cfg.Milvus.Address == "" {
+		if err := fsprobe.Writable(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+	} else if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	url := cfg.NATS.URL
 	if url == "" && r == roleRun {
 		a.ns, err = natsserver.Start(natsserver.Options{Listen: cfg.NATS.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
 			User: cfg.NATS.User, Password: cfg.NATS.Password, ConfigFile: cfg.NATS.ServerConfig})
@@ -406,11 +414,20 @@ func (a *app) startHTTP() error {
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", a.cfg.HTTP.Listen, err)
 	}
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.http, err = query.NewHTTPServer(mux, a.httpConfig())
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	go a.http.Serve(ln)
 	a.httpAddr = ln.Addr().String()
 	a.log.Info("metrics and health", "url", "http://"+a.httpAddr+"/metrics")
 	return nil
+}
+
+// httpConfig is the HTTP server's deadlines from the configuration.
+func (a *app) httpConfig() query.HTTPConfig {
+	return query.HTTPConfig{ReadHeaderTimeout: a.cfg.HTTP.HeaderTimeout, BodyTimeout: a.cfg.HTTP.BodyTimeout, RequestTimeout: a.cfg.Query.Timeout}
 }
 
 // Close stops everything in reverse order.

@@ -105,7 +105,8 @@ func (a *app) mountGateway(mux *http.ServeMux) {
 	if a.svc == nil {
 		return
 	}
-	g := query.NewGateway(a.svc, query.GatewayOptions{AdminToken: a.cfg.HTTP.AdminToken, PostURL: a.cfg.HTTP.PostURL, Logger: a.log})
+	g := query.NewGateway(a.svc, query.GatewayOptions{AdminToken: a.cfg.HTTP.AdminToken, PostURL: a.cfg.HTTP.PostURL,
+		BodyTimeout: a.cfg.HTTP.BodyTimeout, Logger: a.log})
 	mux.Handle("/v1/", g)
 	mux.Handle("/", g)
 }

@@ -102,6 +102,9 @@ type Config struct {
 		Listen     string `yaml:"listen" help:"address for the search page, the JSON gateway (/v1/...), /metrics, /healthz and /readyz (empty disables)"`
 		AdminToken string `yaml:"admin_token" secret:"true" help:"bearer token required by /v1/admin/... (empty: admin operations over HTTP are off)"`
 		PostURL    string `yaml:"post_url" help:"link to a post on its platform, {id} replaced by the post id (e.g. https://social.example/p/{id}); the search page links each result to it (empty: no link)"`
+		// Deadlines of one HTTP request (query.HTTPConfig).
+		HeaderTimeout time.Duration `yaml:"header_timeout" help:"longest a client may take to send a request's line and headers; then the connection closes"`
+		BodyTimeout   time.Duration `yaml:"body_timeout" help:"longest a client may take to send a request body after its headers; then the reply is 408 and the connection closes"`
 	} `yaml:"http"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
@@ -142,6 +145,8 @@ func DefaultConfig() *Config {
 	c.Kafka.SessionTimeout = 10 * time.Second
 	c.Kafka.CommitInterval = time.Second
 	c.Query.Timeout = 5 * time.Second
+	c.HTTP.HeaderTimeout = 5 * time.Second
+	c.HTTP.BodyTimeout = 10 * time.Second
 	c.Query.Concurrency = 16
 	c.Query.Cache = true
 	c.Query.CacheTTL = time.Minute
@@ -252,6 +257,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateMilvus(); err != nil {
 		return err
+	}
+	if c.HTTP.HeaderTimeout <= 0 {
+		return bad("http.header_timeout", "must be positive")
+	}
+	if c.HTTP.BodyTimeout <= 0 {
+		return bad("http.body_timeout", "must be positive")
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

@@ -26,6 +26,7 @@ import (
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/denylist"
+	"github.com/xmodal/xmodal/internal/fsprobe"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
@@ -426,7 +427,7 @@ func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log 
 			t.close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := fsprobe.Writable(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	if t.model, err = loadModel(cfg, log); err != nil {

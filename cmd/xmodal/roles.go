@@ -396,6 +396,16 @@ func (a *app) checks() []check {
 	if a.ix != nil {
 		cs = append(cs, check{"index", a.indexCheck})
 	}
+	if a.pipe != nil {
+		// The index may answer reads while it refuses writes (a full or
+		// read-only disk): an indexer whose writes fail is not ready.
+		cs = append(cs, check{"index writes", func(context.Context) (string, error) {
+			if err := a.pipe.WriteHealth(); err != nil {
+				return "", err
+			}
+			return "succeeding", nil
+		}})
+	}
 	if a.deny != nil {
 		cs = append(cs, check{"denylist", func(ctx context.Context) (string, error) {
 			if err := a.deny.Sync(ctx); err != nil {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/xmodal/xmodal/internal/fsprobe"
 )
 
 // Options for the embedded server.
@@ -58,6 +61,11 @@ func Start(o Options) (*server.Server, error) {
 		opts.Username, opts.Password = o.User, o.Password
 	}
 	if o.StoreDir != "" {
+		// A store the server cannot write makes it wait, then fail without
+		// a word (its log is off): say so at once, naming the directory.
+		if err := fsprobe.Writable(o.StoreDir); err != nil {
+			return nil, fmt.Errorf("embedded nats: jetstream store: %w", err)
+		}
 		opts.JetStream = true
 		opts.StoreDir = o.StoreDir
 	}
@@ -65,10 +73,72 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	errs := &errorLog{}
+	s.SetLoggerV2(errs, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !ready(s, errs, 10*time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats did not start on %s (port in use?)", o.Listen)
+		if e := errs.last(); e != "" {
+			return nil, fmt.Errorf("embedded nats did not start on %s: %s", o.Listen, e)
+		}
+		if port != server.RANDOM_PORT {
+			ln, err := net.Listen("tcp", o.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats did not start on %s: %w", o.Listen, err)
+			}
+			ln.Close()
+		}
+		return nil, fmt.Errorf("embedded nats did not start on %s within 10s", o.Listen)
 	}
 	return s, nil
 }
+
+// ready waits until s accepts connections, for at most d, and gives up at
+// once when the server logs a fatal error (it does not exit: the logger is
+// ours).
+func ready(s *server.Server, errs *errorLog, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if s.ReadyForConnections(50 * time.Millisecond) {
+			return true
+		}
+		if errs.isFatal() {
+			return false
+		}
+	}
+	return false
+}
+
+// errorLog keeps the last error the server logged (its log is otherwise
+// off), for the message of a server that did not start.
+type errorLog struct {
+	mu    sync.Mutex
+	msg   string
+	fatal bool
+}
+
+func (l *errorLog) isFatal() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *errorLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (l *errorLog) keep(fatal bool, format string, v ...any) {
+	l.mu.Lock()
+	l.msg = fmt.Sprintf(format, v...)
+	l.fatal = l.fatal || fatal
+	l.mu.Unlock()
+}
+
+func (l *errorLog) Noticef(string, ...any)         {}
+func (l *errorLog) Warnf(string, ...any)           {}
+func (l *errorLog) Debugf(string, ...any)          {}
+func (l *errorLog) Tracef(string, ...any)          {}
+func (l *errorLog) Errorf(format string, v ...any) { l.keep(false, format, v...) }
+func (l *errorLog) Fatalf(format string, v ...any) { l.keep(true, format, v...) }
