@@ -27,6 +27,7 @@ import (
 	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
@@ -56,6 +57,7 @@ type app struct {
 	pipe      *workers.Pipeline
 	svc       *query.Service
 	deny      *denylist.List
+	banks     *bankstore.Store
 	fetch     *media.Fetcher
 	http      *http.Server
 	httpAddr  string // the address http.listen resolved to
@@ -233,6 +235,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err := a.openDenyList(ctx); err != nil {
 		return nil, err
 	}
+	if err := a.openBanks(ctx); err != nil {
+		return nil, err
+	}
 	dec, err := imageDecoder(cfg, a.model)
 	if err != nil {
 		return nil, err
@@ -342,6 +347,30 @@ func (a *app) openDenyList(ctx context.Context) error {
 	return nil
 }
 
+// openBanks loads the moderation banks from JetStream (every role holds
+// them: the query service answers lookups, the indexer will match posts)
+// and follows them.
+func (a *app) openBanks(ctx context.Context) error {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return err
+	}
+	a.banks, err = bankstore.Open(ctx, js, bankstore.Config{Logger: a.log})
+	if errors.Is(err, replstate.ErrNoJetStream) {
+		return fmt.Errorf("nats.url: %w: xmodal keeps its moderation banks in JetStream", err)
+	}
+	if err != nil {
+		return fmt.Errorf("banks: %w", err)
+	}
+	info := a.banks.State().Banks()
+	n := 0
+	for _, b := range info {
+		n += b.Entries
+	}
+	a.log.Info("moderation banks loaded", "banks", len(info), "entries", n, "seq", a.banks.Seq())
+	return a.banks.Register(a.reg)
+}
+
 // modelOptions are the encoder options from ort.*, the same for every command
 // that loads a model.
 func modelOptions(cfg *Config, log *slog.Logger) encoders.Options {
@@ -412,6 +441,9 @@ func (a *app) Close() {
 	}
 	if a.deny != nil {
 		a.deny.Close()
+	}
+	if a.banks != nil {
+		a.banks.Close()
 	}
 	if a.nc != nil {
 		a.nc.Drain()
