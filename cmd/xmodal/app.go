@@ -257,7 +257,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if r.serves() {
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks})
 		if err != nil {
 			return nil, err
 		}
