@@ -462,8 +462,15 @@ func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *co
 	bt := banks.OpBatcher{Bank: bank, MaxBytes: importPayloadBytes}
 	var lines, bad, added, replaced int
 	start, last := time.Now(), time.Now()
+	// On a terminal the progress line is rewritten in place every second;
+	// into a file or pipe a line is written every 10 s.
+	tty := isTerminal(errw)
+	every := time.Second
+	if !tty {
+		every = 10 * time.Second
+	}
 	progress := func(final bool) {
-		if quiet || (!final && time.Since(last) < time.Second) {
+		if quiet || (!final && time.Since(last) < every) {
 			return
 		}
 		last = time.Now()
@@ -473,7 +480,7 @@ func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *co
 			pct = fmt.Sprintf("%5.1f%% ", 100*float64(cr.n.Load())/float64(size))
 		}
 		end := "\r"
-		if final {
+		if final || !tty {
 			end = "\n"
 		}
 		fmt.Fprintf(errw, "%s%d lines imported, %d bad, %.0f lines/s%s", pct, lines, bad, rate, end)
@@ -498,8 +505,8 @@ func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *co
 		var le *banks.LineError
 		if errors.As(err, &le) {
 			bad++
-			if !quiet {
-				fmt.Fprint(errw, "\r\033[K")
+			if !quiet && tty {
+				fmt.Fprint(errw, "\r\033[K") // clear the progress line
 			}
 			fmt.Fprintf(errw, "line %d: %v\n", le.Line, le.Err)
 			continue
@@ -659,4 +666,14 @@ func bankMatchCmd() *cobra.Command {
 	fs.StringArrayVar(&req.Banks, "bank", nil, "only this bank (repeatable; default: every enabled bank)")
 	fs.BoolVar(&asJSON, "json", false, "print the reply as JSON")
 	return c
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
