@@ -32,6 +32,7 @@ import (
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -300,6 +301,11 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 		}
 		src, dlq = a.src, a.src
 	}
+	if a.banks != nil {
+		if sink, err = a.matchingSink(ctx, sink); err != nil {
+			return err
+		}
+	}
 	deps := workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model, Decode: decode, Fetcher: a.fetch,
 		Thumbnail: thumbnail, Hasher: ingestHasher(), Logger: log, Registerer: a.reg}
 	crashPoints(&deps, log) // crash tests only (build tag crashtest); nothing otherwise
@@ -310,6 +316,23 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 	}
 	a.pipe, err = workers.New(pc, deps)
 	return err
+}
+
+// matchingSink wraps the index writer so that every post is matched against
+// the moderation banks, with durable match events (sink/matching). The
+// events' duplicate window covers every redelivery of a post: ack wait ×
+// max attempts, at least 10 minutes.
+func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	dup := max(10*time.Minute, a.cfg.Ingest.AckWait*time.Duration(a.cfg.Ingest.MaxAttempts+1))
+	evs, err := matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	if err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
 }
 
 // fenceIndex tells a Milvus index that its writer may take over posts another
