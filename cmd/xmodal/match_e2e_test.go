@@ -125,6 +125,26 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	if !a.deny.Denied("m-forbidden") {
 		t.Fatal("m-forbidden is not on the deny-list")
 	}
+	// xmodal events tail: every event, and one bank's as JSON.
+	tail := func(args ...string) string {
+		root := newRoot()
+		var out, errw strings.Builder
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append([]string{"events", "tail", "--all", "--follow=false", "--nats-url", a.ns.ClientURL()}, args...))
+		if err := root.ExecuteContext(ctx); err != nil {
+			t.Fatalf("events tail %v: %v\n%s", args, err, errw.String())
+		}
+		return out.String()
+	}
+	if out := tail(); strings.Count(out, "\n") != 2 || !strings.Contains(out, "bank=spam action=review post=m-spam") || !strings.Contains(out, "bank=forbidden action=block post=m-forbidden") {
+		t.Fatalf("events tail --all:\n%s", out)
+	}
+	out := tail("--bank", "forbidden", "--json")
+	var e matching.Event
+	if strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &e) != nil || e.PostID != "m-forbidden" || e.ID != matching.EventID("m-forbidden", e.Version, e.EntryID) {
+		t.Fatalf("events tail --bank forbidden --json:\n%s", out)
+	}
 	if !strings.Contains(logs.text(), `msg="audit: takedown at ingest" post_id=m-forbidden`) || !strings.Contains(logs.text(), "bank=forbidden") {
 		t.Fatal("no audit line for the takedown at ingest")
 	}
