@@ -281,3 +281,15 @@ func sortMatches(ms []Match) {
 		return strings.Compare(a.EntryID, b.EntryID)
 	})
 }
+
+// ValidateQuery checks q as Match does (ErrNoSignal, ErrInvalidQuery),
+// without matching: callers that split a query into parts check the
+// whole first.
+func ValidateQuery(q Query) error {
+	_, err := prepare(q)
+	return err
+}
+
+// SortMatches orders matches as Match returns them: by bank, signal type,
+// distance (ascending) or score (descending), then entry id.
+func SortMatches(ms []Match) { sortMatches(ms) }

@@ -287,10 +287,13 @@ func (x *embIndex) slotsOf() []uint32 {
 
 // Result says what an Apply changed.
 type Result struct {
-	Added, Replaced, Removed, Updated int
+	Added    int `json:"added"`
+	Replaced int `json:"replaced"`
+	Removed  int `json:"removed"`
+	Updated  int `json:"updated"`
 	// Missing lists ids of remove_entries or set_entries not in the bank
 	// (at most 100).
-	Missing []string `json:",omitempty"`
+	Missing []string `json:"missing,omitempty"`
 }
 
 // Apply applies op to the state, entirely or (with an error) not at all.

@@ -326,7 +326,28 @@ func TestDashboardMetricsExist(t *testing.T) {
 			return m["xmodal_ingest_messages_total"] >= want && ok && pending == 0 // acked: in the index
 		})
 		r.traffic(t, ids[0])
+		// The moderation banks: a bank, an entry, lookups (the bank panels).
+		h := strings.Repeat("0f", 32)
+		for _, args := range [][]string{{"bank", "create", "dashboard"}, {"bank", "add", "dashboard", "--pdq", h, "--text", "dashboard match"},
+			{"bank", "match", "--pdq", h}} {
+			if out, err := xmodal(t, nil, append(args, "--nats-listen", nats)...); err != nil {
+				t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		// A post that matches the bank at ingest: a match event.
+		matchPost := filepath.Join(t.TempDir(), "match.jsonl")
+		os.WriteFile(matchPost, []byte(fmt.Sprintf(`{"schema":1,"id":"match-1","created_at":%q,"text":"Dashboard match!"}`+"\n",
+			time.Now().UTC().Format(time.RFC3339))), 0o644)
+		if out, err := xmodal(t, nil, "post", "--nats-listen", nats, matchPost); err != nil {
+			t.Fatalf("xmodal post (a matching post): %v\n%s", err, out)
+		}
 		m := r.metrics(t)
+		for _, name := range []string{"xmodal_bank_entries", "xmodal_bank_lookups_total", "xmodal_bank_lookup_seconds_bucket", "xmodal_bank_matches_total",
+			"xmodal_match_events_total", "xmodal_match_seconds_bucket", "xmodal_match_blocked_posts_total"} {
+			if _, ok := m[name]; !ok {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
 		for _, name := range []string{"xmodal_dead_letters_total", "xmodal_jetstream_pending", "xmodal_media_fetch_seconds_bucket", "xmodal_query_cache_total", "xmodal_build_info"} {
 			if _, ok := m[name]; !ok {
 				t.Errorf("/metrics lacks %s", name)

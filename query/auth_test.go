@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/redisserver"
+	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
@@ -110,7 +113,22 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 		t.Fatalf("service connection: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decodeQuery, Deny: s.deny})
+	// The banks live in this server's JetStream, reached as the service user
+	// of the shipped configuration.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := bankstore.Open(context.Background(), js, bankstore.Config{})
+	switch {
+	case errors.Is(err, replstate.ErrNoJetStream):
+		bs = s.banks // a server started without JetStream (the max_payload test)
+	case err != nil:
+		t.Fatalf("banks on the configured server: %v", err)
+	default:
+		t.Cleanup(bs.Close)
+	}
+	svc, err := query.New(query.Config{Name: "xmodal"}, query.Deps{Index: s.ix, Encoder: s.model, Decode: decodeQuery, Deny: s.deny, Banks: bs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +139,7 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 	if err := nc.Flush(); err != nil { // the server has the subscriptions
 		t.Fatal(err)
 	}
-	return &stack{svc: svc, nc: nc, cl: client.New(nc), model: s.model, ix: s.ix, deny: s.deny, texts: s.texts, imgs: s.imgs}
+	return &stack{svc: svc, nc: nc, cl: client.New(nc), model: s.model, ix: s.ix, deny: s.deny, banks: bs, texts: s.texts, imgs: s.imgs}
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) (*client.Client, error) {
@@ -179,6 +197,35 @@ func TestNATSUserPasswordAndPermissions(t *testing.T) {
 	}
 	if _, err := reader.Get(ctx, &query.GetRequest{PostIDs: []string{"t0"}}); query.AsError(err).Code != 404 {
 		t.Errorf("t0 after the moderator's delete: %v", err)
+	}
+	// Banks: a reader lists, gets and matches; changing a bank is the
+	// moderator's (xmodal.v1.admin.banks.*, under the admin rules).
+	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer bcancel()
+	if err := reader.Call(bctx, "admin.banks.create", query.BankRequest{Name: "by-reader"}, nil); err == nil {
+		t.Fatal("a reader created a bank")
+	}
+	select {
+	case err := <-violations:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Errorf("async error %v, want a permissions violation", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("no permissions violation reported to the reader creating a bank")
+	}
+	if err := admin.Call(ctx, "admin.banks.create", query.BankRequest{Name: "mods", Actor: "moderator"}, nil); err != nil {
+		t.Fatalf("moderator creates a bank: %v", err)
+	}
+	var lr query.BanksListResponse
+	if err := reader.Call(ctx, "banks.list", struct{}{}, &lr); err != nil || len(lr.Banks) != 1 || lr.Banks[0].Name != "mods" {
+		t.Fatalf("reader banks.list: %+v %v", lr, err)
+	}
+	if err := reader.Call(ctx, "banks.get", query.BankNameRequest{Name: "mods"}, nil); err != nil {
+		t.Fatalf("reader banks.get: %v", err)
+	}
+	var mr query.MatchResponse
+	if err := reader.Call(ctx, "match", query.MatchRequest{Text: "anything"}, &mr); err != nil {
+		t.Fatalf("reader match: %v", err)
 	}
 }
 

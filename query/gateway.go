@@ -180,7 +180,7 @@ func (g *Gateway) api(w http.ResponseWriter, r *http.Request) {
 		}
 		body = b
 	case http.MethodGet:
-		if endpoint != "stats" {
+		if endpoint != "stats" && endpoint != "banks.list" {
 			writeErr(w, errorf(http.StatusMethodNotAllowed, "POST a JSON request to /v1/%s", name))
 			return
 		}

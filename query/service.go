@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/vecmath"
 )
@@ -82,6 +83,13 @@ type Deps struct {
 	// Authors lists an author's posts for by-author deletes; nil: the Index when
 	// it implements AuthorIndex.
 	Authors AuthorIndex
+	// Banks are the moderation banks (xmodal.v1.match, banks.*,
+	// admin.banks.*); nil: those endpoints are not served.
+	Banks Banks
+	// Calibration holds the model's noise floors, below which a bank's
+	// embedding thresholds are refused; nil: embedding thresholds are
+	// refused (nothing to judge them by).
+	Calibration *banks.Calibration
 	// Coder codes query vectors for the hash and hybrid plans; nil leaves it to
 	// the index. The neardup endpoint needs an Index that is a
 	// domain.NearDupSearcher.
@@ -166,6 +174,10 @@ func (s *Service) Start(nc *nats.Conn) error {
 	if err := s.startAdmin(svc); err != nil {
 		svc.stop()
 		return fmt.Errorf("query: admin endpoints: %w", err)
+	}
+	if err := s.startBanks(svc); err != nil {
+		svc.stop()
+		return fmt.Errorf("query: bank endpoints: %w", err)
 	}
 	s.svc = svc
 	return nil

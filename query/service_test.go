@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -39,6 +41,7 @@ type stack struct {
 	model *encoders.Model
 	ix    *embedded.Index
 	deny  *denylist.List
+	banks *bankstore.Store
 	texts []string
 	imgs  map[string][]byte
 }
@@ -156,7 +159,16 @@ func newStackWith(t testing.TB, cfg query.Config, fetcher query.Fetcher, mod fun
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	deps := query.Deps{Index: ix, Encoder: model, Decode: decodeQuery, Fetcher: fetcher, Deny: deny}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.banks, err = bankstore.Open(ctx, js, bankstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.banks.Close)
+	deps := query.Deps{Index: ix, Encoder: model, Decode: decodeQuery, Fetcher: fetcher, Deny: deny, Banks: s.banks}
 	if mod != nil {
 		mod(&deps)
 	}

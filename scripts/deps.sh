@@ -2,7 +2,8 @@
 # Installs the system packages the build and the tests need when they are
 # missing, from Debian: libjpeg-turbo's development files (the JPEG decoder,
 # linked through cgo by encoders/imageprep), redis-server (cache tests) and
-# chromium (search-page test). With --build, only what building xmodal
+# chromium (search-page test) and curl (the tested commands of
+# docs/moderation.md). With --build, only what building xmodal
 # needs (libjpeg-turbo's development files).
 # Kafka and Milvus are fetched by scripts/kafka.sh and scripts/milvus.sh, the
 # ONNX Runtime library by scripts/ort-setup.sh, all into .cache/.
@@ -12,6 +13,7 @@ need=()
 if [ "${1:-}" != "--build" ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -3,6 +3,7 @@ package workers_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -62,7 +64,12 @@ func TestImageBurstHasNoTailStall(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	waitFor(t, "every message acknowledged", func() bool { return e.allAcked(t) })
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if !e.allAcked(t) {
+			return errors.New("not every message acknowledged yet")
+		}
+		return nil
+	})
 	cons, err := e.js.Consumer(context.Background(), "XMODAL_POSTS", "indexer")
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +103,12 @@ func TestInflightGaugeCountsPosts(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "every message acknowledged", func() bool { return e.allAcked(t) })
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if !e.allAcked(t) {
+			return errors.New("not every message acknowledged yet")
+		}
+		return nil
+	})
 	// Idle now: the fetch loop keeps asking for up to 32 messages at a time.
 	highest := 0.0
 	for range 50 {

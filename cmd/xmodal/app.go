@@ -27,11 +27,13 @@ import (
 	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/fsprobe"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -57,6 +59,7 @@ type app struct {
 	pipe      *workers.Pipeline
 	svc       *query.Service
 	deny      *denylist.List
+	banks     *bankstore.Store
 	fetch     *media.Fetcher
 	http      *http.Server
 	httpAddr  string // the address http.listen resolved to
@@ -247,6 +250,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err := a.openDenyList(ctx); err != nil {
 		return nil, err
 	}
+	if err := a.openBanks(ctx); err != nil {
+		return nil, err
+	}
 	dec, err := imageDecoder(cfg, a.model)
 	if err != nil {
 		return nil, err
@@ -266,7 +272,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if r.serves() {
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks})
 		if err != nil {
 			return nil, err
 		}
@@ -307,6 +313,11 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 		}
 		src, dlq = a.src, a.src
 	}
+	if a.banks != nil {
+		if sink, err = a.matchingSink(ctx, sink); err != nil {
+			return err
+		}
+	}
 	a.pipe, err = newPipeline(cfg, workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model,
 		Decode: decode, Fetcher: a.fetch, Logger: log, Registerer: a.reg}, pipelineOptions{milvus: a.milvus != nil})
 	return err
@@ -334,6 +345,23 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 		pc.Writers = max(4, 2*cfg.Milvus.Rounds)
 	}
 	return workers.New(pc, d)
+}
+
+// matchingSink wraps the index writer so that every post is matched against
+// the moderation banks, with durable match events (sink/matching). The
+// events' duplicate window covers every redelivery of a post: ack wait ×
+// max attempts, at least 10 minutes.
+func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	dup := max(10*time.Minute, a.cfg.Ingest.AckWait*time.Duration(a.cfg.Ingest.MaxAttempts+1))
+	evs, err := matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	if err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
 }
 
 // fenceIndex tells a Milvus index that its writer may take over posts another
@@ -369,6 +397,30 @@ func (a *app) openDenyList(ctx context.Context) error {
 	}
 	a.registerDenyMetrics()
 	return nil
+}
+
+// openBanks loads the moderation banks from JetStream (every role holds
+// them: the query service answers lookups, the indexer will match posts)
+// and follows them.
+func (a *app) openBanks(ctx context.Context) error {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return err
+	}
+	a.banks, err = bankstore.Open(ctx, js, bankstore.Config{Logger: a.log})
+	if errors.Is(err, replstate.ErrNoJetStream) {
+		return fmt.Errorf("nats.url: %w: xmodal keeps its moderation banks in JetStream", err)
+	}
+	if err != nil {
+		return fmt.Errorf("banks: %w", err)
+	}
+	info := a.banks.State().Banks()
+	n := 0
+	for _, b := range info {
+		n += b.Entries
+	}
+	a.log.Info("moderation banks loaded", "banks", len(info), "entries", n, "seq", a.banks.Seq())
+	return a.banks.Register(a.reg)
 }
 
 // modelOptions are the encoder options from ort.*, the same for every command
@@ -450,6 +502,9 @@ func (a *app) Close() {
 	}
 	if a.deny != nil {
 		a.deny.Close()
+	}
+	if a.banks != nil {
+		a.banks.Close()
 	}
 	if a.nc != nil {
 		a.nc.Drain()

@@ -414,6 +414,14 @@ func (a *app) checks() []check {
 			return fmt.Sprintf("%d takedowns, stream sequence %d", a.deny.Len(), a.deny.Seq()), nil
 		}})
 	}
+	if a.banks != nil {
+		cs = append(cs, check{"banks", func(ctx context.Context) (string, error) {
+			if err := a.banks.Sync(ctx); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d banks, stream sequence %d", len(a.banks.State().Banks()), a.banks.Seq()), nil
+		}})
+	}
 	if a.kafka != nil {
 		cs = append(cs, check{"source", func(context.Context) (string, error) {
 			parts := a.kafka.Assigned()

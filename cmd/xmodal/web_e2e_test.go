@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -508,4 +510,65 @@ func flatJPEG(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// TestBanksTabInChromium drives the page's Banks tab: the bank list, a bank
+// created with the admin token, an image added by upload and a text by
+// hand, an image looked up by dropping a shrunken copy (a PDQ match with
+// its distance), a text and an MD5 looked up through the box (state in the
+// URL), and the changes in the audit log.
+func TestBanksTabInChromium(t *testing.T) {
+	base, _, logs, posts := startWebApp(t)
+	b := newBrowser(t, base)
+	var orig []byte
+	for _, p := range posts {
+		if p.Image != nil {
+			orig = p.Image.Data
+			break
+		}
+	}
+	b.do("open the banks tab", chromedp.Navigate(base+"/?tab=banks"), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
+	b.wait("the bank list", `document.body.dataset.tab === "banks" && document.querySelector("#bk-list").dataset.banks === "0"`)
+	b.do("create a bank",
+		chromedp.Click(chromedp.CSS(`#bk-admin summary`)),
+		setJS(`#bk-token`, webAdminToken),
+		setJS(`#bk-name`, "known-shapes"),
+		setJS(`#bk-labels`, "test, shapes"),
+		setJS(`#bk-action`, "block"),
+		chromedp.Click(chromedp.CSS(`#bk-create`)),
+	)
+	b.wait("the new bank listed", `document.querySelector('#bk-list tr[data-bank="known-shapes"]') !== null && document.querySelector("#bk-bank").value === "known-shapes"`)
+	b.do("add an image by upload", chromedp.Evaluate[chromedp.Void](dropFileJS("#bk-add-drop", "banned.jpg", "image/jpeg", orig)))
+	b.wait("image added", `document.querySelector("#bk-admin-status").textContent.includes("banned.jpg added (2 entries")`)
+	b.do("add a text by hand", setJS(`#bk-type`, "text"), setJS(`#bk-signal`, "Buy followers now"), chromedp.Click(chromedp.CSS(`#bk-add`)))
+	b.wait("text added", `document.querySelector("#bk-admin-status").textContent.includes("1 added")`)
+	if row := evalJS[string](b, `document.querySelector('#bk-list tr[data-bank="known-shapes"]').textContent`); !strings.Contains(row, "block") || !strings.Contains(row, "pdq:1") || !strings.Contains(row, "text:1") {
+		t.Errorf("the bank's row: %q", row)
+	}
+
+	// A shrunken copy of the banked picture matches by PDQ, not by MD5.
+	b.do("look up a copy", chromedp.Evaluate[chromedp.Void](dropFileJS("#bk-match-drop", "copy.jpg", "image/jpeg", shrunkJPEG(t, orig))))
+	b.wait("image lookup", `document.querySelector("#tab-banks").dataset.state === "match"`)
+	rows := evalJS[[][]string](b, `Array.from(document.querySelectorAll("#bk-matches tbody tr")).map(r => Array.from(r.cells).map(c => c.textContent))`)
+	if len(rows) != 1 || rows[0][0] != "known-shapes" || rows[0][1] != "block" || rows[0][2] != "shapes, test" || rows[0][3] != "pdq" || !strings.HasPrefix(rows[0][4], "distance ") {
+		t.Fatalf("matches of the copy: %v", rows)
+	}
+	b.shot("banks-desktop.png")
+
+	// The box: a text (normalised), then the original's MD5; each in the URL.
+	b.do("look up a text", setJS(`#bk-q`, "BUY followers now!!!"), chromedp.Click(chromedp.CSS(`#bk-match`)))
+	b.wait("text lookup", `location.search.includes("tab=banks") && location.search.includes("q=") && document.querySelector("#bk-status").textContent.includes("for BUY followers") && document.querySelector("#tab-banks").dataset.state === "match"`)
+	if typ := evalJS[string](b, `document.querySelector("#bk-matches tbody tr").cells[3].textContent`); typ != "text" {
+		t.Errorf("text lookup matched a %q entry", typ)
+	}
+	sum := md5.Sum(orig)
+	b.do("open a shared MD5 lookup", chromedp.Navigate(base+"/?tab=banks&q="+hex.EncodeToString(sum[:])), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
+	b.wait("md5 lookup", `document.querySelector("#tab-banks").dataset.state === "match" && document.querySelector("#bk-matches tbody tr").cells[3].textContent === "md5"`)
+	b.do("look up something unknown", setJS(`#bk-q`, "nothing like it"), chromedp.Click(chromedp.CSS(`#bk-match`)))
+	b.wait("no match", `document.querySelector("#tab-banks").dataset.state === "none" && document.querySelector("#bk-status").textContent.startsWith("no match")`)
+	for _, want := range []string{`op=create_bank bank=known-shapes actor="search page"`, `op=add_entries bank=known-shapes actor="search page" added=2`} {
+		if !strings.Contains(logs.text(), want) {
+			t.Errorf("audit log lacks %q", want)
+		}
+	}
 }

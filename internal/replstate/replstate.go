@@ -196,7 +196,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, st State) (*F
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		// A server without JetStream answers nothing on $JS.API (no
+		// responders); an account without it answers with an error.
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+			errors.Is(err, nats.ErrNoResponders) {
 			return nil, ErrNoJetStream
 		}
 		return nil, fmt.Errorf("replstate %s: stream: %w", cfg.Name, err)

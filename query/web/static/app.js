@@ -6,8 +6,8 @@
 //     load(params) (show the state the URL names: run its query, or clear),
 //     focusInput() (optional: what "/" focuses) }
 // The state of the page lives in the URL (?tab=ID&...), so a view is
-// shareable and the back button walks through it. Later views (Banks,
-// Trending) plug in the same way; results render with xmodal.card.
+// shareable and the back button walks through it. The Banks tab and later
+// views (Trending) plug in the same way; results render with xmodal.card.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -539,6 +539,157 @@ async function dupsOfPK(pk) {
 }
 neardupTab.keys.push("quality");
 
+
+// ---- the banks tab ----
+
+// The moderation banks: look content up (an image, a hash, a text), list
+// the banks, create one and add entries (admin token).
+const banksTab = {
+  id: "banks",
+  label: "Banks",
+  panel: $("tab-banks"),
+  keys: ["q"],
+  focusInput: () => $("bk-q"),
+  stateOf() { return { q: $("bk-q").value.trim() }; },
+  async load(p) {
+    $("bk-q").value = p.get("q") || "";
+    await loadBanks();
+    if (p.get("q")) await runMatch(signalOf(p.get("q")), p.get("q"));
+    else { $("bk-matches").hidden = true; $("bk-status").textContent = ""; delete $("tab-banks").dataset.state; }
+  },
+};
+
+// signalOf reads what a lookup box holds: 64 hex characters a PDQ hash, 32 an
+// MD5, a URL, else a text.
+function signalOf(q) {
+  q = q.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(q)) return { pdq: q };
+  if (/^[0-9a-fA-F]{32}$/.test(q)) return { md5: q };
+  if (/^(https?:\/\/)?[^\s\/]+\.[a-z]{2,}(\/\S*)?$/i.test(q)) return { urls: [q] };
+  return { text: q };
+}
+
+async function loadBanks() {
+  const body = $("bk-list").tBodies[0];
+  try {
+    const res = await api("banks.list", {});
+    body.replaceChildren();
+    const sel = $("bk-bank");
+    const keep = sel.value;
+    sel.replaceChildren();
+    for (const b of res.banks) {
+      const tr = el("tr");
+      tr.dataset.bank = b.name;
+      const counts = Object.entries(b.counts || {}).map(([k, v]) => `${k}:${v}`).join(" ");
+      for (const v of [b.name, b.enabled ? "yes" : "no", b.action, (b.thresholds && b.thresholds.pdq !== undefined) ? b.thresholds.pdq : 31,
+        b.entries, counts, (b.labels || []).join(", ")]) tr.appendChild(el("td", "", String(v)));
+      body.appendChild(tr);
+      const o = el("option", "", b.name);
+      o.value = b.name;
+      sel.appendChild(o);
+    }
+    if (keep) sel.value = keep;
+    $("bk-list").dataset.banks = String(res.banks.length);
+  } catch (e) {
+    showError(`banks: ${e.message}`);
+  }
+}
+
+async function runMatch(body, label) {
+  const sec = $("tab-banks");
+  $("bk-status").textContent = "looking up…";
+  delete sec.dataset.state;
+  try {
+    const res = await api("match", body);
+    const tb = $("bk-matches").tBodies[0];
+    tb.replaceChildren();
+    for (const m of res.matches) {
+      const tr = el("tr", "action-" + m.action);
+      const d = m.distance !== undefined && m.distance !== null ? `distance ${m.distance}` : (m.score !== undefined && m.score !== null ? `score ${m.score.toFixed(3)}` : "exact");
+      tr.appendChild(el("td", "", m.bank));
+      tr.appendChild(el("td", "", m.action));
+      tr.appendChild(el("td", "", (m.labels || []).join(", ")));
+      tr.appendChild(el("td", "", m.signal_type));
+      tr.appendChild(el("td", "", d));
+      tr.appendChild(el("td", "", m.transform || ""));
+      tr.appendChild(el("td", "mono", m.entry_id));
+      tb.appendChild(tr);
+    }
+    $("bk-matches").hidden = res.matches.length === 0;
+    const q = res.quality !== undefined && res.quality !== null ? ` · PDQ quality ${res.quality}` : "";
+    $("bk-status").textContent = (res.matches.length ? `${res.matches.length} ${res.matches.length === 1 ? "match" : "matches"}` : "no match") +
+      ` for ${label}${q} · ${res.took_ms.toFixed(1)} ms`;
+    if (res.quality !== undefined && res.quality !== null && res.quality < server.pdq_low_quality) {
+      $("bk-status").textContent += ` · low PDQ quality (below ${server.pdq_low_quality}): PDQ matches may be unrelated pictures`;
+    }
+    sec.dataset.state = res.matches.length ? "match" : "none";
+    sec.dataset.matches = String(res.matches.length);
+  } catch (e) {
+    $("bk-matches").hidden = true;
+    $("bk-status").textContent = "";
+    sec.dataset.state = "error";
+    showError(`lookup failed (${e.code}): ${e.message}`);
+  }
+}
+
+function adminToken() {
+  const t = $("bk-token").value || sessionStorage.getItem("xmodal-admin-token") || "";
+  return t;
+}
+
+async function bankAdmin(endpoint, body, done) {
+  const token = adminToken();
+  if (!token) { $("bk-admin-status").textContent = "the admin token is needed (http.admin_token)"; $("bk-token").focus(); return; }
+  $("bk-admin-status").textContent = "…";
+  try {
+    const res = await api(endpoint, body, { Authorization: "Bearer " + token });
+    sessionStorage.setItem("xmodal-admin-token", token);
+    const msg = done(res);
+    await loadBanks(); // the list shows the change before the status says it is done
+    $("bk-admin-status").textContent = msg;
+    $("bk-admin").dataset.done = String(Number($("bk-admin").dataset.done || 0) + 1);
+  } catch (e) {
+    $("bk-admin-status").textContent = `failed (${e.code}): ${e.message}`;
+  }
+}
+
+$("bk-match-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  if (!$("bk-q").value.trim()) { showError("type a hash, a text or a URL, or drop an image"); return; }
+  go("banks", banksTab.stateOf(), true);
+});
+
+dropZone($("bk-match-drop"), $("bk-match-file"), async (file) => {
+  const b64 = await imageOf(file, $("bk-match-preview"));
+  if (!b64) return;
+  await runMatch({ image: b64 }, "image " + file.name);
+});
+
+$("bk-create-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const name = $("bk-name").value.trim();
+  bankAdmin("admin.banks.create", { name, labels: splitList($("bk-labels").value), action: $("bk-action").value,
+    thresholds: { pdq: parseInt($("bk-pdq").value, 10) }, actor: "search page" }, () => {
+    $("bk-bank").dataset.want = name;
+    return `created bank ${name}`;
+  }).then(() => { if ($("bk-bank").dataset.want) $("bk-bank").value = $("bk-bank").dataset.want; });
+});
+
+$("bk-add-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const bank = $("bk-bank").value;
+  bankAdmin("admin.banks.add", { bank, entries: [{ signal_type: $("bk-type").value, signal: $("bk-signal").value }],
+    note: $("bk-note").value, actor: "search page" }, (r) => `bank ${bank}: ${r.result.added} added, ${r.result.replaced} replaced`);
+});
+
+dropZone($("bk-add-drop"), $("bk-add-file"), async (file) => {
+  if (!file || !file.type.startsWith("image/")) { showError("drop an image"); return; }
+  const url = await readFile(file);
+  const bank = $("bk-bank").value;
+  await bankAdmin("admin.banks.add", { bank, image: url.slice(url.indexOf(",") + 1), note: $("bk-note").value || file.name, actor: "search page" },
+    (r) => `bank ${bank}: ${file.name} added (${r.result.added} entries: its PDQ hash and MD5)`);
+});
+
 // ---- keyboard ----
 
 function cards() {
@@ -627,6 +778,9 @@ async function init() {
   } catch (e) { /* keep the defaults */ }
   registerTab(searchTab);
   registerTab(neardupTab);
+  if (server.endpoints.has("banks.list")) registerTab(banksTab);
+  const bt = sessionStorage.getItem("xmodal-admin-token");
+  if (bt) $("bk-token").value = bt;
   const tok = sessionStorage.getItem("xmodal-admin-token");
   if (tok) $("token").value = tok;
   try {

@@ -1,0 +1,679 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
+)
+
+// bankCallTimeout bounds one request of the bank commands.
+const bankCallTimeout = time.Minute
+
+// importPayloadBytes bounds the JSON of one add request of an import: under
+// NATS's default max_payload (1 MB) with room for the request's other fields.
+const importPayloadBytes = 700 << 10
+
+func bankCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bank",
+		Short: "Moderation banks: lists of known content (PDQ, MD5, text, URL) that lookups match",
+		Long: `Creates, lists, fills and queries the moderation banks of a running xmodal over
+NATS (docs/moderation.md). Changes go to xmodal.v1.admin.banks.* (the
+connection's NATS user needs the admin permissions) and are recorded in the
+service's audit log with --actor; ls and match are reader operations.`,
+	}
+	var actor string
+	c.PersistentFlags().StringVar(&actor, "actor", "", "who makes the change, for the audit log (default: the NATS user, else the OS user)")
+	c.AddCommand(bankCreateCmd(&actor), bankUpdateCmd(&actor), bankDeleteCmd(&actor), bankLsCmd(), bankAddCmd(&actor), bankRmCmd(&actor),
+		bankImportCmd(&actor), bankExportCmd(), bankMatchCmd())
+	return c
+}
+
+// bankActor is --actor, else the NATS user, else the OS user.
+func bankActor(cmd *cobra.Command, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if cfg, err := loadConfig(cmd.Flags(), os.LookupEnv); err == nil && cfg.NATS.User != "" {
+		return cfg.NATS.User
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "cli"
+}
+
+// bankCall sends one request with the commands' timeout.
+func bankCall(cmd *cobra.Command, cl *client.Client, endpoint string, req, out any) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), bankCallTimeout)
+	defer cancel()
+	return cl.Call(ctx, endpoint, req, out)
+}
+
+// bankConfigFlags are the configuration flags of create and update.
+type bankConfigFlags struct {
+	labels       []string
+	action       string
+	pdq          int
+	description  string
+	disabled     bool
+	enabled      bool
+	storeMedia   bool
+	thresholdSet bool
+}
+
+func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
+	fs.StringArrayVar(&f.labels, "label", nil, "a label copied onto every match (repeatable)")
+	fs.StringVar(&f.action, "action", "", "what consumers should do with a match: review (default), block or log")
+	fs.IntVar(&f.pdq, "pdq-threshold", banks.DefaultPDQThreshold, "largest PDQ Hamming distance that matches (0..64)")
+	fs.StringVar(&f.description, "description", "", "what the bank holds, for people")
+	fs.BoolVar(&f.storeMedia, "store-media", false, "allow keeping exemplar images (off: only hashes are kept)")
+	if update {
+		fs.BoolVar(&f.enabled, "enable", false, "enable the bank (it takes part in matching)")
+		fs.BoolVar(&f.disabled, "disable", false, "disable the bank (it stops matching; entries are kept)")
+	} else {
+		fs.BoolVar(&f.disabled, "disabled", false, "create the bank disabled")
+	}
+}
+
+func bankCreateCmd(actor *string) *cobra.Command {
+	var f bankConfigFlags
+	c := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a bank (xmodal.v1.admin.banks.create)",
+		Example: `  xmodal bank create known-spam --label spam --action review
+  xmodal bank create csam-hashes --label csam --action block --pdq-threshold 16`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			enabled := !f.disabled
+			pdq := f.pdq
+			req := query.BankRequest{Name: args[0], Description: f.description, Labels: f.labels, Enabled: &enabled,
+				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq}, StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
+			var res query.BankChangeResponse
+			if err := bankCall(cmd, cl, "admin.banks.create", req, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created bank %s (enabled %v, pdq threshold %d)\n", args[0], enabled, pdq)
+			return nil
+		},
+	}
+	f.register(c.Flags(), false)
+	return c
+}
+
+func bankUpdateCmd(actor *string) *cobra.Command {
+	var f bankConfigFlags
+	c := &cobra.Command{
+		Use:     "update NAME",
+		Short:   "Change a bank's configuration: only the flags given change (xmodal.v1.admin.banks.update)",
+		Example: `  xmodal bank update known-spam --disable`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fields := map[string]any{"name": args[0], "actor": bankActor(cmd, *actor)}
+			fl := cmd.Flags()
+			if f.enabled && f.disabled {
+				return errors.New("--enable and --disable contradict each other")
+			}
+			if fl.Changed("enable") || fl.Changed("disable") {
+				fields["enabled"] = f.enabled
+			}
+			if fl.Changed("label") {
+				fields["labels"] = f.labels
+			}
+			if fl.Changed("action") {
+				fields["action"] = f.action
+			}
+			if fl.Changed("pdq-threshold") {
+				fields["thresholds"] = map[string]int{"pdq": f.pdq}
+			}
+			if fl.Changed("description") {
+				fields["description"] = f.description
+			}
+			if fl.Changed("store-media") {
+				fields["store_media"] = f.storeMedia
+			}
+			if len(fields) == 2 {
+				return errors.New("nothing to change: give --enable, --disable, --label, --action, --pdq-threshold, --description or --store-media")
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if err := bankCall(cmd, cl, "admin.banks.update", fields, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "updated bank %s\n", args[0])
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func bankDeleteCmd(actor *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a bank and all its entries (xmodal.v1.admin.banks.delete)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if err := bankCall(cmd, cl, "admin.banks.delete", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted bank %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func bankLsCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "ls [NAME]",
+		Short: "List the banks, or the entries of one (xmodal.v1.banks.list, banks.get)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			out := cmd.OutOrStdout()
+			if len(args) == 0 {
+				var res query.BanksListResponse
+				if err := bankCall(cmd, cl, "banks.list", struct{}{}, &res); err != nil {
+					return err
+				}
+				if asJSON {
+					return json.NewEncoder(out).Encode(res)
+				}
+				tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "BANK\tENABLED\tACTION\tPDQ\tENTRIES\tBY TYPE\tLABELS")
+				for _, b := range res.Banks {
+					var types []string
+					for _, t := range []string{"pdq", "md5", "text", "url", "embedding_text", "embedding_image"} {
+						if n := b.Counts[t]; n > 0 {
+							types = append(types, fmt.Sprintf("%s:%d", t, n))
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\t%s\t%s\n", b.Name, b.Enabled, b.Action, b.Thresholds.PDQThreshold(), b.Entries,
+						strings.Join(types, " "), strings.Join(b.Labels, ","))
+				}
+				return tw.Flush()
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintln(tw, "ID\tTYPE\tSIGNAL\tDISABLED\tTAGS\tADDED BY\tNOTE")
+			}
+			cursor := ""
+			for {
+				var res query.BankGetResponse
+				if err := bankCall(cmd, cl, "banks.get", query.BankNameRequest{Name: args[0], Entries: true, Cursor: cursor}, &res); err != nil {
+					return err
+				}
+				for _, e := range res.Entries {
+					if asJSON {
+						if err := json.NewEncoder(out).Encode(e); err != nil {
+							return err
+						}
+						continue
+					}
+					sig := e.Value
+					if len(sig) > 72 {
+						sig = sig[:69] + "..."
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", e.ID, e.Type, sig, e.Disabled, strings.Join(e.Tags, ","), e.AddedBy, e.Note)
+				}
+				if cursor = res.NextCursor; cursor == "" {
+					break
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (the banks list, or one entry a line)")
+	return c
+}
+
+func bankAddCmd(actor *string) *cobra.Command {
+	var pdqs, md5s, texts, urls, imgs, tags []string
+	var note, source string
+	c := &cobra.Command{
+		Use:   "add NAME [--pdq HEX] [--md5 HEX] [--text T] [--url U] [--image FILE]...",
+		Short: "Add signals to a bank (xmodal.v1.admin.banks.add); an image adds its PDQ hash and MD5",
+		Example: `  xmodal bank add known-spam --text "buy followers now" --url spam.example/offer
+  xmodal bank add known-memes --image meme.jpg --note "ticket 4411"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var entries []banks.Entry
+			for _, l := range []struct {
+				t  banks.SignalType
+				vs []string
+			}{{banks.SignalPDQ, pdqs}, {banks.SignalMD5, md5s}, {banks.SignalText, texts}, {banks.SignalURL, urls}} {
+				for _, v := range l.vs {
+					entries = append(entries, banks.Entry{Type: l.t, Value: v})
+				}
+			}
+			if len(entries) == 0 && len(imgs) == 0 {
+				return errors.New("nothing to add: give --pdq, --md5, --text, --url or --image")
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			base := query.BankAddRequest{Bank: args[0], Tags: tags, Note: note, Source: source, Actor: bankActor(cmd, *actor)}
+			total := banks.Result{}
+			send := func(req query.BankAddRequest) error {
+				var res query.BankChangeResponse
+				if err := bankCall(cmd, cl, "admin.banks.add", req, &res); err != nil {
+					return err
+				}
+				total.Added += res.Result.Added
+				total.Replaced += res.Result.Replaced
+				return nil
+			}
+			if len(entries) > 0 {
+				req := base
+				req.Entries = entries
+				if err := send(req); err != nil {
+					return err
+				}
+			}
+			for _, p := range imgs {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return fmt.Errorf("--image: %w", err)
+				}
+				req := base
+				req.Image = b
+				if err := send(req); err != nil {
+					return fmt.Errorf("--image %s: %w", p, err)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bank %s: %d added, %d replaced\n", args[0], total.Added, total.Replaced)
+			return nil
+		},
+	}
+	fs := c.Flags()
+	fs.StringArrayVar(&pdqs, "pdq", nil, "a PDQ hash, 64 hex characters (repeatable)")
+	fs.StringArrayVar(&md5s, "md5", nil, "an MD5 of a media file, 32 hex characters (repeatable)")
+	fs.StringArrayVar(&texts, "text", nil, "a text, matched after normalisation (repeatable)")
+	fs.StringArrayVar(&urls, "url", nil, "a URL, matched after normalisation (repeatable)")
+	fs.StringArrayVar(&imgs, "image", nil, "an image file: its PDQ hash and MD5 are added, the image is not kept (repeatable)")
+	fs.StringArrayVar(&tags, "tag", nil, "a tag of the new entries (repeatable)")
+	fs.StringVar(&note, "note", "", "a note on the new entries")
+	fs.StringVar(&source, "source", "", "where the signals come from")
+	return c
+}
+
+func bankRmCmd(actor *string) *cobra.Command {
+	var disable, enable bool
+	c := &cobra.Command{
+		Use:   "rm NAME ENTRY_ID...",
+		Short: "Remove entries from a bank, or --disable them (false positives under review) (xmodal.v1.admin.banks.remove)",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if disable && enable {
+				return errors.New("--enable and --disable contradict each other")
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			req := query.BankRemoveRequest{Bank: args[0], IDs: args[1:], Actor: bankActor(cmd, *actor)}
+			if disable || enable {
+				req.Disabled = &disable
+			}
+			var res query.BankChangeResponse
+			if err := bankCall(cmd, cl, "admin.banks.remove", req, &res); err != nil {
+				return err
+			}
+			verb, n := "removed", res.Result.Removed
+			if req.Disabled != nil {
+				verb, n = "updated", res.Result.Updated
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bank %s: %d entries %s\n", args[0], n, verb)
+			if len(res.Result.Missing) > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "not in the bank: %s\n", strings.Join(res.Result.Missing, " "))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&disable, "disable", false, "disable the entries instead of removing them (they stop matching)")
+	c.Flags().BoolVar(&enable, "enable", false, "enable disabled entries again")
+	return c
+}
+
+// countingReader counts the bytes read through it (import progress).
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// ErrBadLines is returned by an import that skipped bad lines (they are
+// listed on stderr; the good lines are imported).
+var ErrBadLines = errors.New("bad lines were skipped")
+
+func bankImportCmd(actor *string) *cobra.Command {
+	var format, signalType, source string
+	var quiet bool
+	c := &cobra.Command{
+		Use:   "import NAME FILE",
+		Short: "Import a hash list into a bank: python-threatexchange lines or CSV, streamed; bad lines reported by number and reason",
+		Long: `Reads FILE (- for stdin) in the local-file format of Meta's python-threatexchange
+and HMA ("pdq <hex>" a line, or bare signals with --signal-type) or as CSV with a
+header (signal, signal_type, tags, note), and adds the signals to the bank in
+requests of up to 10,000 entries (xmodal.v1.admin.banks.add). The file is
+streamed: millions of lines take constant memory. Every bad line is reported on
+stderr with its number and reason while the good ones are imported; the exit
+status is then 1. Importing the same file again adds nothing (entry ids derive
+from the signals).`,
+		Example: `  xmodal bank import known-spam hashes.txt
+  xmodal bank import known-spam md5s.txt --signal-type md5
+  xmodal bank import known-spam export.csv --format csv`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var in io.Reader = cmd.InOrStdin()
+			size := int64(-1)
+			if args[1] != "-" {
+				f, err := os.Open(args[1])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if st, err := f.Stat(); err == nil {
+					size = st.Size()
+				}
+				in = f
+			}
+			cr := &countingReader{r: in}
+			fmtv := banks.Format("")
+			if format != "" {
+				v, err := banks.ParseFormat(format)
+				if err != nil {
+					return fmt.Errorf("--format: %w", err)
+				}
+				fmtv = v
+			}
+			im, err := banks.NewImporter(cr, banks.ImportOptions{Format: fmtv, SignalType: banks.SignalType(signalType)})
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[1], err)
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			// The bank must exist before anything is read further.
+			if err := bankCall(cmd, cl, "banks.get", query.BankNameRequest{Name: args[0]}, nil); err != nil {
+				return err
+			}
+			return runImport(cmd, cl, im, cr, size, args[0], source, bankActor(cmd, *actor), quiet)
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&format, "format", "", "lines or csv (default: detected: CSV when the first line is a header with a signal column)")
+	fs.StringVar(&signalType, "signal-type", "", "the type of bare signals (lines) and of CSV rows without one: pdq, md5, text, url (or their python-threatexchange names)")
+	fs.StringVar(&source, "source", "", "where the list comes from (recorded on every entry; default: the file name)")
+	fs.BoolVar(&quiet, "quiet", false, "no progress line")
+	return c
+}
+
+// runImport streams the importer's signals to the bank in add requests and
+// reports progress and bad lines on stderr.
+func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *countingReader, size int64, bank, source, actor string, quiet bool) error {
+	errw := cmd.ErrOrStderr()
+	if source == "" && len(cmd.Flags().Args()) > 1 && cmd.Flags().Arg(1) != "-" {
+		source = cmd.Flags().Arg(1)
+	}
+	bt := banks.OpBatcher{Bank: bank, MaxBytes: importPayloadBytes}
+	var lines, bad, added, replaced int
+	start, last := time.Now(), time.Now()
+	// On a terminal the progress line is rewritten in place every second;
+	// into a file or pipe a line is written every 10 s.
+	tty := isTerminal(errw)
+	every := time.Second
+	if !tty {
+		every = 10 * time.Second
+	}
+	progress := func(final bool) {
+		if quiet || (!final && time.Since(last) < every) {
+			return
+		}
+		last = time.Now()
+		rate := float64(lines+bad) / max(time.Since(start).Seconds(), 1e-3)
+		pct := ""
+		if size > 0 {
+			pct = fmt.Sprintf("%5.1f%% ", 100*float64(cr.n.Load())/float64(size))
+		}
+		end := "\r"
+		if final || !tty {
+			end = "\n"
+		}
+		fmt.Fprintf(errw, "%s%d lines imported, %d bad, %.0f lines/s%s", pct, lines, bad, rate, end)
+	}
+	send := func(op *banks.Op) error {
+		if op == nil {
+			return nil
+		}
+		var res query.BankChangeResponse
+		if err := bankCall(cmd, cl, "admin.banks.add", query.BankAddRequest{Bank: bank, Entries: op.Entries, Source: source, Actor: actor}, &res); err != nil {
+			return fmt.Errorf("after %d lines: %w", lines, err)
+		}
+		added += res.Result.Added
+		replaced += res.Result.Replaced
+		return nil
+	}
+	for {
+		sig, err := im.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *banks.LineError
+		if errors.As(err, &le) {
+			bad++
+			if !quiet && tty {
+				fmt.Fprint(errw, "\r\033[K") // clear the progress line
+			}
+			fmt.Fprintf(errw, "line %d: %v\n", le.Line, le.Err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		lines++
+		op, err := bt.Add(banks.Entry{Type: sig.Type, Value: sig.Value, Tags: sig.Tags, Note: sig.Note})
+		if err != nil {
+			return err
+		}
+		if err := send(op); err != nil {
+			return err
+		}
+		progress(false)
+	}
+	if err := send(bt.Flush()); err != nil {
+		return err
+	}
+	progress(true)
+	fmt.Fprintf(cmd.OutOrStdout(), "bank %s: %d lines imported (%d added, %d already present), %d bad lines\n", bank, lines, added, replaced, bad)
+	if bad > 0 {
+		return fmt.Errorf("%d %w (listed above with their numbers and reasons); the other lines were imported", bad, ErrBadLines)
+	}
+	return nil
+}
+
+func bankExportCmd() *cobra.Command {
+	var format, output string
+	c := &cobra.Command{
+		Use:   "export NAME",
+		Short: "Write a bank's entries as python-threatexchange lines or CSV (xmodal.v1.admin.banks.export)",
+		Long: `Writes every entry of the bank, page by page, in a format 'xmodal bank import'
+(and python-threatexchange, for lines) reads back. Embedding entries have no
+file form and are counted as skipped.`,
+		Example: `  xmodal bank export known-spam > known-spam.txt
+  xmodal bank export known-spam --format csv -o known-spam.csv`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := banks.FormatLines
+			if format != "" {
+				v, err := banks.ParseFormat(format)
+				if err != nil {
+					return fmt.Errorf("--format: %w", err)
+				}
+				f = v
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var w io.Writer = cmd.OutOrStdout()
+			if output != "" && output != "-" {
+				file, err := os.Create(output)
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				w = file
+			}
+			written, skipped := 0, 0
+			cursor := ""
+			for {
+				var res query.BankExportResponse
+				if err := bankCall(cmd, cl, "admin.banks.export", query.BankExportRequest{Bank: args[0], Format: f, Cursor: cursor, Limit: query.MaxBankPage}, &res); err != nil {
+					return err
+				}
+				if _, err := io.WriteString(w, res.Data); err != nil {
+					return err
+				}
+				written += res.Written
+				skipped += res.Skipped
+				if cursor = res.NextCursor; cursor == "" {
+					break
+				}
+			}
+			if c, ok := w.(*os.File); ok && c != os.Stdout {
+				if err := c.Close(); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "bank %s: %d entries written, %d embedding entries skipped (no file form)\n", args[0], written, skipped)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "lines", "lines (python-threatexchange) or csv")
+	c.Flags().StringVarP(&output, "output", "o", "", "write to this file (default: stdout)")
+	return c
+}
+
+func bankMatchCmd() *cobra.Command {
+	var req query.MatchRequest
+	var imagePath string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "match [--image FILE | --image-url URL | --pdq HEX | --md5 HEX | --text T | --url U]",
+		Short: "Look content up in every enabled bank (xmodal.v1.match)",
+		Example: `  xmodal bank match --image suspect.jpg
+  xmodal bank match --text "buy followers now at spam.example/offer"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if imagePath != "" {
+				b, err := os.ReadFile(imagePath)
+				if err != nil {
+					return fmt.Errorf("--image: %w", err)
+				}
+				req.Image = b
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var res query.MatchResponse
+			if err := bankCall(cmd, cl, "match", req, &res); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(res)
+			}
+			if res.PDQ != "" && req.PDQ == "" {
+				q := ""
+				if res.Quality != nil {
+					q = fmt.Sprintf(" (quality %d)", *res.Quality)
+				}
+				fmt.Fprintf(out, "image pdq %s%s md5 %s\n", res.PDQ, q, res.MD5)
+			}
+			if len(res.Matches) == 0 {
+				fmt.Fprintln(out, "no match")
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BANK\tACTION\tLABELS\tTYPE\tDISTANCE/SCORE\tTRANSFORM\tENTRY")
+			for _, m := range res.Matches {
+				d := ""
+				switch {
+				case m.Distance != nil:
+					d = fmt.Sprint(*m.Distance)
+				case m.Score != nil:
+					d = fmt.Sprintf("%.4f", *m.Score)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Bank, m.Action, strings.Join(m.Labels, ","), m.SignalType, d, m.Transform, m.EntryID)
+			}
+			return tw.Flush()
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&imagePath, "image", "", "an image file: matched by its 8 dihedral PDQ hashes, its MD5 and (embedding banks) its vector")
+	fs.StringVar(&req.ImageURL, "image-url", "", "an image URL, fetched by the server behind its SSRF guard")
+	fs.StringVar(&req.PDQ, "pdq", "", "a PDQ hash (64 hex characters), matched as given")
+	fs.StringVar(&req.MD5, "md5", "", "an MD5 (32 hex characters)")
+	fs.StringVar(&req.Text, "text", "", "a text: matched normalised, and the URLs in it")
+	fs.StringArrayVar(&req.URLs, "url", nil, "a URL (repeatable)")
+	fs.StringArrayVar(&req.Banks, "bank", nil, "only this bank (repeatable; default: every enabled bank)")
+	fs.BoolVar(&asJSON, "json", false, "print the reply as JSON")
+	return c
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// startBankApp runs `xmodal run` in-process (embedded NATS, the demo model)
+// for the bank commands and returns its NATS URL.
+func startBankApp(t *testing.T) (string, *syncBuffer) {
+	t.Helper()
+	requireORT(t)
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := startApp(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Close()
+		if t.Failed() {
+			t.Logf("xmodal log:\n%s", logs.text())
+		}
+	})
+	return a.ns.ClientURL(), logs
+}
+
+// runBank runs `xmodal bank ARGS...` against the server at url.
+func runBank(t *testing.T, url string, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRoot()
+	var out, errw bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetIn(strings.NewReader(""))
+	root.SetArgs(append(append([]string{"bank"}, args...), "--nats-url", url, "--actor", "tester"))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), errw.String(), err
+}
+
+func mustBank(t *testing.T, url string, args ...string) string {
+	t.Helper()
+	out, errw, err := runBank(t, url, args...)
+	if err != nil {
+		t.Fatalf("xmodal bank %s: %v\nstderr: %s", strings.Join(args, " "), err, errw)
+	}
+	return out
+}
+
+func seededPDQ(i int) string { return pdq.Hash(sha256.Sum256([]byte(fmt.Sprint("cli", i)))).String() }
+
+// TestBankCLI: create, import a list with bad lines (each reported by number
+// and reason, the good ones imported), ls, export → import → export round
+// trips in both formats, add an image and match a rotated copy, rm.
+func TestBankCLI(t *testing.T) {
+	url, logs := startBankApp(t)
+	dir := t.TempDir()
+	mustBank(t, url, "create", "hashes", "--label", "test", "--action", "block")
+	var b strings.Builder
+	const n = 25000
+	badAt := map[int]string{5: "pdq 1234", 12001: "sha1 " + strings.Repeat("ab", 20), n + 3: "pdq " + strings.Repeat("zz", 32)}
+	line := 0
+	for i := 0; line < n+3; i++ {
+		line++
+		if bad, ok := badAt[line]; ok {
+			b.WriteString(bad + "\n")
+			continue
+		}
+		switch i % 3 {
+		case 0, 1:
+			fmt.Fprintf(&b, "pdq %s\n", seededPDQ(i))
+		default:
+			fmt.Fprintf(&b, "video_md5 %032x\n", i)
+		}
+	}
+	list := filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errw, err := runBank(t, url, "import", "hashes", list)
+	if !errors.Is(err, ErrBadLines) {
+		t.Fatalf("import with bad lines: err %v, want ErrBadLines\n%s", err, errw)
+	}
+	for l := range badAt {
+		if !strings.Contains(errw, fmt.Sprintf("line %d: ", l)) {
+			t.Errorf("stderr does not report bad line %d:\n%s", l, errw)
+		}
+	}
+	if !strings.Contains(errw, "line 12001: unknown signal type") || !strings.Contains(errw, "line 5: malformed signal") {
+		t.Errorf("bad lines without their reasons:\n%s", errw)
+	}
+	good := line - len(badAt)
+	if !strings.Contains(out, fmt.Sprintf("%d lines imported (%d added, 0 already present), 3 bad lines", good, good)) {
+		t.Fatalf("import summary: %s", out)
+	}
+	ls := mustBank(t, url, "ls")
+	if !strings.Contains(ls, "hashes") || !strings.Contains(ls, fmt.Sprint(good)) || !strings.Contains(ls, "block") {
+		t.Fatalf("ls: %s", ls)
+	}
+	// Import again: nothing new.
+	out, _, err = runBank(t, url, "import", "hashes", list, "--quiet")
+	if !errors.Is(err, ErrBadLines) || !strings.Contains(out, fmt.Sprintf("(0 added, %d already present)", good)) {
+		t.Fatalf("second import: %v %s", err, out)
+	}
+	for _, f := range []string{"lines", "csv"} {
+		bank2 := "copy-" + f
+		mustBank(t, url, "create", bank2)
+		exp1 := filepath.Join(dir, "exp1."+f)
+		mustBank(t, url, "export", "hashes", "--format", f, "-o", exp1)
+		if out := mustBank(t, url, "import", bank2, exp1, "--format", f, "--quiet"); !strings.Contains(out, fmt.Sprintf("%d lines imported (%d added", good, good)) {
+			t.Fatalf("%s re-import: %s", f, out)
+		}
+		exp2 := filepath.Join(dir, "exp2."+f)
+		mustBank(t, url, "export", bank2, "--format", f, "-o", exp2)
+		a, _ := os.ReadFile(exp1)
+		c, _ := os.ReadFile(exp2)
+		if !bytes.Equal(a, c) || len(a) == 0 {
+			t.Fatalf("%s: import → export → import → export differs (%d vs %d bytes)", f, len(a), len(c))
+		}
+	}
+	// Match a hash of the list, and an image added by upload through a rotated copy.
+	if out := mustBank(t, url, "match", "--pdq", seededPDQ(1)); !strings.Contains(out, "hashes") || !strings.Contains(out, "block") {
+		t.Fatalf("match --pdq: %s", out)
+	}
+	img := filepath.Join(testutil.MustRepoRoot(t), "testdata", "pdq", "images", "dih", "bridge-1-original.jpg")
+	mustBank(t, url, "create", "uploads")
+	if out := mustBank(t, url, "add", "uploads", "--image", img, "--text", "Buy followers NOW"); !strings.Contains(out, "3 added") {
+		t.Fatalf("add: %s", out)
+	}
+	rot := filepath.Join(testutil.MustRepoRoot(t), "testdata", "pdq", "images", "dih", "bridge-4-rotate-270.jpg")
+	out = mustBank(t, url, "match", "--image", rot)
+	if !strings.Contains(out, "uploads") || !strings.Contains(out, "pdq") || !strings.Contains(out, "rotate") {
+		t.Fatalf("match a rotated copy: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--text", "buy followers now!"); !strings.Contains(out, "uploads") || !strings.Contains(out, "text") {
+		t.Fatalf("match --text: %s", out)
+	}
+	entries := mustBank(t, url, "ls", "uploads")
+	var textID string
+	for _, l := range strings.Split(entries, "\n") {
+		if strings.HasPrefix(l, "text-") {
+			textID = strings.Fields(l)[0]
+		}
+	}
+	if out := mustBank(t, url, "rm", "uploads", textID); !strings.Contains(out, "1 entries removed") {
+		t.Fatalf("rm: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--text", "buy followers now!"); !strings.Contains(out, "no match") {
+		t.Fatalf("match after rm: %s", out)
+	}
+	// Bad input from the command line: clear errors.
+	if _, _, err := runBank(t, url, "create", "hashes"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("create a taken name: %v", err)
+	}
+	if _, _, err := runBank(t, url, "add", "uploads", "--pdq", "abc"); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("add a malformed hash: %v", err)
+	}
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	if _, _, err := runBank(t, url, "import", "uploads", empty); err == nil || !strings.Contains(err.Error(), "empty import file") {
+		t.Fatalf("import an empty file: %v", err)
+	}
+	mustBank(t, url, "delete", "uploads")
+	if !strings.Contains(logs.text(), "audit: bank change") || !strings.Contains(logs.text(), "actor=tester") {
+		t.Fatal("the changes are not in the audit log with the actor")
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
+	"github.com/xmodal/xmodal/sink/matching"
+)
+
+// TestMatchAtIngestThroughRun: `xmodal run` matches every post it indexes
+// against the banks. A post whose text is in a review bank is indexed and
+// its match event is in XMODAL_MATCH_EVENTS on xmodal.events.v1.match.<bank>;
+// a post matching a block bank is taken down at ingest (deny-list, not in
+// the index, an audit line naming bank and entry) with its event; a post
+// matching nothing is indexed with no event.
+func TestMatchAtIngestThroughRun(t *testing.T) {
+	requireORT(t)
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Ingest.FetchWait = 20 * time.Millisecond
+	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		a.Close()
+		if t.Failed() {
+			t.Logf("xmodal log:\n%s", logs.text())
+		}
+	})
+	cl := client.New(a.nc)
+	for _, b := range []struct {
+		name   string
+		action banks.Action
+		text   string
+	}{{"spam", banks.ActionReview, "Buy followers now"}, {"forbidden", banks.ActionBlock, "forbidden words here"}} {
+		if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: b.name, Action: b.action, Actor: "t"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: b.name, Entries: []banks.Entry{{Type: banks.SignalText, Value: b.text}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	for id, text := range map[string]string{"m-spam": "BUY followers NOW!!!", "m-forbidden": "Forbidden words, here.", "m-clean": "a quiet afternoon"} {
+		b := fmt.Sprintf(`{"schema":1,"id":%q,"author":"u","created_at":%q,"text":%q}`, id, now, text)
+		if err := ingest.Publish(ctx, js, "xmodal.posts", id, []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evs []matching.Event
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		evs = evs[:0]
+		s, err := js.Stream(ctx, matching.Stream)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if err != nil {
+				return err
+			}
+			var e matching.Event
+			if err := json.Unmarshal(m.Data, &e); err != nil {
+				return err
+			}
+			if m.Subject != matching.Subject(e.Bank) {
+				return fmt.Errorf("event of bank %s on %s", e.Bank, m.Subject)
+			}
+			evs = append(evs, e)
+		}
+		if len(evs) < 2 {
+			return fmt.Errorf("%d events so far", len(evs))
+		}
+		if _, err := cl.Get(ctx, &query.GetRequest{PostIDs: []string{"m-clean", "m-spam"}}); err != nil {
+			return fmt.Errorf("m-clean, m-spam not indexed yet: %v", err)
+		}
+		return nil
+	})
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.PostID+":"+e.Bank+":"+string(e.Action))
+	}
+	if strings.Join(got, " ") != "m-spam:spam:review m-forbidden:forbidden:block" && strings.Join(got, " ") != "m-forbidden:forbidden:block m-spam:spam:review" {
+		t.Fatalf("events %v, want one for m-spam (review) and one for m-forbidden (block)", got)
+	}
+	res, err := cl.Get(ctx, &query.GetRequest{PostIDs: []string{"m-clean", "m-spam"}})
+	if err != nil || len(res.Records) != 2 {
+		t.Fatalf("m-clean and m-spam (text records): %+v %v", res, err)
+	}
+	if _, err := cl.Get(ctx, &query.GetRequest{PostIDs: []string{"m-forbidden"}}); query.AsError(err).Code != 404 {
+		t.Fatalf("m-forbidden matched a block bank, yet get answers %v", err)
+	}
+	if !a.deny.Denied("m-forbidden") {
+		t.Fatal("m-forbidden is not on the deny-list")
+	}
+	// xmodal events tail: every event, and one bank's as JSON.
+	tail := func(args ...string) string {
+		root := newRoot()
+		var out, errw strings.Builder
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append([]string{"events", "tail", "--all", "--follow=false", "--nats-url", a.ns.ClientURL()}, args...))
+		if err := root.ExecuteContext(ctx); err != nil {
+			t.Fatalf("events tail %v: %v\n%s", args, err, errw.String())
+		}
+		return out.String()
+	}
+	if out := tail(); strings.Count(out, "\n") != 2 || !strings.Contains(out, "bank=spam action=review post=m-spam") || !strings.Contains(out, "bank=forbidden action=block post=m-forbidden") {
+		t.Fatalf("events tail --all:\n%s", out)
+	}
+	out := tail("--bank", "forbidden", "--json")
+	var e matching.Event
+	if strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &e) != nil || e.PostID != "m-forbidden" || e.ID != matching.EventID("m-forbidden", e.Version, e.EntryID) {
+		t.Fatalf("events tail --bank forbidden --json:\n%s", out)
+	}
+	if !strings.Contains(logs.text(), `msg="audit: takedown at ingest" post_id=m-forbidden`) || !strings.Contains(logs.text(), "bank=forbidden") {
+		t.Fatal("no audit line for the takedown at ingest")
+	}
+}

@@ -1,0 +1,798 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// Banks is the moderation banks the service answers lookups from and
+// changes (internal/bankstore.Store implements it over JetStream).
+type Banks interface {
+	// State is the local copy (call it for every read: a reload replaces it).
+	State() *banks.State
+	// Sync brings the local copy up to every change recorded before it.
+	Sync(ctx context.Context) error
+	// Do records a change durably and returns what it changed once the
+	// local copy holds it.
+	Do(ctx context.Context, op banks.Op) (banks.Result, error)
+	// Match looks q up in the local copy.
+	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
+}
+
+// CodeConflict: a bank name that is taken.
+const CodeConflict = 409
+
+// Limits of bank requests.
+const (
+	MaxBankEntriesPerAdd = 10_000
+	MaxBankPage          = 10_000
+	DefaultBankPage      = 1_000
+	// MaxImportErrors is how many bad lines an import reply lists (all
+	// are counted).
+	MaxImportErrors = 1000
+	MaxActorBytes   = banks.MaxActorBytes
+)
+
+// BankRequest is the body of xmodal.v1.admin.banks.create: the bank's
+// configuration (banks.Bank; enabled defaults to true) and who asks.
+type BankRequest struct {
+	Name        string           `json:"name"`
+	Description string           `json:"description,omitempty"`
+	Labels      []string         `json:"labels,omitempty"`
+	Enabled     *bool            `json:"enabled,omitempty"`
+	Action      banks.Action     `json:"action,omitempty"`
+	Thresholds  banks.Thresholds `json:"thresholds,omitzero"`
+	StoreMedia  bool             `json:"store_media,omitempty"`
+	Actor       string           `json:"actor,omitempty"`
+}
+
+// BankNameRequest names a bank: xmodal.v1.admin.banks.delete and
+// xmodal.v1.banks.get (with Entries, a page of its entries).
+type BankNameRequest struct {
+	Name  string `json:"name"`
+	Actor string `json:"actor,omitempty"`
+	// Entries asks banks.get for a page of entries (vectors left out),
+	// Limit of them (default 1000, at most 10,000) from Cursor ("" first).
+	Entries bool   `json:"entries,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+	Cursor  string `json:"cursor,omitempty"`
+}
+
+// BankChangeResponse is the reply of every admin.banks change.
+type BankChangeResponse struct {
+	Bank   string       `json:"bank"`
+	Result banks.Result `json:"result"`
+	// Seq is the banks' stream sequence after the change: every process
+	// synced past it holds it.
+	Seq uint64 `json:"seq"`
+}
+
+// BanksListResponse is the reply of xmodal.v1.banks.list.
+type BanksListResponse struct {
+	Banks []banks.BankInfo `json:"banks"`
+	Seq   uint64           `json:"seq"`
+}
+
+// BankGetResponse is the reply of xmodal.v1.banks.get.
+type BankGetResponse struct {
+	Bank       banks.BankInfo `json:"bank"`
+	Entries    []banks.Entry  `json:"entries,omitempty"`
+	NextCursor string         `json:"next_cursor,omitempty"`
+}
+
+// BankAddRequest is the body of xmodal.v1.admin.banks.add: entries
+// (signal_type and signal; tags, note, source and disabled optional), an
+// image whose PDQ hash and MD5 are added (the image itself is not kept),
+// or both. The entries of one request are added atomically.
+type BankAddRequest struct {
+	Bank    string        `json:"bank"`
+	Entries []banks.Entry `json:"entries,omitempty"`
+	Image   []byte        `json:"image,omitempty"` // base64 in JSON
+	// Tags, Note and Source apply to the image's entries, and to entries
+	// that have none of their own.
+	Tags   []string `json:"tags,omitempty"`
+	Note   string   `json:"note,omitempty"`
+	Source string   `json:"source,omitempty"`
+	Actor  string   `json:"actor,omitempty"`
+}
+
+// BankRemoveRequest is the body of xmodal.v1.admin.banks.remove: entry
+// ids to remove, or (with Disabled set) to disable or enable again.
+type BankRemoveRequest struct {
+	Bank     string   `json:"bank"`
+	IDs      []string `json:"ids"`
+	Disabled *bool    `json:"disabled,omitempty"`
+	Actor    string   `json:"actor,omitempty"`
+}
+
+// BankImportRequest is the body of xmodal.v1.admin.banks.import: a file
+// of signals (docs/moderation.md: python-threatexchange lines or CSV) in
+// Data. Good lines are added; bad ones are reported by number and reason.
+// Larger files: the CLI (`xmodal bank import`) streams them in parts.
+type BankImportRequest struct {
+	Bank       string           `json:"bank"`
+	Data       string           `json:"data"`
+	Format     banks.Format     `json:"format,omitempty"`
+	SignalType banks.SignalType `json:"signal_type,omitempty"`
+	Source     string           `json:"source,omitempty"`
+	Actor      string           `json:"actor,omitempty"`
+}
+
+// BankImportResponse is the reply of xmodal.v1.admin.banks.import.
+type BankImportResponse struct {
+	Bank     string    `json:"bank"`
+	Format   string    `json:"format"`
+	Lines    int       `json:"lines"` // good lines
+	Added    int       `json:"added"`
+	Replaced int       `json:"replaced"`
+	Bad      int       `json:"bad"`
+	Errors   []BadLine `json:"errors,omitempty"` // the first MaxImportErrors bad lines
+	Seq      uint64    `json:"seq"`
+}
+
+// BadLine is a line of an import that was not imported, and why.
+type BadLine struct {
+	Line   int    `json:"line"`
+	Reason string `json:"reason"`
+}
+
+// BankExportRequest is the body of xmodal.v1.admin.banks.export: a page of
+// a bank's entries in a file format (lines or csv), from Cursor ("" first).
+type BankExportRequest struct {
+	Bank   string       `json:"bank"`
+	Format banks.Format `json:"format,omitempty"`
+	Limit  int          `json:"limit,omitempty"`
+	Cursor string       `json:"cursor,omitempty"`
+}
+
+// BankExportResponse is a page of an export; concatenate the pages' Data
+// (the CSV header comes with the first page only).
+type BankExportResponse struct {
+	Data       string `json:"data"`
+	Written    int    `json:"written"`
+	Skipped    int    `json:"skipped"` // embedding entries: no file form
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// MatchRequest is the body of xmodal.v1.match: any of an image (bytes or
+// URL, fetched behind the same SSRF guard as ingest), a PDQ hex, an MD5, a
+// text and URLs; every entry of an enabled bank that matches one of them
+// is returned. An image matches by its eight dihedral PDQ hashes, its
+// bytes' MD5, its URL and (when a bank holds embeddings) its vector; a
+// text by its normalised form, the URLs in it and its vector.
+type MatchRequest struct {
+	Image    []byte   `json:"image,omitempty"`
+	ImageURL string   `json:"image_url,omitempty"`
+	PDQ      string   `json:"pdq,omitempty"`
+	MD5      string   `json:"md5,omitempty"`
+	Text     string   `json:"text,omitempty"`
+	URLs     []string `json:"urls,omitempty"`
+	// Banks restricts the lookup to these banks (default: every enabled one).
+	Banks []string `json:"banks,omitempty"`
+}
+
+// MatchResponse is the reply of xmodal.v1.match.
+type MatchResponse struct {
+	Matches []banks.Match `json:"matches"`
+	// PDQ and Quality are the image's hash and its quality; MD5 the hex MD5
+	// of its bytes (image queries).
+	PDQ     string  `json:"pdq,omitempty"`
+	Quality *int    `json:"quality,omitempty"`
+	MD5     string  `json:"md5,omitempty"`
+	TookMS  float64 `json:"took_ms"`
+	Seq     uint64  `json:"seq"`
+}
+
+// bankErr maps the banks errors to codes: malformed input 400, a signal
+// too long 413, a missing bank 404, a name taken 409, the shared state
+// out of reach 503.
+func bankErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, banks.ErrBankNotFound):
+		return errorf(CodeNotFound, "%v", err)
+	case errors.Is(err, banks.ErrBankExists):
+		return errorf(CodeConflict, "%v", err)
+	case errors.Is(err, banks.ErrSignalTooLong):
+		return errorf(CodeTooLarge, "%v", err)
+	case errors.Is(err, banks.ErrInvalidName), errors.Is(err, banks.ErrInvalidBank), errors.Is(err, banks.ErrThresholdBelowNoise),
+		errors.Is(err, banks.ErrUnknownSignalType), errors.Is(err, banks.ErrMalformedSignal), errors.Is(err, banks.ErrInvalidEntry),
+		errors.Is(err, banks.ErrInvalidOp), errors.Is(err, banks.ErrNoSignal), errors.Is(err, banks.ErrInvalidQuery),
+		errors.Is(err, banks.ErrEmptyFile), errors.Is(err, banks.ErrBinaryFile), errors.Is(err, banks.ErrMissingColumn):
+		return errorf(CodeBadRequest, "%v", err)
+	}
+	return errorf(CodeUnavailable, "banks: %v", err)
+}
+
+func (s *Service) syncBanks(ctx context.Context) error {
+	if err := s.d.Banks.Sync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errorf(CodeUnavailable, "the banks cannot be brought up to date (NATS JetStream unreachable?): %v", err)
+	}
+	return nil
+}
+
+func checkActor(a string) error {
+	if len(a) > MaxActorBytes || strings.ContainsAny(a, "\x00\n\r") {
+		return errorf(CodeBadRequest, "actor: at most %d bytes on one line", MaxActorBytes)
+	}
+	return nil
+}
+
+func actorOr(a string) string {
+	if a == "" {
+		return "anonymous"
+	}
+	return a
+}
+
+// change records op and writes the audit line.
+func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*BankChangeResponse, error) {
+	op.Actor = actorOr(op.Actor)
+	res, err := s.d.Banks.Do(ctx, op)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	seq := uint64(0)
+	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
+		seq = sq.Seq()
+	}
+	args := append([]any{"op", string(op.Kind), "bank", op.Bank, "actor", op.Actor, "added", res.Added, "replaced", res.Replaced,
+		"removed", res.Removed, "updated", res.Updated, "banks_seq", seq}, detail...)
+	s.d.Logger.Info("audit: bank change", args...)
+	return &BankChangeResponse{Bank: op.Bank, Result: res, Seq: seq}, nil
+}
+
+func (s *Service) bankCreate(ctx context.Context, data []byte) (any, error) {
+	var r BankRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	b := banks.Bank{Name: r.Name, Description: r.Description, Labels: r.Labels, Enabled: r.Enabled == nil || *r.Enabled,
+		Action: r.Action, Thresholds: r.Thresholds, StoreMedia: r.StoreMedia}
+	if err := s.checkBank(b); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: r.Name, Actor: r.Actor, Config: &b})
+}
+
+// checkBank validates a configuration, embedding thresholds against the
+// model's calibration (none: embedding thresholds are refused).
+func (s *Service) checkBank(b banks.Bank) error {
+	b = b.WithDefaults()
+	return bankErr(b.ValidateWith(s.d.Calibration))
+}
+
+// bankUpdate changes the fields the request gives and keeps the others
+// (thresholds are replaced as a whole when given).
+func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
+	var fields map[string]json.RawMessage
+	if err := decodeStrict(data, &fields); err != nil {
+		return nil, err
+	}
+	var r BankRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	cur, err := s.d.Banks.State().Bank(r.Name)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	// The current configuration, with the given fields laid over it.
+	cb, _ := json.Marshal(cur.Bank)
+	var merged map[string]json.RawMessage
+	if err := json.Unmarshal(cb, &merged); err != nil {
+		return nil, errorf(CodeInternal, "bank configuration: %v", err)
+	}
+	var changed []string
+	for k, v := range fields {
+		if k == "actor" {
+			continue
+		}
+		merged[k] = v
+		changed = append(changed, k)
+	}
+	mb, _ := json.Marshal(merged)
+	var b banks.Bank
+	if err := json.Unmarshal(mb, &b); err != nil {
+		return nil, errorf(CodeBadRequest, "malformed request: %v", err)
+	}
+	if err := s.checkBank(b); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, banks.Op{Kind: banks.OpUpdateBank, Bank: r.Name, Actor: r.Actor, Config: &b}, "fields", changed)
+}
+
+func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
+	var r BankNameRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	if err := banks.ValidateName(r.Name); err != nil {
+		return nil, bankErr(err)
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, banks.Op{Kind: banks.OpDeleteBank, Bank: r.Name, Actor: r.Actor})
+}
+
+func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
+	var r BankAddRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	if len(r.Entries) == 0 && len(r.Image) == 0 {
+		return nil, errorf(CodeBadRequest, "give entries or an image")
+	}
+	if len(r.Entries) > MaxBankEntriesPerAdd {
+		return nil, errorf(CodeTooLarge, "%d entries in one request (at most %d; xmodal bank import sends larger lists in parts)", len(r.Entries), MaxBankEntriesPerAdd)
+	}
+	if len(r.Image) > MaxImageBytes {
+		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	}
+	now := time.Now().UTC()
+	actor := actorOr(r.Actor)
+	entries := make([]banks.Entry, 0, len(r.Entries)+2)
+	for _, e := range r.Entries {
+		if e.Tags == nil {
+			e.Tags = r.Tags
+		}
+		if e.Note == "" {
+			e.Note = r.Note
+		}
+		if e.Source == "" {
+			e.Source = r.Source
+		}
+		e.AddedAt, e.AddedBy = now, actor
+		entries = append(entries, e)
+	}
+	if len(r.Image) > 0 {
+		dec, err := s.decodeImage(ctx, r.Image)
+		if err != nil {
+			return nil, err
+		}
+		in := dec.HashInput
+		if in == nil {
+			in = dec.Image
+		}
+		h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
+		dec.Release()
+		sum := md5.Sum(r.Image)
+		for _, sig := range []struct {
+			t banks.SignalType
+			v string
+		}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
+			entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+		}
+	}
+	for i := range entries {
+		e := entries[i]
+		if err := e.Normalize(); err != nil {
+			return nil, bankErr(fmt.Errorf("entry %d: %w", i, err))
+		}
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+}
+
+func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
+	var r BankRemoveRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	if len(r.IDs) == 0 {
+		return nil, errorf(CodeBadRequest, "give the ids of the entries")
+	}
+	if len(r.IDs) > MaxBankEntriesPerAdd {
+		return nil, errorf(CodeTooLarge, "%d ids in one request (at most %d)", len(r.IDs), MaxBankEntriesPerAdd)
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	op := banks.Op{Kind: banks.OpRemoveEntries, Bank: r.Bank, Actor: r.Actor, IDs: r.IDs}
+	if r.Disabled != nil {
+		op.Kind, op.Disabled = banks.OpSetEntries, r.Disabled
+	}
+	return s.change(ctx, op)
+}
+
+func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
+	var r BankImportRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := checkActor(r.Actor); err != nil {
+		return nil, err
+	}
+	if err := banks.ValidateName(r.Bank); err != nil {
+		return nil, bankErr(err)
+	}
+	im, err := banks.NewImporter(strings.NewReader(r.Data), banks.ImportOptions{Format: r.Format, SignalType: r.SignalType})
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := s.d.Banks.State().Bank(r.Bank); err != nil {
+		return nil, bankErr(err)
+	}
+	now := time.Now().UTC()
+	actor := actorOr(r.Actor)
+	res := &BankImportResponse{Bank: r.Bank, Format: string(im.Format())}
+	bt := banks.OpBatcher{Bank: r.Bank, Actor: actor, At: now}
+	send := func(op *banks.Op) error {
+		if op == nil {
+			return nil
+		}
+		ch, err := s.change(ctx, *op, "import_lines", len(op.Entries))
+		if err != nil {
+			return err
+		}
+		res.Added += ch.Result.Added
+		res.Replaced += ch.Result.Replaced
+		res.Seq = ch.Seq
+		return nil
+	}
+	for {
+		sig, err := im.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *banks.LineError
+		if errors.As(err, &le) {
+			res.Bad++
+			if len(res.Errors) < MaxImportErrors {
+				res.Errors = append(res.Errors, BadLine{Line: le.Line, Reason: le.Err.Error()})
+			}
+			continue
+		}
+		if err != nil {
+			return nil, bankErr(err)
+		}
+		res.Lines++
+		op, err := bt.Add(sig.Entry(now, actor, r.Source))
+		if err != nil {
+			return nil, bankErr(err)
+		}
+		if err := send(op); err != nil {
+			return nil, err
+		}
+	}
+	if err := send(bt.Flush()); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// cursor reads a page cursor ("" is the first page).
+func parseCursor(c string) (int, error) {
+	if c == "" {
+		return 0, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(c, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != c {
+		return 0, errorf(CodeBadRequest, "cursor %q is not one a previous page gave", c)
+	}
+	return n, nil
+}
+
+func pageLimit(n int) (int, error) {
+	if n == 0 {
+		return DefaultBankPage, nil
+	}
+	if n < 1 || n > MaxBankPage {
+		return 0, errorf(CodeBadRequest, "limit %d: want 1..%d", n, MaxBankPage)
+	}
+	return n, nil
+}
+
+func nextCursor(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprint(n)
+}
+
+func (s *Service) bankExport(ctx context.Context, data []byte) (any, error) {
+	var r BankExportRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if r.Format == "" {
+		r.Format = banks.FormatLines
+	}
+	f, err := banks.ParseFormat(string(r.Format))
+	if err != nil {
+		return nil, errorf(CodeBadRequest, "%v", err)
+	}
+	from, err := parseCursor(r.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(r.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	page, next, err := s.d.Banks.State().Entries(r.Bank, from, limit)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	var buf bytes.Buffer
+	x, err := banks.NewExporter(&buf, f)
+	if err != nil {
+		return nil, errorf(CodeBadRequest, "%v", err)
+	}
+	for _, e := range page {
+		if err := x.Write(e); err != nil {
+			return nil, bankErr(err)
+		}
+	}
+	if err := x.Close(); err != nil {
+		return nil, errorf(CodeInternal, "export: %v", err)
+	}
+	out := buf.String()
+	if f == banks.FormatCSV && from > 0 {
+		// The header belongs to the first page only.
+		_, out, _ = strings.Cut(out, "\n")
+	}
+	return &BankExportResponse{Data: out, Written: x.Stats.Written, Skipped: x.Stats.Skipped, NextCursor: nextCursor(next)}, nil
+}
+
+func (s *Service) banksList(ctx context.Context, data []byte) (any, error) {
+	if len(bytes.TrimSpace(data)) > 0 {
+		var empty struct{}
+		if err := decodeStrict(data, &empty); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	res := &BanksListResponse{Banks: s.d.Banks.State().Banks()}
+	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
+		res.Seq = sq.Seq()
+	}
+	return res, nil
+}
+
+func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
+	var r BankNameRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := banks.ValidateName(r.Name); err != nil {
+		return nil, bankErr(err)
+	}
+	from, err := parseCursor(r.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(r.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	st := s.d.Banks.State()
+	info, err := st.Bank(r.Name)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	res := &BankGetResponse{Bank: info}
+	if r.Entries {
+		page, next, err := st.Entries(r.Name, from, limit)
+		if err != nil {
+			return nil, bankErr(err)
+		}
+		for i := range page {
+			page[i].Vector = nil
+		}
+		res.Entries, res.NextCursor = page, nextCursor(next)
+	}
+	return res, nil
+}
+
+// ParseMatch decodes and validates a match request (exported for the fuzz
+// test and the HTTP gateway).
+func ParseMatch(data []byte) (*MatchRequest, error) {
+	var r MatchRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Image) > 0 && r.ImageURL != "" {
+		return nil, errorf(CodeBadRequest, "give image or image_url, not both")
+	}
+	if len(r.Image) == 0 && r.ImageURL == "" && r.PDQ == "" && r.MD5 == "" && strings.TrimSpace(r.Text) == "" && len(r.URLs) == 0 {
+		return nil, errorf(CodeBadRequest, "%v: give an image, image_url, pdq, md5, text or urls", banks.ErrNoSignal)
+	}
+	if len(r.Image) > MaxImageBytes {
+		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	}
+	if r.PDQ != "" && (len(r.Image) > 0 || r.ImageURL != "") {
+		return nil, errorf(CodeBadRequest, "give an image or its pdq, not both")
+	}
+	if r.PDQ != "" {
+		if _, err := pdq.ParseHex(r.PDQ); err != nil {
+			return nil, errorf(CodeBadRequest, "%v", err)
+		}
+	}
+	if len(r.Text) > MaxQueryText {
+		return nil, errorf(CodeTooLarge, "text is %d bytes, over %d", len(r.Text), MaxQueryText)
+	}
+	for _, b := range r.Banks {
+		if err := banks.ValidateName(b); err != nil {
+			return nil, errorf(CodeBadRequest, "%v", err)
+		}
+	}
+	return &r, nil
+}
+
+// embeddingKinds says whether any enabled bank holds written concepts or
+// exemplar images (only then is a query's vector worth computing).
+func embeddingKinds(st *banks.State) (any bool) {
+	for _, b := range st.Banks() {
+		if b.Enabled && (b.Counts["embedding_text"] > 0 || b.Counts["embedding_image"] > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) match(ctx context.Context, data []byte) (any, error) {
+	start := time.Now()
+	r, err := ParseMatch(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	res := &MatchResponse{}
+	q := banks.Query{MD5: r.MD5, Text: r.Text, URLs: r.URLs, Banks: r.Banks}
+	wantVec := embeddingKinds(s.d.Banks.State())
+	if r.PDQ != "" {
+		h, _ := pdq.ParseHex(r.PDQ)
+		q.PDQ = []pdq.Hash{h}
+		res.PDQ = h.String()
+	}
+	if len(r.Image) > 0 || r.ImageURL != "" {
+		raw := r.Image
+		if r.ImageURL != "" {
+			if s.d.Fetcher == nil {
+				return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
+			}
+			b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
+			if err != nil {
+				return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+			}
+			raw = b
+			q.URLs = append(q.URLs, r.ImageURL)
+		}
+		sum := md5.Sum(raw)
+		res.MD5 = hex.EncodeToString(sum[:])
+		if q.MD5 != "" && !strings.EqualFold(q.MD5, res.MD5) {
+			return nil, errorf(CodeBadRequest, "md5 %s is not the image's (%s): give one or the other", q.MD5, res.MD5)
+		}
+		q.MD5 = res.MD5
+		dec, err := s.decodeImage(ctx, raw)
+		if err != nil {
+			return nil, err
+		}
+		in := dec.HashInput
+		if in == nil {
+			in = dec.Image
+		}
+		vs, qual := (&pdq.Hasher{MaxSide: PDQMaxSide}).Dihedral(in)
+		q.PDQ = vs[:]
+		res.PDQ, res.Quality = vs[pdq.Original].String(), &qual
+		if wantVec {
+			v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
+			if err != nil {
+				dec.Release()
+				return nil, errorf(CodeInternal, "encode image: %v", err)
+			}
+			q.Vector, q.Modality = v[0], "image"
+		}
+		dec.Release()
+	} else if wantVec && strings.TrimSpace(r.Text) != "" {
+		v, err := s.d.Encoder.EmbedTexts(ctx, []string{r.Text})
+		if err != nil {
+			return nil, errorf(CodeInternal, "encode text: %v", err)
+		}
+		q.Vector, q.Modality = v[0], "text"
+	}
+	if q.Vector != nil {
+		q.ModelVersion = s.d.Encoder.Version()
+	}
+	ms, err := s.d.Banks.Match(ctx, q)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	if ms == nil {
+		ms = []banks.Match{}
+	}
+	res.Matches = ms
+	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
+		res.Seq = sq.Seq()
+	}
+	res.TookMS = tookMS(start)
+	return res, nil
+}
+
+// startBanks registers the bank endpoints: banks.list, banks.get and match
+// for readers, admin.banks.* for moderators (covered by the admin rules of
+// deploy/nats).
+func (s *Service) startBanks(svc *microService) error {
+	if s.d.Banks == nil {
+		return nil
+	}
+	eps := []struct {
+		name string
+		h    func(context.Context, []byte) (any, error)
+	}{
+		{"banks.list", s.banksList},
+		{"banks.get", s.bankGet},
+		{"match", s.match},
+		{"admin.banks.create", s.bankCreate},
+		{"admin.banks.update", s.bankUpdate},
+		{"admin.banks.delete", s.bankDelete},
+		{"admin.banks.add", s.bankAdd},
+		{"admin.banks.remove", s.bankRemove},
+		{"admin.banks.import", s.bankImport},
+		{"admin.banks.export", s.bankExport},
+	}
+	for _, ep := range eps {
+		s.register(ep.name, ep.h)
+		if err := svc.add(strings.ReplaceAll(ep.name, ".", "-"), SubjectPrefix+"."+ep.name, s.handler(ep.name, ep.h)); err != nil {
+			return fmt.Errorf("endpoint %s: %w", ep.name, err)
+		}
+	}
+	return nil
+}

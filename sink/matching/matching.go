@@ -1,0 +1,386 @@
+// Package matching matches every post written to the index against the
+// moderation banks and records each match as a durable event (issue #18):
+// a domain.Writer that wraps the index's writer.
+//
+// For each change it is given (one version of a post), the image record's
+// PDQ hash and media URL, the text record's text (and the URLs in it) and
+// both records' vectors are looked up in every enabled bank. Each match
+// becomes an Event with a deterministic id (post id, version, entry id),
+// published to the JetStream stream XMODAL_MATCH_EVENTS on the subject
+// xmodal.events.v1.match.<bank> with that id as Nats-Msg-Id, so a
+// redelivered post adds no event within the stream's duplicate window.
+// Apply returns only when the events are durable (acknowledged by the
+// stream) and the write is done, so a post is never acknowledged upstream
+// before its events exist. Events of review and log banks are published
+// beside the index write; a match in a bank whose action is block takes
+// the post down instead (deny-list first, then a delete in the index, an
+// audit line naming bank and entry): for those banks matching gates the
+// write.
+package matching
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// Stream and subjects of the match events.
+const (
+	Stream        = "XMODAL_MATCH_EVENTS"
+	SubjectPrefix = "xmodal.events.v1.match"
+)
+
+// Subject is the subject of the events of one bank.
+func Subject(bank string) string { return SubjectPrefix + "." + bank }
+
+// Sources of an event.
+const (
+	SourceIngest = "ingest"
+	SourceSweep  = "sweep"
+)
+
+// Event is one match of one version of a post with one bank entry.
+type Event struct {
+	// ID is EventID(post id, version, entry id): the same post version
+	// matching the same entry always has the same id.
+	ID         string           `json:"id"`
+	PostID     string           `json:"post_id"`
+	Version    uint64           `json:"version"`
+	Author     string           `json:"author,omitempty"`
+	CreatedAt  time.Time        `json:"created_at"`
+	Modality   domain.Modality  `json:"modality"`
+	Bank       string           `json:"bank"`
+	EntryID    string           `json:"entry_id"`
+	SignalType banks.SignalType `json:"signal_type"`
+	Distance   *int             `json:"distance,omitempty"`
+	Score      *float32         `json:"score,omitempty"`
+	Labels     []string         `json:"labels,omitempty"`
+	Action     banks.Action     `json:"action"`
+	MatchedAt  time.Time        `json:"matched_at"`
+	Source     string           `json:"source"`
+}
+
+// EventID is an event's deterministic id: 32 hex characters of SHA-256 over
+// the post id, the version and the entry id.
+func EventID(postID string, version uint64, entryID string) string {
+	h := sha256.New()
+	h.Write([]byte(postID))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.FormatUint(version, 10)))
+	h.Write([]byte{0})
+	h.Write([]byte(entryID))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Banks is what the writer matches against (internal/bankstore.Store).
+type Banks interface {
+	Sync(ctx context.Context) error
+	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
+}
+
+// Publisher makes events durable (EventStream).
+type Publisher interface {
+	Publish(ctx context.Context, evs []Event) error
+}
+
+// Deps of the writer.
+type Deps struct {
+	Next   domain.Writer
+	Banks  Banks
+	Events Publisher
+	// Deny records takedowns by block banks (the replicated deny-list).
+	Deny       domain.DenyList
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock of matched_at (default time.Now).
+	Now func() time.Time
+}
+
+// Writer is a domain.Writer that matches, records events, and writes.
+type Writer struct {
+	d       Deps
+	matches *prometheus.CounterVec
+	blocked prometheus.Counter
+	latency prometheus.Histogram
+}
+
+var _ domain.Writer = (*Writer)(nil)
+
+// New wraps d.Next.
+func New(d Deps) (*Writer, error) {
+	if d.Next == nil || d.Banks == nil || d.Events == nil || d.Deny == nil {
+		return nil, errors.New("matching: next writer, banks, event publisher and deny-list are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	w := &Writer{d: d,
+		matches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_match_events_total",
+			Help: "Match events recorded, by bank and source (ingest, sweep)."}, []string{"bank", "source"}),
+		blocked: prometheus.NewCounter(prometheus.CounterOpts{Name: "xmodal_match_blocked_posts_total",
+			Help: "Posts taken down at ingest because they matched a bank whose action is block."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xmodal_match_seconds",
+			Help:    "Time to match one write batch against the banks and make its events durable.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+	if d.Registerer != nil {
+		for _, c := range []prometheus.Collector{w.matches, w.blocked, w.latency} {
+			if err := d.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return w, nil
+}
+
+// queries are the lookups of one change: one per record (image, text).
+func queries(c *domain.Change) []struct {
+	rec *domain.Record
+	q   banks.Query
+} {
+	var out []struct {
+		rec *domain.Record
+		q   banks.Query
+	}
+	for i := range c.Records {
+		r := &c.Records[i]
+		var q banks.Query
+		switch r.Modality {
+		case domain.ModalityImage:
+			if len(r.PDQ) == len(pdq.Hash{}) {
+				q.PDQ = []pdq.Hash{pdq.Hash(r.PDQ)}
+			}
+			if r.MediaURL != "" && !strings.HasPrefix(r.MediaURL, "data:") {
+				q.URLs = []string{r.MediaURL}
+			}
+			q.Vector, q.Modality = r.Vector, "image"
+		case domain.ModalityText:
+			q.Text = r.Text
+			q.Vector, q.Modality = r.Vector, "text"
+		default:
+			continue // fused: its image and text are matched on their own
+		}
+		if r.ModelVersion == "" {
+			q.Vector, q.Modality = nil, "" // a vector is matched only against entries of its model
+		} else if len(q.Vector) > 0 {
+			q.ModelVersion = r.ModelVersion
+		}
+		if len(q.PDQ) == 0 && q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 {
+			continue
+		}
+		out = append(out, struct {
+			rec *domain.Record
+			q   banks.Query
+		}{r, q})
+	}
+	return out
+}
+
+// Apply matches the changes' records, takes down posts that match a block
+// bank, records every match as an event and writes the changes; it returns
+// once the events are durable and the write is done. On any error nothing
+// is acknowledged upstream and the whole batch is retried: every step is
+// idempotent (event ids, deny-list message ids, versioned writes).
+func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.Outcome, error) {
+	start := w.d.Now()
+	if err := w.d.Banks.Sync(ctx); err != nil {
+		// Fail closed: a post must not pass a block bank unchecked.
+		return nil, fmt.Errorf("matching: banks: %w", err)
+	}
+	var evs []Event
+	var tds []domain.Takedown
+	out := slices.Clone(changes)
+	now := w.d.Now().UTC()
+	for i := range out {
+		c := &out[i]
+		if c.Delete {
+			continue
+		}
+		var block *banks.Match
+		seen := map[string]bool{}
+		for _, rq := range queries(c) {
+			ms, err := w.d.Banks.Match(ctx, rq.q)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				// A record the banks cannot read (a malformed vector, say)
+				// would fail every retry: it is logged and not matched,
+				// rather than stalling the stream.
+				w.d.Logger.Warn("matching: a record could not be matched; skipped", "post_id", c.PostID, "modality", rq.rec.Modality, "err", err)
+				continue
+			}
+			for _, m := range ms {
+				id := EventID(c.PostID, c.Seq, m.EntryID)
+				if seen[m.Bank+"\x00"+id] {
+					continue
+				}
+				seen[m.Bank+"\x00"+id] = true
+				evs = append(evs, Event{ID: id, PostID: c.PostID, Version: c.Seq, Author: rq.rec.Author, CreatedAt: rq.rec.CreatedAt,
+					Modality: rq.rec.Modality, Bank: m.Bank, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance,
+					Score: m.Score, Labels: m.Labels, Action: m.Action, MatchedAt: now, Source: SourceIngest})
+				if m.Action == banks.ActionBlock && block == nil {
+					mm := m
+					block = &mm
+				}
+			}
+		}
+		if block != nil {
+			reason := fmt.Sprintf("matched bank %s entry %s (%s)", block.Bank, block.EntryID, block.SignalType)
+			tds = append(tds, domain.Takedown{PostID: c.PostID, At: now, Source: "bank:" + block.Bank, Reason: reason})
+			w.d.Logger.Info("audit: takedown at ingest", "post_id", c.PostID, "version", c.Seq, "bank", block.Bank, "entry", block.EntryID,
+				"signal_type", block.SignalType, "reason", reason)
+			*c = domain.Change{PostID: c.PostID, Seq: c.Seq, Delete: true, Deny: true}
+		}
+	}
+	// Block banks gate the write: the takedown is durable before anything
+	// is written, so no replica serves the post even for a moment.
+	if len(tds) > 0 {
+		if err := w.d.Deny.Deny(ctx, tds); err != nil {
+			return nil, fmt.Errorf("matching: takedown: %w", err)
+		}
+		w.blocked.Add(float64(len(tds)))
+	}
+	// The events and the write run side by side; both must finish before
+	// the batch is acknowledged.
+	var wg sync.WaitGroup
+	var evErr error
+	if len(evs) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			evErr = w.d.Events.Publish(ctx, evs)
+		}()
+	}
+	outcomes, err := w.d.Next.Apply(ctx, out)
+	wg.Wait()
+	if evErr != nil {
+		return nil, fmt.Errorf("matching: events: %w", evErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range evs {
+		w.matches.WithLabelValues(e.Bank, e.Source).Inc()
+	}
+	if len(evs) > 0 || len(changes) > 0 {
+		w.latency.Observe(w.d.Now().Sub(start).Seconds())
+	}
+	return outcomes, nil
+}
+
+// IsDenied asks the wrapped writer.
+func (w *Writer) IsDenied(ctx context.Context, postID string) (bool, error) {
+	return w.d.Next.IsDenied(ctx, postID)
+}
+
+// Close closes the wrapped writer.
+func (w *Writer) Close() error {
+	if c, ok := w.d.Next.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// ---- the event stream ----
+
+// StreamConfig configures the events stream.
+type StreamConfig struct {
+	// Duplicates is the duplicate window of event ids; make it at least the
+	// ingest ack wait × max deliveries (a redelivered post within it adds no
+	// event). Default 10 minutes.
+	Duplicates time.Duration
+	// MaxAge bounds how long events are kept (default 30 days).
+	MaxAge   time.Duration
+	Replicas int
+	Timeout  time.Duration
+}
+
+// EventStream publishes events to JetStream.
+type EventStream struct {
+	js      jetstream.JetStream
+	timeout time.Duration
+}
+
+// OpenEvents creates or updates the events stream.
+func OpenEvents(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (*EventStream, error) {
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 30 * 24 * time.Hour
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	_, err := js.CreateOrUpdateStream(rctx, jetstream.StreamConfig{
+		Name: Stream, Subjects: []string{SubjectPrefix + ".>"},
+		Description: "xmodal match events: one per (post version, bank entry); Nats-Msg-Id is the event id",
+		Storage:     jetstream.FileStorage, Replicas: cfg.Replicas, Duplicates: cfg.Duplicates, MaxAge: cfg.MaxAge,
+		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("matching: events stream %s: %w", Stream, err)
+	}
+	return &EventStream{js: js, timeout: cfg.Timeout}, nil
+}
+
+// Publish publishes the events and returns once every one is acknowledged
+// by the stream (durable; a duplicate id is acknowledged without a new
+// message).
+func (s *EventStream) Publish(ctx context.Context, evs []Event) error {
+	futs := make([]jetstream.PubAckFuture, 0, len(evs))
+	for _, e := range evs {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(Subject(e.Bank))
+		m.Data = b
+		m.Header.Set(jetstream.MsgIDHeader, e.ID)
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(Stream))
+		if err != nil {
+			return fmt.Errorf("publish event %s: %w", e.ID, err)
+		}
+		futs = append(futs, f)
+	}
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("event not stored: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return fmt.Errorf("events not acknowledged within %s", s.timeout)
+		}
+	}
+	return nil
+}
