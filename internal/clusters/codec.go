@@ -14,7 +14,7 @@ func u64key(v uint64) []byte {
 }
 
 // flipTime orders signed times as unsigned big-endian bytes.
-func flipTime(at int64) uint64   { return uint64(at) ^ (1 << 63) }
+func flipTime(at int64) uint64  { return uint64(at) ^ (1 << 63) }
 func unflipTime(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
 // setKey is cluster | time | post id: a cluster's members, oldest first.
