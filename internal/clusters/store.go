@@ -830,3 +830,16 @@ func cmpI64(a, b int64) int {
 	}
 	return 0
 }
+
+// Drop deletes the store's buckets in tx and creates them empty (a rebuild
+// follows). Open the Store again afterwards.
+func Drop(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketMembers, bucketSets, bucketInfos} {
+		if tx.Bucket(b) != nil {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+	}
+	return Init(tx)
+}
