@@ -291,7 +291,7 @@ func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.Clu
 	if r := out.Cluster.Representative; r != nil {
 		h := all[len(all)-1]
 		out.Cluster.Representative = &h
-		out.Members = all[:len(all)-1 : len(all)-1]
+		out.Members = all[: len(all)-1 : len(all)-1]
 	}
 	return out, nil
 }
