@@ -9,6 +9,10 @@ import (
 // ErrNotFound is returned for an unknown cluster (or other named item).
 var ErrNotFound = errors.New("not found")
 
+// ErrUnsupported is returned by an index asked for what it does not keep
+// (clusters on an index without them).
+var ErrUnsupported = errors.New("not supported by this index")
+
 // ClusterSummary describes a near-duplicate cluster: its size, the creation
 // times of its earliest and newest members, and its representative (the
 // earliest member's image record as a hit).

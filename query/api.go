@@ -49,6 +49,8 @@ type SearchRequest struct {
 	Thumbnails bool `json:"thumbnails,omitempty"`
 	// Recency boosts recent posts for trending use (see recency.go for the formula).
 	Recency *Recency `json:"recency,omitempty"`
+	// Trending keeps hits from the clusters trending now (cluster.go).
+	Trending *TrendingSearch `json:"trending,omitempty"`
 }
 
 // SearchResponse is the reply of xmodal.v1.search.

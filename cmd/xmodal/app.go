@@ -31,6 +31,7 @@ import (
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -262,6 +263,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	}
 	a.registerRoleMetrics() // roles.go
 	a.reg.MustRegister(newIndexRecordsCollector(a.ix))
+	if e, ok := a.ix.(*embedded.Index); ok && e.Clustered() {
+		a.reg.MustRegister(e.ClusterCollector())
+	}
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err

@@ -209,7 +209,7 @@ func (ix *Index) ClusterStats() (clusters.Stats, bool) {
 }
 
 // ErrNoClusters is returned by the cluster reads of an index without clusters.
-var ErrNoClusters = errors.New("embedded index: clusters are off (index.clusters)")
+var ErrNoClusters = fmt.Errorf("embedded index: clusters are off: %w", domain.ErrUnsupported)
 
 // clusterRefs fills the hits' cluster references.
 func (ix *Index) clusterRefs(hits []domain.Hit) {
@@ -352,3 +352,20 @@ func (ix *Index) Trending(ctx context.Context, q domain.TrendingQuery) ([]domain
 }
 
 var _ domain.ClusterIndex = (*Index)(nil)
+
+// ClusterOfPost returns the cluster of a post (0: none).
+func (ix *Index) ClusterOfPost(post string) uint64 {
+	if ix.cl == nil {
+		return 0
+	}
+	return ix.cl.ClusterOf(post)
+}
+
+// ClusterCollector returns the Prometheus collector of the index's clusters
+// (nil when clusters are off).
+func (ix *Index) ClusterCollector() *clusters.Collector {
+	if ix.cl == nil {
+		return nil
+	}
+	return clusters.NewCollector(ix.cl)
+}
