@@ -160,7 +160,7 @@ func TestGatewayIndexTellsThePage(t *testing.T) {
 		postURL   string
 		endpoints []string
 	}{
-		{query.GatewayOptions{}, false, "", []string{"admin.delete", "cluster", "get", "neardup", "search", "stats", "trending"}},
+		{query.GatewayOptions{}, false, "", []string{"admin.dedup", "admin.delete", "cluster", "get", "neardup", "search", "stats", "trending"}},
 		{query.GatewayOptions{AdminToken: testToken, PostURL: "https://social.example/p/{id}"}, true, "https://social.example/p/{id}", nil},
 	} {
 		srv := httptest.NewServer(query.NewGateway(s.svc, tc.opt))

@@ -82,6 +82,9 @@ type Deps struct {
 	// Authors lists an author's posts for by-author deletes; nil: the Index when
 	// it implements AuthorIndex.
 	Authors AuthorIndex
+	// Dedup runs the batch near-duplicate job (xmodal.v1.admin.dedup); nil:
+	// the endpoint answers 501.
+	Dedup DedupRunner
 	// Coder codes query vectors for the hash and hybrid plans; nil leaves it to
 	// the index. The neardup endpoint needs an Index that is a
 	// domain.NearDupSearcher.

@@ -27,6 +27,7 @@ import (
 	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
+	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
@@ -62,6 +63,7 @@ type app struct {
 	httpAddr  string // the address http.listen resolved to
 	ready     atomic.Bool
 	cache     query.Cache
+	dedup     *dedup.Manager // the batch near-duplicate job (embedded index, serving roles)
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -251,9 +253,16 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		}
 	}
 	if r.serves() {
+		var runner query.DedupRunner
+		if e, ok := a.ix.(*embedded.Index); ok {
+			if a.dedup, err = dedup.NewManager(e, filepath.Join(cfg.DataDir, "dedup"), log, a.reg); err != nil {
+				return nil, err
+			}
+			runner = a.dedup
+		}
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Dedup: runner})
 		if err != nil {
 			return nil, err
 		}
@@ -405,6 +414,9 @@ func (a *app) Close() {
 	}
 	if a.svc != nil {
 		a.svc.Stop()
+	}
+	if a.dedup != nil {
+		a.dedup.Close() // a running job stops; its checkpoint lets it resume
 	}
 	if a.kafka != nil {
 		// Commits what is safe (every acked offset below the first unacked one).

@@ -65,7 +65,7 @@ see 'xmodal config reference'.`,
 		SilenceErrors: true,
 	}
 	configFlags(root.PersistentFlags())
-	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd())
+	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd(), dedupCmd())
 	return root
 }
 
