@@ -114,6 +114,23 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 			return nil, err
 		}
 	}
+	// Posts with identical hashes have the same neighbours: only the first
+	// of each searches; the others join it.
+	first := make([]int32, n)
+	{
+		seen := make(map[hamming.Code]int32, n)
+		for i := range items {
+			f, ok := seen[items[i].Sig]
+			if !ok {
+				f = int32(i)
+				seen[items[i].Sig] = f
+			}
+			first[i] = f
+			if f != int32(i) {
+				uf.Union(int(f), i)
+			}
+		}
+	}
 	total := opt.TotalSearches(n)
 	done := func() int64 { // searches finished before (lo, pos)
 		var d int64
@@ -146,7 +163,7 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 				return nil, err
 			}
 			end := min(pos+chunk*opt.Workers, n)
-			pairs := searchRange(ix, items, pos, end, opt)
+			pairs := searchRange(ix, items, first, pos, end, opt)
 			for _, p := range pairs {
 				uf.Union(int(p[0]), int(p[1]))
 			}
@@ -172,7 +189,7 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 
 // searchRange searches the posts pos..end-1 in ix, Workers at once, and
 // returns the linked pairs.
-func searchRange(ix *hamming.Index, items []Item, pos, end int, opt Options) [][2]int32 {
+func searchRange(ix *hamming.Index, items []Item, first []int32, pos, end int, opt Options) [][2]int32 {
 	var wg sync.WaitGroup
 	per := (end - pos + opt.Workers - 1) / opt.Workers
 	out := make([][][2]int32, opt.Workers)
@@ -187,6 +204,9 @@ func searchRange(ix *hamming.Index, items []Item, pos, end int, opt Options) [][
 			var buf []hamming.Match
 			var q [1]hamming.Code
 			for i := a; i < b; i++ {
+				if first[i] != int32(i) {
+					continue // a copy: its first searches for both
+				}
 				q[0] = items[i].Sig
 				buf, _ = ix.Search(q[:], opt.Threshold, buf[:0]) // errors only for a radius out of range (validated)
 				for _, m := range buf {
