@@ -120,6 +120,9 @@ type Record struct {
 	// Pillow's draft does; "exact": full size); empty for text records and
 	// for records written before it was recorded.
 	Preprocess string `json:"preprocess,omitempty"`
+	// Cluster is the post's near-duplicate cluster (0: none), kept by the
+	// index (the embedded index at ingest; docs/clusters.md).
+	Cluster uint64 `json:"cluster,omitempty"`
 }
 
 // MaxStoredText is how many bytes of a post's text a record keeps for display.
@@ -149,6 +152,16 @@ type Hit struct {
 	Text      string    `json:"text,omitempty"`
 	MediaURL  string    `json:"media_url,omitempty"`
 	Thumbnail []byte    `json:"thumbnail,omitempty"`
+	// Cluster is the post's near-duplicate cluster, joined when the reply is
+	// built (nil: none, or an index without clusters).
+	Cluster *ClusterRef `json:"cluster,omitempty"`
+}
+
+// ClusterRef is what a hit shows of its post's cluster.
+type ClusterRef struct {
+	ID        uint64    `json:"id"`
+	Size      int       `json:"size"`
+	FirstSeen time.Time `json:"first_seen"`
 }
 
 // HitFromRecord copies what a result page shows from r.

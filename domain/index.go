@@ -2,6 +2,7 @@ package domain
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -12,11 +13,19 @@ type Filter struct {
 	Until   time.Time `json:"until,omitzero"`
 	// Labels matches a record that carries at least one of these labels.
 	Labels []string `json:"labels,omitempty"`
+	// Cluster keeps the records of one near-duplicate cluster; Clusters the
+	// records of any of these clusters (trending search uses it). Only the
+	// embedded index keeps clusters (docs/clusters.md).
+	Cluster  uint64   `json:"cluster,omitempty"`
+	Clusters []uint64 `json:"clusters,omitempty"`
 }
+
+// HasClusters reports whether f filters by cluster.
+func (f *Filter) HasClusters() bool { return f.Cluster != 0 || len(f.Clusters) > 0 }
 
 // Empty reports whether f filters nothing.
 func (f *Filter) Empty() bool {
-	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0
+	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0 && !f.HasClusters()
 }
 
 // Match reports whether r passes the filter.
@@ -28,6 +37,12 @@ func (f *Filter) Match(r *Record) bool {
 		return false
 	}
 	if !f.Until.IsZero() && !r.CreatedAt.Before(f.Until) {
+		return false
+	}
+	if f.Cluster != 0 && r.Cluster != f.Cluster {
+		return false
+	}
+	if len(f.Clusters) > 0 && !slices.Contains(f.Clusters, r.Cluster) {
 		return false
 	}
 	if len(f.Labels) > 0 {

@@ -175,5 +175,9 @@ func auditIDs(ids []string) string {
 // startAdmin registers the admin endpoints under AdminPrefix.
 func (s *Service) startAdmin(svc *microService) error {
 	s.register("admin.delete", s.delete)
-	return svc.add("admin-delete", AdminPrefix+".delete", s.handler("admin.delete", s.delete))
+	if err := svc.add("admin-delete", AdminPrefix+".delete", s.handler("admin.delete", s.delete)); err != nil {
+		return err
+	}
+	s.register("admin.dedup", s.dedup)
+	return svc.add("admin-dedup", AdminPrefix+".dedup", s.handler("admin.dedup", s.dedup))
 }

@@ -49,6 +49,8 @@ type SearchRequest struct {
 	Thumbnails bool `json:"thumbnails,omitempty"`
 	// Recency boosts recent posts for trending use (see recency.go for the formula).
 	Recency *Recency `json:"recency,omitempty"`
+	// Trending keeps hits from the clusters trending now (cluster.go).
+	Trending *TrendingSearch `json:"trending,omitempty"`
 }
 
 // SearchResponse is the reply of xmodal.v1.search.
@@ -127,6 +129,7 @@ type StatsResponse struct {
 const (
 	CodeBadRequest     = 400
 	CodeNotFound       = 404
+	CodeConflict       = 409 // a bank name that is taken; a dedup job already running
 	CodeTooLarge       = 413
 	CodeUnprocessable  = 422 // an image that cannot be decoded
 	CodeTooManyRequest = 429

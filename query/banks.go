@@ -31,9 +31,6 @@ type Banks interface {
 	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
 }
 
-// CodeConflict: a bank name that is taken.
-const CodeConflict = 409
-
 // Limits of bank requests.
 const (
 	MaxBankEntriesPerAdd = 10_000

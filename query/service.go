@@ -90,6 +90,9 @@ type Deps struct {
 	// embedding thresholds are refused; nil: embedding thresholds are
 	// refused (nothing to judge them by).
 	Calibration *banks.Calibration
+	// Dedup runs the batch near-duplicate job (xmodal.v1.admin.dedup); nil:
+	// the endpoint answers 501.
+	Dedup DedupRunner
 	// Coder codes query vectors for the hash and hybrid plans; nil leaves it to
 	// the index. The neardup endpoint needs an Index that is a
 	// domain.NearDupSearcher.
@@ -163,6 +166,8 @@ func (s *Service) Start(nc *nats.Conn) error {
 		{"get", s.get},
 		{"stats", s.stats},
 		{"neardup", s.neardup},
+		{"cluster", s.cluster},
+		{"trending", s.trending},
 	}
 	for _, ep := range eps {
 		s.register(ep.name, ep.h)
@@ -359,6 +364,9 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	if err := r.Recency.validate(); err != nil {
 		return nil, err
 	}
+	if err := r.Trending.validate(); err != nil {
+		return nil, err
+	}
 	return &r, nil
 }
 
@@ -379,6 +387,18 @@ func (s *Service) searchUncached(ctx context.Context, r *SearchRequest, start ti
 	plan := domain.Plan(r.Plan)
 	if plan == "" {
 		plan = domain.PlanExact
+	}
+	if r.Trending != nil {
+		rr := *r
+		ok, err := s.trendingFilter(ctx, r.Trending, &rr.Filter)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &SearchResponse{Hits: []domain.Hit{}, Plan: string(plan), Model: s.d.Encoder.Version(),
+				TookMS: float64(time.Since(start).Microseconds()) / 1000}, nil
+		}
+		r = &rr
 	}
 	hits, err := s.searchTargets(ctx, vec, r, plan)
 	if err != nil {

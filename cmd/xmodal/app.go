@@ -28,12 +28,14 @@ import (
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/ingest/media"
 	"github.com/xmodal/xmodal/internal/bankstore"
+	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/fsprobe"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/matching"
+	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -65,6 +67,7 @@ type app struct {
 	httpAddr  string // the address http.listen resolved to
 	ready     atomic.Bool
 	cache     query.Cache
+	dedup     *dedup.Manager // the batch near-duplicate job (embedded index, serving roles)
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -270,9 +273,16 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		}
 	}
 	if r.serves() {
+		var runner query.DedupRunner
+		if e, ok := a.ix.(*embedded.Index); ok {
+			if a.dedup, err = dedup.NewManager(e, filepath.Join(cfg.DataDir, "dedup"), log, a.reg); err != nil {
+				return nil, err
+			}
+			runner = a.dedup
+		}
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Dedup: runner})
 		if err != nil {
 			return nil, err
 		}
@@ -282,6 +292,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	}
 	a.registerRoleMetrics() // roles.go
 	a.reg.MustRegister(newIndexRecordsCollector(a.ix))
+	if e, ok := a.ix.(*embedded.Index); ok && e.Clustered() {
+		a.reg.MustRegister(e.ClusterCollector())
+	}
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err
@@ -491,6 +504,9 @@ func (a *app) Close() {
 	}
 	if a.svc != nil {
 		a.svc.Stop()
+	}
+	if a.dedup != nil {
+		a.dedup.Close() // a running job stops; its checkpoint lets it resume
 	}
 	if a.kafka != nil {
 		// Commits what is safe (every acked offset below the first unacked one).

@@ -19,6 +19,8 @@ import (
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
+	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/sink/embedded"
 )
 
 // Config is the whole configuration of the binary. Each leaf has a key (the YAML
@@ -110,6 +112,13 @@ type Config struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
 	} `yaml:"log"`
+	Clusters struct {
+		Enabled    bool          `yaml:"enabled" help:"keep near-duplicate clusters of image posts at ingest (embedded index only; docs/clusters.md)"`
+		Threshold  int           `yaml:"threshold" help:"two images link when their whole-image PDQ hashes differ in at most this many bits (1..256); a change rebuilds the clusters on start"`
+		Bucket     time.Duration `yaml:"bucket" help:"granularity of the per-window member counts that trending reads (trending windows are whole buckets)"`
+		Retention  time.Duration `yaml:"retention" help:"per-window counts older than this before a cluster's newest member are dropped (the longest trending window is half of it)"`
+		SplitLimit int           `yaml:"split_limit" help:"a takedown recomputes its cluster's components (a split where it was the only link) up to this many members; larger clusters stay whole until xmodal dedup --apply"`
+	} `yaml:"clusters"`
 	// Milvus and roles: roles.go.
 	Milvus        MilvusConfig  `yaml:"milvus"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" help:"on SIGTERM, how long the posts in flight may take to finish (then the rest are abandoned, unacknowledged) and HTTP requests to drain; keep Kubernetes' terminationGracePeriodSeconds above it"`
@@ -155,6 +164,11 @@ func DefaultConfig() *Config {
 	c.HTTP.Listen = "127.0.0.1:9464"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.Clusters.Enabled = true
+	c.Clusters.Threshold = embedded.DefaultClusterThreshold
+	c.Clusters.Bucket = clusters.DefaultBucket
+	c.Clusters.Retention = clusters.DefaultRetention
+	c.Clusters.SplitLimit = clusters.DefaultSplitLimit
 	defaultMilvus(&c.Milvus)
 	c.ShutdownGrace = 20 * time.Second
 	return c
@@ -245,6 +259,15 @@ func (c *Config) Validate() error {
 		if c.Kafka.CommitInterval <= 0 {
 			return bad("kafka.commit_interval", "must be positive")
 		}
+	}
+	if c.Clusters.Threshold < 1 || c.Clusters.Threshold > 256 {
+		return bad("clusters.threshold", "%d is outside 1..256", c.Clusters.Threshold)
+	}
+	if c.Clusters.Bucket <= 0 || c.Clusters.Retention < c.Clusters.Bucket {
+		return bad("clusters.bucket", "must be positive and at most clusters.retention (%v, %v)", c.Clusters.Bucket, c.Clusters.Retention)
+	}
+	if c.Clusters.SplitLimit < 1 {
+		return bad("clusters.split_limit", "must be positive, got %d", c.Clusters.SplitLimit)
 	}
 	if c.Query.Timeout <= 0 {
 		return bad("query.timeout", "must be positive")

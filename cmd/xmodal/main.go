@@ -64,7 +64,7 @@ see 'xmodal config reference'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), bankCmd(), eventsCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd(), milvusCmd())
+	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), bankCmd(), eventsCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd(), milvusCmd(), dedupCmd())
 	for _, c := range root.Commands() {
 		if c.Name() != "help" && c.Name() != "completion" {
 			configFlags(c.PersistentFlags(), commandScopes[c.Name()])
@@ -96,6 +96,7 @@ var commandScopes = map[string]scope{
 	"gen":     {none: true},
 	"bank":    {only: []string{"nats", "log"}},
 	"events":  {only: []string{"nats", "log"}},
+	"dedup":   {only: []string{"nats", "log"}},
 	"milvus":  {only: []string{"milvus", "model", "ort", "log"}},
 }
 

@@ -246,7 +246,7 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	if cfg.Milvus.Address == "" {
 		path := filepath.Join(cfg.DataDir, "index.db")
 		ix, err := embedded.Open(ctx, embedded.Options{Path: path, Dim: a.model.Dim(),
-			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder)})
+			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder), Clusters: cfg.clusterOptions()})
 		if err != nil {
 			return nil, err
 		}
@@ -603,4 +603,13 @@ http.listen, from Milvus (milvus.address, required), with the query cache (Redis
 when redis.addr is set). Serves /metrics, /healthz and /readyz; ready when NATS
 is connected and Milvus answers. With milvus.follow_alias it searches the
 collection the alias points to (model upgrades).`)
+}
+
+// clusterOptions are the embedded index's cluster options (nil: off).
+func (c *Config) clusterOptions() *embedded.ClusterOptions {
+	if !c.Clusters.Enabled {
+		return nil
+	}
+	k := c.Clusters
+	return &embedded.ClusterOptions{Threshold: k.Threshold, Bucket: k.Bucket, Retention: k.Retention, SplitLimit: k.SplitLimit}
 }

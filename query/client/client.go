@@ -51,6 +51,18 @@ func (c *Client) NearDup(ctx context.Context, r *query.NearDupRequest) (*query.N
 	return &out, c.call(ctx, "neardup", r, &out)
 }
 
+// Cluster returns a page of a near-duplicate cluster's members (xmodal.v1.cluster).
+func (c *Client) Cluster(ctx context.Context, r *query.ClusterRequest) (*query.ClusterResponse, error) {
+	var out query.ClusterResponse
+	return &out, c.call(ctx, "cluster", r, &out)
+}
+
+// Trending returns the clusters that grew most in a window (xmodal.v1.trending).
+func (c *Client) Trending(ctx context.Context, r *query.TrendingRequest) (*query.TrendingResponse, error) {
+	var out query.TrendingResponse
+	return &out, c.call(ctx, "trending", r, &out)
+}
+
 // Stats returns record counts and the model.
 func (c *Client) Stats(ctx context.Context) (*query.StatsResponse, error) {
 	var out query.StatsResponse

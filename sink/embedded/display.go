@@ -30,6 +30,9 @@ func (ix *Index) slim(r *domain.Record) *domain.Record {
 	} else {
 		m.PostID = r.PostID
 	}
+	if ix.cl != nil {
+		m.Cluster = ix.cl.ClusterOf(r.PostID)
+	}
 	m.Author = ix.intern(r.Author)
 	m.ModelVersion = ix.intern(r.ModelVersion)
 	if len(r.Labels) > 0 {
@@ -82,6 +85,10 @@ func readMeta(b []byte) (storedMeta, error) {
 func (ix *Index) display(hits []domain.Hit, nd []domain.NearDupHit) error {
 	if len(hits) == 0 && len(nd) == 0 {
 		return nil
+	}
+	ix.clusterRefs(hits)
+	for i := range nd {
+		ix.clusterRef(&nd[i].Hit)
 	}
 	return ix.db.View(func(tx *bolt.Tx) error {
 		recs, thumbs := tx.Bucket(bucketRecords), tx.Bucket(bucketThumbs)

@@ -27,6 +27,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/clusters"
 )
 
 var (
@@ -56,6 +57,9 @@ type Options struct {
 	// HybridCandidates is C for hybrid queries that give none; 0 means
 	// DefaultCandidates of the number of records searched.
 	HybridCandidates int
+	// Clusters, when set, keeps near-duplicate clusters of image posts at
+	// ingest (clusters.go, docs/clusters.md).
+	Clusters *ClusterOptions
 }
 
 // Coder computes the binary code of a vector of a modality.
@@ -93,6 +97,9 @@ type Index struct {
 	segs            [3]*segment // image, text, fused
 	slotOf          map[string]loc
 	strs            map[string]string // interned authors, labels, model versions (mu)
+
+	cl    *clusters.Store // nil: clusters off
+	clOpt ClusterOptions
 }
 
 // loc is where a record lives: its segment and position.
@@ -136,9 +143,22 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		db.Close()
 		return nil, err
 	}
+	rebuild := false
+	if opt.Clusters != nil {
+		if rebuild, err = ix.openClusters(*opt.Clusters); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := ix.load(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if rebuild {
+		if err := ix.rebuildClusters(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("embedded index: build clusters: %w", err)
+		}
 	}
 	return ix, nil
 }
@@ -369,6 +389,7 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	}
 	ops := make([]memOp, len(changes))
 	var adopt codeMeta
+	var ct *clusters.Txn
 	err = ix.db.Update(func(tx *bolt.Tx) error {
 		recs, posts, deny, thumbs := tx.Bucket(bucketRecords), tx.Bucket(bucketPosts), tx.Bucket(bucketDeny), tx.Bucket(bucketThumbs)
 		var err error
@@ -458,10 +479,26 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			}
 			outcomes[i] = domain.Applied
 		}
+		// The clusters change in the same transaction as the records (after
+		// them: Begin waits for another Apply's clusters to be published).
+		if ix.cl != nil {
+			ct = ix.cl.Begin(tx)
+			for i := range changes {
+				if err := ix.clusterChange(ct, &changes[i], outcomes[i]); err != nil {
+					return fmt.Errorf("clusters: post %q: %w", changes[i].PostID, err)
+				}
+			}
+		}
 		return nil
 	})
 	if err != nil {
+		if ct != nil {
+			ct.Abort()
+		}
 		return nil, fmt.Errorf("embedded index: apply: %w", err)
+	}
+	if ct != nil {
+		ct.Commit()
 	}
 	ix.mu.Lock()
 	if adopt.Bits != 0 && ix.codeBits == 0 {
@@ -474,6 +511,9 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		for _, r := range op.put {
 			ix.putMem(r)
 		}
+	}
+	if ct != nil {
+		ix.setClusters(ct.Changed())
 	}
 	ix.mu.Unlock()
 	return outcomes, nil

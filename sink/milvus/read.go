@@ -22,6 +22,10 @@ const maxTopK = 16384
 // displayFields are what a hit needs.
 var displayFields = []string{fPostID, fModality, fAuthor, fCreatedAt, fLabels, fText, fMediaURL, fThumbnail}
 
+// errNoClusters refuses cluster filters: the Milvus backend keeps no
+// near-duplicate clusters yet (docs/clusters.md, "Milvus").
+var errNoClusters = fmt.Errorf("%w: cluster filters need the embedded index (Milvus keeps no clusters yet)", domain.ErrInvalidQuery)
+
 // FilterExpr turns a modality and a filter into a Milvus boolean expression ("" when
 // nothing filters). Strings are quoted as Go literals, which Milvus's parser reads.
 func FilterExpr(m domain.Modality, f domain.Filter) string {
@@ -87,6 +91,9 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 	}
 	if q.Candidates < 0 {
 		return nil, fmt.Errorf("%w: candidates must not be negative, got %d", domain.ErrInvalidQuery, q.Candidates)
+	}
+	if q.Filter.HasClusters() {
+		return nil, errNoClusters
 	}
 	expr := FilterExpr(q.Modality, q.Filter)
 	switch q.Plan {
@@ -547,6 +554,9 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 	k := q.K
 	if k == 0 || k > maxTopK {
 		k = maxTopK
+	}
+	if q.Filter.HasClusters() {
+		return nil, errNoClusters
 	}
 	expr := FilterExpr("", q.Filter)
 	if q.MinQuality > 0 {

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xmodal/xmodal/internal/dedup"
+	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
+)
+
+func dedupCmd() *cobra.Command {
+	var (
+		threshold, maxMem, minSize int
+		since, until               string
+		resume, status, cancelID   string
+		noFollow, asJSON           bool
+		poll                       time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "dedup [--threshold BITS] [--since WHEN] [--until WHEN]",
+		Short: "Group the index's image posts into near-duplicate clusters (batch job, admin)",
+		Long: `Starts the batch near-duplicate job in the serving process (xmodal.v1.admin.dedup;
+the embedded index's xmodal run) and follows its progress: connected components
+of the image posts whose whole-image PDQ hashes differ in at most --threshold
+bits, over the whole index or a time window. The job writes, in a folder under
+the server's data_dir/dedup: clusters.jsonl (one cluster per line: cluster,
+representative, size, first_seen, last_seen, members), summary.json (clusters by
+size, the largest ones) and report.html (the largest clusters with thumbnails).
+A job survives the server's crash or restart as a checkpoint: --resume ID
+continues it. Over the whole index at the threshold of the incremental
+clusters (clusters.threshold), the summary counts the posts the two group
+differently (drift; 0 expected). Needs publish permission on
+xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
+		Example: `  xmodal dedup
+  xmodal dedup --threshold 24 --since 24h --max-memory-mb 256
+  xmodal dedup --resume dedup-20261202T093753Z-cbb8c9
+  xmodal dedup --status dedup-20261202T093753Z-cbb8c9 --json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := query.DedupRequest{MaxMemoryMB: maxMem, MinSize: minSize, Resume: resume}
+			switch {
+			case status != "":
+				req = query.DedupRequest{Action: "status", ID: status}
+			case cancelID != "":
+				req = query.DedupRequest{Action: "cancel", ID: cancelID}
+			default:
+				if cmd.Flags().Changed("threshold") {
+					req.Threshold = &threshold
+				}
+				now := time.Now()
+				var err error
+				if req.Since, err = parseWhen(since, now); err != nil {
+					return fmt.Errorf("--since: %w", err)
+				}
+				if req.Until, err = parseWhen(until, now); err != nil {
+					return fmt.Errorf("--until: %w", err)
+				}
+			}
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			st, err := dedupCall(cmd.Context(), cl, req)
+			if err != nil {
+				return err
+			}
+			if req.Action == "" && !asJSON {
+				fmt.Fprintf(cmd.ErrOrStderr(), "dedup job %s started (threshold %d bits); outputs in %s on the server\n", st.ID, st.Request.Threshold, st.Dir)
+			}
+			if req.Action == "" && !noFollow {
+				if st, err = followDedup(cmd.Context(), cl, st, poll, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
+			return printDedup(cmd.OutOrStdout(), st, asJSON)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&threshold, "threshold", query.DefaultNearDupDistance, "link distance in PDQ bits (0..256)")
+	f.StringVar(&since, "since", "", "only posts created at or after: RFC 3339, a date (2026-11-01), or a duration ago (24h)")
+	f.StringVar(&until, "until", "", "only posts created before: RFC 3339, a date, or a duration ago")
+	f.IntVar(&maxMem, "max-memory-mb", 0, "bound on the search index's memory in MiB (0: unbounded); a smaller bound searches in more passes")
+	f.IntVar(&minSize, "min-size", 2, "smallest cluster written to clusters.jsonl")
+	f.StringVar(&resume, "resume", "", "continue an interrupted job from its checkpoint (its id)")
+	f.StringVar(&status, "status", "", "print a job's status (its id) and exit")
+	f.StringVar(&cancelID, "cancel", "", "cancel a running job (its id); --resume continues it later")
+	f.BoolVar(&noFollow, "no-follow", false, "start the job and exit without following it")
+	f.BoolVar(&asJSON, "json", false, "print the job's status as JSON")
+	f.DurationVar(&poll, "poll", 500*time.Millisecond, "how often to ask for progress")
+	return c
+}
+
+func dedupCall(ctx context.Context, cl *client.Client, req query.DedupRequest) (dedup.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var st dedup.Status
+	err := cl.Call(ctx, "admin.dedup", &req, &st)
+	var qe *query.Error
+	if errors.As(err, &qe) && qe.Code == query.CodeNotImplemented {
+		return st, fmt.Errorf("%w (the batch job runs in the embedded index's serving process: xmodal run)", err)
+	}
+	return st, err
+}
+
+// followDedup polls the job and draws a progress bar until it ends.
+func followDedup(ctx context.Context, cl *client.Client, st dedup.Status, poll time.Duration, w io.Writer) (dedup.Status, error) {
+	start := time.Now()
+	for st.State == dedup.StateRunning {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(w, "\nstopped following; the job goes on: xmodal dedup --status %s\n", st.ID)
+			return st, ctx.Err()
+		case <-time.After(poll):
+		}
+		next, err := dedupCall(ctx, cl, query.DedupRequest{Action: "status", ID: st.ID})
+		if err != nil {
+			return st, err
+		}
+		st = next
+		fmt.Fprint(w, "\r"+progressBar(st, time.Since(start)))
+	}
+	fmt.Fprintln(w)
+	return st, nil
+}
+
+func progressBar(st dedup.Status, elapsed time.Duration) string {
+	frac := 0.0
+	if st.Total > 0 {
+		frac = float64(st.Done) / float64(st.Total)
+	}
+	const width = 30
+	n := int(frac * width)
+	eta := ""
+	if frac > 0.01 && frac < 1 {
+		eta = fmt.Sprintf(", eta %v", (time.Duration(float64(elapsed)/frac) - elapsed).Round(time.Second))
+	}
+	phase := st.Phase
+	if phase == "" {
+		phase = st.State
+	}
+	return fmt.Sprintf("[%s%s] %5.1f%% %s %d/%d searches%s   ", strings.Repeat("#", n), strings.Repeat(" ", width-n), 100*frac, phase, st.Done, st.Total, eta)
+}
+
+func printDedup(w io.Writer, st dedup.Status, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Fprintf(w, "job %s: %s", st.ID, st.State)
+	if st.Error != "" {
+		fmt.Fprintf(w, " (%s)", st.Error)
+	}
+	fmt.Fprintln(w)
+	if s := st.Summary; s != nil {
+		fmt.Fprintf(w, "%d image posts, threshold %d bits: %d clusters of two or more holding %d posts (%.1f s)\n",
+			s.Posts, s.Threshold, s.Clusters, s.Clustered, s.TookSec)
+		for _, b := range s.BySize {
+			r := fmt.Sprintf("%d-%d", b.Lo, b.Hi)
+			if b.Hi == 0 {
+				r = fmt.Sprintf("%d+", b.Lo)
+			} else if b.Lo == b.Hi {
+				r = fmt.Sprint(b.Lo)
+			}
+			fmt.Fprintf(w, "  size %-9s %d clusters\n", r, b.N)
+		}
+		if s.Drift >= 0 {
+			fmt.Fprintf(w, "posts grouped differently by the incremental clusters: %d\n", s.Drift)
+		}
+		fmt.Fprintf(w, "outputs (on the server): %s/{clusters.jsonl,summary.json,report.html}\n", st.Dir)
+	} else if st.State == dedup.StateRunning {
+		fmt.Fprintln(w, progressBar(st, time.Since(st.Started)))
+	}
+	if st.State == dedup.StateFailed {
+		return fmt.Errorf("dedup job %s failed: %s", st.ID, st.Error)
+	}
+	return nil
+}

@@ -1,0 +1,329 @@
+// Package dedup is the batch near-duplicate job (xmodal dedup): connected
+// components of the link graph "whole-image PDQ hashes within a threshold"
+// over a set of image posts, by exact multi-index-hashing range search
+// (internal/hamming) and union-find (internal/clusters), with the search
+// index's memory bounded (the posts are indexed in blocks that each fit),
+// progress reports, and checkpoints to resume after a crash. The partition
+// is the one the incremental clusters keep at the same threshold
+// (docs/clusters.md). Manager runs jobs inside the serving process.
+package dedup
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// Item is an image post as the job reads it.
+type Item struct {
+	Post string
+	At   int64 // creation time, Unix ns
+	Sig  hamming.Code
+}
+
+// Options of Components.
+type Options struct {
+	// Threshold: two posts link when their hashes differ in at most this
+	// many bits (0..256).
+	Threshold int
+	// MaxIndexBytes bounds the memory of the search index (0: one index of
+	// every post). Posts are indexed in blocks of at most
+	// MaxIndexBytes/BytesPerEntry; each block is searched by every post
+	// after its start, so a smaller bound costs more passes.
+	MaxIndexBytes int64
+	// Workers searching at once (default GOMAXPROCS).
+	Workers int
+	// Checkpoint is the file the state is saved to and resumed from ("":
+	// none); saved every CheckpointEvery (default 10 s).
+	Checkpoint      string
+	CheckpointEvery time.Duration
+	// Progress, when set, is called with the searches done and their total.
+	Progress func(done, total int64)
+}
+
+// BytesPerEntry is the measured memory of one entry of a built hamming
+// index (bench/results/hamming.txt: 124 to 141 bytes per entry).
+const BytesPerEntry = 140
+
+// minBlock is the smallest block, whatever the memory bound.
+const minBlock = 4096
+
+// Validate reports a bad option.
+func (o *Options) Validate() error {
+	if o.Threshold < 0 || o.Threshold > hamming.Bits {
+		return fmt.Errorf("dedup: threshold %d is outside 0..%d", o.Threshold, hamming.Bits)
+	}
+	if o.MaxIndexBytes < 0 || o.Workers < 0 || o.CheckpointEvery < 0 {
+		return errors.New("dedup: memory bound, workers and checkpoint interval must not be negative")
+	}
+	return nil
+}
+
+// blockSize is the number of posts per indexed block.
+func (o *Options) blockSize(n int) int {
+	if o.MaxIndexBytes == 0 {
+		return max(n, 1)
+	}
+	return max(minBlock, int(o.MaxIndexBytes/BytesPerEntry))
+}
+
+// TotalSearches is the number of searches Components runs over n posts.
+func (o *Options) TotalSearches(n int) int64 {
+	b := o.blockSize(n)
+	var t int64
+	for lo := 0; lo < n; lo += b {
+		t += int64(n - lo)
+	}
+	return t
+}
+
+// Components returns the connected components of items: a union-find over
+// their positions. Items must be in the same order on a resumed run (the
+// checkpoint records a fingerprint of them and is ignored when it differs).
+func Components(ctx context.Context, items []Item, opt Options) (*clusters.UnionFind, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	if opt.Workers == 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opt.CheckpointEvery == 0 {
+		opt.CheckpointEvery = 10 * time.Second
+	}
+	n := len(items)
+	block := opt.blockSize(n)
+	fp := fingerprint(items, opt.Threshold)
+	uf := clusters.NewUnionFind(n)
+	var lo, pos int // the block being searched and the next post to search it with
+	if opt.Checkpoint != "" {
+		if cp, err := loadCheckpoint(opt.Checkpoint, fp, n); err == nil {
+			uf, lo, pos = cp.uf, cp.lo, cp.pos
+		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, errStale) {
+			return nil, err
+		}
+	}
+	// Posts with identical hashes have the same neighbours: only the first
+	// of each searches; the others join it.
+	first := make([]int32, n)
+	{
+		seen := make(map[hamming.Code]int32, n)
+		for i := range items {
+			f, ok := seen[items[i].Sig]
+			if !ok {
+				f = int32(i)
+				seen[items[i].Sig] = f
+			}
+			first[i] = f
+			if f != int32(i) {
+				uf.Union(int(f), i)
+			}
+		}
+	}
+	total := opt.TotalSearches(n)
+	done := func() int64 { // searches finished before (lo, pos)
+		var d int64
+		for b := 0; b < lo; b += block {
+			d += int64(n - b)
+		}
+		return d + int64(pos-lo)
+	}
+	lastSave := time.Now()
+	for ; lo < n; lo, pos = lo+block, lo+block {
+		hi := min(lo+block, n)
+		if pos < lo {
+			pos = lo
+		}
+		ix, err := hamming.New(hamming.Options{DeferMaintenance: true, Workers: opt.Workers})
+		if err != nil {
+			return nil, err
+		}
+		ids := make([]uint64, hi-lo)
+		codes := make([]hamming.Code, hi-lo)
+		for i := lo; i < hi; i++ {
+			ids[i-lo], codes[i-lo] = uint64(i), items[i].Sig
+		}
+		ix.AddBatch(ids, codes)
+		ix.Build(nil)
+		ids, codes = nil, nil
+		const chunk = 2048
+		for pos < n {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			end := min(pos+chunk*opt.Workers, n)
+			pairs := searchRange(ix, items, first, pos, end, opt)
+			for _, p := range pairs {
+				uf.Union(int(p[0]), int(p[1]))
+			}
+			pos = end
+			if opt.Progress != nil {
+				opt.Progress(done(), total)
+			}
+			if opt.Checkpoint != "" && time.Since(lastSave) >= opt.CheckpointEvery {
+				if err := saveCheckpoint(opt.Checkpoint, fp, uf, lo, pos); err != nil {
+					return nil, err
+				}
+				lastSave = time.Now()
+			}
+		}
+	}
+	if opt.Checkpoint != "" {
+		if err := saveCheckpoint(opt.Checkpoint, fp, uf, n, n); err != nil {
+			return nil, err
+		}
+	}
+	return uf, nil
+}
+
+// searchRange searches the posts pos..end-1 in ix, Workers at once, and
+// returns the linked pairs.
+func searchRange(ix *hamming.Index, items []Item, first []int32, pos, end int, opt Options) [][2]int32 {
+	var wg sync.WaitGroup
+	per := (end - pos + opt.Workers - 1) / opt.Workers
+	out := make([][][2]int32, opt.Workers)
+	for w := range opt.Workers {
+		a, b := pos+w*per, min(pos+(w+1)*per, end)
+		if a >= b {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []hamming.Match
+			var q [1]hamming.Code
+			for i := a; i < b; i++ {
+				if first[i] != int32(i) {
+					continue // a copy: its first searches for both
+				}
+				q[0] = items[i].Sig
+				buf, _ = ix.Search(q[:], opt.Threshold, buf[:0]) // errors only for a radius out of range (validated)
+				for _, m := range buf {
+					if int(m.ID) != i {
+						out[w] = append(out[w], [2]int32{int32(i), int32(m.ID)})
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var all [][2]int32
+	for _, o := range out {
+		all = append(all, o...)
+	}
+	return all
+}
+
+func fingerprint(items []Item, thr int) [32]byte {
+	h := sha256.New()
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(thr))
+	h.Write(b[:])
+	for i := range items {
+		h.Write([]byte(items[i].Post))
+		h.Write([]byte{0})
+		for _, w := range items[i].Sig {
+			binary.LittleEndian.PutUint64(b[:], w)
+			h.Write(b[:])
+		}
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+var errStale = errors.New("dedup: the checkpoint is of other posts or another threshold")
+
+const checkpointMagic = "XMDEDUP1"
+
+type checkpoint struct {
+	uf      *clusters.UnionFind
+	lo, pos int
+}
+
+// saveCheckpoint writes the state atomically (temporary file, fsync, rename).
+func saveCheckpoint(path string, fp [32]byte, uf *clusters.UnionFind, lo, pos int) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	parent, size := uf.Parents()
+	hdr := []any{[]byte(checkpointMagic), fp, uint64(len(parent)), uint64(lo), uint64(pos), parent, size}
+	for _, v := range hdr {
+		if err := binary.Write(w, binary.LittleEndian, v); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func loadCheckpoint(path string, fp [32]byte, n int) (*checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	magic := make([]byte, len(checkpointMagic))
+	var got [32]byte
+	var cn, lo, pos uint64
+	for _, v := range []any{magic, &got, &cn, &lo, &pos} {
+		if err := binary.Read(r, binary.LittleEndian, v); err != nil {
+			return nil, fmt.Errorf("dedup: checkpoint %s: %w", path, err)
+		}
+	}
+	if string(magic) != checkpointMagic {
+		return nil, fmt.Errorf("dedup: %s is not a checkpoint", path)
+	}
+	if got != fp || cn != uint64(n) || lo > cn || pos > cn {
+		return nil, errStale
+	}
+	parent, size := make([]int32, n), make([]int32, n)
+	if err := binary.Read(r, binary.LittleEndian, parent); err != nil {
+		return nil, fmt.Errorf("dedup: checkpoint %s: %w", path, err)
+	}
+	if err := binary.Read(r, binary.LittleEndian, size); err != nil {
+		return nil, fmt.Errorf("dedup: checkpoint %s: %w", path, err)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		return nil, fmt.Errorf("dedup: checkpoint %s: trailing data", path)
+	}
+	for _, p := range parent {
+		if p < 0 || int(p) >= n {
+			return nil, fmt.Errorf("dedup: checkpoint %s: corrupt", path)
+		}
+	}
+	return &checkpoint{uf: clusters.RestoreUnionFind(parent, size), lo: int(lo), pos: int(pos)}, nil
+}

@@ -1,0 +1,187 @@
+package dedup
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// TestClusterQualityReposts is the quality benchmark of
+// bench/results/clusters-quality.txt: the re-post generator's data
+// (generated photo-like originals, each under every single edit and
+// two-edit combination, plus edited distractors) hashed with whole-image
+// PDQ at full resolution; clusters by the batch job and by the incremental
+// store (which must agree); pairwise precision and recall against the truth
+// (same original), and per edit the share of re-posts clustered with their
+// original. Gated: it generates and hashes about 2,000 images.
+//
+//	XMODAL_CLUSTERQUALITY_ORIGINALS  generated originals (0: skip; 40 in the recorded run)
+//	XMODAL_CLUSTERQUALITY_THRESHOLDS comma-separated thresholds (default 31)
+func TestClusterQualityReposts(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
+	if n == 0 {
+		t.Skip("set XMODAL_CLUSTERQUALITY_ORIGINALS to run the cluster quality benchmark (docs/clusters.md)")
+	}
+	thrs := []int{31}
+	if s := os.Getenv("XMODAL_CLUSTERQUALITY_THRESHOLDS"); s != "" {
+		thrs = nil
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			thrs = append(thrs, v)
+		}
+	}
+	dir := t.TempDir()
+	if _, err := reposts.WriteSet(context.Background(), reposts.SetOptions{Generated: n, Distractors: n * 10, Seed: 21, Out: dir}); err != nil {
+		t.Fatal(err)
+	}
+	type post struct{ file, truth, edit string }
+	var posts []post
+	origs, _ := filepath.Glob(filepath.Join(dir, "originals", "*.jpg"))
+	for _, f := range origs {
+		posts = append(posts, post{f, strings.TrimSuffix(filepath.Base(f), ".jpg"), "original"})
+	}
+	mf, err := os.Open(filepath.Join(dir, "manifest.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(mf)
+	for i := 0; sc.Scan(); i++ {
+		var e reposts.Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		truth := e.Original
+		if truth == "" {
+			truth = fmt.Sprintf("distractor-%d", i)
+		}
+		posts = append(posts, post{filepath.Join(dir, e.File), truth, e.Edit})
+	}
+	mf.Close()
+	items := make([]Item, len(posts))
+	hs := pdq.Hasher{MaxSide: -1}
+	for i, p := range posts {
+		b, err := os.ReadFile(p.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := pdq.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := hs.Hash(img)
+		c, _ := hamming.FromBytes(h[:])
+		items[i] = Item{Post: fmt.Sprintf("p%05d", i), At: int64(i), Sig: c}
+	}
+	t.Logf("%d originals, %d re-posts, %d distractors (re-post generator, seed 21), whole-image PDQ at full resolution", len(origs), len(posts)-len(origs)-10*n, 10*n)
+	for _, thr := range thrs {
+		uf, err := Components(context.Background(), items, Options{Threshold: thr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := incremental(t, items, thr)
+		if d := Drift(items, uf, part); d != 0 {
+			t.Fatalf("threshold %d: the incremental clusters group %d posts differently from the batch job", thr, d)
+		}
+		var tp, fp, fn int
+		for i := range items {
+			for j := i + 1; j < len(items); j++ {
+				same, truth := uf.Find(i) == uf.Find(j), posts[i].truth == posts[j].truth
+				switch {
+				case same && truth:
+					tp++
+				case same:
+					fp++
+				case truth:
+					fn++
+				}
+			}
+		}
+		prec, rec := float64(tp)/float64(max(tp+fp, 1)), float64(tp)/float64(max(tp+fn, 1))
+		t.Logf("threshold %d: pairwise precision %.4f, recall %.4f (%d true pairs, %d false, %d missed); incremental = batch partition",
+			thr, prec, rec, tp, fp, fn)
+		origIdx := map[string]int{}
+		for i, p := range posts {
+			if p.edit == "original" {
+				origIdx[p.truth] = i
+			}
+		}
+		hit, tot := map[string]int{}, map[string]int{}
+		for i, p := range posts {
+			o, ok := origIdx[p.truth]
+			if !ok || p.edit == "original" {
+				continue
+			}
+			tot[p.edit]++
+			if uf.Find(i) == uf.Find(o) {
+				hit[p.edit]++
+			}
+		}
+		edits := make([]string, 0, len(tot))
+		for e := range tot {
+			edits = append(edits, e)
+		}
+		sort.Strings(edits)
+		slices.SortStableFunc(edits, func(a, b string) int { return strings.Count(a, "+") - strings.Count(b, "+") })
+		var b strings.Builder
+		var sh, st, ch, ct int
+		for _, e := range edits {
+			fmt.Fprintf(&b, "\n  %22s %4d  %.3f", e, tot[e], float64(hit[e])/float64(tot[e]))
+			if strings.Contains(e, "+") {
+				ch, ct = ch+hit[e], ct+tot[e]
+			} else {
+				sh, st = sh+hit[e], st+tot[e]
+			}
+		}
+		t.Logf("threshold %d: share of re-posts in their original's cluster, per edit:%s\n  all single edits %.3f, all two-edit combos %.3f",
+			thr, b.String(), float64(sh)/float64(st), float64(ch)/float64(ct))
+	}
+}
+
+func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o644, &bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(clusters.Init); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := clusters.NewPDQLinker(thr)
+	var s *clusters.Store
+	if err := db.View(func(tx *bolt.Tx) (err error) { s, err = clusters.Open(tx, clusters.Options{Linker: l}); return }); err != nil {
+		t.Fatal(err)
+	}
+	for lo := 0; lo < len(items); lo += 64 {
+		if err := s.Update(db, func(tx *clusters.Txn) error {
+			for _, it := range items[lo:min(lo+64, len(items))] {
+				b := it.Sig.Bytes()
+				if _, err := tx.Join(it.Post, time.Unix(0, it.At), b[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s.Partition()
+}

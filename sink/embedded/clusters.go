@@ -1,0 +1,371 @@
+package embedded
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/clusters"
+)
+
+// ClusterOptions turn on near-duplicate clusters kept at ingest
+// (docs/clusters.md): every image post whose whole-image PDQ hash has
+// quality at least MinQuality joins the cluster of the image posts within
+// Threshold bits, in the same transaction that writes its records.
+type ClusterOptions struct {
+	// Threshold is the link distance in PDQ bits (default 31, the neardup
+	// lookup's default).
+	Threshold int
+	// MinQuality: hashes of lower quality (flat, featureless images, whose
+	// hashes collide) join no cluster. Default domain.LowPDQQuality.
+	MinQuality int
+	// Bucket, Retention and SplitLimit: see clusters.Options.
+	Bucket     time.Duration
+	Retention  time.Duration
+	SplitLimit int
+	// Linker replaces the PDQ link relation (Threshold is then only recorded).
+	Linker clusters.Linker
+}
+
+// Default cluster options.
+const (
+	DefaultClusterThreshold = 31
+)
+
+func (o ClusterOptions) withDefaults() ClusterOptions {
+	if o.Threshold == 0 {
+		o.Threshold = DefaultClusterThreshold
+	}
+	if o.MinQuality == 0 {
+		o.MinQuality = domain.LowPDQQuality
+	}
+	return o
+}
+
+// Validate reports a bad option.
+func (o *ClusterOptions) Validate() error {
+	if o.Threshold < 0 || o.Threshold > domain.MaxPDQDistance {
+		return fmt.Errorf("embedded index: cluster threshold %d is outside 0..%d", o.Threshold, domain.MaxPDQDistance)
+	}
+	if o.MinQuality < 0 || o.MinQuality > 100 {
+		return fmt.Errorf("embedded index: cluster min quality %d is outside 0..100", o.MinQuality)
+	}
+	return nil
+}
+
+var keyClusterThreshold = []byte("cluster_threshold")
+
+// openClusters opens (or starts) the cluster store. A store kept at another
+// threshold is rebuilt from the records after they load (rebuildClusters).
+func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
+	o = o.withDefaults()
+	if err := o.Validate(); err != nil {
+		return false, err
+	}
+	ix.clOpt = o
+	l := o.Linker
+	if l == nil {
+		if l, err = clusters.NewPDQLinker(o.Threshold); err != nil {
+			return false, err
+		}
+	}
+	thr := []byte(strconv.Itoa(o.Threshold))
+	err = ix.db.Update(func(tx *bolt.Tx) error {
+		if err := clusters.Init(tx); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyClusterThreshold); v == nil || string(v) != string(thr) {
+			rebuild = true
+			if v != nil {
+				ix.log.Info("embedded index: cluster threshold changed: rebuilding the clusters", "was", string(v), "now", o.Threshold)
+			}
+			if err := clusters.Drop(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("embedded index: clusters: %w", err)
+	}
+	err = ix.db.View(func(tx *bolt.Tx) error {
+		ix.cl, err = clusters.Open(tx, clusters.Options{Linker: l, Bucket: o.Bucket, Retention: o.Retention, SplitLimit: o.SplitLimit})
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("embedded index: clusters: %w", err)
+	}
+	return rebuild, nil
+}
+
+// clusterSig is the signature a record joins a cluster with (nil: none).
+func (ix *Index) clusterSig(r *domain.Record) []byte {
+	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
+		return nil
+	}
+	return r.PDQ
+}
+
+// rebuildClusters joins every image record to the (empty) store, in
+// batches of transactions, then records the threshold (a crash midway
+// rebuilds again on the next open).
+func (ix *Index) rebuildClusters(ctx context.Context) error {
+	start := time.Now()
+	type item struct {
+		post string
+		at   time.Time
+		sig  []byte
+	}
+	var items []item
+	s := ix.segs[segIndex(domain.ModalityImage)]
+	for pos, r := range s.recs {
+		if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
+			continue
+		}
+		items = append(items, item{r.PostID, r.CreatedAt, unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)})
+	}
+	const batch = 4096
+	for len(items) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(batch, len(items))
+		if err := ix.cl.Update(ix.db, func(t *clusters.Txn) error {
+			for _, it := range items[:n] {
+				if _, err := t.Join(it.post, it.at, it.sig); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	err := ix.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyClusterThreshold, []byte(strconv.Itoa(ix.clOpt.Threshold)))
+	})
+	ix.setClusters(nil)
+	st := ix.cl.Stats()
+	ix.log.Info("embedded index: clusters built", "members", st.Members, "clusters", st.Clusters, "largest", st.Largest,
+		"took", time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// setClusters writes the cluster ids of the changed posts (nil: every
+// record) into memory; callers hold mu for writing (or own the index).
+func (ix *Index) setClusters(changed map[string]uint64) {
+	if changed == nil {
+		for _, s := range ix.segs {
+			for _, r := range s.recs {
+				r.Cluster = ix.cl.ClusterOf(r.PostID)
+			}
+		}
+		return
+	}
+	for post, cid := range changed {
+		for _, m := range domain.Modalities {
+			if l, ok := ix.slotOf[domain.PrimaryKey(post, m)]; ok {
+				ix.segs[l.seg].recs[l.pos].Cluster = cid
+			}
+		}
+	}
+}
+
+// clusterChange applies one change's effect on the clusters in t.
+func (ix *Index) clusterChange(t *clusters.Txn, ch *domain.Change, out domain.Outcome) error {
+	switch out {
+	case domain.Deleted:
+		return t.Leave(ch.PostID)
+	case domain.Applied:
+		for j := range ch.Records {
+			r := &ch.Records[j]
+			if sig := ix.clusterSig(r); sig != nil {
+				_, err := t.Join(ch.PostID, r.CreatedAt, sig)
+				return err
+			}
+		}
+		return t.Leave(ch.PostID) // a version without a (usable) image
+	}
+	return nil
+}
+
+// Clustered reports whether the index keeps clusters.
+func (ix *Index) Clustered() bool { return ix.cl != nil }
+
+// ClusterStats returns the cluster store's statistics.
+func (ix *Index) ClusterStats() (clusters.Stats, bool) {
+	if ix.cl == nil {
+		return clusters.Stats{}, false
+	}
+	return ix.cl.Stats(), true
+}
+
+// ErrNoClusters is returned by the cluster reads of an index without clusters.
+var ErrNoClusters = fmt.Errorf("embedded index: clusters are off: %w", domain.ErrUnsupported)
+
+// clusterRefs fills the hits' cluster references.
+func (ix *Index) clusterRefs(hits []domain.Hit) {
+	if ix.cl == nil {
+		return
+	}
+	for i := range hits {
+		ix.clusterRef(&hits[i])
+	}
+}
+
+func (ix *Index) clusterRef(h *domain.Hit) {
+	if ix.cl == nil {
+		return
+	}
+	if in, ok := ix.cl.Lookup(h.PostID); ok {
+		h.Cluster = &domain.ClusterRef{ID: in.ID, Size: in.Size, FirstSeen: in.FirstSeen()}
+	}
+}
+
+// MaxClusterPage bounds a page of cluster members.
+const MaxClusterPage = 1000
+
+// Cluster returns a page of a cluster's members (their image records,
+// newest first) and its representative.
+func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.ClusterPage, error) {
+	if ix.cl == nil {
+		return domain.ClusterPage{}, ErrNoClusters
+	}
+	if err := ctx.Err(); err != nil {
+		return domain.ClusterPage{}, err
+	}
+	if q.Limit <= 0 || q.Limit > MaxClusterPage {
+		return domain.ClusterPage{}, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalidQuery, q.Limit, MaxClusterPage)
+	}
+	id := q.ID
+	if q.PostID != "" {
+		if id = ix.cl.ClusterOf(q.PostID); id == 0 {
+			return domain.ClusterPage{}, fmt.Errorf("%w: post %q is in no cluster", domain.ErrNotFound, q.PostID)
+		}
+	}
+	var cursor []byte
+	if q.Cursor != "" {
+		var err error
+		if cursor, err = hex.DecodeString(q.Cursor); err != nil {
+			return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one this cluster's pages gave", domain.ErrInvalidQuery, q.Cursor)
+		}
+	}
+	var pg clusters.Page
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		var err error
+		pg, err = ix.cl.Members(tx, id, q.Limit, cursor)
+		return err
+	})
+	switch {
+	case errors.Is(err, clusters.ErrNoCluster):
+		return domain.ClusterPage{}, fmt.Errorf("%w: cluster %d", domain.ErrNotFound, id)
+	case errors.Is(err, clusters.ErrBadCursor):
+		return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one of cluster %d's pages", domain.ErrInvalidQuery, q.Cursor, id)
+	case err != nil:
+		return domain.ClusterPage{}, err
+	}
+	out := domain.ClusterPage{Cluster: ix.summary(&pg.Info)}
+	for _, m := range pg.Members {
+		if h, ok := ix.imageHit(m.Post); ok {
+			out.Members = append(out.Members, h)
+		}
+	}
+	if pg.Next != nil {
+		out.Next = hex.EncodeToString(pg.Next)
+	}
+	all := out.Members
+	if r := out.Cluster.Representative; r != nil {
+		all = append(all, *r)
+	}
+	if err := ix.display(all, nil); err != nil {
+		return domain.ClusterPage{}, err
+	}
+	if r := out.Cluster.Representative; r != nil {
+		h := all[len(all)-1]
+		out.Cluster.Representative = &h
+		out.Members = all[: len(all)-1 : len(all)-1]
+	}
+	return out, nil
+}
+
+// imageHit is the post's image record as a hit (without display fields).
+func (ix *Index) imageHit(post string) (domain.Hit, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	l, ok := ix.slotOf[domain.PrimaryKey(post, domain.ModalityImage)]
+	if !ok {
+		return domain.Hit{}, false
+	}
+	return domain.HitFromRecord(ix.segs[l.seg].recs[l.pos], 1), true
+}
+
+// summary is a cluster's row with its representative's hit.
+func (ix *Index) summary(in *clusters.Info) domain.ClusterSummary {
+	s := domain.ClusterSummary{ID: in.ID, Size: in.Size, FirstSeen: in.FirstSeen(), LastSeen: in.LastSeen()}
+	if h, ok := ix.imageHit(in.Rep); ok {
+		s.Representative = &h
+	}
+	return s
+}
+
+// Trending returns the clusters that grew most in the window (see
+// clusters.Store.Trending), with their representatives.
+func (ix *Index) Trending(ctx context.Context, q domain.TrendingQuery) ([]domain.TrendingCluster, error) {
+	if ix.cl == nil {
+		return nil, ErrNoClusters
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	tr, err := ix.cl.Trending(clusters.TrendingQuery{Now: q.Now, Window: q.Window, Smoothing: q.Smoothing, MinCount: q.MinCount, K: q.K})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidQuery, err)
+	}
+	out := make([]domain.TrendingCluster, len(tr))
+	reps := make([]domain.Hit, 0, len(tr))
+	for i := range tr {
+		out[i] = domain.TrendingCluster{ClusterSummary: ix.summary(&tr[i].Info), Current: tr[i].Current, Previous: tr[i].Previous, Score: tr[i].Score}
+		if out[i].Representative != nil {
+			reps = append(reps, *out[i].Representative)
+		}
+	}
+	if err := ix.display(reps, nil); err != nil {
+		return nil, err
+	}
+	j := 0
+	for i := range out {
+		if out[i].Representative != nil {
+			h := reps[j]
+			out[i].Representative = &h
+			j++
+		}
+	}
+	return out, nil
+}
+
+var _ domain.ClusterIndex = (*Index)(nil)
+
+// ClusterOfPost returns the cluster of a post (0: none).
+func (ix *Index) ClusterOfPost(post string) uint64 {
+	if ix.cl == nil {
+		return 0
+	}
+	return ix.cl.ClusterOf(post)
+}
+
+// ClusterCollector returns the Prometheus collector of the index's clusters
+// (nil when clusters are off).
+func (ix *Index) ClusterCollector() *clusters.Collector {
+	if ix.cl == nil {
+		return nil
+	}
+	return clusters.NewCollector(ix.cl)
+}

@@ -1,0 +1,321 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/clusters"
+)
+
+func openClustered(t *testing.T, path string, thr int) *Index {
+	t.Helper()
+	ix, err := Open(context.Background(), Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Threshold: thr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
+func randHash(rng *rand.Rand) []byte {
+	b := make([]byte, domain.PDQBytes)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+func flipBits(h []byte, bits ...int) []byte {
+	o := append([]byte(nil), h...)
+	for _, b := range bits {
+		o[b/8] ^= 1 << (b % 8)
+	}
+	return o
+}
+
+// imagePost is a change of a post with an image record (PDQ hash h) and a
+// text record.
+func imagePost(post string, at time.Time, h []byte, seed uint64) domain.Change {
+	img := rec(post, domain.ModalityImage, seed)
+	img.CreatedAt, img.PDQ, img.PDQQuality, img.Thumbnail = at, h, 100, []byte("thumb-"+post)
+	txt := rec(post, domain.ModalityText, seed+1)
+	txt.CreatedAt = at
+	return domain.Change{PostID: post, Records: []domain.Record{img, txt}}
+}
+
+func clusterOf(t *testing.T, ix *Index, post string) uint64 {
+	t.Helper()
+	recs, err := ix.Get(context.Background(), []string{domain.PrimaryKey(post, domain.ModalityImage), domain.PrimaryKey(post, domain.ModalityText)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) == 0 {
+		return 0
+	}
+	for _, r := range recs {
+		if r.Cluster != recs[0].Cluster {
+			t.Fatalf("post %s: records in clusters %d and %d", post, recs[0].Cluster, r.Cluster)
+		}
+	}
+	return recs[0].Cluster
+}
+
+func TestClustersAtIngest(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ix := openClustered(t, path, 12)
+	rng := rand.New(rand.NewPCG(1, 1))
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a := randHash(rng)
+	far := flipBits(a, span(0, 20)...)
+	// One batch: A, its copy B, and C far from both: B links to A in the batch.
+	mustApply(t, ix, imagePost("A", t0, a, 1), imagePost("B", t0.Add(time.Minute), flipBits(a, 100, 101), 2), imagePost("C", t0.Add(2*time.Minute), far, 3))
+	ca, cb, cc := clusterOf(t, ix, "A"), clusterOf(t, ix, "B"), clusterOf(t, ix, "C")
+	if ca == 0 || ca != cb || cc == ca || cc == 0 {
+		t.Fatalf("clusters A %d B %d C %d: want A and B together, C apart", ca, cb, cc)
+	}
+	// D bridges A's cluster and C's: one cluster, the larger id kept.
+	mustApply(t, ix, imagePost("D", t0.Add(3*time.Minute), flipBits(a, span(0, 10)...), 4))
+	for _, p := range []string{"A", "B", "C", "D"} {
+		if got := clusterOf(t, ix, p); got != ca {
+			t.Fatalf("post %s in cluster %d, want %d (the merged cluster keeps the larger one's id)", p, got, ca)
+		}
+	}
+	// Search hits carry the cluster; the cluster filter keeps its records.
+	hits, err := ix.Search(ctx, domain.VectorQuery{Vector: unit(1), K: 10, Modality: domain.ModalityImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hits {
+		if h.Cluster == nil || h.Cluster.ID != ca || h.Cluster.Size != 4 || !h.Cluster.FirstSeen.Equal(t0) {
+			t.Fatalf("hit %s cluster %+v: want id %d, size 4, first seen %v", h.PK, h.Cluster, ca, t0)
+		}
+	}
+	mustApply(t, ix, imagePost("E", t0, randHash(rng), 5))
+	hits, err = ix.Search(ctx, domain.VectorQuery{Vector: unit(5), K: 10, Filter: domain.Filter{Cluster: ca}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 8 {
+		t.Fatalf("%d hits with the cluster filter, want 8 (4 posts x image, text)", len(hits))
+	}
+	for _, h := range hits {
+		if h.PostID == "E" {
+			t.Fatal("the cluster filter let E through")
+		}
+	}
+	// The cluster's members, newest first, a page at a time; representative A.
+	pg, err := ix.Cluster(ctx, domain.ClusterQuery{PostID: "B", Limit: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg.Cluster.Representative == nil || pg.Cluster.Representative.PostID != "A" || string(pg.Cluster.Representative.Thumbnail) != "thumb-A" {
+		t.Fatalf("representative %+v, want A with its thumbnail", pg.Cluster.Representative)
+	}
+	got := ""
+	for _, h := range pg.Members {
+		got += h.PostID
+	}
+	pg2, err := ix.Cluster(ctx, domain.ClusterQuery{ID: ca, Limit: 3, Cursor: pg.Next})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range pg2.Members {
+		got += h.PostID
+	}
+	if got != "DCBA" || pg2.Next != "" {
+		t.Fatalf("members %s (next %q), want DCBA", got, pg2.Next)
+	}
+	if _, err := ix.Cluster(ctx, domain.ClusterQuery{ID: 999, Limit: 3}); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("unknown cluster: %v", err)
+	}
+	// Takedown of D, the only link between {A, B} and {C}: the cluster splits.
+	mustApply(t, ix, domain.Change{PostID: "D", Delete: true, Deny: true})
+	if clusterOf(t, ix, "A") != ca || clusterOf(t, ix, "B") != ca {
+		t.Fatal("A and B left their cluster")
+	}
+	if c := clusterOf(t, ix, "C"); c == ca || c == 0 {
+		t.Fatalf("C in cluster %d after the split, want a new one", c)
+	}
+	// A new version of B without an image leaves the cluster.
+	mustApply(t, ix, domain.Change{PostID: "B", Records: []domain.Record{rec("B", domain.ModalityText, 9)}})
+	if c := clusterOf(t, ix, "B"); c != 0 {
+		t.Fatalf("B without an image is in cluster %d", c)
+	}
+	before := ix.cl.Partition()
+	if err := ix.db.View(ix.cl.Check); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix2 := openClustered(t, path, 12)
+	if err := samePartition(before, ix2.cl.Partition()); err != nil {
+		t.Fatalf("after reopening: %v", err)
+	}
+	if clusterOf(t, ix2, "A") != ca {
+		t.Fatal("A's cluster id changed on reopening")
+	}
+	ix2.Close()
+	// Another threshold rebuilds the clusters from the records.
+	ix3 := openClustered(t, path, 30)
+	if clusterOf(t, ix3, "C") != clusterOf(t, ix3, "A") {
+		t.Fatal("at threshold 30, C (20 bits from A) should join A's cluster")
+	}
+}
+
+// TestTwoWritersLink: two writers apply near-duplicates of the same images at
+// once; the clusters are the components of the link graph, as if the posts
+// had come one at a time. Apply's clusters transaction (clusters.Store.Begin)
+// runs inside the bbolt write transaction and is published before the next
+// one starts, so each writer sees the other's posts.
+func TestTwoWritersLink(t *testing.T) {
+	ix := openClustered(t, filepath.Join(t.TempDir(), "ix.db"), 12)
+	rng := rand.New(rand.NewPCG(2, 2))
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	centres := make([][]byte, 10)
+	for i := range centres {
+		centres[i] = randHash(rng)
+	}
+	var all [2][]domain.Change
+	sigs := map[string][]byte{}
+	for w := range 2 {
+		for i := range 200 {
+			p := fmt.Sprintf("w%d-%d", w, i)
+			h := flipBits(centres[(i+w)%len(centres)], rng.IntN(256), rng.IntN(256), rng.IntN(256))
+			sigs[p] = h
+			all[w] = append(all[w], imagePost(p, t0.Add(time.Duration(i)*time.Second), h, uint64(i)))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chs := all[w]
+			for len(chs) > 0 {
+				n := min(len(chs), 7)
+				if _, err := ix.Apply(context.Background(), chs[:n]); err != nil {
+					errs <- err
+					return
+				}
+				chs = chs[n:]
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := samePartition(ix.cl.Partition(), components(sigs, 12)); err != nil {
+		t.Fatal(err)
+	}
+	if st := ix.cl.Stats(); st.Clusters != len(centres) {
+		t.Fatalf("%d clusters, want %d", st.Clusters, len(centres))
+	}
+	if err := ix.db.View(ix.cl.Check); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedApplyLeavesClusters: an Apply that fails in its transaction
+// (a record the store refuses midway) changes no cluster.
+func TestFailedApplyLeavesClusters(t *testing.T) {
+	ix := openClustered(t, filepath.Join(t.TempDir(), "ix.db"), 12)
+	rng := rand.New(rand.NewPCG(3, 3))
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a := randHash(rng)
+	mustApply(t, ix, imagePost("A", t0, a, 1), imagePost("C", t0, flipBits(a, span(0, 20)...), 2))
+	before := ix.cl.Partition()
+	// Break the bbolt transaction after the clusters changed: a read-only
+	// bucket write fails the commit path through a closed transaction.
+	err := ix.db.Update(func(tx *bolt.Tx) error {
+		ct := ix.cl.Begin(tx)
+		if _, err := ct.Join("B", t0, flipBits(a, span(0, 10)...)); err != nil {
+			ct.Abort()
+			return err
+		}
+		ct.Abort()
+		return errors.New("crash")
+	})
+	if err == nil {
+		t.Fatal("the transaction did not fail")
+	}
+	if err := samePartition(before, ix.cl.Partition()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.db.View(ix.cl.Check); err != nil {
+		t.Fatal(err)
+	}
+	// And through Apply: a change whose record has a bad dimension fails the
+	// whole batch before anything is written.
+	bad := imagePost("B", t0, flipBits(a, span(0, 10)...), 3)
+	bad.Records[1].Vector = bad.Records[1].Vector[:3]
+	if _, err := ix.Apply(context.Background(), []domain.Change{bad}); err == nil {
+		t.Fatal("a bad record was accepted")
+	}
+	if err := samePartition(before, ix.cl.Partition()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func span(lo, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = lo + i
+	}
+	return out
+}
+
+// components is the reference: connected components by comparing every pair.
+func components(sigs map[string][]byte, thr int) map[string]int {
+	posts := make([]string, 0, len(sigs))
+	for p := range sigs {
+		posts = append(posts, p)
+	}
+	u := clusters.NewUnionFind(len(posts))
+	l, _ := clusters.NewPDQLinker(thr)
+	for i := range posts {
+		for j := i + 1; j < len(posts); j++ {
+			if ok, _ := l.Linked(sigs[posts[i]], sigs[posts[j]]); ok {
+				u.Union(i, j)
+			}
+		}
+	}
+	comp := u.Components()
+	out := make(map[string]int, len(posts))
+	for i, p := range posts {
+		out[p] = comp[i]
+	}
+	return out
+}
+
+func samePartition[A, B comparable](a map[string]A, b map[string]B) error {
+	if len(a) != len(b) {
+		return fmt.Errorf("%d posts against %d", len(a), len(b))
+	}
+	fwd, back := map[A]B{}, map[B]A{}
+	for p, x := range a {
+		y, ok := b[p]
+		if !ok {
+			return fmt.Errorf("post %q missing", p)
+		}
+		if v, ok := fwd[x]; ok && v != y {
+			return fmt.Errorf("post %q grouped differently", p)
+		}
+		if v, ok := back[y]; ok && v != x {
+			return fmt.Errorf("post %q grouped differently", p)
+		}
+		fwd[x], back[y] = y, x
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package embedded
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/dedup"
+	mih "github.com/xmodal/xmodal/internal/hamming"
+)
+
+// DedupItems lists the image posts created in [since, until) (zero:
+// unbounded) whose PDQ hash may join a cluster (quality at least the
+// clusters' MinQuality), sorted by post id: the batch job's input
+// (implements dedup.Source).
+func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedup.Item, error) {
+	minQ := ix.clOpt.MinQuality
+	if ix.cl == nil {
+		minQ = domain.LowPDQQuality
+	}
+	ix.mu.RLock()
+	s := ix.segs[segIndex(domain.ModalityImage)]
+	out := make([]dedup.Item, 0, s.len())
+	if s.pdq != nil {
+		for pos, r := range s.recs {
+			if pos%65536 == 0 && ctx.Err() != nil {
+				ix.mu.RUnlock()
+				return nil, ctx.Err()
+			}
+			if s.pdqQ[pos] < 0 || int(s.pdqQ[pos]) < minQ {
+				continue
+			}
+			if (!since.IsZero() && r.CreatedAt.Before(since)) || (!until.IsZero() && !r.CreatedAt.Before(until)) {
+				continue
+			}
+			out = append(out, dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano(), Sig: mih.Code(s.pdq[4*pos : 4*pos+4])})
+		}
+	}
+	ix.mu.RUnlock()
+	slices.SortFunc(out, func(a, b dedup.Item) int { return strings.Compare(a.Post, b.Post) })
+	return out, nil
+}
+
+// Thumbnails returns the thumbnails of the posts that have one.
+func (ix *Index) Thumbnails(ctx context.Context, posts []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(posts))
+	err := ix.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketThumbs)
+		for _, p := range posts {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if t := b.Get([]byte(p)); t != nil {
+				out[p] = append([]byte(nil), t...)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ClusterPartition returns the incremental clusters and their threshold.
+func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
+	if ix.cl == nil || ix.clOpt.Linker != nil {
+		return nil, 0, false
+	}
+	return ix.cl.Partition(), ix.clOpt.Threshold, true
+}
+
+var _ dedup.Source = (*Index)(nil)
