@@ -34,8 +34,8 @@ import (
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/query"
-	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/workers"
 )
