@@ -127,6 +127,12 @@ func (c *Client) call(ctx context.Context, endpoint string, req, out any) error 
 		var retryable bool
 		retryable, err = c.raw(actx, endpoint, body, out)
 		cancel()
+		var qe *query.Error
+		if strings.HasPrefix(endpoint, "admin.") && retryable && errors.As(err, &qe) {
+			// No reply, or the service cut off: the request may have been
+			// applied in part. Admin requests are idempotent.
+			qe.Message += " (the request may have been applied in part: sending the same request again is safe and completes it)"
+		}
 		if err == nil || !retryable || i >= attempts || ctx.Err() != nil {
 			return err
 		}
