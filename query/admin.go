@@ -2,6 +2,8 @@ package query
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,10 +38,22 @@ type DeleteRequest struct {
 }
 
 // DeleteResponse is the reply of xmodal.v1.admin.delete.
+//
+// The request is idempotent: the takedowns are recorded in the deny-list
+// before the index deletes anything, and recording or deleting a post twice
+// changes nothing. A request that failed, timed out or was cut off (a
+// process killed mid-request) may have taken some posts down and left
+// others in the index; sending the same request again completes it and
+// answers as the first would have, listing in AlreadyDenied the posts the
+// earlier attempt (or any earlier takedown) had already recorded.
 type DeleteResponse struct {
 	// Deleted lists the post ids taken down (sorted), Count their number.
 	Deleted []string `json:"deleted"`
 	Count   int      `json:"count"`
+	// AlreadyDenied lists the ids of Deleted that were on the deny-list
+	// before this request (a retry, or an earlier takedown); they were
+	// deleted from the index again all the same.
+	AlreadyDenied []string `json:"already_denied,omitempty"`
 	// Generation is the deny-list's position after the takedown: every
 	// replica that answers a request synced past it no longer returns the posts.
 	Generation uint64 `json:"generation"`
@@ -69,9 +83,12 @@ func ParseDelete(data []byte) (*DeleteRequest, error) {
 	if len(r.Reason) > MaxReason {
 		return nil, errorf(CodeTooLarge, "reason is %d bytes, at most %d", len(r.Reason), MaxReason)
 	}
-	for _, id := range r.PostIDs {
-		if strings.TrimSpace(id) == "" || strings.Contains(id, domain.PKSep) {
-			return nil, errorf(CodeBadRequest, "post id %q is blank or contains %q", id, domain.PKSep)
+	// Ids follow ingest's rule (domain.ValidPostID): a NUL, a control
+	// character or an over-long id is refused here, naming it, rather than
+	// failing deep in an index ("key too large" came back as 503).
+	for i, id := range r.PostIDs {
+		if why := domain.ValidPostID(id); why != "" {
+			return nil, errorf(CodeBadRequest, "post_ids[%d] %s: %s", i, domain.QuoteID(id), why)
 		}
 	}
 	if err := checkItems("authors", r.Authors, domain.MaxAuthorLen); err != nil {
@@ -133,6 +150,16 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	// Which of them an earlier request (this one, retried) already took down.
+	if err := s.syncDeny(ctx); err != nil {
+		return nil, err
+	}
+	var already []string
+	for _, id := range ids {
+		if s.d.Deny.Denied(id) {
+			already = append(already, id)
+		}
+	}
 	// 1. The takedowns go to the replicated deny-list first: once it has them,
 	// no replica serves the posts (every reply is filtered through it) and no
 	// indexer writes them again.
@@ -158,9 +185,13 @@ func (s *Service) delete(ctx context.Context, data []byte) (any, error) {
 		}
 		done += len(chunk)
 	}
-	// The audit log: one line per takedown request, with its reason and ids.
-	s.d.Logger.Info("audit: takedown", "posts", len(ids), "post_ids", auditIDs(ids), "authors", r.Authors, "reason", r.Reason, "deny_seq", s.d.Deny.Seq())
-	return &DeleteResponse{Deleted: ids, Count: len(ids), Generation: s.d.Deny.Seq()}, nil
+	// The audit log: one line per takedown request, with who asked, why, and
+	// which posts (all ids of a small request; the first 100 of a large one,
+	// with the count and a digest of the whole sorted list).
+	s.d.Logger.Info("audit: takedown", "requester", requesterOf(ctx), "posts", len(ids), "post_ids", auditIDs(ids),
+		"ids_sha256", idsDigest(ids), "already_denied", len(already), "authors", r.Authors, "reason", r.Reason,
+		"deny_seq", s.d.Deny.Seq())
+	return &DeleteResponse{Deleted: ids, Count: len(ids), AlreadyDenied: already, Generation: s.d.Deny.Seq()}, nil
 }
 
 // auditIDs lists the ids of a takedown for the audit line (the first 100 of
@@ -170,6 +201,17 @@ func auditIDs(ids []string) string {
 		return strings.Join(ids, ",")
 	}
 	return strings.Join(ids[:100], ",") + fmt.Sprintf(",... (%d more)", len(ids)-100)
+}
+
+// idsDigest is the SHA-256 of the sorted ids, one per line: what an audit
+// line of a large takedown names them by.
+func idsDigest(ids []string) string {
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // startAdmin registers the admin endpoints under AdminPrefix.

@@ -142,6 +142,20 @@ func newStackOn(t *testing.T, url string, opts []nats.Option) *stack {
 	return &stack{svc: svc, nc: nc, cl: client.New(nc), model: s.model, ix: s.ix, deny: s.deny, banks: bs, texts: s.texts, imgs: s.imgs}
 }
 
+// nkeyReaderInbox is the inbox prefix deploy/nats/xmodal.conf gives its nkey
+// reader (an nkey user has no name to derive one from).
+const nkeyReaderInbox = "_INBOX_reader_nkey"
+
+// userInbox is the connection option of user's inbox prefix.
+func userInbox(t *testing.T, user string) nats.Option {
+	t.Helper()
+	o, err := client.UserInbox(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 func connect(t *testing.T, url string, opts ...nats.Option) (*client.Client, error) {
 	t.Helper()
 	nc, err := nats.Connect(url, append(opts, nats.MaxReconnects(0))...)
@@ -162,7 +176,7 @@ func TestNATSUserPasswordAndPermissions(t *testing.T) {
 		t.Error("a wrong password connected")
 	}
 	var violations = make(chan error, 4)
-	reader, err := connect(t, ss.url, nats.UserInfo("reader", "reader-secret"),
+	reader, err := connect(t, ss.url, nats.UserInfo("reader", "reader-secret"), userInbox(t, "reader"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +202,7 @@ func TestNATSUserPasswordAndPermissions(t *testing.T) {
 		t.Fatalf("t0 after the refused delete: %v %v", got, err)
 	}
 	// The moderator may.
-	admin, err := connect(t, ss.url, nats.UserInfo("moderator", "admin-secret"))
+	admin, err := connect(t, ss.url, nats.UserInfo("moderator", "admin-secret"), userInbox(t, "moderator"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +247,7 @@ func TestNATSNkeyAuth(t *testing.T) {
 	ss := newSecureStack(t, "xmodal.conf")
 	pub, _ := ss.readerK.PublicKey()
 	sign := func(nonce []byte) ([]byte, error) { return ss.readerK.Sign(nonce) }
-	cl, err := connect(t, ss.url, nats.Nkey(pub, sign))
+	cl, err := connect(t, ss.url, nats.Nkey(pub, sign), nats.CustomInboxPrefix(nkeyReaderInbox))
 	if err != nil {
 		t.Fatalf("nkey connection: %v", err)
 	}
@@ -262,7 +276,7 @@ func TestNATSNkeyAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := connect(t, ss.url, opt); err != nil {
+	if _, err := connect(t, ss.url, opt, nats.CustomInboxPrefix(nkeyReaderInbox)); err != nil {
 		t.Errorf("seed file connection: %v", err)
 	}
 }
@@ -270,7 +284,7 @@ func TestNATSNkeyAuth(t *testing.T) {
 func TestNATSTLS(t *testing.T) {
 	ss := newSecureStack(t, "xmodal-tls.conf")
 	tlsURL := strings.Replace(ss.url, "nats://", "tls://", 1)
-	cl, err := connect(t, tlsURL, nats.UserInfo("reader", "reader-secret"), nats.RootCAs(ss.certs.ca))
+	cl, err := connect(t, tlsURL, nats.UserInfo("reader", "reader-secret"), userInbox(t, "reader"), nats.RootCAs(ss.certs.ca))
 	if err != nil {
 		t.Fatalf("TLS connection: %v", err)
 	}

@@ -189,7 +189,11 @@ func (g *Gateway) api(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errorf(http.StatusMethodNotAllowed, "POST a JSON request to /v1/%s", name))
 		return
 	}
-	res, err := g.s.Call(r.Context(), endpoint, body)
+	ctx := r.Context()
+	if strings.HasPrefix(endpoint, "admin.") {
+		ctx = WithRequester(ctx, "http admin token from "+r.RemoteAddr)
+	}
+	res, err := g.s.Call(ctx, endpoint, body)
 	if err != nil {
 		writeErr(w, AsError(err))
 		return

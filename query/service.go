@@ -222,7 +222,7 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 
 // serve answers one request; it returns the error it replied with.
 func (s *Service) serve(name string, h func(context.Context, []byte) (any, error), msg *nats.Msg) error {
-	res, err := s.run(context.Background(), name, h, msg.Data)
+	res, err := s.run(WithRequester(context.Background(), natsRequester(msg.Reply)), name, h, msg.Data)
 	if err != nil {
 		e := AsError(err)
 		if rerr := respondError(msg, e); rerr != nil {

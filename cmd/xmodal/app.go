@@ -457,6 +457,11 @@ func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
 	if cfg.NATS.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
 	}
+	if p, err := cfg.inboxPrefix(); err != nil {
+		return nil, err
+	} else if p != "" {
+		opts = append(opts, nats.CustomInboxPrefix(p))
+	}
 	sec, err := natsSecurityOptions(cfg)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/xmodal/xmodal/query"
+	"github.com/xmodal/xmodal/query/client"
 )
 
 // validateCache checks the query cache, Redis and security keys.
@@ -79,6 +80,23 @@ func newQueryCache(ctx context.Context, cfg *Config) (query.Cache, error) {
 		}
 	}
 	return c, nil
+}
+
+// inboxPrefix is the prefix of this connection's reply inboxes: nats.inbox_prefix,
+// else the user's own (client.InboxPrefix) when a user is set, else "" (nats.go's
+// default, _INBOX).
+func (cfg *Config) inboxPrefix() (string, error) {
+	if p := cfg.NATS.InboxPrefix; p != "" {
+		return p, nil
+	}
+	if cfg.NATS.User == "" {
+		return "", nil
+	}
+	p, err := client.InboxPrefix(cfg.NATS.User)
+	if err != nil {
+		return "", fmt.Errorf("config nats.user: %w (set nats.inbox_prefix)", err)
+	}
+	return p, nil
 }
 
 // natsSecurityOptions are the client options for nkey auth and TLS.

@@ -42,6 +42,8 @@ type Config struct {
 		URL      string `yaml:"url" help:"an outside NATS server to use instead of the embedded one (also what the client commands connect to)"`
 		User     string `yaml:"user" help:"NATS user name"`
 		Password string `yaml:"password" secret:"true" help:"NATS password"`
+		// InboxPrefix: docs/security.md, client.InboxPrefix.
+		InboxPrefix string `yaml:"inbox_prefix" help:"subject prefix of this connection's reply inboxes (empty: _INBOX_<nats.user> when a user is set, else _INBOX); deploy/nats lets each user subscribe to its own prefix only"`
 		// Security (docs/security.md).
 		ServerConfig string `yaml:"server_config" help:"nats-server config file for the embedded server (users, nkeys, permissions, tls); see docs/security.md"`
 		NkeySeedFile string `yaml:"nkey_seed_file" help:"file holding this client's NATS nkey seed (SU...) to authenticate with"`
@@ -190,6 +192,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ORT.Sessions < 1 || c.ORT.Sessions > 64 {
 		return bad("ort.sessions", "%d is not in 1..64", c.ORT.Sessions)
+	}
+	if p, err := c.inboxPrefix(); err != nil {
+		return err
+	} else if p != "" && (strings.ContainsAny(p, "*> \t\r\n") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
+		return bad("nats.inbox_prefix", "%q is not a subject without wildcards", p)
 	}
 	if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 		return bad("nats.listen", "%v", err)

@@ -374,6 +374,9 @@ xmodal.v1.admin.> (docs/security.md).`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "took down %d posts (deny-list position %d): %s\nreason: %s\n",
 				res.Count, res.Generation, strings.Join(res.Deleted, " "), reason)
+			if len(res.AlreadyDenied) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "already taken down before (a retry completes them): %s\n", strings.Join(res.AlreadyDenied, " "))
+			}
 			return nil
 		},
 	}

@@ -98,7 +98,13 @@ func (c *Client) raw(ctx context.Context, endpoint string, body []byte, out any)
 			return true, &query.Error{Code: query.CodeUnavailable, Message: "no xmodal query service is listening on " + c.prefix + "." + endpoint}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return true, &query.Error{Code: query.CodeTimeout, Message: err.Error()}
+			msg := err.Error()
+			if le := c.nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) {
+				// The server refused the request's publish or its reply
+				// inbox's subscription: say so, not just "timeout".
+				msg += fmt.Sprintf(" (the connection's last error: %v; under deploy/nats's permissions a client connects with its user's inbox prefix, client.UserInbox)", le)
+			}
+			return true, &query.Error{Code: query.CodeTimeout, Message: msg}
 		}
 		return false, err
 	}
@@ -133,6 +139,12 @@ func (c *Client) call(ctx context.Context, endpoint string, req, out any) error 
 		var retryable bool
 		retryable, err = c.raw(actx, endpoint, body, out)
 		cancel()
+		var qe *query.Error
+		if strings.HasPrefix(endpoint, "admin.") && retryable && errors.As(err, &qe) {
+			// No reply, or the service cut off: the request may have been
+			// applied in part. Admin requests are idempotent.
+			qe.Message += " (the request may have been applied in part: sending the same request again is safe and completes it)"
+		}
 		if err == nil || !retryable || i >= attempts || ctx.Err() != nil {
 			return err
 		}
