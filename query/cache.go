@@ -592,6 +592,11 @@ func (s *Service) Call(ctx context.Context, endpoint string, data []byte) (any, 
 	if !ok {
 		return nil, errorf(CodeNotFound, "unknown endpoint %q", endpoint)
 	}
+	if !s.enter() {
+		s.reqs.WithLabelValues(endpoint, "503").Inc()
+		return nil, errShuttingDown()
+	}
+	defer s.inflight.Done()
 	select {
 	case s.sem <- struct{}{}:
 	default:
@@ -616,6 +621,7 @@ func (s *Service) run(parent context.Context, name string, h func(context.Contex
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(parent, s.cfg.Timeout)
 	defer cancel()
+	defer context.AfterFunc(s.base, cancel)() // Shutdown's grace is over
 	res, err := h(ctx, data)
 	s.lat.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -625,6 +631,8 @@ func (s *Service) run(parent context.Context, name string, h func(context.Contex
 		var qe *Error
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) || (!errors.As(err, &qe) && errors.Is(err, context.DeadlineExceeded)) {
 			err = errorf(CodeTimeout, "request took longer than %s", s.cfg.Timeout)
+		} else if s.base.Err() != nil && ctx.Err() != nil {
+			err = errShuttingDown()
 		}
 		e := AsError(err)
 		s.reqs.WithLabelValues(name, strconv.Itoa(e.Code)).Inc()
