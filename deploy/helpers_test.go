@@ -17,15 +17,6 @@ import (
 	"github.com/xmodal/xmodal/internal/testutil"
 )
 
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Dir(wd) // this package is deploy/
-}
-
 // configKeys reads the key and env columns of docs/configuration.md, which
 // cmd/xmodal's TestConfigurationDocIsUpToDate keeps equal to the code.
 func configKeys(t testing.TB) (keys, envs map[string]bool) {

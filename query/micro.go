@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -164,6 +165,25 @@ func (ms *microService) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stopAndWait stops the service and waits, until ctx ends, for the drained
+// subscriptions to deliver what they had received.
+func (ms *microService) stopAndWait(ctx context.Context) error {
+	ms.mu.Lock()
+	subs := slices.Clone(ms.subs)
+	ms.mu.Unlock()
+	err := ms.stop()
+	for _, sub := range subs {
+		for sub.IsValid() {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	return err
 }
 
 // respondError sends a micro-style error reply: headers, empty body.

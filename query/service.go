@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -109,6 +110,16 @@ type Service struct {
 	reqs *prometheus.CounterVec
 	lat  *prometheus.HistogramVec
 	cs   cacheState
+
+	// base is the parent of every request's context; Shutdown cancels it
+	// when its grace is over.
+	base   context.Context
+	cancel context.CancelFunc
+	// inflight counts the requests being served (NATS and Call); once
+	// closing is set no request is admitted, so Shutdown can wait for them.
+	inflight sync.WaitGroup
+	mu       sync.Mutex
+	closing  bool
 }
 
 // New checks the dependencies; Start registers the endpoints.
@@ -137,6 +148,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		}, []string{"endpoint"}),
 	}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	if d.Registerer != nil {
 		for _, c := range []prometheus.Collector{s.reqs, s.lat} {
 			if err := d.Registerer.Register(c); err != nil {
@@ -188,12 +200,51 @@ func (s *Service) Start(nc *nats.Conn) error {
 	return nil
 }
 
-// Stop deregisters the service.
-func (s *Service) Stop() error {
-	if s.svc == nil {
-		return nil
+// Stop is Shutdown without a grace of its own: the requests in flight end
+// by their deadline (Config.Timeout).
+func (s *Service) Stop() error { return s.Shutdown(context.Background()) }
+
+// Shutdown stops taking requests and waits for those in flight: the NATS
+// subscriptions are drained (requests already received are still answered),
+// then no request is admitted (Call answers 503), and the requests in flight
+// may finish until ctx ends, when their contexts are cancelled. When it
+// returns no handler runs, so the index, the model and the connection can be
+// closed.
+func (s *Service) Shutdown(ctx context.Context) error {
+	var err error
+	if s.svc != nil {
+		err = s.svc.stopAndWait(ctx)
 	}
-	return s.svc.stop()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+	}
+	s.cancel()
+	return err
+}
+
+// enter admits a request unless the service is shutting down; the caller
+// calls s.inflight.Done when the request is over.
+func (s *Service) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+// errShuttingDown answers the requests that arrive during Shutdown.
+func errShuttingDown() *Error {
+	return errorf(CodeUnavailable, "the query service is shutting down; retry (another instance answers)")
 }
 
 // replyHeadroom is what a reply leaves of max_payload for its headers.
@@ -205,15 +256,23 @@ const replyHeadroom = 4096
 // request).
 func (s *Service) handler(name string, h func(context.Context, []byte) (any, error)) msgHandler {
 	return func(msg *nats.Msg, done func(error)) {
+		if !s.enter() {
+			err := errShuttingDown()
+			s.respondErr(name, msg, err)
+			done(err)
+			return
+		}
 		select {
 		case s.sem <- struct{}{}:
 		default:
+			s.inflight.Done()
 			err := errorf(CodeTooManyRequest, "too many requests in flight (%d); retry later", s.cfg.Concurrency)
 			s.respondErr(name, msg, err)
 			done(err)
 			return
 		}
 		go func() {
+			defer s.inflight.Done()
 			defer func() { <-s.sem }()
 			done(s.serve(name, h, msg))
 		}()
@@ -222,7 +281,7 @@ func (s *Service) handler(name string, h func(context.Context, []byte) (any, err
 
 // serve answers one request; it returns the error it replied with.
 func (s *Service) serve(name string, h func(context.Context, []byte) (any, error), msg *nats.Msg) error {
-	res, err := s.run(WithRequester(context.Background(), natsRequester(msg.Reply)), name, h, msg.Data)
+	res, err := s.run(WithRequester(s.base, natsRequester(msg.Reply)), name, h, msg.Data)
 	if err != nil {
 		e := AsError(err)
 		if rerr := respondError(msg, e); rerr != nil {

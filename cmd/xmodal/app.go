@@ -68,6 +68,11 @@ type app struct {
 	ready     atomic.Bool
 	cache     query.Cache
 	dedup     *dedup.Manager // the batch near-duplicate job (embedded index, serving roles)
+
+	// ncClosed is closed when nc is (its drain is over).
+	ncClosed chan struct{}
+	// httpErr receives the HTTP server's failure (not its shutdown).
+	httpErr chan error
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -234,6 +239,8 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if a.nc, err = connectNATS(cfg, url); err != nil {
 		return nil, err
 	}
+	a.ncClosed = make(chan struct{})
+	a.nc.SetClosedHandler(func(*nats.Conn) { close(a.ncClosed) })
 	if a.model, err = loadModel(cfg, log); err != nil {
 		return nil, err
 	}
@@ -489,8 +496,13 @@ func (a *app) startHTTP() error {
 		ln.Close()
 		return err
 	}
-	go a.http.Serve(ln)
 	a.httpAddr = ln.Addr().String()
+	a.httpErr = make(chan error, 1)
+	go func() {
+		if err := a.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			a.httpErr <- fmt.Errorf("http server on %s: %w", a.httpAddr, err)
+		}
+	}()
 	a.log.Info("metrics and health", "url", "http://"+a.httpAddr+"/metrics")
 	return nil
 }
@@ -501,14 +513,28 @@ func (a *app) httpConfig() query.HTTPConfig {
 }
 
 // Close stops everything in reverse order.
+//
+// The order matters: first no request is taken any more and those in flight
+// end (the HTTP server's handlers, then the query service's, whose contexts
+// are cancelled when the grace is over); then the sources commit and close,
+// NATS drains (awaited); only then are the index and the model closed, so that
+// no handler uses a closed resource.
 func (a *app) Close() {
+	grace := min(a.cfg.ShutdownGrace, 10*time.Second)
 	if a.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), min(a.cfg.ShutdownGrace, 10*time.Second))
-		a.http.Shutdown(ctx)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := a.http.Shutdown(ctx); err != nil {
+			a.log.Warn("http server: requests still running after the grace; closing their connections", "err", err)
+			a.http.Close()
+		}
 		cancel()
 	}
 	if a.svc != nil {
-		a.svc.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		if err := a.svc.Shutdown(ctx); err != nil {
+			a.log.Warn("query service shutdown", "err", err)
+		}
+		cancel()
 	}
 	if a.dedup != nil {
 		a.dedup.Close() // a running job stops; its checkpoint lets it resume
@@ -528,7 +554,16 @@ func (a *app) Close() {
 		a.banks.Close()
 	}
 	if a.nc != nil {
-		a.nc.Drain()
+		if err := a.nc.Drain(); err != nil {
+			a.nc.Close()
+		}
+		select {
+		case <-a.ncClosed:
+		case <-time.After(grace):
+			a.log.Warn("NATS drain not over after the grace; closing the connection")
+			a.nc.Close()
+			<-a.ncClosed
+		}
 	}
 	if a.ix != nil {
 		a.ix.Close()

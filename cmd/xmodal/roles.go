@@ -488,9 +488,27 @@ func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 // sink, so nothing that is not in the index is acknowledged or committed. The
 // caller then closes the app: the Kafka source commits the acknowledged offsets
 // and leaves the group, NATS is drained, the index is closed.
-func (a *app) Run(ctx context.Context) error {
+func (a *app) Run(ctx context.Context) (err error) {
 	a.ready.Store(true)
 	defer a.ready.Store(false)
+	// A failed HTTP server (its listener broke) stops the process with its error.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	if a.httpErr != nil {
+		go func() {
+			select {
+			case err := <-a.httpErr:
+				a.log.Error("http server failed; stopping", "err", err)
+				fail(err)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	defer func() {
+		if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+	}()
 	if a.pipe == nil {
 		<-ctx.Done()
 		a.log.Info("stopping")
@@ -518,7 +536,7 @@ func (a *app) Run(ctx context.Context) error {
 		}
 		mu.Unlock()
 	}()
-	err := a.pipe.RunUntil(ctx, work)
+	err = a.pipe.RunUntil(ctx, work)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

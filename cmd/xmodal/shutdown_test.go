@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,8 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
@@ -223,4 +226,158 @@ func messagesProcessed(t *testing.T, url string) int {
 		t.Fatalf("%s has no xmodal_ingest_messages_total", url)
 	}
 	return int(total)
+}
+
+// TestSIGTERMUnderQueryLoad stops `xmodal run` with SIGTERM while clients keep
+// searching over NATS and over the HTTP gateway. Shutdown stops taking
+// requests, waits for those in flight, drains NATS and only then closes the
+// index and the model: no request may fail because a resource it used was
+// closed under it (a 500, or a 503 from the index), the process exits 0 and
+// logs no failed query. Refusals while stopping (503 "shutting down", no
+// responders, a closed connection) are what a client of a stopping instance
+// should see, and are allowed.
+func TestSIGTERMUnderQueryLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts xmodal processes")
+	}
+	dir := t.TempDir()
+	listen, httpAddr := freePort(t), freePort(t)
+	c := startChildHTTP(t, dir, listen, httpAddr, "XMODAL_SHUTDOWN_GRACE=5s", "XMODAL_QUERY_CONCURRENCY=64")
+	nc := connect(t, listen, c)
+	defer nc.Close()
+	waitService(t, nc)
+	js, _ := jetstream.New(nc)
+	pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer pcancel()
+	for i := range 20 {
+		p := domain.Post{Schema: 1, ID: fmt.Sprintf("q-%02d", i), CreatedAt: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC),
+			Text: fmt.Sprintf("a post about query %d", i), Image: &domain.ImageRef{Data: tinyPNG(i)}}
+		b, _ := json.Marshal(p)
+		if err := ingest.Publish(pctx, js, "xmodal.posts", p.ID, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := client.New(nc)
+	testutil.Eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := cl.Stats(ctx)
+		if err != nil || st.Records[domain.ModalityText] < 20 {
+			return fmt.Errorf("20 posts indexed: stats %v, %v", st, err)
+		}
+		return nil
+	})
+
+	// closedResource says whether a failed request failed because of the
+	// server's own shutdown order (what this test guards against).
+	closedResource := func(code int, msg string) bool {
+		refusal := strings.Contains(msg, "shutting down") || strings.Contains(msg, "no xmodal query service is listening")
+		return code == query.CodeInternal || (code == query.CodeUnavailable && !refusal)
+	}
+	var (
+		mu       sync.Mutex
+		ok, bad  int
+		badCases []string
+	)
+	record := func(err error, code int, msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			ok++
+			return
+		}
+		if closedResource(code, msg) {
+			bad++
+			badCases = append(badCases, fmt.Sprintf("%d %s", code, msg))
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(2)
+		go func() { // NATS
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := cl.Search(ctx, &query.SearchRequest{Text: fmt.Sprintf("query %d from %d", i, w), K: 5})
+				cancel()
+				var qe *query.Error
+				if errors.As(err, &qe) {
+					record(err, qe.Code, qe.Message)
+				} else {
+					record(err, 0, "")
+				}
+				if err != nil {
+					time.Sleep(5 * time.Millisecond) // a stopping server: do not spin
+				}
+			}
+		}()
+		go func() { // HTTP gateway
+			defer wg.Done()
+			hc := &http.Client{Timeout: 5 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := strings.NewReader(fmt.Sprintf(`{"text":"gateway query %d from %d","k":5}`, i, w))
+				resp, err := hc.Post("http://"+httpAddr+"/v1/search", "application/json", body)
+				if err != nil {
+					record(err, 0, "") // refused or reset: the server is gone
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					record(nil, 0, "")
+					continue
+				}
+				var eb query.ErrorBody
+				json.Unmarshal(b, &eb)
+				record(fmt.Errorf("HTTP %d", resp.StatusCode), eb.Error.Code, eb.Error.Message)
+			}
+		}()
+	}
+	time.Sleep(time.Second) // load running
+	mu.Lock()
+	before := ok
+	mu.Unlock()
+	if before == 0 {
+		close(stop)
+		wg.Wait()
+		t.Fatal("no query succeeded before the stop: the load proves nothing")
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	var exitErr error
+	select {
+	case exitErr = <-c.done:
+		c.done <- exitErr
+	case <-time.After(60 * time.Second):
+		close(stop)
+		wg.Wait()
+		t.Fatal("xmodal did not stop within 60s of SIGTERM")
+	}
+	time.Sleep(200 * time.Millisecond) // the clients see the end
+	close(stop)
+	wg.Wait()
+	t.Logf("%d queries answered before and during the stop (%d before the SIGTERM)", ok, before)
+	if exitErr != nil {
+		t.Errorf("xmodal exited with %v after SIGTERM, want 0", exitErr)
+	}
+	if bad > 0 {
+		t.Errorf("%d queries failed from a closed resource, e.g. %q", bad, badCases[:min(len(badCases), 5)])
+	}
+	out := c.out.String()
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "query failed") || strings.Contains(l, "panic") || strings.Contains(l, "level=ERROR") {
+			t.Errorf("xmodal logged during the stop: %s", l)
+		}
+	}
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/xmodal/xmodal/ingest"
 )
 
 // Probe connects to the brokers once, so that a wrong address or wrong
@@ -77,45 +75,3 @@ func NewProducer(cfg Config, conn *Connection, topic string, log *slog.Logger) *
 		BatchSize: 100, BatchBytes: 1 << 20, BatchTimeout: time.Millisecond, WriteTimeout: 30 * time.Second,
 		ErrorLogger: kafkago.LoggerFunc(func(f string, a ...any) { log.Debug("kafka writer: " + fmt.Sprintf(f, a...)) })}
 }
-
-// DeadLetterWriter writes dead letters to cfg.DLQTopic with the headers
-// DeadLetterHeaders gives (the Source's own dead letters and those of
-// `xmodal ingest --to kafka` alike). It implements ingest.DeadLetter.
-type DeadLetterWriter struct {
-	topic string
-	w     *kafkago.Writer
-}
-
-// NewDeadLetterWriter returns a DeadLetterWriter on conn; the topic is created
-// by the broker on first write when it does not exist (New creates it first).
-func NewDeadLetterWriter(cfg Config, conn *Connection) *DeadLetterWriter {
-	cfg = cfg.WithDefaults()
-	return &DeadLetterWriter{topic: cfg.DLQTopic, w: &kafkago.Writer{Addr: kafkago.TCP(cfg.Brokers...), Topic: cfg.DLQTopic,
-		Balancer: &kafkago.Hash{}, RequiredAcks: kafkago.RequireAll, MaxAttempts: 10, BatchTimeout: time.Millisecond,
-		WriteTimeout: cfg.Timeout, ReadTimeout: cfg.Timeout, AllowAutoTopicCreation: true, Transport: conn.Transport,
-		ErrorLogger: kafkago.LoggerFunc(func(f string, a ...any) { cfg.Logger.Debug("kafka dead-letter writer: " + fmt.Sprintf(f, a...)) })}}
-}
-
-// Topic is the dead-letter topic.
-func (d *DeadLetterWriter) Topic() string { return d.topic }
-
-// Send writes m's dead letter: its key (null when m had none), its value (null
-// for a tombstone), and the dead-letter headers.
-func (d *DeadLetterWriter) Send(ctx context.Context, m *ingest.Message, stage ingest.Stage, reason string) error {
-	out := kafkago.Message{Key: []byte(m.Key), Value: m.Value, Headers: DeadLetterHeaders(m, stage, reason, time.Now())}
-	if m.NoKey {
-		out.Key = nil // a null key stays null
-	}
-	if m.Tombstone {
-		out.Value = nil
-	}
-	if err := d.w.WriteMessages(ctx, out); err != nil {
-		return fmt.Errorf("kafka: dead letter for %q to %s: %w", m.Key, d.topic, err)
-	}
-	return nil
-}
-
-// Close flushes and closes the writer.
-func (d *DeadLetterWriter) Close() error { return d.w.Close() }
-
-var _ ingest.DeadLetter = (*DeadLetterWriter)(nil)

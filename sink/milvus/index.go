@@ -209,23 +209,13 @@ func resolveAlias(ctx context.Context, c *milvusclient.Client, o Options, alias 
 // FollowAlias pick the new collection up when they restart (with the new model);
 // Open refuses to follow an alias to another model's vectors.
 func SwapAlias(ctx context.Context, opt Options, modelVersion string) error {
-	opt.ModelVersion = modelVersion
-	if err := opt.validateAdmin(); err != nil {
-		return err
-	}
-	opt = opt.withDefaults()
-	c, err := dial(ctx, opt)
+	c, opt, err := adminClient(ctx, opt, modelVersion)
 	if err != nil {
 		return err
 	}
 	defer c.Close(context.Background())
 	target := VersionCollection(opt.Collection, modelVersion)
-	var has bool
-	err = retry(ctx, opt, "has collection "+target, opt.CallTimeout, func(ctx context.Context) error {
-		var err error
-		has, err = c.HasCollection(ctx, milvusclient.NewHasCollectionOption(target), noRetry)
-		return err
-	}, nil)
+	has, err := hasCollection(ctx, c, opt, target)
 	if err != nil {
 		return err
 	}
@@ -292,12 +282,7 @@ func (ix *Index) Close() error {
 // DropModel drops every collection of a model version (not the deny-list, which is
 // shared by all versions). It refuses to drop the collection the alias points to.
 func DropModel(ctx context.Context, opt Options, modelVersion string) error {
-	opt.ModelVersion = modelVersion
-	if err := opt.validateAdmin(); err != nil {
-		return err
-	}
-	opt = opt.withDefaults()
-	c, err := dial(ctx, opt)
+	c, opt, err := adminClient(ctx, opt, modelVersion)
 	if err != nil {
 		return err
 	}
@@ -314,12 +299,7 @@ func DropModel(ctx context.Context, opt Options, modelVersion string) error {
 	for _, name := range []string{base, base + "_code", base + "_pdq", base + "_posts"} {
 		// Only the collections that exist are dropped (a layout has some of the
 		// four), so that every error a drop returns is a real one.
-		var has bool
-		err := retry(ctx, opt, "has collection "+name, opt.CallTimeout, func(ctx context.Context) error {
-			var err error
-			has, err = c.HasCollection(ctx, milvusclient.NewHasCollectionOption(name), noRetry)
-			return err
-		}, nil)
+		has, err := hasCollection(ctx, c, opt, name)
 		if err == nil && has {
 			err = retry(ctx, opt, "drop collection "+name, opt.CallTimeout, func(ctx context.Context) error {
 				return c.DropCollection(ctx, milvusclient.NewDropCollectionOption(name), noRetry)
@@ -348,6 +328,29 @@ func (e *AliasError) Error() string {
 		return fmt.Sprintf("milvus: alias %s cannot serve this process", e.Alias)
 	}
 	return e.msg
+}
+
+// adminClient validates opt for SwapAlias and DropModel of modelVersion and
+// connects; the caller closes the client.
+func adminClient(ctx context.Context, opt Options, modelVersion string) (*milvusclient.Client, Options, error) {
+	opt.ModelVersion = modelVersion
+	if err := opt.validateAdmin(); err != nil {
+		return nil, opt, err
+	}
+	opt = opt.withDefaults()
+	c, err := dial(ctx, opt)
+	return c, opt, err
+}
+
+// hasCollection reports whether the collection name exists.
+func hasCollection(ctx context.Context, c *milvusclient.Client, opt Options, name string) (bool, error) {
+	var has bool
+	err := retry(ctx, opt, "has collection "+name, opt.CallTimeout, func(ctx context.Context) error {
+		var err error
+		has, err = c.HasCollection(ctx, milvusclient.NewHasCollectionOption(name), noRetry)
+		return err
+	}, nil)
+	return has, err
 }
 
 // validateAdmin checks what SwapAlias and DropModel need (no model dimension:

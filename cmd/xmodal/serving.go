@@ -1,5 +1,9 @@
 package main
 
+// The serving side's wiring: the query cache (Redis or an in-process LRU),
+// the TLS and credential keys of the Redis and NATS clients, and the HTTP
+// gateway.
+
 import (
 	"context"
 	"errors"
