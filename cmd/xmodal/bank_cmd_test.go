@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,10 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/bankstore"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // startBankApp runs `xmodal run` in-process (embedded NATS, the demo model)
@@ -179,4 +184,48 @@ func TestBankCLI(t *testing.T) {
 	if !strings.Contains(logs.text(), "audit: bank change") || !strings.Contains(logs.text(), "actor=tester") {
 		t.Fatal("the changes are not in the audit log with the actor")
 	}
+}
+
+// TestBankImportBench imports a python-threatexchange file of
+// XMODAL_BANKIMPORT_N PDQ lines (set it to run: 1000000 for the recorded
+// figure) through `xmodal bank import` into a running xmodal and reports
+// lines per second, the heap after, and that a second process (a new store
+// on the same NATS server) loads the bank.
+func TestBankImportBench(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("XMODAL_BANKIMPORT_N"))
+	if n <= 0 {
+		t.Skip("set XMODAL_BANKIMPORT_N to run the import benchmark (docs/moderation.md)")
+	}
+	url, _ := startBankApp(t)
+	mustBank(t, url, "create", "bench")
+	path := filepath.Join(t.TempDir(), "list.txt")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		fmt.Fprintf(w, "pdq %s\n", seededPDQ(i))
+	}
+	w.Flush()
+	f.Close()
+	st, _ := os.Stat(path)
+	start := time.Now()
+	out := mustBank(t, url, "import", "bench", path, "--quiet")
+	took := time.Since(start)
+	t.Logf("%s", strings.TrimSpace(out))
+	t.Logf("import of %d lines (%.1f MB): %.1f s, %.0f lines/s", n, float64(st.Size())/1e6, took.Seconds(), float64(n)/took.Seconds())
+	// A new process loads the bank from the stream.
+	_, js := testutil.ConnectJS(t, url)
+	start = time.Now()
+	bs, err := bankstore.Open(context.Background(), js, bankstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	info, err := bs.State().Bank("bench")
+	if err != nil || info.Entries != n {
+		t.Fatalf("a new process holds %+v %v, want %d entries", info, err, n)
+	}
+	t.Logf("a new process loaded the bank (%d entries) from the stream and snapshots in %.1f s", info.Entries, time.Since(start).Seconds())
 }
