@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -100,6 +101,11 @@ type BankAddRequest struct {
 	Bank    string        `json:"bank"`
 	Entries []banks.Entry `json:"entries,omitempty"`
 	Image   []byte        `json:"image,omitempty"` // base64 in JSON
+	// Exemplar adds the image as an exemplar (an embedding entry: the
+	// model's vector of it, matched by cosine at the bank's image_image and
+	// image_text thresholds) instead of its PDQ hash and MD5. The image is
+	// not kept: after a model change the entry is stale.
+	Exemplar bool `json:"exemplar,omitempty"`
 	// Tags, Note and Source apply to the image's entries, and to entries
 	// that have none of their own.
 	Tags   []string `json:"tags,omitempty"`
@@ -383,23 +389,41 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 		e.AddedAt, e.AddedBy = now, actor
 		entries = append(entries, e)
 	}
+	if r.Exemplar && len(r.Image) == 0 {
+		return nil, errorf(CodeBadRequest, "exemplar: give the image")
+	}
+	// Written concepts without a vector are embedded here, by the text tower.
+	if err := s.embedConcepts(ctx, entries); err != nil {
+		return nil, err
+	}
 	if len(r.Image) > 0 {
 		dec, err := s.decodeImage(ctx, r.Image)
 		if err != nil {
 			return nil, err
 		}
-		in := dec.HashInput
-		if in == nil {
-			in = dec.Image
-		}
-		h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
-		dec.Release()
-		sum := md5.Sum(r.Image)
-		for _, sig := range []struct {
-			t banks.SignalType
-			v string
-		}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
-			entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+		if r.Exemplar {
+			v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
+			dec.Release()
+			if err != nil {
+				return nil, errorf(CodeInternal, "encode image: %v", err)
+			}
+			sum := sha256.Sum256(r.Image)
+			entries = append(entries, banks.Entry{Type: banks.SignalEmbedding, Modality: "image", Value: hex.EncodeToString(sum[:]),
+				Vector: v[0], ModelVersion: s.d.Encoder.Version(), Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+		} else {
+			in := dec.HashInput
+			if in == nil {
+				in = dec.Image
+			}
+			h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
+			dec.Release()
+			sum := md5.Sum(r.Image)
+			for _, sig := range []struct {
+				t banks.SignalType
+				v string
+			}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
+				entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+			}
 		}
 	}
 	for i := range entries {
@@ -412,6 +436,46 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	return s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+}
+
+// embedConcepts computes the vectors of written concepts (embedding entries
+// of modality text given without one) in one call of the text tower; an
+// exemplar image must come as an image (exemplar: true), and a vector given
+// with an entry must name its model version.
+func (s *Service) embedConcepts(ctx context.Context, entries []banks.Entry) error {
+	var idx []int
+	var texts []string
+	for i := range entries {
+		e := &entries[i]
+		t, err := banks.ParseSignalType(string(e.Type))
+		if err != nil || t != banks.SignalEmbedding || len(e.Vector) > 0 {
+			continue
+		}
+		e.Type = t
+		switch e.Modality {
+		case "text":
+			v, err := banks.CanonicalEmbedding("text", e.Value)
+			if err != nil {
+				return bankErr(fmt.Errorf("entry %d: %w", i, err))
+			}
+			idx, texts = append(idx, i), append(texts, v)
+		case "image":
+			return errorf(CodeBadRequest, "entry %d: an exemplar image is added as image with exemplar: true", i)
+		default:
+			return errorf(CodeBadRequest, "entry %d: an embedding entry needs modality text (a written concept) or image", i)
+		}
+	}
+	if len(texts) == 0 {
+		return nil
+	}
+	vs, err := s.d.Encoder.EmbedTexts(ctx, texts)
+	if err != nil {
+		return errorf(CodeInternal, "encode concepts: %v", err)
+	}
+	for j, i := range idx {
+		entries[i].Vector, entries[i].ModelVersion = vs[j], s.d.Encoder.Version()
+	}
+	return nil
 }
 
 func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {

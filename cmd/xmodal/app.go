@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
@@ -255,10 +257,14 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 			return nil, err
 		}
 	}
+	cal, err := loadCalibration(cfg.Banks.Calibration, a.model.Version())
+	if err != nil {
+		return nil, err
+	}
 	if r.serves() {
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal})
 		if err != nil {
 			return nil, err
 		}
@@ -316,6 +322,29 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 	}
 	a.pipe, err = workers.New(pc, deps)
 	return err
+}
+
+// loadCalibration reads banks.calibration (nil when not set); it must be
+// the current model's.
+func loadCalibration(path, model string) (*banks.Calibration, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config banks.calibration: %w", err)
+	}
+	var c banks.Calibration
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("config banks.calibration: %s: %w", path, err)
+	}
+	if c.ModelVersion != model {
+		return nil, fmt.Errorf("config banks.calibration: %s calibrates model %q, this process runs %q: run 'xmodal bank calibrate' for it", path, c.ModelVersion, model)
+	}
+	if len(c.Floors) == 0 {
+		return nil, fmt.Errorf("config banks.calibration: %s has no floors", path)
+	}
+	return &c, nil
 }
 
 // matchingSink wraps the index writer so that every post is matched against

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -228,4 +229,70 @@ func TestBankImportBench(t *testing.T) {
 		t.Fatalf("a new process holds %+v %v, want %d entries", info, err, n)
 	}
 	t.Logf("a new process loaded the bank (%d entries) from the stream and snapshots in %.1f s", info.Entries, time.Since(start).Seconds())
+}
+
+// TestBankCalibrateCLI: calibrate the demo model on generated posts, run
+// with banks.calibration: a threshold below a floor is refused, one above
+// accepted; a written concept and an exemplar image added from the CLI
+// match by cosine.
+func TestBankCalibrateCLI(t *testing.T) {
+	requireORT(t)
+	dir := t.TempDir()
+	model := filepath.Join(repoRoot(t), "testdata", "models", "demo")
+	run := func(args ...string) string {
+		t.Helper()
+		root := newRoot()
+		var out, errw bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append(args, "--model", model))
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, errw.String())
+		}
+		return out.String()
+	}
+	run("gen", "--split", "train", "--n", "160", "--posts", "--out", filepath.Join(dir, "calib"))
+	calFile := filepath.Join(dir, "calibration.json")
+	out := run("bank", "calibrate", "--data", filepath.Join(dir, "calib"), "--out", calFile)
+	cal, err := loadCalibration(calFile, "xmodal-demo@1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tt := cal.Floors[banks.PairTextText]
+	if len(cal.Floors) != 4 || tt <= 0 || tt >= 1 || cal.Pairs[banks.PairTextText] < banks.MinCalibrationPairs || !strings.Contains(out, "text_text") {
+		t.Fatalf("calibration %+v\n%s", cal, out)
+	}
+	if _, err := loadCalibration(calFile, "another@2"); err == nil || !strings.Contains(err.Error(), "banks.calibration") {
+		t.Fatalf("a calibration of another model: %v", err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Model = model
+	cfg.Banks.Calibration = calFile
+	a, err := startApp(context.Background(), cfg, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	url := a.ns.ClientURL()
+	below := fmt.Sprintf("text_text=%.4f", tt-0.05)
+	if _, _, err := runBank(t, url, "create", "loose", "--threshold", below); err == nil || !strings.Contains(err.Error(), "noise floor") {
+		t.Fatalf("create with %s (floor %.4f): %v", below, tt, err)
+	}
+	above := fmt.Sprintf("text_text=%.4f", min(1, tt+(1-tt)/2))
+	mustBank(t, url, "create", "concepts", "--threshold", above, "--threshold", fmt.Sprintf("image_image=%.4f", min(1, cal.Floors[banks.PairImageImage]+0.01)))
+	concept := "two red stars on a blue square"
+	img := filepath.Join(repoRoot(t), "testdata", "pdq", "images", "dih", "bridge-1-original.jpg")
+	if out := mustBank(t, url, "add", "concepts", "--concept", concept, "--exemplar", img); !strings.Contains(out, "2 added") {
+		t.Fatalf("add a concept and an exemplar: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--text", concept); !strings.Contains(out, "embedding") || !strings.Contains(out, "concepts") {
+		t.Fatalf("match the concept's text: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--image", img); !strings.Contains(out, "embedding") {
+		t.Fatalf("match the exemplar: %s", out)
+	}
 }
