@@ -69,15 +69,14 @@ func bankCall(cmd *cobra.Command, cl *client.Client, endpoint string, req, out a
 
 // bankConfigFlags are the configuration flags of create and update.
 type bankConfigFlags struct {
-	thresholds   []string
-	labels       []string
-	action       string
-	pdq          int
-	description  string
-	disabled     bool
-	enabled      bool
-	storeMedia   bool
-	thresholdSet bool
+	thresholds  []string
+	labels      []string
+	action      string
+	pdq         int
+	description string
+	disabled    bool
+	enabled     bool
+	storeMedia  bool
 }
 
 func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
