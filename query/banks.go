@@ -32,6 +32,13 @@ type Banks interface {
 	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
 }
 
+// Sweeper runs retro sweeps: the posts already indexed looked up against a
+// bank's new entries (sink/matching.Sweeper implements it).
+type Sweeper interface {
+	Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepStatus
+	Status() []banks.SweepStatus
+}
+
 // CodeConflict: a bank name that is taken.
 const CodeConflict = 409
 
@@ -78,6 +85,14 @@ type BankChangeResponse struct {
 	// Seq is the banks' stream sequence after the change: every process
 	// synced past it holds it.
 	Seq uint64 `json:"seq"`
+	// Sweep is the retro sweep the change started (entries added to an
+	// enabled bank), when this server runs them.
+	Sweep *banks.SweepStatus `json:"sweep,omitempty"`
+}
+
+// SweepsResponse is the reply of xmodal.v1.banks.sweeps.
+type SweepsResponse struct {
+	Sweeps []banks.SweepStatus `json:"sweeps"`
 }
 
 // BanksListResponse is the reply of xmodal.v1.banks.list.
@@ -146,6 +161,8 @@ type BankImportResponse struct {
 	Bad      int       `json:"bad"`
 	Errors   []BadLine `json:"errors,omitempty"` // the first MaxImportErrors bad lines
 	Seq      uint64    `json:"seq"`
+	// Sweep is the retro sweep of the imported PDQ entries.
+	Sweep *banks.SweepStatus `json:"sweep,omitempty"`
 }
 
 // BadLine is a line of an import that was not imported, and why.
@@ -435,7 +452,83 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	if err := s.syncBanks(ctx); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+	res, err := s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+	if err != nil {
+		return nil, err
+	}
+	res.Sweep = s.startSweep(r.Bank, entries)
+	return res, nil
+}
+
+// startSweep starts a retro sweep of entries just added to an enabled bank
+// (nil when this server runs none).
+func (s *Service) startSweep(bank string, entries []banks.Entry) *banks.SweepStatus {
+	if s.d.Sweeper == nil {
+		return nil
+	}
+	info, err := s.d.Banks.State().Bank(bank)
+	if err != nil || !info.Enabled {
+		return nil
+	}
+	st := s.d.Sweeper.Start(info, entries)
+	return &st
+}
+
+// bankSweep sweeps the index for every entry of a bank (after enabling it,
+// or to repeat a sweep that failed).
+func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
+	var r BankNameRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if s.d.Sweeper == nil {
+		return nil, errorf(CodeUnavailable, "this server runs no sweeps (its index has no near-duplicate search)")
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	st := s.d.Banks.State()
+	info, err := st.Bank(r.Name)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	if !info.Enabled {
+		return nil, errorf(CodeBadRequest, "bank %s is disabled: enable it first", r.Name)
+	}
+	var all []banks.Entry
+	for cursor := 0; ; {
+		page, next, err := st.Entries(r.Name, cursor, MaxBankPage)
+		if err != nil {
+			return nil, bankErr(err)
+		}
+		for _, e := range page {
+			if e.Type == banks.SignalPDQ {
+				e.Vector = nil
+				all = append(all, e)
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	sw := s.d.Sweeper.Start(info, all)
+	s.d.Logger.Info("audit: bank sweep", "bank", r.Name, "actor", actorOr(r.Actor), "entries", sw.Entries)
+	return &sw, nil
+}
+
+func (s *Service) banksSweeps(_ context.Context, data []byte) (any, error) {
+	if len(bytes.TrimSpace(data)) > 0 {
+		var empty struct{}
+		if err := decodeStrict(data, &empty); err != nil {
+			return nil, err
+		}
+	}
+	res := &SweepsResponse{Sweeps: []banks.SweepStatus{}}
+	if s.d.Sweeper != nil {
+		res.Sweeps = s.d.Sweeper.Status()
+	}
+	return res, nil
 }
 
 // embedConcepts computes the vectors of written concepts (embedding entries
@@ -527,6 +620,7 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	actor := actorOr(r.Actor)
 	res := &BankImportResponse{Bank: r.Bank, Format: string(im.Format())}
 	bt := banks.OpBatcher{Bank: r.Bank, Actor: actor, At: now}
+	var swept []banks.Entry
 	send := func(op *banks.Op) error {
 		if op == nil {
 			return nil
@@ -534,6 +628,11 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 		ch, err := s.change(ctx, *op, "import_lines", len(op.Entries))
 		if err != nil {
 			return err
+		}
+		for _, e := range op.Entries {
+			if e.Type == banks.SignalPDQ {
+				swept = append(swept, e)
+			}
 		}
 		res.Added += ch.Result.Added
 		res.Replaced += ch.Result.Replaced
@@ -568,6 +667,7 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	if err := send(bt.Flush()); err != nil {
 		return nil, err
 	}
+	res.Sweep = s.startSweep(r.Bank, swept)
 	return res, nil
 }
 
@@ -843,6 +943,8 @@ func (s *Service) startBanks(svc *microService) error {
 	}{
 		{"banks.list", s.banksList},
 		{"banks.get", s.bankGet},
+		{"banks.sweeps", s.banksSweeps},
+		{"admin.banks.sweep", s.bankSweep},
 		{"match", s.match},
 		{"admin.banks.create", s.bankCreate},
 		{"admin.banks.update", s.bankUpdate},

@@ -61,11 +61,14 @@ type app struct {
 	svc       *query.Service
 	deny      *denylist.List
 	banks     *bankstore.Store
-	fetch     *media.Fetcher
-	http      *http.Server
-	httpAddr  string // the address http.listen resolved to
-	ready     atomic.Bool
-	cache     query.Cache
+	events    *matching.EventStream
+	// stopSweeps stops the retro sweeps' worker.
+	stopSweeps context.CancelFunc
+	fetch      *media.Fetcher
+	http       *http.Server
+	httpAddr   string // the address http.listen resolved to
+	ready      atomic.Bool
+	cache      query.Cache
 }
 
 // bundledModelDirs are tried in order when no model is configured.
@@ -261,10 +264,14 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if err != nil {
 		return nil, err
 	}
+	var sweeps query.Sweeper
 	if r.serves() {
+		if sweeps, err = a.sweeper(ctx); err != nil {
+			return nil, err
+		}
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal, Sweeper: sweeps})
 		if err != nil {
 			return nil, err
 		}
@@ -352,16 +359,47 @@ func loadCalibration(path, model string) (*banks.Calibration, error) {
 // events' duplicate window covers every redelivery of a post: ack wait ×
 // max attempts, at least 10 minutes.
 func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
+	evs, err := a.openEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+}
+
+// openEvents opens the match events stream once (the matcher at ingest and
+// the retro sweeps publish to it).
+func (a *app) openEvents(ctx context.Context) (*matching.EventStream, error) {
+	if a.events != nil {
+		return a.events, nil
+	}
 	js, err := jetstream.New(a.nc)
 	if err != nil {
 		return nil, err
 	}
 	dup := max(10*time.Minute, a.cfg.Ingest.AckWait*time.Duration(a.cfg.Ingest.MaxAttempts+1))
-	evs, err := matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	a.events, err = matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	return a.events, err
+}
+
+// sweeper runs the retro sweeps of a serving process whose index answers
+// near-duplicate searches (nil otherwise).
+func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
+	nd, ok := a.ix.(domain.NearDupSearcher)
+	if !ok || a.banks == nil {
+		return nil, nil
+	}
+	evs, err := a.openEvents(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopSweeps = cancel
+	sw, err := matching.NewSweeper(sctx, nd, evs, a.log, a.reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return sw, nil
 }
 
 // fenceIndex tells a Milvus index that its writer may take over posts another
@@ -482,6 +520,9 @@ func (a *app) Close() {
 	}
 	if a.svc != nil {
 		a.svc.Stop()
+	}
+	if a.stopSweeps != nil {
+		a.stopSweeps()
 	}
 	if a.kafka != nil {
 		// Commits what is safe (every acked offset below the first unacked one).

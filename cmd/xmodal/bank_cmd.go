@@ -42,7 +42,7 @@ service's audit log with --actor; ls and match are reader operations.`,
 	var actor string
 	c.PersistentFlags().StringVar(&actor, "actor", "", "who makes the change, for the audit log (default: the NATS user, else the OS user)")
 	c.AddCommand(bankCreateCmd(&actor), bankUpdateCmd(&actor), bankDeleteCmd(&actor), bankLsCmd(), bankAddCmd(&actor), bankRmCmd(&actor),
-		bankImportCmd(&actor), bankExportCmd(), bankMatchCmd(), bankCalibrateCmd())
+		bankImportCmd(&actor), bankExportCmd(), bankMatchCmd(), bankCalibrateCmd(), bankSweepCmd(&actor), bankSweepStatusCmd())
 	return c
 }
 
@@ -807,4 +807,55 @@ posts of unrelated content, at least 142 of each modality (10,000 pairs).`,
 	f.IntVar(&batch, "batch", 32, "embedding batch size")
 	f.IntVar(&maxSamples, "max-samples", 4000, "at most this many posts")
 	return c
+}
+
+func bankSweepCmd(actor *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sweep NAME",
+		Short: "Sweep the posts already indexed for every PDQ entry of a bank (xmodal.v1.admin.banks.sweep); adds start one by themselves",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var st banks.SweepStatus
+			if err := bankCall(cmd, cl, "admin.banks.sweep", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sweep %d of bank %s: %d entries, %s ('xmodal bank sweep-status' shows its progress)\n", st.ID, st.Bank, st.Entries, st.State)
+			return nil
+		},
+	}
+}
+
+func bankSweepStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "sweep-status",
+		Short: "Show the retro sweeps of the serving process that answers (xmodal.v1.banks.sweeps)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var res query.SweepsResponse
+			if err := bankCall(cmd, cl, "banks.sweeps", struct{}{}, &res); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tMATCHES\tQUEUED\tTOOK\tERROR")
+			for _, s := range res.Sweeps {
+				took := ""
+				if !s.Finished.IsZero() && !s.Started.IsZero() {
+					took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, s.Matches,
+					s.Queued.Format(time.RFC3339), took, s.Error)
+			}
+			return tw.Flush()
+		},
+	}
 }
