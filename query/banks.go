@@ -39,6 +39,52 @@ type Sweeper interface {
 	Status() []banks.SweepStatus
 }
 
+// MatchEvents reads the newest match events (sink/matching.EventStream).
+type MatchEvents interface {
+	Latest(ctx context.Context, bank string, n int) ([]json.RawMessage, error)
+}
+
+// EventsRequest is the body of xmodal.v1.banks.events: the newest match
+// events, of one bank or all.
+type EventsRequest struct {
+	Bank  string `json:"bank,omitempty"`
+	Limit int    `json:"limit,omitempty"` // default 50, at most 500
+}
+
+// EventsResponse is the reply of xmodal.v1.banks.events: events as
+// sink/matching.Event encodes them, newest first.
+type EventsResponse struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+func (s *Service) banksEvents(ctx context.Context, data []byte) (any, error) {
+	var r EventsRequest
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := decodeStrict(data, &r); err != nil {
+			return nil, err
+		}
+	}
+	if r.Bank != "" {
+		if err := banks.ValidateName(r.Bank); err != nil {
+			return nil, bankErr(err)
+		}
+	}
+	if r.Limit == 0 {
+		r.Limit = 50
+	}
+	if r.Limit < 1 || r.Limit > 500 {
+		return nil, errorf(CodeBadRequest, "limit %d: want 1..500", r.Limit)
+	}
+	if s.d.Events == nil {
+		return &EventsResponse{Events: []json.RawMessage{}}, nil
+	}
+	evs, err := s.d.Events.Latest(ctx, r.Bank, r.Limit)
+	if err != nil {
+		return nil, errorf(CodeUnavailable, "match events: %v", err)
+	}
+	return &EventsResponse{Events: evs}, nil
+}
+
 // CodeConflict: a bank name that is taken.
 const CodeConflict = 409
 
@@ -944,6 +990,7 @@ func (s *Service) startBanks(svc *microService) error {
 		{"banks.list", s.banksList},
 		{"banks.get", s.bankGet},
 		{"banks.sweeps", s.banksSweeps},
+		{"banks.events", s.banksEvents},
 		{"admin.banks.sweep", s.bankSweep},
 		{"match", s.match},
 		{"admin.banks.create", s.bankCreate},

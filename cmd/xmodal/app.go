@@ -265,13 +265,20 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		return nil, err
 	}
 	var sweeps query.Sweeper
+	var events query.MatchEvents
 	if r.serves() {
 		if sweeps, err = a.sweeper(ctx); err != nil {
 			return nil, err
 		}
+		if a.banks != nil {
+			if a.events, err = a.openEvents(ctx); err != nil {
+				return nil, err
+			}
+			events = a.events
+		}
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal, Sweeper: sweeps})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal, Sweeper: sweeps, Events: events})
 		if err != nil {
 			return nil, err
 		}
