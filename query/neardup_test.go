@@ -112,7 +112,10 @@ func newHashStack(t testing.TB, withCoder bool) *hashStack {
 	if coder != nil {
 		deps.Coder = coder
 	}
-	svc, err := query.New(query.Config{}, deps)
+	// Region queries decode and hash a photo many times over: under the race
+	// detector on a loaded 2-core machine one can take longer than the
+	// default 5 s deadline, which these tests do not measure.
+	svc, err := query.New(query.Config{Timeout: time.Minute}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func bankActor(cmd *cobra.Command, flag string) string {
 	if flag != "" {
 		return flag
 	}
-	if cfg, err := loadConfig(cmd.Flags(), os.Getenv); err == nil && cfg.NATS.User != "" {
+	if cfg, err := loadConfig(cmd.Flags(), os.LookupEnv); err == nil && cfg.NATS.User != "" {
 		return cfg.NATS.User
 	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
@@ -746,7 +746,7 @@ posts of unrelated content, at least 142 of each modality (10,000 pairs).`,
   xmodal bank calibrate --data .cache/calib --out calibration.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}

@@ -245,7 +245,7 @@ func TestBankCalibrateCLI(t *testing.T) {
 		var out, errw bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&errw)
-		root.SetArgs(append(args, "--model", model))
+		root.SetArgs(args)
 		if err := root.ExecuteContext(context.Background()); err != nil {
 			t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, errw.String())
 		}
@@ -253,7 +253,7 @@ func TestBankCalibrateCLI(t *testing.T) {
 	}
 	run("gen", "--split", "train", "--n", "160", "--posts", "--out", filepath.Join(dir, "calib"))
 	calFile := filepath.Join(dir, "calibration.json")
-	out := run("bank", "calibrate", "--data", filepath.Join(dir, "calib"), "--out", calFile)
+	out := run("bank", "calibrate", "--data", filepath.Join(dir, "calib"), "--out", calFile, "--model", model)
 	cal, err := loadCalibration(calFile, "xmodal-demo@1")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)

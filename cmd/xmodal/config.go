@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"reflect"
 	"slices"
 	"strconv"
@@ -37,7 +38,7 @@ type Config struct {
 		Listen   string `yaml:"listen" help:"address of the embedded NATS server"`
 		URL      string `yaml:"url" help:"an outside NATS server to use instead of the embedded one (also what the client commands connect to)"`
 		User     string `yaml:"user" help:"NATS user name"`
-		Password string `yaml:"password" help:"NATS password"`
+		Password string `yaml:"password" secret:"true" help:"NATS password"`
 		// Security (docs/security.md).
 		ServerConfig string `yaml:"server_config" help:"nats-server config file for the embedded server (users, nkeys, permissions, tls); see docs/security.md"`
 		NkeySeedFile string `yaml:"nkey_seed_file" help:"file holding this client's NATS nkey seed (SU...) to authenticate with"`
@@ -70,7 +71,7 @@ type Config struct {
 		DLQTopic       string        `yaml:"dlq_topic" help:"dead-letter topic (default <topic>.dlq)"`
 		SASLMechanism  string        `yaml:"sasl_mechanism" help:"SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none)"`
 		SASLUser       string        `yaml:"sasl_user" help:"SASL user"`
-		SASLPassword   string        `yaml:"sasl_password" help:"SASL password"`
+		SASLPassword   string        `yaml:"sasl_password" secret:"true" help:"SASL password"`
 		TLS            bool          `yaml:"tls" help:"connect with TLS (system roots unless tls_ca_file)"`
 		TLSCAFile      string        `yaml:"tls_ca_file" help:"PEM file of the CAs that sign the brokers' certificates"`
 		TLSCertFile    string        `yaml:"tls_cert_file" help:"client certificate for mutual TLS"`
@@ -91,7 +92,7 @@ type Config struct {
 	Redis struct {
 		Addr        string        `yaml:"addr" help:"Redis host:port for the query cache (empty: in-process LRU)"`
 		Username    string        `yaml:"username" help:"Redis ACL user (empty: default user)"`
-		Password    string        `yaml:"password" help:"Redis password (AUTH / requirepass)"`
+		Password    string        `yaml:"password" secret:"true" help:"Redis password (AUTH / requirepass)"`
 		DB          int           `yaml:"db" help:"Redis database number"`
 		TLS         bool          `yaml:"tls" help:"connect to Redis with TLS (system roots unless tls_ca_file)"`
 		TLSCAFile   string        `yaml:"tls_ca_file" help:"PEM CAs that sign Redis's certificate"`
@@ -101,7 +102,7 @@ type Config struct {
 	} `yaml:"redis"`
 	HTTP struct {
 		Listen     string `yaml:"listen" help:"address for the search page, the JSON gateway (/v1/...), /metrics, /healthz and /readyz (empty disables)"`
-		AdminToken string `yaml:"admin_token" help:"bearer token required by /v1/admin/... (empty: admin operations over HTTP are off)"`
+		AdminToken string `yaml:"admin_token" secret:"true" help:"bearer token required by /v1/admin/... (empty: admin operations over HTTP are off)"`
 		PostURL    string `yaml:"post_url" help:"link to a post on its platform, {id} replaced by the post id (e.g. https://social.example/p/{id}); the search page links each result to it (empty: no link)"`
 	} `yaml:"http"`
 	Log struct {
@@ -111,6 +112,13 @@ type Config struct {
 	// Milvus and roles: roles.go.
 	Milvus        MilvusConfig  `yaml:"milvus"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace" help:"on SIGTERM, how long the posts in flight may take to finish (then the rest are abandoned, unacknowledged) and HTTP requests to drain; keep Kubernetes' terminationGracePeriodSeconds above it"`
+}
+
+// clone is a copy of c that can be changed without changing c (no leaf
+// shares memory that a change writes).
+func (c *Config) clone() *Config {
+	cp := *c
+	return &cp
 }
 
 // DefaultConfig returns the embedded defaults.
@@ -263,9 +271,10 @@ func (c *Config) Validate() error {
 
 // leaf is one configurable value.
 type leaf struct {
-	key  string
-	help string
-	v    reflect.Value
+	key    string
+	help   string
+	secret bool // a password or token: `config print` redacts it
+	v      reflect.Value
 }
 
 func (l leaf) env() string {
@@ -289,7 +298,7 @@ func leaves(c *Config) []leaf {
 				walk(v.Field(i), key)
 				continue
 			}
-			out = append(out, leaf{key: key, help: f.Tag.Get("help"), v: v.Field(i)})
+			out = append(out, leaf{key: key, help: f.Tag.Get("help"), secret: f.Tag.Get("secret") == "true", v: v.Field(i)})
 		}
 	}
 	walk(reflect.ValueOf(c).Elem(), "")
@@ -342,20 +351,92 @@ func (l leaf) String() string {
 	}
 }
 
-// configFlags registers one flag per leaf on fs; the flag values are applied by
-// loadConfig after the file and the environment.
-func configFlags(fs *pflag.FlagSet) {
-	fs.String("config", "", "YAML config file (env XMODAL_CONFIG)")
-	for _, l := range leaves(DefaultConfig()) {
-		fs.String(l.flag(), "", fmt.Sprintf("%s (default %q; env %s)", l.help, l.String(), l.env()))
+// leafFlag is the typed flag of one leaf: it parses with the leaf's own rules
+// into a value of its own (the flag layer), applied by loadConfig after the
+// file and the environment. A list flag appends when repeated (--x a --x b,
+// or --x a,b); a bool flag alone means true (--kafka-tls).
+type leafFlag struct {
+	l       leaf
+	changed bool
+}
+
+func (f *leafFlag) String() string { return f.l.String() }
+
+func (f *leafFlag) Set(s string) error {
+	prev, isList := f.l.v.Interface().([]string)
+	if err := f.l.set(s); err != nil {
+		return fmt.Errorf("%w (config %s)", err, f.l.key)
+	}
+	if isList && f.changed {
+		f.l.v.Set(reflect.ValueOf(append(slices.Clone(prev), f.l.v.Interface().([]string)...)))
+	}
+	f.changed = true
+	return nil
+}
+
+// Type is the value's name in the help (--ingest-batch-size int).
+func (f *leafFlag) Type() string {
+	switch f.l.v.Interface().(type) {
+	case int:
+		return "int"
+	case bool:
+		return "bool"
+	case time.Duration:
+		return "duration"
+	case []string:
+		return "strings"
+	default:
+		return "string"
 	}
 }
 
+// scope names the configuration sections (the first segment of a key:
+// "nats", "ingest", "data_dir") whose flags a command takes: only these, or
+// all but except; none: no configuration at all (a command that reads
+// none). The zero scope is every section.
+type scope struct {
+	only, except []string
+	none         bool
+}
+
+func (s scope) has(key string) bool {
+	if s.none {
+		return false
+	}
+	section, _, _ := strings.Cut(key, ".")
+	if len(s.only) > 0 && !slices.Contains(s.only, section) {
+		return false
+	}
+	return !slices.Contains(s.except, section)
+}
+
+// configFlags registers --config and the typed flag of every leaf in the
+// scope on fs. The help prints each default once, from the flag's value.
+func configFlags(fs *pflag.FlagSet, sc scope) {
+	if sc.none {
+		return
+	}
+	fs.String("config", "", "YAML config file (env XMODAL_CONFIG)")
+	for _, l := range leaves(DefaultConfig()) {
+		if !sc.has(l.key) {
+			continue
+		}
+		fl := fs.VarPF(&leafFlag{l: l}, l.flag(), "", fmt.Sprintf("%s (env %s)", l.help, l.env()))
+		if _, ok := l.v.Interface().(bool); ok {
+			fl.NoOptDefVal = "true"
+		}
+	}
+}
+
+// LookupEnv is os.LookupEnv's signature: a variable set to the empty string
+// is set (XMODAL_HTTP_LISTEN= turns the HTTP server off).
+type lookupEnv func(string) (string, bool)
+
 // loadConfig builds the effective config: defaults, the YAML file, the
 // environment, then flags that were set.
-func loadConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+func loadConfig(fs *pflag.FlagSet, env lookupEnv) (*Config, error) {
 	c := DefaultConfig()
-	path := getenv("XMODAL_CONFIG")
+	path, _ := env("XMODAL_CONFIG")
 	if f := fs.Lookup("config"); f != nil && f.Changed {
 		path = f.Value.String()
 	}
@@ -369,15 +450,17 @@ func loadConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) 
 		}
 	}
 	for _, l := range leaves(c) {
-		if s, ok := lookupEnv(getenv, l.env()); ok {
+		if s, ok := env(l.env()); ok {
 			if err := l.set(s); err != nil {
 				return nil, fmt.Errorf("config %s (env %s): %w", l.key, l.env(), err)
 			}
 		}
 		if f := fs.Lookup(l.flag()); f != nil && f.Changed {
-			if err := l.set(f.Value.String()); err != nil {
-				return nil, fmt.Errorf("config %s (flag --%s): %w", l.key, l.flag(), err)
+			lf, ok := f.Value.(*leafFlag)
+			if !ok {
+				return nil, fmt.Errorf("config %s: flag --%s is not a configuration flag", l.key, l.flag())
 			}
+			l.v.Set(lf.l.v)
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -386,9 +469,38 @@ func loadConfig(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) 
 	return c, nil
 }
 
-func lookupEnv(getenv func(string) string, k string) (string, bool) {
-	v := getenv(k)
-	return v, v != ""
+// otherEnv are the XMODAL_* variables that are not configuration keys but are
+// read on purpose: by the shipped NATS server configurations (deploy/nats),
+// by the tests and benchmarks, and by scripts. unknownEnv warns about any
+// other, which is most likely a typo of a key.
+var otherEnv = []string{
+	"XMODAL_CONFIG",
+	"XMODAL_*_PASSWORD", "XMODAL_*_NKEY", "XMODAL_ADMIN_TOKEN", // deploy/nats configurations
+	"XMODAL_NATS_CA", "XMODAL_NATS_CERT", "XMODAL_NATS_KEY", // deploy/nats TLS
+	"XMODAL_TEST_*", "XMODAL_BENCH_*", "XMODAL_*BENCH_*", "XMODAL_E2E_*", // tests and benchmarks
+	"XMODAL_UPDATE_DOCS", "XMODAL_SCREENSHOT_DIR", "XMODAL_TOKENIZER_GOLDENS",
+	"XMODAL_SYNTH_SAMPLES", "XMODAL_ND_*", "XMODAL_CRASH_AT", "XMODAL_VERSION",
+}
+
+// unknownEnv returns the XMODAL_* names in environ (KEY=value lines) that are
+// neither a configuration key nor in otherEnv.
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{}
+	for _, l := range leaves(DefaultConfig()) {
+		known[l.env()] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "XMODAL_") || known[k] {
+			continue
+		}
+		if !slices.ContainsFunc(otherEnv, func(pat string) bool { ok, _ := path.Match(pat, k); return ok }) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // decodeYAML decodes strictly: an unknown key refuses to start, naming it.
@@ -399,13 +511,23 @@ func decodeYAML(b []byte, c *Config) error {
 		if kerr := yamlKeyError(b); kerr != nil { // config_keys.go: one line, the dotted key
 			return kerr
 		}
+		if terr := yamlTypeError(b); terr != nil {
+			return terr
+		}
 		return err
 	}
 	return nil
 }
 
-// printConfig writes the effective config as YAML.
+// printConfig writes the effective config as YAML, secrets redacted (a set
+// password prints as "<redacted>", an unset one as "").
 func printConfig(w io.Writer, c *Config) error {
+	c = c.clone()
+	for _, l := range leaves(c) {
+		if l.secret && l.v.String() != "" {
+			l.v.SetString("<redacted>")
+		}
+	}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(c); err != nil {

@@ -55,3 +55,69 @@ func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 	}
 	return reflect.StructField{}, false
 }
+
+// yamlTypeError names the key whose value does not parse as its type, by the
+// same rules as the environment and flags (`config ingest.batch_size (line 3):
+// "lots" is not an integer`), where yaml reports "cannot unmarshal !!str" with
+// no key. It returns nil when every leaf parses.
+func yamlTypeError(b []byte) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil || len(root.Content) == 0 {
+		return nil
+	}
+	byKey := map[string]leaf{}
+	for _, l := range leaves(DefaultConfig()) {
+		byKey[l.key] = l
+	}
+	return badValue(root.Content[0], byKey, "")
+}
+
+func badValue(n *yaml.Node, byKey map[string]leaf, prefix string) error {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := k.Value
+		if prefix != "" {
+			key = prefix + "." + k.Value
+		}
+		l, isLeaf := byKey[key]
+		if !isLeaf {
+			if err := badValue(v, byKey, key); err != nil {
+				return err
+			}
+			continue
+		}
+		_, isList := l.v.Interface().([]string)
+		switch {
+		case v.Kind == yaml.SequenceNode && isList:
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return fmt.Errorf("config %s (line %d): list items must be strings", key, item.Line)
+				}
+			}
+		case v.Kind == yaml.ScalarNode:
+			if v.Tag == "!!null" {
+				continue
+			}
+			if err := l.set(v.Value); err != nil {
+				return fmt.Errorf("config %s (line %d): %w", key, v.Line, err)
+			}
+		default:
+			return fmt.Errorf("config %s (line %d): a %s, not a single value", key, v.Line, kindName(v.Kind))
+		}
+	}
+	return nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.MappingNode:
+		return "mapping"
+	default:
+		return "value of another kind"
+	}
+}

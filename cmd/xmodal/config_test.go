@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +16,27 @@ import (
 func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
 	t.Helper()
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	configFlags(fs)
+	configFlags(fs, scope{})
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
 	return fs
 }
 
-func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// parseConfig parses the flags (a typed flag refuses a bad value there) and
+// loads the configuration.
+func parseConfig(args []string, env lookupEnv) (*Config, error) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	configFlags(fs, scope{})
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return loadConfig(fs, env)
+}
+
+func envOf(m map[string]string) lookupEnv {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
 
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
@@ -48,8 +63,10 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestConfigRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
-	write := func(s string) string {
-		p := filepath.Join(dir, "c.yaml")
+	n := 0
+	write := func(s string) string { // one file per case: the table is built before any case runs
+		n++
+		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", n))
 		os.WriteFile(p, []byte(s), 0o644)
 		return p
 	}
@@ -66,10 +83,14 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"bad provider", map[string]string{"XMODAL_ORT_PROVIDER": "tpu"}, nil, "ort.provider"},
 		{"bad listen", nil, []string{"--nats-listen", "nowhere"}, "nats.listen"},
 		{"bad log level", nil, []string{"--log-level", "loud"}, "log.level"},
+		{"bad bool flag", nil, []string{"--kafka-tls=maybe"}, "kafka.tls"},
+		{"bad int in yaml", map[string]string{"XMODAL_CONFIG": write("ingest:\n  batch_size: lots\n")}, nil, `ingest.batch_size (line 2): "lots" is not an integer`},
+		{"bad duration in yaml", map[string]string{"XMODAL_CONFIG": write("query:\n  timeout: [1, 2]\n")}, nil, "query.timeout (line 2): a list"},
+		{"empty int env", map[string]string{"XMODAL_QUERY_CONCURRENCY": ""}, nil, "query.concurrency"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadConfig(newFlags(t, tc.args...), envOf(tc.env))
+			_, err := parseConfig(tc.args, envOf(tc.env))
 			if err == nil || !strings.Contains(err.Error(), tc.wants) {
 				t.Fatalf("err = %v; want one naming %q", err, tc.wants)
 			}
@@ -123,7 +144,7 @@ func TestConfigReferenceListsEveryKey(t *testing.T) {
 		}
 	}
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-	configFlags(fs)
+	configFlags(fs, scope{})
 	keys := yamlKeys(t, DefaultConfig())
 	if len(keys) < 80 {
 		t.Fatalf("only %d keys in the YAML encoding of the configuration", len(keys))
@@ -145,5 +166,121 @@ func TestConfigReferenceListsEveryKey(t *testing.T) {
 	}
 	for key := range rows {
 		t.Errorf("reference lists %s, which is not a key of the configuration file", key)
+	}
+}
+
+// TestTypedFlags: flags parse as their types, a bare bool flag is true, a
+// repeated list flag appends, and a variable set to "" is set.
+func TestTypedFlags(t *testing.T) {
+	fs := newFlags(t, "--kafka-tls", "--kafka-brokers", "a:1", "--kafka-brokers", "b:2,c:3", "--ingest-fetch-wait", "2s", "--ingest-batch-size", "9")
+	c, err := loadConfig(fs, envOf(map[string]string{"XMODAL_HTTP_LISTEN": "", "XMODAL_KAFKA_TLS_CA_FILE": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Kafka.TLS {
+		t.Error("--kafka-tls alone did not turn TLS on")
+	}
+	if !slices.Equal(c.Kafka.Brokers, []string{"a:1", "b:2", "c:3"}) {
+		t.Errorf("repeated list flag: %q", c.Kafka.Brokers)
+	}
+	if c.Ingest.FetchWait != 2*time.Second || c.Ingest.BatchSize != 9 {
+		t.Errorf("typed values: fetch_wait %v batch_size %d", c.Ingest.FetchWait, c.Ingest.BatchSize)
+	}
+	if c.HTTP.Listen != "" {
+		t.Errorf("XMODAL_HTTP_LISTEN= (set, empty) left http.listen at %q", c.HTTP.Listen)
+	}
+	if d := DefaultConfig(); d.HTTP.Listen == "" {
+		t.Fatal("the default http.listen is empty: the test above shows nothing")
+	}
+	for name, typ := range map[string]string{"ingest-batch-size": "int", "ingest-fetch-wait": "duration", "kafka-tls": "bool", "kafka-brokers": "strings", "nats-url": "string"} {
+		if got := fs.Lookup(name).Value.Type(); got != typ {
+			t.Errorf("--%s is a %s flag, want %s", name, got, typ)
+		}
+	}
+}
+
+// TestCommandFlags: each command lists the flags of what it reads, each
+// default once; the roles take every key.
+func TestCommandFlags(t *testing.T) {
+	help := func(args ...string) string {
+		root := newRoot()
+		var b strings.Builder
+		root.SetOut(&b)
+		root.SetErr(&b)
+		root.SetArgs(append(args, "--help"))
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	q := help("query")
+	for _, want := range []string{"--nats-url string", "--log-level string"} {
+		if !strings.Contains(q, want) {
+			t.Errorf("query --help lacks %s", want)
+		}
+	}
+	for _, other := range []string{"--ingest-batch-size", "--milvus-address", "--redis-addr", "--kafka-brokers"} {
+		if strings.Contains(q, other) {
+			t.Errorf("query --help lists %s, which query does not read", other)
+		}
+	}
+	r := help("run")
+	if !strings.Contains(r, "--ingest-batch-size int") || !strings.Contains(r, "--query-timeout duration") {
+		t.Errorf("run --help lacks typed flags:\n%s", r)
+	}
+	if n := strings.Count(r, "default"); n == 0 || strings.Contains(r, `(default "32"`) || strings.Contains(r, `default ""`) {
+		t.Errorf("run --help prints defaults as strings or empty defaults:\n%s", r)
+	}
+	if strings.Count(r, "(default 32)") != strings.Count(r, "(default 32") {
+		t.Error("a default printed twice")
+	}
+	root := newRoot()
+	run, _, err := root.Find([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaves(DefaultConfig()) {
+		if run.PersistentFlags().Lookup(l.flag()) == nil {
+			t.Errorf("run has no --%s", l.flag())
+		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := unknownEnv([]string{"XMODAL_INGEST_BATCHSIZE=3", "XMODAL_INGEST_BATCH_SIZE=3", "XMODAL_READER_PASSWORD=x", "XMODAL_TEST_KAFKA_PORT=1",
+		"XMODAL_CONFIG=a.yaml", "XMODAL_READER_NKEY=U", "HOME=/root", "XMODAL_HTTP_LISTN="})
+	if !slices.Equal(got, []string{"XMODAL_HTTP_LISTN", "XMODAL_INGEST_BATCHSIZE"}) {
+		t.Errorf("unknown variables %q", got)
+	}
+}
+
+// TestConfigPrintRedactsSecrets: every password and token prints as
+// <redacted> when set.
+func TestConfigPrintRedactsSecrets(t *testing.T) {
+	env := map[string]string{}
+	n := 0
+	for _, l := range leaves(DefaultConfig()) {
+		if l.secret {
+			env[l.env()] = "hunter2-" + l.key
+			n++
+		}
+	}
+	env["XMODAL_MILVUS_USERNAME"] = "root" // a Milvus password goes with a user
+	if n < 5 {
+		t.Fatalf("only %d secret keys (nats, kafka sasl, redis, milvus passwords, http admin token)", n)
+	}
+	c, err := loadConfig(newFlags(t), envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := printConfig(&b, c); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "hunter2") || strings.Count(b.String(), "<redacted>") != n {
+		t.Errorf("config print:\n%s", b.String())
+	}
+	if c.Redis.Password != "hunter2-redis.password" {
+		t.Error("printing changed the config itself")
 	}
 }

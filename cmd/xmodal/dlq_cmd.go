@@ -81,7 +81,7 @@ while an older one on its partition is still pending; --all handles them all).`,
 
 // openDeadLetters opens the store the configuration names.
 func openDeadLetters(cmd *cobra.Command) (deadLetters, error) {
-	cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+	cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}

@@ -147,7 +147,7 @@ Plans (--plan):
 				}
 				if hashed && coderName == "model" {
 					// The model's coder only: its manifest, no ONNX sessions.
-					cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+					cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 					if err != nil {
 						return err
 					}
@@ -207,7 +207,7 @@ Plans (--plan):
 						return err
 					}
 				}
-				cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+				cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 				if err != nil {
 					return err
 				}

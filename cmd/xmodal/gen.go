@@ -63,6 +63,7 @@ posts.jsonl with --posts (the format 'xmodal demo --posts' reads).`,
 	f.IntVar(&opts.Config.Short, "short", 0, "short captions (colour, shape, count only) per item (0: 1 for train, else 0)")
 	f.IntVar(&opts.Config.Family, "family", 0, "hard-negative family size (0: 4 for train, else 1)")
 	f.StringVar(&opts.Out, "out", "", "output directory")
+	_ = c.MarkFlagRequired("out")
 	f.BoolVar(&noImage, "no-images", false, "do not write images/*.jpg")
 	f.IntVar(&opts.PixelSize, "pixels", 0, "also write pixels.npy at this model image size")
 	f.StringVar(&opts.Resize, "resize", "squash", "resize rule for --pixels: squash or shortest")

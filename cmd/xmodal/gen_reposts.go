@@ -74,5 +74,6 @@ Everything is a pure function of the inputs and --seed.`,
 	f.StringSliceVar(&kinds, "kinds", nil, "edit lists (names joined by +; default every single edit and combination)")
 	f.Uint64Var(&opt.Seed, "seed", 1, "seed")
 	f.StringVar(&opt.Out, "out", "", "output directory")
+	_ = c.MarkFlagRequired("out")
 	return c
 }

@@ -113,7 +113,7 @@ a training split, not on the data you evaluate on.`,
   xmodal hash fit --model testdata/models/parity --data .cache/hashfit --bits 64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}
@@ -174,6 +174,7 @@ a training split, not on the data you evaluate on.`,
 	}
 	f := c.Flags()
 	f.StringArrayVar(&data, "data", nil, "posts.jsonl (or a directory holding one) to embed; repeatable")
+	_ = c.MarkFlagRequired("data")
 	f.StringVar(&out, "out", "", "parameter file to write (default: hash.json in the model directory)")
 	f.IntVar(&bits, "bits", hash.DefaultBits, fmt.Sprintf("code length: one of %v, at most the model's dimension", hash.SupportedBits))
 	f.IntVar(&iterations, "iterations", 50, "ITQ rotation iterations")
@@ -189,7 +190,7 @@ func hashInfoCmd() *cobra.Command {
 		Short: "Show the hash coder the model directory gives (fitted parameters or the SimHash fallback)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}

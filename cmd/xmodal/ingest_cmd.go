@@ -89,7 +89,7 @@ checkpoint.`,
   xmodal ingest --from archive/ --to kafka --kafka-brokers 127.0.0.1:9092 --kafka-topic posts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}
@@ -102,6 +102,8 @@ checkpoint.`,
 	f := c.Flags()
 	f.StringVar(&o.From, "from", "", "a JSON Lines file, or a directory of *.jsonl / *.ndjson files (required)")
 	f.StringVar(&o.To, "to", "", "nats, kafka or direct (required)")
+	_ = c.MarkFlagRequired("from")
+	_ = c.MarkFlagRequired("to")
 	f.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint file (default data_dir/backfill/<from>-<to>-<hash>.json)")
 	f.BoolVar(&o.Restart, "restart", false, "ignore an existing checkpoint and start from the first line")
 	f.StringVar(&o.DLQ, "dlq", "", "--to direct: dead-letter file, JSON Lines (default data_dir/backfill-dlq.jsonl)")

@@ -67,7 +67,7 @@ Text encoding (the model's text tower, one text at a time) is timed separately.`
 		Example: `  xmodal loadgen --records 100000 --duration 5s
   scripts/bench-record.sh query-100k go run ./cmd/xmodal loadgen --records 100000`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}

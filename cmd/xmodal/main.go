@@ -64,9 +64,39 @@ see 'xmodal config reference'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	configFlags(root.PersistentFlags())
 	root.AddCommand(runCmd(), indexerCmd(), serveCmd(), demoCmd(), queryCmd(), neardupCmd(), getCmd(), deleteCmd(), bankCmd(), eventsCmd(), postCmd(), dlqCmd(), configCmd(), genCmd(), evalCmd(), hashCmd(), loadgenCmd(), ingestCmd())
+	for _, c := range root.Commands() {
+		if c.Name() != "help" && c.Name() != "completion" {
+			configFlags(c.PersistentFlags(), commandScopes[c.Name()])
+		}
+	}
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		for _, k := range unknownEnv(os.Environ()) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not a configuration variable and is ignored (the variables: xmodal config reference)\n", k)
+		}
+	}
 	return root
+}
+
+// commandScopes are the configuration sections whose flags each command takes
+// (the environment and the file may still set any key). A command not listed
+// takes them all: the roles, the demo and `config`, which validate the whole.
+var commandScopes = map[string]scope{
+	"indexer": {except: []string{"query", "redis"}},
+	"serve":   {except: []string{"kafka"}},
+	"ingest":  {except: []string{"query", "redis", "http"}},
+	"query":   {only: []string{"nats", "log"}},
+	"neardup": {only: []string{"nats", "log"}},
+	"get":     {only: []string{"nats", "log"}},
+	"delete":  {only: []string{"nats", "log"}},
+	// bank calibrate loads the model; the other bank commands are clients.
+	"bank":   {only: []string{"nats", "log", "model", "ort", "image"}},
+	"events": {only: []string{"nats", "log"}},
+	"post":   {only: []string{"nats", "log"}},
+	"dlq":    {only: []string{"nats", "kafka", "log"}},
+	"eval":   {only: []string{"model", "ort", "image", "log"}},
+	"hash":   {except: []string{"kafka", "query", "redis", "http", "ingest"}},
+	"gen":    {none: true},
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -116,7 +146,7 @@ func demoCmd() *cobra.Command {
 testdata/demo/ into the ingest stream, waits until they are indexed, runs a few
 sample queries, prints how to query, and keeps serving until Ctrl-C (--once exits).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}
@@ -243,7 +273,7 @@ func configCmd() *cobra.Command {
 		Use:   "print",
 		Short: "Print the effective configuration (defaults < file < env < flags) as YAML",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}

@@ -30,7 +30,7 @@ import (
 // dialNATS loads the configuration and connects to the running instance's
 // NATS server (nats.url, or the embedded one at nats.listen).
 func dialNATS(cmd *cobra.Command) (*Config, *nats.Conn, error) {
-	cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+	cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -379,5 +379,6 @@ xmodal.v1.admin.> (docs/security.md).`,
 	}
 	c.Flags().StringArrayVar(&authors, "author", nil, "take down every post of this author (repeatable)")
 	c.Flags().StringVar(&reason, "reason", "", "why (required; recorded with the takedown)")
+	_ = c.MarkFlagRequired("reason")
 	return c
 }

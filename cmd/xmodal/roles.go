@@ -49,7 +49,7 @@ func (r role) serves() bool  { return r != roleIndexer }
 type MilvusConfig struct {
 	Address     string `yaml:"address" help:"Milvus gRPC host:port; set to index into Milvus instead of the embedded index (required by xmodal indexer and xmodal serve)"`
 	Username    string `yaml:"username" help:"Milvus user (authorization enabled)"`
-	Password    string `yaml:"password" help:"Milvus password"`
+	Password    string `yaml:"password" secret:"true" help:"Milvus password"`
 	DBName      string `yaml:"db_name" help:"Milvus database (empty: default)"`
 	Collection  string `yaml:"collection" help:"alias of the live collection and prefix of every collection xmodal creates (<collection>_<model version>...)"`
 	FollowAlias bool   `yaml:"follow_alias" help:"xmodal serve only: search the collection the alias points to (model upgrades: deploy the new model, then swap the alias); refused when it holds another model's vectors"`
@@ -515,7 +515,7 @@ func roleCmd(r role, short, long string) *cobra.Command {
 		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd.Flags(), os.Getenv)
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
 			if err != nil {
 				return err
 			}

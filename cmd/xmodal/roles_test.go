@@ -62,7 +62,7 @@ func TestRolesRefuseBadConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadConfig(newFlags(t, tc.args...), envOf(tc.env))
+			cfg, err := parseConfig(tc.args, envOf(tc.env))
 			if err == nil {
 				err = cfg.validateRole(tc.role)
 			}

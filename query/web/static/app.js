@@ -739,6 +739,14 @@ function focusedCard() {
   return a && a.closest ? a.closest(".hit") : null;
 }
 
+let slashPending = false;
+document.addEventListener("keypress", (ev) => { if (slashPending && ev.key === "/") ev.preventDefault(); });
+document.addEventListener("keyup", (ev) => {
+  if (ev.key !== "/" || !slashPending) return;
+  slashPending = false;
+  if (current.focusInput) current.focusInput().focus();
+});
+
 document.addEventListener("keydown", (ev) => {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const t = ev.target;
@@ -752,9 +760,11 @@ document.addEventListener("keydown", (ev) => {
   const i = c ? cs.indexOf(c) : -1;
   switch (ev.key) {
     case "/":
-      // Focused after this key's own events, so that the "/" is not typed.
+      // Focused on the key's release, after its own keypress and input
+      // events (a timer could fire between them on a busy machine, and the
+      // "/" would be typed into the box).
       ev.preventDefault();
-      if (current.focusInput) setTimeout(() => current.focusInput().focus(), 0);
+      slashPending = true;
       return;
     case "?":
       $("help").showModal();
