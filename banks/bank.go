@@ -222,3 +222,18 @@ func sortedSet(s []string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// SweepStatus is the progress of a retro sweep: the posts already indexed
+// looked up against a bank's new entries.
+type SweepStatus struct {
+	ID       int       `json:"id"`
+	Bank     string    `json:"bank"`
+	Entries  int       `json:"entries"` // entries to sweep (PDQ entries that are not disabled)
+	Done     int       `json:"done"`
+	Matches  int       `json:"matches"` // match events recorded (source sweep)
+	State    string    `json:"state"`   // queued, running, done, failed
+	Error    string    `json:"error,omitempty"`
+	Queued   time.Time `json:"queued"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+}

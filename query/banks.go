@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,59 @@ type Banks interface {
 	Do(ctx context.Context, op banks.Op) (banks.Result, error)
 	// Match looks q up in the local copy.
 	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
+}
+
+// Sweeper runs retro sweeps: the posts already indexed looked up against a
+// bank's new entries (sink/matching.Sweeper implements it).
+type Sweeper interface {
+	Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepStatus
+	Status() []banks.SweepStatus
+}
+
+// MatchEvents reads the newest match events (sink/matching.EventStream).
+type MatchEvents interface {
+	Latest(ctx context.Context, bank string, n int) ([]json.RawMessage, error)
+}
+
+// EventsRequest is the body of xmodal.v1.banks.events: the newest match
+// events, of one bank or all.
+type EventsRequest struct {
+	Bank  string `json:"bank,omitempty"`
+	Limit int    `json:"limit,omitempty"` // default 50, at most 500
+}
+
+// EventsResponse is the reply of xmodal.v1.banks.events: events as
+// sink/matching.Event encodes them, newest first.
+type EventsResponse struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+func (s *Service) banksEvents(ctx context.Context, data []byte) (any, error) {
+	var r EventsRequest
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := decodeStrict(data, &r); err != nil {
+			return nil, err
+		}
+	}
+	if r.Bank != "" {
+		if err := banks.ValidateName(r.Bank); err != nil {
+			return nil, bankErr(err)
+		}
+	}
+	if r.Limit == 0 {
+		r.Limit = 50
+	}
+	if r.Limit < 1 || r.Limit > 500 {
+		return nil, errorf(CodeBadRequest, "limit %d: want 1..500", r.Limit)
+	}
+	if s.d.Events == nil {
+		return &EventsResponse{Events: []json.RawMessage{}}, nil
+	}
+	evs, err := s.d.Events.Latest(ctx, r.Bank, r.Limit)
+	if err != nil {
+		return nil, errorf(CodeUnavailable, "match events: %v", err)
+	}
+	return &EventsResponse{Events: evs}, nil
 }
 
 // Limits of bank requests.
@@ -74,6 +128,14 @@ type BankChangeResponse struct {
 	// Seq is the banks' stream sequence after the change: every process
 	// synced past it holds it.
 	Seq uint64 `json:"seq"`
+	// Sweep is the retro sweep the change started (entries added to an
+	// enabled bank), when this server runs them.
+	Sweep *banks.SweepStatus `json:"sweep,omitempty"`
+}
+
+// SweepsResponse is the reply of xmodal.v1.banks.sweeps.
+type SweepsResponse struct {
+	Sweeps []banks.SweepStatus `json:"sweeps"`
 }
 
 // BanksListResponse is the reply of xmodal.v1.banks.list.
@@ -97,6 +159,11 @@ type BankAddRequest struct {
 	Bank    string        `json:"bank"`
 	Entries []banks.Entry `json:"entries,omitempty"`
 	Image   []byte        `json:"image,omitempty"` // base64 in JSON
+	// Exemplar adds the image as an exemplar (an embedding entry: the
+	// model's vector of it, matched by cosine at the bank's image_image and
+	// image_text thresholds) instead of its PDQ hash and MD5. The image is
+	// not kept: after a model change the entry is stale.
+	Exemplar bool `json:"exemplar,omitempty"`
 	// Tags, Note and Source apply to the image's entries, and to entries
 	// that have none of their own.
 	Tags   []string `json:"tags,omitempty"`
@@ -137,6 +204,8 @@ type BankImportResponse struct {
 	Bad      int       `json:"bad"`
 	Errors   []BadLine `json:"errors,omitempty"` // the first MaxImportErrors bad lines
 	Seq      uint64    `json:"seq"`
+	// Sweep is the retro sweep of the imported PDQ entries.
+	Sweep *banks.SweepStatus `json:"sweep,omitempty"`
 }
 
 // BadLine is a line of an import that was not imported, and why.
@@ -380,23 +449,41 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 		e.AddedAt, e.AddedBy = now, actor
 		entries = append(entries, e)
 	}
+	if r.Exemplar && len(r.Image) == 0 {
+		return nil, errorf(CodeBadRequest, "exemplar: give the image")
+	}
+	// Written concepts without a vector are embedded here, by the text tower.
+	if err := s.embedConcepts(ctx, entries); err != nil {
+		return nil, err
+	}
 	if len(r.Image) > 0 {
 		dec, err := s.decodeImage(ctx, r.Image)
 		if err != nil {
 			return nil, err
 		}
-		in := dec.HashInput
-		if in == nil {
-			in = dec.Image
-		}
-		h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
-		dec.Release()
-		sum := md5.Sum(r.Image)
-		for _, sig := range []struct {
-			t banks.SignalType
-			v string
-		}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
-			entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+		if r.Exemplar {
+			v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
+			dec.Release()
+			if err != nil {
+				return nil, errorf(CodeInternal, "encode image: %v", err)
+			}
+			sum := sha256.Sum256(r.Image)
+			entries = append(entries, banks.Entry{Type: banks.SignalEmbedding, Modality: "image", Value: hex.EncodeToString(sum[:]),
+				Vector: v[0], ModelVersion: s.d.Encoder.Version(), Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+		} else {
+			in := dec.HashInput
+			if in == nil {
+				in = dec.Image
+			}
+			h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
+			dec.Release()
+			sum := md5.Sum(r.Image)
+			for _, sig := range []struct {
+				t banks.SignalType
+				v string
+			}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
+				entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+			}
 		}
 	}
 	for i := range entries {
@@ -408,7 +495,123 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	if err := s.syncBanks(ctx); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+	res, err := s.change(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: r.Bank, Actor: actor, At: now, Entries: entries})
+	if err != nil {
+		return nil, err
+	}
+	res.Sweep = s.startSweep(r.Bank, entries)
+	return res, nil
+}
+
+// startSweep starts a retro sweep of entries just added to an enabled bank
+// (nil when this server runs none).
+func (s *Service) startSweep(bank string, entries []banks.Entry) *banks.SweepStatus {
+	if s.d.Sweeper == nil {
+		return nil
+	}
+	info, err := s.d.Banks.State().Bank(bank)
+	if err != nil || !info.Enabled {
+		return nil
+	}
+	st := s.d.Sweeper.Start(info, entries)
+	return &st
+}
+
+// bankSweep sweeps the index for every entry of a bank (after enabling it,
+// or to repeat a sweep that failed).
+func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
+	var r BankNameRequest
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if s.d.Sweeper == nil {
+		return nil, errorf(CodeUnavailable, "this server runs no sweeps (its index has no near-duplicate search)")
+	}
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, err
+	}
+	st := s.d.Banks.State()
+	info, err := st.Bank(r.Name)
+	if err != nil {
+		return nil, bankErr(err)
+	}
+	if !info.Enabled {
+		return nil, errorf(CodeBadRequest, "bank %s is disabled: enable it first", r.Name)
+	}
+	var all []banks.Entry
+	for cursor := 0; ; {
+		page, next, err := st.Entries(r.Name, cursor, MaxBankPage)
+		if err != nil {
+			return nil, bankErr(err)
+		}
+		for _, e := range page {
+			if e.Type == banks.SignalPDQ {
+				e.Vector = nil
+				all = append(all, e)
+			}
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	sw := s.d.Sweeper.Start(info, all)
+	s.d.Logger.Info("audit: bank sweep", "bank", r.Name, "actor", actorOr(r.Actor), "entries", sw.Entries)
+	return &sw, nil
+}
+
+func (s *Service) banksSweeps(_ context.Context, data []byte) (any, error) {
+	if len(bytes.TrimSpace(data)) > 0 {
+		var empty struct{}
+		if err := decodeStrict(data, &empty); err != nil {
+			return nil, err
+		}
+	}
+	res := &SweepsResponse{Sweeps: []banks.SweepStatus{}}
+	if s.d.Sweeper != nil {
+		res.Sweeps = s.d.Sweeper.Status()
+	}
+	return res, nil
+}
+
+// embedConcepts computes the vectors of written concepts (embedding entries
+// of modality text given without one) in one call of the text tower; an
+// exemplar image must come as an image (exemplar: true), and a vector given
+// with an entry must name its model version.
+func (s *Service) embedConcepts(ctx context.Context, entries []banks.Entry) error {
+	var idx []int
+	var texts []string
+	for i := range entries {
+		e := &entries[i]
+		t, err := banks.ParseSignalType(string(e.Type))
+		if err != nil || t != banks.SignalEmbedding || len(e.Vector) > 0 {
+			continue
+		}
+		e.Type = t
+		switch e.Modality {
+		case "text":
+			v, err := banks.CanonicalEmbedding("text", e.Value)
+			if err != nil {
+				return bankErr(fmt.Errorf("entry %d: %w", i, err))
+			}
+			idx, texts = append(idx, i), append(texts, v)
+		case "image":
+			return errorf(CodeBadRequest, "entry %d: an exemplar image is added as image with exemplar: true", i)
+		default:
+			return errorf(CodeBadRequest, "entry %d: an embedding entry needs modality text (a written concept) or image", i)
+		}
+	}
+	if len(texts) == 0 {
+		return nil
+	}
+	vs, err := s.d.Encoder.EmbedTexts(ctx, texts)
+	if err != nil {
+		return errorf(CodeInternal, "encode concepts: %v", err)
+	}
+	for j, i := range idx {
+		entries[i].Vector, entries[i].ModelVersion = vs[j], s.d.Encoder.Version()
+	}
+	return nil
 }
 
 func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
@@ -460,6 +663,7 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	actor := actorOr(r.Actor)
 	res := &BankImportResponse{Bank: r.Bank, Format: string(im.Format())}
 	bt := banks.OpBatcher{Bank: r.Bank, Actor: actor, At: now}
+	var swept []banks.Entry
 	send := func(op *banks.Op) error {
 		if op == nil {
 			return nil
@@ -467,6 +671,11 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 		ch, err := s.change(ctx, *op, "import_lines", len(op.Entries))
 		if err != nil {
 			return err
+		}
+		for _, e := range op.Entries {
+			if e.Type == banks.SignalPDQ {
+				swept = append(swept, e)
+			}
 		}
 		res.Added += ch.Result.Added
 		res.Replaced += ch.Result.Replaced
@@ -501,6 +710,7 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	if err := send(bt.Flush()); err != nil {
 		return nil, err
 	}
+	res.Sweep = s.startSweep(r.Bank, swept)
 	return res, nil
 }
 
@@ -776,6 +986,9 @@ func (s *Service) startBanks(svc *microService) error {
 	}{
 		{"banks.list", s.banksList},
 		{"banks.get", s.bankGet},
+		{"banks.sweeps", s.banksSweeps},
+		{"banks.events", s.banksEvents},
+		{"admin.banks.sweep", s.bankSweep},
 		{"match", s.match},
 		{"admin.banks.create", s.bankCreate},
 		{"admin.banks.update", s.bankUpdate},

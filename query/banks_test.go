@@ -347,3 +347,70 @@ func FuzzParseMatch(f *testing.F) {
 		}
 	})
 }
+
+// Embedding entries: thresholds below the calibration's noise floor are
+// refused; written concepts are embedded by the service; an exemplar image
+// is added by its vector; lookups by text and by image match them by cosine.
+func TestBankEmbeddings(t *testing.T) {
+	var version string
+	s := newStackWith(t, query.Config{}, nil, func(d *query.Deps) {
+		version = d.Encoder.Version()
+		d.Calibration = &banks.Calibration{ModelVersion: version, Quantile: banks.NoiseQuantile,
+			Floors: map[banks.Pair]float32{banks.PairImageImage: 0.9, banks.PairTextText: 0.9, banks.PairTextImage: 0.2, banks.PairImageText: 0.2}}
+	})
+	ctx := context.Background()
+	err := s.cl.Call(ctx, "admin.banks.create", json.RawMessage(`{"name":"loose","thresholds":{"embedding":{"text_text":0.5}}}`), nil)
+	if codeOf(err) != 400 || !strings.Contains(err.Error(), "threshold below the noise floor") || !strings.Contains(err.Error(), "0.9000") {
+		t.Fatalf("a threshold below the floor: %v", err)
+	}
+	if err := s.cl.Call(ctx, "admin.banks.create", json.RawMessage(`{"name":"concepts","thresholds":{"embedding":{"text_text":0.97,"image_image":0.97}}}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	concept := s.texts[0]
+	var ch query.BankChangeResponse
+	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "concepts", Entries: []banks.Entry{{Type: banks.SignalEmbedding, Modality: "text", Value: concept}}}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	var img []byte
+	for n, b := range s.imgs {
+		name, img = n, b
+		break
+	}
+	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "concepts", Image: img, Exemplar: true, Note: name}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	var gr query.BankGetResponse
+	if err := s.cl.Call(ctx, "banks.get", query.BankNameRequest{Name: "concepts", Entries: true}, &gr); err != nil {
+		t.Fatal(err)
+	}
+	if gr.Bank.Counts["embedding_text"] != 1 || gr.Bank.Counts["embedding_image"] != 1 {
+		t.Fatalf("bank counts %v, want one concept and one exemplar", gr.Bank.Counts)
+	}
+	for _, e := range gr.Entries {
+		if e.ModelVersion != version {
+			t.Fatalf("entry %s has model version %q, want %q", e.ID, e.ModelVersion, version)
+		}
+	}
+	var mr query.MatchResponse
+	if err := s.cl.Call(ctx, "match", query.MatchRequest{Text: concept}, &mr); err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Matches) != 1 || mr.Matches[0].SignalType != banks.SignalEmbedding || mr.Matches[0].Modality != "text" || *mr.Matches[0].Score < 0.99 {
+		t.Fatalf("the concept's own text: %+v", mr.Matches)
+	}
+	if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: img}, &mr); err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Matches) != 1 || mr.Matches[0].Modality != "image" || *mr.Matches[0].Score < 0.99 {
+		t.Fatalf("the exemplar itself: %+v", mr.Matches)
+	}
+	// A concept without its text, an exemplar sent as an entry: 400.
+	for _, body := range []string{`{"bank":"concepts","entries":[{"signal_type":"embedding","modality":"text","signal":"  "}]}`,
+		`{"bank":"concepts","entries":[{"signal_type":"embedding","modality":"image","signal":"x"}]}`,
+		`{"bank":"concepts","entries":[{"signal_type":"embedding","signal":"no modality"}]}`} {
+		if err := s.cl.Raw(ctx, "admin.banks.add", []byte(body), nil); codeOf(err) != 400 {
+			t.Errorf("%s: %v, want 400", body, err)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func TestGatewayIndexTellsThePage(t *testing.T) {
 		postURL   string
 		endpoints []string
 	}{
-		{query.GatewayOptions{}, false, "", []string{"admin.banks.add", "admin.banks.create", "admin.banks.delete", "admin.banks.export", "admin.banks.import", "admin.banks.remove", "admin.banks.update", "admin.dedup", "admin.delete", "banks.get", "banks.list", "cluster", "get", "match", "neardup", "search", "stats", "trending"}},
+		{query.GatewayOptions{}, false, "", []string{"admin.banks.add", "admin.banks.create", "admin.banks.delete", "admin.banks.export", "admin.banks.import", "admin.banks.remove", "admin.banks.sweep", "admin.banks.update", "admin.dedup", "admin.delete", "banks.events", "banks.get", "banks.list", "banks.sweeps", "cluster", "get", "match", "neardup", "search", "stats", "trending"}},
 		{query.GatewayOptions{AdminToken: testToken, PostURL: "https://social.example/p/{id}"}, true, "https://social.example/p/{id}", nil},
 	} {
 		srv := httptest.NewServer(query.NewGateway(s.svc, tc.opt))

@@ -87,6 +87,11 @@ type Deps struct {
 	// Banks are the moderation banks (xmodal.v1.match, banks.*,
 	// admin.banks.*); nil: those endpoints are not served.
 	Banks Banks
+	// Events reads the newest match events (banks.events); nil: none.
+	Events MatchEvents
+	// Sweeper runs retro sweeps of the index for entries added to enabled
+	// banks; nil: none (admin.banks.sweep is 503).
+	Sweeper Sweeper
 	// Calibration holds the model's noise floors, below which a bank's
 	// embedding thresholds are refused; nil: embedding thresholds are
 	// refused (nothing to judge them by).

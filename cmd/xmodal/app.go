@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/imageprep"
@@ -62,12 +64,15 @@ type app struct {
 	svc       *query.Service
 	deny      *denylist.List
 	banks     *bankstore.Store
-	fetch     *media.Fetcher
-	http      *http.Server
-	httpAddr  string // the address http.listen resolved to
-	ready     atomic.Bool
-	cache     query.Cache
-	dedup     *dedup.Manager // the batch near-duplicate job (embedded index, serving roles)
+	events    *matching.EventStream
+	// stopSweeps stops the retro sweeps' worker.
+	stopSweeps context.CancelFunc
+	fetch      *media.Fetcher
+	http       *http.Server
+	httpAddr   string // the address http.listen resolved to
+	ready      atomic.Bool
+	cache      query.Cache
+	dedup      *dedup.Manager // the batch near-duplicate job (embedded index, serving roles)
 
 	// ncClosed is closed when nc is (its drain is over).
 	ncClosed chan struct{}
@@ -279,7 +284,22 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 			return nil, err
 		}
 	}
+	cal, err := loadCalibration(cfg.Banks.Calibration, a.model.Version())
+	if err != nil {
+		return nil, err
+	}
+	var sweeps query.Sweeper
+	var events query.MatchEvents
 	if r.serves() {
+		if sweeps, err = a.sweeper(ctx); err != nil {
+			return nil, err
+		}
+		if a.banks != nil {
+			if a.events, err = a.openEvents(ctx); err != nil {
+				return nil, err
+			}
+			events = a.events
+		}
 		var runner query.DedupRunner
 		if e, ok := a.ix.(*embedded.Index); ok {
 			if a.dedup, err = dedup.NewManager(e, filepath.Join(cfg.DataDir, "dedup"), log, a.reg); err != nil {
@@ -289,7 +309,7 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 		}
 		a.svc, err = query.New(query.Config{Timeout: cfg.Query.Timeout, Concurrency: cfg.Query.Concurrency},
 			query.Deps{Index: a.ix, Writer: writer, Encoder: a.model, Decode: queryDecode(dec), DecodeMode: string(dec.Mode()), Fetcher: a.fetch, Logger: log,
-				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Dedup: runner})
+				Registerer: a.reg, Cache: a.cache, Coder: queryCoder(coder), Deny: a.deny, Banks: a.banks, Calibration: cal, Sweeper: sweeps, Events: events, Dedup: runner})
 		if err != nil {
 			return nil, err
 		}
@@ -367,21 +387,75 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	return workers.New(pc, d)
 }
 
+// loadCalibration reads banks.calibration (nil when not set); it must be
+// the current model's.
+func loadCalibration(path, model string) (*banks.Calibration, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config banks.calibration: %w", err)
+	}
+	var c banks.Calibration
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("config banks.calibration: %s: %w", path, err)
+	}
+	if c.ModelVersion != model {
+		return nil, fmt.Errorf("config banks.calibration: %s calibrates model %q, this process runs %q: run 'xmodal bank calibrate' for it", path, c.ModelVersion, model)
+	}
+	if len(c.Floors) == 0 {
+		return nil, fmt.Errorf("config banks.calibration: %s has no floors", path)
+	}
+	return &c, nil
+}
+
 // matchingSink wraps the index writer so that every post is matched against
 // the moderation banks, with durable match events (sink/matching). The
 // events' duplicate window covers every redelivery of a post: ack wait ×
 // max attempts, at least 10 minutes.
 func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
+	evs, err := a.openEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+}
+
+// openEvents opens the match events stream once (the matcher at ingest and
+// the retro sweeps publish to it).
+func (a *app) openEvents(ctx context.Context) (*matching.EventStream, error) {
+	if a.events != nil {
+		return a.events, nil
+	}
 	js, err := jetstream.New(a.nc)
 	if err != nil {
 		return nil, err
 	}
 	dup := max(10*time.Minute, a.cfg.Ingest.AckWait*time.Duration(a.cfg.Ingest.MaxAttempts+1))
-	evs, err := matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	a.events, err = matching.OpenEvents(ctx, js, matching.StreamConfig{Duplicates: dup})
+	return a.events, err
+}
+
+// sweeper runs the retro sweeps of a serving process whose index answers
+// near-duplicate searches (nil otherwise).
+func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
+	nd, ok := a.ix.(domain.NearDupSearcher)
+	if !ok || a.banks == nil {
+		return nil, nil
+	}
+	evs, err := a.openEvents(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopSweeps = cancel
+	sw, err := matching.NewSweeper(sctx, nd, evs, a.log, a.reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return sw, nil
 }
 
 // fenceIndex tells a Milvus index that its writer may take over posts another
@@ -538,6 +612,9 @@ func (a *app) Close() {
 	}
 	if a.dedup != nil {
 		a.dedup.Close() // a running job stops; its checkpoint lets it resume
+	}
+	if a.stopSweeps != nil {
+		a.stopSweeps()
 	}
 	if a.kafka != nil {
 		// Commits what is safe (every acked offset below the first unacked one).

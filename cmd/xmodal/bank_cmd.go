@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
@@ -40,7 +42,7 @@ service's audit log with --actor; ls and match are reader operations.`,
 	var actor string
 	c.PersistentFlags().StringVar(&actor, "actor", "", "who makes the change, for the audit log (default: the NATS user, else the OS user)")
 	c.AddCommand(bankCreateCmd(&actor), bankUpdateCmd(&actor), bankDeleteCmd(&actor), bankLsCmd(), bankAddCmd(&actor), bankRmCmd(&actor),
-		bankImportCmd(&actor), bankExportCmd(), bankMatchCmd())
+		bankImportCmd(&actor), bankExportCmd(), bankMatchCmd(), bankCalibrateCmd(), bankSweepCmd(&actor), bankSweepStatusCmd())
 	return c
 }
 
@@ -67,14 +69,14 @@ func bankCall(cmd *cobra.Command, cl *client.Client, endpoint string, req, out a
 
 // bankConfigFlags are the configuration flags of create and update.
 type bankConfigFlags struct {
-	labels       []string
-	action       string
-	pdq          int
-	description  string
-	disabled     bool
-	enabled      bool
-	storeMedia   bool
-	thresholdSet bool
+	thresholds  []string
+	labels      []string
+	action      string
+	pdq         int
+	description string
+	disabled    bool
+	enabled     bool
+	storeMedia  bool
 }
 
 func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
@@ -82,6 +84,7 @@ func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
 	fs.StringVar(&f.action, "action", "", "what consumers should do with a match: review (default), block or log")
 	fs.IntVar(&f.pdq, "pdq-threshold", banks.DefaultPDQThreshold, "largest PDQ Hamming distance that matches (0..64)")
 	fs.StringVar(&f.description, "description", "", "what the bank holds, for people")
+	fs.StringArrayVar(&f.thresholds, "threshold", nil, "an embedding threshold PAIR=COSINE, PAIR one of image_image, text_image, text_text, image_text (repeatable; refused below the model's noise floor, banks.calibration)")
 	fs.BoolVar(&f.storeMedia, "store-media", false, "allow keeping exemplar images (off: only hashes are kept)")
 	if update {
 		fs.BoolVar(&f.enabled, "enable", false, "enable the bank (it takes part in matching)")
@@ -89,6 +92,31 @@ func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
 	} else {
 		fs.BoolVar(&f.disabled, "disabled", false, "create the bank disabled")
 	}
+}
+
+// embeddingThresholds reads --threshold PAIR=COSINE values.
+func (f *bankConfigFlags) embeddingThresholds() (banks.EmbeddingThresholds, error) {
+	var et banks.EmbeddingThresholds
+	for _, kv := range f.thresholds {
+		k, v, ok := strings.Cut(kv, "=")
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 32)
+		if !ok || err != nil {
+			return et, fmt.Errorf("--threshold %q: want PAIR=COSINE, e.g. text_image=0.26", kv)
+		}
+		switch banks.Pair(strings.TrimSpace(k)) {
+		case banks.PairImageImage:
+			et.ImageImage = float32(x)
+		case banks.PairTextImage:
+			et.TextImage = float32(x)
+		case banks.PairTextText:
+			et.TextText = float32(x)
+		case banks.PairImageText:
+			et.ImageText = float32(x)
+		default:
+			return et, fmt.Errorf("--threshold %q: pair %q is not image_image, text_image, text_text or image_text", kv, k)
+		}
+	}
+	return et, nil
 }
 
 func bankCreateCmd(actor *string) *cobra.Command {
@@ -107,8 +135,12 @@ func bankCreateCmd(actor *string) *cobra.Command {
 			defer closeFn()
 			enabled := !f.disabled
 			pdq := f.pdq
+			et, err := f.embeddingThresholds()
+			if err != nil {
+				return err
+			}
 			req := query.BankRequest{Name: args[0], Description: f.description, Labels: f.labels, Enabled: &enabled,
-				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq}, StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
+				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq, Embedding: et}, StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
 			var res query.BankChangeResponse
 			if err := bankCall(cmd, cl, "admin.banks.create", req, &res); err != nil {
 				return err
@@ -143,8 +175,13 @@ func bankUpdateCmd(actor *string) *cobra.Command {
 			if fl.Changed("action") {
 				fields["action"] = f.action
 			}
-			if fl.Changed("pdq-threshold") {
-				fields["thresholds"] = map[string]int{"pdq": f.pdq}
+			if fl.Changed("pdq-threshold") || fl.Changed("threshold") {
+				// Thresholds are replaced as a whole: give every one to keep.
+				et, err := f.embeddingThresholds()
+				if err != nil {
+					return err
+				}
+				fields["thresholds"] = banks.Thresholds{PDQ: &f.pdq, Embedding: et}
 			}
 			if fl.Changed("description") {
 				fields["description"] = f.description
@@ -261,7 +298,7 @@ func bankLsCmd() *cobra.Command {
 }
 
 func bankAddCmd(actor *string) *cobra.Command {
-	var pdqs, md5s, texts, urls, imgs, tags []string
+	var pdqs, md5s, texts, urls, imgs, tags, concepts, exemplars []string
 	var note, source string
 	c := &cobra.Command{
 		Use:   "add NAME [--pdq HEX] [--md5 HEX] [--text T] [--url U] [--image FILE]...",
@@ -279,8 +316,11 @@ func bankAddCmd(actor *string) *cobra.Command {
 					entries = append(entries, banks.Entry{Type: l.t, Value: v})
 				}
 			}
-			if len(entries) == 0 && len(imgs) == 0 {
-				return errors.New("nothing to add: give --pdq, --md5, --text, --url or --image")
+			for _, c := range concepts {
+				entries = append(entries, banks.Entry{Type: banks.SignalEmbedding, Modality: "text", Value: c})
+			}
+			if len(entries) == 0 && len(imgs) == 0 && len(exemplars) == 0 {
+				return errors.New("nothing to add: give --pdq, --md5, --text, --url, --image, --concept or --exemplar")
 			}
 			cl, closeFn, err := clientConn(cmd)
 			if err != nil {
@@ -305,15 +345,21 @@ func bankAddCmd(actor *string) *cobra.Command {
 					return err
 				}
 			}
-			for _, p := range imgs {
-				b, err := os.ReadFile(p)
-				if err != nil {
-					return fmt.Errorf("--image: %w", err)
-				}
-				req := base
-				req.Image = b
-				if err := send(req); err != nil {
-					return fmt.Errorf("--image %s: %w", p, err)
+			for _, l := range []struct {
+				flag     string
+				paths    []string
+				exemplar bool
+			}{{"--image", imgs, false}, {"--exemplar", exemplars, true}} {
+				for _, p := range l.paths {
+					b, err := os.ReadFile(p)
+					if err != nil {
+						return fmt.Errorf("%s: %w", l.flag, err)
+					}
+					req := base
+					req.Image, req.Exemplar = b, l.exemplar
+					if err := send(req); err != nil {
+						return fmt.Errorf("%s %s: %w", l.flag, p, err)
+					}
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "bank %s: %d added, %d replaced\n", args[0], total.Added, total.Replaced)
@@ -326,6 +372,8 @@ func bankAddCmd(actor *string) *cobra.Command {
 	fs.StringArrayVar(&texts, "text", nil, "a text, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&urls, "url", nil, "a URL, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&imgs, "image", nil, "an image file: its PDQ hash and MD5 are added, the image is not kept (repeatable)")
+	fs.StringArrayVar(&concepts, "concept", nil, "a written concept (\"a rifle held up to the camera\"): embedded by the server's text tower, matched by cosine (repeatable)")
+	fs.StringArrayVar(&exemplars, "exemplar", nil, "an exemplar image file: its vector is added, matched by cosine; the image is not kept (repeatable)")
 	fs.StringArrayVar(&tags, "tag", nil, "a tag of the new entries (repeatable)")
 	fs.StringVar(&note, "note", "", "a note on the new entries")
 	fs.StringVar(&source, "source", "", "where the signals come from")
@@ -676,4 +724,138 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func bankCalibrateCmd() *cobra.Command {
+	var data []string
+	var out string
+	var batch, maxSamples int
+	c := &cobra.Command{
+		Use:   "calibrate --data POSTS... --out FILE",
+		Short: "Measure the model's noise floors for embedding thresholds (the file banks.calibration names)",
+		Long: `Embeds the texts and images of sample posts (post files as 'xmodal hash fit'
+reads them) with the model and measures, per pair of modalities, the 99.9th
+percentile of the cosine similarity of unrelated items: images of different
+posts (image_image), texts of different posts (text_text), and texts against
+images and images against texts (text_image, image_text; a post's own text and
+image are counted too, which only raises the floor). A bank's embedding
+threshold below its pair's floor would match about one unrelated item in a
+thousand or more, and is refused once banks.calibration names the file. Use
+posts of unrelated content, at least 142 of each modality (10,000 pairs).`,
+		Example: `  xmodal gen --split train --n 400 --posts --out .cache/calib
+  xmodal bank calibrate --data .cache/calib --out calibration.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			if len(data) == 0 || out == "" {
+				return errors.New("--data and --out are required")
+			}
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			dir, err := findModel(cfg.Model)
+			if err != nil {
+				return err
+			}
+			model, err := encoders.Load(dir, modelOptions(cfg, log))
+			if err != nil {
+				return err
+			}
+			defer model.Close()
+			s, desc, err := embedSamples(cmd.Context(), model, data, batch, maxSamples, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cal := banks.Calibration{ModelVersion: model.Version(), Quantile: banks.NoiseQuantile,
+				Floors: map[banks.Pair]float32{}, Pairs: map[banks.Pair]int{}}
+			for _, p := range []struct {
+				pair   banks.Pair
+				a, b   [][]float32
+				paired bool
+			}{{banks.PairImageImage, s.Image, s.Image, true}, {banks.PairTextText, s.Text, s.Text, true},
+				{banks.PairTextImage, s.Text, s.Image, false}, {banks.PairImageText, s.Image, s.Text, false}} {
+				if len(p.a) == 0 || len(p.b) == 0 {
+					continue
+				}
+				f, n, err := banks.UnrelatedQuantile(p.a, p.b, banks.NoiseQuantile, p.paired)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p.pair, err)
+				}
+				cal.Floors[p.pair], cal.Pairs[p.pair] = f, n
+			}
+			if len(cal.Floors) == 0 {
+				return fmt.Errorf("no images or texts in %s", desc)
+			}
+			b, _ := json.MarshalIndent(cal, "", "  ")
+			if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "wrote %s: model %s, %d images and %d texts of %s\n", out, cal.ModelVersion, len(s.Image), len(s.Text), desc)
+			for _, p := range banks.Pairs {
+				if f, ok := cal.Floors[p]; ok {
+					fmt.Fprintf(w, "  %-11s floor %.4f (%d unrelated pairs)\n", p, f, cal.Pairs[p])
+				}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&data, "data", nil, "posts.jsonl (or a directory holding one) of unrelated posts; repeatable")
+	f.StringVar(&out, "out", "", "calibration file to write (then set banks.calibration to it)")
+	f.IntVar(&batch, "batch", 32, "embedding batch size")
+	f.IntVar(&maxSamples, "max-samples", 4000, "at most this many posts")
+	return c
+}
+
+func bankSweepCmd(actor *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "sweep NAME",
+		Short: "Sweep the posts already indexed for every PDQ entry of a bank (xmodal.v1.admin.banks.sweep); adds start one by themselves",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var st banks.SweepStatus
+			if err := bankCall(cmd, cl, "admin.banks.sweep", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sweep %d of bank %s: %d entries, %s ('xmodal bank sweep-status' shows its progress)\n", st.ID, st.Bank, st.Entries, st.State)
+			return nil
+		},
+	}
+}
+
+func bankSweepStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "sweep-status",
+		Short: "Show the retro sweeps of the serving process that answers (xmodal.v1.banks.sweeps)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, closeFn, err := clientConn(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			var res query.SweepsResponse
+			if err := bankCall(cmd, cl, "banks.sweeps", struct{}{}, &res); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tMATCHES\tQUEUED\tTOOK\tERROR")
+			for _, s := range res.Sweeps {
+				took := ""
+				if !s.Finished.IsZero() && !s.Started.IsZero() {
+					took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, s.Matches,
+					s.Queued.Format(time.RFC3339), took, s.Error)
+			}
+			return tw.Flush()
+		},
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,12 +10,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/xmodal/xmodal/internal/testutil"
-
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/bankstore"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // startBankApp runs `xmodal run` in-process (embedded NATS, the demo model)
@@ -180,5 +184,115 @@ func TestBankCLI(t *testing.T) {
 	mustBank(t, url, "delete", "uploads")
 	if !strings.Contains(logs.text(), "audit: bank change") || !strings.Contains(logs.text(), "actor=tester") {
 		t.Fatal("the changes are not in the audit log with the actor")
+	}
+}
+
+// TestBankImportBench imports a python-threatexchange file of
+// XMODAL_BANKIMPORT_N PDQ lines (set it to run: 1000000 for the recorded
+// figure) through `xmodal bank import` into a running xmodal and reports
+// lines per second, the heap after, and that a second process (a new store
+// on the same NATS server) loads the bank.
+func TestBankImportBench(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("XMODAL_BANKIMPORT_N"))
+	if n <= 0 {
+		t.Skip("set XMODAL_BANKIMPORT_N to run the import benchmark (docs/moderation.md)")
+	}
+	url, _ := startBankApp(t)
+	mustBank(t, url, "create", "bench")
+	path := filepath.Join(t.TempDir(), "list.txt")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		fmt.Fprintf(w, "pdq %s\n", seededPDQ(i))
+	}
+	w.Flush()
+	f.Close()
+	st, _ := os.Stat(path)
+	start := time.Now()
+	out := mustBank(t, url, "import", "bench", path, "--quiet")
+	took := time.Since(start)
+	t.Logf("%s", strings.TrimSpace(out))
+	t.Logf("import of %d lines (%.1f MB): %.1f s, %.0f lines/s", n, float64(st.Size())/1e6, took.Seconds(), float64(n)/took.Seconds())
+	// A new process loads the bank from the stream.
+	_, js := testutil.ConnectJS(t, url)
+	start = time.Now()
+	bs, err := bankstore.Open(context.Background(), js, bankstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	info, err := bs.State().Bank("bench")
+	if err != nil || info.Entries != n {
+		t.Fatalf("a new process holds %+v %v, want %d entries", info, err, n)
+	}
+	t.Logf("a new process loaded the bank (%d entries) from the stream and snapshots in %.1f s", info.Entries, time.Since(start).Seconds())
+}
+
+// TestBankCalibrateCLI: calibrate the demo model on generated posts, run
+// with banks.calibration: a threshold below a floor is refused, one above
+// accepted; a written concept and an exemplar image added from the CLI
+// match by cosine.
+func TestBankCalibrateCLI(t *testing.T) {
+	requireORT(t)
+	dir := t.TempDir()
+	model := filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	run := func(args ...string) string {
+		t.Helper()
+		root := newRoot()
+		var out, errw bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(args)
+		if err := root.ExecuteContext(context.Background()); err != nil {
+			t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, errw.String())
+		}
+		return out.String()
+	}
+	run("gen", "--split", "train", "--n", "160", "--posts", "--out", filepath.Join(dir, "calib"))
+	calFile := filepath.Join(dir, "calibration.json")
+	out := run("bank", "calibrate", "--data", filepath.Join(dir, "calib"), "--out", calFile, "--model", model)
+	cal, err := loadCalibration(calFile, "xmodal-demo@1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	tt := cal.Floors[banks.PairTextText]
+	if len(cal.Floors) != 4 || tt <= 0 || tt >= 1 || cal.Pairs[banks.PairTextText] < banks.MinCalibrationPairs || !strings.Contains(out, "text_text") {
+		t.Fatalf("calibration %+v\n%s", cal, out)
+	}
+	if _, err := loadCalibration(calFile, "another@2"); err == nil || !strings.Contains(err.Error(), "banks.calibration") {
+		t.Fatalf("a calibration of another model: %v", err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Model = model
+	cfg.Banks.Calibration = calFile
+	a, err := startApp(context.Background(), cfg, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	url := a.ns.ClientURL()
+	below := fmt.Sprintf("text_text=%.4f", tt-0.05)
+	if _, _, err := runBank(t, url, "create", "loose", "--threshold", below); err == nil || !strings.Contains(err.Error(), "noise floor") {
+		t.Fatalf("create with %s (floor %.4f): %v", below, tt, err)
+	}
+	above := fmt.Sprintf("text_text=%.4f", min(1, tt+(1-tt)/2))
+	mustBank(t, url, "create", "concepts", "--threshold", above, "--threshold", fmt.Sprintf("image_image=%.4f", min(1, cal.Floors[banks.PairImageImage]+0.01)))
+	concept := "two red stars on a blue square"
+	img := filepath.Join(testutil.MustRepoRoot(t), "testdata", "pdq", "images", "dih", "bridge-1-original.jpg")
+	if out := mustBank(t, url, "add", "concepts", "--concept", concept, "--exemplar", img); !strings.Contains(out, "2 added") {
+		t.Fatalf("add a concept and an exemplar: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--text", concept); !strings.Contains(out, "embedding") || !strings.Contains(out, "concepts") {
+		t.Fatalf("match the concept's text: %s", out)
+	}
+	if out := mustBank(t, url, "match", "--image", img); !strings.Contains(out, "embedding") {
+		t.Fatalf("match the exemplar: %s", out)
 	}
 }

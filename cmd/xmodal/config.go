@@ -84,6 +84,9 @@ type Config struct {
 		SessionTimeout time.Duration `yaml:"session_timeout" help:"consumer group session timeout (at least 6s)"`
 		CommitInterval time.Duration `yaml:"commit_interval" help:"how often acknowledged offsets are committed"`
 	} `yaml:"kafka"`
+	Banks struct {
+		Calibration string `yaml:"calibration" help:"JSON file of the model's noise floors written by 'xmodal bank calibrate': a bank's embedding thresholds below them are refused; without it embedding thresholds are refused"`
+	} `yaml:"banks"`
 	Query struct {
 		Timeout     time.Duration `yaml:"timeout" help:"per-request deadline"`
 		Concurrency int           `yaml:"concurrency" help:"requests handled at once; more get 429"`

@@ -94,10 +94,11 @@ var commandScopes = map[string]scope{
 	"eval":    {only: []string{"model", "ort", "image", "log"}},
 	"hash":    {except: []string{"kafka", "query", "redis", "http", "ingest"}},
 	"gen":     {none: true},
-	"bank":    {only: []string{"nats", "log"}},
-	"events":  {only: []string{"nats", "log"}},
-	"dedup":   {only: []string{"nats", "log"}},
-	"milvus":  {only: []string{"milvus", "model", "ort", "log"}},
+	// bank calibrate loads the model; the other bank commands are clients.
+	"bank":   {only: []string{"nats", "log", "model", "ort", "image"}},
+	"events": {only: []string{"nats", "log"}},
+	"dedup":  {only: []string{"nats", "log"}},
+	"milvus": {only: []string{"milvus", "model", "ort", "log"}},
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

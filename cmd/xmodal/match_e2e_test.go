@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,49 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	var e matching.Event
 	if strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &e) != nil || e.PostID != "m-forbidden" || e.ID != matching.EventID("m-forbidden", e.Version, e.EntryID) {
 		t.Fatalf("events tail --bank forbidden --json:\n%s", out)
+	}
+	// A retro sweep: an image indexed before its hash is banked is found when
+	// the image is added to a bank; sweep-status shows it done.
+	imgPath := filepath.Join(testutil.MustRepoRoot(t), "testdata", "pdq", "images", "dih", "bridge-1-original.jpg")
+	imgData, err := os.ReadFile(imgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := json.Marshal(map[string]any{"schema": 1, "id": "m-old-image", "created_at": now, "image": map[string]any{"data": imgData, "mime": "image/jpeg"}})
+	if err := ingest.Publish(ctx, js, "xmodal.posts", "m-old-image", pb); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		_, err := cl.Get(ctx, &query.GetRequest{PostIDs: []string{"m-old-image"}})
+		return err
+	})
+	bank := func(args ...string) string {
+		root := newRoot()
+		var out, errw strings.Builder
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append(append([]string{"bank"}, args...), "--nats-url", a.ns.ClientURL()))
+		if err := root.ExecuteContext(ctx); err != nil {
+			t.Fatalf("bank %v: %v\n%s", args, err, errw.String())
+		}
+		return out.String()
+	}
+	bank("create", "late")
+	bank("add", "late", "--image", imgPath)
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		out := bank("sweep-status")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 5 && f[1] == "late" && f[2] == "done" && f[3] == "1/1" && f[4] == "1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("sweep-status:\n%s", out)
+	})
+	if out := tail("--bank", "late"); !strings.Contains(out, "post=m-old-image version=0 pdq distance 0") || !strings.Contains(out, "source=sweep") {
+		t.Fatalf("sweep event:\n%s", out)
+	}
+	if out := bank("sweep", "late"); !strings.Contains(out, "of bank late: 1 entries") {
+		t.Fatalf("bank sweep: %s", out)
 	}
 	if !strings.Contains(logs.text(), `msg="audit: takedown at ingest" post_id=m-forbidden`) || !strings.Contains(logs.text(), "bank=forbidden") {
 		t.Fatal("no audit line for the takedown at ingest")

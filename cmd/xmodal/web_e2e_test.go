@@ -546,6 +546,30 @@ func TestBanksTabInChromium(t *testing.T) {
 		t.Errorf("the bank's row: %q", row)
 	}
 
+	// The upload swept the indexed posts: the post whose picture it is shows
+	// under the latest matches, with its (blurred) thumbnail, source sweep.
+	var postID string
+	for _, p := range posts {
+		if p.Image != nil {
+			postID = p.ID
+			break
+		}
+	}
+	present := `document.querySelector('#bk-events tr[data-post-id="` + postID + `"] img.evthumb') !== null`
+	for i := 0; i < 80 && !evalJS[bool](b, present); i++ {
+		// The sweep runs in the background: show the tab again until it is in.
+		b.do("reload the banks tab", chromedp.Evaluate[chromedp.Void](`xmodal.go("banks", {}, false)`))
+		time.Sleep(250 * time.Millisecond)
+	}
+	b.wait("latest matches", present)
+	time.Sleep(500 * time.Millisecond) // the last reload's requests settle before the next step
+	if row := evalJS[string](b, `document.querySelector('#bk-events tr[data-post-id="`+postID+`"]').textContent`); !strings.Contains(row, "known-shapes") || !strings.Contains(row, "sweep") || !strings.Contains(row, "distance 0") {
+		t.Errorf("latest match row: %q", row)
+	}
+	if f := evalJS[string](b, `getComputedStyle(document.querySelector("#bk-events img.evthumb")).filter`); !strings.Contains(f, "blur") {
+		t.Errorf("a match's thumbnail is not blurred: %q", f)
+	}
+
 	// A shrunken copy of the banked picture matches by PDQ, not by MD5.
 	b.do("look up a copy", chromedp.Evaluate[chromedp.Void](dropFileJS("#bk-match-drop", "copy.jpg", "image/jpeg", shrunkJPEG(t, orig))))
 	b.wait("image lookup", `document.querySelector("#tab-banks").dataset.state === "match"`)

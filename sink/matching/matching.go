@@ -384,3 +384,38 @@ func (s *EventStream) Publish(ctx context.Context, evs []Event) error {
 	}
 	return nil
 }
+
+// Latest returns up to n of the newest events, newest first, of one bank
+// ("" for every bank), reading back from the end of the stream (at most 20n
+// messages are read).
+func (s *EventStream) Latest(ctx context.Context, bank string, n int) ([]json.RawMessage, error) {
+	st, err := s.js.Stream(ctx, Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []json.RawMessage{}
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	want := ""
+	if bank != "" {
+		want = Subject(bank)
+	}
+	for seq, read := info.State.LastSeq, 0; seq >= info.State.FirstSeq && seq > 0 && len(out) < n && read < 20*n; seq, read = seq-1, read+1 {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if want == "" || m.Subject == want {
+			out = append(out, json.RawMessage(m.Data))
+		}
+	}
+	return out, nil
+}

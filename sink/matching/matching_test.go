@@ -198,3 +198,68 @@ func TestMatchAtIngest(t *testing.T) {
 		t.Fatalf("a delete added events: %d", n)
 	}
 }
+
+// A retro sweep: posts indexed before an entry was added are found at the
+// bank's threshold, each once, as events with source sweep; a sweep run
+// again adds no event.
+func TestSweep(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	target := hashOf("old meme")
+	close4, far := target, target
+	close4[3] ^= 0xf0                 // 4 bits off
+	far[0], far[1] = ^far[0], ^far[1] // 16 bits off
+	var chs []domain.Change
+	for i, h := range []pdq.Hash{target, close4, far, hashOf("unrelated")} {
+		chs = append(chs, post(fmt.Sprintf("old-%d", i), uint64(i+1), h, "x"))
+	}
+	if _, err := f.ix.Apply(ctx, chs); err != nil { // indexed before the bank existed
+		t.Fatal(err)
+	}
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSweeper(ctx, f.ix, ev, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thr := 8
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: "memes", Config: &banks.Bank{Name: "memes", Enabled: true, Thresholds: banks.Thresholds{PDQ: &thr}}}); err != nil {
+		t.Fatal(err)
+	}
+	entry := banks.Entry{Type: banks.SignalPDQ, Value: target.String(), AddedAt: time.Unix(1, 0)}
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: "memes", Entries: []banks.Entry{entry}}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.banks.State().Bank("memes")
+	page, _, _ := f.banks.State().Entries("memes", 0, 10)
+	for round := 1; round <= 2; round++ {
+		st := sw.Start(info, page)
+		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			for _, s := range sw.Status() {
+				if s.ID == st.ID && s.State == "done" {
+					return nil
+				}
+				if s.ID == st.ID && s.State == "failed" {
+					t.Fatalf("sweep failed: %s", s.Error)
+				}
+			}
+			return fmt.Errorf("sweep %d not done: %+v", st.ID, sw.Status())
+		})
+		evs := f.events(t)
+		var got []string
+		for _, e := range evs {
+			if e.Source != SourceSweep || e.Version != 0 || e.Bank != "memes" || e.ID != EventID(e.PostID, 0, e.EntryID) {
+				t.Fatalf("sweep event %+v", e)
+			}
+			got = append(got, fmt.Sprintf("%s:%d", e.PostID, *e.Distance))
+		}
+		if fmt.Sprint(got) != "[old-0:0 old-1:4]" {
+			t.Fatalf("round %d: sweep events %v, want [old-0:0 old-1:4] (old-2 is 16 bits off, over the threshold 8)", round, got)
+		}
+		if s := sw.Status()[round-1]; s.Done != 1 || s.Matches != 2 {
+			t.Fatalf("status %+v", s)
+		}
+	}
+}

@@ -554,6 +554,7 @@ const banksTab = {
   async load(p) {
     $("bk-q").value = p.get("q") || "";
     await loadBanks();
+    await loadEvents();
     if (p.get("q")) await runMatch(signalOf(p.get("q")), p.get("q"));
     else { $("bk-matches").hidden = true; $("bk-status").textContent = ""; delete $("tab-banks").dataset.state; }
   },
@@ -592,6 +593,43 @@ async function loadBanks() {
     $("bk-list").dataset.banks = String(res.banks.length);
   } catch (e) {
     showError(`banks: ${e.message}`);
+  }
+}
+
+// loadEvents shows the newest match events, with the posts' thumbnails.
+async function loadEvents() {
+  const tb = $("bk-events").tBodies[0];
+  if (!server.endpoints.has("banks.events")) return;
+  try {
+    const res = await api("banks.events", { limit: 20 });
+    const ids = Array.from(new Set(res.events.map((e) => e.post_id)));
+    const thumbs = {};
+    if (ids.length) {
+      try {
+        const recs = await api("get", { post_ids: ids.slice(0, 300), thumbnails: true, limit: 1000 });
+        for (const r of recs.records || []) if (r.thumbnail && !thumbs[r.post_id]) thumbs[r.post_id] = r.thumbnail;
+      } catch (e) { /* posts taken down (block banks) have no records */ }
+    }
+    tb.replaceChildren();
+    for (const e of res.events) {
+      const tr = el("tr", "action-" + e.action);
+      tr.dataset.postId = e.post_id;
+      const td = el("td");
+      if (thumbs[e.post_id]) {
+        const img = el("img", "evthumb");
+        img.alt = "";
+        img.src = "data:image/jpeg;base64," + thumbs[e.post_id];
+        img.addEventListener("click", () => img.classList.toggle("revealed"));
+        td.appendChild(img);
+      }
+      tr.appendChild(td);
+      const d = e.distance !== undefined && e.distance !== null ? `distance ${e.distance}` : (e.score !== undefined && e.score !== null ? `score ${e.score.toFixed(3)}` : "exact");
+      for (const v of [showTime(e.matched_at), e.bank, e.action, e.post_id, e.signal_type, d, e.source]) tr.appendChild(el("td", "", v));
+      tb.appendChild(tr);
+    }
+    $("bk-events").dataset.events = String(res.events.length);
+  } catch (e) {
+    showError(`match events: ${e.message}`);
   }
 }
 
@@ -701,6 +739,14 @@ function focusedCard() {
   return a && a.closest ? a.closest(".hit") : null;
 }
 
+let slashPending = false;
+document.addEventListener("keypress", (ev) => { if (slashPending && ev.key === "/") ev.preventDefault(); });
+document.addEventListener("keyup", (ev) => {
+  if (ev.key !== "/" || !slashPending) return;
+  slashPending = false;
+  if (current.focusInput) current.focusInput().focus();
+});
+
 document.addEventListener("keydown", (ev) => {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const t = ev.target;
@@ -714,9 +760,11 @@ document.addEventListener("keydown", (ev) => {
   const i = c ? cs.indexOf(c) : -1;
   switch (ev.key) {
     case "/":
-      // Focused after this key's own events, so that the "/" is not typed.
+      // Focused on the key's release, after its own keypress and input
+      // events (a timer could fire between them on a busy machine, and the
+      // "/" would be typed into the box).
       ev.preventDefault();
-      if (current.focusInput) setTimeout(() => current.focusInput().focus(), 0);
+      slashPending = true;
       return;
     case "?":
       $("help").showModal();
