@@ -141,7 +141,7 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 }
 
 // workSide is the longer side of the plane keypoints and windows use.
-const workSide = 256
+const workSide = 192
 
 // workPlane resamples the rectangle r of a luma plane to the working size.
 func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {
