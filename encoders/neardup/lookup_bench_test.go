@@ -39,9 +39,27 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		n = v
 	}
-	h := NewHasher(Options{PDQMaxSide: -1})
+	opts := Options{PDQMaxSide: -1}
+	// XMODAL_ND_LOOKUP_QW bounds the query's windows per plane.
+	if s := os.Getenv("XMODAL_ND_LOOKUP_QW"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			b.Fatalf("XMODAL_ND_LOOKUP_QW=%q", s)
+		}
+		opts.QueryWindows = v
+	}
+	h := NewHasher(opts)
 	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
 	ix := NewIndexWith(lookupSearchers())
+	// XMODAL_ND_LOOKUP_RADIUS sets the window radius (default
+	// WindowDistance): the knob between lookup time and recall.
+	if s := os.Getenv("XMODAL_ND_LOOKUP_RADIUS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 || v > 256 {
+			b.Fatalf("XMODAL_ND_LOOKUP_RADIUS=%q", s)
+		}
+		ix.vp.windowDistance = v
+	}
 	var queries []*Query
 	var want []int64
 	for i, p := range paths {
@@ -97,7 +115,7 @@ func BenchmarkLookup(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var times, cpus []time.Duration
-	wrong := 0
+	wrong, found := 0, 0
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		q := queries[i%len(queries)]
@@ -109,6 +127,9 @@ func BenchmarkLookup(b *testing.B) {
 			if m.ID != want[i%len(queries)] {
 				wrong++
 			}
+		}
+		if len(ms) > 0 && ms[0].ID == want[i%len(queries)] {
+			found++
 		}
 	}
 	b.StopTimer()
@@ -122,6 +143,8 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportMetric(q(cpus, 0.5), "cpu-p50-ms")
 	b.ReportMetric(q(cpus, 0.99), "cpu-p99-ms")
 	b.ReportMetric(float64(n), "images")
+	b.ReportMetric(float64(found)/float64(len(times)), "found")
+	b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
 	b.ReportMetric(float64(sigBytes)/float64(len(paths)), "sig-bytes/image")
 	b.ReportMetric(heapPer, "heap-bytes/image")
 	hashes := 0

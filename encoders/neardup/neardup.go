@@ -110,6 +110,9 @@ type Options struct {
 	// reference tools' 512-pixel shrink, -1 full resolution (what
 	// xmodal's query service and ingest use).
 	PDQMaxSide int
+	// QueryWindows bounds the windows a query hashes per plane (0: 128):
+	// fewer make the lookup faster and find fewer crops.
+	QueryWindows int
 }
 
 // Hasher computes signatures and query hashes. Not safe for concurrent

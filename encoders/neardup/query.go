@@ -80,7 +80,11 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		}
 		for pi, size := range sizes {
 			p := workPlaneSized(luma, w, hh, r, size)
-			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, maxQueryWins, false)
+			limit := maxQueryWins
+			if h.opts.QueryWindows > 0 {
+				limit = h.opts.QueryWindows
+			}
+			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
 			// Plane pixels to query pixels.
 			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
 			for wi, wd := range ws {
