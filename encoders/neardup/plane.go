@@ -112,12 +112,12 @@ func (g *plane) crop(x0, y0, x1, y1 int) *plane {
 	return out
 }
 
-// gaussBlur returns g blurred by a Gaussian of the given sigma (separable,
+// gaussBlurBuf returns g blurred by a Gaussian of the given sigma (separable,
 // kernel radius ceil(2 sigma), borders clamped). Both passes run tap by
 // tap over whole rows, so the inner loops are plain slice arithmetic.
-func gaussBlur(g *plane, sigma float64) *plane { return gaussBlurBuf(g, sigma, nil) }
-
-// gaussBlurBuf is gaussBlur with a scratch buffer (grown when short).
+//
+// scratch, when not nil, is a buffer reused between calls (grown when
+// short).
 func gaussBlurBuf(g *plane, sigma float64, scratch *[]float32) *plane {
 	rad := int(math.Ceil(2 * sigma))
 	if rad < 1 || g.w <= 2*rad || g.h <= 2*rad {
