@@ -2,7 +2,13 @@ package neardup
 
 import (
 	"image"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -50,4 +56,69 @@ func BenchmarkQuery(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// threadCPU is the CPU time of the calling thread (robust to other
+// processes on a shared machine, unlike wall time).
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// BenchmarkIndexCostRatio is issue #20's index-time cost target: for each
+// image (generated 640x480 photos and the committed real photos, decoded
+// once), Signatures and plain PDQ (full resolution, the mode ingest uses)
+// run back to back on the same decoded pixels, alternating which goes
+// first, timed by the thread's CPU clock. It reports the median of the
+// per-image ratios (neardup / PDQ) with its 10th and 90th percentiles, and
+// the ratio of the totals.
+func BenchmarkIndexCostRatio(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	imgs := benchImages()
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	for _, p := range paths {
+		imgs = append(imgs, loadPhoto(b, filepath.Base(p)))
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ph := pdq.Hasher{MaxSide: -1}
+	var ratios []float64
+	var totN, totP time.Duration
+	i := 0
+	for b.Loop() {
+		img := imgs[i%len(imgs)]
+		var tN, tP time.Duration
+		for k := range 2 {
+			t0 := threadCPU()
+			if (i+k)%2 == 0 {
+				if _, err := h.Signatures(img); err != nil {
+					b.Fatal(err)
+				}
+				tN = threadCPU() - t0
+			} else {
+				ph.Hash(img)
+				tP = threadCPU() - t0
+			}
+		}
+		if tP > 0 {
+			ratios = append(ratios, float64(tN)/float64(tP))
+		}
+		totN += tN
+		totP += tP
+		i++
+	}
+	slices.Sort(ratios)
+	if len(ratios) == 0 {
+		return
+	}
+	q := func(p float64) float64 { return ratios[min(int(p*float64(len(ratios))), len(ratios)-1)] }
+	b.ReportMetric(q(0.5), "ratio-median")
+	b.ReportMetric(q(0.1), "ratio-p10")
+	b.ReportMetric(q(0.9), "ratio-p90")
+	b.ReportMetric(float64(totN)/float64(max(totP, 1)), "ratio-total")
+	b.ReportMetric(float64(totN.Microseconds())/float64(len(ratios))/1000, "neardup-ms")
+	b.ReportMetric(float64(totP.Microseconds())/float64(len(ratios))/1000, "pdq-ms")
 }

@@ -74,6 +74,7 @@ type Index struct {
 	entries []entry
 	// window ref -> (entry, window)
 	winRef []uint64
+	vp     verifyParams
 }
 
 // NewIndex returns an empty index over linear scans.
@@ -82,7 +83,7 @@ func NewIndex() *Index { return NewIndexWith(&LinearSearcher{}, &LinearSearcher{
 // NewIndexWith returns an empty index over the given searchers (one for
 // whole-image hashes, one for windows).
 func NewIndexWith(whole, windows RangeSearcher) *Index {
-	return &Index{whole: whole, windows: windows}
+	return &Index{whole: whole, windows: windows, vp: defaultVerify}
 }
 
 // Len is the number of images held.
@@ -112,6 +113,22 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 		}
 	}
 	ix.entries = append(ix.entries, e)
+}
+
+// finisher is a searcher that wants a call once a bulk load is inserted
+// (MIHSearcher's deferred table build).
+type finisher interface{ Finish() }
+
+// Finish tells the searchers that a bulk load is complete (MIHSearcher
+// built with deferred tables builds them); searches are exact either way.
+func (ix *Index) Finish() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, s := range []RangeSearcher{ix.whole, ix.windows} {
+		if f, ok := s.(finisher); ok {
+			f.Finish()
+		}
+	}
 }
 
 // Match is a verified near-duplicate.
@@ -178,45 +195,24 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			best[ei] = &m
 		}
 	}
-	var hits []winHit
 	for i := range q.Hashes {
 		qh := &q.Hashes[i]
-		switch qh.Kind {
-		case Whole:
-			if qh.Quality < minQ {
-				continue
+		if qh.Kind != Whole || qh.Quality < minQ {
+			continue
+		}
+		r := q.Rects[qh.Rect]
+		ix.whole.Range(qh.Hash, WholeDistance, func(ref uint32, d int) {
+			if int(ix.entries[ref].quality) < minQ {
+				return
 			}
-			r := q.Rects[qh.Rect]
-			ix.whole.Range(qh.Hash, WholeDistance, func(ref uint32, d int) {
-				if int(ix.entries[ref].quality) < minQ {
-					return
-				}
-				consider(ref, Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-					Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256})
-			})
-		case Window:
-			ix.windows.Range(qh.Hash, WindowDistance, func(ref uint32, d int) {
-				wr := ix.winRef[ref]
-				hits = append(hits, winHit{q: qh, ent: uint32(wr >> 16), win: uint16(wr), dist: d})
-			})
-		}
+			consider(ref, Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+				Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256})
+		})
 	}
-	// Windows: group by image, verify geometry.
-	slices.SortFunc(hits, func(a, b winHit) int {
-		if a.ent != b.ent {
-			return int(a.ent) - int(b.ent)
+	for ei, hits := range ix.windowHits(q) {
+		if m, ok := ix.verify(q, hits); ok {
+			consider(ei, m)
 		}
-		return a.dist - b.dist
-	})
-	for i := 0; i < len(hits); {
-		j := i
-		for j < len(hits) && hits[j].ent == hits[i].ent {
-			j++
-		}
-		if m, ok := ix.verify(q, hits[i:j]); ok {
-			consider(hits[i].ent, m)
-		}
-		i = j
 	}
 	out := make([]Match, 0, len(best))
 	for _, m := range best {
@@ -237,17 +233,73 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 	return out
 }
 
-// Verification tolerances: two window matches agree when their maps send
-// the query rectangle's centre and corners to within agreeTol (fraction of
-// the original's longer side) of each other. A lone window match counts
-// only at or under loneDistance bits.
-const (
-	agreeTol     = 0.04
-	loneDistance = 8
-)
+// windowHits returns the window candidates of q grouped by indexed image,
+// nearest first within each.
+func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
+	var hits []winHit
+	for i := range q.Hashes {
+		qh := &q.Hashes[i]
+		if qh.Kind != Window {
+			continue
+		}
+		ix.windows.Range(qh.Hash, ix.vp.windowDistance, func(ref uint32, d int) {
+			wr := ix.winRef[ref]
+			hits = append(hits, winHit{q: qh, ent: uint32(wr >> 16), win: uint16(wr), dist: d})
+		})
+	}
+	slices.SortFunc(hits, func(a, b winHit) int {
+		if a.ent != b.ent {
+			return int(a.ent) - int(b.ent)
+		}
+		return a.dist - b.dist
+	})
+	out := map[uint32][]winHit{}
+	for i := 0; i < len(hits); {
+		j := i
+		for j < len(hits) && hits[j].ent == hits[i].ent {
+			j++
+		}
+		out[hits[i].ent] = hits[i:j:j]
+		i = j
+	}
+	return out
+}
 
-// verify checks the window hits of one indexed image (nearest first).
-func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
+// verifyParams are the thresholds of the window verification.
+type verifyParams struct {
+	// windowDistance bounds a window candidate's Hamming distance.
+	windowDistance int
+	// agreeTol: two window matches agree when their maps send the query
+	// rectangle's centre and corners to within agreeTol (a fraction of
+	// the original's longer side) of each other.
+	agreeTol float64
+	// A match needs agreeing windows (windows of the original) of total
+	// weight minStrength, a window within strongDistance bits weighing 1
+	// and a farther one weakWeight; or one window within loneDistance
+	// bits (-1: a single window never suffices: at 3,000 originals lone
+	// windows within 8 bits matched unrelated pictures).
+	strongDistance, loneDistance int
+	weakWeight, minStrength      float64
+	// The query must sit over the original as a re-post does: some query
+	// rectangle mapped into the original lies at least minInside inside it
+	// (a crop) and covers at least minCovered of it, or the original's
+	// frame mapped into the query overlaps a query rectangle (the whole
+	// query or a content rectangle) by at least minFrameIoU.
+	minInside, minCovered, minFrameIoU float64
+}
+
+var defaultVerify = verifyParams{windowDistance: WindowDistance, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
+	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8}
+
+// cluster is the largest set of window hits of one image whose maps agree.
+type cluster struct {
+	best    int   // the hit whose map the others agree with
+	members []int // hits (one per indexed window), nearest first
+	m       affine
+}
+
+// clusterOf finds the largest agreeing set among the hits of one image.
+func (ix *Index) clusterOf(q *Query, hits []winHit) cluster {
 	e := &ix.entries[hits[0].ent]
 	W, H := float64(e.w), float64(e.h)
 	long := math.Max(W, H)
@@ -257,28 +309,100 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 		maps[k] = windowMap(h.q.side, h.q.angle, h.q.cx, h.q.cy, h.q.Transform,
 			float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
 	}
-	bestK, bestN := 0, 0
+	var best cluster
 	for k := range hits {
 		r := q.Rects[hits[k].q.Rect]
-		n := 0
+		var members []int
 		seen := map[uint16]bool{}
 		for l := range hits {
-			if seen[hits[l].win] || !agree(maps[k], maps[l], r, long) {
+			if seen[hits[l].win] || !agree(maps[k], maps[l], r, long, ix.vp.agreeTol) {
 				continue
 			}
 			seen[hits[l].win] = true
-			n++
+			members = append(members, l)
 		}
-		if n > bestN {
-			bestK, bestN = k, n
+		if len(members) > len(best.members) {
+			best = cluster{best: k, members: members, m: maps[k]}
 		}
 	}
-	h := hits[bestK]
-	if bestN < 2 && h.dist > loneDistance {
+	return best
+}
+
+// placement says how the query sits over the original under a cluster's
+// map, for the query rectangle that fits best: inside is the share of the
+// mapped rectangle that lies inside the original (1 for a crop), covered
+// the share of the original it covers (1 for a copy that shows all of
+// it), and frameIoU the overlap of the original's frame, mapped into the
+// query, with the query rectangle (1 for a copy whose picture is exactly
+// that rectangle: the whole query, or a content rectangle cut from a
+// caption band or a frame).
+type placement struct {
+	inside, covered, frameIoU float64
+}
+
+func (ix *Index) placement(q *Query, ent uint32, m affine) placement {
+	e := &ix.entries[ent]
+	W, H := float64(e.w), float64(e.h)
+	var best placement
+	inv, ok := m.inverse()
+	for _, r := range q.Rects {
+		x0, y0, x1, y1 := bbox(m, r)
+		area := (x1 - x0) * (y1 - y0)
+		inter := math.Max(math.Min(x1, W)-math.Max(x0, 0), 0) * math.Max(math.Min(y1, H)-math.Max(y0, 0), 0)
+		if area <= 0 {
+			continue
+		}
+		p := placement{inside: inter / area, covered: inter / (W * H)}
+		if ok {
+			fx0, fy0, fx1, fy1 := bbox(inv, image.Rect(0, 0, int(W), int(H)))
+			rx0, ry0, rx1, ry1 := float64(r.Min.X), float64(r.Min.Y), float64(r.Max.X), float64(r.Max.Y)
+			i := math.Max(math.Min(fx1, rx1)-math.Max(fx0, rx0), 0) * math.Max(math.Min(fy1, ry1)-math.Max(fy0, ry0), 0)
+			u := (fx1-fx0)*(fy1-fy0) + (rx1-rx0)*(ry1-ry0) - i
+			if u > 0 {
+				p.frameIoU = i / u
+			}
+		}
+		best.inside = math.Max(best.inside, p.inside)
+		best.covered = math.Max(best.covered, p.covered)
+		best.frameIoU = math.Max(best.frameIoU, p.frameIoU)
+	}
+	return best
+}
+
+// bbox is the bounding box of rectangle r under m.
+func bbox(m affine, r image.Rectangle) (x0, y0, x1, y1 float64) {
+	x0, y0, x1, y1 = math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+	for _, c := range [4][2]float64{{float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}} {
+		x, y := m.apply(c[0], c[1])
+		x0, y0, x1, y1 = math.Min(x0, x), math.Min(y0, y), math.Max(x1, x), math.Max(y1, y)
+	}
+	return
+}
+
+// verify checks the window hits of one indexed image (nearest first).
+func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
+	e := &ix.entries[hits[0].ent]
+	W, H := float64(e.w), float64(e.h)
+	c := ix.clusterOf(q, hits)
+	h := hits[c.best]
+	n := len(c.members)
+	vp := &ix.vp
+	strength := 0.0
+	for _, l := range c.members {
+		if hits[l].dist <= vp.strongDistance {
+			strength++
+		} else {
+			strength += vp.weakWeight
+		}
+	}
+	if strength < vp.minStrength && !(n == 1 && h.dist <= vp.loneDistance) {
+		return Match{}, false
+	}
+	if pl := ix.placement(q, hits[0].ent, c.m); !(pl.inside >= vp.minInside && pl.covered >= vp.minCovered) && pl.frameIoU < vp.minFrameIoU {
 		return Match{}, false
 	}
 	r := q.Rects[h.q.Rect]
-	m := maps[bestK]
+	m := c.m
 	// The query rectangle's corners in the original, as fractions.
 	x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
 	for _, c := range [4][2]float64{{float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}} {
@@ -287,16 +411,16 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 	}
 	clamp := func(v, n float64) float32 { return float32(math.Min(math.Max(v/n, 0), 1)) }
 	score := 1 - float64(h.dist)/256
-	if bestN < 2 {
+	if n < 2 {
 		score -= 0.05
 	}
-	return Match{Kind: Window, Distance: h.dist, Windows: bestN, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+	return Match{Kind: Window, Distance: h.dist, Windows: n, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score}, true
 }
 
 // agree reports whether maps a and b send the centre and the corners of
 // the query rectangle r to within agreeTol of the original's longer side.
-func agree(a, b affine, r image.Rectangle, long float64) bool {
+func agree(a, b affine, r image.Rectangle, long, agreeTol float64) bool {
 	tol := agreeTol * long
 	cx, cy := float64(r.Min.X+r.Max.X)/2, float64(r.Min.Y+r.Max.Y)/2
 	for _, c := range [5][2]float64{{cx, cy}, {float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}} {

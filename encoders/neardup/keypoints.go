@@ -35,7 +35,8 @@ func buildScaleSpace(p *plane, octaves int) *scaleSpace {
 	ss := &scaleSpace{width: float64(p.w), height: float64(p.h)}
 	k := math.Pow(2, 1.0/levelsPerOct)
 	step := 1.0
-	base := gaussBlur(p, math.Sqrt(sigma0*sigma0-0.25))
+	var scratch []float32
+	base := gaussBlurBuf(p, math.Sqrt(sigma0*sigma0-0.25), &scratch)
 	for o := range octaves {
 		if base.w < 16 || base.h < 16 {
 			break
@@ -45,7 +46,7 @@ func buildScaleSpace(p *plane, octaves int) *scaleSpace {
 		prev := sigma0
 		for i := 1; i < levelsPerOct+3; i++ {
 			s := sigma0 * math.Pow(k, float64(i))
-			lv = append(lv, gaussBlur(lv[i-1], math.Sqrt(s*s-prev*prev)))
+			lv = append(lv, gaussBlurBuf(lv[i-1], math.Sqrt(s*s-prev*prev), &scratch))
 			sg = append(sg, s*step)
 			prev = s
 		}
@@ -68,8 +69,9 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 	for o, lv := range ss.octaves {
 		w, h := lv[0].w, lv[0].h
 		dogs := make([][]float32, len(lv)-1)
+		buf := make([]float32, w*h*len(dogs))
 		for i := range dogs {
-			d := make([]float32, w*h)
+			d := buf[i*w*h : (i+1)*w*h]
 			a, b := lv[i].p, lv[i+1].p
 			for j := range d {
 				d[j] = b[j] - a[j]
@@ -134,7 +136,7 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 	for _, k := range kps {
 		dup := false
 		for _, o := range uniq {
-			if math.Hypot(k.x-o.x, k.y-o.y) < 0.75*math.Min(k.sigma, o.sigma)+1 {
+			if r := 0.75*math.Min(k.sigma, o.sigma) + 1; (k.x-o.x)*(k.x-o.x)+(k.y-o.y)*(k.y-o.y) < r*r {
 				dup = true
 				break
 			}

@@ -110,6 +110,9 @@ type Options struct {
 	// reference tools' 512-pixel shrink, -1 full resolution (what
 	// xmodal's query service and ingest use).
 	PDQMaxSide int
+	// QueryWindows bounds the windows a query hashes per plane (0: 128):
+	// fewer make the lookup faster and find fewer crops.
+	QueryWindows int
 }
 
 // Hasher computes signatures and query hashes. Not safe for concurrent
@@ -141,7 +144,7 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 }
 
 // workSide is the longer side of the plane keypoints and windows use.
-const workSide = 256
+const workSide = 192
 
 // workPlane resamples the rectangle r of a luma plane to the working size.
 func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {

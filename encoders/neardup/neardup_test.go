@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
@@ -252,10 +253,26 @@ func TestAdversarial(t *testing.T) {
 	}
 }
 
-// ChunkSearcher returns exactly what the linear scan returns, on random
-// hashes, clustered ones (near copies of a few centres) and duplicates, at
-// every radius it supports.
-func TestChunkSearcherExact(t *testing.T) {
+// ChunkSearcher and MIHSearcher (tables maintained as hashes arrive, or
+// built once by Finish) return exactly what the linear scan returns, on
+// random hashes, clustered ones (near copies of a few centres) and
+// duplicates, at every radius ChunkSearcher supports.
+func TestSearchersExact(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    RangeSearcher
+	}{{"chunk", NewChunkSearcher()}, {"mih", NewMIHSearcher(false)}, {"mih-deferred", NewMIHSearcher(true)}} {
+		t.Run(tc.name, func(t *testing.T) { testSearcherExact(t, tc.s) })
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("radius 32 did not panic")
+		}
+	}()
+	NewChunkSearcher().Range(pdq.Hash{}, 32, func(uint32, int) {})
+}
+
+func testSearcherExact(t *testing.T, ch RangeSearcher) {
 	r := rand.New(rand.NewPCG(7, 7))
 	randHash := func() pdq.Hash {
 		var h pdq.Hash
@@ -270,12 +287,12 @@ func TestChunkSearcherExact(t *testing.T) {
 		}
 		return h
 	}
-	lin, ch := &LinearSearcher{}, NewChunkSearcher()
+	lin := &LinearSearcher{}
 	var centres []pdq.Hash
 	for range 20 {
 		centres = append(centres, randHash())
 	}
-	for i := range 3000 {
+	for i := range 6000 {
 		var h pdq.Hash
 		switch i % 3 {
 		case 0:
@@ -287,6 +304,9 @@ func TestChunkSearcherExact(t *testing.T) {
 		}
 		lin.Insert(uint32(i), h)
 		ch.Insert(uint32(i), h)
+	}
+	if f, ok := ch.(finisher); ok {
+		f.Finish()
 	}
 	if lin.Len() != ch.Len() {
 		t.Fatalf("len %d vs %d", lin.Len(), ch.Len())
@@ -316,12 +336,6 @@ func TestChunkSearcherExact(t *testing.T) {
 			}
 		}
 	}
-	defer func() {
-		if recover() == nil {
-			t.Errorf("radius 32 did not panic")
-		}
-	}()
-	ch.Range(pdq.Hash{}, 32, func(uint32, int) {})
 }
 
 func TestKindString(t *testing.T) {
@@ -368,6 +382,31 @@ func TestChunkSearcherConcurrent(t *testing.T) {
 	for range 8 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// kth agrees with sorting, on random values, ties and sorted input.
+func TestKth(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for trial := range 300 {
+		n := 1 + r.IntN(300)
+		s := make([]float32, n)
+		for i := range s {
+			switch trial % 3 {
+			case 0:
+				s[i] = r.Float32()
+			case 1:
+				s[i] = float32(r.IntN(4)) // many ties
+			default:
+				s[i] = float32(i) // sorted
+			}
+		}
+		want := slices.Clone(s)
+		slices.Sort(want)
+		k := r.IntN(n)
+		if got := kth(slices.Clone(s), k); got != want[k] {
+			t.Fatalf("trial %d: kth(%d) of %d values = %v, want %v", trial, k, n, got, want[k])
 		}
 	}
 }

@@ -38,29 +38,30 @@ func clampi(i, n int) int {
 // the exact area-weighted mean of the input it covers (when shrinking) or a
 // bilinear sample (when growing along that axis).
 func resampleArea(src []float32, w, h, dw, dh int) *plane {
-	// Horizontal pass into tmp (dw x h), then vertical.
-	tmp := make([]float32, dw*h)
+	// Vertical pass into tmp (w x dh: whole rows, the cheap direction),
+	// then horizontal on the fewer rows.
+	tmp := make([]float32, w*dh)
+	yw := axisWeights(h, dh)
+	for i, k := range yw {
+		out := tmp[i*w : (i+1)*w]
+		for j, wt := range k.w {
+			in := src[(k.start+j)*w : (k.start+j+1)*w]
+			for x, v := range in {
+				out[x] += wt * v
+			}
+		}
+	}
+	dst := &plane{w: dw, h: dh, p: make([]float32, dw*dh)}
 	xw := axisWeights(w, dw)
-	for y := range h {
-		row := src[y*w : (y+1)*w]
-		out := tmp[y*dw : (y+1)*dw]
+	for y := range dh {
+		row := tmp[y*w : (y+1)*w]
+		out := dst.p[y*dw : (y+1)*dw]
 		for i, k := range xw {
 			var s float32
 			for j, wt := range k.w {
 				s += wt * row[k.start+j]
 			}
 			out[i] = s
-		}
-	}
-	dst := &plane{w: dw, h: dh, p: make([]float32, dw*dh)}
-	yw := axisWeights(h, dh)
-	for i, k := range yw {
-		out := dst.p[i*dw : (i+1)*dw]
-		for j, wt := range k.w {
-			in := tmp[(k.start+j)*dw : (k.start+j+1)*dw]
-			for x, v := range in {
-				out[x] += wt * v
-			}
 		}
 	}
 	return dst
@@ -111,11 +112,14 @@ func (g *plane) crop(x0, y0, x1, y1 int) *plane {
 	return out
 }
 
-// gaussBlur returns g blurred by a Gaussian of the given sigma (separable,
-// kernel radius ceil(2.5 sigma), borders clamped). Both passes run tap by
+// gaussBlurBuf returns g blurred by a Gaussian of the given sigma (separable,
+// kernel radius ceil(2 sigma), borders clamped). Both passes run tap by
 // tap over whole rows, so the inner loops are plain slice arithmetic.
-func gaussBlur(g *plane, sigma float64) *plane {
-	rad := int(math.Ceil(2.5 * sigma))
+//
+// scratch, when not nil, is a buffer reused between calls (grown when
+// short).
+func gaussBlurBuf(g *plane, sigma float64, scratch *[]float32) *plane {
+	rad := int(math.Ceil(2 * sigma))
 	if rad < 1 || g.w <= 2*rad || g.h <= 2*rad {
 		if rad < 1 {
 			return &plane{w: g.w, h: g.h, p: append([]float32(nil), g.p...)}
@@ -133,10 +137,22 @@ func gaussBlur(g *plane, sigma float64) *plane {
 		k[i] /= sum
 	}
 	w, h := g.w, g.h
+	// The kernel is symmetric: each pass adds the two inputs at the same
+	// distance before multiplying, halving the multiplications.
 	// Horizontal pass into tmp: a padded copy of each row (edges
-	// repeated), then one multiply-add sweep per tap.
-	tmp := make([]float32, w*h)
-	pad := make([]float32, w+2*rad)
+	// repeated), then one multiply-add sweep per pair of taps.
+	var tmp []float32
+	if scratch != nil && cap(*scratch) >= w*h+w+2*rad {
+		tmp = (*scratch)[:w*h]
+	} else {
+		tmp = make([]float32, w*h+w+2*rad)
+		if scratch != nil {
+			*scratch = tmp
+		}
+		tmp = tmp[:w*h]
+	}
+	pad := tmp[w*h : w*h+w+2*rad]
+	kc := k[rad]
 	for y := range h {
 		row := g.p[y*w : (y+1)*w]
 		copy(pad[rad:], row)
@@ -145,21 +161,31 @@ func gaussBlur(g *plane, sigma float64) *plane {
 			pad[rad+w+i] = row[w-1]
 		}
 		out := tmp[y*w : (y+1)*w]
-		for t, kv := range k {
-			in := pad[t : t+w]
+		mid := pad[rad : rad+w]
+		for x := range out {
+			out[x] = kc * mid[x]
+		}
+		for t := range rad {
+			kv := k[t]
+			lo, hi := pad[t:t+w], pad[2*rad-t:2*rad-t+w]
 			for x := range out {
-				out[x] += kv * in[x]
+				out[x] += kv * (lo[x] + hi[x])
 			}
 		}
 	}
 	dst := &plane{w: w, h: h, p: make([]float32, w*h)}
 	for y := range h {
 		out := dst.p[y*w : (y+1)*w]
-		for t, kv := range k {
-			yy := clampi(y+t-rad, h)
-			in := tmp[yy*w : (yy+1)*w]
+		mid := tmp[y*w : (y+1)*w]
+		for x := range out {
+			out[x] = kc * mid[x]
+		}
+		for t := range rad {
+			kv := k[t]
+			y0, y1 := clampi(y+t-rad, h), clampi(y+rad-t, h)
+			lo, hi := tmp[y0*w:(y0+1)*w], tmp[y1*w:(y1+1)*w]
 			for x := range out {
-				out[x] += kv * in[x]
+				out[x] += kv * (lo[x] + hi[x])
 			}
 		}
 	}

@@ -19,6 +19,11 @@ type QueryHash struct {
 	Quality   int
 	// A window's frame in query pixels (Kind Window).
 	cx, cy, side, angle float64
+	// A window's plane (0: the rectangle at the working size, 1: the
+	// whole image at cropScale), its rank among the plane's windows, and
+	// whether it is a runner-up variant.
+	plane, rank int
+	alt         bool
 }
 
 // Query is what Hasher.Query computes from a query image.
@@ -73,15 +78,20 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		if ri == 0 {
 			sizes = append(sizes, int(math.Round(cropScale*workSide)))
 		}
-		for _, size := range sizes {
+		for pi, size := range sizes {
 			p := workPlaneSized(luma, w, hh, r, size)
-			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, maxQueryWins, false)
+			limit := maxQueryWins
+			if h.opts.QueryWindows > 0 {
+				limit = h.opts.QueryWindows
+			}
+			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
 			// Plane pixels to query pixels.
 			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
-			for _, wd := range ws {
+			for wi, wd := range ws {
 				for k, hv := range wd.hashes {
 					q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
-						cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle})
+						cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
+						plane: pi, rank: wi, alt: k > 0})
 				}
 			}
 		}
@@ -94,6 +104,16 @@ type affine struct{ a, b, c, d, tx, ty float64 }
 
 func (m affine) apply(x, y float64) (float64, float64) {
 	return m.a*x + m.b*y + m.tx, m.c*x + m.d*y + m.ty
+}
+
+// inverse returns the inverse map (false when m is singular).
+func (m affine) inverse() (affine, bool) {
+	det := m.a*m.d - m.b*m.c
+	if det == 0 {
+		return affine{}, false
+	}
+	a, b, c, d := m.d/det, -m.b/det, -m.c/det, m.a/det
+	return affine{a, b, c, d, -(a*m.tx + b*m.ty), -(c*m.tx + d*m.ty)}, true
 }
 
 // gridMat is the action of a dihedral variant on window grid coordinates

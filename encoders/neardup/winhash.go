@@ -2,7 +2,6 @@ package neardup
 
 import (
 	"math"
-	"slices"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
@@ -87,8 +86,7 @@ func coeffHash(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 		}
 	}
 	s := v
-	slices.Sort(s[:])
-	med := s[len(s)/2-1]
+	med := kth(s[:], len(s)/2-1)
 	var h pdq.Hash
 	for k, x := range v {
 		if x > med {
@@ -96,6 +94,41 @@ func coeffHash(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 		}
 	}
 	return h
+}
+
+// kth returns the k-th smallest value of s (0-based), reordering s: the
+// value slices.Sort(s) would put at k, found by quickselect.
+func kth(s []float32, k int) float32 {
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		// Median of three as the pivot.
+		mid := lo + (hi-lo)/2
+		a, b, c := s[lo], s[mid], s[hi]
+		p := max(min(a, b), min(max(a, b), c))
+		i, j := lo, hi
+		for i <= j {
+			for s[i] < p {
+				i++
+			}
+			for s[j] > p {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return s[k]
+		}
+	}
+	return s[k]
 }
 
 // gridQuality is PDQ's quality heuristic scaled to the window grid: the

@@ -49,7 +49,8 @@ type Options struct {
 	Workers int
 	// Kinds: the edit lists (default: every single edit and every combo).
 	Kinds [][]reposts.Kind
-	// Searchers builds the index's searchers (default: ChunkSearcher).
+	// Searchers builds the index's searchers (default: MIHSearcher over
+	// internal/hamming, tables built once the originals are indexed).
 	Searchers func() (whole, windows neardup.RangeSearcher)
 	Progress  io.Writer
 }
@@ -197,7 +198,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	if opt.Searchers == nil {
 		opt.Searchers = func() (neardup.RangeSearcher, neardup.RangeSearcher) {
-			return neardup.NewChunkSearcher(), neardup.NewChunkSearcher()
+			return neardup.NewMIHSearcher(true), neardup.NewMIHSearcher(true)
 		}
 	}
 	progress := opt.Progress
@@ -276,6 +277,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	ndIx.Finish()
+	pdqIx.Finish()
 	nd.BytesPerImage = float64(bytes) / float64(max(len(origs), 1))
 	pl.BytesPerImage = pdq.HexLen/2 + 1
 	rep.IndexRatioTotal = float64(sum(nd.indexTimes)) / float64(max(sum(pl.indexTimes), 1))

@@ -171,6 +171,11 @@ function card(group, opts) {
     d.title = h.distance + " of 256 PDQ bits differ";
     meta.appendChild(d);
     if (h.transform && h.transform !== "original") meta.appendChild(el("span", "badge rank", h.transform));
+    if (h.region && h.region.length === 4) {
+      const r = el("span", "badge rank", "inside " + h.region[0] + "," + h.region[1] + "–" + h.region[2] + "," + h.region[3]);
+      r.title = "matched the picture inside the query (caption band, frame or borders cut away): x0,y0–x1,y1 in query pixels";
+      meta.appendChild(r);
+    }
   } else {
     meta.appendChild(el("span", "score", Number(h.score).toFixed(3)));
   }

@@ -1,0 +1,59 @@
+package neardup
+
+import (
+	"sync"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/hamming"
+)
+
+// MIHSearcher is a RangeSearcher over the project's exact multi-index
+// hashing (internal/hamming): sub-linear at millions of hashes, any radius,
+// the same answers as LinearSearcher. Safe for concurrent searches with one
+// writer.
+type MIHSearcher struct {
+	ix   *hamming.Index
+	bufs sync.Pool // *[]hamming.Match
+}
+
+// NewMIHSearcher returns an empty searcher. With deferred, inserts only
+// append (searched linearly until then) and Finish builds the tables once:
+// the fast way to load many hashes; without it the tables are maintained
+// as hashes arrive.
+func NewMIHSearcher(deferred bool) *MIHSearcher {
+	ix, err := hamming.New(hamming.Options{DeferMaintenance: deferred})
+	if err != nil {
+		panic(err) // the options are constants
+	}
+	return &MIHSearcher{ix: ix}
+}
+
+// Insert adds h under ref (a ref inserted again replaces its hash).
+func (s *MIHSearcher) Insert(ref uint32, h pdq.Hash) {
+	c, _ := hamming.FromBytes(h[:])
+	s.ix.Add(uint64(ref), c)
+}
+
+// Finish builds the tables of every hash inserted so far.
+func (s *MIHSearcher) Finish() { s.ix.Build(nil) }
+
+// Len is the number of hashes held.
+func (s *MIHSearcher) Len() int { return s.ix.Len() }
+
+// Range calls fn for every hash within radius of q (0..256), once each.
+func (s *MIHSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {
+	c, _ := hamming.FromBytes(q[:])
+	bp, _ := s.bufs.Get().(*[]hamming.Match)
+	if bp == nil {
+		bp = new([]hamming.Match)
+	}
+	ms, err := s.ix.Search([]hamming.Code{c}, radius, (*bp)[:0])
+	if err != nil {
+		panic(err) // only a radius outside 0..256
+	}
+	for _, m := range ms {
+		fn(uint32(m.ID), m.Distance)
+	}
+	*bp = ms
+	s.bufs.Put(bp)
+}
