@@ -1,0 +1,187 @@
+package clusters
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestTrendingScale is the benchmark of bench/results/trending.txt: the
+// latency of Store.Trending (1-hour window against the hour before, top 10)
+// over N clustered posts spread over two days (planted clusters of
+// Zipf-distributed sizes, a tenth of them bursting in one hour, plus
+// unrelated posts), at random times, interleaved in rounds with a direct
+// peer: count the members of each cluster created in the two windows from
+// every post's (time, cluster) sorted by time (binary search, then a map).
+// Both rank by the same score; the test checks that they agree.
+//
+//	XMODAL_TRENDINGBENCH=1        run it
+//	XMODAL_TRENDINGBENCH_N        posts (default 1,000,000)
+//	XMODAL_TRENDINGBENCH_Q        queries per round (default 2,000)
+//	XMODAL_TRENDINGBENCH_ROUNDS   rounds (default 3)
+func TestTrendingScale(t *testing.T) {
+	if os.Getenv("XMODAL_TRENDINGBENCH") != "1" {
+		t.Skip("set XMODAL_TRENDINGBENCH=1 to run the trending benchmark (docs/clusters.md)")
+	}
+	env := func(k string, def int) int {
+		if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+			return v
+		}
+		return def
+	}
+	n, q, rounds := env("XMODAL_TRENDINGBENCH_N", 1_000_000), env("XMODAL_TRENDINGBENCH_Q", 2000), env("XMODAL_TRENDINGBENCH_ROUNDS", 3)
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o644, &bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(Init); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := NewPDQLinker(31)
+	var s *Store
+	if err := db.View(func(tx *bolt.Tx) (err error) { s, err = Open(tx, Options{Linker: l}); return }); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	z := rand.NewZipf(rand.New(rand.NewPCG(6, 6)), 1.5, 1, 3000)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	span := 48 * time.Hour
+	type post struct {
+		id  string
+		at  time.Time
+		sig []byte
+	}
+	var posts []post
+	nclusters := 0
+	for len(posts) < n/2 {
+		size := int(z.Uint64()) + 2
+		c := sig(rng)
+		burst := rng.IntN(10) == 0
+		start := t0.Add(time.Duration(rng.Int64N(int64(span - time.Hour))))
+		for i := 0; i < size && len(posts) < n/2; i++ {
+			at := t0.Add(time.Duration(rng.Int64N(int64(span))))
+			if burst {
+				at = start.Add(time.Duration(rng.Int64N(int64(time.Hour))))
+			}
+			posts = append(posts, post{fmt.Sprintf("c%d-%d", nclusters, i), at, flip(c, rng.IntN(256), rng.IntN(256), rng.IntN(256))})
+		}
+		nclusters++
+	}
+	for i := 0; len(posts) < n; i++ {
+		posts = append(posts, post{fmt.Sprintf("s%d", i), t0.Add(time.Duration(rng.Int64N(int64(span)))), sig(rng)})
+	}
+	rng.Shuffle(len(posts), func(i, j int) { posts[i], posts[j] = posts[j], posts[i] })
+	start := time.Now()
+	for lo := 0; lo < len(posts); lo += 10000 {
+		if err := s.Update(db, func(tx *Txn) error {
+			for _, p := range posts[lo:min(lo+10000, len(posts))] {
+				if _, err := tx.Join(p.id, p.at, p.sig); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	t.Logf("N=%d posts over %v: %d planted clusters; the store holds %d clusters (%d of two or more, largest %d); built in %v",
+		n, span, nclusters, st.Clusters, st.Multi, st.Largest, time.Since(start).Round(time.Second))
+	// The peer's data: (time, cluster) of every member, sorted by time.
+	type tc struct {
+		at int64
+		c  uint64
+	}
+	part := s.Partition()
+	all := make([]tc, 0, len(posts))
+	for _, p := range posts {
+		all = append(all, tc{p.at.UnixNano(), part[p.id]})
+	}
+	slices.SortFunc(all, func(a, b tc) int { return cmpI64(a.at, b.at) })
+	peer := func(now time.Time, w time.Duration) []Trend {
+		g := s.Bucket()
+		end := bucketOf(now.UnixNano(), g)
+		lo := (end - 2*int64(w/g) + 1) * int64(g)
+		mid := (end - int64(w/g) + 1) * int64(g)
+		hi := (end + 1) * int64(g)
+		i, _ := slices.BinarySearchFunc(all, lo, func(x tc, v int64) int { return cmpI64(x.at, v) })
+		cur, prev := map[uint64]int{}, map[uint64]int{}
+		for ; i < len(all) && all[i].at < hi; i++ {
+			if all[i].at < mid {
+				prev[all[i].c]++
+			} else {
+				cur[all[i].c]++
+			}
+		}
+		var out []Trend
+		for c, k := range cur {
+			if k < DefaultMinCount {
+				continue
+			}
+			if sc := Score(k, prev[c], DefaultSmoothing); sc > 0 {
+				out = append(out, Trend{Info: Info{ID: c}, Current: k, Previous: prev[c], Score: sc})
+			}
+		}
+		slices.SortFunc(out, func(a, b Trend) int {
+			if a.Score != b.Score {
+				if a.Score > b.Score {
+					return -1
+				}
+				return 1
+			}
+			if a.Current != b.Current {
+				return b.Current - a.Current
+			}
+			return cmpU64(a.ID, b.ID)
+		})
+		return out[:min(len(out), DefaultTrendingK)]
+	}
+	times := make([]time.Time, q)
+	for i := range times {
+		times[i] = t0.Add(2*time.Hour + time.Duration(rng.Int64N(int64(span-2*time.Hour))))
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[min(len(s)-1, int(p*float64(len(s))))]
+	}
+	var ratios []float64
+	for r := 1; r <= rounds; r++ {
+		ours, theirs := make([]time.Duration, q), make([]time.Duration, q)
+		for i, now := range times {
+			a := time.Now()
+			got, err := s.Trending(TrendingQuery{Now: now, Window: time.Hour})
+			ours[i] = time.Since(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := time.Now()
+			want := peer(now, time.Hour)
+			theirs[i] = time.Since(b)
+			if r == 1 {
+				if len(got) != len(want) {
+					t.Fatalf("query %d: %d trending clusters, the peer %d", i, len(got), len(want))
+				}
+				for j := range got {
+					if got[j].ID != want[j].ID || got[j].Current != want[j].Current || got[j].Previous != want[j].Previous {
+						t.Fatalf("query %d rank %d: %+v, the peer %+v", i, j, got[j], want[j])
+					}
+				}
+			}
+		}
+		t.Logf("round %d Store.Trending: p50 %v, p99 %v, max %v; peer (scan of the windows' posts): p50 %v, p99 %v, max %v",
+			r, pct(ours, .5), pct(ours, .99), pct(ours, 1), pct(theirs, .5), pct(theirs, .99), pct(theirs, 1))
+		ratios = append(ratios, float64(pct(theirs, .99))/float64(pct(ours, .99)))
+	}
+	slices.Sort(ratios)
+	t.Logf("peer p99 / Store.Trending p99: median %.1fx (rounds %.1f..%.1f, n=%d); rankings identical on round 1's %d queries",
+		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], len(ratios), q)
+}
