@@ -1,13 +1,18 @@
+//go:build linux
+
 package clusters
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestTrendingScale is the benchmark of bench/results/trending.txt: the
@@ -134,19 +139,25 @@ func TestTrendingScale(t *testing.T) {
 		slices.Sort(s)
 		return s[min(len(s)-1, int(p*float64(len(s))))]
 	}
+	// Wall time and the thread's CPU time of each query (the goroutine is
+	// locked to its thread): on a machine shared by many processes the wall
+	// time includes waiting for a core.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var ratios []float64
 	for r := 1; r <= rounds; r++ {
 		ours, theirs := make([]time.Duration, q), make([]time.Duration, q)
+		oursCPU, theirsCPU := make([]time.Duration, q), make([]time.Duration, q)
 		for i, now := range times {
-			a := time.Now()
+			a, ac := time.Now(), threadCPU()
 			got, err := s.Trending(TrendingQuery{Now: now, Window: time.Hour})
-			ours[i] = time.Since(a)
+			ours[i], oursCPU[i] = time.Since(a), threadCPU()-ac
 			if err != nil {
 				t.Fatal(err)
 			}
-			b := time.Now()
+			b, bc := time.Now(), threadCPU()
 			want := peer(now, time.Hour)
-			theirs[i] = time.Since(b)
+			theirs[i], theirsCPU[i] = time.Since(b), threadCPU()-bc
 			if r == 1 {
 				if len(got) != len(want) {
 					t.Fatalf("query %d: %d trending clusters, the peer %d", i, len(got), len(want))
@@ -158,11 +169,19 @@ func TestTrendingScale(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("round %d Store.Trending: p50 %v, p99 %v, max %v; peer (scan of the windows' posts): p50 %v, p99 %v, max %v",
-			r, pct(ours, .5), pct(ours, .99), pct(ours, 1), pct(theirs, .5), pct(theirs, .99), pct(theirs, 1))
-		ratios = append(ratios, float64(pct(theirs, .99))/float64(pct(ours, .99)))
+		t.Logf("round %d Store.Trending: wall p50 %v, p99 %v, max %v; thread CPU p50 %v, p99 %v", r, pct(ours, .5), pct(ours, .99), pct(ours, 1), pct(oursCPU, .5), pct(oursCPU, .99))
+		t.Logf("round %d peer (scan of the windows' posts): wall p50 %v, p99 %v, max %v; thread CPU p50 %v, p99 %v", r, pct(theirs, .5), pct(theirs, .99), pct(theirs, 1), pct(theirsCPU, .5), pct(theirsCPU, .99))
+		ratios = append(ratios, float64(pct(theirsCPU, .99))/float64(pct(oursCPU, .99)))
 	}
 	slices.Sort(ratios)
-	t.Logf("peer p99 / Store.Trending p99: median %.1fx (rounds %.1f..%.1f, n=%d); rankings identical on round 1's %d queries",
+	t.Logf("peer / Store.Trending thread-CPU p99: median %.1fx (rounds %.1f..%.1f, n=%d); rankings identical on round 1's %d queries",
 		ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], len(ratios), q)
+}
+
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }
