@@ -207,3 +207,39 @@ func TestSearchClusterFilterAndTrending(t *testing.T) {
 		t.Fatalf("%d hits with nothing trending, want 0", len(res.Hits))
 	}
 }
+
+func FuzzParseCluster(f *testing.F) {
+	for _, s := range []string{`{"id":3}`, `{"post_id":"p"}`, `{"id":1,"limit":1000,"cursor":"00ff"}`, `{}`, `{"id":-1}`, `{"id":1,"post_id":"x"}`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := query.ParseCluster(b)
+		if err != nil {
+			if c := query.AsError(err).Code; c != 400 && c != 413 {
+				t.Fatalf("code %d for a bad request", c)
+			}
+			return
+		}
+		if (r.ID == 0) == (r.PostID == "") || r.Limit < 1 || r.Limit > query.MaxK {
+			t.Fatalf("accepted %+v", r)
+		}
+	})
+}
+
+func FuzzParseTrending(f *testing.F) {
+	for _, s := range []string{`{}`, `{"window":"1h","k":5}`, `{"window":"1s"}`, `{"smoothing":0}`, `{"min_count":-1}`, `{"now":"2026-12-01T00:00:00Z"}`, ``, `{"window":"720h1m"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, w, err := query.ParseTrending(b)
+		if err != nil {
+			if c := query.AsError(err).Code; c != 400 && c != 413 {
+				t.Fatalf("code %d for a bad request", c)
+			}
+			return
+		}
+		if w < time.Minute || w > query.MaxTrendingWindow || r.K < 0 || r.K > query.MaxK || r.MinCount < 0 {
+			t.Fatalf("accepted %+v (window %v)", r, w)
+		}
+	})
+}

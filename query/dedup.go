@@ -30,6 +30,9 @@ type DedupRequest struct {
 	MaxMemoryMB int       `json:"max_memory_mb,omitempty"`
 	MinSize     int       `json:"min_size,omitempty"`
 	Resume      string    `json:"resume,omitempty"`
+	// Rebuild the incremental clusters when a whole-index job at their
+	// threshold finds drift.
+	Rebuild bool `json:"rebuild,omitempty"`
 }
 
 func (s *Service) dedup(ctx context.Context, data []byte) (any, error) {
@@ -48,7 +51,7 @@ func (s *Service) dedup(ctx context.Context, data []byte) (any, error) {
 		if r.Threshold != nil {
 			thr = *r.Threshold
 		}
-		st, err = s.d.Dedup.Start(dedup.Request{Threshold: thr, Since: r.Since, Until: r.Until, MaxMemoryMB: r.MaxMemoryMB, MinSize: r.MinSize, Resume: r.Resume})
+		st, err = s.d.Dedup.Start(dedup.Request{Threshold: thr, Since: r.Since, Until: r.Until, MaxMemoryMB: r.MaxMemoryMB, MinSize: r.MinSize, Resume: r.Resume, Rebuild: r.Rebuild})
 		if err == nil {
 			s.d.Logger.Info("audit: dedup job started", "id", st.ID, "threshold", st.Request.Threshold, "resume", r.Resume)
 		}

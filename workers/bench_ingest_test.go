@@ -14,6 +14,9 @@ package workers_test
 //   XMODAL_BENCH_MODE    fast (default) or exact
 //   XMODAL_BENCH_REPEAT  posts = files x repeat (default 1)
 //   XMODAL_BENCH_HASH_SIDE image.pdq_min_side (default imageprep.DefaultHashSide)
+//   XMODAL_BENCH_CLUSTERS  1: the index keeps near-duplicate clusters (as
+//                        clusters.enabled does; scripts/bench-clusters-ingest.sh
+//                        alternates rounds with and without)
 // It prints one line: "RESULT posts=N seconds=S posts_per_s=R".
 
 import (
@@ -66,6 +69,9 @@ func BenchmarkIngestRound(b *testing.B) {
 	opt := embedded.Options{Path: filepath.Join(b.TempDir(), "index.db"), Dim: m.Dim(), ModelVersion: m.Version(), Logger: quiet}
 	if coder != nil {
 		opt.Coder = coder
+	}
+	if os.Getenv("XMODAL_BENCH_CLUSTERS") == "1" {
+		opt.Clusters = &embedded.ClusterOptions{}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
 	if err != nil {

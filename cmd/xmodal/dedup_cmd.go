@@ -21,7 +21,7 @@ func dedupCmd() *cobra.Command {
 		threshold, maxMem, minSize int
 		since, until               string
 		resume, status, cancelID   string
-		noFollow, asJSON           bool
+		noFollow, asJSON, rebuild  bool
 		poll                       time.Duration
 	)
 	c := &cobra.Command{
@@ -44,7 +44,7 @@ xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
   xmodal dedup --resume dedup-20261202T093753Z-cbb8c9
   xmodal dedup --status dedup-20261202T093753Z-cbb8c9 --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := query.DedupRequest{MaxMemoryMB: maxMem, MinSize: minSize, Resume: resume}
+			req := query.DedupRequest{MaxMemoryMB: maxMem, MinSize: minSize, Resume: resume, Rebuild: rebuild}
 			switch {
 			case status != "":
 				req = query.DedupRequest{Action: "status", ID: status}
@@ -92,6 +92,7 @@ xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
 	f.StringVar(&resume, "resume", "", "continue an interrupted job from its checkpoint (its id)")
 	f.StringVar(&status, "status", "", "print a job's status (its id) and exit")
 	f.StringVar(&cancelID, "cancel", "", "cancel a running job (its id); --resume continues it later")
+	f.BoolVar(&rebuild, "rebuild", false, "over the whole index at clusters.threshold: when the incremental clusters drifted from the job's partition, rebuild them (ingest goes on)")
 	f.BoolVar(&noFollow, "no-follow", false, "start the job and exit without following it")
 	f.BoolVar(&asJSON, "json", false, "print the job's status as JSON")
 	f.DurationVar(&poll, "poll", 500*time.Millisecond, "how often to ask for progress")
@@ -174,6 +175,9 @@ func printDedup(w io.Writer, st dedup.Status, asJSON bool) error {
 		}
 		if s.Drift >= 0 {
 			fmt.Fprintf(w, "posts grouped differently by the incremental clusters: %d\n", s.Drift)
+		}
+		if s.DriftAfter != nil {
+			fmt.Fprintf(w, "rebuilt the incremental clusters (%d posts rejoined); grouped differently now: %d\n", s.Rebuilt, *s.DriftAfter)
 		}
 		fmt.Fprintf(w, "outputs (on the server): %s/{clusters.jsonl,summary.json,report.html}\n", st.Dir)
 	} else if st.State == dedup.StateRunning {

@@ -300,6 +300,7 @@ type Txn struct {
 	merges  int
 	splits  int
 	done    bool
+	reset   bool
 }
 
 // Begin starts changing the store in tx (a bbolt update transaction of the
@@ -315,12 +316,51 @@ func (t *Txn) member(post string) *Member {
 	if m, ok := t.members[post]; ok {
 		return m
 	}
+	if t.reset {
+		return nil
+	}
 	return t.s.members[post] // only the Txn's holder writes s.members
+}
+
+// Reset empties the store (a rebuild follows: Join every post again).
+// Readers keep seeing the old clusters until Commit.
+func (t *Txn) Reset() error {
+	// Ids are never reused: the sequences survive the drop.
+	mseq, iseq := t.tx.Bucket(bucketMembers).Sequence(), t.tx.Bucket(bucketInfos).Sequence()
+	if err := Drop(t.tx); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketMembers).SetSequence(mseq); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketInfos).SetSequence(iseq); err != nil {
+		return err
+	}
+	for post, m := range t.s.members {
+		if _, ok := t.members[post]; ok {
+			continue
+		}
+		t.s.opt.Linker.Remove(m.ID)
+		t.removed = append(t.removed, *m)
+		t.changed[post] = 0
+	}
+	for post, m := range t.members {
+		if m != nil {
+			t.s.opt.Linker.Remove(m.ID)
+			t.changed[post] = 0
+		}
+	}
+	t.members, t.posts, t.infos = map[string]*Member{}, map[uint64]string{}, map[uint64]*Info{}
+	t.reset = true
+	return nil
 }
 
 func (t *Txn) postOf(id uint64) string {
 	if p, ok := t.posts[id]; ok {
 		return p
+	}
+	if t.reset {
+		return ""
 	}
 	return t.s.postOf[id]
 }
@@ -328,6 +368,9 @@ func (t *Txn) postOf(id uint64) string {
 func (t *Txn) info(id uint64) *Info {
 	if in, ok := t.infos[id]; ok {
 		return in
+	}
+	if t.reset {
+		return nil
 	}
 	in := t.s.infos[id]
 	if in == nil {
@@ -337,6 +380,9 @@ func (t *Txn) info(id uint64) *Info {
 	t.infos[id] = c
 	return c
 }
+
+// Tx is the bbolt transaction the Txn writes in.
+func (t *Txn) Tx() *bolt.Tx { return t.tx }
 
 // Changed lists the posts whose cluster changed in this Txn, with the
 // cluster each is in now (0: none).
@@ -697,6 +743,9 @@ func (t *Txn) Commit() {
 	t.done = true
 	s := t.s
 	s.mu.Lock()
+	if t.reset {
+		s.members, s.postOf, s.infos, s.multi = map[string]*Member{}, map[uint64]string{}, map[uint64]*Info{}, map[uint64]*Info{}
+	}
 	for p, m := range t.members {
 		if m == nil {
 			delete(s.members, p)

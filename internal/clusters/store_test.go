@@ -517,6 +517,7 @@ func TestKilledMidMerge(t *testing.T) {
 		childMerges(t, p)
 		return
 	}
+	bridged := 0
 	for round := range 3 {
 		path := filepath.Join(t.TempDir(), "c.db")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledMidMerge$")
@@ -560,22 +561,54 @@ func TestKilledMidMerge(t *testing.T) {
 			t.Fatalf("after the kill (%d members): %v", len(sigs), err)
 		}
 		t.Logf("round %d: %d members, %d clusters after SIGKILL", round, len(sigs), s.Stats().Clusters)
-		if s.Stats().Clusters >= 40 {
-			t.Errorf("%d clusters: the child's bridges merged nothing", s.Stats().Clusters)
+		// A bridged pair: one cluster holding copies of both centres of a pair.
+		part := s.Partition()
+		centres := childCentres()
+		for p, sg := range sigs {
+			for i := 0; i < len(centres); i += 2 {
+				if l, _ := NewPDQLinker(3); l != nil {
+					if ok, _ := l.Linked(sg, centres[i]); !ok {
+						continue
+					}
+				}
+				for q, sq := range sigs {
+					if part[q] != part[p] {
+						continue
+					}
+					l, _ := NewPDQLinker(3)
+					if ok, _ := l.Linked(sq, centres[i+1]); ok {
+						bridged++
+						break
+					}
+				}
+			}
+			if bridged > 0 {
+				break
+			}
 		}
 	}
+	if bridged == 0 {
+		t.Error("no cluster holds copies of both centres of a pair: the child's bridges merged nothing")
+	}
+}
+
+// childCentres are the child's centres: pairs 20 bits apart, bridged by
+// posts 10 bits from each.
+func childCentres() [][]byte {
+	rng := rand.New(rand.NewPCG(77, 1))
+	centres := make([][]byte, 40)
+	for i := 0; i < len(centres); i += 2 {
+		centres[i] = sig(rng)
+		centres[i+1] = flip(centres[i], span(0, 20)...)
+	}
+	return centres
 }
 
 // childMerges joins posts forever in small batches that bridge clusters.
 func childMerges(t *testing.T, path string) {
 	db, s := openTest(t, path)
 	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 1))
-	// Pairs of centres 20 bits apart, bridged by posts 10 bits from each.
-	centres := make([][]byte, 40)
-	for i := 0; i < len(centres); i += 2 {
-		centres[i] = sig(rng)
-		centres[i+1] = flip(centres[i], span(0, 20)...)
-	}
+	centres := childCentres()
 	n := 0
 	for {
 		err := s.Update(db, func(tx *Txn) error {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -309,4 +310,59 @@ func TestManagerJob(t *testing.T) {
 	if _, err := m.Start(Request{Resume: "dedup-nope"}); !errors.Is(err, ErrUnknownJob) {
 		t.Errorf("resume unknown: %v", err)
 	}
+}
+
+// TestKilledJobResumes: the job killed with SIGKILL midway (a checkpoint on
+// disk) resumes from it and gives the partition of an uninterrupted run.
+func TestKilledJobResumes(t *testing.T) {
+	items := plantedItems(5, 400, 10, 12000)
+	opt := Options{Threshold: thr, MaxIndexBytes: 4096 * BytesPerEntry, CheckpointEvery: time.Nanosecond, Workers: 1}
+	if p := os.Getenv("XMODAL_DEDUP_CHILD"); p != "" {
+		opt.Checkpoint = p
+		opt.Progress = func(done, total int64) { time.Sleep(20 * time.Millisecond) } // slow enough to be killed midway
+		_, _ = Components(context.Background(), items, opt)
+		return
+	}
+	want, err := Components(context.Background(), items, Options{Threshold: thr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "checkpoint")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledJobResumes$")
+	cmd.Env = append(os.Environ(), "XMODAL_DEDUP_CHILD="+cp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(cp); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the child wrote no checkpoint in 60 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	var first int64 = -1
+	opt.Checkpoint = cp
+	opt.Progress = func(done, total int64) {
+		if first < 0 {
+			first = done
+		}
+	}
+	got, err := Components(context.Background(), items, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalLabels(t, got, want.Components())
+	if first <= 2*2048 {
+		t.Fatalf("the resumed run started at %d searches: the checkpoint was not used", first)
+	}
+	t.Logf("resumed after SIGKILL at %d of %d searches", first, opt.TotalSearches(len(items)))
 }

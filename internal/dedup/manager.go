@@ -42,6 +42,15 @@ type Request struct {
 	MinSize int `json:"min_size,omitempty"`
 	// Resume names a job to resume from its checkpoint (its request is reused).
 	Resume string `json:"resume,omitempty"`
+	// Rebuild: when the job covers the whole index at the incremental
+	// clusters' threshold and finds drift, rebuild the incremental clusters
+	// (the source must be a Rebuilder).
+	Rebuild bool `json:"rebuild,omitempty"`
+}
+
+// Rebuilder rebuilds a source's incremental clusters.
+type Rebuilder interface {
+	RebuildClusters(ctx context.Context) (int, error)
 }
 
 // Job states.
@@ -285,6 +294,16 @@ func (m *Manager) execute(ctx context.Context, j *job) (*Summary, error) {
 	}
 	if part, thr, ok := m.src.ClusterPartition(); ok && thr == req.Threshold && req.Since.IsZero() && req.Until.IsZero() {
 		sum.Drift = Drift(items, uf, part)
+		if rb, ok := m.src.(Rebuilder); ok && req.Rebuild && sum.Drift > 0 {
+			m.update(j, func(s *Status) { s.Phase = "rebuilding" })
+			if sum.Rebuilt, err = rb.RebuildClusters(ctx); err != nil {
+				return nil, err
+			}
+			part, _, _ = m.src.ClusterPartition()
+			after := Drift(items, uf, part)
+			sum.DriftAfter = &after
+			m.log.Info("dedup job rebuilt the incremental clusters", "id", j.st.ID, "drift", sum.Drift, "rejoined", sum.Rebuilt, "drift_after", after)
+		}
 	}
 	if err := writeFile(filepath.Join(dir, "clusters.jsonl"), func(f *os.File) error { return WriteJSONL(f, cs) }); err != nil {
 		return nil, err

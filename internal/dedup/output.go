@@ -85,6 +85,10 @@ type Summary struct {
 	// Drift, for a whole-index job at the index's threshold: posts whose
 	// incremental cluster groups them differently from this job (-1: not compared).
 	Drift int `json:"drift"`
+	// Rebuilt counts the posts rejoined when the job rebuilt the incremental
+	// clusters (Request.Rebuild), DriftAfter the drift after it.
+	Rebuilt    int  `json:"rebuilt,omitempty"`
+	DriftAfter *int `json:"drift_after,omitempty"`
 }
 
 // SizeBin counts clusters of sizes Lo..Hi (Hi 0: no upper bound).

@@ -369,3 +369,62 @@ func (ix *Index) ClusterCollector() *clusters.Collector {
 	}
 	return clusters.NewCollector(ix.cl)
 }
+
+// RebuildClusters drops the incremental clusters and rebuilds them from the
+// image records (after they drifted: clusters above the split limit after
+// takedowns, say), in transactions of 4,096 posts. Ingest goes on meanwhile:
+// a post written during the rebuild joins as usual, and each post is rejoined
+// with the hash its record holds when its batch runs. Replies show no
+// cluster for posts not rejoined yet. It returns the posts rejoined.
+func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
+	if ix.cl == nil {
+		return 0, ErrNoClusters
+	}
+	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for lo := 0; lo == 0 || lo < len(items); lo += 4096 {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		batch := items[lo:min(lo+4096, len(items))]
+		var changed map[string]uint64
+		err := ix.cl.Update(ix.db, func(t *clusters.Txn) error {
+			if lo == 0 {
+				if err := t.Reset(); err != nil {
+					return err
+				}
+			}
+			recs := t.Tx().Bucket(bucketRecords)
+			for _, it := range batch {
+				v := recs.Get([]byte(domain.PrimaryKey(it.Post, domain.ModalityImage)))
+				if v == nil {
+					continue // deleted since
+				}
+				r, _, err := decodeStored(v)
+				if err != nil {
+					return err
+				}
+				sig := ix.clusterSig(r)
+				if sig == nil {
+					continue
+				}
+				if _, err := t.Join(it.Post, r.CreatedAt, sig); err != nil {
+					return err
+				}
+				n++
+			}
+			changed = t.Changed()
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("embedded index: rebuild clusters: %w", err)
+		}
+		ix.mu.Lock()
+		ix.setClusters(changed)
+		ix.mu.Unlock()
+	}
+	return n, nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/internal/dedup"
 )
 
 func openClustered(t *testing.T, path string, thr int) *Index {
@@ -318,4 +319,63 @@ func samePartition[A, B comparable](a map[string]A, b map[string]B) error {
 		fwd[x], back[y] = y, x
 	}
 	return nil
+}
+
+// TestRebuildClustersAfterDrift: above the split limit a takedown leaves a
+// cluster whole; the batch job's partition then differs (drift), and
+// RebuildClusters makes the incremental clusters its partition again, with
+// fresh ids.
+func TestRebuildClustersAfterDrift(t *testing.T) {
+	ctx := context.Background()
+	ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, Clusters: &ClusterOptions{Threshold: 12, SplitLimit: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	rng := rand.New(rand.NewPCG(4, 4))
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	a := randHash(rng)
+	b := flipBits(a, span(0, 10)...)
+	c := flipBits(b, span(10, 10)...)
+	mustApply(t, ix, imagePost("A", t0, a, 1), imagePost("B", t0, b, 2), imagePost("C", t0, c, 3), imagePost("Z", t0, randHash(rng), 4))
+	old := clusterOf(t, ix, "A")
+	mustApply(t, ix, domain.Change{PostID: "B", Delete: true, Deny: true})
+	if clusterOf(t, ix, "C") != old {
+		t.Fatal("the cluster split above the split limit")
+	}
+	drift := func() int {
+		items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: 12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		part, thr, ok := ix.ClusterPartition()
+		if !ok || thr != 12 {
+			t.Fatalf("partition: %v %d", ok, thr)
+		}
+		return dedup.Drift(items, uf, part)
+	}
+	if d := drift(); d == 0 {
+		t.Fatal("no drift after a takedown above the split limit")
+	}
+	n, err := ix.RebuildClusters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("rejoined %d posts, want 3 (A, C, Z)", n)
+	}
+	if d := drift(); d != 0 {
+		t.Fatalf("drift %d after the rebuild", d)
+	}
+	ca, cc := clusterOf(t, ix, "A"), clusterOf(t, ix, "C")
+	if ca == cc || ca <= old || cc <= old {
+		t.Fatalf("after the rebuild A in %d, C in %d (old cluster %d): want two new ids", ca, cc, old)
+	}
+	if err := ix.db.View(ix.cl.Check); err != nil {
+		t.Fatal(err)
+	}
 }

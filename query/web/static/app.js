@@ -166,6 +166,13 @@ function card(group, opts) {
     c.appendChild(el("div", "noimg", h.text || h.post_id));
   }
   const meta = el("div", "meta");
+  if (h.cluster && h.cluster.size > 1) {
+    const b = el("button", "linklike cluster", `${h.cluster.size} copies`);
+    b.type = "button";
+    b.title = `near-duplicate cluster ${h.cluster.id}, first seen ${showTime(h.cluster.first_seen)}: list it`;
+    b.addEventListener("click", (ev) => { ev.stopPropagation(); go("trending", { cluster: String(h.cluster.id) }, true); });
+    meta.appendChild(b);
+  }
   if (h.distance !== undefined && h.distance !== null) {
     const d = el("span", "score", "distance " + h.distance);
     d.title = h.distance + " of 256 PDQ bits differ";
@@ -466,6 +473,73 @@ const neardupTab = {
     await runNearDup({ pdq: p.get("pdq") }, "PDQ " + p.get("pdq").slice(0, 12) + "…", p.get("quality"));
   },
 };
+
+// ---- trending: the clusters that grew most (xmodal.v1.trending) ----
+const trendingTab = {
+  id: "trending",
+  label: "Trending",
+  panel: $("tab-trending"),
+  keys: ["window", "cluster"],
+  focusInput: () => $("tr-window"),
+  stateOf() { return { window: $("tr-window").value }; },
+  async load(p) {
+    $("tr-window").value = p.get("window") || "1h";
+    await runTrending(p.get("cluster"));
+  },
+};
+
+async function runTrending(cluster) {
+  const sec = $("tab-trending");
+  $("tr-members").replaceChildren();
+  $("tr-members-title").hidden = true;
+  if (!server.endpoints.has("trending")) {
+    $("trends").replaceChildren();
+    $("tr-status").textContent = "this server keeps no clusters (trending needs the embedded index with clusters.enabled)";
+    sec.dataset.state = "unavailable";
+    return;
+  }
+  $("tr-status").textContent = "ranking…";
+  delete sec.dataset.state;
+  try {
+    const win = $("tr-window").value;
+    const res = await api("trending", { window: win, k: 24, thumbnails: true });
+    const cl = res.clusters || [];
+    $("trends").replaceChildren(...cl.filter((c) => c.representative).map((c) => {
+      const cd = card({ hits: [c.representative], ranks: null }, {});
+      cd.dataset.cluster = c.id;
+      const g = el("div", "meta trend");
+      g.appendChild(el("span", "score", `+${c.current} in ${res.window} (${c.previous} before)`));
+      g.appendChild(el("span", null, ` · ${c.size} posts · score ${c.score.toFixed(1)} · since ${showTime(c.first_seen)}`));
+      const more = el("button", "linklike", "members");
+      more.type = "button";
+      more.addEventListener("click", () => go("trending", { window: win, cluster: String(c.id) }, true));
+      g.appendChild(more);
+      cd.appendChild(g);
+      return cd;
+    }));
+    $("tr-status").textContent = `${cl.length} trending ${cl.length === 1 ? "cluster" : "clusters"} in the ${res.window} to ${showTime(res.now)} · ${res.took_ms.toFixed(1)} ms`;
+    sec.dataset.state = cl.length ? "ok" : "none";
+    if (cluster) await showMembers(cluster);
+  } catch (e) {
+    $("trends").replaceChildren();
+    $("tr-status").textContent = "";
+    sec.dataset.state = "error";
+    showError(`trending failed (${e.code}): ${e.message}`);
+  }
+}
+
+async function showMembers(id) {
+  const res = await api("cluster", { id: Number(id), limit: 100, thumbnails: true });
+  const t = $("tr-members-title");
+  t.textContent = `Cluster ${res.cluster.id}: ${res.cluster.size} posts, newest first` + (res.next_cursor ? " (first 100)" : "");
+  t.hidden = false;
+  render("tr-members", (res.members || []).map((h) => ({ hits: [h], ranks: null })), {});
+}
+
+$("tr-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  go("trending", trendingTab.stateOf(), true);
+});
 
 // runNearDup asks for the copies of an image or a hash; knownQuality is the
 // quality of an indexed picture's hash (a hash query has none of its own).
@@ -831,6 +905,7 @@ async function init() {
   } catch (e) { /* keep the defaults */ }
   registerTab(searchTab);
   registerTab(neardupTab);
+  registerTab(trendingTab);
   if (server.endpoints.has("banks.list")) registerTab(banksTab);
   const bt = sessionStorage.getItem("xmodal-admin-token");
   if (bt) $("bk-token").value = bt;

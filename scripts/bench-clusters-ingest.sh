@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The cost of near-duplicate clusters to ingest: workers.BenchmarkIngestRound
+# (the whole pipeline as `xmodal run` wires it: decode, thumbnail, PDQ, the
+# demo model, codes, the embedded index with fsync) over the demo images
+# (each posted REPEAT times under distinct ids, so every picture is a
+# cluster of REPEAT copies), in alternating rounds with clusters off and on.
+# Prints each round's throughput and the median of the per-round ratios.
+# Usage: scripts/bench-clusters-ingest.sh [ROUNDS] [REPEAT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+repeat=${2:-10}
+export XMODAL_ORT_LIB=${XMODAL_ORT_LIB:-$(scripts/ort-setup.sh)}
+export XMODAL_BENCH_INPUT=$PWD/testdata/demo/images XMODAL_BENCH_REPEAT=$repeat
+go test -c -o /tmp/xmodal-workers-bench.test ./workers/
+ratios=()
+for r in $(seq 1 "$rounds"); do
+  order="0 1"; if [ $((r % 2)) -eq 0 ]; then order="1 0"; fi
+  declare -A rate=()
+  for on in $order; do
+    line=$(cd workers && XMODAL_BENCH_CLUSTERS=$on /tmp/xmodal-workers-bench.test -test.run '^$' -test.bench '^BenchmarkIngestRound$' -test.benchtime 1x 2>/dev/null | grep '^RESULT' | tail -1)
+    rate[$on]=$(sed -E 's/.*posts_per_s=([0-9.]+).*/\1/' <<<"$line")
+    echo "round $r clusters=$on: $line"
+  done
+  ratio=$(awk -v a="${rate[1]}" -v b="${rate[0]}" 'BEGIN{printf "%.3f", a/b}')
+  ratios+=("$ratio")
+  echo "round $r: throughput with clusters / without = $ratio"
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {printf "with / without clusters, posts per second: median %.3f (rounds %.3f..%.3f, n=%d); cost = %.1f%%\n", a[int((NR+1)/2)], a[1], a[NR], NR, 100*(1-a[int((NR+1)/2)])}'
