@@ -244,8 +244,11 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if a.nc, err = connectNATS(cfg, url); err != nil {
 		return nil, err
 	}
-	a.ncClosed = make(chan struct{})
-	a.nc.SetClosedHandler(func(*nats.Conn) { close(a.ncClosed) })
+	// The handler closes its own channel, not a.ncClosed: a start that fails
+	// returns a nil *app while the connection's close is still being handled.
+	ncClosed := make(chan struct{})
+	a.ncClosed = ncClosed
+	a.nc.SetClosedHandler(func(*nats.Conn) { close(ncClosed) })
 	if a.model, err = loadModel(cfg, log); err != nil {
 		return nil, err
 	}
