@@ -37,7 +37,9 @@ func TestEventPermissionsOfShippedConfig(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	violations := make(chan error, 16)
 	connect := func(user, pass string) (*nats.Conn, jetstream.JetStream) {
-		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, pass), nats.MaxReconnects(0),
+		// Each user of the shipped configuration reads replies on its own
+		// inbox prefix only (docs/security.md).
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, pass), nats.MaxReconnects(0), nats.CustomInboxPrefix("_INBOX_"+user),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
 		if err != nil {
 			t.Fatalf("connect as %s: %v", user, err)
