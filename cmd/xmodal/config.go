@@ -519,7 +519,8 @@ var otherEnv = []string{
 	"XMODAL_CONFIG",
 	"XMODAL_*_PASSWORD", "XMODAL_*_NKEY", "XMODAL_ADMIN_TOKEN", // deploy/nats configurations
 	"XMODAL_NATS_CA", "XMODAL_NATS_CERT", "XMODAL_NATS_KEY", // deploy/nats TLS
-	"XMODAL_TEST_*", "XMODAL_BENCH_*", "XMODAL_*BENCH_*", "XMODAL_E2E_*", // tests and benchmarks
+	"XMODAL_TEST_*", "XMODAL_BENCH_*", "XMODAL_*BENCH_*", "XMODAL_*BENCH", "XMODAL_E2E_*", // tests and benchmarks
+	"XMODAL_CLUSTERQUALITY_*", "XMODAL_BANKIMPORT_*", "XMODAL_*_CHILD", // measurement harnesses, crash tests' children
 	"XMODAL_UPDATE_DOCS", "XMODAL_SCREENSHOT_DIR", "XMODAL_TOKENIZER_GOLDENS",
 	"XMODAL_SYNTH_SAMPLES", "XMODAL_ND_*", "XMODAL_CRASH_AT", "XMODAL_VERSION",
 }
