@@ -510,12 +510,19 @@ func (w *e2eWorkload) String() string {
 // every message's partition and offset.
 func (w *e2eWorkload) produce(t testing.TB, b *kafkaBroker, topic string) {
 	t.Helper()
+	w.write(t, b, topic, 0, len(w.msgs))
+	w.locate(t, b, topic)
+}
+
+// write produces messages lo..hi-1 of the workload, in order.
+func (w *e2eWorkload) write(t testing.TB, b *kafkaBroker, topic string, lo, hi int) {
+	t.Helper()
 	wr := b.writer(topic)
 	defer wr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for i := 0; i < len(w.msgs); i += 500 {
-		chunk := w.msgs[i:min(i+500, len(w.msgs))]
+	for i := lo; i < hi; i += 500 {
+		chunk := w.msgs[i:min(i+500, hi)]
 		out := make([]kafkago.Message, len(chunk))
 		for j, m := range chunk {
 			out[j] = kafkago.Message{Key: []byte(m.key), Value: m.value,
@@ -525,6 +532,12 @@ func (w *e2eWorkload) produce(t testing.TB, b *kafkaBroker, topic string) {
 			t.Fatalf("produce to %s: %v", topic, err)
 		}
 	}
+}
+
+// locate reads the topic back once the whole workload is written, to learn
+// every message's partition and offset.
+func (w *e2eWorkload) locate(t testing.TB, b *kafkaBroker, topic string) {
+	t.Helper()
 	got := b.readTopic(t, topic)
 	if len(got) != len(w.msgs) {
 		t.Fatalf("topic %s holds %d messages, produced %d", topic, len(got), len(w.msgs))
@@ -1136,8 +1149,13 @@ func TestKafkaTwoIndexers(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	w.produce(t, b, topic)
-	waitProgress(t, b, topic, group, int64(len(w.msgs)/4), 5*time.Minute, a, bb)
+	// The workload goes in two halves around the kill: the pipeline is fast
+	// enough to commit a whole workload before a kill could land, and then
+	// the survivor would have nothing of A's to take over. The second half
+	// lands on every partition, so reaching the ends needs the takeover.
+	half := len(w.msgs) / 2
+	w.write(t, b, topic, 0, half)
+	waitProgress(t, b, topic, group, int64(half/2), 5*time.Minute, a, bb)
 	a.cmd.Process.Kill()
 	if err, _ := a.wait(time.Minute); !killedBySIGKILL(err) {
 		t.Fatalf("indexer A ended with %v", err)
@@ -1146,7 +1164,14 @@ func TestKafkaTwoIndexers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("indexer A killed; committed offsets then: %v (sum %d of %d)", atKill, sumOffsets(atKill), len(w.msgs))
+	t.Logf("indexer A killed; committed offsets then: %v (sum %d of %d written, %d in all)", atKill, sumOffsets(atKill), half, len(w.msgs))
+	w.write(t, b, topic, half, len(w.msgs))
+	w.locate(t, b, topic)
+	for p, end := range atKill {
+		if n := countPart(w.msgs[half:], p); n == 0 {
+			t.Fatalf("the second half has no message on partition %d (committed %d at the kill): the takeover would go untested", p, end)
+		}
+	}
 	took := waitDone(t, b, topic, group, 10*time.Minute, bb)
 	t.Logf("the survivor reached the ends %v after the kill", took.Round(time.Millisecond))
 	ms, err := b.members(group, topic)
@@ -1522,4 +1547,15 @@ func benchKafkaRun(b *testing.B, kb *kafkaBroker, kind string, rate, n int, firs
 	}
 	b.Logf("%d %s posts (%s) indexed in %v; %d commits: mean %v, p50 <= %v, p99 <= %v; lag (time:messages) %s",
 		total, kind, what, el.Round(time.Millisecond), cn, mean.Round(10*time.Microsecond), p50, p99, strings.Join(samples, " "))
+}
+
+// countPart counts the messages of ms that lie in partition p (after locate).
+func countPart(ms []*e2eMsg, p int) int {
+	n := 0
+	for _, m := range ms {
+		if m.part == p {
+			n++
+		}
+	}
+	return n
 }
