@@ -348,6 +348,17 @@ func TestDashboardMetricsExist(t *testing.T) {
 				t.Errorf("/metrics lacks %s", name)
 			}
 		}
+		// The clusters row: the embedded index clusters image posts at ingest;
+		// the bank entry added above was swept over the index.
+		for _, name := range []string{"xmodal_clusters", "xmodal_cluster_members", "xmodal_cluster_largest_size", "xmodal_cluster_merges_total",
+			"xmodal_cluster_splits_total", "xmodal_dedup_progress_ratio", "xmodal_dedup_jobs_total", "xmodal_sweep_entries_total"} {
+			if _, ok := m[name]; !ok {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
+		if m["xmodal_cluster_members"] == 0 {
+			t.Errorf("xmodal_cluster_members is 0 after the samples' image posts were indexed")
+		}
 		for _, name := range []string{"xmodal_dead_letters_total", "xmodal_jetstream_pending", "xmodal_media_fetch_seconds_bucket", "xmodal_query_cache_total", "xmodal_build_info"} {
 			if _, ok := m[name]; !ok {
 				t.Errorf("/metrics lacks %s", name)

@@ -117,6 +117,11 @@ func NewManager(src Source, dir string, log *slog.Logger, reg prometheus.Registe
 			Help: "Dedup jobs finished, by state (done, failed, canceled)."}, []string{"state"}),
 	}
 	m.progress.Set(1)
+	// Every final state is exported from the start (at 0), so that a
+	// dashboard's increase() sees the first job finish.
+	for _, st := range []string{StateDone, StateFailed, StateCanceled} {
+		m.finished.WithLabelValues(st)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.progress, m.finished} {
 			if err := reg.Register(c); err != nil {

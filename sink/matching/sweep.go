@@ -145,6 +145,8 @@ func (s *Sweeper) run(ctx context.Context) {
 func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 	thr := sw.bank.Thresholds.PDQThreshold()
 	now := time.Now().UTC()
+	// A swept bank's series exist from its first sweep, matches or not.
+	s.matched.WithLabelValues(sw.bank.Name)
 	var pending []Event
 	flush := func() error {
 		if len(pending) == 0 {
