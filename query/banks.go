@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -11,10 +12,12 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
@@ -251,7 +254,7 @@ type MatchRequest struct {
 
 // MatchResponse is the reply of xmodal.v1.match.
 type MatchResponse struct {
-	Matches []banks.Match `json:"matches"`
+	Matches []BankMatch `json:"matches"`
 	// PDQ and Quality are the image's hash and its quality; MD5 the hex MD5
 	// of its bytes (image queries).
 	PDQ     string  `json:"pdq,omitempty"`
@@ -259,6 +262,16 @@ type MatchResponse struct {
 	MD5     string  `json:"md5,omitempty"`
 	TookMS  float64 `json:"took_ms"`
 	Seq     uint64  `json:"seq"`
+}
+
+// BankMatch is one match of xmodal.v1.match. Region is set when a PDQ
+// entry matched a content rectangle of the query image rather than the
+// whole image: the picture inside a meme's caption band, an app's or a
+// browser's frame, or borders (x0, y0, x1, y1 in the query's pixels, as
+// xmodal.v1.neardup reports it). A whole-image match has no region.
+type BankMatch struct {
+	banks.Match
+	Region []int `json:"region,omitempty"`
 }
 
 // bankErr maps the banks errors to codes: malformed input 400, a signal
@@ -892,6 +905,98 @@ func embeddingKinds(st *banks.State) (any bool) {
 	return false
 }
 
+// pdqBanks says whether any enabled bank (of only, when given) holds PDQ
+// entries: only then are an image query's content rectangles worth cutting.
+func pdqBanks(st *banks.State, only []string) bool {
+	for _, b := range st.Banks() {
+		if b.Enabled && b.Counts[string(banks.SignalPDQ)] > 0 && (len(only) == 0 || slices.Contains(only, b.Name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// contentMatches matches the content rectangles of an image query (nq: the
+// picture cut from a caption band, a frame or borders by encoders/neardup,
+// as xmodal.v1.neardup does) against the PDQ entries of the banks, and
+// returns the entries that whole is missing: a meme or a screenshot of a
+// banked image, whose whole-image hash is far from the entry's. An image
+// under neardup's size floor (nq nil) has no rectangles and adds nothing.
+func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []string, whole []banks.Match) ([]BankMatch, error) {
+	if nq == nil || len(nq.Rects) < 2 {
+		return nil, nil
+	}
+	// The whole image (rectangle 0) was matched with the rest of the query.
+	content := *nq
+	content.Hashes = slices.DeleteFunc(slices.Clone(nq.Hashes), func(h neardup.QueryHash) bool { return h.Rect == 0 })
+	if len(content.Hashes) == 0 {
+		return nil, nil
+	}
+	rms, err := s.d.Banks.State().MatchRegions(ctx, &content, only)
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ bank, entry string }
+	seen := map[key]bool{}
+	for _, m := range whole {
+		seen[key{m.Bank, m.EntryID}] = true
+	}
+	var out []BankMatch
+	for _, rm := range rms {
+		if seen[key{rm.Bank, rm.EntryID}] {
+			continue
+		}
+		out = append(out, BankMatch{Match: rm.Match, Region: rm.Rect[:]})
+	}
+	return out, nil
+}
+
+// mergeMatches adds content-rectangle matches to the whole query's,
+// keeping Match's order: banks by name, and within a bank its PDQ matches
+// (whole and content together) by distance, then entry id, where its PDQ
+// matches stood (first, as Match orders signal types).
+func mergeMatches(whole []banks.Match, content []BankMatch) []BankMatch {
+	out := make([]BankMatch, 0, len(whole)+len(content))
+	for _, m := range whole {
+		out = append(out, BankMatch{Match: m})
+	}
+	if len(content) == 0 {
+		return out
+	}
+	var merged []BankMatch
+	for len(out) > 0 || len(content) > 0 {
+		// The next bank in name order, from either list.
+		var bank string
+		switch {
+		case len(out) == 0:
+			bank = content[0].Bank
+		case len(content) == 0:
+			bank = out[0].Bank
+		default:
+			bank = min(out[0].Bank, content[0].Bank)
+		}
+		var pdqs, rest []BankMatch
+		for len(out) > 0 && out[0].Bank == bank {
+			if out[0].SignalType == banks.SignalPDQ {
+				pdqs = append(pdqs, out[0])
+			} else {
+				rest = append(rest, out[0])
+			}
+			out = out[1:]
+		}
+		for len(content) > 0 && content[0].Bank == bank {
+			pdqs = append(pdqs, content[0])
+			content = content[1:]
+		}
+		slices.SortStableFunc(pdqs, func(a, b BankMatch) int {
+			return cmp.Or(cmp.Compare(*a.Distance, *b.Distance), strings.Compare(a.EntryID, b.EntryID))
+		})
+		merged = append(merged, pdqs...)
+		merged = append(merged, rest...)
+	}
+	return merged
+}
+
 func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	start := time.Now()
 	r, err := ParseMatch(data)
@@ -903,6 +1008,7 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	}
 	res := &MatchResponse{}
 	q := banks.Query{MD5: r.MD5, Text: r.Text, URLs: r.URLs, Banks: r.Banks}
+	var nq *neardup.Query // an image query's content rectangles, when a bank holds PDQ entries
 	wantVec := embeddingKinds(s.d.Banks.State())
 	if r.PDQ != "" {
 		h, _ := pdq.ParseHex(r.PDQ)
@@ -939,6 +1045,10 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 		vs, qual := (&pdq.Hasher{MaxSide: PDQMaxSide}).Dihedral(in)
 		q.PDQ = vs[:]
 		res.PDQ, res.Quality = vs[pdq.Original].String(), &qual
+		if pdqBanks(s.d.Banks.State(), r.Banks) {
+			// Under neardup's size floor there is nothing to cut: nq stays nil.
+			nq, _ = neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide}).QueryRects(in)
+		}
 		if wantVec {
 			v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})
 			if err != nil {
@@ -962,10 +1072,11 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, bankErr(err)
 	}
-	if ms == nil {
-		ms = []banks.Match{}
+	content, err := s.contentMatches(ctx, nq, r.Banks, ms)
+	if err != nil {
+		return nil, bankErr(err)
 	}
-	res.Matches = ms
+	res.Matches = mergeMatches(ms, content)
 	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
 		res.Seq = sq.Seq()
 	}

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"image/png"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"testing"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/query"
 )
 
@@ -412,5 +416,79 @@ func TestBankEmbeddings(t *testing.T) {
 		if err := s.cl.Raw(ctx, "admin.banks.add", []byte(body), nil); codeOf(err) != 400 {
 			t.Errorf("%s: %v, want 400", body, err)
 		}
+	}
+}
+
+// A meme (caption band) or a screenshot of a banked image matches its PDQ
+// entry through the picture inside it, and the match says where in the
+// query the picture was; the whole re-post is beyond PDQ's bound, and the
+// banked image itself matches as a whole (no region), by PDQ and MD5.
+func TestBankMatchContentRegion(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	var ch query.BankChangeResponse
+	if err := s.cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "memes", Action: banks.ActionReview}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	orig := readImage(t, "../testdata/pdq/images/dih/bridge-1-original.jpg")
+	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "memes", Image: orig}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	match := func(img []byte) query.MatchResponse {
+		t.Helper()
+		var mr query.MatchResponse
+		if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: img}, &mr); err != nil {
+			t.Fatal(err)
+		}
+		return mr
+	}
+	mr := match(orig)
+	if len(mr.Matches) != 2 || mr.Matches[0].SignalType != banks.SignalPDQ || mr.Matches[0].Region != nil || mr.Matches[1].SignalType != banks.SignalMD5 {
+		t.Fatalf("the banked image: %+v, want PDQ (whole) then MD5", mr.Matches)
+	}
+	entryPDQ, err := pdq.ParseHex(mr.Matches[0].Signal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := decode(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []reposts.Kind{reposts.Caption, reposts.Screenshot} {
+		for seed := range uint64(2) {
+			rp, err := reposts.Apply(src, []reposts.Kind{k}, rand.New(rand.NewPCG(seed, 5)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := png.Encode(&buf, rp.Image); err != nil {
+				t.Fatal(err)
+			}
+			if h, _ := pdq.FromImage(rp.Image); pdq.Distance(h, entryPDQ) <= 31 {
+				t.Fatalf("%s seed %d: the whole re-post is within PDQ's bound; the test shows nothing", k, seed)
+			}
+			mr := match(buf.Bytes())
+			if len(mr.Matches) != 1 || mr.Matches[0].SignalType != banks.SignalPDQ || *mr.Matches[0].Distance > 31 {
+				t.Errorf("%s seed %d: matches %+v, want the bridge's PDQ entry", k, seed, mr.Matches)
+				continue
+			}
+			pl := rp.Placed
+			want := []int{pl.Min.X, pl.Min.Y, pl.Max.X, pl.Max.Y}
+			got := mr.Matches[0].Region
+			if len(got) != 4 {
+				t.Errorf("%s seed %d: region %v, want about %v", k, seed, got, want)
+				continue
+			}
+			for i := range want {
+				if d := got[i] - want[i]; d < -4 || d > 4 {
+					t.Errorf("%s seed %d: region %v, picture placed at %v", k, seed, got, want)
+					break
+				}
+			}
+		}
+	}
+	// Another photo matches nothing, through no region either.
+	if mr := match(readImage(t, "../testdata/pdq/images/labelme-subset/q0004.jpg")); len(mr.Matches) != 0 {
+		t.Errorf("another photo: %+v", mr.Matches)
 	}
 }

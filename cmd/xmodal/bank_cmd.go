@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -690,7 +691,7 @@ func bankMatchCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BANK\tACTION\tLABELS\tTYPE\tDISTANCE/SCORE\tTRANSFORM\tENTRY")
+			fmt.Fprintln(tw, "BANK\tACTION\tLABELS\tTYPE\tDISTANCE/SCORE\tMATCHED AS\tENTRY")
 			for _, m := range res.Matches {
 				d := ""
 				switch {
@@ -699,7 +700,12 @@ func bankMatchCmd() *cobra.Command {
 				case m.Score != nil:
 					d = fmt.Sprintf("%.4f", *m.Score)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Bank, m.Action, strings.Join(m.Labels, ","), m.SignalType, d, m.Transform, m.EntryID)
+				where := m.Transform
+				if len(m.Region) == 4 {
+					// Matched through the picture inside a caption band or a frame.
+					where = fmt.Sprintf("%s in %d,%d-%d,%d", cmp.Or(where, "original"), m.Region[0], m.Region[1], m.Region[2], m.Region[3])
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Bank, m.Action, strings.Join(m.Labels, ","), m.SignalType, d, where, m.EntryID)
 			}
 			return tw.Flush()
 		},

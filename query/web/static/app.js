@@ -728,7 +728,9 @@ async function runMatch(body, label) {
       tr.appendChild(el("td", "", (m.labels || []).join(", ")));
       tr.appendChild(el("td", "", m.signal_type));
       tr.appendChild(el("td", "", d));
-      tr.appendChild(el("td", "", m.transform || ""));
+      // A match through the picture inside a caption band or a frame says where it was.
+      const where = m.region ? `picture at ${m.region[0]},${m.region[1]}–${m.region[2]},${m.region[3]}` : "";
+      tr.appendChild(el("td", "", [m.transform && m.transform !== "original" ? m.transform : "", where].filter(Boolean).join(" · ") || (m.transform || "")));
       tr.appendChild(el("td", "mono", m.entry_id));
       tb.appendChild(tr);
     }
