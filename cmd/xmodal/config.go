@@ -123,6 +123,7 @@ type Config struct {
 		Bucket     time.Duration `yaml:"bucket" help:"granularity of the per-window member counts that trending reads (trending windows are whole buckets)"`
 		Retention  time.Duration `yaml:"retention" help:"per-window counts older than this before a cluster's newest member are dropped (the longest trending window is half of it)"`
 		SplitLimit int           `yaml:"split_limit" help:"a takedown recomputes its cluster's components (a split where it was the only link) up to this many members; larger clusters stay whole until xmodal dedup --apply"`
+		Text       bool          `yaml:"text" help:"also cluster text-only posts whose normalised texts are equal (copied texts trend too); a change rebuilds the clusters on start"`
 	} `yaml:"clusters"`
 	// Milvus and roles: roles.go.
 	Milvus        MilvusConfig  `yaml:"milvus"`

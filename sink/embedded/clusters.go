@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/clusters"
 )
@@ -31,6 +32,10 @@ type ClusterOptions struct {
 	SplitLimit int
 	// Linker replaces the PDQ link relation (Threshold is then only recorded).
 	Linker clusters.Linker
+	// Text also clusters text-only posts (no image record) whose normalised
+	// texts are equal (banks.NormalizeText, as the banks' text signals), so
+	// that a copied text can trend as image re-posts do.
+	Text bool
 }
 
 // Default cluster options.
@@ -61,6 +66,17 @@ func (o *ClusterOptions) Validate() error {
 
 var keyClusterThreshold = []byte("cluster_threshold")
 
+// clusterFingerprint is what the stored clusters were built with: the
+// threshold, and ",text" when text-only posts are clustered too. A store
+// built with another is rebuilt on open.
+func (o ClusterOptions) clusterFingerprint() string {
+	fp := strconv.Itoa(o.Threshold)
+	if o.Text {
+		fp += ",text"
+	}
+	return fp
+}
+
 // openClusters opens (or starts) the cluster store. A store kept at another
 // threshold is rebuilt from the records after they load (rebuildClusters).
 func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
@@ -75,7 +91,10 @@ func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
 			return false, err
 		}
 	}
-	thr := []byte(strconv.Itoa(o.Threshold))
+	if o.Text {
+		l = clusters.Either{Image: l, Text: clusters.NewExactLinker()}
+	}
+	thr := []byte(o.clusterFingerprint())
 	err = ix.db.Update(func(tx *bolt.Tx) error {
 		if err := clusters.Init(tx); err != nil {
 			return err
@@ -84,7 +103,7 @@ func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
 		if v := meta.Get(keyClusterThreshold); v == nil || string(v) != string(thr) {
 			rebuild = true
 			if v != nil {
-				ix.log.Info("embedded index: cluster threshold changed: rebuilding the clusters", "was", string(v), "now", o.Threshold)
+				ix.log.Info("embedded index: cluster threshold or text clusters changed: rebuilding the clusters", "was", string(v), "now", string(thr))
 			}
 			if err := clusters.Drop(tx); err != nil {
 				return err
@@ -113,23 +132,69 @@ func (ix *Index) clusterSig(r *domain.Record) []byte {
 	return r.PDQ
 }
 
+// textSig is the signature a text-only post joins a text cluster with (nil:
+// text clusters are off, or the text normalises to nothing).
+func (ix *Index) textSig(text string) []byte {
+	if !ix.clOpt.Text {
+		return nil
+	}
+	return clusters.TextSignature(banks.NormalizeText(text))
+}
+
+// clusterItem is a post to join a cluster with its signature.
+type clusterItem struct {
+	post string
+	at   time.Time
+	sig  []byte
+}
+
+// textClusterItems returns the text-only posts (a text record, no image
+// record) with their text signatures, reading the texts from the store
+// (memory holds no texts). Callers hold mu (or own the index).
+func (ix *Index) textClusterItems(tx *bolt.Tx) ([]clusterItem, error) {
+	if !ix.clOpt.Text {
+		return nil, nil
+	}
+	var items []clusterItem
+	recs := tx.Bucket(bucketRecords)
+	for _, r := range ix.segs[segIndex(domain.ModalityText)].recs {
+		if _, ok := ix.slotOf[domain.PrimaryKey(r.PostID, domain.ModalityImage)]; ok {
+			continue
+		}
+		v := recs.Get([]byte(r.PK))
+		if v == nil {
+			continue
+		}
+		m, err := readMeta(v)
+		if err != nil {
+			return nil, err
+		}
+		if sig := ix.textSig(m.Text); sig != nil {
+			items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
+		}
+	}
+	return items, nil
+}
+
 // rebuildClusters joins every image record to the (empty) store, in
 // batches of transactions, then records the threshold (a crash midway
 // rebuilds again on the next open).
 func (ix *Index) rebuildClusters(ctx context.Context) error {
 	start := time.Now()
-	type item struct {
-		post string
-		at   time.Time
-		sig  []byte
-	}
-	var items []item
+	var items []clusterItem
 	s := ix.segs[segIndex(domain.ModalityImage)]
 	for pos, r := range s.recs {
 		if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
 			continue
 		}
-		items = append(items, item{r.PostID, r.CreatedAt, unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)})
+		items = append(items, clusterItem{r.PostID, r.CreatedAt, unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)})
+	}
+	if err := ix.db.View(func(tx *bolt.Tx) error {
+		ts, err := ix.textClusterItems(tx)
+		items = append(items, ts...)
+		return err
+	}); err != nil {
+		return err
 	}
 	const batch = 4096
 	for len(items) > 0 {
@@ -150,7 +215,7 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 		items = items[n:]
 	}
 	err := ix.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keyClusterThreshold, []byte(strconv.Itoa(ix.clOpt.Threshold)))
+		return tx.Bucket(bucketMeta).Put(keyClusterThreshold, []byte(ix.clOpt.clusterFingerprint()))
 	})
 	ix.setClusters(nil)
 	st := ix.cl.Stats()
@@ -185,14 +250,28 @@ func (ix *Index) clusterChange(t *clusters.Txn, ch *domain.Change, out domain.Ou
 	case domain.Deleted:
 		return t.Leave(ch.PostID)
 	case domain.Applied:
+		var text *domain.Record
+		hasImage := false
 		for j := range ch.Records {
 			r := &ch.Records[j]
 			if sig := ix.clusterSig(r); sig != nil {
 				_, err := t.Join(ch.PostID, r.CreatedAt, sig)
 				return err
 			}
+			switch r.Modality {
+			case domain.ModalityImage:
+				hasImage = true
+			case domain.ModalityText:
+				text = r
+			}
 		}
-		return t.Leave(ch.PostID) // a version without a (usable) image
+		if text != nil && !hasImage {
+			if sig := ix.textSig(text.Text); sig != nil {
+				_, err := t.Join(ch.PostID, text.CreatedAt, sig)
+				return err
+			}
+		}
+		return t.Leave(ch.PostID) // a version without a (usable) image or text
 	}
 	return nil
 }
@@ -274,7 +353,7 @@ func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.Clu
 	}
 	out := domain.ClusterPage{Cluster: ix.summary(&pg.Info)}
 	for _, m := range pg.Members {
-		if h, ok := ix.imageHit(m.Post); ok {
+		if h, ok := ix.memberHit(m.Post); ok {
 			out.Members = append(out.Members, h)
 		}
 	}
@@ -296,11 +375,16 @@ func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.Clu
 	return out, nil
 }
 
-// imageHit is the post's image record as a hit (without display fields).
-func (ix *Index) imageHit(post string) (domain.Hit, bool) {
+// memberHit is a cluster member's record as a hit (without display
+// fields): its image record, or the text record of a text-only post in a
+// text cluster.
+func (ix *Index) memberHit(post string) (domain.Hit, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	l, ok := ix.slotOf[domain.PrimaryKey(post, domain.ModalityImage)]
+	if !ok && ix.clOpt.Text {
+		l, ok = ix.slotOf[domain.PrimaryKey(post, domain.ModalityText)]
+	}
 	if !ok {
 		return domain.Hit{}, false
 	}
@@ -310,7 +394,7 @@ func (ix *Index) imageHit(post string) (domain.Hit, bool) {
 // summary is a cluster's row with its representative's hit.
 func (ix *Index) summary(in *clusters.Info) domain.ClusterSummary {
 	s := domain.ClusterSummary{ID: in.ID, Size: in.Size, FirstSeen: in.FirstSeen(), LastSeen: in.LastSeen()}
-	if h, ok := ix.imageHit(in.Rep); ok {
+	if h, ok := ix.memberHit(in.Rep); ok {
 		s.Representative = &h
 	}
 	return s
@@ -371,7 +455,8 @@ func (ix *Index) ClusterCollector() *clusters.Collector {
 }
 
 // RebuildClusters drops the incremental clusters and rebuilds them from the
-// image records (after they drifted: clusters above the split limit after
+// image records, and the text-only posts' texts when text clusters are on
+// (after they drifted: clusters above the split limit after
 // takedowns, say), in transactions of 4,096 posts. Ingest goes on meanwhile:
 // a post written during the rebuild joins as usual, and each post is rejoined
 // with the hash its record holds when its batch runs. Replies show no
@@ -381,6 +466,16 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 		return 0, ErrNoClusters
 	}
 	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	var texts []clusterItem
+	ix.mu.RLock()
+	err = ix.db.View(func(tx *bolt.Tx) error {
+		texts, err = ix.textClusterItems(tx)
+		return err
+	})
+	ix.mu.RUnlock()
 	if err != nil {
 		return 0, err
 	}
@@ -412,6 +507,47 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 					continue
 				}
 				if _, err := t.Join(it.Post, r.CreatedAt, sig); err != nil {
+					return err
+				}
+				n++
+			}
+			changed = t.Changed()
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("embedded index: rebuild clusters: %w", err)
+		}
+		ix.mu.Lock()
+		ix.setClusters(changed)
+		ix.mu.Unlock()
+	}
+	// The text-only posts, rejoined with the text their record holds now.
+	for lo := 0; lo < len(texts); lo += 4096 {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		batch := texts[lo:min(lo+4096, len(texts))]
+		var changed map[string]uint64
+		err := ix.cl.Update(ix.db, func(t *clusters.Txn) error {
+			recs := t.Tx().Bucket(bucketRecords)
+			for _, it := range batch {
+				v := recs.Get([]byte(domain.PrimaryKey(it.post, domain.ModalityText)))
+				if v == nil || recs.Get([]byte(domain.PrimaryKey(it.post, domain.ModalityImage))) != nil {
+					continue // deleted, or given an image, since
+				}
+				m, err := readMeta(v)
+				if err != nil {
+					return err
+				}
+				r, _, err := decodeStored(v)
+				if err != nil {
+					return err
+				}
+				sig := ix.textSig(m.Text)
+				if sig == nil {
+					continue
+				}
+				if _, err := t.Join(it.post, r.CreatedAt, sig); err != nil {
 					return err
 				}
 				n++

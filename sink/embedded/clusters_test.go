@@ -379,3 +379,137 @@ func TestRebuildClustersAfterDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// textPost is a change of a text-only post.
+func textPost(post string, at time.Time, text string, seed uint64) domain.Change {
+	r := rec(post, domain.ModalityText, seed)
+	r.CreatedAt, r.Text = at, text
+	return domain.Change{PostID: post, Records: []domain.Record{r}}
+}
+
+// Text clusters (ClusterOptions.Text): text-only posts with the same
+// normalised text share a cluster, apart from image clusters; an edit to
+// another text leaves, a takedown leaves; the clusters trend, page their
+// members and survive a reopen; off, text posts join nothing; turning it on
+// rebuilds the clusters with the texts.
+func TestTextClusters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ix.db")
+	open := func(text bool) *Index {
+		t.Helper()
+		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Text: text}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-30 * time.Minute)
+	rng := rand.New(rand.NewPCG(9, 9))
+	// Off: text posts join no cluster.
+	ix := open(false)
+	mustApply(t, ix, textPost("t1", t0, "Buy followers NOW!!!", 1), textPost("t2", t0.Add(time.Minute), "buy   followers now!!!", 2))
+	if c := clusterOf(t, ix, "t1"); c != 0 {
+		t.Fatalf("text clusters off: t1 in cluster %d", c)
+	}
+	ix.Close()
+
+	// On: the reopen rebuilds the clusters with the texts already indexed.
+	ix = open(true)
+	defer func() { ix.Close() }()
+	c1 := clusterOf(t, ix, "t1")
+	if c1 == 0 || clusterOf(t, ix, "t2") != c1 {
+		t.Fatalf("after turning text clusters on: t1 %d, t2 %d; want one cluster", c1, clusterOf(t, ix, "t2"))
+	}
+	// Normalisation (case, spacing, full-width letters) links; another text
+	// does not; an image post with the same text joins by its image.
+	img := imagePost("i1", t0.Add(3*time.Minute), randHash(rng), 5)
+	img.Records[1].Text = "Buy followers now!!!"
+	mustApply(t, ix, textPost("t3", t0.Add(2*time.Minute), "ＢＵＹ followers now!!!", 3), textPost("u1", t0.Add(2*time.Minute), "a different text", 4), img)
+	if c := clusterOf(t, ix, "t3"); c != c1 {
+		t.Fatalf("t3 (full-width letters) in cluster %d, want %d", c, c1)
+	}
+	if cu, ci := clusterOf(t, ix, "u1"), clusterOf(t, ix, "i1"); cu == 0 || cu == c1 || ci == 0 || ci == c1 {
+		t.Fatalf("u1 in %d, i1 in %d: want each apart from the text cluster %d", cu, ci, c1)
+	}
+	// The members page holds the text records; the representative is the earliest.
+	pg, err := ix.Cluster(ctx, domain.ClusterQuery{ID: c1, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg.Cluster.Size != 3 || len(pg.Members) != 3 || pg.Cluster.Representative == nil || pg.Cluster.Representative.PostID != "t1" ||
+		pg.Cluster.Representative.Text != "Buy followers NOW!!!" {
+		t.Fatalf("cluster page: %+v", pg)
+	}
+	// Trending: the text cluster grew in the window, with its representative.
+	tr, err := ix.Trending(ctx, domain.TrendingQuery{Now: t0.Add(time.Hour), Window: 2 * time.Hour, K: 10, MinCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr) == 0 || tr[0].ID != c1 || tr[0].Representative == nil || tr[0].Representative.PostID != "t1" {
+		t.Fatalf("trending: %+v, want the text cluster %d first", tr, c1)
+	}
+	// An edit to another text leaves the cluster; a takedown leaves it.
+	mustApply(t, ix, textPost("t2", t0.Add(4*time.Minute), "edited: nothing to sell", 6))
+	if c := clusterOf(t, ix, "t2"); c == c1 || c == 0 {
+		t.Fatalf("edited t2 in cluster %d", c)
+	}
+	mustApply(t, ix, domain.Change{PostID: "t3", Delete: true, Deny: true})
+	pg, err = ix.Cluster(ctx, domain.ClusterQuery{ID: c1, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg.Cluster.Size != 1 {
+		t.Fatalf("after an edit and a takedown the cluster has %d members, want 1 (t1)", pg.Cluster.Size)
+	}
+	// A text that normalises to nothing joins no cluster.
+	mustApply(t, ix, textPost("e1", t0, "\u200b\u200b", 7), textPost("e2", t0, "\u200b", 8))
+	if c := clusterOf(t, ix, "e1"); c != 0 {
+		t.Fatalf("an empty normalised text joined cluster %d", c)
+	}
+	// A reopen keeps the text clusters (no rebuild needed).
+	ix.Close()
+	ix = open(true)
+	if c := clusterOf(t, ix, "t1"); c != c1 {
+		t.Fatalf("after a reopen t1 is in %d, want %d", c, c1)
+	}
+	mustApply(t, ix, textPost("t4", t0.Add(5*time.Minute), "buy followers now!!!", 9))
+	if c := clusterOf(t, ix, "t4"); c != c1 {
+		t.Fatalf("after a reopen a new copy joined %d, want %d", c, c1)
+	}
+	// RebuildClusters (xmodal dedup --rebuild) keeps the text clusters.
+	if _, err := ix.RebuildClusters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := clusterOf(t, ix, "t1"), clusterOf(t, ix, "t4"); a == 0 || a != b {
+		t.Fatalf("after RebuildClusters: t1 %d, t4 %d", a, b)
+	}
+}
+
+// Either keeps the kinds apart: a text signature never links a PDQ hash,
+// whatever its bytes.
+func TestEitherLinkerKinds(t *testing.T) {
+	p, err := clusters.NewPDQLinker(31)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := clusters.Either{Image: p, Text: clusters.NewExactLinker()}
+	ts := clusters.TextSignature("x")
+	h := make([]byte, domain.PDQBytes)
+	copy(h, ts)
+	if err := l.Add(1, ts); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add(2, h); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := l.Neighbours(ts, nil); len(n) != 1 || n[0] != 1 {
+		t.Fatalf("neighbours of the text signature: %v", n)
+	}
+	if ok, _ := l.Linked(ts, h); ok {
+		t.Fatal("a text signature linked a PDQ hash")
+	}
+	l.Remove(1)
+	if n, _ := l.Neighbours(ts, nil); len(n) != 0 || l.Len() != 1 {
+		t.Fatalf("after remove: %v, len %d", n, l.Len())
+	}
+}
