@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // NoiseQuantile is the quantile of unrelated pairs' similarity below which
@@ -71,7 +73,7 @@ func UnrelatedQuantile(a, b [][]float32, q float64, paired bool) (float32, int, 
 				continue
 			}
 			if k%stride == 0 {
-				sims = append(sims, dot(x, y))
+				sims = append(sims, vecmath.Dot(x, y))
 			}
 			k++
 		}
@@ -114,27 +116,4 @@ func normalized(v []float32) ([]float32, error) {
 		out[i] = float32(float64(x) * inv)
 	}
 	return out, nil
-}
-
-// dot is the dot product of two vectors of one length (eight partial
-// sums: the loop is bound by the additions' latency otherwise).
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		a8, b8 := a[i:i+8:i+8], b[i:i+8:i+8]
-		s0 += a8[0] * b8[0]
-		s1 += a8[1] * b8[1]
-		s2 += a8[2] * b8[2]
-		s3 += a8[3] * b8[3]
-		s4 += a8[4] * b8[4]
-		s5 += a8[5] * b8[5]
-		s6 += a8[6] * b8[6]
-		s7 += a8[7] * b8[7]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
 }

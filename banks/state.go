@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/internal/hamming"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // State is the banks in memory: every bank's configuration, its entries
@@ -265,12 +266,53 @@ func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score floa
 		if g.dim != len(q) {
 			continue
 		}
-		// One vector at a time: eight partial sums use the registers a
-		// second vector would need (two at a time measured slower).
+		// A block of rows at a time through the project's one dot kernel
+		// (internal/vecmath: AVX-512 where the CPU has it).
 		d := g.dim
-		for i, slot := range g.slots {
-			if a := dot(q, g.data[i*d:(i+1)*d]); a >= thr {
-				f(slot, a)
+		var scores [256]float32
+		for lo := 0; lo < len(g.slots); lo += len(scores) {
+			m := min(len(scores), len(g.slots)-lo)
+			vecmath.DotsSeq(q, g.data[lo*d:(lo+m)*d], scores[:m])
+			for i, a := range scores[:m] {
+				if a >= thr {
+					f(g.slots[lo+i], a)
+				}
+			}
+		}
+	}
+}
+
+// scanMany is scan for several queries at once: f(j, slot, score) for
+// every vector whose dot product with qs[j] is at least thrs[j]. The rows
+// are read a block at a time and every query of the block's dimension is
+// scored against it while it is in the cache, so a batch of queries reads
+// the vectors from memory once, not once per query; the scores are scan's,
+// bit for bit.
+func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot uint32, score float32)) {
+	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2
+	var scores [block]float32
+	var js []int
+	for _, g := range x.groups {
+		js = js[:0]
+		for j, q := range qs {
+			if len(q) == g.dim {
+				js = append(js, j)
+			}
+		}
+		if len(js) == 0 {
+			continue
+		}
+		d := g.dim
+		for lo := 0; lo < len(g.slots); lo += block {
+			m := min(block, len(g.slots)-lo)
+			rows := g.data[lo*d : (lo+m)*d]
+			for _, j := range js {
+				vecmath.DotsSeq(qs[j], rows, scores[:m])
+				for i, a := range scores[:m] {
+					if a >= thrs[j] {
+						f(j, g.slots[lo+i], a)
+					}
+				}
 			}
 		}
 	}

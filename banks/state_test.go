@@ -17,6 +17,7 @@ import (
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 var t0 = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
@@ -576,8 +577,8 @@ func TestEmbIndex(t *testing.T) {
 			}
 			continue
 		}
-		if got[slot] != dot(q, v) {
-			t.Fatalf("slot %d: score %v, want %v (dot)", slot, got[slot], dot(q, v))
+		if got[slot] != vecmath.Score(q, v) {
+			t.Fatalf("slot %d: score %v, want %v (vecmath.Score)", slot, got[slot], vecmath.Score(q, v))
 		}
 	}
 }

@@ -17,9 +17,3 @@ func next2AVX512(c []uint64, q *[2]uint64, from, t1 int) (int, uint32)
 
 //go:noescape
 func next4AVX512(c []uint64, q *[4]uint64, from, t1 int) (int, uint32)
-
-// hasAVX512FMA selects the AVX-512 dot product kernel (vecmath_amd64.s).
-var hasAVX512FMA = cpu.X86.HasAVX512F
-
-//go:noescape
-func dotsAVX512(q []float32, base []float32, pos []int32, out []float32)

@@ -8,7 +8,3 @@ var hasAVX512 = false
 func next1AVX512(c []uint64, q uint64, from, t1 int) (int, uint32)     { panic("no AVX-512 kernels") }
 func next2AVX512(c []uint64, q *[2]uint64, from, t1 int) (int, uint32) { panic("no AVX-512 kernels") }
 func next4AVX512(c []uint64, q *[4]uint64, from, t1 int) (int, uint32) { panic("no AVX-512 kernels") }
-
-var hasAVX512FMA = false
-
-func dotsAVX512(q []float32, base []float32, pos []int32, out []float32) { panic("no AVX-512 kernels") }

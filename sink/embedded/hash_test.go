@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 func randBytes(r *rand.Rand, n int) []byte {
@@ -167,7 +168,7 @@ func TestHybridPlanMatchesBruteForce(t *testing.T) {
 		}
 		var ws []want
 		for _, rc := range eligible(all, m, f) {
-			ws = append(ws, want{pk: rc.PK, d: hamming(qr.Code, rc.Code), s: score(qr.Vector, rc.Vector)})
+			ws = append(ws, want{pk: rc.PK, d: hamming(qr.Code, rc.Code), s: vecmath.Score(qr.Vector, rc.Vector)})
 		}
 		sortHam(ws)
 		ws = ws[:min(max(c, k), len(ws))]
@@ -771,23 +772,6 @@ func TestAVX512AndPureGoAgree(t *testing.T) {
 	}
 }
 
-func TestDot2(t *testing.T) {
-	r := rand.New(rand.NewPCG(4, 4))
-	for _, n := range []int{0, 1, 3, 8, 63, 512} {
-		v := make([][]float32, 3)
-		for i := range v {
-			v[i] = make([]float32, n)
-			for j := range v[i] {
-				v[i][j] = float32(r.NormFloat64())
-			}
-		}
-		a, b := dot2(v[0], v[1], v[2])
-		if a != dot(v[0], v[1]) || b != dot(v[0], v[2]) {
-			t.Errorf("n=%d: dot2 = %v, %v; dot = %v, %v (must agree bit for bit)", n, a, b, dot(v[0], v[1]), dot(v[0], v[2]))
-		}
-	}
-}
-
 // TestPKKeysOrder: the per-record keys order records as their primary keys
 // do, through prefix changes, moves and deletes.
 func TestPKKeysOrder(t *testing.T) {
@@ -825,48 +809,6 @@ func TestPKKeysOrder(t *testing.T) {
 		}
 	}
 	check()
-}
-
-// TestDotsAgree: the AVX-512 dot kernel agrees with the pure Go one (to
-// rounding), for sequential and scattered positions.
-func TestDotsAgree(t *testing.T) {
-	if !hasAVX512FMA {
-		t.Skip("no AVX-512 on this CPU")
-	}
-	r := rand.New(rand.NewPCG(5, 5))
-	for _, dim := range []int{64, 128, 512, 1024} {
-		n := 300
-		base := make([]float32, n*dim)
-		for i := range base {
-			base[i] = float32(r.NormFloat64())
-		}
-		q := base[7*dim : 8*dim]
-		var pos []int32
-		for range 257 {
-			pos = append(pos, int32(r.IntN(n)))
-		}
-		out := make([]float32, len(pos))
-		dots(q, base, pos, out)
-		for j, p := range pos {
-			want := dot(q, base[int(p)*dim:(int(p)+1)*dim])
-			if d := out[j] - want; d > 1e-4*float32(dim)/64 || d < -1e-4*float32(dim)/64 {
-				t.Fatalf("dim %d: dots[%d] = %v, dot = %v", dim, j, out[j], want)
-			}
-			if s := score(q, base[int(p)*dim:(int(p)+1)*dim]); s != out[j] {
-				t.Fatalf("dim %d: score %v differs from dots %v (must be bit for bit)", dim, s, out[j])
-			}
-			var seq [1]float32
-			if dotsSeq(q, base[int(p)*dim:(int(p)+1)*dim], seq[:]); seq[0] != out[j] {
-				t.Fatalf("dim %d: dotsSeq %v differs from dots %v (must be bit for bit)", dim, seq[0], out[j])
-			}
-		}
-	}
-	defer func() {
-		if recover() == nil {
-			t.Error("dots with an out-of-range position did not panic")
-		}
-	}()
-	dots(make([]float32, 64), make([]float32, 128), []int32{2}, make([]float32, 1))
 }
 
 // TestPlansAtDim64 runs exact and hybrid on 64-dimensional vectors (the

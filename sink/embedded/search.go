@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // Search answers a vector query with its plan: exact (ann falls back to it
@@ -109,7 +110,7 @@ func (ix *Index) hit(r ref, score float32) domain.Hit {
 }
 
 // exact is the brute-force cosine scan (vectors are normalised: a dot),
-// scoring exactBlock vectors per dotsSeq call.
+// scoring exactBlock vectors per vecmath.DotsSeq call.
 func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segment) ([]domain.Hit, error) {
 	top := &topK{k: q.K}
 	filter := !q.Filter.Empty()
@@ -123,7 +124,7 @@ func (ix *Index) exact(ctx context.Context, q *domain.VectorQuery, segs []*segme
 				return nil, ctx.Err()
 			}
 			m := min(exactBlock, n-lo)
-			dotsSeq(q.Vector, s.vecs[lo*dim:(lo+m)*dim], scores[:m])
+			vecmath.DotsSeq(q.Vector, s.vecs[lo*dim:(lo+m)*dim], scores[:m])
 			for j, sc := range scores[:m] {
 				if top.full() && sc < top.items[0].score {
 					continue
@@ -237,7 +238,7 @@ func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segm
 		}
 		scores := slices.Grow(sc.scores[:0], len(pos))[:len(pos)]
 		sc.scores = scores
-		dots(q.Vector, s.vecs, pos, scores)
+		vecmath.Dots(q.Vector, s.vecs, pos, scores)
 		for j, v := range scores {
 			if top.full() && v < top.items[0].score {
 				continue
@@ -259,3 +260,7 @@ func (ix *Index) hybrid(ctx context.Context, q *domain.VectorQuery, segs []*segm
 	}
 	return hits, nil
 }
+
+// exactBlock is how many vectors the exact scan scores per vecmath.DotsSeq
+// call.
+const exactBlock = 256
