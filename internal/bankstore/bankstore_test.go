@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -346,6 +347,24 @@ func TestMatchSplitsAndCounts(t *testing.T) {
 	}
 	if n := counterValue(s.m.lookups.WithLabelValues("url", "match")); n != 1 {
 		t.Fatalf("url lookups with a match: %v, want 1", n)
+	}
+	// MatchAll: each query's answer is Match's, a bad query fails alone, and
+	// the lookups are counted per signal type as Match counts them.
+	qs := []banks.Query{{PDQ: []pdq.Hash{h}, Text: "buy NOW", URLs: []string{"http://evil.example/x"}}, {PDQ: []pdq.Hash{h}, MD5: "zz"}, {Text: "nothing known"}}
+	res, err := s.MatchAll(ctx, qs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 || !reflect.DeepEqual(res[0].Matches, ms) || !errors.Is(res[1].Err, banks.ErrInvalidQuery) || res[2].Err != nil || len(res[2].Matches) != 0 {
+		t.Fatalf("MatchAll: %+v", res)
+	}
+	for _, c := range []struct {
+		t, outcome string
+		want       float64
+	}{{"pdq", "match", 2}, {"url", "match", 2}, {"text", "match", 2}, {"text", "none", 1}, {"pdq", "error", 1}, {"md5", "error", 1}} {
+		if n := counterValue(s.m.lookups.WithLabelValues(c.t, c.outcome)); n != c.want {
+			t.Errorf("%s lookups %s after MatchAll: %v, want %v", c.t, c.outcome, n, c.want)
+		}
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

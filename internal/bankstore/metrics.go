@@ -2,6 +2,7 @@ package bankstore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,7 @@ func newMetrics() *metrics {
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_bank_matches_total",
 			Help: "Entries matched by lookups, by bank and signal type."}, []string{"bank", "signal_type"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xmodal_bank_lookup_seconds",
-			Help:    "Latency of one signal type's part of a bank lookup, across every enabled bank.",
+			Help:    "Latency of one signal type's part of a bank lookup, across every enabled bank (batch: a write batch's lookups at once, MatchAll).",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18)}, []string{"signal_type"}),
 	}
 }
@@ -151,6 +152,49 @@ func dedupe(ms []banks.Match) []banks.Match {
 		out = append(out, m)
 	}
 	return out
+}
+
+// MatchAll runs a batch of queries against the local copy at once
+// (banks.State.MatchAll: the embedding entries are scanned once for the
+// whole batch); out[i] is what Match(ctx, qs[i]) returns, matches or error.
+// Each query's signal types are counted as Match counts them
+// (xmodal_bank_lookups_total, xmodal_bank_matches_total); the batch's time
+// is observed once under signal_type "batch".
+func (s *Store) MatchAll(ctx context.Context, qs []banks.Query) ([]banks.MatchResult, error) {
+	start := time.Now()
+	res, err := s.State().MatchAll(ctx, qs)
+	s.m.latency.WithLabelValues("batch").Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, err
+	}
+	for i, q := range qs {
+		for _, p := range split(q) {
+			outcome := "none"
+			switch {
+			case res[i].Err != nil:
+				outcome = "error"
+			case slices.ContainsFunc(res[i].Matches, func(m banks.Match) bool { return partOf(m, p.t) }):
+				outcome = "match"
+			}
+			s.m.lookups.WithLabelValues(string(p.t), outcome).Inc()
+		}
+		for _, m := range res[i].Matches {
+			s.m.matches.WithLabelValues(m.Bank, string(m.SignalType)).Inc()
+		}
+	}
+	return res, nil
+}
+
+// partOf reports whether m was found by a query's part of signal type t
+// (split: the text part finds text entries and the URLs in the text; the
+// URL part finds URL entries).
+func partOf(m banks.Match, t banks.SignalType) bool {
+	switch t {
+	case banks.SignalText:
+		return m.SignalType == banks.SignalText || m.SignalType == banks.SignalURL
+	default:
+		return m.SignalType == t
+	}
 }
 
 func (s *Store) timed(ctx context.Context, st *banks.State, t banks.SignalType, q banks.Query) ([]banks.Match, error) {
