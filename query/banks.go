@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"io"
 	"strings"
 	"time"
 
@@ -59,10 +58,8 @@ type EventsResponse struct {
 
 func (s *Service) banksEvents(ctx context.Context, data []byte) (any, error) {
 	var r EventsRequest
-	if len(bytes.TrimSpace(data)) > 0 {
-		if err := decodeStrict(data, &r); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &r); err != nil {
+		return nil, err
 	}
 	if r.Bank != "" {
 		if err := banks.ValidateName(r.Bank); err != nil {
@@ -306,6 +303,32 @@ func checkActor(a string) error {
 	return nil
 }
 
+// decodeChange decodes the body of an admin.banks change into v and checks
+// its actor (a field of v).
+func decodeChange(data []byte, v any, actor *string) error {
+	if err := decodeStrict(data, v); err != nil {
+		return err
+	}
+	return checkActor(*actor)
+}
+
+// decodeOptional decodes a body that may be empty (then v is left as it is).
+func decodeOptional(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	return decodeStrict(data, v)
+}
+
+// banksSeq is the banks' stream sequence this process holds (0 when the
+// banks do not say).
+func (s *Service) banksSeq() uint64 {
+	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
+		return sq.Seq()
+	}
+	return 0
+}
+
 func actorOr(a string) string {
 	if a == "" {
 		return "anonymous"
@@ -320,10 +343,7 @@ func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*Bank
 	if err != nil {
 		return nil, bankErr(err)
 	}
-	seq := uint64(0)
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		seq = sq.Seq()
-	}
+	seq := s.banksSeq()
 	args := append([]any{"op", string(op.Kind), "bank", op.Bank, "actor", op.Actor, "added", res.Added, "replaced", res.Replaced,
 		"removed", res.Removed, "updated", res.Updated, "banks_seq", seq}, detail...)
 	s.d.Logger.Info("audit: bank change", args...)
@@ -332,10 +352,7 @@ func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*Bank
 
 func (s *Service) bankCreate(ctx context.Context, data []byte) (any, error) {
 	var r BankRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	b := banks.Bank{Name: r.Name, Description: r.Description, Labels: r.Labels, Enabled: r.Enabled == nil || *r.Enabled,
@@ -361,10 +378,7 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	var r BankRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := s.syncBanks(ctx); err != nil {
@@ -401,10 +415,7 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 	var r BankNameRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := banks.ValidateName(r.Name); err != nil {
@@ -418,10 +429,7 @@ func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	var r BankAddRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if len(r.Entries) == 0 && len(r.Image) == 0 {
@@ -561,11 +569,8 @@ func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
 }
 
 func (s *Service) banksSweeps(_ context.Context, data []byte) (any, error) {
-	if len(bytes.TrimSpace(data)) > 0 {
-		var empty struct{}
-		if err := decodeStrict(data, &empty); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &struct{}{}); err != nil {
+		return nil, err
 	}
 	res := &SweepsResponse{Sweeps: []banks.SweepStatus{}}
 	if s.d.Sweeper != nil {
@@ -616,10 +621,7 @@ func (s *Service) embedConcepts(ctx context.Context, entries []banks.Entry) erro
 
 func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 	var r BankRemoveRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if len(r.IDs) == 0 {
@@ -640,10 +642,7 @@ func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	var r BankImportRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := banks.ValidateName(r.Bank); err != nil {
@@ -665,9 +664,6 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	bt := banks.OpBatcher{Bank: r.Bank, Actor: actor, At: now}
 	var swept []banks.Entry
 	send := func(op *banks.Op) error {
-		if op == nil {
-			return nil
-		}
 		ch, err := s.change(ctx, *op, "import_lines", len(op.Entries))
 		if err != nil {
 			return err
@@ -682,33 +678,15 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 		res.Seq = ch.Seq
 		return nil
 	}
-	for {
-		sig, err := im.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	entry := func(sig banks.ImportedSignal) banks.Entry { return sig.Entry(now, actor, r.Source) }
+	res.Lines, err = bt.AddAll(im, entry, send, func(le *banks.LineError) {
+		res.Bad++
+		if len(res.Errors) < MaxImportErrors {
+			res.Errors = append(res.Errors, BadLine{Line: le.Line, Reason: le.Err.Error()})
 		}
-		var le *banks.LineError
-		if errors.As(err, &le) {
-			res.Bad++
-			if len(res.Errors) < MaxImportErrors {
-				res.Errors = append(res.Errors, BadLine{Line: le.Line, Reason: le.Err.Error()})
-			}
-			continue
-		}
-		if err != nil {
-			return nil, bankErr(err)
-		}
-		res.Lines++
-		op, err := bt.Add(sig.Entry(now, actor, r.Source))
-		if err != nil {
-			return nil, bankErr(err)
-		}
-		if err := send(op); err != nil {
-			return nil, err
-		}
-	}
-	if err := send(bt.Flush()); err != nil {
-		return nil, err
+	})
+	if err != nil {
+		return nil, bankErr(err)
 	}
 	res.Sweep = s.startSweep(r.Bank, swept)
 	return res, nil
@@ -736,6 +714,17 @@ func pageLimit(n int) (int, error) {
 	return n, nil
 }
 
+// parsePage reads the cursor and limit of a page request.
+func parsePage(cursor string, limit int) (from, n int, err error) {
+	if from, err = parseCursor(cursor); err != nil {
+		return 0, 0, err
+	}
+	if n, err = pageLimit(limit); err != nil {
+		return 0, 0, err
+	}
+	return from, n, nil
+}
+
 func nextCursor(n int) string {
 	if n == 0 {
 		return ""
@@ -755,11 +744,7 @@ func (s *Service) bankExport(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, errorf(CodeBadRequest, "%v", err)
 	}
-	from, err := parseCursor(r.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := pageLimit(r.Limit)
+	from, limit, err := parsePage(r.Cursor, r.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -792,20 +777,13 @@ func (s *Service) bankExport(ctx context.Context, data []byte) (any, error) {
 }
 
 func (s *Service) banksList(ctx context.Context, data []byte) (any, error) {
-	if len(bytes.TrimSpace(data)) > 0 {
-		var empty struct{}
-		if err := decodeStrict(data, &empty); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &struct{}{}); err != nil {
+		return nil, err
 	}
 	if err := s.syncBanks(ctx); err != nil {
 		return nil, err
 	}
-	res := &BanksListResponse{Banks: s.d.Banks.State().Banks()}
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		res.Seq = sq.Seq()
-	}
-	return res, nil
+	return &BanksListResponse{Banks: s.d.Banks.State().Banks(), Seq: s.banksSeq()}, nil
 }
 
 func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
@@ -816,11 +794,7 @@ func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
 	if err := banks.ValidateName(r.Name); err != nil {
 		return nil, bankErr(err)
 	}
-	from, err := parseCursor(r.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := pageLimit(r.Limit)
+	from, limit, err := parsePage(r.Cursor, r.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -965,10 +939,7 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	if ms == nil {
 		ms = []banks.Match{}
 	}
-	res.Matches = ms
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		res.Seq = sq.Seq()
-	}
+	res.Matches, res.Seq = ms, s.banksSeq()
 	res.TookMS = tookMS(start)
 	return res, nil
 }
