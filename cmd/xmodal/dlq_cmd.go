@@ -296,12 +296,14 @@ func selectDeadLetters(ctx context.Context, dl deadLetters, ids []string, all bo
 	return out, nil
 }
 
-func dlqReplayCmd() *cobra.Command {
+// dlqSelectCmd is a command that acts on dead letters (replay, purge): the
+// ones named by id, or with --all every one, narrowed by --stage and --post.
+func dlqSelectCmd(use, short string, act func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error) *cobra.Command {
 	var all bool
 	var f dlqFilter
 	c := &cobra.Command{
-		Use:   "replay ID... | --all",
-		Short: "Send dead letters to the ingest stream again (after fixing the cause) and remove them",
+		Use:   use,
+		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dl, err := openDeadLetters(cmd)
 			if err != nil {
@@ -312,6 +314,18 @@ func dlqReplayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			return act(cmd, dl, ds)
+		},
+	}
+	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
+	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
+	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
+	return c
+}
+
+func dlqReplayCmd() *cobra.Command {
+	return dlqSelectCmd("replay ID... | --all", "Send dead letters to the ingest stream again (after fixing the cause) and remove them",
+		func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error {
 			out := cmd.OutOrStdout()
 			var done []*deadLetter
 			skipped := 0
@@ -339,12 +353,7 @@ func dlqReplayCmd() *cobra.Command {
 				return fmt.Errorf("%d dead letters could not be replayed", skipped)
 			}
 			return nil
-		},
-	}
-	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
-	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
-	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
-	return c
+		})
 }
 
 // replayMessage is what a dead letter replays as: its key and original value;
@@ -365,32 +374,14 @@ func replayMessage(d *deadLetter) (string, []byte, error) {
 }
 
 func dlqPurgeCmd() *cobra.Command {
-	var all bool
-	var f dlqFilter
-	c := &cobra.Command{
-		Use:   "purge ID... | --all",
-		Short: "Remove dead letters without replaying them",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dl, err := openDeadLetters(cmd)
-			if err != nil {
-				return err
-			}
-			defer dl.close()
-			ds, err := selectDeadLetters(cmd.Context(), dl, args, all, f)
-			if err != nil {
-				return err
-			}
+	return dlqSelectCmd("purge ID... | --all", "Remove dead letters without replaying them",
+		func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error {
 			if err := dl.remove(cmd.Context(), ds); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "purged %d dead letters\n", len(ds))
 			return nil
-		},
-	}
-	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
-	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
-	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
-	return c
+		})
 }
 
 // ---- JetStream ----
