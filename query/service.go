@@ -127,17 +127,24 @@ type Service struct {
 	closing  bool
 }
 
+// WithDefaults returns c with the zero (or negative) fields set to their
+// defaults.
+func (c Config) WithDefaults() Config {
+	if c.Name == "" {
+		c.Name = "xmodal"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	return c
+}
+
 // New checks the dependencies; Start registers the endpoints.
 func New(cfg Config, d Deps) (*Service, error) {
-	if cfg.Name == "" {
-		cfg.Name = "xmodal"
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
-	}
+	cfg = cfg.WithDefaults()
 	if d.Index == nil || d.Encoder == nil || d.Decode == nil || d.Deny == nil {
 		return nil, errors.New("query: index, encoder, decoder and deny-list are required")
 	}
