@@ -169,9 +169,9 @@ func DefaultConfig() *Config {
 	c.HTTP.BodyTimeout = h.BodyTimeout
 	c.Query.Concurrency = q.Concurrency
 	c.Query.Cache = true
-	c.Query.CacheTTL = time.Minute
+	c.Query.CacheTTL = query.RedisOptions{}.WithDefaults().TTL
 	c.Query.CacheSize = 10000
-	c.Redis.Timeout = 50 * time.Millisecond
+	c.Redis.Timeout = query.RedisOptions{}.WithDefaults().Timeout
 	c.HTTP.Listen = "127.0.0.1:9464"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
