@@ -438,8 +438,8 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	if len(r.Entries) > MaxBankEntriesPerAdd {
 		return nil, errorf(CodeTooLarge, "%d entries in one request (at most %d; xmodal bank import sends larger lists in parts)", len(r.Entries), MaxBankEntriesPerAdd)
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	actor := actorOr(r.Actor)
@@ -833,16 +833,14 @@ func ParseMatch(data []byte) (*MatchRequest, error) {
 	if len(r.Image) == 0 && r.ImageURL == "" && r.PDQ == "" && r.MD5 == "" && strings.TrimSpace(r.Text) == "" && len(r.URLs) == 0 {
 		return nil, errorf(CodeBadRequest, "%v: give an image, image_url, pdq, md5, text or urls", banks.ErrNoSignal)
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	if r.PDQ != "" && (len(r.Image) > 0 || r.ImageURL != "") {
 		return nil, errorf(CodeBadRequest, "give an image or its pdq, not both")
 	}
-	if r.PDQ != "" {
-		if _, err := pdq.ParseHex(r.PDQ); err != nil {
-			return nil, errorf(CodeBadRequest, "%v", err)
-		}
+	if err := checkPDQHex(r.PDQ); err != nil {
+		return nil, err
 	}
 	if len(r.Text) > MaxQueryText {
 		return nil, errorf(CodeTooLarge, "text is %d bytes, over %d", len(r.Text), MaxQueryText)
@@ -886,12 +884,9 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	if len(r.Image) > 0 || r.ImageURL != "" {
 		raw := r.Image
 		if r.ImageURL != "" {
-			if s.d.Fetcher == nil {
-				return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
-			}
-			b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
+			b, err := s.fetchImage(ctx, r.ImageURL)
 			if err != nil {
-				return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+				return nil, err
 			}
 			raw = b
 			q.URLs = append(q.URLs, r.ImageURL)

@@ -376,17 +376,8 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	}
 	r := w.SearchRequest
 	r.K = orDefault(w.K, DefaultK)
-	n := 0
-	for _, set := range []bool{r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0} {
-		if set {
-			n++
-		}
-	}
-	switch {
-	case n == 0:
-		return nil, errorf(CodeBadRequest, "give one of text, image, image_url or vector")
-	case n > 1:
-		return nil, errorf(CodeBadRequest, "give only one of text, image, image_url or vector")
+	if err := oneOf("text, image, image_url or vector", r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0); err != nil {
+		return nil, err
 	}
 	if r.Text != "" {
 		if strings.TrimSpace(r.Text) == "" {
@@ -399,8 +390,8 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 			return nil, errorf(CodeBadRequest, "text is not valid UTF-8")
 		}
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	if err := checkList("vector", len(r.Vector), MaxVectorDim); err != nil {
 		return nil, err
@@ -502,18 +493,7 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		}
 		return v[0], nil
 	}
-	data := r.Image
-	if r.ImageURL != "" {
-		if s.d.Fetcher == nil {
-			return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
-		}
-		b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
-		if err != nil {
-			return nil, errorf(CodeUnprocessable, "fetch image_url: %w", err)
-		}
-		data = b
-	}
-	dec, err := s.decodeImage(ctx, data)
+	dec, err := s.queryImage(ctx, r.Image, r.ImageURL)
 	if err != nil {
 		return nil, err
 	}
