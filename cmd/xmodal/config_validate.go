@@ -21,6 +21,15 @@ func configErr(key, format string, args ...any) error {
 	return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
 }
 
+// bothOrNeither refuses a pair of keys that only work together (a
+// certificate and its key, a user and its password) when one is set alone.
+func bothOrNeither(keyA, a, keyB, b string) error {
+	if (a == "") != (b == "") {
+		return configErr(keyA, "set both %s and %s, or neither", keyA, keyB)
+	}
+	return nil
+}
+
 // Validate checks values, naming the key of the first bad one.
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
@@ -169,11 +178,11 @@ func (c *Config) validateCache() error {
 	if c.Redis.DB < 0 {
 		return configErr("redis.db", "must not be negative")
 	}
-	if (c.Redis.TLSCertFile == "") != (c.Redis.TLSKeyFile == "") {
-		return configErr("redis.tls_cert_file", "set both redis.tls_cert_file and redis.tls_key_file, or neither")
+	if err := bothOrNeither("redis.tls_cert_file", c.Redis.TLSCertFile, "redis.tls_key_file", c.Redis.TLSKeyFile); err != nil {
+		return err
 	}
-	if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
-		return configErr("nats.tls_cert_file", "set both nats.tls_cert_file and nats.tls_key_file, or neither")
+	if err := bothOrNeither("nats.tls_cert_file", c.NATS.TLSCertFile, "nats.tls_key_file", c.NATS.TLSKeyFile); err != nil {
+		return err
 	}
 	if c.NATS.NkeySeedFile != "" && c.NATS.User != "" {
 		return configErr("nats.nkey_seed_file", "use either an nkey or nats.user, not both")
@@ -255,8 +264,8 @@ func (c *Config) validateMilvus() error {
 	if m.StartTimeout < m.DialTimeout {
 		return configErr("milvus.start_timeout", "%s is shorter than milvus.dial_timeout %s", m.StartTimeout, m.DialTimeout)
 	}
-	if (m.Username == "") != (m.Password == "") {
-		return configErr("milvus.username", "set both milvus.username and milvus.password, or neither")
+	if err := bothOrNeither("milvus.username", m.Username, "milvus.password", m.Password); err != nil {
+		return err
 	}
 	return nil
 }
