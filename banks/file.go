@@ -45,6 +45,14 @@ type ImportOptions struct {
 	MaxLineBytes int
 }
 
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o ImportOptions) WithDefaults() ImportOptions {
+	if o.MaxLineBytes == 0 {
+		o.MaxLineBytes = 1 << 20
+	}
+	return o
+}
+
 // ImportedSignal is one good line of an import, in canonical form.
 type ImportedSignal struct {
 	Line  int
@@ -86,9 +94,7 @@ const sniffBytes = 8 << 10
 // NewImporter prepares an import from r: it inspects the first bytes
 // (empty? binary?), settles the format and, for CSV, reads the header.
 func NewImporter(r io.Reader, opt ImportOptions) (*Importer, error) {
-	if opt.MaxLineBytes == 0 {
-		opt.MaxLineBytes = 1 << 20
-	}
+	opt = opt.WithDefaults()
 	if opt.SignalType != "" {
 		t, err := ParseSignalType(string(opt.SignalType))
 		if err != nil {

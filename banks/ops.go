@@ -193,3 +193,39 @@ func (b *OpBatcher) Flush() *Op {
 	b.cur, b.bytes = nil, 0
 	return o
 }
+
+// AddAll reads every signal of im into ops (entry makes each signal's
+// entry): send gets each op as it fills and the last one; bad gets each bad
+// line, which is skipped. It returns how many good lines it read; it stops
+// at the first error of im (other than a bad line), entry's op or send.
+func (b *OpBatcher) AddAll(im *Importer, entry func(ImportedSignal) Entry, send func(*Op) error, bad func(*LineError)) (int, error) {
+	good := 0
+	for {
+		sig, err := im.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var le *LineError
+		if errors.As(err, &le) {
+			bad(le)
+			continue
+		}
+		if err != nil {
+			return good, err
+		}
+		good++
+		op, err := b.Add(entry(sig))
+		if err != nil {
+			return good, err
+		}
+		if op != nil {
+			if err := send(op); err != nil {
+				return good, err
+			}
+		}
+	}
+	if op := b.Flush(); op != nil {
+		return good, send(op)
+	}
+	return good, nil
+}

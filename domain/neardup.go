@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // ErrInvalidQuery marks an error caused by the query itself (a distance
@@ -28,6 +29,30 @@ type NearDupQuery struct {
 	// MinQuality skips records whose PDQ quality (0..100) is lower.
 	MinQuality int
 	Filter     Filter
+}
+
+// MaxNearDupHashes bounds the hashes of one near-duplicate query.
+const MaxNearDupHashes = 64
+
+// Validate checks q as every index does before it searches: the distance
+// bound in 0..MaxPDQDistance, 1 to MaxNearDupHashes hashes of PDQBytes each,
+// K not negative. The error wraps ErrInvalidQuery.
+func (q *NearDupQuery) Validate() error {
+	if q.MaxDistance < 0 || q.MaxDistance > MaxPDQDistance {
+		return fmt.Errorf("%w: distance bound %d is outside 0..%d", ErrInvalidQuery, q.MaxDistance, MaxPDQDistance)
+	}
+	if len(q.Hashes) == 0 || len(q.Hashes) > MaxNearDupHashes {
+		return fmt.Errorf("%w: give 1 to %d PDQ hashes, got %d", ErrInvalidQuery, MaxNearDupHashes, len(q.Hashes))
+	}
+	if q.K < 0 {
+		return fmt.Errorf("%w: k must not be negative, got %d", ErrInvalidQuery, q.K)
+	}
+	for i, h := range q.Hashes {
+		if len(h) != PDQBytes {
+			return fmt.Errorf("%w: PDQ hash %d has %d bytes, want %d", ErrInvalidQuery, i, len(h), PDQBytes)
+		}
+	}
+	return nil
 }
 
 // NearDupHit is a near-duplicate match: Hit.Distance is the smallest

@@ -123,7 +123,7 @@ func ParseManifest(data []byte) (Manifest, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Manifest{}, fmt.Errorf("%s: trailing data after the JSON object", ManifestFile)
 	}
-	m.applyDefaults()
+	m = m.WithDefaults()
 	if err := m.Validate(); err != nil {
 		return Manifest{}, err
 	}
@@ -151,7 +151,8 @@ func manifestJSONError(data []byte, err error) error {
 	return err
 }
 
-func (m *Manifest) applyDefaults() {
+// WithDefaults returns m with the zero fields set to their defaults.
+func (m Manifest) WithDefaults() Manifest {
 	im, tx := &m.Image, &m.Text
 	if im.Input == "" {
 		im.Input = DefaultImageInput
@@ -186,6 +187,7 @@ func (m *Manifest) applyDefaults() {
 	if tx.Tokenizer.ContextLength == 0 {
 		tx.Tokenizer.ContextLength = DefaultContextLength
 	}
+	return m
 }
 
 // Validate checks the manifest on its own (not against the ONNX files).
@@ -282,7 +284,7 @@ func inferManifest(dir string) (Manifest, error) {
 			Text:     TextManifest{File: l[1]},
 			Inferred: true,
 		}
-		m.applyDefaults()
+		m = m.WithDefaults()
 		if err := applyPreprocessorConfig(dir, &m.Image); err != nil {
 			return Manifest{}, err
 		}

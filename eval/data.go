@@ -55,8 +55,8 @@ type TextEntry struct {
 
 // SynthCorpus generates a split of the synthetic dataset in memory.
 func SynthCorpus(ctx context.Context, cfg synth.Config) (*Corpus, error) {
-	cfg, err := cfg.Defaults()
-	if err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.N == 0 {

@@ -38,7 +38,8 @@ type Options struct {
 	Progress io.Writer
 }
 
-func (o *Options) defaults() error {
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
 	if o.Plan == "" {
 		o.Plan = "exact"
 	}
@@ -48,16 +49,21 @@ func (o *Options) defaults() error {
 	if o.MAPKs == nil {
 		o.MAPKs = []int{100}
 	}
-	for _, k := range append(slices.Clone(o.Ks), o.MAPKs...) {
-		if k <= 0 {
-			return fmt.Errorf("cut-off K must be positive, got %d", k)
-		}
-	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if o.Seed == 0 {
 		o.Seed = 1
+	}
+	return o
+}
+
+// validate checks options WithDefaults returned (the plan: CheckPlan).
+func (o Options) validate() error {
+	for _, k := range append(slices.Clone(o.Ks), o.MAPKs...) {
+		if k <= 0 {
+			return fmt.Errorf("cut-off K must be positive, got %d", k)
+		}
 	}
 	return nil
 }
@@ -134,7 +140,8 @@ type Timing struct {
 // of the embedded index's hybrid plan against its exact plan per C, with
 // the time per query of both (the exact MAP is then skipped).
 func Evaluate(ctx context.Context, q, db *EmbeddedSet, opt Options) (*Report, error) {
-	if err := opt.defaults(); err != nil {
+	opt = opt.WithDefaults()
+	if err := opt.validate(); err != nil {
 		return nil, err
 	}
 	if err := CheckPlan(opt.Plan); err != nil {

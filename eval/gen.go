@@ -105,8 +105,8 @@ var demoAuthors = []string{"lena", "marco", "aiko", "sam", "noor", "ivan"}
 // GenerateDataset writes a split to opts.Out.
 func GenerateDataset(ctx context.Context, opts GenOptions) (GenMeta, error) {
 	start := time.Now()
-	cfg, err := opts.Config.Defaults()
-	if err != nil {
+	cfg := opts.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return GenMeta{}, err
 	}
 	if opts.Posts {
@@ -124,6 +124,7 @@ func GenerateDataset(ctx context.Context, opts GenOptions) (GenMeta, error) {
 		if opts.Context < 2 {
 			return GenMeta{}, fmt.Errorf("context length %d: want at least 2", opts.Context)
 		}
+		var err error
 		if tok, err = tokenizer.New(); err != nil {
 			return GenMeta{}, err
 		}

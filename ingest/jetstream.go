@@ -25,7 +25,8 @@ type JetStreamConfig struct {
 	MaxPending int           // max unacked messages, default 4096
 }
 
-func (c *JetStreamConfig) defaults() {
+// WithDefaults returns c with the zero fields set to their defaults.
+func (c JetStreamConfig) WithDefaults() JetStreamConfig {
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
@@ -45,6 +46,7 @@ func (c *JetStreamConfig) defaults() {
 	if c.MaxPending == 0 {
 		c.MaxPending = 4096
 	}
+	return c
 }
 
 // JetStream is the embedded-mode source: a durable pull consumer over the ingest
@@ -57,7 +59,7 @@ type JetStream struct {
 
 // EnsureStreams creates or updates the ingest and dead-letter streams.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg JetStreamConfig) error {
-	cfg.defaults()
+	cfg = cfg.WithDefaults()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: cfg.Stream, Subjects: []string{cfg.Subject}, Storage: jetstream.FileStorage,
 		MaxAge: cfg.MaxAge, Description: "xmodal ingest: one post JSON per message, key in the Xmodal-Key header",
@@ -76,7 +78,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg JetStreamCon
 // NewJetStream connects the source to the ingest stream, creating the streams and
 // the durable consumer when missing.
 func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
-	cfg.defaults()
+	cfg = cfg.WithDefaults()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err

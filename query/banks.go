@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -62,10 +61,8 @@ type EventsResponse struct {
 
 func (s *Service) banksEvents(ctx context.Context, data []byte) (any, error) {
 	var r EventsRequest
-	if len(bytes.TrimSpace(data)) > 0 {
-		if err := decodeStrict(data, &r); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &r); err != nil {
+		return nil, err
 	}
 	if r.Bank != "" {
 		if err := banks.ValidateName(r.Bank); err != nil {
@@ -319,6 +316,32 @@ func checkActor(a string) error {
 	return nil
 }
 
+// decodeChange decodes the body of an admin.banks change into v and checks
+// its actor (a field of v).
+func decodeChange(data []byte, v any, actor *string) error {
+	if err := decodeStrict(data, v); err != nil {
+		return err
+	}
+	return checkActor(*actor)
+}
+
+// decodeOptional decodes a body that may be empty (then v is left as it is).
+func decodeOptional(data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	return decodeStrict(data, v)
+}
+
+// banksSeq is the banks' stream sequence this process holds (0 when the
+// banks do not say).
+func (s *Service) banksSeq() uint64 {
+	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
+		return sq.Seq()
+	}
+	return 0
+}
+
 func actorOr(a string) string {
 	if a == "" {
 		return "anonymous"
@@ -333,10 +356,7 @@ func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*Bank
 	if err != nil {
 		return nil, bankErr(err)
 	}
-	seq := uint64(0)
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		seq = sq.Seq()
-	}
+	seq := s.banksSeq()
 	args := append([]any{"op", string(op.Kind), "bank", op.Bank, "actor", op.Actor, "added", res.Added, "replaced", res.Replaced,
 		"removed", res.Removed, "updated", res.Updated, "banks_seq", seq}, detail...)
 	s.d.Logger.Info("audit: bank change", args...)
@@ -345,10 +365,7 @@ func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*Bank
 
 func (s *Service) bankCreate(ctx context.Context, data []byte) (any, error) {
 	var r BankRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	b := banks.Bank{Name: r.Name, Description: r.Description, Labels: r.Labels, Enabled: r.Enabled == nil || *r.Enabled,
@@ -374,10 +391,7 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	var r BankRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := s.syncBanks(ctx); err != nil {
@@ -414,10 +428,7 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 	var r BankNameRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := banks.ValidateName(r.Name); err != nil {
@@ -431,10 +442,7 @@ func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	var r BankAddRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if len(r.Entries) == 0 && len(r.Image) == 0 {
@@ -443,8 +451,8 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	if len(r.Entries) > MaxBankEntriesPerAdd {
 		return nil, errorf(CodeTooLarge, "%d entries in one request (at most %d; xmodal bank import sends larger lists in parts)", len(r.Entries), MaxBankEntriesPerAdd)
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	actor := actorOr(r.Actor)
@@ -574,11 +582,8 @@ func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
 }
 
 func (s *Service) banksSweeps(_ context.Context, data []byte) (any, error) {
-	if len(bytes.TrimSpace(data)) > 0 {
-		var empty struct{}
-		if err := decodeStrict(data, &empty); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &struct{}{}); err != nil {
+		return nil, err
 	}
 	res := &SweepsResponse{Sweeps: []banks.SweepStatus{}}
 	if s.d.Sweeper != nil {
@@ -629,10 +634,7 @@ func (s *Service) embedConcepts(ctx context.Context, entries []banks.Entry) erro
 
 func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 	var r BankRemoveRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if len(r.IDs) == 0 {
@@ -653,10 +655,7 @@ func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	var r BankImportRequest
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := checkActor(r.Actor); err != nil {
+	if err := decodeChange(data, &r, &r.Actor); err != nil {
 		return nil, err
 	}
 	if err := banks.ValidateName(r.Bank); err != nil {
@@ -678,9 +677,6 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	bt := banks.OpBatcher{Bank: r.Bank, Actor: actor, At: now}
 	var swept []banks.Entry
 	send := func(op *banks.Op) error {
-		if op == nil {
-			return nil
-		}
 		ch, err := s.change(ctx, *op, "import_lines", len(op.Entries))
 		if err != nil {
 			return err
@@ -695,33 +691,15 @@ func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 		res.Seq = ch.Seq
 		return nil
 	}
-	for {
-		sig, err := im.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	entry := func(sig banks.ImportedSignal) banks.Entry { return sig.Entry(now, actor, r.Source) }
+	res.Lines, err = bt.AddAll(im, entry, send, func(le *banks.LineError) {
+		res.Bad++
+		if len(res.Errors) < MaxImportErrors {
+			res.Errors = append(res.Errors, BadLine{Line: le.Line, Reason: le.Err.Error()})
 		}
-		var le *banks.LineError
-		if errors.As(err, &le) {
-			res.Bad++
-			if len(res.Errors) < MaxImportErrors {
-				res.Errors = append(res.Errors, BadLine{Line: le.Line, Reason: le.Err.Error()})
-			}
-			continue
-		}
-		if err != nil {
-			return nil, bankErr(err)
-		}
-		res.Lines++
-		op, err := bt.Add(sig.Entry(now, actor, r.Source))
-		if err != nil {
-			return nil, bankErr(err)
-		}
-		if err := send(op); err != nil {
-			return nil, err
-		}
-	}
-	if err := send(bt.Flush()); err != nil {
-		return nil, err
+	})
+	if err != nil {
+		return nil, bankErr(err)
 	}
 	res.Sweep = s.startSweep(r.Bank, swept)
 	return res, nil
@@ -749,6 +727,17 @@ func pageLimit(n int) (int, error) {
 	return n, nil
 }
 
+// parsePage reads the cursor and limit of a page request.
+func parsePage(cursor string, limit int) (from, n int, err error) {
+	if from, err = parseCursor(cursor); err != nil {
+		return 0, 0, err
+	}
+	if n, err = pageLimit(limit); err != nil {
+		return 0, 0, err
+	}
+	return from, n, nil
+}
+
 func nextCursor(n int) string {
 	if n == 0 {
 		return ""
@@ -768,11 +757,7 @@ func (s *Service) bankExport(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, errorf(CodeBadRequest, "%v", err)
 	}
-	from, err := parseCursor(r.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := pageLimit(r.Limit)
+	from, limit, err := parsePage(r.Cursor, r.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -805,20 +790,13 @@ func (s *Service) bankExport(ctx context.Context, data []byte) (any, error) {
 }
 
 func (s *Service) banksList(ctx context.Context, data []byte) (any, error) {
-	if len(bytes.TrimSpace(data)) > 0 {
-		var empty struct{}
-		if err := decodeStrict(data, &empty); err != nil {
-			return nil, err
-		}
+	if err := decodeOptional(data, &struct{}{}); err != nil {
+		return nil, err
 	}
 	if err := s.syncBanks(ctx); err != nil {
 		return nil, err
 	}
-	res := &BanksListResponse{Banks: s.d.Banks.State().Banks()}
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		res.Seq = sq.Seq()
-	}
-	return res, nil
+	return &BanksListResponse{Banks: s.d.Banks.State().Banks(), Seq: s.banksSeq()}, nil
 }
 
 func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
@@ -829,11 +807,7 @@ func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
 	if err := banks.ValidateName(r.Name); err != nil {
 		return nil, bankErr(err)
 	}
-	from, err := parseCursor(r.Cursor)
-	if err != nil {
-		return nil, err
-	}
-	limit, err := pageLimit(r.Limit)
+	from, limit, err := parsePage(r.Cursor, r.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -872,16 +846,14 @@ func ParseMatch(data []byte) (*MatchRequest, error) {
 	if len(r.Image) == 0 && r.ImageURL == "" && r.PDQ == "" && r.MD5 == "" && strings.TrimSpace(r.Text) == "" && len(r.URLs) == 0 {
 		return nil, errorf(CodeBadRequest, "%v: give an image, image_url, pdq, md5, text or urls", banks.ErrNoSignal)
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	if r.PDQ != "" && (len(r.Image) > 0 || r.ImageURL != "") {
 		return nil, errorf(CodeBadRequest, "give an image or its pdq, not both")
 	}
-	if r.PDQ != "" {
-		if _, err := pdq.ParseHex(r.PDQ); err != nil {
-			return nil, errorf(CodeBadRequest, "%v", err)
-		}
+	if err := checkPDQHex(r.PDQ); err != nil {
+		return nil, err
 	}
 	if len(r.Text) > MaxQueryText {
 		return nil, errorf(CodeTooLarge, "text is %d bytes, over %d", len(r.Text), MaxQueryText)
@@ -1018,12 +990,9 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	if len(r.Image) > 0 || r.ImageURL != "" {
 		raw := r.Image
 		if r.ImageURL != "" {
-			if s.d.Fetcher == nil {
-				return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
-			}
-			b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
+			b, err := s.fetchImage(ctx, r.ImageURL)
 			if err != nil {
-				return nil, errorf(CodeUnprocessable, "fetch image_url: %v", err)
+				return nil, err
 			}
 			raw = b
 			q.URLs = append(q.URLs, r.ImageURL)
@@ -1076,10 +1045,7 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, bankErr(err)
 	}
-	res.Matches = mergeMatches(ms, content)
-	if sq, ok := s.d.Banks.(interface{ Seq() uint64 }); ok {
-		res.Seq = sq.Seq()
-	}
+	res.Matches, res.Seq = mergeMatches(ms, content), s.banksSeq()
 	res.TookMS = tookMS(start)
 	return res, nil
 }

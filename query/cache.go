@@ -91,24 +91,31 @@ var ErrCacheDown = errors.New("cache: redis is down (skipped for a moment)")
 // credentials (NOAUTH, WRONGPASS): a configuration error, not an outage.
 var ErrCacheAuth = errors.New("cache: redis refused the credentials")
 
+// WithDefaults returns o with the zero (or negative) fields set to their
+// defaults.
+func (o RedisOptions) WithDefaults() RedisOptions {
+	if o.Prefix == "" {
+		o.Prefix = "xmodal:"
+	}
+	if o.TTL <= 0 {
+		o.TTL = 60 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 50 * time.Millisecond
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
+	}
+	return o
+}
+
 // NewRedisCache connects lazily (go-redis dials on first use) and checks the
 // TLS files now.
 func NewRedisCache(opt RedisOptions) (*RedisCache, error) {
 	if opt.Addr == "" {
 		return nil, errors.New("cache: redis address is empty")
 	}
-	if opt.Prefix == "" {
-		opt.Prefix = "xmodal:"
-	}
-	if opt.TTL <= 0 {
-		opt.TTL = 60 * time.Second
-	}
-	if opt.Timeout <= 0 {
-		opt.Timeout = 50 * time.Millisecond
-	}
-	if opt.RetryAfter <= 0 {
-		opt.RetryAfter = time.Second
-	}
+	opt = opt.WithDefaults()
 	ro := &redis.Options{Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB,
 		DialTimeout: 4 * opt.Timeout, ReadTimeout: opt.Timeout, WriteTimeout: opt.Timeout,
 		MaxRetries: -1, PoolSize: 64, DisableIdentity: true}

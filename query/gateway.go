@@ -52,9 +52,7 @@ func NewGateway(s *Service, opt GatewayOptions) *Gateway {
 		opt.Logger = s.d.Logger
 	}
 	if opt.BodyTimeout <= 0 {
-		var c HTTPConfig
-		c.Defaults()
-		opt.BodyTimeout = c.BodyTimeout
+		opt.BodyTimeout = HTTPConfig{}.WithDefaults().BodyTimeout
 	}
 	g := &Gateway{s: s, opt: opt, mux: http.NewServeMux()}
 	g.mux.HandleFunc("/v1/", g.api)

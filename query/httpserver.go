@@ -31,8 +31,8 @@ type HTTPConfig struct {
 	MaxHeaderBytes int
 }
 
-// Defaults fills the zero values.
-func (c *HTTPConfig) Defaults() {
+// WithDefaults returns c with the zero fields set to their defaults.
+func (c HTTPConfig) WithDefaults() HTTPConfig {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -46,6 +46,7 @@ func (c *HTTPConfig) Defaults() {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = 64 << 10
 	}
+	return c
 }
 
 // Validate reports a configuration the server cannot run with.
@@ -64,7 +65,7 @@ func (c *HTTPConfig) Validate() error {
 // backstop for handlers that do not set their own body deadline (the
 // gateway does, per request, from the end of the headers).
 func NewHTTPServer(h http.Handler, c HTTPConfig) (*http.Server, error) {
-	c.Defaults()
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
 // Caps on the lists of a request. Every list a request carries has one
@@ -69,6 +70,43 @@ func validateFilter(f *domain.Filter) error {
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		return errorf(CodeBadRequest, "filter: since must be before until")
+	}
+	return nil
+}
+
+// oneOf requires exactly one of the inputs named in names to be set.
+func oneOf(names string, set ...bool) error {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return errorf(CodeBadRequest, "give one of %s", names)
+	case n > 1:
+		return errorf(CodeBadRequest, "give only one of %s", names)
+	}
+	return nil
+}
+
+// checkImageSize refuses an inline image over MaxImageBytes (413).
+func checkImageSize(b []byte) error {
+	if len(b) > MaxImageBytes {
+		return errorf(CodeTooLarge, "image is %d bytes, over %d", len(b), MaxImageBytes)
+	}
+	return nil
+}
+
+// checkPDQHex checks a PDQ hash given as hex ("" is none). The message,
+// "pdq: malformed hash ...", names the field by the package's prefix.
+func checkPDQHex(h string) error {
+	if h == "" {
+		return nil
+	}
+	if _, err := pdq.ParseHex(h); err != nil {
+		return errorf(CodeBadRequest, "%w", err)
 	}
 	return nil
 }

@@ -91,26 +91,14 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	}
 	r := w.NearDupRequest
 	r.K = orDefault(w.K, DefaultNearDupK)
-	n := 0
-	for _, set := range []bool{len(r.Image) > 0, r.ImageURL != "", r.PDQ != ""} {
-		if set {
-			n++
-		}
+	if err := oneOf("image, image_url or pdq", len(r.Image) > 0, r.ImageURL != "", r.PDQ != ""); err != nil {
+		return nil, err
 	}
-	switch {
-	case n == 0:
-		return nil, errorf(CodeBadRequest, "give one of image, image_url or pdq")
-	case n > 1:
-		return nil, errorf(CodeBadRequest, "give only one of image, image_url or pdq")
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
-	}
-	if r.PDQ != "" {
-		if _, err := pdq.ParseHex(r.PDQ); err != nil {
-			// "pdq: malformed hash ...": the package's prefix names the field too.
-			return nil, errorf(CodeBadRequest, "%w", err)
-		}
+	if err := checkPDQHex(r.PDQ); err != nil {
+		return nil, err
 	}
 	if r.MaxDistance == nil {
 		d := DefaultNearDupDistance
@@ -238,16 +226,26 @@ func imageQueryHashes(img image.Image) (hashes [][]byte, rects []queryRect, hex 
 // result.
 func (s *Service) queryImage(ctx context.Context, data []byte, url string) (DecodedImage, error) {
 	if url != "" {
-		if s.d.Fetcher == nil {
-			return DecodedImage{}, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
-		}
-		b, err := s.d.Fetcher.Fetch(ctx, url)
+		b, err := s.fetchImage(ctx, url)
 		if err != nil {
-			return DecodedImage{}, errorf(CodeUnprocessable, "fetch image_url: %w", err)
+			return DecodedImage{}, err
 		}
 		data = b
 	}
 	return s.decodeImage(ctx, data)
+}
+
+// fetchImage fetches a query's image_url behind the SSRF guard (400 when
+// this server fetches none, 422 when the fetch fails).
+func (s *Service) fetchImage(ctx context.Context, url string) ([]byte, error) {
+	if s.d.Fetcher == nil {
+		return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
+	}
+	b, err := s.d.Fetcher.Fetch(ctx, url)
+	if err != nil {
+		return nil, errorf(CodeUnprocessable, "fetch image_url: %w", err)
+	}
+	return b, nil
 }
 
 // decodeImage decodes a query image under ctx; an *Error from the decoder

@@ -127,17 +127,24 @@ type Service struct {
 	closing  bool
 }
 
+// WithDefaults returns c with the zero (or negative) fields set to their
+// defaults.
+func (c Config) WithDefaults() Config {
+	if c.Name == "" {
+		c.Name = "xmodal"
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	return c
+}
+
 // New checks the dependencies; Start registers the endpoints.
 func New(cfg Config, d Deps) (*Service, error) {
-	if cfg.Name == "" {
-		cfg.Name = "xmodal"
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 16
-	}
+	cfg = cfg.WithDefaults()
 	if d.Index == nil || d.Encoder == nil || d.Decode == nil || d.Deny == nil {
 		return nil, errors.New("query: index, encoder, decoder and deny-list are required")
 	}
@@ -369,17 +376,8 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 	}
 	r := w.SearchRequest
 	r.K = orDefault(w.K, DefaultK)
-	n := 0
-	for _, set := range []bool{r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0} {
-		if set {
-			n++
-		}
-	}
-	switch {
-	case n == 0:
-		return nil, errorf(CodeBadRequest, "give one of text, image, image_url or vector")
-	case n > 1:
-		return nil, errorf(CodeBadRequest, "give only one of text, image, image_url or vector")
+	if err := oneOf("text, image, image_url or vector", r.Text != "", len(r.Image) > 0, r.ImageURL != "", len(r.Vector) > 0); err != nil {
+		return nil, err
 	}
 	if r.Text != "" {
 		if strings.TrimSpace(r.Text) == "" {
@@ -392,8 +390,8 @@ func ParseSearch(data []byte) (*SearchRequest, error) {
 			return nil, errorf(CodeBadRequest, "text is not valid UTF-8")
 		}
 	}
-	if len(r.Image) > MaxImageBytes {
-		return nil, errorf(CodeTooLarge, "image is %d bytes, over %d", len(r.Image), MaxImageBytes)
+	if err := checkImageSize(r.Image); err != nil {
+		return nil, err
 	}
 	if err := checkList("vector", len(r.Vector), MaxVectorDim); err != nil {
 		return nil, err
@@ -495,18 +493,7 @@ func (s *Service) queryVector(ctx context.Context, r *SearchRequest) ([]float32,
 		}
 		return v[0], nil
 	}
-	data := r.Image
-	if r.ImageURL != "" {
-		if s.d.Fetcher == nil {
-			return nil, errorf(CodeBadRequest, "image_url queries are not enabled on this server")
-		}
-		b, err := s.d.Fetcher.Fetch(ctx, r.ImageURL)
-		if err != nil {
-			return nil, errorf(CodeUnprocessable, "fetch image_url: %w", err)
-		}
-		data = b
-	}
-	dec, err := s.decodeImage(ctx, data)
+	dec, err := s.queryImage(ctx, r.Image, r.ImageURL)
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,9 @@ type Config struct {
 	KeepAlive time.Duration
 }
 
-func (c *Config) defaults() {
+// WithDefaults returns c with the zero (or negative) fields set to their
+// defaults.
+func (c Config) WithDefaults() Config {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 32
 	}
@@ -129,6 +131,7 @@ func (c *Config) defaults() {
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 10 * time.Second
 	}
+	return c
 }
 
 // PixelEmbedder is an Embedder whose image preprocessing can run apart from
@@ -222,7 +225,7 @@ type Deps struct {
 
 // New builds a pipeline.
 func New(cfg Config, d Deps) (*Pipeline, error) {
-	cfg.defaults()
+	cfg = cfg.WithDefaults()
 	if d.Source == nil || d.DeadLetter == nil || d.Sink == nil || d.Deny == nil || d.Embedder == nil || d.Decode == nil {
 		return nil, errors.New("workers: source, dead letter, sink, deny-list, embedder and decoder are required")
 	}

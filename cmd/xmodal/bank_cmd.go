@@ -61,6 +61,15 @@ func bankActor(cmd *cobra.Command, flag string) string {
 	return "cli"
 }
 
+// bankDo connects, sends one request with the commands' timeout and closes
+// the connection.
+func bankDo(cmd *cobra.Command, endpoint string, req, out any) error {
+	_, err := callOnce(cmd, bankCallTimeout, func(ctx context.Context, cl *client.Client) (struct{}, error) {
+		return struct{}{}, cl.Call(ctx, endpoint, req, out)
+	})
+	return err
+}
+
 // bankCall sends one request with the commands' timeout.
 func bankCall(cmd *cobra.Command, cl *client.Client, endpoint string, req, out any) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), bankCallTimeout)
@@ -129,11 +138,6 @@ func bankCreateCmd(actor *string) *cobra.Command {
   xmodal bank create csam-hashes --label csam --action block --pdq-threshold 16`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			enabled := !f.disabled
 			pdq := f.pdq
 			et, err := f.embeddingThresholds()
@@ -143,7 +147,7 @@ func bankCreateCmd(actor *string) *cobra.Command {
 			req := query.BankRequest{Name: args[0], Description: f.description, Labels: f.labels, Enabled: &enabled,
 				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq, Embedding: et}, StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
 			var res query.BankChangeResponse
-			if err := bankCall(cmd, cl, "admin.banks.create", req, &res); err != nil {
+			if err := bankDo(cmd, "admin.banks.create", req, &res); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created bank %s (enabled %v, pdq threshold %d)\n", args[0], enabled, pdq)
@@ -193,12 +197,7 @@ func bankUpdateCmd(actor *string) *cobra.Command {
 			if len(fields) == 2 {
 				return errors.New("nothing to change: give --enable, --disable, --label, --action, --pdq-threshold, --description or --store-media")
 			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if err := bankCall(cmd, cl, "admin.banks.update", fields, nil); err != nil {
+			if err := bankDo(cmd, "admin.banks.update", fields, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "updated bank %s\n", args[0])
@@ -215,12 +214,7 @@ func bankDeleteCmd(actor *string) *cobra.Command {
 		Short: "Delete a bank and all its entries (xmodal.v1.admin.banks.delete)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if err := bankCall(cmd, cl, "admin.banks.delete", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, nil); err != nil {
+			if err := bankDo(cmd, "admin.banks.delete", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted bank %s\n", args[0])
@@ -391,17 +385,12 @@ func bankRmCmd(actor *string) *cobra.Command {
 			if disable && enable {
 				return errors.New("--enable and --disable contradict each other")
 			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			req := query.BankRemoveRequest{Bank: args[0], IDs: args[1:], Actor: bankActor(cmd, *actor)}
 			if disable || enable {
 				req.Disabled = &disable
 			}
 			var res query.BankChangeResponse
-			if err := bankCall(cmd, cl, "admin.banks.remove", req, &res); err != nil {
+			if err := bankDo(cmd, "admin.banks.remove", req, &res); err != nil {
 				return err
 			}
 			verb, n := "removed", res.Result.Removed
@@ -535,9 +524,6 @@ func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *co
 		fmt.Fprintf(errw, "%s%d lines imported, %d bad, %.0f lines/s%s", pct, lines, bad, rate, end)
 	}
 	send := func(op *banks.Op) error {
-		if op == nil {
-			return nil
-		}
 		var res query.BankChangeResponse
 		if err := bankCall(cmd, cl, "admin.banks.add", query.BankAddRequest{Bank: bank, Entries: op.Entries, Source: source, Actor: actor}, &res); err != nil {
 			return fmt.Errorf("after %d lines: %w", lines, err)
@@ -546,34 +532,18 @@ func runImport(cmd *cobra.Command, cl *client.Client, im *banks.Importer, cr *co
 		replaced += res.Result.Replaced
 		return nil
 	}
-	for {
-		sig, err := im.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var le *banks.LineError
-		if errors.As(err, &le) {
-			bad++
-			if !quiet && tty {
-				fmt.Fprint(errw, "\r\033[K") // clear the progress line
-			}
-			fmt.Fprintf(errw, "line %d: %v\n", le.Line, le.Err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
+	entry := func(sig banks.ImportedSignal) banks.Entry {
 		lines++
-		op, err := bt.Add(banks.Entry{Type: sig.Type, Value: sig.Value, Tags: sig.Tags, Note: sig.Note})
-		if err != nil {
-			return err
-		}
-		if err := send(op); err != nil {
-			return err
-		}
 		progress(false)
+		return banks.Entry{Type: sig.Type, Value: sig.Value, Tags: sig.Tags, Note: sig.Note}
 	}
-	if err := send(bt.Flush()); err != nil {
+	if _, err := bt.AddAll(im, entry, send, func(le *banks.LineError) {
+		bad++
+		if !quiet && tty {
+			fmt.Fprint(errw, "\r\033[K") // clear the progress line
+		}
+		fmt.Fprintf(errw, "line %d: %v\n", le.Line, le.Err)
+	}); err != nil {
 		return err
 	}
 	progress(true)
@@ -666,13 +636,8 @@ func bankMatchCmd() *cobra.Command {
 				}
 				req.Image = b
 			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			var res query.MatchResponse
-			if err := bankCall(cmd, cl, "match", req, &res); err != nil {
+			if err := bankDo(cmd, "match", req, &res); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -821,13 +786,8 @@ func bankSweepCmd(actor *string) *cobra.Command {
 		Short: "Sweep the posts already indexed for every PDQ entry of a bank (xmodal.v1.admin.banks.sweep); adds start one by themselves",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			var st banks.SweepStatus
-			if err := bankCall(cmd, cl, "admin.banks.sweep", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, &st); err != nil {
+			if err := bankDo(cmd, "admin.banks.sweep", query.BankNameRequest{Name: args[0], Actor: bankActor(cmd, *actor)}, &st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "sweep %d of bank %s: %d entries, %s ('xmodal bank sweep-status' shows its progress)\n", st.ID, st.Bank, st.Entries, st.State)
@@ -842,13 +802,8 @@ func bankSweepStatusCmd() *cobra.Command {
 		Short: "Show the retro sweeps of the serving process that answers (xmodal.v1.banks.sweeps)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			var res query.SweepsResponse
-			if err := bankCall(cmd, cl, "banks.sweeps", struct{}{}, &res); err != nil {
+			if err := bankDo(cmd, "banks.sweeps", struct{}{}, &res); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path"
 	"reflect"
@@ -18,9 +17,12 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/ingest"
 	kafkasrc "github.com/xmodal/xmodal/ingest/kafka"
 	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/workers"
 )
 
 // Config is the whole configuration of the binary. Each leaf has a key (the YAML
@@ -137,36 +139,40 @@ func (c *Config) clone() *Config {
 	return &cp
 }
 
-// DefaultConfig returns the embedded defaults.
+// DefaultConfig returns the embedded defaults: the packages' own
+// (their WithDefaults) where a key configures a package.
 func DefaultConfig() *Config {
 	c := &Config{DataDir: "xmodal-data"}
 	c.ORT.Provider = "cpu"
 	c.NATS.Listen = "127.0.0.1:4333"
-	c.Ingest.BatchSize = 32
-	c.Ingest.FetchWait = 100 * time.Millisecond
-	c.Ingest.EncodeBatch = 32
-	c.Ingest.EncodeWait = 5 * time.Millisecond
-	c.Ingest.Encoders = 1
-	c.Ingest.MaxInFlight = 128
-	c.Ingest.MediaConcurrency = 8
+	w := workers.Config{}.WithDefaults()
+	c.Ingest.BatchSize = w.BatchSize
+	c.Ingest.FetchWait = w.FetchWait
+	c.Ingest.EncodeBatch = w.EncodeBatch
+	c.Ingest.EncodeWait = w.EncodeWait
+	c.Ingest.Encoders = w.Encoders
+	c.Ingest.MaxInFlight = w.MaxInFlight
+	c.Ingest.MediaConcurrency = w.MediaConcurrency
 	c.ORT.Sessions = 1
-	c.Ingest.MaxAttempts = 5
-	c.Ingest.AckWait = 30 * time.Second
+	c.Ingest.MaxAttempts = w.MaxAttempts
+	c.Ingest.AckWait = ingest.JetStreamConfig{}.WithDefaults().AckWait
 	c.Image.DecodeMode = "fast"
 	c.Image.DecodeMemoryMB = 1024
 	c.Image.PDQMinSide = imageprep.DefaultHashSide
 	c.Kafka.Topic = "posts"
 	c.Kafka.Group = "xmodal-indexer"
-	c.Kafka.SessionTimeout = 10 * time.Second
-	c.Kafka.CommitInterval = time.Second
-	c.Query.Timeout = 5 * time.Second
-	c.HTTP.HeaderTimeout = 5 * time.Second
-	c.HTTP.BodyTimeout = 10 * time.Second
-	c.Query.Concurrency = 16
+	k := kafkasrc.Config{}.WithDefaults()
+	c.Kafka.SessionTimeout = k.SessionTimeout
+	c.Kafka.CommitInterval = k.CommitInterval
+	q, h := query.Config{}.WithDefaults(), query.HTTPConfig{}.WithDefaults()
+	c.Query.Timeout = q.Timeout
+	c.HTTP.HeaderTimeout = h.ReadHeaderTimeout
+	c.HTTP.BodyTimeout = h.BodyTimeout
+	c.Query.Concurrency = q.Concurrency
 	c.Query.Cache = true
-	c.Query.CacheTTL = time.Minute
+	c.Query.CacheTTL = query.RedisOptions{}.WithDefaults().TTL
 	c.Query.CacheSize = 10000
-	c.Redis.Timeout = 50 * time.Millisecond
+	c.Redis.Timeout = query.RedisOptions{}.WithDefaults().Timeout
 	c.HTTP.Listen = "127.0.0.1:9464"
 	c.Log.Level = "info"
 	c.Log.Format = "text"
@@ -178,138 +184,6 @@ func DefaultConfig() *Config {
 	defaultMilvus(&c.Milvus)
 	c.ShutdownGrace = 20 * time.Second
 	return c
-}
-
-// Validate checks values, naming the key of the first bad one.
-func (c *Config) Validate() error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
-	}
-	if c.DataDir == "" {
-		return bad("data_dir", "must not be empty")
-	}
-	if !slices.Contains([]string{"cpu", "cuda", "tensorrt"}, c.ORT.Provider) {
-		return bad("ort.provider", "%q is not cpu, cuda or tensorrt", c.ORT.Provider)
-	}
-	if c.ORT.IntraOpThreads < 0 || c.ORT.InterOpThreads < 0 {
-		return bad("ort.intra_op_threads", "thread counts must not be negative")
-	}
-	if c.ORT.Sessions < 1 || c.ORT.Sessions > 64 {
-		return bad("ort.sessions", "%d is not in 1..64", c.ORT.Sessions)
-	}
-	if p, err := c.inboxPrefix(); err != nil {
-		return err
-	} else if p != "" && (strings.ContainsAny(p, "*> \t\r\n") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
-		return bad("nats.inbox_prefix", "%q is not a subject without wildcards", p)
-	}
-	if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
-		return bad("nats.listen", "%v", err)
-	}
-	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 4096 {
-		return bad("ingest.batch_size", "%d is not in 1..4096", c.Ingest.BatchSize)
-	}
-	if c.Ingest.FetchWait <= 0 {
-		return bad("ingest.fetch_wait", "must be positive")
-	}
-	if c.Ingest.EncodeBatch < 1 || c.Ingest.EncodeBatch > 1024 {
-		return bad("ingest.encode_batch", "%d is not in 1..1024", c.Ingest.EncodeBatch)
-	}
-	if c.Ingest.EncodeWait <= 0 || c.Ingest.EncodeWait > 10*time.Second {
-		return bad("ingest.encode_wait", "%v is not in (0, 10s]", c.Ingest.EncodeWait)
-	}
-	if c.Ingest.Encoders < 1 || c.Ingest.Encoders > 64 {
-		return bad("ingest.encoders", "%d is not in 1..64", c.Ingest.Encoders)
-	}
-	if c.Ingest.Writers < 0 || c.Ingest.Writers > 64 {
-		return bad("ingest.writers", "%d is not in 0..64", c.Ingest.Writers)
-	}
-	if c.Ingest.MaxInFlight < c.Ingest.BatchSize || c.Ingest.MaxInFlight > 1<<20 {
-		return bad("ingest.max_inflight", "%d is not in ingest.batch_size (%d)..1048576", c.Ingest.MaxInFlight, c.Ingest.BatchSize)
-	}
-	if c.Ingest.MediaConcurrency < 1 || c.Ingest.MediaConcurrency > 1024 {
-		return bad("ingest.media_concurrency", "%d is not in 1..1024", c.Ingest.MediaConcurrency)
-	}
-	if c.Ingest.AckWait < time.Second {
-		return bad("ingest.ack_wait", "must be at least 1s")
-	}
-	if c.Ingest.MaxAttempts < 1 {
-		return bad("ingest.max_attempts", "must be at least 1")
-	}
-	for _, a := range c.Ingest.AllowPrivate {
-		if _, _, err := net.ParseCIDR(a); err != nil && strings.ContainsAny(a, "/") {
-			return bad("ingest.allow_private", "%q is not a CIDR: %v", a, err)
-		}
-	}
-	if _, err := imageprep.ParseMode(c.Image.DecodeMode); err != nil {
-		return bad("image.decode_mode", "%q is not fast or exact", c.Image.DecodeMode)
-	}
-	if c.Image.PDQMinSide < 0 || c.Image.PDQMinSide > 100_000 {
-		return bad("image.pdq_min_side", "%d is not in 0..100000", c.Image.PDQMinSide)
-	}
-	if c.Image.DecodeMemoryMB < 64 || c.Image.DecodeMemoryMB > 1<<20 {
-		return bad("image.decode_memory_mb", "%d is not in 64..1048576", c.Image.DecodeMemoryMB)
-	}
-	if len(c.Kafka.Brokers) > 0 {
-		for _, b := range c.Kafka.Brokers {
-			if _, _, err := net.SplitHostPort(b); err != nil {
-				return bad("kafka.brokers", "%q: %v", b, err)
-			}
-		}
-		if c.Kafka.Topic == "" {
-			return bad("kafka.topic", "must not be empty")
-		}
-		if c.Kafka.Group == "" {
-			return bad("kafka.group", "must not be empty")
-		}
-		if !slices.Contains([]string{"", "plain", "scram-sha-256", "scram-sha-512"}, c.Kafka.SASLMechanism) {
-			return bad("kafka.sasl_mechanism", "%q is not plain, scram-sha-256 or scram-sha-512", c.Kafka.SASLMechanism)
-		}
-		if c.Kafka.SessionTimeout < 6*time.Second {
-			return bad("kafka.session_timeout", "%s is under the brokers' 6s minimum", c.Kafka.SessionTimeout)
-		}
-		if c.Kafka.CommitInterval <= 0 {
-			return bad("kafka.commit_interval", "must be positive")
-		}
-	}
-	if c.Clusters.Threshold < 1 || c.Clusters.Threshold > 256 {
-		return bad("clusters.threshold", "%d is outside 1..256", c.Clusters.Threshold)
-	}
-	if c.Clusters.Bucket <= 0 || c.Clusters.Retention < c.Clusters.Bucket {
-		return bad("clusters.bucket", "must be positive and at most clusters.retention (%v, %v)", c.Clusters.Bucket, c.Clusters.Retention)
-	}
-	if c.Clusters.SplitLimit < 1 {
-		return bad("clusters.split_limit", "must be positive, got %d", c.Clusters.SplitLimit)
-	}
-	if c.Query.Timeout <= 0 {
-		return bad("query.timeout", "must be positive")
-	}
-	if c.Query.Concurrency < 1 {
-		return bad("query.concurrency", "must be at least 1")
-	}
-	if err := c.validateCache(); err != nil {
-		return err
-	}
-	if err := c.validateMilvus(); err != nil {
-		return err
-	}
-	if c.HTTP.HeaderTimeout <= 0 {
-		return bad("http.header_timeout", "must be positive")
-	}
-	if c.HTTP.BodyTimeout <= 0 {
-		return bad("http.body_timeout", "must be positive")
-	}
-	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			return bad("http.listen", "%v", err)
-		}
-	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		return bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
-	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		return bad("log.format", "%q is not text or json", c.Log.Format)
-	}
-	return nil
 }
 
 // leaf is one configurable value.

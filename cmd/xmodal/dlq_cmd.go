@@ -105,6 +105,19 @@ func openDeadLetters(cmd *cobra.Command) (deadLetters, error) {
 	return &jsDLQ{nc: nc, js: js, st: st}, nil
 }
 
+// dlqRun is a command's RunE that opens the dead letters for run and closes
+// them after it.
+func dlqRun(run func(cmd *cobra.Command, dl deadLetters, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		dl, err := openDeadLetters(cmd)
+		if err != nil {
+			return err
+		}
+		defer dl.close()
+		return run(cmd, dl, args)
+	}
+}
+
 // dlqFilter selects dead letters.
 type dlqFilter struct {
 	stage, key string
@@ -122,16 +135,11 @@ func dlqLsCmd() *cobra.Command {
 		Use:   "ls",
 		Short: "List dead letters: id, failed at, stage, post id, reason",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dl, err := openDeadLetters(cmd)
-			if err != nil {
-				return err
-			}
-			defer dl.close()
+		RunE: dlqRun(func(cmd *cobra.Command, dl deadLetters, _ []string) error {
 			out := cmd.OutOrStdout()
 			var rows []*deadLetter
 			total := 0
-			err = dl.list(cmd.Context(), func(d *deadLetter) error {
+			err := dl.list(cmd.Context(), func(d *deadLetter) error {
 				if f.match(d) {
 					total++
 					if limit <= 0 || len(rows) < limit {
@@ -171,7 +179,7 @@ func dlqLsCmd() *cobra.Command {
 			}
 			fmt.Fprintln(out, "xmodal dlq show ID prints one in full; xmodal dlq replay ID... (or --all) sends them again once the cause is fixed")
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVar(&f.stage, "stage", "", "only this stage (decode, fetch, image, encode, poison, file)")
 	c.Flags().StringVar(&f.key, "post", "", "only this post id")
@@ -217,12 +225,7 @@ func dlqShowCmd() *cobra.Command {
 		Use:   "show ID...",
 		Short: "Print dead letters in full: headers and the original message",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dl, err := openDeadLetters(cmd)
-			if err != nil {
-				return err
-			}
-			defer dl.close()
+		RunE: dlqRun(func(cmd *cobra.Command, dl deadLetters, args []string) error {
 			out := cmd.OutOrStdout()
 			for _, id := range args {
 				d, err := dl.get(cmd.Context(), id)
@@ -243,7 +246,7 @@ func dlqShowCmd() *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&raw, "raw", false, "print the message as it is (inline image data included)")
 	return c
@@ -296,22 +299,31 @@ func selectDeadLetters(ctx context.Context, dl deadLetters, ids []string, all bo
 	return out, nil
 }
 
-func dlqReplayCmd() *cobra.Command {
+// dlqSelectCmd is a command that acts on dead letters (replay, purge): the
+// ones named by id, or with --all every one, narrowed by --stage and --post.
+func dlqSelectCmd(use, short string, act func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error) *cobra.Command {
 	var all bool
 	var f dlqFilter
 	c := &cobra.Command{
-		Use:   "replay ID... | --all",
-		Short: "Send dead letters to the ingest stream again (after fixing the cause) and remove them",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dl, err := openDeadLetters(cmd)
-			if err != nil {
-				return err
-			}
-			defer dl.close()
+		Use:   use,
+		Short: short,
+		RunE: dlqRun(func(cmd *cobra.Command, dl deadLetters, args []string) error {
 			ds, err := selectDeadLetters(cmd.Context(), dl, args, all, f)
 			if err != nil {
 				return err
 			}
+			return act(cmd, dl, ds)
+		}),
+	}
+	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
+	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
+	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
+	return c
+}
+
+func dlqReplayCmd() *cobra.Command {
+	return dlqSelectCmd("replay ID... | --all", "Send dead letters to the ingest stream again (after fixing the cause) and remove them",
+		func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error {
 			out := cmd.OutOrStdout()
 			var done []*deadLetter
 			skipped := 0
@@ -339,12 +351,7 @@ func dlqReplayCmd() *cobra.Command {
 				return fmt.Errorf("%d dead letters could not be replayed", skipped)
 			}
 			return nil
-		},
-	}
-	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
-	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
-	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
-	return c
+		})
 }
 
 // replayMessage is what a dead letter replays as: its key and original value;
@@ -365,32 +372,14 @@ func replayMessage(d *deadLetter) (string, []byte, error) {
 }
 
 func dlqPurgeCmd() *cobra.Command {
-	var all bool
-	var f dlqFilter
-	c := &cobra.Command{
-		Use:   "purge ID... | --all",
-		Short: "Remove dead letters without replaying them",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			dl, err := openDeadLetters(cmd)
-			if err != nil {
-				return err
-			}
-			defer dl.close()
-			ds, err := selectDeadLetters(cmd.Context(), dl, args, all, f)
-			if err != nil {
-				return err
-			}
+	return dlqSelectCmd("purge ID... | --all", "Remove dead letters without replaying them",
+		func(cmd *cobra.Command, dl deadLetters, ds []*deadLetter) error {
 			if err := dl.remove(cmd.Context(), ds); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "purged %d dead letters\n", len(ds))
 			return nil
-		},
-	}
-	c.Flags().BoolVar(&all, "all", false, "every dead letter (narrowed by --stage and --post)")
-	c.Flags().StringVar(&f.stage, "stage", "", "with --all: only this stage")
-	c.Flags().StringVar(&f.key, "post", "", "with --all: only this post id")
-	return c
+		})
 }
 
 // ---- JetStream ----

@@ -29,6 +29,20 @@ func clientConn(cmd *cobra.Command) (*client.Client, func(), error) {
 	return client.New(nc), func() { nc.Close() }, nil
 }
 
+// callOnce connects to the query service, makes one call (or a few that
+// share the deadline) bounded by timeout, and closes the connection.
+func callOnce[R any](cmd *cobra.Command, timeout time.Duration, call func(context.Context, *client.Client) (R, error)) (R, error) {
+	cl, closeFn, err := clientConn(cmd)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	defer cancel()
+	return call(ctx, cl)
+}
+
 // filterFlags are the search filters of query and neardup.
 type filterFlags struct {
 	authors, labels []string
@@ -40,6 +54,16 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.labels, "label", nil, "only posts carrying this label (repeatable: any of them)")
 	fs.StringVar(&f.since, "since", "", "only posts created at or after: RFC 3339, a date (2026-11-01), or a duration ago (24h)")
 	fs.StringVar(&f.until, "until", "", "only posts created before: RFC 3339, a date, or a duration ago")
+}
+
+// read is the filter and the query image (the file at imagePath, if any).
+func (f *filterFlags) read(imagePath string) (domain.Filter, []byte, error) {
+	flt, err := f.filter(time.Now())
+	if err != nil || imagePath == "" {
+		return flt, nil, err
+	}
+	img, err := os.ReadFile(imagePath)
+	return flt, img, err
 }
 
 func (f *filterFlags) filter(now time.Time) (domain.Filter, error) {
@@ -96,25 +120,15 @@ run higher than cross-modal ones. The filters narrow the posts searched.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := query.SearchRequest{Text: text, ImageURL: imageURL, Target: target, K: k, Plan: plan, Candidates: candidates}
 			var err error
-			if req.Filter, err = ff.filter(time.Now()); err != nil {
+			if req.Filter, req.Image, err = ff.read(imagePath); err != nil {
 				return err
-			}
-			if imagePath != "" {
-				if req.Image, err = os.ReadFile(imagePath); err != nil {
-					return err
-				}
 			}
 			if recency > 0 {
 				req.Recency = &query.Recency{HalfLifeHours: recency.Hours(), Weight: recencyWeight}
 			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			res, err := cl.Search(ctx, &req)
+			res, err := callOnce(cmd, 30*time.Second, func(ctx context.Context, cl *client.Client) (*query.SearchResponse, error) {
+				return cl.Search(ctx, &req)
+			})
 			if err != nil {
 				return err
 			}
@@ -206,22 +220,12 @@ or featureless picture: its matches are unreliable, and a warning says so.`,
 				req.MaxDistance = &maxDist
 			}
 			var err error
-			if req.Filter, err = ff.filter(time.Now()); err != nil {
+			if req.Filter, req.Image, err = ff.read(imagePath); err != nil {
 				return err
 			}
-			if imagePath != "" {
-				if req.Image, err = os.ReadFile(imagePath); err != nil {
-					return err
-				}
-			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			res, err := cl.NearDup(ctx, &req)
+			res, err := callOnce(cmd, 30*time.Second, func(ctx context.Context, cl *client.Client) (*query.NearDupResponse, error) {
+				return cl.NearDup(ctx, &req)
+			})
 			if err != nil {
 				return err
 			}
@@ -279,29 +283,27 @@ that is not indexed (never was, dead-lettered, or taken down) is reported.`,
 			if len(args) == 0 && len(pks) == 0 {
 				return fmt.Errorf("name at least one post id (or --pk)")
 			}
-			cl, closeFn, err := clientConn(cmd)
+			recs, err := callOnce(cmd, 30*time.Second, func(ctx context.Context, cl *client.Client) ([]query.Record, error) {
+				req := &query.GetRequest{PostIDs: args, PKs: pks, Thumbnails: thumbs}
+				var recs []query.Record
+				for {
+					res, err := cl.Get(ctx, req)
+					var qe *query.Error
+					if errors.As(err, &qe) && qe.Code == query.CodeNotFound {
+						return recs, nil
+					}
+					if err != nil {
+						return nil, err
+					}
+					recs = append(recs, res.Records...)
+					if res.NextCursor == "" {
+						return recs, nil
+					}
+					req.Cursor = res.NextCursor
+				}
+			})
 			if err != nil {
 				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			req := &query.GetRequest{PostIDs: args, PKs: pks, Thumbnails: thumbs}
-			var recs []query.Record
-			for {
-				res, err := cl.Get(ctx, req)
-				var qe *query.Error
-				if errors.As(err, &qe) && qe.Code == query.CodeNotFound {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				recs = append(recs, res.Records...)
-				if res.NextCursor == "" {
-					break
-				}
-				req.Cursor = res.NextCursor
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -361,14 +363,9 @@ xmodal.v1.admin.> (docs/security.md).`,
 			if strings.TrimSpace(reason) == "" {
 				return fmt.Errorf("--reason is required: it is recorded with the takedown")
 			}
-			cl, closeFn, err := clientConn(cmd)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			res, err := cl.Delete(ctx, &query.DeleteRequest{PostIDs: args, Authors: authors, Reason: reason})
+			res, err := callOnce(cmd, time.Minute, func(ctx context.Context, cl *client.Client) (*query.DeleteResponse, error) {
+				return cl.Delete(ctx, &query.DeleteRequest{PostIDs: args, Authors: authors, Reason: reason})
+			})
 			if err != nil {
 				return err
 			}

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -83,137 +80,25 @@ type MilvusConfig struct {
 	RetryMaxBackoff time.Duration `yaml:"retry_max_backoff" help:"largest backoff between retries"`
 }
 
-// defaultMilvus sets the defaults, which are sink/milvus's own.
+// defaultMilvus sets the defaults, which are sink/milvus's own (but the
+// layout).
 func defaultMilvus(m *MilvusConfig) {
-	m.Collection = "xmodal"
+	d := milvus.Options{}.WithDefaults()
+	m.Collection = d.Collection
 	m.Layout = milvus.LayoutSplit // the layout tested against a real server (Milvus 2.3.5); single is opt-in
-	m.Consistency = "Bounded"
-	m.WriteConsistency, m.StaleWindow, m.FenceWindow = "Bounded", 10*time.Second, 5*time.Second
-	m.IndexType = milvus.IndexIVFFlat
-	m.NList, m.NProbe = 128, 16
-	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = 16, 200, 64, 4096
-	m.CodeIndex = milvus.IndexBinFlat
-	m.Candidates = 256
-	m.Shards = 1
-	m.BatchSize = 512
-	m.Rounds = 1
-	m.DialTimeout, m.StartTimeout = 3*time.Second, 30*time.Second
-	m.CallTimeout, m.LoadTimeout = 30*time.Second, 5*time.Minute
-	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = 5, 200*time.Millisecond, 5*time.Second
-}
-
-var milvusCollection = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
-
-// validateMilvus checks the milvus.* keys and shutdown_grace.
-func (c *Config) validateMilvus() error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
-	}
-	if c.ShutdownGrace <= 0 {
-		return bad("shutdown_grace", "must be positive")
-	}
-	m := c.Milvus
-	if m.Address != "" {
-		if _, _, err := net.SplitHostPort(m.Address); err != nil {
-			return bad("milvus.address", "%q is not host:port (Milvus's gRPC port, usually 19530): %v", m.Address, err)
-		}
-	}
-	if !milvusCollection.MatchString(m.Collection) {
-		return bad("milvus.collection", "%q: want a letter or _ then letters, digits or _ (at most 48: model versions are appended)", m.Collection)
-	}
-	if !slices.Contains([]string{milvus.LayoutAuto, milvus.LayoutSingle, milvus.LayoutSplit}, m.Layout) {
-		return bad("milvus.layout", "%q is not auto, single or split", m.Layout)
-	}
-	if !slices.Contains([]string{"strong", "bounded", "session", "eventually"}, strings.ToLower(m.Consistency)) {
-		return bad("milvus.consistency", "%q is not Strong, Bounded, Session or Eventually", m.Consistency)
-	}
-	if m.WriteConsistency != "Bounded" && m.WriteConsistency != "Strong" {
-		return bad("milvus.write_consistency", "%q is not Bounded or Strong", m.WriteConsistency)
-	}
-	if m.FenceWindow < 0 {
-		return bad("milvus.fence_window", "must not be negative")
-	}
-	if m.StaleWindow < 5*time.Second {
-		return bad("milvus.stale_window", "%s must be at least 5s (Milvus's default common.gracefulTime)", m.StaleWindow)
-	}
-	if !slices.Contains([]string{milvus.IndexFlat, milvus.IndexIVFFlat, milvus.IndexHNSW}, strings.ToUpper(m.IndexType)) {
-		return bad("milvus.index_type", "%q is not FLAT, IVF_FLAT or HNSW", m.IndexType)
-	}
-	if !slices.Contains([]string{milvus.IndexBinFlat, milvus.IndexBinIVFFlat}, strings.ToUpper(m.CodeIndex)) {
-		return bad("milvus.code_index_type", "%q is not BIN_FLAT or BIN_IVF_FLAT", m.CodeIndex)
-	}
-	for _, p := range []struct {
-		key string
-		v   int
-	}{{"milvus.nlist", m.NList}, {"milvus.nprobe", m.NProbe}, {"milvus.hnsw_m", m.HNSWM}, {"milvus.hnsw_ef_construction", m.HNSWEfC},
-		{"milvus.ef", m.EF}, {"milvus.exact_ef", m.ExactEF}, {"milvus.hybrid_candidates", m.Candidates}, {"milvus.batch_size", m.BatchSize},
-		{"milvus.retries", m.Retries}, {"milvus.shards", m.Shards}, {"milvus.rounds", m.Rounds}} {
-		if p.v < 1 {
-			return bad(p.key, "%d must be at least 1", p.v)
-		}
-	}
-	if m.NProbe > m.NList {
-		return bad("milvus.nprobe", "%d exceeds milvus.nlist %d", m.NProbe, m.NList)
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"milvus.dial_timeout", m.DialTimeout}, {"milvus.start_timeout", m.StartTimeout}, {"milvus.call_timeout", m.CallTimeout},
-		{"milvus.load_timeout", m.LoadTimeout}, {"milvus.retry_backoff", m.RetryBackoff}, {"milvus.retry_max_backoff", m.RetryMaxBackoff}} {
-		if d.v <= 0 {
-			return bad(d.key, "must be positive")
-		}
-	}
-	if m.Replicas < 0 {
-		return bad("milvus.replicas", "%d must not be negative", m.Replicas)
-	}
-	if m.Linger < 0 {
-		return bad("milvus.linger", "must not be negative")
-	}
-	if m.StartTimeout < m.DialTimeout {
-		return bad("milvus.start_timeout", "%s is shorter than milvus.dial_timeout %s", m.StartTimeout, m.DialTimeout)
-	}
-	if (m.Username == "") != (m.Password == "") {
-		return bad("milvus.username", "set both milvus.username and milvus.password, or neither")
-	}
-	return nil
-}
-
-// validateRole checks that the configuration gives role the services it needs
-// and nothing that contradicts it. The message names the key to set.
-func (c *Config) validateRole(r role) error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
-	}
-	if r != roleRun {
-		if c.Milvus.Address == "" {
-			return bad("milvus.address", "xmodal %s needs Milvus: the embedded index belongs to one process (xmodal run); set milvus.address (env XMODAL_MILVUS_ADDRESS, flag --milvus-address)", r)
-		}
-		if c.HTTP.Listen == "" {
-			return bad("http.listen", "xmodal %s serves /metrics, /healthz and /readyz there; it must not be empty", r)
-		}
-		if c.NATS.ServerConfig != "" {
-			return bad("nats.server_config", "configures the embedded NATS server, which only xmodal run starts; xmodal %s connects to nats.url", r)
-		}
-	}
-	switch r {
-	case roleIndexer:
-		if c.NATS.URL == "" {
-			return bad("nats.url", "xmodal indexer needs an outside NATS server with JetStream: the deny-list every process shares lives there (and, without kafka.brokers, the ingest stream); the embedded NATS server belongs to xmodal run")
-		}
-		if c.Milvus.FollowAlias {
-			return bad("milvus.follow_alias", "an indexer writes its own model's collection; follow_alias is for xmodal serve")
-		}
-	case roleServe:
-		if c.NATS.URL == "" {
-			return bad("nats.url", "xmodal serve answers queries over NATS and needs an outside NATS server (the embedded one belongs to xmodal run)")
-		}
-	case roleRun:
-		if c.Milvus.FollowAlias {
-			return bad("milvus.follow_alias", "xmodal run indexes and writes its own model's collection; follow_alias is for xmodal serve")
-		}
-	}
-	return nil
+	m.Consistency = d.Consistency
+	m.WriteConsistency, m.StaleWindow, m.FenceWindow = d.WriteConsistency, d.StaleWindow, d.FenceWindow
+	m.IndexType = d.FloatIndex
+	m.NList, m.NProbe = d.NList, d.NProbe
+	m.HNSWM, m.HNSWEfC, m.EF, m.ExactEF = d.HNSWM, d.HNSWEfC, d.EF, d.ExactEF
+	m.CodeIndex = d.CodeIndex
+	m.Candidates = d.Candidates
+	m.Shards = d.Shards
+	m.BatchSize = d.BatchSize
+	m.Rounds = d.Rounds
+	m.DialTimeout, m.StartTimeout = d.DialTimeout, d.StartTimeout
+	m.CallTimeout, m.LoadTimeout = d.CallTimeout, d.LoadTimeout
+	m.Retries, m.RetryBackoff, m.RetryMaxBackoff = d.Retries, d.RetryBackoff, d.RetryMaxBackoff
 }
 
 // milvusOptions maps the milvus.* keys onto sink/milvus's options.

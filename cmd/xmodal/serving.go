@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -17,46 +16,6 @@ import (
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
 )
-
-// validateCache checks the query cache, Redis and security keys.
-func (c *Config) validateCache() error {
-	bad := func(key, format string, args ...any) error {
-		return fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, args...))
-	}
-	if c.Query.CacheTTL <= 0 {
-		return bad("query.cache_ttl", "must be positive")
-	}
-	if c.Query.CacheSize < 1 {
-		return bad("query.cache_size", "must be at least 1")
-	}
-	if c.Redis.Addr != "" {
-		if _, _, err := net.SplitHostPort(c.Redis.Addr); err != nil {
-			return bad("redis.addr", "%v", err)
-		}
-	}
-	if c.Redis.Timeout <= 0 {
-		return bad("redis.timeout", "must be positive")
-	}
-	if c.Redis.DB < 0 {
-		return bad("redis.db", "must not be negative")
-	}
-	if (c.Redis.TLSCertFile == "") != (c.Redis.TLSKeyFile == "") {
-		return bad("redis.tls_cert_file", "set both redis.tls_cert_file and redis.tls_key_file, or neither")
-	}
-	if (c.NATS.TLSCertFile == "") != (c.NATS.TLSKeyFile == "") {
-		return bad("nats.tls_cert_file", "set both nats.tls_cert_file and nats.tls_key_file, or neither")
-	}
-	if c.NATS.NkeySeedFile != "" && c.NATS.User != "" {
-		return bad("nats.nkey_seed_file", "use either an nkey or nats.user, not both")
-	}
-	if t := c.HTTP.AdminToken; t != "" && len(t) < 16 {
-		return bad("http.admin_token", "is %d characters; use at least 16 (e.g. openssl rand -hex 16)", len(t))
-	}
-	if err := query.CheckPostURL(c.HTTP.PostURL); err != nil {
-		return bad("http.post_url", "%v", err)
-	}
-	return nil
-}
 
 // newQueryCache returns the search cache the config asks for: Redis when
 // redis.addr is set (checked with a PING), else an in-process LRU; nil when off.

@@ -83,7 +83,7 @@ func sniff(b []byte) (*codec, string) {
 //
 // Errors wrap exactly one of ErrTooLarge, ErrUnsupported or ErrCorrupt.
 func Decode(data []byte, lim Limits) (img image.Image, format string, err error) {
-	lim = lim.withDefaults()
+	lim = lim.WithDefaults()
 	if int64(len(data)) > lim.MaxBytes {
 		return nil, "", fmt.Errorf("%w: %d bytes exceeds the %d byte limit", ErrTooLarge, len(data), lim.MaxBytes)
 	}

@@ -117,7 +117,7 @@ func NewDecoder(opt DecoderOptions) (*Decoder, error) {
 	if opt.Need.Draft < 0 || opt.Need.LongSide < 0 || opt.Need.ShortSide < 0 || opt.Need.Hash < 0 {
 		return nil, fmt.Errorf("imageprep: negative decode need %+v", opt.Need)
 	}
-	opt.Limits = opt.Limits.withDefaults()
+	opt.Limits = opt.Limits.WithDefaults()
 	return &Decoder{opt: opt}, nil
 }
 

@@ -72,7 +72,9 @@ func DefaultLimits() Limits {
 	return Limits{MaxPixels: DefaultMaxPixels, MaxBytes: DefaultMaxBytes}
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with the zero (or negative) limits set to the
+// defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxPixels <= 0 {
 		l.MaxPixels = DefaultMaxPixels
 	}

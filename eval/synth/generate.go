@@ -58,14 +58,11 @@ type Config struct {
 	Family int
 }
 
-// Defaults fills the zero fields of c from its split and checks it.
-func (c Config) Defaults() (Config, error) {
-	seed, ok := splitSeeds[c.Split]
-	if !ok {
-		return c, fmt.Errorf("unknown split %q (want one of %v)", c.Split, SplitNames())
-	}
+// WithDefaults returns c with the zero fields set from its split (an
+// unknown split sets none of the split's own; Validate refuses it).
+func (c Config) WithDefaults() Config {
 	if c.Seed == 0 {
-		c.Seed = seed
+		c.Seed = splitSeeds[c.Split]
 	}
 	if c.N == 0 {
 		c.N = map[string]int{SplitTrain: 64000, SplitVal: 1000, SplitTest: 1000, SplitDB: 10000, SplitDemo: 24}[c.Split]
@@ -85,19 +82,27 @@ func (c Config) Defaults() (Config, error) {
 			c.Family = 4
 		}
 	}
+	return c
+}
+
+// Validate checks a configuration WithDefaults returned.
+func (c Config) Validate() error {
+	if _, ok := splitSeeds[c.Split]; !ok {
+		return fmt.Errorf("unknown split %q (want one of %v)", c.Split, SplitNames())
+	}
 	switch {
 	case c.N < 0:
-		return c, fmt.Errorf("item count %d is negative", c.N)
+		return fmt.Errorf("item count %d is negative", c.N)
 	case c.ImageSize < 32 || c.ImageSize > 1024:
-		return c, fmt.Errorf("image size %d out of range 32..1024", c.ImageSize)
+		return fmt.Errorf("image size %d out of range 32..1024", c.ImageSize)
 	case c.Captions < 1 || c.Captions > 20:
-		return c, fmt.Errorf("captions per item %d out of range 1..20", c.Captions)
+		return fmt.Errorf("captions per item %d out of range 1..20", c.Captions)
 	case c.Short < 0 || c.Short >= c.Captions:
-		return c, fmt.Errorf("short captions %d out of range 0..%d (captions - 1)", c.Short, c.Captions-1)
+		return fmt.Errorf("short captions %d out of range 0..%d (captions - 1)", c.Short, c.Captions-1)
 	case c.Family < 1 || c.Family > 16:
-		return c, fmt.Errorf("family size %d out of range 1..16", c.Family)
+		return fmt.Errorf("family size %d out of range 1..16", c.Family)
 	}
-	return c, nil
+	return nil
 }
 
 // Item is one generated picture with its captions and annotations.

@@ -13,8 +13,8 @@ import (
 
 func mustConfig(t testing.TB, c Config) Config {
 	t.Helper()
-	c, err := c.Defaults()
-	if err != nil {
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -97,7 +97,7 @@ func TestLabelsAndFamilies(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []Config{{Split: "nope"}, {Split: SplitTest, N: -1}, {Split: SplitTest, ImageSize: 8}, {Split: SplitTest, Captions: 99}} {
-		if _, err := c.Defaults(); err == nil {
+		if err := c.WithDefaults().Validate(); err == nil {
 			t.Errorf("%+v: no error", c)
 		}
 	}

@@ -110,74 +110,45 @@ type Config struct {
 	Logger    *slog.Logger          // nil: slog.Default()
 }
 
-func (c Config) withDefaults() (Config, error) {
-	bad := func(field, format string, args ...any) (Config, error) {
-		return c, fmt.Errorf("media: Config.%s %s", field, fmt.Sprintf(format, args...))
-	}
+// WithDefaults returns c with the zero fields set to their defaults, and
+// MaxRedirects and Retries of -1 (none) set to 0.
+func (c Config) WithDefaults() Config {
 	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
+		v   *time.Duration
+		def time.Duration
 	}{
-		{"ConnectTimeout", &c.ConnectTimeout, DefaultConnectTimeout},
-		{"ReadTimeout", &c.ReadTimeout, DefaultReadTimeout},
-		{"TotalTimeout", &c.TotalTimeout, DefaultTotalTimeout},
-		{"RetryBackoff", &c.RetryBackoff, DefaultRetryBackoff},
+		{&c.ConnectTimeout, DefaultConnectTimeout},
+		{&c.ReadTimeout, DefaultReadTimeout},
+		{&c.TotalTimeout, DefaultTotalTimeout},
+		{&c.RetryBackoff, DefaultRetryBackoff},
 	} {
-		if *d.v < 0 {
-			return bad(d.name, "must not be negative (got %v)", *d.v)
-		}
 		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
-	if c.ConnectTimeout > c.TotalTimeout {
-		return bad("ConnectTimeout", "(%v) exceeds TotalTimeout (%v)", c.ConnectTimeout, c.TotalTimeout)
-	}
-	if c.ReadTimeout > c.TotalTimeout {
-		return bad("ReadTimeout", "(%v) exceeds TotalTimeout (%v)", c.ReadTimeout, c.TotalTimeout)
-	}
-	switch {
-	case c.MaxBytes < 0:
-		return bad("MaxBytes", "must not be negative (got %d)", c.MaxBytes)
-	case c.MaxBytes == 0:
+	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes
-	case c.MaxBytes > 1<<30:
-		return bad("MaxBytes", "must be at most 1 GiB (got %d)", c.MaxBytes)
 	}
-	switch {
-	case c.MaxRedirects < -1 || c.MaxRedirects > 20:
-		return bad("MaxRedirects", "must be -1 (none), 0 (default %d) or up to 20 (got %d)", DefaultMaxRedirects, c.MaxRedirects)
-	case c.MaxRedirects == 0:
+	switch c.MaxRedirects {
+	case 0:
 		c.MaxRedirects = DefaultMaxRedirects
-	case c.MaxRedirects == -1:
+	case -1:
 		c.MaxRedirects = 0
 	}
-	switch {
-	case c.Retries < -1 || c.Retries > 10:
-		return bad("Retries", "must be -1 (none), 0 (default %d) or up to 10 (got %d)", DefaultRetries, c.Retries)
-	case c.Retries == 0:
+	switch c.Retries {
+	case 0:
 		c.Retries = DefaultRetries
-	case c.Retries == -1:
+	case -1:
 		c.Retries = 0
 	}
-	switch {
-	case c.Concurrency < 0:
-		return bad("Concurrency", "must not be negative (got %d)", c.Concurrency)
-	case c.Concurrency == 0:
+	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
-	switch {
-	case c.PerHost < 0:
-		return bad("PerHost", "must not be negative (got %d)", c.PerHost)
-	case c.PerHost == 0:
+	if c.PerHost == 0 {
 		c.PerHost = DefaultPerHost
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = DefaultUserAgent
-	}
-	if strings.ContainsFunc(c.UserAgent, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		return bad("UserAgent", "must not contain control characters")
 	}
 	if c.Resolver == nil {
 		c.Resolver = net.DefaultResolver
@@ -185,7 +156,44 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return c, nil
+	return c
+}
+
+// Validate checks a Config that WithDefaults returned; the error names the
+// field.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("media: Config.%s %s", field, fmt.Sprintf(format, args...))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ConnectTimeout", c.ConnectTimeout}, {"ReadTimeout", c.ReadTimeout}, {"TotalTimeout", c.TotalTimeout}, {"RetryBackoff", c.RetryBackoff}} {
+		if d.v < 0 {
+			return bad(d.name, "must not be negative (got %v)", d.v)
+		}
+	}
+	switch {
+	case c.ConnectTimeout > c.TotalTimeout:
+		return bad("ConnectTimeout", "(%v) exceeds TotalTimeout (%v)", c.ConnectTimeout, c.TotalTimeout)
+	case c.ReadTimeout > c.TotalTimeout:
+		return bad("ReadTimeout", "(%v) exceeds TotalTimeout (%v)", c.ReadTimeout, c.TotalTimeout)
+	case c.MaxBytes < 0:
+		return bad("MaxBytes", "must not be negative (got %d)", c.MaxBytes)
+	case c.MaxBytes > 1<<30:
+		return bad("MaxBytes", "must be at most 1 GiB (got %d)", c.MaxBytes)
+	case c.MaxRedirects < -1 || c.MaxRedirects > 20:
+		return bad("MaxRedirects", "must be -1 (none), 0 (default %d) or up to 20 (got %d)", DefaultMaxRedirects, c.MaxRedirects)
+	case c.Retries < -1 || c.Retries > 10:
+		return bad("Retries", "must be -1 (none), 0 (default %d) or up to 10 (got %d)", DefaultRetries, c.Retries)
+	case c.Concurrency < 0:
+		return bad("Concurrency", "must not be negative (got %d)", c.Concurrency)
+	case c.PerHost < 0:
+		return bad("PerHost", "must not be negative (got %d)", c.PerHost)
+	case strings.ContainsFunc(c.UserAgent, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return bad("UserAgent", "must not contain control characters")
+	}
+	return nil
 }
 
 // Fetcher downloads images. It is safe for concurrent use.
@@ -213,8 +221,8 @@ type hostSlots struct {
 
 // New validates cfg and returns a Fetcher. Errors name the offending field.
 func New(cfg Config) (*Fetcher, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	al, err := parseAllowList(cfg.AllowPrivate)

@@ -63,7 +63,8 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
 	if o.Bucket == 0 {
 		o.Bucket = DefaultBucket
 	}
@@ -150,7 +151,7 @@ func Open(tx *bolt.Tx, opt Options) (*Store, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{opt: opt.withDefaults(), members: map[string]*Member{}, postOf: map[uint64]string{},
+	s := &Store{opt: opt.WithDefaults(), members: map[string]*Member{}, postOf: map[uint64]string{},
 		infos: map[uint64]*Info{}, multi: map[uint64]*Info{}}
 	mb, ib := tx.Bucket(bucketMembers), tx.Bucket(bucketInfos)
 	if mb == nil || ib == nil {

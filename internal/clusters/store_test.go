@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 const testThreshold = 12
@@ -277,53 +279,6 @@ func TestAbortedMergeLeavesNoTrace(t *testing.T) {
 	check(t, db2, s2)
 }
 
-// components is the reference partition: connected components of the
-// members' signatures within the threshold, by comparing every pair.
-func components(sigs map[string][]byte) map[string]int {
-	posts := make([]string, 0, len(sigs))
-	for p := range sigs {
-		posts = append(posts, p)
-	}
-	u := NewUnionFind(len(posts))
-	l, _ := NewPDQLinker(testThreshold)
-	for i := range posts {
-		for j := i + 1; j < len(posts); j++ {
-			if ok, _ := l.Linked(sigs[posts[i]], sigs[posts[j]]); ok {
-				u.Union(i, j)
-			}
-		}
-	}
-	comp := u.Components()
-	out := make(map[string]int, len(posts))
-	for i, p := range posts {
-		out[p] = comp[i]
-	}
-	return out
-}
-
-// samePartition reports whether two labellings of the same posts group them
-// alike.
-func samePartition[A, B comparable](a map[string]A, b map[string]B) error {
-	if len(a) != len(b) {
-		return fmt.Errorf("%d posts against %d", len(a), len(b))
-	}
-	fwd, back := map[A]B{}, map[B]A{}
-	for p, x := range a {
-		y, ok := b[p]
-		if !ok {
-			return fmt.Errorf("post %q missing", p)
-		}
-		if v, ok := fwd[x]; ok && v != y {
-			return fmt.Errorf("post %q: grouped differently", p)
-		}
-		if v, ok := back[y]; ok && v != x {
-			return fmt.Errorf("post %q: grouped differently", p)
-		}
-		fwd[x], back[y] = y, x
-	}
-	return nil
-}
-
 // planted returns n posts in planted groups: centres and members within a
 // few bits of their centre (so links chain within a group), plus
 // unrelated posts.
@@ -388,7 +343,7 @@ func TestOrderIndependent(t *testing.T) {
 				leave(t, db, s, p)
 				delete(sigs, p)
 			}
-			if err := samePartition(s.Partition(), components(sigs)); err != nil {
+			if err := testutil.SamePartition(s.Partition(), components(sigs)); err != nil {
 				t.Fatal(err)
 			}
 			check(t, db, s)
@@ -557,7 +512,7 @@ func TestKilledMidMerge(t *testing.T) {
 		if len(sigs) == 0 {
 			t.Fatal("no members survived")
 		}
-		if err := samePartition(s.Partition(), components(sigs)); err != nil {
+		if err := testutil.SamePartition(s.Partition(), components(sigs)); err != nil {
 			t.Fatalf("after the kill (%d members): %v", len(sigs), err)
 		}
 		t.Logf("round %d: %d members, %d clusters after SIGKILL", round, len(sigs), s.Stats().Clusters)
@@ -633,4 +588,10 @@ func childMerges(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// components is the reference partition at testThreshold.
+func components(sigs map[string][]byte) map[string]int {
+	l, _ := NewPDQLinker(testThreshold)
+	return testutil.Components(sigs, func(a, b []byte) bool { ok, _ := l.Linked(a, b); return ok })
 }

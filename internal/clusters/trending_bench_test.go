@@ -42,7 +42,7 @@ func TestTrendingScale(t *testing.T) {
 	// Trending reads only the in-memory cluster table: the benchmark fills
 	// it from the planted clusters directly (building it through Join, with
 	// its searches and bbolt writes, is what the ingest benchmark measures).
-	s := &Store{opt: Options{}.withDefaults(), members: map[string]*Member{}, postOf: map[uint64]string{},
+	s := &Store{opt: Options{}.WithDefaults(), members: map[string]*Member{}, postOf: map[uint64]string{},
 		infos: map[uint64]*Info{}, multi: map[uint64]*Info{}}
 	rng := rand.New(rand.NewPCG(5, 5))
 	z := rand.NewZipf(rand.New(rand.NewPCG(6, 6)), 1.5, 1, 3000)

@@ -55,8 +55,9 @@ const (
 	DefaultTailSize   = 4096
 )
 
-func (o *Options) withDefaults() Options {
-	c := *o
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
+	c := o
 	if c.BucketLoad == 0 {
 		c.BucketLoad = DefaultBucketLoad
 	}
@@ -113,7 +114,7 @@ func New(opt Options) (*Index, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
-	return &Index{opt: opt.withDefaults(), byID: map[uint64]uint32{}}, nil
+	return &Index{opt: opt.WithDefaults(), byID: map[uint64]uint32{}}, nil
 }
 
 // Len is the number of entries.

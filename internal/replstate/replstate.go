@@ -92,8 +92,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (c *Config) withDefaults() Config {
-	o := *c
+// WithDefaults returns c with the zero (or negative) fields set to their
+// defaults.
+func (c Config) WithDefaults() Config {
+	o := c
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
@@ -180,7 +182,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, st State) (*F
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	f := &Follower{cfg: cfg, js: js, st: st, log: cfg.Logger.With("state", cfg.Name), changed: make(chan struct{})}
 	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()

@@ -43,7 +43,8 @@ const (
 	DefaultClusterThreshold = 31
 )
 
-func (o ClusterOptions) withDefaults() ClusterOptions {
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o ClusterOptions) WithDefaults() ClusterOptions {
 	if o.Threshold == 0 {
 		o.Threshold = DefaultClusterThreshold
 	}
@@ -80,7 +81,7 @@ func (o ClusterOptions) clusterFingerprint() string {
 // openClusters opens (or starts) the cluster store. A store kept at another
 // threshold is rebuilt from the records after they load (rebuildClusters).
 func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	if err := o.Validate(); err != nil {
 		return false, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/dedup"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 func openClustered(t *testing.T, path string, thr int) *Index {
@@ -158,7 +159,7 @@ func TestClustersAtIngest(t *testing.T) {
 	}
 	ix.Close()
 	ix2 := openClustered(t, path, 12)
-	if err := samePartition(before, ix2.cl.Partition()); err != nil {
+	if err := testutil.SamePartition(before, ix2.cl.Partition()); err != nil {
 		t.Fatalf("after reopening: %v", err)
 	}
 	if clusterOf(t, ix2, "A") != ca {
@@ -217,7 +218,7 @@ func TestTwoWritersLink(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if err := samePartition(ix.cl.Partition(), components(sigs, 12)); err != nil {
+	if err := testutil.SamePartition(ix.cl.Partition(), components(sigs, 12)); err != nil {
 		t.Fatal(err)
 	}
 	if st := ix.cl.Stats(); st.Clusters != len(centres) {
@@ -251,7 +252,7 @@ func TestFailedApplyLeavesClusters(t *testing.T) {
 	if err == nil {
 		t.Fatal("the transaction did not fail")
 	}
-	if err := samePartition(before, ix.cl.Partition()); err != nil {
+	if err := testutil.SamePartition(before, ix.cl.Partition()); err != nil {
 		t.Fatal(err)
 	}
 	if err := ix.db.View(ix.cl.Check); err != nil {
@@ -264,7 +265,7 @@ func TestFailedApplyLeavesClusters(t *testing.T) {
 	if _, err := ix.Apply(context.Background(), []domain.Change{bad}); err == nil {
 		t.Fatal("a bad record was accepted")
 	}
-	if err := samePartition(before, ix.cl.Partition()); err != nil {
+	if err := testutil.SamePartition(before, ix.cl.Partition()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -275,50 +276,6 @@ func span(lo, n int) []int {
 		out[i] = lo + i
 	}
 	return out
-}
-
-// components is the reference: connected components by comparing every pair.
-func components(sigs map[string][]byte, thr int) map[string]int {
-	posts := make([]string, 0, len(sigs))
-	for p := range sigs {
-		posts = append(posts, p)
-	}
-	u := clusters.NewUnionFind(len(posts))
-	l, _ := clusters.NewPDQLinker(thr)
-	for i := range posts {
-		for j := i + 1; j < len(posts); j++ {
-			if ok, _ := l.Linked(sigs[posts[i]], sigs[posts[j]]); ok {
-				u.Union(i, j)
-			}
-		}
-	}
-	comp := u.Components()
-	out := make(map[string]int, len(posts))
-	for i, p := range posts {
-		out[p] = comp[i]
-	}
-	return out
-}
-
-func samePartition[A, B comparable](a map[string]A, b map[string]B) error {
-	if len(a) != len(b) {
-		return fmt.Errorf("%d posts against %d", len(a), len(b))
-	}
-	fwd, back := map[A]B{}, map[B]A{}
-	for p, x := range a {
-		y, ok := b[p]
-		if !ok {
-			return fmt.Errorf("post %q missing", p)
-		}
-		if v, ok := fwd[x]; ok && v != y {
-			return fmt.Errorf("post %q grouped differently", p)
-		}
-		if v, ok := back[y]; ok && v != x {
-			return fmt.Errorf("post %q grouped differently", p)
-		}
-		fwd[x], back[y] = y, x
-	}
-	return nil
 }
 
 // TestRebuildClustersAfterDrift: above the split limit a takedown leaves a
@@ -512,4 +469,10 @@ func TestEitherLinkerKinds(t *testing.T) {
 	if n, _ := l.Neighbours(ts, nil); len(n) != 0 || l.Len() != 1 {
 		t.Fatalf("after remove: %v, len %d", n, l.Len())
 	}
+}
+
+// components is the reference partition at threshold thr.
+func components(sigs map[string][]byte, thr int) map[string]int {
+	l, _ := clusters.NewPDQLinker(thr)
+	return testutil.Components(sigs, func(a, b []byte) bool { ok, _ := l.Linked(a, b); return ok })
 }

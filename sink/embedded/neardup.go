@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"fmt"
 	"math/bits"
 	"slices"
 
@@ -10,7 +9,7 @@ import (
 )
 
 // MaxNearDupHashes bounds the hashes of one near-duplicate query.
-const MaxNearDupHashes = 64
+const MaxNearDupHashes = domain.MaxNearDupHashes
 
 // NearDup returns the records whose PDQ hash is within q.MaxDistance bits of
 // any of q.Hashes (typically the eight dihedral variants of a query image),
@@ -30,22 +29,13 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 }
 
 func (ix *Index) nearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
-	if q.MaxDistance < 0 || q.MaxDistance > domain.MaxPDQDistance {
-		return nil, fmt.Errorf("%w: distance bound %d is outside 0..%d", domain.ErrInvalidQuery, q.MaxDistance, domain.MaxPDQDistance)
-	}
-	if len(q.Hashes) == 0 || len(q.Hashes) > MaxNearDupHashes {
-		return nil, fmt.Errorf("%w: give 1 to %d PDQ hashes, got %d", domain.ErrInvalidQuery, MaxNearDupHashes, len(q.Hashes))
-	}
-	if q.K < 0 {
-		return nil, fmt.Errorf("%w: k must not be negative, got %d", domain.ErrInvalidQuery, q.K)
+	if err := q.Validate(); err != nil {
+		return nil, err
 	}
 	// Distinct variants only (a symmetric image repeats some), in order.
 	var vs [][4]uint64
 	var vIdx []int
 	for i, h := range q.Hashes {
-		if len(h) != domain.PDQBytes {
-			return nil, fmt.Errorf("%w: PDQ hash %d has %d bytes, want %d", domain.ErrInvalidQuery, i, len(h), domain.PDQBytes)
-		}
 		var w [4]uint64
 		packCode(w[:], h, true)
 		if !slices.Contains(vs, w) {

@@ -49,7 +49,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
-	opt = opt.withDefaults()
+	opt = opt.WithDefaults()
 	cl, _ := parseConsistency(opt.Consistency)
 	ix := &Index{opt: opt, log: opt.Logger.With("component", "milvus"), cl: cl}
 	ix.metrics.retry = func() { ix.metrics.retries.Add(1) }
@@ -337,7 +337,7 @@ func adminClient(ctx context.Context, opt Options, modelVersion string) (*milvus
 	if err := opt.validateAdmin(); err != nil {
 		return nil, opt, err
 	}
-	opt = opt.withDefaults()
+	opt = opt.WithDefaults()
 	c, err := dial(ctx, opt)
 	return c, opt, err
 }

@@ -155,8 +155,8 @@ const (
 
 var collectionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
-// withDefaults returns o with the zero values filled in.
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with the zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -223,7 +223,7 @@ func (o Options) withDefaults() Options {
 
 // Validate reports what is wrong with the options (after defaults).
 func (o Options) Validate() error {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	var errs []error
 	if o.Address == "" {
 		errs = append(errs, errors.New("address is empty (host:port of Milvus's gRPC endpoint)"))

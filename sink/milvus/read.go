@@ -531,7 +531,7 @@ func (ix *Index) Count(ctx context.Context) (map[domain.Modality]int, error) {
 }
 
 // MaxNearDupHashes bounds the hashes of one near-duplicate query (as the embedded index).
-const MaxNearDupHashes = 64
+const MaxNearDupHashes = domain.MaxNearDupHashes
 
 // NearDup returns the records whose PDQ hash is within q.MaxDistance bits of any
 // of q.Hashes, nearest first, ties by primary key; at most q.K (0: all, up to
@@ -539,14 +539,8 @@ const MaxNearDupHashes = 64
 // query hash, Variant the index of that hash (the first on ties), Score
 // 1 - distance/256 — as the embedded index.
 func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
-	if q.MaxDistance < 0 || q.MaxDistance > domain.MaxPDQDistance {
-		return nil, fmt.Errorf("%w: distance bound %d is outside 0..%d", domain.ErrInvalidQuery, q.MaxDistance, domain.MaxPDQDistance)
-	}
-	if len(q.Hashes) == 0 || len(q.Hashes) > MaxNearDupHashes {
-		return nil, fmt.Errorf("%w: give 1 to %d PDQ hashes, got %d", domain.ErrInvalidQuery, MaxNearDupHashes, len(q.Hashes))
-	}
-	if q.K < 0 {
-		return nil, fmt.Errorf("%w: k must not be negative, got %d", domain.ErrInvalidQuery, q.K)
+	if err := q.Validate(); err != nil {
+		return nil, err
 	}
 	if ix.l.pdq == nil {
 		return nil, fmt.Errorf("%w: near-duplicate lookup needs PDQ hashes; this index keeps none (milvus.pdq off)", domain.ErrInvalidQuery)
@@ -572,9 +566,6 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 	found := map[string]best{}
 	seen := map[string]bool{}
 	for vi, h := range q.Hashes {
-		if len(h) != domain.PDQBytes {
-			return nil, fmt.Errorf("%w: PDQ hash %d has %d bytes, want %d", domain.ErrInvalidQuery, vi, len(h), domain.PDQBytes)
-		}
 		if seen[string(h)] {
 			continue
 		}

@@ -75,7 +75,7 @@ func TestRetryable(t *testing.T) {
 }
 
 func TestRetryIsBoundedAndOnlyOnUnavailable(t *testing.T) {
-	o := Options{Retries: 3, RetryBackoff: time.Millisecond, RetryMaxBackoff: 4 * time.Millisecond}.withDefaults()
+	o := Options{Retries: 3, RetryBackoff: time.Millisecond, RetryMaxBackoff: 4 * time.Millisecond}.WithDefaults()
 	ctx := context.Background()
 	var n int
 	err := retry(ctx, o, "op", time.Second, func(context.Context) error {
