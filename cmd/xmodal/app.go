@@ -65,6 +65,9 @@ type app struct {
 	deny      *denylist.List
 	banks     *bankstore.Store
 	events    *matching.EventStream
+	// evOut is where match events go (events, and kafkaEvents when set).
+	evOut       matching.Publisher
+	kafkaEvents *kafkasrc.TopicWriter
 	// stopSweeps stops the retro sweeps' worker.
 	stopSweeps context.CancelFunc
 	fetch      *media.Fetcher
@@ -418,7 +421,7 @@ func loadCalibration(path, model string) (*banks.Calibration, error) {
 // events' duplicate window covers every redelivery of a post: ack wait ×
 // max attempts, at least 10 minutes.
 func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
-	evs, err := a.openEvents(ctx)
+	evs, err := a.eventPublisher(ctx) // events_kafka.go
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +450,7 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 	if !ok || a.banks == nil {
 		return nil, nil
 	}
-	evs, err := a.openEvents(ctx)
+	evs, err := a.eventPublisher(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -626,6 +629,9 @@ func (a *app) Close() {
 			a.log.Warn("kafka close", "err", err)
 		}
 		cancel()
+	}
+	if a.kafkaEvents != nil {
+		a.kafkaEvents.Close()
 	}
 	if a.deny != nil {
 		a.deny.Close()

@@ -95,9 +95,37 @@ type Banks interface {
 	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
 }
 
-// Publisher makes events durable (EventStream).
+// Publisher makes events durable (EventStream; the indexer's Kafka topic).
 type Publisher interface {
 	Publish(ctx context.Context, evs []Event) error
+}
+
+// HeaderEventID is the header that carries an event's id where the
+// transport has no deduplication of its own (the Kafka topic of events,
+// keyed by post id): consumers deduplicate by it.
+const HeaderEventID = "Xmodal-Event-Id"
+
+// Publishers publishes every event to each of its publishers at once and
+// returns when all of them hold the events; when one fails the call fails
+// (and the batch is retried whole: the ids make the repeats harmless).
+type Publishers []Publisher
+
+// Publish publishes evs to every publisher.
+func (ps Publishers) Publish(ctx context.Context, evs []Event) error {
+	if len(ps) == 1 {
+		return ps[0].Publish(ctx, evs)
+	}
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Publish(ctx, evs)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Deps of the writer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -261,5 +262,42 @@ func TestSweep(t *testing.T) {
 		if s := sw.Status()[round-1]; s.Done != 1 || s.Matches != 2 {
 			t.Fatalf("status %+v", s)
 		}
+	}
+}
+
+type publishFunc func(ctx context.Context, evs []Event) error
+
+func (f publishFunc) Publish(ctx context.Context, evs []Event) error { return f(ctx, evs) }
+
+// Publishers: every publisher gets every event; one failing fails the call
+// (the batch is retried whole, the others' repeats deduplicated by id).
+func TestPublishers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	js, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	evs := []Event{{ID: EventID("p", 1, "e1"), PostID: "p", Bank: "b"}, {ID: EventID("p", 1, "e2"), PostID: "p", Bank: "b"}}
+	ok := publishFunc(func(_ context.Context, evs []Event) error {
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+		return nil
+	})
+	if err := (Publishers{js, ok}).Publish(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(f.events(t)) != 2 {
+		t.Fatalf("second publisher got %v; stream holds %d", got, len(f.events(t)))
+	}
+	down := fmt.Errorf("topic unavailable")
+	err = (Publishers{js, publishFunc(func(context.Context, []Event) error { return down })}).Publish(ctx, evs)
+	if !errors.Is(err, down) {
+		t.Fatalf("a failing publisher: %v, want %v", err, down)
+	}
+	if n := len(f.events(t)); n != 2 {
+		t.Fatalf("the retry's repeats were stored: %d events", n)
 	}
 }
