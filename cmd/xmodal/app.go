@@ -68,6 +68,7 @@ type app struct {
 	// evOut is where match events go (events, and kafkaEvents when set).
 	evOut       matching.Publisher
 	kafkaEvents *kafkasrc.TopicWriter
+	memory      *matching.Memory // what each post matched last
 	// stopSweeps stops the retro sweeps' worker.
 	stopSweeps context.CancelFunc
 	fetch      *media.Fetcher
@@ -425,7 +426,14 @@ func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writ
 	if err != nil {
 		return nil, err
 	}
-	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	if a.memory, err = matching.OpenMemory(ctx, js, matching.MemoryConfig{}); err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory, Logger: a.log, Registerer: a.reg})
 }
 
 // openEvents opens the match events stream once (the matcher at ingest and
@@ -632,6 +640,9 @@ func (a *app) Close() {
 	}
 	if a.kafkaEvents != nil {
 		a.kafkaEvents.Close()
+	}
+	if a.memory != nil {
+		a.memory.Close()
 	}
 	if a.deny != nil {
 		a.deny.Close()

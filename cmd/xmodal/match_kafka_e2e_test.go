@@ -24,7 +24,9 @@ import (
 // writes its match events to the events topic as well as to JetStream:
 // keyed by post id, the event's JSON as value, its id in the
 // Xmodal-Event-Id header. They are there as soon as the posts' offsets are
-// committed (the events are durable before the ack). A malformed
+// committed (the events are durable before the ack). Edits make an event
+// only when the post's matches changed; a post taken down by a tombstone
+// makes no more. A malformed
 // kafka.events_topic is refused at start, naming the key.
 func TestMatchEventsOnKafka(t *testing.T) {
 	if testing.Short() {
@@ -91,24 +93,57 @@ func TestMatchEventsOnKafka(t *testing.T) {
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	ends, err := b.endOffsets(t, "posts", 2)
-	if err != nil {
+	waitCommitted := func() {
+		ends, err := b.endOffsets(t, "posts", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.CheckFor(t, 90*time.Second, 100*time.Millisecond, func() error {
+			c, err := b.committed("posts", "ix", 2)
+			if err != nil {
+				return err
+			}
+			for p, end := range ends {
+				if end > 0 && c[p] != end {
+					return fmt.Errorf("committed %v, ends %v", c, ends)
+				}
+			}
+			return nil
+		})
+	}
+	waitCommitted()
+	// Committed, so the events are on the topic already: read it at once.
+	checkEvents(t, b, "moderation.events", "k-forbidden:forbidden:block:ingest", "k-spam:spam:review:ingest")
+	// Edits: k-spam's new text matches the same entry (no new event);
+	// k-clean's edit now matches spam (an event of its new version). A
+	// tombstone takes k-spam down; its next version makes nothing.
+	edit := func(id, text string) kafkago.Message {
+		return kafkago.Message{Key: []byte(id), Value: []byte(fmt.Sprintf(`{"schema":1,"id":%q,"author":"u","created_at":%q,"text":%q}`, id, now, text))}
+	}
+	if err := w.WriteMessages(ctx, edit("k-spam", "buy followers now (edited)"), edit("k-clean", "Buy. Followers. Now.")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 90*time.Second, 100*time.Millisecond, func() error {
-		c, err := b.committed("posts", "ix", 2)
-		if err != nil {
-			return err
-		}
-		for p, end := range ends {
-			if end > 0 && c[p] != end {
-				return fmt.Errorf("committed %v, ends %v", c, ends)
-			}
-		}
-		return nil
-	})
-	// Committed, so the events are on the topic already: read it at once.
-	got := b.readTopic(t, "moderation.events")
+	waitCommitted()
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("k-spam")}); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted()
+	if err := w.WriteMessages(ctx, edit("k-spam", "BUY FOLLOWERS NOW")); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted()
+	checkEvents(t, b, "moderation.events", "k-clean:spam:review:ingest", "k-forbidden:forbidden:block:ingest", "k-spam:spam:review:ingest")
+	// The same events are in JetStream.
+	out := eventsTail(t, ctx, a, "--all")
+	if strings.Count(out, "\n") != 3 || !strings.Contains(out, "post=k-spam") || !strings.Contains(out, "post=k-forbidden") || !strings.Contains(out, "post=k-clean") {
+		t.Fatalf("events tail --all:\n%s", out)
+	}
+}
+
+// checkEvents reads every event on topic and compares "post:bank:action:source" of each with want.
+func checkEvents(t *testing.T, b *kafkaBroker, topic string, want ...string) {
+	t.Helper()
+	got := b.readTopic(t, topic)
 	var desc []string
 	for _, m := range got {
 		var e matching.Event
@@ -130,13 +165,8 @@ func TestMatchEventsOnKafka(t *testing.T) {
 		desc = append(desc, e.PostID+":"+e.Bank+":"+string(e.Action)+":"+e.Source)
 	}
 	slices.Sort(desc)
-	if want := []string{"k-forbidden:forbidden:block:ingest", "k-spam:spam:review:ingest"}; !slices.Equal(desc, want) {
+	if !slices.Equal(desc, want) {
 		t.Fatalf("events on the topic: %v, want %v", desc, want)
-	}
-	// The same events are in JetStream.
-	out := eventsTail(t, ctx, a, "--all")
-	if strings.Count(out, "\n") != 2 || !strings.Contains(out, "post=k-spam") || !strings.Contains(out, "post=k-forbidden") {
-		t.Fatalf("events tail --all:\n%s", out)
 	}
 }
 
