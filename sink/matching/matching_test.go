@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,7 +288,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := NewSweeper(ctx, f.ix, ev, nil, nil)
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Events: ev, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,5 +366,125 @@ func TestPublishers(t *testing.T) {
 	}
 	if n := len(f.events(t)); n != 2 {
 		t.Fatalf("the retry's repeats were stored: %d events", n)
+	}
+}
+
+// gated is the real index, searched through a gate that ends the sweeper's
+// context at the stop-th lookup (a process stopped mid-sweep), counting the
+// lookups made.
+type gated struct {
+	domain.NearDupSearcher
+	stop   int
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (g *gated) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	if n := int(g.calls.Add(1)); n == g.stop {
+		g.cancel()
+		return nil, context.Canceled
+	}
+	return g.NearDupSearcher.NearDup(ctx, q)
+}
+
+// A sweep stopped mid-way (its context ended, as when the process stops)
+// resumes from its checkpoint in the next sweeper on the directory: it
+// looks up only the entries after the checkpoint, the sweep queued behind
+// it runs too, and the stream holds each expected event once (the entries
+// between the checkpoint and the stop published their events twice, with
+// the same ids).
+func TestSweepResumesFromItsCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // the sweepers stop before the index closes
+	const n = 40
+	var chs []domain.Change
+	var entries []banks.Entry
+	want := map[string]bool{}
+	for i := range n {
+		h := hashOf(fmt.Sprint("img-", i))
+		chs = append(chs, post(fmt.Sprintf("old-%d", i), uint64(i+1), h, "x"))
+		e := banks.Entry{Type: banks.SignalPDQ, Value: h.String(), AddedAt: time.Unix(1, 0)}
+		e.ID = banks.EntryID(banks.SignalPDQ, "", e.Value)
+		entries = append(entries, e)
+		want[fmt.Sprintf("old-%d/%s", i, e.ID)] = true
+	}
+	if _, err := f.ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: "late", Config: &banks.Bank{Name: "late", Enabled: true}}); err != nil {
+		t.Fatal(err)
+	}
+	info := banks.BankInfo{Bank: banks.Bank{Name: "late", Enabled: true, Action: banks.ActionReview}}
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sctx, stop := context.WithCancel(ctx)
+	g1 := &gated{NearDupSearcher: f.ix, stop: 18, cancel: stop}
+	sw1, err := NewSweeper(sctx, SweeperConfig{Index: g1, Events: ev, Dir: dir, CheckpointEvery: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sw1.Start(info, entries)
+	second := sw1.Start(info, entries[:3])
+	<-sctx.Done()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := sw1.Status(); st[0].Done != 17 {
+			return fmt.Errorf("first sweep: %+v", st[0])
+		}
+		return nil
+	})
+	if evs := f.events(t); len(evs) != 17 {
+		t.Fatalf("%d events before the stop, want 17", len(evs))
+	}
+
+	g2 := &gated{NearDupSearcher: f.ix, cancel: func() {}}
+	sw2, err := NewSweeper(ctx, SweeperConfig{Index: g2, Events: ev, Dir: dir, CheckpointEvery: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st := sw2.Status()
+		if len(st) != 2 || st[0].State != SweepDone || st[1].State != SweepDone {
+			return fmt.Errorf("after the restart: %+v", st)
+		}
+		return nil
+	})
+	st := sw2.Status()
+	if st[0].ID != first.ID || st[0].Resumed != 15 || st[0].Done != n || st[0].Matches != n || st[1].ID != second.ID || st[1].Resumed != 0 || st[1].Matches != 3 {
+		t.Fatalf("statuses after the restart: %+v", st)
+	}
+	// The checkpoint was at 15 entries (every 5): 25 lookups for the first
+	// sweep, 3 for the second.
+	if c := g2.calls.Load(); c != n-15+3 {
+		t.Fatalf("the resumed sweeps looked up %d entries, want %d", c, n-15+3)
+	}
+	got := map[string]int{}
+	for _, e := range f.events(t) {
+		got[e.PostID+"/"+e.EntryID]++
+	}
+	for k := range want {
+		if got[k] != 1 {
+			t.Errorf("event %s: %d copies, want 1", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d distinct events, want %d", len(got), len(want))
+	}
+	// A third sweeper on the directory lists the finished sweeps and resumes nothing.
+	g3 := &gated{NearDupSearcher: f.ix, cancel: func() {}}
+	sw3, err := NewSweeper(ctx, SweeperConfig{Index: g3, Events: ev, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its directory is read before NewSweeper returns: a resumed sweep
+	// would be listed as queued.
+	if st := sw3.Status(); len(st) != 2 || st[0].State != SweepDone || st[1].State != SweepDone {
+		t.Fatalf("finished sweeps after a restart: %+v", st)
+	}
+	if next := sw3.Start(info, entries[:1]); next.ID != second.ID+1 {
+		t.Fatalf("a new sweep's id %d, want %d", next.ID, second.ID+1)
 	}
 }
