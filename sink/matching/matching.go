@@ -286,6 +286,19 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 				}
 			}
 		}
+		if block == nil && len(chEvs) > 0 {
+			// The record keeps its matches (every one, announced or not):
+			// hits show them and searches filter by bank.
+			rms := make([]domain.RecordMatch, len(chEvs))
+			for j, e := range chEvs {
+				rms[j] = domain.RecordMatch{Bank: e.Bank, EntryID: e.EntryID, SignalType: string(e.SignalType), Modality: e.Modality,
+					Distance: e.Distance, Score: e.Score}
+			}
+			c.Records = slices.Clone(c.Records)
+			for j := range c.Records {
+				c.Records[j].Matches = rms
+			}
+		}
 		if block == nil && w.d.Memory != nil {
 			kept, memo, err := w.sinceLast(ctx, c, chEvs)
 			if err != nil {

@@ -180,6 +180,16 @@ func TestMatchAtIngest(t *testing.T) {
 	if fmt.Sprint(ids) != "[p1 clean]" {
 		t.Fatalf("indexed %v, want [p1 clean] (evil matched a block bank)", ids)
 	}
+	// The records keep their matches: p1's image record carries both (its
+	// pdq and its text's), and a search filtered by the bank finds p1 only.
+	if len(recs[0].Matches) != 2 || recs[0].Matches[0].Bank != "review-me" || len(recs[1].Matches) != 0 {
+		t.Fatalf("matches on the records: p1 %+v, clean %+v", recs[0].Matches, recs[1].Matches)
+	}
+	hits, err := f.ix.Search(ctx, domain.VectorQuery{Vector: []float32{1, 0, 0, 0}, K: 10, Modality: domain.ModalityImage,
+		Filter: domain.Filter{MatchedBanks: []string{"review-me"}}})
+	if err != nil || len(hits) != 1 || hits[0].PostID != "p1" || len(hits[0].Matches) != 2 {
+		t.Fatalf("search filtered by matched_banks review-me: %+v %v", hits, err)
+	}
 	if !f.deny.Denied("evil") || f.deny.Denied("p1") {
 		t.Fatalf("deny-list: evil %v p1 %v, want true false", f.deny.Denied("evil"), f.deny.Denied("p1"))
 	}
