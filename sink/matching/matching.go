@@ -247,6 +247,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	var evs []Event
 	var tds []domain.Takedown
 	var memos []Memo
+	unchanged := 0
 	out := slices.Clone(changes)
 	now := w.d.Now().UTC()
 	for i := range out {
@@ -304,7 +305,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			if err != nil {
 				return nil, fmt.Errorf("matching: %w", err)
 			}
-			w.unchanged.Add(float64(len(chEvs) - len(kept)))
+			unchanged += len(chEvs) - len(kept)
 			chEvs = kept
 			if memo != nil {
 				memos = append(memos, *memo)
@@ -357,6 +358,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	for _, e := range evs {
 		w.matches.WithLabelValues(e.Bank, e.Source).Inc()
 	}
+	w.unchanged.Add(float64(unchanged))
 	if len(evs) > 0 || len(changes) > 0 {
 		w.latency.Observe(w.d.Now().Sub(start).Seconds())
 	}

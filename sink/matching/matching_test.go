@@ -260,6 +260,19 @@ func TestEditsMakeEventsOnlyWhenTheMatchChanged(t *testing.T) {
 			t.Fatalf("%s: new events %v, want %v", st.name, got, st.want)
 		}
 	}
+	// Another process (a restarted indexer) opens the memory: it knows
+	// what "e" matched last, so the same match makes no event there either.
+	mem2, err := OpenMemory(ctx, f.js, MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem2.Close()
+	if !mem2.Known("e") || mem2.Known("never-matched") {
+		t.Fatalf("a new memory: knows e %v, never-matched %v", mem2.Known("e"), mem2.Known("never-matched"))
+	}
+	if mo, err := mem2.Last(ctx, "e"); err != nil || mo == nil || mo.Version != 6 || !slices.Equal(mo.Entries, []string{"rb/" + pdqE}) {
+		t.Fatalf("e's memo: %+v %v", mo, err)
+	}
 	// Taken down: later versions make nothing (the writer is called
 	// directly here, as if the takedown landed while the version was in
 	// flight).

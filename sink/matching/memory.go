@@ -37,8 +37,12 @@ type Memory struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 
-	mu    sync.RWMutex
-	known map[string]bool // keys with a memo, as the watcher saw them
+	mu sync.RWMutex
+	// known holds the keys with a memo and the revision of their latest
+	// put, from the watcher and from this process's own writes (which the
+	// watcher reports a moment later: an older delete it reports after a
+	// newer put does not hide the memo).
+	known map[string]uint64
 }
 
 // MemoryConfig configures the bucket.
@@ -70,7 +74,7 @@ func OpenMemory(ctx context.Context, js jetstream.JetStream, cfg MemoryConfig) (
 		stop()
 		return nil, fmt.Errorf("matching: watch %s: %w", MemoryBucket, err)
 	}
-	m := &Memory{kv: kv, timeout: cfg.Timeout, stop: stop, done: make(chan struct{}), known: map[string]bool{}}
+	m := &Memory{kv: kv, timeout: cfg.Timeout, stop: stop, done: make(chan struct{}), known: map[string]uint64{}}
 	loaded := make(chan struct{})
 	go func() {
 		defer close(m.done)
@@ -85,10 +89,12 @@ func OpenMemory(ctx context.Context, js jetstream.JetStream, cfg MemoryConfig) (
 				continue
 			}
 			m.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				m.known[e.Key()] = true
-			} else {
-				delete(m.known, e.Key())
+			if rev, k := e.Revision(), e.Key(); rev > m.known[k] {
+				if e.Operation() == jetstream.KeyValuePut {
+					m.known[k] = rev
+				} else {
+					delete(m.known, k)
+				}
 			}
 			m.mu.Unlock()
 		}
@@ -123,7 +129,8 @@ func memoKey(postID string) string {
 func (m *Memory) Known(postID string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.known[memoKey(postID)]
+	_, ok := m.known[memoKey(postID)]
+	return ok
 }
 
 // Last reads the post's memo from the bucket (nil when it has none).
@@ -160,16 +167,25 @@ func (m *Memory) Remember(ctx context.Context, memos []Memo) error {
 				err := m.kv.Delete(rctx, k)
 				if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 					errs[i] = fmt.Errorf("forget matches of %q: %w", mo.PostID, err)
+					return
 				}
+				m.mu.Lock()
+				delete(m.known, k) // a stale put reported later costs one lookup, nothing more
+				m.mu.Unlock()
 				return
 			}
 			b, err := json.Marshal(mo)
+			var rev uint64
 			if err == nil {
-				_, err = m.kv.Put(rctx, k, b)
+				rev, err = m.kv.Put(rctx, k, b)
 			}
 			if err != nil {
 				errs[i] = fmt.Errorf("remember matches of %q: %w", mo.PostID, err)
+				return
 			}
+			m.mu.Lock()
+			m.known[k] = max(m.known[k], rev)
+			m.mu.Unlock()
 		}()
 	}
 	wg.Wait()
