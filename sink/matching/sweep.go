@@ -385,6 +385,9 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 	if err := checkpoint(); err != nil { // state running
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	// The bank's series exist from its first sweep on, at 0 until it finds something.
+	s.progress.WithLabelValues(sw.bank.Name)
+	s.matched.WithLabelValues(sw.bank.Name)
 	for i := sw.st.Done; i < len(sw.entries); i++ {
 		e := sw.entries[i]
 		h, err := hex.DecodeString(e.Value)
