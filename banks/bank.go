@@ -230,8 +230,9 @@ type SweepStatus struct {
 	Bank     string    `json:"bank"`
 	Entries  int       `json:"entries"` // entries to sweep (PDQ entries that are not disabled)
 	Done     int       `json:"done"`
-	Matches  int       `json:"matches"` // match events recorded (source sweep)
-	State    string    `json:"state"`   // queued, running, done, failed
+	Matches  int       `json:"matches"`           // match events recorded (source sweep)
+	Resumed  int       `json:"resumed,omitempty"` // entries done before a restart: the sweep resumed from this checkpoint
+	State    string    `json:"state"`             // queued, running, done, failed
 	Error    string    `json:"error,omitempty"`
 	Queued   time.Time `json:"queued"`
 	Started  time.Time `json:"started,omitzero"`

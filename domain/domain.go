@@ -123,6 +123,21 @@ type Record struct {
 	// Cluster is the post's near-duplicate cluster (0: none), kept by the
 	// index (the embedded index at ingest; docs/clusters.md).
 	Cluster uint64 `json:"cluster,omitempty"`
+	// Matches are the moderation bank entries this version of the post
+	// matched when it was written (the same list on each of the post's
+	// records); only the embedded index keeps them (docs/moderation.md).
+	Matches []RecordMatch `json:"matches,omitempty"`
+}
+
+// RecordMatch is one bank entry a post matched at ingest: the bank, the
+// entry, the post's record that matched it, and how close it was.
+type RecordMatch struct {
+	Bank       string   `json:"bank"`
+	EntryID    string   `json:"entry_id"`
+	SignalType string   `json:"signal_type,omitempty"`
+	Modality   Modality `json:"modality,omitempty"`
+	Distance   *int     `json:"distance,omitempty"`
+	Score      *float32 `json:"score,omitempty"`
 }
 
 // MaxStoredText is how many bytes of a post's text a record keeps for display.
@@ -155,6 +170,9 @@ type Hit struct {
 	// Cluster is the post's near-duplicate cluster, joined when the reply is
 	// built (nil: none, or an index without clusters).
 	Cluster *ClusterRef `json:"cluster,omitempty"`
+	// Matches are the bank entries the post matched at ingest (embedded
+	// index only).
+	Matches []RecordMatch `json:"matches,omitempty"`
 }
 
 // ClusterRef is what a hit shows of its post's cluster.
@@ -169,7 +187,7 @@ func HitFromRecord(r *Record, score float32) Hit {
 	return Hit{
 		PK: r.PK, PostID: r.PostID, Modality: r.Modality, Score: score,
 		Author: r.Author, CreatedAt: r.CreatedAt, Labels: r.Labels,
-		Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail,
+		Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail, Matches: r.Matches,
 	}
 }
 

@@ -83,3 +83,28 @@ func TestDecide(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterMatchedBanks(t *testing.T) {
+	matched := &Record{Matches: []RecordMatch{{Bank: "spam", EntryID: "text-1"}, {Bank: "memes", EntryID: "pdq-2"}}}
+	clean := &Record{}
+	for _, c := range []struct {
+		banks          []string
+		matched, clean bool
+	}{
+		{nil, true, true},
+		{[]string{"spam"}, true, false},
+		{[]string{"other", "memes"}, true, false},
+		{[]string{"other"}, false, false},
+	} {
+		f := Filter{MatchedBanks: c.banks}
+		if f.Empty() != (len(c.banks) == 0) {
+			t.Errorf("%v: Empty() = %v", c.banks, f.Empty())
+		}
+		if got := f.Match(matched); got != c.matched {
+			t.Errorf("%v: the matched record passes: %v, want %v", c.banks, got, c.matched)
+		}
+		if got := f.Match(clean); got != c.clean {
+			t.Errorf("%v: a record without matches passes: %v, want %v", c.banks, got, c.clean)
+		}
+	}
+}

@@ -18,6 +18,9 @@ type Filter struct {
 	// embedded index keeps clusters (docs/clusters.md).
 	Cluster  uint64   `json:"cluster,omitempty"`
 	Clusters []uint64 `json:"clusters,omitempty"`
+	// MatchedBanks keeps the records of posts that matched at least one of
+	// these moderation banks at ingest (Record.Matches; embedded index only).
+	MatchedBanks []string `json:"matched_banks,omitempty"`
 }
 
 // HasClusters reports whether f filters by cluster.
@@ -25,7 +28,7 @@ func (f *Filter) HasClusters() bool { return f.Cluster != 0 || len(f.Clusters) >
 
 // Empty reports whether f filters nothing.
 func (f *Filter) Empty() bool {
-	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0 && !f.HasClusters()
+	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0 && !f.HasClusters() && len(f.MatchedBanks) == 0
 }
 
 // Match reports whether r passes the filter.
@@ -43,6 +46,9 @@ func (f *Filter) Match(r *Record) bool {
 		return false
 	}
 	if len(f.Clusters) > 0 && !slices.Contains(f.Clusters, r.Cluster) {
+		return false
+	}
+	if len(f.MatchedBanks) > 0 && !slices.ContainsFunc(r.Matches, func(m RecordMatch) bool { return contains(f.MatchedBanks, m.Bank) }) {
 		return false
 	}
 	if len(f.Labels) > 0 {
@@ -67,6 +73,13 @@ func contains(xs []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// MatchKeeper is an index whose records keep the bank entries their posts
+// matched at ingest (Record.Matches, on hits) and whose searches filter by
+// them (Filter.MatchedBanks): the embedded index.
+type MatchKeeper interface {
+	KeepsMatches() bool
 }
 
 // Plan names how an index answers a vector query (see docs/ARCHITECTURE.md).

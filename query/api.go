@@ -107,6 +107,9 @@ type Record struct {
 	// PDQQuality its quality.
 	PDQ        string `json:"pdq,omitempty"`
 	PDQQuality int    `json:"pdq_quality,omitempty"`
+	// Matches are the moderation bank entries the post matched at ingest
+	// (embedded index).
+	Matches []domain.RecordMatch `json:"matches,omitempty"`
 }
 
 // recordReply is r as a get reply gives it.
@@ -114,7 +117,7 @@ func recordReply(r *domain.Record) Record {
 	return Record{
 		PK: r.PK, PostID: r.PostID, Modality: r.Modality, Author: r.Author, CreatedAt: r.CreatedAt,
 		ModelVersion: r.ModelVersion, Labels: r.Labels, Text: r.Text, MediaURL: r.MediaURL, Thumbnail: r.Thumbnail,
-		Code: hex.EncodeToString(r.Code), PDQ: hex.EncodeToString(r.PDQ), PDQQuality: r.PDQQuality,
+		Code: hex.EncodeToString(r.Code), PDQ: hex.EncodeToString(r.PDQ), PDQQuality: r.PDQQuality, Matches: r.Matches,
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 const (
 	MaxFilterAuthors = 100
 	MaxFilterLabels  = 100
+	// MaxFilterBanks bounds filter.matched_banks.
+	MaxFilterBanks = 100
 	// MaxVectorDim caps a query vector's length before it is compared with
 	// the model's dimension.
 	MaxVectorDim = 4096
@@ -68,6 +70,12 @@ func validateFilter(f *domain.Filter) error {
 	if err := checkItems("filter.labels", f.Labels, domain.MaxLabelLen); err != nil {
 		return err
 	}
+	if err := checkList("filter.matched_banks", len(f.MatchedBanks), MaxFilterBanks); err != nil {
+		return err
+	}
+	if err := checkItems("filter.matched_banks", f.MatchedBanks, 64); err != nil { // bank names are at most 64 bytes
+		return err
+	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		return errorf(CodeBadRequest, "filter: since must be before until")
 	}
@@ -107,6 +115,18 @@ func checkPDQHex(h string) error {
 	}
 	if _, err := pdq.ParseHex(h); err != nil {
 		return errorf(CodeBadRequest, "%w", err)
+	}
+	return nil
+}
+
+// checkIndexFilter refuses a filter the index cannot apply: matched_banks
+// needs an index whose records keep their bank matches (the embedded one).
+func (s *Service) checkIndexFilter(f *domain.Filter) error {
+	if len(f.MatchedBanks) == 0 {
+		return nil
+	}
+	if mk, ok := s.d.Index.(domain.MatchKeeper); !ok || !mk.KeepsMatches() {
+		return errorf(CodeBadRequest, "filter.matched_banks needs the embedded index: Milvus records do not keep their bank matches yet")
 	}
 	return nil
 }

@@ -125,6 +125,9 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkIndexFilter(&r.Filter); err != nil {
+		return nil, err
+	}
 	nd, ok := s.d.Index.(domain.NearDupSearcher)
 	if !ok {
 		return nil, errorf(CodeUnavailable, "near-duplicate search is not supported by this index")

@@ -438,6 +438,9 @@ func (s *Service) search(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkIndexFilter(&r.Filter); err != nil {
+		return nil, err
+	}
 	return s.cachedSearch(ctx, r, start, func(ctx context.Context) (*SearchResponse, error) { return s.searchUncached(ctx, r, start) })
 }
 

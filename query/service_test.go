@@ -248,6 +248,44 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestMatchedBanksFilter: hits carry the bank matches their records keep,
+// filter.matched_banks keeps the posts that matched one of the banks, and an
+// index whose records keep no matches refuses the filter with the reason.
+func TestMatchedBanksFilter(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	recs, err := s.ix.Get(ctx, []string{domain.PrimaryKey("t1", domain.ModalityText)})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("t1: %v", err)
+	}
+	r := recs[0]
+	r.Matches = []domain.RecordMatch{{Bank: "spam", EntryID: "text-0123", SignalType: "text", Modality: domain.ModalityText}}
+	if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: "t1", Records: []domain.Record{r}}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10, Filter: domain.Filter{MatchedBanks: []string{"spam"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hits) != 1 || res.Hits[0].PostID != "t1" || len(res.Hits[0].Matches) != 1 || res.Hits[0].Matches[0].EntryID != "text-0123" {
+		t.Fatalf("matched_banks spam: %+v", res.Hits)
+	}
+	got, err := s.cl.Get(ctx, &query.GetRequest{PostIDs: []string{"t1"}})
+	if err != nil || len(got.Records) != 1 || len(got.Records[0].Matches) != 1 || got.Records[0].Matches[0].Bank != "spam" {
+		t.Fatalf("get t1: %+v %v", got, err)
+	}
+	res, err = s.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10})
+	if err != nil || len(res.Hits) < 2 {
+		t.Fatalf("unfiltered: %+v %v", res, err)
+	}
+
+	noMatches := newStackWith(t, query.Config{}, nil, func(d *query.Deps) { d.Index = struct{ domain.Searcher }{d.Index} })
+	_, err = noMatches.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10, Filter: domain.Filter{MatchedBanks: []string{"spam"}}})
+	if e := query.AsError(err); e == nil || e.Code != 400 || !strings.Contains(e.Message, "filter.matched_banks needs the embedded index") {
+		t.Fatalf("an index without matches: %v, want 400 naming filter.matched_banks", err)
+	}
+}
+
 // pngHeader returns a valid PNG signature and IHDR declaring w x h pixels.
 func pngHeader(w, h uint32) []byte {
 	var b bytes.Buffer

@@ -65,6 +65,10 @@ type app struct {
 	deny      *denylist.List
 	banks     *bankstore.Store
 	events    *matching.EventStream
+	// evOut is where match events go (events, and kafkaEvents when set).
+	evOut       matching.Publisher
+	kafkaEvents *kafkasrc.TopicWriter
+	memory      *matching.Memory // what each post matched last
 	// stopSweeps stops the retro sweeps' worker.
 	stopSweeps context.CancelFunc
 	fetch      *media.Fetcher
@@ -418,11 +422,18 @@ func loadCalibration(path, model string) (*banks.Calibration, error) {
 // events' duplicate window covers every redelivery of a post: ack wait ×
 // max attempts, at least 10 minutes.
 func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writer, error) {
-	evs, err := a.openEvents(ctx)
+	evs, err := a.eventPublisher(ctx) // events_kafka.go
 	if err != nil {
 		return nil, err
 	}
-	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Logger: a.log, Registerer: a.reg})
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	if a.memory, err = matching.OpenMemory(ctx, js, matching.MemoryConfig{}); err != nil {
+		return nil, err
+	}
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory, Logger: a.log, Registerer: a.reg})
 }
 
 // openEvents opens the match events stream once (the matcher at ingest and
@@ -447,13 +458,13 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 	if !ok || a.banks == nil {
 		return nil, nil
 	}
-	evs, err := a.openEvents(ctx)
+	evs, err := a.eventPublisher(ctx)
 	if err != nil {
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopSweeps = cancel
-	sw, err := matching.NewSweeper(sctx, nd, evs, a.log, a.reg)
+	sw, err := matching.NewSweeper(sctx, matching.SweeperConfig{Index: nd, Events: evs, Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -626,6 +637,12 @@ func (a *app) Close() {
 			a.log.Warn("kafka close", "err", err)
 		}
 		cancel()
+	}
+	if a.kafkaEvents != nil {
+		a.kafkaEvents.Close()
+	}
+	if a.memory != nil {
+		a.memory.Close()
 	}
 	if a.deny != nil {
 		a.deny.Close()

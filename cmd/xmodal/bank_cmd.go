@@ -807,13 +807,17 @@ func bankSweepStatusCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tMATCHES\tQUEUED\tTOOK\tERROR")
+			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tMATCHES\tRESUMED\tQUEUED\tTOOK\tERROR")
 			for _, s := range res.Sweeps {
 				took := ""
 				if !s.Finished.IsZero() && !s.Started.IsZero() {
 					took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, s.Matches,
+				resumed := "-" // the checkpoint a restart resumed the sweep from
+				if s.Resumed > 0 {
+					resumed = fmt.Sprintf("at %d", s.Resumed)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, s.Matches, resumed,
 					s.Queued.Format(time.RFC3339), took, s.Error)
 			}
 			return tw.Flush()

@@ -76,6 +76,7 @@ type Config struct {
 		Topic          string        `yaml:"topic" help:"topic of posts (key = post id, null value = tombstone)"`
 		Group          string        `yaml:"group" help:"consumer group id"`
 		DLQTopic       string        `yaml:"dlq_topic" help:"dead-letter topic (default <topic>.dlq)"`
+		EventsTopic    string        `yaml:"events_topic" help:"topic of the match events (moderation banks), keyed by post id with the event id in the Xmodal-Event-Id header; created when missing (default <topic>.match-events)"`
 		SASLMechanism  string        `yaml:"sasl_mechanism" help:"SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: none)"`
 		SASLUser       string        `yaml:"sasl_user" help:"SASL user"`
 		SASLPassword   string        `yaml:"sasl_password" secret:"true" help:"SASL password"`

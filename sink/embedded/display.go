@@ -3,6 +3,7 @@ package embedded
 import (
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -33,6 +34,16 @@ func (ix *Index) slim(r *domain.Record) *domain.Record {
 	if ix.cl != nil {
 		m.Cluster = ix.cl.ClusterOf(r.PostID)
 	}
+	if len(r.Matches) > 0 {
+		// Filters read the banks (matched_banks); a reply's matches come
+		// from the store (display).
+		m.Matches = make([]domain.RecordMatch, 0, len(r.Matches))
+		for _, x := range r.Matches {
+			if !slices.ContainsFunc(m.Matches, func(y domain.RecordMatch) bool { return y.Bank == x.Bank }) {
+				m.Matches = append(m.Matches, domain.RecordMatch{Bank: ix.intern(x.Bank)})
+			}
+		}
+	}
 	m.Author = ix.intern(r.Author)
 	m.ModelVersion = ix.intern(r.ModelVersion)
 	if len(r.Labels) > 0 {
@@ -43,6 +54,12 @@ func (ix *Index) slim(r *domain.Record) *domain.Record {
 	}
 	return m
 }
+
+// KeepsMatches: records keep their bank matches, and filters read them
+// (domain.MatchKeeper).
+func (ix *Index) KeepsMatches() bool { return true }
+
+var _ domain.MatchKeeper = (*Index)(nil)
 
 // intern returns the index's copy of s.
 func (ix *Index) intern(s string) string {
@@ -63,6 +80,8 @@ type storedMeta struct {
 	Thumbnail  []byte `json:"thumbnail,omitempty"` // a record's own thumbnail (or one written before the thumbs bucket)
 	Preprocess string `json:"preprocess,omitempty"`
 	PostThumb  bool   `json:"post_thumb,omitempty"`
+	// Matches are the bank entries the post matched at ingest.
+	Matches []domain.RecordMatch `json:"matches,omitempty"`
 }
 
 // readMeta decodes the JSON part of a stored record (not its vector).
@@ -102,7 +121,7 @@ func (ix *Index) display(hits []domain.Hit, nd []domain.NearDupHit) error {
 				return
 			}
 			h.Text, h.MediaURL = m.Text, m.MediaURL
-			h.Thumbnail = m.Thumbnail
+			h.Thumbnail, h.Matches = m.Thumbnail, m.Matches
 			if m.PostThumb {
 				if t := thumbs.Get([]byte(h.PostID)); t != nil {
 					h.Thumbnail = append([]byte(nil), t...) // bbolt's bytes live only in the transaction
@@ -130,7 +149,7 @@ func full(tx *bolt.Tx, r *domain.Record) {
 	if err != nil {
 		return
 	}
-	r.Text, r.MediaURL, r.Preprocess, r.Thumbnail = m.Text, m.MediaURL, m.Preprocess, m.Thumbnail
+	r.Text, r.MediaURL, r.Preprocess, r.Thumbnail, r.Matches = m.Text, m.MediaURL, m.Preprocess, m.Thumbnail, m.Matches
 	if m.PostThumb {
 		if t := tx.Bucket(bucketThumbs).Get([]byte(r.PostID)); t != nil {
 			r.Thumbnail = append([]byte(nil), t...)

@@ -2,10 +2,13 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,5 +269,72 @@ func TestCodecRoundTrip(t *testing.T) {
 		if _, err := decodeRecord(b); err == nil {
 			t.Errorf("decodeRecord(%v) accepted garbage", b)
 		}
+	}
+}
+
+// Records keep their bank matches: a search filtered by matched_banks
+// returns only the posts that matched one of them, with their matches (bank,
+// entry, distance) on the hit, and Get gives them too; the same after a
+// reopen; a new version without matches drops them.
+func TestRecordsKeepTheirMatches(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ctx := context.Background()
+	ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four := 4
+	ms := []domain.RecordMatch{{Bank: "memes", EntryID: "pdq-1", SignalType: "pdq", Modality: domain.ModalityText, Distance: &four},
+		{Bank: "spam", EntryID: "text-2", SignalType: "text", Modality: domain.ModalityText}}
+	var chs []domain.Change
+	for i := range 20 {
+		id := fmt.Sprintf("p%02d", i)
+		r := rec(id, domain.ModalityText, uint64(i))
+		switch i {
+		case 3:
+			r.Matches = ms
+		case 7:
+			r.Matches = ms[1:]
+		}
+		chs = append(chs, domain.Change{PostID: id, Seq: 1, Records: []domain.Record{r}})
+	}
+	mustApply(t, ix, chs...)
+	check := func(ix *Index, when string) {
+		t.Helper()
+		for _, c := range []struct {
+			banks []string
+			want  string
+		}{{[]string{"memes"}, "p03"}, {[]string{"spam"}, "p03 p07"}, {[]string{"other", "spam"}, "p03 p07"}, {[]string{"other"}, ""}} {
+			hits, err := ix.Search(ctx, domain.VectorQuery{Vector: unit(99), K: 10, Modality: domain.ModalityText, Filter: domain.Filter{MatchedBanks: c.banks}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, h := range hits {
+				ids = append(ids, h.PostID)
+			}
+			slices.Sort(ids)
+			if strings.Join(ids, " ") != c.want {
+				t.Fatalf("%s: matched_banks %v: %v, want %s", when, c.banks, ids, c.want)
+			}
+			for _, h := range hits {
+				if h.PostID == "p03" && (len(h.Matches) != 2 || h.Matches[0].EntryID != "pdq-1" || h.Matches[0].Distance == nil || *h.Matches[0].Distance != 4) {
+					t.Fatalf("%s: p03's hit carries matches %+v", when, h.Matches)
+				}
+			}
+		}
+		recs, err := ix.Get(ctx, []string{domain.PrimaryKey("p07", domain.ModalityText)})
+		if err != nil || len(recs) != 1 || len(recs[0].Matches) != 1 || recs[0].Matches[0].Bank != "spam" {
+			t.Fatalf("%s: get p07: %+v %v", when, recs, err)
+		}
+	}
+	check(ix, "written")
+	ix.Close()
+	ix = openTest(t, path)
+	check(ix, "reopened")
+	mustApply(t, ix, domain.Change{PostID: "p07", Seq: 2, Records: []domain.Record{rec("p07", domain.ModalityText, 7)}})
+	hits, err := ix.Search(ctx, domain.VectorQuery{Vector: unit(99), K: 10, Modality: domain.ModalityText, Filter: domain.Filter{MatchedBanks: []string{"spam"}}})
+	if err != nil || len(hits) != 1 || hits[0].PostID != "p03" {
+		t.Fatalf("after p07's version without matches: %+v %v", hits, err)
 	}
 }

@@ -15,7 +15,9 @@
 // beside the index write; a match in a bank whose action is block takes
 // the post down instead (deny-list first, then a delete in the index, an
 // audit line naming bank and entry): for those banks matching gates the
-// write.
+// write. With a Memory, a new version of a post makes events only for the
+// entries its previous matched version did not match; posts on the
+// deny-list are not matched.
 package matching
 
 import (
@@ -95,9 +97,37 @@ type Banks interface {
 	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
 }
 
-// Publisher makes events durable (EventStream).
+// Publisher makes events durable (EventStream; the indexer's Kafka topic).
 type Publisher interface {
 	Publish(ctx context.Context, evs []Event) error
+}
+
+// HeaderEventID is the header that carries an event's id where the
+// transport has no deduplication of its own (the Kafka topic of events,
+// keyed by post id): consumers deduplicate by it.
+const HeaderEventID = "Xmodal-Event-Id"
+
+// Publishers publishes every event to each of its publishers at once and
+// returns when all of them hold the events; when one fails the call fails
+// (and the batch is retried whole: the ids make the repeats harmless).
+type Publishers []Publisher
+
+// Publish publishes evs to every publisher.
+func (ps Publishers) Publish(ctx context.Context, evs []Event) error {
+	if len(ps) == 1 {
+		return ps[0].Publish(ctx, evs)
+	}
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Publish(ctx, evs)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Deps of the writer.
@@ -106,7 +136,11 @@ type Deps struct {
 	Banks  Banks
 	Events Publisher
 	// Deny records takedowns by block banks (the replicated deny-list).
-	Deny       domain.DenyList
+	Deny domain.DenyList
+	// Memory, when set, holds what each post matched last: a new version
+	// gets events only for entries its previous matched version did not
+	// match (nil: every version's matches are events).
+	Memory     *Memory
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Now is the clock of matched_at (default time.Now).
@@ -115,10 +149,11 @@ type Deps struct {
 
 // Writer is a domain.Writer that matches, records events, and writes.
 type Writer struct {
-	d       Deps
-	matches *prometheus.CounterVec
-	blocked prometheus.Counter
-	latency prometheus.Histogram
+	d         Deps
+	matches   *prometheus.CounterVec
+	unchanged prometheus.Counter
+	blocked   prometheus.Counter
+	latency   prometheus.Histogram
 }
 
 var _ domain.Writer = (*Writer)(nil)
@@ -137,6 +172,8 @@ func New(d Deps) (*Writer, error) {
 	w := &Writer{d: d,
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_match_events_total",
 			Help: "Match events recorded, by bank and source (ingest, sweep)."}, []string{"bank", "source"}),
+		unchanged: prometheus.NewCounter(prometheus.CounterOpts{Name: "xmodal_match_unchanged_total",
+			Help: "Matches at ingest that made no event: the post's previous matched version matched the same entry (edits, redeliveries)."}),
 		blocked: prometheus.NewCounter(prometheus.CounterOpts{Name: "xmodal_match_blocked_posts_total",
 			Help: "Posts taken down at ingest because they matched a bank whose action is block."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xmodal_match_seconds",
@@ -144,7 +181,7 @@ func New(d Deps) (*Writer, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
 	if d.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.matches, w.blocked, w.latency} {
+		for _, c := range []prometheus.Collector{w.matches, w.unchanged, w.blocked, w.latency} {
 			if err := d.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -209,14 +246,19 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	}
 	var evs []Event
 	var tds []domain.Takedown
+	var memos []Memo
+	unchanged := 0
 	out := slices.Clone(changes)
 	now := w.d.Now().UTC()
 	for i := range out {
 		c := &out[i]
-		if c.Delete {
+		if c.Delete || w.d.Deny.Denied(c.PostID) {
+			// A post taken down is not matched again (the pipeline does not
+			// write it either; the index refuses it).
 			continue
 		}
 		var block *banks.Match
+		var chEvs []Event
 		seen := map[string]bool{}
 		for _, rq := range queries(c) {
 			ms, err := w.d.Banks.Match(ctx, rq.q)
@@ -236,7 +278,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 					continue
 				}
 				seen[m.Bank+"\x00"+id] = true
-				evs = append(evs, Event{ID: id, PostID: c.PostID, Version: c.Seq, Author: rq.rec.Author, CreatedAt: rq.rec.CreatedAt,
+				chEvs = append(chEvs, Event{ID: id, PostID: c.PostID, Version: c.Seq, Author: rq.rec.Author, CreatedAt: rq.rec.CreatedAt,
 					Modality: rq.rec.Modality, Bank: m.Bank, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance,
 					Score: m.Score, Labels: m.Labels, Action: m.Action, MatchedAt: now, Source: SourceIngest})
 				if m.Action == banks.ActionBlock && block == nil {
@@ -245,6 +287,31 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 				}
 			}
 		}
+		if block == nil && len(chEvs) > 0 {
+			// The record keeps its matches (every one, announced or not):
+			// hits show them and searches filter by bank.
+			rms := make([]domain.RecordMatch, len(chEvs))
+			for j, e := range chEvs {
+				rms[j] = domain.RecordMatch{Bank: e.Bank, EntryID: e.EntryID, SignalType: string(e.SignalType), Modality: e.Modality,
+					Distance: e.Distance, Score: e.Score}
+			}
+			c.Records = slices.Clone(c.Records)
+			for j := range c.Records {
+				c.Records[j].Matches = rms
+			}
+		}
+		if block == nil && w.d.Memory != nil {
+			kept, memo, err := w.sinceLast(ctx, c, chEvs)
+			if err != nil {
+				return nil, fmt.Errorf("matching: %w", err)
+			}
+			unchanged += len(chEvs) - len(kept)
+			chEvs = kept
+			if memo != nil {
+				memos = append(memos, *memo)
+			}
+		}
+		evs = append(evs, chEvs...)
 		if block != nil {
 			reason := fmt.Sprintf("matched bank %s entry %s (%s)", block.Bank, block.EntryID, block.SignalType)
 			tds = append(tds, domain.Takedown{PostID: c.PostID, At: now, Source: "bank:" + block.Bank, Reason: reason})
@@ -280,13 +347,66 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	if err != nil {
 		return nil, err
 	}
+	// What each post matched is remembered once its events are durable: a
+	// crash before this point redelivers the post, which then matches as
+	// new again (the same ids, dropped as duplicates).
+	if len(memos) > 0 {
+		if err := w.d.Memory.Remember(ctx, memos); err != nil {
+			return nil, fmt.Errorf("matching: %w", err)
+		}
+	}
 	for _, e := range evs {
 		w.matches.WithLabelValues(e.Bank, e.Source).Inc()
 	}
+	w.unchanged.Add(float64(unchanged))
 	if len(evs) > 0 || len(changes) > 0 {
 		w.latency.Observe(w.d.Now().Sub(start).Seconds())
 	}
 	return outcomes, nil
+}
+
+// sinceLast keeps the events of entries that the post's previous matched
+// version (its memo) did not match, and returns the memo to record (nil:
+// unchanged). "Changed" means a different set of (bank, entry) pairs:
+// distances, scores and modalities do not count. A version older than the
+// memo's (a redelivery after a newer one) makes no event and no memo.
+func (w *Writer) sinceLast(ctx context.Context, c *domain.Change, evs []Event) ([]Event, *Memo, error) {
+	keys := make([]string, 0, len(evs))
+	for _, e := range evs {
+		keys = append(keys, entryKey(e.Bank, e.EntryID))
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) == 0 && !w.d.Memory.Known(c.PostID) {
+		return nil, nil, nil // matched nothing, and nothing before (as far as the watcher knows)
+	}
+	prev, err := w.d.Memory.Last(ctx, c.PostID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prev == nil {
+		if len(keys) == 0 {
+			return nil, nil, nil
+		}
+		return evs, &Memo{PostID: c.PostID, Version: c.Seq, Entries: keys}, nil
+	}
+	if c.Seq != 0 && prev.Version > c.Seq {
+		return nil, nil, nil // an older version: the index ignores it too
+	}
+	had := make(map[string]bool, len(prev.Entries))
+	for _, k := range prev.Entries {
+		had[k] = true
+	}
+	var kept []Event
+	for _, e := range evs {
+		if !had[entryKey(e.Bank, e.EntryID)] {
+			kept = append(kept, e)
+		}
+	}
+	if sameEntries(keys, prev.Entries) {
+		return kept, nil, nil
+	}
+	return kept, &Memo{PostID: c.PostID, Version: c.Seq, Entries: keys}, nil
 }
 
 // IsDenied asks the wrapped writer.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,7 +55,12 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Deps{Next: ix, Banks: bs, Events: evs, Deny: dl})
+	mem, err := OpenMemory(ctx, js, MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mem.Close)
+	w, err := New(Deps{Next: ix, Banks: bs, Events: evs, Deny: dl, Memory: mem})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +180,16 @@ func TestMatchAtIngest(t *testing.T) {
 	if fmt.Sprint(ids) != "[p1 clean]" {
 		t.Fatalf("indexed %v, want [p1 clean] (evil matched a block bank)", ids)
 	}
+	// The records keep their matches: p1's image record carries both (its
+	// pdq and its text's), and a search filtered by the bank finds p1 only.
+	if len(recs[0].Matches) != 2 || recs[0].Matches[0].Bank != "review-me" || len(recs[1].Matches) != 0 {
+		t.Fatalf("matches on the records: p1 %+v, clean %+v", recs[0].Matches, recs[1].Matches)
+	}
+	hits, err := f.ix.Search(ctx, domain.VectorQuery{Vector: []float32{1, 0, 0, 0}, K: 10, Modality: domain.ModalityImage,
+		Filter: domain.Filter{MatchedBanks: []string{"review-me"}}})
+	if err != nil || len(hits) != 1 || hits[0].PostID != "p1" || len(hits[0].Matches) != 2 {
+		t.Fatalf("search filtered by matched_banks review-me: %+v %v", hits, err)
+	}
 	if !f.deny.Denied("evil") || f.deny.Denied("p1") {
 		t.Fatalf("deny-list: evil %v p1 %v, want true false", f.deny.Denied("evil"), f.deny.Denied("p1"))
 	}
@@ -182,20 +200,93 @@ func TestMatchAtIngest(t *testing.T) {
 	if n := len(f.events(t)); n != 3 {
 		t.Fatalf("a redelivered post added events: %d, want 3", n)
 	}
-	// A new version of p1: its matches are events of that version.
-	if _, err := f.w.Apply(ctx, []domain.Change{post("p1", 20, near, "edited")}); err != nil {
-		t.Fatal(err)
-	}
-	evs = f.events(t)
-	if len(evs) != 4 || evs[3].Version != 20 || evs[3].SignalType != banks.SignalPDQ {
-		t.Fatalf("after an edit: %+v", evs)
-	}
 	// Deletes pass through unmatched.
 	if _, err := f.w.Apply(ctx, []domain.Change{{PostID: "p1", Delete: true, Deny: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.events(t)); n != 4 {
+	if n := len(f.events(t)); n != 3 {
 		t.Fatalf("a delete added events: %d", n)
+	}
+}
+
+// Edits: each version of a post is matched again, and makes events only for
+// the entries its previous matched version did not match (a changed
+// distance is no change; a shrunk set makes none; an entry matched again
+// after a version without it does). A redelivered older version makes
+// none. A post taken down makes no more events; a deny-listed id never
+// makes one.
+func TestEditsMakeEventsOnlyWhenTheMatchChanged(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	banned := hashOf("banned")
+	near := banned
+	near[0] ^= 0x0f // 4 bits off
+	f.bank(t, "rb", banks.ActionReview,
+		banks.Entry{Type: banks.SignalPDQ, Value: banned.String()},
+		banks.Entry{Type: banks.SignalText, Value: "Buy followers now"})
+	pdqE := banks.EntryID(banks.SignalPDQ, "", banned.String())
+	textE := banks.EntryID(banks.SignalText, "", "buy followers now")
+	steps := []struct {
+		name   string
+		change domain.Change
+		want   []string // new events: "<version>/<entry>"
+	}{
+		{"first version: both entries", post("e", 1, banned, "Buy followers now"), []string{"1/" + pdqE, "1/" + textE}},
+		{"edit, same entries at another distance", post("e", 2, near, "buy FOLLOWERS now!"), nil},
+		{"redelivery of version 2", post("e", 2, near, "buy FOLLOWERS now!"), nil},
+		{"edit that drops the text match", post("e", 3, near, "edited"), nil},
+		{"edit that matches the text again", post("e", 4, near, "Buy followers now"), []string{"4/" + textE}},
+		{"an older version redelivered", post("e", 3, near, "edited"), nil},
+		{"edit that matches nothing", post("e", 5, hashOf("other"), "nothing"), nil},
+		{"edit that matches again", post("e", 6, banned, "nothing"), []string{"6/" + pdqE}},
+	}
+	seen := 0
+	for _, st := range steps {
+		if _, err := f.w.Apply(ctx, []domain.Change{st.change}); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		evs := f.events(t)
+		var got []string
+		for _, e := range evs[seen:] {
+			if e.ID != EventID(e.PostID, e.Version, e.EntryID) {
+				t.Fatalf("%s: event id %s", st.name, e.ID)
+			}
+			got = append(got, fmt.Sprintf("%d/%s", e.Version, e.EntryID))
+		}
+		seen = len(evs)
+		slices.Sort(got)
+		slices.Sort(st.want)
+		if !slices.Equal(got, st.want) {
+			t.Fatalf("%s: new events %v, want %v", st.name, got, st.want)
+		}
+	}
+	// Another process (a restarted indexer) opens the memory: it knows
+	// what "e" matched last, so the same match makes no event there either.
+	mem2, err := OpenMemory(ctx, f.js, MemoryConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem2.Close()
+	if !mem2.Known("e") || mem2.Known("never-matched") {
+		t.Fatalf("a new memory: knows e %v, never-matched %v", mem2.Known("e"), mem2.Known("never-matched"))
+	}
+	if mo, err := mem2.Last(ctx, "e"); err != nil || mo == nil || mo.Version != 6 || !slices.Equal(mo.Entries, []string{"rb/" + pdqE}) {
+		t.Fatalf("e's memo: %+v %v", mo, err)
+	}
+	// Taken down: later versions make nothing (the writer is called
+	// directly here, as if the takedown landed while the version was in
+	// flight).
+	if err := f.deny.Deny(ctx, []domain.Takedown{{PostID: "e", At: time.Now(), Source: "admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.deny.Deny(ctx, []domain.Takedown{{PostID: "denied-first", At: time.Now(), Source: "admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.Apply(ctx, []domain.Change{post("e", 7, hashOf("x"), "Buy followers now"), post("denied-first", 1, banned, "Buy followers now")}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := f.events(t); len(evs) != seen {
+		t.Fatalf("events for posts on the deny-list: %+v", evs[seen:])
 	}
 }
 
@@ -220,7 +311,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := NewSweeper(ctx, f.ix, ev, nil, nil)
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Events: ev, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +352,162 @@ func TestSweep(t *testing.T) {
 		if s := sw.Status()[round-1]; s.Done != 1 || s.Matches != 2 {
 			t.Fatalf("status %+v", s)
 		}
+	}
+}
+
+type publishFunc func(ctx context.Context, evs []Event) error
+
+func (f publishFunc) Publish(ctx context.Context, evs []Event) error { return f(ctx, evs) }
+
+// Publishers: every publisher gets every event; one failing fails the call
+// (the batch is retried whole, the others' repeats deduplicated by id).
+func TestPublishers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	js, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	evs := []Event{{ID: EventID("p", 1, "e1"), PostID: "p", Bank: "b"}, {ID: EventID("p", 1, "e2"), PostID: "p", Bank: "b"}}
+	ok := publishFunc(func(_ context.Context, evs []Event) error {
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+		return nil
+	})
+	if err := (Publishers{js, ok}).Publish(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(f.events(t)) != 2 {
+		t.Fatalf("second publisher got %v; stream holds %d", got, len(f.events(t)))
+	}
+	down := fmt.Errorf("topic unavailable")
+	err = (Publishers{js, publishFunc(func(context.Context, []Event) error { return down })}).Publish(ctx, evs)
+	if !errors.Is(err, down) {
+		t.Fatalf("a failing publisher: %v, want %v", err, down)
+	}
+	if n := len(f.events(t)); n != 2 {
+		t.Fatalf("the retry's repeats were stored: %d events", n)
+	}
+}
+
+// gated is the real index, searched through a gate that ends the sweeper's
+// context at the stop-th lookup (a process stopped mid-sweep), counting the
+// lookups made.
+type gated struct {
+	domain.NearDupSearcher
+	stop   int
+	cancel context.CancelFunc
+	calls  atomic.Int32
+}
+
+func (g *gated) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	if n := int(g.calls.Add(1)); n == g.stop {
+		g.cancel()
+		return nil, context.Canceled
+	}
+	return g.NearDupSearcher.NearDup(ctx, q)
+}
+
+// A sweep stopped mid-way (its context ended, as when the process stops)
+// resumes from its checkpoint in the next sweeper on the directory: it
+// looks up only the entries after the checkpoint, the sweep queued behind
+// it runs too, and the stream holds each expected event once (the entries
+// between the checkpoint and the stop published their events twice, with
+// the same ids).
+func TestSweepResumesFromItsCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // the sweepers stop before the index closes
+	const n = 40
+	var chs []domain.Change
+	var entries []banks.Entry
+	want := map[string]bool{}
+	for i := range n {
+		h := hashOf(fmt.Sprint("img-", i))
+		chs = append(chs, post(fmt.Sprintf("old-%d", i), uint64(i+1), h, "x"))
+		e := banks.Entry{Type: banks.SignalPDQ, Value: h.String(), AddedAt: time.Unix(1, 0)}
+		e.ID = banks.EntryID(banks.SignalPDQ, "", e.Value)
+		entries = append(entries, e)
+		want[fmt.Sprintf("old-%d/%s", i, e.ID)] = true
+	}
+	if _, err := f.ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: "late", Config: &banks.Bank{Name: "late", Enabled: true}}); err != nil {
+		t.Fatal(err)
+	}
+	info := banks.BankInfo{Bank: banks.Bank{Name: "late", Enabled: true, Action: banks.ActionReview}}
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sctx, stop := context.WithCancel(ctx)
+	g1 := &gated{NearDupSearcher: f.ix, stop: 18, cancel: stop}
+	sw1, err := NewSweeper(sctx, SweeperConfig{Index: g1, Events: ev, Dir: dir, CheckpointEvery: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sw1.Start(info, entries)
+	second := sw1.Start(info, entries[:3])
+	<-sctx.Done()
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := sw1.Status(); st[0].Done != 17 {
+			return fmt.Errorf("first sweep: %+v", st[0])
+		}
+		return nil
+	})
+	if evs := f.events(t); len(evs) != 17 {
+		t.Fatalf("%d events before the stop, want 17", len(evs))
+	}
+
+	g2 := &gated{NearDupSearcher: f.ix, cancel: func() {}}
+	sw2, err := NewSweeper(ctx, SweeperConfig{Index: g2, Events: ev, Dir: dir, CheckpointEvery: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st := sw2.Status()
+		if len(st) != 2 || st[0].State != SweepDone || st[1].State != SweepDone {
+			return fmt.Errorf("after the restart: %+v", st)
+		}
+		return nil
+	})
+	st := sw2.Status()
+	if st[0].ID != first.ID || st[0].Resumed != 15 || st[0].Done != n || st[0].Matches != n || st[1].ID != second.ID || st[1].Resumed != 0 || st[1].Matches != 3 {
+		t.Fatalf("statuses after the restart: %+v", st)
+	}
+	// The checkpoint was at 15 entries (every 5): 25 lookups for the first
+	// sweep, 3 for the second.
+	if c := g2.calls.Load(); c != n-15+3 {
+		t.Fatalf("the resumed sweeps looked up %d entries, want %d", c, n-15+3)
+	}
+	got := map[string]int{}
+	for _, e := range f.events(t) {
+		got[e.PostID+"/"+e.EntryID]++
+	}
+	for k := range want {
+		if got[k] != 1 {
+			t.Errorf("event %s: %d copies, want 1", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d distinct events, want %d", len(got), len(want))
+	}
+	// A third sweeper on the directory lists the finished sweeps and resumes nothing.
+	g3 := &gated{NearDupSearcher: f.ix, cancel: func() {}}
+	sw3, err := NewSweeper(ctx, SweeperConfig{Index: g3, Events: ev, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its directory is read before NewSweeper returns: a resumed sweep
+	// would be listed as queued.
+	if st := sw3.Status(); len(st) != 2 || st[0].State != SweepDone || st[1].State != SweepDone {
+		t.Fatalf("finished sweeps after a restart: %+v", st)
+	}
+	if next := sw3.Start(info, entries[:1]); next.ID != second.ID+1 {
+		t.Fatalf("a new sweep's id %d, want %d", next.ID, second.ID+1)
 	}
 }

@@ -1,11 +1,17 @@
 package matching
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,14 +29,19 @@ import (
 // window). Sweeps run one at a time, in the background, in the order they
 // were asked for; Status shows their progress.
 //
+// With a directory, sweeps survive a crash: a sweep's bank and entries are
+// written there when it is queued, and its progress (entries done, matches)
+// is checkpointed every few entries, after the events of those entries are
+// durable. A new Sweeper on the directory resumes every sweep that was
+// queued or running from its checkpoint: the entries after it are looked up
+// again, and the events of those that had been published before the crash
+// come again with the same ids (dropped as duplicates by the stream).
+//
 // Not yet: other signal types (MD5, text, URL and embedding entries are
-// matched at ingest only), resuming a sweep after a crash (it is lost; ask
-// for it again), and rotated or mirrored copies (the index keeps one PDQ hash
-// per image, in its original orientation).
+// matched at ingest only) and rotated or mirrored copies (the index keeps
+// one PDQ hash per image, in its original orientation).
 type Sweeper struct {
-	ix     domain.NearDupSearcher
-	events Publisher
-	log    *slog.Logger
+	cfg SweeperConfig
 
 	mu     sync.Mutex
 	queue  chan *sweep
@@ -39,7 +50,30 @@ type Sweeper struct {
 
 	progress *prometheus.CounterVec
 	matched  *prometheus.CounterVec
+	pending  prometheus.GaugeFunc
 }
+
+// SweeperConfig configures a Sweeper.
+type SweeperConfig struct {
+	Index  domain.NearDupSearcher
+	Events Publisher
+	// Dir keeps the sweeps and their checkpoints ("": in memory only; a
+	// sweep in flight is lost with the process).
+	Dir string
+	// CheckpointEvery is how many entries a sweep looks up between
+	// checkpoints (default 100; also at least once a second).
+	CheckpointEvery int
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
+}
+
+// Sweep states.
+const (
+	SweepQueued  = "queued"
+	SweepRunning = "running"
+	SweepDone    = "done"
+	SweepFailed  = "failed"
+)
 
 type sweep struct {
 	st      banks.SweepStatus
@@ -47,20 +81,47 @@ type sweep struct {
 	entries []banks.Entry
 }
 
-// NewSweeper starts the sweeper's worker; it stops when ctx ends.
-func NewSweeper(ctx context.Context, ix domain.NearDupSearcher, events Publisher, log *slog.Logger, reg prometheus.Registerer) (*Sweeper, error) {
-	if log == nil {
-		log = slog.Default()
+// sweepRecord is a sweep's checkpoint file.
+type sweepRecord struct {
+	Status banks.SweepStatus `json:"status"`
+	Bank   banks.BankInfo    `json:"bank"`
+}
+
+// maxKept is how many sweeps Status lists (and the directory keeps).
+const maxKept = 100
+
+// NewSweeper resumes the unfinished sweeps of cfg.Dir and starts the
+// sweeper's worker; it stops when ctx ends (a sweep running then resumes
+// from its checkpoint in the next Sweeper on the directory).
+func NewSweeper(ctx context.Context, cfg SweeperConfig) (*Sweeper, error) {
+	if cfg.Index == nil || cfg.Events == nil {
+		return nil, errors.New("matching: a sweeper needs the index and an event publisher")
 	}
-	s := &Sweeper{ix: ix, events: events, log: log, queue: make(chan *sweep, 1024),
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 100
+	}
+	s := &Sweeper{cfg: cfg, queue: make(chan *sweep, 1024),
 		progress: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_sweep_entries_total",
 			Help: "Bank entries looked up in the index by retro sweeps, by bank."}, []string{"bank"}),
 		matched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_sweep_matches_total",
 			Help: "Indexed posts found by retro sweeps (match events with source sweep), by bank."}, []string{"bank"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{s.progress, s.matched} {
-			if err := reg.Register(c); err != nil {
+	s.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_sweep_pending_entries",
+		Help: "Entries that queued and running retro sweeps have still to look up."}, s.pendingEntries)
+	if cfg.Dir != "" {
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("matching: sweeps directory: %w", err)
+		}
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.progress, s.matched, s.pending} {
+			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
 		}
@@ -69,35 +130,192 @@ func NewSweeper(ctx context.Context, ix domain.NearDupSearcher, events Publisher
 	return s, nil
 }
 
+func (s *Sweeper) pendingEntries() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, sw := range s.all {
+		if sw.st.State == SweepQueued || sw.st.State == SweepRunning {
+			n += sw.st.Entries - sw.st.Done
+		}
+	}
+	return float64(n)
+}
+
+func (s *Sweeper) statusPath(id int) string {
+	return filepath.Join(s.cfg.Dir, fmt.Sprintf("sweep-%08d.json", id))
+}
+
+func (s *Sweeper) entriesPath(id int) string {
+	return filepath.Join(s.cfg.Dir, fmt.Sprintf("sweep-%08d.entries", id))
+}
+
+// load reads the sweeps of the directory and queues the unfinished ones
+// from their checkpoints.
+func (s *Sweeper) load() error {
+	names, err := filepath.Glob(filepath.Join(s.cfg.Dir, "sweep-*.json"))
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("matching: sweep checkpoint: %w", err)
+		}
+		var rec sweepRecord
+		if err := json.Unmarshal(b, &rec); err != nil || rec.Status.ID <= 0 {
+			s.cfg.Logger.Warn("retro sweep: unreadable checkpoint; skipped", "file", name, "err", err)
+			continue
+		}
+		sw := &sweep{st: rec.Status, bank: rec.Bank}
+		s.nextID = max(s.nextID, sw.st.ID)
+		if sw.st.State == SweepQueued || sw.st.State == SweepRunning {
+			if sw.entries, err = readEntries(s.entriesPath(sw.st.ID)); err != nil {
+				sw.st.State, sw.st.Error = SweepFailed, "cannot resume: "+err.Error()
+			} else if len(sw.entries) != sw.st.Entries {
+				sw.st.State, sw.st.Error = SweepFailed, fmt.Sprintf("cannot resume: %d entries saved, want %d", len(sw.entries), sw.st.Entries)
+			} else {
+				sw.st.State, sw.st.Resumed = SweepQueued, sw.st.Done
+				select {
+				case s.queue <- sw:
+					s.cfg.Logger.Info("retro sweep: resuming from its checkpoint", "id", sw.st.ID, "bank", sw.st.Bank, "done", sw.st.Done, "entries", sw.st.Entries)
+				default:
+					sw.st.State, sw.st.Error = SweepFailed, "cannot resume: too many sweeps queued"
+				}
+			}
+		}
+		s.all = append(s.all, sw)
+	}
+	s.prune()
+	return nil
+}
+
 // Start queues a sweep of the index for the entries of bank (only PDQ
 // entries that are not disabled are swept) and returns its status.
 func (s *Sweeper) Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepStatus {
 	var pdqs []banks.Entry
 	for _, e := range entries {
 		if e.Type == banks.SignalPDQ && !e.Disabled {
-			pdqs = append(pdqs, e)
+			pdqs = append(pdqs, banks.Entry{ID: e.ID, Type: e.Type, Value: e.Value})
 		}
 	}
 	now := time.Now().UTC()
 	if len(pdqs) == 0 {
 		// Nothing to sweep (yet: other signal types are matched at ingest only).
-		return banks.SweepStatus{Bank: bank.Name, State: "done", Queued: now, Finished: now}
+		return banks.SweepStatus{Bank: bank.Name, State: SweepDone, Queued: now, Finished: now}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
 	sw := &sweep{bank: bank, entries: pdqs, st: banks.SweepStatus{ID: s.nextID, Bank: bank.Name, Entries: len(pdqs),
-		State: "queued", Queued: now}}
-	select {
-	case s.queue <- sw:
-	default:
-		sw.st.State, sw.st.Error = "failed", "too many sweeps queued; ask again later"
+		State: SweepQueued, Queued: now}}
+	if err := s.save(sw, true); err != nil {
+		sw.st.State, sw.st.Error = SweepFailed, "cannot record the sweep: "+err.Error()
+	} else {
+		select {
+		case s.queue <- sw:
+		default:
+			sw.st.State, sw.st.Error = SweepFailed, "too many sweeps queued; ask again later"
+			s.save(sw, false)
+		}
 	}
 	s.all = append(s.all, sw)
-	if len(s.all) > 100 {
-		s.all = slices.Delete(s.all, 0, len(s.all)-100)
-	}
+	s.prune()
 	return sw.st
+}
+
+// prune keeps the newest maxKept sweeps (and their files); s.mu is held or
+// the worker has not started.
+func (s *Sweeper) prune() {
+	if len(s.all) <= maxKept {
+		return
+	}
+	for _, sw := range s.all[:len(s.all)-maxKept] {
+		if s.cfg.Dir != "" && (sw.st.State == SweepDone || sw.st.State == SweepFailed) {
+			os.Remove(s.entriesPath(sw.st.ID))
+			os.Remove(s.statusPath(sw.st.ID))
+		}
+	}
+	s.all = slices.Delete(s.all, 0, len(s.all)-maxKept)
+}
+
+// save writes the sweep's checkpoint (and, when queued, its entries) durably.
+func (s *Sweeper) save(sw *sweep, withEntries bool) error {
+	if s.cfg.Dir == "" {
+		return nil
+	}
+	if withEntries {
+		if err := writeAtomic(s.entriesPath(sw.st.ID), func(w *bufio.Writer) error {
+			for _, e := range sw.entries {
+				if _, err := fmt.Fprintf(w, "%s %s\n", e.ID, e.Value); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(sweepRecord{Status: sw.st, Bank: sw.bank})
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.statusPath(sw.st.ID), func(w *bufio.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeAtomic writes path through a synced temporary file renamed over it.
+func writeAtomic(path string, fill func(*bufio.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	err = fill(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// readEntries reads a sweep's entries file.
+func readEntries(path string) ([]banks.Entry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []banks.Entry
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		id, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			return nil, fmt.Errorf("%s: line %d is malformed", path, n)
+		}
+		out = append(out, banks.Entry{ID: id, Type: banks.SignalPDQ, Value: value})
+	}
+	return out, sc.Err()
 }
 
 // Status lists the latest sweeps (at most 100), newest last.
@@ -124,62 +342,81 @@ func (s *Sweeper) run(ctx context.Context) {
 			return
 		case sw := <-s.queue:
 			start := time.Now()
-			s.set(sw, func(st *banks.SweepStatus) { st.State, st.Started = "running", start.UTC() })
+			s.set(sw, func(st *banks.SweepStatus) { st.State, st.Started = SweepRunning, start.UTC() })
 			err := s.sweep(ctx, sw)
-			s.set(sw, func(st *banks.SweepStatus) {
-				st.Finished = time.Now().UTC()
-				if err != nil {
-					st.State, st.Error = "failed", err.Error()
-				} else {
-					st.State = "done"
-				}
-			})
-			s.log.Info("retro sweep", "bank", sw.st.Bank, "entries", sw.st.Entries, "matches", sw.st.Matches, "state", sw.st.State,
-				"err", sw.st.Error, "took", time.Since(start).Round(time.Millisecond))
+			if err != nil && ctx.Err() != nil {
+				// Stopped with the process: the checkpoint says running, and
+				// the next Sweeper on the directory resumes it.
+				s.cfg.Logger.Info("retro sweep stopped; it resumes from its checkpoint at the next start", "id", sw.st.ID, "bank", sw.st.Bank,
+					"done", sw.st.Done, "entries", sw.st.Entries)
+				return
+			}
+			s.mu.Lock()
+			sw.st.Finished = time.Now().UTC()
+			if err != nil {
+				sw.st.State, sw.st.Error = SweepFailed, err.Error()
+			} else {
+				sw.st.State = SweepDone
+			}
+			if serr := s.save(sw, false); serr != nil {
+				s.cfg.Logger.Warn("retro sweep: cannot record its end", "id", sw.st.ID, "err", serr)
+			}
+			s.mu.Unlock()
+			s.cfg.Logger.Info("retro sweep", "id", sw.st.ID, "bank", sw.st.Bank, "entries", sw.st.Entries, "matches", sw.st.Matches, "state", sw.st.State,
+				"resumed_at", sw.st.Resumed, "err", sw.st.Error, "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
 }
 
-// sweep looks each entry up and publishes the events of each few entries
-// together.
+// sweep looks each entry up from the checkpoint on; the events of an
+// entry are published before the next is looked up, and the progress is
+// checkpointed every CheckpointEvery entries or second.
 func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 	thr := sw.bank.Thresholds.PDQThreshold()
 	now := time.Now().UTC()
-	// A swept bank's series exist from its first sweep, matches or not.
-	s.matched.WithLabelValues(sw.bank.Name)
-	var pending []Event
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if err := s.events.Publish(ctx, pending); err != nil {
-			return err
-		}
-		s.matched.WithLabelValues(sw.bank.Name).Add(float64(len(pending)))
-		pending = pending[:0]
-		return nil
+	lastSave := time.Now()
+	sinceSave := 0
+	checkpoint := func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		sinceSave, lastSave = 0, time.Now()
+		return s.save(sw, false)
 	}
-	for i, e := range sw.entries {
+	if err := checkpoint(); err != nil { // state running
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	// The bank's series exist from its first sweep on, at 0 until it finds something.
+	s.progress.WithLabelValues(sw.bank.Name)
+	s.matched.WithLabelValues(sw.bank.Name)
+	for i := sw.st.Done; i < len(sw.entries); i++ {
+		e := sw.entries[i]
 		h, err := hex.DecodeString(e.Value)
 		if err != nil || len(h) != domain.PDQBytes {
 			return fmt.Errorf("entry %s: not a PDQ hash", e.ID)
 		}
-		hits, err := s.ix.NearDup(ctx, domain.NearDupQuery{Hashes: [][]byte{h}, MaxDistance: thr})
+		hits, err := s.cfg.Index.NearDup(ctx, domain.NearDupQuery{Hashes: [][]byte{h}, MaxDistance: thr})
 		if err != nil {
 			return fmt.Errorf("entry %s: %w", e.ID, err)
 		}
-		for _, hit := range hits {
-			pending = append(pending, Event{ID: EventID(hit.PostID, 0, e.ID), PostID: hit.PostID, Author: hit.Author, CreatedAt: hit.CreatedAt,
-				Modality: hit.Modality, Bank: sw.bank.Name, EntryID: e.ID, SignalType: banks.SignalPDQ, Distance: hit.Distance,
-				Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
-		}
-		if len(pending) >= 256 {
-			if err := flush(); err != nil {
+		if len(hits) > 0 {
+			evs := make([]Event, 0, len(hits))
+			for _, hit := range hits {
+				evs = append(evs, Event{ID: EventID(hit.PostID, 0, e.ID), PostID: hit.PostID, Author: hit.Author, CreatedAt: hit.CreatedAt,
+					Modality: hit.Modality, Bank: sw.bank.Name, EntryID: e.ID, SignalType: banks.SignalPDQ, Distance: hit.Distance,
+					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
+			}
+			if err := s.cfg.Events.Publish(ctx, evs); err != nil {
 				return err
 			}
+			s.matched.WithLabelValues(sw.bank.Name).Add(float64(len(evs)))
 		}
 		s.progress.WithLabelValues(sw.bank.Name).Inc()
 		s.set(sw, func(st *banks.SweepStatus) { st.Done, st.Matches = i+1, st.Matches+len(hits) })
+		if sinceSave++; sinceSave >= s.cfg.CheckpointEvery || time.Since(lastSave) >= time.Second {
+			if err := checkpoint(); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
+		}
 	}
-	return flush()
+	return nil
 }

@@ -59,7 +59,7 @@ func TestSweepBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := NewSweeper(ctx, ix, ev, nil, nil)
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: ix, Events: ev, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
