@@ -238,7 +238,7 @@ func TestProviders(t *testing.T) {
 	if _, err := Load(parityDir, Options{Provider: "tpu"}); err == nil || !strings.Contains(err.Error(), `unknown execution provider "tpu"`) {
 		t.Errorf("unknown provider: err = %v", err)
 	}
-	m := loadModel(t, parityDir, Options{Provider: "CPU", IntraOpThreads: 1, InterOpThreads: 1, NoSpin: true})
+	m := loadModel(t, parityDir, Options{Provider: "CPU", IntraOpThreads: 1, InterOpThreads: 1, Spin: true})
 	if m.Dim() != 64 {
 		t.Error(m.Dim())
 	}

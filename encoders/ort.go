@@ -238,7 +238,7 @@ func newSessionOptions(opt Options, libPath string) (*ort.SessionOptions, error)
 			return fail(fmt.Errorf("onnxruntime: inter-op threads %d: %w", opt.InterOpThreads, err))
 		}
 	}
-	if opt.NoSpin {
+	if !opt.Spin {
 		for _, k := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
 			if err := so.AddSessionConfigEntry(k, "0"); err != nil {
 				return fail(fmt.Errorf("onnxruntime: %s: %w", k, err))

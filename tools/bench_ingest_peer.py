@@ -17,7 +17,10 @@ embedded index (bbolt, fsync per write), as `xmodal run` does
 Each round runs both sides once on the case's posts (order alternating between
 rounds); the ratio of a round is xmodal's posts/s over the peer's. Reported: the
 median ratio and its spread (lowest and highest round), with each side's median
-posts/s. Model loading and pool start-up are outside the timed part on both
+posts/s; and each side's CPU time per post (user + system of every thread and
+process: xmodal's process, the peer's main process and its workers) with the
+median of the per-round ratios peer/xmodal (above 1: xmodal uses less CPU per
+post), which a shared machine disturbs less than posts/s. Model loading and pool start-up are outside the timed part on both
 sides.
 
 Photos: tools/bench_photos.py (run first). Cases:
@@ -88,6 +91,9 @@ class ImagePeer:
         self.input = m["image"].get("input", "pixel_values")
         self.pool = mp.get_context("fork").Pool(2, initializer=_init_worker, initargs=(model_dir,))
 
+    def pids(self):
+        return [os.getpid()] + [w.pid for w in self.pool._pool]
+
     def run(self, files):
         start = time.perf_counter()
         batch, n = [], 0
@@ -132,6 +138,9 @@ class TextPeer:
             self.sess.run(None, feed)
         return len(texts) / (time.perf_counter() - start)
 
+    def pids(self):
+        return [os.getpid()]
+
     def close(self):
         pass
 
@@ -161,16 +170,35 @@ def build_go():
     return exe
 
 
+def proc_cpu(pids):
+    """CPU seconds (user + system) the processes have used."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def peer_round(peer, items):
+    """The peer's posts/s and CPU milliseconds per post (every process)."""
+    pids = peer.pids()
+    c0 = proc_cpu(pids)
+    rate = peer.run(items)
+    return rate, (proc_cpu(pids) - c0) * 1000 / len(items)
+
+
 def go_round(exe, model_dir, inp, mode, hash_side):
     env = dict(os.environ, XMODAL_BENCH_MODEL=model_dir, XMODAL_BENCH_INPUT=inp, XMODAL_BENCH_MODE=mode)
     if hash_side is not None:
         env["XMODAL_BENCH_HASH_SIDE"] = str(hash_side)
     out = subprocess.run([exe, "-test.run", "^$", "-test.bench", "^BenchmarkIngestRound$", "-test.benchtime", "1x"],
                          cwd=os.path.join(ROOT, "workers"), env=env, capture_output=True, text=True)
-    m = re.search(r"RESULT posts=(\d+) seconds=([\d.]+) posts_per_s=([\d.]+)", out.stdout)
+    m = re.search(r"RESULT posts=(\d+) seconds=([\d.]+) posts_per_s=([\d.]+) cpu_ms_per_post=([\d.]+)", out.stdout)
     if out.returncode != 0 or not m:
         raise SystemExit("xmodal round failed:\n" + out.stdout[-3000:] + out.stderr[-3000:])
-    return float(m.group(3))
+    return float(m.group(3)), float(m.group(4))
 
 
 def cpu_model():
@@ -199,7 +227,8 @@ def main():
     import onnxruntime, PIL, transformers, open_clip
     print(f"# peer: Pillow {PIL.__version__} (draft), transformers {transformers.__version__} CLIPImageProcessor, "
           f"onnxruntime {onnxruntime.__version__}, open_clip {open_clip.__version__}; 2 decode workers, batches of {BATCH}")
-    print(f"{'case':<15} {'posts':>6} {'xmodal/s':>9} {'peer/s':>8} {'ratio':>6} {'spread':>13}")
+    print("# cpu: CPU milliseconds per post (user + system, every thread and process of each side); cpu ratio = peer's / xmodal's")
+    print(f"{'case':<15} {'posts':>6} {'xmodal/s':>9} {'peer/s':>8} {'ratio':>6} {'spread':>13} {'cpu x/peer':>11} {'cpu ratio':>9}")
     for case in a.cases.split(","):
         kind, model = case.split("-")
         mdir = MODELS[model]
@@ -214,21 +243,26 @@ def main():
             inp = d
             peer = ImagePeer(mdir)
         peer.run(items[:64])  # warm-up
-        ours, theirs, ratios = [], [], []
+        ours, theirs, ratios, ocpu, tcpu, cratios = [], [], [], [], [], []
         for r in range(a.rounds):
             if r % 2 == 0:
-                g = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
-                p = peer.run(items)
+                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
+                p, pc = peer_round(peer, items)
             else:
-                p = peer.run(items)
-                g = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
+                p, pc = peer_round(peer, items)
+                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
             ours.append(g)
             theirs.append(p)
             ratios.append(g / p)
-            print(f"  {case} round {r + 1}: xmodal {g:.1f}/s, peer {p:.1f}/s, ratio {g / p:.2f}", flush=True)
+            ocpu.append(gc)
+            tcpu.append(pc)
+            cratios.append(pc / gc)
+            print(f"  {case} round {r + 1}: xmodal {g:.1f}/s, peer {p:.1f}/s, ratio {g / p:.2f}; "
+                  f"cpu ms/post xmodal {gc:.2f}, peer {pc:.2f}, ratio {pc / gc:.2f}", flush=True)
         peer.close()
         print(f"{case:<15} {len(items):>6} {statistics.median(ours):>9.1f} {statistics.median(theirs):>8.1f} "
-              f"{statistics.median(ratios):>6.2f} {min(ratios):>6.2f}-{max(ratios):<6.2f}", flush=True)
+              f"{statistics.median(ratios):>6.2f} {min(ratios):>6.2f}-{max(ratios):<6.2f} "
+              f"{statistics.median(ocpu):>5.2f}/{statistics.median(tcpu):<5.2f} {statistics.median(cratios):>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

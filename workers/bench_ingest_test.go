@@ -4,8 +4,10 @@ package workers_test
 // with the Python pipeline that xmodal replaces (tools/bench_ingest_peer.py
 // runs it and the peer in alternating rounds and records the ratios). It
 // runs the pipeline as `xmodal run` wires it: the process's image decoder
-// (image.decode_mode), thumbnails, PDQ, the model, binary codes, and the
-// embedded index (bbolt, fsync per write) in a temporary folder.
+// (image.decode_mode), thumbnails, PDQ, the model (ONNX Runtime options as
+// xmodal's defaults), binary codes, and the embedded index (bbolt, fsync per
+// write, near-duplicate clusters as clusters.enabled's default) in a
+// temporary folder.
 //
 // Environment:
 //   XMODAL_BENCH_MODEL   model directory (default: the demo model)
@@ -14,10 +16,13 @@ package workers_test
 //   XMODAL_BENCH_MODE    fast (default) or exact
 //   XMODAL_BENCH_REPEAT  posts = files x repeat (default 1)
 //   XMODAL_BENCH_HASH_SIDE image.pdq_min_side (default imageprep.DefaultHashSide)
-//   XMODAL_BENCH_CLUSTERS  1: the index keeps near-duplicate clusters (as
-//                        clusters.enabled does; scripts/bench-clusters-ingest.sh
+//   XMODAL_BENCH_CLUSTERS  1 (default, as clusters.enabled defaults to
+//                        true): the index keeps near-duplicate clusters; 0:
+//                        it does not (scripts/bench-clusters-ingest.sh
 //                        alternates rounds with and without)
-// It prints one line: "RESULT posts=N seconds=S posts_per_s=R".
+// It prints one line: "RESULT posts=N seconds=S posts_per_s=R
+// cpu_ms_per_post=C", C being the process's CPU time (every thread, ONNX
+// Runtime's included) over the round per post.
 
 import (
 	"bufio"
@@ -32,11 +37,13 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -70,7 +77,7 @@ func BenchmarkIngestRound(b *testing.B) {
 	if coder != nil {
 		opt.Coder = coder
 	}
-	if os.Getenv("XMODAL_BENCH_CLUSTERS") == "1" {
+	if os.Getenv("XMODAL_BENCH_CLUSTERS") != "0" {
 		opt.Clusters = &embedded.ClusterOptions{}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
@@ -129,6 +136,9 @@ func BenchmarkIngestRound(b *testing.B) {
 			if d.HashImage != nil {
 				out.HashInput = d.HashImage
 			}
+			if d.ThumbImage != d.Image {
+				out.ThumbInput = d.ThumbImage
+			}
 			return out, nil
 		},
 		Thumbnail: func(img image.Image) []byte {
@@ -149,7 +159,110 @@ func BenchmarkIngestRound(b *testing.B) {
 	// Warm-up: a few posts through the model and the index.
 	runPipeline(b, cfg, newMemSource(min(n, 64), func(i int) []byte { return gen(fmt.Sprint("p", i), i) }), m, deps)
 	for range b.N {
+		cpu0 := cpuTime()
 		el, _ := runPipeline(b, cfg, newMemSource(n, func(i int) []byte { return gen(fmt.Sprint("p", i), i) }), m, deps)
-		fmt.Printf("RESULT posts=%d seconds=%.4f posts_per_s=%.2f\n", n, el.Seconds(), float64(n)/el.Seconds())
+		cpu := cpuTime() - cpu0
+		fmt.Printf("RESULT posts=%d seconds=%.4f posts_per_s=%.2f cpu_ms_per_post=%.3f\n", n, el.Seconds(), float64(n)/el.Seconds(),
+			float64(cpu.Microseconds())/1000/float64(n))
 	}
+}
+
+// BenchmarkIngestStages times, one image at a time on one goroutine, each
+// step the media stage runs on XMODAL_BENCH_INPUT's JPEGs (as
+// BenchmarkIngestRound wires them): the post's JSON decode, the image
+// decode (with the PDQ input's second decode where the mode needs one), the
+// thumbnail, PDQ and the model input. Where a post's CPU goes when per-post
+// overhead dominates (small photos, a small model).
+func BenchmarkIngestStages(b *testing.B) {
+	in := os.Getenv("XMODAL_BENCH_INPUT")
+	if in == "" {
+		b.Skip("XMODAL_BENCH_INPUT is not set (a folder of JPEGs)")
+	}
+	dir := os.Getenv("XMODAL_BENCH_MODEL")
+	if dir == "" {
+		dir = filepath.Join("..", "testdata", "models", "demo")
+	}
+	mode, err := imageprep.ParseMode(os.Getenv("XMODAL_BENCH_MODE"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := loadBenchModel(b, dir, encoders.Options{})
+	files, _ := filepath.Glob(filepath.Join(in, "*.jpg"))
+	sort.Strings(files)
+	if len(files) == 0 {
+		b.Fatalf("no JPEGs in %s", in)
+	}
+	var posts, imgs [][]byte
+	for i, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		imgs = append(imgs, data)
+		posts = append(posts, benchPost(fmt.Sprint("p", i), "", data, ""))
+	}
+	dec, err := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: mode,
+		Need: imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: imageprep.DefaultHashSide}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	decoded := make([]*imageprep.Decoded, len(imgs))
+	for i, data := range imgs {
+		if decoded[i], err = dec.Decode(context.Background(), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perImage := func(b *testing.B, f func(i int)) {
+		b.ReportAllocs()
+		n := 0
+		cpu0 := cpuTime()
+		for b.Loop() {
+			f(n % len(imgs))
+			n++
+		}
+		// CPU time: steadier than ns/op on a shared machine.
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-us/image")
+	}
+	now := time.Now()
+	b.Run("post", func(b *testing.B) {
+		perImage(b, func(i int) {
+			if _, err := ingest.DecodePost(posts[i], now); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("decode", func(b *testing.B) {
+		perImage(b, func(i int) {
+			d, err := dec.Decode(context.Background(), imgs[i])
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.Release()
+		})
+	})
+	b.Run("thumbnail", func(b *testing.B) {
+		perImage(b, func(i int) {
+			if _, err := imageprep.Thumbnail(decoded[i].ThumbImage, 128, 75); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("pdq", func(b *testing.B) {
+		hs := &pdq.Hasher{MaxSide: -1}
+		perImage(b, func(i int) {
+			in := image.Image(decoded[i].Image)
+			if decoded[i].HashImage != nil {
+				in = decoded[i].HashImage
+			}
+			hs.Hash(in)
+		})
+	})
+	b.Run("preprocess", func(b *testing.B) {
+		dst := make([]float32, m.ImageTensorLen())
+		perImage(b, func(i int) {
+			if err := m.PreprocessImage(decoded[i].Image, dst); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
 }

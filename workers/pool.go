@@ -330,7 +330,11 @@ func (r *run) prepareImage(it *item) {
 	start = time.Now()
 	img := dec.Image
 	it.mode = dec.Mode
-	it.thumb = p.thumb(img)
+	thumbIn := dec.ThumbInput
+	if thumbIn == nil {
+		thumbIn = img
+	}
+	it.thumb = p.thumb(thumbIn)
 	if p.hash.PDQ != nil {
 		in := dec.HashInput
 		if in == nil {

@@ -161,3 +161,63 @@ void xj_free(xj_dec *x) {
 	}
 	free(x);
 }
+
+// ---- encoding (thumbnails) ----
+
+struct xj_enc {
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr err;
+	jmp_buf jb;
+	int code;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void xj_enc_error_exit(j_common_ptr c) {
+	struct xj_enc *x = (struct xj_enc *)c->client_data;
+	x->code = c->err->msg_code;
+	(*c->err->format_message)(c, x->msg);
+	longjmp(x->jb, 1);
+}
+
+int xj_encode_rgb(const unsigned char *pix, int w, int h, int stride, int quality,
+                  unsigned char **out, unsigned long *outlen, char *msg, int msglen) {
+	struct xj_enc *x = calloc(1, sizeof(struct xj_enc));
+	if (x == NULL) {
+		strncpy(msg, "out of memory", msglen - 1);
+		return -1;
+	}
+	*out = NULL;
+	*outlen = 0;
+	if (setjmp(x->jb)) {
+		int code = x->code ? x->code : -1;
+		strncpy(msg, x->msg, msglen - 1);
+		jpeg_destroy_compress(&x->c);
+		free(*out);
+		*out = NULL;
+		free(x);
+		return code;
+	}
+	x->c.err = jpeg_std_error(&x->err);
+	x->err.error_exit = xj_enc_error_exit;
+	x->err.output_message = xj_output_message;
+	x->c.client_data = x;
+	jpeg_create_compress(&x->c);
+	jpeg_mem_dest(&x->c, out, outlen);
+	x->c.image_width = (JDIMENSION)w;
+	x->c.image_height = (JDIMENSION)h;
+	x->c.input_components = 3;
+	x->c.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&x->c); // YCbCr 4:2:0, baseline
+	jpeg_set_quality(&x->c, quality, TRUE);
+	jpeg_start_compress(&x->c, TRUE);
+	while (x->c.next_scanline < x->c.image_height) {
+		JSAMPROW row = (JSAMPROW)(pix + (long)x->c.next_scanline * stride);
+		jpeg_write_scanlines(&x->c, &row, 1);
+	}
+	jpeg_finish_compress(&x->c);
+	jpeg_destroy_compress(&x->c);
+	free(x);
+	return 0;
+}
+
+void xj_free_buf(unsigned char *p) { free(p); }

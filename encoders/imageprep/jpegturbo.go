@@ -221,3 +221,22 @@ func jpegError(ctx context.Context, what string, err error) error {
 	}
 	return fmt.Errorf("%w: jpeg %s: %s", ErrCorrupt, what, je.msg)
 }
+
+// encodeRGBJPEG encodes a w x h packed RGB image (rows stride bytes apart) as
+// a baseline JPEG (YCbCr 4:2:0, the standard Huffman tables: fitting them
+// to a thumbnail-sized image costs more than the rest of its encoding) at
+// quality 1..100, with libjpeg-turbo.
+func encodeRGBJPEG(pix []byte, w, h, stride, quality int) ([]byte, error) {
+	if w <= 0 || h <= 0 || len(pix) < (h-1)*stride+3*w {
+		return nil, fmt.Errorf("imageprep: encode %dx%d from %d bytes", w, h, len(pix))
+	}
+	var out *C.uchar
+	var n C.ulong
+	var msg [C.JMSG_LENGTH_MAX]C.char
+	if rc := C.xj_encode_rgb((*C.uchar)(unsafe.Pointer(&pix[0])), C.int(w), C.int(h), C.int(stride), C.int(quality),
+		&out, &n, &msg[0], C.int(len(msg))); rc != 0 {
+		return nil, fmt.Errorf("imageprep: jpeg encode: %s", C.GoString(&msg[0]))
+	}
+	defer C.xj_free_buf(out)
+	return C.GoBytes(unsafe.Pointer(out), C.int(n)), nil
+}

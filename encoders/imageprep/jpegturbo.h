@@ -33,4 +33,11 @@ int xj_start(xj_dec *x, int denom, int space, long max_mem, int *ow, int *oh);
 int xj_read(xj_dec *x, unsigned char *dst, int stride, int rows, int *got);
 void xj_free(xj_dec *x);
 
+// xj_encode_rgb encodes a w x h packed RGB image (rows stride bytes apart)
+// as a baseline JPEG into *out (*outlen bytes, freed with xj_free_buf). On
+// failure it returns a non-zero code and the message in msg.
+int xj_encode_rgb(const unsigned char *pix, int w, int h, int stride, int quality,
+                  unsigned char **out, unsigned long *outlen, char *msg, int msglen);
+void xj_free_buf(unsigned char *p);
+
 #endif

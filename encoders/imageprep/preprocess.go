@@ -1,11 +1,13 @@
 package imageprep
 
+// #include "resample.h"
+import "C"
+
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"image"
-	"image/jpeg"
+	"unsafe"
 )
 
 // Preprocess turns img into a normalised CHW float32 tensor of
@@ -131,34 +133,29 @@ func reduceBox(src rowSource, k int) *RGBImage {
 	w, h := src.size()
 	ow, oh := (w+k-1)/k, (h+k-1)/k
 	out := newRGB(ow, oh, nil)
-	acc := make([]uint32, 3*ow)
-	line := make([]byte, 3*w)
+	acc := make([]uint32, 3*w)
+	if m, ok := src.(rgbSource); ok {
+		C.xr_reduce_box(cBytes(m.m.RowRGB(0)), C.long(m.m.Stride), C.int(w), C.int(h), C.int(k),
+			cBytes(out.Pix), (*C.uint)(unsafe.Pointer(&acc[0])))
+		return out
+	}
+	// Other sources: k rows at a time, converted to packed RGB first.
+	buf := make([]byte, k*w*3)
 	for oy := 0; oy < oh; oy++ {
-		clear(acc)
 		y0, y1 := oy*k, min((oy+1)*k, h)
 		for y := y0; y < y1; y++ {
-			src.row(y, line)
-			for x := 0; x < w; x++ {
-				o := 3 * (x / k)
-				acc[o] += uint32(line[3*x])
-				acc[o+1] += uint32(line[3*x+1])
-				acc[o+2] += uint32(line[3*x+2])
-			}
+			src.row(y, buf[(y-y0)*w*3:(y-y0+1)*w*3])
 		}
-		row := out.Pix[oy*out.Stride : oy*out.Stride+3*ow]
-		for ox := 0; ox < ow; ox++ {
-			n := uint32((min((ox+1)*k, w) - ox*k) * (y1 - y0))
-			for c := 0; c < 3; c++ {
-				row[3*ox+c] = byte((acc[3*ox+c] + n/2) / n)
-			}
-		}
+		C.xr_reduce_box(cBytes(buf), C.long(w*3), C.int(w), C.int(y1-y0), C.int(k),
+			cBytes(out.Pix[oy*out.Stride:]), (*C.uint)(unsafe.Pointer(&acc[0])))
 	}
 	return out
 }
 
 // Thumbnail returns a baseline JPEG of img scaled (never enlarged) so that
 // its longer side is at most maxSide, for result pages. Alpha is composited
-// over white. quality is the JPEG quality, 1..100; 0 means 80.
+// over white. quality is the JPEG quality, 1..100; 0 means 80. The JPEG is
+// encoded by libjpeg-turbo (4:2:0, standard Huffman tables).
 func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
 	if img == nil || img.Bounds().Empty() {
 		return nil, errors.New("imageprep: thumbnail of an empty image")
@@ -190,13 +187,9 @@ func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
 		src = rgbSource{reduceBox(src, k)}
 	}
 	rgb := resampleWindow(src, tw, th, 0, 0, tw, th)
-	out := image.NewRGBA(image.Rect(0, 0, tw, th))
-	for i, j := 0, 0; i < len(rgb); i, j = i+3, j+4 {
-		out.Pix[j], out.Pix[j+1], out.Pix[j+2], out.Pix[j+3] = rgb[i], rgb[i+1], rgb[i+2], 255
-	}
-	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: quality}); err != nil {
+	b, err := encodeRGBJPEG(rgb, tw, th, 3*tw, quality)
+	if err != nil {
 		return nil, fmt.Errorf("imageprep: thumbnail: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }

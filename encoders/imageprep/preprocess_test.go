@@ -279,3 +279,63 @@ func TestRGB(t *testing.T) {
 		t.Errorf("RGB and the row source disagree at (17,42)")
 	}
 }
+
+// reduceBoxGo is the box reduction written plainly: the reference for the
+// C loop behind reduceBox.
+func reduceBoxGo(pix []byte, w, h, k int) []byte {
+	ow, oh := (w+k-1)/k, (h+k-1)/k
+	out := make([]byte, 3*ow*oh)
+	for oy := 0; oy < oh; oy++ {
+		for ox := 0; ox < ow; ox++ {
+			var sum [3]int
+			n := 0
+			for y := oy * k; y < min((oy+1)*k, h); y++ {
+				for x := ox * k; x < min((ox+1)*k, w); x++ {
+					for c := range sum {
+						sum[c] += int(pix[3*(y*w+x)+c])
+					}
+					n++
+				}
+			}
+			for c := range sum {
+				out[3*(oy*ow+ox)+c] = byte((sum[c] + n/2) / n)
+			}
+		}
+	}
+	return out
+}
+
+// The C passes read an RGBImage in place and other images converted a few
+// rows at a time: both give the plain reduction's pixels, and the same
+// resampled pixels, at sizes with partial blocks and more rows than one
+// chunk.
+func TestResampleSourcesAgree(t *testing.T) {
+	for _, sz := range []image.Point{{97, 71}, {300, 41}, {13, 200}} {
+		rgb := NewRGBImage(sz.X, sz.Y)
+		nrgba := image.NewNRGBA(image.Rect(0, 0, sz.X, sz.Y))
+		for i := 0; i < sz.X*sz.Y; i++ {
+			for c := 0; c < 3; c++ {
+				v := byte(i*7 + c*50 + i*i%13)
+				rgb.Pix[3*i+c] = v
+				nrgba.Pix[4*i+c] = v
+			}
+			nrgba.Pix[4*i+3] = 255
+		}
+		for _, k := range []int{2, 3, 5} {
+			want := reduceBoxGo(rgb.Pix, sz.X, sz.Y, k)
+			if got := reduceBox(rgbSource{rgb}, k); !bytes.Equal(got.Pix, want) {
+				t.Errorf("%v k=%d: in-place reduction differs from the plain one", sz, k)
+			}
+			if got := reduceBox(newRowSource(nrgba), k); !bytes.Equal(got.Pix, want) {
+				t.Errorf("%v k=%d: converted reduction differs from the plain one", sz, k)
+			}
+		}
+		for _, out := range []image.Point{{31, 17}, {sz.X * 2, sz.Y}, {sz.X, sz.Y / 2}} {
+			a := resampleWindow(rgbSource{rgb}, out.X, out.Y, 0, 0, out.X, out.Y)
+			b := resampleWindow(newRowSource(nrgba), out.X, out.Y, 0, 0, out.X, out.Y)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%v -> %v: in-place and converted sources resample differently", sz, out)
+			}
+		}
+	}
+}

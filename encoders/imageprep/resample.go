@@ -1,6 +1,13 @@
 package imageprep
 
-import "math"
+// #cgo CFLAGS: -O3
+// #include "resample.h"
+import "C"
+
+import (
+	"math"
+	"unsafe"
+)
 
 // A re-implementation of Pillow's separable resampler (libImaging/Resample.c,
 // Pillow 11) for 8-bit RGB with the BICUBIC filter, so that resizing here is
@@ -14,6 +21,8 @@ import "math"
 // clipping to uint8. We do exactly that, but only for the output pixels
 // inside the crop window: every output pixel depends only on its own
 // weights, so the result is the same as resizing fully and cropping after.
+// The weights are computed here; the passes run in C (resample.c), integer
+// arithmetic only, several times faster than the same loops in Go.
 
 const precisionBits = 32 - 8 - 2
 
@@ -36,8 +45,8 @@ const bicubicSupport = 2.0
 // kernel holds fixed-point weights for output indices [o0, o0+n).
 type kernel struct {
 	ksize  int
-	first  []int   // first input index per output
-	count  []int   // number of taps per output
+	first  []int32 // first input index per output
+	count  []int32 // number of taps per output
 	weight []int32 // n*ksize
 }
 
@@ -55,8 +64,8 @@ func newKernel(inSize, outSize, o0, o1 int) kernel {
 	n := o1 - o0
 	k := kernel{
 		ksize:  ksize,
-		first:  make([]int, n),
-		count:  make([]int, n),
+		first:  make([]int32, n),
+		count:  make([]int32, n),
 		weight: make([]int32, n*ksize),
 	}
 	w := make([]float64, ksize)
@@ -94,21 +103,19 @@ func newKernel(inSize, outSize, o0, o1 int) kernel {
 				row[x] = int32(0.5 + v*(1<<precisionBits))
 			}
 		}
-		k.first[i] = xmin
-		k.count[i] = xmax
+		k.first[i] = int32(xmin)
+		k.count[i] = int32(xmax)
 	}
 	return k
 }
 
-func clip8(v int32) byte {
-	if v >= 1<<precisionBits<<8 {
-		return 255
-	}
-	if v <= 0 {
-		return 0
-	}
-	return byte(v >> precisionBits)
-}
+func cInts(s []int32) *C.int { return (*C.int)(unsafe.Pointer(&s[0])) }
+
+func cBytes(s []byte) *C.uchar { return (*C.uchar)(unsafe.Pointer(&s[0])) }
+
+// chunkRows is how many rows of a source that cannot be read in place are
+// converted at a time for the horizontal pass.
+const chunkRows = 32
 
 // resampleWindow resizes src (w x h) to outW x outH with Pillow's bicubic
 // and returns the packed RGB pixels of the output window [x0,x0+cw) x
@@ -124,44 +131,36 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	ry0, ry1 := y0, y0+ch // identity vertical: output row = input row
 	if needV {
 		kv = newKernel(h, outH, y0, y0+ch)
-		ry0 = kv.first[0]
-		ry1 = kv.first[ch-1] + kv.count[ch-1]
+		ry0 = int(kv.first[0])
+		ry1 = int(kv.first[ch-1] + kv.count[ch-1])
 	}
 	nrows := ry1 - ry0
 
 	// Horizontal pass into tmp: nrows x cw, packed RGB.
 	tmp := make([]byte, nrows*cw*3)
-	ref, inPlace := src.(rowRefer)
-	var line []byte
-	if !inPlace {
-		line = make([]byte, w*3)
-	}
 	if needH {
 		kh := newKernel(w, outW, x0, x0+cw)
-		for r := 0; r < nrows; r++ {
-			if inPlace {
-				line = ref.rowRef(ry0 + r)
-			} else {
-				src.row(ry0+r, line)
-			}
-			out := tmp[r*cw*3 : (r+1)*cw*3]
-			for i := 0; i < cw; i++ {
-				ws := kh.weight[i*kh.ksize : i*kh.ksize+kh.count[i]]
-				in := line[kh.first[i]*3 : (kh.first[i]+len(ws))*3]
-				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-				for _, k := range ws {
-					if len(in) < 3 {
-						break // cannot happen: in holds 3 bytes per weight
-					}
-					s0 += int32(in[0]) * k
-					s1 += int32(in[1]) * k
-					s2 += int32(in[2]) * k
-					in = in[3:]
+		if m, ok := src.(rgbSource); ok {
+			// In place: the rows are stride bytes apart in m.Pix.
+			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(nrows), cBytes(tmp), C.int(cw),
+				cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
+		} else {
+			buf := make([]byte, min(chunkRows, nrows)*w*3)
+			for r0 := 0; r0 < nrows; r0 += chunkRows {
+				n := min(chunkRows, nrows-r0)
+				for r := 0; r < n; r++ {
+					src.row(ry0+r0+r, buf[r*w*3:(r+1)*w*3])
 				}
-				out[3*i], out[3*i+1], out[3*i+2] = clip8(s0), clip8(s1), clip8(s2)
+				C.xr_hpass(cBytes(buf), C.long(w*3), C.int(n), cBytes(tmp[r0*cw*3:]), C.int(cw),
+					cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
 			}
 		}
 	} else {
+		ref, inPlace := src.(rowRefer)
+		var line []byte
+		if !inPlace {
+			line = make([]byte, w*3)
+		}
 		for r := 0; r < nrows; r++ {
 			if inPlace {
 				line = ref.rowRef(ry0 + r)
@@ -175,27 +174,14 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 		return tmp
 	}
 
-	// Vertical pass.
-	dst := make([]byte, ch*cw*3)
-	stride := cw * 3
-	acc := make([]int32, stride)
-	for j := 0; j < ch; j++ {
-		ws := kv.weight[j*kv.ksize : j*kv.ksize+kv.count[j]]
-		base := kv.first[j] - ry0
-		for i := range acc {
-			acc[i] = 1 << (precisionBits - 1)
-		}
-		for t, k := range ws {
-			in := tmp[(base+t)*stride : (base+t+1)*stride]
-			acc := acc[:len(in)]
-			for i, v := range in {
-				acc[i] += int32(v) * k
-			}
-		}
-		out := dst[j*stride : (j+1)*stride]
-		for i, v := range acc {
-			out[i] = clip8(v)
-		}
+	// Vertical pass, with row indices relative to ry0.
+	for j := range kv.first {
+		kv.first[j] -= int32(ry0)
 	}
+	stride := cw * 3
+	dst := make([]byte, ch*stride)
+	acc := make([]int32, stride)
+	C.xr_vpass(cBytes(tmp), C.int(stride), cBytes(dst), C.int(ch),
+		cInts(kv.first), cInts(kv.count), cInts(kv.weight), C.int(kv.ksize), cInts(acc))
 	return dst
 }

@@ -1,0 +1,107 @@
+// The inner loops of resample.go's Pillow-exact bicubic resampler and of the
+// thumbnail's box reduction, in C: integer arithmetic only, so the results
+// are those of the Go code they replace, bit for bit (the parity tests pin
+// them to Pillow's). Weights and geometry are computed in Go.
+
+#include "resample.h"
+
+static inline unsigned char clip8(int v) {
+	if (v >= (1 << XR_PRECISION << 8)) {
+		return 255;
+	}
+	if (v <= 0) {
+		return 0;
+	}
+	return (unsigned char)(v >> XR_PRECISION);
+}
+
+// xr_hpass resamples rows rows of packed RGB (stride bytes apart) along x:
+// output pixel i of a row is the weighted sum of input pixels first[i] ..
+// first[i]+count[i]-1 with weights weight[i*ksize ...], from a half-unit
+// bias. dst receives rows x cw packed RGB pixels.
+void xr_hpass(const unsigned char *src, long stride, int rows, unsigned char *dst, int cw,
+              const int *first, const int *count, const int *weight, int ksize) {
+	for (int r = 0; r < rows; r++) {
+		const unsigned char *line = src + (long)r * stride;
+		unsigned char *out = dst + (long)r * cw * 3;
+		for (int i = 0; i < cw; i++) {
+			const int *k = weight + (long)i * ksize;
+			const unsigned char *p = line + (long)first[i] * 3;
+			int n = count[i];
+			int s0 = 1 << (XR_PRECISION - 1), s1 = s0, s2 = s0;
+			for (int t = 0; t < n; t++) {
+				int kt = k[t];
+				s0 += p[3 * t] * kt;
+				s1 += p[3 * t + 1] * kt;
+				s2 += p[3 * t + 2] * kt;
+			}
+			out[3 * i] = clip8(s0);
+			out[3 * i + 1] = clip8(s1);
+			out[3 * i + 2] = clip8(s2);
+		}
+	}
+}
+
+// xr_vpass resamples along y: output row j (stride bytes) is the weighted
+// sum of rows first[j] .. first[j]+count[j]-1 of tmp. acc holds stride ints.
+void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
+              const int *first, const int *count, const int *weight, int ksize, int *acc) {
+	for (int j = 0; j < ch; j++) {
+		const int *k = weight + (long)j * ksize;
+		const unsigned char *base = tmp + (long)first[j] * stride;
+		int n = count[j];
+		for (int i = 0; i < stride; i++) {
+			acc[i] = 1 << (XR_PRECISION - 1);
+		}
+		for (int t = 0; t < n; t++) {
+			const unsigned char *in = base + (long)t * stride;
+			int kt = k[t];
+			for (int i = 0; i < stride; i++) {
+				acc[i] += in[i] * kt;
+			}
+		}
+		unsigned char *out = dst + (long)j * stride;
+		for (int i = 0; i < stride; i++) {
+			out[i] = clip8(acc[i]);
+		}
+	}
+}
+
+// xr_reduce_box shrinks a w x h packed RGB image by k in both directions:
+// each output pixel is the rounded mean of its k x k block (blocks at the
+// right and bottom edges average the pixels they have). dst holds
+// ceil(w/k) x ceil(h/k) pixels, packed; acc holds 3*w unsigned ints. The
+// k rows of a block are summed first (a contiguous loop the compiler
+// vectorises), then each block's columns.
+void xr_reduce_box(const unsigned char *src, long stride, int w, int h, int k,
+                   unsigned char *dst, unsigned int *acc) {
+	int ow = (w + k - 1) / k, oh = (h + k - 1) / k;
+	int n3 = 3 * w;
+	for (int oy = 0; oy < oh; oy++) {
+		int y0 = oy * k, y1 = y0 + k < h ? y0 + k : h;
+		const unsigned char *line = src + (long)y0 * stride;
+		for (int i = 0; i < n3; i++) {
+			acc[i] = line[i];
+		}
+		for (int y = y0 + 1; y < y1; y++) {
+			line = src + (long)y * stride;
+			for (int i = 0; i < n3; i++) {
+				acc[i] += line[i];
+			}
+		}
+		unsigned char *row = dst + (long)oy * ow * 3;
+		for (int ox = 0; ox < ow; ox++) {
+			int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
+			unsigned int n = (unsigned int)((x1 - x0) * (y1 - y0));
+			unsigned int r = 0, g = 0, b = 0;
+			for (int x = x0; x < x1; x++) {
+				r += acc[3 * x];
+				g += acc[3 * x + 1];
+				b += acc[3 * x + 2];
+			}
+			row[3 * ox] = (unsigned char)((r + n / 2) / n);
+			row[3 * ox + 1] = (unsigned char)((g + n / 2) / n);
+			row[3 * ox + 2] = (unsigned char)((b + n / 2) / n);
+		}
+	}
+}
