@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,9 @@ import (
 // posts: a backlog of XMODAL_BENCH_POSTS (default 10,000) per round, timed
 // from the process being ready to the group's committed offsets reaching the
 // end of the topic. Reported: both rates and the median of the per-round
-// ratios Milvus / embedded.
+// ratios Milvus / embedded. XMODAL_BENCH_ROUNDS sets the number of rounds
+// (default 3); XMODAL_BENCH_MILVUS_ENV adds NAME=value pairs (separated by
+// spaces) to the indexer's environment (e.g. XMODAL_MILVUS_ROUNDS=2).
 //
 //	go test -run '^$' -bench IndexerMilvusVsEmbedded -benchtime 1x -timeout 60m ./deploy/
 func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
@@ -30,7 +33,10 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 	if s := os.Getenv("XMODAL_BENCH_POSTS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	const rounds = 3
+	rounds := 3
+	if s := os.Getenv("XMODAL_BENCH_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
 	milvusAddr := startTestMilvus(b)
 	kafka := startTestKafka(b)
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: b.TempDir()})
@@ -78,7 +84,7 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 		role := "run"
 		if milvus {
 			role = "indexer"
-			env = append(env, os.Getenv("XMODAL_BENCH_MILVUS_ENV"))
+			env = append(env, strings.Fields(os.Getenv("XMODAL_BENCH_MILVUS_ENV"))...)
 			env = append(env, "XMODAL_MILVUS_ADDRESS="+milvusAddr, "XMODAL_MILVUS_COLLECTION=bench_"+strconv.Itoa(round)+"_"+strconv.FormatInt(time.Now().Unix()%100000, 10),
 				"XMODAL_NATS_URL="+ns.ClientURL())
 		} else {
@@ -93,6 +99,16 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		el := time.Since(start)
+		if milvus && os.Getenv("XMODAL_BENCH_METRICS") != "" {
+			// What the rounds spent, for diagnosis (XMODAL_BENCH_METRICS=1).
+			_, body := p.get("/metrics")
+			for _, line := range strings.Split(body, "\n") {
+				if strings.HasPrefix(line, "xmodal_milvus_") || strings.HasPrefix(line, "xmodal_stage_seconds_sum") || strings.HasPrefix(line, "xmodal_batch_messages_sum") ||
+					strings.HasPrefix(line, "xmodal_stage_seconds_count") || strings.HasPrefix(line, "xmodal_batch_messages_count") {
+					fmt.Println("  " + line)
+				}
+			}
+		}
 		p.cmd.Process.Kill()
 		return float64(n) / el.Seconds()
 	}

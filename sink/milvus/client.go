@@ -45,6 +45,9 @@ func dial(ctx context.Context, o Options) (*milvusclient.Client, error) {
 				MinConnectTimeout: o.DialTimeout,
 			}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)),
+			// Guarantee and mutation timestamps, which the SDK does not expose
+			// (fence.go).
+			grpc.WithChainUnaryInterceptor(tsInterceptor),
 		},
 	}
 	deadline := time.Now().Add(o.StartTimeout)

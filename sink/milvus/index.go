@@ -253,8 +253,9 @@ type Stats struct {
 	Retries int64 // RPC attempts retried after Unavailable/ResourceExhausted
 	Rounds  int64 // write rounds
 	Rows    int64 // rows upserted
-	// StrongRounds are the rounds that read Strong (after Fence, or with
-	// WriteConsistency Strong).
+	// StrongRounds are the rounds that read past Bounded: at the fence
+	// timestamp (within FenceWindow of a Fence) or Strong (WriteConsistency
+	// Strong).
 	StrongRounds int64
 	// ReadTime and WriteTime are the rounds' time reading what Milvus holds
 	// and writing, summed.

@@ -348,6 +348,44 @@ func TestBoundedRoundsSeeTheirOwnWrites(t *testing.T) {
 	}
 }
 
+// A partition that moves to another indexer: the new owner's fenced rounds
+// see what the previous owner wrote a moment before, so a redelivered older
+// version is stale, not a regression. Each pair of writers here is two
+// indexes on one collection; the previous owner writes and the new owner
+// fences and writes at once, long before a Bounded read would be bound to
+// show the write (common.gracefulTime, 5 s), in several rounds, so that both
+// the round that takes the fence timestamp and the rounds that reuse it are
+// checked.
+func TestFencedRoundsSeeThePreviousOwnersWrites(t *testing.T) {
+	opt := testOptions(t, conformance.Dim)
+	opt.WriteConsistency = "" // the default, Bounded
+	prev := openTest(t, opt)
+	next, err := Open(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	r := rand.New(rand.NewPCG(4, 4))
+	for i := range 5 {
+		id := fmt.Sprintf("moved-%d", i)
+		mustApply(t, prev, textPost(id, 10, "a", r))
+		if i == 0 {
+			next.Fence()
+		}
+		if out := mustApply(t, next, textPost(id, 5, "a", r)); out[0] != domain.Stale {
+			t.Fatalf("round %d: an older version redelivered to the new owner right after the previous owner wrote a newer one: %v, want stale", i, out)
+		}
+	}
+	st := next.Stats()
+	if st.StrongRounds != 5 {
+		t.Fatalf("fenced rounds: %d, want 5", st.StrongRounds)
+	}
+	recs, err := next.Get(context.Background(), []string{"moved-0#text"})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("the previous owner's record: %v, %v", recs, err)
+	}
+}
+
 // The deny rows page through in key order (a new replicated deny-list is
 // seeded from them).
 func TestDeniedIDs(t *testing.T) {

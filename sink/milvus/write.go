@@ -26,8 +26,9 @@ var ErrClosed = errors.New("milvus index: closed")
 
 // The writer coalesces concurrent Apply calls into rounds. A round works out
 // every change's outcome with domain.Decide (the rule the embedded index
-// applies) from what it knows of its posts, then writes: deletes, upserts of
-// the records (and codes, PDQ hashes), then the version and deny-list rows.
+// applies) from what it knows of its posts, then writes, all at once: the
+// deletes, the upserts of the records (and codes, PDQ hashes), the version
+// and deny-list rows (they never touch one key twice).
 // Every RPC is retried on Unavailable/ResourceExhausted (bounded); a round that
 // fails fails every Apply call in it, and since every write is idempotent the
 // caller's redelivery converges. Apply returns only after Milvus acknowledged
@@ -62,7 +63,11 @@ type writer struct {
 
 	mu          sync.Mutex
 	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
-	strongUntil time.Time              // Fence: read Strong until then
+	strongUntil time.Time              // Fence: read at least at fenceTS until then
+	fenceEpoch  int                    // Fence calls so far
+	fenceTS     uint64                 // server timestamp taken after the latest Fence (0: not yet)
+	fenceTSOf   int                    // the fenceEpoch fenceTS was taken for
+	fenceMu     sync.Mutex             // one timestamp request at a time
 
 	rounds, rows, strongRounds atomic.Int64
 	readNanos, writeNanos      atomic.Int64
@@ -240,20 +245,42 @@ func (w *writer) release(ids []string) {
 func (ix *Index) Fence() {
 	ix.w.mu.Lock()
 	ix.w.strongUntil = time.Now().Add(ix.opt.FenceWindow)
+	ix.w.fenceEpoch++
 	ix.w.mu.Unlock()
 }
 
-// readLevel is the consistency of a round's reads.
-func (w *writer) readLevel() entity.ConsistencyLevel {
+// readLevel is the consistency of a round's reads, and the context they run
+// under: Bounded; Strong with WriteConsistency Strong; within FenceWindow of
+// a Fence, Session at a guarantee timestamp taken from the server after the
+// Fence (fence.go), which sees every write acknowledged before the Fence
+// without waiting for a time tick on every read (Strong where the server
+// gives no timestamp).
+func (w *writer) readLevel(ctx context.Context) (context.Context, entity.ConsistencyLevel) {
 	if w.ix.opt.WriteConsistency == "Strong" {
-		return entity.ClStrong
+		return ctx, entity.ClStrong
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if time.Now().Before(w.strongUntil) {
-		return entity.ClStrong
+	fenced, epoch := time.Now().Before(w.strongUntil), w.fenceEpoch
+	w.mu.Unlock()
+	if !fenced {
+		return ctx, entity.ClBounded
 	}
-	return entity.ClBounded
+	w.fenceMu.Lock()
+	defer w.fenceMu.Unlock()
+	w.mu.Lock()
+	ts, of := w.fenceTS, w.fenceTSOf
+	w.mu.Unlock()
+	if ts == 0 || of != epoch {
+		var err error
+		if ts, err = w.ix.serverTimestamp(ctx); err != nil {
+			w.ix.log.Warn("milvus: no fence timestamp; this round reads Strong", "err", err)
+			return ctx, entity.ClStrong
+		}
+		w.mu.Lock()
+		w.fenceTS, w.fenceTSOf = ts, epoch
+		w.mu.Unlock()
+	}
+	return withGuarantee(ctx, ts), entity.ClSession
 }
 
 // Apply writes the changes (see domain.Writer): it returns when Milvus acknowledged
@@ -377,16 +404,16 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	// 1. what Milvus holds: versions, deny-list entries and the records present,
 	// read in parallel at Bounded consistency (Strong after a Fence), merged
 	// with this writer's own recent writes.
-	cl := w.readLevel()
-	if cl == entity.ClStrong {
+	rctx, cl := w.readLevel(ctx)
+	if cl != entity.ClBounded {
 		w.strongRounds.Add(1)
 	}
 	readStart := time.Now()
 	var seqs, denied map[string]int64
 	err := parallel(
-		func() (err error) { seqs, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
+		func() (err error) { seqs, err = ix.queryInt64(rctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
 		func() (err error) {
-			denied, err = ix.queryInt64(ctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
+			denied, err = ix.queryInt64(rctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
 			return
 		},
 	)
@@ -410,7 +437,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	}
 	w.mu.Unlock()
 	if len(cands) > 0 {
-		pks, err := ix.queryStrings(ctx, ix.l.records.name, fPK, fPK, cands, cl)
+		pks, err := ix.queryStrings(rctx, ix.l.records.name, fPK, fPK, cands, cl)
 		if err != nil {
 			return err
 		}
@@ -516,94 +543,78 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			denyIDs = append(denyIDs, id)
 		}
 	}
-	// The write order keeps one invariant through a crash at any point: a code or
-	// PDQ row exists only while the record row of its key does (side rows are
-	// deleted before records and written after them). Version and deny-list rows
-	// are written with the side rows; a round that fails is redone whole by the
-	// caller's redelivery (the same version re-applies). Phases with nothing to
-	// do make no call.
+	// One phase: every delete and upsert of the round runs at once. Within a
+	// round they never touch the same key of a collection (a key is deleted
+	// only when the new version lacks it), so their order does not matter to
+	// the outcome, and a round costs one write round trip whatever it holds.
+	// Through a crash mid-round any subset of the writes may have landed: a
+	// round that fails is redone whole by the caller's redelivery (the same
+	// version re-applies, and the pipeline retries a failing write until it
+	// lands, never dropping it), so what a crash leaves behind is transient.
+	// Meanwhile readers drop a code or PDQ hit whose record is missing
+	// (hydrate, rerank), and a version row without records reads as a post
+	// whose records are absent. Phases with nothing to do make no call.
 	l := ix.l
 	side := func(t *table) bool { return t != nil && !l.single }
-	err = parallel(
-		func() error {
-			if !side(l.code) {
-				return nil
-			}
-			return ix.deleteIn(ctx, l.code.name, fPK, delCode)
-		},
-		func() error {
-			if !side(l.pdq) {
-				return nil
-			}
-			return ix.deleteIn(ctx, l.pdq.name, fPK, delPDQ)
-		},
-		func() error { return ix.deleteIn(ctx, l.posts.name, fPostID, delPosts) },
-	)
-	if err != nil {
-		return err
-	}
-	if err := ix.deleteIn(ctx, l.records.name, fPK, delRec); err != nil {
-		return err
-	}
 	bs := ix.opt.BatchSize
+	var fns []func() error
+	if side(l.code) && len(delCode) > 0 {
+		fns = append(fns, func() error { return ix.deleteIn(ctx, l.code.name, fPK, delCode) })
+	}
+	if side(l.pdq) && len(delPDQ) > 0 {
+		fns = append(fns, func() error { return ix.deleteIn(ctx, l.pdq.name, fPK, delPDQ) })
+	}
+	if len(delPosts) > 0 {
+		fns = append(fns, func() error { return ix.deleteIn(ctx, l.posts.name, fPostID, delPosts) })
+	}
+	if len(delRec) > 0 {
+		fns = append(fns, func() error { return ix.deleteIn(ctx, l.records.name, fPK, delRec) })
+	}
 	for from := 0; from < len(recs); from += bs {
 		chunk := recs[from:min(from+bs, len(recs))]
-		if err := ix.upsert(ctx, l.records.name, ix.recordColumns(chunk)); err != nil {
-			return err
-		}
-		w.rows.Add(int64(len(chunk)))
-	}
-	sideUpserts := func(t *table, field string) func() error {
-		return func() error {
-			if !side(t) {
-				return nil
+		fns = append(fns, func() error {
+			if err := ix.upsert(ctx, l.records.name, ix.recordColumns(chunk)); err != nil {
+				return err
 			}
-			for from := 0; from < len(recs); from += bs {
-				if cols := ix.sideColumns(recs[from:min(from+bs, len(recs))], field); cols != nil {
-					if err := ix.upsert(ctx, t.name, cols); err != nil {
-						return err
-					}
-				}
-			}
+			w.rows.Add(int64(len(chunk)))
 			return nil
+		})
+		for _, t := range []struct {
+			t     *table
+			field string
+		}{{l.code, fCode}, {l.pdq, fPDQ}} {
+			if !side(t.t) {
+				continue
+			}
+			if cols := ix.sideColumns(chunk, t.field); cols != nil {
+				fns = append(fns, func() error { return ix.upsert(ctx, t.t.name, cols) })
+			}
 		}
+	}
+	for from := 0; from < len(postIDs); from += bs {
+		to := min(from+bs, len(postIDs))
+		cols := []column.Column{
+			column.NewColumnVarChar(fPostID, postIDs[from:to]),
+			column.NewColumnInt64(fSeq, postSeqs[from:to]),
+			dummyColumn(to - from),
+		}
+		fns = append(fns, func() error { return ix.upsert(ctx, l.posts.name, cols) })
 	}
 	deniedAt := now.UnixNano()
-	err = parallel(sideUpserts(l.code, fCode), sideUpserts(l.pdq, fPDQ),
-		func() error {
-			for from := 0; from < len(postIDs); from += bs {
-				to := min(from+bs, len(postIDs))
-				err := ix.upsert(ctx, l.posts.name, []column.Column{
-					column.NewColumnVarChar(fPostID, postIDs[from:to]),
-					column.NewColumnInt64(fSeq, postSeqs[from:to]),
-					dummyColumn(to - from),
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		func() error {
-			for from := 0; from < len(denyIDs); from += bs {
-				to := min(from+bs, len(denyIDs))
-				ts := make([]int64, to-from)
-				for i := range ts {
-					ts[i] = deniedAt
-				}
-				err := ix.upsert(ctx, l.deny.name, []column.Column{
-					column.NewColumnVarChar(fPostID, denyIDs[from:to]),
-					column.NewColumnInt64(fDeniedAt, ts),
-					dummyColumn(to - from),
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	)
-	if err != nil {
+	for from := 0; from < len(denyIDs); from += bs {
+		to := min(from+bs, len(denyIDs))
+		ts := make([]int64, to-from)
+		for i := range ts {
+			ts[i] = deniedAt
+		}
+		cols := []column.Column{
+			column.NewColumnVarChar(fPostID, denyIDs[from:to]),
+			column.NewColumnInt64(fDeniedAt, ts),
+			dummyColumn(to - from),
+		}
+		fns = append(fns, func() error { return ix.upsert(ctx, l.deny.name, cols) })
+	}
+	if err := parallel(fns...); err != nil {
 		return err
 	}
 	// 4. remember what this round wrote, for the rounds of the next StaleWindow.
