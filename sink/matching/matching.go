@@ -94,7 +94,9 @@ func EventID(postID string, version uint64, entryID string) string {
 // Banks is what the writer matches against (internal/bankstore.Store).
 type Banks interface {
 	Sync(ctx context.Context) error
-	Match(ctx context.Context, q banks.Query) ([]banks.Match, error)
+	// MatchAll answers a batch of queries at once (banks.State.MatchAll:
+	// the embedding entries are read once for the whole write batch).
+	MatchAll(ctx context.Context, qs []banks.Query) ([]banks.MatchResult, error)
 }
 
 // Publisher makes events durable (EventStream; the indexer's Kafka topic).
@@ -250,22 +252,49 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	unchanged := 0
 	out := slices.Clone(changes)
 	now := w.d.Now().UTC()
+	// Every record's lookup of the batch in one MatchAll.
+	qsOf := make([][]struct {
+		rec *domain.Record
+		q   banks.Query
+	}, len(out))
+	skip := make([]bool, len(out))
+	var all []banks.Query
 	for i := range out {
 		c := &out[i]
 		if c.Delete || w.d.Deny.Denied(c.PostID) {
 			// A post taken down is not matched again (the pipeline does not
 			// write it either; the index refuses it).
+			skip[i] = true
+			continue
+		}
+		qsOf[i] = queries(c)
+		for _, rq := range qsOf[i] {
+			all = append(all, rq.q)
+		}
+	}
+	var results []banks.MatchResult
+	if len(all) > 0 {
+		var err error
+		if results, err = w.d.Banks.MatchAll(ctx, all); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("matching: banks: %w", err)
+		}
+	}
+	next := 0
+	for i := range out {
+		c := &out[i]
+		if skip[i] {
 			continue
 		}
 		var block *banks.Match
 		var chEvs []Event
 		seen := map[string]bool{}
-		for _, rq := range queries(c) {
-			ms, err := w.d.Banks.Match(ctx, rq.q)
+		for _, rq := range qsOf[i] {
+			ms, err := results[next].Matches, results[next].Err
+			next++
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
 				// A record the banks cannot read (a malformed vector, say)
 				// would fail every retry: it is logged and not matched,
 				// rather than stalling the stream.
