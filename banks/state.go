@@ -797,3 +797,21 @@ func (s *State) StaleEmbeddings(model string) map[string][]Entry {
 	}
 	return out
 }
+
+// HasEnabled reports whether an enabled bank holds live entries of signal
+// type t (the pipeline computes an image's MD5 only when one does).
+func (s *State) HasEnabled(t SignalType) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, b := range s.banks {
+		if !b.cfg.Enabled {
+			continue
+		}
+		for k := kindPDQ; k < numKinds; k++ {
+			if kt, _ := k.signal(); kt == t && b.counts[k] > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -115,6 +115,10 @@ type Record struct {
 	// PDQ is the 256-bit perceptual hash of an image record (32 bytes), with its quality.
 	PDQ        []byte `json:"pdq,omitempty"`
 	PDQQuality int    `json:"pdq_quality,omitempty"`
+	// MD5 is the MD5 of an image record's file bytes (16 bytes) while the
+	// record is matched against the banks' md5 entries at ingest; it is
+	// not stored (set only when a bank holds md5 entries).
+	MD5 []byte `json:"-"`
 	// Preprocess names how the image of an image or fused record was decoded
 	// and preprocessed for the model ("fast": JPEGs reduced in the IDCT as
 	// Pillow's draft does; "exact": full size); empty for text records and

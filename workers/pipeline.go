@@ -38,6 +38,10 @@ type Fetcher interface {
 // records with the model's coder).
 type Hasher struct {
 	PDQ func(img image.Image) (hash []byte, quality int)
+	// MD5, when set and true at the time an image is prepared, gives its
+	// record the MD5 of the file's bytes (domain.Record.MD5: the banks' md5
+	// entries, HMA's photo_md5, match it at ingest). Nil: never.
+	MD5 func() bool
 }
 
 // Decoded is an image decoded for the media stage.
@@ -321,6 +325,7 @@ type item struct {
 	thumb   []byte
 	pdq     []byte
 	pdqQ    int
+	md5     []byte
 	mode    string // how the image was decoded and preprocessed
 	imgErr  error
 	stage   ingest.Stage
@@ -466,7 +471,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	}
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
-		r.PDQ, r.PDQQuality = it.pdq, it.pdqQ
+		r.PDQ, r.PDQQuality, r.MD5 = it.pdq, it.pdqQ, it.md5
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"crypto/md5"
 	"errors"
 	"image"
 	"sync"
@@ -311,6 +312,10 @@ func (r *run) prepareImage(it *item) {
 			return
 		}
 		data = b
+	}
+	if p.hash.MD5 != nil && p.hash.MD5() {
+		sum := md5.Sum(data)
+		it.md5 = sum[:]
 	}
 	start := time.Now()
 	dec, err := p.decode(r.ctx, data)

@@ -189,6 +189,25 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	if out := bank("sweep", "late"); !strings.Contains(out, "of bank late: 1 entries") {
 		t.Fatalf("bank sweep: %s", out)
 	}
+	// The same file posted now that the bank holds its hashes is matched at
+	// ingest by its bytes' MD5 (HMA's photo_md5) as well as by PDQ.
+	pb, _ = json.Marshal(map[string]any{"schema": 1, "id": "m-new-image", "created_at": now, "image": map[string]any{"data": imgData, "mime": "image/jpeg"}})
+	if err := ingest.Publish(ctx, js, "xmodal.posts", "m-new-image", pb); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		out := tail("--bank", "late")
+		var kinds []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "post=m-new-image ") && strings.Contains(l, "source=ingest") {
+				kinds = append(kinds, strings.Fields(strings.SplitN(l, " version=", 2)[1])[1])
+			}
+		}
+		if strings.Join(kinds, ",") != "pdq,md5" && strings.Join(kinds, ",") != "md5,pdq" {
+			return fmt.Errorf("ingest events of m-new-image by signal type %v, want pdq and md5:\n%s", kinds, out)
+		}
+		return nil
+	})
 	if !strings.Contains(logs.text(), `msg="audit: takedown at ingest" post_id=m-forbidden`) || !strings.Contains(logs.text(), "bank=forbidden") {
 		t.Fatal("no audit line for the takedown at ingest")
 	}

@@ -22,6 +22,7 @@ package matching
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -208,6 +209,9 @@ func queries(c *domain.Change) []struct {
 		case domain.ModalityImage:
 			if len(r.PDQ) == len(pdq.Hash{}) {
 				q.PDQ = []pdq.Hash{pdq.Hash(r.PDQ)}
+			}
+			if len(r.MD5) == md5.Size {
+				q.MD5 = hex.EncodeToString(r.MD5)
 			}
 			if r.MediaURL != "" && !strings.HasPrefix(r.MediaURL, "data:") {
 				q.URLs = []string{r.MediaURL}
