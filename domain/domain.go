@@ -119,6 +119,11 @@ type Record struct {
 	// record is matched against the banks' md5 entries at ingest; it is
 	// not stored (set only when a bank holds md5 entries).
 	MD5 []byte `json:"-"`
+	// PDQVariants are the image's eight dihedral PDQ hashes (original,
+	// rotations, mirrors, in encoders/pdq's Dihedral order; the first is
+	// PDQ) while the record is matched at ingest, so that a rotated or
+	// mirrored copy of a banked image matches; not stored.
+	PDQVariants [][]byte `json:"-"`
 	// Preprocess names how the image of an image or fused record was decoded
 	// and preprocessed for the model ("fast": JPEGs reduced in the IDCT as
 	// Pillow's draft does; "exact": full size); empty for text records and

@@ -38,6 +38,11 @@ type Fetcher interface {
 // records with the model's coder).
 type Hasher struct {
 	PDQ func(img image.Image) (hash []byte, quality int)
+	// PDQVariants, when set, replaces PDQ: it returns the image's eight
+	// dihedral hashes (the first is the PDQ hash; one DCT makes all eight),
+	// which the record carries for matching at ingest
+	// (domain.Record.PDQVariants).
+	PDQVariants func(img image.Image) (hashes [][]byte, quality int)
 	// MD5, when set and true at the time an image is prepared, gives its
 	// record the MD5 of the file's bytes (domain.Record.MD5: the banks' md5
 	// entries, HMA's photo_md5, match it at ingest). Nil: never.
@@ -326,6 +331,7 @@ type item struct {
 	pdq     []byte
 	pdqQ    int
 	md5     []byte
+	pdqVars [][]byte
 	mode    string // how the image was decoded and preprocessed
 	imgErr  error
 	stage   ingest.Stage
@@ -471,7 +477,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	}
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
-		r.PDQ, r.PDQQuality, r.MD5 = it.pdq, it.pdqQ, it.md5
+		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants = it.pdq, it.pdqQ, it.md5, it.pdqVars
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

@@ -340,7 +340,16 @@ func (r *run) prepareImage(it *item) {
 		thumbIn = img
 	}
 	it.thumb = p.thumb(thumbIn)
-	if p.hash.PDQ != nil {
+	if p.hash.PDQVariants != nil {
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		it.pdqVars, it.pdqQ = p.hash.PDQVariants(in)
+		if len(it.pdqVars) > 0 {
+			it.pdq = it.pdqVars[0]
+		}
+	} else if p.hash.PDQ != nil {
 		in := dec.HashInput
 		if in == nil {
 			in = img

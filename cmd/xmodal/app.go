@@ -372,6 +372,7 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 	if a.banks != nil {
 		// An image's MD5 only while a bank can match it.
 		po.md5 = func() bool { return a.banks.State().HasEnabled(banks.SignalMD5) }
+		po.banks = true
 	}
 	a.pipe, err = newPipeline(cfg, workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model,
 		Decode: decode, Fetcher: a.fetch, Logger: log, Registerer: a.reg}, po)
@@ -383,6 +384,7 @@ type pipelineOptions struct {
 	milvus bool        // the sink is Milvus: more writers, whose writes it coalesces
 	batch  int         // ingest --batch: the fetch batch (and at least as many in flight); 0 keeps ingest.batch_size
 	md5    func() bool // images get their file's MD5 while it reports true (banks with md5 entries)
+	banks  bool        // posts are matched against the banks: images get their eight dihedral PDQ hashes
 }
 
 // newPipeline builds the indexing pipeline of `run`, `indexer` and
@@ -392,6 +394,9 @@ type pipelineOptions struct {
 func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipeline, error) {
 	d.Thumbnail, d.Hasher = thumbnail, ingestHasher()
 	d.Hasher.MD5 = o.md5
+	if o.banks {
+		d.Hasher.PDQVariants = ingestVariants()
+	}
 	crashPoints(&d, d.Logger) // crash tests only (build tag crashtest); nothing otherwise
 	pc := pipelineConfig(cfg)
 	if o.batch > 0 {

@@ -75,6 +75,23 @@ func ingestHasher() workers.Hasher {
 	}}
 }
 
+// ingestVariants is the pipeline's PDQ when the banks are matched at
+// ingest: the eight dihedral hashes from one DCT (a rotated or mirrored
+// copy of a banked image matches), the first being ingestHasher's hash.
+func ingestVariants() func(img image.Image) ([][]byte, int) {
+	pool := sync.Pool{New: func() any { return &pdq.Hasher{MaxSide: query.PDQMaxSide} }}
+	return func(img image.Image) ([][]byte, int) {
+		hs := pool.Get().(*pdq.Hasher)
+		defer pool.Put(hs)
+		vs, q := hs.Dihedral(img)
+		out := make([][]byte, len(vs))
+		for i := range vs {
+			out[i] = vs[i][:]
+		}
+		return out, q
+	}
+}
+
 func hashCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "hash",

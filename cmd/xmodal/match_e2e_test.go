@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
@@ -208,7 +210,36 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 		}
 		return nil
 	})
+	// A copy rotated by 90°, whose own PDQ hash is far from the banked one,
+	// is matched at ingest through its dihedral variants.
+	rotData, err := os.ReadFile(filepath.Join(filepath.Dir(imgPath), "bridge-2-rotate-90.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := pdq.FromImage(mustDecode(t, imgData))
+	if rot, _ := pdq.FromImage(mustDecode(t, rotData)); pdq.Distance(orig, rot) <= 31 {
+		t.Fatalf("the rotated copy's hash is within 31 bits of the original's: the test shows nothing")
+	}
+	pb, _ = json.Marshal(map[string]any{"schema": 1, "id": "m-rotated", "created_at": now, "image": map[string]any{"data": rotData, "mime": "image/jpeg"}})
+	if err := ingest.Publish(ctx, js, "xmodal.posts", "m-rotated", pb); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if out := tail("--bank", "late"); !strings.Contains(out, "post=m-rotated ") || !strings.Contains(out, "source=ingest") {
+			return fmt.Errorf("no ingest event for the rotated copy:\n%s", out)
+		}
+		return nil
+	})
 	if !strings.Contains(logs.text(), `msg="audit: takedown at ingest" post_id=m-forbidden`) || !strings.Contains(logs.text(), "bank=forbidden") {
 		t.Fatal("no audit line for the takedown at ingest")
 	}
+}
+
+func mustDecode(t *testing.T, b []byte) image.Image {
+	t.Helper()
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -207,7 +207,13 @@ func queries(c *domain.Change) []struct {
 		var q banks.Query
 		switch r.Modality {
 		case domain.ModalityImage:
-			if len(r.PDQ) == len(pdq.Hash{}) {
+			if len(r.PDQVariants) == 8 {
+				// The eight dihedral hashes: a rotated or mirrored copy of
+				// a banked image matches, naming its transform.
+				for _, h := range r.PDQVariants {
+					q.PDQ = append(q.PDQ, pdq.Hash(h))
+				}
+			} else if len(r.PDQ) == len(pdq.Hash{}) {
 				q.PDQ = []pdq.Hash{pdq.Hash(r.PDQ)}
 			}
 			if len(r.MD5) == md5.Size {
