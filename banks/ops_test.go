@@ -2,6 +2,7 @@ package banks
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,54 @@ func TestOpBatcher(t *testing.T) {
 	}
 	if _, err := b.Add(Entry{Type: SignalText, Value: strings.Repeat("y", 5000), AddedAt: time.Unix(1, 0)}); !errors.Is(err, ErrInvalidEntry) {
 		t.Fatalf("an entry larger than an op: %v", err)
+	}
+}
+
+// TestOpBatcherAddAll: an import of five good lines and two bad ones in ops
+// of at most two entries: three ops (2, 2, 1) in line order, the bad lines
+// reported by number and skipped, and send's error stops the import.
+func TestOpBatcherAddAll(t *testing.T) {
+	data := strings.Join([]string{"md5 " + strings.Repeat("a", 32), "md5 nothex", "md5 " + strings.Repeat("b", 32),
+		"text one", "url https://example.com/x", "nope value", "text two"}, "\n")
+	entry := func(s ImportedSignal) Entry { return Entry{Type: s.Type, Value: s.Value} }
+	for _, tc := range []struct {
+		name    string
+		failAt  int // the op whose send fails (0: none)
+		sizes   []int
+		bad     []int
+		good    int
+		wantErr bool
+	}{
+		{"all", 0, []int{2, 2, 1}, []int{2, 6}, 5, false},
+		{"send fails", 2, []int{2, 2}, []int{2, 6}, 5, true}, // the second op leaves when the fifth entry comes
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			im, err := NewImporter(strings.NewReader(data), ImportOptions{Format: FormatLines})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := OpBatcher{Bank: "b", MaxEntries: 2}
+			var sizes, bad []int
+			var values []string
+			good, err := b.AddAll(im, entry, func(op *Op) error {
+				sizes = append(sizes, len(op.Entries))
+				for _, e := range op.Entries {
+					values = append(values, e.Value)
+				}
+				if len(sizes) == tc.failAt {
+					return errors.New("refused")
+				}
+				return nil
+			}, func(le *LineError) { bad = append(bad, le.Line) })
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if !slices.Equal(sizes, tc.sizes) || !slices.Equal(bad, tc.bad) || good != tc.good {
+				t.Fatalf("ops %v, bad lines %v, good %d; want %v, %v, %d", sizes, bad, good, tc.sizes, tc.bad, tc.good)
+			}
+			if !tc.wantErr && (len(values) != 5 || values[0] != strings.Repeat("a", 32) || values[4] != "two") {
+				t.Fatalf("entries out of line order: %q", values)
+			}
+		})
 	}
 }

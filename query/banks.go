@@ -309,6 +309,20 @@ func (s *Service) syncBanks(ctx context.Context) error {
 	return nil
 }
 
+// syncedBank brings the banks up to date and returns their state and the
+// named bank in it (404 when there is none).
+func (s *Service) syncedBank(ctx context.Context, name string) (*banks.State, banks.BankInfo, error) {
+	if err := s.syncBanks(ctx); err != nil {
+		return nil, banks.BankInfo{}, err
+	}
+	st := s.d.Banks.State()
+	info, err := st.Bank(name)
+	if err != nil {
+		return nil, banks.BankInfo{}, bankErr(err)
+	}
+	return st, info, nil
+}
+
 func checkActor(a string) error {
 	if len(a) > MaxActorBytes || strings.ContainsAny(a, "\x00\n\r") {
 		return errorf(CodeBadRequest, "actor: at most %d bytes on one line", MaxActorBytes)
@@ -316,13 +330,21 @@ func checkActor(a string) error {
 	return nil
 }
 
-// decodeChange decodes the body of an admin.banks change into v and checks
-// its actor (a field of v).
-func decodeChange(data []byte, v any, actor *string) error {
+// decodeBank decodes the body of a bank request into v and checks the
+// fields of v it is given: the actor of a change, the bank's name.
+func decodeBank(data []byte, v any, actor, name *string) error {
 	if err := decodeStrict(data, v); err != nil {
 		return err
 	}
-	return checkActor(*actor)
+	if actor != nil {
+		if err := checkActor(*actor); err != nil {
+			return err
+		}
+	}
+	if name != nil {
+		return bankErr(banks.ValidateName(*name))
+	}
+	return nil
 }
 
 // decodeOptional decodes a body that may be empty (then v is left as it is).
@@ -365,7 +387,7 @@ func (s *Service) change(ctx context.Context, op banks.Op, detail ...any) (*Bank
 
 func (s *Service) bankCreate(ctx context.Context, data []byte) (any, error) {
 	var r BankRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, nil); err != nil {
 		return nil, err
 	}
 	b := banks.Bank{Name: r.Name, Description: r.Description, Labels: r.Labels, Enabled: r.Enabled == nil || *r.Enabled,
@@ -391,15 +413,12 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	var r BankRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, nil); err != nil {
 		return nil, err
 	}
-	if err := s.syncBanks(ctx); err != nil {
-		return nil, err
-	}
-	cur, err := s.d.Banks.State().Bank(r.Name)
+	_, cur, err := s.syncedBank(ctx, r.Name)
 	if err != nil {
-		return nil, bankErr(err)
+		return nil, err
 	}
 	// The current configuration, with the given fields laid over it.
 	cb, _ := json.Marshal(cur.Bank)
@@ -428,11 +447,8 @@ func (s *Service) bankUpdate(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 	var r BankNameRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, &r.Name); err != nil {
 		return nil, err
-	}
-	if err := banks.ValidateName(r.Name); err != nil {
-		return nil, bankErr(err)
 	}
 	if err := s.syncBanks(ctx); err != nil {
 		return nil, err
@@ -442,7 +458,7 @@ func (s *Service) bankDelete(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	var r BankAddRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, nil); err != nil {
 		return nil, err
 	}
 	if len(r.Entries) == 0 && len(r.Image) == 0 {
@@ -548,13 +564,9 @@ func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
 	if s.d.Sweeper == nil {
 		return nil, errorf(CodeUnavailable, "this server runs no sweeps (its index has no near-duplicate search)")
 	}
-	if err := s.syncBanks(ctx); err != nil {
-		return nil, err
-	}
-	st := s.d.Banks.State()
-	info, err := st.Bank(r.Name)
+	st, info, err := s.syncedBank(ctx, r.Name)
 	if err != nil {
-		return nil, bankErr(err)
+		return nil, err
 	}
 	if !info.Enabled {
 		return nil, errorf(CodeBadRequest, "bank %s is disabled: enable it first", r.Name)
@@ -634,7 +646,7 @@ func (s *Service) embedConcepts(ctx context.Context, entries []banks.Entry) erro
 
 func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 	var r BankRemoveRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, nil); err != nil {
 		return nil, err
 	}
 	if len(r.IDs) == 0 {
@@ -655,21 +667,15 @@ func (s *Service) bankRemove(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankImport(ctx context.Context, data []byte) (any, error) {
 	var r BankImportRequest
-	if err := decodeChange(data, &r, &r.Actor); err != nil {
+	if err := decodeBank(data, &r, &r.Actor, &r.Bank); err != nil {
 		return nil, err
-	}
-	if err := banks.ValidateName(r.Bank); err != nil {
-		return nil, bankErr(err)
 	}
 	im, err := banks.NewImporter(strings.NewReader(r.Data), banks.ImportOptions{Format: r.Format, SignalType: r.SignalType})
 	if err != nil {
 		return nil, bankErr(err)
 	}
-	if err := s.syncBanks(ctx); err != nil {
+	if _, _, err := s.syncedBank(ctx, r.Bank); err != nil {
 		return nil, err
-	}
-	if _, err := s.d.Banks.State().Bank(r.Bank); err != nil {
-		return nil, bankErr(err)
 	}
 	now := time.Now().UTC()
 	actor := actorOr(r.Actor)
@@ -801,23 +807,16 @@ func (s *Service) banksList(ctx context.Context, data []byte) (any, error) {
 
 func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
 	var r BankNameRequest
-	if err := decodeStrict(data, &r); err != nil {
+	if err := decodeBank(data, &r, nil, &r.Name); err != nil {
 		return nil, err
-	}
-	if err := banks.ValidateName(r.Name); err != nil {
-		return nil, bankErr(err)
 	}
 	from, limit, err := parsePage(r.Cursor, r.Limit)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.syncBanks(ctx); err != nil {
-		return nil, err
-	}
-	st := s.d.Banks.State()
-	info, err := st.Bank(r.Name)
+	st, info, err := s.syncedBank(ctx, r.Name)
 	if err != nil {
-		return nil, bankErr(err)
+		return nil, err
 	}
 	res := &BankGetResponse{Bank: info}
 	if r.Entries {

@@ -97,15 +97,9 @@ func (o RedisOptions) WithDefaults() RedisOptions {
 	if o.Prefix == "" {
 		o.Prefix = "xmodal:"
 	}
-	if o.TTL <= 0 {
-		o.TTL = 60 * time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 50 * time.Millisecond
-	}
-	if o.RetryAfter <= 0 {
-		o.RetryAfter = time.Second
-	}
+	o.TTL = positiveOr(o.TTL, 60*time.Second)
+	o.Timeout = positiveOr(o.Timeout, 50*time.Millisecond)
+	o.RetryAfter = positiveOr(o.RetryAfter, time.Second)
 	return o
 }
 

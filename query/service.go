@@ -133,13 +133,17 @@ func (c Config) WithDefaults() Config {
 	if c.Name == "" {
 		c.Name = "xmodal"
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = 5 * time.Second
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 16
-	}
+	c.Timeout = positiveOr(c.Timeout, 5*time.Second)
+	c.Concurrency = positiveOr(c.Concurrency, 16)
 	return c
+}
+
+// positiveOr is v, or d when v is zero or negative (an unset option).
+func positiveOr[T int | time.Duration](v, d T) T {
+	if v <= 0 {
+		return d
+	}
+	return v
 }
 
 // New checks the dependencies; Start registers the endpoints.

@@ -87,6 +87,9 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"bad int in yaml", map[string]string{"XMODAL_CONFIG": write("ingest:\n  batch_size: lots\n")}, nil, `ingest.batch_size (line 2): "lots" is not an integer`},
 		{"bad duration in yaml", map[string]string{"XMODAL_CONFIG": write("query:\n  timeout: [1, 2]\n")}, nil, "query.timeout (line 2): a list"},
 		{"empty int env", map[string]string{"XMODAL_QUERY_CONCURRENCY": ""}, nil, "query.concurrency"},
+		{"certificate without key", map[string]string{"XMODAL_NATS_TLS_CERT_FILE": "c.pem"}, nil, "nats.tls_cert_file: set both nats.tls_cert_file and nats.tls_key_file, or neither"},
+		{"key without certificate", map[string]string{"XMODAL_REDIS_TLS_KEY_FILE": "k.pem"}, nil, "redis.tls_cert_file: set both"},
+		{"user without password", map[string]string{"XMODAL_MILVUS_USERNAME": "u"}, nil, "milvus.username: set both milvus.username and milvus.password"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

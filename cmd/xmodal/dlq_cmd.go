@@ -524,16 +524,21 @@ func (k *kafkaDLQ) partitions(ctx context.Context) (map[int][2]int64, error) {
 	return out, nil
 }
 
-// cursor is where listing starts on each partition: the dlq group's
-// committed offset, else the partition's first.
-func (k *kafkaDLQ) cursor(ctx context.Context, parts map[int][2]int64) (map[int]int64, error) {
+// cursor returns the topic's partitions (see partitions) and where listing
+// starts on each: the dlq group's committed offset, else the partition's
+// first.
+func (k *kafkaDLQ) cursor(ctx context.Context) (map[int][2]int64, map[int]int64, error) {
+	parts, err := k.partitions(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	var ps []int
 	for p := range parts {
 		ps = append(ps, p)
 	}
 	res, err := k.cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: k.group, Topics: map[string][]int{k.topic: ps}})
 	if err != nil {
-		return nil, fmt.Errorf("kafka: the dlq place (group %s): %w", k.group, err)
+		return nil, nil, fmt.Errorf("kafka: the dlq place (group %s): %w", k.group, err)
 	}
 	out := map[int]int64{}
 	for p, r := range parts {
@@ -544,7 +549,7 @@ func (k *kafkaDLQ) cursor(ctx context.Context, parts map[int][2]int64) (map[int]
 			out[p.Partition] = p.CommittedOffset
 		}
 	}
-	return out, nil
+	return parts, out, nil
 }
 
 func (k *kafkaDLQ) dialer() (*kafkago.Dialer, error) {
@@ -587,11 +592,7 @@ func (k *kafkaDLQ) read(ctx context.Context, part int, from, end int64, fn func(
 }
 
 func (k *kafkaDLQ) list(ctx context.Context, fn func(*deadLetter) error) error {
-	parts, err := k.partitions(ctx)
-	if err != nil {
-		return err
-	}
-	from, err := k.cursor(ctx, parts)
+	parts, from, err := k.cursor(ctx)
 	if err != nil {
 		return err
 	}
@@ -635,11 +636,7 @@ func (k *kafkaDLQ) remove(ctx context.Context, ds []*deadLetter) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	parts, err := k.partitions(ctx)
-	if err != nil {
-		return err
-	}
-	from, err := k.cursor(ctx, parts)
+	_, from, err := k.cursor(ctx)
 	if err != nil {
 		return err
 	}
