@@ -448,6 +448,7 @@ func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writ
 	if a.memory, err = matching.OpenMemory(ctx, js, matching.MemoryConfig{}); err != nil {
 		return nil, err
 	}
+	evs = crashEvents(evs, a.log) // crash tests only (build tag crashtest); evs otherwise
 	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory, Logger: a.log, Registerer: a.reg})
 }
 

@@ -22,11 +22,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
+	"github.com/xmodal/xmodal/sink/matching"
 )
 
 // child is an `xmodal run` process started from the test binary.
@@ -373,6 +375,148 @@ func TestKill9ConvergesToIndexedOnce(t *testing.T) {
 					t.Fatalf("did not converge after restart: %s", diff)
 				}
 				time.Sleep(250 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestKill9MatchEventsOnce: xmodal run matching posts against a text bank
+// is killed with SIGKILL at deterministic points around the match events
+// (before they are published, with the index write beside them; after they
+// are durable, before the acknowledgements; after the whole write) and at a
+// random point, then restarted. Afterwards every post that matches has its
+// event (id = post, version, entry) in XMODAL_MATCH_EVENTS, a consumer that
+// deduplicates by id sees each exactly once, and no other post has one.
+func TestKill9MatchEventsOnce(t *testing.T) {
+	requireCrashBuild(t)
+	if testing.Short() {
+		t.Skip("starts xmodal processes")
+	}
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 9))
+	randomPoint := []string{"after-fetch", "after-encode", "mid-write", "after-write", "before-events", "after-events"}[rng.IntN(6)]
+	randomAt := 1 + rng.IntN(3)
+	t.Logf("random point: %s:%d (seed %d)", randomPoint, randomAt, seed)
+	for _, tc := range []struct{ name, crash string }{
+		{"before-events", "before-events:2"}, {"after-events", "after-events:2"}, {"after-write", "after-write:3"},
+		{"random", fmt.Sprintf("%s:%d", randomPoint, randomAt)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			listen := freePort(t)
+			w := newWorkload(40)
+			// Posts whose text is in the bank (normalised), every fourth message.
+			var matchers []string
+			var msgs []struct {
+				key   string
+				value []byte
+			}
+			for i, m := range w.msgs {
+				msgs = append(msgs, m)
+				if i%4 == 3 {
+					id := fmt.Sprintf("spam-%03d", i)
+					text := fmt.Sprintf("BUY followers now%s", []string{"!", "!!", "", "."}[i%4])
+					b, _ := json.Marshal(domain.Post{Schema: 1, ID: id, Author: "spammer", CreatedAt: time.Date(2026, 11, 2, 0, 0, i, 0, time.UTC), Text: text})
+					msgs = append(msgs, struct {
+						key   string
+						value []byte
+					}{id, b})
+					w.wantText[id] = text
+					matchers = append(matchers, id)
+				}
+			}
+			w.msgs = msgs
+
+			c := startChild(t, dir, listen, "XMODAL_CRASH_AT="+tc.crash)
+			nc := connect(t, listen, c)
+			js, _ := jetstream.New(nc)
+			waitService(t, nc)
+			cl := client.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "spam", Action: banks.ActionReview, Actor: "t"}, nil); err != nil {
+				t.Fatal(err)
+			}
+			var ch query.BankChangeResponse
+			if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "spam", Entries: []banks.Entry{{Type: banks.SignalText, Value: "buy followers now"}}}, &ch); err != nil {
+				t.Fatal(err)
+			}
+			published := w.publish(t, js, 0)
+			select {
+			case err := <-c.done:
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+					t.Fatalf("xmodal ended with %v, want SIGKILL at %s", err, tc.crash)
+				}
+				c.done <- err
+			case <-time.After(60 * time.Second):
+				t.Fatalf("xmodal was not killed at %s", tc.crash)
+			}
+			nc.Close()
+
+			c2 := startChild(t, dir, listen)
+			nc2 := connect(t, listen, c2)
+			defer nc2.Close()
+			js2, _ := jetstream.New(nc2)
+			waitService(t, nc2)
+			if n := w.publish(t, js2, published); n != len(w.msgs) {
+				t.Fatalf("after the restart, publishing stopped at message %d of %d", n, len(w.msgs))
+			}
+			testutil.CheckFor(t, 90*time.Second, 250*time.Millisecond, func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if diff := w.converged(ctx, nc2, js2); diff != "" {
+					return errors.New(diff)
+				}
+				return nil
+			})
+			// The events: read the whole stream, as a consumer would.
+			s, err := js2.Stream(ctx, matching.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := map[string][]string{} // post -> event ids, as delivered
+			for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+				m, err := s.GetMsg(ctx, seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var e matching.Event
+				if err := json.Unmarshal(m.Data, &e); err != nil {
+					t.Fatal(err)
+				}
+				if e.ID != matching.EventID(e.PostID, e.Version, e.EntryID) || m.Header.Get("Nats-Msg-Id") != e.ID {
+					t.Fatalf("event %+v: id or Nats-Msg-Id is not the (post, version, entry) id", e)
+				}
+				ids[e.PostID] = append(ids[e.PostID], e.ID)
+			}
+			repeats := 0
+			for _, id := range matchers {
+				got := ids[id]
+				if len(got) == 0 {
+					t.Errorf("%s matched the bank but has no event", id)
+					continue
+				}
+				distinct := map[string]bool{}
+				for _, x := range got {
+					distinct[x] = true
+				}
+				if len(distinct) != 1 {
+					t.Errorf("%s: events %v, want one id (one version, one entry)", id, got)
+				}
+				repeats += len(got) - 1
+				delete(ids, id)
+			}
+			if len(ids) > 0 {
+				t.Errorf("events for posts that match nothing: %v", ids)
+			}
+			t.Logf("%d matching posts, %d events in the stream beyond one per post (dropped by the duplicate window: 0 expected)", len(matchers), repeats)
+			if repeats != 0 {
+				t.Errorf("%d repeated events inside the duplicate window", repeats)
 			}
 		})
 	}

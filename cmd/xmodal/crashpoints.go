@@ -12,6 +12,10 @@ package main
 //	mid-write             between the two halves of a sink write (the test
 //	                      wrapper splits each write in two)
 //	after-write           the sink write returned, before the acknowledgements
+//	before-events         a batch's match events are about to be published
+//	                      (the index write runs beside them)
+//	after-events          a batch's match events are durable, before the
+//	                      batch is acknowledged
 //	ingest-after-produce  xmodal ingest --to kafka produced a batch
 
 import (
@@ -28,6 +32,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -84,6 +89,30 @@ func crashPoints(d *workers.Deps, log *slog.Logger) {
 	} else {
 		d.Embedder = &crashEmbedder{Embedder: d.Embedder, c: c}
 	}
+}
+
+// crashEvents wraps the match events publisher with the before-events and
+// after-events points.
+func crashEvents(p matching.Publisher, log *slog.Logger) matching.Publisher {
+	c := armedCrasher(log)
+	if c == nil || (c.point != "before-events" && c.point != "after-events") {
+		return p
+	}
+	return &crashPublisher{Publisher: p, c: c}
+}
+
+type crashPublisher struct {
+	matching.Publisher
+	c *crasher
+}
+
+func (p *crashPublisher) Publish(ctx context.Context, evs []matching.Event) error {
+	p.c.hit("before-events")
+	err := p.Publisher.Publish(ctx, evs)
+	if err == nil {
+		p.c.hit("after-events")
+	}
+	return err
 }
 
 // crashPoint returns the armed point's hit function for commands outside the

@@ -5,6 +5,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -14,6 +15,9 @@ const crashTestBuild = false
 // crashPoints does nothing in a normal build: crash points exist only in
 // binaries built with -tags crashtest (crashpoints.go).
 func crashPoints(*workers.Deps, *slog.Logger) {}
+
+// crashEvents returns p unchanged in a normal build.
+func crashEvents(p matching.Publisher, _ *slog.Logger) matching.Publisher { return p }
 
 // crashPoint does nothing in a normal build.
 func crashPoint(*slog.Logger) func(string) { return func(string) {} }
