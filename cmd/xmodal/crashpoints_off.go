@@ -5,6 +5,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -17,3 +18,6 @@ func crashPoints(*workers.Deps, *slog.Logger) {}
 
 // crashPoint does nothing in a normal build.
 func crashPoint(*slog.Logger) func(string) { return func(string) {} }
+
+// crashSweeps returns nd: no crash points in a normal build.
+func crashSweeps(nd domain.NearDupSearcher, _ *slog.Logger) domain.NearDupSearcher { return nd }
