@@ -480,7 +480,7 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopSweeps = cancel
-	sw, err := matching.NewSweeper(sctx, matching.SweeperConfig{Index: nd, Events: evs, Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg})
+	sw, err := matching.NewSweeper(sctx, matching.SweeperConfig{Index: crashSweeps(nd, a.log), Events: evs, Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg})
 	if err != nil {
 		cancel()
 		return nil, err

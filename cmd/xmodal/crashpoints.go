@@ -17,6 +17,8 @@ package main
 //	after-events          a batch's match events are durable, before the
 //	                      batch is acknowledged
 //	ingest-after-produce  xmodal ingest --to kafka produced a batch
+//	sweep-lookup          a retro sweep looked an entry up in the index,
+//	                      before that entry's events are published
 
 import (
 	"context"
@@ -191,4 +193,24 @@ func (e *crashPixelEmbedder) EmbedPixels(ctx context.Context, pixels []float32, 
 	v, err := e.pix.EmbedPixels(ctx, pixels, n)
 	e.c.hit("after-encode")
 	return v, err
+}
+
+// crashSweeps wraps the retro sweeps' index with the armed point.
+func crashSweeps(nd domain.NearDupSearcher, log *slog.Logger) domain.NearDupSearcher {
+	c := armedCrasher(log)
+	if c == nil || c.point != "sweep-lookup" {
+		return nd
+	}
+	return &crashNearDup{NearDupSearcher: nd, c: c}
+}
+
+type crashNearDup struct {
+	domain.NearDupSearcher
+	c *crasher
+}
+
+func (n *crashNearDup) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	hits, err := n.NearDupSearcher.NearDup(ctx, q)
+	n.c.hit("sweep-lookup")
+	return hits, err
 }

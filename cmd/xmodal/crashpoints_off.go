@@ -5,6 +5,7 @@ package main
 import (
 	"log/slog"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/workers"
 )
@@ -21,3 +22,6 @@ func crashEvents(p matching.Publisher, _ *slog.Logger) matching.Publisher { retu
 
 // crashPoint does nothing in a normal build.
 func crashPoint(*slog.Logger) func(string) { return func(string) {} }
+
+// crashSweeps returns nd: no crash points in a normal build.
+func crashSweeps(nd domain.NearDupSearcher, _ *slog.Logger) domain.NearDupSearcher { return nd }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,7 +27,7 @@ import (
 // Xmodal-Event-Id header. They are there as soon as the posts' offsets are
 // committed (the events are durable before the ack). Edits make an event
 // only when the post's matches changed; a post taken down by a tombstone
-// makes no more. A malformed
+// makes no more. A retro sweep's events go to the topic too. A malformed
 // kafka.events_topic is refused at start, naming the key.
 func TestMatchEventsOnKafka(t *testing.T) {
 	if testing.Short() {
@@ -138,6 +139,38 @@ func TestMatchEventsOnKafka(t *testing.T) {
 	if strings.Count(out, "\n") != 3 || !strings.Contains(out, "post=k-spam") || !strings.Contains(out, "post=k-forbidden") || !strings.Contains(out, "post=k-clean") {
 		t.Fatalf("events tail --all:\n%s", out)
 	}
+	// A retro sweep of a process ingesting from Kafka writes its events to
+	// the topic too: an image indexed before its hash is banked.
+	img, err := os.ReadFile(filepath.Join(testutil.MustRepoRoot(t), "testdata", "pdq", "images", "dih", "bridge-1-original.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := json.Marshal(map[string]any{"schema": 1, "id": "k-img", "created_at": now, "image": map[string]any{"data": img, "mime": "image/jpeg"}})
+	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("k-img"), Value: pb}); err != nil {
+		t.Fatal(err)
+	}
+	waitCommitted()
+	res, err := cl.Get(ctx, &query.GetRequest{PostIDs: []string{"k-img"}})
+	if err != nil || len(res.Records) == 0 || res.Records[0].PDQ == "" {
+		t.Fatalf("k-img: %+v %v", res, err)
+	}
+	if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "late", Actor: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "late", Entries: []banks.Entry{{Type: banks.SignalPDQ, Value: res.Records[0].PDQ}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var sw query.SweepsResponse
+		if err := cl.Call(ctx, "banks.sweeps", struct{}{}, &sw); err != nil {
+			return err
+		}
+		if len(sw.Sweeps) != 1 || sw.Sweeps[0].State != "done" {
+			return fmt.Errorf("sweeps %+v", sw.Sweeps)
+		}
+		return nil
+	})
+	checkEvents(t, b, "moderation.events", "k-clean:spam:review:ingest", "k-forbidden:forbidden:block:ingest", "k-img:late:review:sweep", "k-spam:spam:review:ingest")
 }
 
 // checkEvents reads every event on topic and compares "post:bank:action:source" of each with want.
