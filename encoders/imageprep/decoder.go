@@ -165,7 +165,7 @@ type Decoded struct {
 	// ThumbImage is the thumbnail's input: Image, or HashImage when Image
 	// has fewer pixels than Need.LongSide and Need.ShortSide ask for.
 	ThumbImage *RGBImage
-	Format    string // "jpeg", "png", "gif", "webp" or "bmp"
+	Format     string // "jpeg", "png", "gif", "webp" or "bmp"
 	// Width and Height are the upright size of the encoded image.
 	Width, Height int
 	// Scale is the IDCT reduction the JPEG was decoded at (1, 2, 4 or 8);
