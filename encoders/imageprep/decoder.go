@@ -170,10 +170,11 @@ type Decoded struct {
 	Width, Height int
 	// Scale is the IDCT reduction the JPEG was decoded at (1, 2, 4 or 8);
 	// 1 for every other format.
-	Scale int
-	Mode  Mode
-	res   *reservation
-	once  sync.Once
+	Scale  int
+	Mode   Mode
+	res    *reservation
+	pooled [][]byte // pixel buffers to recycle on Release (pixpool.go)
+	once   sync.Once
 }
 
 // Release returns the image's memory to the decode budget. The image must
@@ -185,6 +186,10 @@ func (d *Decoded) Release() {
 	d.once.Do(func() {
 		d.res.release()
 		d.Image, d.HashImage, d.ThumbImage = nil, nil, nil
+		for _, b := range d.pooled {
+			putPix(b)
+		}
+		d.pooled = nil
 	})
 }
 
@@ -262,20 +267,25 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, scale, maxMem, nil)
+	img, err := jd.decode(ctx, scale, maxMem, true)
 	jd.close() // libjpeg's working memory is freed here
 	if err != nil {
 		res.release()
 		return nil, jpegError(ctx, what, err)
 	}
+	var pooled [][]byte
 	if orientation > 1 {
-		img = orientRGB(img, orientation)
+		up := orientRGB(img, orientation)
+		putPix(img.Pix)
+		img = up
+	} else {
+		pooled = append(pooled, img.Pix)
 	}
 	res.shrink(pix)
-	out := &Decoded{Image: img, ThumbImage: img, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
+	out := &Decoded{Image: img, ThumbImage: img, pooled: pooled, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
 		Scale: scale, Mode: d.opt.Mode, res: res}
 	if hashScale > 0 {
-		if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hashScale, orientation, res); err != nil {
+		if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hashScale, orientation, out); err != nil {
 			out.Release()
 			return nil, jpegError(ctx, what, err)
 		}
@@ -290,7 +300,8 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 // joins res. (libjpeg's greyscale output, the Y channel alone, would be
 // cheaper, but on flat photos its hash strays up to 28 bits from the
 // reference's, which converts RGB to luma.)
-func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, res *reservation) (*RGBImage, error) {
+func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, out *Decoded) (*RGBImage, error) {
+	res := out.res
 	ow, oh := scaledSize(h.w, h.h, scale)
 	pix := int64(ow) * int64(oh) * 3
 	work := h.workMem(ow)
@@ -311,14 +322,18 @@ func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, s
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, scale, maxMem, nil)
+	img, err := jd.decode(ctx, scale, maxMem, true)
 	jd.close()
 	if err != nil {
 		more.release()
 		return nil, err
 	}
 	if orientation > 1 {
-		img = orientRGB(img, orientation)
+		up := orientRGB(img, orientation)
+		putPix(img.Pix)
+		img = up
+	} else {
+		out.pooled = append(out.pooled, img.Pix)
 	}
 	more.shrink(pix)
 	res.join(more)

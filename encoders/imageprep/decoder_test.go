@@ -161,7 +161,7 @@ func TestDecodeHonoursContext(t *testing.T) {
 	}
 	defer jd2.close()
 	ccancel() // sets libjpeg's flag: the first progress callback stops it
-	if _, err := jd2.decode(context.Background(), 1, 0, nil); !errors.Is(jpegError(cctx, "x", err), context.Canceled) {
+	if _, err := jd2.decode(context.Background(), 1, 0, false); !errors.Is(jpegError(cctx, "x", err), context.Canceled) {
 		t.Errorf("progressive decode after cancel: %v, want context.Canceled", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestJPEGWorkingMemoryBound(t *testing.T) {
 	if !jd.hdr.multiscan {
 		t.Fatal("test file is not multi-scan")
 	}
-	_, err = jd.decode(context.Background(), 8, jd.hdr.blocks*128/4, nil)
+	_, err = jd.decode(context.Background(), 8, jd.hdr.blocks*128/4, false)
 	if !errors.Is(jpegError(context.Background(), "x", err), ErrTooLarge) {
 		t.Errorf("decode with a quarter of the coefficient buffer: %v, want ErrTooLarge", err)
 	}
@@ -371,5 +371,36 @@ func TestFastDecodePlan(t *testing.T) {
 				t.Errorf("thumbnail input %v is shorter than %d", dec.ThumbImage.Rect, tt.need.LongSide)
 			}
 		})
+	}
+}
+
+// Released pixel buffers are recycled (pixpool.go): decodes into recycled
+// buffers give the same pixels as into fresh ones, whatever the earlier
+// image left in them.
+func TestRecycledBuffersDecodeTheSame(t *testing.T) {
+	a, b := bigJPEG(t, 700, 500), bigJPEG(t, 640, 512)
+	d, err := NewDecoder(DecoderOptions{Mode: ModeFast, Need: Need{Draft: 64, LongSide: 128, Hash: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[int][]byte{}
+	for round := range 3 {
+		for i, data := range [][]byte{a, b} {
+			dec, err := d.Decode(context.Background(), data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := append(append([]byte{}, dec.Image.Pix...), dec.HashImage.Pix...)
+			if round == 0 {
+				first[i] = got
+			} else if !bytes.Equal(got, first[i]) {
+				t.Fatalf("round %d, image %d: pixels differ from the first decode", round, i)
+			}
+			// Scribble over the buffers before giving them back.
+			for j := range dec.HashImage.Pix {
+				dec.HashImage.Pix[j] = 0x5a
+			}
+			dec.Release()
+		}
 	}
 }
