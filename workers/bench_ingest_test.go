@@ -140,9 +140,6 @@ func BenchmarkIngestRound(b *testing.B) {
 			if d.HashImage != nil {
 				out.HashInput = d.HashImage
 			}
-			if d.ThumbImage != d.Image {
-				out.ThumbInput = d.ThumbImage
-			}
 			return out, nil
 		},
 		Thumbnail: func(img image.Image) []byte {
@@ -273,7 +270,7 @@ func BenchmarkIngestStages(b *testing.B) {
 	})
 	b.Run("thumbnail", func(b *testing.B) {
 		perImage(b, func(i int) {
-			if _, err := imageprep.Thumbnail(decoded[i].ThumbImage, 128, 75); err != nil {
+			if _, err := imageprep.Thumbnail(decoded[i].Image, 128, 75); err != nil {
 				b.Fatal(err)
 			}
 		})

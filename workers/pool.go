@@ -330,11 +330,7 @@ func (r *run) prepareImage(it *item) {
 	start = time.Now()
 	img := dec.Image
 	it.mode = dec.Mode
-	thumbIn := dec.ThumbInput
-	if thumbIn == nil {
-		thumbIn = img
-	}
-	it.thumb = p.thumb(thumbIn)
+	it.thumb = p.thumb(img)
 	if p.hash.PDQ != nil {
 		in := dec.HashInput
 		if in == nil {

@@ -316,64 +316,6 @@ func TestDecodeDeadlineWithGoCodec(t *testing.T) {
 	}
 }
 
-// When PDQ needs a second, larger decode anyway, the model's image keeps
-// only Draft's pixels (Pillow's draft scale) and the thumbnail reads the
-// hash's decode; with one decode, the image keeps the thumbnail's pixels.
-func TestFastDecodePlan(t *testing.T) {
-	tests := []struct {
-		name      string
-		need      Need
-		w, h      int
-		scale     int  // the image's reduction
-		hash      int  // the hash decode's reduction (0: none)
-		thumbHash bool // the thumbnail reads the hash decode
-		thumbW    int  // the thumbnail input's width
-	}{
-		// 500x375 for the demo model: Pillow's draft is 1/4 (125x94), short of
-		// the thumbnail's 128; the hash needs full size.
-		{"normal photo, demo model", Need{Draft: 64, LongSide: 128, Hash: 1000}, 500, 375, 4, 1, true, 500},
-		// No hash decode: one decode keeps the thumbnail's pixels.
-		{"no hash need", Need{Draft: 64, LongSide: 128}, 500, 375, 2, 0, false, 250},
-		// 224 px model: Pillow's draft is already full size; one decode.
-		{"normal photo, 224 px model", Need{Draft: 224, LongSide: 128, Hash: 1000}, 500, 375, 1, 0, false, 500},
-		// 3000x2000: 1/8 keeps everything but the hash (1/2).
-		{"large photo", Need{Draft: 224, LongSide: 128, Hash: 1000}, 3000, 2000, 8, 2, false, 375},
-		// Draft keeps the thumbnail's pixels: the image serves both.
-		{"draft keeps the thumbnail", Need{Draft: 64, LongSide: 128, Hash: 1000}, 1200, 900, 8, 1, false, 150},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d, err := NewDecoder(DecoderOptions{Mode: ModeFast, Need: tt.need})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dec, err := d.Decode(context.Background(), bigJPEG(t, tt.w, tt.h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dec.Release()
-			if dec.Scale != tt.scale || dec.Image.Rect.Dx() != (tt.w+tt.scale-1)/tt.scale {
-				t.Errorf("image at 1/%d (%v), want 1/%d", dec.Scale, dec.Image.Rect, tt.scale)
-			}
-			switch {
-			case tt.hash == 0 && dec.HashImage != nil:
-				t.Errorf("hash decode %v, want none", dec.HashImage.Rect)
-			case tt.hash > 0 && (dec.HashImage == nil || dec.HashImage.Rect.Dx() != (tt.w+tt.hash-1)/tt.hash):
-				t.Errorf("hash decode %v, want 1/%d", dec.HashImage, tt.hash)
-			}
-			if got := dec.ThumbImage == dec.HashImage && dec.HashImage != nil; got != tt.thumbHash {
-				t.Errorf("thumbnail reads the hash decode: %v, want %v", got, tt.thumbHash)
-			}
-			if dec.ThumbImage == nil || dec.ThumbImage.Rect.Dx() != tt.thumbW {
-				t.Errorf("thumbnail input %v, want width %d", dec.ThumbImage, tt.thumbW)
-			}
-			if tt.need.LongSide > 0 && max(dec.ThumbImage.Rect.Dx(), dec.ThumbImage.Rect.Dy()) < tt.need.LongSide {
-				t.Errorf("thumbnail input %v is shorter than %d", dec.ThumbImage.Rect, tt.need.LongSide)
-			}
-		})
-	}
-}
-
 // Released pixel buffers are recycled (pixpool.go): decodes into recycled
 // buffers give the same pixels as into fresh ones, whatever the earlier
 // image left in them.
