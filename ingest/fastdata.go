@@ -33,7 +33,7 @@ func splitImageData(b []byte, minLen int) (rest, data []byte, ok bool) {
 	}
 	var lo, hi int // the data string's contents, b[lo:hi]
 	images := 0
-	i, ok = walkObject(b, i, func(key []byte, v int) (int, bool) {
+	_, ok = walkObject(b, i, func(key []byte, v int) (int, bool) {
 		if !bytes.EqualFold(key, []byte("image")) {
 			return skipValue(b, v)
 		}
