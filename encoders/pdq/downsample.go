@@ -1,3 +1,5 @@
+//go:build cgo
+
 package pdq
 
 // #cgo CFLAGS: -O3
@@ -5,15 +7,6 @@ package pdq
 import "C"
 
 import "unsafe"
-
-// PackedRGB is an image whose packed 8-bit RGB rows (3 bytes per pixel,
-// counted from the top of its bounds) lie in one buffer, stride bytes
-// apart, such as encoders/imageprep's RGBImage. Hashers read such images
-// with the C downsampler (downsample.c), about twice as fast as the Go
-// one and bit-identical to it.
-type PackedRGB interface {
-	PackedRGB() (pix []byte, stride int)
-}
 
 // downsampleRGB fills d.plane from a w x h packed RGB image; false when the
 // buffer does not hold the image (then the Go path runs).
