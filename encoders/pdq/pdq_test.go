@@ -1006,3 +1006,27 @@ func TestDownsampleRGBMatchesGo(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDownsampleRGB: for any size and pixels, the C downsampler's plane is
+// the Go one's.
+func FuzzDownsampleRGB(f *testing.F) {
+	f.Add(uint16(5), uint16(5), uint8(0), []byte{1, 2, 3})
+	f.Add(uint16(300), uint16(7), uint8(3), []byte{0, 255, 128, 7, 9})
+	f.Add(uint16(129), uint16(257), uint8(1), []byte{200})
+	f.Fuzz(func(t *testing.T, w16, h16 uint16, pad uint8, seed []byte) {
+		w, h := int(w16%400), int(h16%400)
+		if w < minDim || h < minDim || len(seed) == 0 {
+			return
+		}
+		m := &packedRGB{stride: 3*w + int(pad%8), w: w, h: h}
+		m.pix = make([]byte, m.stride*h)
+		for i := range m.pix {
+			m.pix[i] = seed[i%len(seed)] ^ byte(i*131>>3)
+		}
+		var goDS, cDS downsampler
+		goDS.run(w, h, rowFiller(m))
+		if cDS.downsampleRGB(m, w, h) && goDS.plane != cDS.plane {
+			t.Fatalf("%dx%d: the C downsampler's plane differs from the Go one's", w, h)
+		}
+	})
+}
