@@ -27,7 +27,8 @@ func BenchmarkFastVsExact(b *testing.B) {
 	fmt.Printf("%-8s %-7s %5s %8s %9s %8s %9s %9s\n", "model", "set", "n", "reduced", "mean|d|", "max|d|", "cos mean", "cos min")
 	for _, model := range []string{"demo", "parity"} {
 		m := loadModel(b, filepath.Join("..", "testdata", "models", model), Options{})
-		need := imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128}
+		// As xmodal run decodes: thumbnails of 128 px, PDQ's default side.
+		need := imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: imageprep.DefaultHashSide}
 		fast, _ := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: imageprep.ModeFast, Need: need})
 		exact, _ := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: imageprep.ModeExact})
 		for _, set := range []string{"normal", "large"} {

@@ -67,22 +67,37 @@ func DecodePost(b []byte, now time.Time) (*domain.Post, error) {
 	if !utf8.Valid(b) {
 		return nil, invalid("", "message is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var p domain.Post
-	if err := dec.Decode(&p); err != nil {
-		if namesLocalFile(b) {
-			return nil, invalid("image_file", "%s", ImageFileRefusal)
+	if rest, data, ok := splitImageData(b, fastDataMin); ok && decodeJSON(rest, &p) == nil && p.Image != nil {
+		// A large inline image, taken out of the message (fastdata.go).
+		p.Image.Data = data
+	} else {
+		p = domain.Post{}
+		if err := decodeJSON(b, &p); err != nil {
+			return nil, err
 		}
-		return nil, invalid("", "malformed JSON: %s", jsonErr(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("", "trailing data after the JSON object")
 	}
 	if err := Validate(&p, now); err != nil {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// decodeJSON decodes one JSON object into p, refusing unknown fields and
+// trailing data.
+func decodeJSON(b []byte, p *domain.Post) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p); err != nil {
+		if namesLocalFile(b) {
+			return invalid("image_file", "%s", ImageFileRefusal)
+		}
+		return invalid("", "malformed JSON: %s", jsonErr(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("", "trailing data after the JSON object")
+	}
+	return nil
 }
 
 // ImageFileRefusal is why a message naming a local image path is refused.

@@ -51,15 +51,12 @@ type Hasher struct {
 
 // Decoded is an image decoded for the media stage.
 type Decoded struct {
-	// Image is what the model input is made from, and the thumbnail's and
-	// the perceptual hash's input unless ThumbInput or HashInput is set.
+	// Image is what the thumbnail and the model input are made from, and the
+	// perceptual hash's input unless HashInput is set.
 	Image image.Image
 	// HashInput, when set, is the perceptual hash's input (a larger decode
 	// of the same picture, when Image is too small for the hash).
 	HashInput image.Image
-	// ThumbInput, when set, is the thumbnail's input (a larger decode of
-	// the same picture, when Image is too small for the thumbnail).
-	ThumbInput image.Image
 	// Mode names how the image was decoded and preprocessed (for example
 	// "fast" or "exact"); it is recorded on the post's image and fused
 	// records. Empty: not recorded.

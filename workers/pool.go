@@ -335,11 +335,7 @@ func (r *run) prepareImage(it *item) {
 	start = time.Now()
 	img := dec.Image
 	it.mode = dec.Mode
-	thumbIn := dec.ThumbInput
-	if thumbIn == nil {
-		thumbIn = img
-	}
-	it.thumb = p.thumb(thumbIn)
+	it.thumb = p.thumb(img)
 	if p.hash.PDQVariants != nil {
 		in := dec.HashInput
 		if in == nil {

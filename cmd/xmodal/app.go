@@ -175,9 +175,6 @@ func ingestDecode(d *imageprep.Decoder) workers.DecodeFunc {
 		if dec.HashImage != nil {
 			out.HashInput = dec.HashImage
 		}
-		if dec.ThumbImage != dec.Image {
-			out.ThumbInput = dec.ThumbImage
-		}
 		return out, nil
 	}
 }

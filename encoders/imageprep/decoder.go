@@ -41,20 +41,15 @@ func ParseMode(s string) (Mode, error) {
 
 // Need is what the consumers of a decoded image need from it. In ModeFast a
 // JPEG is reduced by the largest of 8, 4 and 2 that keeps Draft, LongSide
-// and ShortSide; the perceptual hash's input keeps Hash. When the hash's
-// input is a second, larger decode, the thumbnail reads it
-// (Decoded.ThumbImage) and the model's image keeps Draft alone, so it is
-// then exactly Pillow's draft.
+// and ShortSide; the perceptual hash's input keeps Hash.
 type Need struct {
 	// Draft is the model's resize size: the reduction is at most the one
 	// Pillow's Image.draft("RGB", (Draft, Draft)) picks (both sides keep at
 	// least Draft pixels).
 	Draft int
-	// LongSide: the thumbnail's input keeps at least this many pixels on
-	// its longer side.
+	// LongSide: the longer side keeps at least this many pixels (thumbnails).
 	LongSide int
-	// ShortSide: the thumbnail's input keeps at least this many pixels on
-	// its shorter side.
+	// ShortSide: the shorter side keeps at least this many pixels.
 	ShortSide int
 	// Hash: the perceptual hash's input keeps at least this many pixels on
 	// its shorter side (or is the full-size image). When the decoded image
@@ -81,9 +76,7 @@ func (n Need) HashScale(w, h int) int {
 // bits and 1/8-scale decodes of 3000x2000 photos up to 38 (docs/hashing.md).
 const DefaultHashSide = 1000
 
-// Scale is the IDCT reduction (1, 2, 4 or 8) that keeps every need for a
-// w x h JPEG decoded once. (When the hash needs a second, larger decode, the
-// image's reduction keeps Draft alone.)
+// Scale is the IDCT reduction (1, 2, 4 or 8) for a w x h JPEG.
 func (n Need) Scale(w, h int) int {
 	for _, s := range [...]int{8, 4, 2} {
 		if n.Draft > 0 && min(w/n.Draft, h/n.Draft) < s {
@@ -96,29 +89,6 @@ func (n Need) Scale(w, h int) int {
 		return s
 	}
 	return 1
-}
-
-// plan is how a fast-mode decode of a w x h JPEG goes: the image at
-// 1/scale and, when hashScale is not 0, the hash's input as a second decode
-// at 1/hashScale (larger). With a second decode, the image keeps only
-// Draft's pixels and the thumbnail reads the hash's input, which keeps
-// LongSide's and ShortSide's since it is larger than the one-decode image
-// that keeps them.
-func (n Need) plan(w, h int) (scale, hashScale int) {
-	scale = n.Scale(w, h)
-	if n.Hash <= 0 {
-		return scale, 0
-	}
-	hs := n.HashScale(w, h)
-	if hs >= scale {
-		return scale, 0
-	}
-	return Need{Draft: n.Draft}.Scale(w, h), hs
-}
-
-// keeps says whether a w x h image has the thumbnail's pixels.
-func (n Need) keeps(w, h int) bool {
-	return max(w, h) >= n.LongSide && min(w, h) >= n.ShortSide
 }
 
 // DecoderOptions configure a Decoder.
@@ -162,18 +132,16 @@ type Decoded struct {
 	// a larger scale than Image, made when Image has fewer pixels than
 	// Need.Hash asks for. Upright, like Image.
 	HashImage *RGBImage
-	// ThumbImage is the thumbnail's input: Image, or HashImage when Image
-	// has fewer pixels than Need.LongSide and Need.ShortSide ask for.
-	ThumbImage *RGBImage
 	Format    string // "jpeg", "png", "gif", "webp" or "bmp"
 	// Width and Height are the upright size of the encoded image.
 	Width, Height int
 	// Scale is the IDCT reduction the JPEG was decoded at (1, 2, 4 or 8);
 	// 1 for every other format.
-	Scale int
-	Mode  Mode
-	res   *reservation
-	once  sync.Once
+	Scale  int
+	Mode   Mode
+	res    *reservation
+	pooled [][]byte // pixel buffers to recycle on Release (pixpool.go)
+	once   sync.Once
 }
 
 // Release returns the image's memory to the decode budget. The image must
@@ -184,7 +152,11 @@ func (d *Decoded) Release() {
 	}
 	d.once.Do(func() {
 		d.res.release()
-		d.Image, d.HashImage, d.ThumbImage = nil, nil, nil
+		d.Image, d.HashImage = nil, nil
+		for _, b := range d.pooled {
+			putPix(b)
+		}
+		d.pooled = nil
 	})
 }
 
@@ -242,9 +214,9 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if tooManyPixels(int64(h.w), int64(h.h), lim.MaxPixels) {
 		return nil, fmt.Errorf("%w: jpeg %s exceeds the %d pixel limit", ErrTooLarge, what, lim.MaxPixels)
 	}
-	scale, hashScale := 1, 0
+	scale := 1
 	if d.opt.Mode == ModeFast {
-		scale, hashScale = d.opt.Need.plan(h.w, h.h)
+		scale = d.opt.Need.Scale(h.w, h.h)
 	}
 	ow, oh := scaledSize(h.w, h.h, scale)
 	orientation := jpegOrientation(data)
@@ -262,25 +234,29 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, scale, maxMem, nil)
+	img, err := jd.decode(ctx, scale, maxMem, true)
 	jd.close() // libjpeg's working memory is freed here
 	if err != nil {
 		res.release()
 		return nil, jpegError(ctx, what, err)
 	}
+	var pooled [][]byte
 	if orientation > 1 {
-		img = orientRGB(img, orientation)
+		up := orientRGB(img, orientation)
+		putPix(img.Pix)
+		img = up
+	} else {
+		pooled = append(pooled, img.Pix)
 	}
 	res.shrink(pix)
-	out := &Decoded{Image: img, ThumbImage: img, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
+	out := &Decoded{Image: img, pooled: pooled, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
 		Scale: scale, Mode: d.opt.Mode, res: res}
-	if hashScale > 0 {
-		if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hashScale, orientation, res); err != nil {
-			out.Release()
-			return nil, jpegError(ctx, what, err)
-		}
-		if b := img.Rect; !d.opt.Need.keeps(b.Dx(), b.Dy()) {
-			out.ThumbImage = out.HashImage
+	if d.opt.Mode == ModeFast && d.opt.Need.Hash > 0 {
+		if hs := d.opt.Need.HashScale(h.w, h.h); hs < scale {
+			if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hs, orientation, out); err != nil {
+				out.Release()
+				return nil, jpegError(ctx, what, err)
+			}
 		}
 	}
 	return out, nil
@@ -290,7 +266,8 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 // joins res. (libjpeg's greyscale output, the Y channel alone, would be
 // cheaper, but on flat photos its hash strays up to 28 bits from the
 // reference's, which converts RGB to luma.)
-func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, res *reservation) (*RGBImage, error) {
+func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, out *Decoded) (*RGBImage, error) {
+	res := out.res
 	ow, oh := scaledSize(h.w, h.h, scale)
 	pix := int64(ow) * int64(oh) * 3
 	work := h.workMem(ow)
@@ -311,14 +288,18 @@ func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, s
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, scale, maxMem, nil)
+	img, err := jd.decode(ctx, scale, maxMem, true)
 	jd.close()
 	if err != nil {
 		more.release()
 		return nil, err
 	}
 	if orientation > 1 {
-		img = orientRGB(img, orientation)
+		up := orientRGB(img, orientation)
+		putPix(img.Pix)
+		img = up
+	} else {
+		out.pooled = append(out.pooled, img.Pix)
 	}
 	more.shrink(pix)
 	res.join(more)
@@ -439,7 +420,7 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 		}
 		res.shrink(int64(len(rgb.Pix)))
 		b := rgb.Rect
-		return &Decoded{Image: rgb, ThumbImage: rgb, Format: format, Width: b.Dx(), Height: b.Dy(), Scale: 1, Mode: d.opt.Mode, res: res}, nil
+		return &Decoded{Image: rgb, Format: format, Width: b.Dx(), Height: b.Dy(), Scale: 1, Mode: d.opt.Mode, res: res}, nil
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -497,5 +478,5 @@ func (d *Decoder) decodeOther(ctx context.Context, c *codec, data []byte) (dec *
 	}
 	res.shrink(int64(len(rgb.Pix)))
 	b := rgb.Rect
-	return &Decoded{Image: rgb, ThumbImage: rgb, Format: format, Width: b.Dx(), Height: b.Dy(), Scale: 1, Mode: d.opt.Mode, res: res}, nil
+	return &Decoded{Image: rgb, Format: format, Width: b.Dx(), Height: b.Dy(), Scale: 1, Mode: d.opt.Mode, res: res}, nil
 }

@@ -161,7 +161,7 @@ func TestDecodeHonoursContext(t *testing.T) {
 	}
 	defer jd2.close()
 	ccancel() // sets libjpeg's flag: the first progress callback stops it
-	if _, err := jd2.decode(context.Background(), 1, 0, nil); !errors.Is(jpegError(cctx, "x", err), context.Canceled) {
+	if _, err := jd2.decode(context.Background(), 1, 0, false); !errors.Is(jpegError(cctx, "x", err), context.Canceled) {
 		t.Errorf("progressive decode after cancel: %v, want context.Canceled", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestJPEGWorkingMemoryBound(t *testing.T) {
 	if !jd.hdr.multiscan {
 		t.Fatal("test file is not multi-scan")
 	}
-	_, err = jd.decode(context.Background(), 8, jd.hdr.blocks*128/4, nil)
+	_, err = jd.decode(context.Background(), 8, jd.hdr.blocks*128/4, false)
 	if !errors.Is(jpegError(context.Background(), "x", err), ErrTooLarge) {
 		t.Errorf("decode with a quarter of the coefficient buffer: %v, want ErrTooLarge", err)
 	}
@@ -316,60 +316,33 @@ func TestDecodeDeadlineWithGoCodec(t *testing.T) {
 	}
 }
 
-// When PDQ needs a second, larger decode anyway, the model's image keeps
-// only Draft's pixels (Pillow's draft scale) and the thumbnail reads the
-// hash's decode; with one decode, the image keeps the thumbnail's pixels.
-func TestFastDecodePlan(t *testing.T) {
-	tests := []struct {
-		name      string
-		need      Need
-		w, h      int
-		scale     int  // the image's reduction
-		hash      int  // the hash decode's reduction (0: none)
-		thumbHash bool // the thumbnail reads the hash decode
-		thumbW    int  // the thumbnail input's width
-	}{
-		// 500x375 for the demo model: Pillow's draft is 1/4 (125x94), short of
-		// the thumbnail's 128; the hash needs full size.
-		{"normal photo, demo model", Need{Draft: 64, LongSide: 128, Hash: 1000}, 500, 375, 4, 1, true, 500},
-		// No hash decode: one decode keeps the thumbnail's pixels.
-		{"no hash need", Need{Draft: 64, LongSide: 128}, 500, 375, 2, 0, false, 250},
-		// 224 px model: Pillow's draft is already full size; one decode.
-		{"normal photo, 224 px model", Need{Draft: 224, LongSide: 128, Hash: 1000}, 500, 375, 1, 0, false, 500},
-		// 3000x2000: 1/8 keeps everything but the hash (1/2).
-		{"large photo", Need{Draft: 224, LongSide: 128, Hash: 1000}, 3000, 2000, 8, 2, false, 375},
-		// Draft keeps the thumbnail's pixels: the image serves both.
-		{"draft keeps the thumbnail", Need{Draft: 64, LongSide: 128, Hash: 1000}, 1200, 900, 8, 1, false, 150},
+// Released pixel buffers are recycled (pixpool.go): decodes into recycled
+// buffers give the same pixels as into fresh ones, whatever the earlier
+// image left in them.
+func TestRecycledBuffersDecodeTheSame(t *testing.T) {
+	a, b := bigJPEG(t, 700, 500), bigJPEG(t, 640, 512)
+	d, err := NewDecoder(DecoderOptions{Mode: ModeFast, Need: Need{Draft: 64, LongSide: 128, Hash: 1000}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d, err := NewDecoder(DecoderOptions{Mode: ModeFast, Need: tt.need})
+	first := map[int][]byte{}
+	for round := range 3 {
+		for i, data := range [][]byte{a, b} {
+			dec, err := d.Decode(context.Background(), data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dec, err := d.Decode(context.Background(), bigJPEG(t, tt.w, tt.h))
-			if err != nil {
-				t.Fatal(err)
+			got := append(append([]byte{}, dec.Image.Pix...), dec.HashImage.Pix...)
+			if round == 0 {
+				first[i] = got
+			} else if !bytes.Equal(got, first[i]) {
+				t.Fatalf("round %d, image %d: pixels differ from the first decode", round, i)
 			}
-			defer dec.Release()
-			if dec.Scale != tt.scale || dec.Image.Rect.Dx() != (tt.w+tt.scale-1)/tt.scale {
-				t.Errorf("image at 1/%d (%v), want 1/%d", dec.Scale, dec.Image.Rect, tt.scale)
+			// Scribble over the buffers before giving them back.
+			for j := range dec.HashImage.Pix {
+				dec.HashImage.Pix[j] = 0x5a
 			}
-			switch {
-			case tt.hash == 0 && dec.HashImage != nil:
-				t.Errorf("hash decode %v, want none", dec.HashImage.Rect)
-			case tt.hash > 0 && (dec.HashImage == nil || dec.HashImage.Rect.Dx() != (tt.w+tt.hash-1)/tt.hash):
-				t.Errorf("hash decode %v, want 1/%d", dec.HashImage, tt.hash)
-			}
-			if got := dec.ThumbImage == dec.HashImage && dec.HashImage != nil; got != tt.thumbHash {
-				t.Errorf("thumbnail reads the hash decode: %v, want %v", got, tt.thumbHash)
-			}
-			if dec.ThumbImage == nil || dec.ThumbImage.Rect.Dx() != tt.thumbW {
-				t.Errorf("thumbnail input %v, want width %d", dec.ThumbImage, tt.thumbW)
-			}
-			if tt.need.LongSide > 0 && max(dec.ThumbImage.Rect.Dx(), dec.ThumbImage.Rect.Dy()) < tt.need.LongSide {
-				t.Errorf("thumbnail input %v is shorter than %d", dec.ThumbImage.Rect, tt.need.LongSide)
-			}
-		})
+			dec.Release()
+		}
 	}
 }

@@ -125,12 +125,13 @@ func scaledSize(w, h, denom int) (int, int) {
 	return (w + denom - 1) / denom, (h + denom - 1) / denom
 }
 
-// decode decodes at 1/denom (1, 2, 4 or 8) into packed RGB, in dst when it
-// is large enough. CMYK files are converted as Pillow converts them
+// decode decodes at 1/denom (1, 2, 4 or 8) into packed RGB, in a buffer
+// from the pixel pool when pool is set (pixpool.go; the image's Pix then goes
+// back with putPix once it is released). CMYK files are converted as Pillow converts them
 // (inverted Adobe CMYK, then cmyk2rgb). maxMem bounds libjpeg's own
 // allocations (0: unbounded). ctx is checked between row groups; libjpeg
 // also checks it between scans.
-func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, dst []byte) (*RGBImage, error) {
+func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, pool bool) (img *RGBImage, err error) {
 	var ow, oh C.int
 	space := C.XJ_OUT_RGB
 	if d.hdr.cmyk {
@@ -140,7 +141,18 @@ func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, dst [
 		return nil, d.err(rc)
 	}
 	w, h := int(ow), int(oh)
+	var dst []byte
+	if pool {
+		dst, pool = getPix(3 * w * h)
+	}
 	out := newRGB(w, h, dst)
+	if pool {
+		defer func() {
+			if err != nil {
+				putPix(out.Pix)
+			}
+		}()
+	}
 	var line []byte
 	if d.hdr.cmyk {
 		line = make([]byte, 16*4*w)

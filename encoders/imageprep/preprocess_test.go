@@ -331,10 +331,12 @@ func TestResampleSourcesAgree(t *testing.T) {
 			}
 		}
 		for _, out := range []image.Point{{31, 17}, {sz.X * 2, sz.Y}, {sz.X, sz.Y / 2}} {
-			a := resampleWindow(rgbSource{rgb}, out.X, out.Y, 0, 0, out.X, out.Y)
-			b := resampleWindow(newRowSource(nrgba), out.X, out.Y, 0, 0, out.X, out.Y)
-			if !bytes.Equal(a, b) {
-				t.Errorf("%v -> %v: in-place and converted sources resample differently", sz, out)
+			for _, f := range []filter{bicubic, bilinear} {
+				a := resampleWindow(f, rgbSource{rgb}, out.X, out.Y, 0, 0, out.X, out.Y)
+				b := resampleWindow(f, newRowSource(nrgba), out.X, out.Y, 0, 0, out.X, out.Y)
+				if !bytes.Equal(a, b) {
+					t.Errorf("%v -> %v: in-place and converted sources resample differently", sz, out)
+				}
 			}
 		}
 	}

@@ -42,6 +42,29 @@ func bicubicFilter(x float64) float64 {
 
 const bicubicSupport = 2.0
 
+// filter is a resampling kernel and its support (Pillow's filter structs).
+type filter struct {
+	fn      func(float64) float64
+	support float64
+}
+
+var (
+	bicubic = filter{bicubicFilter, bicubicSupport}
+	// bilinear is Pillow's triangle filter, half the taps of bicubic: the
+	// thumbnail's, after its box reduction to within 2x of the target.
+	bilinear = filter{bilinearFilter, 1}
+)
+
+func bilinearFilter(x float64) float64 {
+	if x < 0 {
+		x = -x
+	}
+	if x < 1 {
+		return 1 - x
+	}
+	return 0
+}
+
 // kernel holds fixed-point weights for output indices [o0, o0+n).
 type kernel struct {
 	ksize  int
@@ -51,15 +74,15 @@ type kernel struct {
 }
 
 // newKernel mirrors precompute_coeffs + normalize_coeffs_8bpc for resizing
-// inSize samples to outSize, restricted to outputs [o0, o1).
-func newKernel(inSize, outSize, o0, o1 int) kernel {
+// inSize samples to outSize with f, restricted to outputs [o0, o1).
+func newKernel(f filter, inSize, outSize, o0, o1 int) kernel {
 	// box = (0, inSize) as C floats; in1-in0 is exact for any sane size.
 	scale := float64(float32(inSize)) / float64(outSize)
 	filterscale := scale
 	if filterscale < 1 {
 		filterscale = 1
 	}
-	support := bicubicSupport * filterscale
+	support := f.support * filterscale
 	ksize := int(math.Ceil(support))*2 + 1
 	n := o1 - o0
 	k := kernel{
@@ -87,7 +110,7 @@ func newKernel(inSize, outSize, o0, o1 int) kernel {
 		}
 		ww := 0.0
 		for x := 0; x < xmax; x++ {
-			v := bicubicFilter((float64(x+xmin) - center + 0.5) * ss)
+			v := f.fn((float64(x+xmin) - center + 0.5) * ss)
 			w[x] = v
 			ww += v
 		}
@@ -117,11 +140,11 @@ func cBytes(s []byte) *C.uchar { return (*C.uchar)(unsafe.Pointer(&s[0])) }
 // converted at a time for the horizontal pass.
 const chunkRows = 32
 
-// resampleWindow resizes src (w x h) to outW x outH with Pillow's bicubic
-// and returns the packed RGB pixels of the output window [x0,x0+cw) x
-// [y0,y0+ch), which must lie inside the output. A pass whose output size
-// equals its input size is skipped, as Pillow does.
-func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
+// resampleWindow resizes src (w x h) to outW x outH with Pillow's filter f
+// (bicubic for the model's input) and returns the packed RGB pixels of the
+// output window [x0,x0+cw) x [y0,y0+ch), which must lie inside the output.
+// A pass whose output size equals its input size is skipped, as Pillow does.
+func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	w, h := src.size()
 	needH := outW != w
 	needV := outH != h
@@ -130,7 +153,7 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	var kv kernel
 	ry0, ry1 := y0, y0+ch // identity vertical: output row = input row
 	if needV {
-		kv = newKernel(h, outH, y0, y0+ch)
+		kv = newKernel(f, h, outH, y0, y0+ch)
 		ry0 = int(kv.first[0])
 		ry1 = int(kv.first[ch-1] + kv.count[ch-1])
 	}
@@ -139,7 +162,7 @@ func resampleWindow(src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	// Horizontal pass into tmp: nrows x cw, packed RGB.
 	tmp := make([]byte, nrows*cw*3)
 	if needH {
-		kh := newKernel(w, outW, x0, x0+cw)
+		kh := newKernel(f, w, outW, x0, x0+cw)
 		if m, ok := src.(rgbSource); ok {
 			// In place: the rows are stride bytes apart in m.Pix.
 			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(nrows), cBytes(tmp), C.int(cw),

@@ -70,6 +70,10 @@ func (m *RGBImage) RowRGB(y int) []byte {
 	return m.Pix[o : o+3*m.Rect.Dx() : o+3*m.Rect.Dx()]
 }
 
+// PackedRGB returns the pixel buffer from the first row on and the row
+// stride: encoders/pdq hashes such images in C (pdq.PackedRGB).
+func (m *RGBImage) PackedRGB() ([]byte, int) { return m.Pix, m.Stride }
+
 // Opaque implements the optional interface of image/draw and image/png.
 func (m *RGBImage) Opaque() bool { return true }
 

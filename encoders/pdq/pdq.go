@@ -181,7 +181,9 @@ func (hs *Hasher) coefficientsImage(img image.Image) (quality int, ok bool) {
 		hs.ds.run(sw, sh, func(y int, dst []float32) { copy(dst, small[y*sw:(y+1)*sw]) })
 		return hs.finish(), true
 	}
-	hs.ds.run(w, h, fill)
+	if m, ok := img.(PackedRGB); !ok || !hs.ds.downsampleRGB(m, w, h) {
+		hs.ds.run(w, h, fill)
+	}
 	return hs.finish(), true
 }
 

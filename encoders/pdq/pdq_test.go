@@ -954,3 +954,79 @@ func FuzzFromBytes(f *testing.F) {
 		}
 	})
 }
+
+// packedRGB is a packed RGB image for the C downsampler, with a row stride
+// wider than its rows.
+type packedRGB struct {
+	pix    []byte
+	stride int
+	w, h   int
+}
+
+func (m *packedRGB) ColorModel() color.Model  { return color.RGBAModel }
+func (m *packedRGB) Bounds() image.Rectangle  { return image.Rect(0, 0, m.w, m.h) }
+func (m *packedRGB) RowRGB(y int) []byte      { return m.pix[y*m.stride : y*m.stride+3*m.w] }
+func (m *packedRGB) PackedRGB() ([]byte, int) { return m.pix, m.stride }
+func (m *packedRGB) At(x, y int) color.Color {
+	p := m.pix[y*m.stride+3*x:]
+	return color.RGBA{p[0], p[1], p[2], 255}
+}
+
+// TestDownsampleRGBMatchesGo: the C downsampler for packed RGB gives the Go
+// one's 64x64 plane bit for bit (and so the same DCT, hashes and quality),
+// at sizes that exercise every phase of the box filters.
+func TestDownsampleRGBMatchesGo(t *testing.T) {
+	sizes := [][2]int{{5, 5}, {64, 64}, {129, 7}, {7, 129}, {256, 255}, {300, 520}, {1000, 333}, {1600, 1004}, {1500, 1000}}
+	for i, sz := range sizes {
+		w, h := sz[0], sz[1]
+		t.Run(fmt.Sprintf("%dx%d", w, h), func(t *testing.T) {
+			src := synthImage(uint32(w), uint32(h), 7, uint32(i))
+			m := &packedRGB{stride: 3*w + 5, w: w, h: h}
+			m.pix = make([]byte, m.stride*h)
+			for y := range h {
+				for x := range w {
+					c := color.NRGBAModel.Convert(src.At(x, y)).(color.NRGBA)
+					copy(m.pix[y*m.stride+3*x:], []byte{c.R, c.G, c.B})
+				}
+			}
+			var goDS, cDS downsampler
+			goDS.run(w, h, rowFiller(m))
+			if !cDS.downsampleRGB(m, w, h) {
+				t.Fatal("the C downsampler refused the image")
+			}
+			if goDS.plane != cDS.plane {
+				t.Fatal("the C downsampler's plane differs from the Go one's")
+			}
+			hs := Hasher{MaxSide: -1}
+			got, q := hs.Dihedral(m)
+			want, wq := (&Hasher{MaxSide: -1}).Dihedral(struct{ image.Image }{m})
+			if got != want || q != wq {
+				t.Errorf("hashes through the C downsampler differ from the Go path's")
+			}
+		})
+	}
+}
+
+// FuzzDownsampleRGB: for any size and pixels, the C downsampler's plane is
+// the Go one's.
+func FuzzDownsampleRGB(f *testing.F) {
+	f.Add(uint16(5), uint16(5), uint8(0), []byte{1, 2, 3})
+	f.Add(uint16(300), uint16(7), uint8(3), []byte{0, 255, 128, 7, 9})
+	f.Add(uint16(129), uint16(257), uint8(1), []byte{200})
+	f.Fuzz(func(t *testing.T, w16, h16 uint16, pad uint8, seed []byte) {
+		w, h := int(w16%400), int(h16%400)
+		if w < minDim || h < minDim || len(seed) == 0 {
+			return
+		}
+		m := &packedRGB{stride: 3*w + int(pad%8), w: w, h: h}
+		m.pix = make([]byte, m.stride*h)
+		for i := range m.pix {
+			m.pix[i] = seed[i%len(seed)] ^ byte(i*131>>3)
+		}
+		var goDS, cDS downsampler
+		goDS.run(w, h, rowFiller(m))
+		if cDS.downsampleRGB(m, w, h) && goDS.plane != cDS.plane {
+			t.Fatalf("%dx%d: the C downsampler's plane differs from the Go one's", w, h)
+		}
+	})
+}

@@ -1,0 +1,6 @@
+#ifndef XMODAL_PDQ_DOWNSAMPLE_H
+#define XMODAL_PDQ_DOWNSAMPLE_H
+
+int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const double *luma_table, float *plane);
+
+#endif
