@@ -164,11 +164,12 @@ func BenchmarkServeVsDirectMilvus(b *testing.B) {
 						return err
 					}))
 					// The parts of a cached reply, timed alone: the deny-list's
-					// catch-up (a JetStream round trip) and a Redis GET of the entry.
+					// catch-up (a JetStream round trip) and a Redis GET of the
+					// entry (which the near cache spares a hot reply).
 					sy = append(sy, time1(func() error { return deny.Sync(ctx) }))
-					rg = append(rg, time1(func() error {
-						_, _, err := rc.Get(ctx, deny.Generation(), svc.CacheKey(&query.SearchRequest{Vector: fixed, Target: "text", K: k, Plan: "ann"}))
-						return err
+					rg = append(rg, time1(func() error { // Redis itself, past the near cache
+						key := "xmodal:q:" + deny.Generation() + ":" + svc.CacheKey(&query.SearchRequest{Vector: fixed, Target: "text", K: k, Plan: "ann"})
+						return rc.Client().Get(ctx, key).Err()
 					}))
 				}
 				ratios = append(ratios, float64(pct(s, 50))/float64(pct(d, 50)))

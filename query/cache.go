@@ -74,6 +74,14 @@ type RedisOptions struct {
 	Timeout time.Duration
 	// RetryAfter is how long the cache is skipped after a Redis error (default 1s).
 	RetryAfter time.Duration
+	// Near is how many entries this process keeps in memory in front of
+	// Redis (default 512; negative: none). An entry read from or written to
+	// Redis is kept until the moment its Redis key expires, under its
+	// generation (a newer generation empties it), so a hot reply is answered
+	// without a Redis round trip and is never older than the TTL allows.
+	Near int
+	// NearMaxBytes: a larger entry is not kept in memory (default 128 KiB).
+	NearMaxBytes int
 }
 
 // RedisCache is the Redis implementation of Cache: entries are
@@ -82,6 +90,7 @@ type RedisCache struct {
 	rdb       *redis.Client
 	opt       RedisOptions
 	downUntil atomic.Int64 // unix nanos; Redis is skipped until then
+	near      *nearCache   // nil: none
 }
 
 // ErrCacheDown is returned while the cache is being skipped after an error.
@@ -100,6 +109,10 @@ func (o RedisOptions) WithDefaults() RedisOptions {
 	o.TTL = positiveOr(o.TTL, 60*time.Second)
 	o.Timeout = positiveOr(o.Timeout, 50*time.Millisecond)
 	o.RetryAfter = positiveOr(o.RetryAfter, time.Second)
+	if o.Near == 0 {
+		o.Near = 512
+	}
+	o.NearMaxBytes = positiveOr(o.NearMaxBytes, 128<<10)
 	return o
 }
 
@@ -120,7 +133,11 @@ func NewRedisCache(opt RedisOptions) (*RedisCache, error) {
 		}
 		ro.TLSConfig = tc
 	}
-	return &RedisCache{rdb: redis.NewClient(ro), opt: opt}, nil
+	c := &RedisCache{rdb: redis.NewClient(ro), opt: opt}
+	if opt.Near > 0 {
+		c.near = newNearCache(opt.Near, opt.TTL)
+	}
+	return c, nil
 }
 
 // TLSConfig builds a client TLS config: system roots unless caFile, and a
@@ -188,19 +205,49 @@ func (c *RedisCache) ctx(ctx context.Context) (context.Context, context.CancelFu
 
 func (c *RedisCache) key(gen, key string) string { return c.opt.Prefix + "q:" + gen + ":" + key }
 
-// Get implements Cache.
+// Get implements Cache: from memory when the entry is there (Near), else
+// from Redis, with the time its key has left (one round trip: GET and PTTL
+// pipelined), which bounds how long the entry is kept in memory.
 func (c *RedisCache) Get(ctx context.Context, gen, key string) ([]byte, bool, error) {
+	if c.near != nil {
+		if v, ok := c.near.get(gen, key); ok {
+			return v, true, nil
+		}
+	}
 	if err := c.up(); err != nil {
 		return nil, false, err
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	v, err := c.rdb.Get(ctx, c.key(gen, key)).Bytes()
+	k := c.key(gen, key)
+	if c.near == nil {
+		v, err := c.rdb.Get(ctx, k).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, c.fail(err)
+		}
+		return v, true, nil
+	}
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get, ttl = p.Get(ctx, k), p.PTTL(ctx, k)
+		return nil
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, c.fail(err)
+	}
+	v, err := get.Bytes()
+	if err != nil {
+		return nil, false, c.fail(err)
+	}
+	if d := ttl.Val(); d > 0 && len(v) <= c.opt.NearMaxBytes {
+		c.near.set(gen, key, v, time.Now().Add(d))
 	}
 	return v, true, nil
 }
@@ -210,9 +257,73 @@ func (c *RedisCache) Set(ctx context.Context, gen, key string, val []byte) error
 	if err := c.up(); err != nil {
 		return err
 	}
+	at := time.Now()
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	return c.fail(c.rdb.Set(ctx, c.key(gen, key), val, c.opt.TTL).Err())
+	if err := c.fail(c.rdb.Set(ctx, c.key(gen, key), val, c.opt.TTL).Err()); err != nil {
+		return err
+	}
+	if c.near != nil && len(val) <= c.opt.NearMaxBytes {
+		c.near.set(gen, key, val, at.Add(c.opt.TTL))
+	}
+	return nil
+}
+
+// nearCache is the in-memory tier of a RedisCache: entries of one
+// generation (a newer one empties it, an older one finds and keeps
+// nothing), each until its Redis key's expiry.
+type nearCache struct {
+	mu  sync.Mutex
+	gen string
+	lru *expirable.LRU[string, nearEntry]
+}
+
+type nearEntry struct {
+	val []byte
+	exp time.Time
+}
+
+func newNearCache(size int, ttl time.Duration) *nearCache {
+	return &nearCache{lru: expirable.NewLRU[string, nearEntry](size, nil, ttl)}
+}
+
+// at is LRUCache.at: move to gen when it is newer; report whether gen is
+// the current generation. Called with mu held.
+func (n *nearCache) at(gen string) bool {
+	if gen == n.gen {
+		return true
+	}
+	if genLess(n.gen, gen) {
+		n.gen = gen
+		n.lru.Purge()
+		return true
+	}
+	return false
+}
+
+func (n *nearCache) get(gen, key string) ([]byte, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.at(gen) {
+		return nil, false
+	}
+	e, ok := n.lru.Get(key)
+	if !ok {
+		return nil, false
+	}
+	if !time.Now().Before(e.exp) {
+		n.lru.Remove(key)
+		return nil, false
+	}
+	return e.val, true
+}
+
+func (n *nearCache) set(gen, key string, val []byte, exp time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.at(gen) {
+		n.lru.Add(key, nearEntry{val: val, exp: exp})
+	}
 }
 
 // ---- in-process LRU ----

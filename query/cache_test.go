@@ -8,6 +8,7 @@ import (
 	"image"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -586,5 +587,40 @@ func TestCachedReplyIsTheStoredReply(t *testing.T) {
 	b, _ := json.Marshal(second)
 	if string(a) != string(b) {
 		t.Fatalf("a cache hit differs from the reply it stored:\n%s\n%s", a, b)
+	}
+}
+
+// A hot reply is answered from the process's memory (RedisOptions.Near), not
+// with a Redis round trip per hit; a takedown still makes it unreachable at
+// once (TestTakedownInvalidation), and it expires with its Redis key
+// (TestCacheRedisHitMissTTL).
+func TestNearCacheSparesRedis(t *testing.T) {
+	rs := testutil.StartRedis(t, redisserver.Options{})
+	cs := newCachedStack(t, query.Config{}, nil, rs, time.Minute)
+	ctx := context.Background()
+	gets := func() int {
+		t.Helper()
+		info, err := cs.rc.Client().Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_get:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	req := query.SearchRequest{Text: cs.texts[1], Target: "text", K: 3}
+	cs.search(t, req)
+	before := gets()
+	for i := range 5 {
+		if !cs.search(t, req).Cached {
+			t.Fatalf("repeat %d missed the cache", i)
+		}
+	}
+	if n := gets() - before; n != 0 {
+		t.Errorf("5 hits of one reply made %d Redis GETs, want 0 (answered from memory)", n)
 	}
 }

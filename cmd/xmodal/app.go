@@ -400,8 +400,11 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 		pc.BatchSize, pc.MaxInFlight = o.batch, max(o.batch, cfg.Ingest.MaxInFlight)
 	}
 	if pc.Writers == 0 && o.milvus {
-		// Writes that wait while a round runs are coalesced into the next one.
-		pc.Writers = max(4, 2*cfg.Milvus.Rounds)
+		// Writes that wait while a round runs are coalesced into the next one;
+		// enough posts in flight to keep every round slot busy while the
+		// encoders work on the next ones.
+		pc.Writers = max(8, 2*cfg.Milvus.Rounds)
+		pc.MaxInFlight = max(pc.MaxInFlight, 2*pc.Writers*pc.BatchSize)
 	}
 	return workers.New(pc, d)
 }

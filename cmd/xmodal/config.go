@@ -59,7 +59,7 @@ type Config struct {
 		EncodeBatch      int           `yaml:"encode_batch" help:"most inputs of one modality per model call (dynamic batching)"`
 		EncodeWait       time.Duration `yaml:"encode_wait" help:"longest the first input of a model batch waits for others before a free encoder takes it (a batch no encoder takes at once keeps growing to encode_batch)"`
 		Encoders         int           `yaml:"encoders" help:"model calls run at once (pair with ort.sessions)"`
-		Writers          int           `yaml:"writers" help:"index writes in flight at once (0: auto, 1 with the embedded index, whose writes are serial, and 4 with Milvus, whose writer coalesces writes that wait into one round)"`
+		Writers          int           `yaml:"writers" help:"index writes in flight at once (0: auto, 1 with the embedded index, whose writes are serial, and with Milvus 2 × milvus.rounds (at least 8), whose writer coalesces the writes that wait into rounds (more writes waiting make bigger rounds, and a round costs about the same whatever its size); auto with Milvus also raises ingest.max_inflight to at least 2 × writers × batch_size, so that the writes in flight do not starve the encoders)"`
 		MaxInFlight      int           `yaml:"max_inflight" help:"most posts between fetch and acknowledgement; at the limit fetching pauses (backpressure from a slow encoder or sink)"`
 		MediaConcurrency int           `yaml:"media_concurrency" help:"media workers: image fetch, decode, thumbnail, PDQ and model preprocessing, in parallel with encoding"`
 		MaxAttempts      int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`

@@ -55,7 +55,7 @@ type MilvusConfig struct {
 	// WriteConsistency and StaleWindow: how write rounds read versions (docs/milvus.md).
 	WriteConsistency string        `yaml:"write_consistency" help:"consistency of a write round's reads of versions and deny rows: Bounded (merged with the indexer's own writes of the last stale_window; Strong for a stale_window after a Kafka assignment) or Strong (every round waits for a time tick)"`
 	StaleWindow      time.Duration `yaml:"stale_window" help:"how long an indexer remembers its own writes (a Bounded read may not show them yet); must exceed Milvus's common.gracefulTime (5s)"`
-	FenceWindow      time.Duration `yaml:"fence_window" help:"how long an indexer's write rounds read Strong after a Kafka assignment (the previous owner's last writes may be younger than Milvus's common.gracefulTime); 0 turns it off"`
+	FenceWindow      time.Duration `yaml:"fence_window" help:"how long an indexer's write rounds read at a fence timestamp (taken from the server once, after a Kafka assignment) instead of Bounded: the previous owner's last writes may be younger than Milvus's common.gracefulTime; 0 turns it off"`
 	IndexType        string        `yaml:"index_type" help:"index of the float vectors: FLAT, IVF_FLAT or HNSW"`
 	NList            int           `yaml:"nlist" help:"IVF nlist"`
 	NProbe           int           `yaml:"nprobe" help:"IVF nprobe of the ann plan (at most nlist)"`
@@ -213,7 +213,7 @@ func (a *app) registerRoleMetrics() {
 			v          func() float64
 		}{
 			{"xmodal_milvus_write_rounds_total", "Milvus write rounds (concurrent Apply calls coalesced).", func() float64 { return float64(st().Rounds) }},
-			{"xmodal_milvus_write_rounds_strong_total", "Milvus write rounds that read Strong (after a Kafka assignment, or milvus.write_consistency Strong).", func() float64 { return float64(st().StrongRounds) }},
+			{"xmodal_milvus_write_rounds_strong_total", "Milvus write rounds that read past Bounded: at the fence timestamp after a Kafka assignment, or Strong with milvus.write_consistency Strong.", func() float64 { return float64(st().StrongRounds) }},
 			{"xmodal_milvus_rows_written_total", "Record rows upserted into Milvus.", func() float64 { return float64(st().Rows) }},
 			{"xmodal_milvus_rpc_retries_total", "Milvus calls retried after Unavailable or ResourceExhausted.", func() float64 { return float64(st().Retries) }},
 			{"xmodal_milvus_round_read_seconds_total", "Time write rounds spent reading versions, deny rows and records present.", func() float64 { return st().ReadTime.Seconds() }},

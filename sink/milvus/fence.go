@@ -7,6 +7,7 @@ import (
 
 	"github.com/milvus-io/milvus-proto/go-api/v2/commonpb"
 	"github.com/milvus-io/milvus-proto/go-api/v2/milvuspb"
+	"github.com/milvus-io/milvus/client/v2/column"
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
 	"google.golang.org/grpc"
 )
@@ -57,21 +58,24 @@ func tsInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.
 
 // serverTimestamp returns a timestamp of the server's clock (TSO) that is
 // later than every write acknowledged before the call: the timestamp Milvus
-// assigns a delete of a key that no row has (post id "", which no post can
-// have).
+// assigns an upsert of the fence row, post id "" (which no post can have:
+// Apply refuses an empty id) in the versions collection. (Milvus 2.3.5
+// returns no timestamp for a delete.) Rounds read that collection by post
+// id only, so the row is never seen.
 func (ix *Index) serverTimestamp(ctx context.Context) (uint64, error) {
 	var ts uint64
 	err := ix.call(ctx, "fence timestamp", func(ctx context.Context) error {
 		ts = 0
 		cctx := context.WithValue(ctx, mutationTSKey{}, &ts)
-		_, err := ix.c.Delete(cctx, milvusclient.NewDeleteOption(ix.l.posts.name).WithExpr(fPostID+` in [""]`), noRetry)
+		_, err := ix.c.Upsert(cctx, milvusclient.NewColumnBasedInsertOption(ix.l.posts.name,
+			column.NewColumnVarChar(fPostID, []string{""}), column.NewColumnInt64(fSeq, []int64{0}), dummyColumn(1)), noRetry)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	if ts == 0 {
-		return 0, fmt.Errorf("milvus: the server returned no timestamp for a delete")
+		return 0, fmt.Errorf("milvus: the server returned no timestamp for an upsert")
 	}
 	return ts, nil
 }

@@ -351,9 +351,9 @@ func TestBoundedRoundsSeeTheirOwnWrites(t *testing.T) {
 // A partition that moves to another indexer: the new owner's fenced rounds
 // see what the previous owner wrote a moment before, so a redelivered older
 // version is stale, not a regression. Each pair of writers here is two
-// indexes on one collection; the previous owner writes and the new owner
+// indexes on one collection; the previous owner writes, then the new owner
 // fences and writes at once, long before a Bounded read would be bound to
-// show the write (common.gracefulTime, 5 s), in several rounds, so that both
+// show the writes (common.gracefulTime, 5 s), in several rounds, so that both
 // the round that takes the fence timestamp and the rounds that reuse it are
 // checked.
 func TestFencedRoundsSeeThePreviousOwnersWrites(t *testing.T) {
@@ -367,11 +367,11 @@ func TestFencedRoundsSeeThePreviousOwnersWrites(t *testing.T) {
 	defer next.Close()
 	r := rand.New(rand.NewPCG(4, 4))
 	for i := range 5 {
+		mustApply(t, prev, textPost(fmt.Sprintf("moved-%d", i), 10, "a", r))
+	}
+	next.Fence() // the partition is assigned to next after prev's last write
+	for i := range 5 {
 		id := fmt.Sprintf("moved-%d", i)
-		mustApply(t, prev, textPost(id, 10, "a", r))
-		if i == 0 {
-			next.Fence()
-		}
 		if out := mustApply(t, next, textPost(id, 5, "a", r)); out[0] != domain.Stale {
 			t.Fatalf("round %d: an older version redelivered to the new owner right after the previous owner wrote a newer one: %v, want stale", i, out)
 		}
@@ -379,6 +379,12 @@ func TestFencedRoundsSeeThePreviousOwnersWrites(t *testing.T) {
 	st := next.Stats()
 	if st.StrongRounds != 5 {
 		t.Fatalf("fenced rounds: %d, want 5", st.StrongRounds)
+	}
+	// At the fence timestamp, not Strong (which waits for a time tick on
+	// every read): the server gave one.
+	ts, err := next.serverTimestamp(context.Background())
+	if err != nil || ts == 0 {
+		t.Fatalf("fence timestamp: %d, %v", ts, err)
 	}
 	recs, err := next.Get(context.Background(), []string{"moved-0#text"})
 	if err != nil || len(recs) != 1 {

@@ -101,10 +101,11 @@ type Options struct {
 	// 0: a round starts as soon as a round slot is free; calls that arrive
 	// meanwhile join it).
 	Linger time.Duration
-	// Rounds is how many write rounds run at once (default 1: on a small
-	// server one round at a time, coalescing every Apply that waits, writes
-	// more rows per second than several small rounds; a cluster with several
-	// data nodes may take more). Rounds in flight never share a post.
+	// Rounds is how many write rounds run at once (default 1: a round
+	// costs one read and one write round trip whatever its size, so on a
+	// small server one round at a time, coalescing every Apply that waits,
+	// writes more rows per second than several small rounds; a cluster with
+	// several data nodes may take more). Rounds in flight never share a post.
 	Rounds int
 
 	// DialTimeout bounds one connection attempt (default 3s); StartTimeout bounds
