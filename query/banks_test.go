@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/draw"
 	"image/png"
 	"log/slog"
 	"math/rand/v2"
@@ -490,5 +495,67 @@ func TestBankMatchContentRegion(t *testing.T) {
 	// Another photo matches nothing, through no region either.
 	if mr := match(readImage(t, "../testdata/pdq/images/labelme-subset/q0004.jpg")); len(mr.Matches) != 0 {
 		t.Errorf("another photo: %+v", mr.Matches)
+	}
+}
+
+// Hostile image queries against a bank of photos' PDQ entries: plain white
+// and black pictures, an 8 x 8 image, a picture that is all caption band
+// and a text-only picture answer with no match (and no error), whole or
+// through a content rectangle; an image over the pixel cap is refused 413.
+func TestBankMatchAdversarialImages(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	var ch query.BankChangeResponse
+	if err := s.cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "photos", Action: banks.ActionReview}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"../testdata/pdq/images/dih/bridge-1-original.jpg", "../testdata/pdq/images/labelme-subset/q0004.jpg"} {
+		if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "photos", Image: readImage(t, f)}, &ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enc := func(img image.Image) []byte {
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	plain := func(w, h int, c color.Color) *image.RGBA {
+		img := image.NewRGBA(image.Rect(0, 0, w, h))
+		draw.Draw(img, img.Bounds(), &image.Uniform{c}, image.Point{}, draw.Src)
+		return img
+	}
+	// All caption band: white with rows of black "letters".
+	band := plain(600, 400, color.White)
+	for y := 40; y < 360; y += 60 {
+		for x := 30; x < 570; x += 24 {
+			draw.Draw(band, image.Rect(x, y, x+14, y+22), &image.Uniform{color.Black}, image.Point{}, draw.Src)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		img  image.Image
+	}{
+		{"white", plain(640, 480, color.White)}, {"black", plain(300, 300, color.Black)},
+		{"tiny", plain(8, 8, color.RGBA{200, 30, 30, 255})}, {"caption band only", band},
+	} {
+		var mr query.MatchResponse
+		if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: enc(tc.img)}, &mr); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if len(mr.Matches) != 0 {
+			t.Errorf("%s: matched %+v", tc.name, mr.Matches)
+		}
+	}
+	// Over the pixel cap (a PNG header claiming 20000 x 20000): 413, not a decode.
+	huge := enc(plain(1, 1, color.White))
+	binary.BigEndian.PutUint32(huge[16:], 20000)
+	binary.BigEndian.PutUint32(huge[20:], 20000)
+	binary.BigEndian.PutUint32(huge[29:], crc32.ChecksumIEEE(huge[12:29])) // the IHDR chunk's CRC
+	err := s.cl.Call(ctx, "match", query.MatchRequest{Image: huge}, nil)
+	if code := codeOf(err); code != 413 {
+		t.Errorf("an image over the pixel cap: %v, want 413", err)
 	}
 }
