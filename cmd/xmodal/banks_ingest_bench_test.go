@@ -1,0 +1,221 @@
+//go:build bench
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/ingest"
+	"github.com/xmodal/xmodal/internal/testutil"
+	"github.com/xmodal/xmodal/internal/vecmath"
+)
+
+// TestBanksIngestCost is the benchmark of bench/results/banks-ingest.txt
+// (#18's target: ingest with banks of 1 million PDQ entries and 10,000
+// written concepts at >= 90 % of the same run without banks). Two `xmodal
+// run` apps in this process on the demo model, each with its own embedded
+// NATS and index: one with no banks, one with a bank of N random PDQ
+// hashes and a bank of C random concept vectors of the model (thresholds
+// high enough that nothing matches, so both index the same posts); in
+// interleaved rounds each ingests the same workload under fresh ids, text
+// posts and image posts (the demo pictures) timed apart, from publish to
+// the stream's consumer having nothing pending. Built with -tags bench:
+//
+//	XMODAL_BANKSINGEST=1          run it
+//	XMODAL_BANKSINGEST_PDQ        PDQ entries (default 1,000,000)
+//	XMODAL_BANKSINGEST_CONCEPTS   written concepts (default 10,000)
+//	XMODAL_BANKSINGEST_ROUNDS     rounds (default 5)
+//	XMODAL_BANKSINGEST_TEXTS      text posts a round (default 3,000)
+//	XMODAL_BANKSINGEST_IMAGES     image posts a round (default 480)
+func TestBanksIngestCost(t *testing.T) {
+	if os.Getenv("XMODAL_BANKSINGEST") != "1" {
+		t.Skip("set XMODAL_BANKSINGEST=1 to run the banks' ingest-cost benchmark")
+	}
+	requireORT(t)
+	env := func(k string, def int) int {
+		var v int
+		if _, err := fmt.Sscan(os.Getenv(k), &v); err == nil {
+			return v
+		}
+		return def
+	}
+	nPDQ, nConcepts := env("XMODAL_BANKSINGEST_PDQ", 1_000_000), env("XMODAL_BANKSINGEST_CONCEPTS", 10_000)
+	rounds, nTexts, nImages := env("XMODAL_BANKSINGEST_ROUNDS", 5), env("XMODAL_BANKSINGEST_TEXTS", 3000), env("XMODAL_BANKSINGEST_IMAGES", 480)
+	root := testutil.MustRepoRoot(t)
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func(name string) (*app, jetstream.JetStream) {
+		cfg := DefaultConfig()
+		cfg.DataDir = filepath.Join(t.TempDir(), name)
+		cfg.NATS.Listen = "127.0.0.1:0"
+		cfg.HTTP.Listen = ""
+		cfg.Model = filepath.Join(root, "testdata", "models", "demo")
+		a, err := startApp(ctx, cfg, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+			a.Close()
+		})
+		js, err := jetstream.New(a.nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, js
+	}
+	plain, _ := open("plain")
+	withBanks, _ := open("banks")
+	apps := []*app{plain, withBanks}
+
+	// The banks: PDQ hashes, and concepts of the model's dimension and version.
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(18, 1))
+	do := func(op banks.Op) {
+		if _, err := withBanks.banks.Do(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now().UTC()
+	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "hashes", At: at, Actor: "bench",
+		Config: &banks.Bank{Name: "hashes", Enabled: true, Action: banks.ActionReview}})
+	cb := &banks.Bank{Name: "concepts", Enabled: true, Action: banks.ActionReview}
+	cb.Thresholds.Embedding.TextImage, cb.Thresholds.Embedding.TextText = 0.95, 0.95
+	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "concepts", At: at, Actor: "bench", Config: cb})
+	for _, part := range []struct {
+		bank string
+		n    int
+		make func(i int) banks.Entry
+	}{
+		{"hashes", nPDQ, func(int) banks.Entry {
+			var h [32]byte
+			for j := range h {
+				h[j] = byte(rng.Uint32())
+			}
+			return banks.Entry{Type: banks.SignalPDQ, Value: fmt.Sprintf("%x", h[:]), AddedAt: at}
+		}},
+		{"concepts", nConcepts, func(i int) banks.Entry {
+			return banks.Entry{Type: banks.SignalEmbedding, Modality: "text", Value: fmt.Sprintf("concept %d", i),
+				Vector: vecmath.RandomUnit(rng, withBanks.model.Dim()), ModelVersion: withBanks.model.Version(), AddedAt: at}
+		}},
+	} {
+		b := &banks.OpBatcher{Bank: part.bank, Actor: "bench", At: at}
+		for i := range part.n {
+			op, err := b.Add(part.make(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op != nil {
+				do(*op)
+			}
+		}
+		if op := b.Flush(); op != nil {
+			do(*op)
+		}
+	}
+	for _, bi := range withBanks.banks.State().Banks() {
+		t.Logf("bank %s: %v", bi.Name, bi.Counts)
+	}
+	t.Logf("banks loaded in %v", time.Since(start).Round(time.Millisecond))
+
+	imgs, err := filepath.Glob(filepath.Join(root, "testdata", "demo", "images", "*.jpg"))
+	if err != nil || len(imgs) == 0 {
+		t.Fatalf("demo images: %v", err)
+	}
+	pics := make([][]byte, len(imgs))
+	for i, f := range imgs {
+		if pics[i], err = os.ReadFile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	workload := func(round int, kind string) [][2][]byte {
+		var out [][2][]byte
+		n := nTexts
+		if kind == "image" {
+			n = nImages
+		}
+		for i := range n {
+			id := fmt.Sprintf("r%d-%s-%05d", round, kind, i)
+			p := map[string]any{"schema": 1, "id": id, "created_at": created}
+			if kind == "text" {
+				p["text"] = fmt.Sprintf("post %d of round %d about topic %d and the weather", i, round, i%97)
+			} else {
+				p["image"] = map[string]any{"data": pics[i%len(pics)], "mime": "image/jpeg"}
+			}
+			b, _ := json.Marshal(p)
+			out = append(out, [2][]byte{[]byte(id), b})
+		}
+		return out
+	}
+	// ingestTime publishes msgs to a's stream and waits for its consumer to
+	// have nothing pending (every post indexed and acknowledged).
+	ingestTime := func(a *app, msgs [][2][]byte) time.Duration {
+		js, err := jetstream.New(a.nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		for _, m := range msgs {
+			if err := ingest.Publish(ctx, js, "xmodal.posts", string(m[0]), m[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testutil.CheckFor(t, 10*time.Minute, 20*time.Millisecond, func() error {
+			cons, err := js.Consumer(ctx, "XMODAL_POSTS", "indexer")
+			if err != nil {
+				return err
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+			}
+			return nil
+		})
+		return time.Since(t0)
+	}
+	ratios := map[string][]float64{}
+	for r := range rounds {
+		for _, kind := range []string{"text", "image"} {
+			msgs := workload(r, kind)
+			order := []int{0, 1}
+			if r%2 == 1 {
+				order = []int{1, 0}
+			}
+			var took [2]time.Duration
+			for _, k := range order {
+				took[k] = ingestTime(apps[k], msgs)
+			}
+			per := func(d time.Duration) float64 { return float64(len(msgs)) / d.Seconds() }
+			ratio := per(took[1]) / per(took[0])
+			ratios[kind] = append(ratios[kind], ratio)
+			t.Logf("round %d %s: no banks %.0f posts/s, banks %.0f posts/s, ratio %.3f", r+1, kind, per(took[0]), per(took[1]), ratio)
+		}
+	}
+	for _, kind := range []string{"text", "image"} {
+		rs := ratios[kind]
+		slices.Sort(rs)
+		t.Logf("%s posts: throughput with banks (%d PDQ entries, %d concepts) / without: median %.3f (rounds %.3f..%.3f, n=%d)",
+			kind, nPDQ, nConcepts, rs[len(rs)/2], rs[0], rs[len(rs)-1], len(rs))
+	}
+}
