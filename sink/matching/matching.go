@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -282,15 +283,12 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			all = append(all, rq.q)
 		}
 	}
-	var results []banks.MatchResult
-	if len(all) > 0 {
-		var err error
-		if results, err = w.d.Banks.MatchAll(ctx, all); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("matching: banks: %w", err)
+	results, err := w.matchAll(ctx, all)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
+		return nil, fmt.Errorf("matching: banks: %w", err)
 	}
 	next := 0
 	for i := range out {
@@ -402,6 +400,45 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		w.latency.Observe(w.d.Now().Sub(start).Seconds())
 	}
 	return outcomes, nil
+}
+
+// matchAll looks a batch's queries up, split over up to GOMAXPROCS
+// concurrent MatchAll calls of at least 8 queries each: the lookups are
+// CPU-bound (multi-index probes, the concept scan) and the batch is written
+// by one writer, so one goroutine would leave the other cores idle.
+func (w *Writer) matchAll(ctx context.Context, qs []banks.Query) ([]banks.MatchResult, error) {
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	parts := min(runtime.GOMAXPROCS(0), (len(qs)+7)/8)
+	if parts <= 1 {
+		return w.d.Banks.MatchAll(ctx, qs)
+	}
+	out := make([]banks.MatchResult, len(qs))
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	per := (len(qs) + parts - 1) / parts
+	for p := range parts {
+		lo, hi := p*per, min((p+1)*per, len(qs))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := w.d.Banks.MatchAll(ctx, qs[lo:hi])
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			copy(out[lo:hi], res)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // sinceLast keeps the events of entries that the post's previous matched
