@@ -343,26 +343,9 @@ func TestKill9ConvergesToIndexedOnce(t *testing.T) {
 			js, _ := jetstream.New(nc)
 			waitService(t, nc)
 			published := w.publish(t, js, 0)
-			select {
-			case err := <-c.done:
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("xmodal ended with %v, want SIGKILL at %s", err, point)
-				}
-				c.done <- err
-			case <-time.After(60 * time.Second):
-				t.Fatalf("xmodal was not killed at %s", point)
-			}
+			waitKilled(t, c, point)
 			nc.Close()
-
-			c2 := startChild(t, dir, listen)
-			nc2 := connect(t, listen, c2)
-			defer nc2.Close()
-			js2, _ := jetstream.New(nc2)
-			waitService(t, nc2)
-			if n := w.publish(t, js2, published); n != len(w.msgs) {
-				t.Fatalf("after the restart, publishing stopped at message %d of %d", n, len(w.msgs))
-			}
+			nc2, js2 := restartAndPublish(t, dir, listen, w, published)
 			deadline := time.Now().Add(90 * time.Second)
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -442,26 +425,9 @@ func TestKill9MatchEventsOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			published := w.publish(t, js, 0)
-			select {
-			case err := <-c.done:
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("xmodal ended with %v, want SIGKILL at %s", err, tc.crash)
-				}
-				c.done <- err
-			case <-time.After(60 * time.Second):
-				t.Fatalf("xmodal was not killed at %s", tc.crash)
-			}
+			waitKilled(t, c, tc.crash)
 			nc.Close()
-
-			c2 := startChild(t, dir, listen)
-			nc2 := connect(t, listen, c2)
-			defer nc2.Close()
-			js2, _ := jetstream.New(nc2)
-			waitService(t, nc2)
-			if n := w.publish(t, js2, published); n != len(w.msgs) {
-				t.Fatalf("after the restart, publishing stopped at message %d of %d", n, len(w.msgs))
-			}
+			nc2, js2 := restartAndPublish(t, dir, listen, w, published)
 			testutil.CheckFor(t, 90*time.Second, 250*time.Millisecond, func() error {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
@@ -471,25 +437,13 @@ func TestKill9MatchEventsOnce(t *testing.T) {
 				return nil
 			})
 			// The events: read the whole stream, as a consumer would.
-			s, err := js2.Stream(ctx, matching.Stream)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := s.Info(ctx)
+			evs, err := streamEvents(ctx, js2)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ids := map[string][]string{} // post -> event ids, as delivered
-			for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-				m, err := s.GetMsg(ctx, seq)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var e matching.Event
-				if err := json.Unmarshal(m.Data, &e); err != nil {
-					t.Fatal(err)
-				}
-				if e.ID != matching.EventID(e.PostID, e.Version, e.EntryID) || m.Header.Get("Nats-Msg-Id") != e.ID {
+			for _, e := range evs {
+				if e.ID != matching.EventID(e.PostID, e.Version, e.EntryID) || e.MsgID != e.ID {
 					t.Fatalf("event %+v: id or Nats-Msg-Id is not the (post, version, entry) id", e)
 				}
 				ids[e.PostID] = append(ids[e.PostID], e.ID)
@@ -520,4 +474,66 @@ func TestKill9MatchEventsOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitKilled waits for the child to die of the crash point's SIGKILL.
+func waitKilled(t *testing.T, c *child, what string) {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("xmodal ended with %v, want SIGKILL at %s", err, what)
+		}
+		c.done <- err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("xmodal was not killed at %s", what)
+	}
+}
+
+// restartAndPublish starts the child again on dir, publishes the rest of
+// the workload (from published on) and returns its connection.
+func restartAndPublish(t *testing.T, dir, listen string, w *workload, published int) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	c2 := startChild(t, dir, listen)
+	nc2 := connect(t, listen, c2)
+	t.Cleanup(nc2.Close)
+	js2, _ := jetstream.New(nc2)
+	waitService(t, nc2)
+	if n := w.publish(t, js2, published); n != len(w.msgs) {
+		t.Fatalf("after the restart, publishing stopped at message %d of %d", n, len(w.msgs))
+	}
+	return nc2, js2
+}
+
+// storedEvent is a match event as XMODAL_MATCH_EVENTS holds it.
+type storedEvent struct {
+	matching.Event
+	MsgID string // the message's Nats-Msg-Id
+}
+
+// streamEvents reads every event of XMODAL_MATCH_EVENTS, as a consumer would.
+func streamEvents(ctx context.Context, js jetstream.JetStream) ([]storedEvent, error) {
+	s, err := js.Stream(ctx, matching.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []storedEvent
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, err
+		}
+		var e storedEvent
+		if err := json.Unmarshal(m.Data, &e.Event); err != nil {
+			return nil, err
+		}
+		e.MsgID = m.Header.Get("Nats-Msg-Id")
+		out = append(out, e)
+	}
+	return out, nil
 }

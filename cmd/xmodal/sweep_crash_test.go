@@ -128,24 +128,12 @@ func TestSweepKill9Resumes(t *testing.T) {
 		t.Fatalf("the resumed sweep: %+v; want resumed at 100 (the checkpoint before lookup %d), %d entries, %d matches", st, crashAt, len(entries), len(want))
 	}
 	js2, _ := jetstream.New(nc2)
-	s, err := js2.Stream(ctx, matching.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
+	evs, err := streamEvents(ctx, js2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]int{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var e matching.Event
-		if err := json.Unmarshal(m.Data, &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range evs {
 		got[e.PostID+"/"+e.EntryID]++
 	}
 	for k := range want {

@@ -480,12 +480,25 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The image posts, then the text-only posts, each rejoined with what its
+	// record holds when its batch runs.
+	type rejoin struct {
+		post string
+		m    domain.Modality
+	}
+	todo := make([]rejoin, 0, len(items)+len(texts))
+	for _, it := range items {
+		todo = append(todo, rejoin{it.Post, domain.ModalityImage})
+	}
+	for _, it := range texts {
+		todo = append(todo, rejoin{it.post, domain.ModalityText})
+	}
 	n := 0
-	for lo := 0; lo == 0 || lo < len(items); lo += 4096 {
+	for lo := 0; lo == 0 || lo < len(todo); lo += 4096 {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		batch := items[lo:min(lo+4096, len(items))]
+		batch := todo[lo:min(lo+4096, len(todo))]
 		var changed map[string]uint64
 		err := ix.cl.Update(ix.db, func(t *clusters.Txn) error {
 			if lo == 0 {
@@ -495,60 +508,14 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 			}
 			recs := t.Tx().Bucket(bucketRecords)
 			for _, it := range batch {
-				v := recs.Get([]byte(domain.PrimaryKey(it.Post, domain.ModalityImage)))
-				if v == nil {
-					continue // deleted since
-				}
-				r, _, err := decodeStored(v)
+				sig, at, err := ix.storedSig(recs, it.post, it.m)
 				if err != nil {
 					return err
 				}
-				sig := ix.clusterSig(r)
 				if sig == nil {
 					continue
 				}
-				if _, err := t.Join(it.Post, r.CreatedAt, sig); err != nil {
-					return err
-				}
-				n++
-			}
-			changed = t.Changed()
-			return nil
-		})
-		if err != nil {
-			return n, fmt.Errorf("embedded index: rebuild clusters: %w", err)
-		}
-		ix.mu.Lock()
-		ix.setClusters(changed)
-		ix.mu.Unlock()
-	}
-	// The text-only posts, rejoined with the text their record holds now.
-	for lo := 0; lo < len(texts); lo += 4096 {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		batch := texts[lo:min(lo+4096, len(texts))]
-		var changed map[string]uint64
-		err := ix.cl.Update(ix.db, func(t *clusters.Txn) error {
-			recs := t.Tx().Bucket(bucketRecords)
-			for _, it := range batch {
-				v := recs.Get([]byte(domain.PrimaryKey(it.post, domain.ModalityText)))
-				if v == nil || recs.Get([]byte(domain.PrimaryKey(it.post, domain.ModalityImage))) != nil {
-					continue // deleted, or given an image, since
-				}
-				m, err := readMeta(v)
-				if err != nil {
-					return err
-				}
-				r, _, err := decodeStored(v)
-				if err != nil {
-					return err
-				}
-				sig := ix.textSig(m.Text)
-				if sig == nil {
-					continue
-				}
-				if _, err := t.Join(it.post, r.CreatedAt, sig); err != nil {
+				if _, err := t.Join(it.post, at, sig); err != nil {
 					return err
 				}
 				n++
@@ -564,4 +531,27 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 		ix.mu.Unlock()
 	}
 	return n, nil
+}
+
+// storedSig is the cluster signature of a post's record of modality m as the
+// store holds it now, and the post's time: an image record's PDQ hash, or a
+// text-only post's text signature; nil when the record is gone (deleted
+// since), the post has an image now (a text record), or it joins nothing.
+func (ix *Index) storedSig(recs *bolt.Bucket, post string, m domain.Modality) ([]byte, time.Time, error) {
+	v := recs.Get([]byte(domain.PrimaryKey(post, m)))
+	if v == nil || (m == domain.ModalityText && recs.Get([]byte(domain.PrimaryKey(post, domain.ModalityImage))) != nil) {
+		return nil, time.Time{}, nil
+	}
+	r, _, err := decodeStored(v)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if m == domain.ModalityImage {
+		return ix.clusterSig(r), r.CreatedAt, nil
+	}
+	meta, err := readMeta(v)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return ix.textSig(meta.Text), r.CreatedAt, nil
 }
