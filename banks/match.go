@@ -84,20 +84,14 @@ func (s *State) Match(ctx context.Context, q Query) ([]Match, error) {
 		}
 		slices.Sort(names)
 	}
+	enabled, err := s.enabled(names, len(q.Banks) > 0)
+	if err != nil {
+		return nil, err
+	}
 	var out []Match
-	for _, name := range names {
+	for _, b := range enabled {
 		if err := ctx.Err(); err != nil {
 			return nil, err
-		}
-		b := s.banks[name]
-		if b == nil {
-			if len(q.Banks) > 0 {
-				return nil, fmt.Errorf("%w: %s", ErrBankNotFound, name)
-			}
-			continue
-		}
-		if !b.cfg.Enabled {
-			continue
 		}
 		out, err = b.match(&pq, out, true)
 		if err != nil {
@@ -152,17 +146,12 @@ func (s *State) MatchAll(ctx context.Context, qs []Query) ([]MatchResult, error)
 		if len(names) == 0 {
 			names = all
 		}
-		for _, name := range names {
-			b := s.banks[name]
-			if b == nil {
-				if len(q.Banks) > 0 {
-					return nil, fmt.Errorf("%w: %s", ErrBankNotFound, name)
-				}
-				continue
-			}
-			if !b.cfg.Enabled {
-				continue
-			}
+		enabled, err := s.enabled(names, len(q.Banks) > 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range enabled {
+			name := b.cfg.Name
 			if _, ok := asked[name]; !ok {
 				order = append(order, name)
 			}
@@ -212,6 +201,26 @@ func (s *State) MatchAll(ctx context.Context, qs []Query) ([]MatchResult, error)
 	}
 	for i := range out {
 		sortMatches(out[i].Matches)
+	}
+	return out, nil
+}
+
+// enabled returns the enabled banks among names, in order; a name with no
+// bank is ErrBankNotFound when named is set (the query named its banks),
+// else skipped. The caller holds the read lock.
+func (s *State) enabled(names []string, named bool) ([]*bankState, error) {
+	out := make([]*bankState, 0, len(names))
+	for _, name := range names {
+		b := s.banks[name]
+		if b == nil {
+			if named {
+				return nil, fmt.Errorf("%w: %s", ErrBankNotFound, name)
+			}
+			continue
+		}
+		if b.cfg.Enabled {
+			out = append(out, b)
+		}
 	}
 	return out, nil
 }

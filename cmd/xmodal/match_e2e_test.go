@@ -39,21 +39,7 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-		if t.Failed() {
-			t.Logf("xmodal log:\n%s", logs.text())
-		}
-	})
+	a := runTestApp(t, ctx, cancel, cfg, logs)
 	cl := client.New(a.nc)
 	for _, b := range []struct {
 		name   string
@@ -242,4 +228,27 @@ func mustDecode(t *testing.T, b []byte) image.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// runTestApp starts `xmodal run` in this process on cfg and runs it until
+// the test ends (cancel stops it), logging to logs (shown when the test
+// failed).
+func runTestApp(t *testing.T, ctx context.Context, cancel context.CancelFunc, cfg *Config, logs *syncBuffer) *app {
+	t.Helper()
+	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		a.Close()
+		if t.Failed() {
+			t.Logf("xmodal log:\n%s", logs.text())
+		}
+	})
+	return a
 }

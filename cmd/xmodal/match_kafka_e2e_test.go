@@ -57,20 +57,7 @@ func TestMatchEventsOnKafka(t *testing.T) {
 	}
 	cfg.Kafka.EventsTopic = "moderation.events"
 	cfg.DataDir = t.TempDir()
-	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-		if t.Failed() {
-			t.Logf("xmodal log:\n%s", logs.text())
-		}
-	})
+	a := runTestApp(t, ctx, cancel, cfg, logs)
 	cl := client.New(a.nc)
 	for _, bk := range []struct {
 		name   string
