@@ -12,7 +12,6 @@ import (
 	"image/color"
 	"image/jpeg"
 	_ "image/png"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -71,23 +70,8 @@ func startWebApp(t *testing.T) (string, *app, *syncBuffer, []domain.Post) {
 	cfg.Ingest.FetchWait = 20 * time.Millisecond
 	cfg.Model = filepath.Join(root, "testdata", "models", "demo")
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := startApp(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-		if t.Failed() {
-			t.Logf("xmodal log:\n%s", logs.text())
-		}
-	})
+	a := runTestApp(t, ctx, cancel, cfg, logs)
 	posts, err := loadPosts(filepath.Join(root, "testdata", "demo", "posts.jsonl"))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/ingest/postfile"
+	"github.com/xmodal/xmodal/internal/atomicfile"
 )
 
 // Source reads the input's lines as messages (ingest.Source). A message's ack
@@ -420,7 +421,10 @@ func (s *Source) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.cpPath, append(b, '\n'))
+	return atomicfile.Write(s.cpPath, func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // Save saves the checkpoint with the acks received so far.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/atomicfile"
 )
 
 // Sweeper looks the posts already indexed up against new bank entries
@@ -246,7 +248,7 @@ func (s *Sweeper) save(sw *sweep, withEntries bool) error {
 		return nil
 	}
 	if withEntries {
-		if err := writeAtomic(s.entriesPath(sw.st.ID), func(w *bufio.Writer) error {
+		if err := atomicfile.Write(s.entriesPath(sw.st.ID), func(w io.Writer) error {
 			for _, e := range sw.entries {
 				if _, err := fmt.Fprintf(w, "%s %s\n", e.ID, e.Value); err != nil {
 					return err
@@ -261,42 +263,10 @@ func (s *Sweeper) save(sw *sweep, withEntries bool) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.statusPath(sw.st.ID), func(w *bufio.Writer) error {
+	return atomicfile.Write(s.statusPath(sw.st.ID), func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
-}
-
-// writeAtomic writes path through a synced temporary file renamed over it.
-func writeAtomic(path string, fill func(*bufio.Writer) error) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<16)
-	err = fill(w)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // readEntries reads a sweep's entries file.
