@@ -69,8 +69,10 @@ type app struct {
 	evOut       matching.Publisher
 	kafkaEvents *kafkasrc.TopicWriter
 	memory      *matching.Memory // what each post matched last
-	// stopSweeps stops the retro sweeps' worker.
+	// stopSweeps stops the retro sweeps' worker; sweepsDone is closed once
+	// it has written its last checkpoint.
 	stopSweeps context.CancelFunc
+	sweepsDone <-chan struct{}
 	fetch      *media.Fetcher
 	http       *http.Server
 	httpAddr   string // the address http.listen resolved to
@@ -485,6 +487,7 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 		cancel()
 		return nil, err
 	}
+	a.sweepsDone = sw.Done()
 	return sw, nil
 }
 
@@ -645,6 +648,13 @@ func (a *app) Close() {
 	}
 	if a.stopSweeps != nil {
 		a.stopSweeps()
+		if a.sweepsDone != nil {
+			select {
+			case <-a.sweepsDone: // the checkpoint is written: the data dir is ours to close
+			case <-time.After(grace):
+				a.log.Warn("retro sweeps did not stop in time; the next start resumes from the last checkpoint")
+			}
+		}
 	}
 	if a.kafka != nil {
 		// Commits what is safe (every acked offset below the first unacked one).

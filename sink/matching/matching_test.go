@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -453,12 +454,24 @@ func TestSweepResumesFromItsCheckpoint(t *testing.T) {
 	first := sw1.Start(info, entries)
 	second := sw1.Start(info, entries[:3])
 	<-sctx.Done()
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if st := sw1.Status(); st[0].Done != 17 {
-			return fmt.Errorf("first sweep: %+v", st[0])
-		}
-		return nil
-	})
+	// Done says the worker has stopped: its last checkpoint is on disk
+	// and nothing writes to the directory after it (a caller may remove it).
+	select {
+	case <-sw1.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sweeper's worker did not stop after its context ended")
+	}
+	if st := sw1.Status(); st[0].Done != 17 {
+		t.Fatalf("first sweep when its worker stopped: %+v", st[0])
+	}
+	before, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after, err := os.ReadDir(dir); err != nil || len(after) != len(before) {
+		t.Fatalf("the sweeps' directory changed after the worker stopped: %d entries, then %d (%v)", len(before), len(after), err)
+	}
 	if evs := f.events(t); len(evs) != 17 {
 		t.Fatalf("%d events before the stop, want 17", len(evs))
 	}

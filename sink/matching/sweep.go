@@ -53,6 +53,10 @@ type Sweeper struct {
 	progress *prometheus.CounterVec
 	matched  *prometheus.CounterVec
 	pending  prometheus.GaugeFunc
+
+	// done is closed when the worker has returned (its context ended):
+	// no checkpoint is written after that.
+	done chan struct{}
 }
 
 // SweeperConfig configures a Sweeper.
@@ -105,7 +109,7 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig) (*Sweeper, error) {
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = 100
 	}
-	s := &Sweeper{cfg: cfg, queue: make(chan *sweep, 1024),
+	s := &Sweeper{cfg: cfg, queue: make(chan *sweep, 1024), done: make(chan struct{}),
 		progress: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_sweep_entries_total",
 			Help: "Bank entries looked up in the index by retro sweeps, by bank."}, []string{"bank"}),
 		matched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_sweep_matches_total",
@@ -305,7 +309,12 @@ func (s *Sweeper) set(sw *sweep, f func(st *banks.SweepStatus)) {
 	s.mu.Unlock()
 }
 
+// Done is closed once the worker has stopped after its context ended; a
+// caller that removes or reuses the sweeps' directory waits for it.
+func (s *Sweeper) Done() <-chan struct{} { return s.done }
+
 func (s *Sweeper) run(ctx context.Context) {
+	defer close(s.done)
 	for {
 		select {
 		case <-ctx.Done():
