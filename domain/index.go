@@ -118,6 +118,10 @@ type Change struct {
 	// so that no later version or redelivery brings it back.
 	Delete bool
 	Deny   bool
+	// Received is when the source handed the post's message to the
+	// pipeline (zero when unknown): stages after the write measure their
+	// latency from it (ingest to match event).
+	Received time.Time
 }
 
 // Outcome says what Apply did with one change.

@@ -313,12 +313,13 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // item is one message in flight.
 type item struct {
-	msg    *ingest.Message
-	post   *domain.Post
-	change *domain.Change // set for deletes
-	done   bool           // nothing to write (dead-lettered or skipped)
-	key    string         // the post id it is ordered by ("" when it writes nothing)
-	next   *item          // the next change to the same post, waiting for this one (run.mu)
+	msg      *ingest.Message
+	received time.Time // when the source handed msg over
+	post     *domain.Post
+	change   *domain.Change // set for deletes
+	done     bool           // nothing to write (dead-lettered or skipped)
+	key      string         // the post id it is ordered by ("" when it writes nothing)
+	next     *item          // the next change to the same post, waiting for this one (run.mu)
 
 	// Set by the media stage.
 	img     image.Image // kept only when the embedder takes whole images
@@ -354,7 +355,7 @@ type failure struct {
 
 // classify decodes a message and decides what it needs.
 func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
-	it := &item{msg: m}
+	it := &item{msg: m, received: time.Now()}
 	fail := func(stage ingest.Stage, reason string) *item {
 		it.failed = append(it.failed, failure{stage, reason})
 		it.done = true
@@ -441,10 +442,10 @@ func (p *Pipeline) changes(items []*item) []domain.Change {
 		switch {
 		case it.change != nil:
 			c := *it.change
-			c.Seq = it.msg.Seq
+			c.Seq, c.Received = it.msg.Seq, it.received
 			out = append(out, c)
 		case !it.done && it.post != nil:
-			out = append(out, domain.Change{PostID: it.post.ID, Seq: it.msg.Seq, Records: p.records(it, version)})
+			out = append(out, domain.Change{PostID: it.post.ID, Seq: it.msg.Seq, Records: p.records(it, version), Received: it.received})
 		}
 	}
 	return out

@@ -158,6 +158,7 @@ type Writer struct {
 	unchanged prometheus.Counter
 	blocked   prometheus.Counter
 	latency   prometheus.Histogram
+	toEvent   prometheus.Histogram
 }
 
 var _ domain.Writer = (*Writer)(nil)
@@ -183,9 +184,12 @@ func New(d Deps) (*Writer, error) {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xmodal_match_seconds",
 			Help:    "Time to match one write batch against the banks and make its events durable.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		toEvent: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xmodal_match_event_latency_seconds",
+			Help:    "Ingest-to-event latency: from the pipeline receiving a post to its match events being durable, one observation per post with events at ingest.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
 	if d.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.matches, w.unchanged, w.blocked, w.latency} {
+		for _, c := range []prometheus.Collector{w.matches, w.unchanged, w.blocked, w.latency, w.toEvent} {
 			if err := d.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -260,6 +264,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	var evs []Event
 	var tds []domain.Takedown
 	var memos []Memo
+	var received []time.Time // of the posts with events, to observe once they are durable
 	unchanged := 0
 	out := slices.Clone(changes)
 	now := w.d.Now().UTC()
@@ -349,6 +354,9 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			}
 		}
 		evs = append(evs, chEvs...)
+		if len(chEvs) > 0 && !c.Received.IsZero() {
+			received = append(received, c.Received)
+		}
 		if block != nil {
 			reason := fmt.Sprintf("matched bank %s entry %s (%s)", block.Bank, block.EntryID, block.SignalType)
 			tds = append(tds, domain.Takedown{PostID: c.PostID, At: now, Source: "bank:" + block.Bank, Reason: reason})
@@ -396,8 +404,12 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		w.matches.WithLabelValues(e.Bank, e.Source).Inc()
 	}
 	w.unchanged.Add(float64(unchanged))
+	end := w.d.Now()
 	if len(evs) > 0 || len(changes) > 0 {
-		w.latency.Observe(w.d.Now().Sub(start).Seconds())
+		w.latency.Observe(end.Sub(start).Seconds())
+	}
+	for _, r := range received {
+		w.toEvent.Observe(end.Sub(r).Seconds())
 	}
 	return outcomes, nil
 }

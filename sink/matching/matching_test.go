@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
@@ -522,5 +524,52 @@ func TestSweepResumesFromItsCheckpoint(t *testing.T) {
 	}
 	if next := sw3.Start(info, entries[:1]); next.ID != second.ID+1 {
 		t.Fatalf("a new sweep's id %d, want %d", next.ID, second.ID+1)
+	}
+}
+
+// The ingest-to-event histogram observes, once per post with events at
+// ingest, the time from the pipeline receiving it to its events being
+// durable; posts without events, and changes with no receive time, are
+// not observed.
+func TestIngestToEventLatency(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.bank(t, "review-me", banks.ActionReview, banks.Entry{Type: banks.SignalText, Value: "buy followers now"})
+	f.bank(t, "blocked", banks.ActionBlock, banks.Entry{Type: banks.SignalText, Value: "evil text"})
+	evs, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	w, err := New(Deps{Next: f.ix, Banks: f.banks, Events: evs, Deny: f.deny, Registerer: reg, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(c domain.Change, received time.Time) domain.Change { c.Received = received; return c }
+	batch := []domain.Change{
+		at(post("p1", 1, hashOf("a"), "Buy followers NOW"), t0.Add(-2*time.Second)),  // review event
+		at(post("evil", 2, hashOf("b"), "evil text"), t0.Add(-500*time.Millisecond)), // block event (taken down)
+		at(post("clean", 3, hashOf("c"), "nothing"), t0.Add(-time.Hour)),             // no event: not observed
+		post("p2", 4, hashOf("d"), "buy followers now"),                              // no receive time: not observed
+	}
+	if _, err := w.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, mf := range mfs {
+		if mf.GetName() == "xmodal_match_event_latency_seconds" {
+			h = mf.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil {
+		t.Fatal("xmodal_match_event_latency_seconds is not registered")
+	}
+	if h.GetSampleCount() != 2 || h.GetSampleSum() != 2.5 {
+		t.Fatalf("ingest-to-event latency: %d observations summing to %v s, want 2 summing to 2.5 s", h.GetSampleCount(), h.GetSampleSum())
 	}
 }
