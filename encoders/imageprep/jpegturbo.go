@@ -30,6 +30,13 @@ type jpegInfo struct {
 	progressive bool
 	multiscan   bool
 	blocks      int64 // DCT blocks of every component (the coefficient buffer of a multi-scan file holds 128 bytes each)
+	// boxable: greyscale, or three components sampled 4:4:4 or 4:2:0. At a
+	// reduced scale libjpeg-turbo then decodes every component with a
+	// scaled IDCT and no upsampling (jdmaster.c picks a 2x2 chroma IDCT for
+	// 4:2:0 at 1/8), so its pixels are close to the box mean of a larger
+	// decode. Other layouts upsample the chroma with a triangle filter
+	// across blocks after a reduced IDCT, which box means do not reproduce.
+	boxable bool
 }
 
 // jpegDecoder is one decode in progress: header read, then start, then rows.
@@ -100,6 +107,13 @@ func openJPEG(ctx context.Context, data []byte, maxScans int) (*jpegDecoder, err
 		cmyk:        info.color_space == C.JCS_CMYK || info.color_space == C.JCS_YCCK,
 		progressive: info.progressive != 0, multiscan: info.multiscan != 0,
 		blocks: int64(info.blocks),
+	}
+	sh, sv := info.samp_h, info.samp_v
+	switch {
+	case d.hdr.components == 1:
+		d.hdr.boxable = true
+	case d.hdr.components == 3 && !d.hdr.cmyk && sh[1] == 1 && sv[1] == 1 && sh[2] == 1 && sv[2] == 1:
+		d.hdr.boxable = sh[0] == sv[0] && (sh[0] == 1 || sh[0] == 2)
 	}
 	return d, nil
 }
