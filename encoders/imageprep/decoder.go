@@ -21,7 +21,10 @@ const (
 	// 1/4 or 1/8) that still gives every consumer the pixels it needs (see
 	// Need), as Pillow's Image.draft does: the model input is then what
 	// CLIPImageProcessor makes of Pillow's draft-decoded image at that
-	// scale. Other formats decode at full size.
+	// scale, except when Need.Hash asks for a larger decode of a greyscale,
+	// 4:4:4 or 4:2:0 JPEG: the model's image is then that decode reduced by
+	// box means, within about half a level of the draft decode (see
+	// Decoded.HashImage). Other formats decode at full size.
 	ModeFast Mode = "fast"
 	// ModeExact decodes every image at full size: the model input is
 	// identical to CLIPImageProcessor's on Pillow's full decode.
