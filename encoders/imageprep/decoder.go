@@ -260,7 +260,14 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, decScale, maxMem, true)
+	// The reduction runs before orienting, so that the partial blocks sit
+	// at the right and bottom edges of the stored image, as libjpeg's
+	// scaled IDCT's do.
+	k := 0
+	if mpix > 0 {
+		k = scale / decScale
+	}
+	img, small, err := jd.decodeReduce(ctx, decScale, maxMem, true, k)
 	jd.close() // libjpeg's working memory is freed here
 	if err != nil {
 		res.release()
@@ -268,17 +275,9 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	}
 	var hashImg *RGBImage
 	hashScale := 0
-	if mpix > 0 {
+	if small != nil {
 		hashScale = decScale
-		if err := ctx.Err(); err != nil {
-			putPix(img.Pix)
-			res.release()
-			return nil, err
-		}
-		// Reduced before orienting, so that the partial blocks sit at the
-		// right and bottom edges of the stored image, as libjpeg's scaled
-		// IDCT's do.
-		hashImg, img = img, reduceBoxPooled(img, scale/decScale)
+		hashImg, img = img, small
 	}
 	var pooled [][]byte
 	upright := func(m *RGBImage) *RGBImage {

@@ -418,6 +418,13 @@ func TestBoxReducedModelImage(t *testing.T) {
 			if !bytes.Equal(dec.HashImage.Pix, hash.Pix) || dec.HashImage.Rect != hash.Rect {
 				t.Errorf("%s %+v: the hash input is not libjpeg's decode at 1/%d", f.path, n, dec.HashScale)
 			}
+			if k := dec.Scale / dec.HashScale; f.boxable && orientation <= 1 {
+				// The reduction done row group by row group during the
+				// decode is reduceBox of the whole decode.
+				if want := reduceBox(rgbSource{hash}, k); !bytes.Equal(dec.Image.Pix, want.Pix) {
+					t.Errorf("%s %+v: the model image is not the hash input reduced by %d", f.path, n, k)
+				}
+			}
 			if dec.Image.Rect != model.Rect {
 				t.Fatalf("%s %+v: model image %v, libjpeg's 1/%d decode %v", f.path, n, dec.Image.Rect, dec.Scale, model.Rect)
 			}

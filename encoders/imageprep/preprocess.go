@@ -152,19 +152,6 @@ func reduceBox(src rowSource, k int) *RGBImage {
 	return out
 }
 
-// reduceBoxPooled is reduceBox of a packed RGB image into a buffer from the
-// pixel pool (pixpool.go).
-func reduceBoxPooled(m *RGBImage, k int) *RGBImage {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	ow, oh := (w+k-1)/k, (h+k-1)/k
-	buf, _ := getPix(3 * ow * oh)
-	out := newRGB(ow, oh, buf)
-	acc := make([]uint32, 3*w)
-	C.xr_reduce_box(cBytes(m.RowRGB(0)), C.long(m.Stride), C.int(w), C.int(h), C.int(k),
-		cBytes(out.Pix), (*C.uint)(unsafe.Pointer(&acc[0])))
-	return out
-}
-
 // Thumbnail returns a baseline JPEG of img scaled (never enlarged) so that
 // its longer side is at most maxSide, for result pages. Alpha is composited
 // over white. quality is the JPEG quality, 1..100; 0 means 80. The JPEG is
