@@ -33,6 +33,7 @@ Usage, from the repository root with the tools venv (tools/setup.sh):
 """
 
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -165,7 +166,11 @@ def make_texts(path, n=5000):
 # ---- xmodal ----
 
 def build_go():
-    exe = os.path.join(ROOT, ".cache", "workers-bench.test")
+    # One binary per checkout: .cache may be shared between worktrees (a
+    # symlink), and a shared name would let one checkout's run time another's
+    # build.
+    tag = hashlib.sha256(os.path.realpath(ROOT).encode()).hexdigest()[:12]
+    exe = os.path.join(ROOT, ".cache", f"workers-bench-{tag}.test")
     subprocess.run(["go", "test", "-c", "-o", exe, "./workers"], cwd=ROOT, check=True)
     return exe
 

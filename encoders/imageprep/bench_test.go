@@ -102,3 +102,16 @@ func BenchmarkThumbnail(b *testing.B) {
 	}
 	perSecond(b)
 }
+
+// BenchmarkReduceBox: the box reduction that makes the model's image of a
+// 3000x2000 photo from its 1/2-scale decode (1500x1000, by 4).
+func BenchmarkReduceBox(b *testing.B) {
+	src := NewRGBImage(1500, 1000)
+	for i := range src.Pix {
+		src.Pix[i] = byte(i * 7)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		reduceBox(rgbSource{src}, 4)
+	}
+}

@@ -21,7 +21,10 @@ const (
 	// 1/4 or 1/8) that still gives every consumer the pixels it needs (see
 	// Need), as Pillow's Image.draft does: the model input is then what
 	// CLIPImageProcessor makes of Pillow's draft-decoded image at that
-	// scale. Other formats decode at full size.
+	// scale, except when Need.Hash asks for a larger decode of a greyscale,
+	// 4:4:4 or 4:2:0 JPEG: the model's image is then that decode reduced by
+	// box means, within about half a level of the draft decode (see
+	// Decoded.HashImage). Other formats decode at full size.
 	ModeFast Mode = "fast"
 	// ModeExact decodes every image at full size: the model input is
 	// identical to CLIPImageProcessor's on Pillow's full decode.
@@ -128,20 +131,27 @@ func (d *Decoder) Mode() Mode { return d.opt.Mode }
 // pixels: that returns its memory to the decode budget.
 type Decoded struct {
 	Image *RGBImage // upright (EXIF orientation applied), opaque
-	// HashImage, when not nil, is the perceptual hash's input: a decode at
-	// a larger scale than Image, made when Image has fewer pixels than
-	// Need.Hash asks for. Upright, like Image.
+	// HashImage, when not nil, is the perceptual hash's input: the JPEG
+	// decoded at Need.HashScale, larger than Image's scale, when Image has
+	// fewer pixels than Need.Hash asks for. Image is then not decoded
+	// separately: it is HashImage (before orientation) reduced by
+	// Scale/HashScale with a box filter (each pixel the rounded mean of its
+	// block), which is within a few levels of libjpeg's own scaled decode
+	// (see TestBoxReducedModelImage). Upright, like Image.
 	HashImage *RGBImage
 	Format    string // "jpeg", "png", "gif", "webp" or "bmp"
 	// Width and Height are the upright size of the encoded image.
 	Width, Height int
-	// Scale is the IDCT reduction the JPEG was decoded at (1, 2, 4 or 8);
-	// 1 for every other format.
-	Scale  int
-	Mode   Mode
-	res    *reservation
-	pooled [][]byte // pixel buffers to recycle on Release (pixpool.go)
-	once   sync.Once
+	// Scale is Image's reduction of the JPEG (1, 2, 4 or 8): the IDCT
+	// scale it was decoded at or, with a HashImage, the IDCT scale of the
+	// hash input times the box reduction. 1 for every other format.
+	Scale int
+	// HashScale is HashImage's IDCT reduction (0 without one).
+	HashScale int
+	Mode      Mode
+	res       *reservation
+	pooled    [][]byte // pixel buffers to recycle on Release (pixpool.go)
+	once      sync.Once
 }
 
 // Release returns the image's memory to the decode budget. The image must
@@ -214,17 +224,33 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if tooManyPixels(int64(h.w), int64(h.h), lim.MaxPixels) {
 		return nil, fmt.Errorf("%w: jpeg %s exceeds the %d pixel limit", ErrTooLarge, what, lim.MaxPixels)
 	}
-	scale := 1
+	// In fast mode Image is decoded at the model's scale; when that leaves
+	// the hash fewer pixels than Need.Hash asks for, the JPEG is decoded
+	// once, at the hash's (larger) scale, and Image is that decode reduced
+	// by box averaging (one entropy decode instead of two).
+	scale, decScale := 1, 1
 	if d.opt.Mode == ModeFast {
 		scale = d.opt.Need.Scale(h.w, h.h)
+		decScale = scale
+		if d.opt.Need.Hash > 0 && h.boxable {
+			decScale = min(scale, d.opt.Need.HashScale(h.w, h.h))
+		}
 	}
-	ow, oh := scaledSize(h.w, h.h, scale)
+	ow, oh := scaledSize(h.w, h.h, decScale)
 	orientation := jpegOrientation(data)
 	pix := int64(ow) * int64(oh) * 3
+	var mpix int64 // the box-reduced model image, when there is a hash input
+	if decScale < scale {
+		mw, mh := scaledSize(h.w, h.h, scale)
+		mpix = int64(mw) * int64(mh) * 3
+	}
 	work := h.workMem(ow)
-	need := pix + work
+	need := pix + mpix + work
+	if mpix > 0 {
+		need += int64(ow) * 12 // the reduction's row sums
+	}
 	if orientation > 1 {
-		need += pix // the upright copy
+		need += pix + mpix // the upright copies
 	}
 	res, err := d.opt.Budget.reserve(ctx, need, "jpeg "+what)
 	if err != nil {
@@ -234,38 +260,61 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 	if d.opt.Budget != nil {
 		maxMem = work
 	}
-	img, err := jd.decode(ctx, scale, maxMem, true)
+	// The reduction runs before orienting, so that the partial blocks sit
+	// at the right and bottom edges of the stored image, as libjpeg's
+	// scaled IDCT's do.
+	k := 0
+	if mpix > 0 {
+		k = scale / decScale
+	}
+	img, small, err := jd.decodeReduce(ctx, decScale, maxMem, true, k)
 	jd.close() // libjpeg's working memory is freed here
 	if err != nil {
 		res.release()
 		return nil, jpegError(ctx, what, err)
 	}
-	var pooled [][]byte
-	if orientation > 1 {
-		up := orientRGB(img, orientation)
-		putPix(img.Pix)
-		img = up
-	} else {
-		pooled = append(pooled, img.Pix)
+	var hashImg *RGBImage
+	hashScale := 0
+	if small != nil {
+		hashScale = decScale
+		hashImg, img = img, small
 	}
-	res.shrink(pix)
-	out := &Decoded{Image: img, pooled: pooled, Format: "jpeg", Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
-		Scale: scale, Mode: d.opt.Mode, res: res}
-	if d.opt.Mode == ModeFast && d.opt.Need.Hash > 0 {
+	var pooled [][]byte
+	upright := func(m *RGBImage) *RGBImage {
+		if orientation > 1 {
+			up := orientRGB(m, orientation)
+			putPix(m.Pix)
+			return up
+		}
+		pooled = append(pooled, m.Pix)
+		return m
+	}
+	img = upright(img)
+	if hashImg != nil {
+		hashImg = upright(hashImg)
+	}
+	res.shrink(pix + mpix)
+	out := &Decoded{Image: img, HashImage: hashImg, pooled: pooled, Format: "jpeg",
+		Width: uprightW(h.w, h.h, orientation), Height: uprightH(h.w, h.h, orientation),
+		Scale: scale, HashScale: hashScale, Mode: d.opt.Mode, res: res}
+	if d.opt.Mode == ModeFast && d.opt.Need.Hash > 0 && hashImg == nil {
 		if hs := d.opt.Need.HashScale(h.w, h.h); hs < scale {
 			if out.HashImage, err = d.decodeJPEGHash(ctx, data, h, hs, orientation, out); err != nil {
 				out.Release()
 				return nil, jpegError(ctx, what, err)
 			}
+			out.HashScale = hs
 		}
 	}
 	return out, nil
 }
 
-// decodeJPEGHash decodes the hash's input, in RGB, at 1/scale. Its memory
-// joins res. (libjpeg's greyscale output, the Y channel alone, would be
-// cheaper, but on flat photos its hash strays up to 28 bits from the
-// reference's, which converts RGB to luma.)
+// decodeJPEGHash decodes the hash's input, in RGB, at 1/scale: a second
+// decode, for the chroma layouts whose Image is not a box reduction of it
+// (jpegInfo.boxable). Its memory joins out's reservation. (libjpeg's
+// greyscale output, the Y channel alone, would be cheaper, but on flat
+// photos its hash strays up to 28 bits from the reference's, which converts
+// RGB to luma.)
 func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, scale, orientation int, out *Decoded) (*RGBImage, error) {
 	res := out.res
 	ow, oh := scaledSize(h.w, h.h, scale)

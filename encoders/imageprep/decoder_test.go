@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"image/jpeg"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -344,5 +345,126 @@ func TestRecycledBuffersDecodeTheSame(t *testing.T) {
 			}
 			dec.Release()
 		}
+	}
+}
+
+// TestBoxReducedModelImage: for greyscale, 4:4:4 and 4:2:0 JPEGs whose
+// model image needs a smaller scale than the hash's input, the JPEG is
+// decoded once: HashImage is exactly libjpeg's decode at the hash's scale,
+// and Image, its box reduction, stays within a few levels of libjpeg's own
+// decode at the model's scale (on average within half a level on photos).
+// Other layouts (4:2:2, 4:4:0, 4:1:1, CMYK) are decoded twice, and Image is
+// libjpeg's scaled decode exactly.
+func TestBoxReducedModelImage(t *testing.T) {
+	files := []struct {
+		path    string
+		boxable bool
+		mean    float64 // bound on the mean |difference| of the box-reduced image
+	}{
+		{"testdata/pdq/images/bridge-mods/aaa-orig.jpg", true, 0.6},   // 4:2:0 photo, 1600x1004
+		{"testdata/pdq/images/dih/bridge-2-rotate-90.jpg", true, 0.6}, // 4:4:4 progressive photo
+		{"testdata/images/generated/orient-6.jpg", true, 0.6},         // 4:2:0, EXIF orientation 6
+		{"testdata/images/go/video-001.q50.444.jpeg", true, 1},        // 4:4:4, q50, saturated edges
+		{"testdata/images/go/video-005.gray.jpeg", true, 0.6},         // greyscale
+		{"testdata/images/go/video-001.q50.422.jpeg", false, 0},
+		{"testdata/images/go/video-001.q50.440.jpeg", false, 0},
+		{"testdata/images/go/video-001.q50.411.jpeg", false, 0},
+		{"testdata/images/go/video-001.cmyk.jpeg", false, 0},
+	}
+	needs := []Need{
+		{Draft: 16, Hash: 50}, // 150x103: model 1/4, hash 1/2
+		{Draft: 8, Hash: 100}, // model 1/8, hash full size
+		{Draft: 64, LongSide: 128, Hash: 1000},
+	}
+	ctx := context.Background()
+	reduced := 0
+	for _, f := range files {
+		data := readFile(t, f.path)
+		jd, err := openJPEG(ctx, data, maxJPEGScans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if jd.hdr.boxable != f.boxable {
+			t.Errorf("%s: boxable %v, want %v", f.path, jd.hdr.boxable, f.boxable)
+		}
+		jd.close()
+		orientation := jpegOrientation(data)
+		direct := func(scale int) *RGBImage {
+			jd, err := openJPEG(ctx, data, maxJPEGScans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer jd.close()
+			img, err := jd.decode(ctx, scale, 0, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return orientRGB(img, orientation)
+		}
+		for _, n := range needs {
+			d, err := NewDecoder(DecoderOptions{Need: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := d.Decode(ctx, data)
+			if err != nil {
+				t.Fatalf("%s: %v", f.path, err)
+			}
+			if dec.HashImage == nil {
+				dec.Release()
+				continue
+			}
+			hash, model := direct(dec.HashScale), direct(dec.Scale)
+			if !bytes.Equal(dec.HashImage.Pix, hash.Pix) || dec.HashImage.Rect != hash.Rect {
+				t.Errorf("%s %+v: the hash input is not libjpeg's decode at 1/%d", f.path, n, dec.HashScale)
+			}
+			if k := dec.Scale / dec.HashScale; f.boxable && orientation <= 1 {
+				// The reduction done row group by row group during the
+				// decode is reduceBox of the whole decode.
+				if want := reduceBox(rgbSource{hash}, k); !bytes.Equal(dec.Image.Pix, want.Pix) {
+					t.Errorf("%s %+v: the model image is not the hash input reduced by %d", f.path, n, k)
+				}
+			}
+			if dec.Image.Rect != model.Rect {
+				t.Fatalf("%s %+v: model image %v, libjpeg's 1/%d decode %v", f.path, n, dec.Image.Rect, dec.Scale, model.Rect)
+			}
+			maxDiff, sum := 0, 0
+			for i, v := range dec.Image.Pix {
+				dv := int(v) - int(model.Pix[i])
+				if dv < 0 {
+					dv = -dv
+				}
+				sum += dv
+				maxDiff = max(maxDiff, dv)
+			}
+			mean := float64(sum) / float64(len(model.Pix))
+			// What the model sees: CLIP's 224 px tensors of both images.
+			spec := CLIPSpec()
+			spec.Size, spec.CropSize = min(224, model.Rect.Dx(), model.Rect.Dy()), 0
+			ta := Preprocess(dec.Image, spec, make([]float32, spec.TensorLen()))
+			tb := Preprocess(model, spec, make([]float32, spec.TensorLen()))
+			var tmax, tsum float64
+			for i := range ta {
+				dv := math.Abs(float64(ta[i] - tb[i]))
+				tsum += dv
+				tmax = max(tmax, dv)
+			}
+			dec.Release()
+			if !f.boxable {
+				if maxDiff != 0 {
+					t.Errorf("%s %+v: the model image differs from libjpeg's 1/%d decode (max %d)", f.path, n, dec.Scale, maxDiff)
+				}
+				continue
+			}
+			reduced++
+			t.Logf("%s %+v: 1/%d box-reduced by %d vs libjpeg 1/%d: mean |diff| %.3f, max %d; %d px tensor: mean |diff| %.4f, max %.4f",
+				f.path, n, dec.HashScale, dec.Scale/dec.HashScale, dec.Scale, mean, maxDiff, spec.Size, tsum/float64(len(ta)), tmax)
+			if mean > f.mean || maxDiff > 48 {
+				t.Errorf("%s %+v: mean |diff| %.3f, max %d: too far from libjpeg's scaled decode", f.path, n, mean, maxDiff)
+			}
+		}
+	}
+	if reduced < 7 {
+		t.Errorf("only %d decodes took the box-reduction path", reduced)
 	}
 }

@@ -40,7 +40,9 @@
 //
 // JPEGs are decoded by libjpeg-turbo (cgo), as Pillow decodes them: the
 // pixels, and so the tensors, are identical, at full size and at each draft
-// scale (TestParityCLIPImageProcessor, TestScaledDecodeMatchesLibjpegTurbo).
+// scale (TestParityCLIPImageProcessor, TestScaledDecodeMatchesLibjpegTurbo),
+// except for a fast-mode JPEG whose model image is the box reduction of the
+// hash's larger decode (Decoded.HashImage).
 package imageprep
 
 import (

@@ -97,6 +97,10 @@ int xj_header(xj_dec *x, const unsigned char *buf, unsigned long len, int max_sc
 	info->max_h = x->d.max_h_samp_factor;
 	info->max_v = x->d.max_v_samp_factor;
 	info->blocks = 0;
+	for (int i = 0; i < 4; i++) {
+		info->samp_h[i] = i < x->d.num_components ? x->d.comp_info[i].h_samp_factor : 0;
+		info->samp_v[i] = i < x->d.num_components ? x->d.comp_info[i].v_samp_factor : 0;
+	}
 	for (int i = 0; i < x->d.num_components; i++) {
 		jpeg_component_info *c = &x->d.comp_info[i];
 		long bw = ((long)x->d.image_width * c->h_samp_factor + 8L * x->d.max_h_samp_factor - 1) / (8L * x->d.max_h_samp_factor);

@@ -3,6 +3,7 @@ package imageprep
 // #cgo LDFLAGS: -ljpeg
 // #include <stdlib.h>
 // #include "jpegturbo.h"
+// #include "resample.h"
 // #include <jerror.h>
 import "C"
 
@@ -30,6 +31,13 @@ type jpegInfo struct {
 	progressive bool
 	multiscan   bool
 	blocks      int64 // DCT blocks of every component (the coefficient buffer of a multi-scan file holds 128 bytes each)
+	// boxable: greyscale, or three components sampled 4:4:4 or 4:2:0. At a
+	// reduced scale libjpeg-turbo then decodes every component with a
+	// scaled IDCT and no upsampling (jdmaster.c picks a 2x2 chroma IDCT for
+	// 4:2:0 at 1/8), so its pixels are close to the box mean of a larger
+	// decode. Other layouts upsample the chroma with a triangle filter
+	// across blocks after a reduced IDCT, which box means do not reproduce.
+	boxable bool
 }
 
 // jpegDecoder is one decode in progress: header read, then start, then rows.
@@ -101,6 +109,13 @@ func openJPEG(ctx context.Context, data []byte, maxScans int) (*jpegDecoder, err
 		progressive: info.progressive != 0, multiscan: info.multiscan != 0,
 		blocks: int64(info.blocks),
 	}
+	sh, sv := info.samp_h, info.samp_v
+	switch {
+	case d.hdr.components == 1:
+		d.hdr.boxable = true
+	case d.hdr.components == 3 && !d.hdr.cmyk && sh[1] == 1 && sv[1] == 1 && sh[2] == 1 && sv[2] == 1:
+		d.hdr.boxable = sh[0] == sv[0] && (sh[0] == 1 || sh[0] == 2)
+	}
 	return d, nil
 }
 
@@ -132,13 +147,22 @@ func scaledSize(w, h, denom int) (int, int) {
 // allocations (0: unbounded). ctx is checked between row groups; libjpeg
 // also checks it between scans.
 func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, pool bool) (img *RGBImage, err error) {
+	img, _, err = d.decodeReduce(ctx, denom, maxMem, pool, 0)
+	return img, err
+}
+
+// decodeReduce is decode that also returns, when k > 1 (2, 4 or 8), the
+// image reduced by k with box means (reduceBox), in a buffer from the pixel
+// pool. The reduction runs on each group of rows as libjpeg writes it, while
+// the rows are still in cache.
+func (d *jpegDecoder) decodeReduce(ctx context.Context, denom int, maxMem int64, pool bool, k int) (img, small *RGBImage, err error) {
 	var ow, oh C.int
 	space := C.XJ_OUT_RGB
 	if d.hdr.cmyk {
 		space = C.XJ_OUT_CMYK
 	}
 	if rc := C.xj_start(d.x, C.int(denom), C.int(space), C.long(maxMem), &ow, &oh); rc != 0 {
-		return nil, d.err(rc)
+		return nil, nil, d.err(rc)
 	}
 	w, h := int(ow), int(oh)
 	var dst []byte
@@ -153,15 +177,27 @@ func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, pool 
 			}
 		}()
 	}
+	var acc []uint32
+	if k > 1 {
+		buf, _ := getPix(3 * ((w + k - 1) / k) * ((h + k - 1) / k))
+		small = newRGB((w+k-1)/k, (h+k-1)/k, buf)
+		acc = make([]uint32, 3*w)
+		defer func() {
+			if err != nil {
+				putPix(small.Pix)
+			}
+		}()
+	}
 	var line []byte
 	if d.hdr.cmyk {
 		line = make([]byte, 16*4*w)
 	}
+	const group = 16 // rows per read; a multiple of every k
 	for y := 0; y < h; {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		rows := min(16, h-y)
+		rows := min(group, h-y)
 		buf := out.Pix[y*out.Stride:]
 		stride := out.Stride
 		if line != nil {
@@ -169,22 +205,32 @@ func (d *jpegDecoder) decode(ctx context.Context, denom int, maxMem int64, pool 
 		}
 		var got C.int
 		if rc := C.xj_read(d.x, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(stride), C.int(rows), &got); rc != 0 {
-			return nil, d.err(rc)
+			return nil, nil, d.err(rc)
 		}
 		if got == 0 {
-			return nil, &jpegDecodeError{code: -1, msg: "decoder returned no rows"}
+			return nil, nil, &jpegDecodeError{code: -1, msg: "decoder returned no rows"}
 		}
 		if line != nil {
 			for r := 0; r < int(got); r++ {
 				cmykRowToRGB(out.Pix[(y+r)*out.Stride:(y+r)*out.Stride+3*w], line[r*4*w:(r+1)*4*w])
 			}
 		}
+		if small != nil {
+			// xj_read fills every row asked for until the image ends, so
+			// y stays a multiple of group, and of k: these rows are whole
+			// blocks of the reduction but for the image's last.
+			if int(got) != rows || y%k != 0 {
+				return nil, nil, &jpegDecodeError{code: -1, msg: "decoder returned a partial row group"}
+			}
+			C.xr_reduce_box((*C.uchar)(unsafe.Pointer(&out.Pix[y*out.Stride])), C.long(out.Stride), C.int(w), C.int(rows), C.int(k),
+				(*C.uchar)(unsafe.Pointer(&small.Pix[(y/k)*small.Stride])), (*C.uint)(unsafe.Pointer(&acc[0])))
+		}
 		y += int(got)
 	}
 	if C.xj_eof_warning(d.x) != 0 {
-		return nil, &jpegDecodeError{code: C.JWRN_JPEG_EOF, msg: "premature end of JPEG data (truncated file)"}
+		return nil, nil, &jpegDecodeError{code: C.JWRN_JPEG_EOF, msg: "premature end of JPEG data (truncated file)"}
 	}
-	return out, nil
+	return out, small, nil
 }
 
 // cmykRowToRGB converts inverted (Adobe) CMYK samples as Pillow does:

@@ -21,6 +21,7 @@ typedef struct {
 	int color_space; // J_COLOR_SPACE of the file
 	int progressive, multiscan;
 	int max_h, max_v;
+	int samp_h[4], samp_v[4]; // sampling factors of the first four components
 	long blocks; // DCT blocks of all components, padded to iMCUs
 } xj_info;
 

@@ -310,7 +310,7 @@ func reduceBoxGo(pix []byte, w, h, k int) []byte {
 // resampled pixels, at sizes with partial blocks and more rows than one
 // chunk.
 func TestResampleSourcesAgree(t *testing.T) {
-	for _, sz := range []image.Point{{97, 71}, {300, 41}, {13, 200}} {
+	for _, sz := range []image.Point{{97, 71}, {300, 41}, {13, 200}, {96, 64}} {
 		rgb := NewRGBImage(sz.X, sz.Y)
 		nrgba := image.NewNRGBA(image.Rect(0, 0, sz.X, sz.Y))
 		for i := 0; i < sz.X*sz.Y; i++ {
@@ -321,7 +321,7 @@ func TestResampleSourcesAgree(t *testing.T) {
 			}
 			nrgba.Pix[4*i+3] = 255
 		}
-		for _, k := range []int{2, 3, 5} {
+		for _, k := range []int{2, 3, 4, 5, 8} {
 			want := reduceBoxGo(rgb.Pix, sz.X, sz.Y, k)
 			if got := reduceBox(rgbSource{rgb}, k); !bytes.Equal(got.Pix, want) {
 				t.Errorf("%v k=%d: in-place reduction differs from the plain one", sz, k)
