@@ -132,7 +132,7 @@ func (w *writer) loop() {
 	o := w.ix.opt
 	slots := make(chan struct{}, o.Rounds)  // read slots
 	wslots := make(chan struct{}, o.Rounds) // write slots
-	var carry *applyReq // a request that did not fit the last round
+	var carry *applyReq                     // a request that did not fit the last round
 	for {
 		first := carry
 		carry = nil
