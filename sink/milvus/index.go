@@ -260,12 +260,16 @@ type Stats struct {
 	// ReadTime and WriteTime are the rounds' time reading what Milvus holds
 	// and writing, summed.
 	ReadTime, WriteTime time.Duration
+	// WriteWait is the rounds' time between their read and their write,
+	// waiting for a write slot (the rounds ahead of them writing), summed.
+	WriteWait time.Duration
 }
 
 // Stats returns the counters.
 func (ix *Index) Stats() Stats {
 	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load(), StrongRounds: ix.w.strongRounds.Load(),
-		ReadTime: time.Duration(ix.w.readNanos.Load()), WriteTime: time.Duration(ix.w.writeNanos.Load())}
+		ReadTime: time.Duration(ix.w.readNanos.Load()), WriteTime: time.Duration(ix.w.writeNanos.Load()),
+		WriteWait: time.Duration(ix.w.waitNanos.Load())}
 }
 
 // Close stops the writer (waiting for the round in flight) and closes the connection.

@@ -348,6 +348,72 @@ func TestBoundedRoundsSeeTheirOwnWrites(t *testing.T) {
 	}
 }
 
+// Rounds overlap (one reads while another writes, and with Rounds > 1
+// several of each), but two rounds never hold one post: a version racing
+// a newer one of the same post, each in a round full of other posts, is
+// either applied before it or stale after it, and the newer version stands.
+func TestOverlappingRoundsKeepEachPostsOrder(t *testing.T) {
+	for _, rounds := range []int{1, 3} {
+		t.Run(fmt.Sprintf("rounds=%d", rounds), func(t *testing.T) {
+			opt := testOptions(t, conformance.Dim)
+			opt.Rounds = rounds
+			opt.BatchSize = 8
+			ix := openTest(t, opt)
+			r := rand.New(rand.NewPCG(5, uint64(rounds)))
+			const posts, callers = 6, 8
+			type call struct {
+				ch  []domain.Change
+				out []domain.Outcome
+				err error
+			}
+			var calls []*call
+			for c := range callers {
+				for p := range posts {
+					// Caller c applies version c+1 of post p after three other posts.
+					var chs []domain.Change
+					for f := range 3 {
+						chs = append(chs, textPost(fmt.Sprintf("f%d-%d-%d", c, p, f), 1, "a", r))
+					}
+					calls = append(calls, &call{ch: append(chs, textPost(fmt.Sprintf("p%d", p), uint64(c+1), "a", r))})
+				}
+			}
+			var wg sync.WaitGroup
+			for c := range callers {
+				wg.Go(func() {
+					for _, cl := range calls[c*posts : (c+1)*posts] {
+						cl.out, cl.err = ix.Apply(context.Background(), cl.ch)
+					}
+				})
+			}
+			wg.Wait()
+			for _, cl := range calls {
+				if cl.err != nil {
+					t.Fatal(cl.err)
+				}
+			}
+			for p := range posts {
+				// Every version of p came out applied or stale, and none after
+				// the newest is left applied: a redelivery of each older
+				// version is stale now.
+				for c := range callers {
+					out := mustApply(t, ix, textPost(fmt.Sprintf("p%d", p), uint64(c+1), "a", r))
+					want := domain.Stale
+					if c == callers-1 {
+						want = domain.Applied
+					}
+					if out[0] != want {
+						t.Fatalf("post p%d version %d applied again after the race: %v, want %v (the index holds an older version than %d)",
+							p, c+1, out[0], want, callers)
+					}
+				}
+			}
+			if st := ix.Stats(); st.Rounds < 2 {
+				t.Fatalf("%d rounds: nothing overlapped", st.Rounds)
+			}
+		})
+	}
+}
+
 // A partition that moves to another indexer: the new owner's fenced rounds
 // see what the previous owner wrote a moment before, so a redelivered older
 // version is stale, not a regression. Each pair of writers here is two

@@ -101,11 +101,14 @@ type Options struct {
 	// 0: a round starts as soon as a round slot is free; calls that arrive
 	// meanwhile join it).
 	Linger time.Duration
-	// Rounds is how many write rounds run at once (default 1: a round
-	// costs one read and one write round trip whatever its size, so on a
-	// small server one round at a time, coalescing every Apply that waits,
-	// writes more rows per second than several small rounds; a cluster with
-	// several data nodes may take more). Rounds in flight never share a post.
+	// Rounds is how many write rounds write at once; as many more read
+	// meanwhile (a two-stage pipeline: the next rounds read what Milvus holds
+	// of their posts while the rounds ahead write). Default 1: a round costs
+	// one read and one write round trip and about the same server work
+	// whatever its size, so on a small server one round writing and one
+	// reading, each coalescing every Apply that waits, write more rows per
+	// second than several small rounds; a cluster with several data nodes
+	// may take more. Rounds in flight never share a post.
 	Rounds int
 
 	// DialTimeout bounds one connection attempt (default 3s); StartTimeout bounds

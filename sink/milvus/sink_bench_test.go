@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,8 +66,25 @@ func BenchmarkSinkVsUpsert(b *testing.B) {
 			ModelVersion: "test@1", Labels: []string{"news"}, Text: text, Vector: v, Code: simhash(v, planes)}
 		return domain.Change{PostID: id, Seq: uint64(i + 1), Records: []domain.Record{rec}}
 	}
+	// The server's CPU time per 1000 rows (user + system, from /proc), when
+	// its pid is known: what a loaded machine's rows/s cannot show.
+	srvPID := serverPID()
+	cpuPer := map[string][]float64{}
+	var idle float64 // the idle server's CPU s per s (time ticks and the like), subtracted
+	if srvPID > 0 {
+		cpu0, t0 := procCPU(srvPID), time.Now()
+		time.Sleep(3 * time.Second)
+		idle = (procCPU(srvPID) - cpu0).Seconds() / time.Since(t0).Seconds()
+	}
 	// run feeds the calls to fn from c concurrent callers and returns rows/s.
-	run := func(calls [][]domain.Change, c int, fn func([]domain.Change) error) float64 {
+	run := func(calls [][]domain.Change, c int, fn func([]domain.Change) error, tag string) float64 {
+		cpu0, t0 := procCPU(srvPID), time.Now()
+		defer func() {
+			if srvPID > 0 {
+				busy := (procCPU(srvPID) - cpu0).Seconds() - idle*time.Since(t0).Seconds()
+				cpuPer[tag] = append(cpuPer[tag], busy*1000/float64(len(calls)*batch))
+			}
+		}()
 		next := make(chan []domain.Change, len(calls))
 		for _, cl := range calls {
 			next <- cl
@@ -116,9 +134,9 @@ func BenchmarkSinkVsUpsert(b *testing.B) {
 				}
 				return peer.upsert(ctx, peer.l.records.name, peer.recordColumns(recs))
 			}
-			s := run(calls(0), writers, apply)
-			p1 := run(calls(1), 1, upsert)
-			pc := run(calls(2), writers, upsert)
+			s := run(calls(0), writers, apply, "sink")
+			p1 := run(calls(1), 1, upsert, "peer1")
+			pc := run(calls(2), writers, upsert, "peerC")
 			sinkRate, peer1Rate, peerCRate = append(sinkRate, s), append(peer1Rate, p1), append(peerCRate, pc)
 			vs1, vsC = append(vs1, s/p1), append(vsC, s/pc)
 			fmt.Printf("round %d: sink %.0f rows/s (%d callers), Go-client upsert %.0f rows/s (1 caller), %.0f rows/s (%d callers)\n",
@@ -131,6 +149,15 @@ func BenchmarkSinkVsUpsert(b *testing.B) {
 		fmt.Printf("ratio sink / peer (1 caller): median %.2f (min %.2f, max %.2f)\n", median(vs1), slices.Min(vs1), slices.Max(vs1))
 		fmt.Printf("ratio sink / peer (%d callers): median %.2f (min %.2f, max %.2f)\n", writers, median(vsC), slices.Min(vsC), slices.Max(vsC))
 		fmt.Printf("sink rounds %d (%d read Strong), rows %d\n", st.Rounds, st.StrongRounds, st.Rows)
+		if st.Rounds > 0 {
+			per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(st.Rounds) }
+			fmt.Printf("per round: %.0f rows, read %.1f ms, waiting for a write slot %.1f ms, write %.1f ms (milvus.rounds %d)\n",
+				float64(st.Rows)/float64(st.Rounds), per(st.ReadTime), per(st.WriteWait), per(st.WriteTime), sink.opt.Rounds)
+		}
+		if srvPID > 0 {
+			fmt.Printf("server CPU s per 1000 rows beyond its idle %.2f CPU, median: sink %.3f, peer (1 caller) %.3f, peer (%d callers) %.3f\n",
+				idle, median(cpuPer["sink"]), median(cpuPer["peer1"]), writers, median(cpuPer["peerC"]))
+		}
 		b.ReportMetric(median(sinkRate), "sink-rows/s")
 		b.ReportMetric(median(vs1), "ratio-vs-loop")
 		b.ReportMetric(median(vsC), "ratio-vs-concurrent")
@@ -147,4 +174,46 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// serverPID is the pid of the test Milvus (the pid file of the server the
+// tests started, or XMODAL_BENCH_MILVUS_PID for another); 0 when unknown.
+func serverPID() int {
+	if v := os.Getenv("XMODAL_BENCH_MILVUS_PID"); v != "" {
+		pid, _ := strconv.Atoi(v)
+		return pid
+	}
+	if server.external != "" || server.root == "" {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(server.dataDir(), "milvus.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// procCPU is the user + system CPU time of a process (0 when unknown).
+func procCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and stime
+	// are the 12th and 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

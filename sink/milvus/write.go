@@ -63,6 +63,7 @@ type writer struct {
 
 	mu          sync.Mutex
 	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
+	recentQ     []recentEntry          // recent's entries, oldest first
 	strongUntil time.Time              // Fence: read at least at fenceTS until then
 	fenceEpoch  int                    // Fence calls so far
 	fenceTS     uint64                 // server timestamp taken after the latest Fence (0: not yet)
@@ -71,6 +72,12 @@ type writer struct {
 
 	rounds, rows, strongRounds atomic.Int64
 	readNanos, writeNanos      atomic.Int64
+	waitNanos                  atomic.Int64 // rounds read, waiting for a write slot
+}
+
+type recentEntry struct {
+	id string
+	rp *recentPost
 }
 
 // recentPost is what this writer wrote of a post lately.
@@ -110,14 +117,22 @@ func rowsOf(r *applyReq) int {
 }
 
 // loop forms rounds: a round takes the requests that wait (up to BatchSize
-// rows, or what arrives within Linger) and runs while at most Rounds others
-// run. Rounds in flight at once never share a post (a round whose posts are
-// in a running round waits for it), so each post's writes stay in order.
+// rows, or what arrives within Linger) and starts when a read slot is free.
+// A round runs in two stages, a pipeline: it reads what Milvus holds of its
+// posts holding one of Rounds read slots, then waits for one of Rounds write
+// slots and only then gives its read slot to the next round. So while Rounds
+// rounds write, the next Rounds rounds read (and wait, their reads done, for
+// the writers), and the requests that arrive meanwhile gather into the round
+// after them: a round costs about max(read, write) rather than their sum.
+// Rounds in flight at once never share a post (a round whose posts are in a
+// running round waits for it), so each post's writes stay in order, and a
+// round's read never races a write of its own posts.
 func (w *writer) loop() {
 	defer w.wg.Done()
 	o := w.ix.opt
-	slots := make(chan struct{}, o.Rounds)
-	var carry *applyReq // a request that did not fit the last round
+	slots := make(chan struct{}, o.Rounds)  // read slots
+	wslots := make(chan struct{}, o.Rounds) // write slots
+	var carry *applyReq                     // a request that did not fit the last round
 	for {
 		first := carry
 		carry = nil
@@ -183,9 +198,25 @@ func (w *writer) loop() {
 		w.rounding.Add(1)
 		go func() {
 			defer w.rounding.Done()
-			err := w.round(w.ctx, batch)
+			const reading, writing, closed = 0, 1, 2
+			stage := reading
+			err := w.round(w.ctx, batch, func() bool {
+				select {
+				case wslots <- struct{}{}:
+					stage = writing
+				case <-w.ctx.Done():
+					stage = closed
+				}
+				<-slots
+				return stage == writing
+			})
 			w.release(ids)
-			<-slots
+			switch stage {
+			case reading:
+				<-slots
+			case writing:
+				<-wslots
+			}
 			for _, r := range batch {
 				if err != nil {
 					r.err = err
@@ -387,7 +418,9 @@ func modIndex(m domain.Modality) int {
 	return 2
 }
 
-func (w *writer) round(ctx context.Context, batch []*applyReq) error {
+// round works out the batch's outcomes and writes them. Between the two it
+// calls toWrite, which waits for a write slot (false: the writer closed).
+func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bool) error {
 	ix := w.ix
 	w.rounds.Add(1)
 	var ids []string
@@ -447,13 +480,8 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	}
 	now := time.Now()
 	w.readNanos.Add(int64(now.Sub(readStart)))
-	defer func() { w.writeNanos.Add(int64(time.Since(now))) }()
 	w.mu.Lock()
-	for id, rp := range w.recent {
-		if now.Sub(rp.at) > ix.opt.StaleWindow {
-			delete(w.recent, id)
-		}
-	}
+	w.expireRecent(now)
 	for id, ps := range states {
 		if s, ok := seqs[id]; ok {
 			ps.st.Exists, ps.st.Seq = true, uint64(s)
@@ -495,7 +523,15 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			}
 		}
 	}
-	// 3. the writes.
+	// 3. the writes, once a write slot is free (the round holds its posts
+	// meanwhile: nothing else of this writer writes them).
+	waitStart := time.Now()
+	if !toWrite() {
+		return ErrClosed
+	}
+	writeStart := time.Now()
+	w.waitNanos.Add(int64(writeStart.Sub(waitStart)))
+	defer func() { w.writeNanos.Add(int64(time.Since(writeStart))) }()
 	var (
 		recs                              []*domain.Record
 		delRec, delCode, delPDQ, delPosts []string
@@ -617,7 +653,9 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 	if err := parallel(fns...); err != nil {
 		return err
 	}
-	// 4. remember what this round wrote, for the rounds of the next StaleWindow.
+	// 4. remember what this round wrote, for the rounds of the next
+	// StaleWindow (from now: the writes were acknowledged just now).
+	now = time.Now()
 	w.mu.Lock()
 	for _, id := range ids {
 		ps := states[id]
@@ -629,9 +667,25 @@ func (w *writer) round(ctx context.Context, batch []*applyReq) error {
 			rp.mods[modIndex(ps.records[j].Modality)] = true
 		}
 		w.recent[id] = rp
+		w.recentQ = append(w.recentQ, recentEntry{id, rp})
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// expireRecent forgets the writes older than StaleWindow (w.mu held). The
+// queue holds them in the order they were remembered, so it costs what
+// expires, not what is remembered.
+func (w *writer) expireRecent(now time.Time) {
+	n := 0
+	for n < len(w.recentQ) && now.Sub(w.recentQ[n].rp.at) > w.ix.opt.StaleWindow {
+		if e := w.recentQ[n]; w.recent[e.id] == e.rp {
+			delete(w.recent, e.id)
+		}
+		w.recentQ[n] = recentEntry{}
+		n++
+	}
+	w.recentQ = w.recentQ[n:]
 }
 
 // parallel runs the functions concurrently and joins their errors.
