@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -195,11 +196,34 @@ type embIndex struct {
 	where  map[uint32]*embGroup // slot -> its group
 }
 
+// embGroup holds the vectors of one dimension. Besides the rows, it keeps
+// each row's first components apart (head, contiguous) and the
+// norm of its other components (tail, rounded up): a scan scores the heads
+// first and bounds the rest of the dot product by Cauchy-Schwarz
+// (|q_tail·c_tail| <= |q_tail| |c_tail|), scoring in full only the rows
+// that the bound cannot rule out (see scanMany).
 type embGroup struct {
 	dim   int
 	data  []float32 // row i is data[i*dim : (i+1)*dim]
+	hd    int       // headDims(dim)
+	head  []float32 // row i's first hd components: head[i*hd : (i+1)*hd]
+	tail  []float32 // row i's |c[hd:]|, rounded up
 	slots []uint32
 	row   map[uint32]int
+	// maxNorm bounds the norm of every row (of every row ever added: it
+	// only grows), for the rounding slack of the screen.
+	maxNorm float64
+}
+
+// headDims is the length of the heads of vectors of dim components: an
+// eighth of them in multiples of 32, 0 (no screen) under 128 dimensions.
+// Against random unit vectors a head of an eighth rules out nearly every
+// row at thresholds of 0.9 and above, at an eighth of the full scan's cost.
+func headDims(dim int) int {
+	if dim < 128 {
+		return 0
+	}
+	return max(32, dim/8/32*32)
 }
 
 func newEmbIndex() *embIndex { return &embIndex{where: map[uint32]*embGroup{}} }
@@ -209,8 +233,7 @@ func (x *embIndex) len() int { return len(x.where) }
 func (x *embIndex) add(slot uint32, v []float32) {
 	if g := x.where[slot]; g != nil {
 		if g.dim == len(v) {
-			i := g.row[slot]
-			copy(g.data[i*g.dim:], v)
+			g.set(g.row[slot], v)
 			return
 		}
 		x.remove(slot)
@@ -222,13 +245,48 @@ func (x *embIndex) add(slot uint32, v []float32) {
 		}
 	}
 	if g == nil {
-		g = &embGroup{dim: len(v), row: map[uint32]int{}}
+		g = &embGroup{dim: len(v), hd: headDims(len(v)), row: map[uint32]int{}}
 		x.groups = append(x.groups, g)
 	}
-	g.row[slot] = len(g.slots)
+	i := len(g.slots)
+	g.row[slot] = i
 	g.slots = append(g.slots, slot)
 	g.data = append(g.data, v...)
+	if g.screened() {
+		g.head = append(g.head, v[:g.hd]...)
+		g.tail = append(g.tail, 0)
+	}
+	g.set(i, v)
 	x.where[slot] = g
+}
+
+// screened reports whether g keeps heads and tail norms.
+func (g *embGroup) screened() bool { return g.hd > 0 }
+
+// set writes v as row i (which exists), with its head and tail norm.
+func (g *embGroup) set(i int, v []float32) {
+	copy(g.data[i*g.dim:(i+1)*g.dim], v)
+	var ss, ts float64
+	for j, a := range v {
+		ss += float64(a) * float64(a)
+		if j >= g.hd {
+			ts += float64(a) * float64(a)
+		}
+	}
+	g.maxNorm = max(g.maxNorm, math.Sqrt(ss))
+	if g.screened() {
+		copy(g.head[i*g.hd:(i+1)*g.hd], v[:g.hd])
+		g.tail[i] = roundUp32(math.Sqrt(ts))
+	}
+}
+
+// roundUp32 is the smallest float32 >= x (x >= 0, finite).
+func roundUp32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
 }
 
 func (x *embIndex) remove(slot uint32) {
@@ -239,10 +297,17 @@ func (x *embIndex) remove(slot uint32) {
 	i, last := g.row[slot], len(g.slots)-1
 	if i != last {
 		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
+		if g.screened() {
+			copy(g.head[i*g.hd:(i+1)*g.hd], g.head[last*g.hd:])
+			g.tail[i] = g.tail[last]
+		}
 		g.slots[i] = g.slots[last]
 		g.row[g.slots[i]] = i
 	}
 	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
+	if g.screened() {
+		g.head, g.tail = g.head[:last*g.hd], g.tail[:last]
+	}
 	delete(g.row, slot)
 	delete(x.where, slot)
 }
@@ -260,44 +325,58 @@ func (x *embIndex) vector(slot uint32) []float32 {
 }
 
 // scan calls f for every vector of q's dimension whose dot product with q
-// is at least thr.
+// is at least thr (scanMany for one query).
 func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score float32)) {
-	for _, g := range x.groups {
-		if g.dim != len(q) {
-			continue
-		}
-		// A block of rows at a time through the project's one dot kernel
-		// (internal/vecmath: AVX-512 where the CPU has it).
-		d := g.dim
-		var scores [256]float32
-		for lo := 0; lo < len(g.slots); lo += len(scores) {
-			m := min(len(scores), len(g.slots)-lo)
-			vecmath.DotsSeq(q, g.data[lo*d:(lo+m)*d], scores[:m])
-			for i, a := range scores[:m] {
-				if a >= thr {
-					f(g.slots[lo+i], a)
-				}
-			}
-		}
-	}
+	x.scanMany([][]float32{q}, []float32{thr}, func(_ int, slot uint32, score float32) { f(slot, score) })
 }
 
 // scanMany is scan for several queries at once: f(j, slot, score) for
 // every vector whose dot product with qs[j] is at least thrs[j]. The rows
 // are read a block at a time and every query of the block's dimension is
 // scored against it while it is in the cache, so a batch of queries reads
-// the vectors from memory once, not once per query; the scores are scan's,
-// bit for bit.
+// the vectors from memory once, not once per query.
+//
+// A query is screened first: the dot product of its head with each row's
+// head, plus the bound |q_tail| |c_tail| of the rest, plus a rounding slack,
+// is an upper bound of the row's score; only the rows whose bound reaches
+// the threshold are scored in full (vecmath.Dots at their positions: the
+// same bits as vecmath.DotsSeq over every row, so the matches and scores
+// are exactly those of a full scan). A query whose screen passes most rows
+// of a block (a low threshold) is scored in full from the next block on.
 func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot uint32, score float32)) {
 	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2
-	var scores [block]float32
-	var js []int
+	var scores, bound [block]float32
+	var pos [block]int32
+	type query struct {
+		j      int
+		screen bool
+		tail   float32 // |q_tail|, rounded up
+		slack  float32
+	}
+	var js []query
 	for _, g := range x.groups {
 		js = js[:0]
 		for j, q := range qs {
-			if len(q) == g.dim {
-				js = append(js, j)
+			if len(q) != g.dim {
+				continue
 			}
+			qj := query{j: j}
+			if g.screened() {
+				var ss, ts float64
+				for i, a := range q {
+					ss += float64(a) * float64(a)
+					if i >= g.hd {
+						ts += float64(a) * float64(a)
+					}
+				}
+				// The float32 dot products (head and full) are within
+				// n·2^-24·|q|·|c| of the exact ones (n terms); four times
+				// that, over both, is the slack.
+				qj.screen = true
+				qj.tail = roundUp32(math.Sqrt(ts))
+				qj.slack = roundUp32(4 * float64(g.dim+g.hd) * 0x1p-24 * math.Sqrt(ss) * g.maxNorm)
+			}
+			js = append(js, qj)
 		}
 		if len(js) == 0 {
 			continue
@@ -306,11 +385,36 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 		for lo := 0; lo < len(g.slots); lo += block {
 			m := min(block, len(g.slots)-lo)
 			rows := g.data[lo*d : (lo+m)*d]
-			for _, j := range js {
-				vecmath.DotsSeq(qs[j], rows, scores[:m])
-				for i, a := range scores[:m] {
-					if a >= thrs[j] {
-						f(j, g.slots[lo+i], a)
+			for k := range js {
+				qj := &js[k]
+				q, thr := qs[qj.j], thrs[qj.j]
+				if !qj.screen {
+					vecmath.DotsSeq(q, rows, scores[:m])
+					for i, a := range scores[:m] {
+						if a >= thr {
+							f(qj.j, g.slots[lo+i], a)
+						}
+					}
+					continue
+				}
+				vecmath.DotsSeq(q[:g.hd], g.head[lo*g.hd:(lo+m)*g.hd], bound[:m])
+				n := 0
+				for i, h := range bound[:m] {
+					if h+qj.tail*g.tail[lo+i]+qj.slack >= thr {
+						pos[n] = int32(i)
+						n++
+					}
+				}
+				if 2*n > m {
+					qj.screen = false // it rules out too few rows to pay
+				}
+				if n == 0 {
+					continue
+				}
+				vecmath.Dots(q, rows, pos[:n], scores[:n])
+				for i, a := range scores[:n] {
+					if a >= thr {
+						f(qj.j, g.slots[lo+int(pos[i])], a)
 					}
 				}
 			}
