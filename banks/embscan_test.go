@@ -112,12 +112,25 @@ func TestScanManyExact(t *testing.T) {
 			}
 			t.Logf("dim %d, %s thresholds: %d hits", dim, mode, len(want))
 		}
-		// The heads and tail norms are those of the rows they sit beside.
+		// The heads and tail norms are those of the rows they sit beside,
+		// and the rest of the last block of heads is zero.
 		if g.screened() {
+			if n := len(g.slots); len(g.heads) != (n+63)/64*64*g.hd {
+				t.Fatalf("dim %d: %d floats of heads for %d rows", dim, len(g.heads), n)
+			}
+			for i := len(g.slots); i%64 != 0; i++ {
+				for d := range g.hd {
+					if g.heads[i/64*64*g.hd+d*64+i%64] != 0 {
+						t.Fatalf("dim %d: the head of row %d past the last is not zero", dim, i)
+					}
+				}
+			}
 			for i := range g.slots {
 				v := g.data[i*dim : (i+1)*dim]
-				if !slices.Equal(g.head[i*g.hd:(i+1)*g.hd], v[:g.hd]) {
-					t.Fatalf("dim %d: row %d's head is not its vector's", dim, i)
+				for d := range g.hd {
+					if g.heads[i/64*64*g.hd+d*64+i%64] != v[d] {
+						t.Fatalf("dim %d: row %d's head is not its vector's", dim, i)
+					}
 				}
 				var ts float64
 				for _, a := range v[g.hd:] {

@@ -201,16 +201,18 @@ type embIndex struct {
 }
 
 // embGroup holds the vectors of one dimension. Besides the rows, it keeps
-// each row's first components apart (head, contiguous) and the
-// norm of its other components (tail, rounded up): a scan scores the heads
-// first and bounds the rest of the dot product by Cauchy-Schwarz
-// (|q_tail·c_tail| <= |q_tail| |c_tail|), scoring in full only the rows
-// that the bound cannot rule out (see scanMany).
+// each row's first components apart (its head) and the norm of its other
+// components (tail, rounded up): a scan scores the heads first and bounds
+// the rest of the dot product by Cauchy-Schwarz (|q_tail·c_tail| <=
+// |q_tail| |c_tail|), scoring in full only the rows that the bound cannot
+// rule out (see scanMany). The heads are stored by column in blocks of 64
+// rows (vecmath.DotsColumns64): component d of row i is
+// heads[(i/64)*64*hd + d*64 + i%64], the rows past the last being zero.
 type embGroup struct {
 	dim   int
 	data  []float32 // row i is data[i*dim : (i+1)*dim]
 	hd    int       // headDims(dim)
-	head  []float32 // row i's first hd components: head[i*hd : (i+1)*hd]
+	heads []float32 // the rows' first hd components, by column in blocks of 64 rows
 	tail  []float32 // row i's |c[hd:]|, rounded up
 	slots []uint32
 	row   map[uint32]int
@@ -257,7 +259,9 @@ func (x *embIndex) add(slot uint32, v []float32) {
 	g.slots = append(g.slots, slot)
 	g.data = append(g.data, v...)
 	if g.screened() {
-		g.head = append(g.head, v[:g.hd]...)
+		if i%64 == 0 {
+			g.heads = append(g.heads, make([]float32, 64*g.hd)...)
+		}
 		g.tail = append(g.tail, 0)
 	}
 	g.set(i, v)
@@ -279,8 +283,16 @@ func (g *embGroup) set(i int, v []float32) {
 	}
 	g.maxNorm = max(g.maxNorm, math.Sqrt(ss))
 	if g.screened() {
-		copy(g.head[i*g.hd:(i+1)*g.hd], v[:g.hd])
+		g.setHead(i, v[:g.hd])
 		g.tail[i] = roundUp32(math.Sqrt(ts))
+	}
+}
+
+// setHead writes h as row i's head.
+func (g *embGroup) setHead(i int, h []float32) {
+	blk := g.heads[i/64*64*g.hd:]
+	for d, a := range h {
+		blk[d*64+i%64] = a
 	}
 }
 
@@ -302,7 +314,7 @@ func (x *embIndex) remove(slot uint32) {
 	if i != last {
 		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
 		if g.screened() {
-			copy(g.head[i*g.hd:(i+1)*g.hd], g.head[last*g.hd:])
+			g.setHead(i, g.data[i*g.dim:i*g.dim+g.hd])
 			g.tail[i] = g.tail[last]
 		}
 		g.slots[i] = g.slots[last]
@@ -310,7 +322,8 @@ func (x *embIndex) remove(slot uint32) {
 	}
 	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
 	if g.screened() {
-		g.head, g.tail = g.head[:last*g.hd], g.tail[:last]
+		g.setHead(last, make([]float32, g.hd))
+		g.heads, g.tail = g.heads[:(last+63)/64*64*g.hd], g.tail[:last]
 	}
 	delete(g.row, slot)
 	delete(x.where, slot)
@@ -348,8 +361,9 @@ func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score floa
 // are exactly those of a full scan). A query whose screen passes most rows
 // of a block (a low threshold) is scored in full from the next block on.
 func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot uint32, score float32)) {
-	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2
-	var scores, bound [block]float32
+	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2; a block of heads
+	var scores [block]float32
+	var bound [64]float32
 	var pos [block]int32
 	type query struct {
 		j      int
@@ -401,7 +415,7 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 					}
 					continue
 				}
-				vecmath.DotsSeq(q[:g.hd], g.head[lo*g.hd:(lo+m)*g.hd], bound[:m])
+				vecmath.DotsColumns64(q[:g.hd], g.heads[lo*g.hd:(lo+64)*g.hd], &bound)
 				n := 0
 				for i, h := range bound[:m] {
 					if h+qj.tail*g.tail[lo+i]+qj.slack >= thr {
