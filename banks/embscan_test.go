@@ -10,12 +10,13 @@ import (
 )
 
 // The screened scan (head dot products plus a Cauchy-Schwarz bound of the
-// rest) returns exactly the rows, and the scores, of a full scan with the
-// float kernel (vecmath.DotsSeq over every row): at high thresholds (the
-// screen rules out nearly every row), low ones (the query falls back to the
-// full scan), thresholds set to a row's exact score (the boundary row is
-// kept), after rows were replaced and removed (heads and tail norms move
-// with their rows), and for a dimension too small to be screened.
+// rest, then the dot products of every column) returns exactly the rows,
+// and the scores, of a full scan with the float kernel (vecmath.DotsSeq over
+// every row): at high thresholds (the heads rule out nearly every row), low
+// ones (the query moves to the columns' bound, or without AVX2 to the full
+// scan), thresholds set to a row's exact score (the boundary row is kept),
+// after rows were replaced and removed (columns and tail norms move with
+// their rows), and for a dimension too small to be screened.
 func TestScanManyExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
 	for _, dim := range []int{256, 512, 100} {
@@ -112,24 +113,24 @@ func TestScanManyExact(t *testing.T) {
 			}
 			t.Logf("dim %d, %s thresholds: %d hits", dim, mode, len(want))
 		}
-		// The heads and tail norms are those of the rows they sit beside,
-		// and the rest of the last block of heads is zero.
+		// The columns and tail norms are those of the rows they sit beside,
+		// and the rest of the last block of columns is zero.
 		if g.screened() {
-			if n := len(g.slots); len(g.heads) != (n+63)/64*64*g.hd {
-				t.Fatalf("dim %d: %d floats of heads for %d rows", dim, len(g.heads), n)
+			if n := len(g.slots); len(g.cols) != (n+63)/64*64*dim {
+				t.Fatalf("dim %d: %d floats of columns for %d rows", dim, len(g.cols), n)
 			}
 			for i := len(g.slots); i%64 != 0; i++ {
-				for d := range g.hd {
-					if g.heads[i/64*64*g.hd+d*64+i%64] != 0 {
+				for d := range dim {
+					if g.cols[i/64*64*dim+d*64+i%64] != 0 {
 						t.Fatalf("dim %d: the head of row %d past the last is not zero", dim, i)
 					}
 				}
 			}
 			for i := range g.slots {
 				v := g.data[i*dim : (i+1)*dim]
-				for d := range g.hd {
-					if g.heads[i/64*64*g.hd+d*64+i%64] != v[d] {
-						t.Fatalf("dim %d: row %d's head is not its vector's", dim, i)
+				for d := range dim {
+					if g.cols[i/64*64*dim+d*64+i%64] != v[d] {
+						t.Fatalf("dim %d: row %d's columns are not its vector's", dim, i)
 					}
 				}
 				var ts float64

@@ -201,18 +201,19 @@ type embIndex struct {
 }
 
 // embGroup holds the vectors of one dimension. Besides the rows, it keeps
-// each row's first components apart (its head) and the norm of its other
-// components (tail, rounded up): a scan scores the heads first and bounds
-// the rest of the dot product by Cauchy-Schwarz (|q_tail·c_tail| <=
-// |q_tail| |c_tail|), scoring in full only the rows that the bound cannot
-// rule out (see scanMany). The heads are stored by column in blocks of 64
-// rows (vecmath.DotsColumns64): component d of row i is
-// heads[(i/64)*64*hd + d*64 + i%64], the rows past the last being zero.
+// them by column in blocks of 64 rows (cols, for vecmath.DotsColumns64:
+// component d of row i is cols[(i/64)*64*dim + d*64 + i%64], the rows past
+// the last being zero; the first hd components of a block are the rows'
+// heads) and the norm of each row's components after its head (tail,
+// rounded up). A scan screens the rows by bounds of their scores computed
+// from these, scoring exactly only the rows that the bound cannot rule out
+// (see scanMany). The columns double the memory of the vectors (banks of
+// concepts are small: 10,000 of 512 dimensions take 20 MB a copy).
 type embGroup struct {
 	dim   int
 	data  []float32 // row i is data[i*dim : (i+1)*dim]
 	hd    int       // headDims(dim)
-	heads []float32 // the rows' first hd components, by column in blocks of 64 rows
+	cols  []float32 // the rows by column in blocks of 64 rows
 	tail  []float32 // row i's |c[hd:]|, rounded up
 	slots []uint32
 	row   map[uint32]int
@@ -260,7 +261,7 @@ func (x *embIndex) add(slot uint32, v []float32) {
 	g.data = append(g.data, v...)
 	if g.screened() {
 		if i%64 == 0 {
-			g.heads = append(g.heads, make([]float32, 64*g.hd)...)
+			g.cols = append(g.cols, make([]float32, 64*g.dim)...)
 		}
 		g.tail = append(g.tail, 0)
 	}
@@ -268,7 +269,7 @@ func (x *embIndex) add(slot uint32, v []float32) {
 	x.where[slot] = g
 }
 
-// screened reports whether g keeps heads and tail norms.
+// screened reports whether g keeps columns and tail norms.
 func (g *embGroup) screened() bool { return g.hd > 0 }
 
 // set writes v as row i (which exists), with its head and tail norm.
@@ -283,15 +284,15 @@ func (g *embGroup) set(i int, v []float32) {
 	}
 	g.maxNorm = max(g.maxNorm, math.Sqrt(ss))
 	if g.screened() {
-		g.setHead(i, v[:g.hd])
+		g.setCols(i, v)
 		g.tail[i] = roundUp32(math.Sqrt(ts))
 	}
 }
 
-// setHead writes h as row i's head.
-func (g *embGroup) setHead(i int, h []float32) {
-	blk := g.heads[i/64*64*g.hd:]
-	for d, a := range h {
+// setCols writes v as row i in the columns.
+func (g *embGroup) setCols(i int, v []float32) {
+	blk := g.cols[i/64*64*g.dim:]
+	for d, a := range v {
 		blk[d*64+i%64] = a
 	}
 }
@@ -314,7 +315,7 @@ func (x *embIndex) remove(slot uint32) {
 	if i != last {
 		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
 		if g.screened() {
-			g.setHead(i, g.data[i*g.dim:i*g.dim+g.hd])
+			g.setCols(i, g.data[i*g.dim:(i+1)*g.dim])
 			g.tail[i] = g.tail[last]
 		}
 		g.slots[i] = g.slots[last]
@@ -322,8 +323,8 @@ func (x *embIndex) remove(slot uint32) {
 	}
 	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
 	if g.screened() {
-		g.setHead(last, make([]float32, g.hd))
-		g.heads, g.tail = g.heads[:(last+63)/64*64*g.hd], g.tail[:last]
+		g.setCols(last, make([]float32, g.dim))
+		g.cols, g.tail = g.cols[:(last+63)/64*64*g.dim], g.tail[:last]
 	}
 	delete(g.row, slot)
 	delete(x.where, slot)
@@ -353,21 +354,31 @@ func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score floa
 // scored against it while it is in the cache, so a batch of queries reads
 // the vectors from memory once, not once per query.
 //
-// A query is screened first: the dot product of its head with each row's
-// head, plus the bound |q_tail| |c_tail| of the rest, plus a rounding slack,
-// is an upper bound of the row's score; only the rows whose bound reaches
-// the threshold are scored in full (vecmath.Dots at their positions: the
-// same bits as vecmath.DotsSeq over every row, so the matches and scores
-// are exactly those of a full scan). A query whose screen passes most rows
-// of a block (a low threshold) is scored in full from the next block on.
+// In a group with columns, each block of rows is screened first: a bound
+// of each row's score is computed from the columns (vecmath.DotsColumns64,
+// with a rounding slack), and only the rows whose bound reaches the
+// threshold are scored exactly (vecmath.Dots at their positions: the same
+// bits as vecmath.DotsSeq over every row, so the matches and scores are
+// exactly those of a full scan). The bound is first the dot product of the
+// heads plus |q_tail| |c_tail| (Cauchy-Schwarz: an eighth of the work, and
+// at high thresholds it rules out nearly every row); once it passes most
+// rows of a block (a low threshold), the query's bound is the dot product
+// of all the columns (AVX2 where the CPU has it; where it has not, the
+// query is scored by DotsSeq).
 func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot uint32, score float32)) {
-	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2; a block of heads
+	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2; a block of columns
 	var scores [block]float32
 	var bound [64]float32
 	var pos [block]int32
+	// How a query screens a block.
+	const (
+		screenHead = iota // heads and tail norms
+		screenFull        // every column
+		screenNone        // every row scored exactly
+	)
 	type query struct {
 		j      int
-		screen bool
+		screen int
 		tail   float32 // |q_tail|, rounded up
 		slack  float32
 	}
@@ -378,7 +389,7 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 			if len(q) != g.dim {
 				continue
 			}
-			qj := query{j: j}
+			qj := query{j: j, screen: screenNone}
 			if g.screened() {
 				var ss, ts float64
 				for i, a := range q {
@@ -387,12 +398,12 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 						ts += float64(a) * float64(a)
 					}
 				}
-				// The float32 dot products (head and full) are within
-				// n·2^-24·|q|·|c| of the exact ones (n terms); four times
-				// that, over both, is the slack.
-				qj.screen = true
+				// The float32 dot products (the bound's and the exact
+				// score's) are within n·2^-24·|q|·|c| of the exact ones (n
+				// terms, n <= dim); four times that, over both, is the slack.
+				qj.screen = screenHead
 				qj.tail = roundUp32(math.Sqrt(ts))
-				qj.slack = roundUp32(4 * float64(g.dim+g.hd) * 0x1p-24 * math.Sqrt(ss) * g.maxNorm)
+				qj.slack = roundUp32(8 * float64(g.dim) * 0x1p-24 * math.Sqrt(ss) * g.maxNorm)
 			}
 			js = append(js, qj)
 		}
@@ -406,7 +417,7 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 			for k := range js {
 				qj := &js[k]
 				q, thr := qs[qj.j], thrs[qj.j]
-				if !qj.screen {
+				if qj.screen == screenNone {
 					vecmath.DotsSeq(q, rows, scores[:m])
 					for i, a := range scores[:m] {
 						if a >= thr {
@@ -415,16 +426,29 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 					}
 					continue
 				}
-				vecmath.DotsColumns64(q[:g.hd], g.heads[lo*g.hd:(lo+64)*g.hd], &bound)
 				n := 0
-				for i, h := range bound[:m] {
-					if h+qj.tail*g.tail[lo+i]+qj.slack >= thr {
-						pos[n] = int32(i)
-						n++
+				if qj.screen == screenHead {
+					vecmath.DotsColumns64(q[:g.hd], g.cols[lo*d:lo*d+64*g.hd], &bound)
+					for i, h := range bound[:m] {
+						if h+qj.tail*g.tail[lo+i]+qj.slack >= thr {
+							pos[n] = int32(i)
+							n++
+						}
 					}
-				}
-				if 2*n > m {
-					qj.screen = false // it rules out too few rows to pay
+					if 2*n > m { // it rules out too few rows to pay
+						qj.screen = screenNone
+						if vecmath.HasAVX2DotsColumns() {
+							qj.screen = screenFull
+						}
+					}
+				} else {
+					vecmath.DotsColumns64(q, g.cols[lo*d:(lo+64)*d], &bound)
+					for i, h := range bound[:m] {
+						if h+qj.slack >= thr {
+							pos[n] = int32(i)
+							n++
+						}
+					}
 				}
 				if n == 0 {
 					continue

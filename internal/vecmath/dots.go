@@ -109,6 +109,10 @@ func Score(q, v []float32) float32 {
 // dim floats.
 func HasAVX512Dots(dim int) bool { return avxDots(dim) }
 
+// HasAVX2DotsColumns reports whether DotsColumns64 runs the AVX2 kernel
+// (where it does not, it is slower than DotsSeq over the same rows).
+func HasAVX2DotsColumns() bool { return hasAVX2FMA }
+
 func avxDots(dim int) bool { return hasAVX512FMA && dim > 0 && dim%64 == 0 }
 
 // iota32 holds 0, 1, 2, ... for sequential Dots.
