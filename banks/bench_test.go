@@ -215,25 +215,6 @@ func rssMB() float64 {
 	return float64(res*int64(os.Getpagesize())) / 1e6
 }
 
-func randomHash(rng *rand.Rand) pdq.Hash {
-	var h pdq.Hash
-	for i := 0; i < len(h); i += 8 {
-		x := rng.Uint64()
-		for j := range 8 {
-			h[i+j] = byte(x >> (8 * j))
-		}
-	}
-	return h
-}
-
-// flipRandom flips d distinct random bits of h.
-func flipRandom(rng *rand.Rand, h pdq.Hash, d int) pdq.Hash {
-	for _, b := range rng.Perm(256)[:d] {
-		h[b/8] ^= 1 << (b % 8)
-	}
-	return h
-}
-
 func benchEnv(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v

@@ -289,6 +289,9 @@ const MaxURLsPerText = 64
 // text, each once, in order of appearance, at most MaxURLsPerText; what
 // does not normalise (another scheme, an e-mail address) is skipped.
 func ExtractURLs(text string) []string {
+	if !mayHoldURL(text) {
+		return nil
+	}
 	var out []string
 	seen := map[string]bool{}
 	for _, m := range urlFinder.FindAllString(text, -1) {
@@ -307,6 +310,34 @@ func ExtractURLs(text string) []string {
 	}
 	return out
 }
+
+// mayHoldURL reports whether urlFinder can match in text: each of its
+// forms holds a colon (a scheme, an IPv6 address) or a dot between two
+// letters or digits (a host name before its top-level domain, an IPv4
+// address, an e-mail's domain). Many posts hold neither, and the check is
+// far cheaper than the regular expression.
+func mayHoldURL(text string) bool {
+	for i := 0; i < len(text); i++ {
+		switch text[i] {
+		case ':':
+			return true
+		case '.':
+			if i == 0 || i+1 == len(text) {
+				continue
+			}
+			a, _ := utf8.DecodeLastRuneInString(text[:i])
+			b, _ := utf8.DecodeRuneInString(text[i+1:])
+			if urlRune(a) && urlRune(b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// urlRune reports whether r may sit beside the dots of a host name
+// (xurls: letters, marks and numbers).
+func urlRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsNumber(r) }
 
 // validToken reports whether s is a non-empty token of at most max bytes
 // without white space or control characters (labels and tags).

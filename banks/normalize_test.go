@@ -2,6 +2,7 @@ package banks
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -139,4 +140,41 @@ func FuzzNormalizeURL(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", s, n, again, err)
 		}
 	})
+}
+
+// mayHoldURL is true for every text in which the URL finder matches
+// anything (it only lets ExtractURLs skip the regular expression), and
+// false for plain prose: random texts over an alphabet of the characters
+// URLs are made of, and known forms.
+func TestMayHoldURL(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 8))
+	alphabet := []string{"a", "z", "Q", "0", "7", "é", "ж", "\u0301", "٣", ".", ".", ":", "/", "@", " ", " ", "-", "_", "[", "]", "com", "org", "io", "xn--p1ai", "рф", "http", "mailto", "www", "::1", "10", "255", "\n", ",", "。"}
+	matched := 0
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		text := b.String()
+		if urlFinder.MatchString(text) {
+			matched++
+			if !mayHoldURL(text) {
+				t.Fatalf("%q: the URL finder matches %q, but mayHoldURL is false", text, urlFinder.FindString(text))
+			}
+		}
+	}
+	for _, text := range []string{"see example.com", "1.2.3.4", "mail me: x@y.org", "[::1]:80", "fe80::1", "https://a", "пример.рф", "a.b", "mailto:x"} {
+		if !mayHoldURL(text) {
+			t.Errorf("mayHoldURL(%q) = false", text)
+		}
+	}
+	for _, text := range []string{"no links here", "The end. Then more.", "a . b", "...", "ends with a dot."} {
+		if mayHoldURL(text) {
+			t.Errorf("mayHoldURL(%q) = true", text)
+		}
+	}
+	if matched < 500 {
+		t.Fatalf("only %d random texts held a URL: the test shows too little", matched)
+	}
+	t.Logf("%d of 20000 random texts held a URL", matched)
 }

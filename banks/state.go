@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -180,6 +181,10 @@ type bankState struct {
 	counts [numKinds]int
 	pdq    *hamming.Index // ids are slots
 	emb    [2]*embIndex   // written concepts, exemplar images
+	// compact rebuilds pdq in one segment once writes pause (see
+	// scheduleCompaction); compactFrom is when its wait began.
+	compact     *time.Timer
+	compactFrom time.Time
 }
 
 func newBankState(cfg Bank) *bankState {
@@ -195,11 +200,37 @@ type embIndex struct {
 	where  map[uint32]*embGroup // slot -> its group
 }
 
+// embGroup holds the vectors of one dimension. Besides the rows, it keeps
+// them by column in blocks of 64 rows (cols, for vecmath.DotsColumns64:
+// component d of row i is cols[(i/64)*64*dim + d*64 + i%64], the rows past
+// the last being zero; the first hd components of a block are the rows'
+// heads) and the norm of each row's components after its head (tail,
+// rounded up). A scan screens the rows by bounds of their scores computed
+// from these, scoring exactly only the rows that the bound cannot rule out
+// (see scanMany). The columns double the memory of the vectors (banks of
+// concepts are small: 10,000 of 512 dimensions take 20 MB a copy).
 type embGroup struct {
 	dim   int
 	data  []float32 // row i is data[i*dim : (i+1)*dim]
+	hd    int       // headDims(dim)
+	cols  []float32 // the rows by column in blocks of 64 rows
+	tail  []float32 // row i's |c[hd:]|, rounded up
 	slots []uint32
 	row   map[uint32]int
+	// maxNorm bounds the norm of every row (of every row ever added: it
+	// only grows), for the rounding slack of the screen.
+	maxNorm float64
+}
+
+// headDims is the length of the heads of vectors of dim components: an
+// eighth of them in multiples of 32, 0 (no screen) under 128 dimensions.
+// Against random unit vectors a head of an eighth rules out nearly every
+// row at thresholds of 0.9 and above, at an eighth of the full scan's cost.
+func headDims(dim int) int {
+	if dim < 128 {
+		return 0
+	}
+	return max(32, dim/8/32*32)
 }
 
 func newEmbIndex() *embIndex { return &embIndex{where: map[uint32]*embGroup{}} }
@@ -209,8 +240,7 @@ func (x *embIndex) len() int { return len(x.where) }
 func (x *embIndex) add(slot uint32, v []float32) {
 	if g := x.where[slot]; g != nil {
 		if g.dim == len(v) {
-			i := g.row[slot]
-			copy(g.data[i*g.dim:], v)
+			g.set(g.row[slot], v)
 			return
 		}
 		x.remove(slot)
@@ -222,13 +252,58 @@ func (x *embIndex) add(slot uint32, v []float32) {
 		}
 	}
 	if g == nil {
-		g = &embGroup{dim: len(v), row: map[uint32]int{}}
+		g = &embGroup{dim: len(v), hd: headDims(len(v)), row: map[uint32]int{}}
 		x.groups = append(x.groups, g)
 	}
-	g.row[slot] = len(g.slots)
+	i := len(g.slots)
+	g.row[slot] = i
 	g.slots = append(g.slots, slot)
 	g.data = append(g.data, v...)
+	if g.screened() {
+		if i%64 == 0 {
+			g.cols = append(g.cols, make([]float32, 64*g.dim)...)
+		}
+		g.tail = append(g.tail, 0)
+	}
+	g.set(i, v)
 	x.where[slot] = g
+}
+
+// screened reports whether g keeps columns and tail norms.
+func (g *embGroup) screened() bool { return g.hd > 0 }
+
+// set writes v as row i (which exists), with its head and tail norm.
+func (g *embGroup) set(i int, v []float32) {
+	copy(g.data[i*g.dim:(i+1)*g.dim], v)
+	var ss, ts float64
+	for j, a := range v {
+		ss += float64(a) * float64(a)
+		if j >= g.hd {
+			ts += float64(a) * float64(a)
+		}
+	}
+	g.maxNorm = max(g.maxNorm, math.Sqrt(ss))
+	if g.screened() {
+		g.setCols(i, v)
+		g.tail[i] = roundUp32(math.Sqrt(ts))
+	}
+}
+
+// setCols writes v as row i in the columns.
+func (g *embGroup) setCols(i int, v []float32) {
+	blk := g.cols[i/64*64*g.dim:]
+	for d, a := range v {
+		blk[d*64+i%64] = a
+	}
+}
+
+// roundUp32 is the smallest float32 >= x (x >= 0, finite).
+func roundUp32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
 }
 
 func (x *embIndex) remove(slot uint32) {
@@ -239,10 +314,18 @@ func (x *embIndex) remove(slot uint32) {
 	i, last := g.row[slot], len(g.slots)-1
 	if i != last {
 		copy(g.data[i*g.dim:(i+1)*g.dim], g.data[last*g.dim:])
+		if g.screened() {
+			g.setCols(i, g.data[i*g.dim:(i+1)*g.dim])
+			g.tail[i] = g.tail[last]
+		}
 		g.slots[i] = g.slots[last]
 		g.row[g.slots[i]] = i
 	}
 	g.slots, g.data = g.slots[:last], g.data[:last*g.dim]
+	if g.screened() {
+		g.setCols(last, make([]float32, g.dim))
+		g.cols, g.tail = g.cols[:(last+63)/64*64*g.dim], g.tail[:last]
+	}
 	delete(g.row, slot)
 	delete(x.where, slot)
 }
@@ -260,44 +343,69 @@ func (x *embIndex) vector(slot uint32) []float32 {
 }
 
 // scan calls f for every vector of q's dimension whose dot product with q
-// is at least thr.
+// is at least thr (scanMany for one query).
 func (x *embIndex) scan(q []float32, thr float32, f func(slot uint32, score float32)) {
-	for _, g := range x.groups {
-		if g.dim != len(q) {
-			continue
-		}
-		// A block of rows at a time through the project's one dot kernel
-		// (internal/vecmath: AVX-512 where the CPU has it).
-		d := g.dim
-		var scores [256]float32
-		for lo := 0; lo < len(g.slots); lo += len(scores) {
-			m := min(len(scores), len(g.slots)-lo)
-			vecmath.DotsSeq(q, g.data[lo*d:(lo+m)*d], scores[:m])
-			for i, a := range scores[:m] {
-				if a >= thr {
-					f(g.slots[lo+i], a)
-				}
-			}
-		}
-	}
+	x.scanMany([][]float32{q}, []float32{thr}, func(_ int, slot uint32, score float32) { f(slot, score) })
 }
 
 // scanMany is scan for several queries at once: f(j, slot, score) for
 // every vector whose dot product with qs[j] is at least thrs[j]. The rows
 // are read a block at a time and every query of the block's dimension is
 // scored against it while it is in the cache, so a batch of queries reads
-// the vectors from memory once, not once per query; the scores are scan's,
-// bit for bit.
+// the vectors from memory once, not once per query.
+//
+// In a group with columns, each block of rows is screened first: a bound
+// of each row's score is computed from the columns (vecmath.DotsColumns64,
+// with a rounding slack), and only the rows whose bound reaches the
+// threshold are scored exactly (vecmath.Dots at their positions: the same
+// bits as vecmath.DotsSeq over every row, so the matches and scores are
+// exactly those of a full scan). The bound is first the dot product of the
+// heads plus |q_tail| |c_tail| (Cauchy-Schwarz: an eighth of the work, and
+// at high thresholds it rules out nearly every row); once it passes most
+// rows of a block (a low threshold), the query's bound is the dot product
+// of all the columns (AVX2 where the CPU has it; where it has not, the
+// query is scored by DotsSeq).
 func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot uint32, score float32)) {
-	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2
+	const block = 64 // rows: 128 KB at 512 dimensions, well inside L2; a block of columns
 	var scores [block]float32
-	var js []int
+	var bound [64]float32
+	var pos [block]int32
+	// How a query screens a block.
+	const (
+		screenHead = iota // heads and tail norms
+		screenFull        // every column
+		screenNone        // every row scored exactly
+	)
+	type query struct {
+		j      int
+		screen int
+		tail   float32 // |q_tail|, rounded up
+		slack  float32
+	}
+	var js []query
 	for _, g := range x.groups {
 		js = js[:0]
 		for j, q := range qs {
-			if len(q) == g.dim {
-				js = append(js, j)
+			if len(q) != g.dim {
+				continue
 			}
+			qj := query{j: j, screen: screenNone}
+			if g.screened() {
+				var ss, ts float64
+				for i, a := range q {
+					ss += float64(a) * float64(a)
+					if i >= g.hd {
+						ts += float64(a) * float64(a)
+					}
+				}
+				// The float32 dot products (the bound's and the exact
+				// score's) are within n·2^-24·|q|·|c| of the exact ones (n
+				// terms, n <= dim); four times that, over both, is the slack.
+				qj.screen = screenHead
+				qj.tail = roundUp32(math.Sqrt(ts))
+				qj.slack = roundUp32(8 * float64(g.dim) * 0x1p-24 * math.Sqrt(ss) * g.maxNorm)
+			}
+			js = append(js, qj)
 		}
 		if len(js) == 0 {
 			continue
@@ -306,11 +414,49 @@ func (x *embIndex) scanMany(qs [][]float32, thrs []float32, f func(j int, slot u
 		for lo := 0; lo < len(g.slots); lo += block {
 			m := min(block, len(g.slots)-lo)
 			rows := g.data[lo*d : (lo+m)*d]
-			for _, j := range js {
-				vecmath.DotsSeq(qs[j], rows, scores[:m])
-				for i, a := range scores[:m] {
-					if a >= thrs[j] {
-						f(j, g.slots[lo+i], a)
+			for k := range js {
+				qj := &js[k]
+				q, thr := qs[qj.j], thrs[qj.j]
+				if qj.screen == screenNone {
+					vecmath.DotsSeq(q, rows, scores[:m])
+					for i, a := range scores[:m] {
+						if a >= thr {
+							f(qj.j, g.slots[lo+i], a)
+						}
+					}
+					continue
+				}
+				n := 0
+				if qj.screen == screenHead {
+					vecmath.DotsColumns64(q[:g.hd], g.cols[lo*d:lo*d+64*g.hd], &bound)
+					for i, h := range bound[:m] {
+						if h+qj.tail*g.tail[lo+i]+qj.slack >= thr {
+							pos[n] = int32(i)
+							n++
+						}
+					}
+					if 2*n > m { // it rules out too few rows to pay
+						qj.screen = screenNone
+						if vecmath.HasAVX2DotsColumns() {
+							qj.screen = screenFull
+						}
+					}
+				} else {
+					vecmath.DotsColumns64(q, g.cols[lo*d:(lo+64)*d], &bound)
+					for i, h := range bound[:m] {
+						if h+qj.slack >= thr {
+							pos[n] = int32(i)
+							n++
+						}
+					}
+				}
+				if n == 0 {
+					continue
+				}
+				vecmath.Dots(q, rows, pos[:n], scores[:n])
+				for i, a := range scores[:n] {
+					if a >= thr {
+						f(qj.j, g.slots[lo+int(pos[i])], a)
 					}
 				}
 			}
@@ -415,10 +561,64 @@ func (s *State) Apply(op Op) (Result, error) {
 		}
 		s.mu.Unlock()
 	}
-	if b != nil && b.pdq != nil && op.Kind != OpDeleteBank {
-		b.pdq.Maintain()
+	if b != nil && b.pdq != nil {
+		if op.Kind == OpDeleteBank {
+			if b.compact != nil {
+				b.compact.Stop()
+			}
+		} else {
+			b.pdq.Maintain()
+			b.scheduleCompaction(time.Now())
+		}
 	}
 	return res, nil
+}
+
+// The PDQ index's compaction: the index grows by segments (hamming.Index
+// merges them only while each is under twice the next), and a lookup
+// probes every segment, so an index loaded by many add_entries ops (an
+// import: ops of 10,000 entries) answers in about twice the time of the
+// same entries in one segment (1 million entries: segments of 640,000,
+// 320,000 and 40,000). Once the entries outside the largest segment reach
+// a sixteenth of the index (and a tail's worth), the index is rebuilt in
+// one segment when no op has added to it for compactQuiet, or at the
+// latest compactMaxWait after the first op that waited. The rebuild runs
+// on a timer's goroutine; searches go on meanwhile (hamming.Index.Build),
+// and Apply's writes to the index wait for it.
+const (
+	compactQuiet   = time.Second
+	compactMaxWait = 30 * time.Second
+)
+
+// scheduleCompaction (called by Apply after an op, which serialises the
+// calls) starts or postpones the compaction of b's PDQ index when it is
+// fragmented.
+func (b *bankState) scheduleCompaction(now time.Time) {
+	if !fragmented(b.pdq.Stats()) {
+		return
+	}
+	if b.compact == nil || !b.compact.Stop() {
+		b.compactFrom = now // no compaction was waiting
+	}
+	wait := max(0, min(compactQuiet, b.compactFrom.Add(compactMaxWait).Sub(now)))
+	if b.compact == nil {
+		ix := b.pdq
+		b.compact = time.AfterFunc(wait, func() { ix.Build(nil) })
+		return
+	}
+	b.compact.Reset(wait)
+}
+
+// fragmented reports whether an index with statistics st holds enough
+// entries outside its largest segment to be rebuilt.
+func fragmented(st hamming.Stats) bool {
+	largest, total := 0, st.Tail
+	for _, g := range st.Segments {
+		largest = max(largest, g.Entries)
+		total += g.Entries
+	}
+	outside := total - largest
+	return outside >= hamming.DefaultTailSize && outside*16 >= total
 }
 
 // bankConfig is the configuration of a create or update op, validated;

@@ -109,6 +109,10 @@ func Score(q, v []float32) float32 {
 // dim floats.
 func HasAVX512Dots(dim int) bool { return avxDots(dim) }
 
+// HasAVX2DotsColumns reports whether DotsColumns64 runs the AVX2 kernel
+// (where it does not, it is slower than DotsSeq over the same rows).
+func HasAVX2DotsColumns() bool { return hasAVX2FMA }
+
 func avxDots(dim int) bool { return hasAVX512FMA && dim > 0 && dim%64 == 0 }
 
 // iota32 holds 0, 1, 2, ... for sequential Dots.
@@ -119,3 +123,28 @@ var iota32 = func() []int32 {
 	}
 	return s
 }()
+
+// DotsColumns64 sets out[r] to the inner product of q with row r of a
+// block of 64 rows of len(q) components stored by column: component d of
+// row r is cols[d*64+r]. It is for screens that bound scores, not for the
+// scores themselves: its sums run in another order than Dots's (with FMA
+// where the CPU has AVX2), so each is within the float32 rounding bound of
+// the exact inner product (len(q)·2^-24·Σ|q[d]·row[d]| and a little more)
+// but not bit for bit Dots. It panics if cols holds fewer than 64·len(q)
+// floats.
+func DotsColumns64(q, cols []float32, out *[64]float32) {
+	if len(cols) < 64*len(q) {
+		panic("vecmath: DotsColumns64: cols too short")
+	}
+	if hasAVX2FMA {
+		dotsColumns64AVX2(q, cols, out)
+		return
+	}
+	*out = [64]float32{}
+	for d, a := range q {
+		col := (*[64]float32)(cols[d*64 : d*64+64])
+		for r, c := range col {
+			out[r] += a * c
+		}
+	}
+}

@@ -88,3 +88,51 @@ dotk:
 dotsdone:
 	VZEROUPPER
 	RET
+
+// func dotsColumns64AVX2(q []float32, cols []float32, out *[64]float32)
+//
+// out[r] = sum over d of q[d]*cols[d*64+r], for the 64 rows of a block
+// stored by column (vecmath.go checks the lengths): per component one
+// broadcast and eight FMAs into eight accumulators of eight rows.
+TEXT ·dotsColumns64AVX2(SB), NOSPLIT, $0-56
+	MOVQ   q_base+0(FP), SI
+	MOVQ   q_len+8(FP), CX
+	MOVQ   cols_base+24(FP), DI
+	MOVQ   out+48(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	TESTQ  CX, CX
+	JEQ    colsdone
+
+colsloop:
+	VBROADCASTSS (SI), Y8
+	VFMADD231PS  (DI), Y8, Y0
+	VFMADD231PS  32(DI), Y8, Y1
+	VFMADD231PS  64(DI), Y8, Y2
+	VFMADD231PS  96(DI), Y8, Y3
+	VFMADD231PS  128(DI), Y8, Y4
+	VFMADD231PS  160(DI), Y8, Y5
+	VFMADD231PS  192(DI), Y8, Y6
+	VFMADD231PS  224(DI), Y8, Y7
+	ADDQ         $4, SI
+	ADDQ         $256, DI
+	DECQ         CX
+	JNZ          colsloop
+
+colsdone:
+	VMOVUPS Y0, (R10)
+	VMOVUPS Y1, 32(R10)
+	VMOVUPS Y2, 64(R10)
+	VMOVUPS Y3, 96(R10)
+	VMOVUPS Y4, 128(R10)
+	VMOVUPS Y5, 160(R10)
+	VMOVUPS Y6, 192(R10)
+	VMOVUPS Y7, 224(R10)
+	VZEROUPPER
+	RET
