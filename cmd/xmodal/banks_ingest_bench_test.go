@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,10 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
-	"github.com/xmodal/xmodal/internal/vecmath"
 )
 
 // TestBanksIngestCost is the benchmark of bench/results/banks-ingest.txt
@@ -87,49 +84,7 @@ func TestBanksIngestCost(t *testing.T) {
 
 	// The banks: PDQ hashes, and concepts of the model's dimension and version.
 	start := time.Now()
-	rng := rand.New(rand.NewPCG(18, 1))
-	do := func(op banks.Op) {
-		if _, err := withBanks.banks.Do(ctx, op); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at := time.Now().UTC()
-	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "hashes", At: at, Actor: "bench",
-		Config: &banks.Bank{Name: "hashes", Enabled: true, Action: banks.ActionReview}})
-	cb := &banks.Bank{Name: "concepts", Enabled: true, Action: banks.ActionReview}
-	cb.Thresholds.Embedding.TextImage, cb.Thresholds.Embedding.TextText = 0.95, 0.95
-	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "concepts", At: at, Actor: "bench", Config: cb})
-	for _, part := range []struct {
-		bank string
-		n    int
-		make func(i int) banks.Entry
-	}{
-		{"hashes", nPDQ, func(int) banks.Entry {
-			var h [32]byte
-			for j := range h {
-				h[j] = byte(rng.Uint32())
-			}
-			return banks.Entry{Type: banks.SignalPDQ, Value: fmt.Sprintf("%x", h[:]), AddedAt: at}
-		}},
-		{"concepts", nConcepts, func(i int) banks.Entry {
-			return banks.Entry{Type: banks.SignalEmbedding, Modality: "text", Value: fmt.Sprintf("concept %d", i),
-				Vector: vecmath.RandomUnit(rng, withBanks.model.Dim()), ModelVersion: withBanks.model.Version(), AddedAt: at}
-		}},
-	} {
-		b := &banks.OpBatcher{Bank: part.bank, Actor: "bench", At: at}
-		for i := range part.n {
-			op, err := b.Add(part.make(i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if op != nil {
-				do(*op)
-			}
-		}
-		if op := b.Flush(); op != nil {
-			do(*op)
-		}
-	}
+	loadBenchBanks(t, withBanks, nPDQ, nConcepts)
 	for _, bi := range withBanks.banks.State().Banks() {
 		t.Logf("bank %s: %v", bi.Name, bi.Counts)
 	}
