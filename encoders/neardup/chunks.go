@@ -61,6 +61,13 @@ func (s *ChunkSearcher) Len() int {
 	return len(s.refs)
 }
 
+// Hash returns the hash inserted under ref.
+func (s *ChunkSearcher) Hash(ref uint32) (pdq.Hash, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return hashAt(s.words, s.refs, ref)
+}
+
 // build (re)makes the tables; the caller holds the write lock.
 func (s *ChunkSearcher) build() {
 	n := len(s.refs)

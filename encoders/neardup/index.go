@@ -37,6 +37,30 @@ func (s *LinearSearcher) Insert(ref uint32, h pdq.Hash) {
 // Len is the number of hashes held.
 func (s *LinearSearcher) Len() int { return len(s.refs) }
 
+// Hash returns the hash inserted under ref.
+func (s *LinearSearcher) Hash(ref uint32) (pdq.Hash, bool) {
+	return hashAt(s.words, s.refs, ref)
+}
+
+// hashAt finds ref among refs (at its own position when refs were
+// inserted in order, as Index inserts them; else by a scan).
+func hashAt(ws [][4]uint64, refs []uint32, ref uint32) (pdq.Hash, bool) {
+	p := -1
+	if int(ref) < len(refs) && refs[ref] == ref {
+		p = int(ref)
+	} else {
+		p = slices.Index(refs, ref)
+	}
+	if p < 0 {
+		return pdq.Hash{}, false
+	}
+	var h pdq.Hash
+	for i, w := range ws[p] {
+		binary.LittleEndian.PutUint64(h[8*i:], w)
+	}
+	return h, true
+}
+
 // Range scans every hash.
 func (s *LinearSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {
 	w := words(q)
@@ -58,6 +82,9 @@ type entry struct {
 	id      int64
 	w, h    uint16 // size of the image as hashed (capped at 65535)
 	quality uint8
+	// winBase is the window ref of wins[0] (an image's refs are
+	// consecutive).
+	winBase uint32
 	wins    []indexWindow
 }
 
@@ -100,6 +127,7 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	defer ix.mu.Unlock()
 	e := entry{id: id, w: uint16(min(w, math.MaxUint16)), h: uint16(min(h, math.MaxUint16))}
 	ei := uint32(len(ix.entries))
+	e.winBase = uint32(len(ix.winRef))
 	for _, r := range sig {
 		switch r.Kind {
 		case Whole:
@@ -233,9 +261,99 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 	return out
 }
 
+// hashGetter is a searcher that returns the hash it holds under a ref
+// (every searcher of this package): the window search then runs in two
+// stages.
+type hashGetter interface {
+	Hash(ref uint32) (pdq.Hash, bool)
+}
+
+// anyRanger is a searcher that finds, in one pass over a batch of query
+// hashes, every ref within radius of at least one of them
+// (MIHSearcher: one multi-index search for the batch).
+type anyRanger interface {
+	RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32))
+}
+
 // windowHits returns the window candidates of q grouped by indexed image,
 // nearest first within each.
+//
+// With a searcher that returns its hashes (hashGetter) it runs in two
+// stages. Seeding: the query's seedWindows best-ranked windows (every
+// variant of each) are searched within seedDistance bits, a radius that a
+// multi-index search answers with a fraction of the probes that
+// windowDistance needs (with chunks of about 25 bits, radius 19 probes
+// each chunk's one-bit neighbours, radius 28 its two-bit ones: 10x the
+// probes). Verification: every indexed image with a seed hit has all its
+// windows compared with all the query's windows within windowDistance,
+// (runner-up variants included), which is the hit list a single-stage
+// search gives for that image. The two agree on every image that has at
+// least one window within seedDistance of a seeding window; a re-post's
+// verified match rests on windows within strongDistance (20) of it,
+// usually several. On the committed photos' 351 re-posts, one-stage
+// radius 28 found 317, seeding at 19 with canonical variants 316 (at 16:
+// 314, 12: 306; the 64 best-ranked windows per plane: 314).
 func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
+	g, ok := ix.windows.(hashGetter)
+	if !ok || ix.vp.seedDistance >= ix.vp.windowDistance {
+		return ix.windowHitsOneStage(q)
+	}
+	var qws [][4]uint64
+	var qhs []*QueryHash
+	var seeds []pdq.Hash
+	for i := range q.Hashes {
+		qh := &q.Hashes[i]
+		if qh.Kind != Window {
+			continue
+		}
+		qws = append(qws, words(qh.Hash))
+		qhs = append(qhs, qh)
+		if !qh.alt && (ix.vp.seedWindows <= 0 || qh.rank < ix.vp.seedWindows) {
+			seeds = append(seeds, qh.Hash)
+		}
+	}
+	if len(seeds) == 0 {
+		return nil
+	}
+	cands := map[uint32]struct{}{}
+	add := func(ref uint32) { cands[uint32(ix.winRef[ref]>>16)] = struct{}{} }
+	if ar, ok := ix.windows.(anyRanger); ok {
+		ar.RangeAny(seeds, ix.vp.seedDistance, add)
+	} else {
+		for _, s := range seeds {
+			ix.windows.Range(s, ix.vp.seedDistance, func(ref uint32, _ int) { add(ref) })
+		}
+	}
+	out := make(map[uint32][]winHit, len(cands))
+	var hits []winHit
+	for ei := range cands {
+		e := &ix.entries[ei]
+		hits = hits[:0]
+		for k := range e.wins {
+			h, ok := g.Hash(e.winBase + uint32(k))
+			if !ok {
+				continue
+			}
+			w := words(h)
+			for i, qw := range qws {
+				d := bits.OnesCount64(qw[0]^w[0]) + bits.OnesCount64(qw[1]^w[1]) + bits.OnesCount64(qw[2]^w[2]) + bits.OnesCount64(qw[3]^w[3])
+				if d <= ix.vp.windowDistance {
+					hits = append(hits, winHit{q: qhs[i], ent: ei, win: uint16(k), dist: d})
+				}
+			}
+		}
+		if len(hits) == 0 {
+			continue
+		}
+		hs := slices.Clone(hits)
+		slices.SortStableFunc(hs, func(a, b winHit) int { return a.dist - b.dist })
+		out[ei] = hs
+	}
+	return out
+}
+
+// windowHitsOneStage searches every query window within windowDistance.
+func (ix *Index) windowHitsOneStage(q *Query) map[uint32][]winHit {
 	var hits []winHit
 	for i := range q.Hashes {
 		qh := &q.Hashes[i]
@@ -269,6 +387,11 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 type verifyParams struct {
 	// windowDistance bounds a window candidate's Hamming distance.
 	windowDistance int
+	// seedDistance is the radius of the first stage of the window search
+	// and seedWindows the query windows per plane it searches (best
+	// ranked; 0: all); see windowHits. seedDistance >= windowDistance:
+	// one stage.
+	seedDistance, seedWindows int
 	// agreeTol: two window matches agree when their maps send the query
 	// rectangle's centre and corners to within agreeTol (a fraction of
 	// the original's longer side) of each other.
@@ -288,7 +411,7 @@ type verifyParams struct {
 	minInside, minCovered, minFrameIoU float64
 }
 
-var defaultVerify = verifyParams{windowDistance: WindowDistance, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
+var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
 	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8}
 
 // cluster is the largest set of window hits of one image whose maps agree.

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,28 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		ix.vp.windowDistance = v
 	}
+	// XMODAL_ND_LOOKUP_SEED lists radii of the window search's first
+	// stage (default SeedDistance; >= the window radius: one stage), each
+	// a sub-benchmark on the same index, and XMODAL_ND_LOOKUP_SEEDWIN the
+	// query windows per plane the first stage searches (0: all).
+	seedRadii := []int{ix.vp.seedDistance}
+	if s := os.Getenv("XMODAL_ND_LOOKUP_SEED"); s != "" {
+		seedRadii = nil
+		for f := range strings.SplitSeq(s, ",") {
+			v, err := strconv.Atoi(f)
+			if err != nil || v < 0 || v > 256 {
+				b.Fatalf("XMODAL_ND_LOOKUP_SEED=%q", s)
+			}
+			seedRadii = append(seedRadii, v)
+		}
+	}
+	if s := os.Getenv("XMODAL_ND_LOOKUP_SEEDWIN"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			b.Fatalf("XMODAL_ND_LOOKUP_SEEDWIN=%q", s)
+		}
+		ix.vp.seedWindows = v
+	}
 	var queries []*Query
 	var want []int64
 	for i, p := range paths {
@@ -112,11 +135,40 @@ func BenchmarkLookup(b *testing.B) {
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
 	heapPer := float64(m1.HeapAlloc-min(m0.HeapAlloc, m1.HeapAlloc)) / float64(n-len(paths))
+	sigPer := float64(sigBytes) / float64(len(paths))
+	hashes, seeds := 0, 0
+	for _, qq := range queries {
+		hashes += len(qq.Hashes)
+		for _, qh := range qq.Hashes {
+			if qh.Kind == Window && !qh.alt {
+				seeds++
+			}
+		}
+	}
+	hashesPer := float64(hashes) / float64(len(queries))
+	for _, seed := range seedRadii {
+		b.Run("seed="+strconv.Itoa(seed), func(b *testing.B) {
+			ix.vp.seedDistance = seed
+			lookupRun(b, ix, queries, want)
+			b.ReportMetric(float64(n), "images")
+			b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
+			b.ReportMetric(float64(seed), "seed-radius")
+			b.ReportMetric(sigPer, "sig-bytes/image")
+			b.ReportMetric(heapPer, "heap-bytes/image")
+			b.ReportMetric(hashesPer, "hashes/query")
+			if seed < ix.vp.windowDistance {
+				b.ReportMetric(float64(seeds)/float64(len(queries)), "seeds/query")
+			}
+		})
+	}
+}
+
+// lookupRun times the queries on ix, one core, round robin.
+func lookupRun(b *testing.B, ix *Index, queries []*Query, want []int64) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var times, cpus []time.Duration
 	wrong, found := 0, 0
-	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		q := queries[i%len(queries)]
 		t, c := time.Now(), threadCPU()
@@ -142,16 +194,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportMetric(q(times, 0.99), "p99-ms")
 	b.ReportMetric(q(cpus, 0.5), "cpu-p50-ms")
 	b.ReportMetric(q(cpus, 0.99), "cpu-p99-ms")
-	b.ReportMetric(float64(n), "images")
 	b.ReportMetric(float64(found)/float64(len(times)), "found")
-	b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
-	b.ReportMetric(float64(sigBytes)/float64(len(paths)), "sig-bytes/image")
-	b.ReportMetric(heapPer, "heap-bytes/image")
-	hashes := 0
-	for _, qq := range queries {
-		hashes += len(qq.Hashes)
-	}
-	b.ReportMetric(float64(hashes)/float64(len(queries)), "hashes/query")
 	if wrong > 0 {
 		b.Errorf("%d matches of other images", wrong)
 	}

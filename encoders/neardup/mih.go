@@ -57,3 +57,34 @@ func (s *MIHSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int
 	*bp = ms
 	s.bufs.Put(bp)
 }
+
+// Hash returns the hash inserted under ref.
+func (s *MIHSearcher) Hash(ref uint32) (pdq.Hash, bool) {
+	c, ok := s.ix.Get(uint64(ref))
+	if !ok {
+		return pdq.Hash{}, false
+	}
+	return c.Bytes(), true
+}
+
+// RangeAny calls fn once for every hash within radius of at least one of
+// qs: one multi-index search for the batch.
+func (s *MIHSearcher) RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32)) {
+	cs := make([]hamming.Code, len(qs))
+	for i, q := range qs {
+		cs[i], _ = hamming.FromBytes(q[:])
+	}
+	bp, _ := s.bufs.Get().(*[]hamming.Match)
+	if bp == nil {
+		bp = new([]hamming.Match)
+	}
+	ms, err := s.ix.Search(cs, radius, (*bp)[:0])
+	if err != nil {
+		panic(err) // only a radius outside 0..256
+	}
+	for _, m := range ms {
+		fn(uint32(m.ID))
+	}
+	*bp = ms
+	s.bufs.Put(bp)
+}

@@ -22,9 +22,12 @@
 // bands, frames, margins: an XY-cut at flat rows and columns) and the
 // windows of the whole image and of each content rectangle. Matching
 // (Index.Search) takes whole-image candidates within PDQ's usual 31 bits,
-// and window candidates within WindowDistance bits; a window candidate
-// counts only with a second window of the same image that agrees on the
-// geometry (the same scale, rotation and placement of the query in the
+// and window candidates within WindowDistance bits, in two stages: the
+// query's windows are searched within SeedDistance bits (a tenth of the
+// multi-index probes of WindowDistance), and each indexed image with such
+// a seed has all its windows compared with all the query's within
+// WindowDistance. A window candidate counts only with a second window of
+// the same image that agrees on the geometry (the same scale, rotation and placement of the query in the
 // original), unless it is nearly exact. The verified match reports which
 // region of the original matched and how the query was transformed.
 package neardup
@@ -102,6 +105,11 @@ const (
 	WholeDistance = 31
 	// WindowDistance is the window match bound.
 	WindowDistance = 28
+	// SeedDistance is the radius of the window search's first stage: an
+	// indexed image is verified (all its windows against all the query's,
+	// within WindowDistance) only when one of its windows lies within
+	// SeedDistance of a query window.
+	SeedDistance = 19
 )
 
 // Options tunes signatures; the zero value gives the defaults.

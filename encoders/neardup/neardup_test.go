@@ -410,3 +410,57 @@ func TestKth(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoStageWindowSearch: the two-stage window search (seeds within
+// SeedDistance, then every window of a seeded image within WindowDistance)
+// reports only images the one-stage search over every query window at
+// WindowDistance reports, with the same evidence for each, and finds the
+// photos' crops, captions and screenshots as the one-stage search does.
+func TestTwoStageWindowSearch(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ix, names := photoIndex(t, h)
+	if ix.vp.seedDistance >= ix.vp.windowDistance {
+		t.Fatalf("default seed radius %d is not under the window radius %d", ix.vp.seedDistance, ix.vp.windowDistance)
+	}
+	oneStage := &Index{whole: ix.whole, windows: ix.windows, entries: ix.entries, winRef: ix.winRef, vp: ix.vp}
+	oneStage.vp.seedDistance = oneStage.vp.windowDistance
+	kinds := [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90, reposts.Caption}, {reposts.Screenshot, reposts.JPEG30}, {reposts.FlipH, reposts.Crop75}}
+	windowMatches := 0
+	for i, name := range names[:6] {
+		img := loadPhoto(t, name)
+		for ki, k := range kinds {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(ki))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := h.Query(rp.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			two := ix.Search(q, SearchOptions{})
+			one := oneStage.Search(q, SearchOptions{})
+			byID := map[int64]Match{}
+			for _, m := range one {
+				byID[m.ID] = m
+			}
+			for _, m := range two {
+				o, ok := byID[m.ID]
+				switch {
+				case !ok:
+					t.Errorf("%s %s: two stages matched %s, one stage did not", name, reposts.Name(k), names[m.ID])
+				case o.Kind != m.Kind || o.Windows != m.Windows:
+					t.Errorf("%s %s: two stages %+v, one stage %+v", name, reposts.Name(k), m, o)
+				}
+				if m.Kind == Window {
+					windowMatches++
+				}
+			}
+			if len(one) > 0 && one[0].ID == int64(i) && (len(two) == 0 || two[0].ID != int64(i)) {
+				t.Errorf("%s %s: one stage found it, two stages did not", name, reposts.Name(k))
+			}
+		}
+	}
+	if windowMatches == 0 {
+		t.Errorf("no window matches: the two-stage path was not exercised")
+	}
+}
