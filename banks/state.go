@@ -761,7 +761,7 @@ func (b *bankState) addEntries(entries []Entry) Result {
 func (b *bankState) pdqIndex() *hamming.Index {
 	if b.pdq == nil {
 		// Maintenance is deferred: Apply runs it after publishing.
-		b.pdq, _ = hamming.New(hamming.Options{DeferMaintenance: true})
+		b.pdq, _ = hamming.New(hamming.Options{DeferMaintenance: true, Radius: b.cfg.Thresholds.PDQThreshold()})
 	}
 	return b.pdq
 }
