@@ -18,9 +18,9 @@ import (
 // across configurations.
 //
 //	XMODAL_HAMMING_AB_N        entries (required; e.g. 1000000)
-//	XMODAL_HAMMING_AB_CONFIGS  configurations, "chunks:radius" each
-//	                           (default "0:0,0:31": the log2 rule, then
-//	                           tuned for radius 31)
+//	XMODAL_HAMMING_AB_CONFIGS  configurations, "chunks:radius[:bucketload]"
+//	                           each (default "0:0,0:31": the log2 rule,
+//	                           then tuned for radius 31)
 //	XMODAL_HAMMING_AB_ROUNDS   rounds (default 4)
 //
 //	XMODAL_HAMMING_AB_N=1000000 go test -count=1 -run TestChunkingAB -v ./internal/hamming/
@@ -30,15 +30,23 @@ func TestChunkingAB(t *testing.T) {
 		t.Skip("set XMODAL_HAMMING_AB_N to compare chunkings")
 	}
 	rounds := envInt("XMODAL_HAMMING_AB_ROUNDS", 4)
-	type config struct{ chunks, radius int }
+	type config struct {
+		chunks, radius int
+		load           float64
+	}
 	var configs []config
 	for _, s := range strings.Split(envStr("XMODAL_HAMMING_AB_CONFIGS", "0:0,0:31"), ",") {
-		a, b, _ := strings.Cut(strings.TrimSpace(s), ":")
-		m, err := strconv.Atoi(a)
+		f := strings.Split(strings.TrimSpace(s), ":")
+		m, err := strconv.Atoi(f[0])
 		must(t, err)
-		r, err := strconv.Atoi(b)
+		r, err := strconv.Atoi(f[1])
 		must(t, err)
-		configs = append(configs, config{m, r})
+		load := 0.0
+		if len(f) > 2 {
+			load, err = strconv.ParseFloat(f[2], 64)
+			must(t, err)
+		}
+		configs = append(configs, config{m, r, load})
 	}
 	rng := rand.New(rand.NewPCG(uint64(n), 1))
 	codes := clustered(rng, n, 0.1, 50, 24)
@@ -48,12 +56,12 @@ func TestChunkingAB(t *testing.T) {
 	}
 	ixs := make([]*Index, len(configs))
 	for i, c := range configs {
-		ix := newIndex(t, Options{Chunks: c.chunks, Radius: c.radius, DeferMaintenance: true})
+		ix := newIndex(t, Options{Chunks: c.chunks, Radius: c.radius, BucketLoad: c.load, DeferMaintenance: true})
 		ix.AddBatch(ids, codes)
 		ix.Build(nil)
 		ixs[i] = ix
 		st := ix.Stats()
-		fmt.Printf("config %d (chunks %d, radius %d): %d chunks, %d MB\n", i, c.chunks, c.radius, st.Segments[0].Chunks, st.Bytes>>20)
+		fmt.Printf("config %d (%+v): %d chunks, %d MB\n", i, c, st.Segments[0].Chunks, st.Bytes>>20)
 	}
 	var queries [][]Code
 	for i := range 512 {
@@ -85,7 +93,7 @@ func TestChunkingAB(t *testing.T) {
 		}
 	}
 	for i := range ixs {
-		line := fmt.Sprintf("config %d (chunks %d, radius %d): ms/lookup", i, configs[i].chunks, configs[i].radius)
+		line := fmt.Sprintf("config %d (%+v): ms/lookup", i, configs[i])
 		for k, v := range cpu[i] {
 			line += fmt.Sprintf(" %.3f (%.3f)", v, v/cpu[0][k])
 		}
