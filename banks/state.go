@@ -758,10 +758,21 @@ func (b *bankState) addEntries(entries []Entry) Result {
 	return res
 }
 
+// pdqBucketLoad is the PDQ index's directory bucket load: 2 instead of the
+// default 4 makes image lookups about 15% cheaper at 1 to 10 million
+// entries for 10% more index memory (docs/moderation.md).
+const pdqBucketLoad = 2
+
 func (b *bankState) pdqIndex() *hamming.Index {
 	if b.pdq == nil {
-		// Maintenance is deferred: Apply runs it after publishing.
-		b.pdq, _ = hamming.New(hamming.Options{DeferMaintenance: true})
+		// Maintenance is deferred: Apply runs it after publishing. The
+		// index is tuned for the bank's threshold (searches at any other
+		// stay exact).
+		b.pdq, _ = hamming.New(hamming.Options{
+			DeferMaintenance: true,
+			Radius:           b.cfg.Thresholds.PDQThreshold(),
+			BucketLoad:       pdqBucketLoad,
+		})
 	}
 	return b.pdq
 }

@@ -31,8 +31,14 @@ func (st *store) isDead(p uint32) bool {
 // Options configure an Index. The zero value is ready to use.
 type Options struct {
 	// Chunks fixes the number of chunks m (8..64) of every segment; 0
-	// chooses per segment by its size (chunks of about log2(n) bits).
+	// chooses per segment: by Radius when it is set, else by the segment's
+	// size (chunks of about log2(n) bits).
 	Chunks int
+	// Radius is the search radius the index is tuned for (0: none): with
+	// Chunks 0, each segment takes the number of chunks of least modelled
+	// search cost at this radius (see indexCost). Searches at any radius
+	// stay exact; only their speed depends on it.
+	Radius int
 	// BucketLoad is the mean number of entries per directory bucket of a
 	// table (default 4): larger buckets mean a smaller directory and more
 	// chunk suffixes compared per probe.
@@ -70,6 +76,18 @@ func (o Options) WithDefaults() Options {
 	return c
 }
 
+// chunks is the number of chunks of a segment of n entries (o has its
+// defaults).
+func (o *Options) chunks(n int) int {
+	switch {
+	case o.Chunks != 0:
+		return o.Chunks
+	case o.Radius > 0:
+		return chunksForRadius(n, o.BucketLoad, o.Radius)
+	}
+	return chunksFor(n)
+}
+
 // Validate reports an option out of range.
 func (o *Options) Validate() error {
 	var errs []error
@@ -78,6 +96,9 @@ func (o *Options) Validate() error {
 	}
 	if o.BucketLoad < 0 || math.IsNaN(o.BucketLoad) || math.IsInf(o.BucketLoad, 0) {
 		errs = append(errs, fmt.Errorf("bucket load %v must be positive", o.BucketLoad))
+	}
+	if o.Radius < 0 || o.Radius > Bits {
+		errs = append(errs, fmt.Errorf("radius %d is outside 0..%d", o.Radius, Bits))
 	}
 	if o.TailSize < 0 {
 		errs = append(errs, fmt.Errorf("tail size %d must not be negative", o.TailSize))
@@ -292,10 +313,7 @@ func (ix *Index) build(lo, hi uint32, progress func(done, total int)) *segment {
 	}
 	st := ix.st // the pages below hi do not change while wmu is held
 	ix.mu.RUnlock()
-	m := ix.opt.Chunks
-	if m == 0 {
-		m = chunksFor(len(live))
-	}
+	m := ix.opt.chunks(len(live))
 	var done func()
 	if progress != nil {
 		var mu sync.Mutex
@@ -343,10 +361,7 @@ func (ix *Index) rebuild(progress func(done, total int)) {
 	}
 	var seg *segment
 	if st.n > 0 {
-		m := ix.opt.Chunks
-		if m == 0 {
-			m = chunksFor(int(st.n))
-		}
+		m := ix.opt.chunks(int(st.n))
 		var done func()
 		if progress != nil {
 			var mu sync.Mutex

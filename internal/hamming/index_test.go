@@ -91,13 +91,15 @@ func TestSearchMatchesLinear(t *testing.T) {
 	}
 	for _, d := range datas {
 		for _, n := range []int{0, 1, 700, 6000} {
-			for _, m := range []int{0, 8, 11, 16, 32, 64} {
+			// m < 0: chunks chosen for the radius -m (Options.Radius).
+			for _, m := range []int{0, 8, 11, 16, 32, 64, -31, -10} {
 				t.Run(fmt.Sprintf("%s/n=%d/m=%d", d.name, n, m), func(t *testing.T) {
 					rng := rand.New(rand.NewPCG(uint64(n), uint64(m)))
 					codes := d.codes(rng, n)
 					// Directory buckets of 1, 4 and 50 entries: suffixes
 					// of 0 to 10 bits compared within a bucket.
-					ix := newIndex(t, Options{Chunks: m, TailSize: 256, BucketLoad: []float64{4, 1, 50}[(n+m)%3]})
+					ix := newIndex(t, Options{Chunks: max(m, 0), Radius: max(-m, 0), TailSize: 256, BucketLoad: []float64{4, 1, 50}[((n+m)%3+3)%3]})
+					m = max(m, 0)
 					ref := model{}
 					for i, c := range codes {
 						id := uint64(i) * 7919
@@ -150,6 +152,49 @@ func checkRadii(t *testing.T, ix *Index, ref model, codes []Code, rng *rand.Rand
 				t.FailNow()
 			}
 		}
+	}
+}
+
+// TestChunksForRadius: tuned for a radius, a segment takes the chunking of
+// least modelled cost, at the PDQ threshold 11 chunks for a million entries
+// or more (chunks of log2(n) bits would take 13 at a million, 30% dearer
+// by the model), and searches through it stay exact (TestSearchMatchesLinear).
+func TestChunksForRadius(t *testing.T) {
+	cost := func(n, m, r int) float64 {
+		s := segment{n: n, chunks: layout(m), tabs: make([]table, m)}
+		for i, ch := range s.chunks {
+			s.tabs[i].dirBits = min(uint(ch.w), dirBitsFor(n, DefaultBucketLoad))
+		}
+		return s.indexCost(1, r)
+	}
+	for _, n := range []int{1, 4096, 100_000, 1_000_000, 10_000_000} {
+		for _, r := range []int{0, 10, 31, 64} {
+			got := chunksForRadius(n, DefaultBucketLoad, r)
+			if got < minChunks || got > maxChunks {
+				t.Fatalf("n=%d r=%d: %d chunks", n, r, got)
+			}
+			for m := minChunks; m <= maxChunks; m++ {
+				if cost(n, m, r) < cost(n, got, r) {
+					t.Errorf("n=%d r=%d: chose %d chunks (cost %.0f), %d cost %.0f", n, r, got, cost(n, got, r), m, cost(n, m, r))
+				}
+			}
+		}
+	}
+	for _, n := range []int{1_000_000, 10_000_000} {
+		if got := chunksForRadius(n, DefaultBucketLoad, 31); got != 11 {
+			t.Errorf("n=%d r=31: %d chunks, want 11", n, got)
+		}
+	}
+	o := Options{Radius: 31}.WithDefaults()
+	if got := o.chunks(1_000_000); got != 11 {
+		t.Errorf("Options{Radius: 31} at 1M entries: %d chunks, want 11", got)
+	}
+	o = Options{}.WithDefaults()
+	if got := o.chunks(1_000_000); got != chunksFor(1_000_000) {
+		t.Errorf("Options{} at 1M entries: %d chunks, want %d", got, chunksFor(1_000_000))
+	}
+	if _, err := New(Options{Radius: 257}); err == nil {
+		t.Error("radius 257 accepted")
 	}
 }
 

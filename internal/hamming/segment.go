@@ -59,6 +59,36 @@ func chunksFor(n int) int {
 	return min(max(m, minChunks), maxChunks)
 }
 
+// dirBitsFor is the directory bits wanted for n entries in buckets of
+// about load entries (at least 1; a table takes at most its chunk's width).
+func dirBitsFor(n int, load float64) uint {
+	if x := float64(n) / load; x > 2 {
+		return uint(math.Round(math.Log2(x)))
+	}
+	return 1
+}
+
+// chunksForRadius is the number of chunks (minChunks..maxChunks) of least
+// modelled cost (indexCost) for a search within r of a segment of n
+// entries in buckets of about load entries. At the PDQ threshold 31 it
+// takes 11 chunks from about a million entries up, where chunks of log2(n)
+// bits (chunksFor) would take 13 at a million: fewer, wider chunks probe
+// more buckets but verify far fewer candidates.
+func chunksForRadius(n int, load float64, r int) int {
+	dirWant := dirBitsFor(n, load)
+	best, bestCost := chunksFor(n), math.Inf(1)
+	for m := minChunks; m <= maxChunks; m++ {
+		s := segment{n: n, chunks: layout(m), tabs: make([]table, m)}
+		for i, ch := range s.chunks {
+			s.tabs[i].dirBits = min(uint(ch.w), dirWant)
+		}
+		if c := s.indexCost(1, r); c < bestCost {
+			best, bestCost = m, c
+		}
+	}
+	return best
+}
+
 // table indexes a segment's entries by one chunk: the directory holds, per
 // value of the chunk's high dirBits bits, where its entries start; an entry
 // packs the chunk's low sufBits bits (the suffix) above the entry's
@@ -103,10 +133,7 @@ func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, 
 		m = chunksFor(n)
 	}
 	s := &segment{lo: lo, hi: hi, n: n, chunks: layout(m), tabs: make([]table, m)}
-	dirWant := uint(0)
-	if x := float64(n) / load; x > 1 {
-		dirWant = uint(math.Round(math.Log2(x)))
-	}
+	dirWant := dirBitsFor(n, load)
 	posBits := uint(max(1, bits.Len32(hi-lo-1)))
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -120,7 +147,7 @@ func buildSegment(st *store, lo, hi uint32, live []uint32, m int, load float64, 
 				for j, p := range live {
 					vals[j] = ch.value(st.code(p))
 				}
-				s.tabs[i] = buildTable(vals, live, lo, uint(ch.w), min(uint(ch.w), max(dirWant, 1)), posBits)
+				s.tabs[i] = buildTable(vals, live, lo, uint(ch.w), min(uint(ch.w), dirWant), posBits)
 				if done != nil {
 					done()
 				}
