@@ -339,8 +339,7 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 // index builds the id map and the PDQ index of freshly read records.
 func (b *bankState) index(prog *progress) error {
 	n := len(b.recs)
-	// Ids are hashes of the values: compute them on every core.
-	hashes := make([][16]byte, n)
+	// Ids are hashes of the values: compute their tags on every core.
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
@@ -349,17 +348,19 @@ func (b *bankState) index(prog *progress) error {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				r := &b.recs[i]
-				hashes[i] = storedHash(r.kind, b.value(r))
+				r.tag = idTag(storedHash(r.kind, b.value(r)))
 			}
 		}()
 	}
 	wg.Wait()
-	b.byID = make(map[[16]byte]uint32, n)
-	for i, h := range hashes {
-		if _, dup := b.byID[h]; dup {
+	b.ids = idTable{}
+	b.ids.reserve(b.recs, n)
+	for i := range b.recs {
+		r := &b.recs[i]
+		if _, dup := b.findValue(r.kind, b.value(r), r.tag); dup {
 			return fmt.Errorf("%w: bank %s: entry %d repeats an id", ErrSnapshot, b.cfg.Name, i)
 		}
-		b.byID[h] = uint32(i)
+		b.ids.insert(b.recs, uint32(i))
 		if i&0xffff == 0 {
 			prog.tick("indexing entry ids", "bank", b.cfg.Name, "entries", i, "of", n)
 		}
