@@ -275,7 +275,9 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 		return nil, err
 	}
 	// Grown as entries are read rather than sized by the count: a corrupt
-	// count then fails on the missing data instead of allocating it.
+	// count then fails on the missing data instead of allocating it. Each
+	// growth doubles, up to the count, so the records end in a slice of
+	// their size (append would leave up to a quarter of it unused).
 	b.recs = make([]rec, 0, min(n, 1<<20))
 	prev := int64(0)
 	for i := range n {
@@ -308,6 +310,11 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
 		}
 		off, vn := b.vals.add(v)
+		if len(b.recs) == cap(b.recs) {
+			grown := make([]rec, len(b.recs), min(n, 2*len(b.recs)))
+			copy(grown, b.recs)
+			b.recs = grown
+		}
 		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
 		b.counts[k]++
 		if k == kindConcept || k == kindExemplar {
