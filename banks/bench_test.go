@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -30,6 +32,8 @@ import (
 //	XMODAL_BANKSBENCH_DIR  where to write the snapshot (required)
 //	XMODAL_BANKSBENCH_N    PDQ entries (default 10,000,000)
 //	XMODAL_BANKSBENCH_Q    lookups (default 2,000)
+//	XMODAL_BANKSBENCH_HEAPPROFILE  where to write a heap profile taken
+//	                       after the load (optional)
 func TestBanksBench(t *testing.T) {
 	dir := os.Getenv("XMODAL_BANKSBENCH_DIR")
 	if dir == "" {
@@ -114,6 +118,14 @@ func TestBanksBench(t *testing.T) {
 	heap := float64(ms1.HeapInuse) - float64(ms0.HeapInuse)
 	logf("loaded %d entries in %s on 2 cores (GOMAXPROCS=2); heap %.0f MB = %.0f bytes/entry (the hashes themselves: 32); process RSS %.0f MB",
 		n, load.Round(time.Millisecond), heap/1e6, heap/float64(n), rssMB())
+	debug.FreeOSMemory()
+	logf("after debug.FreeOSMemory: process RSS %.0f MB", rssMB())
+	if p := os.Getenv("XMODAL_BANKSBENCH_HEAPPROFILE"); p != "" {
+		hf, err := os.Create(p)
+		must(err)
+		must(pprof.WriteHeapProfile(hf))
+		must(hf.Close())
+	}
 
 	// Image lookups on one core: 8 codes each, one of them 0..40 bits
 	// from an entry (or none, for a quarter).

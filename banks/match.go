@@ -1,7 +1,6 @@
 package banks
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -313,9 +312,9 @@ func (b *bankState) match(q *prepared, out []Match, vectors bool) ([]Match, erro
 		}
 	}
 	exact := func(t SignalType, canonical string) {
-		slot, ok := b.byID[entryHash(t, "", canonical)]
 		k := kindOf(t, "")
-		if ok && b.recs[slot].kind == k && bytes.Equal(b.value(&b.recs[slot]), storedValue(k, canonical)) && b.usable(slot) {
+		slot, ok := b.findValue(k, storedValue(k, canonical), idTag(entryHash(t, "", canonical)))
+		if ok && b.usable(slot) {
 			out = append(out, b.newMatch(slot))
 		}
 	}

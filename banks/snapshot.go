@@ -275,7 +275,9 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 		return nil, err
 	}
 	// Grown as entries are read rather than sized by the count: a corrupt
-	// count then fails on the missing data instead of allocating it.
+	// count then fails on the missing data instead of allocating it. Each
+	// growth doubles, up to the count, so the records end in a slice of
+	// their size (append would leave up to a quarter of it unused).
 	b.recs = make([]rec, 0, min(n, 1<<20))
 	prev := int64(0)
 	for i := range n {
@@ -308,6 +310,11 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
 		}
 		off, vn := b.vals.add(v)
+		if len(b.recs) == cap(b.recs) {
+			grown := make([]rec, len(b.recs), min(n, 2*len(b.recs)))
+			copy(grown, b.recs)
+			b.recs = grown
+		}
 		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
 		b.counts[k]++
 		if k == kindConcept || k == kindExemplar {
@@ -339,8 +346,7 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 // index builds the id map and the PDQ index of freshly read records.
 func (b *bankState) index(prog *progress) error {
 	n := len(b.recs)
-	// Ids are hashes of the values: compute them on every core.
-	hashes := make([][16]byte, n)
+	// Ids are hashes of the values: compute their tags on every core.
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
@@ -349,17 +355,19 @@ func (b *bankState) index(prog *progress) error {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				r := &b.recs[i]
-				hashes[i] = storedHash(r.kind, b.value(r))
+				r.tag = idTag(storedHash(r.kind, b.value(r)))
 			}
 		}()
 	}
 	wg.Wait()
-	b.byID = make(map[[16]byte]uint32, n)
-	for i, h := range hashes {
-		if _, dup := b.byID[h]; dup {
+	b.ids = idTable{}
+	b.ids.reserve(b.recs, n)
+	for i := range b.recs {
+		r := &b.recs[i]
+		if _, dup := b.findValue(r.kind, b.value(r), r.tag); dup {
 			return fmt.Errorf("%w: bank %s: entry %d repeats an id", ErrSnapshot, b.cfg.Name, i)
 		}
-		b.byID[h] = uint32(i)
+		b.ids.insert(b.recs, uint32(i))
 		if i&0xffff == 0 {
 			prog.tick("indexing entry ids", "bank", b.cfg.Name, "entries", i, "of", n)
 		}

@@ -1,6 +1,7 @@
 package banks
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -103,6 +104,7 @@ type rec struct {
 	addedAt int64 // Unix nanoseconds
 	n       uint32
 	meta    uint32
+	tag     uint32 // idTag of the entry's id (the id table's key)
 	kind    kind
 	flags   uint8
 }
@@ -175,7 +177,7 @@ type bankState struct {
 	recs   []rec
 	vals   valueStore
 	free   []uint32
-	byID   map[[16]byte]uint32
+	ids    idTable // entry id -> slot
 	metas  []meta
 	metaIx map[string]uint32
 	counts [numKinds]int
@@ -188,7 +190,7 @@ type bankState struct {
 }
 
 func newBankState(cfg Bank) *bankState {
-	return &bankState{cfg: cfg, byID: map[[16]byte]uint32{}, metaIx: map[string]uint32{}}
+	return &bankState{cfg: cfg, metaIx: map[string]uint32{}}
 }
 
 // embIndex holds the vectors of a bank's embedding entries of one
@@ -724,7 +726,7 @@ func (b *bankState) addEntries(entries []Entry) Result {
 			kind:    k,
 			flags:   flags,
 		}
-		slot, exists := b.byID[h]
+		slot, exists := b.findID(h)
 		if exists {
 			res.Replaced++
 			// The value is the same (the id is its hash): keep its bytes.
@@ -739,10 +741,13 @@ func (b *bankState) addEntries(entries []Entry) Result {
 				slot = uint32(len(b.recs))
 				b.recs = append(b.recs, rec{})
 			}
-			b.byID[h] = slot
 			b.counts[k]++
 		}
+		r.tag = idTag(h)
 		b.recs[slot] = r
+		if !exists {
+			b.ids.insert(b.recs, slot)
+		}
 		switch k {
 		case kindPDQ:
 			c, _ := hamming.FromBytes(sv)
@@ -799,8 +804,24 @@ func (b *bankState) lookupID(id string) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	slot, ok := b.byID[h]
-	return slot, ok
+	return b.findID(h)
+}
+
+// findID returns the slot of the entry whose id hashes to h.
+func (b *bankState) findID(h [16]byte) (uint32, bool) {
+	return b.ids.find(b.recs, idTag(h), func(slot uint32) bool {
+		r := &b.recs[slot]
+		return storedHash(r.kind, b.value(r)) == h
+	})
+}
+
+// findValue returns the slot of the entry of kind k whose stored value is
+// sv, tag being the tag of its id.
+func (b *bankState) findValue(k kind, sv []byte, tag uint32) (uint32, bool) {
+	return b.ids.find(b.recs, tag, func(slot uint32) bool {
+		r := &b.recs[slot]
+		return r.kind == k && bytes.Equal(b.value(r), sv)
+	})
 }
 
 func (b *bankState) removeEntries(ids []string) Result {
@@ -814,7 +835,6 @@ func (b *bankState) removeEntries(ids []string) Result {
 			}
 			continue
 		}
-		h, _ := parseEntryID(id)
 		r := &b.recs[slot]
 		switch r.kind {
 		case kindPDQ:
@@ -823,7 +843,7 @@ func (b *bankState) removeEntries(ids []string) Result {
 			b.embIndex(r.kind).remove(slot)
 		}
 		b.counts[r.kind]--
-		delete(b.byID, h)
+		b.ids.remove(b.recs, slot)
 		b.vals.drop(r.n)
 		*r = rec{}
 		b.free = append(b.free, slot)
