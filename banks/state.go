@@ -763,10 +763,12 @@ func (b *bankState) addEntries(entries []Entry) Result {
 	return res
 }
 
-// pdqBucketLoad is the PDQ index's directory bucket load: 2 instead of the
-// default 4 makes image lookups about 15% cheaper at 1 to 10 million
-// entries for 10% more index memory (docs/moderation.md).
-const pdqBucketLoad = 2
+// pdqBucketLoad is the PDQ index's directory bucket load. Buckets of 2
+// looked about 15% cheaper on a loaded machine, but on a quiet one, through
+// TestBanksBench at 10 million entries, they gave the same p50 and a worse
+// p99 (4.3-5.0 ms against 3.3-3.5 ms) for 10% more index memory, so the
+// default of 4 stays (docs/moderation.md).
+const pdqBucketLoad = 4
 
 func (b *bankState) pdqIndex() *hamming.Index {
 	if b.pdq == nil {
