@@ -42,15 +42,8 @@ func TestBanksIngestCost(t *testing.T) {
 		t.Skip("set XMODAL_BANKSINGEST=1 to run the banks' ingest-cost benchmark")
 	}
 	requireORT(t)
-	env := func(k string, def int) int {
-		var v int
-		if _, err := fmt.Sscan(os.Getenv(k), &v); err == nil {
-			return v
-		}
-		return def
-	}
-	nPDQ, nConcepts := env("XMODAL_BANKSINGEST_PDQ", 1_000_000), env("XMODAL_BANKSINGEST_CONCEPTS", 10_000)
-	rounds, nTexts, nImages := env("XMODAL_BANKSINGEST_ROUNDS", 5), env("XMODAL_BANKSINGEST_TEXTS", 3000), env("XMODAL_BANKSINGEST_IMAGES", 480)
+	nPDQ, nConcepts := benchEnvInt("XMODAL_BANKSINGEST_PDQ", 1_000_000), benchEnvInt("XMODAL_BANKSINGEST_CONCEPTS", 10_000)
+	rounds, nTexts, nImages := benchEnvInt("XMODAL_BANKSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_BANKSINGEST_TEXTS", 3000), benchEnvInt("XMODAL_BANKSINGEST_IMAGES", 480)
 	root := testutil.MustRepoRoot(t)
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

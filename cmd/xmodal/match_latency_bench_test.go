@@ -79,6 +79,15 @@ func loadBenchBanks(t *testing.T, a *app, nPDQ, nConcepts int) {
 	}
 }
 
+// benchEnvInt is the integer in the environment variable k, or def.
+func benchEnvInt(k string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(os.Getenv(k), &v); err == nil {
+		return v
+	}
+	return def
+}
+
 // TestMatchEventLatency is the benchmark of bench/results/match-latency.txt
 // (#18's target: ingest-to-event latency p99 <= 1 s at the default encode
 // batching). One `xmodal run` in this process on the demo model with its
@@ -103,13 +112,6 @@ func TestMatchEventLatency(t *testing.T) {
 		t.Skip("set XMODAL_MATCHLATENCY=1 to run the ingest-to-event latency benchmark")
 	}
 	requireORT(t)
-	env := func(k string, def int) int {
-		var v int
-		if _, err := fmt.Sscan(os.Getenv(k), &v); err == nil {
-			return v
-		}
-		return def
-	}
 	rates := []int{200, 500}
 	if s := os.Getenv("XMODAL_MATCHLATENCY_RATES"); s != "" {
 		rates = nil
@@ -121,8 +123,8 @@ func TestMatchEventLatency(t *testing.T) {
 			rates = append(rates, r)
 		}
 	}
-	seconds := env("XMODAL_MATCHLATENCY_SECONDS", 20)
-	nPDQ, nConcepts := env("XMODAL_MATCHLATENCY_PDQ", 1_000_000), env("XMODAL_MATCHLATENCY_CONCEPTS", 10_000)
+	seconds := benchEnvInt("XMODAL_MATCHLATENCY_SECONDS", 20)
+	nPDQ, nConcepts := benchEnvInt("XMODAL_MATCHLATENCY_PDQ", 1_000_000), benchEnvInt("XMODAL_MATCHLATENCY_CONCEPTS", 10_000)
 	root := testutil.MustRepoRoot(t)
 	ctx := context.Background()
 

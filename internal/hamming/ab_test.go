@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && bench
 
 package hamming
 
@@ -23,7 +23,7 @@ import (
 //	                           then tuned for radius 31)
 //	XMODAL_HAMMING_AB_ROUNDS   rounds (default 4)
 //
-//	XMODAL_HAMMING_AB_N=1000000 go test -count=1 -run TestChunkingAB -v ./internal/hamming/
+//	XMODAL_HAMMING_AB_N=1000000 go test -tags bench -count=1 -run TestChunkingAB -v ./internal/hamming/
 func TestChunkingAB(t *testing.T) {
 	n := envInt("XMODAL_HAMMING_AB_N", 0)
 	if n == 0 {
