@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,33 +44,8 @@ func TestBanksIngestCost(t *testing.T) {
 	rounds, nTexts, nImages := benchEnvInt("XMODAL_BANKSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_BANKSINGEST_TEXTS", 3000), benchEnvInt("XMODAL_BANKSINGEST_IMAGES", 480)
 	root := testutil.MustRepoRoot(t)
 	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	open := func(name string) (*app, jetstream.JetStream) {
-		cfg := DefaultConfig()
-		cfg.DataDir = filepath.Join(t.TempDir(), name)
-		cfg.NATS.Listen = "127.0.0.1:0"
-		cfg.HTTP.Listen = ""
-		cfg.Model = filepath.Join(root, "testdata", "models", "demo")
-		a, err := startApp(ctx, cfg, quiet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- a.Run(runCtx) }()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-			a.Close()
-		})
-		js, err := jetstream.New(a.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a, js
-	}
-	plain, _ := open("plain")
-	withBanks, _ := open("banks")
+	plain := startBenchApp(t, filepath.Join(t.TempDir(), "plain"))
+	withBanks := startBenchApp(t, filepath.Join(t.TempDir(), "banks"))
 	apps := []*app{plain, withBanks}
 
 	// The banks: PDQ hashes, and concepts of the model's dimension and version.

@@ -79,6 +79,32 @@ func loadBenchBanks(t *testing.T, a *app, nPDQ, nConcepts int) {
 	}
 }
 
+// startBenchApp starts `xmodal run` on the demo model in this process, with
+// its embedded NATS on a free port and no HTTP, data in dir; it runs until
+// the test ends.
+func startBenchApp(t *testing.T, dir string) *app {
+	t.Helper()
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		a.Close()
+	})
+	return a
+}
+
 // benchEnvInt is the integer in the environment variable k, or def.
 func benchEnvInt(k string, def int) int {
 	var v int
@@ -128,23 +154,7 @@ func TestMatchEventLatency(t *testing.T) {
 	root := testutil.MustRepoRoot(t)
 	ctx := context.Background()
 
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.NATS.Listen = "127.0.0.1:0"
-	cfg.HTTP.Listen = ""
-	cfg.Model = filepath.Join(root, "testdata", "models", "demo")
-	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-	})
+	a := startBenchApp(t, t.TempDir())
 	url := a.ns.ClientURL()
 	start := time.Now()
 	loadBenchBanks(t, a, nPDQ, nConcepts)

@@ -63,16 +63,7 @@ func TestChunkingAB(t *testing.T) {
 		st := ix.Stats()
 		fmt.Printf("config %d (%+v): %d chunks, %d MB\n", i, c, st.Segments[0].Chunks, st.Bytes>>20)
 	}
-	var queries [][]Code
-	for i := range 512 {
-		var v [8]Code
-		if i%2 == 0 {
-			v = dihedralApprox(flip(rng, codes[rng.IntN(n)], 29+rng.IntN(5)))
-		} else {
-			v = dihedralApprox(randomCode(rng))
-		}
-		queries = append(queries, v[:])
-	}
+	queries := imageQueries(rng, codes)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cpu := make([][]float64, len(ixs)) // per config, per round: ms per lookup

@@ -35,16 +35,7 @@ func benchIndex(b *testing.B, n, m int) *benchSet {
 	}
 	ix.AddBatch(ids, codes)
 	ix.Build(nil)
-	var queries [][]Code
-	for i := range 512 {
-		var v [8]Code
-		if i%2 == 0 {
-			v = dihedralApprox(flip(rng, codes[rng.IntN(n)], 29+rng.IntN(5)))
-		} else {
-			v = dihedralApprox(randomCode(rng))
-		}
-		queries = append(queries, v[:])
-	}
+	queries := imageQueries(rng, codes)
 	s := &benchSet{ix, codes, queries}
 	benchIndexes.Store(key, s)
 	return s
@@ -75,4 +66,20 @@ func BenchmarkLinear(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		dst, _ = Linear(s.codes, s.queries[i%len(s.queries)], 31, dst[:0])
 	}
+}
+
+// imageQueries are 512 image lookups (8 approximate dihedral variants each):
+// half near an indexed code (29-33 bits away), half random.
+func imageQueries(rng *rand.Rand, codes []Code) [][]Code {
+	var queries [][]Code
+	for i := range 512 {
+		var v [8]Code
+		if i%2 == 0 {
+			v = dihedralApprox(flip(rng, codes[rng.IntN(len(codes))], 29+rng.IntN(5)))
+		} else {
+			v = dihedralApprox(randomCode(rng))
+		}
+		queries = append(queries, v[:])
+	}
+	return queries
 }
