@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milvus-io/milvus/client/v2/column"
+	"github.com/milvus-io/milvus/client/v2/entity"
+
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/sink/conformance"
@@ -514,5 +517,47 @@ func TestCoderCodesRecords(t *testing.T) {
 	res, err = ix.Search(context.Background(), domain.VectorQuery{Code: []byte{0xab, 0xcd}, Modality: domain.ModalityText, K: 1, Plan: domain.PlanHash})
 	if err != nil || len(res) != 1 || res[0].PostID != "b" || *res[0].Distance != 0 {
 		t.Fatalf("hash search for b's own code: %+v %v", res, err)
+	}
+}
+
+// A round reads one collection, the versions rows, for a post's version and
+// its takedown. Deny rows written before versions rows held the mark (an
+// older build, or another model version's indexer: the deny rows are shared)
+// are copied in before the first round, so they still refuse the post; a
+// takedown through Apply leaves the mark.
+func TestDenyMarksInVersionsRows(t *testing.T) {
+	ctx := context.Background()
+	opt := testOptions(t, conformance.Dim)
+	ix := openTest(t, opt)
+	r := rand.New(rand.NewPCG(9, 9))
+	// What an older build left: a deny row and no versions row.
+	if err := ix.upsert(ctx, ix.l.deny.name, []column.Column{
+		column.NewColumnVarChar(fPostID, []string{"old-gone"}),
+		column.NewColumnInt64(fDeniedAt, []int64{time.Now().UnixNano()}), dummyColumn(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustApply(t, ix, textPost("old-gone", 3, "a", r), textPost("kept", 1, "a", r)); out[0] != domain.Denied || out[1] != domain.Applied {
+		t.Fatalf("a post whose deny row predates the marks: %v, want [denied applied]", out)
+	}
+	mustApply(t, ix, domain.Change{PostID: "kept", Delete: true, Deny: true})
+	seqs, err := ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, []string{"old-gone", "kept", denyMarksRow}, entity.ClStrong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seqs["old-gone"] != denyMark || seqs["kept"] != denyMark || seqs[denyMarksRow] != denyMarksDone {
+		t.Fatalf("versions rows %v: want both posts marked denied (%d) and the marker row", seqs, denyMark)
+	}
+	// Another process on the same collections sees both takedowns.
+	ix2, err := Open(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix2.Close()
+	if out := mustApply(t, ix2, textPost("kept", 9, "a", r), textPost("old-gone", 9, "a", r)); out[0] != domain.Denied || out[1] != domain.Denied {
+		t.Fatalf("another process: %v, want both denied", out)
+	}
+	// A version over int64 cannot be stored: refused, not wrapped into a mark.
+	if _, err := ix2.Apply(ctx, []domain.Change{textPost("huge", math.MaxUint64, "a", r)}); err == nil {
+		t.Fatal("a version of 2^64-1 was accepted")
 	}
 }

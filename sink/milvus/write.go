@@ -35,7 +35,8 @@ var ErrClosed = errors.New("milvus index: closed")
 // every write.
 //
 // What a round knows of a post, without waiting for a Strong read:
-//   - the version, deny-list and record rows read at Bounded consistency (no
+//   - the versions row (its version, or denyMark for a takedown) and the
+//     record rows, read at Bounded consistency (no
 //     wait for a time tick; they show every write older than Milvus's graceful
 //     time, 5 s by default), merged with
 //   - what this writer itself wrote in the last StaleWindow (its own recent
@@ -47,7 +48,7 @@ var ErrClosed = errors.New("milvus index: closed")
 // another indexer, the previous owner's last writes may be younger than the
 // graceful time: Fence makes the next FenceWindow of rounds read Strong (the
 // Kafka source calls it on every assignment). Takedowns are decided by the
-// replicated deny-list before Apply (workers), so the deny rows read here are
+// replicated deny-list before Apply (workers), so the marks read here are
 // a second line, not the gate.
 type writer struct {
 	ix     *Index
@@ -69,6 +70,9 @@ type writer struct {
 	fenceTS     uint64                 // server timestamp taken after the latest Fence (0: not yet)
 	fenceTSOf   int                    // the fenceEpoch fenceTS was taken for
 	fenceMu     sync.Mutex             // one timestamp request at a time
+
+	markMu sync.Mutex  // one ensureDenyMarks at a time
+	marked atomic.Bool // the deny rows are marked in the versions collection
 
 	rounds, rows, strongRounds atomic.Int64
 	readNanos, writeNanos      atomic.Int64
@@ -359,6 +363,9 @@ func (ix *Index) validate(changes []domain.Change) error {
 		if ch.PostID == "" || len(ch.PostID) > o.MaxPostID {
 			return fmt.Errorf("milvus index: post id %q: want 1..%d bytes", ch.PostID, o.MaxPostID)
 		}
+		if ch.Seq > math.MaxInt64 {
+			return fmt.Errorf("milvus index: post %q: version %d is over %d (the versions row holds an int64)", ch.PostID, ch.Seq, int64(math.MaxInt64))
+		}
 		for j := range ch.Records {
 			r := &ch.Records[j]
 			switch {
@@ -390,6 +397,87 @@ func (ix *Index) validate(changes []domain.Change) error {
 			}
 		}
 	}
+	return nil
+}
+
+// denyMark is the seq of the versions row of a post on the deny-list. Rounds
+// read one collection (versions) to learn both a post's version and its
+// takedown; the deny rows (shared by every model version) stay the durable
+// record the replicated deny-list is seeded from.
+const denyMark int64 = -1
+
+// denyMarksRow is the post id of the versions row that says the collection's
+// takedowns are marked in it (no post can have it: '~' is not allowed in a
+// post id); its seq is denyMarksDone.
+const (
+	denyMarksRow        = "~deny-marks"
+	denyMarksDone int64 = 1
+)
+
+// ensureDenyMarks makes sure that every deny row has its mark in this model
+// version's versions collection, once per process: a collection made before
+// versions rows held the mark (or for a new model version, whose collections
+// start empty while the deny rows are shared) has the deny rows copied into
+// it, then the marker row written. Until that has succeeded no round reads.
+// A takedown written by an older build while this runs is not marked; the
+// pipeline's replicated deny-list (the gate before Apply) still refuses the
+// post.
+func (w *writer) ensureDenyMarks(ctx context.Context) error {
+	if w.marked.Load() {
+		return nil
+	}
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if w.marked.Load() {
+		return nil
+	}
+	ix := w.ix
+	m, err := ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, []string{denyMarksRow}, entity.ClStrong)
+	if err != nil {
+		return err
+	}
+	if m[denyMarksRow] != denyMarksDone {
+		var ids []string
+		flush := func() error {
+			if len(ids) == 0 {
+				return nil
+			}
+			seqs := make([]int64, len(ids))
+			for i := range seqs {
+				seqs[i] = denyMark
+			}
+			err := ix.upsert(ctx, ix.l.posts.name, []column.Column{
+				column.NewColumnVarChar(fPostID, ids), column.NewColumnInt64(fSeq, seqs), dummyColumn(len(ids))})
+			ids = ids[:0]
+			return err
+		}
+		n := 0
+		err := ix.DeniedIDs(ctx, func(id string, _ time.Time) error {
+			ids = append(ids, id)
+			n++
+			if len(ids) >= ix.opt.BatchSize {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err == nil {
+			err = ix.upsert(ctx, ix.l.posts.name, []column.Column{
+				column.NewColumnVarChar(fPostID, []string{denyMarksRow}), column.NewColumnInt64(fSeq, []int64{denyMarksDone}), dummyColumn(1)})
+		}
+		if err != nil {
+			return fmt.Errorf("milvus: marking the deny-list's posts in %s: %w", ix.l.posts.name, err)
+		}
+		ix.log.Info("marked the deny-list's posts in the versions collection", "collection", ix.l.posts.name, "posts", n)
+		if n > 0 {
+			// A Bounded read may not show the marks yet: the next rounds
+			// read at a timestamp taken after them.
+			ix.Fence()
+		}
+	}
+	w.marked.Store(true)
 	return nil
 }
 
@@ -434,22 +522,20 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 			}
 		}
 	}
-	// 1. what Milvus holds: versions, deny-list entries and the records present,
-	// read in parallel at Bounded consistency (Strong after a Fence), merged
-	// with this writer's own recent writes.
+	// 1. what Milvus holds: versions (and takedowns) and the records present,
+	// read at Bounded consistency (Strong after a Fence), merged with this
+	// writer's own recent writes. One read: a post's versions row holds its
+	// version, or denyMark for a post on the deny-list (ensureDenyMarks
+	// copied the deny rows written before versions rows held the mark).
+	if err := w.ensureDenyMarks(ctx); err != nil {
+		return err
+	}
 	rctx, cl := w.readLevel(ctx)
 	if cl != entity.ClBounded {
 		w.strongRounds.Add(1)
 	}
 	readStart := time.Now()
-	var seqs, denied map[string]int64
-	err := parallel(
-		func() (err error) { seqs, err = ix.queryInt64(rctx, ix.l.posts.name, fPostID, fSeq, ids, cl); return },
-		func() (err error) {
-			denied, err = ix.queryInt64(rctx, ix.l.deny.name, fPostID, fDeniedAt, ids, cl)
-			return
-		},
-	)
+	seqs, err := ix.queryInt64(rctx, ix.l.posts.name, fPostID, fSeq, ids, cl)
 	if err != nil {
 		return err
 	}
@@ -461,7 +547,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	var cands []string
 	w.mu.Lock()
 	for _, id := range ids {
-		if _, ok := seqs[id]; !ok && w.recent[id] == nil {
+		if s, ok := seqs[id]; (!ok || s == denyMark) && w.recent[id] == nil {
 			continue
 		}
 		for _, m := range domain.Modalities {
@@ -483,10 +569,12 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	w.mu.Lock()
 	w.expireRecent(now)
 	for id, ps := range states {
-		if s, ok := seqs[id]; ok {
+		switch s, ok := seqs[id]; {
+		case ok && s == denyMark:
+			ps.st.Denied = true
+		case ok && s >= 0:
 			ps.st.Exists, ps.st.Seq = true, uint64(s)
 		}
-		_, ps.st.Denied = denied[id]
 		for _, m := range domain.Modalities {
 			ps.present[modIndex(m)] = present[domain.PrimaryKey(id, m)]
 		}
@@ -547,7 +635,14 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 				pk := domain.PrimaryKey(id, m)
 				delRec, delCode, delPDQ = append(delRec, pk), append(delCode, pk), append(delPDQ, pk)
 			}
-			delPosts = append(delPosts, id)
+			if ps.st.Denied {
+				// The versions row keeps the takedown: the next round that
+				// reads this post sees it without reading the deny rows.
+				postIDs = append(postIDs, id)
+				postSeqs = append(postSeqs, denyMark)
+			} else {
+				delPosts = append(delPosts, id)
+			}
 		case finalUpsert:
 			has := map[domain.Modality]*domain.Record{}
 			for j := range ps.records {
