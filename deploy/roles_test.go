@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -79,6 +80,14 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", samples, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
 		t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
 	}
+	// A text bank that the second sample post matches, before the indexer
+	// starts: on Milvus its records keep the match (schema 2 collections).
+	known := sampleText(t, samples, ids[1])
+	for _, args := range [][]string{{"bank", "create", "known"}, {"bank", "add", "known", "--text", known}} {
+		if out, err := xmodal(t, []string{"XMODAL_NATS_URL=" + ns.ClientURL()}, args...); err != nil {
+			t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
 	indexer := startXmodal(t, append(common, "XMODAL_KAFKA_BROKERS="+kafka, "XMODAL_NATS_URL="+ns.ClientURL()), "indexer")
 	_, ready := indexer.get("/readyz")
 	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka", "denylist: ok"} {
@@ -105,6 +114,22 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(serve.post(t, "/v1/search", `{"text":"two red stars","target":"image","k":3}`)), &res); err != nil || len(res.Hits) != 3 {
 		t.Errorf("search through the query role: %v, %d hits", err, len(res.Hits))
+	}
+	// The bank match is on the Milvus records: hits carry it, and the
+	// matched_banks filter lists exactly the matching post.
+	var matched struct {
+		Hits []struct {
+			PostID  string `json:"post_id"`
+			Matches []struct {
+				Bank string `json:"bank"`
+			} `json:"matches"`
+		} `json:"hits"`
+	}
+	body, _ := json.Marshal(map[string]any{"text": known, "target": "text", "k": 10, "filter": map[string]any{"matched_banks": []string{"known"}}})
+	reply := serve.post(t, "/v1/search", string(body))
+	if err := json.Unmarshal([]byte(reply), &matched); err != nil || len(matched.Hits) != 1 || matched.Hits[0].PostID != ids[1] ||
+		len(matched.Hits[0].Matches) != 1 || matched.Hits[0].Matches[0].Bank != "known" {
+		t.Errorf("search with matched_banks [known] on Milvus: %v; want only %s with its match\n%s", err, ids[1], reply)
 	}
 	// The roles export their own metrics.
 	im, sm := indexer.metrics(t), serve.metrics(t)
@@ -186,4 +211,24 @@ func copyModel(t *testing.T, dist, dir, version string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// sampleText returns the text of the sample post id.
+func sampleText(t *testing.T, path, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var p struct {
+			ID   string `json:"id"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(l, &p) == nil && p.ID == id && p.Text != "" {
+			return p.Text
+		}
+	}
+	t.Fatalf("%s: no text for %s", path, id)
+	return ""
 }

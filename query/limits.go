@@ -120,13 +120,14 @@ func checkPDQHex(h string) error {
 }
 
 // checkIndexFilter refuses a filter the index cannot apply: matched_banks
-// needs an index whose records keep their bank matches (the embedded one).
+// needs an index whose records keep their bank matches (the embedded one,
+// Milvus collections of schema 2).
 func (s *Service) checkIndexFilter(f *domain.Filter) error {
 	if len(f.MatchedBanks) == 0 {
 		return nil
 	}
 	if mk, ok := s.d.Index.(domain.MatchKeeper); !ok || !mk.KeepsMatches() {
-		return errorf(CodeBadRequest, "filter.matched_banks needs the embedded index: Milvus records do not keep their bank matches yet")
+		return errorf(CodeBadRequest, "filter.matched_banks needs an index whose records keep their bank matches: the embedded index, or Milvus collections of the current schema (migrate older ones with xmodal milvus migrate)")
 	}
 	return nil
 }

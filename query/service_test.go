@@ -281,7 +281,7 @@ func TestMatchedBanksFilter(t *testing.T) {
 
 	noMatches := newStackWith(t, query.Config{}, nil, func(d *query.Deps) { d.Index = struct{ domain.Searcher }{d.Index} })
 	_, err = noMatches.cl.Search(ctx, &query.SearchRequest{Text: s.texts[0], Target: "text", K: 10, Filter: domain.Filter{MatchedBanks: []string{"spam"}}})
-	if e := query.AsError(err); e == nil || e.Code != 400 || !strings.Contains(e.Message, "filter.matched_banks needs the embedded index") {
+	if e := query.AsError(err); e == nil || e.Code != 400 || !strings.Contains(e.Message, "filter.matched_banks needs an index whose records keep their bank matches") {
 		t.Fatalf("an index without matches: %v, want 400 naming filter.matched_banks", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,7 @@ import (
 func milvusCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "milvus",
-		Short: "Milvus administration: move the alias to a model version, drop a model version's collections",
+		Short: "Milvus administration: move the alias to a model version, drop a model version's collections, migrate them to the current schema",
 	}
 	c.AddCommand(milvusAdminCmd("swap-alias", "Point the alias milvus.collection at a model version's collections",
 		`Points the alias milvus.collection at the collections of MODEL_VERSION (the
@@ -27,7 +28,68 @@ they restart with the new model.`, "pointed alias %s at model %q\n", milvus.Swap
 		milvusAdminCmd("drop-model", "Drop every collection of a model version (never the live one)",
 			`Drops the collections of MODEL_VERSION (records, codes, PDQ hashes, posts; the
 deny-list is shared by every version and stays). It refuses the version the
-alias milvus.collection points to: swap the alias first.`, "dropped the collections of model %[2]q (alias %[1]s)\n", milvus.DropModel))
+alias milvus.collection points to: swap the alias first.`, "dropped the collections of model %[2]q (alias %[1]s)\n", milvus.DropModel),
+		milvusMigrateCmd())
+	return c
+}
+
+// milvusMigrateCmd copies a model version's collections of an older schema
+// into collections of the current one (milvus.Migrate).
+func milvusMigrateCmd() *cobra.Command {
+	var dropOld bool
+	c := &cobra.Command{
+		Use:   "migrate MODEL_VERSION",
+		Short: "Copy a model version's collections into the current schema (bank matches), then move the alias",
+		Long: `Copies the collections of MODEL_VERSION made before records kept their bank
+matches (schema 1) into new collections of the current schema, moves the alias
+milvus.collection to them if it pointed to the old ones, and with --drop-old
+drops the old collections. Milvus cannot add a field to a collection in place.
+Stop the indexers of this model version first (the copy fails if the records
+change while it runs); restart query processes afterwards, before dropping the
+old collections. Running it again after a failure is safe; on current
+collections it does nothing.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			if cfg.Milvus.Address == "" {
+				return errors.New("config milvus.address: required (the Milvus that holds the collections)")
+			}
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			o := cfg.milvusOptions(roleIndexer, 0, args[0], 0, log)
+			last := time.Now()
+			rep, err := milvus.Migrate(cmd.Context(), o, dropOld, func(done int) {
+				if time.Since(last) > 2*time.Second {
+					fmt.Fprintf(cmd.ErrOrStderr(), "copied %d records\n", done)
+					last = time.Now()
+				}
+			})
+			if err != nil {
+				if errors.Is(err, milvus.ErrUnreachable) {
+					return fmt.Errorf("config milvus.address: %w", err)
+				}
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if rep.Done {
+				fmt.Fprintf(out, "%s is current: nothing to migrate\n", rep.From)
+				return nil
+			}
+			fmt.Fprintf(out, "copied %d records and %d versions rows from %s into %s\n", rep.Records, rep.Versions, rep.From, rep.To)
+			if rep.AliasMoved {
+				fmt.Fprintf(out, "alias %s now points to %s: restart the query processes\n", cfg.Milvus.Collection, rep.To)
+			}
+			if rep.Dropped {
+				fmt.Fprintf(out, "dropped the collections of %s\n", rep.From)
+			} else {
+				fmt.Fprintf(out, "the old collections stay: drop them with --drop-old once nothing reads them\n")
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&dropOld, "drop-old", false, "drop the old collections after the copy and the alias move")
 	return c
 }
 

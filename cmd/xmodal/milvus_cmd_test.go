@@ -21,12 +21,16 @@ func TestMilvusAdminCommandsWiring(t *testing.T) {
 	}{
 		{"swap without an address", []string{"milvus", "swap-alias", "clip@2"}, "config milvus.address: required"},
 		{"drop without an address", []string{"milvus", "drop-model", "clip@1"}, "config milvus.address: required"},
+		{"migrate without an address", []string{"milvus", "migrate", "clip@1"}, "config milvus.address: required"},
+		{"migrate without a version", []string{"milvus", "migrate", "--milvus-address", "127.0.0.1:1"}, "accepts 1 arg(s), received 0"},
 		{"swap without a version", []string{"milvus", "swap-alias", "--milvus-address", "127.0.0.1:1"}, "accepts 1 arg(s), received 0"},
 		{"drop with two versions", []string{"milvus", "drop-model", "--milvus-address", "127.0.0.1:1", "a", "b"}, "accepts 1 arg(s), received 2"},
 		{"bad collection name", []string{"milvus", "drop-model", "--milvus-address", "127.0.0.1:1", "--milvus-collection", "1bad", "clip@1"}, `config milvus.collection: "1bad"`},
 		{"swap to an unreachable Milvus", []string{"milvus", "swap-alias", "--milvus-address", "127.0.0.1:1", "--milvus-start-timeout", "1s",
 			"--milvus-dial-timeout", "200ms", "clip@2"}, "config milvus.address: milvus unreachable: no answer from 127.0.0.1:1"},
 		{"drop on an unreachable Milvus", []string{"milvus", "drop-model", "--milvus-address", "127.0.0.1:1", "--milvus-start-timeout", "1s",
+			"--milvus-dial-timeout", "200ms", "clip@1"}, "config milvus.address: milvus unreachable: no answer from 127.0.0.1:1"},
+		{"migrate on an unreachable Milvus", []string{"milvus", "migrate", "--milvus-address", "127.0.0.1:1", "--milvus-start-timeout", "1s",
 			"--milvus-dial-timeout", "200ms", "clip@1"}, "config milvus.address: milvus unreachable: no answer from 127.0.0.1:1"},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,10 @@ func (ix *Index) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	own := VersionCollection(o.Collection, o.ModelVersion)
+	own, err := modelCollection(ctx, ix.c, o, o.ModelVersion)
+	if err != nil {
+		return err
+	}
 	live, err := ix.resolveAlias(ctx, o.Collection)
 	if err != nil {
 		return err
@@ -93,19 +97,29 @@ func (ix *Index) init(ctx context.Context) error {
 	}
 
 	single := o.Layout == LayoutSingle
+	schema := schemaCurrent
+	existing, exists, err := ix.describeMeta(ctx, ix.recordsC)
+	if err != nil {
+		return err
+	}
+	if exists {
+		// An existing collection keeps the layout and schema it was created
+		// with (a schema 1 collection keeps no bank matches until Migrate).
+		schema = max(existing.Schema, schemaV1)
+	}
 	if o.Layout == LayoutAuto {
 		single = serverSupportsMultiVector(ix.server)
-		// An existing collection keeps the layout it was created with.
-		if m, ok, err := ix.describeMeta(ctx, ix.recordsC); err != nil {
-			return err
-		} else if ok && m.Layout != "" {
-			single = m.Layout == LayoutSingle
+		if exists && existing.Layout != "" {
+			single = existing.Layout == LayoutSingle
 		}
 	}
 	if single && ix.server != "" && !serverSupportsMultiVector(ix.server) {
 		return fmt.Errorf("milvus: layout single needs several vector fields per collection (Milvus >= 2.4); the server is %s: use layout split or auto", ix.server)
 	}
-	ix.l = ix.buildLayout(ix.recordsC, single)
+	ix.l = ix.buildLayout(ix.recordsC, single, schema)
+	if schema < schemaCurrent {
+		ix.log.Warn("this milvus collection predates bank matches: hits carry no matches and the matched_banks filter is refused until it is migrated (xmodal milvus migrate)", "collection", ix.recordsC, "schema", schema)
+	}
 	if o.FollowAlias {
 		if m, ok, err := ix.describeMeta(ctx, live); err != nil {
 			return err
@@ -214,7 +228,10 @@ func SwapAlias(ctx context.Context, opt Options, modelVersion string) error {
 		return err
 	}
 	defer c.Close(context.Background())
-	target := VersionCollection(opt.Collection, modelVersion)
+	target, err := modelCollection(ctx, c, opt, modelVersion)
+	if err != nil {
+		return err
+	}
 	has, err := hasCollection(ctx, c, opt, target)
 	if err != nil {
 		return err
@@ -297,11 +314,22 @@ func DropModel(ctx context.Context, opt Options, modelVersion string) error {
 	if err != nil {
 		return err
 	}
-	if live == base {
-		return fmt.Errorf("milvus: alias %s points to %s: swap it to another model before dropping %q", opt.Collection, base, modelVersion)
+	bases := []string{base, migratedCollection(base)}
+	if slices.Contains(bases, live) {
+		return fmt.Errorf("milvus: alias %s points to %s: swap it to another model before dropping %q", opt.Collection, live, modelVersion)
+	}
+	return dropCollections(ctx, c, opt, bases...)
+}
+
+// dropCollections drops the collections of a model version's layouts whose
+// records collections are named (those that exist).
+func dropCollections(ctx context.Context, c *milvusclient.Client, opt Options, bases ...string) error {
+	var names []string
+	for _, b := range bases {
+		names = append(names, b, b+"_code", b+"_pdq", b+"_posts")
 	}
 	var errs []error
-	for _, name := range []string{base, base + "_code", base + "_pdq", base + "_posts"} {
+	for _, name := range names {
 		// Only the collections that exist are dropped (a layout has some of the
 		// four), so that every error a drop returns is a real one.
 		has, err := hasCollection(ctx, c, opt, name)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,8 +21,28 @@ import (
 // maxTopK is Milvus's limit on a search's topk (and offset + limit).
 const maxTopK = 16384
 
-// displayFields are what a hit needs.
+// displayFields are what a hit needs (and its bank matches, schema 2).
 var displayFields = []string{fPostID, fModality, fAuthor, fCreatedAt, fLabels, fText, fMediaURL, fThumbnail}
+
+func (ix *Index) displayFields() []string {
+	if ix.l.schema >= schemaMatches {
+		return append(slices.Clip(displayFields), fMatches)
+	}
+	return displayFields
+}
+
+// checkMatchFilter refuses matched_banks on a collection that predates
+// bank matches.
+func (ix *Index) checkMatchFilter(f domain.Filter) error {
+	if len(f.MatchedBanks) > 0 && ix.l.schema < schemaMatches {
+		return fmt.Errorf("%w: filter.matched_banks: the milvus collection %s predates bank matches; migrate it (xmodal milvus migrate)", domain.ErrInvalidQuery, ix.recordsC)
+	}
+	return nil
+}
+
+// KeepsMatches reports whether records keep their bank matches (collections
+// of schema 2: hits carry matches and filters read matched_banks).
+func (ix *Index) KeepsMatches() bool { return ix.l.schema >= schemaMatches }
 
 // errNoClusters refuses cluster filters: the Milvus backend keeps no
 // near-duplicate clusters yet (docs/clusters.md, "Milvus").
@@ -44,6 +66,9 @@ func FilterExpr(m domain.Modality, f domain.Filter) string {
 	}
 	if len(f.Labels) > 0 {
 		parts = append(parts, "array_contains_any("+fLabels+", "+quoteList(f.Labels)+")")
+	}
+	if len(f.MatchedBanks) > 0 {
+		parts = append(parts, "array_contains_any("+fMatchedBanks+", "+quoteList(f.MatchedBanks)+")")
 	}
 	return strings.Join(parts, " && ")
 }
@@ -95,13 +120,16 @@ func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit
 	if q.Filter.HasClusters() {
 		return nil, errNoClusters
 	}
+	if err := ix.checkMatchFilter(q.Filter); err != nil {
+		return nil, err
+	}
 	expr := FilterExpr(q.Modality, q.Filter)
 	switch q.Plan {
 	case "", domain.PlanExact, domain.PlanANN:
 		if len(q.Vector) != ix.opt.Dim {
 			return nil, fmt.Errorf("%w: query vector has dimension %d, the index holds %d", domain.ErrInvalidQuery, len(q.Vector), ix.opt.Dim)
 		}
-		cands, err := ix.searchTies(ctx, ix.l.records, fVector, entity.FloatVector(q.Vector), q.K, expr, q.Plan == domain.PlanANN, displayFields)
+		cands, err := ix.searchTies(ctx, ix.l.records, fVector, entity.FloatVector(q.Vector), q.K, expr, q.Plan == domain.PlanANN, ix.displayFields())
 		if err != nil {
 			return nil, err
 		}
@@ -144,7 +172,7 @@ func (ix *Index) codeSearch(ctx context.Context, q domain.VectorQuery, k int, ex
 	var out []string
 	if ix.l.single {
 		expr = and(fHasCode+" == true", expr)
-		out = displayFields
+		out = ix.displayFields()
 	}
 	return ix.searchTies(ctx, ix.l.code, fCode, entity.BinaryVector(q.Code), k, expr, false, out)
 }
@@ -341,6 +369,10 @@ func (r rowReader) hit(i int, pk string, score float32) domain.Hit {
 	if t := r.str(fThumbnail, i); t != "" {
 		h.Thumbnail, _ = base64.StdEncoding.DecodeString(t)
 	}
+	if m := r.str(fMatches, i); m != "" {
+		// Written by recordColumns; a row that does not decode has none.
+		_ = json.Unmarshal([]byte(m), &h.Matches)
+	}
 	return h
 }
 
@@ -350,6 +382,7 @@ func (r rowReader) record(i int) domain.Record {
 		PK: h.PK, PostID: h.PostID, Modality: h.Modality, Author: h.Author, CreatedAt: h.CreatedAt,
 		ModelVersion: r.str(fModelVersion, i), Labels: h.Labels, Text: h.Text, MediaURL: h.MediaURL,
 		Thumbnail: h.Thumbnail, Vector: r.floats(fVector, i), PDQQuality: int(r.i64(fPDQQuality, i)),
+		Matches: h.Matches,
 	}
 	if s := r.str(fCodeHex, i); s != "" {
 		rec.Code, _ = hex.DecodeString(s)
@@ -405,7 +438,7 @@ func (ix *Index) hydrate(ctx context.Context, cands []cand) ([]domain.Hit, error
 	for i, c := range cands {
 		pks[i] = c.pk
 	}
-	rows, err := ix.fetch(ctx, pks, append([]string{fPK}, displayFields...), ix.cl)
+	rows, err := ix.fetch(ctx, pks, append([]string{fPK}, ix.displayFields()...), ix.cl)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +461,7 @@ func (ix *Index) rerank(ctx context.Context, q domain.VectorQuery, cands []cand)
 	for i, c := range cands {
 		pks[i] = c.pk
 	}
-	rows, err := ix.fetch(ctx, pks, append([]string{fPK, fVector}, displayFields...), ix.cl)
+	rows, err := ix.fetch(ctx, pks, append([]string{fPK, fVector}, ix.displayFields()...), ix.cl)
 	if err != nil {
 		return nil, err
 	}
@@ -485,6 +518,9 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 	}
 	if !ix.opt.DisablePDQ {
 		fields = append(fields, fPDQHex, fPDQQuality)
+	}
+	if ix.l.schema >= schemaMatches {
+		fields = append(fields, fMatches)
 	}
 	rows, err := ix.fetch(ctx, pks, fields, ix.cl)
 	if err != nil {
@@ -551,6 +587,9 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 	}
 	if q.Filter.HasClusters() {
 		return nil, errNoClusters
+	}
+	if err := ix.checkMatchFilter(q.Filter); err != nil {
+		return nil, err
 	}
 	expr := FilterExpr("", q.Filter)
 	if q.MinQuality > 0 {

@@ -39,7 +39,19 @@ const (
 	fHasPDQ       = "has_pdq"
 	fSeq          = "seq"
 	fDeniedAt     = "denied_at"
-	fDummy        = "v" // Milvus 2.3 needs a vector field in every collection
+	fDummy        = "v"             // Milvus 2.3 needs a vector field in every collection
+	fMatches      = "matches"       // JSON of the post version's bank matches (schema 2)
+	fMatchedBanks = "matched_banks" // the banks among them, for filters (schema 2)
+)
+
+// Schemas of a model version's collections. Schema 1 (collections from before
+// 2026-12-03, whose description names none) has no bank matches; schema 2
+// adds them. Milvus cannot add a field to a collection in place, so a schema 1
+// collection is copied into a schema 2 one by Migrate.
+const (
+	schemaV1      = 1
+	schemaMatches = 2
+	schemaCurrent = schemaMatches
 )
 
 // Limits of the schema's strings (bytes).
@@ -51,6 +63,9 @@ const (
 	maxMediaURL  = 4096
 	maxThumbnail = 65535 // base64; a larger thumbnail is left out (see docs/milvus.md)
 	pdqBits      = 256
+	maxMatches   = 16384 // bytes of a record's matches JSON; more are left out (logged)
+	maxBanks     = 64    // banks in matched_banks
+	maxBankName  = 64
 )
 
 // Kinds of collection.
@@ -81,6 +96,7 @@ type meta struct {
 	Dim          int    `json:"dim,omitempty"`
 	CodeBits     int    `json:"code_bits,omitempty"`
 	Layout       string `json:"layout,omitempty"`
+	Schema       int    `json:"schema,omitempty"` // 0: schemaV1
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_]+`)
@@ -102,6 +118,7 @@ func denyCollection(base string) string { return base + "_deny" }
 // layout decides the tables of a model version.
 type layout struct {
 	single   bool
+	schema   int
 	records  *table
 	code     *table // == records when single; nil without codes
 	pdq      *table // == records when single; nil without PDQ
@@ -110,9 +127,9 @@ type layout struct {
 	codeBits int // 0: no codes
 }
 
-func (ix *Index) buildLayout(recordsName string, single bool) *layout {
+func (ix *Index) buildLayout(recordsName string, single bool, schema int) *layout {
 	o := ix.opt
-	l := &layout{single: single}
+	l := &layout{single: single, schema: schema}
 	if o.CodeBits > 0 {
 		l.codeBits = o.CodeBits
 	}
@@ -121,7 +138,7 @@ func (ix *Index) buildLayout(recordsName string, single bool) *layout {
 	}
 	pkLen := o.MaxPostID + 16
 	filterFields := func(s *entity.Schema) *entity.Schema {
-		return s.
+		s.
 			WithField(varchar(fPK, pkLen).WithIsPrimaryKey(true)).
 			WithField(varchar(fPostID, o.MaxPostID)).
 			WithField(varchar(fModality, 16)).
@@ -129,9 +146,18 @@ func (ix *Index) buildLayout(recordsName string, single bool) *layout {
 			WithField(entity.NewField().WithName(fCreatedAt).WithDataType(entity.FieldTypeInt64)).
 			WithField(entity.NewField().WithName(fLabels).WithDataType(entity.FieldTypeArray).
 				WithElementType(entity.FieldTypeVarChar).WithMaxLength(maxLabel).WithMaxCapacity(int64(o.MaxLabels)))
+		if schema >= schemaMatches {
+			s.WithField(entity.NewField().WithName(fMatchedBanks).WithDataType(entity.FieldTypeArray).
+				WithElementType(entity.FieldTypeVarChar).WithMaxLength(maxBankName).WithMaxCapacity(maxBanks))
+		}
+		return s
 	}
 	desc := func(kind string) string {
-		b, _ := json.Marshal(meta{Xmodal: kind, ModelVersion: o.ModelVersion, Dim: o.Dim, CodeBits: l.codeBits, Layout: map[bool]string{true: LayoutSingle, false: LayoutSplit}[single]})
+		m := meta{Xmodal: kind, ModelVersion: o.ModelVersion, Dim: o.Dim, CodeBits: l.codeBits, Layout: map[bool]string{true: LayoutSingle, false: LayoutSplit}[single]}
+		if schema > schemaV1 {
+			m.Schema = schema
+		}
+		b, _ := json.Marshal(m)
 		return string(b)
 	}
 
@@ -141,6 +167,9 @@ func (ix *Index) buildLayout(recordsName string, single bool) *layout {
 		WithField(varchar(fText, maxText)).
 		WithField(varchar(fMediaURL, maxMediaURL)).
 		WithField(varchar(fThumbnail, maxThumbnail))
+	if schema >= schemaMatches {
+		s.WithField(varchar(fMatches, maxMatches))
+	}
 	if l.codeBits > 0 {
 		s.WithField(varchar(fCodeHex, max(16, l.codeBits/4)))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -838,9 +839,12 @@ func (ix *Index) recordColumns(recs []*domain.Record) []column.Column {
 		vecs                                                         = make([][]float32, n)
 		codes, pdqs                                                  = make([][]byte, n), make([][]byte, n)
 		hasCode, hasPDQ                                              = make([]bool, n), make([]bool, n)
+		matches                                                      = make([]string, n)
+		banks                                                        = make([][]string, n)
 	)
 	codeBytes := max(ix.l.codeBits/8, 0)
 	for i, r := range recs {
+		matches[i], banks[i] = ix.matchesOf(r)
 		pk[i], post[i], mod[i], author[i], mv[i] = r.PK, r.PostID, string(r.Modality), r.Author, r.ModelVersion
 		text[i], url[i] = r.Text, r.MediaURL
 		if len(r.Thumbnail) > 0 {
@@ -869,6 +873,9 @@ func (ix *Index) recordColumns(recs []*domain.Record) []column.Column {
 		column.NewColumnVarChar(fText, text), column.NewColumnVarChar(fMediaURL, url), column.NewColumnVarChar(fThumbnail, thumb),
 		column.NewColumnFloatVector(fVector, ix.opt.Dim, vecs),
 	}
+	if ix.l.schema >= schemaMatches {
+		cols = append(cols, column.NewColumnVarChar(fMatches, matches), column.NewColumnVarCharArray(fMatchedBanks, banks))
+	}
 	if ix.l.codeBits > 0 {
 		cols = append(cols, column.NewColumnVarChar(fCodeHex, codeHex))
 	}
@@ -891,7 +898,7 @@ func (ix *Index) recordColumns(recs []*domain.Record) []column.Column {
 func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Column {
 	var pk, post, mod, author []string
 	var created, quality []int64
-	var labels [][]string
+	var labels, banks [][]string
 	var vecs [][]byte
 	for _, r := range recs {
 		v := r.Code
@@ -904,6 +911,10 @@ func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Colum
 		pk, post, mod, author = append(pk, r.PK), append(post, r.PostID), append(mod, string(r.Modality)), append(author, r.Author)
 		created, labels, vecs = append(created, encodeTime(r.CreatedAt)), append(labels, labelsOf(r)), append(vecs, v)
 		quality = append(quality, int64(r.PDQQuality))
+		if ix.l.schema >= schemaMatches {
+			_, b := ix.matchesOf(r)
+			banks = append(banks, b)
+		}
 	}
 	if len(pk) == 0 {
 		return nil
@@ -920,7 +931,42 @@ func (ix *Index) sideColumns(recs []*domain.Record, field string) []column.Colum
 	if field == fPDQ {
 		cols = append(cols, column.NewColumnInt64(fPDQQuality, quality))
 	}
+	if ix.l.schema >= schemaMatches {
+		cols = append(cols, column.NewColumnVarCharArray(fMatchedBanks, banks))
+	}
 	return cols
+}
+
+// matchesOf returns what a record's row holds of its bank matches (schema 2):
+// the matches as JSON ("" without any) and the distinct banks, for filters.
+// Matches past maxMatches bytes of JSON, or banks past maxBanks, are left out
+// (logged): the events still carry every match.
+func (ix *Index) matchesOf(r *domain.Record) (string, []string) {
+	if ix.l.schema < schemaMatches || len(r.Matches) == 0 {
+		return "", []string{}
+	}
+	ms := r.Matches
+	var js []byte
+	for {
+		js, _ = json.Marshal(ms) // plain structs: cannot fail
+		if len(js) <= maxMatches || len(ms) == 0 {
+			break
+		}
+		ms = ms[:len(ms)/2]
+	}
+	if len(ms) < len(r.Matches) {
+		ix.log.Warn("a record's bank matches are too many for its milvus row; the first are kept", "pk", r.PK, "matches", len(r.Matches), "kept", len(ms))
+	}
+	banks := []string{}
+	for _, m := range ms {
+		if !slices.Contains(banks, m.Bank) && len(banks) < maxBanks && len(m.Bank) <= maxBankName {
+			banks = append(banks, m.Bank)
+		}
+	}
+	if len(ms) == 0 {
+		return "", banks
+	}
+	return string(js), banks
 }
 
 func (ix *Index) upsert(ctx context.Context, coll string, cols []column.Column) error {
