@@ -118,6 +118,7 @@ func (b *bankState) write(sw *snapWriter) error {
 	var pdqCodes []hamming.Code
 	var found []bool
 	next := 0 // pdqCodes[next] is the value of the next pdq entry
+	var pv [32]byte
 	for i := range b.recs {
 		if i%block == 0 && b.pdq != nil {
 			pdqSlots = pdqSlots[:0]
@@ -142,9 +143,9 @@ func (b *bankState) write(sw *snapWriter) error {
 		prev = r.addedAt
 		sw.uvarint(uint64(renum[r.meta]))
 		if r.kind == kindPDQ {
-			v := pdqCodes[next].Bytes()
+			pv = pdqCodes[next].Bytes()
 			next++
-			sw.bytes(v[:])
+			sw.bytes(pv[:])
 		} else {
 			sw.bytes(b.vals.get(r.off, r.n))
 		}
