@@ -2,10 +2,10 @@ package hamming
 
 import "math/bits"
 
-// idTable maps the ids of an index to their positions in 4 bytes a cell (a
-// Go map of uint64 to uint32 takes about 20 bytes an entry). It is an open
-// addressing table with linear probing; a cell holds a position + 1 (0 is
-// empty). The table keeps no ids: a cell's home is drawn from a hash of
+// idTable maps the ids of an index to their positions in 4 bytes a cell,
+// 6.7 bytes an entry at 10 million (a Go map of uint64 to uint32 took 28).
+// It is an open addressing table with linear probing; a cell holds a
+// position + 1 (0 is empty). The table keeps no ids: a cell's home is drawn from a hash of
 // its entry's id, which the store holds at the position, and a lookup
 // confirms a candidate by comparing that id. Removal shifts the cells after
 // the removed one back, so the table holds no tombstones. At most 3/4 of
