@@ -5,6 +5,7 @@ package banks
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -15,12 +16,14 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/internal/hamming"
 )
 
 // TestBanksBench is the benchmark of bench/results/banks.txt
@@ -64,6 +67,9 @@ func TestBanksBench(t *testing.T) {
 		b.cfg.CreatedAt, b.cfg.UpdatedAt = t0.UTC(), t0.UTC()
 		b.metaIndex(meta{tags: []string{"imported"}, source: "bench", addedBy: "bench"})
 		b.recs = make([]rec, n)
+		// The pdq values are held by the PDQ index (by slot).
+		slots := make([]uint64, n)
+		codes := make([]hamming.Code, n)
 		// Entries are distinct signals (a bank holds a signal once).
 		var cluster map[pdq.Hash]bool
 		for i := range n {
@@ -83,9 +89,11 @@ func TestBanksBench(t *testing.T) {
 			} else {
 				hashes[i] = randomHash(rng)
 			}
-			off, vn := b.vals.add(hashes[i][:])
-			b.recs[i] = rec{off: off, n: vn, addedAt: t0.UnixNano() + int64(i)*1e6, kind: kindPDQ, flags: flagLive}
+			slots[i] = uint64(i)
+			codes[i], _ = hamming.FromBytes(hashes[i][:])
+			b.recs[i] = rec{addedAt: t0.UnixNano() + int64(i)*1e6, kind: kindPDQ, flags: flagLive}
 		}
+		b.pdqIndex().AddBatch(slots, codes)
 		b.counts[kindPDQ] = n
 		s := NewState()
 		s.banks["hma"] = b
@@ -119,12 +127,19 @@ func TestBanksBench(t *testing.T) {
 	logf("loaded %d entries in %s on 2 cores (GOMAXPROCS=2); heap %.0f MB = %.0f bytes/entry (the hashes themselves: 32); process RSS %.0f MB",
 		n, load.Round(time.Millisecond), heap/1e6, heap/float64(n), rssMB())
 	debug.FreeOSMemory()
-	logf("after debug.FreeOSMemory: process RSS %.0f MB", rssMB())
+	logf("after debug.FreeOSMemory: process RSS %.0f MB (%.0f MB of it in transparent huge pages)", rssMB(), hugeMB())
 	if p := os.Getenv("XMODAL_BANKSBENCH_HEAPPROFILE"); p != "" {
 		hf, err := os.Create(p)
 		must(err)
 		must(pprof.WriteHeapProfile(hf))
 		must(hf.Close())
+	}
+	{
+		// Writing the loaded state's snapshot (a process does so under the
+		// state's read lock: Apply waits meanwhile).
+		t0 := time.Now()
+		must(s.WriteSnapshot(io.Discard))
+		logf("wrote the loaded state's snapshot (to io.Discard) in %s", time.Since(t0).Round(time.Millisecond))
 	}
 
 	// Image lookups on one core: 8 codes each, one of them 0..40 bits
@@ -225,6 +240,22 @@ func rssMB() float64 {
 	var size, res int64
 	fmt.Sscan(string(b), &size, &res)
 	return float64(res*int64(os.Getpagesize())) / 1e6
+}
+
+// hugeMB is the process's anonymous memory in transparent huge pages.
+func hugeMB() float64 {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "AnonHugePages:"); ok {
+			var kb float64
+			fmt.Sscan(rest, &kb)
+			return kb / 1e3
+		}
+	}
+	return 0
 }
 
 func benchEnv(name string, def int) int {

@@ -382,7 +382,8 @@ func (b *bankState) usable(slot uint32) bool {
 func (b *bankState) newMatch(slot uint32) Match {
 	r := &b.recs[slot]
 	t, modality := r.kind.signal()
-	v := canonicalValue(r.kind, b.value(r))
+	var buf [32]byte
+	v := canonicalValue(r.kind, b.value(slot, &buf))
 	return Match{
 		Bank: b.cfg.Name, Labels: slices.Clone(b.cfg.Labels), Action: b.cfg.Action,
 		EntryID: EntryID(t, modality, v), SignalType: t, Signal: domain.TruncateText(v, 256),

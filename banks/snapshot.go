@@ -2,6 +2,7 @@ package banks
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -109,7 +110,30 @@ func (b *bankState) write(sw *snapWriter) error {
 	}
 	sw.uvarint(uint64(n))
 	prev := int64(0)
+	// The pdq values are read from the PDQ index a block of slots at a
+	// time (GetBatch: one at a time, the index's lookups would take most
+	// of the writing).
+	const block = 4096
+	var pdqSlots []uint64
+	var pdqCodes []hamming.Code
+	var found []bool
+	next := 0 // pdqCodes[next] is the value of the next pdq entry
+	var pv [32]byte
 	for i := range b.recs {
+		if i%block == 0 && b.pdq != nil {
+			pdqSlots = pdqSlots[:0]
+			for j := i; j < min(i+block, len(b.recs)); j++ {
+				if r := &b.recs[j]; r.flags&flagLive != 0 && r.kind == kindPDQ {
+					pdqSlots = append(pdqSlots, uint64(j))
+				}
+			}
+			pdqCodes, found = slices.Grow(pdqCodes[:0], len(pdqSlots))[:len(pdqSlots)], slices.Grow(found[:0], len(pdqSlots))[:len(pdqSlots)]
+			b.pdq.GetBatch(pdqSlots, pdqCodes, found)
+			next = 0
+			if k := slices.Index(found, false); k >= 0 {
+				return fmt.Errorf("banks: bank %s: pdq entry in slot %d missing from the pdq index", b.cfg.Name, pdqSlots[k])
+			}
+		}
 		r := &b.recs[i]
 		if r.flags&flagLive == 0 {
 			continue
@@ -118,7 +142,13 @@ func (b *bankState) write(sw *snapWriter) error {
 		sw.varint(r.addedAt - prev)
 		prev = r.addedAt
 		sw.uvarint(uint64(renum[r.meta]))
-		sw.bytes(b.value(r))
+		if r.kind == kindPDQ {
+			pv = pdqCodes[next].Bytes()
+			next++
+			sw.bytes(pv[:])
+		} else {
+			sw.bytes(b.vals.get(r.off, r.n))
+		}
 		if r.kind == kindConcept || r.kind == kindExemplar {
 			v := b.emb[embSlot(r.kind)].vector(uint32(i))
 			sw.uvarint(uint64(len(v)))
@@ -279,6 +309,9 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 	// growth doubles, up to the count, so the records end in a slice of
 	// their size (append would leave up to a quarter of it unused).
 	b.recs = make([]rec, 0, min(n, 1<<20))
+	// The pdq values, in slot order, until the PDQ index holds them (the
+	// index is their only holder once loaded).
+	var pdqCodes []hamming.Code
 	prev := int64(0)
 	for i := range n {
 		hdr, err := sr.take(2)
@@ -309,7 +342,21 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 		case k == kindPDQ && len(v) != 32, k == kindMD5 && len(v) != 16, len(v) == 0:
 			return nil, fmt.Errorf("%w: bank %s entry %d: a %d-byte value", ErrSnapshot, cfg.Name, i, len(v))
 		}
-		off, vn := b.vals.add(v)
+		var off uint64
+		var vn uint32
+		if k == kindPDQ {
+			// Until the index holds it, off is the value's place in pdqCodes.
+			if len(pdqCodes) == cap(pdqCodes) {
+				grown := make([]hamming.Code, len(pdqCodes), len(pdqCodes)+min(n-i, max(1024, len(pdqCodes))))
+				copy(grown, pdqCodes)
+				pdqCodes = grown
+			}
+			off = uint64(len(pdqCodes))
+			c, _ := hamming.FromBytes(v)
+			pdqCodes = append(pdqCodes, c)
+		} else {
+			off, vn = b.vals.add(v)
+		}
 		if len(b.recs) == cap(b.recs) {
 			grown := make([]rec, len(b.recs), min(n, 2*len(b.recs)))
 			copy(grown, b.recs)
@@ -337,14 +384,15 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			prog.tick("loading banks", "bank", cfg.Name, "entries", i, "of", n)
 		}
 	}
-	if err := b.index(prog); err != nil {
+	if err := b.index(prog, pdqCodes); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// index builds the id map and the PDQ index of freshly read records.
-func (b *bankState) index(prog *progress) error {
+// index builds the id table and the PDQ index of freshly read records,
+// the pdq entries' values being pdqCodes[r.off] (in slot order).
+func (b *bankState) index(prog *progress, pdqCodes []hamming.Code) error {
 	n := len(b.recs)
 	// Ids are hashes of the values: compute their tags on every core.
 	var wg sync.WaitGroup
@@ -355,16 +403,49 @@ func (b *bankState) index(prog *progress) error {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				r := &b.recs[i]
-				r.tag = idTag(storedHash(r.kind, b.value(r)))
+				if r.kind == kindPDQ {
+					v := pdqCodes[r.off].Bytes()
+					r.tag = idTag(storedHash(r.kind, v[:]))
+				} else {
+					r.tag = idTag(storedHash(r.kind, b.vals.get(r.off, r.n)))
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	// The PDQ index becomes the values' holder.
+	if len(pdqCodes) > 0 {
+		ix := b.pdqIndex()
+		ix.Reserve(len(pdqCodes))
+		const batch = 1 << 16
+		ids := make([]uint64, 0, batch)
+		for i := range b.recs {
+			r := &b.recs[i]
+			if r.kind != kindPDQ {
+				continue
+			}
+			r.off = 0
+			ids = append(ids, uint64(i))
+			if len(ids) == batch {
+				ix.AddBatch(ids, pdqCodes[:batch])
+				pdqCodes = pdqCodes[batch:]
+				ids = ids[:0]
+				prog.tick("adding entries to the pdq index", "bank", b.cfg.Name, "entries", i, "of", n)
+			}
+		}
+		ix.AddBatch(ids, pdqCodes)
+	}
 	b.ids = idTable{}
 	b.ids.reserve(b.recs, n)
 	for i := range b.recs {
 		r := &b.recs[i]
-		if _, dup := b.findValue(r.kind, b.value(r), r.tag); dup {
+		// The values are compared only for entries whose tags are equal
+		// (reading a pdq value from the index costs a lookup there).
+		same := func(slot uint32) bool {
+			var x, y [32]byte
+			return b.recs[slot].kind == r.kind && bytes.Equal(b.value(slot, &x), b.value(uint32(i), &y))
+		}
+		if _, dup := b.ids.find(b.recs, r.tag, same); dup {
 			return fmt.Errorf("%w: bank %s: entry %d repeats an id", ErrSnapshot, b.cfg.Name, i)
 		}
 		b.ids.insert(b.recs, uint32(i))
@@ -375,25 +456,7 @@ func (b *bankState) index(prog *progress) error {
 	if b.counts[kindPDQ] == 0 {
 		return nil
 	}
-	ix := b.pdqIndex()
-	ix.Reserve(b.counts[kindPDQ])
-	const batch = 1 << 16
-	ids := make([]uint64, 0, batch)
-	codes := make([]hamming.Code, 0, batch)
-	for i := range b.recs {
-		r := &b.recs[i]
-		if r.kind != kindPDQ {
-			continue
-		}
-		c, _ := hamming.FromBytes(b.value(r))
-		ids, codes = append(ids, uint64(i)), append(codes, c)
-		if len(ids) == batch {
-			ix.AddBatch(ids, codes)
-			ids, codes = ids[:0], codes[:0]
-			prog.tick("adding entries to the pdq index", "bank", b.cfg.Name, "entries", i, "of", n)
-		}
-	}
-	ix.AddBatch(ids, codes)
+	ix := b.pdq
 	t0 := time.Now()
 	ix.Build(func(done, total int) {
 		prog.tick("building the pdq index", "bank", b.cfg.Name, "tables", done, "of", total)

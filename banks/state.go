@@ -94,7 +94,9 @@ const (
 )
 
 // rec is a stored entry: its value is n bytes at off in the bank's value
-// store (the canonical value, pdq and md5 as raw bytes rather than hex).
+// store (the canonical value, md5 as raw bytes rather than hex), except
+// for pdq entries, whose 32 raw bytes only the bank's PDQ index holds (as
+// the code of the entry's slot; off and n are 0).
 // The fields shared by the entries of one import (tags, note, source,
 // added by, model version) are kept once, in the bank's meta table. A rec
 // holds no pointer, so the garbage collector never scans the records of a
@@ -142,8 +144,20 @@ func (v *valueStore) drop(n uint32) {
 	v.garbage += int64(n)
 }
 
-// value returns the stored bytes of r.
-func (b *bankState) value(r *rec) []byte { return b.vals.get(r.off, r.n) }
+// value returns the stored bytes of the entry in slot: from the value
+// store, or for a pdq entry from the PDQ index, written into buf.
+func (b *bankState) value(slot uint32, buf *[32]byte) []byte {
+	r := &b.recs[slot]
+	if r.kind != kindPDQ {
+		return b.vals.get(r.off, r.n)
+	}
+	c, ok := b.pdq.Get(uint64(slot))
+	if !ok {
+		panic(fmt.Sprintf("banks: pdq entry in slot %d missing from the pdq index", slot))
+	}
+	*buf = c.Bytes()
+	return buf[:]
+}
 
 // compactValues rewrites the value store without removed values when they
 // hold more than half of it (the caller holds the write lock).
@@ -154,8 +168,8 @@ func (b *bankState) compactValues() {
 	var nv valueStore
 	for i := range b.recs {
 		r := &b.recs[i]
-		if r.flags&flagLive != 0 {
-			r.off, r.n = nv.add(b.value(r))
+		if r.flags&flagLive != 0 && r.kind != kindPDQ {
+			r.off, r.n = nv.add(b.vals.get(r.off, r.n))
 		}
 	}
 	b.vals = nv
@@ -707,8 +721,6 @@ func (b *bankState) metaIndex(m meta) uint32 {
 // addEntries adds normalised entries (the caller holds the write lock).
 func (b *bankState) addEntries(entries []Entry) Result {
 	var res Result
-	var pdqIDs []uint64
-	var pdqCodes []hamming.Code
 	for _, e := range entries {
 		k := kindOf(e.Type, e.Modality)
 		h := entryHash(e.Type, e.Modality, e.Value)
@@ -729,10 +741,13 @@ func (b *bankState) addEntries(entries []Entry) Result {
 		slot, exists := b.findID(h)
 		if exists {
 			res.Replaced++
-			// The value is the same (the id is its hash): keep its bytes.
+			// The value is the same (the id is its hash): keep its bytes
+			// (and a pdq entry's code in the index).
 			r.off, r.n = b.recs[slot].off, b.recs[slot].n
 		} else {
-			r.off, r.n = b.vals.add(sv)
+			if k != kindPDQ {
+				r.off, r.n = b.vals.add(sv)
+			}
 			res.Added++
 			if n := len(b.free); n > 0 {
 				slot = b.free[n-1]
@@ -750,15 +765,17 @@ func (b *bankState) addEntries(entries []Entry) Result {
 		}
 		switch k {
 		case kindPDQ:
-			c, _ := hamming.FromBytes(sv)
-			pdqIDs = append(pdqIDs, uint64(slot))
-			pdqCodes = append(pdqCodes, c)
+			// Added at once, not in one batch at the end: the index holds
+			// the value that a later entry of the op with the same id is
+			// compared with. Searches see the op entirely or not at all
+			// all the same: they run under the state's read lock.
+			if !exists {
+				c, _ := hamming.FromBytes(sv)
+				b.pdqIndex().Add(uint64(slot), c)
+			}
 		case kindConcept, kindExemplar:
 			b.embIndex(k).add(slot, e.Vector)
 		}
-	}
-	if len(pdqIDs) > 0 {
-		b.pdqIndex().AddBatch(pdqIDs, pdqCodes)
 	}
 	return res
 }
@@ -812,8 +829,8 @@ func (b *bankState) lookupID(id string) (uint32, bool) {
 // findID returns the slot of the entry whose id hashes to h.
 func (b *bankState) findID(h [16]byte) (uint32, bool) {
 	return b.ids.find(b.recs, idTag(h), func(slot uint32) bool {
-		r := &b.recs[slot]
-		return storedHash(r.kind, b.value(r)) == h
+		var buf [32]byte
+		return storedHash(b.recs[slot].kind, b.value(slot, &buf)) == h
 	})
 }
 
@@ -821,8 +838,8 @@ func (b *bankState) findID(h [16]byte) (uint32, bool) {
 // sv, tag being the tag of its id.
 func (b *bankState) findValue(k kind, sv []byte, tag uint32) (uint32, bool) {
 	return b.ids.find(b.recs, tag, func(slot uint32) bool {
-		r := &b.recs[slot]
-		return r.kind == k && bytes.Equal(b.value(r), sv)
+		var buf [32]byte
+		return b.recs[slot].kind == k && bytes.Equal(b.value(slot, &buf), sv)
 	})
 }
 
@@ -905,7 +922,8 @@ func (b *bankState) entry(slot uint32) Entry {
 	r := &b.recs[slot]
 	t, modality := r.kind.signal()
 	m := &b.metas[r.meta]
-	v := canonicalValue(r.kind, b.value(r))
+	var buf [32]byte
+	v := canonicalValue(r.kind, b.value(slot, &buf))
 	e := Entry{
 		ID: EntryID(t, modality, v), Type: t, Value: v, Modality: modality,
 		ModelVersion: m.modelVersion, Stale: r.flags&flagStale != 0, Disabled: r.flags&flagDisabled != 0,

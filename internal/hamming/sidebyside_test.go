@@ -109,7 +109,7 @@ func TestHammingSideBySide(t *testing.T) {
 		if len(st.Segments) > 0 {
 			segChunks = st.Segments[0].Chunks
 		}
-		logf("m=%d (chunks %d): built in %s on 2 threads; heap %.0f MB = %.2fx the raw entries (%.1f B/entry; arrays %.1f B/entry + id map ~%.1f B/entry)",
+		logf("m=%d (chunks %d): built in %s on 2 threads; heap %.0f MB = %.2fx the raw entries (%.1f B/entry; arrays %.1f B/entry + id table %.1f B/entry)",
 			m, segChunks, buildTime.Round(time.Millisecond), float64(heap)/1e6, float64(heap)/raw, float64(heap)/float64(n),
 			float64(st.Bytes)/float64(n), float64(st.MapBytes)/float64(n))
 		runtime.GOMAXPROCS(1)
