@@ -80,8 +80,10 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", samples, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
 		t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
 	}
-	// A text bank that the second sample post matches, before the indexer
-	// starts: on Milvus its records keep the match (schema 2 collections).
+	// A text bank that the second sample post matches, made through the query
+	// role before the indexer starts: on Milvus its records keep the match
+	// (schema 2 collections).
+	serve := startXmodal(t, append(common, "XMODAL_NATS_URL="+ns.ClientURL()), "serve")
 	known := sampleText(t, samples, ids[1])
 	for _, args := range [][]string{{"bank", "create", "known"}, {"bank", "add", "known", "--text", known}} {
 		if out, err := xmodal(t, []string{"XMODAL_NATS_URL=" + ns.ClientURL()}, args...); err != nil {
@@ -95,7 +97,6 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 			t.Errorf("indexer /readyz lacks %q:\n%s", want, ready)
 		}
 	}
-	serve := startXmodal(t, append(common, "XMODAL_NATS_URL="+ns.ClientURL()), "serve")
 	serve.waitFor(t, 2*time.Minute, "every sample post in Milvus", func() bool {
 		code, body := serve.get("/metrics")
 		if code != 200 {
