@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -25,21 +26,27 @@ import (
 // on the same data dir. Afterwards the group's offsets reach the ends, the
 // events topic holds an event for every matching post, a consumer that
 // deduplicates by Xmodal-Event-Id sees each (post, entry) once, and no post
-// that does not match has one; JetStream holds each once.
+// that does not match has one; JetStream holds each once. The "random" case
+// does the same with 10,000 posts and SIGKILLs at seeded random moments
+// (XMODAL_E2E_SEED replays one).
 func TestMatchEventsKafkaKill9(t *testing.T) {
 	requireCrashBuild(t)
 	if testing.Short() {
 		t.Skip("starts a Kafka broker and xmodal processes")
 	}
 	b := startKafka(t)
-	for _, point := range []string{"after-write", "after-encode"} {
+	for _, point := range []string{"after-write", "after-encode", "random"} {
 		t.Run(point, func(t *testing.T) {
+			posts, crash := 60, []string{"XMODAL_CRASH_AT=" + point + ":3"}
+			if point == "random" {
+				posts, crash = 10_000, nil
+			}
 			topic, events := "posts-"+point, "events-"+point
 			b.CreateTopic(t, topic, 2)
 			dir, listen := t.TempDir(), lowPort(t)
 			env := []string{"XMODAL_KAFKA_BROKERS=" + b.Plain(), "XMODAL_KAFKA_TOPIC=" + topic, "XMODAL_KAFKA_GROUP=ix-" + point,
 				"XMODAL_KAFKA_COMMIT_INTERVAL=100ms", "XMODAL_KAFKA_EVENTS_TOPIC=" + events}
-			c := startChild(t, dir, listen, append(env, "XMODAL_CRASH_AT="+point+":3")...)
+			c := startChild(t, dir, listen, append(env, crash...)...)
 			nc := connect(t, listen, c)
 			waitService(t, nc)
 			ctx := context.Background()
@@ -55,25 +62,69 @@ func TestMatchEventsKafkaKill9(t *testing.T) {
 			defer w.Close()
 			want := map[string]bool{}
 			var msgs []kafkago.Message
-			for i := range 60 {
-				id, text := fmt.Sprintf("p%02d", i), fmt.Sprintf("hello number %d", i)
+			for i := range posts {
+				id, text := fmt.Sprintf("p%05d", i), fmt.Sprintf("hello number %d", i)
 				if i%3 == 0 {
 					text = "Buy followers NOW!"
 					want[id] = true
 				}
 				msgs = append(msgs, kafkago.Message{Key: []byte(id), Value: []byte(fmt.Sprintf(`{"schema":1,"id":%q,"created_at":"2026-11-01T00:00:00Z","text":%q}`, id, text))})
 			}
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				t.Fatal(err)
+			for from := 0; from < len(msgs); from += 1000 {
+				if err := w.WriteMessages(ctx, msgs[from:min(from+1000, len(msgs))]...); err != nil {
+					t.Fatal(err)
+				}
 			}
-			select {
-			case err := <-c.done:
-				c.done <- err
-			case <-time.After(2 * time.Minute):
-				t.Fatal("xmodal was not killed at the crash point")
-			}
-			if out := c.out.String(); !strings.Contains(out, "killing the process at "+point) {
-				t.Fatalf("xmodal exited, but not at the crash point:\n%s", out)
+			if point == "random" {
+				seed := e2eSeed(t)
+				t.Logf("seed %d (XMODAL_E2E_SEED=%d replays it)", seed, seed)
+				rng := rand.New(rand.NewPCG(seed, 18))
+				ends, err := b.endOffsets(t, topic, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var last int64
+				for kill := range 4 {
+					// Kill while posts flow: once this run has committed some
+					// (a restart first waits for the group's rebalance), then
+					// at a random moment.
+					testutil.CheckFor(t, 3*time.Minute, 100*time.Millisecond, func() error {
+						got, err := b.committed(topic, "ix-"+point, 2)
+						if err != nil {
+							return err
+						}
+						if n := sumOffsets(got); n < min(last+200, sumOffsets(ends)) {
+							return fmt.Errorf("%d committed", n)
+						}
+						return nil
+					})
+					time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+					got, err := b.committed(topic, "ix-"+point, 2)
+					last = sumOffsets(got)
+					if err == nil && sumOffsets(got) == sumOffsets(ends) {
+						t.Logf("everything was committed before kill %d", kill+1)
+						break
+					}
+					t.Logf("kill %d with %d of %d messages committed", kill+1, sumOffsets(got), sumOffsets(ends))
+					nc.Close()
+					c.cmd.Process.Kill()
+					c.done <- <-c.done
+					c = startChild(t, dir, listen, env...)
+					nc = connect(t, listen, c)
+					waitService(t, nc)
+				}
+				c.cmd.Process.Kill() // the last kill: the run below finishes the work
+				c.done <- <-c.done
+			} else {
+				select {
+				case err := <-c.done:
+					c.done <- err
+				case <-time.After(2 * time.Minute):
+					t.Fatal("xmodal was not killed at the crash point")
+				}
+				if out := c.out.String(); !strings.Contains(out, "killing the process at "+point) {
+					t.Fatalf("xmodal exited, but not at the crash point:\n%s", out)
+				}
 			}
 			nc.Close()
 
@@ -84,7 +135,7 @@ func TestMatchEventsKafkaKill9(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testutil.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
+			testutil.CheckFor(t, 5*time.Minute, 200*time.Millisecond, func() error {
 				got, err := b.committed(topic, "ix-"+point, 2)
 				if err != nil {
 					return err
