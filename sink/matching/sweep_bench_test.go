@@ -9,21 +9,27 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/milvus-io/milvus/client/v2/milvusclient"
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
+	"github.com/xmodal/xmodal/sink/milvus"
 )
 
 // TestSweepBench sweeps an embedded index of XMODAL_SWEEPBENCH_N image
 // records (random PDQ hashes, seeded; 1000000 for the target) for
 // 1,000 new PDQ entries at threshold 31, 100 of them planted 0-31 bits from
 // an indexed image, and reports the time and that every planted match was
-// found.
+// found. With XMODAL_SWEEPBENCH_MILVUS=host:port (a server from
+// scripts/milvus.sh) it then does the same on Milvus (collections of its own
+// base name, dropped at the end), the same records and entries.
 func TestSweepBench(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_SWEEPBENCH_N"))
 	if n <= 0 {
@@ -35,6 +41,54 @@ func TestSweepBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
+	sweepBench(t, "embedded", ix, n)
+	if addr := os.Getenv("XMODAL_SWEEPBENCH_MILVUS"); addr != "" {
+		opt := milvus.Options{Address: addr, Collection: fmt.Sprintf("sweepbench_%d", time.Now().Unix()%100000), Dim: 4, ModelVersion: "bench@1",
+			Consistency: "Strong", CodeBits: -1, FloatIndex: milvus.IndexFlat, StartTimeout: time.Minute}
+		mx, err := milvus.Open(ctx, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			mx.Close()
+			dropBench(t, opt)
+		}()
+		sweepBench(t, "milvus "+mx.ServerVersion(), mx, n)
+	}
+}
+
+// dropBench drops the benchmark's alias and collections (every collection
+// under its base name).
+func dropBench(t *testing.T, opt milvus.Options) {
+	ctx := context.Background()
+	c, err := milvusclient.New(ctx, &milvusclient.ClientConfig{Address: opt.Address})
+	if err != nil {
+		t.Logf("the benchmark's collections stay (%v): drop %s* by hand", err, opt.Collection)
+		return
+	}
+	defer c.Close(ctx)
+	_ = c.DropAlias(ctx, milvusclient.NewDropAliasOption(opt.Collection))
+	names, err := c.ListCollections(ctx, milvusclient.NewListCollectionOption())
+	if err != nil {
+		t.Logf("the benchmark's collections stay (%v): drop %s* by hand", err, opt.Collection)
+		return
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, opt.Collection+"_") {
+			if err := c.DropCollection(ctx, milvusclient.NewDropCollectionOption(name)); err != nil {
+				t.Logf("drop %s: %v", name, err)
+			}
+		}
+	}
+}
+
+// sweepBench indexes n image records (seeded random PDQ hashes) into ix and
+// sweeps them for 1,000 PDQ entries, 100 planted near indexed images.
+func sweepBench(t *testing.T, name string, ix interface {
+	domain.NearDupSearcher
+	Apply(context.Context, []domain.Change) ([]domain.Outcome, error)
+}, n int) {
+	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	hashes := make([]pdq.Hash, n)
 	start := time.Now()
@@ -52,7 +106,7 @@ func TestSweepBench(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("indexed %d image records in %.1f s", n, time.Since(start).Seconds())
+	t.Logf("%s: indexed %d image records in %.1f s", name, n, time.Since(start).Seconds())
 	ns := testutil.StartNATS(t, "")
 	_, js := testutil.ConnectJS(t, ns.ClientURL())
 	ev, err := OpenEvents(ctx, js, StreamConfig{})
@@ -99,6 +153,6 @@ func TestSweepBench(t *testing.T) {
 	if st.State != "done" || st.Matches < len(planted) {
 		t.Fatalf("sweep %+v: want done with at least the %d planted matches", st, len(planted))
 	}
-	t.Logf("swept %d indexed images for %d PDQ entries (threshold 31) in %.1f s (%.1f ms per entry); %d matches (%d planted)",
-		n, len(entries), took.Seconds(), float64(took.Milliseconds())/float64(len(entries)), st.Matches, len(planted))
+	t.Logf("%s: swept %d indexed images for %d PDQ entries (threshold 31) in %.1f s (%.1f ms per entry); %d matches (%d planted)",
+		name, n, len(entries), took.Seconds(), float64(took.Milliseconds())/float64(len(entries)), st.Matches, len(planted))
 }
