@@ -67,6 +67,62 @@ void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
 	}
 }
 
+// reduce_rows sums the rows y0..y1-1 of a block row into acc (T: unsigned
+// short while k*255 fits, which halves the work of this loop, the bulk of
+// the reduction, else unsigned int) and writes the block row's means to
+// row. Whole k x k blocks divide by multiplying with the reciprocal of k*k,
+// 2^40/n rounded up: exact for sums below 2^20 (n <= 4096 keeps 255*n +
+// n/2 there).
+#define REDUCE_ROWS(T)                                                                       \
+	static void reduce_rows_##T(const unsigned char *src, long stride, int w, int y0, int y1, \
+	                            int k, unsigned char *row, T *acc) {                          \
+		int ow = (w + k - 1) / k;                                                            \
+		int n3 = 3 * w;                                                                      \
+		const unsigned char *line = src + (long)y0 * stride;                                 \
+		for (int i = 0; i < n3; i++) {                                                       \
+			acc[i] = line[i];                                                                \
+		}                                                                                    \
+		for (int y = y0 + 1; y < y1; y++) {                                                  \
+			line = src + (long)y * stride;                                                   \
+			for (int i = 0; i < n3; i++) {                                                   \
+				acc[i] += line[i];                                                           \
+			}                                                                                \
+		}                                                                                    \
+		int whole = (y1 - y0 == k && k * k <= 4096) ? w / k : 0;                             \
+		unsigned int n = (unsigned int)(k * k);                                              \
+		unsigned long long m = ((1ull << 40) + n - 1) / n;                                   \
+		for (int ox = 0; ox < whole; ox++) {                                                 \
+			const T *a = acc + 3 * ox * k;                                                   \
+			unsigned int r = n / 2, g = n / 2, b = n / 2;                                    \
+			for (int x = 0; x < k; x++) {                                                    \
+				r += a[3 * x];                                                               \
+				g += a[3 * x + 1];                                                           \
+				b += a[3 * x + 2];                                                           \
+			}                                                                                \
+			row[3 * ox] = (unsigned char)((r * m) >> 40);                                    \
+			row[3 * ox + 1] = (unsigned char)((g * m) >> 40);                                \
+			row[3 * ox + 2] = (unsigned char)((b * m) >> 40);                                \
+		}                                                                                    \
+		for (int ox = whole; ox < ow; ox++) {                                                \
+			int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;                                   \
+			unsigned int n = (unsigned int)((x1 - x0) * (y1 - y0));                          \
+			unsigned int r = 0, g = 0, b = 0;                                                \
+			for (int x = x0; x < x1; x++) {                                                  \
+				r += acc[3 * x];                                                             \
+				g += acc[3 * x + 1];                                                         \
+				b += acc[3 * x + 2];                                                         \
+			}                                                                                \
+			row[3 * ox] = (unsigned char)((r + n / 2) / n);                                  \
+			row[3 * ox + 1] = (unsigned char)((g + n / 2) / n);                              \
+			row[3 * ox + 2] = (unsigned char)((b + n / 2) / n);                              \
+		}                                                                                    \
+	}
+
+typedef unsigned short ushort;
+typedef unsigned int uint;
+REDUCE_ROWS(ushort)
+REDUCE_ROWS(uint)
+
 // xr_reduce_box shrinks a w x h packed RGB image by k in both directions:
 // each output pixel is the rounded mean of its k x k block (blocks at the
 // right and bottom edges average the pixels they have). dst holds
@@ -76,32 +132,13 @@ void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
 void xr_reduce_box(const unsigned char *src, long stride, int w, int h, int k,
                    unsigned char *dst, unsigned int *acc) {
 	int ow = (w + k - 1) / k, oh = (h + k - 1) / k;
-	int n3 = 3 * w;
 	for (int oy = 0; oy < oh; oy++) {
 		int y0 = oy * k, y1 = y0 + k < h ? y0 + k : h;
-		const unsigned char *line = src + (long)y0 * stride;
-		for (int i = 0; i < n3; i++) {
-			acc[i] = line[i];
-		}
-		for (int y = y0 + 1; y < y1; y++) {
-			line = src + (long)y * stride;
-			for (int i = 0; i < n3; i++) {
-				acc[i] += line[i];
-			}
-		}
 		unsigned char *row = dst + (long)oy * ow * 3;
-		for (int ox = 0; ox < ow; ox++) {
-			int x0 = ox * k, x1 = x0 + k < w ? x0 + k : w;
-			unsigned int n = (unsigned int)((x1 - x0) * (y1 - y0));
-			unsigned int r = 0, g = 0, b = 0;
-			for (int x = x0; x < x1; x++) {
-				r += acc[3 * x];
-				g += acc[3 * x + 1];
-				b += acc[3 * x + 2];
-			}
-			row[3 * ox] = (unsigned char)((r + n / 2) / n);
-			row[3 * ox + 1] = (unsigned char)((g + n / 2) / n);
-			row[3 * ox + 2] = (unsigned char)((b + n / 2) / n);
+		if (k <= 257) { // 255 * k fits in 16 bits
+			reduce_rows_ushort(src, stride, w, y0, y1, k, row, (unsigned short *)acc);
+		} else {
+			reduce_rows_uint(src, stride, w, y0, y1, k, row, acc);
 		}
 	}
 }
