@@ -3,9 +3,16 @@
 // are those of the Go code they replace, bit for bit (the parity tests pin
 // them to Pillow's). Weights and geometry are computed in Go.
 
+#include <string.h>
+
 #include "resample.h"
 
-static inline unsigned char clip8(int v) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define XR_X86 1
+#endif
+
+static inline __attribute__((always_inline)) unsigned char clip8(int v) {
 	if (v >= (1 << XR_PRECISION << 8)) {
 		return 255;
 	}
@@ -15,12 +22,9 @@ static inline unsigned char clip8(int v) {
 	return (unsigned char)(v >> XR_PRECISION);
 }
 
-// xr_hpass resamples rows rows of packed RGB (stride bytes apart) along x:
-// output pixel i of a row is the weighted sum of input pixels first[i] ..
-// first[i]+count[i]-1 with weights weight[i*ksize ...], from a half-unit
-// bias. dst receives rows x cw packed RGB pixels.
-void xr_hpass(const unsigned char *src, long stride, int rows, unsigned char *dst, int cw,
-              const int *first, const int *count, const int *weight, int ksize) {
+// hpass_scalar is xr_hpass's portable loop.
+static void hpass_scalar(const unsigned char *src, long stride, int rows, unsigned char *dst, int cw,
+                         const int *first, const int *count, const int *weight, int ksize) {
 	for (int r = 0; r < rows; r++) {
 		const unsigned char *line = src + (long)r * stride;
 		unsigned char *out = dst + (long)r * cw * 3;
@@ -42,10 +46,76 @@ void xr_hpass(const unsigned char *src, long stride, int rows, unsigned char *ds
 	}
 }
 
-// xr_vpass resamples along y: output row j (stride bytes) is the weighted
-// sum of rows first[j] .. first[j]+count[j]-1 of tmp. acc holds stride ints.
-void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
-              const int *first, const int *count, const int *weight, int ksize, int *acc) {
+#ifdef XR_X86
+// hpass_sse41 is hpass_scalar with a pixel's three channels in the lanes of
+// one vector (a fourth lane, the next byte, is summed and dropped): the
+// same integer sums, so the same bytes. A pixel is read as four bytes, so
+// the last pixel of a row (w-1), whose fourth byte may lie past the
+// buffer, is read as three.
+__attribute__((target("sse4.1"))) static void hpass_sse41(const unsigned char *src, long stride, int rows,
+                                                         unsigned char *dst, int cw, const int *first,
+                                                         const int *count, const int *weight, int ksize, int w) {
+	const __m128i bias = _mm_set1_epi32(1 << (XR_PRECISION - 1));
+	for (int r = 0; r < rows; r++) {
+		const unsigned char *line = src + (long)r * stride;
+		unsigned char *out = dst + (long)r * cw * 3;
+		for (int i = 0; i < cw; i++) {
+			const int *k = weight + (long)i * ksize;
+			const unsigned char *p = line + (long)first[i] * 3;
+			int n = count[i];
+			int tail = first[i] + n >= w; // the last tap is pixel w-1
+			__m128i acc = bias;
+			for (int t = 0; t < n - tail; t++) {
+				int u;
+				memcpy(&u, p + 3 * t, 4);
+				__m128i px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(u));
+				acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_set1_epi32(k[t])));
+			}
+			if (tail && n > 0) {
+				int u = 0;
+				memcpy(&u, p + 3 * (n - 1), 3);
+				__m128i px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(u));
+				acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_set1_epi32(k[n - 1])));
+			}
+			// clip8 on each lane: the shift, then saturation to 0..255
+			// (|acc| >> XR_PRECISION fits in 16 bits).
+			__m128i v = _mm_srai_epi32(acc, XR_PRECISION);
+			v = _mm_packs_epi32(v, v);
+			v = _mm_packus_epi16(v, v);
+			int b = _mm_cvtsi128_si32(v);
+			memcpy(out + 3 * i, &b, 3);
+		}
+	}
+}
+
+static int have_sse41;
+
+__attribute__((constructor)) static void xr_detect(void) {
+	__builtin_cpu_init();
+	have_sse41 = __builtin_cpu_supports("sse4.1");
+}
+#endif
+
+// xr_hpass resamples rows rows of packed RGB (stride bytes apart, w pixels
+// each) along x: output pixel i of a row is the weighted sum of input
+// pixels first[i] .. first[i]+count[i]-1 with weights weight[i*ksize ...],
+// from a half-unit bias. dst receives rows x cw packed RGB pixels.
+void xr_hpass(const unsigned char *src, long stride, int w, int rows, unsigned char *dst, int cw,
+              const int *first, const int *count, const int *weight, int ksize) {
+#ifdef XR_X86
+	if (have_sse41) {
+		hpass_sse41(src, stride, rows, dst, cw, first, count, weight, ksize, w);
+		return;
+	}
+#endif
+	hpass_scalar(src, stride, rows, dst, cw, first, count, weight, ksize);
+}
+
+// vpass is xr_vpass's loop; its inner loops vectorise (compiled twice:
+// baseline and SSE4.1, whose 32-bit multiply the baseline lacks).
+static inline __attribute__((always_inline)) void vpass(const unsigned char *tmp, int stride, unsigned char *dst,
+                                                        int ch, const int *first, const int *count,
+                                                        const int *weight, int ksize, int *acc) {
 	for (int j = 0; j < ch; j++) {
 		const int *k = weight + (long)j * ksize;
 		const unsigned char *base = tmp + (long)first[j] * stride;
@@ -65,6 +135,27 @@ void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
 			out[i] = clip8(acc[i]);
 		}
 	}
+}
+
+#ifdef XR_X86
+__attribute__((target("sse4.1"))) static void vpass_sse41(const unsigned char *tmp, int stride, unsigned char *dst,
+                                                         int ch, const int *first, const int *count,
+                                                         const int *weight, int ksize, int *acc) {
+	vpass(tmp, stride, dst, ch, first, count, weight, ksize, acc);
+}
+#endif
+
+// xr_vpass resamples along y: output row j (stride bytes) is the weighted
+// sum of rows first[j] .. first[j]+count[j]-1 of tmp. acc holds stride ints.
+void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
+              const int *first, const int *count, const int *weight, int ksize, int *acc) {
+#ifdef XR_X86
+	if (have_sse41) {
+		vpass_sse41(tmp, stride, dst, ch, first, count, weight, ksize, acc);
+		return;
+	}
+#endif
+	vpass(tmp, stride, dst, ch, first, count, weight, ksize, acc);
 }
 
 // reduce_rows sums the rows y0..y1-1 of a block row into acc (T: unsigned

@@ -165,7 +165,7 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 		kh := newKernel(f, w, outW, x0, x0+cw)
 		if m, ok := src.(rgbSource); ok {
 			// In place: the rows are stride bytes apart in m.Pix.
-			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(nrows), cBytes(tmp), C.int(cw),
+			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(w), C.int(nrows), cBytes(tmp), C.int(cw),
 				cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
 		} else {
 			buf := make([]byte, min(chunkRows, nrows)*w*3)
@@ -174,7 +174,7 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 				for r := 0; r < n; r++ {
 					src.row(ry0+r0+r, buf[r*w*3:(r+1)*w*3])
 				}
-				C.xr_hpass(cBytes(buf), C.long(w*3), C.int(n), cBytes(tmp[r0*cw*3:]), C.int(cw),
+				C.xr_hpass(cBytes(buf), C.long(w*3), C.int(w), C.int(n), cBytes(tmp[r0*cw*3:]), C.int(cw),
 					cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
 			}
 		}

@@ -2,10 +2,11 @@
 // float32 operations in the same order (no contraction into fused
 // multiply-adds: -ffp-contract=off), so the 64x64 plane is bit for bit the
 // Go code's (TestDownsampleRGBMatchesGo), which is the reference's. The
-// row filters are running sums, serial along a row, so four rows go through
-// them at once in the four lanes of a vector (each lane computes exactly
-// the scalar operations of its row); the column passes, independent across
-// columns, vectorise by themselves.
+// row filters are running sums, serial along a row, so eight rows go through
+// them at once, in the four lanes of two vectors (each lane computes exactly
+// the scalar operations of its row; two vectors, because one running sum is
+// bound by the latency of its additions); the column passes, independent
+// across columns, vectorise by themselves.
 
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -23,7 +24,9 @@
 typedef float v4sf __attribute__((vector_size(16)));
 typedef double v4df __attribute__((vector_size(32)));
 
-#define LANES 4
+// LANES rows go through the row filters at once: rows r of a batch is lane
+// r%4 of vector 2*x + r/4 at column x.
+#define LANES 8
 
 static inline v4sf quot4(v4sf x, double inv) {
 	v4df d = __builtin_convertvector(x, v4df);
@@ -35,37 +38,57 @@ static int window_size(int dim) { return (dim + 2 * OUT - 1) / (2 * OUT); }
 
 static int sample_index(int i, int dim) { return (int)(((double)i + 0.5) * (double)dim / OUT); }
 
-// box_row4 is filter.go's boxRow on four rows at once, one per lane: a
-// centred box of win over in[0..n), clipped at the ends, as a running sum.
-// n >= win.
-static void box_row4(const v4sf *in, v4sf *out, int n, int win) {
+// box_row8 is filter.go's boxRow on eight rows at once, lane-interleaved
+// (two vectors per position): a centred box of win over in[0..n), clipped
+// at the ends, as a running sum. n >= win. With want, only the outputs at
+// the positions it marks are written (the running sums, and so those
+// outputs, are the same; the other quotients are skipped).
+static inline __attribute__((always_inline)) void box_row8(const v4sf *in, v4sf *out, int n, int win,
+                                                           const unsigned char *want) {
 	int half = (win + 2) / 2;
-	v4sf sum = {0, 0, 0, 0};
+	v4sf s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
 	for (int k = 0; k < half - 1; k++) {
-		sum += in[k];
+		s0 += in[2 * k];
+		s1 += in[2 * k + 1];
 	}
 	for (int k = 0; k < win - (half - 1); k++) {
-		sum += in[half - 1 + k];
-		out[k] = quot4(sum, 1.0 / (double)(half + k));
+		s0 += in[2 * (half - 1 + k)];
+		s1 += in[2 * (half - 1 + k) + 1];
+		if (want == NULL || want[k]) {
+			double q = 1.0 / (double)(half + k);
+			out[2 * k] = quot4(s0, q);
+			out[2 * k + 1] = quot4(s1, q);
+		}
 	}
 	double inv = 1.0 / (double)win;
 	int head = win - half + 1;
 	for (int k = 0; k < n - win; k++) {
-		sum += in[win + k];
-		sum -= in[k];
-		out[head + k] = quot4(sum, inv);
+		s0 += in[2 * (win + k)];
+		s1 += in[2 * (win + k) + 1];
+		s0 -= in[2 * k];
+		s1 -= in[2 * k + 1];
+		if (want == NULL || want[head + k]) {
+			out[2 * (head + k)] = quot4(s0, inv);
+			out[2 * (head + k) + 1] = quot4(s1, inv);
+		}
 	}
 	int li = n - win;
 	for (int oi = n - half + 1; oi < n; oi++) {
-		sum -= in[li];
+		s0 -= in[2 * li];
+		s1 -= in[2 * li + 1];
 		li++;
-		out[oi] = quot4(sum, 1.0 / (double)(win - (li - (n - win))));
+		if (want == NULL || want[oi]) {
+			double q = 1.0 / (double)(win - (li - (n - win)));
+			out[2 * oi] = quot4(s0, q);
+			out[2 * oi + 1] = quot4(s1, q);
+		}
 	}
 }
 
 struct state {
 	int w, h, win_rows, first, pending;
 	const int *xs;
+	const unsigned char *want; // want[x]: x is one of xs
 	v4sf *e4, *r4; // rows of the first column pass waiting for the second row pass, lane-interleaved
 	float *cols;   // 64 sampled columns, h each
 };
@@ -76,10 +99,10 @@ static void flush(struct state *s) {
 	if (s->pending == 0) {
 		return;
 	}
-	box_row4(s->e4, s->r4, s->w, s->win_rows);
+	box_row8(s->e4, s->r4, s->w, s->win_rows, s->want);
 	for (int r = 0; r < s->pending; r++) {
 		for (int j = 0; j < OUT; j++) {
-			s->cols[(long)j * s->h + s->first + r] = s->r4[s->xs[j]][r];
+			s->cols[(long)j * s->h + s->first + r] = ((const float *)s->r4)[LANES * s->xs[j] + r];
 		}
 	}
 	s->first += s->pending;
@@ -105,36 +128,44 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		ys[j] = sample_index(j, h);
 	}
 	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h;
-	char *mem = malloc(sizeof(float) * nf + sizeof(v4sf) * (4 * (size_t)w + 1));
+	char *mem = malloc(sizeof(v4sf) * (8 * (size_t)w) + sizeof(float) * nf + (size_t)w);
 	if (mem == NULL) {
 		return -1;
 	}
 	// v4sf arrays first (aligned by malloc's 16 bytes), then floats.
-	v4sf *l4 = (v4sf *)mem;  // four rows of luminance, interleaved
-	v4sf *f4 = l4 + w;       // the same rows row-filtered
-	v4sf *e4 = f4 + w;
-	v4sf *r4 = e4 + w;
-	float *ring = (float *)(r4 + w); // slots row-filtered rows
+	v4sf *l4 = (v4sf *)mem;  // LANES rows of luminance, interleaved
+	v4sf *f4 = l4 + 2 * w;   // the same rows row-filtered
+	v4sf *e4 = f4 + 2 * w;
+	v4sf *r4 = e4 + 2 * w;
+	float *ring = (float *)(r4 + 2 * w); // slots row-filtered rows
 	float *sum = ring + (size_t)slots * w;
 	float *cols = sum + w;
 	float *col = cols + (size_t)OUT * h;
+	unsigned char *want = (unsigned char *)(col + h);
 	memset(sum, 0, sizeof(float) * w);
+	memset(e4, 0, sizeof(v4sf) * 2 * w); // lanes past a last partial batch
+	memset(want, 0, (size_t)w);
+	for (int j = 0; j < OUT; j++) {
+		want[xs[j]] = 1;
+	}
 	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
-	struct state s = {w, h, win_rows, 0, 0, xs, e4, r4, cols};
+	struct state s = {w, h, win_rows, 0, 0, xs, want, e4, r4, cols};
 	int cnt = 0;
 	for (int y0 = 0; y0 < h; y0 += LANES) {
 		int n = h - y0 < LANES ? h - y0 : LANES;
 		for (int r = 0; r < LANES; r++) {
 			const unsigned char *p = pix + (long)(y0 + (r < n ? r : 0)) * stride;
+			float *l = (float *)l4 + r; // row r's value at x is l[LANES * x]
 			for (int x = 0; x < w; x++) {
-				l4[x][r] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
+				l[LANES * x] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
 			}
 		}
-		box_row4(l4, f4, w, win_rows);
+		box_row8(l4, f4, w, win_rows, NULL);
 		for (int r = 0; r < n; r++) {
 			float *row = ring + (size_t)((y0 + r) % slots) * w;
+			const float *f = (const float *)f4 + r;
 			for (int x = 0; x < w; x++) {
-				row[x] = f4[x][r];
+				row[x] = f[LANES * x];
 			}
 		}
 		// First column pass: add row y, drop row y-win_cols once the window
@@ -144,20 +175,20 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 			if (y >= win_cols) {
 				const float *old = ring + (size_t)((y - win_cols) % slots) * w;
 				double inv = 1.0 / (double)cnt;
-				int l = lane(&s);
+				float *el = (float *)e4 + lane(&s);
 				for (int j = 0; j < w; j++) {
 					float v = sum[j] + in[j];
 					v -= old[j];
 					sum[j] = v;
-					e4[j][l] = (float)((double)v * inv);
+					el[LANES * j] = (float)((double)v * inv);
 				}
 			} else if (y >= half - 1) {
 				cnt++;
 				double inv = 1.0 / (double)cnt;
-				int l = lane(&s);
+				float *el = (float *)e4 + lane(&s);
 				for (int j = 0; j < w; j++) {
 					sum[j] += in[j];
-					e4[j][l] = (float)((double)sum[j] * inv);
+					el[LANES * j] = (float)((double)sum[j] * inv);
 				}
 			} else {
 				cnt++;
@@ -171,10 +202,10 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		const float *old = ring + (size_t)((oi - (win_cols - half + 1)) % slots) * w;
 		cnt--;
 		double inv = 1.0 / (double)cnt;
-		int l = lane(&s);
+		float *el = (float *)e4 + lane(&s);
 		for (int j = 0; j < w; j++) {
 			sum[j] -= old[j];
-			e4[j][l] = (float)((double)sum[j] * inv);
+			el[LANES * j] = (float)((double)sum[j] * inv);
 		}
 	}
 	flush(&s);
