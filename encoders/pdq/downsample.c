@@ -19,6 +19,11 @@
 
 #include "downsample.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define XP_X86 1
+#endif
+
 #define OUT 64
 
 typedef float v4sf __attribute__((vector_size(16)));
@@ -85,6 +90,61 @@ static inline __attribute__((always_inline)) void box_row8(const v4sf *in, v4sf 
 	}
 }
 
+// luma_scalar writes the luminance of the LANES rows p[0..LANES) into l4
+// (row r at x: lane r%4 of l4[2x + r/4]): float(R[r] + G[g] + B[b]) from
+// the reference's tables t (luma.go), from pixel x0 on.
+static void luma_scalar(const unsigned char *const *p, int x0, int w, const double *t, v4sf *l4) {
+	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
+	for (int r = 0; r < LANES; r++) {
+		float *l = (float *)l4 + r; // row r's value at x is l[LANES * x]
+		const unsigned char *q = p[r];
+		for (int x = x0; x < w; x++) {
+			l[LANES * x] = (float)(t0[q[3 * x]] + t1[q[3 * x + 1]] + t2[q[3 * x + 2]]);
+		}
+	}
+}
+
+#ifdef XP_X86
+// luma_avx2 is luma_scalar four pixels of a row at a time: the same double
+// products (the tables hold weight * v, and t[1], t[257], t[513] are the
+// weights), summed in the same order, rounded to float the same way. Each
+// 4x4 block of rows and pixels is then transposed into l4's lanes. A
+// 16-byte load reads past a row's four pixels, so the last pixels of each
+// row go through luma_scalar.
+__attribute__((target("avx2"))) static void luma_avx2(const unsigned char *const *p, int w, const double *t,
+                                                     v4sf *l4) {
+	const __m256d wr = _mm256_set1_pd(t[1]), wg = _mm256_set1_pd(t[256 + 1]), wb = _mm256_set1_pd(t[512 + 1]);
+	const __m128i sr = _mm_setr_epi8(0, -1, -1, -1, 3, -1, -1, -1, 6, -1, -1, -1, 9, -1, -1, -1);
+	const __m128i sg = _mm_setr_epi8(1, -1, -1, -1, 4, -1, -1, -1, 7, -1, -1, -1, 10, -1, -1, -1);
+	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
+	int x = 0;
+	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
+		for (int g = 0; g < 2; g++) {
+			__m128 v[4];
+			for (int r = 0; r < 4; r++) {
+				__m128i b = _mm_loadu_si128((const __m128i *)(p[4 * g + r] + 3 * x));
+				__m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sr)), wr);
+				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sg)), wg));
+				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sb)), wb));
+				v[r] = _mm256_cvtpd_ps(y);
+			}
+			_MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+			for (int k = 0; k < 4; k++) {
+				_mm_store_ps((float *)&l4[2 * (x + k) + g], v[k]);
+			}
+		}
+	}
+	luma_scalar(p, x, w, t, l4);
+}
+
+static int have_avx2;
+
+__attribute__((constructor)) static void xp_detect(void) {
+	__builtin_cpu_init();
+	have_avx2 = __builtin_cpu_supports("avx2");
+}
+#endif
+
 struct state {
 	int w, h, win_rows, first, pending;
 	const int *xs;
@@ -148,18 +208,20 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 	for (int j = 0; j < OUT; j++) {
 		want[xs[j]] = 1;
 	}
-	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
 	struct state s = {w, h, win_rows, 0, 0, xs, want, e4, r4, cols};
 	int cnt = 0;
 	for (int y0 = 0; y0 < h; y0 += LANES) {
 		int n = h - y0 < LANES ? h - y0 : LANES;
+		const unsigned char *p[LANES];
 		for (int r = 0; r < LANES; r++) {
-			const unsigned char *p = pix + (long)(y0 + (r < n ? r : 0)) * stride;
-			float *l = (float *)l4 + r; // row r's value at x is l[LANES * x]
-			for (int x = 0; x < w; x++) {
-				l[LANES * x] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
-			}
+			p[r] = pix + (long)(y0 + (r < n ? r : 0)) * stride;
 		}
+#ifdef XP_X86
+		if (have_avx2) {
+			luma_avx2(p, w, t, l4);
+		} else
+#endif
+			luma_scalar(p, 0, w, t, l4);
 		box_row8(l4, f4, w, win_rows, NULL);
 		for (int r = 0; r < n; r++) {
 			float *row = ring + (size_t)((y0 + r) % slots) * w;
@@ -241,4 +303,55 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 	}
 	free(mem);
 	return 0;
+}
+
+// dct is pdq.go's dct64To16Go: b = D A D^T for the 16x64 basis d (dt, its
+// transpose, 64x16), every output summed in the same order with the same
+// float operations (products rounded to float, no contraction); only the
+// independent outputs run side by side in vectors.
+static inline __attribute__((always_inline)) void dct(const float *a, const float *d, const float *dt, float *b) {
+	float t[16 * 64];
+	for (int i = 0; i < 16; i++) {
+		float *ti = t + i * 64;
+		for (int j = 0; j < 64; j++) {
+			ti[j] = 0;
+		}
+		for (int k = 0; k < 64; k++) {
+			float dk = d[i * 64 + k];
+			const float *ak = a + k * 64;
+			for (int j = 0; j < 64; j++) {
+				ti[j] += dk * ak[j];
+			}
+		}
+	}
+	for (int i = 0; i < 16; i++) {
+		const float *ti = t + i * 64;
+		float s[16] = {0};
+		for (int k = 0; k < 64; k++) {
+			float tk = ti[k];
+			const float *dk = dt + k * 16;
+			for (int j = 0; j < 16; j++) {
+				s[j] += tk * dk[j];
+			}
+		}
+		for (int j = 0; j < 16; j++) {
+			b[i * 16 + j] = s[j];
+		}
+	}
+}
+
+#ifdef XP_X86
+__attribute__((target("avx2"))) static void dct_avx2(const float *a, const float *d, const float *dt, float *b) {
+	dct(a, d, dt, b);
+}
+#endif
+
+void xp_dct64to16(const float *a, const float *d, const float *dt, float *b) {
+#ifdef XP_X86
+	if (have_avx2) {
+		dct_avx2(a, d, dt, b);
+		return;
+	}
+#endif
+	dct(a, d, dt, b);
 }
