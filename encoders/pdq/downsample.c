@@ -28,6 +28,7 @@
 
 typedef float v4sf __attribute__((vector_size(16)));
 typedef double v4df __attribute__((vector_size(32)));
+typedef float v4u __attribute__((vector_size(16), aligned(4))); // v4sf at any float's address
 
 // LANES rows go through the row filters at once: rows r of a batch is lane
 // r%4 of vector 2*x + r/4 at column x.
@@ -150,7 +151,7 @@ struct state {
 	const int *xs;
 	const unsigned char *want; // want[x]: x is one of xs
 	v4sf *e4, *r4; // rows of the first column pass waiting for the second row pass, lane-interleaved
-	float *cols;   // 64 sampled columns, h each
+	float *cols;   // the 64 sampled columns of every row (h rows of 64)
 };
 
 // flush runs the second row pass on the pending rows and keeps their 64
@@ -162,7 +163,7 @@ static void flush(struct state *s) {
 	box_row8(s->e4, s->r4, s->w, s->win_rows, s->want);
 	for (int r = 0; r < s->pending; r++) {
 		for (int j = 0; j < OUT; j++) {
-			s->cols[(long)j * s->h + s->first + r] = ((const float *)s->r4)[LANES * s->xs[j] + r];
+			s->cols[(long)(s->first + r) * OUT + j] = ((const float *)s->r4)[LANES * s->xs[j] + r];
 		}
 	}
 	s->first += s->pending;
@@ -200,8 +201,7 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 	float *ring = (float *)(r4 + 2 * w); // slots row-filtered rows
 	float *sum = ring + (size_t)slots * w;
 	float *cols = sum + w;
-	float *col = cols + (size_t)OUT * h;
-	unsigned char *want = (unsigned char *)(col + h);
+	unsigned char *want = (unsigned char *)(cols + (size_t)OUT * h);
 	memset(sum, 0, sizeof(float) * w);
 	memset(e4, 0, sizeof(v4sf) * 2 * w); // lanes past a last partial batch
 	memset(want, 0, (size_t)w);
@@ -272,34 +272,61 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 	}
 	flush(&s);
 	// Second column pass, only on the 64 sampled columns (boxRow along each),
-	// read at the 64 sampled rows.
-	for (int j = 0; j < OUT; j++) {
-		const float *in = cols + (long)j * h;
+	// read at the 64 sampled rows. cols holds them row by row, so the 64
+	// running sums go side by side in 16 vectors (each lane the scalar
+	// operations of its column), divided only at the sampled rows.
+	{
 		int half2 = (win_cols + 2) / 2;
-		float acc = 0;
+		v4sf acc[OUT / 4];
+		for (int g = 0; g < OUT / 4; g++) {
+			acc[g] = (v4sf){0, 0, 0, 0};
+		}
+		int next = 0; // the next output row i (ys is non-decreasing)
+#define ROW(k) ((const v4u *)(cols + (size_t)(k) * OUT))
+#define EMIT(pos, q)                                                   \
+	while (next < OUT && ys[next] == (pos)) {                          \
+		double qq = (q);                                               \
+		float *o = plane + (size_t)next * OUT;                         \
+		for (int g = 0; g < OUT / 4; g++) {                            \
+			v4sf v = quot4(acc[g], qq);                                \
+			memcpy(o + 4 * g, &v, sizeof v);                           \
+		}                                                              \
+		next++;                                                        \
+	}
 		for (int k = 0; k < half2 - 1; k++) {
-			acc += in[k];
+			const v4u *in = ROW(k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += in[g];
+			}
 		}
 		for (int k = 0; k < win_cols - (half2 - 1); k++) {
-			acc += in[half2 - 1 + k];
-			col[k] = (float)((double)acc * (1.0 / (double)(half2 + k)));
+			const v4u *in = ROW(half2 - 1 + k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += in[g];
+			}
+			EMIT(k, 1.0 / (double)(half2 + k));
 		}
 		double inv = 1.0 / (double)win_cols;
 		int head = win_cols - half2 + 1;
 		for (int k = 0; k < h - win_cols; k++) {
-			acc += in[win_cols + k];
-			acc -= in[k];
-			col[head + k] = (float)((double)acc * inv);
+			const v4u *add = ROW(win_cols + k), *sub = ROW(k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += add[g];
+				acc[g] -= sub[g];
+			}
+			EMIT(head + k, inv);
 		}
 		int li = h - win_cols;
 		for (int oi = h - half2 + 1; oi < h; oi++) {
-			acc -= in[li];
+			const v4u *sub = ROW(li);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] -= sub[g];
+			}
 			li++;
-			col[oi] = (float)((double)acc * (1.0 / (double)(win_cols - (li - (h - win_cols)))));
+			EMIT(oi, 1.0 / (double)(win_cols - (li - (h - win_cols))));
 		}
-		for (int i = 0; i < OUT; i++) {
-			plane[i * OUT + j] = col[ys[i]];
-		}
+#undef EMIT
+#undef ROW
 	}
 	free(mem);
 	return 0;
