@@ -14,6 +14,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define XP_X86 1
+#endif
+#if defined(__SSE2__)
+#include <xmmintrin.h>
 #endif
 
 #define OUT 64
@@ -146,11 +150,39 @@ __attribute__((constructor)) static void xp_detect(void) {
 }
 #endif
 
+// interleave writes LANES rows of w floats (row r at rows + r*w) into the
+// lane-interleaved layout of the row filters (row r at x: lane r%4 of
+// v[2x + r/4]).
+static void interleave(const float *rows, v4sf *v, int w) {
+	int x = 0;
+#ifdef __SSE2__
+	for (; x + 4 <= w; x += 4) {
+		for (int g = 0; g < 2; g++) {
+			const float *r0 = rows + (size_t)(4 * g) * w + x;
+			__m128 a = _mm_loadu_ps(r0), b = _mm_loadu_ps(r0 + w);
+			__m128 c = _mm_loadu_ps(r0 + 2 * w), d = _mm_loadu_ps(r0 + 3 * w);
+			_MM_TRANSPOSE4_PS(a, b, c, d);
+			v[2 * x + g] = (v4sf)a;
+			v[2 * x + 2 + g] = (v4sf)b;
+			v[2 * x + 4 + g] = (v4sf)c;
+			v[2 * x + 6 + g] = (v4sf)d;
+		}
+	}
+#endif
+	float *f = (float *)v;
+	for (; x < w; x++) {
+		for (int r = 0; r < LANES; r++) {
+			f[LANES * x + r] = rows[(size_t)r * w + x];
+		}
+	}
+}
+
 struct state {
 	int w, h, win_rows, first, pending;
 	const int *xs;
 	const unsigned char *want; // want[x]: x is one of xs
-	v4sf *e4, *r4; // rows of the first column pass waiting for the second row pass, lane-interleaved
+	float *erows;  // rows of the first column pass waiting for the second row pass (LANES rows of w)
+	v4sf *e4, *r4; // the same rows lane-interleaved, and row-filtered
 	float *cols;   // the 64 sampled columns of every row (h rows of 64)
 };
 
@@ -160,6 +192,7 @@ static void flush(struct state *s) {
 	if (s->pending == 0) {
 		return;
 	}
+	interleave(s->erows, s->e4, s->w);
 	box_row8(s->e4, s->r4, s->w, s->win_rows, s->want);
 	for (int r = 0; r < s->pending; r++) {
 		for (int j = 0; j < OUT; j++) {
@@ -188,8 +221,8 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		xs[j] = sample_index(j, w);
 		ys[j] = sample_index(j, h);
 	}
-	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h;
-	char *mem = malloc(sizeof(v4sf) * (8 * (size_t)w) + sizeof(float) * nf + (size_t)w);
+	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h + (size_t)LANES * w;
+	char *mem = malloc(sizeof(v4sf) * (8 * (size_t)w) + sizeof(float) * nf + (size_t)w + 16);
 	if (mem == NULL) {
 		return -1;
 	}
@@ -203,12 +236,13 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 	float *cols = sum + w;
 	unsigned char *want = (unsigned char *)(cols + (size_t)OUT * h);
 	memset(sum, 0, sizeof(float) * w);
-	memset(e4, 0, sizeof(v4sf) * 2 * w); // lanes past a last partial batch
+	float *erows = (float *)(want + w + (-(uintptr_t)(want + w) & 15)); // past want, aligned
+	memset(erows, 0, sizeof(float) * LANES * (size_t)w); // rows past a last partial batch
 	memset(want, 0, (size_t)w);
 	for (int j = 0; j < OUT; j++) {
 		want[xs[j]] = 1;
 	}
-	struct state s = {w, h, win_rows, 0, 0, xs, want, e4, r4, cols};
+	struct state s = {w, h, win_rows, 0, 0, xs, want, erows, e4, r4, cols};
 	int cnt = 0;
 	for (int y0 = 0; y0 < h; y0 += LANES) {
 		int n = h - y0 < LANES ? h - y0 : LANES;
@@ -223,11 +257,40 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 #endif
 			luma_scalar(p, 0, w, t, l4);
 		box_row8(l4, f4, w, win_rows, NULL);
+		float *rows[LANES];
+		for (int r = 0; r < LANES; r++) {
+			rows[r] = ring + (size_t)((y0 + (r < n ? r : 0)) % slots) * w;
+		}
+		int x = 0;
+#ifdef __SSE2__
+		// Four columns of four rows at a time, transposed: contiguous
+		// loads and stores. Rows past the image's last (r >= n) are not
+		// stored.
+		for (; x + 4 <= w; x += 4) {
+			for (int g = 0; g < 2; g++) {
+				__m128 a = (__m128)f4[2 * x + g], b = (__m128)f4[2 * x + 2 + g];
+				__m128 c = (__m128)f4[2 * x + 4 + g], d = (__m128)f4[2 * x + 6 + g];
+				_MM_TRANSPOSE4_PS(a, b, c, d);
+				int r = 4 * g;
+				if (r < n) {
+					_mm_storeu_ps(rows[r] + x, a);
+				}
+				if (r + 1 < n) {
+					_mm_storeu_ps(rows[r + 1] + x, b);
+				}
+				if (r + 2 < n) {
+					_mm_storeu_ps(rows[r + 2] + x, c);
+				}
+				if (r + 3 < n) {
+					_mm_storeu_ps(rows[r + 3] + x, d);
+				}
+			}
+		}
+#endif
 		for (int r = 0; r < n; r++) {
-			float *row = ring + (size_t)((y0 + r) % slots) * w;
 			const float *f = (const float *)f4 + r;
-			for (int x = 0; x < w; x++) {
-				row[x] = f[LANES * x];
+			for (int xx = x; xx < w; xx++) {
+				rows[r][xx] = f[LANES * xx];
 			}
 		}
 		// First column pass: add row y, drop row y-win_cols once the window
@@ -237,20 +300,20 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 			if (y >= win_cols) {
 				const float *old = ring + (size_t)((y - win_cols) % slots) * w;
 				double inv = 1.0 / (double)cnt;
-				float *el = (float *)e4 + lane(&s);
+				float *el = erows + (size_t)lane(&s) * w;
 				for (int j = 0; j < w; j++) {
 					float v = sum[j] + in[j];
 					v -= old[j];
 					sum[j] = v;
-					el[LANES * j] = (float)((double)v * inv);
+					el[j] = (float)((double)v * inv);
 				}
 			} else if (y >= half - 1) {
 				cnt++;
 				double inv = 1.0 / (double)cnt;
-				float *el = (float *)e4 + lane(&s);
+				float *el = erows + (size_t)lane(&s) * w;
 				for (int j = 0; j < w; j++) {
 					sum[j] += in[j];
-					el[LANES * j] = (float)((double)sum[j] * inv);
+					el[j] = (float)((double)sum[j] * inv);
 				}
 			} else {
 				cnt++;
@@ -264,10 +327,10 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		const float *old = ring + (size_t)((oi - (win_cols - half + 1)) % slots) * w;
 		cnt--;
 		double inv = 1.0 / (double)cnt;
-		float *el = (float *)e4 + lane(&s);
+		float *el = erows + (size_t)lane(&s) * w;
 		for (int j = 0; j < w; j++) {
 			sum[j] -= old[j];
-			el[LANES * j] = (float)((double)sum[j] * inv);
+			el[j] = (float)((double)sum[j] * inv);
 		}
 	}
 	flush(&s);
