@@ -34,9 +34,10 @@ typedef float v4sf __attribute__((vector_size(16)));
 typedef double v4df __attribute__((vector_size(32)));
 typedef float v4u __attribute__((vector_size(16), aligned(4))); // v4sf at any float's address
 
-// LANES rows go through the row filters at once: rows r of a batch is lane
-// r%4 of vector 2*x + r/4 at column x.
-#define LANES 8
+// LANES rows go through the row filters at once: row r of a batch is lane
+// r%4 of vector NG*x + r/4 at column x (float LANES*x + r).
+#define LANES 16
+#define NG (LANES / 4) // vectors per position
 
 static inline v4sf quot4(v4sf x, double inv) {
 	v4df d = __builtin_convertvector(x, v4df);
@@ -48,49 +49,60 @@ static int window_size(int dim) { return (dim + 2 * OUT - 1) / (2 * OUT); }
 
 static int sample_index(int i, int dim) { return (int)(((double)i + 0.5) * (double)dim / OUT); }
 
-// box_row8 is filter.go's boxRow on eight rows at once, lane-interleaved
-// (two vectors per position): a centred box of win over in[0..n), clipped
-// at the ends, as a running sum. n >= win. With want, only the outputs at
-// the positions it marks are written (the running sums, and so those
-// outputs, are the same; the other quotients are skipped).
-static inline __attribute__((always_inline)) void box_row8(const v4sf *in, v4sf *out, int n, int win,
+// box_rows is filter.go's boxRow on LANES rows at once, lane-interleaved
+// (NG vectors per position): a centred box of win over in[0..n), clipped at
+// the ends, as a running sum. n >= win. Each vector's running sum is serial
+// (bound by the latency of its additions); the NG of them are independent.
+// With want, only the outputs at the positions it marks are written (the
+// running sums, and so those outputs, are the same; the other quotients
+// are skipped).
+static inline __attribute__((always_inline)) void box_rows(const v4sf *in, v4sf *out, int n, int win,
                                                            const unsigned char *want) {
 	int half = (win + 2) / 2;
-	v4sf s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+	v4sf s[NG];
+	for (int g = 0; g < NG; g++) {
+		s[g] = (v4sf){0, 0, 0, 0};
+	}
 	for (int k = 0; k < half - 1; k++) {
-		s0 += in[2 * k];
-		s1 += in[2 * k + 1];
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * k + g];
+		}
 	}
 	for (int k = 0; k < win - (half - 1); k++) {
-		s0 += in[2 * (half - 1 + k)];
-		s1 += in[2 * (half - 1 + k) + 1];
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * (half - 1 + k) + g];
+		}
 		if (want == NULL || want[k]) {
 			double q = 1.0 / (double)(half + k);
-			out[2 * k] = quot4(s0, q);
-			out[2 * k + 1] = quot4(s1, q);
+			for (int g = 0; g < NG; g++) {
+				out[NG * k + g] = quot4(s[g], q);
+			}
 		}
 	}
 	double inv = 1.0 / (double)win;
 	int head = win - half + 1;
 	for (int k = 0; k < n - win; k++) {
-		s0 += in[2 * (win + k)];
-		s1 += in[2 * (win + k) + 1];
-		s0 -= in[2 * k];
-		s1 -= in[2 * k + 1];
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * (win + k) + g];
+			s[g] -= in[NG * k + g];
+		}
 		if (want == NULL || want[head + k]) {
-			out[2 * (head + k)] = quot4(s0, inv);
-			out[2 * (head + k) + 1] = quot4(s1, inv);
+			for (int g = 0; g < NG; g++) {
+				out[NG * (head + k) + g] = quot4(s[g], inv);
+			}
 		}
 	}
 	int li = n - win;
 	for (int oi = n - half + 1; oi < n; oi++) {
-		s0 -= in[2 * li];
-		s1 -= in[2 * li + 1];
+		for (int g = 0; g < NG; g++) {
+			s[g] -= in[NG * li + g];
+		}
 		li++;
 		if (want == NULL || want[oi]) {
 			double q = 1.0 / (double)(win - (li - (n - win)));
-			out[2 * oi] = quot4(s0, q);
-			out[2 * oi + 1] = quot4(s1, q);
+			for (int g = 0; g < NG; g++) {
+				out[NG * oi + g] = quot4(s[g], q);
+			}
 		}
 	}
 }
@@ -124,7 +136,7 @@ __attribute__((target("avx2"))) static void luma_avx2(const unsigned char *const
 	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
 	int x = 0;
 	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
-		for (int g = 0; g < 2; g++) {
+		for (int g = 0; g < NG; g++) {
 			__m128 v[4];
 			for (int r = 0; r < 4; r++) {
 				__m128i b = _mm_loadu_si128((const __m128i *)(p[4 * g + r] + 3 * x));
@@ -135,7 +147,7 @@ __attribute__((target("avx2"))) static void luma_avx2(const unsigned char *const
 			}
 			_MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
 			for (int k = 0; k < 4; k++) {
-				_mm_store_ps((float *)&l4[2 * (x + k) + g], v[k]);
+				_mm_store_ps((float *)&l4[NG * (x + k) + g], v[k]);
 			}
 		}
 	}
@@ -157,15 +169,15 @@ static void interleave(const float *rows, v4sf *v, int w) {
 	int x = 0;
 #ifdef __SSE2__
 	for (; x + 4 <= w; x += 4) {
-		for (int g = 0; g < 2; g++) {
+		for (int g = 0; g < NG; g++) {
 			const float *r0 = rows + (size_t)(4 * g) * w + x;
 			__m128 a = _mm_loadu_ps(r0), b = _mm_loadu_ps(r0 + w);
 			__m128 c = _mm_loadu_ps(r0 + 2 * w), d = _mm_loadu_ps(r0 + 3 * w);
 			_MM_TRANSPOSE4_PS(a, b, c, d);
-			v[2 * x + g] = (v4sf)a;
-			v[2 * x + 2 + g] = (v4sf)b;
-			v[2 * x + 4 + g] = (v4sf)c;
-			v[2 * x + 6 + g] = (v4sf)d;
+			v[NG * x + g] = (v4sf)a;
+			v[NG * (x + 1) + g] = (v4sf)b;
+			v[NG * (x + 2) + g] = (v4sf)c;
+			v[NG * (x + 3) + g] = (v4sf)d;
 		}
 	}
 #endif
@@ -193,7 +205,7 @@ static void flush(struct state *s) {
 		return;
 	}
 	interleave(s->erows, s->e4, s->w);
-	box_row8(s->e4, s->r4, s->w, s->win_rows, s->want);
+	box_rows(s->e4, s->r4, s->w, s->win_rows, s->want);
 	for (int r = 0; r < s->pending; r++) {
 		for (int j = 0; j < OUT; j++) {
 			s->cols[(long)(s->first + r) * OUT + j] = ((const float *)s->r4)[LANES * s->xs[j] + r];
@@ -222,16 +234,16 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		ys[j] = sample_index(j, h);
 	}
 	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h + (size_t)LANES * w;
-	char *mem = malloc(sizeof(v4sf) * (8 * (size_t)w) + sizeof(float) * nf + (size_t)w + 16);
+	char *mem = malloc(sizeof(v4sf) * (4 * NG * (size_t)w) + sizeof(float) * nf + (size_t)w + 16);
 	if (mem == NULL) {
 		return -1;
 	}
 	// v4sf arrays first (aligned by malloc's 16 bytes), then floats.
 	v4sf *l4 = (v4sf *)mem;  // LANES rows of luminance, interleaved
-	v4sf *f4 = l4 + 2 * w;   // the same rows row-filtered
-	v4sf *e4 = f4 + 2 * w;
-	v4sf *r4 = e4 + 2 * w;
-	float *ring = (float *)(r4 + 2 * w); // slots row-filtered rows
+	v4sf *f4 = l4 + NG * w;  // the same rows row-filtered
+	v4sf *e4 = f4 + NG * w;
+	v4sf *r4 = e4 + NG * w;
+	float *ring = (float *)(r4 + NG * w); // slots row-filtered rows
 	float *sum = ring + (size_t)slots * w;
 	float *cols = sum + w;
 	unsigned char *want = (unsigned char *)(cols + (size_t)OUT * h);
@@ -256,7 +268,7 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		} else
 #endif
 			luma_scalar(p, 0, w, t, l4);
-		box_row8(l4, f4, w, win_rows, NULL);
+		box_rows(l4, f4, w, win_rows, NULL);
 		float *rows[LANES];
 		for (int r = 0; r < LANES; r++) {
 			rows[r] = ring + (size_t)((y0 + (r < n ? r : 0)) % slots) * w;
@@ -267,9 +279,9 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		// loads and stores. Rows past the image's last (r >= n) are not
 		// stored.
 		for (; x + 4 <= w; x += 4) {
-			for (int g = 0; g < 2; g++) {
-				__m128 a = (__m128)f4[2 * x + g], b = (__m128)f4[2 * x + 2 + g];
-				__m128 c = (__m128)f4[2 * x + 4 + g], d = (__m128)f4[2 * x + 6 + g];
+			for (int g = 0; g < NG; g++) {
+				__m128 a = (__m128)f4[NG * x + g], b = (__m128)f4[NG * (x + 1) + g];
+				__m128 c = (__m128)f4[NG * (x + 2) + g], d = (__m128)f4[NG * (x + 3) + g];
 				_MM_TRANSPOSE4_PS(a, b, c, d);
 				int r = 4 * g;
 				if (r < n) {
