@@ -2,11 +2,14 @@
 // float32 operations in the same order (no contraction into fused
 // multiply-adds: -ffp-contract=off), so the 64x64 plane is bit for bit the
 // Go code's (TestDownsampleRGBMatchesGo), which is the reference's. The
-// row filters are running sums, serial along a row, so eight rows go through
-// them at once, in the four lanes of two vectors (each lane computes exactly
-// the scalar operations of its row; two vectors, because one running sum is
-// bound by the latency of its additions); the column passes, independent
-// across columns, vectorise by themselves.
+// row filters are running sums, serial along a row, so sixteen rows go
+// through them at once, in the four lanes of four vectors (each lane
+// computes exactly the scalar operations of its row; several vectors,
+// because one running sum is bound by the latency of its additions); rows
+// move in and out of that layout by 4x4 transposes. The column passes,
+// independent across columns, vectorise by themselves. Where the CPU has
+// AVX2 the luminance is computed four pixels at a time (the same double
+// products and sums), picked at start-up.
 
 #ifdef __clang__
 #pragma clang fp contract(off)
