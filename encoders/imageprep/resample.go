@@ -144,6 +144,7 @@ const chunkRows = 32
 // (bicubic for the model's input) and returns the packed RGB pixels of the
 // output window [x0,x0+cw) x [y0,y0+ch), which must lie inside the output.
 // A pass whose output size equals its input size is skipped, as Pillow does.
+// The result is the caller's (it may hand it to putPix when done).
 func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	w, h := src.size()
 	needH := outW != w
@@ -159,8 +160,9 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 	}
 	nrows := ry1 - ry0
 
-	// Horizontal pass into tmp: nrows x cw, packed RGB.
-	tmp := make([]byte, nrows*cw*3)
+	// Horizontal pass into tmp: nrows x cw, packed RGB. (tmp and dst come
+	// from the pixel pool, every byte written: pixpool.go.)
+	tmp, _ := getPix(nrows * cw * 3)
 	if needH {
 		kh := newKernel(f, w, outW, x0, x0+cw)
 		if m, ok := src.(rgbSource); ok {
@@ -202,9 +204,10 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 		kv.first[j] -= int32(ry0)
 	}
 	stride := cw * 3
-	dst := make([]byte, ch*stride)
+	dst, _ := getPix(ch * stride)
 	acc := make([]int32, stride)
 	C.xr_vpass(cBytes(tmp), C.int(stride), cBytes(dst), C.int(ch),
 		cInts(kv.first), cInts(kv.count), cInts(kv.weight), C.int(kv.ksize), cInts(acc))
+	putPix(tmp)
 	return dst
 }
