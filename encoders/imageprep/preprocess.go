@@ -31,7 +31,9 @@ func Preprocess(img image.Image, s Spec, dst []float32) []float32 {
 		dst = make([]float32, n)
 	}
 	dst = dst[:n]
-	normalize(resizeCrop(img, s), s, dst)
+	rgb := resizeCrop(img, s)
+	normalize(rgb, s, dst)
+	putPix(rgb)
 	return dst
 }
 
@@ -70,9 +72,8 @@ func resizeTarget(w, h int, s Spec) (int, int) {
 // image.
 func resizeCrop(img image.Image, s Spec) []byte {
 	c := s.Crop()
-	out := make([]byte, c*c*3)
 	if img == nil || img.Bounds().Empty() {
-		return out
+		return make([]byte, c*c*3)
 	}
 	src := newRowSource(img)
 	w, h := src.size()
@@ -83,12 +84,14 @@ func resizeCrop(img image.Image, s Spec) []byte {
 	y0, y1 := max(top, 0), min(top+c, rh)
 	x0, x1 := max(left, 0), min(left+c, rw)
 	if y1 <= y0 || x1 <= x0 {
-		return out
+		return make([]byte, c*c*3)
 	}
 	win := resampleWindow(bicubic, src, rw, rh, x0, y0, x1-x0, y1-y0)
 	if x0 == left && y0 == top && x1-x0 == c && y1-y0 == c {
 		return win
 	}
+	out := make([]byte, c*c*3) // zero padding around the window
+	defer putPix(win)
 	ww := (x1 - x0) * 3
 	for r := 0; r < y1-y0; r++ {
 		o := ((y0-top+r)*c + (x0 - left)) * 3
@@ -128,11 +131,13 @@ func normalize(rgb []byte, s Spec, dst []float32) {
 
 // reduceBox shrinks src by k in both directions, each output pixel the
 // rounded mean of its k x k block (blocks at the right and bottom edges
-// average the pixels they have), as PIL's Image.reduce does.
+// average the pixels they have), as PIL's Image.reduce does. Its pixels come
+// from the pixel pool: the caller may hand them to putPix when done.
 func reduceBox(src rowSource, k int) *RGBImage {
 	w, h := src.size()
 	ow, oh := (w+k-1)/k, (h+k-1)/k
-	out := newRGB(ow, oh, nil)
+	pix, _ := getPix(3 * ow * oh) // every byte written below
+	out := newRGB(ow, oh, pix)
 	acc := make([]uint32, 3*w)
 	if m, ok := src.(rgbSource); ok {
 		C.xr_reduce_box(cBytes(m.m.RowRGB(0)), C.long(m.m.Stride), C.int(w), C.int(h), C.int(k),
@@ -184,9 +189,12 @@ func Thumbnail(img image.Image, maxSide int, quality int) ([]byte, error) {
 	// then an antialiased resample, bilinear: within 2x of the target it
 	// looks the same as bicubic at 128 px, with half the taps.
 	if k := min(w/tw, h/th); k >= 2 {
-		src = rgbSource{reduceBox(src, k)}
+		small := reduceBox(src, k)
+		defer putPix(small.Pix)
+		src = rgbSource{small}
 	}
 	rgb := resampleWindow(bilinear, src, tw, th, 0, 0, tw, th)
+	defer putPix(rgb)
 	b, err := encodeRGBJPEG(rgb, tw, th, 3*tw, quality)
 	if err != nil {
 		return nil, fmt.Errorf("imageprep: thumbnail: %w", err)

@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/draw"
 	"image/jpeg"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -337,6 +338,33 @@ func TestResampleSourcesAgree(t *testing.T) {
 				if !bytes.Equal(a, b) {
 					t.Errorf("%v -> %v: in-place and converted sources resample differently", sz, out)
 				}
+			}
+		}
+	}
+}
+
+// The reduction's C code divides whole blocks by multiplying with a
+// reciprocal and sums rows in 16 bits up to k = 257: the means are still
+// the exact rounded ones, for every k (blocks of up to 4096 pixels, larger
+// ones, and k past 16 bits), on random and saturated pixels.
+func TestReduceBoxExactMeans(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct{ w, h, k int }{
+		{37, 29, 2}, {40, 33, 3}, {61, 45, 4}, {50, 50, 7}, {67, 35, 8}, {100, 70, 16},
+		{200, 130, 64}, {140, 131, 65}, {600, 520, 258},
+	} {
+		img := NewRGBImage(tc.w, tc.h)
+		for _, fill := range []string{"random", "255"} {
+			for i := range img.Pix {
+				if fill == "255" {
+					img.Pix[i] = 255
+				} else {
+					img.Pix[i] = byte(rng.IntN(256))
+				}
+			}
+			want := reduceBoxGo(img.Pix, tc.w, tc.h, tc.k)
+			if got := reduceBox(rgbSource{img}, tc.k); !bytes.Equal(got.Pix, want) {
+				t.Errorf("%dx%d k=%d %s pixels: reduction differs from the rounded means", tc.w, tc.h, tc.k, fill)
 			}
 		}
 	}

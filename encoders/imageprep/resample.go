@@ -144,6 +144,7 @@ const chunkRows = 32
 // (bicubic for the model's input) and returns the packed RGB pixels of the
 // output window [x0,x0+cw) x [y0,y0+ch), which must lie inside the output.
 // A pass whose output size equals its input size is skipped, as Pillow does.
+// The result is the caller's (it may hand it to putPix when done).
 func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []byte {
 	w, h := src.size()
 	needH := outW != w
@@ -159,13 +160,14 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 	}
 	nrows := ry1 - ry0
 
-	// Horizontal pass into tmp: nrows x cw, packed RGB.
-	tmp := make([]byte, nrows*cw*3)
+	// Horizontal pass into tmp: nrows x cw, packed RGB. (tmp and dst come
+	// from the pixel pool, every byte written: pixpool.go.)
+	tmp, _ := getPix(nrows * cw * 3)
 	if needH {
 		kh := newKernel(f, w, outW, x0, x0+cw)
 		if m, ok := src.(rgbSource); ok {
 			// In place: the rows are stride bytes apart in m.Pix.
-			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(nrows), cBytes(tmp), C.int(cw),
+			C.xr_hpass(cBytes(m.m.RowRGB(ry0)), C.long(m.m.Stride), C.int(w), C.int(nrows), cBytes(tmp), C.int(cw),
 				cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
 		} else {
 			buf := make([]byte, min(chunkRows, nrows)*w*3)
@@ -174,7 +176,7 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 				for r := 0; r < n; r++ {
 					src.row(ry0+r0+r, buf[r*w*3:(r+1)*w*3])
 				}
-				C.xr_hpass(cBytes(buf), C.long(w*3), C.int(n), cBytes(tmp[r0*cw*3:]), C.int(cw),
+				C.xr_hpass(cBytes(buf), C.long(w*3), C.int(w), C.int(n), cBytes(tmp[r0*cw*3:]), C.int(cw),
 					cInts(kh.first), cInts(kh.count), cInts(kh.weight), C.int(kh.ksize))
 			}
 		}
@@ -202,9 +204,10 @@ func resampleWindow(f filter, src rowSource, outW, outH, x0, y0, cw, ch int) []b
 		kv.first[j] -= int32(ry0)
 	}
 	stride := cw * 3
-	dst := make([]byte, ch*stride)
+	dst, _ := getPix(ch * stride)
 	acc := make([]int32, stride)
 	C.xr_vpass(cBytes(tmp), C.int(stride), cBytes(dst), C.int(ch),
 		cInts(kv.first), cInts(kv.count), cInts(kv.weight), C.int(kv.ksize), cInts(acc))
+	putPix(tmp)
 	return dst
 }

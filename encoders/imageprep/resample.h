@@ -4,7 +4,7 @@
 // Fixed-point bits of the resampling weights (Pillow's PRECISION_BITS).
 #define XR_PRECISION (32 - 8 - 2)
 
-void xr_hpass(const unsigned char *src, long stride, int rows, unsigned char *dst, int cw,
+void xr_hpass(const unsigned char *src, long stride, int w, int rows, unsigned char *dst, int cw,
               const int *first, const int *count, const int *weight, int ksize);
 void xr_vpass(const unsigned char *tmp, int stride, unsigned char *dst, int ch,
               const int *first, const int *count, const int *weight, int ksize, int *acc);

@@ -2,10 +2,14 @@
 // float32 operations in the same order (no contraction into fused
 // multiply-adds: -ffp-contract=off), so the 64x64 plane is bit for bit the
 // Go code's (TestDownsampleRGBMatchesGo), which is the reference's. The
-// row filters are running sums, serial along a row, so four rows go through
-// them at once in the four lanes of a vector (each lane computes exactly
-// the scalar operations of its row); the column passes, independent across
-// columns, vectorise by themselves.
+// row filters are running sums, serial along a row, so sixteen rows go
+// through them at once, in the four lanes of four vectors (each lane
+// computes exactly the scalar operations of its row; several vectors,
+// because one running sum is bound by the latency of its additions); rows
+// move in and out of that layout by 4x4 transposes. The column passes,
+// independent across columns, vectorise by themselves. Where the CPU has
+// AVX2 the luminance is computed four pixels at a time (the same double
+// products and sums), picked at start-up.
 
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -13,17 +17,30 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "downsample.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define XP_X86 1
+#endif
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 #define OUT 64
 
 typedef float v4sf __attribute__((vector_size(16)));
 typedef double v4df __attribute__((vector_size(32)));
+typedef float v4u __attribute__((vector_size(16), aligned(4))); // v4sf at any float's address
 
-#define LANES 4
+// LANES rows go through the row filters at once: row r of a batch is lane
+// r%4 of vector NG*x + r/4 at column x (float LANES*x + r).
+#define LANES 16
+#define NG (LANES / 4) // vectors per position
 
 static inline v4sf quot4(v4sf x, double inv) {
 	v4df d = __builtin_convertvector(x, v4df);
@@ -35,39 +52,153 @@ static int window_size(int dim) { return (dim + 2 * OUT - 1) / (2 * OUT); }
 
 static int sample_index(int i, int dim) { return (int)(((double)i + 0.5) * (double)dim / OUT); }
 
-// box_row4 is filter.go's boxRow on four rows at once, one per lane: a
-// centred box of win over in[0..n), clipped at the ends, as a running sum.
-// n >= win.
-static void box_row4(const v4sf *in, v4sf *out, int n, int win) {
+// box_rows is filter.go's boxRow on LANES rows at once, lane-interleaved
+// (NG vectors per position): a centred box of win over in[0..n), clipped at
+// the ends, as a running sum. n >= win. Each vector's running sum is serial
+// (bound by the latency of its additions); the NG of them are independent.
+// With want, only the outputs at the positions it marks are written (the
+// running sums, and so those outputs, are the same; the other quotients
+// are skipped).
+static inline __attribute__((always_inline)) void box_rows(const v4sf *in, v4sf *out, int n, int win,
+                                                           const unsigned char *want) {
 	int half = (win + 2) / 2;
-	v4sf sum = {0, 0, 0, 0};
+	v4sf s[NG];
+	for (int g = 0; g < NG; g++) {
+		s[g] = (v4sf){0, 0, 0, 0};
+	}
 	for (int k = 0; k < half - 1; k++) {
-		sum += in[k];
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * k + g];
+		}
 	}
 	for (int k = 0; k < win - (half - 1); k++) {
-		sum += in[half - 1 + k];
-		out[k] = quot4(sum, 1.0 / (double)(half + k));
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * (half - 1 + k) + g];
+		}
+		if (want == NULL || want[k]) {
+			double q = 1.0 / (double)(half + k);
+			for (int g = 0; g < NG; g++) {
+				out[NG * k + g] = quot4(s[g], q);
+			}
+		}
 	}
 	double inv = 1.0 / (double)win;
 	int head = win - half + 1;
 	for (int k = 0; k < n - win; k++) {
-		sum += in[win + k];
-		sum -= in[k];
-		out[head + k] = quot4(sum, inv);
+		for (int g = 0; g < NG; g++) {
+			s[g] += in[NG * (win + k) + g];
+			s[g] -= in[NG * k + g];
+		}
+		if (want == NULL || want[head + k]) {
+			for (int g = 0; g < NG; g++) {
+				out[NG * (head + k) + g] = quot4(s[g], inv);
+			}
+		}
 	}
 	int li = n - win;
 	for (int oi = n - half + 1; oi < n; oi++) {
-		sum -= in[li];
+		for (int g = 0; g < NG; g++) {
+			s[g] -= in[NG * li + g];
+		}
 		li++;
-		out[oi] = quot4(sum, 1.0 / (double)(win - (li - (n - win))));
+		if (want == NULL || want[oi]) {
+			double q = 1.0 / (double)(win - (li - (n - win)));
+			for (int g = 0; g < NG; g++) {
+				out[NG * oi + g] = quot4(s[g], q);
+			}
+		}
+	}
+}
+
+// luma_scalar writes the luminance of the LANES rows p[0..LANES) into l4
+// (row r at x: lane r%4 of l4[2x + r/4]): float(R[r] + G[g] + B[b]) from
+// the reference's tables t (luma.go), from pixel x0 on.
+static void luma_scalar(const unsigned char *const *p, int x0, int w, const double *t, v4sf *l4) {
+	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
+	for (int r = 0; r < LANES; r++) {
+		float *l = (float *)l4 + r; // row r's value at x is l[LANES * x]
+		const unsigned char *q = p[r];
+		for (int x = x0; x < w; x++) {
+			l[LANES * x] = (float)(t0[q[3 * x]] + t1[q[3 * x + 1]] + t2[q[3 * x + 2]]);
+		}
+	}
+}
+
+#ifdef XP_X86
+// luma_avx2 is luma_scalar four pixels of a row at a time: the same double
+// products (the tables hold weight * v, and t[1], t[257], t[513] are the
+// weights), summed in the same order, rounded to float the same way. Each
+// 4x4 block of rows and pixels is then transposed into l4's lanes. A
+// 16-byte load reads past a row's four pixels, so the last pixels of each
+// row go through luma_scalar.
+__attribute__((target("avx2"))) static void luma_avx2(const unsigned char *const *p, int w, const double *t,
+                                                     v4sf *l4) {
+	const __m256d wr = _mm256_set1_pd(t[1]), wg = _mm256_set1_pd(t[256 + 1]), wb = _mm256_set1_pd(t[512 + 1]);
+	const __m128i sr = _mm_setr_epi8(0, -1, -1, -1, 3, -1, -1, -1, 6, -1, -1, -1, 9, -1, -1, -1);
+	const __m128i sg = _mm_setr_epi8(1, -1, -1, -1, 4, -1, -1, -1, 7, -1, -1, -1, 10, -1, -1, -1);
+	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
+	int x = 0;
+	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
+		for (int g = 0; g < NG; g++) {
+			__m128 v[4];
+			for (int r = 0; r < 4; r++) {
+				__m128i b = _mm_loadu_si128((const __m128i *)(p[4 * g + r] + 3 * x));
+				__m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sr)), wr);
+				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sg)), wg));
+				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sb)), wb));
+				v[r] = _mm256_cvtpd_ps(y);
+			}
+			_MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
+			for (int k = 0; k < 4; k++) {
+				_mm_store_ps((float *)&l4[NG * (x + k) + g], v[k]);
+			}
+		}
+	}
+	luma_scalar(p, x, w, t, l4);
+}
+
+static int have_avx2;
+
+__attribute__((constructor)) static void xp_detect(void) {
+	__builtin_cpu_init();
+	have_avx2 = __builtin_cpu_supports("avx2");
+}
+#endif
+
+// interleave writes LANES rows of w floats (row r at rows + r*w) into the
+// lane-interleaved layout of the row filters (row r at x: lane r%4 of
+// v[2x + r/4]).
+static void interleave(const float *rows, v4sf *v, int w) {
+	int x = 0;
+#ifdef __SSE2__
+	for (; x + 4 <= w; x += 4) {
+		for (int g = 0; g < NG; g++) {
+			const float *r0 = rows + (size_t)(4 * g) * w + x;
+			__m128 a = _mm_loadu_ps(r0), b = _mm_loadu_ps(r0 + w);
+			__m128 c = _mm_loadu_ps(r0 + 2 * w), d = _mm_loadu_ps(r0 + 3 * w);
+			_MM_TRANSPOSE4_PS(a, b, c, d);
+			v[NG * x + g] = (v4sf)a;
+			v[NG * (x + 1) + g] = (v4sf)b;
+			v[NG * (x + 2) + g] = (v4sf)c;
+			v[NG * (x + 3) + g] = (v4sf)d;
+		}
+	}
+#endif
+	float *f = (float *)v;
+	for (; x < w; x++) {
+		for (int r = 0; r < LANES; r++) {
+			f[LANES * x + r] = rows[(size_t)r * w + x];
+		}
 	}
 }
 
 struct state {
 	int w, h, win_rows, first, pending;
 	const int *xs;
-	v4sf *e4, *r4; // rows of the first column pass waiting for the second row pass, lane-interleaved
-	float *cols;   // 64 sampled columns, h each
+	const unsigned char *want; // want[x]: x is one of xs
+	float *erows;  // rows of the first column pass waiting for the second row pass (LANES rows of w)
+	v4sf *e4, *r4; // the same rows lane-interleaved, and row-filtered
+	float *cols;   // the 64 sampled columns of every row (h rows of 64)
 };
 
 // flush runs the second row pass on the pending rows and keeps their 64
@@ -76,10 +207,11 @@ static void flush(struct state *s) {
 	if (s->pending == 0) {
 		return;
 	}
-	box_row4(s->e4, s->r4, s->w, s->win_rows);
+	interleave(s->erows, s->e4, s->w);
+	box_rows(s->e4, s->r4, s->w, s->win_rows, s->want);
 	for (int r = 0; r < s->pending; r++) {
 		for (int j = 0; j < OUT; j++) {
-			s->cols[(long)j * s->h + s->first + r] = s->r4[s->xs[j]][r];
+			s->cols[(long)(s->first + r) * OUT + j] = ((const float *)s->r4)[LANES * s->xs[j] + r];
 		}
 	}
 	s->first += s->pending;
@@ -104,37 +236,76 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		xs[j] = sample_index(j, w);
 		ys[j] = sample_index(j, h);
 	}
-	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h;
-	char *mem = malloc(sizeof(float) * nf + sizeof(v4sf) * (4 * (size_t)w + 1));
+	size_t nf = (size_t)slots * w + w + (size_t)OUT * h + h + (size_t)LANES * w;
+	char *mem = malloc(sizeof(v4sf) * (4 * NG * (size_t)w) + sizeof(float) * nf + (size_t)w + 16);
 	if (mem == NULL) {
 		return -1;
 	}
 	// v4sf arrays first (aligned by malloc's 16 bytes), then floats.
-	v4sf *l4 = (v4sf *)mem;  // four rows of luminance, interleaved
-	v4sf *f4 = l4 + w;       // the same rows row-filtered
-	v4sf *e4 = f4 + w;
-	v4sf *r4 = e4 + w;
-	float *ring = (float *)(r4 + w); // slots row-filtered rows
+	v4sf *l4 = (v4sf *)mem;  // LANES rows of luminance, interleaved
+	v4sf *f4 = l4 + NG * w;  // the same rows row-filtered
+	v4sf *e4 = f4 + NG * w;
+	v4sf *r4 = e4 + NG * w;
+	float *ring = (float *)(r4 + NG * w); // slots row-filtered rows
 	float *sum = ring + (size_t)slots * w;
 	float *cols = sum + w;
-	float *col = cols + (size_t)OUT * h;
+	unsigned char *want = (unsigned char *)(cols + (size_t)OUT * h);
 	memset(sum, 0, sizeof(float) * w);
-	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
-	struct state s = {w, h, win_rows, 0, 0, xs, e4, r4, cols};
+	float *erows = (float *)(want + w + (-(uintptr_t)(want + w) & 15)); // past want, aligned
+	memset(erows, 0, sizeof(float) * LANES * (size_t)w); // rows past a last partial batch
+	memset(want, 0, (size_t)w);
+	for (int j = 0; j < OUT; j++) {
+		want[xs[j]] = 1;
+	}
+	struct state s = {w, h, win_rows, 0, 0, xs, want, erows, e4, r4, cols};
 	int cnt = 0;
 	for (int y0 = 0; y0 < h; y0 += LANES) {
 		int n = h - y0 < LANES ? h - y0 : LANES;
+		const unsigned char *p[LANES];
 		for (int r = 0; r < LANES; r++) {
-			const unsigned char *p = pix + (long)(y0 + (r < n ? r : 0)) * stride;
-			for (int x = 0; x < w; x++) {
-				l4[x][r] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
+			p[r] = pix + (long)(y0 + (r < n ? r : 0)) * stride;
+		}
+#ifdef XP_X86
+		if (have_avx2) {
+			luma_avx2(p, w, t, l4);
+		} else
+#endif
+			luma_scalar(p, 0, w, t, l4);
+		box_rows(l4, f4, w, win_rows, NULL);
+		float *rows[LANES];
+		for (int r = 0; r < LANES; r++) {
+			rows[r] = ring + (size_t)((y0 + (r < n ? r : 0)) % slots) * w;
+		}
+		int x = 0;
+#ifdef __SSE2__
+		// Four columns of four rows at a time, transposed: contiguous
+		// loads and stores. Rows past the image's last (r >= n) are not
+		// stored.
+		for (; x + 4 <= w; x += 4) {
+			for (int g = 0; g < NG; g++) {
+				__m128 a = (__m128)f4[NG * x + g], b = (__m128)f4[NG * (x + 1) + g];
+				__m128 c = (__m128)f4[NG * (x + 2) + g], d = (__m128)f4[NG * (x + 3) + g];
+				_MM_TRANSPOSE4_PS(a, b, c, d);
+				int r = 4 * g;
+				if (r < n) {
+					_mm_storeu_ps(rows[r] + x, a);
+				}
+				if (r + 1 < n) {
+					_mm_storeu_ps(rows[r + 1] + x, b);
+				}
+				if (r + 2 < n) {
+					_mm_storeu_ps(rows[r + 2] + x, c);
+				}
+				if (r + 3 < n) {
+					_mm_storeu_ps(rows[r + 3] + x, d);
+				}
 			}
 		}
-		box_row4(l4, f4, w, win_rows);
+#endif
 		for (int r = 0; r < n; r++) {
-			float *row = ring + (size_t)((y0 + r) % slots) * w;
-			for (int x = 0; x < w; x++) {
-				row[x] = f4[x][r];
+			const float *f = (const float *)f4 + r;
+			for (int xx = x; xx < w; xx++) {
+				rows[r][xx] = f[LANES * xx];
 			}
 		}
 		// First column pass: add row y, drop row y-win_cols once the window
@@ -144,20 +315,20 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 			if (y >= win_cols) {
 				const float *old = ring + (size_t)((y - win_cols) % slots) * w;
 				double inv = 1.0 / (double)cnt;
-				int l = lane(&s);
+				float *el = erows + (size_t)lane(&s) * w;
 				for (int j = 0; j < w; j++) {
 					float v = sum[j] + in[j];
 					v -= old[j];
 					sum[j] = v;
-					e4[j][l] = (float)((double)v * inv);
+					el[j] = (float)((double)v * inv);
 				}
 			} else if (y >= half - 1) {
 				cnt++;
 				double inv = 1.0 / (double)cnt;
-				int l = lane(&s);
+				float *el = erows + (size_t)lane(&s) * w;
 				for (int j = 0; j < w; j++) {
 					sum[j] += in[j];
-					e4[j][l] = (float)((double)sum[j] * inv);
+					el[j] = (float)((double)sum[j] * inv);
 				}
 			} else {
 				cnt++;
@@ -171,43 +342,121 @@ int xp_downsample_rgb(const unsigned char *pix, long stride, int w, int h, const
 		const float *old = ring + (size_t)((oi - (win_cols - half + 1)) % slots) * w;
 		cnt--;
 		double inv = 1.0 / (double)cnt;
-		int l = lane(&s);
+		float *el = erows + (size_t)lane(&s) * w;
 		for (int j = 0; j < w; j++) {
 			sum[j] -= old[j];
-			e4[j][l] = (float)((double)sum[j] * inv);
+			el[j] = (float)((double)sum[j] * inv);
 		}
 	}
 	flush(&s);
 	// Second column pass, only on the 64 sampled columns (boxRow along each),
-	// read at the 64 sampled rows.
-	for (int j = 0; j < OUT; j++) {
-		const float *in = cols + (long)j * h;
+	// read at the 64 sampled rows. cols holds them row by row, so the 64
+	// running sums go side by side in 16 vectors (each lane the scalar
+	// operations of its column), divided only at the sampled rows.
+	{
 		int half2 = (win_cols + 2) / 2;
-		float acc = 0;
+		v4sf acc[OUT / 4];
+		for (int g = 0; g < OUT / 4; g++) {
+			acc[g] = (v4sf){0, 0, 0, 0};
+		}
+		int next = 0; // the next output row i (ys is non-decreasing)
+#define ROW(k) ((const v4u *)(cols + (size_t)(k) * OUT))
+#define EMIT(pos, q)                                                   \
+	while (next < OUT && ys[next] == (pos)) {                          \
+		double qq = (q);                                               \
+		float *o = plane + (size_t)next * OUT;                         \
+		for (int g = 0; g < OUT / 4; g++) {                            \
+			v4sf v = quot4(acc[g], qq);                                \
+			memcpy(o + 4 * g, &v, sizeof v);                           \
+		}                                                              \
+		next++;                                                        \
+	}
 		for (int k = 0; k < half2 - 1; k++) {
-			acc += in[k];
+			const v4u *in = ROW(k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += in[g];
+			}
 		}
 		for (int k = 0; k < win_cols - (half2 - 1); k++) {
-			acc += in[half2 - 1 + k];
-			col[k] = (float)((double)acc * (1.0 / (double)(half2 + k)));
+			const v4u *in = ROW(half2 - 1 + k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += in[g];
+			}
+			EMIT(k, 1.0 / (double)(half2 + k));
 		}
 		double inv = 1.0 / (double)win_cols;
 		int head = win_cols - half2 + 1;
 		for (int k = 0; k < h - win_cols; k++) {
-			acc += in[win_cols + k];
-			acc -= in[k];
-			col[head + k] = (float)((double)acc * inv);
+			const v4u *add = ROW(win_cols + k), *sub = ROW(k);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] += add[g];
+				acc[g] -= sub[g];
+			}
+			EMIT(head + k, inv);
 		}
 		int li = h - win_cols;
 		for (int oi = h - half2 + 1; oi < h; oi++) {
-			acc -= in[li];
+			const v4u *sub = ROW(li);
+			for (int g = 0; g < OUT / 4; g++) {
+				acc[g] -= sub[g];
+			}
 			li++;
-			col[oi] = (float)((double)acc * (1.0 / (double)(win_cols - (li - (h - win_cols)))));
+			EMIT(oi, 1.0 / (double)(win_cols - (li - (h - win_cols))));
 		}
-		for (int i = 0; i < OUT; i++) {
-			plane[i * OUT + j] = col[ys[i]];
-		}
+#undef EMIT
+#undef ROW
 	}
 	free(mem);
 	return 0;
+}
+
+// dct is pdq.go's dct64To16Go: b = D A D^T for the 16x64 basis d (dt, its
+// transpose, 64x16), every output summed in the same order with the same
+// float operations (products rounded to float, no contraction); only the
+// independent outputs run side by side in vectors.
+static inline __attribute__((always_inline)) void dct(const float *a, const float *d, const float *dt, float *b) {
+	float t[16 * 64];
+	for (int i = 0; i < 16; i++) {
+		float *ti = t + i * 64;
+		for (int j = 0; j < 64; j++) {
+			ti[j] = 0;
+		}
+		for (int k = 0; k < 64; k++) {
+			float dk = d[i * 64 + k];
+			const float *ak = a + k * 64;
+			for (int j = 0; j < 64; j++) {
+				ti[j] += dk * ak[j];
+			}
+		}
+	}
+	for (int i = 0; i < 16; i++) {
+		const float *ti = t + i * 64;
+		float s[16] = {0};
+		for (int k = 0; k < 64; k++) {
+			float tk = ti[k];
+			const float *dk = dt + k * 16;
+			for (int j = 0; j < 16; j++) {
+				s[j] += tk * dk[j];
+			}
+		}
+		for (int j = 0; j < 16; j++) {
+			b[i * 16 + j] = s[j];
+		}
+	}
+}
+
+#ifdef XP_X86
+__attribute__((target("avx2"))) static void dct_avx2(const float *a, const float *d, const float *dt, float *b) {
+	dct(a, d, dt, b);
+}
+#endif
+
+void xp_dct64to16(const float *a, const float *d, const float *dt, float *b) {
+#ifdef XP_X86
+	if (have_avx2) {
+		dct_avx2(a, d, dt, b);
+		return;
+	}
+#endif
+	dct(a, d, dt, b);
 }

@@ -19,3 +19,20 @@ func (d *downsampler) downsampleRGB(m PackedRGB, w, h int) bool {
 		(*C.double)(unsafe.Pointer(&lumaTable[0][0])), (*C.float)(unsafe.Pointer(&d.plane[0][0])))
 	return rc == 0
 }
+
+// dctMatrixT is dctMatrix transposed, for the C DCT's second product.
+var dctMatrixT = func() (m [outDim][dctSize]float32) {
+	for i := range dctSize {
+		for k := range outDim {
+			m[k][i] = dctMatrix[i][k]
+		}
+	}
+	return m
+}()
+
+// dct64To16 is dct64To16Go in C (the same sums in the same order, bit for
+// bit; TestDCTMatchesGo).
+func dct64To16(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) {
+	C.xp_dct64to16((*C.float)(unsafe.Pointer(&a[0][0])), (*C.float)(unsafe.Pointer(&dctMatrix[0][0])),
+		(*C.float)(unsafe.Pointer(&dctMatrixT[0][0])), (*C.float)(unsafe.Pointer(&b[0][0])))
+}

@@ -229,10 +229,11 @@ func absInt(x int) int {
 	return x
 }
 
-// dct64To16 computes D A D^T for the 16x64 basis D, summing in the
+// dct64To16Go computes D A D^T for the 16x64 basis D, summing in the
 // reference's order. The explicit float32 conversions keep the compiler from
-// fusing multiply-adds, so every architecture gives the same bits.
-func dct64To16(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) {
+// fusing multiply-adds, so every architecture gives the same bits. With cgo,
+// dct64To16 runs the same sums in C (downsample.c).
+func dct64To16Go(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) {
 	var t [dctSize][outDim]float32
 	for i := range t {
 		ti := &t[i]
