@@ -134,9 +134,7 @@ func (hs *Hasher) Dihedral(img image.Image) ([8]Hash, int) {
 	if !ok {
 		return out, 0
 	}
-	for d := range out {
-		out[d] = hs.bits(Dihedral(d))
-	}
+	hs.dihedralBits(&out)
 	return out, q
 }
 
@@ -156,9 +154,7 @@ func (hs *Hasher) DihedralLuma(luma []float32, w, h int) ([8]Hash, int) {
 	if !ok {
 		return out, 0
 	}
-	for d := range out {
-		out[d] = hs.bits(Dihedral(d))
-	}
+	hs.dihedralBits(&out)
 	return out, q
 }
 
@@ -260,8 +256,42 @@ func dct64To16Go(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) {
 
 // bits thresholds the dihedral variant d of hs.dct at its median.
 func (hs *Hasher) bits(d Dihedral) Hash {
-	op := dihedralOps[d]
 	var v [dctSize * dctSize]float32
+	hs.variant(d, &v)
+	return threshold(&v, median(&v))
+}
+
+// dihedralBits sets out[d] to bits(d) for every variant. A variant's
+// coefficients are the original's with some signs flipped and perhaps
+// transposed; a transpose does not change the values, only their order, so
+// the variants that differ by one (Original and FlipPlus1, Rotate90 and
+// FlipY, Rotate180 and FlipMinus1, Rotate270 and FlipX) share their median,
+// found once for both.
+func (hs *Hasher) dihedralBits(out *[8]Hash) {
+	var medians [4]float32
+	var known [4]bool
+	var v [dctSize * dctSize]float32
+	for d := range out {
+		op := dihedralOps[d]
+		signs := 0
+		if op.negEvenRows {
+			signs |= 2
+		}
+		if op.negEvenCols {
+			signs |= 1
+		}
+		hs.variant(Dihedral(d), &v)
+		if !known[signs] {
+			medians[signs], known[signs] = median(&v), true
+		}
+		out[d] = threshold(&v, medians[signs])
+	}
+}
+
+// variant writes the coefficients of the dihedral variant d of hs.dct to v,
+// row by row.
+func (hs *Hasher) variant(d Dihedral, v *[dctSize * dctSize]float32) {
+	op := dihedralOps[d]
 	for i := 0; i < dctSize; i++ {
 		for j := 0; j < dctSize; j++ {
 			x := hs.dct[i][j]
@@ -275,11 +305,66 @@ func (hs *Hasher) bits(d Dihedral) Hash {
 			}
 		}
 	}
-	sorted := v
-	slices.Sort(sorted[:])
-	// The reference's median of 256 values (Torben's method) is the 128th
-	// smallest; a bit is set when its coefficient is strictly greater.
-	median := sorted[len(sorted)/2-1]
+}
+
+// median is the reference's median of 256 values (Torben's method): the
+// 128th smallest, found by selection (the value a sort would put there).
+func median(v *[dctSize * dctSize]float32) float32 {
+	w := *v
+	for _, x := range w {
+		if x != x { // NaN: selection assumes an order; sort as slices.Sort does
+			slices.Sort(w[:])
+			return w[len(w)/2-1]
+		}
+	}
+	return kthSmallest(w[:], len(w)/2-1)
+}
+
+// kthSmallest returns the value a sort of a (no NaNs) would put at index k,
+// reordering a (Hoare's selection, median-of-three pivots).
+func kthSmallest(a []float32, k int) float32 {
+	lo, hi := 0, len(a)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if a[mid] < a[lo] {
+			a[mid], a[lo] = a[lo], a[mid]
+		}
+		if a[hi] < a[lo] {
+			a[hi], a[lo] = a[lo], a[hi]
+		}
+		if a[hi] < a[mid] {
+			a[hi], a[mid] = a[mid], a[hi]
+		}
+		p := a[mid]
+		i, j := lo, hi
+		for i <= j {
+			for a[i] < p {
+				i++
+			}
+			for p < a[j] {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		// a[lo..j] <= p, a[i..hi] >= p, and anything between equals p.
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return a[k]
+		}
+	}
+	return a[k]
+}
+
+// threshold sets the bit of every coefficient strictly greater than median.
+func threshold(v *[dctSize * dctSize]float32, median float32) Hash {
 	var h Hash
 	for k, x := range v {
 		if x > median {
