@@ -172,7 +172,16 @@ func TestNearDup(t *testing.T) {
 	}
 	flipped := slices.Clone(img.PDQ)
 	flipped[0] ^= 0xff
+	// The bound is inclusive (Milvus answers with a range search): a bound
+	// equal to a hit's distance keeps it.
+	far, err := emb.NearDup(context.Background(), domain.NearDupQuery{Hashes: [][]byte{flipped}, MaxDistance: 140})
+	if err != nil || len(far) < 3 {
+		t.Fatalf("embedded near-dups within 140: %d, %v", len(far), err)
+	}
+	atHit := *far[len(far)/2].Distance
 	for _, q := range []domain.NearDupQuery{
+		{Hashes: [][]byte{flipped}, MaxDistance: atHit},
+		{Hashes: [][]byte{flipped}, MaxDistance: atHit - 1},
 		{Hashes: [][]byte{img.PDQ}, MaxDistance: 0},
 		{Hashes: [][]byte{flipped, img.PDQ}, MaxDistance: 40, K: 5},
 		{Hashes: [][]byte{flipped}, MaxDistance: 120},

@@ -207,6 +207,13 @@ func (ix *Index) searchParams(field string, k int, approximate bool) map[string]
 // with the last one returned, the search is repeated with a larger limit until the
 // whole tie group is in (or Milvus's topk limit is reached).
 func (ix *Index) searchTies(ctx context.Context, t *table, field string, vec entity.Vector, k int, expr string, approximate bool, output []string) ([]cand, error) {
+	return ix.searchTiesWithin(ctx, t, field, vec, k, expr, approximate, output, -1)
+}
+
+// searchTiesWithin is searchTies for binary vectors within Hamming distance
+// maxDist (a range search: the server returns only those, not the topk
+// nearest whatever their distance); maxDist < 0 is searchTies.
+func (ix *Index) searchTiesWithin(ctx context.Context, t *table, field string, vec entity.Vector, k int, expr string, approximate bool, output []string, maxDist int) ([]cand, error) {
 	binary := field != fVector
 	bits := 0
 	if binary {
@@ -218,6 +225,11 @@ func (ix *Index) searchTies(ctx context.Context, t *table, field string, vec ent
 	}
 	for {
 		params := ix.searchParams(field, limit, approximate)
+		if maxDist >= 0 {
+			// Milvus's range search keeps range_filter <= distance < radius.
+			params["radius"] = strconv.Itoa(maxDist + 1)
+			params["range_filter"] = "0"
+		}
 		var rss []milvusclient.ResultSet
 		err := ix.call(ctx, "search "+t.name, func(ctx context.Context) error {
 			opt := milvusclient.NewSearchOption(t.name, limit, []entity.Vector{vec}).WithANNSField(field).
@@ -609,7 +621,7 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 			continue
 		}
 		seen[string(h)] = true
-		cands, err := ix.searchTies(ctx, ix.l.pdq, fPDQ, entity.BinaryVector(h), k, expr, false, nil)
+		cands, err := ix.searchTiesWithin(ctx, ix.l.pdq, fPDQ, entity.BinaryVector(h), k, expr, false, nil, q.MaxDistance)
 		if err != nil {
 			return nil, err
 		}
