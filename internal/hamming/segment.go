@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+	"unsafe"
 )
 
 // Chunk widths: a chunk is at most 32 bits (its value is a uint32) and at
@@ -346,16 +347,31 @@ func probe[E uint32 | uint64](t *table, ent []E, v uint32, ms *maskSet, k int, s
 	return cand[:n]
 }
 
+// verifyBlock is the number of candidates whose codes are prefetched
+// together, one block ahead of the one being checked.
+const verifyBlock = 32
+
 // verify appends a hit for every candidate within r of q.
 func verify(st *store, cand []uint32, q *Code, qi uint16, r int, hits []hit) []hit {
 	codes := st.codes
+	if len(cand) == 0 {
+		return hits
+	}
+	base := unsafe.Pointer(&codes[0])
 	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	for _, p := range cand {
-		c := &codes[p]
-		d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
-			bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
-		if d <= r {
-			hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
+	prefetchIdx(base, 5, cand[:min(verifyBlock, len(cand))])
+	for lo := 0; lo < len(cand); lo += verifyBlock {
+		hi := min(lo+verifyBlock, len(cand))
+		if hi < len(cand) {
+			prefetchIdx(base, 5, cand[hi:min(hi+verifyBlock, len(cand))])
+		}
+		for _, p := range cand[lo:hi] {
+			c := &codes[p]
+			d := bits.OnesCount64(c[0]^q0) + bits.OnesCount64(c[1]^q1) +
+				bits.OnesCount64(c[2]^q2) + bits.OnesCount64(c[3]^q3)
+			if d <= r {
+				hits = append(hits, hit{pos: p, d: uint16(d), q: qi})
+			}
 		}
 	}
 	return hits
