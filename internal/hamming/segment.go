@@ -248,10 +248,22 @@ func scanCost(n, nq int) float64 {
 
 // scratch is a search's reusable buffers.
 type scratch struct {
-	lo, hi []uint32 // per probe: the bucket's entries
+	probes []probeTable
+	lo, hi []uint32 // per probe: the bucket's entries (first its index)
 	cand   []uint32 // candidate positions
 	hits   []hit
-	sink   uint64 // keeps the touching loads (see probeBuckets) alive
+}
+
+// probeTable is one table's part of a search: its chunk radius k, the
+// query's chunk value v, the directory masks, and where its probes lie in
+// scratch.lo/hi (off, n), with the total entries of its buckets.
+type probeTable struct {
+	t       *table
+	ms      *maskSet
+	k       int
+	v       uint32
+	off, n  int
+	entries uint32
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
@@ -260,70 +272,106 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
 // It may also append removed entries (the caller drops them).
 //
 // Each probe reads a directory bucket and its entries at random places, so
-// the search is bound by memory latency, not by arithmetic. It runs in
-// passes whose reads do not depend on each other (and whose loops have no
-// unpredictable branches), so that the processor overlaps many misses:
-// first every probe's bucket bounds (touching the bucket's first entry),
-// then the buckets' entries, collecting candidates, then the candidates'
-// codes.
+// the search is bound by memory latency, not by arithmetic. It runs as a
+// pipeline over the tables whose stages' reads do not depend on each
+// other, each stage prefetching what the next one reads: while the
+// entries of table j are collected (stage 3), the bucket bounds of table
+// j+1 are read (stage 2, prefetching its buckets' first entries) and the
+// directory cells of table j+2 are prefetched (stage 1), so that many
+// misses overlap. Then the candidates' codes are checked (verify, which
+// prefetches them a block ahead).
 func (s *segment) search(st *store, mc *maskCache, q *Code, qi uint16, r int, sc *scratch) {
 	m := len(s.chunks)
 	sc.cand = sc.cand[:0]
+	ps := sc.probes[:0]
+	total := 0
 	for i, ch := range s.chunks {
 		k := radius(i, m, r)
 		if k < 0 {
 			continue
 		}
 		t := &s.tabs[i]
+		if len(t.e32) == 0 && len(t.e64) == 0 {
+			continue
+		}
 		// Bucket-index masks over the directory bits; a bucket reached by
 		// flipping j of them admits entries whose suffix is within k-j.
 		ms := mc.get(int(t.dirBits), k)
-		v := ch.value(q)
-		if t.e32 != nil {
-			sc.cand = probe(t, t.e32, v, ms, k, s.lo, sc)
-		} else {
-			sc.cand = probe(t, t.e64, v, ms, k, s.lo, sc)
+		n := ms.ends[k]
+		ps = append(ps, probeTable{t: t, ms: ms, k: k, v: ch.value(q), off: total, n: n})
+		total += n
+	}
+	sc.probes = ps
+	if cap(sc.lo) < total {
+		sc.lo = make([]uint32, total)
+		sc.hi = make([]uint32, total)
+	}
+	lo, hi := sc.lo[:total], sc.hi[:total]
+	for j := 0; j < len(ps)+2; j++ {
+		if j < len(ps) {
+			p := &ps[j]
+			bucketIndexes(p, lo[p.off:p.off+p.n])
+		}
+		if j-1 >= 0 && j-1 < len(ps) {
+			p := &ps[j-1]
+			bucketBounds(p, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n])
+		}
+		if j-2 >= 0 {
+			p := &ps[j-2]
+			if p.t.e32 != nil {
+				sc.cand = probe(p, p.t.e32, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n], s.lo, sc.cand)
+			} else {
+				sc.cand = probe(p, p.t.e64, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n], s.lo, sc.cand)
+			}
 		}
 	}
 	sc.hits = verify(st, sc.cand, q, qi, r, sc.hits)
 }
 
-// probe appends to sc.cand the positions of the entries of t whose chunk
-// value is within k bits of v; ms holds the directory masks of weight <= k.
-func probe[E uint32 | uint64](t *table, ent []E, v uint32, ms *maskSet, k int, segLo uint32, sc *scratch) []uint32 {
-	cand := sc.cand
-	if len(ent) == 0 {
-		return cand
+// bucketIndexes (stage 1) writes to b the directory index of each probe of
+// p and prefetches those directory cells.
+func bucketIndexes(p *probeTable, b []uint32) {
+	base := p.v >> p.t.sufBits
+	for x, mk := range p.ms.masks[:len(b)] {
+		b[x] = base ^ mk
 	}
-	sh, pb := t.sufBits, t.posBits
-	pm := E(1)<<pb - 1
-	base, bs := v>>sh, E(v&(1<<sh-1))
-	dir := t.dir
-	masks := ms.upTo(k)
-	last := uint32(len(ent) - 1)
-	if cap(sc.lo) < len(masks) {
-		sc.lo = make([]uint32, len(masks))
-		sc.hi = make([]uint32, len(masks))
-	}
-	lo, hi := sc.lo[:len(masks)], sc.hi[:len(masks)]
-	// Pass 1: bucket bounds, touching each bucket's first entry so that
-	// pass 2 finds it in the cache.
-	var sink E
+	prefetchIdx(unsafe.Pointer(&p.t.dir[0]), 2, b)
+}
+
+// bucketBounds (stage 2) replaces the directory indexes in lo with the
+// buckets' first entries, writes their ends to hi, and prefetches each
+// bucket's first entry.
+func bucketBounds(p *probeTable, lo, hi []uint32) {
+	dir := p.t.dir
 	total := uint32(0)
-	for x, mk := range masks {
-		b := base ^ mk
+	for x, b := range lo {
 		l, h := dir[b], dir[b+1]
 		lo[x], hi[x] = l, h
 		total += h - l
-		sink += ent[min(l, last)]
 	}
-	sc.sink += uint64(sink)
-	// Pass 2: the entries whose suffix is within the bucket's allowance,
-	// written without a branch (whether an entry qualifies is random).
+	p.entries = total
+	// A prefetch never faults: an empty last bucket's index (one past the
+	// entries) is harmless.
+	if p.t.e32 != nil {
+		prefetchIdx(unsafe.Pointer(&p.t.e32[0]), 2, lo)
+	} else {
+		prefetchIdx(unsafe.Pointer(&p.t.e64[0]), 3, lo)
+	}
+}
+
+// probe (stage 3) appends to cand the positions of the entries of p's
+// buckets (lo..hi each) whose chunk value is within p.k bits of p.v.
+func probe[E uint32 | uint64](p *probeTable, ent []E, lo, hi []uint32, segLo uint32, cand []uint32) []uint32 {
+	t, ms, k := p.t, p.ms, p.k
+	sh, pb := t.sufBits, t.posBits
+	pm := E(1)<<pb - 1
+	bs := E(p.v & (1<<sh - 1))
+	// The entries whose suffix is within the bucket's allowance, written
+	// without a branch (whether an entry qualifies is random).
 	n := len(cand)
-	cand = slices.Grow(cand, int(total))[:n+int(total)]
+	cand = slices.Grow(cand, int(p.entries))[:n+int(p.entries)]
 	if sh == 0 {
-		for x := range masks {
+		for x := range lo {
 			for _, e := range ent[lo[x]:hi[x]] {
 				cand[n] = segLo + uint32(e&pm)
 				n++
