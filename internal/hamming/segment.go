@@ -251,6 +251,7 @@ type scratch struct {
 	probes []probeTable
 	lo, hi []uint32 // per probe: the bucket's entries (first its index)
 	cand   []uint32 // candidate positions
+	qEnd   []int    // per query index: the end of its candidates
 	hits   []hit
 }
 
@@ -262,70 +263,87 @@ type probeTable struct {
 	ms      *maskSet
 	k       int
 	v       uint32
+	q       int // query index
 	off, n  int
 	entries uint32
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
 
-// search appends a hit for every entry of s within r of q (query index qi).
-// It may also append removed entries (the caller drops them).
+// search appends a hit for every entry of s within r of any code of qs
+// (query index qi for qs[qi]). It may also append removed entries (the
+// caller drops them).
 //
 // Each probe reads a directory bucket and its entries at random places, so
 // the search is bound by memory latency, not by arithmetic. It runs as a
-// pipeline over the tables whose stages' reads do not depend on each
-// other, each stage prefetching what the next one reads: while the
-// entries of table j are collected (stage 3), the bucket bounds of table
-// j+1 are read (stage 2, prefetching its buckets' first entries) and the
-// directory cells of table j+2 are prefetched (stage 1), so that many
-// misses overlap. Then the candidates' codes are checked (verify, which
-// prefetches them a block ahead).
-func (s *segment) search(st *store, mc *maskCache, q *Code, qi uint16, r int, sc *scratch) {
+// pipeline over the (query code, table) pairs whose stages' reads do not
+// depend on each other, each stage prefetching what the next one reads:
+// while the entries of pair j are collected (stage 3), the bucket bounds
+// of pair j+1 are read (stage 2, prefetching its buckets' first entries)
+// and the directory cells of pair j+2 are prefetched (stage 1), so that
+// many misses overlap, from one query code to the next too. Then the
+// candidates' codes are checked (verify, which prefetches them a block
+// ahead).
+func (s *segment) search(st *store, mc *maskCache, qs []Code, r int, sc *scratch) {
 	m := len(s.chunks)
 	sc.cand = sc.cand[:0]
 	ps := sc.probes[:0]
 	total := 0
-	for i, ch := range s.chunks {
-		k := radius(i, m, r)
-		if k < 0 {
-			continue
+	for qi := range qs {
+		for i, ch := range s.chunks {
+			k := radius(i, m, r)
+			if k < 0 {
+				continue
+			}
+			t := &s.tabs[i]
+			if len(t.e32) == 0 && len(t.e64) == 0 {
+				continue
+			}
+			// Bucket-index masks over the directory bits; a bucket reached
+			// by flipping j of them admits entries whose suffix is within
+			// k-j.
+			ms := mc.get(int(t.dirBits), k)
+			n := ms.ends[k]
+			ps = append(ps, probeTable{t: t, ms: ms, k: k, v: ch.value(&qs[qi]), q: qi, off: total, n: n})
+			total += n
 		}
-		t := &s.tabs[i]
-		if len(t.e32) == 0 && len(t.e64) == 0 {
-			continue
-		}
-		// Bucket-index masks over the directory bits; a bucket reached by
-		// flipping j of them admits entries whose suffix is within k-j.
-		ms := mc.get(int(t.dirBits), k)
-		n := ms.ends[k]
-		ps = append(ps, probeTable{t: t, ms: ms, k: k, v: ch.value(q), off: total, n: n})
-		total += n
 	}
 	sc.probes = ps
 	if cap(sc.lo) < total {
 		sc.lo = make([]uint32, total)
 		sc.hi = make([]uint32, total)
 	}
+	if cap(sc.qEnd) < len(qs) {
+		sc.qEnd = make([]int, len(qs))
+	}
+	qEnd := sc.qEnd[:len(qs)]
+	clear(qEnd)
 	lo, hi := sc.lo[:total], sc.hi[:total]
 	for j := 0; j < len(ps)+2; j++ {
 		if j < len(ps) {
 			p := &ps[j]
 			bucketIndexes(p, lo[p.off:p.off+p.n])
 		}
-		if j-1 >= 0 && j-1 < len(ps) {
-			p := &ps[j-1]
+		if b := j - 1; b >= 0 && b < len(ps) {
+			p := &ps[b]
 			bucketBounds(p, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n])
 		}
-		if j-2 >= 0 {
-			p := &ps[j-2]
+		if c := j - 2; c >= 0 {
+			p := &ps[c]
 			if p.t.e32 != nil {
 				sc.cand = probe(p, p.t.e32, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n], s.lo, sc.cand)
 			} else {
 				sc.cand = probe(p, p.t.e64, lo[p.off:p.off+p.n], hi[p.off:p.off+p.n], s.lo, sc.cand)
 			}
+			qEnd[p.q] = len(sc.cand)
 		}
 	}
-	sc.hits = verify(st, sc.cand, q, qi, r, sc.hits)
+	from := 0
+	for qi := range qs {
+		to := max(qEnd[qi], from)
+		sc.hits = verify(st, sc.cand, from, to, &qs[qi], uint16(qi), r, sc.hits)
+		from = to
+	}
 }
 
 // bucketIndexes (stage 1) writes to b the directory index of each probe of
@@ -399,19 +417,23 @@ func probe[E uint32 | uint64](p *probeTable, ent []E, lo, hi []uint32, segLo uin
 // together, one block ahead of the one being checked.
 const verifyBlock = 32
 
-// verify appends a hit for every candidate within r of q.
-func verify(st *store, cand []uint32, q *Code, qi uint16, r int, hits []hit) []hit {
+// verify appends a hit for every candidate of cand[from:to] within r of q;
+// the candidates after to are prefetched as well when the block ahead
+// reaches them (the next query code's).
+func verify(st *store, cand []uint32, from, to int, q *Code, qi uint16, r int, hits []hit) []hit {
 	codes := st.codes
-	if len(cand) == 0 {
+	if from == to {
 		return hits
 	}
 	base := unsafe.Pointer(&codes[0])
 	q0, q1, q2, q3 := q[0], q[1], q[2], q[3]
-	prefetchIdx(base, 5, cand[:min(verifyBlock, len(cand))])
-	for lo := 0; lo < len(cand); lo += verifyBlock {
-		hi := min(lo+verifyBlock, len(cand))
-		if hi < len(cand) {
-			prefetchIdx(base, 5, cand[hi:min(hi+verifyBlock, len(cand))])
+	if from == 0 {
+		prefetchIdx(base, 5, cand[:min(verifyBlock, len(cand))])
+	}
+	for lo := from; lo < to; lo += verifyBlock {
+		hi := min(lo+verifyBlock, to)
+		if next := lo + verifyBlock; next < len(cand) {
+			prefetchIdx(base, 5, cand[next:min(next+verifyBlock, len(cand))])
 		}
 		for _, p := range cand[lo:hi] {
 			c := &codes[p]
