@@ -503,11 +503,9 @@ func (ix *Index) search(qs []Code, r int, dst []Match, p plan) ([]Match, error) 
 			hits = scanPositions(st, s.lo, s.hi, uq, r, hits)
 			continue
 		}
-		for qi := range uq {
-			sc.hits = hits
-			s.search(st, &ix.masks, &uq[qi], uint16(qi), r, sc)
-			hits = sc.hits
-		}
+		sc.hits = hits
+		s.search(st, &ix.masks, uq, r, sc)
+		hits = sc.hits
 	}
 	hits = scanPositions(st, ix.tailLo, st.n, uq, r, hits)
 	start := len(dst)
