@@ -212,6 +212,13 @@ func (s *Service) Start(nc *nats.Conn) error {
 		svc.stop()
 		return fmt.Errorf("query: bank endpoints: %w", err)
 	}
+	// Every subscription is at the server before Start returns, so that a
+	// request sent afterwards from another connection finds the service
+	// (otherwise, on a loaded machine, it could get "no responders").
+	if err := nc.FlushTimeout(30 * time.Second); err != nil {
+		svc.stop()
+		return fmt.Errorf("query: registering the endpoints with the NATS server: %w", err)
+	}
 	s.svc = svc
 	return nil
 }
