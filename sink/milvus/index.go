@@ -64,6 +64,13 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		return nil, err
 	}
 	ix.w = newWriter(ix)
+	// Mark the takedowns in the versions collection now rather than in the
+	// first write round (a one-time copy per collection; a Bounded read of
+	// the marker row afterwards). A process that cannot write here leaves it
+	// to its first round, which retries it.
+	if err := ix.w.ensureDenyMarks(ctx); err != nil {
+		ix.log.Warn("milvus: marking the deny-list's posts failed at open; the first write round will retry", "err", err)
+	}
 	return ix, nil
 }
 

@@ -537,14 +537,23 @@ func TestCoderCodesRecords(t *testing.T) {
 func TestDenyMarksInVersionsRows(t *testing.T) {
 	ctx := context.Background()
 	opt := testOptions(t, conformance.Dim)
-	ix := openTest(t, opt)
+	first := openTest(t, opt)
 	r := rand.New(rand.NewPCG(9, 9))
-	// What an older build left: a deny row and no versions row.
-	if err := ix.upsert(ctx, ix.l.deny.name, []column.Column{
+	// What an older build left: a deny row, no versions row, no marker row.
+	if err := first.upsert(ctx, first.l.deny.name, []column.Column{
 		column.NewColumnVarChar(fPostID, []string{"old-gone"}),
 		column.NewColumnInt64(fDeniedAt, []int64{time.Now().UnixNano()}), dummyColumn(1)}); err != nil {
 		t.Fatal(err)
 	}
+	if err := first.deleteIn(ctx, first.l.posts.name, fPostID, []string{denyMarksRow}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	ix, err := Open(ctx, opt) // the upgraded build
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
 	if out := mustApply(t, ix, textPost("old-gone", 3, "a", r), textPost("kept", 1, "a", r)); out[0] != domain.Denied || out[1] != domain.Applied {
 		t.Fatalf("a post whose deny row predates the marks: %v, want [denied applied]", out)
 	}
@@ -556,12 +565,13 @@ func TestDenyMarksInVersionsRows(t *testing.T) {
 	if seqs["old-gone"] != denyMark || seqs["kept"] != denyMark || seqs[denyMarksRow] != denyMarksDone {
 		t.Fatalf("versions rows %v: want both posts marked denied (%d) and the marker row", seqs, denyMark)
 	}
-	// Another process on the same collections sees both takedowns.
+	// Another process taking the posts over sees both takedowns.
 	ix2, err := Open(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ix2.Close()
+	ix2.Fence()
 	if out := mustApply(t, ix2, textPost("kept", 9, "a", r), textPost("old-gone", 9, "a", r)); out[0] != domain.Denied || out[1] != domain.Denied {
 		t.Fatalf("another process: %v, want both denied", out)
 	}

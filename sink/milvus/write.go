@@ -433,7 +433,13 @@ func (w *writer) ensureDenyMarks(ctx context.Context) error {
 		return nil
 	}
 	ix := w.ix
-	m, err := ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, []string{denyMarksRow}, entity.ClStrong)
+	// The marker row is old news on every start but the first: a Bounded
+	// read finds it without waiting for a time tick; only its absence is
+	// confirmed at Strong.
+	m, err := ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, []string{denyMarksRow}, entity.ClBounded)
+	if err == nil && m[denyMarksRow] != denyMarksDone {
+		m, err = ix.queryInt64(ctx, ix.l.posts.name, fPostID, fSeq, []string{denyMarksRow}, entity.ClStrong)
+	}
 	if err != nil {
 		return err
 	}
