@@ -124,6 +124,11 @@ type Record struct {
 	// PDQ) while the record is matched at ingest, so that a rotated or
 	// mirrored copy of a banked image matches; not stored.
 	PDQVariants [][]byte `json:"-"`
+	// Windows is the stored form of an image record's near-duplicate
+	// windows (encoders/neardup.AppendWindows: hashes of squares anchored on
+	// pairs of blobs, which find crops of the image); kept by the embedded
+	// index, not returned in replies. Nil: none computed.
+	Windows []byte `json:"-"`
 	// Preprocess names how the image of an image or fused record was decoded
 	// and preprocessed for the model ("fast": JPEGs reduced in the IDCT as
 	// Pillow's draft does; "exact": full size); empty for text records and

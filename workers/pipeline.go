@@ -43,6 +43,12 @@ type Hasher struct {
 	// which the record carries for matching at ingest
 	// (domain.Record.PDQVariants).
 	PDQVariants func(img image.Image) (hashes [][]byte, quality int)
+	// Windows, when set, gives an image record the stored form of its
+	// near-duplicate windows (encoders/neardup; domain.Record.Windows),
+	// computed from the decoded image the model and thumbnail use (the
+	// windows are hashed on a 192-pixel plane, so the larger PDQ decode is
+	// not needed); nil when the image has none.
+	Windows func(img image.Image) []byte
 	// MD5, when set and true at the time an image is prepared, gives its
 	// record the MD5 of the file's bytes (domain.Record.MD5: the banks' md5
 	// entries, HMA's photo_md5, match it at ingest). Nil: never.
@@ -330,6 +336,7 @@ type item struct {
 	pdqQ    int
 	md5     []byte
 	pdqVars [][]byte
+	windows []byte
 	mode    string // how the image was decoded and preprocessed
 	imgErr  error
 	stage   ingest.Stage
@@ -475,7 +482,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	}
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
-		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants = it.pdq, it.pdqQ, it.md5, it.pdqVars
+		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

@@ -352,6 +352,9 @@ func (r *run) prepareImage(it *item) {
 		}
 		it.pdq, it.pdqQ = p.hash.PDQ(in)
 	}
+	if p.hash.Windows != nil {
+		it.windows = p.hash.Windows(img)
+	}
 	if p.pix != nil {
 		px := r.tensors.Get().(*[]float32)
 		err := p.pix.PreprocessImage(img, *px)

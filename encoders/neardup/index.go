@@ -37,6 +37,14 @@ func (s *LinearSearcher) Insert(ref uint32, h pdq.Hash) {
 // Len is the number of hashes held.
 func (s *LinearSearcher) Len() int { return len(s.refs) }
 
+// Remove drops the hash inserted under ref.
+func (s *LinearSearcher) Remove(ref uint32) {
+	if i := slices.Index(s.refs, ref); i >= 0 {
+		s.words = slices.Delete(s.words, i, i+1)
+		s.refs = slices.Delete(s.refs, i, i+1)
+	}
+}
+
 // Hash returns the hash inserted under ref.
 func (s *LinearSearcher) Hash(ref uint32) (pdq.Hash, bool) {
 	return hashAt(s.words, s.refs, ref)
@@ -84,8 +92,10 @@ type entry struct {
 	quality uint8
 	// winBase is the window ref of wins[0] (an image's refs are
 	// consecutive).
-	winBase uint32
-	wins    []indexWindow
+	winBase  uint32
+	wins     []indexWindow
+	hasWhole bool
+	dead     bool // removed: skipped by searches
 }
 
 type indexWindow struct {
@@ -95,12 +105,15 @@ type indexWindow struct {
 
 // Index holds signatures and answers queries. Safe for concurrent use.
 type Index struct {
+	wmu     sync.Mutex // serialises writers (Add, Remove, Finish, Maintain)
 	mu      sync.RWMutex
 	whole   RangeSearcher
 	windows RangeSearcher
 	entries []entry
 	// window ref -> (entry, window)
 	winRef []uint64
+	byID   map[int64]uint32 // id -> live entry
+	live   int
 	vp     verifyParams
 }
 
@@ -117,30 +130,130 @@ func NewIndexWith(whole, windows RangeSearcher) *Index {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.entries)
+	return ix.live
 }
 
 // Add indexes an image's signature (from Signatures, or a whole-image PDQ
 // hash alone from another platform) under id; w and h are the image's size.
+// Adding an id again replaces its signature.
+//
+// The hashes enter the searchers after the index's own lock is released, so
+// searches are not held up by a searcher's table maintenance; a search
+// running meanwhile sees the image without some of its hashes, never a
+// hash without its image.
 func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	ix.remove(id)
 	e := entry{id: id, w: uint16(min(w, math.MaxUint16)), h: uint16(min(h, math.MaxUint16))}
+	ix.mu.Lock()
 	ei := uint32(len(ix.entries))
 	e.winBase = uint32(len(ix.winRef))
+	var whole []pdq.Hash
+	var wins []pdq.Hash
 	for _, r := range sig {
 		switch r.Kind {
 		case Whole:
 			e.quality = uint8(min(max(r.Quality, 0), 100))
-			ix.whole.Insert(ei, r.Hash)
+			whole = append(whole, r.Hash)
 		case Window:
-			ref := uint32(len(ix.winRef))
 			ix.winRef = append(ix.winRef, uint64(ei)<<16|uint64(len(e.wins)))
 			e.wins = append(e.wins, indexWindow{cx: r.Region.CX, cy: r.Region.CY, side: r.Region.Side, angle: r.Region.Angle, variant: r.Transform})
-			ix.windows.Insert(ref, r.Hash)
+			wins = append(wins, r.Hash)
 		}
 	}
+	e.hasWhole = len(whole) > 0
 	ix.entries = append(ix.entries, e)
+	if ix.byID == nil {
+		ix.byID = map[int64]uint32{}
+	}
+	ix.byID[id] = ei
+	ix.live++
+	conc := ix.concurrent()
+	if conc {
+		ix.mu.Unlock()
+	}
+	for _, hh := range whole {
+		ix.whole.Insert(ei, hh)
+	}
+	for k, hh := range wins {
+		ix.windows.Insert(e.winBase+uint32(k), hh)
+	}
+	if !conc {
+		ix.mu.Unlock()
+	}
+}
+
+// concurrentWriter is a searcher whose inserts and removals may run beside
+// its searches (MIHSearcher); others are written under the index's lock.
+type concurrentWriter interface{ concurrentWrites() }
+
+func (ix *Index) concurrent() bool {
+	_, a := ix.whole.(concurrentWriter)
+	_, b := ix.windows.(concurrentWriter)
+	return a && b
+}
+
+// Remove drops the image added under id; false when there was none. Its
+// hashes leave searchers that can remove (every searcher of this package);
+// its slot in the index stays until the index is rebuilt (about 40 bytes,
+// plus 8 a window).
+func (ix *Index) Remove(id int64) bool {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	return ix.remove(id)
+}
+
+// remover is a searcher that can drop a ref.
+type remover interface{ Remove(ref uint32) }
+
+// remove is Remove; the caller holds wmu.
+func (ix *Index) remove(id int64) bool {
+	ix.mu.Lock()
+	ei, ok := ix.byID[id]
+	if !ok {
+		ix.mu.Unlock()
+		return false
+	}
+	delete(ix.byID, id)
+	e := &ix.entries[ei]
+	e.dead = true
+	ix.live--
+	base, n, whole := e.winBase, len(e.wins), e.hasWhole
+	conc := ix.concurrent()
+	if conc {
+		ix.mu.Unlock()
+	}
+	if r, ok := ix.whole.(remover); ok && whole {
+		r.Remove(ei)
+	}
+	if r, ok := ix.windows.(remover); ok {
+		for k := range n {
+			r.Remove(base + uint32(k))
+		}
+	}
+	if !conc {
+		ix.mu.Unlock()
+	}
+	return true
+}
+
+// maintainer is a searcher whose inserts and removals leave work to do
+// later (MIHSearcher with deferred tables).
+type maintainer interface{ Maintain() }
+
+// Maintain does the searchers' pending table work (MIHSearcher built
+// deferred: index the hashes added since, merge, compact), outside the
+// index's lock, so searches go on meanwhile. Searches are exact either way;
+// call it from a background goroutine after writes.
+func (ix *Index) Maintain() {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	for _, s := range []RangeSearcher{ix.whole, ix.windows} {
+		if m, ok := s.(maintainer); ok {
+			m.Maintain()
+		}
+	}
 }
 
 // finisher is a searcher that wants a call once a bulk load is inserted
@@ -150,8 +263,8 @@ type finisher interface{ Finish() }
 // Finish tells the searchers that a bulk load is complete (MIHSearcher
 // built with deferred tables builds them); searches are exact either way.
 func (ix *Index) Finish() {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
 	for _, s := range []RangeSearcher{ix.whole, ix.windows} {
 		if f, ok := s.(finisher); ok {
 			f.Finish()
@@ -230,7 +343,7 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		}
 		r := q.Rects[qh.Rect]
 		ix.whole.Range(qh.Hash, WholeDistance, func(ref uint32, d int) {
-			if int(ix.entries[ref].quality) < minQ {
+			if e := &ix.entries[ref]; e.dead || int(e.quality) < minQ {
 				return
 			}
 			consider(ref, Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
@@ -328,6 +441,9 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 	var hits []winHit
 	for ei := range cands {
 		e := &ix.entries[ei]
+		if e.dead {
+			continue
+		}
 		hits = hits[:0]
 		for k := range e.wins {
 			h, ok := g.Hash(e.winBase + uint32(k))
@@ -362,6 +478,9 @@ func (ix *Index) windowHitsOneStage(q *Query) map[uint32][]winHit {
 		}
 		ix.windows.Range(qh.Hash, ix.vp.windowDistance, func(ref uint32, d int) {
 			wr := ix.winRef[ref]
+			if ix.entries[wr>>16].dead {
+				return
+			}
 			hits = append(hits, winHit{q: qh, ent: uint32(wr >> 16), win: uint16(wr), dist: d})
 		})
 	}

@@ -34,6 +34,16 @@ func (s *MIHSearcher) Insert(ref uint32, h pdq.Hash) {
 	s.ix.Add(uint64(ref), c)
 }
 
+func (s *MIHSearcher) concurrentWrites() {}
+
+// Remove drops the hash inserted under ref.
+func (s *MIHSearcher) Remove(ref uint32) { s.ix.Remove(uint64(ref)) }
+
+// Maintain does the table work that deferred inserts and removals left:
+// the hashes added since are indexed, segments merged, removed ones
+// compacted away. Searches go on meanwhile.
+func (s *MIHSearcher) Maintain() { s.ix.Maintain() }
+
 // Finish builds the tables of every hash inserted so far.
 func (s *MIHSearcher) Finish() { s.ix.Build(nil) }
 

@@ -1,0 +1,137 @@
+package neardup
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"math"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// Indexed is what ingest computes once per image: the eight dihedral
+// variants of its whole-image PDQ hash (Variants[pdq.Original] is the
+// hash, bit-identical to pdq.Hasher.Hash; one DCT makes all eight), the
+// hash's quality, and the windows to index.
+type Indexed struct {
+	Variants [8]pdq.Hash
+	Quality  int
+	Windows  []RegionHash
+}
+
+// Indexed computes the whole-image hash's variants and the windows of img
+// from one luminance plane. An image under MinSide pixels on a side or
+// over MaxPixels is refused (ErrTooSmall, ErrTooLarge); callers then fall
+// back to plain PDQ.
+func (h *Hasher) Indexed(img image.Image) (Indexed, error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return Indexed{}, err
+	}
+	var out Indexed
+	out.Variants, out.Quality = h.pdq.DihedralPlane(luma, w, hh)
+	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
+		out.Windows = append(out.Windows, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
+	}
+	return out, nil
+}
+
+// The stored form of an image's windows (AppendWindows, ParseWindows): a
+// format byte, the image's width and height as hashed (uint16 each, capped),
+// then per window its hash (32 bytes), centre x and y (fractions of the
+// width and height, 16-bit fixed point), side (fraction of the longer side,
+// 16-bit fixed point over [0, 2)), angle (16-bit fixed point over
+// [-pi, pi)) and variant (one byte): 5 + 41 bytes a window.
+const (
+	windowsFormat     = 1
+	windowsHeader     = 5
+	storedWindowBytes = 32 + 8 + 1
+)
+
+// ErrBadWindows is returned by ParseWindows for bytes that are not a
+// stored window list.
+var ErrBadWindows = errors.New("neardup: bad stored windows")
+
+// StoredWindowsSize is the size of the stored form of n windows.
+func StoredWindowsSize(n int) int { return windowsHeader + n*storedWindowBytes }
+
+func fix16(v, lo, span float64) uint16 {
+	x := math.Round((v - lo) / span * 65536)
+	return uint16(min(max(x, 0), 65535))
+}
+
+// angle16 is an angle in 16-bit fixed point over [-pi, pi), wrapping.
+func angle16(a float64) uint16 {
+	x := math.Round((a + math.Pi) / (2 * math.Pi) * 65536)
+	x = math.Mod(x, 65536)
+	if x < 0 {
+		x += 65536
+	}
+	return uint16(x)
+}
+
+func unfix16(u uint16, lo, span float64) float32 {
+	return float32(lo + float64(u)/65536*span)
+}
+
+// AppendWindows appends the stored form of the windows of sig (its Window
+// hashes; other kinds are skipped, at most MaxWindows) of an image of w x
+// h pixels to dst.
+func AppendWindows(dst []byte, w, h int, sig []RegionHash) []byte {
+	dst = append(dst, windowsFormat)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(w, 0), math.MaxUint16)))
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(h, 0), math.MaxUint16)))
+	n := 0
+	for _, r := range sig {
+		if r.Kind != Window || n == MaxWindows {
+			continue
+		}
+		n++
+		dst = append(dst, r.Hash[:]...)
+		g := r.Region
+		dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(g.CX), 0, 1))
+		dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(g.CY), 0, 1))
+		dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(g.Side), 0, 2))
+		dst = binary.LittleEndian.AppendUint16(dst, angle16(float64(g.Angle)))
+		dst = append(dst, byte(r.Transform))
+	}
+	return dst
+}
+
+// ParseWindows reads a stored window list: the image's size as hashed and
+// its windows (Kind Window, Region and Transform set; Quality unknown, 0).
+// Anything else is refused with an error wrapping ErrBadWindows.
+func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
+	if len(b) < windowsHeader || b[0] != windowsFormat {
+		return 0, 0, nil, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
+	}
+	body := b[windowsHeader:]
+	if len(body)%storedWindowBytes != 0 || len(body)/storedWindowBytes > MaxWindows {
+		return 0, 0, nil, fmt.Errorf("%w: %d bytes of windows (a window is %d, at most %d)", ErrBadWindows, len(body), storedWindowBytes, MaxWindows)
+	}
+	w = int(binary.LittleEndian.Uint16(b[1:]))
+	h = int(binary.LittleEndian.Uint16(b[3:]))
+	if w < MinSide || h < MinSide {
+		return 0, 0, nil, fmt.Errorf("%w: image size %dx%d", ErrBadWindows, w, h)
+	}
+	sig = make([]RegionHash, 0, len(body)/storedWindowBytes)
+	for len(body) > 0 {
+		var r RegionHash
+		r.Kind = Window
+		copy(r.Hash[:], body[:32])
+		r.Region.CX = unfix16(binary.LittleEndian.Uint16(body[32:]), 0, 1)
+		r.Region.CY = unfix16(binary.LittleEndian.Uint16(body[34:]), 0, 1)
+		r.Region.Side = unfix16(binary.LittleEndian.Uint16(body[36:]), 0, 2)
+		r.Region.Angle = unfix16(binary.LittleEndian.Uint16(body[38:]), -math.Pi, 2*math.Pi)
+		v := body[40]
+		if v > byte(pdq.FlipMinus1) {
+			return 0, 0, nil, fmt.Errorf("%w: window variant %d", ErrBadWindows, v)
+		}
+		r.Transform = pdq.Dihedral(v)
+		sig = append(sig, r)
+		body = body[storedWindowBytes:]
+	}
+	return w, h, sig, nil
+}
