@@ -61,6 +61,23 @@ func (q *NearDupQuery) Validate() error {
 type NearDupHit struct {
 	Hit
 	Variant int `json:"-"`
+	// Windows, for a match found by the image's near-duplicate windows
+	// (a crop, or a copy that whole-image PDQ misses), says how it matched;
+	// nil for a whole-image match.
+	Windows *WindowMatch `json:"-"`
+}
+
+// WindowMatch is the evidence of a near-duplicate found by windows: how
+// many windows agree on one placement of the query over the original,
+// the part of the query that showed the picture ([x0, y0, x1, y1] in query
+// pixels), the part of the original it shows ([x0, y0, x1, y1] as
+// fractions of its width and height: the crop), and the rotation or mirror
+// that turns the original into the query (encoders/pdq's names).
+type WindowMatch struct {
+	Windows   int
+	QueryRect [4]int
+	Shown     [4]float32
+	Transform string
 }
 
 // NearDupSearcher answers near-duplicate queries. Results are sorted by

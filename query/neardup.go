@@ -55,6 +55,10 @@ type NearDupRequest struct {
 	MinQuality int           `json:"min_quality,omitempty"`
 	Filter     domain.Filter `json:"filter,omitzero"`
 	Thumbnails bool          `json:"thumbnails,omitempty"`
+	// Windows searches an image query's windows too (encoders/neardup:
+	// crops that whole-image PDQ misses), where the index holds them (the
+	// embedded index with image.neardup_windows); absent: true.
+	Windows *bool `json:"windows,omitempty"`
 }
 
 // NearDupMatch is one near-duplicate: the hit (Distance set) and, for image
@@ -63,11 +67,30 @@ type NearDupRequest struct {
 // match was the picture inside the query rather than the whole query (a
 // caption band, an app or browser frame or borders cut away), the
 // rectangle of the query that held it, [x0, y0, x1, y1] in query pixels.
+//
+// Kind says what found it: "whole" (the query's whole-image PDQ hash or one
+// of its variants), "region" (the PDQ hash of a content rectangle of the
+// query: the picture inside a caption band or a frame) or "window" (the
+// image's near-duplicate windows: a crop, found by Windows windows that
+// agree on one placement; Shown is then the part of the indexed image the
+// query shows, [x0, y0, x1, y1] as fractions of its width and height, and
+// Distance the best window's).
 type NearDupMatch struct {
 	domain.Hit
-	Transform string `json:"transform,omitempty"`
-	Region    []int  `json:"region,omitempty"`
+	Kind      string    `json:"kind"`
+	Transform string    `json:"transform,omitempty"`
+	Region    []int     `json:"region,omitempty"`
+	Windows   int       `json:"windows,omitempty"`
+	Shown     []float32 `json:"shown,omitempty"`
 }
+
+// Window search states of a near-duplicate reply (NearDupResponse.Windows).
+const (
+	WindowsSearched    = "searched"    // the query's windows were matched
+	WindowsBuilding    = "building"    // the index is still building its window tables (whole-image matches only)
+	WindowsUnavailable = "unavailable" // the index holds no windows (Milvus), or the query is a hash
+	WindowsOff         = "off"         // the request asked for none
+)
 
 // NearDupResponse is the reply of xmodal.v1.neardup.
 type NearDupResponse struct {
@@ -76,7 +99,16 @@ type NearDupResponse struct {
 	PDQ         string  `json:"pdq"`
 	Quality     *int    `json:"quality,omitempty"`
 	MaxDistance int     `json:"max_distance"`
-	TookMS      float64 `json:"took_ms"`
+	// Windows says whether windows were searched (WindowsSearched, ...).
+	Windows string  `json:"windows"`
+	TookMS  float64 `json:"took_ms"`
+}
+
+// windowSearcher is an index that holds its images' near-duplicate windows
+// (the embedded index).
+type windowSearcher interface {
+	NearDupWindows(ctx context.Context, q *neardup.Query, k int, f domain.Filter) ([]domain.NearDupHit, error)
+	WindowsReady() bool
 }
 
 // ParseNearDup decodes and validates a near-duplicate request, filling the
@@ -135,9 +167,22 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	if err := s.syncDeny(ctx); err != nil {
 		return nil, err
 	}
-	res := &NearDupResponse{MaxDistance: *r.MaxDistance}
+	res := &NearDupResponse{MaxDistance: *r.MaxDistance, Windows: WindowsUnavailable}
+	ws, hasWindows := s.d.Index.(windowSearcher)
+	wantWindows := hasWindows && r.PDQ == "" && (r.Windows == nil || *r.Windows)
+	switch {
+	case r.PDQ != "":
+	case !hasWindows:
+	case !wantWindows:
+		res.Windows = WindowsOff
+	case !ws.WindowsReady():
+		res.Windows, wantWindows = WindowsBuilding, false
+	default:
+		res.Windows = WindowsSearched
+	}
 	var hashes [][]byte
 	var rects []queryRect // per image-query hash: its part of the query and variant
+	var wq *neardup.Query
 	if r.PDQ != "" {
 		h, _ := pdq.ParseHex(r.PDQ) // validated by ParseNearDup
 		hashes = [][]byte{h[:]}
@@ -151,7 +196,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		if in == nil {
 			in = dec.Image
 		}
-		hashes, rects, res.PDQ, res.Quality = imageQueryHashes(in)
+		hashes, rects, res.PDQ, res.Quality, wq = imageQueryHashes(in, wantWindows)
 		dec.Release()
 	}
 	hits, err := nd.NearDup(ctx, domain.NearDupQuery{Hashes: hashes, MaxDistance: *r.MaxDistance, K: r.K,
@@ -159,12 +204,21 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, indexErr(err)
 	}
-	res.Matches = make([]NearDupMatch, 0, len(hits))
+	var winHits []domain.NearDupHit
+	if wq != nil {
+		if winHits, err = ws.NearDupWindows(ctx, wq, r.K, r.Filter); err != nil {
+			return nil, indexErr(err)
+		}
+	} else if wantWindows {
+		res.Windows = WindowsUnavailable // the query image has no windows (too small or too large)
+	}
+	res.Matches = make([]NearDupMatch, 0, len(hits)+len(winHits))
+	seen := map[string]bool{}
 	for _, h := range hits {
 		if s.d.Deny.Denied(h.PostID) {
 			continue
 		}
-		m := NearDupMatch{Hit: h.Hit}
+		m := NearDupMatch{Hit: h.Hit, Kind: "whole"}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
 		}
@@ -172,8 +226,29 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 			qr := rects[h.Variant]
 			m.Transform = qr.transform.String()
 			if !qr.whole {
+				m.Kind = "region"
 				m.Region = []int{qr.rect.Min.X, qr.rect.Min.Y, qr.rect.Max.X, qr.rect.Max.Y}
 			}
+		}
+		seen[h.PK] = true
+		res.Matches = append(res.Matches, m)
+	}
+	// Window matches follow the whole-image ones (a whole-image match is
+	// the stronger evidence), best first, up to k in all.
+	for _, h := range winHits {
+		if len(res.Matches) >= r.K {
+			break
+		}
+		if seen[h.PK] || h.Windows == nil || s.d.Deny.Denied(h.PostID) {
+			continue
+		}
+		w := h.Windows
+		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Shown: w.Shown[:]}
+		if !r.Thumbnails {
+			m.Thumbnail = nil
+		}
+		if qr := w.QueryRect; qr != [4]int{0, 0, wq.W, wq.H} {
+			m.Region = qr[:]
 		}
 		res.Matches = append(res.Matches, m)
 	}
@@ -196,9 +271,15 @@ type queryRect struct {
 // image. Rectangles too flat to trust (PDQ quality under
 // neardup.DefaultMinQuality) are left out. An image under neardup's size
 // floor gets its whole-image variants only.
-func imageQueryHashes(img image.Image) (hashes [][]byte, rects []queryRect, hex string, quality *int) {
+func imageQueryHashes(img image.Image, windows bool) (hashes [][]byte, rects []queryRect, hex string, quality *int, wq *neardup.Query) {
 	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide})
-	q, err := nh.QueryRects(img)
+	var q *neardup.Query
+	var err error
+	if windows {
+		q, err = nh.Query(img)
+	} else {
+		q, err = nh.QueryRects(img)
+	}
 	if err != nil {
 		hs := pdq.Hasher{MaxSide: PDQMaxSide}
 		vs, qual := hs.Dihedral(img)
@@ -206,7 +287,7 @@ func imageQueryHashes(img image.Image) (hashes [][]byte, rects []queryRect, hex 
 			hashes = append(hashes, vs[i][:])
 			rects = append(rects, queryRect{rect: img.Bounds(), whole: true, transform: pdq.Dihedral(i)})
 		}
-		return hashes, rects, vs[pdq.Original].String(), &qual
+		return hashes, rects, vs[pdq.Original].String(), &qual, nil
 	}
 	for _, h := range q.Hashes {
 		if h.Kind != neardup.Whole {
@@ -221,7 +302,10 @@ func imageQueryHashes(img image.Image) (hashes [][]byte, rects []queryRect, hex 
 		hashes = append(hashes, h.Hash[:])
 		rects = append(rects, queryRect{rect: q.Rects[h.Rect], whole: h.Rect == 0, transform: h.Transform})
 	}
-	return hashes, rects, hex, quality
+	if windows {
+		wq = q
+	}
+	return hashes, rects, hex, quality, wq
 }
 
 // queryImage fetches (image_url) and decodes a query image: an *Error from

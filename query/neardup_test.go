@@ -21,6 +21,7 @@ import (
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/query"
@@ -101,12 +102,22 @@ func newHashStack(t testing.TB, withCoder bool) *hashStack {
 		if ids[i] == "bridge-1-original" {
 			author = "lena"
 		}
+		// The windows, as ingest computes them (image.neardup_windows).
+		var win []byte
+		if ws, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Windows(imgs[i]); err == nil {
+			win = neardup.AppendWindows(nil, imgs[i].Bounds().Dx(), imgs[i].Bounds().Dy(), ws)
+		}
 		chs = append(chs, domain.Change{PostID: ids[i], Records: []domain.Record{{PK: domain.PrimaryKey(ids[i], domain.ModalityImage),
-			PostID: ids[i], Modality: domain.ModalityImage, Author: author, Vector: v, PDQ: h[:], PDQQuality: q,
+			PostID: ids[i], Modality: domain.ModalityImage, Author: author, Vector: v, PDQ: h[:], PDQQuality: q, Windows: win,
 			CreatedAt: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)}}})
 	}
 	if _, err := ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); !ix.WindowsReady(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("window tables not built within a minute")
+		}
 	}
 	deps := query.Deps{Index: ix, Encoder: model, Decode: decodeQuery, Deny: deny}
 	if coder != nil {
@@ -498,5 +509,108 @@ func TestNearDupCaptionAndScreenshot(t *testing.T) {
 				t.Errorf("%s seed %d: the whole re-post is within PDQ's bound; the test shows nothing", k, seed)
 			}
 		}
+	}
+}
+
+// A crop of an indexed photo, which whole-image PDQ misses, is found by
+// the indexed images' windows: the reply says so (kind window, how many
+// windows agree, which part of the original the query shows); asking for
+// no windows finds nothing. The photos and edits are encoders/neardup's
+// TestEditsFound's.
+func TestNearDupFindsCrops(t *testing.T) {
+	s := newHashStack(t, false)
+	ctx := context.Background()
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	photos := map[string]image.Image{}
+	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
+		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		photos[name] = img
+		vs, err := s.model.EmbedImages(ctx, []image.Image{img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pdqs[name] = sig[0].Hash
+		win := neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: name, Records: []domain.Record{{PK: domain.PrimaryKey(name, domain.ModalityImage),
+			PostID: name, Modality: domain.ModalityImage, Author: "skimage", Vector: vs[0], PDQ: sig[0].Hash[:], PDQQuality: sig[0].Quality,
+			Windows: win, CreatedAt: time.Date(2026, 2, 2, 0, 0, i, 0, time.UTC)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		kinds []reposts.Kind
+		seed  uint64
+	}{{[]reposts.Kind{reposts.Crop90}, 3}, {[]reposts.Kind{reposts.Crop75}, 4}, {[]reposts.Kind{reposts.FlipH, reposts.Crop75}, 13}}
+	windowMatches := 0
+	for _, name := range []string{"astronaut", "coffee", "chelsea"} {
+		src := photos[name]
+		W, H := float32(src.Bounds().Dx()), float32(src.Bounds().Dy())
+		for _, c := range cases {
+			rp, err := reposts.Apply(src, c.kinds, rand.New(rand.NewPCG(c.seed, 11)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := png.Encode(&buf, rp.Image); err != nil {
+				t.Fatal(err)
+			}
+			label := name + "/" + reposts.Name(c.kinds)
+			var res *query.NearDupResponse
+			// The window tables take writes asynchronously: the first
+			// query may come before the writes above have landed.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()}); err != nil {
+					t.Fatal(err)
+				}
+				if len(res.Matches) > 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if res.Windows != query.WindowsSearched {
+				t.Errorf("%s: windows %q, want %q", label, res.Windows, query.WindowsSearched)
+			}
+			if len(res.Matches) != 1 || res.Matches[0].PostID != name {
+				t.Errorf("%s: matches %+v", label, res.Matches)
+				continue
+			}
+			m := res.Matches[0]
+			if m.Kind != "window" {
+				continue // a mild crop can stay within PDQ's bound
+			}
+			windowMatches++
+			sh := rp.Shown
+			want := []float32{float32(sh.Min.X) / W, float32(sh.Min.Y) / H, float32(sh.Max.X) / W, float32(sh.Max.Y) / H}
+			for i := range want {
+				if len(m.Shown) != 4 || m.Shown[i]-want[i] > 0.05 || want[i]-m.Shown[i] > 0.05 {
+					t.Errorf("%s: shown %v, want %v", label, m.Shown, want)
+					break
+				}
+			}
+			if m.Windows < 2 || m.Transform != rp.Dihedral.String() {
+				t.Errorf("%s: %d windows, transform %q (want >= 2, %q)", label, m.Windows, m.Transform, rp.Dihedral)
+			}
+			off := false
+			res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes(), Windows: &off})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Windows != query.WindowsOff || len(res.Matches) != 0 {
+				t.Errorf("%s: windows=false gave %q, %+v", label, res.Windows, res.Matches)
+			}
+		}
+	}
+	if windowMatches < 6 {
+		t.Errorf("%d of 9 crops found by windows; want at least 6 (the rest within PDQ's bound)", windowMatches)
 	}
 }

@@ -386,6 +386,10 @@ type pipelineOptions struct {
 	banks  bool        // posts are matched against the banks: images get their eight dihedral PDQ hashes
 }
 
+// windows reports whether image records get their near-duplicate windows:
+// image.neardup_windows, on the embedded index (Milvus keeps none).
+func (o pipelineOptions) windows(cfg *Config) bool { return cfg.Image.NearDupWindows && !o.milvus }
+
 // newPipeline builds the indexing pipeline of `run`, `indexer` and
 // `ingest --to direct`: d's source, dead letters, sink, deny-list, model,
 // decoder and fetcher, the thumbnails and PDQ hashes every record gets, the
@@ -395,6 +399,9 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	d.Hasher.MD5 = o.md5
 	if o.banks {
 		d.Hasher.PDQVariants = ingestVariants()
+	}
+	if o.windows(cfg) {
+		d.Hasher.Windows = ingestWindows()
 	}
 	crashPoints(&d, d.Logger) // crash tests only (build tag crashtest); nothing otherwise
 	pc := pipelineConfig(cfg)

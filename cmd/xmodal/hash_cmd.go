@@ -21,6 +21,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/ingest/postfile"
 	"github.com/xmodal/xmodal/query"
@@ -73,6 +74,23 @@ func ingestHasher() workers.Hasher {
 		h, q := hs.Hash(img)
 		return h[:], q
 	}}
+}
+
+// ingestWindows gives an image record its near-duplicate windows
+// (image.neardup_windows), in their stored form; nil for an image too small
+// or too large to have any (it is still found by whole-image PDQ).
+func ingestWindows() func(img image.Image) []byte {
+	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
+	return func(img image.Image) []byte {
+		h := pool.Get().(*neardup.Hasher)
+		defer pool.Put(h)
+		ws, err := h.Windows(img)
+		if err != nil || len(ws) == 0 {
+			return nil
+		}
+		b := img.Bounds()
+		return neardup.AppendWindows(nil, b.Dx(), b.Dy(), ws)
+	}
 }
 
 // ingestVariants is the pipeline's PDQ when the banks are matched at

@@ -272,7 +272,7 @@ func TestNewUserJourney(t *testing.T) {
 		}
 	}
 	out = run.mustCLI("neardup", "--image", filepath.Join(mine, "pics", "mine.jpg"))
-	if !strings.Contains(out, "of 256 bits") || !regexp.MustCompile(`(?m)^\s+1\s+0\s+original\s+(bf-1|mine-1|mine-2|post-demo-000013)\s`).MatchString(out) {
+	if !strings.Contains(out, "of 256 bits") || !regexp.MustCompile(`(?m)^\s+1\s+whole\s+0\s+original\s+(bf-1|mine-1|mine-2|post-demo-000013)\s`).MatchString(out) {
 		t.Errorf("neardup of one's own picture:\n%s", out)
 	}
 

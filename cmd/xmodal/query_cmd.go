@@ -200,7 +200,7 @@ func printHits(w io.Writer, hits []domain.Hit) {
 func neardupCmd() *cobra.Command {
 	var imagePath, imageURL, pdqHex string
 	var k, maxDist, minQuality int
-	var asJSON bool
+	var asJSON, windows bool
 	var ff filterFlags
 	c := &cobra.Command{
 		Use:   "neardup",
@@ -210,14 +210,21 @@ the 256 PDQ bits that differ between the two hashes: 0 is the same picture,
 up to about 31 (PDQ's usual threshold, the default --max-distance) a resized,
 recompressed or lightly edited copy; unrelated pictures differ by about 128.
 An image query also matches its rotations and mirror images (the transform
-column says which matched). A query hash of quality below 50 comes from a flat
-or featureless picture: its matches are unreliable, and a warning says so.`,
+column says which matched), and the picture inside a caption band, an app's or
+a browser's frame (by: region). On the embedded index an image query also
+searches the indexed images' windows, which find crops (by: N windows, and how
+much of the original the query shows); --windows=false skips them. A query
+hash of quality below 50 comes from a flat or featureless picture: its matches
+are unreliable, and a warning says so.`,
 		Example: `  xmodal neardup --image photo.jpg
   xmodal neardup --pdq f8f8e0e0... --max-distance 20 --author lena`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := query.NearDupRequest{ImageURL: imageURL, PDQ: pdqHex, K: k, MinQuality: minQuality}
 			if cmd.Flags().Changed("max-distance") {
 				req.MaxDistance = &maxDist
+			}
+			if cmd.Flags().Changed("windows") {
+				req.Windows = &windows
 			}
 			var err error
 			if req.Filter, req.Image, err = ff.read(imagePath); err != nil {
@@ -237,19 +244,30 @@ or featureless picture: its matches are unreliable, and a warning says so.`,
 			if res.Quality != nil {
 				fmt.Fprintf(out, " (quality %d)", *res.Quality)
 			}
-			fmt.Fprintf(out, "; %d matches within distance %d of 256 bits, %.1f ms\n", len(res.Matches), res.MaxDistance, res.TookMS)
+			fmt.Fprintf(out, "; %d matches within distance %d of 256 bits, %.1f ms", len(res.Matches), res.MaxDistance, res.TookMS)
+			switch res.Windows {
+			case query.WindowsSearched:
+				fmt.Fprint(out, "; crops searched by windows")
+			case query.WindowsBuilding:
+				fmt.Fprint(out, "; crops not searched (the server is still building its window tables)")
+			}
+			fmt.Fprintln(out)
 			if res.Quality != nil && *res.Quality < domain.LowPDQQuality {
 				fmt.Fprintf(out, "warning: the query's PDQ quality %d is below %d (a flat or featureless picture): its matches are unreliable\n", *res.Quality, domain.LowPDQQuality)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  #\tdistance\ttransform\tpost\tauthor\tcreated_at\tlabels\ttext")
+			fmt.Fprintln(tw, "  #\tby\tdistance\ttransform\tpost\tauthor\tcreated_at\tlabels\ttext")
 			for i, m := range res.Matches {
 				d := "-"
 				if m.Distance != nil {
 					d = fmt.Sprint(*m.Distance)
 				}
 				text := strings.ReplaceAll(domain.TruncateText(m.Text, 50), "\n", " ")
-				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, d, m.Transform, m.PostID, m.Author, timeCol(m.CreatedAt), labelsCol(m.Labels), text)
+				by := m.Kind
+				if m.Kind == "window" && len(m.Shown) == 4 {
+					by = fmt.Sprintf("%d windows, shows %.0f%% x %.0f%%", m.Windows, 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]))
+				}
+				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, by, d, m.Transform, m.PostID, m.Author, timeCol(m.CreatedAt), labelsCol(m.Labels), text)
 			}
 			tw.Flush()
 			return nil
@@ -262,6 +280,7 @@ or featureless picture: its matches are unreliable, and a warning says so.`,
 	f.IntVar(&maxDist, "max-distance", query.DefaultNearDupDistance, "largest Hamming distance of a match (0..256)")
 	f.IntVarP(&k, "k", "k", 0, "most matches (0: the server's default)")
 	f.IntVar(&minQuality, "min-quality", 0, "skip indexed images whose PDQ quality is lower (0..100)")
+	f.BoolVar(&windows, "windows", true, "also search the indexed images' windows (crops; embedded index)")
 	f.BoolVar(&asJSON, "json", false, "print the raw JSON response")
 	ff.register(f)
 	return c

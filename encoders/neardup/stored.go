@@ -10,30 +10,19 @@ import (
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
-// Indexed is what ingest computes once per image: the eight dihedral
-// variants of its whole-image PDQ hash (Variants[pdq.Original] is the
-// hash, bit-identical to pdq.Hasher.Hash; one DCT makes all eight), the
-// hash's quality, and the windows to index.
-type Indexed struct {
-	Variants [8]pdq.Hash
-	Quality  int
-	Windows  []RegionHash
-}
-
-// Indexed computes the whole-image hash's variants and the windows of img
-// from one luminance plane. An image under MinSide pixels on a side or
-// over MaxPixels is refused (ErrTooSmall, ErrTooLarge); callers then fall
-// back to plain PDQ.
-func (h *Hasher) Indexed(img image.Image) (Indexed, error) {
+// Windows computes the windows of img alone (no whole-image hash): what
+// ingest stores when PDQ is computed elsewhere, for example from a larger
+// decode (the windows are hashed on a 192-pixel plane, so a small decode
+// serves). Refused as Indexed refuses.
+func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
-		return Indexed{}, err
+		return nil, err
 	}
-	var out Indexed
-	out.Variants, out.Quality = h.pdq.DihedralPlane(luma, w, hh)
 	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	var out []RegionHash
 	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
-		out.Windows = append(out.Windows, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
+		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
 	return out, nil
 }

@@ -21,12 +21,15 @@ type storedRecord struct {
 	// PostThumb: the record's thumbnail is its post's, stored once in the
 	// thumbs bucket (Thumbnail is then empty here).
 	PostThumb bool `json:"post_thumb,omitempty"`
+	// Windows is the record's near-duplicate windows (domain.Record.Windows,
+	// which replies leave out).
+	Windows []byte `json:"windows,omitempty"`
 }
 
 func encodeRecord(r *domain.Record) ([]byte, error) { return encodeStored(r, false) }
 
 func encodeStored(r *domain.Record, postThumb bool) ([]byte, error) {
-	meta := storedRecord{Record: *r, PostThumb: postThumb}
+	meta := storedRecord{Record: *r, PostThumb: postThumb, Windows: r.Windows}
 	meta.Vector = nil
 	if postThumb {
 		meta.Thumbnail = nil
@@ -71,6 +74,7 @@ func decodeStored(b []byte) (*domain.Record, bool, error) {
 		return nil, false, fmt.Errorf("stored record: %w", err)
 	}
 	r := sr.Record
+	r.Windows = sr.Windows
 	r.Vector = make([]float32, len(rest)/4)
 	for i := range r.Vector {
 		r.Vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))

@@ -100,6 +100,8 @@ type Index struct {
 
 	cl    *clusters.Store // nil: clusters off
 	clOpt ClusterOptions
+
+	win *windowIndex // near-duplicate windows of image records (windows.go)
 }
 
 // loc is where a record lives: its segment and position.
@@ -129,7 +131,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)
 	}
-	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}}
+	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}, win: newWindowIndex()}
 	for i, m := range domain.Modalities {
 		ix.segs[i] = &segment{mod: m}
 	}
@@ -160,6 +162,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 			return nil, fmt.Errorf("embedded index: build clusters: %w", err)
 		}
 	}
+	ix.startWindows()
 	return ix, nil
 }
 
@@ -342,6 +345,12 @@ func (ix *Index) putMem(r *domain.Record) {
 		ix.slotOf[r.PK] = l
 	}
 	seg.set(int(l.pos), r, ix.slim(r), ix.dim, ix.words, ix.codeBits/8)
+	if r.Modality == domain.ModalityImage && ix.win.put(r) {
+		ix.win.bad++
+		if ix.win.bad <= 3 {
+			ix.log.Warn("embedded index: a record's stored near-duplicate windows do not parse; it is found by whole-image PDQ only", "pk", r.PK)
+		}
+	}
 }
 
 func (ix *Index) delMem(pk string) {
@@ -350,6 +359,7 @@ func (ix *Index) delMem(pk string) {
 		return
 	}
 	delete(ix.slotOf, pk)
+	ix.win.del(pk)
 	if moved := ix.segs[l.seg].remove(int(l.pos), ix.dim, ix.words); moved != "" {
 		ix.slotOf[moved] = l
 	}
@@ -516,6 +526,7 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 		ix.setClusters(ct.Changed())
 	}
 	ix.mu.Unlock()
+	ix.win.poke()
 	return outcomes, nil
 }
 
@@ -629,6 +640,9 @@ func (ix *Index) CodeBits() int {
 }
 
 // Close closes the store.
-func (ix *Index) Close() error { return ix.db.Close() }
+func (ix *Index) Close() error {
+	ix.stopWindows()
+	return ix.db.Close()
+}
 
 var _ domain.Index = (*Index)(nil)

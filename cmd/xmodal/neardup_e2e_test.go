@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/testutil"
+)
+
+// Photos posted to `xmodal run` get their near-duplicate windows at
+// ingest, so `xmodal neardup` finds a crop of one, which whole-image PDQ
+// misses, and says it was found by windows; --windows=false does not find
+// it. After a restart the windows come back from the store.
+func TestNearDupCropThroughRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs xmodal processes")
+	}
+	root := testutil.MustRepoRoot(t)
+	dir := t.TempDir()
+	var lines []string
+	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
+		src := filepath.Join(root, "testdata", "neardup", "photos", name+".jpg")
+		lines = append(lines, fmt.Sprintf(`{"schema":1,"id":"photo-%s","author":"skimage","created_at":"2026-11-0%dT10:00:00Z","text":"a photo","image_file":%q}`, name, i+1, src))
+	}
+	posts := filepath.Join(dir, "photos.jsonl")
+	if err := os.WriteFile(posts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := reposts.Apply(img, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(4, 11)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crop := filepath.Join(dir, "crop.png")
+	f, err := os.Create(crop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, rp.Image); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	orig, _ := (&pdq.Hasher{MaxSide: -1}).Hash(img)
+	if h, _ := (&pdq.Hasher{MaxSide: -1}).Hash(rp.Image); pdq.Distance(h, orig) <= 31 {
+		t.Fatalf("the crop is within PDQ's bound of the original (%d bits): the test shows nothing", pdq.Distance(h, orig))
+	}
+
+	data := t.TempDir()
+	natsAddr, httpAddr := freePort(t), freePort(t)
+	run := startUserRun(t, data, natsAddr, httpAddr)
+	if out := run.mustCLI("post", posts); !strings.Contains(out, "3 indexed") {
+		t.Fatalf("posting the photos:\n%s", out)
+	}
+	byWindows := regexp.MustCompile(`(?m)^\s+1\s+\d+ windows, shows \d+% x \d+%\s+\d+\s+original\s+photo-astronaut\s`)
+	find := func() string {
+		t.Helper()
+		var out string
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			out = run.mustCLI("neardup", "--image", crop)
+			if byWindows.MatchString(out) {
+				break
+			}
+		}
+		return out
+	}
+	if out := find(); !byWindows.MatchString(out) || !strings.Contains(out, "crops searched by windows") {
+		t.Fatalf("neardup of a 75%% crop of a posted photo:\n%s", out)
+	}
+	if out := run.mustCLI("neardup", "--image", crop, "--windows=false"); !strings.Contains(out, "0 matches") {
+		t.Errorf("neardup --windows=false found the crop:\n%s", out)
+	}
+	run.stop()
+	run = startUserRun(t, data, natsAddr, httpAddr)
+	if out := find(); !byWindows.MatchString(out) {
+		t.Errorf("after a restart:\n%s", out)
+	}
+}

@@ -1,0 +1,170 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"image"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+const ndPhotos = "../../testdata/neardup/photos"
+
+func ndPhoto(t *testing.T, name string) image.Image {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(ndPhotos, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// imageRec is an image record of post with img's PDQ hash and windows, as
+// the pipeline makes one.
+func imageRec(t *testing.T, post string, seed uint64, img image.Image) domain.Record {
+	t.Helper()
+	sig, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Signatures(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rec(post, domain.ModalityImage, seed)
+	r.PDQ, r.PDQQuality = sig[0].Hash[:], sig[0].Quality
+	r.Windows = neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
+	return r
+}
+
+func waitWindows(t *testing.T, ix *Index) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ix.WindowsReady() {
+		if time.Now().After(deadline) {
+			t.Fatal("window tables not built within 30 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// windowPosts searches by windows, retrying until the asynchronous table
+// writes have landed when want is not empty.
+func windowPosts(t *testing.T, ix *Index, q *neardup.Query, f domain.Filter, want int) []domain.NearDupHit {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hs, err := ix.NearDupWindows(context.Background(), q, 0, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) >= want || time.Now().After(deadline) {
+			return hs
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A crop of an indexed photo, which whole-image PDQ misses, is found by
+// the record's windows; replacing or deleting the post takes its windows
+// out at once; the windows survive a reopen; filters apply.
+func TestNearDupWindows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ix, err := Open(context.Background(), Options{Path: path, Dim: testDim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	astro, coffee := ndPhoto(t, "astronaut.jpg"), ndPhoto(t, "coffee.jpg")
+	mustApply(t, ix,
+		domain.Change{PostID: "a", Seq: 1, Records: []domain.Record{imageRec(t, "a", 1, astro)}},
+		domain.Change{PostID: "c", Seq: 1, Records: []domain.Record{imageRec(t, "c", 2, coffee)}})
+	waitWindows(t, ix)
+
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	rp, err := reposts.Apply(astro, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(4, 11)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := h.Query(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plain PDQ does not find the crop.
+	vs, _ := (&pdq.Hasher{MaxSide: -1}).Dihedral(rp.Image)
+	var hashes [][]byte
+	for i := range vs {
+		hashes = append(hashes, vs[i][:])
+	}
+	if whole, err := ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: 31}); err != nil || len(whole) != 0 {
+		t.Fatalf("whole-image near-dup of a 75%% crop: %v, %v (the test needs a crop PDQ misses)", whole, err)
+	}
+	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
+	if len(hs) != 1 || hs[0].PostID != "a" || hs[0].Windows == nil || hs[0].Windows.Windows < 2 {
+		t.Fatalf("window matches %+v, want post a by two or more windows", hs)
+	}
+	sh, W, H := rp.Shown, float32(astro.Bounds().Dx()), float32(astro.Bounds().Dy())
+	want := [4]float32{float32(sh.Min.X) / W, float32(sh.Min.Y) / H, float32(sh.Max.X) / W, float32(sh.Max.Y) / H}
+	for i := range want {
+		if d := hs[0].Windows.Shown[i] - want[i]; d > 0.05 || d < -0.05 {
+			t.Errorf("shown %v, want %v", hs[0].Windows.Shown, want)
+			break
+		}
+	}
+	if hs[0].Text != "text of a" || hs[0].Distance == nil {
+		t.Errorf("hit not filled from the store: %+v", hs[0].Hit)
+	}
+	if got := windowPosts(t, ix, q, domain.Filter{Authors: []string{"a-c"}}, 0); len(got) != 0 {
+		t.Errorf("author filter a-c still found %+v", got)
+	}
+
+	// Reopened: the windows come back from the store.
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ix = openTest(t, path)
+	waitWindows(t, ix)
+	if got := windowPosts(t, ix, q, domain.Filter{}, 1); len(got) != 1 || got[0].PostID != "a" {
+		t.Fatalf("after reopen: %+v", got)
+	}
+
+	// Post a's newer version is the coffee photo: the astronaut crop no
+	// longer finds it, with no wait.
+	mustApply(t, ix, domain.Change{PostID: "a", Seq: 2, Records: []domain.Record{imageRec(t, "a", 3, coffee)}})
+	if got, err := ix.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+		t.Errorf("after replacing post a: %+v, %v", got, err)
+	}
+	mustApply(t, ix, domain.Change{PostID: "a", Seq: 3, Records: []domain.Record{imageRec(t, "a", 3, astro)}})
+	if got := windowPosts(t, ix, q, domain.Filter{}, 1); len(got) != 1 {
+		t.Fatalf("astronaut back in post a: %+v", got)
+	}
+	mustApply(t, ix, domain.Change{PostID: "a", Delete: true, Deny: true})
+	if got, err := ix.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+		t.Errorf("after deleting post a: %+v, %v", got, err)
+	}
+}
+
+func TestNearDupWindowsRefusesBadQueries(t *testing.T) {
+	ix := openTest(t, filepath.Join(t.TempDir(), "ix.db"))
+	waitWindows(t, ix)
+	if _, err := ix.NearDupWindows(context.Background(), nil, 0, domain.Filter{}); !errors.Is(err, domain.ErrInvalidQuery) {
+		t.Errorf("nil query: %v", err)
+	}
+	if _, err := ix.NearDupWindows(context.Background(), &neardup.Query{}, -1, domain.Filter{}); !errors.Is(err, domain.ErrInvalidQuery) {
+		t.Errorf("negative k: %v", err)
+	}
+	// A record whose stored windows are garbage is kept, found by PDQ only.
+	r := rec("g", domain.ModalityImage, 1)
+	r.Windows = []byte{1, 2, 3}
+	mustApply(t, ix, domain.Change{PostID: "g", Seq: 1, Records: []domain.Record{r}})
+	if n, _ := ix.Count(context.Background()); n[domain.ModalityImage] != 1 {
+		t.Errorf("record with bad windows not kept: %v", n)
+	}
+}
