@@ -96,9 +96,9 @@ const (
 type NearDupResponse struct {
 	Matches []NearDupMatch `json:"matches"`
 	// PDQ is the query's hash (hex) and Quality its quality (image queries).
-	PDQ         string  `json:"pdq"`
-	Quality     *int    `json:"quality,omitempty"`
-	MaxDistance int     `json:"max_distance"`
+	PDQ         string `json:"pdq"`
+	Quality     *int   `json:"quality,omitempty"`
+	MaxDistance int    `json:"max_distance"`
 	// Windows says whether windows were searched (WindowsSearched, ...).
 	Windows string  `json:"windows"`
 	TookMS  float64 `json:"took_ms"`
