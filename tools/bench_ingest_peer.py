@@ -194,8 +194,9 @@ def peer_round(peer, items):
     return rate, (proc_cpu(pids) - c0) * 1000 / len(items)
 
 
-def go_round(exe, model_dir, inp, mode, hash_side):
-    env = dict(os.environ, XMODAL_BENCH_MODEL=model_dir, XMODAL_BENCH_INPUT=inp, XMODAL_BENCH_MODE=mode)
+def go_round(exe, model_dir, inp, mode, hash_side, windows="1"):
+    env = dict(os.environ, XMODAL_BENCH_MODEL=model_dir, XMODAL_BENCH_INPUT=inp, XMODAL_BENCH_MODE=mode,
+               XMODAL_BENCH_WINDOWS=windows)
     if hash_side is not None:
         env["XMODAL_BENCH_HASH_SIDE"] = str(hash_side)
     out = subprocess.run([exe, "-test.run", "^$", "-test.bench", "^BenchmarkIngestRound$", "-test.benchtime", "1x"],
@@ -220,14 +221,18 @@ def main():
     ap.add_argument("--cases", default="normal-demo,normal-parity,large-demo,large-parity,text-demo,text-parity")
     ap.add_argument("--mode", default="fast", help="xmodal's image.decode_mode")
     ap.add_argument("--pdq-min-side", type=int, default=None, help="xmodal's image.pdq_min_side (default: its default)")
+    ap.add_argument("--windows", choices=["on", "off"], default="on",
+                    help="xmodal's image.neardup_windows (default on, as xmodal's default)")
     a = ap.parse_args()
+    win = "1" if a.windows == "on" else "0"
     if not os.path.exists(os.path.join(PHOTOS, "manifest.json")):
         raise SystemExit("photo set missing: run tools/bench_photos.py first")
     texts_path = os.path.join(PHOTOS, "texts.txt")
     make_texts(texts_path)
     exe = build_go()
     side = "default" if a.pdq_min_side is None else a.pdq_min_side
-    print(f"# xmodal vs the Python peer, {a.rounds} alternating rounds per case; xmodal image.decode_mode={a.mode}, image.pdq_min_side={side}")
+    print(f"# xmodal vs the Python peer, {a.rounds} alternating rounds per case; xmodal image.decode_mode={a.mode}, "
+          f"image.pdq_min_side={side}, image.neardup_windows={a.windows == 'on'}")
     print(f"# machine: {os.cpu_count()} cores, {cpu_model()}; shared with other work, so only the per-round ratios are meaningful")
     import onnxruntime, PIL, transformers, open_clip
     print(f"# peer: Pillow {PIL.__version__} (draft), transformers {transformers.__version__} CLIPImageProcessor, "
@@ -251,11 +256,11 @@ def main():
         ours, theirs, ratios, ocpu, tcpu, cratios = [], [], [], [], [], []
         for r in range(a.rounds):
             if r % 2 == 0:
-                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
+                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side, win)
                 p, pc = peer_round(peer, items)
             else:
                 p, pc = peer_round(peer, items)
-                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side)
+                g, gc = go_round(exe, mdir, inp, a.mode, a.pdq_min_side, win)
             ours.append(g)
             theirs.append(p)
             ratios.append(g / p)

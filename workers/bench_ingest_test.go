@@ -20,6 +20,10 @@ package workers_test
 //                        true): the index keeps near-duplicate clusters; 0:
 //                        it does not (scripts/bench-clusters-ingest.sh
 //                        alternates rounds with and without)
+//   XMODAL_BENCH_WINDOWS 1 (default, as image.neardup_windows defaults to
+//                        true): image records get their near-duplicate
+//                        windows (encoders/neardup) and the index keeps
+//                        them; 0: they do not
 // It prints one line: "RESULT posts=N seconds=S posts_per_s=R
 // cpu_ms_per_post=C model_batch=B", C being the process's CPU time (every
 // thread, ONNX Runtime's included) over the round per post and B the mean
@@ -46,6 +50,7 @@ import (
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -155,6 +160,19 @@ func BenchmarkIngestRound(b *testing.B) {
 			h, q := hs.Hash(img)
 			return h[:], q
 		}},
+	}
+	if os.Getenv("XMODAL_BENCH_WINDOWS") != "0" {
+		// As cmd/xmodal's ingestWindows.
+		nds := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: -1}) }}
+		deps.Hasher.Windows = func(img image.Image) []byte {
+			h := nds.Get().(*neardup.Hasher)
+			defer nds.Put(h)
+			ws, err := h.Windows(img)
+			if err != nil || len(ws) == 0 {
+				return nil
+			}
+			return neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), ws)
+		}
 	}
 	cfg := workers.Config{} // xmodal run's defaults
 	// Warm-up: a few posts through the model and the index.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 )
 
 // procStatus returns fields of /proc/self/status in bytes (VmRSS, RssAnon,
@@ -51,7 +52,10 @@ func procStatus() map[string]int64 {
 // 64-bit code. It then reopens the index (what `xmodal run` does on start)
 // and reports the Go heap per record, the process RSS split into anonymous
 // memory and mapped file pages (the bbolt file; RssFile), against the raw
-// vectors. It prints a table; b.N is ignored.
+// vectors. With XMODAL_BENCH_WINDOWS=1 (default, as image.neardup_windows
+// defaults to true) each image record also carries 32 near-duplicate
+// windows (random hashes and geometry) and the reopened index has built
+// their tables before it is measured. It prints a table; b.N is ignored.
 func BenchmarkMemoryPerRecord(b *testing.B) {
 	n := 100_000
 	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_RECORDS")); err == nil && v > 0 {
@@ -61,6 +65,7 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_DIM")); err == nil && v > 0 {
 		dim = v
 	}
+	windows := os.Getenv("XMODAL_BENCH_WINDOWS") != "0"
 	path := filepath.Join(b.TempDir(), "index.db")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
@@ -117,6 +122,18 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 					r.PDQ[i] = byte(rng.Uint32())
 				}
 				r.PDQQuality = 90
+				if windows {
+					sig := make([]neardup.RegionHash, neardup.MaxWindows)
+					for k := range sig {
+						w := &sig[k]
+						w.Kind = neardup.Window
+						for i := range w.Hash {
+							w.Hash[i] = byte(rng.Uint32())
+						}
+						w.Region = neardup.Region{CX: rng.Float32(), CY: rng.Float32(), Side: 0.1 + 0.5*rng.Float32(), Angle: 6 * (rng.Float32() - 0.5)}
+					}
+					r.Windows = neardup.AppendWindows(nil, 640, 480, sig)
+				}
 			}
 			recs = append(recs, r)
 			written++
@@ -141,6 +158,9 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ix.Close()
+	for !ix.WindowsReady() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	load := time.Since(start)
 	runtime.GC()
 	var ms runtime.MemStats
@@ -155,6 +175,7 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 
 	raw := int64(n) * int64(dim) * 4
 	mb := func(v int64) string { return fmt.Sprintf("%.1f MB", float64(v)/1e6) }
+	fmt.Printf("\nnear-duplicate windows: %v (32 per image record)", windows)
 	fmt.Printf("\n%d records (dim %d), store file %s, filled in %v, loaded in %v\n", n, dim, mb(st.Size()), fill.Round(time.Millisecond), load.Round(time.Millisecond))
 	fmt.Printf("raw vectors                     %s (%d bytes per record)\n", mb(raw), raw/int64(n))
 	fmt.Printf("Go heap in use after load       %s (%d bytes per record; vectors included)\n", mb(int64(ms.HeapInuse)), int64(ms.HeapInuse)/int64(n))

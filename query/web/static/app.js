@@ -175,8 +175,14 @@ function card(group, opts) {
   }
   if (h.distance !== undefined && h.distance !== null) {
     const d = el("span", "score", "distance " + h.distance);
-    d.title = h.distance + " of 256 PDQ bits differ";
+    d.title = h.kind === "window" ? `${h.distance} of 256 bits differ in the best of the agreeing windows` : h.distance + " of 256 PDQ bits differ";
     meta.appendChild(d);
+    if (h.kind === "window" && h.shown && h.shown.length === 4) {
+      const w = Math.round(100 * (h.shown[2] - h.shown[0])), ht = Math.round(100 * (h.shown[3] - h.shown[1]));
+      const c = el("span", "badge rank", `crop ${w}% × ${ht}%`);
+      c.title = `found by ${h.windows} windows that agree on one placement: the query shows ${w}% × ${ht}% of this picture (x ${h.shown[0].toFixed(2)}–${h.shown[2].toFixed(2)}, y ${h.shown[1].toFixed(2)}–${h.shown[3].toFixed(2)})`;
+      meta.appendChild(c);
+    }
     if (h.transform && h.transform !== "original") meta.appendChild(el("span", "badge rank", h.transform));
     if (h.region && h.region.length === 4) {
       const r = el("span", "badge rank", "inside " + h.region[0] + "," + h.region[1] + "–" + h.region[2] + "," + h.region[3]);
