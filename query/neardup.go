@@ -88,7 +88,7 @@ type NearDupMatch struct {
 const (
 	WindowsSearched    = "searched"    // the query's windows were matched
 	WindowsBuilding    = "building"    // the index is still building its window tables (whole-image matches only)
-	WindowsUnavailable = "unavailable" // the index holds no windows (Milvus), or the query is a hash
+	WindowsUnavailable = "unavailable" // the index holds no windows (Milvus, or image.neardup_windows off), or the query is a hash
 	WindowsOff         = "off"         // the request asked for none
 )
 
@@ -109,6 +109,9 @@ type NearDupResponse struct {
 type windowSearcher interface {
 	NearDupWindows(ctx context.Context, q *neardup.Query, k int, f domain.Filter) ([]domain.NearDupHit, error)
 	WindowsReady() bool
+	// WindowImages is the number of images whose windows it holds (0:
+	// windows are not computed at ingest, image.neardup_windows).
+	WindowImages() int
 }
 
 // ParseNearDup decodes and validates a near-duplicate request, filling the
@@ -173,6 +176,8 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	switch {
 	case r.PDQ != "":
 	case !hasWindows:
+	case ws.WindowsReady() && ws.WindowImages() == 0:
+		wantWindows = false // nothing indexed has windows: "unavailable"
 	case !wantWindows:
 		res.Windows = WindowsOff
 	case !ws.WindowsReady():

@@ -221,8 +221,8 @@ def main():
     ap.add_argument("--cases", default="normal-demo,normal-parity,large-demo,large-parity,text-demo,text-parity")
     ap.add_argument("--mode", default="fast", help="xmodal's image.decode_mode")
     ap.add_argument("--pdq-min-side", type=int, default=None, help="xmodal's image.pdq_min_side (default: its default)")
-    ap.add_argument("--windows", choices=["on", "off"], default="on",
-                    help="xmodal's image.neardup_windows (default on, as xmodal's default)")
+    ap.add_argument("--windows", choices=["on", "off"], default="off",
+                    help="xmodal's image.neardup_windows (default off, as xmodal's default)")
     a = ap.parse_args()
     win = "1" if a.windows == "on" else "0"
     if not os.path.exists(os.path.join(PHOTOS, "manifest.json")):

@@ -20,10 +20,10 @@ package workers_test
 //                        true): the index keeps near-duplicate clusters; 0:
 //                        it does not (scripts/bench-clusters-ingest.sh
 //                        alternates rounds with and without)
-//   XMODAL_BENCH_WINDOWS 1 (default, as image.neardup_windows defaults to
-//                        true): image records get their near-duplicate
+//   XMODAL_BENCH_WINDOWS 1: image records get their near-duplicate
 //                        windows (encoders/neardup) and the index keeps
-//                        them; 0: they do not
+//                        them (image.neardup_windows); 0 (default, as
+//                        xmodal's default): they do not
 // It prints one line: "RESULT posts=N seconds=S posts_per_s=R
 // cpu_ms_per_post=C model_batch=B", C being the process's CPU time (every
 // thread, ONNX Runtime's included) over the round per post and B the mean
@@ -161,7 +161,7 @@ func BenchmarkIngestRound(b *testing.B) {
 			return h[:], q
 		}},
 	}
-	if os.Getenv("XMODAL_BENCH_WINDOWS") != "0" {
+	if os.Getenv("XMODAL_BENCH_WINDOWS") == "1" {
 		// As cmd/xmodal's ingestWindows.
 		nds := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: -1}) }}
 		deps.Hasher.Windows = func(img image.Image) []byte {

@@ -69,7 +69,7 @@ type Config struct {
 	Image struct {
 		DecodeMode     string `yaml:"decode_mode" help:"fast: JPEGs are reduced in libjpeg-turbo's IDCT (1/2, 1/4, 1/8) to what the model, the thumbnail and PDQ need, as Pillow's Image.draft does; exact: every image at full size (model inputs identical to CLIPImageProcessor on Pillow's full decode). Ingest and queries use the same mode; records name it"`
 		DecodeMemoryMB int    `yaml:"decode_memory_mb" help:"bound on the memory of the image decodes in flight, across media workers and queries (MiB): a decode waits for room; one image needing more than all of it is refused (dead letter, or 413)"`
-		NearDupWindows bool   `yaml:"neardup_windows" help:"index each image's near-duplicate windows (hashes of squares anchored on pairs of blobs, docs/neardup.md) so that xmodal.v1.neardup finds crops that whole-image PDQ misses; embedded index only (Milvus records keep whole-image PDQ). Costs about 1.2 KB of store and 2-3 KB of memory per image record and about 1 ms of CPU per image at ingest"`
+		NearDupWindows bool   `yaml:"neardup_windows" help:"index each image's near-duplicate windows (hashes of squares anchored on pairs of blobs, docs/neardup.md) so that xmodal.v1.neardup finds crops that whole-image PDQ misses; embedded index only (Milvus records keep whole-image PDQ). Off by default because of its cost: about 5 ms of CPU per image at ingest (3x the whole pipeline's CPU on 200-500 px photos with the demo model; bench/results/ingest-peer-windows-on.txt), 1.3 KB of store and a few KB of memory per image record"`
 		PDQMinSide     int    `yaml:"pdq_min_side" help:"fast mode: PDQ hashes a decode keeping at least this many pixels on the shorter side (or the full image), decoding a second time when the model's decode is smaller; this keeps PDQ within 8 bits of the full-resolution hash on the benchmark photos (500, a 1/4 decode of a 3000x2000 photo: up to 26 bits; 250, 1/8: up to 38). 0 hashes the model's decode (cheaper; up to 38 bits off on 3000x2000 photos)"`
 	} `yaml:"image"`
 	Kafka struct {
@@ -161,7 +161,6 @@ func DefaultConfig() *Config {
 	c.Image.DecodeMode = "fast"
 	c.Image.DecodeMemoryMB = 1024
 	c.Image.PDQMinSide = imageprep.DefaultHashSide
-	c.Image.NearDupWindows = true
 	c.Kafka.Topic = "posts"
 	c.Kafka.Group = "xmodal-indexer"
 	k := kafkasrc.Config{}.WithDefaults()

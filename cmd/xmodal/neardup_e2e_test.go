@@ -16,8 +16,8 @@ import (
 	"github.com/xmodal/xmodal/internal/testutil"
 )
 
-// Photos posted to `xmodal run` get their near-duplicate windows at
-// ingest, so `xmodal neardup` finds a crop of one, which whole-image PDQ
+// Photos posted to `xmodal run` with image.neardup_windows get their
+// near-duplicate windows at ingest, so `xmodal neardup` finds a crop of one, which whole-image PDQ
 // misses, and says it was found by windows; --windows=false does not find
 // it. After a restart the windows come back from the store.
 func TestNearDupCropThroughRun(t *testing.T) {
@@ -63,7 +63,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 
 	data := t.TempDir()
 	natsAddr, httpAddr := freePort(t), freePort(t)
-	run := startUserRun(t, data, natsAddr, httpAddr)
+	run := startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
 	if out := run.mustCLI("post", posts); !strings.Contains(out, "3 indexed") {
 		t.Fatalf("posting the photos:\n%s", out)
 	}
@@ -86,7 +86,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 		t.Errorf("neardup --windows=false found the crop:\n%s", out)
 	}
 	run.stop()
-	run = startUserRun(t, data, natsAddr, httpAddr)
+	run = startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
 	if out := find(); !byWindows.MatchString(out) {
 		t.Errorf("after a restart:\n%s", out)
 	}

@@ -52,8 +52,7 @@ func procStatus() map[string]int64 {
 // 64-bit code. It then reopens the index (what `xmodal run` does on start)
 // and reports the Go heap per record, the process RSS split into anonymous
 // memory and mapped file pages (the bbolt file; RssFile), against the raw
-// vectors. With XMODAL_BENCH_WINDOWS=1 (default, as image.neardup_windows
-// defaults to true) each image record also carries 32 near-duplicate
+// vectors. With XMODAL_BENCH_WINDOWS=1 (image.neardup_windows) each image record also carries 32 near-duplicate
 // windows (random hashes and geometry) and the reopened index has built
 // their tables before it is measured. It prints a table; b.N is ignored.
 func BenchmarkMemoryPerRecord(b *testing.B) {
@@ -65,7 +64,7 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_DIM")); err == nil && v > 0 {
 		dim = v
 	}
-	windows := os.Getenv("XMODAL_BENCH_WINDOWS") != "0"
+	windows := os.Getenv("XMODAL_BENCH_WINDOWS") == "1"
 	path := filepath.Join(b.TempDir(), "index.db")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()

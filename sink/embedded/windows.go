@@ -200,6 +200,9 @@ func (ix *Index) stopWindows() {
 // (searches by window answer ErrWindowsBuilding until then).
 func (ix *Index) WindowsReady() bool { return ix.win.isReady() }
 
+// WindowImages is the number of images whose windows the tables hold.
+func (ix *Index) WindowImages() int { return ix.win.nd.Len() }
+
 // NearDupWindows returns the image records whose windows match q's
 // (verified: agreeing windows and a placement of the query over the
 // original that a re-post gives; encoders/neardup), best first, at most k
