@@ -228,8 +228,9 @@ func sortedSet(s []string) []string {
 type SweepStatus struct {
 	ID       int       `json:"id"`
 	Bank     string    `json:"bank"`
-	Entries  int       `json:"entries"` // entries to sweep (PDQ entries that are not disabled)
-	Done     int       `json:"done"`
+	Entries  int       `json:"entries"`           // entries to sweep (PDQ, text, URL and embedding entries that are not disabled)
+	Done     int       `json:"done"`              // entries done (the text, URL and embedding entries when the record scan ends)
+	Records  int       `json:"records,omitempty"` // records scanned for the text, URL and embedding entries
 	Matches  int       `json:"matches"`           // match events recorded (source sweep)
 	Resumed  int       `json:"resumed,omitempty"` // entries done before a restart: the sweep resumed from this checkpoint
 	State    string    `json:"state"`             // queued, running, done, failed

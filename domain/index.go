@@ -204,3 +204,26 @@ func Decide(st PostState, ch *Change) (out Outcome, next PostState, newDeny bool
 		return Applied, PostState{Exists: true, Seq: ch.Seq}, false
 	}
 }
+
+// RecordScanner visits the records of an index in primary-key order,
+// starting after the key after ("": from the first), until fn returns an
+// error (returned) or the records end. The embedded index implements it;
+// a retro sweep of text, URL and embedding bank entries reads it. fn may
+// write to the index (the scanner holds no transaction while it runs).
+type RecordScanner interface {
+	ScanRecords(ctx context.Context, after string, fn func(r *Record) error) error
+}
+
+// PostMatches are bank matches to add to a post's records.
+type PostMatches struct {
+	PostID  string
+	Matches []RecordMatch
+}
+
+// MatchRecorder adds bank matches to the records of posts already written
+// (a retro sweep's matches), so that hits carry them and the matched_banks
+// filter finds the posts. A match already on a record (same bank and entry)
+// is not added again; posts no longer indexed are skipped.
+type MatchRecorder interface {
+	AddMatches(ctx context.Context, posts []PostMatches) error
+}

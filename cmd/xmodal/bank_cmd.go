@@ -807,7 +807,7 @@ func bankSweepStatusCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tMATCHES\tRESUMED\tQUEUED\tTOOK\tERROR")
+			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tRECORDS\tMATCHES\tRESUMED\tQUEUED\tTOOK\tERROR")
 			for _, s := range res.Sweeps {
 				took := ""
 				if !s.Finished.IsZero() && !s.Started.IsZero() {
@@ -817,7 +817,11 @@ func bankSweepStatusCmd() *cobra.Command {
 				if s.Resumed > 0 {
 					resumed = fmt.Sprintf("at %d", s.Resumed)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, s.Matches, resumed,
+				records := "-" // records scanned for text, URL and embedding entries
+				if s.Records > 0 {
+					records = fmt.Sprint(s.Records)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, records, s.Matches, resumed,
 					s.Queued.Format(time.RFC3339), took, s.Error)
 			}
 			return tw.Flush()

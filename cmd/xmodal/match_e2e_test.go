@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -165,7 +166,7 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		out := bank("sweep-status")
 		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) >= 5 && f[1] == "late" && f[2] == "done" && f[3] == "1/1" && f[4] == "1" {
+			if f := strings.Fields(l); len(f) >= 6 && f[1] == "late" && f[2] == "done" && f[3] == "1/1" && f[4] == "-" && f[5] == "1" {
 				return nil
 			}
 		}
@@ -177,6 +178,26 @@ func TestMatchAtIngestThroughRun(t *testing.T) {
 	if out := bank("sweep", "late"); !strings.Contains(out, "of bank late: 1 entries") {
 		t.Fatalf("bank sweep: %s", out)
 	}
+	// A text entry added later is swept by scanning the stored records: the
+	// quiet post indexed earlier is found, and its records now carry the
+	// match (the matched_banks filter lists it).
+	bank("add", "late", "--text", "A QUIET afternoon")
+	testutil.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if out := tail("--bank", "late"); !strings.Contains(out, "post=m-clean version=0 text") || !strings.Contains(out, "source=sweep") {
+			return fmt.Errorf("no sweep event for m-clean:\n%s", out)
+		}
+		return nil
+	})
+	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		res, err := cl.Search(ctx, &query.SearchRequest{Text: "afternoon", K: 10, Filter: domain.Filter{MatchedBanks: []string{"late"}}})
+		if err != nil {
+			return err
+		}
+		if len(res.Hits) == 0 || res.Hits[0].PostID != "m-clean" {
+			return fmt.Errorf("matched_banks=late: %+v", res.Hits)
+		}
+		return nil
+	})
 	// The same file posted now that the bank holds its hashes is matched at
 	// ingest by its bytes' MD5 (HMA's photo_md5) as well as by PDQ.
 	pb, _ = json.Marshal(map[string]any{"schema": 1, "id": "m-new-image", "created_at": now, "image": map[string]any{"data": imgData, "mime": "image/jpeg"}})

@@ -209,37 +209,8 @@ func queries(c *domain.Change) []struct {
 	}
 	for i := range c.Records {
 		r := &c.Records[i]
-		var q banks.Query
-		switch r.Modality {
-		case domain.ModalityImage:
-			if len(r.PDQVariants) == 8 {
-				// The eight dihedral hashes: a rotated or mirrored copy of
-				// a banked image matches, naming its transform.
-				for _, h := range r.PDQVariants {
-					q.PDQ = append(q.PDQ, pdq.Hash(h))
-				}
-			} else if len(r.PDQ) == len(pdq.Hash{}) {
-				q.PDQ = []pdq.Hash{pdq.Hash(r.PDQ)}
-			}
-			if len(r.MD5) == md5.Size {
-				q.MD5 = hex.EncodeToString(r.MD5)
-			}
-			if r.MediaURL != "" && !strings.HasPrefix(r.MediaURL, "data:") {
-				q.URLs = []string{r.MediaURL}
-			}
-			q.Vector, q.Modality = r.Vector, "image"
-		case domain.ModalityText:
-			q.Text = r.Text
-			q.Vector, q.Modality = r.Vector, "text"
-		default:
-			continue // fused: its image and text are matched on their own
-		}
-		if r.ModelVersion == "" {
-			q.Vector, q.Modality = nil, "" // a vector is matched only against entries of its model
-		} else if len(q.Vector) > 0 {
-			q.ModelVersion = r.ModelVersion
-		}
-		if len(q.PDQ) == 0 && q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 {
+		q, ok := recordQuery(r)
+		if !ok {
 			continue
 		}
 		out = append(out, struct {
@@ -248,6 +219,47 @@ func queries(c *domain.Change) []struct {
 		}{r, q})
 	}
 	return out
+}
+
+// recordQuery is the banks lookup of one record: an image's PDQ hashes
+// (its eight dihedral ones when it has them), MD5, URL and vector; a
+// text's text (and the URLs in it) and vector. Fused records, and records
+// with nothing to match, have none (false).
+func recordQuery(r *domain.Record) (banks.Query, bool) {
+	var q banks.Query
+	switch r.Modality {
+	case domain.ModalityImage:
+		if len(r.PDQVariants) == 8 {
+			// The eight dihedral hashes: a rotated or mirrored copy of
+			// a banked image matches, naming its transform.
+			for _, h := range r.PDQVariants {
+				q.PDQ = append(q.PDQ, pdq.Hash(h))
+			}
+		} else if len(r.PDQ) == len(pdq.Hash{}) {
+			q.PDQ = []pdq.Hash{pdq.Hash(r.PDQ)}
+		}
+		if len(r.MD5) == md5.Size {
+			q.MD5 = hex.EncodeToString(r.MD5)
+		}
+		if r.MediaURL != "" && !strings.HasPrefix(r.MediaURL, "data:") {
+			q.URLs = []string{r.MediaURL}
+		}
+		q.Vector, q.Modality = r.Vector, "image"
+	case domain.ModalityText:
+		q.Text = r.Text
+		q.Vector, q.Modality = r.Vector, "text"
+	default:
+		return q, false // fused: its image and text are matched on their own
+	}
+	if r.ModelVersion == "" {
+		q.Vector, q.Modality = nil, "" // a vector is matched only against entries of its model
+	} else if len(q.Vector) > 0 {
+		q.ModelVersion = r.ModelVersion
+	}
+	if len(q.PDQ) == 0 && q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 {
+		return q, false
+	}
+	return q, true
 }
 
 // Apply matches the changes' records, takes down posts that match a block

@@ -573,3 +573,201 @@ func TestIngestToEventLatency(t *testing.T) {
 		t.Fatalf("ingest-to-event latency: %d observations summing to %v s, want 2 summing to 2.5 s", h.GetSampleCount(), h.GetSampleSum())
 	}
 }
+
+// A sweep covers text, URL and embedding entries too, on an index that can
+// be scanned: every stored record is matched against them as ingest
+// matches a post; the matches reach the records (hits carry them, the
+// matched_banks filter lists the posts); a second run adds no match twice.
+func TestSweepScansRecordsForOtherSignals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(id, text, media string, txtVec []float32) domain.Change {
+		return domain.Change{PostID: id, Seq: 1, Records: []domain.Record{
+			{PK: domain.PrimaryKey(id, domain.ModalityImage), PostID: id, Modality: domain.ModalityImage, Author: "a", CreatedAt: at,
+				ModelVersion: "m1", Vector: []float32{1, 0, 0, 0}, MediaURL: media},
+			{PK: domain.PrimaryKey(id, domain.ModalityText), PostID: id, Modality: domain.ModalityText, Author: "a", CreatedAt: at,
+				ModelVersion: "m1", Vector: txtVec, Text: text},
+		}}
+	}
+	// Indexed before the bank existed; more than one scan chunk of posts.
+	var chs []domain.Change
+	for i := range 700 {
+		chs = append(chs, mk(fmt.Sprintf("filler-%03d", i), fmt.Sprintf("nothing to see %d", i), "", []float32{0, 0, 1, 0}))
+	}
+	chs = append(chs,
+		mk("by-text", "Cheap WATCHES here!", "", []float32{0, 0, 1, 0}),
+		mk("by-url", "look https://Spam.example/deal?x=1 now", "", []float32{0, 0, 1, 0}),
+		mk("by-media", "a photo", "https://cdn.example/banned.jpg", []float32{0, 0, 1, 0}),
+		mk("by-concept", "unrelated words", "", []float32{0, 0.6, 0.8, 0}),
+	)
+	if _, err := f.ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &banks.Bank{Name: "spam", Enabled: true, Labels: []string{"spam"}, Thresholds: banks.Thresholds{Embedding: banks.EmbeddingThresholds{TextText: 0.5}}}
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: "spam", Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	entries := []banks.Entry{
+		{Type: banks.SignalText, Value: "cheap watches here"},
+		{Type: banks.SignalURL, Value: "https://spam.example/deal?x=1"},
+		{Type: banks.SignalURL, Value: "https://cdn.example/banned.jpg"},
+		{Type: banks.SignalEmbedding, Value: "a concept", Modality: "text", Vector: []float32{0, 1, 0, 0}, ModelVersion: "m1"},
+		{Type: banks.SignalMD5, Value: "0123456789abcdef0123456789abcdef"},
+	}
+	for i := range entries {
+		entries[i].AddedAt = time.Unix(1, 0)
+	}
+	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpAddEntries, Bank: "spam", Entries: entries}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.banks.State().Bank("spam")
+	page, _, _ := f.banks.State().Entries("spam", 0, 10)
+	for round := 1; round <= 2; round++ {
+		st := sw.Start(info, page)
+		if st.Entries != 4 {
+			t.Fatalf("sweep of %d entries, want 4 (the MD5 entry is not swept)", st.Entries)
+		}
+		var done banks.SweepStatus
+		testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+			for _, s := range sw.Status() {
+				if s.ID == st.ID && s.State == "done" {
+					done = s
+					return nil
+				}
+				if s.ID == st.ID && s.State == "failed" {
+					t.Fatalf("sweep failed: %s", s.Error)
+				}
+			}
+			return fmt.Errorf("sweep %d not done: %+v", st.ID, sw.Status())
+		})
+		if done.Done != 4 || done.Records != 2*len(chs) || done.Matches != 4 {
+			t.Errorf("round %d: status %+v, want 4 entries done, %d records, 4 matches", round, done, 2*len(chs))
+		}
+		got := map[string]string{}
+		for _, e := range f.events(t) {
+			if e.Source != SourceSweep || e.Bank != "spam" || e.ID != EventID(e.PostID, 0, e.EntryID) {
+				t.Fatalf("sweep event %+v", e)
+			}
+			got[e.PostID] = string(e.SignalType)
+			if e.SignalType == banks.SignalEmbedding && (e.Score == nil || *e.Score < 0.59 || *e.Score > 0.61) {
+				t.Errorf("embedding event score %v, want 0.6", e.Score)
+			}
+		}
+		want := map[string]string{"by-text": "text", "by-url": "url", "by-media": "url", "by-concept": "embedding"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("round %d: events by post %v, want %v", round, got, want)
+		}
+	}
+	// The matches are on the records: the filter lists exactly those posts,
+	// each record with its match once after two sweeps.
+	hits, err := f.ix.Search(ctx, domain.VectorQuery{Vector: []float32{0, 0, 1, 0}, K: 2000, Filter: domain.Filter{MatchedBanks: []string{"spam"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	posts := map[string]bool{}
+	for _, h := range hits {
+		posts[h.PostID] = true
+		if len(h.Matches) != 1 || h.Matches[0].Bank != "spam" {
+			t.Errorf("hit %s matches %+v, want one spam match", h.PK, h.Matches)
+		}
+	}
+	if len(posts) != 4 || !posts["by-text"] || !posts["by-url"] || !posts["by-media"] || !posts["by-concept"] {
+		t.Errorf("matched_banks=spam lists %v", posts)
+	}
+}
+
+// gatedScan stops its sweeper (cancel) after stop records.
+type gatedScan struct {
+	domain.RecordScanner
+	stop    int
+	cancel  func()
+	visited atomic.Int64
+}
+
+func (g *gatedScan) ScanRecords(ctx context.Context, after string, fn func(r *domain.Record) error) error {
+	return g.RecordScanner.ScanRecords(ctx, after, func(r *domain.Record) error {
+		if n := g.visited.Add(1); g.stop > 0 && int(n) > g.stop {
+			g.cancel()
+			return ctx.Err()
+		}
+		return fn(r)
+	})
+}
+
+// A record scan stopped midway resumes after the last chunk it
+// checkpointed: the records before it are not scanned again, and every
+// matching post has its event.
+func TestSweepScanResumes(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var chs []domain.Change
+	for i := range 1500 {
+		id := fmt.Sprintf("p-%04d", i)
+		text := "ordinary words"
+		if i%100 == 7 {
+			text = "forbidden phrase"
+		}
+		chs = append(chs, domain.Change{PostID: id, Seq: 1, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityText),
+			PostID: id, Modality: domain.ModalityText, CreatedAt: at, Vector: []float32{0, 1, 0, 0}, Text: text}}})
+	}
+	if _, err := f.ix.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	info := banks.BankInfo{Bank: banks.Bank{Name: "words", Enabled: true, Action: banks.ActionReview}}
+	e := banks.Entry{Type: banks.SignalText, Value: "forbidden phrase", AddedAt: time.Unix(1, 0)}
+	e.ID = banks.EntryID(banks.SignalText, "", e.Value)
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sctx, stop := context.WithCancel(ctx)
+	g1 := &gatedScan{RecordScanner: f.ix, stop: 1100, cancel: stop}
+	sw1, err := NewSweeper(sctx, SweeperConfig{Index: f.ix, Records: g1, Recorder: f.ix, Events: ev, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw1.Start(info, []banks.Entry{e})
+	<-sctx.Done()
+	<-sw1.Done()
+	if st := sw1.Status()[0]; st.Records != 1024 || st.State != SweepRunning {
+		t.Fatalf("when stopped: %+v, want two chunks (1024 records) done", st)
+	}
+	g2 := &gatedScan{RecordScanner: f.ix, cancel: func() {}}
+	sw2, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: g2, Recorder: f.ix, Events: ev, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := sw2.Status(); len(st) != 1 || st[0].State != SweepDone {
+			return fmt.Errorf("after the restart: %+v", st)
+		}
+		return nil
+	})
+	if v := g2.visited.Load(); v != 1500-1024 {
+		t.Errorf("the resumed scan visited %d records, want %d", v, 1500-1024)
+	}
+	got := map[string]int{}
+	for _, ev := range f.events(t) {
+		got[ev.PostID]++
+	}
+	if len(got) != 15 {
+		t.Errorf("events for %d posts, want 15: %v", len(got), got)
+	}
+	for p, n := range got {
+		if n != 1 {
+			t.Errorf("post %s: %d events", p, n)
+		}
+	}
+}

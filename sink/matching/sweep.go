@@ -39,9 +39,19 @@ import (
 // again, and the events of those that had been published before the crash
 // come again with the same ids (dropped as duplicates by the stream).
 //
-// Not yet: other signal types (MD5, text, URL and embedding entries are
-// matched at ingest only) and rotated or mirrored copies (the index keeps
-// one PDQ hash per image, in its original orientation).
+// Text, URL and embedding entries are swept too when the index can be
+// scanned (domain.RecordScanner: the embedded index): after the PDQ
+// entries, every stored record is looked up once against all of them (a
+// temporary banks.State holding the sweep's entries, matched as ingest
+// matches a post, MatchAll over a chunk of records), checkpointed by the
+// last primary key scanned. Matches are also added to the records when the
+// index keeps them (domain.MatchRecorder), so hits carry them and the
+// matched_banks filter lists the posts.
+//
+// Not swept: MD5 entries (the index does not keep the files' MD5) and
+// rotated or mirrored copies (the index keeps one PDQ hash per image, in
+// its original orientation); on Milvus, text, URL and embedding entries
+// (matched at ingest only) and the matches on records.
 type Sweeper struct {
 	cfg SweeperConfig
 
@@ -63,6 +73,11 @@ type Sweeper struct {
 type SweeperConfig struct {
 	Index  domain.NearDupSearcher
 	Events Publisher
+	// Records, when set, lets text, URL and embedding entries be swept by
+	// scanning the stored records (the embedded index).
+	Records domain.RecordScanner
+	// Recorder, when set, gets the sweep's matches onto the posts' records.
+	Recorder domain.MatchRecorder
 	// Dir keeps the sweeps and their checkpoints ("": in memory only; a
 	// sweep in flight is lost with the process).
 	Dir string
@@ -84,13 +99,21 @@ const (
 type sweep struct {
 	st      banks.SweepStatus
 	bank    banks.BankInfo
-	entries []banks.Entry
+	entries []banks.Entry // PDQ entries first, then those swept by a record scan
+	// scanAfter is the last primary key the record scan has done.
+	scanAfter string
 }
 
 // sweepRecord is a sweep's checkpoint file.
 type sweepRecord struct {
-	Status banks.SweepStatus `json:"status"`
-	Bank   banks.BankInfo    `json:"bank"`
+	Status    banks.SweepStatus `json:"status"`
+	Bank      banks.BankInfo    `json:"bank"`
+	ScanAfter string            `json:"scan_after,omitempty"`
+}
+
+// scanned reports whether entries of type t are swept by a record scan.
+func scanned(t banks.SignalType) bool {
+	return t == banks.SignalText || t == banks.SignalURL || t == banks.SignalEmbedding
 }
 
 // maxKept is how many sweeps Status lists (and the directory keeps).
@@ -174,7 +197,7 @@ func (s *Sweeper) load() error {
 			s.cfg.Logger.Warn("retro sweep: unreadable checkpoint; skipped", "file", name, "err", err)
 			continue
 		}
-		sw := &sweep{st: rec.Status, bank: rec.Bank}
+		sw := &sweep{st: rec.Status, bank: rec.Bank, scanAfter: rec.ScanAfter}
 		s.nextID = max(s.nextID, sw.st.ID)
 		if sw.st.State == SweepQueued || sw.st.State == SweepRunning {
 			if sw.entries, err = readEntries(s.entriesPath(sw.st.ID)); err != nil {
@@ -197,18 +220,24 @@ func (s *Sweeper) load() error {
 	return nil
 }
 
-// Start queues a sweep of the index for the entries of bank (only PDQ
-// entries that are not disabled are swept) and returns its status.
+// Start queues a sweep of the index for the entries of bank (entries that
+// are not disabled: PDQ, and with a record scanner text, URL and
+// embedding entries that are not stale) and returns its status.
 func (s *Sweeper) Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepStatus {
-	var pdqs []banks.Entry
+	var pdqs, others []banks.Entry
 	for _, e := range entries {
-		if e.Type == banks.SignalPDQ && !e.Disabled {
+		switch {
+		case e.Disabled:
+		case e.Type == banks.SignalPDQ:
 			pdqs = append(pdqs, banks.Entry{ID: e.ID, Type: e.Type, Value: e.Value})
+		case s.cfg.Records != nil && scanned(e.Type) && !e.Stale:
+			others = append(others, e)
 		}
 	}
+	pdqs = append(pdqs, others...)
 	now := time.Now().UTC()
 	if len(pdqs) == 0 {
-		// Nothing to sweep (yet: other signal types are matched at ingest only).
+		// Nothing to sweep (MD5 entries are matched at ingest only).
 		return banks.SweepStatus{Bank: bank.Name, State: SweepDone, Queued: now, Finished: now}
 	}
 	s.mu.Lock()
@@ -253,8 +282,9 @@ func (s *Sweeper) save(sw *sweep, withEntries bool) error {
 	}
 	if withEntries {
 		if err := atomicfile.Write(s.entriesPath(sw.st.ID), func(w io.Writer) error {
+			enc := json.NewEncoder(w)
 			for _, e := range sw.entries {
-				if _, err := fmt.Fprintf(w, "%s %s\n", e.ID, e.Value); err != nil {
+				if err := enc.Encode(e); err != nil {
 					return err
 				}
 			}
@@ -263,7 +293,7 @@ func (s *Sweeper) save(sw *sweep, withEntries bool) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(sweepRecord{Status: sw.st, Bank: sw.bank})
+	b, err := json.Marshal(sweepRecord{Status: sw.st, Bank: sw.bank, ScanAfter: sw.scanAfter})
 	if err != nil {
 		return err
 	}
@@ -273,7 +303,8 @@ func (s *Sweeper) save(sw *sweep, withEntries bool) error {
 	})
 }
 
-// readEntries reads a sweep's entries file.
+// readEntries reads a sweep's entries file: a JSON entry a line, or (files
+// written before other signal types were swept) "id value" PDQ lines.
 func readEntries(path string) ([]banks.Entry, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -282,7 +313,16 @@ func readEntries(path string) ([]banks.Entry, error) {
 	defer f.Close()
 	var out []banks.Entry
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20) // embedding entries carry their vector
 	for n := 1; sc.Scan(); n++ {
+		if strings.HasPrefix(sc.Text(), "{") {
+			var e banks.Entry
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				return nil, fmt.Errorf("%s: line %d: %w", path, n, err)
+			}
+			out = append(out, e)
+			continue
+		}
 		id, value, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
 			return nil, fmt.Errorf("%s: line %d is malformed", path, n)
@@ -367,7 +407,11 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 	// The bank's series exist from its first sweep on, at 0 until it finds something.
 	s.progress.WithLabelValues(sw.bank.Name)
 	s.matched.WithLabelValues(sw.bank.Name)
-	for i := sw.st.Done; i < len(sw.entries); i++ {
+	nPDQ := 0
+	for nPDQ < len(sw.entries) && sw.entries[nPDQ].Type == banks.SignalPDQ {
+		nPDQ++
+	}
+	for i := sw.st.Done; i < nPDQ; i++ {
 		e := sw.entries[i]
 		h, err := hex.DecodeString(e.Value)
 		if err != nil || len(h) != domain.PDQBytes {
@@ -384,10 +428,9 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 					Modality: hit.Modality, Bank: sw.bank.Name, EntryID: e.ID, SignalType: banks.SignalPDQ, Distance: hit.Distance,
 					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
 			}
-			if err := s.cfg.Events.Publish(ctx, evs); err != nil {
+			if err := s.record(ctx, evs); err != nil {
 				return err
 			}
-			s.matched.WithLabelValues(sw.bank.Name).Add(float64(len(evs)))
 		}
 		s.progress.WithLabelValues(sw.bank.Name).Inc()
 		s.set(sw, func(st *banks.SweepStatus) { st.Done, st.Matches = i+1, st.Matches+len(hits) })
@@ -397,5 +440,135 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 			}
 		}
 	}
+	if nPDQ == len(sw.entries) {
+		return nil
+	}
+	return s.scan(ctx, sw, sw.entries[nPDQ:], now, checkpoint)
+}
+
+// record publishes a sweep's events (durable when it returns) and, with a
+// recorder, adds them to the posts' records.
+func (s *Sweeper) record(ctx context.Context, evs []Event) error {
+	if err := s.cfg.Events.Publish(ctx, evs); err != nil {
+		return err
+	}
+	if s.cfg.Recorder != nil {
+		var posts []domain.PostMatches
+		at := map[string]int{}
+		for _, e := range evs {
+			i, ok := at[e.PostID]
+			if !ok {
+				i = len(posts)
+				at[e.PostID] = i
+				posts = append(posts, domain.PostMatches{PostID: e.PostID})
+			}
+			posts[i].Matches = append(posts[i].Matches, domain.RecordMatch{Bank: e.Bank, EntryID: e.EntryID, SignalType: string(e.SignalType),
+				Modality: e.Modality, Distance: e.Distance, Score: e.Score})
+		}
+		if err := s.cfg.Recorder.AddMatches(ctx, posts); err != nil {
+			return fmt.Errorf("matches on records: %w", err)
+		}
+	}
+	if len(evs) > 0 {
+		s.matched.WithLabelValues(evs[0].Bank).Add(float64(len(evs)))
+	}
+	return nil
+}
+
+// scanChunk is how many records a record scan matches at once.
+const scanChunk = 512
+
+// scan sweeps the text, URL and embedding entries: every stored record
+// after the checkpoint's key is matched against them (as ingest matches a
+// post's records) a chunk at a time; each chunk's events are durable, and
+// its last key checkpointed, before the next.
+func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, now time.Time, checkpoint func() error) error {
+	if s.cfg.Records == nil {
+		return errors.New("text, URL and embedding entries cannot be swept: this index cannot be scanned")
+	}
+	st := banks.NewState()
+	cfg := sw.bank.Bank
+	cfg.Enabled = true
+	if _, err := st.Apply(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: cfg.Name, At: now, Config: &cfg}); err != nil {
+		return fmt.Errorf("sweep state: %w", err)
+	}
+	for len(entries) > 0 {
+		n := min(len(entries), banks.MaxOpEntries)
+		if _, err := st.Apply(banks.Op{Version: banks.OpVersion, Kind: banks.OpAddEntries, Bank: cfg.Name, At: now, Entries: entries[:n]}); err != nil {
+			return fmt.Errorf("sweep state: %w", err)
+		}
+		entries = entries[n:]
+	}
+	var chunk []*domain.Record
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		var qs []banks.Query
+		var owners []*domain.Record
+		for _, r := range chunk {
+			q, ok := recordQuery(r)
+			if !ok {
+				continue
+			}
+			q.PDQ, q.MD5 = nil, "" // PDQ entries were swept by hash; MD5 is not stored
+			if q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 {
+				continue
+			}
+			qs, owners = append(qs, q), append(owners, r)
+		}
+		res, err := st.MatchAll(ctx, qs)
+		if err != nil {
+			return err
+		}
+		var evs []Event
+		seen := map[string]bool{}
+		for i, mr := range res {
+			if mr.Err != nil {
+				continue // a record whose lookup is malformed matches nothing, as at ingest
+			}
+			r := owners[i]
+			for _, m := range mr.Matches {
+				id := EventID(r.PostID, 0, m.EntryID)
+				if seen[id] {
+					continue // the post's image and text both matched the entry
+				}
+				seen[id] = true
+				evs = append(evs, Event{ID: id, PostID: r.PostID, Author: r.Author, CreatedAt: r.CreatedAt, Modality: r.Modality,
+					Bank: sw.bank.Name, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance, Score: m.Score,
+					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
+			}
+		}
+		if len(evs) > 0 {
+			if err := s.record(ctx, evs); err != nil {
+				return err
+			}
+		}
+		last := chunk[len(chunk)-1].PK
+		s.set(sw, func(st *banks.SweepStatus) { st.Records, st.Matches = st.Records+len(chunk), st.Matches+len(evs) })
+		s.mu.Lock()
+		sw.scanAfter = last
+		s.mu.Unlock()
+		chunk = chunk[:0]
+		if err := checkpoint(); err != nil { // a chunk's work is durable: its last key is the checkpoint
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		return nil
+	}
+	err := s.cfg.Records.ScanRecords(ctx, sw.scanAfter, func(r *domain.Record) error {
+		chunk = append(chunk, r)
+		if len(chunk) == scanChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	s.progress.WithLabelValues(sw.bank.Name).Add(float64(len(sw.entries) - sw.st.Done))
+	s.set(sw, func(st *banks.SweepStatus) { st.Done = len(sw.entries) })
 	return nil
 }
