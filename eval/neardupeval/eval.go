@@ -406,6 +406,14 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			for _, x := range mm.ms {
 				if x.ID != j.orig {
 					bad = true
+					if mm.m == nd {
+						// Named, so that a false positive can be looked at.
+						mu.Lock()
+						fmt.Fprintf(progress, "false positive: query %d (%s/%s) matched %s (%s, distance %d, %d windows, query rect %v, shows %.2f,%.2f-%.2f,%.2f, %s)\n",
+							i, j.src, j.kind, origs[x.ID].name, x.Kind, x.Distance, x.Windows, x.QueryRect,
+							x.Shown.X0, x.Shown.Y0, x.Shown.X1, x.Shown.Y1, x.Transform)
+						mu.Unlock()
+					}
 				}
 			}
 			mm.m.fp(j.src, bad)
