@@ -282,6 +282,11 @@ type Match struct {
 	Distance int
 	// Windows is the number of query windows that agree on the geometry.
 	Windows int
+	// Visible, for a window match, is the number of the original's indexed
+	// windows that lie inside the part of it the query shows (by the
+	// verified map): the windows a faithful copy would show. Windows out of
+	// Visible is how much of that evidence was found.
+	Visible int
 	// QueryRect is the part of the query that showed the picture (query
 	// pixels): the whole image, or a content rectangle.
 	QueryRect [4]int
@@ -656,7 +661,16 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 	if n < 2 {
 		score -= 0.05
 	}
-	return Match{Kind: Window, Distance: h.dist, Windows: n, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+	visible := 0
+	long := math.Max(W, H)
+	bx0, by0, bx1, by1 := math.Max(x0, 0), math.Max(y0, 0), math.Min(x1, W), math.Min(y1, H)
+	for _, iw := range e.wins {
+		cx, cy, rad := float64(iw.cx)*W, float64(iw.cy)*H, float64(iw.side)*long/math.Sqrt2
+		if cx-rad >= bx0 && cx+rad <= bx1 && cy-rad >= by0 && cy+rad <= by1 {
+			visible++
+		}
+	}
+	return Match{Kind: Window, Distance: h.dist, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score}, true
 }
 

@@ -47,6 +47,10 @@ type Options struct {
 	Seed uint64
 	// Workers hash and query in parallel (default 1).
 	Workers int
+	// LogWindowMatches prints every window match of the region method
+	// (whether it was the query's original, agreeing and visible windows,
+	// distance) to the progress writer, for tuning the verification.
+	LogWindowMatches bool
 	// Kinds: the edit lists (default: every single edit and every combo).
 	Kinds [][]reposts.Kind
 	// Searchers builds the index's searchers (default: MIHSearcher over
@@ -402,6 +406,15 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			if j.orig >= 0 {
 				mm.m.add(j.src, j.kind, len(mm.ms) > 0 && mm.ms[0].ID == j.orig)
 			}
+			if opt.LogWindowMatches && mm.m == nd {
+				for _, x := range mm.ms {
+					if x.Kind == neardup.Window {
+						mu.Lock()
+						fmt.Fprintf(progress, "window match: true=%v query=%s/%s windows=%d visible=%d distance=%d\n", x.ID == j.orig, j.src, j.kind, x.Windows, x.Visible, x.Distance)
+						mu.Unlock()
+					}
+				}
+			}
 			bad := false
 			for _, x := range mm.ms {
 				if x.ID != j.orig {
@@ -409,8 +422,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 					if mm.m == nd {
 						// Named, so that a false positive can be looked at.
 						mu.Lock()
-						fmt.Fprintf(progress, "false positive: query %d (%s/%s) matched %s (%s, distance %d, %d windows, query rect %v, shows %.2f,%.2f-%.2f,%.2f, %s)\n",
-							i, j.src, j.kind, origs[x.ID].name, x.Kind, x.Distance, x.Windows, x.QueryRect,
+						fmt.Fprintf(progress, "false positive: query %d (%s/%s) matched %s (%s, distance %d, %d of %d visible windows, query rect %v, shows %.2f,%.2f-%.2f,%.2f, %s)\n",
+							i, j.src, j.kind, origs[x.ID].name, x.Kind, x.Distance, x.Windows, x.Visible, x.QueryRect,
 							x.Shown.X0, x.Shown.Y0, x.Shown.X1, x.Shown.Y1, x.Transform)
 						mu.Unlock()
 					}
