@@ -68,13 +68,15 @@ type NearDupHit struct {
 }
 
 // WindowMatch is the evidence of a near-duplicate found by windows: how
-// many windows agree on one placement of the query over the original,
+// many windows agree on one placement of the query over the original (of
+// how many of its indexed windows lie in the part the query shows),
 // the part of the query that showed the picture ([x0, y0, x1, y1] in query
 // pixels), the part of the original it shows ([x0, y0, x1, y1] as
 // fractions of its width and height: the crop), and the rotation or mirror
 // that turns the original into the query (encoders/pdq's names).
 type WindowMatch struct {
 	Windows   int
+	Visible   int // the original's windows inside the part the query shows
 	QueryRect [4]int
 	Shown     [4]float32
 	Transform string

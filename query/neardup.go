@@ -72,7 +72,8 @@ type NearDupRequest struct {
 // of its variants), "region" (the PDQ hash of a content rectangle of the
 // query: the picture inside a caption band or a frame) or "window" (the
 // image's near-duplicate windows: a crop, found by Windows windows that
-// agree on one placement; Shown is then the part of the indexed image the
+// agree on one placement, of the Visible indexed windows that lie in the
+// part of the image the query shows; Shown is then the part of the indexed image the
 // query shows, [x0, y0, x1, y1] as fractions of its width and height, and
 // Distance the best window's).
 type NearDupMatch struct {
@@ -81,6 +82,7 @@ type NearDupMatch struct {
 	Transform string    `json:"transform,omitempty"`
 	Region    []int     `json:"region,omitempty"`
 	Windows   int       `json:"windows,omitempty"`
+	Visible   int       `json:"visible_windows,omitempty"`
 	Shown     []float32 `json:"shown,omitempty"`
 }
 
@@ -248,7 +250,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 			continue
 		}
 		w := h.Windows
-		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Shown: w.Shown[:]}
+		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:]}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
 		}

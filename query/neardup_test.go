@@ -601,7 +601,7 @@ func TestNearDupFindsCrops(t *testing.T) {
 					break
 				}
 			}
-			if m.Windows < 2 || m.Transform != rp.Dihedral.String() {
+			if m.Windows < 2 || m.Visible < m.Windows || m.Transform != rp.Dihedral.String() {
 				t.Errorf("%s: %d windows, transform %q (want >= 2, %q)", label, m.Windows, m.Transform, rp.Dihedral)
 			}
 			off := false

@@ -67,7 +67,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	if out := run.mustCLI("post", posts); !strings.Contains(out, "3 indexed") {
 		t.Fatalf("posting the photos:\n%s", out)
 	}
-	byWindows := regexp.MustCompile(`(?m)^\s+1\s+\d+ windows, shows \d+% x \d+%\s+\d+\s+original\s+photo-astronaut\s`)
+	byWindows := regexp.MustCompile(`(?m)^\s+1\s+\d+ of \d+ windows, shows \d+% x \d+%\s+\d+\s+original\s+photo-astronaut\s`)
 	find := func() string {
 		t.Helper()
 		var out string

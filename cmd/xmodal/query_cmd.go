@@ -265,7 +265,7 @@ are unreliable, and a warning says so.`,
 				text := strings.ReplaceAll(domain.TruncateText(m.Text, 50), "\n", " ")
 				by := m.Kind
 				if m.Kind == "window" && len(m.Shown) == 4 {
-					by = fmt.Sprintf("%d windows, shows %.0f%% x %.0f%%", m.Windows, 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]))
+					by = fmt.Sprintf("%d of %d windows, shows %.0f%% x %.0f%%", m.Windows, m.Visible, 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]))
 				}
 				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, by, d, m.Transform, m.PostID, m.Author, timeCol(m.CreatedAt), labelsCol(m.Labels), text)
 			}

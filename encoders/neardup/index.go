@@ -283,8 +283,8 @@ type Match struct {
 	// Windows is the number of query windows that agree on the geometry.
 	Windows int
 	// Visible, for a window match, is the number of the original's indexed
-	// windows that lie inside the part of it the query shows (by the
-	// verified map): the windows a faithful copy would show. Windows out of
+	// windows whose centre lies inside the part of it the query shows (by
+	// the verified map): about the windows a faithful copy would show. Windows out of
 	// Visible is how much of that evidence was found.
 	Visible int
 	// QueryRect is the part of the query that showed the picture (query
@@ -662,11 +662,9 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 		score -= 0.05
 	}
 	visible := 0
-	long := math.Max(W, H)
 	bx0, by0, bx1, by1 := math.Max(x0, 0), math.Max(y0, 0), math.Min(x1, W), math.Min(y1, H)
 	for _, iw := range e.wins {
-		cx, cy, rad := float64(iw.cx)*W, float64(iw.cy)*H, float64(iw.side)*long/math.Sqrt2
-		if cx-rad >= bx0 && cx+rad <= bx1 && cy-rad >= by0 && cy+rad <= by1 {
+		if cx, cy := float64(iw.cx)*W, float64(iw.cy)*H; cx >= bx0 && cx <= bx1 && cy >= by0 && cy <= by1 {
 			visible++
 		}
 	}

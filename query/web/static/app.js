@@ -180,7 +180,7 @@ function card(group, opts) {
     if (h.kind === "window" && h.shown && h.shown.length === 4) {
       const w = Math.round(100 * (h.shown[2] - h.shown[0])), ht = Math.round(100 * (h.shown[3] - h.shown[1]));
       const c = el("span", "badge rank", `crop ${w}% × ${ht}%`);
-      c.title = `found by ${h.windows} windows that agree on one placement: the query shows ${w}% × ${ht}% of this picture (x ${h.shown[0].toFixed(2)}–${h.shown[2].toFixed(2)}, y ${h.shown[1].toFixed(2)}–${h.shown[3].toFixed(2)})`;
+      c.title = `found by ${h.windows} windows (of the ${h.visible_windows} in the part shown) that agree on one placement: the query shows ${w}% × ${ht}% of this picture (x ${h.shown[0].toFixed(2)}–${h.shown[2].toFixed(2)}, y ${h.shown[1].toFixed(2)}–${h.shown[3].toFixed(2)})`;
       meta.appendChild(c);
     }
     if (h.transform && h.transform !== "original") meta.appendChild(el("span", "badge rank", h.transform));
