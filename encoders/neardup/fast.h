@@ -1,0 +1,21 @@
+#ifndef XMODAL_NEARDUP_FAST_H
+#define XMODAL_NEARDUP_FAST_H
+
+void nd_blur(const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst);
+
+long nd_scan(const float *levels, int w, int h, int bd, float thr, float *dogs, int *out);
+
+int nd_window(const float *src, int w, int h, double cx, double cy, double half, double step,
+	double ux, double uy, double vx, double vy, double sc, float *buf);
+
+void nd_coeffs(const float *g, const float *dct, const float *dt, float *out);
+
+void nd_resample(const float *src, int w, int h, int dw, int dh,
+	const int *ystart, const int *yoff, const float *yw,
+	const int *xstart, const int *xoff, const float *xw, float *tmp, float *dst);
+
+void nd_canon(const float *buf, double *out);
+
+void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h);
+
+#endif

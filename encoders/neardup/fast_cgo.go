@@ -1,0 +1,92 @@
+//go:build cgo && amd64
+
+package neardup
+
+// #cgo CFLAGS: -O3
+// #cgo LDFLAGS: -lm
+// #include "fast.h"
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// haveFast says the C kernels of fast.c are built in (cgo on amd64, where
+// Go never fuses multiply-adds either, so both compute the same bits).
+const haveFast = true
+
+func fptr(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+func iptr(s []int32) *C.int { return (*C.int)(unsafe.Pointer(unsafe.SliceData(s))) }
+
+// blurC is gaussBlurBuf's passes over src (w x h) with the normalised
+// kernel k (2*rad+1 taps) into dst; tmp holds w*h floats, pad w+2*rad.
+func blurC(src []float32, w, h int, k []float32, rad int, tmp, pad, dst []float32) {
+	_, _, _, _ = src[w*h-1], tmp[w*h-1], pad[w+2*rad-1], dst[w*h-1]
+	C.nd_blur(fptr(src), C.int(w), C.int(h), fptr(k), C.int(rad), fptr(tmp), fptr(pad), fptr(dst))
+}
+
+// scanC computes the DoG planes of an octave's six contiguous levels into
+// dogs (5*w*h) and writes detect's candidates to out (3*w*h), returning
+// their number.
+func scanC(levels []float32, w, h, bd int, thr float32, dogs []float32, out []int32) int {
+	n := w * h
+	_, _, _ = levels[6*n-1], dogs[5*n-1], out[3*n-1]
+	return int(C.nd_scan(fptr(levels), C.int(w), C.int(h), C.int(bd), C.float(thr), fptr(dogs), iptr(out)))
+}
+
+// windowC is sampleWindow's sampling loop followed by normQuality.
+func windowC(src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float64, buf []float32) (int, bool) {
+	_ = buf[winSize*winSize-1]
+	q := C.nd_window(fptr(src.p), C.int(src.w), C.int(src.h), C.double(cx), C.double(cy), C.double(half), C.double(step),
+		C.double(ux), C.double(uy), C.double(vx), C.double(vy), C.double(sc), fptr(buf))
+	return int(q), q >= 0
+}
+
+// coeffsC is winCoeffs.
+func coeffsC(g []float32, out *[hashFreqs][hashFreqs]float32) {
+	_ = g[winSize*winSize-1]
+	C.nd_coeffs(fptr(g), (*C.float)(unsafe.Pointer(&winDCT[0][0])), (*C.float)(unsafe.Pointer(&winDCTT[0][0])), (*C.float)(unsafe.Pointer(&out[0][0])))
+}
+
+// winDCTT is winDCT transposed.
+var winDCTT = func() (m [winSize][hashFreqs]float32) {
+	for i := range hashFreqs {
+		for k := range winSize {
+			m[k][i] = winDCT[i][k]
+		}
+	}
+	return m
+}()
+
+// resampleC is resampleArea's two passes with flattened weights.
+func resampleC(src []float32, w, h, dw, dh int, yw, xw flatWeights, tmp, dst []float32) {
+	_, _, _ = src[w*h-1], tmp[w*dh-1], dst[dw*dh-1]
+	C.nd_resample(fptr(src), C.int(w), C.int(h), C.int(dw), C.int(dh),
+		iptr(yw.start), iptr(yw.off), fptr(yw.w), iptr(xw.start), iptr(xw.off), fptr(xw.w), fptr(tmp), fptr(dst))
+}
+
+// canonSumsC is canonSums.
+func canonSumsC(buf []float32) (sx, sy, dev float64) {
+	_ = buf[winSize*winSize-1]
+	var out [3]float64
+	C.nd_canon(fptr(buf), (*C.double)(unsafe.Pointer(&out[0])))
+	return out[0], out[1], out[2]
+}
+
+// coeffHashC is coeffHash.
+func coeffHashC(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
+	op := variantOps[d]
+	var h pdq.Hash
+	C.nd_hash((*C.float)(unsafe.Pointer(&c[0][0])), cbool(op.transpose), cbool(op.negRows), cbool(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
+	return h
+}
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}

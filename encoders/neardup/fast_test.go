@@ -1,0 +1,205 @@
+package neardup
+
+import (
+	"fmt"
+	"image"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+func needFast(t *testing.T) {
+	t.Helper()
+	if !haveFast {
+		t.Skip("C kernels not built in (needs cgo on amd64)")
+	}
+}
+
+// randPlane is a w x h plane of random grey levels; levels > 0 quantises
+// them to that many values (flat runs and ties).
+func randPlane(r *rand.Rand, w, h, levels int) *plane {
+	p := &plane{w: w, h: h, p: make([]float32, w*h)}
+	for i := range p.p {
+		if levels > 0 {
+			p.p[i] = float32(r.IntN(levels)) * 255 / float32(levels)
+		} else {
+			p.p[i] = 255 * r.Float32()
+		}
+	}
+	return p
+}
+
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: [%d] = %v (%#x), want %v (%#x)", what, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+		}
+	}
+}
+
+var kernelSizes = [][2]int{{1, 1}, {2, 3}, {5, 4}, {16, 16}, {17, 31}, {31, 17}, {33, 200}, {192, 144}, {191, 127}, {7, 192}}
+
+func TestFastBlurMatchesGo(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	var fs fastScratch
+	for _, sz := range kernelSizes {
+		for _, sigma := range []float64{0.3, 0.9, 1.2489, 1.6, 2.5, 4, 9} {
+			for _, levels := range []int{0, 3} {
+				g := randPlane(r, sz[0], sz[1], levels)
+				want := gaussBlurBuf(g, sigma, nil)
+				got := fs.blurInto(g, sigma, make([]float32, len(g.p)))
+				sameBits(t, fmt.Sprintf("%dx%d sigma %v", sz[0], sz[1], sigma), got.p, want.p)
+			}
+		}
+	}
+}
+
+func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	var fs fastScratch
+	for _, sz := range [][2]int{{16, 16}, {17, 16}, {33, 35}, {64, 17}, {192, 144}, {131, 192}, {192, 20}} {
+		for _, levels := range []int{0, 2, 5} {
+			p := randPlane(r, sz[0], sz[1], levels)
+			name := fmt.Sprintf("%dx%d levels %d", sz[0], sz[1], levels)
+			want := buildScaleSpace(p, 3)
+			got := fs.buildScaleSpace(p, 3)
+			if len(got.octaves) != len(want.octaves) || !reflect.DeepEqual(got.sigmas, want.sigmas) || !reflect.DeepEqual(got.scale, want.scale) {
+				t.Fatalf("%s: octaves %d sigmas %v, want %d %v", name, len(got.octaves), got.sigmas, len(want.octaves), want.sigmas)
+			}
+			for o := range want.octaves {
+				for i := range want.octaves[o] {
+					sameBits(t, fmt.Sprintf("%s octave %d level %d", name, o, i), got.octaves[o][i].p, want.octaves[o][i].p)
+				}
+			}
+			for _, minResp := range []float64{1e-3, 0.1, 0.5 + 1e-9, 3} {
+				for _, n := range []int{4, 24, 1000} {
+					wk, gk := want.detect(n, 4, minResp), fs.detect(got, n, 4, minResp)
+					if !reflect.DeepEqual(gk, wk) {
+						t.Fatalf("%s minResp %v n %d: keypoints\n%v\nwant\n%v", name, minResp, n, gk, wk)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestFastWindowSampleMatchesGo(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var fs fastScratch
+	for _, sz := range [][2]int{{16, 16}, {40, 23}, {192, 144}} {
+		p := randPlane(r, sz[0], sz[1], 0)
+		ss := fs.buildScaleSpace(p, 3)
+		tried, kept := 0, 0
+		for range 400 {
+			cx, cy := r.Float64()*float64(p.w), r.Float64()*float64(p.h)
+			side := (0.02 + r.Float64()) * float64(min(p.w, p.h))
+			angle := (2*r.Float64() - 1) * math.Pi
+			f, ok := frameOf(ss, p, cx, cy, side, angle)
+			want := make([]float32, winSize*winSize)
+			if ok != sampleWindow(ss, p, cx, cy, side, angle, want) {
+				t.Fatal("frameOf and sampleWindow disagree")
+			}
+			if !ok {
+				continue
+			}
+			tried++
+			got := make([]float32, winSize*winSize)
+			q, qok := windowC(f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, got)
+			sameBits(t, fmt.Sprintf("%dx%d window %v,%v side %v angle %v", sz[0], sz[1], cx, cy, side, angle), got, want)
+			wq, wok := normQuality(want)
+			if q != wq || qok != wok {
+				t.Fatalf("quality %d %v, want %d %v", q, qok, wq, wok)
+			}
+			if !wok {
+				continue
+			}
+			kept++
+			var gc, wc [hashFreqs][hashFreqs]float32
+			coeffsC(got, &gc)
+			winCoeffs(want, &wc)
+			for i := range hashFreqs {
+				sameBits(t, "coefficients", gc[i][:], wc[i][:])
+			}
+		}
+		if tried < 20 || kept == 0 {
+			t.Fatalf("%dx%d: only %d windows inside the plane, %d with contrast", sz[0], sz[1], tried, kept)
+		}
+	}
+}
+
+func TestFastResampleMatchesGo(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	var fs fastScratch
+	for _, sz := range [][4]int{{1, 1, 1, 1}, {17, 31, 5, 9}, {512, 512, 192, 192}, {451, 300, 192, 128}, {640, 427, 192, 128}, {100, 37, 192, 71}, {30, 500, 12, 192}, {3, 2, 7, 5}} {
+		src := randPlane(r, sz[0], sz[1], 0)
+		want := resampleArea(src.p, sz[0], sz[1], sz[2], sz[3])
+		got := fs.resample(src.p, sz[0], sz[1], sz[2], sz[3])
+		if got.w != want.w || got.h != want.h {
+			t.Fatalf("%v: %dx%d, want %dx%d", sz, got.w, got.h, want.w, want.h)
+		}
+		sameBits(t, fmt.Sprint(sz), got.p, want.p)
+	}
+}
+
+// fastTestImages are the committed photos and generated pictures of
+// several sizes, odd and tiny ones included.
+func fastTestImages(t *testing.T) map[string]image.Image {
+	imgs := map[string]image.Image{}
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	if len(paths) < 10 {
+		t.Fatalf("committed photos missing in %s", photoDir)
+	}
+	for _, p := range paths {
+		imgs[filepath.Base(p)] = loadPhoto(t, filepath.Base(p))
+	}
+	for i, sz := range [][2]int{{16, 16}, {17, 23}, {40, 300}, {301, 33}, {97, 101}, {255, 193}, {640, 480}, {333, 777}} {
+		imgs[fmt.Sprintf("photo%d-%dx%d", i, sz[0], sz[1])] = reposts.Photo(i, uint64(i)+11, sz[0], sz[1])
+	}
+	return imgs
+}
+
+// TestFastWindowsMatchGo: Windows, Signatures and Query give the same
+// results, bit for bit, with the C kernels as with the Go code.
+func TestFastWindowsMatchGo(t *testing.T) {
+	needFast(t)
+	fast := NewHasher(Options{PDQMaxSide: -1})
+	ref := NewHasher(Options{PDQMaxSide: -1})
+	ref.goKernels = true
+	if !fast.useFast() || ref.useFast() {
+		t.Fatal("hashers do not run the intended kernels")
+	}
+	windows := 0
+	for name, img := range fastTestImages(t) {
+		gw, gerr := fast.Windows(img)
+		ww, werr := ref.Windows(img)
+		if !reflect.DeepEqual(gw, ww) || (gerr == nil) != (werr == nil) {
+			t.Fatalf("%s: Windows differ:\n%v %v\nwant\n%v %v", name, gw, gerr, ww, werr)
+		}
+		windows += len(ww)
+		gs, _ := fast.Signatures(img)
+		ws, _ := ref.Signatures(img)
+		if !reflect.DeepEqual(gs, ws) {
+			t.Fatalf("%s: Signatures differ", name)
+		}
+		gq, _ := fast.Query(img)
+		wq, _ := ref.Query(img)
+		if !reflect.DeepEqual(gq, wq) {
+			t.Fatalf("%s: Query differs", name)
+		}
+	}
+	if windows < 200 {
+		t.Fatalf("only %d windows over the test images: the comparison proves little", windows)
+	}
+}
