@@ -1,12 +1,13 @@
 // The hot loops of the window pipeline in C: the separable Gaussian blur,
 // the difference-of-Gaussian extremum scan, window sampling with its
-// quality, the window DCT and the area resampling. Each output is computed
-// by the same float32 and float64 operations in the same order as the Go
-// code (plane.go, keypoints.go, windows.go, winhash.go) and without
-// contraction into fused multiply-adds (-ffp-contract=off), so the results
-// are bit for bit the Go code's (fast_test.go). Vectorisation runs across
-// independent outputs only (never reassociating a sum); where the CPU has
-// AVX2 the same loops are compiled for it as well, picked at start-up.
+// quality, the window DCT and hash, and the area resampling. Each output
+// is computed by the same float32 and float64 operations in the same order
+// as the Go code (plane.go, keypoints.go, windows.go, winhash.go), without
+// contraction into fused multiply-adds, so the results are bit for bit the
+// Go code's (fast_test.go). Vectorisation runs across independent outputs
+// only (each vector lane does one output's scalar operations; no sum is
+// reassociated). Where the CPU has AVX2 (the caller says so) the same
+// loops run compiled for it.
 
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -30,6 +31,13 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+// v8 is eight floats at any float's address; its arithmetic is lane by
+// lane IEEE float32 (two SSE vectors, or one AVX one).
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+#define LD(p) (*(const v8 *)(p))
+#define ST(p, v) (*(v8 *)(p) = (v))
+
 static inline int clampi(int i, int n) {
 	if (i < 0) {
 		return 0;
@@ -41,7 +49,8 @@ static inline int clampi(int i, int n) {
 }
 
 // blur_body is gaussBlurBuf's two passes: out = kc*mid, then per tap pair
-// out += k[t]*(lo+hi).
+// t = 0..rad-1, out += k[t]*(lo+hi); eight outputs are kept in a vector
+// through all the taps.
 INLINE void blur_body(const float *restrict src, int w, int h, const float *restrict k, int rad,
 	float *restrict tmp, float *restrict pad, float *restrict dst) {
 	const float kc = k[rad];
@@ -52,37 +61,51 @@ INLINE void blur_body(const float *restrict src, int w, int h, const float *rest
 			pad[i] = row[0];
 			pad[rad + w + i] = row[w - 1];
 		}
-		float *restrict out = tmp + (long)y * w;
+		float *out = tmp + (long)y * w;
 		const float *mid = pad + rad;
-		for (int x = 0; x < w; x++) {
-			out[x] = kc * mid[x];
-		}
-		for (int t = 0; t < rad; t++) {
-			const float kv = k[t];
-			const float *lo = pad + t, *hi = pad + 2 * rad - t;
-			for (int x = 0; x < w; x++) {
-				out[x] += kv * (lo[x] + hi[x]);
+		int x = 0;
+		for (; x + 8 <= w; x += 8) {
+			v8 acc = kc * LD(mid + x);
+			for (int t = 0; t < rad; t++) {
+				acc += k[t] * (LD(pad + t + x) + LD(pad + 2 * rad - t + x));
 			}
+			ST(out + x, acc);
+		}
+		for (; x < w; x++) {
+			float acc = kc * mid[x];
+			for (int t = 0; t < rad; t++) {
+				acc += k[t] * (pad[t + x] + pad[2 * rad - t + x]);
+			}
+			out[x] = acc;
 		}
 	}
+	const float *lo[ND_MAX_RAD], *hi[ND_MAX_RAD];
 	for (int y = 0; y < h; y++) {
-		float *restrict out = dst + (long)y * w;
+		float *out = dst + (long)y * w;
 		const float *mid = tmp + (long)y * w;
-		for (int x = 0; x < w; x++) {
-			out[x] = kc * mid[x];
-		}
 		for (int t = 0; t < rad; t++) {
-			const float kv = k[t];
-			int y0 = clampi(y + t - rad, h), y1 = clampi(y + rad - t, h);
-			const float *lo = tmp + (long)y0 * w, *hi = tmp + (long)y1 * w;
-			for (int x = 0; x < w; x++) {
-				out[x] += kv * (lo[x] + hi[x]);
+			lo[t] = tmp + (long)clampi(y + t - rad, h) * w;
+			hi[t] = tmp + (long)clampi(y + rad - t, h) * w;
+		}
+		int x = 0;
+		for (; x + 8 <= w; x += 8) {
+			v8 acc = kc * LD(mid + x);
+			for (int t = 0; t < rad; t++) {
+				acc += k[t] * (LD(lo[t] + x) + LD(hi[t] + x));
 			}
+			ST(out + x, acc);
+		}
+		for (; x < w; x++) {
+			float acc = kc * mid[x];
+			for (int t = 0; t < rad; t++) {
+				acc += k[t] * (lo[t][x] + hi[t][x]);
+			}
+			out[x] = acc;
 		}
 	}
 }
 
-// dog_body fills dogs[i] = levels[i+1] - levels[i] (5 planes of w*h).
+// dog_body fills dogs[i] = levels[i+1] - levels[i] (ndog planes of n).
 INLINE void dog_body(const float *restrict lv, long n, int ndog, float *restrict dogs) {
 	for (int i = 0; i < ndog; i++) {
 		const float *a = lv + i * n, *b = lv + (i + 1) * n;
@@ -93,10 +116,10 @@ INLINE void dog_body(const float *restrict lv, long n, int ndog, float *restrict
 	}
 }
 
-// mark_body sets m[x] for the pixels of row x0..x1 of dog level d1 that
-// pass detect's first tests: |v| >= thr (thr is the least float32 at or
-// above minResp) and no neighbour in the level's 3x3 block above a
-// positive v, none below a negative one. The levels above and below are
+// mark_body sets m[x] for the pixels x0..x1-1 of a row of DoG level d1
+// that pass detect's first tests: |v| >= thr (thr is the least float32 at
+// or above minResp) and no neighbour in the level's 3x3 block above a
+// positive v, none below a negative one. The levels below and above are
 // checked for the few that pass (full_check).
 INLINE void mark_body(const float *restrict d1, int w, int x0, int x1, float thr, unsigned char *restrict m) {
 	for (int x = x0; x < x1; x++) {
@@ -112,7 +135,7 @@ INLINE void mark_body(const float *restrict d1, int w, int x0, int x1, float thr
 	}
 }
 
-// full_check is the rest of extremum for the pixel x of a marked row: the
+// full_check is the rest of extremum for pixel x of a marked row: the
 // levels below (d0) and above (d2).
 static inline int full_check(const float *d0, const float *d2, int x, int w, float v) {
 	const float *ps[2] = {d0, d2};
@@ -136,78 +159,23 @@ static inline int full_check(const float *d0, const float *d2, int x, int w, flo
 	return 1;
 }
 
-#ifdef ND_AVX2
-__attribute__((target("avx2"))) static void blur_avx2(const float *src, int w, int h, const float *k, int rad,
-	float *tmp, float *pad, float *dst) {
-	blur_body(src, w, h, k, rad, tmp, pad, dst);
-}
-__attribute__((target("avx2"))) static void dog_avx2(const float *lv, long n, int ndog, float *dogs) {
-	dog_body(lv, n, ndog, dogs);
-}
-__attribute__((target("avx2"))) static void mark_avx2(const float *d1, int w, int x0, int x1, float thr,
-	unsigned char *m) {
-	mark_body(d1, w, x0, x1, thr, m);
-}
-#endif
-static void blur_base(const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst) {
-	blur_body(src, w, h, k, rad, tmp, pad, dst);
-}
-static void dog_base(const float *lv, long n, int ndog, float *dogs) { dog_body(lv, n, ndog, dogs); }
-static void mark_base(const float *d1, int w, int x0, int x1, float thr, unsigned char *m) {
-	mark_body(d1, w, x0, x1, thr, m);
-}
-
-static int have_avx2(void) {
-#ifdef ND_AVX2
-	static int v = -1;
-	if (v < 0) {
-		__builtin_cpu_init();
-		v = __builtin_cpu_supports("avx2") ? 1 : 0;
-	}
-	return v;
-#else
-	return 0;
-#endif
-}
-
-void nd_blur(const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst) {
-#ifdef ND_AVX2
-	if (have_avx2()) {
-		blur_avx2(src, w, h, k, rad, tmp, pad, dst);
-		return;
-	}
-#endif
-	blur_base(src, w, h, k, rad, tmp, pad, dst);
-}
-
-// nd_scan computes the five DoG planes of an octave's six levels into dogs
-// and writes the candidates of detect's scan, in its order (level s = 1..3,
-// then rows, then columns), as s*w*h + y*w + x; it returns their number.
-// out must hold 3*w*h entries.
-long nd_scan(const float *levels, int w, int h, int bd, float thr, float *dogs, int *out) {
+// scan_body computes the five DoG planes of an octave's six levels into
+// dogs and writes the candidates of detect's scan, in its order (level s =
+// 1..3, then rows, then columns), as s*w*h + y*w + x; it returns their
+// number.
+INLINE long scan_body(const float *levels, int w, int h, int bd, float thr, float *dogs, int *out) {
 	long n = (long)w * h;
-	int avx = have_avx2();
-#ifdef ND_AVX2
-	if (avx) {
-		dog_avx2(levels, n, 5, dogs);
-	} else
-#endif
-		dog_base(levels, n, 5, dogs);
-	unsigned char m[w > 0 ? w : 1];
+	dog_body(levels, n, 5, dogs);
+	if (bd >= w - bd) {
+		return 0;
+	}
+	unsigned char m[w];
 	long c = 0;
 	for (int s = 1; s < 4; s++) {
 		const float *d0 = dogs + (s - 1) * n, *d1 = dogs + s * n, *d2 = dogs + (s + 1) * n;
 		for (int y = bd; y < h - bd; y++) {
 			long r = (long)y * w;
-			if (bd >= w - bd) {
-				continue;
-			}
-#ifdef ND_AVX2
-			if (avx) {
-				mark_avx2(d1 + r, w, bd, w - bd, thr, m);
-			} else
-#endif
-				mark_base(d1 + r, w, bd, w - bd, thr, m);
+			mark_body(d1 + r, w, bd, w - bd, thr, m);
 			for (int x = bd; x < w - bd; x++) {
 				if (m[x] && full_check(d0 + r, d2 + r, x, w, d1[r + x])) {
 					out[c++] = (int)(s * n + r + x);
@@ -215,13 +183,106 @@ long nd_scan(const float *levels, int w, int h, int bd, float thr, float *dogs, 
 			}
 		}
 	}
-	(void)avx;
 	return c;
 }
 
-// nd_window is sampleWindow's sampling loop and normQuality: it fills buf
-// (WIN x WIN) and returns the quality, or -1 for a window flatter than one
-// grey level.
+// coeffs_body is winCoeffs: t = D*G (row i of t summed over k in order,
+// a row kept in four vectors), then out[i][j] = sum over k of
+// t[i][k]*D[j][k] in order (dt is D transposed: all j at once).
+INLINE void coeffs_body(const float *restrict g, const float *restrict dct, const float *restrict dt,
+	float *restrict out) {
+	float t[FREQS][WIN];
+	for (int i = 0; i < FREQS; i++) {
+		v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+		for (int k = 0; k < WIN; k++) {
+			float d = dct[i * WIN + k];
+			const float *row = g + k * WIN;
+			a0 += d * LD(row);
+			a1 += d * LD(row + 8);
+			a2 += d * LD(row + 16);
+			a3 += d * LD(row + 24);
+		}
+		ST(t[i], a0);
+		ST(t[i] + 8, a1);
+		ST(t[i] + 16, a2);
+		ST(t[i] + 24, a3);
+	}
+	for (int i = 0; i < FREQS; i++) {
+		v8 a0 = {0}, a1 = {0};
+		for (int k = 0; k < WIN; k++) {
+			float tk = t[i][k];
+			a0 += tk * LD(dt + k * FREQS);
+			a1 += tk * LD(dt + k * FREQS + 8);
+		}
+		ST(out + i * FREQS, a0);
+		ST(out + i * FREQS + 8, a1);
+	}
+}
+
+
+#ifdef ND_AVX2
+__attribute__((target("avx2"))) static void blur_avx2(const float *src, int w, int h, const float *k, int rad,
+	float *tmp, float *pad, float *dst) {
+	blur_body(src, w, h, k, rad, tmp, pad, dst);
+}
+__attribute__((target("avx2"))) static long scan_avx2(const float *levels, int w, int h, int bd, float thr,
+	float *dogs, int *out) {
+	return scan_body(levels, w, h, bd, thr, dogs, out);
+}
+__attribute__((target("avx2"))) static void coeffs_avx2(const float *g, const float *dct, const float *dt,
+	float *out) {
+	coeffs_body(g, dct, dt, out);
+}
+#endif
+static void blur_base(const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst) {
+	blur_body(src, w, h, k, rad, tmp, pad, dst);
+}
+static long scan_base(const float *levels, int w, int h, int bd, float thr, float *dogs, int *out) {
+	return scan_body(levels, w, h, bd, thr, dogs, out);
+}
+static void coeffs_base(const float *g, const float *dct, const float *dt, float *out) {
+	coeffs_body(g, dct, dt, out);
+}
+
+// nd_blur is gaussBlurBuf over src (w x h) with the normalised kernel k
+// (2*rad+1 taps, rad at most ND_MAX_RAD) into dst; tmp holds w*h floats,
+// pad w+2*rad.
+void nd_blur(int avx2, const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad,
+	float *dst) {
+#ifdef ND_AVX2
+	if (avx2) {
+		blur_avx2(src, w, h, k, rad, tmp, pad, dst);
+		return;
+	}
+#endif
+	(void)avx2;
+	blur_base(src, w, h, k, rad, tmp, pad, dst);
+}
+
+// nd_scan is scan_body; out must hold 3*w*h entries.
+long nd_scan(int avx2, const float *levels, int w, int h, int bd, float thr, float *dogs, int *out) {
+#ifdef ND_AVX2
+	if (avx2) {
+		return scan_avx2(levels, w, h, bd, thr, dogs, out);
+	}
+#endif
+	(void)avx2;
+	return scan_base(levels, w, h, bd, thr, dogs, out);
+}
+
+// nd_coeffs is coeffs_body.
+void nd_coeffs(int avx2, const float *g, const float *dct, const float *dt, float *out) {
+#ifdef ND_AVX2
+	if (avx2) {
+		coeffs_avx2(g, dct, dt, out);
+		return;
+	}
+#endif
+	(void)avx2;
+	coeffs_base(g, dct, dt, out);
+}
+
+// sample_body is sampleWindow's sampling loop.
 INLINE void sample_body(const float *restrict src, int w, int h, double cx, double cy, double half, double step,
 	double ux, double uy, double vx, double vy, double sc, float *restrict buf) {
 	for (int j = 0; j < WIN; j++) {
@@ -288,19 +349,20 @@ __attribute__((target("avx2"))) static void sample_avx2(const float *src, int w,
 	}
 }
 #endif
-static void sample_base(const float *src, int w, int h, double cx, double cy, double half, double step, double ux,
-	double uy, double vx, double vy, double sc, float *buf) {
-	sample_body(src, w, h, cx, cy, half, step, ux, uy, vx, vy, sc, buf);
-}
-
-int nd_window(const float *src, int w, int h, double cx, double cy, double half, double step,
+// nd_window is sampleWindow's sampling loop and normQuality: it fills buf
+// (WIN x WIN) and returns the quality, or -1 for a window flatter than one
+// grey level.
+int nd_window(int avx2, const float *src, int w, int h, double cx, double cy, double half, double step,
 	double ux, double uy, double vx, double vy, double sc, float *buf) {
 #ifdef ND_AVX2
-	if (have_avx2()) {
+	if (avx2) {
 		sample_avx2(src, w, h, cx, cy, half, step, ux, uy, vx, vy, sc, buf);
 	} else
 #endif
-		sample_base(src, w, h, cx, cy, half, step, ux, uy, vx, vy, sc, buf);
+	{
+		(void)avx2;
+		sample_body(src, w, h, cx, cy, half, step, ux, uy, vx, vy, sc, buf);
+	}
 	double s = 0, s2 = 0;
 	for (int i = 0; i < WIN * WIN; i++) {
 		s += (double)buf[i];
@@ -336,40 +398,6 @@ int nd_window(const float *src, int w, int h, double cx, double cy, double half,
 	long pairs = 2 * WIN * (WIN - 1);
 	long q = (long)sum * 8064 / (pairs * 90 * 2);
 	return q < 100 ? (int)q : 100;
-}
-
-// nd_coeffs is winCoeffs: t = D*G row by row, then out[i][j] = sum_k
-// t[i][k]*D[j][k] in order.
-void nd_coeffs(const float *restrict g, const float *restrict dct, const float *restrict dt, float *restrict out) {
-	float t[FREQS][WIN];
-	memset(t, 0, sizeof t);
-	for (int i = 0; i < FREQS; i++) {
-		for (int k = 0; k < WIN; k++) {
-			float d = dct[i * WIN + k];
-			const float *row = g + k * WIN;
-			for (int j = 0; j < WIN; j++) {
-				t[i][j] += d * row[j];
-			}
-		}
-	}
-	// out[i][j] = sum over k of t[i][k]*D[j][k], in k order, for all j at
-	// once (dt is D transposed).
-	for (int i = 0; i < FREQS; i++) {
-		float acc[FREQS];
-		for (int j = 0; j < FREQS; j++) {
-			acc[j] = 0;
-		}
-		for (int k = 0; k < WIN; k++) {
-			float tk = t[i][k];
-			const float *d = dt + k * FREQS;
-			for (int j = 0; j < FREQS; j++) {
-				acc[j] += tk * d[j];
-			}
-		}
-		for (int j = 0; j < FREQS; j++) {
-			out[i * FREQS + j] = acc[j];
-		}
-	}
 }
 
 // nd_resample is resampleArea with its weights flattened: output row i of
@@ -439,47 +467,30 @@ void nd_canon(const float *buf, double *out) {
 	out[2] = dev;
 }
 
-// kth is the Go kth: quickselect with a median-of-three pivot.
-static float kth(float *s, int n, int k) {
-	int lo = 0, hi = n - 1;
-	while (lo < hi) {
-		int mid = lo + (hi - lo) / 2;
-		float a = s[lo], b = s[mid], c = s[hi];
-		float mn = a < b ? a : b, mx = a < b ? b : a;
-		float m2 = mx < c ? mx : c;
-		float p = mn < m2 ? m2 : mn;
-		int i = lo, j = hi;
-		while (i <= j) {
-			while (s[i] < p) {
-				i++;
-			}
-			while (s[j] > p) {
-				j--;
-			}
-			if (i <= j) {
-				float t = s[i];
-				s[i] = s[j];
-				s[j] = t;
-				i++;
-				j--;
-			}
+// kth_key returns the k-th smallest (0-based) of the n order keys (see
+// nd_hash), built bit by bit: the largest key with at most k keys below
+// it. Branch-free counting; the same value as any selection.
+static int32_t kth_key(const int32_t *keys, int n, int k) {
+	uint32_t ans = 0; // biased: ans ^ 0x80000000 is the signed key
+	for (int bit = 31; bit >= 0; bit--) {
+		uint32_t cand = ans | (1u << bit);
+		int32_t c = (int32_t)(cand ^ 0x80000000u);
+		int below = 0;
+		for (int i = 0; i < n; i++) {
+			below += keys[i] < c;
 		}
-		if (k <= j) {
-			hi = j;
-		} else if (k >= i) {
-			lo = i;
-		} else {
-			return s[k];
+		if (below <= k) {
+			ans = cand;
 		}
 	}
-	return s[k];
+	return (int32_t)(ans ^ 0x80000000u);
 }
 
 // nd_hash is coeffHash: variant (transpose, negRows, negCols) of the
 // FREQS x FREQS coefficients c thresholded at their median into h (32
 // bytes, PDQ's bit order).
 void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h) {
-	float v[FREQS * FREQS], s[FREQS * FREQS];
+	float v[FREQS * FREQS];
 	for (int i = 0; i < FREQS; i++) {
 		for (int j = 0; j < FREQS; j++) {
 			float x = c[i * FREQS + j];
@@ -493,8 +504,19 @@ void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned
 			}
 		}
 	}
-	memcpy(s, v, sizeof s);
-	float med = kth(s, FREQS * FREQS, FREQS * FREQS / 2 - 1);
+	// The median as kth finds it: the value at index 127 of the sorted
+	// coefficients. Selected on keys that order as the floats do (-0
+	// before +0, which compare equal below, so the bits are the same).
+	int32_t keys[FREQS * FREQS];
+	for (int k = 0; k < FREQS * FREQS; k++) {
+		int32_t b;
+		memcpy(&b, &v[k], 4);
+		keys[k] = b < 0 ? b ^ 0x7fffffff : b;
+	}
+	int32_t mk = kth_key(keys, FREQS * FREQS, FREQS * FREQS / 2 - 1);
+	mk = mk < 0 ? mk ^ 0x7fffffff : mk;
+	float med;
+	memcpy(&med, &mk, 4);
 	memset(h, 0, 32);
 	for (int k = 0; k < FREQS * FREQS; k++) {
 		if (v[k] > med) {

@@ -18,6 +18,7 @@ var _ = [1]struct{}{}[levelsPerOct-3]
 
 // fastScratch is the fast path's reused memory.
 type fastScratch struct {
+	avx2 bool        // run the kernels' AVX2 builds
 	oct  [][]float32 // per octave, its levels one after the other
 	tmp  []float32   // blur and resampling intermediate
 	pad  []float32
@@ -44,7 +45,11 @@ func (fs *fastScratch) blurInto(g *plane, sigma float64, dst []float32) *plane {
 		copy(dst, g.p)
 		return out
 	}
-	blurC(g.p, g.w, g.h, k, rad, grow(&fs.tmp, g.w*g.h), grow(&fs.pad, g.w+2*rad), dst)
+	if rad > maxBlurRad {
+		copy(dst, gaussBlurBuf(g, sigma, &fs.tmp).p)
+		return out
+	}
+	blurC(fs.avx2, g.p, g.w, g.h, k, rad, grow(&fs.tmp, g.w*g.h), grow(&fs.pad, g.w+2*rad), dst)
 	return out
 }
 
@@ -109,7 +114,7 @@ func (fs *fastScratch) detect(ss *scaleSpace, n int, border, minResp float64) []
 		cand := grow(&fs.cand, 3*np)
 		sc := ss.scale[o]
 		bd := max(int(math.Ceil(border/sc)), 1)
-		c := scanC(fs.oct[o][:6*np], w, h, bd, thr, dogs, cand)
+		c := scanC(fs.avx2, fs.oct[o][:6*np], w, h, bd, thr, dogs, cand)
 		for _, e := range cand[:c] {
 			s, i := int(e)/np, int(e)%np
 			if k, ok := fitKeypoint(dogs[s*np:(s+1)*np], i, w, i%w, i/w, sc, ss.sigmas[o][s]); ok {

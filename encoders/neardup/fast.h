@@ -1,14 +1,16 @@
 #ifndef XMODAL_NEARDUP_FAST_H
 #define XMODAL_NEARDUP_FAST_H
 
-void nd_blur(const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst);
+#define ND_MAX_RAD 64
 
-long nd_scan(const float *levels, int w, int h, int bd, float thr, float *dogs, int *out);
+void nd_blur(int avx2, const float *src, int w, int h, const float *k, int rad, float *tmp, float *pad, float *dst);
 
-int nd_window(const float *src, int w, int h, double cx, double cy, double half, double step,
+long nd_scan(int avx2, const float *levels, int w, int h, int bd, float thr, float *dogs, int *out);
+
+int nd_window(int avx2, const float *src, int w, int h, double cx, double cy, double half, double step,
 	double ux, double uy, double vx, double vy, double sc, float *buf);
 
-void nd_coeffs(const float *g, const float *dct, const float *dt, float *out);
+void nd_coeffs(int avx2, const float *g, const float *dct, const float *dt, float *out);
 
 void nd_resample(const float *src, int w, int h, int dw, int dh,
 	const int *ystart, const int *yoff, const float *yw,

@@ -10,6 +10,8 @@ import "C"
 import (
 	"unsafe"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
@@ -17,38 +19,55 @@ import (
 // Go never fuses multiply-adds either, so both compute the same bits).
 const haveFast = true
 
+// cpuAVX2 says the C kernels may use their AVX2 builds.
+var cpuAVX2 = cpu.X86.HasAVX2
+
+func cint(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func fptr(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
 
 func iptr(s []int32) *C.int { return (*C.int)(unsafe.Pointer(unsafe.SliceData(s))) }
 
+// maxBlurRad is the largest kernel radius blurC takes.
+const maxBlurRad = C.ND_MAX_RAD
+
 // blurC is gaussBlurBuf's passes over src (w x h) with the normalised
-// kernel k (2*rad+1 taps) into dst; tmp holds w*h floats, pad w+2*rad.
-func blurC(src []float32, w, h int, k []float32, rad int, tmp, pad, dst []float32) {
-	_, _, _, _ = src[w*h-1], tmp[w*h-1], pad[w+2*rad-1], dst[w*h-1]
-	C.nd_blur(fptr(src), C.int(w), C.int(h), fptr(k), C.int(rad), fptr(tmp), fptr(pad), fptr(dst))
+// kernel k (2*rad+1 taps, rad <= maxBlurRad) into dst; tmp holds w*h
+// floats, pad w+2*rad. avx2: use the AVX2 build (where cpuAVX2).
+func blurC(avx2 bool, src []float32, w, h int, k []float32, rad int, tmp, pad, dst []float32) {
+	_, _, _, _, _ = src[w*h-1], tmp[w*h-1], pad[w+2*rad-1], dst[w*h-1], k[2*rad]
+	if rad > maxBlurRad {
+		panic("neardup: blur radius too large for the C kernel")
+	}
+	C.nd_blur(cint(avx2), fptr(src), C.int(w), C.int(h), fptr(k), C.int(rad), fptr(tmp), fptr(pad), fptr(dst))
 }
 
 // scanC computes the DoG planes of an octave's six contiguous levels into
 // dogs (5*w*h) and writes detect's candidates to out (3*w*h), returning
 // their number.
-func scanC(levels []float32, w, h, bd int, thr float32, dogs []float32, out []int32) int {
+func scanC(avx2 bool, levels []float32, w, h, bd int, thr float32, dogs []float32, out []int32) int {
 	n := w * h
 	_, _, _ = levels[6*n-1], dogs[5*n-1], out[3*n-1]
-	return int(C.nd_scan(fptr(levels), C.int(w), C.int(h), C.int(bd), C.float(thr), fptr(dogs), iptr(out)))
+	return int(C.nd_scan(cint(avx2), fptr(levels), C.int(w), C.int(h), C.int(bd), C.float(thr), fptr(dogs), iptr(out)))
 }
 
 // windowC is sampleWindow's sampling loop followed by normQuality.
-func windowC(src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float64, buf []float32) (int, bool) {
-	_ = buf[winSize*winSize-1]
-	q := C.nd_window(fptr(src.p), C.int(src.w), C.int(src.h), C.double(cx), C.double(cy), C.double(half), C.double(step),
+func windowC(avx2 bool, src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float64, buf []float32) (int, bool) {
+	_, _ = buf[winSize*winSize-1], src.p[src.w*src.h-1]
+	q := C.nd_window(cint(avx2), fptr(src.p), C.int(src.w), C.int(src.h), C.double(cx), C.double(cy), C.double(half), C.double(step),
 		C.double(ux), C.double(uy), C.double(vx), C.double(vy), C.double(sc), fptr(buf))
 	return int(q), q >= 0
 }
 
 // coeffsC is winCoeffs.
-func coeffsC(g []float32, out *[hashFreqs][hashFreqs]float32) {
+func coeffsC(avx2 bool, g []float32, out *[hashFreqs][hashFreqs]float32) {
 	_ = g[winSize*winSize-1]
-	C.nd_coeffs(fptr(g), (*C.float)(unsafe.Pointer(&winDCT[0][0])), (*C.float)(unsafe.Pointer(&winDCTT[0][0])), (*C.float)(unsafe.Pointer(&out[0][0])))
+	C.nd_coeffs(cint(avx2), fptr(g), (*C.float)(unsafe.Pointer(&winDCT[0][0])), (*C.float)(unsafe.Pointer(&winDCTT[0][0])), (*C.float)(unsafe.Pointer(&out[0][0])))
 }
 
 // winDCTT is winDCT transposed.
@@ -80,13 +99,6 @@ func canonSumsC(buf []float32) (sx, sy, dev float64) {
 func coeffHashC(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 	op := variantOps[d]
 	var h pdq.Hash
-	C.nd_hash((*C.float)(unsafe.Pointer(&c[0][0])), cbool(op.transpose), cbool(op.negRows), cbool(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
+	C.nd_hash((*C.float)(unsafe.Pointer(&c[0][0])), cint(op.transpose), cint(op.negRows), cint(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
 	return h
-}
-
-func cbool(b bool) C.int {
-	if b {
-		return 1
-	}
-	return 0
 }

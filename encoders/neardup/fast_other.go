@@ -8,17 +8,24 @@ import "github.com/xmodal/xmodal/encoders/pdq"
 // multiply-adds): the Go code runs.
 const haveFast = false
 
-func blurC([]float32, int, int, []float32, int, []float32, []float32, []float32) {
+const (
+	cpuAVX2    = false
+	maxBlurRad = 0
+)
+
+func blurC(bool, []float32, int, int, []float32, int, []float32, []float32, []float32) {
 	panic("neardup: no C kernels")
 }
 
-func scanC([]float32, int, int, int, float32, []float32, []int32) int { panic("neardup: no C kernels") }
-
-func windowC(*plane, float64, float64, float64, float64, float64, float64, float64, float64, float64, []float32) (int, bool) {
+func scanC(bool, []float32, int, int, int, float32, []float32, []int32) int {
 	panic("neardup: no C kernels")
 }
 
-func coeffsC([]float32, *[hashFreqs][hashFreqs]float32) { panic("neardup: no C kernels") }
+func windowC(bool, *plane, float64, float64, float64, float64, float64, float64, float64, float64, float64, []float32) (int, bool) {
+	panic("neardup: no C kernels")
+}
+
+func coeffsC(bool, []float32, *[hashFreqs][hashFreqs]float32) { panic("neardup: no C kernels") }
 
 func resampleC([]float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
 	panic("neardup: no C kernels")
@@ -26,4 +33,6 @@ func resampleC([]float32, int, int, int, int, flatWeights, flatWeights, []float3
 
 func canonSumsC([]float32) (float64, float64, float64) { panic("neardup: no C kernels") }
 
-func coeffHashC(*[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash { panic("neardup: no C kernels") }
+func coeffHashC(*[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
+	panic("neardup: no C kernels")
+}

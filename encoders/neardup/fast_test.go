@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
 )
 
@@ -17,6 +18,15 @@ func needFast(t *testing.T) {
 	if !haveFast {
 		t.Skip("C kernels not built in (needs cgo on amd64)")
 	}
+}
+
+// avx2Modes are the builds of the C kernels this CPU runs: the baseline
+// one, and the AVX2 one where the CPU has it.
+func avx2Modes() []bool {
+	if cpuAVX2 {
+		return []bool{false, true}
+	}
+	return []bool{false}
 }
 
 // randPlane is a w x h plane of random grey levels; levels > 0 quantises
@@ -50,14 +60,16 @@ var kernelSizes = [][2]int{{1, 1}, {2, 3}, {5, 4}, {16, 16}, {17, 31}, {31, 17},
 func TestFastBlurMatchesGo(t *testing.T) {
 	needFast(t)
 	r := rand.New(rand.NewPCG(1, 2))
-	var fs fastScratch
-	for _, sz := range kernelSizes {
-		for _, sigma := range []float64{0.3, 0.9, 1.2489, 1.6, 2.5, 4, 9} {
-			for _, levels := range []int{0, 3} {
-				g := randPlane(r, sz[0], sz[1], levels)
-				want := gaussBlurBuf(g, sigma, nil)
-				got := fs.blurInto(g, sigma, make([]float32, len(g.p)))
-				sameBits(t, fmt.Sprintf("%dx%d sigma %v", sz[0], sz[1], sigma), got.p, want.p)
+	for _, avx2 := range avx2Modes() {
+		fs := fastScratch{avx2: avx2}
+		for _, sz := range kernelSizes {
+			for _, sigma := range []float64{0.3, 0.9, 1.2489, 1.6, 2.5, 4, 9} {
+				for _, levels := range []int{0, 3} {
+					g := randPlane(r, sz[0], sz[1], levels)
+					want := gaussBlurBuf(g, sigma, nil)
+					got := fs.blurInto(g, sigma, make([]float32, len(g.p)))
+					sameBits(t, fmt.Sprintf("avx2 %v %dx%d sigma %v", avx2, sz[0], sz[1], sigma), got.p, want.p)
+				}
 			}
 		}
 	}
@@ -66,29 +78,36 @@ func TestFastBlurMatchesGo(t *testing.T) {
 func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
 	needFast(t)
 	r := rand.New(rand.NewPCG(3, 4))
-	var fs fastScratch
-	for _, sz := range [][2]int{{16, 16}, {17, 16}, {33, 35}, {64, 17}, {192, 144}, {131, 192}, {192, 20}} {
-		for _, levels := range []int{0, 2, 5} {
-			p := randPlane(r, sz[0], sz[1], levels)
-			name := fmt.Sprintf("%dx%d levels %d", sz[0], sz[1], levels)
-			want := buildScaleSpace(p, 3)
-			got := fs.buildScaleSpace(p, 3)
-			if len(got.octaves) != len(want.octaves) || !reflect.DeepEqual(got.sigmas, want.sigmas) || !reflect.DeepEqual(got.scale, want.scale) {
-				t.Fatalf("%s: octaves %d sigmas %v, want %d %v", name, len(got.octaves), got.sigmas, len(want.octaves), want.sigmas)
-			}
-			for o := range want.octaves {
-				for i := range want.octaves[o] {
-					sameBits(t, fmt.Sprintf("%s octave %d level %d", name, o, i), got.octaves[o][i].p, want.octaves[o][i].p)
+	for _, avx2 := range avx2Modes() {
+		fs := fastScratch{avx2: avx2}
+		found := 0
+		for _, sz := range [][2]int{{16, 16}, {17, 16}, {33, 35}, {64, 17}, {192, 144}, {131, 192}, {192, 20}} {
+			for _, levels := range []int{0, 2, 5} {
+				p := randPlane(r, sz[0], sz[1], levels)
+				name := fmt.Sprintf("avx2 %v %dx%d levels %d", avx2, sz[0], sz[1], levels)
+				want := buildScaleSpace(p, 3)
+				got := fs.buildScaleSpace(p, 3)
+				if len(got.octaves) != len(want.octaves) || !reflect.DeepEqual(got.sigmas, want.sigmas) || !reflect.DeepEqual(got.scale, want.scale) {
+					t.Fatalf("%s: octaves %d sigmas %v, want %d %v", name, len(got.octaves), got.sigmas, len(want.octaves), want.sigmas)
 				}
-			}
-			for _, minResp := range []float64{1e-3, 0.1, 0.5 + 1e-9, 3} {
-				for _, n := range []int{4, 24, 1000} {
-					wk, gk := want.detect(n, 4, minResp), fs.detect(got, n, 4, minResp)
-					if !reflect.DeepEqual(gk, wk) {
-						t.Fatalf("%s minResp %v n %d: keypoints\n%v\nwant\n%v", name, minResp, n, gk, wk)
+				for o := range want.octaves {
+					for i := range want.octaves[o] {
+						sameBits(t, fmt.Sprintf("%s octave %d level %d", name, o, i), got.octaves[o][i].p, want.octaves[o][i].p)
+					}
+				}
+				for _, minResp := range []float64{1e-3, 0.1, 0.5 + 1e-9, 3} {
+					for _, n := range []int{4, 24, 1000} {
+						wk, gk := want.detect(n, 4, minResp), fs.detect(got, n, 4, minResp)
+						if !reflect.DeepEqual(gk, wk) {
+							t.Fatalf("%s minResp %v n %d: keypoints\n%v\nwant\n%v", name, minResp, n, gk, wk)
+						}
+						found += len(wk)
 					}
 				}
 			}
+		}
+		if found < 300 {
+			t.Fatalf("avx2 %v: only %d keypoints, the comparison proves little", avx2, found)
 		}
 	}
 }
@@ -96,44 +115,85 @@ func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
 func TestFastWindowSampleMatchesGo(t *testing.T) {
 	needFast(t)
 	r := rand.New(rand.NewPCG(5, 6))
-	var fs fastScratch
-	for _, sz := range [][2]int{{16, 16}, {40, 23}, {192, 144}} {
-		p := randPlane(r, sz[0], sz[1], 0)
-		ss := fs.buildScaleSpace(p, 3)
-		tried, kept := 0, 0
-		for range 400 {
-			cx, cy := r.Float64()*float64(p.w), r.Float64()*float64(p.h)
-			side := (0.02 + r.Float64()) * float64(min(p.w, p.h))
-			angle := (2*r.Float64() - 1) * math.Pi
-			f, ok := frameOf(ss, p, cx, cy, side, angle)
-			want := make([]float32, winSize*winSize)
-			if ok != sampleWindow(ss, p, cx, cy, side, angle, want) {
-				t.Fatal("frameOf and sampleWindow disagree")
+	for _, avx2 := range avx2Modes() {
+		fs := fastScratch{avx2: avx2}
+		for _, sz := range [][2]int{{16, 16}, {40, 23}, {192, 144}} {
+			p := randPlane(r, sz[0], sz[1], 0)
+			ss := fs.buildScaleSpace(p, 3)
+			tried, kept := 0, 0
+			for range 400 {
+				cx, cy := r.Float64()*float64(p.w), r.Float64()*float64(p.h)
+				side := (0.02 + r.Float64()) * float64(min(p.w, p.h))
+				angle := (2*r.Float64() - 1) * math.Pi
+				f, ok := frameOf(ss, p, cx, cy, side, angle)
+				want := make([]float32, winSize*winSize)
+				if ok != sampleWindow(ss, p, cx, cy, side, angle, want) {
+					t.Fatal("frameOf and sampleWindow disagree")
+				}
+				if !ok {
+					continue
+				}
+				tried++
+				got := make([]float32, winSize*winSize)
+				q, qok := windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, got)
+				sameBits(t, fmt.Sprintf("%dx%d window %v,%v side %v angle %v", sz[0], sz[1], cx, cy, side, angle), got, want)
+				wq, wok := normQuality(want)
+				if q != wq || qok != wok {
+					t.Fatalf("quality %d %v, want %d %v", q, qok, wq, wok)
+				}
+				if !wok {
+					continue
+				}
+				kept++
+				var gc, wc [hashFreqs][hashFreqs]float32
+				coeffsC(avx2, got, &gc)
+				winCoeffs(want, &wc)
+				for i := range hashFreqs {
+					sameBits(t, "coefficients", gc[i][:], wc[i][:])
+				}
 			}
-			if !ok {
-				continue
-			}
-			tried++
-			got := make([]float32, winSize*winSize)
-			q, qok := windowC(f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, got)
-			sameBits(t, fmt.Sprintf("%dx%d window %v,%v side %v angle %v", sz[0], sz[1], cx, cy, side, angle), got, want)
-			wq, wok := normQuality(want)
-			if q != wq || qok != wok {
-				t.Fatalf("quality %d %v, want %d %v", q, qok, wq, wok)
-			}
-			if !wok {
-				continue
-			}
-			kept++
-			var gc, wc [hashFreqs][hashFreqs]float32
-			coeffsC(got, &gc)
-			winCoeffs(want, &wc)
-			for i := range hashFreqs {
-				sameBits(t, "coefficients", gc[i][:], wc[i][:])
+			if tried < 20 || kept == 0 {
+				t.Fatalf("%dx%d: only %d windows inside the plane, %d with contrast", sz[0], sz[1], tried, kept)
 			}
 		}
-		if tried < 20 || kept == 0 {
-			t.Fatalf("%dx%d: only %d windows inside the plane, %d with contrast", sz[0], sz[1], tried, kept)
+	}
+}
+
+// TestFastHashMatchesGo: canonical's sums and the window hash of random
+// grids and coefficients (with ties and zeros of both signs), every
+// variant.
+func TestFastHashMatchesGo(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	for trial := range 300 {
+		buf := randPlane(r, winSize, winSize, []int{0, 2, 7}[trial%3]).p
+		gx, gy, gd := canonSumsC(buf)
+		wx, wy, wd := canonSums(buf)
+		if math.Float64bits(gx) != math.Float64bits(wx) || math.Float64bits(gy) != math.Float64bits(wy) || math.Float64bits(gd) != math.Float64bits(wd) {
+			t.Fatalf("trial %d: canonical sums %v %v %v, want %v %v %v", trial, gx, gy, gd, wx, wy, wd)
+		}
+		var c [hashFreqs][hashFreqs]float32
+		for i := range hashFreqs {
+			for j := range hashFreqs {
+				switch trial % 4 {
+				case 0:
+					c[i][j] = float32(r.NormFloat64() * 100)
+				case 1:
+					c[i][j] = float32(r.IntN(5) - 2) // many ties
+				case 2:
+					c[i][j] = float32(math.Copysign(0, float64(r.IntN(2)*2-1))) * float32(r.IntN(2))
+					if r.IntN(3) == 0 {
+						c[i][j] = float32(r.IntN(3) - 1)
+					}
+				default:
+					c[i][j] = float32(r.ExpFloat64()) * float32(1-2*r.IntN(2)) * 1e-30
+				}
+			}
+		}
+		for d := range pdq.Dihedral(8) {
+			if got, want := coeffHashC(&c, d), coeffHash(&c, d); got != want {
+				t.Fatalf("trial %d variant %v: hash %x, want %x", trial, d, got, want)
+			}
 		}
 	}
 }
@@ -141,7 +201,7 @@ func TestFastWindowSampleMatchesGo(t *testing.T) {
 func TestFastResampleMatchesGo(t *testing.T) {
 	needFast(t)
 	r := rand.New(rand.NewPCG(7, 8))
-	var fs fastScratch
+	fs := fastScratch{avx2: cpuAVX2}
 	for _, sz := range [][4]int{{1, 1, 1, 1}, {17, 31, 5, 9}, {512, 512, 192, 192}, {451, 300, 192, 128}, {640, 427, 192, 128}, {100, 37, 192, 71}, {30, 500, 12, 192}, {3, 2, 7, 5}} {
 		src := randPlane(r, sz[0], sz[1], 0)
 		want := resampleArea(src.p, sz[0], sz[1], sz[2], sz[3])
@@ -175,13 +235,18 @@ func fastTestImages(t *testing.T) map[string]image.Image {
 func TestFastWindowsMatchGo(t *testing.T) {
 	needFast(t)
 	fast := NewHasher(Options{PDQMaxSide: -1})
+	base := NewHasher(Options{PDQMaxSide: -1})
+	base.fs.avx2 = false // the C kernels' baseline build
 	ref := NewHasher(Options{PDQMaxSide: -1})
 	ref.goKernels = true
-	if !fast.useFast() || ref.useFast() {
+	if !fast.useFast() || ref.useFast() || fast.fs.avx2 != cpuAVX2 {
 		t.Fatal("hashers do not run the intended kernels")
 	}
 	windows := 0
 	for name, img := range fastTestImages(t) {
+		if bw, _ := base.Windows(img); !reflect.DeepEqual(bw, mustWindows(t, ref, img)) {
+			t.Fatalf("%s: Windows (baseline C build) differ", name)
+		}
 		gw, gerr := fast.Windows(img)
 		ww, werr := ref.Windows(img)
 		if !reflect.DeepEqual(gw, ww) || (gerr == nil) != (werr == nil) {
@@ -202,4 +267,13 @@ func TestFastWindowsMatchGo(t *testing.T) {
 	if windows < 200 {
 		t.Fatalf("only %d windows over the test images: the comparison proves little", windows)
 	}
+}
+
+func mustWindows(t *testing.T, h *Hasher, img image.Image) []RegionHash {
+	t.Helper()
+	ws, err := h.Windows(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
 }

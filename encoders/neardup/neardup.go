@@ -137,7 +137,7 @@ type Hasher struct {
 
 // NewHasher returns a Hasher with opts.
 func NewHasher(opts Options) *Hasher {
-	return &Hasher{opts: opts, pdq: pdq.Hasher{MaxSide: opts.PDQMaxSide}}
+	return &Hasher{opts: opts, pdq: pdq.Hasher{MaxSide: opts.PDQMaxSide}, fs: fastScratch{avx2: cpuAVX2}}
 }
 
 func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
@@ -223,11 +223,11 @@ func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin floa
 	if h.useFast() {
 		ss := h.fs.buildScaleSpace(p, 3)
 		kps := h.fs.detect(ss, nKeypoints, 4, minResp)
-		return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, true)
+		return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, true, h.fs.avx2)
 	}
 	ss := buildScaleSpace(p, 3)
 	kps := ss.detect(nKeypoints, 4, minResp)
-	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, false)
+	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, false, false)
 }
 
 func planeStd(p *plane) float64 {

@@ -155,8 +155,9 @@ func canonicalOf(sx, sy, dev, margin float64) []pdq.Dihedral {
 // lies in [minD, maxD] (plane pixels), side = sideK times the distance,
 // skipping windows that leave the plane or whose quality is under
 // minQuality. margin > 0 asks for the runner-up variants of close calls.
-// fast runs the C kernels (fast.c), the same bits as the Go code.
-func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central, fast bool) []window {
+// fast runs the C kernels (fast.c), the same bits as the Go code (avx2:
+// their AVX2 builds).
+func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central, fast, avx2 bool) []window {
 	buf := make([]float32, winSize*winSize)
 	type pair struct {
 		a, b keypoint
@@ -209,10 +210,10 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 				if !ok {
 					continue
 				}
-				if q, ok = windowC(f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, buf); !ok || q < minQuality {
+				if q, ok = windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, buf); !ok || q < minQuality {
 					continue
 				}
-				coeffsC(buf, &coeffs)
+				coeffsC(avx2, buf, &coeffs)
 			} else {
 				if !sampleWindow(ss, p, cx, cy, side, angle, buf) {
 					continue
