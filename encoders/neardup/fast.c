@@ -31,6 +31,8 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+static void canon_sums(const float *buf, double mean, double *out);
+
 // v8 is eight floats at any float's address; its arithmetic is lane by
 // lane IEEE float32 (two SSE vectors, or one AVX one).
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
@@ -51,7 +53,7 @@ static inline int clampi(int i, int n) {
 // blur_body is gaussBlurBuf's two passes: out = kc*mid, then per tap pair
 // t = 0..rad-1, out += k[t]*(lo+hi); eight outputs are kept in a vector
 // through all the taps.
-INLINE void blur_body(const float *restrict src, int w, int h, const float *restrict k, int rad,
+INLINE void blur_rad(const float *restrict src, int w, int h, const float *restrict k, int rad,
 	float *restrict tmp, float *restrict pad, float *restrict dst) {
 	const float kc = k[rad];
 	for (int y = 0; y < h; y++) {
@@ -103,6 +105,28 @@ INLINE void blur_body(const float *restrict src, int w, int h, const float *rest
 			out[x] = acc;
 		}
 	}
+}
+
+// blur_body is blur_rad with the radius a constant for the usual ones
+// (the loops over the taps unrolled, the taps in registers).
+INLINE void blur_body(const float *restrict src, int w, int h, const float *restrict k, int rad,
+	float *restrict tmp, float *restrict pad, float *restrict dst) {
+	switch (rad) {
+#define ND_RAD(r)                                             \
+	case r:                                               \
+		blur_rad(src, w, h, k, r, tmp, pad, dst); \
+		return;
+		ND_RAD(1)
+		ND_RAD(2)
+		ND_RAD(3)
+		ND_RAD(4)
+		ND_RAD(5)
+		ND_RAD(6)
+		ND_RAD(7)
+		ND_RAD(8)
+#undef ND_RAD
+	}
+	blur_rad(src, w, h, k, rad, tmp, pad, dst);
 }
 
 // dog_body fills dogs[i] = levels[i+1] - levels[i] (ndog planes of n).
@@ -169,16 +193,25 @@ INLINE long scan_body(const float *levels, int w, int h, int bd, float thr, floa
 	if (bd >= w - bd) {
 		return 0;
 	}
-	unsigned char m[w];
+	unsigned char m[w + 8];
 	long c = 0;
 	for (int s = 1; s < 4; s++) {
 		const float *d0 = dogs + (s - 1) * n, *d1 = dogs + s * n, *d2 = dogs + (s + 1) * n;
 		for (int y = bd; y < h - bd; y++) {
 			long r = (long)y * w;
 			mark_body(d1 + r, w, bd, w - bd, thr, m);
-			for (int x = bd; x < w - bd; x++) {
-				if (m[x] && full_check(d0 + r, d2 + r, x, w, d1[r + x])) {
-					out[c++] = (int)(s * n + r + x);
+			memset(m + w - bd, 0, (size_t)bd + 8);
+			// Most pixels are not marked: skip them eight at a time.
+			for (int x0 = bd; x0 < w - bd; x0 += 8) {
+				uint64_t word;
+				memcpy(&word, m + x0, 8);
+				if (word == 0) {
+					continue;
+				}
+				for (int x = x0; x < x0 + 8 && x < w - bd; x++) {
+					if (m[x] && full_check(d0 + r, d2 + r, x, w, d1[r + x])) {
+						out[c++] = (int)(s * n + r + x);
+					}
 				}
 			}
 		}
@@ -351,9 +384,11 @@ __attribute__((target("avx2"))) static void sample_avx2(const float *src, int w,
 #endif
 // nd_window is sampleWindow's sampling loop and normQuality: it fills buf
 // (WIN x WIN) and returns the quality, or -1 for a window flatter than one
-// grey level.
+// grey level. For a quality of minq or more it also computes canonical's
+// sums (nd_canon) and the DCT coefficients (nd_coeffs).
 int nd_window(int avx2, const float *src, int w, int h, double cx, double cy, double half, double step,
-	double ux, double uy, double vx, double vy, double sc, float *buf) {
+	double ux, double uy, double vx, double vy, double sc, float *buf, int minq, const float *dct,
+	const float *dt, float *coeffs, double *canon) {
 #ifdef ND_AVX2
 	if (avx2) {
 		sample_avx2(src, w, h, cx, cy, half, step, ux, uy, vx, vy, sc, buf);
@@ -397,16 +432,20 @@ int nd_window(int avx2, const float *src, int w, int h, double cx, double cy, do
 	}
 	long pairs = 2 * WIN * (WIN - 1);
 	long q = (long)sum * 8064 / (pairs * 90 * 2);
-	return q < 100 ? (int)q : 100;
+	q = q < 100 ? q : 100;
+	if (q >= minq) {
+		// canonical's mean is the same sum of the same values.
+		canon_sums(buf, s / n, canon);
+		nd_coeffs(avx2, buf, dct, dt, coeffs);
+	}
+	return (int)q;
 }
 
-// nd_resample is resampleArea with its weights flattened: output row i of
-// the vertical pass takes yoff[i+1]-yoff[i] rows from ystart[i] with
-// weights yw[yoff[i]...], and likewise across x.
-void nd_resample(const float *restrict src, int w, int h, int dw, int dh,
-	const int *ystart, const int *yoff, const float *yw,
-	const int *xstart, const int *xoff, const float *xw, float *restrict tmp, float *restrict dst) {
-	(void)h;
+// resample_v is resampleArea's vertical pass: output row i of tmp takes
+// yoff[i+1]-yoff[i] rows from ystart[i] with weights yw[yoff[i]...],
+// summed from zero in order.
+INLINE void resample_v(const float *restrict src, int w, int dh, const int *ystart, const int *yoff,
+	const float *yw, float *restrict tmp) {
 	for (int i = 0; i < dh; i++) {
 		float *restrict out = tmp + (long)i * w;
 		for (int x = 0; x < w; x++) {
@@ -420,6 +459,12 @@ void nd_resample(const float *restrict src, int w, int h, int dw, int dh,
 			}
 		}
 	}
+}
+
+// resample_h is the horizontal pass, one output at a time.
+static void resample_h(const float *restrict tmp, int w, int dw, int dh, const int *xstart, const int *xoff,
+	const float *xw, float *restrict dst) {
+	(void)w;
 	for (int y = 0; y < dh; y++) {
 		const float *row = tmp + (long)y * w;
 		float *out = dst + (long)y * dw;
@@ -436,6 +481,85 @@ void nd_resample(const float *restrict src, int w, int h, int dw, int dh,
 	}
 }
 
+#ifdef ND_AVX2
+__attribute__((target("avx2"))) static void resample_v_avx2(const float *src, int w, int dh, const int *ystart,
+	const int *yoff, const float *yw, float *tmp) {
+	resample_v(src, w, dh, ystart, yoff, yw, tmp);
+}
+
+// resample_h_avx2 is resample_h for eight outputs at once (gathers). A
+// lane whose output has fewer weights than the longest of the eight adds
+// products with weight zero: each adds a zero to a sum that started at +0
+// and so is never -0 (the inputs are finite), which leaves the sum as it
+// was. wv and iv (xblocks*8*maxn each) are scratch.
+__attribute__((target("avx2"))) static void resample_h_avx2(const float *tmp, int w, int dw, int dh,
+	const int *xstart, const int *xoff, const float *xw, float *dst, float *wv, int *iv, int maxn) {
+	int blocks = dw / 8;
+	for (int b = 0; b < blocks; b++) {
+		for (int j = 0; j < maxn; j++) {
+			for (int l = 0; l < 8; l++) {
+				int i = b * 8 + l;
+				int n = xoff[i + 1] - xoff[i];
+				wv[(b * maxn + j) * 8 + l] = j < n ? xw[xoff[i] + j] : 0;
+				int idx = xstart[i] + (j < n ? j : 0);
+				iv[(b * maxn + j) * 8 + l] = idx < w ? idx : w - 1;
+			}
+		}
+	}
+	for (int y = 0; y < dh; y++) {
+		const float *row = tmp + (long)y * w;
+		float *out = dst + (long)y * dw;
+		for (int b = 0; b < blocks; b++) {
+			int m = 0;
+			for (int l = 0; l < 8; l++) {
+				int i = b * 8 + l;
+				int n = xoff[i + 1] - xoff[i];
+				m = n > m ? n : m;
+			}
+			__m256 acc = _mm256_setzero_ps();
+			for (int j = 0; j < m; j++) {
+				__m256 wt = _mm256_loadu_ps(wv + (b * maxn + j) * 8);
+				__m256i ix = _mm256_loadu_si256((const __m256i *)(iv + (b * maxn + j) * 8));
+				acc = _mm256_add_ps(acc, _mm256_mul_ps(wt, _mm256_i32gather_ps(row, ix, 4)));
+			}
+			_mm256_storeu_ps(out + b * 8, acc);
+		}
+		for (int i = blocks * 8; i < dw; i++) {
+			float s = 0;
+			const float *ws = xw + xoff[i];
+			const float *r = row + xstart[i];
+			int n = xoff[i + 1] - xoff[i];
+			for (int j = 0; j < n; j++) {
+				s += ws[j] * r[j];
+			}
+			out[i] = s;
+		}
+	}
+}
+#endif
+
+// nd_resample is resampleArea with its weights flattened (output i of a
+// pass: weights w[off[i]:off[i+1]] from input start[i]); maxn is the most
+// weights of an x output, wv and iv scratch of dw*maxn entries (AVX2).
+void nd_resample(int avx2, const float *src, int w, int h, int dw, int dh, const int *ystart, const int *yoff,
+	const float *yw, const int *xstart, const int *xoff, const float *xw, int maxn, float *wv, int *iv,
+	float *tmp, float *dst) {
+	(void)h;
+#ifdef ND_AVX2
+	if (avx2) {
+		resample_v_avx2(src, w, dh, ystart, yoff, yw, tmp);
+		resample_h_avx2(tmp, w, dw, dh, xstart, xoff, xw, dst, wv, iv, maxn);
+		return;
+	}
+#endif
+	(void)avx2;
+	(void)maxn;
+	(void)wv;
+	(void)iv;
+	resample_v(src, w, dh, ystart, yoff, yw, tmp);
+	resample_h(tmp, w, dw, dh, xstart, xoff, xw, dst);
+}
+
 // nd_canon is canonical's sums: the deviations from the mean of the right
 // half minus the left (sx), the lower half minus the upper (sy) and their
 // absolute values (dev), in float64 in canonical's order.
@@ -444,7 +568,11 @@ void nd_canon(const float *buf, double *out) {
 	for (int i = 0; i < WIN * WIN; i++) {
 		mean += (double)buf[i];
 	}
-	mean /= (double)(WIN * WIN);
+	canon_sums(buf, mean / (double)(WIN * WIN), out);
+}
+
+// canon_sums is nd_canon given the mean.
+static void canon_sums(const float *buf, double mean, double *out) {
 	double sx = 0, sy = 0, dev = 0;
 	for (int j = 0; j < WIN; j++) {
 		for (int i = 0; i < WIN; i++) {

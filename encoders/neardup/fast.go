@@ -145,6 +145,6 @@ func flatten(aw []axisWeight) flatWeights {
 // resample is resampleArea.
 func (fs *fastScratch) resample(src []float32, w, h, dw, dh int) *plane {
 	dst := &plane{w: dw, h: dh, p: make([]float32, dw*dh)}
-	resampleC(src, w, h, dw, dh, flatten(axisWeights(h, dh)), flatten(axisWeights(w, dw)), grow(&fs.tmp, w*dh), dst.p)
+	resampleC(fs.avx2, src, w, h, dw, dh, flatten(axisWeights(h, dh)), flatten(axisWeights(w, dw)), grow(&fs.tmp, w*dh), dst.p)
 	return dst
 }

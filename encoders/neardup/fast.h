@@ -8,13 +8,14 @@ void nd_blur(int avx2, const float *src, int w, int h, const float *k, int rad, 
 long nd_scan(int avx2, const float *levels, int w, int h, int bd, float thr, float *dogs, int *out);
 
 int nd_window(int avx2, const float *src, int w, int h, double cx, double cy, double half, double step,
-	double ux, double uy, double vx, double vy, double sc, float *buf);
+	double ux, double uy, double vx, double vy, double sc, float *buf, int minq, const float *dct,
+	const float *dt, float *coeffs, double *canon);
 
 void nd_coeffs(int avx2, const float *g, const float *dct, const float *dt, float *out);
 
-void nd_resample(const float *src, int w, int h, int dw, int dh,
-	const int *ystart, const int *yoff, const float *yw,
-	const int *xstart, const int *xoff, const float *xw, float *tmp, float *dst);
+void nd_resample(int avx2, const float *src, int w, int h, int dw, int dh, const int *ystart, const int *yoff,
+	const float *yw, const int *xstart, const int *xoff, const float *xw, int maxn, float *wv, int *iv,
+	float *tmp, float *dst);
 
 void nd_canon(const float *buf, double *out);
 

@@ -56,11 +56,16 @@ func scanC(avx2 bool, levels []float32, w, h, bd int, thr float32, dogs []float3
 	return int(C.nd_scan(cint(avx2), fptr(levels), C.int(w), C.int(h), C.int(bd), C.float(thr), fptr(dogs), iptr(out)))
 }
 
-// windowC is sampleWindow's sampling loop followed by normQuality.
-func windowC(avx2 bool, src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float64, buf []float32) (int, bool) {
+// windowC is sampleWindow's sampling loop followed by normQuality; when
+// the quality is minq or more it also computes the DCT coefficients
+// (winCoeffs) and canonical's sums (canonSums).
+func windowC(avx2 bool, src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float64, buf []float32, minq int,
+	coeffs *[hashFreqs][hashFreqs]float32, canon *[3]float64) (int, bool) {
 	_, _ = buf[winSize*winSize-1], src.p[src.w*src.h-1]
 	q := C.nd_window(cint(avx2), fptr(src.p), C.int(src.w), C.int(src.h), C.double(cx), C.double(cy), C.double(half), C.double(step),
-		C.double(ux), C.double(uy), C.double(vx), C.double(vy), C.double(sc), fptr(buf))
+		C.double(ux), C.double(uy), C.double(vx), C.double(vy), C.double(sc), fptr(buf), C.int(minq),
+		(*C.float)(unsafe.Pointer(&winDCT[0][0])), (*C.float)(unsafe.Pointer(&winDCTT[0][0])),
+		(*C.float)(unsafe.Pointer(&coeffs[0][0])), (*C.double)(unsafe.Pointer(&canon[0])))
 	return int(q), q >= 0
 }
 
@@ -80,11 +85,20 @@ var winDCTT = func() (m [winSize][hashFreqs]float32) {
 	return m
 }()
 
-// resampleC is resampleArea's two passes with flattened weights.
-func resampleC(src []float32, w, h, dw, dh int, yw, xw flatWeights, tmp, dst []float32) {
+// resampleC is resampleArea's two passes with flattened weights; tmp
+// holds w*dh floats.
+func resampleC(avx2 bool, src []float32, w, h, dw, dh int, yw, xw flatWeights, tmp, dst []float32) {
 	_, _, _ = src[w*h-1], tmp[w*dh-1], dst[dw*dh-1]
-	C.nd_resample(fptr(src), C.int(w), C.int(h), C.int(dw), C.int(dh),
-		iptr(yw.start), iptr(yw.off), fptr(yw.w), iptr(xw.start), iptr(xw.off), fptr(xw.w), fptr(tmp), fptr(dst))
+	_, _, _ = yw.off[dh], xw.off[dw], xw.start[dw-1]
+	maxn := 0
+	for i := range dw {
+		maxn = max(maxn, int(xw.off[i+1]-xw.off[i]))
+	}
+	wv := make([]float32, dw*maxn+1)
+	iv := make([]int32, dw*maxn+1)
+	C.nd_resample(cint(avx2), fptr(src), C.int(w), C.int(h), C.int(dw), C.int(dh),
+		iptr(yw.start), iptr(yw.off), fptr(yw.w), iptr(xw.start), iptr(xw.off), fptr(xw.w),
+		C.int(maxn), fptr(wv), iptr(iv), fptr(tmp), fptr(dst))
 }
 
 // canonSumsC is canonSums.

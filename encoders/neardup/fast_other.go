@@ -21,13 +21,13 @@ func scanC(bool, []float32, int, int, int, float32, []float32, []int32) int {
 	panic("neardup: no C kernels")
 }
 
-func windowC(bool, *plane, float64, float64, float64, float64, float64, float64, float64, float64, float64, []float32) (int, bool) {
+func windowC(bool, *plane, float64, float64, float64, float64, float64, float64, float64, float64, float64, []float32, int, *[hashFreqs][hashFreqs]float32, *[3]float64) (int, bool) {
 	panic("neardup: no C kernels")
 }
 
 func coeffsC(bool, []float32, *[hashFreqs][hashFreqs]float32) { panic("neardup: no C kernels") }
 
-func resampleC([]float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
+func resampleC(bool, []float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
 	panic("neardup: no C kernels")
 }
 

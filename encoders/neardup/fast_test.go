@@ -135,7 +135,9 @@ func TestFastWindowSampleMatchesGo(t *testing.T) {
 				}
 				tried++
 				got := make([]float32, winSize*winSize)
-				q, qok := windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, got)
+				var gc, wc [hashFreqs][hashFreqs]float32
+				var canon [3]float64
+				q, qok := windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, got, 0, &gc, &canon)
 				sameBits(t, fmt.Sprintf("%dx%d window %v,%v side %v angle %v", sz[0], sz[1], cx, cy, side, angle), got, want)
 				wq, wok := normQuality(want)
 				if q != wq || qok != wok {
@@ -145,8 +147,16 @@ func TestFastWindowSampleMatchesGo(t *testing.T) {
 					continue
 				}
 				kept++
-				var gc, wc [hashFreqs][hashFreqs]float32
-				coeffsC(avx2, got, &gc)
+				wx, wy, wd := canonSums(want)
+				if math.Float64bits(canon[0]) != math.Float64bits(wx) || math.Float64bits(canon[1]) != math.Float64bits(wy) || math.Float64bits(canon[2]) != math.Float64bits(wd) {
+					t.Fatalf("canonical sums %v, want %v %v %v", canon, wx, wy, wd)
+				}
+				// The coefficients come with a quality of minq or more.
+				var gc2 [hashFreqs][hashFreqs]float32
+				coeffsC(avx2, got, &gc2)
+				if gc2 != gc {
+					t.Fatal("coeffsC and windowC's coefficients differ")
+				}
 				winCoeffs(want, &wc)
 				for i := range hashFreqs {
 					sameBits(t, "coefficients", gc[i][:], wc[i][:])
@@ -201,15 +211,17 @@ func TestFastHashMatchesGo(t *testing.T) {
 func TestFastResampleMatchesGo(t *testing.T) {
 	needFast(t)
 	r := rand.New(rand.NewPCG(7, 8))
-	fs := fastScratch{avx2: cpuAVX2}
-	for _, sz := range [][4]int{{1, 1, 1, 1}, {17, 31, 5, 9}, {512, 512, 192, 192}, {451, 300, 192, 128}, {640, 427, 192, 128}, {100, 37, 192, 71}, {30, 500, 12, 192}, {3, 2, 7, 5}} {
-		src := randPlane(r, sz[0], sz[1], 0)
-		want := resampleArea(src.p, sz[0], sz[1], sz[2], sz[3])
-		got := fs.resample(src.p, sz[0], sz[1], sz[2], sz[3])
-		if got.w != want.w || got.h != want.h {
-			t.Fatalf("%v: %dx%d, want %dx%d", sz, got.w, got.h, want.w, want.h)
+	for _, avx2 := range avx2Modes() {
+		fs := fastScratch{avx2: avx2}
+		for _, sz := range [][4]int{{1, 1, 1, 1}, {17, 31, 5, 9}, {512, 512, 192, 192}, {451, 300, 192, 128}, {640, 427, 192, 128}, {100, 37, 192, 71}, {30, 500, 12, 192}, {3, 2, 7, 5}, {640, 640, 192, 192}, {448, 172, 192, 74}, {9, 300, 17, 192}, {1000, 3, 192, 1}} {
+			src := randPlane(r, sz[0], sz[1], 0)
+			want := resampleArea(src.p, sz[0], sz[1], sz[2], sz[3])
+			got := fs.resample(src.p, sz[0], sz[1], sz[2], sz[3])
+			if got.w != want.w || got.h != want.h {
+				t.Fatalf("%v: %dx%d, want %dx%d", sz, got.w, got.h, want.w, want.h)
+			}
+			sameBits(t, fmt.Sprint(avx2, sz), got.p, want.p)
 		}
-		sameBits(t, fmt.Sprint(sz), got.p, want.p)
 	}
 }
 

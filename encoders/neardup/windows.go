@@ -190,6 +190,7 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 	})
 	var out []window
 	var coeffs [hashFreqs][hashFreqs]float32
+	var canon [3]float64
 	for _, pr := range pairs {
 		if len(out) >= limit {
 			break
@@ -210,10 +211,9 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 				if !ok {
 					continue
 				}
-				if q, ok = windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, buf); !ok || q < minQuality {
+				if q, ok = windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, buf, minQuality, &coeffs, &canon); !ok || q < minQuality {
 					continue
 				}
-				coeffsC(avx2, buf, &coeffs)
 			} else {
 				if !sampleWindow(ss, p, cx, cy, side, angle, buf) {
 					continue
@@ -226,8 +226,7 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 			}
 			var vs []pdq.Dihedral
 			if fast {
-				sx, sy, dev := canonSumsC(buf)
-				vs = canonicalOf(sx, sy, dev, margin)
+				vs = canonicalOf(canon[0], canon[1], canon[2], margin)
 			} else {
 				vs = canonical(buf, margin)
 			}
