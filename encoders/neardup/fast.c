@@ -652,3 +652,106 @@ void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned
 		}
 	}
 }
+
+// The luminance of encoders/pdq (pdq.Luma) for packed RGB rows and Y'CbCr
+// rows: float32(R[r] + G[g] + B[b]) where pdq's tables hold R[v] =
+// 0.299*v, G[v] = 0.587*v, B[v] = 0.114*v in float64: the products are
+// computed here instead of looked up (the same roundings), which
+// vectorises. Y'CbCr pixels are converted by color.YCbCrToRGB's
+// fixed-point arithmetic, its clamp written without branches.
+
+INLINE float luma8(int32_t r, int32_t g, int32_t b) {
+	return (float)(0.299 * (double)r + 0.587 * (double)g + 0.114 * (double)b);
+}
+
+INLINE void luma_rgb_body(const unsigned char *restrict row, int n, float *restrict dst) {
+	for (int x = 0; x < n; x++) {
+		dst[x] = luma8(row[3 * x], row[3 * x + 1], row[3 * x + 2]);
+	}
+}
+
+// clamp16 is YCbCrToRGB's clamp of a 16.16 fixed-point value to 0..255.
+INLINE int32_t clamp16(int32_t v) {
+	v = v < 0 ? 0 : v;
+	v = v > 0xffffff ? 0xffffff : v;
+	return v >> 16;
+}
+
+INLINE float ycc_luma(int32_t y, int32_t cb, int32_t cr) {
+	int32_t cb1 = cb - 128, cr1 = cr - 128;
+	int32_t rc = 91881 * cr1, gc = -22554 * cb1 - 46802 * cr1, bc = 116130 * cb1;
+	int32_t yy = y * 0x10101;
+	return luma8(clamp16(yy + rc), clamp16(yy + gc), clamp16(yy + bc));
+}
+
+// ycc_body converts n pixels, each with its chroma sample (paired == 0)
+// or two by two sharing one.
+INLINE void ycc_body(const unsigned char *restrict ys, const unsigned char *restrict cb,
+	const unsigned char *restrict cr, int n, int paired, float *restrict dst) {
+	if (!paired) {
+		for (int x = 0; x < n; x++) {
+			dst[x] = ycc_luma(ys[x], cb[x], cr[x]);
+		}
+		return;
+	}
+	for (int c = 0; c < n / 2; c++) {
+		dst[2 * c] = ycc_luma(ys[2 * c], cb[c], cr[c]);
+		dst[2 * c + 1] = ycc_luma(ys[2 * c + 1], cb[c], cr[c]);
+	}
+	if (n & 1) {
+		dst[n - 1] = ycc_luma(ys[n - 1], cb[n / 2], cr[n / 2]);
+	}
+}
+
+#ifdef ND_AVX2
+__attribute__((target("avx2"))) static void luma_rgb_avx2(const unsigned char *row, int n, float *dst) {
+	luma_rgb_body(row, n, dst);
+}
+__attribute__((target("avx2"))) static void ycc_avx2(const unsigned char *ys, const unsigned char *cb,
+	const unsigned char *cr, int n, int paired, float *dst) {
+	ycc_body(ys, cb, cr, n, paired, dst);
+}
+#endif
+static void luma_rgb_base(const unsigned char *row, int n, float *dst) { luma_rgb_body(row, n, dst); }
+static void ycc_base(const unsigned char *ys, const unsigned char *cb, const unsigned char *cr, int n, int paired,
+	float *dst) {
+	ycc_body(ys, cb, cr, n, paired, dst);
+}
+
+// nd_luma_rgb converts n packed RGB pixels.
+void nd_luma_rgb(int avx2, const unsigned char *row, int n, float *dst) {
+#ifdef ND_AVX2
+	if (avx2) {
+		luma_rgb_avx2(row, n, dst);
+		return;
+	}
+#endif
+	(void)avx2;
+	luma_rgb_base(row, n, dst);
+}
+
+// nd_luma_ycbcr converts a row of n Y'CbCr pixels: with paired == 0 each
+// pixel has its chroma sample; otherwise pixels share one in twos, the
+// first alone when odd.
+void nd_luma_ycbcr(int avx2, const unsigned char *ys, const unsigned char *cb, const unsigned char *cr, int n,
+	int paired, int odd, float *dst) {
+	if (n <= 0) {
+		return;
+	}
+	if (paired && odd) {
+		dst[0] = ycc_luma(ys[0], cb[0], cr[0]);
+		ys++;
+		cb++;
+		cr++;
+		dst++;
+		n--;
+	}
+#ifdef ND_AVX2
+	if (avx2) {
+		ycc_avx2(ys, cb, cr, n, paired, dst);
+		return;
+	}
+#endif
+	(void)avx2;
+	ycc_base(ys, cb, cr, n, paired, dst);
+}

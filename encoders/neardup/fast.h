@@ -21,4 +21,9 @@ void nd_canon(const float *buf, double *out);
 
 void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h);
 
+void nd_luma_rgb(int avx2, const unsigned char *row, int n, float *dst);
+
+void nd_luma_ycbcr(int avx2, const unsigned char *ys, const unsigned char *cb, const unsigned char *cr, int n,
+	int paired, int odd, float *dst);
+
 #endif

@@ -8,6 +8,7 @@ package neardup
 import "C"
 
 import (
+	"image"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -115,4 +116,63 @@ func coeffHashC(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 	var h pdq.Hash
 	C.nd_hash((*C.float)(unsafe.Pointer(&c[0][0])), cint(op.transpose), cint(op.negRows), cint(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
 	return h
+}
+
+// lumaC is pdq.Luma in C for the images the media pipeline and the Go
+// JPEG decoder give (rows of packed RGB, Y'CbCr 4:4:4, 4:2:2 and 4:2:0);
+// false for others (then pdq.Luma runs).
+func lumaC(avx2 bool, img image.Image, dst []float32) ([]float32, bool) {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	if w <= 0 || h <= 0 {
+		return dst, false
+	}
+	switch m := img.(type) {
+	case pdq.RGBRower:
+		dst = growFloats(dst, w*h)
+		for y := range h {
+			row := m.RowRGB(y)
+			if len(row) < 3*w {
+				return dst, false
+			}
+			C.nd_luma_rgb(cint(avx2), (*C.uchar)(unsafe.Pointer(&row[0])), C.int(w), fptr(dst[y*w:]))
+		}
+		return dst, true
+	case *image.YCbCr:
+		paired := 0
+		switch m.SubsampleRatio {
+		case image.YCbCrSubsampleRatio444:
+		case image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420:
+			paired = 1
+		default:
+			return dst, false
+		}
+		if b.Min.X < 0 || !b.In(m.Rect) {
+			return dst, false
+		}
+		odd := b.Min.X & paired
+		need := w
+		if paired == 1 {
+			need = (w + odd + 1) / 2
+		}
+		dst = growFloats(dst, w*h)
+		for y := range h {
+			yy := b.Min.Y + y
+			yi, ci := m.YOffset(b.Min.X, yy), m.COffset(b.Min.X, yy)
+			if yi < 0 || ci < 0 || yi+w > len(m.Y) || ci+need > len(m.Cb) || ci+need > len(m.Cr) {
+				return dst, false
+			}
+			C.nd_luma_ycbcr(cint(avx2), (*C.uchar)(unsafe.Pointer(&m.Y[yi])), (*C.uchar)(unsafe.Pointer(&m.Cb[ci])), (*C.uchar)(unsafe.Pointer(&m.Cr[ci])),
+				C.int(w), C.int(paired), C.int(odd), fptr(dst[y*w:]))
+		}
+		return dst, true
+	}
+	return dst, false
+}
+
+func growFloats(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
 }

@@ -2,7 +2,11 @@
 
 package neardup
 
-import "github.com/xmodal/xmodal/encoders/pdq"
+import (
+	"image"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
 
 // haveFast is false without cgo or off amd64 (where Go may fuse
 // multiply-adds): the Go code runs.
@@ -36,3 +40,5 @@ func canonSumsC([]float32) (float64, float64, float64) { panic("neardup: no C ke
 func coeffHashC(*[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
 	panic("neardup: no C kernels")
 }
+
+func lumaC(_ bool, _ image.Image, dst []float32) ([]float32, bool) { return dst, false }

@@ -3,6 +3,7 @@ package neardup
 import (
 	"fmt"
 	"image"
+	"image/color"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -95,7 +96,25 @@ func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
 						sameBits(t, fmt.Sprintf("%s octave %d level %d", name, o, i), got.octaves[o][i].p, want.octaves[o][i].p)
 					}
 				}
-				for _, minResp := range []float64{1e-3, 0.1, 0.5 + 1e-9, 3} {
+				// Thresholds equal to the response of some extrema too (|v|
+				// >= minResp keeps them).
+				resps := []float64{1e-3, 0.1, 0.5 + 1e-9, 3}
+				if lv := want.octaves[0]; len(lv) == 6 {
+					w := lv[0].w
+					d := make([][]float32, 3)
+					for i := range d {
+						d[i] = make([]float32, len(lv[0].p))
+						for j := range d[i] {
+							d[i][j] = lv[i+1].p[j] - lv[i].p[j]
+						}
+					}
+					for i := 4*w + 4; i < len(d[1])-4*w-4 && len(resps) < 10; i++ {
+						if v := d[1][i]; math.Abs(float64(v)) > 0.01 && extremum(v, i, w, d[0], d[1], d[2]) {
+							resps = append(resps, math.Abs(float64(v)))
+						}
+					}
+				}
+				for _, minResp := range resps {
 					for _, n := range []int{4, 24, 1000} {
 						wk, gk := want.detect(n, 4, minResp), fs.detect(got, n, 4, minResp)
 						if !reflect.DeepEqual(gk, wk) {
@@ -239,6 +258,9 @@ func fastTestImages(t *testing.T) map[string]image.Image {
 	for i, sz := range [][2]int{{16, 16}, {17, 23}, {40, 300}, {301, 33}, {97, 101}, {255, 193}, {640, 480}, {333, 777}} {
 		imgs[fmt.Sprintf("photo%d-%dx%d", i, sz[0], sz[1])] = reposts.Photo(i, uint64(i)+11, sz[0], sz[1])
 	}
+	// Packed RGB rows, as the media pipeline decodes.
+	imgs["photo-packed-rgb"] = toPackedRGB(reposts.Photo(2, 5, 421, 317))
+	imgs["chelsea-packed-rgb"] = toPackedRGB(imgs["chelsea.jpg"])
 	return imgs
 }
 
@@ -288,4 +310,124 @@ func mustWindows(t *testing.T, h *Hasher, img image.Image) []RegionHash {
 		t.Fatal(err)
 	}
 	return ws
+}
+
+// packedRGB is an image of packed 8-bit RGB rows (pdq.RGBRower), as
+// encoders/imageprep's RGBImage.
+type packedRGB struct {
+	w, h   int
+	stride int
+	pix    []byte
+}
+
+func (m *packedRGB) ColorModel() color.Model { return color.RGBAModel }
+func (m *packedRGB) Bounds() image.Rectangle { return image.Rect(0, 0, m.w, m.h) }
+func (m *packedRGB) At(x, y int) color.Color {
+	p := m.pix[y*m.stride+3*x:]
+	return color.RGBA{p[0], p[1], p[2], 0xff}
+}
+func (m *packedRGB) RowRGB(y int) []byte { return m.pix[y*m.stride : y*m.stride+3*m.w] }
+
+func toPackedRGB(img image.Image) *packedRGB {
+	b := img.Bounds()
+	m := &packedRGB{w: b.Dx(), h: b.Dy(), stride: 3*b.Dx() + 5}
+	m.pix = make([]byte, m.stride*m.h)
+	for y := range m.h {
+		for x := range m.w {
+			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			copy(m.pix[y*m.stride+3*x:], []byte{byte(r >> 8), byte(g >> 8), byte(bl >> 8)})
+		}
+	}
+	return m
+}
+
+// TestFastLumaMatchesPDQ: the C luminance is pdq.Luma's, bit for bit, for
+// packed RGB rows and Y'CbCr images of every subsampling (sub-images at odd
+// offsets too, chroma at its extremes); images it does not handle are
+// left to pdq.Luma.
+func TestFastLumaMatchesPDQ(t *testing.T) {
+	needFast(t)
+	r := rand.New(rand.NewPCG(11, 12))
+	var imgs []image.Image
+	for _, ratio := range []image.YCbCrSubsampleRatio{image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio440} {
+		for _, sz := range [][2]int{{1, 1}, {2, 3}, {17, 9}, {64, 33}, {301, 7}} {
+			m := image.NewYCbCr(image.Rect(0, 0, sz[0], sz[1]), ratio)
+			for _, p := range [][]byte{m.Y, m.Cb, m.Cr} {
+				for i := range p {
+					switch r.IntN(4) {
+					case 0:
+						p[i] = 0
+					case 1:
+						p[i] = 255
+					default:
+						p[i] = byte(r.IntN(256))
+					}
+				}
+			}
+			imgs = append(imgs, m)
+			for _, o := range [][2]int{{1, 0}, {1, 1}, {2, 1}, {3, 2}} {
+				if o[0] < sz[0] && o[1] < sz[1] {
+					imgs = append(imgs, m.SubImage(image.Rect(o[0], o[1], sz[0], sz[1])))
+				}
+			}
+		}
+	}
+	imgs = append(imgs, toPackedRGB(reposts.Photo(1, 2, 37, 21)), toPackedRGB(randRGBA(r, 64, 3)), randRGBA(r, 5, 5))
+	handled := 0
+	for _, avx2 := range avx2Modes() {
+		for i, img := range imgs {
+			want, _, _ := pdq.Luma(img, nil)
+			got, ok := lumaC(avx2, img, nil)
+			if !ok {
+				if _, rgb := img.(*image.RGBA); !rgb && !(isYCbCr(img, image.YCbCrSubsampleRatio440)) {
+					t.Fatalf("image %d (%T): not handled", i, img)
+				}
+				continue
+			}
+			handled++
+			sameBits(t, fmt.Sprintf("avx2 %v image %d (%T %v)", avx2, i, img, img.Bounds()), got, want)
+		}
+	}
+	if handled < 40 {
+		t.Fatalf("only %d images handled by the C luminance", handled)
+	}
+}
+
+func isYCbCr(img image.Image, ratio image.YCbCrSubsampleRatio) bool {
+	m, ok := img.(*image.YCbCr)
+	return ok && m.SubsampleRatio == ratio
+}
+
+func randRGBA(r *rand.Rand, w, h int) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range m.Pix {
+		m.Pix[i] = byte(r.IntN(256))
+		if i%4 == 3 {
+			m.Pix[i] = 0xff
+		}
+	}
+	return m
+}
+
+// TestFastLumaExhaustive: every RGB triple and every Y'CbCr triple (4:4:4)
+// converts as pdq.Luma converts it.
+func TestFastLumaExhaustive(t *testing.T) {
+	needFast(t)
+	rgb := &packedRGB{w: 4096, h: 4096, stride: 3 * 4096, pix: make([]byte, 3*4096*4096)}
+	ycc := image.NewYCbCr(image.Rect(0, 0, 4096, 4096), image.YCbCrSubsampleRatio444)
+	for i := range 1 << 24 {
+		a, b, c := byte(i>>16), byte(i>>8), byte(i)
+		rgb.pix[3*i], rgb.pix[3*i+1], rgb.pix[3*i+2] = a, b, c
+		ycc.Y[i], ycc.Cb[i], ycc.Cr[i] = a, b, c
+	}
+	for _, img := range []image.Image{rgb, ycc} {
+		want, _, _ := pdq.Luma(img, nil)
+		for _, avx2 := range avx2Modes() {
+			got, ok := lumaC(avx2, img, nil)
+			if !ok {
+				t.Fatalf("%T not handled", img)
+			}
+			sameBits(t, fmt.Sprintf("%T avx2 %v", img, avx2), got, want)
+		}
+	}
 }

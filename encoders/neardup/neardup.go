@@ -149,6 +149,12 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 	if w < MinSide || hh < MinSide {
 		return nil, 0, 0, fmt.Errorf("%w: %dx%d (each side must be at least %d)", ErrTooSmall, w, hh, MinSide)
 	}
+	if h.useFast() {
+		if l, ok := lumaC(h.fs.avx2, img, h.luma); ok {
+			h.luma = l
+			return l, w, hh, nil
+		}
+	}
 	var l []float32
 	l, w, hh = pdq.Luma(img, h.luma)
 	h.luma = l

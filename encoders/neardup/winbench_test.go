@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func committedPhotos(b *testing.B) []image.Image {
+func committedPhotos(b testing.TB) []image.Image {
 	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
 	if len(paths) == 0 {
 		b.Fatal("no committed photos")
