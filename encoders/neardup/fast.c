@@ -654,14 +654,20 @@ void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned
 }
 
 // The luminance of encoders/pdq (pdq.Luma) for packed RGB rows and Y'CbCr
-// rows: float32(R[r] + G[g] + B[b]) where pdq's tables hold R[v] =
-// 0.299*v, G[v] = 0.587*v, B[v] = 0.114*v in float64: the products are
-// computed here instead of looked up (the same roundings), which
-// vectorises. Y'CbCr pixels are converted by color.YCbCrToRGB's
-// fixed-point arithmetic, its clamp written without branches.
+// rows. pdq computes float32(R[r] + G[g] + B[b]) from float64 tables R[v]
+// = 0.299*v, G[v] = 0.587*v, B[v] = 0.114*v: the float64 sum is within
+// 1e-15 (relative) of n/1000, n = 299r + 587g + 114b, and n/1000 is never
+// that close to a point halfway between two float32s (it is at least
+// 4e-10, relative, away: such a point is an odd multiple of a power of
+// two, n/1000 is not), so the float32 is n/1000 correctly rounded: the
+// float32 division of the integer n (exact in float32) by 1000. That is
+// what is computed here, in integers and one division; TestFastLuma-
+// Exhaustive checks every triple. Y'CbCr pixels are converted by
+// color.YCbCrToRGB's fixed-point arithmetic, its clamp written without
+// branches.
 
 INLINE float luma8(int32_t r, int32_t g, int32_t b) {
-	return (float)(0.299 * (double)r + 0.587 * (double)g + 0.114 * (double)b);
+	return (float)(299 * r + 587 * g + 114 * b) / 1000.0f;
 }
 
 INLINE void luma_rgb_body(const unsigned char *restrict row, int n, float *restrict dst) {
