@@ -24,7 +24,6 @@ type fastScratch struct {
 	pad  []float32
 	dogs []float32
 	cand []int32
-	buf  []float32
 }
 
 func grow[T any](s *[]T, n int) []T {

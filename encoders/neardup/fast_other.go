@@ -29,16 +29,12 @@ func windowC(bool, *plane, float64, float64, float64, float64, float64, float64,
 	panic("neardup: no C kernels")
 }
 
-func coeffsC(bool, []float32, *[hashFreqs][hashFreqs]float32) { panic("neardup: no C kernels") }
-
-func resampleC(bool, []float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
-	panic("neardup: no C kernels")
-}
-
-func canonSumsC([]float32) (float64, float64, float64) { panic("neardup: no C kernels") }
-
 func coeffHashC(*[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
 	panic("neardup: no C kernels")
 }
 
 func lumaC(_ bool, _ image.Image, dst []float32) ([]float32, bool) { return dst, false }
+
+func resampleC(bool, []float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
+	panic("neardup: no C kernels")
+}

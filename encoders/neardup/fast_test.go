@@ -1,3 +1,5 @@
+//go:build cgo && amd64
+
 package neardup
 
 import (
@@ -13,13 +15,6 @@ import (
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
 )
-
-func needFast(t *testing.T) {
-	t.Helper()
-	if !haveFast {
-		t.Skip("C kernels not built in (needs cgo on amd64)")
-	}
-}
 
 // avx2Modes are the builds of the C kernels this CPU runs: the baseline
 // one, and the AVX2 one where the CPU has it.
@@ -59,7 +54,6 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 var kernelSizes = [][2]int{{1, 1}, {2, 3}, {5, 4}, {16, 16}, {17, 31}, {31, 17}, {33, 200}, {192, 144}, {191, 127}, {7, 192}}
 
 func TestFastBlurMatchesGo(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, avx2 := range avx2Modes() {
 		fs := fastScratch{avx2: avx2}
@@ -77,7 +71,6 @@ func TestFastBlurMatchesGo(t *testing.T) {
 }
 
 func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, avx2 := range avx2Modes() {
 		fs := fastScratch{avx2: avx2}
@@ -132,7 +125,6 @@ func TestFastScaleSpaceAndDetectMatchGo(t *testing.T) {
 }
 
 func TestFastWindowSampleMatchesGo(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, avx2 := range avx2Modes() {
 		fs := fastScratch{avx2: avx2}
@@ -192,7 +184,6 @@ func TestFastWindowSampleMatchesGo(t *testing.T) {
 // grids and coefficients (with ties and zeros of both signs), every
 // variant.
 func TestFastHashMatchesGo(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(9, 10))
 	for trial := range 300 {
 		buf := randPlane(r, winSize, winSize, []int{0, 2, 7}[trial%3]).p
@@ -228,7 +219,6 @@ func TestFastHashMatchesGo(t *testing.T) {
 }
 
 func TestFastResampleMatchesGo(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, avx2 := range avx2Modes() {
 		fs := fastScratch{avx2: avx2}
@@ -267,7 +257,6 @@ func fastTestImages(t *testing.T) map[string]image.Image {
 // TestFastWindowsMatchGo: Windows, Signatures and Query give the same
 // results, bit for bit, with the C kernels as with the Go code.
 func TestFastWindowsMatchGo(t *testing.T) {
-	needFast(t)
 	fast := NewHasher(Options{PDQMaxSide: -1})
 	base := NewHasher(Options{PDQMaxSide: -1})
 	base.fs.avx2 = false // the C kernels' baseline build
@@ -346,7 +335,6 @@ func toPackedRGB(img image.Image) *packedRGB {
 // offsets too, chroma at its extremes); images it does not handle are
 // left to pdq.Luma.
 func TestFastLumaMatchesPDQ(t *testing.T) {
-	needFast(t)
 	r := rand.New(rand.NewPCG(11, 12))
 	var imgs []image.Image
 	for _, ratio := range []image.YCbCrSubsampleRatio{image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420, image.YCbCrSubsampleRatio440} {
@@ -412,7 +400,6 @@ func randRGBA(r *rand.Rand, w, h int) *image.RGBA {
 // TestFastLumaExhaustive: every RGB triple and every Y'CbCr triple (4:4:4)
 // converts as pdq.Luma converts it.
 func TestFastLumaExhaustive(t *testing.T) {
-	needFast(t)
 	rgb := &packedRGB{w: 4096, h: 4096, stride: 3 * 4096, pix: make([]byte, 3*4096*4096)}
 	ycc := image.NewYCbCr(image.Rect(0, 0, 4096, 4096), image.YCbCrSubsampleRatio444)
 	for i := range 1 << 24 {
