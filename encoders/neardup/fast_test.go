@@ -5,7 +5,6 @@ package neardup
 import (
 	"fmt"
 	"image"
-	"image/color"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -299,35 +298,6 @@ func mustWindows(t *testing.T, h *Hasher, img image.Image) []RegionHash {
 		t.Fatal(err)
 	}
 	return ws
-}
-
-// packedRGB is an image of packed 8-bit RGB rows (pdq.RGBRower), as
-// encoders/imageprep's RGBImage.
-type packedRGB struct {
-	w, h   int
-	stride int
-	pix    []byte
-}
-
-func (m *packedRGB) ColorModel() color.Model { return color.RGBAModel }
-func (m *packedRGB) Bounds() image.Rectangle { return image.Rect(0, 0, m.w, m.h) }
-func (m *packedRGB) At(x, y int) color.Color {
-	p := m.pix[y*m.stride+3*x:]
-	return color.RGBA{p[0], p[1], p[2], 0xff}
-}
-func (m *packedRGB) RowRGB(y int) []byte { return m.pix[y*m.stride : y*m.stride+3*m.w] }
-
-func toPackedRGB(img image.Image) *packedRGB {
-	b := img.Bounds()
-	m := &packedRGB{w: b.Dx(), h: b.Dy(), stride: 3*b.Dx() + 5}
-	m.pix = make([]byte, m.stride*m.h)
-	for y := range m.h {
-		for x := range m.w {
-			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
-			copy(m.pix[y*m.stride+3*x:], []byte{byte(r >> 8), byte(g >> 8), byte(bl >> 8)})
-		}
-	}
-	return m
 }
 
 // TestFastLumaMatchesPDQ: the C luminance is pdq.Luma's, bit for bit, for
