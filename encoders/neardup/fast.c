@@ -143,20 +143,25 @@ INLINE void dog_body(const float *restrict lv, long n, int ndog, float *restrict
 // mark_body sets m[x] for the pixels x0..x1-1 of a row of DoG level d1
 // that pass detect's first tests: |v| >= thr (thr is the least float32 at
 // or above minResp) and no neighbour in the level's 3x3 block above a
-// positive v, none below a negative one. The levels below and above are
-// checked for the few that pass (full_check).
-INLINE void mark_body(const float *restrict d1, int w, int x0, int x1, float thr, unsigned char *restrict m) {
+// positive v, none below a negative one (no neighbour above v is the
+// largest not above v: the values are finite). The levels below and above
+// are checked for the few that pass (full_check).
+INLINE void mark_body(const float *restrict d1, int w, int x0, int x1, float thr, int32_t *restrict m) {
+#define ND_MX(a, b) ((a) > (b) ? (a) : (b))
+#define ND_MN(a, b) ((a) < (b) ? (a) : (b))
 	for (int x = x0; x < x1; x++) {
-		float v = d1[x];
 		const float *p = d1;
-		int gt = (p[x - w - 1] > v) | (p[x - w] > v) | (p[x - w + 1] > v) | (p[x - 1] > v) |
-			(p[x + 1] > v) | (p[x + w - 1] > v) | (p[x + w] > v) | (p[x + w + 1] > v);
-		int lt = (p[x - w - 1] < v) | (p[x - w] < v) | (p[x - w + 1] < v) | (p[x - 1] < v) |
-			(p[x + 1] < v) | (p[x + w - 1] < v) | (p[x + w] < v) | (p[x + w + 1] < v);
+		float v = p[x];
+		float n0 = p[x - w - 1], n1 = p[x - w], n2 = p[x - w + 1], n3 = p[x - 1], n4 = p[x + 1],
+		      n5 = p[x + w - 1], n6 = p[x + w], n7 = p[x + w + 1];
+		float mx = ND_MX(ND_MX(ND_MX(n0, n1), ND_MX(n2, n3)), ND_MX(ND_MX(n4, n5), ND_MX(n6, n7)));
+		float mn = ND_MN(ND_MN(ND_MN(n0, n1), ND_MN(n2, n3)), ND_MN(ND_MN(n4, n5), ND_MN(n6, n7)));
 		int big = fabsf(v) >= thr;
 		int pos = v > 0;
-		m[x] = (unsigned char)(big & ((pos & !gt) | (!pos & !lt)));
+		m[x] = big & ((pos & (mx <= v)) | (!pos & (mn >= v)));
 	}
+#undef ND_MX
+#undef ND_MN
 }
 
 // full_check is the rest of extremum for pixel x of a marked row: the
@@ -193,19 +198,17 @@ INLINE long scan_body(const float *levels, int w, int h, int bd, float thr, floa
 	if (bd >= w - bd) {
 		return 0;
 	}
-	unsigned char m[w + 8];
+	int32_t m[w + 8];
 	long c = 0;
 	for (int s = 1; s < 4; s++) {
 		const float *d0 = dogs + (s - 1) * n, *d1 = dogs + s * n, *d2 = dogs + (s + 1) * n;
 		for (int y = bd; y < h - bd; y++) {
 			long r = (long)y * w;
 			mark_body(d1 + r, w, bd, w - bd, thr, m);
-			memset(m + w - bd, 0, (size_t)bd + 8);
+			memset(m + w - bd, 0, ((size_t)bd + 8) * sizeof m[0]);
 			// Most pixels are not marked: skip them eight at a time.
 			for (int x0 = bd; x0 < w - bd; x0 += 8) {
-				uint64_t word;
-				memcpy(&word, m + x0, 8);
-				if (word == 0) {
+				if ((m[x0] | m[x0 + 1] | m[x0 + 2] | m[x0 + 3] | m[x0 + 4] | m[x0 + 5] | m[x0 + 6] | m[x0 + 7]) == 0) {
 					continue;
 				}
 				for (int x = x0; x < x0 + 8 && x < w - bd; x++) {
