@@ -601,7 +601,7 @@ static void canon_sums(const float *buf, double mean, double *out) {
 // kth_key returns the k-th smallest (0-based) of the n order keys (see
 // nd_hash), built bit by bit: the largest key with at most k keys below
 // it. Branch-free counting; the same value as any selection.
-static int32_t kth_key(const int32_t *keys, int n, int k) {
+INLINE int32_t kth_key(const int32_t *keys, int n, int k) {
 	uint32_t ans = 0; // biased: ans ^ 0x80000000 is the signed key
 	for (int bit = 31; bit >= 0; bit--) {
 		uint32_t cand = ans | (1u << bit);
@@ -620,7 +620,7 @@ static int32_t kth_key(const int32_t *keys, int n, int k) {
 // nd_hash is coeffHash: variant (transpose, negRows, negCols) of the
 // FREQS x FREQS coefficients c thresholded at their median into h (32
 // bytes, PDQ's bit order).
-void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h) {
+INLINE void hash_body(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h) {
 	float v[FREQS * FREQS];
 	for (int i = 0; i < FREQS; i++) {
 		for (int j = 0; j < FREQS; j++) {
@@ -648,12 +648,34 @@ void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned
 	mk = mk < 0 ? mk ^ 0x7fffffff : mk;
 	float med;
 	memcpy(&med, &mk, 4);
-	memset(h, 0, 32);
-	for (int k = 0; k < FREQS * FREQS; k++) {
-		if (v[k] > med) {
-			h[31 - (k >> 3)] |= (unsigned char)(1 << (k & 7));
+	for (int b = 0; b < 32; b++) {
+		unsigned byte = 0;
+		for (int k = 0; k < 8; k++) {
+			byte |= (unsigned)(v[8 * b + k] > med) << k;
 		}
+		h[31 - b] = (unsigned char)byte;
 	}
+}
+
+#ifdef ND_AVX2
+__attribute__((target("avx2"))) static void hash_avx2(const float *c, int transpose, int neg_rows, int neg_cols,
+	unsigned char *h) {
+	hash_body(c, transpose, neg_rows, neg_cols, h);
+}
+#endif
+static void hash_base(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h) {
+	hash_body(c, transpose, neg_rows, neg_cols, h);
+}
+
+void nd_hash(int avx2, const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h) {
+#ifdef ND_AVX2
+	if (avx2) {
+		hash_avx2(c, transpose, neg_rows, neg_cols, h);
+		return;
+	}
+#endif
+	(void)avx2;
+	hash_base(c, transpose, neg_rows, neg_cols, h);
 }
 
 // The luminance of encoders/pdq (pdq.Luma) for packed RGB rows and Y'CbCr

@@ -19,7 +19,7 @@ void nd_resample(int avx2, const float *src, int w, int h, int dw, int dh, const
 
 void nd_canon(const float *buf, double *out);
 
-void nd_hash(const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h);
+void nd_hash(int avx2, const float *c, int transpose, int neg_rows, int neg_cols, unsigned char *h);
 
 void nd_luma_rgb(int avx2, const unsigned char *row, int n, float *dst);
 

@@ -111,10 +111,10 @@ func canonSumsC(buf []float32) (sx, sy, dev float64) {
 }
 
 // coeffHashC is coeffHash.
-func coeffHashC(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
+func coeffHashC(avx2 bool, c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 	op := variantOps[d]
 	var h pdq.Hash
-	C.nd_hash((*C.float)(unsafe.Pointer(&c[0][0])), cint(op.transpose), cint(op.negRows), cint(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
+	C.nd_hash(cint(avx2), (*C.float)(unsafe.Pointer(&c[0][0])), cint(op.transpose), cint(op.negRows), cint(op.negCols), (*C.uchar)(unsafe.Pointer(&h[0])))
 	return h
 }
 

@@ -29,7 +29,7 @@ func windowC(bool, *plane, float64, float64, float64, float64, float64, float64,
 	panic("neardup: no C kernels")
 }
 
-func coeffHashC(*[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
+func coeffHashC(bool, *[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
 	panic("neardup: no C kernels")
 }
 

@@ -209,9 +209,11 @@ func TestFastHashMatchesGo(t *testing.T) {
 				}
 			}
 		}
-		for d := range pdq.Dihedral(8) {
-			if got, want := coeffHashC(&c, d), coeffHash(&c, d); got != want {
-				t.Fatalf("trial %d variant %v: hash %x, want %x", trial, d, got, want)
+		for _, avx2 := range avx2Modes() {
+			for d := range pdq.Dihedral(8) {
+				if got, want := coeffHashC(avx2, &c, d), coeffHash(&c, d); got != want {
+					t.Fatalf("trial %d avx2 %v variant %v: hash %x, want %x", trial, avx2, d, got, want)
+				}
 			}
 		}
 	}

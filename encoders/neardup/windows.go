@@ -263,7 +263,7 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 			w := window{cx: cx, cy: cy, side: side, angle: angle, quality: q}
 			for _, v := range vs {
 				if fast {
-					w.hashes = append(w.hashes, coeffHashC(&coeffs, v))
+					w.hashes = append(w.hashes, coeffHashC(avx2, &coeffs, v))
 				} else {
 					w.hashes = append(w.hashes, coeffHash(&coeffs, v))
 				}
