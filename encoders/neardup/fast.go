@@ -4,13 +4,13 @@ import (
 	"math"
 )
 
-// The window pipeline's hot loops (the blur of the scale space, the DoG
-// extremum scan, window sampling, quality and DCT, the area resampling)
-// have a C implementation in fast.c, built with cgo on amd64: the same
-// float32 and float64 operations in the same order, so the windows are bit
-// for bit those of the Go code, which stays the reference (and the code
-// that runs elsewhere). The fast path also keeps its scale-space buffers
-// on the Hasher between images.
+// The window pipeline's hot loops (the luminance, the area resampling, the
+// blur of the scale space, the DoG extremum scan, window sampling, quality,
+// DCT and hash) have a C implementation in fast.c, built with cgo on
+// amd64: the same float32 and float64 operations in the same order, so
+// the windows are bit for bit those of the Go code, which stays the
+// reference (and the code that runs elsewhere); fast_test.go compares
+// them. The fast path also keeps its buffers on the Hasher between images.
 
 // The C scan hardcodes an octave of six levels (five DoG planes, extrema
 // on the middle three).

@@ -70,7 +70,8 @@ func windowC(avx2 bool, src *plane, cx, cy, half, step, ux, uy, vx, vy, sc float
 	return int(q), q >= 0
 }
 
-// coeffsC is winCoeffs.
+// coeffsC is winCoeffs (windowC computes the same; the tests call this
+// one on its own).
 func coeffsC(avx2 bool, g []float32, out *[hashFreqs][hashFreqs]float32) {
 	_ = g[winSize*winSize-1]
 	C.nd_coeffs(cint(avx2), fptr(g), (*C.float)(unsafe.Pointer(&winDCT[0][0])), (*C.float)(unsafe.Pointer(&winDCTT[0][0])), (*C.float)(unsafe.Pointer(&out[0][0])))
@@ -102,7 +103,8 @@ func resampleC(avx2 bool, src []float32, w, h, dw, dh int, yw, xw flatWeights, t
 		C.int(maxn), fptr(wv), iptr(iv), fptr(tmp), fptr(dst))
 }
 
-// canonSumsC is canonSums.
+// canonSumsC is canonSums (windowC computes the same; the tests call this
+// one on its own).
 func canonSumsC(buf []float32) (sx, sy, dev float64) {
 	_ = buf[winSize*winSize-1]
 	var out [3]float64
