@@ -92,36 +92,54 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 					if !extremum(v, i, w, d0, d1, d2) {
 						continue
 					}
-					// Quadratic fit in x and y for a sub-pixel position.
-					dx := float64(d1[i+1]-d1[i-1]) / 2
-					dy := float64(d1[i+w]-d1[i-w]) / 2
-					dxx := float64(d1[i+1] + d1[i-1] - 2*v)
-					dyy := float64(d1[i+w] + d1[i-w] - 2*v)
-					dxy := float64(d1[i+w+1]-d1[i+w-1]-d1[i-w+1]+d1[i-w-1]) / 4
-					det := dxx*dyy - dxy*dxy
-					if det <= 0 {
-						continue
+					if k, ok := fitKeypoint(d1, i, w, x, y, sc, ss.sigmas[o][s]); ok {
+						kps = append(kps, k)
 					}
-					tr := dxx + dyy
-					if tr*tr/det >= (10.0+1)*(10.0+1)/10 {
-						continue // an edge, not a blob
-					}
-					ox := -(dyy*dx - dxy*dy) / det
-					oy := -(dxx*dy - dxy*dx) / det
-					if math.Abs(ox) > 0.6 || math.Abs(oy) > 0.6 {
-						continue
-					}
-					resp := math.Abs(float64(v) + 0.5*(dx*ox+dy*oy))
-					kps = append(kps, keypoint{
-						x:     (float64(x) + 0.5 + ox) * sc,
-						y:     (float64(y) + 0.5 + oy) * sc,
-						sigma: ss.sigmas[o][s],
-						resp:  resp,
-					})
 				}
 			}
 		}
 	}
+	return pickKeypoints(kps, n, ss.width, ss.height)
+}
+
+// fitKeypoint fits a quadratic in x and y around the extremum at index i
+// (column x, row y) of the DoG plane d1 of an octave of scale sc, whose
+// level has the given sigma: false when it is an edge, not a blob, or its
+// offset is too large.
+func fitKeypoint(d1 []float32, i, w, x, y int, sc, sigma float64) (keypoint, bool) {
+	v := d1[i]
+	// Quadratic fit in x and y for a sub-pixel position.
+	dx := float64(d1[i+1]-d1[i-1]) / 2
+	dy := float64(d1[i+w]-d1[i-w]) / 2
+	dxx := float64(d1[i+1] + d1[i-1] - 2*v)
+	dyy := float64(d1[i+w] + d1[i-w] - 2*v)
+	dxy := float64(d1[i+w+1]-d1[i+w-1]-d1[i-w+1]+d1[i-w-1]) / 4
+	det := dxx*dyy - dxy*dxy
+	if det <= 0 {
+		return keypoint{}, false
+	}
+	tr := dxx + dyy
+	if tr*tr/det >= (10.0+1)*(10.0+1)/10 {
+		return keypoint{}, false // an edge, not a blob
+	}
+	ox := -(dyy*dx - dxy*dy) / det
+	oy := -(dxx*dy - dxy*dx) / det
+	if math.Abs(ox) > 0.6 || math.Abs(oy) > 0.6 {
+		return keypoint{}, false
+	}
+	resp := math.Abs(float64(v) + 0.5*(dx*ox+dy*oy))
+	return keypoint{
+		x:     (float64(x) + 0.5 + ox) * sc,
+		y:     (float64(y) + 0.5 + oy) * sc,
+		sigma: sigma,
+		resp:  resp,
+	}, true
+}
+
+// pickKeypoints orders kps strongest first, drops the weaker of blobs that
+// sit on top of each other and spreads the rest (spread) over a width x
+// height plane, at most n.
+func pickKeypoints(kps []keypoint, n int, width, height float64) []keypoint {
 	slices.SortFunc(kps, func(a, b keypoint) int {
 		switch {
 		case a.resp > b.resp:
@@ -148,7 +166,7 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 			}
 		}
 	}
-	return spread(uniq, n, ss.width, ss.height)
+	return spread(uniq, n, width, height)
 }
 
 // spread picks n of kps (strongest first): first the strongest perCell of

@@ -129,11 +129,15 @@ type Hasher struct {
 	opts Options
 	pdq  pdq.Hasher
 	luma []float32
+	// goKernels runs the Go code of the window pipeline even where the C
+	// kernels are built in (they compute the same bits; tests compare).
+	goKernels bool
+	fs        fastScratch
 }
 
 // NewHasher returns a Hasher with opts.
 func NewHasher(opts Options) *Hasher {
-	return &Hasher{opts: opts, pdq: pdq.Hasher{MaxSide: opts.PDQMaxSide}}
+	return &Hasher{opts: opts, pdq: pdq.Hasher{MaxSide: opts.PDQMaxSide}, fs: fastScratch{avx2: cpuAVX2}}
 }
 
 func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
@@ -145,6 +149,12 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 	if w < MinSide || hh < MinSide {
 		return nil, 0, 0, fmt.Errorf("%w: %dx%d (each side must be at least %d)", ErrTooSmall, w, hh, MinSide)
 	}
+	if h.useFast() {
+		if l, ok := lumaC(h.fs.avx2, img, h.luma); ok {
+			h.luma = l
+			return l, w, hh, nil
+		}
+	}
 	var l []float32
 	l, w, hh = pdq.Luma(img, h.luma)
 	h.luma = l
@@ -155,13 +165,13 @@ func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
 const workSide = 192
 
 // workPlane resamples the rectangle r of a luma plane to the working size.
-func workPlane(luma []float32, w, h int, r image.Rectangle) *plane {
-	return workPlaneSized(luma, w, h, r, workSide)
+func (h *Hasher) workPlane(luma []float32, w, hh int, r image.Rectangle) *plane {
+	return h.workPlaneSized(luma, w, hh, r, workSide)
 }
 
 // workPlaneSized resamples the rectangle r of a luma plane so that its
 // longer side is side pixels.
-func workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plane {
+func (hs *Hasher) workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plane {
 	fs := float64(side)
 	src, sw, sh := luma, w, h
 	if r != image.Rect(0, 0, w, h) {
@@ -173,6 +183,9 @@ func workPlaneSized(luma []float32, w, h int, r image.Rectangle, side int) *plan
 		dh = max(int(math.Round(float64(sh)*fs/float64(sw))), 1)
 	} else {
 		dw = max(int(math.Round(float64(sw)*fs/float64(sh))), 1)
+	}
+	if hs.useFast() {
+		return hs.fs.resample(src, sw, sh, dw, dh)
 	}
 	return resampleArea(src, sw, sh, dw, dh)
 }
@@ -188,7 +201,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 	}
 	whole, q := h.pdq.DihedralPlane(luma, w, hh)
 	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
-	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
@@ -211,10 +224,16 @@ const (
 
 // windows returns the windows of plane p, strongest pairs first.
 func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin float64, limit int, central bool) []window {
-	ss := buildScaleSpace(p, 3)
 	long := float64(max(p.w, p.h))
-	kps := ss.detect(nKeypoints, 4, 0.002*planeStd(p)+1e-3)
-	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central)
+	minResp := 0.002*planeStd(p) + 1e-3
+	if h.useFast() {
+		ss := h.fs.buildScaleSpace(p, 3)
+		kps := h.fs.detect(ss, nKeypoints, 4, minResp)
+		return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, true, h.fs.avx2)
+	}
+	ss := buildScaleSpace(p, 3)
+	kps := ss.detect(nKeypoints, 4, minResp)
+	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, false, false)
 }
 
 func planeStd(p *plane) float64 {

@@ -119,22 +119,9 @@ func (g *plane) crop(x0, y0, x1, y1 int) *plane {
 // scratch, when not nil, is a buffer reused between calls (grown when
 // short).
 func gaussBlurBuf(g *plane, sigma float64, scratch *[]float32) *plane {
-	rad := int(math.Ceil(2 * sigma))
-	if rad < 1 || g.w <= 2*rad || g.h <= 2*rad {
-		if rad < 1 {
-			return &plane{w: g.w, h: g.h, p: append([]float32(nil), g.p...)}
-		}
-		rad = min(rad, (min(g.w, g.h)-1)/2)
-	}
-	k := make([]float32, 2*rad+1)
-	var sum float32
-	for i := range k {
-		d := float64(i - rad)
-		k[i] = float32(math.Exp(-d * d / (2 * sigma * sigma)))
-		sum += k[i]
-	}
-	for i := range k {
-		k[i] /= sum
+	k, rad := blurKernel(sigma, g.w, g.h)
+	if k == nil {
+		return &plane{w: g.w, h: g.h, p: append([]float32(nil), g.p...)}
 	}
 	w, h := g.w, g.h
 	// The kernel is symmetric: each pass adds the two inputs at the same
@@ -190,6 +177,30 @@ func gaussBlurBuf(g *plane, sigma float64, scratch *[]float32) *plane {
 		}
 	}
 	return dst
+}
+
+// blurKernel is the normalised kernel (2*rad+1 taps) of a Gaussian of the
+// given sigma for a w x h plane: radius ceil(2 sigma), shrunk to fit the
+// plane; nil when the blur is the identity (radius under 1).
+func blurKernel(sigma float64, w, h int) ([]float32, int) {
+	rad := int(math.Ceil(2 * sigma))
+	if rad < 1 || w <= 2*rad || h <= 2*rad {
+		if rad < 1 {
+			return nil, 0
+		}
+		rad = min(rad, (min(w, h)-1)/2)
+	}
+	k := make([]float32, 2*rad+1)
+	var sum float32
+	for i := range k {
+		d := float64(i - rad)
+		k[i] = float32(math.Exp(-d * d / (2 * sigma * sigma)))
+		sum += k[i]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	return k, rad
 }
 
 // downsample2 halves a plane by 2x2 means (odd edges dropped).

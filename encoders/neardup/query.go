@@ -79,7 +79,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 			sizes = append(sizes, int(math.Round(cropScale*workSide)))
 		}
 		for pi, size := range sizes {
-			p := workPlaneSized(luma, w, hh, r, size)
+			p := h.workPlaneSized(luma, w, hh, r, size)
 			limit := maxQueryWins
 			if h.opts.QueryWindows > 0 {
 				limit = h.opts.QueryWindows

@@ -19,7 +19,7 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	var out []RegionHash
 	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})

@@ -24,10 +24,18 @@ type window struct {
 	quality  int
 }
 
-// sampleWindow fills buf (winSize x winSize) with the plane's values over
-// the window, from the level of ss blurred just enough for the sampling
-// step.
-func sampleWindow(ss *scaleSpace, p *plane, cx, cy, side, angle float64, buf []float32) bool {
+// winFrame is where a window's grid points lie: on src (a level of the
+// scale space, sc plane pixels a pixel), at cx, cy + a*(ux, uy) + b*(vx,
+// vy) for a, b = (i+0.5)*step - half.
+type winFrame struct {
+	src                                    *plane
+	cx, cy, half, step, ux, uy, vx, vy, sc float64
+}
+
+// frameOf is the frame of the window centred on cx, cy with the given side
+// and angle, sampled from the level of ss blurred just enough for the
+// sampling step; false when a corner leaves the plane.
+func frameOf(ss *scaleSpace, p *plane, cx, cy, side, angle float64) (winFrame, bool) {
 	step := side / winSize
 	src, sc := p, 1.0
 	want := 0.5 * step
@@ -46,16 +54,27 @@ func sampleWindow(ss *scaleSpace, p *plane, cx, cy, side, angle float64, buf []f
 		x := cx + c[0]*half*ux + c[1]*half*vx
 		y := cy + c[0]*half*uy + c[1]*half*vy
 		if x < 0 || y < 0 || x > float64(p.w) || y > float64(p.h) {
-			return false
+			return winFrame{}, false
 		}
 	}
+	return winFrame{src: src, cx: cx, cy: cy, half: half, step: step, ux: ux, uy: uy, vx: vx, vy: vy, sc: sc}, true
+}
+
+// sampleWindow fills buf (winSize x winSize) with the plane's values over
+// the window, from the level of ss blurred just enough for the sampling
+// step.
+func sampleWindow(ss *scaleSpace, p *plane, cx, cy, side, angle float64, buf []float32) bool {
+	f, ok := frameOf(ss, p, cx, cy, side, angle)
+	if !ok {
+		return false
+	}
 	for j := range winSize {
-		b := (float64(j)+0.5)*step - half
+		b := (float64(j)+0.5)*f.step - f.half
 		for i := range winSize {
-			a := (float64(i)+0.5)*step - half
-			x := cx + a*ux + b*vx
-			y := cy + a*uy + b*vy
-			buf[j*winSize+i] = src.sample(x/sc, y/sc)
+			a := (float64(i)+0.5)*f.step - f.half
+			x := f.cx + a*f.ux + b*f.vx
+			y := f.cy + a*f.uy + b*f.vy
+			buf[j*winSize+i] = f.src.sample(x/f.sc, y/f.sc)
 		}
 	}
 	return true
@@ -69,12 +88,19 @@ func sampleWindow(ss *scaleSpace, p *plane, cx, cy, side, angle float64, buf []f
 // choice was within margin (a fraction of the window's mean absolute
 // deviation).
 func canonical(buf []float32, margin float64) []pdq.Dihedral {
+	sx, sy, dev := canonSums(buf)
+	return canonicalOf(sx, sy, dev, margin)
+}
+
+// canonSums is canonical's sums: of the deviations from the mean, the
+// right half's minus the left's (sx) and the lower half's minus the
+// upper's (sy), and of their absolute values (dev).
+func canonSums(buf []float32) (sx, sy, dev float64) {
 	var mean float64
 	for _, v := range buf {
 		mean += float64(v)
 	}
 	mean /= float64(len(buf))
-	var sx, sy, dev float64
 	for j := range winSize {
 		for i := range winSize {
 			v := float64(buf[j*winSize+i]) - mean
@@ -91,6 +117,11 @@ func canonical(buf []float32, margin float64) []pdq.Dihedral {
 			}
 		}
 	}
+	return sx, sy, dev
+}
+
+// canonicalOf is canonical from its sums.
+func canonicalOf(sx, sy, dev, margin float64) []pdq.Dihedral {
 	pick := func(x, y bool) pdq.Dihedral { // x: right half brighter, y: lower half brighter
 		switch {
 		case x && y:
@@ -124,7 +155,9 @@ func canonical(buf []float32, margin float64) []pdq.Dihedral {
 // lies in [minD, maxD] (plane pixels), side = sideK times the distance,
 // skipping windows that leave the plane or whose quality is under
 // minQuality. margin > 0 asks for the runner-up variants of close calls.
-func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central bool) []window {
+// fast runs the C kernels (fast.c), the same bits as the Go code (avx2:
+// their AVX2 builds).
+func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central, fast, avx2 bool) []window {
 	buf := make([]float32, winSize*winSize)
 	type pair struct {
 		a, b keypoint
@@ -146,17 +179,45 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 			pairs = append(pairs, pair{a, b, rank})
 		}
 	}
-	slices.SortStableFunc(pairs, func(x, y pair) int {
-		switch {
-		case x.rank < y.rank:
-			return -1
-		case x.rank > y.rank:
-			return 1
+	if fast && !slices.ContainsFunc(pairs, func(x pair) bool { return math.IsNaN(x.rank) }) {
+		// The stable sort's order, found faster: by rank, then by position,
+		// sorting small keys.
+		type key struct {
+			rank float64
+			i    int
 		}
-		return 0
-	})
+		keys := make([]key, len(pairs))
+		for i, pr := range pairs {
+			keys[i] = key{pr.rank, i}
+		}
+		slices.SortFunc(keys, func(x, y key) int {
+			switch {
+			case x.rank < y.rank:
+				return -1
+			case x.rank > y.rank:
+				return 1
+			}
+			return x.i - y.i
+		})
+		sorted := make([]pair, len(pairs))
+		for k, ky := range keys {
+			sorted[k] = pairs[ky.i]
+		}
+		pairs = sorted
+	} else {
+		slices.SortStableFunc(pairs, func(x, y pair) int {
+			switch {
+			case x.rank < y.rank:
+				return -1
+			case x.rank > y.rank:
+				return 1
+			}
+			return 0
+		})
+	}
 	var out []window
 	var coeffs [hashFreqs][hashFreqs]float32
+	var canon [3]float64
 	for _, pr := range pairs {
 		if len(out) >= limit {
 			break
@@ -171,21 +232,41 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 			cx, cy := (a.x+b.x)/2, (a.y+b.y)/2
 			angle := math.Atan2(dy, dx)
 			side := sideK * d
-			if !sampleWindow(ss, p, cx, cy, side, angle, buf) {
-				continue
+			var q int
+			if fast {
+				f, ok := frameOf(ss, p, cx, cy, side, angle)
+				if !ok {
+					continue
+				}
+				if q, ok = windowC(avx2, f.src, f.cx, f.cy, f.half, f.step, f.ux, f.uy, f.vx, f.vy, f.sc, buf, minQuality, &coeffs, &canon); !ok || q < minQuality {
+					continue
+				}
+			} else {
+				if !sampleWindow(ss, p, cx, cy, side, angle, buf) {
+					continue
+				}
+				var ok bool
+				if q, ok = normQuality(buf); !ok || q < minQuality {
+					continue
+				}
+				winCoeffs(buf, &coeffs)
 			}
-			q, ok := normQuality(buf)
-			if !ok || q < minQuality {
-				continue
+			var vs []pdq.Dihedral
+			if fast {
+				vs = canonicalOf(canon[0], canon[1], canon[2], margin)
+			} else {
+				vs = canonical(buf, margin)
 			}
-			winCoeffs(buf, &coeffs)
-			vs := canonical(buf, margin)
 			if margin <= 0 {
 				vs = vs[:1]
 			}
 			w := window{cx: cx, cy: cy, side: side, angle: angle, quality: q}
 			for _, v := range vs {
-				w.hashes = append(w.hashes, coeffHash(&coeffs, v))
+				if fast {
+					w.hashes = append(w.hashes, coeffHashC(avx2, &coeffs, v))
+				} else {
+					w.hashes = append(w.hashes, coeffHash(&coeffs, v))
+				}
 				w.variants = append(w.variants, v)
 			}
 			out = append(out, w)
