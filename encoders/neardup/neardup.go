@@ -100,7 +100,7 @@ const (
 	MinSide   = 16
 	MaxPixels = pdq.MaxPixels
 	// MaxWindows bounds the windows of one indexed image.
-	MaxWindows = 32
+	MaxWindows = 48
 	// WhiteDistance is the whole-image match bound (PDQ's usual 31).
 	WholeDistance = 31
 	// WindowDistance is the window match bound.

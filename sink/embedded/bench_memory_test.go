@@ -52,7 +52,7 @@ func procStatus() map[string]int64 {
 // 64-bit code. It then reopens the index (what `xmodal run` does on start)
 // and reports the Go heap per record, the process RSS split into anonymous
 // memory and mapped file pages (the bbolt file; RssFile), against the raw
-// vectors. With XMODAL_BENCH_WINDOWS=1 (image.neardup_windows) each image record also carries 32 near-duplicate
+// vectors. With XMODAL_BENCH_WINDOWS=1 (image.neardup_windows) each image record also carries MaxWindows (48) near-duplicate
 // windows (random hashes and geometry) and the reopened index has built
 // their tables before it is measured. It prints a table; b.N is ignored.
 func BenchmarkMemoryPerRecord(b *testing.B) {
@@ -174,7 +174,7 @@ func BenchmarkMemoryPerRecord(b *testing.B) {
 
 	raw := int64(n) * int64(dim) * 4
 	mb := func(v int64) string { return fmt.Sprintf("%.1f MB", float64(v)/1e6) }
-	fmt.Printf("\nnear-duplicate windows: %v (32 per image record)", windows)
+	fmt.Printf("\nnear-duplicate windows: %v (%d per image record)", windows, neardup.MaxWindows)
 	fmt.Printf("\n%d records (dim %d), store file %s, filled in %v, loaded in %v\n", n, dim, mb(st.Size()), fill.Round(time.Millisecond), load.Round(time.Millisecond))
 	fmt.Printf("raw vectors                     %s (%d bytes per record)\n", mb(raw), raw/int64(n))
 	fmt.Printf("Go heap in use after load       %s (%d bytes per record; vectors included)\n", mb(int64(ms.HeapInuse)), int64(ms.HeapInuse)/int64(n))
