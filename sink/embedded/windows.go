@@ -188,11 +188,13 @@ func (ix *Index) startWindows() {
 	go ix.win.run(ctx, ix.log.Info)
 }
 
-// stopWindows stops that goroutine and waits for it.
+// stopWindows stops that goroutine. It does not wait: the goroutine
+// touches memory only (never the store), and a table build of millions of
+// windows, which checks for the stop only when it ends, would hold up a
+// graceful shutdown for minutes.
 func (ix *Index) stopWindows() {
 	if ix.win.cancel != nil {
 		ix.win.cancel()
-		<-ix.win.done
 	}
 }
 
