@@ -152,10 +152,14 @@ func TestMatchEventsOnKafka(t *testing.T) {
 		if err := cl.Call(ctx, "banks.sweeps", struct{}{}, &sw); err != nil {
 			return err
 		}
-		if len(sw.Sweeps) != 1 || sw.Sweeps[0].State != "done" {
-			return fmt.Errorf("sweeps %+v", sw.Sweeps)
+		// The text entries added before any post swept an empty index; the
+		// PDQ entry of "late" finds k-img.
+		for _, s := range sw.Sweeps {
+			if s.Bank == "late" && s.State == "done" {
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("sweeps %+v", sw.Sweeps)
 	})
 	checkEvents(t, b, "moderation.events", "k-clean:spam:review:ingest", "k-forbidden:forbidden:block:ingest", "k-img:late:review:sweep", "k-spam:spam:review:ingest")
 }
