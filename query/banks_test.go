@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash/crc32"
 	"image"
 	"image/color"
-	"image/draw"
 	"image/png"
 	"log/slog"
 	"math/rand/v2"
@@ -514,34 +511,15 @@ func TestBankMatchAdversarialImages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	enc := func(img image.Image) []byte {
-		var b bytes.Buffer
-		if err := png.Encode(&b, img); err != nil {
-			t.Fatal(err)
-		}
-		return b.Bytes()
-	}
-	plain := func(w, h int, c color.Color) *image.RGBA {
-		img := image.NewRGBA(image.Rect(0, 0, w, h))
-		draw.Draw(img, img.Bounds(), &image.Uniform{c}, image.Point{}, draw.Src)
-		return img
-	}
-	// All caption band: white with rows of black "letters".
-	band := plain(600, 400, color.White)
-	for y := 40; y < 360; y += 60 {
-		for x := 30; x < 570; x += 24 {
-			draw.Draw(band, image.Rect(x, y, x+14, y+22), &image.Uniform{color.Black}, image.Point{}, draw.Src)
-		}
-	}
 	for _, tc := range []struct {
 		name string
 		img  image.Image
 	}{
-		{"white", plain(640, 480, color.White)}, {"black", plain(300, 300, color.Black)},
-		{"tiny", plain(8, 8, color.RGBA{200, 30, 30, 255})}, {"caption band only", band},
+		{"white", plainImage(640, 480, color.White)}, {"black", plainImage(300, 300, color.Black)},
+		{"tiny", plainImage(8, 8, color.RGBA{200, 30, 30, 255})}, {"caption band only", captionBandImage()},
 	} {
 		var mr query.MatchResponse
-		if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: enc(tc.img)}, &mr); err != nil {
+		if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: pngOf(t, tc.img)}, &mr); err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
@@ -550,11 +528,7 @@ func TestBankMatchAdversarialImages(t *testing.T) {
 		}
 	}
 	// Over the pixel cap (a PNG header claiming 20000 x 20000): 413, not a decode.
-	huge := enc(plain(1, 1, color.White))
-	binary.BigEndian.PutUint32(huge[16:], 20000)
-	binary.BigEndian.PutUint32(huge[20:], 20000)
-	binary.BigEndian.PutUint32(huge[29:], crc32.ChecksumIEEE(huge[12:29])) // the IHDR chunk's CRC
-	err := s.cl.Call(ctx, "match", query.MatchRequest{Image: huge}, nil)
+	err := s.cl.Call(ctx, "match", query.MatchRequest{Image: overPixelCapPNG(t)}, nil)
 	if code := codeOf(err); code != 413 {
 		t.Errorf("an image over the pixel cap: %v, want 413", err)
 	}

@@ -3,12 +3,10 @@ package query_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/draw"
@@ -625,25 +623,7 @@ func TestNearDupFindsCrops(t *testing.T) {
 // image over the pixel cap is refused 413 before any hashing.
 func TestNearDupWindowsAdversarial(t *testing.T) {
 	s := newHashStack(t, false)
-	enc := func(img image.Image) []byte {
-		var b bytes.Buffer
-		if err := png.Encode(&b, img); err != nil {
-			t.Fatal(err)
-		}
-		return b.Bytes()
-	}
-	plain := func(w, h int, c color.Color) *image.RGBA {
-		img := image.NewRGBA(image.Rect(0, 0, w, h))
-		draw.Draw(img, img.Bounds(), &image.Uniform{c}, image.Point{}, draw.Src)
-		return img
-	}
-	band := plain(600, 400, color.White)
-	for y := 40; y < 360; y += 60 {
-		for x := 30; x < 570; x += 24 {
-			draw.Draw(band, image.Rect(x, y, x+14, y+22), &image.Uniform{color.Black}, image.Point{}, draw.Src)
-		}
-	}
-	text := plain(800, 300, color.White)
+	text := plainImage(800, 300, color.White)
 	rng := rand.New(rand.NewPCG(9, 9))
 	for y := 20; y < 280; y += 30 {
 		for x := 20; x < 780; x += 9 + rng.IntN(6) {
@@ -654,10 +634,10 @@ func TestNearDupWindowsAdversarial(t *testing.T) {
 		name string
 		img  image.Image
 	}{
-		{"white", plain(640, 480, color.White)}, {"black", plain(300, 300, color.Black)},
-		{"tiny", plain(8, 8, color.RGBA{200, 30, 30, 255})}, {"caption band only", band}, {"text only", text},
+		{"white", plainImage(640, 480, color.White)}, {"black", plainImage(300, 300, color.Black)},
+		{"tiny", plainImage(8, 8, color.RGBA{200, 30, 30, 255})}, {"caption band only", captionBandImage()}, {"text only", text},
 	} {
-		res, err := s.neardup(t, &query.NearDupRequest{Image: enc(tc.img)})
+		res, err := s.neardup(t, &query.NearDupRequest{Image: pngOf(t, tc.img)})
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -666,11 +646,7 @@ func TestNearDupWindowsAdversarial(t *testing.T) {
 			t.Errorf("%s: matched %+v", tc.name, res.Matches)
 		}
 	}
-	huge := enc(plain(1, 1, color.White))
-	binary.BigEndian.PutUint32(huge[16:], 20000)
-	binary.BigEndian.PutUint32(huge[20:], 20000)
-	binary.BigEndian.PutUint32(huge[29:], crc32.ChecksumIEEE(huge[12:29]))
-	if _, err := s.neardup(t, &query.NearDupRequest{Image: huge}); codeOf(err) != 413 {
+	if _, err := s.neardup(t, &query.NearDupRequest{Image: overPixelCapPNG(t)}); codeOf(err) != 413 {
 		t.Errorf("an image over the pixel cap: %v, want 413", err)
 	}
 }
