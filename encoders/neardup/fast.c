@@ -482,6 +482,19 @@ INLINE void resample_v(const float *restrict src, int w, int dh, const int *ysta
 }
 
 // resample_h is the horizontal pass, one output at a time.
+// resample_dot is one output of the horizontal resampling pass: the
+// weights of output i over its input span, summed in order.
+static inline float resample_dot(const float *row, const float *xw, const int *xstart, const int *xoff, int i) {
+	float s = 0;
+	const float *ws = xw + xoff[i];
+	const float *r = row + xstart[i];
+	int n = xoff[i + 1] - xoff[i];
+	for (int j = 0; j < n; j++) {
+		s += ws[j] * r[j];
+	}
+	return s;
+}
+
 static void resample_h(const float *restrict tmp, int w, int dw, int dh, const int *xstart, const int *xoff,
 	const float *xw, float *restrict dst) {
 	(void)w;
@@ -489,14 +502,7 @@ static void resample_h(const float *restrict tmp, int w, int dw, int dh, const i
 		const float *row = tmp + (long)y * w;
 		float *out = dst + (long)y * dw;
 		for (int i = 0; i < dw; i++) {
-			float s = 0;
-			const float *ws = xw + xoff[i];
-			const float *r = row + xstart[i];
-			int n = xoff[i + 1] - xoff[i];
-			for (int j = 0; j < n; j++) {
-				s += ws[j] * r[j];
-			}
-			out[i] = s;
+			out[i] = resample_dot(row, xw, xstart, xoff, i);
 		}
 	}
 }
@@ -545,14 +551,7 @@ __attribute__((target("avx2"))) static void resample_h_avx2(const float *tmp, in
 			_mm256_storeu_ps(out + b * 8, acc);
 		}
 		for (int i = blocks * 8; i < dw; i++) {
-			float s = 0;
-			const float *ws = xw + xoff[i];
-			const float *r = row + xstart[i];
-			int n = xoff[i + 1] - xoff[i];
-			for (int j = 0; j < n; j++) {
-				s += ws[j] * r[j];
-			}
-			out[i] = s;
+			out[i] = resample_dot(row, xw, xstart, xoff, i);
 		}
 	}
 }
