@@ -31,6 +31,30 @@ type Item struct {
 	Post string
 	At   int64 // creation time, Unix ns
 	Sig  hamming.Code
+	// Canon, when HasCanon, is the image's canonical dihedral hash
+	// (encoders/pdq.HashCanonical): two posts link when any hash of one is
+	// within the threshold of any hash of the other, as the incremental
+	// clusters link them (clusters.PDQLinker), so that mirrored and rotated
+	// copies join their original.
+	Canon    hamming.Code
+	HasCanon bool
+}
+
+// nodes returns the codes the job searches: every item's Sig at its
+// position, then the canonical hashes that differ from their item's Sig,
+// with owner[j] the item of code n+j.
+func nodes(items []Item) (codes []hamming.Code, owner []int32) {
+	codes = make([]hamming.Code, len(items), len(items)+len(items)/2)
+	for i := range items {
+		codes[i] = items[i].Sig
+	}
+	for i := range items {
+		if items[i].HasCanon && items[i].Canon != items[i].Sig {
+			codes = append(codes, items[i].Canon)
+			owner = append(owner, int32(i))
+		}
+	}
+	return codes, owner
 }
 
 // Options of Components.
@@ -89,9 +113,23 @@ func (o *Options) TotalSearches(n int) int64 {
 	return t
 }
 
+// TotalSearchesOf is the number of searches Components runs over items
+// (their hashes and canonical hashes).
+func (o *Options) TotalSearchesOf(items []Item) int64 {
+	n := len(items)
+	for i := range items {
+		if items[i].HasCanon && items[i].Canon != items[i].Sig {
+			n++
+		}
+	}
+	return o.TotalSearches(n)
+}
+
 // Components returns the connected components of items: a union-find over
-// their positions. Items must be in the same order on a resumed run (the
-// checkpoint records a fingerprint of them and is ignored when it differs).
+// their positions (positions from len(items) up are the items' canonical
+// hashes; read Find of an item's position). Items must be in the same order
+// on a resumed run (the checkpoint records a fingerprint of them and is
+// ignored when it differs).
 func Components(ctx context.Context, items []Item, opt Options) (*clusters.UnionFind, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
@@ -102,10 +140,14 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 	if opt.CheckpointEvery == 0 {
 		opt.CheckpointEvery = 10 * time.Second
 	}
-	n := len(items)
+	codes, owner := nodes(items)
+	n := len(codes)
 	block := opt.blockSize(n)
 	fp := fingerprint(items, opt.Threshold)
 	uf := clusters.NewUnionFind(n)
+	for j, o := range owner {
+		uf.Union(int(o), len(items)+j)
+	}
 	var lo, pos int // the block being searched and the next post to search it with
 	if opt.Checkpoint != "" {
 		if cp, err := loadCheckpoint(opt.Checkpoint, fp, n); err == nil {
@@ -119,11 +161,11 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 	first := make([]int32, n)
 	{
 		seen := make(map[hamming.Code]int32, n)
-		for i := range items {
-			f, ok := seen[items[i].Sig]
+		for i := range codes {
+			f, ok := seen[codes[i]]
 			if !ok {
 				f = int32(i)
-				seen[items[i].Sig] = f
+				seen[codes[i]] = f
 			}
 			first[i] = f
 			if f != int32(i) {
@@ -150,20 +192,20 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 			return nil, err
 		}
 		ids := make([]uint64, hi-lo)
-		codes := make([]hamming.Code, hi-lo)
+		bcodes := make([]hamming.Code, hi-lo)
 		for i := lo; i < hi; i++ {
-			ids[i-lo], codes[i-lo] = uint64(i), items[i].Sig
+			ids[i-lo], bcodes[i-lo] = uint64(i), codes[i]
 		}
-		ix.AddBatch(ids, codes)
+		ix.AddBatch(ids, bcodes)
 		ix.Build(nil)
-		ids, codes = nil, nil
+		ids, bcodes = nil, nil
 		const chunk = 2048
 		for pos < n {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 			end := min(pos+chunk*opt.Workers, n)
-			pairs := searchRange(ix, items, first, pos, end, opt)
+			pairs := searchRange(ix, codes, first, pos, end, opt)
 			for _, p := range pairs {
 				uf.Union(int(p[0]), int(p[1]))
 			}
@@ -189,7 +231,7 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 
 // searchRange searches the posts pos..end-1 in ix, Workers at once, and
 // returns the linked pairs.
-func searchRange(ix *hamming.Index, items []Item, first []int32, pos, end int, opt Options) [][2]int32 {
+func searchRange(ix *hamming.Index, codes []hamming.Code, first []int32, pos, end int, opt Options) [][2]int32 {
 	var wg sync.WaitGroup
 	per := (end - pos + opt.Workers - 1) / opt.Workers
 	out := make([][][2]int32, opt.Workers)
@@ -207,7 +249,7 @@ func searchRange(ix *hamming.Index, items []Item, first []int32, pos, end int, o
 				if first[i] != int32(i) {
 					continue // a copy: its first searches for both
 				}
-				q[0] = items[i].Sig
+				q[0] = codes[i]
 				buf, _ = ix.Search(q[:], opt.Threshold, buf[:0]) // errors only for a radius out of range (validated)
 				for _, m := range buf {
 					if int(m.ID) != i {
@@ -236,6 +278,13 @@ func fingerprint(items []Item, thr int) [32]byte {
 		for _, w := range items[i].Sig {
 			binary.LittleEndian.PutUint64(b[:], w)
 			h.Write(b[:])
+		}
+		if items[i].HasCanon {
+			h.Write([]byte{1})
+			for _, w := range items[i].Canon {
+				binary.LittleEndian.PutUint64(b[:], w)
+				h.Write(b[:])
+			}
 		}
 	}
 	var out [32]byte

@@ -366,3 +366,84 @@ func TestKilledJobResumes(t *testing.T) {
 	}
 	t.Logf("resumed after SIGKILL at %d of %d searches", first, opt.TotalSearches(len(items)))
 }
+
+// TestComponentsCanonical: items that carry a canonical dihedral hash link
+// when any hash of one is within the threshold of any hash of the other
+// (the incremental clusters' relation, clusters.PDQLinker), with and
+// without the memory bound's blocks; a post alone stays out of Group's
+// clusters of two or more though its canonical hash adds a node.
+func TestComponentsCanonical(t *testing.T) {
+	items := plantedItems(4, 40, 3, 300)
+	rng := rand.New(rand.NewPCG(4, 4))
+	rnd := func() hamming.Code { return hamming.Code{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()} }
+	// Every post gets a canonical hash: the groups' share a value (with a
+	// bit of noise); then mirrored copies, whose plain hashes are random,
+	// join their group by it alone.
+	canon := map[string]hamming.Code{}
+	for i := range items {
+		g, _, ok := strings.Cut(items[i].Post, "-")
+		if !ok {
+			items[i].Canon, items[i].HasCanon = rnd(), true
+			continue
+		}
+		c, seen := canon[g]
+		if !seen {
+			c = rnd()
+			canon[g] = c
+		}
+		c[0] ^= 1 << uint(rng.IntN(64))
+		items[i].Canon, items[i].HasCanon = c, true
+	}
+	for g, c := range canon {
+		items = append(items, Item{Post: g + "-mirrored", At: 1, Sig: rnd(), Canon: c, HasCanon: true})
+	}
+	items = append(items, Item{Post: "plain-only", At: 2, Sig: items[0].Canon}) // an old record whose hash is another's canonical
+	linked := func(a, b Item) bool {
+		as, bs := []hamming.Code{a.Sig}, []hamming.Code{b.Sig}
+		if a.HasCanon {
+			as = append(as, a.Canon)
+		}
+		if b.HasCanon {
+			bs = append(bs, b.Canon)
+		}
+		for _, x := range as {
+			for _, y := range bs {
+				if hamming.Distance(x, y) <= thr {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	u := clusters.NewUnionFind(len(items))
+	for i := range items {
+		for j := i + 1; j < len(items); j++ {
+			if linked(items[i], items[j]) {
+				u.Union(i, j)
+			}
+		}
+	}
+	want := u.Components()
+	for _, opt := range []Options{{Threshold: thr}, {Threshold: thr, MaxIndexBytes: 1}} {
+		uf, err := Components(context.Background(), items, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equalLabels(t, uf, want)
+		idx := map[string]int{}
+		for i, it := range items {
+			idx[it.Post] = i
+		}
+		if uf.Find(idx["g1-mirrored"]) != uf.Find(idx["g1-0"]) {
+			t.Fatal("a mirrored copy did not join its group by its canonical hash")
+		}
+		if uf.Find(idx["plain-only"]) != uf.Find(0) {
+			t.Fatal("a plain hash equal to another post's canonical hash did not link")
+		}
+		for _, c := range Group(items, uf, 2) {
+			if c.Size < 2 || len(c.Members) < 2 {
+				t.Fatalf("Group(min 2) returned a cluster of %d: %v", c.Size, c.Members)
+			}
+		}
+	}
+}

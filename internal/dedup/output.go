@@ -31,13 +31,16 @@ func Group(items []Item, uf *clusters.UnionFind, minSize int) []Cluster {
 	byRoot := map[int][]int{}
 	for i := range items {
 		if uf.Size(i) < max(minSize, 1) {
-			continue
+			continue // (Size also counts canonical hashes: a second filter follows)
 		}
 		r := uf.Find(i)
 		byRoot[r] = append(byRoot[r], i)
 	}
 	out := make([]Cluster, 0, len(byRoot))
 	for _, idx := range byRoot {
+		if len(idx) < minSize {
+			continue
+		}
 		slices.SortFunc(idx, func(a, b int) int {
 			return cmp.Or(cmp.Compare(items[a].At, items[b].At), cmp.Compare(items[a].Post, items[b].Post))
 		})
