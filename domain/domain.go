@@ -124,6 +124,12 @@ type Record struct {
 	// PDQ) while the record is matched at ingest, so that a rotated or
 	// mirrored copy of a banked image matches; not stored.
 	PDQVariants [][]byte `json:"-"`
+	// PDQCanonical is the image's canonical dihedral hashes, one or two of
+	// 32 bytes each, concatenated (encoders/pdq.HashCanonical: those of its
+	// eight dihedral hashes that a mirrored or rotated copy shares), by
+	// which near-duplicate clusters link such copies; kept by the embedded
+	// index, not returned in replies. Nil: none computed.
+	PDQCanonical []byte `json:"-"`
 	// Windows is the stored form of an image record's near-duplicate
 	// windows (encoders/neardup.AppendWindows: hashes of squares anchored on
 	// pairs of blobs, which find crops of the image); kept by the embedded

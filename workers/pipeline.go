@@ -41,8 +41,14 @@ type Hasher struct {
 	// PDQVariants, when set, replaces PDQ: it returns the image's eight
 	// dihedral hashes (the first is the PDQ hash; one DCT makes all eight),
 	// which the record carries for matching at ingest
-	// (domain.Record.PDQVariants).
-	PDQVariants func(img image.Image) (hashes [][]byte, quality int)
+	// (domain.Record.PDQVariants), and which of them are canonical.
+	PDQVariants func(img image.Image) (hashes [][]byte, canon []int, quality int)
+	// PDQCanonical, when set, gives image records their canonical dihedral
+	// hashes too (domain.Record.PDQCanonical, concatenated: near-duplicate
+	// clusters link mirrored and rotated copies by them); it replaces PDQ
+	// when PDQVariants is not set, and takes the canonical hashes from the
+	// variants when it is.
+	PDQCanonical func(img image.Image) (hash, canon []byte, quality int)
 	// Windows, when set, gives an image record the stored form of its
 	// near-duplicate windows (encoders/neardup; domain.Record.Windows),
 	// computed from the decoded image the model and thumbnail use (the
@@ -328,20 +334,21 @@ type item struct {
 	next     *item          // the next change to the same post, waiting for this one (run.mu)
 
 	// Set by the media stage.
-	img     image.Image // kept only when the embedder takes whole images
-	release func()      // returns img's memory (nil: nothing to return)
-	pixels  *[]float32  // the image's model input (PixelEmbedder), from run.tensors
-	thumb   []byte
-	pdq     []byte
-	pdqQ    int
-	md5     []byte
-	pdqVars [][]byte
-	windows []byte
-	mode    string // how the image was decoded and preprocessed
-	imgErr  error
-	stage   ingest.Stage
-	queued  [2]time.Time // when the text / image input joined its modality's queue
-	pending atomic.Int32 // modality inputs not yet encoded
+	img      image.Image // kept only when the embedder takes whole images
+	release  func()      // returns img's memory (nil: nothing to return)
+	pixels   *[]float32  // the image's model input (PixelEmbedder), from run.tensors
+	thumb    []byte
+	pdq      []byte
+	pdqQ     int
+	md5      []byte
+	pdqVars  [][]byte
+	pdqCanon []byte
+	windows  []byte
+	mode     string // how the image was decoded and preprocessed
+	imgErr   error
+	stage    ingest.Stage
+	queued   [2]time.Time // when the text / image input joined its modality's queue
+	pending  atomic.Int32 // modality inputs not yet encoded
 
 	mu     sync.Mutex // the text and image encoders may finish at once
 	txtVec []float32
@@ -482,7 +489,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	}
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
-		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows
+		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows, r.PDQCanonical = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows, it.pdqCanon
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

@@ -341,10 +341,24 @@ func (r *run) prepareImage(it *item) {
 		if in == nil {
 			in = img
 		}
-		it.pdqVars, it.pdqQ = p.hash.PDQVariants(in)
+		var canon []int
+		it.pdqVars, canon, it.pdqQ = p.hash.PDQVariants(in)
 		if len(it.pdqVars) > 0 {
 			it.pdq = it.pdqVars[0]
+			if p.hash.PDQCanonical != nil {
+				for _, c := range canon {
+					if c >= 0 && c < len(it.pdqVars) {
+						it.pdqCanon = append(it.pdqCanon, it.pdqVars[c]...)
+					}
+				}
+			}
 		}
+	} else if p.hash.PDQCanonical != nil {
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		it.pdq, it.pdqCanon, it.pdqQ = p.hash.PDQCanonical(in)
 	} else if p.hash.PDQ != nil {
 		in := dec.HashInput
 		if in == nil {

@@ -400,6 +400,9 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	if o.banks {
 		d.Hasher.PDQVariants = ingestVariants()
 	}
+	if co := cfg.clusterOptions(); co != nil && co.Dihedral && !o.milvus {
+		d.Hasher.PDQCanonical = ingestCanonical()
+	}
 	if o.windows(cfg) {
 		d.Hasher.Windows = ingestWindows()
 	}

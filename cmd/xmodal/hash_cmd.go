@@ -96,17 +96,37 @@ func ingestWindows() func(img image.Image) []byte {
 // ingestVariants is the pipeline's PDQ when the banks are matched at
 // ingest: the eight dihedral hashes from one DCT (a rotated or mirrored
 // copy of a banked image matches), the first being ingestHasher's hash.
-func ingestVariants() func(img image.Image) ([][]byte, int) {
+func ingestVariants() func(img image.Image) ([][]byte, []int, int) {
 	pool := sync.Pool{New: func() any { return &pdq.Hasher{MaxSide: query.PDQMaxSide} }}
-	return func(img image.Image) ([][]byte, int) {
+	return func(img image.Image) ([][]byte, []int, int) {
 		hs := pool.Get().(*pdq.Hasher)
 		defer pool.Put(hs)
-		vs, q := hs.Dihedral(img)
+		vs, canon, q := hs.DihedralCanonical(img)
 		out := make([][]byte, len(vs))
 		for i := range vs {
 			out[i] = vs[i][:]
 		}
-		return out, q
+		idx := make([]int, len(canon))
+		for i, d := range canon {
+			idx[i] = int(d)
+		}
+		return out, idx, q
+	}
+}
+
+// ingestCanonical gives an image record its PDQ hash and its canonical
+// dihedral hashes (clusters.dihedral), from one DCT.
+func ingestCanonical() func(img image.Image) ([]byte, []byte, int) {
+	pool := sync.Pool{New: func() any { return &pdq.Hasher{MaxSide: query.PDQMaxSide} }}
+	return func(img image.Image) ([]byte, []byte, int) {
+		hs := pool.Get().(*pdq.Hasher)
+		defer pool.Put(hs)
+		h, cs, q := hs.HashCanonical(img)
+		canon := make([]byte, 0, len(cs)*len(h))
+		for _, c := range cs {
+			canon = append(canon, c[:]...)
+		}
+		return h[:], canon, q
 	}
 }
 

@@ -66,40 +66,51 @@ func NewPDQLinker(threshold int) (*PDQLinker, error) {
 // Threshold is the link distance.
 func (l *PDQLinker) Threshold() int { return l.threshold }
 
+// maxPDQCodes is the most hashes a PDQ signature holds: the PDQ hash and
+// two canonical dihedral hashes (encoders/pdq.MaxCanonical).
+const maxPDQCodes = 3
+
 // PDQSignature is the signature of an image with PDQ hash h and canonical
-// dihedral hash canon (nil or equal to h: h alone).
+// dihedral hashes canon (0, 32 or 64 bytes, as domain.Record.PDQCanonical):
+// h, then each canonical hash that differs from the hashes before it.
 func PDQSignature(h, canon []byte) []byte {
-	if len(canon) == 0 || string(canon) == string(h) {
-		return h
+	sig := h
+	for i := 0; i+pdqBytes <= len(canon) && len(sig) < maxPDQCodes*pdqBytes; i += pdqBytes {
+		c := canon[i : i+pdqBytes]
+		dup := false
+		for j := 0; j < len(sig); j += pdqBytes {
+			dup = dup || string(sig[j:j+pdqBytes]) == string(c)
+		}
+		if !dup {
+			if len(sig) == len(h) {
+				sig = append(make([]byte, 0, len(h)+len(canon)), h...)
+			}
+			sig = append(sig, c...)
+		}
 	}
-	return append(append(make([]byte, 0, len(h)+len(canon)), h...), canon...)
+	return sig
 }
 
-// pdqCodes returns the hashes of a PDQ signature (one or two).
+// pdqCodes returns the hashes of a PDQ signature (one to three).
 func pdqCodes(sig []byte) ([]hamming.Code, error) {
-	switch len(sig) {
-	case pdqBytes:
-		c, err := hamming.FromBytes(sig)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
-		}
-		return []hamming.Code{c}, nil
-	case 2 * pdqBytes:
-		a, err := hamming.FromBytes(sig[:pdqBytes])
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
-		}
-		b, err := hamming.FromBytes(sig[pdqBytes:])
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
-		}
-		if a == b {
-			return []hamming.Code{a}, nil
-		}
-		return []hamming.Code{a, b}, nil
+	if len(sig) == 0 || len(sig)%pdqBytes != 0 || len(sig) > maxPDQCodes*pdqBytes {
+		return nil, fmt.Errorf("%w: %d bytes, want %d, %d or %d", ErrBadSignature, len(sig), pdqBytes, 2*pdqBytes, 3*pdqBytes)
 	}
-	return nil, fmt.Errorf("%w: %d bytes, want %d or %d", ErrBadSignature, len(sig), pdqBytes, 2*pdqBytes)
+	cs := make([]hamming.Code, 0, len(sig)/pdqBytes)
+	for i := 0; i < len(sig); i += pdqBytes {
+		c, err := hamming.FromBytes(sig[i : i+pdqBytes])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		}
+		if !slices.Contains(cs, c) {
+			cs = append(cs, c)
+		}
+	}
+	return cs, nil
 }
+
+// entryIDs are the index entries of member id.
+func entryIDs(id uint64) []uint64 { return []uint64{4 * id, 4*id + 1, 4*id + 2} }
 
 // Add implements Linker.
 func (l *PDQLinker) Add(id uint64, sig []byte) error {
@@ -109,11 +120,11 @@ func (l *PDQLinker) Add(id uint64, sig []byte) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ix.RemoveBatch([]uint64{2 * id, 2*id + 1}) == 0 {
+	if l.ix.RemoveBatch(entryIDs(id)) == 0 {
 		l.members++
 	}
 	for i, c := range cs {
-		l.ix.Add(2*id+uint64(i), c)
+		l.ix.Add(4*id+uint64(i), c)
 	}
 	return nil
 }
@@ -128,7 +139,7 @@ func (l *PDQLinker) AddBatch(ids []uint64, sigs [][]byte) error {
 			return err
 		}
 		for j, c := range cs {
-			eids, codes = append(eids, 2*ids[i]+uint64(j)), append(codes, c)
+			eids, codes = append(eids, 4*ids[i]+uint64(j)), append(codes, c)
 		}
 	}
 	l.mu.Lock()
@@ -142,7 +153,7 @@ func (l *PDQLinker) AddBatch(ids []uint64, sigs [][]byte) error {
 func (l *PDQLinker) Remove(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ix.RemoveBatch([]uint64{2 * id, 2*id + 1}) > 0 {
+	if l.ix.RemoveBatch(entryIDs(id)) > 0 {
 		l.members--
 	}
 }
@@ -161,8 +172,8 @@ func (l *PDQLinker) Neighbours(sig []byte, dst []uint64) ([]uint64, error) {
 	}
 	from, twice := len(dst), false
 	for _, m := range l.bufs {
-		dst = append(dst, m.ID/2)
-		twice = twice || m.ID%2 == 1
+		dst = append(dst, m.ID/4)
+		twice = twice || m.ID%4 != 0
 	}
 	if twice { // a member may be found under both of its hashes
 		slices.Sort(dst[from:])

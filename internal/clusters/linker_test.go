@@ -156,10 +156,28 @@ func TestPDQLinkerTwoHashes(t *testing.T) {
 	if got, _ := l.Neighbours(b, nil); len(got) != 0 || l.Len() != 1 {
 		t.Fatalf("after Remove: Neighbours %v, Len %d", got, l.Len())
 	}
-	if _, err := l.Neighbours(make([]byte, 40), nil); err == nil {
-		t.Fatal("a 40-byte signature was accepted")
+	for _, n := range []int{0, 40, 128} {
+		if _, err := l.Neighbours(make([]byte, n), nil); err == nil {
+			t.Fatalf("a %d-byte signature was accepted", n)
+		}
 	}
-	if PDQSignature(a, a) == nil || len(PDQSignature(a, a)) != 32 || len(PDQSignature(a, nil)) != 32 {
-		t.Fatal("a canonical hash equal to the plain one, or none, must give a 32-byte signature")
+	for _, tc := range []struct {
+		canon []byte
+		want  int
+	}{
+		{nil, 32}, {a, 32}, {c, 64}, {append(append([]byte(nil), c...), a...), 64},
+		{append(append([]byte(nil), c...), c...), 64}, {append(append([]byte(nil), c...), b...), 96},
+	} {
+		if got := PDQSignature(a, tc.canon); len(got) != tc.want || string(got[:32]) != string(a) {
+			t.Fatalf("PDQSignature with %d canonical bytes: %d bytes, want %d starting with the PDQ hash", len(tc.canon), len(got), tc.want)
+		}
+	}
+	// Three hashes: found by the third.
+	d := sig(rng)
+	if err := l.Add(5, PDQSignature(sig(rng), append(append([]byte(nil), sig(rng)...), d...))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Neighbours(flip(d, 1), nil); !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("the second canonical hash finds %v, want [5]", got)
 	}
 }

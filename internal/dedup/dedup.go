@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,13 +32,25 @@ type Item struct {
 	Post string
 	At   int64 // creation time, Unix ns
 	Sig  hamming.Code
-	// Canon, when HasCanon, is the image's canonical dihedral hash
+	// Canon[:NCanon] are the image's canonical dihedral hashes
 	// (encoders/pdq.HashCanonical): two posts link when any hash of one is
 	// within the threshold of any hash of the other, as the incremental
 	// clusters link them (clusters.PDQLinker), so that mirrored and rotated
 	// copies join their original.
-	Canon    hamming.Code
-	HasCanon bool
+	Canon  [2]hamming.Code
+	NCanon int
+}
+
+// extra returns the canonical hashes of it that the job searches besides
+// its Sig: those that differ from Sig and from each other.
+func (it *Item) extra() []hamming.Code {
+	var out []hamming.Code
+	for _, c := range it.Canon[:min(it.NCanon, len(it.Canon))] {
+		if c != it.Sig && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // nodes returns the codes the job searches: every item's Sig at its
@@ -49,8 +62,8 @@ func nodes(items []Item) (codes []hamming.Code, owner []int32) {
 		codes[i] = items[i].Sig
 	}
 	for i := range items {
-		if items[i].HasCanon && items[i].Canon != items[i].Sig {
-			codes = append(codes, items[i].Canon)
+		for _, c := range items[i].extra() {
+			codes = append(codes, c)
 			owner = append(owner, int32(i))
 		}
 	}
@@ -118,9 +131,7 @@ func (o *Options) TotalSearches(n int) int64 {
 func (o *Options) TotalSearchesOf(items []Item) int64 {
 	n := len(items)
 	for i := range items {
-		if items[i].HasCanon && items[i].Canon != items[i].Sig {
-			n++
-		}
+		n += len(items[i].extra())
 	}
 	return o.TotalSearches(n)
 }
@@ -279,9 +290,9 @@ func fingerprint(items []Item, thr int) [32]byte {
 			binary.LittleEndian.PutUint64(b[:], w)
 			h.Write(b[:])
 		}
-		if items[i].HasCanon {
+		for _, c := range items[i].extra() {
 			h.Write([]byte{1})
-			for _, w := range items[i].Canon {
+			for _, w := range c {
 				binary.LittleEndian.PutUint64(b[:], w)
 				h.Write(b[:])
 			}

@@ -383,7 +383,7 @@ func TestComponentsCanonical(t *testing.T) {
 	for i := range items {
 		g, _, ok := strings.Cut(items[i].Post, "-")
 		if !ok {
-			items[i].Canon, items[i].HasCanon = rnd(), true
+			items[i].Canon[0], items[i].Canon[1], items[i].NCanon = rnd(), rnd(), 2
 			continue
 		}
 		c, seen := canon[g]
@@ -392,20 +392,18 @@ func TestComponentsCanonical(t *testing.T) {
 			canon[g] = c
 		}
 		c[0] ^= 1 << uint(rng.IntN(64))
-		items[i].Canon, items[i].HasCanon = c, true
+		items[i].Canon[0], items[i].NCanon = c, 1
+		if i%3 == 0 { // a second canonical hash, in first place
+			items[i].Canon[0], items[i].Canon[1], items[i].NCanon = rnd(), c, 2
+		}
 	}
 	for g, c := range canon {
-		items = append(items, Item{Post: g + "-mirrored", At: 1, Sig: rnd(), Canon: c, HasCanon: true})
+		items = append(items, Item{Post: g + "-mirrored", At: 1, Sig: rnd(), Canon: [2]hamming.Code{c}, NCanon: 1})
 	}
-	items = append(items, Item{Post: "plain-only", At: 2, Sig: items[0].Canon}) // an old record whose hash is another's canonical
+	items = append(items, Item{Post: "plain-only", At: 2, Sig: items[0].Canon[0]}) // an old record whose hash is another's canonical
 	linked := func(a, b Item) bool {
-		as, bs := []hamming.Code{a.Sig}, []hamming.Code{b.Sig}
-		if a.HasCanon {
-			as = append(as, a.Canon)
-		}
-		if b.HasCanon {
-			bs = append(bs, b.Canon)
-		}
+		as := append([]hamming.Code{a.Sig}, a.Canon[:a.NCanon]...)
+		bs := append([]hamming.Code{b.Sig}, b.Canon[:b.NCanon]...)
 		for _, x := range as {
 			for _, y := range bs {
 				if hamming.Distance(x, y) <= thr {

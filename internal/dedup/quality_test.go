@@ -35,6 +35,8 @@ import (
 //
 //	XMODAL_CLUSTERQUALITY_ORIGINALS  generated originals (0: skip; 40 in the recorded run)
 //	XMODAL_CLUSTERQUALITY_THRESHOLDS comma-separated thresholds (default 31)
+//	XMODAL_CLUSTERQUALITY_DIHEDRAL   0: whole-image PDQ only (default: with
+//	                                 canonical dihedral hashes, as clusters.dihedral)
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -51,6 +53,7 @@ func TestClusterQualityReposts(t *testing.T) {
 			thrs = append(thrs, v)
 		}
 	}
+	dihedral := os.Getenv("XMODAL_CLUSTERQUALITY_DIHEDRAL") != "0"
 	dir := t.TempDir()
 	if _, err := reposts.WriteSet(context.Background(), reposts.SetOptions{Generated: n, Distractors: n * 10, Seed: 21, Out: dir}); err != nil {
 		t.Fatal(err)
@@ -79,6 +82,7 @@ func TestClusterQualityReposts(t *testing.T) {
 	}
 	mf.Close()
 	items := make([]Item, len(posts))
+	variants := make([][8]hamming.Code, len(posts)) // for the lookup's recall beside the clusters'
 	hs := pdq.Hasher{MaxSide: -1}
 	for i, p := range posts {
 		b, err := os.ReadFile(p.file)
@@ -89,11 +93,23 @@ func TestClusterQualityReposts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, _ := hs.Hash(img)
-		c, _ := hamming.FromBytes(h[:])
-		items[i] = Item{Post: fmt.Sprintf("p%05d", i), At: int64(i), Sig: c}
+		dih, canon, _ := hs.DihedralCanonical(img)
+		for d := range dih {
+			variants[i][d], _ = hamming.FromBytes(dih[d][:])
+		}
+		items[i] = Item{Post: fmt.Sprintf("p%05d", i), At: int64(i), Sig: variants[i][0]}
+		if dihedral {
+			for j, d := range canon {
+				items[i].Canon[j] = variants[i][d]
+			}
+			items[i].NCanon = len(canon)
+		}
 	}
-	t.Logf("%d originals, %d re-posts, %d distractors (re-post generator, seed 21), whole-image PDQ at full resolution", len(origs), len(posts)-len(origs)-10*n, 10*n)
+	mode := "whole-image PDQ"
+	if dihedral {
+		mode += " and canonical dihedral hashes (clusters.dihedral)"
+	}
+	t.Logf("%d originals, %d re-posts, %d distractors (re-post generator, seed 21), %s at full resolution", len(origs), len(posts)-len(origs)-10*n, 10*n, mode)
 	for _, thr := range thrs {
 		uf, err := Components(context.Background(), items, Options{Threshold: thr})
 		if err != nil {
@@ -126,7 +142,11 @@ func TestClusterQualityReposts(t *testing.T) {
 				origIdx[p.truth] = i
 			}
 		}
-		hit, tot := map[string]int{}, map[string]int{}
+		// Beside each edit's share of re-posts in their original's cluster,
+		// the share a near-dup lookup finds (xmodal.v1.neardup without
+		// windows: the re-post's eight dihedral hashes, the original's PDQ
+		// hash within the threshold).
+		hit, tot, look := map[string]int{}, map[string]int{}, map[string]int{}
 		for i, p := range posts {
 			o, ok := origIdx[p.truth]
 			if !ok || p.edit == "original" {
@@ -136,6 +156,12 @@ func TestClusterQualityReposts(t *testing.T) {
 			if uf.Find(i) == uf.Find(o) {
 				hit[p.edit]++
 			}
+			for _, v := range variants[i] {
+				if hamming.Distance(v, items[o].Sig) <= thr {
+					look[p.edit]++
+					break
+				}
+			}
 		}
 		edits := make([]string, 0, len(tot))
 		for e := range tot {
@@ -144,17 +170,17 @@ func TestClusterQualityReposts(t *testing.T) {
 		sort.Strings(edits)
 		slices.SortStableFunc(edits, func(a, b string) int { return strings.Count(a, "+") - strings.Count(b, "+") })
 		var b strings.Builder
-		var sh, st, ch, ct int
+		var sh, st, ch, ct, sl, cl int
 		for _, e := range edits {
-			fmt.Fprintf(&b, "\n  %22s %4d  %.3f", e, tot[e], float64(hit[e])/float64(tot[e]))
+			fmt.Fprintf(&b, "\n  %22s %4d  %.3f  %.3f", e, tot[e], float64(hit[e])/float64(tot[e]), float64(look[e])/float64(tot[e]))
 			if strings.Contains(e, "+") {
-				ch, ct = ch+hit[e], ct+tot[e]
+				ch, ct, cl = ch+hit[e], ct+tot[e], cl+look[e]
 			} else {
-				sh, st = sh+hit[e], st+tot[e]
+				sh, st, sl = sh+hit[e], st+tot[e], sl+look[e]
 			}
 		}
-		t.Logf("threshold %d: share of re-posts in their original's cluster, per edit:%s\n  all single edits %.3f, all two-edit combos %.3f",
-			thr, b.String(), float64(sh)/float64(st), float64(ch)/float64(ct))
+		t.Logf("threshold %d: share of re-posts in their original's cluster, then found by a near-dup lookup, per edit:%s\n  all single edits %.3f (lookup %.3f), all two-edit combos %.3f (lookup %.3f)",
+			thr, b.String(), float64(sh)/float64(st), float64(sl)/float64(st), float64(ch)/float64(ct), float64(cl)/float64(ct))
 	}
 }
 
@@ -176,7 +202,13 @@ func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
 		if err := s.Update(db, func(tx *clusters.Txn) error {
 			for _, it := range items[lo:min(lo+64, len(items))] {
 				b := it.Sig.Bytes()
-				if _, err := tx.Join(it.Post, time.Unix(0, it.At), b[:]); err != nil {
+				var canon []byte
+				for _, c := range it.Canon[:it.NCanon] {
+					cb := c.Bytes()
+					canon = append(canon, cb[:]...)
+				}
+				sig := clusters.PDQSignature(b[:], canon)
+				if _, err := tx.Join(it.Post, time.Unix(0, it.At), sig); err != nil {
 					return err
 				}
 			}

@@ -32,6 +32,12 @@ type ClusterOptions struct {
 	SplitLimit int
 	// Linker replaces the PDQ link relation (Threshold is then only recorded).
 	Linker clusters.Linker
+	// Dihedral also links an image to mirrored and rotated copies of it:
+	// records that carry a canonical dihedral hash (domain.Record.
+	// PDQCanonical) link when any of their two hashes is within Threshold
+	// bits of any hash of the other (clusters.PDQLinker). Records written
+	// without one link by their PDQ hash alone.
+	Dihedral bool
 	// Text also clusters text-only posts (no image record) whose normalised
 	// texts are equal (banks.NormalizeText, as the banks' text signals), so
 	// that a copied text can trend as image re-posts do.
@@ -68,10 +74,14 @@ func (o *ClusterOptions) Validate() error {
 var keyClusterThreshold = []byte("cluster_threshold")
 
 // clusterFingerprint is what the stored clusters were built with: the
-// threshold, and ",text" when text-only posts are clustered too. A store
+// threshold, ",dihedral" when canonical dihedral hashes link, and ",text"
+// when text-only posts are clustered too. A store
 // built with another is rebuilt on open.
 func (o ClusterOptions) clusterFingerprint() string {
 	fp := strconv.Itoa(o.Threshold)
+	if o.Dihedral {
+		fp += ",dihedral"
+	}
 	if o.Text {
 		fp += ",text"
 	}
@@ -129,6 +139,9 @@ func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
 func (ix *Index) clusterSig(r *domain.Record) []byte {
 	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
 		return nil
+	}
+	if ix.clOpt.Dihedral {
+		return clusters.PDQSignature(r.PDQ, r.PDQCanonical)
 	}
 	return r.PDQ
 }
@@ -188,7 +201,15 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 		if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
 			continue
 		}
-		items = append(items, clusterItem{r.PostID, r.CreatedAt, unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)})
+		sig := unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)
+		if ix.clOpt.Dihedral {
+			var canon []byte
+			for _, c := range s.canonical(pos) {
+				canon = append(canon, unpackCode(c, domain.PDQBytes)...)
+			}
+			sig = clusters.PDQSignature(sig, canon)
+		}
+		items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
 	}
 	if err := ix.db.View(func(tx *bolt.Tx) error {
 		ts, err := ix.textClusterItems(tx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -475,4 +477,90 @@ func TestEitherLinkerKinds(t *testing.T) {
 func components(sigs map[string][]byte, thr int) map[string]int {
 	l, _ := clusters.NewPDQLinker(thr)
 	return testutil.Components(sigs, func(a, b []byte) bool { ok, _ := l.Linked(a, b); return ok })
+}
+
+// TestClustersLinkMirroredCopies: the eight rotated and flipped copies of
+// ThreatExchange's bridge photo, whose PDQ hashes are 100+ bits apart, form
+// one cluster when records carry their canonical dihedral hashes and the
+// clusters link by them (ClusterOptions.Dihedral); eight clusters without.
+// The canonical hashes survive a reopen and a rebuild (turning the option
+// off and on again), and the batch job's input carries them, so its
+// partition is the incremental one.
+func TestClustersLinkMirroredCopies(t *testing.T) {
+	ctx := context.Background()
+	files, err := filepath.Glob(filepath.Join("..", "..", "testdata", "pdq", "images", "dih", "bridge-*.jpg"))
+	if err != nil || len(files) != 8 {
+		t.Fatalf("the dih/ reference images: %v (%d files)", err, len(files))
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var changes []domain.Change
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := pdq.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hs pdq.Hasher
+		h, cs, q := hs.HashCanonical(img)
+		ch := imagePost(fmt.Sprintf("dih%d", i), t0.Add(time.Duration(i)*time.Minute), h[:], uint64(10+i))
+		for _, c := range cs {
+			ch.Records[0].PDQCanonical = append(ch.Records[0].PDQCanonical, c[:]...)
+		}
+		ch.Records[0].PDQQuality = q
+		changes = append(changes, ch)
+	}
+	open := func(path string, dihedral bool) *Index {
+		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Dihedral: dihedral}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	distinct := func(ix *Index) int {
+		seen := map[uint64]bool{}
+		for i := range files {
+			seen[clusterOf(t, ix, fmt.Sprintf("dih%d", i))] = true
+		}
+		return len(seen)
+	}
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ix := open(path, true)
+	mustApply(t, ix, changes[:3]...)
+	for _, ch := range changes[3:] {
+		mustApply(t, ix, ch)
+	}
+	if n := distinct(ix); n != 1 {
+		t.Fatalf("with dihedral links: %d clusters, want 1", n)
+	}
+	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _, _ := ix.ClusterPartition()
+	if d := dedup.Drift(items, uf, part); d != 0 || len(dedup.Group(items, uf, 2)) != 1 {
+		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and 1", d, len(dedup.Group(items, uf, 2)))
+	}
+	ix.Close()
+	ix = open(path, true)
+	if n := distinct(ix); n != 1 {
+		t.Fatalf("after reopening: %d clusters, want 1", n)
+	}
+	ix.Close()
+	ix = open(path, false) // a rebuild without dihedral links
+	if n := distinct(ix); n != 8 {
+		t.Fatalf("without dihedral links: %d clusters, want 8", n)
+	}
+	ix.Close()
+	ix = open(path, true) // and with them again, from the stored records
+	defer ix.Close()
+	if n := distinct(ix); n != 1 {
+		t.Fatalf("rebuilt with dihedral links: %d clusters, want 1", n)
+	}
 }

@@ -24,12 +24,15 @@ type storedRecord struct {
 	// Windows is the record's near-duplicate windows (domain.Record.Windows,
 	// which replies leave out).
 	Windows []byte `json:"windows,omitempty"`
+	// PDQCanonical is the record's canonical dihedral hash
+	// (domain.Record.PDQCanonical, which replies leave out).
+	PDQCanonical []byte `json:"pdq_canonical,omitempty"`
 }
 
 func encodeRecord(r *domain.Record) ([]byte, error) { return encodeStored(r, false) }
 
 func encodeStored(r *domain.Record, postThumb bool) ([]byte, error) {
-	meta := storedRecord{Record: *r, PostThumb: postThumb, Windows: r.Windows}
+	meta := storedRecord{Record: *r, PostThumb: postThumb, Windows: r.Windows, PDQCanonical: r.PDQCanonical}
 	meta.Vector = nil
 	if postThumb {
 		meta.Thumbnail = nil
@@ -74,7 +77,7 @@ func decodeStored(b []byte) (*domain.Record, bool, error) {
 		return nil, false, fmt.Errorf("stored record: %w", err)
 	}
 	r := sr.Record
-	r.Windows = sr.Windows
+	r.Windows, r.PDQCanonical = sr.Windows, sr.PDQCanonical
 	r.Vector = make([]float32, len(rest)/4)
 	for i := range r.Vector {
 		r.Vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))

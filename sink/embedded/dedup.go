@@ -15,12 +15,14 @@ import (
 
 // DedupItems lists the image posts created in [since, until) (zero:
 // unbounded) whose PDQ hash may join a cluster (quality at least the
-// clusters' MinQuality), sorted by post id: the batch job's input
-// (implements dedup.Source).
+// clusters' MinQuality), with their canonical dihedral hashes where the
+// clusters link by them (or, without incremental clusters, where records
+// carry one), sorted by post id: the batch job's input (implements
+// dedup.Source).
 func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedup.Item, error) {
-	minQ := ix.clOpt.MinQuality
+	minQ, dihedral := ix.clOpt.MinQuality, ix.clOpt.Dihedral
 	if ix.cl == nil {
-		minQ = domain.LowPDQQuality
+		minQ, dihedral = domain.LowPDQQuality, true
 	}
 	ix.mu.RLock()
 	s := ix.segs[segIndex(domain.ModalityImage)]
@@ -37,7 +39,14 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 			if (!since.IsZero() && r.CreatedAt.Before(since)) || (!until.IsZero() && !r.CreatedAt.Before(until)) {
 				continue
 			}
-			out = append(out, dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano(), Sig: mih.Code(s.pdq[4*pos : 4*pos+4])})
+			it := dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano(), Sig: mih.Code(s.pdq[4*pos : 4*pos+4])}
+			if dihedral {
+				for _, c := range s.canonical(pos) {
+					it.Canon[it.NCanon] = mih.Code(c)
+					it.NCanon++
+				}
+			}
+			out = append(out, it)
 		}
 	}
 	ix.mu.RUnlock()

@@ -23,6 +23,10 @@ type segment struct {
 	// arrives), pdqQ its quality, -1 for a record without one.
 	pdq  []uint64
 	pdqQ []int8
+	// pdqC holds 8 words per record (nil until a record with canonical
+	// dihedral hashes arrives): its canonical hashes
+	// (domain.Record.PDQCanonical, one or two), zero words for none.
+	pdqC []uint64
 	// pkKey holds, per record, 8 bytes of its primary key after the prefix
 	// that every key of the segment shares (cp bytes long, as in pkRef),
 	// big-endian and zero-padded: comparing keys orders records as their
@@ -62,6 +66,9 @@ func (s *segment) grow(dim, words int) int {
 		s.pdq = append(s.pdq, 0, 0, 0, 0)
 		s.pdqQ = append(s.pdqQ, -1)
 	}
+	if s.pdqC != nil {
+		s.pdqC = append(s.pdqC, make([]uint64, canonWords)...)
+	}
 	return pos
 }
 
@@ -84,6 +91,30 @@ func (s *segment) ensurePDQ() {
 	}
 }
 
+// canonSlots canonical dihedral hashes a record keeps (pdq.MaxCanonical),
+// in canonWords words.
+const (
+	canonSlots = 2
+	canonWords = 4 * canonSlots
+)
+
+// canonical returns the packed canonical dihedral hashes of the record at
+// pos (4 words each), none when it has none (stored as zero words: no image
+// with a PDQ hash of usable quality has an all-zero canonical hash).
+func (s *segment) canonical(pos int) [][]uint64 {
+	if s.pdqC == nil {
+		return nil
+	}
+	var out [][]uint64
+	for i := range canonSlots {
+		c := s.pdqC[canonWords*pos+4*i : canonWords*pos+4*i+4]
+		if c[0]|c[1]|c[2]|c[3] != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // set writes r at pos, its metadata as meta (Index.slim).
 func (s *segment) set(pos int, r, meta *domain.Record, dim, words, codeBytes int) {
 	copy(s.vecs[pos*dim:(pos+1)*dim], r.Vector)
@@ -99,6 +130,18 @@ func (s *segment) set(pos int, r, meta *domain.Record, dim, words, codeBytes int
 	} else if s.pdq != nil {
 		clear(s.pdq[4*pos : 4*pos+4])
 		s.pdqQ[pos] = -1
+	}
+	if n := len(r.PDQCanonical); n > 0 && n%domain.PDQBytes == 0 && len(r.PDQ) == domain.PDQBytes {
+		if s.pdqC == nil {
+			s.pdqC = make([]uint64, canonWords*len(s.recs), canonWords*cap(s.recs))
+		}
+		dst := s.pdqC[canonWords*pos : canonWords*(pos+1)]
+		clear(dst)
+		for i := 0; i < canonSlots && (i+1)*domain.PDQBytes <= n; i++ {
+			packCode(dst[4*i:4*i+4], r.PDQCanonical[i*domain.PDQBytes:(i+1)*domain.PDQBytes], true)
+		}
+	} else if s.pdqC != nil {
+		clear(s.pdqC[canonWords*pos : canonWords*(pos+1)])
 	}
 	s.recs[pos] = meta
 	s.setKey(pos)
@@ -174,6 +217,9 @@ func (s *segment) remove(pos, dim, words int) string {
 			copy(s.pdq[4*pos:4*pos+4], s.pdq[4*last:4*last+4])
 			s.pdqQ[pos] = s.pdqQ[last]
 		}
+		if s.pdqC != nil {
+			copy(s.pdqC[canonWords*pos:canonWords*(pos+1)], s.pdqC[canonWords*last:canonWords*(last+1)])
+		}
 	}
 	s.recs[last] = nil
 	s.recs = s.recs[:last]
@@ -186,6 +232,9 @@ func (s *segment) remove(pos, dim, words int) string {
 	if s.pdq != nil {
 		s.pdq = s.pdq[:4*last]
 		s.pdqQ = s.pdqQ[:last]
+	}
+	if s.pdqC != nil {
+		s.pdqC = s.pdqC[:canonWords*last]
 	}
 	return moved
 }
@@ -201,6 +250,9 @@ func (s *segment) record(pos, dim, words, codeBytes int) domain.Record {
 	if s.pdq != nil && s.pdqQ[pos] >= 0 {
 		r.PDQ = unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)
 		r.PDQQuality = int(s.pdqQ[pos])
+	}
+	for _, c := range s.canonical(pos) {
+		r.PDQCanonical = append(r.PDQCanonical, unpackCode(c, domain.PDQBytes)...)
 	}
 	return r
 }
