@@ -16,9 +16,11 @@ package workers_test
 //   XMODAL_BENCH_MODE    fast (default) or exact
 //   XMODAL_BENCH_REPEAT  posts = files x repeat (default 1)
 //   XMODAL_BENCH_HASH_SIDE image.pdq_min_side (default imageprep.DefaultHashSide)
-//   XMODAL_BENCH_CLUSTERS  1 (default, as clusters.enabled defaults to
-//                        true): the index keeps near-duplicate clusters; 0:
-//                        it does not (scripts/bench-clusters-ingest.sh
+//   XMODAL_BENCH_CLUSTERS  1 (default, as clusters.enabled and
+//                        clusters.dihedral default to true): the index keeps
+//                        near-duplicate clusters, linked by PDQ and canonical
+//                        dihedral hashes (which image records then get); 0:
+//                        none of that (scripts/bench-clusters-ingest.sh
 //                        alternates rounds with and without)
 //   XMODAL_BENCH_WINDOWS 1: image records get their near-duplicate
 //                        windows (encoders/neardup) and the index keeps
@@ -86,8 +88,9 @@ func BenchmarkIngestRound(b *testing.B) {
 	if coder != nil {
 		opt.Coder = coder
 	}
-	if os.Getenv("XMODAL_BENCH_CLUSTERS") != "0" {
-		opt.Clusters = &embedded.ClusterOptions{}
+	clustered := os.Getenv("XMODAL_BENCH_CLUSTERS") != "0"
+	if clustered {
+		opt.Clusters = &embedded.ClusterOptions{Dihedral: true}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
 	if err != nil {
@@ -160,6 +163,18 @@ func BenchmarkIngestRound(b *testing.B) {
 			h, q := hs.Hash(img)
 			return h[:], q
 		}},
+	}
+	if clustered { // as cmd/xmodal's ingestCanonical
+		deps.Hasher.PDQCanonical = func(img image.Image) ([]byte, []byte, int) {
+			hs := hashers.Get().(*pdq.Hasher)
+			defer hashers.Put(hs)
+			h, cs, q := hs.HashCanonical(img)
+			canon := make([]byte, 0, len(cs)*len(h))
+			for _, c := range cs {
+				canon = append(canon, c[:]...)
+			}
+			return h[:], canon, q
+		}
 	}
 	if os.Getenv("XMODAL_BENCH_WINDOWS") == "1" {
 		// As cmd/xmodal's ingestWindows.
