@@ -22,6 +22,8 @@ package workers_test
 //                        dihedral hashes (which image records then get); 0:
 //                        none of that (scripts/bench-clusters-ingest.sh
 //                        alternates rounds with and without)
+//   XMODAL_BENCH_DIHEDRAL  0: clusters link by PDQ hashes only
+//                        (clusters.dihedral false; default 1)
 //   XMODAL_BENCH_WINDOWS 1: image records get their near-duplicate
 //                        windows (encoders/neardup) and the index keeps
 //                        them (image.neardup_windows); 0 (default, as
@@ -89,8 +91,9 @@ func BenchmarkIngestRound(b *testing.B) {
 		opt.Coder = coder
 	}
 	clustered := os.Getenv("XMODAL_BENCH_CLUSTERS") != "0"
+	dihedral := clustered && os.Getenv("XMODAL_BENCH_DIHEDRAL") != "0"
 	if clustered {
-		opt.Clusters = &embedded.ClusterOptions{Dihedral: true}
+		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
 	if err != nil {
@@ -164,7 +167,7 @@ func BenchmarkIngestRound(b *testing.B) {
 			return h[:], q
 		}},
 	}
-	if clustered { // as cmd/xmodal's ingestCanonical
+	if dihedral { // as cmd/xmodal's ingestCanonical
 		deps.Hasher.PDQCanonical = func(img image.Image) ([]byte, []byte, int) {
 			hs := hashers.Get().(*pdq.Hasher)
 			defer hashers.Put(hs)
