@@ -33,10 +33,11 @@ type ClusterOptions struct {
 	// Linker replaces the PDQ link relation (Threshold is then only recorded).
 	Linker clusters.Linker
 	// Dihedral also links an image to mirrored and rotated copies of it:
-	// records that carry a canonical dihedral hash (domain.Record.
-	// PDQCanonical) link when any of their two hashes is within Threshold
-	// bits of any hash of the other (clusters.PDQLinker). Records written
-	// without one link by their PDQ hash alone.
+	// records that carry canonical dihedral hashes (domain.Record.
+	// PDQCanonical, one or two) link when any of their hashes (PDQ and
+	// canonical) is within Threshold bits of any hash of the other
+	// (clusters.PDQLinker). Records written without them link by their PDQ
+	// hash alone.
 	Dihedral bool
 	// Text also clusters text-only posts (no image record) whose normalised
 	// texts are equal (banks.NormalizeText, as the banks' text signals), so
