@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,6 +146,21 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	if _, ok := sm["xmodal_ingest_messages_total"]; ok {
 		t.Error("the query role exports ingest metrics")
+	}
+
+	// The batch near-duplicate job runs in the CLI's process against Milvus
+	// (a Milvus deployment's serving processes run none): it reads the image
+	// records of the alias's collection and writes its folder under --out.
+	jobs := t.TempDir()
+	dout, err := xmodal(t, common, "dedup", "--milvus", "--out", jobs)
+	m := regexp.MustCompile(`(\d+) image posts, threshold 31 bits`).FindStringSubmatch(dout)
+	if err != nil || m == nil || !regexp.MustCompile(`job dedup-\S+: done`).MatchString(dout) {
+		t.Errorf("xmodal dedup --milvus: %v\n%s", err, dout)
+	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(ids) {
+		t.Errorf("xmodal dedup --milvus read %d image posts; the samples have %d posts", n, len(ids))
+	}
+	if files, _ := filepath.Glob(filepath.Join(jobs, "dedup-*", "clusters.jsonl")); len(files) != 1 {
+		t.Errorf("xmodal dedup --milvus wrote %v under --out", files)
 	}
 
 	// A query process following the alias with another model is refused.

@@ -41,7 +41,7 @@ func (s *Service) dedup(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	if s.d.Dedup == nil {
-		return nil, errorf(CodeNotImplemented, "this server runs no dedup jobs (the embedded index's serving process does; docs/clusters.md)")
+		return nil, errorf(CodeNotImplemented, "this server runs no dedup jobs (the embedded index's serving process does; on Milvus run xmodal dedup --milvus; docs/clusters.md)")
 	}
 	var st dedup.Status
 	var err error

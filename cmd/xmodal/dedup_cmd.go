@@ -6,14 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/query/client"
+	"github.com/xmodal/xmodal/sink/milvus"
 )
 
 func dedupCmd() *cobra.Command {
@@ -22,6 +26,8 @@ func dedupCmd() *cobra.Command {
 		since, until               string
 		resume, status, cancelID   string
 		noFollow, asJSON, rebuild  bool
+		onMilvus                   bool
+		modelVersion, outDir       string
 		poll                       time.Duration
 	)
 	c := &cobra.Command{
@@ -38,12 +44,26 @@ A job survives the server's crash or restart as a checkpoint: --resume ID
 continues it. Over the whole index at the threshold of the incremental
 clusters (clusters.threshold), the summary counts the posts the two group
 differently (drift; 0 expected). Needs publish permission on
-xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
+xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.
+
+With --milvus the job runs in this process against milvus.address instead
+(Milvus deployments keep no incremental clusters, so their serving processes
+run no jobs): it reads the image records of the collection the alias
+milvus.collection points to (or of --model-version), writes its folder under
+--out, and resumes from there with --resume.`,
 		Example: `  xmodal dedup
   xmodal dedup --threshold 24 --since 24h --max-memory-mb 256
   xmodal dedup --resume dedup-20261202T093753Z-cbb8c9
-  xmodal dedup --status dedup-20261202T093753Z-cbb8c9 --json`,
+  xmodal dedup --status dedup-20261202T093753Z-cbb8c9 --json
+  xmodal dedup --milvus --milvus-address milvus:19530 --out /jobs/dedup --since 24h`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if onMilvus {
+				return dedupOnMilvus(cmd, milvusDedup{threshold: threshold, maxMem: maxMem, minSize: minSize, since: since, until: until,
+					resume: resume, model: modelVersion, out: outDir, asJSON: asJSON, poll: poll})
+			}
+			if cmd.Flags().Changed("model-version") || cmd.Flags().Changed("out") {
+				return errors.New("--model-version and --out go with --milvus (the embedded index's job writes under the server's data_dir)")
+			}
 			req := query.DedupRequest{MaxMemoryMB: maxMem, MinSize: minSize, Resume: resume, Rebuild: rebuild}
 			switch {
 			case status != "":
@@ -80,7 +100,7 @@ xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
 					return err
 				}
 			}
-			return printDedup(cmd.OutOrStdout(), st, asJSON)
+			return printDedup(cmd.OutOrStdout(), st, asJSON, "on the server")
 		},
 	}
 	f := c.Flags()
@@ -96,7 +116,81 @@ xmodal.v1.admin.> (docs/security.md). See docs/clusters.md.`,
 	f.BoolVar(&noFollow, "no-follow", false, "start the job and exit without following it")
 	f.BoolVar(&asJSON, "json", false, "print the job's status as JSON")
 	f.DurationVar(&poll, "poll", 500*time.Millisecond, "how often to ask for progress")
+	f.BoolVar(&onMilvus, "milvus", false, "run the job in this process against milvus.address (Milvus deployments)")
+	f.StringVar(&modelVersion, "model-version", "", "with --milvus: the model version whose collections to read (default: the one the alias milvus.collection points to)")
+	f.StringVar(&outDir, "out", "", "with --milvus: the folder the job's folder is written under (default: data_dir/dedup)")
 	return c
+}
+
+// milvusDedup is a batch job run here against Milvus (xmodal dedup --milvus).
+type milvusDedup struct {
+	threshold, maxMem, minSize       int
+	since, until, resume, model, out string
+	asJSON                           bool
+	poll                             time.Duration
+}
+
+func dedupOnMilvus(cmd *cobra.Command, o milvusDedup) error {
+	cfg, err := loadConfig(cmd.Flags(), os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if cfg.Milvus.Address == "" {
+		return errors.New("--milvus: config milvus.address is required (the Milvus that holds the collections)")
+	}
+	now := time.Now()
+	req := dedup.Request{Threshold: o.threshold, MaxMemoryMB: o.maxMem, MinSize: o.minSize, Resume: o.resume}
+	if req.Since, err = parseWhen(o.since, now); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if req.Until, err = parseWhen(o.until, now); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	if o.out == "" {
+		o.out = filepath.Join(cfg.DataDir, "dedup")
+	}
+	log := newLogger(cfg, cmd.ErrOrStderr())
+	ix, err := milvus.OpenExisting(cmd.Context(), cfg.milvusOptions(roleServe, 0, o.model, 0, log))
+	if err != nil {
+		if errors.Is(err, milvus.ErrUnreachable) {
+			return fmt.Errorf("config milvus.address: %w", err)
+		}
+		return err
+	}
+	defer ix.Close()
+	m, err := dedup.NewManager(ix, o.out, log, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	st, err := m.Start(req)
+	if err != nil {
+		return err
+	}
+	w := cmd.ErrOrStderr()
+	if !o.asJSON {
+		fmt.Fprintf(w, "dedup job %s started on Milvus (threshold %d bits); outputs in %s\n", st.ID, st.Request.Threshold, st.Dir)
+	}
+	start := time.Now()
+	for st.State == dedup.StateRunning {
+		select {
+		case <-cmd.Context().Done():
+			_ = m.Cancel(st.ID)
+			fmt.Fprintf(w, "\nstopped; resume with: xmodal dedup --milvus --out %s --resume %s\n", o.out, st.ID)
+			return cmd.Context().Err()
+		case <-time.After(o.poll):
+		}
+		if st, err = m.Status(st.ID); err != nil {
+			return err
+		}
+		if !o.asJSON {
+			fmt.Fprint(w, "\r"+progressBar(st, time.Since(start)))
+		}
+	}
+	if !o.asJSON {
+		fmt.Fprintln(w)
+	}
+	return printDedup(cmd.OutOrStdout(), st, o.asJSON, "here")
 }
 
 func dedupCall(ctx context.Context, cl *client.Client, req query.DedupRequest) (dedup.Status, error) {
@@ -106,7 +200,7 @@ func dedupCall(ctx context.Context, cl *client.Client, req query.DedupRequest) (
 	err := cl.Call(ctx, "admin.dedup", &req, &st)
 	var qe *query.Error
 	if errors.As(err, &qe) && qe.Code == query.CodeNotImplemented {
-		return st, fmt.Errorf("%w (the batch job runs in the embedded index's serving process: xmodal run)", err)
+		return st, fmt.Errorf("%w (the batch job runs in the embedded index's serving process, xmodal run; against Milvus, run it here with --milvus)", err)
 	}
 	return st, err
 }
@@ -150,7 +244,8 @@ func progressBar(st dedup.Status, elapsed time.Duration) string {
 	return fmt.Sprintf("[%s%s] %5.1f%% %s %d/%d searches%s   ", strings.Repeat("#", n), strings.Repeat(" ", width-n), 100*frac, phase, st.Done, st.Total, eta)
 }
 
-func printDedup(w io.Writer, st dedup.Status, asJSON bool) error {
+// printDedup prints a job's status; where says where its outputs are.
+func printDedup(w io.Writer, st dedup.Status, asJSON bool, where string) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -179,7 +274,7 @@ func printDedup(w io.Writer, st dedup.Status, asJSON bool) error {
 		if s.DriftAfter != nil {
 			fmt.Fprintf(w, "rebuilt the incremental clusters (%d posts rejoined); grouped differently now: %d\n", s.Rebuilt, *s.DriftAfter)
 		}
-		fmt.Fprintf(w, "outputs (on the server): %s/{clusters.jsonl,summary.json,report.html}\n", st.Dir)
+		fmt.Fprintf(w, "outputs (%s): %s/{clusters.jsonl,summary.json,report.html}\n", where, st.Dir)
 	} else if st.State == dedup.StateRunning {
 		fmt.Fprintln(w, progressBar(st, time.Since(st.Started)))
 	}

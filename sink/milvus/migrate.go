@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/milvus-io/milvus/client/v2/column"
 	"github.com/milvus-io/milvus/client/v2/entity"
@@ -202,43 +201,7 @@ func (ix *Index) countRows(ctx context.Context, coll string) (int, error) {
 // rows in key order (Milvus returns a limited query's rows by primary key; a
 // page that is not is an error, never a silent skip), at Strong consistency.
 func (ix *Index) pageRows(ctx context.Context, coll, key string, fields []string, page int, fn func(r rowReader, n int) error) error {
-	last, first := "", true
-	for {
-		expr := key + ` != "~none~"`
-		if !first {
-			expr = key + " > " + strconv.Quote(last)
-		}
-		var rs milvusclient.ResultSet
-		start := time.Now()
-		err := ix.call(ctx, "query "+coll, func(ctx context.Context) error {
-			var err error
-			rs, err = ix.c.Query(ctx, milvusclient.NewQueryOption(coll).WithFilter(expr).
-				WithOutputFields(fields...).WithLimit(page).WithConsistencyLevel(entity.ClStrong), noRetry)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		r := newRowReader(&rs)
-		n := rs.ResultCount
-		for i := range n {
-			k := r.str(key, i)
-			if !first && k <= last {
-				return fmt.Errorf("milvus: rows of %s came back out of key order (%q after %q): cannot page through them", coll, k, last)
-			}
-			last, first = k, false
-		}
-		if n == 0 {
-			return nil
-		}
-		ix.log.Debug("migrate: page read", "collection", coll, "rows", n, "took", time.Since(start))
-		if err := fn(r, n); err != nil {
-			return err
-		}
-		if n < page {
-			return nil
-		}
-	}
+	return ix.pageRowsWhere(ctx, coll, key, "", fields, page, fn)
 }
 
 // shapeFromCollection sets opt's dimension, code length, PDQ and layout from

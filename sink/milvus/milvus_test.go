@@ -18,6 +18,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/sink/conformance"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
@@ -578,5 +579,91 @@ func TestDenyMarksInVersionsRows(t *testing.T) {
 	// A version over int64 cannot be stored: refused, not wrapped into a mark.
 	if _, err := ix2.Apply(ctx, []domain.Change{textPost("huge", math.MaxUint64, "a", r)}); err == nil {
 		t.Fatal("a version of 2^64-1 was accepted")
+	}
+}
+
+// TestDedupItems: the batch job's input read from Milvus (image records with
+// a usable PDQ hash, paged in key order, within a time window) is the
+// embedded index's on the same data, and so is the job's partition; the
+// thumbnails come back for the posts that have one.
+func TestDedupItems(t *testing.T) {
+	ctx := context.Background()
+	opt := testOptions(t, conformance.Dim)
+	ix := openTest(t, opt)
+	emb, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(t.TempDir(), "e.db"), Dim: conformance.Dim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	chs := conformance.Dataset(60, 5)
+	// Near-duplicates of the first image, so that the job has clusters to find.
+	var first *domain.Record
+	for i := range chs {
+		for j := range chs[i].Records {
+			if r := &chs[i].Records[j]; r.Modality == domain.ModalityImage && len(r.PDQ) == domain.PDQBytes && r.PDQQuality >= domain.LowPDQQuality && first == nil {
+				first = r
+			}
+		}
+	}
+	if first == nil {
+		t.Fatal("the dataset has no image record with a usable PDQ hash")
+	}
+	for k := range 3 {
+		ch := domain.Change{PostID: fmt.Sprintf("copy-%d", k)}
+		r := *first
+		r.PostID, r.PK = ch.PostID, domain.PrimaryKey(ch.PostID, domain.ModalityImage)
+		r.PDQ = slices.Clone(first.PDQ)
+		r.PDQ[k] ^= 0x0f
+		r.CreatedAt = first.CreatedAt.Add(time.Duration(k+1) * time.Hour)
+		ch.Records = []domain.Record{r}
+		chs = append(chs, ch)
+	}
+	mustApply(t, ix, chs...)
+	mustApply(t, emb, chs...)
+	all, err := emb.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil || len(all) < 10 {
+		t.Fatalf("embedded items: %d, %v", len(all), err)
+	}
+	mid := time.Unix(0, all[len(all)/2].At)
+	for _, w := range []struct{ since, until time.Time }{{}, {since: mid}, {until: mid}} {
+		got, err := ix.DedupItems(ctx, w.since, w.until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := emb.DedupItems(ctx, w.since, w.until)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("window %v..%v: %d items from Milvus, %d embedded", w.since, w.until, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Post != want[i].Post || got[i].At != want[i].At || got[i].Sig != want[i].Sig {
+				t.Fatalf("item %d: Milvus %+v, embedded %+v", i, got[i], want[i])
+			}
+		}
+	}
+	got, _ := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	uf, err := dedup.Components(ctx, got, dedup.Options{Threshold: 31})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := map[string]int{}
+	for i, it := range got {
+		idx[it.Post] = i
+	}
+	for k := range 3 {
+		if uf.Find(idx[fmt.Sprintf("copy-%d", k)]) != uf.Find(idx[first.PostID]) {
+			t.Fatalf("copy-%d is not in %s's component", k, first.PostID)
+		}
+	}
+	posts := []string{first.PostID, "copy-0", "no-such-post"}
+	th, err := ix.Thumbnails(ctx, posts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth, _ := emb.Thumbnails(ctx, posts)
+	if len(th) != len(eth) || string(th[first.PostID]) != string(eth[first.PostID]) {
+		t.Fatalf("thumbnails: Milvus %d, embedded %d", len(th), len(eth))
 	}
 }
