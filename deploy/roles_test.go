@@ -163,6 +163,30 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 		t.Errorf("xmodal dedup --milvus wrote %v under --out", files)
 	}
 
+	// A text entry added after the posts were indexed is swept on Milvus too:
+	// the serving process scans the records in key order (one match, its
+	// event); before ScanRecords on Milvus, such a sweep failed.
+	natsEnv := []string{"XMODAL_NATS_URL=" + ns.ClientURL()}
+	for _, args := range [][]string{{"bank", "create", "later"}, {"bank", "add", "later", "--text", sampleText(t, samples, ids[2])}} {
+		if out, err := xmodal(t, natsEnv, args...); err != nil {
+			t.Fatalf("xmodal %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	var sweep []string
+	serve.waitFor(t, 2*time.Minute, "the sweep of bank later to end", func() bool {
+		out, _ := xmodal(t, natsEnv, "bank", "sweep-status")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) >= 6 && f[1] == "later" && f[2] != "queued" && f[2] != "running" {
+				sweep = f
+				return true
+			}
+		}
+		return false
+	})
+	if sweep[2] != "done" || sweep[4] == "-" || sweep[5] != "1" {
+		t.Errorf("the sweep of bank later on Milvus: %v; want done, records scanned, 1 match", sweep)
+	}
+
 	// A query process following the alias with another model is refused.
 	other := filepath.Join(t.TempDir(), "other-model")
 	copyModel(t, d, other, "999")

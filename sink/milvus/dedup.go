@@ -94,10 +94,42 @@ func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) { return nil,
 
 var _ dedup.Source = (*Index)(nil)
 
+// scanPage is the records one query of ScanRecords reads (each carries its
+// vector).
+const scanPage = 512
+
+// ScanRecords visits the records in primary-key order after the key after
+// (implements domain.RecordScanner: a retro sweep of text, URL and
+// embedding bank entries reads it), a page at a time at Strong consistency;
+// records carry what matching reads (ids, author, time, labels, text, media
+// URL, vector), not their thumbnails. Milvus keeps no record matches from
+// sweeps (a full-row upsert could race an indexer's newer version): a sweep
+// there emits its events only.
+func (ix *Index) ScanRecords(ctx context.Context, after string, fn func(r *domain.Record) error) error {
+	fields := []string{fPK, fPostID, fModality, fAuthor, fCreatedAt, fModelVersion, fLabels, fText, fMediaURL, fVector}
+	return ix.pageRowsAfter(ctx, ix.l.records.name, fPK, after, "", fields, scanPage, func(r rowReader, n int) error {
+		for i := range n {
+			rec := r.record(i)
+			if err := fn(&rec); err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
+	})
+}
+
+var _ domain.RecordScanner = (*Index)(nil)
+
 // pageRowsWhere calls fn with the rows of coll that pass filter, page rows
 // at a time in key order (see pageRows).
 func (ix *Index) pageRowsWhere(ctx context.Context, coll, key, filter string, fields []string, page int, fn func(r rowReader, n int) error) error {
-	last, first := "", true
+	return ix.pageRowsAfter(ctx, coll, key, "", filter, fields, page, fn)
+}
+
+// pageRowsAfter is pageRowsWhere from the first key after after ("": from
+// the first).
+func (ix *Index) pageRowsAfter(ctx context.Context, coll, key, after, filter string, fields []string, page int, fn func(r rowReader, n int) error) error {
+	last, first := after, after == ""
 	for {
 		expr := key + ` != "~none~"`
 		if !first {

@@ -667,3 +667,53 @@ func TestDedupItems(t *testing.T) {
 		t.Fatalf("thumbnails: Milvus %d, embedded %d", len(th), len(eth))
 	}
 }
+
+// TestScanRecords: Milvus visits the records as the embedded index does (the
+// same keys in the same order, with what a retro sweep matches: ids,
+// author, time, labels, text, media URL, vector), and resumes after a key.
+func TestScanRecords(t *testing.T) {
+	ctx := context.Background()
+	opt := testOptions(t, conformance.Dim)
+	ix := openTest(t, opt)
+	emb, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(t.TempDir(), "e.db"), Dim: conformance.Dim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	chs := conformance.Dataset(700, 9) // more records than one page
+	mustApply(t, ix, chs...)
+	mustApply(t, emb, chs...)
+	scan := func(s domain.RecordScanner, after string) []domain.Record {
+		var out []domain.Record
+		if err := s.ScanRecords(ctx, after, func(r *domain.Record) error {
+			out = append(out, *r)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := scan(emb, "")
+	if len(want) <= scanPage {
+		t.Fatalf("%d records: want more than a page (%d)", len(want), scanPage)
+	}
+	for _, after := range []string{"", want[len(want)/3].PK, want[len(want)-1].PK} {
+		got, exp := scan(ix, after), scan(emb, after)
+		if len(got) != len(exp) {
+			t.Fatalf("after %q: %d records from Milvus, %d embedded", after, len(got), len(exp))
+		}
+		for i := range exp {
+			g, w := got[i], exp[i]
+			if g.PK != w.PK || g.PostID != w.PostID || g.Modality != w.Modality || g.Author != w.Author || !g.CreatedAt.Equal(w.CreatedAt) ||
+				!slices.Equal(g.Labels, w.Labels) || g.Text != w.Text || g.MediaURL != w.MediaURL || !slices.Equal(g.Vector, w.Vector) {
+				t.Fatalf("after %q, record %d: Milvus %s/%s %q, embedded %s/%s %q", after, i, g.PK, g.Author, g.Text, w.PK, w.Author, w.Text)
+			}
+		}
+	}
+	// fn's error stops the scan and comes back.
+	stop := errors.New("stop")
+	n := 0
+	if err := ix.ScanRecords(ctx, "", func(*domain.Record) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("a failing fn: %v after %d records", err, n)
+	}
+}
