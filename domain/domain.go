@@ -115,9 +115,11 @@ type Record struct {
 	// PDQ is the 256-bit perceptual hash of an image record (32 bytes), with its quality.
 	PDQ        []byte `json:"pdq,omitempty"`
 	PDQQuality int    `json:"pdq_quality,omitempty"`
-	// MD5 is the MD5 of an image record's file bytes (16 bytes) while the
-	// record is matched against the banks' md5 entries at ingest; it is
-	// not stored (set only when a bank holds md5 entries).
+	// MD5 is the MD5 of an image record's file bytes (16 bytes), computed
+	// while a bank holds md5 entries (the banks' md5 entries, HMA's
+	// photo_md5, match it at ingest) or always with image.keep_md5; the
+	// embedded index keeps it with the stored record, so that md5 entries
+	// added later are swept; not returned in replies.
 	MD5 []byte `json:"-"`
 	// PDQVariants are the image's eight dihedral PDQ hashes (original,
 	// rotations, mirrors, in encoders/pdq's Dihedral order; the first is

@@ -368,9 +368,13 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 		}
 	}
 	po := pipelineOptions{milvus: a.milvus != nil}
+	keep := cfg.Image.KeepMD5 && a.milvus == nil // kept for sweeps (image.keep_md5)
+	if keep {
+		po.md5 = func() bool { return true }
+	}
 	if a.banks != nil {
-		// An image's MD5 only while a bank can match it.
-		po.md5 = func() bool { return a.banks.State().HasEnabled(banks.SignalMD5) }
+		// An image's MD5 while a bank can match it (or always, to keep).
+		po.md5 = func() bool { return keep || a.banks.State().HasEnabled(banks.SignalMD5) }
 		po.banks = true
 	}
 	a.pipe, err = newPipeline(cfg, workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model,

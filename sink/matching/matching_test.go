@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -574,8 +575,8 @@ func TestIngestToEventLatency(t *testing.T) {
 	}
 }
 
-// A sweep covers text, URL and embedding entries too, on an index that can
-// be scanned: every stored record is matched against them as ingest
+// A sweep covers text, URL, embedding and MD5 entries too, on an index that
+// can be scanned: every stored record is matched against them as ingest
 // matches a post; the matches reach the records (hits carry them, the
 // matched_banks filter lists the posts); a second run adds no match twice.
 func TestSweepScansRecordsForOtherSignals(t *testing.T) {
@@ -601,6 +602,10 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 		mk("by-media", "a photo", "https://cdn.example/banned.jpg", []float32{0, 0, 1, 0}),
 		mk("by-concept", "unrelated words", "", []float32{0, 0.6, 0.8, 0}),
 	)
+	// An image whose file MD5 was kept (image.keep_md5).
+	byMD5 := mk("by-md5", "a picture", "", []float32{0, 0, 1, 0})
+	byMD5.Records[0].MD5, _ = hex.DecodeString("0123456789abcdef0123456789abcdef")
+	chs = append(chs, byMD5)
 	if _, err := f.ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
@@ -633,8 +638,8 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 	page, _, _ := f.banks.State().Entries("spam", 0, 10)
 	for round := 1; round <= 2; round++ {
 		st := sw.Start(info, page)
-		if st.Entries != 4 {
-			t.Fatalf("sweep of %d entries, want 4 (the MD5 entry is not swept)", st.Entries)
+		if st.Entries != 5 {
+			t.Fatalf("sweep of %d entries, want 5", st.Entries)
 		}
 		var done banks.SweepStatus
 		testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
@@ -649,8 +654,8 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 			}
 			return fmt.Errorf("sweep %d not done: %+v", st.ID, sw.Status())
 		})
-		if done.Done != 4 || done.Records != 2*len(chs) || done.Matches != 4 {
-			t.Errorf("round %d: status %+v, want 4 entries done, %d records, 4 matches", round, done, 2*len(chs))
+		if done.Done != 5 || done.Records != 2*len(chs) || done.Matches != 5 {
+			t.Errorf("round %d: status %+v, want 5 entries done, %d records, 5 matches", round, done, 2*len(chs))
 		}
 		got := map[string]string{}
 		for _, e := range f.events(t) {
@@ -662,7 +667,7 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 				t.Errorf("embedding event score %v, want 0.6", e.Score)
 			}
 		}
-		want := map[string]string{"by-text": "text", "by-url": "url", "by-media": "url", "by-concept": "embedding"}
+		want := map[string]string{"by-text": "text", "by-url": "url", "by-media": "url", "by-concept": "embedding", "by-md5": "md5"}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("round %d: events by post %v, want %v", round, got, want)
 		}
@@ -680,7 +685,7 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 			t.Errorf("hit %s matches %+v, want one spam match", h.PK, h.Matches)
 		}
 	}
-	if len(posts) != 4 || !posts["by-text"] || !posts["by-url"] || !posts["by-media"] || !posts["by-concept"] {
+	if len(posts) != 5 || !posts["by-text"] || !posts["by-url"] || !posts["by-media"] || !posts["by-concept"] || !posts["by-md5"] {
 		t.Errorf("matched_banks=spam lists %v", posts)
 	}
 }

@@ -39,8 +39,8 @@ import (
 // again, and the events of those that had been published before the crash
 // come again with the same ids (dropped as duplicates by the stream).
 //
-// Text, URL and embedding entries are swept too when the index can be
-// scanned (domain.RecordScanner: the embedded index): after the PDQ
+// Text, URL, embedding and MD5 entries are swept too when the index can be
+// scanned (domain.RecordScanner: the embedded index and Milvus): after the PDQ
 // entries, every stored record is looked up once against all of them (a
 // temporary banks.State holding the sweep's entries, matched as ingest
 // matches a post, MatchAll over a chunk of records), checkpointed by the
@@ -48,10 +48,12 @@ import (
 // index keeps them (domain.MatchRecorder), so hits carry them and the
 // matched_banks filter lists the posts.
 //
-// Not swept: MD5 entries (the index does not keep the files' MD5) and
-// rotated or mirrored copies (the index keeps one PDQ hash per image, in
-// its original orientation); on Milvus, text, URL and embedding entries
-// (matched at ingest only) and the matches on records.
+// An MD5 entry finds the records that kept their file's MD5 (the embedded
+// index with image.keep_md5, or images indexed while a bank held md5
+// entries). Not swept: rotated or mirrored copies (the index keeps one PDQ
+// hash per image, in its original orientation); on Milvus, MD5 entries find
+// nothing (its records keep no MD5) and the matches are not written to the
+// records.
 type Sweeper struct {
 	cfg SweeperConfig
 
@@ -113,7 +115,7 @@ type sweepRecord struct {
 
 // scanned reports whether entries of type t are swept by a record scan.
 func scanned(t banks.SignalType) bool {
-	return t == banks.SignalText || t == banks.SignalURL || t == banks.SignalEmbedding
+	return t == banks.SignalText || t == banks.SignalURL || t == banks.SignalEmbedding || t == banks.SignalMD5
 }
 
 // maxKept is how many sweeps Status lists (and the directory keeps).
@@ -221,8 +223,8 @@ func (s *Sweeper) load() error {
 }
 
 // Start queues a sweep of the index for the entries of bank (entries that
-// are not disabled: PDQ, and with a record scanner text, URL and
-// embedding entries that are not stale) and returns its status.
+// are not disabled: PDQ, and with a record scanner text, URL, embedding
+// and MD5 entries that are not stale) and returns its status.
 func (s *Sweeper) Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepStatus {
 	var pdqs, others []banks.Entry
 	for _, e := range entries {
@@ -237,7 +239,8 @@ func (s *Sweeper) Start(bank banks.BankInfo, entries []banks.Entry) banks.SweepS
 	pdqs = append(pdqs, others...)
 	now := time.Now().UTC()
 	if len(pdqs) == 0 {
-		// Nothing to sweep (MD5 entries are matched at ingest only).
+		// Nothing to sweep (or an index that cannot be scanned: its text,
+		// URL, embedding and MD5 entries are matched at ingest only).
 		return banks.SweepStatus{Bank: bank.Name, State: SweepDone, Queued: now, Finished: now}
 	}
 	s.mu.Lock()
@@ -511,8 +514,8 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 			if !ok {
 				continue
 			}
-			q.PDQ, q.MD5 = nil, "" // PDQ entries were swept by hash; MD5 is not stored
-			if q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 {
+			q.PDQ = nil // PDQ entries were swept by hash
+			if q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 && q.MD5 == "" {
 				continue
 			}
 			qs, owners = append(qs, q), append(owners, r)
