@@ -3,9 +3,9 @@ package matching
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
