@@ -58,6 +58,9 @@ milvus.collection points to (or of --model-version), writes its folder under
   xmodal dedup --milvus --milvus-address milvus:19530 --out /jobs/dedup --since 24h`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if onMilvus {
+				if status != "" || cancelID != "" || noFollow || rebuild {
+					return errors.New("--status, --cancel, --no-follow and --rebuild ask a serving process; with --milvus the job runs in this process (stop it with Ctrl-C, continue it with --resume)")
+				}
 				return dedupOnMilvus(cmd, milvusDedup{threshold: threshold, maxMem: maxMem, minSize: minSize, since: since, until: until,
 					resume: resume, model: modelVersion, out: outDir, asJSON: asJSON, poll: poll})
 			}
