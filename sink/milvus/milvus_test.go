@@ -582,19 +582,26 @@ func TestDenyMarksInVersionsRows(t *testing.T) {
 	}
 }
 
+// openPair opens Milvus collections and an embedded index of the
+// conformance dimension, to be given the same data.
+func openPair(t *testing.T) (*Index, *embedded.Index) {
+	t.Helper()
+	ix := openTest(t, testOptions(t, conformance.Dim))
+	emb, err := embedded.Open(context.Background(), embedded.Options{Path: filepath.Join(t.TempDir(), "e.db"), Dim: conformance.Dim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	return ix, emb
+}
+
 // TestDedupItems: the batch job's input read from Milvus (image records with
 // a usable PDQ hash, paged in key order, within a time window) is the
 // embedded index's on the same data, and so is the job's partition; the
 // thumbnails come back for the posts that have one.
 func TestDedupItems(t *testing.T) {
 	ctx := context.Background()
-	opt := testOptions(t, conformance.Dim)
-	ix := openTest(t, opt)
-	emb, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(t.TempDir(), "e.db"), Dim: conformance.Dim, ModelVersion: "test@1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
+	ix, emb := openPair(t)
 	chs := conformance.Dataset(60, 5)
 	// Near-duplicates of the first image, so that the job has clusters to find.
 	var first *domain.Record
@@ -673,13 +680,7 @@ func TestDedupItems(t *testing.T) {
 // author, time, labels, text, media URL, vector), and resumes after a key.
 func TestScanRecords(t *testing.T) {
 	ctx := context.Background()
-	opt := testOptions(t, conformance.Dim)
-	ix := openTest(t, opt)
-	emb, err := embedded.Open(ctx, embedded.Options{Path: filepath.Join(t.TempDir(), "e.db"), Dim: conformance.Dim, ModelVersion: "test@1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Close()
+	ix, emb := openPair(t)
 	chs := conformance.Dataset(700, 9) // more records than one page
 	mustApply(t, ix, chs...)
 	mustApply(t, emb, chs...)
