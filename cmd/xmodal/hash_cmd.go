@@ -122,11 +122,7 @@ func ingestCanonical() func(img image.Image) ([]byte, []byte, int) {
 		hs := pool.Get().(*pdq.Hasher)
 		defer pool.Put(hs)
 		h, cs, q := hs.HashCanonical(img)
-		canon := make([]byte, 0, len(cs)*len(h))
-		for _, c := range cs {
-			canon = append(canon, c[:]...)
-		}
-		return h[:], canon, q
+		return h[:], pdq.AppendHashes(nil, cs), q
 	}
 }
 

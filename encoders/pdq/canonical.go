@@ -117,3 +117,12 @@ func (hs *Hasher) DihedralCanonical(img image.Image) ([8]Hash, []Dihedral, int) 
 	hs.dihedralBits(&out)
 	return out, hs.canonical(), q
 }
+
+// AppendHashes appends the bytes of hs to dst, one hash after another (the
+// stored form of an image's canonical hashes, domain.Record.PDQCanonical).
+func AppendHashes(dst []byte, hs []Hash) []byte {
+	for _, h := range hs {
+		dst = append(dst, h[:]...)
+	}
+	return dst
+}

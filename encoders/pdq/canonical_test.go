@@ -169,3 +169,12 @@ func TestCanonicalFlat(t *testing.T) {
 		t.Fatalf("4x4: got %v %v quality %d", h, c, q)
 	}
 }
+
+// TestAppendHashes: the hashes one after another, after dst.
+func TestAppendHashes(t *testing.T) {
+	a, b := Hash{1}, Hash{31: 2}
+	got := AppendHashes([]byte{9}, []Hash{a, b})
+	if len(got) != 65 || got[0] != 9 || got[1] != 1 || got[64] != 2 || len(AppendHashes(nil, nil)) != 0 {
+		t.Fatalf("AppendHashes: %v", got)
+	}
+}

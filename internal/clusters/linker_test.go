@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/xmodal/xmodal/internal/testutil"
 )
@@ -77,21 +76,7 @@ func TestCanonicalSignatures(t *testing.T) {
 			})
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 			db, s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
-			for len(order) > 0 {
-				n := min(len(order), 1+rng.IntN(7))
-				batch := order[:n]
-				order = order[n:]
-				if err := s.Update(db, func(tx *Txn) error {
-					for _, p := range batch {
-						if _, err := tx.Join(p, t0.Add(time.Duration(rng.IntN(3600))*time.Second), sigs[p]); err != nil {
-							return err
-						}
-					}
-					return nil
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			joinInBatches(t, db, s, rng, order, sigs, 7)
 			want := testutil.Components(sigs, anyWithin)
 			if err := testutil.SamePartition(s.Partition(), want); err != nil {
 				t.Fatal(err)

@@ -307,6 +307,27 @@ func planted(rng *rand.Rand, groups, per, singles int) (map[string][]byte, []str
 
 // TestOrderIndependent: in any arrival order and batching, with takedowns,
 // the clusters are the connected components of the link graph.
+// joinInBatches joins the posts of order (with their signatures in sigs, at
+// random times) in transactions of 1..most posts.
+func joinInBatches(t *testing.T, db *bolt.DB, s *Store, rng *rand.Rand, order []string, sigs map[string][]byte, most int) {
+	t.Helper()
+	for len(order) > 0 {
+		n := min(len(order), 1+rng.IntN(most))
+		batch := order[:n]
+		order = order[n:]
+		if err := s.Update(db, func(tx *Txn) error {
+			for _, p := range batch {
+				if _, err := tx.Join(p, t0.Add(time.Duration(rng.IntN(3600))*time.Second), sigs[p]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestOrderIndependent(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run(strconv.Itoa(int(seed)), func(t *testing.T) {
@@ -324,21 +345,7 @@ func TestOrderIndependent(t *testing.T) {
 			}
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 			db, s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
-			for len(order) > 0 {
-				n := min(len(order), 1+rng.IntN(9))
-				batch := order[:n]
-				order = order[n:]
-				if err := s.Update(db, func(tx *Txn) error {
-					for _, p := range batch {
-						if _, err := tx.Join(p, t0.Add(time.Duration(rng.IntN(3600))*time.Second), sigs[p]); err != nil {
-							return err
-						}
-					}
-					return nil
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			joinInBatches(t, db, s, rng, order, sigs, 9)
 			for _, p := range []string{"g0-0", "g3-2", "g5-5", "s1"} {
 				leave(t, db, s, p)
 				delete(sigs, p)
