@@ -80,6 +80,11 @@ type WindowMatch struct {
 	QueryRect [4]int
 	Shown     [4]float32
 	Transform string
+	// Pixels and PixelDetail are the pixel check's correlations of the
+	// query's pixels with the original's, of the values and of the detail
+	// (0: not checked, windows stored before the check; PixelDetail 0: the
+	// original has no detail at the check's scale).
+	Pixels, PixelDetail float64
 }
 
 // NearDupSearcher answers near-duplicate queries. Results are sorted by

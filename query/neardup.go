@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"image"
+	"math"
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
@@ -74,8 +75,10 @@ type NearDupRequest struct {
 // image's near-duplicate windows: a crop, found by Windows windows that
 // agree on one placement, of the Visible indexed windows that lie in the
 // part of the image the query shows; Shown is then the part of the indexed image the
-// query shows, [x0, y0, x1, y1] as fractions of its width and height, and
-// Distance the best window's).
+// query shows, [x0, y0, x1, y1] as fractions of its width and height,
+// Pixels and Detail the pixel check's correlations of the query's pixels
+// with the indexed image's over that part, of the values and of the detail
+// (docs/neardup.md), and Distance the best window's).
 type NearDupMatch struct {
 	domain.Hit
 	Kind      string    `json:"kind"`
@@ -84,6 +87,8 @@ type NearDupMatch struct {
 	Windows   int       `json:"windows,omitempty"`
 	Visible   int       `json:"visible_windows,omitempty"`
 	Shown     []float32 `json:"shown,omitempty"`
+	Pixels    float64   `json:"pixels,omitempty"`
+	Detail    float64   `json:"pixel_detail,omitempty"`
 }
 
 // Window search states of a near-duplicate reply (NearDupResponse.Windows).
@@ -250,7 +255,8 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 			continue
 		}
 		w := h.Windows
-		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:]}
+		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:],
+			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
 		}

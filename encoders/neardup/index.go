@@ -94,6 +94,7 @@ type entry struct {
 	// consecutive).
 	winBase  uint32
 	wins     []indexWindow
+	patch    []byte // nil: no pixel check (windows stored before patches)
 	hasWhole bool
 	dead     bool // removed: skipped by searches
 }
@@ -160,6 +161,10 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 			ix.winRef = append(ix.winRef, uint64(ei)<<16|uint64(len(e.wins)))
 			e.wins = append(e.wins, indexWindow{cx: r.Region.CX, cy: r.Region.CY, side: r.Region.Side, angle: r.Region.Angle, variant: r.Transform})
 			wins = append(wins, r.Hash)
+		case Patch:
+			if len(r.Pixels) == patchBytes {
+				e.patch = slices.Clone(r.Pixels)
+			}
 		}
 	}
 	e.hasWhole = len(whole) > 0
@@ -300,6 +305,14 @@ type Match struct {
 	// Score orders matches (higher is better): 1 - distance/256, less
 	// 0.05 for a window match resting on fewer than two windows.
 	Score float64
+	// Pixels, for a window match, is the pixel check's correlation of the
+	// query's pixels with the original's patch over the part it shows
+	// (Pearson's r of the cells' values, patch.go); 0 when the original
+	// has no patch (windows stored before patches) and for whole matches.
+	Pixels float64
+	// PixelDetail is the correlation of the cells' detail (0 where the
+	// original has none at that scale, or no patch).
+	PixelDetail float64
 }
 
 // SearchOptions tune a search; zero values take the defaults.
@@ -533,10 +546,25 @@ type verifyParams struct {
 	// frame mapped into the query overlaps a query rectangle (the whole
 	// query or a content rectangle) by at least minFrameIoU.
 	minInside, minCovered, minFrameIoU float64
+	// The pixel check's least correlations (see patch.go): of the cells'
+	// values and detail, and of the values where the original has no
+	// detail at the scale of a cell.
+	minPixelCorr, minPixelDetail, minPixelCorrSmooth float64
 }
 
 var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
-	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8}
+	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8,
+	minPixelCorr: MinPixelCorr, minPixelDetail: MinPixelDetail, minPixelCorrSmooth: MinPixelCorrSmooth}
+
+// The pixel check's thresholds (patch.go), chosen on the window matches of
+// the 10k eval (docs/neardup.md): true matches had values of 0.5 or more
+// (all but 2 of 1,237) and detail of 0.7 or more (all but 6 of those with
+// detail to judge); the five false ones had detail of at most 0.63.
+const (
+	MinPixelCorr       = 0.5
+	MinPixelDetail     = 0.7
+	MinPixelCorrSmooth = 0.9
+)
 
 // cluster is the largest set of window hits of one image whose maps agree.
 type cluster struct {
@@ -650,6 +678,26 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 	}
 	r := q.Rects[h.q.Rect]
 	m := c.m
+	pixels, pixelDetail := 0.0, 0.0
+	if e.patch != nil && q.pixels != nil {
+		inv, ok := m.inverse()
+		if !ok {
+			return Match{}, false
+		}
+		corr, detail, judged, cells := pixelAgreement(e.patch, W, H, q.pixels, inv, float64(r.Min.X), float64(r.Min.Y), float64(r.Max.X), float64(r.Max.Y))
+		switch {
+		case cells < minPatchCells:
+			return Match{}, false
+		case judged && (corr < vp.minPixelCorr || detail < vp.minPixelDetail):
+			return Match{}, false
+		case !judged && corr < vp.minPixelCorrSmooth:
+			return Match{}, false
+		}
+		pixels = corr
+		if judged {
+			pixelDetail = detail
+		}
+	}
 	// The query rectangle's corners in the original, as fractions.
 	x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
 	for _, c := range [4][2]float64{{float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}} {
@@ -669,7 +717,7 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 		}
 	}
 	return Match{Kind: Window, Distance: h.dist, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score}, true
+		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail}, true
 }
 
 // agree reports whether maps a and b send the centre and the corners of
@@ -699,9 +747,12 @@ const (
 func EncodedSize(sig []RegionHash) int {
 	n := 0
 	for _, r := range sig {
-		if r.Kind == Window {
+		switch r.Kind {
+		case Window:
 			n += windowBytes
-		} else {
+		case Patch:
+			n += patchBytes
+		default:
 			n += wholeBytes
 		}
 	}

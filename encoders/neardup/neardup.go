@@ -50,6 +50,9 @@ const (
 	Whole Kind = iota
 	// Window is a square anchored on a pair of blobs.
 	Window
+	// Patch is not a hash: the image's luminance reduced to PatchSide x
+	// PatchSide cells (RegionHash.Pixels), which verifies window matches.
+	Patch
 )
 
 func (k Kind) String() string {
@@ -58,6 +61,8 @@ func (k Kind) String() string {
 		return "whole"
 	case Window:
 		return "window"
+	case Patch:
+		return "patch"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -84,6 +89,9 @@ type RegionHash struct {
 	Transform pdq.Dihedral
 	// Quality is PDQ's quality score of the region (0..100).
 	Quality int
+	// Pixels is a Patch's cells, row by row (PatchSide^2 bytes); nil for
+	// the other kinds.
+	Pixels []byte
 }
 
 // Errors.
@@ -191,7 +199,7 @@ func (hs *Hasher) workPlaneSized(luma []float32, w, h int, r image.Rectangle, si
 }
 
 // Signatures returns the hashes to index for img: its whole-image PDQ hash
-// first, then its windows (at most MaxWindows). An image under MinSide
+// first, then its windows (at most MaxWindows), then its patch. An image under MinSide
 // pixels on a side or over MaxPixels is refused with ErrTooSmall or
 // ErrTooLarge.
 func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
@@ -202,11 +210,15 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 	whole, q := h.pdq.DihedralPlane(luma, w, hh)
 	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
-	return out, nil
+	if len(ws) == 0 {
+		return out, nil // no window match to check
+	}
+	return append(out, patch), nil
 }
 
 // Window parameters: blobs per plane, pair distances (fractions of the

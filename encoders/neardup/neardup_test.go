@@ -79,7 +79,14 @@ func TestWholeHashIsPDQ(t *testing.T) {
 			if sig[0].Kind != Whole || sig[0].Hash != want || sig[0].Quality != wq {
 				t.Errorf("maxSide %d %s: whole %v %s q%d, pdq %s q%d", maxSide, filepath.Base(p), sig[0].Kind, sig[0].Hash, sig[0].Quality, want, wq)
 			}
-			if len(sig) > MaxWindows+1 || EncodedSize(sig) != wholeBytes+(len(sig)-1)*windowBytes {
+			wins := len(sig) - 1
+			if wins > 0 {
+				wins-- // the patch
+				if sig[len(sig)-1].Kind != Patch {
+					t.Errorf("%s: no patch after the windows", filepath.Base(p))
+				}
+			}
+			if wins > MaxWindows || EncodedSize(sig) != wholeBytes+wins*windowBytes+min(wins, 1)*patchBytes {
 				t.Errorf("%s: %d hashes, %d bytes", filepath.Base(p), len(sig), EncodedSize(sig))
 			}
 		}

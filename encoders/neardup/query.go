@@ -33,6 +33,9 @@ type Query struct {
 	// [0] the whole image, then content rectangles, in query pixels.
 	Rects  []image.Rectangle
 	Hashes []QueryHash
+	// pixels is the reduced luminance the pixel check reads (nil without
+	// windows).
+	pixels *queryPixels
 }
 
 // maxContentRects bounds the content rectangles of one query.
@@ -80,6 +83,9 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		}
 		for pi, size := range sizes {
 			p := h.workPlaneSized(luma, w, hh, r, size)
+			if ri == 0 && pi == 0 {
+				q.pixels = newQueryPixels(p, w, hh)
+			}
 			limit := maxQueryWins
 			if h.opts.QueryWindows > 0 {
 				limit = h.opts.QueryWindows

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"slices"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
-// Windows computes the windows of img alone (no whole-image hash): what
+// Windows computes the windows of img and its patch (no whole-image hash): what
 // ingest stores when PDQ is computed elsewhere, for example from a larger
 // decode (the windows are hashed on a 192-pixel plane, so a small decode
 // serves). Refused as Indexed refuses.
@@ -20,11 +21,16 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 		return nil, err
 	}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
 	var out []RegionHash
-	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
+	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
+	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
-	return out, nil
+	if len(ws) == 0 {
+		return out, nil // no window match to check
+	}
+	return append(out, patch), nil
 }
 
 // The stored form of an image's windows (AppendWindows, ParseWindows): a
@@ -32,9 +38,12 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 // then per window its hash (32 bytes), centre x and y (fractions of the
 // width and height, 16-bit fixed point), side (fraction of the longer side,
 // 16-bit fixed point over [0, 2)), angle (16-bit fixed point over
-// [-pi, pi)) and variant (one byte): 5 + 41 bytes a window.
+// [-pi, pi)) and variant (one byte): 5 + 41 bytes a window. Format 2 ends
+// with the patch (PatchSide^2 bytes); format 1, written before patches
+// existed, has none, and its window matches go without the pixel check.
 const (
-	windowsFormat     = 1
+	windowsFormat1    = 1
+	windowsFormat     = 2
 	windowsHeader     = 5
 	storedWindowBytes = 32 + 8 + 1
 )
@@ -43,8 +52,9 @@ const (
 // stored window list.
 var ErrBadWindows = errors.New("neardup: bad stored windows")
 
-// StoredWindowsSize is the size of the stored form of n windows.
-func StoredWindowsSize(n int) int { return windowsHeader + n*storedWindowBytes }
+// StoredWindowsSize is the size of the stored form of n windows and a
+// patch.
+func StoredWindowsSize(n int) int { return windowsHeader + n*storedWindowBytes + patchBytes }
 
 func fix16(v, lo, span float64) uint16 {
 	x := math.Round((v - lo) / span * 65536)
@@ -66,8 +76,10 @@ func unfix16(u uint16, lo, span float64) float32 {
 }
 
 // AppendWindows appends the stored form of the windows of sig (its Window
-// hashes; other kinds are skipped, at most MaxWindows) of an image of w x
-// h pixels to dst.
+// hashes, at most MaxWindows, and its patch; whole-image hashes are
+// skipped) of an image of w x h pixels to dst. A signature without a
+// patch is stored with a flat one, which the pixel check refuses: compute
+// signatures with Signatures or Windows.
 func AppendWindows(dst []byte, w, h int, sig []RegionHash) []byte {
 	dst = append(dst, windowsFormat)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(w, 0), math.MaxUint16)))
@@ -86,17 +98,34 @@ func AppendWindows(dst []byte, w, h int, sig []RegionHash) []byte {
 		dst = binary.LittleEndian.AppendUint16(dst, angle16(float64(g.Angle)))
 		dst = append(dst, byte(r.Transform))
 	}
-	return dst
+	var patch []byte
+	for _, r := range sig {
+		if r.Kind == Patch && len(r.Pixels) == patchBytes {
+			patch = r.Pixels
+		}
+	}
+	if patch == nil {
+		patch = make([]byte, patchBytes)
+	}
+	return append(dst, patch...)
 }
 
-// ParseWindows reads a stored window list: the image's size as hashed and
-// its windows (Kind Window, Region and Transform set; Quality unknown, 0).
-// Anything else is refused with an error wrapping ErrBadWindows.
+// ParseWindows reads a stored window list: the image's size as hashed, its
+// windows (Kind Window, Region and Transform set; Quality unknown, 0) and,
+// last, its patch (Kind Patch; none in format 1). Anything else is refused
+// with an error wrapping ErrBadWindows.
 func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
-	if len(b) < windowsHeader || b[0] != windowsFormat {
+	if len(b) < windowsHeader || (b[0] != windowsFormat && b[0] != windowsFormat1) {
 		return 0, 0, nil, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
 	}
 	body := b[windowsHeader:]
+	var patch []byte
+	if b[0] == windowsFormat {
+		if len(body) < patchBytes {
+			return 0, 0, nil, fmt.Errorf("%w: %d bytes, short of the %d byte patch", ErrBadWindows, len(b), patchBytes)
+		}
+		body, patch = body[:len(body)-patchBytes], body[len(body)-patchBytes:]
+	}
 	if len(body)%storedWindowBytes != 0 || len(body)/storedWindowBytes > MaxWindows {
 		return 0, 0, nil, fmt.Errorf("%w: %d bytes of windows (a window is %d, at most %d)", ErrBadWindows, len(body), storedWindowBytes, MaxWindows)
 	}
@@ -121,6 +150,9 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 		r.Transform = pdq.Dihedral(v)
 		sig = append(sig, r)
 		body = body[storedWindowBytes:]
+	}
+	if patch != nil {
+		sig = append(sig, RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: slices.Clone(patch)})
 	}
 	return w, h, sig, nil
 }

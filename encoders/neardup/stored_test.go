@@ -1,11 +1,14 @@
 package neardup
 
 import (
+	"bytes"
 	"errors"
 	"image/color"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -28,9 +31,12 @@ func TestWindowsMatchSignatures(t *testing.T) {
 			t.Fatalf("%s: %d windows, want %d", name, len(ws), len(sig)-1)
 		}
 		for i, w := range ws {
-			if w != sig[i+1] {
-				t.Errorf("%s: window %d differs", name, i)
+			if !reflect.DeepEqual(w, sig[i+1]) {
+				t.Errorf("%s: %s %d differs", name, w.Kind, i)
 			}
+		}
+		if last := ws[len(ws)-1]; last.Kind != Patch || len(last.Pixels) != PatchSide*PatchSide {
+			t.Errorf("%s: last element %s with %d pixels, want the patch", name, last.Kind, len(last.Pixels))
 		}
 	}
 	if _, err := h.Windows(uniform(8, 8, color.White)); !errors.Is(err, ErrTooSmall) {
@@ -50,8 +56,8 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	}
 	W, H := img.Bounds().Dx(), img.Bounds().Dy()
 	b := AppendWindows(nil, W, H, sig)
-	if len(b) != StoredWindowsSize(len(sig)-1) {
-		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-1))
+	if len(b) != StoredWindowsSize(len(sig)-2) {
+		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-2))
 	}
 	w, hh, got, err := ParseWindows(b)
 	if err != nil {
@@ -60,7 +66,10 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	if w != W || hh != H || len(got) != len(sig)-1 {
 		t.Fatalf("parsed %dx%d with %d windows, want %dx%d with %d", w, hh, len(got), W, H, len(sig)-1)
 	}
-	for i, g := range got {
+	if p, want := got[len(got)-1], sig[len(sig)-1]; p.Kind != Patch || !bytes.Equal(p.Pixels, want.Pixels) {
+		t.Fatalf("patch not kept: %s", p.Kind)
+	}
+	for i, g := range got[:len(got)-1] {
 		s := sig[i+1]
 		if g.Hash != s.Hash || g.Transform != s.Transform || g.Kind != Window {
 			t.Fatalf("window %d: hash/variant differ", i)
@@ -90,40 +99,61 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 }
 
 func TestParseWindowsRefuses(t *testing.T) {
-	good := AppendWindows(nil, 100, 80, []RegionHash{{Kind: Window}})
-	bad := map[string][]byte{
-		"empty":      nil,
-		"format":     append([]byte{9}, good[1:]...),
-		"short":      good[:len(good)-1],
-		"tiny image": AppendWindows(nil, 4, 80, []RegionHash{{Kind: Window}}),
-		"variant":    append(append([]byte{}, good[:len(good)-1]...), 8),
-		"too many":   AppendWindows(nil, 100, 80, nil),
+	one := []RegionHash{{Kind: Window}}
+	good := AppendWindows(nil, 100, 80, one)
+	win := good[windowsHeader : windowsHeader+storedWindowBytes]
+	patch := good[len(good)-patchBytes:]
+	build := func(format byte, wins int, tail []byte) []byte {
+		b := append([]byte{format}, good[1:windowsHeader]...)
+		for range wins {
+			b = append(b, win...)
+		}
+		return append(b, tail...)
 	}
-	for range MaxWindows + 1 {
-		bad["too many"] = append(bad["too many"], good[windowsHeader:]...)
+	badVariant := slices.Clone(good)
+	badVariant[windowsHeader+storedWindowBytes-1] = 8
+	bad := map[string][]byte{
+		"empty":         nil,
+		"format":        append([]byte{9}, good[1:]...),
+		"short":         good[:len(good)-1],
+		"no patch":      build(windowsFormat, 1, nil),
+		"tiny image":    AppendWindows(nil, 4, 80, one),
+		"variant":       badVariant,
+		"too many":      build(windowsFormat, MaxWindows+1, patch),
+		"too many (v1)": build(windowsFormat1, MaxWindows+1, nil),
 	}
 	for name, b := range bad {
 		if _, _, _, err := ParseWindows(b); !errors.Is(err, ErrBadWindows) {
 			t.Errorf("%s: %v, want ErrBadWindows", name, err)
 		}
 	}
-	if _, _, s, err := ParseWindows(good); err != nil || len(s) != 1 {
-		t.Errorf("good: %v, %d windows", err, len(s))
+	if _, _, s, err := ParseWindows(good); err != nil || len(s) != 2 || s[1].Kind != Patch {
+		t.Errorf("good: %v, %d elements", err, len(s))
+	}
+	// Format 1 (stored before patches): windows, no patch.
+	if _, _, s, err := ParseWindows(build(windowsFormat1, 2, nil)); err != nil || len(s) != 2 || s[0].Kind != Window || s[1].Kind != Window {
+		t.Errorf("format 1: %v, %d elements", err, len(s))
 	}
 }
 
 func FuzzParseWindows(f *testing.F) {
 	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
 	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add(append([]byte{1, 100, 0, 80, 0}, make([]byte, storedWindowBytes)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		w, h, sig, err := ParseWindows(b)
 		if err != nil {
 			return
 		}
-		// What parses re-encodes to the same bytes.
+		// What parses re-encodes to the same bytes (format 1 gains a
+		// flat patch).
 		again := AppendWindows(nil, w, h, sig)
-		if string(again) != string(b) {
-			t.Fatalf("re-encoded %x, want %x", again, b)
+		want := b
+		if b[0] == windowsFormat1 {
+			want = append(append([]byte{windowsFormat}, b[1:]...), make([]byte, patchBytes)...)
+		}
+		if string(again) != string(want) {
+			t.Fatalf("re-encoded %x, want %x", again, want)
 		}
 	})
 }
@@ -202,5 +232,61 @@ func TestIndexRemoveAndReplace(t *testing.T) {
 				t.Errorf("Len %d, want 2 (ids 2 and 3)", ix.Len())
 			}
 		})
+	}
+}
+
+// The pixel check: crops of a photo are found by its windows while its
+// own patch backs them, not when the windows carry another photo's patch
+// (the windows still agree; the pixels do not), and without a patch
+// (windows stored before patches) unchecked.
+func TestPixelCheck(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	a, b := loadPhoto(t, "astronaut.jpg"), loadPhoto(t, "coffee.jpg")
+	sigA, err := h.Windows(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigB, err := h.Windows(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wins := sigA[:len(sigA)-1]
+	for _, tc := range []struct {
+		name  string
+		sig   []RegionHash
+		found bool
+	}{
+		{"own patch", sigA, true},
+		{"another photo's patch", append(slices.Clone(wins), sigB[len(sigB)-1]), false},
+		{"no patch", wins, true},
+	} {
+		ix := NewIndex()
+		ix.Add(1, a.Bounds().Dx(), a.Bounds().Dy(), tc.sig)
+		for ki, k := range [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.Caption}, {reposts.Rot90, reposts.Crop90}} {
+			rp, err := reposts.Apply(a, k, rand.New(rand.NewPCG(uint64(ki), 5)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := h.Query(rp.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var win *Match
+			for _, m := range ix.Search(q, SearchOptions{MinQuality: 101}) { // windows only
+				if m.Kind == Window {
+					win = &m
+				}
+			}
+			switch {
+			case tc.found && win == nil:
+				t.Errorf("%s, %s: not found by its windows", tc.name, reposts.Name(k))
+			case !tc.found && win != nil:
+				t.Errorf("%s, %s: found (pixels %.2f), want refused by the pixel check", tc.name, reposts.Name(k), win.Pixels)
+			case win != nil && tc.name == "own patch" && win.Pixels < MinPixelCorr:
+				t.Errorf("%s, %s: pixels %.2f under %.2f", tc.name, reposts.Name(k), win.Pixels, MinPixelCorr)
+			case win != nil && tc.name == "no patch" && win.Pixels != 0:
+				t.Errorf("%s, %s: pixels %.2f, want 0 (unchecked)", tc.name, reposts.Name(k), win.Pixels)
+			}
+		}
 	}
 }

@@ -410,7 +410,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 				for _, x := range mm.ms {
 					if x.Kind == neardup.Window {
 						mu.Lock()
-						fmt.Fprintf(progress, "window match: true=%v query=%s/%s windows=%d visible=%d distance=%d\n", x.ID == j.orig, j.src, j.kind, x.Windows, x.Visible, x.Distance)
+						fmt.Fprintf(progress, "window match: true=%v query=%s/%s windows=%d visible=%d distance=%d pixels=%.3f detail=%.3f\n", x.ID == j.orig, j.src, j.kind, x.Windows, x.Visible, x.Distance, x.Pixels, x.PixelDetail)
 						mu.Unlock()
 					}
 				}
@@ -422,8 +422,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 					if mm.m == nd {
 						// Named, so that a false positive can be looked at.
 						mu.Lock()
-						fmt.Fprintf(progress, "false positive: query %d (%s/%s) matched %s (%s, distance %d, %d of %d visible windows, query rect %v, shows %.2f,%.2f-%.2f,%.2f, %s)\n",
-							i, j.src, j.kind, origs[x.ID].name, x.Kind, x.Distance, x.Windows, x.Visible, x.QueryRect,
+						fmt.Fprintf(progress, "false positive: query %d (%s/%s) matched %s (%s, distance %d, %d of %d visible windows, pixels %.2f/%.2f, query rect %v, shows %.2f,%.2f-%.2f,%.2f, %s)\n",
+							i, j.src, j.kind, origs[x.ID].name, x.Kind, x.Distance, x.Windows, x.Visible, x.Pixels, x.PixelDetail, x.QueryRect,
 							x.Shown.X0, x.Shown.Y0, x.Shown.X1, x.Shown.Y1, x.Transform)
 						mu.Unlock()
 					}

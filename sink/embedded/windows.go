@@ -247,7 +247,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 		h := domain.NearDupHit{Hit: domain.HitFromRecord(rec, float32(m.Score)), Windows: &domain.WindowMatch{
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
-			Transform: m.Transform.String(),
+			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail,
 		}}
 		h.Distance = &d
 		out = append(out, h)
