@@ -602,6 +602,10 @@ func TestNearDupFindsCrops(t *testing.T) {
 			if m.Windows < 2 || m.Visible < m.Windows || m.Transform != rp.Dihedral.String() {
 				t.Errorf("%s: %d windows, transform %q (want >= 2, %q)", label, m.Windows, m.Transform, rp.Dihedral)
 			}
+			// The pixel check ran (the records' windows carry patches).
+			if m.Pixels < neardup.MinPixelCorr || m.Pixels > 1 || (m.Detail != 0 && m.Detail < neardup.MinPixelDetail) {
+				t.Errorf("%s: pixels %.3f, pixel_detail %.3f: the pixel check did not run or let it through below its thresholds", label, m.Pixels, m.Detail)
+			}
 			off := false
 			res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes(), Windows: &off})
 			if err != nil {
