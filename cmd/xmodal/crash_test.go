@@ -243,8 +243,16 @@ func (w *workload) publish(t *testing.T, js jetstream.JetStream, from int) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := from; i < len(w.msgs); i++ {
-		m := w.msgs[i]
-		if err := ingest.Publish(ctx, js, "xmodal.posts", m.key, m.value); err != nil {
+		m := nats.NewMsg("xmodal.posts")
+		m.Header.Set(ingest.HeaderKey, w.msgs[i].key)
+		// As an idempotent producer does: a message whose ack the kill
+		// lost (stored, but the publisher never heard) is published again
+		// after the restart, and the stream's duplicate window stores it
+		// once. Without the id it would be a second version of its post,
+		// with events of its own.
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("workload-%d", i))
+		m.Data = w.msgs[i].value
+		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Logf("publishing message %d of %d stopped: %v", i, len(w.msgs), err)
 			return i
 		}
