@@ -51,6 +51,10 @@ type Options struct {
 	// (whether it was the query's original, agreeing and visible windows,
 	// distance) to the progress writer, for tuning the verification.
 	LogWindowMatches bool
+	// LogMisses prints every re-post query whose best match is not its
+	// original (the original's name, and what came first instead), for
+	// finding which originals and edits the method loses.
+	LogMisses bool
 	// Kinds: the edit lists (default: every single edit and every combo).
 	Kinds [][]reposts.Kind
 	// Searchers builds the index's searchers (default: MIHSearcher over
@@ -404,7 +408,17 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			s  time.Duration
 		}{{nd, ms, tN, sN}, {pl, pms, tP, sP}} {
 			if j.orig >= 0 {
-				mm.m.add(j.src, j.kind, len(mm.ms) > 0 && mm.ms[0].ID == j.orig)
+				found := len(mm.ms) > 0 && mm.ms[0].ID == j.orig
+				mm.m.add(j.src, j.kind, found)
+				if opt.LogMisses && mm.m == nd && !found {
+					first := "nothing"
+					if len(mm.ms) > 0 {
+						first = fmt.Sprintf("%s (%s, distance %d)", origs[mm.ms[0].ID].name, mm.ms[0].Kind, mm.ms[0].Distance)
+					}
+					mu.Lock()
+					fmt.Fprintf(progress, "miss: query %d (%s/%s) of %s found %s\n", i, j.src, j.kind, origs[j.orig].name, first)
+					mu.Unlock()
+				}
 			}
 			if opt.LogWindowMatches && mm.m == nd {
 				for _, x := range mm.ms {

@@ -3,6 +3,9 @@ package neardupeval
 import (
 	"bytes"
 	"context"
+	"image"
+	"image/jpeg"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,5 +77,41 @@ func TestRunErrors(t *testing.T) {
 	cancel()
 	if _, err := Run(ctx, Options{Generated: 3}); err == nil {
 		t.Error("cancelled run succeeded")
+	}
+}
+
+// LogMisses names each re-post query whose original did not come first: an
+// all-black original (PDQ quality 0, which no query may match) is missed on
+// every edit, a photo's JPEG re-encode is not.
+func TestLogMisses(t *testing.T) {
+	dir := t.TempDir()
+	black := filepath.Join(dir, "black.jpg")
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, image.NewGray(image.Rect(0, 0, 200, 150)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(black, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	photo := "../../testdata/neardup/photos/coffee.jpg"
+	var progress bytes.Buffer
+	_, err := Run(context.Background(), Options{Photos: []string{black, photo}, Generated: 2, QueryGenerated: 0, Distractors: 1, W: 320, H: 240,
+		Kinds: [][]reposts.Kind{{reposts.JPEG30}, {reposts.Grey}}, Seed: 3, LogMisses: true, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var misses []string
+	for _, l := range strings.Split(progress.String(), "\n") {
+		if strings.HasPrefix(l, "miss: ") {
+			misses = append(misses, l)
+		}
+	}
+	if len(misses) != 2 {
+		t.Fatalf("miss lines %q, want the black original's two queries", misses)
+	}
+	for _, l := range misses {
+		if !strings.Contains(l, "of black.jpg found nothing") {
+			t.Errorf("miss line %q, want the black original, found nothing", l)
+		}
 	}
 }
