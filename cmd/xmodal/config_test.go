@@ -90,6 +90,7 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"certificate without key", map[string]string{"XMODAL_NATS_TLS_CERT_FILE": "c.pem"}, nil, "nats.tls_cert_file: set both nats.tls_cert_file and nats.tls_key_file, or neither"},
 		{"key without certificate", map[string]string{"XMODAL_REDIS_TLS_KEY_FILE": "k.pem"}, nil, "redis.tls_cert_file: set both"},
 		{"user without password", map[string]string{"XMODAL_MILVUS_USERNAME": "u"}, nil, "milvus.username: set both milvus.username and milvus.password"},
+		{"negative seed windows", nil, []string{"--image-neardup-seed-windows", "-1"}, "image.neardup_seed_windows"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -90,6 +90,9 @@ func (c *Config) Validate() error {
 	if _, err := imageprep.ParseMode(c.Image.DecodeMode); err != nil {
 		return configErr("image.decode_mode", "%q is not fast or exact", c.Image.DecodeMode)
 	}
+	if c.Image.NearDupSeedWindows < 0 || c.Image.NearDupSeedWindows > 1000 {
+		return configErr("image.neardup_seed_windows", "%d is not in 0..1000", c.Image.NearDupSeedWindows)
+	}
 	if c.Image.PDQMinSide < 0 || c.Image.PDQMinSide > 100_000 {
 		return configErr("image.pdq_min_side", "%d is not in 0..100000", c.Image.PDQMinSide)
 	}

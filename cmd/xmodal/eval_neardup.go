@@ -130,6 +130,7 @@ indexed), and every image in --distractor-photos.`,
 	f.Uint64Var(&opt.Seed, "seed", 1, "seed of the generated pictures and edits")
 	f.IntVar(&opt.Workers, "workers", 1, "parallel workers")
 	f.BoolVar(&opt.LogWindowMatches, "log-window-matches", false, "print every window match (true or not, agreeing and visible windows, distance) to stderr, for tuning")
+	f.IntVar(&opt.SeedWindows, "seed-windows", 0, "query windows per plane that seed the window search (image.neardup_seed_windows; 0: all)")
 	f.BoolVar(&opt.LogMisses, "log-misses", false, "print every re-post query whose best match is not its original (which original, what came first instead) to stderr")
 	f.StringSliceVar(&kinds, "kinds", nil, fmt.Sprintf("edit lists to query (names joined by +; default every single edit and combination): %s", strings.Join(kindNames(), ", ")))
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")

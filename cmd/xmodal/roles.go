@@ -131,7 +131,8 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	if cfg.Milvus.Address == "" {
 		path := filepath.Join(cfg.DataDir, "index.db")
 		ix, err := embedded.Open(ctx, embedded.Options{Path: path, Dim: a.model.Dim(),
-			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder), Clusters: cfg.clusterOptions()})
+			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder), Clusters: cfg.clusterOptions(),
+			NearDupSeedWindows: cfg.Image.NearDupSeedWindows})
 		if err != nil {
 			return nil, err
 		}

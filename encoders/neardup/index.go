@@ -124,7 +124,31 @@ func NewIndex() *Index { return NewIndexWith(&LinearSearcher{}, &LinearSearcher{
 // NewIndexWith returns an empty index over the given searchers (one for
 // whole-image hashes, one for windows).
 func NewIndexWith(whole, windows RangeSearcher) *Index {
-	return &Index{whole: whole, windows: windows, vp: defaultVerify}
+	return NewIndexWithOptions(whole, windows, IndexOptions{})
+}
+
+// IndexOptions tune an index's searches; the zero value gives the
+// defaults.
+type IndexOptions struct {
+	// SeedWindows bounds the query windows per plane (the best ranked)
+	// that seed the window search's first stage (see windowHits); 0 seeds
+	// every one. Fewer make lookups in a large index faster and lose the
+	// re-posts found only through lower-ranked windows: at a million
+	// indexed images, 48 cut the lookup's CPU p99 from 20.6 to 6.8-10.1 ms
+	// and its finds from 0.9003 to 0.8946 (bench/results/
+	// neardup-lookup-1m-seedwin48.txt against neardup-lookup-1m-pixels.txt);
+	// in the eval at 1,000 originals (xmodal eval neardup --seed-windows),
+	// recall@1 of two-edit re-posts fell from 0.918 to 0.896 (generated)
+	// and 0.783 to 0.768 (real).
+	SeedWindows int
+}
+
+// NewIndexWithOptions is NewIndexWith with options; a negative
+// SeedWindows counts as 0.
+func NewIndexWithOptions(whole, windows RangeSearcher, opt IndexOptions) *Index {
+	vp := defaultVerify
+	vp.seedWindows = max(opt.SeedWindows, 0)
+	return &Index{whole: whole, windows: windows, vp: vp}
 }
 
 // Len is the number of images held.

@@ -471,3 +471,52 @@ func TestTwoStageWindowSearch(t *testing.T) {
 		t.Errorf("no window matches: the two-stage path was not exercised")
 	}
 }
+
+// IndexOptions.SeedWindows: seeding with fewer query windows finds a
+// subset of what seeding with all of them finds, and with one window per
+// plane, fewer crops.
+func TestSeedWindowsOption(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	all, names := photoIndex(t, h)
+	few := NewIndexWithOptions(all.whole, all.windows, IndexOptions{SeedWindows: 1})
+	few.entries, few.winRef = all.entries, all.winRef
+	if all.vp.seedWindows != 0 || few.vp.seedWindows != 1 {
+		t.Fatalf("seed windows %d and %d, want 0 and 1", all.vp.seedWindows, few.vp.seedWindows)
+	}
+	kinds := [][]reposts.Kind{{reposts.Crop75}, {reposts.FlipH, reposts.Crop75}, {reposts.Rot90, reposts.Crop90}}
+	foundAll, foundFew := 0, 0
+	for i, name := range names[:8] {
+		img := loadPhoto(t, name)
+		for ki, k := range kinds {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(ki))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := h.Query(rp.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := all.Search(q, SearchOptions{MinQuality: 101}) // windows only
+			f := few.Search(q, SearchOptions{MinQuality: 101})
+			inAll := map[int64]bool{}
+			for _, m := range a {
+				inAll[m.ID] = true
+			}
+			for _, m := range f {
+				if !inAll[m.ID] {
+					t.Errorf("%s %s: one seed window per plane matched %s, every window did not", name, reposts.Name(k), names[m.ID])
+				}
+			}
+			if len(a) > 0 && a[0].ID == int64(i) {
+				foundAll++
+			}
+			if len(f) > 0 && f[0].ID == int64(i) {
+				foundFew++
+			}
+		}
+	}
+	t.Logf("crops found seeding every window: %d, one per plane: %d (of %d)", foundAll, foundFew, 8*len(kinds))
+	if foundFew >= foundAll {
+		t.Errorf("one seed window per plane found %d crops, every window %d: the option had no effect", foundFew, foundAll)
+	}
+}

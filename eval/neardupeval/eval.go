@@ -55,6 +55,9 @@ type Options struct {
 	// original (the original's name, and what came first instead), for
 	// finding which originals and edits the method loses.
 	LogMisses bool
+	// SeedWindows is the region index's neardup.IndexOptions.SeedWindows
+	// (0: every query window seeds).
+	SeedWindows int
 	// Kinds: the edit lists (default: every single edit and every combo).
 	Kinds [][]reposts.Kind
 	// Searchers builds the index's searchers (default: MIHSearcher over
@@ -233,7 +236,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// Index.
 	ws, ww := opt.Searchers()
-	ndIx := neardup.NewIndexWith(ws, ww)
+	ndIx := neardup.NewIndexWithOptions(ws, ww, neardup.IndexOptions{SeedWindows: opt.SeedWindows})
 	pdqIx := neardup.NewIndexWith(opt.Searchers())
 	var bytes int64
 	var ratios []float64

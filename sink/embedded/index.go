@@ -27,6 +27,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
 )
 
@@ -60,6 +61,9 @@ type Options struct {
 	// Clusters, when set, keeps near-duplicate clusters of image posts at
 	// ingest (clusters.go, docs/clusters.md).
 	Clusters *ClusterOptions
+	// NearDupSeedWindows is the near-duplicate window search's
+	// neardup.IndexOptions.SeedWindows (0: every query window seeds).
+	NearDupSeedWindows int
 }
 
 // Coder computes the binary code of a vector of a modality.
@@ -131,7 +135,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)
 	}
-	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}, win: newWindowIndex()}
+	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}, win: newWindowIndex(neardup.IndexOptions{SeedWindows: opt.NearDupSeedWindows})}
 	for i, m := range domain.Modalities {
 		ix.segs[i] = &segment{mod: m}
 	}

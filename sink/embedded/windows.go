@@ -59,9 +59,9 @@ type windowIndex struct {
 	bad    int // stored window lists that did not parse (mu)
 }
 
-func newWindowIndex() *windowIndex {
+func newWindowIndex(opt neardup.IndexOptions) *windowIndex {
 	return &windowIndex{
-		nd:   neardup.NewIndexWith(neardup.NewMIHSearcher(true), neardup.NewMIHSearcher(true)),
+		nd:   neardup.NewIndexWithOptions(neardup.NewMIHSearcher(true), neardup.NewMIHSearcher(true), opt),
 		idOf: map[string]int64{}, pkOf: map[int64]string{},
 		kick: make(chan struct{}, 1), loading: true,
 	}
