@@ -436,14 +436,7 @@ func TestTwoStageWindowSearch(t *testing.T) {
 	for i, name := range names[:6] {
 		img := loadPhoto(t, name)
 		for ki, k := range kinds {
-			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(ki))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := h.Query(rp.Image)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := repostQuery(t, h, img, k, uint64(i), uint64(ki))
 			two := ix.Search(q, SearchOptions{})
 			one := oneStage.Search(q, SearchOptions{})
 			byID := map[int64]Match{}
@@ -488,14 +481,7 @@ func TestSeedWindowsOption(t *testing.T) {
 	for i, name := range names[:8] {
 		img := loadPhoto(t, name)
 		for ki, k := range kinds {
-			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(ki))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := h.Query(rp.Image)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := repostQuery(t, h, img, k, uint64(i), uint64(ki))
 			a := all.Search(q, SearchOptions{MinQuality: 101}) // windows only
 			f := few.Search(q, SearchOptions{MinQuality: 101})
 			inAll := map[int64]bool{}
@@ -519,4 +505,19 @@ func TestSeedWindowsOption(t *testing.T) {
 	if foundFew >= foundAll {
 		t.Errorf("one seed window per plane found %d crops, every window %d: the option had no effect", foundFew, foundAll)
 	}
+}
+
+// repostQuery is the query of img re-posted under k, the edits seeded by
+// (a, b).
+func repostQuery(t testing.TB, h *Hasher, img image.Image, k []reposts.Kind, a, b uint64) *Query {
+	t.Helper()
+	rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(a, b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := h.Query(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
