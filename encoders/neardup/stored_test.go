@@ -5,7 +5,6 @@ import (
 	"errors"
 	"image/color"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -83,14 +82,7 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	ix := NewIndex()
 	ix.Add(7, w, hh, got)
 	for ki, k := range [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.FlipH, reposts.Crop75}} {
-		rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(ki), 11)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := h.Query(rp.Image)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := repostQuery(t, h, img, k, uint64(ki), 11)
 		ms := ix.Search(q, SearchOptions{})
 		if len(ms) != 1 || ms[0].ID != 7 || ms[0].Kind != Window {
 			t.Errorf("%s: matches %+v, want the stored image by its windows", reposts.Name(k), ms)
@@ -182,17 +174,7 @@ func TestIndexRemoveAndReplace(t *testing.T) {
 			ix.Add(1, a.Bounds().Dx(), a.Bounds().Dy(), sa)
 			ix.Add(2, b.Bounds().Dx(), b.Bounds().Dy(), sb)
 			ix.Maintain()
-			crop := func(img any) *Query {
-				rp, err := reposts.Apply(a, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(3, 11)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				q, err := h.Query(rp.Image)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return q
-			}(a)
+			crop := repostQuery(t, h, a, []reposts.Kind{reposts.Crop75}, 3, 11)
 			whole, err := h.Query(a)
 			if err != nil {
 				t.Fatal(err)
@@ -263,14 +245,7 @@ func TestPixelCheck(t *testing.T) {
 		ix := NewIndex()
 		ix.Add(1, a.Bounds().Dx(), a.Bounds().Dy(), tc.sig)
 		for ki, k := range [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.Caption}, {reposts.Rot90, reposts.Crop90}} {
-			rp, err := reposts.Apply(a, k, rand.New(rand.NewPCG(uint64(ki), 5)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			q, err := h.Query(rp.Image)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q := repostQuery(t, h, a, k, uint64(ki), 5)
 			var win *Match
 			for _, m := range ix.Search(q, SearchOptions{MinQuality: 101}) { // windows only
 				if m.Kind == Window {
