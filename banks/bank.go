@@ -226,12 +226,16 @@ func sortedSet(s []string) []string {
 // SweepStatus is the progress of a retro sweep: the posts already indexed
 // looked up against a bank's new entries.
 type SweepStatus struct {
-	ID       int       `json:"id"`
-	Bank     string    `json:"bank"`
-	Entries  int       `json:"entries"`           // entries to sweep (PDQ, text, URL and embedding entries that are not disabled)
-	Done     int       `json:"done"`              // entries done (the text, URL and embedding entries when the record scan ends)
-	Records  int       `json:"records,omitempty"` // records scanned for the text, URL and embedding entries
-	Matches  int       `json:"matches"`           // match events recorded (source sweep)
+	ID      int    `json:"id"`
+	Bank    string `json:"bank"`
+	Entries int    `json:"entries"`           // entries to sweep (PDQ, text, URL and embedding entries that are not disabled)
+	Done    int    `json:"done"`              // entries done (the text, URL and embedding entries when the record scan ends)
+	Records int    `json:"records,omitempty"` // records scanned for the text, URL and embedding entries
+	Matches int    `json:"matches"`           // match events recorded (source sweep)
+	// Known counts the posts found whose records already carried the
+	// entry's match (matched at ingest after the entry was added, or by an
+	// earlier sweep): their event was made then, so the sweep makes none.
+	Known    int       `json:"known,omitempty"`
 	Resumed  int       `json:"resumed,omitempty"` // entries done before a restart: the sweep resumed from this checkpoint
 	State    string    `json:"state"`             // queued, running, done, failed
 	Error    string    `json:"error,omitempty"`

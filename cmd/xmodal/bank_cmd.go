@@ -807,7 +807,7 @@ func bankSweepStatusCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tRECORDS\tMATCHES\tRESUMED\tQUEUED\tTOOK\tERROR")
+			fmt.Fprintln(tw, "ID\tBANK\tSTATE\tDONE\tRECORDS\tMATCHES\tKNOWN\tRESUMED\tQUEUED\tTOOK\tERROR")
 			for _, s := range res.Sweeps {
 				took := ""
 				if !s.Finished.IsZero() && !s.Started.IsZero() {
@@ -821,7 +821,8 @@ func bankSweepStatusCmd() *cobra.Command {
 				if s.Records > 0 {
 					records = fmt.Sprint(s.Records)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, records, s.Matches, resumed,
+				// KNOWN: posts found whose records already carried the match (no event).
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Bank, s.State, s.Done, s.Entries, records, s.Matches, s.Known, resumed,
 					s.Queued.Format(time.RFC3339), took, s.Error)
 			}
 			return tw.Flush()

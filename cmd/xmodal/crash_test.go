@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -468,7 +469,7 @@ func TestKill9MatchEventsOnce(t *testing.T) {
 					distinct[x] = true
 				}
 				if len(distinct) != 1 {
-					t.Errorf("%s: events %v, want one id (one version, one entry)", id, got)
+					t.Errorf("%s: events %v, want one id (one version, one entry); stream: %s", id, got, describeEvents(evs, id))
 				}
 				repeats += len(got) - 1
 				delete(ids, id)
@@ -544,4 +545,16 @@ func streamEvents(ctx context.Context, js jetstream.JetStream) ([]storedEvent, e
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// describeEvents lists a post's events as stored (version, entry, source,
+// matched_at), for a failure message.
+func describeEvents(evs []storedEvent, postID string) string {
+	var b strings.Builder
+	for _, e := range evs {
+		if e.PostID == postID {
+			fmt.Fprintf(&b, "[v%d %s %s %s] ", e.Version, e.EntryID, e.Source, e.MatchedAt.Format(time.RFC3339Nano))
+		}
+	}
+	return b.String()
 }

@@ -424,9 +424,14 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 		if err != nil {
 			return fmt.Errorf("entry %s: %w", e.ID, err)
 		}
+		known := 0
 		if len(hits) > 0 {
 			evs := make([]Event, 0, len(hits))
 			for _, hit := range hits {
+				if carries(hit.Matches, sw.bank.Name, e.ID) {
+					known++
+					continue
+				}
 				evs = append(evs, Event{ID: EventID(hit.PostID, 0, e.ID), PostID: hit.PostID, Author: hit.Author, CreatedAt: hit.CreatedAt,
 					Modality: hit.Modality, Bank: sw.bank.Name, EntryID: e.ID, SignalType: banks.SignalPDQ, Distance: hit.Distance,
 					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
@@ -436,7 +441,9 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 			}
 		}
 		s.progress.WithLabelValues(sw.bank.Name).Inc()
-		s.set(sw, func(st *banks.SweepStatus) { st.Done, st.Matches = i+1, st.Matches+len(hits) })
+		s.set(sw, func(st *banks.SweepStatus) {
+			st.Done, st.Matches, st.Known = i+1, st.Matches+len(hits)-known, st.Known+known
+		})
 		if sinceSave++; sinceSave >= s.cfg.CheckpointEvery || time.Since(lastSave) >= time.Second {
 			if err := checkpoint(); err != nil {
 				return fmt.Errorf("checkpoint: %w", err)
@@ -526,6 +533,7 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 		}
 		var evs []Event
 		seen := map[string]bool{}
+		known := 0
 		for i, mr := range res {
 			if mr.Err != nil {
 				continue // a record whose lookup is malformed matches nothing, as at ingest
@@ -537,6 +545,10 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 					continue // the post's image and text both matched the entry
 				}
 				seen[id] = true
+				if carries(r.Matches, sw.bank.Name, m.EntryID) {
+					known++
+					continue
+				}
 				evs = append(evs, Event{ID: id, PostID: r.PostID, Author: r.Author, CreatedAt: r.CreatedAt, Modality: r.Modality,
 					Bank: sw.bank.Name, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance, Score: m.Score,
 					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
@@ -548,7 +560,9 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 			}
 		}
 		last := chunk[len(chunk)-1].PK
-		s.set(sw, func(st *banks.SweepStatus) { st.Records, st.Matches = st.Records+len(chunk), st.Matches+len(evs) })
+		s.set(sw, func(st *banks.SweepStatus) {
+			st.Records, st.Matches, st.Known = st.Records+len(chunk), st.Matches+len(evs), st.Known+known
+		})
 		s.mu.Lock()
 		sw.scanAfter = last
 		s.mu.Unlock()
@@ -574,4 +588,13 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 	s.progress.WithLabelValues(sw.bank.Name).Add(float64(len(sw.entries) - sw.st.Done))
 	s.set(sw, func(st *banks.SweepStatus) { st.Done = len(sw.entries) })
 	return nil
+}
+
+// carries reports whether a record (or hit) already carries a bank entry's
+// match: the post version was matched to it at ingest, after the entry was
+// added, or by an earlier sweep, and its event was made then. A sweep makes
+// none, so a post gets one event per (version, entry) even when a sweep
+// that was queued or resumed late finds posts indexed after its entries.
+func carries(ms []domain.RecordMatch, bank, entryID string) bool {
+	return slices.ContainsFunc(ms, func(m domain.RecordMatch) bool { return m.Bank == bank && m.EntryID == entryID })
 }
