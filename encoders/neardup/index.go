@@ -393,7 +393,7 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		})
 	}
 	for ei, hits := range ix.windowHits(q) {
-		if m, ok := ix.verify(q, hits); ok {
+		if m, ok := ix.verify(q, &ix.entries[ei], hits, false); ok {
 			consider(ei, m)
 		}
 	}
@@ -597,9 +597,8 @@ type cluster struct {
 	m       affine
 }
 
-// clusterOf finds the largest agreeing set among the hits of one image.
-func (ix *Index) clusterOf(q *Query, hits []winHit) cluster {
-	e := &ix.entries[hits[0].ent]
+// clusterOf finds the largest agreeing set among the hits of one image, e.
+func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 	W, H := float64(e.w), float64(e.h)
 	long := math.Max(W, H)
 	maps := make([]affine, len(hits))
@@ -634,13 +633,17 @@ func (ix *Index) clusterOf(q *Query, hits []winHit) cluster {
 // it), and frameIoU the overlap of the original's frame, mapped into the
 // query, with the query rectangle (1 for a copy whose picture is exactly
 // that rectangle: the whole query, or a content rectangle cut from a
-// caption band or a frame).
+// caption band or a frame). within and fills are the converse of inside
+// and covered, for the link relation of clusters (link.go): the share of
+// the original's frame, mapped into the query, that lies inside the query
+// rectangle (1 when the original shows a part of the query: the original
+// is the crop), and the share of that rectangle it fills.
 type placement struct {
 	inside, covered, frameIoU float64
+	within, fills             float64
 }
 
-func (ix *Index) placement(q *Query, ent uint32, m affine) placement {
-	e := &ix.entries[ent]
+func (ix *Index) placement(q *Query, e *entry, m affine) placement {
 	W, H := float64(e.w), float64(e.h)
 	var best placement
 	inv, ok := m.inverse()
@@ -660,6 +663,15 @@ func (ix *Index) placement(q *Query, ent uint32, m affine) placement {
 			if u > 0 {
 				p.frameIoU = i / u
 			}
+			if fa := (fx1 - fx0) * (fy1 - fy0); fa > 0 {
+				p.within = i / fa
+			}
+			if ra := (rx1 - rx0) * (ry1 - ry0); ra > 0 {
+				p.fills = i / ra
+			}
+		}
+		if p.within > best.within || (p.within == best.within && p.fills > best.fills) {
+			best.within, best.fills = p.within, p.fills
 		}
 		best.inside = math.Max(best.inside, p.inside)
 		best.covered = math.Max(best.covered, p.covered)
@@ -678,11 +690,12 @@ func bbox(m affine, r image.Rectangle) (x0, y0, x1, y1 float64) {
 	return
 }
 
-// verify checks the window hits of one indexed image (nearest first).
-func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
-	e := &ix.entries[hits[0].ent]
+// verify checks the window hits of one indexed image, e (nearest first).
+// With link, the query may also show the original inside it (the
+// original is a crop of the query: the clusters' link relation, link.go).
+func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bool) {
 	W, H := float64(e.w), float64(e.h)
-	c := ix.clusterOf(q, hits)
+	c := ix.clusterOf(q, e, hits)
 	h := hits[c.best]
 	n := len(c.members)
 	vp := &ix.vp
@@ -697,7 +710,8 @@ func (ix *Index) verify(q *Query, hits []winHit) (Match, bool) {
 	if strength < vp.minStrength && !(n == 1 && h.dist <= vp.loneDistance) {
 		return Match{}, false
 	}
-	if pl := ix.placement(q, hits[0].ent, c.m); !(pl.inside >= vp.minInside && pl.covered >= vp.minCovered) && pl.frameIoU < vp.minFrameIoU {
+	if pl := ix.placement(q, e, c.m); !(pl.inside >= vp.minInside && pl.covered >= vp.minCovered) && pl.frameIoU < vp.minFrameIoU &&
+		!(link && pl.within >= vp.minInside && pl.fills >= vp.minCovered) {
 		return Match{}, false
 	}
 	r := q.Rects[h.q.Rect]

@@ -1,0 +1,232 @@
+package neardup
+
+import (
+	"fmt"
+	"image"
+	"math/bits"
+	"slices"
+	"sync"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+)
+
+// The link relation of near-duplicate clusters by windows. A lookup
+// (Index.Search) is one-sided: a query from the pixels of an image finds
+// the indexed images it shows, a part of (a crop) or whole (inside a
+// caption band or a frame). Clusters need a relation on pairs of stored
+// images that is symmetric (a ~ b exactly when b ~ a, whichever arrived
+// first) and complete (every linked image is found, not the top k), and
+// that the batch job can compute again from what the index stores. So:
+//
+//   - Each image is both sides from its stored windows (AppendWindows):
+//     as a query, its windows at their places in its frame, and its patch,
+//     bilinearly enlarged, as the pixels the pixel check reads; as an
+//     original, the same windows and patch.
+//   - a ~ b when some window of a is within SeedDistance bits of some
+//     window of b (the seed: symmetric, and what a multi-index search of
+//     a's windows finds), and the window verification (agreeing windows,
+//     placement, pixel check) accepts a as a query over b or b as a query
+//     over a. In either direction the placement may also have the
+//     original inside the query (the original is the crop): with both
+//     directions, a crop and its original link whichever is which.
+//
+// Linker indexes stored window lists under member ids and answers this
+// relation: internal/clusters uses it beside whole-image PDQ.
+
+// linkPlaneSide is the side of the plane a stored patch is enlarged to
+// for the pixel check of a query made from stored windows.
+const linkPlaneSide = 4 * PatchSide
+
+// linkSide is an image as the two sides of a verification.
+type linkSide struct {
+	e      entry
+	hashes []pdq.Hash // e's window hashes, in order
+	q      *Query
+}
+
+// newLinkSide makes both sides from an image's w x h size, window hashes
+// and their frames, and patch (nil: no pixel check).
+func newLinkSide(w, h int, wins []indexWindow, hashes []pdq.Hash, patch []byte) *linkSide {
+	s := &linkSide{e: entry{w: uint16(w), h: uint16(h), wins: wins, patch: patch}, hashes: hashes}
+	q := &Query{W: w, H: h, Rects: []image.Rectangle{image.Rect(0, 0, w, h)}}
+	long := float64(max(w, h))
+	for k, iw := range wins {
+		q.Hashes = append(q.Hashes, QueryHash{Hash: hashes[k], Kind: Window, Transform: iw.variant,
+			cx: float64(iw.cx) * float64(w), cy: float64(iw.cy) * float64(h), side: float64(iw.side) * long, angle: float64(iw.angle), rank: k})
+	}
+	if patch != nil {
+		q.pixels = newQueryPixels(enlargePatch(patch), w, h)
+	}
+	s.q = q
+	return s
+}
+
+// sideOfSig makes the sides of a parsed stored window list.
+func sideOfSig(w, h int, sig []RegionHash) *linkSide {
+	var wins []indexWindow
+	var hashes []pdq.Hash
+	var patch []byte
+	for _, r := range sig {
+		switch r.Kind {
+		case Window:
+			wins = append(wins, indexWindow{cx: r.Region.CX, cy: r.Region.CY, side: r.Region.Side, angle: r.Region.Angle, variant: r.Transform})
+			hashes = append(hashes, r.Hash)
+		case Patch:
+			if len(r.Pixels) == patchBytes {
+				patch = r.Pixels
+			}
+		}
+	}
+	return newLinkSide(w, h, wins, hashes, patch)
+}
+
+// enlargePatch samples a patch bilinearly onto a linkPlaneSide square
+// plane (cell centres at (i+0.5)/PatchSide of the image, edges clamped).
+func enlargePatch(patch []byte) *plane {
+	src := &plane{w: PatchSide, h: PatchSide, p: make([]float32, patchBytes)}
+	for i, v := range patch {
+		src.p[i] = float32(v)
+	}
+	dst := &plane{w: linkPlaneSide, h: linkPlaneSide, p: make([]float32, linkPlaneSide*linkPlaneSide)}
+	scale := float64(PatchSide) / linkPlaneSide
+	for y := range linkPlaneSide {
+		for x := range linkPlaneSide {
+			dst.p[y*linkPlaneSide+x] = src.sample((float64(x)+0.5)*scale, (float64(y)+0.5)*scale)
+		}
+	}
+	return dst
+}
+
+// pairHits returns the window pairs of query side a and original side b
+// within windowDistance (nearest first), and whether one lies within
+// seedDistance.
+func pairHits(vp *verifyParams, a, b *linkSide) (hits []winHit, seeded bool) {
+	for i := range a.q.Hashes {
+		qh := &a.q.Hashes[i]
+		qw := words(qh.Hash)
+		for k, h := range b.hashes {
+			w := words(h)
+			d := bits.OnesCount64(qw[0]^w[0]) + bits.OnesCount64(qw[1]^w[1]) + bits.OnesCount64(qw[2]^w[2]) + bits.OnesCount64(qw[3]^w[3])
+			if d <= vp.windowDistance {
+				hits = append(hits, winHit{q: qh, win: uint16(k), dist: d})
+				seeded = seeded || d <= vp.seedDistance
+			}
+		}
+	}
+	slices.SortStableFunc(hits, func(x, y winHit) int { return x.dist - y.dist })
+	return hits, seeded
+}
+
+// linked is the relation on two sides.
+func (ix *Index) linked(a, b *linkSide) bool {
+	hits, seeded := pairHits(&ix.vp, a, b)
+	if !seeded {
+		return false
+	}
+	if _, ok := ix.verify(a.q, &b.e, hits, true); ok {
+		return true
+	}
+	hits, _ = pairHits(&ix.vp, b, a)
+	_, ok := ix.verify(b.q, &a.e, hits, true)
+	return ok
+}
+
+// Linker holds stored window lists under member ids and answers the link
+// relation of clusters (above). Safe for concurrent use.
+type Linker struct {
+	mu sync.Mutex
+	ix *Index
+}
+
+// NewLinker returns an empty linker.
+func NewLinker() *Linker {
+	return &Linker{ix: NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))}
+}
+
+// parseLink reads a stored window list for the linker; one without windows
+// links nothing (nil side, no error).
+func parseLink(stored []byte) (*linkSide, []RegionHash, int, int, error) {
+	w, h, sig, err := ParseWindows(stored)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	s := sideOfSig(w, h, sig)
+	if len(s.hashes) == 0 {
+		return nil, sig, w, h, nil
+	}
+	return s, sig, w, h, nil
+}
+
+// Add indexes the stored window list of member id (replacing what it had).
+func (l *Linker) Add(id uint64, stored []byte) error {
+	if id > 1<<62 {
+		return fmt.Errorf("neardup: linker member id %d out of range", id)
+	}
+	_, sig, w, h, err := parseLink(stored)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ix.Add(int64(id), w, h, sig)
+	return nil
+}
+
+// Remove drops member id (absent: a no-op).
+func (l *Linker) Remove(id uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ix.Remove(int64(id))
+}
+
+// Len is the number of members held.
+func (l *Linker) Len() int { return l.ix.Len() }
+
+// Neighbours appends to dst every member linked to the image of a stored
+// window list (itself too, when it is held).
+func (l *Linker) Neighbours(stored []byte, dst []uint64) ([]uint64, error) {
+	a, _, _, _, err := parseLink(stored)
+	if err != nil || a == nil {
+		return dst, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ix := l.ix
+	g := ix.windows.(hashGetter)
+	cands := map[uint32]struct{}{}
+	for _, h := range a.hashes {
+		ix.windows.Range(h, ix.vp.seedDistance, func(ref uint32, _ int) { cands[uint32(ix.winRef[ref]>>16)] = struct{}{} })
+	}
+	eis := make([]uint32, 0, len(cands))
+	for ei := range cands {
+		eis = append(eis, ei)
+	}
+	slices.Sort(eis)
+	for _, ei := range eis {
+		e := &ix.entries[ei]
+		if e.dead {
+			continue
+		}
+		hashes := make([]pdq.Hash, len(e.wins))
+		for k := range e.wins {
+			hashes[k], _ = g.Hash(e.winBase + uint32(k))
+		}
+		if ix.linked(a, newLinkSide(int(e.w), int(e.h), e.wins, hashes, e.patch)) {
+			dst = append(dst, uint64(e.id))
+		}
+	}
+	return dst, nil
+}
+
+// Linked reports whether the images of two stored window lists are linked.
+func (l *Linker) Linked(a, b []byte) (bool, error) {
+	sa, _, _, _, err := parseLink(a)
+	if err != nil {
+		return false, err
+	}
+	sb, _, _, _, err := parseLink(b)
+	if err != nil || sa == nil || sb == nil {
+		return false, err
+	}
+	return l.ix.linked(sa, sb), nil
+}
