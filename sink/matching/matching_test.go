@@ -331,17 +331,7 @@ func TestSweep(t *testing.T) {
 	page, _, _ := f.banks.State().Entries("memes", 0, 10)
 	for round := 1; round <= 2; round++ {
 		st := sw.Start(info, page)
-		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			for _, s := range sw.Status() {
-				if s.ID == st.ID && s.State == "done" {
-					return nil
-				}
-				if s.ID == st.ID && s.State == "failed" {
-					t.Fatalf("sweep failed: %s", s.Error)
-				}
-			}
-			return fmt.Errorf("sweep %d not done: %+v", st.ID, sw.Status())
-		})
+		sweepDone(t, sw, st.ID, 10*time.Second)
 		evs := f.events(t)
 		var got []string
 		for _, e := range evs {
@@ -609,14 +599,7 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 	if _, err := f.ix.Apply(ctx, chs); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sw := f.recordSweeper(t)
 	cfg := &banks.Bank{Name: "spam", Enabled: true, Labels: []string{"spam"}, Thresholds: banks.Thresholds{Embedding: banks.EmbeddingThresholds{TextText: 0.5}}}
 	if _, err := f.banks.Do(ctx, banks.Op{Kind: banks.OpCreateBank, Bank: "spam", Config: cfg}); err != nil {
 		t.Fatal(err)
@@ -641,19 +624,7 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 		if st.Entries != 5 {
 			t.Fatalf("sweep of %d entries, want 5", st.Entries)
 		}
-		var done banks.SweepStatus
-		testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-			for _, s := range sw.Status() {
-				if s.ID == st.ID && s.State == "done" {
-					done = s
-					return nil
-				}
-				if s.ID == st.ID && s.State == "failed" {
-					t.Fatalf("sweep failed: %s", s.Error)
-				}
-			}
-			return fmt.Errorf("sweep %d not done: %+v", st.ID, sw.Status())
-		})
+		done := sweepDone(t, sw, st.ID, 20*time.Second)
 		// The second sweep finds the same posts, whose records carry the
 		// first's matches now: no new event.
 		wantMatches, wantKnown := 5, 0
@@ -713,28 +684,11 @@ func TestSweepSkipsPostsMatchedAtIngest(t *testing.T) {
 	if _, err := f.w.Apply(ctx, []domain.Change{post("after", 7, hashOf("banned"), "BUY followers now!")}); err != nil {
 		t.Fatal(err) // matched at ingest: two events, version 7
 	}
-	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sw := f.recordSweeper(t)
 	info, _ := f.banks.State().Bank("spam")
 	page, _, _ := f.banks.State().Entries("spam", 0, 10)
-	st := sw.Start(info, page)
-	var done banks.SweepStatus
-	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		for _, s := range sw.Status() {
-			if s.ID == st.ID && (s.State == "done" || s.State == "failed") {
-				done = s
-				return nil
-			}
-		}
-		return fmt.Errorf("sweep %d not done", st.ID)
-	})
-	if done.State != "done" || done.Matches != 2 || done.Known != 2 {
+	done := sweepDone(t, sw, sw.Start(info, page).ID, 10*time.Second)
+	if done.Matches != 2 || done.Known != 2 {
 		t.Fatalf("sweep status %+v, want done with 2 matches (post before) and 2 known (post after)", done)
 	}
 	got := map[string]int{}
@@ -832,4 +786,40 @@ func TestSweepScanResumes(t *testing.T) {
 			t.Errorf("post %s: %d events", p, n)
 		}
 	}
+}
+
+// recordSweeper is a sweeper over the fixture's index that scans its
+// records and adds its matches to them.
+func (f *fixture) recordSweeper(t *testing.T) *Sweeper {
+	t.Helper()
+	ctx := context.Background()
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw
+}
+
+// sweepDone waits for sweep id to end and returns its status; a failed
+// sweep fails the test.
+func sweepDone(t *testing.T, sw *Sweeper, id int, within time.Duration) banks.SweepStatus {
+	t.Helper()
+	var done banks.SweepStatus
+	testutil.CheckFor(t, within, 20*time.Millisecond, func() error {
+		for _, s := range sw.Status() {
+			if s.ID == id && s.State == "done" {
+				done = s
+				return nil
+			}
+			if s.ID == id && s.State == "failed" {
+				t.Fatalf("sweep failed: %s", s.Error)
+			}
+		}
+		return fmt.Errorf("sweep %d not done: %+v", id, sw.Status())
+	})
+	return done
 }
