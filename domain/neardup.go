@@ -85,6 +85,10 @@ type WindowMatch struct {
 	// (0: not checked, windows stored before the check; PixelDetail 0: the
 	// original has no detail at the check's scale).
 	Pixels, PixelDetail float64
+	// Whole marks a whole-image match beyond the PDQ threshold that the
+	// pixel check verified (encoders/neardup.WholeBandDistance): the
+	// query rectangle laid over the whole original, no windows.
+	Whole bool
 }
 
 // NearDupSearcher answers near-duplicate queries. Results are sorted by

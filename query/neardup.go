@@ -257,6 +257,14 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		w := h.Windows
 		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:],
 			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000}
+		if w.Whole {
+			// The whole-image hash beyond the threshold, verified by the
+			// pixel check: "whole", or "region" for a content rectangle.
+			m.Kind, m.Windows, m.Visible, m.Shown = "whole", 0, 0, nil
+			if w.QueryRect != [4]int{0, 0, wq.W, wq.H} {
+				m.Kind = "region"
+			}
+		}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
 		}

@@ -521,35 +521,7 @@ func TestNearDupCaptionAndScreenshot(t *testing.T) {
 // TestEditsFound's.
 func TestNearDupFindsCrops(t *testing.T) {
 	s := newHashStack(t, false)
-	ctx := context.Background()
-	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
-	photos := map[string]image.Image{}
-	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
-		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		photos[name] = img
-		vs, err := s.model.EmbedImages(ctx, []image.Image{img})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := h.Signatures(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.pdqs[name] = sig[0].Hash
-		win := neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
-		if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: name, Records: []domain.Record{{PK: domain.PrimaryKey(name, domain.ModalityImage),
-			PostID: name, Modality: domain.ModalityImage, Author: "skimage", Vector: vs[0], PDQ: sig[0].Hash[:], PDQQuality: sig[0].Quality,
-			Windows: win, CreatedAt: time.Date(2026, 2, 2, 0, 0, i, 0, time.UTC)}}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	photos := indexNearDupPhotos(t, s, "astronaut", "coffee", "chelsea")
 	cases := []struct {
 		kinds []reposts.Kind
 		seed  uint64
@@ -652,5 +624,76 @@ func TestNearDupWindowsAdversarial(t *testing.T) {
 	}
 	if _, err := s.neardup(t, &query.NearDupRequest{Image: overPixelCapPNG(t)}); codeOf(err) != 413 {
 		t.Errorf("an image over the pixel cap: %v, want 413", err)
+	}
+}
+
+// indexNearDupPhotos indexes committed photos (testdata/neardup/photos,
+// without the extension) as image posts named after them, with their PDQ
+// hashes and windows, as ingest writes them.
+func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]image.Image {
+	t.Helper()
+	ctx := context.Background()
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	photos := map[string]image.Image{}
+	for i, name := range names {
+		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		photos[name] = img
+		vs, err := s.model.EmbedImages(ctx, []image.Image{img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pdqs[name] = sig[0].Hash
+		win := neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: name, Records: []domain.Record{{PK: domain.PrimaryKey(name, domain.ModalityImage),
+			PostID: name, Modality: domain.ModalityImage, Author: "skimage", Vector: vs[0], PDQ: sig[0].Hash[:], PDQQuality: sig[0].Quality,
+			Windows: win, CreatedAt: time.Date(2026, 2, 2, 0, 0, i, 0, time.UTC)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return photos
+}
+
+// A brightened copy of a dark photo, whose whole-image hash moved beyond
+// PDQ's threshold and which keeps no window, is found through the
+// pixel-verified band: kind "whole" with the pixel check's figures and no
+// windows.
+func TestNearDupWholeBandReply(t *testing.T) {
+	s := newHashStack(t, false)
+	photos := indexNearDupPhotos(t, s, "clock", "coffee")
+	rp, err := reposts.Apply(photos["clock"], []reposts.Kind{reposts.Bright}, rand.New(rand.NewPCG(0, 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, rp.Image); err != nil {
+		t.Fatal(err)
+	}
+	var res *query.NearDupResponse
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()}); err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(res.Matches) != 1 || res.Matches[0].PostID != "clock" {
+		t.Fatalf("matches %+v, want post clock", res.Matches)
+	}
+	m := res.Matches[0]
+	if m.Kind != "whole" || m.Distance == nil || *m.Distance <= neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
+		m.Pixels < neardup.MinPixelCorr || m.Detail < neardup.MinPixelDetail || m.Transform != "original" || m.Region != nil {
+		t.Errorf("match %+v (distance %v), want a pixel-verified whole-image match beyond %d", m, m.Distance, neardup.WholeDistance)
 	}
 }

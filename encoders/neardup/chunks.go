@@ -90,6 +90,11 @@ func (s *ChunkSearcher) build() {
 	s.built = n
 }
 
+// MaxRadius is the largest radius Range answers (MaxChunkRadius): an
+// Index over a ChunkSearcher for whole-image hashes has no band (see
+// WholeBandDistance).
+func (s *ChunkSearcher) MaxRadius() int { return MaxChunkRadius }
+
 // Range calls fn for every hash within radius of q, once each. It panics
 // for a radius over MaxChunkRadius.
 func (s *ChunkSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {

@@ -141,6 +141,11 @@ type IndexOptions struct {
 	// recall@1 of two-edit re-posts fell from 0.918 to 0.896 (generated)
 	// and 0.783 to 0.768 (real).
 	SeedWindows int
+	// WholeBand is the reach in bits of the pixel-verified whole-image
+	// match (see WholeBandDistance): 0 takes WholeBandDistance, a value
+	// at most WholeDistance (or negative) turns it off, and so does a
+	// whole-image searcher that cannot search that far (ChunkSearcher).
+	WholeBand int
 }
 
 // NewIndexWithOptions is NewIndexWith with options; a negative
@@ -148,6 +153,17 @@ type IndexOptions struct {
 func NewIndexWithOptions(whole, windows RangeSearcher, opt IndexOptions) *Index {
 	vp := defaultVerify
 	vp.seedWindows = max(opt.SeedWindows, 0)
+	switch {
+	case opt.WholeBand == 0:
+		vp.wholeBand = WholeBandDistance
+	case opt.WholeBand > WholeDistance:
+		vp.wholeBand = min(opt.WholeBand, 256)
+	default:
+		vp.wholeBand = 0
+	}
+	if lim, ok := whole.(interface{ MaxRadius() int }); ok && lim.MaxRadius() < vp.wholeBand {
+		vp.wholeBand = 0
+	}
 	return &Index{whole: whole, windows: windows, vp: vp}
 }
 
@@ -346,6 +362,10 @@ type SearchOptions struct {
 	MinQuality int
 	// K bounds the matches; 0: all.
 	K int
+	// BandOnly leaves out the whole-image matches within WholeDistance
+	// (the caller finds those in its own whole-image index): whole-image
+	// hashes then find only the pixel-verified band beyond it.
+	BandOnly bool
 }
 
 type winHit struct {
@@ -384,12 +404,31 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			continue
 		}
 		r := q.Rects[qh.Rect]
-		ix.whole.Range(qh.Hash, WholeDistance, func(ref uint32, d int) {
-			if e := &ix.entries[ref]; e.dead || int(e.quality) < minQ {
+		// The band beyond WholeDistance is searched for the hashes in
+		// their original orientation only (a rotated or mirrored copy
+		// is found within WholeDistance or by its windows): eight times
+		// fewer searches at the wider, costlier radius.
+		reach := WholeDistance
+		band := ix.vp.wholeBand > WholeDistance && qh.Transform == pdq.Original && q.pixels != nil
+		if band {
+			reach = ix.vp.wholeBand
+		} else if opt.BandOnly {
+			continue
+		}
+		ix.whole.Range(qh.Hash, reach, func(ref uint32, d int) {
+			e := &ix.entries[ref]
+			if e.dead || int(e.quality) < minQ || (opt.BandOnly && d <= WholeDistance) {
 				return
 			}
-			consider(ref, Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-				Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256})
+			m := Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+				Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256}
+			if d > WholeDistance {
+				var ok bool
+				if m.Pixels, m.PixelDetail, ok = ix.wholePixels(q, e, qh); !ok {
+					return
+				}
+			}
+			consider(ref, m)
 		})
 	}
 	for ei, hits := range ix.windowHits(q) {
@@ -574,6 +613,9 @@ type verifyParams struct {
 	// values and detail, and of the values where the original has no
 	// detail at the scale of a cell.
 	minPixelCorr, minPixelDetail, minPixelCorrSmooth float64
+	// wholeBand is the reach of the pixel-verified whole-image match (0:
+	// off; see WholeBandDistance).
+	wholeBand int
 }
 
 var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
@@ -808,4 +850,52 @@ func inverse(d pdq.Dihedral) pdq.Dihedral {
 		return pdq.Rotate90
 	}
 	return d
+}
+
+// WholeBandDistance is the default reach of the pixel-verified
+// whole-image match. A query's whole-image hashes in their original
+// orientation (of the whole query and of each content rectangle) also
+// match an indexed image whose whole-image hash lies beyond
+// WholeDistance but within WholeBandDistance bits when the pixel check
+// (patch.go) agrees with the query rectangle laid over the original's
+// whole frame, with detail to judge (a smooth original is not matched
+// this way). Heavy overlays and re-encodings of small pictures (a
+// watermark across the picture, JPEG quality 30 of a 256-pixel photo, a
+// brightened dark photo) move the whole-image hash 32-56 bits, where
+// unrelated pictures of one kind lie too; the pixel check tells them
+// apart. Measured in docs/neardup.md.
+const WholeBandDistance = 56
+
+// wholeMap is the map from query pixels to the original's pixels under
+// which query rectangle r, hashed in dihedral variant d, is the whole
+// original (W x H): the rectangle's centred coordinates, as fractions of
+// its sides, go through the variant's action (the original's hash equals
+// the query's variant d) onto the original's frame.
+func wholeMap(r image.Rectangle, d pdq.Dihedral, W, H float64) affine {
+	g := gridMat[d]
+	rw, rh := float64(r.Dx()), float64(r.Dy())
+	cx, cy := float64(r.Min.X)+rw/2, float64(r.Min.Y)+rh/2
+	a, b, c, dd := g[0]*W/rw, g[1]*W/rh, g[2]*H/rw, g[3]*H/rh
+	return affine{a, b, c, dd, W/2 - (a*cx + b*cy), H/2 - (c*cx + dd*cy)}
+}
+
+// wholePixels is the pixel check of a whole-image match beyond
+// WholeDistance: the query rectangle of qh laid over e's whole frame must
+// agree with e's patch as a window match's must, and the original must
+// have detail to judge (ok false otherwise, and without a patch or the
+// query's pixels).
+func (ix *Index) wholePixels(q *Query, e *entry, qh *QueryHash) (corr, detail float64, ok bool) {
+	if e.patch == nil || q.pixels == nil {
+		return 0, 0, false
+	}
+	W, H := float64(e.w), float64(e.h)
+	r := q.Rects[qh.Rect]
+	inv, invertible := wholeMap(r, qh.Transform, W, H).inverse()
+	if !invertible {
+		return 0, 0, false
+	}
+	corr, detail, judged, cells := pixelAgreement(e.patch, W, H, q.pixels, inv, float64(r.Min.X), float64(r.Min.Y), float64(r.Max.X), float64(r.Max.Y))
+	vp := &ix.vp
+	ok = judged && cells >= minPatchCells && corr >= vp.minPixelCorr && detail >= vp.minPixelDetail
+	return corr, detail, ok
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/neardup"
+	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
 // The near-duplicate windows of image records (encoders/neardup: hashes of
@@ -76,6 +77,12 @@ func (wi *windowIndex) put(r *domain.Record) (bad bool) {
 		if err != nil {
 			bad = true
 		} else {
+			// The whole-image hash too, for the pixel-verified band beyond
+			// the PDQ threshold (neardup.WholeBandDistance; the matches
+			// within it come from NearDup).
+			if len(r.PDQ) == domain.PDQBytes {
+				sig = append(sig, neardup.RegionHash{Kind: neardup.Whole, Hash: pdq.Hash(r.PDQ), Quality: r.PDQQuality})
+			}
 			wi.next++
 			id := wi.next
 			wi.idOf[r.PK], wi.pkOf[id] = id, r.PK
@@ -224,11 +231,12 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ms := ix.win.nd.Search(q, neardup.SearchOptions{})
+	ms := ix.win.nd.Search(q, neardup.SearchOptions{BandOnly: true})
 	var out []domain.NearDupHit
 	ix.mu.RLock()
 	for _, m := range ms {
-		if m.Kind != neardup.Window {
+		band := m.Kind == neardup.Whole && m.Distance > neardup.WholeDistance
+		if m.Kind != neardup.Window && !band {
 			continue
 		}
 		pk, ok := ix.win.pkOf[m.ID]
@@ -247,7 +255,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 		h := domain.NearDupHit{Hit: domain.HitFromRecord(rec, float32(m.Score)), Windows: &domain.WindowMatch{
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
-			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail,
+			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band,
 		}}
 		h.Distance = &d
 		out = append(out, h)

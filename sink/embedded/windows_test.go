@@ -168,3 +168,46 @@ func TestNearDupWindowsRefusesBadQueries(t *testing.T) {
 		t.Errorf("record with bad windows not kept: %v", n)
 	}
 }
+
+// A brightened copy of a dark photo moves its whole-image hash beyond
+// PDQ's threshold and keeps no window: NearDup misses it, and
+// NearDupWindows finds it through the pixel-verified band (a whole-image
+// match marked Whole, with the pixel check's figures); the other photo is
+// not matched.
+func TestNearDupWholeBand(t *testing.T) {
+	ix, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	clock, coffee := ndPhoto(t, "clock.jpg"), ndPhoto(t, "coffee.jpg")
+	mustApply(t, ix,
+		domain.Change{PostID: "k", Seq: 1, Records: []domain.Record{imageRec(t, "k", 1, clock)}},
+		domain.Change{PostID: "c", Seq: 1, Records: []domain.Record{imageRec(t, "c", 2, coffee)}})
+	waitWindows(t, ix)
+	rp, err := reposts.Apply(clock, []reposts.Kind{reposts.Bright}, rand.New(rand.NewPCG(0, 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Query(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, _ := (&pdq.Hasher{MaxSide: -1}).Dihedral(rp.Image)
+	var hashes [][]byte
+	for i := range vs {
+		hashes = append(hashes, vs[i][:])
+	}
+	if whole, err := ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: neardup.WholeDistance}); err != nil || len(whole) != 0 {
+		t.Fatalf("whole-image near-dup of the brightened clock: %v, %v (the test needs a copy PDQ misses)", whole, err)
+	}
+	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
+	if len(hs) != 1 || hs[0].PostID != "k" || hs[0].Windows == nil {
+		t.Fatalf("matches %+v, want post k", hs)
+	}
+	w := hs[0].Windows
+	if !w.Whole || w.Windows != 0 || *hs[0].Distance <= neardup.WholeDistance || *hs[0].Distance > neardup.WholeBandDistance ||
+		w.Pixels < neardup.MinPixelCorr || w.PixelDetail < neardup.MinPixelDetail || w.Transform != "original" {
+		t.Errorf("evidence %+v at distance %d, want a pixel-verified whole-image match in the band", *w, *hs[0].Distance)
+	}
+}

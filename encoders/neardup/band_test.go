@@ -1,0 +1,161 @@
+package neardup
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+// bandCase is one re-post query of a committed photo.
+type bandCase struct {
+	name  string
+	photo int
+	q     *Query
+}
+
+// bandQueries makes watermark, JPEG-30 and brightness re-posts of every
+// committed photo (four seeds each): the edits that move a whole-image
+// hash beyond WholeDistance without moving the picture.
+func bandQueries(t *testing.T, h *Hasher, names []string) []bandCase {
+	t.Helper()
+	var out []bandCase
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		for _, k := range [][]reposts.Kind{{reposts.Watermark}, {reposts.JPEG30}, {reposts.Bright}} {
+			for seed := range uint64(4) {
+				out = append(out, bandCase{fmt.Sprintf("%s %s seed %d", name, reposts.Name(k), seed), i, repostQuery(t, h, img, k, seed, 5)})
+			}
+		}
+	}
+	return out
+}
+
+// bandMatch returns the match of ms beyond WholeDistance (the band), or nil.
+func bandMatch(ms []Match) *Match {
+	for i := range ms {
+		if ms[i].Kind == Whole && ms[i].Distance > WholeDistance {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+// A re-post whose whole-image hash moved 32-56 bits is found by the
+// pixel-verified band, and only its own original: the same queries find
+// fewer originals with the band off, and none through the band when each
+// photo is indexed with another photo's patch.
+func TestWholeBand(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	_, names := photoIndex(t, h)
+	on := NewIndexWith(NewMIHSearcher(false), NewChunkSearcher())
+	off := NewIndexWithOptions(NewMIHSearcher(false), NewChunkSearcher(), IndexOptions{WholeBand: -1})
+	chunked := NewIndexWith(NewChunkSearcher(), NewChunkSearcher()) // no band: radius 31 at most
+	swapped := NewIndexWith(NewMIHSearcher(false), NewChunkSearcher())
+	sigs := make([][]RegionHash, len(names))
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs[i] = sig
+		for _, ix := range []*Index{on, off, chunked} {
+			ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		}
+	}
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		// The next photo's patch in place of its own (the patch is last).
+		other := sigs[(i+1)%len(sigs)]
+		sig := append(append([]RegionHash{}, sigs[i][:len(sigs[i])-1]...), other[len(other)-1])
+		if sig[len(sig)-1].Kind != Patch {
+			t.Fatalf("%s: the signature does not end with its patch", name)
+		}
+		swapped.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+	}
+	found := func(ms []Match, want int) bool { return len(ms) > 0 && ms[0].ID == int64(want) }
+	var band, gained int
+	for _, c := range bandQueries(t, h, names) {
+		msOn, msOff := on.Search(c.q, SearchOptions{}), off.Search(c.q, SearchOptions{})
+		for _, m := range msOn {
+			if m.ID != int64(c.photo) {
+				t.Errorf("%s: matched %s (%v, distance %d)", c.name, names[m.ID], m.Kind, m.Distance)
+			}
+		}
+		if m := bandMatch(msOff); m != nil {
+			t.Errorf("%s: band match %+v with the band off", c.name, *m)
+		}
+		if m := bandMatch(chunked.Search(c.q, SearchOptions{})); m != nil {
+			t.Errorf("%s: band match %+v over a ChunkSearcher", c.name, *m)
+		}
+		if m := bandMatch(swapped.Search(c.q, SearchOptions{})); m != nil {
+			t.Errorf("%s: band match through another photo's patch (pixels %.2f, detail %.2f)", c.name, m.Pixels, m.PixelDetail)
+		}
+		if m := bandMatch(msOn); m != nil {
+			band++
+			if m.Distance > WholeBandDistance || m.Pixels < MinPixelCorr || m.PixelDetail < MinPixelDetail || m.Transform != pdq.Original {
+				t.Errorf("%s: band match %+v outside the band's rules", c.name, *m)
+			}
+			if bo := bandMatch(on.Search(c.q, SearchOptions{BandOnly: true})); bo == nil || bo.ID != m.ID {
+				t.Errorf("%s: BandOnly lost the band match", c.name)
+			}
+		}
+		if found(msOn, c.photo) && !found(msOff, c.photo) {
+			gained++
+			t.Logf("gained: %s", c.name)
+		}
+		for _, m := range on.Search(c.q, SearchOptions{BandOnly: true}) {
+			if m.Kind == Whole && m.Distance <= WholeDistance {
+				t.Errorf("%s: BandOnly returned a whole-image match within %d", c.name, WholeDistance)
+			}
+		}
+	}
+	t.Logf("%d band matches; %d re-posts found only with the band", band, gained)
+	if gained == 0 {
+		t.Error("the band found no re-post that the index without it misses")
+	}
+}
+
+// wholeMap lays a rotated or mirrored copy over its original: under the
+// variant whose hash is nearest the original's, the pixel check agrees.
+func TestWholeMapTransforms(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	for _, name := range []string{"astronaut.jpg", "chelsea.jpg", "rocket.jpg"} {
+		img := loadPhoto(t, name)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix := NewIndex()
+		ix.Add(1, img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		e := &ix.entries[0]
+		var whole pdq.Hash
+		for _, r := range sig {
+			if r.Kind == Whole {
+				whole = r.Hash
+			}
+		}
+		for ki, k := range [][]reposts.Kind{{reposts.FlipH}, {reposts.Rot90}, {reposts.Grey}} {
+			q := repostQuery(t, h, img, k, uint64(ki), 9)
+			var best *QueryHash
+			for i := range q.Hashes {
+				qh := &q.Hashes[i]
+				if qh.Kind == Whole && qh.Rect == 0 && (best == nil || pdq.Distance(qh.Hash, whole) < pdq.Distance(best.Hash, whole)) {
+					best = qh
+				}
+			}
+			corr, detail, ok := ix.wholePixels(q, e, best)
+			if !ok || corr < 0.9 {
+				t.Errorf("%s %s: variant %v, pixels %.3f detail %.3f ok %v; want agreement", name, reposts.Name(k), best.Transform, corr, detail, ok)
+			}
+			// Another variant lays the copy over the original wrongly.
+			wrong := *best
+			wrong.Transform = (best.Transform + 2) % 8
+			if c, _, ok := ix.wholePixels(q, e, &wrong); ok {
+				t.Errorf("%s %s: variant %v (not the copy's) agrees too (pixels %.3f)", name, reposts.Name(k), wrong.Transform, c)
+			}
+		}
+	}
+}
