@@ -91,6 +91,8 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"key without certificate", map[string]string{"XMODAL_REDIS_TLS_KEY_FILE": "k.pem"}, nil, "redis.tls_cert_file: set both"},
 		{"user without password", map[string]string{"XMODAL_MILVUS_USERNAME": "u"}, nil, "milvus.username: set both milvus.username and milvus.password"},
 		{"negative seed windows", nil, []string{"--image-neardup-seed-windows", "-1"}, "image.neardup_seed_windows"},
+		{"whole band inside the PDQ threshold", nil, []string{"--image-neardup-whole-band", "20"}, "image.neardup_whole_band: 20 is not 0"},
+		{"whole band below -1", map[string]string{"XMODAL_IMAGE_NEARDUP_WHOLE_BAND": "-2"}, nil, "image.neardup_whole_band"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

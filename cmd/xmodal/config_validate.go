@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/imageprep"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/query"
 	"github.com/xmodal/xmodal/sink/milvus"
 )
@@ -92,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Image.NearDupSeedWindows < 0 || c.Image.NearDupSeedWindows > 1000 {
 		return configErr("image.neardup_seed_windows", "%d is not in 0..1000", c.Image.NearDupSeedWindows)
+	}
+	if b := c.Image.NearDupWholeBand; b != 0 && b != -1 && (b <= neardup.WholeDistance || b > domain.MaxPDQDistance) {
+		return configErr("image.neardup_whole_band", "%d is not 0 (the default, %d), -1 (off) or in %d..%d", b, neardup.WholeBandDistance, neardup.WholeDistance+1, domain.MaxPDQDistance)
 	}
 	if c.Image.PDQMinSide < 0 || c.Image.PDQMinSide > 100_000 {
 		return configErr("image.pdq_min_side", "%d is not in 0..100000", c.Image.PDQMinSide)

@@ -58,6 +58,9 @@ type Options struct {
 	// SeedWindows is the region index's neardup.IndexOptions.SeedWindows
 	// (0: every query window seeds).
 	SeedWindows int
+	// WholeBand is the region index's neardup.IndexOptions.WholeBand (0:
+	// the default; negative: off).
+	WholeBand int
 	// Kinds: the edit lists (default: every single edit and every combo).
 	Kinds [][]reposts.Kind
 	// Searchers builds the index's searchers (default: MIHSearcher over
@@ -236,7 +239,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// Index.
 	ws, ww := opt.Searchers()
-	ndIx := neardup.NewIndexWithOptions(ws, ww, neardup.IndexOptions{SeedWindows: opt.SeedWindows})
+	ndIx := neardup.NewIndexWithOptions(ws, ww, neardup.IndexOptions{SeedWindows: opt.SeedWindows, WholeBand: opt.WholeBand})
 	pdqIx := neardup.NewIndexWith(opt.Searchers())
 	var bytes int64
 	var ratios []float64

@@ -175,16 +175,25 @@ func TestNearDupWindowsRefusesBadQueries(t *testing.T) {
 // match marked Whole, with the pixel check's figures); the other photo is
 // not matched.
 func TestNearDupWholeBand(t *testing.T) {
-	ix, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ix.Close()
 	clock, coffee := ndPhoto(t, "clock.jpg"), ndPhoto(t, "coffee.jpg")
-	mustApply(t, ix,
-		domain.Change{PostID: "k", Seq: 1, Records: []domain.Record{imageRec(t, "k", 1, clock)}},
-		domain.Change{PostID: "c", Seq: 1, Records: []domain.Record{imageRec(t, "c", 2, coffee)}})
-	waitWindows(t, ix)
+	open := func(band int) *Index {
+		ix, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1", NearDupWholeBand: band})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ix.Close() })
+		mustApply(t, ix,
+			domain.Change{PostID: "k", Seq: 1, Records: []domain.Record{imageRec(t, "k", 1, clock)}},
+			domain.Change{PostID: "c", Seq: 1, Records: []domain.Record{imageRec(t, "c", 2, coffee)}})
+		waitWindows(t, ix)
+		for deadline := time.Now().Add(10 * time.Second); ix.WindowImages() < 2; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d images in the window tables, want 2", ix.WindowImages())
+			}
+		}
+		return ix
+	}
+	ix, off := open(0), open(-1)
 	rp, err := reposts.Apply(clock, []reposts.Kind{reposts.Bright}, rand.New(rand.NewPCG(0, 5)))
 	if err != nil {
 		t.Fatal(err)
@@ -209,5 +218,9 @@ func TestNearDupWholeBand(t *testing.T) {
 	if !w.Whole || w.Windows != 0 || *hs[0].Distance <= neardup.WholeDistance || *hs[0].Distance > neardup.WholeBandDistance ||
 		w.Pixels < neardup.MinPixelCorr || w.PixelDetail < neardup.MinPixelDetail || w.Transform != "original" {
 		t.Errorf("evidence %+v at distance %d, want a pixel-verified whole-image match in the band", *w, *hs[0].Distance)
+	}
+	// NearDupWholeBand -1 (image.neardup_whole_band) turns the band off.
+	if got, err := off.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+		t.Errorf("band off: %+v, %v; want nothing", got, err)
 	}
 }
