@@ -159,3 +159,80 @@ func TestWholeMapTransforms(t *testing.T) {
 		}
 	}
 }
+
+// Weak window evidence (one window, or two far ones) makes a match only
+// with a near window and a far stricter pixel check: crops that the
+// ordinary rule misses are found, each by its own original, and nothing
+// more is found through another photo's patch.
+func TestWeakWindowEvidence(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	_, names := photoIndex(t, h)
+	newIx := func(weak bool) *Index {
+		ix := NewIndexWith(NewMIHSearcher(false), NewChunkSearcher())
+		if !weak {
+			ix.vp.weakPixelDetail = 0 // the ordinary rule alone
+		}
+		return ix
+	}
+	def, strict, swapped, swappedStrict := newIx(true), newIx(false), newIx(true), newIx(false)
+	sigs := make([][]RegionHash, len(names))
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs[i] = sig
+		def.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		strict.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+	}
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		other := sigs[(i+1)%len(sigs)]
+		sig := append(append([]RegionHash{}, sigs[i][:len(sigs[i])-1]...), other[len(other)-1])
+		swapped.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		swappedStrict.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+	}
+	byID := func(ms []Match) map[int64]Match {
+		out := map[int64]Match{}
+		for _, m := range ms {
+			out[m.ID] = m
+		}
+		return out
+	}
+	gained := 0
+	for i, name := range names {
+		img := loadPhoto(t, name)
+		for _, k := range [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.FlipH, reposts.Crop75}, {reposts.Crop75, reposts.JPEG30}} {
+			for seed := range uint64(3) {
+				label := fmt.Sprintf("%s %s seed %d", name, reposts.Name(k), seed)
+				q := repostQuery(t, h, img, k, seed, 7)
+				ms, ordinary := def.Search(q, SearchOptions{}), byID(strict.Search(q, SearchOptions{}))
+				for _, m := range ms {
+					if m.ID != int64(i) {
+						t.Errorf("%s: matched %s (%v, %d windows, distance %d)", label, names[m.ID], m.Kind, m.Windows, m.Distance)
+					}
+					if _, ok := ordinary[m.ID]; ok {
+						continue
+					}
+					// Found through weak evidence only.
+					gained++
+					t.Logf("found only through weak evidence: %s (%d windows, distance %d, pixels %.3f, detail %.3f)", label, m.Windows, m.Distance, m.Pixels, m.PixelDetail)
+					if m.Kind != Window || m.Distance > defaultVerify.strongDistance || m.Pixels < defaultVerify.weakPixelCorr || m.PixelDetail < defaultVerify.weakPixelDetail {
+						t.Errorf("%s: match %+v outside the weak rule", label, m)
+					}
+				}
+				alone := byID(swappedStrict.Search(q, SearchOptions{}))
+				for _, m := range swapped.Search(q, SearchOptions{}) {
+					if _, ok := alone[m.ID]; !ok {
+						t.Errorf("%s: weak evidence matched %s through another photo's patch (pixels %.2f, detail %.2f)", label, names[m.ID], m.Pixels, m.PixelDetail)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d crops found only through weak evidence", gained)
+	if gained == 0 {
+		t.Error("weak evidence found no crop that the ordinary rule misses")
+	}
+}
