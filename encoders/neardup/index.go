@@ -321,7 +321,8 @@ func (ix *Index) Finish() {
 type Match struct {
 	ID int64
 	// Kind is the evidence: Whole (a whole-image or content-rectangle hash
-	// within WholeDistance) or Window (agreeing windows).
+	// within WholeDistance, or within the band beyond it with the pixel
+	// check: see WholeBandDistance) or Window (agreeing windows).
 	Kind Kind
 	// Distance is the best Hamming distance of the evidence.
 	Distance int
@@ -348,7 +349,8 @@ type Match struct {
 	// Pixels, for a window match, is the pixel check's correlation of the
 	// query's pixels with the original's patch over the part it shows
 	// (Pearson's r of the cells' values, patch.go); 0 when the original
-	// has no patch (windows stored before patches) and for whole matches.
+	// has no patch (windows stored before patches) and for whole matches
+	// within WholeDistance (a band match beyond it carries its check).
 	Pixels float64
 	// PixelDetail is the correlation of the cells' detail (0 where the
 	// original has none at that scale, or no patch).
@@ -599,8 +601,9 @@ type verifyParams struct {
 	// A match needs agreeing windows (windows of the original) of total
 	// weight minStrength, a window within strongDistance bits weighing 1
 	// and a farther one weakWeight; or one window within loneDistance
-	// bits (-1: a single window never suffices: at 3,000 originals lone
-	// windows within 8 bits matched unrelated pictures).
+	// bits (-1: a single window never suffices by itself: at 3,000
+	// originals lone windows within 8 bits matched unrelated pictures;
+	// see weakPixelDetail for the pixel-checked exception).
 	strongDistance, loneDistance int
 	weakWeight, minStrength      float64
 	// The query must sit over the original as a re-post does: some query
