@@ -53,28 +53,7 @@ func TestWholeBand(t *testing.T) {
 	off := NewIndexWithOptions(NewMIHSearcher(false), NewChunkSearcher(), IndexOptions{WholeBand: -1})
 	chunked := NewIndexWith(NewChunkSearcher(), NewChunkSearcher()) // no band: radius 31 at most
 	swapped := NewIndexWith(NewMIHSearcher(false), NewChunkSearcher())
-	sigs := make([][]RegionHash, len(names))
-	for i, name := range names {
-		img := loadPhoto(t, name)
-		sig, err := h.Signatures(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sigs[i] = sig
-		for _, ix := range []*Index{on, off, chunked} {
-			ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-		}
-	}
-	for i, name := range names {
-		img := loadPhoto(t, name)
-		// The next photo's patch in place of its own (the patch is last).
-		other := sigs[(i+1)%len(sigs)]
-		sig := append(append([]RegionHash{}, sigs[i][:len(sigs[i])-1]...), other[len(other)-1])
-		if sig[len(sig)-1].Kind != Patch {
-			t.Fatalf("%s: the signature does not end with its patch", name)
-		}
-		swapped.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-	}
+	addPhotos(t, h, names, []*Index{on, off, chunked}, []*Index{swapped})
 	found := func(ms []Match, want int) bool { return len(ms) > 0 && ms[0].ID == int64(want) }
 	var band, gained int
 	for _, c := range bandQueries(t, h, names) {
@@ -175,24 +154,7 @@ func TestWeakWindowEvidence(t *testing.T) {
 		return ix
 	}
 	def, strict, swapped, swappedStrict := newIx(true), newIx(false), newIx(true), newIx(false)
-	sigs := make([][]RegionHash, len(names))
-	for i, name := range names {
-		img := loadPhoto(t, name)
-		sig, err := h.Signatures(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sigs[i] = sig
-		def.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-		strict.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-	}
-	for i, name := range names {
-		img := loadPhoto(t, name)
-		other := sigs[(i+1)%len(sigs)]
-		sig := append(append([]RegionHash{}, sigs[i][:len(sigs[i])-1]...), other[len(other)-1])
-		swapped.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-		swappedStrict.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
-	}
+	addPhotos(t, h, names, []*Index{def, strict}, []*Index{swapped, swappedStrict})
 	byID := func(ms []Match) map[int64]Match {
 		out := map[int64]Match{}
 		for _, m := range ms {
@@ -204,7 +166,7 @@ func TestWeakWindowEvidence(t *testing.T) {
 	for i, name := range names {
 		img := loadPhoto(t, name)
 		for _, k := range [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.FlipH, reposts.Crop75}, {reposts.Crop75, reposts.JPEG30}} {
-			for seed := range uint64(3) {
+			for seed := range uint64(6) {
 				label := fmt.Sprintf("%s %s seed %d", name, reposts.Name(k), seed)
 				q := repostQuery(t, h, img, k, seed, 7)
 				ms, ordinary := def.Search(q, SearchOptions{}), byID(strict.Search(q, SearchOptions{}))
@@ -234,5 +196,35 @@ func TestWeakWindowEvidence(t *testing.T) {
 	t.Logf("%d crops found only through weak evidence", gained)
 	if gained == 0 {
 		t.Error("weak evidence found no crop that the ordinary rule misses")
+	}
+}
+
+// addPhotos adds the named committed photos' signatures to each index of
+// own (ids are positions in names), and to each index of swapped with the
+// next photo's patch in place of its own (the patch is a signature's last
+// hash), so that the pixel check compares another picture.
+func addPhotos(t *testing.T, h *Hasher, names []string, own, swapped []*Index) {
+	t.Helper()
+	sigs := make([][]RegionHash, len(names))
+	for i, name := range names {
+		sig, err := h.Signatures(loadPhoto(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig[len(sig)-1].Kind != Patch {
+			t.Fatalf("%s: the signature does not end with its patch", name)
+		}
+		sigs[i] = sig
+	}
+	for i, name := range names {
+		b := loadPhoto(t, name).Bounds()
+		other := sigs[(i+1)%len(sigs)]
+		mixed := append(append([]RegionHash{}, sigs[i][:len(sigs[i])-1]...), other[len(other)-1])
+		for _, ix := range own {
+			ix.Add(int64(i), b.Dx(), b.Dy(), sigs[i])
+		}
+		for _, ix := range swapped {
+			ix.Add(int64(i), b.Dx(), b.Dy(), mixed)
+		}
 	}
 }
