@@ -535,22 +535,8 @@ func TestNearDupFindsCrops(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var buf bytes.Buffer
-			if err := png.Encode(&buf, rp.Image); err != nil {
-				t.Fatal(err)
-			}
 			label := name + "/" + reposts.Name(c.kinds)
-			var res *query.NearDupResponse
-			// The window tables take writes asynchronously: the first
-			// query may come before the writes above have landed.
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				if res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()}); err != nil {
-					t.Fatal(err)
-				}
-				if len(res.Matches) > 0 || time.Now().After(deadline) {
-					break
-				}
-			}
+			buf, res := neardupOnceIndexed(t, s, rp.Image)
 			if res.Windows != query.WindowsSearched {
 				t.Errorf("%s: windows %q, want %q", label, res.Windows, query.WindowsSearched)
 			}
@@ -579,7 +565,7 @@ func TestNearDupFindsCrops(t *testing.T) {
 				t.Errorf("%s: pixels %.3f, pixel_detail %.3f: the pixel check did not run or let it through below its thresholds", label, m.Pixels, m.Detail)
 			}
 			off := false
-			res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes(), Windows: &off})
+			res, err = s.neardup(t, &query.NearDupRequest{Image: buf, Windows: &off})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -675,19 +661,7 @@ func TestNearDupWholeBandReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, rp.Image); err != nil {
-		t.Fatal(err)
-	}
-	var res *query.NearDupResponse
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if res, err = s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()}); err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Matches) > 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	_, res := neardupOnceIndexed(t, s, rp.Image)
 	if len(res.Matches) != 1 || res.Matches[0].PostID != "clock" {
 		t.Fatalf("matches %+v, want post clock", res.Matches)
 	}
@@ -695,5 +669,26 @@ func TestNearDupWholeBandReply(t *testing.T) {
 	if m.Kind != "whole" || m.Distance == nil || *m.Distance <= neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
 		m.Pixels < neardup.MinPixelCorr || m.Detail < neardup.MinPixelDetail || m.Transform != "original" || m.Region != nil {
 		t.Errorf("match %+v (distance %v), want a pixel-verified whole-image match beyond %d", m, m.Distance, neardup.WholeDistance)
+	}
+}
+
+// neardupOnceIndexed sends img (as PNG) to xmodal.v1.neardup until it
+// matches something or 10 s pass: the window tables take writes
+// asynchronously, so the first query may come before the writes have
+// landed. It returns the PNG and the last reply.
+func neardupOnceIndexed(t *testing.T, s *hashStack, img image.Image) ([]byte, *query.NearDupResponse) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		res, err := s.neardup(t, &query.NearDupRequest{Image: buf.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) > 0 || time.Now().After(deadline) {
+			return buf.Bytes(), res
+		}
 	}
 }

@@ -98,12 +98,7 @@ func TestNearDupWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Plain PDQ does not find the crop.
-	vs, _ := (&pdq.Hasher{MaxSide: -1}).Dihedral(rp.Image)
-	var hashes [][]byte
-	for i := range vs {
-		hashes = append(hashes, vs[i][:])
-	}
-	if whole, err := ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: 31}); err != nil || len(whole) != 0 {
+	if whole, err := plainNearDup(ix, rp.Image); err != nil || len(whole) != 0 {
 		t.Fatalf("whole-image near-dup of a 75%% crop: %v, %v (the test needs a crop PDQ misses)", whole, err)
 	}
 	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
@@ -202,12 +197,7 @@ func TestNearDupWholeBand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs, _ := (&pdq.Hasher{MaxSide: -1}).Dihedral(rp.Image)
-	var hashes [][]byte
-	for i := range vs {
-		hashes = append(hashes, vs[i][:])
-	}
-	if whole, err := ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: neardup.WholeDistance}); err != nil || len(whole) != 0 {
+	if whole, err := plainNearDup(ix, rp.Image); err != nil || len(whole) != 0 {
 		t.Fatalf("whole-image near-dup of the brightened clock: %v, %v (the test needs a copy PDQ misses)", whole, err)
 	}
 	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
@@ -223,4 +213,15 @@ func TestNearDupWholeBand(t *testing.T) {
 	if got, err := off.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
 		t.Errorf("band off: %+v, %v; want nothing", got, err)
 	}
+}
+
+// plainNearDup is the whole-image lookup of img: its eight dihedral PDQ
+// hashes within PDQ's threshold (neardup.WholeDistance, 31).
+func plainNearDup(ix *Index, img image.Image) ([]domain.NearDupHit, error) {
+	vs, _ := (&pdq.Hasher{MaxSide: -1}).Dihedral(img)
+	var hashes [][]byte
+	for i := range vs {
+		hashes = append(hashes, vs[i][:])
+	}
+	return ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: neardup.WholeDistance})
 }
