@@ -132,6 +132,14 @@ type Record struct {
 	// which near-duplicate clusters link such copies; kept by the embedded
 	// index, not returned in replies. Nil: none computed.
 	PDQCanonical []byte `json:"-"`
+	// PDQRegions is the PDQ hashes of the image's content rectangles (the
+	// picture inside a meme's caption band or a screenshot's frame; at most
+	// two, each followed by its canonical dihedral hashes, 32 bytes each,
+	// concatenated: encoders/neardup.Hasher.ContentHashes), by which
+	// near-duplicate clusters link a meme or a screenshot to its picture;
+	// kept by the embedded index, not returned in replies. Nil: none (most
+	// photos have no content rectangle).
+	PDQRegions []byte `json:"-"`
 	// Windows is the stored form of an image record's near-duplicate
 	// windows (encoders/neardup.AppendWindows: hashes of squares anchored on
 	// pairs of blobs, which find crops of the image); kept by the embedded

@@ -51,6 +51,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
@@ -92,8 +93,9 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	clustered := os.Getenv("XMODAL_BENCH_CLUSTERS") != "0"
 	dihedral := clustered && os.Getenv("XMODAL_BENCH_DIHEDRAL") != "0"
+	regions := clustered && os.Getenv("XMODAL_BENCH_REGIONS") != "0"
 	if clustered {
-		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral}
+		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral, Regions: regions}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
 	if err != nil {
@@ -173,6 +175,20 @@ func BenchmarkIngestRound(b *testing.B) {
 			defer hashers.Put(hs)
 			h, cs, q := hs.HashCanonical(img)
 			return h[:], pdq.AppendHashes(nil, cs), q
+		}
+	}
+	if regions { // as cmd/xmodal's ingestRegions
+		nds := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: -1}) }}
+		deps.Hasher.PDQRegions = func(img image.Image) ([]byte, []byte, []byte, int) {
+			h := nds.Get().(*neardup.Hasher)
+			defer nds.Put(h)
+			v, cs, q, rs, err := h.ContentHashes(img, dihedral, domain.LowPDQQuality)
+			if err != nil {
+				hs := hashers.Get().(*pdq.Hasher)
+				defer hashers.Put(hs)
+				v, cs, q = hs.HashCanonical(img)
+			}
+			return v[:], pdq.AppendHashes(nil, cs), rs, q
 		}
 	}
 	if os.Getenv("XMODAL_BENCH_WINDOWS") == "1" {

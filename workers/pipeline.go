@@ -49,6 +49,13 @@ type Hasher struct {
 	// when PDQVariants is not set, and takes the canonical hashes from the
 	// variants when it is.
 	PDQCanonical func(img image.Image) (hash, canon []byte, quality int)
+	// PDQRegions, when set, gives image records the PDQ hashes of their
+	// content rectangles too (domain.Record.PDQRegions; nil when the image
+	// has none) and replaces PDQCanonical and PDQ: it returns the PDQ hash,
+	// the canonical hashes and the region hashes from one luminance plane.
+	// With PDQVariants, the hashes come from the variants and only the
+	// region hashes from it.
+	PDQRegions func(img image.Image) (hash, canon, regions []byte, quality int)
 	// Windows, when set, gives an image record the stored form of its
 	// near-duplicate windows (encoders/neardup; domain.Record.Windows),
 	// computed from the decoded image the model and thumbnail use (the
@@ -343,6 +350,7 @@ type item struct {
 	md5      []byte
 	pdqVars  [][]byte
 	pdqCanon []byte
+	regions  []byte
 	windows  []byte
 	mode     string // how the image was decoded and preprocessed
 	imgErr   error
@@ -490,6 +498,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
 		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows, r.PDQCanonical = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows, it.pdqCanon
+		r.PDQRegions = it.regions
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

@@ -353,6 +353,16 @@ func (r *run) prepareImage(it *item) {
 				}
 			}
 		}
+	} else if p.hash.PDQRegions != nil {
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		var canon []byte
+		it.pdq, canon, it.regions, it.pdqQ = p.hash.PDQRegions(in)
+		if p.hash.PDQCanonical != nil {
+			it.pdqCanon = canon
+		}
 	} else if p.hash.PDQCanonical != nil {
 		in := dec.HashInput
 		if in == nil {
@@ -365,6 +375,13 @@ func (r *run) prepareImage(it *item) {
 			in = img
 		}
 		it.pdq, it.pdqQ = p.hash.PDQ(in)
+	}
+	if p.hash.PDQRegions != nil && p.hash.PDQVariants != nil && len(it.pdq) > 0 {
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		_, _, it.regions, _ = p.hash.PDQRegions(in)
 	}
 	if p.hash.Windows != nil {
 		it.windows = p.hash.Windows(img)

@@ -407,6 +407,9 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	if co := cfg.clusterOptions(); co != nil && co.Dihedral && !o.milvus {
 		d.Hasher.PDQCanonical = ingestCanonical()
 	}
+	if co := cfg.clusterOptions(); co != nil && co.Regions && !o.milvus {
+		d.Hasher.PDQRegions = ingestRegions(co.Dihedral)
+	}
 	if o.windows(cfg) {
 		d.Hasher.Windows = ingestWindows()
 	}

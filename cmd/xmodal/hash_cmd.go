@@ -126,6 +126,26 @@ func ingestCanonical() func(img image.Image) ([]byte, []byte, int) {
 	}
 }
 
+// ingestRegions gives an image record its PDQ hash, its canonical
+// dihedral hashes and the PDQ hashes of its content rectangles
+// (clusters.regions; with their canonical hashes when canonical is set),
+// from one luminance plane. An image too small or too large for regions
+// gets its plain PDQ hash, as ingestCanonical would give it.
+func ingestRegions(canonical bool) func(img image.Image) ([]byte, []byte, []byte, int) {
+	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
+	plain := ingestCanonical()
+	return func(img image.Image) ([]byte, []byte, []byte, int) {
+		h := pool.Get().(*neardup.Hasher)
+		defer pool.Put(h)
+		v, cs, q, regions, err := h.ContentHashes(img, canonical, domain.LowPDQQuality)
+		if err != nil {
+			hv, canon, q := plain(img)
+			return hv, canon, nil, q
+		}
+		return v[:], pdq.AppendHashes(nil, cs), regions, q
+	}
+}
+
 func hashCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "hash",

@@ -122,3 +122,30 @@ func BenchmarkIndexCostRatio(b *testing.B) {
 	b.ReportMetric(float64(totN.Microseconds())/float64(len(ratios))/1000, "neardup-ms")
 	b.ReportMetric(float64(totP.Microseconds())/float64(len(ratios))/1000, "pdq-ms")
 }
+
+// BenchmarkContentHashes times ContentHashes (the whole-image PDQ and
+// canonical hashes with the content-rectangle hashes that clusters link
+// memes by, clusters.regions) beside the whole-image PDQ and canonical
+// hashes alone (what ingest computes without regions), on the same decoded
+// pixels.
+func BenchmarkContentHashes(b *testing.B) {
+	imgs := benchImages()
+	b.Run("content", func(b *testing.B) {
+		h := NewHasher(Options{PDQMaxSide: -1})
+		i := 0
+		for b.Loop() {
+			if _, _, _, _, err := h.ContentHashes(imgs[i%len(imgs)], true, 50); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("pdq-canonical", func(b *testing.B) {
+		h := pdq.Hasher{MaxSide: -1}
+		i := 0
+		for b.Loop() {
+			h.HashCanonical(imgs[i%len(imgs)])
+			i++
+		}
+	})
+}

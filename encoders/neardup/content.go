@@ -4,6 +4,8 @@ import (
 	"image"
 	"math"
 	"slices"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
 // Content rectangles: a re-post often shows the picture inside something
@@ -15,8 +17,15 @@ import (
 // large and busy enough to be a picture are the hypotheses a query is
 // matched with besides the whole image.
 
-// cutSide is the side of the plane the cut runs on.
-const cutSide = 512
+// cutSide is the side of the plane a query's cut runs on; regionCutSide
+// that of ContentHashes (a quarter of the pixels: it runs on every image
+// at ingest).
+// regionCutDepth the levels of its cut.
+const (
+	cutSide        = 512
+	regionCutSide  = 256
+	regionCutDepth = 3
+)
 
 // flatTol is how far (grey levels) a pixel may stray from its line's
 // median and still count as flat; flatShare the share of a line's pixels
@@ -28,16 +37,31 @@ const (
 
 // contentRects returns up to max rectangles (in full-resolution pixels of
 // a w x h luma plane) that may hold a picture shown inside a frame,
-// largest first, excluding ones that cover nearly the whole image.
-func contentRects(luma []float32, w, h, maxRects int) []image.Rectangle {
+// largest first, excluding ones that cover nearly the whole image. The cut
+// runs on a plane whose longer side is at most side pixels (cutSide for
+// queries; ContentHashes, which runs at ingest, uses the cheaper
+// regionCutSide), and each edge is then snapped at full resolution.
+func (hs *Hasher) contentRects(luma []float32, w, h, maxRects int, side float64) []image.Rectangle {
 	if w < 32 || h < 32 {
 		return nil
 	}
-	s := math.Min(1, cutSide/float64(max(w, h)))
+	s := math.Min(1, side/float64(max(w, h)))
 	pw, ph := max(int(math.Round(float64(w)*s)), 1), max(int(math.Round(float64(h)*s)), 1)
-	p := resampleArea(luma, w, h, pw, ph)
+	var p *plane
+	if s == 1 && side != cutSide {
+		p = &plane{w: w, h: h, p: luma} // the cut only reads it
+	} else if hs.useFast() {
+		p = hs.fs.resample(luma, w, h, pw, ph)
+	} else {
+		p = resampleArea(luma, w, h, pw, ph)
+	}
 	var leaves []image.Rectangle
-	xyCut(p, image.Rect(0, 0, pw, ph), 0, &leaves)
+	hs.cut.prepare(p)
+	if side == cutSide {
+		cut(&hs.cut, image.Rect(0, 0, pw, ph), 0, 12, false, cutNone, &leaves)
+	} else {
+		cut(&hs.cut, image.Rect(0, 0, pw, ph), 0, regionCutDepth, true, cutNone, &leaves)
+	}
 	minArea := 0.08 * float64(pw*ph)
 	var out []image.Rectangle
 	for _, r := range leaves {
@@ -63,19 +87,72 @@ func contentRects(luma []float32, w, h, maxRects int) []image.Rectangle {
 	return out
 }
 
-// xyCut splits r at runs of flat rows, then of flat columns, recursively,
-// appending the leaves (regions with no flat line across them) to out.
-func xyCut(p *plane, r image.Rectangle, depth int, out *[]image.Rectangle) {
-	if depth > 12 || r.Dx() < 8 || r.Dy() < 8 {
+// cutPlane is a plane prepared for the cut: its values row by row and
+// column by column (so that both kinds of line are contiguous), and each
+// value's histogram bin (isFlat's) beside it.
+type cutPlane struct {
+	w, h  int
+	p, pt []float32
+	b, bt []uint8
+}
+
+// prepare makes c the cut plane of p, reusing c's buffers.
+func (c *cutPlane) prepare(p *plane) {
+	c.w, c.h, c.p = p.w, p.h, p.p
+	c.pt, c.b, c.bt = grow(&c.pt, len(p.p)), grow(&c.b, len(p.p)), grow(&c.bt, len(p.p))
+	for y := range p.h {
+		row := p.p[y*p.w : (y+1)*p.w]
+		for x, v := range row {
+			bin := uint8(min(max(int(v)/4, 0), 64))
+			c.b[y*p.w+x] = bin
+			c.pt[x*p.h+y], c.bt[x*p.h+y] = v, bin
+		}
+	}
+}
+
+// Which lines of a region are known not to be flat (the direction its
+// parent was cut in: the parts of a cut at flat rows span the same columns,
+// so none of their rows is flat, and cutting them at rows again finds
+// nothing).
+const (
+	cutNone = iota
+	cutRows
+	cutCols
+)
+
+// cut splits r at runs of flat rows, then of flat columns, recursively,
+// appending the leaves (regions with no flat line across them) to out:
+// a recursive XY-cut.
+// Below maxDepth levels of cuts nothing is kept, except that with
+// leafAtDepth the regions reached there are kept as leaves (the cheaper
+// cut of ContentHashes: a frame or a band around a picture takes a level or
+// two, while the deep levels split the picture's own flat parts, which
+// cost a scan each).
+// known says which lines of r are known not to be flat.
+func cut(p *cutPlane, r image.Rectangle, depth, maxDepth int, leafAtDepth bool, known int, out *[]image.Rectangle) {
+	if r.Dx() < 8 || r.Dy() < 8 {
+		return
+	}
+	if depth > maxDepth {
+		if leafAtDepth {
+			*out = append(*out, r)
+		}
 		return
 	}
 	for _, horiz := range []bool{true, false} {
+		if (horiz && known == cutRows) || (!horiz && known == cutCols) {
+			continue
+		}
 		parts := splitFlat(p, r, horiz)
 		if len(parts) == 1 && parts[0] == r {
 			continue
 		}
+		k := cutCols
+		if horiz {
+			k = cutRows
+		}
 		for _, q := range parts {
-			xyCut(p, q, depth+1, out)
+			cut(p, q, depth+1, maxDepth, leafAtDepth, k, out)
 		}
 		return
 	}
@@ -85,26 +162,20 @@ func xyCut(p *plane, r image.Rectangle, depth int, out *[]image.Rectangle) {
 // splitFlat returns the parts of r between runs of flat lines (rows when
 // horiz), trimming flat lines at its ends. A region that is all flat has
 // no parts.
-func splitFlat(p *plane, r image.Rectangle, horiz bool) []image.Rectangle {
+func splitFlat(p *cutPlane, r image.Rectangle, horiz bool) []image.Rectangle {
 	n := r.Dy()
 	if !horiz {
 		n = r.Dx()
 	}
 	flat := make([]bool, n)
-	buf := make([]float32, max(r.Dx(), r.Dy()))
 	for i := range n {
-		var line []float32
 		if horiz {
 			y := r.Min.Y + i
-			line = p.p[y*p.w+r.Min.X : y*p.w+r.Max.X]
+			flat[i] = isFlatBinned(p.p[y*p.w+r.Min.X:y*p.w+r.Max.X], p.b[y*p.w+r.Min.X:y*p.w+r.Max.X])
 		} else {
 			x := r.Min.X + i
-			line = buf[:r.Dy()]
-			for j := range line {
-				line[j] = p.p[(r.Min.Y+j)*p.w+x]
-			}
+			flat[i] = isFlatBinned(p.pt[x*p.h+r.Min.Y:x*p.h+r.Max.Y], p.bt[x*p.h+r.Min.Y:x*p.h+r.Max.Y])
 		}
-		flat[i] = isFlat(line, buf)
 	}
 	var parts []image.Rectangle
 	start := -1
@@ -130,27 +201,62 @@ func splitFlat(p *plane, r image.Rectangle, horiz bool) []image.Rectangle {
 // isFlat reports whether flatShare of line lies within flatTol of its
 // median (scratch must be at least as long as line when line aliases it).
 func isFlat(line, scratch []float32) bool {
-	// The median from a 64-bin histogram (4 grey levels a bin).
-	var hist [65]int
-	for _, v := range line {
-		hist[min(max(int(v)/4, 0), 64)]++
+	// The median from a 64-bin histogram (4 grey levels a bin), counted in
+	// four interleaved histograms: a flat line increments one bin over and
+	// over, and one histogram would wait on each increment's store.
+	var hist [4][65]int32
+	n4 := len(line) &^ 3
+	for i := 0; i < n4; i += 4 {
+		hist[0][min(max(int(line[i])/4, 0), 64)]++
+		hist[1][min(max(int(line[i+1])/4, 0), 64)]++
+		hist[2][min(max(int(line[i+2])/4, 0), 64)]++
+		hist[3][min(max(int(line[i+3])/4, 0), 64)]++
 	}
-	half, acc, bin := len(line)/2, 0, 0
-	for b, c := range hist {
-		acc += c
+	for _, v := range line[n4:] {
+		hist[0][min(max(int(v)/4, 0), 64)]++
+	}
+	return flatAround(line, &hist)
+}
+
+// isFlatBinned is isFlat for a line whose values' bins are known.
+func isFlatBinned(line []float32, bins []uint8) bool {
+	var hist [4][65]int32
+	n4 := len(bins) &^ 3
+	for i := 0; i < n4; i += 4 {
+		hist[0][bins[i]]++
+		hist[1][bins[i+1]]++
+		hist[2][bins[i+2]]++
+		hist[3][bins[i+3]]++
+	}
+	for _, b := range bins[n4:] {
+		hist[0][b]++
+	}
+	return flatAround(line, &hist)
+}
+
+// flatAround finishes isFlat: the median bin from the histograms, then
+// the share of values near it.
+func flatAround(line []float32, hist *[4][65]int32) bool {
+	half, acc, bin := int32(len(line)/2), int32(0), 0
+	for b := range hist[0] {
+		acc += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]
 		if acc > half {
 			bin = b
 			break
 		}
 	}
 	med := float32(bin*4 + 2)
-	ok := 0
+	// At most n - ceil(flatShare n) values may stray: stop at the first
+	// one more (most lines of a photo stray early).
+	allowed := len(line) - int(math.Ceil(flatShare*float64(len(line))))
 	for _, v := range line {
-		if d := v - med; d <= flatTol+2 && d >= -flatTol-2 {
-			ok++
+		if d := v - med; d > flatTol+2 || d < -flatTol-2 {
+			if allowed--; allowed < 0 {
+				return false
+			}
 		}
 	}
-	return float64(ok) >= flatShare*float64(len(line))
+	return true
 }
 
 // refineRect moves each edge of r (full-resolution pixels) within slack
@@ -195,4 +301,40 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 		}
 	}
 	return r
+}
+
+// ContentHashes returns img's PDQ hash, its canonical dihedral hashes
+// (pdq.Hasher.HashCanonical) and its quality, bit for bit as plain PDQ
+// computes them, with the PDQ hashes of its content rectangles (at most
+// two, largest first: the picture inside a meme's caption band, an app's
+// or a browser's frame, letterbox bars), all from one luminance plane.
+// Each rectangle's hash is followed by its canonical hashes when canonical
+// is set (concatenated 32 bytes a hash); a rectangle whose hash has quality
+// under minQuality is left out. An image with no content rectangle (most
+// photos) has no region hashes. Near-duplicate clusters link an image by
+// these besides its whole-image hashes, so a meme or a screenshot of a
+// picture joins the picture's cluster whichever arrived first
+// (domain.Record.PDQRegions).
+func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) (whole pdq.Hash, canon []pdq.Hash, quality int, regions []byte, err error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return whole, nil, 0, nil, err
+	}
+	whole, canon, quality = h.pdq.HashCanonicalPlane(luma, w, hh)
+	for _, r := range h.contentRects(luma, w, hh, maxContentRects, regionCutSide) {
+		sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+		v, cs, q := h.pdq.HashCanonicalPlane(sub.p, sub.w, sub.h)
+		if q < minQuality {
+			continue
+		}
+		regions = append(regions, v[:]...)
+		if canonical {
+			for _, c := range cs {
+				if c != v {
+					regions = append(regions, c[:]...)
+				}
+			}
+		}
+	}
+	return whole, canon, quality, regions, nil
 }

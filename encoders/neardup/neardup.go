@@ -141,6 +141,7 @@ type Hasher struct {
 	// kernels are built in (they compute the same bits; tests compare).
 	goKernels bool
 	fs        fastScratch
+	cut       cutPlane // the content cut's scratch
 }
 
 // NewHasher returns a Hasher with opts.

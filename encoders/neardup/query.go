@@ -61,7 +61,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		return nil, err
 	}
 	q := &Query{W: w, H: hh, Rects: []image.Rectangle{image.Rect(0, 0, w, hh)}}
-	q.Rects = append(q.Rects, contentRects(luma, w, hh, maxContentRects)...)
+	q.Rects = append(q.Rects, h.contentRects(luma, w, hh, maxContentRects, cutSide)...)
 	for ri, r := range q.Rects {
 		var vs [8]pdq.Hash
 		var qual int

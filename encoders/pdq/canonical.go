@@ -96,6 +96,12 @@ func (hs *Hasher) HashCanonical(img image.Image) (h Hash, canon []Hash, quality 
 	if !ok {
 		return Hash{}, nil, 0
 	}
+	return hs.canonicalHashes(q)
+}
+
+// canonicalHashes returns the hash and canonical hashes of the
+// coefficients computed last, with their quality q.
+func (hs *Hasher) canonicalHashes(q int) (h Hash, canon []Hash, quality int) {
 	h = hs.bits(Original)
 	for _, d := range hs.canonical() {
 		if d == Original {

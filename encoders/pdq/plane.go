@@ -29,11 +29,34 @@ func Luma(img image.Image, dst []float32) ([]float32, int, int) {
 // not modified.
 func (hs *Hasher) DihedralPlane(luma []float32, w, h int) ([8]Hash, int) {
 	var out [8]Hash
+	q, ok := hs.coefficientsPlane(luma, w, h)
+	if !ok {
+		return out, 0
+	}
+	for d := range out {
+		out[d] = hs.bits(Dihedral(d))
+	}
+	return out, q
+}
+
+// HashCanonicalPlane is HashCanonical for an image given as its luminance
+// plane (see Luma), honouring MaxSide as DihedralPlane does.
+func (hs *Hasher) HashCanonicalPlane(luma []float32, w, h int) (Hash, []Hash, int) {
+	q, ok := hs.coefficientsPlane(luma, w, h)
+	if !ok {
+		return Hash{}, nil, 0
+	}
+	return hs.canonicalHashes(q)
+}
+
+// coefficientsPlane computes the DCT coefficients of a luma plane
+// (shrunk to MaxSide first), reporting false for a plane too small to hash.
+func (hs *Hasher) coefficientsPlane(luma []float32, w, h int) (int, bool) {
 	if w < 0 || h < 0 || len(luma) < w*h {
 		panic("pdq: luma plane too small for its size")
 	}
 	if w < minDim || h < minDim {
-		return out, 0
+		return 0, false
 	}
 	maxSide := hs.MaxSide
 	if maxSide == 0 {
@@ -43,15 +66,11 @@ func (hs *Hasher) DihedralPlane(luma []float32, w, h int) ([8]Hash, int) {
 	if maxSide > 0 && (w > maxSide || h > maxSide) {
 		small, sw, sh := thumbnail(w, h, maxSide, fill, &hs.thumb)
 		if sw < minDim || sh < minDim {
-			return out, 0
+			return 0, false
 		}
 		hs.ds.run(sw, sh, func(y int, dst []float32) { copy(dst, small[y*sw:(y+1)*sw]) })
 	} else {
 		hs.ds.run(w, h, fill)
 	}
-	q := hs.finish()
-	for d := range out {
-		out[d] = hs.bits(Dihedral(d))
-	}
-	return out, q
+	return hs.finish(), true
 }

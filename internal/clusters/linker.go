@@ -34,12 +34,14 @@ var ErrBadSignature = fmt.Errorf("clusters: bad signature")
 // PDQLinker links two images when their whole-image PDQ hashes (32 bytes)
 // are within Threshold bits, found by exact multi-index hashing
 // (internal/hamming): symmetric and complete. A signature may also carry
-// the image's canonical dihedral hash (64 bytes: PDQ, then the canonical
-// variant, encoders/pdq.HashCanonical), so that a mirrored or rotated copy
-// links too: two images link when any hash of one is within Threshold bits
-// of any hash of the other. Each member is indexed under each of its
-// hashes (entry ids 2×id and 2×id+1), so the relation stays symmetric and
-// complete, and the batch job (internal/dedup) links the same pairs.
+// the image's canonical dihedral hashes (encoders/pdq.HashCanonical), so
+// that a mirrored or rotated copy links too, and the hashes of its content
+// rectangles (the picture inside a meme's caption band or a screenshot's
+// frame), so that a meme links to its picture: two images link when any
+// hash of one is within Threshold bits of any hash of the other. Each
+// member is indexed under each of its hashes (entry ids entryStride×id +
+// j), so the relation stays symmetric and complete, and the batch job
+// (internal/dedup) links the same pairs.
 type PDQLinker struct {
 	threshold int
 	mu        sync.Mutex // guards bufs and members
@@ -66,35 +68,45 @@ func NewPDQLinker(threshold int) (*PDQLinker, error) {
 // Threshold is the link distance.
 func (l *PDQLinker) Threshold() int { return l.threshold }
 
-// maxPDQCodes is the most hashes a PDQ signature holds: the PDQ hash and
-// two canonical dihedral hashes (encoders/pdq.MaxCanonical).
-const maxPDQCodes = 3
+// maxPDQCodes is the most hashes a PDQ signature holds: the PDQ hash, two
+// canonical dihedral hashes (encoders/pdq.MaxCanonical) and the hashes of
+// two content rectangles with two canonical hashes each
+// (domain.Record.PDQRegions).
+const maxPDQCodes = 9
 
-// PDQSignature is the signature of an image with PDQ hash h and canonical
-// dihedral hashes canon (0, 32 or 64 bytes, as domain.Record.PDQCanonical):
-// h, then each canonical hash that differs from the hashes before it.
-func PDQSignature(h, canon []byte) []byte {
+// entryStride spaces members' index entries: member id's hashes are
+// entries entryStride×id + j.
+const entryStride = 16
+
+// PDQSignature is the signature of an image with PDQ hash h and more
+// hashes (each a concatenation of 32-byte hashes: its canonical dihedral
+// hashes, as domain.Record.PDQCanonical, and the hashes of its content
+// rectangles, as domain.Record.PDQRegions): h, then each further hash that
+// differs from the hashes before it, at most maxPDQCodes in all.
+func PDQSignature(h []byte, more ...[]byte) []byte {
 	sig := h
-	for i := 0; i+pdqBytes <= len(canon) && len(sig) < maxPDQCodes*pdqBytes; i += pdqBytes {
-		c := canon[i : i+pdqBytes]
-		dup := false
-		for j := 0; j < len(sig); j += pdqBytes {
-			dup = dup || string(sig[j:j+pdqBytes]) == string(c)
-		}
-		if !dup {
-			if len(sig) == len(h) {
-				sig = append(make([]byte, 0, len(h)+len(canon)), h...)
+	for _, hs := range more {
+		for i := 0; i+pdqBytes <= len(hs) && len(sig) < maxPDQCodes*pdqBytes; i += pdqBytes {
+			c := hs[i : i+pdqBytes]
+			dup := false
+			for j := 0; j < len(sig); j += pdqBytes {
+				dup = dup || string(sig[j:j+pdqBytes]) == string(c)
 			}
-			sig = append(sig, c...)
+			if !dup {
+				if len(sig) == len(h) {
+					sig = append(make([]byte, 0, len(h)+len(hs)), h...)
+				}
+				sig = append(sig, c...)
+			}
 		}
 	}
 	return sig
 }
 
-// pdqCodes returns the hashes of a PDQ signature (one to three).
+// pdqCodes returns the hashes of a PDQ signature (one to maxPDQCodes).
 func pdqCodes(sig []byte) ([]hamming.Code, error) {
 	if len(sig) == 0 || len(sig)%pdqBytes != 0 || len(sig) > maxPDQCodes*pdqBytes {
-		return nil, fmt.Errorf("%w: %d bytes, want %d, %d or %d", ErrBadSignature, len(sig), pdqBytes, 2*pdqBytes, 3*pdqBytes)
+		return nil, fmt.Errorf("%w: %d bytes, want a multiple of %d up to %d", ErrBadSignature, len(sig), pdqBytes, maxPDQCodes*pdqBytes)
 	}
 	cs := make([]hamming.Code, 0, len(sig)/pdqBytes)
 	for i := 0; i < len(sig); i += pdqBytes {
@@ -110,7 +122,13 @@ func pdqCodes(sig []byte) ([]hamming.Code, error) {
 }
 
 // entryIDs are the index entries of member id.
-func entryIDs(id uint64) []uint64 { return []uint64{4 * id, 4*id + 1, 4*id + 2} }
+func entryIDs(id uint64) []uint64 {
+	out := make([]uint64, maxPDQCodes)
+	for j := range out {
+		out[j] = entryStride*id + uint64(j)
+	}
+	return out
+}
 
 // Add implements Linker.
 func (l *PDQLinker) Add(id uint64, sig []byte) error {
@@ -124,7 +142,7 @@ func (l *PDQLinker) Add(id uint64, sig []byte) error {
 		l.members++
 	}
 	for i, c := range cs {
-		l.ix.Add(4*id+uint64(i), c)
+		l.ix.Add(entryStride*id+uint64(i), c)
 	}
 	return nil
 }
@@ -139,7 +157,7 @@ func (l *PDQLinker) AddBatch(ids []uint64, sigs [][]byte) error {
 			return err
 		}
 		for j, c := range cs {
-			eids, codes = append(eids, 4*ids[i]+uint64(j)), append(codes, c)
+			eids, codes = append(eids, entryStride*ids[i]+uint64(j)), append(codes, c)
 		}
 	}
 	l.mu.Lock()
@@ -172,8 +190,8 @@ func (l *PDQLinker) Neighbours(sig []byte, dst []uint64) ([]uint64, error) {
 	}
 	from, twice := len(dst), false
 	for _, m := range l.bufs {
-		dst = append(dst, m.ID/4)
-		twice = twice || m.ID%4 != 0
+		dst = append(dst, m.ID/entryStride)
+		twice = twice || m.ID%entryStride != 0
 	}
 	if twice { // a member may be found under both of its hashes
 		slices.Sort(dst[from:])

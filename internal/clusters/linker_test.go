@@ -141,7 +141,7 @@ func TestPDQLinkerTwoHashes(t *testing.T) {
 	if got, _ := l.Neighbours(b, nil); len(got) != 0 || l.Len() != 1 {
 		t.Fatalf("after Remove: Neighbours %v, Len %d", got, l.Len())
 	}
-	for _, n := range []int{0, 40, 128} {
+	for _, n := range []int{0, 40, 10 * 32} {
 		if _, err := l.Neighbours(make([]byte, n), nil); err == nil {
 			t.Fatalf("a %d-byte signature was accepted", n)
 		}
@@ -164,5 +164,32 @@ func TestPDQLinkerTwoHashes(t *testing.T) {
 	}
 	if got, _ := l.Neighbours(flip(d, 1), nil); !slices.Equal(got, []uint64{5}) {
 		t.Fatalf("the second canonical hash finds %v, want [5]", got)
+	}
+	// Content-region hashes (a meme's picture): a member is found by any of
+	// them, and finds by them; a signature keeps at most nine hashes.
+	e, f := sig(rng), sig(rng)
+	meme := PDQSignature(sig(rng), sig(rng), append(append([]byte(nil), e...), f...))
+	if len(meme) != 4*32 {
+		t.Fatalf("a signature with two region hashes has %d bytes, want 128", len(meme))
+	}
+	if err := l.Add(6, meme); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Neighbours(flip(f, 2), nil); !slices.Equal(got, []uint64{6}) {
+		t.Fatalf("the second region hash finds %v, want [6]", got)
+	}
+	if ok, _ := l.Linked(PDQSignature(sig(rng), nil, flip(e, 3)), meme); !ok {
+		t.Fatal("two signatures sharing a region hash are not linked")
+	}
+	var many []byte
+	for range 12 {
+		many = append(many, sig(rng)...)
+	}
+	if got := PDQSignature(a, nil, many); len(got) != maxPDQCodes*32 {
+		t.Fatalf("PDQSignature of 13 hashes keeps %d bytes, want %d", len(got), maxPDQCodes*32)
+	}
+	l.Remove(6)
+	if got, _ := l.Neighbours(flip(f, 2), nil); len(got) != 0 {
+		t.Fatalf("after Remove, a region hash finds %v", got)
 	}
 }

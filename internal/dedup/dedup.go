@@ -39,13 +39,22 @@ type Item struct {
 	// copies join their original.
 	Canon  [2]hamming.Code
 	NCanon int
+	// Regions are the hashes of the image's content rectangles
+	// (domain.Record.PDQRegions: a meme's or a screenshot's picture), which
+	// link as the canonical hashes do; nil for most images.
+	Regions []hamming.Code
 }
 
-// extra returns the canonical hashes of it that the job searches besides
-// its Sig: those that differ from Sig and from each other.
+// extra returns the canonical and region hashes of it that the job
+// searches besides its Sig: those that differ from Sig and from each other.
 func (it *Item) extra() []hamming.Code {
 	var out []hamming.Code
 	for _, c := range it.Canon[:min(it.NCanon, len(it.Canon))] {
+		if c != it.Sig && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	for _, c := range it.Regions {
 		if c != it.Sig && !slices.Contains(out, c) {
 			out = append(out, c)
 		}

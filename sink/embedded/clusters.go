@@ -39,6 +39,13 @@ type ClusterOptions struct {
 	// (clusters.PDQLinker). Records written without them link by their PDQ
 	// hash alone.
 	Dihedral bool
+	// Regions also links an image by the PDQ hashes of its content
+	// rectangles (domain.Record.PDQRegions: the picture inside a meme's
+	// caption band or a screenshot's frame), so that a meme or a screenshot
+	// joins its picture's cluster: two images link when any of their hashes
+	// (PDQ, canonical, regions) is within Threshold bits of any hash of the
+	// other. Records written without them link by their other hashes.
+	Regions bool
 	// Text also clusters text-only posts (no image record) whose normalised
 	// texts are equal (banks.NormalizeText, as the banks' text signals), so
 	// that a copied text can trend as image re-posts do.
@@ -82,6 +89,9 @@ func (o ClusterOptions) clusterFingerprint() string {
 	fp := strconv.Itoa(o.Threshold)
 	if o.Dihedral {
 		fp += ",dihedral"
+	}
+	if o.Regions {
+		fp += ",regions"
 	}
 	if o.Text {
 		fp += ",text"
@@ -141,10 +151,14 @@ func (ix *Index) clusterSig(r *domain.Record) []byte {
 	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
 		return nil
 	}
+	var canon, regions []byte
 	if ix.clOpt.Dihedral {
-		return clusters.PDQSignature(r.PDQ, r.PDQCanonical)
+		canon = r.PDQCanonical
 	}
-	return r.PDQ
+	if ix.clOpt.Regions {
+		regions = r.PDQRegions
+	}
+	return clusters.PDQSignature(r.PDQ, canon, regions)
 }
 
 // textSig is the signature a text-only post joins a text cluster with (nil:
@@ -203,13 +217,16 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 			continue
 		}
 		sig := unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)
+		var canon, regions []byte
 		if ix.clOpt.Dihedral {
-			var canon []byte
 			for _, c := range s.canonical(pos) {
 				canon = append(canon, unpackCode(c, domain.PDQBytes)...)
 			}
-			sig = clusters.PDQSignature(sig, canon)
 		}
+		if ix.clOpt.Regions {
+			regions = r.PDQRegions
+		}
+		sig = clusters.PDQSignature(sig, canon, regions)
 		items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
 	}
 	if err := ix.db.View(func(tx *bolt.Tx) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/dedup"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -562,5 +565,123 @@ func TestClustersLinkMirroredCopies(t *testing.T) {
 	defer ix.Close()
 	if n := distinct(ix); n != 1 {
 		t.Fatalf("rebuilt with dihedral links: %d clusters, want 1", n)
+	}
+}
+
+// Memes and screenshots of a photo join the photo's cluster by the hashes
+// of their content rectangles (ClusterOptions.Regions), whichever arrived
+// first; the batch job groups them alike; turning the option off rebuilds
+// the clusters without those links, and on again with them.
+func TestClustersLinkMemes(t *testing.T) {
+	ctx := context.Background()
+	photos := []string{"astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "coins.jpg"}
+	edits := [][]reposts.Kind{{reposts.Caption}, {reposts.Screenshot}}
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	post := func(name string, img image.Image, at time.Time, seed uint64) domain.Change {
+		v, cs, q, regions, err := h.ContentHashes(img, true, domain.LowPDQQuality)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := imagePost(name, at, v[:], seed)
+		ch.Records[0].PDQQuality, ch.Records[0].PDQCanonical, ch.Records[0].PDQRegions = q, pdq.AppendHashes(nil, cs), regions
+		return ch
+	}
+	var changes []domain.Change
+	group := map[string]string{}
+	for i, name := range photos {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "neardup", "photos", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := pdq.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var copies []domain.Change
+		for j, k := range edits {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprintf("%s-%s", name, reposts.Name(k))
+			copies = append(copies, post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute), uint64(100*i+10*j)))
+			group[id] = name
+		}
+		orig := post(name, img, t0.Add(time.Duration(10*i)*time.Minute), uint64(100*i+50))
+		group[name] = name
+		if i%2 == 0 { // the original first
+			changes = append(changes, orig)
+			changes = append(changes, copies...)
+		} else { // the copies first
+			changes = append(changes, copies...)
+			changes = append(changes, orig)
+		}
+	}
+	open := func(path string, regions bool) *Index {
+		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Dihedral: true, Regions: regions}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	// linked reports whether the clusters are exactly the photos' groups
+	// (true) or every copy is apart from its photo (false); anything else
+	// fails.
+	linked := func(ix *Index, what string) bool {
+		t.Helper()
+		byGroup, byCluster := map[string]uint64{}, map[uint64]string{}
+		together, apart := true, true
+		for id, g := range group {
+			c := clusterOf(t, ix, id)
+			if c == 0 {
+				t.Fatalf("%s: %s is in no cluster", what, id)
+			}
+			if prev, ok := byCluster[c]; ok && prev != g {
+				t.Fatalf("%s: %s and a post of %s share cluster %d", what, id, prev, c)
+			}
+			byCluster[c] = g
+			if gc, ok := byGroup[g]; ok {
+				together = together && gc == c
+				apart = apart && gc != c
+			} else if id == g {
+				byGroup[g] = c
+			}
+		}
+		if !together && !apart {
+			t.Fatalf("%s: some copies joined their photo, some did not", what)
+		}
+		return together
+	}
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ix := open(path, true)
+	for _, ch := range changes {
+		mustApply(t, ix, ch)
+	}
+	if !linked(ix, "with region links") {
+		t.Fatal("with region links, the memes and screenshots are apart from their photos")
+	}
+	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _, _ := ix.ClusterPartition()
+	if d, n := dedup.Drift(items, uf, part), len(dedup.Group(items, uf, 2)); d != 0 || n != len(photos) {
+		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and %d", d, n, len(photos))
+	}
+	ix.Close()
+	ix = open(path, false) // a rebuild without region links
+	if linked(ix, "without region links") {
+		t.Fatal("without region links, the memes and screenshots still join their photos")
+	}
+	ix.Close()
+	ix = open(path, true) // and with them again, from the stored records
+	defer ix.Close()
+	if !linked(ix, "rebuilt with region links") {
+		t.Fatal("rebuilt with region links, the memes and screenshots are apart from their photos")
 	}
 }

@@ -15,14 +15,14 @@ import (
 
 // DedupItems lists the image posts created in [since, until) (zero:
 // unbounded) whose PDQ hash may join a cluster (quality at least the
-// clusters' MinQuality), with their canonical dihedral hashes where the
-// clusters link by them (or, without incremental clusters, where records
-// carry one), sorted by post id: the batch job's input (implements
+// clusters' MinQuality), with their canonical dihedral and content-region
+// hashes where the clusters link by them (or, without incremental
+// clusters, where records carry them), sorted by post id: the batch job's input (implements
 // dedup.Source).
 func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedup.Item, error) {
-	minQ, dihedral := ix.clOpt.MinQuality, ix.clOpt.Dihedral
+	minQ, dihedral, regions := ix.clOpt.MinQuality, ix.clOpt.Dihedral, ix.clOpt.Regions
 	if ix.cl == nil {
-		minQ, dihedral = domain.LowPDQQuality, true
+		minQ, dihedral, regions = domain.LowPDQQuality, true, true
 	}
 	ix.mu.RLock()
 	s := ix.segs[segIndex(domain.ModalityImage)]
@@ -44,6 +44,13 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 				for _, c := range s.canonical(pos) {
 					it.Canon[it.NCanon] = mih.Code(c)
 					it.NCanon++
+				}
+			}
+			if regions {
+				for i := 0; i+domain.PDQBytes <= len(r.PDQRegions); i += domain.PDQBytes {
+					if c, err := mih.FromBytes(r.PDQRegions[i : i+domain.PDQBytes]); err == nil {
+						it.Regions = append(it.Regions, c)
+					}
 				}
 			}
 			out = append(out, it)
