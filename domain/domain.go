@@ -140,6 +140,10 @@ type Record struct {
 	// kept by the embedded index, not returned in replies. Nil: none (most
 	// photos have no content rectangle).
 	PDQRegions []byte `json:"-"`
+	// PDQFramed: the largest content rectangle covers less than half of the
+	// image (a screenshot, a picture in a wide frame), whose whole-image
+	// hashes are mostly the frame's: clusters link it by PDQRegions alone.
+	PDQFramed bool `json:"-"`
 	// Windows is the stored form of an image record's near-duplicate
 	// windows (encoders/neardup.AppendWindows: hashes of squares anchored on
 	// pairs of blobs, which find crops of the image); kept by the embedded

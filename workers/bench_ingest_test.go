@@ -179,16 +179,16 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	if regions { // as cmd/xmodal's ingestRegions
 		nds := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: -1}) }}
-		deps.Hasher.PDQRegions = func(img image.Image) ([]byte, []byte, []byte, int) {
+		deps.Hasher.PDQRegions = func(img image.Image) workers.RegionHashes {
 			h := nds.Get().(*neardup.Hasher)
 			defer nds.Put(h)
-			v, cs, q, rs, err := h.ContentHashes(img, dihedral, domain.LowPDQQuality)
+			v, cs, q, rs, framed, err := h.ContentHashes(img, dihedral, domain.LowPDQQuality)
 			if err != nil {
 				hs := hashers.Get().(*pdq.Hasher)
 				defer hashers.Put(hs)
 				v, cs, q = hs.HashCanonical(img)
 			}
-			return v[:], pdq.AppendHashes(nil, cs), rs, q
+			return workers.RegionHashes{PDQ: v[:], Canonical: pdq.AppendHashes(nil, cs), Regions: rs, Framed: framed, Quality: q}
 		}
 	}
 	if os.Getenv("XMODAL_BENCH_WINDOWS") == "1" {

@@ -55,7 +55,7 @@ type Hasher struct {
 	// the canonical hashes and the region hashes from one luminance plane.
 	// With PDQVariants, the hashes come from the variants and only the
 	// region hashes from it.
-	PDQRegions func(img image.Image) (hash, canon, regions []byte, quality int)
+	PDQRegions func(img image.Image) RegionHashes
 	// Windows, when set, gives an image record the stored form of its
 	// near-duplicate windows (encoders/neardup; domain.Record.Windows),
 	// computed from the decoded image the model and thumbnail use (the
@@ -66,6 +66,15 @@ type Hasher struct {
 	// record the MD5 of the file's bytes (domain.Record.MD5: the banks' md5
 	// entries, HMA's photo_md5, match it at ingest). Nil: never.
 	MD5 func() bool
+}
+
+// RegionHashes are an image's PDQ hashes with those of its content
+// rectangles (Hasher.PDQRegions): domain.Record's PDQ, PDQQuality,
+// PDQCanonical, PDQRegions and PDQFramed.
+type RegionHashes struct {
+	PDQ, Canonical, Regions []byte
+	Framed                  bool
+	Quality                 int
 }
 
 // Decoded is an image decoded for the media stage.
@@ -351,6 +360,7 @@ type item struct {
 	pdqVars  [][]byte
 	pdqCanon []byte
 	regions  []byte
+	framed   bool
 	windows  []byte
 	mode     string // how the image was decoded and preprocessed
 	imgErr   error
@@ -498,7 +508,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
 		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows, r.PDQCanonical = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows, it.pdqCanon
-		r.PDQRegions = it.regions
+		r.PDQRegions, r.PDQFramed = it.regions, it.framed
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

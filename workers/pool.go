@@ -358,10 +358,10 @@ func (r *run) prepareImage(it *item) {
 		if in == nil {
 			in = img
 		}
-		var canon []byte
-		it.pdq, canon, it.regions, it.pdqQ = p.hash.PDQRegions(in)
+		rh := p.hash.PDQRegions(in)
+		it.pdq, it.regions, it.framed, it.pdqQ = rh.PDQ, rh.Regions, rh.Framed, rh.Quality
 		if p.hash.PDQCanonical != nil {
-			it.pdqCanon = canon
+			it.pdqCanon = rh.Canonical
 		}
 	} else if p.hash.PDQCanonical != nil {
 		in := dec.HashInput
@@ -381,7 +381,8 @@ func (r *run) prepareImage(it *item) {
 		if in == nil {
 			in = img
 		}
-		_, _, it.regions, _ = p.hash.PDQRegions(in)
+		rh := p.hash.PDQRegions(in)
+		it.regions, it.framed = rh.Regions, rh.Framed
 	}
 	if p.hash.Windows != nil {
 		it.windows = p.hash.Windows(img)

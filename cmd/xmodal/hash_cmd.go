@@ -130,19 +130,19 @@ func ingestCanonical() func(img image.Image) ([]byte, []byte, int) {
 // dihedral hashes and the PDQ hashes of its content rectangles
 // (clusters.regions; with their canonical hashes when canonical is set),
 // from one luminance plane. An image too small or too large for regions
-// gets its plain PDQ hash, as ingestCanonical would give it.
-func ingestRegions(canonical bool) func(img image.Image) ([]byte, []byte, []byte, int) {
+// gets its plain PDQ hashes, as ingestCanonical would give them.
+func ingestRegions(canonical bool) func(img image.Image) workers.RegionHashes {
 	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
 	plain := ingestCanonical()
-	return func(img image.Image) ([]byte, []byte, []byte, int) {
+	return func(img image.Image) workers.RegionHashes {
 		h := pool.Get().(*neardup.Hasher)
 		defer pool.Put(h)
-		v, cs, q, regions, err := h.ContentHashes(img, canonical, domain.LowPDQQuality)
+		v, cs, q, regions, framed, err := h.ContentHashes(img, canonical, domain.LowPDQQuality)
 		if err != nil {
 			hv, canon, q := plain(img)
-			return hv, canon, nil, q
+			return workers.RegionHashes{PDQ: hv, Canonical: canon, Quality: q}
 		}
-		return v[:], pdq.AppendHashes(nil, cs), regions, q
+		return workers.RegionHashes{PDQ: v[:], Canonical: pdq.AppendHashes(nil, cs), Regions: regions, Framed: framed, Quality: q}
 	}
 }
 

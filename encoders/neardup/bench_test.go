@@ -134,7 +134,7 @@ func BenchmarkContentHashes(b *testing.B) {
 		h := NewHasher(Options{PDQMaxSide: -1})
 		i := 0
 		for b.Loop() {
-			if _, _, _, _, err := h.ContentHashes(imgs[i%len(imgs)], true, 50); err != nil {
+			if _, _, _, _, _, err := h.ContentHashes(imgs[i%len(imgs)], true, 50); err != nil {
 				b.Fatal(err)
 			}
 			i++

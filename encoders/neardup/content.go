@@ -315,10 +315,16 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 // these besides its whole-image hashes, so a meme or a screenshot of a
 // picture joins the picture's cluster whichever arrived first
 // (domain.Record.PDQRegions).
-func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) (whole pdq.Hash, canon []pdq.Hash, quality int, regions []byte, err error) {
+//
+// framed reports that the largest of those rectangles covers less than
+// half of the image (FramedShare): a screenshot, a picture in a wide
+// frame. The whole-image hash of such an image is mostly its frame's, and
+// two screenshots of different pictures in the same app can lie within 31
+// bits of each other, so clusters link a framed image by its regions alone.
+func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) (whole pdq.Hash, canon []pdq.Hash, quality int, regions []byte, framed bool, err error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
-		return whole, nil, 0, nil, err
+		return whole, nil, 0, nil, false, err
 	}
 	whole, canon, quality = h.pdq.HashCanonicalPlane(luma, w, hh)
 	for _, r := range h.contentRects(luma, w, hh, maxContentRects, regionCutSide) {
@@ -326,6 +332,9 @@ func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) 
 		v, cs, q := h.pdq.HashCanonicalPlane(sub.p, sub.w, sub.h)
 		if q < minQuality {
 			continue
+		}
+		if len(regions) == 0 { // the largest kept
+			framed = float64(r.Dx()*r.Dy()) < FramedShare*float64(w*hh)
 		}
 		regions = append(regions, v[:]...)
 		if canonical {
@@ -336,5 +345,9 @@ func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) 
 			}
 		}
 	}
-	return whole, canon, quality, regions, nil
+	return whole, canon, quality, regions, framed, nil
 }
+
+// FramedShare is the share of an image below which its largest content
+// rectangle makes it framed (ContentHashes).
+const FramedShare = 0.5

@@ -54,7 +54,7 @@ func TestContentHashes(t *testing.T) {
 		if q < 50 {
 			continue
 		}
-		cv, ccanon, cq, own, err := h.ContentHashes(img, true, 50)
+		cv, ccanon, cq, own, _, err := h.ContentHashes(img, true, 50)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestContentHashes(t *testing.T) {
 			total++
 			v, canon, _ := ph.HashCanonical(rp.Image)
 			whole := append([]pdq.Hash{v}, canon...)
-			_, _, _, b, err := h.ContentHashes(rp.Image, true, 50)
+			_, _, _, b, _, err := h.ContentHashes(rp.Image, true, 50)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/internal/clusters"
@@ -37,6 +39,8 @@ import (
 //	XMODAL_CLUSTERQUALITY_THRESHOLDS comma-separated thresholds (default 31)
 //	XMODAL_CLUSTERQUALITY_DIHEDRAL   0: whole-image PDQ only (default: with
 //	                                 canonical dihedral hashes, as clusters.dihedral)
+//	XMODAL_CLUSTERQUALITY_REGIONS    0: without the hashes of content rectangles
+//	                                 (default: with them, as clusters.regions)
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -54,6 +58,7 @@ func TestClusterQualityReposts(t *testing.T) {
 		}
 	}
 	dihedral := os.Getenv("XMODAL_CLUSTERQUALITY_DIHEDRAL") != "0"
+	regions := os.Getenv("XMODAL_CLUSTERQUALITY_REGIONS") != "0"
 	dir := t.TempDir()
 	if _, err := reposts.WriteSet(context.Background(), reposts.SetOptions{Generated: n, Distractors: n * 10, Seed: 21, Out: dir}); err != nil {
 		t.Fatal(err)
@@ -84,6 +89,8 @@ func TestClusterQualityReposts(t *testing.T) {
 	items := make([]Item, len(posts))
 	variants := make([][8]hamming.Code, len(posts)) // for the lookup's recall beside the clusters'
 	hs := pdq.Hasher{MaxSide: -1}
+	nd := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	nregions, nframed := 0, 0
 	for i, p := range posts {
 		b, err := os.ReadFile(p.file)
 		if err != nil {
@@ -104,10 +111,32 @@ func TestClusterQualityReposts(t *testing.T) {
 			}
 			items[i].NCanon = len(canon)
 		}
+		if regions { // as cmd/xmodal's ingestRegions
+			_, _, _, rs, framed, err := nd.ContentHashes(img, dihedral, domain.LowPDQQuality)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := 0; k+32 <= len(rs); k += 32 {
+				c, _ := hamming.FromBytes(rs[k : k+32])
+				items[i].Regions = append(items[i].Regions, c)
+			}
+			if len(rs) > 0 {
+				nregions++
+			}
+			if framed && len(items[i].Regions) > 0 {
+				// A framed image links by its regions alone (as the
+				// embedded index's signature).
+				items[i].Sig, items[i].NCanon, items[i].Regions = items[i].Regions[0], 0, items[i].Regions[1:]
+				nframed++
+			}
+		}
 	}
 	mode := "whole-image PDQ"
 	if dihedral {
-		mode += " and canonical dihedral hashes (clusters.dihedral)"
+		mode += ", canonical dihedral hashes (clusters.dihedral)"
+	}
+	if regions {
+		mode += fmt.Sprintf(", the hashes of content rectangles (clusters.regions; %d of %d images have some, %d framed)", nregions, len(posts), nframed)
 	}
 	t.Logf("%d originals, %d re-posts, %d distractors (re-post generator, seed 21), %s at full resolution", len(origs), len(posts)-len(origs)-10*n, 10*n, mode)
 	for _, thr := range thrs {
@@ -207,7 +236,12 @@ func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
 					cb := c.Bytes()
 					canon = append(canon, cb[:]...)
 				}
-				sig := clusters.PDQSignature(b[:], canon)
+				var rs []byte
+				for _, c := range it.Regions {
+					cb := c.Bytes()
+					rs = append(rs, cb[:]...)
+				}
+				sig := clusters.PDQSignature(b[:], canon, rs)
 				if _, err := tx.Join(it.Post, time.Unix(0, it.At), sig); err != nil {
 					return err
 				}

@@ -151,14 +151,25 @@ func (ix *Index) clusterSig(r *domain.Record) []byte {
 	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
 		return nil
 	}
-	var canon, regions []byte
-	if ix.clOpt.Dihedral {
-		canon = r.PDQCanonical
+	return ix.clOpt.imageSignature(r.PDQ, r.PDQCanonical, r.PDQRegions, r.PDQFramed)
+}
+
+// imageSignature is the signature an image joins its cluster with: its PDQ
+// hash, its canonical dihedral hashes (with Dihedral) and the hashes of its
+// content rectangles (with Regions). A framed image (domain.Record.
+// PDQFramed: a screenshot, whose whole-image hash is mostly its frame's)
+// links by its regions alone.
+func (o *ClusterOptions) imageSignature(h, canon, regions []byte, framed bool) []byte {
+	if !o.Dihedral {
+		canon = nil
 	}
-	if ix.clOpt.Regions {
-		regions = r.PDQRegions
+	if !o.Regions {
+		regions = nil
 	}
-	return clusters.PDQSignature(r.PDQ, canon, regions)
+	if framed && len(regions) >= domain.PDQBytes {
+		return clusters.PDQSignature(regions[:domain.PDQBytes], regions[domain.PDQBytes:])
+	}
+	return clusters.PDQSignature(h, canon, regions)
 }
 
 // textSig is the signature a text-only post joins a text cluster with (nil:
@@ -216,17 +227,7 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 		if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
 			continue
 		}
-		sig := unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes)
-		var canon, regions []byte
-		if ix.clOpt.Dihedral {
-			for _, c := range s.canonical(pos) {
-				canon = append(canon, unpackCode(c, domain.PDQBytes)...)
-			}
-		}
-		if ix.clOpt.Regions {
-			regions = r.PDQRegions
-		}
-		sig = clusters.PDQSignature(sig, canon, regions)
+		sig := ix.clOpt.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed)
 		items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
 	}
 	if err := ix.db.View(func(tx *bolt.Tx) error {

@@ -579,12 +579,13 @@ func TestClustersLinkMemes(t *testing.T) {
 	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	post := func(name string, img image.Image, at time.Time, seed uint64) domain.Change {
-		v, cs, q, regions, err := h.ContentHashes(img, true, domain.LowPDQQuality)
+		v, cs, q, regions, framed, err := h.ContentHashes(img, true, domain.LowPDQQuality)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ch := imagePost(name, at, v[:], seed)
-		ch.Records[0].PDQQuality, ch.Records[0].PDQCanonical, ch.Records[0].PDQRegions = q, pdq.AppendHashes(nil, cs), regions
+		r := &ch.Records[0]
+		r.PDQQuality, r.PDQCanonical, r.PDQRegions, r.PDQFramed = q, pdq.AppendHashes(nil, cs), regions, framed
 		return ch
 	}
 	var changes []domain.Change

@@ -30,6 +30,7 @@ type storedRecord struct {
 	// PDQRegions is the PDQ hashes of the record's content rectangles
 	// (domain.Record.PDQRegions, which replies leave out).
 	PDQRegions []byte `json:"pdq_regions,omitempty"`
+	PDQFramed  bool   `json:"pdq_framed,omitempty"`
 	// MD5 is the image file's MD5 when it was computed (domain.Record.MD5):
 	// a retro sweep matches md5 entries against it.
 	MD5 []byte `json:"md5,omitempty"`
@@ -38,7 +39,7 @@ type storedRecord struct {
 func encodeRecord(r *domain.Record) ([]byte, error) { return encodeStored(r, false) }
 
 func encodeStored(r *domain.Record, postThumb bool) ([]byte, error) {
-	meta := storedRecord{Record: *r, PostThumb: postThumb, Windows: r.Windows, PDQCanonical: r.PDQCanonical, PDQRegions: r.PDQRegions, MD5: r.MD5}
+	meta := storedRecord{Record: *r, PostThumb: postThumb, Windows: r.Windows, PDQCanonical: r.PDQCanonical, PDQRegions: r.PDQRegions, PDQFramed: r.PDQFramed, MD5: r.MD5}
 	meta.Vector = nil
 	if postThumb {
 		meta.Thumbnail = nil
@@ -83,7 +84,7 @@ func decodeStored(b []byte) (*domain.Record, bool, error) {
 		return nil, false, fmt.Errorf("stored record: %w", err)
 	}
 	r := sr.Record
-	r.Windows, r.PDQCanonical, r.PDQRegions, r.MD5 = sr.Windows, sr.PDQCanonical, sr.PDQRegions, sr.MD5
+	r.Windows, r.PDQCanonical, r.PDQRegions, r.PDQFramed, r.MD5 = sr.Windows, sr.PDQCanonical, sr.PDQRegions, sr.PDQFramed, sr.MD5
 	r.Vector = make([]float32, len(rest)/4)
 	for i := range r.Vector {
 		r.Vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))

@@ -20,9 +20,9 @@ import (
 // clusters, where records carry them), sorted by post id: the batch job's input (implements
 // dedup.Source).
 func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedup.Item, error) {
-	minQ, dihedral, regions := ix.clOpt.MinQuality, ix.clOpt.Dihedral, ix.clOpt.Regions
+	o := ix.clOpt
 	if ix.cl == nil {
-		minQ, dihedral, regions = domain.LowPDQQuality, true, true
+		o = ClusterOptions{MinQuality: domain.LowPDQQuality, Dihedral: true, Regions: true}
 	}
 	ix.mu.RLock()
 	s := ix.segs[segIndex(domain.ModalityImage)]
@@ -33,24 +33,26 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 				ix.mu.RUnlock()
 				return nil, ctx.Err()
 			}
-			if s.pdqQ[pos] < 0 || int(s.pdqQ[pos]) < minQ {
+			if s.pdqQ[pos] < 0 || int(s.pdqQ[pos]) < o.MinQuality {
 				continue
 			}
 			if (!since.IsZero() && r.CreatedAt.Before(since)) || (!until.IsZero() && !r.CreatedAt.Before(until)) {
 				continue
 			}
-			it := dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano(), Sig: mih.Code(s.pdq[4*pos : 4*pos+4])}
-			if dihedral {
-				for _, c := range s.canonical(pos) {
-					it.Canon[it.NCanon] = mih.Code(c)
-					it.NCanon++
+			// The hashes of the signature the incremental clusters join with
+			// (the first is the node, the others link as extra nodes).
+			sig := o.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed)
+			it := dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano()}
+			for k := 0; k+domain.PDQBytes <= len(sig); k += domain.PDQBytes {
+				c, err := mih.FromBytes(sig[k : k+domain.PDQBytes])
+				if err != nil {
+					ix.mu.RUnlock()
+					return nil, err
 				}
-			}
-			if regions {
-				for i := 0; i+domain.PDQBytes <= len(r.PDQRegions); i += domain.PDQBytes {
-					if c, err := mih.FromBytes(r.PDQRegions[i : i+domain.PDQBytes]); err == nil {
-						it.Regions = append(it.Regions, c)
-					}
+				if k == 0 {
+					it.Sig = c
+				} else {
+					it.Regions = append(it.Regions, c)
 				}
 			}
 			out = append(out, it)

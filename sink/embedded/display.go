@@ -29,7 +29,7 @@ func (ix *Index) slim(r *domain.Record) *domain.Record {
 	if len(r.PDQRegions) > 0 && r.Modality == domain.ModalityImage {
 		// Clusters link by them (rebuilds, the batch job); most photos
 		// have none.
-		m.PDQRegions = slices.Clone(r.PDQRegions)
+		m.PDQRegions, m.PDQFramed = slices.Clone(r.PDQRegions), r.PDQFramed
 	}
 	if len(r.PostID) < len(r.PK) && r.PK[:len(r.PostID)] == r.PostID {
 		m.PostID = r.PK[:len(r.PostID)]

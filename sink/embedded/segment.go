@@ -115,6 +115,16 @@ func (s *segment) canonical(pos int) [][]uint64 {
 	return out
 }
 
+// canonicalBytes returns the canonical dihedral hashes of the record at
+// pos, concatenated (as domain.Record.PDQCanonical).
+func (s *segment) canonicalBytes(pos int) []byte {
+	var out []byte
+	for _, c := range s.canonical(pos) {
+		out = append(out, unpackCode(c, domain.PDQBytes)...)
+	}
+	return out
+}
+
 // set writes r at pos, its metadata as meta (Index.slim).
 func (s *segment) set(pos int, r, meta *domain.Record, dim, words, codeBytes int) {
 	copy(s.vecs[pos*dim:(pos+1)*dim], r.Vector)
