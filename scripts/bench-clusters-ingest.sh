@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cost of near-duplicate clusters to ingest: workers.BenchmarkIngestRound
 # (the whole pipeline as `xmodal run` wires it: decode, thumbnail, PDQ, the
-# demo model, codes, the embedded index with fsync; clusters with dihedral and
-# content-region links, the defaults) over the demo images
+# demo model, codes, the embedded index with fsync; clusters with dihedral
+# links, the default, and with content-region links too when
+# XMODAL_BENCH_REGIONS=1) over the demo images
 # (each posted REPEAT times under distinct ids, so every picture is a
 # cluster of REPEAT copies), in alternating rounds with clusters off and on.
 # Prints each round's throughput and the median of the per-round ratios.

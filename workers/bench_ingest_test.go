@@ -93,7 +93,7 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	clustered := os.Getenv("XMODAL_BENCH_CLUSTERS") != "0"
 	dihedral := clustered && os.Getenv("XMODAL_BENCH_DIHEDRAL") != "0"
-	regions := clustered && os.Getenv("XMODAL_BENCH_REGIONS") != "0"
+	regions := clustered && os.Getenv("XMODAL_BENCH_REGIONS") == "1" // clusters.regions, off by default
 	if clustered {
 		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral, Regions: regions}
 	}

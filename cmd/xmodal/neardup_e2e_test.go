@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -89,5 +91,76 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	run = startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
 	if out := find(); !byWindows.MatchString(out) {
 		t.Errorf("after a restart:\n%s", out)
+	}
+}
+
+// With clusters.regions, a meme (a caption band added) and a screenshot of
+// a photo posted to `xmodal run` join the photo's cluster at ingest: the
+// media stage gives their records the hashes of their content rectangles.
+func TestMemeClustersThroughRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs xmodal processes")
+	}
+	root := testutil.MustRepoRoot(t)
+	dir := t.TempDir()
+	src := filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{
+		fmt.Sprintf(`{"schema":1,"id":"photo","author":"skimage","created_at":"2026-11-01T10:00:00Z","text":"a photo","image_file":%q}`, src),
+		fmt.Sprintf(`{"schema":1,"id":"other","author":"skimage","created_at":"2026-11-01T11:00:00Z","text":"a photo","image_file":%q}`,
+			filepath.Join(root, "testdata", "neardup", "photos", "coffee.jpg")),
+	}
+	for i, k := range []reposts.Kind{reposts.Caption, reposts.Screenshot} {
+		rp, err := reposts.Apply(img, []reposts.Kind{k}, rand.New(rand.NewPCG(uint64(i), 3)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, string(k)+".png")
+		f, err := os.Create(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := png.Encode(f, rp.Image); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		lines = append(lines, fmt.Sprintf(`{"schema":1,"id":"%s","author":"reposter","created_at":"2026-11-0%dT10:00:00Z","text":"lol","image_file":%q}`, k, i+2, file))
+	}
+	posts := filepath.Join(dir, "posts.jsonl")
+	if err := os.WriteFile(posts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := startUserRun(t, t.TempDir(), freePort(t), freePort(t), "--clusters-regions=true")
+	if out := run.mustCLI("post", posts); !strings.Contains(out, "4 indexed") {
+		t.Fatalf("posting:\n%s", out)
+	}
+	for _, id := range []string{"caption", "screenshot"} {
+		res, err := http.Post("http://"+run.http+"/v1/cluster", "application/json", strings.NewReader(`{"post_id":"`+id+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cl struct {
+			Cluster struct {
+				Size           int `json:"size"`
+				Representative struct {
+					PostID string `json:"post_id"`
+				} `json:"representative"`
+			} `json:"cluster"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&cl)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("POST /v1/cluster %s: %d %v", id, res.StatusCode, err)
+		}
+		if cl.Cluster.Representative.PostID != "photo" || cl.Cluster.Size != 3 {
+			t.Errorf("the cluster of %s: %+v, want the photo's, of 3 posts", id, cl.Cluster)
+		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 const (
 	cutSide        = 512
 	regionCutSide  = 256
-	regionCutDepth = 3
+	regionCutDepth = 2
 )
 
 // flatTol is how far (grey levels) a pixel may stray from its line's
@@ -56,7 +56,7 @@ func (hs *Hasher) contentRects(luma []float32, w, h, maxRects int, side float64)
 		p = resampleArea(luma, w, h, pw, ph)
 	}
 	var leaves []image.Rectangle
-	hs.cut.prepare(p)
+	hs.cut.prepare(p, hs.useFast())
 	if side == cutSide {
 		cut(&hs.cut, image.Rect(0, 0, pw, ph), 0, 12, false, cutNone, &leaves)
 	} else {
@@ -90,15 +90,23 @@ func (hs *Hasher) contentRects(luma []float32, w, h, maxRects int, side float64)
 // cutPlane is a plane prepared for the cut: its values row by row and
 // column by column (so that both kinds of line are contiguous), and each
 // value's histogram bin (isFlat's) beside it.
+// With the C kernels (fast) it only keeps the plane: nd_flat_lines reads
+// rows and columns from it in place.
 type cutPlane struct {
 	w, h  int
 	p, pt []float32
 	b, bt []uint8
+	fast  bool
+	src   *plane
+	hist  []int32
 }
 
 // prepare makes c the cut plane of p, reusing c's buffers.
-func (c *cutPlane) prepare(p *plane) {
-	c.w, c.h, c.p = p.w, p.h, p.p
+func (c *cutPlane) prepare(p *plane, fast bool) {
+	c.w, c.h, c.p, c.src, c.fast = p.w, p.h, p.p, p, fast
+	if fast {
+		return
+	}
 	c.pt, c.b, c.bt = grow(&c.pt, len(p.p)), grow(&c.b, len(p.p)), grow(&c.bt, len(p.p))
 	for y := range p.h {
 		row := p.p[y*p.w : (y+1)*p.w]
@@ -168,6 +176,10 @@ func splitFlat(p *cutPlane, r image.Rectangle, horiz bool) []image.Rectangle {
 		n = r.Dx()
 	}
 	flat := make([]bool, n)
+	if p.fast {
+		flatLinesC(p.src, r, horiz, grow(&p.hist, 66*r.Dx()), flat)
+		return runs(r, flat, horiz)
+	}
 	for i := range n {
 		if horiz {
 			y := r.Min.Y + i
@@ -177,6 +189,12 @@ func splitFlat(p *cutPlane, r image.Rectangle, horiz bool) []image.Rectangle {
 			flat[i] = isFlatBinned(p.pt[x*p.h+r.Min.Y:x*p.h+r.Max.Y], p.bt[x*p.h+r.Min.Y:x*p.h+r.Max.Y])
 		}
 	}
+	return runs(r, flat, horiz)
+}
+
+// runs returns the parts of r between runs of flat lines.
+func runs(r image.Rectangle, flat []bool, horiz bool) []image.Rectangle {
+	n := len(flat)
 	var parts []image.Rectangle
 	start := -1
 	for i := 0; i <= n; i++ {
@@ -307,7 +325,8 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 // (pdq.Hasher.HashCanonical) and its quality, bit for bit as plain PDQ
 // computes them, with the PDQ hashes of its content rectangles (at most
 // two, largest first: the picture inside a meme's caption band, an app's
-// or a browser's frame, letterbox bars), all from one luminance plane.
+// or a browser's frame, letterbox bars), the rectangles found on one
+// luminance plane.
 // Each rectangle's hash is followed by its canonical hashes when canonical
 // is set (concatenated 32 bytes a hash); a rectangle whose hash has quality
 // under minQuality is left out. An image with no content rectangle (most
@@ -326,7 +345,9 @@ func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) 
 	if err != nil {
 		return whole, nil, 0, nil, false, err
 	}
-	whole, canon, quality = h.pdq.HashCanonicalPlane(luma, w, hh)
+	// The image's own hashes from the image (pdq's fastest path for the
+	// pipeline's decoded images); the rectangles' from the plane.
+	whole, canon, quality = h.pdq.HashCanonical(img)
 	for _, r := range h.contentRects(luma, w, hh, maxContentRects, regionCutSide) {
 		sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 		v, cs, q := h.pdq.HashCanonicalPlane(sub.p, sub.w, sub.h)

@@ -802,3 +802,80 @@ void nd_luma_ycbcr(int avx2, const unsigned char *ys, const unsigned char *cb, c
 	(void)avx2;
 	ycc_base(ys, cb, cr, n, paired, dst);
 }
+
+// nd_flat_lines is content.go's flatness test (isFlat) of every row
+// (horiz) or every column of the rectangle [x0,x1) x [y0,y1) of a plane of
+// the given stride, writing 1 (flat) or 0 per line to flat. Rows are tested
+// one by one, stopping at the first value too many off the median; columns
+// all at once, row by row, in hist (65 + 1 ints a column).
+void nd_flat_lines(const float *p, int stride, int x0, int y0, int x1, int y1, int horiz, int *hist,
+	unsigned char *flat) {
+	int w = x1 - x0, h = y1 - y0;
+	int n = horiz ? w : h;
+	int allowed = n - (int)ceil(0.95 * (double)n);
+	if (horiz) {
+		for (int y = y0; y < y1; y++) {
+			const float *line = p + (long)y * stride + x0;
+			int hs[65];
+			memset(hs, 0, sizeof hs);
+			for (int i = 0; i < w; i++) {
+				int b = (int)line[i] / 4;
+				b = b < 0 ? 0 : (b > 64 ? 64 : b);
+				hs[b]++;
+			}
+			int half = w / 2, acc = 0, bin = 0;
+			for (int b = 0; b < 65; b++) {
+				acc += hs[b];
+				if (acc > half) {
+					bin = b;
+					break;
+				}
+			}
+			float med = (float)(bin * 4 + 2);
+			int left = allowed, ok = 1;
+			for (int i = 0; i < w; i++) {
+				float d = line[i] - med;
+				if (d > 6.0f || d < -6.0f) {
+					if (--left < 0) {
+						ok = 0;
+						break;
+					}
+				}
+			}
+			flat[y - y0] = (unsigned char)ok;
+		}
+		return;
+	}
+	memset(hist, 0, sizeof(int) * 66 * (size_t)w);
+	for (int y = y0; y < y1; y++) {
+		const float *row = p + (long)y * stride + x0;
+		for (int x = 0; x < w; x++) {
+			int b = (int)row[x] / 4;
+			b = b < 0 ? 0 : (b > 64 ? 64 : b);
+			hist[x * 66 + b]++;
+		}
+	}
+	int half = h / 2;
+	for (int x = 0; x < w; x++) {
+		int *hs = hist + x * 66, acc = 0, bin = 0;
+		for (int b = 0; b < 65; b++) {
+			acc += hs[b];
+			if (acc > half) {
+				bin = b;
+				break;
+			}
+		}
+		hs[0] = bin * 4 + 2; // the median, once the counts are read
+		hs[65] = 0;          // strays
+	}
+	for (int y = y0; y < y1; y++) {
+		const float *row = p + (long)y * stride + x0;
+		for (int x = 0; x < w; x++) {
+			float d = row[x] - (float)hist[x * 66];
+			hist[x * 66 + 65] += (d > 6.0f || d < -6.0f);
+		}
+	}
+	for (int x = 0; x < w; x++) {
+		flat[x] = (unsigned char)(hist[x * 66 + 65] <= allowed);
+	}
+}

@@ -26,4 +26,7 @@ void nd_luma_rgb(int avx2, const unsigned char *row, int n, float *dst);
 void nd_luma_ycbcr(int avx2, const unsigned char *ys, const unsigned char *cb, const unsigned char *cr, int n,
 	int paired, int odd, float *dst);
 
+void nd_flat_lines(const float *p, int stride, int x0, int y0, int x1, int y1, int horiz, int *hist,
+	unsigned char *flat);
+
 #endif

@@ -120,6 +120,21 @@ func coeffHashC(avx2 bool, c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq
 	return h
 }
 
+// flatLinesC is splitFlat's flatness test (isFlat) of every row (horiz)
+// or column of r in a plane, into flat (one per line; hist is scratch).
+func flatLinesC(p *plane, r image.Rectangle, horiz bool, hist []int32, flat []bool) {
+	n := r.Dy()
+	if !horiz {
+		n = r.Dx()
+	}
+	out := make([]byte, n)
+	C.nd_flat_lines(fptr(p.p), C.int(p.w), C.int(r.Min.X), C.int(r.Min.Y), C.int(r.Max.X), C.int(r.Max.Y), cint(horiz),
+		iptr(hist), (*C.uchar)(unsafe.Pointer(&out[0])))
+	for i, b := range out {
+		flat[i] = b != 0
+	}
+}
+
 // lumaC is pdq.Luma in C for the images the media pipeline and the Go
 // JPEG decoder give (rows of packed RGB, Y'CbCr 4:4:4, 4:2:2 and 4:2:0);
 // false for others (then pdq.Luma runs).

@@ -35,6 +35,10 @@ func coeffHashC(bool, *[hashFreqs][hashFreqs]float32, pdq.Dihedral) pdq.Hash {
 
 func lumaC(_ bool, _ image.Image, dst []float32) ([]float32, bool) { return dst, false }
 
+func flatLinesC(*plane, image.Rectangle, bool, []int32, []bool) {
+	panic("neardup: no C kernels")
+}
+
 func resampleC(bool, []float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
 	panic("neardup: no C kernels")
 }

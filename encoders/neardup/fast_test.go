@@ -390,3 +390,77 @@ func TestFastLumaExhaustive(t *testing.T) {
 		}
 	}
 }
+
+// nd_flat_lines decides every row and column of a rectangle exactly as
+// isFlat does: planes of near-flat lines (a level plus noise of a few grey
+// levels, some values far off, levels on the histogram's bin edges) and of
+// random ones, every direction, random rectangles; and the cut of re-posts
+// with caption bands and frames gives the same rectangles on both.
+func TestFlatLinesCMatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for trial := range 400 {
+		w, h := 8+r.IntN(120), 8+r.IntN(120)
+		p := &plane{w: w, h: h, p: make([]float32, w*h)}
+		base := float32(4*r.IntN(64)) + []float32{0, 2, 3.99, 4, -0.5}[r.IntN(5)]
+		spread := float32(1 + r.IntN(12))
+		for i := range p.p {
+			p.p[i] = base + spread*(r.Float32()-0.5)
+			if r.IntN(25) == 0 {
+				p.p[i] = 255 * r.Float32()
+			}
+		}
+		if trial%4 == 0 {
+			p = randPlane(r, w, h, 0)
+		}
+		x0, y0 := r.IntN(w/2), r.IntN(h/2)
+		rect := image.Rect(x0, y0, x0+1+r.IntN(w-x0), y0+1+r.IntN(h-y0))
+		for _, horiz := range []bool{true, false} {
+			n := rect.Dy()
+			if !horiz {
+				n = rect.Dx()
+			}
+			got := make([]bool, n)
+			flatLinesC(p, rect, horiz, make([]int32, 66*rect.Dx()), got)
+			buf := make([]float32, max(rect.Dx(), rect.Dy()))
+			for i := range n {
+				var line []float32
+				if horiz {
+					y := rect.Min.Y + i
+					line = p.p[y*w+rect.Min.X : y*w+rect.Max.X]
+				} else {
+					line = buf[:rect.Dy()]
+					for j := range line {
+						line[j] = p.p[(rect.Min.Y+j)*w+rect.Min.X+i]
+					}
+				}
+				if want := isFlat(line, buf); got[i] != want {
+					t.Fatalf("trial %d, %v horiz %v, line %d: C says flat %v, Go %v", trial, rect, horiz, i, got[i], want)
+				}
+			}
+		}
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	for i := range 24 {
+		img := reposts.Photo(i%5, uint64(i), 300+i*7, 240+i*3)
+		for j, k := range [][]reposts.Kind{{reposts.Caption}, {reposts.Screenshot}, nil} {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			luma, w, hh, err := h.lumaOf(rp.Image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &plane{w: w, h: hh, p: luma}
+			var goCut, cCut cutPlane
+			goCut.prepare(p, false)
+			cCut.prepare(p, true)
+			var a, b []image.Rectangle
+			cut(&goCut, image.Rect(0, 0, w, hh), 0, 12, false, cutNone, &a)
+			cut(&cCut, image.Rect(0, 0, w, hh), 0, 12, false, cutNone, &b)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("photo %d %v: the Go cut gives %v, the C cut %v", i, k, a, b)
+			}
+		}
+	}
+}

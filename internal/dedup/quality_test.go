@@ -39,8 +39,8 @@ import (
 //	XMODAL_CLUSTERQUALITY_THRESHOLDS comma-separated thresholds (default 31)
 //	XMODAL_CLUSTERQUALITY_DIHEDRAL   0: whole-image PDQ only (default: with
 //	                                 canonical dihedral hashes, as clusters.dihedral)
-//	XMODAL_CLUSTERQUALITY_REGIONS    0: without the hashes of content rectangles
-//	                                 (default: with them, as clusters.regions)
+//	XMODAL_CLUSTERQUALITY_REGIONS    1: with the hashes of content rectangles, as
+//	                                 clusters.regions (default: without, the default)
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -58,7 +58,7 @@ func TestClusterQualityReposts(t *testing.T) {
 		}
 	}
 	dihedral := os.Getenv("XMODAL_CLUSTERQUALITY_DIHEDRAL") != "0"
-	regions := os.Getenv("XMODAL_CLUSTERQUALITY_REGIONS") != "0"
+	regions := os.Getenv("XMODAL_CLUSTERQUALITY_REGIONS") == "1"
 	dir := t.TempDir()
 	if _, err := reposts.WriteSet(context.Background(), reposts.SetOptions{Generated: n, Distractors: n * 10, Seed: 21, Out: dir}); err != nil {
 		t.Fatal(err)
