@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -84,6 +85,11 @@ type Report struct {
 	IndexRatioTotal, IndexRatioMedian float64
 	Kinds                             []string `json:"kinds"`
 	Elapsed                           time.Duration
+	// Featureless names the real originals whose PDQ quality is under
+	// domain.LowPDQQuality (flat skies, an all-black picture: PDQ's own
+	// rule is not to match such hashes); recall is also reported over the
+	// other real originals (source srcRealFeatured).
+	Featureless []string `json:"featureless"`
 }
 
 // Method is one method's scores.
@@ -166,6 +172,9 @@ const (
 	srcDist = "distractor"
 	// srcRealDist: distractor photos given as files.
 	srcRealDist = "real distractor"
+	// srcRealFeatured: the real originals whose PDQ quality is at least
+	// domain.LowPDQQuality (their re-posts counted a second time).
+	srcRealFeatured = "real (PDQ quality >= 50)"
 )
 
 type original struct {
@@ -244,6 +253,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	var bytes int64
 	var ratios []float64
 	var mu sync.Mutex
+	quality := make([]int, len(origs)) // by original id (positions in origs)
 	err := parallel(ctx, opt.Workers, len(origs), func(w, i int) error {
 		o := origs[i]
 		img, err := o.image(&opt)
@@ -275,6 +285,10 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		ndIx.Add(o.id, b.Dx(), b.Dy(), sig)
 		pdqIx.Add(o.id, b.Dx(), b.Dy(), []neardup.RegionHash{{Hash: ph0, Kind: neardup.Whole, Quality: pq}})
 		mu.Lock()
+		quality[o.id] = pq
+		if o.src == srcReal && pq < domain.LowPDQQuality {
+			rep.Featureless = append(rep.Featureless, fmt.Sprintf("%s (quality %d)", o.name, pq))
+		}
 		rep.Originals[o.src]++
 		bytes += int64(neardup.EncodedSize(sig))
 		nd.indexTimes = append(nd.indexTimes, tN)
@@ -416,6 +430,9 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			if j.orig >= 0 {
 				found := len(mm.ms) > 0 && mm.ms[0].ID == j.orig
 				mm.m.add(j.src, j.kind, found)
+				if j.src == srcReal && quality[j.orig] >= domain.LowPDQQuality {
+					mm.m.add(srcRealFeatured, j.kind, found)
+				}
 				if opt.LogMisses && mm.m == nd && !found {
 					first := "nothing"
 					if len(mm.ms) > 0 {

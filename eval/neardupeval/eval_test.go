@@ -95,7 +95,7 @@ func TestLogMisses(t *testing.T) {
 	}
 	photo := "../../testdata/neardup/photos/coffee.jpg"
 	var progress bytes.Buffer
-	_, err := Run(context.Background(), Options{Photos: []string{black, photo}, Generated: 2, QueryGenerated: 0, Distractors: 1, W: 320, H: 240,
+	rep, err := Run(context.Background(), Options{Photos: []string{black, photo}, Generated: 2, QueryGenerated: 0, Distractors: 1, W: 320, H: 240,
 		Kinds: [][]reposts.Kind{{reposts.JPEG30}, {reposts.Grey}}, Seed: 3, LogMisses: true, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
@@ -113,5 +113,24 @@ func TestLogMisses(t *testing.T) {
 		if !strings.Contains(l, "of black.jpg found nothing") {
 			t.Errorf("miss line %q, want the black original, found nothing", l)
 		}
+	}
+	// The black original is featureless (PDQ quality 0): named, and left
+	// out of the second real table, where the photo's re-posts all count.
+	if len(rep.Featureless) != 1 || !strings.HasPrefix(rep.Featureless[0], "black.jpg") {
+		t.Errorf("featureless originals %q, want black.jpg", rep.Featureless)
+	}
+	nd := rep.Methods[0]
+	for _, k := range []string{"jpeg30", "grey"} {
+		if c := nd.Recall[srcRealFeatured][k]; c == nil || c.Total != 1 || c.Hits != 1 {
+			t.Errorf("%s over real originals of PDQ quality >= 50: %+v, want the photo's one query, found", k, c)
+		}
+		if c := nd.Recall[srcReal][k]; c == nil || c.Total != 2 || c.Hits != 1 {
+			t.Errorf("%s over all real originals: %+v, want 2 queries, 1 found", k, c)
+		}
+	}
+	var out bytes.Buffer
+	rep.WriteText(&out)
+	if !strings.Contains(out.String(), "recall@1, real (PDQ quality >= 50) originals") || !strings.Contains(out.String(), "featureless") {
+		t.Errorf("the report has no table or note for the featureless originals:\n%s", out.String())
 	}
 }

@@ -23,13 +23,18 @@ func (r *Report) WriteText(w io.Writer) {
 	sort.Slice(names, func(i, j int) bool {
 		return srcOrder(names[i]) < srcOrder(names[j]) || srcOrder(names[i]) == srcOrder(names[j]) && names[i] < names[j]
 	})
-	fmt.Fprintf(w, "originals indexed: %v; re-post queries: %d; distractor queries: %d\n\n", r.Originals, r.Queries, r.Distractors)
+	fmt.Fprintf(w, "originals indexed: %v; re-post queries: %d; distractor queries: %d\n", r.Originals, r.Queries, r.Distractors)
+	if len(r.Featureless) > 0 {
+		sort.Strings(r.Featureless)
+		fmt.Fprintf(w, "real originals with PDQ quality under 50 (featureless; PDQ's rule is not to match them): %s; recall is also given without them\n", strings.Join(r.Featureless, ", "))
+	}
+	fmt.Fprintln(w)
 	for _, s := range names {
 		fmt.Fprintf(w, "recall@1, %s originals\n", s)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "edit\tqueries\t%s\t%s\t\n", nd.Name, pl.Name)
 		kinds := r.Kinds
-		if _, ok := nd.Recall[s][kinds[0]]; !ok || s != srcReal && s != srcGen {
+		if _, ok := nd.Recall[s][kinds[0]]; !ok || s != srcReal && s != srcGen && s != srcRealFeatured {
 			kinds = nil
 			for k := range nd.Recall[s] {
 				kinds = append(kinds, k)
@@ -93,12 +98,14 @@ func srcOrder(s string) int {
 	switch s {
 	case srcReal:
 		return 0
-	case srcGen:
+	case srcRealFeatured:
 		return 1
+	case srcGen:
+		return 2
 	case srcDist:
-		return 3
-	case srcRealDist:
 		return 4
+	case srcRealDist:
+		return 5
 	}
-	return 2
+	return 3
 }
