@@ -538,18 +538,7 @@ func TestClustersLinkMirroredCopies(t *testing.T) {
 	if n := distinct(ix); n != 1 {
 		t.Fatalf("with dihedral links: %d clusters, want 1", n)
 	}
-	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, _, _ := ix.ClusterPartition()
-	if d := dedup.Drift(items, uf, part); d != 0 || len(dedup.Group(items, uf, 2)) != 1 {
-		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and 1", d, len(dedup.Group(items, uf, 2)))
-	}
+	batchAgrees(t, ix, 1)
 	ix.Close()
 	ix = open(path, true)
 	if n := distinct(ix); n != 1 {
@@ -662,18 +651,7 @@ func TestClustersLinkMemes(t *testing.T) {
 	if !linked(ix, "with region links") {
 		t.Fatal("with region links, the memes and screenshots are apart from their photos")
 	}
-	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
-	if err != nil {
-		t.Fatal(err)
-	}
-	part, _, _ := ix.ClusterPartition()
-	if d, n := dedup.Drift(items, uf, part), len(dedup.Group(items, uf, 2)); d != 0 || n != len(photos) {
-		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and %d", d, n, len(photos))
-	}
+	batchAgrees(t, ix, len(photos))
 	ix.Close()
 	ix = open(path, false) // a rebuild without region links
 	if linked(ix, "without region links") {
@@ -684,5 +662,24 @@ func TestClustersLinkMemes(t *testing.T) {
 	defer ix.Close()
 	if !linked(ix, "rebuilt with region links") {
 		t.Fatal("rebuilt with region links, the memes and screenshots are apart from their photos")
+	}
+}
+
+// batchAgrees runs the batch job over ix's image posts: it must group them
+// as the incremental clusters do (drift 0), in want clusters of two or more.
+func batchAgrees(t *testing.T, ix *Index, want int) {
+	t.Helper()
+	ctx := context.Background()
+	items, err := ix.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _, _ := ix.ClusterPartition()
+	if d, n := dedup.Drift(items, uf, part), len(dedup.Group(items, uf, 2)); d != 0 || n != want {
+		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and %d", d, n, want)
 	}
 }
