@@ -179,7 +179,7 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	if regions { // as cmd/xmodal's ingestRegions
 		nds := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: -1}) }}
-		deps.Hasher.PDQRegions = func(img image.Image) workers.RegionHashes {
+		deps.Hasher.PDQRegions = func(img image.Image, _ bool) workers.RegionHashes {
 			h := nds.Get().(*neardup.Hasher)
 			defer nds.Put(h)
 			v, cs, q, rs, framed, err := h.ContentHashes(img, dihedral, domain.LowPDQQuality)

@@ -93,3 +93,60 @@ func TestMediaStageOneDecode(t *testing.T) {
 		t.Errorf("thumbnails of %d images (hash input among them: %v), want the 2 decoded images", len(thumbed), thumbed[hashIn])
 	}
 }
+
+// With Hasher.PDQRegions the media stage gives image records the hashes of
+// their content rectangles from the PDQ hash's input: alone it gives the
+// image's own hashes too; beside PDQVariants (banks matched at ingest) it
+// is asked for the regions only, and the hash comes from the variants.
+func TestMediaStageRegionHashes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		variants bool
+	}{{"regions", false}, {"regions beside variants", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.publish(t, "a", post("a", "", pngBytes(color.RGBA{200, 10, 10, 255})))
+			var mu sync.Mutex
+			var wholes []bool
+			hash := func(b byte) []byte { h := make([]byte, domain.PDQBytes); h[0] = b; return h }
+			hs := workers.Hasher{PDQRegions: func(img image.Image, whole bool) workers.RegionHashes {
+				mu.Lock()
+				wholes = append(wholes, whole)
+				mu.Unlock()
+				rh := workers.RegionHashes{Regions: append(hash(2), hash(3)...), Framed: true}
+				if whole {
+					rh.PDQ, rh.Quality = hash(1), 80
+				}
+				return rh
+			}}
+			if tc.variants {
+				hs.PDQVariants = func(img image.Image) ([][]byte, []int, int) {
+					return [][]byte{hash(9), hash(10)}, nil, 70
+				}
+			}
+			p, err := workers.New(workers.Config{FetchWait: 20 * time.Millisecond}, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: e.ix, Deny: e.deny,
+				Embedder: e.model, Decode: decode, Thumbnail: func(image.Image) []byte { return nil }, Hasher: hs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runUntil(t, p, func() bool { return e.count(domain.ModalityImage) == 1 && e.allAcked(t) })
+			recs, err := e.ix.Get(context.Background(), []string{"a#image"})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("records %d, %v", len(recs), err)
+			}
+			r := recs[0]
+			wantPDQ, wantWhole := byte(1), true
+			if tc.variants {
+				wantPDQ, wantWhole = 9, false
+			}
+			if len(r.PDQ) != domain.PDQBytes || r.PDQ[0] != wantPDQ || len(r.PDQRegions) != 2*domain.PDQBytes || r.PDQRegions[0] != 2 || !r.PDQFramed {
+				t.Errorf("record: PDQ %x, regions %x, framed %v; want PDQ %d..., regions 2... 3..., framed", r.PDQ, r.PDQRegions, r.PDQFramed, wantPDQ)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(wholes) != 1 || wholes[0] != wantWhole {
+				t.Errorf("PDQRegions called with whole %v, want one call with %v", wholes, wantWhole)
+			}
+		})
+	}
+}

@@ -54,8 +54,8 @@ type Hasher struct {
 	// has none) and replaces PDQCanonical and PDQ: it returns the PDQ hash,
 	// the canonical hashes and the region hashes from one luminance plane.
 	// With PDQVariants, the hashes come from the variants and only the
-	// region hashes from it.
-	PDQRegions func(img image.Image) RegionHashes
+	// region hashes from it (whole false: it may leave the others out).
+	PDQRegions func(img image.Image, whole bool) RegionHashes
 	// Windows, when set, gives an image record the stored form of its
 	// near-duplicate windows (encoders/neardup; domain.Record.Windows),
 	// computed from the decoded image the model and thumbnail use (the

@@ -358,7 +358,7 @@ func (r *run) prepareImage(it *item) {
 		if in == nil {
 			in = img
 		}
-		rh := p.hash.PDQRegions(in)
+		rh := p.hash.PDQRegions(in, true)
 		it.pdq, it.regions, it.framed, it.pdqQ = rh.PDQ, rh.Regions, rh.Framed, rh.Quality
 		if p.hash.PDQCanonical != nil {
 			it.pdqCanon = rh.Canonical
@@ -381,7 +381,7 @@ func (r *run) prepareImage(it *item) {
 		if in == nil {
 			in = img
 		}
-		rh := p.hash.PDQRegions(in)
+		rh := p.hash.PDQRegions(in, false)
 		it.regions, it.framed = rh.Regions, rh.Framed
 	}
 	if p.hash.Windows != nil {

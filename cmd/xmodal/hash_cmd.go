@@ -131,12 +131,16 @@ func ingestCanonical() func(img image.Image) ([]byte, []byte, int) {
 // (clusters.regions; with their canonical hashes when canonical is set),
 // from one luminance plane. An image too small or too large for regions
 // gets its plain PDQ hashes, as ingestCanonical would give them.
-func ingestRegions(canonical bool) func(img image.Image) workers.RegionHashes {
+func ingestRegions(canonical bool) func(img image.Image, whole bool) workers.RegionHashes {
 	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
 	plain := ingestCanonical()
-	return func(img image.Image) workers.RegionHashes {
+	return func(img image.Image, whole bool) workers.RegionHashes {
 		h := pool.Get().(*neardup.Hasher)
 		defer pool.Put(h)
+		if !whole { // the pipeline has the image's own hashes (banks' variants)
+			regions, framed, _ := h.RegionHashes(img, canonical, domain.LowPDQQuality)
+			return workers.RegionHashes{Regions: regions, Framed: framed}
+		}
 		v, cs, q, regions, framed, err := h.ContentHashes(img, canonical, domain.LowPDQQuality)
 		if err != nil {
 			hv, canon, q := plain(img)

@@ -341,13 +341,23 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 // two screenshots of different pictures in the same app can lie within 31
 // bits of each other, so clusters link a framed image by its regions alone.
 func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) (whole pdq.Hash, canon []pdq.Hash, quality int, regions []byte, framed bool, err error) {
-	luma, w, hh, err := h.lumaOf(img)
+	regions, framed, err = h.RegionHashes(img, canonical, minQuality)
 	if err != nil {
 		return whole, nil, 0, nil, false, err
 	}
 	// The image's own hashes from the image (pdq's fastest path for the
 	// pipeline's decoded images); the rectangles' from the plane.
 	whole, canon, quality = h.pdq.HashCanonical(img)
+	return whole, canon, quality, regions, framed, nil
+}
+
+// RegionHashes is ContentHashes without the whole image's hashes (for a
+// caller that has them).
+func (h *Hasher) RegionHashes(img image.Image, canonical bool, minQuality int) (regions []byte, framed bool, err error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return nil, false, err
+	}
 	for _, r := range h.contentRects(luma, w, hh, maxContentRects, regionCutSide) {
 		sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 		v, cs, q := h.pdq.HashCanonicalPlane(sub.p, sub.w, sub.h)
@@ -366,7 +376,7 @@ func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) 
 			}
 		}
 	}
-	return whole, canon, quality, regions, framed, nil
+	return regions, framed, nil
 }
 
 // FramedShare is the share of an image below which its largest content
