@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"math/rand/v2"
 	"net/http"
@@ -50,14 +52,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	crop := filepath.Join(dir, "crop.png")
-	f, err := os.Create(crop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := png.Encode(f, rp.Image); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	writePNG(t, crop, rp.Image)
 	orig, _ := (&pdq.Hasher{MaxSide: -1}).Hash(img)
 	if h, _ := (&pdq.Hasher{MaxSide: -1}).Hash(rp.Image); pdq.Distance(h, orig) <= 31 {
 		t.Fatalf("the crop is within PDQ's bound of the original (%d bits): the test shows nothing", pdq.Distance(h, orig))
@@ -123,14 +118,7 @@ func TestMemeClustersThroughRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		file := filepath.Join(dir, string(k)+".png")
-		f, err := os.Create(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := png.Encode(f, rp.Image); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+		writePNG(t, file, rp.Image)
 		lines = append(lines, fmt.Sprintf(`{"schema":1,"id":"%s","author":"reposter","created_at":"2026-11-0%dT10:00:00Z","text":"lol","image_file":%q}`, k, i+2, file))
 	}
 	posts := filepath.Join(dir, "posts.jsonl")
@@ -162,5 +150,17 @@ func TestMemeClustersThroughRun(t *testing.T) {
 		if cl.Cluster.Representative.PostID != "photo" || cl.Cluster.Size != 3 {
 			t.Errorf("the cluster of %s: %+v, want the photo's, of 3 posts", id, cl.Cluster)
 		}
+	}
+}
+
+// writePNG writes img to path as a PNG file.
+func writePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
