@@ -59,12 +59,56 @@ func (b *Kafka) Stop(t TB) {
 	}
 }
 
-// Restart starts a stopped broker again on the same ports and data.
+// Restart starts a stopped broker again on the same ports and data, and waits
+// until every partition of every topic has a leader again: "Kafka Server
+// started" comes before the restarted broker is unfenced, and a producer that
+// writes in between sees "no leader" for as long as that takes (long on a
+// loaded machine). It then drops the connections kafka-go's DefaultTransport
+// pooled before the stop (the tests' admin clients and writers share it), which
+// otherwise answer the next requests with "unexpected EOF".
 func (b *Kafka) Restart(t TB) {
 	t.Helper()
 	if out, err := b.Script(5*time.Minute, "start"); err != nil {
 		t.Fatalf("Kafka broker did not restart: scripts/kafka.sh start: %v\n%s", err, out)
 	}
+	if tr, ok := kafkago.DefaultTransport.(*kafkago.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+	cl, done := b.Client()
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		if last = leadersElected(ctx, cl); last == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(b.data, "kafka.log"))
+	if len(log) > 4000 {
+		log = log[len(log)-4000:]
+	}
+	t.Fatalf("Kafka broker restarted but its partitions have no leader after 3 minutes: %v\nend of kafka.log:\n%s", last, log)
+}
+
+// leadersElected reports the first partition, of any topic, without a leader.
+func leadersElected(ctx context.Context, cl *kafkago.Client) error {
+	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{})
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	for _, tp := range md.Topics {
+		if tp.Error != nil {
+			return fmt.Errorf("topic %s: %w", tp.Name, tp.Error)
+		}
+		for _, p := range tp.Partitions {
+			if p.Leader.ID < 0 || p.Error != nil {
+				return fmt.Errorf("topic %s: partition %d has no leader (%v)", tp.Name, p.ID, p.Error)
+			}
+		}
+	}
+	return nil
 }
 
 // Client returns an admin client with a transport of its own: kafka-go's
