@@ -3,6 +3,7 @@ package neardup
 import (
 	"fmt"
 	"image"
+	"math"
 	"math/bits"
 	"slices"
 	"sync"
@@ -22,6 +23,10 @@ import (
 //     as a query, its windows at their places in its frame, and its patch,
 //     bilinearly enlarged, as the pixels the pixel check reads; as an
 //     original, the same windows and patch.
+//   - Only windows inside the image's content rectangle take part
+//     (WindowsIn, stored by AppendWindowsIn): the lettering of a caption
+//     band or the chrome of an app looks alike in every meme or
+//     screenshot, and windows there link different pictures.
 //   - a ~ b when some window of a is within SeedDistance bits of some
 //     window of b (the seed: symmetric, and what a multi-index search of
 //     a's windows finds), and the window verification (agreeing windows,
@@ -81,17 +86,35 @@ func sideOfSig(w, h int, sig []RegionHash) *linkSide {
 }
 
 // enlargePatch samples a patch bilinearly onto a linkPlaneSide square
-// plane (cell centres at (i+0.5)/PatchSide of the image, edges clamped).
+// plane (cell centres at (i+0.5)/PatchSide of the image, edges clamped):
+// plane.sample's arithmetic, in two separable passes (rows, then columns),
+// so the values are the same and it costs a twentieth.
 func enlargePatch(patch []byte) *plane {
-	src := &plane{w: PatchSide, h: PatchSide, p: make([]float32, patchBytes)}
-	for i, v := range patch {
-		src.p[i] = float32(v)
+	type tap struct {
+		i0, i1 int
+		f      float32
+	}
+	var taps [linkPlaneSide]tap
+	scale := float64(PatchSide) / linkPlaneSide
+	for i := range taps {
+		v := (float64(i)+0.5)*scale - 0.5
+		v0 := math.Floor(v)
+		taps[i] = tap{clampi(int(v0), PatchSide), clampi(int(v0)+1, PatchSide), float32(v - v0)}
+	}
+	rows := make([]float32, PatchSide*linkPlaneSide) // each patch row, widened
+	for y := range PatchSide {
+		src, dst := patch[y*PatchSide:(y+1)*PatchSide], rows[y*linkPlaneSide:(y+1)*linkPlaneSide]
+		for x, t := range taps {
+			a, b := float32(src[t.i0]), float32(src[t.i1])
+			dst[x] = a + (b-a)*t.f
+		}
 	}
 	dst := &plane{w: linkPlaneSide, h: linkPlaneSide, p: make([]float32, linkPlaneSide*linkPlaneSide)}
-	scale := float64(PatchSide) / linkPlaneSide
-	for y := range linkPlaneSide {
-		for x := range linkPlaneSide {
-			dst.p[y*linkPlaneSide+x] = src.sample((float64(x)+0.5)*scale, (float64(y)+0.5)*scale)
+	for y, t := range taps {
+		r0, r1 := rows[t.i0*linkPlaneSide:(t.i0+1)*linkPlaneSide], rows[t.i1*linkPlaneSide:(t.i1+1)*linkPlaneSide]
+		out := dst.p[y*linkPlaneSide : (y+1)*linkPlaneSide]
+		for x := range out {
+			out[x] = r0[x] + (r1[x]-r0[x])*t.f
 		}
 	}
 	return dst
@@ -143,12 +166,24 @@ func NewLinker() *Linker {
 	return &Linker{ix: NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))}
 }
 
-// parseLink reads a stored window list for the linker; one without windows
+// parseLink reads a stored window list for the linker, keeping only the
+// windows whose centres lie inside the image's content rectangle
+// (WindowsIn; a stored list without one keeps all); one without windows
 // links nothing (nil side, no error).
 func parseLink(stored []byte) (*linkSide, []RegionHash, int, int, error) {
-	w, h, sig, err := ParseWindows(stored)
+	w, h, sig, content, err := ParseWindowsIn(stored)
 	if err != nil {
 		return nil, nil, 0, 0, err
+	}
+	if !isWhole(content) {
+		kept := sig[:0]
+		for _, r := range sig {
+			if r.Kind == Window && (r.Region.CX < content.X0 || r.Region.CX > content.X1 || r.Region.CY < content.Y0 || r.Region.CY > content.Y1) {
+				continue
+			}
+			kept = append(kept, r)
+		}
+		sig = kept
 	}
 	s := sideOfSig(w, h, sig)
 	if len(s.hashes) == 0 {

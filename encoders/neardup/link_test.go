@@ -2,6 +2,7 @@ package neardup
 
 import (
 	"fmt"
+	"image"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -129,5 +130,75 @@ func TestLinkerRelation(t *testing.T) {
 	}
 	if _, err := l.Neighbours([]byte{9, 9}, nil); err == nil {
 		t.Error("a bad stored window list was accepted")
+	}
+}
+
+// TestEnlargePatchMatchesSample: the separable enlargement gives exactly
+// plane.sample's values.
+func TestEnlargePatchMatchesSample(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	patch := make([]byte, patchBytes)
+	for i := range patch {
+		patch[i] = byte(r.IntN(256))
+	}
+	got := enlargePatch(patch)
+	src := &plane{w: PatchSide, h: PatchSide, p: make([]float32, patchBytes)}
+	for i, v := range patch {
+		src.p[i] = float32(v)
+	}
+	scale := float64(PatchSide) / linkPlaneSide
+	for y := range linkPlaneSide {
+		for x := range linkPlaneSide {
+			if want := src.sample((float64(x)+0.5)*scale, (float64(y)+0.5)*scale); got.p[y*linkPlaneSide+x] != want {
+				t.Fatalf("(%d, %d): %v, want %v", x, y, got.p[y*linkPlaneSide+x], want)
+			}
+		}
+	}
+}
+
+// TestLinkerContent: two different pictures under the same meme caption
+// (the same band, the same lettering) share the band's windows; with the
+// content rectangle stored (WindowsIn, AppendWindowsIn) the linker leaves
+// the band out and links neither to the other, where the same windows
+// stored without it link them; each still links to its own picture.
+func TestLinkerContent(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	type member struct{ plain, inner []byte }
+	var ms []member
+	for _, img := range []image.Image{reposts.Photo(0, 11, 640, 480), reposts.Photo(2, 12, 640, 480)} {
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Caption}, rand.New(rand.NewPCG(5, 5))) // the same band on both
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range []image.Image{img, rp.Image} {
+			sig, content, err := h.WindowsIn(im)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := im.Bounds()
+			ms = append(ms, member{AppendWindows(nil, b.Dx(), b.Dy(), sig), AppendWindowsIn(nil, b.Dx(), b.Dy(), sig, content)})
+		}
+	}
+	if ms[1].inner[0] != windowsFormat3 || ms[3].inner[0] != windowsFormat3 {
+		t.Fatalf("formats %d and %d: want the memes' content rectangles stored", ms[1].inner[0], ms[3].inner[0])
+	}
+	l := NewLinker()
+	memes := func(sig func(member) []byte) bool {
+		ok, err := l.Linked(sig(ms[1]), sig(ms[3]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !memes(func(m member) []byte { return m.plain }) {
+		t.Fatal("the two memes are not linked even without content rectangles: the test shows nothing")
+	}
+	if memes(func(m member) []byte { return m.inner }) {
+		t.Error("two memes of different pictures under the same caption are linked with content rectangles")
+	}
+	for _, p := range [][2]int{{0, 1}, {2, 3}} {
+		if ok, err := l.Linked(ms[p[0]].inner, ms[p[1]].inner); err != nil || !ok {
+			t.Errorf("picture %d and its meme not linked with content rectangles (%v)", p[0]/2, err)
+		}
 	}
 }

@@ -20,6 +20,34 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 	if err != nil {
 		return nil, err
 	}
+	return h.windowsOf(luma, w, hh), nil
+}
+
+// WindowsIn is Windows with the image's content: its largest content
+// rectangle (the XY-cut of ContentHashes: the picture inside a caption
+// band, an app's frame, letterbox bars) as fractions of its width and
+// height, or the whole image when it has none. Near-duplicate clusters
+// link by windows inside the content only (AppendWindowsIn, Linker): a
+// caption's lettering or an app's frame looks alike in every meme or
+// screenshot, and windows there would link different pictures.
+func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
+	luma, w, hh, err := h.lumaOf(img)
+	if err != nil {
+		return nil, Region{}, err
+	}
+	sig := h.windowsOf(luma, w, hh)
+	content := Region{X1: 1, Y1: 1}
+	if len(sig) > 0 {
+		if rs := h.contentRects(luma, w, hh, 1, regionCutSide); len(rs) > 0 {
+			r := rs[0]
+			content = Region{X0: float32(r.Min.X) / float32(w), Y0: float32(r.Min.Y) / float32(hh),
+				X1: float32(r.Max.X) / float32(w), Y1: float32(r.Max.Y) / float32(hh)}
+		}
+	}
+	return sig, content, nil
+}
+
+func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
 	var out []RegionHash
@@ -28,9 +56,9 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
 	if len(ws) == 0 {
-		return out, nil // no window match to check
+		return out // no window match to check
 	}
-	return append(out, patch), nil
+	return append(out, patch)
 }
 
 // The stored form of an image's windows (AppendWindows, ParseWindows): a
@@ -41,10 +69,16 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 // [-pi, pi)) and variant (one byte): 5 + 41 bytes a window. Format 2 ends
 // with the patch (PatchSide^2 bytes); format 1, written before patches
 // existed, has none, and its window matches go without the pixel check.
+// Format 3 is format 2 with the image's content rectangle (WindowsIn) after
+// the size: X0, Y0, X1, Y1 as fractions of the width and height, 16-bit
+// fixed point each; it is written only when the content is not the whole
+// image.
 const (
 	windowsFormat1    = 1
 	windowsFormat     = 2
+	windowsFormat3    = 3
 	windowsHeader     = 5
+	contentBytes      = 8
 	storedWindowBytes = 32 + 8 + 1
 )
 
@@ -81,9 +115,27 @@ func unfix16(u uint16, lo, span float64) float32 {
 // patch is stored with a flat one, which the pixel check refuses: compute
 // signatures with Signatures or Windows.
 func AppendWindows(dst []byte, w, h int, sig []RegionHash) []byte {
-	dst = append(dst, windowsFormat)
+	return AppendWindowsIn(dst, w, h, sig, Region{X1: 1, Y1: 1})
+}
+
+// isWhole reports whether a content region is the whole image.
+func isWhole(c Region) bool { return c.X0 <= 0 && c.Y0 <= 0 && c.X1 >= 1 && c.Y1 >= 1 }
+
+// AppendWindowsIn is AppendWindows with the image's content rectangle
+// (WindowsIn; the whole image writes what AppendWindows writes).
+func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []byte {
+	format := byte(windowsFormat)
+	if !isWhole(content) {
+		format = windowsFormat3
+	}
+	dst = append(dst, format)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(w, 0), math.MaxUint16)))
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(h, 0), math.MaxUint16)))
+	if format == windowsFormat3 {
+		for _, v := range [4]float32{content.X0, content.Y0, content.X1, content.Y1} {
+			dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(v), 0, 1))
+		}
+	}
 	n := 0
 	for _, r := range sig {
 		if r.Kind != Window || n == MaxWindows {
@@ -115,24 +167,46 @@ func AppendWindows(dst []byte, w, h int, sig []RegionHash) []byte {
 // last, its patch (Kind Patch; none in format 1). Anything else is refused
 // with an error wrapping ErrBadWindows.
 func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
-	if len(b) < windowsHeader || (b[0] != windowsFormat && b[0] != windowsFormat1) {
-		return 0, 0, nil, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
+	w, h, sig, _, err = ParseWindowsIn(b)
+	return w, h, sig, err
+}
+
+// ParseWindowsIn is ParseWindows with the image's content rectangle (the
+// whole image when none was stored).
+func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err error) {
+	content = Region{X1: 1, Y1: 1}
+	if len(b) < windowsHeader || (b[0] != windowsFormat && b[0] != windowsFormat1 && b[0] != windowsFormat3) {
+		return 0, 0, nil, content, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
 	}
 	body := b[windowsHeader:]
+	if b[0] == windowsFormat3 {
+		if len(body) < contentBytes {
+			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the content rectangle", ErrBadWindows, len(b))
+		}
+		var v [4]float32
+		for i := range v {
+			v[i] = unfix16(binary.LittleEndian.Uint16(body[2*i:]), 0, 1)
+		}
+		content = Region{X0: v[0], Y0: v[1], X1: v[2], Y1: v[3]}
+		if !(content.X0 < content.X1 && content.Y0 < content.Y1) {
+			return 0, 0, nil, content, fmt.Errorf("%w: empty content rectangle", ErrBadWindows)
+		}
+		body = body[contentBytes:]
+	}
 	var patch []byte
-	if b[0] == windowsFormat {
+	if b[0] != windowsFormat1 {
 		if len(body) < patchBytes {
-			return 0, 0, nil, fmt.Errorf("%w: %d bytes, short of the %d byte patch", ErrBadWindows, len(b), patchBytes)
+			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the %d byte patch", ErrBadWindows, len(b), patchBytes)
 		}
 		body, patch = body[:len(body)-patchBytes], body[len(body)-patchBytes:]
 	}
 	if len(body)%storedWindowBytes != 0 || len(body)/storedWindowBytes > MaxWindows {
-		return 0, 0, nil, fmt.Errorf("%w: %d bytes of windows (a window is %d, at most %d)", ErrBadWindows, len(body), storedWindowBytes, MaxWindows)
+		return 0, 0, nil, content, fmt.Errorf("%w: %d bytes of windows (a window is %d, at most %d)", ErrBadWindows, len(body), storedWindowBytes, MaxWindows)
 	}
 	w = int(binary.LittleEndian.Uint16(b[1:]))
 	h = int(binary.LittleEndian.Uint16(b[3:]))
 	if w < MinSide || h < MinSide {
-		return 0, 0, nil, fmt.Errorf("%w: image size %dx%d", ErrBadWindows, w, h)
+		return 0, 0, nil, content, fmt.Errorf("%w: image size %dx%d", ErrBadWindows, w, h)
 	}
 	sig = make([]RegionHash, 0, len(body)/storedWindowBytes)
 	for len(body) > 0 {
@@ -145,7 +219,7 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 		r.Region.Angle = unfix16(binary.LittleEndian.Uint16(body[38:]), -math.Pi, 2*math.Pi)
 		v := body[40]
 		if v > byte(pdq.FlipMinus1) {
-			return 0, 0, nil, fmt.Errorf("%w: window variant %d", ErrBadWindows, v)
+			return 0, 0, nil, content, fmt.Errorf("%w: window variant %d", ErrBadWindows, v)
 		}
 		r.Transform = pdq.Dihedral(v)
 		sig = append(sig, r)
@@ -154,5 +228,5 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 	if patch != nil {
 		sig = append(sig, RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: slices.Clone(patch)})
 	}
-	return w, h, sig, nil
+	return w, h, sig, content, nil
 }

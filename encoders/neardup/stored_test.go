@@ -102,6 +102,7 @@ func TestParseWindowsRefuses(t *testing.T) {
 		}
 		return append(b, tail...)
 	}
+	good3 := AppendWindowsIn(nil, 100, 80, one, Region{X0: 0.1, Y0: 0.2, X1: 0.9, Y1: 0.7})
 	badVariant := slices.Clone(good)
 	badVariant[windowsHeader+storedWindowBytes-1] = 8
 	bad := map[string][]byte{
@@ -113,6 +114,9 @@ func TestParseWindowsRefuses(t *testing.T) {
 		"variant":       badVariant,
 		"too many":      build(windowsFormat, MaxWindows+1, patch),
 		"too many (v1)": build(windowsFormat1, MaxWindows+1, nil),
+		"no content":    good3[:windowsHeader+contentBytes-1],
+		"empty content": AppendWindowsIn(nil, 100, 80, one, Region{X0: 0.5, Y0: 0.1, X1: 0.5, Y1: 0.9}),
+		"v3 no patch":   good3[:len(good3)-patchBytes],
 	}
 	for name, b := range bad {
 		if _, _, _, err := ParseWindows(b); !errors.Is(err, ErrBadWindows) {
@@ -122,6 +126,14 @@ func TestParseWindowsRefuses(t *testing.T) {
 	if _, _, s, err := ParseWindows(good); err != nil || len(s) != 2 || s[1].Kind != Patch {
 		t.Errorf("good: %v, %d elements", err, len(s))
 	}
+	if _, _, s, c, err := ParseWindowsIn(good3); err != nil || len(s) != 2 || s[1].Kind != Patch ||
+		math.Abs(float64(c.X0-0.1)) > 1e-4 || math.Abs(float64(c.Y1-0.7)) > 1e-4 {
+		t.Errorf("good, format 3: %v, %d elements, content %+v", err, len(s), c)
+	}
+	// The whole image as content writes format 2.
+	if b := AppendWindowsIn(nil, 100, 80, one, Region{X1: 1, Y1: 1}); !bytes.Equal(b, good) {
+		t.Errorf("whole-image content: format %d, want the bytes of AppendWindows", b[0])
+	}
 	// Format 1 (stored before patches): windows, no patch.
 	if _, _, s, err := ParseWindows(build(windowsFormat1, 2, nil)); err != nil || len(s) != 2 || s[0].Kind != Window || s[1].Kind != Window {
 		t.Errorf("format 1: %v, %d elements", err, len(s))
@@ -130,16 +142,17 @@ func TestParseWindowsRefuses(t *testing.T) {
 
 func FuzzParseWindows(f *testing.F) {
 	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
+	f.Add(AppendWindowsIn(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}, Region{X0: 0.1, Y0: 0.2, X1: 0.8, Y1: 0.9}))
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Add(append([]byte{1, 100, 0, 80, 0}, make([]byte, storedWindowBytes)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		w, h, sig, err := ParseWindows(b)
+		w, h, sig, content, err := ParseWindowsIn(b)
 		if err != nil {
 			return
 		}
 		// What parses re-encodes to the same bytes (format 1 gains a
 		// flat patch).
-		again := AppendWindows(nil, w, h, sig)
+		again := AppendWindowsIn(nil, w, h, sig, content)
 		want := b
 		if b[0] == windowsFormat1 {
 			want = append(append([]byte{windowsFormat}, b[1:]...), make([]byte, patchBytes)...)
