@@ -411,7 +411,8 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 		d.Hasher.PDQRegions = ingestRegions(co.Dihedral)
 	}
 	if o.windows(cfg) {
-		d.Hasher.Windows = ingestWindows()
+		co := cfg.clusterOptions()
+		d.Hasher.Windows = ingestWindows(co != nil && co.Windows)
 	}
 	crashPoints(&d, d.Logger) // crash tests only (build tag crashtest); nothing otherwise
 	pc := pipelineConfig(cfg)

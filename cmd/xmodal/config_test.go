@@ -93,6 +93,7 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"negative seed windows", nil, []string{"--image-neardup-seed-windows", "-1"}, "image.neardup_seed_windows"},
 		{"whole band inside the PDQ threshold", nil, []string{"--image-neardup-whole-band", "20"}, "image.neardup_whole_band: 20 is not 0"},
 		{"whole band below -1", map[string]string{"XMODAL_IMAGE_NEARDUP_WHOLE_BAND": "-2"}, nil, "image.neardup_whole_band"},
+		{"window clusters without windows", nil, []string{"--clusters-windows"}, "clusters.windows: links by near-duplicate windows, which image.neardup_windows stores"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -132,6 +132,9 @@ func (c *Config) Validate() error {
 	if c.Clusters.Bucket <= 0 || c.Clusters.Retention < c.Clusters.Bucket {
 		return configErr("clusters.bucket", "must be positive and at most clusters.retention (%v, %v)", c.Clusters.Bucket, c.Clusters.Retention)
 	}
+	if c.Clusters.Enabled && c.Clusters.Windows && !c.Image.NearDupWindows {
+		return configErr("clusters.windows", "links by near-duplicate windows, which image.neardup_windows stores: turn that on too")
+	}
 	if c.Clusters.SplitLimit < 1 {
 		return configErr("clusters.split_limit", "must be positive, got %d", c.Clusters.SplitLimit)
 	}

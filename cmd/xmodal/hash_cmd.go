@@ -78,17 +78,26 @@ func ingestHasher() workers.Hasher {
 
 // ingestWindows gives an image record its near-duplicate windows
 // (image.neardup_windows), in their stored form; nil for an image too small
-// or too large to have any (it is still found by whole-image PDQ).
-func ingestWindows() func(img image.Image) []byte {
+// or too large to have any (it is still found by whole-image PDQ). With
+// content set (clusters.windows) the stored form carries the image's
+// content rectangle, which the clusters' window relation reads.
+func ingestWindows(content bool) func(img image.Image) []byte {
 	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
 	return func(img image.Image) []byte {
 		h := pool.Get().(*neardup.Hasher)
 		defer pool.Put(h)
+		b := img.Bounds()
+		if content {
+			ws, c, err := h.WindowsIn(img)
+			if err != nil || len(ws) == 0 {
+				return nil
+			}
+			return neardup.AppendWindowsIn(nil, b.Dx(), b.Dy(), ws, c)
+		}
 		ws, err := h.Windows(img)
 		if err != nil || len(ws) == 0 {
 			return nil
 		}
-		b := img.Bounds()
 		return neardup.AppendWindows(nil, b.Dx(), b.Dy(), ws)
 	}
 }

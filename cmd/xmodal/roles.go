@@ -515,5 +515,5 @@ func (c *Config) clusterOptions() *embedded.ClusterOptions {
 		return nil
 	}
 	k := c.Clusters
-	return &embedded.ClusterOptions{Threshold: k.Threshold, Bucket: k.Bucket, Retention: k.Retention, SplitLimit: k.SplitLimit, Text: k.Text, Dihedral: k.Dihedral, Regions: k.Regions}
+	return &embedded.ClusterOptions{Threshold: k.Threshold, Bucket: k.Bucket, Retention: k.Retention, SplitLimit: k.SplitLimit, Text: k.Text, Dihedral: k.Dihedral, Regions: k.Regions, Windows: k.Windows}
 }

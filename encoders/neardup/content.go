@@ -382,16 +382,3 @@ func (h *Hasher) RegionHashes(img image.Image, canonical bool, minQuality int) (
 // FramedShare is the share of an image below which its largest content
 // rectangle makes it framed (ContentHashes).
 const FramedShare = 0.5
-
-// LargestContentRect (experiment) returns the largest content rectangle of img.
-func (h *Hasher) LargestContentRect(img image.Image) (image.Rectangle, bool, error) {
-	luma, w, hh, err := h.lumaOf(img)
-	if err != nil {
-		return image.Rectangle{}, false, err
-	}
-	rs := h.contentRects(luma, w, hh, maxContentRects, regionCutSide)
-	if len(rs) == 0 {
-		return image.Rect(0, 0, w, hh), false, nil
-	}
-	return rs[0], true, nil
-}

@@ -43,6 +43,9 @@ type Item struct {
 	// (domain.Record.PDQRegions: a meme's or a screenshot's picture), which
 	// link as the canonical hashes do; nil for most images.
 	Regions []hamming.Code
+	// Windows is the image's stored near-duplicate window list
+	// (domain.Record.Windows), for Options.Windows; nil for none.
+	Windows []byte
 }
 
 // extra returns the canonical and region hashes of it that the job
@@ -97,6 +100,20 @@ type Options struct {
 	CheckpointEvery time.Duration
 	// Progress, when set, is called with the searches done and their total.
 	Progress func(done, total int64)
+	// Windows, when set, is an empty linker of the near-duplicate window
+	// relation (encoders/neardup.Linker, as the incremental clusters'
+	// clusters.Union uses): after the hash search, the items with Windows
+	// join it in order, each linking with those before it that the relation
+	// links, so that crops join their picture's component. It holds every
+	// such item's windows (memory not bounded by MaxIndexBytes), and the
+	// phase is not checkpointed midway: a resumed job runs it again.
+	Windows clusters.Linker
+}
+
+// WindowSource is a Source whose clusters also link by windows: it gives
+// the window relation's linker (nil when its clusters do not).
+type WindowSource interface {
+	DedupWindowLinker() clusters.Linker
 }
 
 // BytesPerEntry is the measured memory of one entry of a built hamming
@@ -142,7 +159,22 @@ func (o *Options) TotalSearchesOf(items []Item) int64 {
 	for i := range items {
 		n += len(items[i].extra())
 	}
-	return o.TotalSearches(n)
+	return o.TotalSearches(n) + o.windowSearches(items)
+}
+
+// windowSearches is the number of window searches (items with windows,
+// when Windows is set).
+func (o *Options) windowSearches(items []Item) int64 {
+	if o.Windows == nil {
+		return 0
+	}
+	var w int64
+	for i := range items {
+		if len(items[i].Windows) > 0 {
+			w++
+		}
+	}
+	return w
 }
 
 // Components returns the connected components of items: a union-find over
@@ -163,7 +195,7 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 	codes, owner := nodes(items)
 	n := len(codes)
 	block := opt.blockSize(n)
-	fp := fingerprint(items, opt.Threshold)
+	fp := fingerprint(items, opt.Threshold, opt.Windows != nil)
 	uf := clusters.NewUnionFind(n)
 	for j, o := range owner {
 		uf.Union(int(o), len(items)+j)
@@ -193,7 +225,7 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 			}
 		}
 	}
-	total := opt.TotalSearches(n)
+	total := opt.TotalSearches(n) + opt.windowSearches(items)
 	done := func() int64 { // searches finished before (lo, pos)
 		var d int64
 		for b := 0; b < lo; b += block {
@@ -246,7 +278,51 @@ func Components(ctx context.Context, items []Item, opt Options) (*clusters.Union
 			return nil, err
 		}
 	}
+	if opt.Windows != nil {
+		if err := linkWindows(ctx, items, uf, opt, total-opt.windowSearches(items), total); err != nil {
+			return nil, err
+		}
+		if opt.Checkpoint != "" {
+			if err := saveCheckpoint(opt.Checkpoint, fp, uf, n, n); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return uf, nil
+}
+
+// linkWindows is the window phase: the items with windows join
+// opt.Windows in order, each first linking with the members it finds.
+func linkWindows(ctx context.Context, items []Item, uf *clusters.UnionFind, opt Options, done, total int64) error {
+	var nb []uint64
+	for i := range items {
+		if len(items[i].Windows) == 0 {
+			continue
+		}
+		if done%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if opt.Progress != nil {
+				opt.Progress(done, total)
+			}
+		}
+		var err error
+		if nb, err = opt.Windows.Neighbours(items[i].Windows, nb[:0]); err != nil {
+			return fmt.Errorf("dedup: windows of %s: %w", items[i].Post, err)
+		}
+		for _, j := range nb {
+			uf.Union(i, int(j))
+		}
+		if err := opt.Windows.Add(uint64(i), items[i].Windows); err != nil {
+			return fmt.Errorf("dedup: windows of %s: %w", items[i].Post, err)
+		}
+		done++
+	}
+	if opt.Progress != nil {
+		opt.Progress(done, total)
+	}
+	return nil
 }
 
 // searchRange searches the posts pos..end-1 in ix, Workers at once, and
@@ -287,11 +363,14 @@ func searchRange(ix *hamming.Index, codes []hamming.Code, first []int32, pos, en
 	return all
 }
 
-func fingerprint(items []Item, thr int) [32]byte {
+func fingerprint(items []Item, thr int, windows bool) [32]byte {
 	h := sha256.New()
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(thr))
 	h.Write(b[:])
+	if windows {
+		h.Write([]byte("windows"))
+	}
 	for i := range items {
 		h.Write([]byte(items[i].Post))
 		h.Write([]byte{0})
@@ -305,6 +384,11 @@ func fingerprint(items []Item, thr int) [32]byte {
 				binary.LittleEndian.PutUint64(b[:], w)
 				h.Write(b[:])
 			}
+		}
+		if windows {
+			binary.LittleEndian.PutUint64(b[:], uint64(len(items[i].Windows)))
+			h.Write(b[:])
+			h.Write(items[i].Windows)
 		}
 	}
 	var out [32]byte

@@ -280,6 +280,9 @@ func (m *Manager) execute(ctx context.Context, j *job) (*Summary, error) {
 				m.progress.Set(float64(done) / float64(total))
 			}
 		}}
+	if ws, ok := m.src.(WindowSource); ok {
+		opt.Windows = ws.DedupWindowLinker()
+	}
 	total := opt.TotalSearchesOf(items)
 	m.update(j, func(s *Status) { s.Phase, s.Total = "searching", total })
 	m.log.Info("dedup job started", "id", j.st.ID, "posts", len(items), "threshold", req.Threshold, "searches", total, "resume", req.Resume != "")

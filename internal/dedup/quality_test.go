@@ -41,6 +41,10 @@ import (
 //	                                 canonical dihedral hashes, as clusters.dihedral)
 //	XMODAL_CLUSTERQUALITY_REGIONS    1: with the hashes of content rectangles, as
 //	                                 clusters.regions (default: without, the default)
+//	XMODAL_CLUSTERQUALITY_WINDOWS    1: with the window relation, as clusters.windows
+//	                                 (stored windows with content rectangles;
+//	                                 clusters.Union incrementally, Options.Windows
+//	                                 in the batch job)
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -59,6 +63,7 @@ func TestClusterQualityReposts(t *testing.T) {
 	}
 	dihedral := os.Getenv("XMODAL_CLUSTERQUALITY_DIHEDRAL") != "0"
 	regions := os.Getenv("XMODAL_CLUSTERQUALITY_REGIONS") == "1"
+	windows := os.Getenv("XMODAL_CLUSTERQUALITY_WINDOWS") == "1"
 	dir := t.TempDir()
 	if _, err := reposts.WriteSet(context.Background(), reposts.SetOptions{Generated: n, Distractors: n * 10, Seed: 21, Out: dir}); err != nil {
 		t.Fatal(err)
@@ -105,6 +110,15 @@ func TestClusterQualityReposts(t *testing.T) {
 			variants[i][d], _ = hamming.FromBytes(dih[d][:])
 		}
 		items[i] = Item{Post: fmt.Sprintf("p%05d", i), At: int64(i), Sig: variants[i][0]}
+		if windows { // as cmd/xmodal's ingestWindows with clusters.windows
+			ws, content, err := nd.WindowsIn(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ws) > 0 {
+				items[i].Windows = neardup.AppendWindowsIn(nil, img.Bounds().Dx(), img.Bounds().Dy(), ws, content)
+			}
+		}
 		if dihedral {
 			for j, d := range canon {
 				items[i].Canon[j] = variants[i][d]
@@ -135,16 +149,27 @@ func TestClusterQualityReposts(t *testing.T) {
 	if dihedral {
 		mode += ", canonical dihedral hashes (clusters.dihedral)"
 	}
+	if windows {
+		mode += ", windows (clusters.windows)"
+	}
 	if regions {
 		mode += fmt.Sprintf(", the hashes of content rectangles (clusters.regions; %d of %d images have some, %d framed)", nregions, len(posts), nframed)
 	}
 	t.Logf("%d originals, %d re-posts, %d distractors (re-post generator, seed 21), %s at full resolution", len(origs), len(posts)-len(origs)-10*n, 10*n, mode)
 	for _, thr := range thrs {
-		uf, err := Components(context.Background(), items, Options{Threshold: thr})
+		opt := Options{Threshold: thr}
+		if windows {
+			opt.Windows = neardup.NewLinker()
+		}
+		start := time.Now()
+		uf, err := Components(context.Background(), items, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		part := incremental(t, items, thr)
+		took := time.Since(start)
+		start = time.Now()
+		part := incremental(t, items, thr, windows)
+		t.Logf("threshold %d: batch job %v, incremental %v", thr, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 		if d := Drift(items, uf, part); d != 0 {
 			t.Fatalf("threshold %d: the incremental clusters group %d posts differently from the batch job", thr, d)
 		}
@@ -213,7 +238,7 @@ func TestClusterQualityReposts(t *testing.T) {
 	}
 }
 
-func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
+func incremental(t *testing.T, items []Item, thr int, windows bool) map[string]uint64 {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o644, &bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +247,11 @@ func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
 	if err := db.Update(clusters.Init); err != nil {
 		t.Fatal(err)
 	}
-	l, _ := clusters.NewPDQLinker(thr)
+	var l clusters.Linker
+	l, _ = clusters.NewPDQLinker(thr)
+	if windows {
+		l = clusters.Union{A: l, B: neardup.NewLinker()}
+	}
 	var s *clusters.Store
 	if err := db.View(func(tx *bolt.Tx) (err error) { s, err = clusters.Open(tx, clusters.Options{Linker: l}); return }); err != nil {
 		t.Fatal(err)
@@ -242,6 +271,9 @@ func incremental(t *testing.T, items []Item, thr int) map[string]uint64 {
 					rs = append(rs, cb[:]...)
 				}
 				sig := clusters.PDQSignature(b[:], canon, rs)
+				if windows {
+					sig = clusters.UnionSignature(sig, it.Windows)
+				}
 				if _, err := tx.Join(it.Post, time.Unix(0, it.At), sig); err != nil {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
 )
 
@@ -46,6 +47,15 @@ type ClusterOptions struct {
 	// (PDQ, canonical, regions) is within Threshold bits of any hash of the
 	// other. Records written without them link by their other hashes.
 	Regions bool
+	// Windows also links an image by its near-duplicate windows
+	// (domain.Record.Windows, stored with image.neardup_windows; the
+	// relation of encoders/neardup.Linker, on the windows inside the
+	// image's content rectangle), so that crops join their picture's
+	// cluster: two images link when their PDQ signatures link or their
+	// windows do (clusters.Union). Records without windows link by their
+	// hashes alone. Each member row then holds the window list too (about
+	// 2.5 KB), and the linker a second copy of the windows in memory.
+	Windows bool
 	// Text also clusters text-only posts (no image record) whose normalised
 	// texts are equal (banks.NormalizeText, as the banks' text signals), so
 	// that a copied text can trend as image re-posts do.
@@ -93,6 +103,9 @@ func (o ClusterOptions) clusterFingerprint() string {
 	if o.Regions {
 		fp += ",regions"
 	}
+	if o.Windows {
+		fp += ",windows"
+	}
 	if o.Text {
 		fp += ",text"
 	}
@@ -112,6 +125,11 @@ func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
 		if l, err = clusters.NewPDQLinker(o.Threshold); err != nil {
 			return false, err
 		}
+		if o.Windows {
+			l = clusters.Union{A: l, B: neardup.NewLinker()}
+		}
+	} else {
+		ix.clOpt.Windows = false // a replaced relation takes plain PDQ signatures
 	}
 	if o.Text {
 		l = clusters.Either{Image: l, Text: clusters.NewExactLinker()}
@@ -151,25 +169,33 @@ func (ix *Index) clusterSig(r *domain.Record) []byte {
 	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
 		return nil
 	}
-	return ix.clOpt.imageSignature(r.PDQ, r.PDQCanonical, r.PDQRegions, r.PDQFramed)
+	return ix.clOpt.imageSignature(r.PDQ, r.PDQCanonical, r.PDQRegions, r.PDQFramed, r.Windows)
 }
 
 // imageSignature is the signature an image joins its cluster with: its PDQ
 // hash, its canonical dihedral hashes (with Dihedral) and the hashes of its
 // content rectangles (with Regions). A framed image (domain.Record.
 // PDQFramed: a screenshot, whose whole-image hash is mostly its frame's)
-// links by its regions alone.
-func (o *ClusterOptions) imageSignature(h, canon, regions []byte, framed bool) []byte {
+// links by its regions alone. With Windows it is a clusters.Union
+// signature: that PDQ signature and the stored windows (empty when the
+// record has none).
+func (o *ClusterOptions) imageSignature(h, canon, regions []byte, framed bool, windows []byte) []byte {
 	if !o.Dihedral {
 		canon = nil
 	}
 	if !o.Regions {
 		regions = nil
 	}
+	var sig []byte
 	if framed && len(regions) >= domain.PDQBytes {
-		return clusters.PDQSignature(regions[:domain.PDQBytes], regions[domain.PDQBytes:])
+		sig = clusters.PDQSignature(regions[:domain.PDQBytes], regions[domain.PDQBytes:])
+	} else {
+		sig = clusters.PDQSignature(h, canon, regions)
 	}
-	return clusters.PDQSignature(h, canon, regions)
+	if o.Windows {
+		return clusters.UnionSignature(sig, windows)
+	}
+	return sig
 }
 
 // textSig is the signature a text-only post joins a text cluster with (nil:
@@ -223,12 +249,35 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 	start := time.Now()
 	var items []clusterItem
 	s := ix.segs[segIndex(domain.ModalityImage)]
-	for pos, r := range s.recs {
-		if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
-			continue
+	if ix.clOpt.Windows {
+		// The windows are in the store only (memory keeps them in the
+		// window index): the signature of each record as stored.
+		if err := ix.db.View(func(tx *bolt.Tx) error {
+			recs := tx.Bucket(bucketRecords)
+			for pos, r := range s.recs {
+				if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
+					continue
+				}
+				sig, at, err := ix.storedSig(recs, r.PostID, domain.ModalityImage)
+				if err != nil {
+					return err
+				}
+				if sig != nil {
+					items = append(items, clusterItem{r.PostID, at, sig})
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		sig := ix.clOpt.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed)
-		items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
+	} else {
+		for pos, r := range s.recs {
+			if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
+				continue
+			}
+			sig := ix.clOpt.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
+			items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
+		}
 	}
 	if err := ix.db.View(func(tx *bolt.Tx) error {
 		ts, err := ix.textClusterItems(tx)

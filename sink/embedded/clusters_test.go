@@ -666,7 +666,8 @@ func TestClustersLinkMemes(t *testing.T) {
 }
 
 // batchAgrees runs the batch job over ix's image posts: it must group them
-// as the incremental clusters do (drift 0), in want clusters of two or more.
+// as the incremental clusters do (drift 0), in want clusters of two or more
+// (any number when want < 0).
 func batchAgrees(t *testing.T, ix *Index, want int) {
 	t.Helper()
 	ctx := context.Background()
@@ -674,12 +675,122 @@ func batchAgrees(t *testing.T, ix *Index, want int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold})
+	uf, err := dedup.Components(ctx, items, dedup.Options{Threshold: DefaultClusterThreshold, Windows: ix.DedupWindowLinker()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	part, _, _ := ix.ClusterPartition()
-	if d, n := dedup.Drift(items, uf, part), len(dedup.Group(items, uf, 2)); d != 0 || n != want {
+	if d, n := dedup.Drift(items, uf, part), len(dedup.Group(items, uf, 2)); d != 0 || (want >= 0 && n != want) {
 		t.Fatalf("the batch job: drift %d, %d clusters; want 0 and %d", d, n, want)
 	}
+}
+
+// TestClustersLinkCrops: with clusters.windows, crops of a photo (which
+// whole-image PDQ does not link) join the photo's cluster through their
+// stored windows, whichever arrived first, and no two photos merge; the
+// batch job groups them as the incremental clusters do; without the option
+// (a rebuild from the stored records) no crop joins, and with it again
+// they do.
+func TestClustersLinkCrops(t *testing.T) {
+	ctx := context.Background()
+	photos := []string{"astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "coins.jpg", "camera.jpg"}
+	edits := [][]reposts.Kind{{reposts.Crop90}, {reposts.Crop75}, {reposts.Crop90, reposts.Caption}}
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	hs := pdq.Hasher{MaxSide: -1}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	post := func(name string, img image.Image, at time.Time, seed uint64) domain.Change {
+		v, cs, q := hs.HashCanonical(img)
+		ch := imagePost(name, at, v[:], seed)
+		r := &ch.Records[0]
+		r.PDQQuality, r.PDQCanonical = q, pdq.AppendHashes(nil, cs)
+		ws, content, err := h.WindowsIn(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := img.Bounds()
+		r.Windows = neardup.AppendWindowsIn(nil, b.Dx(), b.Dy(), ws, content)
+		return ch
+	}
+	var changes []domain.Change
+	group := map[string]string{}
+	for i, name := range photos {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "neardup", "photos", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := pdq.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var copies []domain.Change
+		for j, k := range edits {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprintf("%s-%s", name, reposts.Name(k))
+			copies = append(copies, post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute), uint64(100*i+10*j)))
+			group[id] = name
+		}
+		orig := post(name, img, t0.Add(time.Duration(10*i)*time.Minute), uint64(100*i+50))
+		group[name] = name
+		if i%2 == 0 {
+			changes = append(append(changes, orig), copies...)
+		} else {
+			changes = append(append(changes, copies...), orig)
+		}
+	}
+	open := func(path string, windows bool) *Index {
+		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Dihedral: true, Windows: windows}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	// joined counts the copies in their photo's cluster; a cluster holding
+	// two photos' posts fails.
+	joined := func(ix *Index, what string) int {
+		t.Helper()
+		owner := map[uint64]string{}
+		for id, g := range group {
+			c := clusterOf(t, ix, id)
+			if c == 0 {
+				t.Fatalf("%s: %s is in no cluster", what, id)
+			}
+			if prev, ok := owner[c]; ok && prev != g {
+				t.Fatalf("%s: %s and a post of %s share cluster %d", what, id, prev, c)
+			}
+			owner[c] = g
+		}
+		n := 0
+		for id, g := range group {
+			if id != g && clusterOf(t, ix, id) == clusterOf(t, ix, g) {
+				n++
+			}
+		}
+		return n
+	}
+	path := filepath.Join(t.TempDir(), "ix.db")
+	ix := open(path, true)
+	for _, ch := range changes {
+		mustApply(t, ix, ch)
+	}
+	with := joined(ix, "with window links")
+	t.Logf("with window links, %d of %d crops joined their photo", with, len(photos)*len(edits))
+	if with < len(photos)*len(edits)/3 {
+		t.Errorf("with window links only %d of %d crops joined their photo", with, len(photos)*len(edits))
+	}
+	batchAgrees(t, ix, -1)
+	ix.Close()
+	ix = open(path, false) // a rebuild without window links
+	if n := joined(ix, "without window links"); n != 0 {
+		t.Errorf("without window links %d crops joined their photo", n)
+	}
+	ix.Close()
+	ix = open(path, true) // with them again, from the stored records
+	defer ix.Close()
+	if n := joined(ix, "rebuilt with window links"); n != with {
+		t.Errorf("rebuilt with window links, %d crops joined their photo, want %d", n, with)
+	}
+	batchAgrees(t, ix, -1)
 }

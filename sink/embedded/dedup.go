@@ -9,6 +9,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
+	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/dedup"
 	mih "github.com/xmodal/xmodal/internal/hamming"
 )
@@ -24,6 +26,8 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 	if ix.cl == nil {
 		o = ClusterOptions{MinQuality: domain.LowPDQQuality, Dihedral: true, Regions: true}
 	}
+	po := o // the PDQ part; the windows are read from the store below
+	po.Windows = false
 	ix.mu.RLock()
 	s := ix.segs[segIndex(domain.ModalityImage)]
 	out := make([]dedup.Item, 0, s.len())
@@ -41,7 +45,7 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 			}
 			// The hashes of the signature the incremental clusters join with
 			// (the first is the node, the others link as extra nodes).
-			sig := o.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed)
+			sig := po.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
 			it := dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano()}
 			for k := 0; k+domain.PDQBytes <= len(sig); k += domain.PDQBytes {
 				c, err := mih.FromBytes(sig[k : k+domain.PDQBytes])
@@ -59,8 +63,43 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 		}
 	}
 	ix.mu.RUnlock()
+	if o.Windows {
+		// Memory keeps no window lists outside the window index: read each
+		// record's from the store (outside mu; a record replaced meanwhile
+		// gives its new windows).
+		if err := ix.db.View(func(tx *bolt.Tx) error {
+			recs := tx.Bucket(bucketRecords)
+			for i := range out {
+				if i%4096 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				v := recs.Get([]byte(domain.PrimaryKey(out[i].Post, domain.ModalityImage)))
+				if v == nil {
+					continue
+				}
+				r, _, err := decodeStored(v)
+				if err != nil {
+					return err
+				}
+				out[i].Windows = r.Windows
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
 	slices.SortFunc(out, func(a, b dedup.Item) int { return strings.Compare(a.Post, b.Post) })
 	return out, nil
+}
+
+// DedupWindowLinker returns an empty linker of the window relation when the
+// clusters link by windows (ClusterOptions.Windows), nil otherwise
+// (implements dedup.WindowSource).
+func (ix *Index) DedupWindowLinker() clusters.Linker {
+	if ix.cl == nil || !ix.clOpt.Windows {
+		return nil
+	}
+	return neardup.NewLinker()
 }
 
 // Thumbnails returns the thumbnails of the posts that have one.
@@ -89,4 +128,7 @@ func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
 	return ix.cl.Partition(), ix.clOpt.Threshold, true
 }
 
-var _ dedup.Source = (*Index)(nil)
+var (
+	_ dedup.Source       = (*Index)(nil)
+	_ dedup.WindowSource = (*Index)(nil)
+)
