@@ -28,6 +28,9 @@ package workers_test
 //                        windows (encoders/neardup) and the index keeps
 //                        them (image.neardup_windows); 0 (default, as
 //                        xmodal's default): they do not
+//   XMODAL_BENCH_CLUSTER_WINDOWS 1 (with XMODAL_BENCH_WINDOWS=1): the
+//                        clusters link by windows too (clusters.windows; the
+//                        stored windows carry the content rectangle)
 // It prints one line: "RESULT posts=N seconds=S posts_per_s=R
 // cpu_ms_per_post=C model_batch=B", C being the process's CPU time (every
 // thread, ONNX Runtime's included) over the round per post and B the mean
@@ -94,8 +97,12 @@ func BenchmarkIngestRound(b *testing.B) {
 	clustered := os.Getenv("XMODAL_BENCH_CLUSTERS") != "0"
 	dihedral := clustered && os.Getenv("XMODAL_BENCH_DIHEDRAL") != "0"
 	regions := clustered && os.Getenv("XMODAL_BENCH_REGIONS") == "1" // clusters.regions, off by default
+	clusterWindows := clustered && os.Getenv("XMODAL_BENCH_CLUSTER_WINDOWS") == "1"
+	if clusterWindows && os.Getenv("XMODAL_BENCH_WINDOWS") != "1" {
+		b.Fatal("XMODAL_BENCH_CLUSTER_WINDOWS=1 needs XMODAL_BENCH_WINDOWS=1 (as clusters.windows needs image.neardup_windows)")
+	}
 	if clustered {
-		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral, Regions: regions}
+		opt.Clusters = &embedded.ClusterOptions{Dihedral: dihedral, Regions: regions, Windows: clusterWindows}
 	}
 	ix, err := embedded.Open(context.Background(), opt)
 	if err != nil {
@@ -197,6 +204,13 @@ func BenchmarkIngestRound(b *testing.B) {
 		deps.Hasher.Windows = func(img image.Image) []byte {
 			h := nds.Get().(*neardup.Hasher)
 			defer nds.Put(h)
+			if clusterWindows {
+				ws, content, err := h.WindowsIn(img)
+				if err != nil || len(ws) == 0 {
+					return nil
+				}
+				return neardup.AppendWindowsIn(nil, img.Bounds().Dx(), img.Bounds().Dy(), ws, content)
+			}
 			ws, err := h.Windows(img)
 			if err != nil || len(ws) == 0 {
 				return nil
