@@ -1,6 +1,7 @@
 package neardup
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"image"
 	"math"
@@ -155,15 +156,30 @@ func (ix *Index) linked(a, b *linkSide) bool {
 }
 
 // Linker holds stored window lists under member ids and answers the link
-// relation of clusters (above). Safe for concurrent use.
+// relation of clusters (above). Members whose stored lists are identical
+// (the same picture re-posted byte for byte, the commonest near-duplicate)
+// share one entry of the index: a search meets the entry once and verifies
+// it once for all of them. Safe for concurrent use.
 type Linker struct {
-	mu sync.Mutex
-	ix *Index
+	mu      sync.Mutex
+	ix      *Index
+	groups  map[[32]byte]*linkGroup
+	byEntry map[int64]*linkGroup
+	groupOf map[uint64]*linkGroup
+	next    int64
+}
+
+// linkGroup is the members that share one stored list, and its entry id.
+type linkGroup struct {
+	key     [32]byte
+	entry   int64
+	members []uint64
 }
 
 // NewLinker returns an empty linker.
 func NewLinker() *Linker {
-	return &Linker{ix: NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))}
+	return &Linker{ix: NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false)),
+		groups: map[[32]byte]*linkGroup{}, byEntry: map[int64]*linkGroup{}, groupOf: map[uint64]*linkGroup{}}
 }
 
 // parseLink reads a stored window list for the linker, keeping only the
@@ -201,9 +217,19 @@ func (l *Linker) Add(id uint64, stored []byte) error {
 	if err != nil {
 		return err
 	}
+	key := sha256.Sum256(stored)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ix.Add(int64(id), w, h, sig)
+	l.removeLocked(id)
+	g := l.groups[key]
+	if g == nil {
+		l.next++
+		g = &linkGroup{key: key, entry: l.next}
+		l.groups[key], l.byEntry[g.entry] = g, g
+		l.ix.Add(g.entry, w, h, sig)
+	}
+	g.members = append(g.members, id)
+	l.groupOf[id] = g
 	return nil
 }
 
@@ -211,18 +237,49 @@ func (l *Linker) Add(id uint64, stored []byte) error {
 func (l *Linker) Remove(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ix.Remove(int64(id))
+	l.removeLocked(id)
+}
+
+func (l *Linker) removeLocked(id uint64) {
+	g := l.groupOf[id]
+	if g == nil {
+		return
+	}
+	delete(l.groupOf, id)
+	if i := slices.Index(g.members, id); i >= 0 {
+		g.members = slices.Delete(g.members, i, i+1)
+	}
+	if len(g.members) == 0 {
+		delete(l.groups, g.key)
+		delete(l.byEntry, g.entry)
+		l.ix.Remove(g.entry)
+	}
 }
 
 // Len is the number of members held.
-func (l *Linker) Len() int { return l.ix.Len() }
+func (l *Linker) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.groupOf)
+}
 
 // Neighbours appends to dst every member linked to the image of a stored
 // window list (itself too, when it is held).
 func (l *Linker) Neighbours(stored []byte, dst []uint64) ([]uint64, error) {
+	err := l.NeighboursSkip(stored, nil, func(id uint64) { dst = append(dst, id) })
+	return dst, err
+}
+
+// NeighboursSkip calls found with each member linked to the image of a
+// stored window list, except those for which skip (nil: none) reports
+// true when their turn comes: an entry whose members are all skipped is
+// not verified. A caller that only needs one link per group (a cluster to
+// join, a component being built) skips the members of groups already
+// linked, which saves verifying every other copy of a popular picture.
+func (l *Linker) NeighboursSkip(stored []byte, skip func(id uint64) bool, found func(id uint64)) error {
 	a, _, _, _, err := parseLink(stored)
 	if err != nil || a == nil {
-		return dst, err
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -237,9 +294,20 @@ func (l *Linker) Neighbours(stored []byte, dst []uint64) ([]uint64, error) {
 		eis = append(eis, ei)
 	}
 	slices.Sort(eis)
+	var want []uint64
 	for _, ei := range eis {
 		e := &ix.entries[ei]
-		if e.dead {
+		grp := l.byEntry[e.id]
+		if e.dead || grp == nil {
+			continue
+		}
+		want = want[:0]
+		for _, m := range grp.members {
+			if skip == nil || !skip(m) {
+				want = append(want, m)
+			}
+		}
+		if len(want) == 0 {
 			continue
 		}
 		hashes := make([]pdq.Hash, len(e.wins))
@@ -247,10 +315,12 @@ func (l *Linker) Neighbours(stored []byte, dst []uint64) ([]uint64, error) {
 			hashes[k], _ = g.Hash(e.winBase + uint32(k))
 		}
 		if ix.linked(a, newLinkSide(int(e.w), int(e.h), e.wins, hashes, e.patch)) {
-			dst = append(dst, uint64(e.id))
+			for _, m := range want {
+				found(m)
+			}
 		}
 	}
-	return dst, nil
+	return nil
 }
 
 // Linked reports whether the images of two stored window lists are linked.

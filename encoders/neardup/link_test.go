@@ -202,3 +202,57 @@ func TestLinkerContent(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkerSharesIdenticalLists: members with byte-identical stored lists
+// share one index entry, yet each is a neighbour, Remove drops one member
+// only, and a skipped member is left out while its twin is returned.
+func TestLinkerSharesIdenticalLists(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	img := reposts.Photo(1, 5, 640, 480)
+	sig, content, err := h.WindowsIn(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := AppendWindowsIn(nil, 640, 480, sig, content)
+	rp, err := reposts.Apply(img, []reposts.Kind{reposts.Crop90}, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	csig, ccontent, err := h.WindowsIn(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crop := AppendWindowsIn(nil, rp.Image.Bounds().Dx(), rp.Image.Bounds().Dy(), csig, ccontent)
+	l := NewLinker()
+	for _, id := range []uint64{1, 2, 3} {
+		if err := l.Add(id, stored); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.Len() != 3 || l.ix.Len() != 1 {
+		t.Fatalf("Len %d with %d index entries, want 3 members in 1 entry", l.Len(), l.ix.Len())
+	}
+	nb, err := l.Neighbours(crop, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(nb, []uint64{1, 2, 3}) {
+		t.Fatalf("the crop's neighbours %v, want the three copies (is the crop linked at all?)", nb)
+	}
+	var got []uint64
+	if err := l.NeighboursSkip(crop, func(id uint64) bool { return id == 2 }, func(id uint64) { got = append(got, id) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []uint64{1, 3}) {
+		t.Errorf("skipping 2: %v, want [1 3]", got)
+	}
+	l.Remove(1)
+	l.Remove(3)
+	if nb, _ := l.Neighbours(crop, nil); !slices.Equal(nb, []uint64{2}) || l.Len() != 1 {
+		t.Errorf("after removing two copies: neighbours %v, Len %d; want [2] and 1", nb, l.Len())
+	}
+	l.Remove(2)
+	if l.ix.Len() != 0 || l.Len() != 0 {
+		t.Errorf("after removing every copy: %d entries, Len %d", l.ix.Len(), l.Len())
+	}
+}

@@ -28,6 +28,35 @@ type Linker interface {
 	Len() int
 }
 
+// SkipLinker is a Linker whose search can leave out candidates the caller
+// does not need: NeighboursSkip calls found with members linked to sig,
+// except candidates for which skip reports true when their turn comes
+// (those are not checked). Join skips the members of clusters it already
+// links, a split the members of the component being built: one link per
+// group is all they need, and a costly relation (the window relation
+// verifies each candidate) then checks one copy of a popular picture, not
+// all of them.
+type SkipLinker interface {
+	NeighboursSkip(sig []byte, skip func(id uint64) bool, found func(id uint64)) error
+}
+
+// neighboursSkip is l's NeighboursSkip, or its Neighbours filtered by skip.
+func neighboursSkip(l Linker, sig []byte, skip func(id uint64) bool, found func(id uint64)) error {
+	if sl, ok := l.(SkipLinker); ok {
+		return sl.NeighboursSkip(sig, skip, found)
+	}
+	nb, err := l.Neighbours(sig, nil)
+	if err != nil {
+		return err
+	}
+	for _, id := range nb {
+		if !skip(id) {
+			found(id)
+		}
+	}
+	return nil
+}
+
 // ErrBadSignature is returned for a signature the linker cannot read.
 var ErrBadSignature = fmt.Errorf("clusters: bad signature")
 

@@ -410,19 +410,27 @@ func (t *Txn) Join(post string, at time.Time, sig []byte) (uint64, error) {
 			return 0, err
 		}
 	}
-	nbrs, err := t.s.opt.Linker.Neighbours(sig, nil)
+	// The clusters sig links to: one linked member of each is enough, so
+	// the members of a cluster already found are not checked.
+	var cids []uint64
+	clusterOf := func(id uint64) (uint64, bool) {
+		if p := t.postOf(id); p != "" {
+			if m := t.member(p); m != nil {
+				return m.Cluster, true
+			}
+		}
+		return 0, false
+	}
+	err := neighboursSkip(t.s.opt.Linker, sig, func(id uint64) bool {
+		c, ok := clusterOf(id)
+		return !ok || slices.Contains(cids, c)
+	}, func(id uint64) {
+		if c, ok := clusterOf(id); ok && !slices.Contains(cids, c) {
+			cids = append(cids, c)
+		}
+	})
 	if err != nil {
 		return 0, err
-	}
-	var cids []uint64
-	for _, id := range nbrs {
-		p := t.postOf(id)
-		if p == "" {
-			continue
-		}
-		if m := t.member(p); m != nil && !slices.Contains(cids, m.Cluster) {
-			cids = append(cids, m.Cluster)
-		}
 	}
 	mb := t.tx.Bucket(bucketMembers)
 	mid, err := mb.NextSequence()
@@ -557,17 +565,14 @@ func (t *Txn) split(in *Info, entries []entry) error {
 		idx[e.id] = i
 	}
 	uf := NewUnionFind(len(entries))
-	var nb []uint64
 	for i, e := range entries {
-		var err error
-		nb, err = t.s.opt.Linker.Neighbours(t.member(e.post).Sig, nb[:0])
+		// Members already in i's component need no check.
+		err := neighboursSkip(t.s.opt.Linker, t.member(e.post).Sig, func(id uint64) bool {
+			j, ok := idx[id]
+			return !ok || uf.Find(j) == uf.Find(i)
+		}, func(id uint64) { uf.Union(i, idx[id]) })
 		if err != nil {
 			return err
-		}
-		for _, id := range nb {
-			if j, ok := idx[id]; ok {
-				uf.Union(i, j)
-			}
 		}
 	}
 	parts := map[int][]entry{}

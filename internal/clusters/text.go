@@ -176,6 +176,11 @@ func (e Either) Remove(id uint64) {
 	e.Text.Remove(id)
 }
 
+// NeighboursSkip implements SkipLinker.
+func (e Either) NeighboursSkip(sig []byte, skip func(id uint64) bool, found func(id uint64)) error {
+	return neighboursSkip(e.route(sig), sig, skip, found)
+}
+
 // Neighbours implements Linker.
 func (e Either) Neighbours(sig []byte, dst []uint64) ([]uint64, error) {
 	return e.route(sig).Neighbours(sig, dst)

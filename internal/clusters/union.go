@@ -144,3 +144,19 @@ func (u Union) AddBatch(ids []uint64, sigs [][]byte) error {
 	}
 	return nil
 }
+
+// NeighboursSkip implements SkipLinker: A's neighbours (cheap: hash
+// distances), then B's candidates that skip does not leave out.
+func (u Union) NeighboursSkip(sig []byte, skip func(id uint64) bool, found func(id uint64)) error {
+	a, b, err := SplitUnion(sig)
+	if err != nil {
+		return err
+	}
+	if err := neighboursSkip(u.A, a, skip, found); err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	return neighboursSkip(u.B, b, skip, found)
+}

@@ -307,12 +307,19 @@ func linkWindows(ctx context.Context, items []Item, uf *clusters.UnionFind, opt 
 				opt.Progress(done, total)
 			}
 		}
+		// Items already in i's component (by hashes, or by windows of
+		// copies before it) need no check.
 		var err error
-		if nb, err = opt.Windows.Neighbours(items[i].Windows, nb[:0]); err != nil {
-			return fmt.Errorf("dedup: windows of %s: %w", items[i].Post, err)
+		if sl, ok := opt.Windows.(clusters.SkipLinker); ok {
+			err = sl.NeighboursSkip(items[i].Windows, func(id uint64) bool { return uf.Find(int(id)) == uf.Find(i) },
+				func(id uint64) { uf.Union(i, int(id)) })
+		} else if nb, err = opt.Windows.Neighbours(items[i].Windows, nb[:0]); err == nil {
+			for _, j := range nb {
+				uf.Union(i, int(j))
+			}
 		}
-		for _, j := range nb {
-			uf.Union(i, int(j))
+		if err != nil {
+			return fmt.Errorf("dedup: windows of %s: %w", items[i].Post, err)
 		}
 		if err := opt.Windows.Add(uint64(i), items[i].Windows); err != nil {
 			return fmt.Errorf("dedup: windows of %s: %w", items[i].Post, err)
