@@ -93,6 +93,20 @@ func TestNearDupCropThroughRun(t *testing.T) {
 // a photo posted to `xmodal run` join the photo's cluster at ingest: the
 // media stage gives their records the hashes of their content rectangles.
 func TestMemeClustersThroughRun(t *testing.T) {
+	clustersThroughRun(t, []reposts.Kind{reposts.Caption, reposts.Screenshot}, "--clusters-regions=true")
+}
+
+// TestCropClustersThroughRun: with clusters.windows (and the windows it
+// reads, image.neardup_windows), crops of a photo posted through `xmodal
+// run` join the photo's cluster.
+func TestCropClustersThroughRun(t *testing.T) {
+	clustersThroughRun(t, []reposts.Kind{reposts.Crop90, reposts.Crop75}, "--image-neardup-windows=true", "--clusters-windows=true")
+}
+
+// clustersThroughRun posts a photo, an unrelated photo and the photo under
+// each of kinds through `xmodal run` with flags, and checks that each
+// edited copy is in the photo's cluster, of the photo and its copies only.
+func clustersThroughRun(t *testing.T, kinds []reposts.Kind, flags ...string) {
 	if testing.Short() {
 		t.Skip("runs xmodal processes")
 	}
@@ -112,7 +126,7 @@ func TestMemeClustersThroughRun(t *testing.T) {
 		fmt.Sprintf(`{"schema":1,"id":"other","author":"skimage","created_at":"2026-11-01T11:00:00Z","text":"a photo","image_file":%q}`,
 			filepath.Join(root, "testdata", "neardup", "photos", "coffee.jpg")),
 	}
-	for i, k := range []reposts.Kind{reposts.Caption, reposts.Screenshot} {
+	for i, k := range kinds {
 		rp, err := reposts.Apply(img, []reposts.Kind{k}, rand.New(rand.NewPCG(uint64(i), 3)))
 		if err != nil {
 			t.Fatal(err)
@@ -125,11 +139,12 @@ func TestMemeClustersThroughRun(t *testing.T) {
 	if err := os.WriteFile(posts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run := startUserRun(t, t.TempDir(), freePort(t), freePort(t), "--clusters-regions=true")
-	if out := run.mustCLI("post", posts); !strings.Contains(out, "4 indexed") {
+	run := startUserRun(t, t.TempDir(), freePort(t), freePort(t), flags...)
+	if out := run.mustCLI("post", posts); !strings.Contains(out, fmt.Sprintf("%d indexed", 2+len(kinds))) {
 		t.Fatalf("posting:\n%s", out)
 	}
-	for _, id := range []string{"caption", "screenshot"} {
+	for _, k := range kinds {
+		id := string(k)
 		res, err := http.Post("http://"+run.http+"/v1/cluster", "application/json", strings.NewReader(`{"post_id":"`+id+`"}`))
 		if err != nil {
 			t.Fatal(err)
@@ -147,8 +162,8 @@ func TestMemeClustersThroughRun(t *testing.T) {
 		if err != nil || res.StatusCode != 200 {
 			t.Fatalf("POST /v1/cluster %s: %d %v", id, res.StatusCode, err)
 		}
-		if cl.Cluster.Representative.PostID != "photo" || cl.Cluster.Size != 3 {
-			t.Errorf("the cluster of %s: %+v, want the photo's, of 3 posts", id, cl.Cluster)
+		if cl.Cluster.Representative.PostID != "photo" || cl.Cluster.Size != 1+len(kinds) {
+			t.Errorf("the cluster of %s: %+v, want the photo's, of %d posts", id, cl.Cluster, 1+len(kinds))
 		}
 	}
 }
