@@ -24,6 +24,10 @@ import (
 //     as a query, its windows at their places in its frame, and its patch,
 //     bilinearly enlarged, as the pixels the pixel check reads; as an
 //     original, the same windows and patch.
+//   - Each side's windows are its plain and its scaled ones (WindowsIn:
+//     those of the image drawn at cropScale of the working size), so that
+//     a crop and its picture, whose plain windows show the content at two
+//     scales, meet.
 //   - Only windows inside the image's content rectangle take part
 //     (WindowsIn, stored by AppendWindowsIn): the lettering of a caption
 //     band or the chrome of an app looks alike in every meme or
@@ -182,25 +186,26 @@ func NewLinker() *Linker {
 		groups: map[[32]byte]*linkGroup{}, byEntry: map[int64]*linkGroup{}, groupOf: map[uint64]*linkGroup{}}
 }
 
-// parseLink reads a stored window list for the linker, keeping only the
-// windows whose centres lie inside the image's content rectangle
-// (WindowsIn; a stored list without one keeps all); one without windows
-// links nothing (nil side, no error).
+// parseLink reads a stored window list for the linker: its plain and
+// scaled windows (WindowsIn), keeping only those whose centres lie inside
+// the image's content rectangle (a stored list without one keeps all); one
+// without windows links nothing (nil side, no error).
 func parseLink(stored []byte) (*linkSide, []RegionHash, int, int, error) {
 	w, h, sig, content, err := ParseWindowsIn(stored)
 	if err != nil {
 		return nil, nil, 0, 0, err
 	}
-	if !isWhole(content) {
-		kept := sig[:0]
-		for _, r := range sig {
-			if r.Kind == Window && (r.Region.CX < content.X0 || r.Region.CX > content.X1 || r.Region.CY < content.Y0 || r.Region.CY > content.Y1) {
-				continue
-			}
-			kept = append(kept, r)
+	kept := sig[:0]
+	for _, r := range sig {
+		if r.Kind == ScaledWindow {
+			r.Kind = Window // both kinds are windows to the relation
 		}
-		sig = kept
+		if r.Kind == Window && !isWhole(content) && (r.Region.CX < content.X0 || r.Region.CX > content.X1 || r.Region.CY < content.Y0 || r.Region.CY > content.Y1) {
+			continue
+		}
+		kept = append(kept, r)
 	}
+	sig = kept
 	s := sideOfSig(w, h, sig)
 	if len(s.hashes) == 0 {
 		return nil, sig, w, h, nil

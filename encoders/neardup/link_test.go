@@ -256,3 +256,60 @@ func TestLinkerSharesIdenticalLists(t *testing.T) {
 		t.Errorf("after removing every copy: %d entries, Len %d", l.ix.Len(), l.Len())
 	}
 }
+
+// TestLinkerScaledWindows: the stored windows of a picture and of its 75 %
+// crop, each drawn at the working size, show the content at two scales and
+// rarely coincide; with the scaled windows stored too (WindowsIn) most
+// crops link with their picture, and still no picture with another's crop.
+func TestLinkerScaledWindows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes 60 generated images")
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	l := NewLinker()
+	const n = 30
+	var plain, scaled, falseLinks int
+	var prev []byte
+	for p := range n {
+		img := genPhoto(t, p)
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(uint64(p), 9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := func(im image.Image) (plain, withScaled []byte) {
+			sig, content, err := h.WindowsIn(im)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := im.Bounds()
+			return AppendWindows(nil, b.Dx(), b.Dy(), sig), AppendWindowsIn(nil, b.Dx(), b.Dy(), sig, content)
+		}
+		op, os := stored(img)
+		cp, cs := stored(rp.Image)
+		if ok, _ := l.Linked(op, cp); ok {
+			plain++
+		}
+		if ok, _ := l.Linked(os, cs); ok {
+			scaled++
+		}
+		if prev != nil {
+			if ok, _ := l.Linked(prev, cs); ok {
+				falseLinks++
+			}
+		}
+		prev = os
+	}
+	t.Logf("75 %% crops linked with their picture: %d of %d by plain windows, %d with scaled ones; false links %d", plain, n, scaled, falseLinks)
+	if scaled < 2*n/3 || scaled < plain+n/6 {
+		t.Errorf("with scaled windows %d of %d crops link (plain windows alone: %d)", scaled, n, plain)
+	}
+	if falseLinks > 0 {
+		t.Errorf("%d crops linked with another picture", falseLinks)
+	}
+}
+
+// genPhoto is generated picture p of the re-post generator at 640 x 480.
+func genPhoto(t *testing.T, p int) image.Image {
+	t.Helper()
+	return reposts.Photo(p%len(reposts.Families), uint64(p)*31+7, 640, 480)
+}

@@ -53,6 +53,11 @@ const (
 	// Patch is not a hash: the image's luminance reduced to PatchSide x
 	// PatchSide cells (RegionHash.Pixels), which verifies window matches.
 	Patch
+	// ScaledWindow is a window of the image drawn at cropScale of the
+	// working size (WindowsIn): what a 75 % crop of the image shows at the
+	// image's own scale. Only the clusters' window relation (Linker) reads
+	// them; the lookup's index does not hold them.
+	ScaledWindow
 )
 
 func (k Kind) String() string {
@@ -63,6 +68,8 @@ func (k Kind) String() string {
 		return "window"
 	case Patch:
 		return "patch"
+	case ScaledWindow:
+		return "scaled-window"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }

@@ -117,6 +117,7 @@ func TestParseWindowsRefuses(t *testing.T) {
 		"no content":    good3[:windowsHeader+contentBytes-1],
 		"empty content": AppendWindowsIn(nil, 100, 80, one, Region{X0: 0.5, Y0: 0.1, X1: 0.5, Y1: 0.9}),
 		"v3 no patch":   good3[:len(good3)-patchBytes],
+		"v3 scaled > n": append(slices.Clone(good3[:windowsHeader+contentBytes-1]), append([]byte{2}, good3[windowsHeader+contentBytes:]...)...),
 	}
 	for name, b := range bad {
 		if _, _, _, err := ParseWindows(b); !errors.Is(err, ErrBadWindows) {
@@ -129,6 +130,21 @@ func TestParseWindowsRefuses(t *testing.T) {
 	if _, _, s, c, err := ParseWindowsIn(good3); err != nil || len(s) != 2 || s[1].Kind != Patch ||
 		math.Abs(float64(c.X0-0.1)) > 1e-4 || math.Abs(float64(c.Y1-0.7)) > 1e-4 {
 		t.Errorf("good, format 3: %v, %d elements, content %+v", err, len(s), c)
+	}
+	// Scaled windows (format 3) come back from ParseWindowsIn only.
+	two := []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.5, Side: 0.2}}, {Kind: ScaledWindow, Region: Region{CX: 0.25, CY: 0.5, Side: 0.3}}}
+	b3 := AppendWindowsIn(nil, 100, 80, two, Region{X1: 1, Y1: 1})
+	if b3[0] != windowsFormat3 {
+		t.Errorf("scaled windows stored in format %d, want 3", b3[0])
+	}
+	if _, _, s, _, err := ParseWindowsIn(b3); err != nil || len(s) != 3 || s[0].Kind != Window || s[1].Kind != ScaledWindow || s[2].Kind != Patch {
+		t.Errorf("ParseWindowsIn with a scaled window: %v, %+v", err, s)
+	}
+	if _, _, s, err := ParseWindows(b3); err != nil || len(s) != 2 || s[0].Kind != Window || s[1].Kind != Patch {
+		t.Errorf("ParseWindows with a scaled window: %v, %d elements (want the plain window and the patch)", err, len(s))
+	}
+	if b := AppendWindows(nil, 100, 80, two); b[0] != windowsFormat {
+		t.Errorf("AppendWindows of a list with scaled windows: format %d, want 2 (the lookup's form)", b[0])
 	}
 	// The whole image as content writes format 2.
 	if b := AppendWindowsIn(nil, 100, 80, one, Region{X1: 1, Y1: 1}); !bytes.Equal(b, good) {
