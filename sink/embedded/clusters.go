@@ -54,7 +54,8 @@ type ClusterOptions struct {
 	// cluster: two images link when their PDQ signatures link or their
 	// windows do (clusters.Union). Records without windows link by their
 	// hashes alone. Each member row then holds the window list too (about
-	// 2.5 KB), and the linker a second copy of the windows in memory.
+	// 4.5 KB with the scaled windows), and the linker a second copy of the
+	// windows in memory.
 	Windows bool
 	// Text also clusters text-only posts (no image record) whose normalised
 	// texts are equal (banks.NormalizeText, as the banks' text signals), so
