@@ -24,10 +24,12 @@ import (
 //     as a query, its windows at their places in its frame, and its patch,
 //     bilinearly enlarged, as the pixels the pixel check reads; as an
 //     original, the same windows and patch.
-//   - Each side's windows are its plain and its scaled ones (WindowsIn:
-//     those of the image drawn at cropScale of the working size), so that
+//   - Each side's windows are its plain and its link windows (WindowsIn:
+//     those of the image drawn at cropScale of the working size, so that
 //     a crop and its picture, whose plain windows show the content at two
-//     scales, meet.
+//     scales, meet; and those of its content rectangle drawn at the
+//     working size, so that a picture shown small inside a screenshot or
+//     a frame meets the picture).
 //   - Only windows inside the image's content rectangle take part
 //     (WindowsIn, stored by AppendWindowsIn): the lettering of a caption
 //     band or the chrome of an app looks alike in every meme or

@@ -53,10 +53,13 @@ const (
 	// Patch is not a hash: the image's luminance reduced to PatchSide x
 	// PatchSide cells (RegionHash.Pixels), which verifies window matches.
 	Patch
-	// ScaledWindow is a window of the image drawn at cropScale of the
-	// working size (WindowsIn): what a 75 % crop of the image shows at the
-	// image's own scale. Only the clusters' window relation (Linker) reads
-	// them; the lookup's index does not hold them.
+	// ScaledWindow is a link window (WindowsIn): a window of the image
+	// drawn at cropScale of the working size (what a 75 % crop of the
+	// image shows at the image's own scale), or of its content rectangle
+	// drawn at the working size (the picture inside a screenshot or a
+	// frame at the picture's own scale), placed in the image's frame.
+	// Only the clusters' window relation (Linker) reads them; the
+	// lookup's index does not hold them.
 	ScaledWindow
 )
 
@@ -116,6 +119,10 @@ const (
 	MaxPixels = pdq.MaxPixels
 	// MaxWindows bounds the windows of one indexed image.
 	MaxWindows = 48
+	// maxLinkWindows bounds the windows of one image that only the
+	// clusters' relation reads (Kind ScaledWindow: those of the image at
+	// cropScale and those of its content rectangle).
+	maxLinkWindows = 2 * MaxWindows
 	// WhiteDistance is the whole-image match bound (PDQ's usual 31).
 	WholeDistance = 31
 	// WindowDistance is the window match bound.

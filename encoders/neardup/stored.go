@@ -27,15 +27,19 @@ func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 // the image's content, its largest content rectangle (the XY-cut of
 // ContentHashes: the picture inside a caption band, an app's frame,
 // letterbox bars) as fractions of its width and height, or the whole image
-// when it has none; and its scaled windows (Kind ScaledWindow), those of
-// the image drawn at cropScale of the working size. A caption's lettering
-// or an app's frame looks alike in every meme or screenshot, so clusters
-// link by windows inside the content only; and the stored windows of a
-// crop and of its picture, each drawn at the working size, show the
-// content at two scales, so they rarely coincide: the picture's or the
-// crop's scaled windows meet the other's plain ones (on 30 generated
-// pictures, 27 of their 75 % crops link with them against 12 without).
-// The lookup reads neither (ParseWindows leaves them out).
+// when it has none; and its link windows (Kind ScaledWindow): those of
+// the image drawn at cropScale of the working size and, when it has a
+// content rectangle, those of the rectangle drawn at the working size. A
+// caption's lettering or an app's frame looks alike in every meme or
+// screenshot, so clusters link by windows inside the content only; and
+// the stored windows of a crop and of its picture, each drawn at the
+// working size, show the content at two scales, so they rarely coincide:
+// the picture's or the crop's scaled windows meet the other's plain ones
+// (on 30 generated pictures, 27 of their 75 % crops link with them
+// against 12 without). A screenshot shows its picture smaller still: the
+// content rectangle's windows show it at its own scale (20 of 20
+// generated screenshots link with their picture against 5 without). The
+// lookup reads neither (ParseWindows leaves them out).
 func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
@@ -46,8 +50,10 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 	if len(sig) == 0 {
 		return sig, content, nil
 	}
+	var contentRect image.Rectangle
 	if rs := h.contentRects(luma, w, hh, 1, regionCutSide); len(rs) > 0 {
 		r := rs[0]
+		contentRect = r
 		content = Region{X0: float32(r.Min.X) / float32(w), Y0: float32(r.Min.Y) / float32(hh),
 			X1: float32(r.Max.X) / float32(w), Y1: float32(r.Max.Y) / float32(hh)}
 	}
@@ -56,6 +62,20 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 	p := h.workPlaneSized(luma, w, hh, image.Rect(0, 0, w, hh), int(math.Round(cropScale*workSide)))
 	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
 		sig = append(sig, RegionHash{Hash: wd.hashes[0], Kind: ScaledWindow, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
+	}
+	if r := contentRect; !r.Empty() {
+		// The content drawn at the working size, as a query draws its
+		// content rectangles: a picture shown small inside a screenshot
+		// or a frame then meets the picture's own windows at their scale.
+		// Its windows are placed in the image's frame.
+		cp := h.workPlaneSized(luma, w, hh, r, workSide)
+		sx, sy := float64(r.Dx())/float64(cp.w), float64(r.Dy())/float64(cp.h)
+		long := float64(max(w, hh))
+		for _, wd := range h.windows(cp, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true) {
+			g := Region{CX: float32((float64(r.Min.X) + wd.cx*sx) / float64(w)), CY: float32((float64(r.Min.Y) + wd.cy*sy) / float64(hh)),
+				Side: float32(wd.side * sx / long), Angle: float32(wd.angle)}
+			sig = append(sig, RegionHash{Hash: wd.hashes[0], Kind: ScaledWindow, Region: g, Transform: wd.variants[0], Quality: wd.quality})
+		}
 	}
 	return append(sig, patch), content, nil
 }
@@ -84,9 +104,9 @@ func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 // existed, has none, and its window matches go without the pixel check.
 // Format 3 is format 2 with what clusters link by (WindowsIn) after the
 // size: the content rectangle (X0, Y0, X1, Y1 as fractions of the width
-// and height, 16-bit fixed point each) and the number of scaled windows
-// (one byte), which follow the plain windows; it is written only when
-// there is one or the other.
+// and height, 16-bit fixed point each) and the number of link windows
+// (Kind ScaledWindow, one byte), which follow the plain windows; it is
+// written only when there is one or the other.
 const (
 	windowsFormat1    = 1
 	windowsFormat     = 2
@@ -146,7 +166,7 @@ func isWhole(c Region) bool { return c.X0 <= 0 && c.Y0 <= 0 && c.X1 >= 1 && c.Y1
 func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []byte {
 	scaled := 0
 	for _, r := range sig {
-		if r.Kind == ScaledWindow && scaled < MaxWindows {
+		if r.Kind == ScaledWindow && scaled < maxLinkWindows {
 			scaled++
 		}
 	}
@@ -162,10 +182,10 @@ func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []b
 			dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(v), 0, 1))
 		}
 		dst = append(dst, byte(scaled))
-		dst = appendWins(dst, sig, Window)
-		dst = appendWins(dst, sig, ScaledWindow)
+		dst = appendWins(dst, sig, Window, MaxWindows)
+		dst = appendWins(dst, sig, ScaledWindow, maxLinkWindows)
 	} else {
-		dst = appendWins(dst, sig, Window)
+		dst = appendWins(dst, sig, Window, MaxWindows)
 	}
 	var patch []byte
 	for _, r := range sig {
@@ -180,11 +200,11 @@ func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []b
 }
 
 // appendWins appends the stored form of sig's hashes of kind k (at most
-// MaxWindows).
-func appendWins(dst []byte, sig []RegionHash, k Kind) []byte {
+// limit).
+func appendWins(dst []byte, sig []RegionHash, k Kind, limit int) []byte {
 	n := 0
 	for _, r := range sig {
-		if r.Kind != k || n == MaxWindows {
+		if r.Kind != k || n == limit {
 			continue
 		}
 		n++
@@ -202,8 +222,8 @@ func appendWins(dst []byte, sig []RegionHash, k Kind) []byte {
 // ParseWindows reads a stored window list: the image's size as hashed, its
 // windows (Kind Window, Region and Transform set; Quality unknown, 0) and,
 // last, its patch (Kind Patch; none in format 1). Anything else is refused
-// with an error wrapping ErrBadWindows. Scaled windows (format 3) are left
-// out: the lookup does not use them.
+// with an error wrapping ErrBadWindows. The link windows of format 3 are
+// left out: the lookup does not use them.
 func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 	w, h, sig, _, err = ParseWindowsIn(b)
 	if err != nil {
@@ -213,7 +233,7 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 }
 
 // ParseWindowsIn is ParseWindows with what clusters link by: the image's
-// content rectangle (the whole image when none was stored), and its scaled
+// content rectangle (the whole image when none was stored) and its link
 // windows (Kind ScaledWindow, after the plain ones).
 func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err error) {
 	content = Region{X1: 1, Y1: 1}
@@ -245,8 +265,8 @@ func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err e
 		body, patch = body[:len(body)-patchBytes], body[len(body)-patchBytes:]
 	}
 	n := len(body) / storedWindowBytes
-	if len(body)%storedWindowBytes != 0 || scaled > MaxWindows || scaled > n || n-scaled > MaxWindows {
-		return 0, 0, nil, content, fmt.Errorf("%w: %d bytes of windows, %d scaled (a window is %d, at most %d of each kind)", ErrBadWindows, len(body), scaled, storedWindowBytes, MaxWindows)
+	if len(body)%storedWindowBytes != 0 || scaled > maxLinkWindows || scaled > n || n-scaled > MaxWindows {
+		return 0, 0, nil, content, fmt.Errorf("%w: %d bytes of windows, %d scaled (a window is %d, at most %d plain and %d scaled)", ErrBadWindows, len(body), scaled, storedWindowBytes, MaxWindows, maxLinkWindows)
 	}
 	w = int(binary.LittleEndian.Uint16(b[1:]))
 	h = int(binary.LittleEndian.Uint16(b[3:]))

@@ -146,6 +146,20 @@ func TestParseWindowsRefuses(t *testing.T) {
 	if b := AppendWindows(nil, 100, 80, two); b[0] != windowsFormat {
 		t.Errorf("AppendWindows of a list with scaled windows: format %d, want 2 (the lookup's form)", b[0])
 	}
+	// Up to MaxWindows plain and maxLinkWindows link windows are kept
+	// (the image at cropScale and its content rectangle), more are cut.
+	var many []RegionHash
+	for i := range MaxWindows + 2*maxLinkWindows {
+		k := Window
+		if i >= MaxWindows+1 {
+			k = ScaledWindow
+		}
+		many = append(many, RegionHash{Kind: k, Region: Region{CX: 0.5, CY: 0.5, Side: 0.2}})
+	}
+	if _, _, s, _, err := ParseWindowsIn(AppendWindowsIn(nil, 100, 80, many, Region{X1: 1, Y1: 1})); err != nil ||
+		len(s) != MaxWindows+maxLinkWindows+1 || s[MaxWindows-1].Kind != Window || s[MaxWindows].Kind != ScaledWindow {
+		t.Errorf("%d plain and %d link windows: %v, %d elements back (want %d and %d and the patch)", MaxWindows+1, 2*maxLinkWindows-1, err, len(s), MaxWindows, maxLinkWindows)
+	}
 	// The whole image as content writes format 2.
 	if b := AppendWindowsIn(nil, 100, 80, one, Region{X1: 1, Y1: 1}); !bytes.Equal(b, good) {
 		t.Errorf("whole-image content: format %d, want the bytes of AppendWindows", b[0])
