@@ -3,10 +3,13 @@ package neardup
 import (
 	"image"
 	"image/color"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/xmodal/xmodal/eval/reposts"
 )
 
 func committedPhotos(b testing.TB) []image.Image {
@@ -116,4 +119,57 @@ func toPackedRGB(img image.Image) *packedRGB {
 		}
 	}
 	return m
+}
+
+// BenchmarkWindowsInVsWindows: what clusters.windows adds to ingest's
+// window hashing. Hasher.WindowsIn (the content cut, the scaled plane and,
+// for an image with a content rectangle, the rectangle's plane) against
+// Hasher.Windows, interleaved image by image (alternating which goes
+// first), timed by the thread's CPU clock, over the committed photos
+// (photos) and screenshots of them (screenshots: a content rectangle
+// each), as packed RGB rows as the media pipeline decodes them.
+func BenchmarkWindowsInVsWindows(b *testing.B) {
+	photos := committedPhotos(b)
+	var shots []image.Image
+	for i, img := range photos {
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Screenshot}, rand.New(rand.NewPCG(uint64(i), 3)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		shots = append(shots, toPackedRGB(rp.Image))
+		photos[i] = toPackedRGB(img)
+	}
+	for _, bc := range []struct {
+		name string
+		imgs []image.Image
+	}{{"photos", photos}, {"screenshots", shots}} {
+		b.Run(bc.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			h := NewHasher(Options{})
+			var tW, tIn time.Duration
+			n := 0
+			for b.Loop() {
+				img := bc.imgs[n%len(bc.imgs)]
+				for k := range 2 {
+					t0 := threadCPU()
+					if (n+k)%2 == 0 {
+						if _, err := h.Windows(img); err != nil {
+							b.Fatal(err)
+						}
+						tW += threadCPU() - t0
+					} else {
+						if _, _, err := h.WindowsIn(img); err != nil {
+							b.Fatal(err)
+						}
+						tIn += threadCPU() - t0
+					}
+				}
+				n++
+			}
+			b.ReportMetric(float64(tW.Nanoseconds())/float64(n), "windows-ns/image")
+			b.ReportMetric(float64(tIn.Nanoseconds())/float64(n), "windowsin-ns/image")
+			b.ReportMetric(float64(tIn)/float64(max(tW, 1)), "in/windows")
+		})
+	}
 }
