@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,7 +45,9 @@ import (
 //	XMODAL_CLUSTERQUALITY_WINDOWS    1: with the window relation, as clusters.windows
 //	                                 (stored windows with content rectangles;
 //	                                 clusters.Union incrementally, Options.Windows
-//	                                 in the batch job)
+//	                                 in the batch job); it also prints the
+//	                                 near-dup method's lookup recall@1 on the
+//	                                 same data (the target's peer)
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -145,6 +148,16 @@ func TestClusterQualityReposts(t *testing.T) {
 			}
 		}
 	}
+	// With windows on, the near-dup method's lookup on the same data
+	// beside the clusters (the target is recall >= its recall@1), as
+	// xmodal eval neardup measures it: the originals indexed with their
+	// signatures (whole image, windows, patch), each re-post's query (whole
+	// image, content rectangles, windows at two scales) searched, the top
+	// match its original.
+	var method map[int]bool
+	if windows {
+		method = nearDupLookup(t, nd, len(posts), func(i int) (string, string, string) { return posts[i].file, posts[i].truth, posts[i].edit })
+	}
 	mode := "whole-image PDQ"
 	if dihedral {
 		mode += ", canonical dihedral hashes (clusters.dihedral)"
@@ -200,7 +213,7 @@ func TestClusterQualityReposts(t *testing.T) {
 		// the share a near-dup lookup finds (xmodal.v1.neardup without
 		// windows: the re-post's eight dihedral hashes, the original's PDQ
 		// hash within the threshold).
-		hit, tot, look := map[string]int{}, map[string]int{}, map[string]int{}
+		hit, tot, look, meth := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 		for i, p := range posts {
 			o, ok := origIdx[p.truth]
 			if !ok || p.edit == "original" {
@@ -209,6 +222,9 @@ func TestClusterQualityReposts(t *testing.T) {
 			tot[p.edit]++
 			if uf.Find(i) == uf.Find(o) {
 				hit[p.edit]++
+			}
+			if method[i] {
+				meth[p.edit]++
 			}
 			for _, v := range variants[i] {
 				if hamming.Distance(v, items[o].Sig) <= thr {
@@ -224,18 +240,72 @@ func TestClusterQualityReposts(t *testing.T) {
 		sort.Strings(edits)
 		slices.SortStableFunc(edits, func(a, b string) int { return strings.Count(a, "+") - strings.Count(b, "+") })
 		var b strings.Builder
-		var sh, st, ch, ct, sl, cl int
+		var sh, st, ch, ct, sl, cl, sm, cm int
 		for _, e := range edits {
 			fmt.Fprintf(&b, "\n  %22s %4d  %.3f  %.3f", e, tot[e], float64(hit[e])/float64(tot[e]), float64(look[e])/float64(tot[e]))
-			if strings.Contains(e, "+") {
-				ch, ct, cl = ch+hit[e], ct+tot[e], cl+look[e]
-			} else {
-				sh, st, sl = sh+hit[e], st+tot[e], sl+look[e]
+			if method != nil {
+				fmt.Fprintf(&b, "  %.3f", float64(meth[e])/float64(tot[e]))
 			}
+			if strings.Contains(e, "+") {
+				ch, ct, cl, cm = ch+hit[e], ct+tot[e], cl+look[e], cm+meth[e]
+			} else {
+				sh, st, sl, sm = sh+hit[e], st+tot[e], sl+look[e], sm+meth[e]
+			}
+		}
+		if method != nil {
+			fmt.Fprintf(&b, "\n  near-dup method's lookup (last column), recall@1: single edits %.3f, two-edit combos %.3f", float64(sm)/float64(st), float64(cm)/float64(ct))
 		}
 		t.Logf("threshold %d: share of re-posts in their original's cluster, then found by a near-dup lookup, per edit:%s\n  all single edits %.3f (lookup %.3f), all two-edit combos %.3f (lookup %.3f)",
 			thr, b.String(), float64(sh)/float64(st), float64(sl)/float64(st), float64(ch)/float64(ct), float64(cl)/float64(ct))
 	}
+}
+
+// nearDupLookup indexes the originals of n posts (post i: its file, truth
+// and edit) by their near-dup signatures and reports, for each re-post,
+// whether the top match of its query is its original.
+func nearDupLookup(t *testing.T, nd *neardup.Hasher, n int, post func(i int) (file, truth, edit string)) map[int]bool {
+	t.Helper()
+	decode := func(f string) image.Image {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := pdq.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	ix := neardup.NewIndexWith(neardup.NewMIHSearcher(false), neardup.NewMIHSearcher(false))
+	orig := map[string]int64{}
+	for i := range n {
+		f, truth, edit := post(i)
+		if edit != "original" {
+			continue
+		}
+		img := decode(f)
+		sig, err := nd.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		orig[truth] = int64(i)
+	}
+	found := map[int]bool{}
+	for i := range n {
+		f, truth, edit := post(i)
+		o, ok := orig[truth]
+		if !ok || edit == "original" {
+			continue
+		}
+		q, err := nd.Query(decode(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms := ix.Search(q, neardup.SearchOptions{K: 1})
+		found[i] = len(ms) > 0 && ms[0].ID == o
+	}
+	return found
 }
 
 func incremental(t *testing.T, items []Item, thr int, windows bool) map[string]uint64 {
