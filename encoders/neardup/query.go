@@ -77,7 +77,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		if !windows {
 			continue
 		}
-		sizes := []int{workSide}
+		sizes := []int{workSide, int(math.Round(nearCropScale * workSide))}
 		if ri == 0 {
 			sizes = append(sizes, int(math.Round(cropScale*workSide)))
 		}
