@@ -100,14 +100,7 @@ func TestClusterQualityReposts(t *testing.T) {
 	nd := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	nregions, nframed := 0, 0
 	for i, p := range posts {
-		b, err := os.ReadFile(p.file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		img := decodeFile(t, p.file)
 		dih, canon, _ := hs.DihedralCanonical(img)
 		for d := range dih {
 			variants[i][d], _ = hamming.FromBytes(dih[d][:])
@@ -265,17 +258,6 @@ func TestClusterQualityReposts(t *testing.T) {
 // whether the top match of its query is its original.
 func nearDupLookup(t *testing.T, nd *neardup.Hasher, n int, post func(i int) (file, truth, edit string)) map[int]bool {
 	t.Helper()
-	decode := func(f string) image.Image {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
-	}
 	ix := neardup.NewIndexWith(neardup.NewMIHSearcher(false), neardup.NewMIHSearcher(false))
 	orig := map[string]int64{}
 	for i := range n {
@@ -283,7 +265,7 @@ func nearDupLookup(t *testing.T, nd *neardup.Hasher, n int, post func(i int) (fi
 		if edit != "original" {
 			continue
 		}
-		img := decode(f)
+		img := decodeFile(t, f)
 		sig, err := nd.Signatures(img)
 		if err != nil {
 			t.Fatal(err)
@@ -298,7 +280,7 @@ func nearDupLookup(t *testing.T, nd *neardup.Hasher, n int, post func(i int) (fi
 		if !ok || edit == "original" {
 			continue
 		}
-		q, err := nd.Query(decode(f))
+		q, err := nd.Query(decodeFile(t, f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,4 +336,18 @@ func incremental(t *testing.T, items []Item, thr int, windows bool) map[string]u
 		}
 	}
 	return s.Partition()
+}
+
+// decodeFile reads and decodes an image file as the hashers read it.
+func decodeFile(t *testing.T, f string) image.Image {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -577,37 +577,7 @@ func TestClustersLinkMemes(t *testing.T) {
 		r.PDQQuality, r.PDQCanonical, r.PDQRegions, r.PDQFramed = q, pdq.AppendHashes(nil, cs), regions, framed
 		return ch
 	}
-	var changes []domain.Change
-	group := map[string]string{}
-	for i, name := range photos {
-		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "neardup", "photos", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var copies []domain.Change
-		for j, k := range edits {
-			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			id := fmt.Sprintf("%s-%s", name, reposts.Name(k))
-			copies = append(copies, post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute), uint64(100*i+10*j)))
-			group[id] = name
-		}
-		orig := post(name, img, t0.Add(time.Duration(10*i)*time.Minute), uint64(100*i+50))
-		group[name] = name
-		if i%2 == 0 { // the original first
-			changes = append(changes, orig)
-			changes = append(changes, copies...)
-		} else { // the copies first
-			changes = append(changes, copies...)
-			changes = append(changes, orig)
-		}
-	}
+	changes, group := editedPhotoPosts(t, photos, edits, t0, post)
 	open := func(path string, regions bool) *Index {
 		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Dihedral: true, Regions: regions}})
 		if err != nil {
@@ -711,35 +681,7 @@ func TestClustersLinkCrops(t *testing.T) {
 		r.Windows = neardup.AppendWindowsIn(nil, b.Dx(), b.Dy(), ws, content)
 		return ch
 	}
-	var changes []domain.Change
-	group := map[string]string{}
-	for i, name := range photos {
-		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "neardup", "photos", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var copies []domain.Change
-		for j, k := range edits {
-			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			id := fmt.Sprintf("%s-%s", name, reposts.Name(k))
-			copies = append(copies, post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute), uint64(100*i+10*j)))
-			group[id] = name
-		}
-		orig := post(name, img, t0.Add(time.Duration(10*i)*time.Minute), uint64(100*i+50))
-		group[name] = name
-		if i%2 == 0 {
-			changes = append(append(changes, orig), copies...)
-		} else {
-			changes = append(append(changes, copies...), orig)
-		}
-	}
+	changes, group := editedPhotoPosts(t, photos, edits, t0, post)
 	open := func(path string, windows bool) *Index {
 		ix, err := Open(ctx, Options{Path: path, Dim: testDim, ModelVersion: "test@1", Clusters: &ClusterOptions{Dihedral: true, Windows: windows}})
 		if err != nil {
@@ -793,4 +735,35 @@ func TestClustersLinkCrops(t *testing.T) {
 		t.Errorf("rebuilt with window links, %d crops joined their photo, want %d", n, with)
 	}
 	batchAgrees(t, ix, -1)
+}
+
+// editedPhotoPosts makes the posts of the committed photos and their
+// edited copies (each edit list applied once, seeded by photo and edit),
+// made by post, the original first for even photos and last for odd ones;
+// group maps each post id to its photo.
+func editedPhotoPosts(t *testing.T, photos []string, edits [][]reposts.Kind, t0 time.Time,
+	post func(name string, img image.Image, at time.Time, seed uint64) domain.Change) (changes []domain.Change, group map[string]string) {
+	t.Helper()
+	group = map[string]string{}
+	for i, name := range photos {
+		img := ndPhoto(t, name)
+		var copies []domain.Change
+		for j, k := range edits {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprintf("%s-%s", name, reposts.Name(k))
+			copies = append(copies, post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute), uint64(100*i+10*j)))
+			group[id] = name
+		}
+		orig := post(name, img, t0.Add(time.Duration(10*i)*time.Minute), uint64(100*i+50))
+		group[name] = name
+		if i%2 == 0 { // the original first
+			changes = append(append(changes, orig), copies...)
+		} else { // the copies first
+			changes = append(append(changes, copies...), orig)
+		}
+	}
+	return changes, group
 }
