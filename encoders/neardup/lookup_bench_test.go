@@ -62,18 +62,25 @@ func BenchmarkLookup(b *testing.B) {
 		ix.vp.windowDistance = v
 	}
 	// XMODAL_ND_LOOKUP_SEED lists radii of the window search's first
-	// stage (default SeedDistance; >= the window radius: one stage), each
-	// a sub-benchmark on the same index, and XMODAL_ND_LOOKUP_SEEDWIN the
-	// query windows per plane the first stage searches (0: all).
-	seedRadii := []int{ix.vp.seedDistance}
+	// stage, each a sub-benchmark on the same index: N searches within N
+	// exactly (IndexOptions.ExactSeeds; N >= the window radius: one stage),
+	// pN approximately within N (chunk radius 0; the default, p24), and
+	// XMODAL_ND_LOOKUP_SEEDWIN the query windows per plane the first stage
+	// searches (0: all).
+	type seedMode struct {
+		name   string
+		radius int
+		probed bool
+	}
+	seedModes := []seedMode{{"p" + strconv.Itoa(ix.vp.probeDistance), ix.vp.probeDistance, true}}
 	if s := os.Getenv("XMODAL_ND_LOOKUP_SEED"); s != "" {
-		seedRadii = nil
+		seedModes = nil
 		for f := range strings.SplitSeq(s, ",") {
-			v, err := strconv.Atoi(f)
-			if err != nil || v < 0 || v > 256 {
+			v, err := strconv.Atoi(strings.TrimPrefix(f, "p"))
+			if err != nil || v < 1 || v > 256 {
 				b.Fatalf("XMODAL_ND_LOOKUP_SEED=%q", s)
 			}
-			seedRadii = append(seedRadii, v)
+			seedModes = append(seedModes, seedMode{f, v, strings.HasPrefix(f, "p")})
 		}
 	}
 	if s := os.Getenv("XMODAL_ND_LOOKUP_SEEDWIN"); s != "" {
@@ -146,17 +153,20 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 	hashesPer := float64(hashes) / float64(len(queries))
-	for _, seed := range seedRadii {
-		b.Run("seed="+strconv.Itoa(seed), func(b *testing.B) {
-			ix.vp.seedDistance = seed
+	for _, sm := range seedModes {
+		b.Run("seed="+sm.name, func(b *testing.B) {
+			ix.vp.seedDistance, ix.vp.probeDistance = sm.radius, 0
+			if sm.probed {
+				ix.vp.seedDistance, ix.vp.probeDistance = SeedDistance, sm.radius
+			}
 			lookupRun(b, ix, queries, want)
 			b.ReportMetric(float64(n), "images")
 			b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
-			b.ReportMetric(float64(seed), "seed-radius")
+			b.ReportMetric(float64(sm.radius), "seed-radius")
 			b.ReportMetric(sigPer, "sig-bytes/image")
 			b.ReportMetric(heapPer, "heap-bytes/image")
 			b.ReportMetric(hashesPer, "hashes/query")
-			if seed < ix.vp.windowDistance {
+			if sm.radius < ix.vp.windowDistance {
 				b.ReportMetric(float64(seeds)/float64(len(queries)), "seeds/query")
 			}
 		})

@@ -80,6 +80,19 @@ func (s *MIHSearcher) Hash(ref uint32) (pdq.Hash, bool) {
 // RangeAny calls fn once for every hash within radius of at least one of
 // qs: one multi-index search for the batch.
 func (s *MIHSearcher) RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32)) {
+	s.rangeAny(qs, radius, -1, fn)
+}
+
+// RangeAnyProbe is RangeAny by an approximate multi-index search
+// (hamming.Index.SearchProbe): it calls fn for every hash within radius
+// of a query hash that agrees with it within chunkRadius bits on one of
+// the index's chunks, and perhaps for other hashes within radius, never
+// for one beyond. A negative chunkRadius is RangeAny.
+func (s *MIHSearcher) RangeAnyProbe(qs []pdq.Hash, radius, chunkRadius int, fn func(ref uint32)) {
+	s.rangeAny(qs, radius, chunkRadius, fn)
+}
+
+func (s *MIHSearcher) rangeAny(qs []pdq.Hash, radius, chunkRadius int, fn func(ref uint32)) {
 	cs := make([]hamming.Code, len(qs))
 	for i, q := range qs {
 		cs[i], _ = hamming.FromBytes(q[:])
@@ -88,7 +101,7 @@ func (s *MIHSearcher) RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32)) {
 	if bp == nil {
 		bp = new([]hamming.Match)
 	}
-	ms, err := s.ix.Search(cs, radius, (*bp)[:0])
+	ms, err := s.ix.SearchProbe(cs, radius, chunkRadius, (*bp)[:0])
 	if err != nil {
 		panic(err) // only a radius outside 0..256
 	}

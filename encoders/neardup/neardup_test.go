@@ -429,8 +429,11 @@ func TestTwoStageWindowSearch(t *testing.T) {
 	if ix.vp.seedDistance >= ix.vp.windowDistance {
 		t.Fatalf("default seed radius %d is not under the window radius %d", ix.vp.seedDistance, ix.vp.windowDistance)
 	}
+	if ix.vp.probeDistance >= ix.vp.windowDistance {
+		t.Fatalf("default probe radius %d is not under the window radius %d", ix.vp.probeDistance, ix.vp.windowDistance)
+	}
 	oneStage := &Index{whole: ix.whole, windows: ix.windows, entries: ix.entries, winRef: ix.winRef, vp: ix.vp}
-	oneStage.vp.seedDistance = oneStage.vp.windowDistance
+	oneStage.vp.seedDistance, oneStage.vp.probeDistance = oneStage.vp.windowDistance, 0
 	kinds := [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90, reposts.Caption}, {reposts.Screenshot, reposts.JPEG30}, {reposts.FlipH, reposts.Crop75}}
 	windowMatches := 0
 	for i, name := range names[:6] {
@@ -462,6 +465,88 @@ func TestTwoStageWindowSearch(t *testing.T) {
 	}
 	if windowMatches == 0 {
 		t.Errorf("no window matches: the two-stage path was not exercised")
+	}
+}
+
+// countingProber is an MIHSearcher that counts the approximate and the
+// exact batched searches made through it.
+type countingProber struct {
+	*MIHSearcher
+	probes, exact int
+}
+
+func (c *countingProber) RangeAnyProbe(qs []pdq.Hash, radius, chunkRadius int, fn func(ref uint32)) {
+	c.probes++
+	c.MIHSearcher.RangeAnyProbe(qs, radius, chunkRadius, fn)
+}
+
+func (c *countingProber) RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32)) {
+	c.exact++
+	c.MIHSearcher.RangeAny(qs, radius, fn)
+}
+
+// TestProbedSeeds: by default the window search seeds approximately
+// (RangeAnyProbe within ProbeSeedDistance, chunk radius 0) and with
+// IndexOptions.ExactSeeds exactly within SeedDistance; either way every
+// match is one the one-stage search makes, with the same evidence, and on
+// the photos' crop, caption and screenshot re-posts the probed seeds find
+// at least as many originals as the exact ones.
+func TestProbedSeeds(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	probe := &countingProber{MIHSearcher: NewMIHSearcher(false)}
+	exactW := &countingProber{MIHSearcher: NewMIHSearcher(false)}
+	def := NewIndexWith(NewMIHSearcher(false), probe)
+	exact := NewIndexWithOptions(NewMIHSearcher(false), exactW, IndexOptions{ExactSeeds: true})
+	oneStage := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+	oneStage.vp.seedDistance, oneStage.vp.probeDistance = oneStage.vp.windowDistance, 0
+	var imgs []image.Image
+	for i, p := range paths {
+		img := loadPhoto(t, filepath.Base(p))
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ix := range []*Index{def, exact, oneStage} {
+			ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
+		}
+		imgs = append(imgs, img)
+	}
+	kinds := [][]reposts.Kind{{reposts.Crop75}, {reposts.Crop90}, {reposts.Caption}, {reposts.Screenshot, reposts.JPEG30}, {reposts.FlipH, reposts.Crop75}}
+	foundProbe, foundExact := 0, 0
+	for i, img := range imgs {
+		for ki, k := range kinds {
+			q := repostQuery(t, h, img, k, uint64(i), uint64(ki))
+			windowsOnly := SearchOptions{MinQuality: 101}
+			one := map[int64]Match{}
+			for _, m := range oneStage.Search(q, windowsOnly) {
+				one[m.ID] = m
+			}
+			for name, ms := range map[string][]Match{"probed": def.Search(q, windowsOnly), "exact": exact.Search(q, windowsOnly)} {
+				for _, m := range ms {
+					if o, ok := one[m.ID]; !ok || o.Kind != m.Kind || o.Windows != m.Windows {
+						t.Errorf("photo %d %s: %s seeds matched %+v, one stage %+v (%v)", i, reposts.Name(k), name, m, o, ok)
+					}
+					if m.ID == int64(i) {
+						if name == "probed" {
+							foundProbe++
+						} else {
+							foundExact++
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("originals found through windows: probed seeds %d, exact seeds %d, of %d re-posts", foundProbe, foundExact, len(imgs)*len(kinds))
+	if probe.probes == 0 || probe.exact != 0 {
+		t.Errorf("default index: %d probed and %d exact seed searches, want probed only", probe.probes, probe.exact)
+	}
+	if exactW.probes != 0 || exactW.exact == 0 {
+		t.Errorf("ExactSeeds index: %d probed and %d exact seed searches, want exact only", exactW.probes, exactW.exact)
+	}
+	if foundExact == 0 || foundProbe < foundExact {
+		t.Errorf("probed seeds found %d originals, exact seeds %d", foundProbe, foundExact)
 	}
 }
 

@@ -3,6 +3,7 @@ package hamming
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -20,7 +21,7 @@ func newIndex(t testing.TB, o Options) *Index {
 
 func mustSearch(t testing.TB, ix *Index, qs []Code, r int, p plan) []Match {
 	t.Helper()
-	got, err := ix.search(qs, r, nil, p)
+	got, err := ix.search(qs, r, -1, nil, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,12 +213,12 @@ func TestAutoPlanUsesIndexAtPDQThreshold(t *testing.T) {
 	}
 	s := ix.segs[0]
 	for _, nq := range []int{1, 8} {
-		if !planAuto.useIndex(s, nq, 31) {
+		if !planAuto.useIndex(s, nq, 31, -1) {
 			t.Errorf("200k entries, %d query codes, r=31: the automatic plan scans (index cost %.0f ns, scan %.0f ns)",
 				nq, s.indexCost(nq, 31), scanCost(s.n, nq))
 		}
 	}
-	if planAuto.useIndex(s, 8, 64) {
+	if planAuto.useIndex(s, 8, 64, -1) {
 		t.Errorf("r=64: the automatic plan uses the index (index cost %.0f ns, scan %.0f ns)", s.indexCost(8, 64), scanCost(s.n, 8))
 	}
 }
@@ -589,4 +590,113 @@ func FuzzIndex(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSearchProbe: through the index, the approximate search returns
+// exactly the entries within r that agree with a query code within the
+// chunk cap on some chunk, each at its smallest distance over the codes
+// that reached it (so a subset of Search's), with automatic chunks and with
+// 10 chunks of 25-26 bits as a million entries get. With a cap at or above
+// every chunk's radius it is Search; the automatic plan returns a superset
+// of that model (a scan is exact) and a subset of Search. It fails if the
+// cap is ignored or applied wrongly: with 10 chunks, the capped sets are
+// strictly smaller for some queries.
+func TestSearchProbe(t *testing.T) {
+	for _, chunks := range []int{0, 10} {
+		t.Run(fmt.Sprintf("chunks=%d", chunks), func(t *testing.T) { testSearchProbe(t, chunks) })
+	}
+}
+
+func testSearchProbe(t *testing.T, chunks int) {
+	rng := rand.New(rand.NewPCG(21, uint64(chunks)))
+	ix := newIndex(t, Options{DeferMaintenance: true, Chunks: chunks})
+	codes := clustered(rng, 20_000, 0.5, 8, 24)
+	ref := model{}
+	for i, c := range codes {
+		ix.Add(uint64(i), c)
+		ref[uint64(i)] = c
+	}
+	ix.Build(nil)
+	if len(ix.segs) != 1 {
+		t.Fatalf("want one segment, got %d", len(ix.segs))
+	}
+	seg := ix.segs[0]
+	m := len(seg.chunks)
+	// probeModel: the matches the capped multi-index search must give.
+	probeModel := func(qs []Code, r, chunkCap int) []Match {
+		var out []Match
+		for id, c := range ref {
+			best := Match{ID: id, Distance: -1}
+			for qi := range qs {
+				d := Distance(qs[qi], c)
+				if d > r || (best.Distance >= 0 && d >= best.Distance) {
+					continue
+				}
+				for i, ch := range seg.chunks {
+					k := capRadius(radius(i, m, r), chunkCap)
+					if k >= 0 && bits.OnesCount32(ch.value(&qs[qi])^ch.value(&c)) <= k {
+						best.Distance, best.Query = d, qi
+						break
+					}
+				}
+			}
+			if best.Distance >= 0 {
+				out = append(out, best)
+			}
+		}
+		SortMatches(out)
+		return out
+	}
+	smaller := 0
+	for _, r := range []int{8, 19, 24, 31} {
+		for qi, qs := range queriesFor(rng, codes, r, 12) {
+			exact := ref.search(t, qs, r)
+			for _, chunkCap := range []int{0, 1, 2} {
+				what := fmt.Sprintf("r=%d cap=%d query %d", r, chunkCap, qi)
+				want := probeModel(qs, r, chunkCap)
+				got, err := ix.search(qs, r, chunkCap, nil, planIndex)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameMatches(t, what+" index", got, want)
+				if len(want) < len(exact) {
+					smaller++
+				}
+				auto, err := ix.SearchProbe(qs, r, chunkCap, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in := map[uint64]bool{}
+				for _, x := range auto {
+					in[x.ID] = true
+				}
+				for _, w := range want {
+					if !in[w.ID] {
+						t.Errorf("%s auto: missing %+v", what, w)
+					}
+				}
+				ex := map[uint64]int{}
+				for _, x := range exact {
+					ex[x.ID] = x.Distance
+				}
+				for _, x := range auto {
+					if d, ok := ex[x.ID]; !ok || x.Distance < d {
+						t.Errorf("%s auto: %+v is not a Search match (exact distance %d, %v)", what, x, d, ok)
+					}
+				}
+			}
+			sameMatches(t, fmt.Sprintf("r=%d uncapped query %d", r, qi), mustSearch(t, ix, qs, r, planIndex), exact)
+			got, err := ix.search(qs, r, r, nil, planIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameMatches(t, fmt.Sprintf("r=%d cap=r query %d", r, qi), got, exact)
+			if t.Failed() {
+				t.FailNow()
+			}
+		}
+	}
+	if chunks != 0 && smaller == 0 { // (with 18 narrow chunks it rarely matters)
+		t.Fatal("the chunk cap never left out a match: the test data does not exercise it")
+	}
 }

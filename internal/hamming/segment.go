@@ -208,6 +208,15 @@ func radius(i, m, r int) int {
 	return q - 1
 }
 
+// capRadius is chunk radius k stopped at chunkCap (no cap when chunkCap
+// is negative): an approximate search probes each chunk only that far.
+func capRadius(k, chunkCap int) int {
+	if chunkCap >= 0 && k > chunkCap {
+		return chunkCap
+	}
+	return k
+}
+
 // Costs of the search plans in nanoseconds, measured on the benchmark
 // machine (bench/results/hamming.txt): a probe of a directory bucket, an
 // entry of a bucket compared, a candidate checked at its full distance, and a code of a linear scan per
@@ -222,11 +231,15 @@ const (
 
 // indexCost estimates the time of a multi-index search of s for nq query
 // codes within r; +Inf when the enumeration is unreasonable.
-func (s *segment) indexCost(nq, r int) float64 {
+func (s *segment) indexCost(nq, r int) float64 { return s.probeCost(nq, r, -1) }
+
+// probeCost is indexCost for a search whose chunk radii stop at chunkCap
+// (-1: no cap; see capRadius).
+func (s *segment) probeCost(nq, r, chunkCap int) float64 {
 	m := len(s.chunks)
 	probes, scanned, cands := 0.0, 0.0, 0.0
 	for i, ch := range s.chunks {
-		k := radius(i, m, r)
+		k := capRadius(radius(i, m, r), chunkCap)
 		if k < 0 {
 			continue
 		}
@@ -299,14 +312,18 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
 // prefetches larger than the processor's miss buffers, from one table and
 // one query code to the next too. Then the candidates' codes are checked
 // (verify, which prefetches them a block ahead).
-func (s *segment) search(st *store, mc *maskCache, qs []Code, r int, sc *scratch) {
+//
+// With chunkCap >= 0 each chunk is probed within at most chunkCap bits
+// (capRadius): the hits are then only the entries within r that agree
+// with a query code within chunkCap bits on some chunk.
+func (s *segment) search(st *store, mc *maskCache, qs []Code, r, chunkCap int, sc *scratch) {
 	m := len(s.chunks)
 	sc.cand = sc.cand[:0]
 	ps := sc.probes[:0]
 	total := 0
 	for qi := range qs {
 		for i, ch := range s.chunks {
-			k := radius(i, m, r)
+			k := capRadius(radius(i, m, r), chunkCap)
 			if k < 0 {
 				continue
 			}
