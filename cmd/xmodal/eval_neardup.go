@@ -130,7 +130,7 @@ indexed), and every image in --distractor-photos.`,
 	f.Uint64Var(&opt.Seed, "seed", 1, "seed of the generated pictures and edits")
 	f.IntVar(&opt.Workers, "workers", 1, "parallel workers")
 	f.BoolVar(&opt.LogWindowMatches, "log-window-matches", false, "print every window match (true or not, agreeing and visible windows, distance) to stderr, for tuning")
-	f.BoolVar(&opt.ExactSeeds, "exact-seeds", false, "search the window search's first stage exactly within 19 bits instead of the default approximate probe within 24 (image.neardup_exact_seeds)")
+	f.BoolVar(&opt.ExactLookup, "exact-lookup", false, "search the window search's first stage exactly within 19 bits instead of the default approximate probe within 24 (image.neardup_exact_lookup)")
 	f.IntVar(&opt.SeedWindows, "seed-windows", 0, "query windows per plane that seed the window search (image.neardup_seed_windows; 0: all)")
 	f.IntVar(&opt.WholeBand, "whole-band", 0, "reach in bits of the pixel-verified whole-image match (image.neardup_whole_band; 0: the default, 56; -1: off)")
 	f.BoolVar(&opt.LogMisses, "log-misses", false, "print every re-post query whose best match is not its original (which original, what came first instead) to stderr")

@@ -441,7 +441,7 @@ func openDirectTarget(ctx context.Context, cfg *Config, o *backfillOptions, log 
 		return nil, err
 	}
 	t.ix, err = embedded.Open(ctx, embedded.Options{Path: filepath.Join(cfg.DataDir, "index.db"), Dim: t.model.Dim(),
-		ModelVersion: t.model.Version(), Logger: log, Coder: indexCoder(coder), NearDupSeedWindows: cfg.Image.NearDupSeedWindows, NearDupExactSeeds: cfg.Image.NearDupExactSeeds, NearDupWholeBand: cfg.Image.NearDupWholeBand})
+		ModelVersion: t.model.Version(), Logger: log, Coder: indexCoder(coder), NearDupSeedWindows: cfg.Image.NearDupSeedWindows, NearDupExactLookup: cfg.Image.NearDupExactLookup, NearDupWholeBand: cfg.Image.NearDupWholeBand})
 	if err != nil {
 		if errors.Is(err, embedded.ErrLocked) {
 			return nil, fmt.Errorf("ingest --to direct: data_dir %s is in use (is 'xmodal run' running on it?): "+

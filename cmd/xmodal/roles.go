@@ -132,7 +132,7 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 		path := filepath.Join(cfg.DataDir, "index.db")
 		ix, err := embedded.Open(ctx, embedded.Options{Path: path, Dim: a.model.Dim(),
 			ModelVersion: a.model.Version(), Logger: a.log, Coder: indexCoder(coder), Clusters: cfg.clusterOptions(),
-			NearDupSeedWindows: cfg.Image.NearDupSeedWindows, NearDupExactSeeds: cfg.Image.NearDupExactSeeds, NearDupWholeBand: cfg.Image.NearDupWholeBand})
+			NearDupSeedWindows: cfg.Image.NearDupSeedWindows, NearDupExactLookup: cfg.Image.NearDupExactLookup, NearDupWholeBand: cfg.Image.NearDupWholeBand})
 		if err != nil {
 			return nil, err
 		}

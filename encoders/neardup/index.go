@@ -141,15 +141,17 @@ type IndexOptions struct {
 	// recall@1 of two-edit re-posts fell from 0.918 to 0.896 (generated)
 	// and 0.783 to 0.768 (real).
 	SeedWindows int
-	// ExactSeeds makes the window search's first stage exact: every
-	// indexed window within SeedDistance of a seeding query window, as a
-	// multi-index search finds by probing each chunk's one-bit neighbours.
-	// By default it is approximate (see ProbeSeedDistance): the windows
-	// within ProbeSeedDistance that agree with a seeding window exactly on
-	// one chunk, about 26 times fewer probes. Over a searcher that cannot
-	// probe (LinearSearcher, ChunkSearcher) the default searches within
-	// ProbeSeedDistance exactly.
-	ExactSeeds bool
+	// ExactLookup makes the two approximate multi-index searches of a
+	// lookup exact. By default the window search's first stage is
+	// approximate (see ProbeSeedDistance: the windows within
+	// ProbeSeedDistance that agree with a seeding window exactly on one
+	// chunk, about 26 times fewer probes than an exact search within
+	// SeedDistance), and so is the pixel-verified whole-image band (see
+	// BandProbeBits). The whole-image search within WholeDistance (plain
+	// PDQ) is exact either way. Over a searcher that cannot probe
+	// (LinearSearcher, ChunkSearcher) the default searches exactly, the
+	// first stage within ProbeSeedDistance.
+	ExactLookup bool
 	// WholeBand is the reach in bits of the pixel-verified whole-image
 	// match (see WholeBandDistance): 0 takes WholeBandDistance, a value
 	// at most WholeDistance (or negative) turns it off, and so does a
@@ -162,8 +164,8 @@ type IndexOptions struct {
 func NewIndexWithOptions(whole, windows RangeSearcher, opt IndexOptions) *Index {
 	vp := defaultVerify
 	vp.seedWindows = max(opt.SeedWindows, 0)
-	if opt.ExactSeeds {
-		vp.probeDistance = 0
+	if opt.ExactLookup {
+		vp.probeDistance, vp.bandProbe = 0, -1
 	}
 	switch {
 	case opt.WholeBand == 0:
@@ -429,7 +431,13 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		} else if opt.BandOnly {
 			continue
 		}
-		ix.whole.Range(qh.Hash, reach, func(ref uint32, d int) {
+		rangeFn := ix.whole.Range
+		if pr, ok := ix.whole.(wholeProber); ok && band && ix.vp.bandProbe >= 0 {
+			rangeFn = func(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {
+				pr.RangeProbe(q, radius, ix.vp.bandProbe, fn)
+			}
+		}
+		rangeFn(qh.Hash, reach, func(ref uint32, d int) {
 			e := &ix.entries[ref]
 			if e.dead || int(e.quality) < minQ || (opt.BandOnly && d <= WholeDistance) {
 				return
@@ -482,6 +490,13 @@ type hashGetter interface {
 // (MIHSearcher).
 type probeRanger interface {
 	RangeAnyProbe(qs []pdq.Hash, radius, chunkRadius int, fn func(ref uint32))
+}
+
+// wholeProber is a searcher that finds, approximately, the refs within
+// radius of a hash that agree with it within chunkRadius bits on a chunk
+// of its multi-index (MIHSearcher).
+type wholeProber interface {
+	RangeProbe(q pdq.Hash, radius, chunkRadius int, fn func(ref uint32, dist int))
 }
 
 // anyRanger is a searcher that finds, in one pass over a batch of query
@@ -649,6 +664,10 @@ type verifyParams struct {
 	// values and detail, and of the values where the original has no
 	// detail at the scale of a cell.
 	minPixelCorr, minPixelDetail, minPixelCorrSmooth float64
+	// bandProbe >= 0 makes the band's search approximate, each chunk
+	// probed within that many bits (see hamming.Index.SearchProbe); -1:
+	// exact.
+	bandProbe int
 	// wholeBand is the reach of the pixel-verified whole-image match (0:
 	// off; see WholeBandDistance).
 	wholeBand int
@@ -662,7 +681,7 @@ type verifyParams struct {
 	weakPixelCorr, weakPixelDetail float64
 }
 
-var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, probeDistance: ProbeSeedDistance, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
+var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, probeDistance: ProbeSeedDistance, bandProbe: BandProbeBits, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
 	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8,
 	minPixelCorr: MinPixelCorr, minPixelDetail: MinPixelDetail, minPixelCorrSmooth: MinPixelCorrSmooth,
 	weakPixelCorr: 0.8, weakPixelDetail: 0.9}

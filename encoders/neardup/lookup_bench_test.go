@@ -63,8 +63,10 @@ func BenchmarkLookup(b *testing.B) {
 	}
 	// XMODAL_ND_LOOKUP_SEED lists radii of the window search's first
 	// stage, each a sub-benchmark on the same index: N searches within N
-	// exactly (IndexOptions.ExactSeeds; N >= the window radius: one stage),
-	// pN approximately within N (chunk radius 0; the default, p24), and
+	// exactly, and the whole-image band too (IndexOptions.ExactLookup; N >=
+	// the window radius: one stage), pN approximately within N (chunk
+	// radius 0), the band probed as XMODAL_ND_LOOKUP_BANDPROBE says
+	// (default BandProbeBits; -1: exact); the default is p24. And
 	// XMODAL_ND_LOOKUP_SEEDWIN the query windows per plane the first stage
 	// searches (0: all).
 	type seedMode struct {
@@ -82,6 +84,23 @@ func BenchmarkLookup(b *testing.B) {
 			}
 			seedModes = append(seedModes, seedMode{f, v, strings.HasPrefix(f, "p")})
 		}
+	}
+	// XMODAL_ND_LOOKUP_BAND sets the reach of the pixel-verified
+	// whole-image band (default WholeBandDistance; 0: off).
+	if s := os.Getenv("XMODAL_ND_LOOKUP_BAND"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || (v != 0 && (v <= WholeDistance || v > 256)) {
+			b.Fatalf("XMODAL_ND_LOOKUP_BAND=%q", s)
+		}
+		ix.vp.wholeBand = v
+	}
+	bandProbe := ix.vp.bandProbe
+	if s := os.Getenv("XMODAL_ND_LOOKUP_BANDPROBE"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("XMODAL_ND_LOOKUP_BANDPROBE=%q", s)
+		}
+		bandProbe = v
 	}
 	if s := os.Getenv("XMODAL_ND_LOOKUP_SEEDWIN"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -155,14 +174,15 @@ func BenchmarkLookup(b *testing.B) {
 	hashesPer := float64(hashes) / float64(len(queries))
 	for _, sm := range seedModes {
 		b.Run("seed="+sm.name, func(b *testing.B) {
-			ix.vp.seedDistance, ix.vp.probeDistance = sm.radius, 0
+			ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = sm.radius, 0, -1
 			if sm.probed {
-				ix.vp.seedDistance, ix.vp.probeDistance = SeedDistance, sm.radius
+				ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = SeedDistance, sm.radius, bandProbe
 			}
 			lookupRun(b, ix, queries, want)
 			b.ReportMetric(float64(n), "images")
 			b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
 			b.ReportMetric(float64(sm.radius), "seed-radius")
+			b.ReportMetric(float64(ix.vp.bandProbe), "band-probe")
 			b.ReportMetric(sigPer, "sig-bytes/image")
 			b.ReportMetric(heapPer, "heap-bytes/image")
 			b.ReportMetric(hashesPer, "hashes/query")

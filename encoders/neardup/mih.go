@@ -52,12 +52,20 @@ func (s *MIHSearcher) Len() int { return s.ix.Len() }
 
 // Range calls fn for every hash within radius of q (0..256), once each.
 func (s *MIHSearcher) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {
+	s.RangeProbe(q, radius, -1, fn)
+}
+
+// RangeProbe is Range by an approximate multi-index search
+// (hamming.Index.SearchProbe): every hash within radius of q that agrees
+// with it within chunkRadius bits on one of the index's chunks, perhaps
+// others within radius, never one beyond. A negative chunkRadius is Range.
+func (s *MIHSearcher) RangeProbe(q pdq.Hash, radius, chunkRadius int, fn func(ref uint32, dist int)) {
 	c, _ := hamming.FromBytes(q[:])
 	bp, _ := s.bufs.Get().(*[]hamming.Match)
 	if bp == nil {
 		bp = new([]hamming.Match)
 	}
-	ms, err := s.ix.Search([]hamming.Code{c}, radius, (*bp)[:0])
+	ms, err := s.ix.SearchProbe([]hamming.Code{c}, radius, chunkRadius, (*bp)[:0])
 	if err != nil {
 		panic(err) // only a radius outside 0..256
 	}

@@ -132,7 +132,7 @@ const (
 	// within WindowDistance) only when one of its windows lies within
 	// SeedDistance of a query window. The clusters' link relation
 	// (Linker) seeds at this radius exactly; the lookup's first stage does
-	// with IndexOptions.ExactSeeds.
+	// with IndexOptions.ExactLookup.
 	SeedDistance = 19
 	// ProbeSeedDistance is the radius of the lookup's first stage by
 	// default, where it is approximate: a query window seeds the indexed
@@ -144,6 +144,14 @@ const (
 	// p99 fell from 21.7-28 to 7.7-8.8 ms and it found more of the
 	// benchmark's re-posts (0.9715 against 0.9687; docs/neardup.md).
 	ProbeSeedDistance = 24
+	// BandProbeBits is how far each chunk of the whole-image multi-index
+	// is probed for the pixel-verified band (WholeBandDistance) by default:
+	// an exact search within 56 bits probes each 20-bit chunk's neighbours
+	// within 4 bits (about 6,000 buckets a chunk), this one within 2 (about
+	// 200). It finds the band's copies whose hash agrees with the query's
+	// within 2 bits on one of the 13 chunks; at a million images the
+	// benchmark's re-posts were found as by the exact band (docs/neardup.md).
+	BandProbeBits = 2
 )
 
 // Options tunes signatures; the zero value gives the defaults.

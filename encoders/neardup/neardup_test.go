@@ -469,10 +469,27 @@ func TestTwoStageWindowSearch(t *testing.T) {
 }
 
 // countingProber is an MIHSearcher that counts the approximate and the
-// exact batched searches made through it.
+// exact batched searches made through it, and the approximate and exact
+// searches of one hash at a radius beyond WholeDistance (the band's).
 type countingProber struct {
 	*MIHSearcher
-	probes, exact int
+	probes, exact         int
+	bandProbes, bandExact int
+}
+
+func (c *countingProber) RangeProbe(q pdq.Hash, radius, chunkRadius int, fn func(ref uint32, dist int)) {
+	if radius > WholeDistance {
+		if chunkRadius >= 0 {
+			c.bandProbes++
+		} else {
+			c.bandExact++
+		}
+	}
+	c.MIHSearcher.RangeProbe(q, radius, chunkRadius, fn)
+}
+
+func (c *countingProber) Range(q pdq.Hash, radius int, fn func(ref uint32, dist int)) {
+	c.RangeProbe(q, radius, -1, fn)
 }
 
 func (c *countingProber) RangeAnyProbe(qs []pdq.Hash, radius, chunkRadius int, fn func(ref uint32)) {
@@ -485,19 +502,23 @@ func (c *countingProber) RangeAny(qs []pdq.Hash, radius int, fn func(ref uint32)
 	c.MIHSearcher.RangeAny(qs, radius, fn)
 }
 
-// TestProbedSeeds: by default the window search seeds approximately
-// (RangeAnyProbe within ProbeSeedDistance, chunk radius 0) and with
-// IndexOptions.ExactSeeds exactly within SeedDistance; either way every
+// TestApproximateLookup: by default the window search seeds approximately
+// (RangeAnyProbe within ProbeSeedDistance, chunk radius 0) and the
+// whole-image band is probed approximately (BandProbeBits); with
+// IndexOptions.ExactLookup the seeds are searched exactly within
+// SeedDistance and the band exactly. Either way every
 // match is one the one-stage search makes, with the same evidence, and on
 // the photos' crop, caption and screenshot re-posts the probed seeds find
 // at least as many originals as the exact ones.
-func TestProbedSeeds(t *testing.T) {
+func TestApproximateLookup(t *testing.T) {
 	h := NewHasher(Options{PDQMaxSide: -1})
 	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
 	probe := &countingProber{MIHSearcher: NewMIHSearcher(false)}
 	exactW := &countingProber{MIHSearcher: NewMIHSearcher(false)}
-	def := NewIndexWith(NewMIHSearcher(false), probe)
-	exact := NewIndexWithOptions(NewMIHSearcher(false), exactW, IndexOptions{ExactSeeds: true})
+	probeWhole := &countingProber{MIHSearcher: NewMIHSearcher(false)}
+	exactWhole := &countingProber{MIHSearcher: NewMIHSearcher(false)}
+	def := NewIndexWith(probeWhole, probe)
+	exact := NewIndexWithOptions(exactWhole, exactW, IndexOptions{ExactLookup: true})
 	oneStage := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
 	oneStage.vp.seedDistance, oneStage.vp.probeDistance = oneStage.vp.windowDistance, 0
 	var imgs []image.Image
@@ -518,6 +539,8 @@ func TestProbedSeeds(t *testing.T) {
 		for ki, k := range kinds {
 			q := repostQuery(t, h, img, k, uint64(i), uint64(ki))
 			windowsOnly := SearchOptions{MinQuality: 101}
+			def.Search(q, SearchOptions{}) // the band's searches, counted
+			exact.Search(q, SearchOptions{})
 			one := map[int64]Match{}
 			for _, m := range oneStage.Search(q, windowsOnly) {
 				one[m.ID] = m
@@ -543,7 +566,13 @@ func TestProbedSeeds(t *testing.T) {
 		t.Errorf("default index: %d probed and %d exact seed searches, want probed only", probe.probes, probe.exact)
 	}
 	if exactW.probes != 0 || exactW.exact == 0 {
-		t.Errorf("ExactSeeds index: %d probed and %d exact seed searches, want exact only", exactW.probes, exactW.exact)
+		t.Errorf("ExactLookup index: %d probed and %d exact seed searches, want exact only", exactW.probes, exactW.exact)
+	}
+	if probeWhole.bandProbes == 0 || probeWhole.bandExact != 0 {
+		t.Errorf("default index: %d probed and %d exact band searches, want probed only", probeWhole.bandProbes, probeWhole.bandExact)
+	}
+	if exactWhole.bandProbes != 0 || exactWhole.bandExact == 0 {
+		t.Errorf("ExactLookup index: %d probed and %d exact band searches, want exact only", exactWhole.bandProbes, exactWhole.bandExact)
 	}
 	if foundExact == 0 || foundProbe < foundExact {
 		t.Errorf("probed seeds found %d originals, exact seeds %d", foundProbe, foundExact)

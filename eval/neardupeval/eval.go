@@ -59,8 +59,8 @@ type Options struct {
 	// SeedWindows is the region index's neardup.IndexOptions.SeedWindows
 	// (0: every query window seeds).
 	SeedWindows int
-	// ExactSeeds is the region index's neardup.IndexOptions.ExactSeeds.
-	ExactSeeds bool
+	// ExactLookup is the region index's neardup.IndexOptions.ExactLookup.
+	ExactLookup bool
 	// WholeBand is the region index's neardup.IndexOptions.WholeBand (0:
 	// the default; negative: off).
 	WholeBand int
@@ -250,7 +250,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// Index.
 	ws, ww := opt.Searchers()
-	ndIx := neardup.NewIndexWithOptions(ws, ww, neardup.IndexOptions{SeedWindows: opt.SeedWindows, ExactSeeds: opt.ExactSeeds, WholeBand: opt.WholeBand})
+	ndIx := neardup.NewIndexWithOptions(ws, ww, neardup.IndexOptions{SeedWindows: opt.SeedWindows, ExactLookup: opt.ExactLookup, WholeBand: opt.WholeBand})
 	pdqIx := neardup.NewIndexWith(opt.Searchers())
 	var bytes int64
 	var ratios []float64

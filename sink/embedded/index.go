@@ -64,9 +64,9 @@ type Options struct {
 	// NearDupSeedWindows is the near-duplicate window search's
 	// neardup.IndexOptions.SeedWindows (0: every query window seeds).
 	NearDupSeedWindows int
-	// NearDupExactSeeds is the window index's neardup.IndexOptions.
-	// ExactSeeds (false: the approximate first stage).
-	NearDupExactSeeds bool
+	// NearDupExactLookup is the window index's neardup.IndexOptions.
+	// ExactLookup (false: the approximate first stage).
+	NearDupExactLookup bool
 	// NearDupWholeBand is the window index's neardup.IndexOptions.
 	// WholeBand (0: neardup.WholeBandDistance; negative: off).
 	NearDupWholeBand int
@@ -141,7 +141,7 @@ func Open(ctx context.Context, opt Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("embedded index: open %s: %w", opt.Path, err)
 	}
-	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}, win: newWindowIndex(neardup.IndexOptions{SeedWindows: opt.NearDupSeedWindows, ExactSeeds: opt.NearDupExactSeeds, WholeBand: opt.NearDupWholeBand})}
+	ix := &Index{db: db, dim: opt.Dim, log: opt.Logger, coder: opt.Coder, candidates: opt.HybridCandidates, slotOf: map[string]loc{}, strs: map[string]string{}, win: newWindowIndex(neardup.IndexOptions{SeedWindows: opt.NearDupSeedWindows, ExactLookup: opt.NearDupExactLookup, WholeBand: opt.NearDupWholeBand})}
 	for i, m := range domain.Modalities {
 		ix.segs[i] = &segment{mod: m}
 	}
