@@ -140,9 +140,11 @@ const (
 	// exactly on one chunk of the multi-index (about 25 bits at a million
 	// images; MIHSearcher.RangeAnyProbe). That probes one bucket a chunk,
 	// where an exact search within SeedDistance probes each chunk's one-bit
-	// neighbours too (26 buckets): at a million images the lookup's CPU
-	// p99 fell from 21.7-28 to 7.7-8.8 ms and it found more of the
-	// benchmark's re-posts (0.9715 against 0.9687; docs/neardup.md).
+	// neighbours too (26 buckets). With the band probed too
+	// (BandProbeBits), the lookup's CPU p99 at a million images fell from
+	// 20.1-21.7 to 4.3-4.5 ms and it found more of the benchmark's
+	// re-posts (0.9715 against 0.9687; bench/results/
+	// neardup-lookup-1m-approx.txt, docs/neardup.md).
 	ProbeSeedDistance = 24
 	// BandProbeBits is how far each chunk of the whole-image multi-index
 	// is probed for the pixel-verified band (WholeBandDistance) by default:
