@@ -5,7 +5,6 @@ import (
 	"errors"
 	"image"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -25,15 +24,7 @@ func TestMatchRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	load := func(name string) image.Image {
-		data, err := os.ReadFile(filepath.Join(root, "testdata/neardup/photos", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return img
+		return testutil.DecodeImage(t, filepath.Join(root, "testdata/neardup/photos", name))
 	}
 	photo := load("coffee.jpg")
 	ph := pdq.Hasher{MaxSide: -1}

@@ -113,14 +113,7 @@ func clustersThroughRun(t *testing.T, kinds []reposts.Kind, flags ...string) {
 	root := testutil.MustRepoRoot(t)
 	dir := t.TempDir()
 	src := filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg")
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, _, err := pdq.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testutil.DecodeImage(t, src)
 	lines := []string{
 		fmt.Sprintf(`{"schema":1,"id":"photo","author":"skimage","created_at":"2026-11-01T10:00:00Z","text":"a photo","image_file":%q}`, src),
 		fmt.Sprintf(`{"schema":1,"id":"other","author":"skimage","created_at":"2026-11-01T11:00:00Z","text":"a photo","image_file":%q}`,

@@ -14,21 +14,14 @@ import (
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 const photoDir = "../../testdata/neardup/photos"
 
 func loadPhoto(t testing.TB, name string) image.Image {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(photoDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, _, err := pdq.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testutil.DecodeImage(t, filepath.Join(photoDir, name))
 }
 
 // photoIndex indexes every committed photo; ids are positions in names.

@@ -25,6 +25,7 @@ import (
 	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/hamming"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestClusterQualityReposts is the quality benchmark of
@@ -341,13 +342,5 @@ func incremental(t *testing.T, items []Item, thr int, windows bool) map[string]u
 // decodeFile reads and decodes an image file as the hashers read it.
 func decodeFile(t *testing.T, f string) image.Image {
 	t.Helper()
-	b, err := os.ReadFile(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, _, err := pdq.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testutil.DecodeImage(t, f)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -498,14 +497,7 @@ func TestClustersLinkMirroredCopies(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	var changes []domain.Change
 	for i, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, _, err := pdq.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		img := testutil.DecodeImage(t, f)
 		var hs pdq.Hasher
 		h, cs, q := hs.HashCanonical(img)
 		ch := imagePost(fmt.Sprintf("dih%d", i), t0.Add(time.Duration(i)*time.Minute), h[:], uint64(10+i))

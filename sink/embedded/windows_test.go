@@ -5,7 +5,6 @@ import (
 	"errors"
 	"image"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,21 +13,14 @@ import (
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 const ndPhotos = "../../testdata/neardup/photos"
 
 func ndPhoto(t *testing.T, name string) image.Image {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(ndPhotos, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, _, err := pdq.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testutil.DecodeImage(t, filepath.Join(ndPhotos, name))
 }
 
 // imageRec is an image record of post with img's PDQ hash and windows, as
