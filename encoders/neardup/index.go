@@ -516,8 +516,9 @@ type anyRanger interface {
 // windowDistance needs (with chunks of about 25 bits, radius 19 probes
 // each chunk's one-bit neighbours, radius 28 its two-bit ones: 10x the
 // probes); or, by default, approximately within probeDistance, probing
-// only each chunk's own value (see ProbeSeedDistance). Verification: every indexed image with a seed hit has all its
-// windows compared with all the query's windows within windowDistance,
+// only each chunk's own value (see ProbeSeedDistance). Verification:
+// every indexed image with a seed hit has all its windows compared with
+// all the query's windows within windowDistance,
 // (runner-up variants included), which is the hit list a single-stage
 // search gives for that image. The two agree on every image that has at
 // least one window within seedDistance of a seeding window; a re-post's
