@@ -70,6 +70,7 @@ type MilvusConfig struct {
 	BatchSize        int           `yaml:"batch_size" help:"most rows of one upsert call"`
 	Linger           time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
 	Rounds           int           `yaml:"rounds" help:"write rounds in flight at once (rounds never share a post)"`
+	UpsertOnly       bool          `yaml:"upsert_only" help:"upsert every row; by default the rows of a post Milvus holds nothing of are inserted (less server work) after its versions row is written, and rounds at a fence timestamp upsert"`
 	DialTimeout      time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
 	// StartTimeout bounds the wait for an unreachable Milvus at start.
 	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
@@ -109,7 +110,7 @@ func (c *Config) milvusOptions(r role, dim int, version string, codeBits int, lo
 		FollowAlias: r == roleServe && m.FollowAlias, Layout: m.Layout,
 		FloatIndex: m.IndexType, NList: m.NList, NProbe: m.NProbe, HNSWM: m.HNSWM, HNSWEfC: m.HNSWEfC, EF: m.EF, ExactEF: m.ExactEF,
 		CodeIndex: m.CodeIndex, Candidates: m.Candidates, Shards: m.Shards, Replicas: m.Replicas, Consistency: m.Consistency,
-		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, FenceWindow: fenceWindow(m.FenceWindow), BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds,
+		WriteConsistency: m.WriteConsistency, StaleWindow: m.StaleWindow, FenceWindow: fenceWindow(m.FenceWindow), BatchSize: m.BatchSize, Linger: m.Linger, Rounds: m.Rounds, UpsertOnly: m.UpsertOnly,
 		DialTimeout: m.DialTimeout, StartTimeout: m.StartTimeout, CallTimeout: m.CallTimeout, LoadTimeout: m.LoadTimeout,
 		Retries: m.Retries, RetryBackoff: m.RetryBackoff, RetryMaxBackoff: m.RetryMaxBackoff, Logger: log}
 }
@@ -215,7 +216,8 @@ func (a *app) registerRoleMetrics() {
 		}{
 			{"xmodal_milvus_write_rounds_total", "Milvus write rounds (concurrent Apply calls coalesced).", func() float64 { return float64(st().Rounds) }},
 			{"xmodal_milvus_write_rounds_strong_total", "Milvus write rounds that read past Bounded: at the fence timestamp after a Kafka assignment, or Strong with milvus.write_consistency Strong.", func() float64 { return float64(st().StrongRounds) }},
-			{"xmodal_milvus_rows_written_total", "Record rows upserted into Milvus.", func() float64 { return float64(st().Rows) }},
+			{"xmodal_milvus_rows_written_total", "Record rows written to Milvus.", func() float64 { return float64(st().Rows) }},
+			{"xmodal_milvus_posts_inserted_total", "Posts new to Milvus whose rows were inserted rather than upserted (milvus.upsert_only false).", func() float64 { return float64(st().InsertedPosts) }},
 			{"xmodal_milvus_rpc_retries_total", "Milvus calls retried after Unavailable or ResourceExhausted.", func() float64 { return float64(st().Retries) }},
 			{"xmodal_milvus_round_read_seconds_total", "Time write rounds spent reading versions, deny rows and records present.", func() float64 { return st().ReadTime.Seconds() }},
 			{"xmodal_milvus_round_write_seconds_total", "Time write rounds spent writing.", func() float64 { return st().WriteTime.Seconds() }},

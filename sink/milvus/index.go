@@ -276,7 +276,10 @@ func (ix *Index) Layout() string {
 type Stats struct {
 	Retries int64 // RPC attempts retried after Unavailable/ResourceExhausted
 	Rounds  int64 // write rounds
-	Rows    int64 // rows upserted
+	Rows    int64 // record rows written
+	// InsertedPosts are the posts new to Milvus whose rows were inserted
+	// rather than upserted (Options.UpsertOnly).
+	InsertedPosts int64
 	// StrongRounds are the rounds that read past Bounded: at the fence
 	// timestamp (within FenceWindow of a Fence) or Strong (WriteConsistency
 	// Strong).
@@ -292,7 +295,8 @@ type Stats struct {
 // Stats returns the counters.
 func (ix *Index) Stats() Stats {
 	return Stats{Retries: ix.metrics.retries.Load(), Rounds: ix.w.rounds.Load(), Rows: ix.w.rows.Load(), StrongRounds: ix.w.strongRounds.Load(),
-		ReadTime: time.Duration(ix.w.readNanos.Load()), WriteTime: time.Duration(ix.w.writeNanos.Load()),
+		InsertedPosts: ix.w.insertedPosts.Load(),
+		ReadTime:      time.Duration(ix.w.readNanos.Load()), WriteTime: time.Duration(ix.w.writeNanos.Load()),
 		WriteWait: time.Duration(ix.w.waitNanos.Load())}
 }
 

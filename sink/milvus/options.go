@@ -110,6 +110,16 @@ type Options struct {
 	// second than several small rounds; a cluster with several data nodes
 	// may take more. Rounds in flight never share a post.
 	Rounds int
+	// UpsertOnly makes every write of a record, code or PDQ row an upsert.
+	// By default a post that Milvus holds nothing of (no versions row, read
+	// by the round, and no write of this writer within StaleWindow) has its
+	// versions row upserted first and its rows inserted after, which costs
+	// the server less than an upsert (no delete of the keys). So that its
+	// reads show what a writer before it wrote a moment ago, such a writer's
+	// rounds of its first StaleWindow read at a timestamp taken after it
+	// started; within StaleWindow of a Fence a round upserts every row
+	// (docs/milvus.md, "New posts are inserted").
+	UpsertOnly bool
 
 	// DialTimeout bounds one connection attempt (default 3s); StartTimeout bounds
 	// Open's wait for an unreachable server (default 30s).

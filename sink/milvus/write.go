@@ -67,6 +67,7 @@ type writer struct {
 	recent      map[string]*recentPost // this writer's writes of the last StaleWindow
 	recentQ     []recentEntry          // recent's entries, oldest first
 	strongUntil time.Time              // Fence: read at least at fenceTS until then
+	insertFrom  time.Time              // rounds may insert new posts' rows from then (mayInsert)
 	fenceEpoch  int                    // Fence calls so far
 	fenceTS     uint64                 // server timestamp taken after the latest Fence (0: not yet)
 	fenceTSOf   int                    // the fenceEpoch fenceTS was taken for
@@ -76,6 +77,7 @@ type writer struct {
 	marked atomic.Bool // the deny rows are marked in the versions collection
 
 	rounds, rows, strongRounds atomic.Int64
+	insertedPosts              atomic.Int64 // posts whose rows were inserted (new to Milvus)
 	readNanos, writeNanos      atomic.Int64
 	waitNanos                  atomic.Int64 // rounds read, waiting for a write slot
 }
@@ -102,6 +104,13 @@ type applyReq struct {
 func newWriter(ix *Index) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &writer{ix: ix, reqs: make(chan *applyReq), ctx: ctx, cancel: cancel, recent: map[string]*recentPost{}, busy: map[string]int{}}
+	if !ix.opt.UpsertOnly {
+		// A writer that inserts the rows of the posts it reads as new must
+		// see what a writer before it (this process before a restart) wrote
+		// a moment ago, which a Bounded read may not show: its rounds of the
+		// first StaleWindow read at a timestamp taken after the start.
+		w.strongUntil, w.fenceEpoch = time.Now().Add(max(ix.opt.FenceWindow, ix.opt.StaleWindow)), 1
+	}
 	w.busyCond = sync.NewCond(&w.busyMu)
 	w.wg.Add(1)
 	go w.loop()
@@ -281,6 +290,7 @@ func (w *writer) release(ids []string) {
 func (ix *Index) Fence() {
 	ix.w.mu.Lock()
 	ix.w.strongUntil = time.Now().Add(ix.opt.FenceWindow)
+	ix.w.insertFrom = time.Now().Add(ix.opt.StaleWindow)
 	ix.w.fenceEpoch++
 	ix.w.mu.Unlock()
 }
@@ -495,6 +505,9 @@ type postState struct {
 	final   int // 0 untouched, 1 upsert, 2 delete
 	records []domain.Record
 	present [3]bool // modalities with a record row (read or written lately)
+	// held: Milvus holds a versions row of the post, or this writer wrote
+	// it within StaleWindow; fresh: its rows are inserted, not upserted.
+	held, fresh bool
 }
 
 const (
@@ -582,10 +595,12 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 		case ok && s >= 0:
 			ps.st.Exists, ps.st.Seq = true, uint64(s)
 		}
+		_, ps.held = seqs[id]
 		for _, m := range domain.Modalities {
 			ps.present[modIndex(m)] = present[domain.PrimaryKey(id, m)]
 		}
 		if rp := w.recent[id]; rp != nil {
+			ps.held = true
 			// Our own write may not be visible to a Bounded read yet: it is
 			// the newest state of the post this writer knows.
 			switch {
@@ -618,6 +633,28 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 			}
 		}
 	}
+	// 2b. New posts: a post Milvus holds nothing of gets its versions row
+	// now, while the rounds ahead write, and its rows are inserted below
+	// (an insert costs the server less than an upsert, which first deletes
+	// the keys). The versions row lands first, so a round redone after a
+	// crash between the two reads the post as held and upserts: a
+	// redelivery never inserts a key twice. Within StaleWindow of a Fence
+	// (the posts' previous owner may still be writing them) a round upserts
+	// all.
+	var freshIDs []string
+	var freshSeqs []int64
+	if !ix.opt.UpsertOnly && w.mayInsert() {
+		for _, id := range ids {
+			if ps := states[id]; ps.final == finalUpsert && !ps.held && !ps.newDeny && !ps.st.Denied {
+				ps.fresh = true
+				freshIDs, freshSeqs = append(freshIDs, id), append(freshSeqs, int64(ps.st.Seq))
+			}
+		}
+		if err := parallel(w.versionWrites(ctx, freshIDs, freshSeqs)...); err != nil {
+			return err
+		}
+		w.insertedPosts.Add(int64(len(freshIDs)))
+	}
 	// 3. the writes, once a write slot is free (the round holds its posts
 	// meanwhile: nothing else of this writer writes them).
 	waitStart := time.Now()
@@ -628,7 +665,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	w.waitNanos.Add(int64(writeStart.Sub(waitStart)))
 	defer func() { w.writeNanos.Add(int64(time.Since(writeStart))) }()
 	var (
-		recs                              []*domain.Record
+		recs, ins                         []*domain.Record
 		delRec, delCode, delPDQ, delPosts []string
 		postIDs                           []string
 		postSeqs                          []int64
@@ -651,6 +688,12 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 				delPosts = append(delPosts, id)
 			}
 		case finalUpsert:
+			if ps.fresh {
+				for j := range ps.records {
+					ins = append(ins, &ps.records[j])
+				}
+				break // nothing to remove; the versions row is written
+			}
 			has := map[domain.Modality]*domain.Record{}
 			for j := range ps.records {
 				has[ps.records[j].Modality] = &ps.records[j]
@@ -708,36 +751,37 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	if len(delRec) > 0 {
 		fns = append(fns, func() error { return ix.deleteIn(ctx, l.records.name, fPK, delRec) })
 	}
-	for from := 0; from < len(recs); from += bs {
-		chunk := recs[from:min(from+bs, len(recs))]
-		fns = append(fns, func() error {
-			if err := ix.upsert(ctx, l.records.name, ix.recordColumns(chunk)); err != nil {
-				return err
-			}
-			w.rows.Add(int64(len(chunk)))
-			return nil
-		})
-		for _, t := range []struct {
-			t     *table
-			field string
-		}{{l.code, fCode}, {l.pdq, fPDQ}} {
-			if !side(t.t) {
-				continue
-			}
-			if cols := ix.sideColumns(chunk, t.field); cols != nil {
-				fns = append(fns, func() error { return ix.upsert(ctx, t.t.name, cols) })
+	for _, rs := range []struct {
+		recs   []*domain.Record
+		insert bool
+	}{{recs, false}, {ins, true}} {
+		write := ix.upsert
+		if rs.insert {
+			write = ix.insert
+		}
+		for from := 0; from < len(rs.recs); from += bs {
+			chunk := rs.recs[from:min(from+bs, len(rs.recs))]
+			fns = append(fns, func() error {
+				if err := write(ctx, l.records.name, ix.recordColumns(chunk)); err != nil {
+					return err
+				}
+				w.rows.Add(int64(len(chunk)))
+				return nil
+			})
+			for _, t := range []struct {
+				t     *table
+				field string
+			}{{l.code, fCode}, {l.pdq, fPDQ}} {
+				if !side(t.t) {
+					continue
+				}
+				if cols := ix.sideColumns(chunk, t.field); cols != nil {
+					fns = append(fns, func() error { return write(ctx, t.t.name, cols) })
+				}
 			}
 		}
 	}
-	for from := 0; from < len(postIDs); from += bs {
-		to := min(from+bs, len(postIDs))
-		cols := []column.Column{
-			column.NewColumnVarChar(fPostID, postIDs[from:to]),
-			column.NewColumnInt64(fSeq, postSeqs[from:to]),
-			dummyColumn(to - from),
-		}
-		fns = append(fns, func() error { return ix.upsert(ctx, l.posts.name, cols) })
-	}
+	fns = append(fns, w.versionWrites(ctx, postIDs, postSeqs)...)
 	deniedAt := now.UnixNano()
 	for from := 0; from < len(denyIDs); from += bs {
 		to := min(from+bs, len(denyIDs))
@@ -773,6 +817,32 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// versionWrites returns the upserts of the posts' versions rows, in calls of
+// at most BatchSize rows.
+func (w *writer) versionWrites(ctx context.Context, ids []string, seqs []int64) []func() error {
+	ix := w.ix
+	var fns []func() error
+	for from := 0; from < len(ids); from += ix.opt.BatchSize {
+		to := min(from+ix.opt.BatchSize, len(ids))
+		cols := []column.Column{
+			column.NewColumnVarChar(fPostID, ids[from:to]),
+			column.NewColumnInt64(fSeq, seqs[from:to]),
+			dummyColumn(to - from),
+		}
+		fns = append(fns, func() error { return ix.upsert(ctx, ix.l.posts.name, cols) })
+	}
+	return fns
+}
+
+// mayInsert says whether a round may insert the rows of the posts its read
+// found new: not within StaleWindow of a Fence, when the posts' previous
+// owner may still be writing them.
+func (w *writer) mayInsert() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return time.Now().After(w.insertFrom)
 }
 
 // expireRecent forgets the writes older than StaleWindow (w.mu held). The
@@ -973,6 +1043,15 @@ func (ix *Index) matchesOf(r *domain.Record) (string, []string) {
 		return "", banks
 	}
 	return string(js), banks
+}
+
+// insert writes rows whose keys the collection does not hold (see
+// Options.UpsertOnly).
+func (ix *Index) insert(ctx context.Context, coll string, cols []column.Column) error {
+	return ix.call(ctx, "insert into "+coll, func(ctx context.Context) error {
+		_, err := ix.c.Insert(ctx, milvusclient.NewColumnBasedInsertOption(coll, cols...), noRetry)
+		return err
+	})
 }
 
 func (ix *Index) upsert(ctx context.Context, coll string, cols []column.Column) error {
