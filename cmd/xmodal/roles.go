@@ -70,7 +70,7 @@ type MilvusConfig struct {
 	BatchSize        int           `yaml:"batch_size" help:"most rows of one upsert call"`
 	Linger           time.Duration `yaml:"linger" help:"how long a write round waits for more batches to join it"`
 	Rounds           int           `yaml:"rounds" help:"write rounds in flight at once (rounds never share a post)"`
-	UpsertOnly       bool          `yaml:"upsert_only" help:"upsert every row; by default the rows of a post Milvus holds nothing of are inserted (less server work) after its versions row is written, and rounds at a fence timestamp upsert"`
+	UpsertOnly       bool          `yaml:"upsert_only" help:"upsert every row; by default the rows of a post Milvus holds nothing of are inserted (less server work) after its versions row is written, except for stale_window after a Kafka assignment"`
 	DialTimeout      time.Duration `yaml:"dial_timeout" help:"bound on one connection attempt"`
 	// StartTimeout bounds the wait for an unreachable Milvus at start.
 	StartTimeout    time.Duration `yaml:"start_timeout" help:"how long start-up waits for Milvus to answer before giving up"`
