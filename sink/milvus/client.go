@@ -50,6 +50,7 @@ func dial(ctx context.Context, o Options) (*milvusclient.Client, error) {
 			grpc.WithChainUnaryInterceptor(tsInterceptor),
 		},
 	}
+	cfg.DialOptions = append(cfg.DialOptions, o.DialOptions...)
 	deadline := time.Now().Add(o.StartTimeout)
 	var last error
 	for attempt := 1; ; attempt++ {

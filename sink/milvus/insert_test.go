@@ -2,7 +2,13 @@ package milvus
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+
+	"github.com/milvus-io/milvus-proto/go-api/v2/milvuspb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/sink/conformance"
@@ -73,7 +79,7 @@ func TestNewPostsInsertedOnce(t *testing.T) {
 			for i, ch := range posts(0, n, 1) {
 				ids[i], seqs[i] = ch.PostID, int64(ch.Seq)
 			}
-			if err := parallel(ix.w.versionWrites(context.Background(), ids, seqs)...); err != nil {
+			if err := parallel(ix.w.versionWrites(context.Background(), ids, seqs, true)...); err != nil {
 				t.Fatal(err)
 			}
 			countEach(t, ix, 0)
@@ -106,6 +112,36 @@ func TestNewPostsInsertedOnce(t *testing.T) {
 			}
 		})
 	}
+	t.Run("insert whose acknowledgement is lost", func(t *testing.T) {
+		// The server applies the first insert into the records collection
+		// but the client hears Unavailable (a dropped connection): the
+		// insert must not be sent again, and the round that redoes the
+		// posts must upsert them, though a Bounded read made at once may not
+		// show their versions rows.
+		var records atomic.Pointer[string]
+		var lost atomic.Int32
+		opt := testOptions(t, conformance.Dim)
+		opt.DialOptions = []grpc.DialOption{grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				err := invoker(ctx, method, req, reply, cc, opts...)
+				if in, ok := req.(*milvuspb.InsertRequest); ok && err == nil && records.Load() != nil &&
+					in.GetCollectionName() == *records.Load() && lost.Add(1) == 1 {
+					return status.Error(codes.Unavailable, "connection dropped after the insert was sent (test)")
+				}
+				return err
+			})}
+		ix := openTest(t, opt)
+		records.Store(&ix.l.records.name)
+		chs := posts(0, n, 1)
+		if _, err := ix.Apply(context.Background(), chs); err == nil {
+			t.Fatal("Apply succeeded though its records insert failed")
+		}
+		mustApply(t, ix, chs...) // the pipeline's redelivery
+		if lost.Load() != 1 {
+			t.Fatalf("%d inserts into the records collection, want 1 (the redelivery upserts)", lost.Load())
+		}
+		countEach(t, ix, n)
+	})
 	t.Run("upsert only", func(t *testing.T) {
 		opt := testOptions(t, conformance.Dim)
 		opt.UpsertOnly = true

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/milvus-io/milvus/client/v2/entity"
+	"google.golang.org/grpc"
 
 	"github.com/xmodal/xmodal/domain"
 )
@@ -143,6 +144,9 @@ type Options struct {
 	MaxPostID int
 
 	Logger *slog.Logger
+	// DialOptions are added to the client's gRPC dial options (transport
+	// credentials, tracing or metrics interceptors).
+	DialOptions []grpc.DialOption
 }
 
 // Coder computes the binary code of a vector of a modality.

@@ -634,9 +634,9 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 		}
 	}
 	// 2b. New posts: a post Milvus holds nothing of gets its versions row
-	// now, while the rounds ahead write, and its rows are inserted below
-	// (an insert costs the server less than an upsert, which first deletes
-	// the keys). The versions row lands first, so a round redone after a
+	// inserted now, while the rounds ahead write, and its rows are inserted
+	// below (an insert costs the server less than an upsert, which first
+	// deletes the keys). The versions row lands first, so a round redone after a
 	// crash between the two reads the post as held and upserts: a
 	// redelivery never inserts a key twice. Within StaleWindow of a Fence
 	// (the posts' previous owner may still be writing them) a round upserts
@@ -650,9 +650,14 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 				freshIDs, freshSeqs = append(freshIDs, id), append(freshSeqs, int64(ps.st.Seq))
 			}
 		}
-		if err := parallel(w.versionWrites(ctx, freshIDs, freshSeqs)...); err != nil {
+		if err := parallel(w.versionWrites(ctx, freshIDs, freshSeqs, true)...); err != nil {
 			return err
 		}
+		// From now on the posts are held, whatever happens to the inserts:
+		// if this round fails (an insert whose acknowledgement was lost may
+		// have landed), the round that retries it must read them as held
+		// and upsert, though a Bounded read may not show the versions rows.
+		w.remember(freshIDs, states)
 		w.insertedPosts.Add(int64(len(freshIDs)))
 	}
 	// 3. the writes, once a write slot is free (the round holds its posts
@@ -781,7 +786,7 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 			}
 		}
 	}
-	fns = append(fns, w.versionWrites(ctx, postIDs, postSeqs)...)
+	fns = append(fns, w.versionWrites(ctx, postIDs, postSeqs, false)...)
 	deniedAt := now.UnixNano()
 	for from := 0; from < len(denyIDs); from += bs {
 		to := min(from+bs, len(denyIDs))
@@ -801,13 +806,24 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 	}
 	// 4. remember what this round wrote, for the rounds of the next
 	// StaleWindow (from now: the writes were acknowledged just now).
-	now = time.Now()
+	var wrote []string
+	for _, id := range ids {
+		if ps := states[id]; ps.final != finalNone || ps.newDeny {
+			wrote = append(wrote, id)
+		}
+	}
+	w.remember(wrote, states)
+	return nil
+}
+
+// remember records the posts' states as this writer's latest writes of them,
+// for the rounds of the next StaleWindow.
+func (w *writer) remember(ids []string, states map[string]*postState) {
+	now := time.Now()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, id := range ids {
 		ps := states[id]
-		if ps.final == finalNone && !ps.newDeny {
-			continue
-		}
 		rp := &recentPost{st: ps.st, at: now}
 		for j := range ps.records {
 			rp.mods[modIndex(ps.records[j].Modality)] = true
@@ -815,14 +831,16 @@ func (w *writer) round(ctx context.Context, batch []*applyReq, toWrite func() bo
 		w.recent[id] = rp
 		w.recentQ = append(w.recentQ, recentEntry{id, rp})
 	}
-	w.mu.Unlock()
-	return nil
 }
 
-// versionWrites returns the upserts of the posts' versions rows, in calls of
-// at most BatchSize rows.
-func (w *writer) versionWrites(ctx context.Context, ids []string, seqs []int64) []func() error {
+// versionWrites returns the writes of the posts' versions rows, in calls of
+// at most BatchSize rows: inserts (posts new to Milvus) or upserts.
+func (w *writer) versionWrites(ctx context.Context, ids []string, seqs []int64, insert bool) []func() error {
 	ix := w.ix
+	write := ix.upsert
+	if insert {
+		write = ix.insert
+	}
 	var fns []func() error
 	for from := 0; from < len(ids); from += ix.opt.BatchSize {
 		to := min(from+ix.opt.BatchSize, len(ids))
@@ -831,7 +849,7 @@ func (w *writer) versionWrites(ctx context.Context, ids []string, seqs []int64) 
 			column.NewColumnInt64(fSeq, seqs[from:to]),
 			dummyColumn(to - from),
 		}
-		fns = append(fns, func() error { return ix.upsert(ctx, ix.l.posts.name, cols) })
+		fns = append(fns, func() error { return write(ctx, ix.l.posts.name, cols) })
 	}
 	return fns
 }
@@ -1046,12 +1064,17 @@ func (ix *Index) matchesOf(r *domain.Record) (string, []string) {
 }
 
 // insert writes rows whose keys the collection does not hold (see
-// Options.UpsertOnly).
+// Options.UpsertOnly). It is not retried: an insert whose acknowledgement
+// was lost (a dropped connection) may have landed, and a second one would
+// hold the keys twice; the round fails instead, and the round that retries
+// its posts reads them as held (remember) and upserts.
 func (ix *Index) insert(ctx context.Context, coll string, cols []column.Column) error {
-	return ix.call(ctx, "insert into "+coll, func(ctx context.Context) error {
+	o := ix.opt
+	o.Retries = 0
+	return retry(ctx, o, "insert into "+coll, o.CallTimeout, func(ctx context.Context) error {
 		_, err := ix.c.Insert(ctx, milvusclient.NewColumnBasedInsertOption(coll, cols...), noRetry)
 		return err
-	})
+	}, nil)
 }
 
 func (ix *Index) upsert(ctx context.Context, coll string, cols []column.Column) error {
