@@ -25,7 +25,12 @@ import (
 // end of the topic. Reported: both rates and the median of the per-round
 // ratios Milvus / embedded. XMODAL_BENCH_ROUNDS sets the number of rounds
 // (default 3); XMODAL_BENCH_MILVUS_ENV adds NAME=value pairs (separated by
-// spaces) to the indexer's environment (e.g. XMODAL_MILVUS_ROUNDS=2).
+// spaces) to the indexer's environment (e.g. XMODAL_MILVUS_ROUNDS=2);
+// XMODAL_BENCH_MILVUS_ENV_B, when set, adds a second indexer run to every
+// round with that environment instead (variant B, e.g.
+// XMODAL_MILVUS_UPSERT_ONLY=true), so that two settings are compared in the
+// same interleaved rounds. Each run also reports the CPU it cost per post,
+// the xmodal process's and the Milvus server's (all its threads, from /proc).
 //
 //	go test -run '^$' -bench IndexerMilvusVsEmbedded -benchtime 1x -timeout 60m ./deploy/
 func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
@@ -54,7 +59,8 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 		}
 		return out
 	}
-	run := func(round int, milvus bool) float64 {
+	envB := os.Getenv("XMODAL_BENCH_MILVUS_ENV_B")
+	run := func(round int, milvus bool, milvusEnv string) (rate, xCPU, mCPU float64) {
 		kind := "embedded"
 		if milvus {
 			kind = "milvus"
@@ -84,7 +90,7 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 		role := "run"
 		if milvus {
 			role = "indexer"
-			env = append(env, strings.Fields(os.Getenv("XMODAL_BENCH_MILVUS_ENV"))...)
+			env = append(env, strings.Fields(milvusEnv)...)
 			env = append(env, "XMODAL_MILVUS_ADDRESS="+milvusAddr, "XMODAL_MILVUS_COLLECTION=bench_"+strconv.Itoa(round)+"_"+strconv.FormatInt(time.Now().Unix()%100000, 10),
 				"XMODAL_NATS_URL="+ns.ClientURL())
 		} else {
@@ -92,6 +98,7 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 		}
 		p := startXmodal(b, env, role)
 		start := time.Now()
+		x0, m0 := procCPU(p.cmd.Process.Pid), milvusServerCPU()
 		for !committedAll(kafka, topic, topic, int64(n)) {
 			if time.Since(start) > 20*time.Minute {
 				b.Fatalf("%s: not every post committed after 20 minutes", kind)
@@ -99,6 +106,8 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		el := time.Since(start)
+		x1, m1 := procCPU(p.cmd.Process.Pid), milvusServerCPU()
+		xCPU, mCPU = float64((x1-x0).Microseconds())/1e3/float64(n), float64((m1-m0).Microseconds())/1e3/float64(n)
 		if milvus && os.Getenv("XMODAL_BENCH_METRICS") != "" {
 			// What the rounds spent, for diagnosis (XMODAL_BENCH_METRICS=1).
 			_, body := p.get("/metrics")
@@ -110,23 +119,67 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 			}
 		}
 		p.cmd.Process.Kill()
-		return float64(n) / el.Seconds()
+		return float64(n) / el.Seconds(), xCPU, mCPU
 	}
 	for range b.N {
-		var mil, emb, ratio []float64
+		var mil, emb, ratio, milB, ratioB []float64
 		for round := range rounds {
-			e := run(round, false)
-			m := run(round, true)
+			e, ex, em := run(round, false, "")
+			m, mx, mm := run(round, true, os.Getenv("XMODAL_BENCH_MILVUS_ENV"))
 			mil, emb, ratio = append(mil, m), append(emb, e), append(ratio, m/e)
-			fmt.Printf("round %d: embedded %.0f posts/s, milvus %.0f posts/s, ratio %.2f\n", round+1, e, m, m/e)
+			fmt.Printf("round %d: embedded %.0f posts/s, milvus %.0f posts/s, ratio %.2f; CPU ms per post: embedded xmodal %.3f (server %.3f while idle), milvus xmodal %.3f + server %.3f\n",
+				round+1, e, m, m/e, ex, em, mx, mm)
+			if envB != "" {
+				mb, bx, bm := run(round, true, envB)
+				milB, ratioB = append(milB, mb), append(ratioB, mb/e)
+				fmt.Printf("round %d: milvus B (%s) %.0f posts/s, ratio %.2f; CPU ms per post: xmodal %.3f + server %.3f\n", round+1, envB, mb, mb/e, bx, bm)
+			}
 		}
-		slices.Sort(ratio)
 		fmt.Printf("%d text posts per round from Kafka (6 partitions); median embedded %.0f posts/s, milvus %.0f posts/s; ratio milvus/embedded median %.2f (min %.2f, max %.2f)\n",
-			n, med(emb), med(mil), med(ratio), ratio[0], ratio[len(ratio)-1])
+			n, med(emb), med(mil), med(ratio), slices.Min(ratio), slices.Max(ratio))
+		if envB != "" {
+			fmt.Printf("milvus B (%s): median %.0f posts/s; ratio B/embedded median %.2f (min %.2f, max %.2f)\n",
+				envB, med(milB), med(ratioB), slices.Min(ratioB), slices.Max(ratioB))
+			b.ReportMetric(med(ratioB), "ratio-B")
+		}
 		b.ReportMetric(med(ratio), "ratio")
 		b.ReportMetric(med(mil), "milvus-posts/s")
 		b.ReportMetric(med(emb), "embedded-posts/s")
 	}
+}
+
+// procCPU is the CPU time (user + system) a process has used, 0 when it
+// cannot be read.
+func procCPU(pid int) time.Duration {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces), from 3.
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * time.Second / 100 // USER_HZ
+}
+
+// milvusServerCPU sums procCPU over the Milvus server processes of the
+// machine (the benchmark's own server is the only one when nothing else runs).
+func milvusServerCPU() time.Duration {
+	var sum time.Duration
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cl, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cl), "milvus\x00run\x00standalone") {
+			sum += procCPU(pid)
+		}
+	}
+	return sum
 }
 
 func med(xs []float64) float64 {
