@@ -536,7 +536,22 @@ func (k *kafkaDLQ) cursor(ctx context.Context) (map[int][2]int64, map[int]int64,
 	for p := range parts {
 		ps = append(ps, p)
 	}
-	res, err := k.cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: k.group, Topics: map[string][]int{k.topic: ps}})
+	var res *kafkago.OffsetFetchResponse
+	err = retryCoordinator(ctx, func() error {
+		var err error
+		if res, err = k.cl.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: k.group, Topics: map[string][]int{k.topic: ps}}); err != nil {
+			return err
+		}
+		if res.Error != nil {
+			return res.Error
+		}
+		for _, p := range res.Topics[k.topic] {
+			if p.Error != nil {
+				return fmt.Errorf("partition %d: %w", p.Partition, p.Error)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafka: the dlq place (group %s): %w", k.group, err)
 	}
@@ -545,11 +560,32 @@ func (k *kafkaDLQ) cursor(ctx context.Context) (map[int][2]int64, map[int]int64,
 		out[p] = r[0]
 	}
 	for _, p := range res.Topics[k.topic] {
-		if p.Error == nil && p.CommittedOffset > out[p.Partition] {
+		if p.CommittedOffset > out[p.Partition] {
 			out[p.Partition] = p.CommittedOffset
 		}
 	}
 	return parts, out, nil
+}
+
+// retryCoordinator calls fn again, with a growing wait (at most 10 tries,
+// about 10 s), while it fails with an error Kafka calls temporary: a group
+// whose coordinator is moving or loading (NOT_COORDINATOR,
+// COORDINATOR_LOAD_IN_PROGRESS, as a broker answers right after a start).
+func retryCoordinator(ctx context.Context, fn func() error) error {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		var ke kafkago.Error
+		if err == nil || !errors.As(err, &ke) || !ke.Temporary() || attempt == 10 {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%w (while waiting to retry: %v)", ctx.Err(), err)
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 func (k *kafkaDLQ) dialer() (*kafkago.Dialer, error) {
@@ -664,16 +700,22 @@ func (k *kafkaDLQ) remove(ctx context.Context, ds []*deadLetter) error {
 		}
 	}
 	if len(commits) > 0 {
-		res, err := k.cl.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: k.group, GenerationID: -1, Topics: commits})
-		if err != nil {
-			return fmt.Errorf("kafka: moving the dlq place (group %s): %w", k.group, err)
-		}
-		for _, ps := range res.Topics {
-			for _, p := range ps {
-				if p.Error != nil {
-					return fmt.Errorf("kafka: moving the dlq place (group %s) on partition %d: %w", k.group, p.Partition, p.Error)
+		err := retryCoordinator(ctx, func() error {
+			res, err := k.cl.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: k.group, GenerationID: -1, Topics: commits})
+			if err != nil {
+				return err
+			}
+			for _, ps := range res.Topics {
+				for _, p := range ps {
+					if p.Error != nil {
+						return fmt.Errorf("partition %d: %w", p.Partition, p.Error)
+					}
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("kafka: moving the dlq place (group %s): %w", k.group, err)
 		}
 	}
 	if kept > 0 {
