@@ -24,7 +24,7 @@ func TestValidateName(t *testing.T) {
 
 func TestBankValidate(t *testing.T) {
 	good := Bank{Name: "b", Enabled: true}.WithDefaults()
-	if good.Action != ActionReview || good.Thresholds.PDQThreshold() != DefaultPDQThreshold {
+	if good.Action != ActionReview || good.Thresholds.PDQThreshold() != DefaultPDQThreshold || good.PDQDihedral != DihedralFast {
 		t.Fatalf("defaults: %+v", good)
 	}
 	if err := good.Validate(); err != nil {
@@ -42,6 +42,7 @@ func TestBankValidate(t *testing.T) {
 	}{
 		{"name", Bank{Name: "Bad Name"}, ErrInvalidName, "Bad Name"},
 		{"action", Bank{Name: "b", Action: "delete"}, ErrInvalidBank, "action"},
+		{"dihedral", Bank{Name: "b", PDQDihedral: "sideways"}, ErrInvalidBank, `pdq_dihedral "sideways"`},
 		{"pdq high", Bank{Name: "b", Thresholds: Thresholds{PDQ: intp(65)}}, ErrInvalidBank, "pdq threshold 65"},
 		{"pdq negative", Bank{Name: "b", Thresholds: Thresholds{PDQ: intp(-1)}}, ErrInvalidBank, "pdq threshold -1"},
 		{"embedding", Bank{Name: "b", Thresholds: Thresholds{Embedding: EmbeddingThresholds{TextImage: 1.5}}}, ErrInvalidBank, "text_image"},

@@ -287,13 +287,44 @@ func prepare(q Query) (prepared, error) {
 	return p, nil
 }
 
+// searchPDQ searches b's PDQ entries for an image's eight dihedral hashes
+// (or one hash) as the bank's dihedral mode says: the first hash exactly
+// within the threshold, the seven others exactly, by probing (DihedralFast)
+// or not at all. One match per entry, at its smallest distance (the first
+// hash's on a tie), Query indexing qs.
+func (b *bankState) searchPDQ(qs []hamming.Code) ([]hamming.Match, error) {
+	thr := b.cfg.Thresholds.PDQThreshold()
+	mode := b.cfg.PDQDihedral
+	if len(qs) < 2 || mode == DihedralExact {
+		return b.pdq.Search(qs, thr, nil)
+	}
+	ms, err := b.pdq.Search(qs[:1], thr, nil)
+	if err != nil || mode == DihedralOff {
+		return ms, err
+	}
+	own := len(ms)
+	if ms, err = b.pdq.SearchProbe(qs[1:], thr, DihedralProbeBits, ms); err != nil {
+		return nil, err
+	}
+	for i := own; i < len(ms); i++ {
+		ms[i].Query++
+	}
+	if own == 0 || own == len(ms) {
+		return ms, nil
+	}
+	// An entry both searches found: keep its nearer match.
+	slices.SortStableFunc(ms, func(a, b hamming.Match) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Distance, b.Distance))
+	})
+	return slices.CompactFunc(ms, func(a, b hamming.Match) bool { return a.ID == b.ID }), nil
+}
+
 // match appends b's matches of q (the caller holds the read lock); with
 // vectors false, all but the embedding entries' (MatchAll scans those for
 // many queries at once).
 func (b *bankState) match(q *prepared, out []Match, vectors bool) ([]Match, error) {
 	if len(q.pdq) > 0 && b.pdq != nil {
-		thr := b.cfg.Thresholds.PDQThreshold()
-		ms, err := b.pdq.Search(q.pdq, thr, nil)
+		ms, err := b.searchPDQ(q.pdq)
 		if err != nil {
 			return nil, err
 		}

@@ -284,6 +284,100 @@ func TestMatchImageDihedral(t *testing.T) {
 	}
 }
 
+// TestMatchDihedralModes: in a bank of 100,000 PDQ entries in one segment (searched by
+// multi-index hashing) at threshold 40, an image query's own hash is
+// searched exactly within the threshold in every mode; its seven rotated
+// and mirrored hashes exactly in exact mode, not at all in off mode, and
+// in fast mode within one bit a chunk: an entry 15 bits from a variant is
+// found, one with two flips in every chunk of the index (2m bits, within
+// the threshold) is not, and exact finds it.
+func TestMatchDihedralModes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 18))
+	randHash := func() pdq.Hash {
+		var h pdq.Hash
+		for i := range h {
+			h[i] = byte(rng.Uint32())
+		}
+		return h
+	}
+	// flip flips bits of the hash's code (hamming.Code's bit order: bit
+	// i is bit i%64 of the big-endian word i/64).
+	flip := func(h pdq.Hash, bits []int) pdq.Hash {
+		for _, i := range bits {
+			w, j := i/64, i%64
+			h[8*w+7-j/8] ^= 1 << (j % 8)
+		}
+		return h
+	}
+	const threshold = 40
+	var q [8]pdq.Hash
+	for i := range q {
+		q[i] = randHash()
+	}
+	entries := make([]Entry, 0, 100_000)
+	for range 100_000 - 3 { // an op holds at most 100,000 entries
+		entries = append(entries, Entry{Type: SignalPDQ, Value: randHash().String()})
+	}
+	newBank := func(mode DihedralMode, es []Entry) (*State, int) {
+		s := NewState()
+		mustApply(t, s, createOp("b", func(b *Bank) {
+			b.PDQDihedral = mode
+			b.Thresholds.PDQ = new(threshold)
+		}))
+		mustApply(t, s, addOp("b", es...))
+		st := s.banks["b"].pdq.Stats()
+		if len(st.Segments) != 1 || st.Tail != 0 || 2*st.Segments[0].Chunks > threshold {
+			t.Fatalf("%q: index %+v: the test needs one segment of at most %d chunks", mode, st, threshold/2)
+		}
+		return s, st.Segments[0].Chunks
+	}
+	// Two flips at the start of every chunk (internal/hamming's layout:
+	// the narrower chunks first).
+	_, m := newBank(DihedralExact, entries)
+	var twoEach []int
+	for i, off := 0, 0; i < m; i++ {
+		twoEach = append(twoEach, off, off+1)
+		off += 256 / m
+		if i >= m-256%m {
+			off++
+		}
+	}
+	planted := map[string]pdq.Hash{
+		"own":          flip(q[0], twoEach),
+		"rotate180-2m": flip(q[2], twoEach),
+		"flipx-15":     flip(q[4], rng.Perm(256)[:15]),
+	}
+	name := map[string]string{}
+	for n, h := range planted {
+		entries = append(entries, Entry{Type: SignalPDQ, Value: h.String()})
+		name[h.String()] = n
+	}
+	for _, tc := range []struct {
+		mode DihedralMode
+		want []string
+	}{
+		{"", []string{"flipx-15", "own"}}, // fast, the default
+		{DihedralFast, []string{"flipx-15", "own"}},
+		{DihedralExact, []string{"flipx-15", "own", "rotate180-2m"}},
+		{DihedralOff, []string{"own"}},
+	} {
+		s, _ := newBank(tc.mode, entries)
+		var got []string
+		for _, m := range mustMatch(t, s, Query{PDQ: q[:]}) {
+			n := name[m.Signal]
+			got = append(got, n)
+			want := map[string]string{"own": "original", "rotate180-2m": "rotate180", "flipx-15": "flipx"}[n]
+			if m.Transform != want {
+				t.Errorf("%q: %s matched by %s, want %s", tc.mode, n, m.Transform, want)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("mode %q: matched %v, want %v", tc.mode, got, tc.want)
+		}
+	}
+}
+
 func unit(rng *rand.Rand, dim int) []float32 {
 	v := make([]float32, dim)
 	for i := range v {

@@ -105,8 +105,10 @@ type BankRequest struct {
 	Enabled     *bool            `json:"enabled,omitempty"`
 	Action      banks.Action     `json:"action,omitempty"`
 	Thresholds  banks.Thresholds `json:"thresholds,omitzero"`
-	StoreMedia  bool             `json:"store_media,omitempty"`
-	Actor       string           `json:"actor,omitempty"`
+	// PDQDihedral: fast (default), exact or off (banks.DihedralMode).
+	PDQDihedral banks.DihedralMode `json:"pdq_dihedral,omitempty"`
+	StoreMedia  bool               `json:"store_media,omitempty"`
+	Actor       string             `json:"actor,omitempty"`
 }
 
 // BankNameRequest names a bank: xmodal.v1.admin.banks.delete and
@@ -391,7 +393,7 @@ func (s *Service) bankCreate(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	b := banks.Bank{Name: r.Name, Description: r.Description, Labels: r.Labels, Enabled: r.Enabled == nil || *r.Enabled,
-		Action: r.Action, Thresholds: r.Thresholds, StoreMedia: r.StoreMedia}
+		Action: r.Action, Thresholds: r.Thresholds, PDQDihedral: r.PDQDihedral, StoreMedia: r.StoreMedia}
 	if err := s.checkBank(b); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,7 @@ type bankConfigFlags struct {
 	labels      []string
 	action      string
 	pdq         int
+	dihedral    string
 	description string
 	disabled    bool
 	enabled     bool
@@ -93,6 +94,7 @@ func (f *bankConfigFlags) register(fs *pflag.FlagSet, update bool) {
 	fs.StringArrayVar(&f.labels, "label", nil, "a label copied onto every match (repeatable)")
 	fs.StringVar(&f.action, "action", "", "what consumers should do with a match: review (default), block or log")
 	fs.IntVar(&f.pdq, "pdq-threshold", banks.DefaultPDQThreshold, "largest PDQ Hamming distance that matches (0..64)")
+	fs.StringVar(&f.dihedral, "pdq-dihedral", "", "how an image's rotated and mirrored hashes are searched: fast (default; every entry within 15-21 bits, most up to the threshold), exact or off (its own hash only)")
 	fs.StringVar(&f.description, "description", "", "what the bank holds, for people")
 	fs.StringArrayVar(&f.thresholds, "threshold", nil, "an embedding threshold PAIR=COSINE, PAIR one of image_image, text_image, text_text, image_text (repeatable; refused below the model's noise floor, banks.calibration)")
 	fs.BoolVar(&f.storeMedia, "store-media", false, "allow keeping exemplar images (off: only hashes are kept)")
@@ -145,7 +147,8 @@ func bankCreateCmd(actor *string) *cobra.Command {
 				return err
 			}
 			req := query.BankRequest{Name: args[0], Description: f.description, Labels: f.labels, Enabled: &enabled,
-				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq, Embedding: et}, StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
+				Action: banks.Action(f.action), Thresholds: banks.Thresholds{PDQ: &pdq, Embedding: et}, PDQDihedral: banks.DihedralMode(f.dihedral),
+				StoreMedia: f.storeMedia, Actor: bankActor(cmd, *actor)}
 			var res query.BankChangeResponse
 			if err := bankDo(cmd, "admin.banks.create", req, &res); err != nil {
 				return err
@@ -188,6 +191,9 @@ func bankUpdateCmd(actor *string) *cobra.Command {
 				}
 				fields["thresholds"] = banks.Thresholds{PDQ: &f.pdq, Embedding: et}
 			}
+			if fl.Changed("pdq-dihedral") {
+				fields["pdq_dihedral"] = f.dihedral
+			}
 			if fl.Changed("description") {
 				fields["description"] = f.description
 			}
@@ -195,7 +201,7 @@ func bankUpdateCmd(actor *string) *cobra.Command {
 				fields["store_media"] = f.storeMedia
 			}
 			if len(fields) == 2 {
-				return errors.New("nothing to change: give --enable, --disable, --label, --action, --pdq-threshold, --description or --store-media")
+				return errors.New("nothing to change: give --enable, --disable, --label, --action, --pdq-threshold, --pdq-dihedral, --description or --store-media")
 			}
 			if err := bankDo(cmd, "admin.banks.update", fields, nil); err != nil {
 				return err
@@ -245,7 +251,7 @@ func bankLsCmd() *cobra.Command {
 					return json.NewEncoder(out).Encode(res)
 				}
 				tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "BANK\tENABLED\tACTION\tPDQ\tENTRIES\tBY TYPE\tLABELS")
+				fmt.Fprintln(tw, "BANK\tENABLED\tACTION\tPDQ\tDIHEDRAL\tENTRIES\tBY TYPE\tLABELS")
 				for _, b := range res.Banks {
 					var types []string
 					for _, t := range []string{"pdq", "md5", "text", "url", "embedding_text", "embedding_image"} {
@@ -253,7 +259,11 @@ func bankLsCmd() *cobra.Command {
 							types = append(types, fmt.Sprintf("%s:%d", t, n))
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\t%s\t%s\n", b.Name, b.Enabled, b.Action, b.Thresholds.PDQThreshold(), b.Entries,
+					dih := b.PDQDihedral
+					if dih == "" {
+						dih = banks.DihedralFast
+					}
+					fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%s\t%d\t%s\t%s\n", b.Name, b.Enabled, b.Action, b.Thresholds.PDQThreshold(), dih, b.Entries,
 						strings.Join(types, " "), strings.Join(b.Labels, ","))
 				}
 				return tw.Flush()

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,7 +77,17 @@ func seededPDQ(i int) string { return pdq.Hash(sha256.Sum256([]byte(fmt.Sprint("
 func TestBankCLI(t *testing.T) {
 	url, logs := startBankApp(t)
 	dir := t.TempDir()
-	mustBank(t, url, "create", "hashes", "--label", "test", "--action", "block")
+	mustBank(t, url, "create", "hashes", "--label", "test", "--action", "block", "--pdq-dihedral", "exact")
+	if ls := mustBank(t, url, "ls"); !regexp.MustCompile(`hashes +true +block +31 +exact `).MatchString(ls) {
+		t.Fatalf("ls after create --pdq-dihedral exact: %s", ls)
+	}
+	mustBank(t, url, "update", "hashes", "--pdq-dihedral", "off")
+	if ls := mustBank(t, url, "ls"); !regexp.MustCompile(`hashes +true +block +31 +off `).MatchString(ls) {
+		t.Fatalf("ls after update --pdq-dihedral off: %s", ls)
+	}
+	if _, _, err := runBank(t, url, "update", "hashes", "--pdq-dihedral", "sideways"); err == nil || !strings.Contains(err.Error(), `pdq_dihedral "sideways"`) {
+		t.Fatalf("update --pdq-dihedral sideways: %v", err)
+	}
 	var b strings.Builder
 	const n = 25000
 	badAt := map[int]string{5: "pdq 1234", 12001: "sha1 " + strings.Repeat("ab", 20), n + 3: "pdq " + strings.Repeat("zz", 32)}

@@ -83,3 +83,64 @@ func imageQueries(rng *rand.Rand, codes []Code) [][]Code {
 	}
 	return queries
 }
+
+// BenchmarkDihedralSplit is the cost and recall behind the banks' fast
+// dihedral search (banks.DihedralFast), on a million random codes indexed
+// as a bank indexes its PDQ entries (Radius 31, buckets of 4): one image
+// lookup (8 variants, r=31) searched exactly, against the first variant
+// searched exactly and the seven others probed within chunk radius 0 or 1
+// (SearchProbe). It prints, per chunk radius, the share of codes found by
+// the probe at distances 15..31 from a query (random flips, 2,000 each).
+// Run it with -cpu 1.
+func BenchmarkDihedralSplit(b *testing.B) {
+	const n = 1_000_000
+	rng := rand.New(rand.NewPCG(n, 18))
+	codes := make([]Code, n)
+	ids := make([]uint64, n)
+	for i := range codes {
+		codes[i], ids[i] = randomCode(rng), uint64(i)
+	}
+	ix, err := New(Options{DeferMaintenance: true, Radius: 31, BucketLoad: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ix.AddBatch(ids, codes)
+	ix.Build(nil)
+	st := ix.Stats()
+	queries := imageQueries(rng, codes)
+	b.Run("exact", func(b *testing.B) {
+		var dst []Match
+		for i := 0; b.Loop(); i++ {
+			dst, _ = ix.Search(queries[i%len(queries)], 31, dst[:0])
+		}
+	})
+	for _, cr := range []int{0, 1} {
+		b.Run(fmt.Sprintf("split-probe%d", cr), func(b *testing.B) {
+			var dst []Match
+			for i := 0; b.Loop(); i++ {
+				q := queries[i%len(queries)]
+				dst, _ = ix.Search(q[:1], 31, dst[:0])
+				dst, _ = ix.SearchProbe(q[1:], 31, cr, dst)
+			}
+		})
+	}
+	b.StopTimer()
+	for _, cr := range []int{0, 1} {
+		line := fmt.Sprintf("chunk radius %d (%d chunks):", cr, st.Segments[0].Chunks)
+		for _, d := range []int{15, 19, 21, 23, 25, 27, 29, 31} {
+			found := 0
+			for range 2000 {
+				k := rng.IntN(n)
+				ms, _ := ix.SearchProbe([]Code{flip(rng, codes[k], d)}, 31, cr, nil)
+				for _, m := range ms {
+					if m.ID == uint64(k) {
+						found++
+						break
+					}
+				}
+			}
+			line += fmt.Sprintf(" d%d %.3f", d, float64(found)/2000)
+		}
+		fmt.Println(line)
+	}
+}
