@@ -3,9 +3,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,22 +31,29 @@ import (
 // hashes and a bank of C random concept vectors of the model (thresholds
 // high enough that nothing matches, so both index the same posts); in
 // interleaved rounds each ingests the same workload under fresh ids, text
-// posts and image posts (the demo pictures) timed apart, from publish to
-// the stream's consumer having nothing pending. Built with -tags bench:
+// posts and image posts (distinct pictures made from the demo pictures)
+// timed apart, from publish to the stream's consumer having nothing
+// pending. Built with -tags bench:
 //
 //	XMODAL_BANKSINGEST=1          run it
 //	XMODAL_BANKSINGEST_PDQ        PDQ entries (default 1,000,000)
 //	XMODAL_BANKSINGEST_CONCEPTS   written concepts (default 10,000)
 //	XMODAL_BANKSINGEST_ROUNDS     rounds (default 5)
-//	XMODAL_BANKSINGEST_TEXTS      text posts a round (default 3,000)
-//	XMODAL_BANKSINGEST_IMAGES     image posts a round (default 480)
+//	XMODAL_BANKSINGEST_TEXTS      text posts a round (default 6,000)
+//	XMODAL_BANKSINGEST_IMAGES     image posts a round (default 2,400)
+//	XMODAL_BANKSINGEST_REPEAT     1: image posts repeat the 24 demo pictures
+//	                              (the index then links every copy into a
+//	                              cluster, whose lookups grow round by round
+//	                              on both sides); default 0: each image post
+//	                              is a distinct picture (distinctPicture)
 func TestBanksIngestCost(t *testing.T) {
 	if os.Getenv("XMODAL_BANKSINGEST") != "1" {
 		t.Skip("set XMODAL_BANKSINGEST=1 to run the banks' ingest-cost benchmark")
 	}
 	requireORT(t)
 	nPDQ, nConcepts := benchEnvInt("XMODAL_BANKSINGEST_PDQ", 1_000_000), benchEnvInt("XMODAL_BANKSINGEST_CONCEPTS", 10_000)
-	rounds, nTexts, nImages := benchEnvInt("XMODAL_BANKSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_BANKSINGEST_TEXTS", 3000), benchEnvInt("XMODAL_BANKSINGEST_IMAGES", 480)
+	rounds, nTexts, nImages := benchEnvInt("XMODAL_BANKSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_BANKSINGEST_TEXTS", 6000), benchEnvInt("XMODAL_BANKSINGEST_IMAGES", 2400)
+	repeat := benchEnvInt("XMODAL_BANKSINGEST_REPEAT", 0) == 1
 	root := testutil.MustRepoRoot(t)
 	ctx := context.Background()
 	plain := startBenchApp(t, filepath.Join(t.TempDir(), "plain"))
@@ -79,7 +91,11 @@ func TestBanksIngestCost(t *testing.T) {
 			if kind == "text" {
 				p["text"] = fmt.Sprintf("post %d of round %d about topic %d and the weather", i, round, i%97)
 			} else {
-				p["image"] = map[string]any{"data": pics[i%len(pics)], "mime": "image/jpeg"}
+				pic := pics[i%len(pics)]
+				if !repeat {
+					pic = distinctPicture(t, pic, uint64(round)<<32|uint64(i))
+				}
+				p["image"] = map[string]any{"data": pic, "mime": "image/jpeg"}
 			}
 			b, _ := json.Marshal(p)
 			out = append(out, [2][]byte{[]byte(id), b})
@@ -139,4 +155,45 @@ func TestBanksIngestCost(t *testing.T) {
 		t.Logf("%s posts: throughput with banks (%d PDQ entries, %d concepts) / without: median %.3f (rounds %.3f..%.3f, n=%d)",
 			kind, nPDQ, nConcepts, rs[len(rs)/2], rs[0], rs[len(rs)-1], len(rs))
 	}
+}
+
+// distinctPicture returns a 160x160 JPEG (quality 85) of the demo picture
+// base blended half and half with a smooth random field seeded by seed (a
+// 5x5 grid of grey levels, interpolated): each seed gives a picture whose
+// PDQ hash is unrelated to the others', so the index does not cluster the
+// workload's images and no bank entry matches them.
+func distinctPicture(t testing.TB, base []byte, seed uint64) []byte {
+	src, err := jpeg.Decode(bytes.NewReader(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	var grid [5][5]float64
+	for y := range grid {
+		for x := range grid[y] {
+			grid[y][x] = rng.Float64() * 255
+		}
+	}
+	const side = 160
+	b := src.Bounds()
+	img := image.NewRGBA(image.Rect(0, 0, side, side))
+	for y := range side {
+		gy := float64(y) / side * 4
+		y0 := int(gy)
+		fy := gy - float64(y0)
+		for x := range side {
+			gx := float64(x) / side * 4
+			x0 := int(gx)
+			fx := gx - float64(x0)
+			f := (grid[y0][x0]*(1-fx)+grid[y0][x0+1]*fx)*(1-fy) + (grid[y0+1][x0]*(1-fx)+grid[y0+1][x0+1]*fx)*fy
+			r, g, bl, _ := src.At(b.Min.X+x*b.Dx()/side, b.Min.Y+y*b.Dy()/side).RGBA()
+			mix := func(v uint32) uint8 { return uint8((float64(v>>8) + f) / 2) }
+			img.SetRGBA(x, y, color.RGBA{mix(r), mix(g), mix(bl), 255})
+		}
+	}
+	var out bytes.Buffer
+	if err := jpeg.Encode(&out, img, &jpeg.Options{Quality: 85}); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }

@@ -30,7 +30,8 @@ import (
 // loadBenchBanks gives a's bank store a review bank "hashes" of nPDQ random
 // PDQ hashes and a bank "concepts" of nConcepts random written concepts of
 // the model (thresholds high enough that random vectors never match), the
-// banks of #18's targets.
+// banks of #18's targets. XMODAL_BANKS_DIHEDRAL sets the PDQ bank's
+// pdq_dihedral (default: the bank default, fast).
 func loadBenchBanks(t *testing.T, a *app, nPDQ, nConcepts int) {
 	t.Helper()
 	ctx := context.Background()
@@ -42,7 +43,7 @@ func loadBenchBanks(t *testing.T, a *app, nPDQ, nConcepts int) {
 	}
 	at := time.Now().UTC()
 	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "hashes", At: at, Actor: "bench",
-		Config: &banks.Bank{Name: "hashes", Enabled: true, Action: banks.ActionReview}})
+		Config: &banks.Bank{Name: "hashes", Enabled: true, Action: banks.ActionReview, PDQDihedral: banks.DihedralMode(os.Getenv("XMODAL_BANKS_DIHEDRAL"))}})
 	cb := &banks.Bank{Name: "concepts", Enabled: true, Action: banks.ActionReview}
 	cb.Thresholds.Embedding.TextImage, cb.Thresholds.Embedding.TextText = 0.95, 0.95
 	do(banks.Op{Version: banks.OpVersion, Kind: banks.OpCreateBank, Bank: "concepts", At: at, Actor: "bench", Config: cb})
