@@ -32,6 +32,9 @@
 #   MILVUS_DATA           default $MILVUS_CACHE/data-$MILVUS_PORT (keep it to restart on the same data)
 #   MILVUS_START_TIMEOUT  seconds to wait for /healthz, default 120
 #   MILVUS_LOG_LEVEL      default warn (debug, info, warn, error)
+#   MILVUS_CONFIG_SET     server settings over the template's: "a.b.c=value" items
+#                         separated by ";" or newlines, each an existing key of
+#                         configs/milvus.yaml (e.g. "dataNode.segment.insertBufSize=67108864")
 #
 # Server settings this script changes from the package's template (see docs/milvus.md):
 #   etcd.config.path  an embed-etcd config (configs/etcd.yaml) with the derived ports
@@ -121,9 +124,9 @@ py() {
 # $MILVUS_DATA/configs/milvus.yaml with the package's own template engine.
 prepare() {
 	mkdir -p "$MILVUS_DATA"
-	MILVUS_DATA="$MILVUS_DATA" MILVUS_PORT="$MILVUS_PORT" MILVUS_LOG_LEVEL="$MILVUS_LOG_LEVEL" \
+	MILVUS_DATA="$MILVUS_DATA" MILVUS_PORT="$MILVUS_PORT" MILVUS_LOG_LEVEL="$MILVUS_LOG_LEVEL" MILVUS_CONFIG_SET="${MILVUS_CONFIG_SET:-}" \
 		py - <<'EOF' || die "could not prepare the Milvus config and binary in $MILVUS_DATA"
-import os, re
+import os, re, sys
 import milvus
 data, port = os.environ["MILVUS_DATA"], int(os.environ["MILVUS_PORT"])
 ports = {
@@ -160,6 +163,33 @@ assert n == 1, "etcd section not found in the config template"
 # quieter server log
 text, n = re.subn(r"(\nlog:\n\s*level:) \w+", r"\1 " + os.environ["MILVUS_LOG_LEVEL"], text)
 assert n == 1, "log.level not found in the config template"
+# MILVUS_CONFIG_SET: "a.b.c=value" settings, one a line or separated by ";",
+# each replacing the value of an existing key of the template (nesting by
+# indentation; the key's comment is kept)
+sets = [s.strip() for s in re.split(r"[;\n]", os.environ.get("MILVUS_CONFIG_SET", "")) if s.strip()]
+if sets:
+    lines = text.split("\n")
+    for item in sets:
+        key, _, value = item.partition("=")
+        want = key.strip().split(".")
+        assert value.strip() and all(want), f"MILVUS_CONFIG_SET: {item!r} is not a.b.c=value"
+        stack, hit = [], None
+        for i, line in enumerate(lines):
+            m = re.match(r"^( *)([A-Za-z0-9_]+):(.*)$", line)
+            if not m:
+                continue
+            depth = len(m.group(1))
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            stack.append((depth, m.group(2)))
+            if [k for _, k in stack] == want:
+                hit = i
+                break
+        assert hit is not None, f"MILVUS_CONFIG_SET: no key {key.strip()} in the config template"
+        m = re.match(r"^( *[A-Za-z0-9_]+:)\s*([^#]*?)\s*(#.*)?$", lines[hit])
+        lines[hit] = f"{m.group(1)} {value.strip()}" + (f" {m.group(3)}" if m.group(3) else "")
+        print(f"milvus.sh: {key.strip()} = {value.strip()}", file=sys.stderr)
+    text = "\n".join(lines)
 open(path, "w", encoding="utf-8").write(text)
 EOF
 }
