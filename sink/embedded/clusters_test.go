@@ -582,8 +582,7 @@ func TestClustersLinkMemes(t *testing.T) {
 	// fails.
 	linked := func(ix *Index, what string) bool {
 		t.Helper()
-		byGroup, byCluster := map[string]uint64{}, map[uint64]string{}
-		together, apart := true, true
+		byPost, byCluster := map[string]uint64{}, map[uint64]string{}
 		for id, g := range group {
 			c := clusterOf(t, ix, id)
 			if c == 0 {
@@ -592,13 +591,21 @@ func TestClustersLinkMemes(t *testing.T) {
 			if prev, ok := byCluster[c]; ok && prev != g {
 				t.Fatalf("%s: %s and a post of %s share cluster %d", what, id, prev, c)
 			}
-			byCluster[c] = g
-			if gc, ok := byGroup[g]; ok {
-				together = together && gc == c
-				apart = apart && gc != c
-			} else if id == g {
-				byGroup[g] = c
+			byCluster[c], byPost[id] = g, c
+		}
+		// Each copy against its photo (the photos' clusters are all known
+		// now, whatever order the map gave the posts in).
+		together, apart, copies := true, true, 0
+		for id, g := range group {
+			if id == g {
+				continue
 			}
+			copies++
+			together = together && byPost[id] == byPost[g]
+			apart = apart && byPost[id] != byPost[g]
+		}
+		if copies == 0 {
+			t.Fatalf("%s: no copies to check", what)
 		}
 		if !together && !apart {
 			t.Fatalf("%s: some copies joined their photo, some did not", what)
