@@ -420,11 +420,13 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 		pc.BatchSize, pc.MaxInFlight = o.batch, max(o.batch, cfg.Ingest.MaxInFlight)
 	}
 	if pc.Writers == 0 && o.milvus {
-		// Writes that wait while a round runs are coalesced into the next one;
-		// enough posts in flight to keep every round slot busy while the
-		// encoders work on the next ones.
-		pc.Writers = max(8, 2*cfg.Milvus.Rounds)
-		pc.MaxInFlight = max(pc.MaxInFlight, 2*pc.Writers*pc.BatchSize)
+		// Writes that wait while a round runs are coalesced into the next one
+		// (milvus.linger lets a round wait for them): enough writers to fill
+		// a round of milvus.batch_size rows, since the server's work per row
+		// falls with the round's size, and enough posts in flight to keep
+		// them busy while the encoders work on the next ones.
+		pc.Writers = max(8, 2*cfg.Milvus.Rounds, (cfg.Milvus.BatchSize+pc.BatchSize-1)/pc.BatchSize)
+		pc.MaxInFlight = max(pc.MaxInFlight, 4*pc.Writers*pc.BatchSize)
 	}
 	return workers.New(pc, d)
 }
