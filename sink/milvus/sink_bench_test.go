@@ -18,8 +18,9 @@ import (
 
 // BenchmarkSinkVsUpsert measures the Milvus sink (Apply, fed pre-encoded
 // text posts in calls of 32, by as many concurrent callers as the pipeline's
-// writers: 8, or XMODAL_BENCH_WRITERS; milvus.rounds from
-// XMODAL_BENCH_ROUNDS, default 1) against its peer, the Go client's Upsert of the same
+// writers: 16, or XMODAL_BENCH_WRITERS; milvus.rounds from
+// XMODAL_BENCH_ROUNDS, default 1; milvus.linger from XMODAL_BENCH_LINGER,
+// default 100ms, as `xmodal indexer` sets them) against its peer, the Go client's Upsert of the same
 // record rows at the same batch size into a collection of the same schema
 // (what a hand-written glue loop does: no versions, no deny-list, no side
 // collections). The peer runs with one caller (a loop) and with the sink's
@@ -34,7 +35,7 @@ func BenchmarkSinkVsUpsert(b *testing.B) {
 	const (
 		dim, codeBits = 512, 64
 		batch         = 32
-		defWriters    = 8 // ingest.writers as docs/milvus.md recommends for Milvus
+		defWriters    = 16 // ingest.writers' auto for Milvus (docs/milvus.md)
 		posts         = 3200
 		rounds        = 3
 	)
@@ -46,6 +47,13 @@ func BenchmarkSinkVsUpsert(b *testing.B) {
 	opt := testOptions(b, dim)
 	opt.Consistency = "Bounded"
 	opt.CodeBits = codeBits
+	opt.Linger = 100 * time.Millisecond // milvus.linger's default for xmodal's roles
+	if v := os.Getenv("XMODAL_BENCH_LINGER"); v != "" {
+		var err error
+		if opt.Linger, err = time.ParseDuration(v); err != nil {
+			b.Fatalf("XMODAL_BENCH_LINGER: %v", err)
+		}
+	}
 	if v := os.Getenv("XMODAL_BENCH_ROUNDS"); v != "" {
 		opt.Rounds, _ = strconv.Atoi(v)
 	}
