@@ -1,9 +1,14 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -16,8 +21,9 @@ import (
 	"github.com/xmodal/xmodal/internal/natsserver"
 )
 
-// BenchmarkIndexerMilvusVsEmbedded measures text posts/s from Kafka into the
-// index, end to end (fetch, decode, encode with the bundled model, write,
+// BenchmarkIndexerMilvusVsEmbedded measures text posts/s (image posts with
+// XMODAL_BENCH_IMAGES=1: 512 distinct 160x160 JPEGs, inline) from Kafka into
+// the index, end to end (fetch, decode, encode with the bundled model, write,
 // commit), for `xmodal indexer` into Milvus and for `xmodal run` into the
 // embedded index, in interleaved rounds on the same broker and the same
 // posts: a backlog of XMODAL_BENCH_POSTS (default 10,000) per round, timed
@@ -51,12 +57,26 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(ns.Shutdown)
+	images := os.Getenv("XMODAL_BENCH_IMAGES") == "1"
+	var pics [][]byte
+	if images {
+		pics = distinctPictures(b, 512)
+	}
+	kindOfPosts := "text"
+	if images {
+		kindOfPosts = "image"
+	}
 	posts := func(tag string) []kafkago.Message {
 		out := make([]kafkago.Message, n)
 		for i := range out {
 			id := fmt.Sprintf("%s-%06d", tag, i)
-			v, _ := json.Marshal(map[string]any{"schema": 1, "id": id, "author": "u" + strconv.Itoa(i%100),
-				"created_at": "2026-11-01T00:00:00Z", "text": fmt.Sprintf("a post about shapes and colours number %d", i)})
+			p := map[string]any{"schema": 1, "id": id, "author": "u" + strconv.Itoa(i%100), "created_at": "2026-11-01T00:00:00Z"}
+			if images {
+				p["image"] = map[string]any{"data": pics[i%len(pics)], "mime": "image/jpeg"}
+			} else {
+				p["text"] = fmt.Sprintf("a post about shapes and colours number %d", i)
+			}
+			v, _ := json.Marshal(p)
 			out[i] = kafkago.Message{Key: []byte(id), Value: v}
 		}
 		return out
@@ -148,8 +168,8 @@ func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
 				fmt.Printf("round %d: milvus B (%s) %.0f posts/s, ratio %.2f; CPU ms per post: xmodal %.3f + server %.3f\n", round+1, envB, mb, mb/e, bx, bm)
 			}
 		}
-		fmt.Printf("%d text posts per round from Kafka (6 partitions); median embedded %.0f posts/s, milvus %.0f posts/s; ratio milvus/embedded median %.2f (min %.2f, max %.2f)\n",
-			n, med(emb), med(mil), med(ratio), slices.Min(ratio), slices.Max(ratio))
+		fmt.Printf("%d %s posts per round from Kafka (6 partitions); median embedded %.0f posts/s, milvus %.0f posts/s; ratio milvus/embedded median %.2f (min %.2f, max %.2f)\n",
+			n, kindOfPosts, med(emb), med(mil), med(ratio), slices.Min(ratio), slices.Max(ratio))
 		if envB != "" {
 			fmt.Printf("milvus B (%s): median %.0f posts/s; ratio B/embedded median %.2f (min %.2f, max %.2f)\n",
 				envB, med(milB), med(ratioB), slices.Min(ratioB), slices.Max(ratioB))
@@ -231,4 +251,47 @@ func committedAll(broker, topic, group string, n int64) bool {
 		}
 	}
 	return sum >= n
+}
+
+// distinctPictures makes n distinct 160x160 JPEGs (quality 85): smooth
+// random fields of colour (a 5x5 grid of random colours, interpolated), so
+// that no two are near-duplicates (the embedded index's clusters stay
+// singletons, as a stream of unrelated photos would leave them).
+func distinctPictures(tb testing.TB, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(13, 18))
+	out := make([][]byte, n)
+	const side = 160
+	for k := range out {
+		var grid [5][5][3]float64
+		for y := range grid {
+			for x := range grid[y] {
+				for c := range 3 {
+					grid[y][x][c] = rng.Float64() * 255
+				}
+			}
+		}
+		img := image.NewRGBA(image.Rect(0, 0, side, side))
+		for y := range side {
+			gy := float64(y) / side * 4
+			y0 := int(gy)
+			fy := gy - float64(y0)
+			for x := range side {
+				gx := float64(x) / side * 4
+				x0 := int(gx)
+				fx := gx - float64(x0)
+				var px [3]uint8
+				for c := range 3 {
+					v := (grid[y0][x0][c]*(1-fx)+grid[y0][x0+1][c]*fx)*(1-fy) + (grid[y0+1][x0][c]*(1-fx)+grid[y0+1][x0+1][c]*fx)*fy
+					px[c] = uint8(v)
+				}
+				img.SetRGBA(x, y, color.RGBA{px[0], px[1], px[2], 255})
+			}
+		}
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
+			tb.Fatal(err)
+		}
+		out[k] = buf.Bytes()
+	}
+	return out
 }
