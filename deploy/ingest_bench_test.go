@@ -1,13 +1,9 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/jpeg"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -19,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/xmodal/xmodal/internal/natsserver"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // BenchmarkIndexerMilvusVsEmbedded measures text posts/s (image posts with
@@ -253,45 +250,14 @@ func committedAll(broker, topic, group string, n int64) bool {
 	return sum >= n
 }
 
-// distinctPictures makes n distinct 160x160 JPEGs (quality 85): smooth
-// random fields of colour (a 5x5 grid of random colours, interpolated), so
-// that no two are near-duplicates (the embedded index's clusters stay
-// singletons, as a stream of unrelated photos would leave them).
+// distinctPictures makes n distinct 160x160 JPEGs (testutil.SmoothPictureJPEG):
+// no two are near-duplicates, so the embedded index's clusters stay
+// singletons, as a stream of unrelated photos would leave them.
 func distinctPictures(tb testing.TB, n int) [][]byte {
 	rng := rand.New(rand.NewPCG(13, 18))
 	out := make([][]byte, n)
-	const side = 160
 	for k := range out {
-		var grid [5][5][3]float64
-		for y := range grid {
-			for x := range grid[y] {
-				for c := range 3 {
-					grid[y][x][c] = rng.Float64() * 255
-				}
-			}
-		}
-		img := image.NewRGBA(image.Rect(0, 0, side, side))
-		for y := range side {
-			gy := float64(y) / side * 4
-			y0 := int(gy)
-			fy := gy - float64(y0)
-			for x := range side {
-				gx := float64(x) / side * 4
-				x0 := int(gx)
-				fx := gx - float64(x0)
-				var px [3]uint8
-				for c := range 3 {
-					v := (grid[y0][x0][c]*(1-fx)+grid[y0][x0+1][c]*fx)*(1-fy) + (grid[y0+1][x0][c]*(1-fx)+grid[y0+1][x0+1][c]*fx)*fy
-					px[c] = uint8(v)
-				}
-				img.SetRGBA(x, y, color.RGBA{px[0], px[1], px[2], 255})
-			}
-		}
-		var buf bytes.Buffer
-		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}); err != nil {
-			tb.Fatal(err)
-		}
-		out[k] = buf.Bytes()
+		out[k] = testutil.SmoothPictureJPEG(tb, rng, 160, nil)
 	}
 	return out
 }

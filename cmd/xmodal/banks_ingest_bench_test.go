@@ -7,8 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
 	"image/jpeg"
 	"math/rand/v2"
 	"os"
@@ -157,43 +155,15 @@ func TestBanksIngestCost(t *testing.T) {
 	}
 }
 
-// distinctPicture returns a 160x160 JPEG (quality 85) of the demo picture
-// base blended half and half with a smooth random field seeded by seed (a
-// 5x5 grid of grey levels, interpolated): each seed gives a picture whose
-// PDQ hash is unrelated to the others', so the index does not cluster the
-// workload's images and no bank entry matches them.
+// distinctPicture returns a 160x160 JPEG of the demo picture base blended
+// with a smooth random field seeded by seed (testutil.SmoothPictureJPEG):
+// each seed gives a picture whose PDQ hash is unrelated to the others', so
+// the index does not cluster the workload's images and no bank entry
+// matches them.
 func distinctPicture(t testing.TB, base []byte, seed uint64) []byte {
 	src, err := jpeg.Decode(bytes.NewReader(base))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	var grid [5][5]float64
-	for y := range grid {
-		for x := range grid[y] {
-			grid[y][x] = rng.Float64() * 255
-		}
-	}
-	const side = 160
-	b := src.Bounds()
-	img := image.NewRGBA(image.Rect(0, 0, side, side))
-	for y := range side {
-		gy := float64(y) / side * 4
-		y0 := int(gy)
-		fy := gy - float64(y0)
-		for x := range side {
-			gx := float64(x) / side * 4
-			x0 := int(gx)
-			fx := gx - float64(x0)
-			f := (grid[y0][x0]*(1-fx)+grid[y0][x0+1]*fx)*(1-fy) + (grid[y0+1][x0]*(1-fx)+grid[y0+1][x0+1]*fx)*fy
-			r, g, bl, _ := src.At(b.Min.X+x*b.Dx()/side, b.Min.Y+y*b.Dy()/side).RGBA()
-			mix := func(v uint32) uint8 { return uint8((float64(v>>8) + f) / 2) }
-			img.SetRGBA(x, y, color.RGBA{mix(r), mix(g), mix(bl), 255})
-		}
-	}
-	var out bytes.Buffer
-	if err := jpeg.Encode(&out, img, &jpeg.Options{Quality: 85}); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+	return testutil.SmoothPictureJPEG(t, rand.New(rand.NewPCG(seed, 0x5eed)), 160, src)
 }
