@@ -293,13 +293,7 @@ func TestMatchImageDihedral(t *testing.T) {
 // the threshold) is not, and exact finds it.
 func TestMatchDihedralModes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 18))
-	randHash := func() pdq.Hash {
-		var h pdq.Hash
-		for i := range h {
-			h[i] = byte(rng.Uint32())
-		}
-		return h
-	}
+	randHash := func() pdq.Hash { return testutil.RandomPDQ(rng) }
 	// flip flips bits of the hash's code (hamming.Code's bit order: bit
 	// i is bit i%64 of the big-endian word i/64).
 	flip := func(h pdq.Hash, bits []int) pdq.Hash {

@@ -274,13 +274,7 @@ func TestSearchersExact(t *testing.T) {
 
 func testSearcherExact(t *testing.T, ch RangeSearcher) {
 	r := rand.New(rand.NewPCG(7, 7))
-	randHash := func() pdq.Hash {
-		var h pdq.Hash
-		for i := range h {
-			h[i] = byte(r.Uint32())
-		}
-		return h
-	}
+	randHash := func() pdq.Hash { return testutil.RandomPDQ(r) }
 	flip := func(h pdq.Hash, n int) pdq.Hash {
 		for _, b := range r.Perm(256)[:n] {
 			h[b/8] ^= 1 << (b % 8)

@@ -70,3 +70,12 @@ func SmoothPictureJPEG(t testing.TB, rng *rand.Rand, side int, base image.Image)
 	}
 	return out.Bytes()
 }
+
+// RandomPDQ returns a PDQ hash of 256 random bits from rng.
+func RandomPDQ(rng *rand.Rand) pdq.Hash {
+	var h pdq.Hash
+	for i := range h {
+		h[i] = byte(rng.Uint32())
+	}
+	return h
+}
