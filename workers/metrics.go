@@ -83,6 +83,8 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) (*metrics, error) {
 	}
 	gauge("xmodal_inflight_messages", "Messages between fetch and acknowledgement (at workers' MaxInFlight, fetching pauses).", nil,
 		func(r *run) int { return r.posts() })
+	gauge("xmodal_inflight_bytes", "Bytes of the messages between fetch and acknowledgement (at workers' MaxInFlightBytes, fetching pauses).", nil,
+		func(r *run) int { return int(r.bytes.Load()) })
 	const qhelp = "Items waiting in a pipeline queue: media (fetch/decode), text and image (encoder batchers), write (sink)."
 	gauge("xmodal_queue_items", qhelp, prometheus.Labels{"queue": "media"}, func(r *run) int { return len(r.media) })
 	gauge("xmodal_queue_items", qhelp, prometheus.Labels{"queue": "text"}, func(r *run) int { return len(r.queue[modText]) })

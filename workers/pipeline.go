@@ -129,6 +129,14 @@ type Config struct {
 	// when that many are in flight nothing more is fetched (backpressure from
 	// a slow encoder or sink), default 4×BatchSize.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the bytes of the messages between fetch and
+	// acknowledgement (0: no bound): while they hold this many or more,
+	// nothing more is fetched. A fetch started under the bound may take it
+	// over by up to BatchSize messages. Each message in flight is kept
+	// whole until its acknowledgement (a dead letter carries it), inline
+	// images included, so with large images this, not MaxInFlight, is what
+	// bounds the memory.
+	MaxInFlightBytes int64
 	// KeepAlive is how often messages in flight are reported as in progress
 	// to the source, default 10s (keep it under the source's ack wait).
 	KeepAlive time.Duration
@@ -300,6 +308,9 @@ func (p *Pipeline) RunUntil(stop, work context.Context) error {
 	r := p.start(work)
 	backoff := 100 * time.Millisecond
 	for stop.Err() == nil && work.Err() == nil {
+		if !r.underBytes(stop) {
+			break
+		}
 		room, err := r.reserve(stop, p.cfg.BatchSize)
 		if err != nil {
 			break
@@ -342,6 +353,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // item is one message in flight.
 type item struct {
 	msg      *ingest.Message
+	size     int64     // len(msg.Value), counted in run.bytes while in flight
 	received time.Time // when the source handed msg over
 	post     *domain.Post
 	change   *domain.Change // set for deletes
@@ -387,7 +399,7 @@ type failure struct {
 
 // classify decodes a message and decides what it needs.
 func (p *Pipeline) classify(ctx context.Context, m *ingest.Message) *item {
-	it := &item{msg: m, received: time.Now()}
+	it := &item{msg: m, received: time.Now(), size: int64(len(m.Value))}
 	fail := func(stage ingest.Stage, reason string) *item {
 		it.failed = append(it.failed, failure{stage, reason})
 		it.done = true

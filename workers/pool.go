@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xmodal/xmodal/ingest"
@@ -43,6 +44,8 @@ type run struct {
 	ready   chan *item      // into the writer
 
 	tensors sync.Pool // *[]float32: one image's model input
+
+	bytes atomic.Int64 // the sizes of the messages in flight (item.size)
 
 	mu    sync.Mutex
 	live  map[*item]struct{} // in flight, for keep-alives
@@ -114,6 +117,22 @@ func (r *run) reserve(ctx context.Context, want int) (int, error) {
 	return got, nil
 }
 
+// underBytes waits while the messages in flight hold MaxInFlightBytes or
+// more (when set); false when stop or the run ended meanwhile.
+func (r *run) underBytes(stop context.Context) bool {
+	lim := r.p.cfg.MaxInFlightBytes
+	for lim > 0 && r.bytes.Load() >= lim {
+		select {
+		case <-r.freed:
+		case <-stop.Done():
+			return false
+		case <-r.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
 // unreserve gives back n slots.
 func (r *run) unreserve(n int) {
 	for range n {
@@ -150,6 +169,7 @@ func (r *run) posts() int {
 func (r *run) submit(msgs []*ingest.Message) {
 	for _, m := range msgs {
 		it := r.p.classify(r.ctx, m)
+		r.bytes.Add(it.size)
 		r.mu.Lock()
 		r.live[it] = struct{}{}
 		if key := it.orderKey(); key != "" {
@@ -599,6 +619,7 @@ func (r *run) write(items []*item) error {
 	r.mu.Lock()
 	for _, it := range items {
 		delete(r.live, it)
+		r.bytes.Add(-it.size)
 	}
 	r.mu.Unlock()
 	r.unreserve(len(items))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,45 +140,62 @@ func TestNoModalityStarves(t *testing.T) {
 }
 
 // TestBackpressureBoundsInFlight: with the sink stalled, the pipeline fetches
-// no more than MaxInFlight messages, and resumes when the sink does.
+// no more than MaxInFlight messages, or than MaxInFlightBytes allows (the
+// messages under the bound, plus one fetch of BatchSize), and resumes when
+// the sink does.
 func TestBackpressureBoundsInFlight(t *testing.T) {
-	e := newEnv(t)
-	const posts, limit = 60, 8
-	for i := range posts {
-		id := fmt.Sprint("p", i)
-		e.publish(t, id, post(id, fmt.Sprint("post number ", i), nil))
-	}
-	sink := &gateSink{Writer: e.ix, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	p := newPipeline(t, e, sink, nil, workers.Config{BatchSize: 4, MaxInFlight: limit})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-sink.entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("nothing reached the sink")
-	}
-	// However long the sink stalls, the source has handed out at most the
-	// in-flight limit.
-	maxOut := 0
-	for range 15 {
-		_, unacked := e.pending(t)
-		maxOut = max(maxOut, unacked)
-		time.Sleep(20 * time.Millisecond)
-	}
-	if maxOut == 0 || maxOut > limit {
-		t.Fatalf("with the sink stalled the source handed out %d messages; want 1..%d", maxOut, limit)
-	}
-	close(sink.release)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		if !e.allAcked(t) {
-			_, unacked := e.pending(t)
-			return fmt.Errorf("every message acknowledged: %d not yet", unacked)
-		}
-		return nil
-	})
-	if n := e.count(domain.ModalityText); n != posts {
-		t.Errorf("%d records, want %d", n, posts)
+	const posts = 60
+	for _, tc := range []struct {
+		name    string
+		cfg     workers.Config
+		textLen int // bytes of each post's text
+		most    int // messages handed out at most while the sink stalls
+	}{
+		{"messages", workers.Config{BatchSize: 4, MaxInFlight: 8}, 20, 8},
+		// Messages of about 3,100 bytes under a bound of 10,000 bytes: at
+		// most 3 under it, then one fetch of 2.
+		{"bytes", workers.Config{BatchSize: 2, MaxInFlight: 64, MaxInFlightBytes: 10_000}, 3000, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			for i := range posts {
+				id := fmt.Sprint("p", i)
+				text := fmt.Sprint("post number ", i, " ", strings.Repeat("x", tc.textLen))
+				e.publish(t, id, post(id, text, nil))
+			}
+			sink := &gateSink{Writer: e.ix, entered: make(chan struct{}, 1), release: make(chan struct{})}
+			p := newPipeline(t, e, sink, nil, tc.cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			select {
+			case <-sink.entered:
+			case <-time.After(30 * time.Second):
+				t.Fatal("nothing reached the sink")
+			}
+			// However long the sink stalls, the source has handed out at
+			// most the in-flight limit.
+			maxOut := 0
+			for range 15 {
+				_, unacked := e.pending(t)
+				maxOut = max(maxOut, unacked)
+				time.Sleep(20 * time.Millisecond)
+			}
+			if maxOut == 0 || maxOut > tc.most {
+				t.Fatalf("with the sink stalled the source handed out %d messages; want 1..%d", maxOut, tc.most)
+			}
+			close(sink.release)
+			testutil.Eventually(t, 30*time.Second, func() error {
+				if !e.allAcked(t) {
+					_, unacked := e.pending(t)
+					return fmt.Errorf("every message acknowledged: %d not yet", unacked)
+				}
+				return nil
+			})
+			if n := e.count(domain.ModalityText); n != posts {
+				t.Errorf("%d records, want %d", n, posts)
+			}
+		})
 	}
 }

@@ -586,8 +586,14 @@ func pipelineConfig(cfg *Config) workers.Config {
 	in := cfg.Ingest
 	return workers.Config{BatchSize: in.BatchSize, FetchWait: in.FetchWait, MaxAttempts: in.MaxAttempts,
 		MediaConcurrency: in.MediaConcurrency, EncodeBatch: in.EncodeBatch, EncodeWait: in.EncodeWait,
-		Encoders: in.Encoders, Writers: in.Writers, MaxInFlight: in.MaxInFlight, KeepAlive: in.AckWait / 3}
+		Encoders: in.Encoders, Writers: in.Writers, MaxInFlight: in.MaxInFlight, MaxInFlightBytes: int64(in.MaxInFlightMB) << 20,
+		KeepAlive: in.AckWait / 3}
 }
+
+// DefaultMaxInFlightMB is ingest.max_inflight_mb's default: far above what
+// text posts hold at any max_inflight (2,048 posts of a few kilobytes), it
+// bounds a feed of large inline images (about 500 posts of 500 KB).
+const DefaultMaxInFlightMB = 256
 
 func connectNATS(cfg *Config, url string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("xmodal"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}

@@ -59,8 +59,9 @@ type Config struct {
 		EncodeBatch      int           `yaml:"encode_batch" help:"most inputs of one modality per model call (dynamic batching)"`
 		EncodeWait       time.Duration `yaml:"encode_wait" help:"longest the first input of a model batch waits for others before a free encoder takes it (a batch no encoder takes at once keeps growing to encode_batch)"`
 		Encoders         int           `yaml:"encoders" help:"model calls run at once (pair with ort.sessions)"`
-		Writers          int           `yaml:"writers" help:"index writes in flight at once (0: auto, 1 with the embedded index, whose writes are serial, and with Milvus enough to fill a write round, milvus.batch_size / batch_size (at least 8 and 2 × milvus.rounds), whose writer coalesces the writes that wait into rounds (more writes waiting make bigger rounds, and the server's work per row falls with the round's size); auto with Milvus also raises ingest.max_inflight to at least 4 × writers × batch_size (2,048 by default), so that the writes in flight do not starve the encoders: each post in flight holds its message, inline images included, so lower it for large inline images)"`
+		Writers          int           `yaml:"writers" help:"index writes in flight at once (0: auto, 1 with the embedded index, whose writes are serial, and with Milvus enough to fill a write round, milvus.batch_size / batch_size (at least 8 and 2 × milvus.rounds), whose writer coalesces the writes that wait into rounds (more writes waiting make bigger rounds, and the server's work per row falls with the round's size); auto with Milvus also raises ingest.max_inflight to at least 4 × writers × batch_size (2,048 by default), so that the writes in flight do not starve the encoders: each post in flight holds its message, inline images included: ingest.max_inflight_mb bounds their bytes)"`
 		MaxInFlight      int           `yaml:"max_inflight" help:"most posts between fetch and acknowledgement; at the limit fetching pauses (backpressure from a slow encoder or sink)"`
+		MaxInFlightMB    int           `yaml:"max_inflight_mb" help:"most megabytes of messages between fetch and acknowledgement (0: no bound); at the limit fetching pauses (a fetch may pass it by up to batch_size messages). Each post in flight is kept whole until acknowledged (inline images included), so with large images this bounds the memory that max_inflight would not"`
 		MediaConcurrency int           `yaml:"media_concurrency" help:"media workers: image fetch, decode, thumbnail, PDQ and model preprocessing, in parallel with encoding"`
 		MaxAttempts      int           `yaml:"max_attempts" help:"deliveries of one post before it is dead-lettered as poison"`
 		AckWait          time.Duration `yaml:"ack_wait" help:"how long an unacknowledged post waits before redelivery (after a crash); posts in flight are kept alive"`
@@ -161,6 +162,7 @@ func DefaultConfig() *Config {
 	c.Ingest.EncodeWait = w.EncodeWait
 	c.Ingest.Encoders = w.Encoders
 	c.Ingest.MaxInFlight = w.MaxInFlight
+	c.Ingest.MaxInFlightMB = DefaultMaxInFlightMB
 	c.Ingest.MediaConcurrency = w.MediaConcurrency
 	c.ORT.Sessions = 1
 	c.Ingest.MaxAttempts = w.MaxAttempts

@@ -80,6 +80,7 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"bad duration in env", map[string]string{"XMODAL_INGEST_FETCH_WAIT": "soon"}, nil, "ingest.fetch_wait"},
 		{"bad int flag", nil, []string{"--ingest-batch-size", "many"}, "ingest.batch_size"},
 		{"out of range", nil, []string{"--ingest-batch-size", "0"}, "ingest.batch_size"},
+		{"negative byte bound", map[string]string{"XMODAL_INGEST_MAX_INFLIGHT_MB": "-1"}, nil, "ingest.max_inflight_mb"},
 		{"bad provider", map[string]string{"XMODAL_ORT_PROVIDER": "tpu"}, nil, "ort.provider"},
 		{"bad listen", nil, []string{"--nats-listen", "nowhere"}, "nats.listen"},
 		{"bad log level", nil, []string{"--log-level", "loud"}, "log.level"},

@@ -69,6 +69,9 @@ func (c *Config) Validate() error {
 	if c.Ingest.Encoders < 1 || c.Ingest.Encoders > 64 {
 		return configErr("ingest.encoders", "%d is not in 1..64", c.Ingest.Encoders)
 	}
+	if c.Ingest.MaxInFlightMB < 0 || c.Ingest.MaxInFlightMB > 1<<20 {
+		return configErr("ingest.max_inflight_mb", "%d is not in 0..1048576", c.Ingest.MaxInFlightMB)
+	}
 	if c.Ingest.Writers < 0 || c.Ingest.Writers > 64 {
 		return configErr("ingest.writers", "%d is not in 0..64", c.Ingest.Writers)
 	}
