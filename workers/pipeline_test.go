@@ -193,6 +193,19 @@ func (e *env) pending(t *testing.T) (uint64, int) {
 }
 
 // allAcked reports whether every message published so far is acknowledged.
+// waitAllAcked waits up to 30 s for every published message to be
+// acknowledged.
+func (e *env) waitAllAcked(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if !e.allAcked(t) {
+			_, unacked := e.pending(t)
+			return fmt.Errorf("every message acknowledged: %d not yet", unacked)
+		}
+		return nil
+	})
+}
+
 func (e *env) allAcked(t testing.TB) bool {
 	ctx := context.Background()
 	st, err := e.js.Stream(ctx, "XMODAL_POSTS")

@@ -87,13 +87,7 @@ func TestAcksDoNotWaitForEarlierMessages(t *testing.T) {
 		t.Fatalf("%d image records while the image encoder is held", n)
 	}
 	close(emb.imageGate)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		if !e.allAcked(t) {
-			_, unacked := e.pending(t)
-			return fmt.Errorf("every message acknowledged: %d not yet", unacked)
-		}
-		return nil
-	})
+	e.waitAllAcked(t)
 	if n := e.count(domain.ModalityImage); n != 1 {
 		t.Errorf("%d image records after release, want 1", n)
 	}
@@ -186,13 +180,7 @@ func TestBackpressureBoundsInFlight(t *testing.T) {
 				t.Fatalf("with the sink stalled the source handed out %d messages; want 1..%d", maxOut, tc.most)
 			}
 			close(sink.release)
-			testutil.Eventually(t, 30*time.Second, func() error {
-				if !e.allAcked(t) {
-					_, unacked := e.pending(t)
-					return fmt.Errorf("every message acknowledged: %d not yet", unacked)
-				}
-				return nil
-			})
+			e.waitAllAcked(t)
 			if n := e.count(domain.ModalityText); n != posts {
 				t.Errorf("%d records, want %d", n, posts)
 			}
