@@ -22,15 +22,25 @@ Sets:
            and re-encoded at quality 90.
   dih/     for K large and K normal photos, the eight dihedral variants (rotations,
            mirrors) re-encoded at quality 90.
+  hires/   (--hires H, default 0) real high-resolution pictures, not upscaled: the
+           distinct images of at least 1500 px on the shorter side in Debian 12's
+           plasma-workspace-wallpapers (KDE's wallpapers: photographs and artwork,
+           LGPL-3 / CC-BY-SA per the package's copyright file) and gnome-backgrounds
+           (GNOME's, CC-BY-SA 3.0), fetched with `apt-get download`, shrunk to fit
+           3000x3000 (Lanczos) and re-encoded at quality 90, each with its rotate90
+           and flipplus1 (transpose) variants re-encoded at quality 85. Smooth
+           upscaled photos (large/) hide how a reduced decode's hash strays on
+           fine detail; these do not.
   manifest.json  per file: size, quality, and the reference PDQ hash (pdqhash, the
            C++ reference, on Pillow's full-resolution RGB decode) with its quality.
 
-Usage: .cache/venv/bin/python tools/bench_photos.py [--normal 300] [--large 60] [--dih 6]
+Usage: .cache/venv/bin/python tools/bench_photos.py [--normal 300] [--large 60] [--dih 6] [--hires 48]
 Prints the output directory.
 """
 
 import argparse
 import glob
+import hashlib
 import io
 import json
 import os
@@ -89,6 +99,34 @@ def sources():
     return out
 
 
+def wallpapers(limit):
+    """The distinct pictures of >= 1500 px (shorter side) of Debian's wallpaper packages."""
+    d = os.path.join(ROOT, ".cache", "wallpapers")
+    os.makedirs(d, exist_ok=True)
+    for pkg in ("plasma-workspace-wallpapers", "gnome-backgrounds"):
+        if not glob.glob(os.path.join(d, pkg + "_*.deb")):
+            subprocess.check_call(["apt-get", "download", pkg], cwd=d)
+        x = os.path.join(d, pkg)
+        if not os.path.isdir(x):
+            subprocess.check_call(["dpkg-deb", "-x", glob.glob(os.path.join(d, pkg + "_*.deb"))[0], x])
+    seen, out = set(), []
+    for f in sorted(glob.glob(os.path.join(d, "*", "usr", "share", "**", "*"), recursive=True)):
+        if os.path.islink(f) or not os.path.isfile(f) or not f.lower().endswith((".jpg", ".jpeg", ".png", ".webp")):
+            continue
+        with open(f, "rb") as fh:
+            digest = hashlib.md5(fh.read()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        im = Image.open(f)
+        if min(im.size) < 1500:
+            continue
+        out.append((os.path.relpath(f, d), im))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def ref_pdq(path):
     """The reference's full-resolution hash of Pillow's decode."""
     rgb = np.asarray(Image.open(path).convert("RGB"))
@@ -107,6 +145,7 @@ def main():
     ap.add_argument("--normal", type=int, default=300)
     ap.add_argument("--large", type=int, default=60)
     ap.add_argument("--dih", type=int, default=6)
+    ap.add_argument("--hires", type=int, default=0)
     ap.add_argument("--out", default=OUT)
     a = ap.parse_args()
     rng = random.Random(20261201)
@@ -163,9 +202,23 @@ def main():
                 save(v, os.path.join(a.out, rel), 90)
                 add(rel, os.path.join(a.out, rel), 90, e["file"], {"variant": d, "of": e["file"]})
 
+    # Real high-resolution pictures and two re-encoded dihedral variants each.
+    hires = wallpapers(a.hires) if a.hires > 0 else []
+    for i, (name, im) in enumerate(hires):
+        im = im.convert("RGB")
+        if max(im.size) > 3000:
+            im.thumbnail((3000, 3000), Image.Resampling.LANCZOS)
+        rel = f"hires/h{i:04d}-original.jpg"
+        save(im, os.path.join(a.out, rel), 90)
+        add(rel, os.path.join(a.out, rel), 90, "debian:" + name, {"variant": "original", "of": rel})
+        for d in ("rotate90", "flipplus1"):
+            v = f"hires/h{i:04d}-{d}.jpg"
+            save(im.transpose(DIHEDRAL[d]), os.path.join(a.out, v), 85)
+            add(v, os.path.join(a.out, v), 85, "debian:" + name, {"variant": d, "of": rel})
+
     with open(os.path.join(a.out, "manifest.json"), "w") as fh:
         json.dump({"about": "written by tools/bench_photos.py; pdq = pdqhash (C++ reference) on Pillow's full-resolution RGB",
-                   "sources": [s[0] for s in src], "photos": entries}, fh, indent=1)
+                   "sources": [s[0] for s in src] + ["debian:" + h[0] for h in hires], "photos": entries}, fh, indent=1)
     print(a.out)
 
 

@@ -73,11 +73,15 @@ func (n Need) HashScale(w, h int) int {
 }
 
 // DefaultHashSide is the Need.Hash that keeps PDQ within 10 bits of the
-// reference's full-resolution hash: on 1,000 photos and dihedral variants
-// of tools/bench_photos.py, hashing a JPEG decoded down to a shorter side of
-// 1,000 px or more stayed within 8 bits, while 500-600 px strayed up to 26
-// bits and 1/8-scale decodes of 3000x2000 photos up to 38 (docs/hashing.md).
-const DefaultHashSide = 1000
+// reference's full-resolution hash. A reduced decode is hashed as the full
+// image it stands for (RGBImage.PDQGrid, pdq.Grid); on the photo sets of
+// tools/bench_photos.py (300 photos of 200-500 px, 60 upscaled 3000x2000,
+// 144 real high-resolution pictures and their dihedral variants) decodes
+// keeping 500 px or more on the shorter side stayed within 10 bits (a
+// 3000x2000 photo at 1/4: within 4), while 375 px (1/8 of a 3000x3000
+// picture) strayed up to 22 bits on fine wood-grain textures
+// (bench/results/pdq-fast.txt, docs/hashing.md).
+const DefaultHashSide = 500
 
 // Scale is the IDCT reduction (1, 2, 4 or 8) for a w x h JPEG.
 func (n Need) Scale(w, h int) int {
@@ -280,6 +284,8 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 		hashImg, img = img, small
 	}
 	var pooled [][]byte
+	sw := func(s int) int { w, _ := scaledSize(h.w, h.h, s); return w }
+	sh := func(s int) int { _, hh := scaledSize(h.w, h.h, s); return hh }
 	upright := func(m *RGBImage) *RGBImage {
 		if orientation > 1 {
 			up := orientRGB(m, orientation)
@@ -290,8 +296,10 @@ func (d *Decoder) decodeJPEG(ctx context.Context, data []byte) (*Decoded, error)
 		return m
 	}
 	img = upright(img)
+	img.grid = jpegGrid(scale, h.w, h.h, sw(scale), sh(scale), orientation)
 	if hashImg != nil {
 		hashImg = upright(hashImg)
+		hashImg.grid = jpegGrid(decScale, h.w, h.h, sw(decScale), sh(decScale), orientation)
 	}
 	res.shrink(pix + mpix)
 	out := &Decoded{Image: img, HashImage: hashImg, pooled: pooled, Format: "jpeg",
@@ -350,6 +358,7 @@ func (d *Decoder) decodeJPEGHash(ctx context.Context, data []byte, h jpegInfo, s
 	} else {
 		out.pooled = append(out.pooled, img.Pix)
 	}
+	img.grid = jpegGrid(scale, h.w, h.h, ow, oh, orientation)
 	more.shrink(pix)
 	res.join(more)
 	return img, nil

@@ -468,3 +468,34 @@ func TestBoxReducedModelImage(t *testing.T) {
 		t.Errorf("only %d decodes took the box-reduction path", reduced)
 	}
 }
+
+// TestJPEGGrid: under every EXIF orientation, each pixel of the upright
+// reduced image stands for the block of the upright full image that holds
+// the full pixels of the stored block it was decoded from.
+func TestJPEGGrid(t *testing.T) {
+	for _, sz := range []struct{ w, h, s int }{{1003, 757, 4}, {1600, 1000, 8}, {801, 603, 2}, {17, 9, 8}} {
+		sw, sh := scaledSize(sz.w, sz.h, sz.s)
+		for o := 1; o <= 8; o++ {
+			g := jpegGrid(sz.s, sz.w, sz.h, sw, sh, o)
+			uw, uh := uprightW(sw, sh, o), uprightH(sw, sh, o)
+			if g.Scale != sz.s || g.FullW != uprightW(sz.w, sz.h, o) || g.FullH != uprightH(sz.w, sz.h, o) {
+				t.Fatalf("%dx%d o%d: grid %+v", sz.w, sz.h, o, g)
+			}
+			for _, fp := range [][2]int{{0, 0}, {g.FullW - 1, 0}, {0, g.FullH - 1}, {g.FullW - 1, g.FullH - 1}, {g.FullW / 2, g.FullH / 3}, {5, g.FullH - 2}} {
+				X, Y := fp[0], fp[1]
+				ux, uy := (X-g.OffX)/g.Scale, (Y-g.OffY)/g.Scale // the upright reduced pixel claimed
+				if ux < 0 || ux >= uw || uy < 0 || uy >= uh {
+					t.Fatalf("%dx%d o%d: full (%d,%d) outside the reduced image (%d,%d)", sz.w, sz.h, o, X, Y, ux, uy)
+				}
+				SX, SY := orientSource(o, sz.w, sz.h, X, Y) // the stored full pixel
+				rx, ry := orientSource(o, sw, sh, ux, uy)   // the stored reduced pixel
+				if SX/sz.s != rx || SY/sz.s != ry {
+					t.Errorf("%dx%d o%d: full (%d,%d) is stored block (%d,%d), grid says (%d,%d)", sz.w, sz.h, o, X, Y, SX/sz.s, SY/sz.s, rx, ry)
+				}
+			}
+		}
+	}
+	if g := jpegGrid(1, 100, 100, 100, 100, 6); g.Scale != 0 {
+		t.Errorf("a full-size decode has grid %+v", g)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"image"
 	"image/color"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
 // RGBImage is an opaque image of packed 8-bit RGB pixels: 3 bytes per pixel,
@@ -16,6 +18,51 @@ type RGBImage struct {
 	Pix    []byte
 	Stride int
 	Rect   image.Rectangle
+	// grid, when its Scale is over 1, places the image on the full-size
+	// JPEG it is a reduced decode of (PDQGrid).
+	grid pdq.Grid
+}
+
+// PDQGrid reports, for a JPEG decoded at a reduced scale (fast mode), the
+// full-size image its pixels stand for: each is (up to rounding) the mean
+// of a Scale x Scale block of it, as libjpeg's reduced IDCT gives them.
+// encoders/pdq hashes such an image with the full image's geometry
+// (pdq.Grid), so that its hash stays near the full-resolution one.
+func (m *RGBImage) PDQGrid() (pdq.Grid, bool) { return m.grid, m.grid.Scale > 1 }
+
+// jpegGrid is the grid of a w x h decode (as stored, before orientation)
+// of a fullW x fullH JPEG at 1/scale, after EXIF orientation o: libjpeg's
+// partial blocks are at the stored image's right and bottom edges, so an
+// upright axis that runs backwards over the stored one starts with them.
+func jpegGrid(scale, fullW, fullH, w, h, o int) pdq.Grid {
+	if scale < 2 {
+		return pdq.Grid{}
+	}
+	g := pdq.Grid{Scale: scale, FullW: fullW, FullH: fullH}
+	revX, revY := false, false // upright axes that run backwards
+	switch o {
+	case 2:
+		revX = true
+	case 3, 7:
+		revX, revY = true, true
+	case 4:
+		revY = true
+	case 6:
+		revX = true
+	case 8:
+		revY = true
+	}
+	if o >= 5 && o <= 8 {
+		g.FullW, g.FullH = fullH, fullW
+		w, h = h, w
+	}
+	if revX {
+		g.OffX = g.FullW - scale*w
+	}
+	if revY {
+		g.OffY = g.FullH - scale*h
+	}
+	return g
 }
 
 // NewRGBImage returns a black w x h image.

@@ -178,6 +178,20 @@ type Hasher struct {
 	goKernels bool
 	fs        fastScratch
 	cut       cutPlane // the content cut's scratch
+	// grid is the last lumaOf image's pdq.Grid (a reduced JPEG decode):
+	// its whole-image hashes are computed with the full image's geometry,
+	// as pdq hashes the image itself (wholeHashes).
+	grid   pdq.Grid
+	gridOK bool
+}
+
+// wholeHashes are the dihedral PDQ hashes of the whole plane that lumaOf
+// returned last: those pdq.Hasher.Dihedral gives for the image.
+func (h *Hasher) wholeHashes(luma []float32, w, hh int) ([8]pdq.Hash, int) {
+	if h.gridOK {
+		return h.pdq.DihedralGridPlane(luma, w, hh, h.grid)
+	}
+	return h.pdq.DihedralPlane(luma, w, hh)
 }
 
 // NewHasher returns a Hasher with opts.
@@ -186,6 +200,7 @@ func NewHasher(opts Options) *Hasher {
 }
 
 func (h *Hasher) lumaOf(img image.Image) ([]float32, int, int, error) {
+	h.grid, h.gridOK = pdq.GridOf(img)
 	b := img.Bounds()
 	w, hh := b.Dx(), b.Dy()
 	if int64(w)*int64(hh) > MaxPixels {
@@ -244,7 +259,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 	if err != nil {
 		return nil, err
 	}
-	whole, q := h.pdq.DihedralPlane(luma, w, hh)
+	whole, q := h.wholeHashes(luma, w, hh)
 	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}

@@ -86,6 +86,52 @@ func TestWholeHashIsPDQ(t *testing.T) {
 	}
 }
 
+// gridded is a picture that says it is a reduced decode of a larger one.
+type gridded struct {
+	image.Image
+	g pdq.Grid
+}
+
+func (m gridded) PDQGrid() (pdq.Grid, bool) { return m.g, true }
+
+// A reduced decode (pdq.Grid) gets the whole-image hashes pdq gives it,
+// the full image's geometry, in signatures and in queries: the same hashes
+// a record of it carries.
+func TestWholeHashOfGriddedImage(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ph := pdq.Hasher{MaxSide: -1}
+	differ := 0
+	for _, p := range paths[:min(len(paths), 8)] {
+		img := loadPhoto(t, filepath.Base(p))
+		b := img.Bounds()
+		gi := gridded{img, pdq.Grid{Scale: 2, FullW: 2*b.Dx() - 1, FullH: 2 * b.Dy()}}
+		want, wq := ph.Dihedral(gi)
+		sig, err := h.Signatures(gi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig[0].Hash != want[pdq.Original] || sig[0].Quality != wq {
+			t.Errorf("%s: signature's whole hash %s, pdq's %s", filepath.Base(p), sig[0].Hash, want[pdq.Original])
+		}
+		q, err := h.QueryRects(gi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := range want {
+			if qh := q.Hashes[d]; qh.Rect != 0 || qh.Hash != want[d] {
+				t.Errorf("%s: query's %v hash %s, pdq's %s", filepath.Base(p), pdq.Dihedral(d), qh.Hash, want[d])
+			}
+		}
+		if plain, _ := ph.Hash(img); plain != want[pdq.Original] {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Fatal("no photo's hash depends on its grid: the test shows nothing")
+	}
+}
+
 // Each edit of a few committed photos is found (top match), with the
 // transform and region it reports matching how the re-post was made.
 func TestEditsFound(t *testing.T) {

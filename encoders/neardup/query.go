@@ -66,7 +66,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		var vs [8]pdq.Hash
 		var qual int
 		if ri == 0 {
-			vs, qual = h.pdq.DihedralPlane(luma, w, hh)
+			vs, qual = h.wholeHashes(luma, w, hh)
 		} else {
 			sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 			vs, qual = h.pdq.DihedralPlane(sub.p, sub.w, sub.h)

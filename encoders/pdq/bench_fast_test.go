@@ -51,6 +51,7 @@ func BenchmarkFastModePDQ(b *testing.B) {
 	}{
 		{"exact", imageprep.Need{}, imageprep.ModeExact},
 		{"fast", imageprep.Need{Draft: 224, LongSide: 128, Hash: imageprep.DefaultHashSide}, imageprep.ModeFast},
+		{"fast, pdq_min_side 1000", imageprep.Need{Draft: 224, LongSide: 128, Hash: 1000}, imageprep.ModeFast},
 		{"fast, pdq_min_side 750", imageprep.Need{Draft: 224, LongSide: 128, Hash: 750}, imageprep.ModeFast},
 		{"fast, pdq_min_side 500", imageprep.Need{Draft: 224, LongSide: 128, Hash: 500}, imageprep.ModeFast},
 		{"fast, pdq_min_side 375", imageprep.Need{Draft: 224, LongSide: 128, Hash: 375}, imageprep.ModeFast},
@@ -94,22 +95,23 @@ func BenchmarkFastModePDQ(b *testing.B) {
 			set := strings.SplitN(p.File, "/", 2)[0]
 			dists[set] = append(dists[set], pdq.Distance(h[pdq.Original], refOf[p.File]))
 		}
-		// Recall: variants found from their original's hashes.
-		found, total := 0, 0
+		// Recall: variants found from their original's hashes, per set.
+		found, total := map[string]int{}, map[string]int{}
 		for _, p := range m.Photos {
 			if p.Variant == "" || p.Variant == "original" {
 				continue
 			}
-			total++
+			set := strings.SplitN(p.File, "/", 2)[0]
+			total[set]++
 			orig := hashes[strings.Replace(p.File, "-"+p.Variant+".jpg", "-original.jpg", 1)]
 			for _, h := range orig {
 				if pdq.Distance(h, refOf[p.File]) <= 31 {
-					found++
+					found[set]++
 					break
 				}
 			}
 		}
-		for _, set := range []string{"normal", "large", "dih"} {
+		for _, set := range []string{"normal", "large", "dih", "hires"} {
 			ds := dists[set]
 			if len(ds) == 0 {
 				continue
@@ -122,8 +124,8 @@ func BenchmarkFastModePDQ(b *testing.B) {
 				}
 			}
 			rec := ""
-			if set == "dih" && total > 0 {
-				rec = fmt.Sprintf("%.3f", float64(found)/float64(total))
+			if total[set] > 0 {
+				rec = fmt.Sprintf("%.3f", float64(found[set])/float64(total[set]))
 			}
 			fmt.Printf("%-42s %-7s %5d %6d %4d %4d %4d %6s\n", md.name, set, len(ds), ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)-1], over, rec)
 		}

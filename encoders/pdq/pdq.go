@@ -83,6 +83,7 @@ type Hasher struct {
 
 	ds    downsampler
 	thumb thumbScratch
+	grid  gridScratch
 	dct   [dctSize][dctSize]float32
 }
 
@@ -168,6 +169,12 @@ func (hs *Hasher) coefficientsImage(img image.Image) (quality int, ok bool) {
 	maxSide := hs.MaxSide
 	if maxSide == 0 {
 		maxSide = DefaultMaxSide
+	}
+	// A reduced decode is hashed as the full image it stands for, unless
+	// the reference would shrink that image first.
+	if g, ok := GridOf(img); ok && (maxSide < 0 || (g.FullW <= maxSide && g.FullH <= maxSide)) {
+		hs.grid.gridPlane(g, w, h, fill, &hs.ds.plane)
+		return hs.finish(), true
 	}
 	if maxSide > 0 && (w > maxSide || h > maxSide) {
 		small, sw, sh := thumbnail(w, h, maxSide, fill, &hs.thumb)

@@ -74,3 +74,23 @@ func (hs *Hasher) coefficientsPlane(luma []float32, w, h int) (int, bool) {
 	}
 	return hs.finish(), true
 }
+
+// DihedralGridPlane is DihedralPlane for the luminance plane of a reduced
+// decode placed on the full image by g (see Grid): hashed with the full
+// image's geometry, as Dihedral hashes a Gridded image. A g that does not
+// fit the plane, or a full image MaxSide would shrink, hashes as
+// DihedralPlane does.
+func (hs *Hasher) DihedralGridPlane(luma []float32, w, h int, g Grid) ([8]Hash, int) {
+	maxSide := hs.MaxSide
+	if maxSide == 0 {
+		maxSide = DefaultMaxSide
+	}
+	if len(luma) < w*h || !g.fits(w, h) || (maxSide > 0 && (g.FullW > maxSide || g.FullH > maxSide)) {
+		return hs.DihedralPlane(luma, w, h)
+	}
+	hs.grid.gridPlane(g, w, h, func(y int, dst []float32) { copy(dst, luma[y*w:(y+1)*w]) }, &hs.ds.plane)
+	var out [8]Hash
+	q := hs.finish()
+	hs.dihedralBits(&out)
+	return out, q
+}

@@ -1,0 +1,165 @@
+package pdq
+
+import "image"
+
+// Hashing a reduced decode as the full image it stands for.
+//
+// A JPEG decoded with libjpeg's reduced IDCT at 1/s (Pillow's draft) is,
+// up to rounding, the means of the full image's s x s blocks. Hashing those
+// pixels as an image of their own runs the reference's filter at their
+// scale: its window sizes and its cell centres are rounded at that
+// resolution, and on 3000x2000 photos the hash of a 1/4 decode strays up to
+// 26 bits from the full-resolution hash. Grid hashes the same pixels with
+// the full-resolution image's geometry instead: the reference's two box
+// passes along each axis, with the full image's window, clipped at its
+// edges, sampled at its 64 cell centres, applied to the image in which
+// every reduced pixel fills its block. Both passes and the decimation are
+// linear, so each of the 64 samples along an axis is a weighted sum of the
+// reduced pixels (the kernel's weights summed over each block); the 64x64
+// plane is two small matrix products in float64. That is the reference's
+// algorithm on the block-filled image up to float rounding (the reference
+// sums in float32), not bit for bit: a bit can differ only where a
+// coefficient lies within rounding of the median (TestGridMatchesFilled).
+
+// Grid places a reduced image on the full-resolution image it stands for:
+// pixel (x, y) is the mean of the full image's pixels in
+// [OffX+Scale*x, OffX+Scale*(x+1)) x [OffY+Scale*y, OffY+Scale*(y+1)),
+// clipped to the full image. OffX and OffY are 0 when the partial blocks
+// are at the right and bottom edges (as libjpeg decodes them), and
+// negative when the image was mirrored so that they come first.
+type Grid struct {
+	Scale        int
+	FullW, FullH int
+	OffX, OffY   int
+}
+
+// Gridded is implemented by images that are a reduced decode of a larger
+// one (encoders/imageprep's RGBImage after a scaled JPEG decode). The
+// hasher reads their Grid and hashes them with the full image's geometry.
+type Gridded interface {
+	PDQGrid() (Grid, bool)
+}
+
+// GridOf returns img's grid when it has a usable one.
+func GridOf(img image.Image) (Grid, bool) {
+	gi, ok := img.(Gridded)
+	if !ok {
+		return Grid{}, false
+	}
+	g, ok := gi.PDQGrid()
+	if !ok {
+		return Grid{}, false
+	}
+	b := img.Bounds()
+	return g, g.fits(b.Dx(), b.Dy())
+}
+
+// fits reports whether g describes a w x h reduced image: a scale over 1,
+// each axis's blocks covering the full image with the first and last
+// blocks overlapping it.
+func (g Grid) fits(w, h int) bool {
+	if g.Scale < 2 || g.Scale > 64 || g.FullW < minDim || g.FullH < minDim {
+		return false
+	}
+	axis := func(n, full, off int) bool {
+		return n > 0 && off <= 0 && off > -g.Scale && off+g.Scale*n >= full && off+g.Scale*(n-1) < full
+	}
+	return axis(w, g.FullW, g.OffX) && axis(h, g.FullH, g.OffY)
+}
+
+// axisWeights returns, for each of the 64 samples along an axis of full
+// length n, the first reduced pixel it reads and its weights over the
+// reduced pixels from there: the reference's two box passes (window
+// windowSize(n), clipped at the ends) evaluated at the cell centre, summed
+// over each block of scale full pixels starting at off.
+func axisWeights(n, scale, off, reduced int) (first [outDim]int, weights [outDim][]float64) {
+	win := windowSize(n)
+	half := (win + 2) / 2
+	span := func(i int) (int, int) { // the full pixels pass output i averages
+		return max(0, i-(win-half)), min(n-1, i+half-1)
+	}
+	kernel := make([]float64, n)
+	for i := range outDim {
+		c := sampleIndex(i, n)
+		lo, hi := span(c)
+		klo, khi := n, -1
+		for j := lo; j <= hi; j++ {
+			l2, h2 := span(j)
+			wgt := 1 / float64((hi-lo+1)*(h2-l2+1))
+			for k := l2; k <= h2; k++ {
+				kernel[k] += wgt
+			}
+			klo, khi = min(klo, l2), max(khi, h2)
+		}
+		b0 := (klo - off) / scale
+		b1 := min((khi-off)/scale, reduced-1)
+		ws := make([]float64, b1-b0+1)
+		for k := klo; k <= khi; k++ {
+			ws[(k-off)/scale-b0] += kernel[k]
+			kernel[k] = 0
+		}
+		first[i], weights[i] = b0, ws
+	}
+	return first, weights
+}
+
+// gridScratch caches the last axes' weights (a stream of photos of one
+// size reuses them) and holds the row sums.
+type gridScratch struct {
+	keyX, keyY [4]int
+	firstX     [outDim]int
+	wX         [outDim][]float64
+	firstY     [outDim]int
+	wY         [outDim][]float64
+	row        []float32
+	acc        [][outDim]float64 // per reduced row: the 64 horizontal samples
+}
+
+func (s *gridScratch) axes(g Grid, w, h int) {
+	kx := [4]int{g.FullW, g.Scale, g.OffX, w}
+	if kx != s.keyX {
+		s.firstX, s.wX = axisWeights(g.FullW, g.Scale, g.OffX, w)
+		s.keyX = kx
+	}
+	ky := [4]int{g.FullH, g.Scale, g.OffY, h}
+	if ky != s.keyY {
+		s.firstY, s.wY = axisWeights(g.FullH, g.Scale, g.OffY, h)
+		s.keyY = ky
+	}
+}
+
+// gridPlane fills plane with the 64x64 decimation of the block-filled full
+// image: first each reduced row's 64 horizontal samples, then each
+// column's 64 vertical ones.
+func (s *gridScratch) gridPlane(g Grid, w, h int, fill func(y int, dst []float32), plane *[outDim][outDim]float32) {
+	s.axes(g, w, h)
+	s.row = grow(s.row, w)
+	if cap(s.acc) < h {
+		s.acc = make([][outDim]float64, h)
+	}
+	acc := s.acc[:h]
+	for y := range h {
+		row := s.row[:w]
+		fill(y, row)
+		out := &acc[y]
+		for j := range outDim {
+			var sum float64
+			for k, wgt := range s.wX[j] {
+				sum += wgt * float64(row[s.firstX[j]+k])
+			}
+			out[j] = sum
+		}
+	}
+	for i := range outDim {
+		var sums [outDim]float64
+		for k, wgt := range s.wY[i] {
+			r := &acc[s.firstY[i]+k]
+			for j := range outDim {
+				sums[j] += wgt * r[j]
+			}
+		}
+		for j := range outDim {
+			plane[i][j] = float32(sums[j])
+		}
+	}
+}

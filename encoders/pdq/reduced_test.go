@@ -1,0 +1,132 @@
+package pdq
+
+import (
+	"image"
+	"image/color"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// gridded is a reduced image that knows the full image it stands for.
+type gridded struct {
+	*image.RGBA
+	g Grid
+}
+
+func (m gridded) PDQGrid() (Grid, bool) { return m.g, true }
+
+// reducedPicture is a w x h picture with smooth shading, edges and some
+// noise, so that its hash has bits near and far from the median.
+func reducedPicture(w, h int, seed uint64) *image.RGBA {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	cx, cy, r := rng.Float64()*float64(w), rng.Float64()*float64(h), float64(min(w, h))/3
+	for y := range h {
+		for x := range w {
+			v := 128 + 60*math.Sin(float64(x)/17+float64(y)/29) + 30*math.Cos(float64(x*y)/900)
+			if math.Hypot(float64(x)-cx, float64(y)-cy) < r {
+				v -= 70
+			}
+			v += rng.NormFloat64() * 8
+			c := uint8(max(0, min(255, v)))
+			img.Set(x, y, color.RGBA{c, uint8(max(0, min(255, v*0.8+20))), 255 - c, 255})
+		}
+	}
+	return img
+}
+
+// filled is the full image in which every pixel of small fills its block.
+func filled(small *image.RGBA, g Grid) *image.RGBA {
+	full := image.NewRGBA(image.Rect(0, 0, g.FullW, g.FullH))
+	for y := range g.FullH {
+		for x := range g.FullW {
+			full.Set(x, y, small.At((x-g.OffX)/g.Scale, (y-g.OffY)/g.Scale))
+		}
+	}
+	return full
+}
+
+// TestGridMatchesFilled: a reduced image with a grid hashes as the
+// reference hashes the full image in which each of its pixels fills its
+// block (every scale, partial blocks at either end, both orientations of
+// the rectangle), and its plane form hashes the same. Without the grid the
+// same pixels hash differently (their own geometry).
+func TestGridMatchesFilled(t *testing.T) {
+	cases := []struct {
+		name      string
+		w, h      int
+		g         Grid
+		wantDiffs bool // the plain hash of the reduced pixels differs (own geometry)
+	}{
+		{"1/2 exact blocks", 300, 200, Grid{Scale: 2, FullW: 600, FullH: 400}, true},
+		{"1/4 partial blocks last", 251, 167, Grid{Scale: 4, FullW: 1001, FullH: 666}, true},
+		{"1/4 partial blocks first", 251, 167, Grid{Scale: 4, FullW: 1001, FullH: 666, OffX: -3, OffY: -2}, true},
+		{"1/8 portrait", 125, 188, Grid{Scale: 8, FullW: 1000, FullH: 1500}, true},
+		{"1/8 partial first", 188, 125, Grid{Scale: 8, FullW: 1497, FullH: 998, OffX: -3, OffY: -2}, true},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			small := reducedPicture(c.w, c.h, uint64(i))
+			if !c.g.fits(c.w, c.h) {
+				t.Fatalf("grid %+v does not fit %dx%d", c.g, c.w, c.h)
+			}
+			ref := Hasher{MaxSide: -1}
+			want, wq := ref.Dihedral(filled(small, c.g))
+			hs := Hasher{MaxSide: -1}
+			got, gq := hs.Dihedral(gridded{small, c.g})
+			for d := range got {
+				if dist := Distance(got[d], want[d]); dist != 0 {
+					t.Errorf("%v: %d bits from the filled image's hash", Dihedral(d), dist)
+				}
+			}
+			if gq != wq {
+				t.Errorf("quality %d, filled image's %d", gq, wq)
+			}
+			luma, w, h := Luma(small, nil)
+			pv, pq := hs.DihedralGridPlane(luma, w, h, c.g)
+			if pv != got || pq != gq {
+				t.Errorf("DihedralGridPlane differs from Dihedral of the gridded image")
+			}
+			plain, _ := ref.Dihedral(small)
+			if (plain != want) != c.wantDiffs {
+				t.Errorf("plain hash differs from the filled image's: %v, want %v (%d bits)", plain != want, c.wantDiffs, Distance(plain[0], want[0]))
+			}
+		})
+	}
+}
+
+// TestGridRefused: a grid that does not describe the image, or a full
+// image that MaxSide would shrink, hashes the pixels as they are.
+func TestGridRefused(t *testing.T) {
+	small := reducedPicture(120, 80, 9)
+	plainHs := Hasher{MaxSide: -1}
+	plain, _ := plainHs.Dihedral(small)
+	for _, c := range []struct {
+		name    string
+		g       Grid
+		maxSide int
+	}{
+		{"too few blocks", Grid{Scale: 4, FullW: 600, FullH: 320}, -1},
+		{"too many blocks", Grid{Scale: 4, FullW: 400, FullH: 320}, -1},
+		{"scale 1", Grid{Scale: 1, FullW: 120, FullH: 80}, -1},
+		{"positive offset", Grid{Scale: 4, FullW: 480, FullH: 320, OffX: 1}, -1},
+		{"offset of a whole block", Grid{Scale: 4, FullW: 476, FullH: 320, OffX: -4}, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hs := Hasher{MaxSide: c.maxSide}
+			got, _ := hs.Dihedral(gridded{small, c.g})
+			if got != plain {
+				t.Errorf("hashed with grid %+v; want the plain hash", c.g)
+			}
+		})
+	}
+	// The reference tools shrink a full image over 512 px first: a gridded
+	// image standing for one hashes as its own pixels shrunk.
+	def := Hasher{}
+	want, _ := def.Dihedral(small)
+	got, _ := def.Dihedral(gridded{small, Grid{Scale: 8, FullW: 960, FullH: 640}})
+	if got != want {
+		t.Errorf("MaxSide 512: a 960x640 grid was used")
+	}
+}
