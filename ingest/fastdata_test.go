@@ -110,6 +110,11 @@ func FuzzSplitImageData(f *testing.F) {
 	f.Add([]byte(`{"schema":1,"id":"p1","created_at":"2026-11-01T10:00:00Z","text":"a","image":{"mime":"x","data":"/+8="},"tags":["t"]}`))
 	f.Add([]byte(`{"image":{"data":"QUJD"},"schema":1,"text":"{\"image\":1}"}`))
 	f.Add([]byte(`{"image":{"Data":"QUJD","data":"QUJD"}}`))
+	// base64 corners (the fast path decodes with segmentio/asm, the plain
+	// one with encoding/base64): padding, non-zero pad bits, bad bytes.
+	for _, d := range []string{"QQ==", "QR==", "QUI=", "QUJ=", "QQ=", "Q===", "QUJ", "QUJD=", "QU JD", "QUJD\\t", "QUJD====", "-_-_", "QUJDRA==QUJD", "QUJDREVGR0g="} {
+		f.Add([]byte(`{"schema":1,"id":"p","created_at":"2026-11-01T10:00:00Z","image":{"data":"` + d + `"}}`))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rest, data, ok := splitImageData(b, 1)
 		if !ok {

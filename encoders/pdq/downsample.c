@@ -460,3 +460,59 @@ void xp_dct64to16(const float *a, const float *d, const float *dt, float *b) {
 #endif
 	dct(a, d, dt, b);
 }
+
+// The grid's horizontal pass (reduced.go, gridScratch.gridPlane): each
+// row's luminance (as luma_scalar computes it), then its 64 weighted sums
+// in double, each summed in order from its first pixel: the Go code's
+// operations, so both paths give the same plane.
+static void luma_row_scalar(const unsigned char *p, int x0, int w, const double *t, float *l) {
+	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
+	for (int x = x0; x < w; x++) {
+		l[x] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
+	}
+}
+
+#ifdef XP_X86
+__attribute__((target("avx2"))) static void luma_row_avx2(const unsigned char *p, int w, const double *t, float *l) {
+	const __m256d wr = _mm256_set1_pd(t[1]), wg = _mm256_set1_pd(t[256 + 1]), wb = _mm256_set1_pd(t[512 + 1]);
+	const __m128i sr = _mm_setr_epi8(0, -1, -1, -1, 3, -1, -1, -1, 6, -1, -1, -1, 9, -1, -1, -1);
+	const __m128i sg = _mm_setr_epi8(1, -1, -1, -1, 4, -1, -1, -1, 7, -1, -1, -1, 10, -1, -1, -1);
+	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
+	int x = 0;
+	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
+		__m128i b = _mm_loadu_si128((const __m128i *)(p + 3 * x));
+		__m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sr)), wr);
+		y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sg)), wg));
+		y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sb)), wb));
+		_mm_storeu_ps(l + x, _mm256_cvtpd_ps(y));
+	}
+	luma_row_scalar(p, x, w, t, l);
+}
+#endif
+
+void xp_grid_rows(const unsigned char *pix, long stride, int w, int h, const double *t, const int *first,
+                  const int *woff, const double *wts, float *luma, double *acc) {
+	for (int y = 0; y < h; y++) {
+		const unsigned char *p = pix + stride * (long)y;
+#ifdef XP_X86
+		if (have_avx2) {
+			luma_row_avx2(p, w, t, luma);
+		} else {
+			luma_row_scalar(p, 0, w, t, luma);
+		}
+#else
+		luma_row_scalar(p, 0, w, t, luma);
+#endif
+		double *out = acc + (long)OUT * y;
+		for (int j = 0; j < OUT; j++) {
+			const double *wj = wts + woff[j];
+			const float *l = luma + first[j];
+			int n = woff[j + 1] - woff[j];
+			double s = 0;
+			for (int k = 0; k < n; k++) {
+				s += wj[k] * (double)l[k];
+			}
+			out[j] = s;
+		}
+	}
+}

@@ -6,4 +6,6 @@ package pdq
 // runs.
 func (d *downsampler) downsampleRGB(PackedRGB, int, int) bool { return false }
 
+func (s *gridScratch) rowsRGB(PackedRGB, int, int, []float64) bool { return false }
+
 func dct64To16(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) { dct64To16Go(a, b) }

@@ -173,7 +173,7 @@ func (hs *Hasher) coefficientsImage(img image.Image) (quality int, ok bool) {
 	// A reduced decode is hashed as the full image it stands for, unless
 	// the reference would shrink that image first.
 	if g, ok := GridOf(img); ok && (maxSide < 0 || (g.FullW <= maxSide && g.FullH <= maxSide)) {
-		hs.grid.gridPlane(g, w, h, fill, &hs.ds.plane)
+		hs.grid.gridPlane(g, img, w, h, fill, &hs.ds.plane)
 		return hs.finish(), true
 	}
 	if maxSide > 0 && (w > maxSide || h > maxSide) {

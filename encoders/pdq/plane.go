@@ -88,7 +88,7 @@ func (hs *Hasher) DihedralGridPlane(luma []float32, w, h int, g Grid) ([8]Hash, 
 	if len(luma) < w*h || !g.fits(w, h) || (maxSide > 0 && (g.FullW > maxSide || g.FullH > maxSide)) {
 		return hs.DihedralPlane(luma, w, h)
 	}
-	hs.grid.gridPlane(g, w, h, func(y int, dst []float32) { copy(dst, luma[y*w:(y+1)*w]) }, &hs.ds.plane)
+	hs.grid.gridPlane(g, nil, w, h, func(y int, dst []float32) { copy(dst, luma[y*w:(y+1)*w]) }, &hs.ds.plane)
 	var out [8]Hash
 	q := hs.finish()
 	hs.dihedralBits(&out)

@@ -103,59 +103,74 @@ func axisWeights(n, scale, off, reduced int) (first [outDim]int, weights [outDim
 	return first, weights
 }
 
+// gridAxis is one axis's weights, also laid out flat for the C pass.
+type gridAxis struct {
+	key     [4]int
+	first   [outDim]int
+	weights [outDim][]float64
+	first32 [outDim]int32
+	off32   [outDim + 1]int32 // weights of sample j: flat[off32[j]:off32[j+1]]
+	flat    []float64
+}
+
+func (a *gridAxis) set(n, scale, off, reduced int) {
+	key := [4]int{n, scale, off, reduced}
+	if key == a.key {
+		return
+	}
+	a.key = key
+	first, ws := axisWeights(n, scale, off, reduced)
+	a.first, a.flat = first, a.flat[:0]
+	for j := range outDim {
+		a.first32[j], a.off32[j] = int32(first[j]), int32(len(a.flat))
+		a.flat = append(a.flat, ws[j]...)
+	}
+	a.off32[outDim] = int32(len(a.flat))
+	for j := range outDim {
+		a.weights[j] = a.flat[a.off32[j]:a.off32[j+1]]
+	}
+}
+
 // gridScratch caches the last axes' weights (a stream of photos of one
 // size reuses them) and holds the row sums.
 type gridScratch struct {
-	keyX, keyY [4]int
-	firstX     [outDim]int
-	wX         [outDim][]float64
-	firstY     [outDim]int
-	wY         [outDim][]float64
-	row        []float32
-	acc        [][outDim]float64 // per reduced row: the 64 horizontal samples
-}
-
-func (s *gridScratch) axes(g Grid, w, h int) {
-	kx := [4]int{g.FullW, g.Scale, g.OffX, w}
-	if kx != s.keyX {
-		s.firstX, s.wX = axisWeights(g.FullW, g.Scale, g.OffX, w)
-		s.keyX = kx
-	}
-	ky := [4]int{g.FullH, g.Scale, g.OffY, h}
-	if ky != s.keyY {
-		s.firstY, s.wY = axisWeights(g.FullH, g.Scale, g.OffY, h)
-		s.keyY = ky
-	}
+	x, y gridAxis
+	row  []float32
+	acc  []float64 // per reduced row: its 64 horizontal samples
 }
 
 // gridPlane fills plane with the 64x64 decimation of the block-filled full
-// image: first each reduced row's 64 horizontal samples, then each
-// column's 64 vertical ones.
-func (s *gridScratch) gridPlane(g Grid, w, h int, fill func(y int, dst []float32), plane *[outDim][outDim]float32) {
-	s.axes(g, w, h)
+// image: first each reduced row's 64 horizontal samples (in C for packed
+// RGB), then each column's 64 vertical ones.
+func (s *gridScratch) gridPlane(g Grid, img image.Image, w, h int, fill func(y int, dst []float32), plane *[outDim][outDim]float32) {
+	s.x.set(g.FullW, g.Scale, g.OffX, w)
+	s.y.set(g.FullH, g.Scale, g.OffY, h)
 	s.row = grow(s.row, w)
-	if cap(s.acc) < h {
-		s.acc = make([][outDim]float64, h)
+	if cap(s.acc) < h*outDim {
+		s.acc = make([]float64, h*outDim)
 	}
-	acc := s.acc[:h]
-	for y := range h {
-		row := s.row[:w]
-		fill(y, row)
-		out := &acc[y]
-		for j := range outDim {
-			var sum float64
-			for k, wgt := range s.wX[j] {
-				sum += wgt * float64(row[s.firstX[j]+k])
+	acc := s.acc[:h*outDim]
+	if m, ok := img.(PackedRGB); !ok || !s.rowsRGB(m, w, h, acc) {
+		for y := range h {
+			row := s.row[:w]
+			fill(y, row)
+			out := acc[y*outDim : (y+1)*outDim]
+			for j := range outDim {
+				src := row[s.x.first[j]:]
+				var sum float64
+				for k, wgt := range s.x.weights[j] {
+					sum += float64(wgt * float64(src[k])) // no fused multiply-add: the C pass's sums
+				}
+				out[j] = sum
 			}
-			out[j] = sum
 		}
 	}
 	for i := range outDim {
 		var sums [outDim]float64
-		for k, wgt := range s.wY[i] {
-			r := &acc[s.firstY[i]+k]
+		for k, wgt := range s.y.weights[i] {
+			r := acc[(s.y.first[i]+k)*outDim : (s.y.first[i]+k+1)*outDim]
 			for j := range outDim {
-				sums[j] += wgt * r[j]
+				sums[j] += float64(wgt * r[j])
 			}
 		}
 		for j := range outDim {

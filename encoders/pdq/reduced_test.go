@@ -130,3 +130,49 @@ func TestGridRefused(t *testing.T) {
 		t.Errorf("MaxSide 512: a 960x640 grid was used")
 	}
 }
+
+// packedGridded is a gridded packed-RGB image (as imageprep's RGBImage).
+type packedGridded struct {
+	pix  []byte
+	w, h int
+	g    Grid
+}
+
+func (m *packedGridded) ColorModel() color.Model { return color.RGBAModel }
+func (m *packedGridded) Bounds() image.Rectangle { return image.Rect(0, 0, m.w, m.h) }
+func (m *packedGridded) At(x, y int) color.Color {
+	p := m.pix[3*(y*m.w+x):]
+	return color.RGBA{p[0], p[1], p[2], 255}
+}
+func (m *packedGridded) RowRGB(y int) []byte      { return m.pix[3*y*m.w : 3*(y+1)*m.w] }
+func (m *packedGridded) PackedRGB() ([]byte, int) { return m.pix, 3 * m.w }
+func (m *packedGridded) PDQGrid() (Grid, bool)    { return m.g, true }
+
+// TestGridRowsRGBMatchesGo: the grid's horizontal pass over packed RGB
+// (in C where cgo is on) gives the Go pass's plane, bit for bit.
+func TestGridRowsRGBMatchesGo(t *testing.T) {
+	for i, c := range []struct {
+		w, h int
+		g    Grid
+	}{
+		{251, 167, Grid{Scale: 4, FullW: 1001, FullH: 666, OffX: -3}},
+		{7, 190, Grid{Scale: 8, FullW: 50, FullH: 1520}},
+		{375, 250, Grid{Scale: 8, FullW: 3000, FullH: 2000}},
+	} {
+		src := reducedPicture(c.w, c.h, uint64(40+i))
+		pk := &packedGridded{pix: make([]byte, 3*c.w*c.h), w: c.w, h: c.h, g: c.g}
+		for y := range c.h {
+			for x := range c.w {
+				o := src.PixOffset(x, y)
+				copy(pk.pix[3*(y*c.w+x):], src.Pix[o:o+3])
+			}
+		}
+		var a, b Hasher
+		a.MaxSide, b.MaxSide = -1, -1
+		ha, qa := a.Dihedral(pk)
+		hb, qb := b.Dihedral(gridded{src, c.g})
+		if a.ds.plane != b.ds.plane || ha != hb || qa != qb {
+			t.Errorf("%dx%d: packed RGB and Go passes differ", c.w, c.h)
+		}
+	}
+}
