@@ -461,10 +461,11 @@ void xp_dct64to16(const float *a, const float *d, const float *dt, float *b) {
 	dct(a, d, dt, b);
 }
 
-// The grid's horizontal pass (reduced.go, gridScratch.gridPlane): each
-// row's luminance (as luma_scalar computes it), then its 64 weighted sums
-// in double, each summed in order from its first pixel: the Go code's
-// operations, so both paths give the same plane.
+// The grid's vertical pass (reduced.go, gridScratch.gridPlane): each
+// row's luminance (as luma_scalar computes it), added, times its weight,
+// into the 64 vertical samples whose kernel covers the row: the Go code's
+// operations in its order (per value, rows in order), so both paths give
+// the same plane; the additions along a row vectorise.
 static void luma_row_scalar(const unsigned char *p, int x0, int w, const double *t, float *l) {
 	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
 	for (int x = x0; x < w; x++) {
@@ -492,6 +493,7 @@ __attribute__((target("avx2"))) static void luma_row_avx2(const unsigned char *p
 
 void xp_grid_rows(const unsigned char *pix, long stride, int w, int h, const double *t, const int *first,
                   const int *woff, const double *wts, float *luma, double *acc) {
+	int lo = 0;
 	for (int y = 0; y < h; y++) {
 		const unsigned char *p = pix + stride * (long)y;
 #ifdef XP_X86
@@ -503,16 +505,15 @@ void xp_grid_rows(const unsigned char *pix, long stride, int w, int h, const dou
 #else
 		luma_row_scalar(p, 0, w, t, luma);
 #endif
-		double *out = acc + (long)OUT * y;
-		for (int j = 0; j < OUT; j++) {
-			const double *wj = wts + woff[j];
-			const float *l = luma + first[j];
-			int n = woff[j + 1] - woff[j];
-			double s = 0;
-			for (int k = 0; k < n; k++) {
-				s += wj[k] * (double)l[k];
+		while (lo < OUT && first[lo] + (woff[lo + 1] - woff[lo]) <= y) {
+			lo++;
+		}
+		for (int i = lo; i < OUT && first[i] <= y; i++) {
+			double wgt = wts[woff[i] + (y - first[i])];
+			double *a = acc + (long)i * w;
+			for (int x = 0; x < w; x++) {
+				a[x] += wgt * (double)luma[x];
 			}
-			out[j] = s;
 		}
 	}
 }

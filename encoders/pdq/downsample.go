@@ -37,17 +37,16 @@ func dct64To16(a *[outDim][outDim]float32, b *[dctSize][dctSize]float32) {
 		(*C.float)(unsafe.Pointer(&dctMatrixT[0][0])), (*C.float)(unsafe.Pointer(&b[0][0])))
 }
 
-// rowsRGB is gridPlane's horizontal pass in C for a w x h packed RGB
-// image; false when the buffer does not hold the image (then the Go pass
-// runs).
+// rowsRGB is gridPlane's vertical pass in C for a w x h packed RGB image;
+// false when the buffer does not hold the image (then the Go pass runs).
 func (s *gridScratch) rowsRGB(m PackedRGB, w, h int, acc []float64) bool {
 	pix, stride := m.PackedRGB()
-	if w < 1 || h < 1 || stride < 3*w || len(pix) < (h-1)*stride+3*w || len(acc) < h*outDim || len(s.row) < w {
+	if w < 1 || h < 1 || stride < 3*w || len(pix) < (h-1)*stride+3*w || len(acc) < outDim*w || len(s.row) < w {
 		return false
 	}
 	C.xp_grid_rows((*C.uchar)(unsafe.Pointer(&pix[0])), C.long(stride), C.int(w), C.int(h),
-		(*C.double)(unsafe.Pointer(&lumaTable[0][0])), (*C.int)(unsafe.Pointer(&s.x.first32[0])),
-		(*C.int)(unsafe.Pointer(&s.x.off32[0])), (*C.double)(unsafe.Pointer(&s.x.flat[0])),
+		(*C.double)(unsafe.Pointer(&lumaTable[0][0])), (*C.int)(unsafe.Pointer(&s.y.first32[0])),
+		(*C.int)(unsafe.Pointer(&s.y.off32[0])), (*C.double)(unsafe.Pointer(&s.y.flat[0])),
 		(*C.float)(unsafe.Pointer(&s.row[0])), (*C.double)(unsafe.Pointer(&acc[0])))
 	return true
 }

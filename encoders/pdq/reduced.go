@@ -132,49 +132,54 @@ func (a *gridAxis) set(n, scale, off, reduced int) {
 }
 
 // gridScratch caches the last axes' weights (a stream of photos of one
-// size reuses them) and holds the row sums.
+// size reuses them) and holds the column sums.
 type gridScratch struct {
 	x, y gridAxis
 	row  []float32
-	acc  []float64 // per reduced row: its 64 horizontal samples
+	acc  []float64 // the 64 vertical samples, each a row of w values
 }
 
 // gridPlane fills plane with the 64x64 decimation of the block-filled full
-// image: first each reduced row's 64 horizontal samples (in C for packed
-// RGB), then each column's 64 vertical ones.
+// image: first the 64 vertical samples of every column, adding each
+// reduced row (its luminance computed once) into the samples whose kernel
+// covers it (in C for packed RGB, vectorised along the row), then each
+// sample row's 64 horizontal samples.
 func (s *gridScratch) gridPlane(g Grid, img image.Image, w, h int, fill func(y int, dst []float32), plane *[outDim][outDim]float32) {
 	s.x.set(g.FullW, g.Scale, g.OffX, w)
 	s.y.set(g.FullH, g.Scale, g.OffY, h)
 	s.row = grow(s.row, w)
-	if cap(s.acc) < h*outDim {
-		s.acc = make([]float64, h*outDim)
+	if cap(s.acc) < outDim*w {
+		s.acc = make([]float64, outDim*w)
 	}
-	acc := s.acc[:h*outDim]
+	acc := s.acc[:outDim*w]
+	clear(acc)
 	if m, ok := img.(PackedRGB); !ok || !s.rowsRGB(m, w, h, acc) {
+		// Samples whose kernel covers row y: a window sliding down.
+		lo := 0
 		for y := range h {
 			row := s.row[:w]
 			fill(y, row)
-			out := acc[y*outDim : (y+1)*outDim]
-			for j := range outDim {
-				src := row[s.x.first[j]:]
-				var sum float64
-				for k, wgt := range s.x.weights[j] {
-					sum += float64(wgt * float64(src[k])) // no fused multiply-add: the C pass's sums
+			for lo < outDim && s.y.first[lo]+len(s.y.weights[lo]) <= y {
+				lo++
+			}
+			for i := lo; i < outDim && s.y.first[i] <= y; i++ {
+				wgt := s.y.weights[i][y-s.y.first[i]]
+				a := acc[i*w : (i+1)*w]
+				for x, v := range row {
+					a[x] += float64(wgt * float64(v)) // no fused multiply-add: the C pass's sums
 				}
-				out[j] = sum
 			}
 		}
 	}
 	for i := range outDim {
-		var sums [outDim]float64
-		for k, wgt := range s.y.weights[i] {
-			r := acc[(s.y.first[i]+k)*outDim : (s.y.first[i]+k+1)*outDim]
-			for j := range outDim {
-				sums[j] += float64(wgt * r[j])
-			}
-		}
+		a := acc[i*w : (i+1)*w]
 		for j := range outDim {
-			plane[i][j] = float32(sums[j])
+			src := a[s.x.first[j]:]
+			var sum float64
+			for k, wgt := range s.x.weights[j] {
+				sum += float64(wgt * src[k])
+			}
+			plane[i][j] = float32(sum)
 		}
 	}
 }
