@@ -15,6 +15,9 @@ import (
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
+// plainImage hides an image's pdq.Grid (and its packed rows).
+type plainImage struct{ image.Image }
+
 // BenchmarkFastModePDQ measures, on the photo set of tools/bench_photos.py
 // (.cache/bench-photos, or XMODAL_BENCH_PHOTOS), how far each decode mode's
 // PDQ hash is from the reference's full-resolution hash (pdqhash on Pillow's
@@ -25,7 +28,8 @@ import (
 // the default (imageprep.DefaultHashSide): on the 3000x2000 photos 750
 // still decodes the hash input at 1/2, 500 and 375 at 1/4, 250 at 1/8.
 // It also reports what hashing the model's own decode would give (no
-// separate hash input). It prints a table; b.N is ignored.
+// separate hash input), and, rows "no grid", what hashing the same decodes
+// as images of their own gave before pdq.Grid. It prints a table; b.N is ignored.
 func BenchmarkFastModePDQ(b *testing.B) {
 	dir := os.Getenv("XMODAL_BENCH_PHOTOS")
 	if dir == "" {
@@ -45,19 +49,23 @@ func BenchmarkFastModePDQ(b *testing.B) {
 		b.Fatal(err)
 	}
 	modes := []struct {
-		name string
-		need imageprep.Need
-		mode imageprep.Mode
+		name   string
+		need   imageprep.Need
+		mode   imageprep.Mode
+		noGrid bool // hash the decode as an image of its own (before pdq.Grid)
 	}{
-		{"exact", imageprep.Need{}, imageprep.ModeExact},
-		{"fast", imageprep.Need{Draft: 224, LongSide: 128, Hash: imageprep.DefaultHashSide}, imageprep.ModeFast},
-		{"fast, pdq_min_side 1000", imageprep.Need{Draft: 224, LongSide: 128, Hash: 1000}, imageprep.ModeFast},
-		{"fast, pdq_min_side 750", imageprep.Need{Draft: 224, LongSide: 128, Hash: 750}, imageprep.ModeFast},
-		{"fast, pdq_min_side 500", imageprep.Need{Draft: 224, LongSide: 128, Hash: 500}, imageprep.ModeFast},
-		{"fast, pdq_min_side 375", imageprep.Need{Draft: 224, LongSide: 128, Hash: 375}, imageprep.ModeFast},
-		{"fast, pdq_min_side 250", imageprep.Need{Draft: 224, LongSide: 128, Hash: 250}, imageprep.ModeFast},
-		{"fast, model decode hashed (224 px model)", imageprep.Need{Draft: 224, LongSide: 128}, imageprep.ModeFast},
-		{"fast, model decode hashed (64 px model)", imageprep.Need{Draft: 64, LongSide: 128}, imageprep.ModeFast},
+		{"exact", imageprep.Need{}, imageprep.ModeExact, false},
+		{"fast", imageprep.Need{Draft: 224, LongSide: 128, Hash: imageprep.DefaultHashSide}, imageprep.ModeFast, false},
+		{"fast, pdq_min_side 1000", imageprep.Need{Draft: 224, LongSide: 128, Hash: 1000}, imageprep.ModeFast, false},
+		{"fast, pdq_min_side 750", imageprep.Need{Draft: 224, LongSide: 128, Hash: 750}, imageprep.ModeFast, false},
+		{"fast, pdq_min_side 500", imageprep.Need{Draft: 224, LongSide: 128, Hash: 500}, imageprep.ModeFast, false},
+		{"fast, pdq_min_side 375", imageprep.Need{Draft: 224, LongSide: 128, Hash: 375}, imageprep.ModeFast, false},
+		{"fast, pdq_min_side 250", imageprep.Need{Draft: 224, LongSide: 128, Hash: 250}, imageprep.ModeFast, false},
+		{"fast, model decode hashed (224 px model)", imageprep.Need{Draft: 224, LongSide: 128}, imageprep.ModeFast, false},
+		{"no grid, pdq_min_side 1000 (the old default)", imageprep.Need{Draft: 224, LongSide: 128, Hash: 1000}, imageprep.ModeFast, true},
+		{"no grid, pdq_min_side 500", imageprep.Need{Draft: 224, LongSide: 128, Hash: 500}, imageprep.ModeFast, true},
+		{"no grid, pdq_min_side 250", imageprep.Need{Draft: 224, LongSide: 128, Hash: 250}, imageprep.ModeFast, true},
+		{"fast, model decode hashed (64 px model)", imageprep.Need{Draft: 64, LongSide: 128}, imageprep.ModeFast, false},
 	}
 	refOf := map[string]pdq.Hash{}
 	for _, p := range m.Photos {
@@ -87,6 +95,9 @@ func BenchmarkFastModePDQ(b *testing.B) {
 			in := image.Image(dec.Image)
 			if dec.HashImage != nil {
 				in = dec.HashImage
+			}
+			if md.noGrid {
+				in = plainImage{in}
 			}
 			hs := pdq.Hasher{MaxSide: -1}
 			h, _ := hs.Dihedral(in)
