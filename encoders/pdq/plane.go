@@ -85,7 +85,7 @@ func (hs *Hasher) DihedralGridPlane(luma []float32, w, h int, g Grid) ([8]Hash, 
 	if maxSide == 0 {
 		maxSide = DefaultMaxSide
 	}
-	if len(luma) < w*h || !g.fits(w, h) || (maxSide > 0 && (g.FullW > maxSide || g.FullH > maxSide)) {
+	if len(luma) < w*h || w < minDim || h < minDim || !g.fits(w, h) || (maxSide > 0 && (g.FullW > maxSide || g.FullH > maxSide)) {
 		return hs.DihedralPlane(luma, w, h)
 	}
 	hs.grid.gridPlane(g, nil, w, h, func(y int, dst []float32) { copy(dst, luma[y*w:(y+1)*w]) }, &hs.ds.plane)

@@ -176,3 +176,31 @@ func TestGridRowsRGBMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGrid: any grid a w x h image might claim (decoders of outside
+// images set them) either fits and hashes as the plane form does, or is
+// refused; nothing panics.
+func FuzzGrid(f *testing.F) {
+	f.Add(uint16(251), uint16(167), uint8(4), uint16(1001), uint16(666), uint8(3), uint8(0))
+	f.Add(uint16(5), uint16(5), uint8(8), uint16(40), uint16(33), uint8(0), uint8(7))
+	f.Add(uint16(1), uint16(300), uint8(2), uint16(2), uint16(599), uint8(1), uint8(1))
+	f.Fuzz(func(t *testing.T, w, h uint16, scale uint8, fw, fh uint16, offx, offy uint8) {
+		W, H := int(w%400)+1, int(h%400)+1
+		g := Grid{Scale: int(scale % 70), FullW: int(fw), FullH: int(fh), OffX: -int(offx % 70), OffY: -int(offy % 70)}
+		small := reducedPicture(W, H, uint64(w)^uint64(fh))
+		hs := Hasher{MaxSide: -1}
+		got, q := hs.Dihedral(gridded{small, g})
+		if !g.fits(W, H) {
+			plain, pq := (&Hasher{MaxSide: -1}).Dihedral(small)
+			if got != plain || q != pq {
+				t.Fatalf("grid %+v does not fit %dx%d but was used", g, W, H)
+			}
+			return
+		}
+		luma, _, _ := Luma(small, nil)
+		pv, pqq := (&Hasher{MaxSide: -1}).DihedralGridPlane(luma, W, H, g)
+		if pv != got || pqq != q {
+			t.Fatalf("grid %+v on %dx%d: plane form differs", g, W, H)
+		}
+	})
+}
