@@ -78,7 +78,10 @@ func axisWeights(n, scale, off, reduced int) (first [outDim]int, weights [outDim
 	span := func(i int) (int, int) { // the full pixels pass output i averages
 		return max(0, i-(win-half)), min(n-1, i+half-1)
 	}
-	kernel := make([]float64, n)
+	// The kernel of sample i is a sum of boxes (one per first-pass output
+	// the second pass averages), built in a difference array: linear in
+	// the window, so a very wide image costs no more than its pixels.
+	diff := make([]float64, n+1)
 	for i := range outDim {
 		c := sampleIndex(i, n)
 		lo, hi := span(c)
@@ -86,18 +89,20 @@ func axisWeights(n, scale, off, reduced int) (first [outDim]int, weights [outDim
 		for j := lo; j <= hi; j++ {
 			l2, h2 := span(j)
 			wgt := 1 / float64((hi-lo+1)*(h2-l2+1))
-			for k := l2; k <= h2; k++ {
-				kernel[k] += wgt
-			}
+			diff[l2] += wgt
+			diff[h2+1] -= wgt
 			klo, khi = min(klo, l2), max(khi, h2)
 		}
 		b0 := (klo - off) / scale
 		b1 := min((khi-off)/scale, reduced-1)
 		ws := make([]float64, b1-b0+1)
-		for k := klo; k <= khi; k++ {
-			ws[(k-off)/scale-b0] += kernel[k]
-			kernel[k] = 0
+		var k float64
+		for x := klo; x <= khi; x++ {
+			k += diff[x]
+			ws[(x-off)/scale-b0] += k
+			diff[x] = 0
 		}
+		diff[khi+1] = 0
 		first[i], weights[i] = b0, ws
 	}
 	return first, weights
