@@ -8,8 +8,8 @@
 // because one running sum is bound by the latency of its additions); rows
 // move in and out of that layout by 4x4 transposes. The column passes,
 // independent across columns, vectorise by themselves. Where the CPU has
-// AVX2 the luminance is computed four pixels at a time (the same double
-// products and sums), picked at start-up.
+// AVX2 the luminance is computed four pixels at a time in integers (luma4:
+// the same floats as the double products and sums), picked at start-up.
 
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -125,28 +125,34 @@ static void luma_scalar(const unsigned char *const *p, int x0, int w, const doub
 }
 
 #ifdef XP_X86
-// luma_avx2 is luma_scalar four pixels of a row at a time: the same double
-// products (the tables hold weight * v, and t[1], t[257], t[513] are the
-// weights), summed in the same order, rounded to float the same way. Each
-// 4x4 block of rows and pixels is then transposed into l4's lanes. A
-// 16-byte load reads past a row's four pixels, so the last pixels of each
-// row go through luma_scalar.
+// luma4 is the luminance of four packed RGB pixels (16 bytes loaded, 12
+// used) in integers: N = 299R + 587G + 114B, exact in 32 bits, then the
+// float division N / 1000, correctly rounded. That is the float the
+// tables' double sum rounds to, for every one of the 2^24 colours
+// (TestLumaIntegerIdentity): the exact value N/1000 is either a float
+// itself or at least 2^-40 (relative) from a float rounding midpoint, far
+// more than the double sum's error.
+__attribute__((target("avx2"))) static inline __m128 luma4(const unsigned char *px) {
+	const __m128i srg = _mm_setr_epi8(0, -1, 1, -1, 3, -1, 4, -1, 6, -1, 7, -1, 9, -1, 10, -1);
+	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
+	const __m128i wrg = _mm_set1_epi32((587 << 16) | 299), wb = _mm_set1_epi32(114);
+	__m128i b = _mm_loadu_si128((const __m128i *)px);
+	__m128i n = _mm_add_epi32(_mm_madd_epi16(_mm_shuffle_epi8(b, srg), wrg), _mm_madd_epi16(_mm_shuffle_epi8(b, sb), wb));
+	return _mm_div_ps(_mm_cvtepi32_ps(n), _mm_set1_ps(1000.0f));
+}
+
+// luma_avx2 is luma_scalar four pixels of a row at a time (luma4), each
+// 4x4 block of rows and pixels then transposed into l4's lanes. A 16-byte
+// load reads past a row's four pixels, so the last pixels of each row go
+// through luma_scalar.
 __attribute__((target("avx2"))) static void luma_avx2(const unsigned char *const *p, int w, const double *t,
                                                      v4sf *l4) {
-	const __m256d wr = _mm256_set1_pd(t[1]), wg = _mm256_set1_pd(t[256 + 1]), wb = _mm256_set1_pd(t[512 + 1]);
-	const __m128i sr = _mm_setr_epi8(0, -1, -1, -1, 3, -1, -1, -1, 6, -1, -1, -1, 9, -1, -1, -1);
-	const __m128i sg = _mm_setr_epi8(1, -1, -1, -1, 4, -1, -1, -1, 7, -1, -1, -1, 10, -1, -1, -1);
-	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
 	int x = 0;
 	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
 		for (int g = 0; g < NG; g++) {
 			__m128 v[4];
 			for (int r = 0; r < 4; r++) {
-				__m128i b = _mm_loadu_si128((const __m128i *)(p[4 * g + r] + 3 * x));
-				__m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sr)), wr);
-				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sg)), wg));
-				y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sb)), wb));
-				v[r] = _mm256_cvtpd_ps(y);
+				v[r] = luma4(p[4 * g + r] + 3 * x);
 			}
 			_MM_TRANSPOSE4_PS(v[0], v[1], v[2], v[3]);
 			for (int k = 0; k < 4; k++) {
@@ -475,17 +481,9 @@ static void luma_row_scalar(const unsigned char *p, int x0, int w, const double 
 
 #ifdef XP_X86
 __attribute__((target("avx2"))) static void luma_row_avx2(const unsigned char *p, int w, const double *t, float *l) {
-	const __m256d wr = _mm256_set1_pd(t[1]), wg = _mm256_set1_pd(t[256 + 1]), wb = _mm256_set1_pd(t[512 + 1]);
-	const __m128i sr = _mm_setr_epi8(0, -1, -1, -1, 3, -1, -1, -1, 6, -1, -1, -1, 9, -1, -1, -1);
-	const __m128i sg = _mm_setr_epi8(1, -1, -1, -1, 4, -1, -1, -1, 7, -1, -1, -1, 10, -1, -1, -1);
-	const __m128i sb = _mm_setr_epi8(2, -1, -1, -1, 5, -1, -1, -1, 8, -1, -1, -1, 11, -1, -1, -1);
 	int x = 0;
 	for (; x + 6 <= w; x += 4) { // 3x + 16 <= 3w: the load stays in the row
-		__m128i b = _mm_loadu_si128((const __m128i *)(p + 3 * x));
-		__m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sr)), wr);
-		y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sg)), wg));
-		y = _mm256_add_pd(y, _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_shuffle_epi8(b, sb)), wb));
-		_mm_storeu_ps(l + x, _mm256_cvtpd_ps(y));
+		_mm_storeu_ps(l + x, luma4(p + 3 * x));
 	}
 	luma_row_scalar(p, x, w, t, l);
 }

@@ -204,3 +204,19 @@ func FuzzGrid(f *testing.F) {
 		}
 	})
 }
+
+// TestLumaIntegerIdentity: for every 8-bit colour, the reference's
+// luminance (the tables' double sum rounded to float) is the float
+// division (299R + 587G + 114B) / 1000, which the C code's vector path
+// computes (downsample.c, luma4).
+func TestLumaIntegerIdentity(t *testing.T) {
+	for r := range 256 {
+		for g := range 256 {
+			for b := range 256 {
+				if got, want := float32(299*r+587*g+114*b)/1000, luma8(uint8(r), uint8(g), uint8(b)); got != want {
+					t.Fatalf("(%d,%d,%d): integer luminance %v, reference %v", r, g, b, got, want)
+				}
+			}
+		}
+	}
+}
