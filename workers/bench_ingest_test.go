@@ -76,10 +76,7 @@ func BenchmarkIngestRound(b *testing.B) {
 	}
 	repeat, _ := strconv.Atoi(os.Getenv("XMODAL_BENCH_REPEAT"))
 	repeat = max(repeat, 1)
-	hashSide := imageprep.DefaultHashSide
-	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_HASH_SIDE")); err == nil && v >= 0 {
-		hashSide = v
-	}
+	hashSide := benchHashSide()
 	mode, err := imageprep.ParseMode(os.Getenv("XMODAL_BENCH_MODE"))
 	if err != nil {
 		b.Fatal(err)
@@ -292,7 +289,7 @@ func BenchmarkIngestStages(b *testing.B) {
 		posts = append(posts, benchPost(fmt.Sprint("p", i), "", data, ""))
 	}
 	dec, err := imageprep.NewDecoder(imageprep.DecoderOptions{Mode: mode,
-		Need: imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: imageprep.DefaultHashSide}})
+		Need: imageprep.Need{Draft: m.ImageSpec().Size, LongSide: 128, Hash: benchHashSide()}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -355,4 +352,13 @@ func BenchmarkIngestStages(b *testing.B) {
 			}
 		})
 	})
+}
+
+// benchHashSide is XMODAL_BENCH_HASH_SIDE (image.pdq_min_side), default
+// imageprep.DefaultHashSide.
+func benchHashSide() int {
+	if v, err := strconv.Atoi(os.Getenv("XMODAL_BENCH_HASH_SIDE")); err == nil && v >= 0 {
+		return v
+	}
+	return imageprep.DefaultHashSide
 }
