@@ -7,6 +7,9 @@
 # (each posted REPEAT times under distinct ids, so every picture is a
 # cluster of REPEAT copies), in alternating rounds with clusters off and on.
 # Prints each round's throughput and the median of the per-round ratios.
+# XMODAL_BENCH_INPUT replaces the demo images with another folder of JPEGs
+# (for example distinct pictures with a few re-posts, from
+# `xmodal gen reposts`: a feed where most posts have no copy).
 # Usage: scripts/bench-clusters-ingest.sh [ROUNDS] [REPEAT]
 # BENCH_A and BENCH_B (environment assignments, space-separated) replace
 # the two configurations compared: by default clusters off (A) and on (B);
@@ -17,7 +20,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-5}
 repeat=${2:-10}
 export XMODAL_ORT_LIB=${XMODAL_ORT_LIB:-$(scripts/ort-setup.sh)}
-export XMODAL_BENCH_INPUT=$PWD/testdata/demo/images XMODAL_BENCH_REPEAT=$repeat
+export XMODAL_BENCH_INPUT=${XMODAL_BENCH_INPUT:-$PWD/testdata/demo/images} XMODAL_BENCH_REPEAT=$repeat
 go test -c -o /tmp/xmodal-workers-bench.test ./workers/
 ratios=()
 cpus0=() cpus1=()
