@@ -3,6 +3,7 @@ package neardup
 import (
 	"crypto/sha256"
 	"fmt"
+	"github.com/xmodal/xmodal/internal/hamming"
 	"image"
 	"math"
 	"math/bits"
@@ -182,9 +183,16 @@ type linkGroup struct {
 	members []uint64
 }
 
+// linkTail is the linker's unindexed tail (hamming.Options.TailSize): every
+// join searches each of a post's ~100 windows, each search scans the tail
+// linearly, and the tail fills in a few posts, so a short one is cheaper
+// than the default 4,096 despite more segments to probe.
+const linkTail = 512
+
 // NewLinker returns an empty linker.
 func NewLinker() *Linker {
-	return &Linker{ix: NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false)),
+	mih := func() *MIHSearcher { return newMIHSearcher(hamming.Options{TailSize: linkTail}) }
+	return &Linker{ix: NewIndexWith(mih(), mih()),
 		groups: map[[32]byte]*linkGroup{}, byEntry: map[int64]*linkGroup{}, groupOf: map[uint64]*linkGroup{}}
 }
 

@@ -21,7 +21,11 @@ type MIHSearcher struct {
 // the fast way to load many hashes; without it the tables are maintained
 // as hashes arrive.
 func NewMIHSearcher(deferred bool) *MIHSearcher {
-	ix, err := hamming.New(hamming.Options{DeferMaintenance: deferred})
+	return newMIHSearcher(hamming.Options{DeferMaintenance: deferred})
+}
+
+func newMIHSearcher(o hamming.Options) *MIHSearcher {
+	ix, err := hamming.New(o)
 	if err != nil {
 		panic(err) // the options are constants
 	}
