@@ -24,7 +24,9 @@ const (
 	// scale, except when Need.Hash asks for a larger decode of a greyscale,
 	// 4:4:4 or 4:2:0 JPEG: the model's image is then that decode reduced by
 	// box means, within about half a level of the draft decode (see
-	// Decoded.HashImage). Other formats decode at full size.
+	// Decoded.HashImage). A reduced decode says which full image it stands
+	// for (RGBImage.PDQGrid), and PDQ hashes it with that image's geometry.
+	// Other formats decode at full size.
 	ModeFast Mode = "fast"
 	// ModeExact decodes every image at full size: the model input is
 	// identical to CLIPImageProcessor's on Pillow's full decode.
