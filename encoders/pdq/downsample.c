@@ -110,16 +110,21 @@ static inline __attribute__((always_inline)) void box_rows(const v4sf *in, v4sf 
 	}
 }
 
+// luma_px is one pixel's luminance, float(R[r] + G[g] + B[b]) from the
+// reference's tables t (luma.go).
+static inline float luma_px(const double *t, const unsigned char *px) {
+	return (float)(t[px[0]] + t[256 + px[1]] + t[512 + px[2]]);
+}
+
 // luma_scalar writes the luminance of the LANES rows p[0..LANES) into l4
-// (row r at x: lane r%4 of l4[2x + r/4]): float(R[r] + G[g] + B[b]) from
-// the reference's tables t (luma.go), from pixel x0 on.
+// (row r at x: lane r%4 of l4[2x + r/4]), from pixel x0 on.
+
 static void luma_scalar(const unsigned char *const *p, int x0, int w, const double *t, v4sf *l4) {
-	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
 	for (int r = 0; r < LANES; r++) {
 		float *l = (float *)l4 + r; // row r's value at x is l[LANES * x]
 		const unsigned char *q = p[r];
 		for (int x = x0; x < w; x++) {
-			l[LANES * x] = (float)(t0[q[3 * x]] + t1[q[3 * x + 1]] + t2[q[3 * x + 2]]);
+			l[LANES * x] = luma_px(t, q + 3 * x);
 		}
 	}
 }
@@ -473,9 +478,8 @@ void xp_dct64to16(const float *a, const float *d, const float *dt, float *b) {
 // operations in its order (per value, rows in order), so both paths give
 // the same plane; the additions along a row vectorise.
 static void luma_row_scalar(const unsigned char *p, int x0, int w, const double *t, float *l) {
-	const double *t0 = t, *t1 = t + 256, *t2 = t + 512;
 	for (int x = x0; x < w; x++) {
-		l[x] = (float)(t0[p[3 * x]] + t1[p[3 * x + 1]] + t2[p[3 * x + 2]]);
+		l[x] = luma_px(t, p + 3 * x);
 	}
 }
 
