@@ -21,6 +21,11 @@ type Filter struct {
 	// MatchedBanks keeps the records of posts that matched at least one of
 	// these moderation banks at ingest (Record.Matches; embedded index only).
 	MatchedBanks []string `json:"matched_banks,omitempty"`
+	// Posts keeps the records of these posts: an index that keeps its
+	// clusters outside its records (the shared clusters of a Milvus
+	// deployment) turns a cluster filter into its members' post ids. Not
+	// part of a request.
+	Posts []string `json:"-"`
 }
 
 // HasClusters reports whether f filters by cluster.
@@ -28,7 +33,7 @@ func (f *Filter) HasClusters() bool { return f.Cluster != 0 || len(f.Clusters) >
 
 // Empty reports whether f filters nothing.
 func (f *Filter) Empty() bool {
-	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0 && !f.HasClusters() && len(f.MatchedBanks) == 0
+	return len(f.Authors) == 0 && f.Since.IsZero() && f.Until.IsZero() && len(f.Labels) == 0 && !f.HasClusters() && len(f.MatchedBanks) == 0 && len(f.Posts) == 0
 }
 
 // Match reports whether r passes the filter.
@@ -40,6 +45,9 @@ func (f *Filter) Match(r *Record) bool {
 		return false
 	}
 	if !f.Until.IsZero() && !r.CreatedAt.Before(f.Until) {
+		return false
+	}
+	if len(f.Posts) > 0 && !contains(f.Posts, r.PostID) {
 		return false
 	}
 	if f.Cluster != 0 && r.Cluster != f.Cluster {

@@ -6,12 +6,13 @@ import "github.com/prometheus/client_golang/prometheus"
 // xmodal_clusters{kind="all"|"multi"}, xmodal_cluster_largest_size,
 // xmodal_cluster_merges_total and xmodal_cluster_splits_total.
 type Collector struct {
-	s                                   *Store
+	s                                   interface{ Stats() Stats }
 	members, clusters, largest, mg, spl *prometheus.Desc
 }
 
-// NewCollector returns the collector of s.
-func NewCollector(s *Store) *Collector {
+// NewCollector returns the collector of s (a Store, or anything that
+// reports a store's statistics).
+func NewCollector(s interface{ Stats() Stats }) *Collector {
 	return &Collector{s: s,
 		members:  prometheus.NewDesc("xmodal_cluster_members", "Image posts in a near-duplicate cluster (every clustered post, singletons included).", nil, nil),
 		clusters: prometheus.NewDesc("xmodal_clusters", "Near-duplicate clusters: all, or multi (two or more members).", []string{"kind"}, nil),

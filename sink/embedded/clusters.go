@@ -10,7 +10,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
@@ -165,48 +164,17 @@ func (ix *Index) openClusters(o ClusterOptions) (rebuild bool, err error) {
 	return rebuild, nil
 }
 
-// clusterSig is the signature a record joins a cluster with (nil: none).
-func (ix *Index) clusterSig(r *domain.Record) []byte {
-	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < ix.clOpt.MinQuality {
-		return nil
-	}
-	return ix.clOpt.imageSignature(r.PDQ, r.PDQCanonical, r.PDQRegions, r.PDQFramed, r.Windows)
+// signer signs records as the options say (internal/clusters.Signer).
+func (o *ClusterOptions) signer() clusters.Signer {
+	return clusters.Signer{MinQuality: o.MinQuality, Dihedral: o.Dihedral, Regions: o.Regions, Windows: o.Windows, Text: o.Text}
 }
 
-// imageSignature is the signature an image joins its cluster with: its PDQ
-// hash, its canonical dihedral hashes (with Dihedral) and the hashes of its
-// content rectangles (with Regions). A framed image (domain.Record.
-// PDQFramed: a screenshot, whose whole-image hash is mostly its frame's)
-// links by its regions alone. With Windows it is a clusters.Union
-// signature: that PDQ signature and the stored windows (empty when the
-// record has none).
-func (o *ClusterOptions) imageSignature(h, canon, regions []byte, framed bool, windows []byte) []byte {
-	if !o.Dihedral {
-		canon = nil
-	}
-	if !o.Regions {
-		regions = nil
-	}
-	var sig []byte
-	if framed && len(regions) >= domain.PDQBytes {
-		sig = clusters.PDQSignature(regions[:domain.PDQBytes], regions[domain.PDQBytes:])
-	} else {
-		sig = clusters.PDQSignature(h, canon, regions)
-	}
-	if o.Windows {
-		return clusters.UnionSignature(sig, windows)
-	}
-	return sig
-}
+// clusterSig is the signature a record joins a cluster with (nil: none).
+func (ix *Index) clusterSig(r *domain.Record) []byte { return ix.clOpt.signer().Record(r) }
 
 // textSig is the signature a text-only post joins a text cluster with (nil:
 // text clusters are off, or the text normalises to nothing).
-func (ix *Index) textSig(text string) []byte {
-	if !ix.clOpt.Text {
-		return nil
-	}
-	return clusters.TextSignature(banks.NormalizeText(text))
-}
+func (ix *Index) textSig(text string) []byte { return ix.clOpt.signer().TextOnly(text) }
 
 // clusterItem is a post to join a cluster with its signature.
 type clusterItem struct {
@@ -276,7 +244,7 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 			if s.pdq == nil || s.pdqQ[pos] < int8(ix.clOpt.MinQuality) {
 				continue
 			}
-			sig := ix.clOpt.imageSignature(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
+			sig := ix.clOpt.signer().Image(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
 			items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
 		}
 	}
@@ -337,32 +305,8 @@ func (ix *Index) setClusters(changed map[string]uint64) {
 
 // clusterChange applies one change's effect on the clusters in t.
 func (ix *Index) clusterChange(t *clusters.Txn, ch *domain.Change, out domain.Outcome) error {
-	switch out {
-	case domain.Deleted:
-		return t.Leave(ch.PostID)
-	case domain.Applied:
-		var text *domain.Record
-		hasImage := false
-		for j := range ch.Records {
-			r := &ch.Records[j]
-			if sig := ix.clusterSig(r); sig != nil {
-				_, err := t.Join(ch.PostID, r.CreatedAt, sig)
-				return err
-			}
-			switch r.Modality {
-			case domain.ModalityImage:
-				hasImage = true
-			case domain.ModalityText:
-				text = r
-			}
-		}
-		if text != nil && !hasImage {
-			if sig := ix.textSig(text.Text); sig != nil {
-				_, err := t.Join(ch.PostID, text.CreatedAt, sig)
-				return err
-			}
-		}
-		return t.Leave(ch.PostID) // a version without a (usable) image or text
+	if a, ok := ix.clOpt.signer().Action(ch, out); ok {
+		return t.Do(a)
 	}
 	return nil
 }

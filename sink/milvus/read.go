@@ -58,6 +58,9 @@ func FilterExpr(m domain.Modality, f domain.Filter) string {
 	if len(f.Authors) > 0 {
 		parts = append(parts, fAuthor+" in "+quoteList(f.Authors))
 	}
+	if len(f.Posts) > 0 {
+		parts = append(parts, fPostID+" in "+quoteList(f.Posts))
+	}
 	if !f.Since.IsZero() {
 		parts = append(parts, fCreatedAt+" >= "+strconv.FormatInt(encodeTime(f.Since), 10))
 	}

@@ -32,6 +32,7 @@ func TestFilterExpr(t *testing.T) {
 		{"", domain.Filter{Until: at}, "created_at < 1767323045000000006"},
 		{domain.ModalityImage, domain.Filter{Labels: []string{"x", "y"}, Authors: []string{"b"}},
 			`modality == "image" && author in ["b"] && array_contains_any(labels, ["x","y"])`},
+		{"", domain.Filter{Posts: []string{"p1", `p"2`}, Authors: []string{"b"}}, `author in ["b"] && post_id in ["p1","p\"2"]`},
 	}
 	for _, tc := range tests {
 		if got := FilterExpr(tc.m, tc.f); got != tc.want {

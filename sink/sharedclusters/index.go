@@ -1,0 +1,276 @@
+package sharedclusters
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/clusters"
+	"github.com/xmodal/xmodal/sink/milvus"
+)
+
+// MaxFilterPosts bounds the members a cluster filter may name: a Milvus
+// filter lists them (post_id in [...]).
+const MaxFilterPosts = 16384
+
+// MaxClusterPage bounds a page of cluster members (as the embedded index).
+const MaxClusterPage = 1000
+
+// Index is a Milvus index with shared clusters: every write round that
+// lands appends its cluster actions, and replies join the clusters from
+// the local copy. It implements domain.ClusterIndex; the Milvus index's
+// other methods are its own.
+type Index struct {
+	*milvus.Index
+	cl *Clusters
+}
+
+// Wrap returns ix with the shared clusters cl.
+func Wrap(ix *milvus.Index, cl *Clusters) *Index { return &Index{Index: ix, cl: cl} }
+
+// Clusters returns the shared clusters.
+func (ix *Index) Clusters() *Clusters { return ix.cl }
+
+var _ domain.ClusterIndex = (*Index)(nil)
+
+// Apply writes the changes to Milvus, then appends their cluster actions.
+// When the append fails the round fails: the caller retries it, and the
+// retried round (the same versions re-apply) appends them again.
+func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.Outcome, error) {
+	outs, err := ix.Index.Apply(ctx, changes)
+	if err != nil {
+		return outs, err
+	}
+	if err := ix.cl.Record(ctx, changes, outs); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// DeleteAuthor removes an author's posts (milvus.Index.DeleteAuthor) and
+// takes them out of their clusters.
+func (ix *Index) DeleteAuthor(ctx context.Context, author string, deny bool) ([]string, error) {
+	removed, err := ix.Index.DeleteAuthor(ctx, author, deny)
+	if len(removed) > 0 {
+		if lerr := ix.cl.Leave(ctx, removed); lerr != nil {
+			return removed, errors.Join(err, lerr)
+		}
+	}
+	return removed, err
+}
+
+// ErrFilterTooLarge refuses a cluster filter whose clusters have more
+// members than a Milvus filter may list.
+var ErrFilterTooLarge = fmt.Errorf("%w: the clusters have more than %d members, more than a Milvus filter lists (filter a smaller cluster, or use the embedded index)", domain.ErrInvalidQuery, MaxFilterPosts)
+
+// postFilter turns f's cluster filter into a filter on the members' post
+// ids; false when the clusters have no member (nothing can match).
+func (ix *Index) postFilter(f *domain.Filter) (bool, error) {
+	if !f.HasClusters() {
+		return true, nil
+	}
+	ids := f.Clusters
+	if f.Cluster != 0 {
+		ids = []uint64{f.Cluster}
+		if len(f.Clusters) > 0 && !contains(f.Clusters, f.Cluster) {
+			return false, nil
+		}
+	}
+	posts, all, err := ix.cl.MemberPosts(ids, MaxFilterPosts)
+	if err != nil {
+		return false, err
+	}
+	if !all {
+		return false, ErrFilterTooLarge
+	}
+	if len(f.Posts) > 0 {
+		keep := posts[:0]
+		for _, p := range posts {
+			if contains(f.Posts, p) {
+				keep = append(keep, p)
+			}
+		}
+		posts = keep
+	}
+	f.Cluster, f.Clusters, f.Posts = 0, nil, posts
+	return len(posts) > 0, nil
+}
+
+func contains[T comparable](xs []T, x T) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Search answers a vector query (milvus.Index.Search), filtering by
+// cluster through the members' post ids, and joins the hits' clusters.
+func (ix *Index) Search(ctx context.Context, q domain.VectorQuery) ([]domain.Hit, error) {
+	ok, err := ix.postFilter(&q.Filter)
+	if err != nil || !ok {
+		return nil, err
+	}
+	hits, err := ix.Index.Search(ctx, q)
+	ix.refs(hits)
+	return hits, err
+}
+
+// NearDup answers a near-duplicate lookup (milvus.Index.NearDup), as Search.
+func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.NearDupHit, error) {
+	ok, err := ix.postFilter(&q.Filter)
+	if err != nil || !ok {
+		return nil, err
+	}
+	hits, err := ix.Index.NearDup(ctx, q)
+	for i := range hits {
+		ix.ref(&hits[i].Hit)
+	}
+	return hits, err
+}
+
+// Get fetches records (milvus.Index.Get) with their clusters.
+func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error) {
+	recs, err := ix.Index.Get(ctx, pks)
+	for i := range recs {
+		recs[i].Cluster = ix.cl.ClusterOf(recs[i].PostID)
+	}
+	return recs, err
+}
+
+// ClusterPartition implements dedup.Source: the shared clusters' partition
+// (the batch job reports how far it drifted from the job's).
+func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
+	return ix.cl.Partition(), ix.cl.threshold, true
+}
+
+func (ix *Index) refs(hits []domain.Hit) {
+	for i := range hits {
+		ix.ref(&hits[i])
+	}
+}
+
+func (ix *Index) ref(h *domain.Hit) {
+	if in, ok := ix.cl.Lookup(h.PostID); ok {
+		h.Cluster = &domain.ClusterRef{ID: in.ID, Size: in.Size, FirstSeen: in.FirstSeen()}
+	}
+}
+
+// Cluster returns a page of a cluster's members (newest first) and its
+// representative, after a Sync: the page reflects every write round that
+// finished before the request.
+func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.ClusterPage, error) {
+	if q.Limit <= 0 || q.Limit > MaxClusterPage {
+		return domain.ClusterPage{}, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalidQuery, q.Limit, MaxClusterPage)
+	}
+	if err := ix.cl.Sync(ctx); err != nil {
+		return domain.ClusterPage{}, err
+	}
+	id := q.ID
+	if q.PostID != "" {
+		if id = ix.cl.ClusterOf(q.PostID); id == 0 {
+			return domain.ClusterPage{}, fmt.Errorf("%w: post %q is in no cluster", domain.ErrNotFound, q.PostID)
+		}
+	}
+	var cursor []byte
+	if q.Cursor != "" {
+		var err error
+		if cursor, err = hex.DecodeString(q.Cursor); err != nil {
+			return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one this cluster's pages gave", domain.ErrInvalidQuery, q.Cursor)
+		}
+	}
+	pg, err := ix.cl.Members(id, q.Limit, cursor)
+	switch {
+	case errors.Is(err, clusters.ErrNoCluster):
+		return domain.ClusterPage{}, fmt.Errorf("%w: cluster %d", domain.ErrNotFound, id)
+	case errors.Is(err, clusters.ErrBadCursor):
+		return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one of cluster %d's pages", domain.ErrInvalidQuery, q.Cursor, id)
+	case err != nil:
+		return domain.ClusterPage{}, err
+	}
+	posts := make([]string, 0, len(pg.Members)+1)
+	for _, m := range pg.Members {
+		posts = append(posts, m.Post)
+	}
+	posts = append(posts, pg.Info.Rep)
+	hits, err := ix.memberHits(ctx, posts)
+	if err != nil {
+		return domain.ClusterPage{}, err
+	}
+	out := domain.ClusterPage{Cluster: summary(&pg.Info, hits)}
+	for _, m := range pg.Members {
+		if h, ok := hits[m.Post]; ok {
+			out.Members = append(out.Members, h)
+		}
+	}
+	if pg.Next != nil {
+		out.Next = hex.EncodeToString(pg.Next)
+	}
+	return out, nil
+}
+
+func summary(in *clusters.Info, hits map[string]domain.Hit) domain.ClusterSummary {
+	s := domain.ClusterSummary{ID: in.ID, Size: in.Size, FirstSeen: in.FirstSeen(), LastSeen: in.LastSeen()}
+	if h, ok := hits[in.Rep]; ok {
+		s.Representative = &h
+	}
+	return s
+}
+
+// memberHits fetches the members' records as hits: each post's image
+// record, or the text record of a text-only post (text clusters).
+func (ix *Index) memberHits(ctx context.Context, posts []string) (map[string]domain.Hit, error) {
+	pks := make([]string, 0, 2*len(posts))
+	for _, p := range posts {
+		if p == "" {
+			continue
+		}
+		pks = append(pks, domain.PrimaryKey(p, domain.ModalityImage))
+		if ix.cl.signer.Text {
+			pks = append(pks, domain.PrimaryKey(p, domain.ModalityText))
+		}
+	}
+	recs, err := ix.Index.Get(ctx, pks)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]domain.Hit, len(posts))
+	for i := range recs {
+		r := &recs[i]
+		if _, ok := out[r.PostID]; ok && r.Modality != domain.ModalityImage {
+			continue
+		}
+		h := domain.HitFromRecord(r, 1)
+		ix.ref(&h)
+		out[r.PostID] = h
+	}
+	return out, nil
+}
+
+// Trending returns the clusters that grew most in the window (see
+// clusters.Store.Trending), with their representatives.
+func (ix *Index) Trending(ctx context.Context, q domain.TrendingQuery) ([]domain.TrendingCluster, error) {
+	if err := ix.cl.Sync(ctx); err != nil {
+		return nil, err
+	}
+	tr, err := ix.cl.Trending(clusters.TrendingQuery{Now: q.Now, Window: q.Window, Smoothing: q.Smoothing, MinCount: q.MinCount, K: q.K})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", domain.ErrInvalidQuery, err)
+	}
+	reps := make([]string, len(tr))
+	for i := range tr {
+		reps[i] = tr[i].Info.Rep
+	}
+	hits, err := ix.memberHits(ctx, reps)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.TrendingCluster, len(tr))
+	for i := range tr {
+		out[i] = domain.TrendingCluster{ClusterSummary: summary(&tr[i].Info, hits), Current: tr[i].Current, Previous: tr[i].Previous, Score: tr[i].Score}
+	}
+	return out, nil
+}
