@@ -141,8 +141,8 @@ func (c *Config) validate() error {
 
 // Clusters is this process's copy of the shared clusters.
 type Clusters struct {
-	f      *replstate.Follower
-	st     *state
+	f         *replstate.Follower
+	st        *state
 	signer    clusters.Signer
 	threshold int
 	log       *slog.Logger
