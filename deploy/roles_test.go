@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,8 +81,11 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	collection := "deploy_" + strconv.FormatInt(time.Now().Unix()%100000, 10)
 	common := []string{"XMODAL_MILVUS_ADDRESS=" + milvusAddr, "XMODAL_MILVUS_COLLECTION=" + collection,
 		"XMODAL_MILVUS_CONSISTENCY=Strong", "XMODAL_MILVUS_INDEX_TYPE=FLAT"}
-	if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", samples, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
-		t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
+	copies := writeCopies(t, filepath.Dir(samples), ids[0])
+	for _, from := range []string{samples, copies} {
+		if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", from, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
+			t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
+		}
 	}
 	// A text bank that the second sample post matches, made through the query
 	// role before the indexer starts: on Milvus its records keep the match
@@ -133,8 +139,15 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 		len(matched.Hits[0].Matches) != 1 || matched.Hits[0].Matches[0].Bank != "known" {
 		t.Errorf("search with matched_banks [known] on Milvus: %v; want only %s with its match\n%s", err, ids[1], reply)
 	}
+	checkSharedClusters(t, serve, ids[0])
+
 	// The roles export their own metrics.
 	im, sm := indexer.metrics(t), serve.metrics(t)
+	for name, m := range map[string]map[string]float64{"indexer": im, "serve": sm} {
+		if m["xmodal_cluster_members"] < 4 {
+			t.Errorf("the %s role's xmodal_cluster_members is %v; want at least the 4 copies", name, m["xmodal_cluster_members"])
+		}
+	}
 	if _, ok := im["xmodal_kafka_lag"]; !ok {
 		t.Error("the indexer does not export xmodal_kafka_lag")
 	}
@@ -156,8 +169,8 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	m := regexp.MustCompile(`(\d+) image posts, threshold 31 bits`).FindStringSubmatch(dout)
 	if err != nil || m == nil || !regexp.MustCompile(`job dedup-\S+: done`).MatchString(dout) {
 		t.Errorf("xmodal dedup --milvus: %v\n%s", err, dout)
-	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(ids) {
-		t.Errorf("xmodal dedup --milvus read %d image posts; the samples have %d posts", n, len(ids))
+	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(ids)+3 {
+		t.Errorf("xmodal dedup --milvus read %d image posts; the samples and the copies have %d posts", n, len(ids)+3)
 	}
 	if files, _ := filepath.Glob(filepath.Join(jobs, "dedup-*", "clusters.jsonl")); len(files) != 1 {
 		t.Errorf("xmodal dedup --milvus wrote %v under --out", files)
@@ -209,6 +222,112 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	indexer.stop(t)
 	serve.stop(t)
+}
+
+// writeCopies writes a posts file of three re-posts of post orig's picture
+// (the same image, later, by other authors) and returns its path.
+func writeCopies(t *testing.T, sampleDir, orig string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(sampleDir, "posts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var image json.RawMessage
+	for _, l := range strings.Split(string(b), "\n") {
+		var p struct {
+			ID    string          `json:"id"`
+			Image json.RawMessage `json:"image"`
+		}
+		if json.Unmarshal([]byte(l), &p) == nil && p.ID == orig {
+			image = p.Image
+		}
+	}
+	if len(image) == 0 {
+		t.Fatalf("sample post %s has no image", orig)
+	}
+	var out bytes.Buffer
+	for i, at := range []string{"12:10", "12:20", "12:30"} {
+		line, _ := json.Marshal(map[string]any{"schema": 1, "id": fmt.Sprintf("copy-%d", i+1), "author": fmt.Sprintf("reposter%d", i),
+			"created_at": "2026-11-01T" + at + ":00Z", "text": "look at this", "image": image})
+		out.Write(append(line, '\n'))
+	}
+	path := filepath.Join(t.TempDir(), "copies.jsonl")
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkSharedClusters checks, through the query role, the clusters the
+// indexer (another process) built on Milvus: the three re-posts of orig's
+// picture and orig form one cluster whose representative is orig; hits
+// carry it, a cluster filter keeps its members, and it trends first in the
+// hour of the re-posts.
+func checkSharedClusters(t *testing.T, serve *running, orig string) {
+	t.Helper()
+	type hit struct {
+		PostID  string `json:"post_id"`
+		Cluster *struct {
+			ID   uint64 `json:"id"`
+			Size int    `json:"size"`
+		} `json:"cluster"`
+	}
+	var cl struct {
+		Cluster struct {
+			ID             uint64 `json:"id"`
+			Size           int    `json:"size"`
+			Representative *hit   `json:"representative"`
+		} `json:"cluster"`
+		Members []hit `json:"members"`
+	}
+	serve.waitFor(t, 2*time.Minute, "the re-posts' cluster", func() bool {
+		resp, err := http.Post("http://"+serve.http+"/v1/cluster", "application/json", strings.NewReader(`{"post_id":"copy-3","limit":10}`))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && json.Unmarshal(b, &cl) == nil && cl.Cluster.Size >= 4
+	})
+	members := map[string]bool{}
+	for _, m := range cl.Members {
+		members[m.PostID] = true
+	}
+	for _, want := range []string{orig, "copy-1", "copy-2", "copy-3"} {
+		if !members[want] {
+			t.Errorf("cluster %d lacks %s: members %v", cl.Cluster.ID, want, members)
+		}
+	}
+	if len(cl.Members) < 2 || cl.Members[0].PostID != "copy-3" {
+		t.Errorf("cluster members are not newest first: %+v", cl.Members)
+	}
+	if r := cl.Cluster.Representative; r == nil || r.PostID != orig {
+		t.Errorf("representative %+v; want the earliest member %s", r, orig)
+	}
+	// A search filtered by the cluster returns its members only, each
+	// carrying the cluster.
+	var res struct {
+		Hits []hit `json:"hits"`
+	}
+	body := fmt.Sprintf(`{"text":"look at this","target":"image","k":20,"filter":{"cluster":%d}}`, cl.Cluster.ID)
+	if err := json.Unmarshal([]byte(serve.post(t, "/v1/search", body)), &res); err != nil || len(res.Hits) != len(members) {
+		t.Fatalf("search filtered by cluster %d: %v, %d hits; want its %d members", cl.Cluster.ID, err, len(res.Hits), len(members))
+	}
+	for _, h := range res.Hits {
+		if !members[h.PostID] || h.Cluster == nil || h.Cluster.ID != cl.Cluster.ID || h.Cluster.Size != cl.Cluster.Size {
+			t.Errorf("hit %+v of the cluster filter; want a member carrying cluster %d of size %d", h, cl.Cluster.ID, cl.Cluster.Size)
+		}
+	}
+	var tr struct {
+		Clusters []struct {
+			ID      uint64 `json:"id"`
+			Current int    `json:"current"`
+		} `json:"clusters"`
+	}
+	if err := json.Unmarshal([]byte(serve.post(t, "/v1/trending", `{"window":"1h","now":"2026-11-01T12:45:00Z","min_count":2}`)), &tr); err != nil ||
+		len(tr.Clusters) == 0 || tr.Clusters[0].ID != cl.Cluster.ID || tr.Clusters[0].Current < 3 {
+		t.Errorf("trending in the hour of the re-posts: %v %+v; want cluster %d first", err, tr.Clusters, cl.Cluster.ID)
+	}
 }
 
 func lastLine(s string) string {

@@ -68,7 +68,8 @@ const (
 	DefaultTrendingTop    = 100
 )
 
-// CodeNotImplemented answers a request the index cannot serve (clusters on Milvus).
+// CodeNotImplemented answers a request the deployment cannot serve (clusters
+// turned off, a batch job asked of a Milvus deployment's server).
 const CodeNotImplemented = 501
 
 // ParseCluster decodes and validates a cluster request.
@@ -143,7 +144,7 @@ func (t *TrendingSearch) validate() error {
 func (s *Service) clusterIndex() (domain.ClusterIndex, error) {
 	ci, ok := s.d.Index.(domain.ClusterIndex)
 	if !ok {
-		return nil, errorf(CodeNotImplemented, "this index keeps no near-duplicate clusters (the embedded index does; docs/clusters.md)")
+		return nil, errorf(CodeNotImplemented, "this deployment keeps no near-duplicate clusters (clusters.enabled is off; docs/clusters.md)")
 	}
 	return ci, nil
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/milvus"
+	"github.com/xmodal/xmodal/sink/sharedclusters"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -64,6 +65,9 @@ type app struct {
 	svc       *query.Service
 	deny      *denylist.List
 	banks     *bankstore.Store
+	// clusters are the near-duplicate clusters of a Milvus deployment,
+	// shared by its processes (the embedded index keeps its own).
+	clusters *sharedclusters.Clusters
 	events    *matching.EventStream
 	// evOut is where match events go (events, and kafkaEvents when set).
 	evOut       matching.Publisher
@@ -331,6 +335,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	if e, ok := a.ix.(*embedded.Index); ok && e.Clustered() {
 		a.reg.MustRegister(e.ClusterCollector())
 	}
+	if a.clusters != nil {
+		a.reg.MustRegister(a.clusters.Collector())
+	}
 	if cfg.HTTP.Listen != "" {
 		if err := a.startHTTP(); err != nil {
 			return nil, err
@@ -404,10 +411,11 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	if o.banks {
 		d.Hasher.PDQVariants = ingestVariants()
 	}
-	if co := cfg.clusterOptions(); co != nil && co.Dihedral && !o.milvus {
+	// Milvus keeps neither in its rows: the shared clusters sign with them.
+	if co := cfg.clusterOptions(); co != nil && co.Dihedral {
 		d.Hasher.PDQCanonical = ingestCanonical()
 	}
-	if co := cfg.clusterOptions(); co != nil && co.Regions && !o.milvus {
+	if co := cfg.clusterOptions(); co != nil && co.Regions {
 		d.Hasher.PDQRegions = ingestRegions(co.Dihedral)
 	}
 	if o.windows(cfg) {
@@ -701,6 +709,9 @@ func (a *app) Close() {
 	}
 	if a.deny != nil {
 		a.deny.Close()
+	}
+	if a.clusters != nil {
+		a.clusters.Close()
 	}
 	if a.banks != nil {
 		a.banks.Close()

@@ -127,7 +127,7 @@ type Config struct {
 		Format string `yaml:"format" help:"text or json"`
 	} `yaml:"log"`
 	Clusters struct {
-		Enabled    bool          `yaml:"enabled" help:"keep near-duplicate clusters of image posts at ingest (embedded index only; docs/clusters.md)"`
+		Enabled    bool          `yaml:"enabled" help:"keep near-duplicate clusters of image posts at ingest (docs/clusters.md): in the embedded index, or, on Milvus, in a copy every process of the deployment keeps, replicated through JetStream (stream XMODAL_STATE_CLUSTERS-<collection>-<options>)"`
 		Threshold  int           `yaml:"threshold" help:"two images link when their whole-image PDQ hashes differ in at most this many bits (1..256); a change rebuilds the clusters on start"`
 		Bucket     time.Duration `yaml:"bucket" help:"granularity of the per-window member counts that trending reads (trending windows are whole buckets)"`
 		Retention  time.Duration `yaml:"retention" help:"per-window counts older than this before a cluster's newest member are dropped (the longest trending window is half of it)"`

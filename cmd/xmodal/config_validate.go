@@ -138,6 +138,9 @@ func (c *Config) Validate() error {
 	if c.Clusters.Enabled && c.Clusters.Windows && !c.Image.NearDupWindows {
 		return configErr("clusters.windows", "links by near-duplicate windows, which image.neardup_windows stores: turn that on too")
 	}
+	if c.Clusters.Enabled && c.Clusters.Windows && c.Milvus.Address != "" {
+		return configErr("clusters.windows", "links by near-duplicate windows, which only the embedded index stores (Milvus keeps none): turn it off with milvus.address set")
+	}
 	if c.Clusters.SplitLimit < 1 {
 		return configErr("clusters.split_limit", "must be positive, got %d", c.Clusters.SplitLimit)
 	}

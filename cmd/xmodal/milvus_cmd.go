@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xmodal/xmodal/sink/milvus"
+	"github.com/xmodal/xmodal/sink/sharedclusters"
 )
 
 // milvusCmd groups the Milvus administration of a model upgrade
@@ -29,7 +30,64 @@ they restart with the new model.`, "pointed alias %s at model %q\n", milvus.Swap
 			`Drops the collections of MODEL_VERSION (records, codes, PDQ hashes, posts; the
 deny-list is shared by every version and stays). It refuses the version the
 alias milvus.collection points to: swap the alias first.`, "dropped the collections of model %[2]q (alias %[1]s)\n", milvus.DropModel),
-		milvusMigrateCmd())
+		milvusMigrateCmd(), milvusRebuildClustersCmd())
+	return c
+}
+
+// milvusRebuildClustersCmd rebuilds a Milvus deployment's shared clusters
+// from the records (sharedclusters.Index.RebuildClusters).
+func milvusRebuildClustersCmd() *cobra.Command {
+	var model string
+	c := &cobra.Command{
+		Use:   "rebuild-clusters",
+		Short: "Rebuild the deployment's near-duplicate clusters from the image records in Milvus",
+		Long: `Empties the near-duplicate clusters every process of the Milvus deployment
+shares (clusters.enabled; kept in JetStream at nats.url) and joins every image
+record of the collection the alias milvus.collection points to (or of
+--model-version) again. Run it once after turning clusters on over a collection
+that already holds posts, or after a takedown left a cluster of more than
+clusters.split_limit members whole. Ingest goes on meanwhile. Milvus rows keep
+only the whole-image PDQ hash, so the posts rejoined here link by it alone
+(not by their mirrored or content-rectangle hashes) until they are written
+again; text-only posts are not rejoined. See docs/clusters.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, nc, err := dialNATS(cmd)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			if cfg.Milvus.Address == "" {
+				return errors.New("config milvus.address: required (the Milvus that holds the collections)")
+			}
+			if !cfg.Clusters.Enabled {
+				return errors.New("config clusters.enabled is off: the deployment keeps no clusters to rebuild")
+			}
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			ix, err := milvus.OpenExisting(cmd.Context(), cfg.milvusOptions(roleServe, 0, model, 0, log))
+			if err != nil {
+				if errors.Is(err, milvus.ErrUnreachable) {
+					return fmt.Errorf("config milvus.address: %w", err)
+				}
+				return err
+			}
+			defer ix.Close()
+			a := &app{cfg: cfg, log: log, nc: nc}
+			cl, err := a.openSharedClusters(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			n, err := sharedclusters.Wrap(ix, cl).RebuildClusters(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st := cl.Stats()
+			fmt.Fprintf(cmd.OutOrStdout(), "rejoined %d image posts: %d clusters of two or more, the largest of %d\n", n, st.Multi, st.Largest)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&model, "model-version", "", "the model version whose collections to read (default: the one the alias milvus.collection points to)")
 	return c
 }
 

@@ -20,9 +20,11 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
+	"github.com/xmodal/xmodal/sink/sharedclusters"
 )
 
 // role is what one process runs.
@@ -164,7 +166,47 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	a.ix = ix
 	a.milvus = ix
 	a.indexDesc = fmt.Sprintf("milvus %s (server %s, collection %s, layout %s)", cfg.Milvus.Address, ix.ServerVersion(), ix.Collection(), ix.Layout())
-	return ix, nil
+	if !cfg.Clusters.Enabled {
+		return ix, nil
+	}
+	if a.clusters, err = a.openSharedClusters(ctx); err != nil {
+		return nil, err
+	}
+	w := sharedclusters.Wrap(ix, a.clusters)
+	a.ix = w
+	return w, nil
+}
+
+// sharedClustersConfig is the shared clusters' configuration of a Milvus
+// deployment (clusters.*; docs/clusters.md, "Milvus").
+func (c *Config) sharedClustersConfig(log *slog.Logger) sharedclusters.Config {
+	k := c.Clusters
+	sc := sharedclusters.Config{Dir: filepath.Join(c.DataDir, "clusters"), Threshold: k.Threshold,
+		Signer: clusters.Signer{Dihedral: k.Dihedral, Regions: k.Regions, Text: k.Text},
+		Bucket: k.Bucket, Retention: k.Retention, SplitLimit: k.SplitLimit, Logger: log}
+	sc.Name = sharedclusters.StateName(c.Milvus.Collection, sc.Fingerprint())
+	return sc
+}
+
+// openSharedClusters loads the deployment's clusters from JetStream (every
+// role holds a copy: the indexers append their write rounds' joins, the
+// servers answer cluster, trending and search requests) and follows them.
+func (a *app) openSharedClusters(ctx context.Context) (*sharedclusters.Clusters, error) {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	sc := a.cfg.sharedClustersConfig(a.log)
+	cl, err := sharedclusters.Open(ctx, js, sc)
+	if errors.Is(err, replstate.ErrNoJetStream) {
+		return nil, fmt.Errorf("nats.url: %w: a Milvus deployment keeps its near-duplicate clusters in JetStream (or set clusters.enabled: false)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("clusters: %w", err)
+	}
+	st := cl.Stats()
+	a.log.Info("near-duplicate clusters loaded", "state", sc.Name, "members", st.Members, "clusters", st.Clusters, "seq", cl.Seq())
+	return cl, nil
 }
 
 // milvusOpenError names the configuration key behind a failed milvus.Open, by

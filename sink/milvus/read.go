@@ -44,9 +44,11 @@ func (ix *Index) checkMatchFilter(f domain.Filter) error {
 // of schema 2: hits carry matches and filters read matched_banks).
 func (ix *Index) KeepsMatches() bool { return ix.l.schema >= schemaMatches }
 
-// errNoClusters refuses cluster filters: the Milvus backend keeps no
-// near-duplicate clusters yet (docs/clusters.md, "Milvus").
-var errNoClusters = fmt.Errorf("%w: cluster filters need the embedded index (Milvus keeps no clusters yet)", domain.ErrInvalidQuery)
+// errNoClusters refuses cluster filters: the Milvus index keeps no
+// near-duplicate clusters of its own; a deployment's shared clusters
+// (sink/sharedclusters, clusters.enabled) turn such a filter into the
+// members' post ids before it gets here (docs/clusters.md, "Milvus").
+var errNoClusters = fmt.Errorf("%w: cluster filters need near-duplicate clusters (clusters.enabled), which this deployment does not keep", domain.ErrInvalidQuery)
 
 // FilterExpr turns a modality and a filter into a Milvus boolean expression ("" when
 // nothing filters). Strings are quoted as Go literals, which Milvus's parser reads.

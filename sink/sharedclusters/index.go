@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/internal/clusters"
@@ -141,10 +142,48 @@ func (ix *Index) Get(ctx context.Context, pks []string) ([]domain.Record, error)
 	return recs, err
 }
 
-// ClusterPartition implements dedup.Source: the shared clusters' partition
-// (the batch job reports how far it drifted from the job's).
+// ClusterPartition implements dedup.Source: the shared clusters' partition,
+// which the batch job compares with its own (drift), when they link by the
+// same hashes: the job reads the whole-image PDQ hashes Milvus keeps, so
+// clusters that also link by mirrored or content-rectangle hashes
+// (clusters.dihedral, clusters.regions) are not comparable.
 func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
+	if ix.cl.signer.Dihedral || ix.cl.signer.Regions {
+		return nil, 0, false
+	}
 	return ix.cl.Partition(), ix.cl.threshold, true
+}
+
+// RebuildClusters empties the shared clusters and joins every image record
+// of the collection again (implements dedup.Rebuilder; xmodal milvus
+// rebuild-clusters): after clusters are turned on over a collection that
+// holds posts, or when they drifted. The reset comes first, then the
+// records are read (Strong), so a write round that lands meanwhile is
+// either read or joins after the reset itself; posts that joined so are
+// left as they are. Milvus rows keep only the whole-image PDQ hash: the
+// posts rejoined here link by it alone (their canonical dihedral and
+// region hashes are not stored) until they are written again; text-only
+// posts are not rejoined. It returns the posts rejoined.
+func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
+	if err := ix.cl.Reset(ctx); err != nil {
+		return 0, err
+	}
+	items, err := ix.Index.DedupItems(ctx, time.Time{}, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	if err := ix.cl.Sync(ctx); err != nil {
+		return 0, err
+	}
+	acts := make([]clusters.Action, 0, len(items))
+	for _, it := range items {
+		if ix.cl.ClusterOf(it.Post) != 0 {
+			continue // written since the reset
+		}
+		h := it.Sig.Bytes()
+		acts = append(acts, clusters.Action{Post: it.Post, At: time.Unix(0, it.At).UTC(), Sig: ix.cl.signer.Image(h[:], nil, nil, false, nil)})
+	}
+	return len(acts), ix.cl.Join(ctx, acts)
 }
 
 func (ix *Index) refs(hits []domain.Hit) {

@@ -203,7 +203,10 @@ const maxOpBytes = 512 << 10
 // op is one change of the stream: a write round's actions, in order (JSON,
 // so that `nats stream view` shows it).
 type op struct {
-	V int        `json:"v"`
+	V int `json:"v"`
+	// R empties the clusters before the actions (the first change of a
+	// rebuild).
+	R bool       `json:"r,omitempty"`
 	A []opAction `json:"a"`
 }
 
@@ -230,7 +233,7 @@ func (c *Clusters) Record(ctx context.Context, changes []domain.Change, outs []d
 			acts = append(acts, a)
 		}
 	}
-	return c.publish(ctx, acts)
+	return c.publish(ctx, acts, false)
 }
 
 // Leave appends that the posts left their clusters (deleted).
@@ -239,20 +242,23 @@ func (c *Clusters) Leave(ctx context.Context, posts []string) error {
 	for i, p := range posts {
 		acts[i] = clusters.Action{Post: p, Leave: true}
 	}
-	return c.publish(ctx, acts)
+	return c.publish(ctx, acts, false)
 }
 
-// Join appends joins of posts to the clusters (a rebuild from the index's
-// records).
+// Reset empties the clusters (a rebuild: Join follows), in every process
+// at the same point of the stream.
+func (c *Clusters) Reset(ctx context.Context) error { return c.publish(ctx, nil, true) }
+
+// Join appends joins of posts (a rebuild from the index's records).
 func (c *Clusters) Join(ctx context.Context, acts []clusters.Action) error {
-	return c.publish(ctx, acts)
+	return c.publish(ctx, acts, false)
 }
 
-func (c *Clusters) publish(ctx context.Context, acts []clusters.Action) error {
-	var cur op
+func (c *Clusters) publish(ctx context.Context, acts []clusters.Action, reset bool) error {
+	cur := op{R: reset}
 	size := 0
 	flush := func() error {
-		if len(cur.A) == 0 {
+		if len(cur.A) == 0 && !cur.R {
 			return nil
 		}
 		cur.V = 1
@@ -263,7 +269,7 @@ func (c *Clusters) publish(ctx context.Context, acts []clusters.Action) error {
 		if _, err := c.f.Publish(ctx, b, ""); err != nil {
 			return fmt.Errorf("sharedclusters: %w", err)
 		}
-		cur.A, size = cur.A[:0], 0
+		cur.A, cur.R, size = cur.A[:0], false, 0
 		return nil
 	}
 	for _, a := range acts {
@@ -502,6 +508,11 @@ func (s *state) Apply(b []byte) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	err := s.st.Update(s.db, func(t *clusters.Txn) error {
+		if o.R {
+			if err := t.Reset(); err != nil {
+				return err
+			}
+		}
 		for _, a := range acts {
 			if err := t.Do(a); err != nil {
 				return err
@@ -511,6 +522,11 @@ func (s *state) Apply(b []byte) error {
 	})
 	if err == nil {
 		return nil
+	}
+	if o.R {
+		if err := s.st.Update(s.db, func(t *clusters.Txn) error { return t.Reset() }); err != nil {
+			return fmt.Errorf("sharedclusters: reset: %w", err)
+		}
 	}
 	var errs []string
 	for _, a := range acts {
