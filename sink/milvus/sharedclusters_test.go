@@ -3,6 +3,7 @@ package milvus_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -31,10 +32,22 @@ func groups(p map[string]uint64) [][]string {
 	return out
 }
 
-// withCopies is the conformance dataset plus three copies (a few bits
-// flipped, later) of each of its first five usable images.
+// withCopies is the conformance dataset, its images given random PDQ
+// hashes (about 128 bits apart), plus three copies (a few bits flipped,
+// later) of each of its first five images.
 func withCopies(n int) []domain.Change {
 	chs := conformance.Dataset(n, 5)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range chs {
+		for j := range chs[i].Records {
+			if r := &chs[i].Records[j]; r.Modality == domain.ModalityImage {
+				r.PDQ, r.PDQQuality = make([]byte, domain.PDQBytes), 100
+				for k := range r.PDQ {
+					r.PDQ[k] = byte(rng.UintN(256))
+				}
+			}
+		}
+	}
 	var firsts []domain.Record
 	for i := range chs {
 		for _, r := range chs[i].Records {
