@@ -68,7 +68,7 @@ type app struct {
 	// clusters are the near-duplicate clusters of a Milvus deployment,
 	// shared by its processes (the embedded index keeps its own).
 	clusters *sharedclusters.Clusters
-	events    *matching.EventStream
+	events   *matching.EventStream
 	// evOut is where match events go (events, and kafkaEvents when set).
 	evOut       matching.Publisher
 	kafkaEvents *kafkasrc.TopicWriter
