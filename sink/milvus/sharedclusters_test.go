@@ -17,21 +17,6 @@ import (
 	"github.com/xmodal/xmodal/sink/sharedclusters"
 )
 
-// groups is a partition as sorted groups of post ids.
-func groups(p map[string]uint64) [][]string {
-	by := map[uint64][]string{}
-	for post, c := range p {
-		by[c] = append(by[c], post)
-	}
-	var out [][]string
-	for _, g := range by {
-		slices.Sort(g)
-		out = append(out, g)
-	}
-	slices.SortFunc(out, func(a, b []string) int { return slices.Compare(a, b) })
-	return out
-}
-
 // withCopies is the conformance dataset, its images given random PDQ
 // hashes (about 128 bits apart), plus three copies (a few bits flipped,
 // later) of each of its first five images.
@@ -111,8 +96,8 @@ func TestSharedClustersOnMilvus(t *testing.T) {
 	}
 	want, _, _ := emb.ClusterPartition()
 	got := cl.Partition()
-	if !slices.EqualFunc(groups(got), groups(want), slices.Equal) {
-		t.Fatalf("Milvus's shared clusters: %v\nthe embedded index's: %v", groups(got), groups(want))
+	if err := testutil.SamePartition(got, want); err != nil {
+		t.Fatalf("Milvus's shared clusters are not the embedded index's: %v", err)
 	}
 	id := cl.ClusterOf("copy-0-0")
 	info, _ := cl.Get(id)
@@ -194,8 +179,8 @@ func TestSharedClustersOnMilvus(t *testing.T) {
 	}
 	want, _, _ = emb.ClusterPartition()
 	for name, c := range map[string]*sharedclusters.Clusters{"rebuilt": fresh, "other process": other} {
-		if got := c.Partition(); !slices.EqualFunc(groups(got), groups(want), slices.Equal) {
-			t.Fatalf("%s: %d clusters, the embedded index %d", name, len(groups(got)), len(groups(want)))
+		if err := testutil.SamePartition(c.Partition(), want); err != nil {
+			t.Fatalf("%s: not the embedded index's partition: %v", name, err)
 		}
 	}
 }

@@ -76,55 +76,20 @@ func plantedPosts(seed uint64, groups, copies, singles int) []post {
 	return ps
 }
 
-// components is the partition the link relation gives by brute force: the
-// connected components of "within threshold bits", as sets of post ids.
-func components(ps []post, threshold int) [][]string {
-	parent := make([]int, len(ps))
-	for i := range parent {
-		parent[i] = i
+// components is the partition the link relation gives, by
+// testutil.Components (every pair asked): post -> component.
+func components(ps []post, threshold int) map[string]int {
+	sigs := make(map[string][]byte, len(ps))
+	for _, p := range ps {
+		sigs[p.id] = p.hash
 	}
-	var find func(int) int
-	find = func(i int) int {
-		for parent[i] != i {
-			parent[i] = parent[parent[i]]
-			i = parent[i]
+	return testutil.Components(sigs, func(a, b []byte) bool {
+		d := 0
+		for k := range a {
+			d += bits.OnesCount8(a[k] ^ b[k])
 		}
-		return i
-	}
-	for i := range ps {
-		for j := i + 1; j < len(ps); j++ {
-			d := 0
-			for k := range ps[i].hash {
-				d += bits.OnesCount8(ps[i].hash[k] ^ ps[j].hash[k])
-			}
-			if d <= threshold {
-				parent[find(i)] = find(j)
-			}
-		}
-	}
-	groups := map[int][]string{}
-	for i := range ps {
-		groups[find(i)] = append(groups[find(i)], ps[i].id)
-	}
-	return canonical(groups)
-}
-
-func canonical[K comparable](groups map[K][]string) [][]string {
-	var out [][]string
-	for _, g := range groups {
-		slices.Sort(g)
-		out = append(out, g)
-	}
-	slices.SortFunc(out, func(a, b []string) int { return slices.Compare(a, b) })
-	return out
-}
-
-func partitionGroups(p map[string]uint64) [][]string {
-	groups := map[uint64][]string{}
-	for post, c := range p {
-		groups[c] = append(groups[c], post)
-	}
-	return canonical(groups)
+		return d <= threshold
+	})
 }
 
 func applied(n int) []domain.Outcome {
@@ -181,16 +146,10 @@ func TestTwoIndexersShareOnePartition(t *testing.T) {
 	}
 	want := components(ps, 31)
 	pa := a.Partition()
-	if got := partitionGroups(pa); !slices.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("partition has %d clusters, the link relation's components %d", len(got), len(want))
+	if err := testutil.SamePartition(pa, want); err != nil {
+		t.Fatalf("the clusters are not the link relation's components: %v", err)
 	}
-	multi := 0
-	for _, g := range want {
-		if len(g) > 1 {
-			multi++
-		}
-	}
-	if multi < 40 {
+	if multi := a.Stats().Multi; multi < 40 {
 		t.Fatalf("only %d clusters of copies: the test's data does not exercise merges", multi)
 	}
 	for name, c := range map[string]*Clusters{"b": b, "reader": reader, "late": late} {
