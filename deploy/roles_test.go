@@ -99,7 +99,7 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	indexer := startXmodal(t, append(common, "XMODAL_KAFKA_BROKERS="+kafka, "XMODAL_NATS_URL="+ns.ClientURL()), "indexer")
 	_, ready := indexer.get("/readyz")
-	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka", "denylist: ok"} {
+	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka", "denylist: ok", "clusters: ok"} {
 		if !strings.Contains(ready, want) {
 			t.Errorf("indexer /readyz lacks %q:\n%s", want, ready)
 		}

@@ -360,6 +360,15 @@ func (a *app) checks() []check {
 			return fmt.Sprintf("%d banks, stream sequence %d", len(a.banks.State().Banks()), a.banks.Seq()), nil
 		}})
 	}
+	if a.clusters != nil {
+		cs = append(cs, check{"clusters", func(ctx context.Context) (string, error) {
+			if err := a.clusters.Sync(ctx); err != nil {
+				return "", err
+			}
+			st := a.clusters.Stats()
+			return fmt.Sprintf("%d members in %d clusters, stream sequence %d", st.Members, st.Clusters, a.clusters.Seq()), nil
+		}})
+	}
 	if a.kafka != nil {
 		cs = append(cs, check{"source", func(context.Context) (string, error) {
 			parts := a.kafka.Assigned()

@@ -183,4 +183,16 @@ func TestSharedClustersOnMilvus(t *testing.T) {
 			t.Fatalf("%s: not the embedded index's partition: %v", name, err)
 		}
 	}
+
+	// A write round whose cluster actions cannot be appended fails (the
+	// pipeline retries it): the post is in Milvus, its join is not lost.
+	fresh.Close()
+	late := domain.Change{PostID: "late-copy", Seq: 1, Records: []domain.Record{chs[len(chs)-1].Records[0]}}
+	late.Records[0].PostID, late.Records[0].PK = "late-copy", domain.PrimaryKey("late-copy", domain.ModalityImage)
+	if _, err := sharedclusters.Wrap(ix, fresh).Apply(ctx, []domain.Change{late}); err == nil {
+		t.Fatal("Apply succeeded with the clusters' stream closed")
+	}
+	if _, err := sharedclusters.Wrap(ix, other).Apply(ctx, []domain.Change{late}); err != nil || other.ClusterOf("late-copy") == 0 {
+		t.Fatalf("the retried round: %v, cluster %d", err, other.ClusterOf("late-copy"))
+	}
 }
