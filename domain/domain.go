@@ -154,8 +154,9 @@ type Record struct {
 	// Pillow's draft does; "exact": full size); empty for text records and
 	// for records written before it was recorded.
 	Preprocess string `json:"preprocess,omitempty"`
-	// Cluster is the post's near-duplicate cluster (0: none), kept by the
-	// index (the embedded index at ingest; docs/clusters.md).
+	// Cluster is the post's near-duplicate cluster (0: none), kept at
+	// ingest by the embedded index, or by a Milvus deployment's shared
+	// clusters and joined when the record is read (docs/clusters.md).
 	Cluster uint64 `json:"cluster,omitempty"`
 	// Matches are the moderation bank entries this version of the post
 	// matched when it was written (the same list on each of the post's

@@ -14,8 +14,8 @@ type Filter struct {
 	// Labels matches a record that carries at least one of these labels.
 	Labels []string `json:"labels,omitempty"`
 	// Cluster keeps the records of one near-duplicate cluster; Clusters the
-	// records of any of these clusters (trending search uses it). Only the
-	// embedded index keeps clusters (docs/clusters.md).
+	// records of any of these clusters (trending search uses it); see
+	// docs/clusters.md.
 	Cluster  uint64   `json:"cluster,omitempty"`
 	Clusters []uint64 `json:"clusters,omitempty"`
 	// MatchedBanks keeps the records of posts that matched at least one of

@@ -282,9 +282,15 @@ func TestNewUserJourney(t *testing.T) {
 	if !strings.Contains(out, "took down 1 posts") {
 		t.Fatalf("xmodal delete:\n%s", out)
 	}
-	if !regexp.MustCompile(`msg="audit: takedown".*post_ids=mine-1 .*reason="` + regexp.QuoteMeta(reason) + `"`).MatchString(run.out.text()) {
-		t.Errorf("the audit log has no takedown of mine-1 with the reason:\n%s", run.out.text())
-	}
+	// The server logs the audit line as it answers: the reply can reach the
+	// CLI before the line reaches the output pipe.
+	audit := regexp.MustCompile(`msg="audit: takedown".*post_ids=mine-1 .*reason="` + regexp.QuoteMeta(reason) + `"`)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !audit.MatchString(run.out.text()) {
+			return fmt.Errorf("the audit log has no takedown of mine-1 with the reason:\n%s", run.out.text())
+		}
+		return nil
+	})
 	out = run.mustCLI("query", "--text", "my own picture of shapes", "-k", "30")
 	for _, l := range hitLines(out) {
 		if l.post == "mine-1" {
