@@ -68,6 +68,10 @@ type app struct {
 	// clusters are the near-duplicate clusters of a Milvus deployment,
 	// shared by its processes (the embedded index keeps its own).
 	clusters *sharedclusters.Clusters
+	// stopSeed stops the background rebuild of the shared clusters;
+	// seedDone is closed when it is over.
+	stopSeed context.CancelFunc
+	seedDone <-chan struct{}
 	events   *matching.EventStream
 	// evOut is where match events go (events, and kafkaEvents when set).
 	evOut       matching.Publisher
@@ -709,6 +713,10 @@ func (a *app) Close() {
 	}
 	if a.deny != nil {
 		a.deny.Close()
+	}
+	if a.stopSeed != nil {
+		a.stopSeed()
+		<-a.seedDone
 	}
 	if a.clusters != nil {
 		a.clusters.Close()

@@ -44,9 +44,10 @@ func milvusRebuildClustersCmd() *cobra.Command {
 		Long: `Empties the near-duplicate clusters every process of the Milvus deployment
 shares (clusters.enabled; kept in JetStream at nats.url) and joins every image
 record of the collection the alias milvus.collection points to (or of
---model-version) again. Run it once after turning clusters on over a collection
-that already holds posts, or after a takedown left a cluster of more than
-clusters.split_limit members whole. Ingest goes on meanwhile. Milvus rows keep
+--model-version) again: after a takedown left a cluster of more than
+clusters.split_limit members whole, say. (An indexer does it by itself at start
+when no rebuild has finished on the clusters' stream: clusters turned on over a
+collection that holds posts, or new clusters options.) Ingest goes on meanwhile. Milvus rows keep
 only the whole-image PDQ hash, so the posts rejoined here link by it alone
 (not by their mirrored or content-rectangle hashes) until they are written
 again; text-only posts are not rejoined. See docs/clusters.md.`,

@@ -174,7 +174,34 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	}
 	w := sharedclusters.Wrap(ix, a.clusters)
 	a.ix = w
+	if a.role.indexes() {
+		a.seedClusters(w)
+	}
 	return w, nil
+}
+
+// seedClusters rebuilds the shared clusters from the Milvus rows in the
+// background when no rebuild has finished on their stream (clusters turned
+// on over posts Milvus holds, new clusters options, an interrupted rebuild;
+// sharedclusters.Index.SeedIfNeeded); ingest goes on meanwhile. Close stops
+// it; the next start runs it again.
+func (a *app) seedClusters(w *sharedclusters.Index) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.stopSeed, a.seedDone = cancel, done
+	go func() {
+		defer close(done)
+		start := time.Now()
+		n, ran, err := w.SeedIfNeeded(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Error("near-duplicate clusters: rebuilding from Milvus failed; the next start tries again (or run xmodal milvus rebuild-clusters)", "err", err)
+		case err == nil && ran:
+			st := w.Clusters().Stats()
+			a.log.Info("near-duplicate clusters rebuilt from the Milvus rows", "posts", n, "clusters_of_two_or_more", st.Multi,
+				"largest", st.Largest, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}()
 }
 
 // sharedClustersConfig is the shared clusters' configuration of a Milvus

@@ -184,6 +184,20 @@ func TestSharedClustersOnMilvus(t *testing.T) {
 		}
 	}
 
+	// An indexer that starts on a stream no rebuild finished on seeds it from
+	// the Milvus rows, once.
+	seeded := open("clusters-seeded")
+	sw := sharedclusters.Wrap(ix, seeded)
+	if n, ran, err := sw.SeedIfNeeded(ctx); err != nil || !ran || n == 0 {
+		t.Fatalf("SeedIfNeeded on a new stream: %d posts, ran %v, %v", n, ran, err)
+	}
+	if err := testutil.SamePartition(seeded.Partition(), want); err != nil {
+		t.Fatalf("seeded: not the embedded index's partition: %v", err)
+	}
+	if n, ran, err := sharedclusters.Wrap(ix, open("clusters-seeded")).SeedIfNeeded(ctx); err != nil || ran {
+		t.Fatalf("SeedIfNeeded on a seeded stream: %d posts, ran %v, %v", n, ran, err)
+	}
+
 	// A write round whose cluster actions cannot be appended fails (the
 	// pipeline retries it): the post is in Milvus, its join is not lost.
 	fresh.Close()

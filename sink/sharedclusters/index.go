@@ -165,7 +165,8 @@ func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
 // region hashes are not stored) until they are written again; text-only
 // posts are not rejoined. It returns the posts rejoined.
 func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
-	if err := ix.cl.Reset(ctx); err != nil {
+	id, err := ix.cl.Reset(ctx)
+	if err != nil {
 		return 0, err
 	}
 	items, err := ix.Index.DedupItems(ctx, time.Time{}, time.Time{})
@@ -183,7 +184,28 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 		h := it.Sig.Bytes()
 		acts = append(acts, clusters.Action{Post: it.Post, At: time.Unix(0, it.At).UTC(), Sig: ix.cl.signer.Image(h[:], nil, nil, false, nil)})
 	}
-	return len(acts), ix.cl.Join(ctx, acts)
+	if err := ix.cl.Join(ctx, acts); err != nil {
+		return 0, err
+	}
+	return len(acts), ix.cl.MarkSeeded(ctx, id)
+}
+
+// SeedIfNeeded rebuilds the clusters from the Milvus rows (RebuildClusters)
+// when no rebuild has finished on their stream: a deployment that turns
+// clusters on over posts it holds, a change of the clusters' options (a
+// new stream), or a rebuild a crash interrupted. An indexer runs it at
+// start, beside ingest; two at once are harmless (each reset comes before
+// its reads, and joins are idempotent). It returns the posts rejoined and
+// whether it ran.
+func (ix *Index) SeedIfNeeded(ctx context.Context) (int, bool, error) {
+	if err := ix.cl.Sync(ctx); err != nil {
+		return 0, false, err
+	}
+	if ix.cl.Seeded() {
+		return 0, false, nil
+	}
+	n, err := ix.RebuildClusters(ctx)
+	return n, true, err
 }
 
 func (ix *Index) refs(hits []domain.Hit) {

@@ -25,6 +25,7 @@ package sharedclusters
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -206,8 +207,11 @@ type op struct {
 	V int `json:"v"`
 	// R empties the clusters before the actions (the first change of a
 	// rebuild).
-	R bool       `json:"r,omitempty"`
-	A []opAction `json:"a"`
+	R bool `json:"r,omitempty"`
+	// Seed marks a rebuild's progress: "begin <id>" (with R), "done <id>"
+	// after its last joins (Clusters.Seeded).
+	Seed string     `json:"seed,omitempty"`
+	A    []opAction `json:"a"`
 }
 
 type opAction struct {
@@ -233,7 +237,7 @@ func (c *Clusters) Record(ctx context.Context, changes []domain.Change, outs []d
 			acts = append(acts, a)
 		}
 	}
-	return c.publish(ctx, acts, false)
+	return c.publish(ctx, acts)
 }
 
 // Leave appends that the posts left their clusters (deleted).
@@ -242,34 +246,82 @@ func (c *Clusters) Leave(ctx context.Context, posts []string) error {
 	for i, p := range posts {
 		acts[i] = clusters.Action{Post: p, Leave: true}
 	}
-	return c.publish(ctx, acts, false)
+	return c.publish(ctx, acts)
 }
 
-// Reset empties the clusters (a rebuild: Join follows), in every process
-// at the same point of the stream.
-func (c *Clusters) Reset(ctx context.Context) error { return c.publish(ctx, nil, true) }
+// Reset empties the clusters, in every process at the same point of the
+// stream: a rebuild starts (Join follows, then MarkSeeded with the id
+// Reset returns).
+func (c *Clusters) Reset(ctx context.Context) (string, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	return id, c.publishOp(ctx, op{R: true, Seed: seedBegin + id})
+}
+
+// MarkSeeded records that the joins of rebuild id are all appended: the
+// clusters are seeded unless another rebuild reset them since.
+func (c *Clusters) MarkSeeded(ctx context.Context, id string) error {
+	return c.publishOp(ctx, op{Seed: seedDone + id})
+}
+
+// Seeded reports whether the clusters hold a finished rebuild: false for
+// a stream no rebuild has finished on (a new deployment, new options) or
+// one whose last rebuild was interrupted.
+func (c *Clusters) Seeded() bool {
+	c.st.mu.RLock()
+	defer c.st.mu.RUnlock()
+	seeded := false
+	c.st.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta); b != nil {
+			seeded = string(b.Get(keySeeded)) == "1"
+		}
+		return nil
+	})
+	return seeded
+}
+
+// Seed marks: "begin <id>" with a rebuild's reset, "done <id>" after its
+// joins; the state is seeded when the done mark names the latest reset.
+const (
+	seedBegin = "begin "
+	seedDone  = "done "
+)
+
+// The local copy's own bucket beside the store's (in snapshots too).
+var (
+	bucketMeta = []byte("sc_meta")
+	keySeeded  = []byte("seeded")
+)
+
+func (c *Clusters) publishOp(ctx context.Context, o op) error {
+	o.V = 1
+	b, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if _, err := c.f.Publish(ctx, b, ""); err != nil {
+		return fmt.Errorf("sharedclusters: %w", err)
+	}
+	return nil
+}
 
 // Join appends joins of posts (a rebuild from the index's records).
 func (c *Clusters) Join(ctx context.Context, acts []clusters.Action) error {
-	return c.publish(ctx, acts, false)
+	return c.publish(ctx, acts)
 }
 
-func (c *Clusters) publish(ctx context.Context, acts []clusters.Action, reset bool) error {
-	cur := op{R: reset}
+func (c *Clusters) publish(ctx context.Context, acts []clusters.Action) error {
+	var cur op
 	size := 0
 	flush := func() error {
-		if len(cur.A) == 0 && !cur.R {
+		if len(cur.A) == 0 {
 			return nil
 		}
-		cur.V = 1
-		b, err := json.Marshal(cur)
-		if err != nil {
+		if err := c.publishOp(ctx, cur); err != nil {
 			return err
 		}
-		if _, err := c.f.Publish(ctx, b, ""); err != nil {
-			return fmt.Errorf("sharedclusters: %w", err)
-		}
-		cur.A, cur.R, size = cur.A[:0], false, 0
+		cur.A, size = cur.A[:0], 0
 		return nil
 	}
 	for _, a := range acts {
@@ -513,6 +565,9 @@ func (s *state) Apply(b []byte) error {
 				return err
 			}
 		}
+		if err := markSeed(t.Tx(), o.Seed); err != nil {
+			return err
+		}
 		for _, a := range acts {
 			if err := t.Do(a); err != nil {
 				return err
@@ -523,8 +578,15 @@ func (s *state) Apply(b []byte) error {
 	if err == nil {
 		return nil
 	}
-	if o.R {
-		if err := s.st.Update(s.db, func(t *clusters.Txn) error { return t.Reset() }); err != nil {
+	if o.R || o.Seed != "" {
+		if err := s.st.Update(s.db, func(t *clusters.Txn) error {
+			if o.R {
+				if err := t.Reset(); err != nil {
+					return err
+				}
+			}
+			return markSeed(t.Tx(), o.Seed)
+		}); err != nil {
 			return fmt.Errorf("sharedclusters: reset: %w", err)
 		}
 	}
@@ -536,6 +598,27 @@ func (s *state) Apply(b []byte) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("sharedclusters: skipped %d actions: %s", len(errs), strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// markSeed records a rebuild's progress in tx: a begin mark leaves the
+// clusters unseeded until the done mark of the same rebuild.
+func markSeed(tx *bolt.Tx, seed string) error {
+	if seed == "" {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch {
+	case strings.HasPrefix(seed, seedBegin):
+		return b.Put(keySeeded, []byte("pending "+strings.TrimPrefix(seed, seedBegin)))
+	case strings.HasPrefix(seed, seedDone):
+		if string(b.Get(keySeeded)) == "pending "+strings.TrimPrefix(seed, seedDone) {
+			return b.Put(keySeeded, []byte("1"))
+		}
 	}
 	return nil
 }

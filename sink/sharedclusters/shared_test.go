@@ -342,3 +342,67 @@ func TestStateName(t *testing.T) {
 		t.Errorf("windows: %v, want ErrWindows", err)
 	}
 }
+
+// A rebuild's progress is part of the replicated state: unseeded until a
+// rebuild's last joins are marked, unseeded again by a reset (an
+// interrupted rebuild), in every process, snapshots included.
+func TestSeededMarks(t *testing.T) {
+	ns := testutil.StartNATS(t, "")
+	ctx := context.Background()
+	a := openClusters(t, ns.ClientURL(), t.TempDir(), Config{SnapshotEvery: 1000})
+	if a.Seeded() {
+		t.Fatal("a new stream is seeded")
+	}
+	ps := plantedPosts(4, 2, 3, 2)
+	var changes []domain.Change
+	for _, p := range ps {
+		changes = append(changes, imageChange(p))
+	}
+	id, err := a.Reset(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Record(ctx, changes, applied(len(changes))); err != nil {
+		t.Fatal(err)
+	}
+	if a.Seeded() {
+		t.Fatal("seeded before the rebuild was marked done")
+	}
+	// The done mark of an older rebuild does not seed: another reset came
+	// after it.
+	latest, err := a.Reset(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.MarkSeeded(ctx, id); err != nil || a.Seeded() {
+		t.Fatalf("an older rebuild's mark seeded the clusters (%v)", err)
+	}
+	if err := a.Record(ctx, changes, applied(len(changes))); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.MarkSeeded(ctx, latest); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Seeded() || a.Stats().Members != len(ps) {
+		t.Fatalf("after the mark: seeded %v, %d members", a.Seeded(), a.Stats().Members)
+	}
+	if _, err := a.f.SnapshotNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	late := openClusters(t, ns.ClientURL(), t.TempDir(), Config{SnapshotEvery: 1000})
+	if err := late.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !late.Seeded() || late.Stats().Members != len(ps) {
+		t.Fatalf("a process restored from the snapshot: seeded %v, %d members", late.Seeded(), late.Stats().Members)
+	}
+	if _, err := late.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Seeded() || a.Stats().Members != 0 {
+		t.Fatalf("after another process's reset: seeded %v, %d members", a.Seeded(), a.Stats().Members)
+	}
+}
