@@ -1,6 +1,9 @@
 package clusters
 
 import (
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/xmodal/xmodal/banks"
@@ -112,5 +115,41 @@ func (t *Txn) Do(a Action) error {
 		return t.Leave(a.Post)
 	}
 	_, err := t.Join(a.Post, a.At, a.Sig)
+	return err
+}
+
+// MaxPage bounds a page of cluster members (xmodal.v1.cluster).
+const MaxPage = 1000
+
+// PageQuery resolves a cluster query against s: the cluster's id (the
+// post's cluster when the query names a post) and the decoded cursor.
+// Errors wrap domain.ErrInvalidQuery or domain.ErrNotFound.
+func (s *Store) PageQuery(q domain.ClusterQuery) (id uint64, cursor []byte, err error) {
+	if q.Limit <= 0 || q.Limit > MaxPage {
+		return 0, nil, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalidQuery, q.Limit, MaxPage)
+	}
+	id = q.ID
+	if q.PostID != "" {
+		if id = s.ClusterOf(q.PostID); id == 0 {
+			return 0, nil, fmt.Errorf("%w: post %q is in no cluster", domain.ErrNotFound, q.PostID)
+		}
+	}
+	if q.Cursor != "" {
+		if cursor, err = hex.DecodeString(q.Cursor); err != nil {
+			return 0, nil, fmt.Errorf("%w: cursor %q is not one this cluster's pages gave", domain.ErrInvalidQuery, q.Cursor)
+		}
+	}
+	return id, cursor, nil
+}
+
+// PageError maps an error of Members for cluster id and cursor to the
+// domain's errors (nil stays nil).
+func PageError(err error, id uint64, cursor string) error {
+	switch {
+	case errors.Is(err, ErrNoCluster):
+		return fmt.Errorf("%w: cluster %d", domain.ErrNotFound, id)
+	case errors.Is(err, ErrBadCursor):
+		return fmt.Errorf("%w: cursor %q is not one of cluster %d's pages", domain.ErrInvalidQuery, cursor, id)
+	}
 	return err
 }

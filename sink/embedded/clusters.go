@@ -3,7 +3,6 @@ package embedded
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -345,7 +344,7 @@ func (ix *Index) clusterRef(h *domain.Hit) {
 }
 
 // MaxClusterPage bounds a page of cluster members.
-const MaxClusterPage = 1000
+const MaxClusterPage = clusters.MaxPage
 
 // Cluster returns a page of a cluster's members (their image records,
 // newest first) and its representative.
@@ -356,35 +355,18 @@ func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.Clu
 	if err := ctx.Err(); err != nil {
 		return domain.ClusterPage{}, err
 	}
-	if q.Limit <= 0 || q.Limit > MaxClusterPage {
-		return domain.ClusterPage{}, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalidQuery, q.Limit, MaxClusterPage)
-	}
-	id := q.ID
-	if q.PostID != "" {
-		if id = ix.cl.ClusterOf(q.PostID); id == 0 {
-			return domain.ClusterPage{}, fmt.Errorf("%w: post %q is in no cluster", domain.ErrNotFound, q.PostID)
-		}
-	}
-	var cursor []byte
-	if q.Cursor != "" {
-		var err error
-		if cursor, err = hex.DecodeString(q.Cursor); err != nil {
-			return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one this cluster's pages gave", domain.ErrInvalidQuery, q.Cursor)
-		}
+	id, cursor, err := ix.cl.PageQuery(q)
+	if err != nil {
+		return domain.ClusterPage{}, err
 	}
 	var pg clusters.Page
-	err := ix.db.View(func(tx *bolt.Tx) error {
+	err = ix.db.View(func(tx *bolt.Tx) error {
 		var err error
 		pg, err = ix.cl.Members(tx, id, q.Limit, cursor)
 		return err
 	})
-	switch {
-	case errors.Is(err, clusters.ErrNoCluster):
-		return domain.ClusterPage{}, fmt.Errorf("%w: cluster %d", domain.ErrNotFound, id)
-	case errors.Is(err, clusters.ErrBadCursor):
-		return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one of cluster %d's pages", domain.ErrInvalidQuery, q.Cursor, id)
-	case err != nil:
-		return domain.ClusterPage{}, err
+	if err != nil {
+		return domain.ClusterPage{}, clusters.PageError(err, id, q.Cursor)
 	}
 	out := domain.ClusterPage{Cluster: ix.summary(&pg.Info)}
 	for _, m := range pg.Members {

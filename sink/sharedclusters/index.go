@@ -17,7 +17,7 @@ import (
 const MaxFilterPosts = 16384
 
 // MaxClusterPage bounds a page of cluster members (as the embedded index).
-const MaxClusterPage = 1000
+const MaxClusterPage = clusters.MaxPage
 
 // Index is a Milvus index with shared clusters: every write round that
 // lands appends its cluster actions, and replies join the clusters from
@@ -224,33 +224,16 @@ func (ix *Index) ref(h *domain.Hit) {
 // representative, after a Sync: the page reflects every write round that
 // finished before the request.
 func (ix *Index) Cluster(ctx context.Context, q domain.ClusterQuery) (domain.ClusterPage, error) {
-	if q.Limit <= 0 || q.Limit > MaxClusterPage {
-		return domain.ClusterPage{}, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalidQuery, q.Limit, MaxClusterPage)
-	}
 	if err := ix.cl.Sync(ctx); err != nil {
 		return domain.ClusterPage{}, err
 	}
-	id := q.ID
-	if q.PostID != "" {
-		if id = ix.cl.ClusterOf(q.PostID); id == 0 {
-			return domain.ClusterPage{}, fmt.Errorf("%w: post %q is in no cluster", domain.ErrNotFound, q.PostID)
-		}
-	}
-	var cursor []byte
-	if q.Cursor != "" {
-		var err error
-		if cursor, err = hex.DecodeString(q.Cursor); err != nil {
-			return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one this cluster's pages gave", domain.ErrInvalidQuery, q.Cursor)
-		}
+	id, cursor, err := ix.cl.st.store().PageQuery(q)
+	if err != nil {
+		return domain.ClusterPage{}, err
 	}
 	pg, err := ix.cl.Members(id, q.Limit, cursor)
-	switch {
-	case errors.Is(err, clusters.ErrNoCluster):
-		return domain.ClusterPage{}, fmt.Errorf("%w: cluster %d", domain.ErrNotFound, id)
-	case errors.Is(err, clusters.ErrBadCursor):
-		return domain.ClusterPage{}, fmt.Errorf("%w: cursor %q is not one of cluster %d's pages", domain.ErrInvalidQuery, q.Cursor, id)
-	case err != nil:
-		return domain.ClusterPage{}, err
+	if err != nil {
+		return domain.ClusterPage{}, clusters.PageError(err, id, q.Cursor)
 	}
 	posts := make([]string, 0, len(pg.Members)+1)
 	for _, m := range pg.Members {
