@@ -179,31 +179,37 @@ func StartKafka(t T) *Kafka {
 	t.Helper()
 	b := &Kafka{root: MustRepoRoot(t)}
 	reapKafka(b.root)
-	if p := os.Getenv("XMODAL_TEST_KAFKA_E2E_PORT"); p != "" {
+	fixed := os.Getenv("XMODAL_TEST_KAFKA_E2E_PORT")
+	if fixed != "" {
 		var err error
-		if b.port, err = strconv.Atoi(p); err != nil {
-			t.Fatalf("XMODAL_TEST_KAFKA_E2E_PORT=%q: %v", p, err)
+		if b.port, err = strconv.Atoi(fixed); err != nil {
+			t.Fatalf("XMODAL_TEST_KAFKA_E2E_PORT=%q: %v", fixed, err)
 		}
 		b.saslPort, b.ctrlPort = b.port+1, b.port+2
-	} else {
-		var lns []net.Listener
-		for range 3 {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+	}
+	b.data = filepath.Join(b.root, ".cache", "kafka", fmt.Sprintf("test-data-e2e-%d-%d", os.Getpid(), kafkaSeq.Add(1)))
+	// Free ports are found by listening on port 0 and closing; another test
+	// process on the machine can take one before the broker binds it. A start
+	// that fails on a taken port tries again on new ports.
+	for attempt := 1; ; attempt++ {
+		if fixed == "" {
+			ports, err := FreePorts(3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			lns = append(lns, ln)
+			b.port, b.saslPort, b.ctrlPort = ports[0], ports[1], ports[2]
 		}
-		for _, ln := range lns {
-			ln.Close()
+		os.RemoveAll(b.data)
+		out, err := b.Script(10*time.Minute, "start")
+		if err == nil {
+			break
 		}
-		b.port, b.saslPort, b.ctrlPort = lns[0].Addr().(*net.TCPAddr).Port, lns[1].Addr().(*net.TCPAddr).Port, lns[2].Addr().(*net.TCPAddr).Port
-	}
-	b.data = filepath.Join(b.root, ".cache", "kafka", fmt.Sprintf("test-data-e2e-%d-%d", os.Getpid(), kafkaSeq.Add(1)))
-	os.RemoveAll(b.data)
-	if out, err := b.Script(10*time.Minute, "start"); err != nil {
 		b.Script(time.Minute, "stop")
 		os.RemoveAll(b.data)
+		if fixed == "" && attempt < 4 && strings.Contains(out, "Address already in use") {
+			t.Logf("Kafka: a port was taken before the broker bound it; trying new ports (attempt %d)", attempt+1)
+			continue
+		}
 		kafkaUnavailable(t, b, err, out)
 	}
 	t.Cleanup(func() {
@@ -213,6 +219,27 @@ func StartKafka(t T) *Kafka {
 		os.RemoveAll(b.data)
 	})
 	return b
+}
+
+// FreePorts returns n distinct TCP ports that were free on 127.0.0.1 a moment
+// ago (all held open together, then closed).
+func FreePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // reapKafka stops the brokers, and removes the data, that test processes which

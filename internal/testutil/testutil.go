@@ -24,6 +24,7 @@ type TB interface {
 type T interface {
 	TB
 	Fatal(args ...any)
+	Logf(format string, args ...any)
 	TempDir() string
 	Cleanup(func())
 }
