@@ -5,10 +5,12 @@
 package neardupeval
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"image"
+	"image/png"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -56,6 +58,10 @@ type Options struct {
 	// original (the original's name, and what came first instead), for
 	// finding which originals and edits the method loses.
 	LogMisses bool
+	// SaveMisses, when set, is a directory where each missed re-post query
+	// is written as PNG beside its original (miss-<query>-query.png,
+	// miss-<query>-original.png), to look at what the method lost.
+	SaveMisses string
 	// SeedWindows is the region index's neardup.IndexOptions.SeedWindows
 	// (0: every query window seeds).
 	SeedWindows int
@@ -192,6 +198,27 @@ func (o original) image(opt *Options) (image.Image, error) {
 		return loadImage(o.path)
 	}
 	return reposts.Photo(o.gen%len(reposts.Families), genSeed(opt.Seed, o.gen, false), opt.W, opt.H), nil
+}
+
+// saveMiss writes a missed query and its original as PNG files.
+func saveMiss(dir string, i int, query image.Image, o original, opt *Options) error {
+	orig, err := o.image(opt)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		img  image.Image
+	}{{"query", query}, {"original", orig}} {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, f.img); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("miss-%d-%s.png", i, f.name)), buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func loadImage(path string) (image.Image, error) {
@@ -443,6 +470,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 					mu.Lock()
 					fmt.Fprintf(progress, "miss: query %d (%s/%s) of %s found %s\n", i, j.src, j.kind, origs[j.orig].name, first)
 					mu.Unlock()
+				}
+				if opt.SaveMisses != "" && mm.m == nd && !found {
+					if err := saveMiss(opt.SaveMisses, i, img, origs[j.orig], &opt); err != nil {
+						return err
+					}
 				}
 			}
 			if opt.LogWindowMatches && mm.m == nd {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // A small run end to end: both methods scored on the same queries, the
@@ -95,8 +96,9 @@ func TestLogMisses(t *testing.T) {
 	}
 	photo := "../../testdata/neardup/photos/coffee.jpg"
 	var progress bytes.Buffer
+	saved := t.TempDir()
 	rep, err := Run(context.Background(), Options{Photos: []string{black, photo}, Generated: 2, QueryGenerated: 0, Distractors: 1, W: 320, H: 240,
-		Kinds: [][]reposts.Kind{{reposts.JPEG30}, {reposts.Grey}}, Seed: 3, LogMisses: true, Progress: &progress})
+		Kinds: [][]reposts.Kind{{reposts.JPEG30}, {reposts.Grey}}, Seed: 3, LogMisses: true, SaveMisses: saved, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +114,18 @@ func TestLogMisses(t *testing.T) {
 	for _, l := range misses {
 		if !strings.Contains(l, "of black.jpg found nothing") {
 			t.Errorf("miss line %q, want the black original, found nothing", l)
+		}
+	}
+	// SaveMisses wrote each missed query and its original, which for the
+	// black original are both 200 x 150.
+	files, _ := filepath.Glob(filepath.Join(saved, "miss-*.png"))
+	if len(files) != 4 {
+		t.Errorf("saved misses %q, want a query and an original for each of the two misses", files)
+	}
+	for _, f := range files {
+		img := testutil.DecodeImage(t, f)
+		if b := img.Bounds(); b.Dx() != 200 || b.Dy() != 150 {
+			t.Errorf("%s: %v, want 200 x 150", f, b)
 		}
 	}
 	// The black original is featureless (PDQ quality 0): named, and left
