@@ -49,6 +49,10 @@ import (
 //	                                 in the batch job); it also prints the
 //	                                 near-dup method's lookup recall@1 on the
 //	                                 same data (the target's peer)
+//	XMODAL_CLUSTERQUALITY_FALSELINKS 1: log every direct link between posts of
+//	                                 different pictures (what merged clusters
+//	                                 that precision counts); a directory: also
+//	                                 copy each link's two images there
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
@@ -197,6 +201,9 @@ func TestClusterQualityReposts(t *testing.T) {
 		prec, rec := float64(tp)/float64(max(tp+fp, 1)), float64(tp)/float64(max(tp+fn, 1))
 		t.Logf("threshold %d: pairwise precision %.4f, recall %.4f (%d true pairs, %d false, %d missed); incremental = batch partition",
 			thr, prec, rec, tp, fp, fn)
+		if dir := os.Getenv("XMODAL_CLUSTERQUALITY_FALSELINKS"); dir != "" {
+			falseLinks(t, items, thr, windows, dir, func(i int) (string, string, string) { return posts[i].file, posts[i].truth, posts[i].edit })
+		}
 		origIdx := map[string]int{}
 		for i, p := range posts {
 			if p.edit == "original" {
@@ -252,6 +259,96 @@ func TestClusterQualityReposts(t *testing.T) {
 		t.Logf("threshold %d: share of re-posts in their original's cluster, then found by a near-dup lookup, per edit:%s\n  all single edits %.3f (lookup %.3f), all two-edit combos %.3f (lookup %.3f)",
 			thr, b.String(), float64(sh)/float64(st), float64(sl)/float64(st), float64(ch)/float64(ct), float64(cl)/float64(ct))
 	}
+}
+
+// falseLinks logs, and counts by the two posts' edits, every direct link
+// between posts of different pictures: by hashes (which of each post's
+// hashes: 0 its Sig, then its canonical and region hashes as the job
+// searches them) and by windows (with windows set). One such link merges
+// two clusters and costs their product in false pairs. Unless dir is "1",
+// it is a directory where the two images of each link are copied
+// (link-N-0, link-N-1).
+func falseLinks(t *testing.T, items []Item, thr int, windows bool, dir string, post func(i int) (file, truth, edit string)) {
+	t.Helper()
+	codes := make([][]hamming.Code, len(items))
+	for i := range items {
+		codes[i] = append([]hamming.Code{items[i].Sig}, items[i].extra()...)
+	}
+	byEdits := map[string]int{}
+	n := 0
+	note := func(i, j int, how string) {
+		fi, ti, ei := post(i)
+		fj, tj, ej := post(j)
+		t.Logf("false link %d: %s (%s) ~ %s (%s): %s", n, ti, ei, tj, ej, how)
+		if dir != "1" { // a directory: the two images of each link
+			for k, f := range []string{fi, fj} {
+				if b, err := os.ReadFile(f); err == nil {
+					os.WriteFile(filepath.Join(dir, fmt.Sprintf("link-%d-%d%s", n, k, filepath.Ext(f))), b, 0o644)
+				}
+			}
+		}
+		n++
+		if ei > ej {
+			ei, ej = ej, ei
+		}
+		byEdits[ei+" ~ "+ej]++
+	}
+	for i := range items {
+		_, ti, _ := post(i)
+		for j := range i {
+			if _, tj, _ := post(j); tj == ti {
+				continue
+			}
+			best, bi, bj := 257, 0, 0
+			for a, ca := range codes[i] {
+				for b, cb := range codes[j] {
+					if d := hamming.Distance(ca, cb); d < best {
+						best, bi, bj = d, a, b
+					}
+				}
+			}
+			if best <= thr {
+				note(i, j, fmt.Sprintf("hash %d ~ hash %d at %d bits", bi, bj, best))
+			}
+		}
+	}
+	if windows {
+		linker := neardup.NewLinker()
+		for i := range items {
+			if items[i].Windows != nil {
+				if err := linker.Add(uint64(i), items[i].Windows); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for i := range items {
+			if items[i].Windows == nil {
+				continue
+			}
+			ns, err := linker.Neighbours(items[i].Windows, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, ti, _ := post(i)
+			for _, m := range ns {
+				if j := int(m); j < i {
+					if _, tj, _ := post(j); tj != ti {
+						note(i, j, "windows")
+					}
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(byEdits))
+	for k := range byEdits {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %5d  %s", byEdits[k], k)
+	}
+	t.Logf("threshold %d: direct links between different pictures, by the two posts' edits:%s", thr, b.String())
 }
 
 // nearDupLookup indexes the originals of n posts (post i: its file, truth
