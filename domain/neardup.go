@@ -89,6 +89,11 @@ type WindowMatch struct {
 	// pixel check verified (encoders/neardup.WholeBandDistance): the
 	// query rectangle laid over the whole original, no windows.
 	Whole bool
+	// Area marks a match by the area hash of the query rectangle (the
+	// whole image, or a content rectangle, area-averaged onto PDQ's 64 x
+	// 64 grid: encoders/neardup's Kind Area) within the PDQ threshold of
+	// the original's: a downscaled copy whose PDQ hash moved. No windows.
+	Area bool
 }
 
 // NearDupSearcher answers near-duplicate queries. Results are sorted by

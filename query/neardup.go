@@ -78,7 +78,9 @@ type NearDupRequest struct {
 // query shows, [x0, y0, x1, y1] as fractions of its width and height,
 // Pixels and Detail the pixel check's correlations of the query's pixels
 // with the indexed image's over that part, of the values and of the detail
-// (docs/neardup.md), and Distance the best window's).
+// (docs/neardup.md), and Distance the best window's). "area": the area
+// hash of the query (or of the content rectangle Region) lies within the
+// threshold of the indexed image's (a downscaled copy; encoders/neardup).
 type NearDupMatch struct {
 	domain.Hit
 	Kind      string    `json:"kind"`
@@ -257,13 +259,18 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		w := h.Windows
 		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:],
 			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000}
-		if w.Whole {
+		switch {
+		case w.Whole:
 			// The whole-image hash beyond the threshold, verified by the
 			// pixel check: "whole", or "region" for a content rectangle.
 			m.Kind, m.Windows, m.Visible, m.Shown = "whole", 0, 0, nil
 			if w.QueryRect != [4]int{0, 0, wq.W, wq.H} {
 				m.Kind = "region"
 			}
+		case w.Area:
+			// The area hash of the query (or of a content rectangle,
+			// Region set below) within the threshold of the original's.
+			m.Kind, m.Windows, m.Visible, m.Shown = "area", 0, 0, nil
 		}
 		if !r.Thumbnails {
 			m.Thumbnail = nil

@@ -11,6 +11,7 @@ import (
 	"image/color"
 	"image/draw"
 	"image/png"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -623,6 +624,9 @@ func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]
 	photos := map[string]image.Image{}
 	for i, name := range names {
 		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
+		if errors.Is(err, fs.ErrNotExist) { // a labelme photo of the ThreatExchange set
+			b, err = os.ReadFile(filepath.Join("../testdata/pdq/images/labelme-subset", name+".jpg"))
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -669,6 +673,27 @@ func TestNearDupWholeBandReply(t *testing.T) {
 	if m.Kind != "whole" || m.Distance == nil || *m.Distance <= neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
 		m.Pixels < neardup.MinPixelCorr || m.Detail < neardup.MinPixelDetail || m.Transform != "original" || m.Region != nil {
 		t.Errorf("match %+v (distance %v), want a pixel-verified whole-image match beyond %d", m, m.Distance, neardup.WholeDistance)
+	}
+}
+
+// A 25 % copy of a textured 256-pixel photo, whose PDQ hash moved 70 bits
+// and which no window finds, is found by its area hash: kind "area", no
+// windows, within the threshold.
+func TestNearDupAreaReply(t *testing.T) {
+	s := newHashStack(t, false)
+	photos := indexNearDupPhotos(t, s, "q0122", "coffee")
+	rp, err := reposts.Apply(photos["q0122"], []reposts.Kind{reposts.Down25}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, res := neardupOnceIndexed(t, s, rp.Image)
+	if len(res.Matches) != 1 || res.Matches[0].PostID != "q0122" {
+		t.Fatalf("matches %+v, want post q0122", res.Matches)
+	}
+	m := res.Matches[0]
+	if m.Kind != "area" || m.Distance == nil || *m.Distance > neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
+		m.Transform != "original" || m.Region != nil {
+		t.Errorf("match %+v (distance %v), want an area match within %d", m, m.Distance, neardup.WholeDistance)
 	}
 }
 

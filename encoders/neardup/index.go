@@ -96,6 +96,7 @@ type entry struct {
 	wins     []indexWindow
 	patch    []byte // nil: no pixel check (windows stored before patches)
 	hasWhole bool
+	hasArea  bool // an area hash under ref index|areaRef
 	dead     bool // removed: skipped by searches
 }
 
@@ -206,11 +207,20 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	e.winBase = uint32(len(ix.winRef))
 	var whole []pdq.Hash
 	var wins []pdq.Hash
+	var area *pdq.Hash
 	for _, r := range sig {
 		switch r.Kind {
 		case Whole:
 			e.quality = uint8(min(max(r.Quality, 0), 100))
 			whole = append(whole, r.Hash)
+		case Area:
+			if ei < areaRef { // (two billion images: refs run out)
+				h := areaSpace(r.Hash)
+				area = &h
+			}
+			if len(whole) == 0 { // the PDQ hash's quality, when it has one
+				e.quality = uint8(min(max(r.Quality, 0), 100))
+			}
 		case Window:
 			ix.winRef = append(ix.winRef, uint64(ei)<<16|uint64(len(e.wins)))
 			e.wins = append(e.wins, indexWindow{cx: r.Region.CX, cy: r.Region.CY, side: r.Region.Side, angle: r.Region.Angle, variant: r.Transform})
@@ -222,6 +232,7 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 		}
 	}
 	e.hasWhole = len(whole) > 0
+	e.hasArea = area != nil
 	ix.entries = append(ix.entries, e)
 	if ix.byID == nil {
 		ix.byID = map[int64]uint32{}
@@ -234,6 +245,9 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	}
 	for _, hh := range whole {
 		ix.whole.Insert(ei, hh)
+	}
+	if area != nil {
+		ix.whole.Insert(ei|areaRef, *area)
 	}
 	for k, hh := range wins {
 		ix.windows.Insert(e.winBase+uint32(k), hh)
@@ -278,13 +292,16 @@ func (ix *Index) remove(id int64) bool {
 	e := &ix.entries[ei]
 	e.dead = true
 	ix.live--
-	base, n, whole := e.winBase, len(e.wins), e.hasWhole
+	base, n, whole, area := e.winBase, len(e.wins), e.hasWhole, e.hasArea
 	conc := ix.concurrent()
 	if conc {
 		ix.mu.Unlock()
 	}
 	if r, ok := ix.whole.(remover); ok && whole {
 		r.Remove(ei)
+	}
+	if r, ok := ix.whole.(remover); ok && area {
+		r.Remove(ei | areaRef)
 	}
 	if r, ok := ix.windows.(remover); ok {
 		for k := range n {
@@ -336,7 +353,9 @@ type Match struct {
 	ID int64
 	// Kind is the evidence: Whole (a whole-image or content-rectangle hash
 	// within WholeDistance, or within the band beyond it with the pixel
-	// check: see WholeBandDistance) or Window (agreeing windows).
+	// check: see WholeBandDistance), Area (the area hash of the query or of
+	// a content rectangle within WholeDistance of the image's: a
+	// downscaled copy) or Window (agreeing windows).
 	Kind Kind
 	// Distance is the best Hamming distance of the evidence.
 	Distance int
@@ -416,6 +435,10 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 	}
 	for i := range q.Hashes {
 		qh := &q.Hashes[i]
+		if qh.Kind == Area && qh.Quality >= minQ {
+			ix.searchArea(q, qh, minQ, consider)
+			continue
+		}
 		if qh.Kind != Whole || qh.Quality < minQ {
 			continue
 		}
@@ -438,6 +461,9 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			}
 		}
 		rangeFn(qh.Hash, reach, func(ref uint32, d int) {
+			if ref&areaRef != 0 {
+				return // an area hash (areaSpace: never this near)
+			}
 			e := &ix.entries[ref]
 			if e.dead || int(e.quality) < minQ || (opt.BandOnly && d <= WholeDistance) {
 				return
@@ -475,6 +501,27 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		out = out[:opt.K]
 	}
 	return out
+}
+
+// searchArea finds the images whose area hash lies within WholeDistance of
+// the query's area hash qh (of the whole query or of a content rectangle).
+// A whole-image PDQ match of an image outranks its area match at the same
+// distance (consider keeps the higher score; the area match scores a hair
+// lower).
+func (ix *Index) searchArea(q *Query, qh *QueryHash, minQ int, consider func(uint32, Match)) {
+	r := q.Rects[qh.Rect]
+	ix.whole.Range(areaSpace(qh.Hash), WholeDistance, func(ref uint32, d int) {
+		if ref&areaRef == 0 {
+			return // a PDQ hash (areaSpace: never this near)
+		}
+		ei := ref &^ areaRef
+		e := &ix.entries[ei]
+		if e.dead || int(e.quality) < minQ {
+			return
+		}
+		consider(ei, Match{Kind: Area, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+			Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - (float64(d)+0.5)/256})
+	})
 }
 
 // hashGetter is a searcher that returns the hash it holds under a ref

@@ -207,6 +207,9 @@ func parseLink(stored []byte) (*linkSide, []RegionHash, int, int, error) {
 	}
 	kept := sig[:0]
 	for _, r := range sig {
+		if r.Kind == Area {
+			continue // the relation links by windows (and the pixels)
+		}
 		if r.Kind == ScaledWindow {
 			r.Kind = Window // both kinds are windows to the relation
 		}

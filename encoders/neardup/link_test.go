@@ -180,8 +180,10 @@ func TestLinkerContent(t *testing.T) {
 			ms = append(ms, member{AppendWindows(nil, b.Dx(), b.Dy(), sig), AppendWindowsIn(nil, b.Dx(), b.Dy(), sig, content)})
 		}
 	}
-	if ms[1].inner[0] != windowsFormat3 || ms[3].inner[0] != windowsFormat3 {
-		t.Fatalf("formats %d and %d: want the memes' content rectangles stored", ms[1].inner[0], ms[3].inner[0])
+	for _, m := range []member{ms[1], ms[3]} {
+		if _, _, _, content, err := ParseWindowsIn(m.inner); err != nil || isWhole(content) {
+			t.Fatalf("format %d, content %+v (%v): want the memes' content rectangles stored", m.inner[0], content, err)
+		}
 	}
 	l := NewLinker()
 	memes := func(sig func(member) []byte) bool {

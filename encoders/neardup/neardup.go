@@ -61,6 +61,11 @@ const (
 	// Only the clusters' window relation (Linker) reads them; the
 	// lookup's index does not hold them.
 	ScaledWindow
+	// Area is the image's area hash (area.go): PDQ's hash of the image
+	// area-averaged onto the 64 x 64 grid, which a downscale leaves nearly
+	// unchanged. A query's area hashes (of the whole image and of each
+	// content rectangle) meet indexed area hashes only.
+	Area
 )
 
 func (k Kind) String() string {
@@ -73,6 +78,8 @@ func (k Kind) String() string {
 		return "patch"
 	case ScaledWindow:
 		return "scaled-window"
+	case Area:
+		return "area"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -251,7 +258,8 @@ func (hs *Hasher) workPlaneSized(luma []float32, w, h int, r image.Rectangle, si
 }
 
 // Signatures returns the hashes to index for img: its whole-image PDQ hash
-// first, then its windows (at most MaxWindows), then its patch. An image under MinSide
+// first, then its area hash, its windows (at most MaxWindows), then its
+// patch. An image under MinSide
 // pixels on a side or over MaxPixels is refused with ErrTooSmall or
 // ErrTooLarge.
 func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
@@ -260,7 +268,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 		return nil, err
 	}
 	whole, q := h.wholeHashes(luma, w, hh)
-	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}}
+	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}, h.areaOf(luma, w, hh)}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
@@ -271,6 +279,12 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 		return out, nil // no window match to check
 	}
 	return append(out, patch), nil
+}
+
+// areaOf is the whole image's area hash as a RegionHash.
+func (h *Hasher) areaOf(luma []float32, w, hh int) RegionHash {
+	v, q := h.areaHash(luma, w, hh, image.Rect(0, 0, w, hh))
+	return RegionHash{Hash: v, Kind: Area, Region: Region{X1: 1, Y1: 1}, Quality: q}
 }
 
 // Window parameters: blobs per plane, pair distances (fractions of the

@@ -42,8 +42,8 @@ type Query struct {
 const maxContentRects = 2
 
 // Query computes the hashes of a query image: the whole image's and each
-// content rectangle's PDQ hash in all eight dihedral variants, and the
-// windows of each. It refuses images as Signatures does.
+// content rectangle's PDQ hash in all eight dihedral variants, their area
+// hashes, and the windows of each. It refuses images as Signatures does.
 func (h *Hasher) Query(img image.Image) (*Query, error) {
 	return h.query(img, true)
 }
@@ -77,6 +77,10 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		if !windows {
 			continue
 		}
+		// The area hash (upright only), which meets indexed area hashes:
+		// a downscale that moved the PDQ hash.
+		av, aq := h.areaHash(luma, w, hh, r)
+		q.Hashes = append(q.Hashes, QueryHash{Hash: av, Kind: Area, Rect: ri, Transform: pdq.Original, Quality: aq})
 		sizes := []int{workSide, int(math.Round(nearCropScale * workSide))}
 		if ri == 0 {
 			sizes = append(sizes, int(math.Round(cropScale*workSide)))

@@ -11,10 +11,11 @@ import (
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
-// Windows computes the windows of img and its patch (no whole-image hash): what
-// ingest stores when PDQ is computed elsewhere, for example from a larger
-// decode (the windows are hashed on a 192-pixel plane, so a small decode
-// serves). Refused as Indexed refuses.
+// Windows computes the area hash of img, its windows and its patch (no
+// whole-image PDQ hash): what ingest stores when PDQ is computed elsewhere,
+// for example from a larger decode (the windows are hashed on a 192-pixel
+// plane and the area hash on a 64-pixel one, so a small decode serves).
+// Refused as Indexed refuses.
 func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
@@ -47,7 +48,7 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 	}
 	sig := h.windowsOf(luma, w, hh)
 	content := Region{X1: 1, Y1: 1}
-	if len(sig) == 0 {
+	if sig[len(sig)-1].Kind != Patch { // no windows
 		return sig, content, nil
 	}
 	var contentRect image.Rectangle
@@ -83,7 +84,7 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
-	var out []RegionHash
+	out := []RegionHash{h.areaOf(luma, w, hh)}
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
@@ -106,13 +107,18 @@ func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 // size: the content rectangle (X0, Y0, X1, Y1 as fractions of the width
 // and height, 16-bit fixed point each) and the number of link windows
 // (Kind ScaledWindow, one byte), which follow the plain windows; it is
-// written only when there is one or the other.
+// written only when there is one or the other. Format 4 is format 3 with
+// the image's area hash (Kind Area, 32 bytes, then its quality, one byte)
+// after the number of link windows; it is written whenever the signature
+// has an area hash.
 const (
 	windowsFormat1    = 1
 	windowsFormat     = 2
 	windowsFormat3    = 3
+	windowsFormat4    = 4
 	windowsHeader     = 5
 	contentBytes      = 8 + 1
+	areaBytes         = 32 + 1
 	storedWindowBytes = 32 + 8 + 1
 )
 
@@ -120,9 +126,11 @@ const (
 // stored window list.
 var ErrBadWindows = errors.New("neardup: bad stored windows")
 
-// StoredWindowsSize is the size of the stored form of n windows and a
-// patch.
-func StoredWindowsSize(n int) int { return windowsHeader + n*storedWindowBytes + patchBytes }
+// StoredWindowsSize is the size of the stored form of n windows, an area
+// hash and a patch.
+func StoredWindowsSize(n int) int {
+	return windowsHeader + contentBytes + areaBytes + n*storedWindowBytes + patchBytes
+}
 
 func fix16(v, lo, span float64) uint16 {
 	x := math.Round((v - lo) / span * 65536)
@@ -170,18 +178,26 @@ func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []b
 			scaled++
 		}
 	}
+	area := slices.IndexFunc(sig, func(r RegionHash) bool { return r.Kind == Area })
 	format := byte(windowsFormat)
-	if !isWhole(content) || scaled > 0 {
+	switch {
+	case area >= 0:
+		format = windowsFormat4
+	case !isWhole(content) || scaled > 0:
 		format = windowsFormat3
 	}
 	dst = append(dst, format)
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(w, 0), math.MaxUint16)))
 	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(max(h, 0), math.MaxUint16)))
-	if format == windowsFormat3 {
+	if format >= windowsFormat3 {
 		for _, v := range [4]float32{content.X0, content.Y0, content.X1, content.Y1} {
 			dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(v), 0, 1))
 		}
 		dst = append(dst, byte(scaled))
+		if format == windowsFormat4 {
+			dst = append(dst, sig[area].Hash[:]...)
+			dst = append(dst, byte(min(max(sig[area].Quality, 0), 100)))
+		}
 		dst = appendWins(dst, sig, Window, MaxWindows)
 		dst = appendWins(dst, sig, ScaledWindow, maxLinkWindows)
 	} else {
@@ -220,8 +236,8 @@ func appendWins(dst []byte, sig []RegionHash, k Kind, limit int) []byte {
 }
 
 // ParseWindows reads a stored window list: the image's size as hashed, its
-// windows (Kind Window, Region and Transform set; Quality unknown, 0) and,
-// last, its patch (Kind Patch; none in format 1). Anything else is refused
+// area hash (Kind Area, first; none before format 4), its windows (Kind
+// Window, Region and Transform set; Quality unknown, 0) and, last, its patch (Kind Patch; none in format 1). Anything else is refused
 // with an error wrapping ErrBadWindows. The link windows of format 3 are
 // left out: the lookup does not use them.
 func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
@@ -237,12 +253,13 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 // windows (Kind ScaledWindow, after the plain ones).
 func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err error) {
 	content = Region{X1: 1, Y1: 1}
-	if len(b) < windowsHeader || (b[0] != windowsFormat && b[0] != windowsFormat1 && b[0] != windowsFormat3) {
+	if len(b) < windowsHeader || b[0] < windowsFormat1 || b[0] > windowsFormat4 {
 		return 0, 0, nil, content, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
 	}
 	body := b[windowsHeader:]
 	scaled := 0
-	if b[0] == windowsFormat3 {
+	var area *RegionHash
+	if b[0] >= windowsFormat3 {
 		if len(body) < contentBytes {
 			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the content rectangle", ErrBadWindows, len(b))
 		}
@@ -256,6 +273,17 @@ func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err e
 		}
 		scaled = int(body[8])
 		body = body[contentBytes:]
+	}
+	if b[0] == windowsFormat4 {
+		if len(body) < areaBytes {
+			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the area hash", ErrBadWindows, len(b))
+		}
+		if body[32] > 100 {
+			return 0, 0, nil, content, fmt.Errorf("%w: area hash quality %d", ErrBadWindows, body[32])
+		}
+		area = &RegionHash{Kind: Area, Region: Region{X1: 1, Y1: 1}, Quality: int(body[32])}
+		copy(area.Hash[:], body[:32])
+		body = body[areaBytes:]
 	}
 	var patch []byte
 	if b[0] != windowsFormat1 {
@@ -273,7 +301,10 @@ func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err e
 	if w < MinSide || h < MinSide {
 		return 0, 0, nil, content, fmt.Errorf("%w: image size %dx%d", ErrBadWindows, w, h)
 	}
-	sig = make([]RegionHash, 0, n+1)
+	sig = make([]RegionHash, 0, n+2)
+	if area != nil {
+		sig = append(sig, *area)
+	}
 	for k := 0; len(body) > 0; k++ {
 		var r RegionHash
 		r.Kind = Window

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
 )
 
@@ -55,8 +56,11 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	}
 	W, H := img.Bounds().Dx(), img.Bounds().Dy()
 	b := AppendWindows(nil, W, H, sig)
-	if len(b) != StoredWindowsSize(len(sig)-2) {
-		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-2))
+	if len(b) != StoredWindowsSize(len(sig)-3) { // less the PDQ and area hashes and the patch
+		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-3))
+	}
+	if b[0] != windowsFormat4 {
+		t.Fatalf("format %d, want %d (with the area hash)", b[0], windowsFormat4)
 	}
 	w, hh, got, err := ParseWindows(b)
 	if err != nil {
@@ -68,8 +72,11 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	if p, want := got[len(got)-1], sig[len(sig)-1]; p.Kind != Patch || !bytes.Equal(p.Pixels, want.Pixels) {
 		t.Fatalf("patch not kept: %s", p.Kind)
 	}
-	for i, g := range got[:len(got)-1] {
-		s := sig[i+1]
+	if a := got[0]; a.Kind != Area || a.Hash != sig[1].Hash || a.Quality != sig[1].Quality {
+		t.Fatalf("first parsed hash %s %v quality %d, want the area hash %v quality %d", a.Kind, a.Hash, a.Quality, sig[1].Hash, sig[1].Quality)
+	}
+	for i, g := range got[1 : len(got)-1] {
+		s := sig[i+2]
 		if g.Hash != s.Hash || g.Transform != s.Transform || g.Kind != Window {
 			t.Fatalf("window %d: hash/variant differ", i)
 		}
@@ -103,6 +110,10 @@ func TestParseWindowsRefuses(t *testing.T) {
 		return append(b, tail...)
 	}
 	good3 := AppendWindowsIn(nil, 100, 80, one, Region{X0: 0.1, Y0: 0.2, X1: 0.9, Y1: 0.7})
+	withArea := append([]RegionHash{{Kind: Area, Hash: pdq.Hash{1, 2, 3}, Quality: 77}}, one...)
+	good4 := AppendWindows(nil, 100, 80, withArea)
+	badQuality := slices.Clone(good4)
+	badQuality[windowsHeader+contentBytes+32] = 101
 	badVariant := slices.Clone(good)
 	badVariant[windowsHeader+storedWindowBytes-1] = 8
 	bad := map[string][]byte{
@@ -117,6 +128,8 @@ func TestParseWindowsRefuses(t *testing.T) {
 		"no content":    good3[:windowsHeader+contentBytes-1],
 		"empty content": AppendWindowsIn(nil, 100, 80, one, Region{X0: 0.5, Y0: 0.1, X1: 0.5, Y1: 0.9}),
 		"v3 no patch":   good3[:len(good3)-patchBytes],
+		"v4 no area":    good4[:windowsHeader+contentBytes+areaBytes-1],
+		"v4 quality":    badQuality,
 		"v3 scaled > n": append(slices.Clone(good3[:windowsHeader+contentBytes-1]), append([]byte{2}, good3[windowsHeader+contentBytes:]...)...),
 	}
 	for name, b := range bad {
@@ -130,6 +143,14 @@ func TestParseWindowsRefuses(t *testing.T) {
 	if _, _, s, c, err := ParseWindowsIn(good3); err != nil || len(s) != 2 || s[1].Kind != Patch ||
 		math.Abs(float64(c.X0-0.1)) > 1e-4 || math.Abs(float64(c.Y1-0.7)) > 1e-4 {
 		t.Errorf("good, format 3: %v, %d elements, content %+v", err, len(s), c)
+	}
+	// The area hash (format 4) comes back first, as stored.
+	if good4[0] != windowsFormat4 {
+		t.Errorf("a list with an area hash stored in format %d, want 4", good4[0])
+	}
+	if _, _, s, err := ParseWindows(good4); err != nil || len(s) != 3 || s[0].Kind != Area || s[0].Hash != withArea[0].Hash ||
+		s[0].Quality != 77 || s[1].Kind != Window || s[2].Kind != Patch {
+		t.Errorf("good, format 4: %v, %+v", err, s)
 	}
 	// Scaled windows (format 3) come back from ParseWindowsIn only.
 	two := []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.5, Side: 0.2}}, {Kind: ScaledWindow, Region: Region{CX: 0.25, CY: 0.5, Side: 0.3}}}
@@ -173,6 +194,7 @@ func TestParseWindowsRefuses(t *testing.T) {
 func FuzzParseWindows(f *testing.F) {
 	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
 	f.Add(AppendWindowsIn(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}, Region{X0: 0.1, Y0: 0.2, X1: 0.8, Y1: 0.9}))
+	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Area, Quality: 90}, {Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Add(append([]byte{1, 100, 0, 80, 0}, make([]byte, storedWindowBytes)...))
 	f.Fuzz(func(t *testing.T, b []byte) {

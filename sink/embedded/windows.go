@@ -214,7 +214,8 @@ func (ix *Index) WindowImages() int { return ix.win.nd.Len() }
 
 // NearDupWindows returns the image records whose windows match q's
 // (verified: agreeing windows and a placement of the query over the
-// original that a re-post gives; encoders/neardup), best first, at most k
+// original that a re-post gives; encoders/neardup), or whose area hash
+// matches q's (a downscale that moved the PDQ hash), best first, at most k
 // (0: all), passing filter. Whole-image matches come from NearDup; a
 // record can be in both. Each hit's Distance is its best window distance,
 // Score the match's score, Windows the evidence.
@@ -236,7 +237,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 	ix.mu.RLock()
 	for _, m := range ms {
 		band := m.Kind == neardup.Whole && m.Distance > neardup.WholeDistance
-		if m.Kind != neardup.Window && !band {
+		if m.Kind != neardup.Window && m.Kind != neardup.Area && !band {
 			continue
 		}
 		pk, ok := ix.win.pkOf[m.ID]
@@ -255,7 +256,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 		h := domain.NearDupHit{Hit: domain.HitFromRecord(rec, float32(m.Score)), Windows: &domain.WindowMatch{
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
-			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band,
+			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band, Area: m.Kind == neardup.Area,
 		}}
 		h.Distance = &d
 		out = append(out, h)

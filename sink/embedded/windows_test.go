@@ -217,3 +217,60 @@ func plainNearDup(ix *Index, img image.Image) ([]domain.NearDupHit, error) {
 	}
 	return ix.NearDup(context.Background(), domain.NearDupQuery{Hashes: hashes, MaxDistance: neardup.WholeDistance})
 }
+
+// A downscale of a textured photo whose PDQ hash moved past the threshold,
+// and which no window finds, is found by its area hash (neardup.Area),
+// stored in the record's window list; a record stored without one (windows
+// of an earlier format) is not.
+func TestNearDupAreaHash(t *testing.T) {
+	// A 256-pixel photo of the ThreatExchange set: at 25 % its PDQ hash
+	// lies 70 bits away.
+	photo := testutil.DecodeImage(t, "../../testdata/pdq/images/labelme-subset/q0122.jpg")
+	coffee := ndPhoto(t, "coffee.jpg")
+	ix, err := Open(context.Background(), Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	old := imageRec(t, "old", 3, photo)
+	_, _, sig, err := neardup.ParseWindows(old.Windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var noArea []neardup.RegionHash
+	for _, r := range sig {
+		if r.Kind != neardup.Area {
+			noArea = append(noArea, r)
+		}
+	}
+	old.Windows = neardup.AppendWindows(nil, photo.Bounds().Dx(), photo.Bounds().Dy(), noArea)
+	mustApply(t, ix,
+		domain.Change{PostID: "b", Seq: 1, Records: []domain.Record{imageRec(t, "b", 1, photo)}},
+		domain.Change{PostID: "c", Seq: 1, Records: []domain.Record{imageRec(t, "c", 2, coffee)}},
+		domain.Change{PostID: "old", Seq: 1, Records: []domain.Record{old}})
+	waitWindows(t, ix)
+	rp, err := reposts.Apply(photo, []reposts.Kind{reposts.Down25}, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole, err := plainNearDup(ix, rp.Image); err != nil || len(whole) != 0 {
+		t.Fatalf("whole-image near-dup of the photo at 25 %%: %v, %v (the test needs a copy PDQ misses)", whole, err)
+	}
+	q, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Query(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
+	var area []string
+	for _, h := range hs {
+		if h.Windows != nil && h.Windows.Area {
+			area = append(area, h.PostID)
+			if *h.Distance > neardup.WholeDistance || h.Windows.Windows != 0 || h.Windows.Transform != "original" {
+				t.Errorf("area match %+v at distance %d, want no windows, transform original, within %d bits", *h.Windows, *h.Distance, neardup.WholeDistance)
+			}
+		}
+	}
+	if len(area) != 1 || area[0] != "b" {
+		t.Errorf("area matches %v (all matches %+v), want post b alone (post old has no area hash)", area, hs)
+	}
+}
