@@ -339,7 +339,9 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 // half of the image (FramedShare): a screenshot, a picture in a wide
 // frame. The whole-image hash of such an image is mostly its frame's, and
 // two screenshots of different pictures in the same app can lie within 31
-// bits of each other, so clusters link a framed image by its regions alone.
+// bits of each other, so clusters link a framed image by its regions alone,
+// and not at all when its picture is too flat for its hash to be kept
+// (quality under minQuality: framed, and no regions).
 func (h *Hasher) ContentHashes(img image.Image, canonical bool, minQuality int) (whole pdq.Hash, canon []pdq.Hash, quality int, regions []byte, framed bool, err error) {
 	regions, framed, err = h.RegionHashes(img, canonical, minQuality)
 	if err != nil {
@@ -358,14 +360,15 @@ func (h *Hasher) RegionHashes(img image.Image, canonical bool, minQuality int) (
 	if err != nil {
 		return nil, false, err
 	}
-	for _, r := range h.contentRects(luma, w, hh, maxContentRects, regionCutSide) {
+	rects := h.contentRects(luma, w, hh, maxContentRects, regionCutSide)
+	if len(rects) > 0 { // the largest, whether its hash is kept or not
+		framed = float64(rects[0].Dx()*rects[0].Dy()) < FramedShare*float64(w*hh)
+	}
+	for _, r := range rects {
 		sub := (&plane{w: w, h: hh, p: luma}).crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
 		v, cs, q := h.pdq.HashCanonicalPlane(sub.p, sub.w, sub.h)
 		if q < minQuality {
 			continue
-		}
-		if len(regions) == 0 { // the largest kept
-			framed = float64(r.Dx()*r.Dy()) < FramedShare*float64(w*hh)
 		}
 		regions = append(regions, v[:]...)
 		if canonical {

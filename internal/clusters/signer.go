@@ -27,19 +27,25 @@ type Signer struct {
 // its canonical dihedral hashes (with Dihedral) and the hashes of its
 // content rectangles (with Regions). A framed image (domain.Record.
 // PDQFramed: a screenshot, whose whole-image hash is mostly its frame's)
-// links by its regions alone. With Windows it is a Union signature: that
-// PDQ signature and the stored windows (empty when the record has none).
+// links by its regions alone, and with none (its picture too flat to hash)
+// joins no cluster: Image returns nil. With Windows it is a Union
+// signature: that PDQ signature and the stored windows (empty when the
+// record has none).
 func (s Signer) Image(h, canon, regions []byte, framed bool, windows []byte) []byte {
 	if !s.Dihedral {
 		canon = nil
 	}
-	if !s.Regions {
-		regions = nil
-	}
 	var sig []byte
-	if framed && len(regions) >= domain.PDQBytes {
+	switch {
+	case !s.Regions:
+		sig = PDQSignature(h, canon)
+	case framed && len(regions) >= domain.PDQBytes:
 		sig = PDQSignature(regions[:domain.PDQBytes], regions[domain.PDQBytes:])
-	} else {
+	case framed:
+		// The whole-image hash is the frame's: two screenshots of
+		// different dark pictures in one app lie within the threshold.
+		return nil
+	default:
 		sig = PDQSignature(h, canon, regions)
 	}
 	if s.Windows {
@@ -49,7 +55,8 @@ func (s Signer) Image(h, canon, regions []byte, framed bool, windows []byte) []b
 }
 
 // Record is the signature an image record joins with (nil: it joins none:
-// not an image, no PDQ hash, or a hash of low quality).
+// not an image, no PDQ hash, a hash of low quality, or a framed image
+// without a picture to hash).
 func (s Signer) Record(r *domain.Record) []byte {
 	if r.Modality != domain.ModalityImage || len(r.PDQ) != domain.PDQBytes || r.PDQQuality < s.MinQuality {
 		return nil

@@ -244,6 +244,9 @@ func (ix *Index) rebuildClusters(ctx context.Context) error {
 				continue
 			}
 			sig := ix.clOpt.signer().Image(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
+			if sig == nil {
+				continue // a framed image with no picture to hash joins none
+			}
 			items = append(items, clusterItem{r.PostID, r.CreatedAt, sig})
 		}
 	}

@@ -766,3 +766,49 @@ func editedPhotoPosts(t *testing.T, photos []string, edits [][]reposts.Kind, t0 
 	}
 	return changes, group
 }
+
+// A screenshot whose picture is too flat to hash (its content rectangle's
+// PDQ quality under the floor) is framed with no regions: its whole-image
+// hash is the app's frame, so it joins no cluster, and another such
+// screenshot whose frame hashes within the threshold is not linked to it
+// (they were, by their frames, before).
+func TestFramedFlatPictureJoinsNone(t *testing.T) {
+	ctx := context.Background()
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	// A dark generated landscape in a phone frame.
+	rp, err := reposts.Apply(reposts.Photo(0, 10, 640, 480), []reposts.Kind{reposts.Screenshot}, rand.New(rand.NewPCG(4, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, cs, q, regions, framed, err := h.ContentHashes(rp.Image, true, domain.LowPDQQuality)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !framed || len(regions) != 0 || q < domain.LowPDQQuality {
+		t.Fatalf("framed %v, %d region bytes, quality %d; want a framed screenshot whose picture has no hash to keep", framed, len(regions), q)
+	}
+	// Another screenshot in the same app: its frame hashes 10 bits away.
+	other := v
+	for _, b := range []int{3, 40, 77, 90, 121, 150, 170, 200, 222, 250} {
+		other[b/8] ^= 1 << (b % 8)
+	}
+	ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1",
+		Clusters: &ClusterOptions{Dihedral: true, Regions: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i, hv := range []pdq.Hash{v, other} {
+		ch := imagePost(fmt.Sprintf("s%d", i), t0.Add(time.Duration(i)*time.Minute), hv[:], uint64(i))
+		r := &ch.Records[0]
+		r.PDQQuality, r.PDQCanonical, r.PDQRegions, r.PDQFramed = q, pdq.AppendHashes(nil, cs), regions, framed
+		mustApply(t, ix, ch)
+	}
+	for _, id := range []string{"s0", "s1"} {
+		if c := clusterOf(t, ix, id); c != 0 {
+			t.Errorf("%s is in cluster %d, want none", id, c)
+		}
+	}
+	batchAgrees(t, ix, 0)
+}

@@ -46,6 +46,9 @@ func (ix *Index) DedupItems(ctx context.Context, since, until time.Time) ([]dedu
 			// The hashes of the signature the incremental clusters join with
 			// (the first is the node, the others link as extra nodes).
 			sig := po.signer().Image(unpackCode(s.pdq[4*pos:4*pos+4], domain.PDQBytes), s.canonicalBytes(pos), r.PDQRegions, r.PDQFramed, nil)
+			if sig == nil {
+				continue // a framed image with no picture to hash joins none
+			}
 			it := dedup.Item{Post: r.PostID, At: r.CreatedAt.UnixNano()}
 			for k := 0; k+domain.PDQBytes <= len(sig); k += domain.PDQBytes {
 				c, err := mih.FromBytes(sig[k : k+domain.PDQBytes])

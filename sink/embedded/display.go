@@ -26,9 +26,9 @@ var bucketThumbs = []byte("thumbs")
 // for writing (or own the index, while loading).
 func (ix *Index) slim(r *domain.Record) *domain.Record {
 	m := &domain.Record{PK: r.PK, Modality: r.Modality, CreatedAt: r.CreatedAt, PDQQuality: r.PDQQuality}
-	if len(r.PDQRegions) > 0 && r.Modality == domain.ModalityImage {
+	if (len(r.PDQRegions) > 0 || r.PDQFramed) && r.Modality == domain.ModalityImage {
 		// Clusters link by them (rebuilds, the batch job); most photos
-		// have none.
+		// have none. A framed image without regions joins no cluster.
 		m.PDQRegions, m.PDQFramed = slices.Clone(r.PDQRegions), r.PDQFramed
 	}
 	if len(r.PostID) < len(r.PK) && r.PK[:len(r.PostID)] == r.PostID {
