@@ -136,9 +136,11 @@ type Record struct {
 	// picture inside a meme's caption band or a screenshot's frame; at most
 	// two, each followed by its canonical dihedral hashes, 32 bytes each,
 	// concatenated: encoders/neardup.Hasher.ContentHashes), by which
-	// near-duplicate clusters link a meme or a screenshot to its picture;
-	// kept by the embedded index, not returned in replies. Nil: none (most
-	// photos have no content rectangle).
+	// near-duplicate clusters link a meme or a screenshot to its picture,
+	// then, unless the image is framed, its cleaned hash (the picture with
+	// bright thin overlays such as a watermark suppressed, in a space of its
+	// own), by which a watermarked copy links to its picture; kept by the
+	// embedded index, not returned in replies. Nil: none.
 	PDQRegions []byte `json:"-"`
 	// PDQFramed: the largest content rectangle covers less than half of the
 	// image (a screenshot, a picture in a wide frame), whose whole-image

@@ -38,27 +38,30 @@ func (h *Hasher) areaHash(luma []float32, w, hh int, r image.Rectangle) (pdq.Has
 	return h.pdq.HashLuma(p.p, p.w, p.h)
 }
 
-// areaMask moves area hashes into a space of their own in the index's
-// whole-image searcher (areaSpace). Stored signatures hold area hashes
-// unmasked; only the index's tables hold them masked.
-var areaMask = func() (m pdq.Hash) {
-	for i := range m {
-		m[i] = 0x5a
-	}
-	return m
-}()
-
-// areaSpace returns h XORed with areaMask, which has 128 bits set: two
-// masked hashes lie as far apart as the hashes, while a masked and a plain
-// hash lie about 128 bits apart whatever the pictures (within 56 bits, the
-// widest whole-image search, with odds under 1e-12), so area and PDQ
-// hashes share one multi-index without meeting.
-func areaSpace(h pdq.Hash) pdq.Hash {
+// inSpace returns h with every byte XORed with b, a byte of four set bits
+// (so 128 bits in all): two hashes moved by the same b lie as far apart as
+// before, while a moved and an unmoved hash lie about 128 bits apart
+// whatever the pictures (within 56 bits, the widest whole-image search,
+// with odds under 1e-12). Hashes of different kinds then share one list
+// or one multi-index without meeting.
+func inSpace(h pdq.Hash, b byte) pdq.Hash {
 	for i := range h {
-		h[i] ^= areaMask[i]
+		h[i] ^= b
 	}
 	return h
 }
+
+// The bytes that move area hashes (in the index's whole-image searcher)
+// and cleaned hashes (in near-duplicate clusters' signatures) into spaces
+// of their own. Fixed: stored signatures depend on them.
+const (
+	areaSpaceByte    = 0x5a
+	cleanedSpaceByte = 0xa5
+)
+
+// areaSpace moves an area hash into its space in the whole-image searcher
+// (stored signatures hold area hashes as computed).
+func areaSpace(h pdq.Hash) pdq.Hash { return inSpace(h, areaSpaceByte) }
 
 // areaRef marks an area hash's ref in the whole-image searcher: entry
 // index | areaRef (an entry's PDQ hash is under the entry index itself).

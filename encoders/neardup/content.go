@@ -330,10 +330,17 @@ func refineRect(luma []float32, w, h int, r image.Rectangle, slack int) image.Re
 // Each rectangle's hash is followed by its canonical hashes when canonical
 // is set (concatenated 32 bytes a hash); a rectangle whose hash has quality
 // under minQuality is left out. An image with no content rectangle (most
-// photos) has no region hashes. Near-duplicate clusters link an image by
+// photos) has no rectangle hashes (its cleaned hash only, below).
+// Near-duplicate clusters link an image by
 // these besides its whole-image hashes, so a meme or a screenshot of a
 // picture joins the picture's cluster whichever arrived first
 // (domain.Record.PDQRegions).
+//
+// Unless the image is framed, the list ends with its cleaned hash
+// (cleanedHash, moved into a space of its own by cleanedSpace: it meets
+// only other cleaned hashes): the picture, the largest content rectangle
+// or else the whole image, with bright thin overlays such as a watermark
+// suppressed, so that a watermarked copy joins its picture's cluster.
 //
 // framed reports that the largest of those rectangles covers less than
 // half of the image (FramedShare): a screenshot, a picture in a wide
@@ -377,6 +384,20 @@ func (h *Hasher) RegionHashes(img image.Image, canonical bool, minQuality int) (
 					regions = append(regions, c[:]...)
 				}
 			}
+		}
+	}
+	if !framed {
+		// The cleaned picture (cleanedHash): a watermarked copy links
+		// with its picture by it. The picture is the largest content
+		// rectangle when there is one: a caption's lettering, cleaned,
+		// looks alike under every meme.
+		p := &plane{w: w, h: hh, p: luma}
+		if len(rects) > 0 {
+			p = p.crop(rects[0].Min.X, rects[0].Min.Y, rects[0].Max.X, rects[0].Max.Y)
+		}
+		if v, q := h.cleanedHash(p.p, p.w, p.h); q >= minQuality {
+			v = cleanedSpace(v)
+			regions = append(regions, v[:]...)
 		}
 	}
 	return regions, framed, nil

@@ -98,10 +98,10 @@ func NewPDQLinker(threshold int) (*PDQLinker, error) {
 func (l *PDQLinker) Threshold() int { return l.threshold }
 
 // maxPDQCodes is the most hashes a PDQ signature holds: the PDQ hash, two
-// canonical dihedral hashes (encoders/pdq.MaxCanonical) and the hashes of
-// two content rectangles with two canonical hashes each
+// canonical dihedral hashes (encoders/pdq.MaxCanonical), the hashes of two
+// content rectangles with two canonical hashes each and the cleaned hash
 // (domain.Record.PDQRegions).
-const maxPDQCodes = 9
+const maxPDQCodes = 10
 
 // entryStride spaces members' index entries: member id's hashes are
 // entries entryStride×id + j.

@@ -141,7 +141,7 @@ func TestPDQLinkerTwoHashes(t *testing.T) {
 	if got, _ := l.Neighbours(b, nil); len(got) != 0 || l.Len() != 1 {
 		t.Fatalf("after Remove: Neighbours %v, Len %d", got, l.Len())
 	}
-	for _, n := range []int{0, 40, 10 * 32} {
+	for _, n := range []int{0, 40, (maxPDQCodes + 1) * 32} {
 		if _, err := l.Neighbours(make([]byte, n), nil); err == nil {
 			t.Fatalf("a %d-byte signature was accepted", n)
 		}

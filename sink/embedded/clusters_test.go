@@ -812,3 +812,67 @@ func TestFramedFlatPictureJoinsNone(t *testing.T) {
 	}
 	batchAgrees(t, ix, 0)
 }
+
+// A watermark across a picture can move its whole-image hash past the
+// threshold; with ClusterOptions.Regions the copy joins the picture's
+// cluster by their cleaned hashes (encoders/neardup: the watermark's thin
+// bright strokes suppressed), without it the two stay apart.
+func TestClustersLinkWatermarks(t *testing.T) {
+	ctx := context.Background()
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	// The first picture whose watermark moves its whole-image hash past
+	// the threshold, both hashes and both cleaned hashes of quality that
+	// clusters take (smooth pictures' often are not).
+	type hashed struct {
+		v      pdq.Hash
+		cs     []pdq.Hash
+		q      int
+		rs     []byte
+		framed bool
+	}
+	hash := func(img image.Image) hashed {
+		v, cs, q, rs, framed, err := h.ContentHashes(img, true, domain.LowPDQQuality)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hashed{v, cs, q, rs, framed}
+	}
+	var pair []hashed
+	for i := range 80 {
+		img := reposts.Photo(i%len(reposts.Families), uint64(1000+i), 640, 480)
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(uint64(i), 9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := hash(img), hash(rp.Image)
+		if pdq.Distance(a.v, b.v) > DefaultClusterThreshold && min(a.q, b.q) >= domain.LowPDQQuality && len(a.rs) > 0 && len(b.rs) > 0 {
+			pair = []hashed{a, b}
+			break
+		}
+	}
+	if pair == nil {
+		t.Fatal("no watermark of the 80 pictures moved the whole-image hash of a picture clusters take; the test needs one")
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, regions := range []bool{true, false} {
+		ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1",
+			Clusters: &ClusterOptions{Dihedral: true, Regions: regions}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range pair {
+			ch := imagePost(fmt.Sprintf("w%d", i), t0.Add(time.Duration(i)*time.Minute), x.v[:], uint64(i))
+			r := &ch.Records[0]
+			r.PDQQuality, r.PDQCanonical, r.PDQRegions, r.PDQFramed = x.q, pdq.AppendHashes(nil, x.cs), x.rs, x.framed
+			mustApply(t, ix, ch)
+		}
+		a, b := clusterOf(t, ix, "w0"), clusterOf(t, ix, "w1")
+		if together := a != 0 && a == b; together != regions {
+			t.Errorf("regions %v: the picture in cluster %d, the watermarked copy in %d", regions, a, b)
+		}
+		if regions {
+			batchAgrees(t, ix, 1)
+		}
+		ix.Close()
+	}
+}
