@@ -654,46 +654,42 @@ func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]
 	return photos
 }
 
-// A brightened copy of a dark photo, whose whole-image hash moved beyond
-// PDQ's threshold and which keeps no window, is found through the
-// pixel-verified band: kind "whole" with the pixel check's figures and no
-// windows.
-func TestNearDupWholeBandReply(t *testing.T) {
-	s := newHashStack(t, false)
-	photos := indexNearDupPhotos(t, s, "clock", "coffee")
-	rp, err := reposts.Apply(photos["clock"], []reposts.Kind{reposts.Bright}, rand.New(rand.NewPCG(0, 5)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, res := neardupOnceIndexed(t, s, rp.Image)
-	if len(res.Matches) != 1 || res.Matches[0].PostID != "clock" {
-		t.Fatalf("matches %+v, want post clock", res.Matches)
-	}
-	m := res.Matches[0]
-	if m.Kind != "whole" || m.Distance == nil || *m.Distance <= neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
-		m.Pixels < neardup.MinPixelCorr || m.Detail < neardup.MinPixelDetail || m.Transform != "original" || m.Region != nil {
-		t.Errorf("match %+v (distance %v), want a pixel-verified whole-image match beyond %d", m, m.Distance, neardup.WholeDistance)
-	}
-}
-
-// A 25 % copy of a textured 256-pixel photo, whose PDQ hash moved 70 bits
-// and which no window finds, is found by its area hash: kind "area", no
-// windows, within the threshold.
-func TestNearDupAreaReply(t *testing.T) {
-	s := newHashStack(t, false)
-	photos := indexNearDupPhotos(t, s, "q0122", "coffee")
-	rp, err := reposts.Apply(photos["q0122"], []reposts.Kind{reposts.Down25}, rand.New(rand.NewPCG(1, 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, res := neardupOnceIndexed(t, s, rp.Image)
-	if len(res.Matches) != 1 || res.Matches[0].PostID != "q0122" {
-		t.Fatalf("matches %+v, want post q0122", res.Matches)
-	}
-	m := res.Matches[0]
-	if m.Kind != "area" || m.Distance == nil || *m.Distance > neardup.WholeDistance || m.Windows != 0 || m.Shown != nil ||
-		m.Transform != "original" || m.Region != nil {
-		t.Errorf("match %+v (distance %v), want an area match within %d", m, m.Distance, neardup.WholeDistance)
+// Copies whose whole-image hash moved beyond PDQ's threshold and which keep
+// no window are found without windows: a brightened copy of a dark photo
+// through the pixel-verified band (kind "whole" with the pixel check's
+// figures), a 25 % copy of a textured 256-pixel photo (its PDQ hash 70
+// bits away) by its area hash (kind "area" within the threshold).
+func TestNearDupWindowlessReplies(t *testing.T) {
+	for _, c := range []struct {
+		name, photo string
+		edit        reposts.Kind
+		seed        [2]uint64
+		check       func(m query.NearDupMatch) bool
+	}{
+		{"band", "clock", reposts.Bright, [2]uint64{0, 5}, func(m query.NearDupMatch) bool {
+			return m.Kind == "whole" && *m.Distance > neardup.WholeDistance &&
+				m.Pixels >= neardup.MinPixelCorr && m.Detail >= neardup.MinPixelDetail
+		}},
+		{"area", "q0122", reposts.Down25, [2]uint64{1, 1}, func(m query.NearDupMatch) bool {
+			return m.Kind == "area" && *m.Distance <= neardup.WholeDistance
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newHashStack(t, false)
+			photos := indexNearDupPhotos(t, s, c.photo, "coffee")
+			rp, err := reposts.Apply(photos[c.photo], []reposts.Kind{c.edit}, rand.New(rand.NewPCG(c.seed[0], c.seed[1])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, res := neardupOnceIndexed(t, s, rp.Image)
+			if len(res.Matches) != 1 || res.Matches[0].PostID != c.photo {
+				t.Fatalf("matches %+v, want post %s", res.Matches, c.photo)
+			}
+			m := res.Matches[0]
+			if m.Distance == nil || m.Windows != 0 || m.Shown != nil || m.Transform != "original" || m.Region != nil || !c.check(m) {
+				t.Errorf("match %+v (distance %v), want a %s match without windows", m, m.Distance, c.name)
+			}
+		})
 	}
 }
 
