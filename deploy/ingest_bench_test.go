@@ -39,14 +39,8 @@ import (
 //
 //	go test -run '^$' -bench IndexerMilvusVsEmbedded -benchtime 1x -timeout 60m ./deploy/
 func BenchmarkIndexerMilvusVsEmbedded(b *testing.B) {
-	n := 10000
-	if s := os.Getenv("XMODAL_BENCH_POSTS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
-	rounds := 3
-	if s := os.Getenv("XMODAL_BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
-	}
+	n := testutil.EnvInt(b, "XMODAL_BENCH_POSTS", 10000)
+	rounds := testutil.EnvInt(b, "XMODAL_BENCH_ROUNDS", 3)
 	milvusAddr := startTestMilvus(b)
 	kafka := startTestKafka(b)
 	ns, err := natsserver.Start(natsserver.Options{Listen: "127.0.0.1:0", StoreDir: b.TempDir()})

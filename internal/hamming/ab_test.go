@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestChunkingAB compares index configurations interleaved in one process
@@ -25,11 +27,11 @@ import (
 //
 //	XMODAL_HAMMING_AB_N=1000000 go test -tags bench -count=1 -run TestChunkingAB -v ./internal/hamming/
 func TestChunkingAB(t *testing.T) {
-	n := envInt("XMODAL_HAMMING_AB_N", 0)
+	n := testutil.EnvInt(t, "XMODAL_HAMMING_AB_N", 0)
 	if n == 0 {
 		t.Skip("set XMODAL_HAMMING_AB_N to compare chunkings")
 	}
-	rounds := envInt("XMODAL_HAMMING_AB_ROUNDS", 4)
+	rounds := testutil.EnvInt(t, "XMODAL_HAMMING_AB_ROUNDS", 4)
 	type config struct {
 		chunks, radius int
 		load           float64

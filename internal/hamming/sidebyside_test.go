@@ -58,10 +58,10 @@ func TestHammingSideBySide(t *testing.T) {
 	dir, err := filepath.Abs(dir)
 	must(t, err)
 	must(t, os.MkdirAll(dir, 0o755))
-	n := envInt("XMODAL_HAMMINGBENCH_N", 10_000_000)
-	nq := envInt("XMODAL_HAMMINGBENCH_Q", 2000)
-	r := envInt("XMODAL_HAMMINGBENCH_R", 31)
-	rounds := envInt("XMODAL_HAMMINGBENCH_ROUNDS", 3)
+	n := testutil.EnvInt(t, "XMODAL_HAMMINGBENCH_N", 10_000_000)
+	nq := testutil.EnvInt(t, "XMODAL_HAMMINGBENCH_Q", 2000)
+	r := testutil.EnvInt(t, "XMODAL_HAMMINGBENCH_R", 31)
+	rounds := testutil.EnvInt(t, "XMODAL_HAMMINGBENCH_ROUNDS", 3)
 	var chunkings []int
 	for _, s := range strings.Split(envStr("XMODAL_HAMMINGBENCH_CHUNKS", "0,8,16,32"), ",") {
 		m, err := strconv.Atoi(strings.TrimSpace(s))
@@ -535,15 +535,6 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func envInt(name string, def int) int {
-	if v := os.Getenv(name); v != "" {
-		if n, err := strconv.Atoi(strings.ReplaceAll(v, "_", "")); err == nil {
-			return n
-		}
-	}
-	return def
 }
 
 func envStr(name, def string) string {

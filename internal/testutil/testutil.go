@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // TB is the part of testing.TB that Unavailable uses; *testing.T and
@@ -85,4 +86,21 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// EnvInt returns the integer in environment variable name (underscores
+// allowed as digit separators: 1_000_000), or def when it is unset; a value
+// that is not an integer fails the test naming the variable. Benchmarks
+// size their runs by it.
+func EnvInt(t TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.ReplaceAll(v, "_", ""))
+	if err != nil {
+		t.Fatalf("%s=%q is not an integer", name, v)
+	}
+	return n
 }

@@ -78,3 +78,36 @@ func TestMustRepoRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEnvInt(t *testing.T) {
+	const name = "XMODAL_TESTUTIL_ENVINT"
+	for _, tc := range []struct {
+		value     string
+		set       bool
+		want      int
+		wantFatal bool
+	}{
+		{set: false, want: 7},
+		{value: "100000", set: true, want: 100000},
+		{value: "1_000_000", set: true, want: 1000000},
+		{value: "0", set: true, want: 0},
+		{value: "1e5", set: true, wantFatal: true},
+	} {
+		if tc.set {
+			t.Setenv(name, tc.value)
+		} else {
+			os.Unsetenv(name)
+		}
+		r := &recorder{TB: t}
+		got := EnvInt(r, name, 7)
+		if tc.wantFatal {
+			if !strings.Contains(r.fatal, name) {
+				t.Errorf("%q: fatal %q, want one naming %s", tc.value, r.fatal, name)
+			}
+			continue
+		}
+		if r.fatal != "" || got != tc.want {
+			t.Errorf("%q: %d (fatal %q), want %d", tc.value, got, r.fatal, tc.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // The side-by-side benchmark of docs/hashing.md (tools/bench_faiss.py runs
@@ -45,8 +46,8 @@ func TestHashBenchSideBySide(t *testing.T) {
 	dir, err := filepath.Abs(dir)
 	must(t, err)
 	must(t, os.MkdirAll(dir, 0o755))
-	n := envInt("XMODAL_HASHBENCH_N", 1_000_000)
-	nq := envInt("XMODAL_HASHBENCH_Q", 100)
+	n := testutil.EnvInt(t, "XMODAL_HASHBENCH_N", 1_000_000)
+	nq := testutil.EnvInt(t, "XMODAL_HASHBENCH_Q", 100)
 	const dim = 512
 	res := map[string]any{"n": n, "q": nq, "dim": dim, "go": runtime.Version()}
 	logf := func(format string, a ...any) {
@@ -427,13 +428,6 @@ func benchMemory(t *testing.T, dim int) map[string]any {
 	runtime.KeepAlive(ix)
 	return map[string]any{"records": n, "heap_bytes_per_record": total, "arrays": arrays,
 		"note": "heap in use after loading (Go GC'd heap; vector, code, PDQ arrays + metadata struct, strings, map entry); bbolt's file is mmapped, not heap"}
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 func must(t *testing.T, err error) {

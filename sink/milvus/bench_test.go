@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/milvus-io/milvus/client/v2/milvusclient"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/embedded"
 )
 
@@ -25,10 +25,7 @@ import (
 // built only with the bench tag (scripts/bench-record.sh milvus-100k go test
 // -tags bench -count=1 -run TestBenchMilvus -v -timeout 60m ./sink/milvus/).
 func TestBenchMilvus(t *testing.T) {
-	n := 100_000
-	if s := os.Getenv("XMODAL_BENCH_RECORDS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testutil.EnvInt(t, "XMODAL_BENCH_RECORDS", 100_000)
 	const dim, codeBits, nq, k = 512, 64, 200, 10
 	ctx := context.Background()
 	opt := testOptions(t, dim)

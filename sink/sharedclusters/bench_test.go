@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -28,10 +27,7 @@ import (
 //
 //	go test -run '^$' -bench SharedVsLocal -benchtime 1x ./sink/sharedclusters/
 func BenchmarkSharedVsLocal(b *testing.B) {
-	n := 100000
-	if s := os.Getenv("XMODAL_BENCH_POSTS"); s != "" {
-		n, _ = strconv.Atoi(s)
-	}
+	n := testutil.EnvInt(b, "XMODAL_BENCH_POSTS", 100000)
 	const round = 256
 	ps := plantedPosts(9, n/20, 10, n/2)
 	ctx := context.Background()
