@@ -20,6 +20,10 @@ type RegionMatch struct {
 	Region string `json:"region"`
 	// Rect is the region in query pixels: x0, y0, x1, y1.
 	Rect [4]int `json:"rect"`
+	// Cleaned says that the region's cleaned hash matched
+	// (neardup.QueryHash.Cleaned: bright thin overlays such as a
+	// watermark suppressed), not its plain PDQ hash.
+	Cleaned bool `json:"cleaned,omitempty"`
 }
 
 // MatchRegions matches a query image against the PDQ entries of the
@@ -28,8 +32,10 @@ type RegionMatch struct {
 // Match with Query.PDQ does, and those of each content rectangle of q
 // (neardup.Hasher.QueryRects), so that a meme or a screenshot of a banked
 // image is found although its whole-image hash is far from the entry's.
-// Banks hold whole-image PDQ hashes (from other platforms too), so the
-// query's windows (crops) cannot take part. Each entry is reported once,
+// The cleaned hash of each (QueryHash.Cleaned: a watermarked copy) is
+// matched too, reported with Cleaned. Banks hold whole-image PDQ hashes
+// (from other platforms too), so the query's windows (crops) cannot take
+// part. Each entry is reported once,
 // by its nearest region (the whole image first on ties). A content
 // rectangle flatter than neardup.DefaultMinQuality is skipped: a plain band
 // would match every plain entry.
@@ -40,16 +46,19 @@ func (s *State) MatchRegions(ctx context.Context, q *neardup.Query, banks []stri
 	type key struct{ bank, entry string }
 	best := map[key]int{}
 	var out []RegionMatch
-	for ri, r := range q.Rects {
+	for i := range 2 * len(q.Rects) {
+		// Each rectangle's plain hashes, then its cleaned hash.
+		ri, cleaned := i/2, i%2 == 1
+		r := q.Rects[ri]
 		var hs []pdq.Hash
 		quality := 0
 		for _, h := range q.Hashes {
-			if h.Kind == neardup.Whole && h.Rect == ri {
+			if h.Kind == neardup.Whole && h.Rect == ri && h.Cleaned == cleaned {
 				hs = append(hs, h.Hash)
 				quality = h.Quality
 			}
 		}
-		if len(hs) == 0 || (ri > 0 && quality < neardup.DefaultMinQuality) {
+		if len(hs) == 0 || ((ri > 0 || cleaned) && quality < neardup.DefaultMinQuality) {
 			continue
 		}
 		ms, err := s.Match(ctx, Query{PDQ: hs, Banks: banks})
@@ -61,7 +70,7 @@ func (s *State) MatchRegions(ctx context.Context, q *neardup.Query, banks []stri
 			region = "whole"
 		}
 		for _, m := range ms {
-			rm := RegionMatch{Match: m, Region: region, Rect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y}}
+			rm := RegionMatch{Match: m, Region: region, Rect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y}, Cleaned: cleaned}
 			k := key{m.Bank, m.EntryID}
 			if i, ok := best[k]; ok {
 				if *m.Distance < *out[i].Distance {

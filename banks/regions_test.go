@@ -16,7 +16,8 @@ import (
 
 // A meme (caption band) and a screenshot of a banked photo match its PDQ
 // entry through a content rectangle, which Match with the whole image's
-// hashes misses; the photo itself matches as a whole; another photo
+// hashes misses; the photo itself matches as a whole; a watermarked copy
+// of a generated picture matches by its cleaned hash; another photo
 // matches nothing.
 func TestMatchRegions(t *testing.T) {
 	root, err := testutil.RepoRoot()
@@ -73,6 +74,29 @@ func TestMatchRegions(t *testing.T) {
 			}
 		})
 	}
+	// A watermark across a smooth generated landscape moves its PDQ hash
+	// 42 bits; the query's cleaned hash lies 16 bits from the entry.
+	pic := reposts.Photo(0, 1000, 640, 480)
+	ph0, _ := ph.Hash(pic)
+	mustApply(t, s, addOp("memes", Entry{Type: SignalPDQ, Value: ph0.String()}))
+	rp, err := reposts.Apply(pic, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(0, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wq, err := nh.QueryRects(rp.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole := mustMatch(t, s, Query{PDQ: hashesOf(wq, 0)}); len(whole) != 0 {
+		t.Errorf("watermark: the whole image's plain hashes matched (the test shows nothing): %+v", whole)
+	}
+	ms, err := s.MatchRegions(context.Background(), wq, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Signal != ph0.String() || ms[0].Region != "whole" || !ms[0].Cleaned || *ms[0].Distance > 31 {
+		t.Errorf("watermark: got %+v, want the picture by its cleaned hash", ms)
+	}
 	other, err := nh.QueryRects(load("chelsea.jpg"))
 	if err != nil {
 		t.Fatal(err)
@@ -85,11 +109,11 @@ func TestMatchRegions(t *testing.T) {
 	}
 }
 
-// hashesOf is the whole-image hashes of region ri of q.
+// hashesOf is the plain whole-image hashes of region ri of q.
 func hashesOf(q *neardup.Query, ri int) []pdq.Hash {
 	var hs []pdq.Hash
 	for _, h := range q.Hashes {
-		if h.Kind == neardup.Whole && h.Rect == ri {
+		if h.Kind == neardup.Whole && h.Rect == ri && !h.Cleaned {
 			hs = append(hs, h.Hash)
 		}
 	}

@@ -94,6 +94,11 @@ type WindowMatch struct {
 	// 64 grid: encoders/neardup's Kind Area) within the PDQ threshold of
 	// the original's: a downscaled copy whose PDQ hash moved. No windows.
 	Area bool
+	// Cleaned marks a match by the cleaned hash of the query rectangle
+	// (bright thin overlays such as a watermark suppressed:
+	// encoders/neardup's Kind Cleaned) within the PDQ threshold of the
+	// original's cleaned hash: a watermarked copy. No windows.
+	Cleaned bool
 }
 
 // NearDupSearcher answers near-duplicate queries. Results are sorted by

@@ -271,6 +271,9 @@ type MatchResponse struct {
 type BankMatch struct {
 	banks.Match
 	Region []int `json:"region,omitempty"`
+	// Cleaned: the query's cleaned hash matched (a watermarked copy;
+	// banks.RegionMatch).
+	Cleaned bool `json:"cleaned,omitempty"`
 }
 
 // bankErr maps the banks errors to codes: malformed input 400, a signal
@@ -893,15 +896,18 @@ func pdqBanks(st *banks.State, only []string) bool {
 // picture cut from a caption band, a frame or borders by encoders/neardup,
 // as xmodal.v1.neardup does) against the PDQ entries of the banks, and
 // returns the entries that whole is missing: a meme or a screenshot of a
-// banked image, whose whole-image hash is far from the entry's. An image
-// under neardup's size floor (nq nil) has no rectangles and adds nothing.
+// banked image, whose whole-image hash is far from the entry's, and, by
+// the cleaned hashes of the whole image and of the rectangles, a
+// watermarked copy. An image under neardup's size floor (nq nil) has no
+// rectangles and adds nothing.
 func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []string, whole []banks.Match) ([]BankMatch, error) {
-	if nq == nil || len(nq.Rects) < 2 {
+	if nq == nil {
 		return nil, nil
 	}
-	// The whole image (rectangle 0) was matched with the rest of the query.
+	// The whole image's plain hashes (rectangle 0) were matched with the
+	// rest of the query; its cleaned hash was not.
 	content := *nq
-	content.Hashes = slices.DeleteFunc(slices.Clone(nq.Hashes), func(h neardup.QueryHash) bool { return h.Rect == 0 })
+	content.Hashes = slices.DeleteFunc(slices.Clone(nq.Hashes), func(h neardup.QueryHash) bool { return h.Rect == 0 && !h.Cleaned })
 	if len(content.Hashes) == 0 {
 		return nil, nil
 	}
@@ -919,7 +925,11 @@ func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []
 		if seen[key{rm.Bank, rm.EntryID}] {
 			continue
 		}
-		out = append(out, BankMatch{Match: rm.Match, Region: rm.Rect[:]})
+		m := BankMatch{Match: rm.Match, Cleaned: rm.Cleaned}
+		if rm.Region != "whole" {
+			m.Region = rm.Rect[:]
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

@@ -495,6 +495,44 @@ func TestBankMatchContentRegion(t *testing.T) {
 	}
 }
 
+// A watermark across a smooth generated landscape moves its whole-image
+// PDQ hash past the bound; xmodal.v1.match finds the banked picture by the
+// query's cleaned hash and says so ("cleaned", no region).
+func TestBankMatchWatermark(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	var ch query.BankChangeResponse
+	if err := s.cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "pictures", Action: banks.ActionReview}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	pic := reposts.Photo(0, 1000, 640, 480)
+	encode := func(img image.Image) []byte {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "pictures", Image: encode(pic)}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := reposts.Apply(pic, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(0, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := pdq.FromImage(pic)
+	if b, _ := pdq.FromImage(rp.Image); pdq.Distance(a, b) <= 31 {
+		t.Fatal("the watermarked copy is within PDQ's bound; the test shows nothing")
+	}
+	var mr query.MatchResponse
+	if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: encode(rp.Image)}, &mr); err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Matches) != 1 || mr.Matches[0].SignalType != banks.SignalPDQ || !mr.Matches[0].Cleaned || mr.Matches[0].Region != nil || *mr.Matches[0].Distance > 31 {
+		t.Errorf("matches %+v, want the picture's PDQ entry by the cleaned hash", mr.Matches)
+	}
+}
+
 // Hostile image queries against a bank of photos' PDQ entries: plain white
 // and black pictures, an 8 x 8 image, a picture that is all caption band
 // and a text-only picture answer with no match (and no error), whole or

@@ -81,6 +81,10 @@ type NearDupRequest struct {
 // (docs/neardup.md), and Distance the best window's). "area": the area
 // hash of the query (or of the content rectangle Region) lies within the
 // threshold of the indexed image's (a downscaled copy; encoders/neardup).
+// "cleaned": the PDQ hash of the query (or of the content rectangle Region)
+// with bright thin overlays suppressed lies within the threshold of the
+// indexed image's PDQ hash or, on the embedded index with windows, of its
+// cleaned hash (a watermarked copy; encoders/neardup).
 type NearDupMatch struct {
 	domain.Hit
 	Kind      string    `json:"kind"`
@@ -243,6 +247,9 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 				m.Kind = "region"
 				m.Region = []int{qr.rect.Min.X, qr.rect.Min.Y, qr.rect.Max.X, qr.rect.Max.Y}
 			}
+			if qr.cleaned {
+				m.Kind = "cleaned"
+			}
 		}
 		seen[h.PK] = true
 		res.Matches = append(res.Matches, m)
@@ -271,6 +278,10 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 			// The area hash of the query (or of a content rectangle,
 			// Region set below) within the threshold of the original's.
 			m.Kind, m.Windows, m.Visible, m.Shown = "area", 0, 0, nil
+		case w.Cleaned:
+			// The cleaned hash of the query (or of a content
+			// rectangle) within the threshold of the original's.
+			m.Kind, m.Windows, m.Visible, m.Shown = "cleaned", 0, 0, nil
 		}
 		if !r.Thumbnails {
 			m.Thumbnail = nil
@@ -289,6 +300,7 @@ type queryRect struct {
 	rect      image.Rectangle
 	whole     bool
 	transform pdq.Dihedral
+	cleaned   bool // the rectangle's cleaned hash (neardup.QueryHash.Cleaned)
 }
 
 // imageQueryHashes returns the hashes an image query matches with: the
@@ -296,7 +308,8 @@ type queryRect struct {
 // that encoders/neardup cuts out of it (the picture inside a meme's
 // caption band, an app's or a browser's frame, borders), the eight
 // variants of that rectangle's PDQ hash, which match the indexed whole
-// image. Rectangles too flat to trust (PDQ quality under
+// image, and the cleaned hash of the whole image and of each rectangle
+// (upright: a watermarked copy). Rectangles too flat to trust (PDQ quality under
 // neardup.DefaultMinQuality) are left out. An image under neardup's size
 // floor gets its whole-image variants only.
 func imageQueryHashes(img image.Image, windows bool) (hashes [][]byte, rects []queryRect, hex string, quality *int, wq *neardup.Query) {
@@ -321,14 +334,14 @@ func imageQueryHashes(img image.Image, windows bool) (hashes [][]byte, rects []q
 		if h.Kind != neardup.Whole {
 			continue
 		}
-		if h.Rect == 0 && h.Transform == pdq.Original {
+		if h.Rect == 0 && h.Transform == pdq.Original && !h.Cleaned {
 			hex, quality = h.Hash.String(), &h.Quality
 		}
-		if h.Rect > 0 && h.Quality < neardup.DefaultMinQuality {
+		if (h.Rect > 0 || h.Cleaned) && h.Quality < neardup.DefaultMinQuality {
 			continue
 		}
 		hashes = append(hashes, h.Hash[:])
-		rects = append(rects, queryRect{rect: q.Rects[h.Rect], whole: h.Rect == 0, transform: h.Transform})
+		rects = append(rects, queryRect{rect: q.Rects[h.Rect], whole: h.Rect == 0, transform: h.Transform, cleaned: h.Cleaned})
 	}
 	if windows {
 		wq = q

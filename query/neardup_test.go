@@ -623,16 +623,20 @@ func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]
 	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	photos := map[string]image.Image{}
 	for i, name := range names {
-		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
-		if errors.Is(err, fs.ErrNotExist) { // a labelme photo of the ThreatExchange set
-			b, err = os.ReadFile(filepath.Join("../testdata/pdq/images/labelme-subset", name+".jpg"))
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := decode(b)
-		if err != nil {
-			t.Fatal(err)
+		var img image.Image
+		if fam, seed, ok := genName(name); ok { // a generated picture (eval/reposts)
+			img = reposts.Photo(fam, seed, 640, 480)
+		} else {
+			b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
+			if errors.Is(err, fs.ErrNotExist) { // a labelme photo of the ThreatExchange set
+				b, err = os.ReadFile(filepath.Join("../testdata/pdq/images/labelme-subset", name+".jpg"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img, err = decode(b); err != nil {
+				t.Fatal(err)
+			}
 		}
 		photos[name] = img
 		vs, err := s.model.EmbedImages(ctx, []image.Image{img})
@@ -658,7 +662,9 @@ func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]
 // no window are found without windows: a brightened copy of a dark photo
 // through the pixel-verified band (kind "whole" with the pixel check's
 // figures), a 25 % copy of a textured 256-pixel photo (its PDQ hash 70
-// bits away) by its area hash (kind "area" within the threshold).
+// bits away) by its area hash (kind "area" within the threshold), and
+// watermarked copies of generated pictures by their cleaned hashes (kind
+// "cleaned").
 func TestNearDupWindowlessReplies(t *testing.T) {
 	for _, c := range []struct {
 		name, photo string
@@ -672,6 +678,17 @@ func TestNearDupWindowlessReplies(t *testing.T) {
 		}},
 		{"area", "q0122", reposts.Down25, [2]uint64{1, 1}, func(m query.NearDupMatch) bool {
 			return m.Kind == "area" && *m.Distance <= neardup.WholeDistance
+		}},
+		// A watermark across a smooth generated landscape: the cleaned
+		// hash of the copy lies near the picture's PDQ hash (found with
+		// the whole-image matches) ...
+		{"cleaned/pdq", "gen-0-1000", reposts.Watermark, [2]uint64{0, 9}, func(m query.NearDupMatch) bool {
+			return m.Kind == "cleaned" && *m.Distance <= neardup.WholeDistance
+		}},
+		// ... or near its cleaned hash only
+		// (found with the window matches).
+		{"cleaned/stored", "gen-3-1053", reposts.Watermark, [2]uint64{53, 9}, func(m query.NearDupMatch) bool {
+			return m.Kind == "cleaned" && *m.Distance <= neardup.WholeDistance
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -691,6 +708,12 @@ func TestNearDupWindowlessReplies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// genName reads a generated picture's name, gen-FAMILY-SEED.
+func genName(name string) (fam int, seed uint64, ok bool) {
+	_, err := fmt.Sscanf(name, "gen-%d-%d", &fam, &seed)
+	return fam, seed, err == nil
 }
 
 // neardupOnceIndexed sends img (as PNG) to xmodal.v1.neardup until it

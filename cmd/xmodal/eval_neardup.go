@@ -133,7 +133,7 @@ indexed), and every image in --distractor-photos.`,
 	f.BoolVar(&opt.ExactLookup, "exact-lookup", false, "search the window search's first stage exactly within 19 bits instead of the default approximate probe within 24 (image.neardup_exact_lookup)")
 	f.IntVar(&opt.SeedWindows, "seed-windows", 0, "query windows per plane that seed the window search (image.neardup_seed_windows; 0: all)")
 	f.IntVar(&opt.WholeBand, "whole-band", 0, "reach in bits of the pixel-verified whole-image match (image.neardup_whole_band; 0: the default, 56; -1: off)")
-	f.StringVar(&opt.SaveMisses, "save-misses", "", "write every missed re-post query and its original as PNG files into this directory (it must exist)")
+	f.StringVar(&opt.SaveMisses, "save-misses", "", "write every missed re-post query and its original as PNG files into this directory (created when missing)")
 	f.BoolVar(&opt.LogMisses, "log-misses", false, "print every re-post query whose best match is not its original (which original, what came first instead) to stderr")
 	f.StringSliceVar(&kinds, "kinds", nil, fmt.Sprintf("edit lists to query (names joined by +; default every single edit and combination): %s", strings.Join(kindNames(), ", ")))
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")

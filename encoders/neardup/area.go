@@ -52,8 +52,8 @@ func inSpace(h pdq.Hash, b byte) pdq.Hash {
 }
 
 // The bytes that move area hashes (in the index's whole-image searcher)
-// and cleaned hashes (in near-duplicate clusters' signatures) into spaces
-// of their own. Fixed: stored signatures depend on them.
+// and cleaned hashes (there, and in near-duplicate clusters' signatures)
+// into spaces of their own. Fixed: stored signatures depend on them.
 const (
 	areaSpaceByte    = 0x5a
 	cleanedSpaceByte = 0xa5
@@ -66,3 +66,6 @@ func areaSpace(h pdq.Hash) pdq.Hash { return inSpace(h, areaSpaceByte) }
 // areaRef marks an area hash's ref in the whole-image searcher: entry
 // index | areaRef (an entry's PDQ hash is under the entry index itself).
 const areaRef = 1 << 31
+
+// cleanedRef marks a cleaned hash's ref there in the same way (clean.go).
+const cleanedRef = 1 << 30

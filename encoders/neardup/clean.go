@@ -1,6 +1,7 @@
 package neardup
 
 import (
+	"image"
 	"math"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
@@ -38,6 +39,15 @@ func (h *Hasher) cleanedHash(luma []float32, w, hh int) (pdq.Hash, int) {
 	return h.pdq.HashLuma(p.p, p.w, p.h)
 }
 
+// cleanedRect is cleanedHash of the rectangle r of a w x hh luma plane.
+func (h *Hasher) cleanedRect(luma []float32, w, hh int, r image.Rectangle) (pdq.Hash, int) {
+	p := &plane{w: w, h: hh, p: luma}
+	if r != image.Rect(0, 0, w, hh) {
+		p = p.crop(r.Min.X, r.Min.Y, r.Max.X, r.Max.Y)
+	}
+	return h.cleanedHash(p.p, p.w, p.h)
+}
+
 // cleanedSpace moves a cleaned hash into a space of its own (inSpace), so
 // that, in a list of hashes compared each with each (the hashes a
 // near-duplicate cluster member links by), it lies within a threshold of
@@ -58,15 +68,25 @@ func (h *Hasher) cleanPlane(luma []float32, w, hh int) *plane {
 		p = resampleArea(luma, w, hh, pw, ph)
 	}
 	k := max(3, int(math.Round(float64(min(p.w, p.h))*cleanFrac))|1)
+	if h.useFast() {
+		cleanC(h.fs.avx2, p, k, cleanLift)
+		return p
+	}
+	// The opening: erosion (minimum over k x k), then dilation, the
+	// maximum, done as the minimum of the negated plane, negated.
+	var sc morphScratch
 	open := make([]float32, len(p.p))
 	tmp := make([]float32, len(p.p))
-	morph(p.p, tmp, p.w, p.h, k, true, false)
-	morph(tmp, open, p.w, p.h, k, false, false)
-	morph(open, tmp, p.w, p.h, k, true, true)
-	morph(tmp, open, p.w, p.h, k, false, true)
+	sc.erode(p.p, tmp, p.w, p.h, k, true)
+	sc.erode(tmp, open, p.w, p.h, k, false)
+	for i, v := range open {
+		open[i] = -v
+	}
+	sc.erode(open, tmp, p.w, p.h, k, true)
+	sc.erode(tmp, open, p.w, p.h, k, false)
 	for i, v := range p.p {
-		if v-open[i] > cleanLift {
-			p.p[i] = open[i]
+		if o := -open[i]; v-o > cleanLift {
+			p.p[i] = o
 		}
 	}
 	return p
@@ -80,6 +100,7 @@ func (h *Hasher) cleanPlane(luma []float32, w, hh int) *plane {
 // minimum of the negated plane, negated. Columns are done a row at a time
 // (whole rows of running minima), as the plane lies in memory.
 func morph(in, out []float32, w, h, k int, horiz, isMax bool) {
+	var sc morphScratch
 	src := in
 	if isMax {
 		src = make([]float32, len(in))
@@ -87,11 +108,7 @@ func morph(in, out []float32, w, h, k int, horiz, isMax bool) {
 			src[i] = -v
 		}
 	}
-	if horiz {
-		erodeRows(src, out, w, h, k/2)
-	} else {
-		erodeCols(src, out, w, h, k/2)
-	}
+	sc.erode(src, out, w, h, k, horiz)
 	if isMax {
 		for i, v := range out {
 			out[i] = -v
@@ -99,16 +116,27 @@ func morph(in, out []float32, w, h, k int, horiz, isMax bool) {
 	}
 }
 
+// morphScratch holds the running minima of erode, reused from call to
+// call.
+type morphScratch struct{ fwd, bwd, line []float32 }
+
+// erode is morph's minimum along rows (horiz) or columns.
+func (sc *morphScratch) erode(in, out []float32, w, h, k int, horiz bool) {
+	if horiz {
+		sc.erodeRows(in, out, w, h, k/2)
+	} else {
+		sc.erodeCols(in, out, w, h, k/2)
+	}
+}
+
 // erodeRows is morph's minimum along each row over [x-r, x+r].
-func erodeRows(in, out []float32, w, h, r int) {
+func (sc *morphScratch) erodeRows(in, out []float32, w, h, r int) {
 	k := 2*r + 1
 	// Each row is padded with r values of +Inf on each side, so that
 	// every window spans k values and so covers at most two blocks: pixel
 	// x's window is [x, x+2r] of the padded row.
 	m := w + 2*r
-	line := make([]float32, m)
-	fwd := make([]float32, m)
-	bwd := make([]float32, m)
+	line, fwd, bwd := grow(&sc.line, m), grow(&sc.fwd, m), grow(&sc.bwd, m)
 	inf := float32(math.Inf(1))
 	for i := range r {
 		line[i], line[m-1-i] = inf, inf
@@ -127,8 +155,9 @@ func erodeRows(in, out []float32, w, h, r int) {
 			}
 		}
 		o := out[y*w : (y+1)*w]
+		b, f := bwd[:len(o)], fwd[2*r:2*r+len(o)]
 		for x := range o {
-			o[x] = min(bwd[x], fwd[x+2*r])
+			o[x] = min(b[x], f[x])
 		}
 	}
 }
@@ -136,11 +165,10 @@ func erodeRows(in, out []float32, w, h, r int) {
 // erodeCols is morph's minimum along each column over [y-r, y+r], by
 // whole rows: the running minima of blocks of k rows, from the top and
 // from the bottom, then each output row the minimum of two of them.
-func erodeCols(in, out []float32, w, h, r int) {
+func (sc *morphScratch) erodeCols(in, out []float32, w, h, r int) {
 	k := 2*r + 1
 	m := h + 2*r // rows, padded with r rows of +Inf above and below
-	fwd := make([]float32, m*w)
-	bwd := make([]float32, m*w)
+	fwd, bwd := grow(&sc.fwd, m*w), grow(&sc.bwd, m*w)
 	inf := float32(math.Inf(1))
 	row := func(y int) []float32 { // padded row y of the input
 		return in[(y-r)*w : (y-r+1)*w]
@@ -160,6 +188,7 @@ func erodeCols(in, out []float32, w, h, r int) {
 		for j := i + 1; j < end; j++ {
 			prev, cur := fwd[(j-1)*w:j*w], fwd[j*w:(j+1)*w]
 			fill(cur, j)
+			prev = prev[:len(cur)]
 			for x := range cur {
 				cur[x] = min(cur[x], prev[x])
 			}
@@ -168,13 +197,15 @@ func erodeCols(in, out []float32, w, h, r int) {
 		for j := end - 2; j >= i; j-- {
 			next, cur := bwd[(j+1)*w:(j+2)*w], bwd[j*w:(j+1)*w]
 			fill(cur, j)
+			next = next[:len(cur)]
 			for x := range cur {
 				cur[x] = min(cur[x], next[x])
 			}
 		}
 	}
 	for y := range h {
-		b, f, o := bwd[y*w:(y+1)*w], fwd[(y+2*r)*w:(y+2*r+1)*w], out[y*w:(y+1)*w]
+		o := out[y*w : (y+1)*w]
+		b, f := bwd[y*w:y*w+len(o)], fwd[(y+2*r)*w:(y+2*r)*w+len(o)]
 		for x := range o {
 			o[x] = min(b[x], f[x])
 		}

@@ -3,6 +3,7 @@ package neardup
 import (
 	"image"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
@@ -136,5 +137,81 @@ func TestCleanedSpace(t *testing.T) {
 		if d := pdq.Distance(cleanedSpace(a), a); d != 128 {
 			t.Fatalf("a masked hash lies %d bits from itself unmasked, want 128", d)
 		}
+	}
+}
+
+// TestCleanedQueryFindsWatermarks: a watermarked copy of a generated
+// picture whose whole-image hash moved beyond WholeDistance is found by the
+// query's cleaned hash (Kind Cleaned), against the picture's cleaned hash
+// when the index holds one, and, less often, against its plain PDQ hash
+// alone (as banks and Milvus hold it: cleaning the original moves its own
+// hash too, 16-62 bits here). Without the query's cleaned hashes it is not
+// found, and no copy is found as another picture.
+func TestCleanedQueryFindsWatermarks(t *testing.T) {
+	hs := NewHasher(Options{PDQMaxSide: -1})
+	const n = 40
+	type pair struct {
+		orig []RegionHash
+		copy image.Image
+	}
+	var pairs []pair
+	for i := range n {
+		img := reposts.Photo(i%len(reposts.Families), uint64(1000+i), 640, 480)
+		sig, err := hs.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(uint64(i), 9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, pair{sig, rp.Image})
+	}
+	for _, c := range []struct {
+		name     string
+		kinds    []Kind // of each original's signature, indexed
+		minShare float64
+	}{
+		{"cleaned hashes indexed", []Kind{Whole, Cleaned}, 1},
+		{"PDQ hashes only", []Kind{Whole}, 0.3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ix := NewIndex()
+			for i, p := range pairs {
+				ix.Add(int64(i), 640, 480, slices.DeleteFunc(slices.Clone(p.orig), func(r RegionHash) bool { return !slices.Contains(c.kinds, r.Kind) }))
+			}
+			var moved, found int
+			for i, p := range pairs {
+				q, err := hs.QueryRects(p.copy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.ContainsFunc(q.Hashes, func(h QueryHash) bool { return h.Cleaned && h.Kind == Whole && h.Transform == pdq.Original }) {
+					t.Fatalf("copy %d: the query has no cleaned hash", i)
+				}
+				plain := *q
+				plain.Hashes = slices.DeleteFunc(slices.Clone(q.Hashes), func(h QueryHash) bool { return h.Cleaned })
+				ms := ix.Search(q, SearchOptions{})
+				for _, m := range ms {
+					if m.ID != int64(i) {
+						t.Errorf("copy %d found as picture %d (%+v)", i, m.ID, m)
+					}
+				}
+				if len(ix.Search(&plain, SearchOptions{})) > 0 {
+					continue
+				}
+				moved++
+				if len(ms) > 0 {
+					if ms[0].Kind != Cleaned || ms[0].Distance > WholeDistance {
+						t.Errorf("copy %d: found as %+v, want a cleaned match", i, ms[0])
+					}
+					found++
+				}
+			}
+			t.Logf("%d of %d watermarked copies not found by their plain hashes; %d of them found by the cleaned hash", moved, n, found)
+			if moved == 0 || float64(found) < c.minShare*float64(moved) {
+				t.Errorf("the cleaned hash found %d of %d copies that the plain hashes missed, want %.0f %%", found, moved, 100*c.minShare)
+			}
+		})
 	}
 }

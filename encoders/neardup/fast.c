@@ -879,3 +879,111 @@ void nd_flat_lines(const float *p, int stride, int x0, int y0, int x1, int y1, i
 		flat[x] = (unsigned char)(hist[x * 66 + 65] <= allowed);
 	}
 }
+
+// The cleaned plane's opening (clean.go): grey-level erosion then dilation
+// with a square of 2*r+1 pixels, the window clipped at the borders, by van
+// Herk's and Gil and Werman's running extremes over blocks of 2*r+1, then
+// every pixel the opening lowers by more than lift takes the opened value.
+// Minima and maxima are exact, so the plane is the Go code's bit for bit
+// (the planes hold no NaN and no negative zero). Columns run a whole row
+// at a time (vectorised across the row).
+static inline float nd_mn(float a, float b) { return b < a ? b : a; }
+static inline float nd_mx(float a, float b) { return b > a ? b : a; }
+
+#define ND_COLS_PASS(NAME, OP, PAD)                                                                  \
+	static inline void NAME(const float *in, float *out, int w, int h, int r, float *fwd, float *bwd) { \
+		int k = 2 * r + 1, m = h + 2 * r;                                                            \
+		for (int i = 0; i < m; i += k) {                                                             \
+			int end = i + k < m ? i + k : m;                                                         \
+			for (int j = i; j < end; j++) {                                                          \
+				float *cur = fwd + (size_t)j * w;                                                    \
+				const float *src = (j < r || j >= r + h) ? 0 : in + (size_t)(j - r) * w;             \
+				if (j == i) {                                                                        \
+					for (int x = 0; x < w; x++) cur[x] = src ? src[x] : PAD;                         \
+				} else {                                                                             \
+					const float *prev = cur - w;                                                     \
+					if (src) {                                                                       \
+						for (int x = 0; x < w; x++) cur[x] = OP(prev[x], src[x]);                    \
+					} else {                                                                         \
+						for (int x = 0; x < w; x++) cur[x] = OP(prev[x], PAD);                       \
+					}                                                                                \
+				}                                                                                    \
+			}                                                                                        \
+			for (int j = end - 1; j >= i; j--) {                                                     \
+				float *cur = bwd + (size_t)j * w;                                                    \
+				const float *src = (j < r || j >= r + h) ? 0 : in + (size_t)(j - r) * w;             \
+				if (j == end - 1) {                                                                  \
+					for (int x = 0; x < w; x++) cur[x] = src ? src[x] : PAD;                         \
+				} else {                                                                             \
+					const float *next = cur + w;                                                     \
+					if (src) {                                                                       \
+						for (int x = 0; x < w; x++) cur[x] = OP(next[x], src[x]);                    \
+					} else {                                                                         \
+						for (int x = 0; x < w; x++) cur[x] = OP(next[x], PAD);                       \
+					}                                                                                \
+				}                                                                                    \
+			}                                                                                        \
+		}                                                                                            \
+		for (int y = 0; y < h; y++) {                                                                \
+			const float *b = bwd + (size_t)y * w, *f = fwd + (size_t)(y + 2 * r) * w;                \
+			float *o = out + (size_t)y * w;                                                          \
+			for (int x = 0; x < w; x++) o[x] = OP(b[x], f[x]);                                       \
+		}                                                                                            \
+	}
+
+ND_COLS_PASS(erode_cols, nd_mn, INFINITY)
+ND_COLS_PASS(dilate_cols, nd_mx, -INFINITY)
+
+// transpose writes the w x h plane in to out as an h x w one, in tiles.
+static inline void transpose(const float *in, float *out, int w, int h) {
+	for (int y0 = 0; y0 < h; y0 += 16) {
+		for (int x0 = 0; x0 < w; x0 += 16) {
+			int y1 = y0 + 16 < h ? y0 + 16 : h, x1 = x0 + 16 < w ? x0 + 16 : w;
+			for (int y = y0; y < y1; y++) {
+				for (int x = x0; x < x1; x++) out[(size_t)x * h + y] = in[(size_t)y * w + x];
+			}
+		}
+	}
+}
+
+// clean_body runs the row passes as column passes of the transposed plane
+// (erosion and dilation are each separable, and a square's two passes
+// commute): columns, transpose, rows (erode then dilate), transpose,
+// columns.
+static inline void clean_body(float *p, int w, int h, int r, float lift, float *a, float *b, float *fwd,
+	float *bwd) {
+	erode_cols(p, a, w, h, r, fwd, bwd);
+	transpose(a, b, w, h);
+	erode_cols(b, a, h, w, r, fwd, bwd);
+	dilate_cols(a, b, h, w, r, fwd, bwd);
+	transpose(b, a, h, w);
+	dilate_cols(a, b, w, h, r, fwd, bwd);
+	size_t n = (size_t)w * h;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] - b[i] > lift) p[i] = b[i];
+	}
+}
+
+#ifdef ND_AVX2
+__attribute__((target("avx2"))) static void clean_avx2(float *p, int w, int h, int r, float lift, float *a,
+	float *b, float *fwd, float *bwd) {
+	clean_body(p, w, h, r, lift, a, b, fwd, bwd);
+}
+#endif
+static void clean_base(float *p, int w, int h, int r, float lift, float *a, float *b, float *fwd, float *bwd) {
+	clean_body(p, w, h, r, lift, a, b, fwd, bwd);
+}
+
+// nd_clean is cleanPlane's opening and replacement, in place on p (w x h):
+// a and b hold w*h floats, fwd and bwd each the larger of (h+2*r)*w and
+// (w+2*r)*h.
+void nd_clean(int avx2, float *p, int w, int h, int r, float lift, float *a, float *b, float *fwd, float *bwd) {
+#ifdef ND_AVX2
+	if (avx2) {
+		clean_avx2(p, w, h, r, lift, a, b, fwd, bwd);
+		return;
+	}
+#endif
+	(void)avx2;
+	clean_base(p, w, h, r, lift, a, b, fwd, bwd);
+}

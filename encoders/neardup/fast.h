@@ -29,4 +29,6 @@ void nd_luma_ycbcr(int avx2, const unsigned char *ys, const unsigned char *cb, c
 void nd_flat_lines(const float *p, int stride, int x0, int y0, int x1, int y1, int horiz, int *hist,
 	unsigned char *flat);
 
+void nd_clean(int avx2, float *p, int w, int h, int r, float lift, float *a, float *b, float *fwd, float *bwd);
+
 #endif

@@ -103,6 +103,17 @@ func resampleC(avx2 bool, src []float32, w, h, dw, dh int, yw, xw flatWeights, t
 		C.int(maxn), fptr(wv), iptr(iv), fptr(tmp), fptr(dst))
 }
 
+// cleanC is cleanPlane's opening and replacement in place on p.p (the
+// square's side k odd).
+func cleanC(avx2 bool, p *plane, k int, lift float32) {
+	w, h, r := p.w, p.h, k/2
+	_ = p.p[w*h-1]
+	a, b := make([]float32, w*h), make([]float32, w*h)
+	n := max((h+2*r)*w, (w+2*r)*h)
+	fwd, bwd := make([]float32, n), make([]float32, n)
+	C.nd_clean(cint(avx2), fptr(p.p), C.int(w), C.int(h), C.int(r), C.float(lift), fptr(a), fptr(b), fptr(fwd), fptr(bwd))
+}
+
 // canonSumsC is canonSums (windowC computes the same; the tests call this
 // one on its own).
 func canonSumsC(buf []float32) (sx, sy, dev float64) {

@@ -42,3 +42,7 @@ func flatLinesC(*plane, image.Rectangle, bool, []int32, []bool) {
 func resampleC(bool, []float32, int, int, int, int, flatWeights, flatWeights, []float32, []float32) {
 	panic("neardup: no C kernels")
 }
+
+func cleanC(bool, *plane, int, float32) {
+	panic("neardup: no C kernels")
+}

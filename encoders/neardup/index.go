@@ -97,6 +97,7 @@ type entry struct {
 	patch    []byte // nil: no pixel check (windows stored before patches)
 	hasWhole bool
 	hasArea  bool // an area hash under ref index|areaRef
+	hasClean bool // a cleaned hash under ref index|cleanedRef
 	dead     bool // removed: skipped by searches
 }
 
@@ -207,19 +208,24 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	e.winBase = uint32(len(ix.winRef))
 	var whole []pdq.Hash
 	var wins []pdq.Hash
-	var area *pdq.Hash
+	var area, cleaned *pdq.Hash
 	for _, r := range sig {
 		switch r.Kind {
 		case Whole:
 			e.quality = uint8(min(max(r.Quality, 0), 100))
 			whole = append(whole, r.Hash)
 		case Area:
-			if ei < areaRef { // (two billion images: refs run out)
+			if ei < cleanedRef { // (a billion images: refs run out)
 				h := areaSpace(r.Hash)
 				area = &h
 			}
 			if len(whole) == 0 { // the PDQ hash's quality, when it has one
 				e.quality = uint8(min(max(r.Quality, 0), 100))
+			}
+		case Cleaned:
+			if ei < cleanedRef {
+				h := cleanedSpace(r.Hash)
+				cleaned = &h
 			}
 		case Window:
 			ix.winRef = append(ix.winRef, uint64(ei)<<16|uint64(len(e.wins)))
@@ -233,6 +239,7 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	}
 	e.hasWhole = len(whole) > 0
 	e.hasArea = area != nil
+	e.hasClean = cleaned != nil
 	ix.entries = append(ix.entries, e)
 	if ix.byID == nil {
 		ix.byID = map[int64]uint32{}
@@ -248,6 +255,9 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 	}
 	if area != nil {
 		ix.whole.Insert(ei|areaRef, *area)
+	}
+	if cleaned != nil {
+		ix.whole.Insert(ei|cleanedRef, *cleaned)
 	}
 	for k, hh := range wins {
 		ix.windows.Insert(e.winBase+uint32(k), hh)
@@ -292,7 +302,7 @@ func (ix *Index) remove(id int64) bool {
 	e := &ix.entries[ei]
 	e.dead = true
 	ix.live--
-	base, n, whole, area := e.winBase, len(e.wins), e.hasWhole, e.hasArea
+	base, n, whole, area, cleaned := e.winBase, len(e.wins), e.hasWhole, e.hasArea, e.hasClean
 	conc := ix.concurrent()
 	if conc {
 		ix.mu.Unlock()
@@ -302,6 +312,9 @@ func (ix *Index) remove(id int64) bool {
 	}
 	if r, ok := ix.whole.(remover); ok && area {
 		r.Remove(ei | areaRef)
+	}
+	if r, ok := ix.whole.(remover); ok && cleaned {
+		r.Remove(ei | cleanedRef)
 	}
 	if r, ok := ix.windows.(remover); ok {
 		for k := range n {
@@ -355,7 +368,10 @@ type Match struct {
 	// within WholeDistance, or within the band beyond it with the pixel
 	// check: see WholeBandDistance), Area (the area hash of the query or of
 	// a content rectangle within WholeDistance of the image's: a
-	// downscaled copy) or Window (agreeing windows).
+	// downscaled copy), Cleaned (the cleaned hash of the query or of a
+	// content rectangle within WholeDistance of the image's cleaned hash
+	// or of its PDQ hash: a watermarked copy) or Window (agreeing
+	// windows).
 	Kind Kind
 	// Distance is the best Hamming distance of the evidence.
 	Distance int
@@ -439,6 +455,9 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			ix.searchArea(q, qh, minQ, consider)
 			continue
 		}
+		if qh.Cleaned && qh.Quality >= minQ {
+			ix.searchCleaned(q, qh, minQ, consider)
+		}
 		if qh.Kind != Whole || qh.Quality < minQ {
 			continue
 		}
@@ -448,7 +467,7 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		// is found within WholeDistance or by its windows): eight times
 		// fewer searches at the wider, costlier radius.
 		reach := WholeDistance
-		band := ix.vp.wholeBand > WholeDistance && qh.Transform == pdq.Original && q.pixels != nil
+		band := ix.vp.wholeBand > WholeDistance && qh.Transform == pdq.Original && q.pixels != nil && !qh.Cleaned
 		if band {
 			reach = ix.vp.wholeBand
 		} else if opt.BandOnly {
@@ -461,8 +480,8 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			}
 		}
 		rangeFn(qh.Hash, reach, func(ref uint32, d int) {
-			if ref&areaRef != 0 {
-				return // an area hash (areaSpace: never this near)
+			if ref&(areaRef|cleanedRef) != 0 {
+				return // an area or cleaned hash (inSpace: never this near)
 			}
 			e := &ix.entries[ref]
 			if e.dead || int(e.quality) < minQ || (opt.BandOnly && d <= WholeDistance) {
@@ -470,6 +489,12 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 			}
 			m := Match{Kind: Whole, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 				Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - float64(d)/256}
+			if qh.Cleaned {
+				// The query's cleaned hash met the image's PDQ hash (a
+				// hash list's, or an image stored without a cleaned
+				// hash): after the plain hash at the same distance.
+				m.Kind, m.Score = Cleaned, m.Score-0.25/256
+			}
 			if d > WholeDistance {
 				var ok bool
 				if m.Pixels, m.PixelDetail, ok = ix.wholePixels(q, e, qh); !ok {
@@ -512,7 +537,7 @@ func (ix *Index) searchArea(q *Query, qh *QueryHash, minQ int, consider func(uin
 	r := q.Rects[qh.Rect]
 	ix.whole.Range(areaSpace(qh.Hash), WholeDistance, func(ref uint32, d int) {
 		if ref&areaRef == 0 {
-			return // a PDQ hash (areaSpace: never this near)
+			return // a PDQ or cleaned hash (inSpace: never this near)
 		}
 		ei := ref &^ areaRef
 		e := &ix.entries[ei]
@@ -520,6 +545,26 @@ func (ix *Index) searchArea(q *Query, qh *QueryHash, minQ int, consider func(uin
 			return
 		}
 		consider(ei, Match{Kind: Area, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+			Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - (float64(d)+0.5)/256})
+	})
+}
+
+// searchCleaned finds the images whose cleaned hash lies within
+// WholeDistance of the query's cleaned hash qh (of the whole query or of a
+// content rectangle); Search meets the images' PDQ hashes with it as with
+// the query's plain hashes.
+func (ix *Index) searchCleaned(q *Query, qh *QueryHash, minQ int, consider func(uint32, Match)) {
+	r := q.Rects[qh.Rect]
+	ix.whole.Range(cleanedSpace(qh.Hash), WholeDistance, func(ref uint32, d int) {
+		if ref&cleanedRef == 0 || ref&areaRef != 0 {
+			return // a PDQ or area hash (inSpace: never this near)
+		}
+		ei := ref &^ cleanedRef
+		e := &ix.entries[ei]
+		if e.dead || int(e.quality) < minQ {
+			return
+		}
+		consider(ei, Match{Kind: Cleaned, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 			Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - (float64(d)+0.5)/256})
 	})
 }

@@ -207,7 +207,7 @@ func parseLink(stored []byte) (*linkSide, []RegionHash, int, int, error) {
 	}
 	kept := sig[:0]
 	for _, r := range sig {
-		if r.Kind == Area {
+		if r.Kind == Area || r.Kind == Cleaned {
 			continue // the relation links by windows (and the pixels)
 		}
 		if r.Kind == ScaledWindow {

@@ -66,6 +66,12 @@ const (
 	// unchanged. A query's area hashes (of the whole image and of each
 	// content rectangle) meet indexed area hashes only.
 	Area
+	// Cleaned is the image's cleaned hash (clean.go): PDQ's hash of the
+	// image with bright thin overlays (a watermark's lettering)
+	// suppressed. A query's cleaned hashes (of the whole image and of each
+	// content rectangle) meet indexed cleaned hashes and whole-image PDQ
+	// hashes; an indexed one meets query cleaned hashes only.
+	Cleaned
 )
 
 func (k Kind) String() string {
@@ -80,6 +86,8 @@ func (k Kind) String() string {
 		return "scaled-window"
 	case Area:
 		return "area"
+	case Cleaned:
+		return "cleaned"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -258,8 +266,8 @@ func (hs *Hasher) workPlaneSized(luma []float32, w, h int, r image.Rectangle, si
 }
 
 // Signatures returns the hashes to index for img: its whole-image PDQ hash
-// first, then its area hash, its windows (at most MaxWindows), then its
-// patch. An image under MinSide
+// first, then its area hash, its cleaned hash, its windows (at most
+// MaxWindows), then its patch. An image under MinSide
 // pixels on a side or over MaxPixels is refused with ErrTooSmall or
 // ErrTooLarge.
 func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
@@ -268,7 +276,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 		return nil, err
 	}
 	whole, q := h.wholeHashes(luma, w, hh)
-	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}, h.areaOf(luma, w, hh)}
+	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}, h.areaOf(luma, w, hh), h.cleanedOf(luma, w, hh)}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
@@ -285,6 +293,12 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 func (h *Hasher) areaOf(luma []float32, w, hh int) RegionHash {
 	v, q := h.areaHash(luma, w, hh, image.Rect(0, 0, w, hh))
 	return RegionHash{Hash: v, Kind: Area, Region: Region{X1: 1, Y1: 1}, Quality: q}
+}
+
+// cleanedOf is the whole image's cleaned hash as a RegionHash.
+func (h *Hasher) cleanedOf(luma []float32, w, hh int) RegionHash {
+	v, q := h.cleanedHash(luma, w, hh)
+	return RegionHash{Hash: v, Kind: Cleaned, Region: Region{X1: 1, Y1: 1}, Quality: q}
 }
 
 // Window parameters: blobs per plane, pair distances (fractions of the

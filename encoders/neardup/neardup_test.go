@@ -72,17 +72,17 @@ func TestWholeHashIsPDQ(t *testing.T) {
 			if sig[0].Kind != Whole || sig[0].Hash != want || sig[0].Quality != wq {
 				t.Errorf("maxSide %d %s: whole %v %s q%d, pdq %s q%d", maxSide, filepath.Base(p), sig[0].Kind, sig[0].Hash, sig[0].Quality, want, wq)
 			}
-			if sig[1].Kind != Area {
-				t.Errorf("%s: second hash %s, want the area hash", filepath.Base(p), sig[1].Kind)
+			if sig[1].Kind != Area || sig[2].Kind != Cleaned {
+				t.Errorf("%s: second and third hashes %s, %s, want the area and cleaned hashes", filepath.Base(p), sig[1].Kind, sig[2].Kind)
 			}
-			wins := len(sig) - 2
+			wins := len(sig) - 3
 			if wins > 0 {
 				wins-- // the patch
 				if sig[len(sig)-1].Kind != Patch {
 					t.Errorf("%s: no patch after the windows", filepath.Base(p))
 				}
 			}
-			if wins > MaxWindows || EncodedSize(sig) != 2*wholeBytes+wins*windowBytes+min(wins, 1)*patchBytes {
+			if wins > MaxWindows || EncodedSize(sig) != 3*wholeBytes+wins*windowBytes+min(wins, 1)*patchBytes {
 				t.Errorf("%s: %d hashes, %d bytes", filepath.Base(p), len(sig), EncodedSize(sig))
 			}
 		}
@@ -237,8 +237,8 @@ func TestAdversarial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sig) != 2 || sig[0].Kind != Whole || sig[1].Kind != Area || sig[0].Quality != 0 || sig[1].Quality != 0 {
-			t.Errorf("flat image: %d hashes, qualities %d, %d; want only the PDQ and area hashes, quality 0", len(sig), sig[0].Quality, sig[1].Quality)
+		if len(sig) != 3 || sig[0].Kind != Whole || sig[1].Kind != Area || sig[2].Kind != Cleaned || sig[0].Quality != 0 || sig[1].Quality != 0 || sig[2].Quality != 0 {
+			t.Errorf("flat image: %d hashes, qualities %d, %d; want only the PDQ, area and cleaned hashes, quality 0", len(sig), sig[0].Quality, sig[1].Quality)
 		}
 		ix.Add(int64(100+i), m.Bounds().Dx(), m.Bounds().Dy(), sig)
 	}

@@ -24,6 +24,14 @@ type QueryHash struct {
 	// whether it is a runner-up variant.
 	plane, rank int
 	alt         bool
+	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
+	// with bright thin overlays suppressed (cleanedHash): a watermark
+	// across a smooth picture moves the plain hash 34-56 bits, and the
+	// cleaned hash of the copy lies near the original's plain hash (the
+	// opening finds little else to remove in a smooth picture). It is
+	// matched against whole-image hashes like the rectangle's plain hash,
+	// within WholeDistance only (no pixel-verified band).
+	Cleaned bool
 }
 
 // Query is what Hasher.Query computes from a query image.
@@ -73,6 +81,9 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		}
 		for d, v := range vs {
 			q.Hashes = append(q.Hashes, QueryHash{Hash: v, Kind: Whole, Rect: ri, Transform: pdq.Dihedral(d), Quality: qual})
+		}
+		if cv, cq := h.cleanedRect(luma, w, hh, r); cv != vs[pdq.Original] {
+			q.Hashes = append(q.Hashes, QueryHash{Hash: cv, Kind: Whole, Rect: ri, Transform: pdq.Original, Quality: cq, Cleaned: true})
 		}
 		if !windows {
 			continue

@@ -11,10 +11,11 @@ import (
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
-// Windows computes the area hash of img, its windows and its patch (no
+// Windows computes the area and cleaned hashes of img, its windows and its patch (no
 // whole-image PDQ hash): what ingest stores when PDQ is computed elsewhere,
 // for example from a larger decode (the windows are hashed on a 192-pixel
-// plane and the area hash on a 64-pixel one, so a small decode serves).
+// plane, the area hash on a 64-pixel one and the cleaned hash on a
+// 256-pixel one, so a small decode serves).
 // Refused as Indexed refuses.
 func (h *Hasher) Windows(img image.Image) ([]RegionHash, error) {
 	luma, w, hh, err := h.lumaOf(img)
@@ -84,7 +85,7 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
-	out := []RegionHash{h.areaOf(luma, w, hh)}
+	out := []RegionHash{h.areaOf(luma, w, hh), h.cleanedOf(luma, w, hh)}
 	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
@@ -110,12 +111,15 @@ func (h *Hasher) windowsOf(luma []float32, w, hh int) []RegionHash {
 // written only when there is one or the other. Format 4 is format 3 with
 // the image's area hash (Kind Area, 32 bytes, then its quality, one byte)
 // after the number of link windows; it is written whenever the signature
-// has an area hash.
+// has an area hash. Format 5 is format 4 with the image's cleaned hash
+// (Kind Cleaned, 32 bytes and its quality) after the area hash; it is
+// written whenever the signature has both.
 const (
 	windowsFormat1    = 1
 	windowsFormat     = 2
 	windowsFormat3    = 3
 	windowsFormat4    = 4
+	windowsFormat5    = 5
 	windowsHeader     = 5
 	contentBytes      = 8 + 1
 	areaBytes         = 32 + 1
@@ -127,9 +131,9 @@ const (
 var ErrBadWindows = errors.New("neardup: bad stored windows")
 
 // StoredWindowsSize is the size of the stored form of n windows, an area
-// hash and a patch.
+// and a cleaned hash and a patch.
 func StoredWindowsSize(n int) int {
-	return windowsHeader + contentBytes + areaBytes + n*storedWindowBytes + patchBytes
+	return windowsHeader + contentBytes + 2*areaBytes + n*storedWindowBytes + patchBytes
 }
 
 func fix16(v, lo, span float64) uint16 {
@@ -179,8 +183,11 @@ func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []b
 		}
 	}
 	area := slices.IndexFunc(sig, func(r RegionHash) bool { return r.Kind == Area })
+	cleaned := slices.IndexFunc(sig, func(r RegionHash) bool { return r.Kind == Cleaned })
 	format := byte(windowsFormat)
 	switch {
+	case cleaned >= 0 && area >= 0:
+		format = windowsFormat5
 	case area >= 0:
 		format = windowsFormat4
 	case !isWhole(content) || scaled > 0:
@@ -194,9 +201,13 @@ func AppendWindowsIn(dst []byte, w, h int, sig []RegionHash, content Region) []b
 			dst = binary.LittleEndian.AppendUint16(dst, fix16(float64(v), 0, 1))
 		}
 		dst = append(dst, byte(scaled))
-		if format == windowsFormat4 {
+		if format >= windowsFormat4 {
 			dst = append(dst, sig[area].Hash[:]...)
 			dst = append(dst, byte(min(max(sig[area].Quality, 0), 100)))
+		}
+		if format == windowsFormat5 {
+			dst = append(dst, sig[cleaned].Hash[:]...)
+			dst = append(dst, byte(min(max(sig[cleaned].Quality, 0), 100)))
 		}
 		dst = appendWins(dst, sig, Window, MaxWindows)
 		dst = appendWins(dst, sig, ScaledWindow, maxLinkWindows)
@@ -236,7 +247,8 @@ func appendWins(dst []byte, sig []RegionHash, k Kind, limit int) []byte {
 }
 
 // ParseWindows reads a stored window list: the image's size as hashed, its
-// area hash (Kind Area, first; none before format 4), its windows (Kind
+// area hash (Kind Area, first; none before format 4), its cleaned hash
+// (Kind Cleaned; none before format 5), its windows (Kind
 // Window, Region and Transform set; Quality unknown, 0) and, last, its patch (Kind Patch; none in format 1). Anything else is refused
 // with an error wrapping ErrBadWindows. The link windows of format 3 are
 // left out: the lookup does not use them.
@@ -253,12 +265,12 @@ func ParseWindows(b []byte) (w, h int, sig []RegionHash, err error) {
 // windows (Kind ScaledWindow, after the plain ones).
 func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err error) {
 	content = Region{X1: 1, Y1: 1}
-	if len(b) < windowsHeader || b[0] < windowsFormat1 || b[0] > windowsFormat4 {
+	if len(b) < windowsHeader || b[0] < windowsFormat1 || b[0] > windowsFormat5 {
 		return 0, 0, nil, content, fmt.Errorf("%w: unknown format or %d bytes", ErrBadWindows, len(b))
 	}
 	body := b[windowsHeader:]
 	scaled := 0
-	var area *RegionHash
+	var area, cleaned *RegionHash
 	if b[0] >= windowsFormat3 {
 		if len(body) < contentBytes {
 			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the content rectangle", ErrBadWindows, len(b))
@@ -274,16 +286,24 @@ func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err e
 		scaled = int(body[8])
 		body = body[contentBytes:]
 	}
-	if b[0] == windowsFormat4 {
+	for _, k := range []Kind{Area, Cleaned} {
+		if b[0] < windowsFormat4 || (k == Cleaned && b[0] < windowsFormat5) {
+			break
+		}
 		if len(body) < areaBytes {
-			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the area hash", ErrBadWindows, len(b))
+			return 0, 0, nil, content, fmt.Errorf("%w: %d bytes, short of the %v hash", ErrBadWindows, len(b), k)
 		}
 		if body[32] > 100 {
-			return 0, 0, nil, content, fmt.Errorf("%w: area hash quality %d", ErrBadWindows, body[32])
+			return 0, 0, nil, content, fmt.Errorf("%w: %v hash quality %d", ErrBadWindows, k, body[32])
 		}
-		area = &RegionHash{Kind: Area, Region: Region{X1: 1, Y1: 1}, Quality: int(body[32])}
-		copy(area.Hash[:], body[:32])
+		r := &RegionHash{Kind: k, Region: Region{X1: 1, Y1: 1}, Quality: int(body[32])}
+		copy(r.Hash[:], body[:32])
 		body = body[areaBytes:]
+		if k == Area {
+			area = r
+		} else {
+			cleaned = r
+		}
 	}
 	var patch []byte
 	if b[0] != windowsFormat1 {
@@ -301,9 +321,12 @@ func ParseWindowsIn(b []byte) (w, h int, sig []RegionHash, content Region, err e
 	if w < MinSide || h < MinSide {
 		return 0, 0, nil, content, fmt.Errorf("%w: image size %dx%d", ErrBadWindows, w, h)
 	}
-	sig = make([]RegionHash, 0, n+2)
+	sig = make([]RegionHash, 0, n+3)
 	if area != nil {
 		sig = append(sig, *area)
+	}
+	if cleaned != nil {
+		sig = append(sig, *cleaned)
 	}
 	for k := 0; len(body) > 0; k++ {
 		var r RegionHash

@@ -56,11 +56,11 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	}
 	W, H := img.Bounds().Dx(), img.Bounds().Dy()
 	b := AppendWindows(nil, W, H, sig)
-	if len(b) != StoredWindowsSize(len(sig)-3) { // less the PDQ and area hashes and the patch
-		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-3))
+	if len(b) != StoredWindowsSize(len(sig)-4) { // less the PDQ, area and cleaned hashes and the patch
+		t.Fatalf("%d bytes, want %d", len(b), StoredWindowsSize(len(sig)-4))
 	}
-	if b[0] != windowsFormat4 {
-		t.Fatalf("format %d, want %d (with the area hash)", b[0], windowsFormat4)
+	if b[0] != windowsFormat5 {
+		t.Fatalf("format %d, want %d (with the area and cleaned hashes)", b[0], windowsFormat5)
 	}
 	w, hh, got, err := ParseWindows(b)
 	if err != nil {
@@ -72,11 +72,13 @@ func TestStoredWindowsRoundTrip(t *testing.T) {
 	if p, want := got[len(got)-1], sig[len(sig)-1]; p.Kind != Patch || !bytes.Equal(p.Pixels, want.Pixels) {
 		t.Fatalf("patch not kept: %s", p.Kind)
 	}
-	if a := got[0]; a.Kind != Area || a.Hash != sig[1].Hash || a.Quality != sig[1].Quality {
-		t.Fatalf("first parsed hash %s %v quality %d, want the area hash %v quality %d", a.Kind, a.Hash, a.Quality, sig[1].Hash, sig[1].Quality)
+	for i, k := range []Kind{Area, Cleaned} {
+		if a := got[i]; a.Kind != k || a.Hash != sig[i+1].Hash || a.Quality != sig[i+1].Quality {
+			t.Fatalf("parsed hash %d: %s %v quality %d, want the %s hash %v quality %d", i, a.Kind, a.Hash, a.Quality, k, sig[i+1].Hash, sig[i+1].Quality)
+		}
 	}
-	for i, g := range got[1 : len(got)-1] {
-		s := sig[i+2]
+	for i, g := range got[2 : len(got)-1] {
+		s := sig[i+3]
 		if g.Hash != s.Hash || g.Transform != s.Transform || g.Kind != Window {
 			t.Fatalf("window %d: hash/variant differ", i)
 		}
@@ -114,6 +116,10 @@ func TestParseWindowsRefuses(t *testing.T) {
 	good4 := AppendWindows(nil, 100, 80, withArea)
 	badQuality := slices.Clone(good4)
 	badQuality[windowsHeader+contentBytes+32] = 101
+	withCleaned := append([]RegionHash{{Kind: Cleaned, Hash: pdq.Hash{4, 5, 6}, Quality: 66}}, withArea...)
+	good5 := AppendWindows(nil, 100, 80, withCleaned)
+	badCleaned := slices.Clone(good5)
+	badCleaned[windowsHeader+contentBytes+areaBytes+32] = 101
 	badVariant := slices.Clone(good)
 	badVariant[windowsHeader+storedWindowBytes-1] = 8
 	bad := map[string][]byte{
@@ -130,6 +136,8 @@ func TestParseWindowsRefuses(t *testing.T) {
 		"v3 no patch":   good3[:len(good3)-patchBytes],
 		"v4 no area":    good4[:windowsHeader+contentBytes+areaBytes-1],
 		"v4 quality":    badQuality,
+		"v5 no cleaned": good5[:windowsHeader+contentBytes+2*areaBytes-1],
+		"v5 quality":    badCleaned,
 		"v3 scaled > n": append(slices.Clone(good3[:windowsHeader+contentBytes-1]), append([]byte{2}, good3[windowsHeader+contentBytes:]...)...),
 	}
 	for name, b := range bad {
@@ -151,6 +159,18 @@ func TestParseWindowsRefuses(t *testing.T) {
 	if _, _, s, err := ParseWindows(good4); err != nil || len(s) != 3 || s[0].Kind != Area || s[0].Hash != withArea[0].Hash ||
 		s[0].Quality != 77 || s[1].Kind != Window || s[2].Kind != Patch {
 		t.Errorf("good, format 4: %v, %+v", err, s)
+	}
+	// The cleaned hash (format 5) comes back after the area hash, as
+	// stored; without an area hash none is stored (format 2).
+	if good5[0] != windowsFormat5 {
+		t.Errorf("a list with area and cleaned hashes stored in format %d, want 5", good5[0])
+	}
+	if _, _, s, err := ParseWindows(good5); err != nil || len(s) != 4 || s[0].Kind != Area || s[0].Hash != withArea[0].Hash ||
+		s[1].Kind != Cleaned || s[1].Hash != withCleaned[0].Hash || s[1].Quality != 66 || s[2].Kind != Window || s[3].Kind != Patch {
+		t.Errorf("good, format 5: %v, %+v", err, s)
+	}
+	if b := AppendWindows(nil, 100, 80, append([]RegionHash{withCleaned[0]}, one...)); b[0] != windowsFormat {
+		t.Errorf("a cleaned hash without an area hash: format %d, want 2", b[0])
 	}
 	// Scaled windows (format 3) come back from ParseWindowsIn only.
 	two := []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.5, Side: 0.2}}, {Kind: ScaledWindow, Region: Region{CX: 0.25, CY: 0.5, Side: 0.3}}}
@@ -195,6 +215,7 @@ func FuzzParseWindows(f *testing.F) {
 	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
 	f.Add(AppendWindowsIn(nil, 640, 480, []RegionHash{{Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}, Region{X0: 0.1, Y0: 0.2, X1: 0.8, Y1: 0.9}))
 	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Area, Quality: 90}, {Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
+	f.Add(AppendWindows(nil, 640, 480, []RegionHash{{Kind: Area, Quality: 90}, {Kind: Cleaned, Quality: 80}, {Kind: Window, Region: Region{CX: 0.5, CY: 0.25, Side: 0.3, Angle: 1}}}))
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Add(append([]byte{1, 100, 0, 80, 0}, make([]byte, storedWindowBytes)...))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -58,7 +58,7 @@ type Options struct {
 	// original (the original's name, and what came first instead), for
 	// finding which originals and edits the method loses.
 	LogMisses bool
-	// SaveMisses, when set, is a directory where each missed re-post query
+	// SaveMisses, when set, is a directory (created when missing) where each missed re-post query
 	// is written as PNG beside its original (miss-<query>-query.png,
 	// miss-<query>-original.png), to look at what the method lost.
 	SaveMisses string
@@ -241,6 +241,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	if opt.Workers < 1 {
 		opt.Workers = 1
+	}
+	if opt.SaveMisses != "" {
+		if err := os.MkdirAll(opt.SaveMisses, 0o755); err != nil {
+			return nil, fmt.Errorf("neardupeval: save misses: %w", err)
+		}
 	}
 	if opt.Kinds == nil {
 		for _, k := range reposts.Singles {

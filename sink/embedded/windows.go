@@ -215,7 +215,8 @@ func (ix *Index) WindowImages() int { return ix.win.nd.Len() }
 // NearDupWindows returns the image records whose windows match q's
 // (verified: agreeing windows and a placement of the query over the
 // original that a re-post gives; encoders/neardup), or whose area hash
-// matches q's (a downscale that moved the PDQ hash), best first, at most k
+// matches q's (a downscale that moved the PDQ hash), or whose cleaned hash
+// matches q's (a watermarked copy), best first, at most k
 // (0: all), passing filter. Whole-image matches come from NearDup; a
 // record can be in both. Each hit's Distance is its best window distance,
 // Score the match's score, Windows the evidence.
@@ -237,7 +238,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 	ix.mu.RLock()
 	for _, m := range ms {
 		band := m.Kind == neardup.Whole && m.Distance > neardup.WholeDistance
-		if m.Kind != neardup.Window && m.Kind != neardup.Area && !band {
+		if m.Kind != neardup.Window && m.Kind != neardup.Area && m.Kind != neardup.Cleaned && !band {
 			continue
 		}
 		pk, ok := ix.win.pkOf[m.ID]
@@ -257,6 +258,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
 			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band, Area: m.Kind == neardup.Area,
+			Cleaned: m.Kind == neardup.Cleaned,
 		}}
 		h.Distance = &d
 		out = append(out, h)
