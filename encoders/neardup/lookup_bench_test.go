@@ -24,7 +24,8 @@ var lookupSearchers = func() (whole, windows RangeSearcher) {
 // query) on an index over internal/hamming (MIHSearcher) holding the
 // signatures of XMODAL_ND_LOOKUP_IMAGES images (default 20,000): the
 // committed photos' real signatures, and synthetic ones (uniformly random
-// hashes, MaxWindows windows each) for the rest. The queries are real:
+// hashes: PDQ, area and cleaned hashes and MaxWindows windows each) for
+// the rest. The queries are real:
 // re-posts of the photos under every single edit and combination. It
 // reports the median and the 99th percentile per query, by wall clock and
 // by the thread's CPU time (robust to a shared machine), the signature
@@ -142,7 +143,9 @@ func BenchmarkLookup(b *testing.B) {
 	var m0 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	r := rand.New(rand.NewPCG(1, 2))
-	sig := make([]RegionHash, MaxWindows+1)
+	// The PDQ, area and cleaned hashes that every indexed image carries,
+	// then its windows.
+	sig := make([]RegionHash, MaxWindows+3)
 	t0 := time.Now()
 	for i := len(paths); i < n; i++ {
 		for k := range sig {
@@ -152,7 +155,7 @@ func BenchmarkLookup(b *testing.B) {
 			sig[k].Kind, sig[k].Quality = Window, 80
 			sig[k].Region = Region{CX: 0.5, CY: 0.5, Side: 0.3}
 		}
-		sig[0].Kind = Whole
+		sig[0].Kind, sig[1].Kind, sig[2].Kind = Whole, Area, Cleaned
 		ix.Add(int64(i), 640, 480, sig)
 	}
 	ix.Finish()
