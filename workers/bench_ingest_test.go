@@ -54,7 +54,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders"
 	"github.com/xmodal/xmodal/encoders/hash"
 	"github.com/xmodal/xmodal/encoders/imageprep"
@@ -186,7 +185,7 @@ func BenchmarkIngestRound(b *testing.B) {
 		deps.Hasher.PDQRegions = func(img image.Image, _ bool) workers.RegionHashes {
 			h := nds.Get().(*neardup.Hasher)
 			defer nds.Put(h)
-			v, cs, q, rs, framed, err := h.ContentHashes(img, dihedral, domain.LowPDQQuality)
+			v, cs, q, rs, framed, err := h.ContentHashes(img, dihedral, neardup.DefaultMinQuality)
 			if err != nil {
 				hs := hashers.Get().(*pdq.Hasher)
 				defer hashers.Put(hs)

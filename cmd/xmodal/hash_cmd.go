@@ -146,11 +146,18 @@ func ingestRegions(canonical bool) func(img image.Image, whole bool) workers.Reg
 	return func(img image.Image, whole bool) workers.RegionHashes {
 		h := pool.Get().(*neardup.Hasher)
 		defer pool.Put(h)
+		// The regions' floor is the lookup's (neardup.DefaultMinQuality),
+		// not the record's (domain.LowPDQQuality, which clusters apply to
+		// the image's own hash): a dark picture inside a screenshot, or
+		// the cleaned hash of a smooth one, scores 3-50 and hashes
+		// reliably; plain bands score 0-1. At 40 and 60 originals the
+		// clusters' quality benchmark kept precision 1.0000 and rose from
+		// single-edit recall 0.981 to 0.998 and 0.997 (docs/clusters.md).
 		if !whole { // the pipeline has the image's own hashes (banks' variants)
-			regions, framed, _ := h.RegionHashes(img, canonical, domain.LowPDQQuality)
+			regions, framed, _ := h.RegionHashes(img, canonical, neardup.DefaultMinQuality)
 			return workers.RegionHashes{Regions: regions, Framed: framed}
 		}
-		v, cs, q, regions, framed, err := h.ContentHashes(img, canonical, domain.LowPDQQuality)
+		v, cs, q, regions, framed, err := h.ContentHashes(img, canonical, neardup.DefaultMinQuality)
 		if err != nil {
 			hv, canon, q := plain(img)
 			return workers.RegionHashes{PDQ: hv, Canonical: canon, Quality: q}

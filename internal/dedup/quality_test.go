@@ -20,7 +20,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -128,7 +127,7 @@ func TestClusterQualityReposts(t *testing.T) {
 			items[i].NCanon = len(canon)
 		}
 		if regions { // as cmd/xmodal's ingestRegions
-			_, _, _, rs, framed, err := nd.ContentHashes(img, dihedral, domain.LowPDQQuality)
+			_, _, _, rs, framed, err := nd.ContentHashes(img, dihedral, neardup.DefaultMinQuality)
 			if err != nil {
 				t.Fatal(err)
 			}

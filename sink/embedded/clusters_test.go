@@ -560,7 +560,7 @@ func TestClustersLinkMemes(t *testing.T) {
 	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	post := func(name string, img image.Image, at time.Time, seed uint64) domain.Change {
-		v, cs, q, regions, framed, err := h.ContentHashes(img, true, domain.LowPDQQuality)
+		v, cs, q, regions, framed, err := h.ContentHashes(img, true, neardup.DefaultMinQuality)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -771,7 +771,10 @@ func editedPhotoPosts(t *testing.T, photos []string, edits [][]reposts.Kind, t0 
 // PDQ quality under the floor) is framed with no regions: its whole-image
 // hash is the app's frame, so it joins no cluster, and another such
 // screenshot whose frame hashes within the threshold is not linked to it
-// (they were, by their frames, before).
+// (they were, by their frames, before). The floor here is
+// domain.LowPDQQuality, ingest's until 2026-12-04, which a dark picture
+// misses; ingest's floor is now neardup.DefaultMinQuality, which only
+// nearly plain pictures miss, and the rule is the same.
 func TestFramedFlatPictureJoinsNone(t *testing.T) {
 	ctx := context.Background()
 	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
@@ -813,6 +816,58 @@ func TestFramedFlatPictureJoinsNone(t *testing.T) {
 	batchAgrees(t, ix, 0)
 }
 
+// A dark picture (PDQ quality under domain.LowPDQQuality) shown inside an
+// app's frame and the same picture under a caption band: the screenshot
+// links by its picture's hash, which ingest's floor
+// (neardup.DefaultMinQuality) keeps, and joins the meme's cluster; under
+// the record's floor the picture's hash is dropped and it joins none.
+func TestClustersLinkDarkScreenshots(t *testing.T) {
+	ctx := context.Background()
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	pic := reposts.Photo(0, 10, 640, 480)
+	if _, q := (&pdq.Hasher{MaxSide: -1}).Hash(pic); q >= domain.LowPDQQuality {
+		t.Fatalf("the picture's PDQ quality is %d; the test needs a dark one", q)
+	}
+	shot, err := reposts.Apply(pic, []reposts.Kind{reposts.Screenshot}, rand.New(rand.NewPCG(4, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meme, err := reposts.Apply(pic, []reposts.Kind{reposts.Caption}, rand.New(rand.NewPCG(5, 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		floor int
+		same  bool
+	}{{neardup.DefaultMinQuality, true}, {domain.LowPDQQuality, false}} {
+		ix, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "ix.db"), Dim: testDim, ModelVersion: "test@1",
+			Clusters: &ClusterOptions{Dihedral: true, Regions: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, img := range []image.Image{meme.Image, shot.Image} {
+			v, cs, q, regions, framed, err := h.ContentHashes(img, true, c.floor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 && !framed {
+				t.Fatal("the screenshot is not framed")
+			}
+			ch := imagePost(fmt.Sprintf("p%d", i), t0.Add(time.Duration(i)*time.Minute), v[:], uint64(i))
+			r := &ch.Records[0]
+			r.PDQQuality, r.PDQCanonical, r.PDQRegions, r.PDQFramed = q, pdq.AppendHashes(nil, cs), regions, framed
+			mustApply(t, ix, ch)
+		}
+		a, b := clusterOf(t, ix, "p0"), clusterOf(t, ix, "p1")
+		if (a != 0 && a == b) != c.same {
+			t.Errorf("floor %d: meme in cluster %d, screenshot in %d; want together %v", c.floor, a, b, c.same)
+		}
+		batchAgrees(t, ix, -1)
+		ix.Close()
+	}
+}
+
 // A watermark across a picture can move its whole-image hash past the
 // threshold; with ClusterOptions.Regions the copy joins the picture's
 // cluster by their cleaned hashes (encoders/neardup: the watermark's thin
@@ -831,7 +886,7 @@ func TestClustersLinkWatermarks(t *testing.T) {
 		framed bool
 	}
 	hash := func(img image.Image) hashed {
-		v, cs, q, rs, framed, err := h.ContentHashes(img, true, domain.LowPDQQuality)
+		v, cs, q, rs, framed, err := h.ContentHashes(img, true, neardup.DefaultMinQuality)
 		if err != nil {
 			t.Fatal(err)
 		}
