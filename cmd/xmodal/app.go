@@ -419,8 +419,10 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	if co := cfg.clusterOptions(); co != nil && co.Dihedral {
 		d.Hasher.PDQCanonical = ingestCanonical()
 	}
-	if co := cfg.clusterOptions(); co != nil && co.Regions {
-		d.Hasher.PDQRegions = ingestRegions(co.Dihedral)
+	// The region hashes: clusters link by them, and the banks match them
+	// (banks.match_regions).
+	if co := cfg.clusterOptions(); (co != nil && co.Regions) || (o.banks && cfg.Banks.MatchRegions) {
+		d.Hasher.PDQRegions = ingestRegions(co != nil && co.Dihedral)
 	}
 	if o.windows(cfg) {
 		co := cfg.clusterOptions()

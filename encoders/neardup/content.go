@@ -403,6 +403,23 @@ func (h *Hasher) RegionHashes(img image.Image, canonical bool, minQuality int) (
 	return regions, framed, nil
 }
 
+// RegionMatchHashes returns the hashes by which a region list
+// (RegionHashes, domain.Record.PDQRegions) matches whole-image PDQ hashes
+// such as a bank's entries: content holds every hash of the list as
+// stored (its content rectangles' hashes match as they are), cleaned every
+// hash moved back out of the cleaned hashes' space (the picture's cleaned
+// hash, stored moved, matches that way). A hash of one kind moved the
+// other way lies about 128 bits from every PDQ hash, so it matches nothing
+// and the list needs no marks.
+func RegionMatchHashes(regions []byte) (content, cleaned []pdq.Hash) {
+	for k := 0; k+len(pdq.Hash{}) <= len(regions); k += len(pdq.Hash{}) {
+		h := pdq.Hash(regions[k : k+len(pdq.Hash{})])
+		content = append(content, h)
+		cleaned = append(cleaned, cleanedSpace(h))
+	}
+	return content, cleaned
+}
+
 // FramedShare is the share of an image below which its largest content
 // rectangle makes it framed (ContentHashes).
 const FramedShare = 0.5

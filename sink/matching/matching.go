@@ -42,6 +42,7 @@ import (
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
 
@@ -79,6 +80,13 @@ type Event struct {
 	Action     banks.Action     `json:"action"`
 	MatchedAt  time.Time        `json:"matched_at"`
 	Source     string           `json:"source"`
+	// Region says how an image matched when not by its whole-image
+	// hashes: "content" (the PDQ hash of a content rectangle: the
+	// picture inside a meme's caption band, a screenshot's frame, borders)
+	// or "cleaned" (the picture's hash with bright thin overlays such as a
+	// watermark suppressed); from domain.Record.PDQRegions, which ingest
+	// computes with banks.match_regions or clusters.regions.
+	Region string `json:"region,omitempty"`
 }
 
 // EventID is an event's deterministic id: 32 hex characters of SHA-256 over
@@ -198,25 +206,42 @@ func New(d Deps) (*Writer, error) {
 	return w, nil
 }
 
-// queries are the lookups of one change: one per record (image, text).
-func queries(c *domain.Change) []struct {
-	rec *domain.Record
-	q   banks.Query
-} {
-	var out []struct {
-		rec *domain.Record
-		q   banks.Query
-	}
+// recQuery is one banks lookup of a record; region names the region
+// hashes it holds ("": the record's own signals).
+type recQuery struct {
+	rec    *domain.Record
+	q      banks.Query
+	region string
+}
+
+// queries are the lookups of one change: one per record (image, text),
+// then, for an image with region hashes, one per region hash, as stored
+// (content) and moved back (cleaned). A record's own lookup comes first,
+// so an entry it matches is reported by it.
+func queries(c *domain.Change) []recQuery {
+	var out []recQuery
 	for i := range c.Records {
 		r := &c.Records[i]
 		q, ok := recordQuery(r)
 		if !ok {
 			continue
 		}
-		out = append(out, struct {
-			rec *domain.Record
-			q   banks.Query
-		}{r, q})
+		out = append(out, recQuery{rec: r, q: q})
+	}
+	for i := range c.Records {
+		r := &c.Records[i]
+		if r.Modality != domain.ModalityImage || len(r.PDQRegions) == 0 {
+			continue
+		}
+		content, cleaned := neardup.RegionMatchHashes(r.PDQRegions)
+		for _, k := range []struct {
+			region string
+			hs     []pdq.Hash
+		}{{"content", content}, {"cleaned", cleaned}} {
+			for _, h := range k.hs {
+				out = append(out, recQuery{rec: r, q: banks.Query{PDQ: []pdq.Hash{h}}, region: k.region})
+			}
+		}
 	}
 	return out
 }
@@ -281,10 +306,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	out := slices.Clone(changes)
 	now := w.d.Now().UTC()
 	// Every record's lookup of the batch in one MatchAll.
-	qsOf := make([][]struct {
-		rec *domain.Record
-		q   banks.Query
-	}, len(out))
+	qsOf := make([][]recQuery, len(out))
 	skip := make([]bool, len(out))
 	var all []banks.Query
 	for i := range out {
@@ -334,7 +356,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 				seen[m.Bank+"\x00"+id] = true
 				chEvs = append(chEvs, Event{ID: id, PostID: c.PostID, Version: c.Seq, Author: rq.rec.Author, CreatedAt: rq.rec.CreatedAt,
 					Modality: rq.rec.Modality, Bank: m.Bank, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance,
-					Score: m.Score, Labels: m.Labels, Action: m.Action, MatchedAt: now, Source: SourceIngest})
+					Score: m.Score, Labels: m.Labels, Action: m.Action, MatchedAt: now, Source: SourceIngest, Region: rq.region})
 				if m.Action == banks.ActionBlock && block == nil {
 					mm := m
 					block = &mm

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +22,9 @@ import (
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/internal/bankstore"
 	"github.com/xmodal/xmodal/internal/denylist"
 	"github.com/xmodal/xmodal/internal/testutil"
@@ -210,6 +214,66 @@ func TestMatchAtIngest(t *testing.T) {
 	}
 	if n := len(f.events(t)); n != 3 {
 		t.Fatalf("a delete added events: %d", n)
+	}
+}
+
+// Region hashes at ingest (banks.match_regions): a meme of a banked
+// picture (caption band) matches by its content rectangle's hash, a
+// watermarked copy by its cleaned hash, each event saying which; their
+// whole-image hashes match nothing, and without region hashes neither post
+// makes an event. A post matched by its whole image reports no region.
+func TestMatchRegionsAtIngest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	nd := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	ph := pdq.Hasher{MaxSide: -1}
+	pic := reposts.Photo(0, 1000, 640, 480)
+	entry, _ := ph.Hash(pic)
+	f.bank(t, "known", banks.ActionReview, banks.Entry{Type: banks.SignalPDQ, Value: entry.String()})
+	copies := map[string]reposts.Kind{"meme": reposts.Caption, "marked": reposts.Watermark}
+	seeds := map[string][2]uint64{"meme": {1, 3}, "marked": {0, 9}}
+	seq := uint64(1)
+	for _, regions := range []bool{false, true} {
+		var batch []domain.Change
+		for _, id := range []string{"meme", "marked"} {
+			s := seeds[id]
+			rp, err := reposts.Apply(pic, []reposts.Kind{copies[id]}, rand.New(rand.NewPCG(s[0], s[1])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := ph.Hash(rp.Image)
+			if pdq.Distance(h, entry) <= 31 {
+				t.Fatalf("%s: the whole image is within PDQ's bound; the test shows nothing", id)
+			}
+			c := post(fmt.Sprintf("%s-%v", id, regions), seq, h, "")
+			seq++
+			c.Records = c.Records[:1]
+			if regions {
+				rs, _, err := nd.RegionHashes(rp.Image, false, neardup.DefaultMinQuality)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Records[0].PDQRegions = rs
+			}
+			batch = append(batch, c)
+		}
+		batch = append(batch, post(fmt.Sprintf("itself-%v", regions), seq, entry, ""))
+		seq++
+		batch[2].Records = batch[2].Records[:1]
+		if _, err := f.w.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	for _, e := range f.events(t) {
+		if e.EntryID == "" || e.SignalType != banks.SignalPDQ || e.Distance == nil || *e.Distance > 31 {
+			t.Errorf("event %+v", e)
+		}
+		got[e.PostID] = e.Region
+	}
+	want := map[string]string{"itself-false": "", "itself-true": "", "meme-true": "content", "marked-true": "cleaned"}
+	if !maps.Equal(got, want) {
+		t.Errorf("events by post and region %v, want %v", got, want)
 	}
 }
 
