@@ -120,6 +120,9 @@ sees each match once (docs/moderation.md, "Match events").`,
 				case e.Score != nil:
 					d = fmt.Sprintf(" score %.4f", *e.Score)
 				}
+				if e.Region != "" {
+					d += " region " + e.Region
+				}
 				fmt.Fprintf(out, "%s %s bank=%s action=%s post=%s version=%d %s%s entry=%s source=%s id=%s\n",
 					e.MatchedAt.Format(time.RFC3339), e.Modality, e.Bank, e.Action, e.PostID, e.Version, e.SignalType, d, e.EntryID, e.Source, e.ID)
 			}

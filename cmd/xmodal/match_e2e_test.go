@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"image"
+	"image/png"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +20,7 @@ import (
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/query"
@@ -275,4 +279,79 @@ func runTestApp(t *testing.T, ctx context.Context, cancel context.CancelFunc, cf
 		}
 	})
 	return a
+}
+
+// TestMatchRegionsThroughRun: with banks.match_regions, `xmodal run` matches
+// a meme of a banked picture (its whole-image hash beyond PDQ's bound) by
+// the picture inside the caption band, and the event says so (region
+// content; events tail shows it).
+func TestMatchRegionsThroughRun(t *testing.T) {
+	requireORT(t)
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = ""
+	cfg.Ingest.FetchWait = 20 * time.Millisecond
+	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	cfg.Banks.MatchRegions = true
+	ctx, cancel := context.WithCancel(context.Background())
+	a := runTestApp(t, ctx, cancel, cfg, &syncBuffer{})
+	cl := client.New(a.nc)
+	pic := reposts.Photo(0, 1000, 640, 480)
+	encode := func(img image.Image) []byte {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "pictures", Action: banks.ActionReview, Actor: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "pictures", Image: encode(pic)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	meme, err := reposts.Apply(pic, []reposts.Kind{reposts.Caption}, rand.New(rand.NewPCG(1, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a0, _ := pdq.FromImage(pic)
+	if b, _ := pdq.FromImage(meme.Image); pdq.Distance(a0, b) <= 31 {
+		t.Fatal("the meme's whole-image hash is within PDQ's bound; the test shows nothing")
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := json.Marshal(map[string]any{"schema": 1, "id": "meme", "created_at": time.Now().UTC().Format(time.RFC3339),
+		"image": map[string]any{"data": encode(meme.Image), "mime": "image/png"}})
+	if err := ingest.Publish(ctx, js, "xmodal.posts", "meme", pb); err != nil {
+		t.Fatal(err)
+	}
+	var e matching.Event
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		s, err := js.Stream(ctx, matching.Stream)
+		if err != nil {
+			return err
+		}
+		m, err := s.GetLastMsgForSubject(ctx, matching.Subject("pictures"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(m.Data, &e)
+	})
+	if e.PostID != "meme" || e.Region != "content" || e.SignalType != banks.SignalPDQ || e.Distance == nil || *e.Distance > 31 {
+		t.Fatalf("event %+v, want the meme matched by its content rectangle", e)
+	}
+	root := newRoot()
+	var out, errw strings.Builder
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetArgs([]string{"events", "tail", "--all", "--follow=false", "--nats-url", a.ns.ClientURL()})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("events tail: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(out.String(), "post=meme") || !strings.Contains(out.String(), "region content") {
+		t.Fatalf("events tail:\n%s", out.String())
+	}
 }
