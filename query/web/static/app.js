@@ -184,6 +184,11 @@ function card(group, opts) {
       meta.appendChild(c);
     }
     if (h.transform && h.transform !== "original") meta.appendChild(el("span", "badge rank", h.transform));
+    if (h.kind === "cleaned" || h.kind === "area") {
+      const k = el("span", "badge rank", h.kind === "cleaned" ? "watermark cleaned" : "downscale");
+      k.title = h.kind === "cleaned" ? "matched with bright thin overlays such as a watermark suppressed (the cleaned hash)" : "matched by the area-averaged hash (a downscaled copy)";
+      meta.appendChild(k);
+    }
     if (h.region && h.region.length === 4) {
       const r = el("span", "badge rank", "inside " + h.region[0] + "," + h.region[1] + "–" + h.region[2] + "," + h.region[3]);
       r.title = "matched the picture inside the query (caption band, frame or borders cut away): x0,y0–x1,y1 in query pixels";
@@ -736,7 +741,8 @@ async function runMatch(body, label) {
       tr.appendChild(el("td", "", d));
       // A match through the picture inside a caption band or a frame says where it was.
       const where = m.region ? `picture at ${m.region[0]},${m.region[1]}–${m.region[2]},${m.region[3]}` : "";
-      tr.appendChild(el("td", "", [m.transform && m.transform !== "original" ? m.transform : "", where].filter(Boolean).join(" · ") || (m.transform || "")));
+      const cleaned = m.cleaned ? "watermark cleaned" : "";
+      tr.appendChild(el("td", "", [m.transform && m.transform !== "original" ? m.transform : "", where, cleaned].filter(Boolean).join(" · ") || (m.transform || "")));
       tr.appendChild(el("td", "mono", m.entry_id));
       tb.appendChild(tr);
     }
