@@ -68,4 +68,6 @@ func areaSpace(h pdq.Hash) pdq.Hash { return inSpace(h, areaSpaceByte) }
 const areaRef = 1 << 31
 
 // cleanedRef marks a cleaned hash's ref there in the same way (clean.go).
+// An index therefore holds under 2^30 images (a PDQ hash's ref is the
+// entry index itself).
 const cleanedRef = 1 << 30

@@ -26,11 +26,12 @@ type QueryHash struct {
 	alt         bool
 	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
 	// with bright thin overlays suppressed (cleanedHash): a watermark
-	// across a smooth picture moves the plain hash 34-56 bits, and the
-	// cleaned hash of the copy lies near the original's plain hash (the
-	// opening finds little else to remove in a smooth picture). It is
-	// matched against whole-image hashes like the rectangle's plain hash,
-	// within WholeDistance only (no pixel-verified band).
+	// across a smooth picture moves the plain hash 34-56 bits; the cleaned
+	// hash of the copy lies near the original's cleaned hash (Kind
+	// Cleaned, indexed with windows) and often near its plain hash too
+	// (the opening finds little else to remove in a smooth picture). It is
+	// matched against both within WholeDistance only (no pixel-verified
+	// band).
 	Cleaned bool
 }
 
