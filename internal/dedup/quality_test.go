@@ -53,6 +53,7 @@ import (
 // answers with image.neardup_windows, and without them as Milvus (or an
 // index without windows) answers: the originals' whole-image PDQ hashes,
 // each query's whole-image, content-rectangle and cleaned hashes.
+//
 //	XMODAL_CLUSTERQUALITY_FALSELINKS 1: log every direct link between posts of
 //	                                 different pictures (what merged clusters
 //	                                 that precision counts); a directory: also
