@@ -47,17 +47,16 @@ import (
 //	                                 (stored windows with content rectangles;
 //	                                 clusters.Union incrementally, Options.Windows
 //	                                 in the batch job)
+//	XMODAL_CLUSTERQUALITY_FALSELINKS 1: log every direct link between posts of
+//	                                 different pictures (what merged clusters
+//	                                 that precision counts); a directory: also
+//	                                 copy each link's two images there
 //
 // Beside the clusters it prints the near-dup method's lookup recall@1 on
 // the same data (the target's peer), with windows as the embedded index
 // answers with image.neardup_windows, and without them as Milvus (or an
 // index without windows) answers: the originals' whole-image PDQ hashes,
 // each query's whole-image, content-rectangle and cleaned hashes.
-//
-//	XMODAL_CLUSTERQUALITY_FALSELINKS 1: log every direct link between posts of
-//	                                 different pictures (what merged clusters
-//	                                 that precision counts); a directory: also
-//	                                 copy each link's two images there
 func TestClusterQualityReposts(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_CLUSTERQUALITY_ORIGINALS"))
 	if n == 0 {
