@@ -452,11 +452,13 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 	for i := range q.Hashes {
 		qh := &q.Hashes[i]
 		if qh.Kind == Area && qh.Quality >= minQ {
-			ix.searchArea(q, qh, minQ, consider)
+			ix.searchMoved(q, qh, Area, minQ, consider)
 			continue
 		}
 		if qh.Cleaned && qh.Quality >= minQ {
-			ix.searchCleaned(q, qh, minQ, consider)
+			// Against the images' cleaned hashes here, and against their
+			// PDQ hashes below, as the plain hashes are.
+			ix.searchMoved(q, qh, Cleaned, minQ, consider)
 		}
 		if qh.Kind != Whole || qh.Quality < minQ {
 			continue
@@ -528,43 +530,29 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 	return out
 }
 
-// searchArea finds the images whose area hash lies within WholeDistance of
-// the query's area hash qh (of the whole query or of a content rectangle).
-// A whole-image PDQ match of an image outranks its area match at the same
-// distance (consider keeps the higher score; the area match scores a hair
-// lower).
-func (ix *Index) searchArea(q *Query, qh *QueryHash, minQ int, consider func(uint32, Match)) {
+// searchMoved finds the images whose area hash (kind Area) or cleaned hash
+// (kind Cleaned) lies within WholeDistance of the query's hash qh of that
+// kind (of the whole query or of a content rectangle): the whole-image
+// searcher holds them moved into spaces of their own (inSpace) under refs
+// marked areaRef or cleanedRef. A whole-image PDQ match of an image
+// outranks such a match at the same distance (consider keeps the higher
+// score; these score a hair lower).
+func (ix *Index) searchMoved(q *Query, qh *QueryHash, kind Kind, minQ int, consider func(uint32, Match)) {
+	space, mark := areaSpace, uint32(areaRef)
+	if kind == Cleaned {
+		space, mark = cleanedSpace, cleanedRef
+	}
 	r := q.Rects[qh.Rect]
-	ix.whole.Range(areaSpace(qh.Hash), WholeDistance, func(ref uint32, d int) {
-		if ref&areaRef == 0 {
-			return // a PDQ or cleaned hash (inSpace: never this near)
+	ix.whole.Range(space(qh.Hash), WholeDistance, func(ref uint32, d int) {
+		if ref&(areaRef|cleanedRef) != mark {
+			return // a hash of another kind (inSpace: never this near)
 		}
-		ei := ref &^ areaRef
+		ei := ref &^ mark
 		e := &ix.entries[ei]
 		if e.dead || int(e.quality) < minQ {
 			return
 		}
-		consider(ei, Match{Kind: Area, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-			Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - (float64(d)+0.5)/256})
-	})
-}
-
-// searchCleaned finds the images whose cleaned hash lies within
-// WholeDistance of the query's cleaned hash qh (of the whole query or of a
-// content rectangle); Search meets the images' PDQ hashes with it as with
-// the query's plain hashes.
-func (ix *Index) searchCleaned(q *Query, qh *QueryHash, minQ int, consider func(uint32, Match)) {
-	r := q.Rects[qh.Rect]
-	ix.whole.Range(cleanedSpace(qh.Hash), WholeDistance, func(ref uint32, d int) {
-		if ref&cleanedRef == 0 || ref&areaRef != 0 {
-			return // a PDQ or area hash (inSpace: never this near)
-		}
-		ei := ref &^ cleanedRef
-		e := &ix.entries[ei]
-		if e.dead || int(e.quality) < minQ {
-			return
-		}
-		consider(ei, Match{Kind: Cleaned, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+		consider(ei, Match{Kind: kind, Distance: d, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 			Shown: Region{X1: 1, Y1: 1}, Transform: inverse(qh.Transform), Score: 1 - (float64(d)+0.5)/256})
 	})
 }
