@@ -485,7 +485,8 @@ func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writ
 		return nil, err
 	}
 	evs = crashEvents(evs, a.log) // crash tests only (build tag crashtest); evs otherwise
-	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory, Logger: a.log, Registerer: a.reg})
+	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory,
+		MatchRegions: a.cfg.Banks.MatchRegions, Logger: a.log, Registerer: a.reg})
 }
 
 // openEvents opens the match events stream once (the matcher at ingest and

@@ -152,9 +152,14 @@ type Deps struct {
 	// Memory, when set, holds what each post matched last: a new version
 	// gets events only for entries its previous matched version did not
 	// match (nil: every version's matches are events).
-	Memory     *Memory
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Memory *Memory
+	// MatchRegions matches an image's region hashes too
+	// (domain.Record.PDQRegions: its content rectangles' and its cleaned
+	// hash; banks.match_regions), so that memes, screenshots and
+	// watermarked copies of banked images make events.
+	MatchRegions bool
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Now is the clock of matched_at (default time.Now).
 	Now func() time.Time
 }
@@ -215,10 +220,10 @@ type recQuery struct {
 }
 
 // queries are the lookups of one change: one per record (image, text),
-// then, for an image with region hashes, one per region hash, as stored
-// (content) and moved back (cleaned). A record's own lookup comes first,
-// so an entry it matches is reported by it.
-func queries(c *domain.Change) []recQuery {
+// then, with regions, for an image with region hashes, one per region
+// hash, as stored (content) and moved back (cleaned). A record's own
+// lookup comes first, so an entry it matches is reported by it.
+func queries(c *domain.Change, regions bool) []recQuery {
 	var out []recQuery
 	for i := range c.Records {
 		r := &c.Records[i]
@@ -229,6 +234,9 @@ func queries(c *domain.Change) []recQuery {
 		out = append(out, recQuery{rec: r, q: q})
 	}
 	for i := range c.Records {
+		if !regions {
+			break
+		}
 		r := &c.Records[i]
 		if r.Modality != domain.ModalityImage || len(r.PDQRegions) == 0 {
 			continue
@@ -317,7 +325,7 @@ func (w *Writer) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 			skip[i] = true
 			continue
 		}
-		qsOf[i] = queries(c)
+		qsOf[i] = queries(c, w.d.MatchRegions)
 		for _, rq := range qsOf[i] {
 			all = append(all, rq.q)
 		}

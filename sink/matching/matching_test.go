@@ -37,6 +37,7 @@ type fixture struct {
 	js    jetstream.JetStream
 	deny  *denylist.List
 	banks *bankstore.Store
+	deps  Deps
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -68,11 +69,12 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(mem.Close)
-	w, err := New(Deps{Next: ix, Banks: bs, Events: evs, Deny: dl, Memory: mem})
+	deps := Deps{Next: ix, Banks: bs, Events: evs, Deny: dl, Memory: mem}
+	w, err := New(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{w: w, ix: ix, js: js, deny: dl, banks: bs}
+	return &fixture{w: w, ix: ix, js: js, deny: dl, banks: bs, deps: deps}
 }
 
 func hashOf(seed string) pdq.Hash { return pdq.Hash(sha256.Sum256([]byte(seed))) }
@@ -220,11 +222,18 @@ func TestMatchAtIngest(t *testing.T) {
 // Region hashes at ingest (banks.match_regions): a meme of a banked
 // picture (caption band) matches by its content rectangle's hash, a
 // watermarked copy by its cleaned hash, each event saying which; their
-// whole-image hashes match nothing, and without region hashes neither post
-// makes an event. A post matched by its whole image reports no region.
+// whole-image hashes match nothing, and without the option (their region
+// hashes computed for clusters) neither post makes an event. A post
+// matched by its whole image reports no region.
 func TestMatchRegionsAtIngest(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
+	deps := f.deps
+	deps.MatchRegions = true
+	withRegions, err := New(deps)
+	if err != nil {
+		t.Fatal(err)
+	}
 	nd := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	ph := pdq.Hasher{MaxSide: -1}
 	pic := reposts.Photo(0, 1000, 640, 480)
@@ -248,19 +257,21 @@ func TestMatchRegionsAtIngest(t *testing.T) {
 			c := post(fmt.Sprintf("%s-%v", id, regions), seq, h, "")
 			seq++
 			c.Records = c.Records[:1]
-			if regions {
-				rs, _, err := nd.RegionHashes(rp.Image, false, neardup.DefaultMinQuality)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.Records[0].PDQRegions = rs
+			rs, _, err := nd.RegionHashes(rp.Image, false, neardup.DefaultMinQuality)
+			if err != nil {
+				t.Fatal(err)
 			}
+			c.Records[0].PDQRegions = rs
 			batch = append(batch, c)
 		}
 		batch = append(batch, post(fmt.Sprintf("itself-%v", regions), seq, entry, ""))
 		seq++
 		batch[2].Records = batch[2].Records[:1]
-		if _, err := f.w.Apply(ctx, batch); err != nil {
+		w := f.w
+		if regions {
+			w = withRegions
+		}
+		if _, err := w.Apply(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
