@@ -594,13 +594,44 @@ type indexerOpts struct {
 }
 
 // startIndexer runs `xmodal run` (the test binary re-executed) ingesting from Kafka
-// into the embedded index under dir, with the parity model.
+// into the embedded index under dir, with the parity model. The ports it
+// listens on are picked free just before it starts, and another process on
+// the machine can take one first: when it ends on a port in use before its
+// HTTP endpoints answer, it starts again on new ports (up to four times).
 func startIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
 	t.Helper()
 	requireORT(t)
-	if o.httpListen == "" {
-		o.httpListen = freePort(t)
+	auto := o.httpListen == ""
+	for attempt := 1; ; attempt++ {
+		if auto {
+			o.httpListen = freePort(t)
+		}
+		ix := launchIndexer(t, name, dir, o)
+		if attempt == 4 || !ix.portTaken(time.Minute) {
+			return ix
+		}
+		t.Logf("%s: a port was taken before it could listen; starting it again on new ports:\n%s", name, ix.tail(500))
 	}
+}
+
+// portTaken waits until ix answers on its HTTP address (false) or ends,
+// and reports whether it ended on a port in use.
+func (ix *indexer) portTaken(d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + ix.http + "/healthz"); err == nil {
+			resp.Body.Close()
+			return false
+		}
+		if !ix.running() {
+			return strings.Contains(ix.tail(4000), "address already in use")
+		}
+	}
+	return false
+}
+
+// launchIndexer starts one `xmodal run` process (startIndexer).
+func launchIndexer(t testing.TB, name, dir string, o indexerOpts) *indexer {
+	t.Helper()
 	args := []string{"run", "--data-dir", dir, "--nats-listen", freePort(t), "--http-listen", o.httpListen,
 		"--model", filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "parity"),
 		"--ingest-batch-size", "32", "--ingest-fetch-wait", "50ms", "--log-level", "warn",
