@@ -506,14 +506,7 @@ func TestBankMatchWatermark(t *testing.T) {
 		t.Fatal(err)
 	}
 	pic := reposts.Photo(0, 1000, 640, 480)
-	encode := func(img image.Image) []byte {
-		var buf bytes.Buffer
-		if err := png.Encode(&buf, img); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
-	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "pictures", Image: encode(pic)}, &ch); err != nil {
+	if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "pictures", Image: pngOf(t, pic)}, &ch); err != nil {
 		t.Fatal(err)
 	}
 	rp, err := reposts.Apply(pic, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(0, 9)))
@@ -525,7 +518,7 @@ func TestBankMatchWatermark(t *testing.T) {
 		t.Fatal("the watermarked copy is within PDQ's bound; the test shows nothing")
 	}
 	var mr query.MatchResponse
-	if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: encode(rp.Image)}, &mr); err != nil {
+	if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: pngOf(t, rp.Image)}, &mr); err != nil {
 		t.Fatal(err)
 	}
 	if len(mr.Matches) != 1 || mr.Matches[0].SignalType != banks.SignalPDQ || !mr.Matches[0].Cleaned || mr.Matches[0].Region != nil || *mr.Matches[0].Distance > 31 {

@@ -36,12 +36,7 @@ import (
 // matching nothing is indexed with no event.
 func TestMatchAtIngestThroughRun(t *testing.T) {
 	requireORT(t)
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.NATS.Listen = "127.0.0.1:0"
-	cfg.HTTP.Listen = ""
-	cfg.Ingest.FetchWait = 20 * time.Millisecond
-	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	cfg := matchRunConfig(t)
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := runTestApp(t, ctx, cancel, cfg, logs)
@@ -281,18 +276,27 @@ func runTestApp(t *testing.T, ctx context.Context, cancel context.CancelFunc, cf
 	return a
 }
 
-// TestMatchRegionsThroughRun: with banks.match_regions, `xmodal run` matches
-// a meme of a banked picture (its whole-image hash beyond PDQ's bound) by
-// the picture inside the caption band, and the event says so (region
-// content; events tail shows it).
-func TestMatchRegionsThroughRun(t *testing.T) {
-	requireORT(t)
+// matchRunConfig is the configuration of an in-process `xmodal run` for the
+// match tests: a fresh data dir, NATS on a free port, no HTTP, the demo
+// model, short fetch waits.
+func matchRunConfig(t *testing.T) *Config {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""
 	cfg.Ingest.FetchWait = 20 * time.Millisecond
 	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	return cfg
+}
+
+// TestMatchRegionsThroughRun: with banks.match_regions, `xmodal run` matches
+// a meme of a banked picture (its whole-image hash beyond PDQ's bound) by
+// the picture inside the caption band, and the event says so (region
+// content; events tail shows it).
+func TestMatchRegionsThroughRun(t *testing.T) {
+	requireORT(t)
+	cfg := matchRunConfig(t)
 	cfg.Banks.MatchRegions = true
 	ctx, cancel := context.WithCancel(context.Background())
 	a := runTestApp(t, ctx, cancel, cfg, &syncBuffer{})

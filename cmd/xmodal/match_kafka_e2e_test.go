@@ -36,12 +36,7 @@ func TestMatchEventsOnKafka(t *testing.T) {
 	requireORT(t)
 	b := startKafka(t)
 	b.CreateTopic(t, "posts", 2)
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.NATS.Listen = "127.0.0.1:0"
-	cfg.HTTP.Listen = ""
-	cfg.Ingest.FetchWait = 20 * time.Millisecond
-	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	cfg := matchRunConfig(t)
 	cfg.Kafka.Brokers, cfg.Kafka.Topic, cfg.Kafka.Group = []string{b.Plain()}, "posts", "ix"
 	cfg.Kafka.CommitInterval = 100 * time.Millisecond
 	logs := &syncBuffer{}
