@@ -67,10 +67,22 @@ func (h *Hasher) cleanPlane(luma []float32, w, hh int) *plane {
 	} else {
 		p = resampleArea(luma, w, hh, pw, ph)
 	}
-	k := max(3, int(math.Round(float64(min(p.w, p.h))*cleanFrac))|1)
+	h.openLifted(p, cleanSquare(p))
+	return p
+}
+
+// cleanSquare is the side of the opening's square on plane p.
+func cleanSquare(p *plane) int {
+	return max(3, int(math.Round(float64(min(p.w, p.h))*cleanFrac))|1)
+}
+
+// openLifted replaces, in place, every pixel of p that the opening with a
+// k x k square lowers by more than cleanLift grey levels with the
+// opening's value.
+func (h *Hasher) openLifted(p *plane, k int) {
 	if h.useFast() {
 		cleanC(h.fs.avx2, p, k, cleanLift)
-		return p
+		return
 	}
 	// The opening: erosion (minimum over k x k), then dilation, the
 	// maximum, done as the minimum of the negated plane, negated.
@@ -89,7 +101,6 @@ func (h *Hasher) cleanPlane(luma []float32, w, hh int) *plane {
 			p.p[i] = o
 		}
 	}
-	return p
 }
 
 // morph writes to out the minimum (or, with isMax, the maximum) of in over

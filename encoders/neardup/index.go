@@ -916,20 +916,31 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 		if !ok {
 			return Match{}, false
 		}
-		corr, detail, judged, cells := pixelAgreement(e.patch, W, H, q.pixels, inv, float64(r.Min.X), float64(r.Min.Y), float64(r.Max.X), float64(r.Max.Y))
-		switch {
-		case cells < minPatchCells:
-			return Match{}, false
-		case judged && (corr < vp.minPixelCorr || detail < vp.minPixelDetail):
-			return Match{}, false
-		case !judged && corr < vp.minPixelCorrSmooth:
-			return Match{}, false
-		case weak && (!judged || corr < vp.weakPixelCorr || detail < vp.weakPixelDetail):
-			return Match{}, false
+		// The pixel check reads the query inside one of its rectangles:
+		// the best hit's first, then the others. The nearest hit may lie
+		// on the whole image while the picture is a content rectangle
+		// (a crop under a caption band): the original's cells that the
+		// map sends into the band then fail a check that the content
+		// rectangle passes.
+		passed := false
+		for k := -1; k < len(q.Rects) && !passed; k++ {
+			rr := r
+			if k >= 0 {
+				if k == h.q.Rect {
+					continue
+				}
+				rr = q.Rects[k]
+			}
+			corr, detail, judged, ok := ix.pixelCheck(e, q, inv, rr, weak)
+			if ok {
+				passed, r, pixels = true, rr, corr
+				if judged {
+					pixelDetail = detail
+				}
+			}
 		}
-		pixels = corr
-		if judged {
-			pixelDetail = detail
+		if !passed {
+			return Match{}, false
 		}
 	}
 	// The query rectangle's corners in the original, as fractions.
@@ -952,6 +963,25 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 	}
 	return Match{Kind: Window, Distance: h.dist, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
 		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail}, true
+}
+
+// pixelCheck runs the pixel check of a window match of e under inv
+// (original pixels to query pixels) inside the query rectangle r; weak
+// asks for weak evidence's stricter thresholds.
+func (ix *Index) pixelCheck(e *entry, q *Query, inv affine, r image.Rectangle, weak bool) (corr, detail float64, judged, ok bool) {
+	vp := &ix.vp
+	corr, detail, judged, cells := pixelAgreement(e.patch, float64(e.w), float64(e.h), q.pixels, inv, float64(r.Min.X), float64(r.Min.Y), float64(r.Max.X), float64(r.Max.Y))
+	switch {
+	case cells < minPatchCells:
+		return corr, detail, judged, false
+	case judged && (corr < vp.minPixelCorr || detail < vp.minPixelDetail):
+		return corr, detail, judged, false
+	case !judged && corr < vp.minPixelCorrSmooth:
+		return corr, detail, judged, false
+	case weak && (!judged || corr < vp.weakPixelCorr || detail < vp.weakPixelDetail):
+		return corr, detail, judged, false
+	}
+	return corr, detail, judged, true
 }
 
 // agree reports whether maps a and b send the centre and the corners of

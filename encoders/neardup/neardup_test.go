@@ -675,16 +675,19 @@ func repostQuery(t testing.TB, h *Hasher, img image.Image, k []reposts.Kind, a, 
 // TestNearCropScale: a light crop drawn at the working size shows its
 // content a ninth larger than the original's windows do; the query's
 // planes at nearCropScale (every query rectangle) meet them. Light crops
-// of the committed photos, alone and inside a screenshot, are found at
-// rank 1 more often with those planes than without (the same query, its
-// nearCropScale planes left out), and the photos found without them stay
-// found.
+// of the committed photos and 20 generated pictures, alone and inside a
+// screenshot, are found at rank 1 more often with those planes than
+// without (the same query, its nearCropScale planes left out; 66 against
+// 63 of 66), and the pictures found without them stay found.
 func TestNearCropScale(t *testing.T) {
 	if testing.Short() {
-		t.Skip("queries 2 edits of every committed photo")
+		t.Skip("queries 2 edits of every committed photo and 20 generated pictures")
 	}
 	h := NewHasher(Options{PDQMaxSide: -1})
 	photos := committedPhotos(t)
+	for p := range 20 {
+		photos = append(photos, genPhoto(t, p))
+	}
 	ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
 	for i, img := range photos {
 		sig, err := h.Signatures(img)
@@ -725,5 +728,58 @@ func TestNearCropScale(t *testing.T) {
 	t.Logf("light crops of %d photos, alone and in a screenshot: %d found with the nearCropScale planes, %d without, %d lost", len(photos), with, without, lost)
 	if with < without+2 || lost > 0 {
 		t.Errorf("with the nearCropScale planes %d found, without %d, %d found only without", with, without, lost)
+	}
+}
+
+// TestPixelCheckTriesEachRect: a cropped picture under a caption band
+// matches through windows of the whole query image as well as of its
+// content rectangle, and the pixel check must read the picture where it
+// is. Kept to the whole image's windows alone, the crop90+caption
+// re-posts that the full query finds are still found (all but 2 of 24;
+// 15 when the check read the best hit's rectangle only): the check over
+// the whole image compares the original's cells that the crop moved into
+// the band, and fails.
+func TestPixelCheckTriesEachRect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes 24 generated pictures")
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+	const n = 24
+	for p := range n {
+		img := genPhoto(t, p)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.Add(int64(p), 640, 480, sig)
+	}
+	var found, wholeOnly, tried int
+	for p := range n {
+		q := repostQuery(t, h, genPhoto(t, p), []reposts.Kind{reposts.Crop90, reposts.Caption}, uint64(p), 11)
+		if len(q.Rects) < 2 {
+			continue // no content rectangle found: nothing to test
+		}
+		ms := ix.Search(q, SearchOptions{K: 1})
+		if len(ms) == 0 || ms[0].ID != int64(p) {
+			continue
+		}
+		found++
+		whole := *q
+		whole.Hashes = slices.DeleteFunc(slices.Clone(q.Hashes), func(qh QueryHash) bool { return qh.Kind != Window || qh.Rect != 0 })
+		if !slices.ContainsFunc(whole.Hashes, func(qh QueryHash) bool { return qh.Kind == Window }) {
+			continue
+		}
+		tried++
+		ms = ix.Search(&whole, SearchOptions{K: 1})
+		if len(ms) == 0 || ms[0].ID != int64(p) {
+			t.Logf("picture %d: found by its full query, not by its whole image's windows alone", p)
+			continue
+		}
+		wholeOnly++
+	}
+	t.Logf("%d of %d crop90+caption re-posts found; %d of the %d with whole-image windows found by those alone", found, n, wholeOnly, tried)
+	if tried < n/2 || wholeOnly < tried-2 {
+		t.Errorf("%d of %d re-posts found by their whole image's windows alone; want all but 2, of at least %d", wholeOnly, tried, n/2)
 	}
 }
