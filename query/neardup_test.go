@@ -687,7 +687,7 @@ func TestNearDupWindowlessReplies(t *testing.T) {
 		}},
 		// ... or near its cleaned hash only
 		// (found with the window matches).
-		{"cleaned/stored", "gen-3-1053", reposts.Watermark, [2]uint64{53, 9}, func(m query.NearDupMatch) bool {
+		{"cleaned/stored", "gen-2-1027", reposts.Watermark, [2]uint64{27, 9}, func(m query.NearDupMatch) bool {
 			return m.Kind == "cleaned" && *m.Distance <= neardup.WholeDistance
 		}},
 	} {

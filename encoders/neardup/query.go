@@ -19,11 +19,14 @@ type QueryHash struct {
 	Quality   int
 	// A window's frame in query pixels (Kind Window).
 	cx, cy, side, angle float64
-	// A window's plane (0: the rectangle at the working size, 1: the
-	// whole image at cropScale), its rank among the plane's windows, and
-	// whether it is a runner-up variant.
+	// A window's plane (the index of its working size among the
+	// rectangle's: 0 workSide, 1 nearCropScale, 2 cropScale; plus the
+	// number of sizes for an overlay-cleaned plane), its rank among the
+	// plane's windows, and whether it is a runner-up variant.
 	plane, rank int
 	alt         bool
+	// overlay marks a window of an overlay-cleaned plane.
+	overlay bool
 	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
 	// with bright thin overlays suppressed (cleanedHash): a watermark
 	// across a smooth picture moves the plain hash 34-56 bits; the cleaned
@@ -43,8 +46,9 @@ type Query struct {
 	Rects  []image.Rectangle
 	Hashes []QueryHash
 	// pixels is the reduced luminance the pixel check reads (nil without
-	// windows).
-	pixels *queryPixels
+	// windows); cleanPixels that of the whole image with a watermark's
+	// lettering opened away (overlayCleaned; nil when it found none).
+	pixels, cleanPixels *queryPixels
 }
 
 // maxContentRects bounds the content rectangles of one query.
@@ -106,14 +110,30 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 			if h.opts.QueryWindows > 0 {
 				limit = h.opts.QueryWindows
 			}
-			ws := h.windows(p, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
+			planes := []*plane{p}
+			// A watermark's lettering on the picture (the whole image, or
+			// each content rectangle where there are some: the lettering
+			// of a caption band is no watermark): the windows of the plane
+			// with the lettering opened away too, and the whole image's
+			// pixels for the pixel check (overlay.go).
+			if pi < overlayPlanes && (ri > 0 || len(q.Rects) == 1) {
+				if pc, ok := h.overlayCleaned(p); ok {
+					planes = append(planes, pc)
+					if ri == 0 && pi == 0 {
+						q.cleanPixels = newQueryPixels(pc, w, hh)
+					}
+				}
+			}
 			// Plane pixels to query pixels.
 			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
-			for wi, wd := range ws {
-				for k, hv := range wd.hashes {
-					q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
-						cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
-						plane: pi, rank: wi, alt: k > 0})
+			for ci, pl := range planes {
+				ws := h.windows(pl, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
+				for wi, wd := range ws {
+					for k, hv := range wd.hashes {
+						q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
+							cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
+							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0})
+					}
 				}
 			}
 		}
