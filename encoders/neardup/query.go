@@ -114,11 +114,13 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 			// A watermark's lettering on the picture (the whole image, or
 			// each content rectangle where there are some: the lettering
 			// of a caption band is no watermark): the windows of the plane
-			// with the lettering opened away too, and the whole image's
-			// pixels for the pixel check (overlay.go).
-			if pi < overlayPlanes && (ri > 0 || len(q.Rects) == 1) {
+			// with the lettering opened away too (overlay.go). The whole
+			// image's cleaned pixels serve the pixel check in any case.
+			if pi < overlayPlanes && (ri > 0 || len(q.Rects) == 1 || pi == 0) {
 				if pc, ok := h.overlayCleaned(p); ok {
-					planes = append(planes, pc)
+					if ri > 0 || len(q.Rects) == 1 {
+						planes = append(planes, pc)
+					}
 					if ri == 0 && pi == 0 {
 						q.cleanPixels = newQueryPixels(pc, w, hh)
 					}
