@@ -145,7 +145,12 @@ func TestBatcher(t *testing.T) {
 			if b := r.recv(t); !slices.Equal(b, seq(0, 6)) {
 				t.Fatalf("offered batch %v, want it grown to 0..5", b)
 			}
-			r.clock.next(t) <- time.Now()
+			// The next batch's timer starts with 6; it expires once 7 and 8
+			// have joined it (the batcher's select would otherwise pick the
+			// expiry or an input at random).
+			expire := r.clock.next(t)
+			r.waitQueued(t, 0)
+			expire <- time.Now()
 			if b := r.recv(t); !slices.Equal(b, seq(6, 9)) {
 				t.Fatalf("next batch %v, want 6..8", b)
 			}
