@@ -696,7 +696,7 @@ func TestNearCropScale(t *testing.T) {
 		}
 		ix.Add(int64(i), img.Bounds().Dx(), img.Bounds().Dy(), sig)
 	}
-	var with, without, lost int
+	var n foundTally
 	for i, img := range photos {
 		for k, edit := range [][]reposts.Kind{{reposts.Crop90}, {reposts.Crop90, reposts.Screenshot}} {
 			rp, err := reposts.Apply(img, edit, rand.New(rand.NewPCG(uint64(i), uint64(k))))
@@ -714,20 +714,12 @@ func TestNearCropScale(t *testing.T) {
 			plain := *q
 			plain.Hashes = slices.DeleteFunc(slices.Clone(q.Hashes), func(qh QueryHash) bool { return qh.Kind == Window && qh.plane == 1 })
 			a, b := top(q), top(&plain)
-			if a {
-				with++
-			}
-			if b {
-				without++
-			}
-			if b && !a {
-				lost++
-			}
+			n.add(a, b)
 		}
 	}
-	t.Logf("light crops of %d photos, alone and in a screenshot: %d found with the nearCropScale planes, %d without, %d lost", len(photos), with, without, lost)
-	if with < without+2 || lost > 0 {
-		t.Errorf("with the nearCropScale planes %d found, without %d, %d found only without", with, without, lost)
+	t.Logf("light crops of %d photos, alone and in a screenshot: %d found with the nearCropScale planes, %d without, %d lost", len(photos), n.with, n.without, n.lost)
+	if n.with < n.without+2 || n.lost > 0 {
+		t.Errorf("with the nearCropScale planes %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
 }
 
