@@ -85,6 +85,11 @@ type WindowMatch struct {
 	// (0: not checked, windows stored before the check; PixelDetail 0: the
 	// original has no detail at the check's scale).
 	Pixels, PixelDetail float64
+	// LowFrequency marks a window match whose agreeing windows met only on
+	// the bits of their lowest frequencies (encoders/neardup's low hits: a
+	// copy re-compressed hard); the distance is then beyond the window
+	// radius.
+	LowFrequency bool
 	// Whole marks a whole-image match beyond the PDQ threshold that the
 	// pixel check verified (encoders/neardup.WholeBandDistance): the
 	// query rectangle laid over the whole original, no windows.

@@ -95,6 +95,10 @@ type NearDupMatch struct {
 	Shown     []float32 `json:"shown,omitempty"`
 	Pixels    float64   `json:"pixels,omitempty"`
 	Detail    float64   `json:"pixel_detail,omitempty"`
+	// LowFrequency: a window match whose windows agreed only on their
+	// lowest frequencies (a copy re-compressed hard; Distance then beyond
+	// the window radius).
+	LowFrequency bool `json:"low_frequency,omitempty"`
 }
 
 // Window search states of a near-duplicate reply (NearDupResponse.Windows).
@@ -265,7 +269,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		}
 		w := h.Windows
 		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:],
-			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000}
+			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000, LowFrequency: w.LowFrequency}
 		switch {
 		case w.Whole:
 			// The whole-image hash beyond the threshold, verified by the

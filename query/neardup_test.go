@@ -736,3 +736,26 @@ func neardupOnceIndexed(t *testing.T, s *hashStack, img image.Image) ([]byte, *q
 		}
 	}
 }
+
+// A 75 % crop of a generated picture saved at JPEG quality 30 whose
+// windows all moved beyond the window radius is found by their lowest
+// frequencies: a window match with low_frequency set, its distance beyond
+// the radius, on several agreeing windows, with the pixel check's figures.
+func TestNearDupLowFrequencyReply(t *testing.T) {
+	const name = "gen-0-11400714819323198676" // the eval's generated picture 95
+	s := newHashStack(t, false)
+	photos := indexNearDupPhotos(t, s, name, "coffee")
+	rp, err := reposts.Apply(photos[name], []reposts.Kind{reposts.Crop75, reposts.JPEG30}, rand.New(rand.NewPCG(95, 17)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, res := neardupOnceIndexed(t, s, rp.Image)
+	if len(res.Matches) != 1 || res.Matches[0].PostID != name {
+		t.Fatalf("matches %+v, want post %s", res.Matches, name)
+	}
+	m := res.Matches[0]
+	if m.Kind != "window" || !m.LowFrequency || m.Distance == nil || *m.Distance <= neardup.WindowDistance || m.Windows < 2 ||
+		m.Pixels < 0.95 || m.Detail < 0.93 {
+		t.Errorf("match %+v (distance %v), want a low-frequency window match", m, m.Distance)
+	}
+}

@@ -118,6 +118,9 @@ type Index struct {
 	byID   map[int64]uint32 // id -> live entry
 	live   int
 	vp     verifyParams
+	// low finds windows by the bits of their lowest frequencies
+	// (lowseed.go).
+	low lowTable
 }
 
 // NewIndex returns an empty index over linear scans.
@@ -236,6 +239,9 @@ func (ix *Index) Add(id int64, w, h int, sig []RegionHash) {
 				e.patch = slices.Clone(r.Pixels)
 			}
 		}
+	}
+	for k, hh := range wins {
+		ix.low.insert(e.winBase+uint32(k), lowKey(words(hh)))
 	}
 	e.hasWhole = len(whole) > 0
 	e.hasArea = area != nil
@@ -404,6 +410,11 @@ type Match struct {
 	// PixelDetail is the correlation of the cells' detail (0 where the
 	// original has none at that scale, or no patch).
 	PixelDetail float64
+	// LowFrequency, for a window match, says that the agreeing windows met
+	// only on the bits of their lowest frequencies (lowseed.go), each
+	// beyond the window radius: a copy re-compressed hard, Distance then
+	// over WindowDistance.
+	LowFrequency bool
 }
 
 // SearchOptions tune a search; zero values take the defaults.
@@ -647,6 +658,36 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 			ix.windows.Range(s, radius, func(ref uint32, _ int) { add(ref) })
 		}
 	}
+	lowBits := ix.vp.lowHitBits
+	if lowBits > 0 {
+		// An image that only the low seeds find needs lowMinRefs of its
+		// windows among them, each within lowBits of its seed on the 64
+		// lowest bits: a single shared key is common by chance (7 such
+		// images a query at 10,000 indexed), two rare.
+		lowRefs := map[uint32][]uint32{}
+		var buf []uint32
+		for _, s := range seeds {
+			sw := words(s)
+			buf, _ = ix.low.lookup(lowKey(sw), buf[:0])
+			for _, ref := range buf {
+				ei := uint32(ix.winRef[ref] >> 16)
+				if _, ok := cands[ei]; ok {
+					continue
+				}
+				if h, ok := g.Hash(ref); !ok || lowDist(sw, words(h)) > lowBits {
+					continue
+				}
+				if rs := lowRefs[ei]; !slices.Contains(rs, ref) {
+					lowRefs[ei] = append(rs, ref)
+				}
+			}
+		}
+		for ei, rs := range lowRefs {
+			if len(rs) >= lowMinRefs {
+				cands[ei] = struct{}{}
+			}
+		}
+	}
 	out := make(map[uint32][]winHit, len(cands))
 	var hits []winHit
 	for ei := range cands {
@@ -663,7 +704,7 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 			w := words(h)
 			for i, qw := range qws {
 				d := bits.OnesCount64(qw[0]^w[0]) + bits.OnesCount64(qw[1]^w[1]) + bits.OnesCount64(qw[2]^w[2]) + bits.OnesCount64(qw[3]^w[3])
-				if d <= ix.vp.windowDistance {
+				if d <= ix.vp.windowDistance || (lowBits > 0 && lowDist(qw, w) <= lowBits) {
 					hits = append(hits, winHit{q: qhs[i], ent: ei, win: uint16(k), dist: d})
 				}
 			}
@@ -770,13 +811,19 @@ type verifyParams struct {
 	// 0.90-1.00 (docs/neardup.md).
 	farWeakDistance            int
 	farWeakCorr, farWeakDetail float64
+	// lowHitBits > 0 seeds the window search by the windows' lowest
+	// frequencies too and makes a pair beyond windowDistance whose 64
+	// lowest bits differ in at most lowHitBits a hit (LowHitBits;
+	// lowseed.go); 0: off.
+	lowHitBits int
 }
 
 var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, probeDistance: ProbeSeedDistance, bandProbe: BandProbeBits, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
 	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8,
 	minPixelCorr: MinPixelCorr, minPixelDetail: MinPixelDetail, minPixelCorrSmooth: MinPixelCorrSmooth,
 	weakPixelCorr: 0.8, weakPixelDetail: 0.9,
-	farWeakDistance: WindowDistance, farWeakCorr: 0.95, farWeakDetail: 0.93}
+	farWeakDistance: WindowDistance, farWeakCorr: 0.95, farWeakDetail: 0.93,
+	lowHitBits: LowHitBits}
 
 // The pixel check's thresholds (patch.go), chosen on the window matches of
 // the 10k eval (docs/neardup.md): true matches had values of 0.5 or more
@@ -895,6 +942,12 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 	W, H := float64(e.w), float64(e.h)
 	c := ix.clusterOf(q, e, hits)
 	h := hits[c.best]
+	// near is the distance of the nearest agreeing window (members are
+	// nearest first): the weak rules, the score and the match read it.
+	// (The best hit, whose map the others agree with, may lie farther: a
+	// low hit's, beyond the far weak rule, in a pair with a window at 12
+	// bits.)
+	near := hits[c.members[0]].dist
 	n := len(c.members)
 	vp := &ix.vp
 	strength := 0.0
@@ -909,12 +962,26 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 	// make a match when its nearest window is within strongDistance and
 	// the pixel check is far stricter (weakPixelCorr, weakPixelDetail).
 	weak := false
-	if strength < vp.minStrength && !(n == 1 && h.dist <= vp.loneDistance) {
+	// Low hits alone (every agreeing window beyond windowDistance, met on
+	// its lowest frequencies: lowseed.go) need lowMinRefs agreeing
+	// windows and pass only the far weak rule's pixel check, never on an
+	// overlay window. (One low window and the far weak pixel check matched
+	// two distractors of the 10k eval, with values r 0.98-0.99.)
+	low := true
+	for _, l := range c.members {
+		low = low && hits[l].dist > vp.windowDistance
+	}
+	if low {
+		if n < lowMinRefs || h.q.overlay || vp.farWeakDistance <= 0 || e.patch == nil || q.pixels == nil {
+			return Match{}, false
+		}
+		weak = true
+	} else if strength < vp.minStrength && !(n == 1 && h.dist <= vp.loneDistance) {
 		// Not on a window of an overlay-cleaned plane: opening a query's
 		// lettering away leaves flat areas and hard edges (a caption
 		// band's), on which one window and the pixel check agreed with an
 		// unrelated picture in the 10k eval.
-		if h.dist > max(vp.strongDistance, vp.farWeakDistance) || h.q.overlay || vp.weakPixelDetail <= 0 || e.patch == nil || q.pixels == nil {
+		if near > max(vp.strongDistance, vp.farWeakDistance) || h.q.overlay || vp.weakPixelDetail <= 0 || e.patch == nil || q.pixels == nil {
 			return Match{}, false
 		}
 		weak = true
@@ -946,7 +1013,7 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 				}
 				rr = q.Rects[k]
 			}
-			corr, detail, judged, ok := ix.pixelCheck(e, q, inv, rr, weak, h.dist)
+			corr, detail, judged, ok := ix.pixelCheck(e, q, inv, rr, weak, near)
 			if ok {
 				passed, r, pixels = true, rr, corr
 				if judged {
@@ -965,7 +1032,7 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 		x0, y0, x1, y1 = math.Min(x0, x), math.Min(y0, y), math.Max(x1, x), math.Max(y1, y)
 	}
 	clamp := func(v, n float64) float32 { return float32(math.Min(math.Max(v/n, 0), 1)) }
-	score := 1 - float64(h.dist)/256
+	score := 1 - float64(near)/256
 	if n < 2 {
 		score -= 0.05
 	}
@@ -976,8 +1043,9 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 			visible++
 		}
 	}
-	return Match{Kind: Window, Distance: h.dist, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail}, true
+	return Match{Kind: Window, Distance: near, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
+		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail,
+		LowFrequency: low}, true
 }
 
 // pixelCheck runs the pixel check of a window match of e under inv

@@ -258,7 +258,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
 			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band, Area: m.Kind == neardup.Area,
-			Cleaned: m.Kind == neardup.Cleaned,
+			Cleaned: m.Kind == neardup.Cleaned, LowFrequency: m.LowFrequency,
 		}}
 		h.Distance = &d
 		out = append(out, h)

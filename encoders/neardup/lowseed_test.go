@@ -1,0 +1,203 @@
+package neardup
+
+import (
+	"image"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
+)
+
+// setRef sets reference bit k (row k/16, column k%16) of h.
+func setRef(h *pdq.Hash, k int) { h[31-k>>3] |= 1 << (k & 7) }
+
+// TestLowKey: the key holds the 36 bits of the 6 x 6 lowest frequencies,
+// each bit its own, and nothing else; lowDist counts the 64 bits of the
+// 8 x 8 lowest.
+func TestLowKey(t *testing.T) {
+	seen := map[uint64]int{}
+	for k := range 256 {
+		var h pdq.Hash
+		setRef(&h, k)
+		w := words(h)
+		row, col := k/16, k%16
+		inKey := row < lowKeySide && col < lowKeySide
+		key := lowKey(w)
+		switch {
+		case inKey && key == 0:
+			t.Errorf("bit %d (frequency %d,%d) is not in the key", k, row+1, col+1)
+		case !inKey && key != 0:
+			t.Errorf("bit %d (frequency %d,%d) is in the key: %x", k, row+1, col+1, key)
+		case inKey:
+			if o, dup := seen[key]; dup {
+				t.Errorf("bits %d and %d give the same key %x", o, k, key)
+			}
+			seen[key] = k
+		}
+		wantLow := 0
+		if row < lowHitSide && col < lowHitSide {
+			wantLow = 1
+		}
+		if d := lowDist(w, words(pdq.Hash{})); d != wantLow {
+			t.Errorf("bit %d: lowDist %d, want %d", k, d, wantLow)
+		}
+	}
+	if len(seen) != lowKeySide*lowKeySide {
+		t.Errorf("%d key bits, want %d", len(seen), lowKeySide*lowKeySide)
+	}
+	// All 36 bits together: the key's low 36 bits.
+	var h pdq.Hash
+	for i := range lowKeySide {
+		for j := range lowKeySide {
+			setRef(&h, i*16+j)
+		}
+	}
+	if got := lowKey(words(h)); got != 1<<(lowKeySide*lowKeySide)-1 {
+		t.Errorf("all key bits: %x", got)
+	}
+}
+
+// TestLowTable: lookups return exactly the refs of a key, newest first,
+// across the table's growth, and nothing for a key held by more than
+// lowMaxRefs refs.
+func TestLowTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var tab lowTable
+	byKey := map[uint64][]uint32{}
+	const n = 20000
+	for ref := range uint32(n) {
+		k := r.Uint64N(5000) // many keys shared by a few refs
+		if ref%10 == 0 {
+			k = 99999 // one key shared by n/10 refs
+		}
+		tab.insert(ref, k)
+		byKey[k] = append(byKey[k], ref)
+	}
+	if len(tab.heads) < n {
+		t.Fatalf("%d buckets for %d refs", len(tab.heads), n)
+	}
+	var buf []uint32
+	for k, refs := range byKey {
+		got, ok := tab.lookup(k, buf[:0])
+		if len(refs) > lowMaxRefs {
+			if ok || len(got) != 0 {
+				t.Errorf("key %d of %d refs: ok %v, %d refs", k, len(refs), ok, len(got))
+			}
+			continue
+		}
+		want := slices.Clone(refs)
+		slices.Reverse(want)
+		if !ok || !slices.Equal(got, want) {
+			t.Errorf("key %d: %v (ok %v), want %v", k, got, ok, want)
+		}
+		buf = got
+	}
+	if got, ok := tab.lookup(1<<40, nil); !ok || len(got) != 0 {
+		t.Errorf("absent key: %v %v", got, ok)
+	}
+	var empty lowTable
+	if got, ok := empty.lookup(7, nil); !ok || len(got) != 0 {
+		t.Errorf("empty table: %v %v", got, ok)
+	}
+}
+
+// TestLowSeeds: JPEG at quality 30 over a 75 % crop moves most windows of
+// a generated picture beyond the window radius, but their lowest
+// frequencies hold. With the low seeds and hits more of 40 such re-posts
+// are found, none lost, and no distractor (another picture of the same
+// family, edited alike) is matched; each match found only that way says
+// so (LowFrequency) and rests on at least two agreeing windows.
+func TestLowSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes 100 generated pictures and queries 200")
+	}
+	const nPics = 100
+	h := NewHasher(Options{PDQMaxSide: -1})
+	newIndex := func(bits int) *Index {
+		ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+		ix.vp.lowHitBits = bits
+		return ix
+	}
+	on, off := newIndex(LowHitBits), newIndex(0)
+	pic := func(i int) image.Image {
+		return reposts.Photo(i%len(reposts.Families), 0x9e3779b97f4a7c15+uint64(i)*2+1, 640, 480)
+	}
+	for p := range nPics {
+		sig, err := h.Signatures(pic(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		on.Add(int64(p), 640, 480, sig)
+		off.Add(int64(p), 640, 480, sig)
+	}
+	var n foundTally
+	lowOnly := 0
+	for p := range nPics {
+		q := repostQuery(t, h, pic(p), []reposts.Kind{reposts.Crop75, reposts.JPEG30}, uint64(p), 17)
+		a := on.Search(q, SearchOptions{K: 1})
+		b := off.Search(q, SearchOptions{K: 1})
+		found := len(a) > 0 && a[0].ID == int64(p)
+		n.add(found, len(b) > 0 && b[0].ID == int64(p))
+		if found && a[0].LowFrequency {
+			lowOnly++
+			if a[0].Windows < 2 || a[0].Distance <= WindowDistance {
+				t.Errorf("picture %d: low-frequency match on %d windows at %d bits", p, a[0].Windows, a[0].Distance)
+			}
+		}
+		d := repostQuery(t, h, pic(1000+p), []reposts.Kind{reposts.Crop75, reposts.JPEG30}, uint64(p), 19)
+		if ms := on.Search(d, SearchOptions{K: 1}); len(ms) > 0 {
+			t.Errorf("distractor %d matched picture %d (%v)", 1000+p, ms[0].ID, ms[0].Kind)
+		}
+	}
+	t.Logf("crop75+jpeg30 of %d pictures: %d found with low seeds (%d on low hits alone), %d without, %d lost", nPics, n.with, lowOnly, n.without, n.lost)
+	if n.with <= n.without || n.lost > 0 || lowOnly == 0 {
+		t.Errorf("with low seeds %d found (%d on low hits alone), without %d, %d found only without", n.with, lowOnly, n.without, n.lost)
+	}
+}
+
+// TestLowHitsAlone: a match on low hits alone needs two agreeing
+// windows. Take the low-frequency matches of crop75+jpeg30 re-posts and
+// keep one low hit of each: no match stands on it (in the 10k eval, one
+// low window with a near-perfect pixel check matched two distractors).
+func TestLowHitsAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes 40 generated pictures")
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	checked := 0
+	for p := range 40 {
+		ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+		sig, err := h.Signatures(genPhoto(t, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.Add(int64(p), 640, 480, sig)
+		q := repostQuery(t, h, genPhoto(t, p), []reposts.Kind{reposts.Crop75, reposts.JPEG30}, uint64(p), 17)
+		ms := ix.Search(q, SearchOptions{K: 1})
+		if len(ms) == 0 || !ms[0].LowFrequency {
+			continue
+		}
+		hits := ix.windowHits(q)[0]
+		var low []winHit
+		for _, hh := range hits {
+			if hh.dist > WindowDistance {
+				low = append(low, hh)
+			}
+		}
+		if _, ok := ix.verify(q, &ix.entries[0], low, false); !ok {
+			t.Errorf("picture %d: its %d low hits alone do not verify", p, len(low))
+		}
+		for i := range low {
+			if m, ok := ix.verify(q, &ix.entries[0], low[i:i+1], false); ok {
+				t.Errorf("picture %d: one low hit (%d bits) made a match: %+v", p, low[i].dist, m)
+			}
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no crop75+jpeg30 re-post was found on low hits alone")
+	}
+	t.Logf("%d low-frequency matches checked", checked)
+}
