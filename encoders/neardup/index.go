@@ -703,8 +703,9 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 			}
 			w := words(h)
 			for i, qw := range qws {
-				d := bits.OnesCount64(qw[0]^w[0]) + bits.OnesCount64(qw[1]^w[1]) + bits.OnesCount64(qw[2]^w[2]) + bits.OnesCount64(qw[3]^w[3])
-				if d <= ix.vp.windowDistance || (lowBits > 0 && lowDist(qw, w) <= lowBits) {
+				x2, x3 := qw[2]^w[2], qw[3]^w[3]
+				d := bits.OnesCount64(qw[0]^w[0]) + bits.OnesCount64(qw[1]^w[1]) + bits.OnesCount64(x2) + bits.OnesCount64(x3)
+				if d <= ix.vp.windowDistance || (lowBits > 0 && bits.OnesCount64(x2&lowHitMask[2])+bits.OnesCount64(x3&lowHitMask[3]) <= lowBits) {
 					hits = append(hits, winHit{q: qhs[i], ent: ei, win: uint16(k), dist: d})
 				}
 			}

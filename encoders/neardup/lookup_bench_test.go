@@ -175,8 +175,38 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 	hashesPer := float64(hashes) / float64(len(queries))
+	// XMODAL_ND_LOOKUP_LOW lists low-hit settings (lowseed.go), each a
+	// sub-benchmark of every seed mode on the same index, interleaved: N
+	// bits (LowHitBits by default), 0 off.
+	lows := []int{LowHitBits}
+	if s := os.Getenv("XMODAL_ND_LOOKUP_LOW"); s != "" {
+		lows = nil
+		for f := range strings.SplitSeq(s, ",") {
+			v, err := strconv.Atoi(f)
+			if err != nil || v < 0 || v > 64 {
+				b.Fatalf("XMODAL_ND_LOOKUP_LOW=%q", s)
+			}
+			lows = append(lows, v)
+		}
+	}
+	type lookupMode struct {
+		seedMode
+		low int
+	}
+	var modes []lookupMode
 	for _, sm := range seedModes {
-		b.Run("seed="+sm.name, func(b *testing.B) {
+		for _, lo := range lows {
+			modes = append(modes, lookupMode{sm, lo})
+		}
+	}
+	for _, md := range modes {
+		sm := md.seedMode
+		name := "seed=" + sm.name
+		if len(lows) > 1 || md.low != LowHitBits {
+			name += "/low=" + strconv.Itoa(md.low)
+		}
+		b.Run(name, func(b *testing.B) {
+			ix.vp.lowHitBits = md.low
 			ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = sm.radius, 0, -1
 			if sm.probed {
 				ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = SeedDistance, sm.radius, bandProbe
@@ -185,6 +215,7 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportMetric(float64(n), "images")
 			b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
 			b.ReportMetric(float64(sm.radius), "seed-radius")
+			b.ReportMetric(float64(md.low), "low-bits")
 			b.ReportMetric(float64(ix.vp.bandProbe), "band-probe")
 			b.ReportMetric(sigPer, "sig-bytes/image")
 			b.ReportMetric(heapPer, "heap-bytes/image")

@@ -61,28 +61,17 @@ func lowMask(side int) [4]uint64 {
 	return words(h)
 }
 
-var (
-	lowKeyMask = lowMask(lowKeySide)
-	lowHitMask = lowMask(lowHitSide)
-)
+// lowHitMask has bits in words 2 and 3 only (the reference bits under
+// 128 lie in the hash's last 16 bytes): windowHits reads those two.
+var lowHitMask = lowMask(lowHitSide)
 
-// lowKeyBits lists the key's bits, as (word, bit) of words.
-var lowKeyBits = func() (out [][2]uint8) {
-	for wi, m := range lowKeyMask {
-		for x := m; x != 0; x &= x - 1 {
-			out = append(out, [2]uint8{uint8(wi), uint8(bits.TrailingZeros64(x))})
-		}
-	}
-	return out
-}()
-
-// lowKey packs the bits of w under lowKeyMask into the low bits of a word.
+// lowKey packs the bits of w of the lowest lowKeySide x lowKeySide
+// frequencies into the low 36 bits of a word. Row i of the 6 x 6 block is reference bits 16i..16i+5: bits 0-5 of
+// the hash's byte 31-2i, which words reads as bits 56-16i.. of w[3] (rows
+// 0-3) and of w[2] (rows 4 and 5).
 func lowKey(w [4]uint64) uint64 {
-	var k uint64
-	for i, b := range lowKeyBits {
-		k |= (w[b[0]] >> b[1] & 1) << i
-	}
-	return k
+	return w[3]>>56&63 | (w[3]>>40&63)<<6 | (w[3]>>24&63)<<12 | (w[3]>>8&63)<<18 |
+		(w[2]>>56&63)<<24 | (w[2]>>40&63)<<30
 }
 
 // lowDist is the number of bits of the lowest 8 x 8 frequencies in which
@@ -94,39 +83,41 @@ func lowDist(a, b [4]uint64) int {
 
 // lowTable finds the window refs whose hashes have a given low key: a
 // chained hash table over the refs (which an index hands out in order and
-// never reuses), 16 bytes per window. Not safe for concurrent use: the
-// index writes it under its write lock and reads it under its read lock.
+// never reuses), 12 bytes a window. A key is held as a 32-bit tag (its
+// mix), whose low bits pick its bucket: a lookup may return a ref of
+// another key whose tag is the same (with 2^26 buckets, one ref in 64 of
+// the other keys in a bucket; windowHits checks each ref's own hash). A
+// lookup reads one word a ref in the bucket. Not safe for concurrent use: the index
+// writes it under its write lock and reads it under its read lock.
 type lowTable struct {
 	heads []uint32 // bucket -> 1 + the newest ref in it (0: none)
-	next  []uint32 // ref -> 1 + the next older ref in its bucket (0: none)
-	keys  []uint64 // ref -> its low key
-	mask  uint64   // len(heads)-1
+	links []uint64 // ref -> its tag << 32 | 1 + the next older ref in its bucket
+	mask  uint32   // len(heads)-1
 }
 
-// lowBucket spreads a key over the buckets (a 64-bit mix, splitmix64's
-// finaliser).
-func lowBucket(k, mask uint64) uint64 {
+// lowTag mixes a key into its tag (splitmix64's finaliser, high half).
+func lowTag(k uint64) uint32 {
 	k ^= k >> 30
 	k *= 0xbf58476d1ce4e5b9
 	k ^= k >> 27
 	k *= 0x94d049bb133111eb
 	k ^= k >> 31
-	return k & mask
+	return uint32(k >> 32)
 }
 
 // insert adds ref, the next ref (len of the refs so far), with key k.
 func (t *lowTable) insert(ref uint32, k uint64) {
-	if int(ref) != len(t.keys) {
+	if int(ref) != len(t.links) {
 		panic("neardup: low table refs out of order")
 	}
-	t.keys = append(t.keys, k)
-	t.next = append(t.next, 0)
-	if len(t.keys) > len(t.heads) {
+	tag := lowTag(k)
+	t.links = append(t.links, uint64(tag)<<32)
+	if len(t.links) > len(t.heads) {
 		t.grow()
 		return
 	}
-	b := lowBucket(k, t.mask)
-	t.next[ref] = t.heads[b]
+	b := tag & t.mask
+	t.links[ref] |= uint64(t.heads[b])
 	t.heads[b] = ref + 1
 }
 
@@ -134,10 +125,11 @@ func (t *lowTable) insert(ref uint32, k uint64) {
 func (t *lowTable) grow() {
 	n := max(1024, 2*len(t.heads))
 	t.heads = make([]uint32, n)
-	t.mask = uint64(n - 1)
-	for ref, k := range t.keys {
-		b := lowBucket(k, t.mask)
-		t.next[ref] = t.heads[b]
+	t.mask = uint32(n - 1)
+	for ref, l := range t.links {
+		tag := uint32(l >> 32)
+		b := tag & t.mask
+		t.links[ref] = uint64(tag)<<32 | uint64(t.heads[b])
 		t.heads[b] = uint32(ref) + 1
 	}
 }
@@ -166,18 +158,20 @@ func (t *lowTable) lookup(k uint64, buf []uint32) ([]uint32, bool) {
 	if len(t.heads) == 0 {
 		return buf, true
 	}
+	tag := lowTag(k)
 	n0, walked := len(buf), 0
-	for r := t.heads[lowBucket(k, t.mask)]; r != 0; r = t.next[r-1] {
+	for r := t.heads[tag&t.mask]; r != 0; {
 		if walked++; walked > lowMaxWalk {
 			return buf[:n0], false
 		}
-		if t.keys[r-1] != k {
-			continue
+		l := t.links[r-1]
+		if uint32(l>>32) == tag {
+			if len(buf)-n0 == lowMaxRefs {
+				return buf[:n0], false
+			}
+			buf = append(buf, r-1)
 		}
-		if len(buf)-n0 == lowMaxRefs {
-			return buf[:n0], false
-		}
-		buf = append(buf, r-1)
+		r = uint32(l)
 	}
 	return buf, true
 }

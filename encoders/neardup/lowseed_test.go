@@ -44,6 +44,9 @@ func TestLowKey(t *testing.T) {
 			t.Errorf("bit %d: lowDist %d, want %d", k, d, wantLow)
 		}
 	}
+	if lowHitMask[0] != 0 || lowHitMask[1] != 0 {
+		t.Errorf("low hit bits outside words 2 and 3: %x", lowHitMask)
+	}
 	if len(seen) != lowKeySide*lowKeySide {
 		t.Errorf("%d key bits, want %d", len(seen), lowKeySide*lowKeySide)
 	}
