@@ -843,7 +843,8 @@ type cluster struct {
 	m       affine
 }
 
-// clusterOf finds the largest agreeing set among the hits of one image, e.
+// clusterOf finds the largest agreeing set among the hits of one image, e,
+// low hits (lowseed.go) counting lowWeight.
 func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 	W, H := float64(e.w), float64(e.h)
 	long := math.Max(W, H)
@@ -854,23 +855,36 @@ func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 			float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
 	}
 	var best cluster
+	bestW := 0.0
 	for k := range hits {
 		r := q.Rects[hits[k].q.Rect]
 		var members []int
 		seen := map[uint16]bool{}
+		w := 0.0
 		for l := range hits {
 			if seen[hits[l].win] || !agree(maps[k], maps[l], r, long, ix.vp.agreeTol) {
 				continue
 			}
 			seen[hits[l].win] = true
 			members = append(members, l)
+			if hits[l].dist <= ix.vp.windowDistance {
+				w++
+			} else {
+				w += lowWeight
+			}
 		}
-		if len(members) > len(best.members) {
-			best = cluster{best: k, members: members, m: maps[k]}
+		if w > bestW {
+			best, bestW = cluster{best: k, members: members, m: maps[k]}, w
 		}
 	}
 	return best
 }
+
+// lowWeight is a low hit's weight in choosing the largest set (a window
+// within the radius weighs 1): a window at 12 bits with one at 28 outweighs
+// a pair at 28 and 36 bits, which had failed the far weak rule's pixel
+// check where the other passes the weak rule's (a flipped crop).
+const lowWeight = 0.25
 
 // placement says how the query sits over the original under a cluster's
 // map, for the query rectangle that fits best: inside is the share of the

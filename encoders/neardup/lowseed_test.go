@@ -204,3 +204,35 @@ func TestLowHitsAlone(t *testing.T) {
 	}
 	t.Logf("%d low-frequency matches checked", checked)
 }
+
+// TestLowHitsDoNotOutvoteNearWindows: the 10k eval's flipped 75 % crop of
+// rocket.jpg (its photo 11, edit 25, seed 1) shares one window at 12 bits
+// and one at 28 with the photo, which agree, and low hits at 28 and 36 bits
+// that agree on another map and fail the far weak rule's pixel check. As a
+// pair of low-weighted hits the latter no longer outvote the former: the
+// crop is found, as it was before low hits.
+func TestLowHitsDoNotOutvoteNearWindows(t *testing.T) {
+	h := NewHasher(Options{PDQMaxSide: -1})
+	img := loadPhoto(t, "rocket.jpg")
+	sig, err := h.Signatures(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	for _, low := range []int{LowHitBits, 0} {
+		ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+		ix.vp.lowHitBits = low
+		ix.Add(1, b.Dx(), b.Dy(), sig)
+		rp, err := reposts.Apply(img, []reposts.Kind{reposts.FlipH, reposts.Crop75}, rand.New(rand.NewPCG(1^11*0x100000001b3, 25+7)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := h.Query(rp.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ms := ix.Search(q, SearchOptions{K: 1}); len(ms) != 1 || ms[0].Kind != Window || ms[0].LowFrequency {
+			t.Errorf("low hits %d: matches %+v, want a window match", low, ms)
+		}
+	}
+}
