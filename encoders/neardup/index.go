@@ -877,6 +877,16 @@ func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 			best, bestW = cluster{best: k, members: members, m: maps[k]}, w
 		}
 	}
+	// A low hit's map is the coarser: where the set was found from one
+	// and holds a window within the radius, the nearest such window's
+	// map places the query (a tiny photo's flipped meme failed the
+	// placement under a low overlay window's map at 36 bits, its windows
+	// at 12-28 bits agreeing).
+	if len(best.members) > 0 && hits[best.best].dist > ix.vp.windowDistance {
+		if n := best.members[0]; hits[n].dist <= ix.vp.windowDistance {
+			best.best, best.m = n, maps[n]
+		}
+	}
 	return best
 }
 
