@@ -66,9 +66,10 @@ func lowMask(side int) [4]uint64 {
 var lowHitMask = lowMask(lowHitSide)
 
 // lowKey packs the bits of w of the lowest lowKeySide x lowKeySide
-// frequencies into the low 36 bits of a word. Row i of the 6 x 6 block is reference bits 16i..16i+5: bits 0-5 of
-// the hash's byte 31-2i, which words reads as bits 56-16i.. of w[3] (rows
-// 0-3) and of w[2] (rows 4 and 5).
+// frequencies into the low 36 bits of a word. Row i of that block is
+// reference bits 16i..16i+5, bits 0-5 of the hash's byte 31-2i: bits
+// 56-16i to 61-16i of w[3] for rows 0-3, and 56-16(i-4) to 61-16(i-4) of
+// w[2] for rows 4 and 5.
 func lowKey(w [4]uint64) uint64 {
 	return w[3]>>56&63 | (w[3]>>40&63)<<6 | (w[3]>>24&63)<<12 | (w[3]>>8&63)<<18 |
 		(w[2]>>56&63)<<24 | (w[2]>>40&63)<<30
