@@ -520,6 +520,9 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 	scfg := matching.SweeperConfig{Index: crashSweeps(nd, a.log), Events: evs, Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg}
 	scfg.Records, _ = a.ix.(domain.RecordScanner)  // embedded and Milvus: text, URL and embedding entries are swept too
 	scfg.Recorder, _ = a.ix.(domain.MatchRecorder) // and the matches reach the records (embedded)
+	// PDQ entries by the records' region hashes too, as ingest matches
+	// them; Milvus rows keep no region hashes, so a scan would find none.
+	scfg.Regions = a.cfg.Banks.MatchRegions && a.milvus == nil
 	sw, err := matching.NewSweeper(sctx, scfg)
 	if err != nil {
 		cancel()

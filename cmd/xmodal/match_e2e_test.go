@@ -293,7 +293,8 @@ func matchRunConfig(t *testing.T) *Config {
 // TestMatchRegionsThroughRun: with banks.match_regions, `xmodal run` matches
 // a meme of a banked picture (its whole-image hash beyond PDQ's bound) by
 // the picture inside the caption band, and the event says so (region
-// content; events tail shows it).
+// content; events tail shows it); a retro sweep of a bank the picture is
+// added to later finds the meme the same way.
 func TestMatchRegionsThroughRun(t *testing.T) {
 	requireORT(t)
 	cfg := matchRunConfig(t)
@@ -357,5 +358,28 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "post=meme") || !strings.Contains(out.String(), "region content") {
 		t.Fatalf("events tail:\n%s", out.String())
+	}
+	// The picture banked again, in a new bank: the retro sweep finds the
+	// meme, indexed before, by the same region.
+	if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "late", Action: banks.ActionReview, Actor: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "late", Image: encode(pic)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		s, err := js.Stream(ctx, matching.Stream)
+		if err != nil {
+			return err
+		}
+		m, err := s.GetLastMsgForSubject(ctx, matching.Subject("late"))
+		if err != nil {
+			return err
+		}
+		e = matching.Event{}
+		return json.Unmarshal(m.Data, &e)
+	})
+	if e.PostID != "meme" || e.Region != "content" || e.Source != matching.SourceSweep || e.Distance == nil || *e.Distance > 31 {
+		t.Fatalf("sweep event %+v, want the meme found by its content rectangle", e)
 	}
 }

@@ -237,18 +237,27 @@ func queries(c *domain.Change, regions bool) []recQuery {
 		if !regions {
 			break
 		}
-		r := &c.Records[i]
-		if r.Modality != domain.ModalityImage || len(r.PDQRegions) == 0 {
-			continue
-		}
-		content, cleaned := neardup.RegionMatchHashes(r.PDQRegions)
-		for _, k := range []struct {
-			region string
-			hs     []pdq.Hash
-		}{{"content", content}, {"cleaned", cleaned}} {
-			for _, h := range k.hs {
-				out = append(out, recQuery{rec: r, q: banks.Query{PDQ: []pdq.Hash{h}}, region: k.region})
-			}
+		out = append(out, regionQueries(&c.Records[i])...)
+	}
+	return out
+}
+
+// regionQueries are the lookups of an image record's region hashes
+// (domain.Record.PDQRegions), one a hash: as stored (region "content")
+// and moved back (region "cleaned"; neardup.RegionMatchHashes). Other
+// records have none.
+func regionQueries(r *domain.Record) []recQuery {
+	if r.Modality != domain.ModalityImage || len(r.PDQRegions) == 0 {
+		return nil
+	}
+	var out []recQuery
+	content, cleaned := neardup.RegionMatchHashes(r.PDQRegions)
+	for _, k := range []struct {
+		region string
+		hs     []pdq.Hash
+	}{{"content", content}, {"cleaned", cleaned}} {
+		for _, h := range k.hs {
+			out = append(out, recQuery{rec: r, q: banks.Query{PDQ: []pdq.Hash{h}}, region: k.region})
 		}
 	}
 	return out

@@ -742,6 +742,106 @@ func TestSweepScansRecordsForOtherSignals(t *testing.T) {
 	}
 }
 
+// Sweeps with regions (banks.match_regions) find the memes and watermarked
+// copies of a banked picture indexed before its entry, by their stored
+// region hashes, as ingest would have: a sweep without regions finds only
+// the picture itself; one with them adds the meme (region content) and the
+// watermarked copy (region cleaned), not the picture again (its record
+// carries the first sweep's match) nor an unrelated photo; a third finds
+// nothing new.
+func TestSweepMatchesRegions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	nd := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	ph := pdq.Hasher{MaxSide: -1}
+	pic := reposts.Photo(0, 1000, 640, 480)
+	entry, _ := ph.Hash(pic)
+	var chs []domain.Change
+	for i, c := range []struct {
+		id   string
+		kind reposts.Kind
+		seed [2]uint64
+	}{{"meme", reposts.Caption, [2]uint64{1, 3}}, {"marked", reposts.Watermark, [2]uint64{0, 9}}, {"itself", "", [2]uint64{}}, {"other", "", [2]uint64{}}} {
+		img := pic
+		switch {
+		case c.kind != "":
+			rp, err := reposts.Apply(pic, []reposts.Kind{c.kind}, rand.New(rand.NewPCG(c.seed[0], c.seed[1])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			img = rp.Image
+		case c.id == "other":
+			img = reposts.Photo(1, 1000, 640, 480)
+		}
+		h, _ := ph.Hash(img)
+		if d := pdq.Distance(h, entry); (c.id == "itself") != (d <= 31) {
+			t.Fatalf("%s: whole-image distance %d; the test shows nothing", c.id, d)
+		}
+		ch := post(c.id, uint64(i+1), h, "")
+		ch.Records = ch.Records[:1]
+		rs, _, err := nd.RegionHashes(img, false, neardup.DefaultMinQuality)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch.Records[0].PDQRegions = rs
+		chs = append(chs, ch)
+	}
+	if _, err := f.ix.Apply(ctx, chs); err != nil { // indexed before the bank existed
+		t.Fatal(err)
+	}
+	f.bank(t, "known", banks.ActionReview, banks.Entry{Type: banks.SignalPDQ, Value: entry.String()})
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := f.banks.State().Bank("known")
+	page, _, _ := f.banks.State().Entries("known", 0, 10)
+	var seen int
+	for round, c := range []struct {
+		regions      bool
+		want         map[string]string // new events: post -> region
+		matches, kno int
+	}{
+		{false, map[string]string{"itself": ""}, 1, 0},
+		{true, map[string]string{"meme": "content", "marked": "cleaned"}, 2, 1},
+		{true, map[string]string{}, 0, 3},
+	} {
+		sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, Dir: t.TempDir(), Regions: c.regions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := sweepDone(t, sw, sw.Start(info, page).ID, 20*time.Second)
+		evs := f.events(t)
+		got := map[string]string{}
+		for _, e := range evs[seen:] {
+			if e.Source != SourceSweep || e.SignalType != banks.SignalPDQ || e.Distance == nil || *e.Distance > 31 {
+				t.Errorf("round %d: event %+v", round+1, e)
+			}
+			got[e.PostID] = e.Region
+		}
+		seen = len(evs)
+		if !maps.Equal(got, c.want) {
+			t.Errorf("round %d: new events by post and region %v, want %v", round+1, got, c.want)
+		}
+		if done.Done != 1 || done.Matches != c.matches || done.Known != c.kno {
+			t.Errorf("round %d: status %+v, want 1 entry done, %d matches, %d known", round+1, done, c.matches, c.kno)
+		}
+	}
+	// The matches are on the records: matched_banks lists the three.
+	hits, err := f.ix.Search(ctx, domain.VectorQuery{Vector: []float32{1, 0, 0, 0}, K: 10, Filter: domain.Filter{MatchedBanks: []string{"known"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, h := range hits {
+		listed = append(listed, h.PostID)
+	}
+	slices.Sort(listed)
+	if fmt.Sprint(listed) != "[itself marked meme]" {
+		t.Errorf("matched_banks=known lists %v, want [itself marked meme]", listed)
+	}
+}
+
 // A sweep that runs after posts were matched at ingest (queued behind
 // others, or resumed after a crash, while ingest went on with the entries
 // already in force) finds those posts again; their records carry the

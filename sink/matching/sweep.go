@@ -20,6 +20,7 @@ import (
 
 	"github.com/xmodal/xmodal/banks"
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/internal/atomicfile"
 )
 
@@ -50,10 +51,16 @@ import (
 //
 // An MD5 entry finds the records that kept their file's MD5 (the embedded
 // index with image.keep_md5, or images indexed while a bank held md5
-// entries). Not swept: rotated or mirrored copies (the index keeps one PDQ
-// hash per image, in its original orientation); on Milvus, MD5 entries find
-// nothing (its records keep no MD5) and the matches are not written to the
-// records.
+// entries). With Regions (banks.match_regions, embedded index), the scan
+// also matches the PDQ entries against each image record's region hashes
+// (domain.Record.PDQRegions, as ingest does with Deps.MatchRegions), so a
+// meme, a screenshot or a watermarked copy of a banked picture indexed
+// before its entry gets its event, with its region; an entry the image's
+// own hash matches is left to the search above. Not swept: rotated or
+// mirrored copies (the index keeps one PDQ hash per image, in its original
+// orientation), crops (a bank entry is one whole-image hash); on Milvus,
+// MD5 entries find nothing (its records keep no MD5), nor do region hashes
+// (nor are they kept), and the matches are not written to the records.
 type Sweeper struct {
 	cfg SweeperConfig
 
@@ -80,6 +87,12 @@ type SweeperConfig struct {
 	Records domain.RecordScanner
 	// Recorder, when set, gets the sweep's matches onto the posts' records.
 	Recorder domain.MatchRecorder
+	// Regions, with Records, sweeps PDQ entries by the stored records'
+	// region hashes too (domain.Record.PDQRegions: content rectangles and
+	// the cleaned hash; banks.match_regions), as ingest matches them with
+	// Deps.MatchRegions: memes, screenshots and watermarked copies of a
+	// banked picture indexed before its entry.
+	Regions bool
 	// Dir keeps the sweeps and their checkpoints ("": in memory only; a
 	// sweep in flight is lost with the process).
 	Dir string
@@ -450,10 +463,17 @@ func (s *Sweeper) sweep(ctx context.Context, sw *sweep) error {
 			}
 		}
 	}
-	if nPDQ == len(sw.entries) {
+	// With regions, the PDQ entries are matched against the stored
+	// records' region hashes in the scan too.
+	regions := s.cfg.Regions && s.cfg.Records != nil && nPDQ > 0
+	scanFrom := nPDQ
+	if regions {
+		scanFrom = 0
+	}
+	if scanFrom == len(sw.entries) {
 		return nil
 	}
-	return s.scan(ctx, sw, sw.entries[nPDQ:], now, checkpoint)
+	return s.scan(ctx, sw, sw.entries[scanFrom:], regions, now, checkpoint)
 }
 
 // record publishes a sweep's events (durable when it returns) and, with a
@@ -488,11 +508,16 @@ func (s *Sweeper) record(ctx context.Context, evs []Event) error {
 // scanChunk is how many records a record scan matches at once.
 const scanChunk = 512
 
-// scan sweeps the text, URL and embedding entries: every stored record
-// after the checkpoint's key is matched against them (as ingest matches a
-// post's records) a chunk at a time; each chunk's events are durable, and
-// its last key checkpointed, before the next.
-func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, now time.Time, checkpoint func() error) error {
+// regionWhole marks, in a record scan with regions, the lookup of an
+// image's own PDQ hash, whose matches the near-dup search made.
+const regionWhole = "whole"
+
+// scan sweeps the text, URL and embedding entries, and with regions the
+// PDQ entries by the records' region hashes: every stored record after the
+// checkpoint's key is matched against them (as ingest matches a post's
+// records) a chunk at a time; each chunk's events are durable, and its
+// last key checkpointed, before the next.
+func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, regions bool, now time.Time, checkpoint func() error) error {
 	if s.cfg.Records == nil {
 		return errors.New("text, URL and embedding entries cannot be swept: this index cannot be scanned")
 	}
@@ -504,7 +529,17 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 	}
 	for len(entries) > 0 {
 		n := min(len(entries), banks.MaxOpEntries)
-		if _, err := st.Apply(banks.Op{Version: banks.OpVersion, Kind: banks.OpAddEntries, Bank: cfg.Name, At: now, Entries: entries[:n]}); err != nil {
+		add := entries[:n]
+		if slices.ContainsFunc(add, func(e banks.Entry) bool { return e.AddedAt.IsZero() }) {
+			// PDQ entries are kept as id, type and value (Start).
+			add = slices.Clone(add)
+			for i := range add {
+				if add[i].AddedAt.IsZero() {
+					add[i].AddedAt = now
+				}
+			}
+		}
+		if _, err := st.Apply(banks.Op{Version: banks.OpVersion, Kind: banks.OpAddEntries, Bank: cfg.Name, At: now, Entries: add}); err != nil {
 			return fmt.Errorf("sweep state: %w", err)
 		}
 		entries = entries[n:]
@@ -515,17 +550,33 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 			return nil
 		}
 		var qs []banks.Query
-		var owners []*domain.Record
+		var owners []recQuery
+		add := func(r *domain.Record, q banks.Query, region string) {
+			qs, owners = append(qs, q), append(owners, recQuery{rec: r, region: region})
+		}
 		for _, r := range chunk {
-			q, ok := recordQuery(r)
-			if !ok {
+			if q, ok := recordQuery(r); ok {
+				q.PDQ = nil // PDQ entries were swept by hash
+				if q.Text != "" || len(q.URLs) > 0 || len(q.Vector) > 0 || q.MD5 != "" {
+					add(r, q, "")
+				}
+			}
+			if !regions {
 				continue
 			}
-			q.PDQ = nil // PDQ entries were swept by hash
-			if q.Text == "" && len(q.URLs) == 0 && len(q.Vector) == 0 && q.MD5 == "" {
+			rqs := regionQueries(r)
+			if len(rqs) == 0 {
 				continue
 			}
-			qs, owners = append(qs, q), append(owners, r)
+			if len(r.PDQ) == domain.PDQBytes {
+				// The image's own hash first: the entries it matches were
+				// found by the search above, and are not reported again
+				// by a region.
+				add(r, banks.Query{PDQ: []pdq.Hash{pdq.Hash(r.PDQ)}}, regionWhole)
+			}
+			for _, rq := range rqs {
+				add(r, rq.q, rq.region)
+			}
 		}
 		res, err := st.MatchAll(ctx, qs)
 		if err != nil {
@@ -538,20 +589,23 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, no
 			if mr.Err != nil {
 				continue // a record whose lookup is malformed matches nothing, as at ingest
 			}
-			r := owners[i]
+			r, region := owners[i].rec, owners[i].region
 			for _, m := range mr.Matches {
 				id := EventID(r.PostID, 0, m.EntryID)
 				if seen[id] {
-					continue // the post's image and text both matched the entry
+					continue // the post's image and text both matched the entry, or a region the whole image's match
 				}
 				seen[id] = true
+				if region == regionWhole {
+					continue
+				}
 				if carries(r.Matches, sw.bank.Name, m.EntryID) {
 					known++
 					continue
 				}
 				evs = append(evs, Event{ID: id, PostID: r.PostID, Author: r.Author, CreatedAt: r.CreatedAt, Modality: r.Modality,
 					Bank: sw.bank.Name, EntryID: m.EntryID, SignalType: m.SignalType, Distance: m.Distance, Score: m.Score,
-					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep})
+					Labels: sw.bank.Labels, Action: sw.bank.Action, MatchedAt: now, Source: SourceSweep, Region: region})
 			}
 		}
 		if len(evs) > 0 {
