@@ -30,6 +30,13 @@ import (
 // found. With XMODAL_SWEEPBENCH_MILVUS=host:port (a server from
 // scripts/milvus.sh) it then does the same on Milvus (collections of its own
 // base name, dropped at the end), the same records and entries.
+//
+// With XMODAL_SWEEPBENCH_REGIONS=1 the embedded records carry region hashes
+// too (domain.Record.PDQRegions: one content rectangle's hash and a cleaned
+// hash, random), half the planted entries lie near a content hash instead
+// of the whole-image hash, and the sweep runs twice, interleaved: without
+// regions (the search only: the planted whole-image matches) and with them
+// (SweeperConfig.Regions: the search, then a scan of every record).
 func TestSweepBench(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("XMODAL_SWEEPBENCH_N"))
 	if n <= 0 {
@@ -41,7 +48,7 @@ func TestSweepBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	sweepBench(t, "embedded", ix, n, 0)
+	sweepBench(t, "embedded", ix, n, 0, os.Getenv("XMODAL_SWEEPBENCH_REGIONS") == "1")
 	if addr := os.Getenv("XMODAL_SWEEPBENCH_MILVUS"); addr != "" {
 		opt := milvus.Options{Address: addr, Collection: fmt.Sprintf("sweepbench_%d", time.Now().Unix()%100000), Dim: 4, ModelVersion: "bench@1",
 			Consistency: "Bounded", CodeBits: -1, FloatIndex: milvus.IndexFlat, StartTimeout: time.Minute}
@@ -56,7 +63,7 @@ func TestSweepBench(t *testing.T) {
 		// Bounded (milvus.consistency's default): a sweep's searches do not
 		// wait for a time tick; the records are older than the graceful
 		// time (5 s) when the sweep starts.
-		sweepBench(t, "milvus "+mx.ServerVersion()+" (Bounded)", mx, n, 6*time.Second)
+		sweepBench(t, "milvus "+mx.ServerVersion()+" (Bounded)", mx, n, 6*time.Second, false)
 	}
 }
 
@@ -87,14 +94,18 @@ func dropBench(t *testing.T, opt milvus.Options) {
 
 // sweepBench indexes n image records (seeded random PDQ hashes) into ix and
 // sweeps them for 1,000 PDQ entries, 100 planted near indexed images,
-// settle after the last write.
+// settle after the last write; with regions, see TestSweepBench.
 func sweepBench(t *testing.T, name string, ix interface {
 	domain.NearDupSearcher
 	Apply(context.Context, []domain.Change) ([]domain.Outcome, error)
-}, n int, settle time.Duration) {
+}, n int, settle time.Duration, regions bool) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	hashes := make([]pdq.Hash, n)
+	var content []pdq.Hash
+	if regions {
+		content = make([]pdq.Hash, n)
+	}
 	start := time.Now()
 	for from := 0; from < n; from += 10000 {
 		var chs []domain.Change
@@ -103,8 +114,16 @@ func sweepBench(t *testing.T, name string, ix interface {
 				hashes[i][j] = byte(rng.Uint32())
 			}
 			id := fmt.Sprintf("p%07d", i)
-			chs = append(chs, domain.Change{PostID: id, Seq: 1, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityImage),
-				PostID: id, Modality: domain.ModalityImage, Vector: []float32{1, 0, 0, 0}, PDQ: hashes[i][:], PDQQuality: 90}}})
+			r := domain.Record{PK: domain.PrimaryKey(id, domain.ModalityImage),
+				PostID: id, Modality: domain.ModalityImage, Vector: []float32{1, 0, 0, 0}, PDQ: hashes[i][:], PDQQuality: 90}
+			if regions {
+				r.PDQRegions = make([]byte, 2*domain.PDQBytes)
+				for j := range r.PDQRegions {
+					r.PDQRegions[j] = byte(rng.Uint32())
+				}
+				content[i] = pdq.Hash(r.PDQRegions[:domain.PDQBytes])
+			}
+			chs = append(chs, domain.Change{PostID: id, Seq: 1, Records: []domain.Record{r}})
 		}
 		if _, err := ix.Apply(ctx, chs); err != nil {
 			t.Fatal(err)
@@ -118,17 +137,19 @@ func sweepBench(t *testing.T, name string, ix interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := NewSweeper(ctx, SweeperConfig{Index: ix, Events: ev, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var entries []banks.Entry
 	planted := map[string]bool{}
+	wholePlanted := 0
 	for i := range 1000 {
 		var h pdq.Hash
 		if i < 100 {
 			k := rng.IntN(n)
 			h = hashes[k]
+			if regions && i%2 == 1 {
+				h = content[k]
+			} else {
+				wholePlanted++
+			}
 			for flips := rng.IntN(32); flips > 0; flips-- {
 				b := rng.IntN(256)
 				h[b/8] ^= 1 << (b % 8)
@@ -139,25 +160,46 @@ func sweepBench(t *testing.T, name string, ix interface {
 				h[j] = byte(rng.Uint32())
 			}
 		}
-		entries = append(entries, banks.Entry{ID: fmt.Sprint(i), Type: banks.SignalPDQ, Value: h.String()})
+		entries = append(entries, banks.Entry{ID: banks.EntryID(banks.SignalPDQ, "", h.String()), Type: banks.SignalPDQ, Value: h.String()})
 	}
 	thr := 31
-	info := banks.BankInfo{Bank: banks.Bank{Name: "bench", Enabled: true, Thresholds: banks.Thresholds{PDQ: &thr}}}
-	start = time.Now()
-	st := sw.Start(info, entries)
-	testutil.CheckFor(t, 30*time.Minute, 50*time.Millisecond, func() error {
-		for _, s := range sw.Status() {
-			if s.ID == st.ID && (s.State == "done" || s.State == "failed") {
-				st = s
-				return nil
-			}
-		}
-		return fmt.Errorf("not done")
-	})
-	took := time.Since(start)
-	if st.State != "done" || st.Matches < len(planted) {
-		t.Fatalf("sweep %+v: want done with at least the %d planted matches", st, len(planted))
+	runs := []bool{false}
+	if regions {
+		runs = []bool{false, true, false, true}
 	}
-	t.Logf("%s: swept %d indexed images for %d PDQ entries (threshold 31) in %.1f s (%.1f ms per entry); %d matches (%d planted)",
-		name, n, len(entries), took.Seconds(), float64(took.Milliseconds())/float64(len(entries)), st.Matches, len(planted))
+	for _, withRegions := range runs {
+		cfg := SweeperConfig{Index: ix, Events: ev, Dir: t.TempDir()}
+		label := name
+		if regions {
+			cfg.Records, cfg.Regions = ix.(domain.RecordScanner), withRegions
+			label += fmt.Sprintf(", regions %v", withRegions)
+		}
+		sw, err := NewSweeper(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A bank of its own each time: no record carries its matches yet.
+		info := banks.BankInfo{Bank: banks.Bank{Name: fmt.Sprintf("bench-%d", time.Now().UnixNano()), Enabled: true, Thresholds: banks.Thresholds{PDQ: &thr}}}
+		start = time.Now()
+		st := sw.Start(info, entries)
+		testutil.CheckFor(t, 30*time.Minute, 50*time.Millisecond, func() error {
+			for _, s := range sw.Status() {
+				if s.ID == st.ID && (s.State == "done" || s.State == "failed") {
+					st = s
+					return nil
+				}
+			}
+			return fmt.Errorf("not done")
+		})
+		took := time.Since(start)
+		want := len(planted)
+		if regions && !withRegions {
+			want = wholePlanted
+		}
+		if st.State != "done" || st.Matches < want {
+			t.Fatalf("sweep %+v: want done with at least the %d planted matches", st, want)
+		}
+		t.Logf("%s: swept %d indexed images for %d PDQ entries (threshold 31) in %.1f s (%.1f ms per entry); %d matches (%d planted, %d records scanned)",
+			label, n, len(entries), took.Seconds(), float64(took.Milliseconds())/float64(len(entries)), st.Matches, want, st.Records)
+	}
 }
