@@ -216,3 +216,24 @@ func downsample2(g *plane) *plane {
 	}
 	return out
 }
+
+// smoothed returns g filtered once by [1 2 1] / 4 across and then down
+// (edges repeated): a binomial blur of about half a pixel's spread.
+func (g *plane) smoothed() *plane {
+	out := &plane{w: g.w, h: g.h, p: make([]float32, len(g.p))}
+	tmp := make([]float32, len(g.p))
+	for y := range g.h {
+		row, t := g.p[y*g.w:(y+1)*g.w], tmp[y*g.w:(y+1)*g.w]
+		for x := range g.w {
+			t[x] = 0.25*row[max(x-1, 0)] + 0.5*row[x] + 0.25*row[min(x+1, g.w-1)]
+		}
+	}
+	for y := range g.h {
+		u, d := tmp[max(y-1, 0)*g.w:], tmp[min(y+1, g.h-1)*g.w:]
+		c, o := tmp[y*g.w:], out.p[y*g.w:(y+1)*g.w]
+		for x := range o {
+			o[x] = 0.25*u[x] + 0.5*c[x] + 0.25*d[x]
+		}
+	}
+	return out
+}

@@ -21,12 +21,17 @@ type QueryHash struct {
 	cx, cy, side, angle float64
 	// A window's plane (the index of its working size among the
 	// rectangle's: 0 workSide, 1 nearCropScale, 2 cropScale; plus the
-	// number of sizes for an overlay-cleaned plane), its rank among the
-	// plane's windows, and whether it is a runner-up variant.
+	// number of sizes for an overlay-cleaned or a smoothed plane, plus
+	// twice that for a smoothed plane after an overlay-cleaned one), its
+	// rank among the plane's windows, and whether it is a runner-up
+	// variant.
 	plane, rank int
 	alt         bool
 	// overlay marks a window of an overlay-cleaned plane.
 	overlay bool
+	// smoothed marks a window of the smoothed crop plane (see
+	// smoothCropPlane).
+	smoothed bool
 	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
 	// with bright thin overlays suppressed (cleanedHash): a watermark
 	// across a smooth picture moves the plain hash 34-56 bits; the cleaned
@@ -126,6 +131,11 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 					}
 				}
 			}
+			// The whole image's crop plane smoothed too (smoothCropPlane).
+			smooth := len(planes)
+			if ri == 0 && pi == 2 && smoothCropPlane {
+				planes = append(planes, p.smoothed())
+			}
 			// Plane pixels to query pixels.
 			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
 			for ci, pl := range planes {
@@ -134,7 +144,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 					for k, hv := range wd.hashes {
 						q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
 							cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
-							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0})
+							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0 && ci < smooth, smoothed: ci == smooth})
 					}
 				}
 			}
