@@ -1,6 +1,7 @@
 package neardup
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -165,16 +166,17 @@ func BenchmarkLookup(b *testing.B) {
 	runtime.ReadMemStats(&m1)
 	heapPer := float64(m1.HeapAlloc-min(m0.HeapAlloc, m1.HeapAlloc)) / float64(n-len(paths))
 	sigPer := float64(sigBytes) / float64(len(paths))
-	hashes, seeds := 0, 0
-	for _, qq := range queries {
-		hashes += len(qq.Hashes)
-		for _, qh := range qq.Hashes {
-			if qh.Kind == Window && !qh.alt {
-				seeds++
+	perQuery := func(qs []*Query) (hashes, seeds float64) {
+		for _, qq := range qs {
+			hashes += float64(len(qq.Hashes))
+			for _, qh := range qq.Hashes {
+				if qh.Kind == Window && !qh.alt {
+					seeds++
+				}
 			}
 		}
+		return hashes / float64(len(qs)), seeds / float64(len(qs))
 	}
-	hashesPer := float64(hashes) / float64(len(queries))
 	// XMODAL_ND_LOOKUP_LOW lists low-hit settings (lowseed.go), each a
 	// sub-benchmark of every seed mode on the same index, interleaved: N
 	// bits (LowHitBits by default), 0 off.
@@ -189,14 +191,41 @@ func BenchmarkLookup(b *testing.B) {
 			lows = append(lows, v)
 		}
 	}
+	// XMODAL_ND_LOOKUP_SMOOTH lists, likewise, 1 (the queries as Query
+	// makes them) and 0 (without the windows of the smoothed crop plane:
+	// smoothCropPlane).
+	smooths := []bool{true}
+	if s := os.Getenv("XMODAL_ND_LOOKUP_SMOOTH"); s != "" {
+		smooths = nil
+		for f := range strings.SplitSeq(s, ",") {
+			if f != "0" && f != "1" {
+				b.Fatalf("XMODAL_ND_LOOKUP_SMOOTH=%q", s)
+			}
+			smooths = append(smooths, f == "1")
+		}
+	}
+	unsmoothed := make([]*Query, len(queries))
+	for i, q := range queries {
+		u := *q
+		u.Hashes = nil
+		for _, qh := range q.Hashes {
+			if !qh.smoothed {
+				u.Hashes = append(u.Hashes, qh)
+			}
+		}
+		unsmoothed[i] = &u
+	}
 	type lookupMode struct {
 		seedMode
-		low int
+		low    int
+		smooth bool
 	}
 	var modes []lookupMode
 	for _, sm := range seedModes {
 		for _, lo := range lows {
-			modes = append(modes, lookupMode{sm, lo})
+			for _, so := range smooths {
+				modes = append(modes, lookupMode{sm, lo, so})
+			}
 		}
 	}
 	for _, md := range modes {
@@ -205,13 +234,20 @@ func BenchmarkLookup(b *testing.B) {
 		if len(lows) > 1 || md.low != LowHitBits {
 			name += "/low=" + strconv.Itoa(md.low)
 		}
+		qs := queries
+		if len(smooths) > 1 || !md.smooth {
+			name += fmt.Sprintf("/smooth=%v", md.smooth)
+			if !md.smooth {
+				qs = unsmoothed
+			}
+		}
 		b.Run(name, func(b *testing.B) {
 			ix.vp.lowHitBits = md.low
 			ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = sm.radius, 0, -1
 			if sm.probed {
 				ix.vp.seedDistance, ix.vp.probeDistance, ix.vp.bandProbe = SeedDistance, sm.radius, bandProbe
 			}
-			lookupRun(b, ix, queries, want)
+			lookupRun(b, ix, qs, want)
 			b.ReportMetric(float64(n), "images")
 			b.ReportMetric(float64(ix.vp.windowDistance), "window-radius")
 			b.ReportMetric(float64(sm.radius), "seed-radius")
@@ -219,9 +255,10 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportMetric(float64(ix.vp.bandProbe), "band-probe")
 			b.ReportMetric(sigPer, "sig-bytes/image")
 			b.ReportMetric(heapPer, "heap-bytes/image")
+			hashesPer, seedsPer := perQuery(qs)
 			b.ReportMetric(hashesPer, "hashes/query")
 			if sm.radius < ix.vp.windowDistance {
-				b.ReportMetric(float64(seeds)/float64(len(queries)), "seeds/query")
+				b.ReportMetric(seedsPer, "seeds/query")
 			}
 		})
 	}
