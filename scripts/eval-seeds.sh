@@ -62,5 +62,5 @@ done | awk -F'|' -v nb="${#bins[@]}" '
 for i in "${!bins[@]}"; do
   echo
   echo "misses by original, ${bins[$i]}:"
-  cat "$tmp"/out-"$i"-*.txt | sed -n 's/^miss: query [0-9]* (\([^)]*\)) of \(.*\) found.*/\2 (\1)/p' | sort | uniq -c | sort -rn | head -30
+  cat "$tmp"/out-"$i"-*.txt | sed -n 's/^miss: query [0-9]* (\([^)]*\)) of \(.*\) found.*/\2 (\1)/p' | sort | uniq -c | sort -rn
 done
