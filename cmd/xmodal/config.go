@@ -95,7 +95,7 @@ type Config struct {
 	} `yaml:"kafka"`
 	Banks struct {
 		Calibration  string `yaml:"calibration" help:"JSON file of the model's noise floors written by 'xmodal bank calibrate': a bank's embedding thresholds below them are refused; without it embedding thresholds are refused"`
-		MatchRegions bool   `yaml:"match_regions" help:"at ingest, match each image post's content rectangles (the picture inside a meme's caption band, a screenshot's frame, borders) and its cleaned hash (a watermark suppressed) against the banks' PDQ entries too, as xmodal.v1.match does for a lookup, so that memes, screenshots and watermarked copies of banked images make match events (region: content or cleaned); costs about 2 ms of CPU an image for the region hashes, which clusters.regions computes anyway (docs/moderation.md)"`
+		MatchRegions bool   `yaml:"match_regions" help:"at ingest, match each image post's content rectangles (the picture inside a meme's caption band, a screenshot's frame, borders) and its cleaned hash (a watermark suppressed) against the banks' PDQ entries too, as xmodal.v1.match does for a lookup, so that memes, screenshots and watermarked copies of banked images make match events (region: content or cleaned), at ingest and, on the embedded index, in retro sweeps of the posts indexed before an entry; costs about 2 ms of CPU an image for the region hashes, which clusters.regions computes anyway (docs/moderation.md)"`
 	} `yaml:"banks"`
 	Query struct {
 		Timeout     time.Duration `yaml:"timeout" help:"per-request deadline"`
