@@ -125,17 +125,8 @@ func TestLowSeeds(t *testing.T) {
 		return ix
 	}
 	on, off := newIndex(LowHitBits), newIndex(0)
-	pic := func(i int) image.Image {
-		return reposts.Photo(i%len(reposts.Families), 0x9e3779b97f4a7c15+uint64(i)*2+1, 640, 480)
-	}
-	for p := range nPics {
-		sig, err := h.Signatures(pic(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		on.Add(int64(p), 640, 480, sig)
-		off.Add(int64(p), 640, 480, sig)
-	}
+	pic := evalPic
+	indexEvalPics(t, h, nPics, on, off)
 	var n foundTally
 	lowOnly := 0
 	for p := range nPics {
@@ -257,5 +248,26 @@ func TestLowHitMapYieldsToNearWindow(t *testing.T) {
 	q := repostQuery(t, h, img, []reposts.Kind{reposts.FlipH, reposts.Caption}, 1^22*0x100000001b3, 18+7)
 	if ms := ix.Search(q, SearchOptions{K: 1}); len(ms) != 1 || ms[0].ID != 1 {
 		t.Errorf("matches %+v, want the photo", ms)
+	}
+}
+
+// evalPic is the eval's generated picture i (xmodal eval neardup's
+// originals: gen-<family>-<seed>), 640 x 480.
+func evalPic(i int) image.Image {
+	return reposts.Photo(i%len(reposts.Families), 0x9e3779b97f4a7c15+uint64(i)*2+1, 640, 480)
+}
+
+// indexEvalPics adds the signatures of the eval's pictures 0 to n-1 to
+// each index, under their numbers.
+func indexEvalPics(t *testing.T, h *Hasher, n int, ixs ...*Index) {
+	t.Helper()
+	for p := range n {
+		sig, err := h.Signatures(evalPic(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ix := range ixs {
+			ix.Add(int64(p), 640, 480, sig)
+		}
 	}
 }

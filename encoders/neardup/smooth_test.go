@@ -1,7 +1,6 @@
 package neardup
 
 import (
-	"image"
 	"testing"
 
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -50,16 +49,8 @@ func TestSmoothedCropPlane(t *testing.T) {
 	const nPics = 100
 	h := NewHasher(Options{PDQMaxSide: -1})
 	ix := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
-	pic := func(i int) image.Image {
-		return reposts.Photo(i%len(reposts.Families), 0x9e3779b97f4a7c15+uint64(i)*2+1, 640, 480)
-	}
-	for p := range nPics {
-		sig, err := h.Signatures(pic(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix.Add(int64(p), 640, 480, sig)
-	}
+	pic := evalPic
+	indexEvalPics(t, h, nPics, ix)
 	var n foundTally
 	smoothed := 0
 	for p := range nPics {
