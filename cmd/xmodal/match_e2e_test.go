@@ -333,18 +333,24 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	if err := ingest.Publish(ctx, js, "xmodal.posts", "meme", pb); err != nil {
 		t.Fatal(err)
 	}
-	var e matching.Event
-	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
-		s, err := js.Stream(ctx, matching.Stream)
-		if err != nil {
-			return err
-		}
-		m, err := s.GetLastMsgForSubject(ctx, matching.Subject("pictures"))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(m.Data, &e)
-	})
+	// lastEvent waits for a bank's first event and returns the newest.
+	lastEvent := func(bank string) matching.Event {
+		var e matching.Event
+		testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+			s, err := js.Stream(ctx, matching.Stream)
+			if err != nil {
+				return err
+			}
+			m, err := s.GetLastMsgForSubject(ctx, matching.Subject(bank))
+			if err != nil {
+				return err
+			}
+			e = matching.Event{}
+			return json.Unmarshal(m.Data, &e)
+		})
+		return e
+	}
+	e := lastEvent("pictures")
 	if e.PostID != "meme" || e.Region != "content" || e.SignalType != banks.SignalPDQ || e.Distance == nil || *e.Distance > 31 {
 		t.Fatalf("event %+v, want the meme matched by its content rectangle", e)
 	}
@@ -367,19 +373,7 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "late", Image: encode(pic)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
-		s, err := js.Stream(ctx, matching.Stream)
-		if err != nil {
-			return err
-		}
-		m, err := s.GetLastMsgForSubject(ctx, matching.Subject("late"))
-		if err != nil {
-			return err
-		}
-		e = matching.Event{}
-		return json.Unmarshal(m.Data, &e)
-	})
-	if e.PostID != "meme" || e.Region != "content" || e.Source != matching.SourceSweep || e.Distance == nil || *e.Distance > 31 {
+	if e = lastEvent("late"); e.PostID != "meme" || e.Region != "content" || e.Source != matching.SourceSweep || e.Distance == nil || *e.Distance > 31 {
 		t.Fatalf("sweep event %+v, want the meme found by its content rectangle", e)
 	}
 }
