@@ -3,9 +3,12 @@ package banks
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/xmodal/xmodal/encoders/neardup"
 )
 
 // Entry is one signal of a bank.
@@ -29,6 +32,14 @@ type Entry struct {
 	Stale bool `json:"stale,omitempty"`
 	// Disabled entries do not match (a false positive under review).
 	Disabled bool `json:"disabled,omitempty"`
+	// Windows, for a pdq entry added from an image, is the image's
+	// near-duplicate windows in encoders/neardup's stored form
+	// (neardup.AppendWindows: 48 window hashes, its area and cleaned
+	// hashes and a 24 x 24 grey patch that verifies window matches; about
+	// 2.6 KB), so that crops of the image match an image query
+	// (State.MatchRegions, region "window"). Entries from hash lists have
+	// none. Adding the signal again without windows keeps the ones held.
+	Windows []byte `json:"windows,omitempty"`
 	// Tags are tokens (no spaces or commas), sorted, each once.
 	Tags    []string  `json:"tags,omitempty"`
 	Note    string    `json:"note,omitempty"`
@@ -90,6 +101,11 @@ func (e *Entry) Normalize() error {
 			errs = append(errs, fmt.Errorf("%w: modality, vector, model version and stale are for embedding entries, not %s", ErrInvalidEntry, e.Type))
 		}
 	}
+	if len(e.Windows) > 0 {
+		if err := checkWindows(e.Type, e.Windows); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	e.Tags = sortedSet(e.Tags)
 	if len(e.Tags) > MaxTags {
 		errs = append(errs, fmt.Errorf("%w: %d tags (at most %d)", ErrInvalidEntry, len(e.Tags), MaxTags))
@@ -105,6 +121,27 @@ func (e *Entry) Normalize() error {
 	}
 	e.AddedAt = e.AddedAt.UTC()
 	return errors.Join(errs...)
+}
+
+// MaxWindowsBytes bounds an entry's stored windows.
+const MaxWindowsBytes = 8 << 10
+
+// checkWindows validates an entry's stored windows.
+func checkWindows(t SignalType, b []byte) error {
+	if t != SignalPDQ {
+		return fmt.Errorf("%w: windows are for pdq entries, not %s", ErrInvalidEntry, t)
+	}
+	if len(b) > MaxWindowsBytes {
+		return fmt.Errorf("%w: windows of %d bytes (at most %d)", ErrInvalidEntry, len(b), MaxWindowsBytes)
+	}
+	_, _, sig, err := neardup.ParseWindows(b)
+	if err != nil {
+		return fmt.Errorf("%w: windows: %w", ErrInvalidEntry, err)
+	}
+	if !slices.ContainsFunc(sig, func(r neardup.RegionHash) bool { return r.Kind == neardup.Window }) {
+		return fmt.Errorf("%w: windows: none in %d bytes", ErrInvalidEntry, len(b))
+	}
+	return nil
 }
 
 func checkText(field, s string, max int) error {

@@ -24,6 +24,13 @@ type RegionMatch struct {
 	// (neardup.QueryHash.Cleaned: bright thin overlays such as a
 	// watermark suppressed), not its plain PDQ hash.
 	Cleaned bool `json:"cleaned,omitempty"`
+	// Shown, for a "window" match, is the part of the banked image that
+	// the query shows, as fractions of its width and height: x0, y0, x1,
+	// y1 (a 75 % crop shows about three quarters of each side).
+	Shown *[4]float32 `json:"shown,omitempty"`
+	// Windows, for a "window" match, is the number of the query's windows
+	// that agree on where it lies in the banked image.
+	Windows int `json:"windows,omitempty"`
 }
 
 // MatchRegions matches a query image against the PDQ entries of the
@@ -35,8 +42,14 @@ type RegionMatch struct {
 // The cleaned hash of each (QueryHash.Cleaned: a watermarked copy) is
 // matched too, reported with Cleaned. Banks hold whole-image PDQ hashes
 // (from other platforms too), so the query's windows (crops) cannot take
-// part. Each entry is reported once,
-// by its nearest region (the whole image first on ties). A content
+// part, except against the entries that carry the windows of their image
+// (Entry.Windows): when q has windows (neardup.Hasher.Query), they are
+// matched by neardup's verified window search, region "window" (a crop of
+// the banked image, alone or inside a meme or a screenshot), Rect the
+// query rectangle that shows it, Shown the part of the banked image shown
+// and Distance the nearest agreeing window's. Each entry is reported once,
+// by its nearest region (the whole image first on ties; a window match
+// only for an entry no hash matched). A content
 // rectangle flatter than neardup.DefaultMinQuality is skipped: a plain band
 // would match every plain entry.
 func (s *State) MatchRegions(ctx context.Context, q *neardup.Query, banks []string) ([]RegionMatch, error) {
@@ -82,9 +95,62 @@ func (s *State) MatchRegions(ctx context.Context, q *neardup.Query, banks []stri
 			out = append(out, rm)
 		}
 	}
+	if slices.ContainsFunc(q.Hashes, func(h neardup.QueryHash) bool { return h.Kind == neardup.Window }) {
+		wms, err := s.matchWindows(ctx, q, banks)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range wms {
+			if _, ok := best[key{m.Bank, m.EntryID}]; !ok {
+				out = append(out, m)
+			}
+		}
+	}
 	// Match's order for PDQ matches: bank, distance, entry id.
 	slices.SortFunc(out, func(a, b RegionMatch) int {
 		return cmp.Or(strings.Compare(a.Bank, b.Bank), cmp.Compare(*a.Distance, *b.Distance), strings.Compare(a.EntryID, b.EntryID))
 	})
+	return out, nil
+}
+
+// matchWindows searches the windows of q among the entries with windows
+// of the enabled banks (or of names).
+func (s *State) matchWindows(ctx context.Context, q *neardup.Query, names []string) ([]RegionMatch, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	named := len(names) > 0
+	if !named {
+		for n, b := range s.banks {
+			if b.wins != nil {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names)
+	}
+	enabled, err := s.enabled(names, named)
+	if err != nil {
+		return nil, err
+	}
+	var out []RegionMatch
+	for _, b := range enabled {
+		if b.wins == nil || b.wins.Len() == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for _, m := range b.wins.Search(q, neardup.SearchOptions{}) {
+			slot := uint32(m.ID)
+			if m.Kind != neardup.Window || !b.usable(slot) {
+				continue
+			}
+			mt := b.newMatch(slot)
+			d := m.Distance
+			mt.Distance = &d
+			mt.Transform = m.Transform.String()
+			out = append(out, RegionMatch{Match: mt, Region: "window", Rect: m.QueryRect,
+				Shown: &[4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1}, Windows: m.Windows})
+		}
+	}
 	return out, nil
 }

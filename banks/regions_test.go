@@ -1,6 +1,7 @@
 package banks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"image"
@@ -118,4 +119,160 @@ func hashesOf(q *neardup.Query, ri int) []pdq.Hash {
 		}
 	}
 	return hs
+}
+
+// windowsEntry is the pdq entry of img with its stored windows.
+func windowsEntry(t testing.TB, img image.Image) Entry {
+	t.Helper()
+	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	sig, err := nh.Signatures(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	return Entry{Type: SignalPDQ, Value: sig[0].Hash.String(), Windows: neardup.AppendWindows(nil, b.Dx(), b.Dy(), sig)}
+}
+
+// A crop of a banked photo matches the entry that carries the photo's
+// windows, region "window", with the part shown and the transform; the
+// same hash banked without windows (a hash list's) is not matched by the
+// crop. A disabled or removed entry, another photo and a query without
+// windows match nothing; the windows survive a snapshot and re-adding the
+// hash without them.
+func TestMatchRegionsWindows(t *testing.T) {
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) image.Image {
+		return testutil.DecodeImage(t, filepath.Join(root, "testdata/neardup/photos", name))
+	}
+	photo := load("coffee.jpg")
+	e := windowsEntry(t, photo)
+	s := NewState()
+	mustApply(t, s, createOp("crops", nil))
+	mustApply(t, s, createOp("hashes", nil))
+	mustApply(t, s, addOp("crops", e))
+	mustApply(t, s, addOp("hashes", Entry{Type: SignalPDQ, Value: e.Value}))
+	if bi, _ := s.Bank("crops"); bi.Windows != 1 {
+		t.Fatalf("bank info: %d entries with windows, want 1", bi.Windows)
+	}
+	if bi, _ := s.Bank("hashes"); bi.Windows != 0 {
+		t.Fatalf("hash bank info: %d entries with windows, want 0", bi.Windows)
+	}
+	// The central 75 % of each side, mirrored.
+	b := photo.Bounds()
+	x0, y0 := b.Dx()/10, b.Dy()/8
+	cw, ch := b.Dx()*3/4, b.Dy()*3/4
+	crop := image.NewRGBA(image.Rect(0, 0, cw, ch))
+	for y := range ch {
+		for x := range cw {
+			crop.Set(cw-1-x, y, photo.At(b.Min.X+x0+x, b.Min.Y+y0+y))
+		}
+	}
+	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	q, err := nh.Query(crop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole := mustMatch(t, s, Query{PDQ: hashesOf(q, 0)}); len(whole) != 0 {
+		t.Fatalf("the crop's whole-image hashes matched (the test shows nothing): %+v", whole)
+	}
+	ctx := context.Background()
+	check := func(s *State, what string) {
+		t.Helper()
+		ms, err := s.MatchRegions(ctx, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 1 || ms[0].Bank != "crops" || ms[0].Signal != e.Value || ms[0].Region != "window" || ms[0].Shown == nil || ms[0].Windows < 2 {
+			t.Fatalf("%s: got %+v, want coffee in bank crops by its windows", what, ms)
+		}
+		m := ms[0]
+		want := [4]float32{float32(x0) / float32(b.Dx()), float32(y0) / float32(b.Dy()), float32(x0+cw) / float32(b.Dx()), float32(y0+ch) / float32(b.Dy())}
+		for i := range want {
+			if d := m.Shown[i] - want[i]; d < -0.05 || d > 0.05 {
+				t.Errorf("%s: shown %v, want about %v", what, *m.Shown, want)
+				break
+			}
+		}
+		if m.Rect != [4]int{0, 0, cw, ch} || m.Transform != "flipy" || *m.Distance > neardup.WindowDistance {
+			t.Errorf("%s: rect %v transform %s distance %d", what, m.Rect, m.Transform, *m.Distance)
+		}
+		// Named banks: the hash bank alone has nothing to find it by.
+		if ms, err := s.MatchRegions(ctx, q, []string{"hashes"}); err != nil || len(ms) != 0 {
+			t.Errorf("%s: bank hashes: %+v, %v", what, ms, err)
+		}
+	}
+	check(s, "added")
+	// The windows are the entry's: listed with it, kept by a snapshot and
+	// by the hash added again without them.
+	id := EntryID(SignalPDQ, "", e.Value)
+	got, ok, err := s.Entry("crops", id)
+	if err != nil || !ok || !bytes.Equal(got.Windows, e.Windows) {
+		t.Fatalf("entry: %v %v, windows %d bytes, want %d", ok, err, len(got.Windows), len(e.Windows))
+	}
+	l, err := ReadSnapshot(bytes.NewReader(snapshotBytes(t, s)), ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(l, "snapshot")
+	mustApply(t, s, addOp("crops", Entry{Type: SignalPDQ, Value: e.Value, Note: "again"}))
+	check(s, "re-added")
+	// Neither a query without windows nor another photo finds it.
+	rects, err := nh.QueryRects(crop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := s.MatchRegions(ctx, rects, nil); err != nil || len(ms) != 0 {
+		t.Errorf("query without windows: %+v, %v", ms, err)
+	}
+	other, err := nh.Query(load("chelsea.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, err := s.MatchRegions(ctx, other, nil); err != nil || len(ms) != 0 {
+		t.Errorf("another photo: %+v, %v", ms, err)
+	}
+	// Disabled, then removed: nothing.
+	disabled := true
+	set := op(OpSetEntries, "crops")
+	set.IDs, set.Disabled = []string{id}, &disabled
+	mustApply(t, s, set)
+	if ms, err := s.MatchRegions(ctx, q, nil); err != nil || len(ms) != 0 {
+		t.Errorf("disabled: %+v, %v", ms, err)
+	}
+	rm := op(OpRemoveEntries, "crops")
+	rm.IDs = []string{id}
+	mustApply(t, s, rm)
+	if ms, err := s.MatchRegions(ctx, q, nil); err != nil || len(ms) != 0 {
+		t.Errorf("removed: %+v, %v", ms, err)
+	}
+	if bi, _ := s.Bank("crops"); bi.Windows != 0 {
+		t.Errorf("removed: %d entries with windows", bi.Windows)
+	}
+}
+
+// Windows are for pdq entries, and must parse.
+func TestEntryWindowsRefused(t *testing.T) {
+	img := reposts.Photo(1, 1000, 320, 240)
+	good := windowsEntry(t, img)
+	for _, tc := range []struct {
+		name string
+		e    Entry
+	}{
+		{"md5", Entry{Type: SignalMD5, Value: md5A, Windows: good.Windows}},
+		{"garbage", Entry{Type: SignalPDQ, Value: good.Value, Windows: []byte("not windows")}},
+		{"truncated", Entry{Type: SignalPDQ, Value: good.Value, Windows: good.Windows[:len(good.Windows)-7]}},
+		{"too long", Entry{Type: SignalPDQ, Value: good.Value, Windows: make([]byte, MaxWindowsBytes+1)}},
+	} {
+		tc.e.AddedAt = t0
+		if err := tc.e.Normalize(); !errors.Is(err, ErrInvalidEntry) {
+			t.Errorf("%s: %v, want ErrInvalidEntry", tc.name, err)
+		}
+	}
+	good.AddedAt = t0
+	if err := good.Normalize(); err != nil {
+		t.Errorf("good windows: %v", err)
+	}
 }

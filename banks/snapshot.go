@@ -23,23 +23,28 @@ import (
 // A snapshot is the whole state in one binary stream, what a process
 // loads at start before applying the operations logged since:
 //
-//	"XMBANKS" 0x01                      magic and version
+//	"XMBANKS" 0x02                      magic and version (0x01: no windows)
 //	uvarint banks
 //	per bank, by name:
 //	  bytes   the Bank configuration (JSON)
 //	  uvarint metas; per meta: uvarint tags, tags (bytes each), then
 //	          bytes note, source, added_by, model_version
 //	  uvarint entries; per entry: byte kind, byte flags (1 disabled,
-//	          2 stale), varint added_at minus the previous entry's (Unix
-//	          ns), uvarint meta, bytes value (pdq and md5 as raw bytes),
-//	          and for embeddings uvarint dimension and the float32s
-//	          (little-endian)
+//	          2 stale, 4 windows), varint added_at minus the previous
+//	          entry's (Unix ns), uvarint meta, bytes value (pdq and md5 as
+//	          raw bytes), for a pdq entry with windows bytes windows
+//	          (Entry.Windows), and for embeddings uvarint dimension and the
+//	          float32s (little-endian)
 //	4 bytes CRC-32C (Castagnoli) of everything before, little-endian
 //
 // where bytes is a uvarint length and the bytes. A 10 million entry PDQ
 // bank takes about 37 bytes an entry. Entries keep the state's slot order;
 // a snapshot of a loaded snapshot is byte-identical.
-var snapshotMagic = []byte("XMBANKS\x01")
+var snapshotMagic = []byte("XMBANKS\x02")
+
+// snapshotFlagWindows marks, in an entry's flags byte, a pdq entry whose
+// stored windows follow its value (version 2).
+const snapshotFlagWindows = 4
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -138,7 +143,12 @@ func (b *bankState) write(sw *snapWriter) error {
 		if r.flags&flagLive == 0 {
 			continue
 		}
-		sw.raw([]byte{byte(r.kind), (r.flags &^ flagLive) >> 1})
+		flags := (r.flags &^ flagLive) >> 1
+		wins, hasWins := b.winBytes[uint32(i)]
+		if hasWins {
+			flags |= snapshotFlagWindows
+		}
+		sw.raw([]byte{byte(r.kind), flags})
 		sw.varint(r.addedAt - prev)
 		prev = r.addedAt
 		sw.uvarint(uint64(renum[r.meta]))
@@ -146,6 +156,9 @@ func (b *bankState) write(sw *snapWriter) error {
 			pv = pdqCodes[next].Bytes()
 			next++
 			sw.bytes(pv[:])
+			if hasWins {
+				sw.bytes(wins)
+			}
 		} else {
 			sw.bytes(b.vals.get(r.off, r.n))
 		}
@@ -210,8 +223,9 @@ func ReadSnapshot(r io.Reader, opt ReadOptions) (*State, error) {
 	if string(magic[:7]) != string(snapshotMagic[:7]) {
 		return nil, fmt.Errorf("%w: not a banks snapshot", ErrSnapshot)
 	}
-	if magic[7] != snapshotMagic[7] {
-		return nil, fmt.Errorf("%w: version %d (this build reads %d)", ErrSnapshot, magic[7], snapshotMagic[7])
+	version := magic[7]
+	if version != 1 && version != snapshotMagic[7] {
+		return nil, fmt.Errorf("%w: version %d (this build reads 1 and %d)", ErrSnapshot, version, snapshotMagic[7])
 	}
 	nb, err := sr.count(maxSnapshotBanks, "banks")
 	if err != nil {
@@ -220,7 +234,7 @@ func ReadSnapshot(r io.Reader, opt ReadOptions) (*State, error) {
 	s := NewState()
 	prog := &progress{log: opt.Logger, last: time.Now()}
 	for range nb {
-		b, err := readBank(sr, prog)
+		b, err := readBank(sr, prog, version)
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +274,7 @@ func (p *progress) tick(msg string, args ...any) {
 	}
 }
 
-func readBank(sr *snapReader, prog *progress) (*bankState, error) {
+func readBank(sr *snapReader, prog *progress, version byte) (*bankState, error) {
 	cfgJSON, err := sr.bytes()
 	if err != nil {
 		return nil, err
@@ -312,6 +326,15 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 	// The pdq values, in slot order, until the PDQ index holds them (the
 	// index is their only holder once loaded).
 	var pdqCodes []hamming.Code
+	type slotWindows struct {
+		slot uint32
+		b    []byte
+	}
+	var wins []slotWindows
+	maxFlags := byte(3)
+	if version >= 2 {
+		maxFlags |= snapshotFlagWindows
+	}
 	prev := int64(0)
 	for i := range n {
 		hdr, err := sr.take(2)
@@ -319,7 +342,7 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			return nil, err
 		}
 		k, flags := kind(hdr[0]), hdr[1]
-		if k < kindPDQ || k >= numKinds || flags > 3 {
+		if k < kindPDQ || k >= numKinds || flags&^maxFlags != 0 || (flags&snapshotFlagWindows != 0 && k != kindPDQ) {
 			return nil, fmt.Errorf("%w: bank %s entry %d: kind %d flags %d", ErrSnapshot, cfg.Name, i, k, flags)
 		}
 		d, err := sr.varint()
@@ -354,6 +377,16 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			off = uint64(len(pdqCodes))
 			c, _ := hamming.FromBytes(v)
 			pdqCodes = append(pdqCodes, c)
+			if flags&snapshotFlagWindows != 0 {
+				wb, err := sr.bytes()
+				if err != nil {
+					return nil, err
+				}
+				if err := checkWindows(SignalPDQ, wb); err != nil {
+					return nil, fmt.Errorf("%w: bank %s entry %d: %w", ErrSnapshot, cfg.Name, i, err)
+				}
+				wins = append(wins, slotWindows{uint32(i), slices.Clone(wb)})
+			}
 		} else {
 			off, vn = b.vals.add(v)
 		}
@@ -362,7 +395,7 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 			copy(grown, b.recs)
 			b.recs = grown
 		}
-		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | flags<<1})
+		b.recs = append(b.recs, rec{off: off, n: vn, addedAt: prev, meta: uint32(mi), kind: k, flags: flagLive | (flags&3)<<1})
 		b.counts[k]++
 		if k == kindConcept || k == kindExemplar {
 			dim, err := sr.count(MaxVectorDim, "vector dimensions")
@@ -386,6 +419,12 @@ func readBank(sr *snapReader, prog *progress) (*bankState, error) {
 	}
 	if err := b.index(prog, pdqCodes); err != nil {
 		return nil, err
+	}
+	for _, w := range wins {
+		b.addWindows(w.slot, w.b)
+	}
+	if b.wins != nil {
+		b.wins.Finish()
 	}
 	return b, nil
 }

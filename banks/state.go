@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/hamming"
 	"github.com/xmodal/xmodal/internal/vecmath"
 )
@@ -197,6 +198,10 @@ type bankState struct {
 	counts [numKinds]int
 	pdq    *hamming.Index // ids are slots
 	emb    [2]*embIndex   // written concepts, exemplar images
+	// wins holds the near-duplicate windows of the pdq entries that carry
+	// them (Entry.Windows; ids are slots), winBytes their stored form.
+	wins     *neardup.Index
+	winBytes map[uint32][]byte
 	// compact rebuilds pdq in one segment once writes pause (see
 	// scheduleCompaction); compactFrom is when its wait began.
 	compact     *time.Timer
@@ -585,6 +590,9 @@ func (s *State) Apply(op Op) (Result, error) {
 		} else {
 			b.pdq.Maintain()
 			b.scheduleCompaction(time.Now())
+			if b.wins != nil {
+				b.wins.Maintain()
+			}
 		}
 	}
 	return res, nil
@@ -773,11 +781,37 @@ func (b *bankState) addEntries(entries []Entry) Result {
 				c, _ := hamming.FromBytes(sv)
 				b.pdqIndex().Add(uint64(slot), c)
 			}
+			if len(e.Windows) > 0 {
+				b.addWindows(slot, e.Windows)
+			}
 		case kindConcept, kindExemplar:
 			b.embIndex(k).add(slot, e.Vector)
 		}
 	}
 	return res
+}
+
+// addWindows indexes the stored windows of the pdq entry in slot
+// (validated by Entry.Normalize), replacing any it had.
+func (b *bankState) addWindows(slot uint32, stored []byte) {
+	w, h, sig, err := neardup.ParseWindows(stored)
+	if err != nil {
+		return // Normalize refused such windows
+	}
+	if b.wins == nil {
+		b.wins = neardup.NewIndexWith(neardup.NewMIHSearcher(true), neardup.NewMIHSearcher(true))
+		b.winBytes = map[uint32][]byte{}
+	}
+	b.wins.Add(int64(slot), w, h, sig)
+	b.winBytes[slot] = slices.Clone(stored)
+}
+
+// dropWindows removes the windows of the entry in slot, if it had any.
+func (b *bankState) dropWindows(slot uint32) {
+	if _, ok := b.winBytes[slot]; ok {
+		b.wins.Remove(int64(slot))
+		delete(b.winBytes, slot)
+	}
 }
 
 // pdqBucketLoad is the PDQ index's directory bucket load. Buckets of 2
@@ -858,6 +892,7 @@ func (b *bankState) removeEntries(ids []string) Result {
 		switch r.kind {
 		case kindPDQ:
 			pdqIDs = append(pdqIDs, uint64(slot))
+			b.dropWindows(slot)
 		case kindConcept, kindExemplar:
 			b.embIndex(r.kind).remove(slot)
 		}
@@ -933,6 +968,9 @@ func (b *bankState) entry(slot uint32) Entry {
 	if r.kind == kindConcept || r.kind == kindExemplar {
 		e.Vector = slices.Clone(b.emb[embSlot(r.kind)].vector(slot))
 	}
+	if w, ok := b.winBytes[slot]; ok {
+		e.Windows = slices.Clone(w)
+	}
 	return e
 }
 
@@ -942,10 +980,13 @@ type BankInfo struct {
 	Bank
 	Entries int            `json:"entries"`
 	Counts  map[string]int `json:"counts,omitempty"`
+	// Windows is the number of pdq entries that carry near-duplicate
+	// windows (Entry.Windows): crops of their images match.
+	Windows int `json:"windows,omitempty"`
 }
 
 func (b *bankState) info() BankInfo {
-	bi := BankInfo{Bank: b.cfg, Counts: map[string]int{}}
+	bi := BankInfo{Bank: b.cfg, Counts: map[string]int{}, Windows: len(b.winBytes)}
 	bi.Labels = slices.Clone(b.cfg.Labels)
 	for k := kindPDQ; k < numKinds; k++ {
 		if n := b.counts[k]; n > 0 {

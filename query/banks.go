@@ -116,7 +116,8 @@ type BankRequest struct {
 type BankNameRequest struct {
 	Name  string `json:"name"`
 	Actor string `json:"actor,omitempty"`
-	// Entries asks banks.get for a page of entries (vectors left out),
+	// Entries asks banks.get for a page of entries (vectors and windows
+	// left out: BankInfo.Windows counts the entries that have windows),
 	// Limit of them (default 1000, at most 10,000) from Cursor ("" first).
 	Entries bool   `json:"entries,omitempty"`
 	Limit   int    `json:"limit,omitempty"`
@@ -166,6 +167,14 @@ type BankAddRequest struct {
 	// image_text thresholds) instead of its PDQ hash and MD5. The image is
 	// not kept: after a model change the entry is stale.
 	Exemplar bool `json:"exemplar,omitempty"`
+	// Crops also keeps the image's near-duplicate windows on its PDQ
+	// entry (banks.Entry.Windows: 48 window hashes, its area and cleaned
+	// hashes and a 24 x 24 grey patch that verifies window matches, about
+	// 2.6 KB), so that crops of it, alone or inside a meme or a
+	// screenshot, match an image lookup (region and shown in the match).
+	// The image itself is not kept. An image under 16 pixels a side or
+	// too flat for any window is refused (add it without crops).
+	Crops bool `json:"crops,omitempty"`
 	// Tags, Note and Source apply to the image's entries, and to entries
 	// that have none of their own.
 	Tags   []string `json:"tags,omitempty"`
@@ -274,6 +283,12 @@ type BankMatch struct {
 	// Cleaned: the query's cleaned hash matched (a watermarked copy;
 	// banks.RegionMatch).
 	Cleaned bool `json:"cleaned,omitempty"`
+	// Shown, for a crop of an entry added with crops (its windows
+	// matched: banks.RegionMatch), is the part of the banked image the
+	// query shows, as fractions of its width and height (x0, y0, x1, y1);
+	// Windows is the number of agreeing windows.
+	Shown   []float32 `json:"shown,omitempty"`
+	Windows int       `json:"windows,omitempty"`
 }
 
 // bankErr maps the banks errors to codes: malformed input 400, a signal
@@ -494,6 +509,9 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	if r.Exemplar && len(r.Image) == 0 {
 		return nil, errorf(CodeBadRequest, "exemplar: give the image")
 	}
+	if r.Crops && (r.Exemplar || len(r.Image) == 0) {
+		return nil, errorf(CodeBadRequest, "crops: give an image to add by its PDQ hash (not an exemplar)")
+	}
 	// Written concepts without a vector are embedded here, by the text tower.
 	if err := s.embedConcepts(ctx, entries); err != nil {
 		return nil, err
@@ -518,13 +536,25 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 				in = dec.Image
 			}
 			h, _ := (&pdq.Hasher{MaxSide: PDQMaxSide}).Hash(in)
+			var wins []byte
+			if r.Crops {
+				var err error
+				if wins, err = cropWindows(in); err != nil {
+					dec.Release()
+					return nil, err
+				}
+			}
 			dec.Release()
 			sum := md5.Sum(r.Image)
 			for _, sig := range []struct {
 				t banks.SignalType
 				v string
 			}{{banks.SignalPDQ, h.String()}, {banks.SignalMD5, hex.EncodeToString(sum[:])}} {
-				entries = append(entries, banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor})
+				e := banks.Entry{Type: sig.t, Value: sig.v, Tags: r.Tags, Note: r.Note, Source: r.Source, AddedAt: now, AddedBy: actor}
+				if sig.t == banks.SignalPDQ {
+					e.Windows = wins
+				}
+				entries = append(entries, e)
 			}
 		}
 	}
@@ -584,7 +614,7 @@ func (s *Service) bankSweep(ctx context.Context, data []byte) (any, error) {
 		}
 		for _, e := range page {
 			if e.Type == banks.SignalPDQ {
-				e.Vector = nil
+				e.Vector, e.Windows = nil, nil // sweeps match whole-image hashes
 				all = append(all, e)
 			}
 		}
@@ -830,7 +860,7 @@ func (s *Service) bankGet(ctx context.Context, data []byte) (any, error) {
 			return nil, bankErr(err)
 		}
 		for i := range page {
-			page[i].Vector = nil
+			page[i].Vector, page[i].Windows = nil, nil
 		}
 		res.Entries, res.NextCursor = page, nextCursor(next)
 	}
@@ -881,6 +911,31 @@ func embeddingKinds(st *banks.State) (any bool) {
 	return false
 }
 
+// cropWindows is the stored form of an image's near-duplicate windows
+// for its bank entry (BankAddRequest.Crops).
+func cropWindows(img image.Image) ([]byte, error) {
+	sig, err := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide}).Signatures(img)
+	if err != nil {
+		return nil, errorf(CodeBadRequest, "crops: %v", err)
+	}
+	if !slices.ContainsFunc(sig, func(r neardup.RegionHash) bool { return r.Kind == neardup.Window }) {
+		return nil, errorf(CodeBadRequest, "crops: the image is too flat for near-duplicate windows; add it without crops")
+	}
+	b := img.Bounds()
+	return neardup.AppendWindows(nil, b.Dx(), b.Dy(), sig), nil
+}
+
+// windowBanks says whether any enabled bank (of only, when given) holds
+// entries with windows: only then does an image query hash its windows.
+func windowBanks(st *banks.State, only []string) bool {
+	for _, b := range st.Banks() {
+		if b.Enabled && b.Windows > 0 && (len(only) == 0 || slices.Contains(only, b.Name)) {
+			return true
+		}
+	}
+	return false
+}
+
 // pdqBanks says whether any enabled bank (of only, when given) holds PDQ
 // entries: only then are an image query's content rectangles worth cutting.
 func pdqBanks(st *banks.State, only []string) bool {
@@ -907,7 +962,7 @@ func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []
 	// The whole image's plain hashes (rectangle 0) were matched with the
 	// rest of the query; its cleaned hash was not.
 	content := *nq
-	content.Hashes = slices.DeleteFunc(slices.Clone(nq.Hashes), func(h neardup.QueryHash) bool { return h.Rect == 0 && !h.Cleaned })
+	content.Hashes = slices.DeleteFunc(slices.Clone(nq.Hashes), func(h neardup.QueryHash) bool { return h.Kind == neardup.Whole && h.Rect == 0 && !h.Cleaned })
 	if len(content.Hashes) == 0 {
 		return nil, nil
 	}
@@ -925,9 +980,12 @@ func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []
 		if seen[key{rm.Bank, rm.EntryID}] {
 			continue
 		}
-		m := BankMatch{Match: rm.Match, Cleaned: rm.Cleaned}
+		m := BankMatch{Match: rm.Match, Cleaned: rm.Cleaned, Windows: rm.Windows}
 		if rm.Region != "whole" {
 			m.Region = rm.Rect[:]
+		}
+		if rm.Shown != nil {
+			m.Shown = rm.Shown[:]
 		}
 		out = append(out, m)
 	}
@@ -1025,9 +1083,15 @@ func (s *Service) match(ctx context.Context, data []byte) (any, error) {
 		vs, qual := (&pdq.Hasher{MaxSide: PDQMaxSide}).Dihedral(in)
 		q.PDQ = vs[:]
 		res.PDQ, res.Quality = vs[pdq.Original].String(), &qual
-		if pdqBanks(s.d.Banks.State(), r.Banks) {
-			// Under neardup's size floor there is nothing to cut: nq stays nil.
-			nq, _ = neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide}).QueryRects(in)
+		if st := s.d.Banks.State(); pdqBanks(st, r.Banks) {
+			// Under neardup's size floor there is nothing to cut: nq stays
+			// nil. The windows too where a bank holds entries with windows.
+			nh := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide})
+			if windowBanks(st, r.Banks) {
+				nq, _ = nh.Query(in)
+			} else {
+				nq, _ = nh.QueryRects(in)
+			}
 		}
 		if wantVec {
 			v, err := s.d.Encoder.EmbedImages(ctx, []image.Image{dec.Image})

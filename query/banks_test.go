@@ -9,12 +9,15 @@ import (
 	"errors"
 	"image"
 	"image/color"
+	"image/draw"
+	_ "image/jpeg"
 	"image/png"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -562,5 +565,83 @@ func TestBankMatchAdversarialImages(t *testing.T) {
 	err := s.cl.Call(ctx, "match", query.MatchRequest{Image: overPixelCapPNG(t)}, nil)
 	if code := codeOf(err); code != 413 {
 		t.Errorf("an image over the pixel cap: %v, want 413", err)
+	}
+}
+
+// An image added with crops keeps its windows: a 75 % crop of it, which
+// its whole-image hash misses, matches with the part of the entry it
+// shows; the listing leaves the windows out and counts them. Hostile
+// images and another photo match nothing; crops need a PDQ image of some
+// size.
+func TestBankMatchCrops(t *testing.T) {
+	s := newStack(t, query.Config{}, nil)
+	ctx := context.Background()
+	var ch query.BankChangeResponse
+	if err := s.cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "photos", Action: banks.ActionBlock}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	coffee := "../testdata/neardup/photos/coffee.jpg"
+	for _, f := range []string{coffee, "../testdata/pdq/images/dih/bridge-1-original.jpg"} {
+		if err := s.cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "photos", Image: readImage(t, f), Crops: true}, &ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got query.BankGetResponse
+	if err := s.cl.Call(ctx, "banks.get", query.BankNameRequest{Name: "photos", Entries: true}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Bank.Windows != 2 || len(got.Entries) != 4 {
+		t.Fatalf("banks.get: %d entries with windows, %d entries; want 2 and 4", got.Bank.Windows, len(got.Entries))
+	}
+	for _, e := range got.Entries {
+		if e.Windows != nil {
+			t.Errorf("entry %s listed with its windows", e.ID)
+		}
+	}
+	src, _, err := image.Decode(bytes.NewReader(readImage(t, coffee)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := src.Bounds()
+	crop := image.NewRGBA(image.Rect(0, 0, b.Dx()*3/4, b.Dy()*3/4))
+	draw.Draw(crop, crop.Bounds(), src, image.Pt(b.Min.X+b.Dx()/5, b.Min.Y+b.Dy()/8), draw.Src)
+	ph := pdq.Hasher{MaxSide: query.PDQMaxSide}
+	a, _ := ph.Hash(src)
+	if c, _ := ph.Hash(crop); pdq.Distance(a, c) <= 31 {
+		t.Fatal("the crop is within PDQ's bound; the test shows nothing")
+	}
+	var mr query.MatchResponse
+	if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: pngOf(t, crop)}, &mr); err != nil {
+		t.Fatal(err)
+	}
+	if len(mr.Matches) != 1 || mr.Matches[0].Signal != a.String() || len(mr.Matches[0].Shown) != 4 || mr.Matches[0].Windows < 2 ||
+		!slices.Equal(mr.Matches[0].Region, []int{0, 0, crop.Bounds().Dx(), crop.Bounds().Dy()}) {
+		t.Fatalf("matches %+v, want coffee's PDQ entry by its windows", mr.Matches)
+	}
+	if sh := mr.Matches[0].Shown; sh[0] < 0.15 || sh[0] > 0.25 || sh[2] < 0.9 || sh[2] > 1 {
+		t.Errorf("shown %v, want about [0.2 0.125 0.95 0.875]", sh)
+	}
+	others := map[string]image.Image{
+		"white": plainImage(640, 480, color.White), "black": plainImage(300, 300, color.Black),
+		"tiny": plainImage(8, 8, color.RGBA{200, 30, 30, 255}), "caption band only": captionBandImage(),
+	}
+	if other, _, err := image.Decode(bytes.NewReader(readImage(t, "../testdata/neardup/photos/chelsea.jpg"))); err == nil {
+		others["another photo"] = other
+	}
+	for name, img := range others {
+		var mr query.MatchResponse
+		if err := s.cl.Call(ctx, "match", query.MatchRequest{Image: pngOf(t, img)}, &mr); err != nil || len(mr.Matches) != 0 {
+			t.Errorf("%s: %+v, %v", name, mr.Matches, err)
+		}
+	}
+	for name, req := range map[string]query.BankAddRequest{
+		"exemplar":  {Bank: "photos", Image: readImage(t, coffee), Crops: true, Exemplar: true},
+		"no image":  {Bank: "photos", Entries: []banks.Entry{{Type: banks.SignalPDQ, Value: a.String()}}, Crops: true},
+		"too small": {Bank: "photos", Image: pngOf(t, plainImage(8, 8, color.White)), Crops: true},
+		"too flat":  {Bank: "photos", Image: pngOf(t, plainImage(200, 200, color.White)), Crops: true},
+	} {
+		if err := s.cl.Call(ctx, "admin.banks.add", req, &ch); query.AsError(err) == nil || query.AsError(err).Code != query.CodeBadRequest {
+			t.Errorf("%s: %v, want 400", name, err)
+		}
 	}
 }

@@ -258,6 +258,9 @@ func bankLsCmd() *cobra.Command {
 						if n := b.Counts[t]; n > 0 {
 							types = append(types, fmt.Sprintf("%s:%d", t, n))
 						}
+						if t == "pdq" && b.Windows > 0 {
+							types = append(types, fmt.Sprintf("crops:%d", b.Windows))
+						}
 					}
 					dih := b.PDQDihedral
 					if dih == "" {
@@ -305,11 +308,13 @@ func bankLsCmd() *cobra.Command {
 func bankAddCmd(actor *string) *cobra.Command {
 	var pdqs, md5s, texts, urls, imgs, tags, concepts, exemplars []string
 	var note, source string
+	var crops bool
 	c := &cobra.Command{
-		Use:   "add NAME [--pdq HEX] [--md5 HEX] [--text T] [--url U] [--image FILE]...",
+		Use:   "add NAME [--pdq HEX] [--md5 HEX] [--text T] [--url U] [--image FILE [--crops]]...",
 		Short: "Add signals to a bank (xmodal.v1.admin.banks.add); an image adds its PDQ hash and MD5",
 		Example: `  xmodal bank add known-spam --text "buy followers now" --url spam.example/offer
-  xmodal bank add known-memes --image meme.jpg --note "ticket 4411"`,
+  xmodal bank add known-memes --image meme.jpg --note "ticket 4411"
+  xmodal bank add known-abuse --image banned.jpg --crops`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var entries []banks.Entry
@@ -326,6 +331,9 @@ func bankAddCmd(actor *string) *cobra.Command {
 			}
 			if len(entries) == 0 && len(imgs) == 0 && len(exemplars) == 0 {
 				return errors.New("nothing to add: give --pdq, --md5, --text, --url, --image, --concept or --exemplar")
+			}
+			if crops && len(imgs) == 0 {
+				return errors.New("--crops keeps the windows of --image files: give --image")
 			}
 			cl, closeFn, err := clientConn(cmd)
 			if err != nil {
@@ -362,6 +370,7 @@ func bankAddCmd(actor *string) *cobra.Command {
 					}
 					req := base
 					req.Image, req.Exemplar = b, l.exemplar
+					req.Crops = crops && !l.exemplar
 					if err := send(req); err != nil {
 						return fmt.Errorf("%s %s: %w", l.flag, p, err)
 					}
@@ -377,6 +386,7 @@ func bankAddCmd(actor *string) *cobra.Command {
 	fs.StringArrayVar(&texts, "text", nil, "a text, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&urls, "url", nil, "a URL, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&imgs, "image", nil, "an image file: its PDQ hash and MD5 are added, the image is not kept (repeatable)")
+	fs.BoolVar(&crops, "crops", false, "with --image: keep the images' near-duplicate windows too (about 2.6 KB each, a 24x24 grey patch among them), so that crops of them match")
 	fs.StringArrayVar(&concepts, "concept", nil, "a written concept (\"a rifle held up to the camera\"): embedded by the server's text tower, matched by cosine (repeatable)")
 	fs.StringArrayVar(&exemplars, "exemplar", nil, "an exemplar image file: its vector is added, matched by cosine; the image is not kept (repeatable)")
 	fs.StringArrayVar(&tags, "tag", nil, "a tag of the new entries (repeatable)")
@@ -679,6 +689,10 @@ func bankMatchCmd() *cobra.Command {
 				if len(m.Region) == 4 {
 					// Matched through the picture inside a caption band or a frame.
 					where = fmt.Sprintf("%s in %d,%d-%d,%d", cmp.Or(where, "original"), m.Region[0], m.Region[1], m.Region[2], m.Region[3])
+				}
+				if len(m.Shown) == 4 {
+					// A crop: the part of the banked image it shows.
+					where += fmt.Sprintf(" (crop %.0f%%x%.0f%% of the entry, %d windows)", 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]), m.Windows)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Bank, m.Action, strings.Join(m.Labels, ","), m.SignalType, d, where, m.EntryID)
 			}

@@ -7,6 +7,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"image"
+	"image/draw"
+	"image/jpeg"
+	"image/png"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -166,6 +170,42 @@ func TestBankCLI(t *testing.T) {
 	}
 	if out := mustBank(t, url, "match", "--text", "buy followers now!"); !strings.Contains(out, "uploads") || !strings.Contains(out, "text") {
 		t.Fatalf("match --text: %s", out)
+	}
+	// An image added with --crops: a crop of it (here 75 % of each side,
+	// which its whole-image hash misses) matches by its windows.
+	photo := filepath.Join(testutil.MustRepoRoot(t), "testdata", "neardup", "photos", "coffee.jpg")
+	mustBank(t, url, "create", "crops")
+	if out := mustBank(t, url, "add", "crops", "--image", photo, "--crops"); !strings.Contains(out, "2 added") {
+		t.Fatalf("add --crops: %s", out)
+	}
+	if ls := mustBank(t, url, "ls"); !regexp.MustCompile(`crops .* pdq:1 crops:1 md5:1`).MatchString(ls) {
+		t.Fatalf("ls after add --crops: %s", ls)
+	}
+	src := testutil.DecodeImage(t, photo)
+	sb := src.Bounds()
+	crop := image.NewRGBA(image.Rect(0, 0, sb.Dx()*3/4, sb.Dy()*3/4))
+	draw.Draw(crop, crop.Bounds(), src, image.Pt(sb.Min.X+sb.Dx()/8, sb.Min.Y+sb.Dy()/10), draw.Src)
+	cropPath := filepath.Join(dir, "crop.jpg")
+	var cb bytes.Buffer
+	if err := jpeg.Encode(&cb, crop, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cropPath, cb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustBank(t, url, "match", "--image", cropPath)
+	if !regexp.MustCompile(`crops .* pdq .* \(crop 7[0-9]%x7[0-9]% of the entry, [0-9]+ windows\)`).MatchString(out) {
+		t.Fatalf("match a crop of an image added with --crops: %s", out)
+	}
+	if _, _, err := runBank(t, url, "add", "crops", "--pdq", seededPDQ(7), "--crops"); err == nil || !strings.Contains(err.Error(), "--crops keeps the windows of --image files") {
+		t.Fatalf("--crops without --image: %v", err)
+	}
+	tiny := filepath.Join(dir, "tiny.png")
+	var tb bytes.Buffer
+	png.Encode(&tb, image.NewGray(image.Rect(0, 0, 8, 8)))
+	os.WriteFile(tiny, tb.Bytes(), 0o644)
+	if _, _, err := runBank(t, url, "add", "crops", "--image", tiny, "--crops"); err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "too small") {
+		t.Fatalf("--crops with an 8x8 image: %v", err)
 	}
 	entries := mustBank(t, url, "ls", "uploads")
 	var textID string

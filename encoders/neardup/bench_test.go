@@ -46,15 +46,33 @@ func BenchmarkIndexHashing(b *testing.B) {
 	})
 }
 
+// BenchmarkQuery times a query's hashes with windows (Query: what the
+// near-dup lookup, and a bank match where a bank holds entries with
+// windows, compute) beside those without (QueryRects: a bank match
+// otherwise), on the same decoded pixels.
 func BenchmarkQuery(b *testing.B) {
 	imgs := benchImages()
-	h := NewHasher(Options{PDQMaxSide: -1})
-	i := 0
-	for b.Loop() {
-		if _, err := h.Query(imgs[i%len(imgs)]); err != nil {
-			b.Fatal(err)
+	for _, windows := range []bool{true, false} {
+		name := "windows"
+		if !windows {
+			name = "rects"
 		}
-		i++
+		b.Run(name, func(b *testing.B) {
+			h := NewHasher(Options{PDQMaxSide: -1})
+			i := 0
+			for b.Loop() {
+				var err error
+				if windows {
+					_, err = h.Query(imgs[i%len(imgs)])
+				} else {
+					_, err = h.QueryRects(imgs[i%len(imgs)])
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }
 
