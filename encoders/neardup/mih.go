@@ -24,6 +24,15 @@ func NewMIHSearcher(deferred bool) *MIHSearcher {
 	return newMIHSearcher(hamming.Options{DeferMaintenance: deferred})
 }
 
+// NewSmallMIHSearcher is NewMIHSearcher for an index of a few thousand
+// images searched by many query hashes at once (a bank's entries with
+// windows): its unindexed tail, searched linearly by every query hash,
+// holds at most tail hashes (NewMIHSearcher's: 4,096, which 800 query
+// windows would scan 3 million times a search).
+func NewSmallMIHSearcher(deferred bool, tail int) *MIHSearcher {
+	return newMIHSearcher(hamming.Options{DeferMaintenance: deferred, TailSize: tail})
+}
+
 func newMIHSearcher(o hamming.Options) *MIHSearcher {
 	ix, err := hamming.New(o)
 	if err != nil {
