@@ -64,6 +64,7 @@ func TestBankCropsBench(t *testing.T) {
 	type tally struct{ found, wrong, queries int }
 	recall := map[string]*[2]tally{} // kind -> crops bank, hashes bank
 	var hashCPU, matchCPU []float64
+	var truePixels []float64 // the pixel values of right window matches
 	ctx := context.Background()
 	lookup := func(img image.Image) ([2][]RegionMatch, error) {
 		c0 := threadCPU()
@@ -106,8 +107,13 @@ func TestBankCropsBench(t *testing.T) {
 				for _, m := range res[b] {
 					if byValue[m.Signal] == orig {
 						tl.found++
+						if m.Region == "window" {
+							truePixels = append(truePixels, m.Pixels)
+						}
 					} else {
 						tl.wrong++
+						logf("wrong: %s of picture %d (bank %s) matched picture %d: region %s, distance %d, windows %d, pixels %.3f, shown %v",
+							name, orig, m.Bank, byValue[m.Signal], m.Region, *m.Distance, m.Windows, m.Pixels, *m.Shown)
 					}
 				}
 			}
@@ -138,6 +144,11 @@ func TestBankCropsBench(t *testing.T) {
 			float64(r[0].found)/float64(r[0].queries), r[0].wrong, float64(r[1].found)/float64(r[1].queries), r[1].wrong)
 	}
 	fmt.Printf("\ndistractors matching anything: with windows %d of %d, hashes only %d of %d\n", falsePos[0], nd, falsePos[1], nd)
+	slices.Sort(truePixels)
+	if k := len(truePixels); k > 0 {
+		fmt.Printf("pixel values of the %d right window matches: min %.3f, 1st percentile %.3f, 5th %.3f, median %.3f\n",
+			k, truePixels[0], truePixels[k/100], truePixels[k/20], truePixels[k/2])
+	}
 	h, m := summary(hashCPU), summary(matchCPU)
 	fmt.Printf("CPU ms a lookup (one goroutine): query hashes with windows p50 %.2f p99 %.2f; MatchRegions against %d entries with windows p50 %.2f p99 %.2f\n",
 		h.p50, h.p99, n, m.p50, m.p99)

@@ -29,8 +29,11 @@ type RegionMatch struct {
 	// y1 (a 75 % crop shows about three quarters of each side).
 	Shown *[4]float32 `json:"shown,omitempty"`
 	// Windows, for a "window" match, is the number of the query's windows
-	// that agree on where it lies in the banked image.
-	Windows int `json:"windows,omitempty"`
+	// that agree on where it lies in the banked image; Pixels the pixel
+	// check's correlation of the query with the banked image's patch over
+	// that part (neardup.Match.Pixels: 1 for an exact crop).
+	Windows int     `json:"windows,omitempty"`
+	Pixels  float64 `json:"pixels,omitempty"`
 }
 
 // MatchRegions matches a query image against the PDQ entries of the
@@ -149,7 +152,7 @@ func (s *State) matchWindows(ctx context.Context, q *neardup.Query, names []stri
 			mt.Distance = &d
 			mt.Transform = m.Transform.String()
 			out = append(out, RegionMatch{Match: mt, Region: "window", Rect: m.QueryRect,
-				Shown: &[4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1}, Windows: m.Windows})
+				Shown: &[4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1}, Windows: m.Windows, Pixels: m.Pixels})
 		}
 	}
 	return out, nil

@@ -286,9 +286,11 @@ type BankMatch struct {
 	// Shown, for a crop of an entry added with crops (its windows
 	// matched: banks.RegionMatch), is the part of the banked image the
 	// query shows, as fractions of its width and height (x0, y0, x1, y1);
-	// Windows is the number of agreeing windows.
+	// Windows is the number of agreeing windows, Pixels the pixel check's
+	// correlation with the banked image (banks.RegionMatch.Pixels).
 	Shown   []float32 `json:"shown,omitempty"`
 	Windows int       `json:"windows,omitempty"`
+	Pixels  float64   `json:"pixels,omitempty"`
 }
 
 // bankErr maps the banks errors to codes: malformed input 400, a signal
@@ -980,7 +982,7 @@ func (s *Service) contentMatches(ctx context.Context, nq *neardup.Query, only []
 		if seen[key{rm.Bank, rm.EntryID}] {
 			continue
 		}
-		m := BankMatch{Match: rm.Match, Cleaned: rm.Cleaned, Windows: rm.Windows}
+		m := BankMatch{Match: rm.Match, Cleaned: rm.Cleaned, Windows: rm.Windows, Pixels: rm.Pixels}
 		if rm.Region != "whole" {
 			m.Region = rm.Rect[:]
 		}

@@ -618,6 +618,9 @@ func TestBankMatchCrops(t *testing.T) {
 		!slices.Equal(mr.Matches[0].Region, []int{0, 0, crop.Bounds().Dx(), crop.Bounds().Dy()}) {
 		t.Fatalf("matches %+v, want coffee's PDQ entry by its windows", mr.Matches)
 	}
+	if mr.Matches[0].Pixels < 0.9 {
+		t.Errorf("pixels %.3f for an exact crop", mr.Matches[0].Pixels)
+	}
 	if sh := mr.Matches[0].Shown; sh[0] < 0.15 || sh[0] > 0.25 || sh[2] < 0.9 || sh[2] > 1 {
 		t.Errorf("shown %v, want about [0.2 0.125 0.95 0.875]", sh)
 	}

@@ -692,7 +692,7 @@ func bankMatchCmd() *cobra.Command {
 				}
 				if len(m.Shown) == 4 {
 					// A crop: the part of the banked image it shows.
-					where += fmt.Sprintf(" (crop %.0f%%x%.0f%% of the entry, %d windows)", 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]), m.Windows)
+					where += fmt.Sprintf(" (crop %.0f%%x%.0f%% of the entry, %d windows, pixels %.2f)", 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]), m.Windows, m.Pixels)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Bank, m.Action, strings.Join(m.Labels, ","), m.SignalType, d, where, m.EntryID)
 			}

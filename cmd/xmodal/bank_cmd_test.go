@@ -194,7 +194,7 @@ func TestBankCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = mustBank(t, url, "match", "--image", cropPath)
-	if !regexp.MustCompile(`crops .* pdq .* \(crop 7[0-9]%x7[0-9]% of the entry, [0-9]+ windows\)`).MatchString(out) {
+	if !regexp.MustCompile(`crops .* pdq .* \(crop 7[0-9]%x7[0-9]% of the entry, [0-9]+ windows, pixels [01]\.[0-9]+\)`).MatchString(out) {
 		t.Fatalf("match a crop of an image added with --crops: %s", out)
 	}
 	if _, _, err := runBank(t, url, "add", "crops", "--pdq", seededPDQ(7), "--crops"); err == nil || !strings.Contains(err.Error(), "--crops keeps the windows of --image files") {
