@@ -742,7 +742,10 @@ async function runMatch(body, label) {
       // A match through the picture inside a caption band or a frame says where it was.
       const where = m.region ? `picture at ${m.region[0]},${m.region[1]}–${m.region[2]},${m.region[3]}` : "";
       const cleaned = m.cleaned ? "watermark cleaned" : "";
-      tr.appendChild(el("td", "", [m.transform && m.transform !== "original" ? m.transform : "", where, cleaned].filter(Boolean).join(" · ") || (m.transform || "")));
+      // A crop of an entry added with its windows: the part of it shown.
+      const crop = m.shown && m.shown.length === 4 ?
+        `crop ${Math.round(100 * (m.shown[2] - m.shown[0]))}% × ${Math.round(100 * (m.shown[3] - m.shown[1]))}% of the entry (${m.windows} windows, pixels ${(m.pixels || 0).toFixed(2)})` : "";
+      tr.appendChild(el("td", "", [m.transform && m.transform !== "original" ? m.transform : "", where, cleaned, crop].filter(Boolean).join(" · ") || (m.transform || "")));
       tr.appendChild(el("td", "mono", m.entry_id));
       tb.appendChild(tr);
     }
