@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
+	"image/draw"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/xmodal/xmodal/encoders/neardup"
@@ -274,5 +277,79 @@ func TestEntryWindowsRefused(t *testing.T) {
 	good.AddedAt = t0
 	if err := good.Normalize(); err != nil {
 		t.Errorf("good windows: %v", err)
+	}
+}
+
+// TestConcurrentWindowsMatchAndApply runs window lookups while entries
+// with windows are added, disabled and removed (run it with -race): every
+// lookup succeeds and finds nothing but the cropped picture's entry.
+func TestConcurrentWindowsMatchAndApply(t *testing.T) {
+	pic := reposts.Photo(0, 77, 480, 360)
+	target := windowsEntry(t, pic)
+	crop := image.NewRGBA(image.Rect(0, 0, 360, 270))
+	draw.Draw(crop, crop.Bounds(), pic, image.Pt(60, 45), draw.Src)
+	q, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Query(crop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []Entry
+	for i := range 24 {
+		others = append(others, windowsEntry(t, reposts.Photo(i%len(reposts.Families), uint64(1000+i), 320, 240)))
+	}
+	s := NewState()
+	mustApply(t, s, createOp("b", nil))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errc := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ms, err := s.MatchRegions(context.Background(), q, nil)
+				if err != nil {
+					errc <- err
+					return
+				}
+				for _, m := range ms {
+					if m.Signal != target.Value {
+						errc <- fmt.Errorf("matched another entry: %+v", m)
+						return
+					}
+				}
+			}
+		}()
+	}
+	id := EntryID(SignalPDQ, "", target.Value)
+	mustApply(t, s, addOp("b", target))
+	for i, e := range others {
+		mustApply(t, s, addOp("b", e))
+		if i%3 == 0 {
+			rm := op(OpRemoveEntries, "b")
+			rm.IDs = []string{EntryID(SignalPDQ, "", e.Value)}
+			mustApply(t, s, rm)
+		}
+		set := op(OpSetEntries, "b")
+		disabled := i%2 == 0
+		set.IDs, set.Disabled = []string{id}, &disabled
+		mustApply(t, s, set)
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	ms, err := s.MatchRegions(context.Background(), q, nil)
+	if err != nil || len(ms) != 1 || ms[0].Region != "window" {
+		t.Fatalf("after the writes: %+v, %v; want the picture by its windows", ms, err)
+	}
+	if bi, _ := s.Bank("b"); bi.Windows != 1+16 {
+		t.Fatalf("%d entries with windows, want 17", bi.Windows)
 	}
 }
