@@ -21,7 +21,7 @@ import (
 // their windows (crops) beside the same PDQ hashes without them (what a
 // hash list or an image added without --crops gives), re-posts of some of
 // them (crops, crops inside memes and screenshots, mirrored and
-// re-compressed crops) and distractors (other pictures of the same
+// re-compressed crops, watermarked copies) and distractors (other pictures of the same
 // families) looked up through State.MatchRegions with the query's windows.
 // It reports recall per kind for each bank, false positives (a distractor
 // matching anything, a re-post matching another entry), and the CPU time
@@ -60,6 +60,7 @@ func TestBankCropsBench(t *testing.T) {
 	kinds := [][]reposts.Kind{
 		{reposts.Crop90}, {reposts.Crop75}, {reposts.Crop90, reposts.Caption}, {reposts.Crop90, reposts.Screenshot},
 		{reposts.FlipH, reposts.Crop75}, {reposts.Crop75, reposts.JPEG30}, {reposts.Crop90, reposts.Watermark},
+		{reposts.Watermark},
 	}
 	type tally struct{ found, wrong, queries int }
 	recall := map[string]*[2]tally{} // kind -> crops bank, hashes bank

@@ -50,7 +50,10 @@ type RegionMatch struct {
 // matched by neardup's verified window search, region "window" (a crop of
 // the banked image, alone or inside a meme or a screenshot), Rect the
 // query rectangle that shows it, Shown the part of the banked image shown
-// and Distance the nearest agreeing window's. Each entry is reported once,
+// and Distance the nearest agreeing window's; and the query's cleaned and
+// area hashes meet those entries' own (a watermarked or a downscaled copy
+// that the entry's PDQ hash misses: region "whole" or "content", Cleaned
+// for the cleaned hash). Each entry is reported once,
 // by its nearest region (the whole image first on ties; a window match
 // only for an entry no hash matched). A content
 // rectangle flatter than neardup.DefaultMinQuality is skipped: a plain band
@@ -144,15 +147,29 @@ func (s *State) matchWindows(ctx context.Context, q *neardup.Query, names []stri
 		}
 		for _, m := range b.wins.Search(q, neardup.SearchOptions{}) {
 			slot := uint32(m.ID)
-			if m.Kind != neardup.Window || !b.usable(slot) {
+			if !b.usable(slot) {
 				continue
 			}
 			mt := b.newMatch(slot)
 			d := m.Distance
 			mt.Distance = &d
 			mt.Transform = m.Transform.String()
-			out = append(out, RegionMatch{Match: mt, Region: "window", Rect: m.QueryRect,
-				Shown: &[4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1}, Windows: m.Windows, Pixels: m.Pixels})
+			rm := RegionMatch{Match: mt, Rect: m.QueryRect}
+			switch m.Kind {
+			case neardup.Window:
+				rm.Region, rm.Windows, rm.Pixels = "window", m.Windows, m.Pixels
+				rm.Shown = &[4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1}
+			case neardup.Cleaned, neardup.Area:
+				// The entry's own cleaned or area hash (a watermarked or
+				// a downscaled copy), which its PDQ hash alone misses.
+				rm.Region, rm.Cleaned = "content", m.Kind == neardup.Cleaned
+				if m.QueryRect == [4]int{0, 0, q.W, q.H} {
+					rm.Region = "whole"
+				}
+			default:
+				continue
+			}
+			out = append(out, rm)
 		}
 	}
 	return out, nil

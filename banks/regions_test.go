@@ -353,3 +353,39 @@ func TestConcurrentWindowsMatchAndApply(t *testing.T) {
 		t.Fatalf("%d entries with windows, want 17", bi.Windows)
 	}
 }
+
+// An entry with windows also meets a watermarked copy by its own cleaned
+// hash, or by windows, where the PDQ hash alone misses it: generated
+// picture 7's watermarked copy lies beyond the threshold of its PDQ hash,
+// and picture 5's beyond every hash of it.
+func TestMatchRegionsWindowsWatermark(t *testing.T) {
+	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	for _, tc := range []struct {
+		seed    uint64
+		region  string
+		cleaned bool
+	}{{7, "whole", true}, {5, "window", false}} {
+		pic := reposts.Photo(int(tc.seed)%len(reposts.Families), 2000+tc.seed, 640, 480)
+		e := windowsEntry(t, pic)
+		s := NewState()
+		mustApply(t, s, createOp("hashes", nil))
+		mustApply(t, s, createOp("windows", nil))
+		mustApply(t, s, addOp("hashes", Entry{Type: SignalPDQ, Value: e.Value}))
+		mustApply(t, s, addOp("windows", e))
+		rp, err := reposts.Apply(pic, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(0, 9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := nh.Query(rp.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := s.MatchRegions(context.Background(), q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 1 || ms[0].Bank != "windows" || ms[0].Region != tc.region || ms[0].Cleaned != tc.cleaned {
+			t.Errorf("picture %d: %+v, want it in bank windows by region %s (cleaned %v) only", tc.seed, ms, tc.region, tc.cleaned)
+		}
+	}
+}
