@@ -333,13 +333,11 @@ func (b *bankState) match(q *prepared, out []Match, vectors bool) ([]Match, erro
 			if !b.usable(slot) {
 				continue
 			}
-			mt := b.newMatch(slot)
-			d := m.Distance
-			mt.Distance = &d
+			transform := ""
 			if len(q.pdq) == 8 {
-				mt.Transform = pdq.Dihedral(m.Query).String()
+				transform = pdq.Dihedral(m.Query).String()
 			}
-			out = append(out, mt)
+			out = append(out, b.distanceMatch(slot, m.Distance, transform))
 		}
 	}
 	exact := func(t SignalType, canonical string) {
@@ -408,6 +406,14 @@ func (b *bankState) usable(slot uint32) bool {
 	}
 	f := b.recs[slot].flags
 	return f&flagLive != 0 && f&flagDisabled == 0
+}
+
+// distanceMatch is the match of the pdq entry in slot at distance d, the
+// query's transform named (or "").
+func (b *bankState) distanceMatch(slot uint32, d int, transform string) Match {
+	mt := b.newMatch(slot)
+	mt.Distance, mt.Transform = &d, transform
+	return mt
 }
 
 func (b *bankState) newMatch(slot uint32) Match {

@@ -150,11 +150,7 @@ func (s *State) matchWindows(ctx context.Context, q *neardup.Query, names []stri
 			if !b.usable(slot) {
 				continue
 			}
-			mt := b.newMatch(slot)
-			d := m.Distance
-			mt.Distance = &d
-			mt.Transform = m.Transform.String()
-			rm := RegionMatch{Match: mt, Rect: m.QueryRect}
+			rm := RegionMatch{Match: b.distanceMatch(slot, m.Distance, m.Transform.String()), Rect: m.QueryRect}
 			switch m.Kind {
 			case neardup.Window:
 				rm.Region, rm.Windows, rm.Pixels = "window", m.Windows, m.Pixels

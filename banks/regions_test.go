@@ -24,13 +24,7 @@ import (
 // of a generated picture matches by its cleaned hash; another photo
 // matches nothing.
 func TestMatchRegions(t *testing.T) {
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	load := func(name string) image.Image {
-		return testutil.DecodeImage(t, filepath.Join(root, "testdata/neardup/photos", name))
-	}
+	load := func(name string) image.Image { return loadPhoto(t, name) }
 	photo := load("coffee.jpg")
 	ph := pdq.Hasher{MaxSide: -1}
 	h, _ := ph.Hash(photo)
@@ -113,6 +107,16 @@ func TestMatchRegions(t *testing.T) {
 	}
 }
 
+// loadPhoto decodes one of the committed photos of testdata/neardup/photos.
+func loadPhoto(t testing.TB, name string) image.Image {
+	t.Helper()
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testutil.DecodeImage(t, filepath.Join(root, "testdata/neardup/photos", name))
+}
+
 // hashesOf is the plain whole-image hashes of region ri of q.
 func hashesOf(q *neardup.Query, ri int) []pdq.Hash {
 	var hs []pdq.Hash
@@ -143,13 +147,7 @@ func windowsEntry(t testing.TB, img image.Image) Entry {
 // windows match nothing; the windows survive a snapshot and re-adding the
 // hash without them.
 func TestMatchRegionsWindows(t *testing.T) {
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	load := func(name string) image.Image {
-		return testutil.DecodeImage(t, filepath.Join(root, "testdata/neardup/photos", name))
-	}
+	load := func(name string) image.Image { return loadPhoto(t, name) }
 	photo := load("coffee.jpg")
 	e := windowsEntry(t, photo)
 	s := NewState()
