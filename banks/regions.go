@@ -119,6 +119,20 @@ func (s *State) MatchRegions(ctx context.Context, q *neardup.Query, banks []stri
 	return out, nil
 }
 
+// MatchWindows matches only the windows, and the cleaned and area hashes,
+// of q (neardup.Hasher.Query) against the entries with windows of the
+// enabled banks (or of names): MatchRegions' window part, for a caller that
+// matches the query's whole-image and region hashes on its own (the
+// matcher at ingest matches a record's stored hashes by Match). Region,
+// Rect, Shown, Windows and Pixels as MatchRegions reports them; an entry
+// may be reported by a window and by a hash of the same query.
+func (s *State) MatchWindows(ctx context.Context, q *neardup.Query, names []string) ([]RegionMatch, error) {
+	if q == nil || len(q.Rects) == 0 {
+		return nil, fmt.Errorf("%w: no image regions", ErrInvalidQuery)
+	}
+	return s.matchWindows(ctx, q, names)
+}
+
 // matchWindows searches the windows of q among the entries with windows
 // of the enabled banks (or of names).
 func (s *State) matchWindows(ctx context.Context, q *neardup.Query, names []string) ([]RegionMatch, error) {

@@ -1090,6 +1090,21 @@ func (s *State) StaleEmbeddings(model string) map[string][]Entry {
 	return out
 }
 
+// HasWindows reports whether an enabled bank holds pdq entries with
+// windows (Entry.Windows): only then is an image's query worth its windows
+// (neardup.Hasher.Query rather than QueryRects; at ingest,
+// domain.Record.NearDupQuery).
+func (s *State) HasWindows() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, b := range s.banks {
+		if b.cfg.Enabled && len(b.winBytes) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // HasEnabled reports whether an enabled bank holds live entries of signal
 // type t (the pipeline computes an image's MD5 only when one does).
 func (s *State) HasEnabled(t SignalType) bool {

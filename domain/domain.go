@@ -151,6 +151,14 @@ type Record struct {
 	// pairs of blobs, which find crops of the image); kept by the embedded
 	// index, not returned in replies. Nil: none computed.
 	Windows []byte `json:"-"`
+	// NearDupQuery is an image record's near-duplicate query (an
+	// *encoders/neardup.Query: its window hashes at the query's scales and
+	// the reduced pixels the window search's pixel check reads), computed at
+	// ingest while a bank holds entries with windows and banks.match_regions
+	// is on, so that the matcher finds crops of banked images as a lookup
+	// (xmodal.v1.match) does; held in memory from the worker to the matcher
+	// (0.2-0.9 MB an image), never stored. Nil: none.
+	NearDupQuery any `json:"-"`
 	// Preprocess names how the image of an image or fused record was decoded
 	// and preprocessed for the model ("fast": JPEGs reduced in the IDCT as
 	// Pillow's draft does; "exact": full size); empty for text records and

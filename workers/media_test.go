@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,5 +149,73 @@ func TestMediaStageRegionHashes(t *testing.T) {
 				t.Errorf("PDQRegions called with whole %v, want one call with %v", wholes, wantWhole)
 			}
 		})
+	}
+}
+
+// capture is a domain.Writer that keeps each record's near-duplicate query
+// by primary key, then writes the changes.
+type capture struct {
+	domain.Writer
+	mu sync.Mutex
+	q  map[string]any
+}
+
+func (c *capture) Apply(ctx context.Context, cs []domain.Change) ([]domain.Outcome, error) {
+	c.mu.Lock()
+	for _, ch := range cs {
+		for _, r := range ch.Records {
+			c.q[r.PK] = r.NearDupQuery
+		}
+	}
+	c.mu.Unlock()
+	return c.Writer.Apply(ctx, cs)
+}
+
+// With Hasher.NearDupQuery the media stage gives the image record the
+// query it returns, computed from the decoder's hash input (as PDQ is);
+// the text and fused records carry none, and none is carried while the
+// hook returns nil.
+func TestMediaStageNearDupQuery(t *testing.T) {
+	e := newEnv(t)
+	e.publish(t, "a", post("a", "a red square", pngBytes(color.RGBA{200, 10, 10, 255})))
+	e.publish(t, "b", post("b", "", pngBytes(color.RGBA{10, 200, 10, 255})))
+	hashIn := image.NewGray(image.Rect(0, 0, 7, 5))
+	dec := func(ctx context.Context, b []byte) (workers.Decoded, error) {
+		d, err := decode(ctx, b)
+		d.HashInput = hashIn
+		return d, err
+	}
+	type query struct{ w, h int }
+	var calls atomic.Int32
+	sink := &capture{Writer: e.ix, q: map[string]any{}}
+	p, err := workers.New(workers.Config{FetchWait: 20 * time.Millisecond}, workers.Deps{Source: e.src, DeadLetter: e.src, Sink: sink, Deny: e.deny,
+		Embedder: e.model, Decode: dec, Thumbnail: func(image.Image) []byte { return nil },
+		Hasher: workers.Hasher{NearDupQuery: func(img image.Image) any {
+			if calls.Add(1) > 1 {
+				return nil // no bank with windows any more
+			}
+			return &query{img.Bounds().Dx(), img.Bounds().Dy()}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, p, func() bool { return e.count(domain.ModalityImage) == 2 && e.allAcked(t) })
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	var with []string
+	for pk, q := range sink.q {
+		if q == nil {
+			continue
+		}
+		with = append(with, pk)
+		if got, ok := q.(*query); !ok || *got != (query{7, 5}) {
+			t.Errorf("%s: query %+v, want one of the 7x5 hash input", pk, q)
+		}
+	}
+	if len(with) != 1 || (with[0] != "a#image" && with[0] != "b#image") || calls.Load() != 2 {
+		t.Errorf("records with a query %v after %d calls, want one image record of two calls", with, calls.Load())
+	}
+	if len(sink.q) != 4 {
+		t.Errorf("%d records written, want a's three and b's image", len(sink.q))
 	}
 }

@@ -62,6 +62,12 @@ type Hasher struct {
 	// windows are hashed on a 192-pixel plane, so the larger PDQ decode is
 	// not needed); nil when the image has none.
 	Windows func(img image.Image) []byte
+	// NearDupQuery, when set, gives an image record its near-duplicate
+	// query (domain.Record.NearDupQuery), computed from the image PDQ is
+	// computed from, for the matcher's window search of banks with
+	// windows; nil when none is wanted now (no bank holds windows) or the
+	// image has none.
+	NearDupQuery func(img image.Image) any
 	// MD5, when set and true at the time an image is prepared, gives its
 	// record the MD5 of the file's bytes (domain.Record.MD5: the banks' md5
 	// entries, HMA's photo_md5, match it at ingest). Nil: never.
@@ -374,6 +380,7 @@ type item struct {
 	regions  []byte
 	framed   bool
 	windows  []byte
+	ndq      any
 	mode     string // how the image was decoded and preprocessed
 	imgErr   error
 	stage    ingest.Stage
@@ -520,7 +527,7 @@ func (p *Pipeline) records(it *item, version string) []domain.Record {
 	if it.imgVec != nil {
 		r := mk(domain.ModalityImage, it.imgVec)
 		r.PDQ, r.PDQQuality, r.MD5, r.PDQVariants, r.Windows, r.PDQCanonical = it.pdq, it.pdqQ, it.md5, it.pdqVars, it.windows, it.pdqCanon
-		r.PDQRegions, r.PDQFramed = it.regions, it.framed
+		r.PDQRegions, r.PDQFramed, r.NearDupQuery = it.regions, it.framed, it.ndq
 		r.Preprocess = it.mode
 		out = append(out, r)
 	}

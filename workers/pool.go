@@ -407,6 +407,13 @@ func (r *run) prepareImage(it *item) {
 	if p.hash.Windows != nil {
 		it.windows = p.hash.Windows(img)
 	}
+	if p.hash.NearDupQuery != nil {
+		in := dec.HashInput
+		if in == nil {
+			in = img
+		}
+		it.ndq = p.hash.NearDupQuery(in)
+	}
 	if p.pix != nil {
 		px := r.tensors.Get().(*[]float32)
 		err := p.pix.PreprocessImage(img, *px)

@@ -387,6 +387,7 @@ func (a *app) startPipeline(ctx context.Context, sink domain.Writer, decode work
 		// An image's MD5 while a bank can match it (or always, to keep).
 		po.md5 = func() bool { return keep || a.banks.State().HasEnabled(banks.SignalMD5) }
 		po.banks = true
+		po.crops = func() bool { return a.banks.State().HasWindows() }
 	}
 	a.pipe, err = newPipeline(cfg, workers.Deps{Source: src, DeadLetter: dlq, Sink: sink, Deny: a.deny, Embedder: a.model,
 		Decode: decode, Fetcher: a.fetch, Logger: log, Registerer: a.reg}, po)
@@ -399,6 +400,7 @@ type pipelineOptions struct {
 	batch  int         // ingest --batch: the fetch batch (and at least as many in flight); 0 keeps ingest.batch_size
 	md5    func() bool // images get their file's MD5 while it reports true (banks with md5 entries)
 	banks  bool        // posts are matched against the banks: images get their eight dihedral PDQ hashes
+	crops  func() bool // with banks.match_regions, images get their near-duplicate query while it reports true (banks with windows)
 }
 
 // windows reports whether image records get their near-duplicate windows:
@@ -423,6 +425,11 @@ func newPipeline(cfg *Config, d workers.Deps, o pipelineOptions) (*workers.Pipel
 	// (banks.match_regions).
 	if co := cfg.clusterOptions(); (co != nil && co.Regions) || (o.banks && cfg.Banks.MatchRegions) {
 		d.Hasher.PDQRegions = ingestRegions(co != nil && co.Dihedral)
+	}
+	// A lookup's windows, while a bank holds entries with windows: the
+	// matcher finds crops of their images (banks.match_regions).
+	if o.banks && cfg.Banks.MatchRegions && o.crops != nil {
+		d.Hasher.NearDupQuery = ingestQuery(o.crops)
 	}
 	if o.windows(cfg) {
 		co := cfg.clusterOptions()
@@ -486,7 +493,7 @@ func (a *app) matchingSink(ctx context.Context, next domain.Writer) (domain.Writ
 	}
 	evs = crashEvents(evs, a.log) // crash tests only (build tag crashtest); evs otherwise
 	return matching.New(matching.Deps{Next: next, Banks: a.banks, Events: evs, Deny: a.deny, Memory: a.memory,
-		MatchRegions: a.cfg.Banks.MatchRegions, Logger: a.log, Registerer: a.reg})
+		MatchRegions: a.cfg.Banks.MatchRegions, WindowBlockPixels: a.cfg.Banks.WindowBlockPixels, Logger: a.log, Registerer: a.reg})
 }
 
 // openEvents opens the match events stream once (the matcher at ingest and

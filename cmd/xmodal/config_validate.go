@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"regexp"
 	"slices"
@@ -53,6 +54,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
 		return configErr("nats.listen", "%v", err)
+	}
+	if c.Banks.WindowBlockPixels < 0 || math.IsNaN(c.Banks.WindowBlockPixels) {
+		return configErr("banks.window_block_pixels", "%v is negative (0 takes 0.9; over 1 never takes a post down by windows alone)", c.Banks.WindowBlockPixels)
 	}
 	if c.Ingest.BatchSize < 1 || c.Ingest.BatchSize > 4096 {
 		return configErr("ingest.batch_size", "%d is not in 1..4096", c.Ingest.BatchSize)

@@ -123,6 +123,9 @@ sees each match once (docs/moderation.md, "Match events").`,
 				if e.Region != "" {
 					d += " region " + e.Region
 				}
+				if s := e.Shown; s != nil {
+					d += fmt.Sprintf(" (crop %.0f%%x%.0f%% of the entry, %d windows, pixels %.3f)", 100*(s[2]-s[0]), 100*(s[3]-s[1]), e.Windows, e.Pixels)
+				}
 				fmt.Fprintf(out, "%s %s bank=%s action=%s post=%s version=%d %s%s entry=%s source=%s id=%s\n",
 					e.MatchedAt.Format(time.RFC3339), e.Modality, e.Bank, e.Action, e.PostID, e.Version, e.SignalType, d, e.EntryID, e.Source, e.ID)
 			}

@@ -76,6 +76,28 @@ func ingestHasher() workers.Hasher {
 	}}
 }
 
+// ingestQuery gives an image record its near-duplicate query
+// (domain.Record.NearDupQuery) while want reports true (an enabled bank
+// holds entries with windows), computed as xmodal.v1.match computes a
+// lookup's, so that the matcher finds the crops a lookup finds; nil
+// otherwise, and for an image refused as a lookup's would be (too small,
+// too large, too flat).
+func ingestQuery(want func() bool) func(img image.Image) any {
+	pool := sync.Pool{New: func() any { return neardup.NewHasher(neardup.Options{PDQMaxSide: query.PDQMaxSide}) }}
+	return func(img image.Image) any {
+		if !want() {
+			return nil
+		}
+		h := pool.Get().(*neardup.Hasher)
+		defer pool.Put(h)
+		q, err := h.Query(img)
+		if err != nil {
+			return nil
+		}
+		return q
+	}
+}
+
 // ingestWindows gives an image record its near-duplicate windows
 // (image.neardup_windows), in their stored form; nil for an image too small
 // or too large to have any (it is still found by whole-image PDQ). With

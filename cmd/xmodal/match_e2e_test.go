@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
+	"image/draw"
 	"image/png"
 	"log/slog"
 	"math/rand/v2"
@@ -375,5 +376,36 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	}
 	if e = lastEvent("late"); e.PostID != "meme" || e.Region != "content" || e.Source != matching.SourceSweep || e.Distance == nil || *e.Distance > 31 {
 		t.Fatalf("sweep event %+v, want the meme found by its content rectangle", e)
+	}
+	// A photo banked with crops (its windows): a 75 % crop of it, whose
+	// hashes match no entry, makes an event at ingest by its windows.
+	photo := testutil.DecodeImage(t, filepath.Join(testutil.MustRepoRoot(t), "testdata/neardup/photos/coffee.jpg"))
+	if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "crops", Action: banks.ActionReview, Actor: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "crops", Image: encode(photo), Crops: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := photo.Bounds()
+	crop := image.NewRGBA(image.Rect(0, 0, b.Dx()*3/4, b.Dy()*3/4))
+	draw.Draw(crop, crop.Bounds(), photo, image.Pt(b.Min.X+b.Dx()/10, b.Min.Y+b.Dy()/8), draw.Src)
+	pb, _ = json.Marshal(map[string]any{"schema": 1, "id": "crop", "created_at": time.Now().UTC().Format(time.RFC3339),
+		"image": map[string]any{"data": encode(crop), "mime": "image/png"}})
+	if err := ingest.Publish(ctx, js, "xmodal.posts", "crop", pb); err != nil {
+		t.Fatal(err)
+	}
+	if e = lastEvent("crops"); e.PostID != "crop" || e.Region != "window" || e.Source != matching.SourceIngest || e.Shown == nil || e.Windows < 2 || e.Pixels < 0.9 {
+		t.Fatalf("crop event %+v, want the crop found by its windows at ingest", e)
+	}
+	out.Reset()
+	root = newRoot()
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetArgs([]string{"events", "tail", "--bank", "crops", "--all", "--follow=false", "--nats-url", a.ns.ClientURL()})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("events tail: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(out.String(), "post=crop") || !strings.Contains(out.String(), "region window (crop 7") {
+		t.Fatalf("events tail:\n%s", out.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/encoders/neardup"
 )
 
 // metrics are the store's Prometheus metrics: bank sizes (a collector read
@@ -21,7 +22,7 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_bank_lookups_total",
-			Help: "Bank lookups by signal type (pdq, md5, text, url, embedding) and outcome (match, none, error)."}, []string{"signal_type", "outcome"}),
+			Help: "Bank lookups by signal type (pdq, pdq_windows: an image's windows against entries with windows, md5, text, url, embedding) and outcome (match, none, error)."}, []string{"signal_type", "outcome"}),
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xmodal_bank_matches_total",
 			Help: "Entries matched by lookups, by bank and signal type."}, []string{"bank", "signal_type"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xmodal_bank_lookup_seconds",
@@ -183,6 +184,27 @@ func (s *Store) MatchAll(ctx context.Context, qs []banks.Query) ([]banks.MatchRe
 		}
 	}
 	return res, nil
+}
+
+// MatchWindows matches an image query's windows against the local copy's
+// entries with windows (banks.State.MatchWindows), timed under signal type
+// "pdq_windows" and counted as a pdq lookup's matches are.
+func (s *Store) MatchWindows(ctx context.Context, q *neardup.Query) ([]banks.RegionMatch, error) {
+	start := time.Now()
+	ms, err := s.State().MatchWindows(ctx, q, nil)
+	s.m.latency.WithLabelValues("pdq_windows").Observe(time.Since(start).Seconds())
+	outcome := "none"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case len(ms) > 0:
+		outcome = "match"
+	}
+	s.m.lookups.WithLabelValues("pdq_windows", outcome).Inc()
+	for _, m := range ms {
+		s.m.matches.WithLabelValues(m.Bank, string(m.SignalType)).Inc()
+	}
+	return ms, err
 }
 
 // partOf reports whether m was found by a query's part of signal type t
