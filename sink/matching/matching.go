@@ -185,7 +185,7 @@ type Deps struct {
 	// decides). 0 takes DefaultWindowBlockPixels.
 	WindowBlockPixels float64
 	Logger            *slog.Logger
-	Registerer   prometheus.Registerer
+	Registerer        prometheus.Registerer
 	// Now is the clock of matched_at (default time.Now).
 	Now func() time.Time
 }
