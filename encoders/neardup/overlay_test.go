@@ -11,17 +11,18 @@ import (
 	"github.com/xmodal/xmodal/internal/testutil"
 )
 
-// TestOverlayCleaned: the overlay-cleaned plane is searched only where
-// bright thin strokes are dense (lettering), and there it brings the
-// plane back towards the picture under the watermark.
-func TestOverlayCleaned(t *testing.T) {
+// TestLetteringCleaned: a line of semi-transparent white lettering is
+// found and unblended on watermarked pictures, generated and real, which
+// it brings back towards the unmarked picture; flat and smooth planes,
+// and most unmarked pictures, have none.
+func TestLetteringCleaned(t *testing.T) {
 	h := NewHasher(Options{PDQMaxSide: -1})
-	planeOf := func(img image.Image) *plane {
+	full := func(img image.Image) ([]float32, int, int, image.Rectangle) {
 		luma, w, hh, err := h.lumaOf(img)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
+		return slices.Clone(luma), w, hh, image.Rect(0, 0, w, hh)
 	}
 	flat := image.NewGray(image.Rect(0, 0, 320, 240))
 	for i := range flat.Pix {
@@ -37,38 +38,46 @@ func TestOverlayCleaned(t *testing.T) {
 		name string
 		img  image.Image
 	}{{"flat", flat}, {"ramp", ramp}} {
-		if _, ok := h.overlayCleaned(planeOf(c.img)); ok {
-			t.Errorf("%s: an overlay found in a picture with no strokes", c.name)
+		if lp := h.letteringCleaned(full(c.img)); lp != nil {
+			t.Errorf("%s: lettering found in a picture with no strokes", c.name)
 		}
 	}
-	// Large centred watermarks over smooth generated pictures.
-	var fired, closer, tried int
-	for p := range 24 {
-		img := genPhoto(t, p)
+	pics := []image.Image{}
+	for p := range 16 {
+		pics = append(pics, genPhoto(t, p))
+	}
+	for _, name := range []string{"coffee", "clock", "retina", "hubble", "text", "brick", "chelsea", "rocket"} {
+		pics = append(pics, testutil.DecodeImage(t, "../../testdata/neardup/photos/"+name+".jpg"))
+	}
+	var fired, closer, unmarked int
+	for p, img := range pics {
 		rp, err := reposts.Apply(img, []reposts.Kind{reposts.Watermark}, rand.New(rand.NewPCG(uint64(p), 5)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		orig, wm := planeOf(img), planeOf(rp.Image)
-		if _, ok := h.overlayCleaned(orig); ok {
-			continue // the picture's own bright details are dense: no test of the watermark
+		if h.letteringCleaned(full(img)) != nil {
+			unmarked++
 		}
-		tried++
-		pc, ok := h.overlayCleaned(wm)
-		if !ok {
+		luma, w, hh, r := full(rp.Image)
+		before := slices.Clone(luma)
+		lp := h.letteringCleaned(luma, w, hh, r)
+		if !slices.Equal(luma, before) {
+			t.Fatal("letteringCleaned changed its input")
+		}
+		if lp == nil {
 			continue
 		}
 		fired++
-		if meanAbsDiff(pc, orig) < meanAbsDiff(wm, orig) {
+		ol, ow, oh, or := full(img)
+		orig := h.workPlaneSized(ol, ow, oh, or, letterSide)
+		wm := h.workPlaneSized(luma, w, hh, r, letterSide)
+		if meanAbsDiff(lp, orig) < meanAbsDiff(wm, orig) {
 			closer++
 		}
-		if got := meanAbsDiff(wm, planeOf(rp.Image)); got != 0 {
-			t.Fatalf("overlayCleaned changed its input (%.3f)", got)
-		}
 	}
-	t.Logf("%d watermarked pictures whose original has no overlay: cleaned in %d, brought closer to the original in %d", tried, fired, closer)
-	if tried < 8 || fired < tried*3/4 || closer < fired {
-		t.Errorf("cleaned %d and brought closer %d of %d watermarked pictures; want at least 3/4 cleaned, all of those closer, of at least 8", fired, closer, tried)
+	t.Logf("%d watermarked pictures: lettering found in %d, brought closer to the unmarked picture in %d; found in %d unmarked", len(pics), fired, closer, unmarked)
+	if fired < len(pics)*3/4 || closer < fired*9/10 || unmarked > len(pics)/2 {
+		t.Errorf("found in %d and brought closer in %d of %d watermarked pictures, found in %d unmarked; want at least 3/4 found, 9/10 of those closer, at most half of the unmarked", fired, closer, len(pics), unmarked)
 	}
 }
 
@@ -80,12 +89,13 @@ func meanAbsDiff(a, b *plane) float64 {
 	return s / float64(len(a.p))
 }
 
-// TestCropWatermarkOverlay: a 90 % crop under a large watermark leaves
+// TestCropWatermarkOverlay: a 90 % crop under a watermark leaves
 // the whole-image and cleaned hashes nothing to meet, and the windows of
 // the plain query sit on the lettering. With the overlay-cleaned planes
 // and pixels the lookup finds more of them than the same queries without
-// (their overlay windows and cleaned pixels left out; 34 against 31),
-// and loses none.
+// (their overlay windows and cleaned pixels left out): 37 against 30 with
+// the lettering line unblended, and loses none (the dense-lift opening it
+// replaced found 34 against 31).
 func TestCropWatermarkOverlay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hashes 40 generated pictures")
@@ -118,7 +128,7 @@ func TestCropWatermarkOverlay(t *testing.T) {
 		n.add(a, b)
 	}
 	t.Logf("crop90+watermark of %d pictures (%d with an overlay plane): %d found with the overlay planes, %d without, %d lost", nPics, overlays, n.with, n.without, n.lost)
-	if n.with < n.without+2 || n.lost > 0 {
+	if n.with < n.without+5 || n.lost > 0 {
 		t.Errorf("with the overlay planes %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
 }

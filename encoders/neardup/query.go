@@ -52,7 +52,7 @@ type Query struct {
 	Hashes []QueryHash
 	// pixels is the reduced luminance the pixel check reads (nil without
 	// windows); cleanPixels that of the whole image with a watermark's
-	// lettering opened away (overlayCleaned; nil when it found none).
+	// lettering unblended (letteringCleaned; nil when it found none).
 	pixels, cleanPixels *queryPixels
 }
 
@@ -80,6 +80,7 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 	}
 	q := &Query{W: w, H: hh, Rects: []image.Rectangle{image.Rect(0, 0, w, hh)}}
 	q.Rects = append(q.Rects, h.contentRects(luma, w, hh, maxContentRects, cutSide)...)
+	var lettering *plane // of the rectangle, at letterSide (letteringCleaned)
 	for ri, r := range q.Rects {
 		var vs [8]pdq.Hash
 		var qual int
@@ -119,10 +120,14 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 			// A watermark's lettering on the picture (the whole image, or
 			// each content rectangle where there are some: the lettering
 			// of a caption band is no watermark): the windows of the plane
-			// with the lettering opened away too (overlay.go). The whole
+			// with the lettering unblended too (overlay.go). The whole
 			// image's cleaned pixels serve the pixel check in any case.
 			if pi < overlayPlanes && (ri > 0 || len(q.Rects) == 1 || pi == 0) {
-				if pc, ok := h.overlayCleaned(p); ok {
+				if pi == 0 {
+					lettering = h.letteringCleaned(luma, w, hh, r)
+				}
+				if lettering != nil {
+					pc := h.workPlaneSized(lettering.p, lettering.w, lettering.h, image.Rect(0, 0, lettering.w, lettering.h), size)
 					if ri > 0 || len(q.Rects) == 1 {
 						planes = append(planes, pc)
 					}
@@ -136,9 +141,9 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 			if ri == 0 && pi == 2 && smoothCropPlane {
 				planes = append(planes, p.smoothed())
 			}
-			// Plane pixels to query pixels.
-			sx, sy := float64(r.Dx())/float64(p.w), float64(r.Dy())/float64(p.h)
 			for ci, pl := range planes {
+				// Plane pixels to query pixels.
+				sx, sy := float64(r.Dx())/float64(pl.w), float64(r.Dy())/float64(pl.h)
 				ws := h.windows(pl, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
 				for wi, wd := range ws {
 					for k, hv := range wd.hashes {
