@@ -192,8 +192,9 @@ type Deps struct {
 
 // DefaultWindowBlockPixels is Deps.WindowBlockPixels' default. On
 // generated pictures banked with windows, the pixel value of right window
-// matches had a 5th percentile of 0.949 and a 1st of 0.847; the one wrong
-// match among 1,600 re-posts had 0.833 (bench/results/banks-crops.txt).
+// matches had a 5th percentile of 0.948 and a 1st of 0.848; the one wrong
+// match seen among 1,600 re-posts (a run before the query's lettering
+// line) had 0.833 (bench/results/banks-crops.txt and its history).
 const DefaultWindowBlockPixels = 0.9
 
 // Writer is a domain.Writer that matches, records events, and writes.
