@@ -29,16 +29,20 @@ import (
 // overlay of opacity a lifts v to v + (255 - v) a: its ratio is a; texture
 // gives every ratio). Connected lifted pixels are letter-like when their
 // box is between a 40th and a quarter of the plane's height, at most
-// twice as wide as tall (plus two pixels) and 15-80 % filled. A line is
+// twice as wide as tall (plus two pixels) and 15-80 % filled; the search
+// runs over the whole ratio range and over four overlapping parts of it
+// (letterRatios), since texture lifted at other ratios joins the strokes
+// into shapes that are not letters. A line is
 // at least letterMin letter-like components that cross the middle of the
 // first one's box, of heights within a factor of two, with gaps under one
 // and a half of its height; the line covering the most pixels wins. Its
 // components are unblended with the opacity their pixels agree on (the
 // two-thirds quantile of their ratios): v = (v' - 255 a) / (1 - a); their
 // edges, and lifted pixels around them, take the opening's value. On the
-// 24 re-posts above the windows met 63 of the originals'; in `xmodal eval
-// neardup` on the real photos (ten seeds) crop90+watermark went from
-// 0.855 to 0.900 (docs/neardup.md).
+// 24 re-posts above the windows met 63 of the originals' (the whole
+// ratio range alone); in `xmodal eval neardup` on the real photos (ten
+// seeds) crop90+watermark went from 0.860 to 0.905 with the whole range
+// and to 0.940 with its parts too (docs/neardup.md).
 //
 // The lettering-cleaned plane is searched beside the plain one at the
 // first overlayPlanes working sizes, and the pixel check, which the
@@ -72,12 +76,77 @@ func (h *Hasher) letteringCleaned(luma []float32, w, hh int, r image.Rectangle) 
 	}
 	op := &plane{w: pw, h: ph, p: append([]float32(nil), p.p...)}
 	h.openLifted(op, cleanSquare(p))
-	// Lifted pixels, labelled by component (labels from 1).
+	// The line of the opacity range that finds the largest one.
+	var lab []int32
+	var comps []letterComp
+	var line []int
+	best := 0
+	for _, rg := range letterRatios {
+		l, c, ln, area := letterLine(p, op, rg[0], rg[1])
+		if area > best {
+			lab, comps, line, best = l, c, ln, area
+		}
+	}
+	if line == nil {
+		return nil
+	}
+	// The opacity the line's pixels agree on.
+	var ratios []float32
+	inLine := map[int32]bool{}
+	for _, ci := range line {
+		inLine[int32(ci+1)] = true
+		c := comps[ci]
+		for y := c.y0; y < c.y1; y++ {
+			for x := c.x0; x < c.x1; x++ {
+				if j := y*pw + x; lab[j] == int32(ci+1) {
+					ratios = append(ratios, (p.p[j]-op.p[j])/(255-op.p[j]))
+				}
+			}
+		}
+	}
+	slices.Sort(ratios)
+	a := ratios[len(ratios)*2/3]
+	out := &plane{w: pw, h: ph, p: append([]float32(nil), p.p...)}
+	for _, ci := range line {
+		c := comps[ci]
+		for y := max(c.y0-1, 0); y < min(c.y1+1, ph); y++ {
+			for x := max(c.x0-1, 0); x < min(c.x1+1, pw); x++ {
+				j := y*pw + x
+				lift := p.p[j] - op.p[j]
+				if lift <= letterEdgeLift {
+					continue
+				}
+				if inLine[lab[j]] && lift/(255-op.p[j]) > letterCoreRatio*a {
+					out.p[j] = (p.p[j] - 255*a) / (1 - a)
+				} else {
+					out.p[j] = op.p[j]
+				}
+			}
+		}
+	}
+	return out
+}
+
+// letterRatios are the ranges of lift ratio (the opacity of a white
+// overlay) searched for a line in turn: all of them at once, then four
+// overlapping parts. Texture lifted at other ratios than the lettering's
+// joins its strokes into components that are not letter-like in the
+// whole range; a part of it that holds the lettering's opacity leaves
+// them apart.
+var letterRatios = [][2]float32{{letterMinRatio, letterMaxRatio}, {0.15, 0.35}, {0.25, 0.5}, {0.35, 0.65}, {0.5, 0.85}}
+
+// letterLine finds the best line of letter-like components among the
+// pixels of p lifted over its opening op by more than letterLift grey
+// levels at a ratio in (lo, hi): the component labels (from 1), the
+// components, the line (indexes into them; nil: none) and the pixels it
+// covers.
+func letterLine(p, op *plane, lo, hi float32) ([]int32, []letterComp, []int, int) {
+	pw, ph := p.w, p.h
 	lifted := make([]bool, len(p.p))
 	for i, v := range p.p {
 		o := op.p[i]
 		if lift := v - o; lift > letterLift && o < 250 {
-			if ratio := lift / (255 - o); ratio > letterMinRatio && ratio < letterMaxRatio {
+			if ratio := lift / (255 - o); ratio > lo && ratio < hi {
 				lifted[i] = true
 			}
 		}
@@ -123,44 +192,11 @@ func (h *Hasher) letteringCleaned(luma []float32, w, hh int, r image.Rectangle) 
 		letters = append(letters, ci)
 	}
 	line := bestLine(comps, letters)
-	if line == nil {
-		return nil
-	}
-	// The opacity the line's pixels agree on.
-	var ratios []float32
-	inLine := map[int32]bool{}
+	area := 0
 	for _, ci := range line {
-		inLine[int32(ci+1)] = true
-		c := comps[ci]
-		for y := c.y0; y < c.y1; y++ {
-			for x := c.x0; x < c.x1; x++ {
-				if j := y*pw + x; lab[j] == int32(ci+1) {
-					ratios = append(ratios, (p.p[j]-op.p[j])/(255-op.p[j]))
-				}
-			}
-		}
+		area += comps[ci].area
 	}
-	slices.Sort(ratios)
-	a := ratios[len(ratios)*2/3]
-	out := &plane{w: pw, h: ph, p: append([]float32(nil), p.p...)}
-	for _, ci := range line {
-		c := comps[ci]
-		for y := max(c.y0-1, 0); y < min(c.y1+1, ph); y++ {
-			for x := max(c.x0-1, 0); x < min(c.x1+1, pw); x++ {
-				j := y*pw + x
-				lift := p.p[j] - op.p[j]
-				if lift <= letterEdgeLift {
-					continue
-				}
-				if inLine[lab[j]] && lift/(255-op.p[j]) > letterCoreRatio*a {
-					out.p[j] = (p.p[j] - 255*a) / (1 - a)
-				} else {
-					out.p[j] = op.p[j]
-				}
-			}
-		}
-	}
-	return out
+	return lab, comps, line, area
 }
 
 // bestLine returns the line of lettering among the letter-like components

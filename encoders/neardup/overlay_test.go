@@ -93,9 +93,10 @@ func meanAbsDiff(a, b *plane) float64 {
 // the whole-image and cleaned hashes nothing to meet, and the windows of
 // the plain query sit on the lettering. With the overlay-cleaned planes
 // and pixels the lookup finds more of them than the same queries without
-// (their overlay windows and cleaned pixels left out): 37 against 30 with
-// the lettering line unblended, and loses none (the dense-lift opening it
-// replaced found 34 against 31).
+// (their overlay windows and cleaned pixels left out): 39 against 30 with
+// the lettering line unblended, and loses none (the line searched in the
+// whole ratio range only found 37; the dense-lift opening it replaced 34
+// against 31).
 func TestCropWatermarkOverlay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hashes 40 generated pictures")
@@ -128,7 +129,7 @@ func TestCropWatermarkOverlay(t *testing.T) {
 		n.add(a, b)
 	}
 	t.Logf("crop90+watermark of %d pictures (%d with an overlay plane): %d found with the overlay planes, %d without, %d lost", nPics, overlays, n.with, n.without, n.lost)
-	if n.with < n.without+5 || n.lost > 0 {
+	if n.with < n.without+8 || n.lost > 0 {
 		t.Errorf("with the overlay planes %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
 }
