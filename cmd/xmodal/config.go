@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"reflect"
@@ -247,6 +248,12 @@ func (l leaf) set(s string) error {
 			return fmt.Errorf("%q is not an integer", s)
 		}
 		l.v.SetInt(int64(n))
+	case float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		l.v.SetFloat(f)
 	case bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {
@@ -310,6 +317,8 @@ func (f *leafFlag) Type() string {
 	switch f.l.v.Interface().(type) {
 	case int:
 		return "int"
+	case float64:
+		return "float"
 	case bool:
 		return "bool"
 	case time.Duration:

@@ -92,6 +92,9 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"key without certificate", map[string]string{"XMODAL_REDIS_TLS_KEY_FILE": "k.pem"}, nil, "redis.tls_cert_file: set both"},
 		{"user without password", map[string]string{"XMODAL_MILVUS_USERNAME": "u"}, nil, "milvus.username: set both milvus.username and milvus.password"},
 		{"negative seed windows", nil, []string{"--image-neardup-seed-windows", "-1"}, "image.neardup_seed_windows"},
+		{"negative window block pixels", map[string]string{"XMODAL_BANKS_WINDOW_BLOCK_PIXELS": "-0.5"}, nil, "banks.window_block_pixels: -0.5 is negative"},
+		{"window block pixels not a number", nil, []string{"--banks-window-block-pixels", "NaN"}, `"NaN" is not a number (config banks.window_block_pixels)`},
+		{"window block pixels in yaml", map[string]string{"XMODAL_CONFIG": write("banks:\n  window_block_pixels: high\n")}, nil, `banks.window_block_pixels (line 2): "high" is not a number`},
 		{"whole band inside the PDQ threshold", nil, []string{"--image-neardup-whole-band", "20"}, "image.neardup_whole_band: 20 is not 0"},
 		{"whole band below -1", map[string]string{"XMODAL_IMAGE_NEARDUP_WHOLE_BAND": "-2"}, nil, "image.neardup_whole_band"},
 		{"window clusters without windows", nil, []string{"--clusters-windows"}, "clusters.windows: links by near-duplicate windows, which image.neardup_windows stores"},
@@ -181,7 +184,8 @@ func TestConfigReferenceListsEveryKey(t *testing.T) {
 // TestTypedFlags: flags parse as their types, a bare bool flag is true, a
 // repeated list flag appends, and a variable set to "" is set.
 func TestTypedFlags(t *testing.T) {
-	fs := newFlags(t, "--kafka-tls", "--kafka-brokers", "a:1", "--kafka-brokers", "b:2,c:3", "--ingest-fetch-wait", "2s", "--ingest-batch-size", "9")
+	fs := newFlags(t, "--kafka-tls", "--kafka-brokers", "a:1", "--kafka-brokers", "b:2,c:3", "--ingest-fetch-wait", "2s", "--ingest-batch-size", "9",
+		"--banks-window-block-pixels", "0.95")
 	c, err := loadConfig(fs, envOf(map[string]string{"XMODAL_HTTP_LISTEN": "", "XMODAL_KAFKA_TLS_CA_FILE": ""}))
 	if err != nil {
 		t.Fatal(err)
@@ -195,13 +199,16 @@ func TestTypedFlags(t *testing.T) {
 	if c.Ingest.FetchWait != 2*time.Second || c.Ingest.BatchSize != 9 {
 		t.Errorf("typed values: fetch_wait %v batch_size %d", c.Ingest.FetchWait, c.Ingest.BatchSize)
 	}
+	if c.Banks.WindowBlockPixels != 0.95 {
+		t.Errorf("float flag: banks.window_block_pixels %v, want 0.95", c.Banks.WindowBlockPixels)
+	}
 	if c.HTTP.Listen != "" {
 		t.Errorf("XMODAL_HTTP_LISTEN= (set, empty) left http.listen at %q", c.HTTP.Listen)
 	}
 	if d := DefaultConfig(); d.HTTP.Listen == "" {
 		t.Fatal("the default http.listen is empty: the test above shows nothing")
 	}
-	for name, typ := range map[string]string{"ingest-batch-size": "int", "ingest-fetch-wait": "duration", "kafka-tls": "bool", "kafka-brokers": "strings", "nats-url": "string"} {
+	for name, typ := range map[string]string{"ingest-batch-size": "int", "banks-window-block-pixels": "float", "ingest-fetch-wait": "duration", "kafka-tls": "bool", "kafka-brokers": "strings", "nats-url": "string"} {
 		if got := fs.Lookup(name).Value.Type(); got != typ {
 			t.Errorf("--%s is a %s flag, want %s", name, got, typ)
 		}
