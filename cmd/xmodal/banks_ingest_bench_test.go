@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
@@ -15,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/xmodal/xmodal/ingest"
 	"github.com/xmodal/xmodal/internal/testutil"
 )
 
@@ -53,7 +49,6 @@ func TestBanksIngestCost(t *testing.T) {
 	rounds, nTexts, nImages := benchEnvInt("XMODAL_BANKSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_BANKSINGEST_TEXTS", 6000), benchEnvInt("XMODAL_BANKSINGEST_IMAGES", 2400)
 	repeat := benchEnvInt("XMODAL_BANKSINGEST_REPEAT", 0) == 1
 	root := testutil.MustRepoRoot(t)
-	ctx := context.Background()
 	plain := startBenchApp(t, filepath.Join(t.TempDir(), "plain"))
 	withBanks := startBenchApp(t, filepath.Join(t.TempDir(), "banks"))
 	apps := []*app{plain, withBanks}
@@ -100,35 +95,6 @@ func TestBanksIngestCost(t *testing.T) {
 		}
 		return out
 	}
-	// ingestTime publishes msgs to a's stream and waits for its consumer to
-	// have nothing pending (every post indexed and acknowledged).
-	ingestTime := func(a *app, msgs [][2][]byte) time.Duration {
-		js, err := jetstream.New(a.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now()
-		for _, m := range msgs {
-			if err := ingest.Publish(ctx, js, "xmodal.posts", string(m[0]), m[1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		testutil.CheckFor(t, 10*time.Minute, 20*time.Millisecond, func() error {
-			cons, err := js.Consumer(ctx, "XMODAL_POSTS", "indexer")
-			if err != nil {
-				return err
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if info.NumPending != 0 || info.NumAckPending != 0 {
-				return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
-			}
-			return nil
-		})
-		return time.Since(t0)
-	}
 	ratios := map[string][]float64{}
 	for r := range rounds {
 		for _, kind := range []string{"text", "image"} {
@@ -139,7 +105,7 @@ func TestBanksIngestCost(t *testing.T) {
 			}
 			var took [2]time.Duration
 			for _, k := range order {
-				took[k] = ingestTime(apps[k], msgs)
+				took[k] = ingestTime(t, apps[k], msgs, 10*time.Minute)
 			}
 			per := func(d time.Duration) float64 { return float64(len(msgs)) / d.Seconds() }
 			ratio := per(took[1]) / per(took[0])

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -23,8 +21,6 @@ import (
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
-	"github.com/xmodal/xmodal/ingest"
-	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/matching"
 )
 
@@ -53,28 +49,8 @@ func TestCropsIngestCost(t *testing.T) {
 	requireORT(t)
 	nEntries, rounds, nImages := benchEnvInt("XMODAL_CROPSINGEST_ENTRIES", 1000), benchEnvInt("XMODAL_CROPSINGEST_ROUNDS", 5), benchEnvInt("XMODAL_CROPSINGEST_IMAGES", 500)
 	ctx := context.Background()
-	start := func(name string) *app {
-		cfg := DefaultConfig()
-		cfg.DataDir = filepath.Join(t.TempDir(), name)
-		cfg.NATS.Listen = "127.0.0.1:0"
-		cfg.HTTP.Listen = ""
-		cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
-		cfg.Banks.MatchRegions = true
-		a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- a.Run(runCtx) }()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-			a.Close()
-		})
-		return a
-	}
-	plain, crops := start("plain"), start("crops")
+	matchRegions := func(c *Config) { c.Banks.MatchRegions = true }
+	plain, crops := startBenchApp(t, filepath.Join(t.TempDir(), "plain"), matchRegions), startBenchApp(t, filepath.Join(t.TempDir(), "crops"), matchRegions)
 	apps := []*app{plain, crops}
 
 	// The banked pictures, with their windows (as `bank add --crops`).
@@ -159,33 +135,6 @@ func TestCropsIngestCost(t *testing.T) {
 		}
 		return out, cropIDs
 	}
-	ingestTime := func(a *app, msgs [][2][]byte) time.Duration {
-		js, err := jetstream.New(a.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now()
-		for _, m := range msgs {
-			if err := ingest.Publish(ctx, js, "xmodal.posts", string(m[0]), m[1]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		testutil.CheckFor(t, 20*time.Minute, 20*time.Millisecond, func() error {
-			cons, err := js.Consumer(ctx, "XMODAL_POSTS", "indexer")
-			if err != nil {
-				return err
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if info.NumPending != 0 || info.NumAckPending != 0 {
-				return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
-			}
-			return nil
-		})
-		return time.Since(t0)
-	}
 	// found reads a's events: the posts matched, by region.
 	found := func(a *app) map[string]string {
 		js, err := jetstream.New(a.nc)
@@ -227,7 +176,7 @@ func TestCropsIngestCost(t *testing.T) {
 		}
 		var took [2]time.Duration
 		for _, k := range order {
-			took[k] = ingestTime(apps[k], msgs)
+			took[k] = ingestTime(t, apps[k], msgs, 20*time.Minute)
 		}
 		per := func(d time.Duration) float64 { return float64(len(msgs)) / d.Seconds() }
 		ratios = append(ratios, per(took[1])/per(took[0]))

@@ -81,9 +81,9 @@ func loadBenchBanks(t *testing.T, a *app, nPDQ, nConcepts int) {
 }
 
 // startBenchApp starts `xmodal run` on the demo model in this process, with
-// its embedded NATS on a free port and no HTTP, data in dir; it runs until
-// the test ends.
-func startBenchApp(t *testing.T, dir string) *app {
+// its embedded NATS on a free port and no HTTP, data in dir, and the
+// configuration changed by each of opts; it runs until the test ends.
+func startBenchApp(t *testing.T, dir string, opts ...func(*Config)) *app {
 	t.Helper()
 	ctx := context.Background()
 	cfg := DefaultConfig()
@@ -91,6 +91,9 @@ func startBenchApp(t *testing.T, dir string) *app {
 	cfg.NATS.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""
 	cfg.Model = filepath.Join(testutil.MustRepoRoot(t), "testdata", "models", "demo")
+	for _, o := range opts {
+		o(cfg)
+	}
 	a, err := startApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -278,4 +281,37 @@ func TestMatchEventLatency(t *testing.T) {
 		t.Logf("rate %d posts/s (%d posts, %d images, sent in %v): %d matching posts, ingest-to-event latency p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
 			rate, n, images, sent.Round(time.Millisecond), len(lat), q(0.5), q(0.9), q(0.99), lat[len(lat)-1])
 	}
+}
+
+// ingestTime publishes msgs (id, post) to a's stream and waits, up to
+// limit, for its consumer to have nothing pending (every post indexed and
+// acknowledged); it returns the time taken.
+func ingestTime(t *testing.T, a *app, msgs [][2][]byte, limit time.Duration) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	for _, m := range msgs {
+		if err := ingest.Publish(ctx, js, "xmodal.posts", string(m[0]), m[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, limit, 20*time.Millisecond, func() error {
+		cons, err := js.Consumer(ctx, "XMODAL_POSTS", "indexer")
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+	return time.Since(t0)
 }

@@ -192,18 +192,11 @@ func (s *Store) MatchAll(ctx context.Context, qs []banks.Query) ([]banks.MatchRe
 func (s *Store) MatchWindows(ctx context.Context, q *neardup.Query) ([]banks.RegionMatch, error) {
 	start := time.Now()
 	ms, err := s.State().MatchWindows(ctx, q, nil)
-	s.m.latency.WithLabelValues("pdq_windows").Observe(time.Since(start).Seconds())
-	outcome := "none"
-	switch {
-	case err != nil:
-		outcome = "error"
-	case len(ms) > 0:
-		outcome = "match"
+	plain := make([]banks.Match, len(ms))
+	for i, m := range ms {
+		plain[i] = m.Match
 	}
-	s.m.lookups.WithLabelValues("pdq_windows", outcome).Inc()
-	for _, m := range ms {
-		s.m.matches.WithLabelValues(m.Bank, string(m.SignalType)).Inc()
-	}
+	s.observe("pdq_windows", start, plain, err)
 	return ms, err
 }
 
@@ -222,7 +215,14 @@ func partOf(m banks.Match, t banks.SignalType) bool {
 func (s *Store) timed(ctx context.Context, st *banks.State, t banks.SignalType, q banks.Query) ([]banks.Match, error) {
 	start := time.Now()
 	ms, err := st.Match(ctx, q)
-	s.m.latency.WithLabelValues(string(t)).Observe(time.Since(start).Seconds())
+	s.observe(string(t), start, ms, err)
+	return ms, err
+}
+
+// observe records one lookup of signal type t that began at start: its
+// latency, its outcome (match, none, error) and the entries it matched.
+func (s *Store) observe(t string, start time.Time, ms []banks.Match, err error) {
+	s.m.latency.WithLabelValues(t).Observe(time.Since(start).Seconds())
 	outcome := "none"
 	switch {
 	case err != nil:
@@ -230,9 +230,8 @@ func (s *Store) timed(ctx context.Context, st *banks.State, t banks.SignalType, 
 	case len(ms) > 0:
 		outcome = "match"
 	}
-	s.m.lookups.WithLabelValues(string(t), outcome).Inc()
+	s.m.lookups.WithLabelValues(t, outcome).Inc()
 	for _, m := range ms {
 		s.m.matches.WithLabelValues(m.Bank, string(m.SignalType)).Inc()
 	}
-	return ms, err
 }
