@@ -415,6 +415,11 @@ type Match struct {
 	// beyond the window radius: a copy re-compressed hard, Distance then
 	// over WindowDistance.
 	LowFrequency bool
+	// Part, for a window match of a search with SearchOptions.Parts, says
+	// that the original shows a part of the query (it is a crop of the
+	// query's picture), not the query a part of it: QueryRect is then
+	// where in the query the original lies, and Shown the whole original.
+	Part bool
 }
 
 // SearchOptions tune a search; zero values take the defaults.
@@ -428,6 +433,12 @@ type SearchOptions struct {
 	// (the caller finds those in its own whole-image index): whole-image
 	// hashes then find only the pixel-verified band beyond it.
 	BandOnly bool
+	// Parts also finds, by their windows, the indexed images that show a
+	// part of the query's picture (crops of it: the query contains them),
+	// as a bank entry's sweep of the posts before it needs. Such a match
+	// says Part. Query the image with Hasher.PartsQuery: its windows drawn
+	// larger meet the crops' (a Query finds a third of the 75 % crops).
+	Parts bool
 }
 
 type winHit struct {
@@ -518,7 +529,7 @@ func (ix *Index) Search(q *Query, opt SearchOptions) []Match {
 		})
 	}
 	for ei, hits := range ix.windowHits(q) {
-		if m, ok := ix.verify(q, &ix.entries[ei], hits, false); ok {
+		if m, ok := ix.verify(q, &ix.entries[ei], hits, opt.Parts); ok {
 			consider(ei, m)
 		}
 	}
@@ -960,6 +971,11 @@ func bbox(m affine, r image.Rectangle) (x0, y0, x1, y1 float64) {
 	return
 }
 
+// partFills is the most of a query's area that an original inside it
+// may fill and still be reported as a part of it (Match.Part): a 90 %
+// crop fills 0.81.
+const partFills = 0.9
+
 // verify checks the window hits of one indexed image, e (nearest first).
 // With link, the query may also show the original inside it (the
 // original is a crop of the query: the clusters' link relation, link.go).
@@ -1011,10 +1027,17 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 		}
 		weak = true
 	}
-	if pl := ix.placement(q, e, c.m); !(pl.inside >= vp.minInside && pl.covered >= vp.minCovered) && pl.frameIoU < vp.minFrameIoU &&
-		!(link && pl.within >= vp.minInside && pl.fills >= vp.minCovered) {
+	pl := ix.placement(q, e, c.m)
+	crop := pl.inside >= vp.minInside && pl.covered >= vp.minCovered
+	frame := pl.frameIoU >= vp.minFrameIoU
+	inner := link && pl.within >= vp.minInside && pl.fills >= vp.minCovered
+	if !crop && !frame && !inner {
 		return Match{}, false
 	}
+	// part: the other way round, the original inside the query and
+	// filling at most partFills of it (a crop of the query's picture; a
+	// 90 % crop's frame also meets the query's by IoU).
+	part := inner && !crop && (!frame || pl.fills < partFills)
 	r := q.Rects[h.q.Rect]
 	m := c.m
 	pixels, pixelDetail := 0.0, 0.0
@@ -1068,9 +1091,19 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, link bool) (Match, bo
 			visible++
 		}
 	}
-	return Match{Kind: Window, Distance: near, Windows: n, Visible: visible, QueryRect: [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y},
-		Shown: Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail,
-		LowFrequency: low}, true
+	qr := [4]int{r.Min.X, r.Min.Y, r.Max.X, r.Max.Y}
+	shown := Region{X0: clamp(x0, W), Y0: clamp(y0, H), X1: clamp(x1, W), Y1: clamp(y1, H)}
+	if part {
+		// The original is shown whole, inside the query: where.
+		inv, _ := m.inverse() // not singular: the pixel check inverted it
+		fx0, fy0, fx1, fy1 := bbox(inv, image.Rect(0, 0, int(W), int(H)))
+		in := func(v float64, n int) int { return min(max(int(math.Round(v)), 0), n) }
+		qr = [4]int{in(fx0, q.W), in(fy0, q.H), in(fx1, q.W), in(fy1, q.H)}
+		shown, visible = Region{X1: 1, Y1: 1}, len(e.wins)
+	}
+	return Match{Kind: Window, Distance: near, Windows: n, Visible: visible, QueryRect: qr,
+		Shown: shown, Transform: dihedralOf(m), Score: score, Pixels: pixels, PixelDetail: pixelDetail,
+		LowFrequency: low, Part: part}, true
 }
 
 // pixelCheck runs the pixel check of a window match of e under inv

@@ -63,17 +63,26 @@ const maxContentRects = 2
 // content rectangle's PDQ hash in all eight dihedral variants, their area
 // hashes, and the windows of each. It refuses images as Signatures does.
 func (h *Hasher) Query(img image.Image) (*Query, error) {
-	return h.query(img, true)
+	return h.query(img, true, false)
+}
+
+// PartsQuery is Query with the windows of the whole image drawn larger
+// too, at partScales of the working size: a 90 % or 75 % crop of the
+// image, hashed at the working size, shows the content that much larger.
+// Searched with SearchOptions.Parts, it finds the indexed images that show
+// a part of the query image (its crops) beside its copies.
+func (h *Hasher) PartsQuery(img image.Image) (*Query, error) {
+	return h.query(img, true, true)
 }
 
 // QueryRects is Query without windows: the whole image's and the content
 // rectangles' PDQ hashes only, for an index that holds whole-image PDQ
 // hashes alone (they find caption bands, frames and borders, not crops).
 func (h *Hasher) QueryRects(img image.Image) (*Query, error) {
-	return h.query(img, false)
+	return h.query(img, false, false)
 }
 
-func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
+func (h *Hasher) query(img image.Image, windows, parts bool) (*Query, error) {
 	luma, w, hh, err := h.lumaOf(img)
 	if err != nil {
 		return nil, err
@@ -106,6 +115,11 @@ func (h *Hasher) query(img image.Image, windows bool) (*Query, error) {
 		sizes := []int{workSide, int(math.Round(nearCropScale * workSide))}
 		if ri == 0 {
 			sizes = append(sizes, int(math.Round(cropScale*workSide)))
+			if parts {
+				for _, f := range partScales {
+					sizes = append(sizes, int(math.Round(f*workSide)))
+				}
+			}
 		}
 		for pi, size := range sizes {
 			p := h.workPlaneSized(luma, w, hh, r, size)
