@@ -31,6 +31,16 @@ type NearDupQuery struct {
 	Filter     Filter
 }
 
+// WindowSearch tunes a search of an image query's near-duplicate windows:
+// K bounds the matches (0: all), Filter restricts the records, and Parts
+// also finds the records that show a part of the query image (its crops:
+// the query contains them), as well as those that show it.
+type WindowSearch struct {
+	K      int
+	Filter Filter
+	Parts  bool
+}
+
 // MaxNearDupHashes bounds the hashes of one near-duplicate query.
 const MaxNearDupHashes = 64
 
@@ -75,6 +85,10 @@ type NearDupHit struct {
 // fractions of its width and height: the crop), and the rotation or mirror
 // that turns the original into the query (encoders/pdq's names).
 type WindowMatch struct {
+	// Part marks a match of a WindowSearch with Parts: the indexed image
+	// shows a part of the query (a crop of its picture), QueryRect is
+	// where in the query, and Shown the whole indexed image.
+	Part      bool
 	Windows   int
 	Visible   int // the original's windows inside the part the query shows
 	QueryRect [4]int

@@ -60,6 +60,12 @@ type NearDupRequest struct {
 	// crops that whole-image PDQ misses), where the index holds them (the
 	// embedded index with image.neardup_windows); absent: true.
 	Windows *bool `json:"windows,omitempty"`
+	// Parts also finds the indexed images that show a part of the query
+	// image (its crops: the query contains them), kind "part", by their
+	// windows, as a moderator looking for the posts that cut a known image
+	// needs. An image query with windows only; the query hashes its
+	// windows at two more sizes (a few ms more).
+	Parts bool `json:"parts,omitempty"`
 }
 
 // NearDupMatch is one near-duplicate: the hit (Distance set) and, for image
@@ -84,7 +90,10 @@ type NearDupRequest struct {
 // "cleaned": the PDQ hash of the query (or of the content rectangle Region)
 // with bright thin overlays suppressed lies within the threshold of the
 // indexed image's PDQ hash or, on the embedded index with windows, of its
-// cleaned hash (a watermarked copy; encoders/neardup).
+// cleaned hash (a watermarked copy; encoders/neardup). "part" (a request
+// with Parts): the indexed image shows a part of the query (a crop of its
+// picture), found by its windows; Region is where in the query it lies
+// and Shown the whole indexed image.
 type NearDupMatch struct {
 	domain.Hit
 	Kind      string    `json:"kind"`
@@ -124,7 +133,7 @@ type NearDupResponse struct {
 // windowSearcher is an index that holds its images' near-duplicate windows
 // (the embedded index).
 type windowSearcher interface {
-	NearDupWindows(ctx context.Context, q *neardup.Query, k int, f domain.Filter) ([]domain.NearDupHit, error)
+	NearDupWindows(ctx context.Context, q *neardup.Query, s domain.WindowSearch) ([]domain.NearDupHit, error)
 	WindowsReady() bool
 	// WindowImages is the number of images whose windows it holds (0:
 	// windows are not computed at ingest, image.neardup_windows).
@@ -151,6 +160,9 @@ func ParseNearDup(data []byte) (*NearDupRequest, error) {
 	}
 	if err := checkPDQHex(r.PDQ); err != nil {
 		return nil, err
+	}
+	if r.Parts && (r.PDQ != "" || (r.Windows != nil && !*r.Windows)) {
+		return nil, errorf(CodeBadRequest, "parts: give an image query with windows (a hash cannot show where a crop lies)")
 	}
 	if r.MaxDistance == nil {
 		d := DefaultNearDupDistance
@@ -218,7 +230,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		if in == nil {
 			in = dec.Image
 		}
-		hashes, rects, res.PDQ, res.Quality, wq = imageQueryHashes(in, wantWindows)
+		hashes, rects, res.PDQ, res.Quality, wq = imageQueryHashes(in, wantWindows, r.Parts)
 		dec.Release()
 	}
 	hits, err := nd.NearDup(ctx, domain.NearDupQuery{Hashes: hashes, MaxDistance: *r.MaxDistance, K: r.K,
@@ -228,7 +240,7 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 	}
 	var winHits []domain.NearDupHit
 	if wq != nil {
-		if winHits, err = ws.NearDupWindows(ctx, wq, r.K, r.Filter); err != nil {
+		if winHits, err = ws.NearDupWindows(ctx, wq, domain.WindowSearch{K: r.K, Filter: r.Filter, Parts: r.Parts}); err != nil {
 			return nil, indexErr(err)
 		}
 	} else if wantWindows {
@@ -271,6 +283,10 @@ func (s *Service) neardup(ctx context.Context, data []byte) (any, error) {
 		m := NearDupMatch{Hit: h.Hit, Kind: "window", Transform: w.Transform, Windows: w.Windows, Visible: w.Visible, Shown: w.Shown[:],
 			Pixels: math.Round(w.Pixels*1000) / 1000, Detail: math.Round(w.PixelDetail*1000) / 1000, LowFrequency: w.LowFrequency}
 		switch {
+		case w.Part:
+			// The indexed image is a crop of the query's picture:
+			// Region (below) is where in the query.
+			m.Kind = "part"
 		case w.Whole:
 			// The whole-image hash beyond the threshold, verified by the
 			// pixel check: "whole", or "region" for a content rectangle.
@@ -316,13 +332,16 @@ type queryRect struct {
 // (upright: a watermarked copy). Rectangles too flat to trust (PDQ quality under
 // neardup.DefaultMinQuality) are left out. An image under neardup's size
 // floor gets its whole-image variants only.
-func imageQueryHashes(img image.Image, windows bool) (hashes [][]byte, rects []queryRect, hex string, quality *int, wq *neardup.Query) {
+func imageQueryHashes(img image.Image, windows, parts bool) (hashes [][]byte, rects []queryRect, hex string, quality *int, wq *neardup.Query) {
 	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide})
 	var q *neardup.Query
 	var err error
-	if windows {
+	switch {
+	case windows && parts:
+		q, err = nh.PartsQuery(img)
+	case windows:
 		q, err = nh.Query(img)
-	} else {
+	default:
 		q, err = nh.QueryRects(img)
 	}
 	if err != nil {

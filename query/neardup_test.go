@@ -284,6 +284,8 @@ func TestNearDupErrors(t *testing.T) {
 		{"unknown field", `{"pdq":"` + good + `","bound":3}`, 400, `unknown field "bound"`},
 		{"undecodable image", `{"image":"aGVsbG8gd29ybGQ="}`, 422, "image:"},
 		{"image_url without a fetcher", `{"image_url":"http://example.com/a.jpg"}`, 400, "image_url queries are not enabled"},
+		{"parts of a hash", `{"pdq":"` + good + `","parts":true}`, 400, "parts: give an image query with windows"},
+		{"parts without windows", `{"image":"aGVsbG8=","parts":true,"windows":false}`, 400, "parts: give an image query with windows"},
 		{"filter order", `{"pdq":"` + good + `","filter":{"since":"2026-02-01T00:00:00Z","until":"2026-01-01T00:00:00Z"}}`, 400, "since must be before until"},
 	}
 	for _, tc := range tests {
@@ -619,7 +621,6 @@ func TestNearDupWindowsAdversarial(t *testing.T) {
 // hashes and windows, as ingest writes them.
 func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]image.Image {
 	t.Helper()
-	ctx := context.Background()
 	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
 	photos := map[string]image.Image{}
 	for i, name := range names {
@@ -639,23 +640,117 @@ func indexNearDupPhotos(t *testing.T, s *hashStack, names ...string) map[string]
 			}
 		}
 		photos[name] = img
-		vs, err := s.model.EmbedImages(ctx, []image.Image{img})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := h.Signatures(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.pdqs[name] = sig[0].Hash
-		win := neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
-		if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: name, Records: []domain.Record{{PK: domain.PrimaryKey(name, domain.ModalityImage),
-			PostID: name, Modality: domain.ModalityImage, Author: "skimage", Vector: vs[0], PDQ: sig[0].Hash[:], PDQQuality: sig[0].Quality,
-			Windows: win, CreatedAt: time.Date(2026, 2, 2, 0, 0, i, 0, time.UTC)}}}}); err != nil {
-			t.Fatal(err)
-		}
+		indexImagePost(t, s, h, name, img, i)
 	}
 	return photos
+}
+
+// indexImagePost indexes img as the image post id with its windows (the
+// i-th second of 2026-02-02 its time).
+func indexImagePost(t *testing.T, s *hashStack, h *neardup.Hasher, id string, img image.Image, i int) {
+	t.Helper()
+	ctx := context.Background()
+	vs, err := s.model.EmbedImages(ctx, []image.Image{img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := h.Signatures(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pdqs[id] = sig[0].Hash
+	win := neardup.AppendWindows(nil, img.Bounds().Dx(), img.Bounds().Dy(), sig)
+	if _, err := s.ix.Apply(ctx, []domain.Change{{PostID: id, Records: []domain.Record{{PK: domain.PrimaryKey(id, domain.ModalityImage),
+		PostID: id, Modality: domain.ModalityImage, Author: "skimage", Vector: vs[0], PDQ: sig[0].Hash[:], PDQQuality: sig[0].Quality,
+		Windows: win, CreatedAt: time.Date(2026, 2, 2, 0, 0, i, 0, time.UTC)}}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With "parts": true a known image finds the posts that show a part of
+// it: 75 % and 90 % crops of three photos indexed as posts, each photo
+// queried finds its own crops (kind "part", region where in the photo the
+// crop lies, shown the whole post, the pixel check's figures) and no other
+// photo's; without parts it finds none of its 75 % crops.
+func TestNearDupParts(t *testing.T) {
+	s := newHashStack(t, false)
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	names := []string{"astronaut", "coffee", "chelsea"}
+	photos := map[string]image.Image{}
+	type crop struct {
+		photo string
+		at    image.Rectangle
+	}
+	crops := map[string]crop{}
+	n := 0
+	for pi, name := range names {
+		b, err := os.ReadFile(filepath.Join("../testdata/neardup/photos", name+".jpg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if photos[name], err = decode(b); err != nil {
+			t.Fatal(err)
+		}
+		for ki, k := range []reposts.Kind{reposts.Crop75, reposts.Crop90} {
+			rp, err := reposts.Apply(photos[name], []reposts.Kind{k}, rand.New(rand.NewPCG(uint64(pi), uint64(ki)+5)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := fmt.Sprintf("%s-%s", k, name)
+			indexImagePost(t, s, h, id, rp.Image, n)
+			crops[id] = crop{name, rp.Shown}
+			n++
+		}
+	}
+	iou := func(a, b image.Rectangle) float64 {
+		i := a.Intersect(b)
+		u := a.Dx()*a.Dy() + b.Dx()*b.Dy() - i.Dx()*i.Dy()
+		return float64(i.Dx()*i.Dy()) / float64(u)
+	}
+	for _, name := range names {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, photos[name]); err != nil {
+			t.Fatal(err)
+		}
+		ask := func(parts bool) *query.NearDupResponse {
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				res, err := s.neardup(t, &query.NearDupRequest{Image: buf.Bytes(), Parts: parts})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Windows == query.WindowsSearched || time.Now().After(deadline) {
+					return res
+				}
+			}
+		}
+		found := 0
+		for _, m := range ask(true).Matches {
+			c, ok := crops[m.PostID]
+			if !ok || c.photo != name {
+				t.Errorf("%s: matched %s (%s)", name, m.PostID, m.Kind)
+				continue
+			}
+			if m.Kind != "part" {
+				t.Errorf("%s: %s found as %q, want a part", name, m.PostID, m.Kind)
+				continue
+			}
+			found++
+			if len(m.Region) != 4 || iou(image.Rect(m.Region[0], m.Region[1], m.Region[2], m.Region[3]), c.at) < 0.8 {
+				t.Errorf("%s: %s reported at %v, cut from %v", name, m.PostID, m.Region, c.at)
+			}
+			if !slices.Equal(m.Shown, []float32{0, 0, 1, 1}) || m.Windows < 1 || m.Pixels < neardup.MinPixelCorr {
+				t.Errorf("%s: %s shown %v, %d windows, pixels %.3f", name, m.PostID, m.Shown, m.Windows, m.Pixels)
+			}
+		}
+		if found != 2 {
+			t.Errorf("%s: %d of its 2 crops found as parts", name, found)
+		}
+		for _, m := range ask(false).Matches {
+			if m.Kind == "part" || strings.HasPrefix(m.PostID, string(reposts.Crop75)) {
+				t.Errorf("%s without parts: matched %s (%s)", name, m.PostID, m.Kind)
+			}
+		}
+	}
 }
 
 // Copies whose whole-image hash moved beyond PDQ's threshold and which keep

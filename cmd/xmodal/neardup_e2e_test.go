@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,38 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	run = startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
 	if out := find(); !byWindows.MatchString(out) {
 		t.Errorf("after a restart:\n%s", out)
+	}
+	// The other way round: the crop posted, the photo with --parts finds
+	// it as a part, and where it lies in the photo.
+	cropPost := filepath.Join(dir, "crop.jsonl")
+	line := fmt.Sprintf(`{"schema":1,"id":"crop-astronaut","author":"reposter","created_at":"2026-11-05T10:00:00Z","text":"a crop","image_file":%q}`+"\n", crop)
+	if err := os.WriteFile(cropPost, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := run.mustCLI("post", cropPost); !strings.Contains(out, "1 indexed") {
+		t.Fatalf("posting the crop:\n%s", out)
+	}
+	photo := filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg")
+	sh := rp.Shown
+	asPart := regexp.MustCompile(fmt.Sprintf(`(?m)^\s+\d+\s+part: \d+ windows, at (\d+),(\d+)-(\d+),(\d+) of the query\s+\d+\s+\S+\s+crop-astronaut\s`))
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if out = run.mustCLI("neardup", "--image", photo, "--parts"); asPart.MatchString(out) {
+			break
+		}
+	}
+	m := asPart.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("neardup --parts of the photo did not find its posted crop (cut at %v):\n%s", sh, out)
+	}
+	for i, want := range []int{sh.Min.X, sh.Min.Y, sh.Max.X, sh.Max.Y} {
+		if got, _ := strconv.Atoi(m[i+1]); got < want-8 || got > want+8 {
+			t.Errorf("the crop cut at %v was reported at %v", sh, m[1:])
+			break
+		}
+	}
+	if out := run.mustCLI("neardup", "--image", photo); strings.Contains(out, "crop-astronaut") {
+		t.Errorf("neardup without --parts found the crop:\n%s", out)
 	}
 }
 

@@ -200,7 +200,7 @@ func printHits(w io.Writer, hits []domain.Hit) {
 func neardupCmd() *cobra.Command {
 	var imagePath, imageURL, pdqHex string
 	var k, maxDist, minQuality int
-	var asJSON, windows bool
+	var asJSON, windows, parts bool
 	var ff filterFlags
 	c := &cobra.Command{
 		Use:   "neardup",
@@ -213,13 +213,16 @@ An image query also matches its rotations and mirror images (the transform
 column says which matched), and the picture inside a caption band, an app's or
 a browser's frame (by: region). On the embedded index an image query also
 searches the indexed images' windows, which find crops (by: N windows, and how
-much of the original the query shows); --windows=false skips them. A query
+much of the original the query shows); --windows=false skips them. With
+--parts it also finds the indexed images that show a part of the query image
+(by: part, and where in the query: the posts that cut a known picture). A query
 hash of quality below 50 comes from a flat or featureless picture: its matches
 are unreliable, and a warning says so.`,
 		Example: `  xmodal neardup --image photo.jpg
+  xmodal neardup --image known.jpg --parts
   xmodal neardup --pdq f8f8e0e0... --max-distance 20 --author lena`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := query.NearDupRequest{ImageURL: imageURL, PDQ: pdqHex, K: k, MinQuality: minQuality}
+			req := query.NearDupRequest{ImageURL: imageURL, PDQ: pdqHex, K: k, MinQuality: minQuality, Parts: parts}
 			if cmd.Flags().Changed("max-distance") {
 				req.MaxDistance = &maxDist
 			}
@@ -264,8 +267,11 @@ are unreliable, and a warning says so.`,
 				}
 				text := strings.ReplaceAll(domain.TruncateText(m.Text, 50), "\n", " ")
 				by := m.Kind
-				if m.Kind == "window" && len(m.Shown) == 4 {
+				switch {
+				case m.Kind == "window" && len(m.Shown) == 4:
 					by = fmt.Sprintf("%d of %d windows, shows %.0f%% x %.0f%%", m.Windows, m.Visible, 100*(m.Shown[2]-m.Shown[0]), 100*(m.Shown[3]-m.Shown[1]))
+				case m.Kind == "part" && len(m.Region) == 4:
+					by = fmt.Sprintf("part: %d windows, at %d,%d-%d,%d of the query", m.Windows, m.Region[0], m.Region[1], m.Region[2], m.Region[3])
 				}
 				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, by, d, m.Transform, m.PostID, m.Author, timeCol(m.CreatedAt), labelsCol(m.Labels), text)
 			}
@@ -281,6 +287,7 @@ are unreliable, and a warning says so.`,
 	f.IntVarP(&k, "k", "k", 0, "most matches (0: the server's default)")
 	f.IntVar(&minQuality, "min-quality", 0, "skip indexed images whose PDQ quality is lower (0..100)")
 	f.BoolVar(&windows, "windows", true, "also search the indexed images' windows (crops; embedded index)")
+	f.BoolVar(&parts, "parts", false, "also find the indexed images that show a part of the query image (its crops; embedded index)")
 	f.BoolVar(&asJSON, "json", false, "print the raw JSON response")
 	ff.register(f)
 	return c

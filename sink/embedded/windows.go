@@ -216,11 +216,14 @@ func (ix *Index) WindowImages() int { return ix.win.nd.Len() }
 // (verified: agreeing windows and a placement of the query over the
 // original that a re-post gives; encoders/neardup), or whose area hash
 // matches q's (a downscale that moved the PDQ hash), or whose cleaned hash
-// matches q's (a watermarked copy), best first, at most k
-// (0: all), passing filter. Whole-image matches come from NearDup; a
-// record can be in both. Each hit's Distance is its best window distance,
-// Score the match's score, Windows the evidence.
-func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, filter domain.Filter) ([]domain.NearDupHit, error) {
+// matches q's (a watermarked copy), best first, at most s.K (0: all),
+// passing s.Filter; with s.Parts also those that show a part of the
+// query (its crops; query with neardup.Hasher.PartsQuery), marked Part.
+// Whole-image matches come from NearDup; a record can be in both. Each
+// hit's Distance is its best window distance, Score the match's score,
+// Windows the evidence.
+func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, s domain.WindowSearch) ([]domain.NearDupHit, error) {
+	k, filter := s.K, s.Filter
 	if q == nil {
 		return nil, fmt.Errorf("%w: no query", domain.ErrInvalidQuery)
 	}
@@ -233,7 +236,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ms := ix.win.nd.Search(q, neardup.SearchOptions{BandOnly: true})
+	ms := ix.win.nd.Search(q, neardup.SearchOptions{BandOnly: true, Parts: s.Parts})
 	var out []domain.NearDupHit
 	ix.mu.RLock()
 	for _, m := range ms {
@@ -258,7 +261,7 @@ func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, k int, fi
 			Windows: m.Windows, Visible: m.Visible, QueryRect: m.QueryRect,
 			Shown:     [4]float32{m.Shown.X0, m.Shown.Y0, m.Shown.X1, m.Shown.Y1},
 			Transform: m.Transform.String(), Pixels: m.Pixels, PixelDetail: m.PixelDetail, Whole: band, Area: m.Kind == neardup.Area,
-			Cleaned: m.Kind == neardup.Cleaned, LowFrequency: m.LowFrequency,
+			Cleaned: m.Kind == neardup.Cleaned, LowFrequency: m.LowFrequency, Part: m.Part,
 		}}
 		h.Distance = &d
 		out = append(out, h)

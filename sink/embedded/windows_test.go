@@ -54,7 +54,7 @@ func windowPosts(t *testing.T, ix *Index, q *neardup.Query, f domain.Filter, wan
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		hs, err := ix.NearDupWindows(context.Background(), q, 0, f)
+		hs, err := ix.NearDupWindows(context.Background(), q, domain.WindowSearch{Filter: f})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestNearDupWindows(t *testing.T) {
 	// Post a's newer version is the coffee photo: the astronaut crop no
 	// longer finds it, with no wait.
 	mustApply(t, ix, domain.Change{PostID: "a", Seq: 2, Records: []domain.Record{imageRec(t, "a", 3, coffee)}})
-	if got, err := ix.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+	if got, err := ix.NearDupWindows(context.Background(), q, domain.WindowSearch{}); err != nil || len(got) != 0 {
 		t.Errorf("after replacing post a: %+v, %v", got, err)
 	}
 	mustApply(t, ix, domain.Change{PostID: "a", Seq: 3, Records: []domain.Record{imageRec(t, "a", 3, astro)}})
@@ -133,7 +133,7 @@ func TestNearDupWindows(t *testing.T) {
 		t.Fatalf("astronaut back in post a: %+v", got)
 	}
 	mustApply(t, ix, domain.Change{PostID: "a", Delete: true, Deny: true})
-	if got, err := ix.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+	if got, err := ix.NearDupWindows(context.Background(), q, domain.WindowSearch{}); err != nil || len(got) != 0 {
 		t.Errorf("after deleting post a: %+v, %v", got, err)
 	}
 }
@@ -141,10 +141,10 @@ func TestNearDupWindows(t *testing.T) {
 func TestNearDupWindowsRefusesBadQueries(t *testing.T) {
 	ix := openTest(t, filepath.Join(t.TempDir(), "ix.db"))
 	waitWindows(t, ix)
-	if _, err := ix.NearDupWindows(context.Background(), nil, 0, domain.Filter{}); !errors.Is(err, domain.ErrInvalidQuery) {
+	if _, err := ix.NearDupWindows(context.Background(), nil, domain.WindowSearch{}); !errors.Is(err, domain.ErrInvalidQuery) {
 		t.Errorf("nil query: %v", err)
 	}
-	if _, err := ix.NearDupWindows(context.Background(), &neardup.Query{}, -1, domain.Filter{}); !errors.Is(err, domain.ErrInvalidQuery) {
+	if _, err := ix.NearDupWindows(context.Background(), &neardup.Query{}, domain.WindowSearch{K: -1}); !errors.Is(err, domain.ErrInvalidQuery) {
 		t.Errorf("negative k: %v", err)
 	}
 	// A record whose stored windows are garbage is kept, found by PDQ only.
@@ -202,7 +202,7 @@ func TestNearDupWholeBand(t *testing.T) {
 		t.Errorf("evidence %+v at distance %d, want a pixel-verified whole-image match in the band", *w, *hs[0].Distance)
 	}
 	// NearDupWholeBand -1 (image.neardup_whole_band) turns the band off.
-	if got, err := off.NearDupWindows(context.Background(), q, 0, domain.Filter{}); err != nil || len(got) != 0 {
+	if got, err := off.NearDupWindows(context.Background(), q, domain.WindowSearch{}); err != nil || len(got) != 0 {
 		t.Errorf("band off: %+v, %v; want nothing", got, err)
 	}
 }
