@@ -31,22 +31,27 @@ func TestPartsAtScale(t *testing.T) {
 	if n <= 0 {
 		t.Skip("set XMODAL_ND_PARTS to the number of generated pictures")
 	}
-	origs := committedPhotos(t)
-	real := len(origs)
-	for p := range n {
-		origs = append(origs, evalPic(p))
+	photos := committedPhotos(t)
+	real := len(photos)
+	// Pictures are drawn when needed: 10,000 of them held would take 12 GB.
+	pic := func(i int) image.Image {
+		if i < real {
+			return photos[i]
+		}
+		return evalPic(i - real)
 	}
+	total := real + n
 	kinds := [][]reposts.Kind{{reposts.Crop90}, {reposts.Crop75}, {reposts.Crop75, reposts.JPEG30}, {reposts.FlipH, reposts.Crop75}, {reposts.Grey, reposts.Crop90}}
 	type rec struct {
 		orig, kind int
 		sig        []RegionHash
 		w, h       int
 	}
-	recs := make([]rec, len(origs)*len(kinds))
+	recs := make([]rec, total*len(kinds))
 	t0 := time.Now()
 	parallel(len(recs), func(h *Hasher, i int) {
 		oi, ki := i/len(kinds), i%len(kinds)
-		rp, err := reposts.Apply(origs[oi], kinds[ki], rand.New(rand.NewPCG(uint64(oi), uint64(ki)+7)))
+		rp, err := reposts.Apply(pic(oi), kinds[ki], rand.New(rand.NewPCG(uint64(oi), uint64(ki)+7)))
 		if err != nil {
 			t.Error(err)
 			return
@@ -64,7 +69,7 @@ func TestPartsAtScale(t *testing.T) {
 		}
 	}
 	ix.Finish()
-	t.Logf("indexed %d crops of %d pictures (%d real) in %s", ix.Len(), len(origs), real, time.Since(t0).Round(time.Second))
+	t.Logf("indexed %d crops of %d pictures (%d real) in %s", ix.Len(), total, real, time.Since(t0).Round(time.Second))
 
 	type result struct {
 		found  []bool // per kind: its own crop found as a part (or a copy)
@@ -93,15 +98,15 @@ func TestPartsAtScale(t *testing.T) {
 		}
 		return res
 	}
-	results := make([]result, len(origs))
-	parallel(len(origs), func(h *Hasher, i int) { results[i] = ask(h, origs[i], i) })
+	results := make([]result, total)
+	parallel(total, func(h *Hasher, i int) { results[i] = ask(h, pic(i), i) })
 	distractors := make([]result, n)
 	parallel(n, func(h *Hasher, i int) { distractors[i] = ask(h, evalPic(1_000_000+i), -1) })
 
 	for _, part := range []struct {
 		name   string
 		lo, hi int
-	}{{"real", 0, real}, {"generated", real, len(origs)}} {
+	}{{"real", 0, real}, {"generated", real, total}} {
 		for ki, k := range kinds {
 			f := 0
 			for _, r := range results[part.lo:part.hi] {
