@@ -73,6 +73,7 @@ func TestPartsAtScale(t *testing.T) {
 
 	type result struct {
 		found  []bool // per kind: its own crop found as a part (or a copy)
+		true_  []Match
 		wrong  []string
 		hashMS float64
 		findMS float64
@@ -95,6 +96,7 @@ func TestPartsAtScale(t *testing.T) {
 				continue
 			}
 			res.found[r.kind] = true
+			res.true_ = append(res.true_, m)
 		}
 		return res
 	}
@@ -117,6 +119,11 @@ func TestPartsAtScale(t *testing.T) {
 			t.Logf("found %-10s %-14s %5d / %5d  %.3f", part.name, reposts.Name(k), f, part.hi-part.lo, float64(f)/float64(part.hi-part.lo))
 		}
 	}
+	pct := func(v []float64, p float64) float64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		return s[min(int(p*float64(len(s))), len(s)-1)]
+	}
 	wrong, fp := 0, 0
 	for i, r := range results {
 		for _, w := range r.wrong {
@@ -133,14 +140,30 @@ func TestPartsAtScale(t *testing.T) {
 		}
 	}
 	t.Logf("pictures' matches of another picture's crop: %d; distractor queries (of %d) with any match: %d", wrong, n, fp)
+	// The true matches' evidence, to set the part rules by.
+	var lone, low int
+	var px, det []float64
+	for _, r := range results {
+		for _, m := range r.true_ {
+			if m.Kind != Window {
+				continue
+			}
+			if m.Windows < 2 {
+				lone++
+			}
+			if m.LowFrequency {
+				low++
+			}
+			px, det = append(px, m.Pixels), append(det, m.PixelDetail)
+		}
+	}
+	if len(px) > 0 {
+		t.Logf("true window matches: %d (%d on one window, %d low-frequency); pixels r 1st/5th/50th percentile %.3f/%.3f/%.3f, detail %.3f/%.3f/%.3f",
+			len(px), lone, low, pct(px, 0.01), pct(px, 0.05), pct(px, 0.5), pct(det, 0.01), pct(det, 0.05), pct(det, 0.5))
+	}
 	var hashes, finds []float64
 	for _, r := range append(results, distractors...) {
 		hashes, finds = append(hashes, r.hashMS), append(finds, r.findMS)
-	}
-	pct := func(v []float64, p float64) float64 {
-		s := slices.Clone(v)
-		slices.Sort(s)
-		return s[min(int(p*float64(len(s))), len(s)-1)]
 	}
 	t.Logf("PartsQuery hashing ms p50 %.2f p99 %.2f; search ms p50 %.2f p99 %.2f (%d indexed crops, 2 workers)",
 		pct(hashes, 0.5), pct(hashes, 0.99), pct(finds, 0.5), pct(finds, 0.99), ix.Len())

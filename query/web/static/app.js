@@ -183,6 +183,11 @@ function card(group, opts) {
       c.title = `found by ${h.windows} windows (of the ${h.visible_windows} in the part shown) that agree on one placement: the query shows ${w}% × ${ht}% of this picture (x ${h.shown[0].toFixed(2)}–${h.shown[2].toFixed(2)}, y ${h.shown[1].toFixed(2)}–${h.shown[3].toFixed(2)})`;
       meta.appendChild(c);
     }
+    if (h.kind === "part" && h.region && h.region.length === 4) {
+      const c = el("span", "badge rank", "part of the query");
+      c.title = `this picture is a crop of the query: found by ${h.windows} windows that agree on one placement; it lies at x0,y0–x1,y1 ${h.region.join(",")} in query pixels`;
+      meta.appendChild(c);
+    }
     if (h.transform && h.transform !== "original") meta.appendChild(el("span", "badge rank", h.transform));
     if (h.kind === "cleaned" || h.kind === "area") {
       const k = el("span", "badge rank", h.kind === "cleaned" ? "watermark cleaned" : "downscale");
@@ -190,8 +195,9 @@ function card(group, opts) {
       meta.appendChild(k);
     }
     if (h.region && h.region.length === 4) {
-      const r = el("span", "badge rank", "inside " + h.region[0] + "," + h.region[1] + "–" + h.region[2] + "," + h.region[3]);
-      r.title = "matched the picture inside the query (caption band, frame or borders cut away): x0,y0–x1,y1 in query pixels";
+      const r = el("span", "badge rank", (h.kind === "part" ? "at " : "inside ") + h.region[0] + "," + h.region[1] + "–" + h.region[2] + "," + h.region[3]);
+      r.title = h.kind === "part" ? "where this picture lies in the query: x0,y0–x1,y1 in query pixels" :
+        "matched the picture inside the query (caption band, frame or borders cut away): x0,y0–x1,y1 in query pixels";
       meta.appendChild(r);
     }
   } else {
@@ -603,7 +609,9 @@ $("nd-form").addEventListener("submit", (ev) => {
 dropZone($("nd-drop"), $("nd-file"), async (file) => {
   const b64 = await imageOf(file, $("nd-preview"));
   if (!b64) return;
-  const res = await runNearDup({ image: b64 }, "image " + file.name);
+  const body = { image: b64 };
+  if ($("nd-parts").checked) body.parts = true;
+  const res = await runNearDup(body, "image " + file.name);
   // The query's hash makes the view shareable (a hash query matches that
   // hash only; the image query matched its rotations and mirrors too).
   if (res && res.pdq) {
