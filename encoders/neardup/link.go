@@ -154,11 +154,11 @@ func (ix *Index) linked(a, b *linkSide) bool {
 	if !seeded {
 		return false
 	}
-	if _, ok := ix.verify(a.q, &b.e, hits, true); ok {
+	if _, ok := ix.verify(a.q, &b.e, hits, verifyLink); ok {
 		return true
 	}
 	hits, _ = pairHits(&ix.vp, b, a)
-	_, ok := ix.verify(b.q, &a.e, hits, true)
+	_, ok := ix.verify(b.q, &a.e, hits, verifyLink)
 	return ok
 }
 

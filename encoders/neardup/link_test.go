@@ -57,7 +57,7 @@ func TestLinkerRelation(t *testing.T) {
 			ix = NewIndex()
 			ix.Add(2, img.Bounds().Dx(), img.Bounds().Dy(), sig)
 			for ei, hits := range ix.windowHits(origQuery) {
-				if _, ok := ix.verify(origQuery, &ix.entries[ei], hits, true); ok {
+				if _, ok := ix.verify(origQuery, &ix.entries[ei], hits, verifyLink); ok {
 					fromOriginal++
 					break
 				}

@@ -181,11 +181,11 @@ func TestLowHitsAlone(t *testing.T) {
 				low = append(low, hh)
 			}
 		}
-		if _, ok := ix.verify(q, &ix.entries[0], low, false); !ok {
+		if _, ok := ix.verify(q, &ix.entries[0], low, verifyLookup); !ok {
 			t.Errorf("picture %d: its %d low hits alone do not verify", p, len(low))
 		}
 		for i := range low {
-			if m, ok := ix.verify(q, &ix.entries[0], low[i:i+1], false); ok {
+			if m, ok := ix.verify(q, &ix.entries[0], low[i:i+1], verifyLookup); ok {
 				t.Errorf("picture %d: one low hit (%d bits) made a match: %+v", p, low[i].dist, m)
 			}
 		}

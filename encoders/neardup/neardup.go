@@ -396,6 +396,6 @@ const (
 // image, hashed at workSide, shows the query's content 1/0.9 or 1/0.75
 // times larger. On 53 pictures (the committed photos and 40 generated)
 // with their crops indexed, the pictures as queries found (as parts) 53
-// of 53 crop90 and 33 of 53 crop75 without these planes, 53 and 51 with
+// of 53 crop90 and 32 of 53 crop75 without these planes, 53 and 51 with
 // them (TestPartsSearch).
 var partScales = [...]float64{1 / nearCropScale, 1 / cropScale}
