@@ -819,6 +819,15 @@ type verifyParams struct {
 	// thresholds let distractors through with detail r 0.74-0.82; the
 	// true lone-window matches of the 1k eval had 0.94-0.998.
 	weakPixelCorr, weakPixelDetail float64
+	// A lookup's match on one window alone (weak evidence) needs values r
+	// at least lonePixelCorr as well (0: no more than weakPixelCorr). In
+	// an index of 50,065 crops of 10,013 pictures (the parts benchmark,
+	// bench/results/neardup-parts-10k-rules.txt) whole pictures matched
+	// other pictures' crops on one window 13 times, with values r
+	// 0.83-0.98 and detail r 0.90-0.97; the lone-window matches of the
+	// 10k eval were all true, r 0.995-1.000 (docs/neardup.md). The
+	// clusters' link relation keeps weakPixelCorr.
+	lonePixelCorr float64
 	// Weak evidence whose nearest window lies farther than
 	// strongDistance, within farWeakDistance (0: never), makes a match
 	// when the pixel check finds values r at least farWeakCorr and detail
@@ -839,7 +848,7 @@ type verifyParams struct {
 var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, probeDistance: ProbeSeedDistance, bandProbe: BandProbeBits, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
 	minInside: 0.93, minCovered: 0.2, minFrameIoU: 0.8,
 	minPixelCorr: MinPixelCorr, minPixelDetail: MinPixelDetail, minPixelCorrSmooth: MinPixelCorrSmooth,
-	weakPixelCorr: 0.8, weakPixelDetail: 0.9,
+	weakPixelCorr: 0.8, weakPixelDetail: 0.9, lonePixelCorr: 0.99,
 	farWeakDistance: WindowDistance, farWeakCorr: 0.95, farWeakDetail: 0.93,
 	lowHitBits: LowHitBits}
 
@@ -1102,6 +1111,9 @@ func (ix *Index) verify(q *Query, e *entry, hits []winHit, mode verifyMode) (Mat
 				rr = q.Rects[k]
 			}
 			corr, detail, judged, ok := ix.pixelCheck(e, q, inv, rr, weak, near)
+			if ok && weak && n == 1 && mode != verifyLink && corr < vp.lonePixelCorr {
+				ok = false
+			}
 			if ok {
 				passed, r, pixels = true, rr, corr
 				if judged {
