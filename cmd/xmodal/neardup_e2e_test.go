@@ -100,7 +100,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	}
 	photo := filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg")
 	sh := rp.Shown
-	asPart := regexp.MustCompile(fmt.Sprintf(`(?m)^\s+\d+\s+part: \d+ windows, at (\d+),(\d+)-(\d+),(\d+) of the query\s+\d+\s+\S+\s+crop-astronaut\s`))
+	asPart := regexp.MustCompile(`(?m)^\s+\d+\s+part: \d+ windows, at (\d+),(\d+)-(\d+),(\d+) of the query\s+\d+\s+\S+\s+crop-astronaut\s`)
 	var out string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if out = run.mustCLI("neardup", "--image", photo, "--parts"); asPart.MatchString(out) {
