@@ -880,15 +880,35 @@ func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 		maps[k] = windowMap(h.q.side, h.q.angle, h.q.cx, h.q.cy, h.q.Transform,
 			float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
 	}
+	// The query rectangles' centres and corners under each hit's map
+	// (agree's points), computed once per rectangle a hit refers to.
+	tol := ix.vp.agreeTol * long
+	tol2 := tol * tol
+	pts := make([][][5][2]float64, len(q.Rects))
+	for k := range hits {
+		ri := hits[k].q.Rect
+		if pts[ri] != nil {
+			continue
+		}
+		cs := agreePoints(q.Rects[ri])
+		pts[ri] = make([][5][2]float64, len(hits))
+		for l := range hits {
+			for c, pt := range cs {
+				pts[ri][l][c][0], pts[ri][l][c][1] = maps[l].apply(pt[0], pt[1])
+			}
+		}
+	}
 	var best cluster
 	bestW := 0.0
+	seen := make([]bool, len(e.wins))
+	var members []int
 	for k := range hits {
-		r := q.Rects[hits[k].q.Rect]
-		var members []int
-		seen := map[uint16]bool{}
+		p := pts[hits[k].q.Rect]
+		clear(seen)
+		members = members[:0]
 		w := 0.0
 		for l := range hits {
-			if seen[hits[l].win] || !agree(maps[k], maps[l], r, long, ix.vp.agreeTol) {
+			if seen[hits[l].win] || !closePoints(&p[k], &p[l], tol2) {
 				continue
 			}
 			seen[hits[l].win] = true
@@ -900,7 +920,7 @@ func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 			}
 		}
 		if w > bestW {
-			best, bestW = cluster{best: k, members: members, m: maps[k]}, w
+			best, bestW = cluster{best: k, members: slices.Clone(members), m: maps[k]}, w
 		}
 	}
 	// A low hit's map is the coarser: where the set was found from one
@@ -1196,11 +1216,26 @@ func (ix *Index) pixelCheckOn(qp *queryPixels, e *entry, inv affine, r image.Rec
 // the query rectangle r to within agreeTol of the original's longer side.
 func agree(a, b affine, r image.Rectangle, long, agreeTol float64) bool {
 	tol := agreeTol * long
+	var pa, pb [5][2]float64
+	for c, pt := range agreePoints(r) {
+		pa[c][0], pa[c][1] = a.apply(pt[0], pt[1])
+		pb[c][0], pb[c][1] = b.apply(pt[0], pt[1])
+	}
+	return closePoints(&pa, &pb, tol*tol)
+}
+
+// agreePoints are the points of r that agree compares: its centre and
+// corners.
+func agreePoints(r image.Rectangle) [5][2]float64 {
 	cx, cy := float64(r.Min.X+r.Max.X)/2, float64(r.Min.Y+r.Max.Y)/2
-	for _, c := range [5][2]float64{{cx, cy}, {float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}} {
-		ax, ay := a.apply(c[0], c[1])
-		bx, by := b.apply(c[0], c[1])
-		if math.Hypot(ax-bx, ay-by) > tol {
+	return [5][2]float64{{cx, cy}, {float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}}
+}
+
+// closePoints says whether each point of a lies within sqrt(tol2) of b's.
+func closePoints(a, b *[5][2]float64, tol2 float64) bool {
+	for c := range a {
+		dx, dy := a[c][0]-b[c][0], a[c][1]-b[c][1]
+		if dx*dx+dy*dy > tol2 {
 			return false
 		}
 	}
