@@ -99,6 +99,11 @@ func (fs *fastScratch) buildScaleSpace(p *plane, octaves int) *scaleSpace {
 // detect is scaleSpace.detect over a scale space of fs.buildScaleSpace,
 // the candidates found by the C scan.
 func (fs *fastScratch) detect(ss *scaleSpace, n int, border, minResp float64) []keypoint {
+	return pickKeypoints(fs.extrema(ss, border, minResp), n, ss.width, ss.height)
+}
+
+// extrema is scaleSpace.extrema over a scale space of fs.buildScaleSpace.
+func (fs *fastScratch) extrema(ss *scaleSpace, border, minResp float64) []keypoint {
 	// |v| >= minResp (v a float32) is v >= thr, the least float32 not
 	// under minResp.
 	thr := float32(minResp)
@@ -121,7 +126,7 @@ func (fs *fastScratch) detect(ss *scaleSpace, n int, border, minResp float64) []
 			}
 		}
 	}
-	return pickKeypoints(kps, n, ss.width, ss.height)
+	return kps
 }
 
 // flatWeights is a []axisWeight in three flat arrays (output i: weights

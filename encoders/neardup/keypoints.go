@@ -65,6 +65,12 @@ func buildScaleSpace(p *plane, octaves int) *scaleSpace {
 // those on edges (principal curvature ratio over 10) and those weaker than
 // minResp.
 func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
+	return pickKeypoints(ss.extrema(border, minResp), n, ss.width, ss.height)
+}
+
+// extrema returns every difference-of-Gaussian extremum of ss that detect
+// would pick from, in no particular order.
+func (ss *scaleSpace) extrema(border, minResp float64) []keypoint {
 	var kps []keypoint
 	for o, lv := range ss.octaves {
 		w, h := lv[0].w, lv[0].h
@@ -99,7 +105,7 @@ func (ss *scaleSpace) detect(n int, border, minResp float64) []keypoint {
 			}
 		}
 	}
-	return pickKeypoints(kps, n, ss.width, ss.height)
+	return kps
 }
 
 // fitKeypoint fits a quadratic in x and y around the extremum at index i

@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"slices"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
@@ -132,12 +133,14 @@ var (
 const (
 	MinSide   = 16
 	MaxPixels = pdq.MaxPixels
-	// MaxWindows bounds the windows of one indexed image.
-	MaxWindows = 48
+	// MaxWindows bounds the windows of one indexed image: wholeWindows
+	// anchored on the blobs of its working plane, centralExtra on those of
+	// the plane's middle (storedWindows).
+	MaxWindows = wholeWindows + centralExtra
 	// maxLinkWindows bounds the windows of one image that only the
 	// clusters' relation reads (Kind ScaledWindow: those of the image at
-	// cropScale and those of its content rectangle).
-	maxLinkWindows = 2 * MaxWindows
+	// cropScale and those of its content rectangle, wholeWindows each).
+	maxLinkWindows = 2 * wholeWindows
 	// WhiteDistance is the whole-image match bound (PDQ's usual 31).
 	WholeDistance = 31
 	// WindowDistance is the window match bound.
@@ -279,7 +282,7 @@ func (h *Hasher) Signatures(img image.Image) ([]RegionHash, error) {
 	out := []RegionHash{{Hash: whole[pdq.Original], Kind: Whole, Region: Region{X1: 1, Y1: 1}, Quality: q}, h.areaOf(luma, w, hh), h.cleanedOf(luma, w, hh)}
 	p := h.workPlane(luma, w, hh, image.Rect(0, 0, w, hh))
 	patch := RegionHash{Kind: Patch, Region: Region{X1: 1, Y1: 1}, Pixels: patchOf(p.p, p.w, p.h)}
-	ws := h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, indexWindows, true)
+	ws := h.storedWindows(p)
 	for _, wd := range ws {
 		out = append(out, RegionHash{Hash: wd.hashes[0], Kind: Window, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
@@ -328,6 +331,66 @@ func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin floa
 	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, false, false)
 }
 
+// storedWindows returns the windows an indexed image stores: the
+// windows of its working plane's blobs (windows), then up to centralExtra
+// more from the blobs that a crop of its middle would pick.
+func (h *Hasher) storedWindows(p *plane) []window {
+	long := float64(max(p.w, p.h))
+	minResp := 0.002*planeStd(p) + 1e-3
+	var ss *scaleSpace
+	var all []keypoint
+	fast := h.useFast()
+	if fast {
+		ss = h.fs.buildScaleSpace(p, 3)
+		all = h.fs.extrema(ss, 4, minResp)
+	} else {
+		ss = buildScaleSpace(p, 3)
+		all = ss.extrema(4, minResp)
+	}
+	kps := pickKeypoints(slices.Clone(all), indexKeypoints, ss.width, ss.height)
+	ws := pairWindows(ss, p, kps, indexMinPair*long, indexMaxPair*long, 1.0, minWinQuality, 0, wholeWindows, true, fast, fast && h.fs.avx2)
+	if centralExtra == 0 {
+		return ws
+	}
+	// The middle cropFrac of the plane, as a crop's plane would see it.
+	x0, y0 := float64(p.w)*(1-centralFrac)/2, float64(p.h)*(1-centralFrac)/2
+	cw, ch := float64(p.w)*centralFrac, float64(p.h)*centralFrac
+	var in []keypoint
+	for _, k := range all {
+		if k.x >= x0+4 && k.x < x0+cw-4 && k.y >= y0+4 && k.y < y0+ch-4 {
+			k.x -= x0
+			k.y -= y0
+			in = append(in, k)
+		}
+	}
+	ckps := pickKeypoints(in, indexKeypoints, cw, ch)
+	for i := range ckps {
+		ckps[i].x += x0
+		ckps[i].y += y0
+	}
+	clong := long * centralFrac
+	more := pairWindows(ss, p, ckps, indexMinPair*clong, indexMaxPair*clong, 1.0, minWinQuality, 0, MaxWindows, true, fast, fast && h.fs.avx2)
+	n := len(ws) + centralExtra
+	for _, c := range more {
+		if len(ws) >= n {
+			break
+		}
+		if !slices.ContainsFunc(ws, func(w window) bool {
+			return math.Abs(w.cx-c.cx) < 0.5 && math.Abs(w.cy-c.cy) < 0.5 && math.Abs(w.side-c.side) < 0.5 && math.Abs(w.angle-c.angle) < 0.01
+		}) {
+			ws = append(ws, c)
+		}
+	}
+	return ws
+}
+
+// centralFrac and centralExtra: an indexed image also stores up to
+// centralExtra windows anchored on the blobs of its middle centralFrac.
+const (
+	centralFrac  = 0.75
+	centralExtra = 16
+)
+
 func planeStd(p *plane) float64 {
 	var s, s2 float64
 	for _, v := range p.p {
@@ -354,7 +417,7 @@ func (wd *window) region(p *plane) Region {
 const (
 	indexKeypoints = 32
 	queryKeypoints = 28
-	indexWindows   = MaxWindows
+	wholeWindows   = 48
 	maxQueryWins   = 128
 	// cropScale is the extra working size (a fraction of workSide) at
 	// which a query's whole image is searched for windows: a copy cropped
