@@ -52,7 +52,7 @@ func procStatus() map[string]int64 {
 // 64-bit code. It then reopens the index (what `xmodal run` does on start)
 // and reports the Go heap per record, the process RSS split into anonymous
 // memory and mapped file pages (the bbolt file; RssFile), against the raw
-// vectors. With XMODAL_BENCH_WINDOWS=1 (image.neardup_windows) each image record also carries MaxWindows (48) near-duplicate
+// vectors. With XMODAL_BENCH_WINDOWS=1 (image.neardup_windows) each image record also carries MaxWindows (64) near-duplicate
 // windows (random hashes and geometry) and the reopened index has built
 // their tables before it is measured. It prints a table; b.N is ignored.
 func BenchmarkMemoryPerRecord(b *testing.B) {
