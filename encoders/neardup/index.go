@@ -881,7 +881,7 @@ func (ix *Index) clusterOf(q *Query, e *entry, hits []winHit) cluster {
 			float64(iw.side)*long, float64(iw.angle), float64(iw.cx)*W, float64(iw.cy)*H, iw.variant)
 	}
 	// The query rectangles' centres and corners under each hit's map
-	// (agree's points), computed once per rectangle a hit refers to.
+	// (agreePoints), computed once per rectangle a hit refers to.
 	tol := ix.vp.agreeTol * long
 	tol2 := tol * tol
 	pts := make([][][5][2]float64, len(q.Rects))
@@ -1212,20 +1212,9 @@ func (ix *Index) pixelCheckOn(qp *queryPixels, e *entry, inv affine, r image.Rec
 	return corr, detail, judged, true
 }
 
-// agree reports whether maps a and b send the centre and the corners of
-// the query rectangle r to within agreeTol of the original's longer side.
-func agree(a, b affine, r image.Rectangle, long, agreeTol float64) bool {
-	tol := agreeTol * long
-	var pa, pb [5][2]float64
-	for c, pt := range agreePoints(r) {
-		pa[c][0], pa[c][1] = a.apply(pt[0], pt[1])
-		pb[c][0], pb[c][1] = b.apply(pt[0], pt[1])
-	}
-	return closePoints(&pa, &pb, tol*tol)
-}
-
-// agreePoints are the points of r that agree compares: its centre and
-// corners.
+// agreePoints are the points of a query rectangle r that two window
+// maps must send near each other to agree (clusterOf): its centre and
+// corners, within agreeTol of the original's longer side.
 func agreePoints(r image.Rectangle) [5][2]float64 {
 	cx, cy := float64(r.Min.X+r.Max.X)/2, float64(r.Min.Y+r.Max.Y)/2
 	return [5][2]float64{{cx, cy}, {float64(r.Min.X), float64(r.Min.Y)}, {float64(r.Max.X), float64(r.Min.Y)}, {float64(r.Min.X), float64(r.Max.Y)}, {float64(r.Max.X), float64(r.Max.Y)}}
