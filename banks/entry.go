@@ -34,9 +34,9 @@ type Entry struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// Windows, for a pdq entry added from an image, is the image's
 	// near-duplicate windows in encoders/neardup's stored form
-	// (neardup.AppendWindows: 48 window hashes, its area and cleaned
+	// (neardup.AppendWindows: up to 64 window hashes, its area and cleaned
 	// hashes and a 24 x 24 grey patch that verifies window matches; about
-	// 2.6 KB), so that crops of the image match an image query
+	// 3.3 KB), so that crops of the image match an image query
 	// (State.MatchRegions, region "window"). Entries from hash lists have
 	// none. Adding the signal again without windows keeps the ones held.
 	Windows []byte `json:"windows,omitempty"`
