@@ -168,9 +168,9 @@ type BankAddRequest struct {
 	// not kept: after a model change the entry is stale.
 	Exemplar bool `json:"exemplar,omitempty"`
 	// Crops also keeps the image's near-duplicate windows on its PDQ
-	// entry (banks.Entry.Windows: 48 window hashes, its area and cleaned
+	// entry (banks.Entry.Windows: up to 64 window hashes, its area and cleaned
 	// hashes and a 24 x 24 grey patch that verifies window matches, about
-	// 2.6 KB), so that crops of it, alone or inside a meme or a
+	// 3.3 KB), so that crops of it, alone or inside a meme or a
 	// screenshot, match an image lookup (region and shown in the match).
 	// The image itself is not kept. An image under 16 pixels a side or
 	// too flat for any window is refused (add it without crops).

@@ -386,7 +386,7 @@ func bankAddCmd(actor *string) *cobra.Command {
 	fs.StringArrayVar(&texts, "text", nil, "a text, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&urls, "url", nil, "a URL, matched after normalisation (repeatable)")
 	fs.StringArrayVar(&imgs, "image", nil, "an image file: its PDQ hash and MD5 are added, the image is not kept (repeatable)")
-	fs.BoolVar(&crops, "crops", false, "with --image: keep the images' near-duplicate windows too (about 2.6 KB each, a 24x24 grey patch among them), so that crops of them match")
+	fs.BoolVar(&crops, "crops", false, "with --image: keep the images' near-duplicate windows too (about 3.3 KB each, a 24x24 grey patch among them), so that crops of them match")
 	fs.StringArrayVar(&concepts, "concept", nil, "a written concept (\"a rifle held up to the camera\"): embedded by the server's text tower, matched by cosine (repeatable)")
 	fs.StringArrayVar(&exemplars, "exemplar", nil, "an exemplar image file: its vector is added, matched by cosine; the image is not kept (repeatable)")
 	fs.StringArrayVar(&tags, "tag", nil, "a tag of the new entries (repeatable)")
