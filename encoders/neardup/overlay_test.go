@@ -96,7 +96,8 @@ func meanAbsDiff(a, b *plane) float64 {
 // (their overlay windows and cleaned pixels left out): 39 against 30 with
 // the lettering line unblended, and loses none (the line searched in the
 // whole ratio range only found 37; the dense-lift opening it replaced 34
-// against 31).
+// against 31). Since the indexed images store their middle's windows too
+// (centralExtra), the plain queries find 32.
 func TestCropWatermarkOverlay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hashes 40 generated pictures")
@@ -129,7 +130,7 @@ func TestCropWatermarkOverlay(t *testing.T) {
 		n.add(a, b)
 	}
 	t.Logf("crop90+watermark of %d pictures (%d with an overlay plane): %d found with the overlay planes, %d without, %d lost", nPics, overlays, n.with, n.without, n.lost)
-	if n.with < n.without+8 || n.lost > 0 {
+	if n.with < n.without+5 || n.lost > 0 {
 		t.Errorf("with the overlay planes %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
 }
