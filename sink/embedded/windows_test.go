@@ -6,6 +6,7 @@ import (
 	"image"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -157,10 +158,12 @@ func TestNearDupWindowsRefusesBadQueries(t *testing.T) {
 }
 
 // A brightened copy of a dark photo moves its whole-image hash beyond
-// PDQ's threshold and keeps no window: NearDup misses it, and
-// NearDupWindows finds it through the pixel-verified band (a whole-image
-// match marked Whole, with the pixel check's figures); the other photo is
-// not matched.
+// PDQ's threshold: NearDup misses it, and NearDupWindows finds it through
+// the pixel-verified band (a whole-image match marked Whole, with the
+// pixel check's figures); the other photo is not matched. The band is
+// searched with the query's window hashes left out: since the indexed
+// images store their middle's windows too, two of those meet this copy,
+// which the full query finds by them.
 func TestNearDupWholeBand(t *testing.T) {
 	clock, coffee := ndPhoto(t, "clock.jpg"), ndPhoto(t, "coffee.jpg")
 	open := func(band int) *Index {
@@ -185,14 +188,19 @@ func TestNearDupWholeBand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Query(rp.Image)
+	full, err := neardup.NewHasher(neardup.Options{PDQMaxSide: -1}).Query(rp.Image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if whole, err := plainNearDup(ix, rp.Image); err != nil || len(whole) != 0 {
 		t.Fatalf("whole-image near-dup of the brightened clock: %v, %v (the test needs a copy PDQ misses)", whole, err)
 	}
-	hs := windowPosts(t, ix, q, domain.Filter{}, 1)
+	if hs := windowPosts(t, ix, full, domain.Filter{}, 1); len(hs) != 1 || hs[0].PostID != "k" {
+		t.Fatalf("matches of the full query %+v, want post k", hs)
+	}
+	q := *full
+	q.Hashes = slices.DeleteFunc(slices.Clone(full.Hashes), func(h neardup.QueryHash) bool { return h.Kind == neardup.Window })
+	hs := windowPosts(t, ix, &q, domain.Filter{}, 1)
 	if len(hs) != 1 || hs[0].PostID != "k" || hs[0].Windows == nil {
 		t.Fatalf("matches %+v, want post k", hs)
 	}
@@ -202,7 +210,7 @@ func TestNearDupWholeBand(t *testing.T) {
 		t.Errorf("evidence %+v at distance %d, want a pixel-verified whole-image match in the band", *w, *hs[0].Distance)
 	}
 	// NearDupWholeBand -1 (image.neardup_whole_band) turns the band off.
-	if got, err := off.NearDupWindows(context.Background(), q, domain.WindowSearch{}); err != nil || len(got) != 0 {
+	if got, err := off.NearDupWindows(context.Background(), &q, domain.WindowSearch{}); err != nil || len(got) != 0 {
 		t.Errorf("band off: %+v, %v; want nothing", got, err)
 	}
 }
