@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/banks"
+	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
@@ -134,6 +135,25 @@ type BankChangeResponse struct {
 	// Sweep is the retro sweep the change started (entries added to an
 	// enabled bank), when this server runs them.
 	Sweep *banks.SweepStatus `json:"sweep,omitempty"`
+	// Crops, for an image added with crops to an enabled bank, is what the
+	// parts search of the image found among the posts already indexed
+	// (the embedded index with image.neardup_windows): their events are
+	// made before the reply (source sweep, region window).
+	Crops *CropsSwept `json:"crops,omitempty"`
+}
+
+// CropsSwept is what a crops entry's parts search found among the posts
+// already indexed: Found posts got an event, Known already carried the
+// entry's match.
+type CropsSwept struct {
+	Found int `json:"found"`
+	Known int `json:"known"`
+}
+
+// cropsSweeper is a Sweeper that also makes the events of the posts that
+// the query service found for a new entry (sink/matching.Sweeper.Found).
+type cropsSweeper interface {
+	Found(ctx context.Context, bank banks.BankInfo, entry banks.Entry, hits []domain.NearDupHit, w, h int) (found, known int, err error)
 }
 
 // SweepsResponse is the reply of xmodal.v1.banks.sweeps.
@@ -495,6 +515,7 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 	now := time.Now().UTC()
 	actor := actorOr(r.Actor)
 	entries := make([]banks.Entry, 0, len(r.Entries)+2)
+	var parts *cropsPartsQuery // the crops sweep's query (sweepCrops)
 	for _, e := range r.Entries {
 		if e.Tags == nil {
 			e.Tags = r.Tags
@@ -545,6 +566,7 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 					dec.Release()
 					return nil, err
 				}
+				parts = s.cropsQuery(r.Bank, in)
 			}
 			dec.Release()
 			sum := md5.Sum(r.Image)
@@ -574,7 +596,68 @@ func (s *Service) bankAdd(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	res.Sweep = s.startSweep(r.Bank, entries)
+	if parts != nil {
+		if res.Crops, err = s.sweepCrops(ctx, r.Bank, entries, parts); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
+}
+
+// cropsPartsQuery is an image's parts query for the crops sweep, with the
+// image's size.
+type cropsPartsQuery struct {
+	q    *neardup.Query
+	w, h int
+}
+
+// cropsQuery is the parts query of an image added with crops to bank, when
+// the posts already indexed can be searched for its crops: the bank is
+// enabled, the sweeper makes found events, and the index holds windows.
+// nil otherwise.
+func (s *Service) cropsQuery(bank string, img image.Image) *cropsPartsQuery {
+	if _, ok := s.d.Sweeper.(cropsSweeper); !ok {
+		return nil
+	}
+	ws, ok := s.d.Index.(windowSearcher)
+	if !ok || !ws.WindowsReady() || ws.WindowImages() == 0 {
+		return nil
+	}
+	if info, err := s.d.Banks.State().Bank(bank); err != nil || !info.Enabled {
+		return nil
+	}
+	q, err := neardup.NewHasher(neardup.Options{PDQMaxSide: PDQMaxSide}).PartsQuery(img)
+	if err != nil {
+		return nil // cropWindows accepted the image: not expected
+	}
+	b := img.Bounds()
+	return &cropsPartsQuery{q: q, w: b.Dx(), h: b.Dy()}
+}
+
+// sweepCrops searches the posts already indexed for the crops of an image
+// just added with crops (and for the posts that show it, by windows), and
+// has the sweeper make their events: a retro sweep of a PDQ entry finds
+// copies by the whole-image hash, and a crop only by the picture, which
+// the entry does not keep.
+func (s *Service) sweepCrops(ctx context.Context, bank string, entries []banks.Entry, pq *cropsPartsQuery) (*CropsSwept, error) {
+	i := slices.IndexFunc(entries, func(e banks.Entry) bool { return e.Type == banks.SignalPDQ && len(e.Windows) > 0 })
+	if i < 0 {
+		return nil, nil
+	}
+	info, err := s.d.Banks.State().Bank(bank)
+	if err != nil || !info.Enabled {
+		return nil, nil
+	}
+	hits, err := s.d.Index.(windowSearcher).NearDupWindows(ctx, pq.q, domain.WindowSearch{Parts: true})
+	if err != nil {
+		return nil, indexErr(err)
+	}
+	hits = slices.DeleteFunc(hits, func(h domain.NearDupHit) bool { return s.d.Deny.Denied(h.PostID) })
+	found, known, err := s.d.Sweeper.(cropsSweeper).Found(ctx, info, entries[i], hits, pq.w, pq.h)
+	if err != nil {
+		return nil, errorf(CodeUnavailable, "crops sweep: %v", err)
+	}
+	return &CropsSwept{Found: found, Known: known}, nil
 }
 
 // startSweep starts a retro sweep of entries just added to an enabled bank

@@ -524,7 +524,8 @@ func (a *app) sweeper(ctx context.Context) (query.Sweeper, error) {
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.stopSweeps = cancel
-	scfg := matching.SweeperConfig{Index: crashSweeps(nd, a.log), Events: evs, Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg}
+	scfg := matching.SweeperConfig{Index: crashSweeps(nd, a.log), Events: evs, WindowBlockPixels: a.cfg.Banks.WindowBlockPixels,
+		Dir: filepath.Join(a.cfg.DataDir, "sweeps"), Logger: a.log, Registerer: a.reg}
 	scfg.Records, _ = a.ix.(domain.RecordScanner)  // embedded and Milvus: text, URL and embedding entries are swept too
 	scfg.Recorder, _ = a.ix.(domain.MatchRecorder) // and the matches reach the records (embedded)
 	// PDQ entries by the records' region hashes too, as ingest matches

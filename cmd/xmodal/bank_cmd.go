@@ -342,6 +342,7 @@ func bankAddCmd(actor *string) *cobra.Command {
 			defer closeFn()
 			base := query.BankAddRequest{Bank: args[0], Tags: tags, Note: note, Source: source, Actor: bankActor(cmd, *actor)}
 			total := banks.Result{}
+			var swept *query.CropsSwept // the crops sweeps' posts, summed
 			send := func(req query.BankAddRequest) error {
 				var res query.BankChangeResponse
 				if err := bankCall(cmd, cl, "admin.banks.add", req, &res); err != nil {
@@ -349,6 +350,13 @@ func bankAddCmd(actor *string) *cobra.Command {
 				}
 				total.Added += res.Result.Added
 				total.Replaced += res.Result.Replaced
+				if res.Crops != nil {
+					if swept == nil {
+						swept = &query.CropsSwept{}
+					}
+					swept.Found += res.Crops.Found
+					swept.Known += res.Crops.Known
+				}
 				return nil
 			}
 			if len(entries) > 0 {
@@ -377,6 +385,9 @@ func bankAddCmd(actor *string) *cobra.Command {
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "bank %s: %d added, %d replaced\n", args[0], total.Added, total.Replaced)
+			if swept != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "crops already posted: %d found (events made), %d known\n", swept.Found, swept.Known)
+			}
 			return nil
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"image/draw"
 	"image/png"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -300,6 +301,7 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	requireORT(t)
 	cfg := matchRunConfig(t)
 	cfg.Banks.MatchRegions = true
+	cfg.Image.NearDupWindows = true // the crops sweep searches the posts' windows
 	ctx, cancel := context.WithCancel(context.Background())
 	a := runTestApp(t, ctx, cancel, cfg, &syncBuffer{})
 	cl := client.New(a.nc)
@@ -407,5 +409,45 @@ func TestMatchRegionsThroughRun(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "post=crop") || !strings.Contains(out.String(), "region window (crop 7") {
 		t.Fatalf("events tail:\n%s", out.String())
+	}
+	// The photo banked with crops in a new bank: the crop, indexed before,
+	// is found by the photo's parts search and gets a sweep event, with
+	// the part of the photo it shows (its tenth from the left, its eighth
+	// from the top).
+	if err := cl.Call(ctx, "admin.banks.create", query.BankRequest{Name: "late-crops", Action: banks.ActionReview, Actor: "t"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ch query.BankChangeResponse
+	if err := cl.Call(ctx, "admin.banks.add", query.BankAddRequest{Bank: "late-crops", Image: encode(photo), Crops: true}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	if ch.Crops == nil || ch.Crops.Found < 1 {
+		t.Fatalf("bank add with crops: %+v, want the crop found", ch.Crops)
+	}
+	e = lastEvent("late-crops")
+	if e.PostID != "crop" || e.Region != "window" || e.Source != matching.SourceSweep || e.Version != 0 || e.Shown == nil || e.Windows < 2 || e.Pixels < 0.9 {
+		t.Fatalf("crops sweep event %+v, want the crop", e)
+	}
+	if sh := *e.Shown; math.Abs(float64(sh[0])-0.1) > 0.03 || math.Abs(float64(sh[1])-0.125) > 0.03 || math.Abs(float64(sh[2])-0.85) > 0.03 || math.Abs(float64(sh[3])-0.875) > 0.03 {
+		t.Errorf("crops sweep event shows %v of the photo, want about [0.1 0.125 0.85 0.875]", sh)
+	}
+	// Added again, by `xmodal bank add --crops`: the crop carries the
+	// entry's match (the sweep added it to the record), so no second
+	// event.
+	photoFile := filepath.Join(t.TempDir(), "coffee.png")
+	if err := os.WriteFile(photoFile, encode(photo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errw.Reset()
+	root = newRoot()
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetArgs([]string{"bank", "add", "late-crops", "--image", photoFile, "--crops", "--nats-url", a.ns.ClientURL()})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("bank add: %v\n%s", err, errw.String())
+	}
+	if !strings.Contains(out.String(), "crops already posted: 0 found (events made), 1 known") {
+		t.Errorf("bank add --crops again:\n%s", out.String())
 	}
 }

@@ -2,6 +2,7 @@ package matching
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -56,9 +57,12 @@ import (
 // (domain.Record.PDQRegions, as ingest does with Deps.MatchRegions), so a
 // meme, a screenshot or a watermarked copy of a banked picture indexed
 // before its entry gets its event, with its region; an entry the image's
-// own hash matches is left to the search above. Not swept: rotated or
+// own hash matches is left to the search above. Crops of an image added
+// with its windows are found by the query service at the add, by the
+// image's parts search, and given their events through Found (a queued
+// sweep keeps no picture to search with). Not swept: rotated or
 // mirrored copies (the index keeps one PDQ hash per image, in its original
-// orientation), crops (a bank entry is one whole-image hash); on Milvus,
+// orientation), crops of entries without windows; on Milvus,
 // MD5 entries find nothing (its records keep no MD5), nor do region hashes
 // (nor are they kept), and the matches are not written to the records.
 type Sweeper struct {
@@ -93,6 +97,10 @@ type SweeperConfig struct {
 	// Deps.MatchRegions: memes, screenshots and watermarked copies of a
 	// banked picture indexed before its entry.
 	Regions bool
+	// WindowBlockPixels is Deps.WindowBlockPixels for the events of Found:
+	// a window match of a bank whose action is block, with a pixel value
+	// under it, is an event with action review (0: the default).
+	WindowBlockPixels float64
 	// Dir keeps the sweeps and their checkpoints ("": in memory only; a
 	// sweep in flight is lost with the process).
 	Dir string
@@ -651,4 +659,52 @@ func (s *Sweeper) scan(ctx context.Context, sw *sweep, entries []banks.Entry, re
 // that was queued or resumed late finds posts indexed after its entries.
 func carries(ms []domain.RecordMatch, bank, entryID string) bool {
 	return slices.ContainsFunc(ms, func(m domain.RecordMatch) bool { return m.Bank == bank && m.EntryID == entryID })
+}
+
+// Found makes the events of posts already indexed that the query service
+// found for a bank's new entry by a search the sweeps cannot run: the
+// crops of an image banked with its windows (banks.Entry.Windows), found
+// by the parts search of the image itself (the entry keeps its windows,
+// not the picture a parts search needs), and the posts that show it by
+// windows. Each window hit of hits becomes an event with source "sweep",
+// version 0, region "window", Shown the part of the banked image (w x h
+// pixels) the post shows, Windows and Pixels; a post that already carries
+// the entry's match gets none (counted in known). The events are
+// published, and added to the records, before it returns.
+func (s *Sweeper) Found(ctx context.Context, bank banks.BankInfo, entry banks.Entry, hits []domain.NearDupHit, w, h int) (found, known int, err error) {
+	if w <= 0 || h <= 0 {
+		return 0, 0, fmt.Errorf("found: image size %d x %d", w, h)
+	}
+	now := time.Now().UTC()
+	var evs []Event
+	for _, hit := range hits {
+		wm := hit.Windows
+		if wm == nil || wm.Whole || wm.Area || wm.Cleaned {
+			continue // a whole-image hash's match: the PDQ sweep's
+		}
+		if carries(hit.Matches, bank.Name, entry.ID) {
+			known++
+			continue
+		}
+		shown := [4]float32{float32(wm.QueryRect[0]) / float32(w), float32(wm.QueryRect[1]) / float32(h),
+			float32(wm.QueryRect[2]) / float32(w), float32(wm.QueryRect[3]) / float32(h)}
+		for i := range shown {
+			shown[i] = min(max(shown[i], 0), 1)
+		}
+		e := Event{ID: EventID(hit.PostID, 0, entry.ID), PostID: hit.PostID, Author: hit.Author, CreatedAt: hit.CreatedAt,
+			Modality: hit.Modality, Bank: bank.Name, EntryID: entry.ID, SignalType: entry.Type, Distance: hit.Distance,
+			Labels: bank.Labels, Action: bank.Action, MatchedAt: now, Source: SourceSweep, Region: "window",
+			Shown: &shown, Windows: wm.Windows, Pixels: wm.Pixels}
+		if e.Action == banks.ActionBlock && wm.Pixels < cmp.Or(s.cfg.WindowBlockPixels, DefaultWindowBlockPixels) {
+			e.Action = banks.ActionReview // as at ingest
+		}
+		evs = append(evs, e)
+	}
+	if len(evs) == 0 {
+		return 0, known, nil
+	}
+	if err := s.record(ctx, evs); err != nil {
+		return 0, known, err
+	}
+	return len(evs), known, nil
 }

@@ -137,3 +137,92 @@ func TestMatchWindowsAtIngest(t *testing.T) {
 		t.Errorf("taken down: %v, want crop-block alone", denied)
 	}
 }
+
+// Found (the crops sweep): a photo banked with its windows after a 75 %
+// crop of it was indexed; the photo's parts search finds the crop, and
+// Found makes its event (source sweep, version 0, region window, the part
+// of the photo the crop shows, its windows and pixel value) and adds the
+// match to the record, so a second Found makes none (known). Another
+// photo's post gets none. With a pixel bar above any pixel value, a block
+// bank's event has action review.
+func TestSweepFoundCrops(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	nh := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	ph := pdq.Hasher{MaxSide: -1}
+	imagePost := func(id string, img image.Image) domain.Change {
+		t.Helper()
+		h, _ := ph.Hash(img)
+		c := post(id, 1, h, "")
+		c.Records = c.Records[:1]
+		sig, err := nh.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := img.Bounds()
+		c.Records[0].Windows = neardup.AppendWindows(nil, b.Dx(), b.Dy(), sig)
+		return c
+	}
+	coffee, rocket := loadPhoto(t, "coffee.jpg"), loadPhoto(t, "rocket.jpg")
+	if _, err := f.ix.Apply(ctx, []domain.Change{imagePost("crop", crop75(coffee)), imagePost("other", rocket)}); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := ph.Hash(coffee)
+	sig, err := nh.Signatures(coffee)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := coffee.Bounds()
+	entry := banks.Entry{Type: banks.SignalPDQ, Value: h.String(), Windows: neardup.AppendWindows(nil, b.Dx(), b.Dy(), sig)}
+	f.bank(t, "late", banks.ActionBlock, entry)
+	info, _ := f.banks.State().Bank("late")
+	page, _, _ := f.banks.State().Entries("late", 0, 10)
+	q, err := nh.PartsQuery(coffee)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := OpenEvents(ctx, f.js, StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := NewSweeper(ctx, SweeperConfig{Index: f.ix, Records: f.ix, Recorder: f.ix, Events: ev, WindowBlockPixels: 1.01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := func() (int, int) {
+		t.Helper()
+		hits, err := f.ix.NearDupWindows(ctx, q, domain.WindowSearch{Parts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, known, err := sw.Found(ctx, info, page[0], hits, b.Dx(), b.Dy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, known
+	}
+	if n, known := found(); n != 1 || known != 0 {
+		t.Fatalf("found %d, known %d; want the crop", n, known)
+	}
+	evs := f.events(t)
+	if len(evs) != 1 {
+		t.Fatalf("events %+v, want the crop's", evs)
+	}
+	e := evs[0]
+	if e.PostID != "crop" || e.Source != SourceSweep || e.Version != 0 || e.ID != EventID("crop", 0, page[0].ID) || e.Bank != "late" ||
+		e.Region != "window" || e.Action != banks.ActionReview || e.Shown == nil || e.Windows < 2 || e.Pixels < 0.9 || e.Pixels > 1 {
+		t.Fatalf("event %+v, want the crop's sweep event, action review", e)
+	}
+	if s := e.Shown; s[0] < 0.05 || s[0] > 0.15 || s[1] < 0.075 || s[1] > 0.175 || s[2]-s[0] < 0.7 || s[2]-s[0] > 0.8 {
+		t.Errorf("shown %v, want about [0.1 0.125 0.85 0.875]", *s)
+	}
+	if n, known := found(); n != 0 || known != 1 {
+		t.Errorf("again: found %d, known %d; want the crop known", n, known)
+	}
+	if evs := f.events(t); len(evs) != 1 {
+		t.Errorf("%d events after the second Found, want 1", len(evs))
+	}
+	if _, _, err := sw.Found(ctx, info, page[0], nil, 0, 10); err == nil {
+		t.Error("Found with a zero width: no error")
+	}
+}
