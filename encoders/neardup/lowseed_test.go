@@ -14,17 +14,18 @@ import (
 // setRef sets reference bit k (row k/16, column k%16) of h.
 func setRef(h *pdq.Hash, k int) { h[31-k>>3] |= 1 << (k & 7) }
 
-// TestLowKey: the key holds the 36 bits of the 6 x 6 lowest frequencies,
-// each bit its own, and nothing else; lowDist counts the 64 bits of the
-// 8 x 8 lowest.
+// TestLowKey: the key holds the 28 bits of the lowest frequencies (row
+// and column, 0-based, summing to lowKeySum or less), each bit its own,
+// and nothing else; lowDist counts the 64 bits of the 8 x 8 lowest.
 func TestLowKey(t *testing.T) {
 	seen := map[uint64]int{}
+	all := pdq.Hash{}
 	for k := range 256 {
 		var h pdq.Hash
 		setRef(&h, k)
 		w := words(h)
 		row, col := k/16, k%16
-		inKey := row < lowKeySide && col < lowKeySide
+		inKey := row+col <= lowKeySum
 		key := lowKey(w)
 		switch {
 		case inKey && key == 0:
@@ -35,7 +36,11 @@ func TestLowKey(t *testing.T) {
 			if o, dup := seen[key]; dup {
 				t.Errorf("bits %d and %d give the same key %x", o, k, key)
 			}
+			if key&(key-1) != 0 || key >= 1<<lowKeyBits {
+				t.Errorf("bit %d gives key %x: not one bit of the low %d", k, key, lowKeyBits)
+			}
 			seen[key] = k
+			setRef(&all, k)
 		}
 		wantLow := 0
 		if row < lowHitSide && col < lowHitSide {
@@ -48,17 +53,11 @@ func TestLowKey(t *testing.T) {
 	if lowHitMask[0] != 0 || lowHitMask[1] != 0 {
 		t.Errorf("low hit bits outside words 2 and 3: %x", lowHitMask)
 	}
-	if len(seen) != lowKeySide*lowKeySide {
-		t.Errorf("%d key bits, want %d", len(seen), lowKeySide*lowKeySide)
+	if len(seen) != lowKeyBits {
+		t.Errorf("%d key bits, want %d", len(seen), lowKeyBits)
 	}
-	// All 36 bits together: the key's low 36 bits.
-	var h pdq.Hash
-	for i := range lowKeySide {
-		for j := range lowKeySide {
-			setRef(&h, i*16+j)
-		}
-	}
-	if got := lowKey(words(h)); got != 1<<(lowKeySide*lowKeySide)-1 {
+	// All the key's bits together: its low 28 bits.
+	if got := lowKey(words(all)); got != 1<<lowKeyBits-1 {
 		t.Errorf("all key bits: %x", got)
 	}
 }

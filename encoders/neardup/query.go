@@ -56,6 +56,13 @@ type Query struct {
 	pixels, cleanPixels *queryPixels
 }
 
+// cropPlane says whether qh is a window of the whole image's crop plane
+// (drawn at cropScale of the working size, plain or smoothed): the third
+// of the whole image's sizes in query.
+func (qh *QueryHash) cropPlane() bool {
+	return qh.Kind == Window && qh.Rect == 0 && (qh.plane == 2 || qh.smoothed)
+}
+
 // maxContentRects bounds the content rectangles of one query.
 const maxContentRects = 2
 
