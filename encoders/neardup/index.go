@@ -647,7 +647,7 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 	var qws [][4]uint64
 	var qhs []*QueryHash
 	var seeds []pdq.Hash
-	var flips []bool // the seed's key neighbours are probed too
+	var flips []*QueryHash // the seed's least certain key bits are flipped too
 	for i := range q.Hashes {
 		qh := &q.Hashes[i]
 		if qh.Kind != Window {
@@ -657,7 +657,7 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 		qhs = append(qhs, qh)
 		if !qh.alt && (ix.vp.seedWindows <= 0 || qh.rank < ix.vp.seedWindows) {
 			seeds = append(seeds, qh.Hash)
-			flips = append(flips, qh.cropPlane())
+			flips = append(flips, qh)
 		}
 	}
 	if len(seeds) == 0 {
@@ -689,8 +689,8 @@ func (ix *Index) windowHits(q *Query) map[uint32][]winHit {
 			sw := words(s)
 			k := lowKey(sw)
 			buf, _ = ix.low.lookup(k, buf[:0])
-			if flips[si] && ix.vp.lowFlips {
-				for b := range lowKeyBits {
+			if fq := flips[si]; fq.hasFlips && ix.vp.lowFlips > 0 {
+				for _, b := range fq.flips[:min(ix.vp.lowFlips, lowFlips)] {
 					buf, _ = ix.low.lookup(k^1<<b, buf)
 				}
 			}
@@ -851,9 +851,9 @@ type verifyParams struct {
 	// lowest bits differ in at most lowHitBits a hit (LowHitBits;
 	// lowseed.go); 0: off.
 	lowHitBits int
-	// lowFlips: the crop plane's seeds look up the keys one bit from
-	// their own too (lowseed.go).
-	lowFlips bool
+	// lowFlips: the crop plane's seeds look up the keys with each of
+	// their lowFlips least certain bits flipped too (lowseed.go); 0: off.
+	lowFlips int
 }
 
 var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: SeedDistance, seedWindows: 0, probeDistance: ProbeSeedDistance, bandProbe: BandProbeBits, agreeTol: 0.02, strongDistance: 20, weakWeight: 0.5, minStrength: 2, loneDistance: -1,
@@ -861,7 +861,7 @@ var defaultVerify = verifyParams{windowDistance: WindowDistance, seedDistance: S
 	minPixelCorr: MinPixelCorr, minPixelDetail: MinPixelDetail, minPixelCorrSmooth: MinPixelCorrSmooth,
 	weakPixelCorr: 0.8, weakPixelDetail: 0.9, lonePixelCorr: 0.99,
 	farWeakDistance: WindowDistance, farWeakCorr: 0.95, farWeakDetail: 0.93,
-	lowHitBits: LowHitBits, lowFlips: true}
+	lowHitBits: LowHitBits, lowFlips: lowFlips}
 
 // The pixel check's thresholds (patch.go), chosen on the window matches of
 // the 10k eval (docs/neardup.md): true matches had values of 0.5 or more

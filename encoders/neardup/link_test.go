@@ -352,7 +352,7 @@ func TestLinkerContentWindows(t *testing.T) {
 			t.Fatal(err)
 		}
 		sp := h.workPlaneSized(luma, w, hh, image.Rect(0, 0, w, hh), int(math.Round(cropScale*workSide)))
-		nScaled := len(h.windows(sp, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true))
+		nScaled := len(h.windows(sp, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true, false))
 		var kept []RegionHash
 		for _, r := range sig {
 			if r.Kind == ScaledWindow {

@@ -1,7 +1,9 @@
 package neardup
 
 import (
+	"cmp"
 	"math/bits"
+	"slices"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
@@ -49,17 +51,19 @@ const (
 )
 
 // The windows of a query's crop plane (the whole image drawn at cropScale
-// of the working size, plain and smoothed) also look up the keys one bit
-// away from their own (lowKeyBits probes more each). JPEG at quality 30
-// over a 75 % crop both moves the plane's keypoints, so that the query's
-// windows lie a few per cent off the original's frames, and blurs the
-// content: of the windows that still correspond to an original's, most
-// differ from it in 2-8 of their 64 lowest bits, which often includes a
-// key bit. In the eval's real photos (ten seeds, PDQ quality >= 50)
-// crop75+jpeg30 found 177 of 200 with the 36-bit key, 178 with the
-// 28-bit one, 181 with its neighbours probed for the crop plane (and 181
-// for every window: the other planes' probes found nothing more). The
-// crop plane's windows are a fifth of a query's.
+// of the working size, plain and smoothed) also look up their key with
+// each of its lowFlips least certain bits flipped (keyFlips: the bits
+// whose coefficients lie nearest the hash's median, which noise flips
+// first). JPEG at quality 30 over a 75 % crop both moves the plane's
+// keypoints, so that the query's windows lie a few per cent off the
+// original's frames, and blurs the content: of the windows that still
+// correspond to an original's, most differ from it in 2-8 of their 64
+// lowest bits, which often includes a key bit. In the eval's real photos
+// (ten seeds, PDQ quality >= 50) crop75+jpeg30 found 177 of 200 with the
+// 36-bit key, 178 with the 28-bit one, 180 with the 8 least certain bits
+// flipped, 181 with all 28 (3.5 times the probes: about 7,000 a query
+// instead of 2,000), 179 with 2 or 4; pairs of the 3-6 least certain
+// flipped together found none more, nor did flips on the other planes.
 
 // LowHitBits is the most bits in which the 64 bits of the lowest 8 x 8
 // frequencies of a query window and an indexed window may differ for a low
@@ -193,4 +197,55 @@ func (t *lowTable) lookup(k uint64, buf []uint32) ([]uint32, bool) {
 		r = uint32(l)
 	}
 	return buf, true
+}
+
+// lowFlips is the number of a crop-plane window's key bits, least certain
+// first, that the low seeds flip one at a time.
+const lowFlips = 8
+
+// keyFlips returns the low key's bits (their places in lowKey's word) in
+// the order of how near the median variant d's coefficients lie, the
+// nearest lowFlips.
+func keyFlips(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) [lowFlips]uint8 {
+	op := variantOps[d]
+	var v [hashFreqs * hashFreqs]float32
+	for i := range hashFreqs {
+		for j := range hashFreqs {
+			x := c[i][j]
+			if (op.negRows && i&1 == 0) != (op.negCols && j&1 == 0) {
+				x = -x
+			}
+			if op.transpose {
+				v[j*hashFreqs+i] = x
+			} else {
+				v[i*hashFreqs+j] = x
+			}
+		}
+	}
+	var key [lowKeyBits]float32 // the key's coefficients, in key order
+	n := 0
+	for i := 0; i <= lowKeySum; i++ {
+		for j := 0; i+j <= lowKeySum; j++ {
+			key[n] = v[i*hashFreqs+j]
+			n++
+		}
+	}
+	med := kth(v[:], len(v)/2-1)
+	var order [lowKeyBits]uint8
+	for b := range order {
+		order[b] = uint8(b)
+	}
+	slices.SortStableFunc(order[:], func(a, b uint8) int {
+		return cmp.Compare(abs32(key[a]-med), abs32(key[b]-med))
+	})
+	var out [lowFlips]uint8
+	copy(out[:], order[:])
+	return out
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

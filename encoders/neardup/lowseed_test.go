@@ -3,6 +3,7 @@ package neardup
 import (
 	"image"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -268,5 +269,99 @@ func indexEvalPics(t *testing.T, h *Hasher, n int, ixs ...*Index) {
 		for _, ix := range ixs {
 			ix.Add(int64(p), 640, 480, sig)
 		}
+	}
+}
+
+// TestKeyFlips: the bits keyFlips names are the key's bits that noise
+// flips. Random coefficients, each variant hashed before and after a
+// small disturbance: the key bits that moved are among the window's
+// lowFlips least certain ones far more often than the lowFlips of 28 that
+// a random order would name (a wrong bit order would give that).
+func TestKeyFlips(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	moved, named := 0, 0
+	for range 400 {
+		var c, n [hashFreqs][hashFreqs]float32
+		for i := range hashFreqs {
+			for j := range hashFreqs {
+				c[i][j] = float32(r.NormFloat64())
+				n[i][j] = c[i][j] + float32(0.05*r.NormFloat64())
+			}
+		}
+		for d := range pdq.Dihedral(8) {
+			fl := keyFlips(&c, d)
+			seen := map[uint8]bool{}
+			for _, b := range fl {
+				if b >= lowKeyBits || seen[b] {
+					t.Fatalf("variant %d: flips %v", d, fl)
+				}
+				seen[b] = true
+			}
+			x := lowKey(words(coeffHash(&c, d))) ^ lowKey(words(coeffHash(&n, d)))
+			for b := range uint8(lowKeyBits) {
+				if x>>b&1 == 1 {
+					moved++
+					if seen[b] {
+						named++
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d moved key bits among the %d named", named, moved, lowFlips)
+	if moved < 100 || float64(named) < 0.8*float64(moved) {
+		t.Errorf("%d of %d moved key bits were named", named, moved)
+	}
+}
+
+// TestLowFlips: the crop plane's seeds that also look up their least
+// certain key bits flipped find more crop75+jpeg30 re-posts of the
+// committed photos and of real photos of the ThreatExchange set, lose
+// none, and match no other photo.
+func TestLowFlips(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes 20 photos and queries 200 re-posts")
+	}
+	h := NewHasher(Options{PDQMaxSide: -1})
+	files, err := filepath.Glob(filepath.Join(photoDir, "*.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../../testdata/pdq/images/labelme-subset/*.jpg")
+	files = append(files, more...)
+	on := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+	off := NewIndexWith(NewMIHSearcher(false), NewMIHSearcher(false))
+	off.vp.lowFlips = 0
+	var imgs []image.Image
+	for i, f := range files {
+		img := testutil.DecodeImage(t, f)
+		sig, err := h.Signatures(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := img.Bounds()
+		on.Add(int64(i), b.Dx(), b.Dy(), sig)
+		off.Add(int64(i), b.Dx(), b.Dy(), sig)
+		imgs = append(imgs, img)
+	}
+	on.Finish()
+	off.Finish()
+	var n foundTally
+	for i, img := range imgs {
+		for seed := range uint64(10) {
+			q := repostQuery(t, h, img, []reposts.Kind{reposts.Crop75, reposts.JPEG30}, seed, 23)
+			a := on.Search(q, SearchOptions{K: 1})
+			b := off.Search(q, SearchOptions{K: 1})
+			for _, ms := range [][]Match{a, b} {
+				if len(ms) > 0 && ms[0].ID != int64(i) {
+					t.Errorf("%s seed %d: matched %s", filepath.Base(files[i]), seed, filepath.Base(files[ms[0].ID]))
+				}
+			}
+			n.add(len(a) > 0 && a[0].ID == int64(i), len(b) > 0 && b[0].ID == int64(i))
+		}
+	}
+	t.Logf("crop75+jpeg30 of %d photos, 10 seeds: %d found with the flipped keys, %d without, %d lost", len(imgs), n.with, n.without, n.lost)
+	if n.with <= n.without || n.lost > 0 {
+		t.Errorf("with flipped keys %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
 }

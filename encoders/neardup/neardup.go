@@ -318,17 +318,17 @@ const (
 )
 
 // windows returns the windows of plane p, strongest pairs first.
-func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin float64, limit int, central bool) []window {
+func (h *Hasher) windows(p *plane, nKeypoints int, minPair, maxPair, margin float64, limit int, central, flips bool) []window {
 	long := float64(max(p.w, p.h))
 	minResp := 0.002*planeStd(p) + 1e-3
 	if h.useFast() {
 		ss := h.fs.buildScaleSpace(p, 3)
 		kps := h.fs.detect(ss, nKeypoints, 4, minResp)
-		return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, true, h.fs.avx2)
+		return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, flips, true, h.fs.avx2)
 	}
 	ss := buildScaleSpace(p, 3)
 	kps := ss.detect(nKeypoints, 4, minResp)
-	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, false, false)
+	return pairWindows(ss, p, kps, minPair*long, maxPair*long, 1.0, minWinQuality, margin, limit, central, flips, false, false)
 }
 
 // storedWindows returns the windows an indexed image stores: the
@@ -348,7 +348,7 @@ func (h *Hasher) storedWindows(p *plane) []window {
 		all = ss.extrema(4, minResp)
 	}
 	kps := pickKeypoints(slices.Clone(all), indexKeypoints, ss.width, ss.height)
-	ws := pairWindows(ss, p, kps, indexMinPair*long, indexMaxPair*long, 1.0, minWinQuality, 0, wholeWindows, true, fast, fast && h.fs.avx2)
+	ws := pairWindows(ss, p, kps, indexMinPair*long, indexMaxPair*long, 1.0, minWinQuality, 0, wholeWindows, true, false, fast, fast && h.fs.avx2)
 	if centralExtra == 0 {
 		return ws
 	}
@@ -369,7 +369,7 @@ func (h *Hasher) storedWindows(p *plane) []window {
 		ckps[i].y += y0
 	}
 	clong := long * centralFrac
-	more := pairWindows(ss, p, ckps, indexMinPair*clong, indexMaxPair*clong, 1.0, minWinQuality, 0, MaxWindows, true, fast, fast && h.fs.avx2)
+	more := pairWindows(ss, p, ckps, indexMinPair*clong, indexMaxPair*clong, 1.0, minWinQuality, 0, MaxWindows, true, false, fast, fast && h.fs.avx2)
 	n := len(ws) + centralExtra
 	for _, c := range more {
 		if len(ws) >= n {

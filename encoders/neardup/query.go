@@ -32,6 +32,11 @@ type QueryHash struct {
 	// smoothed marks a window of the smoothed crop plane (see
 	// smoothCropPlane).
 	smoothed bool
+	// flips are the low key's least certain bits (keyFlips), for a window
+	// of the crop plane (hasFlips): the low seeds probe the key with each
+	// flipped too (lowseed.go).
+	flips    [lowFlips]uint8
+	hasFlips bool
 	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
 	// with bright thin overlays suppressed (cleanedHash): a watermark
 	// across a smooth picture moves the plain hash 34-56 bits; the cleaned
@@ -54,13 +59,6 @@ type Query struct {
 	// windows); cleanPixels that of the whole image with a watermark's
 	// lettering unblended (letteringCleaned; nil when it found none).
 	pixels, cleanPixels *queryPixels
-}
-
-// cropPlane says whether qh is a window of the whole image's crop plane
-// (drawn at cropScale of the working size, plain or smoothed): the third
-// of the whole image's sizes in query.
-func (qh *QueryHash) cropPlane() bool {
-	return qh.Kind == Window && qh.Rect == 0 && (qh.plane == 2 || qh.smoothed)
 }
 
 // maxContentRects bounds the content rectangles of one query.
@@ -165,12 +163,19 @@ func (h *Hasher) query(img image.Image, windows, parts bool) (*Query, error) {
 			for ci, pl := range planes {
 				// Plane pixels to query pixels.
 				sx, sy := float64(r.Dx())/float64(pl.w), float64(r.Dy())/float64(pl.h)
-				ws := h.windows(pl, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false)
+				// The crop plane's windows (plain and smoothed) say which
+				// of their low key's bits are least certain (lowseed.go).
+				crop := ri == 0 && pi == 2
+				ws := h.windows(pl, queryKeypoints, queryMinPair, queryMaxPair, queryMargin, limit, false, crop)
 				for wi, wd := range ws {
 					for k, hv := range wd.hashes {
-						q.Hashes = append(q.Hashes, QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
+						qh := QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
 							cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
-							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0 && ci < smooth, smoothed: ci == smooth})
+							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0 && ci < smooth, smoothed: ci == smooth}
+						if crop {
+							qh.flips, qh.hasFlips = wd.flips[k], true
+						}
+						q.Hashes = append(q.Hashes, qh)
 					}
 				}
 			}

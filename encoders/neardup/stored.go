@@ -62,7 +62,7 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 	patch := sig[len(sig)-1]
 	sig = sig[:len(sig)-1]
 	p := h.workPlaneSized(luma, w, hh, image.Rect(0, 0, w, hh), int(math.Round(cropScale*workSide)))
-	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true) {
+	for _, wd := range h.windows(p, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true, false) {
 		sig = append(sig, RegionHash{Hash: wd.hashes[0], Kind: ScaledWindow, Region: wd.region(p), Transform: wd.variants[0], Quality: wd.quality})
 	}
 	if r := contentRect; !r.Empty() {
@@ -73,7 +73,7 @@ func (h *Hasher) WindowsIn(img image.Image) ([]RegionHash, Region, error) {
 		cp := h.workPlaneSized(luma, w, hh, r, workSide)
 		sx, sy := float64(r.Dx())/float64(cp.w), float64(r.Dy())/float64(cp.h)
 		long := float64(max(w, hh))
-		for _, wd := range h.windows(cp, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true) {
+		for _, wd := range h.windows(cp, indexKeypoints, indexMinPair, indexMaxPair, 0, wholeWindows, true, false) {
 			g := Region{CX: float32((float64(r.Min.X) + wd.cx*sx) / float64(w)), CY: float32((float64(r.Min.Y) + wd.cy*sy) / float64(hh)),
 				Side: float32(wd.side * sx / long), Angle: float32(wd.angle)}
 			sig = append(sig, RegionHash{Hash: wd.hashes[0], Kind: ScaledWindow, Region: g, Transform: wd.variants[0], Quality: wd.quality})
