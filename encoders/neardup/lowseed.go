@@ -25,12 +25,13 @@ import (
 // equal, while the other 29 originals shared at most one such window with
 // each query, which the pixel check failed (docs/neardup.md).
 //
-// So every indexed window is also filed under its 36 lowest bits
-// (lowTable), and each seeding query window looks its own up. An image
-// that only these seeds find becomes a candidate when lowMinRefs of its
-// windows are found, each within lowHitBits of its seed on the 64 lowest
-// bits: one shared key is common by chance (about 7 images a query at
-// 10,000 indexed, a number that grows with the index), two are rare. In
+// So every indexed window is also filed under its lowest bits (lowKey:
+// 28 of them since 2026-12-05, 36 before; lowTable), and each seeding
+// query window looks its own up. An image that only these seeds find
+// becomes a candidate when lowMinRefs of its windows are found, each
+// within lowHitBits of its seed on the 64 lowest bits: one shared key is
+// common by chance (about 7 images a query at 10,000 indexed, a number
+// that grows with the index), two are rare. In
 // the second stage a pair beyond the window radius whose 64 lowest bits
 // differ in at most lowHitBits is a low hit. Low hits weigh as far windows
 // do, and a match resting on low hits alone needs two agreeing windows
