@@ -1,9 +1,8 @@
 package neardup
 
 import (
-	"cmp"
+	"math"
 	"math/bits"
-	"slices"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 )
@@ -206,43 +205,68 @@ const lowFlips = 8
 
 // keyFlips returns the low key's bits (their places in lowKey's word) in
 // the order of how near the median variant d's coefficients lie, the
-// nearest lowFlips.
-func keyFlips(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) [lowFlips]uint8 {
-	op := variantOps[d]
-	var v [hashFreqs * hashFreqs]float32
+// nearest lowFlips; h is coeffHash(c, d). The median is the variant's
+// largest coefficient whose bit is clear (coeffHash sets the bits of
+// those above it), found from h without a selection.
+func keyFlips(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral, h pdq.Hash) [lowFlips]uint8 {
+	sg := &variantSigns[d]
+	tr := variantOps[d].transpose
+	med := float32(math.Inf(-1))
 	for i := range hashFreqs {
 		for j := range hashFreqs {
-			x := c[i][j]
-			if (op.negRows && i&1 == 0) != (op.negCols && j&1 == 0) {
-				x = -x
+			k := i*hashFreqs + j // the variant's place of source (i, j)
+			if tr {
+				k = j*hashFreqs + i
 			}
-			if op.transpose {
-				v[j*hashFreqs+i] = x
-			} else {
-				v[i*hashFreqs+j] = x
+			if h[31-k>>3]>>(k&7)&1 == 0 {
+				med = max(med, sg[i][j]*c[i][j])
 			}
 		}
 	}
-	var key [lowKeyBits]float32 // the key's coefficients, in key order
+	// The lowFlips nearest, kept in order by insertion.
+	var out [lowFlips]uint8
+	var dist [lowFlips]float32
 	n := 0
 	for i := 0; i <= lowKeySum; i++ {
 		for j := 0; i+j <= lowKeySum; j++ {
-			key[n] = v[i*hashFreqs+j]
+			// Key place (i, j) of the variant holds source coefficient
+			// (i, j), or (j, i) when the variant transposes.
+			si, sj := i, j
+			if tr {
+				si, sj = j, i
+			}
+			x := abs32(sg[si][sj]*c[si][sj] - med)
+			k := min(n, lowFlips)
+			for k > 0 && dist[k-1] > x {
+				if k < lowFlips {
+					dist[k], out[k] = dist[k-1], out[k-1]
+				}
+				k--
+			}
+			if k < lowFlips {
+				dist[k], out[k] = x, uint8(n)
+			}
 			n++
 		}
 	}
-	med := kth(v[:], len(v)/2-1)
-	var order [lowKeyBits]uint8
-	for b := range order {
-		order[b] = uint8(b)
-	}
-	slices.SortStableFunc(order[:], func(a, b uint8) int {
-		return cmp.Compare(abs32(key[a]-med), abs32(key[b]-med))
-	})
-	var out [lowFlips]uint8
-	copy(out[:], order[:])
 	return out
 }
+
+// variantSigns are the signs that variant d gives source coefficient
+// (i, j) (coeffHash).
+var variantSigns = func() (s [8][hashFreqs][hashFreqs]float32) {
+	for d, op := range variantOps {
+		for i := range hashFreqs {
+			for j := range hashFreqs {
+				s[d][i][j] = 1
+				if (op.negRows && i&1 == 0) != (op.negCols && j&1 == 0) {
+					s[d][i][j] = -1
+				}
+			}
+		}
+	}
+	return s
+}()
 
 func abs32(x float32) float32 {
 	if x < 0 {

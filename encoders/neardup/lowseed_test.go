@@ -1,6 +1,7 @@
 package neardup
 
 import (
+	"cmp"
 	"image"
 	"math/rand/v2"
 	"path/filepath"
@@ -289,7 +290,10 @@ func TestKeyFlips(t *testing.T) {
 			}
 		}
 		for d := range pdq.Dihedral(8) {
-			fl := keyFlips(&c, d)
+			fl := keyFlips(&c, d, coeffHash(&c, d))
+			if want := keyFlipsRef(&c, d); fl != want {
+				t.Fatalf("variant %d: flips %v, by sorting %v", d, fl, want)
+			}
 			seen := map[uint8]bool{}
 			for _, b := range fl {
 				if b >= lowKeyBits || seen[b] {
@@ -364,4 +368,43 @@ func TestLowFlips(t *testing.T) {
 	if n.with <= n.without || n.lost > 0 {
 		t.Errorf("with flipped keys %d found, without %d, %d found only without", n.with, n.without, n.lost)
 	}
+}
+
+// keyFlipsRef is keyFlips the long way: the variant's coefficients laid
+// out as coeffHash lays them, their median selected, the key's places
+// sorted by their distance to it.
+func keyFlipsRef(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) [lowFlips]uint8 {
+	op := variantOps[d]
+	var v [hashFreqs * hashFreqs]float32
+	for i := range hashFreqs {
+		for j := range hashFreqs {
+			x := c[i][j]
+			if (op.negRows && i&1 == 0) != (op.negCols && j&1 == 0) {
+				x = -x
+			}
+			if op.transpose {
+				v[j*hashFreqs+i] = x
+			} else {
+				v[i*hashFreqs+j] = x
+			}
+		}
+	}
+	sorted := v
+	med := kth(sorted[:], len(sorted)/2-1)
+	type place struct {
+		b    uint8
+		dist float32
+	}
+	var ps []place
+	for i := 0; i <= lowKeySum; i++ {
+		for j := 0; i+j <= lowKeySum; j++ {
+			ps = append(ps, place{uint8(len(ps)), abs32(v[i*hashFreqs+j] - med)})
+		}
+	}
+	slices.SortStableFunc(ps, func(a, b place) int { return cmp.Compare(a.dist, b.dist) })
+	var out [lowFlips]uint8
+	for k := range out {
+		out[k] = ps[k].b
+	}
+	return out
 }

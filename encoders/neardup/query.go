@@ -32,9 +32,9 @@ type QueryHash struct {
 	// smoothed marks a window of the smoothed crop plane (see
 	// smoothCropPlane).
 	smoothed bool
-	// flips are the low key's least certain bits (keyFlips), for a window
-	// of the crop plane (hasFlips): the low seeds probe the key with each
-	// flipped too (lowseed.go).
+	// flips are the low key's least certain bits (keyFlips), for the
+	// canonical variant of a window of the crop plane (hasFlips): the low
+	// seeds probe the key with each flipped too (lowseed.go).
 	flips    [lowFlips]uint8
 	hasFlips bool
 	// Cleaned marks the PDQ hash (Kind Whole, upright) of the rectangle
@@ -172,8 +172,8 @@ func (h *Hasher) query(img image.Image, windows, parts bool) (*Query, error) {
 						qh := QueryHash{Hash: hv, Kind: Window, Rect: ri, Transform: wd.variants[k], Quality: wd.quality,
 							cx: float64(r.Min.X) + wd.cx*sx, cy: float64(r.Min.Y) + wd.cy*sy, side: wd.side * sx, angle: wd.angle,
 							plane: pi + ci*len(sizes), rank: wi, alt: k > 0, overlay: ci > 0 && ci < smooth, smoothed: ci == smooth}
-						if crop {
-							qh.flips, qh.hasFlips = wd.flips[k], true
+						if crop && k == 0 {
+							qh.flips, qh.hasFlips = wd.flips, true
 						}
 						q.Hashes = append(q.Hashes, qh)
 					}

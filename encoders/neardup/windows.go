@@ -22,10 +22,10 @@ type window struct {
 	hashes   []pdq.Hash
 	variants []pdq.Dihedral
 	quality  int
-	// flips holds, for each hash, the low key's bits whose coefficients
-	// lie nearest the hash's median, least certain first (keyFlips; only
-	// when asked for).
-	flips [][lowFlips]uint8
+	// flips holds, for the first hash (the canonical variant: the one
+	// that seeds), the low key's bits whose coefficients lie nearest the
+	// hash's median, least certain first (keyFlips; only when asked for).
+	flips [lowFlips]uint8
 }
 
 // winFrame is where a window's grid points lie: on src (a level of the
@@ -159,7 +159,8 @@ func canonicalOf(sx, sy, dev, margin float64) []pdq.Dihedral {
 // lies in [minD, maxD] (plane pixels), side = sideK times the distance,
 // skipping windows that leave the plane or whose quality is under
 // minQuality. margin > 0 asks for the runner-up variants of close calls.
-// flips asks for each hash's least certain key bits (window.flips). fast
+// flips asks for the canonical hash's least certain key bits
+// (window.flips). fast
 // runs the C kernels (fast.c), the same bits as the Go code (avx2: their
 // AVX2 builds).
 func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central, flips, fast, avx2 bool) []window {
@@ -273,8 +274,8 @@ func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK flo
 					w.hashes = append(w.hashes, coeffHash(&coeffs, v))
 				}
 				w.variants = append(w.variants, v)
-				if flips {
-					w.flips = append(w.flips, keyFlips(&coeffs, v))
+				if flips && len(w.hashes) == 1 {
+					w.flips = keyFlips(&coeffs, v, w.hashes[0])
 				}
 			}
 			out = append(out, w)
