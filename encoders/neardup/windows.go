@@ -160,9 +160,8 @@ func canonicalOf(sx, sy, dev, margin float64) []pdq.Dihedral {
 // skipping windows that leave the plane or whose quality is under
 // minQuality. margin > 0 asks for the runner-up variants of close calls.
 // flips asks for the canonical hash's least certain key bits
-// (window.flips). fast
-// runs the C kernels (fast.c), the same bits as the Go code (avx2: their
-// AVX2 builds).
+// (window.flips). fast runs the C kernels (fast.c), the same bits as the
+// Go code (avx2: their AVX2 builds).
 func pairWindows(ss *scaleSpace, p *plane, kps []keypoint, minD, maxD, sideK float64, minQuality int, margin float64, limit int, central, flips, fast, avx2 bool) []window {
 	buf := make([]float32, winSize*winSize)
 	type pair struct {
