@@ -371,24 +371,11 @@ func TestLowFlips(t *testing.T) {
 }
 
 // keyFlipsRef is keyFlips the long way: the variant's coefficients laid
-// out as coeffHash lays them, their median selected, the key's places
+// out as coeffHash lays them (variantCoeffs), their median selected, the key's places
 // sorted by their distance to it.
 func keyFlipsRef(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) [lowFlips]uint8 {
-	op := variantOps[d]
 	var v [hashFreqs * hashFreqs]float32
-	for i := range hashFreqs {
-		for j := range hashFreqs {
-			x := c[i][j]
-			if (op.negRows && i&1 == 0) != (op.negCols && j&1 == 0) {
-				x = -x
-			}
-			if op.transpose {
-				v[j*hashFreqs+i] = x
-			} else {
-				v[i*hashFreqs+j] = x
-			}
-		}
-	}
+	variantCoeffs(c, d, &v)
 	sorted := v
 	med := kth(sorted[:], len(sorted)/2-1)
 	type place struct {

@@ -68,10 +68,10 @@ var variantOps = [8]struct{ transpose, negRows, negCols bool }{
 	pdq.FlipMinus1: {true, true, true},
 }
 
-// coeffHash thresholds variant d of the coefficients at their median.
-func coeffHash(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
+// variantCoeffs lays variant d of the coefficients out in v in the hash's
+// bit order (reference bit k is v[k]).
+func variantCoeffs(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral, v *[hashFreqs * hashFreqs]float32) {
 	op := variantOps[d]
-	var v [hashFreqs * hashFreqs]float32
 	for i := range hashFreqs {
 		for j := range hashFreqs {
 			x := c[i][j]
@@ -85,6 +85,12 @@ func coeffHash(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
 			}
 		}
 	}
+}
+
+// coeffHash thresholds variant d of the coefficients at their median.
+func coeffHash(c *[hashFreqs][hashFreqs]float32, d pdq.Dihedral) pdq.Hash {
+	var v [hashFreqs * hashFreqs]float32
+	variantCoeffs(c, d, &v)
 	s := v
 	med := kth(s[:], len(s)/2-1)
 	var h pdq.Hash
