@@ -58,7 +58,8 @@ type NearDupRequest struct {
 	Thumbnails bool          `json:"thumbnails,omitempty"`
 	// Windows searches an image query's windows too (encoders/neardup:
 	// crops that whole-image PDQ misses), where the index holds them (the
-	// embedded index with image.neardup_windows); absent: true.
+	// index with image.neardup_windows: embedded, or Milvus with its shared
+	// windows); absent: true.
 	Windows *bool `json:"windows,omitempty"`
 	// Parts also finds the indexed images that show a part of the query
 	// image (its crops: the query contains them), kind "part", by their
@@ -114,7 +115,7 @@ type NearDupMatch struct {
 const (
 	WindowsSearched    = "searched"    // the query's windows were matched
 	WindowsBuilding    = "building"    // the index is still building its window tables (whole-image matches only)
-	WindowsUnavailable = "unavailable" // the index holds no windows (Milvus, or image.neardup_windows off), or the query is a hash
+	WindowsUnavailable = "unavailable" // the index holds no windows (image.neardup_windows off), or the query is a hash
 	WindowsOff         = "off"         // the request asked for none
 )
 
@@ -131,7 +132,7 @@ type NearDupResponse struct {
 }
 
 // windowSearcher is an index that holds its images' near-duplicate windows
-// (the embedded index).
+// (the embedded index; a Milvus index with the deployment's shared windows).
 type windowSearcher interface {
 	NearDupWindows(ctx context.Context, q *neardup.Query, s domain.WindowSearch) ([]domain.NearDupHit, error)
 	WindowsReady() bool

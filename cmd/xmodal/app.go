@@ -40,6 +40,7 @@ import (
 	"github.com/xmodal/xmodal/sink/matching"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/sink/sharedclusters"
+	"github.com/xmodal/xmodal/sink/sharedwindows"
 	"github.com/xmodal/xmodal/workers"
 )
 
@@ -68,6 +69,9 @@ type app struct {
 	// clusters are the near-duplicate clusters of a Milvus deployment,
 	// shared by its processes (the embedded index keeps its own).
 	clusters *sharedclusters.Clusters
+	// windows are the near-duplicate windows of a Milvus deployment
+	// (image.neardup_windows), shared by its processes.
+	windows *sharedwindows.Windows
 	// stopSeed stops the background rebuild of the shared clusters;
 	// seedDone is closed when it is over.
 	stopSeed context.CancelFunc
@@ -404,8 +408,9 @@ type pipelineOptions struct {
 }
 
 // windows reports whether image records get their near-duplicate windows:
-// image.neardup_windows, on the embedded index (Milvus keeps none).
-func (o pipelineOptions) windows(cfg *Config) bool { return cfg.Image.NearDupWindows && !o.milvus }
+// image.neardup_windows (the embedded index stores them with the record; a
+// Milvus deployment in its shared windows, sink/sharedwindows).
+func (o pipelineOptions) windows(cfg *Config) bool { return cfg.Image.NearDupWindows }
 
 // newPipeline builds the indexing pipeline of `run`, `indexer` and
 // `ingest --to direct`: d's source, dead letters, sink, deny-list, model,
@@ -734,6 +739,9 @@ func (a *app) Close() {
 	}
 	if a.clusters != nil {
 		a.clusters.Close()
+	}
+	if a.windows != nil {
+		a.windows.Close()
 	}
 	if a.banks != nil {
 		a.banks.Close()

@@ -286,8 +286,8 @@ are unreliable, and a warning says so.`,
 	f.IntVar(&maxDist, "max-distance", query.DefaultNearDupDistance, "largest Hamming distance of a match (0..256)")
 	f.IntVarP(&k, "k", "k", 0, "most matches (0: the server's default)")
 	f.IntVar(&minQuality, "min-quality", 0, "skip indexed images whose PDQ quality is lower (0..100)")
-	f.BoolVar(&windows, "windows", true, "also search the indexed images' windows (crops; embedded index)")
-	f.BoolVar(&parts, "parts", false, "also find the indexed images that show a part of the query image (its crops; embedded index)")
+	f.BoolVar(&windows, "windows", true, "also search the indexed images' windows (crops; image.neardup_windows)")
+	f.BoolVar(&parts, "parts", false, "also find the indexed images that show a part of the query image (its crops; image.neardup_windows)")
 	f.BoolVar(&asJSON, "json", false, "print the raw JSON response")
 	ff.register(f)
 	return c

@@ -20,11 +20,13 @@ import (
 
 	"github.com/xmodal/xmodal/domain"
 	"github.com/xmodal/xmodal/encoders/hash"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/replstate"
 	"github.com/xmodal/xmodal/sink/embedded"
 	"github.com/xmodal/xmodal/sink/milvus"
 	"github.com/xmodal/xmodal/sink/sharedclusters"
+	"github.com/xmodal/xmodal/sink/sharedwindows"
 )
 
 // role is what one process runs.
@@ -155,12 +157,23 @@ func (a *app) openIndex(ctx context.Context, coder *hash.Coder) (domain.Writer, 
 	if coder != nil {
 		bits = coder.Bits()
 	}
+	var err error
 	mo := cfg.milvusOptions(a.role, a.model.Dim(), a.model.Version(), bits, a.log)
 	if coder != nil {
 		mo.Coder = coder // records are coded by the index, as the embedded index does
 	}
+	if cfg.Image.NearDupWindows {
+		if a.windows, err = a.openSharedWindows(ctx); err != nil {
+			return nil, err
+		}
+		mo.Windows = a.windows
+	}
 	ix, err := milvus.Open(ctx, mo)
 	if err != nil {
+		if a.windows != nil {
+			a.windows.Close()
+			a.windows = nil
+		}
 		return nil, milvusOpenError(err, a.model.Version(), a.model.Dim(), bits)
 	}
 	a.ix = ix
@@ -234,6 +247,31 @@ func (a *app) openSharedClusters(ctx context.Context) (*sharedclusters.Clusters,
 	st := cl.Stats()
 	a.log.Info("near-duplicate clusters loaded", "state", sc.Name, "members", st.Members, "clusters", st.Clusters, "seq", cl.Seq())
 	return cl, nil
+}
+
+// openSharedWindows loads the near-duplicate windows of a Milvus
+// deployment from JetStream (image.neardup_windows; sink/sharedwindows):
+// the indexers append each write round's windows, and every serving
+// process keeps a copy to search (an indexer that does not serve keeps
+// none).
+func (a *app) openSharedWindows(ctx context.Context) (*sharedwindows.Windows, error) {
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := a.cfg
+	name := sharedwindows.StateName(cfg.Milvus.Collection)
+	w, err := sharedwindows.Open(ctx, js, sharedwindows.Config{Name: name, Dir: filepath.Join(cfg.DataDir, "windows"),
+		PublishOnly: !a.role.serves(), Logger: a.log,
+		Index: neardup.IndexOptions{SeedWindows: cfg.Image.NearDupSeedWindows, ExactLookup: cfg.Image.NearDupExactLookup, WholeBand: cfg.Image.NearDupWholeBand}})
+	if errors.Is(err, replstate.ErrNoJetStream) {
+		return nil, fmt.Errorf("nats.url: %w: a Milvus deployment keeps its near-duplicate windows in JetStream (or set image.neardup_windows: false)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image.neardup_windows: %w", err)
+	}
+	a.log.Info("near-duplicate windows loaded", "state", name, "seq", w.Seq(), "publish_only", !a.role.serves())
+	return w, nil
 }
 
 // milvusOpenError names the configuration key behind a failed milvus.Open, by

@@ -1,6 +1,7 @@
 package milvus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
+	"github.com/xmodal/xmodal/internal/winindex"
 )
 
 // Options configure a Milvus index. Zero values take the defaults (see Defaults).
@@ -143,10 +146,30 @@ type Options struct {
 	MaxLabels int
 	MaxPostID int
 
+	// Windows keeps the records' near-duplicate windows beside Milvus
+	// (sink/sharedwindows; nil: none, and window searches find nothing):
+	// Apply appends each round's windows after the round lands, and
+	// NearDupWindows searches it.
+	Windows WindowStore
+
 	Logger *slog.Logger
 	// DialOptions are added to the client's gRPC dial options (transport
 	// credentials, tracing or metrics interceptors).
 	DialOptions []grpc.DialOption
+}
+
+// WindowStore keeps the near-duplicate windows of a Milvus index's image
+// records outside Milvus, whose rows hold whole-image PDQ only
+// (*sharedwindows.Windows).
+type WindowStore interface {
+	// Record appends the windows of a write round that landed.
+	Record(ctx context.Context, changes []domain.Change, outs []domain.Outcome) error
+	// Search finds the records whose windows match q (winindex.Index.Search).
+	Search(q *neardup.Query, parts bool) ([]winindex.Hit, error)
+	// Current reports whether a hit is still its record's windows.
+	Current(h *winindex.Hit) bool
+	Ready() bool
+	Len() int
 }
 
 // Coder computes the binary code of a vector of a modality.

@@ -360,6 +360,13 @@ func (ix *Index) Apply(ctx context.Context, changes []domain.Change) ([]domain.O
 	}
 	select {
 	case <-r.done:
+		if r.err == nil && ix.opt.Windows != nil {
+			// After the round landed: a failure fails the round, and the
+			// retried round appends them again.
+			if err := ix.opt.Windows.Record(ctx, changes, r.out); err != nil {
+				return nil, fmt.Errorf("milvus index: the round's near-duplicate windows: %w", err)
+			}
+		}
 		return r.out, r.err
 	case <-ctx.Done():
 		// The round goes on; its writes are idempotent, and the caller will not ack.

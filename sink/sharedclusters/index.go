@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/sink/milvus"
 )
@@ -127,6 +128,20 @@ func (ix *Index) NearDup(ctx context.Context, q domain.NearDupQuery) ([]domain.N
 		return nil, err
 	}
 	hits, err := ix.Index.NearDup(ctx, q)
+	for i := range hits {
+		ix.ref(&hits[i].Hit)
+	}
+	return hits, err
+}
+
+// NearDupWindows answers a window search (milvus.Index.NearDupWindows:
+// the deployment's shared windows), as Search.
+func (ix *Index) NearDupWindows(ctx context.Context, q *neardup.Query, s domain.WindowSearch) ([]domain.NearDupHit, error) {
+	ok, err := ix.postFilter(&s.Filter)
+	if err != nil || !ok {
+		return nil, err
+	}
+	hits, err := ix.Index.NearDupWindows(ctx, q, s)
 	for i := range hits {
 		ix.ref(&hits[i].Hit)
 	}

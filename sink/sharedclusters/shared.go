@@ -33,8 +33,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -418,56 +416,24 @@ func (c *Clusters) Replication() replstate.Stats { return c.f.Stats() }
 // goroutine; readers take mu for reading (Restore swaps the file).
 type state struct {
 	cfg Config
-	dir string
+	lc  *replstate.LocalCopy
 
 	mu sync.RWMutex
 	db *bolt.DB
 	st *clusters.Store
-	n  int // files made, for their names
 }
 
 func newState(cfg Config) (*state, error) {
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("sharedclusters: %w", err)
-	}
-	removeStale(cfg.Dir, cfg.Logger)
-	dir, err := os.MkdirTemp(cfg.Dir, "clusters-")
+	lc, err := replstate.NewLocalCopy(cfg.Dir, "clusters", cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("sharedclusters: %w", err)
 	}
-	s := &state{cfg: cfg, dir: dir}
+	s := &state{cfg: cfg, lc: lc}
 	if err := s.Restore(nil); err != nil {
-		os.RemoveAll(dir)
+		lc.Remove()
 		return nil, err
 	}
 	return s, nil
-}
-
-// removeStale removes the copies that crashed processes left in dir: a
-// copy older than a minute whose file no process holds open (bbolt locks
-// it; a younger one may be a starting process's).
-func removeStale(dir string, log *slog.Logger) {
-	ms, _ := filepath.Glob(filepath.Join(dir, "clusters-*"))
-	for _, d := range ms {
-		if fi, err := os.Stat(d); err != nil || time.Since(fi.ModTime()) < time.Minute {
-			continue
-		}
-		fs, _ := filepath.Glob(filepath.Join(d, "*.db"))
-		stale := true
-		for _, f := range fs {
-			db, err := bolt.Open(f, 0o600, &bolt.Options{Timeout: 10 * time.Millisecond, ReadOnly: true})
-			if err != nil {
-				stale = false
-				continue
-			}
-			db.Close()
-		}
-		if stale {
-			if err := os.RemoveAll(d); err == nil && log != nil {
-				log.Info("sharedclusters: removed a stale local copy", "dir", d)
-			}
-		}
-	}
 }
 
 func (s *state) store() *clusters.Store {
@@ -491,26 +457,8 @@ func (s *state) options() (clusters.Options, error) {
 // Restore implements replstate.State: a new file from the snapshot (a
 // bbolt file) or empty, and a store opened on it with a new linker.
 func (s *state) Restore(r io.Reader) error {
-	s.n++
-	path := filepath.Join(s.dir, fmt.Sprintf("copy-%d.db", s.n))
-	if r != nil {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-			return fmt.Errorf("sharedclusters: restore: %w", err)
-		}
-	}
-	// The copy is rebuilt from the stream at every start: no fsync.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true, NoFreelistSync: true})
+	db, err := s.lc.Open(r)
 	if err != nil {
-		os.Remove(path)
 		return fmt.Errorf("sharedclusters: %w", err)
 	}
 	opt, err := s.options()
@@ -526,8 +474,7 @@ func (s *state) Restore(r io.Reader) error {
 		})
 	}
 	if err != nil {
-		db.Close()
-		os.Remove(path)
+		s.lc.Discard(db)
 		return fmt.Errorf("sharedclusters: restore: %w", err)
 	}
 	s.mu.Lock()
@@ -535,9 +482,7 @@ func (s *state) Restore(r io.Reader) error {
 	s.db, s.st = db, st
 	s.mu.Unlock()
 	if old != nil {
-		p := old.Path()
-		old.Close() // waits for a snapshot still reading it
-		os.Remove(p)
+		s.lc.Discard(old) // waits for a snapshot still reading it
 	}
 	return nil
 }
@@ -628,29 +573,13 @@ func markSeed(tx *bolt.Tx, seed string) error {
 // may never call the writer: a snapshot another process wrote first, or a
 // close; a copy left so is removed by the next snapshot or by close).
 func (s *state) Snapshot() (func(io.Writer) error, error) {
-	old, _ := filepath.Glob(filepath.Join(s.dir, "snap-*.db"))
-	for _, f := range old {
-		os.Remove(f)
-	}
-	s.n++
-	path := filepath.Join(s.dir, fmt.Sprintf("snap-%d.db", s.n))
 	s.mu.RLock()
-	err := s.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(path, 0o600) })
-	s.mu.RUnlock()
+	defer s.mu.RUnlock()
+	w, err := s.lc.Snapshot(s.db)
 	if err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("sharedclusters: snapshot: %w", err)
+		return nil, fmt.Errorf("sharedclusters: %w", err)
 	}
-	return func(w io.Writer) error {
-		defer os.Remove(path)
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(w, f)
-		return err
-	}, nil
+	return w, nil
 }
 
 func (s *state) close() {
@@ -660,5 +589,5 @@ func (s *state) close() {
 		s.db = nil
 	}
 	s.mu.Unlock()
-	os.RemoveAll(s.dir)
+	s.lc.Remove()
 }
