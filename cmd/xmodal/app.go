@@ -340,6 +340,9 @@ func startRole(ctx context.Context, cfg *Config, log *slog.Logger, r role) (a *a
 	}
 	a.registerRoleMetrics() // roles.go
 	a.reg.MustRegister(newIndexRecordsCollector(a.ix))
+	if g := newWindowImagesGauge(a.ix); g != nil && cfg.Image.NearDupWindows {
+		a.reg.MustRegister(g)
+	}
 	if e, ok := a.ix.(*embedded.Index); ok && e.Clustered() {
 		a.reg.MustRegister(e.ClusterCollector())
 	}

@@ -54,3 +54,19 @@ func (c *indexRecordsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n[m]), string(m))
 	}
 }
+
+// windowImages is an index that keeps its images' near-duplicate windows in
+// memory (the embedded index; Milvus with the shared windows).
+type windowImages interface{ WindowImages() int }
+
+// newWindowImagesGauge reports how many images' windows the index's
+// window tables hold (nil when the index keeps none).
+func newWindowImagesGauge(ix any) prometheus.Collector {
+	w, ok := ix.(windowImages)
+	if !ok {
+		return nil
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_neardup_window_images",
+		Help: "Images whose near-duplicate windows this process's window tables hold (image.neardup_windows; 0 on an indexer that keeps no copy)."},
+		func() float64 { return float64(w.WindowImages()) })
+}

@@ -434,6 +434,21 @@ func (a *app) checks() []check {
 			return fmt.Sprintf("%d members in %d clusters, stream sequence %d", st.Members, st.Clusters, a.clusters.Seq()), nil
 		}})
 	}
+	if a.windows != nil {
+		cs = append(cs, check{"windows", func(ctx context.Context) (string, error) {
+			if err := a.windows.Sync(ctx); err != nil {
+				return "", err
+			}
+			if !a.role.serves() {
+				return fmt.Sprintf("appended only (this process keeps no copy), stream sequence %d", a.windows.Seq()), nil
+			}
+			state := "tables built"
+			if !a.windows.Ready() {
+				state = "tables building"
+			}
+			return fmt.Sprintf("%d images, %s, stream sequence %d", a.windows.Len(), state, a.windows.Seq()), nil
+		}})
+	}
 	if a.kafka != nil {
 		cs = append(cs, check{"source", func(context.Context) (string, error) {
 			parts := a.kafka.Assigned()
