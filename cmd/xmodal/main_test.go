@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"testing"
+
+	"github.com/xmodal/xmodal/internal/testutil"
 )
 
 // TestMain lets tests run the binary's main by re-executing the test binary with
@@ -13,8 +15,14 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	milvusServer.Stop()
+	os.Exit(code)
 }
+
+// milvusServer is the real Milvus of this package's tests that need one
+// (testutil.MilvusServer; sink/milvus's tests run their own on other ports).
+var milvusServer = &testutil.MilvusServer{Base: 21200}
 
 // requireCrashBuild fails a test that kills the process at crash points when
 // the test binary was built without them.

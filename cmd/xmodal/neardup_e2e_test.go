@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/milvus-io/milvus/client/v2/milvusclient"
 
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
@@ -31,53 +34,15 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	}
 	root := testutil.MustRepoRoot(t)
 	dir := t.TempDir()
-	var lines []string
-	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
-		src := filepath.Join(root, "testdata", "neardup", "photos", name+".jpg")
-		lines = append(lines, fmt.Sprintf(`{"schema":1,"id":"photo-%s","author":"skimage","created_at":"2026-11-0%dT10:00:00Z","text":"a photo","image_file":%q}`, name, i+1, src))
-	}
-	posts := filepath.Join(dir, "photos.jsonl")
-	if err := os.WriteFile(posts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, _, err := pdq.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp, err := reposts.Apply(img, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(4, 11)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crop := filepath.Join(dir, "crop.png")
-	writePNG(t, crop, rp.Image)
-	orig, _ := (&pdq.Hasher{MaxSide: -1}).Hash(img)
-	if h, _ := (&pdq.Hasher{MaxSide: -1}).Hash(rp.Image); pdq.Distance(h, orig) <= 31 {
-		t.Fatalf("the crop is within PDQ's bound of the original (%d bits): the test shows nothing", pdq.Distance(h, orig))
-	}
-
+	posts, crop, rp := astronautCrop(t, dir)
 	data := t.TempDir()
 	natsAddr, httpAddr := freePort(t), freePort(t)
 	run := startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
 	if out := run.mustCLI("post", posts); !strings.Contains(out, "3 indexed") {
 		t.Fatalf("posting the photos:\n%s", out)
 	}
-	byWindows := regexp.MustCompile(`(?m)^\s+1\s+\d+ of \d+ windows, shows \d+% x \d+%\s+\d+\s+original\s+photo-astronaut\s`)
-	find := func() string {
-		t.Helper()
-		var out string
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-			out = run.mustCLI("neardup", "--image", crop)
-			if byWindows.MatchString(out) {
-				break
-			}
-		}
-		return out
-	}
-	if out := find(); !byWindows.MatchString(out) || !strings.Contains(out, "crops searched by windows") {
+	find := func() string { return findCropByWindows(t, run, crop) }
+	if out := find(); !cropByWindows.MatchString(out) || !strings.Contains(out, "crops searched by windows") {
 		t.Fatalf("neardup of a 75%% crop of a posted photo:\n%s", out)
 	}
 	if out := run.mustCLI("neardup", "--image", crop, "--windows=false"); !strings.Contains(out, "0 matches") {
@@ -85,7 +50,7 @@ func TestNearDupCropThroughRun(t *testing.T) {
 	}
 	run.stop()
 	run = startUserRun(t, data, natsAddr, httpAddr, "--image-neardup-windows=true")
-	if out := find(); !byWindows.MatchString(out) {
+	if out := find(); !cropByWindows.MatchString(out) {
 		t.Errorf("after a restart:\n%s", out)
 	}
 	// The other way round: the crop posted, the photo with --parts finds
@@ -203,5 +168,126 @@ func writePNG(t *testing.T, path string, img image.Image) {
 	}
 	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// astronautCrop writes three committed photos as posts (photos.jsonl in
+// dir) and a 75 % crop of the first, astronaut.jpg, as crop.png, which
+// whole-image PDQ misses.
+func astronautCrop(t *testing.T, dir string) (posts, crop string, rp *reposts.Repost) {
+	t.Helper()
+	root := testutil.MustRepoRoot(t)
+	var lines []string
+	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
+		src := filepath.Join(root, "testdata", "neardup", "photos", name+".jpg")
+		lines = append(lines, fmt.Sprintf(`{"schema":1,"id":"photo-%s","author":"skimage","created_at":"2026-11-0%dT10:00:00Z","text":"a photo","image_file":%q}`, name, i+1, src))
+	}
+	posts = filepath.Join(dir, "photos.jsonl")
+	if err := os.WriteFile(posts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "testdata", "neardup", "photos", "astronaut.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := pdq.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err = reposts.Apply(img, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(4, 11)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crop = filepath.Join(dir, "crop.png")
+	writePNG(t, crop, rp.Image)
+	orig, _ := (&pdq.Hasher{MaxSide: -1}).Hash(img)
+	if h, _ := (&pdq.Hasher{MaxSide: -1}).Hash(rp.Image); pdq.Distance(h, orig) <= 31 {
+		t.Fatalf("the crop is within PDQ's bound of the original (%d bits): the test shows nothing", pdq.Distance(h, orig))
+	}
+	return posts, crop, rp
+}
+
+// cropByWindows is `xmodal neardup`'s line of astronautCrop's match by windows.
+var cropByWindows = regexp.MustCompile(`(?m)^\s+1\s+\d+ of \d+ windows, shows \d+% x \d+%\s+\d+\s+original\s+photo-astronaut\s`)
+
+// findCropByWindows runs `xmodal neardup --image crop` until it finds the
+// crop by windows (the window tables take the posts asynchronously), for
+// up to 30 s, and returns its last output.
+func findCropByWindows(t *testing.T, run *userRun, crop string) string {
+	t.Helper()
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out = run.mustCLI("neardup", "--image", crop)
+		if cropByWindows.MatchString(out) {
+			break
+		}
+	}
+	return out
+}
+
+// On a Milvus index, `xmodal run` with image.neardup_windows computes each
+// image's windows at ingest and shares them through JetStream (Milvus rows
+// keep whole-image PDQ only); `xmodal neardup` finds a crop of a posted
+// photo by them, which whole-image PDQ misses, and says windows were
+// searched; after a restart the windows come back from the stream.
+// Without the option the same deployment's reply
+// says windows are unavailable and finds nothing.
+func TestNearDupCropOnMilvus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs xmodal processes and a Milvus server")
+	}
+	addr := milvusServer.Need(t)
+	collection := fmt.Sprintf("t_ndwin_%04x", rand.IntN(1<<16))
+	t.Cleanup(func() { dropMilvusCollections(t, addr, collection) })
+	dir := t.TempDir()
+	posts, crop, _ := astronautCrop(t, dir)
+	data := t.TempDir()
+	natsAddr, httpAddr := freePort(t), freePort(t)
+	flags := []string{"--milvus-address", addr, "--milvus-collection", collection, "--image-neardup-windows=true"}
+	run := startUserRun(t, data, natsAddr, httpAddr, flags...)
+	if out := run.mustCLI("post", posts); !strings.Contains(out, "3 indexed") {
+		t.Fatalf("posting the photos:\n%s", out)
+	}
+	if out := findCropByWindows(t, run, crop); !cropByWindows.MatchString(out) || !strings.Contains(out, "crops searched by windows") {
+		t.Fatalf("neardup of a 75%% crop of a posted photo on Milvus:\n%s", out)
+	}
+	if out := run.mustCLI("neardup", "--image", crop, "--windows=false"); !strings.Contains(out, "0 matches") {
+		t.Errorf("neardup --windows=false found the crop:\n%s", out)
+	}
+	run.stop()
+	// The local copy is rebuilt from the stream (the embedded NATS
+	// server's store under data) at every start.
+	run = startUserRun(t, data, natsAddr, httpAddr, flags...)
+	if out := findCropByWindows(t, run, crop); !cropByWindows.MatchString(out) {
+		t.Errorf("after a restart:\n%s", out)
+	}
+	run.stop()
+	run = startUserRun(t, data, natsAddr, httpAddr, flags[:4]...)
+	if out := run.mustCLI("neardup", "--image", crop); !strings.Contains(out, "0 matches") || strings.Contains(out, "crops searched by windows") {
+		t.Errorf("neardup with image.neardup_windows off:\n%s", out)
+	}
+}
+
+// dropMilvusCollections drops the alias collection and every collection
+// whose name starts with it.
+func dropMilvusCollections(t *testing.T, addr, collection string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := milvusclient.New(ctx, &milvusclient.ClientConfig{Address: addr})
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	_ = c.DropAlias(ctx, milvusclient.NewDropAliasOption(collection))
+	names, err := c.ListCollections(ctx, milvusclient.NewListCollectionOption())
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, collection) {
+			_ = c.DropCollection(ctx, milvusclient.NewDropCollectionOption(n))
+		}
 	}
 }

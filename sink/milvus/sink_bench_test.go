@@ -209,10 +209,10 @@ func serverPID() int {
 		pid, _ := strconv.Atoi(v)
 		return pid
 	}
-	if server.external != "" || server.root == "" {
+	if server.External() || server.DataDir() == "" {
 		return 0
 	}
-	b, err := os.ReadFile(filepath.Join(server.dataDir(), "milvus.pid"))
+	b, err := os.ReadFile(filepath.Join(server.DataDir(), "milvus.pid"))
 	if err != nil {
 		return 0
 	}
