@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -327,7 +328,6 @@ func classifyOutcomes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		}
 	}
 	// Records.
-	mods := map[string][]domain.Modality{}
 	var ids []string
 	for id, p := range last {
 		if !p.del {
@@ -336,27 +336,33 @@ func classifyOutcomes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 	}
 	slices.Sort(ids)
 	cl := client.New(nc)
-	for lo := 0; lo < len(ids); lo += query.MaxK / 3 {
-		req := &query.GetRequest{PostIDs: ids[lo:min(lo+query.MaxK/3, len(ids))], Limit: query.MaxK}
-		for {
-			gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			res, err := cl.Get(gctx, req)
-			cancel()
-			var qe *query.Error
-			if errors.As(err, &qe) && qe.Code == query.CodeNotFound {
-				break
+	mods, err := indexedModalities(ctx, cl, ids)
+	if err != nil {
+		return err
+	}
+	// An index may show a write a moment after the ack (Milvus reads at
+	// Bounded consistency by default): the processed posts it does not
+	// show yet are asked for again for a while.
+	for deadline := time.Now().Add(recheckIndexed); done && time.Now().Before(deadline); {
+		var missing []string
+		for _, id := range ids {
+			if len(mods[id]) == 0 && len(dead[last[id]]) == 0 {
+				missing = append(missing, id)
 			}
-			if err != nil {
-				return fmt.Errorf("post: asking the index (xmodal.v1.get): %w", err)
-			}
-			for _, r := range res.Records {
-				mods[r.PostID] = append(mods[r.PostID], r.Modality)
-			}
-			if res.NextCursor == "" {
-				break
-			}
-			req.Cursor = res.NextCursor
 		}
+		if len(missing) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		more, err := indexedModalities(ctx, cl, missing)
+		if err != nil {
+			return err
+		}
+		maps.Copy(mods, more)
 	}
 	// The rest: taken down, or not processed yet.
 	var deny *denylist.List
@@ -395,6 +401,39 @@ func classifyOutcomes(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		}
 	}
 	return nil
+}
+
+// recheckIndexed is how long `post --wait` asks the index again for the
+// processed posts it does not show.
+const recheckIndexed = 10 * time.Second
+
+// indexedModalities asks the index (xmodal.v1.get) which records of the
+// posts ids it holds.
+func indexedModalities(ctx context.Context, cl *client.Client, ids []string) (map[string][]domain.Modality, error) {
+	mods := map[string][]domain.Modality{}
+	for lo := 0; lo < len(ids); lo += query.MaxK / 3 {
+		req := &query.GetRequest{PostIDs: ids[lo:min(lo+query.MaxK/3, len(ids))], Limit: query.MaxK}
+		for {
+			gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			res, err := cl.Get(gctx, req)
+			cancel()
+			var qe *query.Error
+			if errors.As(err, &qe) && qe.Code == query.CodeNotFound {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("post: asking the index (xmodal.v1.get): %w", err)
+			}
+			for _, r := range res.Records {
+				mods[r.PostID] = append(mods[r.PostID], r.Modality)
+			}
+			if res.NextCursor == "" {
+				break
+			}
+			req.Cursor = res.NextCursor
+		}
+	}
+	return mods, nil
 }
 
 func modList(ms []domain.Modality) string {
