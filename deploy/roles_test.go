@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmodal/xmodal/encoders/pdq"
+	"github.com/xmodal/xmodal/eval/reposts"
 	"github.com/xmodal/xmodal/internal/natsserver"
 	"github.com/xmodal/xmodal/internal/testutil"
 )
@@ -80,9 +84,10 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 
 	collection := "deploy_" + strconv.FormatInt(time.Now().Unix()%100000, 10)
 	common := []string{"XMODAL_MILVUS_ADDRESS=" + milvusAddr, "XMODAL_MILVUS_COLLECTION=" + collection,
-		"XMODAL_MILVUS_CONSISTENCY=Strong", "XMODAL_MILVUS_INDEX_TYPE=FLAT"}
+		"XMODAL_MILVUS_CONSISTENCY=Strong", "XMODAL_MILVUS_INDEX_TYPE=FLAT", "XMODAL_IMAGE_NEARDUP_WINDOWS=true"}
 	copies := writeCopies(t, filepath.Dir(samples), ids[0])
-	for _, from := range []string{samples, copies} {
+	photo, crop := writePhotoAndCrop(t)
+	for _, from := range []string{samples, copies, photo} {
 		if out, err := xmodal(t, []string{"XMODAL_KAFKA_BROKERS=" + kafka}, "ingest", "--from", from, "--to", "kafka", "--data-dir", t.TempDir()); err != nil {
 			t.Fatalf("xmodal ingest --to kafka: %v\n%s", err, out)
 		}
@@ -99,7 +104,8 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	indexer := startXmodal(t, append(common, "XMODAL_KAFKA_BROKERS="+kafka, "XMODAL_NATS_URL="+ns.ClientURL()), "indexer")
 	_, ready := indexer.get("/readyz")
-	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka", "denylist: ok", "clusters: ok"} {
+	for _, want := range []string{"role indexer: running", "index: ok milvus", "source: ok kafka", "denylist: ok", "clusters: ok",
+		"windows: ok appended only"} {
 		if !strings.Contains(ready, want) {
 			t.Errorf("indexer /readyz lacks %q:\n%s", want, ready)
 		}
@@ -140,6 +146,7 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 		t.Errorf("search with matched_banks [known] on Milvus: %v; want only %s with its match\n%s", err, ids[1], reply)
 	}
 	checkSharedClusters(t, serve, ids[0])
+	checkCropOnMilvus(t, serve, crop)
 
 	// The roles export their own metrics.
 	im, sm := indexer.metrics(t), serve.metrics(t)
@@ -147,6 +154,10 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 		if m["xmodal_cluster_members"] < 4 {
 			t.Errorf("the %s role's xmodal_cluster_members is %v; want at least the 4 copies", name, m["xmodal_cluster_members"])
 		}
+	}
+	if im["xmodal_neardup_window_images"] != 0 || sm["xmodal_neardup_window_images"] < 1 {
+		t.Errorf("xmodal_neardup_window_images: indexer %v (keeps no copy), serve %v (the photo's windows at least)",
+			im["xmodal_neardup_window_images"], sm["xmodal_neardup_window_images"])
 	}
 	if _, ok := im["xmodal_kafka_lag"]; !ok {
 		t.Error("the indexer does not export xmodal_kafka_lag")
@@ -169,8 +180,8 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	m := regexp.MustCompile(`(\d+) image posts, threshold 31 bits`).FindStringSubmatch(dout)
 	if err != nil || m == nil || !regexp.MustCompile(`job dedup-\S+: done`).MatchString(dout) {
 		t.Errorf("xmodal dedup --milvus: %v\n%s", err, dout)
-	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(ids)+3 {
-		t.Errorf("xmodal dedup --milvus read %d image posts; the samples and the copies have %d posts", n, len(ids)+3)
+	} else if n, _ := strconv.Atoi(m[1]); n < 1 || n > len(ids)+4 {
+		t.Errorf("xmodal dedup --milvus read %d image posts; the samples, the copies and the photo have %d posts", n, len(ids)+4)
 	}
 	if files, _ := filepath.Glob(filepath.Join(jobs, "dedup-*", "clusters.jsonl")); len(files) != 1 {
 		t.Errorf("xmodal dedup --milvus wrote %v under --out", files)
@@ -222,6 +233,58 @@ func TestSplitRolesOnMilvus(t *testing.T) {
 	}
 	indexer.stop(t)
 	serve.stop(t)
+}
+
+// writePhotoAndCrop writes a posts file with one committed photo
+// (astronaut.jpg, by image_file) and returns it with a 75 % crop of the
+// photo (PNG bytes), which whole-image PDQ misses.
+func writePhotoAndCrop(t *testing.T) (string, []byte) {
+	t.Helper()
+	src := filepath.Join(testutil.MustRepoRoot(t), "testdata", "neardup", "photos", "astronaut.jpg")
+	line, _ := json.Marshal(map[string]any{"schema": 1, "id": "photo-astronaut", "author": "skimage",
+		"created_at": "2026-11-02T10:00:00Z", "text": "a photo", "image_file": src})
+	path := filepath.Join(t.TempDir(), "photo.jsonl")
+	if err := os.WriteFile(path, append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := testutil.DecodeImage(t, src)
+	rp, err := reposts.Apply(img, []reposts.Kind{reposts.Crop75}, rand.New(rand.NewPCG(4, 11)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := (&pdq.Hasher{MaxSide: -1}).Hash(img)
+	if h, _ := (&pdq.Hasher{MaxSide: -1}).Hash(rp.Image); pdq.Distance(h, orig) <= 31 {
+		t.Fatalf("the crop is within PDQ's bound of the photo (%d bits): the test shows nothing", pdq.Distance(h, orig))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, rp.Image); err != nil {
+		t.Fatal(err)
+	}
+	return path, buf.Bytes()
+}
+
+// checkCropOnMilvus asks the query role for the near-duplicates of a crop
+// of the photo the indexer (another process) wrote to Milvus: the windows
+// the indexer computed at ingest reached the query role through JetStream
+// (Milvus rows keep whole-image PDQ only), and it finds the photo by them.
+func checkCropOnMilvus(t *testing.T, serve *running, crop []byte) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"image": crop, "k": 5})
+	var res struct {
+		Windows string `json:"windows"`
+		Matches []struct {
+			PostID string `json:"post_id"`
+			Kind   string `json:"kind"`
+		} `json:"matches"`
+	}
+	var reply string
+	serve.waitFor(t, time.Minute, "the photo found by its crop's windows", func() bool {
+		reply = serve.post(t, "/v1/neardup", string(body))
+		return json.Unmarshal([]byte(reply), &res) == nil && len(res.Matches) > 0
+	})
+	if res.Windows != "searched" || res.Matches[0].PostID != "photo-astronaut" || res.Matches[0].Kind != "window" {
+		t.Errorf("neardup of a 75%% crop of a posted photo on Milvus: %s", reply)
+	}
 }
 
 // writeCopies writes a posts file of three re-posts of post orig's picture

@@ -98,7 +98,6 @@ func TestConfigRefusesBadInput(t *testing.T) {
 		{"whole band inside the PDQ threshold", nil, []string{"--image-neardup-whole-band", "20"}, "image.neardup_whole_band: 20 is not 0"},
 		{"whole band below -1", map[string]string{"XMODAL_IMAGE_NEARDUP_WHOLE_BAND": "-2"}, nil, "image.neardup_whole_band"},
 		{"window clusters without windows", nil, []string{"--clusters-windows"}, "clusters.windows: links by near-duplicate windows, which image.neardup_windows stores"},
-		{"window clusters on Milvus", map[string]string{"XMODAL_MILVUS_ADDRESS": "milvus:19530"}, []string{"--clusters-windows", "--image-neardup-windows"}, "clusters.windows: links by near-duplicate windows, which only the embedded index's clusters read"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

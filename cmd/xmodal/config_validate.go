@@ -142,9 +142,6 @@ func (c *Config) Validate() error {
 	if c.Clusters.Enabled && c.Clusters.Windows && !c.Image.NearDupWindows {
 		return configErr("clusters.windows", "links by near-duplicate windows, which image.neardup_windows stores: turn that on too")
 	}
-	if c.Clusters.Enabled && c.Clusters.Windows && c.Milvus.Address != "" {
-		return configErr("clusters.windows", "links by near-duplicate windows, which only the embedded index's clusters read (a Milvus deployment's shared clusters link by PDQ and region hashes; its windows serve xmodal.v1.neardup): turn it off with milvus.address set")
-	}
 	if c.Clusters.SplitLimit < 1 {
 		return configErr("clusters.split_limit", "must be positive, got %d", c.Clusters.SplitLimit)
 	}

@@ -222,7 +222,7 @@ func (a *app) seedClusters(w *sharedclusters.Index) {
 func (c *Config) sharedClustersConfig(log *slog.Logger) sharedclusters.Config {
 	k := c.Clusters
 	sc := sharedclusters.Config{Dir: filepath.Join(c.DataDir, "clusters"), Threshold: k.Threshold,
-		Signer: clusters.Signer{Dihedral: k.Dihedral, Regions: k.Regions, Text: k.Text},
+		Signer: clusters.Signer{Dihedral: k.Dihedral, Regions: k.Regions, Windows: k.Windows, Text: k.Text},
 		Bucket: k.Bucket, Retention: k.Retention, SplitLimit: k.SplitLimit, Logger: log}
 	sc.Name = sharedclusters.StateName(c.Milvus.Collection, sc.Fingerprint())
 	return sc

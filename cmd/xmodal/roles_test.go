@@ -91,6 +91,9 @@ func TestRolesAcceptTheirServices(t *testing.T) {
 		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_KAFKA_BROKERS": "k:9092", "XMODAL_NATS_URL": "nats://n:4222"}},
 		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_NATS_URL": "nats://n:4222"}},
 		{roleServe, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_NATS_URL": "nats://n:4222", "XMODAL_MILVUS_FOLLOW_ALIAS": "true"}},
+		// Window clusters on Milvus (the shared clusters sign with the windows).
+		{roleIndexer, map[string]string{"XMODAL_MILVUS_ADDRESS": "m:19530", "XMODAL_NATS_URL": "nats://n:4222",
+			"XMODAL_IMAGE_NEARDUP_WINDOWS": "true", "XMODAL_CLUSTERS_WINDOWS": "true"}},
 	}
 	for _, tc := range ok {
 		cfg, err := loadConfig(newFlags(t), envOf(tc.env))

@@ -42,6 +42,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/xmodal/xmodal/domain"
+	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/replstate"
 )
@@ -56,8 +57,10 @@ type Config struct {
 	Dir string
 	// Threshold is the PDQ link distance (default 31).
 	Threshold int
-	// Signer signs records (its MinQuality defaults to domain.LowPDQQuality;
-	// Windows is not supported: the records' windows are not in the index).
+	// Signer signs records (its MinQuality defaults to domain.LowPDQQuality).
+	// With Windows the records' near-duplicate windows (computed at ingest
+	// with image.neardup_windows; Milvus rows keep none) link crops as the
+	// embedded index's clusters.windows does: the signatures carry them.
 	Signer clusters.Signer
 	// Bucket, Retention and SplitLimit: see clusters.Options.
 	Bucket     time.Duration
@@ -98,6 +101,9 @@ func (c *Config) Fingerprint() string {
 	if c.Signer.Regions {
 		fp += "r"
 	}
+	if c.Signer.Windows {
+		fp += "w"
+	}
 	if c.Signer.Text {
 		fp += "x"
 	}
@@ -121,16 +127,9 @@ func (c *Config) minQuality() int {
 	return c.Signer.MinQuality
 }
 
-// ErrWindows refuses Signer.Windows: window links need the records'
-// windows, which only the embedded index keeps.
-var ErrWindows = errors.New("sharedclusters: window links need the embedded index (the records' windows are not in Milvus)")
-
 func (c *Config) validate() error {
 	if c.Dir == "" {
 		return errors.New("sharedclusters: a directory for the local copy is required")
-	}
-	if c.Signer.Windows {
-		return ErrWindows
 	}
 	if t := c.threshold(); t < 0 || t > domain.MaxPDQDistance {
 		return fmt.Errorf("sharedclusters: threshold %d is outside 0..%d", t, domain.MaxPDQDistance)
@@ -447,6 +446,9 @@ func (s *state) options() (clusters.Options, error) {
 	l, err := clusters.NewPDQLinker(s.cfg.threshold())
 	if err != nil {
 		return clusters.Options{}, err
+	}
+	if s.cfg.Signer.Windows {
+		l = clusters.Union{A: l, B: neardup.NewLinker()}
 	}
 	if s.cfg.Signer.Text {
 		l = clusters.Either{Image: l, Text: clusters.NewExactLinker()}
