@@ -67,6 +67,6 @@ func newWindowImagesGauge(ix any) prometheus.Collector {
 		return nil
 	}
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmodal_neardup_window_images",
-		Help: "Images whose near-duplicate windows this process's window tables hold (image.neardup_windows; 0 on an indexer that keeps no copy)."},
+		Help: "Images whose near-duplicate windows this process's window tables hold (image.neardup_windows; 0 on an indexer, which builds none)."},
 		func() float64 { return float64(w.WindowImages()) })
 }

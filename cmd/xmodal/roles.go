@@ -253,7 +253,7 @@ func (a *app) openSharedClusters(ctx context.Context) (*sharedclusters.Clusters,
 // deployment from JetStream (image.neardup_windows; sink/sharedwindows):
 // the indexers append each write round's windows, and every serving
 // process keeps a copy to search (an indexer that does not serve keeps
-// none).
+// its file, which a rebuild of the clusters reads, but builds no tables).
 func (a *app) openSharedWindows(ctx context.Context) (*sharedwindows.Windows, error) {
 	js, err := jetstream.New(a.nc)
 	if err != nil {
@@ -262,7 +262,7 @@ func (a *app) openSharedWindows(ctx context.Context) (*sharedwindows.Windows, er
 	cfg := a.cfg
 	name := sharedwindows.StateName(cfg.Milvus.Collection)
 	w, err := sharedwindows.Open(ctx, js, sharedwindows.Config{Name: name, Dir: filepath.Join(cfg.DataDir, "windows"),
-		PublishOnly: !a.role.serves(), Logger: a.log,
+		NoTables: !a.role.serves(), Logger: a.log,
 		Index: neardup.IndexOptions{SeedWindows: cfg.Image.NearDupSeedWindows, ExactLookup: cfg.Image.NearDupExactLookup, WholeBand: cfg.Image.NearDupWholeBand}})
 	if errors.Is(err, replstate.ErrNoJetStream) {
 		return nil, fmt.Errorf("nats.url: %w: a Milvus deployment keeps its near-duplicate windows in JetStream (or set image.neardup_windows: false)", err)
@@ -270,7 +270,7 @@ func (a *app) openSharedWindows(ctx context.Context) (*sharedwindows.Windows, er
 	if err != nil {
 		return nil, fmt.Errorf("image.neardup_windows: %w", err)
 	}
-	a.log.Info("near-duplicate windows loaded", "state", name, "seq", w.Seq(), "publish_only", !a.role.serves())
+	a.log.Info("near-duplicate windows loaded", "state", name, "seq", w.Seq(), "tables", a.role.serves())
 	return w, nil
 }
 
@@ -440,7 +440,7 @@ func (a *app) checks() []check {
 				return "", err
 			}
 			if !a.role.serves() {
-				return fmt.Sprintf("appended only (this process keeps no copy), stream sequence %d", a.windows.Seq()), nil
+				return fmt.Sprintf("appended only (this process builds no tables), stream sequence %d", a.windows.Seq()), nil
 			}
 			state := "tables built"
 			if !a.windows.Ready() {

@@ -168,6 +168,9 @@ type WindowStore interface {
 	Search(q *neardup.Query, parts bool) ([]winindex.Hit, error)
 	// Current reports whether a hit is still its record's windows.
 	Current(h *winindex.Hit) bool
+	// Stored returns the stored window list of an image record (a
+	// rebuild of the shared clusters signs with it).
+	Stored(pk string) ([]byte, bool)
 	Ready() bool
 	Len() int
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/xmodal/xmodal/encoders/neardup"
 	"github.com/xmodal/xmodal/encoders/pdq"
 	"github.com/xmodal/xmodal/eval/reposts"
+	"github.com/xmodal/xmodal/internal/clusters"
 	"github.com/xmodal/xmodal/internal/testutil"
 	"github.com/xmodal/xmodal/sink/conformance"
 	"github.com/xmodal/xmodal/sink/embedded"
@@ -44,9 +45,9 @@ var (
 func TestSharedWindowsOnMilvus(t *testing.T) {
 	ctx := context.Background()
 	ns := testutil.StartNATS(t, "")
-	open := func(publishOnly bool) *sharedwindows.Windows {
+	open := func(noTables bool) *sharedwindows.Windows {
 		_, js := testutil.ConnectJS(t, ns.ClientURL())
-		w, err := sharedwindows.Open(ctx, js, sharedwindows.Config{Name: "windows-test", Dir: t.TempDir(), PublishOnly: publishOnly, SnapshotEvery: -1})
+		w, err := sharedwindows.Open(ctx, js, sharedwindows.Config{Name: "windows-test", Dir: t.TempDir(), NoTables: noTables, SnapshotEvery: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func TestSharedWindowsOnMilvus(t *testing.T) {
 	}
 	settle(3)
 	if ix.WindowImages() != 0 || srv.WindowImages() != 3 {
-		t.Fatalf("window images: indexer %d (keeps no copy), server %d", ix.WindowImages(), srv.WindowImages())
+		t.Fatalf("window images: indexer %d (builds no tables), server %d", ix.WindowImages(), srv.WindowImages())
 	}
 
 	crops := map[string]*neardup.Query{}
@@ -191,4 +192,92 @@ func postIDs(hs []domain.NearDupHit) []string {
 		out[i] = h.PostID
 	}
 	return out
+}
+
+// With clusters.windows on Milvus, crops join their photo's shared
+// cluster through the windows their records carry at ingest, and a
+// rebuild of the clusters from the Milvus rows (which keep no windows)
+// signs each post with the windows the deployment's shared windows hold
+// for it, so it gives the same partition again; an indexer that builds no
+// window tables keeps them for it.
+func TestSharedClustersRebuildWithWindows(t *testing.T) {
+	ctx := context.Background()
+	ns := testutil.StartNATS(t, "")
+	_, js := testutil.ConnectJS(t, ns.ClientURL())
+	win, err := sharedwindows.Open(ctx, js, sharedwindows.Config{Name: "windows-rebuild", Dir: t.TempDir(), NoTables: true, SnapshotEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(win.Close)
+	ix, _ := milvus.OpenTestIndexWith(t, conformance.Dim, func(o *milvus.Options) { o.Windows = win })
+	open := func(name string) *sharedclusters.Clusters {
+		cl, err := sharedclusters.Open(ctx, js, sharedclusters.Config{Name: name, Dir: t.TempDir(), SnapshotEvery: -1,
+			Signer: clusters.Signer{Windows: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	cl := open("clusters-rebuild-a")
+	w := sharedclusters.Wrap(ix, cl)
+
+	root := testutil.MustRepoRoot(t)
+	h := neardup.NewHasher(neardup.Options{PDQMaxSide: -1})
+	rng := rand.New(rand.NewPCG(6, 6))
+	edits := [][]reposts.Kind{{reposts.Crop90}, {reposts.Crop75}}
+	group := map[string]string{}
+	var chs []domain.Change
+	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	post := func(id string, img image.Image, at time.Time) {
+		ws, content, err := h.WindowsIn(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := conformance.Record(id, domain.ModalityImage, conformance.Unit(rng), "author", at, nil)
+		hash, q := (&pdq.Hasher{MaxSide: -1}).Hash(img)
+		r.PDQ, r.PDQQuality = hash[:], q
+		b := img.Bounds()
+		r.Windows = neardup.AppendWindowsIn(nil, b.Dx(), b.Dy(), ws, content)
+		chs = append(chs, domain.Change{PostID: id, Seq: 1, Records: []domain.Record{r}})
+	}
+	for i, name := range []string{"astronaut", "coffee", "chelsea"} {
+		img := testutil.DecodeImage(t, filepath.Join(root, "testdata", "neardup", "photos", name+".jpg"))
+		post(name, img, t0.Add(time.Duration(10*i)*time.Minute))
+		group[name] = name
+		for j, k := range edits {
+			rp, err := reposts.Apply(img, k, rand.New(rand.NewPCG(uint64(i), uint64(j))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := name + "-" + reposts.Name(k)
+			post(id, rp.Image, t0.Add(time.Duration(10*i+j+1)*time.Minute))
+			group[id] = name
+		}
+	}
+	if _, err := w.Apply(ctx, chs); err != nil {
+		t.Fatal(err)
+	}
+	joined := func(part map[string]uint64) int {
+		n := 0
+		for id, g := range group {
+			if id != g && part[id] != 0 && part[id] == part[g] {
+				n++
+			}
+		}
+		return n
+	}
+	first := cl.Partition()
+	n := joined(first)
+	t.Logf("%d of 6 crops joined their photo", n)
+	if n < 2 {
+		t.Fatalf("only %d of 6 crops joined their photo's shared cluster by windows", n)
+	}
+	cl2 := open("clusters-rebuild-b")
+	if _, err := sharedclusters.Wrap(ix, cl2).RebuildClusters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.SamePartition(cl2.Partition(), first); err != nil {
+		t.Fatalf("the rebuild from the Milvus rows and the shared windows gave another partition: %v", err)
+	}
 }

@@ -29,6 +29,15 @@ func (ix *Index) WindowImages() int {
 	return ix.opt.Windows.Len()
 }
 
+// StoredWindows returns the stored window list of the image record pk
+// from Options.Windows (false: none, or no Options.Windows).
+func (ix *Index) StoredWindows(pk string) ([]byte, bool) {
+	if ix.opt.Windows == nil {
+		return nil, false
+	}
+	return ix.opt.Windows.Stored(pk)
+}
+
 // NearDupWindows returns the image records whose near-duplicate windows
 // (kept in Options.Windows, not in Milvus) match q's, or whose area or
 // cleaned hash matches, best first, at most s.K (0: all), passing

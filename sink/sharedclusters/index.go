@@ -176,9 +176,11 @@ func (ix *Index) ClusterPartition() (map[string]uint64, int, bool) {
 // records are read (Strong), so a write round that lands meanwhile is
 // either read or joins after the reset itself; posts that joined so are
 // left as they are. Milvus rows keep only the whole-image PDQ hash: the
-// posts rejoined here link by it alone (their canonical dihedral and
-// region hashes are not stored) until they are written again; text-only
-// posts are not rejoined. It returns the posts rejoined.
+// posts rejoined here link by it (their canonical dihedral and region
+// hashes are not stored) and, with Signer.Windows, by the windows the
+// deployment's shared windows hold for them (milvus.Index.StoredWindows),
+// until they are written again; text-only posts are not rejoined. It
+// returns the posts rejoined.
 func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 	id, err := ix.cl.Reset(ctx)
 	if err != nil {
@@ -197,7 +199,11 @@ func (ix *Index) RebuildClusters(ctx context.Context) (int, error) {
 			continue // written since the reset
 		}
 		h := it.Sig.Bytes()
-		acts = append(acts, clusters.Action{Post: it.Post, At: time.Unix(0, it.At).UTC(), Sig: ix.cl.signer.Image(h[:], nil, nil, false, nil)})
+		var ws []byte
+		if ix.cl.signer.Windows {
+			ws, _ = ix.Index.StoredWindows(domain.PrimaryKey(it.Post, domain.ModalityImage))
+		}
+		acts = append(acts, clusters.Action{Post: it.Post, At: time.Unix(0, it.At).UTC(), Sig: ix.cl.signer.Image(h[:], nil, nil, false, ws)})
 	}
 	if err := ix.cl.Join(ctx, acts); err != nil {
 		return 0, err

@@ -47,12 +47,13 @@ type Config struct {
 	// the same name share the windows.
 	Name string
 	// Dir holds this process's copy (a bbolt file rebuilt from the stream
-	// at every start). Required unless PublishOnly.
+	// at every start). Required.
 	Dir string
-	// PublishOnly makes a process that appends windows but never searches
-	// them (an indexer that does not serve): it keeps no copy (no memory,
-	// no file) and writes no snapshots.
-	PublishOnly bool
+	// NoTables makes a process that appends windows but never searches
+	// them (an indexer that does not serve): it keeps the file (what a
+	// rebuild of the clusters reads, Stored; snapshots) but builds no
+	// window tables (no memory).
+	NoTables bool
 	// Index tunes the window tables (neardup.IndexOptions).
 	Index neardup.IndexOptions
 	// Replicas, SnapshotEvery and Timeout tune the replicated state
@@ -92,7 +93,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Windows, er
 	if cfg.Name == "" {
 		return nil, errors.New("sharedwindows: a state name is required (StateName)")
 	}
-	if cfg.Dir == "" && !cfg.PublishOnly {
+	if cfg.Dir == "" {
 		return nil, errors.New("sharedwindows: a directory for the local copy is required")
 	}
 	if cfg.Logger == nil {
@@ -105,9 +106,6 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Windows, er
 	every := cfg.SnapshotEvery
 	if every == 0 {
 		every = 1000
-	}
-	if cfg.PublishOnly {
-		every = -1 // its copy is empty: never a snapshot of it
 	}
 	f, err := replstate.Open(ctx, js, replstate.Config{Name: cfg.Name, Replicas: cfg.Replicas, SnapshotEvery: every,
 		Timeout: cfg.Timeout, Logger: cfg.Logger}, st)
@@ -245,7 +243,7 @@ func (w *Windows) publish(ctx context.Context, acts []opAction) error {
 
 // Ready reports whether the local copy's window tables are built (false
 // while they build after a start or a snapshot reload, and always for a
-// PublishOnly process).
+// NoTables process).
 func (w *Windows) Ready() bool {
 	x := w.st.index()
 	return x != nil && x.Ready()
@@ -286,8 +284,26 @@ func (w *Windows) Current(h *winindex.Hit) bool {
 	return x != nil && x.Current(h.PK, h.ID)
 }
 
+// Stored returns the stored window list of the image record pk in the
+// local copy (false: none), as the index's record carried it at ingest:
+// what a rebuild of the shared clusters signs a record with.
+func (w *Windows) Stored(pk string) ([]byte, bool) {
+	w.st.mu.RLock()
+	defer w.st.mu.RUnlock()
+	var out []byte
+	w.st.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketWindows).Get([]byte(pk)); v != nil {
+			if _, _, _, ws, err := decodeEntry(v); err == nil {
+				out = append([]byte(nil), ws...)
+			}
+		}
+		return nil
+	})
+	return out, out != nil
+}
+
 // ErrNotReady is returned by Search while the window tables build (after a
-// start or a snapshot reload) and by a PublishOnly process.
+// start or a snapshot reload) and by a NoTables process.
 var ErrNotReady = errors.New("sharedwindows: the near-duplicate window tables are still being built")
 
 // bucketWindows holds pk -> entry (encodeEntry).
@@ -317,7 +333,7 @@ func decodeEntry(b []byte) (seq uint64, quality int, pdqHash, windows []byte, er
 // (Restore swaps the file and the tables).
 type state struct {
 	cfg Config
-	lc  *replstate.LocalCopy // nil: PublishOnly
+	lc  *replstate.LocalCopy
 
 	mu sync.RWMutex
 	db *bolt.DB
@@ -326,9 +342,6 @@ type state struct {
 
 func newState(cfg Config) (*state, error) {
 	s := &state{cfg: cfg}
-	if cfg.PublishOnly {
-		return s, nil
-	}
 	lc, err := replstate.NewLocalCopy(cfg.Dir, "windows", cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("sharedwindows: %w", err)
@@ -349,20 +362,20 @@ func (s *state) index() *winindex.Index {
 
 // Restore implements replstate.State: a new file from the snapshot (a
 // bbolt file) or empty, and new window tables loaded from it, built in the
-// background (winindex.Index.Start).
+// background (winindex.Index.Start; none with NoTables).
 func (s *state) Restore(r io.Reader) error {
-	if s.cfg.PublishOnly {
-		return nil
-	}
 	db, err := s.lc.Open(r)
 	if err != nil {
 		return fmt.Errorf("sharedwindows: %w", err)
 	}
-	x := winindex.New(s.cfg.Index)
+	var x *winindex.Index
+	if !s.cfg.NoTables {
+		x = winindex.New(s.cfg.Index)
+	}
 	bad := 0
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketWindows)
-		if err != nil {
+		if err != nil || x == nil {
 			return err
 		}
 		return b.ForEach(func(k, v []byte) error {
@@ -383,7 +396,9 @@ func (s *state) Restore(r io.Reader) error {
 	if bad > 0 {
 		s.cfg.Logger.Warn("sharedwindows: stored window lists that do not parse were skipped", "count", bad)
 	}
-	x.Start(s.cfg.Logger.Info)
+	if x != nil {
+		x.Start(s.cfg.Logger.Info)
+	}
 	s.mu.Lock()
 	oldDB, oldX := s.db, s.x
 	s.db, s.x = db, x
@@ -402,9 +417,6 @@ func (s *state) Restore(r io.Reader) error {
 // skipped; a window list that does not parse is skipped (every process
 // skips it the same way) and reported.
 func (s *state) Apply(b []byte) error {
-	if s.cfg.PublishOnly {
-		return nil
-	}
 	var o op
 	if err := json.Unmarshal(b, &o); err != nil {
 		return fmt.Errorf("sharedwindows: a change that is not JSON: %w", err)
@@ -447,14 +459,16 @@ func (s *state) Apply(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("sharedwindows: %w", err)
 	}
-	for _, a := range done {
-		if a.Del {
-			s.x.Delete(a.PK)
-		} else {
-			s.x.Put(a.PK, a.Windows, a.PDQ, a.Quality) // parsed above
+	if s.x != nil {
+		for _, a := range done {
+			if a.Del {
+				s.x.Delete(a.PK)
+			} else {
+				s.x.Put(a.PK, a.Windows, a.PDQ, a.Quality) // parsed above
+			}
 		}
+		s.x.Poke()
 	}
-	s.x.Poke()
 	if len(errs) > 0 {
 		return fmt.Errorf("sharedwindows: skipped %d window lists that do not parse: %s", len(errs), strings.Join(errs, "; "))
 	}
@@ -464,9 +478,6 @@ func (s *state) Apply(b []byte) error {
 // Snapshot implements replstate.State: a copy of the bbolt file as of the
 // changes applied so far, made at once into a file beside it.
 func (s *state) Snapshot() (func(io.Writer) error, error) {
-	if s.cfg.PublishOnly {
-		return nil, errors.New("sharedwindows: a publish-only process keeps no copy to snapshot")
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	w, err := s.lc.Snapshot(s.db)
@@ -486,7 +497,5 @@ func (s *state) close() {
 		s.db = nil
 	}
 	s.mu.Unlock()
-	if s.lc != nil {
-		s.lc.Remove()
-	}
+	s.lc.Remove()
 }

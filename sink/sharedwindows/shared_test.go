@@ -27,7 +27,7 @@ func openWindows(t *testing.T, url string, cfg Config) *Windows {
 	if cfg.Name == "" {
 		cfg.Name = StateName("test")
 	}
-	if cfg.Dir == "" && !cfg.PublishOnly {
+	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}
 	w, err := Open(ctx, js, cfg)
@@ -136,7 +136,8 @@ func applied(n int) []domain.Outcome {
 	return out
 }
 
-// An indexer that keeps no copy appends the windows of its write rounds;
+// An indexer that builds no tables appends the windows of its write rounds
+// (and keeps them in its file: Stored);
 // a serving process finds a crop of a posted photo by them (what whole-
 // image PDQ misses), with the same hits as a window index loaded with the
 // same windows directly (the embedded index's tables); a process that
@@ -145,7 +146,7 @@ func applied(n int) []domain.Outcome {
 func TestServerFindsCropsAnIndexerRecorded(t *testing.T) {
 	ns := testutil.StartNATS(t, "")
 	photos := loadPhotos(t, "astronaut", "coffee", "chelsea")
-	indexer := openWindows(t, ns.ClientURL(), Config{PublishOnly: true})
+	indexer := openWindows(t, ns.ClientURL(), Config{NoTables: true})
 	server := openWindows(t, ns.ClientURL(), Config{SnapshotEvery: -1})
 	var changes []domain.Change
 	for i := range photos {
@@ -155,10 +156,19 @@ func TestServerFindsCropsAnIndexerRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	if indexer.Ready() || indexer.Len() != 0 {
-		t.Errorf("the publish-only process holds a copy: ready %v, %d images", indexer.Ready(), indexer.Len())
+		t.Errorf("the process without tables holds some: ready %v, %d images", indexer.Ready(), indexer.Len())
 	}
 	if _, err := indexer.Search(cropQuery(t, photos[0].img, 4), false); !errors.Is(err, ErrNotReady) {
-		t.Errorf("Search on the publish-only process: %v, want ErrNotReady", err)
+		t.Errorf("Search on the process without tables: %v, want ErrNotReady", err)
+	}
+	for _, p := range photos {
+		pk := domain.PrimaryKey(p.name, domain.ModalityImage)
+		if got, ok := indexer.Stored(pk); !ok || !slices.Equal(got, p.windows) {
+			t.Errorf("Stored(%s) on the indexer: %d bytes, %v; want its %d bytes", pk, len(got), ok, len(p.windows))
+		}
+	}
+	if _, ok := indexer.Stored("nothing:image"); ok {
+		t.Error("Stored of an unknown record found something")
 	}
 
 	direct := winindex.New(neardup.IndexOptions{})
